@@ -1,0 +1,153 @@
+"""``lightbulb`` command line: one sub-command per job, errors as messages, never tracebacks.
+
+Exit codes: 0 success, 1 the job ran and found a problem (schema drift, a
+storage failure), 2 the configuration or the command line is wrong.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+
+from server.config import DEFAULT_PATH, Config, ConfigError, load_config
+from server.schema import Target, apply_grants, apply_schema
+from server.schema_check import check_schema
+from server.storage import StorageError, open_storage
+from server.sync import sync_config_tables
+
+EXIT_OK, EXIT_PROBLEM, EXIT_USAGE = 0, 1, 2
+Command = Callable[[argparse.Namespace], int]
+
+
+def target_of(config: Config) -> Target:
+    ch = config.clickhouse
+    return Target(ch.database, ch.cluster, ch.retention_days)
+
+
+def cmd_config_check(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    enabled = sum(1 for s in config.services if s.enabled)
+    print(
+        f"{args.config}: OK: {len(config.services)} services ({enabled} enabled), "
+        f"{len(config.relations)} relations, {len(config.alert_rules)} alert rules, "
+        f"{len(config.channels)} channels; storage: "
+        + ("embedded chDB" if config.clickhouse.embedded else "ClickHouse cluster")
+    )
+    return EXIT_OK
+
+
+def cmd_bootstrap(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    target = target_of(config)
+    if args.grants:
+        grant_status = _grants(args, config, target)
+        if grant_status != EXIT_OK:
+            return grant_status
+    storage = open_storage(config.clickhouse)
+    try:
+        print(f"Using {storage.describe()}")
+        for statement, created in apply_schema(storage, target):
+            print(f"{'created' if created else 'found'} {statement.label}")
+        for result in sync_config_tables(storage, config, datetime.now(UTC)):
+            print(f"synced {result}")
+    finally:
+        storage.close()
+    print("Schema ready.")
+    return EXIT_OK
+
+
+def _grants(args: argparse.Namespace, config: Config, target: Target) -> int:
+    if config.clickhouse.embedded:
+        print(
+            "error: --grants needs a ClickHouse server (clickhouse.hosts); "
+            "the embedded database has no users",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    admin = config.clickhouse.model_copy(
+        update={"user": args.admin_user, "password": _admin_password()}
+    )
+    storage = open_storage(admin)
+    try:
+        for sql in apply_grants(
+            storage,
+            target,
+            config.clickhouse.user,
+            config.clickhouse.password.reveal(),
+            args.profile,
+        ):
+            print(f"applied {sql.split(' IDENTIFIED ')[0]}")
+    finally:
+        storage.close()
+    return EXIT_OK
+
+
+def _admin_password() -> object:
+    from server.secret import Secret
+
+    return Secret(os.environ.get("CLICKHOUSE_ADMIN_PASSWORD", ""))
+
+
+def cmd_validate_schema(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    target = target_of(config)
+    storage = open_storage(config.clickhouse)
+    try:
+        drift = check_schema(storage, target)
+    finally:
+        storage.close()
+    if drift.ok:
+        print(f"Schema of {target.database} matches sql/.")
+        return EXIT_OK
+    print(f"Schema of {target.database} differs from sql/:")
+    for problem in drift.problems:
+        print(f"  - {problem}")
+    print(f"{len(drift.problems)} differences; run `python bootstrap.py` to create missing objects.")
+    return EXIT_PROBLEM
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lightbulb", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, func: Command, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("--config", default=DEFAULT_PATH, help=f"YAML file (default {DEFAULT_PATH})")
+        p.set_defaults(func=func)
+        return p
+
+    config_parser = sub.add_parser("config", help="work with the configuration file")
+    config_sub = config_parser.add_subparsers(dest="config_command", required=True, metavar="ACTION")
+    check = config_sub.add_parser("check", help="validate the file and report every problem")
+    check.add_argument("--config", default=DEFAULT_PATH, help=f"YAML file (default {DEFAULT_PATH})")
+    check.set_defaults(func=cmd_config_check)
+
+    boot = add("bootstrap", cmd_bootstrap, "create the database, tables and views; sync config")
+    boot.add_argument("--grants", action="store_true", help="also create the user and grants")
+    boot.add_argument("--admin-user", default="default", help="admin user for --grants "
+                      "(password from CLICKHOUSE_ADMIN_PASSWORD)")
+    boot.add_argument("--profile", default=None, help="settings profile to give the user")
+    add("validate-schema", cmd_validate_schema, "compare the live database with sql/")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        status: int = args.func(args)
+    except ConfigError as exc:
+        print(exc.report(), file=sys.stderr)
+        return EXIT_USAGE
+    except StorageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_PROBLEM
+    except KeyboardInterrupt:
+        return 130
+    return status
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

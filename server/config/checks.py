@@ -1,0 +1,163 @@
+"""Checks that span sections: unique ids, references, dependency cycles, checker blocks.
+
+They run on an already-typed :class:`Config` so each check is a few lines; every
+problem is collected and none stops the others.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Callable
+
+from pydantic import ValidationError
+
+import checkers
+from server.config.errors import ConfigProblem
+from server.config.models import Config
+from server.config.pydantic_errors import translate
+from server.config.source import Path, Source
+from server.config.types import format_duration
+
+Report = Callable[[Path, str], None]
+
+
+def cross_check(config: Config, source: Source) -> list[ConfigProblem]:
+    problems: list[ConfigProblem] = []
+
+    def report(path: Path, message: str) -> None:
+        problems.append(ConfigProblem(source.filename, source.line_of(path), path, message))
+
+    _services(config, source, report, problems)
+    _relations(config, report)
+    _rules(config, report)
+    return problems
+
+
+def duplicate_service_ids(data: object, source: Source) -> list[ConfigProblem]:
+    """Checked on the raw list so it is reported even when other service keys are bad."""
+    services = data.get("services") if isinstance(data, dict) else None
+    first: dict[str, int] = {}
+    problems = []
+    for index, raw in enumerate(services if isinstance(services, list) else []):
+        sid = raw.get("id") if isinstance(raw, dict) else None
+        if not isinstance(sid, str):
+            continue
+        if sid not in first:
+            first[sid] = index
+            continue
+        path: Path = ("services", index, "id")
+        line = source.line_of(("services", first[sid]))
+        message = f'duplicate service id "{sid}" (first at line {line})'
+        problems.append(ConfigProblem(source.filename, source.line_of(path), path, message))
+    return problems
+
+
+def _services(
+    config: Config, source: Source, report: Report, problems: list[ConfigProblem]
+) -> None:
+    for index, service in enumerate(config.services):
+        path: Path = ("services", index)
+        if service.timeout > service.interval:
+            report(
+                (*path, "timeout"),
+                f"must not exceed interval ({format_duration(service.interval)}), "
+                f"got {format_duration(service.timeout)}",
+            )
+        for other in checkers.SERVICE_TYPES:
+            if other != service.type and getattr(service, other) is not None:
+                report(
+                    (*path, other),
+                    f'block "{other}" does not match type "{service.type}"; '
+                    f'rename it to "{service.type}" or change the type',
+                )
+        model = checkers.settings_model(service.type)
+        if model is not None:
+            try:
+                model.model_validate(service.block())
+            except ValidationError as exc:
+                problems.extend(translate(exc, source, model, (*path, service.type)))
+
+
+def _relations(config: Config, report: Report) -> None:
+    known = {s.id for s in config.services}
+    seen: set[str] = set()
+    edges: dict[str, list[str]] = {}
+    for index, relation in enumerate(config.relations):
+        path: Path = ("relations", index)
+        for end in ("source", "target"):
+            name = getattr(relation, end)
+            if name not in known:
+                report((*path, end), f'unknown service "{name}"; define it under services')
+        if relation.source == relation.target:
+            report((*path, "target"), "a service cannot relate to itself")
+        if relation.relation_id in seen:
+            report(path, f'duplicate relation "{relation.relation_id}"')
+        seen.add(relation.relation_id)
+        if relation.type == "depends_on":
+            edges.setdefault(relation.source, []).append(relation.target)
+    cycle = find_cycle(edges)
+    if cycle:
+        index = next(
+            i
+            for i, r in enumerate(config.relations)
+            if r.type == "depends_on" and (r.source, r.target) == (cycle[-2], cycle[-1])
+        )
+        report(("relations", index), "depends_on cycle: " + " -> ".join(cycle))
+
+
+def find_cycle(edges: dict[str, list[str]]) -> list[str]:
+    """One cycle in the graph as a closed walk ``[a, b, a]``, or ``[]``."""
+    state: dict[str, int] = {}  # 1 = on the stack, 2 = done
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str]:
+        state[node] = 1
+        stack.append(node)
+        for nxt in edges.get(node, []):
+            if state.get(nxt) == 1:
+                return [*stack[stack.index(nxt) :], nxt]
+            if nxt not in state:
+                found = visit(nxt)
+                if found:
+                    return found
+        stack.pop()
+        state[node] = 2
+        return []
+
+    for start in sorted(edges):
+        if start not in state:
+            found = visit(start)
+            if found:
+                return found
+    return []
+
+
+def _rules(config: Config, report: Report) -> None:
+    known = {s.id for s in config.services}
+    stacks = {s.stack for s in config.services}
+    seen: set[str] = set()
+    for index, rule in enumerate(config.alert_rules):
+        path: Path = ("alert_rules", index)
+        if rule.id in seen:
+            report((*path, "id"), f'duplicate rule id "{rule.id}"')
+        seen.add(rule.id)
+        if not selector_matches(rule.service, known, stacks):
+            report(
+                (*path, "service"),
+                f'unknown service "{rule.service}"; use a service id, '
+                '"stack:<name>" or a glob like "api-*" that matches one',
+            )
+        for position, channel in enumerate(rule.channels):
+            if channel not in config.channels:
+                report(
+                    (*path, "channels", position),
+                    f'unknown channel "{channel}"; define it under channels',
+                )
+
+
+def selector_matches(selector: str, service_ids: set[str], stacks: set[str]) -> bool:
+    if selector.startswith("stack:"):
+        return selector[len("stack:") :] in stacks
+    if any(ch in selector for ch in "*?["):
+        return any(fnmatch.fnmatchcase(s, selector) for s in service_ids)
+    return selector in service_ids

@@ -1,0 +1,35 @@
+"""Configuration problems, worded as the fix and located as ``file:line key.path``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ConfigProblem:
+    filename: str
+    line: int | None
+    path: tuple[str | int, ...]
+    message: str
+
+    def __str__(self) -> str:
+        from server.config.source import format_path
+
+        where = self.filename if self.line is None else f"{self.filename}:{self.line}"
+        key = format_path(self.path)
+        return f"{where} {key}: {self.message}" if key else f"{where}: {self.message}"
+
+
+class ConfigError(Exception):
+    """Every problem found in one configuration file; raised only after all were collected."""
+
+    def __init__(self, problems: list[ConfigProblem]) -> None:
+        self.problems = sorted(problems, key=lambda p: (p.line or 0, str(p)))
+        super().__init__(self.report())
+
+    def report(self) -> str:
+        count = len(self.problems)
+        noun = "problem" if count == 1 else "problems"
+        lines = [str(p) for p in self.problems]
+        lines.append(f"{count} {noun} found; nothing was started.")
+        return "\n".join(lines)

@@ -1,0 +1,152 @@
+"""The configuration file as typed models: one class per top-level section.
+
+Field defaults here are the documented defaults (README's config reference is
+checked against them by a test). Cross-references between sections are checked
+in :mod:`server.config.checks`, after every section has parsed.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, create_model
+
+from checkers import SERVICE_TYPES
+from server.config.source import Source
+from server.config.types import (
+    ByteSize,
+    Duration,
+    Flag,
+    HostPort,
+    Identifier,
+    SecretStr,
+    ServiceId,
+)
+from server.secret import Secret
+
+
+class Section(BaseModel):
+    """Unknown keys are errors: a typo must not silently fall back to a default."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class ClickHouseConfig(Section):
+    embedded_path: str = "var/lightbulb"
+    hosts: list[HostPort] = Field(default_factory=list)
+    database: Identifier = "monitor"
+    cluster: Identifier | None = None
+    user: str = "default"
+    password: SecretStr = Secret("")
+    secure: Flag = False
+    ca_cert: str | None = None
+    retention_days: int = Field(90, ge=1, le=36500)
+
+    @property
+    def embedded(self) -> bool:
+        return not self.hosts
+
+
+class _ServiceBase(Section):
+    id: ServiceId
+    label: str = ""
+    type: Literal[SERVICE_TYPES]  # type: ignore[valid-type]
+    stack: str = "default"
+    interval: Duration = timedelta(seconds=30)
+    timeout: Duration = timedelta(seconds=10)
+    enabled: Flag = True
+
+    @property
+    def display_label(self) -> str:
+        return self.label or self.id
+
+    def block(self) -> dict[str, Any]:
+        """The checker's own settings: the block named after this service's type."""
+        value = getattr(self, self.type)
+        return dict(value) if value else {}
+
+
+# One optional block per service type, so adding a type to the registry is enough.
+ServiceConfig = create_model(  # type: ignore[call-overload]
+    "ServiceConfig",
+    __base__=_ServiceBase,
+    **{name: (dict[str, Any] | None, None) for name in SERVICE_TYPES},
+)
+
+RelationType = Literal["depends_on", "related_to"]
+
+
+class RelationConfig(Section):
+    id: str = ""
+    source: ServiceId
+    target: ServiceId
+    type: RelationType = "depends_on"
+    enabled: Flag = True
+
+    @property
+    def relation_id(self) -> str:
+        return self.id or f"{self.source}->{self.target}:{self.type}"
+
+
+Severity = Literal["info", "warning", "critical"]
+
+
+class AlertRuleConfig(Section):
+    id: ServiceId
+    service: str
+    name: str = ""
+    condition: str
+    threshold: float = 0.0
+    for_: Duration = Field(timedelta(0), alias="for")
+    severity: Severity = "warning"
+    channels: list[str] = Field(default_factory=list)
+    repeat_interval: Duration = timedelta(hours=4)
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+    enabled: Flag = True
+
+
+ChannelType = Literal["webhook", "slack", "email", "pagerduty", "apprise"]
+
+
+class ChannelConfig(BaseModel):
+    """``type`` plus the channel's own settings, validated by its channel module."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    type: ChannelType
+
+
+class DashboardConfig(Section):
+    enabled: Flag = True
+    bind: str = "127.0.0.1"
+    port: int = Field(8080, ge=1, le=65535)
+
+
+class SchedulerConfig(Section):
+    max_workers: int = Field(32, ge=1, le=1024)
+    flush_interval: Duration = timedelta(seconds=1)
+    batch_rows: int = Field(1000, ge=1, le=1_000_000)
+    spool_dir: str = "var/spool"
+    spool_max_bytes: ByteSize = 256 * 2**20
+
+
+class Config(Section):
+    clickhouse: ClickHouseConfig = Field(default_factory=ClickHouseConfig)
+    services: list[ServiceConfig] = Field(default_factory=list)  # type: ignore[valid-type]
+    relations: list[RelationConfig] = Field(default_factory=list)
+    alert_rules: list[AlertRuleConfig] = Field(default_factory=list)
+    channels: dict[str, ChannelConfig] = Field(default_factory=dict)
+    dashboard: DashboardConfig = Field(default_factory=DashboardConfig)
+    scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
+
+    _source: Source | None = PrivateAttr(default=None)
+
+    def raw_block(self, index: int) -> dict[str, Any]:
+        """Service ``index``'s checker block as written, ``${VAR}`` unexpanded."""
+        service = self.services[index]
+        block = service.block()
+        if self._source is None:
+            return block
+        raw = self._source.raw(("services", index, service.type), block)
+        return dict(raw)

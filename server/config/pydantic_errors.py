@@ -1,0 +1,115 @@
+"""Turn pydantic's validation errors into Lightbulb's ``expected X, got Y`` problems."""
+
+from __future__ import annotations
+
+import difflib
+import json
+import types
+import typing
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from server.config.errors import ConfigProblem
+from server.config.source import Path, Source
+
+_EXPECTED = {
+    "int_type": "expected a whole number",
+    "int_parsing": "expected a whole number",
+    "int_from_float": "expected a whole number",
+    "float_type": "expected a number",
+    "float_parsing": "expected a number",
+    "bool_type": "expected true or false",
+    "bool_parsing": "expected true or false",
+    "string_type": "expected a string (quote it)",
+    "list_type": "expected a list",
+    "dict_type": "expected a mapping of keys to values",
+    "model_type": "expected a mapping of keys to values",
+    "model_attributes_type": "expected a mapping of keys to values",
+}
+
+
+def describe(value: Any) -> str:
+    """How a bad value is quoted back to the user."""
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    return json.dumps(value) if isinstance(value, int | float | bool) else repr(value)
+
+
+def translate(
+    exc: ValidationError, source: Source, model: type[BaseModel], prefix: Path = ()
+) -> list[ConfigProblem]:
+    problems = []
+    for error in exc.errors():
+        path: Path = (*prefix, *error["loc"])
+        message = _message(error, model, tuple(error["loc"]))
+        problems.append(ConfigProblem(source.filename, source.line_of(path), path, message))
+    return problems
+
+
+def _message(error: Any, model: type[BaseModel], loc: Path) -> str:
+    kind = error["type"]
+    ctx = error.get("ctx") or {}
+    got = f", got {describe(error.get('input'))}"
+    if kind == "missing":
+        return "is required"
+    if kind == "extra_forbidden":
+        allowed = _allowed_keys(model, loc[:-1])
+        key = str(loc[-1])
+        hint = difflib.get_close_matches(key, allowed, n=1)
+        if hint:
+            return f'unknown key; did you mean "{hint[0]}"?'
+        return "unknown key; expected one of: " + ", ".join(sorted(allowed))
+    if kind == "literal_error":
+        return f"expected one of {ctx.get('expected')}{got}"
+    if kind == "lightbulb":
+        return f"{error['msg']}{got}"
+    if kind in {"greater_than_equal", "greater_than", "less_than_equal", "less_than"}:
+        op = {"greater_than_equal": ">=", "greater_than": ">", "less_than_equal": "<=", "less_than": "<"}
+        bound = next(iter(ctx.values()))
+        return f"expected a number {op[kind]} {bound}{got}"
+    if kind in _EXPECTED:
+        return f"{_EXPECTED[kind]}{got}"
+    return f"{error['msg']}{got}"  # pragma: no cover - a pydantic error type we do not word yet
+
+
+def _allowed_keys(model: type[BaseModel], loc: Path) -> list[str]:
+    """Field names (with aliases) of the model that sits at ``loc`` below ``model``."""
+    current: Any = model
+    for part in loc:
+        current = _step(current, part)
+        if current is None:
+            return []
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return [f.alias or name for name, f in current.model_fields.items()]
+    return []
+
+
+def _unwrap(annotation: Any) -> Any:
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _unwrap(typing.get_args(annotation)[0])
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return _unwrap(args[0]) if len(args) == 1 else annotation
+    return annotation
+
+
+def _step(current: Any, part: str | int) -> Any:
+    current = _unwrap(current)
+    origin = typing.get_origin(current)
+    if isinstance(part, int) and origin is list:
+        return typing.get_args(current)[0]
+    if origin is dict:
+        return typing.get_args(current)[1]
+    if isinstance(current, type) and issubclass(current, BaseModel) and isinstance(part, str):
+        for name, field in current.model_fields.items():
+            if part in (name, field.alias):
+                return field.annotation
+    return None

@@ -1,0 +1,160 @@
+"""Render and apply the DDL in ``sql/``.
+
+One set of files serves both backends: Jinja fills in the database, the
+retention, ``ON CLUSTER <name>`` and the engine clause. For a cluster the
+engine becomes its ``Replicated*`` twin with ``{shard}``/``{replica}`` macros;
+nothing else in the text differs.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+
+from server.storage import Storage
+
+GRANTS_FILE = "grants.sql"
+_OBJECT = re.compile(
+    r"CREATE\s+(DATABASE|TABLE|MATERIALIZED\s+VIEW)\s+IF\s+NOT\s+EXISTS\s+([\w.]+)", re.I
+)
+
+
+def sql_dir() -> Path:
+    """``sql/`` beside the package in a checkout, or where the wheel installed it."""
+    here = Path(__file__).resolve().parents[1] / "sql"
+    if here.is_dir():
+        return here
+    return Path(sys.prefix) / "share" / "lightbulb" / "sql"  # pragma: no cover - wheel layout
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where and how to render: the database, the cluster (or None), retention."""
+
+    database: str
+    cluster: str | None = None
+    retention_days: int = 90
+
+
+@dataclass(frozen=True)
+class Statement:
+    file: str
+    sql: str
+    kind: str  # "database", "table" or "materialized view"
+    name: str  # unqualified object name
+
+    @property
+    def label(self) -> str:
+        return f"{self.kind} {self.name}"
+
+
+def _engine(target: Target, table: str, kind: str, *args: str) -> str:
+    if target.cluster is None:
+        return f"{kind}({', '.join(args)})" if args else kind
+    zk_path = f"'/clickhouse/tables/{{shard}}/{target.database}/{table}'"
+    replica = "'{replica}'"
+    return f"Replicated{kind}({', '.join([zk_path, replica, *args])})"
+
+
+def _environment() -> jinja2.Environment:
+    # SQL, not HTML: escaping is off; every value rendered is a validated identifier,
+    # an integer, or (in grants) a literal quoted by sql_string().
+    return jinja2.Environment(  # noqa: S701
+        loader=jinja2.FileSystemLoader(str(sql_dir())),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+    )
+
+
+def render_file(name: str, target: Target, **extra: object) -> list[str]:
+    template = _environment().get_template(name)
+    text = template.render(
+        db=target.database,
+        on_cluster=f"ON CLUSTER {target.cluster}" if target.cluster else "",
+        retention_days=target.retention_days,
+        engine=lambda table, kind, *args: _engine(target, table, kind, *args),
+        **extra,
+    )
+    return split_statements(text)
+
+
+def split_statements(text: str) -> list[str]:
+    """Statements end with ``;`` at the end of a line; comment-only chunks are dropped."""
+    out = []
+    for chunk in re.split(r";\s*$", text, flags=re.M):
+        code = "\n".join(
+            line for line in chunk.splitlines() if line.strip() and not line.strip().startswith("--")
+        )
+        if code.strip():
+            out.append(chunk.strip())
+    return out
+
+
+def schema_files() -> list[str]:
+    return sorted(p.name for p in sql_dir().glob("[0-9]*.sql"))
+
+
+def render_schema(target: Target) -> list[Statement]:
+    statements = []
+    for name in schema_files():
+        for sql in render_file(name, target):
+            match = _OBJECT.search(sql)
+            if not match:
+                raise ValueError(f"{name}: statement creates no named object: {sql[:60]}")
+            kind = " ".join(match.group(1).lower().split())
+            statements.append(Statement(name, sql, kind, match.group(2).rpartition(".")[2]))
+    return statements
+
+
+def existing_objects(storage: Storage, database: str) -> set[str]:
+    rows = storage.query(
+        "SELECT name FROM system.databases WHERE name = {db:String}", {"db": database}
+    )
+    if not rows:
+        return set()
+    tables = storage.query(
+        "SELECT name FROM system.tables WHERE database = {db:String}", {"db": database}
+    )
+    return {database} | {row["name"] for row in tables}
+
+
+def apply_schema(storage: Storage, target: Target) -> list[tuple[Statement, bool]]:
+    """Create what is missing; return each object with whether it was created now."""
+    before = existing_objects(storage, target.database)
+    results = []
+    for statement in render_schema(target):
+        storage.execute(statement.sql)
+        results.append((statement, statement.name not in before))
+    return results
+
+
+def sql_string(value: str) -> str:
+    """A ClickHouse string literal, for the one place a value cannot be a parameter."""
+    escaped = value.replace("\\", "\\\\").replace("'", "\\'")
+    return f"'{escaped}'"
+
+
+def apply_grants(
+    storage: Storage, target: Target, user: str, password: str, profile: str | None
+) -> list[str]:
+    """Create ``user`` with access to the database; run as an admin."""
+    statements = render_file(
+        GRANTS_FILE,
+        target,
+        user=_quoted_identifier(user),
+        password=sql_string(password),
+        profile=sql_string(profile) if profile else None,
+    )
+    for sql in statements:
+        storage.execute(sql)
+    return statements
+
+
+def _quoted_identifier(name: str) -> str:
+    if not re.match(r"^[A-Za-z_][A-Za-z0-9_.-]*$", name):
+        raise ValueError(f"invalid ClickHouse user name {name!r}")
+    return f"`{name}`"

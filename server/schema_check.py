@@ -1,0 +1,109 @@
+"""Compare the live database with what ``sql/`` would create.
+
+Rather than parse our own DDL, we let ClickHouse do it: the schema is rendered
+into a scratch database ``<db>_schema_check`` on the same server (plain
+engines, no ``ON CLUSTER``), and both are read back from ``system.tables`` and
+``system.columns``. Types therefore compare exactly as the server normalises
+them. The scratch database is dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from server.schema import Target, apply_schema
+from server.storage import Storage
+
+_TTL = re.compile(r"\bTTL\s+(.*?)(?:\s+SETTINGS\s|$)", re.S)
+
+
+@dataclass
+class TableShape:
+    engine: str
+    partition_key: str
+    sorting_key: str
+    ttl: str
+    columns: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Drift:
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def read_shapes(storage: Storage, database: str) -> dict[str, TableShape]:
+    tables = storage.query(
+        "SELECT name, engine, partition_key, sorting_key, engine_full "
+        "FROM system.tables WHERE database = {db:String} AND NOT startsWith(name, '.inner')",
+        {"db": database},
+    )
+    shapes = {}
+    for row in tables:
+        ttl = _TTL.search(row["engine_full"] or "")
+        shapes[row["name"]] = TableShape(
+            engine=row["engine"].removeprefix("Replicated"),
+            partition_key=row["partition_key"],
+            sorting_key=row["sorting_key"],
+            ttl=(ttl.group(1).strip() if ttl else "").replace(database + ".", ""),
+        )
+    for col in storage.query(
+        "SELECT table, name, type FROM system.columns WHERE database = {db:String} "
+        "ORDER BY table, position",
+        {"db": database},
+    ):
+        if col["table"] in shapes:
+            shapes[col["table"]].columns[col["name"]] = col["type"]
+    return shapes
+
+
+def expected_shapes(storage: Storage, target: Target) -> dict[str, TableShape]:
+    scratch = f"{target.database}_schema_check"
+    storage.execute(f"DROP DATABASE IF EXISTS {scratch}")
+    try:
+        apply_schema(storage, Target(scratch, None, target.retention_days))
+        shapes = read_shapes(storage, scratch)
+    finally:
+        storage.execute(f"DROP DATABASE IF EXISTS {scratch}")
+    for shape in shapes.values():
+        shape.ttl = shape.ttl.replace(scratch + ".", "")
+    return shapes
+
+
+def compare(expected: dict[str, TableShape], live: dict[str, TableShape], database: str) -> Drift:
+    drift = Drift()
+    report = drift.problems.append
+    for name in sorted(expected.keys() - live.keys()):
+        report(f"{database}.{name}: missing ({expected[name].engine})")
+    for name in sorted(live.keys() - expected.keys()):
+        report(f"{database}.{name}: extra {live[name].engine}, not defined in sql/")
+    for name in sorted(expected.keys() & live.keys()):
+        want, have = expected[name], live[name]
+        where = f"{database}.{name}"
+        if want.engine != have.engine:
+            report(f"{where}: engine is {have.engine}, expected {want.engine}")
+        for attr, label in (("partition_key", "partition key"), ("sorting_key", "sort key")):
+            if getattr(want, attr) != getattr(have, attr):
+                got = getattr(have, attr) or "none"
+                report(f"{where}: {label} is {got}, expected {getattr(want, attr)}")
+        if want.ttl and not have.ttl:
+            report(f"{where}: TTL missing, expected TTL {want.ttl}")
+        elif want.ttl != have.ttl:
+            report(f"{where}: TTL is {have.ttl or 'none'}, expected {want.ttl}")
+        for column, kind in want.columns.items():
+            if column not in have.columns:
+                report(f"{where}: missing column {column} ({kind})")
+            elif have.columns[column] != kind:
+                report(f"{where}: column {column} has type {have.columns[column]}, expected {kind}")
+        for column in have.columns.keys() - want.columns.keys():
+            report(f"{where}: extra column {column} ({have.columns[column]})")
+    return drift
+
+
+def check_schema(storage: Storage, target: Target) -> Drift:
+    live = read_shapes(storage, target.database)
+    return compare(expected_shapes(storage, target), live, target.database)

@@ -1,0 +1,149 @@
+"""Cluster backend: clickhouse-driver over the native protocol, with host failover.
+
+The driver tries ``hosts`` in order on connect (``alt_hosts``) and reconnects
+on the next call after a dropped connection; we retry a call once so a server
+restart costs one slow call instead of one error.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from clickhouse_driver import Client, errors
+
+from server.config.models import ClickHouseConfig
+from server.config.types import split_host_port
+from server.storage.base import (
+    Params,
+    Row,
+    StorageError,
+    StorageUnavailable,
+    check_name,
+    first_line,
+)
+
+# ClickHouse's own placeholder ``{name:Type}``; the driver wants ``%(name)s``.
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*):[^{}]+\}")
+# WRONG_PASSWORD, UNKNOWN_USER (old servers), AUTHENTICATION_FAILED (20.x+)
+_AUTH_CODES = {192, 193, 516}
+_NETWORK_ERRORS = (errors.NetworkError, errors.SocketTimeoutError, EOFError, OSError)
+
+
+def to_driver_params(sql: str) -> str:
+    """Rewrite placeholders for the driver, which then escapes each value itself."""
+    return _PLACEHOLDER.sub(lambda m: f"%({m.group(1)})s", sql.replace("%", "%%"))
+
+
+class ClusterStorage:
+    kind = "cluster"
+
+    def __init__(
+        self,
+        config: ClickHouseConfig,
+        *,
+        connect_timeout: float = 5,
+        send_receive_timeout: float = 60,
+    ) -> None:
+        if not config.hosts:
+            raise StorageError("clickhouse.hosts is empty; the cluster backend needs a host")
+        self.database = check_name(config.database)
+        self.cluster = config.cluster
+        self.user = config.user
+        self.hosts = list(config.hosts)
+        host, port = split_host_port(self.hosts[0])
+        self._client = Client(
+            host=host,
+            port=port,
+            alt_hosts=",".join(self.hosts[1:]) or None,
+            user=config.user,
+            password=config.password.reveal(),
+            database="default",  # ours may not exist yet; every statement names it
+            secure=config.secure,
+            verify=config.secure,
+            ca_certs=config.ca_cert,
+            compression="lz4",
+            connect_timeout=connect_timeout,
+            send_receive_timeout=send_receive_timeout,
+            settings={"max_block_size": 100_000},
+        )
+
+    def describe(self) -> str:
+        return f"ClickHouse at {', '.join(self.hosts)} (database {self.database})"
+
+    def execute(self, sql: str, params: Params | None = None) -> None:
+        self._call(sql, params)
+
+    def query(self, sql: str, params: Params | None = None) -> list[Row]:
+        rows, columns = self._call(sql, params, with_column_types=True)
+        names = [name for name, _ in columns]
+        return [{n: _normalise(v) for n, v in zip(names, row, strict=True)} for row in rows]
+
+    def insert(
+        self,
+        table: str,
+        columns: Sequence[str],
+        rows: Sequence[Sequence[Any]],
+        *,
+        dedup_token: str | None = None,
+    ) -> int:
+        if not rows:
+            return 0
+        cols = ", ".join(check_name(c) for c in columns)
+        sql = f"INSERT INTO {self.database}.{check_name(table)} ({cols}) VALUES"
+        settings = (
+            {
+                "insert_deduplication_token": dedup_token,
+                "deduplicate_blocks_in_dependent_materialized_views": 1,
+            }
+            if dedup_token
+            else None
+        )
+        self._call(sql, list(rows), settings=settings, insert=True)
+        return len(rows)
+
+    def close(self) -> None:
+        self._client.disconnect()
+
+    def _call(
+        self,
+        sql: str,
+        params: Any,
+        *,
+        with_column_types: bool = False,
+        settings: dict[str, Any] | None = None,
+        insert: bool = False,
+    ) -> Any:
+        text = sql if insert or not params else to_driver_params(sql)
+        args = params if insert else (dict(params) if params else None)
+        for attempt in (1, 2):
+            try:
+                return self._client.execute(
+                    text, args, with_column_types=with_column_types, settings=settings
+                )
+            except errors.ServerException as exc:
+                if exc.code in _AUTH_CODES:
+                    raise StorageError(
+                        f"{self.describe()} refused user {self.user!r}: authentication failed; "
+                        "check clickhouse.user and clickhouse.password "
+                        "(or CLICKHOUSE_USER / CLICKHOUSE_PASSWORD)"
+                    ) from None
+                raise StorageError(first_line(exc)) from None
+            except _NETWORK_ERRORS as exc:
+                self._client.disconnect()
+                if attempt == 2:
+                    raise StorageUnavailable(
+                        f"{self.describe()} is unreachable: {first_line(exc)}"
+                    ) from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _normalise(value: Any) -> Any:
+    """Naive datetimes from the driver are in the server's zone; ours is UTC."""
+    if isinstance(value, datetime) and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    if isinstance(value, datetime):
+        return value.astimezone(UTC)
+    return value

@@ -1,0 +1,141 @@
+"""Embedded backend: chDB (the ClickHouse engine in-process) on a local directory.
+
+chDB allows one data directory per process and its files must not be shared
+between processes, so we take an exclusive ``flock`` on ``lightbulb.lock`` in
+the directory first. A second process gets a :class:`StorageLocked` naming the
+holder instead of corrupting the store.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import re
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import IO, Any
+
+from server.storage.base import (
+    Params,
+    Row,
+    StorageError,
+    StorageLocked,
+    check_name,
+    first_line,
+)
+from server.storage.values import from_json, json_each_row
+
+_TOKEN = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+LOCK_NAME = "lightbulb.lock"
+
+
+class EmbeddedStorage:
+    kind = "embedded"
+
+    def __init__(self, path: str | os.PathLike[str], database: str) -> None:
+        from chdb import session
+
+        self.path = Path(path).resolve()
+        self.database = check_name(database)
+        self.path.mkdir(parents=True, exist_ok=True)
+        self._lock_file = _acquire_lock(self.path)
+        try:
+            self._session = session.Session(str(self.path))
+        except Exception as exc:
+            self._release()
+            raise StorageLocked(
+                f"cannot open the embedded database at {self.path}: {first_line(exc)} "
+                "(one process can open only one embedded database)"
+            ) from None
+        # chDB sessions are not safe for concurrent use; checks, writer and dashboard share one.
+        self._mutex = threading.Lock()
+
+    def describe(self) -> str:
+        return f"embedded chDB at {self.path} (database {self.database})"
+
+    def execute(self, sql: str, params: Params | None = None) -> None:
+        self._run(sql, "CSV", params)
+
+    def query(self, sql: str, params: Params | None = None) -> list[Row]:
+        text = self._run(sql, "JSONCompact", params)
+        if not text.strip():
+            return []
+        doc = json.loads(text)
+        meta = [(col["name"], col["type"]) for col in doc["meta"]]
+        return [
+            {name: from_json(value, kind) for (name, kind), value in zip(meta, row, strict=True)}
+            for row in doc["data"]
+        ]
+
+    def insert(
+        self,
+        table: str,
+        columns: Sequence[str],
+        rows: Sequence[Sequence[Any]],
+        *,
+        dedup_token: str | None = None,
+    ) -> int:
+        if not rows:
+            return 0
+        cols = ", ".join(check_name(c) for c in columns)
+        sql = f"INSERT INTO {self.database}.{check_name(table)} ({cols})"
+        if dedup_token is not None:
+            if not _TOKEN.match(dedup_token):
+                raise StorageError(f"invalid deduplication token {dedup_token!r}")
+            sql += (
+                f" SETTINGS insert_deduplication_token = '{dedup_token}',"
+                " deduplicate_blocks_in_dependent_materialized_views = 1"
+            )
+        payload = json_each_row(columns, rows)
+        with self._mutex:
+            try:
+                with self._session.send_insert(sql, "JSONEachRow") as inserter:
+                    inserter.append(payload)
+                    inserter.finish()
+            except Exception as exc:
+                raise StorageError(f"insert into {table} failed: {first_line(exc)}") from None
+        return len(rows)
+
+    def close(self) -> None:
+        with self._mutex:
+            try:
+                self._session.close()
+            finally:
+                self._release()
+
+    def _run(self, sql: str, fmt: str, params: Params | None) -> str:
+        with self._mutex:
+            try:
+                result = self._session.query(sql, fmt, params=dict(params) if params else None)
+            except Exception as exc:
+                raise StorageError(first_line(exc)) from None
+        return str(result.bytes().decode("utf-8")) if result is not None else ""
+
+    def _release(self) -> None:
+        if self._lock_file is not None:
+            fcntl.flock(self._lock_file, fcntl.LOCK_UN)
+            self._lock_file.close()
+            self._lock_file = None
+
+
+def _acquire_lock(path: Path) -> IO[str]:
+    lock_path = path / LOCK_NAME
+    handle = open(lock_path, "a+", encoding="utf-8")  # noqa: SIM115 - held for the storage's life
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise StorageLocked(
+            f"the embedded database at {path} is in use by {holder}; "
+            "stop that process, or set clickhouse.embedded_path to another directory"
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"process {os.getpid()} ({' '.join(sys.argv)[:200]})")
+    handle.flush()
+    return handle

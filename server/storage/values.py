@@ -1,0 +1,77 @@
+"""Conversions between Python values and ClickHouse's text formats.
+
+chDB speaks text formats (we read ``JSONCompact`` and write ``JSONEachRow``);
+these helpers make its rows look like clickhouse-driver's, so callers never
+know which backend answered.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import UTC, date, datetime
+from typing import Any
+
+def base_type(ch_type: str) -> str:
+    """``LowCardinality(Nullable(String))`` -> ``String``."""
+    previous = None
+    while previous != ch_type:
+        previous = ch_type
+        for wrapper in ("Nullable(", "LowCardinality("):
+            if ch_type.startswith(wrapper) and ch_type.endswith(")"):
+                ch_type = ch_type[len(wrapper) : -1]
+    return ch_type
+
+
+def from_json(value: Any, ch_type: str) -> Any:
+    """One JSONCompact cell -> the Python value clickhouse-driver would return."""
+    if value is None:
+        return None
+    kind = base_type(ch_type)
+    if kind.startswith("DateTime"):
+        return parse_datetime(value)
+    if kind == "Date" or kind == "Date32":
+        return date.fromisoformat(value)
+    if kind.startswith(("Int", "UInt")):
+        return int(value)
+    if kind.startswith(("Float", "Decimal")):
+        return float(value)
+    if kind.startswith("Array(") and isinstance(value, list):
+        inner = kind[len("Array(") : -1]
+        return [from_json(v, inner) for v in value]
+    return value
+
+
+def parse_datetime(text: str) -> datetime:
+    """Our DateTime columns are all declared in UTC; their text has no offset."""
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+def format_datetime(value: datetime) -> str:
+    """Aware or naive-UTC datetime -> ``YYYY-MM-DD HH:MM:SS.ffffff`` in UTC."""
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC)
+    return value.strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def to_json(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return format_datetime(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {str(k): to_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_json(v) for v in value]
+    return value
+
+
+def json_each_row(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """Rows as ``JSONEachRow`` text: data travels as data, never as SQL."""
+    lines = []
+    for row in rows:
+        if len(row) != len(columns):
+            raise ValueError(f"row has {len(row)} values for {len(columns)} columns")
+        record = {col: to_json(val) for col, val in zip(columns, row, strict=True)}
+        lines.append(json.dumps(record, ensure_ascii=False, separators=(",", ":")))
+    return "\n".join(lines) + "\n"
