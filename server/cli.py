@@ -105,7 +105,9 @@ def cmd_validate_schema(args: argparse.Namespace) -> int:
     print(f"Schema of {target.database} differs from sql/:")
     for problem in drift.problems:
         print(f"  - {problem}")
-    print(f"{len(drift.problems)} differences; run `python bootstrap.py` to create missing objects.")
+    print(
+        f"{len(drift.problems)} differences; run `python bootstrap.py` to create missing objects."
+    )
     return EXIT_PROBLEM
 
 
@@ -120,15 +122,20 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     config_parser = sub.add_parser("config", help="work with the configuration file")
-    config_sub = config_parser.add_subparsers(dest="config_command", required=True, metavar="ACTION")
+    config_sub = config_parser.add_subparsers(
+        dest="config_command", required=True, metavar="ACTION"
+    )
     check = config_sub.add_parser("check", help="validate the file and report every problem")
     check.add_argument("--config", default=DEFAULT_PATH, help=f"YAML file (default {DEFAULT_PATH})")
     check.set_defaults(func=cmd_config_check)
 
     boot = add("bootstrap", cmd_bootstrap, "create the database, tables and views; sync config")
     boot.add_argument("--grants", action="store_true", help="also create the user and grants")
-    boot.add_argument("--admin-user", default="default", help="admin user for --grants "
-                      "(password from CLICKHOUSE_ADMIN_PASSWORD)")
+    boot.add_argument(
+        "--admin-user",
+        default="default",
+        help="admin user for --grants (password from CLICKHOUSE_ADMIN_PASSWORD)",
+    )
     boot.add_argument("--profile", default=None, help="settings profile to give the user")
     add("validate-schema", cmd_validate_schema, "compare the live database with sql/")
     return parser

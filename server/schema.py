@@ -87,7 +87,9 @@ def split_statements(text: str) -> list[str]:
     out = []
     for chunk in re.split(r";\s*$", text, flags=re.M):
         code = "\n".join(
-            line for line in chunk.splitlines() if line.strip() and not line.strip().startswith("--")
+            line
+            for line in chunk.splitlines()
+            if line.strip() and not line.strip().startswith("--")
         )
         if code.strip():
             out.append(chunk.strip())

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic_core import PydanticCustomError
+
 
 class Secret:
     __slots__ = ("_value",)
@@ -42,6 +44,4 @@ def to_secret(value: Any) -> Secret:
         return Secret("")
     if isinstance(value, str | int):
         return Secret(str(value))
-    from pydantic_core import PydanticCustomError
-
     raise PydanticCustomError("lightbulb", "expected a string (use ${ENV_VAR} for secrets)")

@@ -68,9 +68,7 @@ def _service_rows(config: Config) -> list[tuple[Any, ...]]:
 
 
 def _relation_rows(config: Config) -> list[tuple[Any, ...]]:
-    return [
-        (r.relation_id, r.source, r.target, r.type, int(r.enabled)) for r in config.relations
-    ]
+    return [(r.relation_id, r.source, r.target, r.type, int(r.enabled)) for r in config.relations]
 
 
 def _rule_rows(config: Config) -> list[tuple[Any, ...]]:

@@ -76,7 +76,9 @@ def parse_config(text: str, filename: str, environ: Mapping[str, str] | None = N
     return config
 
 
-def _cross_check_partial(data: dict[str, Any], source: Source, problems: list[ConfigProblem]) -> None:
+def _cross_check_partial(
+    data: dict[str, Any], source: Source, problems: list[ConfigProblem]
+) -> None:
     """Cross-section checks still run when some section failed to parse.
 
     Sections that parse on their own are checked together, so a bad duration in
@@ -102,38 +104,42 @@ def _cross_check_partial(data: dict[str, Any], source: Source, problems: list[Co
 
 def _apply_env_overrides(data: dict[str, Any], env: Mapping[str, str]) -> list[ConfigProblem]:
     """``CLICKHOUSE_*`` variables win over the file, as twelve-factor deployments expect."""
-    problems: list[ConfigProblem] = []
-    section = data.get("clickhouse")
-    if section is None:
-        section = {}
+    section = data.get("clickhouse") or {}
     if not isinstance(section, dict):
-        return problems  # the model reports the wrong type with its line
-    overrides = {key: env[var] for var, key in CLICKHOUSE_ENV.items() if var in env}
-    host, port = env.get("CLICKHOUSE_HOST"), env.get("CLICKHOUSE_PORT")
-    if host or port:
-        secure = str(overrides.get("secure", section.get("secure", False))).lower()
-        default_port = "9440" if secure in {"true", "1", "yes", "on"} else "9000"
-        if host:
-            names = [h.strip() for h in host.split(",") if h.strip()]
-            hosts = [h if ":" in h.strip("[]") and not port else f"{h}:{port or default_port}" for h in names]
-        else:
-            hosts = [f"{h.rpartition(':')[0]}:{port}" for h in section.get("hosts") or []] or [
-                f"localhost:{port}"
-            ]
-        for value in hosts:
-            try:
-                check_host_port(value)
-            except Exception:  # noqa: BLE001 - the validator's own message is reworded here
-                problems.append(
-                    ConfigProblem(
-                        "environment",
-                        None,
-                        ("CLICKHOUSE_HOST/CLICKHOUSE_PORT",),
-                        f'expected a host name and a port number, got "{value}"',
-                    )
-                )
-                return problems
+        return []  # the model reports the wrong type with its line
+    overrides: dict[str, Any] = {
+        var_key: env[var] for var, var_key in CLICKHOUSE_ENV.items() if var in env
+    }
+    hosts = _env_hosts(section, overrides, env)
+    for value in hosts or []:
+        try:
+            check_host_port(value)
+        except ValueError:
+            message = f'expected a host name and a port number, got "{value}"'
+            where = ("CLICKHOUSE_HOST/CLICKHOUSE_PORT",)
+            return [ConfigProblem("environment", None, where, message)]
+    if hosts is not None:
         overrides["hosts"] = hosts
     if overrides:
         data["clickhouse"] = {**section, **overrides}
-    return problems
+    return []
+
+
+def _env_hosts(
+    section: dict[str, Any], overrides: dict[str, Any], env: Mapping[str, str]
+) -> list[str] | None:
+    """Hosts from CLICKHOUSE_HOST (comma-separated) and/or CLICKHOUSE_PORT, or None if unset."""
+    host, port = env.get("CLICKHOUSE_HOST"), env.get("CLICKHOUSE_PORT")
+    if not host and not port:
+        return None
+    secure = str(overrides.get("secure", section.get("secure", False))).lower()
+    default_port = "9440" if secure in {"true", "1", "yes", "on"} else "9000"
+    if host:
+        names = [h.strip() for h in host.split(",") if h.strip()]
+        return [h if _has_port(h) and not port else f"{h}:{port or default_port}" for h in names]
+    file_hosts = [str(h).rpartition(":")[0] for h in section.get("hosts") or []]
+    return [f"{h}:{port}" for h in file_hosts or ["localhost"]]
+
+
+def _has_port(host: str) -> bool:
+    return ":" in host.rpartition("]")[2]

@@ -93,7 +93,7 @@ def _relations(config: Config, report: Report) -> None:
         if relation.relation_id in seen:
             report(path, f'duplicate relation "{relation.relation_id}"')
         seen.add(relation.relation_id)
-        if relation.type == "depends_on":
+        if relation.type == "depends_on" and relation.source != relation.target:
             edges.setdefault(relation.source, []).append(relation.target)
     cycle = find_cycle(edges)
     if cycle:

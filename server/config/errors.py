@@ -5,6 +5,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
+def format_path(path: tuple[str | int, ...]) -> str:
+    """``("services", 2, "interval")`` -> ``services[2].interval``."""
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
 @dataclass(frozen=True)
 class ConfigProblem:
     filename: str
@@ -13,8 +24,6 @@ class ConfigProblem:
     message: str
 
     def __str__(self) -> str:
-        from server.config.source import format_path
-
         where = self.filename if self.line is None else f"{self.filename}:{self.line}"
         key = format_path(self.path)
         return f"{where} {key}: {self.message}" if key else f"{where}: {self.message}"

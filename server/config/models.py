@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, create_model
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from checkers import SERVICE_TYPES
 from server.config.source import Source
@@ -48,7 +48,7 @@ class ClickHouseConfig(Section):
         return not self.hosts
 
 
-class _ServiceBase(Section):
+class ServiceConfig(Section):
     id: ServiceId
     label: str = ""
     type: Literal[SERVICE_TYPES]  # type: ignore[valid-type]
@@ -56,6 +56,14 @@ class _ServiceBase(Section):
     interval: Duration = timedelta(seconds=30)
     timeout: Duration = timedelta(seconds=10)
     enabled: Flag = True
+    # One optional block per entry of checkers.SERVICE_TYPES (a test keeps them in step);
+    # each is validated by its checker's Settings model in server.config.checks.
+    python_process: dict[str, Any] | None = None
+    temporal_workflow: dict[str, Any] | None = None
+    http: dict[str, Any] | None = None
+    tcp: dict[str, Any] | None = None
+    host: dict[str, Any] | None = None
+    command: dict[str, Any] | None = None
 
     @property
     def display_label(self) -> str:
@@ -63,16 +71,9 @@ class _ServiceBase(Section):
 
     def block(self) -> dict[str, Any]:
         """The checker's own settings: the block named after this service's type."""
-        value = getattr(self, self.type)
+        value: dict[str, Any] | None = getattr(self, self.type)
         return dict(value) if value else {}
 
-
-# One optional block per service type, so adding a type to the registry is enough.
-ServiceConfig = create_model(  # type: ignore[call-overload]
-    "ServiceConfig",
-    __base__=_ServiceBase,
-    **{name: (dict[str, Any] | None, None) for name in SERVICE_TYPES},
-)
 
 RelationType = Literal["depends_on", "related_to"]
 
@@ -133,7 +134,7 @@ class SchedulerConfig(Section):
 
 class Config(Section):
     clickhouse: ClickHouseConfig = Field(default_factory=ClickHouseConfig)
-    services: list[ServiceConfig] = Field(default_factory=list)  # type: ignore[valid-type]
+    services: list[ServiceConfig] = Field(default_factory=list)
     relations: list[RelationConfig] = Field(default_factory=list)
     alert_rules: list[AlertRuleConfig] = Field(default_factory=list)
     channels: dict[str, ChannelConfig] = Field(default_factory=dict)

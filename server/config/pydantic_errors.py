@@ -71,7 +71,12 @@ def _message(error: Any, model: type[BaseModel], loc: Path) -> str:
     if kind == "lightbulb":
         return f"{error['msg']}{got}"
     if kind in {"greater_than_equal", "greater_than", "less_than_equal", "less_than"}:
-        op = {"greater_than_equal": ">=", "greater_than": ">", "less_than_equal": "<=", "less_than": "<"}
+        op = {
+            "greater_than_equal": ">=",
+            "greater_than": ">",
+            "less_than_equal": "<=",
+            "less_than": "<",
+        }
         bound = next(iter(ctx.values()))
         return f"expected a number {op[kind]} {bound}{got}"
     if kind in _EXPECTED:

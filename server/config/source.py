@@ -54,17 +54,6 @@ class Source:
         return value
 
 
-def format_path(path: Path) -> str:
-    """``("services", 2, "interval")`` -> ``services[2].interval``."""
-    out = ""
-    for part in path:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += f".{part}" if out else str(part)
-    return out
-
-
 def load_source(
     text: str, filename: str, environ: Mapping[str, str] | None = None
 ) -> tuple[Source, list[ConfigProblem]]:
@@ -154,8 +143,7 @@ class _Walker:
                 return default
             self.problem(
                 path,
-                f"environment variable {name} is not set "
-                f'(set it, or write "${{{name}:-default}}")',
+                f'environment variable {name} is not set (set it, or write "${{{name}:-default}}")',
             )
             return ""
 

@@ -93,7 +93,7 @@ def check_identifier(value: Any) -> str:
     """Database and cluster names go into DDL text, so only plain identifiers pass."""
     if not isinstance(value, str) or not _IDENT_RE.match(value):
         raise _fail("expected a name of letters, digits and _ not starting with a digit")
-    return value
+    return str(value)
 
 
 SERVICE_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
@@ -115,7 +115,7 @@ def check_host_port(value: Any) -> str:
     match = _HOST_RE.match(value) if isinstance(value, str) else None
     if not match or not 0 < int(match.group(2)) < 65536:
         raise _fail('expected "host:port" like "ch1.example.com:9000"')
-    return value
+    return match.group(0)
 
 
 def split_host_port(value: str) -> tuple[str, int]:
@@ -134,9 +134,7 @@ def _strict_bool(value: Any) -> bool:
     raise _fail("expected true or false")
 
 
-Duration = Annotated[
-    timedelta, BeforeValidator(parse_duration), PlainSerializer(format_duration)
-]
+Duration = Annotated[timedelta, BeforeValidator(parse_duration), PlainSerializer(format_duration)]
 ByteSize = Annotated[int, BeforeValidator(parse_size)]
 Identifier = Annotated[str, BeforeValidator(check_identifier)]
 ServiceId = Annotated[str, BeforeValidator(check_service_id)]

@@ -41,9 +41,9 @@ class EmbeddedStorage:
         self.path = Path(path).resolve()
         self.database = check_name(database)
         self.path.mkdir(parents=True, exist_ok=True)
-        self._lock_file = _acquire_lock(self.path)
+        self._lock_file: IO[str] | None = _acquire_lock(self.path)
         try:
-            self._session = session.Session(str(self.path))
+            self._session = session.Session(str(self.path))  # type: ignore[no-untyped-call]
         except Exception as exc:
             self._release()
             raise StorageLocked(
@@ -102,14 +102,16 @@ class EmbeddedStorage:
     def close(self) -> None:
         with self._mutex:
             try:
-                self._session.close()
+                self._session.close()  # type: ignore[no-untyped-call]
             finally:
                 self._release()
 
     def _run(self, sql: str, fmt: str, params: Params | None) -> str:
         with self._mutex:
             try:
-                result = self._session.query(sql, fmt, params=dict(params) if params else None)
+                result = self._session.query(  # type: ignore[no-untyped-call]
+                    sql, fmt, params=dict(params) if params else None
+                )
             except Exception as exc:
                 raise StorageError(first_line(exc)) from None
         return str(result.bytes().decode("utf-8")) if result is not None else ""

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from typing import Any
 
+
 def base_type(ch_type: str) -> str:
     """``LowCardinality(Nullable(String))`` -> ``String``."""
     previous = None
@@ -30,7 +31,7 @@ def from_json(value: Any, ch_type: str) -> Any:
     kind = base_type(ch_type)
     if kind.startswith("DateTime"):
         return parse_datetime(value)
-    if kind == "Date" or kind == "Date32":
+    if kind in {"Date", "Date32"}:
         return date.fromisoformat(value)
     if kind.startswith(("Int", "UInt")):
         return int(value)

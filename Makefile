@@ -1,0 +1,35 @@
+# Lightbulb developer entry points. Every target sets up what it needs.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+STAMP   = $(VENV)/.installed
+
+.PHONY: demo test lint bench system-deps clean
+
+$(STAMP): setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test,dev]'
+	touch $@
+
+# Debian packages the tests start for real (clickhouse-server for the cluster backend).
+system-deps:
+	@command -v clickhouse-server >/dev/null 2>&1 || test -x /usr/sbin/clickhouse-server || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y clickhouse-server; }
+
+# The main job on the embedded default: create the schema for the demo config.
+demo: $(STAMP)
+	$(BIN)/python bootstrap.py --config examples/demo.yaml
+	$(BIN)/python validate_schema.py --config examples/demo.yaml
+
+test: $(STAMP) system-deps
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache *.egg-info

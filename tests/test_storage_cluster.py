@@ -1,0 +1,138 @@
+"""The clickhouse-driver backend against a real clickhouse-server process.
+
+Debian ships ClickHouse 18.16, which predates Map, DateTime64 and
+LowCardinality, so these tests cover the wire: connect, parameterised queries,
+inserts of the types that server has, failover, auth errors and reconnects.
+Set ``CLICKHOUSE_TEST_HOST`` (host:port of a modern server, optionally with
+``CLICKHOUSE_TEST_USER``/``_PASSWORD``/``_CLUSTER``) to run the whole schema
+suite against it as well.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime
+
+import pytest
+
+from server.config.models import ClickHouseConfig
+from server.schema import Target, apply_schema
+from server.schema_check import check_schema
+from server.storage import StorageError, StorageUnavailable
+from server.storage.cluster import ClusterStorage, to_driver_params
+from tests.conftest import ClickHouseServer, free_port
+
+pytestmark = pytest.mark.clickhouse_server
+T0 = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def cluster(clickhouse_server: ClickHouseServer) -> ClusterStorage:
+    storage = ClusterStorage(clickhouse_server.config(), connect_timeout=2)
+    storage.execute("CREATE DATABASE IF NOT EXISTS monitor")
+    storage.execute("DROP TABLE IF EXISTS monitor.wire")
+    storage.execute(
+        "CREATE TABLE monitor.wire (service_id String, ts DateTime, code UInt8, "
+        "rt Nullable(UInt32), cpu Float32, value Float64, tags Array(String)) "
+        "ENGINE = MergeTree PARTITION BY toYYYYMM(ts) ORDER BY (service_id, ts)"
+    )
+    return storage
+
+
+COLUMNS = ["service_id", "ts", "code", "rt", "cpu", "value", "tags"]
+
+
+def test_insert_and_select_round_trip_types(cluster: ClusterStorage) -> None:
+    rows = [
+        ("api", T0, 0, 120, 1.5, 0.25, ["a", "b"]),
+        ("db", T0, 2, None, 0.0, -1.0, []),
+    ]
+    assert cluster.insert("wire", COLUMNS, rows) == 2
+    got = cluster.query("SELECT * FROM monitor.wire ORDER BY service_id")
+    assert [tuple(r.values()) for r in got] == rows
+
+
+def test_parameters_are_escaped_by_the_driver(cluster: ClusterStorage) -> None:
+    evil = "x' OR 1=1 --"
+    cluster.insert(
+        "wire", COLUMNS, [(evil, T0, 1, 5, 0.0, 0.0, []), ("ok", T0, 0, 5, 0.0, 0.0, [])]
+    )
+    rows = cluster.query(
+        "SELECT service_id FROM monitor.wire WHERE service_id = {id:String} AND code < {c:UInt8}",
+        {"id": evil, "c": 5},
+    )
+    assert rows == [{"service_id": evil}]
+
+
+def test_placeholder_translation_keeps_percent_literal() -> None:
+    assert to_driver_params("SELECT '%' WHERE a = {a:String}") == "SELECT '%%' WHERE a = %(a)s"
+
+
+def test_failover_to_second_host_when_first_is_down(clickhouse_server: ClickHouseServer) -> None:
+    dead = f"127.0.0.1:{free_port()}"
+    storage = ClusterStorage(
+        clickhouse_server.config(hosts=[dead, clickhouse_server.address]), connect_timeout=1
+    )
+    assert storage.query("SELECT 1 AS one") == [{"one": 1}]
+
+
+def test_wrong_password_is_a_clear_error(clickhouse_server: ClickHouseServer) -> None:
+    storage = ClusterStorage(clickhouse_server.config(password="wrong-password"))
+    with pytest.raises(StorageError) as caught:
+        storage.query("SELECT 1")
+    message = str(caught.value)
+    assert message == (
+        f"ClickHouse at {clickhouse_server.address} (database monitor) refused user 'lb': "
+        "authentication failed; check clickhouse.user and clickhouse.password "
+        "(or CLICKHOUSE_USER / CLICKHOUSE_PASSWORD)"
+    )
+    assert "wrong-password" not in message
+
+
+def test_all_hosts_down_is_storage_unavailable() -> None:
+    config = ClickHouseConfig.model_validate({"hosts": [f"127.0.0.1:{free_port()}"]})
+    with pytest.raises(StorageUnavailable, match="is unreachable"):
+        ClusterStorage(config, connect_timeout=1).query("SELECT 1")
+
+
+def test_reconnects_after_server_restart(clickhouse_server: ClickHouseServer) -> None:
+    storage = ClusterStorage(clickhouse_server.config(), connect_timeout=2)
+    assert storage.query("SELECT 1 AS one") == [{"one": 1}]
+    clickhouse_server.stop()
+    with pytest.raises(StorageUnavailable):
+        storage.query("SELECT 1")
+    clickhouse_server.start()
+    assert storage.query("SELECT 2 AS two") == [{"two": 2}]
+
+
+# --- The full schema suite on a modern server, when one is given -----------------
+
+MODERN = os.environ.get("CLICKHOUSE_TEST_HOST")
+
+
+@pytest.fixture
+def modern() -> ClusterStorage:
+    if not MODERN:
+        pytest.skip("set CLICKHOUSE_TEST_HOST=host:port to run the schema on a modern server")
+    config = ClickHouseConfig.model_validate(
+        {
+            "hosts": [MODERN],
+            "user": os.environ.get("CLICKHOUSE_TEST_USER", "default"),
+            "password": os.environ.get("CLICKHOUSE_TEST_PASSWORD", ""),
+            "database": "lightbulb_test",
+            "cluster": os.environ.get("CLICKHOUSE_TEST_CLUSTER") or None,
+        }
+    )
+    storage = ClusterStorage(config)
+    storage.execute("DROP DATABASE IF EXISTS lightbulb_test")
+    return storage
+
+
+def test_modern_server_schema_applies_and_matches(modern: ClusterStorage) -> None:
+    target = Target("lightbulb_test", modern.cluster)
+    assert all(created for _, created in apply_schema(modern, target))
+    assert check_schema(modern, target).problems == []
+    modern.execute("ALTER TABLE lightbulb_test.service_status DROP COLUMN cpu_usage")
+    assert check_schema(modern, target).problems == [
+        "lightbulb_test.service_status: missing column cpu_usage (Nullable(Float32))"
+    ]
