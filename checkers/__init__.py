@@ -21,14 +21,30 @@ SERVICE_TYPES: tuple[str, ...] = (
 
 # type name -> "module:Class". Lazily imported so that a broken or heavy checker
 # (temporalio) costs nothing to configs that do not use it.
-REGISTRY: dict[str, str] = {}
+REGISTRY: dict[str, str] = {
+    "python_process": "checkers.python_process:PythonProcessChecker",
+    "temporal_workflow": "checkers.temporal_workflow:TemporalWorkflowChecker",
+    "http": "checkers.http:HttpChecker",
+    "tcp": "checkers.tcp:TcpChecker",
+    "host": "checkers.host:HostChecker",
+    "command": "checkers.command:CommandChecker",
+}
+
+
+def checker_class(service_type: str) -> Any:
+    """The checker class registered for ``service_type`` (imported on first use)."""
+    module_name, _, class_name = REGISTRY[service_type].partition(":")
+    return getattr(importlib.import_module(module_name), class_name)
 
 
 def settings_model(service_type: str) -> Any | None:
     """The pydantic model validating ``service_type``'s block, or None if not registered."""
-    target = REGISTRY.get(service_type)
-    if target is None:
+    if service_type not in REGISTRY:
         return None
-    module_name, _, class_name = target.partition(":")
-    checker = getattr(importlib.import_module(module_name), class_name)
-    return checker.Settings
+    return checker_class(service_type).Settings
+
+
+def build_checker(service_type: str, block: dict[str, Any]) -> Any:
+    """A checker for one service, from its (already validated) block."""
+    cls = checker_class(service_type)
+    return cls(cls.Settings.model_validate(block))

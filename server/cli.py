@@ -111,6 +111,48 @@ def cmd_validate_schema(args: argparse.Namespace) -> int:
     return EXIT_PROBLEM
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    from server.daemon import Daemon, configure_logging
+
+    configure_logging(args.log_level)
+    return Daemon(args.config).run()
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """Run one service's check now and print the result; nothing is written."""
+    import checkers
+    from checkers.base import CheckContext
+    from server.runner import run_check
+
+    config = load_config(args.config)
+    service = next((s for s in config.services if s.id == args.service_id), None)
+    if service is None:
+        known = ", ".join(s.id for s in config.services) or "none"
+        print(
+            f"error: no service {args.service_id!r} in {args.config} (known: {known})",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    checker = checkers.build_checker(service.type, service.block())
+    try:
+        ctx = CheckContext(service.id, datetime.now(UTC), service.timeout.total_seconds())
+        result = run_check(checker, ctx)
+    finally:
+        checker.close()
+    print(f"{service.id}: {result.status.name} ({int(result.status)}) {result.message}")
+    if result.response_time_ms is not None:
+        print(f"  response_time_ms: {result.response_time_ms}")
+    for key, value in result.details.items():
+        print(f"  {key}: {value}")
+    for metric in result.metrics:
+        tags = ",".join(f"{k}={v}" for k, v in metric.tags.items())
+        name = f"{metric.name}{{{tags}}}" if tags else metric.name
+        print(f"  metric {name} = {metric.value:g} {metric.unit}".rstrip())
+    for entry in result.logs:
+        print(f"  log {entry.level}: {entry.message}")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lightbulb", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -138,6 +180,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     boot.add_argument("--profile", default=None, help="settings profile to give the user")
     add("validate-schema", cmd_validate_schema, "compare the live database with sql/")
+    run = add("run", cmd_run, "run the monitoring daemon in the foreground")
+    run.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
+    check_one = add("check", cmd_check, "run one service's check now and print the result")
+    check_one.add_argument("service_id", metavar="SERVICE_ID")
     return parser
 
 
@@ -153,6 +199,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_PROBLEM
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        print(f"error: unexpected {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_PROBLEM
     return status
 
 

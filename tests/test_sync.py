@@ -15,7 +15,7 @@ T0 = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 BASE = """
 services:
   - {id: api, type: http, stack: web, http: {url: "http://x", headers: {X-Token: "${TOKEN}"}}}
-  - {id: db, type: tcp, stack: data}
+  - {id: db, type: tcp, stack: data, tcp: {host: db, port: 5432}}
 relations:
   - {source: api, target: db}
 alert_rules:
@@ -56,9 +56,9 @@ def test_same_config_twice_writes_nothing(store: EmbeddedStorage) -> None:
 def test_removed_service_is_disabled_and_history_kept(store: EmbeddedStorage) -> None:
     apply_schema(store, Target("monitor"))
     sync_config_tables(store, parse_config(BASE, "lb.yaml", {"TOKEN": "t"}), T0)
-    smaller = BASE.replace("  - {id: db, type: tcp, stack: data}\n", "").replace(
-        "relations:\n  - {source: api, target: db}\n", ""
-    )
+    smaller = BASE.replace(
+        "  - {id: db, type: tcp, stack: data, tcp: {host: db, port: 5432}}\n", ""
+    ).replace("relations:\n  - {source: api, target: db}\n", "")
     smaller = smaller.replace("stack: web", "stack: frontend")
     result = counts(
         sync_config_tables(

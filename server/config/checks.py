@@ -63,18 +63,29 @@ def _services(
                 f"must not exceed interval ({format_duration(service.interval)}), "
                 f"got {format_duration(service.timeout)}",
             )
+        mismatched = False
         for other in checkers.SERVICE_TYPES:
             if other != service.type and getattr(service, other) is not None:
+                mismatched = True
                 report(
                     (*path, other),
                     f'block "{other}" does not match type "{service.type}"; '
                     f'rename it to "{service.type}" or change the type',
                 )
         model = checkers.settings_model(service.type)
-        if model is not None:
-            try:
-                model.model_validate(service.block())
-            except ValidationError as exc:
+        if model is None or mismatched:
+            continue
+        try:
+            model.model_validate(service.block())
+        except ValidationError as exc:
+            required_fields = any(f.is_required() for f in model.model_fields.values())
+            if getattr(service, service.type) is None and required_fields:
+                required = [n for n, f in model.model_fields.items() if f.is_required()]
+                report(
+                    (*path, service.type),
+                    f'block "{service.type}" is required, with at least: ' + ", ".join(required),
+                )
+            else:
                 problems.extend(translate(exc, source, model, (*path, service.type)))
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from checkers import SERVICE_TYPES
 from server.config.source import Source
@@ -64,6 +64,13 @@ class ServiceConfig(Section):
     tcp: dict[str, Any] | None = None
     host: dict[str, Any] | None = None
     command: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _default_timeout(self) -> ServiceConfig:
+        """An unset timeout is 10s, or the interval when that is shorter."""
+        if "timeout" not in self.model_fields_set:
+            object.__setattr__(self, "timeout", min(self.timeout, self.interval))
+        return self
 
     @property
     def display_label(self) -> str:

@@ -68,6 +68,10 @@ def _message(error: Any, model: type[BaseModel], loc: Path) -> str:
         return "unknown key; expected one of: " + ", ".join(sorted(allowed))
     if kind == "literal_error":
         return f"expected one of {ctx.get('expected')}{got}"
+    if kind == "value_error":
+        reason = str(ctx.get("error", error["msg"]))
+        scalar = not isinstance(error.get("input"), dict | list)
+        return f"{reason}{got}" if scalar else reason
     if kind == "lightbulb":
         return f"{error['msg']}{got}"
     if kind in {"greater_than_equal", "greater_than", "less_than_equal", "less_than"}:

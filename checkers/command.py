@@ -1,0 +1,107 @@
+"""``command``: run a Nagios-compatible plugin; its exit code is the status, perfdata the metrics.
+
+Exit 0/1/2/3 map to OK/DEGRADED/FAILED/UNKNOWN, so the whole monitoring-plugins
+ecosystem (check_http, check_disk, check_procs …) works unchanged. The command
+runs without a shell, from an argument list.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+import time
+
+from pydantic import Field
+
+from checkers.base import CheckContext, Checker, CheckResult, Metric, Settings, Status
+
+EXIT_STATUS = {0: Status.OK, 1: Status.DEGRADED, 2: Status.FAILED, 3: Status.UNKNOWN}
+_PERF = re.compile(
+    r"""('[^']+'|[^\s=]+)=([-+]?[\d.]+(?:[eE][-+]?\d+)?)([a-zA-Z%/]*)((?:;[^;\s]*){0,4})"""
+)
+_UNITS = {
+    "s": "seconds",
+    "ms": "ms",
+    "us": "us",
+    "%": "percent",
+    "B": "bytes",
+    "KB": "KB",
+    "MB": "MB",
+    "GB": "GB",
+    "TB": "TB",
+    "c": "counter",
+}
+
+
+class CommandSettings(Settings):
+    command: list[str] | str
+    env: dict[str, str] = Field(default_factory=dict)
+
+    def argv(self) -> list[str]:
+        return shlex.split(self.command) if isinstance(self.command, str) else list(self.command)
+
+
+def parse_perfdata(text: str) -> list[Metric]:
+    """``'time'=0.2s;1;2;0; size=512B`` -> metrics (warn/crit/min/max go to tags)."""
+    metrics = []
+    for label, value, unit, rest in _PERF.findall(text):
+        tags = {}
+        for name, part in zip(("warn", "crit", "min", "max"), rest.split(";")[1:], strict=False):
+            if part:
+                tags[name] = part
+        metrics.append(Metric(label.strip("'"), float(value), _UNITS.get(unit, unit), tags))
+    return metrics
+
+
+def split_output(output: str) -> tuple[str, list[Metric]]:
+    """Text before ``|`` on the first line is the message; perfdata follows ``|`` on any line."""
+    lines = output.strip().splitlines() or [""]
+    message, _, perf = lines[0].partition("|")
+    perf_parts = [perf]
+    for line in lines[1:]:
+        if "|" in line:
+            perf_parts.append(line.partition("|")[2])
+    return message.strip(), parse_perfdata(" ".join(perf_parts))
+
+
+class CommandChecker(Checker):
+    Settings = CommandSettings
+
+    def __init__(self, settings: CommandSettings) -> None:
+        super().__init__(settings)
+        self.settings: CommandSettings = settings
+
+    def check(self, ctx: CheckContext) -> CheckResult:
+        argv = self.settings.argv()
+        started = time.perf_counter()
+        try:
+            done = subprocess.run(
+                argv,
+                capture_output=True,
+                text=True,
+                timeout=ctx.timeout,
+                env={**_base_env(), **self.settings.env},
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            return CheckResult(Status.UNKNOWN, f"{argv[0]} timed out after {ctx.timeout:g}s")
+        except OSError as exc:
+            return CheckResult(Status.UNKNOWN, f"cannot run {argv[0]}: {exc.strerror or exc}")
+        elapsed = int((time.perf_counter() - started) * 1000)
+        message, metrics = split_output(done.stdout)
+        status = EXIT_STATUS.get(done.returncode, Status.UNKNOWN)
+        if done.returncode not in EXIT_STATUS:
+            message = f"exit code {done.returncode}: {message or done.stderr.strip()[:200]}"
+        details: dict[str, object] = {"exit_code": done.returncode}
+        if done.stderr.strip():
+            details["stderr"] = done.stderr.strip()[:1000]
+        return CheckResult(
+            status, message or f"exit code {done.returncode}", details, elapsed, metrics=metrics
+        )
+
+
+def _base_env() -> dict[str, str]:
+    """Plugins get a minimal, predictable environment, not the daemon's secrets."""
+    return {k: v for k, v in os.environ.items() if k in {"PATH", "LANG", "LC_ALL", "HOME", "TZ"}}

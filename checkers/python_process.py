@@ -1,0 +1,201 @@
+"""``python_process``: is a local process running, healthy and within limits (psutil).
+
+The process is found by ``pidfile``, ``pid``, ``name`` or a ``cmdline`` regex.
+The last match is remembered so a steady process costs one ``psutil`` lookup
+per check instead of a scan of every process; a changed pid counts a restart.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Literal
+
+import psutil
+from pydantic import model_validator
+
+from checkers.base import (
+    CheckContext,
+    Checker,
+    CheckResult,
+    Metric,
+    Settings,
+    Status,
+    over_thresholds,
+)
+from checkers.logtail import LogTail
+from server.config.types import Duration
+
+
+class ProcessThresholds(Settings):
+    cpu_percent: float | None = None
+    memory_percent: float | None = None
+    num_fds: int | None = None
+    num_threads: int | None = None
+
+
+class ProcessSettings(Settings):
+    pidfile: str | None = None
+    pid: int | None = None
+    name: str | None = None
+    cmdline: str | None = None
+    expect: Literal["running", "stopped"] = "running"
+    startup_grace: Duration = timedelta(0)
+    thresholds: ProcessThresholds | None = None
+    log_file: str | None = None
+
+    @model_validator(mode="after")
+    def _one_matcher(self) -> ProcessSettings:
+        given = [k for k in ("pidfile", "pid", "name", "cmdline") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("set exactly one of pidfile, pid, name or cmdline")
+        if self.cmdline is not None:
+            try:
+                re.compile(self.cmdline)
+            except re.error as exc:
+                raise ValueError(f"cmdline is not a valid regular expression: {exc}") from None
+        return self
+
+
+class PythonProcessChecker(Checker):
+    Settings = ProcessSettings
+
+    def __init__(self, settings: ProcessSettings) -> None:
+        super().__init__(settings)
+        self.settings: ProcessSettings = settings
+        self._pattern = re.compile(settings.cmdline) if settings.cmdline else None
+        self._process: psutil.Process | None = None
+        self._last_pid: int | None = None
+        self.restarts = 0
+        self._tail = LogTail(Path(settings.log_file)) if settings.log_file else None
+
+    def check(self, ctx: CheckContext) -> CheckResult:
+        logs = self._tail.read_new(source=self.settings.log_file or "") if self._tail else []
+        try:
+            process = self._find()
+        except psutil.AccessDenied as exc:
+            return CheckResult(
+                Status.UNKNOWN, f"access denied reading process {exc.pid}", logs=logs
+            )
+        except (OSError, ValueError) as exc:
+            process = None
+            reason = str(exc)
+        else:
+            reason = ""
+        if process is None:
+            return self._not_found(reason, logs)
+        try:
+            result = self._inspect(process)
+        except psutil.NoSuchProcess:
+            self._process = None
+            return self._not_found("process exited during the check", logs)
+        except psutil.AccessDenied:
+            return CheckResult(
+                Status.UNKNOWN, f"access denied reading process {process.pid}", logs=logs
+            )
+        result.logs.extend(logs)
+        return result
+
+    def _not_found(self, reason: str, logs: list) -> CheckResult:  # type: ignore[type-arg]
+        what = reason or f"no process matches {self._describe_matcher()}"
+        if self.settings.expect == "stopped":
+            return CheckResult(Status.STOPPED, f"not running (expected): {what}", logs=logs)
+        return CheckResult(Status.FAILED, f"not running: {what}", logs=logs)
+
+    def _describe_matcher(self) -> str:
+        s = self.settings
+        if s.pidfile:
+            return f"pidfile {s.pidfile}"
+        if s.pid is not None:
+            return f"pid {s.pid}"
+        if s.name:
+            return f"name {s.name!r}"
+        return f"cmdline /{s.cmdline}/"
+
+    def _find(self) -> psutil.Process | None:
+        s = self.settings
+        if s.pidfile:
+            text = Path(s.pidfile).read_text().strip()
+            if not text.isdigit():
+                raise ValueError(f"pidfile {s.pidfile} does not hold a pid: {text[:40]!r}")
+            return self._cached_or_new(int(text))
+        if s.pid is not None:
+            return self._cached_or_new(s.pid)
+        if self._process is not None and self._still_matches(self._process):
+            return self._process
+        candidates = [
+            p for p in psutil.process_iter(["name", "cmdline", "create_time"]) if self._matches(p)
+        ]
+        if not candidates:
+            return None
+        # The oldest match is the service's main process, not a helper it spawned.
+        return min(candidates, key=lambda p: (p.info["create_time"] or 0, p.pid))
+
+    def _cached_or_new(self, pid: int) -> psutil.Process | None:
+        if self._process is not None and self._process.pid == pid and self._process.is_running():
+            return self._process
+        try:
+            return psutil.Process(pid)
+        except psutil.NoSuchProcess:
+            return None
+
+    def _matches(self, process: psutil.Process) -> bool:
+        info = process.info
+        if self.settings.name is not None:
+            return bool(info["name"] == self.settings.name)
+        assert self._pattern is not None
+        return bool(self._pattern.search(" ".join(info["cmdline"] or [])))
+
+    def _still_matches(self, process: psutil.Process) -> bool:
+        try:
+            if not process.is_running():
+                return False
+            if self.settings.name is not None:
+                return bool(process.name() == self.settings.name)
+            assert self._pattern is not None
+            return bool(self._pattern.search(" ".join(process.cmdline())))
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            return False
+
+    def _inspect(self, process: psutil.Process) -> CheckResult:
+        if process is not self._process:
+            if self._last_pid is not None and process.pid != self._last_pid:
+                self.restarts += 1
+            self._process = process
+            process.cpu_percent(None)  # primes the counter; the next check reads a real value
+        self._last_pid = process.pid
+        with process.oneshot():
+            status = process.status()
+            cpu = process.cpu_percent(None)
+            memory = process.memory_percent()
+            rss = process.memory_info().rss
+            threads = process.num_threads()
+            fds = process.num_fds()
+            uptime = max(0.0, time.time() - process.create_time())
+        metrics = [
+            Metric("cpu_percent", cpu, "percent"),
+            Metric("memory_percent", round(memory, 3), "percent"),
+            Metric("rss_bytes", rss, "bytes"),
+            Metric("num_threads", threads, "count"),
+            Metric("num_fds", fds, "count"),
+            Metric("uptime_seconds", round(uptime, 1), "seconds"),
+            Metric("restarts", self.restarts, "count"),
+        ]
+        details = {"pid": process.pid, "process_status": status, "restarts": self.restarts}
+
+        def result(code: Status, message: str) -> CheckResult:
+            return CheckResult(code, message, details, None, cpu, round(memory, 3), metrics)
+
+        if status == psutil.STATUS_ZOMBIE:
+            return result(Status.FAILED, f"pid {process.pid} is a zombie (exited, not reaped)")
+        if uptime < self.settings.startup_grace.total_seconds():
+            return result(Status.STARTING, f"pid {process.pid} started {uptime:.0f}s ago")
+        breaches = over_thresholds(
+            {"cpu_percent": cpu, "memory_percent": memory, "num_fds": fds, "num_threads": threads},
+            self.settings.thresholds,
+        )
+        if breaches:
+            return result(Status.DEGRADED, f"pid {process.pid}: " + ", ".join(breaches))
+        return result(Status.OK, f"pid {process.pid} running for {uptime:.0f}s")

@@ -1,0 +1,191 @@
+"""``lightbulb run``: wire config, storage, writer, recorder and scheduler together.
+
+Signals: SIGTERM/SIGINT stop scheduling, let checks in flight finish (up to
+their timeout, at most ``STOP_GRACE``), flush, and exit 0. SIGHUP reloads the
+config: an invalid file is reported and the running config kept; a valid one
+adds, removes and reschedules services without touching the others.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from types import FrameType
+
+from checkers.base import CheckResult, Metric, Status
+from server.clock import Clock, SystemClock
+from server.config import Config, ConfigError, load_config
+from server.recorder import Recorder
+from server.scheduler import CheckScheduler
+from server.schema import Target, apply_schema
+from server.spool import Spool
+from server.storage import Storage, StorageError, open_storage
+from server.sync import sync_config_tables
+from server.writer import Writer
+
+log = logging.getLogger("lightbulb.daemon")
+STOP_GRACE = 8.0  # seconds for checks in flight; leaves time to flush within 10 s
+SELF_ID = "lightbulb"
+SELF_INTERVAL = 15.0
+
+
+class SelfService:
+    """The daemon's own row in service_status."""
+
+    id = SELF_ID
+    type = "lightbulb"
+    stack = "lightbulb"
+
+
+class Daemon:
+    def __init__(self, config_path: str, clock: Clock | None = None) -> None:
+        self.config_path = config_path
+        self.clock = clock or SystemClock()
+        self.config: Config = load_config(config_path)
+        self.storage: Storage = open_storage(self.config.clickhouse)
+        sched = self.config.scheduler
+        self.writer = Writer(
+            self.storage,
+            Spool(sched.spool_dir, sched.spool_max_bytes),
+            batch_rows=sched.batch_rows,
+            flush_interval=sched.flush_interval.total_seconds(),
+            before_first_write=self._prepare_storage,
+        )
+        self.recorder = Recorder(self.writer)
+        self.scheduler = CheckScheduler(self.recorder, self.clock, max_workers=sched.max_workers)
+        self._stop = threading.Event()
+        self._reload = threading.Event()
+        self._prepared = False
+
+    # -- storage -----------------------------------------------------------------------
+    def _target(self) -> Target:
+        ch = self.config.clickhouse
+        return Target(ch.database, ch.cluster, ch.retention_days)
+
+    def _prepare_storage(self) -> None:
+        """Schema, config tables and the last known status of each service.
+
+        Runs before the first write (and again if ClickHouse was down at start),
+        so a daemon started during an outage checks and spools from the first second.
+        """
+        if self._prepared:
+            return
+        apply_schema(self.storage, self._target())
+        sync_config_tables(self.storage, self.config, self.clock.now())
+        rows = self.storage.query(
+            f"SELECT service_id, argMaxMerge(last_status) AS status "
+            f"FROM {self.storage.database}.service_status_summary GROUP BY service_id"
+        )
+        for row in rows:
+            self.recorder.last_status.setdefault(row["service_id"], Status(row["status"]))
+        self._prepared = True
+        log.info("storage ready: %s", self.storage.describe())
+
+    # -- lifecycle ---------------------------------------------------------------------
+    def run(self) -> int:
+        self._install_signals()
+        log.info(
+            "starting: %d services from %s, storage %s",
+            sum(1 for s in self.config.services if s.enabled),
+            self.config_path,
+            self.storage.describe(),
+        )
+        if not self.writer.ensure_ready():
+            log.warning("storage not reachable yet; checking anyway and spooling results")
+        self.writer.start()
+        self.scheduler.sync(list(self.config.services))
+        self.scheduler.start()
+        next_self = self.clock.monotonic()
+        while not self._stop.is_set():
+            if self._reload.is_set():
+                self._reload.clear()
+                self.reload()
+            if self.clock.monotonic() >= next_self:
+                self.record_self()
+                next_self = self.clock.monotonic() + SELF_INTERVAL
+            self._stop.wait(0.2)
+        return self.shutdown()
+
+    def shutdown(self) -> int:
+        log.info("stopping: waiting for %d checks in flight", self.scheduler.in_flight())
+        longest = max((s.timeout.total_seconds() for s in self.config.services), default=0.0)
+        self.scheduler.shutdown(wait_seconds=min(longest, STOP_GRACE))
+        self.writer.stop()
+        spooled = len(self.writer.spool)
+        self.storage.close()
+        log.info(
+            "stopped (%d rows written, %d batches spooled)", self.writer.stats.rows_written, spooled
+        )
+        return 0
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def reload(self) -> None:
+        try:
+            config = load_config(self.config_path)
+        except ConfigError as exc:
+            log.error("reload rejected, keeping the running config:\n%s", exc.report())
+            return
+        if config.clickhouse != self.config.clickhouse:
+            log.warning("clickhouse settings changed; they take effect on restart")
+        self.config = config
+        changes = self.scheduler.sync(list(config.services))
+        try:
+            sync_config_tables(self.storage, config, self.clock.now())
+        except StorageError as exc:
+            log.warning("config tables not synced (storage unavailable): %s", exc)
+        log.info(
+            "reloaded %s: added %s, removed %s, changed %s",
+            self.config_path,
+            changes["added"] or "none",
+            changes["removed"] or "none",
+            changes["changed"] or "none",
+        )
+
+    def _install_signals(self) -> None:
+        def stop(signum: int, _frame: FrameType | None) -> None:
+            log.info("received %s", signal.Signals(signum).name)
+            self._stop.set()
+
+        def hup(_signum: int, _frame: FrameType | None) -> None:
+            self._reload.set()
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGHUP, hup)
+
+    # -- self-monitoring -------------------------------------------------------------------
+    def record_self(self) -> None:
+        stats, wstats = self.scheduler.stats, self.writer.stats
+        p50, p99 = stats.lag_percentile(0.5), stats.lag_percentile(0.99)
+        metrics = [
+            Metric("scheduler_lag_p50_ms", p50, "ms"),
+            Metric("scheduler_lag_p99_ms", p99, "ms"),
+            Metric("checks_in_flight", self.scheduler.in_flight(), "count"),
+            Metric("write_queue_rows", self.writer.pending_rows(), "rows"),
+            Metric("spool_bytes", self.writer.spool.bytes, "bytes"),
+            Metric("spool_dropped_rows", self.writer.spool.dropped_rows, "rows"),
+            Metric("write_latency_ms", round(wstats.last_write_ms, 2), "ms"),
+            Metric("write_errors", wstats.write_errors, "count"),
+            Metric("rows_written", wstats.rows_written, "rows"),
+            Metric("checks_total", stats.checks, "count"),
+            Metric("check_timeouts", stats.timeouts, "count"),
+        ]
+        status, message = Status.OK, f"{stats.checks} checks, lag p99 {p99:.0f} ms"
+        if self.writer.spool.bytes:
+            status = Status.DEGRADED
+            message = f"ClickHouse unreachable: {self.writer.spool.bytes} bytes spooled"
+        result = CheckResult(status, message, {"pid": os.getpid()}, metrics=metrics)
+        self.recorder.record(SelfService(), result, self.clock.now())
+
+
+def configure_logging(level: str = "INFO") -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    # APScheduler logs every job run at INFO: thousands of lines a minute at scale.
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
