@@ -18,6 +18,7 @@ from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 import requests
+import urllib3
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from checkers.base import CheckContext, Checker, CheckResult, Metric, Settings, Status, invalid
@@ -101,6 +102,9 @@ class HttpChecker(Checker):
         self.settings: HttpSettings = settings
         self._ranges = [parse_status_spec(s) for s in settings.expect_status]
         self._session = requests.Session()
+        if not settings.verify_tls:
+            # The user's explicit choice; urllib3 would otherwise warn on every check.
+            urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
         self._cert_days: float | None = None
         self._cert_checked: datetime | None = None
         self._cert_at: datetime | None = None

@@ -189,3 +189,5 @@ def configure_logging(level: str = "INFO") -> None:
     )
     # APScheduler logs every job run at INFO: thousands of lines a minute at scale.
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    # clickhouse-driver logs a traceback per failed connect; the writer says it once.
+    logging.getLogger("clickhouse_driver").setLevel(logging.ERROR)

@@ -55,7 +55,7 @@ def garbage_reason(result: Any) -> str | None:
     if not all(isinstance(entry, LogEntry) for entry in result.logs):
         return "a log entry is malformed"
     try:
-        json.dumps(result.details, default=str)
+        json.dumps(result.details, default=str, allow_nan=False)
     except (TypeError, ValueError):
         return "details are not JSON-serialisable"
     return None

@@ -14,6 +14,7 @@ import logging
 import threading
 import zlib
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -63,8 +64,16 @@ def spread_offset(service_id: str, interval: float) -> float:
 
 
 class CheckScheduler:
-    def __init__(self, recorder: Recorder, clock: Clock, *, max_workers: int) -> None:
+    def __init__(
+        self,
+        recorder: Recorder,
+        clock: Clock,
+        *,
+        max_workers: int,
+        build: Callable[[str, dict[str, Any]], Checker] = checkers.build_checker,
+    ) -> None:
         self.recorder = recorder
+        self.build = build
         self.clock = clock
         self.stats = SchedulerStats()
         self.entries: dict[str, Entry] = {}
@@ -124,7 +133,7 @@ class CheckScheduler:
         return changes
 
     def _add(self, service: Any) -> None:
-        checker = checkers.build_checker(service.type, service.block())
+        checker = self.build(service.type, service.block())
         interval = service.interval.total_seconds()
         first = self.clock.now() + timedelta(seconds=spread_offset(service.id, interval))
         self.entries[service.id] = Entry(service, checker, first)

@@ -60,6 +60,7 @@ class Writer:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._rejects: dict[str, int] = {}
+        self._reachable = True  # logged on change only: an outage is one warning, not thousands
 
     # -- producers ---------------------------------------------------------------
     def add(self, table: str, row: tuple[Any, ...]) -> None:
@@ -139,10 +140,15 @@ class Writer:
             assert self._before_first_write is not None
             self._before_first_write()
         except StorageError as exc:
-            log.warning("storage not ready: %s", exc)
+            self._unreachable(exc)
             return False
         self._ready = True
         return True
+
+    def _unreachable(self, exc: Exception) -> None:
+        if self._reachable:
+            log.warning("ClickHouse unavailable, spooling to %s: %s", self.spool.directory, exc)
+        self._reachable = False
 
     def _insert(self, batch: Batch, spooled: bool = False) -> bool:
         if not self.ensure_ready():
@@ -153,9 +159,7 @@ class Writer:
             self.storage.insert(batch.table, batch.columns, batch.rows, dedup_token=batch.id)
         except StorageUnavailable as exc:
             self.stats.write_errors += 1
-            log.warning(
-                "ClickHouse unavailable, spooling (%d bytes spooled): %s", self.spool.bytes, exc
-            )
+            self._unreachable(exc)
             return False
         except StorageError as exc:
             self.stats.write_errors += 1
@@ -163,6 +167,9 @@ class Writer:
                 self._rejects[batch.id] = self._rejects.get(batch.id, 0) + 1
             log.error("insert into %s refused: %s", batch.table, exc)
             return False
+        if not self._reachable:
+            log.info("ClickHouse reachable again; %d batches spooled", len(self.spool))
+            self._reachable = True
         self.stats.last_write_ms = (time.perf_counter() - started) * 1000
         self.stats.rows_written += len(batch.rows)
         self.stats.batches_written += 1

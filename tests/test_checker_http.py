@@ -1,0 +1,142 @@
+"""The http checker against a real local server."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from checkers.base import CheckContext, Status
+from checkers.http import HttpChecker, HttpSettings, json_path_get, parse_status_spec
+from server.runner import run_check
+from tests.conftest import free_port
+from tests.support.http_target import Target
+
+NOW = datetime.now(UTC)
+
+
+@pytest.fixture(scope="module")
+def target() -> Iterator[Target]:
+    server = Target()
+    yield server
+    server.close()
+
+
+def check(timeout: float = 5, now: datetime = NOW, **settings: Any) -> Any:
+    return run_check(HttpChecker(HttpSettings(**settings)), CheckContext("h", now, timeout))
+
+
+def test_200_is_ok_with_response_time(target: Target) -> None:
+    result = check(url=target.url("/ok"))
+    assert result.status == Status.OK and result.message.startswith("HTTP 200 in")
+    assert result.response_time_ms is not None
+
+
+def test_500_is_failed(target: Target) -> None:
+    result = check(url=target.url("/error"))
+    assert (result.status, result.message) == (Status.FAILED, "HTTP 500, expected 200-399")
+
+
+def test_expected_status_list_and_ranges(target: Target) -> None:
+    assert check(url=target.url("/error"), expect_status=[500]).status == Status.OK
+    assert check(url=target.url("/ok"), expect_status=["5xx"]).status == Status.FAILED
+    assert parse_status_spec("2xx") == (200, 299) and parse_status_spec("200-204") == (200, 204)
+
+
+def test_slow_response_degrades(target: Target) -> None:
+    result = check(url=target.url("/slow?t=0.3"), degraded_over_ms=100)
+    assert result.status == Status.DEGRADED and result.message.startswith("slow:")
+
+
+def test_slower_than_timeout_fails(target: Target) -> None:
+    result = check(url=target.url("/slow?t=2"), timeout=0.3)
+    assert (result.status, result.message) == (
+        Status.FAILED,
+        f"GET {target.url('/slow?t=2')}: timed out",
+    )
+
+
+def test_wrong_body_fails(target: Target) -> None:
+    result = check(url=target.url("/ok"), body_contains="maintenance")
+    assert (result.status, result.message) == (Status.FAILED, "body does not contain 'maintenance'")
+    assert check(url=target.url("/ok"), body_contains='"status"').status == Status.OK
+
+
+def test_json_path_equals(target: Target) -> None:
+    assert (
+        check(url=target.url("/ok"), json_path="$.data.items[0].state", equals="green").status
+        == Status.OK
+    )
+    bad = check(url=target.url("/ok"), json_path="$.data.items[0].state", equals="red")
+    assert bad.message == "$.data.items[0].state is 'green', expected 'red'"
+    missing = check(url=target.url("/ok"), json_path="$.nope")
+    assert missing.message == "$.nope not found in body"
+    assert (
+        check(url=target.url("/error"), expect_status=[500], json_path="$.x").message
+        == "body is not JSON"
+    )
+
+
+def test_closed_socket_fails(target: Target) -> None:
+    result = check(url=target.url("/close"))
+    assert result.status == Status.FAILED
+
+
+def test_refused_connection_fails() -> None:
+    result = check(url=f"http://127.0.0.1:{free_port()}/")
+    assert result.status == Status.FAILED and result.message.endswith("connection refused")
+
+
+def test_headers_are_sent(target: Target) -> None:
+    assert check(url=target.url("/ok"), headers={"Authorization": "Bearer x"}).status == Status.OK
+
+
+def test_tls_certificate_near_expiry_degrades(tmp_path: Path) -> None:
+    server = Target(tls_dir=tmp_path, days=5)
+    try:
+        result = check(url=server.url("/ok"), ca_cert=server.cert, cert_expiry_days=14)
+        assert result.status == Status.DEGRADED
+        assert (
+            "certificate expires in 4." in result.message
+            or "certificate expires in 5.0" in result.message
+        )
+        days = {m.name: m.value for m in result.metrics}["cert_expiry_days"]
+        assert 4 < days <= 5
+        assert (
+            check(url=server.url("/ok"), ca_cert=server.cert, cert_expiry_days=2).status
+            == Status.OK
+        )
+        unverified = check(url=server.url("/ok"))
+        assert unverified.status == Status.FAILED and "TLS error" in unverified.message
+        assert check(url=server.url("/ok"), verify_tls=False).status == Status.OK
+    finally:
+        server.close()
+
+
+def test_cert_expiry_is_reread_hourly_and_counts_down(tmp_path: Path) -> None:
+    server = Target(tls_dir=tmp_path, days=5)
+    try:
+        checker = HttpChecker(HttpSettings(url=server.url("/ok"), verify_tls=False))
+        first = checker.check(CheckContext("h", NOW, 5))
+        later = checker.check(CheckContext("h", NOW + timedelta(minutes=30), 5))
+        day0 = first.details["cert_expiry_days"]
+        assert later.details["cert_expiry_days"] == pytest.approx(day0 - 30 / 1440, abs=0.01)
+    finally:
+        server.close()
+
+
+def test_settings_errors_are_worded() -> None:
+    with pytest.raises(ValueError, match="expected an http:// or https:// URL"):
+        HttpSettings(url="ftp://x")
+    with pytest.raises(ValueError, match="equals needs json_path"):
+        HttpSettings(url="http://x", equals=1)
+
+
+def test_json_path_subset() -> None:
+    doc = {"a": [{"b": 1}, {"b": 2}]}
+    assert json_path_get(doc, "$.a[1].b") == 2 and json_path_get(doc, "a[0]") == {"b": 1}
+    with pytest.raises(KeyError):
+        json_path_get(doc, "$.a[5]")

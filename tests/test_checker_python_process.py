@@ -1,0 +1,196 @@
+"""The python_process checker on real child processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from checkers.base import CheckContext, Status
+from checkers.python_process import ProcessSettings, PythonProcessChecker
+from server.runner import run_check
+
+SLEEPER = "import sys, time\nwhile True: time.sleep(0.05)\n"
+
+
+@pytest.fixture
+def spawn() -> Iterator[Any]:
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start(code: str = SLEEPER, *args: str) -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen([sys.executable, "-c", code, *args])
+        procs.append(proc)
+        return proc
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+
+
+def check(checker: PythonProcessChecker) -> Any:
+    return run_check(checker, CheckContext("p", datetime.now(UTC), 5))
+
+
+def marker() -> str:
+    return f"lbmark-{uuid.uuid4().hex[:8]}"
+
+
+def wait_for(predicate: Any, seconds: float = 10) -> None:
+    deadline = time.monotonic() + seconds
+    while not predicate() and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+def test_running_by_cmdline_marker_is_ok_with_metrics(spawn: Any) -> None:
+    tag = marker()
+    proc = spawn(SLEEPER, tag)
+    checker = PythonProcessChecker(ProcessSettings(cmdline=tag))
+    result = check(checker)
+    assert result.status == Status.OK and result.details["pid"] == proc.pid
+    names = {m.name for m in result.metrics}
+    assert names >= {
+        "cpu_percent",
+        "memory_percent",
+        "rss_bytes",
+        "num_threads",
+        "num_fds",
+        "uptime_seconds",
+        "restarts",
+    }
+
+
+def test_killed_process_goes_failed(spawn: Any) -> None:
+    tag = marker()
+    proc = spawn(SLEEPER, tag)
+    checker = PythonProcessChecker(ProcessSettings(cmdline=tag))
+    assert check(checker).status == Status.OK
+    proc.kill()
+    proc.wait()
+    result = check(checker)
+    assert result.status == Status.FAILED
+    assert result.message == f"not running: no process matches cmdline /{tag}/"
+
+
+def test_not_running_with_expect_stopped_is_stopped() -> None:
+    checker = PythonProcessChecker(ProcessSettings(cmdline=marker(), expect="stopped"))
+    assert check(checker).status == Status.STOPPED
+
+
+def test_pidfile_and_restart_counts(spawn: Any, tmp_path: Path) -> None:
+    pidfile = tmp_path / "worker.pid"
+    first = spawn()
+    pidfile.write_text(f"{first.pid}\n")
+    checker = PythonProcessChecker(ProcessSettings(pidfile=str(pidfile)))
+    assert check(checker).status == Status.OK
+    first.kill()
+    first.wait()
+    second = spawn()
+    pidfile.write_text(str(second.pid))
+    result = check(checker)
+    assert result.status == Status.OK and result.details["pid"] == second.pid
+    assert {m.name: m.value for m in result.metrics}["restarts"] == 1
+
+
+def test_stale_pidfile_is_failed(tmp_path: Path) -> None:
+    pidfile = tmp_path / "gone.pid"
+    pidfile.write_text("999999999")
+    result = check(PythonProcessChecker(ProcessSettings(pidfile=str(pidfile))))
+    assert result.status == Status.FAILED
+
+
+def test_zombie_is_failed(spawn: Any) -> None:
+    # The parent forks a child that exits at once and is never reaped.
+    code = (
+        "import os, time\npid = os.fork()\nif pid == 0: os._exit(0)\n"
+        "print(pid, flush=True)\ntime.sleep(60)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE)
+    try:
+        child = int(proc.stdout.readline())  # type: ignore[union-attr]
+        checker = PythonProcessChecker(ProcessSettings(pid=child))
+        wait_for(lambda: check(checker).status == Status.FAILED)
+        result = check(checker)
+        assert result.status == Status.FAILED and "zombie" in result.message
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_young_process_is_starting(spawn: Any) -> None:
+    proc = spawn()
+    result = check(PythonProcessChecker(ProcessSettings(pid=proc.pid, startup_grace="1h")))
+    assert result.status == Status.STARTING
+
+
+def test_memory_threshold_degrades(spawn: Any) -> None:
+    code = (
+        "import time\nblob = bytearray(200 * 1024 * 1024)\n"
+        "print('ready', flush=True)\ntime.sleep(60)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE)
+    try:
+        proc.stdout.readline()  # type: ignore[union-attr]
+        limit = 150 * 1024 * 1024 / os.sysconf("SC_PHYS_PAGES") / os.sysconf("SC_PAGE_SIZE") * 100
+        result = check(
+            PythonProcessChecker(
+                ProcessSettings(pid=proc.pid, thresholds={"memory_percent": limit})
+            )
+        )
+        assert result.status == Status.DEGRADED and "memory_percent" in result.message
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_thread_threshold_degrades(spawn: Any) -> None:
+    proc = spawn()
+    result = check(
+        PythonProcessChecker(ProcessSettings(pid=proc.pid, thresholds={"num_threads": 0}))
+    )
+    assert result.status == Status.DEGRADED and "num_threads 1 > 0" in result.message
+
+
+def test_log_file_lines_since_last_check_with_levels(spawn: Any, tmp_path: Path) -> None:
+    proc = spawn()
+    log = tmp_path / "app.log"
+    log.write_text("old line that is history\n")
+    checker = PythonProcessChecker(ProcessSettings(pid=proc.pid, log_file=str(log)))
+    assert check(checker).logs == []
+    with log.open("a") as handle:
+        handle.write("2026-11-22 10:00:00 ERROR db connection lost\n")
+        handle.write('{"level": "warning", "msg": "slow query"}\n')
+        handle.write("plain line\n")
+        handle.write("partial without newline")
+    entries = check(checker).logs
+    assert [(e.level, e.message) for e in entries] == [
+        ("ERROR", "2026-11-22 10:00:00 ERROR db connection lost"),
+        ("WARN", '{"level": "warning", "msg": "slow query"}'),
+        ("INFO", "plain line"),
+    ]
+    assert check(checker).logs == []
+
+
+def test_exactly_one_matcher_is_required() -> None:
+    with pytest.raises(ValueError, match="exactly one of pidfile, pid, name or cmdline"):
+        ProcessSettings(pid=1, name="x")
+
+
+def test_stopped_process_signal_keeps_it_found(spawn: Any) -> None:
+    proc = spawn()
+    os.kill(proc.pid, signal.SIGSTOP)
+    try:
+        result = check(PythonProcessChecker(ProcessSettings(pid=proc.pid)))
+        assert result.status == Status.OK and result.details["process_status"] == "stopped"
+    finally:
+        os.kill(proc.pid, signal.SIGCONT)

@@ -1,0 +1,186 @@
+"""The daemon as a real process on chDB: rows, transitions, signals, reload, durable spool."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from server.storage.embedded import EmbeddedStorage
+from tests.conftest import free_port, run_cli
+from tests.support.daemon import DaemonProcess
+
+WORKER = "import time\nwhile True: time.sleep(0.1)\n"
+
+
+@pytest.fixture
+def worker() -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    tag = f"lb-daemon-test-{uuid.uuid4().hex[:8]}"
+    proc = subprocess.Popen([sys.executable, "-c", WORKER, tag])
+    yield proc, tag
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait()
+
+
+def write_config(tmp_path: Path, services: str, hosts: str = "") -> Path:
+    config = tmp_path / "lightbulb.yaml"
+    clickhouse = f"  hosts: [{hosts}]\n" if hosts else f"  embedded_path: {tmp_path / 'db'}\n"
+    config.write_text(
+        "clickhouse:\n"
+        + clickhouse
+        + f"scheduler:\n  spool_dir: {tmp_path / 'spool'}\n  flush_interval: 200ms\n"
+        "services:\n" + services
+    )
+    return config
+
+
+def query(tmp_path: Path, sql: str) -> list[dict[str, Any]]:
+    store = EmbeddedStorage(tmp_path / "db", "monitor")
+    try:
+        return store.query(sql)
+    finally:
+        store.close()
+
+
+def test_daemon_polls_writes_and_logs_transitions(tmp_path: Path, worker: Any) -> None:
+    proc, tag = worker
+    config = write_config(
+        tmp_path,
+        f"  - {{id: worker, type: python_process, interval: 300ms,"
+        f" python_process: {{cmdline: {tag}}}}}\n"
+        f"  - {{id: web, type: http, interval: 300ms, http: {{url: 'http://127.0.0.1:{free_port()}/'}}}}\n",
+    )
+    daemon = DaemonProcess(config, tmp_path)
+    daemon.wait_for("storage ready")
+    time.sleep(1.5)  # a few intervals of a real process being up
+    proc.kill()
+    proc.wait()
+    time.sleep(1.5)  # … and down
+    code, took = daemon.stop()
+    assert code == 0 and took < 10, daemon.output
+    rows = query(
+        tmp_path, "SELECT service_id, status_code FROM monitor.service_status ORDER BY timestamp"
+    )
+    worker_codes = [r["status_code"] for r in rows if r["service_id"] == "worker"]
+    assert worker_codes[0] == 0 and worker_codes[-1] == 2
+    assert {r["status_code"] for r in rows if r["service_id"] == "web"} == {2}
+    transitions = query(
+        tmp_path,
+        "SELECT message, context FROM monitor.service_logs WHERE source = 'lightbulb.transition'",
+    )
+    assert len(transitions) == 1
+    assert transitions[0]["message"].startswith("status changed OK -> FAILED: not running")
+    assert transitions[0]["context"]["previous_status"] == "OK"
+    assert (
+        query(
+            tmp_path, "SELECT count() AS n FROM monitor.service_metrics WHERE service_id = 'worker'"
+        )[0]["n"]
+        > 0
+    )
+    assert (
+        query(
+            tmp_path,
+            "SELECT count() AS n FROM monitor.service_status WHERE service_id = 'lightbulb'",
+        )[0]["n"]
+        >= 1
+    )
+
+
+def test_sighup_applies_a_good_config_and_rejects_a_bad_one(tmp_path: Path) -> None:
+    config = write_config(tmp_path, "  - {id: one, type: host, interval: 300ms}\n")
+    daemon = DaemonProcess(config, tmp_path)
+    daemon.wait_for("storage ready")
+    config.write_text(config.read_text() + "  - {id: two, type: host, interval: 300ms}\n")
+    daemon.signal(signal.SIGHUP)
+    daemon.wait_for(r"reloaded .*added \['two'\], removed none, changed none")
+    time.sleep(1)
+    config.write_text(config.read_text() + "  - {id: three, type: host, interval: often}\n")
+    daemon.signal(signal.SIGHUP)
+    daemon.wait_for("reload rejected, keeping the running config")
+    assert 'services[2].interval: expected a duration like "30s"' in daemon.output
+    time.sleep(1)
+    code, _ = daemon.stop()
+    assert code == 0
+    counts = {
+        r["service_id"]: r["n"]
+        for r in query(
+            tmp_path,
+            "SELECT service_id, count() AS n FROM monitor.service_status GROUP BY service_id",
+        )
+    }
+    assert counts.get("one", 0) >= 5 and counts.get("two", 0) >= 3 and "three" not in counts
+    # the previous checks kept running after the rejected reload
+    services = {
+        r["service_id"]
+        for r in query(tmp_path, "SELECT service_id FROM monitor.services FINAL WHERE enabled")
+    }
+    assert services == {"one", "two"}
+
+
+def test_sigterm_flushes_everything_and_exits_zero(tmp_path: Path) -> None:
+    config = write_config(tmp_path, "  - {id: one, type: host, interval: 200ms}\n")
+    config.write_text(config.read_text().replace("flush_interval: 200ms", "flush_interval: 1h"))
+    daemon = DaemonProcess(config, tmp_path)
+    daemon.wait_for("storage ready")
+    time.sleep(1.2)
+    code, took = daemon.stop()
+    assert code == 0 and took < 10
+    assert (
+        query(tmp_path, "SELECT count() AS n FROM monitor.service_status WHERE service_id = 'one'")[
+            0
+        ]["n"]
+        >= 4
+    )
+
+
+def spooled_status_rows(spool: Path, service_id: str) -> int:
+    count = 0
+    for path in spool.glob("*.batch"):
+        header, *rows = path.read_text().splitlines()
+        if json.loads(header)["table"] == "service_status":
+            count += sum(1 for r in rows if json.loads(r)[0] == service_id)
+    return count
+
+
+def test_kill_9_with_spool_then_restart_loses_and_duplicates_nothing(tmp_path: Path) -> None:
+    down = f"'127.0.0.1:{free_port()}'"
+    config = write_config(tmp_path, "  - {id: one, type: host, interval: 200ms}\n", hosts=down)
+    daemon = DaemonProcess(config, tmp_path)
+    daemon.wait_for("ClickHouse unavailable, spooling")
+    time.sleep(1.5)
+    daemon.kill()
+    spooled = spooled_status_rows(tmp_path / "spool", "one")
+    assert spooled >= 5
+    # Same spool, now with a reachable (embedded) store and nothing to poll.
+    config = write_config(tmp_path, "  []\n")
+    daemon = DaemonProcess(config, tmp_path)
+    daemon.wait_for("replayed")
+    code, _ = daemon.stop()
+    assert code == 0
+    assert list((tmp_path / "spool").glob("*.batch")) == []
+    rows = query(
+        tmp_path,
+        "SELECT count() AS n, uniqExact(timestamp) AS distinct_ts "
+        "FROM monitor.service_status WHERE service_id = 'one'",
+    )
+    assert rows[0]["n"] == spooled == rows[0]["distinct_ts"]
+
+
+def test_check_command_prints_one_result_without_writing(tmp_path: Path) -> None:
+    config = write_config(tmp_path, "  - {id: one, type: host}\n")
+    result = run_cli("-m", "server.cli", "check", "one", "--config", str(config))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("one: OK (0) cpu ")
+    assert "metric memory_percent" in result.stdout
+    assert not (tmp_path / "db").exists()
+    missing = run_cli("-m", "server.cli", "check", "nope", "--config", str(config))
+    assert missing.returncode == 2 and "no service 'nope'" in missing.stderr

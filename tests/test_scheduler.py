@@ -1,0 +1,133 @@
+"""The scheduler with real APScheduler jobs and real threads (short intervals)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from checkers.base import CheckContext, Checker, CheckResult, Status
+from server.clock import SystemClock
+from server.config import parse_config
+from server.recorder import Recorder
+from server.scheduler import CheckScheduler, spread_offset
+
+
+class ListSink:
+    def __init__(self) -> None:
+        self.rows: list[tuple[str, tuple[Any, ...]]] = []
+        self.lock = threading.Lock()
+
+    def add(self, table: str, row: tuple[Any, ...]) -> None:
+        with self.lock:
+            self.rows.append((table, row))
+
+    def statuses(self, service_id: str) -> list[tuple[int, str]]:
+        with self.lock:
+            return [
+                (r[2], r[3]) for t, r in self.rows if t == "service_status" and r[0] == service_id
+            ]
+
+
+class Quick(Checker):
+    def check(self, ctx: CheckContext) -> CheckResult:
+        return CheckResult(Status.OK, "fine")
+
+
+class Hangs(Checker):
+    """Ignores its timeout, as a buggy third-party checker might."""
+
+    release = threading.Event()
+
+    def check(self, ctx: CheckContext) -> CheckResult:
+        self.release.wait(30)
+        return CheckResult(Status.OK, "late")
+
+
+def services(text: str) -> list[Any]:
+    return list(parse_config(text, "t.yaml", {}).services)
+
+
+CONFIG = """
+services:
+  - {id: hung, type: host, interval: 1s, timeout: 300ms}
+  - {id: fast-a, type: host, interval: 500ms}
+  - {id: fast-b, type: host, interval: 500ms}
+"""
+
+
+def factory(kind: str, block: dict[str, Any]) -> Checker:
+    return Quick(None)
+
+
+def wait_until(predicate: Any, seconds: float = 10) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_hanging_checker_is_unknown_on_time_and_others_keep_running() -> None:
+    sink = ListSink()
+    built = iter([Hangs(None), Quick(None), Quick(None)])
+    scheduler = CheckScheduler(
+        Recorder(sink), SystemClock(), max_workers=4, build=lambda k, b: next(built)
+    )
+    scheduler.sync(services(CONFIG))
+    scheduler.start()
+    try:
+        assert wait_until(lambda: sink.statuses("hung"))
+        assert sink.statuses("hung")[0] == (
+            5,
+            "check timed out after 0.3s (checker did not return)",
+        )
+        assert wait_until(
+            lambda: len(sink.statuses("fast-a")) >= 4 and len(sink.statuses("fast-b")) >= 4
+        )
+        assert scheduler.stats.timeouts >= 1
+    finally:
+        Hangs.release.set()
+        scheduler.shutdown(wait_seconds=2)
+    assert ("OK", "late") not in [(Status(c).name, m) for c, m in sink.statuses("hung")], (
+        "late result dropped"
+    )
+
+
+def test_first_runs_are_spread_over_the_interval() -> None:
+    offsets = [spread_offset(f"svc-{i}", 10.0) for i in range(1000)]
+    assert 0 <= min(offsets) < 0.5 and 9.5 < max(offsets) < 10
+    buckets = [sum(1 for o in offsets if b <= o < b + 1) for b in range(10)]
+    assert min(buckets) > 60  # roughly uniform, no thundering herd
+    assert spread_offset("api", 10) == spread_offset("api", 10)
+
+
+def test_sync_adds_removes_and_reschedules() -> None:
+    scheduler = CheckScheduler(Recorder(ListSink()), SystemClock(), max_workers=2, build=factory)
+    first = scheduler.sync(
+        services("services:\n  - {id: a, type: host}\n  - {id: b, type: host}\n")
+    )
+    assert first == {"added": ["a", "b"], "removed": [], "changed": []}
+    second = scheduler.sync(
+        services(
+            "services:\n  - {id: a, type: host, interval: 1m}\n  - {id: c, type: host}\n"
+            "  - {id: d, type: host, enabled: false}\n"
+        )
+    )
+    assert second == {"added": ["c"], "removed": ["b"], "changed": ["a"]}
+    assert sorted(scheduler.entries) == ["a", "c"]
+    job = scheduler._aps.get_job("a")
+    assert job.trigger.interval.total_seconds() == 60
+
+
+def test_lag_is_measured_against_the_planned_grid() -> None:
+    scheduler = CheckScheduler(Recorder(ListSink()), SystemClock(), max_workers=1, build=factory)
+    scheduler.sync(services("services:\n  - {id: a, type: host, interval: 10s}\n"))
+    entry = scheduler.entries["a"]
+    from datetime import timedelta
+
+    scheduler._note_lag(entry, entry.first_run + timedelta(seconds=20.25))
+    assert scheduler.stats.lags_ms[-1] == 250.0
+    assert datetime.now(UTC) <= entry.first_run + timedelta(seconds=10)
