@@ -18,10 +18,9 @@ system-deps:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y clickhouse-server; }
 
-# The main job on the embedded default: create the schema for the demo config.
+# The main job on the embedded default: the daemon on the demo config, beside a demo worker.
 demo: $(STAMP)
-	$(BIN)/python bootstrap.py --config examples/demo.yaml
-	$(BIN)/python validate_schema.py --config examples/demo.yaml
+	BIN=$(BIN) examples/run-demo.sh
 
 test: $(STAMP) system-deps
 	$(BIN)/python -m pytest

@@ -33,6 +33,8 @@ from server.runner import run_check
 log = logging.getLogger("lightbulb.scheduler")
 WATCHDOG_PERIOD = 0.2
 TIMEOUT_GRACE = 0.5  # seconds past the timeout before the watchdog steps in
+ADD_LEAD_BASE = 0.1  # seconds between planning first runs and the earliest of them
+ADD_LEAD_PER_JOB = 0.0003
 
 
 @dataclass
@@ -125,17 +127,21 @@ class CheckScheduler:
                 elif wanted[sid] != self.entries[sid].service:
                     self._remove(sid)
                     changes["changed"].append(sid)
-            for sid, service in wanted.items():
-                if sid not in self.entries:
-                    self._add(service)
-                    if sid not in changes["changed"]:
-                        changes["added"].append(sid)
+            new = [s for sid, s in wanted.items() if sid not in self.entries]
+            # Build every checker first, then plan first runs from one instant far enough
+            # ahead to register every job (~0.1 ms each), so none starts out already late.
+            built = [(service, self.build(service.type, service.block())) for service in new]
+            lead = ADD_LEAD_BASE + ADD_LEAD_PER_JOB * len(built)
+            base = self.clock.now() + timedelta(seconds=lead)
+            for service, checker in built:
+                self._add(service, checker, base)
+                if service.id not in changes["changed"]:
+                    changes["added"].append(service.id)
         return changes
 
-    def _add(self, service: Any) -> None:
-        checker = self.build(service.type, service.block())
+    def _add(self, service: Any, checker: Checker, base: Any) -> None:
         interval = service.interval.total_seconds()
-        first = self.clock.now() + timedelta(seconds=spread_offset(service.id, interval))
+        first = base + timedelta(seconds=spread_offset(service.id, interval))
         self.entries[service.id] = Entry(service, checker, first)
         self._aps.add_job(
             self._run,

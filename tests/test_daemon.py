@@ -31,6 +31,16 @@ def worker() -> Iterator[tuple[subprocess.Popen[bytes], str]]:
     proc.wait()
 
 
+@pytest.fixture(autouse=True)
+def no_leaked_daemons() -> Iterator[None]:
+    """A failing assertion must not leave a daemon running behind the test."""
+    yield
+    for daemon in DaemonProcess.started:
+        if daemon.proc.poll() is None:
+            daemon.kill()
+    DaemonProcess.started.clear()
+
+
 def write_config(tmp_path: Path, services: str, hosts: str = "") -> Path:
     config = tmp_path / "lightbulb.yaml"
     clickhouse = f"  hosts: [{hosts}]\n" if hosts else f"  embedded_path: {tmp_path / 'db'}\n"

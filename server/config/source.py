@@ -104,15 +104,23 @@ class _Walker:
                 items.append(self.build(child, (*path, index)))
             return items
         assert isinstance(node, yaml.ScalarNode)
-        value = self.constructor.construct_object(node, deep=True)
+        value = self._scalar(node)
         if isinstance(value, str) and "$" in value:
             return self._expand(value, path)
+        return value
+
+    def _scalar(self, node: yaml.Node) -> Any:
+        value = self.constructor.construct_object(node, deep=True)
+        # PyYAML caches every constructed node (and so every position mark) for
+        # anchors; we resolve aliases from the node tree ourselves, so drop the
+        # cache or a 5,000-service file keeps ~35 MB of marks alive.
+        self.constructor.constructed_objects.clear()
         return value
 
     def _mapping(self, node: yaml.MappingNode, path: Path) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for key_node, value_node in node.value:
-            key = self.constructor.construct_object(key_node, deep=True)
+            key = self._scalar(key_node)
             line = key_node.start_mark.line + 1
             if not isinstance(key, str):
                 key = str(key)

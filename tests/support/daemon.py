@@ -10,10 +10,14 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import ClassVar
 
 
 class DaemonProcess:
+    started: ClassVar[list[DaemonProcess]] = []
+
     def __init__(self, config: Path, cwd: Path) -> None:
+        self.started.append(self)
         self.lines: list[str] = []
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "server.cli", "run", "--config", str(config)],

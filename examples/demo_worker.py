@@ -1,0 +1,67 @@
+"""A small stand-in service for the demo: serves /health, writes a pidfile and a log.
+
+    python examples/demo_worker.py --port 8099 --dir var/demo
+
+Every few seconds it logs a line, now and then a WARNING or an ERROR, so the
+demo shows log collection; /health answers slowly once in a while.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import random
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+
+class Health(BaseHTTPRequestHandler):
+    def log_message(self, *args: object) -> None:
+        return
+
+    def do_GET(self) -> None:
+        if random.random() < 0.1:  # noqa: S311 - demo jitter, not crypto
+            time.sleep(0.6)
+        body = json.dumps({"status": "ok", "pid": os.getpid()}).encode()
+        self.send_response(200 if self.path == "/health" else 404)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, default=8099)
+    parser.add_argument("--dir", default="var/demo")
+    args = parser.parse_args()
+    directory = Path(args.dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "worker.pid").write_text(str(os.getpid()))
+    logging.basicConfig(
+        filename=directory / "worker.log",
+        format="%(asctime)s %(levelname)s demo-worker: %(message)s",
+        level=logging.INFO,
+    )
+    server = ThreadingHTTPServer(("127.0.0.1", args.port), Health)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    log = logging.getLogger()
+    jobs = 0
+    while True:
+        time.sleep(3)
+        jobs += 1
+        roll = random.random()  # noqa: S311
+        if roll < 0.1:
+            log.error("job %d failed: upstream timed out after 5000 ms", jobs)
+        elif roll < 0.25:
+            log.warning("job %d retried: queue depth %d", jobs, random.randint(50, 500))  # noqa: S311
+        else:
+            log.info("job %d done", jobs)
+
+
+if __name__ == "__main__":
+    main()
