@@ -28,6 +28,8 @@ from checkers.base import (
 from checkers.logtail import LogTail
 from server.config.types import Duration
 
+TOTAL_MEMORY = psutil.virtual_memory().total
+
 
 class ProcessThresholds(Settings):
     cpu_percent: float | None = None
@@ -134,7 +136,9 @@ class PythonProcessChecker(Checker):
         return min(candidates, key=lambda p: (p.info["create_time"] or 0, p.pid))
 
     def _cached_or_new(self, pid: int) -> psutil.Process | None:
-        if self._process is not None and self._process.pid == pid and self._process.is_running():
+        # Same pid: reuse the cached Process (it keeps the CPU counter); if it died,
+        # _inspect gets NoSuchProcess. Skipping is_running() saves a /proc read per check.
+        if self._process is not None and self._process.pid == pid:
             return self._process
         try:
             return psutil.Process(pid)
@@ -169,8 +173,8 @@ class PythonProcessChecker(Checker):
         with process.oneshot():
             status = process.status()
             cpu = process.cpu_percent(None)
-            memory = process.memory_percent()
             rss = process.memory_info().rss
+            memory = rss / TOTAL_MEMORY * 100  # memory_percent() re-reads /proc/meminfo
             threads = process.num_threads()
             fds = process.num_fds()
             uptime = max(0.0, time.time() - process.create_time())
