@@ -9,23 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from server.recorder import STATUS_COLUMNS
 from server.schema import Target, apply_schema, render_schema, schema_files
 from server.schema_check import check_schema
 from server.storage.embedded import EmbeddedStorage
 from tests.conftest import run_cli
 
-STATUS_COLUMNS = [
-    "service_id",
-    "timestamp",
-    "status_code",
-    "message",
-    "service_type",
-    "stack",
-    "details",
-    "response_time_ms",
-    "cpu_usage",
-    "memory_usage",
-]
 T0 = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
 TARGET = Target("monitor")
 

@@ -25,6 +25,12 @@ def check_name(name: str) -> str:
     return name
 
 
+def insert_into(database: str, table: str, columns: Sequence[str]) -> str:
+    """``INSERT INTO db.table (a, b)`` with every name checked; the data follows separately."""
+    cols = ", ".join(check_name(c) for c in columns)
+    return f"INSERT INTO {check_name(database)}.{check_name(table)} ({cols})"
+
+
 def first_line(exc: BaseException) -> str:
     """The part of a ClickHouse exception worth showing: its first line, no stack trace."""
     text = str(exc).strip()

@@ -23,6 +23,7 @@ from server.storage.base import (
     StorageUnavailable,
     check_name,
     first_line,
+    insert_into,
 )
 
 # ClickHouse's own placeholder ``{name:Type}``; the driver wants ``%(name)s``.
@@ -91,8 +92,7 @@ class ClusterStorage:
     ) -> int:
         if not rows:
             return 0
-        cols = ", ".join(check_name(c) for c in columns)
-        sql = f"INSERT INTO {self.database}.{check_name(table)} ({cols}) VALUES"
+        sql = insert_into(self.database, table, columns) + " VALUES"
         settings = (
             {
                 "insert_deduplication_token": dedup_token,

@@ -25,6 +25,7 @@ from server.storage.base import (
     StorageLocked,
     check_name,
     first_line,
+    insert_into,
 )
 from server.storage.values import from_json, json_each_row
 
@@ -80,8 +81,7 @@ class EmbeddedStorage:
     ) -> int:
         if not rows:
             return 0
-        cols = ", ".join(check_name(c) for c in columns)
-        sql = f"INSERT INTO {self.database}.{check_name(table)} ({cols})"
+        sql = insert_into(self.database, table, columns)
         if dedup_token is not None:
             if not _TOKEN.match(dedup_token):
                 raise StorageError(f"invalid deduplication token {dedup_token!r}")
