@@ -194,3 +194,31 @@ def test_stopped_process_signal_keeps_it_found(spawn: Any) -> None:
         assert result.status == Status.OK and result.details["process_status"] == "stopped"
     finally:
         os.kill(proc.pid, signal.SIGCONT)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to drop to another user")
+def test_access_denied_is_unknown(spawn: Any) -> None:
+    """Checked as `nobody`, a root-owned process's fds cannot be read: UNKNOWN, not FAILED."""
+    target = spawn()
+    code = (
+        "import os, sys\n"
+        "from datetime import UTC, datetime\n"
+        "from checkers.base import CheckContext\n"
+        "from checkers.python_process import ProcessSettings, PythonProcessChecker\n"
+        "from server.runner import run_check\n"
+        "os.setgid(65534); os.setuid(65534)  # after imports: the interpreter lives under /root\n"
+        f"r = run_check(PythonProcessChecker(ProcessSettings(pid={target.pid})),"
+        " CheckContext('p', datetime.now(UTC), 5))\n"
+        "print(int(r.status), r.message)\n"
+    )
+    repo = Path(__file__).resolve().parents[1]
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "PYTHONPATH": str(repo)},
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"5 access denied reading process {target.pid}"
