@@ -17,6 +17,7 @@ from types import FrameType
 from checkers.base import CheckResult, Metric, Status
 from server.clock import Clock, SystemClock
 from server.config import Config, ConfigError, load_config
+from server.config.checks import RESERVED_ID
 from server.recorder import Recorder
 from server.scheduler import CheckScheduler
 from server.schema import Target, apply_schema
@@ -27,7 +28,7 @@ from server.writer import Writer
 
 log = logging.getLogger("lightbulb.daemon")
 STOP_GRACE = 8.0  # seconds for checks in flight; leaves time to flush within 10 s
-SELF_ID = "lightbulb"
+SELF_ID = RESERVED_ID
 SELF_INTERVAL = 15.0
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -68,8 +67,6 @@ class Recorder:
         self.sink = sink
         self.last_status: dict[str, Status] = dict(last_status or {})
         self._lock = threading.Lock()
-        #: Called with (service_id, previous, result, at) on every recorded result.
-        self.listeners: list[Callable[[str, Status | None, CheckResult, datetime], None]] = []
 
     def record(self, service: ServiceInfo, result: CheckResult, at: datetime) -> None:
         sid = service.id
@@ -129,5 +126,3 @@ class Recorder:
                     },
                 ),
             )
-        for listener in self.listeners:
-            listener(sid, previous, result, at)

@@ -19,6 +19,7 @@ from server.config.source import Path, Source
 from server.config.types import format_duration
 
 Report = Callable[[Path, str], None]
+RESERVED_ID = "lightbulb"  # the daemon reports on itself under this id
 
 
 def cross_check(config: Config, source: Source) -> list[ConfigProblem]:
@@ -57,6 +58,8 @@ def _services(
 ) -> None:
     for index, service in enumerate(config.services):
         path: Path = ("services", index)
+        if service.id == RESERVED_ID:
+            report((*path, "id"), f'"{RESERVED_ID}" is reserved for the daemon\'s own status row')
         if service.timeout > service.interval:
             report(
                 (*path, "timeout"),
