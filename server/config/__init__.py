@@ -72,6 +72,7 @@ def parse_config(text: str, filename: str, environ: Mapping[str, str] | None = N
     problems.extend(cross_check(config, source))
     if problems:
         raise ConfigError(problems)
+    source.release()
     config._source = source
     return config
 

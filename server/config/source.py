@@ -22,6 +22,10 @@ from server.config.errors import ConfigProblem
 
 Path = tuple[str | int, ...]
 
+# LibYAML's parser is ~4x faster and peaks far lower on big files (5,000 services);
+# the pure-Python one is the fallback where PyYAML was built without it.
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 _ENV_RE = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -34,6 +38,15 @@ class Source:
     lines: dict[Path, int] = field(default_factory=dict)
     # Paths whose value came (partly) from the environment, with the text as written.
     raw_text: dict[Path, str] = field(default_factory=dict)
+
+    def release(self) -> None:
+        """Drop what only error reporting needed, once the file is valid.
+
+        The parsed copy and the line of every key cost as much memory as the
+        config itself; after validation only the ``${VAR}`` texts are used.
+        """
+        self.data = None
+        self.lines = {}
 
     def line_of(self, path: Path) -> int | None:
         """The line of ``path`` or of its nearest ancestor that has one."""
@@ -62,7 +75,7 @@ def load_source(
     source = Source(filename=filename, data=None)
     problems: list[ConfigProblem] = []
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = yaml.compose(text, Loader=_LOADER)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
