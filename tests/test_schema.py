@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from server.recorder import STATUS_COLUMNS
+from server.recorder import LOG_COLUMNS, METRIC_COLUMNS, STATUS_COLUMNS
 from server.schema import Target, apply_schema, render_schema, schema_files
 from server.schema_check import check_schema
 from server.storage.embedded import EmbeddedStorage
@@ -161,21 +161,12 @@ def test_metrics_and_logs_round_trip_maps_and_nulls(store: EmbeddedStorage) -> N
     apply_schema(store, TARGET)
     store.insert(
         "service_metrics",
-        ["service_id", "timestamp", "metric_name", "metric_value", "metric_unit", "tags"],
+        METRIC_COLUMNS,
         [("host", T0, "disk_used", 71.5, "percent", {"mount": "/"})],
     )
     store.insert(
         "service_logs",
-        [
-            "service_id",
-            "timestamp",
-            "log_level",
-            "message",
-            "source",
-            "error_code",
-            "stack_trace",
-            "context",
-        ],
+        LOG_COLUMNS,
         [("api", T0, "ERROR", "boom", "checker", None, "Traceback…", {"k": "v"})],
     )
     metric = store.query("SELECT * FROM monitor.service_metrics")[0]
