@@ -24,7 +24,7 @@ def test_reports_host_metrics() -> None:
         "uptime_seconds",
     }
     mounts = {m.tags["mount"] for m in result.metrics if m.name == "disk_used_percent"}
-    assert "/" in mounts or mounts
+    assert mounts, "at least one mounted file system is reported"
 
 
 def test_threshold_breach_degrades() -> None:

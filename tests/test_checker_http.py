@@ -91,7 +91,10 @@ def test_refused_connection_fails() -> None:
 
 
 def test_headers_are_sent(target: Target) -> None:
-    assert check(url=target.url("/ok"), headers={"Authorization": "Bearer x"}).status == Status.OK
+    settings = {"url": target.url("/headers"), "json_path": "$.Authorization"}
+    sent = check(headers={"Authorization": "Bearer x"}, equals="Bearer x", **settings)
+    assert sent.status == Status.OK
+    assert check(equals="Bearer x", **settings).message == "$.Authorization not found in body"
 
 
 def test_tls_certificate_near_expiry_degrades(tmp_path: Path) -> None:

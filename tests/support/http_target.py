@@ -24,6 +24,9 @@ class Handler(BaseHTTPRequestHandler):
         if self.path == "/error":
             self._send(500, b"internal error")
             return
+        if self.path == "/headers":  # echoes what the checker sent
+            self._send(200, json.dumps(dict(self.headers)).encode(), "application/json")
+            return
         body = json.dumps({"status": "ok", "data": {"items": [{"state": "green"}]}}).encode()
         self._send(200, body, "application/json")
 
