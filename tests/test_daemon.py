@@ -136,6 +136,30 @@ def test_sighup_applies_a_good_config_and_rejects_a_bad_one(tmp_path: Path) -> N
     assert services == {"one", "two"}
 
 
+def test_hanging_plugin_is_unknown_on_time_and_does_not_delay_others(tmp_path: Path) -> None:
+    plugin = tmp_path / "check_hangs"
+    plugin.write_text("#!/bin/sh\nsleep 60\n")
+    plugin.chmod(0o755)
+    config = write_config(
+        tmp_path,
+        f"  - {{id: hangs, type: command, interval: 1s, timeout: 500ms,"
+        f" command: {{command: [{plugin}]}}}}\n"
+        "  - {id: quick, type: host, interval: 200ms}\n",
+    )
+    daemon = DaemonProcess(config, tmp_path)
+    daemon.wait_for("storage ready")
+    time.sleep(3)
+    code, _ = daemon.stop()
+    assert code == 0
+    rows = query(tmp_path, "SELECT service_id, status_code, message FROM monitor.service_status")
+    hung = [r for r in rows if r["service_id"] == "hangs"]
+    quick = [r for r in rows if r["service_id"] == "quick"]
+    assert hung and all(
+        r["status_code"] == 5 and "timed out after 0.5s" in r["message"] for r in hung
+    )
+    assert len(quick) >= 12  # ~15 planned in 3 s: the hung plugin took none of their turns
+
+
 def test_sigterm_flushes_everything_and_exits_zero(tmp_path: Path) -> None:
     config = write_config(tmp_path, "  - {id: one, type: host, interval: 200ms}\n")
     config.write_text(config.read_text().replace("flush_interval: 200ms", "flush_interval: 1h"))

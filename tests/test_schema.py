@@ -239,3 +239,23 @@ def test_second_process_gets_clear_error_naming_holder(tmp_path: Path) -> None:
         f"the embedded database at {tmp_path / 'db'} is in use by process {os.getpid()}"
         in result.stderr
     )
+
+
+def test_grants_render_user_password_cluster_and_profile() -> None:
+    from server.schema import render_file, sql_string
+
+    statements = render_file(
+        "grants.sql",
+        Target("monitor", cluster="production"),
+        user="`monitor`",
+        password=sql_string("it's a \\ secret"),
+        profile=sql_string("program"),
+    )
+    assert statements[0].endswith(
+        "CREATE USER IF NOT EXISTS `monitor` ON CLUSTER production "
+        "IDENTIFIED WITH sha256_password BY 'it\\'s a \\\\ secret'"
+    )
+    assert "GRANT ON CLUSTER production ALL ON monitor.* TO `monitor`" in statements
+    assert statements[-1] == "ALTER USER `monitor` ON CLUSTER production SETTINGS PROFILE 'program'"
+    plain = render_file("grants.sql", Target("monitor"), user="`m`", password="''", profile=None)
+    assert not any("CLUSTER" in s or "PROFILE" in s for s in plain)
