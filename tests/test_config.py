@@ -133,9 +133,12 @@ def test_raw_block_keeps_env_references_unexpanded() -> None:
 def test_glob_and_stack_selectors_in_rules() -> None:
     base = "services:\n  - {id: api-1, type: host, stack: web}\nalert_rules:\n"
     for selector in ("api-*", "stack:web", "api-1"):
-        parse_config(base + f"  - {{id: r, service: '{selector}', condition: absent}}\n", "f", {})
+        rule = f"  - {{id: r, service: '{selector}', condition: 'status >= FAILED'}}\n"
+        parse_config(base + rule, "f", {})
     with pytest.raises(ConfigError):
-        parse_config(base + "  - {id: r, service: 'db-*', condition: absent}\n", "f", {})
+        parse_config(
+            base + "  - {id: r, service: 'db-*', condition: 'status >= FAILED'}\n", "f", {}
+        )
 
 
 def test_config_check_prints_one_line_summary() -> None:

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pydantic import ValidationError
 
 import checkers
+from server.alerting.conditions import AbsentCondition, ConditionError, parse_condition
 from server.config.errors import ConfigProblem
 from server.config.models import Config
 from server.config.pydantic_errors import translate
@@ -155,6 +156,17 @@ def _rules(config: Config, report: Report) -> None:
         if rule.id in seen:
             report((*path, "id"), f'duplicate rule id "{rule.id}"')
         seen.add(rule.id)
+        try:
+            condition = parse_condition(rule.condition)
+        except ConditionError as exc:
+            report((*path, "condition"), str(exc))
+        else:
+            if isinstance(condition, AbsentCondition) and rule.threshold < 1:
+                missed = f"got {rule.threshold:g}"
+                report(
+                    (*path, "threshold"),
+                    f"absent needs the missed intervals as threshold (>= 1), {missed}",
+                )
         if not selector_matches(rule.service, known, stacks):
             report(
                 (*path, "service"),

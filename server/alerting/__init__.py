@@ -1,0 +1,1 @@
+"""Alerting: rule conditions (and, as the alerting issue lands, evaluation and delivery)."""

@@ -1,0 +1,145 @@
+"""Alert rule conditions, parsed once at config load into small typed values.
+
+Grammar (``VALUE`` is a number, or the word ``threshold`` for the rule's
+``threshold`` field; ``OP`` is one of ``> >= < <= == !=``):
+
+- ``status OP VALUE``; VALUE may also be a status name (``status >= FAILED``)
+- ``[avg|max|min|last] metric NAME OP VALUE``; the aggregate runs over the
+  rule's ``for`` window, ``last`` (the default) takes the newest sample
+- ``absent``: no result for ``threshold`` intervals (threshold >= 1)
+- ``consecutive_failures OP VALUE``
+- ``log_errors OP VALUE``: ERROR-level log rows within ``for``
+
+A condition that does not parse is a config error at ``alert_rules[i].condition``.
+"""
+
+from __future__ import annotations
+
+import operator
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+from checkers.base import Status
+
+OPS: dict[str, Callable[[float, float], bool]] = {
+    ">": operator.gt,
+    ">=": operator.ge,
+    "<": operator.lt,
+    "<=": operator.le,
+    "==": operator.eq,
+    "!=": operator.ne,
+}
+EXAMPLES = (
+    "status >= FAILED, metric <name> > <number|threshold>, avg metric <name> > threshold, "
+    "absent, consecutive_failures >= <n>, log_errors > <n>"
+)
+_TOKEN = re.compile(r"\s*(>=|<=|==|!=|>|<|[^\s<>=!]+)")
+Aggregate = Literal["last", "avg", "max", "min"]
+
+
+class ConditionError(ValueError):
+    """Worded for a config report: what is wrong and what would be right."""
+
+
+@dataclass(frozen=True)
+class Comparison:
+    op: str
+    value: float | None  # None: the rule's threshold
+
+    def holds(self, observed: float, threshold: float) -> bool:
+        target = threshold if self.value is None else self.value
+        return OPS[self.op](observed, target)
+
+
+@dataclass(frozen=True)
+class StatusCondition:
+    compare: Comparison
+
+
+@dataclass(frozen=True)
+class MetricCondition:
+    name: str
+    aggregate: Aggregate
+    compare: Comparison
+
+
+@dataclass(frozen=True)
+class AbsentCondition:
+    pass
+
+
+@dataclass(frozen=True)
+class ConsecutiveFailures:
+    compare: Comparison
+
+
+@dataclass(frozen=True)
+class LogErrors:
+    compare: Comparison
+
+
+Condition = StatusCondition | MetricCondition | AbsentCondition | ConsecutiveFailures | LogErrors
+
+
+def tokenize(text: str) -> list[str]:
+    tokens, pos = [], 0
+    while pos < len(text.rstrip()):
+        match = _TOKEN.match(text, pos)
+        if match is None:  # pragma: no cover - the pattern matches any non-space run
+            break
+        tokens.append(match.group(1))
+        pos = match.end()
+    return tokens
+
+
+def parse_condition(text: str) -> Condition:
+    tokens = tokenize(text)
+    if not tokens:
+        raise ConditionError(f"empty condition; expected one of: {EXAMPLES}")
+    head = tokens[0].lower()
+    if head == "absent":
+        if len(tokens) != 1:
+            raise ConditionError(
+                '"absent" takes no operands; set the missed intervals in threshold'
+            )
+        return AbsentCondition()
+    if head == "status":
+        return StatusCondition(_comparison(tokens[1:], "status", status_names=True))
+    if head == "consecutive_failures":
+        return ConsecutiveFailures(_comparison(tokens[1:], "consecutive_failures"))
+    if head == "log_errors":
+        return LogErrors(_comparison(tokens[1:], "log_errors"))
+    aggregate: Aggregate = "last"
+    if head in ("avg", "max", "min", "last"):
+        aggregate = head  # type: ignore[assignment]
+        tokens = tokens[1:]
+        head = tokens[0].lower() if tokens else ""
+    if head == "metric":
+        if len(tokens) < 2 or tokens[1] in OPS:
+            raise ConditionError('"metric" needs a metric name, e.g. metric response_time_ms > 500')
+        return MetricCondition(tokens[1], aggregate, _comparison(tokens[2:], f"metric {tokens[1]}"))
+    raise ConditionError(f'unknown condition "{text}"; expected one of: {EXAMPLES}')
+
+
+def _comparison(tokens: list[str], subject: str, status_names: bool = False) -> Comparison:
+    if len(tokens) != 2 or tokens[0] not in OPS:
+        raise ConditionError(
+            f'"{subject}" needs an operator and a value, e.g. {subject} >= '
+            + ("FAILED" if status_names else "threshold")
+            + f"; operators: {' '.join(OPS)}"
+        )
+    op, raw = tokens
+    if raw.lower() == "threshold":
+        return Comparison(op, None)
+    if status_names and raw.upper() in Status.__members__:
+        return Comparison(op, float(Status[raw.upper()]))
+    try:
+        value = float(raw)
+    except ValueError:
+        expected = "a number or threshold"
+        if status_names:
+            expected = f"a number, threshold or a status ({', '.join(Status.__members__)})"
+        raise ConditionError(f'"{raw}" is not {expected}') from None
+    return Comparison(op, value)
