@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 from checkers.base import CheckContext, Status
@@ -29,6 +30,8 @@ def spawn() -> Iterator[Any]:
     def start(code: str = SLEEPER, *args: str) -> subprocess.Popen[bytes]:
         proc = subprocess.Popen([sys.executable, "-c", code, *args])
         procs.append(proc)
+        # Until the child has exec'd, /proc shows the parent's command line.
+        wait_for(lambda: psutil.Process(proc.pid).cmdline()[1:3] == ["-c", code])
         return proc
 
     yield start
@@ -189,6 +192,7 @@ def test_exactly_one_matcher_is_required() -> None:
 def test_stopped_process_signal_keeps_it_found(spawn: Any) -> None:
     proc = spawn()
     os.kill(proc.pid, signal.SIGSTOP)
+    wait_for(lambda: psutil.Process(proc.pid).status() == psutil.STATUS_STOPPED)
     try:
         result = check(PythonProcessChecker(ProcessSettings(pid=proc.pid)))
         assert result.status == Status.OK and result.details["process_status"] == "stopped"

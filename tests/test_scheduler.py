@@ -79,11 +79,9 @@ def test_hanging_checker_is_unknown_on_time_and_others_keep_running() -> None:
     scheduler.sync(services(CONFIG))
     scheduler.start()
     try:
-        assert wait_until(lambda: sink.statuses("hung"))
-        assert sink.statuses("hung")[0] == (
-            5,
-            "check timed out after 0.3s (checker did not return)",
-        )
+        # The skipped-run UNKNOWN may land first under load; the timeout one must land too.
+        timed_out = (5, "check timed out after 0.3s (checker did not return)")
+        assert wait_until(lambda: timed_out in sink.statuses("hung"))
         assert wait_until(
             lambda: len(sink.statuses("fast-a")) >= 4 and len(sink.statuses("fast-b")) >= 4
         )
