@@ -40,6 +40,7 @@ def test_every_ddl_file_creates_its_objects(store: EmbeddedStorage) -> None:
         "alert_rules": "ReplacingMergeTree",
         "service_status_hourly": "AggregatingMergeTree",
         "service_status_summary": "MaterializedView",
+        "alert_events": "MergeTree",
     }
 
 
@@ -47,9 +48,9 @@ def test_time_series_tables_have_monthly_partitions_and_ttl(store: EmbeddedStora
     apply_schema(store, Target("monitor", retention_days=45))
     rows = store.query(
         "SELECT name, partition_key, engine_full FROM system.tables WHERE database = 'monitor' "
-        "AND name IN ('service_status', 'service_metrics', 'service_logs')"
+        "AND name IN ('service_status', 'service_metrics', 'service_logs', 'alert_events')"
     )
-    assert len(rows) == 3
+    assert len(rows) == 4
     for row in rows:
         assert row["partition_key"] == "toYYYYMM(timestamp)"
         assert "TTL toDateTime(timestamp) + toIntervalDay(45)" in row["engine_full"]
