@@ -15,16 +15,12 @@ from datetime import UTC, datetime
 from server.config import DEFAULT_PATH, Config, ConfigError, load_config
 from server.schema import Target, apply_grants, apply_schema
 from server.schema_check import check_schema
+from server.secret import Secret
 from server.storage import StorageError, open_storage
 from server.sync import sync_config_tables
 
 EXIT_OK, EXIT_PROBLEM, EXIT_USAGE = 0, 1, 2
 Command = Callable[[argparse.Namespace], int]
-
-
-def target_of(config: Config) -> Target:
-    ch = config.clickhouse
-    return Target(ch.database, ch.cluster, ch.retention_days)
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
@@ -41,7 +37,7 @@ def cmd_config_check(args: argparse.Namespace) -> int:
 
 def cmd_bootstrap(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    target = target_of(config)
+    target = Target.of(config.clickhouse)
     if args.grants:
         grant_status = _grants(args, config, target)
         if grant_status != EXIT_OK:
@@ -68,7 +64,10 @@ def _grants(args: argparse.Namespace, config: Config, target: Target) -> int:
         )
         return EXIT_USAGE
     admin = config.clickhouse.model_copy(
-        update={"user": args.admin_user, "password": _admin_password()}
+        update={
+            "user": args.admin_user,
+            "password": Secret(os.environ.get("CLICKHOUSE_ADMIN_PASSWORD", "")),
+        }
     )
     storage = open_storage(admin)
     try:
@@ -85,15 +84,9 @@ def _grants(args: argparse.Namespace, config: Config, target: Target) -> int:
     return EXIT_OK
 
 
-def _admin_password() -> object:
-    from server.secret import Secret
-
-    return Secret(os.environ.get("CLICKHOUSE_ADMIN_PASSWORD", ""))
-
-
 def cmd_validate_schema(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    target = target_of(config)
+    target = Target.of(config.clickhouse)
     storage = open_storage(config.clickhouse)
     try:
         drift = check_schema(storage, target)

@@ -58,22 +58,16 @@ class Daemon:
         self.scheduler = CheckScheduler(self.recorder, self.clock, max_workers=sched.max_workers)
         self._stop = threading.Event()
         self._reload = threading.Event()
-        self._prepared = False
 
     # -- storage -----------------------------------------------------------------------
-    def _target(self) -> Target:
-        ch = self.config.clickhouse
-        return Target(ch.database, ch.cluster, ch.retention_days)
-
     def _prepare_storage(self) -> None:
         """Schema, config tables and the last known status of each service.
 
         Runs before the first write (and again if ClickHouse was down at start),
         so a daemon started during an outage checks and spools from the first second.
+        The writer calls it until it succeeds once.
         """
-        if self._prepared:
-            return
-        apply_schema(self.storage, self._target())
+        apply_schema(self.storage, Target.of(self.config.clickhouse))
         sync_config_tables(self.storage, self.config, self.clock.now())
         rows = self.storage.query(
             f"SELECT service_id, argMaxMerge(last_status) AS status "
@@ -81,7 +75,6 @@ class Daemon:
         )
         for row in rows:
             self.recorder.last_status.setdefault(row["service_id"], Status(row["status"]))
-        self._prepared = True
         log.info("storage ready: %s", self.storage.describe())
 
     # -- lifecycle ---------------------------------------------------------------------

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import jinja2
 
+from server.config.models import ClickHouseConfig
 from server.storage import Storage
 
 GRANTS_FILE = "grants.sql"
@@ -38,6 +39,11 @@ class Target:
     database: str
     cluster: str | None = None
     retention_days: int = 90
+
+    @classmethod
+    def of(cls, clickhouse: ClickHouseConfig) -> Target:
+        """The target a configuration's ``clickhouse`` section describes."""
+        return cls(clickhouse.database, clickhouse.cluster, clickhouse.retention_days)
 
 
 @dataclass(frozen=True)
