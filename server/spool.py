@@ -42,12 +42,17 @@ class Spool:
         self.max_bytes = max_bytes
         self.dropped_rows = 0
         self._lock = threading.Lock()
-        files = self.pending()
+        files = sorted(self.directory.glob(f"*{SUFFIX}"))
         self._seq = int(files[-1].stem) + 1 if files else 0
         self._bytes = sum(f.stat().st_size for f in files)
+        # Counted in memory: the writer asks on every flush, and an empty spool
+        # (the normal case) must cost no directory listing.
+        self._count = len(files)
 
     def pending(self) -> list[Path]:
         """Spooled batch files, oldest first."""
+        if not self._count:
+            return []
         return sorted(self.directory.glob(f"*{SUFFIX}"))
 
     @property
@@ -55,7 +60,7 @@ class Spool:
         return self._bytes
 
     def __len__(self) -> int:
-        return len(self.pending())
+        return self._count
 
     def append(self, batch: Batch) -> None:
         times = (
@@ -81,7 +86,9 @@ class Spool:
                 os.fsync(handle.fileno())
             tmp.rename(path)
             self._bytes += len(data)
-            self._enforce_bound()
+            self._count += 1
+            if self._bytes > self.max_bytes:
+                self._enforce_bound()
 
     def load(self, path: Path) -> Batch:
         with open(path, encoding="utf-8") as handle:
@@ -102,22 +109,29 @@ class Spool:
 
     def remove(self, path: Path) -> None:
         with self._lock:
-            try:
-                size = path.stat().st_size
-                path.unlink()
-            except FileNotFoundError:
-                return
-            self._bytes -= size
+            self._drop(path, None)
 
     def set_aside(self, path: Path) -> Path:
         """Move a batch the server keeps refusing to ``rejected/`` for a human to look at."""
         rejected = self.directory / "rejected"
         rejected.mkdir(exist_ok=True)
         with self._lock:
-            size = path.stat().st_size
-            path.rename(rejected / path.name)
-            self._bytes -= size
+            self._drop(path, rejected / path.name)
         return rejected / path.name
+
+    def _drop(self, path: Path, move_to: Path | None) -> bool:
+        """Take one batch out of the spool (delete or move it); False if already gone."""
+        try:
+            size = path.stat().st_size
+            if move_to is None:
+                path.unlink()
+            else:
+                path.rename(move_to)
+        except FileNotFoundError:
+            return False
+        self._bytes -= size
+        self._count -= 1
+        return True
 
     def _enforce_bound(self) -> None:
         files = self.pending()
@@ -126,11 +140,10 @@ class Spool:
             try:
                 with open(oldest, encoding="utf-8") as handle:
                     rows = sum(1 for _ in handle) - 1
-                size = oldest.stat().st_size
-                oldest.unlink()
             except FileNotFoundError:
                 continue
-            self._bytes -= size
+            if not self._drop(oldest, None):
+                continue
             self.dropped_rows += rows
             log.error(
                 "spool is over %d bytes: dropped the oldest batch (%d rows); "
