@@ -121,9 +121,8 @@ class HttpChecker(Checker):
         if not settings.verify_tls:
             # The user's explicit choice; urllib3 would otherwise warn on every check.
             urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
-        self._cert_days: float | None = None
+        self._cert_expires: datetime | None = None
         self._cert_checked: datetime | None = None
-        self._cert_at: datetime | None = None
 
     def check(self, ctx: CheckContext) -> CheckResult:
         s = self.settings
@@ -200,14 +199,12 @@ class HttpChecker(Checker):
             return None
         if self._cert_checked is None or now - self._cert_checked >= CERT_RECHECK:
             self._cert_checked = now
-            expires = peer_cert_expiry(
+            self._cert_expires = peer_cert_expiry(
                 url.hostname or "", url.port or 443, timeout, self.settings.ca_cert
             )
-            self._cert_days = None if expires is None else (expires - now).total_seconds() / 86400
-            self._cert_at = now
-        if self._cert_days is None or self._cert_at is None:
+        if self._cert_expires is None:
             return None
-        return self._cert_days - (now - self._cert_at).total_seconds() / 86400
+        return (self._cert_expires - now).total_seconds() / 86400
 
 
 def peer_cert_expiry(host: str, port: int, timeout: float, ca_cert: str | None) -> datetime | None:

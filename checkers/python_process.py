@@ -20,6 +20,7 @@ from checkers.base import (
     CheckContext,
     Checker,
     CheckResult,
+    LogEntry,
     Metric,
     Settings,
     Status,
@@ -100,7 +101,7 @@ class PythonProcessChecker(Checker):
         result.logs.extend(logs)
         return result
 
-    def _not_found(self, reason: str, logs: list) -> CheckResult:  # type: ignore[type-arg]
+    def _not_found(self, reason: str, logs: list[LogEntry]) -> CheckResult:
         what = reason or f"no process matches {self._describe_matcher()}"
         if self.settings.expect == "stopped":
             return CheckResult(Status.STOPPED, f"not running (expected): {what}", logs=logs)

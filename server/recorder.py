@@ -57,9 +57,16 @@ class RowSink(Protocol):
 
 
 class ServiceInfo(Protocol):
-    id: str
-    type: str
-    stack: str
+    """What a status row needs of a service (a config entry or the daemon itself)."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def type(self) -> str: ...
+
+    @property
+    def stack(self) -> str: ...
 
 
 class Recorder:

@@ -16,7 +16,7 @@ import zlib
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES, JobExecutionEvent
@@ -27,6 +27,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 import checkers
 from checkers.base import CheckContext, Checker, CheckResult, Status
 from server.clock import Clock
+from server.config.models import ServiceConfig
 from server.recorder import Recorder
 from server.runner import run_check
 
@@ -39,9 +40,9 @@ ADD_LEAD_PER_JOB = 0.0003
 
 @dataclass
 class Entry:
-    service: Any  # ServiceConfig
+    service: ServiceConfig
     checker: Checker
-    first_run: Any  # datetime of the first planned run
+    first_run: datetime  # the first planned run; later ones follow every interval
     started: float | None = None  # monotonic start of the check in flight
     run_token: int = 0
     timed_out_token: int = -1
@@ -115,7 +116,7 @@ class CheckScheduler:
             entry.checker.close()
 
     # -- services ----------------------------------------------------------------------
-    def sync(self, services: list[Any]) -> dict[str, list[str]]:
+    def sync(self, services: list[ServiceConfig]) -> dict[str, list[str]]:
         """Make the jobs match ``services``: add new, drop removed, rebuild changed ones."""
         wanted = {s.id: s for s in services if s.enabled}
         changes: dict[str, list[str]] = {"added": [], "removed": [], "changed": []}
@@ -139,7 +140,7 @@ class CheckScheduler:
                     changes["added"].append(service.id)
         return changes
 
-    def _add(self, service: Any, checker: Checker, base: Any) -> None:
+    def _add(self, service: ServiceConfig, checker: Checker, base: datetime) -> None:
         interval = service.interval.total_seconds()
         first = base + timedelta(seconds=spread_offset(service.id, interval))
         self.entries[service.id] = Entry(service, checker, first)
@@ -181,7 +182,7 @@ class CheckScheduler:
         if self.entries.get(service_id) is entry:
             self._record(entry, result, now)
 
-    def _note_lag(self, entry: Entry, now: Any) -> None:
+    def _note_lag(self, entry: Entry, now: datetime) -> None:
         interval = entry.service.interval.total_seconds()
         since_first = (now - entry.first_run).total_seconds()
         planned = entry.first_run + timedelta(
@@ -189,7 +190,7 @@ class CheckScheduler:
         )
         self.stats.lags_ms.append(max(0.0, (now - planned).total_seconds() * 1000))
 
-    def _record(self, entry: Entry, result: CheckResult, at: Any) -> None:
+    def _record(self, entry: Entry, result: CheckResult, at: datetime) -> None:
         self.stats.checks += 1
         try:
             self.recorder.record(entry.service, result, at)

@@ -44,7 +44,7 @@ class EmbeddedStorage:
         self.path.mkdir(parents=True, exist_ok=True)
         self._lock_file: IO[str] | None = _acquire_lock(self.path)
         try:
-            self._session = session.Session(str(self.path))  # type: ignore[no-untyped-call]
+            self._session = session.Session(str(self.path))
         except Exception as exc:
             self._release()
             raise StorageLocked(
@@ -97,7 +97,7 @@ class EmbeddedStorage:
         statement = f"{sql} FORMAT JSONEachRow\n{json_each_row(columns, rows)}"
         with self._mutex:
             try:
-                self._session.query(statement, "CSV")  # type: ignore[no-untyped-call]
+                self._session.query(statement, "CSV")
             except Exception as exc:
                 raise StorageError(f"insert into {table} failed: {first_line(exc)}") from None
         return len(rows)
@@ -105,16 +105,14 @@ class EmbeddedStorage:
     def close(self) -> None:
         with self._mutex:
             try:
-                self._session.close()  # type: ignore[no-untyped-call]
+                self._session.close()
             finally:
                 self._release()
 
     def _run(self, sql: str, fmt: str, params: Params | None) -> str:
         with self._mutex:
             try:
-                result = self._session.query(  # type: ignore[no-untyped-call]
-                    sql, fmt, params=dict(params) if params else None
-                )
+                result = self._session.query(sql, fmt, params=dict(params) if params else None)
             except Exception as exc:
                 raise StorageError(first_line(exc)) from None
         return str(result.bytes().decode("utf-8")) if result is not None else ""
