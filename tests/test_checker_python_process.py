@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -19,6 +18,7 @@ import pytest
 from checkers.base import CheckContext, Status
 from checkers.python_process import ProcessSettings, PythonProcessChecker
 from server.runner import run_check
+from tests.conftest import wait_until
 
 SLEEPER = "import sys, time\nwhile True: time.sleep(0.05)\n"
 
@@ -31,7 +31,7 @@ def spawn() -> Iterator[Any]:
         proc = subprocess.Popen([sys.executable, "-c", code, *args])
         procs.append(proc)
         # Until the child has exec'd, /proc shows the parent's command line.
-        wait_for(lambda: psutil.Process(proc.pid).cmdline()[1:3] == ["-c", code])
+        wait_until(lambda: psutil.Process(proc.pid).cmdline()[1:3] == ["-c", code])
         return proc
 
     yield start
@@ -47,12 +47,6 @@ def check(checker: PythonProcessChecker) -> Any:
 
 def marker() -> str:
     return f"lbmark-{uuid.uuid4().hex[:8]}"
-
-
-def wait_for(predicate: Any, seconds: float = 10) -> None:
-    deadline = time.monotonic() + seconds
-    while not predicate() and time.monotonic() < deadline:
-        time.sleep(0.02)
 
 
 def test_running_by_cmdline_marker_is_ok_with_metrics(spawn: Any) -> None:
@@ -122,7 +116,7 @@ def test_zombie_is_failed(spawn: Any) -> None:
     try:
         child = int(proc.stdout.readline())  # type: ignore[union-attr]
         checker = PythonProcessChecker(ProcessSettings(pid=child))
-        wait_for(lambda: check(checker).status == Status.FAILED)
+        wait_until(lambda: check(checker).status == Status.FAILED)
         result = check(checker)
         assert result.status == Status.FAILED and "zombie" in result.message
     finally:
@@ -192,7 +186,7 @@ def test_exactly_one_matcher_is_required() -> None:
 def test_stopped_process_signal_keeps_it_found(spawn: Any) -> None:
     proc = spawn()
     os.kill(proc.pid, signal.SIGSTOP)
-    wait_for(lambda: psutil.Process(proc.pid).status() == psutil.STATUS_STOPPED)
+    wait_until(lambda: psutil.Process(proc.pid).status() == psutil.STATUS_STOPPED)
     try:
         result = check(PythonProcessChecker(ProcessSettings(pid=proc.pid)))
         assert result.status == Status.OK and result.details["process_status"] == "stopped"

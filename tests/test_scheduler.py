@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,6 +11,7 @@ from server.clock import SystemClock
 from server.config import parse_config
 from server.recorder import Recorder
 from server.scheduler import CheckScheduler, spread_offset
+from tests.conftest import wait_until
 
 
 class ListSink:
@@ -59,15 +59,6 @@ services:
 
 def factory(kind: str, block: dict[str, Any]) -> Checker:
     return Quick(None)
-
-
-def wait_until(predicate: Any, seconds: float = 10) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def test_hanging_checker_is_unknown_on_time_and_others_keep_running() -> None:
