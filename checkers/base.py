@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import IntEnum
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 from pydantic_core import PydanticCustomError
@@ -75,12 +75,19 @@ class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class Checker:
-    """Subclasses set ``Settings`` and implement :meth:`check`."""
+SettingsT = TypeVar("SettingsT", bound=BaseModel)
+
+
+class Checker(Generic[SettingsT]):
+    """Subclasses set ``Settings`` and implement :meth:`check`.
+
+    Generic in its settings type, so ``self.settings`` is typed in every checker
+    without each one re-declaring it in an ``__init__``.
+    """
 
     Settings: ClassVar[type[BaseModel]] = Settings
 
-    def __init__(self, settings: Any) -> None:
+    def __init__(self, settings: SettingsT) -> None:
         self.settings = settings
 
     def check(self, ctx: CheckContext) -> CheckResult:

@@ -66,12 +66,8 @@ def split_output(output: str) -> tuple[str, list[Metric]]:
     return message.strip(), parse_perfdata(" ".join(perf_parts))
 
 
-class CommandChecker(Checker):
+class CommandChecker(Checker[CommandSettings]):
     Settings = CommandSettings
-
-    def __init__(self, settings: CommandSettings) -> None:
-        super().__init__(settings)
-        self.settings: CommandSettings = settings
 
     def check(self, ctx: CheckContext) -> CheckResult:
         argv = self.settings.argv()

@@ -32,12 +32,11 @@ class HostSettings(Settings):
     mounts: list[str] | None = None
 
 
-class HostChecker(Checker):
+class HostChecker(Checker[HostSettings]):
     Settings = HostSettings
 
     def __init__(self, settings: HostSettings) -> None:
         super().__init__(settings)
-        self.settings: HostSettings = settings
         psutil.cpu_percent(None)  # primes the counter: each check reads the time since the last
 
     def check(self, ctx: CheckContext) -> CheckResult:

@@ -111,12 +111,11 @@ def thread_session() -> requests.Session:
     return session
 
 
-class HttpChecker(Checker):
+class HttpChecker(Checker[HttpSettings]):
     Settings = HttpSettings
 
     def __init__(self, settings: HttpSettings) -> None:
         super().__init__(settings)
-        self.settings: HttpSettings = settings
         self._ranges = [parse_status_spec(s) for s in settings.expect_status]
         if not settings.verify_tls:
             # The user's explicit choice; urllib3 would otherwise warn on every check.

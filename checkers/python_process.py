@@ -62,12 +62,11 @@ class ProcessSettings(Settings):
         return self
 
 
-class PythonProcessChecker(Checker):
+class PythonProcessChecker(Checker[ProcessSettings]):
     Settings = ProcessSettings
 
     def __init__(self, settings: ProcessSettings) -> None:
         super().__init__(settings)
-        self.settings: ProcessSettings = settings
         self._pattern = re.compile(settings.cmdline) if settings.cmdline else None
         self._process: psutil.Process | None = None
         self._last_pid: int | None = None

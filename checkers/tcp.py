@@ -18,12 +18,8 @@ class TcpSettings(Settings):
     degraded_over_ms: int | None = None
 
 
-class TcpChecker(Checker):
+class TcpChecker(Checker[TcpSettings]):
     Settings = TcpSettings
-
-    def __init__(self, settings: TcpSettings) -> None:
-        super().__init__(settings)
-        self.settings: TcpSettings = settings
 
     def check(self, ctx: CheckContext) -> CheckResult:
         s = self.settings

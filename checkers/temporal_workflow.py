@@ -110,12 +110,8 @@ def shared_loop() -> _Loop:
         return _shared
 
 
-class TemporalWorkflowChecker(Checker):
+class TemporalWorkflowChecker(Checker[TemporalSettings]):
     Settings = TemporalSettings
-
-    def __init__(self, settings: TemporalSettings) -> None:
-        super().__init__(settings)
-        self.settings: TemporalSettings = settings
 
     def check(self, ctx: CheckContext) -> CheckResult:
         loop = shared_loop()

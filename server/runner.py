@@ -15,7 +15,7 @@ from typing import Any
 from checkers.base import CheckContext, Checker, CheckResult, LogEntry, Metric, Status
 
 
-def run_check(checker: Checker, ctx: CheckContext) -> CheckResult:
+def run_check(checker: Checker[Any], ctx: CheckContext) -> CheckResult:
     try:
         result: Any = checker.check(ctx)
     except Exception as exc:

@@ -41,7 +41,7 @@ ADD_LEAD_PER_JOB = 0.0003
 @dataclass
 class Entry:
     service: ServiceConfig
-    checker: Checker
+    checker: Checker[Any]
     first_run: datetime  # the first planned run; later ones follow every interval
     started: float | None = None  # monotonic start of the check in flight
     run_token: int = 0
@@ -73,7 +73,7 @@ class CheckScheduler:
         clock: Clock,
         *,
         max_workers: int,
-        build: Callable[[str, dict[str, Any]], Checker] = checkers.build_checker,
+        build: Callable[[str, dict[str, Any]], Checker[Any]] = checkers.build_checker,
     ) -> None:
         self.recorder = recorder
         self.build = build
@@ -140,7 +140,7 @@ class CheckScheduler:
                     changes["added"].append(service.id)
         return changes
 
-    def _add(self, service: ServiceConfig, checker: Checker, base: datetime) -> None:
+    def _add(self, service: ServiceConfig, checker: Checker[Any], base: datetime) -> None:
         interval = service.interval.total_seconds()
         first = base + timedelta(seconds=spread_offset(service.id, interval))
         self.entries[service.id] = Entry(service, checker, first)
