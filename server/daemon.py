@@ -15,19 +15,25 @@ import threading
 from types import FrameType
 
 from checkers.base import CheckResult, Metric, Status
+from server.alerting.engine import ALERT_TABLE_COLUMNS, AlertEngine
 from server.clock import Clock, SystemClock
 from server.config import Config, ConfigError, load_config
 from server.config.checks import RESERVED_ID
-from server.recorder import Recorder
+from server.notify.base import Notice
+from server.notify.dispatcher import build_dispatcher
+from server.recorder import TABLE_COLUMNS, Recorder
 from server.scheduler import CheckScheduler
 from server.schema import Target, apply_schema
 from server.spool import Spool
 from server.storage import Storage, StorageError, open_storage
 from server.sync import sync_config_tables
+from server.web import WebServer, create_app
 from server.writer import Writer
 
 log = logging.getLogger("lightbulb.daemon")
-STOP_GRACE = 8.0  # seconds for checks in flight; leaves time to flush within 10 s
+STOP_GRACE = 6.0  # seconds for checks in flight; leaves time to notify and flush within 10 s
+NOTIFY_GRACE = 2.0  # seconds for notifications still waiting (group_wait) at shutdown
+ALERT_TICK = 1.0  # absent results, pending timers, repeats, silences expiring
 SELF_ID = RESERVED_ID
 SELF_INTERVAL = 15.0
 
@@ -53,8 +59,13 @@ class Daemon:
             batch_rows=sched.batch_rows,
             flush_interval=sched.flush_interval.total_seconds(),
             before_first_write=self._prepare_storage,
+            columns={**TABLE_COLUMNS, **ALERT_TABLE_COLUMNS},
         )
-        self.recorder = Recorder(self.writer)
+        self.dispatcher = build_dispatcher(self.config, self.clock, self._delivered, self._recheck)
+        self.alerts = AlertEngine(self.config, self.writer, self.dispatcher, self.clock)
+        self.recorder = Recorder(self.writer, listener=self.alerts)
+        self.web: WebServer | None = None
+        self._checking = False  # set once checks run: alert state is live from then on
         self.scheduler = CheckScheduler(self.recorder, self.clock, max_workers=sched.max_workers)
         self._stop = threading.Event()
         self._reload = threading.Event()
@@ -75,7 +86,18 @@ class Daemon:
         )
         for row in rows:
             self.recorder.last_status.setdefault(row["service_id"], Status(row["status"]))
+        if self._checking:
+            log.warning("alert state not restored: storage was unreachable when checks began")
+        else:
+            self.alerts.restore(self.storage)
         log.info("storage ready: %s", self.storage.describe())
+
+    # -- alerting hooks (called from channel workers) ----------------------------------
+    def _delivered(self, notice: Notice, error: str | None, attempts: int) -> None:
+        self.alerts.delivered(notice, error, attempts)
+
+    def _recheck(self, notice: Notice) -> Notice | None:
+        return self.alerts.recheck(notice)
 
     # -- lifecycle ---------------------------------------------------------------------
     def run(self) -> int:
@@ -89,23 +111,55 @@ class Daemon:
         if not self.writer.ensure_ready():
             log.warning("storage not reachable yet; checking anyway and spooling results")
         self.writer.start()
+        self.dispatcher.start()
+        self.start_web()
+        self._checking = True
         self.scheduler.sync(list(self.config.services))
         self.scheduler.start()
-        next_self = self.clock.monotonic()
+        next_self = next_tick = self.clock.monotonic()
         while not self._stop.is_set():
             if self._reload.is_set():
                 self._reload.clear()
                 self.reload()
-            if self.clock.monotonic() >= next_self:
+            now = self.clock.monotonic()
+            if now >= next_tick:
+                self._tick_alerts()
+                next_tick = now + ALERT_TICK
+            if now >= next_self:
                 self.record_self()
-                next_self = self.clock.monotonic() + SELF_INTERVAL
+                next_self = now + SELF_INTERVAL
             self._stop.wait(0.2)
         return self.shutdown()
+
+    def _tick_alerts(self) -> None:
+        try:
+            self.alerts.tick()
+        except Exception:  # alerting must never stop the daemon
+            log.exception("alert evaluation failed")
+
+    def start_web(self) -> None:
+        dashboard = self.config.dashboard
+        if not dashboard.enabled:
+            return
+        try:
+            self.web = WebServer(create_app(self.alerts, dashboard), dashboard.bind, dashboard.port)
+        except OSError as exc:
+            log.error(
+                "dashboard not served: cannot listen on %s:%d: %s",
+                dashboard.bind,
+                dashboard.port,
+                exc.strerror or exc,
+            )
+            return
+        self.web.start()
 
     def shutdown(self) -> int:
         log.info("stopping: waiting for %d checks in flight", self.scheduler.in_flight())
         longest = max((s.timeout.total_seconds() for s in self.config.services), default=0.0)
         self.scheduler.shutdown(wait_seconds=min(longest, STOP_GRACE))
+        if self.web is not None:
+            self.web.stop()
+        self.dispatcher.stop(deadline=NOTIFY_GRACE)
         self.writer.stop()
         spooled = len(self.writer.spool)
         self.storage.close()
@@ -125,6 +179,13 @@ class Daemon:
             return
         if config.clickhouse != self.config.clickhouse:
             log.warning("clickhouse settings changed; they take effect on restart")
+        if config.channels != self.config.channels or config.alerting != self.config.alerting:
+            old = self.dispatcher
+            self.dispatcher = build_dispatcher(config, self.clock, self._delivered, self._recheck)
+            self.alerts.notices = self.dispatcher
+            self.dispatcher.start()
+            old.stop(deadline=NOTIFY_GRACE)
+        self.alerts.configure(config)
         self.config = config
         changes = self.scheduler.sync(list(config.services))
         try:

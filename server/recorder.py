@@ -69,9 +69,21 @@ class ServiceInfo(Protocol):
     def stack(self) -> str: ...
 
 
+class ResultListener(Protocol):
+    """Told of every recorded result (the alert engine)."""
+
+    def observe(self, service_id: str, result: CheckResult, at: datetime) -> None: ...
+
+
 class Recorder:
-    def __init__(self, sink: RowSink, last_status: dict[str, Status] | None = None) -> None:
+    def __init__(
+        self,
+        sink: RowSink,
+        last_status: dict[str, Status] | None = None,
+        listener: ResultListener | None = None,
+    ) -> None:
         self.sink = sink
+        self.listener = listener
         self.last_status: dict[str, Status] = dict(last_status or {})
         self._lock = threading.Lock()
 
@@ -133,3 +145,5 @@ class Recorder:
                     },
                 ),
             )
+        if self.listener is not None:
+            self.listener.observe(sid, result, at)

@@ -1,7 +1,11 @@
--- alert_events: every alert state transition and delivery attempt, as rows, so
+-- alert_events: every alert state transition and delivery outcome, as rows, so
 -- the daemon can rebuild alert state after a restart and the dashboard can show
--- history. States: inactive, pending, firing, resolved. delivery_result: sent,
--- failed, inhibited, silenced, flapping, or none (no channel configured).
+-- history. States: inactive, pending, firing, resolved.
+-- event: transition (state change), notify (a held notification released after a
+-- silence/inhibition/flap ended), repeat (repeat_interval), delivery (outcome at
+-- one channel), flapping / flapping_end (per service, rule_id empty).
+-- delivery_result: queued (handed to the channels), silenced, inhibited,
+-- flapping, none (no channel configured), and on delivery rows sent or failed.
 --
 -- Sort key (service_id, timestamp): alert history is read per service and time.
 -- rule_id, states, severity and delivery_result are small vocabularies
@@ -9,6 +13,7 @@
 CREATE TABLE IF NOT EXISTS {{ db }}.alert_events {{ on_cluster }}
 (
     timestamp       DateTime64(3, 'UTC') CODEC(Delta, ZSTD(1)),
+    event           LowCardinality(String),
     rule_id         LowCardinality(String),
     service_id      LowCardinality(String),
     from_state      LowCardinality(String),
@@ -18,7 +23,8 @@ CREATE TABLE IF NOT EXISTS {{ db }}.alert_events {{ on_cluster }}
     message         String CODEC(ZSTD(3)),
     channels        Array(LowCardinality(String)),
     delivery_result LowCardinality(String),
-    delivery_error  String CODEC(ZSTD(3))
+    delivery_error  String CODEC(ZSTD(3)),
+    caused_by       String
 )
 ENGINE = {{ engine('alert_events', 'MergeTree') }}
 PARTITION BY toYYYYMM(timestamp)

@@ -41,6 +41,7 @@ def test_every_ddl_file_creates_its_objects(store: EmbeddedStorage) -> None:
         "service_status_hourly": "AggregatingMergeTree",
         "service_status_summary": "MaterializedView",
         "alert_events": "MergeTree",
+        "silences": "ReplacingMergeTree",
     }
 
 

@@ -9,10 +9,14 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Callable
 
+from jinja2 import TemplateSyntaxError
 from pydantic import ValidationError
 
 import checkers
+from server import notify
 from server.alerting.conditions import AbsentCondition, ConditionError, parse_condition
+from server.alerting.rules import compile_template
+from server.alerting.silences import parse_cron
 from server.config.errors import ConfigProblem
 from server.config.models import Config
 from server.config.pydantic_errors import translate
@@ -32,6 +36,10 @@ def cross_check(config: Config, source: Source) -> list[ConfigProblem]:
     _services(config, source, report, problems)
     _relations(config, report)
     _rules(config, report)
+    _channels(config, source, report, problems)
+    _silences(config, report)
+    if config.alerting.flapping.low >= config.alerting.flapping.high:
+        report(("alerting", "flapping", "low"), "must be below alerting.flapping.high")
     return problems
 
 
@@ -167,6 +175,11 @@ def _rules(config: Config, report: Report) -> None:
                     (*path, "threshold"),
                     f"absent needs the missed intervals as threshold (>= 1), {missed}",
                 )
+        for key, text in rule.annotations.items():
+            try:
+                compile_template(text)
+            except TemplateSyntaxError as exc:
+                report((*path, "annotations", key), f"template error: {exc.message}")
         if not selector_matches(rule.service, known, stacks):
             report(
                 (*path, "service"),
@@ -179,6 +192,35 @@ def _rules(config: Config, report: Report) -> None:
                     (*path, "channels", position),
                     f'unknown channel "{channel}"; define it under channels',
                 )
+
+
+def _channels(
+    config: Config, source: Source, report: Report, problems: list[ConfigProblem]
+) -> None:
+    for name, channel in config.channels.items():
+        model = notify.settings_model(channel.type)
+        try:
+            model.model_validate(channel.model_dump())
+        except ValidationError as exc:
+            problems.extend(translate(exc, source, model, ("channels", name)))
+
+
+def _silences(config: Config, report: Report) -> None:
+    for index, silence in enumerate(config.silences):
+        path: Path = ("silences", index)
+        if not silence.service and not silence.rule:
+            report(path, "needs a service and/or a rule to match")
+        if silence.cron:
+            if silence.duration is None:
+                report((*path, "duration"), "a recurring silence (cron) needs a duration")
+            try:
+                parse_cron(silence.cron, silence.timezone)
+            except (ValueError, LookupError) as exc:
+                report((*path, "cron"), f'expected a crontab like "0 2 * * SUN": {exc}')
+        elif silence.end is None:
+            report(path, "needs an end (or cron and duration for a recurring window)")
+        if silence.start and silence.end and silence.end <= silence.start:
+            report((*path, "end"), "must be after start")
 
 
 def selector_matches(selector: str, service_ids: set[str], stacks: set[str]) -> bool:

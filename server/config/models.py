@@ -7,7 +7,7 @@ in :mod:`server.config.checks`, after every section has parsed.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
@@ -22,6 +22,7 @@ from server.config.types import (
     Identifier,
     SecretStr,
     ServiceId,
+    WaitDuration,
 )
 from server.secret import Secret
 
@@ -106,7 +107,7 @@ class AlertRuleConfig(Section):
     name: str = ""
     condition: str
     threshold: float = 0.0
-    for_: Duration = Field(timedelta(0), alias="for")
+    for_: WaitDuration = Field(timedelta(0), alias="for")
     severity: Severity = "warning"
     channels: list[str] = Field(default_factory=list)
     repeat_interval: Duration = timedelta(hours=4)
@@ -125,10 +126,65 @@ class ChannelConfig(BaseModel):
     type: ChannelType
 
 
+class SilenceConfig(Section):
+    """A maintenance window: alerts it matches are recorded but not sent.
+
+    ``service`` and/or ``rule`` select the alerts; ``start``/``end`` give one
+    window, ``cron`` + ``duration`` a recurring one (a window opens at each
+    cron time, in ``timezone``).
+    """
+
+    id: str = ""
+    service: str | None = None
+    rule: str | None = None
+    start: datetime | None = None
+    end: datetime | None = None
+    cron: str | None = None
+    duration: Duration | None = None
+    timezone: str = "UTC"
+    author: str = "config"
+    comment: str = ""
+
+
+class FlappingConfig(Section):
+    """Nagios-style: weighted share of state changes over the last ``window`` checks."""
+
+    window: int = Field(21, ge=3, le=1000)
+    high: float = Field(0.5, gt=0, le=1)
+    low: float = Field(0.25, ge=0, le=1)
+
+
+class AlertingConfig(Section):
+    group_wait: WaitDuration = timedelta(milliseconds=500)
+    retries: int = Field(5, ge=0, le=100)
+    retry_backoff: Duration = timedelta(seconds=1)
+    retry_max_backoff: Duration = timedelta(minutes=5)
+    queue_size: int = Field(1000, ge=1, le=1_000_000)
+    dashboard_url: str = ""
+    flapping: FlappingConfig = Field(default_factory=FlappingConfig)
+
+
+AuthType = Literal["none", "basic", "bearer"]
+
+
+class DashboardAuthConfig(Section):
+    type: AuthType = "none"
+    # name -> token (bearer) / name -> password hash (basic); values from ${ENV}
+    tokens: dict[str, SecretStr] = Field(default_factory=dict)
+    users: dict[str, SecretStr] = Field(default_factory=dict)
+
+
 class DashboardConfig(Section):
     enabled: Flag = True
     bind: str = "127.0.0.1"
     port: int = Field(8080, ge=1, le=65535)
+    auth: DashboardAuthConfig = Field(default_factory=DashboardAuthConfig)
+
+    @property
+    def url(self) -> str:
+        wildcard = self.bind in ("0.0.0.0", "::", "")  # noqa: S104 - detecting it, not binding
+        host = "127.0.0.1" if wildcard else self.bind
+        return f"http://{host}:{self.port}"
 
 
 class SchedulerConfig(Section):
@@ -145,10 +201,16 @@ class Config(Section):
     relations: list[RelationConfig] = Field(default_factory=list)
     alert_rules: list[AlertRuleConfig] = Field(default_factory=list)
     channels: dict[str, ChannelConfig] = Field(default_factory=dict)
+    silences: list[SilenceConfig] = Field(default_factory=list)
+    alerting: AlertingConfig = Field(default_factory=AlertingConfig)
     dashboard: DashboardConfig = Field(default_factory=DashboardConfig)
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
 
     _source: Source | None = PrivateAttr(default=None)
+
+    @property
+    def dashboard_url(self) -> str:
+        return (self.alerting.dashboard_url or self.dashboard.url).rstrip("/")
 
     def raw_block(self, index: int) -> dict[str, Any]:
         """Service ``index``'s checker block as written, ``${VAR}`` unexpanded."""

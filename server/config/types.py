@@ -49,8 +49,19 @@ def parse_duration(value: Any) -> timedelta:
     return timedelta(seconds=total)
 
 
+def parse_duration_or_zero(value: Any) -> timedelta:
+    """Like :func:`parse_duration`, but ``0`` / ``"0s"`` mean "no wait" (``for: 0s``)."""
+    if isinstance(value, timedelta):
+        return value
+    if value == 0 or (isinstance(value, str) and re.fullmatch(r"\s*0+(ms|s|m|h|d|w)?\s*", value)):
+        return timedelta(0)
+    return parse_duration(value)
+
+
 def format_duration(value: timedelta) -> str:
     seconds = value.total_seconds()
+    if seconds == 0:
+        return "0s"
     for unit in ("w", "d", "h", "m", "s"):
         size = _UNIT_SECONDS[unit]
         if seconds >= size and seconds % size == 0:
@@ -135,6 +146,9 @@ def _strict_bool(value: Any) -> bool:
 
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration), PlainSerializer(format_duration)]
+WaitDuration = Annotated[
+    timedelta, BeforeValidator(parse_duration_or_zero), PlainSerializer(format_duration)
+]
 ByteSize = Annotated[int, BeforeValidator(parse_size)]
 Identifier = Annotated[str, BeforeValidator(check_identifier)]
 ServiceId = Annotated[str, BeforeValidator(check_service_id)]

@@ -1,0 +1,114 @@
+"""What the rules of one service look back on: recent statuses, metrics, error logs.
+
+Kept in memory and bounded: statuses to the flapping window, metric samples and
+error times to the longest window a rule asks for. After a restart the status
+window is seeded from ``service_status``, so ``consecutive_failures`` and
+flapping carry on; metric and log windows refill from new results.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from checkers.base import CheckResult, Status
+
+ERROR_LEVELS = frozenset({"ERROR", "CRITICAL", "FATAL"})
+
+
+def percent_state_change(statuses: list[Status]) -> float:
+    """Nagios' flap detection: weighted share of changes, recent ones weigh more.
+
+    Weights rise linearly from 0.8 (oldest change) to 1.2 (newest) over the
+    window, so a service that has just settled drops below the low threshold
+    sooner than one that has just started flapping.
+    """
+    n = len(statuses)
+    if n < 2:
+        return 0.0
+    total, weight_sum = 0.0, 0.0
+    for i in range(1, n):
+        weight = 0.8 + 0.4 * (i - 1) / max(n - 2, 1)
+        weight_sum += weight
+        if statuses[i] != statuses[i - 1]:
+            total += weight
+    return total / weight_sum
+
+
+@dataclass
+class History:
+    interval: float
+    flap_window: int
+    statuses: deque[Status] = field(default_factory=deque)
+    consecutive_failures: int = 0
+    metrics: dict[str, deque[tuple[datetime, float]]] = field(default_factory=dict)
+    errors: deque[tuple[datetime, int]] = field(default_factory=deque)
+    last_seen: datetime | None = None
+    last_result: CheckResult | None = None
+    flapping: bool = False
+    flap_share: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.statuses = deque(self.statuses, maxlen=self.flap_window)
+
+    def add(self, result: CheckResult, at: datetime, keep: timedelta) -> None:
+        self.last_seen = at
+        self.last_result = result
+        self.statuses.append(result.status)
+        if result.status is Status.FAILED:
+            self.consecutive_failures += 1
+        else:
+            self.consecutive_failures = 0
+        samples = {m.name: float(m.value) for m in result.metrics}
+        for name, value in (
+            ("response_time_ms", result.response_time_ms),
+            ("cpu_usage", result.cpu_usage),
+            ("memory_usage", result.memory_usage),
+        ):
+            if value is not None:
+                samples.setdefault(name, float(value))
+        horizon = at - keep
+        for name, value in samples.items():
+            series = self.metrics.setdefault(name, deque())
+            series.append((at, value))
+            while len(series) > 1 and series[0][0] < horizon:
+                series.popleft()
+        errors = sum(1 for entry in result.logs if entry.level.upper() in ERROR_LEVELS)
+        if errors:
+            self.errors.append((at, errors))
+        while self.errors and self.errors[0][0] < horizon:
+            self.errors.popleft()
+
+    def seed(self, statuses: list[Status], last_seen: datetime | None) -> None:
+        """Oldest first, from storage after a restart."""
+        for status in statuses:
+            self.statuses.append(status)
+            self.consecutive_failures = (
+                self.consecutive_failures + 1 if status is Status.FAILED else 0
+            )
+        self.last_seen = last_seen or self.last_seen
+
+    def update_flapping(self, high: float, low: float) -> bool | None:
+        """True when flapping starts, False when it stops, None when unchanged."""
+        if len(self.statuses) < self.flap_window:
+            return None
+        self.flap_share = percent_state_change(list(self.statuses))
+        if not self.flapping and self.flap_share > high:
+            self.flapping = True
+            return True
+        if self.flapping and self.flap_share < low:
+            self.flapping = False
+            return False
+        return None
+
+    def metric_values(self, name: str, since: datetime | None) -> list[float]:
+        series = self.metrics.get(name)
+        if not series:
+            return []
+        if since is None:
+            return [series[-1][1]] if series[-1][0] == self.last_seen else []
+        return [value for at, value in series if at >= since]
+
+    def error_count(self, since: datetime) -> int:
+        return sum(count for at, count in self.errors if at >= since)

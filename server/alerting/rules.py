@@ -1,0 +1,83 @@
+"""Alert rules compiled once from the config: parsed condition, windows, templates."""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass, field
+from datetime import timedelta
+from enum import StrEnum
+from typing import Any
+
+from jinja2 import TemplateError
+from jinja2.sandbox import SandboxedEnvironment
+
+from server.alerting.conditions import Condition, parse_condition
+from server.alerting.evaluate import is_windowed
+from server.config.models import AlertRuleConfig, ServiceConfig
+
+# Annotations are user-written templates: sandboxed, and rendered as text (the
+# HTML email template escapes them when it embeds them).
+_templates = SandboxedEnvironment(autoescape=False)
+
+
+class AlertState(StrEnum):
+    INACTIVE = "inactive"
+    PENDING = "pending"
+    FIRING = "firing"
+    RESOLVED = "resolved"
+
+
+def compile_template(text: str) -> Any:
+    """Raises jinja2.TemplateSyntaxError, reported at config load."""
+    return _templates.from_string(text)
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    name: str
+    selector: str
+    condition: Condition
+    condition_text: str
+    threshold: float
+    pending: timedelta  # how long the condition must hold before firing
+    window: timedelta  # what windowed conditions look back on
+    severity: str
+    channels: tuple[str, ...]
+    repeat: timedelta
+    labels: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_config(cls, cfg: AlertRuleConfig) -> Rule:
+        condition = parse_condition(cfg.condition)
+        windowed = is_windowed(condition)
+        return cls(
+            id=cfg.id,
+            name=cfg.name or cfg.id,
+            selector=cfg.service,
+            condition=condition,
+            condition_text=cfg.condition,
+            threshold=cfg.threshold,
+            pending=timedelta(0) if windowed else cfg.for_,
+            window=cfg.for_ if windowed else timedelta(0),
+            severity=cfg.severity,
+            channels=tuple(cfg.channels),
+            repeat=cfg.repeat_interval,
+            labels=dict(cfg.labels),
+            annotations={k: compile_template(v) for k, v in cfg.annotations.items()},
+        )
+
+    def selects(self, service: ServiceConfig) -> bool:
+        if self.selector.startswith("stack:"):
+            return self.selector[len("stack:") :] == service.stack
+        return fnmatch.fnmatchcase(service.id, self.selector)
+
+    def render(self, context: dict[str, Any]) -> dict[str, str]:
+        out = {}
+        for key, template in self.annotations.items():
+            try:
+                out[key] = template.render(context)
+            except TemplateError as exc:  # e.g. a sandbox refusal; the alert still goes out
+                out[key] = f"<annotation {key} failed: {exc}>"
+        return out

@@ -1,0 +1,58 @@
+"""``slack``: an incoming-webhook message, coloured by severity.
+
+Slack colours only attachments, so the blocks sit inside one attachment whose
+``color`` is the severity's (green once everything resolved); ``text`` is the
+plain fallback used in notifications on phones.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from server.config.types import SecretStr
+from server.notify.base import (
+    RESOLVED_COLOUR,
+    SEVERITY_COLOURS,
+    Channel,
+    ChannelSettings,
+    Notice,
+    post_json,
+)
+
+
+class SlackSettings(ChannelSettings):
+    url: SecretStr  # the incoming-webhook URL is itself the credential
+    channel: str = ""
+    username: str = "Lightbulb"
+
+
+def message(notice: Notice, settings: SlackSettings) -> dict[str, Any]:
+    colour = RESOLVED_COLOUR if notice.status == "resolved" else SEVERITY_COLOURS[notice.severity]
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": {"type": "plain_text", "text": notice.title[:150]}}
+    ]
+    for item, line in zip(notice.items, notice.lines(), strict=True):
+        link = notice.service_link(item.service_id)
+        text = f"*{line}*" + (f"\n<{link}|Open in Lightbulb>" if link else "")
+        if item.description:
+            text += f"\n{item.description}"
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": text[:3000]}})
+    if not notice.items and notice.text:
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": notice.text}})
+    body: dict[str, Any] = {
+        "text": notice.title,
+        "username": settings.username,
+        "attachments": [{"color": colour, "blocks": blocks}],
+    }
+    if settings.channel:
+        body["channel"] = settings.channel
+    return body
+
+
+class SlackChannel(Channel[SlackSettings]):
+    Settings = SlackSettings
+
+    def send(self, notice: Notice) -> None:
+        body = json.dumps(message(notice, self.settings)).encode()
+        post_json(self.settings.url.reveal(), body, self.timeout, accept=(200,))

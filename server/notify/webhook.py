@@ -1,0 +1,46 @@
+"""``webhook``: POST the versioned JSON payload (see :func:`server.notify.base.payload`).
+
+With ``secret`` set, ``X-Lightbulb-Signature: sha256=<hex>`` is the HMAC-SHA256
+of ``"<X-Lightbulb-Timestamp>.<body>"`` under the secret, so a receiver can check
+both origin and freshness (the timestamp stops replays), Stripe-style.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+
+from pydantic import Field
+
+from server.config.types import SecretStr
+from server.notify.base import Channel, ChannelSettings, Notice, payload, post_json
+from server.secret import Secret
+
+SIGNATURE_HEADER = "X-Lightbulb-Signature"
+TIMESTAMP_HEADER = "X-Lightbulb-Timestamp"
+
+
+class WebhookSettings(ChannelSettings):
+    url: str
+    headers: dict[str, SecretStr] = Field(default_factory=dict)
+    secret: SecretStr = Secret("")
+
+
+def sign(secret: str, timestamp: str, body: bytes) -> str:
+    mac = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
+    return "sha256=" + mac.hexdigest()
+
+
+class WebhookChannel(Channel[WebhookSettings]):
+    Settings = WebhookSettings
+
+    def send(self, notice: Notice) -> None:
+        body = json.dumps(payload(notice), separators=(",", ":")).encode()
+        headers = {k: v.reveal() for k, v in self.settings.headers.items()}
+        headers["User-Agent"] = "lightbulb"
+        if self.settings.secret:
+            timestamp = str(int(notice.created.timestamp()))
+            headers[TIMESTAMP_HEADER] = timestamp
+            headers[SIGNATURE_HEADER] = sign(self.settings.secret.reveal(), timestamp, body)
+        post_json(self.settings.url, body, self.timeout, headers)
