@@ -38,6 +38,7 @@ def cross_check(config: Config, source: Source) -> list[ConfigProblem]:
     _rules(config, report)
     _channels(config, source, report, problems)
     _silences(config, report)
+    _dashboard(config, report)
     if config.alerting.flapping.low >= config.alerting.flapping.high:
         report(("alerting", "flapping", "low"), "must be below alerting.flapping.high")
     return problems
@@ -203,6 +204,24 @@ def _channels(
             model.model_validate(channel.model_dump())
         except ValidationError as exc:
             problems.extend(translate(exc, source, model, ("channels", name)))
+
+
+LOOPBACK = {"127.0.0.1", "::1", "localhost"}
+
+
+def _dashboard(config: Config, report: Report) -> None:
+    dashboard = config.dashboard
+    auth = dashboard.auth
+    if dashboard.enabled and auth.type == "none" and dashboard.bind not in LOOPBACK:
+        report(
+            ("dashboard", "bind"),
+            f'"{dashboard.bind}" is reachable from other machines; set dashboard.auth '
+            "(basic or bearer) or bind to 127.0.0.1",
+        )
+    if auth.type == "bearer" and not any(auth.tokens.values()):
+        report(("dashboard", "auth", "tokens"), "bearer auth needs at least one non-empty token")
+    if auth.type == "basic" and not auth.users:
+        report(("dashboard", "auth", "users"), "basic auth needs at least one user")
 
 
 def _silences(config: Config, report: Report) -> None:
