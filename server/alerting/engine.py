@@ -154,7 +154,7 @@ class AlertEngine:
         self._alerts: dict[str, Alert] = {}
         self._by_service: dict[str, list[Alert]] = {}
         self._history: dict[str, History] = {}
-        self._firing: dict[str, int] = {}
+        self._firing: dict[str, set[str]] = {}  # service -> ids of its firing alerts
         self._live: dict[str, Alert] = {}  # pending, firing, announced or recently resolved
         self._absent: list[Alert] = []
         self.configure(config)
@@ -208,8 +208,11 @@ class AlertEngine:
                 self.silences.add(silence_from_config(index, cfg))
 
     def _track(self, alert: Alert) -> None:
+        firing = self._firing.setdefault(alert.service.id, set())
         if alert.state is AlertState.FIRING:
-            self._firing[alert.service.id] = self._firing.get(alert.service.id, 0) + 1
+            firing.add(alert.id)
+        else:
+            firing.discard(alert.id)
         if alert.state in (AlertState.PENDING, AlertState.FIRING, AlertState.RESOLVED) or (
             alert.announced
         ):
@@ -295,8 +298,6 @@ class AlertEngine:
 
     def _transition(self, alert: Alert, to: AlertState, now: datetime) -> None:
         before = alert.state
-        if before is AlertState.FIRING:
-            self._firing[alert.service.id] -= 1
         alert.state, alert.since = to, now
         if to is AlertState.FIRING:
             alert.annotations = self._render(alert)
@@ -356,7 +357,7 @@ class AlertEngine:
                     if up not in seen:
                         seen.add(up)
                         upper.append(up)
-                        if self._firing.get(up, 0) > 0:
+                        if self._firing.get(up):
                             cause = up
             frontier = upper
         return cause

@@ -9,15 +9,11 @@ from enum import StrEnum
 from typing import Any
 
 from jinja2 import TemplateError
-from jinja2.sandbox import SandboxedEnvironment
 
 from server.alerting.conditions import Condition, parse_condition
 from server.alerting.evaluate import is_windowed
+from server.alerting.templates import compile_template
 from server.config.models import AlertRuleConfig, ServiceConfig
-
-# Annotations are user-written templates: sandboxed, and rendered as text (the
-# HTML email template escapes them when it embeds them).
-_templates = SandboxedEnvironment(autoescape=False)
 
 
 class AlertState(StrEnum):
@@ -25,11 +21,6 @@ class AlertState(StrEnum):
     PENDING = "pending"
     FIRING = "firing"
     RESOLVED = "resolved"
-
-
-def compile_template(text: str) -> Any:
-    """Raises jinja2.TemplateSyntaxError, reported at config load."""
-    return _templates.from_string(text)
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,8 @@ from pydantic import ValidationError
 import checkers
 from server import notify
 from server.alerting.conditions import AbsentCondition, ConditionError, parse_condition
-from server.alerting.rules import compile_template
 from server.alerting.silences import parse_cron
+from server.alerting.templates import compile_template
 from server.config.errors import ConfigProblem
 from server.config.models import Config
 from server.config.pydantic_errors import translate

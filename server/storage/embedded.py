@@ -15,6 +15,7 @@ import re
 import sys
 import threading
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
@@ -112,7 +113,8 @@ class EmbeddedStorage:
     def _run(self, sql: str, fmt: str, params: Params | None) -> str:
         with self._mutex:
             try:
-                result = self._session.query(sql, fmt, params=dict(params) if params else None)
+                bound = {k: _param(v) for k, v in params.items()} if params else None
+                result = self._session.query(sql, fmt, params=bound)
             except Exception as exc:
                 raise StorageError(first_line(exc)) from None
         return str(result.bytes().decode("utf-8")) if result is not None else ""
@@ -142,3 +144,12 @@ def _acquire_lock(path: Path) -> IO[str]:
     handle.write(f"process {os.getpid()} ({' '.join(sys.argv)[:200]})")
     handle.flush()
     return handle
+
+
+def _param(value: Any) -> Any:
+    """chDB parses parameters from text: datetimes as naive UTC with milliseconds."""
+    if isinstance(value, datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(UTC).replace(tzinfo=None)
+        return value.isoformat(sep=" ", timespec="milliseconds")
+    return value

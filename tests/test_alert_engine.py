@@ -1,0 +1,291 @@
+"""Rule state machines: each condition, for, repeat, resolve, flapping, inhibition, silences."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from checkers.base import Status
+from tests.alerting_harness import Harness
+
+DOWN = """
+alert_rules:
+  - {id: down, service: "*", condition: "status >= FAILED", channels: [hook], severity: critical}
+"""
+
+
+def test_status_rule_notifies_once_on_firing_and_once_on_resolve() -> None:
+    h = Harness(DOWN)
+    h.result("db", Status.OK)
+    h.result("db", Status.FAILED, advance=10)
+    h.result("db", Status.FAILED, advance=10)
+    h.tick(1)
+    h.result("db", Status.OK, advance=10)
+    h.result("db", Status.OK, advance=10)
+    assert h.told() == [("alert", "db", "firing"), ("alert", "db", "resolved")]
+    assert h.transitions() == [
+        ("db", "inactive", "firing", "queued"),
+        ("db", "firing", "resolved", "queued"),
+    ]
+
+
+def test_status_names_and_codes_compare() -> None:
+    h = Harness("""
+alert_rules:
+  - {id: stopped, service: db, condition: "status == STOPPED", channels: [hook]}
+  - {id: not-ok, service: db, condition: "status != 0", channels: [hook]}
+""")
+    h.result("db", Status.DEGRADED)
+    assert h.state("stopped:db") == "inactive"
+    assert h.state("not-ok:db") == "firing"
+    h.result("db", Status.STOPPED, advance=10)
+    assert h.state("stopped:db") == "firing"
+
+
+def test_for_keeps_the_alert_pending_until_it_has_held_long_enough() -> None:
+    h = Harness("""
+alert_rules:
+  - {id: down, service: db, condition: "status >= FAILED", for: 30s, channels: [hook]}
+""")
+    h.result("db", Status.FAILED)
+    assert h.state("down:db") == "pending"
+    h.result("db", Status.FAILED, advance=10)
+    h.result("db", Status.FAILED, advance=10)
+    assert h.state("down:db") == "pending"
+    assert h.told() == []
+    h.tick(10)  # 30 s have passed: the timer fires it without waiting for a result
+    assert h.state("down:db") == "firing"
+    assert h.told() == [("alert", "db", "firing")]
+
+
+def test_a_condition_that_clears_while_pending_notifies_nobody() -> None:
+    h = Harness("""
+alert_rules:
+  - {id: down, service: db, condition: "status >= FAILED", for: 1m, channels: [hook]}
+""")
+    h.result("db", Status.FAILED)
+    h.result("db", Status.OK, advance=10)
+    assert h.transitions() == [("db", "inactive", "pending", ""), ("db", "pending", "inactive", "")]
+    assert h.told() == []
+
+
+def test_metric_rule_compares_the_newest_sample_with_the_threshold() -> None:
+    h = Harness("""
+alert_rules:
+  - {id: slow, service: api, condition: "metric response_time_ms > threshold", threshold: 500,
+     channels: [hook]}
+""")
+    h.result("api", Status.OK, response_ms=200)
+    assert h.state("slow:api") == "inactive"
+    h.result("api", Status.OK, advance=10, response_ms=900)
+    assert h.state("slow:api") == "firing"
+    assert h.engine.alert("slow:api").value == 900  # type: ignore[union-attr]
+    h.result("api", Status.OK, advance=10)  # no sample this time: not judged as slow
+    assert h.state("slow:api") == "resolved"
+
+
+def test_avg_metric_rule_averages_over_its_for_window() -> None:
+    h = Harness("""
+alert_rules:
+  - {id: queue, service: api, condition: "avg metric queue_depth > threshold", threshold: 100,
+     for: 30s, channels: [hook]}
+""")
+    h.result("api", Status.OK, metrics={"queue_depth": 250})
+    assert h.state("queue:api") == "firing"  # windowed: fires as soon as the average crosses
+    h.result("api", Status.OK, advance=10, metrics={"queue_depth": 10})
+    h.result("api", Status.OK, advance=10, metrics={"queue_depth": 10})
+    assert h.engine.alert("queue:api").value == 90  # type: ignore[union-attr]
+    assert h.state("queue:api") == "resolved"
+    h.result("api", Status.OK, advance=10, metrics={"queue_depth": 400})
+    assert h.state("queue:api") == "firing"  # (10 + 10 + 400) / 3 = 140 > 100
+    h.result("api", Status.OK, advance=30, metrics={"queue_depth": 50})
+    assert h.engine.alert("queue:api").value == 225  # the 10s fell out of the window
+
+
+def test_absent_fires_after_threshold_missed_intervals_and_resolves_on_a_result() -> None:
+    h = Harness("""
+alert_rules:
+  - {id: silent, service: db, condition: absent, threshold: 3, channels: [hook]}
+""")
+    h.result("db", Status.OK)
+    h.tick(25)
+    assert h.state("silent:db") == "inactive"
+    h.tick(5)
+    assert h.state("silent:db") == "firing"
+    assert h.engine.alert("silent:db").value == 3  # type: ignore[union-attr]
+    h.result("db", Status.OK, advance=1)
+    assert h.state("silent:db") == "resolved"
+    assert h.told() == [("alert", "db", "firing"), ("alert", "db", "resolved")]
+
+
+def test_consecutive_failures_counts_failed_results_in_a_row() -> None:
+    h = Harness("""
+alert_rules:
+  - {id: flaky, service: db, condition: "consecutive_failures >= threshold", threshold: 3,
+     channels: [hook]}
+""")
+    for status in (Status.FAILED, Status.FAILED, Status.OK, Status.FAILED, Status.FAILED):
+        h.result("db", status, advance=10)
+    assert h.state("flaky:db") == "inactive"
+    h.result("db", Status.FAILED, advance=10)
+    assert h.state("flaky:db") == "firing"
+
+
+def test_log_errors_counts_error_rows_within_the_window() -> None:
+    h = Harness("""
+alert_rules:
+  - {id: errors, service: api, condition: "log_errors > threshold", threshold: 4, for: 1m,
+     channels: [hook]}
+""")
+    h.result("api", Status.OK, errors=3)
+    h.result("api", Status.OK, advance=10, errors=1)
+    assert h.state("errors:api") == "inactive"
+    h.result("api", Status.OK, advance=10, errors=1)
+    assert h.state("errors:api") == "firing"
+    h.result("api", Status.OK, advance=55)  # the first 3 errors are older than 1m now
+    assert h.state("errors:api") == "resolved"
+
+
+def test_repeat_interval_renotifies_while_firing_and_not_more_often() -> None:
+    h = Harness("""
+alert_rules:
+  - {id: down, service: db, condition: "status >= FAILED", repeat_interval: 1h,
+     channels: [hook]}
+""")
+    h.result("db", Status.FAILED)
+    for _ in range(5):
+        h.result("db", Status.FAILED, advance=600)
+    assert [k for k, _, _ in h.told()] == ["alert"]
+    h.tick(600)  # 1 h since the firing notice
+    h.tick(1)
+    assert [k for k, _, _ in h.told()] == ["alert", "repeat"]
+    assert len(h.events("repeat")) == 1
+
+
+def test_flapping_service_gets_one_notice_and_its_news_held_until_it_settles() -> None:
+    h = Harness(
+        DOWN
+        + """
+alerting:
+  flapping: {window: 6, high: 0.5, low: 0.2}
+"""
+    )
+    for status in [Status.OK, Status.FAILED] * 4:
+        h.result("db", status, advance=10)
+    kinds = [n.kind for n in h.notices]
+    assert kinds.count("flapping") == 1
+    assert "is flapping" in next(n.text for n in h.notices if n.kind == "flapping")
+    sent_before = len(h.told())
+    assert h.engine.alert("down:db").suppressed == "flapping"  # type: ignore[union-attr]
+    for _ in range(6):
+        h.result("db", Status.FAILED, advance=10)
+    # settled while failing: the held firing goes out once, no further flapping notice
+    assert h.told()[sent_before:] == [("alert", "db", "firing")]
+    assert [n.kind for n in h.notices].count("flapping") == 1
+    assert len(h.events("flapping_end")) == 1
+
+
+def test_downstream_alerts_are_inhibited_through_a_two_level_dependency_chain() -> None:
+    h = Harness(DOWN)
+    h.result("db", Status.FAILED)
+    h.result("api", Status.FAILED, advance=1)
+    h.result("web", Status.FAILED, advance=1)
+    assert h.told() == [("alert", "db", "firing")]
+    web = h.engine.alert("down:web")
+    assert web is not None
+    assert (web.state.value, web.suppressed, web.caused_by) == ("firing", "inhibited", "db")
+    assert ("web", "inactive", "firing", "inhibited") in h.transitions()
+    assert h.events("transition")[-1]["caused_by"] == "db"
+    # db recovers, web is still down: now web's own alert is news
+    h.result("db", Status.OK, advance=10)
+    h.result("api", Status.OK, advance=1)
+    h.tick(1)
+    assert h.told()[-2:] == [("alert", "db", "resolved"), ("alert", "web", "firing")]
+
+
+def test_a_downstream_notice_is_recalled_when_its_upstream_fires_before_it_is_sent() -> None:
+    h = Harness(DOWN)
+    h.result("api", Status.FAILED)  # api reports first; db's check is a moment later
+    h.result("db", Status.FAILED, advance=0.2)
+    api_notice = next(n for n in h.notices if n.items[0].service_id == "api")
+    assert h.engine.recheck(api_notice) is None  # at send time db is firing: hold it
+    assert h.events("recalled")[0]["delivery_result"] == "inhibited"
+    db_notice = next(n for n in h.notices if n.items[0].service_id == "db")
+    assert h.engine.recheck(db_notice) is db_notice
+
+
+def test_a_config_silence_records_alerts_without_sending_them() -> None:
+    h = Harness(
+        DOWN
+        + """
+silences:
+  - {service: "stack:default", rule: down, start: "2026-11-22T11:00:00Z",
+     end: "2026-11-22T13:00:00Z", comment: db upgrade}
+"""
+    )
+    h.result("db", Status.FAILED)
+    assert h.told() == []
+    assert h.transitions() == [("db", "inactive", "firing", "silenced")]
+    h.result("db", Status.OK, advance=600)
+    h.tick(3600)  # the silence ends after the alert resolved: nothing to tell
+    assert h.told() == []
+
+
+def test_when_a_silence_ends_an_alert_still_firing_is_sent() -> None:
+    h = Harness(
+        DOWN
+        + """
+silences:
+  - {service: db, end: "2026-11-22T12:05:00Z"}
+"""
+    )
+    h.result("db", Status.FAILED)
+    h.tick(200)
+    assert h.told() == []
+    h.tick(100)
+    assert h.told() == [("alert", "db", "firing")]
+    assert h.events("notify")[0]["delivery_result"] == "queued"
+
+
+def test_a_recurring_maintenance_window_opens_at_its_cron_times() -> None:
+    h = Harness(
+        DOWN
+        + """
+silences:
+  - {rule: down, cron: "0 12 * * *", duration: 30m, timezone: UTC}
+"""
+    )
+    h.result("db", Status.FAILED)  # 12:00, inside the window
+    assert h.transitions()[-1][3] == "silenced"
+    h.tick(31 * 60)  # 12:31, window closed: the still-firing alert goes out
+    assert h.told() == [("alert", "db", "firing")]
+    h.result("db", Status.OK, advance=1)
+    h.clock.advance(timedelta(days=1).total_seconds() - 31 * 60 - 1)
+    h.result("db", Status.FAILED)  # 12:00 next day: silenced again
+    assert h.transitions()[-1][3] == "silenced"
+
+
+def test_annotations_are_templates_over_the_result() -> None:
+    h = Harness("""
+alert_rules:
+  - id: slow
+    service: api
+    condition: "metric response_time_ms > 100"
+    channels: [hook]
+    annotations:
+      summary: "{{ service.label }} answers in {{ value | int }} ms (limit {{ rule.threshold }})"
+      description: "status {{ status }}: {{ message }}"
+""")
+    h.result("api", Status.DEGRADED, response_ms=750, message="<b>slow</b>")
+    item = h.notices[0].items[0]
+    assert item.summary == "api answers in 750 ms (limit 0.0)"
+    assert item.description == "status DEGRADED: <b>slow</b>"
+
+
+def test_rules_without_channels_record_transitions_as_none() -> None:
+    h = Harness("""
+alert_rules:
+  - {id: down, service: db, condition: "status >= FAILED"}
+""")
+    h.result("db", Status.FAILED)
+    assert h.transitions() == [("db", "inactive", "firing", "none")]
+    assert h.notices == []
