@@ -44,7 +44,7 @@ def receiver() -> Iterator[HttpReceiver]:
 
 
 def worker(
-    url: str, clock: Any, outcomes: Outcomes, group_wait: float = 0, retries: int = 5,
+    url: str, clock: Any, outcomes: Outcomes, *, group_wait: float = 0, retries: int = 5,
     capacity: int = 100, name: str = "hook",
 ) -> ChannelWorker:  # fmt: skip
     channel = build_channel(name, "webhook", {"url": url, "timeout": "2s"})
@@ -88,7 +88,7 @@ def test_delivery_gives_up_after_its_retries_and_reports_the_last_error(
         w.step()
         clock.advance(60)
     assert receiver.attempts == 3
-    notice, error, attempts = outcomes.results[0]
+    _, error, attempts = outcomes.results[0]
     assert attempts == 3
     assert error is not None and "HTTP 500" in error
 
