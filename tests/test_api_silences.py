@@ -1,0 +1,138 @@
+"""The alerts and silences API on the Flask test client, with a fake clock."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from flask.testing import FlaskClient
+from werkzeug.security import generate_password_hash
+
+from checkers.base import Status
+from server.config.models import DashboardConfig
+from server.web import create_app
+from tests.alerting_harness import Harness
+
+RULES = """
+alert_rules:
+  - {id: down, service: "*", condition: "status >= FAILED", channels: [hook]}
+"""
+TOKEN = {"Authorization": "Bearer t0ken"}
+
+
+def client(h: Harness, auth: dict[str, Any] | None = None) -> FlaskClient:
+    dashboard = DashboardConfig.model_validate({"auth": auth or {"type": "none"}})
+    return create_app(h.engine, dashboard).test_client()
+
+
+@pytest.fixture
+def h() -> Harness:
+    return Harness(RULES)
+
+
+@pytest.fixture
+def api(h: Harness) -> FlaskClient:
+    return client(h, {"type": "bearer", "tokens": {"ops": "t0ken"}})
+
+
+def test_a_silence_created_through_the_api_suppresses_and_then_expires(
+    h: Harness, api: FlaskClient
+) -> None:
+    response = api.post(
+        "/api/v1/silences",
+        json={"service": "db", "duration": "10m", "comment": "swapping a disk"},
+        headers=TOKEN,
+    )
+    assert response.status_code == 201
+    silence = response.get_json()
+    assert (silence["author"], silence["comment"]) == ("ops", "swapping a disk")
+    assert [t for t, _ in h.rows if t == "silences"] == ["silences"]  # persisted
+
+    h.result("db", Status.FAILED, advance=1)
+    assert h.told() == []
+    alerts = api.get("/api/v1/alerts").get_json()["alerts"]
+    assert (alerts[0]["state"], alerts[0]["suppressed"], alerts[0]["silence_id"]) == (
+        "firing",
+        "silenced",
+        silence["id"],
+    )
+    h.tick(9 * 60)
+    assert h.told() == []
+    h.tick(60)  # the silence has ended: the alert, still firing, goes out
+    assert h.told() == [("alert", "db", "firing")]
+    assert api.get("/api/v1/silences").get_json()["silences"] == []
+
+
+def test_deleting_a_silence_releases_what_it_held(h: Harness, api: FlaskClient) -> None:
+    created = api.post(
+        "/api/v1/silences", json={"rule": "down", "duration": "1h"}, headers=TOKEN
+    ).get_json()
+    h.result("api", Status.FAILED, advance=1)
+    assert h.told() == []
+    response = api.delete(f"/api/v1/silences/{created['id']}", headers=TOKEN)
+    assert response.status_code == 200
+    assert h.told() == [("alert", "api", "firing")]
+    assert api.delete(f"/api/v1/silences/{created['id']}", headers=TOKEN).status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "message"),
+    [
+        ({"duration": "1h"}, 400, "service and/or rule"),
+        ({"service": "db"}, 400, "duration"),
+        ({"service": "db", "duration": "soon"}, 400, "duration"),
+        ({"service": "db", "duration": "400d"}, 400, "within 365 days"),
+        ({"service": "db", "ends_at": "yesterday"}, 400, "RFC 3339"),
+        ({"service": 5, "duration": "1h"}, 400, "service: expected a string"),
+        ([1, 2], 400, "JSON object"),
+    ],
+)
+def test_bad_silence_requests_get_a_4xx_that_says_why(
+    api: FlaskClient, body: Any, status: int, message: str
+) -> None:
+    response = api.post("/api/v1/silences", json=body, headers=TOKEN)
+    assert response.status_code == status
+    assert message in response.get_json()["error"]
+
+
+def test_changes_need_a_valid_token(api: FlaskClient) -> None:
+    body = {"service": "db", "duration": "1h"}
+    missing = api.post("/api/v1/silences", json=body)
+    assert missing.status_code == 401
+    assert missing.headers["WWW-Authenticate"].startswith("Bearer")
+    wrong = api.post("/api/v1/silences", json=body, headers={"Authorization": "Bearer nope"})
+    assert wrong.status_code == 401
+
+
+def test_form_posts_are_refused_so_a_foreign_page_cannot_silence(api: FlaskClient) -> None:
+    response = api.post(
+        "/api/v1/silences", data={"service": "db", "duration": "1h"}, headers=TOKEN
+    )
+    assert response.status_code == 415
+
+
+def test_without_auth_configured_changes_are_refused(h: Harness) -> None:
+    response = client(h).post("/api/v1/silences", json={"service": "db", "duration": "1h"})
+    assert response.status_code == 403
+    assert "dashboard.auth" in response.get_json()["error"]
+
+
+def test_basic_auth_users_are_checked_against_password_hashes(h: Harness) -> None:
+    api = client(h, {"type": "basic", "users": {"ana": generate_password_hash("pw")}})
+    body = {"service": "db", "duration": "1h"}
+    ok = api.post("/api/v1/silences", json=body, auth=("ana", "pw"))
+    assert ok.status_code == 201
+    assert ok.get_json()["author"] == "ana"
+    assert api.post("/api/v1/silences", json=body, auth=("ana", "x")).status_code == 401
+
+
+def test_responses_carry_security_headers(api: FlaskClient) -> None:
+    response = api.get("/api/v1/alerts")
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.headers["X-Frame-Options"] == "DENY"
+
+
+def test_unknown_routes_answer_json_not_html(api: FlaskClient) -> None:
+    response = api.get("/api/v1/nope")
+    assert response.status_code == 404
+    assert "error" in response.get_json()
