@@ -146,6 +146,49 @@ def cmd_check(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_notify_test(args: argparse.Namespace) -> int:
+    """Send a test notice through one channel, once, and report exactly what happened."""
+    from server.notify import build_channel
+    from server.notify.base import AlertItem, DeliveryError, Notice
+
+    config = load_config(args.config)
+    channel_config = config.channels.get(args.channel)
+    if channel_config is None:
+        known = ", ".join(config.channels) or "none"
+        print(
+            f"error: no channel {args.channel!r} in {args.config} (known: {known})",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    channel = build_channel(args.channel, channel_config.type, channel_config.model_dump())
+    now = datetime.now(UTC)
+    text = f"Test notification from Lightbulb to channel {args.channel} ({channel_config.type})"
+    item = AlertItem(
+        alert_id="test:lightbulb",
+        rule_id="test",
+        rule_name="Test notification",
+        service_id="lightbulb",
+        service_label="Lightbulb",
+        stack="lightbulb",
+        state="firing",
+        severity="info",
+        condition="",
+        threshold=0,
+        value=None,
+        since=now,
+        message="If you can read this, the channel works.",
+        summary=text,
+    )
+    notice = Notice(args.channel, "test", "test", [item], now, config.dashboard_url, text)
+    try:
+        channel.send(notice)
+    except DeliveryError as exc:
+        print(f"{args.channel}: FAILED: {exc}", file=sys.stderr)
+        return EXIT_PROBLEM
+    print(f"{args.channel}: sent ({channel_config.type})")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lightbulb", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -177,6 +220,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
     check_one = add("check", cmd_check, "run one service's check now and print the result")
     check_one.add_argument("service_id", metavar="SERVICE_ID")
+
+    notify_parser = sub.add_parser("notify", help="work with notification channels")
+    notify_sub = notify_parser.add_subparsers(
+        dest="notify_command", required=True, metavar="ACTION"
+    )
+    test = notify_sub.add_parser("test", help="send a test message through one channel")
+    test.add_argument("channel", metavar="CHANNEL")
+    test.add_argument("--config", default=DEFAULT_PATH, help=f"YAML file (default {DEFAULT_PATH})")
+    test.set_defaults(func=cmd_notify_test)
     return parser
 
 
