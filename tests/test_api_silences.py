@@ -105,9 +105,7 @@ def test_changes_need_a_valid_token(api: FlaskClient) -> None:
 
 
 def test_form_posts_are_refused_so_a_foreign_page_cannot_silence(api: FlaskClient) -> None:
-    response = api.post(
-        "/api/v1/silences", data={"service": "db", "duration": "1h"}, headers=TOKEN
-    )
+    response = api.post("/api/v1/silences", data={"service": "db", "duration": "1h"}, headers=TOKEN)
     assert response.status_code == 415
 
 

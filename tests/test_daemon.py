@@ -41,14 +41,19 @@ def no_leaked_daemons() -> Iterator[None]:
     DaemonProcess.started.clear()
 
 
-def write_config(tmp_path: Path, services: str, hosts: str = "") -> Path:
+def write_config(
+    tmp_path: Path, services: str, hosts: str = "", extra: str = "", port: int | None = None
+) -> Path:
     config = tmp_path / "lightbulb.yaml"
     clickhouse = f"  hosts: [{hosts}]\n" if hosts else f"  embedded_path: {tmp_path / 'db'}\n"
     config.write_text(
         "clickhouse:\n"
         + clickhouse
         + f"scheduler:\n  spool_dir: {tmp_path / 'spool'}\n  flush_interval: 200ms\n"
-        "services:\n" + services
+        + f"dashboard:\n  port: {port or free_port()}\n"
+        + extra
+        + "services:\n"
+        + services
     )
     return config
 
