@@ -8,6 +8,7 @@ adds, removes and reschedules services without touching the others.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import signal
@@ -115,6 +116,7 @@ class Daemon:
         self.start_web()
         self._checking = True
         self.scheduler.sync(list(self.config.services))
+        freeze_startup_objects()
         self.scheduler.start()
         next_self = next_tick = self.clock.monotonic()
         while not self._stop.is_set():
@@ -188,6 +190,7 @@ class Daemon:
         self.alerts.configure(config)
         self.config = config
         changes = self.scheduler.sync(list(config.services))
+        freeze_startup_objects()
         try:
             sync_config_tables(self.storage, config, self.clock.now())
         except StorageError as exc:
@@ -235,6 +238,19 @@ class Daemon:
             message = f"ClickHouse unreachable: {self.writer.spool.bytes} bytes spooled"
         result = CheckResult(status, message, {"pid": os.getpid()}, metrics=metrics)
         self.recorder.record(SelfService(), result, self.clock.now())
+
+
+def freeze_startup_objects() -> None:
+    """Move everything built at start (config, rules, alerts) out of the GC's sight.
+
+    With 10,000 rules the full collections that the steady trickle of result
+    objects triggers would walk every rule and alert each time: tens of ms of
+    pause in the middle of an evaluation. Frozen objects are never collected,
+    which is right for objects that live as long as the process (or until a
+    reload, when we freeze again).
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def configure_logging(level: str = "INFO") -> None:

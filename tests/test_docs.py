@@ -49,3 +49,20 @@ def test_every_service_type_has_a_config_block() -> None:
     assert set(checkers.SERVICE_TYPES) <= fields
     for service_type in checkers.SERVICE_TYPES:
         assert f"`{service_type}`" in README
+
+
+def test_the_documented_webhook_payload_has_the_fields_we_send() -> None:
+    import json
+    import re
+    from datetime import UTC, datetime
+
+    from server.notify.base import AlertItem, Notice, payload
+
+    section = README.split("### Webhook payload (version 1)", 1)[1]
+    documented = json.loads(re.search(r"```json\n(.*?)```", section, re.S).group(1))  # type: ignore[union-attr]
+    now = datetime.now(UTC)
+    alert = AlertItem("r:s", "r", "r", "s", "S", "x", "firing", "info", "", 0, None, now, "", "")
+    sent = payload(Notice("c", "alert", "r", [alert], now))
+    assert set(documented) == set(sent)
+    assert set(documented["alerts"][0]) == set(sent["alerts"][0])
+    assert documented["version"] == sent["version"]

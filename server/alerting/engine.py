@@ -173,26 +173,7 @@ class AlertEngine:
             self._alerts, self._by_service, self._absent = {}, {}, []
             self._keep = max((r.window for r in rules), default=timedelta(0))
             self._keep = max(self._keep, timedelta(seconds=1))
-            histories = {}
-            for service in services:
-                history = self._history.get(service.id)
-                if history is None or history.flap_window != flapping.window:
-                    history = History(service.interval.total_seconds(), flapping.window)
-                    history.last_seen = self.started
-                history.interval = service.interval.total_seconds()
-                histories[service.id] = history
-                for rule in rules:
-                    if not rule.selects(service):
-                        continue
-                    alert = Alert(rule, service)
-                    previous = old.get(alert.id)
-                    if previous is not None:
-                        alert = replace(previous, rule=rule, service=service)
-                    self._alerts[alert.id] = alert
-                    self._by_service.setdefault(service.id, []).append(alert)
-                    if isinstance(rule.condition, AbsentCondition):
-                        self._absent.append(alert)
-            self._history = histories
+            self._history = self._build_alerts(services, rules, old, flapping.window)
             self._upstream: dict[str, list[str]] = {}
             for relation in config.relations:
                 if relation.enabled and relation.type == "depends_on":
@@ -206,6 +187,37 @@ class AlertEngine:
                     self.silences.remove(silence.id)
             for index, cfg in enumerate(config.silences):
                 self.silences.add(silence_from_config(index, cfg))
+
+    def _build_alerts(
+        self, services: list[ServiceConfig], rules: list[Rule], old: dict[str, Alert], window: int
+    ) -> dict[str, History]:
+        """One alert per (rule, service it selects); state carried over from ``old``."""
+        histories = {}
+        exact: dict[str, list[Rule]] = {}
+        patterns: list[Rule] = []
+        for rule in rules:  # index by id: 10,000 rules x 2,000 services is no loop
+            if rule.is_exact:
+                exact.setdefault(rule.selector, []).append(rule)
+            else:
+                patterns.append(rule)
+        for service in services:
+            history = self._history.get(service.id)
+            if history is None or history.flap_window != window:
+                history = History(service.interval.total_seconds(), window)
+                history.last_seen = self.started
+            history.interval = service.interval.total_seconds()
+            histories[service.id] = history
+            selected = exact.get(service.id, []) + [r for r in patterns if r.selects(service)]
+            for rule in selected:
+                alert = Alert(rule, service)
+                previous = old.get(alert.id)
+                if previous is not None:
+                    alert = replace(previous, rule=rule, service=service)
+                self._alerts[alert.id] = alert
+                self._by_service.setdefault(service.id, []).append(alert)
+                if isinstance(rule.condition, AbsentCondition):
+                    self._absent.append(alert)
+        return histories
 
     def _track(self, alert: Alert) -> None:
         firing = self._firing.setdefault(alert.service.id, set())
@@ -312,14 +324,17 @@ class AlertEngine:
     def _reconcile(self, alert: Alert, now: datetime, event: str | None = "notify") -> str:
         """Bring receivers in line with the state; returns what happened to the news."""
         firing = alert.state is AlertState.FIRING
+        in_step = firing == alert.announced
+        if in_step and not (firing and self._repeat_due(alert, now)):
+            return ""  # the hot path: nothing new to tell, no need to look at silences
         reason, cause, silence = self._suppression(alert, firing, now)
         alert.suppressed, alert.caused_by, alert.silence_id = reason, cause, silence
-        if firing == alert.announced:
-            if firing and not reason and self._repeat_due(alert, now):
-                self._announce(alert, "repeat", now)
-                self._row(now, "repeat", alert, before="firing", after="firing", result="queued")
-                return "queued"
-            return ""
+        if in_step:
+            if reason:
+                return ""
+            self._announce(alert, "repeat", now)
+            self._row(now, "repeat", alert, before="firing", after="firing", result="queued")
+            return "queued"
         if reason:
             return reason
         if not alert.rule.channels:
@@ -613,7 +628,13 @@ class AlertEngine:
 
     # -- queries for the API ---------------------------------------------------------------
     def alerts(self) -> list[dict[str, Any]]:
+        """Live alerts with what holds each back right now (silence, upstream, flapping)."""
+        now = self.clock.now()
         with self._lock:
+            for alert in self._live.values():
+                firing = alert.state is AlertState.FIRING
+                reason, cause, silence = self._suppression(alert, firing, now)
+                alert.suppressed, alert.caused_by, alert.silence_id = reason, cause, silence
             return [a.as_dict() for a in self._live.values()]
 
     def alert(self, alert_id: str) -> Alert | None:

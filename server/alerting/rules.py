@@ -59,6 +59,11 @@ class Rule:
             annotations={k: compile_template(v) for k, v in cfg.annotations.items()},
         )
 
+    @property
+    def is_exact(self) -> bool:
+        """The selector is one service id (no stack, no glob)."""
+        return not self.selector.startswith("stack:") and not any(c in self.selector for c in "*?[")
+
     def selects(self, service: ServiceConfig) -> bool:
         if self.selector.startswith("stack:"):
             return self.selector[len("stack:") :] == service.stack
