@@ -289,3 +289,19 @@ alert_rules:
     h.result("db", Status.FAILED)
     assert h.transitions() == [("db", "inactive", "firing", "none")]
     assert h.notices == []
+
+
+def test_a_reload_keeps_the_state_of_rules_that_stay_and_drops_removed_ones() -> None:
+    h = Harness(
+        DOWN
+        + """
+  - {id: slow, service: db, condition: "metric response_time_ms > 100", channels: [hook]}
+"""
+    )
+    h.result("db", Status.FAILED, response_ms=500)
+    assert h.told() == [("alert", "db", "firing")] * 2
+    h.engine.configure(Harness(DOWN).config)
+    assert h.state("down:db") == "firing"
+    assert h.engine.alert("slow:db") is None
+    h.result("db", Status.FAILED, advance=10)
+    assert len(h.told()) == 2  # still firing: nothing new to tell after the reload
