@@ -3,7 +3,8 @@
     python examples/demo_worker.py --port 8099 --dir var/demo
 
 Every few seconds it logs a line, now and then a WARNING or an ERROR, so the
-demo shows log collection; /health answers slowly once in a while.
+demo shows log collection; /health answers slowly once in a while. It also
+receives the demo's webhook notifications on POST /alerts and prints them.
 """
 
 from __future__ import annotations
@@ -32,6 +33,15 @@ class Health(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+
+    def do_POST(self) -> None:
+        """The demo's webhook channel: print each notification's title."""
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        ok = self.path == "/alerts"
+        if ok:
+            print(f"[demo webhook] {json.loads(body).get('title', '')}", flush=True)
+        self.send_response(204 if ok else 404)
+        self.end_headers()
 
 
 def main() -> None:

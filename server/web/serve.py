@@ -15,7 +15,7 @@ log = logging.getLogger("lightbulb.web")
 class WebServer:
     def __init__(self, app: Any, host: str, port: int, threads: int = 4) -> None:
         self._server = create_server(app, host=host, port=port, threads=threads, ident="lightbulb")
-        self.port: int = self._server.effective_port
+        self.port = int(self._server.effective_port)
         self.host = host
         self._thread = threading.Thread(target=self._run, name="lightbulb-web", daemon=True)
 
