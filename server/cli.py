@@ -149,7 +149,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_notify_test(args: argparse.Namespace) -> int:
     """Send a test notice through one channel, once, and report exactly what happened."""
     from server.notify import build_channel
-    from server.notify.base import AlertItem, DeliveryError, Notice
+    from server.notify.base import DeliveryError, Notice, info_item
 
     config = load_config(args.config)
     channel_config = config.channels.get(args.channel)
@@ -163,22 +163,7 @@ def cmd_notify_test(args: argparse.Namespace) -> int:
     channel = build_channel(args.channel, channel_config.type, channel_config.model_dump())
     now = datetime.now(UTC)
     text = f"Test notification from Lightbulb to channel {args.channel} ({channel_config.type})"
-    item = AlertItem(
-        alert_id="test:lightbulb",
-        rule_id="test",
-        rule_name="Test notification",
-        service_id="lightbulb",
-        service_label="Lightbulb",
-        stack="lightbulb",
-        state="firing",
-        severity="info",
-        condition="",
-        threshold=0,
-        value=None,
-        since=now,
-        message="If you can read this, the channel works.",
-        summary=text,
-    )
+    item = info_item("lightbulb", text, now, "If you can read this, the channel works.")
     notice = Notice(args.channel, "test", "test", [item], now, config.dashboard_url, text)
     try:
         channel.send(notice)

@@ -109,6 +109,26 @@ class Notice:
         return out
 
 
+def info_item(subject: str, text: str, at: datetime, message: str = "") -> AlertItem:
+    """An alert-shaped item for notices that have no alert (test, flapping)."""
+    return AlertItem(
+        alert_id=f"info:{subject}",
+        rule_id="info",
+        rule_name="Lightbulb notice",
+        service_id=subject,
+        service_label=subject,
+        stack="lightbulb",
+        state="firing",
+        severity="info",
+        condition="",
+        threshold=0,
+        value=None,
+        since=at,
+        message=message or text,
+        summary=text,
+    )
+
+
 def payload(notice: Notice) -> dict[str, Any]:
     """The webhook body, version ``PAYLOAD_VERSION`` (documented in the README)."""
     return {

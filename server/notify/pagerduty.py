@@ -10,7 +10,7 @@ import json
 from typing import Any
 
 from server.config.types import SecretStr
-from server.notify.base import AlertItem, Channel, ChannelSettings, Notice, post_json
+from server.notify.base import AlertItem, Channel, ChannelSettings, Notice, info_item, post_json
 
 EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
 PD_SEVERITY = {"critical": "critical", "warning": "warning", "info": "info"}
@@ -59,27 +59,7 @@ class PagerDutyChannel(Channel[PagerDutySettings]):
 
     def send(self, notice: Notice) -> None:
         key = self.settings.routing_key.reveal()
-        items = notice.items or [_test_item(notice)]
+        items = notice.items or [info_item(notice.group_key, notice.text, notice.created)]
         for item in items:
             body = json.dumps(event(notice, item, key)).encode()
             post_json(self.settings.url, body, self.timeout, accept=(200, 202))
-
-
-def _test_item(notice: Notice) -> AlertItem:
-    """``lightbulb notify test`` and flapping notices have no alert; send an info event."""
-    return AlertItem(
-        alert_id=f"{notice.kind}:{notice.group_key}",
-        rule_id=notice.kind,
-        rule_name=notice.kind,
-        service_id=notice.group_key or "lightbulb",
-        service_label=notice.group_key or "lightbulb",
-        stack="lightbulb",
-        state="firing",
-        severity="info",
-        condition="",
-        threshold=0,
-        value=None,
-        since=notice.created,
-        message=notice.text,
-        summary=notice.text,
-    )
