@@ -111,6 +111,41 @@ def cmd_run(args: argparse.Namespace) -> int:
     return Daemon(args.config).run()
 
 
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    """Serve the dashboard and API on their own, reading a ClickHouse cluster.
+
+    The embedded chDB belongs to the daemon, which serves the dashboard itself;
+    this command is for a dashboard beside daemons that write to a cluster.
+    """
+    import logging
+
+    from server.clock import SystemClock
+    from server.web import WebContext, WebServer, create_app
+
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    config = load_config(args.config)
+    if config.clickhouse.embedded:
+        print(
+            "error: the embedded database is owned by `lightbulb run`, which serves the "
+            f"dashboard itself on {config.dashboard.url}; `lightbulb dashboard` reads a "
+            "cluster (set clickhouse.hosts)",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    storage = open_storage(config.clickhouse)
+    context = WebContext(config, storage, SystemClock())
+    dashboard = config.dashboard
+    server = WebServer(create_app(context), dashboard.bind, args.port or dashboard.port)
+    print(f"Lightbulb dashboard on http://{dashboard.bind}:{server.port}/ (Ctrl-C stops)")
+    try:
+        server.serve_forever()
+    finally:
+        storage.close()
+    return EXIT_OK
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     """Run one service's check now and print the result; nothing is written."""
     import checkers
@@ -203,6 +238,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("validate-schema", cmd_validate_schema, "compare the live database with sql/")
     run = add("run", cmd_run, "run the monitoring daemon in the foreground")
     run.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
+    board = add("dashboard", cmd_dashboard, "serve the dashboard and API against a cluster")
+    board.add_argument("--port", type=int, default=None, help="override dashboard.port")
     check_one = add("check", cmd_check, "run one service's check now and print the result")
     check_one.add_argument("service_id", metavar="SERVICE_ID")
 

@@ -14,6 +14,7 @@ import os
 import signal
 import threading
 from types import FrameType
+from typing import Any
 
 from checkers.base import CheckResult, Metric, Status
 from server.alerting.engine import ALERT_TABLE_COLUMNS, AlertEngine
@@ -28,7 +29,7 @@ from server.schema import Target, apply_schema
 from server.spool import Spool
 from server.storage import Storage, StorageError, open_storage
 from server.sync import sync_config_tables
-from server.web import WebServer, create_app
+from server.web import WebContext, WebServer, create_app
 from server.writer import Writer
 
 log = logging.getLogger("lightbulb.daemon")
@@ -144,7 +145,8 @@ class Daemon:
         if not dashboard.enabled:
             return
         try:
-            self.web = WebServer(create_app(self.alerts, dashboard), dashboard.bind, dashboard.port)
+            context = WebContext(self.config, self.storage, self.clock, self.alerts, self)
+            self.web = WebServer(create_app(context), dashboard.bind, dashboard.port)
         except OSError as exc:
             log.error(
                 "dashboard not served: cannot listen on %s:%d: %s",
@@ -216,6 +218,27 @@ class Daemon:
         signal.signal(signal.SIGHUP, hup)
 
     # -- self-monitoring -------------------------------------------------------------------
+    def health(self) -> dict[str, Any]:
+        """Figures for /metrics and /readyz."""
+        stats, wstats = self.scheduler.stats, self.writer.stats
+        return {
+            "scheduler_running": self.scheduler.running,
+            "storage_reachable": self.writer.reachable,
+            "lag_p50_ms": stats.lag_percentile(0.5),
+            "lag_p99_ms": stats.lag_percentile(0.99),
+            "checks_total": stats.checks,
+            "check_timeouts": stats.timeouts,
+            "in_flight": self.scheduler.in_flight(),
+            "check_durations": self.scheduler.durations(),
+            "rows_written": wstats.rows_written,
+            "write_errors": wstats.write_errors,
+            "queue_rows": self.writer.pending_rows(),
+            "spool_bytes": self.writer.spool.bytes,
+            "spool_batches": len(self.writer.spool),
+            "spool_dropped": self.writer.spool.dropped_rows,
+            "alerts_firing": sum(1 for a in self.alerts.alerts() if a["state"] == "firing"),
+        }
+
     def record_self(self) -> None:
         stats, wstats = self.scheduler.stats, self.writer.stats
         p50, p99 = stats.lag_percentile(0.5), stats.lag_percentile(0.99)

@@ -46,6 +46,7 @@ class Entry:
     started: float | None = None  # monotonic start of the check in flight
     run_token: int = 0
     timed_out_token: int = -1
+    last_duration: float | None = None  # seconds the last completed check took
 
 
 @dataclass
@@ -100,6 +101,12 @@ class CheckScheduler:
     @property
     def running(self) -> bool:
         return bool(self._aps.running) and not self._stop.is_set()
+
+    def durations(self) -> dict[str, float]:
+        """Seconds the last completed check of each service took."""
+        return {
+            sid: e.last_duration for sid, e in self.entries.items() if e.last_duration is not None
+        }
 
     def in_flight(self) -> int:
         return sum(1 for e in self.entries.values() if e.started is not None)
@@ -175,6 +182,7 @@ class CheckScheduler:
         try:
             result = run_check(entry.checker, CheckContext(service_id, now, timeout))
         finally:
+            entry.last_duration = self.clock.monotonic() - entry.started
             entry.started = None
         if entry.timed_out_token == token:
             log.warning("%s: late result after timeout dropped: %s", service_id, result.message)

@@ -71,6 +71,11 @@ class Writer:
         if full:
             self._wake.set()
 
+    @property
+    def reachable(self) -> bool:
+        """Storage prepared and the last write went through."""
+        return self._ready and self._reachable
+
     def pending_rows(self) -> int:
         with self._lock:
             return sum(len(b) for b in self._buffers.values())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -10,7 +11,9 @@ from werkzeug.security import generate_password_hash
 
 from checkers.base import Status
 from server.config.models import DashboardConfig
-from server.web import create_app
+from server.schema import Target, apply_schema
+from server.storage.embedded import EmbeddedStorage
+from server.web import WebContext, create_app
 from tests.alerting_harness import Harness
 
 RULES = """
@@ -20,9 +23,12 @@ alert_rules:
 TOKEN = {"Authorization": "Bearer t0ken"}
 
 
-def client(h: Harness, auth: dict[str, Any] | None = None) -> FlaskClient:
-    dashboard = DashboardConfig.model_validate({"auth": auth or {"type": "none"}})
-    return create_app(h.engine, dashboard).test_client()
+@pytest.fixture(scope="module")
+def storage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedStorage]:
+    store = EmbeddedStorage(tmp_path_factory.mktemp("chdb") / "db", "monitor")
+    apply_schema(store, Target("monitor"))
+    yield store
+    store.close()
 
 
 @pytest.fixture
@@ -31,8 +37,18 @@ def h() -> Harness:
 
 
 @pytest.fixture
-def api(h: Harness) -> FlaskClient:
-    return client(h, {"type": "bearer", "tokens": {"ops": "t0ken"}})
+def client(h: Harness, storage: EmbeddedStorage) -> Callable[[dict[str, Any] | None], FlaskClient]:
+    def make(auth: dict[str, Any] | None = None) -> FlaskClient:
+        dashboard = DashboardConfig.model_validate({"auth": auth or {"type": "none"}})
+        config = h.config.model_copy(update={"dashboard": dashboard})
+        return create_app(WebContext(config, storage, h.clock, h.engine)).test_client()
+
+    return make
+
+
+@pytest.fixture
+def api(client: Callable[..., FlaskClient]) -> FlaskClient:
+    return client({"type": "bearer", "tokens": {"ops": "t0ken"}})
 
 
 def test_a_silence_created_through_the_api_suppresses_and_then_expires(
@@ -109,14 +125,16 @@ def test_form_posts_are_refused_so_a_foreign_page_cannot_silence(api: FlaskClien
     assert response.status_code == 415
 
 
-def test_without_auth_configured_changes_are_refused(h: Harness) -> None:
-    response = client(h).post("/api/v1/silences", json={"service": "db", "duration": "1h"})
+def test_without_auth_configured_changes_are_refused(client: Callable[..., FlaskClient]) -> None:
+    response = client().post("/api/v1/silences", json={"service": "db", "duration": "1h"})
     assert response.status_code == 403
     assert "dashboard.auth" in response.get_json()["error"]
 
 
-def test_basic_auth_users_are_checked_against_password_hashes(h: Harness) -> None:
-    api = client(h, {"type": "basic", "users": {"ana": generate_password_hash("pw")}})
+def test_basic_auth_users_are_checked_against_password_hashes(
+    client: Callable[..., FlaskClient],
+) -> None:
+    api = client({"type": "basic", "users": {"ana": generate_password_hash("pw")}})
     body = {"service": "db", "duration": "1h"}
     ok = api.post("/api/v1/silences", json=body, auth=("ana", "pw"))
     assert ok.status_code == 201

@@ -42,6 +42,10 @@ def test_every_ddl_file_creates_its_objects(store: EmbeddedStorage) -> None:
         "service_status_summary": "MaterializedView",
         "alert_events": "MergeTree",
         "silences": "ReplacingMergeTree",
+        "service_current": "AggregatingMergeTree",
+        "service_current_mv": "MaterializedView",
+        "service_transitions": "MergeTree",
+        "service_transitions_mv": "MaterializedView",
     }
 
 

@@ -85,6 +85,7 @@ class Alert:
     caused_by: str = ""
     silence_id: str = ""
     annotations: dict[str, str] | None = None
+    acked_by: str = ""  # acknowledged: no repeats until it resolves
 
     @property
     def id(self) -> str:
@@ -109,6 +110,7 @@ class Alert:
             "caused_by": self.caused_by or None,
             "silence_id": self.silence_id or None,
             "notified": self.announced,
+            "acknowledged_by": self.acked_by or None,
             "annotations": self.annotations or {},
             "labels": self.rule.labels,
         }
@@ -311,6 +313,8 @@ class AlertEngine:
     def _transition(self, alert: Alert, to: AlertState, now: datetime) -> None:
         before = alert.state
         alert.state, alert.since = to, now
+        if to is not AlertState.FIRING:
+            alert.acked_by = ""
         if to is AlertState.FIRING:
             alert.annotations = self._render(alert)
         self._track(alert)
@@ -348,7 +352,25 @@ class AlertEngine:
         return "queued"
 
     def _repeat_due(self, alert: Alert, now: datetime) -> bool:
-        return alert.last_sent is not None and now - alert.last_sent >= alert.rule.repeat
+        if alert.acked_by or alert.last_sent is None:
+            return False
+        return now - alert.last_sent >= alert.rule.repeat
+
+    def acknowledge(self, alert_id: str, who: str, comment: str = "") -> Alert | None:
+        """Someone is on it: stop repeats until the alert resolves. None if not firing."""
+        now = self.clock.now()
+        with self._lock:
+            alert = self._alerts.get(alert_id)
+            if alert is None or alert.state is not AlertState.FIRING:
+                return None
+            alert.acked_by = who
+            self._emit(
+                now, "ack", rule_id=alert.rule.id, service_id=alert.service.id,
+                before="firing", after="firing", severity=alert.rule.severity,
+                value=alert.value, message=comment or f"acknowledged by {who}", caused_by=who,
+            )  # fmt: skip
+        log.info("alert %s acknowledged by %s", alert_id, who)
+        return alert
 
     def _suppression(self, alert: Alert, firing: bool, now: datetime) -> tuple[str, str, str]:
         sid = alert.service.id
@@ -659,7 +681,9 @@ class AlertEngine:
                             delivery_result = 'queued' OR event = 'recalled') AS told,
                    maxIf(timestamp, delivery_result = 'queued' AND to_state = 'firing') AS sent_at,
                    maxIf(timestamp, delivery_result = 'queued') AS queued_at,
-                   maxIf(timestamp, event IN ('delivery', 'recalled')) AS done_at
+                   maxIf(timestamp, event IN ('delivery', 'recalled')) AS done_at,
+                   argMaxIf(caused_by, timestamp, event = 'ack') AS acked_by,
+                   maxIf(timestamp, event = 'ack') AS acked_at
             FROM {db}.alert_events
             WHERE rule_id != ''
             GROUP BY rule_id, service_id
@@ -739,6 +763,8 @@ class AlertEngine:
         alert.last_sent = _aware(row["sent_at"]) if alert.announced else None
         if alert.state is AlertState.FIRING:
             alert.annotations = self._render(alert)
+            if _aware(row["acked_at"]) >= alert.since:
+                alert.acked_by = row["acked_by"]
         told = row["told"] in ("firing", "resolved")
         if told and _aware(row["queued_at"]) > _aware(row["done_at"]):
             log.warning("alert %s: re-sending a notification lost at shutdown", alert.id)

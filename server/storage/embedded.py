@@ -147,9 +147,21 @@ def _acquire_lock(path: Path) -> IO[str]:
 
 
 def _param(value: Any) -> Any:
-    """chDB parses parameters from text: datetimes as naive UTC with milliseconds."""
+    """chDB parses parameters from text: datetimes as naive UTC with milliseconds,
+    arrays in ClickHouse's quoted literal form."""
     if isinstance(value, datetime):
         if value.tzinfo is not None:
             value = value.astimezone(UTC).replace(tzinfo=None)
         return value.isoformat(sep=" ", timespec="milliseconds")
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(_element(v) for v in value) + "]"
     return value
+
+
+def _element(value: Any) -> str:
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, int | float):
+        return repr(value)
+    text = str(_param(value)).replace("\\", "\\\\").replace("'", "\\'")
+    return f"'{text}'"

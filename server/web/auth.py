@@ -1,30 +1,40 @@
 """Who may change things: ``dashboard.auth`` as none, basic or bearer.
 
 Reads are open (the dashboard binds to loopback unless auth is configured);
-mutating requests need a principal. Basic passwords are stored as werkzeug
-hashes (``python -c "from werkzeug.security import generate_password_hash as
-g; print(g('pw'))"``); bearer tokens are compared in constant time.
+changes need a principal:
 
-CSRF: mutating API calls must send ``Content-Type: application/json`` (POST) or
-use DELETE; a cross-site form can send neither without a CORS preflight, which
-we never answer, so a browser holding basic credentials cannot be tricked.
+- API: ``Authorization: Bearer <token>`` (``bearer``) or ``Basic`` (``basic``).
+  POSTs must be ``application/json``, which a cross-site form cannot send
+  without a CORS preflight we never answer: the API's CSRF guard.
+- Pages: ``basic`` users sign in at ``/login`` (a signed, HttpOnly, SameSite
+  session cookie); every form carries a CSRF token bound to the session.
+
+Basic passwords are stored as werkzeug hashes (``python -c "from
+werkzeug.security import generate_password_hash as g; print(g('pw'))"``);
+tokens are compared in constant time.
 """
 
 from __future__ import annotations
 
 import hmac
+import secrets
 
-from flask import Request
+from flask import request, session
 from werkzeug.security import check_password_hash
 
 from server.config.models import DashboardAuthConfig
+from server.web.errors import ApiError
 
 
-def principal(request: Request, auth: DashboardAuthConfig) -> str | None:
-    """The authenticated user or token name, or None."""
+def check_password(auth: DashboardAuthConfig, user: str, password: str) -> bool:
+    stored = auth.users.get(user)
+    return bool(stored) and check_password_hash(stored.reveal(), password)  # type: ignore[union-attr]
+
+
+def principal(auth: DashboardAuthConfig) -> str | None:
+    """The authenticated user or token name of this request, or None."""
     if auth.type == "bearer":
-        header = request.headers.get("Authorization", "")
-        scheme, _, token = header.partition(" ")
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token:
             return None
         for name, secret in auth.tokens.items():
@@ -33,12 +43,11 @@ def principal(request: Request, auth: DashboardAuthConfig) -> str | None:
         return None
     if auth.type == "basic":
         creds = request.authorization
-        if creds is None or creds.type != "basic" or not creds.username:
-            return None
-        stored = auth.users.get(creds.username)
-        if stored and check_password_hash(stored.reveal(), creds.password or ""):
-            return creds.username
-        return None
+        if creds is not None and creds.type == "basic" and creds.username:
+            ok = check_password(auth, creds.username, creds.password or "")
+            return creds.username if ok else None
+        user = session.get("user")
+        return user if isinstance(user, str) and user in auth.users else None
     return None
 
 
@@ -48,3 +57,27 @@ def challenge(auth: DashboardAuthConfig) -> dict[str, str]:
     if auth.type == "bearer":
         return {"WWW-Authenticate": 'Bearer realm="lightbulb"'}
     return {}
+
+
+def require_user(auth: DashboardAuthConfig) -> str:
+    if auth.type == "none":
+        raise ApiError(403, "changes need dashboard.auth (basic or bearer) configured in the YAML")
+    who = principal(auth)
+    if who is None:
+        raise ApiError(401, "authentication required", challenge(auth))
+    return who
+
+
+def csrf_token() -> str:
+    token = session.get("csrf")
+    if not isinstance(token, str):
+        token = secrets.token_urlsafe(24)
+        session["csrf"] = token
+    return token
+
+
+def check_csrf() -> None:
+    sent = request.form.get("csrf", "")
+    expected = session.get("csrf")
+    if not isinstance(expected, str) or not hmac.compare_digest(sent, expected):
+        raise ApiError(403, "the form expired or did not come from this dashboard; reload it")

@@ -27,5 +27,10 @@ class WebServer:
         self._thread.start()
         log.info("dashboard and API on http://%s:%d/", self.host, self.port)
 
+    def serve_forever(self) -> None:
+        """In the foreground (``lightbulb dashboard``)."""
+        log.info("dashboard and API on http://%s:%d/", self.host, self.port)
+        self._server.run()
+
     def stop(self) -> None:
         self._server.close()

@@ -1,0 +1,215 @@
+"""Server-side SVG: charts with axes and hover values, status strips, the dependency map.
+
+No chart library: an SVG string is small, renders without JavaScript, and
+every label is escaped here. Hover values are ``<title>`` elements (native
+tooltips) plus ``data-label`` attributes the page's tiny script shows in a tooltip.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from markupsafe import Markup, escape
+
+from server.web.queries import STATUS_NAMES
+
+STATUS_COLOURS = {
+    0: "#2ca02c",
+    1: "#ff9f1c",
+    2: "#d62728",
+    3: "#1f77b4",
+    4: "#7f7f7f",
+    5: "#9467bd",
+    None: "#e3e3e3",
+}
+
+
+def colour(code: int | None) -> str:
+    return STATUS_COLOURS.get(code, STATUS_COLOURS[None])
+
+
+def _fmt(value: float) -> str:
+    if abs(value) >= 100:
+        return f"{value:,.0f}"
+    if abs(value) >= 10:
+        return f"{value:.1f}"
+    return f"{value:.2f}"
+
+
+def _ticks(low: float, high: float, count: int = 4) -> list[float]:
+    if high <= low:
+        high = low + 1
+    raw = (high - low) / count
+    magnitude = 10 ** len(str(int(raw))) / 10 if raw >= 1 else 0.1
+    step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
+    first = (low // step) * step
+    return [first + i * step for i in range(count + 2) if first + i * step <= high + step]
+
+
+def line_chart(
+    points: Sequence[dict[str, Any]],
+    *,
+    start: datetime,
+    end: datetime,
+    unit: str,
+    name: str,
+    width: int = 760,
+    height: int = 220,
+) -> Markup:
+    """avg as a line with hoverable points, max as a faint line; axes with units."""
+    left, right, top, bottom = 64, 12, 12, 28
+    plot_w, plot_h = width - left - right, height - top - bottom
+    values = [p for p in points if p.get("avg") is not None]
+    label = escape(name)
+    if not values:
+        return Markup(
+            f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" aria-label="{label}">'
+            f'<text x="{width / 2}" y="{height / 2}" text-anchor="middle" class="empty">'
+            f"no {label} samples in this range</text></svg>"
+        )
+    high = max([float(p["max"] or p["avg"]) for p in values] + [0.0])
+    low = min([float(p["avg"]) for p in values] + [0.0])
+    ticks = _ticks(low, high)
+    y_low, y_high = ticks[0], max(ticks[-1], high)
+    span = (end - start).total_seconds() or 1.0
+
+    def x(at: datetime) -> float:
+        return left + plot_w * min(max((at - start).total_seconds() / span, 0.0), 1.0)
+
+    def y(value: float) -> float:
+        return top + plot_h * (1 - (value - y_low) / ((y_high - y_low) or 1))
+
+    parts = [
+        f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" aria-label="{label}" '
+        f'data-series="{label}">'
+    ]
+    for tick in ticks:
+        if tick > y_high:
+            continue
+        parts.append(
+            f'<line class="grid" x1="{left}" x2="{width - right}" y1="{y(tick):.1f}" '
+            f'y2="{y(tick):.1f}"/><text class="axis" x="{left - 6}" y="{y(tick) + 4:.1f}" '
+            f'text-anchor="end">{_fmt(tick)} {escape(unit)}</text>'
+        )
+    for i in range(5):
+        at = start + (end - start) * (i / 4)
+        fmt = "%H:%M" if span <= 2 * 86400 else "%m-%d %H:%M"
+        parts.append(
+            f'<text class="axis" x="{x(at):.1f}" y="{height - 8}" text-anchor="middle">'
+            f"{at:{fmt}}</text>"
+        )
+    maxes = " ".join(f"{x(p['time']):.1f},{y(float(p['max'] or p['avg'])):.1f}" for p in values)
+    avgs = " ".join(f"{x(p['time']):.1f},{y(float(p['avg'])):.1f}" for p in values)
+    parts.append(f'<polyline class="max" points="{maxes}"/>')
+    parts.append(f'<polyline class="avg" points="{avgs}"/>')
+    for p in values:
+        text = escape(
+            f"{p['time']:%Y-%m-%d %H:%M} UTC: avg {_fmt(float(p['avg']))} {unit}"
+            + (f", max {_fmt(float(p['max']))} {unit}" if p.get("max") is not None else "")
+        )
+        parts.append(
+            f'<circle class="point" cx="{x(p["time"]):.1f}" cy="{y(float(p["avg"])):.1f}" r="3" '
+            f'data-label="{text}"><title>{text}</title></circle>'
+        )
+    parts.append("</svg>")
+    return Markup("".join(parts))
+
+
+def sparkline(values: Sequence[float | None], width: int = 120, height: int = 24) -> Markup:
+    known = [v for v in values if v is not None]
+    if len(known) < 2:
+        return Markup(f'<svg class="spark" viewBox="0 0 {width} {height}"></svg>')
+    high, low = max(known), min(known)
+    step = width / max(len(values) - 1, 1)
+    points = " ".join(
+        f"{i * step:.1f},{height - 2 - (height - 4) * ((v - low) / ((high - low) or 1)):.1f}"
+        for i, v in enumerate(values)
+        if v is not None
+    )
+    title = escape(f"response time, last 24 h: {_fmt(low)} to {_fmt(high)} ms")
+    return Markup(
+        f'<svg class="spark" viewBox="0 0 {width} {height}" role="img" aria-label="{title}">'
+        f'<title>{title}</title><polyline points="{points}"/></svg>'
+    )
+
+
+def status_strip(
+    buckets: Sequence[tuple[datetime, int | None]], width: int = 240, height: int = 14
+) -> Markup:
+    """One coloured cell per bucket (worst status in it); grey where there were no checks."""
+    if not buckets:
+        return Markup("")
+    cell = width / len(buckets)
+    parts = [f'<svg class="strip" viewBox="0 0 {width} {height}" preserveAspectRatio="none">']
+    for i, (at, code) in enumerate(buckets):
+        name = STATUS_NAMES.get(code, "no checks") if code is not None else "no checks"
+        text = escape(f"{at:%Y-%m-%d %H:%M} UTC: {name}")
+        parts.append(
+            f'<rect x="{i * cell:.2f}" width="{max(cell - 0.5, 0.5):.2f}" height="{height}" '
+            f'fill="{colour(code)}" data-label="{text}"><title>{text}</title></rect>'
+        )
+    parts.append("</svg>")
+    return Markup("".join(parts))
+
+
+def dependency_graph(
+    nodes: dict[str, tuple[str, int | None]], edges: Sequence[tuple[str, str]]
+) -> Markup:
+    """Layered left-to-right: upstream services on the left, dependents to their right.
+
+    ``nodes`` maps id -> (label, status code); an edge (a, b) means a depends on b.
+    Nodes link to their service page.
+    """
+    upstream: dict[str, list[str]] = {n: [] for n in nodes}
+    for source, target in edges:
+        upstream.setdefault(source, []).append(target)
+    depth: dict[str, int] = {}
+
+    def level(node: str, seen: frozenset[str] = frozenset()) -> int:
+        if node in depth:
+            return depth[node]
+        ups = [u for u in upstream.get(node, []) if u not in seen]
+        depth[node] = 1 + max((level(u, seen | {node}) for u in ups), default=-1)
+        return depth[node]
+
+    for node in nodes:
+        level(node)
+    columns: dict[int, list[str]] = {}
+    for node in sorted(nodes, key=lambda n: (depth[n], nodes[n][0])):
+        columns.setdefault(depth[node], []).append(node)
+    box_w, box_h, gap_x, gap_y = 170, 40, 70, 22
+    width = max(len(columns), 1) * (box_w + gap_x) + 20
+    height = max((len(c) for c in columns.values()), default=1) * (box_h + gap_y) + 20
+    pos = {
+        node: (10 + col * (box_w + gap_x), 10 + row * (box_h + gap_y))
+        for col, members in columns.items()
+        for row, node in enumerate(members)
+    }
+    parts = [
+        f'<svg class="graph" viewBox="0 0 {width} {height}" role="img" '
+        f'aria-label="service dependencies"><defs><marker id="arrow" viewBox="0 0 10 10" '
+        f'refX="10" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse">'
+        f'<path d="M 0 0 L 10 5 L 0 10 z" fill="#888"/></marker></defs>'
+    ]
+    for source, target in edges:
+        if source in pos and target in pos:
+            (sx, sy), (tx, ty) = pos[source], pos[target]
+            parts.append(
+                f'<line class="edge" x1="{sx}" y1="{sy + box_h / 2}" x2="{tx + box_w}" '
+                f'y2="{ty + box_h / 2}" marker-end="url(#arrow)"/>'
+            )
+    for node, (x, y) in pos.items():
+        label, code = nodes[node]
+        name = STATUS_NAMES.get(code, "no checks") if code is not None else "no checks"
+        text = escape(f"{label}: {name}")
+        parts.append(
+            f'<a href="/services/{escape(node)}" class="node" data-service="{escape(node)}">'
+            f'<rect x="{x}" y="{y}" width="{box_w}" height="{box_h}" rx="6" '
+            f'fill="{colour(code)}"><title>{text}</title></rect>'
+            f'<text x="{x + box_w / 2}" y="{y + box_h / 2 + 5}" text-anchor="middle">'
+            f"{escape(label[:24])}</text></a>"
+        )
+    parts.append("</svg>")
+    return Markup("".join(parts))

@@ -1,0 +1,31 @@
+"""What the web layer may use: config, storage, clock, and (in the daemon) live state."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from server.alerting.engine import AlertEngine
+from server.clock import Clock
+from server.config.models import Config
+from server.storage import Storage
+from server.web.queries import Reader
+
+
+class DaemonState(Protocol):
+    """The running daemon's figures, for /metrics and /readyz (absent when standalone)."""
+
+    def health(self) -> dict[str, Any]: ...
+
+
+@dataclass
+class WebContext:
+    config: Config
+    storage: Storage
+    clock: Clock
+    alerts: AlertEngine | None = None  # None: standalone dashboard, alerts read from storage
+    daemon: DaemonState | None = None
+    reader: Reader = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.reader = Reader(self.storage, self.config)

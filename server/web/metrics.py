@@ -1,0 +1,93 @@
+"""``GET /metrics``: Prometheus exposition, so Prometheus/Grafana users can scrape us.
+
+Collected at scrape time from the same sources as the dashboard (current status
+per service) and, inside the daemon, from its own counters (check durations,
+scheduler lag, writes, spool, alerts).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from server.web.context import WebContext
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class LightbulbCollector:
+    def __init__(self, ctx: WebContext) -> None:
+        self.ctx = ctx
+
+    def collect(self) -> Iterator[Metric]:
+        labels = ["service", "stack", "type"]
+        status = GaugeMetricFamily(
+            "lightbulb_service_status",
+            "Current status code: 0 OK, 1 DEGRADED, 2 FAILED, 3 STARTING, 4 STOPPED, 5 UNKNOWN",
+            labels=labels,
+        )
+        up = GaugeMetricFamily("lightbulb_service_up", "1 when OK or DEGRADED", labels=labels)
+        response = GaugeMetricFamily(
+            "lightbulb_service_response_time_ms", "Response time of the last check", labels=labels
+        )
+        last = GaugeMetricFamily(
+            "lightbulb_service_last_check_timestamp_seconds",
+            "Time of the last check",
+            labels=labels,
+        )
+        for view in self.ctx.reader.services(self.ctx.clock.now()):
+            values = [view.id, view.stack, view.type]
+            status.add_metric(values, view.status_code)
+            up.add_metric(values, 1.0 if view.checked and view.status_code in (0, 1) else 0.0)
+            if view.response_time_ms is not None:
+                response.add_metric(values, view.response_time_ms)
+            if view.last_check is not None:
+                last.add_metric(values, view.last_check.timestamp())
+        yield from (status, up, response, last)
+        if self.ctx.daemon is not None:
+            yield from self._daemon()
+
+    def _daemon(self) -> Iterator[Metric]:
+        assert self.ctx.daemon is not None
+        h = self.ctx.daemon.health()
+        durations = GaugeMetricFamily(
+            "lightbulb_check_duration_seconds", "Duration of the last check", labels=["service"]
+        )
+        for service, seconds in sorted(h["check_durations"].items()):
+            durations.add_metric([service], seconds)
+        yield durations
+        lag = GaugeMetricFamily(
+            "lightbulb_scheduler_lag_seconds",
+            "Actual minus planned check start, over the last 20,000 checks",
+            labels=["quantile"],
+        )
+        lag.add_metric(["0.5"], h["lag_p50_ms"] / 1000)
+        lag.add_metric(["0.99"], h["lag_p99_ms"] / 1000)
+        yield lag
+        counters = {
+            "lightbulb_checks": ("Checks run", h["checks_total"]),
+            "lightbulb_check_timeouts": ("Checks that ran past their timeout", h["check_timeouts"]),
+            "lightbulb_rows_written": ("Rows written to ClickHouse", h["rows_written"]),
+            "lightbulb_write_errors": ("Failed write attempts", h["write_errors"]),
+            "lightbulb_spool_dropped_rows": ("Rows dropped from a full spool", h["spool_dropped"]),
+        }
+        for name, (text, value) in counters.items():
+            yield CounterMetricFamily(name, text, value=value)
+        gauges = {
+            "lightbulb_checks_in_flight": ("Checks running now", h["in_flight"]),
+            "lightbulb_write_queue_rows": ("Rows waiting for the next write", h["queue_rows"]),
+            "lightbulb_spool_bytes": ("Bytes waiting in the spool", h["spool_bytes"]),
+            "lightbulb_spool_batches": ("Batches waiting in the spool", h["spool_batches"]),
+            "lightbulb_alerts_firing": ("Alerts firing now", h["alerts_firing"]),
+            "lightbulb_storage_reachable": ("1 when ClickHouse answers", h["storage_reachable"]),
+        }
+        for name, (text, value) in gauges.items():
+            yield GaugeMetricFamily(name, text, value=float(value))
+
+
+def exposition(ctx: WebContext) -> bytes:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(LightbulbCollector(ctx))
+    return generate_latest(registry)

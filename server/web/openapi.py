@@ -1,0 +1,133 @@
+"""The OpenAPI 3.0 document of ``/api/v1`` (served at ``/api/v1/openapi.json``).
+
+Tests validate it with openapi-spec-validator and drive property-based
+requests from its parameters, so it cannot drift far from the routes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from server import __version__
+
+ERROR = {"$ref": "#/components/responses/Error"}
+SERVICE_ID = {"name": "service_id", "in": "path", "required": True, "schema": {"type": "string"}}
+RANGE_PARAMS: list[dict[str, Any]] = [
+    {"name": "range", "in": "query", "schema": {"type": "string", "example": "24h"},
+     "description": "Duration ending at `to` (or now): 1h, 6h, 24h, 7d, 30d ..."},
+    {"name": "from", "in": "query", "schema": {"type": "string"},
+     "description": "RFC 3339 time or epoch seconds"},
+    {"name": "to", "in": "query", "schema": {"type": "string"},
+     "description": "RFC 3339 time or epoch seconds (default now)"},
+    {"name": "step", "in": "query", "schema": {"type": "string", "example": "1h"},
+     "description": "Bucket size; an hour or more reads the hourly summary"},
+]  # fmt: skip
+
+
+def _ok(description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": schema or {"type": "object"}}},
+    }
+
+
+def _op(summary: str, params: list[dict[str, Any]], ok: dict[str, Any], **extra: Any) -> Any:
+    responses = {"200": ok, "400": ERROR, "404": ERROR}
+    responses.update(extra.pop("responses", {}))
+    return {"summary": summary, "parameters": params, "responses": responses, **extra}
+
+
+def openapi_document() -> dict[str, Any]:
+    service = {"$ref": "#/components/schemas/Service"}
+    authed: list[dict[str, list[str]]] = [{"bearer": []}, {"basic": []}]
+    changes = {"401": ERROR, "403": ERROR, "409": ERROR, "415": ERROR}
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "Lightbulb API", "version": __version__},
+        "paths": {
+            "/api/v1/services": {
+                "get": _op("Current status of every service", [],
+                           _ok("services", {"type": "object", "properties": {
+                               "services": {"type": "array", "items": service}}}))
+            },
+            "/api/v1/services/{service_id}": {
+                "get": _op("One service with its relations", [SERVICE_ID], _ok("service", service))
+            },
+            "/api/v1/services/{service_id}/status": {
+                "get": _op("Status buckets (worst status, checks, failures, response time)",
+                           [SERVICE_ID, *RANGE_PARAMS], _ok("buckets"))
+            },
+            "/api/v1/services/{service_id}/metrics": {
+                "get": _op("A metric's avg/max per bucket; without name, the metric names",
+                           [SERVICE_ID, {"name": "name", "in": "query",
+                                         "schema": {"type": "string"}}, *RANGE_PARAMS],
+                           _ok("series"))
+            },
+            "/api/v1/services/{service_id}/logs": {
+                "get": _op("Recent log rows, newest first",
+                           [SERVICE_ID,
+                            {"name": "level", "in": "query", "schema": {"type": "string"},
+                             "description": "comma-separated levels: ERROR,WARN"},
+                            {"name": "q", "in": "query", "schema": {"type": "string"}},
+                            {"name": "limit", "in": "query",
+                             "schema": {"type": "integer", "minimum": 1, "maximum": 1000}}],
+                           _ok("logs"))
+            },
+            "/api/v1/alerts": {
+                "get": _op("Live alerts (pending, firing, recently resolved)",
+                           [{"name": "state", "in": "query", "schema": {"type": "string"}}],
+                           _ok("alerts"))
+            },
+            "/api/v1/alerts/{alert_id}/ack": {
+                "post": _op("Acknowledge a firing alert: no repeats until it resolves",
+                            [{"name": "alert_id", "in": "path", "required": True,
+                              "schema": {"type": "string"}}],
+                            _ok("the alert"), security=authed, responses=changes,
+                            requestBody={"required": True, "content": {"application/json": {
+                                "schema": {"type": "object", "properties": {
+                                    "comment": {"type": "string"}}}}}})
+            },
+            "/api/v1/silences": {
+                "get": _op("Active silences", [], _ok("silences")),
+                "post": _op("Create a silence", [], _ok("the silence"), security=authed,
+                            responses={**changes, "201": _ok("the silence")},
+                            requestBody={"required": True, "content": {"application/json": {
+                                "schema": {"$ref": "#/components/schemas/NewSilence"}}}}),
+            },
+            "/api/v1/silences/{silence_id}": {
+                "delete": _op("End an API silence now",
+                              [{"name": "silence_id", "in": "path", "required": True,
+                                "schema": {"type": "string"}}],
+                              _ok("the silence"), security=authed, responses=changes)
+            },
+        },
+        "components": {
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "basic": {"type": "http", "scheme": "basic"},
+            },
+            "responses": {
+                "Error": {"description": "what was wrong", "content": {"application/json": {
+                    "schema": {"type": "object", "required": ["error"],
+                               "properties": {"error": {"type": "string"}}}}}}
+            },
+            "schemas": {
+                "Service": {"type": "object", "properties": {
+                    "id": {"type": "string"}, "label": {"type": "string"},
+                    "type": {"type": "string"}, "stack": {"type": "string"},
+                    "status_code": {"type": "integer", "minimum": 0, "maximum": 5},
+                    "status": {"type": "string"},
+                    "since": {"type": "string", "format": "date-time", "nullable": True},
+                    "last_check": {"type": "string", "format": "date-time", "nullable": True},
+                    "message": {"type": "string"},
+                    "response_time_ms": {"type": "integer", "nullable": True},
+                    "uptime": {"type": "object"}}},
+                "NewSilence": {"type": "object", "properties": {
+                    "service": {"type": "string"}, "rule": {"type": "string"},
+                    "duration": {"type": "string", "example": "2h"},
+                    "starts_at": {"type": "string", "format": "date-time"},
+                    "ends_at": {"type": "string", "format": "date-time"},
+                    "author": {"type": "string"}, "comment": {"type": "string"}}},
+            },
+        },
+    }  # fmt: skip

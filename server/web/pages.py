@@ -1,0 +1,270 @@
+"""Server-rendered pages (Jinja2 templates in ``templates/``), usable without JavaScript.
+
+Reads are open; actions (acknowledge, silence, end a silence) are forms that
+need a signed-in user and a CSRF token. Every page says which time range it
+shows and that times are UTC.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import timedelta
+from typing import Any
+
+from flask import Blueprint, current_app, redirect, render_template, request, session, url_for
+from werkzeug.wrappers import Response as WerkzeugResponse
+
+from server.config.types import parse_duration
+from server.web.alerts_view import current_alerts
+from server.web.auth import check_csrf, check_password, principal, require_user
+from server.web.charts import dependency_graph, line_chart, sparkline, status_strip
+from server.web.context import WebContext
+from server.web.errors import ApiError
+from server.web.queries import LOG_LEVELS, STATUS_NAMES, ServiceView
+from server.web.timerange import PRESETS, time_range
+
+pages = Blueprint("pages", __name__)
+SILENCE_CHOICES = ("30m", "1h", "4h", "1d", "7d")
+WORST_FIRST = (2, 4, 5, 1, 3, 0)
+MAX_CHARTS = 8
+
+
+def context() -> WebContext:
+    ctx: WebContext = current_app.extensions["lightbulb"]
+    return ctx
+
+
+def _matches(view: ServiceView, stack: str, status: str, text: str) -> bool:
+    if stack and view.stack != stack:
+        return False
+    if status and view.status != status.upper():
+        return False
+    needle = text.lower()
+    return not needle or any(needle in f.lower() for f in (view.id, view.label, view.message))
+
+
+@pages.get("/")
+def overview() -> str:
+    ctx = context()
+    now = ctx.clock.now()
+    views = ctx.reader.services(now)
+    stack = request.args.get("stack", "")
+    status = request.args.get("status", "")
+    text = request.args.get("q", "")[:200]
+    shown = [v for v in views if _matches(v, stack, status, text)]
+    shown.sort(key=lambda v: (WORST_FIRST.index(v.status_code), v.label))
+    groups: dict[str, list[ServiceView]] = {}
+    for view in sorted(shown, key=lambda v: v.stack):
+        groups.setdefault(view.stack, []).append(view)
+    counts = Counter(v.status for v in views)
+    return render_template(
+        "overview.html",
+        groups=groups,
+        counts=counts,
+        statuses=[STATUS_NAMES[c] for c in WORST_FIRST],
+        stacks=sorted({v.stack for v in views}),
+        filters={"stack": stack, "status": status, "q": text},
+        total=len(views),
+        shown=len(shown),
+        strip=lambda v: status_strip([(h, code) for h, code, _ in v.strip]),
+        spark=lambda v: sparkline([rt for _, _, rt in v.strip]),
+        partial=request.args.get("partial") == "1",
+        now=now,
+    )
+
+
+@pages.get("/services/<service_id>")
+def service(service_id: str) -> str:
+    ctx = context()
+    now = ctx.clock.now()
+    views = ctx.reader.services(now, only=service_id)
+    if not views:
+        raise ApiError(404, f"no service {service_id!r}")
+    view = views[0]
+    try:
+        tr = time_range(now, range_=request.args.get("range"), start=request.args.get("from"),
+                        end=request.args.get("to"), default="24h")  # fmt: skip
+    except ValueError as exc:
+        raise ApiError(400, str(exc)) from None
+    buckets = ctx.reader.status_buckets(service_id, tr)
+    timeline = status_strip([(b["time"], int(b["worst"])) for b in buckets], width=760, height=18)
+    names = ["response_time_ms", "cpu_usage", "memory_usage"]
+    names += ctx.reader.metric_names(service_id, tr.start)
+    charts = []
+    for name in names[:MAX_CHARTS]:
+        series = ctx.reader.metric_series(service_id, name, tr)
+        if series["points"] or name == "response_time_ms":
+            svg = line_chart(series["points"], start=tr.start, end=tr.end, unit=series["unit"],
+                             name=name)  # fmt: skip
+            charts.append({"name": name, "unit": series["unit"], "svg": svg})
+    levels = [lv for lv in request.args.getlist("level") if lv in LOG_LEVELS]
+    text = request.args.get("q", "")[:200]
+    logs = ctx.reader.logs(service_id, levels, text, 100)
+    alerts = [a for a in current_alerts(ctx) if a["service_id"] == service_id]
+    relations = ctx.config.relations
+    return render_template(
+        "service.html",
+        view=view,
+        tr=tr,
+        presets=PRESETS,
+        range_=request.args.get("range", "24h"),
+        source="hourly summary" if tr.hourly else "raw checks",
+        timeline=timeline,
+        checks=sum(int(b["checks"]) for b in buckets),
+        charts=charts,
+        logs=logs,
+        levels=LOG_LEVELS,
+        chosen_levels=levels,
+        q=text,
+        alerts=alerts,
+        history=ctx.reader.alert_history(service_id, 30),
+        depends_on=[r.target for r in relations if r.source == service_id and r.enabled],
+        dependents=[r.source for r in relations if r.target == service_id and r.enabled],
+        now=now,
+    )
+
+
+@pages.get("/alerts")
+def alerts() -> str:
+    ctx = context()
+    items = current_alerts(ctx)
+    sections: dict[str, list[dict[str, Any]]] = {
+        "Firing": [], "Pending": [], "Silenced": [], "Inhibited": [], "Flapping": [],
+        "Resolved (last 24 h)": [],
+    }  # fmt: skip
+    for item in items:
+        held = item.get("suppressed")
+        if item["state"] == "resolved":
+            sections["Resolved (last 24 h)"].append(item)
+        elif held:
+            sections[held.capitalize()].append(item)
+        else:
+            sections[item["state"].capitalize()].append(item)
+    silences = [s.as_dict() for s in ctx.alerts.silences.all()] if ctx.alerts else []
+    return render_template(
+        "alerts.html",
+        sections=sections,
+        silences=silences,
+        choices=SILENCE_CHOICES,
+        history=ctx.reader.alert_history(None, 50),
+        can_act=ctx.alerts is not None and ctx.config.dashboard.auth.type != "none",
+        now=ctx.clock.now(),
+    )
+
+
+@pages.get("/dependencies")
+def dependencies() -> str:
+    ctx = context()
+    views = {v.id: v for v in ctx.reader.services(ctx.clock.now()) if v.id != "lightbulb"}
+    edges = [
+        (r.source, r.target)
+        for r in ctx.config.relations
+        if r.enabled and r.type == "depends_on" and {r.source, r.target} <= views.keys()
+    ]
+    nodes = {sid: (v.label, v.status_code if v.checked else None) for sid, v in views.items()}
+    return render_template(
+        "dependencies.html", graph=dependency_graph(nodes, edges), edges=edges,
+        now=ctx.clock.now(),
+    )  # fmt: skip
+
+
+@pages.get("/status")
+def status_page() -> str:
+    ctx = context()
+    views = [v for v in ctx.reader.services(ctx.clock.now()) if v.id != "lightbulb"]
+    stacks: dict[str, list[ServiceView]] = {}
+    for view in views:
+        stacks.setdefault(view.stack, []).append(view)
+    summary = []
+    for name, members in sorted(stacks.items()):
+        worst = min((v.status_code for v in members), key=WORST_FIRST.index)
+        ups = [v.uptime.get("30d") for v in members if v.uptime.get("30d") is not None]
+        summary.append({
+            "stack": name,
+            "status": STATUS_NAMES[worst],
+            "code": worst,
+            "up": sum(1 for v in members if v.status_code in (0, 1)),
+            "total": len(members),
+            "uptime_30d": round(sum(ups) / len(ups), 3) if ups else None,  # type: ignore[arg-type]
+        })  # fmt: skip
+    return render_template("status.html", summary=summary, now=ctx.clock.now())
+
+
+# -- sign-in and actions ---------------------------------------------------------------------
+@pages.route("/login", methods=["GET", "POST"])
+def login() -> str | WerkzeugResponse:
+    ctx = context()
+    auth = ctx.config.dashboard.auth
+    error = ""
+    if request.method == "POST":
+        check_csrf()
+        user, password = request.form.get("user", ""), request.form.get("password", "")
+        if auth.type == "basic" and check_password(auth, user, password):
+            session.clear()
+            session["user"] = user
+            target = request.args.get("next", "")
+            return redirect(target if target.startswith("/") and not target.startswith("//")
+                            else url_for("pages.alerts"))  # fmt: skip
+        error = "wrong user or password" if auth.type == "basic" else "sign-in needs auth: basic"
+    return render_template("login.html", error=error, auth=auth.type, now=ctx.clock.now())
+
+
+@pages.post("/logout")
+def logout() -> WerkzeugResponse:
+    check_csrf()
+    session.clear()
+    return redirect(url_for("pages.overview"))
+
+
+def _actor() -> tuple[WebContext, str]:
+    ctx = context()
+    check_csrf()
+    who = require_user(ctx.config.dashboard.auth)
+    if ctx.alerts is None:
+        raise ApiError(409, "alert actions need the daemon: this dashboard runs standalone")
+    return ctx, who
+
+
+@pages.post("/alerts/<path:alert_id>/ack")
+def ack(alert_id: str) -> WerkzeugResponse:
+    ctx, who = _actor()
+    assert ctx.alerts is not None
+    if ctx.alerts.acknowledge(alert_id, who, request.form.get("comment", "")[:1000]) is None:
+        raise ApiError(404, f"no firing alert {alert_id!r}")
+    return redirect(url_for("pages.alerts"))
+
+
+@pages.post("/alerts/<path:alert_id>/silence")
+def silence(alert_id: str) -> WerkzeugResponse:
+    ctx, who = _actor()
+    assert ctx.alerts is not None
+    alert = ctx.alerts.alert(alert_id)
+    if alert is None:
+        raise ApiError(404, f"no alert {alert_id!r}")
+    duration = request.form.get("duration", "1h")
+    if duration not in SILENCE_CHOICES:
+        raise ApiError(400, f"duration: one of {', '.join(SILENCE_CHOICES)}")
+    now = ctx.clock.now()
+    ctx.alerts.add_silence(
+        service=alert.service.id, rule=alert.rule.id, start=now,
+        end=now + timedelta(seconds=parse_duration(duration).total_seconds()),
+        author=who, comment=request.form.get("comment", "")[:1000],
+    )  # fmt: skip
+    return redirect(url_for("pages.alerts"))
+
+
+@pages.post("/silences/<silence_id>/expire")
+def expire(silence_id: str) -> WerkzeugResponse:
+    ctx, _ = _actor()
+    assert ctx.alerts is not None
+    if ctx.alerts.expire_silence(silence_id) is None:
+        raise ApiError(404, f"no active API silence {silence_id!r}")
+    return redirect(url_for("pages.alerts"))
+
+
+def signed_in() -> str | None:
+    """For templates: who is signed in (basic auth sessions)."""
+    ctx = context()
+    return (
+        principal(ctx.config.dashboard.auth) if ctx.config.dashboard.auth.type == "basic" else None
+    )

@@ -1,0 +1,307 @@
+"""What the dashboard and API read, as a few parameterised queries.
+
+Current state comes from ``service_current`` (one row per service), "since"
+from ``service_transitions``, uptime and the 24 h strip from the hourly
+summary: the overview never touches raw checks. Raw rows are read only for one
+service over short ranges (zoomed timelines, CPU/memory, metrics, logs),
+where the primary key (service_id, timestamp) narrows the scan.
+
+Every value from a request goes in as a ``{name:Type}`` parameter.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from checkers.base import Status
+from server.config.models import Config
+from server.storage import Storage
+from server.web.timerange import TimeRange
+
+STATUS_NAMES = {int(s): s.name for s in Status}
+WORST_SQL = (
+    "multiIf(sum(failures) > 0, 2, sum(count_stopped) > 0, 4, sum(count_unknown) > 0, 5, "
+    "sum(count_degraded) > 0, 1, sum(count_starting) > 0, 3, 0)"
+)
+BUILTIN_SERIES = {"response_time_ms": "ms", "cpu_usage": "%", "memory_usage": "MB"}
+LOG_LEVELS = ("DEBUG", "INFO", "WARN", "WARNING", "ERROR", "CRITICAL", "FATAL")
+
+
+@dataclass
+class ServiceView:
+    id: str
+    label: str
+    type: str
+    stack: str
+    status_code: int = int(Status.UNKNOWN)
+    since: datetime | None = None
+    last_check: datetime | None = None
+    message: str = "no checks yet"
+    response_time_ms: int | None = None
+    uptime: dict[str, float | None] = field(default_factory=dict)
+    strip: list[tuple[datetime, int | None, float | None]] = field(default_factory=list)
+    checked: bool = False
+
+    @property
+    def status(self) -> str:
+        return STATUS_NAMES.get(self.status_code, "UNKNOWN")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "label": self.label,
+            "type": self.type,
+            "stack": self.stack,
+            "status_code": self.status_code,
+            "status": self.status,
+            "since": self.since.isoformat() if self.since else None,
+            "last_check": self.last_check.isoformat() if self.last_check else None,
+            "message": self.message,
+            "response_time_ms": self.response_time_ms,
+            "uptime": self.uptime,
+        }
+
+
+class Reader:
+    def __init__(self, storage: Storage, config: Config) -> None:
+        self.storage = storage
+        self.config = config
+        self.db = storage.database
+
+    def _q(self, sql: str, **params: Any) -> list[dict[str, Any]]:
+        return self.storage.query(sql.replace("{db}", self.db), params)
+
+    # -- services ------------------------------------------------------------------------
+    def known(self) -> dict[str, ServiceView]:
+        views = {
+            s.id: ServiceView(s.id, s.display_label, s.type, s.stack)
+            for s in self.config.services
+            if s.enabled
+        }
+        views["lightbulb"] = ServiceView("lightbulb", "Lightbulb daemon", "lightbulb", "lightbulb")
+        return views
+
+    def services(self, now: datetime, only: str | None = None) -> list[ServiceView]:
+        views = self.known()
+        if only is not None:
+            views = {only: views[only]} if only in views else {}
+        if not views:
+            return []
+        ids = list(views)
+        for row in self._q(
+            "SELECT service_id, max(last_check) AS last_check, "
+            "argMaxMerge(status_code) AS status_code, argMaxMerge(message) AS message, "
+            "argMaxMerge(response_time_ms) AS response_time_ms "
+            "FROM {db}.service_current WHERE service_id IN {ids:Array(String)} GROUP BY service_id",
+            ids=ids,
+        ):
+            view = views[row["service_id"]]
+            view.checked = True
+            view.status_code = int(row["status_code"])
+            view.last_check = row["last_check"]
+            view.message = row["message"]
+            view.response_time_ms = row["response_time_ms"]
+        for row in self._q(
+            "SELECT service_id, max(timestamp) AS since FROM {db}.service_transitions "
+            "WHERE service_id IN {ids:Array(String)} GROUP BY service_id",
+            ids=ids,
+        ):
+            views[row["service_id"]].since = row["since"]
+        self._uptime(views, now)
+        return list(views.values())
+
+    def _uptime(self, views: dict[str, ServiceView], now: datetime) -> None:
+        day = now - timedelta(hours=24)
+        rows = self._q(
+            f"""
+            SELECT service_id,
+                   sumIf(n, hour >= {{d1:DateTime64(3, 'UTC')}}) AS c1,
+                   sumIf(up, hour >= {{d1:DateTime64(3, 'UTC')}}) AS u1,
+                   sumIf(n, hour >= {{d7:DateTime64(3, 'UTC')}}) AS c7,
+                   sumIf(up, hour >= {{d7:DateTime64(3, 'UTC')}}) AS u7,
+                   sum(n) AS c30, sum(up) AS u30,
+                   min(hour) AS first_hour,
+                   groupArrayIf((hour, worst, avg_rt),
+                                hour >= {{strip:DateTime64(3, 'UTC')}}) AS strip
+            FROM (
+                SELECT service_id, hour, sum(checks) AS n,
+                       sum(count_ok) + sum(count_degraded) AS up,
+                       {WORST_SQL} AS worst,
+                       if(sum(response_time_count) > 0,
+                          sum(response_time_sum) / sum(response_time_count), NULL) AS avg_rt
+                FROM {{db}}.service_status_hourly
+                WHERE service_id IN {{ids:Array(String)}} AND hour >= {{d30:DateTime64(3, 'UTC')}}
+                GROUP BY service_id, hour
+            )
+            GROUP BY service_id
+            """,
+            ids=list(views),
+            d1=_hour(day),
+            d7=_hour(now - timedelta(days=7)),
+            d30=_hour(now - timedelta(days=30)),
+            strip=_hour(day) + timedelta(hours=1),
+        )
+        hours = [_hour(day) + timedelta(hours=i + 1) for i in range(24)]
+        for row in rows:
+            view = views[row["service_id"]]
+            view.uptime = {
+                "24h": _share(row["u1"], row["c1"]),
+                "7d": _share(row["u7"], row["c7"]),
+                "30d": _share(row["u30"], row["c30"]),
+            }
+            buckets = {_naive(h): (w, rt) for h, w, rt in row["strip"]}
+            view.strip = [(h, *buckets.get(_naive(h), (None, None))) for h in hours]
+            if view.since is None and view.checked:
+                view.since = row["first_hour"]
+        for view in views.values():
+            if not view.strip:
+                view.strip = [(h, None, None) for h in hours]
+            view.uptime = view.uptime or {"24h": None, "7d": None, "30d": None}
+
+    # -- one service ---------------------------------------------------------------------
+    def status_buckets(self, service_id: str, tr: TimeRange) -> list[dict[str, Any]]:
+        if tr.hourly:
+            return self._q(
+                f"""
+                SELECT time, n_checks AS checks, n_failures AS failures, worst, avg_rt, max_rt
+                FROM (
+                    SELECT toStartOfInterval(hour, INTERVAL {{step:UInt32}} SECOND) AS time,
+                           sum(checks) AS n_checks, sum(failures) AS n_failures,
+                           {WORST_SQL} AS worst,
+                           if(sum(response_time_count) > 0,
+                              sum(response_time_sum) / sum(response_time_count), NULL) AS avg_rt,
+                           max(response_time_max) AS max_rt
+                    FROM {{db}}.service_status_hourly
+                    WHERE service_id = {{sid:String}}
+                      AND hour >= toStartOfHour({{start:DateTime64(3, 'UTC')}})
+                      AND hour < {{end:DateTime64(3, 'UTC')}}
+                    GROUP BY time
+                )
+                ORDER BY time
+                """,
+                sid=service_id, step=tr.step, start=tr.start, end=tr.end,
+            )  # fmt: skip
+        return self._q(
+            """
+            SELECT toStartOfInterval(timestamp, INTERVAL {step:UInt32} SECOND) AS time,
+                   count() AS checks, countIf(status_code = 2) AS failures,
+                   multiIf(countIf(status_code = 2) > 0, 2, countIf(status_code = 4) > 0, 4,
+                           countIf(status_code = 5) > 0, 5, countIf(status_code = 1) > 0, 1,
+                           countIf(status_code = 3) > 0, 3, 0) AS worst,
+                   avg(response_time_ms) AS avg_rt, max(response_time_ms) AS max_rt
+            FROM {db}.service_status
+            WHERE service_id = {sid:String}
+              AND timestamp >= {start:DateTime64(3, 'UTC')}
+              AND timestamp < {end:DateTime64(3, 'UTC')}
+            GROUP BY time ORDER BY time
+            """,
+            sid=service_id, step=tr.step, start=tr.start, end=tr.end,
+        )  # fmt: skip
+
+    def metric_names(self, service_id: str, since: datetime) -> list[str]:
+        rows = self._q(
+            "SELECT DISTINCT metric_name FROM {db}.service_metrics "
+            "WHERE service_id = {sid:String} AND timestamp >= {since:DateTime64(3, 'UTC')} "
+            "ORDER BY metric_name LIMIT 50",
+            sid=service_id, since=since,
+        )  # fmt: skip
+        return [r["metric_name"] for r in rows]
+
+    def metric_series(self, service_id: str, name: str, tr: TimeRange) -> dict[str, Any]:
+        """avg and max per bucket of a built-in column or a checker metric, with its unit."""
+        if name == "response_time_ms" and tr.hourly:
+            points = [
+                {"time": r["time"], "avg": r["avg_rt"], "max": r["max_rt"]}
+                for r in self.status_buckets(service_id, tr)
+            ]
+            return {"name": name, "unit": "ms", "points": points}
+        if name in BUILTIN_SERIES:
+            rows = self._q(
+                f"""
+                SELECT toStartOfInterval(timestamp, INTERVAL {{step:UInt32}} SECOND) AS time,
+                       avg({name}) AS avg, max({name}) AS max
+                FROM {{db}}.service_status
+                WHERE service_id = {{sid:String}} AND {name} IS NOT NULL
+                  AND timestamp >= {{start:DateTime64(3, 'UTC')}}
+                  AND timestamp < {{end:DateTime64(3, 'UTC')}}
+                GROUP BY time ORDER BY time
+                """,
+                sid=service_id, step=tr.step, start=tr.start, end=tr.end,
+            )  # fmt: skip
+            return {"name": name, "unit": BUILTIN_SERIES[name], "points": rows}
+        rows = self._q(
+            """
+            SELECT toStartOfInterval(timestamp, INTERVAL {step:UInt32} SECOND) AS time,
+                   avg(metric_value) AS avg, max(metric_value) AS max, any(metric_unit) AS unit
+            FROM {db}.service_metrics
+            WHERE service_id = {sid:String} AND metric_name = {name:String}
+              AND timestamp >= {start:DateTime64(3, 'UTC')}
+              AND timestamp < {end:DateTime64(3, 'UTC')}
+            GROUP BY time ORDER BY time
+            """,
+            sid=service_id, name=name, step=tr.step, start=tr.start, end=tr.end,
+        )  # fmt: skip
+        unit = next((r["unit"] for r in rows if r["unit"]), "")
+        points = [{"time": r["time"], "avg": r["avg"], "max": r["max"]} for r in rows]
+        return {"name": name, "unit": unit, "points": points}
+
+    def logs(
+        self, service_id: str, levels: list[str], text: str, limit: int
+    ) -> list[dict[str, Any]]:
+        return self._q(
+            """
+            SELECT timestamp, log_level, message, source, error_code, stack_trace
+            FROM {db}.service_logs
+            WHERE service_id = {sid:String}
+              AND (empty({levels:Array(String)}) OR log_level IN {levels:Array(String)})
+              AND (empty({q:String}) OR positionCaseInsensitiveUTF8(message, {q:String}) > 0)
+            ORDER BY timestamp DESC LIMIT {limit:UInt32}
+            """,
+            sid=service_id, levels=levels, q=text, limit=limit,
+        )  # fmt: skip
+
+    def alert_history(self, service_id: str | None, limit: int = 50) -> list[dict[str, Any]]:
+        return self._q(
+            """
+            SELECT timestamp, event, rule_id, service_id, from_state, to_state, severity, value,
+                   message, channels, delivery_result, delivery_error, caused_by
+            FROM {db}.alert_events
+            WHERE ({sid:String} = '' OR service_id = {sid:String})
+              AND event IN ('transition', 'delivery', 'notify', 'repeat', 'ack', 'recalled')
+            ORDER BY timestamp DESC LIMIT {limit:UInt32}
+            """,
+            sid=service_id or "", limit=limit,
+        )  # fmt: skip
+
+    def alert_states(self) -> list[dict[str, Any]]:
+        """Latest state per alert from alert_events: the standalone dashboard's view."""
+        return self._q(
+            """
+            SELECT rule_id, service_id,
+                   argMaxIf(to_state, timestamp, event = 'transition') AS state,
+                   maxIf(timestamp, event = 'transition') AS since,
+                   argMaxIf(severity, timestamp, event = 'transition') AS severity,
+                   argMaxIf(value, timestamp, event = 'transition') AS value,
+                   argMaxIf(message, timestamp, event = 'transition') AS message,
+                   argMaxIf(delivery_result, timestamp, event = 'transition') AS result,
+                   argMaxIf(caused_by, timestamp, event = 'transition') AS caused_by
+            FROM {db}.alert_events WHERE rule_id != ''
+            GROUP BY rule_id, service_id
+            HAVING state IN ('pending', 'firing')
+                OR (state = 'resolved' AND since > now64(3) - INTERVAL 1 DAY)
+            """
+        )
+
+
+def _share(up: int, checks: int) -> float | None:
+    return round(100.0 * up / checks, 3) if checks else None
+
+
+def _hour(at: datetime) -> datetime:
+    return at.replace(minute=0, second=0, microsecond=0)
+
+
+def _naive(at: datetime) -> tuple[int, int, int, int]:
+    return (at.year, at.month, at.day, at.hour)
