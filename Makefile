@@ -12,11 +12,14 @@ $(STAMP): setup.cfg pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test,dev]'
 	touch $@
 
-# Debian packages the tests start for real (clickhouse-server for the cluster backend).
+# Debian packages the tests start for real: clickhouse-server for the cluster
+# backend, chromium and its driver for the dashboard's browser tests.
 system-deps:
-	@command -v clickhouse-server >/dev/null 2>&1 || test -x /usr/sbin/clickhouse-server || { \
+	@{ test -x /usr/sbin/clickhouse-server && command -v chromium >/dev/null 2>&1 \
+	  && command -v chromedriver >/dev/null 2>&1; } || { \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y clickhouse-server; }
+	  $$SUDO apt-get update && DEBIAN_FRONTEND=noninteractive \
+	  $$SUDO apt-get install -y clickhouse-server chromium chromium-driver; }
 
 # The main job on the embedded default: the daemon on the demo config, beside a demo worker.
 demo: $(STAMP)
