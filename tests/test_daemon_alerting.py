@@ -60,6 +60,16 @@ alerting: {{group_wait: 100ms}}
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/alerts") as response:
             alerts = json.load(response)["alerts"]
         assert [(a["id"], a["state"]) for a in alerts] == [("worker-down:worker", "firing")]
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz") as response:
+            assert json.load(response) == {"status": "ready", "storage": True, "scheduler": True}
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics") as response:
+            exposition = response.read().decode()
+        assert (
+            'lightbulb_service_status{service="worker",stack="default",type="python_process"} 2.0'
+            in exposition
+        )
+        assert "lightbulb_alerts_firing 1.0" in exposition
+        assert 'lightbulb_check_duration_seconds{service="worker"}' in exposition
         code, _ = daemon.stop()
         assert code == 0, daemon.output
 

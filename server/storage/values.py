@@ -14,13 +14,16 @@ from typing import Any
 
 
 def base_type(ch_type: str) -> str:
-    """``LowCardinality(Nullable(String))`` -> ``String``."""
+    """``LowCardinality(Nullable(String))`` -> ``String``; the value type of wrappers."""
     previous = None
     while previous != ch_type:
         previous = ch_type
         for wrapper in ("Nullable(", "LowCardinality("):
             if ch_type.startswith(wrapper) and ch_type.endswith(")"):
                 ch_type = ch_type[len(wrapper) : -1]
+        if ch_type.startswith("SimpleAggregateFunction(") and ch_type.endswith(")"):
+            # SimpleAggregateFunction(max, DateTime64(3, 'UTC')) holds plain DateTime64 values
+            ch_type = ch_type[len("SimpleAggregateFunction(") : -1].split(",", 1)[1].strip()
     return ch_type
 
 

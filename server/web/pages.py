@@ -8,7 +8,7 @@ shows and that times are UTC.
 from __future__ import annotations
 
 from collections import Counter
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flask import Blueprint, current_app, redirect, render_template, request, session, url_for
@@ -21,7 +21,7 @@ from server.web.charts import dependency_graph, line_chart, sparkline, status_st
 from server.web.context import WebContext
 from server.web.errors import ApiError
 from server.web.queries import LOG_LEVELS, STATUS_NAMES, ServiceView
-from server.web.timerange import PRESETS, time_range
+from server.web.timerange import PRESETS, TimeRange, time_range
 
 pages = Blueprint("pages", __name__)
 SILENCE_CHOICES = ("30m", "1h", "4h", "1d", "7d")
@@ -87,7 +87,7 @@ def service(service_id: str) -> str:
     except ValueError as exc:
         raise ApiError(400, str(exc)) from None
     buckets = ctx.reader.status_buckets(service_id, tr)
-    timeline = status_strip([(b["time"], int(b["worst"])) for b in buckets], width=760, height=18)
+    timeline = status_strip(fill_buckets(buckets, tr), width=760, height=18)
     names = ["response_time_ms", "cpu_usage", "memory_usage"]
     names += ctx.reader.metric_names(service_id, tr.start)
     charts = []
@@ -122,6 +122,16 @@ def service(service_id: str) -> str:
         dependents=[r.source for r in relations if r.target == service_id and r.enabled],
         now=now,
     )
+
+
+def fill_buckets(buckets: list[dict[str, Any]], tr: TimeRange) -> list[tuple[datetime, int | None]]:
+    """Every bucket of the range, grey (None) where there were no checks: gaps stay visible."""
+    seen = {int(b["time"].timestamp()): int(b["worst"]) for b in buckets}
+    first = int(tr.start.timestamp()) // tr.step * tr.step
+    return [
+        (datetime.fromtimestamp(t, UTC), seen.get(t))
+        for t in range(first, int(tr.end.timestamp()), tr.step)
+    ]
 
 
 @pages.get("/alerts")

@@ -123,7 +123,7 @@ class Reader:
                    sumIf(up, hour >= {{d7:DateTime64(3, 'UTC')}}) AS u7,
                    sum(n) AS c30, sum(up) AS u30,
                    min(hour) AS first_hour,
-                   groupArrayIf((hour, worst, avg_rt),
+                   groupArrayIf((toUnixTimestamp(hour), worst, avg_rt),
                                 hour >= {{strip:DateTime64(3, 'UTC')}}) AS strip
             FROM (
                 SELECT service_id, hour, sum(checks) AS n,
@@ -151,8 +151,9 @@ class Reader:
                 "7d": _share(row["u7"], row["c7"]),
                 "30d": _share(row["u30"], row["c30"]),
             }
-            buckets = {_naive(h): (w, rt) for h, w, rt in row["strip"]}
-            view.strip = [(h, *buckets.get(_naive(h), (None, None))) for h in hours]
+            # epoch seconds in the tuple: both backends return plain ints there
+            buckets = {int(h): (w, rt) for h, w, rt in row["strip"]}
+            view.strip = [(h, *buckets.get(int(h.timestamp()), (None, None))) for h in hours]
             if view.since is None and view.checked:
                 view.since = row["first_hour"]
         for view in views.values():
@@ -302,6 +303,3 @@ def _share(up: int, checks: int) -> float | None:
 def _hour(at: datetime) -> datetime:
     return at.replace(minute=0, second=0, microsecond=0)
 
-
-def _naive(at: datetime) -> tuple[int, int, int, int]:
-    return (at.year, at.month, at.day, at.hour)

@@ -1,0 +1,187 @@
+"""Every page and action on the Flask test client, over real chDB data."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask.testing import FlaskClient
+from werkzeug.security import generate_password_hash
+
+from server.config.models import DashboardConfig
+from server.storage.embedded import EmbeddedStorage
+from server.web import WebContext, create_app
+from tests.alerting_harness import Harness
+from tests.web_fixture import build
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[EmbeddedStorage, Harness]]:
+    store, h = build(tmp_path_factory.mktemp("web"))
+    yield store, h
+    store.close()
+
+
+@pytest.fixture
+def client(data: tuple[EmbeddedStorage, Harness]) -> Callable[..., FlaskClient]:
+    store, h = data
+
+    def make(auth: dict[str, Any] | None = None) -> FlaskClient:
+        dashboard = DashboardConfig.model_validate({"auth": auth or {"type": "none"}})
+        config = h.config.model_copy(update={"dashboard": dashboard})
+        return create_app(WebContext(config, store, h.clock, h.engine)).test_client()
+
+    return make
+
+
+def text(response: Any) -> str:
+    return str(response.get_data(as_text=True))
+
+
+def tiles(page: str) -> dict[str, str]:
+    return dict(re.findall(r'data-service="([^"]+)" data-status="([^"]+)"', page))
+
+
+def test_overview_shows_each_service_with_its_current_status(
+    client: Callable[..., FlaskClient],
+) -> None:
+    page = text(client().get("/"))
+    assert tiles(page) == {"db": "FAILED", "api": "FAILED", "web": "OK", "lightbulb": "UNKNOWN"}
+    assert "FAILED since 2026-11-22 11:00:00 UTC" in page
+    assert "connection refused" in page
+    assert "uptime 83.33%" in page  # db: 60 of 72 checks in the last 24 h were up
+    assert "All times are UTC" in page
+
+
+def test_overview_filters_by_stack_status_and_text(client: Callable[..., FlaskClient]) -> None:
+    c = client()
+    assert set(tiles(text(c.get("/?status=FAILED")))) == {"db", "api"}
+    assert set(tiles(text(c.get("/?q=upstream")))) == {"api"}
+    assert set(tiles(text(c.get("/?stack=lightbulb")))) == {"lightbulb"}
+    assert "No service matches" in text(c.get("/?q=nothing-like-this"))
+
+
+def test_service_page_has_timeline_charts_logs_and_alerts(
+    client: Callable[..., FlaskClient],
+) -> None:
+    page = text(client().get("/services/db?range=6h"))
+    assert "Status timeline" in page
+    assert 'data-series="response_time_ms"' in page
+    assert 'data-series="connections"' in page
+    assert re.search(r'data-label="2026-11-22 \d\d:\d\d UTC: avg [\d.]+ ms', page)
+    assert "pool exhausted" in page and "Traceback: boom" in page
+    assert "Service down" in page
+    assert "needed by" in page and "/services/api" in page
+
+
+def test_service_page_log_search_and_levels_filter(client: Callable[..., FlaskClient]) -> None:
+    c = client()
+    assert "pool exhausted" in text(c.get("/services/db?level=ERROR&q=POOL"))
+    assert "pool exhausted" not in text(c.get("/services/db?level=INFO"))
+    assert "No log rows match" in text(c.get("/services/db?q=%27%20OR%201%3D1%20--"))
+
+
+def test_service_page_30_days_reads_the_hourly_summary(client: Callable[..., FlaskClient]) -> None:
+    page = text(client().get("/services/db?range=30d"))
+    assert "from the hourly summary" in page
+
+
+def test_alerts_page_lists_firing_and_inhibited_with_cause(
+    client: Callable[..., FlaskClient],
+) -> None:
+    page = text(client().get("/alerts"))
+    firing = page.split('data-section="Firing"')[1].split("</section>")[0]
+    inhibited = page.split('data-section="Inhibited"')[1].split("</section>")[0]
+    assert 'data-alert="down:db"' in firing
+    assert 'data-alert="down:api"' in inhibited and "caused by" in inhibited
+
+
+def test_dependencies_map_links_every_node_to_its_page(client: Callable[..., FlaskClient]) -> None:
+    page = text(client().get("/dependencies"))
+    assert set(re.findall(r'<a href="/services/([^"]+)" class="node"', page)) == {
+        "db",
+        "api",
+        "web",
+    }
+    assert "#d62728" in page  # db and api are red
+
+
+def test_status_page_summarises_per_stack(client: Callable[..., FlaskClient]) -> None:
+    page = text(client().get("/status"))
+    assert 'data-stack="default"' in page and "1 / 3" in page
+
+
+@pytest.mark.parametrize(
+    ("url", "status"),
+    [("/services/nope", 404), ("/services/db?range=1y", 400), ("/services/db?from=yesterday", 400),
+     ("/nothing-here", 404), ("/services/db?range=1000d", 400)],
+)  # fmt: skip
+def test_bad_page_requests_get_a_clear_error_page(
+    client: Callable[..., FlaskClient], url: str, status: int
+) -> None:
+    response = client().get(url)
+    assert response.status_code == status
+    assert '<p class="error">' in text(response)
+
+
+def test_pages_set_security_headers_and_escape_content(client: Callable[..., FlaskClient]) -> None:
+    response = client().get("/?q=<script>alert(1)</script>")
+    assert "<script>alert(1)</script>" not in text(response)
+    assert "default-src 'self'" in response.headers["Content-Security-Policy"]
+
+
+def signed_in(client: Callable[..., FlaskClient]) -> tuple[FlaskClient, str]:
+    c = client({"type": "basic", "users": {"ana": generate_password_hash("pw")}})
+    token = re.search(r'name="csrf" value="([^"]+)"', text(c.get("/login")))
+    assert token is not None
+    response = c.post("/login", data={"user": "ana", "password": "pw", "csrf": token.group(1)})
+    assert response.status_code == 302
+    fresh = re.search(r'name="csrf" value="([^"]+)"', text(c.get("/alerts")))
+    assert fresh is not None and fresh.group(1) != token.group(1)  # a new session, a new token
+    return c, fresh.group(1)
+
+
+def test_a_signed_in_user_silences_an_alert_from_the_alerts_page(
+    client: Callable[..., FlaskClient], data: tuple[EmbeddedStorage, Harness]
+) -> None:
+    c, csrf = signed_in(client)
+    page = text(c.get("/alerts"))
+    assert "signed in as ana" in page and "Silence</button>" in page
+    response = c.post("/alerts/down:db/silence",
+                      data={"csrf": csrf, "duration": "1h", "comment": "db failover"})  # fmt: skip
+    assert response.status_code == 302
+    silence = next(s for s in data[1].engine.silences.all() if s.comment == "db failover")
+    assert (silence.author, silence.service, silence.rule) == ("ana", "db", "down")
+    data[1].engine.expire_silence(silence.id)
+
+
+def test_forms_without_the_csrf_token_are_refused(client: Callable[..., FlaskClient]) -> None:
+    c, _ = signed_in(client)
+    response = c.post("/alerts/down:db/ack", data={"csrf": "forged"})
+    assert response.status_code == 403
+
+
+def test_actions_need_a_signed_in_user(client: Callable[..., FlaskClient]) -> None:
+    c = client({"type": "basic", "users": {"ana": generate_password_hash("pw")}})
+    token = re.search(r'name="csrf" value="([^"]+)"', text(c.get("/login")))
+    assert token is not None
+    response = c.post("/alerts/down:db/ack", data={"csrf": token.group(1)})
+    assert response.status_code == 401
+
+
+def test_a_wrong_password_does_not_sign_in(client: Callable[..., FlaskClient]) -> None:
+    c = client({"type": "basic", "users": {"ana": generate_password_hash("pw")}})
+    token = re.search(r'name="csrf" value="([^"]+)"', text(c.get("/login")))
+    assert token is not None
+    page = text(c.post("/login", data={"user": "ana", "password": "no", "csrf": token.group(1)}))
+    assert "wrong user or password" in page
+    assert "signed in as" not in text(c.get("/alerts"))
+
+
+def test_health_endpoints(client: Callable[..., FlaskClient], tmp_path: Path) -> None:
+    c = client()
+    assert c.get("/healthz").get_json() == {"status": "ok"}
+    assert c.get("/readyz").get_json() == {"status": "ready", "storage": True}
