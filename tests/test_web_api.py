@@ -13,7 +13,6 @@ from openapi_spec_validator import validate
 from prometheus_client.parser import text_string_to_metric_families
 
 from server.config.models import DashboardConfig
-from server.storage.embedded import EmbeddedStorage
 from server.web import WebContext, create_app
 from server.web.openapi import openapi_document
 from tests.alerting_harness import Harness
@@ -79,7 +78,7 @@ def test_logs_filter_by_level_and_text_with_a_limit(c: FlaskClient) -> None:
 def test_acknowledging_an_alert_needs_auth_and_stops_repeats(
     api: tuple[FlaskClient, Harness],
 ) -> None:
-    c, h = api
+    c, _ = api
     assert c.post("/api/v1/alerts/down:db/ack", json={}).status_code == 401
     response = c.post("/api/v1/alerts/down:db/ack", json={"comment": "on it"}, headers=TOKEN)
     assert response.get_json()["acknowledged_by"] == "ops"

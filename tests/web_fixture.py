@@ -52,8 +52,9 @@ def build(root: Path) -> tuple[EmbeddedStorage, Harness]:
             else [],
         )
         recorder.record(Svc("db"), db, at)
-        api = CheckResult(Status.FAILED if late else Status.DEGRADED if i % 9 == 0 else Status.OK,
-                          "upstream db down" if late else "ok", response_time_ms=120 + i % 30)  # fmt: skip
+        api_status = Status.FAILED if late else Status.DEGRADED if i % 9 == 0 else Status.OK
+        message = "upstream db down" if late else "ok"
+        api = CheckResult(api_status, message, response_time_ms=120 + i % 30)
         recorder.record(Svc("api"), api, at)
         recorder.record(Svc("web"), CheckResult(Status.OK, "200 OK", response_time_ms=45), at)
     h.clock.advance(NOW.timestamp() - h.clock.now().timestamp())

@@ -302,4 +302,3 @@ def _share(up: int, checks: int) -> float | None:
 
 def _hour(at: datetime) -> datetime:
     return at.replace(minute=0, second=0, microsecond=0)
-
