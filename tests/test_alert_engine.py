@@ -305,3 +305,20 @@ def test_a_reload_keeps_the_state_of_rules_that_stay_and_drops_removed_ones() ->
     assert h.engine.alert("slow:db") is None
     h.result("db", Status.FAILED, advance=10)
     assert len(h.told()) == 2  # still firing: nothing new to tell after the reload
+
+
+def test_an_acknowledged_alert_is_not_repeated_until_it_resolves_and_fires_again() -> None:
+    h = Harness("""
+alert_rules:
+  - {id: down, service: db, condition: "status >= FAILED", repeat_interval: 1h,
+     channels: [hook]}
+""")
+    h.result("db", Status.FAILED)
+    assert h.engine.acknowledge("down:db", "ana") is not None
+    h.tick(7200)
+    assert [k for k, _, _ in h.told()] == ["alert"]
+    assert h.events("ack")[0]["caused_by"] == "ana"
+    h.result("db", Status.OK, advance=1)
+    h.result("db", Status.FAILED, advance=1)
+    h.tick(3601)
+    assert [k for k, _, _ in h.told()] == ["alert", "alert", "alert", "repeat"]
