@@ -1,0 +1,135 @@
+"""Dashboard speed on a month of history: 1,000 services x 30 days of 15 s checks.
+
+    python benchmarks/dashboard.py                      # ~173M status rows, then measure
+    python benchmarks/dashboard.py --services 200 --days 7 --requests 20
+
+Generates the history inside chDB with ``INSERT ... SELECT`` from ``numbers()``
+(the materialized views fill the hourly summary and the current-status table
+as they would in production), prints how many rows, then times the pages and
+API through the real Flask app: the overview, a service page over 30 days and
+``/api/v1/services``; p50/p95 against the targets (overview < 200 ms, service
+page < 300 ms).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from server.clock import SystemClock  # noqa: E402
+from server.config import parse_config  # noqa: E402
+from server.schema import Target, apply_schema  # noqa: E402
+from server.storage.embedded import EmbeddedStorage  # noqa: E402
+from server.web import WebContext, create_app  # noqa: E402
+
+TARGETS_MS = {"overview": 200.0, "service page (30 d)": 300.0, "/api/v1/services": 200.0}
+INTERVAL = 15
+
+
+def generate(store: EmbeddedStorage, services: int, days: int) -> int:
+    """One INSERT ... SELECT per day, so memory stays bounded; returns rows written."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    start = now - timedelta(days=days)
+    per_day = services * 86400 // INTERVAL
+    for day in range(days):
+        began = time.perf_counter()
+        store.execute(
+            f"""
+            INSERT INTO monitor.service_status
+                (service_id, timestamp, status_code, message, service_type, stack, details,
+                 response_time_ms, cpu_usage, memory_usage)
+            SELECT
+                concat('svc-', toString(number % {services})) AS service_id,
+                toDateTime64({{start:DateTime64(3, 'UTC')}}, 3, 'UTC')
+                    + toIntervalSecond(({day} * 86400) + intDiv(number, {services}) * {INTERVAL})
+                    AS timestamp,
+                multiIf(cityHash64(number, {day}) % 2000 = 0, 2,
+                        cityHash64(number, {day}) % 300 = 0, 1, 0) AS status_code,
+                if(status_code = 0, 'ok', 'check failed: connection refused') AS message,
+                'http' AS service_type,
+                concat('stack-', toString(number % {services} % 10)) AS stack,
+                '{{}}' AS details,
+                toUInt32(20 + cityHash64(number) % 180) AS response_time_ms,
+                toFloat32(cityHash64(number, 1) % 1000 / 10) AS cpu_usage,
+                toFloat32(100 + cityHash64(number, 2) % 400) AS memory_usage
+            FROM numbers({per_day})
+            """,
+            {"start": start},
+        )
+        print(f"  day {day + 1}/{days}: {per_day:,} rows in {time.perf_counter() - began:.1f} s",
+              flush=True)  # fmt: skip
+    return per_day * days
+
+
+def config_text(services: int) -> str:
+    lines = ["services:"]
+    lines += [
+        f"  - {{id: svc-{i}, type: http, stack: stack-{i % 10}, interval: {INTERVAL}s, "
+        f"http: {{url: 'http://127.0.0.1:9/'}}}}"
+        for i in range(services)
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def measure(client: object, url: str, requests: int) -> list[float]:
+    timings = []
+    for _ in range(requests + 2):
+        began = time.perf_counter()
+        response = client.get(url)  # type: ignore[attr-defined]
+        elapsed = (time.perf_counter() - began) * 1000
+        assert response.status_code == 200, (url, response.status_code, response.data[:300])
+        timings.append(elapsed)
+    return timings[2:]  # the first two warm caches
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--services", type=int, default=1000)
+    parser.add_argument("--days", type=int, default=30)
+    parser.add_argument("--requests", type=int, default=30)
+    parser.add_argument("--dir", default=None, help="keep the data here (default: a temp dir)")
+    args = parser.parse_args()
+    print(f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {args.services:,} services x {args.days} days "
+          f"of {INTERVAL} s checks")  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="lb-dash-bench-") as tmp:
+        root = Path(args.dir or tmp)
+        store = EmbeddedStorage(root / "db", "monitor")
+        apply_schema(store, Target("monitor"))
+        began = time.perf_counter()
+        rows = generate(store, args.services, args.days)
+        took = time.perf_counter() - began
+        counted = store.query("SELECT count() AS n FROM monitor.service_status")[0]["n"]
+        hourly = store.query("SELECT count() AS n FROM monitor.service_status_hourly")[0]["n"]
+        print(f"generated {counted:,} service_status rows ({rows / took / 1e6:.1f} M rows/s); "
+              f"hourly summary {hourly:,} rows")  # fmt: skip
+        config = parse_config(config_text(args.services), "bench.yaml", {})
+        client = create_app(WebContext(config, store, SystemClock())).test_client()
+        pages = {
+            "overview": "/",
+            "service page (30 d)": "/services/svc-7?range=30d",
+            "/api/v1/services": "/api/v1/services",
+        }
+        for name, url in pages.items():
+            timings = measure(client, url, args.requests)
+            p50, p95 = statistics.median(timings), pct(timings, 0.95)
+            verdict = "met" if p95 < TARGETS_MS[name] else "MISSED"
+            print(f"{name:22s} p50 {p50:7.1f} ms  p95 {p95:7.1f} ms  "
+                  f"target p95 < {TARGETS_MS[name]:g} ms: {verdict}")  # fmt: skip
+        store.close()
+
+
+if __name__ == "__main__":
+    main()
