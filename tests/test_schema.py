@@ -46,6 +46,8 @@ def test_every_ddl_file_creates_its_objects(store: EmbeddedStorage) -> None:
         "service_current_mv": "MaterializedView",
         "service_transitions": "MergeTree",
         "service_transitions_mv": "MaterializedView",
+        "service_status_daily": "AggregatingMergeTree",
+        "service_status_daily_mv": "MaterializedView",
     }
 
 

@@ -185,3 +185,13 @@ def test_health_endpoints(client: Callable[..., FlaskClient], tmp_path: Path) ->
     c = client()
     assert c.get("/healthz").get_json() == {"status": "ok"}
     assert c.get("/readyz").get_json() == {"status": "ready", "storage": True}
+
+
+def test_standalone_dashboard_refuses_the_embedded_database(tmp_path: Path) -> None:
+    from tests.conftest import run_cli
+
+    config = tmp_path / "lightbulb.yaml"
+    config.write_text(f"clickhouse: {{embedded_path: {tmp_path / 'db'}}}\n")
+    done = run_cli("-m", "server.cli", "dashboard", "--config", str(config))
+    assert done.returncode == 2
+    assert "owned by `lightbulb run`" in done.stderr

@@ -28,7 +28,7 @@ from server.storage.base import (
     first_line,
     insert_into,
 )
-from server.storage.values import from_json, json_each_row
+from server.storage.values import converter, json_each_row
 
 _TOKEN = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 LOCK_NAME = "lightbulb.lock"
@@ -66,10 +66,10 @@ class EmbeddedStorage:
         if not text.strip():
             return []
         doc = json.loads(text)
-        meta = [(col["name"], col["type"]) for col in doc["meta"]]
+        names = [col["name"] for col in doc["meta"]]
+        converters = [converter(col["type"]) for col in doc["meta"]]
         return [
-            {name: from_json(value, kind) for (name, kind), value in zip(meta, row, strict=True)}
-            for row in doc["data"]
+            {n: c(v) for n, c, v in zip(names, converters, row, strict=True)} for row in doc["data"]
         ]
 
     def insert(

@@ -7,6 +7,7 @@ tooltips) plus ``data-label`` attributes the page's tiny script shows in a toolt
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -142,16 +143,26 @@ def status_strip(
     if not buckets:
         return Markup("")
     cell = width / len(buckets)
-    parts = [f'<svg class="strip" viewBox="0 0 {width} {height}" preserveAspectRatio="none">']
-    for i, (at, code) in enumerate(buckets):
-        name = STATUS_NAMES.get(code, "no checks") if code is not None else "no checks"
-        text = escape(f"{at:%Y-%m-%d %H:%M} UTC: {name}")
-        parts.append(
-            f'<rect x="{i * cell:.2f}" width="{max(cell - 0.5, 0.5):.2f}" height="{height}" '
-            f'fill="{colour(code)}" data-label="{text}"><title>{text}</title></rect>'
-        )
-    parts.append("</svg>")
-    return Markup("".join(parts))
+    cells = "".join(_cell(i, cell, at, code, height) for i, (at, code) in enumerate(buckets))
+    return Markup(
+        f'<svg class="strip" viewBox="0 0 {width} {height}" preserveAspectRatio="none">'
+        f"{cells}</svg>"
+    )
+
+
+@functools.lru_cache(maxsize=8192)
+def _cell(index: int, cell: float, at: datetime, code: int | None, height: int) -> str:
+    """Cells repeat across services (same hours, few statuses): built once, reused.
+
+    The overview draws 24 cells for each of 1,000 services; building and
+    escaping each anew was half the page's time.
+    """
+    name = STATUS_NAMES.get(code, "no checks") if code is not None else "no checks"
+    text = escape(f"{at:%Y-%m-%d %H:%M} UTC: {name}")
+    return (
+        f'<rect x="{index * cell:.2f}" width="{max(cell - 0.5, 0.5):.2f}" height="{height}" '
+        f'fill="{colour(code)}" data-label="{text}"><title>{text}</title></rect>'
+    )
 
 
 def dependency_graph(

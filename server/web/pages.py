@@ -68,7 +68,6 @@ def overview() -> str:
         shown=len(shown),
         strip=lambda v: status_strip([(h, code) for h, code, _ in v.strip]),
         spark=lambda v: sparkline([rt for _, _, rt in v.strip]),
-        partial=request.args.get("partial") == "1",
         now=now,
     )
 

@@ -113,53 +113,63 @@ class Reader:
         return list(views.values())
 
     def _uptime(self, views: dict[str, ServiceView], now: datetime) -> None:
+        """24 h uptime and strip from the hourly summary, 7 d / 30 d from the daily one.
+
+        The 7 d and 30 d windows are whole UTC days (today included), read from
+        ``service_status_daily``: about 30 rows per service instead of 720.
+        """
         day = now - timedelta(hours=24)
-        rows = self._q(
-            f"""
+        ids = list(views)
+        totals = self._q(
+            """
             SELECT service_id,
-                   sumIf(n, hour >= {{d1:DateTime64(3, 'UTC')}}) AS c1,
-                   sumIf(up, hour >= {{d1:DateTime64(3, 'UTC')}}) AS u1,
-                   sumIf(n, hour >= {{d7:DateTime64(3, 'UTC')}}) AS c7,
-                   sumIf(up, hour >= {{d7:DateTime64(3, 'UTC')}}) AS u7,
-                   sum(n) AS c30, sum(up) AS u30,
-                   min(hour) AS first_hour,
-                   groupArrayIf((toUnixTimestamp(hour), worst, avg_rt),
-                                hour >= {{strip:DateTime64(3, 'UTC')}}) AS strip
+                   sumIf(checks, day >= {d7:Date}) AS c7, sumIf(up, day >= {d7:Date}) AS u7,
+                   sum(checks) AS c30, sum(up) AS u30, min(first_check) AS first_check
+            FROM {db}.service_status_daily
+            WHERE service_id IN {ids:Array(String)} AND day >= {d30:Date}
+            GROUP BY service_id
+            """,
+            ids=ids,
+            d7=(now - timedelta(days=6)).date().isoformat(),
+            d30=(now - timedelta(days=29)).date().isoformat(),
+        )
+        strips = self._q(
+            f"""
+            SELECT service_id, sum(n) AS c1, sum(ok) AS u1,
+                   groupArray((toUnixTimestamp(hour), worst, avg_rt)) AS strip
             FROM (
                 SELECT service_id, hour, sum(checks) AS n,
-                       sum(count_ok) + sum(count_degraded) AS up,
-                       {WORST_SQL} AS worst,
+                       sum(count_ok) + sum(count_degraded) AS ok, {WORST_SQL} AS worst,
                        if(sum(response_time_count) > 0,
                           sum(response_time_sum) / sum(response_time_count), NULL) AS avg_rt
                 FROM {{db}}.service_status_hourly
-                WHERE service_id IN {{ids:Array(String)}} AND hour >= {{d30:DateTime64(3, 'UTC')}}
+                WHERE service_id IN {{ids:Array(String)}}
+                  AND hour >= {{strip:DateTime64(3, 'UTC')}}
                 GROUP BY service_id, hour
             )
             GROUP BY service_id
             """,
-            ids=list(views),
-            d1=_hour(day),
-            d7=_hour(now - timedelta(days=7)),
-            d30=_hour(now - timedelta(days=30)),
+            ids=ids,
             strip=_hour(day) + timedelta(hours=1),
         )
         hours = [_hour(day) + timedelta(hours=i + 1) for i in range(24)]
-        for row in rows:
+        keyed = [(h, int(h.timestamp())) for h in hours]
+        for row in totals:
             view = views[row["service_id"]]
-            view.uptime = {
-                "24h": _share(row["u1"], row["c1"]),
-                "7d": _share(row["u7"], row["c7"]),
-                "30d": _share(row["u30"], row["c30"]),
-            }
+            view.uptime["7d"] = _share(row["u7"], row["c7"])
+            view.uptime["30d"] = _share(row["u30"], row["c30"])
+            if view.since is None and view.checked:
+                view.since = row["first_check"]
+        for row in strips:
+            view = views[row["service_id"]]
+            view.uptime["24h"] = _share(row["u1"], row["c1"])
             # epoch seconds in the tuple: both backends return plain ints there
             buckets = {int(h): (w, rt) for h, w, rt in row["strip"]}
-            view.strip = [(h, *buckets.get(int(h.timestamp()), (None, None))) for h in hours]
-            if view.since is None and view.checked:
-                view.since = row["first_hour"]
+            view.strip = [(h, *buckets.get(key, (None, None))) for h, key in keyed]
         for view in views.values():
             if not view.strip:
-                view.strip = [(h, None, None) for h in hours]
-            view.uptime = view.uptime or {"24h": None, "7d": None, "30d": None}
+                view.strip = [(h, None, None) for h, _ in keyed]
+            view.uptime = {k: view.uptime.get(k) for k in ("24h", "7d", "30d")}
 
     # -- one service ---------------------------------------------------------------------
     def status_buckets(self, service_id: str, tr: TimeRange) -> list[dict[str, Any]]:

@@ -20,7 +20,6 @@
     var seconds = parseInt(block.getAttribute("data-refresh"), 10) || 15;
     window.setTimeout(function () {
       var url = new URL(window.location.href);
-      url.searchParams.set("partial", "1");
       fetch(url.toString(), { credentials: "same-origin" })
         .then(function (r) { return r.ok ? r.text() : Promise.reject(r.status); })
         .then(function (html) {
