@@ -26,6 +26,7 @@ sys.path.insert(0, str(REPO))
 
 from server.clock import SystemClock  # noqa: E402
 from server.config import parse_config  # noqa: E402
+from server.daemon import freeze_startup_objects  # noqa: E402
 from server.schema import Target, apply_schema  # noqa: E402
 from server.storage.embedded import EmbeddedStorage  # noqa: E402
 from server.web import WebContext, create_app  # noqa: E402
@@ -122,6 +123,7 @@ def main() -> None:
               f"hourly summary {hourly:,} rows")  # fmt: skip
         config = parse_config(config_text(args.services), "bench.yaml", {})
         client = create_app(WebContext(config, store, SystemClock())).test_client()
+        freeze_startup_objects()  # as `lightbulb run` and `lightbulb dashboard` do after start
         pages = {
             "overview": "/",
             "service page (30 d)": "/services/svc-7?range=30d",

@@ -120,6 +120,7 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     import logging
 
     from server.clock import SystemClock
+    from server.daemon import freeze_startup_objects
     from server.web import WebContext, WebServer, create_app
 
     logging.basicConfig(
@@ -139,6 +140,7 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     dashboard = config.dashboard
     server = WebServer(create_app(context), dashboard.bind, args.port or dashboard.port)
     print(f"Lightbulb dashboard on http://{dashboard.bind}:{server.port}/ (Ctrl-C stops)")
+    freeze_startup_objects()
     try:
         server.serve_forever()
     finally:

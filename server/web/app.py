@@ -18,7 +18,7 @@ from werkzeug.exceptions import HTTPException
 from server.storage import StorageError
 from server.web.api import api
 from server.web.auth import csrf_token
-from server.web.charts import colour
+from server.web.charts import badge, colour, pct
 from server.web.context import WebContext
 from server.web.errors import ApiError
 from server.web.metrics import CONTENT_TYPE, exposition
@@ -50,10 +50,12 @@ def create_app(ctx: WebContext) -> Flask:
     )
     app.jinja_env.autoescape = True
     app.jinja_env.filters["t"] = _time
+    app.jinja_env.filters["pct"] = pct
     app.jinja_env.filters["ago"] = lambda at: _ago(ctx, at)
     app.jinja_env.globals.update(
         status_name=lambda code: STATUS_NAMES.get(code, "UNKNOWN"),
         status_colour=colour,
+        badge=badge,
         csrf_token=csrf_token,
         signed_in=signed_in,
         auth_type=ctx.config.dashboard.auth.type,

@@ -17,10 +17,11 @@ from werkzeug.wrappers import Response as WerkzeugResponse
 from server.config.types import parse_duration
 from server.web.alerts_view import current_alerts
 from server.web.auth import check_csrf, check_password, principal, require_user
-from server.web.charts import dependency_graph, line_chart, sparkline, status_strip
+from server.web.charts import dependency_graph, line_chart, status_strip
 from server.web.context import WebContext
 from server.web.errors import ApiError
 from server.web.queries import LOG_LEVELS, STATUS_NAMES, ServiceView
+from server.web.tiles import tile
 from server.web.timerange import PRESETS, TimeRange, time_range
 
 pages = Blueprint("pages", __name__)
@@ -66,8 +67,7 @@ def overview() -> str:
         filters={"stack": stack, "status": status, "q": text},
         total=len(views),
         shown=len(shown),
-        strip=lambda v: status_strip([(h, code) for h, code, _ in v.strip]),
-        spark=lambda v: sparkline([rt for _, _, rt in v.strip]),
+        tile=tile,
         now=now,
     )
 

@@ -41,7 +41,10 @@ class ServiceView:
     message: str = "no checks yet"
     response_time_ms: int | None = None
     uptime: dict[str, float | None] = field(default_factory=dict)
-    strip: list[tuple[datetime, int | None, float | None]] = field(default_factory=list)
+    # the last 24 hours, oldest first: worst status and mean response time per hour
+    strip_hours: list[datetime] = field(default_factory=list)
+    strip_codes: list[int | None] = field(default_factory=lambda: [None] * 24)
+    strip_rt: list[float | None] = field(default_factory=lambda: [None] * 24)
     checked: bool = False
 
     @property
@@ -115,6 +118,10 @@ class Reader:
     def _uptime(self, views: dict[str, ServiceView], now: datetime) -> None:
         """24 h uptime and strip from the hourly summary, 7 d / 30 d from the daily one.
 
+        Bounds on ``hour`` (a DateTime) are converted once with toDateTime(): compared
+        with a DateTime64 parameter directly, every row would be cast, and the
+        primary key would not narrow the scan.
+
         The 7 d and 30 d windows are whole UTC days (today included), read from
         ``service_status_daily``: about 30 rows per service instead of 720.
         """
@@ -136,7 +143,8 @@ class Reader:
         strips = self._q(
             f"""
             SELECT service_id, sum(n) AS c1, sum(ok) AS u1,
-                   groupArray((toUnixTimestamp(hour), worst, avg_rt)) AS strip
+                   groupArray((intDiv(toUnixTimestamp(hour) - {{first:UInt32}}, 3600),
+                               worst, avg_rt)) AS strip
             FROM (
                 SELECT service_id, hour, sum(checks) AS n,
                        sum(count_ok) + sum(count_degraded) AS ok, {WORST_SQL} AS worst,
@@ -144,16 +152,16 @@ class Reader:
                           sum(response_time_sum) / sum(response_time_count), NULL) AS avg_rt
                 FROM {{db}}.service_status_hourly
                 WHERE service_id IN {{ids:Array(String)}}
-                  AND hour >= {{strip:DateTime64(3, 'UTC')}}
+                  AND hour >= toDateTime({{strip:DateTime64(3, 'UTC')}}, 'UTC')
                 GROUP BY service_id, hour
             )
             GROUP BY service_id
             """,
             ids=ids,
             strip=_hour(day) + timedelta(hours=1),
+            first=int((_hour(day) + timedelta(hours=1)).timestamp()),
         )
         hours = [_hour(day) + timedelta(hours=i + 1) for i in range(24)]
-        keyed = [(h, int(h.timestamp())) for h in hours]
         for row in totals:
             view = views[row["service_id"]]
             view.uptime["7d"] = _share(row["u7"], row["c7"])
@@ -163,12 +171,12 @@ class Reader:
         for row in strips:
             view = views[row["service_id"]]
             view.uptime["24h"] = _share(row["u1"], row["c1"])
-            # epoch seconds in the tuple: both backends return plain ints there
-            buckets = {int(h): (w, rt) for h, w, rt in row["strip"]}
-            view.strip = [(h, *buckets.get(key, (None, None))) for h, key in keyed]
+            codes, rts = view.strip_codes, view.strip_rt
+            for index, worst, rt in row["strip"]:  # hour index: plain ints on both backends
+                if 0 <= index < len(codes):  # a clock ahead of ours must not break the page
+                    codes[index], rts[index] = worst, rt
         for view in views.values():
-            if not view.strip:
-                view.strip = [(h, None, None) for h, _ in keyed]
+            view.strip_hours = hours
             view.uptime = {k: view.uptime.get(k) for k in ("24h", "7d", "30d")}
 
     # -- one service ---------------------------------------------------------------------
@@ -186,8 +194,8 @@ class Reader:
                            max(response_time_max) AS max_rt
                     FROM {{db}}.service_status_hourly
                     WHERE service_id = {{sid:String}}
-                      AND hour >= toStartOfHour({{start:DateTime64(3, 'UTC')}})
-                      AND hour < {{end:DateTime64(3, 'UTC')}}
+                      AND hour >= toStartOfHour(toDateTime({{start:DateTime64(3, 'UTC')}}, 'UTC'))
+                      AND hour < toDateTime({{end:DateTime64(3, 'UTC')}}, 'UTC')
                     GROUP BY time
                 )
                 ORDER BY time

@@ -4,7 +4,12 @@
   "use strict";
   var tip = null;
   function showTip(event) {
-    var label = event.target.getAttribute && event.target.getAttribute("data-label");
+    var el = event.target;
+    var label = el.getAttribute && el.getAttribute("data-label");
+    if (!label && el.querySelector) {
+      var title = el.querySelector(":scope > title");
+      label = title ? title.textContent : "";
+    }
     if (!tip) { tip = document.getElementById("tip"); }
     if (!tip) { return; }
     if (!label) { tip.hidden = true; return; }

@@ -1,0 +1,37 @@
+"""The overview's service tile, rendered in Python.
+
+The overview draws one tile per service, 1,000 and more; through Jinja each
+tile cost ~0.1 ms of template machinery (the page's largest cost after the
+queries). This is the same markup built with f-strings, every value escaped.
+The page around the tiles stays a template.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+from markupsafe import Markup, escape
+
+from server.web.charts import badge, pct, sparkline, status_strip
+from server.web.queries import ServiceView
+
+
+def _time(view: ServiceView) -> str:
+    return "-" if view.since is None else f"{view.since:%Y-%m-%d %H:%M:%S} UTC"
+
+
+def tile(view: ServiceView) -> Markup:
+    since = f"{view.status} since {_time(view)}" if view.checked else "no checks yet"
+    uptime = " · ".join(pct(view.uptime.get(k)) for k in ("24h", "7d", "30d"))
+    strip = status_strip(list(zip(view.strip_hours, view.strip_codes, strict=True)))
+    spark = sparkline(view.strip_rt)
+    message = escape(view.message)
+    return Markup(  # noqa: S704 - every interpolated value is escaped or our own markup
+        f'<article class="tile s{view.status_code}" data-service="{escape(view.id)}" '
+        f'data-status="{view.status}">'
+        f'<header><a href="/services/{quote(view.id)}">{escape(view.label)}</a> '
+        f"{badge(view.status_code if view.checked else None)}</header>"
+        f'<p class="since">{escape(since)}</p>'
+        f'<p class="msg" title="{message}">{message}</p>'
+        f'<p class="uptime">uptime {uptime}</p>{strip}{spark}</article>'
+    )
