@@ -21,6 +21,7 @@ from server.alerting.engine import ALERT_TABLE_COLUMNS, AlertEngine
 from server.clock import Clock, SystemClock
 from server.config import Config, ConfigError, load_config
 from server.config.checks import RESERVED_ID
+from server.logs.ingest import DLQ_COLUMNS
 from server.notify.base import Notice
 from server.notify.dispatcher import build_dispatcher
 from server.recorder import TABLE_COLUMNS, Recorder
@@ -61,7 +62,7 @@ class Daemon:
             batch_rows=sched.batch_rows,
             flush_interval=sched.flush_interval.total_seconds(),
             before_first_write=self._prepare_storage,
-            columns={**TABLE_COLUMNS, **ALERT_TABLE_COLUMNS},
+            columns={**TABLE_COLUMNS, **ALERT_TABLE_COLUMNS, "log_dlq": DLQ_COLUMNS},
         )
         self.dispatcher = build_dispatcher(self.config, self.clock, self._delivered, self._recheck)
         self.alerts = AlertEngine(self.config, self.writer, self.dispatcher, self.clock)
@@ -145,7 +146,9 @@ class Daemon:
         if not dashboard.enabled:
             return
         try:
-            context = WebContext(self.config, self.storage, self.clock, self.alerts, self)
+            context = WebContext(
+                self.config, self.storage, self.clock, self.alerts, self, sink=self.writer
+            )
             self.web = WebServer(create_app(context), dashboard.bind, dashboard.port)
         except OSError as exc:
             log.error(

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from checkers.base import CheckResult, Status
+from server.logs.patterns import pattern_of
 
 STATUS_COLUMNS = (
     "service_id",
@@ -36,6 +37,8 @@ LOG_COLUMNS = (
     "error_code",
     "stack_trace",
     "context",
+    "pattern",
+    "fingerprint",
 )
 TABLE_COLUMNS = {
     "service_status": STATUS_COLUMNS,
@@ -121,6 +124,7 @@ class Recorder:
                     entry.error_code,
                     entry.stack_trace,
                     dict(entry.context),
+                    *pattern_of(entry.level, entry.message),
                 ),
             )
         with self._lock:
@@ -143,6 +147,8 @@ class Recorder:
                         "previous_code": str(int(previous)),
                         "new_code": str(int(result.status)),
                     },
+                    "",
+                    0,
                 ),
             )
         if self.listener is not None:

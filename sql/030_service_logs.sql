@@ -16,6 +16,10 @@ CREATE TABLE IF NOT EXISTS {{ db }}.service_logs {{ on_cluster }}
     error_code  Nullable(String) CODEC(ZSTD(1)),
     stack_trace Nullable(String) CODEC(ZSTD(3)),
     context     Map(LowCardinality(String), String) CODEC(ZSTD(3)),
+    -- ERROR and above: the message with variable parts replaced, and its 64-bit id
+    -- (server/logs/patterns.py); empty/0 for other levels. Feeds error_patterns.
+    pattern     String DEFAULT '' CODEC(ZSTD(3)),
+    fingerprint UInt64 DEFAULT 0,
     INDEX message_tokens message TYPE tokenbf_v1(8192, 3, 0) GRANULARITY 4
 )
 ENGINE = {{ engine('service_logs', 'MergeTree') }}

@@ -48,6 +48,9 @@ def test_every_ddl_file_creates_its_objects(store: EmbeddedStorage) -> None:
         "service_transitions_mv": "MaterializedView",
         "service_status_daily": "AggregatingMergeTree",
         "service_status_daily_mv": "MaterializedView",
+        "log_dlq": "MergeTree",
+        "error_patterns": "AggregatingMergeTree",
+        "error_patterns_mv": "MaterializedView",
     }
 
 
@@ -175,13 +178,14 @@ def test_metrics_and_logs_round_trip_maps_and_nulls(store: EmbeddedStorage) -> N
     store.insert(
         "service_logs",
         LOG_COLUMNS,
-        [("api", T0, "ERROR", "boom", "checker", None, "Traceback…", {"k": "v"})],
+        [("api", T0, "ERROR", "boom", "checker", None, "Traceback…", {"k": "v"}, "boom", 42)],
     )
     metric = store.query("SELECT * FROM monitor.service_metrics")[0]
     assert metric["tags"] == {"mount": "/"} and metric["timestamp"] == T0
     log = store.query("SELECT * FROM monitor.service_logs")[0]
     assert log["error_code"] is None and log["stack_trace"] == "Traceback…"
     assert log["context"] == {"k": "v"}
+    assert (log["pattern"], log["fingerprint"]) == ("boom", 42)
 
 
 def test_cluster_ddl_differs_only_by_on_cluster_and_engine() -> None:

@@ -25,7 +25,7 @@ from typing import Any, Protocol
 from checkers.base import CheckResult, Status
 from server.alerting.conditions import AbsentCondition
 from server.alerting.evaluate import evaluate
-from server.alerting.history import History
+from server.alerting.history import ERROR_LEVELS, History
 from server.alerting.rules import AlertState, Rule
 from server.alerting.silences import Silence, Silences, new_silence_id, parse_cron
 from server.clock import Clock
@@ -260,6 +260,14 @@ class AlertEngine:
             self._step(alert, holds, value, at)
         if flap is False:
             self._flapping(service_id, at, started=False)
+
+    def note_logs(self, rows: Iterable[tuple[str, datetime, str]]) -> None:
+        """Pushed log rows (service, time, level): ERROR and above count for log_errors."""
+        with self._lock:
+            for service_id, at, level in rows:
+                history = self._history.get(service_id)
+                if history is not None and level in ERROR_LEVELS:
+                    history.errors.append((at, 1))
 
     def tick(self, now: datetime | None = None) -> None:
         """Time-driven work: absent results, pending that elapsed, repeats, held news."""

@@ -164,6 +164,18 @@ class AlertingConfig(Section):
     flapping: FlappingConfig = Field(default_factory=FlappingConfig)
 
 
+class LogsConfig(Section):
+    """Log ingestion (POST /api/v1/logs, POST /v1/logs); off until a token is set."""
+
+    tokens: dict[str, SecretStr] = Field(default_factory=dict)
+    max_body: ByteSize = 5 * 2**20
+    max_record: ByteSize = 64 * 2**10
+    max_records: int = Field(10_000, ge=1, le=1_000_000)
+    unknown_services: Literal["accept", "reject"] = "accept"
+    environment: str = ""
+    dlq_raw_bytes: ByteSize = 4096
+
+
 AuthType = Literal["none", "basic", "bearer"]
 
 
@@ -203,6 +215,7 @@ class Config(Section):
     channels: dict[str, ChannelConfig] = Field(default_factory=dict)
     silences: list[SilenceConfig] = Field(default_factory=list)
     alerting: AlertingConfig = Field(default_factory=AlertingConfig)
+    logs: LogsConfig = Field(default_factory=LogsConfig)
     dashboard: DashboardConfig = Field(default_factory=DashboardConfig)
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
 

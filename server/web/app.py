@@ -21,6 +21,7 @@ from server.web.auth import csrf_token
 from server.web.charts import badge, colour, pct
 from server.web.context import WebContext
 from server.web.errors import ApiError
+from server.web.ingest import ingest
 from server.web.metrics import CONTENT_TYPE, exposition
 from server.web.pages import pages, signed_in
 from server.web.queries import STATUS_NAMES
@@ -61,6 +62,7 @@ def create_app(ctx: WebContext) -> Flask:
         auth_type=ctx.config.dashboard.auth.type,
     )
     app.register_blueprint(api)
+    app.register_blueprint(ingest)
     app.register_blueprint(pages)
     _routes(app, ctx)
     _errors(app)
@@ -109,7 +111,7 @@ def _routes(app: Flask, ctx: WebContext) -> None:
 
 def _errors(app: Flask) -> None:
     def wants_json() -> bool:
-        return request.path.startswith("/api/") or request.path in ("/metrics", "/readyz")
+        return request.path.startswith(("/api/", "/v1/")) or request.path in ("/metrics", "/readyz")
 
     def render(status: int, message: str, headers: dict[str, str] | None = None) -> Any:
         if wants_json():

@@ -8,6 +8,7 @@ from typing import Any, Protocol
 from server.alerting.engine import AlertEngine
 from server.clock import Clock
 from server.config.models import Config
+from server.recorder import RowSink
 from server.storage import Storage
 from server.web.queries import Reader
 
@@ -25,6 +26,7 @@ class WebContext:
     clock: Clock
     alerts: AlertEngine | None = None  # None: standalone dashboard, alerts read from storage
     daemon: DaemonState | None = None
+    sink: RowSink | None = None  # the daemon's writer: where pushed logs go
     reader: Reader = field(init=False)
 
     def __post_init__(self) -> None:

@@ -1,0 +1,1 @@
+"""Logs pushed to Lightbulb: ingestion (NDJSON, OTLP/HTTP), validation, error patterns."""
