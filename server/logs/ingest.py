@@ -215,6 +215,15 @@ def _attributes(items: list[dict[str, Any]] | None) -> dict[str, Any]:
     return {item.get("key", ""): _any_value(item.get("value", {})) for item in items or []}
 
 
+def _severity_number(raw: Any) -> int:
+    """An int per the spec; some senders write the enum name (SEVERITY_NUMBER_ERROR)."""
+    try:
+        return int(raw or 0)
+    except (TypeError, ValueError):
+        names = {"TRACE": 1, "DEBUG": 5, "INFO": 9, "WARN": 13, "ERROR": 17, "FATAL": 21}
+        return next((n for name, n in names.items() if name in str(raw).upper()), 0)
+
+
 def _hex_id(value: str, binary: bool) -> str:
     """OTLP JSON carries trace/span ids as hex; protobuf-to-JSON conversion as base64."""
     return base64.b64decode(value).hex() if binary else value.lower()
@@ -230,7 +239,7 @@ def otlp_records(doc: dict[str, Any], binary_ids: bool) -> Iterator[tuple[Any, s
             for record in scope_logs.get("logRecords") or []:
                 raw = json.dumps(record, default=str)[:65536]
                 attrs = _attributes(record.get("attributes"))
-                number = int(record.get("severityNumber") or 0)
+                number = _severity_number(record.get("severityNumber"))
                 level = record.get("severityText") or next(
                     (name for top, name in SEVERITY_BY_NUMBER if 0 < number <= top),
                     "FATAL" if number > 20 else None,

@@ -123,7 +123,7 @@ def otlp() -> Response:
             message = ExportLogsServiceRequest.FromString(body)
         except DecodeError:
             raise ApiError(400, "body is not an OTLP ExportLogsServiceRequest (protobuf)") from None
-        doc = MessageToDict(message)
+        doc = MessageToDict(message, use_integers_for_enums=True)
     elif request.mimetype == "application/json":
         try:
             doc = json.loads(body)
