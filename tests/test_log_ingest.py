@@ -224,11 +224,14 @@ def test_otlp_protobuf_maps_resource_severity_body_and_trace_ids(pipeline: Pipel
 
 
 def test_otlp_json_is_accepted_too(pipeline: Pipeline) -> None:
-    doc = {"resourceLogs": [{"resource": {"attributes": [
-        {"key": "service.name", "value": {"stringValue": "api"}}]},
-        "scopeLogs": [{"logRecords": [{"timeUnixNano": "1795348740000000000",
-                                       "severityText": "WARN", "body": {"stringValue": "hi"},
-                                       "traceId": "5B8EFFF798038103D269B633813FC60C"}]}]}]}  # fmt: skip
+    record = {
+        "timeUnixNano": "1795348740000000000",
+        "severityText": "WARN",
+        "body": {"stringValue": "hi"},
+        "traceId": "5B8EFFF798038103D269B633813FC60C",
+    }
+    resource = {"attributes": [{"key": "service.name", "value": {"stringValue": "api"}}]}
+    doc = {"resourceLogs": [{"resource": resource, "scopeLogs": [{"logRecords": [record]}]}]}
     response = pipeline.client.post("/v1/logs", json=doc, headers=TOKEN)
     assert response.status_code == 200 and response.get_json() == {}
     row = pipeline.rows("SELECT log_level, context FROM monitor.service_logs")[0]
