@@ -163,3 +163,11 @@ def test_prometheus_metrics_expose_status_per_service(c: FlaskClient) -> None:
     assert status == {"db": 2, "api": 2, "web": 0, "lightbulb": 5}
     up = {s.labels["service"]: s.value for s in families["lightbulb_service_up"].samples}
     assert up["web"] == 1 and up["db"] == 0
+
+
+def test_errors_api_returns_patterns_by_count(c: FlaskClient) -> None:
+    body = c.get("/api/v1/errors?range=24h").get_json()
+    assert [(p["pattern"], p["count"], p["services"]) for p in body["patterns"]] == [
+        ("pool exhausted", 3, ["db"])
+    ]
+    assert c.get("/api/v1/errors?service=web").get_json()["patterns"] == []

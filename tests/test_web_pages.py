@@ -195,3 +195,16 @@ def test_standalone_dashboard_refuses_the_embedded_database(tmp_path: Path) -> N
     done = run_cli("-m", "server.cli", "dashboard", "--config", str(config))
     assert done.returncode == 2
     assert "owned by `lightbulb run`" in done.stderr
+
+
+def test_top_errors_lists_patterns_with_links_to_matching_logs(
+    client: Callable[..., FlaskClient],
+) -> None:
+    c = client()
+    page = text(c.get("/errors"))
+    assert "<code>pool exhausted</code>" in page
+    link = re.search(r'href="(/services/db\?fp=\d+[^"]*)"', page)
+    assert link is not None
+    logs = text(c.get(link.group(1).replace("&amp;", "&")))
+    assert "pool exhausted" in logs
+    assert "No errors in this range" in text(c.get("/errors?service=web"))

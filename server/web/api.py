@@ -126,6 +126,18 @@ def logs(service_id: str) -> Response:
     return jsonify({"service_id": service_id, "logs": [_jsonable(r) for r in rows]})
 
 
+@api.get("/errors")
+def errors() -> Response:
+    ctx = context()
+    tr = requested_range()
+    service = request.args.get("service", "")
+    if len(service) > 200:
+        raise ApiError(400, "service: at most 200 characters")
+    limit = _int_arg("limit", 50, 1, 500)
+    rows = ctx.reader.top_errors(service or None, tr, limit)
+    return jsonify({"range": tr.as_dict(), "patterns": [_jsonable(r) for r in rows]})
+
+
 @api.get("/alerts")
 def alerts() -> Response:
     ctx = context()

@@ -73,6 +73,22 @@ def openapi_document() -> dict[str, Any]:
                              "schema": {"type": "integer", "minimum": 1, "maximum": 1000}}],
                            _ok("logs"))
             },
+            "/api/v1/logs": {
+                "post": _op("Push log records, one JSON object per line (NDJSON); invalid "
+                            "records go to log_dlq, the rest are stored", [],
+                            _ok("accepted and rejected counts with the first reasons"),
+                            security=[{"logs_token": []}],
+                            responses={"401": ERROR, "403": ERROR, "413": ERROR, "415": ERROR},
+                            requestBody={"required": True, "content": {"application/x-ndjson": {
+                                "schema": {"type": "string"}}}})
+            },
+            "/api/v1/errors": {
+                "get": _op("Top error patterns by count (fleet, or one service)",
+                           [{"name": "service", "in": "query", "schema": {"type": "string"}},
+                            {"name": "limit", "in": "query",
+                             "schema": {"type": "integer", "minimum": 1, "maximum": 500}},
+                            *RANGE_PARAMS], _ok("patterns"))
+            },
             "/api/v1/alerts": {
                 "get": _op("Live alerts (pending, firing, recently resolved)",
                            [{"name": "state", "in": "query", "schema": {"type": "string"}}],
@@ -105,6 +121,8 @@ def openapi_document() -> dict[str, Any]:
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer"},
                 "basic": {"type": "http", "scheme": "basic"},
+                "logs_token": {"type": "http", "scheme": "bearer",
+                               "description": "a token from logs.tokens"},
             },
             "responses": {
                 "Error": {"description": "what was wrong", "content": {"application/json": {

@@ -17,7 +17,7 @@ from werkzeug.wrappers import Response as WerkzeugResponse
 from server.config.types import parse_duration
 from server.web.alerts_view import current_alerts
 from server.web.auth import check_csrf, check_password, principal, require_user
-from server.web.charts import dependency_graph, line_chart, status_strip
+from server.web.charts import dependency_graph, line_chart, sparkline, status_strip
 from server.web.context import WebContext
 from server.web.errors import ApiError
 from server.web.queries import LOG_LEVELS, STATUS_NAMES, ServiceView
@@ -98,7 +98,10 @@ def service(service_id: str) -> str:
             charts.append({"name": name, "unit": series["unit"], "svg": svg})
     levels = [lv for lv in request.args.getlist("level") if lv in LOG_LEVELS]
     text = request.args.get("q", "")[:200]
-    logs = ctx.reader.logs(service_id, levels, text, 100)
+    fp = request.args.get("fp", "")
+    logs = ctx.reader.logs(
+        service_id, levels, text, 100, int(fp) if fp.isdigit() and len(fp) < 21 else 0
+    )
     alerts = [a for a in current_alerts(ctx) if a["service_id"] == service_id]
     relations = ctx.config.relations
     return render_template(
@@ -159,6 +162,31 @@ def alerts() -> str:
         can_act=ctx.alerts is not None and ctx.config.dashboard.auth.type != "none",
         now=ctx.clock.now(),
     )
+
+
+@pages.get("/errors")
+def errors() -> str:
+    """Top error patterns, fleet-wide or for one service, over a range."""
+    ctx = context()
+    now = ctx.clock.now()
+    try:
+        tr = time_range(now, range_=request.args.get("range"), default="24h")
+    except ValueError as exc:
+        raise ApiError(400, str(exc)) from None
+    service = request.args.get("service", "")[:200]
+    hours = max(1, int((tr.end - tr.start).total_seconds() // 3600) + 1)
+    rows = ctx.reader.top_errors(service or None, tr)
+    for row in rows:
+        counts: list[float | None] = [0.0] * hours
+        for index, count in row["hourly"]:
+            if 0 <= index < hours:
+                counts[index] = float(count)
+        row["spark"] = sparkline(counts)
+    return render_template(
+        "errors.html", rows=rows, service=service, tr=tr, presets=PRESETS,
+        range_=request.args.get("range", "24h"),
+        services=sorted(s.id for s in ctx.config.services), now=now,
+    )  # fmt: skip
 
 
 @pages.get("/dependencies")

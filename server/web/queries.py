@@ -267,19 +267,56 @@ class Reader:
         return {"name": name, "unit": unit, "points": points}
 
     def logs(
-        self, service_id: str, levels: list[str], text: str, limit: int
+        self, service_id: str, levels: list[str], text: str, limit: int, fingerprint: int = 0
     ) -> list[dict[str, Any]]:
         return self._q(
             """
-            SELECT timestamp, log_level, message, source, error_code, stack_trace
+            SELECT timestamp, log_level, message, source, error_code, stack_trace, fingerprint
             FROM {db}.service_logs
             WHERE service_id = {sid:String}
               AND (empty({levels:Array(String)}) OR log_level IN {levels:Array(String)})
               AND (empty({q:String}) OR positionCaseInsensitiveUTF8(message, {q:String}) > 0)
+              AND ({fp:UInt64} = 0 OR fingerprint = {fp:UInt64})
             ORDER BY timestamp DESC LIMIT {limit:UInt32}
             """,
-            sid=service_id, levels=levels, q=text, limit=limit,
+            sid=service_id, levels=levels, q=text, limit=limit, fp=fingerprint,
         )  # fmt: skip
+
+    def top_errors(
+        self, service_id: str | None, tr: TimeRange, limit: int = 50
+    ) -> list[dict[str, Any]]:
+        """Error patterns by count in the range: pattern, sample, services, first/last seen,
+        and counts per hour for a sparkline (hour index from the range start)."""
+        return self._q(
+            """
+            SELECT toString(fp) AS fingerprint, anyMerge(p) AS pattern, anyMerge(sm) AS sample,
+                   groupUniqArrayMerge(sv) AS services, sum(n) AS count,
+                   min(f) AS first_seen, max(l) AS last_seen,
+                   groupArray((intDiv(toUnixTimestamp(h) - {first:UInt32}, 3600), n)) AS hourly
+            FROM (
+                SELECT fingerprint AS fp, hour AS h, anyMergeState(pattern) AS p,
+                       anyMergeState(sample) AS sm, groupUniqArrayMergeState(services) AS sv,
+                       toUInt64(sum(count)) AS n, min(first_seen) AS f, max(last_seen) AS l
+                FROM {db}.error_patterns
+                WHERE hour >= toStartOfHour(toDateTime({start:DateTime64(3, 'UTC')}, 'UTC'))
+                  AND hour < toDateTime({end:DateTime64(3, 'UTC')}, 'UTC')
+                GROUP BY fingerprint, hour
+            )
+            GROUP BY fp
+            HAVING {sid:String} = '' OR has(services, {sid:String})
+            ORDER BY count DESC LIMIT {limit:UInt32}
+            """,
+            sid=service_id or "", start=tr.start, end=tr.end, limit=limit,
+            first=int(tr.start.timestamp()) // 3600 * 3600,
+        )  # fmt: skip
+
+    def first_seen_patterns(self) -> dict[int, datetime]:
+        """Fingerprint -> first time seen, for the new_error_pattern condition after a restart."""
+        rows = self._q(
+            "SELECT fingerprint, min(first_seen) AS first FROM {db}.error_patterns "
+            "GROUP BY fingerprint"
+        )
+        return {int(r["fingerprint"]): r["first"] for r in rows}
 
     def alert_history(self, service_id: str | None, limit: int = 50) -> list[dict[str, Any]]:
         return self._q(
