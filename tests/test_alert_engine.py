@@ -322,3 +322,53 @@ alert_rules:
     h.result("db", Status.FAILED, advance=1)
     h.tick(3601)
     assert [k for k, _, _ in h.told()] == ["alert", "alert", "alert", "repeat"]
+
+
+def _errors(h: Harness, service: str, messages: list[str], advance: float = 0) -> None:
+    from checkers.base import CheckResult, LogEntry
+
+    at = h.clock.advance(advance)
+    logs = [LogEntry("ERROR", m) for m in messages]
+    h.engine.observe(service, CheckResult(Status.OK, "ok", logs=logs), at)
+
+
+def test_new_error_pattern_fires_for_a_pattern_never_seen_before() -> None:
+    h = Harness("""
+alert_rules:
+  - {id: novel, service: api, condition: new_error_pattern, for: 10m, channels: [hook]}
+""")
+    _errors(h, "db", ["timeout after 5 ms"])  # known fleet-wide from now on
+    _errors(h, "api", ["timeout after 9 ms"], advance=900)  # same pattern, 15 min later
+    assert h.state("novel:api") == "inactive"
+    _errors(h, "api", ["disk /var/x full"], advance=10)
+    assert h.state("novel:api") == "firing"
+    h.tick(601)  # the new pattern is older than the 10 min window now
+    assert h.state("novel:api") == "resolved"
+
+
+def test_error_pattern_rate_counts_the_most_frequent_pattern_per_minute() -> None:
+    h = Harness("""
+alert_rules:
+  - {id: storm, service: api, condition: "error_pattern_rate > threshold", threshold: 2,
+     for: 1m, channels: [hook]}
+""")
+    _errors(h, "api", [f"retry {i} failed" for i in range(2)] + ["other"])
+    assert h.state("storm:api") == "inactive"
+    _errors(h, "api", ["retry 9 failed"], advance=10)
+    assert h.state("storm:api") == "firing"
+    assert h.engine.alert("storm:api").value == 3  # type: ignore[union-attr]
+
+
+def test_pushed_error_logs_drive_log_conditions_on_the_next_tick() -> None:
+    from server.logs.patterns import pattern_of
+
+    h = Harness("""
+alert_rules:
+  - {id: errors, service: api, condition: "log_errors > threshold", threshold: 1, for: 1m,
+     channels: [hook]}
+""")
+    at = h.clock.now()
+    fp = pattern_of("ERROR", "boom")[1]
+    h.engine.note_logs([("api", at, "ERROR", fp), ("api", at, "ERROR", fp), ("api", at, "INFO", 0)])
+    h.tick(1)
+    assert h.state("errors:api") == "firing"

@@ -9,6 +9,10 @@ Grammar (``VALUE`` is a number, or the word ``threshold`` for the rule's
 - ``absent``: no result for ``threshold`` intervals (threshold >= 1)
 - ``consecutive_failures OP VALUE``
 - ``log_errors OP VALUE``: ERROR-level log rows within ``for``
+- ``new_error_pattern``: an error pattern never seen before first appeared within
+  ``for`` (1 h when ``for`` is 0)
+- ``error_pattern_rate OP VALUE``: occurrences per minute of the service's most
+  frequent error pattern within ``for`` (5 min when ``for`` is 0)
 
 A condition that does not parse is a config error at ``alert_rules[i].condition``.
 """
@@ -33,7 +37,8 @@ OPS: dict[str, Callable[[float, float], bool]] = {
 }
 EXAMPLES = (
     "status >= FAILED, metric <name> > <number|threshold>, avg metric <name> > threshold, "
-    "absent, consecutive_failures >= <n>, log_errors > <n>"
+    "absent, consecutive_failures >= <n>, log_errors > <n>, new_error_pattern, "
+    "error_pattern_rate > <per minute>"
 )
 _TOKEN = re.compile(r"\s*(>=|<=|==|!=|>|<|[^\s<>=!]+)")
 Aggregate = Literal["last", "avg", "max", "min"]
@@ -80,7 +85,25 @@ class LogErrors:
     compare: Comparison
 
 
-Condition = StatusCondition | MetricCondition | AbsentCondition | ConsecutiveFailures | LogErrors
+@dataclass(frozen=True)
+class NewErrorPattern:
+    pass
+
+
+@dataclass(frozen=True)
+class ErrorPatternRate:
+    compare: Comparison
+
+
+Condition = (
+    StatusCondition
+    | MetricCondition
+    | AbsentCondition
+    | ConsecutiveFailures
+    | LogErrors
+    | NewErrorPattern
+    | ErrorPatternRate
+)
 
 
 def tokenize(text: str) -> list[str]:
@@ -105,6 +128,12 @@ def parse_condition(text: str) -> Condition:
                 '"absent" takes no operands; set the missed intervals in threshold'
             )
         return AbsentCondition()
+    if head == "new_error_pattern":
+        if len(tokens) != 1:
+            raise ConditionError('"new_error_pattern" takes no operands; its window is "for"')
+        return NewErrorPattern()
+    if head == "error_pattern_rate":
+        return ErrorPatternRate(_comparison(tokens[1:], "error_pattern_rate"))
     if head == "status":
         return StatusCondition(_comparison(tokens[1:], "status", status_names=True))
     if head == "consecutive_failures":

@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 from checkers.base import CheckResult, Status
 from server.alerting.conditions import AbsentCondition
-from server.alerting.evaluate import evaluate
+from server.alerting.evaluate import NEW_PATTERN_WINDOW, evaluate, is_log_driven
 from server.alerting.history import ERROR_LEVELS, History
 from server.alerting.rules import AlertState, Rule
 from server.alerting.silences import Silence, Silences, new_silence_id, parse_cron
@@ -159,6 +159,8 @@ class AlertEngine:
         self._firing: dict[str, set[str]] = {}  # service -> ids of its firing alerts
         self._live: dict[str, Alert] = {}  # pending, firing, announced or recently resolved
         self._absent: list[Alert] = []
+        self._log_driven: list[Alert] = []
+        self._book: dict[int, datetime] = {}  # error fingerprint -> first seen (fleet)
         self.configure(config)
 
     # -- configuration -----------------------------------------------------------------
@@ -172,9 +174,11 @@ class AlertEngine:
             services = [s for s in config.services if s.enabled]
             rules = [Rule.from_config(r) for r in config.alert_rules if r.enabled]
             old = self._alerts
-            self._alerts, self._by_service, self._absent = {}, {}, []
+            self._alerts, self._by_service, self._absent, self._log_driven = {}, {}, [], []
             self._keep = max((r.window for r in rules), default=timedelta(0))
             self._keep = max(self._keep, timedelta(seconds=1))
+            # patterns: no more than fingerprints and times, so an hour costs little
+            self._pattern_keep = max(self._keep, NEW_PATTERN_WINDOW)
             self._history = self._build_alerts(services, rules, old, flapping.window)
             self._upstream: dict[str, list[str]] = {}
             for relation in config.relations:
@@ -207,6 +211,7 @@ class AlertEngine:
             if history is None or history.flap_window != window:
                 history = History(service.interval.total_seconds(), window)
                 history.last_seen = self.started
+            history.book = self._book
             history.interval = service.interval.total_seconds()
             histories[service.id] = history
             selected = exact.get(service.id, []) + [r for r in patterns if r.selects(service)]
@@ -219,6 +224,8 @@ class AlertEngine:
                 self._by_service.setdefault(service.id, []).append(alert)
                 if isinstance(rule.condition, AbsentCondition):
                     self._absent.append(alert)
+                elif is_log_driven(rule.condition):
+                    self._log_driven.append(alert)
         return histories
 
     def _track(self, alert: Alert) -> None:
@@ -248,7 +255,7 @@ class AlertEngine:
         history = self._history.get(service_id)
         if history is None:
             return
-        history.add(result, at, self._keep)
+        history.add(result, at, self._keep, self._pattern_keep)
         flap = history.update_flapping(*self._flap)
         if flap is True:
             self._flapping(service_id, at, started=True)
@@ -261,13 +268,16 @@ class AlertEngine:
         if flap is False:
             self._flapping(service_id, at, started=False)
 
-    def note_logs(self, rows: Iterable[tuple[str, datetime, str]]) -> None:
-        """Pushed log rows (service, time, level): ERROR and above count for log_errors."""
+    def note_logs(self, rows: Iterable[tuple[str, datetime, str, int]]) -> None:
+        """Pushed log rows (service, time, level, fingerprint): ERROR and above feed the
+        log conditions, evaluated at the next tick."""
         with self._lock:
-            for service_id, at, level in rows:
+            for service_id, at, level, fp in rows:
                 history = self._history.get(service_id)
+                if fp:
+                    self._book.setdefault(fp, at)
                 if history is not None and level in ERROR_LEVELS:
-                    history.errors.append((at, 1))
+                    history.add_error(at, fp)
 
     def tick(self, now: datetime | None = None) -> None:
         """Time-driven work: absent results, pending that elapsed, repeats, held news."""
@@ -275,6 +285,14 @@ class AlertEngine:
         with self._lock:
             for gone in self.silences.purge(now):
                 log.info("silence %s expired", gone.id)
+            for alert in self._log_driven:
+                history = self._history[alert.service.id]
+                history.trim(now - self._keep, now - self._pattern_keep)
+                holds, value = evaluate(
+                    alert.rule.condition, history, alert.rule.threshold, alert.rule.window, now
+                )
+                if holds or alert.state is not AlertState.INACTIVE:
+                    self._step(alert, holds, value, now)
             for alert in self._absent:
                 history = self._history[alert.service.id]
                 holds, value = evaluate(
@@ -710,6 +728,11 @@ class AlertEngine:
             f"HAVING ends_at > {{now:DateTime64(3, 'UTC')}}",
             {"now": self.clock.now()},
         )
+        for row in storage.query(
+            f"SELECT fingerprint, min(first_seen) AS first FROM {db}.error_patterns "
+            "GROUP BY fingerprint"
+        ):
+            self._book.setdefault(int(row["fingerprint"]), _aware(row["first"]))
         window = max((h.flap_window for h in self._history.values()), default=0)
         statuses = storage.query(
             f"SELECT service_id, status_code FROM {db}.service_status "

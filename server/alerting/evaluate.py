@@ -20,8 +20,10 @@ from server.alerting.conditions import (
     AbsentCondition,
     Condition,
     ConsecutiveFailures,
+    ErrorPatternRate,
     LogErrors,
     MetricCondition,
+    NewErrorPattern,
     StatusCondition,
 )
 from server.alerting.history import History
@@ -38,7 +40,12 @@ AGGREGATES: dict[str, Callable[[list[float]], float]] = {
 def is_windowed(condition: Condition) -> bool:
     if isinstance(condition, MetricCondition):
         return condition.aggregate != "last"
-    return isinstance(condition, LogErrors)
+    return isinstance(condition, LogErrors | NewErrorPattern | ErrorPatternRate)
+
+
+def is_log_driven(condition: Condition) -> bool:
+    """Conditions pushed logs can change between checks: evaluated on every tick too."""
+    return isinstance(condition, LogErrors | NewErrorPattern | ErrorPatternRate)
 
 
 def _status(c: Any, h: History, threshold: float, window: timedelta, now: datetime) -> Outcome:
@@ -75,12 +82,33 @@ def _log_errors(c: Any, h: History, threshold: float, window: timedelta, now: da
     return c.compare.holds(value, threshold), value
 
 
+NEW_PATTERN_WINDOW = timedelta(hours=1)
+RATE_WINDOW = timedelta(minutes=5)
+
+
+def _new_pattern(c: Any, h: History, threshold: float, window: timedelta, now: datetime) -> Outcome:
+    since = now - (window or NEW_PATTERN_WINDOW)
+    new = sum(1 for fp in h.pattern_counts(since) if h.book.get(fp, now) >= since)
+    return new > 0, float(new)
+
+
+def _pattern_rate(
+    c: Any, h: History, threshold: float, window: timedelta, now: datetime
+) -> Outcome:
+    span = window or RATE_WINDOW
+    counts = h.pattern_counts(now - span)
+    value = round(max(counts.values(), default=0) / (span.total_seconds() / 60), 3)
+    return c.compare.holds(value, threshold), value
+
+
 EVALUATORS: dict[type, Callable[[Any, History, float, timedelta, datetime], Outcome]] = {
     StatusCondition: _status,
     MetricCondition: _metric,
     AbsentCondition: _absent,
     ConsecutiveFailures: _consecutive,
     LogErrors: _log_errors,
+    NewErrorPattern: _new_pattern,
+    ErrorPatternRate: _pattern_rate,
 }
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from checkers.base import CheckResult, Status
+from server.logs.patterns import pattern_of
 
 ERROR_LEVELS = frozenset({"ERROR", "CRITICAL", "FATAL"})
 
@@ -44,15 +45,20 @@ class History:
     consecutive_failures: int = 0
     metrics: dict[str, deque[tuple[datetime, float]]] = field(default_factory=dict)
     errors: deque[tuple[datetime, int]] = field(default_factory=deque)
+    patterns: deque[tuple[datetime, int]] = field(default_factory=deque)  # (time, fingerprint)
     last_seen: datetime | None = None
     last_result: CheckResult | None = None
     flapping: bool = False
     flap_share: float = 0.0
+    # fingerprint -> first time the fleet saw it; one dict shared by all histories
+    book: dict[int, datetime] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.statuses = deque(self.statuses, maxlen=self.flap_window)
 
-    def add(self, result: CheckResult, at: datetime, keep: timedelta) -> None:
+    def add(
+        self, result: CheckResult, at: datetime, keep: timedelta, pattern_keep: timedelta
+    ) -> None:
         self.last_seen = at
         self.last_result = result
         self.statuses.append(result.status)
@@ -74,11 +80,26 @@ class History:
             series.append((at, value))
             while len(series) > 1 and series[0][0] < horizon:
                 series.popleft()
-        errors = sum(1 for entry in result.logs if entry.level.upper() in ERROR_LEVELS)
+        errors = [e for e in result.logs if e.level.upper() in ERROR_LEVELS]
         if errors:
-            self.errors.append((at, errors))
+            self.errors.append((at, len(errors)))
+            for entry in errors:
+                fp = pattern_of(entry.level, entry.message)[1]
+                self.patterns.append((at, fp))
+                self.book.setdefault(fp, at)
+        self.trim(horizon, at - pattern_keep)
+
+    def add_error(self, at: datetime, fp: int) -> None:
+        self.errors.append((at, 1))
+        if fp:
+            self.patterns.append((at, fp))
+            self.book.setdefault(fp, at)
+
+    def trim(self, horizon: datetime, pattern_horizon: datetime) -> None:
         while self.errors and self.errors[0][0] < horizon:
             self.errors.popleft()
+        while self.patterns and self.patterns[0][0] < pattern_horizon:
+            self.patterns.popleft()
 
     def seed(self, statuses: list[Status], last_seen: datetime | None) -> None:
         """Oldest first, from storage after a restart."""
@@ -112,3 +133,10 @@ class History:
 
     def error_count(self, since: datetime) -> int:
         return sum(count for at, count in self.errors if at >= since)
+
+    def pattern_counts(self, since: datetime) -> dict[int, int]:
+        counts: dict[int, int] = {}
+        for at, fp in self.patterns:
+            if at >= since:
+                counts[fp] = counts.get(fp, 0) + 1
+        return counts

@@ -79,7 +79,7 @@ def _store(ctx: WebContext, out: Outcome, endpoint: str, sender: str, now: datet
     for _, reason, raw in out.rejected:
         ctx.sink.add("log_dlq", (now, sender, endpoint, reason, raw))
     if ctx.alerts is not None:
-        ctx.alerts.note_logs((row[0], row[1], row[2]) for row in out.rows)
+        ctx.alerts.note_logs((row[0], row[1], row[2], row[-1]) for row in out.rows)
 
 
 def _count_limit(ctx: WebContext, count: int) -> None:
