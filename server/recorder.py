@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -84,13 +85,17 @@ class Recorder:
         sink: RowSink,
         last_status: dict[str, Status] | None = None,
         listener: ResultListener | None = None,
+        adjust: Callable[[Any, CheckResult, datetime], CheckResult] | None = None,
     ) -> None:
         self.sink = sink
         self.listener = listener
+        self.adjust = adjust  # e.g. learned DEGRADED, applied before anything is written
         self.last_status: dict[str, Status] = dict(last_status or {})
         self._lock = threading.Lock()
 
     def record(self, service: ServiceInfo, result: CheckResult, at: datetime) -> None:
+        if self.adjust is not None:
+            result = self.adjust(service, result, at)
         sid = service.id
         self.sink.add(
             "service_status",

@@ -51,6 +51,7 @@ def test_every_ddl_file_creates_its_objects(store: EmbeddedStorage) -> None:
         "log_dlq": "MergeTree",
         "error_patterns": "AggregatingMergeTree",
         "error_patterns_mv": "MaterializedView",
+        "anomaly_baselines": "ReplacingMergeTree",
     }
 
 

@@ -11,6 +11,9 @@ Grammar (``VALUE`` is a number, or the word ``threshold`` for the rule's
 - ``log_errors OP VALUE``: ERROR-level log rows within ``for``
 - ``new_error_pattern``: an error pattern never seen before first appeared within
   ``for`` (1 h when ``for`` is 0)
+- ``anomaly METRIC z OP VALUE``: the z-score of the metric's newest value against
+  its learned baseline for this hour of the week (``error_logs``: this hour's
+  ERROR rows); never true before the baseline has ``baselines.min_samples``
 - ``error_pattern_rate OP VALUE``: occurrences per minute of the service's most
   frequent error pattern within ``for`` (5 min when ``for`` is 0)
 
@@ -38,7 +41,7 @@ OPS: dict[str, Callable[[float, float], bool]] = {
 EXAMPLES = (
     "status >= FAILED, metric <name> > <number|threshold>, avg metric <name> > threshold, "
     "absent, consecutive_failures >= <n>, log_errors > <n>, new_error_pattern, "
-    "error_pattern_rate > <per minute>"
+    "error_pattern_rate > <per minute>, anomaly <metric> z > <n>"
 )
 _TOKEN = re.compile(r"\s*(>=|<=|==|!=|>|<|[^\s<>=!]+)")
 Aggregate = Literal["last", "avg", "max", "min"]
@@ -86,6 +89,12 @@ class LogErrors:
 
 
 @dataclass(frozen=True)
+class AnomalyCondition:
+    metric: str
+    compare: Comparison
+
+
+@dataclass(frozen=True)
 class NewErrorPattern:
     pass
 
@@ -103,6 +112,7 @@ Condition = (
     | LogErrors
     | NewErrorPattern
     | ErrorPatternRate
+    | AnomalyCondition
 )
 
 
@@ -117,39 +127,60 @@ def tokenize(text: str) -> list[str]:
     return tokens
 
 
+def _no_operands(name: str, condition: Condition, hint: str) -> Callable[[list[str]], Condition]:
+    def parse(tokens: list[str]) -> Condition:
+        if len(tokens) != 1:
+            raise ConditionError(f'"{name}" takes no operands; {hint}')
+        return condition
+
+    return parse
+
+
+def _anomaly(tokens: list[str]) -> Condition:
+    if len(tokens) < 3 or tokens[2].lower() != "z":
+        raise ConditionError(
+            '"anomaly" needs a metric and a z-score comparison, e.g. anomaly response_time_ms z > 3'
+        )
+    return AnomalyCondition(tokens[1], _comparison(tokens[3:], f"anomaly {tokens[1]} z"))
+
+
+def _metric(tokens: list[str]) -> Condition:
+    aggregate: Aggregate = "last"
+    if tokens[0].lower() in ("avg", "max", "min", "last"):
+        aggregate = tokens[0].lower()  # type: ignore[assignment]
+        tokens = tokens[1:]
+    if not tokens or tokens[0].lower() != "metric":
+        raise ConditionError(f'"{aggregate}" goes before metric: {aggregate} metric NAME OP VALUE')
+    if len(tokens) < 2 or tokens[1] in OPS:
+        raise ConditionError('"metric" needs a metric name, e.g. metric response_time_ms > 500')
+    return MetricCondition(tokens[1], aggregate, _comparison(tokens[2:], f"metric {tokens[1]}"))
+
+
+# first word -> parser of the whole token list
+PARSERS: dict[str, Callable[[list[str]], Condition]] = {
+    "absent": _no_operands("absent", AbsentCondition(), "set the missed intervals in threshold"),
+    "new_error_pattern": _no_operands(
+        "new_error_pattern", NewErrorPattern(), 'its window is "for"'
+    ),
+    "error_pattern_rate": lambda t: ErrorPatternRate(_comparison(t[1:], "error_pattern_rate")),
+    "anomaly": _anomaly,
+    "status": lambda t: StatusCondition(_comparison(t[1:], "status", status_names=True)),
+    "consecutive_failures": lambda t: ConsecutiveFailures(
+        _comparison(t[1:], "consecutive_failures")
+    ),
+    "log_errors": lambda t: LogErrors(_comparison(t[1:], "log_errors")),
+    **dict.fromkeys(("metric", "avg", "max", "min", "last"), _metric),
+}
+
+
 def parse_condition(text: str) -> Condition:
     tokens = tokenize(text)
     if not tokens:
         raise ConditionError(f"empty condition; expected one of: {EXAMPLES}")
-    head = tokens[0].lower()
-    if head == "absent":
-        if len(tokens) != 1:
-            raise ConditionError(
-                '"absent" takes no operands; set the missed intervals in threshold'
-            )
-        return AbsentCondition()
-    if head == "new_error_pattern":
-        if len(tokens) != 1:
-            raise ConditionError('"new_error_pattern" takes no operands; its window is "for"')
-        return NewErrorPattern()
-    if head == "error_pattern_rate":
-        return ErrorPatternRate(_comparison(tokens[1:], "error_pattern_rate"))
-    if head == "status":
-        return StatusCondition(_comparison(tokens[1:], "status", status_names=True))
-    if head == "consecutive_failures":
-        return ConsecutiveFailures(_comparison(tokens[1:], "consecutive_failures"))
-    if head == "log_errors":
-        return LogErrors(_comparison(tokens[1:], "log_errors"))
-    aggregate: Aggregate = "last"
-    if head in ("avg", "max", "min", "last"):
-        aggregate = head  # type: ignore[assignment]
-        tokens = tokens[1:]
-        head = tokens[0].lower() if tokens else ""
-    if head == "metric":
-        if len(tokens) < 2 or tokens[1] in OPS:
-            raise ConditionError('"metric" needs a metric name, e.g. metric response_time_ms > 500')
-        return MetricCondition(tokens[1], aggregate, _comparison(tokens[2:], f"metric {tokens[1]}"))
-    raise ConditionError(f'unknown condition "{text}"; expected one of: {EXAMPLES}')
+    parser = PARSERS.get(tokens[0].lower())
+    if parser is None:
+        raise ConditionError(f'unknown condition "{text}"; expected one of: {EXAMPLES}')
+    return parser(tokens)
 
 
 def _comparison(tokens: list[str], subject: str, status_names: bool = False) -> Comparison:

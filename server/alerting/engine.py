@@ -146,7 +146,9 @@ class AlertEngine:
         sink: RowSink,
         notices: NoticeSink | None,
         clock: Clock,
+        baselines: Any = None,
     ) -> None:
+        self.baselines = baselines  # server.analytics.baselines.Baselines, for anomaly rules
         self.sink = sink
         self.notices = notices
         self.clock = clock
@@ -212,6 +214,8 @@ class AlertEngine:
                 history = History(service.interval.total_seconds(), window)
                 history.last_seen = self.started
             history.book = self._book
+            history.service_id = service.id
+            history.baselines = self.baselines
             history.interval = service.interval.total_seconds()
             histories[service.id] = history
             selected = exact.get(service.id, []) + [r for r in patterns if r.selects(service)]

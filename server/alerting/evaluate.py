@@ -12,12 +12,14 @@ long the condition must hold (pending) before the alert fires.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
 from server.alerting.conditions import (
     AbsentCondition,
+    AnomalyCondition,
     Condition,
     ConsecutiveFailures,
     ErrorPatternRate,
@@ -101,6 +103,26 @@ def _pattern_rate(
     return c.compare.holds(value, threshold), value
 
 
+def _anomaly(c: Any, h: History, threshold: float, window: timedelta, now: datetime) -> Outcome:
+    if h.baselines is None:
+        return False, None
+    if c.metric == "error_logs":
+        hour = now.replace(minute=0, second=0, microsecond=0)
+        value = float(h.error_count(hour))
+    else:
+        values = h.metric_values(c.metric, None)
+        if not values:
+            return False, None
+        value = values[-1]
+    baseline = h.baselines.get(h.service_id, c.metric, now)
+    if baseline is None:  # not enough history for this hour of the week yet
+        return False, None
+    z = baseline.z(value)
+    if math.isinf(z):
+        z = math.copysign(1e9, z)
+    return c.compare.holds(z, threshold), round(z, 3)
+
+
 EVALUATORS: dict[type, Callable[[Any, History, float, timedelta, datetime], Outcome]] = {
     StatusCondition: _status,
     MetricCondition: _metric,
@@ -109,6 +131,7 @@ EVALUATORS: dict[type, Callable[[Any, History, float, timedelta, datetime], Outc
     LogErrors: _log_errors,
     NewErrorPattern: _new_pattern,
     ErrorPatternRate: _pattern_rate,
+    AnomalyCondition: _anomaly,
 }
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from checkers.base import CheckResult, Status
 from server.logs.patterns import pattern_of
@@ -52,6 +53,8 @@ class History:
     flap_share: float = 0.0
     # fingerprint -> first time the fleet saw it; one dict shared by all histories
     book: dict[int, datetime] = field(default_factory=dict)
+    service_id: str = ""
+    baselines: Any = None  # server.analytics.baselines.Baselines, shared
 
     def __post_init__(self) -> None:
         self.statuses = deque(self.statuses, maxlen=self.flap_window)

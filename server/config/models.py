@@ -57,6 +57,10 @@ class ServiceConfig(Section):
     interval: Duration = timedelta(seconds=30)
     timeout: Duration = timedelta(seconds=10)
     enabled: Flag = True
+    # DEGRADED when an OK check's response time is above the learned p99 for this
+    # hour of the week, for learned_degraded_for (see baselines)
+    learned_degraded: Flag = False
+    learned_degraded_for: WaitDuration = timedelta(0)
     # One optional block per entry of checkers.SERVICE_TYPES (a test keeps them in step);
     # each is validated by its checker's Settings model in server.config.checks.
     python_process: dict[str, Any] | None = None
@@ -176,6 +180,13 @@ class LogsConfig(Section):
     dlq_raw_bytes: ByteSize = 4096
 
 
+class BaselinesConfig(Section):
+    window: Duration = timedelta(days=28)
+    k: float = Field(3.0, gt=0, le=20)
+    min_samples: int = Field(10, ge=1, le=1_000_000)
+    every: Duration = timedelta(days=1)
+
+
 AuthType = Literal["none", "basic", "bearer"]
 
 
@@ -216,6 +227,7 @@ class Config(Section):
     silences: list[SilenceConfig] = Field(default_factory=list)
     alerting: AlertingConfig = Field(default_factory=AlertingConfig)
     logs: LogsConfig = Field(default_factory=LogsConfig)
+    baselines: BaselinesConfig = Field(default_factory=BaselinesConfig)
     dashboard: DashboardConfig = Field(default_factory=DashboardConfig)
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
 

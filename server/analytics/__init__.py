@@ -1,0 +1,1 @@
+"""Analytics over stored history: anomaly baselines and the daily report."""
