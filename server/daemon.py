@@ -18,6 +18,7 @@ from typing import Any
 
 from checkers.base import CheckResult, Metric, Status
 from server.alerting.engine import ALERT_TABLE_COLUMNS, AlertEngine
+from server.analytics.baselines import Baselines, LearnedDegraded
 from server.clock import Clock, SystemClock
 from server.config import Config, ConfigError, load_config
 from server.config.checks import RESERVED_ID
@@ -65,8 +66,13 @@ class Daemon:
             columns={**TABLE_COLUMNS, **ALERT_TABLE_COLUMNS, "log_dlq": DLQ_COLUMNS},
         )
         self.dispatcher = build_dispatcher(self.config, self.clock, self._delivered, self._recheck)
-        self.alerts = AlertEngine(self.config, self.writer, self.dispatcher, self.clock)
-        self.recorder = Recorder(self.writer, listener=self.alerts)
+        self.baselines = Baselines(self.config.baselines)
+        self.alerts = AlertEngine(
+            self.config, self.writer, self.dispatcher, self.clock, baselines=self.baselines
+        )
+        learned = LearnedDegraded(self.baselines)
+        self.recorder = Recorder(self.writer, listener=self.alerts, adjust=learned.adjust)
+        self._baselines_busy = threading.Lock()
         self.web: WebServer | None = None
         self._checking = False  # set once checks run: alert state is live from then on
         self.scheduler = CheckScheduler(self.recorder, self.clock, max_workers=sched.max_workers)
@@ -89,6 +95,7 @@ class Daemon:
         )
         for row in rows:
             self.recorder.last_status.setdefault(row["service_id"], Status(row["status"]))
+        self.baselines.load(self.storage)
         if self._checking:
             log.warning("alert state not restored: storage was unreachable when checks began")
         else:
@@ -128,6 +135,7 @@ class Daemon:
             now = self.clock.monotonic()
             if now >= next_tick:
                 self._tick_alerts()
+                self._maybe_compute_baselines()
                 next_tick = now + ALERT_TICK
             if now >= next_self:
                 self.record_self()
@@ -141,14 +149,36 @@ class Daemon:
         except Exception:  # alerting must never stop the daemon
             log.exception("alert evaluation failed")
 
+    def _maybe_compute_baselines(self) -> None:
+        """Daily (and at start when stale), in a thread: it is one big SQL aggregation."""
+        if not self.writer.reachable or not self.baselines.stale(self.clock.now()):
+            return
+        if not self._baselines_busy.acquire(blocking=False):
+            return
+
+        def compute() -> None:
+            try:
+                started = self.clock.monotonic()
+                count = self.baselines.compute(self.storage, self.clock.now())
+                took = self.clock.monotonic() - started
+                log.info("anomaly baselines computed: %d in %.1f s", count, took)
+            except StorageError as exc:
+                log.warning("anomaly baselines not computed: %s", exc)
+                self.baselines.computed_at = self.clock.now()  # try again after `every`
+            finally:
+                self._baselines_busy.release()
+
+        threading.Thread(target=compute, name="lightbulb-baselines", daemon=True).start()
+
     def start_web(self) -> None:
         dashboard = self.config.dashboard
         if not dashboard.enabled:
             return
         try:
             context = WebContext(
-                self.config, self.storage, self.clock, self.alerts, self, sink=self.writer
-            )
+                self.config, self.storage, self.clock, self.alerts, self, sink=self.writer,
+                baselines=self.baselines,
+            )  # fmt: skip
             self.web = WebServer(create_app(context), dashboard.bind, dashboard.port)
         except OSError as exc:
             log.error(

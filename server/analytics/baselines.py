@@ -64,7 +64,7 @@ SELECT service_id, metric, day_of_week, hour_of_day,
        argMax(samples, computed_at) AS samples, argMax(mean, computed_at) AS mean,
        argMax(stddev, computed_at) AS stddev, argMax(p99, computed_at) AS p99,
        argMax(lower, computed_at) AS lower, argMax(upper, computed_at) AS upper,
-       max(computed_at) AS computed_at
+       max(computed_at) AS computed
 FROM {db}.anomaly_baselines
 GROUP BY service_id, metric, day_of_week, hour_of_day
 """
@@ -125,7 +125,7 @@ class Baselines:
         }
         with self._lock:
             self._table = table
-            self.computed_at = max((r["computed_at"] for r in rows), default=None)
+            self.computed_at = max((r["computed"] for r in rows), default=None)
         return len(table)
 
     def stale(self, now: datetime) -> bool:

@@ -58,8 +58,13 @@ def line_chart(
     name: str,
     width: int = 760,
     height: int = 220,
+    band: dict[datetime, tuple[float, float]] | None = None,
 ) -> Markup:
-    """avg as a line with hoverable points, max as a faint line; axes with units."""
+    """avg as a line with hoverable points, max as a faint line; axes with units.
+
+    ``band`` (bucket time -> learned lower/upper) is shaded behind the line, and
+    points above it are marked as anomalies.
+    """
     left, right, top, bottom = 64, 12, 12, 28
     plot_w, plot_h = width - left - right, height - top - bottom
     values = [p for p in points if p.get("avg") is not None]
@@ -70,7 +75,10 @@ def line_chart(
             f'<text x="{width / 2}" y="{height / 2}" text-anchor="middle" class="empty">'
             f"no {label} samples in this range</text></svg>"
         )
-    high = max([float(p["max"] or p["avg"]) for p in values] + [0.0])
+    band = band or {}
+    high = max(
+        [float(p["max"] or p["avg"]) for p in values] + [u for _, u in band.values()] + [0.0]
+    )
     low = min([float(p["avg"]) for p in values] + [0.0])
     ticks = _ticks(low, high)
     y_low, y_high = ticks[0], max(ticks[-1], high)
@@ -101,17 +109,27 @@ def line_chart(
             f'<text class="axis" x="{x(at):.1f}" y="{height - 8}" text-anchor="middle">'
             f"{at:{fmt}}</text>"
         )
+    banded = [p for p in values if p["time"] in band]
+    if banded:
+        upper = [f"{x(p['time']):.1f},{y(band[p['time']][1]):.1f}" for p in banded]
+        lower = [f"{x(p['time']):.1f},{y(max(band[p['time']][0], y_low)):.1f}" for p in banded]
+        parts.append(f'<polygon class="band" points="{" ".join(upper + lower[::-1])}"/>')
     maxes = " ".join(f"{x(p['time']):.1f},{y(float(p['max'] or p['avg'])):.1f}" for p in values)
     avgs = " ".join(f"{x(p['time']):.1f},{y(float(p['avg'])):.1f}" for p in values)
     parts.append(f'<polyline class="max" points="{maxes}"/>')
     parts.append(f'<polyline class="avg" points="{avgs}"/>')
     for p in values:
+        limits = band.get(p["time"])
+        anomaly = limits is not None and float(p["avg"]) > limits[1]
         text = escape(
             f"{p['time']:%Y-%m-%d %H:%M} UTC: avg {_fmt(float(p['avg']))} {unit}"
             + (f", max {_fmt(float(p['max']))} {unit}" if p.get("max") is not None else "")
+            + (f"; normal up to {_fmt(limits[1])} {unit}" if limits else "")
+            + (" (anomaly)" if anomaly else "")
         )
+        css = "point anomaly" if anomaly else "point"
         parts.append(
-            f'<circle class="point" cx="{x(p["time"]):.1f}" cy="{y(float(p["avg"])):.1f}" r="3" '
+            f'<circle class="{css}" cx="{x(p["time"]):.1f}" cy="{y(float(p["avg"])):.1f}" r="3" '
             f'data-label="{text}"><title>{text}</title></circle>'
         )
     parts.append("</svg>")

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from server.alerting.engine import AlertEngine
+from server.analytics.baselines import Baselines
 from server.clock import Clock
 from server.config.models import Config
 from server.recorder import RowSink
@@ -27,6 +28,7 @@ class WebContext:
     alerts: AlertEngine | None = None  # None: standalone dashboard, alerts read from storage
     daemon: DaemonState | None = None
     sink: RowSink | None = None  # the daemon's writer: where pushed logs go
+    baselines: Baselines | None = None  # learned normal, for chart bands
     reader: Reader = field(init=False)
 
     def __post_init__(self) -> None:

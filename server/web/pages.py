@@ -93,8 +93,9 @@ def service(service_id: str) -> str:
     for name in names[:MAX_CHARTS]:
         series = ctx.reader.metric_series(service_id, name, tr)
         if series["points"] or name == "response_time_ms":
+            band = _band(ctx, service_id, name, series["points"])
             svg = line_chart(series["points"], start=tr.start, end=tr.end, unit=series["unit"],
-                             name=name)  # fmt: skip
+                             name=name, band=band)  # fmt: skip
             charts.append({"name": name, "unit": series["unit"], "svg": svg})
     levels = [lv for lv in request.args.getlist("level") if lv in LOG_LEVELS]
     text = request.args.get("q", "")[:200]
@@ -124,6 +125,20 @@ def service(service_id: str) -> str:
         dependents=[r.source for r in relations if r.target == service_id and r.enabled],
         now=now,
     )
+
+
+def _band(
+    ctx: WebContext, service_id: str, metric: str, points: list[dict[str, Any]]
+) -> dict[datetime, tuple[float, float]]:
+    """The learned normal band at each point's hour of the week (where there is one)."""
+    if ctx.baselines is None:
+        return {}
+    band = {}
+    for point in points:
+        limits = ctx.baselines.band(service_id, metric, point["time"])
+        if limits is not None:
+            band[point["time"]] = limits
+    return band
 
 
 def fill_buckets(buckets: list[dict[str, Any]], tr: TimeRange) -> list[tuple[datetime, int | None]]:

@@ -1,0 +1,107 @@
+"""Baselines learned in chDB from generated history with a known daily shape."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from checkers.base import CheckResult, Status
+from server.analytics.baselines import Baselines, LearnedDegraded
+from server.config import parse_config
+from server.config.models import BaselinesConfig
+from server.schema import Target, apply_schema
+from server.storage.embedded import EmbeddedStorage
+from tests.alerting_harness import Harness
+from tests.support.clock import FakeClock
+
+NOW = datetime(2026, 11, 23, 10, 30, tzinfo=UTC)  # a Monday
+NOISE_STD = (21**2 - 1) ** 0.5 / 12**0.5  # uniform integers -10..10
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedStorage]:
+    """28 days of checks every 5 minutes: 100 ms at night, 150 ms from 09:00 to 18:00."""
+    storage = EmbeddedStorage(tmp_path_factory.mktemp("baselines") / "db", "monitor")
+    apply_schema(storage, Target("monitor"))
+    storage.execute(
+        """
+        INSERT INTO monitor.service_status
+            (service_id, timestamp, status_code, message, service_type, stack, details,
+             response_time_ms)
+        SELECT 'api', ts, 0, 'ok', 'http', 'default', '{}',
+               toUInt32(if(toHour(ts) >= 9 AND toHour(ts) < 18, 150, 100)
+                        + (cityHash64(number) % 21) - 10)
+        FROM (SELECT {start:DateTime64(3, 'UTC')} + toIntervalSecond(number * 300) AS ts, number
+              FROM numbers(28 * 288))
+        """,
+        {"start": NOW - timedelta(days=28)},
+    )
+    yield storage
+    storage.close()
+
+
+@pytest.fixture(scope="module")
+def baselines(store: EmbeddedStorage) -> Baselines:
+    learned = Baselines(BaselinesConfig())
+    assert learned.compute(store, NOW) == 7 * 24
+    return learned
+
+
+def test_thresholds_match_the_generated_distribution(baselines: Baselines) -> None:
+    day = baselines.get("api", "response_time_ms", NOW)  # Monday 10:00
+    night = baselines.get("api", "response_time_ms", NOW.replace(hour=3))
+    assert day is not None and night is not None
+    assert day.samples == 4 * 12
+    assert abs(day.mean - 150) < 2.5 and abs(night.mean - 100) < 2.5
+    assert abs(day.stddev - NOISE_STD) < 1.5
+    assert day.upper == pytest.approx(day.mean + 3 * day.stddev)
+    assert 155 <= day.p99 <= 160
+
+
+def test_a_baseline_without_enough_samples_is_not_used(store: EmbeddedStorage) -> None:
+    strict = Baselines(BaselinesConfig(min_samples=49))
+    strict.load(store)
+    assert strict.get("api", "response_time_ms", NOW) is None
+
+
+def test_a_spike_fires_an_anomaly_alert(baselines: Baselines) -> None:
+    h = Harness(
+        """
+alert_rules:
+  - {id: odd, service: api, condition: "anomaly response_time_ms z > threshold", threshold: 4,
+     channels: [hook]}
+""",
+        FakeClock(NOW),
+    )
+    h.engine.baselines = baselines
+    h.engine.configure(h.config)
+    h.engine.observe("api", CheckResult(Status.OK, "ok", response_time_ms=155), NOW)
+    assert h.state("odd:api") == "inactive"
+    h.engine.observe("api", CheckResult(Status.OK, "ok", response_time_ms=260), NOW)
+    alert = h.engine.alert("odd:api")
+    assert alert is not None and alert.state.value == "firing"
+    assert alert.value is not None and alert.value > 15  # z of (260 - 150) / ~6
+
+
+def test_learned_degraded_switches_on_after_its_for_and_off_again(baselines: Baselines) -> None:
+    config = parse_config(
+        """
+services:
+  - {id: api, type: http, learned_degraded: true, learned_degraded_for: 10m,
+     http: {url: "http://127.0.0.1:9/"}}
+""",
+        "t.yaml",
+        {},
+    )
+    service = config.services[0]
+    adjust = LearnedDegraded(baselines).adjust
+    slow = CheckResult(Status.OK, "200 OK", response_time_ms=400)
+    assert adjust(service, slow, NOW).status is Status.OK  # above p99, not for 10 min yet
+    later = adjust(service, slow, NOW + timedelta(minutes=10))
+    assert later.status is Status.DEGRADED
+    assert "above the learned p99" in later.message
+    fast = CheckResult(Status.OK, "200 OK", response_time_ms=140)
+    assert adjust(service, fast, NOW + timedelta(minutes=11)).status is Status.OK
+    assert adjust(service, slow, NOW + timedelta(minutes=12)).status is Status.OK  # timer restarts
