@@ -148,6 +148,27 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    """Build one day's report from stored history and print it (nothing is sent)."""
+    from datetime import date
+
+    from server.analytics.report import build
+
+    try:
+        day = date.fromisoformat(args.date)
+    except ValueError:
+        print(f"error: --date: expected YYYY-MM-DD, got {args.date!r}", file=sys.stderr)
+        return EXIT_USAGE
+    config = load_config(args.config)
+    storage = open_storage(config.clickhouse)
+    try:
+        report = build(storage, config, day, datetime.now(UTC))
+    finally:
+        storage.close()
+    print(report.render()[1].rstrip())
+    return EXIT_OK
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     """Run one service's check now and print the result; nothing is written."""
     import checkers
@@ -242,6 +263,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
     board = add("dashboard", cmd_dashboard, "serve the dashboard and API against a cluster")
     board.add_argument("--port", type=int, default=None, help="override dashboard.port")
+    report = add("report", cmd_report, "build and print the daily report for one day")
+    report.add_argument("--date", required=True, help="YYYY-MM-DD (UTC day)")
     check_one = add("check", cmd_check, "run one service's check now and print the result")
     check_one.add_argument("service_id", metavar="SERVICE_ID")
 

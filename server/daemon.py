@@ -13,12 +13,17 @@ import logging
 import os
 import signal
 import threading
+from datetime import date, timedelta
 from types import FrameType
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from checkers.base import CheckResult, Metric, Status
 from server.alerting.engine import ALERT_TABLE_COLUMNS, AlertEngine
 from server.analytics.baselines import Baselines, LearnedDegraded
+from server.analytics.report import REPORT_COLUMNS, latest_day
+from server.analytics.report import build as build_report
+from server.analytics.report import publish as publish_report
 from server.clock import Clock, SystemClock
 from server.config import Config, ConfigError, load_config
 from server.config.checks import RESERVED_ID
@@ -63,7 +68,12 @@ class Daemon:
             batch_rows=sched.batch_rows,
             flush_interval=sched.flush_interval.total_seconds(),
             before_first_write=self._prepare_storage,
-            columns={**TABLE_COLUMNS, **ALERT_TABLE_COLUMNS, "log_dlq": DLQ_COLUMNS},
+            columns={
+                **TABLE_COLUMNS,
+                **ALERT_TABLE_COLUMNS,
+                "log_dlq": DLQ_COLUMNS,
+                "reports": REPORT_COLUMNS,
+            },
         )
         self.dispatcher = build_dispatcher(self.config, self.clock, self._delivered, self._recheck)
         self.baselines = Baselines(self.config.baselines)
@@ -73,6 +83,7 @@ class Daemon:
         learned = LearnedDegraded(self.baselines)
         self.recorder = Recorder(self.writer, listener=self.alerts, adjust=learned.adjust)
         self._baselines_busy = threading.Lock()
+        self._report_day: date | None = None  # the newest day with a report
         self.web: WebServer | None = None
         self._checking = False  # set once checks run: alert state is live from then on
         self.scheduler = CheckScheduler(self.recorder, self.clock, max_workers=sched.max_workers)
@@ -96,6 +107,7 @@ class Daemon:
         for row in rows:
             self.recorder.last_status.setdefault(row["service_id"], Status(row["status"]))
         self.baselines.load(self.storage)
+        self._report_day = self._report_day or latest_day(self.storage)
         if self._checking:
             log.warning("alert state not restored: storage was unreachable when checks began")
         else:
@@ -136,6 +148,7 @@ class Daemon:
             if now >= next_tick:
                 self._tick_alerts()
                 self._maybe_compute_baselines()
+                self._maybe_report()
                 next_tick = now + ALERT_TICK
             if now >= next_self:
                 self.record_self()
@@ -169,6 +182,31 @@ class Daemon:
                 self._baselines_busy.release()
 
         threading.Thread(target=compute, name="lightbulb-baselines", daemon=True).start()
+
+    def _maybe_report(self) -> None:
+        """Yesterday's report once report.time has passed (local time unless a zone is set)."""
+        settings = self.config.report
+        if not settings.enabled or not self.writer.reachable:
+            return
+        zone = ZoneInfo(settings.timezone) if settings.timezone else None
+        local = self.clock.now().astimezone(zone)
+        hour, minute = (int(part) for part in settings.time.split(":"))
+        if (local.hour, local.minute) < (hour, minute):
+            return
+        day = local.date() - timedelta(days=1)
+        if self._report_day is not None and self._report_day >= day:
+            return
+        self._report_day = day
+
+        def make() -> None:
+            try:
+                report = build_report(self.storage, self.config, day, self.clock.now())
+                publish_report(report, self.writer, self.dispatcher, self.config)
+                log.info("daily report for %s: %d incidents", day, len(report.incidents))
+            except StorageError as exc:
+                log.warning("daily report for %s not built: %s", day, exc)
+
+        threading.Thread(target=make, name="lightbulb-report", daemon=True).start()
 
     def start_web(self) -> None:
         dashboard = self.config.dashboard

@@ -52,6 +52,7 @@ def test_every_ddl_file_creates_its_objects(store: EmbeddedStorage) -> None:
         "error_patterns": "AggregatingMergeTree",
         "error_patterns_mv": "MaterializedView",
         "anomaly_baselines": "ReplacingMergeTree",
+        "reports": "ReplacingMergeTree",
     }
 
 

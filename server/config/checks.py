@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Callable
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from jinja2 import TemplateSyntaxError
 from pydantic import ValidationError
@@ -39,6 +40,20 @@ def cross_check(config: Config, source: Source) -> list[ConfigProblem]:
     _channels(config, source, report, problems)
     _silences(config, report)
     _dashboard(config, report)
+    for position, channel in enumerate(config.report.channels):
+        if channel not in config.channels:
+            report(
+                ("report", "channels", position),
+                f'unknown channel "{channel}"; define it under channels',
+            )
+    if config.report.timezone:
+        try:
+            ZoneInfo(config.report.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            report(
+                ("report", "timezone"),
+                f'unknown time zone "{config.report.timezone}"; e.g. "Europe/Berlin"',
+            )
     if config.alerting.flapping.low >= config.alerting.flapping.high:
         report(("alerting", "flapping", "low"), "must be below alerting.flapping.high")
     return problems

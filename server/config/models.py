@@ -187,6 +187,13 @@ class BaselinesConfig(Section):
     every: Duration = timedelta(days=1)
 
 
+class ReportConfig(Section):
+    enabled: Flag = True
+    time: str = Field("02:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    timezone: str = ""  # empty: the machine's local time zone
+    channels: list[str] = Field(default_factory=list)
+
+
 AuthType = Literal["none", "basic", "bearer"]
 
 
@@ -228,6 +235,7 @@ class Config(Section):
     alerting: AlertingConfig = Field(default_factory=AlertingConfig)
     logs: LogsConfig = Field(default_factory=LogsConfig)
     baselines: BaselinesConfig = Field(default_factory=BaselinesConfig)
+    report: ReportConfig = Field(default_factory=ReportConfig)
     dashboard: DashboardConfig = Field(default_factory=DashboardConfig)
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
 

@@ -32,7 +32,7 @@ class AppriseChannel(Channel[AppriseSettings]):
             if not client.add(url.reveal()):
                 raise DeliveryError("Apprise does not understand one of the configured urls")
         kind = "success" if notice.status == "resolved" else APPRISE_TYPE[notice.severity]
-        body = "\n".join(notice.lines()) or notice.text
+        body = notice.body or "\n".join(notice.lines()) or notice.text
         if notice.dashboard_url:
             body += f"\n{notice.dashboard_url}"
         capture = apprise.LogCapture(level=logging.WARNING, fmt="%(message)s")  # type: ignore[no-untyped-call]

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict
 from server.config.types import Duration
 
 PAYLOAD_VERSION = "1"
-NoticeKind = Literal["alert", "repeat", "flapping", "test"]
+NoticeKind = Literal["alert", "repeat", "flapping", "test", "report"]
 SEVERITY_COLOURS = {"critical": "#d62728", "warning": "#ff9f1c", "info": "#1f77b4"}
 RESOLVED_COLOUR = "#2ca02c"
 
@@ -69,11 +69,12 @@ class Notice:
     items: list[AlertItem]
     created: datetime
     dashboard_url: str = ""
-    text: str = ""  # for flapping and test notices
+    text: str = ""  # for flapping, test and report notices: the headline
+    body: str = ""  # for report notices: the plain-text report
 
     @property
     def status(self) -> str:
-        if self.kind in ("flapping", "test"):
+        if self.kind in ("flapping", "test", "report"):
             return self.kind
         return "firing" if any(i.state == "firing" for i in self.items) else "resolved"
 
@@ -87,7 +88,7 @@ class Notice:
     def title(self) -> str:
         if self.text and not self.items:
             return self.text
-        if self.kind == "flapping":
+        if self.kind in ("flapping", "report"):
             return self.text
         first = self.items[0]
         more = f" (+{len(self.items) - 1} more)" if len(self.items) > 1 else ""
@@ -138,6 +139,7 @@ def payload(notice: Notice) -> dict[str, Any]:
         "channel": notice.channel,
         "group_key": notice.group_key,
         "title": notice.title,
+        "body": notice.body,
         "sent_at": notice.created.isoformat(),
         "dashboard_url": notice.dashboard_url,
         "alerts": [

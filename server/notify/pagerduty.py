@@ -58,6 +58,8 @@ class PagerDutyChannel(Channel[PagerDutySettings]):
     Settings = PagerDutySettings
 
     def send(self, notice: Notice) -> None:
+        if notice.kind == "report":
+            return  # a daily report is not an incident: nothing to page anyone about
         key = self.settings.routing_key.reveal()
         items = notice.items or [info_item(notice.group_key, notice.text, notice.created)]
         for item in items:

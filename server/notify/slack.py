@@ -28,7 +28,8 @@ class SlackSettings(ChannelSettings):
 
 
 def message(notice: Notice, settings: SlackSettings) -> dict[str, Any]:
-    colour = RESOLVED_COLOUR if notice.status == "resolved" else SEVERITY_COLOURS[notice.severity]
+    resolved = notice.status in ("resolved", "report")
+    colour = RESOLVED_COLOUR if resolved else SEVERITY_COLOURS[notice.severity]
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": notice.title[:150]}}
     ]
@@ -38,8 +39,9 @@ def message(notice: Notice, settings: SlackSettings) -> dict[str, Any]:
         if item.description:
             text += f"\n{item.description}"
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": text[:3000]}})
-    if not notice.items and notice.text:
-        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": notice.text}})
+    if not notice.items and (notice.body or notice.text):
+        text = f"```{notice.body[:2900]}```" if notice.body else notice.text
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": text}})
     body: dict[str, Any] = {
         "text": notice.title,
         "username": settings.username,

@@ -7,11 +7,13 @@ shows and that times are UTC.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from flask import Blueprint, current_app, redirect, render_template, request, session, url_for
+from markupsafe import Markup
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from server.config.types import parse_duration
@@ -20,7 +22,7 @@ from server.web.auth import check_csrf, check_password, principal, require_user
 from server.web.charts import dependency_graph, line_chart, sparkline, status_strip
 from server.web.context import WebContext
 from server.web.errors import ApiError
-from server.web.queries import LOG_LEVELS, STATUS_NAMES, ServiceView
+from server.web.queries import LOG_LEVELS, STATUS_NAMES, ServiceView, report_html, reports_list
 from server.web.tiles import tile
 from server.web.timerange import PRESETS, TimeRange, time_range
 
@@ -202,6 +204,32 @@ def errors() -> str:
         range_=request.args.get("range", "24h"),
         services=sorted(s.id for s in ctx.config.services), now=now,
     )  # fmt: skip
+
+
+@pages.get("/reports")
+def reports() -> str:
+    ctx = context()
+    rows = reports_list(ctx.reader)
+    for row in rows:
+        summary = json.loads(row["summary"] or "{}")
+        row["incidents"] = len(summary.get("incidents", []))
+        row["mttr"] = summary.get("mttr_seconds")
+    return render_template("reports.html", rows=rows, now=ctx.clock.now())
+
+
+@pages.get("/reports/<day>")
+def report(day: str) -> str:
+    ctx = context()
+    try:
+        date.fromisoformat(day)
+    except ValueError:
+        raise ApiError(400, f"expected a day as YYYY-MM-DD, got {day[:20]!r}") from None
+    html = report_html(ctx.reader, day)
+    if html is None:
+        raise ApiError(404, f"no report for {day}; `lightbulb report --date {day}` builds one")
+    body = html.split("<body", 1)[-1].split(">", 1)[-1].rsplit("</body>", 1)[0]
+    # our own template rendered it with autoescape; the stored HTML is trusted markup
+    return render_template("report.html", day=day, body=Markup(body), now=ctx.clock.now())  # noqa: S704
 
 
 @pages.get("/dependencies")

@@ -357,3 +357,20 @@ def _share(up: int, checks: int) -> float | None:
 
 def _hour(at: datetime) -> datetime:
     return at.replace(minute=0, second=0, microsecond=0)
+
+
+def reports_list(reader: Reader, limit: int = 60) -> list[dict[str, Any]]:
+    return reader._q(
+        "SELECT day, max(generated_at) AS built, argMax(summary, generated_at) AS summary "
+        "FROM {db}.reports GROUP BY day ORDER BY day DESC LIMIT {limit:UInt32}",
+        limit=limit,
+    )
+
+
+def report_html(reader: Reader, day: str) -> str | None:
+    rows = reader._q(
+        "SELECT argMax(html, generated_at) AS html FROM {db}.reports WHERE day = {day:Date} "
+        "GROUP BY day",
+        day=day,
+    )
+    return rows[0]["html"] if rows else None

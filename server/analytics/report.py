@@ -1,0 +1,231 @@
+"""The daily report: how the fleet did yesterday, from stored history only.
+
+Per service uptime; incidents (firing periods of alerts, clipped to the day,
+with duration and cause); MTTR; top new and top growing error patterns;
+anomaly alerts. Rendered to HTML and text with Jinja (templates/report/),
+stored in ``reports`` and sent to ``report.channels``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from server.config.models import Config
+from server.storage import Storage
+
+TEMPLATES = Path(__file__).resolve().parents[2] / "templates" / "report"
+_env = Environment(
+    loader=FileSystemLoader(TEMPLATES),
+    autoescape=select_autoescape(["html"]),
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+REPORT_COLUMNS = ("day", "generated_at", "summary", "html", "text")
+LOOKBACK = timedelta(days=30)  # how far back a still-firing alert's start is looked for
+
+
+@dataclass
+class Incident:
+    rule_id: str
+    service_id: str
+    severity: str
+    start: datetime
+    end: datetime | None  # None: still firing at the end of the day
+    duration_s: float
+    cause: str
+
+    @property
+    def duration(self) -> str:
+        minutes = round(self.duration_s / 60)
+        return f"{minutes // 60}h {minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m"
+
+
+@dataclass
+class Report:
+    day: date
+    generated_at: datetime
+    services: list[dict[str, Any]] = field(default_factory=list)
+    incidents: list[Incident] = field(default_factory=list)
+    new_patterns: list[dict[str, Any]] = field(default_factory=list)
+    growing_patterns: list[dict[str, Any]] = field(default_factory=list)
+    anomalies: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def mttr_s(self) -> float | None:
+        done = [i.duration_s for i in self.incidents if i.end is not None]
+        return sum(done) / len(done) if done else None
+
+    @property
+    def title(self) -> str:
+        return f"Lightbulb daily report for {self.day.isoformat()}"
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "day": self.day.isoformat(),
+            "services": self.services,
+            "incidents": [
+                {**asdict(i), "start": i.start.isoformat(),
+                 "end": i.end.isoformat() if i.end else None}
+                for i in self.incidents
+            ],
+            "mttr_seconds": self.mttr_s,
+            "new_patterns": self.new_patterns,
+            "growing_patterns": self.growing_patterns,
+            "anomalies": self.anomalies,
+        }  # fmt: skip
+
+    def render(self) -> tuple[str, str]:
+        context = {"r": self, "mttr": _duration(self.mttr_s)}
+        return (
+            _env.get_template("report.html").render(context),
+            _env.get_template("report.txt").render(context),
+        )
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    minutes = round(seconds / 60)
+    return f"{minutes // 60}h {minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m"
+
+
+def build(storage: Storage, config: Config, day: date, now: datetime) -> Report:
+    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    end = start + timedelta(days=1)
+    report = Report(day, now)
+    report.services = _uptime(storage, config, day)
+    report.incidents = _incidents(storage, start, end)
+    report.new_patterns, report.growing_patterns = _patterns(storage, start, end)
+    anomaly_rules = {r.id for r in config.alert_rules if r.condition.strip().startswith("anomaly")}
+    report.anomalies = [
+        {"rule_id": i.rule_id, "service_id": i.service_id, "start": i.start.isoformat(),
+         "duration": i.duration}
+        for i in report.incidents if i.rule_id in anomaly_rules
+    ]  # fmt: skip
+    return report
+
+
+def _uptime(storage: Storage, config: Config, day: date) -> list[dict[str, Any]]:
+    rows = storage.query(
+        f"SELECT service_id, sum(checks) AS checks, sum(up) AS up "
+        f"FROM {storage.database}.service_status_daily WHERE day = {{day:Date}} "
+        f"GROUP BY service_id ORDER BY service_id",
+        {"day": day.isoformat()},
+    )
+    labels = {s.id: s.display_label for s in config.services}
+    return [
+        {
+            "service_id": r["service_id"],
+            "label": labels.get(r["service_id"], r["service_id"]),
+            "checks": int(r["checks"]),
+            "uptime": round(100 * int(r["up"]) / int(r["checks"]), 3) if r["checks"] else None,
+        }
+        for r in rows
+    ]
+
+
+def _incidents(storage: Storage, start: datetime, end: datetime) -> list[Incident]:
+    rows = storage.query(
+        f"""
+        SELECT timestamp, rule_id, service_id, to_state, severity, message, caused_by
+        FROM {storage.database}.alert_events
+        WHERE event = 'transition' AND rule_id != ''
+          AND timestamp >= {{since:DateTime64(3, 'UTC')}}
+          AND timestamp < {{end:DateTime64(3, 'UTC')}}
+        ORDER BY rule_id, service_id, timestamp
+        """,
+        {"since": start - LOOKBACK, "end": end},
+    )
+    incidents: list[Incident | None] = []
+    opened: dict[tuple[str, str], dict[str, Any]] = {}
+    for row in rows:
+        key = (row["rule_id"], row["service_id"])
+        if row["to_state"] == "firing":
+            opened.setdefault(key, row)
+        elif key in opened:
+            incidents.append(_incident(opened.pop(key), row["timestamp"], start, end))
+    incidents += [_incident(row, None, start, end) for row in opened.values()]
+    return sorted((i for i in incidents if i is not None), key=lambda i: i.start)
+
+
+def _incident(
+    fired: dict[str, Any], resolved: datetime | None, start: datetime, end: datetime
+) -> Incident | None:
+    begin = max(fired["timestamp"], start)
+    finish = min(resolved or end, end)
+    if finish <= begin:
+        return None
+    cause = fired["message"] + (f" (caused by {fired['caused_by']})" if fired["caused_by"] else "")
+    return Incident(
+        fired["rule_id"], fired["service_id"], fired["severity"], begin,
+        resolved if resolved and resolved <= end else None,
+        (finish - begin).total_seconds(), cause,
+    )  # fmt: skip
+
+
+def _patterns(
+    storage: Storage, start: datetime, end: datetime
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    rows = storage.query(
+        f"""
+        SELECT toString(fingerprint) AS fp, anyMerge(pattern) AS pattern,
+               groupUniqArrayMerge(services) AS services,
+               sumIf(count, hour >= toDateTime({{start:DateTime64(3, 'UTC')}}, 'UTC')) AS today,
+               sumIf(count, hour < toDateTime({{start:DateTime64(3, 'UTC')}}, 'UTC')) AS before,
+               min(first_seen) AS first
+        FROM {storage.database}.error_patterns
+        WHERE hour >= toDateTime({{prev:DateTime64(3, 'UTC')}}, 'UTC')
+          AND hour < toDateTime({{end:DateTime64(3, 'UTC')}}, 'UTC')
+        GROUP BY fingerprint
+        HAVING today > 0
+        """,
+        {"start": start, "end": end, "prev": start - timedelta(days=1)},
+    )
+    firsts = {
+        r["fp"]: r["first"]
+        for r in storage.query(
+            f"SELECT toString(fingerprint) AS fp, min(first_seen) AS first "
+            f"FROM {storage.database}.error_patterns GROUP BY fingerprint"
+        )
+    }
+    new = [
+        {"pattern": r["pattern"], "count": int(r["today"]), "services": r["services"]}
+        for r in rows
+        if firsts.get(r["fp"], start) >= start
+    ]
+    growing = [
+        {"pattern": r["pattern"], "count": int(r["today"]), "before": int(r["before"]),
+         "services": r["services"]}
+        for r in rows if int(r["before"]) > 0 and int(r["today"]) > int(r["before"])
+    ]  # fmt: skip
+    new.sort(key=lambda p: -p["count"])
+    growing.sort(key=lambda p: -(p["count"] / max(p["before"], 1)))
+    return new[:10], growing[:10]
+
+
+def publish(report: Report, sink: Any, notices: Any, config: Config) -> None:
+    """Store the report (through the writer) and send it to ``report.channels``."""
+    html, text = report.render()
+    summary = json.dumps(report.summary(), default=str)
+    sink.add("reports", (report.day, report.generated_at, summary, html, text))
+    if notices is None:
+        return
+    from server.notify.base import Notice
+
+    for channel in config.report.channels:
+        notice = Notice(channel, "report", f"report:{report.day}", [], report.generated_at)
+        notice.dashboard_url, notice.text, notice.body = config.dashboard_url, report.title, text
+        notices.submit(notice)
+
+
+def latest_day(storage: Storage) -> date | None:
+    rows = storage.query(
+        f"SELECT max(day) AS day FROM {storage.database}.reports HAVING count() > 0"
+    )
+    return rows[0]["day"] if rows else None

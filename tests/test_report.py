@@ -1,0 +1,162 @@
+"""The daily report over generated history: incidents, MTTR, uptime, error patterns."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+from server.alerting.engine import ALERT_EVENT_COLUMNS
+from server.analytics.report import build, publish
+from server.config import parse_config
+from server.logs.patterns import pattern_of
+from server.recorder import LOG_COLUMNS
+from server.schema import Target, apply_schema
+from server.storage.embedded import EmbeddedStorage
+from tests.conftest import run_cli
+
+DAY = date(2026, 11, 21)
+T = datetime(2026, 11, 21, tzinfo=UTC)
+CONFIG = """
+services:
+  - {id: db, label: Database, type: tcp, tcp: {host: 127.0.0.1, port: 1}}
+  - {id: api, type: tcp, tcp: {host: 127.0.0.1, port: 1}}
+channels:
+  hook: {type: webhook, url: "http://127.0.0.1:9/"}
+alert_rules:
+  - {id: down, service: "*", condition: "status >= FAILED", channels: [hook]}
+  - {id: odd, service: api, condition: "anomaly response_time_ms z > 4", channels: [hook]}
+report: {channels: [hook]}
+"""
+
+
+def transition(at: datetime, rule: str, service: str, to: str, message: str = "") -> tuple:
+    before = {"firing": "inactive", "resolved": "firing"}[to]
+    return (at, "transition", rule, service, before, to, "critical", 2.0, message, [], "queued",
+            "", "")  # fmt: skip
+
+
+def generate(store: EmbeddedStorage) -> None:
+    apply_schema(store, Target("monitor"))
+    # checks every minute for both services; db fails 03:10-03:40
+    store.execute(
+        """
+        INSERT INTO monitor.service_status
+            (service_id, timestamp, status_code, message, service_type, stack, details)
+        SELECT if(number % 2 = 0, 'db', 'api') AS service_id,
+               {day:DateTime64(3, 'UTC')} + toIntervalMinute(intDiv(number, 2)) AS ts,
+               if(service_id = 'db' AND toHour(ts) = 3 AND toMinute(ts) >= 10
+                  AND toMinute(ts) < 40, 2, 0), 'x', 'tcp', 'default', '{}'
+        FROM numbers(2 * 1440)
+        """,
+        {"day": T},
+    )
+    events = [
+        transition(T + timedelta(hours=3, minutes=10), "down", "db", "firing",
+                   "connection refused"),
+        transition(T + timedelta(hours=3, minutes=40), "down", "db", "resolved"),
+        transition(T + timedelta(hours=14), "odd", "api", "firing", "z=6.2"),
+        transition(T + timedelta(hours=15, minutes=15), "odd", "api", "resolved"),
+        transition(T - timedelta(hours=5), "down", "api", "firing", "the day before"),
+        transition(T - timedelta(hours=4), "down", "api", "resolved"),
+    ]  # fmt: skip
+    store.insert("alert_events", ALERT_EVENT_COLUMNS, events)
+    logs = [("api", T - timedelta(hours=2), "ERROR", "retry 1 failed"),
+            ("api", T + timedelta(hours=1), "ERROR", "retry 2 failed"),
+            ("api", T + timedelta(hours=2), "ERROR", "retry 3 failed"),
+            ("db", T + timedelta(hours=3, minutes=11), "ERROR", "disk /data/db full")]  # fmt: skip
+    rows = [(s, at, lv, m, "t", None, None, {}, *pattern_of(lv, m)) for s, at, lv, m in logs]
+    store.insert("service_logs", LOG_COLUMNS, rows)
+
+
+def test_the_report_lists_both_incidents_with_their_durations(tmp_path: Path) -> None:
+    store = EmbeddedStorage(tmp_path / "db", "monitor")
+    try:
+        generate(store)
+        config = parse_config(CONFIG, "t.yaml", {})
+        report = build(store, config, DAY, T + timedelta(days=1, hours=2))
+        assert [(i.service_id, i.rule_id, i.start.strftime("%H:%M"), i.duration)
+                for i in report.incidents] == [
+            ("db", "down", "03:10", "30m"), ("api", "odd", "14:00", "1h 15m")]  # fmt: skip
+        assert report.mttr_s == (30 + 75) * 60 / 2
+        uptime = {s["service_id"]: s["uptime"] for s in report.services}
+        assert uptime == {"api": 100.0, "db": round(100 * (1440 - 30) / 1440, 3)}
+        assert [p["pattern"] for p in report.new_patterns] == ["disk <path> full"]
+        assert [(p["pattern"], p["before"], p["count"]) for p in report.growing_patterns] == [
+            ("retry <num> failed", 1, 2)]  # fmt: skip
+        assert [a["service_id"] for a in report.anomalies] == ["api"]
+        html, text = report.render()
+        assert "03:10 UTC  30m  db / down [critical]: connection refused" in text
+        assert "MTTR 52m" in text or "MTTR 53m" in text
+        assert html.count('class="incident"') == 2
+
+        sent: list = []
+
+        class Sink:
+            def add(self, table: str, row: tuple) -> None:
+                store.insert(table, ("day", "generated_at", "summary", "html", "text"), [row])
+
+            def submit(self, notice: object) -> None:
+                sent.append(notice)
+
+        publish(report, Sink(), Sink(), config)
+        assert store.query("SELECT day FROM monitor.reports")[0]["day"] == DAY
+        assert [(n.kind, n.text) for n in sent] == [
+            ("report", "Lightbulb daily report for 2026-11-21")]  # fmt: skip
+
+        from server.web import WebContext, create_app
+        from tests.support.clock import FakeClock
+
+        client = create_app(WebContext(config, store, FakeClock())).test_client()
+        listing = client.get("/reports").get_data(as_text=True)
+        assert 'data-day="2026-11-21"' in listing
+        page = client.get("/reports/2026-11-21").get_data(as_text=True)
+        assert page.count('class="incident"') == 2
+        assert client.get("/reports/2026-01-01").status_code == 404
+        assert client.get("/reports/yesterday").status_code == 400
+    finally:
+        store.close()
+
+
+def test_report_command_prints_a_report_for_a_date(tmp_path: Path) -> None:
+    store = EmbeddedStorage(tmp_path / "db", "monitor")
+    try:
+        generate(store)
+    finally:
+        store.close()
+    config = tmp_path / "lightbulb.yaml"
+    config.write_text(CONFIG + f"clickhouse: {{embedded_path: {tmp_path / 'db'}}}\n")
+    done = run_cli("-m", "server.cli", "report", "--date", "2026-11-21", "--config", str(config))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("Lightbulb daily report for 2026-11-21")
+    assert "1h 15m" in done.stdout
+    bad = run_cli("-m", "server.cli", "report", "--date", "21/11/2026", "--config", str(config))
+    assert bad.returncode == 2 and "YYYY-MM-DD" in bad.stderr
+
+
+def test_the_daemon_builds_yesterdays_report_once_after_report_time(tmp_path: Path) -> None:
+    from server.daemon import Daemon
+    from tests.conftest import wait_until
+    from tests.support.clock import FakeClock
+
+    config = tmp_path / "lightbulb.yaml"
+    config.write_text(
+        CONFIG.replace("report: {channels: [hook]}", "report: {time: '02:00', timezone: UTC}")
+        + f"clickhouse: {{embedded_path: {tmp_path / 'db'}}}\n"
+        + f"scheduler: {{spool_dir: {tmp_path / 'spool'}}}\n"
+    )
+    clock = FakeClock(datetime(2026, 11, 22, 1, 59, tzinfo=UTC))
+    daemon = Daemon(str(config), clock=clock)
+    try:
+        assert daemon.writer.ensure_ready()
+        daemon._maybe_report()
+        assert daemon._report_day is None  # 01:59: not yet
+        clock.advance(60)
+        daemon._maybe_report()
+        assert daemon._report_day == DAY
+        daemon._maybe_report()  # once per day
+        assert wait_until(lambda: daemon.writer.pending_rows() > 0)
+        daemon.writer.flush()
+        assert [r["day"] for r in daemon.storage.query("SELECT day FROM monitor.reports")] == [DAY]
+    finally:
+        daemon.writer.stop()
+        daemon.storage.close()
