@@ -105,3 +105,27 @@ services:
     fast = CheckResult(Status.OK, "200 OK", response_time_ms=140)
     assert adjust(service, fast, NOW + timedelta(minutes=11)).status is Status.OK
     assert adjust(service, slow, NOW + timedelta(minutes=12)).status is Status.OK  # timer restarts
+
+
+def test_the_service_page_shades_the_band_and_marks_anomalies(
+    store: EmbeddedStorage, baselines: Baselines
+) -> None:
+    from server.web import WebContext, create_app
+
+    storage = store
+    storage.execute(
+        "INSERT INTO monitor.service_status (service_id, timestamp, status_code, message, "
+        "service_type, stack, details, response_time_ms) VALUES "
+        "('api', {at:DateTime64(3, 'UTC')}, 0, 'ok', 'http', 'default', '{}', 400)",
+        {"at": NOW + timedelta(minutes=1)},
+    )
+    config = parse_config(
+        "services:\n  - {id: api, type: http, http: {url: 'http://127.0.0.1:9/'}}\n", "t.yaml", {}
+    )
+    clock = FakeClock(NOW + timedelta(minutes=5))
+    app = create_app(WebContext(config, storage, clock, baselines=baselines))
+    page = app.test_client().get("/services/api?range=6h").get_data(as_text=True)
+    chart = page.split('data-series="response_time_ms"')[1].split("</svg>")[0]
+    assert '<polygon class="band"' in chart
+    assert chart.count('class="point anomaly"') == 1
+    assert "(anomaly)" in chart and "normal up to" in chart

@@ -244,3 +244,30 @@ def test_bad_otlp_bodies_get_a_4xx(pipeline: Pipeline) -> None:
     assert pipeline.client.post("/v1/logs", data=b"\xff\xff", headers=proto).status_code == 400
     text = {**TOKEN, "Content-Type": "text/plain"}
     assert pipeline.client.post("/v1/logs", data=b"hi", headers=text).status_code == 415
+
+
+def test_logs_accepted_during_a_clickhouse_outage_are_written_when_it_returns(
+    tmp_path: Path,
+) -> None:
+    from tests.test_writer import Flaky
+
+    store = EmbeddedStorage(tmp_path / "db", "monitor")
+    try:
+        apply_schema(store, Target("monitor"))
+        flaky = Flaky(store)
+        columns = {**TABLE_COLUMNS, **ALERT_TABLE_COLUMNS, "log_dlq": DLQ_COLUMNS}
+        writer = Writer(flaky, Spool(tmp_path / "spool", 2**20), columns=columns)  # type: ignore[arg-type]
+        config = parse_config(CONFIG + "  tokens: {shipper: push-t0ken}\n", "t.yaml", {})
+        client = create_app(WebContext(config, store, FakeClock(), sink=writer)).test_client()
+        flaky.down = True
+        response = client.post("/api/v1/logs", data=ndjson(GOOD, GOOD, b"bad"), headers=TOKEN)
+        assert response.get_json()["accepted"] == 2
+        writer.flush()
+        assert len(writer.spool) >= 1  # held on disk, not lost
+        assert store.query("SELECT count() AS n FROM monitor.service_logs")[0]["n"] == 0
+        flaky.down = False
+        writer.flush()
+        assert store.query("SELECT count() AS n FROM monitor.service_logs")[0]["n"] == 2
+        assert store.query("SELECT count() AS n FROM monitor.log_dlq")[0]["n"] == 1
+    finally:
+        store.close()
