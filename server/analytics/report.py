@@ -11,21 +11,13 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 from typing import Any
-
-from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from server.config.models import Config
 from server.storage import Storage
+from server.templating import environment
 
-TEMPLATES = Path(__file__).resolve().parents[2] / "templates" / "report"
-_env = Environment(
-    loader=FileSystemLoader(TEMPLATES),
-    autoescape=select_autoescape(["html"]),
-    trim_blocks=True,
-    lstrip_blocks=True,
-)
+_env = environment("report")
 REPORT_COLUMNS = ("day", "generated_at", "summary", "html", "text")
 LOOKBACK = timedelta(days=30)  # how far back a still-firing alert's start is looked for
 

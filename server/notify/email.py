@@ -10,23 +10,16 @@ import smtplib
 import ssl
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
-from pathlib import Path
 from typing import Literal
 
-from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pydantic import Field
 
 from server.config.types import SecretStr
 from server.notify.base import Channel, ChannelSettings, DeliveryError, Notice
 from server.secret import Secret
+from server.templating import environment
 
-TEMPLATES = Path(__file__).resolve().parents[2] / "templates" / "notify"
-_env = Environment(
-    loader=FileSystemLoader(TEMPLATES),
-    autoescape=select_autoescape(["html"]),
-    trim_blocks=True,
-    lstrip_blocks=True,
-)
+_env = environment("notify")
 
 
 class EmailSettings(ChannelSettings):

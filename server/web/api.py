@@ -9,12 +9,13 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, jsonify, request
 
 from server.config.types import parse_duration
 from server.web.alerts_view import current_alerts
 from server.web.auth import require_user
 from server.web.context import WebContext
+from server.web.context import current as context
 from server.web.errors import ApiError
 from server.web.openapi import openapi_document
 from server.web.queries import LOG_LEVELS
@@ -26,11 +27,6 @@ MAX_LOGS = 1000
 
 
 api = Blueprint("api", __name__, url_prefix="/api/v1")
-
-
-def context() -> WebContext:
-    ctx: WebContext = current_app.extensions["lightbulb"]
-    return ctx
 
 
 def service_or_404(service_id: str) -> Any:

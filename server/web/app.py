@@ -9,13 +9,13 @@ from __future__ import annotations
 import os
 import secrets
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from flask import Flask, Response, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
 from server.storage import StorageError
+from server.templating import TEMPLATES
 from server.web.api import api
 from server.web.auth import csrf_token
 from server.web.charts import badge, colour, pct
@@ -26,7 +26,6 @@ from server.web.metrics import CONTENT_TYPE, exposition
 from server.web.pages import pages, signed_in
 from server.web.queries import STATUS_NAMES
 
-TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
 CSP = (
     "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
     "frame-ancestors 'none'; form-action 'self'; base-uri 'none'"

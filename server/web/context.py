@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from flask import current_app
+
 from server.alerting.engine import AlertEngine
 from server.analytics.baselines import Baselines
 from server.clock import Clock
@@ -33,3 +35,9 @@ class WebContext:
 
     def __post_init__(self) -> None:
         self.reader = Reader(self.storage, self.config)
+
+
+def current() -> WebContext:
+    """The context of the app handling this request."""
+    ctx: WebContext = current_app.extensions["lightbulb"]
+    return ctx

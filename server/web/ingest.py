@@ -14,7 +14,7 @@ import zlib
 from datetime import datetime
 from typing import Any
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, jsonify, request
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
@@ -25,15 +25,11 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
 from server.config.types import format_size
 from server.logs.ingest import Ingestor, Outcome
 from server.web.context import WebContext
+from server.web.context import current as context
 from server.web.errors import ApiError
 
 ingest = Blueprint("ingest", __name__)
 PROTOBUF = "application/x-protobuf"
-
-
-def context() -> WebContext:
-    ctx: WebContext = current_app.extensions["lightbulb"]
-    return ctx
 
 
 def _authorised(ctx: WebContext) -> None:

@@ -12,7 +12,7 @@ from collections import Counter
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from flask import Blueprint, current_app, redirect, render_template, request, session, url_for
+from flask import Blueprint, redirect, render_template, request, session, url_for
 from markupsafe import Markup
 from werkzeug.wrappers import Response as WerkzeugResponse
 
@@ -21,6 +21,7 @@ from server.web.alerts_view import current_alerts
 from server.web.auth import check_csrf, check_password, principal, require_user
 from server.web.charts import dependency_graph, line_chart, sparkline, status_strip
 from server.web.context import WebContext
+from server.web.context import current as context
 from server.web.errors import ApiError
 from server.web.queries import LOG_LEVELS, STATUS_NAMES, ServiceView, report_html, reports_list
 from server.web.tiles import tile
@@ -30,11 +31,6 @@ pages = Blueprint("pages", __name__)
 SILENCE_CHOICES = ("30m", "1h", "4h", "1d", "7d")
 WORST_FIRST = (2, 4, 5, 1, 3, 0)
 MAX_CHARTS = 8
-
-
-def context() -> WebContext:
-    ctx: WebContext = current_app.extensions["lightbulb"]
-    return ctx
 
 
 def _matches(view: ServiceView, stack: str, status: str, text: str) -> bool:
