@@ -10,12 +10,14 @@ receives the demo's webhook notifications on POST /alerts and prints them.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
 import random
 import threading
 import time
+import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -44,10 +46,37 @@ class Health(BaseHTTPRequestHandler):
         self.end_headers()
 
 
+class PushHandler(logging.Handler):
+    """Also push each log record to Lightbulb's NDJSON endpoint (what a real service would do)."""
+
+    def __init__(self, url: str, token: str) -> None:
+        super().__init__(level=logging.INFO)
+        self.url, self.token = url, token
+
+    def emit(self, record: logging.LogRecord) -> None:
+        line = json.dumps({
+            "timestamp": record.created,
+            "service_id": "demo-worker",
+            "level": record.levelname,
+            "message": record.getMessage(),
+            "source": "demo-worker",
+            "context": {"logger": record.name},
+        })  # fmt: skip
+        request = urllib.request.Request(  # noqa: S310 - a loopback URL from our own script
+            self.url, data=line.encode(), method="POST",
+            headers={"Authorization": f"Bearer {self.token}"},
+        )  # fmt: skip
+        # the daemon may not be up yet; the log file still has the line
+        with contextlib.suppress(OSError):
+            urllib.request.urlopen(request, timeout=2).close()  # noqa: S310
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, default=8099)
     parser.add_argument("--dir", default="var/demo")
+    parser.add_argument("--push", default="", help="Lightbulb's /api/v1/logs URL")
+    parser.add_argument("--token", default=os.environ.get("LIGHTBULB_DEMO_TOKEN", "demo-token"))
     args = parser.parse_args()
     directory = Path(args.dir)
     directory.mkdir(parents=True, exist_ok=True)
@@ -60,6 +89,8 @@ def main() -> None:
     server = ThreadingHTTPServer(("127.0.0.1", args.port), Health)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     log = logging.getLogger()
+    if args.push:
+        log.addHandler(PushHandler(args.push, args.token))
     jobs = 0
     while True:
         time.sleep(3)

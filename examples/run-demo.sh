@@ -4,7 +4,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-.venv/bin}
 mkdir -p var/demo
-"$BIN/python" examples/demo_worker.py --port 8099 --dir var/demo &
+"$BIN/python" examples/demo_worker.py --port 8099 --dir var/demo \
+  --push http://127.0.0.1:8080/api/v1/logs &
 WORKER=$!
 trap 'kill $WORKER 2>/dev/null || true' EXIT
 "$BIN/lightbulb" bootstrap --config examples/demo.yaml

@@ -271,7 +271,8 @@ class Reader:
     ) -> list[dict[str, Any]]:
         return self._q(
             """
-            SELECT timestamp, log_level, message, source, error_code, stack_trace, fingerprint
+            SELECT timestamp, log_level, message, source, error_code, stack_trace,
+                   toString(fingerprint) AS fingerprint
             FROM {db}.service_logs
             WHERE service_id = {sid:String}
               AND (empty({levels:Array(String)}) OR log_level IN {levels:Array(String)})
