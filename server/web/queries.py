@@ -277,7 +277,7 @@ class Reader:
             WHERE service_id = {sid:String}
               AND (empty({levels:Array(String)}) OR log_level IN {levels:Array(String)})
               AND (empty({q:String}) OR positionCaseInsensitiveUTF8(message, {q:String}) > 0)
-              AND ({fp:UInt64} = 0 OR fingerprint = {fp:UInt64})
+              AND ({fp:UInt64} = 0 OR service_logs.fingerprint = {fp:UInt64})
             ORDER BY timestamp DESC LIMIT {limit:UInt32}
             """,
             sid=service_id, levels=levels, q=text, limit=limit, fp=fingerprint,
