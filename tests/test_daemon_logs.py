@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 
 import pytest
+import requests
 from opentelemetry.exporter.otlp.proto.http import Compression
 from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
 from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
@@ -45,6 +46,20 @@ def test_an_opentelemetry_exporter_pushes_logs_that_the_daemon_stores(tmp_path: 
     assert provider.force_flush(10_000)
     provider.shutdown()
 
+    # and NDJSON over plain HTTP, as curl would send it
+    body = (
+        '{"timestamp": "2026-11-22T10:00:00Z", "service_id": "payments", "level": "INFO",'
+        ' "message": "settled batch 7"}\n{"service_id": "payments"}\n'
+    )
+    answer = requests.post(
+        f"http://127.0.0.1:{port}/api/v1/logs",
+        data=body.encode(),
+        headers={"Authorization": "Bearer t0k3n", "Content-Type": "application/x-ndjson"},
+        timeout=10,
+    )
+    assert answer.status_code == 200
+    assert (answer.json()["accepted"], answer.json()["rejected"]) == (1, 1)
+
     code, _ = daemon.stop()
     assert code == 0, daemon.output
     rows = query(
@@ -57,4 +72,9 @@ def test_an_opentelemetry_exporter_pushes_logs_that_the_daemon_stores(tmp_path: 
         ("payments", "WARN", "card network slow: 900 ms"),
     ]
     assert rows[0]["pattern"] == "charge <num> failed for <email>"
+    pushed = query(tmp_path, "SELECT message FROM monitor.service_logs WHERE source = 'push'")
+    assert [r["message"] for r in pushed] == ["settled batch 7"]
+    dlq = query(tmp_path, "SELECT endpoint, reason FROM monitor.log_dlq")
+    assert [(r["endpoint"], r["reason"]) for r in dlq] == [("ndjson", "level: expected one of "
+            "TRACE, DEBUG, INFO, WARN, ERROR, CRITICAL, FATAL")]  # fmt: skip
     assert rows[0]["context"]["otel.scope"] == "lightbulb-otel-test"
