@@ -130,9 +130,45 @@ def existing_objects(storage: Storage, database: str) -> set[str]:
     return {database} | {row["name"] for row in tables}
 
 
+_COLUMN_LINE = re.compile(r"^\s{4}([a-z_][a-z0-9_]*)\s+[A-Z]", re.M)
+
+
+def declared_columns(statement: Statement) -> list[str]:
+    """Column names of a CREATE TABLE, read off our one-column-per-line DDL layout."""
+    body = (
+        statement.sql.split("(", 1)[1].split("\nENGINE", 1)[0] if statement.kind == "table" else ""
+    )
+    return [name for name in _COLUMN_LINE.findall(body) if name not in ("index",)]
+
+
+def tables_missing_columns(storage: Storage, target: Target, existing: set[str]) -> list[str]:
+    """Existing tables that lack a column sql/ declares (an older Lightbulb made them)."""
+    live: dict[str, set[str]] = {}
+    for row in storage.query(
+        "SELECT table, name FROM system.columns WHERE database = {db:String}",
+        {"db": target.database},
+    ):
+        live.setdefault(row["table"], set()).add(row["name"])
+    return [
+        s.name
+        for s in render_schema(target)
+        if s.kind == "table" and s.name in existing
+        and set(declared_columns(s)) - live.get(s.name, set())
+    ]  # fmt: skip
+
+
 def apply_schema(storage: Storage, target: Target) -> list[tuple[Statement, bool]]:
-    """Create what is missing; return each object with whether it was created now."""
+    """Create what is missing; return each object with whether it was created now.
+
+    Tables an older release created get the columns added since (``ALTER TABLE
+    ... ADD COLUMN``, defaults from sql/) before any view that reads them is created.
+    """
     before = existing_objects(storage, target.database)
+    outdated = tables_missing_columns(storage, target, before) if before else []
+    if outdated:
+        from server.schema_check import add_missing_columns
+
+        add_missing_columns(storage, target, outdated)
     results = []
     for statement in render_schema(target):
         storage.execute(statement.sql)

@@ -25,6 +25,8 @@ class TableShape:
     sorting_key: str
     ttl: str
     columns: dict[str, str] = field(default_factory=dict)
+    # column -> its full definition (type, DEFAULT, CODEC), for ALTER TABLE ADD COLUMN
+    definitions: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -52,12 +54,19 @@ def read_shapes(storage: Storage, database: str) -> dict[str, TableShape]:
             ttl=(ttl.group(1).strip() if ttl else "").replace(database + ".", ""),
         )
     for col in storage.query(
-        "SELECT table, name, type FROM system.columns WHERE database = {db:String} "
-        "ORDER BY table, position",
+        "SELECT table, name, type, default_kind, default_expression, compression_codec "
+        "FROM system.columns WHERE database = {db:String} ORDER BY table, position",
         {"db": database},
     ):
         if col["table"] in shapes:
-            shapes[col["table"]].columns[col["name"]] = col["type"]
+            shape = shapes[col["table"]]
+            shape.columns[col["name"]] = col["type"]
+            definition = col["type"]
+            if col["default_kind"]:
+                definition += f" {col['default_kind']} {col['default_expression']}"
+            if col["compression_codec"]:
+                definition += f" {col['compression_codec']}"
+            shape.definitions[col["name"]] = definition
     return shapes
 
 
@@ -102,6 +111,34 @@ def compare(expected: dict[str, TableShape], live: dict[str, TableShape], databa
         for column in have.columns.keys() - want.columns.keys():
             report(f"{where}: extra column {column} ({have.columns[column]})")
     return drift
+
+
+def add_missing_columns(storage: Storage, target: Target, tables: list[str]) -> list[str]:
+    """Add the columns sql/ declares and ``tables`` lack, in sql/'s order; returns the ALTERs.
+
+    Additive only: a changed type or a dropped column is left for validate_schema
+    to report, since rewriting data is not something to do silently at start.
+    """
+    expected = expected_shapes(storage, target)
+    live = read_shapes(storage, target.database)
+    on_cluster = f" ON CLUSTER {target.cluster}" if target.cluster else ""
+    done = []
+    for table in tables:
+        want, have = expected.get(table), live.get(table)
+        if want is None or have is None:
+            continue
+        previous = ""
+        for column in want.columns:
+            if column not in have.columns:
+                after = f" AFTER {previous}" if previous else " FIRST"
+                sql = (
+                    f"ALTER TABLE {target.database}.{table}{on_cluster} ADD COLUMN IF NOT EXISTS "
+                    f"{column} {want.definitions[column]}{after}"
+                )
+                storage.execute(sql)
+                done.append(sql)
+            previous = column
+    return done
 
 
 def check_schema(storage: Storage, target: Target) -> Drift:

@@ -273,3 +273,29 @@ def test_grants_render_user_password_cluster_and_profile() -> None:
     assert statements[-1] == "ALTER USER `monitor` ON CLUSTER production SETTINGS PROFILE 'program'"
     plain = render_file("grants.sql", Target("monitor"), user="`m`", password="''", profile=None)
     assert not any("CLUSTER" in s or "PROFILE" in s for s in plain)
+
+
+def test_tables_from_an_older_release_get_new_columns_before_views_read_them(
+    store: EmbeddedStorage,
+) -> None:
+    """service_logs and alert_events as the first alerting release made them."""
+    store.execute("CREATE DATABASE monitor")
+    store.execute(
+        "CREATE TABLE monitor.service_logs (service_id LowCardinality(String), "
+        "timestamp DateTime64(3, 'UTC'), log_level LowCardinality(String), message String, "
+        "source LowCardinality(String), error_code Nullable(String), "
+        "stack_trace Nullable(String), context Map(LowCardinality(String), String)) "
+        "ENGINE = MergeTree PARTITION BY toYYYYMM(timestamp) ORDER BY (service_id, timestamp)"
+    )
+    store.execute(
+        "INSERT INTO monitor.service_logs (service_id, timestamp, log_level, message, source, "
+        "context) VALUES ('api', now64(3), 'ERROR', 'kept', 'old', map())"
+    )
+    apply_schema(store, TARGET)  # adds pattern and fingerprint, then creates error_patterns
+    drift = check_schema(store, TARGET)
+    assert not [p for p in drift.problems if "column" in p], drift.problems
+    row = store.query("SELECT message, pattern, fingerprint FROM monitor.service_logs")[0]
+    assert row == {"message": "kept", "pattern": "", "fingerprint": 0}
+    store.insert("service_logs", LOG_COLUMNS,
+                 [("api", T0, "ERROR", "new", "t", None, None, {}, "new", 7)])  # fmt: skip
+    assert store.query("SELECT sum(count) AS n FROM monitor.error_patterns")[0]["n"] == 1
