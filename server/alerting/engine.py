@@ -30,6 +30,7 @@ from server.alerting.rules import AlertState, Rule
 from server.alerting.silences import Silence, Silences, new_silence_id, parse_cron
 from server.clock import Clock
 from server.config.models import Config, ServiceConfig, SilenceConfig
+from server.logs.patterns import pattern_of
 from server.notify.base import AlertItem, Notice, NoticeKind
 from server.recorder import RowSink
 from server.storage import Storage
@@ -209,6 +210,9 @@ class AlertEngine:
             else:
                 patterns.append(rule)
         for service in services:
+            selected = exact.get(service.id, []) + [r for r in patterns if r.selects(service)]
+            if not selected:
+                continue  # no rule looks at this service: keep no history for it
             history = self._history.get(service.id)
             if history is None or history.flap_window != window:
                 history = History(service.interval.total_seconds(), window)
@@ -218,7 +222,6 @@ class AlertEngine:
             history.baselines = self.baselines
             history.interval = service.interval.total_seconds()
             histories[service.id] = history
-            selected = exact.get(service.id, []) + [r for r in patterns if r.selects(service)]
             for rule in selected:
                 alert = Alert(rule, service)
                 previous = old.get(alert.id)
@@ -258,6 +261,10 @@ class AlertEngine:
     def _observe(self, service_id: str, result: CheckResult, at: datetime) -> None:
         history = self._history.get(service_id)
         if history is None:
+            # no rule on this service, but its errors still make patterns known fleet-wide
+            for entry in result.logs:
+                if entry.level.upper() in ERROR_LEVELS:
+                    self._book.setdefault(pattern_of(entry.level, entry.message)[1], at)
             return
         history.add(result, at, self._keep, self._pattern_keep)
         flap = history.update_flapping(*self._flap)
