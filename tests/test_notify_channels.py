@@ -199,3 +199,19 @@ def test_email_upgrades_to_tls_with_starttls(tmp_path: Path) -> None:
             build_channel("mail", "email", plain).send(notice(item()))
     finally:
         smtp.close()
+
+
+def test_email_over_implicit_tls(tmp_path: Path) -> None:
+    cert, key = make_cert(tmp_path, 5)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    smtp = SmtpReceiver(implicit_tls=context)
+    try:
+        settings = _email_settings(smtp.port, security="ssl", ca_cert=cert)
+        build_channel("mail", "email", settings).send(notice(item()))
+        assert len(smtp.messages) == 1
+        untrusted = _email_settings(smtp.port, security="ssl")  # system roots only
+        with pytest.raises(DeliveryError, match="CERTIFICATE_VERIFY_FAILED"):
+            build_channel("mail", "email", untrusted).send(notice(item()))
+    finally:
+        smtp.close()

@@ -105,7 +105,10 @@ class SmtpReceiver:
     """aiosmtpd on a free port; with ``users`` it requires AUTH, with ``tls`` it offers STARTTLS."""
 
     def __init__(
-        self, users: dict[str, str] | None = None, tls: ssl.SSLContext | None = None
+        self,
+        users: dict[str, str] | None = None,
+        tls: ssl.SSLContext | None = None,
+        implicit_tls: ssl.SSLContext | None = None,
     ) -> None:
         self.handler = _Handler()
         self.port = free_port()
@@ -117,6 +120,8 @@ class SmtpReceiver:
             )
         if tls is not None:
             kwargs.update(tls_context=tls, require_starttls=True)
+        if implicit_tls is not None:
+            kwargs.update(ssl_context=implicit_tls)
         self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port, **kwargs)
         self.controller.start()
 
