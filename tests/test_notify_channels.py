@@ -215,3 +215,12 @@ def test_email_over_implicit_tls(tmp_path: Path) -> None:
             build_channel("mail", "email", untrusted).send(notice(item()))
     finally:
         smtp.close()
+
+
+def test_a_slack_failure_does_not_leak_the_webhook_secret() -> None:
+    url = f"http://127.0.0.1:{free_port()}/services/T000/B000/s3cr3tXYZ"
+    channel = build_channel("s", "slack", {"url": url, "timeout": "2s"})
+    with pytest.raises(DeliveryError) as caught:
+        channel.send(notice(item()))
+    assert "s3cr3tXYZ" not in str(caught.value)
+    assert str(caught.value).startswith("cannot reach Slack webhook http://127.0.0.1/…")

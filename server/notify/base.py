@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Generic, Literal, TypeVar
+from urllib.parse import urlsplit
 
 import requests
 from pydantic import BaseModel, ConfigDict
@@ -189,14 +190,27 @@ class Channel(Generic[SettingsT]):
         raise NotImplementedError
 
 
+def redact(url: str) -> str:
+    """``https://hooks.slack.com/…``: where a secret URL points, without the secret part."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname or ''}{'/…' if parts.path.strip('/') else ''}"
+
+
 def post_json(
     url: str,
     body: bytes,
     timeout: float,
     headers: dict[str, str] | None = None,
+    *,
     accept: tuple[int, ...] = (200, 201, 202, 204),
+    shown: str | None = None,
 ) -> requests.Response:
-    """POST and turn every failure into a DeliveryError naming what happened."""
+    """POST and turn every failure into a DeliveryError naming what happened.
+
+    ``shown`` replaces the URL in messages when the URL itself is a secret
+    (Slack webhooks): errors end up in logs and alert_events.
+    """
+    where = shown or url
     try:
         response = requests.post(
             url,
@@ -205,10 +219,13 @@ def post_json(
             timeout=timeout,
         )
     except requests.Timeout:
-        raise DeliveryError(f"no response from {url} within {timeout:g}s") from None
+        raise DeliveryError(f"no response from {where} within {timeout:g}s") from None
+    except requests.ConnectionError:
+        raise DeliveryError(f"cannot reach {where}: connection refused or failed") from None
     except requests.RequestException as exc:
-        raise DeliveryError(f"cannot reach {url}: {exc}") from None
+        detail = str(exc).replace(url, where)
+        raise DeliveryError(f"cannot reach {where}: {detail}") from None
     if response.status_code not in accept:
         snippet = response.text[:200].strip()
-        raise DeliveryError(f"{url} answered HTTP {response.status_code}: {snippet}")
+        raise DeliveryError(f"{where} answered HTTP {response.status_code}: {snippet}")
     return response

@@ -18,6 +18,7 @@ from server.notify.base import (
     ChannelSettings,
     Notice,
     post_json,
+    redact,
 )
 
 
@@ -57,4 +58,5 @@ class SlackChannel(Channel[SlackSettings]):
 
     def send(self, notice: Notice) -> None:
         body = json.dumps(message(notice, self.settings)).encode()
-        post_json(self.settings.url.reveal(), body, self.timeout, accept=(200,))
+        url = self.settings.url.reveal()
+        post_json(url, body, self.timeout, accept=(200,), shown=f"Slack webhook {redact(url)}")
