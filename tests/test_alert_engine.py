@@ -90,6 +90,8 @@ alert_rules:
      for: 30s, channels: [hook]}
 """)
     h.result("api", Status.OK, metrics={"queue_depth": 250})
+    assert h.state("queue:api") == "inactive"  # one sample is not a 30 s average yet
+    h.result("api", Status.OK, advance=30, metrics={"queue_depth": 250})
     assert h.state("queue:api") == "firing"  # windowed: fires as soon as the average crosses
     h.result("api", Status.OK, advance=10, metrics={"queue_depth": 10})
     h.result("api", Status.OK, advance=10, metrics={"queue_depth": 10})

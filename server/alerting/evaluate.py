@@ -63,6 +63,10 @@ def _metric(c: Any, h: History, threshold: float, window: timedelta, now: dateti
     if not values:
         return False, None
     value = AGGREGATES[c.aggregate](values)
+    if since is not None and (h.first_result is None or h.first_result > since):
+        # an average over the first sample or two is not an average over the window:
+        # judge only once results cover the whole window (after a start or a reload)
+        return False, value
     return c.compare.holds(value, threshold), value
 
 

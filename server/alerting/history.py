@@ -48,6 +48,7 @@ class History:
     errors: deque[tuple[datetime, int]] = field(default_factory=deque)
     patterns: deque[tuple[datetime, int]] = field(default_factory=deque)  # (time, fingerprint)
     last_seen: datetime | None = None
+    first_result: datetime | None = None  # first result this process saw
     last_result: CheckResult | None = None
     flapping: bool = False
     flap_share: float = 0.0
@@ -63,6 +64,8 @@ class History:
         self, result: CheckResult, at: datetime, keep: timedelta, pattern_keep: timedelta
     ) -> None:
         self.last_seen = at
+        if self.first_result is None:
+            self.first_result = at
         self.last_result = result
         self.statuses.append(result.status)
         if result.status is Status.FAILED:
