@@ -70,6 +70,21 @@ def generate(store: EmbeddedStorage, services: int, days: int) -> int:
     return per_day * days
 
 
+def settle(store: EmbeddedStorage, limit: float = 900.0) -> float:
+    """Wait until ClickHouse has no merge running: time the steady state, not the bulk load.
+
+    Thirty 5.8M-row inserts leave large parts to merge for minutes; a daemon
+    that wrote the same history over a month would have merged them long ago.
+    """
+    began = time.monotonic()
+    quiet = 0
+    while time.monotonic() - began < limit and quiet < 3:
+        busy = store.query("SELECT count() AS n FROM system.merges")[0]["n"]
+        quiet = quiet + 1 if not busy else 0
+        time.sleep(2)
+    return time.monotonic() - began
+
+
 def config_text(services: int) -> str:
     lines = ["services:"]
     lines += [
@@ -121,6 +136,11 @@ def main() -> None:
         hourly = store.query("SELECT count() AS n FROM monitor.service_status_hourly")[0]["n"]
         print(f"generated {counted:,} service_status rows ({rows / took / 1e6:.1f} M rows/s); "
               f"hourly summary {hourly:,} rows")  # fmt: skip
+        waited = settle(store)
+        parts = store.query(
+            "SELECT count() AS n FROM system.parts WHERE active AND table = 'service_status'"
+        )[0]["n"]
+        print(f"waited {waited:.0f} s for background merges to finish ({parts} parts left)")
         config = parse_config(config_text(args.services), "bench.yaml", {})
         client = create_app(WebContext(config, store, SystemClock())).test_client()
         freeze_startup_objects()  # as `lightbulb run` and `lightbulb dashboard` do after start

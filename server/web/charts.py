@@ -8,9 +8,10 @@ tooltips) plus ``data-label`` attributes the page's tiny script shows in a toolt
 from __future__ import annotations
 
 import functools
+import itertools
 from collections.abc import Sequence
-from datetime import datetime
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, ClassVar
 
 from markupsafe import Markup, escape
 
@@ -141,12 +142,12 @@ def sparkline(values: Sequence[float | None], width: int = 120, height: int = 24
     if len(known) < 2:
         return Markup(f'<svg class="spark" viewBox="0 0 {width} {height}"></svg>')
     high, low = max(known), min(known)
-    step = width / max(len(values) - 1, 1)
     scale = (height - 4) / ((high - low) or 1)
+    base = height - 2
     # whole-pixel coordinates: a 120 x 24 line needs no decimals, and ints format fastest
     points = " ".join(
-        f"{int(i * step)},{int(height - 2 - (v - low) * scale)}"
-        for i, v in enumerate(values)
+        f"{x},{int(base - (v - low) * scale)}"
+        for x, v in zip(_xs(len(values), width), values, strict=True)
         if v is not None
     )
     title = f"response time, last 24 h: {_fmt(low)} to {_fmt(high)} ms"
@@ -154,6 +155,12 @@ def sparkline(values: Sequence[float | None], width: int = 120, height: int = 24
         f'<svg class="spark" viewBox="0 0 {width} {height}" role="img" aria-label="{title}">'
         f'<title>{title}</title><polyline points="{points}"/></svg>'
     )
+
+
+@functools.lru_cache(maxsize=64)
+def _xs(count: int, width: int) -> tuple[int, ...]:
+    step = width / max(count - 1, 1)
+    return tuple(int(i * step) for i in range(count))
 
 
 def badge(code: int | None, text: str | None = None) -> Markup:
@@ -178,36 +185,59 @@ def status_strip(
     """
     if not buckets:
         return Markup("")
-    cell = width / len(buckets)
-    step = buckets[1][0] - buckets[0][0] if len(buckets) > 1 else None
+    first = buckets[0][0]
+    step = buckets[1][0] - first if len(buckets) > 1 else timedelta(hours=1)
+    layout = _Layout.of(first, step, len(buckets), width, height)
     parts = []
     start = 0
-    for i in range(1, len(buckets) + 1):
-        if i < len(buckets) and buckets[i][1] == buckets[start][1]:
-            continue
-        first, code = buckets[start]
-        last = buckets[-1][0] + step if step else buckets[-1][0]
-        end = buckets[i][0] if i < len(buckets) else last
-        parts.append(_run(start, i - start, cell, first=first, end=end, code=code, height=height))
-        start = i
+    for code, run in itertools.groupby(code for _, code in buckets):
+        length = sum(1 for _ in run)
+        parts.append(layout.run(start, length, code))
+        start += length
     return Markup(
         f'<svg class="strip" viewBox="0 0 {width} {height}" preserveAspectRatio="none">'
         f"{''.join(parts)}</svg>"
     )
 
 
-@functools.lru_cache(maxsize=8192)
-def _run(
-    index: int, length: int, cell: float, *, first: datetime, end: datetime, code: int | None,
-    height: int,
-) -> str:  # fmt: skip
-    """Runs repeat across services (same hours, few statuses): built once, reused."""
-    name = STATUS_NAMES.get(code, "no checks") if code is not None else "no checks"
-    text = escape(f"{first:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC: {name}")
-    return (
-        f'<rect x="{index * cell:.1f}" width="{max(length * cell - 0.5, 0.5):.1f}" '
-        f'height="{height}" fill="{colour(code)}"><title>{text}</title></rect>'
-    )
+class _Layout:
+    """Strip geometry and labels for one set of bucket times, shared by every tile.
+
+    The overview draws a strip per service over the same 24 hours; runs are
+    cached by (start, length, status): plain ints, cheap to hash.
+    """
+
+    _cache: ClassVar[dict[tuple[datetime, timedelta, int, int, int], _Layout]] = {}
+
+    def __init__(self, first: datetime, step: timedelta, count: int, width: int, height: int):
+        self.cell = width / count
+        self.height = height
+        self.starts = [f"{first + step * i:%Y-%m-%d %H:%M}" for i in range(count)]
+        self.ends = [f"{first + step * (i + 1):%Y-%m-%d %H:%M}" for i in range(count)]
+        self.runs: dict[tuple[int, int, int | None], str] = {}
+
+    @classmethod
+    def of(cls, first: datetime, step: timedelta, count: int, width: int, height: int) -> _Layout:
+        key = (first, step, count, width, height)
+        layout = cls._cache.get(key)
+        if layout is None:
+            if len(cls._cache) > 64:
+                cls._cache.clear()
+            layout = cls._cache[key] = cls(first, step, count, width, height)
+        return layout
+
+    def run(self, start: int, length: int, code: int | None) -> str:
+        key = (start, length, code)
+        html = self.runs.get(key)
+        if html is None:
+            name = STATUS_NAMES.get(code, "no checks") if code is not None else "no checks"
+            text = escape(f"{self.starts[start]} to {self.ends[start + length - 1]} UTC: {name}")
+            x, w = start * self.cell, max(length * self.cell - 0.5, 0.5)
+            html = self.runs[key] = (
+                f'<rect x="{x:.1f}" width="{w:.1f}" height="{self.height}" '
+                f'fill="{colour(code)}"><title>{text}</title></rect>'
+            )
+        return html
 
 
 def dependency_graph(
