@@ -208,3 +208,18 @@ def test_top_errors_lists_patterns_with_links_to_matching_logs(
     logs = text(c.get(link.group(1).replace("&amp;", "&")))
     assert "pool exhausted" in logs
     assert "No errors in this range" in text(c.get("/errors?service=web"))
+
+
+def test_the_overview_pages_worst_first_and_counts_everything(
+    client: Callable[..., FlaskClient], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from server.web import pages
+
+    monkeypatch.setattr(pages, "PAGE_SIZE", 2)
+    c = client()
+    first, second = text(c.get("/")), text(c.get("/?page=2"))
+    assert set(tiles(first)) == {"db", "api"}  # the FAILED ones come first
+    assert set(tiles(second)) == {"lightbulb", "web"}
+    assert "page 1 of 2" in first and "<b>2</b>" in second
+    assert "<b>2</b> FAILED" in second  # counts cover every service on every page
+    assert set(tiles(text(c.get("/?page=99")))) == {"lightbulb", "web"}  # clamped

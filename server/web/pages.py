@@ -31,6 +31,9 @@ pages = Blueprint("pages", __name__)
 SILENCE_CHOICES = ("30m", "1h", "4h", "1d", "7d")
 WORST_FIRST = (2, 4, 5, 1, 3, 0)
 MAX_CHARTS = 8
+# Tiles per overview page, worst first: a glance shows what is broken; a page of
+# 1,000 tiles is megabytes of HTML that nobody reads past the first screens.
+PAGE_SIZE = 200
 
 
 def _matches(view: ServiceView, stack: str, status: str, text: str) -> bool:
@@ -46,14 +49,18 @@ def _matches(view: ServiceView, stack: str, status: str, text: str) -> bool:
 def overview() -> str:
     ctx = context()
     now = ctx.clock.now()
-    views = ctx.reader.services(now)
+    views = ctx.reader.services(now, history=False)
     stack = request.args.get("stack", "")
     status = request.args.get("status", "")
     text = request.args.get("q", "")[:200]
     shown = [v for v in views if _matches(v, stack, status, text)]
     shown.sort(key=lambda v: (WORST_FIRST.index(v.status_code), v.label))
+    pages_total = max(1, -(-len(shown) // PAGE_SIZE))
+    page = min(max(_page_arg(), 1), pages_total)
+    on_page = shown[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]
+    ctx.reader.add_history(on_page, now)  # uptime and strips only for the tiles drawn
     groups: dict[str, list[ServiceView]] = {}
-    for view in sorted(shown, key=lambda v: v.stack):
+    for view in sorted(on_page, key=lambda v: v.stack):
         groups.setdefault(view.stack, []).append(view)
     counts = Counter(v.status for v in views)
     return render_template(
@@ -65,9 +72,17 @@ def overview() -> str:
         filters={"stack": stack, "status": status, "q": text},
         total=len(views),
         shown=len(shown),
+        page=page,
+        pages_total=pages_total,
+        page_size=PAGE_SIZE,
         tile=tile,
         now=now,
     )
+
+
+def _page_arg() -> int:
+    raw = request.args.get("page", "1")
+    return int(raw) if raw.isdigit() and len(raw) < 6 else 1
 
 
 @pages.get("/services/<service_id>")

@@ -86,7 +86,10 @@ class Reader:
         views["lightbulb"] = ServiceView("lightbulb", "Lightbulb daemon", "lightbulb", "lightbulb")
         return views
 
-    def services(self, now: datetime, only: str | None = None) -> list[ServiceView]:
+    def services(
+        self, now: datetime, only: str | None = None, history: bool = True
+    ) -> list[ServiceView]:
+        """Current status of every service (or one); with ``history``, uptime and strips too."""
         views = self.known()
         if only is not None:
             views = {only: views[only]} if only in views else {}
@@ -112,8 +115,14 @@ class Reader:
             ids=ids,
         ):
             views[row["service_id"]].since = row["since"]
-        self._uptime(views, now)
+        if history:
+            self._uptime(views, now)
         return list(views.values())
+
+    def add_history(self, views: list[ServiceView], now: datetime) -> None:
+        """Uptime and 24 h strips for just these services (one page of the overview)."""
+        if views:
+            self._uptime({v.id: v for v in views}, now)
 
     def _uptime(self, views: dict[str, ServiceView], now: datetime) -> None:
         """24 h uptime and strip from the hourly summary, 7 d / 30 d from the daily one.
