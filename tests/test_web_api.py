@@ -171,3 +171,10 @@ def test_errors_api_returns_patterns_by_count(c: FlaskClient) -> None:
         ("pool exhausted", 3, ["db"])
     ]
     assert c.get("/api/v1/errors?service=web").get_json()["patterns"] == []
+
+
+@pytest.mark.parametrize("text", ["\t", "a\nb", "back\\slash", "\\N", "it's", "\r\x00"])
+def test_control_characters_in_parameters_are_data(c: FlaskClient, text: str) -> None:
+    response = c.get("/api/v1/services/db/logs", query_string={"q": text})
+    assert response.status_code == 200 and response.get_json()["logs"] == []
+    assert c.get("/api/v1/services/db/metrics", query_string={"name": text}).status_code == 200

@@ -148,14 +148,21 @@ def _acquire_lock(path: Path) -> IO[str]:
 
 def _param(value: Any) -> Any:
     """chDB parses parameters from text: datetimes as naive UTC with milliseconds,
-    arrays in ClickHouse's quoted literal form."""
+    arrays in ClickHouse's quoted literal form, strings with TSV-style escapes
+    (a tab or newline in a search box must not turn into a 503)."""
     if isinstance(value, datetime):
         if value.tzinfo is not None:
             value = value.astimezone(UTC).replace(tzinfo=None)
         return value.isoformat(sep=" ", timespec="milliseconds")
     if isinstance(value, list | tuple):
         return "[" + ",".join(_element(v) for v in value) + "]"
+    if isinstance(value, str):
+        # parameters are read in ClickHouse's escaped text format, like a TSV field
+        return value.translate(_ESCAPES)
     return value
+
+
+_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r", "\0": "\\0"})
 
 
 def _element(value: Any) -> str:
@@ -163,5 +170,5 @@ def _element(value: Any) -> str:
         return "1" if value else "0"
     if isinstance(value, int | float):
         return repr(value)
-    text = str(_param(value)).replace("\\", "\\\\").replace("'", "\\'")
-    return f"'{text}'"
+    raw = value if isinstance(value, str) else str(_param(value))  # datetimes as text
+    return "'" + raw.translate(_ESCAPES).replace("'", "\\'") + "'"
