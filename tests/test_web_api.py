@@ -143,8 +143,13 @@ def _requests() -> st.SearchStrategy[tuple[str, dict[str, str]]]:
     )
 
 
+# derandomize: CI runs the same examples every time, so a new find cannot turn main red
+# at random; drop derandomize locally to search further.
 @settings(
-    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=300,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(request=_requests())
 def test_no_request_to_a_documented_route_gets_a_500(
