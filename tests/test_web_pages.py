@@ -223,3 +223,20 @@ def test_the_overview_pages_worst_first_and_counts_everything(
     assert "page 1 of 2" in first and "<b>2</b>" in second
     assert "<b>2</b> FAILED" in second  # counts cover every service on every page
     assert set(tiles(text(c.get("/?page=99")))) == {"lightbulb", "web"}  # clamped
+
+
+def test_standalone_dashboard_reads_alerts_from_alert_events(
+    data: tuple[EmbeddedStorage, Harness],
+) -> None:
+    store, h = data
+    app = create_app(WebContext(h.config, store, h.clock))  # no engine: lightbulb dashboard
+    c = app.test_client()
+    alerts = {a["id"]: a for a in c.get("/api/v1/alerts").get_json()["alerts"]}
+    assert alerts["down:db"]["state"] == "firing"
+    assert (alerts["down:api"]["suppressed"], alerts["down:api"]["caused_by"]) == (
+        "inhibited",
+        "db",
+    )
+    response = c.post("/api/v1/silences", json={"service": "db", "duration": "1h"})
+    assert response.status_code in (403, 409)  # no auth configured, and no engine to apply it
+    assert "Firing" in text(c.get("/alerts"))
