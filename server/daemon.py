@@ -85,6 +85,7 @@ class Daemon:
         self._baselines_busy = threading.Lock()
         self._report_day: date | None = None  # the newest day with a report
         self.web: WebServer | None = None
+        self.web_context: WebContext | None = None
         self._checking = False  # set once checks run: alert state is live from then on
         self.scheduler = CheckScheduler(self.recorder, self.clock, max_workers=sched.max_workers)
         self._stop = threading.Event()
@@ -218,6 +219,7 @@ class Daemon:
                 baselines=self.baselines,
             )  # fmt: skip
             self.web = WebServer(create_app(context), dashboard.bind, dashboard.port)
+            self.web_context = context
         except OSError as exc:
             log.error(
                 "dashboard not served: cannot listen on %s:%d: %s",
@@ -262,6 +264,8 @@ class Daemon:
             old.stop(deadline=NOTIFY_GRACE)
         self.alerts.configure(config)
         self.config = config
+        if self.web_context is not None:
+            self.web_context.reconfigure(config)
         changes = self.scheduler.sync(list(config.services))
         freeze_startup_objects()
         try:

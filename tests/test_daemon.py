@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -111,12 +112,16 @@ def test_daemon_polls_writes_and_logs_transitions(tmp_path: Path, worker: Any) -
 
 
 def test_sighup_applies_a_good_config_and_rejects_a_bad_one(tmp_path: Path) -> None:
-    config = write_config(tmp_path, "  - {id: one, type: host, interval: 300ms}\n")
+    port = free_port()
+    config = write_config(tmp_path, "  - {id: one, type: host, interval: 300ms}\n", port=port)
     daemon = DaemonProcess(config, tmp_path)
     daemon.wait_for("storage ready")
     config.write_text(config.read_text() + "  - {id: two, type: host, interval: 300ms}\n")
     daemon.signal(signal.SIGHUP)
     daemon.wait_for(r"reloaded .*added \['two'\], removed none, changed none")
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/services") as response:
+        listed = {s["id"] for s in json.load(response)["services"]}
+    assert {"one", "two"} <= listed  # the dashboard follows the reload
     time.sleep(1)
     config.write_text(config.read_text() + "  - {id: three, type: host, interval: often}\n")
     daemon.signal(signal.SIGHUP)

@@ -36,6 +36,14 @@ class WebContext:
     def __post_init__(self) -> None:
         self.reader = Reader(self.storage, self.config)
 
+    def reconfigure(self, config: Config) -> None:
+        """After SIGHUP: new services, channels, tokens and auth for the next request.
+
+        (A changed dashboard.bind or port takes effect on restart.)
+        """
+        self.config = config
+        self.reader = Reader(self.storage, config)
+
 
 def current() -> WebContext:
     """The context of the app handling this request."""
