@@ -263,6 +263,7 @@ class Daemon:
             self.dispatcher.start()
             old.stop(deadline=NOTIFY_GRACE)
         self.alerts.configure(config)
+        self.baselines.config = config.baselines
         self.config = config
         if self.web_context is not None:
             self.web_context.reconfigure(config)

@@ -58,8 +58,11 @@ def create_app(ctx: WebContext) -> Flask:
         badge=badge,
         csrf_token=csrf_token,
         signed_in=signed_in,
-        auth_type=ctx.config.dashboard.auth.type,
     )
+
+    @app.context_processor
+    def _auth_type() -> dict[str, str]:
+        return {"auth_type": ctx.config.dashboard.auth.type}  # follows a reload
     app.register_blueprint(api)
     app.register_blueprint(ingest)
     app.register_blueprint(pages)
