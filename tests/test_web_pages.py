@@ -240,3 +240,19 @@ def test_standalone_dashboard_reads_alerts_from_alert_events(
     response = c.post("/api/v1/silences", json={"service": "db", "duration": "1h"})
     assert response.status_code in (403, 409)  # no auth configured, and no engine to apply it
     assert "Firing" in text(c.get("/alerts"))
+
+
+def test_with_public_reads_off_only_the_status_page_and_health_stay_open(
+    client: Callable[..., FlaskClient],
+) -> None:
+    users = {"ana": generate_password_hash("pw")}
+    c = client({"type": "basic", "users": users, "public_reads": False})
+    assert c.get("/status").status_code == 200
+    assert c.get("/healthz").status_code == 200
+    page = c.get("/services/db")
+    assert page.status_code == 302 and "/login?next=/services/db" in page.headers["Location"]
+    assert c.get("/api/v1/services").status_code == 401
+    assert c.get("/metrics").status_code == 401
+    assert c.get("/api/v1/services", auth=("ana", "pw")).status_code == 200
+    signed, _ = signed_in(lambda auth=None: c)  # the same client, now signed in
+    assert signed.get("/services/db").status_code == 200

@@ -235,6 +235,8 @@ def _dashboard(config: Config, report: Report) -> None:
         )
     if auth.type == "bearer" and not any(auth.tokens.values()):
         report(("dashboard", "auth", "tokens"), "bearer auth needs at least one non-empty token")
+    if not auth.public_reads and auth.type == "none":
+        report(("dashboard", "auth", "public_reads"), "false needs auth type basic or bearer")
     if auth.type == "basic" and not auth.users:
         report(("dashboard", "auth", "users"), "basic auth needs at least one user")
 

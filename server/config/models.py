@@ -199,6 +199,9 @@ AuthType = Literal["none", "basic", "bearer"]
 
 class DashboardAuthConfig(Section):
     type: AuthType = "none"
+    # false: every page and API read needs a signed-in user or token too, except
+    # /status (the shareable status page), /healthz, /readyz and log ingestion
+    public_reads: Flag = True
     # name -> token (bearer) / name -> password hash (basic); values from ${ENV}
     tokens: dict[str, SecretStr] = Field(default_factory=dict)
     users: dict[str, SecretStr] = Field(default_factory=dict)

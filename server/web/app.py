@@ -11,13 +11,13 @@ import secrets
 from datetime import datetime
 from typing import Any
 
-from flask import Flask, Response, jsonify, render_template, request
+from flask import Flask, Response, jsonify, redirect, render_template, request, url_for
 from werkzeug.exceptions import HTTPException
 
 from server.storage import StorageError
 from server.templating import TEMPLATES
 from server.web.api import api
-from server.web.auth import csrf_token
+from server.web.auth import challenge, csrf_token, principal
 from server.web.charts import badge, colour, pct
 from server.web.context import WebContext
 from server.web.errors import ApiError
@@ -26,6 +26,11 @@ from server.web.metrics import CONTENT_TYPE, exposition
 from server.web.pages import pages, signed_in
 from server.web.queries import STATUS_NAMES
 
+# open even when dashboard.auth.public_reads is false
+OPEN_ENDPOINTS = frozenset(
+    {"pages.status_page", "pages.login", "healthz", "readyz", "static", "ingest.ndjson",
+     "ingest.otlp"}
+)  # fmt: skip
 CSP = (
     "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
     "frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
@@ -63,11 +68,24 @@ def create_app(ctx: WebContext) -> Flask:
     @app.context_processor
     def _auth_type() -> dict[str, str]:
         return {"auth_type": ctx.config.dashboard.auth.type}  # follows a reload
+
     app.register_blueprint(api)
     app.register_blueprint(ingest)
     app.register_blueprint(pages)
     _routes(app, ctx)
     _errors(app)
+
+    @app.before_request
+    def _reads() -> Any:
+        """With public_reads off, only the status page and health checks are open."""
+        auth = ctx.config.dashboard.auth
+        if auth.public_reads or auth.type == "none" or request.endpoint in OPEN_ENDPOINTS:
+            return None
+        if principal(auth) is not None:
+            return None
+        if auth.type == "basic" and not request.path.startswith(("/api/", "/metrics")):
+            return redirect(url_for("pages.login", next=request.full_path.rstrip("?")))
+        raise ApiError(401, "authentication required", challenge(auth))
 
     @app.after_request
     def _headers(response: Response) -> Response:
