@@ -185,34 +185,28 @@ def test_email_with_a_wrong_password_says_the_login_was_refused() -> None:
         smtp.close()
 
 
-def test_email_upgrades_to_tls_with_starttls(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("security", "receiver", "wrong", "error"),
+    [
+        # the server insists on STARTTLS: a plain session is refused
+        ("starttls", "tls", {}, "answered 530"),
+        # implicit TLS with only the system roots: our test CA is not trusted
+        ("ssl", "implicit_tls", {"security": "ssl"}, "CERTIFICATE_VERIFY_FAILED"),
+    ],
+)
+def test_email_over_tls(
+    tmp_path: Path, security: str, receiver: str, wrong: dict[str, str], error: str
+) -> None:
     cert, key = make_cert(tmp_path, 5)
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)
-    smtp = SmtpReceiver(tls=context)
+    smtp = SmtpReceiver(**{receiver: context})
     try:
-        settings = _email_settings(smtp.port, security="starttls", ca_cert=cert)
+        settings = _email_settings(smtp.port, security=security, ca_cert=cert)
         build_channel("mail", "email", settings).send(notice(item()))
         assert len(smtp.messages) == 1
-        plain = _email_settings(smtp.port)  # the server insists on STARTTLS
-        with pytest.raises(DeliveryError, match="answered 530"):
-            build_channel("mail", "email", plain).send(notice(item()))
-    finally:
-        smtp.close()
-
-
-def test_email_over_implicit_tls(tmp_path: Path) -> None:
-    cert, key = make_cert(tmp_path, 5)
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(cert, key)
-    smtp = SmtpReceiver(implicit_tls=context)
-    try:
-        settings = _email_settings(smtp.port, security="ssl", ca_cert=cert)
-        build_channel("mail", "email", settings).send(notice(item()))
-        assert len(smtp.messages) == 1
-        untrusted = _email_settings(smtp.port, security="ssl")  # system roots only
-        with pytest.raises(DeliveryError, match="CERTIFICATE_VERIFY_FAILED"):
-            build_channel("mail", "email", untrusted).send(notice(item()))
+        with pytest.raises(DeliveryError, match=error):
+            build_channel("mail", "email", _email_settings(smtp.port, **wrong)).send(notice(item()))
     finally:
         smtp.close()
 
