@@ -202,6 +202,9 @@ class Daemon:
         def make() -> None:
             try:
                 report = build_report(self.storage, self.config, day, self.clock.now())
+                if not report.services and not report.incidents:
+                    log.info("no checks on %s (a fresh install?): no daily report", day)
+                    return
                 publish_report(report, self.writer, self.dispatcher, self.config)
                 log.info("daily report for %s: %d incidents", day, len(report.incidents))
             except StorageError as exc:
