@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -144,6 +145,11 @@ def test_the_daemon_builds_yesterdays_report_once_after_report_time(tmp_path: Pa
         + f"clickhouse: {{embedded_path: {tmp_path / 'db'}}}\n"
         + f"scheduler: {{spool_dir: {tmp_path / 'spool'}}}\n"
     )
+    store = EmbeddedStorage(tmp_path / "db", "monitor")
+    try:
+        generate(store)
+    finally:
+        store.close()
     clock = FakeClock(datetime(2026, 11, 22, 1, 59, tzinfo=UTC))
     daemon = Daemon(str(config), clock=clock)
     try:
@@ -154,7 +160,8 @@ def test_the_daemon_builds_yesterdays_report_once_after_report_time(tmp_path: Pa
         daemon._maybe_report()
         assert daemon._report_day == DAY
         daemon._maybe_report()  # once per day
-        assert wait_until(lambda: daemon.writer.pending_rows() > 0)
+        building = [t for t in threading.enumerate() if t.name == "lightbulb-report"]
+        assert wait_until(lambda: not any(t.is_alive() for t in building))
         daemon.writer.flush()
         assert [r["day"] for r in daemon.storage.query("SELECT day FROM monitor.reports")] == [DAY]
     finally:
