@@ -14,9 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from checkers.base import CheckResult, Status
-from server.logs.patterns import pattern_of
-
-ERROR_LEVELS = frozenset({"ERROR", "CRITICAL", "FATAL"})
+from server.logs.patterns import ERROR_LEVELS, pattern_of
 
 
 def percent_state_change(statuses: list[Status]) -> float:

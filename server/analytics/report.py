@@ -34,8 +34,7 @@ class Incident:
 
     @property
     def duration(self) -> str:
-        minutes = round(self.duration_s / 60)
-        return f"{minutes // 60}h {minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m"
+        return _duration(self.duration_s)
 
 
 @dataclass

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import secrets
-from datetime import datetime
 from typing import Any
 
 from flask import Flask, Response, jsonify, redirect, render_template, request, url_for
@@ -18,13 +17,12 @@ from server.storage import StorageError
 from server.templating import TEMPLATES
 from server.web.api import api
 from server.web.auth import challenge, csrf_token, principal
-from server.web.charts import badge, colour, pct
+from server.web.charts import badge, pct, utc
 from server.web.context import WebContext
 from server.web.errors import ApiError
 from server.web.ingest import ingest
 from server.web.metrics import CONTENT_TYPE, exposition
 from server.web.pages import pages, signed_in
-from server.web.queries import STATUS_NAMES
 
 # open even when dashboard.auth.public_reads is false
 OPEN_ENDPOINTS = frozenset(
@@ -54,12 +52,9 @@ def create_app(ctx: WebContext) -> Flask:
         SESSION_COOKIE_SAMESITE="Lax",
     )
     app.jinja_env.autoescape = True
-    app.jinja_env.filters["t"] = _time
+    app.jinja_env.filters["t"] = utc
     app.jinja_env.filters["pct"] = pct
-    app.jinja_env.filters["ago"] = lambda at: _ago(ctx, at)
     app.jinja_env.globals.update(
-        status_name=lambda code: STATUS_NAMES.get(code, "UNKNOWN"),
-        status_colour=colour,
         badge=badge,
         csrf_token=csrf_token,
         signed_in=signed_in,
@@ -151,17 +146,3 @@ def _errors(app: Flask) -> None:
     def _storage(exc: StorageError) -> Any:
         app.logger.warning("dashboard query failed: %s", exc)
         return render(503, "ClickHouse is not answering right now; try again shortly")
-
-
-def _time(at: datetime | None) -> str:
-    return "-" if at is None else f"{at:%Y-%m-%d %H:%M:%S} UTC"
-
-
-def _ago(ctx: WebContext, at: datetime | None) -> str:
-    if at is None:
-        return "never"
-    seconds = int((ctx.clock.now() - at).total_seconds())
-    for size, unit in ((86400, "d"), (3600, "h"), (60, "m")):
-        if abs(seconds) >= size:
-            return f"{seconds // size}{unit} ago"
-    return f"{max(seconds, 0)}s ago"

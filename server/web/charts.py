@@ -174,6 +174,11 @@ def pct(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}%"
 
 
+def utc(at: datetime | None) -> str:
+    """How every page shows a time (the ``t`` filter in templates)."""
+    return "-" if at is None else f"{at:%Y-%m-%d %H:%M:%S} UTC"
+
+
 def status_strip(
     buckets: Sequence[tuple[datetime, int | None]], width: int = 240, height: int = 14
 ) -> Markup:

@@ -17,6 +17,7 @@ from typing import Any
 
 from checkers.base import Status
 from server.config.models import Config
+from server.logs.ingest import LEVELS
 from server.storage import Storage
 from server.web.timerange import TimeRange
 
@@ -26,7 +27,7 @@ WORST_SQL = (
     "sum(count_degraded) > 0, 1, sum(count_starting) > 0, 3, 0)"
 )
 BUILTIN_SERIES = {"response_time_ms": "ms", "cpu_usage": "%", "memory_usage": "MB"}
-LOG_LEVELS = ("DEBUG", "INFO", "WARN", "WARNING", "ERROR", "CRITICAL", "FATAL")
+LOG_LEVELS = LEVELS  # the levels stored rows carry (checkers and pushed logs)
 
 
 @dataclass

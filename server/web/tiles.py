@@ -12,16 +12,12 @@ from urllib.parse import quote
 
 from markupsafe import Markup, escape
 
-from server.web.charts import badge, pct, sparkline, status_strip
+from server.web.charts import badge, pct, sparkline, status_strip, utc
 from server.web.queries import ServiceView
 
 
-def _time(view: ServiceView) -> str:
-    return "-" if view.since is None else f"{view.since:%Y-%m-%d %H:%M:%S} UTC"
-
-
 def tile(view: ServiceView) -> Markup:
-    since = f"{view.status} since {_time(view)}" if view.checked else "no checks yet"
+    since = f"{view.status} since {utc(view.since)}" if view.checked else "no checks yet"
     uptime = " · ".join(pct(view.uptime.get(k)) for k in ("24h", "7d", "30d"))
     strip = status_strip(list(zip(view.strip_hours, view.strip_codes, strict=True)))
     spark = sparkline(view.strip_rt)
