@@ -8,6 +8,7 @@ UUID is not mistaken for numbers and hex, or an e-mail for a path.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 
@@ -50,5 +51,12 @@ def pattern_of(level: str, message: str) -> tuple[str, int]:
     """(pattern, fingerprint) for ERROR and above; ('', 0) for other levels."""
     if level.upper() not in ERROR_LEVELS:
         return "", 0
+    return _pattern(message)
+
+
+@functools.lru_cache(maxsize=4096)
+def _pattern(message: str) -> tuple[str, int]:
+    """Memoised: the recorder, the alert history and the engine all ask for the same
+    error line, and a failing service repeats its messages; ten regexes run once."""
     pattern = normalise(message)
     return pattern, fingerprint(pattern)
