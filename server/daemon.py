@@ -315,7 +315,7 @@ class Daemon:
             "spool_bytes": self.writer.spool.bytes,
             "spool_batches": len(self.writer.spool),
             "spool_dropped": self.writer.spool.dropped_rows,
-            "alerts_firing": sum(1 for a in self.alerts.alerts() if a["state"] == "firing"),
+            "alerts_firing": self.alerts.firing_count(),
         }
 
     def record_self(self) -> None:

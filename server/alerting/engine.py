@@ -696,6 +696,10 @@ class AlertEngine:
                 alert.suppressed, alert.caused_by, alert.silence_id = reason, cause, silence
             return [a.as_dict() for a in self._live.values()]
 
+    def firing_count(self) -> int:
+        with self._lock:
+            return sum(len(ids) for ids in self._firing.values())
+
     def alert(self, alert_id: str) -> Alert | None:
         return self._alerts.get(alert_id)
 
