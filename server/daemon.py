@@ -19,23 +19,23 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from checkers.base import CheckResult, Metric, Status
-from server.alerting.engine import ALERT_TABLE_COLUMNS, AlertEngine
+from server.alerting.engine import AlertEngine
 from server.analytics.baselines import Baselines, LearnedDegraded
-from server.analytics.report import REPORT_COLUMNS, latest_day
 from server.analytics.report import build as build_report
+from server.analytics.report import latest_day
 from server.analytics.report import publish as publish_report
 from server.clock import Clock, SystemClock
 from server.config import Config, ConfigError, load_config
 from server.config.checks import RESERVED_ID
-from server.logs.ingest import DLQ_COLUMNS
 from server.notify.base import Notice
 from server.notify.dispatcher import build_dispatcher
-from server.recorder import TABLE_COLUMNS, Recorder
+from server.recorder import Recorder
 from server.scheduler import CheckScheduler
 from server.schema import Target, apply_schema
 from server.spool import Spool
 from server.storage import Storage, StorageError, open_storage
 from server.sync import sync_config_tables
+from server.tables import WRITTEN_TABLES
 from server.web import WebContext, WebServer, create_app
 from server.writer import Writer
 
@@ -68,12 +68,7 @@ class Daemon:
             batch_rows=sched.batch_rows,
             flush_interval=sched.flush_interval.total_seconds(),
             before_first_write=self._prepare_storage,
-            columns={
-                **TABLE_COLUMNS,
-                **ALERT_TABLE_COLUMNS,
-                "log_dlq": DLQ_COLUMNS,
-                "reports": REPORT_COLUMNS,
-            },
+            columns=WRITTEN_TABLES,
         )
         self.dispatcher = build_dispatcher(self.config, self.clock, self._delivered, self._recheck)
         self.baselines = Baselines(self.config.baselines)

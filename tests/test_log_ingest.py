@@ -18,13 +18,11 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeLogs
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
-from server.alerting.engine import ALERT_TABLE_COLUMNS
 from server.config import parse_config
-from server.logs.ingest import DLQ_COLUMNS
-from server.recorder import TABLE_COLUMNS
 from server.schema import Target, apply_schema
 from server.spool import Spool
 from server.storage.embedded import EmbeddedStorage
+from server.tables import WRITTEN_TABLES
 from server.web import WebContext, create_app
 from server.writer import Writer
 from tests.support.clock import FakeClock
@@ -45,7 +43,7 @@ class Pipeline:
     def __init__(self, root: Path, extra: str = "") -> None:
         self.store = EmbeddedStorage(root / "db", "monitor")
         apply_schema(self.store, Target("monitor"))
-        columns = {**TABLE_COLUMNS, **ALERT_TABLE_COLUMNS, "log_dlq": DLQ_COLUMNS}
+        columns = WRITTEN_TABLES
         self.writer = Writer(self.store, Spool(root / "spool", 2**20), columns=columns)
         self.client = self.app(extra)
 
@@ -255,7 +253,7 @@ def test_logs_accepted_during_a_clickhouse_outage_are_written_when_it_returns(
     try:
         apply_schema(store, Target("monitor"))
         flaky = Flaky(store)
-        columns = {**TABLE_COLUMNS, **ALERT_TABLE_COLUMNS, "log_dlq": DLQ_COLUMNS}
+        columns = WRITTEN_TABLES
         writer = Writer(flaky, Spool(tmp_path / "spool", 2**20), columns=columns)  # type: ignore[arg-type]
         config = parse_config(CONFIG + "  tokens: {shipper: push-t0ken}\n", "t.yaml", {})
         client = create_app(WebContext(config, store, FakeClock(), sink=writer)).test_client()

@@ -13,6 +13,7 @@ from server.logs.patterns import pattern_of
 from server.recorder import LOG_COLUMNS
 from server.schema import Target, apply_schema
 from server.storage.embedded import EmbeddedStorage
+from server.tables import WRITTEN_TABLES
 from tests.conftest import run_cli
 
 DAY = date(2026, 11, 21)
@@ -94,7 +95,7 @@ def test_the_report_lists_both_incidents_with_their_durations(tmp_path: Path) ->
 
         class Sink:
             def add(self, table: str, row: tuple) -> None:
-                store.insert(table, ("day", "generated_at", "summary", "html", "text"), [row])
+                store.insert(table, WRITTEN_TABLES[table], [row])
 
             def submit(self, notice: object) -> None:
                 sent.append(notice)

@@ -11,10 +11,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from checkers.base import CheckResult, LogEntry, Metric, Status
-from server.alerting.engine import ALERT_TABLE_COLUMNS
-from server.recorder import TABLE_COLUMNS, Recorder
+from server.recorder import Recorder
 from server.schema import Target, apply_schema
 from server.storage.embedded import EmbeddedStorage
+from server.tables import WRITTEN_TABLES
 from tests.alerting_harness import Harness
 from tests.support.clock import FakeClock
 
@@ -58,7 +58,7 @@ def build(root: Path) -> tuple[EmbeddedStorage, Harness]:
         recorder.record(Svc("api"), api, at)
         recorder.record(Svc("web"), CheckResult(Status.OK, "200 OK", response_time_ms=45), at)
     h.clock.advance(NOW.timestamp() - h.clock.now().timestamp())
-    for table, columns in {**TABLE_COLUMNS, **ALERT_TABLE_COLUMNS}.items():
+    for table, columns in WRITTEN_TABLES.items():
         rows = [row for t, row in h.rows if t == table]
         if rows:
             store.insert(table, columns, rows)
