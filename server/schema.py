@@ -141,7 +141,9 @@ def declared_columns(statement: Statement) -> list[str]:
     return [name for name in _COLUMN_LINE.findall(body) if name not in ("index",)]
 
 
-def tables_missing_columns(storage: Storage, target: Target, existing: set[str]) -> list[str]:
+def tables_missing_columns(
+    storage: Storage, target: Target, existing: set[str], statements: list[Statement]
+) -> list[str]:
     """Existing tables that lack a column sql/ declares (an older Lightbulb made them)."""
     live: dict[str, set[str]] = {}
     for row in storage.query(
@@ -151,7 +153,7 @@ def tables_missing_columns(storage: Storage, target: Target, existing: set[str])
         live.setdefault(row["table"], set()).add(row["name"])
     return [
         s.name
-        for s in render_schema(target)
+        for s in statements
         if s.kind == "table" and s.name in existing
         and set(declared_columns(s)) - live.get(s.name, set())
     ]  # fmt: skip
@@ -164,13 +166,14 @@ def apply_schema(storage: Storage, target: Target) -> list[tuple[Statement, bool
     ... ADD COLUMN``, defaults from sql/) before any view that reads them is created.
     """
     before = existing_objects(storage, target.database)
-    outdated = tables_missing_columns(storage, target, before) if before else []
+    statements = render_schema(target)
+    outdated = tables_missing_columns(storage, target, before, statements) if before else []
     if outdated:
         from server.schema_check import add_missing_columns
 
         add_missing_columns(storage, target, outdated)
     results = []
-    for statement in render_schema(target):
+    for statement in statements:
         storage.execute(statement.sql)
         results.append((statement, statement.name not in before))
     return results
