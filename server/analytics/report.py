@@ -165,11 +165,14 @@ def _patterns(
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     rows = storage.query(
         f"""
-        SELECT toString(fingerprint) AS fp, anyMerge(pattern) AS pattern,
-               groupUniqArrayMerge(services) AS services,
+        SELECT anyMerge(pattern) AS pattern, groupUniqArrayMerge(services) AS services,
                sumIf(count, hour >= toDateTime({{start:DateTime64(3, 'UTC')}}, 'UTC')) AS today,
                sumIf(count, hour < toDateTime({{start:DateTime64(3, 'UTC')}}, 'UTC')) AS before,
-               min(first_seen) AS first
+               fingerprint IN (
+                   SELECT fingerprint FROM {storage.database}.error_patterns
+                   GROUP BY fingerprint
+                   HAVING min(first_seen) >= {{start:DateTime64(3, 'UTC')}}
+               ) AS is_new
         FROM {storage.database}.error_patterns
         WHERE hour >= toDateTime({{prev:DateTime64(3, 'UTC')}}, 'UTC')
           AND hour < toDateTime({{end:DateTime64(3, 'UTC')}}, 'UTC')
@@ -178,17 +181,10 @@ def _patterns(
         """,
         {"start": start, "end": end, "prev": start - timedelta(days=1)},
     )
-    firsts = {
-        r["fp"]: r["first"]
-        for r in storage.query(
-            f"SELECT toString(fingerprint) AS fp, min(first_seen) AS first "
-            f"FROM {storage.database}.error_patterns GROUP BY fingerprint"
-        )
-    }
     new = [
         {"pattern": r["pattern"], "count": int(r["today"]), "services": r["services"]}
         for r in rows
-        if firsts.get(r["fp"], start) >= start
+        if r["is_new"]
     ]
     growing = [
         {"pattern": r["pattern"], "count": int(r["today"]), "before": int(r["before"]),

@@ -23,7 +23,7 @@ from server.web.charts import dependency_graph, line_chart, sparkline, status_st
 from server.web.context import WebContext
 from server.web.context import current as context
 from server.web.errors import ApiError
-from server.web.queries import LOG_LEVELS, STATUS_NAMES, ServiceView, report_html, reports_list
+from server.web.queries import LOG_LEVELS, STATUS_NAMES, ServiceView
 from server.web.tiles import tile
 from server.web.timerange import PRESETS, TimeRange, time_range
 
@@ -220,7 +220,7 @@ def errors() -> str:
 @pages.get("/reports")
 def reports() -> str:
     ctx = context()
-    rows = reports_list(ctx.reader)
+    rows = ctx.reader.reports()
     for row in rows:
         summary = json.loads(row["summary"] or "{}")
         row["incidents"] = len(summary.get("incidents", []))
@@ -235,7 +235,7 @@ def report(day: str) -> str:
         date.fromisoformat(day)
     except ValueError:
         raise ApiError(400, f"expected a day as YYYY-MM-DD, got {day[:20]!r}") from None
-    html = report_html(ctx.reader, day)
+    html = ctx.reader.report_html(day)
     if html is None:
         raise ApiError(404, f"no report for {day}; `lightbulb report --date {day}` builds one")
     body = html.split("<body", 1)[-1].split(">", 1)[-1].rsplit("</body>", 1)[0]

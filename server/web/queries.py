@@ -321,13 +321,20 @@ class Reader:
             first=int(tr.start.timestamp()) // 3600 * 3600,
         )  # fmt: skip
 
-    def first_seen_patterns(self) -> dict[int, datetime]:
-        """Fingerprint -> first time seen, for the new_error_pattern condition after a restart."""
-        rows = self._q(
-            "SELECT fingerprint, min(first_seen) AS first FROM {db}.error_patterns "
-            "GROUP BY fingerprint"
+    def reports(self, limit: int = 60) -> list[dict[str, Any]]:
+        return self._q(
+            "SELECT day, max(generated_at) AS built, argMax(summary, generated_at) AS summary "
+            "FROM {db}.reports GROUP BY day ORDER BY day DESC LIMIT {limit:UInt32}",
+            limit=limit,
         )
-        return {int(r["fingerprint"]): r["first"] for r in rows}
+
+    def report_html(self, day: str) -> str | None:
+        rows = self._q(
+            "SELECT argMax(html, generated_at) AS html FROM {db}.reports WHERE day = {day:Date} "
+            "GROUP BY day",
+            day=day,
+        )
+        return rows[0]["html"] if rows else None
 
     def alert_history(self, service_id: str | None, limit: int = 50) -> list[dict[str, Any]]:
         return self._q(
@@ -368,20 +375,3 @@ def _share(up: int, checks: int) -> float | None:
 
 def _hour(at: datetime) -> datetime:
     return at.replace(minute=0, second=0, microsecond=0)
-
-
-def reports_list(reader: Reader, limit: int = 60) -> list[dict[str, Any]]:
-    return reader._q(
-        "SELECT day, max(generated_at) AS built, argMax(summary, generated_at) AS summary "
-        "FROM {db}.reports GROUP BY day ORDER BY day DESC LIMIT {limit:UInt32}",
-        limit=limit,
-    )
-
-
-def report_html(reader: Reader, day: str) -> str | None:
-    rows = reader._q(
-        "SELECT argMax(html, generated_at) AS html FROM {db}.reports WHERE day = {day:Date} "
-        "GROUP BY day",
-        day=day,
-    )
-    return rows[0]["html"] if rows else None
