@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 
-from checkers.base import CheckContext, Checker, CheckResult, Status
 from server.alerting.engine import AlertEngine
 from server.clock import SystemClock
 from server.config import parse_config
@@ -19,7 +18,7 @@ from server.notify.base import Notice
 from server.notify.dispatcher import ChannelWorker, Dispatcher, Outbox, RetryPolicy
 from server.recorder import Recorder
 from server.scheduler import CheckScheduler
-from tests.conftest import wait_until
+from tests.conftest import free_port, wait_until
 from tests.support.clock import FakeClock
 from tests.support.receivers import HttpReceiver
 from tests.test_notify_channels import item
@@ -146,17 +145,13 @@ def test_a_hung_channel_does_not_hold_up_another_channel() -> None:
         fine.close()
 
 
-class Down(Checker):
-    def check(self, ctx: CheckContext) -> CheckResult:
-        return CheckResult(Status.FAILED, "down")
-
-
 def test_a_hung_receiver_does_not_delay_checks() -> None:
     hung = HttpReceiver(hanging=True)
+    closed = free_port()  # a real TCP check of a port nobody listens on: FAILED every time
     config = parse_config(
         f"""
 services:
-  - {{id: db, type: host, interval: 200ms}}
+  - {{id: db, type: tcp, interval: 200ms, tcp: {{host: 127.0.0.1, port: {closed}}}}}
 channels:
   hook: {{type: webhook, url: "{hung.url}", timeout: 20s}}
 alert_rules:
@@ -170,9 +165,7 @@ alerting: {{group_wait: 0s}}
     sink, clock, outcomes = ListSink(), SystemClock(), Outcomes()
     dispatcher = Dispatcher({"hook": worker(hung.url, clock, outcomes)})
     engine = AlertEngine(config, sink, dispatcher, clock)
-    scheduler = CheckScheduler(
-        Recorder(sink, listener=engine), clock, max_workers=2, build=lambda k, b: Down(None)
-    )
+    scheduler = CheckScheduler(Recorder(sink, listener=engine), clock, max_workers=2)
     dispatcher.start()
     scheduler.sync(list(config.services))
     scheduler.start()

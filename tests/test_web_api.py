@@ -75,7 +75,7 @@ def test_logs_filter_by_level_and_text_with_a_limit(c: FlaskClient) -> None:
     assert logs[0]["timestamp"] > logs[1]["timestamp"]
 
 
-def test_acknowledging_an_alert_needs_auth_and_stops_repeats(
+def test_acknowledging_an_alert_needs_auth_and_records_who(
     api: tuple[FlaskClient, Harness],
 ) -> None:
     c, _ = api

@@ -181,7 +181,7 @@ def test_a_wrong_password_does_not_sign_in(client: Callable[..., FlaskClient]) -
     assert "signed in as" not in text(c.get("/alerts"))
 
 
-def test_health_endpoints(client: Callable[..., FlaskClient], tmp_path: Path) -> None:
+def test_health_endpoints(client: Callable[..., FlaskClient]) -> None:
     c = client()
     assert c.get("/healthz").get_json() == {"status": "ok"}
     assert c.get("/readyz").get_json() == {"status": "ready", "storage": True}
