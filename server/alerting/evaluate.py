@@ -39,15 +39,15 @@ AGGREGATES: dict[str, Callable[[list[float]], float]] = {
 }
 
 
-def is_windowed(condition: Condition) -> bool:
-    if isinstance(condition, MetricCondition):
-        return condition.aggregate != "last"
-    return isinstance(condition, LogErrors | NewErrorPattern | ErrorPatternRate)
-
-
 def is_log_driven(condition: Condition) -> bool:
     """Conditions pushed logs can change between checks: evaluated on every tick too."""
     return isinstance(condition, LogErrors | NewErrorPattern | ErrorPatternRate)
+
+
+def is_windowed(condition: Condition) -> bool:
+    if isinstance(condition, MetricCondition):
+        return condition.aggregate != "last"
+    return is_log_driven(condition)
 
 
 def _status(c: Any, h: History, threshold: float, window: timedelta, now: datetime) -> Outcome:
