@@ -14,7 +14,6 @@ from flask import Blueprint, Response, jsonify, request
 from server.config.types import parse_duration
 from server.web.alerts_view import current_alerts
 from server.web.auth import require_user
-from server.web.context import WebContext
 from server.web.context import current as context
 from server.web.errors import ApiError
 from server.web.openapi import openapi_document
@@ -148,7 +147,7 @@ def alerts() -> Response:
 def ack(alert_id: str) -> Response:
     ctx = context()
     who = require_user(ctx.config.dashboard.auth)
-    engine = _engine(ctx)
+    engine = ctx.engine()
     body = _json_body()
     alert = engine.acknowledge(alert_id, who, _text(body, "comment"))
     if alert is None:
@@ -168,7 +167,7 @@ def silences() -> Response:
 def create_silence() -> tuple[Response, int]:
     ctx = context()
     who = require_user(ctx.config.dashboard.auth)
-    engine = _engine(ctx)
+    engine = ctx.engine()
     body = _json_body()
     service, rule = _text(body, "service"), _text(body, "rule")
     if not service and not rule:
@@ -195,16 +194,10 @@ def create_silence() -> tuple[Response, int]:
 def delete_silence(silence_id: str) -> Response:
     ctx = context()
     require_user(ctx.config.dashboard.auth)
-    silence = _engine(ctx).expire_silence(silence_id)
+    silence = ctx.engine().expire_silence(silence_id)
     if silence is None:
         raise ApiError(404, f"no active API silence {silence_id!r}")
     return jsonify(silence.as_dict())
-
-
-def _engine(ctx: WebContext) -> Any:
-    if ctx.alerts is None:
-        raise ApiError(409, "alert actions need the daemon: this dashboard runs standalone")
-    return ctx.alerts
 
 
 def _jsonable(row: dict[str, Any]) -> dict[str, Any]:

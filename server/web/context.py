@@ -13,6 +13,7 @@ from server.clock import Clock
 from server.config.models import Config
 from server.recorder import RowSink
 from server.storage import Storage
+from server.web.errors import ApiError
 from server.web.queries import Reader
 
 
@@ -35,6 +36,12 @@ class WebContext:
 
     def __post_init__(self) -> None:
         self.reader = Reader(self.storage, self.config)
+
+    def engine(self) -> AlertEngine:
+        """The live alert engine, for actions; a standalone dashboard has none (409)."""
+        if self.alerts is None:
+            raise ApiError(409, "alert actions need the daemon: this dashboard runs standalone")
+        return self.alerts
 
     def reconfigure(self, config: Config) -> None:
         """After SIGHUP: new services, channels, tokens and auth for the next request.

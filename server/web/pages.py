@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from typing import Any
 
 from flask import Blueprint, redirect, render_template, request, session, url_for
 from markupsafe import Markup
 from werkzeug.wrappers import Response as WerkzeugResponse
 
+from server.alerting.engine import AlertEngine
 from server.config.types import parse_duration
 from server.web.alerts_view import current_alerts
 from server.web.auth import check_csrf, check_password, principal, require_user
@@ -307,38 +308,35 @@ def logout() -> WerkzeugResponse:
     return redirect(url_for("pages.overview"))
 
 
-def _actor() -> tuple[WebContext, str]:
+def _actor() -> tuple[AlertEngine, str]:
+    """A signed-in user acting through a form from this dashboard, on the live engine."""
     ctx = context()
     check_csrf()
     who = require_user(ctx.config.dashboard.auth)
-    if ctx.alerts is None:
-        raise ApiError(409, "alert actions need the daemon: this dashboard runs standalone")
-    return ctx, who
+    return ctx.engine(), who
 
 
 @pages.post("/alerts/<path:alert_id>/ack")
 def ack(alert_id: str) -> WerkzeugResponse:
-    ctx, who = _actor()
-    assert ctx.alerts is not None
-    if ctx.alerts.acknowledge(alert_id, who, request.form.get("comment", "")[:1000]) is None:
+    engine, who = _actor()
+    if engine.acknowledge(alert_id, who, request.form.get("comment", "")[:1000]) is None:
         raise ApiError(404, f"no firing alert {alert_id!r}")
     return redirect(url_for("pages.alerts"))
 
 
 @pages.post("/alerts/<path:alert_id>/silence")
 def silence(alert_id: str) -> WerkzeugResponse:
-    ctx, who = _actor()
-    assert ctx.alerts is not None
-    alert = ctx.alerts.alert(alert_id)
+    engine, who = _actor()
+    alert = engine.alert(alert_id)
     if alert is None:
         raise ApiError(404, f"no alert {alert_id!r}")
     duration = request.form.get("duration", "1h")
     if duration not in SILENCE_CHOICES:
         raise ApiError(400, f"duration: one of {', '.join(SILENCE_CHOICES)}")
-    now = ctx.clock.now()
-    ctx.alerts.add_silence(
+    now = engine.clock.now()
+    engine.add_silence(
         service=alert.service.id, rule=alert.rule.id, start=now,
-        end=now + timedelta(seconds=parse_duration(duration).total_seconds()),
+        end=now + parse_duration(duration),
         author=who, comment=request.form.get("comment", "")[:1000],
     )  # fmt: skip
     return redirect(url_for("pages.alerts"))
@@ -346,9 +344,8 @@ def silence(alert_id: str) -> WerkzeugResponse:
 
 @pages.post("/silences/<silence_id>/expire")
 def expire(silence_id: str) -> WerkzeugResponse:
-    ctx, _ = _actor()
-    assert ctx.alerts is not None
-    if ctx.alerts.expire_silence(silence_id) is None:
+    engine, _ = _actor()
+    if engine.expire_silence(silence_id) is None:
         raise ApiError(404, f"no active API silence {silence_id!r}")
     return redirect(url_for("pages.alerts"))
 
