@@ -749,12 +749,16 @@ class AlertEngine:
         ):
             self._book.setdefault(int(row["fingerprint"]), _aware(row["first"]))
         window = max((h.flap_window for h in self._history.values()), default=0)
-        statuses = storage.query(
-            f"SELECT service_id, status_code FROM {db}.service_status "
-            f"WHERE timestamp > {{since:DateTime64(3, 'UTC')}} "
-            f"ORDER BY service_id, timestamp DESC LIMIT {{n:UInt32}} BY service_id",
-            {"since": self.clock.now() - timedelta(days=1), "n": window},
-        )
+        statuses = []
+        if self._history:  # only services some rule watches; none at all: nothing to read
+            statuses = storage.query(
+                f"SELECT service_id, status_code FROM {db}.service_status "
+                f"WHERE service_id IN {{ids:Array(String)}} "
+                f"AND timestamp > {{since:DateTime64(3, 'UTC')}} "
+                f"ORDER BY service_id, timestamp DESC LIMIT {{n:UInt32}} BY service_id",
+                {"ids": list(self._history), "since": self.clock.now() - timedelta(days=1),
+                 "n": window},
+            )  # fmt: skip
         return self._apply_restore(rows, flaps, silences, statuses)
 
     def _apply_restore(
