@@ -24,8 +24,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from server.clock import SystemClock  # noqa: E402
 from server.config import parse_config  # noqa: E402
+from server.core.clock import SystemClock  # noqa: E402
 from server.daemon import freeze_startup_objects  # noqa: E402
 from server.schema import Target, apply_schema  # noqa: E402
 from server.storage.embedded import EmbeddedStorage  # noqa: E402

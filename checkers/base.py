@@ -11,20 +11,25 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from enum import IntEnum
 from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 from pydantic_core import PydanticCustomError
 
+from server.core.status import Status, worst
 
-class Status(IntEnum):
-    OK = 0
-    DEGRADED = 1
-    FAILED = 2
-    STARTING = 3
-    STOPPED = 4
-    UNKNOWN = 5
+__all__ = [
+    "CheckContext",
+    "CheckResult",
+    "Checker",
+    "LogEntry",
+    "Metric",
+    "Settings",
+    "Status",
+    "invalid",
+    "over_thresholds",
+    "worst",
+]
 
 
 @dataclass(frozen=True)
@@ -95,15 +100,6 @@ class Checker(Generic[SettingsT]):
 
     def close(self) -> None:
         """Release clients or files; called when the service is removed or the daemon stops."""
-
-
-def worst(*statuses: Status) -> Status:
-    """The most severe of several statuses (FAILED > DEGRADED > UNKNOWN > STARTING > ...)."""
-    order = [Status.FAILED, Status.DEGRADED, Status.UNKNOWN, Status.STARTING, Status.STOPPED]
-    for status in order:
-        if status in statuses:
-            return status
-    return Status.OK
 
 
 def over_thresholds(values: Mapping[str, float | None], limits: BaseModel | None) -> list[str]:

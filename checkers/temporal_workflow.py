@@ -135,7 +135,7 @@ class TemporalWorkflowChecker(Checker[TemporalSettings]):
         if self.settings.task_queue is not None:
             queue = await self._pollers(client, ctx.now)
             if queue is not None:
-                result.status = worst(result.status, queue.status)
+                result.status = worst((result.status, queue.status))
                 result.message = (
                     f"{queue.message}; {result.message}" if queue.status else result.message
                 )
@@ -197,7 +197,7 @@ class TemporalWorkflowChecker(Checker[TemporalSettings]):
             return
         for activity in pending:
             if activity.attempt > limit:
-                result.status = worst(result.status, Status.DEGRADED)
+                result.status = worst((result.status, Status.DEGRADED))
                 failure = activity.last_failure.message or "no failure message"
                 result.message = (
                     f"activity {activity.activity_type.name} retrying: attempt {activity.attempt} "

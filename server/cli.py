@@ -13,9 +13,9 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 from server.config import DEFAULT_PATH, Config, ConfigError, load_config
+from server.core.secret import Secret
 from server.schema import Target, apply_grants, apply_schema
 from server.schema_check import check_schema
-from server.secret import Secret
 from server.storage import StorageError, open_storage
 from server.sync import sync_config_tables
 
@@ -119,7 +119,7 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     """
     import logging
 
-    from server.clock import SystemClock
+    from server.core.clock import SystemClock
     from server.daemon import freeze_startup_objects
     from server.web import WebContext, WebServer, create_app
 

@@ -24,9 +24,9 @@ from server.analytics.baselines import Baselines, LearnedDegraded
 from server.analytics.report import build as build_report
 from server.analytics.report import latest_day
 from server.analytics.report import publish as publish_report
-from server.clock import Clock, SystemClock
 from server.config import Config, ConfigError, load_config
 from server.config.checks import RESERVED_ID
+from server.core.clock import Clock, SystemClock
 from server.notify.base import Notice
 from server.notify.dispatcher import build_dispatcher
 from server.recorder import Recorder

@@ -26,8 +26,8 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 import checkers
 from checkers.base import CheckContext, Checker, CheckResult, Status
-from server.clock import Clock
 from server.config.models import ServiceConfig
+from server.core.clock import Clock
 from server.recorder import Recorder
 from server.runner import run_check
 

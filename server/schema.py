@@ -16,6 +16,7 @@ from pathlib import Path
 import jinja2
 
 from server.config.models import ClickHouseConfig
+from server.core import status
 from server.storage import Storage
 
 GRANTS_FILE = "grants.sql"
@@ -83,6 +84,7 @@ def render_file(name: str, target: Target, **extra: object) -> list[str]:
         on_cluster=f"ON CLUSTER {target.cluster}" if target.cluster else "",
         retention_days=target.retention_days,
         engine=lambda table, kind, *args: _engine(target, table, kind, *args),
+        status_up=status.sql_up,
         **extra,
     )
     return split_statements(text)

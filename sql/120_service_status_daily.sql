@@ -21,7 +21,7 @@ AS SELECT
     service_id,
     toDate(timestamp) AS day,
     count() AS checks,
-    countIf(status_code IN (0, 1)) AS up,
+    countIf({{ status_up("status_code") }}) AS up,
     min(timestamp) AS first_check
 FROM {{ db }}.service_status
 GROUP BY service_id, day;

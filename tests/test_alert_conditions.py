@@ -49,7 +49,8 @@ def test_conditions_parse(text: str, parsed: object) -> None:
     [
         ("", "empty condition; expected one of:"),
         ("status", '"status" needs an operator and a value'),
-        ("status >= BROKEN", '"BROKEN" is not a number, threshold or a status (OK, DEGRADED'),
+        ("status >= BROKEN", '"BROKEN" is not threshold or a status (OK, DEGRADED'),
+        ("status >= 9", '"9" is not threshold or a status'),
         ("metric > 5", '"metric" needs a metric name'),
         ("metric cpu >> 5", '"metric cpu" needs an operator and a value'),
         ("log_errors > many", '"many" is not a number or threshold'),

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from server.config import ConfigError, load_config, parse_config
-from server.secret import Secret
+from server.core.secret import Secret
 from tests.conftest import REPO, run_cli
 
 FIXTURES = Path(__file__).parent / "fixtures" / "config"

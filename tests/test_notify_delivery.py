@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from server.alerting.engine import AlertEngine
-from server.clock import SystemClock
 from server.config import parse_config
+from server.core.clock import SystemClock
 from server.notify import build_channel
 from server.notify.base import Notice
 from server.notify.dispatcher import ChannelWorker, Dispatcher, Outbox, RetryPolicy

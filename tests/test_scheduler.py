@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from checkers.base import CheckContext, Checker, CheckResult, Status
-from server.clock import SystemClock
 from server.config import parse_config
+from server.core.clock import SystemClock
 from server.recorder import Recorder
 from server.scheduler import CheckScheduler, spread_offset
 from tests.conftest import wait_until

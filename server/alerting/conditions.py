@@ -28,7 +28,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from checkers.base import Status
+from server.core import status
+from server.core.status import Status
 
 OPS: dict[str, Callable[[float, float], bool]] = {
     ">": operator.gt,
@@ -193,13 +194,14 @@ def _comparison(tokens: list[str], subject: str, status_names: bool = False) -> 
     op, raw = tokens
     if raw.lower() == "threshold":
         return Comparison(op, None)
-    if status_names and raw.upper() in Status.__members__:
-        return Comparison(op, float(Status[raw.upper()]))
+    if status_names:
+        try:
+            return Comparison(op, float(status.parse(raw)))
+        except ValueError:
+            expected = f"threshold or a status ({', '.join(Status.__members__)}) or its code 0-5"
+            raise ConditionError(f'"{raw}" is not {expected}') from None
     try:
         value = float(raw)
     except ValueError:
-        expected = "a number or threshold"
-        if status_names:
-            expected = f"a number, threshold or a status ({', '.join(Status.__members__)})"
-        raise ConditionError(f'"{raw}" is not {expected}') from None
+        raise ConditionError(f'"{raw}" is not a number or threshold') from None
     return Comparison(op, value)

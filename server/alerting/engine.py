@@ -28,9 +28,10 @@ from server.alerting.evaluate import NEW_PATTERN_WINDOW, evaluate, is_log_driven
 from server.alerting.history import History
 from server.alerting.rules import AlertState, Rule
 from server.alerting.silences import Silence, Silences, new_silence_id, parse_cron
-from server.clock import Clock
 from server.config.models import Config, ServiceConfig, SilenceConfig
-from server.logs.patterns import ERROR_LEVELS, pattern_of
+from server.core.clock import Clock
+from server.core.levels import ERROR_LEVELS
+from server.logs.patterns import pattern_of
 from server.notify.base import AlertItem, Notice, NoticeKind
 from server.recorder import RowSink
 from server.storage import Storage

@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from server.alerting.conditions import (
+    OPS,
     AbsentCondition,
     AnomalyCondition,
     Condition,
@@ -29,6 +30,7 @@ from server.alerting.conditions import (
     StatusCondition,
 )
 from server.alerting.history import History
+from server.core import status
 
 Outcome = tuple[bool, float | None]
 AGGREGATES: dict[str, Callable[[list[float]], float]] = {
@@ -53,8 +55,15 @@ def is_windowed(condition: Condition) -> bool:
 def _status(c: Any, h: History, threshold: float, window: timedelta, now: datetime) -> Outcome:
     if h.last_result is None:
         return False, None
-    value = float(h.last_result.status)
-    return c.compare.holds(value, threshold), value
+    # Statuses compare by severity, not by code: ``status >= FAILED`` must not match
+    # STARTING (3), STOPPED (4) or UNKNOWN (5). See server/core/status.py.
+    observed = int(h.last_result.status)
+    target = threshold if c.compare.value is None else c.compare.value
+    try:
+        holds = OPS[c.compare.op](status.severity(observed), status.severity(int(target)))
+    except ValueError:  # a threshold that is not a status code never matches
+        holds = False
+    return holds, float(observed)
 
 
 def _metric(c: Any, h: History, threshold: float, window: timedelta, now: datetime) -> Outcome:

@@ -14,7 +14,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from checkers.base import CheckResult, Status
-from server.logs.patterns import ERROR_LEVELS, pattern_of
+from server.core.levels import ERROR_LEVELS
+from server.logs.patterns import pattern_of
 
 
 def percent_state_change(statuses: list[Status]) -> float:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fnmatch
 from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import StrEnum
@@ -14,6 +13,7 @@ from server.alerting.conditions import Condition, parse_condition
 from server.alerting.evaluate import is_windowed
 from server.alerting.templates import compile_template
 from server.config.models import AlertRuleConfig, ServiceConfig
+from server.core import selectors
 
 
 class AlertState(StrEnum):
@@ -62,12 +62,10 @@ class Rule:
     @property
     def is_exact(self) -> bool:
         """The selector is one service id (no stack, no glob)."""
-        return not self.selector.startswith("stack:") and not any(c in self.selector for c in "*?[")
+        return selectors.is_exact(self.selector)
 
     def selects(self, service: ServiceConfig) -> bool:
-        if self.selector.startswith("stack:"):
-            return self.selector[len("stack:") :] == service.stack
-        return fnmatch.fnmatchcase(service.id, self.selector)
+        return selectors.matches(self.selector, service.id, service.stack)
 
     def render(self, context: dict[str, Any]) -> dict[str, str]:
         out = {}

@@ -17,15 +17,9 @@ from typing import Any
 
 from apscheduler.triggers.cron import CronTrigger
 
+from server.core import selectors
+
 FAR_FUTURE = datetime(9999, 1, 1, tzinfo=UTC)
-
-
-def selector_matches_service(selector: str, service_id: str, stack: str) -> bool:
-    if not selector:
-        return True
-    if selector.startswith("stack:"):
-        return selector[len("stack:") :] == stack
-    return fnmatch.fnmatchcase(service_id, selector)
 
 
 def parse_cron(expression: str, timezone: str) -> CronTrigger:
@@ -49,7 +43,7 @@ class Silence:
 
     def matches(self, rule_id: str, service_id: str, stack: str) -> bool:
         rule_ok = not self.rule or fnmatch.fnmatchcase(rule_id, self.rule)
-        return rule_ok and selector_matches_service(self.service, service_id, stack)
+        return rule_ok and selectors.matches(self.service, service_id, stack)
 
     def active(self, now: datetime) -> bool:
         if not self.start <= now < self.end:

@@ -6,7 +6,6 @@ problem is collected and none stops the others.
 
 from __future__ import annotations
 
-import fnmatch
 from collections.abc import Callable
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -15,7 +14,12 @@ from pydantic import ValidationError
 
 import checkers
 from server import notify
-from server.alerting.conditions import AbsentCondition, ConditionError, parse_condition
+from server.alerting.conditions import (
+    AbsentCondition,
+    ConditionError,
+    StatusCondition,
+    parse_condition,
+)
 from server.alerting.silences import parse_cron
 from server.alerting.templates import compile_template
 from server.config.errors import ConfigProblem
@@ -23,6 +27,8 @@ from server.config.models import Config
 from server.config.pydantic_errors import translate
 from server.config.source import Path, Source
 from server.config.types import format_duration
+from server.core import selectors
+from server.core.status import Status
 
 Report = Callable[[Path, str], None]
 RESERVED_ID = "lightbulb"  # the daemon reports on itself under this id
@@ -172,8 +178,7 @@ def find_cycle(edges: dict[str, list[str]]) -> list[str]:
 
 
 def _rules(config: Config, report: Report) -> None:
-    known = {s.id for s in config.services}
-    stacks = {s.stack for s in config.services}
+    known = [(s.id, s.stack) for s in config.services]
     seen: set[str] = set()
     for index, rule in enumerate(config.alert_rules):
         path: Path = ("alert_rules", index)
@@ -185,6 +190,16 @@ def _rules(config: Config, report: Report) -> None:
         except ConditionError as exc:
             report((*path, "condition"), str(exc))
         else:
+            if (
+                isinstance(condition, StatusCondition)
+                and condition.compare.value is None
+                and rule.threshold not in {float(c) for c in Status}
+            ):
+                report(
+                    (*path, "threshold"),
+                    f"a status condition needs a status code 0-5 as threshold, "
+                    f"got {rule.threshold:g}",
+                )
             if isinstance(condition, AbsentCondition) and rule.threshold < 1:
                 missed = f"got {rule.threshold:g}"
                 report(
@@ -196,7 +211,7 @@ def _rules(config: Config, report: Report) -> None:
                 compile_template(text)
             except TemplateSyntaxError as exc:
                 report((*path, "annotations", key), f"template error: {exc.message}")
-        if not selector_matches(rule.service, known, stacks):
+        if not selectors.matches_any(rule.service, known):
             report(
                 (*path, "service"),
                 f'unknown service "{rule.service}"; use a service id, '
@@ -257,11 +272,3 @@ def _silences(config: Config, report: Report) -> None:
             report(path, "needs an end (or cron and duration for a recurring window)")
         if silence.start and silence.end and silence.end <= silence.start:
             report((*path, "end"), "must be after start")
-
-
-def selector_matches(selector: str, service_ids: set[str], stacks: set[str]) -> bool:
-    if selector.startswith("stack:"):
-        return selector[len("stack:") :] in stacks
-    if any(ch in selector for ch in "*?["):
-        return any(fnmatch.fnmatchcase(s, selector) for s in service_ids)
-    return selector in service_ids

@@ -24,7 +24,7 @@ from server.config.types import (
     ServiceId,
     WaitDuration,
 )
-from server.secret import Secret
+from server.core.secret import Secret
 
 
 class Section(BaseModel):

@@ -1,4 +1,5 @@
-"""Value types shared by config models: durations, sizes, names and addresses.
+"""Value types of the config models: names and addresses (durations, sizes and secrets
+live in :mod:`server.core`, re-exported here).
 
 Each validator raises ``PydanticCustomError("lightbulb", ...)`` with a message
 that says what was expected; the loader appends the offending value.
@@ -7,102 +8,22 @@ that says what was expected; the loader appends the offending value.
 from __future__ import annotations
 
 import re
-from datetime import timedelta
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, PlainSerializer, PlainValidator
+from pydantic import BeforeValidator
 from pydantic_core import PydanticCustomError
 
-from server.secret import Secret, to_secret
-
-
-def _fail(message: str) -> PydanticCustomError:
-    return PydanticCustomError("lightbulb", message)
-
-
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
-def parse_duration(value: Any) -> timedelta:
-    """``"15s"``, ``"2m"``, ``"1h30m"``, ``"500ms"`` -> timedelta.
-
-    Bare numbers are refused on purpose: ``interval: 30`` could mean seconds or
-    minutes, and a monitoring tool that guesses wrong pages nobody.
-    """
-    if isinstance(value, timedelta):
-        return value
-    expected = 'expected a duration like "30s", "5m" or "1h30m"'
-    if not isinstance(value, str) or not value.strip():
-        raise _fail(expected)
-    text = value.strip()
-    pos, total = 0, 0.0
-    for match in _DURATION_PART.finditer(text):
-        if match.start() != pos:
-            raise _fail(expected)
-        total += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-        pos = match.end()
-    if pos != len(text) or pos == 0:
-        raise _fail(expected)
-    if total <= 0:
-        raise _fail("expected a duration greater than zero")
-    return timedelta(seconds=total)
-
-
-def parse_duration_or_zero(value: Any) -> timedelta:
-    """Like :func:`parse_duration`, but ``0`` / ``"0s"`` mean "no wait" (``for: 0s``)."""
-    if isinstance(value, timedelta):
-        return value
-    if value == 0 or (isinstance(value, str) and re.fullmatch(r"\s*0+(ms|s|m|h|d|w)?\s*", value)):
-        return timedelta(0)
-    return parse_duration(value)
-
-
-def format_duration(value: timedelta) -> str:
-    seconds = value.total_seconds()
-    if seconds == 0:
-        return "0s"
-    for unit in ("w", "d", "h", "m", "s"):
-        size = _UNIT_SECONDS[unit]
-        if seconds >= size and seconds % size == 0:
-            return f"{int(seconds // size)}{unit}"
-    return f"{round(seconds * 1000)}ms"
-
-
-_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|KiB|MiB|GiB)?\s*$")
-_SIZE_UNITS = {
-    None: 1,
-    "B": 1,
-    "KB": 10**3,
-    "MB": 10**6,
-    "GB": 10**9,
-    "KiB": 2**10,
-    "MiB": 2**20,
-    "GiB": 2**30,
-}
-
-
-def parse_size(value: Any) -> int:
-    """``"256MiB"``, ``"1GB"`` or a whole number of bytes -> bytes."""
-    if isinstance(value, bool):
-        raise _fail('expected a size like "256MiB" or a number of bytes')
-    if isinstance(value, int) and value > 0:
-        return value
-    match = _SIZE_RE.match(value) if isinstance(value, str) else None
-    if not match:
-        raise _fail('expected a size like "256MiB" or a number of bytes')
-    size = int(float(match.group(1)) * _SIZE_UNITS[match.group(2)])
-    if size <= 0:
-        raise _fail("expected a size greater than zero")
-    return size
-
-
-def format_size(size: int) -> str:
-    for unit, factor in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if size >= factor and size % factor == 0:
-            return f"{size // factor} {unit}"
-    return f"{size} bytes"
-
+from server.core.secret import SecretStr
+from server.core.units import (
+    ByteSize,
+    Duration,
+    WaitDuration,
+    format_duration,
+    format_size,
+    parse_duration,
+    parse_duration_or_zero,
+    parse_size,
+)
 
 _IDENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -152,13 +73,32 @@ def _strict_bool(value: Any) -> bool:
     raise _fail("expected true or false")
 
 
-Duration = Annotated[timedelta, BeforeValidator(parse_duration), PlainSerializer(format_duration)]
-WaitDuration = Annotated[
-    timedelta, BeforeValidator(parse_duration_or_zero), PlainSerializer(format_duration)
-]
-ByteSize = Annotated[int, BeforeValidator(parse_size)]
 Identifier = Annotated[str, BeforeValidator(check_identifier)]
 ServiceId = Annotated[str, BeforeValidator(check_service_id)]
 HostPort = Annotated[str, BeforeValidator(check_host_port)]
 Flag = Annotated[bool, BeforeValidator(_strict_bool)]
-SecretStr = Annotated[Secret, PlainValidator(to_secret), PlainSerializer(repr)]
+
+
+def _fail(message: str) -> PydanticCustomError:
+    return PydanticCustomError("lightbulb", message)
+
+
+__all__ = [
+    "ByteSize",
+    "Duration",
+    "Flag",
+    "HostPort",
+    "Identifier",
+    "SecretStr",
+    "ServiceId",
+    "WaitDuration",
+    "check_host_port",
+    "check_identifier",
+    "check_service_id",
+    "format_duration",
+    "format_size",
+    "parse_duration",
+    "parse_duration_or_zero",
+    "parse_size",
+    "split_host_port",
+]

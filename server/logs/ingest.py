@@ -17,19 +17,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from server.config.models import LogsConfig
+from server.core import levels
+from server.core.levels import LEVELS
 from server.logs.patterns import pattern_of
 
-LEVELS = ("TRACE", "DEBUG", "INFO", "WARN", "ERROR", "CRITICAL", "FATAL")
-LEVEL_ALIASES = {
-    "WARNING": "WARN",
-    "ERR": "ERROR",
-    "CRIT": "CRITICAL",
-    "EMERG": "FATAL",
-    "EMERGENCY": "FATAL",
-    "ALERT": "CRITICAL",
-    "NOTICE": "INFO",
-    "INFORMATION": "INFO",
-}
 MAX_SERVICE_ID = 200
 DLQ_COLUMNS = ("received_at", "source_address", "endpoint", "reason", "raw")
 MAX_FUTURE = timedelta(days=1)
@@ -54,9 +45,8 @@ class Outcome:
 def level_of(raw: Any) -> str:
     if not isinstance(raw, str) or not raw.strip():
         raise Invalid(f"level: expected one of {', '.join(LEVELS)}")
-    name = raw.strip().upper()
-    name = LEVEL_ALIASES.get(name, name)
-    if name not in LEVELS:
+    name = levels.normalise(raw)
+    if name is None:
         raise Invalid(f"level: unknown {raw[:20]!r}; expected one of {', '.join(LEVELS)}")
     return name
 

@@ -12,6 +12,8 @@ import functools
 import hashlib
 import re
 
+from server.core.levels import ERROR_LEVELS
+
 _RULES: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b"),
      "<uuid>"),
@@ -42,9 +44,6 @@ def normalise(message: str) -> str:
 def fingerprint(pattern: str) -> int:
     """A stable 64-bit id for a pattern (the same in every process and release)."""
     return int.from_bytes(hashlib.blake2b(pattern.encode(), digest_size=8).digest(), "big")
-
-
-ERROR_LEVELS = frozenset({"ERROR", "CRITICAL", "FATAL"})
 
 
 def pattern_of(level: str, message: str) -> tuple[str, int]:

@@ -7,7 +7,7 @@ A failed send is retried with exponential backoff and full jitter up to
 reported through ``on_result`` and lands in ``alert_events``.
 
 :class:`Outbox` is the pure part (grouping, due times, retries) and is driven
-by a :class:`~server.clock.Clock`; tests call :meth:`ChannelWorker.step` with a
+by a :class:`~server.core.clock.Clock`; tests call :meth:`ChannelWorker.step` with a
 fake clock instead of starting threads.
 """
 
@@ -21,8 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from server.clock import Clock
 from server.config.models import Config
+from server.core.clock import Clock
 from server.notify import build_channel
 from server.notify.base import Channel, DeliveryError, Notice
 

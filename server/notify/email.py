@@ -15,8 +15,8 @@ from typing import Literal
 from pydantic import Field
 
 from server.config.types import SecretStr
+from server.core.secret import Secret
 from server.notify.base import Channel, ChannelSettings, DeliveryError, Notice
-from server.secret import Secret
 from server.templating import environment
 
 _env = environment("notify")

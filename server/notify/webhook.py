@@ -14,8 +14,8 @@ import json
 from pydantic import Field
 
 from server.config.types import SecretStr
+from server.core.secret import Secret
 from server.notify.base import Channel, ChannelSettings, Notice, payload, post_json
-from server.secret import Secret
 
 SIGNATURE_HEADER = "X-Lightbulb-Signature"
 TIMESTAMP_HEADER = "X-Lightbulb-Timestamp"

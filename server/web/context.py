@@ -9,8 +9,8 @@ from flask import current_app
 
 from server.alerting.engine import AlertEngine
 from server.analytics.baselines import Baselines
-from server.clock import Clock
 from server.config.models import Config
+from server.core.clock import Clock
 from server.recorder import RowSink
 from server.storage import Storage
 from server.web.errors import ApiError

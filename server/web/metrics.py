@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from server.core.status import is_up
 from server.web.context import WebContext
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -40,7 +41,7 @@ class LightbulbCollector:
         for view in self.ctx.reader.services(self.ctx.clock.now()):
             values = [view.id, view.stack, view.type]
             status.add_metric(values, view.status_code)
-            up.add_metric(values, 1.0 if view.checked and view.status_code in (0, 1) else 0.0)
+            up.add_metric(values, 1.0 if view.checked and is_up(view.status_code) else 0.0)
             if view.response_time_ms is not None:
                 response.add_metric(values, view.response_time_ms)
             if view.last_check is not None:

@@ -18,6 +18,7 @@ from werkzeug.wrappers import Response as WerkzeugResponse
 
 from server.alerting.engine import AlertEngine
 from server.config.types import parse_duration
+from server.core import status as statuses
 from server.web.alerts_view import current_alerts
 from server.web.auth import check_csrf, check_password, principal, require_user
 from server.web.charts import dependency_graph, line_chart, sparkline, status_strip
@@ -30,7 +31,6 @@ from server.web.timerange import PRESETS, TimeRange, time_range
 
 pages = Blueprint("pages", __name__)
 SILENCE_CHOICES = ("30m", "1h", "4h", "1d", "7d")
-WORST_FIRST = (2, 4, 5, 1, 3, 0)
 MAX_CHARTS = 8
 # Tiles per overview page, worst first: a glance shows what is broken; a page of
 # 1,000 tiles is megabytes of HTML that nobody reads past the first screens.
@@ -55,7 +55,7 @@ def overview() -> str:
     status = request.args.get("status", "")
     text = request.args.get("q", "")[:200]
     shown = [v for v in views if _matches(v, stack, status, text)]
-    shown.sort(key=lambda v: (WORST_FIRST.index(v.status_code), v.label))
+    shown.sort(key=lambda v: (-statuses.severity(v.status_code), v.label))
     pages_total = max(1, -(-len(shown) // PAGE_SIZE))
     page = min(max(_page_arg(), 1), pages_total)
     on_page = shown[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]
@@ -68,7 +68,7 @@ def overview() -> str:
         "overview.html",
         groups=groups,
         counts=counts,
-        statuses=[STATUS_NAMES[c] for c in WORST_FIRST],
+        statuses=[s.name for s in statuses.WORST_FIRST],
         stacks=sorted({v.stack for v in views}),
         filters={"stack": stack, "status": status, "q": text},
         total=len(views),
@@ -269,13 +269,13 @@ def status_page() -> str:
         stacks.setdefault(view.stack, []).append(view)
     summary = []
     for name, members in sorted(stacks.items()):
-        worst = min((v.status_code for v in members), key=WORST_FIRST.index)
+        worst = int(statuses.worst(v.status_code for v in members))
         ups = [v.uptime.get("30d") for v in members if v.uptime.get("30d") is not None]
         summary.append({
             "stack": name,
             "status": STATUS_NAMES[worst],
             "code": worst,
-            "up": sum(1 for v in members if v.status_code in (0, 1)),
+            "up": sum(1 for v in members if statuses.is_up(v.status_code)),
             "total": len(members),
             "uptime_30d": round(sum(ups) / len(ups), 3) if ups else None,  # type: ignore[arg-type]
         })  # fmt: skip

@@ -15,17 +15,25 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from checkers.base import Status
 from server.config.models import Config
-from server.logs.ingest import LEVELS
+from server.core import status
+from server.core.levels import LEVELS
+from server.core.status import Status
 from server.storage import Storage
 from server.web.timerange import TimeRange
 
-STATUS_NAMES = {int(s): s.name for s in Status}
-WORST_SQL = (
-    "multiIf(sum(failures) > 0, 2, sum(count_stopped) > 0, 4, sum(count_unknown) > 0, 5, "
-    "sum(count_degraded) > 0, 1, sum(count_starting) > 0, 3, 0)"
+STATUS_NAMES = status.NAMES
+# The worst status of a group of summary rows, from its per-status counters.
+WORST_SQL = status.sql_worst_of_counts(
+    {
+        Status.FAILED: "sum(failures)",
+        Status.UNKNOWN: "sum(count_unknown)",
+        Status.DEGRADED: "sum(count_degraded)",
+        Status.STARTING: "sum(count_starting)",
+        Status.STOPPED: "sum(count_stopped)",
+    }
 )
+WORST_RAW_SQL = status.sql_worst("status_code")
 BUILTIN_SERIES = {"response_time_ms": "ms", "cpu_usage": "%", "memory_usage": "MB"}
 LOG_LEVELS = LEVELS  # the levels stored rows carry (checkers and pushed logs)
 
@@ -213,17 +221,15 @@ class Reader:
                 sid=service_id, step=tr.step, start=tr.start, end=tr.end,
             )  # fmt: skip
         return self._q(
-            """
-            SELECT toStartOfInterval(timestamp, INTERVAL {step:UInt32} SECOND) AS time,
+            f"""
+            SELECT toStartOfInterval(timestamp, INTERVAL {{step:UInt32}} SECOND) AS time,
                    count() AS checks, countIf(status_code = 2) AS failures,
-                   multiIf(countIf(status_code = 2) > 0, 2, countIf(status_code = 4) > 0, 4,
-                           countIf(status_code = 5) > 0, 5, countIf(status_code = 1) > 0, 1,
-                           countIf(status_code = 3) > 0, 3, 0) AS worst,
+                   {WORST_RAW_SQL} AS worst,
                    avg(response_time_ms) AS avg_rt, max(response_time_ms) AS max_rt
-            FROM {db}.service_status
-            WHERE service_id = {sid:String}
-              AND timestamp >= {start:DateTime64(3, 'UTC')}
-              AND timestamp < {end:DateTime64(3, 'UTC')}
+            FROM {{db}}.service_status
+            WHERE service_id = {{sid:String}}
+              AND timestamp >= {{start:DateTime64(3, 'UTC')}}
+              AND timestamp < {{end:DateTime64(3, 'UTC')}}
             GROUP BY time ORDER BY time
             """,
             sid=service_id, step=tr.step, start=tr.start, end=tr.end,

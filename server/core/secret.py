@@ -7,8 +7,9 @@ the value. Only code that needs the value calls :meth:`Secret.reveal`.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
+from pydantic import PlainSerializer, PlainValidator
 from pydantic_core import PydanticCustomError
 
 
@@ -45,3 +46,6 @@ def to_secret(value: Any) -> Secret:
     if isinstance(value, str | int):
         return Secret(str(value))
     raise PydanticCustomError("lightbulb", "expected a string (use ${ENV_VAR} for secrets)")
+
+
+SecretStr = Annotated[Secret, PlainValidator(to_secret), PlainSerializer(repr)]
