@@ -23,7 +23,7 @@ import urllib3
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from checkers.base import CheckContext, Checker, CheckResult, Metric, Settings, Status, invalid
-from server.config.types import Duration
+from server.core.units import Duration
 
 _RANGE = re.compile(r"^(\d{3})(?:-(\d{3}))?$|^([1-5])xx$")
 CERT_RECHECK = timedelta(hours=1)

@@ -27,7 +27,7 @@ from checkers.base import (
     over_thresholds,
 )
 from checkers.logtail import LogTail
-from server.config.types import Duration
+from server.core.units import Duration
 
 TOTAL_MEMORY = psutil.virtual_memory().total
 

@@ -30,7 +30,8 @@ from checkers.base import (
     Status,
     worst,
 )
-from server.config.types import Duration, SecretStr
+from server.core.secret import SecretStr
+from server.core.units import Duration
 
 T = TypeVar("T")
 
