@@ -71,6 +71,18 @@ class Writer:
         if full:
             self._wake.set()
 
+    def add_durable(self, table: str, rows: list[tuple[Any, ...]]) -> None:
+        """Append ``rows`` and return only once they are on disk.
+
+        For records acknowledged to a client (pushed logs, silences, acks) and for
+        notices about to be sent (the alert outbox): after this returns, a
+        ``kill -9`` loses none of them. Raises :class:`StorageError` when they
+        could be put neither in ClickHouse nor in the spool.
+        """
+        with self._lock:
+            self._buffers[table].extend(rows)
+        self.flush()
+
     @property
     def reachable(self) -> bool:
         """Storage prepared and the last write went through."""
