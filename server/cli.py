@@ -17,6 +17,7 @@ from server.core.secret import Secret
 from server.schema import Target, apply_grants, apply_schema
 from server.schema_check import check_schema
 from server.storage import StorageError, open_storage
+from server.storage.version import require_supported
 from server.sync import sync_config_tables
 
 EXIT_OK, EXIT_PROBLEM, EXIT_USAGE = 0, 1, 2
@@ -162,6 +163,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     storage = open_storage(config.clickhouse)
     try:
+        require_supported(storage)
         report = build(storage, config, day, datetime.now(UTC))
     finally:
         storage.close()

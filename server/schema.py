@@ -18,6 +18,7 @@ import jinja2
 from server.config.models import ClickHouseConfig
 from server.core import status
 from server.storage import Storage
+from server.storage.version import require_supported
 
 GRANTS_FILE = "grants.sql"
 _OBJECT = re.compile(
@@ -167,6 +168,7 @@ def apply_schema(storage: Storage, target: Target) -> list[tuple[Statement, bool
     Tables an older release created get the columns added since (``ALTER TABLE
     ... ADD COLUMN``, defaults from sql/) before any view that reads them is created.
     """
+    require_supported(storage)
     before = existing_objects(storage, target.database)
     statements = render_schema(target)
     outdated = tables_missing_columns(storage, target, before, statements) if before else []

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from server.schema import Target, apply_schema
 from server.storage import Storage
+from server.storage.version import require_supported
 
 _TTL = re.compile(r"\bTTL\s+(.*?)(?:\s+SETTINGS\s|$)", re.S)
 
@@ -142,5 +143,7 @@ def add_missing_columns(storage: Storage, target: Target, tables: list[str]) -> 
 
 
 def check_schema(storage: Storage, target: Target) -> Drift:
+    """Compare the live database with sql/; raises UnsupportedServer on a too-old server."""
+    require_supported(storage)
     live = read_shapes(storage, target.database)
     return compare(expected_shapes(storage, target), live, target.database)

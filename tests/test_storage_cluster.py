@@ -11,7 +11,9 @@ suite against it as well.
 from __future__ import annotations
 
 import os
+import threading
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -20,7 +22,13 @@ from server.schema import Target, apply_schema
 from server.schema_check import check_schema
 from server.storage import StorageError, StorageUnavailable
 from server.storage.cluster import ClusterStorage, to_driver_params
-from tests.conftest import ClickHouseServer, free_port
+from server.storage.version import (
+    UnsupportedServer,
+    missing_features,
+    parse_version,
+    require_supported,
+)
+from tests.conftest import ClickHouseServer, free_port, run_cli
 
 pytestmark = pytest.mark.clickhouse_server
 T0 = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
@@ -136,3 +144,100 @@ def test_modern_server_schema_applies_and_matches(modern: ClusterStorage) -> Non
     assert check_schema(modern, target).problems == [
         "lightbulb_test.service_status: missing column cpu_usage (Nullable(Float32))"
     ]
+
+
+# --- Honest errors and the version floor ---------------------------------------------
+
+
+def test_a_refused_statement_names_the_statement_and_the_servers_reason(
+    cluster: ClusterStorage,
+) -> None:
+    with pytest.raises(StorageError) as caught:
+        cluster.query("SELECT no_such_column\nFROM monitor.wire")
+    message = str(caught.value)
+    assert not isinstance(caught.value, StorageUnavailable)  # reachable: refused, not away
+    assert message.startswith(
+        f"ClickHouse at {cluster.hosts[0]} (database monitor) refused "
+        "`SELECT no_such_column`: Code 47: "
+    )
+    assert "no_such_column" in message.split("Code 47: ", 1)[1]
+    assert "Stack trace" not in message
+
+
+def test_version_check_refuses_the_old_server_naming_both_versions_and_features(
+    cluster: ClusterStorage,
+) -> None:
+    version = cluster.query("SELECT version() AS v")[0]["v"]
+    with pytest.raises(UnsupportedServer) as caught:
+        require_supported(cluster)
+    message = str(caught.value)
+    assert f"runs ClickHouse {version}; Lightbulb needs 22.3 or newer" in message
+    for feature in ("DateTime64 (20.1)", "Map (21.1)", "insert_deduplication_token (22.2)"):
+        assert feature in message
+
+
+@pytest.mark.parametrize("command", ["bootstrap", "validate-schema", "report"])
+def test_cli_against_an_old_server_says_why_not_a_bare_code(
+    clickhouse_server: ClickHouseServer, tmp_path: Path, command: str
+) -> None:
+    config = tmp_path / "lightbulb.yaml"
+    config.write_text(
+        f"clickhouse:\n  hosts: ['{clickhouse_server.address}']\n"
+        f"  user: {clickhouse_server.USER}\n  password: {clickhouse_server.PASSWORD}\n"
+    )
+    extra = ["--date", "2026-11-21"] if command == "report" else []
+    result = run_cli("-m", "server.cli", command, "--config", str(config), *extra)
+    assert result.returncode == 1
+    assert "Lightbulb needs 22.3 or newer. Missing: " in result.stderr
+    assert "DateTime64 (20.1)" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_parse_and_missing_features() -> None:
+    assert parse_version("18.16.1") == (18, 16, 1)
+    assert parse_version("24.8.4.13-lts") == (24, 8, 4, 13)
+    assert missing_features((21, 8)) == ["insert_deduplication_token (22.2)"]
+    assert missing_features((22, 3, 1)) == []
+
+
+# --- One connection per concurrent caller ---------------------------------------------
+
+
+def test_concurrent_writers_and_readers_lose_and_fail_nothing(cluster: ClusterStorage) -> None:
+    writers, readers, batches, per_batch = 2, 4, 40, 48
+    failures: list[str] = []
+    stop = threading.Event()
+
+    def write(worker: int) -> None:
+        for b in range(batches):
+            rows = [(f"w{worker}", T0, b % 3, i, 0.0, float(i), []) for i in range(per_batch)]
+            try:
+                cluster.insert("wire", COLUMNS, rows)
+            except StorageError as exc:
+                failures.append(f"insert: {exc}")
+
+    def read() -> None:
+        while not stop.is_set():
+            try:
+                got = cluster.query(
+                    "SELECT count() AS n, sum(value) AS s FROM monitor.wire WHERE code < {c:UInt8}",
+                    {"c": 9},
+                )
+                assert got[0]["n"] >= 0
+            except StorageError as exc:
+                failures.append(f"query: {exc}")
+
+    threads = [threading.Thread(target=write, args=(w,)) for w in range(writers)]
+    reading = [threading.Thread(target=read) for _ in range(readers)]
+    for t in reading + threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    stop.set()
+    for t in reading:
+        t.join(30)
+    assert failures == []
+    counts = cluster.query("SELECT service_id, count() AS n FROM monitor.wire GROUP BY service_id")
+    assert {r["service_id"]: r["n"] for r in counts} == {
+        f"w{w}": batches * per_batch for w in range(writers)
+    }

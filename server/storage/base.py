@@ -37,12 +37,96 @@ def first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+# Server error codes that say "not now" rather than "not this": the same statement
+# may well succeed later (ClickHouse's src/Common/ErrorCodes.cpp names them).
+TRANSIENT_CODES = {
+    3,  # UNEXPECTED_END_OF_FILE
+    32,  # ATTEMPT_TO_READ_AFTER_EOF
+    74,  # CANNOT_READ_FROM_FILE_DESCRIPTOR
+    75,  # CANNOT_WRITE_TO_FILE_DESCRIPTOR
+    159,  # TIMEOUT_EXCEEDED
+    173,  # CANNOT_ALLOCATE_MEMORY
+    202,  # TOO_MANY_SIMULTANEOUS_QUERIES
+    209,  # SOCKET_TIMEOUT
+    210,  # NETWORK_ERROR
+    225,  # NO_ZOOKEEPER
+    236,  # ABORTED
+    241,  # MEMORY_LIMIT_EXCEEDED
+    242,  # TABLE_IS_READ_ONLY
+    243,  # NOT_ENOUGH_SPACE
+    252,  # TOO_MANY_PARTS
+    279,  # ALL_CONNECTION_TRIES_FAILED
+    319,  # UNKNOWN_STATUS_OF_INSERT
+    394,  # QUERY_WAS_CANCELLED
+    425,  # SYSTEM_ERROR
+    999,  # KEEPER_EXCEPTION
+}
+# A missing table or database: someone dropped it, or the schema is not applied
+# yet. Not the rows' fault: the writer applies the schema again and retries.
+MISSING_CODES = {60, 81}  # UNKNOWN_TABLE, UNKNOWN_DATABASE
+_TRANSIENT_TEXT = ("No space left on device", "Cannot reserve", "Too many parts")
+_CODE = re.compile(r"Code:\s*(\d+)")
+
+
+def error_code(text: str) -> int | None:
+    """The ``Code: N`` a ClickHouse message starts with, if any."""
+    match = _CODE.search(text)
+    return int(match.group(1)) if match else None
+
+
+def server_message(text: str) -> str:
+    """``Code: 62. DB::Exception: Syntax error ... Stack trace: ...`` -> the sentence that matters.
+
+    Drops the ``Code: N.`` prefix (kept as a number elsewhere), the
+    ``DB::Exception:`` tag and anything after the first line (stack traces).
+    """
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    head = " ".join(lines[:2]) if lines and re.fullmatch(r"Code:\s*\d+\.?", lines[0]) else ""
+    line = head or (lines[0] if lines else "")
+    line = _CODE.sub("", line, count=1).lstrip(". ")
+    line = line.replace("DB::Exception: ", "", 1).replace("DB::Exception:", "", 1).strip()
+    return line.split(" Stack trace", 1)[0] or text.strip()[:200]
+
+
+def statement_head(sql: str) -> str:
+    """The statement's first non-comment line, cut to 120 characters, for messages."""
+    for line in sql.splitlines():
+        if line.strip() and not line.strip().startswith("--"):
+            text = line.strip()
+            return text if len(text) <= 120 else text[:117] + "..."
+    return sql.strip()[:120]
+
+
+def refusal(where: str, sql: str, text: str, code: int | None = None) -> StorageError:
+    """The error for a statement the server answered with an exception.
+
+    The message names the server (``where``), the statement's first line and the
+    server's own words with its code, e.g. ``ClickHouse at h:9000 refused
+    `SELECT x FROM t`: Code 47: Unknown expression identifier `x` ...``. Returns
+    :class:`StorageUnavailable` for "not now" errors (disk full, too many parts,
+    memory, timeouts), :class:`StorageMissing` for a missing table or database,
+    :class:`StorageError` otherwise (the statement or its data is refused).
+    """
+    code = code if code is not None else error_code(text)
+    said = f"Code {code}: {server_message(text)}" if code is not None else server_message(text)
+    message = f"{where} refused `{statement_head(sql)}`: {said}"
+    if code in TRANSIENT_CODES or any(t in text for t in _TRANSIENT_TEXT):
+        return StorageUnavailable(message)
+    if code in MISSING_CODES:
+        return StorageMissing(message)
+    return StorageError(message)
+
+
 class StorageError(Exception):
     """A query or insert the server refused; retrying the same call will not help."""
 
 
 class StorageUnavailable(StorageError):
-    """The database cannot be reached right now; the caller may retry or spool."""
+    """The database cannot take this right now (unreachable, disk full, overloaded); retry."""
+
+
+class StorageMissing(StorageError):
+    """The table or database is not there: apply the schema, then retry."""
 
 
 class StorageLocked(StorageError):

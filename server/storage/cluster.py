@@ -3,12 +3,20 @@
 The driver tries ``hosts`` in order on connect (``alt_hosts``) and reconnects
 on the next call after a dropped connection; we retry a call once so a server
 restart costs one slow call instead of one error.
+
+A ``clickhouse_driver.Client`` is one connection and not thread-safe (its docs
+say so); the writer, the web threads and the alert engine all query at once.
+So each call borrows a client from a small pool and returns it afterwards: a
+thread never shares a connection mid-query, and idle connections are reused.
 """
 
 from __future__ import annotations
 
+import queue
 import re
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,6 +32,8 @@ from server.storage.base import (
     check_name,
     first_line,
     insert_into,
+    refusal,
+    statement_head,
 )
 
 # ClickHouse's own placeholder ``{name:Type}``; the driver wants ``%(name)s``.
@@ -31,6 +41,8 @@ _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*):[^{}]+\}")
 # WRONG_PASSWORD, UNKNOWN_USER (old servers), AUTHENTICATION_FAILED (20.x+)
 _AUTH_CODES = {192, 193, 516}
 _NETWORK_ERRORS = (errors.NetworkError, errors.SocketTimeoutError, EOFError, OSError)
+POOL_SIZE = 8  # connections at most: 4 web threads, the writer, alerting, reports, baselines
+POOL_WAIT = 30.0  # seconds a caller waits for a free connection before giving up
 
 
 def to_driver_params(sql: str) -> str:
@@ -47,6 +59,7 @@ class ClusterStorage:
         *,
         connect_timeout: float = 5,
         send_receive_timeout: float = 60,
+        pool_size: int = POOL_SIZE,
     ) -> None:
         if not config.hosts:
             raise StorageError("clickhouse.hosts is empty; the cluster backend needs a host")
@@ -55,21 +68,46 @@ class ClusterStorage:
         self.user = config.user
         self.hosts = list(config.hosts)
         host, port = split_host_port(self.hosts[0])
-        self._client = Client(
-            host=host,
-            port=port,
-            alt_hosts=",".join(self.hosts[1:]) or None,
-            user=config.user,
-            password=config.password.reveal(),
-            database="default",  # ours may not exist yet; every statement names it
-            secure=config.secure,
-            verify=config.secure,
-            ca_certs=config.ca_cert,
-            compression="lz4",
-            connect_timeout=connect_timeout,
-            send_receive_timeout=send_receive_timeout,
-            settings={"max_block_size": 100_000},
-        )
+        self._options: dict[str, Any] = {
+            "host": host,
+            "port": port,
+            "alt_hosts": ",".join(self.hosts[1:]) or None,
+            "user": config.user,
+            "password": config.password.reveal(),
+            "database": "default",  # ours may not exist yet; every statement names it
+            "secure": config.secure,
+            "verify": config.secure,
+            "ca_certs": config.ca_cert,
+            "compression": "lz4",
+            "connect_timeout": connect_timeout,
+            "send_receive_timeout": send_receive_timeout,
+            "settings": {"max_block_size": 100_000},
+        }
+        self._idle: queue.LifoQueue[Client] = queue.LifoQueue()
+        self._slots = threading.BoundedSemaphore(pool_size)
+        self._all: list[Client] = []
+        self._all_lock = threading.Lock()
+
+    @contextmanager
+    def _client(self) -> Iterator[Client]:
+        """A connection of our own for one call; at most ``pool_size`` exist at once."""
+        if not self._slots.acquire(timeout=POOL_WAIT):
+            raise StorageUnavailable(
+                f"{self.describe()}: all {len(self._all)} connections busy for {POOL_WAIT:.0f} s"
+            )
+        try:
+            try:
+                client = self._idle.get_nowait()
+            except queue.Empty:
+                client = Client(**self._options)
+                with self._all_lock:
+                    self._all.append(client)
+            try:
+                yield client
+            finally:
+                self._idle.put(client)
+        finally:
+            self._slots.release()
 
     def describe(self) -> str:
         return f"ClickHouse at {', '.join(self.hosts)} (database {self.database})"
@@ -105,7 +143,9 @@ class ClusterStorage:
         return len(rows)
 
     def close(self) -> None:
-        self._client.disconnect()
+        with self._all_lock:
+            for client in self._all:
+                client.disconnect()
 
     def _call(
         self,
@@ -119,23 +159,30 @@ class ClusterStorage:
         text = sql if insert or not params else to_driver_params(sql)
         args = params if insert else (dict(params) if params else None)
         for attempt in (1, 2):
-            try:
-                return self._client.execute(
-                    text, args, with_column_types=with_column_types, settings=settings
-                )
-            except errors.ServerException as exc:
-                if exc.code in _AUTH_CODES:
+            with self._client() as client:
+                try:
+                    return client.execute(
+                        text, args, with_column_types=with_column_types, settings=settings
+                    )
+                except errors.ServerException as exc:
+                    if exc.code in _AUTH_CODES:
+                        raise StorageError(
+                            f"{self.describe()} refused user {self.user!r}: authentication "
+                            "failed; check clickhouse.user and clickhouse.password "
+                            "(or CLICKHOUSE_USER / CLICKHOUSE_PASSWORD)"
+                        ) from None
+                    raise refusal(self.describe(), sql, exc.message, exc.code) from None
+                except _NETWORK_ERRORS as exc:
+                    client.disconnect()
+                    if attempt == 2:
+                        raise StorageUnavailable(
+                            f"{self.describe()} is unreachable: {first_line(exc)}"
+                        ) from None
+                except (errors.Error, TypeError, ValueError, OverflowError) as exc:
+                    # the driver could not encode a value: the data is refused, not the server
+                    client.disconnect()
                     raise StorageError(
-                        f"{self.describe()} refused user {self.user!r}: authentication failed; "
-                        "check clickhouse.user and clickhouse.password "
-                        "(or CLICKHOUSE_USER / CLICKHOUSE_PASSWORD)"
-                    ) from None
-                raise StorageError(first_line(exc)) from None
-            except _NETWORK_ERRORS as exc:
-                self._client.disconnect()
-                if attempt == 2:
-                    raise StorageUnavailable(
-                        f"{self.describe()} is unreachable: {first_line(exc)}"
+                        f"{self.describe()}: cannot send `{statement_head(sql)}`: {first_line(exc)}"
                     ) from None
         raise AssertionError("unreachable")  # pragma: no cover
 

@@ -27,6 +27,7 @@ from server.storage.base import (
     check_name,
     first_line,
     insert_into,
+    refusal,
 )
 from server.storage.values import converter, json_each_row
 
@@ -100,7 +101,7 @@ class EmbeddedStorage:
             try:
                 self._session.query(statement, "CSV")
             except Exception as exc:
-                raise StorageError(f"insert into {table} failed: {first_line(exc)}") from None
+                raise refusal(self.describe(), sql, str(exc)) from None
         return len(rows)
 
     def close(self) -> None:
@@ -116,7 +117,7 @@ class EmbeddedStorage:
                 bound = {k: _param(v) for k, v in params.items()} if params else None
                 result = self._session.query(sql, fmt, params=bound)
             except Exception as exc:
-                raise StorageError(first_line(exc)) from None
+                raise refusal(self.describe(), sql, str(exc)) from None
         return str(result.bytes().decode("utf-8")) if result is not None else ""
 
     def _release(self) -> None:
