@@ -158,6 +158,13 @@ class Storage(Protocol):
         server (``insert_deduplication_token``). Returns the rows sent.
         """
 
+    def insert_arrow(self, table: str, data: Any, *, dedup_token: str | None = None) -> int:
+        """Insert an Arrow table (column names = the table's columns) in one block.
+
+        The writer's path: batches are Arrow tables from the write-ahead log.
+        Raises like :meth:`insert`.
+        """
+
     def close(self) -> None: ...
 
     def describe(self) -> str:

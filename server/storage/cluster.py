@@ -20,10 +20,12 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
+import pyarrow as pa
 from clickhouse_driver import Client, errors
 
 from server.config.models import ClickHouseConfig
 from server.config.types import split_host_port
+from server.storage.arrow import to_columns
 from server.storage.base import (
     Params,
     Row,
@@ -142,6 +144,21 @@ class ClusterStorage:
         self._call(sql, list(rows), settings=settings, insert=True)
         return len(rows)
 
+    def insert_arrow(self, table: str, data: pa.Table, *, dedup_token: str | None = None) -> int:
+        if not data.num_rows:
+            return 0
+        sql = insert_into(self.database, table, data.column_names) + " VALUES"
+        settings = (
+            {
+                "insert_deduplication_token": dedup_token,
+                "deduplicate_blocks_in_dependent_materialized_views": 1,
+            }
+            if dedup_token
+            else None
+        )
+        self._call(sql, to_columns(data), settings=settings, insert=True, columnar=True)
+        return int(data.num_rows)
+
     def close(self) -> None:
         with self._all_lock:
             for client in self._all:
@@ -155,6 +172,7 @@ class ClusterStorage:
         with_column_types: bool = False,
         settings: dict[str, Any] | None = None,
         insert: bool = False,
+        columnar: bool = False,
     ) -> Any:
         text = sql if insert or not params else to_driver_params(sql)
         args = params if insert else (dict(params) if params else None)
@@ -162,7 +180,11 @@ class ClusterStorage:
             with self._client() as client:
                 try:
                     return client.execute(
-                        text, args, with_column_types=with_column_types, settings=settings
+                        text,
+                        args,
+                        with_column_types=with_column_types,
+                        settings=settings,
+                        columnar=columnar,
                     )
                 except errors.ServerException as exc:
                     if exc.code in _AUTH_CODES:

@@ -19,6 +19,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
+import pyarrow as pa
+
+from server.storage.arrow import schema_of, to_arrow
 from server.storage.base import (
     Params,
     Row,
@@ -29,7 +32,7 @@ from server.storage.base import (
     insert_into,
     refusal,
 )
-from server.storage.values import converter, json_each_row
+from server.storage.values import converter
 
 _TOKEN = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 LOCK_NAME = "lightbulb.lock"
@@ -55,6 +58,7 @@ class EmbeddedStorage:
             ) from None
         # chDB sessions are not safe for concurrent use; checks, writer and dashboard share one.
         self._mutex = threading.Lock()
+        self._types: dict[str, dict[str, str]] = {}
 
     def describe(self) -> str:
         return f"embedded chDB at {self.path} (database {self.database})"
@@ -83,9 +87,19 @@ class EmbeddedStorage:
     ) -> int:
         if not rows:
             return 0
-        # Batches are at most a few thousand rows: parallel parsing buys nothing and
-        # grows the engine's format-parsing pool (idle threads it keeps, ~85 MB).
-        settings = ["input_format_parallel_parsing = 0"]
+        types = self._column_types(table)
+        try:
+            schema = schema_of(columns, [types[c] for c in columns])
+            data = to_arrow(schema, rows)
+        except (KeyError, ValueError) as exc:
+            sql = insert_into(self.database, table, columns)
+            raise StorageError(f"{self.describe()} refused `{sql}`: {exc}") from None
+        return self.insert_arrow(table, data, dedup_token=dedup_token)
+
+    def insert_arrow(self, table: str, data: pa.Table, *, dedup_token: str | None = None) -> int:
+        if not data.num_rows:
+            return 0
+        settings = ["max_insert_threads = 1"]
         if dedup_token is not None:
             if not _TOKEN.match(dedup_token):
                 raise StorageError(f"invalid deduplication token {dedup_token!r}")
@@ -93,16 +107,32 @@ class EmbeddedStorage:
                 f"insert_deduplication_token = '{dedup_token}'",
                 "deduplicate_blocks_in_dependent_materialized_views = 1",
             ]
-        sql = f"{insert_into(self.database, table, columns)} SETTINGS {', '.join(settings)}"
-        # Rows follow FORMAT as data: the SQL parser stops at FORMAT, so nothing in
-        # a value can be read as SQL. (chdb-core-lite has no streaming insert API.)
-        statement = f"{sql} FORMAT JSONEachRow\n{json_each_row(columns, rows)}"
+        sql = (
+            f"{insert_into(self.database, table, data.column_names)} "
+            f"SETTINGS {', '.join(settings)} SELECT * FROM Python(lightbulb_batch)"
+        )
+        # chDB finds `lightbulb_batch` among this frame's locals and reads the Arrow
+        # columns in place: values travel as data, never as SQL text.
+        lightbulb_batch = data  # noqa: F841 - read by name by the Python() table function
         with self._mutex:
             try:
-                self._session.query(statement, "CSV")
+                self._session.query(sql, "CSV")
             except Exception as exc:
+                if "UNKNOWN_TABLE" in str(exc) or "NO_SUCH_COLUMN" in str(exc):
+                    self._types.pop(table, None)
                 raise refusal(self.describe(), sql, str(exc)) from None
-        return len(rows)
+        return int(data.num_rows)
+
+    def _column_types(self, table: str) -> dict[str, str]:
+        """Column name -> ClickHouse type of our ``table``, asked once and kept."""
+        if table not in self._types:
+            rows = self.query(
+                "SELECT name, type FROM system.columns "
+                "WHERE database = {db:String} AND table = {t:String}",
+                {"db": self.database, "t": table},
+            )
+            self._types[table] = {r["name"]: r["type"] for r in rows}
+        return self._types[table]
 
     def close(self) -> None:
         with self._mutex:
