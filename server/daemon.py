@@ -27,6 +27,7 @@ from server.analytics.report import publish as publish_report
 from server.config import Config, ConfigError, load_config
 from server.config.checks import RESERVED_ID
 from server.core.clock import Clock, SystemClock
+from server.latest import LatestResults
 from server.notify.base import Notice
 from server.notify.dispatcher import build_dispatcher
 from server.recorder import Recorder
@@ -37,11 +38,15 @@ from server.storage import Storage, StorageError, open_storage
 from server.sync import sync_config_tables
 from server.tables import WRITTEN_TABLES
 from server.web import WebContext, WebServer, create_app
+from server.web.context import ServiceState
 from server.writer import Writer
 
 log = logging.getLogger("lightbulb.daemon")
 STOP_GRACE = 6.0  # seconds for checks in flight; leaves time to notify and flush within 10 s
 NOTIFY_GRACE = 2.0  # seconds for notifications still waiting (group_wait) at shutdown
+# seconds for the last inserts; what ClickHouse has not taken by then is in the
+# write-ahead log already and is inserted at the next start
+WRITE_GRACE = 1.5
 ALERT_TICK = 1.0  # absent results, pending timers, repeats, silences expiring
 SELF_ID = RESERVED_ID
 SELF_INTERVAL = 15.0
@@ -69,6 +74,7 @@ class Daemon:
             flush_interval=sched.flush_interval.total_seconds(),
             before_first_write=self._prepare_storage,
             columns=WRITTEN_TABLES,
+            max_queue_rows=sched.max_queue_rows,
         )
         self.dispatcher = build_dispatcher(self.config, self.clock, self._delivered, self._recheck)
         self.baselines = Baselines(self.config.baselines)
@@ -76,7 +82,8 @@ class Daemon:
             self.config, self.writer, self.dispatcher, self.clock, baselines=self.baselines
         )
         learned = LearnedDegraded(self.baselines)
-        self.recorder = Recorder(self.writer, listener=self.alerts, adjust=learned.adjust)
+        self.latest = LatestResults(self.writer)  # /metrics reads it: no ClickHouse needed
+        self.recorder = Recorder(self.latest, listener=self.alerts, adjust=learned.adjust)
         self._baselines_busy = threading.Lock()
         self._report_day: date | None = None  # the newest day with a report
         self.web: WebServer | None = None
@@ -235,11 +242,13 @@ class Daemon:
         if self.web is not None:
             self.web.stop()
         self.dispatcher.stop(deadline=NOTIFY_GRACE)
-        self.writer.stop()
-        spooled = len(self.writer.spool)
+        self.writer.stop(timeout=WRITE_GRACE)
+        waiting = self.writer.pending_rows()
         self.storage.close()
         log.info(
-            "stopped (%d rows written, %d batches spooled)", self.writer.stats.rows_written, spooled
+            "stopped (%d rows written, %d rows kept in the spool for the next start)",
+            self.writer.stats.rows_written,
+            waiting,
         )
         return 0
 
@@ -307,11 +316,28 @@ class Daemon:
             "rows_written": wstats.rows_written,
             "write_errors": wstats.write_errors,
             "queue_rows": self.writer.pending_rows(),
-            "spool_bytes": self.writer.spool.bytes,
-            "spool_batches": len(self.writer.spool),
-            "spool_dropped": self.writer.spool.dropped_rows,
+            "spool_bytes": self.writer.spool.wal.size,
+            "spool_batches": self.writer.inserter.open_batches,
+            "spool_dropped": wstats.rows_dropped,
+            "rows_set_aside": wstats.rows_set_aside,
+            "rejected_batches": self.writer.rejected_batches(),
+            "push_refusals": wstats.busy_refusals,
             "alerts_firing": self.alerts.firing_count(),
         }
+
+    def service_states(self) -> list[ServiceState]:
+        """Every configured service's last result since start (or restored status), from memory."""
+        out = []
+        for service in self.config.services:
+            latest = self.latest.get(service.id)
+            restored = self.recorder.last_status.get(service.id)
+            code = latest.status_code if latest else int(restored if restored is not None
+                                                          else Status.UNKNOWN)  # fmt: skip
+            out.append(ServiceState(service.id, service.stack, service.type, code,
+                                    latest is not None or restored is not None,
+                                    latest.response_time_ms if latest else None,
+                                    latest.at if latest else None))  # fmt: skip
+        return out
 
     def record_self(self) -> None:
         stats, wstats = self.scheduler.stats, self.writer.stats
@@ -321,8 +347,10 @@ class Daemon:
             Metric("scheduler_lag_p99_ms", p99, "ms"),
             Metric("checks_in_flight", self.scheduler.in_flight(), "count"),
             Metric("write_queue_rows", self.writer.pending_rows(), "rows"),
-            Metric("spool_bytes", self.writer.spool.bytes, "bytes"),
-            Metric("spool_dropped_rows", self.writer.spool.dropped_rows, "rows"),
+            Metric("spool_bytes", self.writer.spool.wal.size, "bytes"),
+            Metric("spool_dropped_rows", wstats.rows_dropped, "rows"),
+            Metric("rows_set_aside", wstats.rows_set_aside, "rows"),
+            Metric("push_refusals", wstats.busy_refusals, "count"),
             Metric("write_latency_ms", round(wstats.last_write_ms, 2), "ms"),
             Metric("write_errors", wstats.write_errors, "count"),
             Metric("rows_written", wstats.rows_written, "rows"),
@@ -330,9 +358,18 @@ class Daemon:
             Metric("check_timeouts", stats.timeouts, "count"),
         ]
         status, message = Status.OK, f"{stats.checks} checks, lag p99 {p99:.0f} ms"
-        if self.writer.spool.bytes:
+        if not self.writer.reachable:
             status = Status.DEGRADED
-            message = f"ClickHouse unreachable: {self.writer.spool.bytes} bytes spooled"
+            message = (
+                f"ClickHouse not taking writes: {self.writer.pending_rows()} rows "
+                f"({self.writer.spool.wal.size} bytes) wait in the spool"
+            )
+        elif wstats.rows_set_aside:
+            status = Status.DEGRADED
+            message = (
+                f"{wstats.rows_set_aside} rows refused by ClickHouse are set aside "
+                "(lightbulb spool list)"
+            )
         result = CheckResult(status, message, {"pid": os.getpid()}, metrics=metrics)
         self.recorder.record(SelfService(), result, self.clock.now())
 

@@ -8,6 +8,7 @@ nothing else in the text differs.
 
 from __future__ import annotations
 
+import functools
 import re
 import sys
 from dataclasses import dataclass
@@ -142,6 +143,28 @@ def declared_columns(statement: Statement) -> list[str]:
         statement.sql.split("(", 1)[1].split("\nENGINE", 1)[0] if statement.kind == "table" else ""
     )
     return [name for name in _COLUMN_LINE.findall(body) if name not in ("index",)]
+
+
+_COLUMN_TYPE = re.compile(
+    r"^\s{4}([a-z_][a-z0-9_]*)\s+([A-Z][^\n]*?)"
+    r"(?:\s+(?:CODEC|DEFAULT|MATERIALIZED)\b[^\n]*?)?,?[ \t]*$",
+    re.M,
+)
+
+
+@functools.lru_cache(maxsize=1)
+def declared_types() -> dict[str, dict[str, str]]:
+    """Table -> column -> ClickHouse type, as sql/ declares them (for the writer's batches).
+
+    Read from the DDL so the writer can encode rows before ClickHouse is reachable.
+    """
+    out: dict[str, dict[str, str]] = {}
+    for statement in render_schema(Target("monitor")):
+        if statement.kind != "table":
+            continue
+        body = statement.sql.split("(", 1)[1].split("\nENGINE", 1)[0]
+        out[statement.name] = dict(_COLUMN_TYPE.findall(body))
+    return out
 
 
 def tables_missing_columns(

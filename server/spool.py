@@ -1,38 +1,53 @@
-"""A bounded on-disk queue of batches waiting for ClickHouse.
+"""The writer's directory: its write-ahead log and the batches ClickHouse refused.
 
-Each batch is one file, named by a sequence number so replay keeps order, and
-written to a temporary name then renamed so a crash never leaves half a batch.
-The file holds the batch id, which becomes the insert's deduplication token:
-a batch replayed after a crash between "inserted" and "deleted" is dropped by
-the server instead of stored twice.
+``<spool_dir>/wal/`` is the write-ahead log (:mod:`server.wal`): every row
+waits there until ClickHouse has it, through outages and restarts.
+``<spool_dir>/rejected/`` holds rows ClickHouse refused *for their content*
+(a value it cannot store), one JSON-lines file per set-aside batch with the
+server's reason; ``lightbulb spool list|replay|drop`` works on them. Nothing
+is set aside for an outage or a full disk: those are retried.
 
-When the spool would pass ``max_bytes`` the oldest batches are dropped (and
-counted): during a long outage the newest state of the fleet matters most.
+``*.batch`` files in the directory itself come from releases before the
+write-ahead log; the writer takes them over at start (:func:`legacy_batches`).
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import os
-import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from server.storage.values import to_json
+from server.wal import Wal
 
-log = logging.getLogger("lightbulb.spool")
-SUFFIX = ".batch"
+LEGACY_SUFFIX = ".batch"
+REJECTED = "rejected"
 
 
 @dataclass(frozen=True)
 class Batch:
+    """Rows of one table under one id (the insert's deduplication token)."""
+
     id: str
     table: str
     columns: tuple[str, ...]
     rows: list[tuple[Any, ...]]
+
+
+@dataclass(frozen=True)
+class SetAside:
+    """A refused batch on disk: what, how many, and the server's reason."""
+
+    id: str
+    table: str
+    rows: int
+    reason: str
+    at: str
+    path: Path
 
 
 class Spool:
@@ -40,114 +55,92 @@ class Spool:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.max_bytes = max_bytes
-        self.dropped_rows = 0
-        self._lock = threading.Lock()
-        files = sorted(self.directory.glob(f"*{SUFFIX}"))
-        self._seq = int(files[-1].stem) + 1 if files else 0
-        self._bytes = sum(f.stat().st_size for f in files)
-        # Counted in memory: the writer asks on every flush, and an empty spool
-        # (the normal case) must cost no directory listing.
-        self._count = len(files)
-
-    def pending(self) -> list[Path]:
-        """Spooled batch files, oldest first."""
-        if not self._count:
-            return []
-        return sorted(self.directory.glob(f"*{SUFFIX}"))
+        self.wal = Wal(self.directory / "wal", max_bytes)
 
     @property
-    def bytes(self) -> int:
-        return self._bytes
+    def rejected_dir(self) -> Path:
+        return self.directory / REJECTED
 
-    def __len__(self) -> int:
-        return self._count
-
-    def append(self, batch: Batch) -> None:
-        times = (
-            [i for i, v in enumerate(batch.rows[0]) if isinstance(v, datetime)]
-            if batch.rows
-            else []
-        )
+    # -- set aside -------------------------------------------------------------------------
+    def set_aside(self, batch: Batch, reason: str) -> Path:
+        """Write a refused batch to ``rejected/<id>.json`` (fsync'd); raises OSError if not."""
+        self.rejected_dir.mkdir(exist_ok=True)
         header = {
             "id": batch.id,
             "table": batch.table,
-            "columns": batch.columns,
-            "datetime_columns": times,
+            "columns": list(batch.columns),
+            "rows": len(batch.rows),
+            "reason": reason,
+            "at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "datetime_columns": _datetime_columns(batch.rows),
         }
-        lines = [json.dumps(header)] + [json.dumps(to_json(list(row))) for row in batch.rows]
-        data = ("\n".join(lines) + "\n").encode()
-        with self._lock:
-            path = self.directory / f"{self._seq:016d}{SUFFIX}"
-            self._seq += 1
-            tmp = path.with_suffix(".tmp")
-            with open(tmp, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            tmp.rename(path)
-            self._bytes += len(data)
-            self._count += 1
-            if self._bytes > self.max_bytes:
-                self._enforce_bound()
+        # ensure_ascii: a lone surrogate (the very thing refused, perhaps) stays \udxxx text
+        lines = [json.dumps(header)] + [json.dumps(to_json(list(r))) for r in batch.rows]
+        path = self.rejected_dir / f"{_safe(batch.id)}.json"
+        _write_durably(path, ("\n".join(lines) + "\n").encode())
+        return path
 
-    def load(self, path: Path) -> Batch:
-        with open(path, encoding="utf-8") as handle:
-            header = json.loads(handle.readline())
-            times = set(header["datetime_columns"])
-            rows = []
-            for line in handle:
-                values = json.loads(line)
-                rows.append(
-                    tuple(
-                        datetime.fromisoformat(v + "+00:00")
-                        if i in times and isinstance(v, str)
-                        else v
-                        for i, v in enumerate(values)
-                    )
+    def rejected(self) -> list[SetAside]:
+        """Set-aside batches, oldest first."""
+        if not self.rejected_dir.is_dir():
+            return []
+        found = []
+        for path in self.rejected_dir.glob("*.json"):
+            with open(path, encoding="utf-8") as handle:
+                header = json.loads(handle.readline())
+            found.append(SetAside(header["id"], header["table"], header["rows"],
+                                  header["reason"], header["at"], path))  # fmt: skip
+        return sorted(found, key=lambda s: (s.at, s.id))
+
+    def load_rejected(self, entry: SetAside) -> Batch:
+        return load_batch(entry.path)
+
+    def drop_rejected(self, entry: SetAside) -> None:
+        entry.path.unlink(missing_ok=True)
+
+    # -- batches of releases before the write-ahead log ---------------------------------
+    def legacy_batches(self) -> Iterator[tuple[Path, Batch]]:
+        """``*.batch`` files an older release spooled, oldest first."""
+        for path in sorted(self.directory.glob(f"*{LEGACY_SUFFIX}")):
+            yield path, load_batch(path)
+        for path in self.directory.glob("*.tmp"):  # an older release's half-written files
+            path.unlink(missing_ok=True)
+
+
+def load_batch(path: Path) -> Batch:
+    """A JSON-lines batch file (set aside, or spooled by an older release)."""
+    with open(path, encoding="utf-8") as handle:
+        header = json.loads(handle.readline())
+        times = set(header.get("datetime_columns", []))
+        rows = []
+        for line in handle:
+            values = json.loads(line)
+            rows.append(
+                tuple(
+                    datetime.fromisoformat(v + "+00:00") if i in times and isinstance(v, str) else v
+                    for i, v in enumerate(values)
                 )
-        return Batch(header["id"], header["table"], tuple(header["columns"]), rows)
-
-    def remove(self, path: Path) -> None:
-        with self._lock:
-            self._drop(path, None)
-
-    def set_aside(self, path: Path) -> Path:
-        """Move a batch the server keeps refusing to ``rejected/`` for a human to look at."""
-        rejected = self.directory / "rejected"
-        rejected.mkdir(exist_ok=True)
-        with self._lock:
-            self._drop(path, rejected / path.name)
-        return rejected / path.name
-
-    def _drop(self, path: Path, move_to: Path | None) -> bool:
-        """Take one batch out of the spool (delete or move it); False if already gone."""
-        try:
-            size = path.stat().st_size
-            if move_to is None:
-                path.unlink()
-            else:
-                path.rename(move_to)
-        except FileNotFoundError:
-            return False
-        self._bytes -= size
-        self._count -= 1
-        return True
-
-    def _enforce_bound(self) -> None:
-        files = self.pending()
-        while self._bytes > self.max_bytes and len(files) > 1:
-            oldest = files.pop(0)
-            try:
-                with open(oldest, encoding="utf-8") as handle:
-                    rows = sum(1 for _ in handle) - 1
-            except FileNotFoundError:
-                continue
-            if not self._drop(oldest, None):
-                continue
-            self.dropped_rows += rows
-            log.error(
-                "spool is over %d bytes: dropped the oldest batch (%d rows); "
-                "ClickHouse has been unreachable for too long",
-                self.max_bytes,
-                rows,
             )
+    return Batch(header["id"], header["table"], tuple(header["columns"]), rows)
+
+
+def _datetime_columns(rows: list[tuple[Any, ...]]) -> list[int]:
+    return [i for i, v in enumerate(rows[0]) if isinstance(v, datetime)] if rows else []
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:120]
+
+
+def _write_durably(path: Path, data: bytes) -> None:
+    """Write under a temporary name, fsync, rename; on failure leave nothing behind."""
+    tmp = path.with_suffix(".tmp")
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        tmp.rename(path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise

@@ -1,10 +1,21 @@
-"""Batch rows per table and write them; spool to disk while ClickHouse is away.
+"""Take rows from the daemon, make them durable, and insert them in large batches.
 
-Rows are buffered per table and flushed when ``batch_rows`` are waiting or
-``flush_interval`` has passed, which keeps ClickHouse's part count low. Every
-batch gets an id used as ``insert_deduplication_token``. While anything is
-spooled, new batches join the spool behind it, so replay preserves order;
-replay deletes a batch file only after its insert succeeded.
+Every row passes through the write-ahead log (:mod:`server.wal`) before it is
+inserted:
+
+- ``add(table, row)`` (check results, alert events) buffers in memory; every
+  ``flush_interval`` the buffers go to the log in one write and one ``fsync``.
+  A ``kill -9`` loses at most that interval; SIGTERM loses nothing.
+- ``add_durable(table, rows)`` and ``sync()`` (pushed logs, silences, acks, the
+  alert outbox) return only once the rows are on disk: callers that arrive
+  together share one ``fsync`` (group commit).
+
+The inserter (:mod:`server.inserter`) then stores what the log holds in one
+insert per table per ``flush_interval`` (sooner past ``batch_rows``), each
+batch under a token the server deduplicates by, so a replay stores it once.
+ClickHouse away or its disk full: the rows wait in the log and are retried.
+ClickHouse refusing a batch's content: the refused rows, and only those, are
+set aside in ``rejected/`` with the reason.
 """
 
 from __future__ import annotations
@@ -17,12 +28,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import pyarrow as pa
+
+from server.inserter import Inserter
 from server.recorder import TABLE_COLUMNS
+from server.schema import declared_types
 from server.spool import Batch, Spool
-from server.storage import Storage, StorageError, StorageUnavailable
+from server.storage import Storage
+from server.storage.arrow import BadRow, schema_of, to_arrow
+from server.wal import Record, WalFull
 
 log = logging.getLogger("lightbulb.writer")
-MAX_REJECTS = 5  # a batch the server refuses this often is set aside, not retried forever
 
 
 @dataclass
@@ -31,7 +47,19 @@ class WriterStats:
     batches_written: int = 0
     write_errors: int = 0
     last_write_ms: float = 0.0
-    rows_spooled: int = 0
+    rows_spooled: int = 0  # rows that waited in the log because ClickHouse was away
+    rows_set_aside: int = 0  # refused by ClickHouse for their content (rejected/)
+    rows_dropped: int = 0  # lost: the disk was full and memory too
+    busy_refusals: int = 0  # pushes answered 429/503 (counted by the web layer)
+
+
+class Busy(Exception):
+    """The writer cannot take more now; answer 429/503 with ``Retry-After: retry_after``."""
+
+    def __init__(self, message: str, retry_after: int, status: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.status = status
 
 
 class Writer:
@@ -40,154 +68,216 @@ class Writer:
         storage: Storage,
         spool: Spool,
         *,
-        batch_rows: int = 1000,
+        batch_rows: int = 100_000,
         flush_interval: float = 1.0,
         columns: dict[str, tuple[str, ...]] | None = None,
         before_first_write: Callable[[], None] | None = None,
+        max_queue_rows: int = 500_000,
     ) -> None:
         self.storage = storage
         self.spool = spool
         self.batch_rows = batch_rows
         self.flush_interval = flush_interval
+        self.max_queue_rows = max_queue_rows
         self.columns = dict(columns or TABLE_COLUMNS)
+        types = declared_types()
+        self.schemas = {
+            table: schema_of(cols, [types[table][c] for c in cols])
+            for table, cols in self.columns.items()
+            if table in types
+        }
         self.stats = WriterStats()
-        self._before_first_write = before_first_write
-        self._ready = before_first_write is None
         self._buffers: dict[str, list[tuple[Any, ...]]] = {t: [] for t in self.columns}
+        self._buffered = 0
         self._lock = threading.Lock()
-        self._io_lock = threading.Lock()  # one flush at a time keeps batches in order
+        self._commit_lock = threading.Lock()  # one commit of the buffers at a time
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._rejects: dict[str, int] = {}
-        self._reachable = True  # logged on change only: an outage is one warning, not thousands
+        self._disk_full = False  # logged on change only
+        self.inserter = Inserter(self, storage, spool, before_first_write)
+        self.inserter.recover()
 
-    # -- producers ---------------------------------------------------------------
+    # -- producers ---------------------------------------------------------------------
     def add(self, table: str, row: tuple[Any, ...]) -> None:
+        """Buffer one row; on disk within ``flush_interval``, in ClickHouse soon after."""
         with self._lock:
-            buffer = self._buffers[table]
-            buffer.append(row)
-            full = len(buffer) >= self.batch_rows
+            self._buffers[table].append(row)
+            self._buffered += 1
+            full = self._buffered >= self.batch_rows
         if full:
             self._wake.set()
 
     def add_durable(self, table: str, rows: list[tuple[Any, ...]]) -> None:
-        """Append ``rows`` and return only once they are on disk.
+        """Append ``rows`` and return only once they are on disk (fsync'd).
 
         For records acknowledged to a client (pushed logs, silences, acks) and for
         notices about to be sent (the alert outbox): after this returns, a
-        ``kill -9`` loses none of them. Raises :class:`StorageError` when they
-        could be put neither in ClickHouse nor in the spool.
+        ``kill -9`` loses none of them. Raises :class:`BadRow` (nothing written)
+        when a row cannot be encoded, naming it, and :class:`Busy` when the disk
+        is full or the log is at ``scheduler.spool_max_bytes``.
         """
-        with self._lock:
-            self._buffers[table].extend(rows)
-        self.flush()
+        if rows:
+            data = to_arrow(self.schemas[table], rows)
+            try:
+                record = self.spool.wal.append(table, data)
+            except WalFull as exc:
+                self._note_disk(exc)
+                raise Busy(f"not stored: {exc.strerror}", 5, 503) from None
+            self.inserter.take([record])
+        self.sync()
+
+    def sync(self) -> None:
+        """Every row added so far is on disk when this returns (buffers included).
+
+        Raises :class:`Busy` if the disk is full.
+        """
+        self.commit()
+        if self._disk_full:
+            raise Busy("not stored: the spool's disk is full", 5, 503)
+        try:
+            self.spool.wal.sync()
+        except OSError as exc:
+            self._note_disk(exc)
+            raise Busy(f"not stored: {exc.strerror or exc}", 5, 503) from None
+
+    def busy(self) -> Busy | None:
+        """Why a push should be refused now (backpressure), or None to accept it.
+
+        429 when more than ``max_queue_rows`` wait for ClickHouse (the writer is
+        behind), 503 when the disk is full or the log at its size limit.
+        """
+        if self._disk_full:
+            return Busy("the spool's disk is full; retry later", 10, 503)
+        wal = self.spool.wal
+        if wal.size > wal.max_bytes * 0.9:
+            return Busy("the spool is nearly at scheduler.spool_max_bytes; retry later", 10, 503)
+        waiting = self.inserter.pending_rows + self._buffered
+        if waiting > self.max_queue_rows:
+            seconds = 1 if self.inserter.reachable else 10
+            return Busy(f"{waiting} rows are waiting to be stored; retry later", seconds, 429)
+        return None
+
+    def rejected_batches(self) -> int:
+        """Set-aside batches in ``rejected/`` (a directory listing: for scrapes, not loops)."""
+        return len(self.spool.rejected())
 
     @property
     def reachable(self) -> bool:
         """Storage prepared and the last write went through."""
-        return self._ready and self._reachable
+        return self.inserter.reachable
 
     def pending_rows(self) -> int:
-        with self._lock:
-            return sum(len(b) for b in self._buffers.values())
+        """Rows not yet in ClickHouse: buffered, or in the log waiting for an insert."""
+        return self._buffered + self.inserter.pending_rows
 
-    # -- background loop ---------------------------------------------------------
+    def ensure_ready(self) -> bool:
+        """Run the before-first-write hook if it has not succeeded yet; False if not now."""
+        return self.inserter.ensure_ready()
+
+    # -- background --------------------------------------------------------------------
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="lightbulb-writer", daemon=True)
+        self._thread = threading.Thread(target=self._loop, name="lightbulb-wal", daemon=True)
         self._thread.start()
+        self.inserter.start()
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Stop the loop and write (or spool) everything still buffered."""
+        """Put everything buffered on disk, then insert what ``timeout`` seconds allow.
+
+        Whatever ClickHouse has not taken by then stays in the log and is
+        inserted at the next start.
+        """
+        deadline = time.monotonic() + timeout
         self._stop.set()
         self._wake.set()
         if self._thread:
             self._thread.join(timeout)
-        self.flush()
+        self.commit()
+        try:
+            self.spool.wal.sync()
+        except OSError as exc:
+            log.error("could not sync the spool at shutdown: %s", exc)
+        self.inserter.stop(max(deadline - time.monotonic(), 0.1))
+        self.spool.wal.close()
+
+    def flush(self) -> None:
+        """Commit the buffers and insert everything waiting now (tests, shutdown)."""
+        self.commit()
+        self.inserter.insert_due(force=True)
+
+    def replay(self) -> int:
+        """Insert what the log holds now; returns the batches stored."""
+        return self.inserter.insert_due(force=True)
 
     def _loop(self) -> None:
         while not self._stop.is_set():
             self._wake.wait(self.flush_interval)
             self._wake.clear()
             try:
-                self.flush()
+                self.commit()
+                self.spool.wal.sync()
             except Exception:  # the writer must outlive any single failure
-                log.exception("flush failed")
+                log.exception("committing rows to the spool failed")
 
-    # -- writing -------------------------------------------------------------------
-    def flush(self) -> None:
-        with self._lock:
-            taken = {t: rows for t, rows in self._buffers.items() if rows}
-            for table in taken:
-                self._buffers[table] = []
-        with self._io_lock:
+    # -- committing the buffers --------------------------------------------------------
+    def commit(self) -> None:
+        """Move buffered rows into the log (one record per table), unsynced."""
+        with self._commit_lock:
+            with self._lock:
+                taken = {t: rows for t, rows in self._buffers.items() if rows}
+                for table in taken:
+                    self._buffers[table] = []
+                self._buffered = 0
+            records: list[Record] = []
             for table, rows in taken.items():
-                for start in range(0, len(rows), max(self.batch_rows, 1)):
-                    chunk = rows[start : start + self.batch_rows]
-                    batch = Batch(uuid.uuid4().hex, table, self.columns[table], chunk)
-                    if len(self.spool) or not self._insert(batch):
-                        self.spool.append(batch)
-                        self.stats.rows_spooled += len(chunk)
-            self.replay()
+                for data in self._encode(table, rows):
+                    records.append(self._append(table, data))
+            if records:
+                self.inserter.take(records)
 
-    def replay(self) -> int:
-        """Write spooled batches oldest first; stop at the first that cannot be written."""
-        written = 0
-        for path in self.spool.pending():
-            batch = self.spool.load(path)
-            if not self._insert(batch, spooled=True):
-                if self._rejects.get(batch.id, 0) >= MAX_REJECTS:
-                    moved = self.spool.set_aside(path)
-                    log.error(
-                        "batch %s refused %d times; moved to %s", batch.id, MAX_REJECTS, moved
-                    )
-                    continue
+    def _encode(self, table: str, rows: list[tuple[Any, ...]]) -> list[pa.Table]:
+        """Rows -> Arrow; a row that cannot be encoded is set aside, the others kept."""
+        out = []
+        while rows:
+            try:
+                out.append(to_arrow(self.schemas[table], rows))
                 break
-            self.spool.remove(path)
-            written += 1
-        if written:
-            log.info("replayed %d spooled batches; %d left", written, len(self.spool))
-        return written
+            except BadRow as bad:
+                self.set_aside(table, [rows[bad.index]], f"cannot encode: {bad.reason}")
+                rows = rows[: bad.index] + rows[bad.index + 1 :]
+        return out
 
-    def ensure_ready(self) -> bool:
-        """Run the before-first-write hook if it has not succeeded yet; False if storage is away."""
-        if self._ready:
-            return True
+    def _append(self, table: str, data: pa.Table) -> Record:
+        wal = self.spool.wal
         try:
-            assert self._before_first_write is not None
-            self._before_first_write()
-        except StorageError as exc:
-            self._unreachable(exc)
-            return False
-        self._ready = True
-        return True
+            record = wal.append(table, data)
+        except WalFull as exc:
+            self._note_disk(exc)
+            return wal.append(table, data, memory_only=True)
+        if self._disk_full:
+            log.info("the spool takes writes again (%s)", wal.directory)
+            self._disk_full = False
+        return record
 
-    def _unreachable(self, exc: Exception) -> None:
-        if self._reachable:
-            log.warning("ClickHouse unavailable, spooling to %s: %s", self.spool.directory, exc)
-        self._reachable = False
+    def _note_disk(self, exc: OSError) -> None:
+        if not self._disk_full:
+            log.error(
+                "cannot write the spool at %s: %s; rows are held in memory (check results) "
+                "or refused with 503 (pushed logs) until it has room",
+                self.spool.wal.directory,
+                exc.strerror or exc,
+            )
+        self._disk_full = True
 
-    def _insert(self, batch: Batch, spooled: bool = False) -> bool:
-        if not self.ensure_ready():
-            self.stats.write_errors += 1
-            return False
+    def set_aside(self, table: str, rows: list[tuple[Any, ...]], reason: str) -> None:
+        """Keep refused rows in ``rejected/`` with the reason, counted; never silently lost."""
+        batch = Batch(f"{table}-{uuid.uuid4().hex}", table, self.columns[table], rows)
         try:
-            started = time.perf_counter()
-            self.storage.insert(batch.table, batch.columns, batch.rows, dedup_token=batch.id)
-        except StorageUnavailable as exc:
-            self.stats.write_errors += 1
-            self._unreachable(exc)
-            return False
-        except StorageError as exc:
-            self.stats.write_errors += 1
-            if spooled:
-                self._rejects[batch.id] = self._rejects.get(batch.id, 0) + 1
-            log.error("insert into %s refused: %s", batch.table, exc)
-            return False
-        if not self._reachable:
-            log.info("ClickHouse reachable again; %d batches spooled", len(self.spool))
-            self._reachable = True
-        self.stats.last_write_ms = (time.perf_counter() - started) * 1000
-        self.stats.rows_written += len(batch.rows)
-        self.stats.batches_written += 1
-        return True
+            path = self.spool.set_aside(batch, reason)
+        except OSError as exc:
+            self.stats.rows_dropped += len(rows)
+            log.error("%d %s rows refused (%s) and not set aside: %s", len(rows), table,
+                      reason, exc)  # fmt: skip
+            return
+        self.stats.rows_set_aside += len(rows)
+        log.error("%d %s rows set aside in %s: %s", len(rows), table, path, reason)

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from server.storage.embedded import EmbeddedStorage
+from server.wal import Wal
 from tests.conftest import free_port, run_cli
 from tests.support.daemon import DaemonProcess
 
@@ -187,19 +188,22 @@ def test_sigterm_flushes_everything_and_exits_zero(tmp_path: Path) -> None:
 
 
 def spooled_status_rows(spool: Path, service_id: str) -> int:
-    count = 0
-    for path in spool.glob("*.batch"):
-        header, *rows = path.read_text().splitlines()
-        if json.loads(header)["table"] == "service_status":
-            count += sum(1 for r in rows if json.loads(r)[0] == service_id)
-    return count
+    """Rows of ``service_id`` waiting in the write-ahead log (read-only, as `spool list` does)."""
+    pending, open_batches = Wal(spool / "wal", 0, readonly=True).recover()
+    wal = Wal(spool / "wal", 0, readonly=True)
+    records = [*pending, *(r for b in open_batches for r in b.records)]
+    return sum(
+        wal.load(r).column("service_id").to_pylist().count(service_id)
+        for r in records
+        if r.table == "service_status"
+    )
 
 
 def test_kill_9_with_spool_then_restart_loses_and_duplicates_nothing(tmp_path: Path) -> None:
     down = f"'127.0.0.1:{free_port()}'"
     config = write_config(tmp_path, "  - {id: one, type: host, interval: 200ms}\n", hosts=down)
     daemon = DaemonProcess(config, tmp_path)
-    daemon.wait_for("ClickHouse unavailable, spooling")
+    daemon.wait_for("ClickHouse unavailable, keeping rows in the spool")
     time.sleep(1.5)
     daemon.kill()
     spooled = spooled_status_rows(tmp_path / "spool", "one")
@@ -207,10 +211,10 @@ def test_kill_9_with_spool_then_restart_loses_and_duplicates_nothing(tmp_path: P
     # Same spool, now with a reachable (embedded) store and nothing to poll.
     config = write_config(tmp_path, "  []\n")
     daemon = DaemonProcess(config, tmp_path)
-    daemon.wait_for("replayed")
+    daemon.wait_for(r"rows from the spool wait for ClickHouse")
     code, _ = daemon.stop()
     assert code == 0
-    assert list((tmp_path / "spool").glob("*.batch")) == []
+    assert spooled_status_rows(tmp_path / "spool", "one") == 0
     rows = query(
         tmp_path,
         "SELECT count() AS n, uniqExact(timestamp) AS distinct_ts "

@@ -1,24 +1,30 @@
-"""Batched writes, the disk spool and exactly-once replay, on real chDB.
+"""The writer on real chDB: write-ahead log, batches, exactly-once replay, refusals.
 
-The only stand-in is ``Flaky``: it wraps the real store and refuses inserts
-while ``down`` is set, which is how an unreachable ClickHouse looks to the writer.
+The only stand-in is ``Flaky``: it wraps the real store and answers inserts
+with StorageUnavailable while ``down`` is set, which is how an unreachable
+ClickHouse looks to the writer. Refused content is real: a CHECK constraint
+added to the real table makes the server refuse rows.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+import pyarrow as pa
+import pytest
 
 from server.recorder import STATUS_COLUMNS
 from server.schema import Target, apply_schema
 from server.spool import Batch, Spool
 from server.storage import StorageUnavailable
 from server.storage.embedded import EmbeddedStorage
+from server.tables import WRITTEN_TABLES
 from server.writer import Writer
 
-T0 = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
 
 
 class Flaky:
@@ -31,32 +37,26 @@ class Flaky:
         self.down = False
         self.inserts = 0
 
-    def insert(
-        self,
-        table: str,
-        columns: Sequence[str],
-        rows: Sequence[Sequence[Any]],
-        *,
-        dedup_token: str | None = None,
-    ) -> int:
+    def insert_arrow(self, table: str, data: pa.Table, *, dedup_token: str | None = None) -> int:
         if self.down:
             raise StorageUnavailable("ClickHouse at test:9000 is unreachable: connection refused")
         self.inserts += 1
-        return self.inner.insert(table, columns, rows, dedup_token=dedup_token)
+        return self.inner.insert_arrow(table, data, dedup_token=dedup_token)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
 
-def row(i: int) -> tuple[Any, ...]:
-    return ("svc", T0 + timedelta(seconds=i), 0, f"check {i}", "http", "web", "{}", i, None, None)
+def row(i: int, message: str = "") -> tuple[Any, ...]:
+    return ("svc", T0 + timedelta(seconds=i), 0, message or f"check {i}", "http", "web", "{}", i,
+            None, None)  # fmt: skip
 
 
 def stored(store: EmbeddedStorage) -> list[int]:
     return [
         r["response_time_ms"]
         for r in store.query(
-            "SELECT response_time_ms FROM monitor.service_status ORDER BY timestamp"
+            "SELECT response_time_ms FROM monitor.service_status ORDER BY response_time_ms"
         )
     ]
 
@@ -64,7 +64,8 @@ def stored(store: EmbeddedStorage) -> list[int]:
 def make(store: EmbeddedStorage, tmp_path: Path, **kwargs: Any) -> tuple[Writer, Flaky]:
     apply_schema(store, Target("monitor"))
     flaky = Flaky(store)
-    return Writer(flaky, Spool(tmp_path / "spool", kwargs.pop("max_bytes", 10**8)), **kwargs), flaky  # type: ignore[arg-type]
+    spool = Spool(tmp_path / "spool", kwargs.pop("max_bytes", 10**8))
+    return Writer(flaky, spool, columns=WRITTEN_TABLES, **kwargs), flaky  # type: ignore[arg-type]
 
 
 def test_rows_are_written_in_one_insert_per_table(store: EmbeddedStorage, tmp_path: Path) -> None:
@@ -72,89 +73,194 @@ def test_rows_are_written_in_one_insert_per_table(store: EmbeddedStorage, tmp_pa
     for i in range(250):
         writer.add("service_status", row(i))
     writer.flush()
-    assert flaky.inserts == 1 and len(stored(store)) == 250
+    assert flaky.inserts == 1 and stored(store) == list(range(250))
 
 
-def test_batch_rows_splits_large_buffers(store: EmbeddedStorage, tmp_path: Path) -> None:
+def test_batch_rows_caps_one_insert(store: EmbeddedStorage, tmp_path: Path) -> None:
     writer, flaky = make(store, tmp_path, batch_rows=100)
     for i in range(250):
         writer.add("service_status", row(i))
+        if i % 50 == 49:
+            writer.commit()  # five records of 50 rows
     writer.flush()
     assert flaky.inserts == 3 and stored(store) == list(range(250))
 
 
-def test_outage_spools_then_replays_once_in_order(store: EmbeddedStorage, tmp_path: Path) -> None:
+def test_outage_keeps_rows_in_the_log_then_stores_them_once(
+    store: EmbeddedStorage, tmp_path: Path
+) -> None:
     writer, flaky = make(store, tmp_path)
     flaky.down = True
     for start in (0, 10, 20):
         for i in range(start, start + 10):
             writer.add("service_status", row(i))
         writer.flush()
-    assert len(writer.spool) == 3 and stored(store) == []
+    assert writer.pending_rows() == 30 and stored(store) == []
+    assert not writer.reachable
     flaky.down = False
-    writer.add("service_status", row(30))  # newer rows wait behind the spool
+    writer.add("service_status", row(30))
     writer.flush()
-    assert len(writer.spool) == 0
+    assert writer.pending_rows() == 0 and writer.reachable
     assert stored(store) == list(range(31))
 
 
-def test_replay_after_crash_between_insert_and_delete_stores_once(
+def test_rows_in_the_log_survive_a_crash_and_are_stored_by_the_next_writer(
     store: EmbeddedStorage, tmp_path: Path
 ) -> None:
-    writer, _ = make(store, tmp_path)
-    batch = Batch(
-        "batch-crashed-midway", "service_status", STATUS_COLUMNS, [row(i) for i in range(5)]
-    )
-    store.insert("service_status", STATUS_COLUMNS, batch.rows, dedup_token=batch.id)  # inserted…
-    writer.spool.append(batch)  # …but the file was never deleted
-    writer.replay()
-    assert stored(store) == list(range(5)) and len(writer.spool) == 0
-
-
-def test_spool_survives_a_new_writer(store: EmbeddedStorage, tmp_path: Path) -> None:
     writer, flaky = make(store, tmp_path)
     flaky.down = True
     for i in range(7):
         writer.add("service_status", row(i))
-    writer.flush()
-    reborn = Writer(store, Spool(tmp_path / "spool", 10**8))
-    assert len(reborn.spool) == 1
+    writer.commit()  # on disk; then the process dies without stop()
+    reborn = Writer(store, Spool(tmp_path / "spool", 10**8), columns=WRITTEN_TABLES)
+    assert reborn.pending_rows() == 7
     reborn.flush()
     assert stored(store) == list(range(7))
+    assert list((tmp_path / "spool" / "wal").glob("*.wal")) != []  # the live segment only
 
 
-def test_spool_is_bounded_dropping_oldest(tmp_path: Path) -> None:
-    spool = Spool(tmp_path / "spool", max_bytes=3000)
-    for n in range(10):
-        spool.append(
-            Batch(f"b{n}", "service_status", STATUS_COLUMNS, [row(n * 10 + i) for i in range(10)])
-        )
-    assert spool.bytes <= 3000
-    assert spool.dropped_rows > 0
-    kept = [spool.load(p).id for p in spool.pending()]
-    assert kept[-1] == "b9" and kept == sorted(kept, key=lambda b: int(b[1:]))
+def test_a_batch_inserted_but_not_marked_done_is_stored_once_after_a_crash(
+    store: EmbeddedStorage, tmp_path: Path
+) -> None:
+    writer, _ = make(store, tmp_path)
+    for i in range(5):
+        writer.add("service_status", row(i))
+    writer.commit()
+    inserter = writer.inserter
+    batch = inserter._next_batch("service_status")  # BATCH frame written …
+    assert batch is not None
+    data = pa.concat_tables([r.data for r in batch.records if r.data is not None])
+    store.insert_arrow("service_status", data, dedup_token=batch.id)  # … inserted, then kill -9
+    reborn = Writer(store, Spool(tmp_path / "spool", 10**8), columns=WRITTEN_TABLES)
+    assert reborn.inserter.open_batches == 1
+    reborn.flush()
+    assert stored(store) == list(range(5))
 
 
-def test_spooled_datetimes_and_maps_round_trip(tmp_path: Path) -> None:
+def test_add_durable_is_on_disk_when_it_returns(store: EmbeddedStorage, tmp_path: Path) -> None:
+    writer, flaky = make(store, tmp_path)
+    flaky.down = True
+    writer.add_durable("service_status", [row(i) for i in range(3)])
+    # no flush, no stop: a new process finds them
+    reborn = Writer(store, Spool(tmp_path / "spool", 10**8), columns=WRITTEN_TABLES)
+    reborn.flush()
+    assert stored(store) == [0, 1, 2]
+
+
+def test_concurrent_durable_writes_share_fsyncs(store: EmbeddedStorage, tmp_path: Path) -> None:
+    writer, _ = make(store, tmp_path)
+    threads, calls = 8, 40
+
+    def push(t: int) -> None:
+        for c in range(calls):
+            writer.add_durable("service_status", [row(t * 1000 + c)])
+
+    workers = [threading.Thread(target=push, args=(t,)) for t in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(60)
+    assert writer.spool.wal.syncs < threads * calls  # group commit: waiters shared fsyncs
+    writer.flush()
+    assert len(stored(store)) == threads * calls
+
+
+def test_refused_rows_are_set_aside_and_the_rest_of_the_batch_stored(
+    store: EmbeddedStorage, tmp_path: Path
+) -> None:
+    writer, _ = make(store, tmp_path)
+    store.execute(
+        "ALTER TABLE monitor.service_status ADD CONSTRAINT no_poison CHECK message != 'poison'"
+    )
+    for i in range(1000):
+        writer.add("service_status", row(i, "poison" if i in (17, 600) else ""))
+    writer.flush()
+    assert len(stored(store)) == 998
+    assert writer.stats.rows_set_aside == 2
+    entries = writer.spool.rejected()
+    assert sum(e.rows for e in entries) == 2
+    assert all("no_poison" in e.reason and "Code 469" in e.reason for e in entries)
+    refused = sorted(r[7] for e in entries for r in writer.spool.load_rejected(e).rows)
+    assert refused == [17, 600]
+    assert writer.pending_rows() == 0
+
+
+def test_a_row_that_cannot_be_encoded_is_set_aside_not_the_batch(
+    store: EmbeddedStorage, tmp_path: Path
+) -> None:
+    writer, _ = make(store, tmp_path)
+    writer.add("service_status", row(1))
+    writer.add("service_status", row(2, "lone \ud800 surrogate"))
+    writer.add("service_status", row(3))
+    writer.flush()
+    assert stored(store) == [1, 3]
+    (entry,) = writer.spool.rejected()
+    assert "surrogate" in entry.reason and entry.rows == 1
+
+
+def test_a_missing_table_is_recreated_not_set_aside(store: EmbeddedStorage, tmp_path: Path) -> None:
+    prepared = []
+
+    def prepare() -> None:
+        apply_schema(store, Target("monitor"))
+        prepared.append(1)
+
+    writer = Writer(store, Spool(tmp_path / "spool", 10**8), columns=WRITTEN_TABLES,
+                    before_first_write=prepare)  # fmt: skip
+    writer.add("service_status", row(1))
+    writer.flush()
+    store.execute("DROP TABLE monitor.service_status")
+    writer.add("service_status", row(2))
+    writer.flush()  # refused: unknown table -> schema again
+    writer.flush()
+    assert stored(store) == [2] and len(prepared) == 2
+    assert writer.spool.rejected() == []
+
+
+def test_spool_files_of_an_older_release_are_taken_over_once(
+    store: EmbeddedStorage, tmp_path: Path
+) -> None:
+    import json
+
+    apply_schema(store, Target("monitor"))
+    spool_dir = tmp_path / "spool"
+    spool_dir.mkdir()
+    header = {"id": "old-batch-1", "table": "service_status", "columns": list(STATUS_COLUMNS),
+              "datetime_columns": [1]}  # fmt: skip
+    rows = [json.dumps(["svc", (T0 + timedelta(seconds=i)).strftime("%Y-%m-%d %H:%M:%S.%f"), 0,
+                        "m", "http", "web", "{}", i, None, None]) for i in range(3)]  # fmt: skip
+    (spool_dir / "0000000000000000.batch").write_text("\n".join([json.dumps(header), *rows]))
+    store.insert("service_status", STATUS_COLUMNS, [row(i, "m") for i in range(3)],
+                 dedup_token="old-batch-1")  # it had been inserted before the upgrade  # fmt: skip
+    writer = Writer(store, Spool(spool_dir, 10**8), columns=WRITTEN_TABLES)
+    writer.flush()
+    assert stored(store) == [0, 1, 2]
+    assert list(spool_dir.glob("*.batch")) == []
+
+
+def test_set_aside_batches_load_back(tmp_path: Path) -> None:
     spool = Spool(tmp_path / "spool", 10**6)
     rows = [("svc", T0, "cpu", 1.5, "percent", {"core": "0"})]
-    spool.append(
-        Batch(
-            "x1",
-            "service_metrics",
-            ("service_id", "timestamp", "metric_name", "metric_value", "metric_unit", "tags"),
-            rows,
-        )
-    )
-    loaded = spool.load(spool.pending()[0])
-    assert loaded.rows == rows
+    columns = ("service_id", "timestamp", "metric_name", "metric_value", "metric_unit", "tags")
+    spool.set_aside(Batch("x1", "service_metrics", columns, rows), "Code 6: cannot parse")
+    (entry,) = spool.rejected()
+    assert (entry.id, entry.rows, entry.reason) == ("x1", 1, "Code 6: cannot parse")
+    assert spool.load_rejected(entry).rows == rows
 
 
-def test_refused_batch_is_set_aside_after_retries(store: EmbeddedStorage, tmp_path: Path) -> None:
-    writer, _ = make(store, tmp_path)
-    bad = Batch("refused", "service_status", ("service_id", "no_such_column"), [("svc", 1)])
-    writer.spool.append(bad)
-    for _ in range(6):
-        writer.replay()
-    assert len(writer.spool) == 0
-    assert (tmp_path / "spool" / "rejected").is_dir()
+@pytest.mark.parametrize("kill_at", ["before-sync", "mid-frame"])
+def test_a_torn_write_at_the_end_of_the_log_is_cut_off(
+    store: EmbeddedStorage, tmp_path: Path, kill_at: str
+) -> None:
+    writer, flaky = make(store, tmp_path)
+    flaky.down = True
+    writer.add_durable("service_status", [row(1), row(2)])
+    writer.add_durable("service_status", [row(3)])
+    (segment,) = sorted((tmp_path / "spool" / "wal").glob("*.wal"))
+    size = segment.stat().st_size
+    with open(segment, "ab") as handle:  # what kill -9 during a write leaves
+        handle.write(b"LB\x01\xff\xff" if kill_at == "mid-frame" else b"L")
+    reborn = Writer(store, Spool(tmp_path / "spool", 10**8), columns=WRITTEN_TABLES)
+    assert segment.stat().st_size == size
+    reborn.flush()
+    assert stored(store) == [1, 2, 3]

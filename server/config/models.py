@@ -223,9 +223,10 @@ class DashboardConfig(Section):
 class SchedulerConfig(Section):
     max_workers: int = Field(32, ge=1, le=1024)
     flush_interval: Duration = timedelta(seconds=1)
-    batch_rows: int = Field(1000, ge=1, le=1_000_000)
+    batch_rows: int = Field(100_000, ge=1, le=1_000_000)
     spool_dir: str = "var/spool"
     spool_max_bytes: ByteSize = 256 * 2**20
+    max_queue_rows: int = Field(500_000, ge=1000, le=100_000_000)
 
 
 class Config(Section):

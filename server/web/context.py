@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from datetime import datetime
+from typing import Any, NamedTuple, Protocol
 
 from flask import current_app
 
@@ -17,10 +18,27 @@ from server.web.errors import ApiError
 from server.web.queries import Reader
 
 
+class ServiceState(NamedTuple):
+    """One service's last result as the daemon holds it in memory (for /metrics)."""
+
+    id: str
+    stack: str
+    type: str
+    status_code: int
+    checked: bool
+    response_time_ms: int | None
+    last_check: datetime | None
+
+
 class DaemonState(Protocol):
-    """The running daemon's figures, for /metrics and /readyz (absent when standalone)."""
+    """The running daemon's figures, for /metrics and /readyz (absent when standalone).
+
+    Both answer from memory: they must work while ClickHouse is away.
+    """
 
     def health(self) -> dict[str, Any]: ...
+
+    def service_states(self) -> list[ServiceState]: ...
 
 
 @dataclass

@@ -1,8 +1,12 @@
 """``GET /metrics``: Prometheus exposition, so Prometheus/Grafana users can scrape us.
 
-Collected at scrape time from the same sources as the dashboard (current status
-per service) and, inside the daemon, from its own counters (check durations,
-scheduler lag, writes, spool, alerts).
+Inside the daemon every figure comes from memory: the per-service gauges from
+the last result the daemon recorded, and its own counters (check durations,
+scheduler lag, writes, spool, alerts). Nothing here waits on ClickHouse, so
+an outage shows up *in* the figures (``lightbulb_storage_reachable 0``, the
+spool growing) instead of as a failed scrape. A standalone dashboard has no
+such memory and reads the current status from storage; if that query fails it
+still answers, with ``lightbulb_storage_query_ok 0`` and no per-service gauges.
 """
 
 from __future__ import annotations
@@ -13,7 +17,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from server.core.status import is_up
-from server.web.context import WebContext
+from server.storage import StorageError
+from server.web.context import ServiceState, WebContext
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -38,7 +43,8 @@ class LightbulbCollector:
             "Time of the last check",
             labels=labels,
         )
-        for view in self.ctx.reader.services(self.ctx.clock.now()):
+        states = self._states()
+        for view in states or []:
             values = [view.id, view.stack, view.type]
             status.add_metric(values, view.status_code)
             up.add_metric(values, 1.0 if view.checked and is_up(view.status_code) else 0.0)
@@ -49,6 +55,23 @@ class LightbulbCollector:
         yield from (status, up, response, last)
         if self.ctx.daemon is not None:
             yield from self._daemon()
+        else:
+            yield GaugeMetricFamily(
+                "lightbulb_storage_query_ok",
+                "1 when the current status could be read from ClickHouse",
+                value=0.0 if states is None else 1.0,
+            )
+
+    def _states(self) -> list[ServiceState] | None:
+        """From the daemon's memory, or (standalone) from storage; None if that failed."""
+        if self.ctx.daemon is not None:
+            return self.ctx.daemon.service_states()
+        try:
+            views = self.ctx.reader.services(self.ctx.clock.now(), history=False)
+        except StorageError:
+            return None
+        return [ServiceState(v.id, v.stack, v.type, v.status_code, v.checked,
+                             v.response_time_ms, v.last_check) for v in views]  # fmt: skip
 
     def _daemon(self) -> Iterator[Metric]:
         assert self.ctx.daemon is not None
@@ -72,7 +95,18 @@ class LightbulbCollector:
             "lightbulb_check_timeouts": ("Checks that ran past their timeout", h["check_timeouts"]),
             "lightbulb_rows_written": ("Rows written to ClickHouse", h["rows_written"]),
             "lightbulb_write_errors": ("Failed write attempts", h["write_errors"]),
-            "lightbulb_spool_dropped_rows": ("Rows dropped from a full spool", h["spool_dropped"]),
+            "lightbulb_spool_dropped_rows": (
+                "Rows lost: the spool's disk and the memory bound were both full",
+                h["spool_dropped"],
+            ),
+            "lightbulb_rows_set_aside": (
+                "Rows ClickHouse refused for their content, kept in the spool's rejected/",
+                h["rows_set_aside"],
+            ),
+            "lightbulb_push_refusals": (
+                "Pushed log requests answered 429/503 because the writer was behind",
+                h["push_refusals"],
+            ),
         }
         for name, (text, value) in counters.items():
             yield CounterMetricFamily(name, text, value=value)
@@ -81,6 +115,10 @@ class LightbulbCollector:
             "lightbulb_write_queue_rows": ("Rows waiting for the next write", h["queue_rows"]),
             "lightbulb_spool_bytes": ("Bytes waiting in the spool", h["spool_bytes"]),
             "lightbulb_spool_batches": ("Batches waiting in the spool", h["spool_batches"]),
+            "lightbulb_spool_rejected_batches": (
+                "Set-aside batches in rejected/ (lightbulb spool list)",
+                h["rejected_batches"],
+            ),
             "lightbulb_alerts_firing": ("Alerts firing now", h["alerts_firing"]),
             "lightbulb_storage_reachable": ("1 when ClickHouse answers", h["storage_reachable"]),
         }

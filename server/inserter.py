@@ -1,0 +1,318 @@
+"""Insert what the write-ahead log holds, in large batches, exactly once.
+
+Each round (every ``flush_interval``, sooner when ``batch_rows`` wait) takes
+every table's waiting records as one batch: one ``BATCH`` frame naming them,
+one insert with the batch id as ``insert_deduplication_token``, one ``DONE``.
+After a crash the same batch is inserted again under the same token and the
+server drops the copy.
+
+Failures, by kind (see :func:`server.storage.base.refusal`):
+
+- unreachable, disk full, too many parts (``StorageUnavailable``): the batch
+  stays open and is retried next round; logged once per change of state;
+- a missing table (``StorageMissing``): the schema is applied again, then retry;
+- the content refused (any other ``StorageError``): the batch is split in
+  halves until the refused rows are found; the others are stored, the refused
+  ones set aside in ``rejected/`` with the server's reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import pyarrow as pa
+
+from server.storage import Storage, StorageError, StorageUnavailable
+from server.storage.arrow import BadRow, to_arrow, to_rows
+from server.storage.base import StorageMissing
+from server.wal import OpenBatch, Record, WalFull
+
+if TYPE_CHECKING:
+    from server.spool import Spool
+    from server.writer import Writer
+
+log = logging.getLogger("lightbulb.writer")
+MAX_SPLITS = 64  # inserts spent finding refused rows in one batch before setting the rest aside
+
+
+class Inserter:
+    def __init__(
+        self,
+        writer: Writer,
+        storage: Storage,
+        spool: Spool,
+        before_first_write: Callable[[], None] | None,
+    ) -> None:
+        self.writer = writer
+        self.storage = storage
+        self.spool = spool
+        self.wal = spool.wal
+        self._before_first_write = before_first_write
+        self._ready = before_first_write is None
+        self._state = "ok"  # ok | unreachable | refused: logged on change only
+        self._lock = threading.Lock()
+        self._io = threading.Lock()  # one insert round at a time
+        self._pending: dict[str, deque[Record]] = {}
+        self._open: deque[OpenBatch] = deque()
+        self.pending_rows = 0
+        self._resident_rows = 0
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- what waits ------------------------------------------------------------------------
+    def recover(self) -> None:
+        """Take over what a previous run left in the log (and older releases' spool files)."""
+        pending, open_batches = self.wal.recover()
+        self._open.extend(open_batches)
+        self.take(pending)
+        for batch in open_batches:
+            self.pending_rows += sum(r.rows for r in batch.records)
+        self._adopt_legacy()
+        waiting = self.pending_rows
+        if waiting:
+            log.info("%d rows from the spool wait for ClickHouse (%d open batches)",
+                     waiting, len(self._open))  # fmt: skip
+
+    def _adopt_legacy(self) -> None:
+        for path, batch in self.spool.legacy_batches():
+            schema = self.writer.schemas.get(batch.table)
+            try:
+                if schema is None:
+                    raise BadRow(0, f"no table {batch.table!r} in sql/")
+                data = to_arrow(pa.schema([schema.field(c) for c in batch.columns]), batch.rows)
+            except (BadRow, KeyError) as exc:
+                self.spool.set_aside(batch, f"spooled by an older release, unreadable: {exc}")
+                path.unlink()
+                continue
+            record = self.wal.append(batch.table, data)
+            self.wal.mark_batch(batch.id, batch.table, [record])  # the old id stays the token
+            self._open.append(OpenBatch(batch.id, batch.table, [record]))
+            self.pending_rows += record.rows
+            self.wal.sync()
+            path.unlink()
+
+    def take(self, records: list[Record]) -> None:
+        """Committed records, to insert next round."""
+        with self._lock:
+            for record in records:
+                self._pending.setdefault(record.table, deque()).append(record)
+                self.pending_rows += record.rows
+                if record.data is not None:
+                    self._resident_rows += record.rows
+            self._evict()
+            due = self.pending_rows >= self.writer.batch_rows
+        if due:
+            self._wake.set()
+
+    def _evict(self) -> None:
+        """Past ``max_queue_rows`` in memory, newest records are read back from disk later."""
+        limit = self.writer.max_queue_rows
+        if self._resident_rows <= limit:
+            return
+        for queue in self._pending.values():
+            for record in reversed(queue):
+                if self._resident_rows <= limit:
+                    return
+                if record.data is not None and record.segment is not None:
+                    record.data = None
+                    self._resident_rows -= record.rows
+
+    @property
+    def open_batches(self) -> int:
+        """Batches marked for insert and not yet stored (retried while ClickHouse is away)."""
+        return len(self._open)
+
+    @property
+    def reachable(self) -> bool:
+        return self._ready and self._state == "ok"
+
+    # -- the loop --------------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="lightbulb-writer", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                log.warning("ClickHouse did not take everything in %.0f s; %d rows stay in the "
+                            "spool for the next start", timeout, self.pending_rows)  # fmt: skip
+                return
+        else:
+            self.insert_due(force=True)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.writer.flush_interval)
+            self._wake.clear()
+            self._round(force=False)
+        self.writer.commit()
+        self._round(force=True)
+
+    def _round(self, force: bool) -> None:
+        try:
+            self.insert_due(force=force)
+        except Exception:  # the writer must outlive any single failure
+            log.exception("insert round failed")
+
+    # -- inserting ---------------------------------------------------------------------------
+    def insert_due(self, force: bool = False) -> int:
+        """Insert open batches, then one new batch per table; returns the batches stored."""
+        with self._io:
+            if not self.ensure_ready():
+                return 0
+            stored = 0
+            while self._open:
+                if not self._insert(self._open[0]):
+                    return stored
+                self._open.popleft()
+                stored += 1
+            for table in list(self._pending):
+                while True:
+                    batch = self._next_batch(table)
+                    if batch is None:
+                        break
+                    if not self._insert(batch):
+                        return stored
+                    self._open.remove(batch)
+                    stored += 1
+            return stored
+
+    def _next_batch(self, table: str) -> OpenBatch | None:
+        cap = self.writer.batch_rows
+        with self._lock:
+            queue = self._pending.get(table)
+            if not queue:
+                return None
+            members: list[Record] = []
+            rows = 0
+            while queue and (not members or rows + queue[0].rows <= cap):
+                record = queue.popleft()
+                members.append(record)
+                rows += record.rows
+        batch = OpenBatch(uuid.uuid4().hex, table, members)
+        try:
+            self.wal.mark_batch(batch.id, table, members)
+        except WalFull:
+            # Without the mark a replay could store these twice: wait for room,
+            # unless they live in memory only (then no replay can happen).
+            if any(r.segment is not None for r in members):
+                with self._lock:
+                    self._pending[table].extendleft(reversed(members))
+                return None
+        self._open.append(batch)
+        return batch
+
+    def _insert(self, batch: OpenBatch) -> bool:
+        """Store one batch (splitting out refused rows); False: retry later."""
+        try:
+            data = pa.concat_tables([self.wal.load(r) for r in batch.records])
+        except (OSError, pa.ArrowException) as exc:
+            log.error("spooled batch %s unreadable, dropped: %s", batch.id, exc)
+            self._done(batch, stored=0)
+            return True
+        started = time.perf_counter()
+        try:
+            self.storage.insert_arrow(batch.table, data, dedup_token=batch.id)
+        except StorageMissing as exc:
+            self._failed(batch, exc, "refused")
+            self._ready = self._before_first_write is None  # apply the schema again
+            return False
+        except StorageUnavailable as exc:
+            self._failed(batch, exc, "unreachable")
+            return False
+        except StorageError as exc:
+            try:
+                self._split(batch, data, exc)
+            except StorageUnavailable as away:
+                self._failed(batch, away, "unreachable")
+                return False
+            self._done(batch, stored=0)
+            return True
+        self.writer.stats.last_write_ms = (time.perf_counter() - started) * 1000
+        self._done(batch, stored=data.num_rows)
+        self._state_is("ok", None)
+        return True
+
+    def _split(self, batch: OpenBatch, data: pa.Table, refused: StorageError) -> None:
+        """Halve a refused batch until the refused rows are found; store the rest.
+
+        Pieces carry tokens derived from the batch id, so a split redone after a
+        crash stores each piece once. Raises StorageUnavailable if the server goes away.
+        """
+        stack = [(batch.id, data, refused)]
+        attempts = 0
+        while stack:
+            token, piece, reason = stack.pop()
+            if piece.num_rows == 1 or attempts >= MAX_SPLITS:
+                self.writer.set_aside(batch.table, to_rows(piece), str(reason))
+                continue
+            half = piece.num_rows // 2
+            for i, part in enumerate((piece.slice(0, half), piece.slice(half))):
+                attempts += 1
+                try:
+                    self.storage.insert_arrow(batch.table, part, dedup_token=f"{token}-{i}")
+                    self.writer.stats.rows_written += part.num_rows
+                except StorageUnavailable:
+                    raise
+                except StorageError as exc:
+                    stack.append((f"{token}-{i}", part, exc))
+
+    def _done(self, batch: OpenBatch, stored: int) -> None:
+        self.wal.mark_done(batch.id, batch.records)
+        rows = sum(r.rows for r in batch.records)
+        with self._lock:
+            self.pending_rows -= rows
+            self._resident_rows -= sum(r.rows for r in batch.records if r.data is not None)
+            for record in batch.records:
+                record.data = None
+        if stored:
+            self.writer.stats.rows_written += stored
+            self.writer.stats.batches_written += 1
+
+    def _failed(self, batch: OpenBatch, exc: StorageError, state: str) -> None:
+        self.writer.stats.write_errors += 1
+        if self._state == "ok":
+            self.writer.stats.rows_spooled += self.pending_rows
+        self._state_is(state, exc)
+
+    # -- readiness ---------------------------------------------------------------------------
+    def ensure_ready(self) -> bool:
+        """Run the before-first-write hook if it has not succeeded yet; False if not now."""
+        if self._ready:
+            return True
+        assert self._before_first_write is not None
+        try:
+            self._before_first_write()
+        except StorageUnavailable as exc:
+            self.writer.stats.write_errors += 1
+            self._state_is("unreachable", exc)
+            return False
+        except StorageError as exc:
+            self.writer.stats.write_errors += 1
+            self._state_is("refused", exc)
+            return False
+        self._ready = True
+        return True
+
+    def _state_is(self, state: str, exc: StorageError | None) -> None:
+        """Log a change of state once: an outage is one warning, not one per second."""
+        if state == self._state:
+            return
+        previous, self._state = self._state, state
+        where = self.spool.wal.directory
+        if state == "unreachable":
+            log.warning("ClickHouse unavailable, keeping rows in the spool at %s: %s", where, exc)
+        elif state == "refused":
+            log.error("ClickHouse is reachable but refused to prepare storage: %s", exc)
+        elif previous != "ok":
+            log.info("ClickHouse takes writes again; %d rows waiting", self.pending_rows)

@@ -1,0 +1,381 @@
+"""The write-ahead log: every row the writer takes is on disk before it is inserted.
+
+Segments ``<spool_dir>/wal/<n>.wal`` hold frames::
+
+    b"LB" | kind: u8 | length: u32 | crc32(payload): u32 | payload
+
+- ``DATA``: one record, ``id: u64 | table length: u16 | table | Arrow IPC stream``;
+- ``BATCH``: records about to be inserted as one block, with the batch id that
+  becomes the insert's ``insert_deduplication_token`` (JSON);
+- ``DONE``: that batch is stored (JSON).
+
+On start, records without a ``DONE`` are inserted again; a batch that has a
+``BATCH`` but no ``DONE`` is inserted again *as the same block with the same
+token*, so a crash between "inserted" and "marked done" stores it once. A torn
+frame at the end (kill -9 mid-write) is cut off; its record was never
+acknowledged. A segment is deleted once every record and batch in it is done.
+
+``sync()`` is a group commit: callers that appended meanwhile share one
+``fsync`` (the call releases the GIL, so other requests keep appending).
+A write that fails (``ENOSPC``) is truncated away, so no half frame and no
+temporary file is left; the caller gets :class:`WalFull`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import logging
+import os
+import struct
+import threading
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+
+from server.storage.arrow import from_ipc, to_ipc
+
+log = logging.getLogger("lightbulb.wal")
+MAGIC = b"LB"
+HEADER = struct.Struct("<2sBII")  # magic, kind, payload length, crc32
+DATA, BATCH, DONE = 1, 2, 3
+SUFFIX = ".wal"
+SEGMENT_BYTES = 32 * 2**20
+
+
+class WalFull(OSError):
+    """The log cannot take this write: the disk is full or ``spool_max_bytes`` is reached."""
+
+
+@dataclass(eq=False)
+class Record:
+    """Rows of one table, appended together; ``data`` is None while only on disk."""
+
+    id: int
+    table: str
+    rows: int
+    segment: int | None  # None: held in memory only (the disk was full)
+    offset: int = 0
+    length: int = 0
+    data: pa.Table | None = None
+
+
+@dataclass
+class OpenBatch:
+    """A ``BATCH`` frame without its ``DONE``: insert exactly these records, with this token."""
+
+    id: str
+    table: str
+    records: list[Record] = field(default_factory=list)
+
+
+class Wal:
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        max_bytes: int,
+        segment_bytes: int = SEGMENT_BYTES,
+        *,
+        readonly: bool = False,
+    ) -> None:
+        self.directory = Path(directory)
+        self.readonly = readonly  # for `lightbulb spool list` beside a running daemon
+        if not readonly:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        self.max_bytes = max_bytes
+        self.segment_bytes = segment_bytes
+        self._lock = threading.Lock()  # appends, rotation, bookkeeping
+        self._fd_lock = threading.Lock()  # changing or fsyncing the file; taken after _lock
+        self._sync = threading.Condition()
+        self._syncing = False
+        self._appended = 0  # frames appended, ever
+        self._synced = 0  # frames known to be on disk
+        self.syncs = 0  # fsyncs done by sync(): fewer than its callers, by group commit
+        self._sizes: dict[int, int] = {}  # segment -> bytes
+        self._outstanding: dict[int, int] = {}  # segment -> records + batches not done
+        self._batch_segment: dict[str, int] = {}
+        self._next_id = 0
+        self._segment = -1
+        self._fd = -1
+        self._closed = False
+
+    # -- opening ---------------------------------------------------------------------------
+    def recover(self) -> tuple[list[Record], list[OpenBatch]]:
+        """Read what a previous run left: records not yet stored, batches not yet done.
+
+        Records come back without data (read lazily with :meth:`load`). Must be
+        called once, before the first append.
+        """
+        records, batches, done = self._scan()
+        for batch_id in done:
+            _, ids, _ = batches.pop(batch_id, ("", [], 0))
+            for rid in ids:
+                records.pop(rid, None)
+        open_batches = []
+        for batch_id, (table, ids, segment) in batches.items():
+            members = [records.pop(rid) for rid in ids if rid in records]
+            if members:
+                open_batches.append(OpenBatch(batch_id, table, members))
+                self._batch_segment[batch_id] = segment
+                self._outstanding[segment] = self._outstanding.get(segment, 0) + 1
+        pending = sorted(records.values(), key=lambda r: r.id)
+        for record in [*pending, *(r for b in open_batches for r in b.records)]:
+            assert record.segment is not None
+            self._outstanding[record.segment] = self._outstanding.get(record.segment, 0) + 1
+        if self.readonly:
+            return pending, open_batches
+        for segment in list(self._sizes):
+            if not self._outstanding.get(segment):
+                self._delete(segment)
+        self._open_segment((max(self._sizes) + 1) if self._sizes else 0)
+        return pending, open_batches
+
+    def _scan(
+        self,
+    ) -> tuple[dict[int, Record], dict[str, tuple[str, list[int], int]], set[str]]:
+        """Every frame of every segment: records, batch intents, done batch ids."""
+        records: dict[int, Record] = {}
+        batches: dict[str, tuple[str, list[int], int]] = {}
+        done: set[str] = set()
+        for segment in self._segments():
+            for kind, offset, payload in self._frames(segment):
+                if kind == DATA:
+                    rid, table, ipc_at = _data_header(payload)
+                    rows = _row_count(payload[ipc_at:])
+                    records[rid] = Record(rid, table, rows, segment, offset + ipc_at,
+                                          len(payload) - ipc_at)  # fmt: skip
+                    self._next_id = max(self._next_id, rid + 1)
+                elif kind == BATCH:
+                    doc = json.loads(payload)
+                    batches[doc["id"]] = (doc["table"], list(doc["records"]), segment)
+                elif kind == DONE:
+                    done.add(json.loads(payload)["id"])
+        return records, batches, done
+
+    def _segments(self) -> list[int]:
+        found: list[int] = []
+        if not self.directory.is_dir():
+            return found
+        for path in self.directory.glob(f"*{SUFFIX}"):
+            try:
+                found.append(int(path.stem))
+            except ValueError:
+                continue
+        return sorted(found)
+
+    def _frames(self, segment: int) -> list[tuple[int, int, bytes]]:
+        path = self._path(segment)
+        data = path.read_bytes()
+        frames, at = [], 0
+        while at + HEADER.size <= len(data):
+            magic, kind, length, crc = HEADER.unpack_from(data, at)
+            end = at + HEADER.size + length
+            if magic != MAGIC or end > len(data):
+                break
+            payload = data[at + HEADER.size : end]
+            if zlib.crc32(payload) != crc:
+                break
+            frames.append((kind, at + HEADER.size, payload))
+            at = end
+        if at < len(data) and not self.readonly:
+            # A frame cut short by kill -9 (or a full disk): never acknowledged, drop it.
+            log.warning("%s: dropped %d bytes of an unfinished write", path, len(data) - at)
+            with open(path, "r+b") as handle:
+                handle.truncate(at)
+        self._sizes[segment] = at
+        return frames
+
+    # -- appending -------------------------------------------------------------------------
+    @property
+    def size(self) -> int:
+        """Bytes in the log's segments."""
+        return sum(self._sizes.values())
+
+    def append(self, table: str, data: pa.Table, *, memory_only: bool = False) -> Record:
+        """Append one record (not yet synced: call :meth:`sync` before acknowledging it).
+
+        Raises :class:`WalFull` when the disk is full or the log holds ``max_bytes``.
+        With ``memory_only`` nothing is written: the record lives in memory only.
+        """
+        with self._lock:
+            rid = self._next_id
+            self._next_id += 1
+            if memory_only:
+                return Record(rid, table, data.num_rows, None, data=data)
+            name = table.encode()
+            ipc = to_ipc(data)
+            payload = struct.pack("<QH", rid, len(name)) + name + ipc
+            if self.size + len(payload) + HEADER.size > self.max_bytes:
+                raise WalFull(
+                    errno.ENOSPC,
+                    f"the spool holds {self.size} bytes, scheduler.spool_max_bytes is "
+                    f"{self.max_bytes}",
+                )
+            offset = self._write(DATA, payload)
+            segment = self._segment
+            self._outstanding[segment] = self._outstanding.get(segment, 0) + 1
+            ipc_at = offset + len(payload) - len(ipc)
+            return Record(rid, table, data.num_rows, segment, ipc_at, len(ipc), data)
+
+    def mark_batch(self, batch_id: str, table: str, records: list[Record]) -> None:
+        """Write the intent to insert ``records`` as one block with token ``batch_id``."""
+        on_disk = [r.id for r in records if r.segment is not None]
+        if not on_disk:
+            return
+        payload = json.dumps({"id": batch_id, "table": table, "records": on_disk}).encode()
+        with self._lock:
+            self._write(BATCH, payload)
+            self._batch_segment[batch_id] = self._segment
+            self._outstanding[self._segment] = self._outstanding.get(self._segment, 0) + 1
+
+    def mark_done(self, batch_id: str, records: list[Record]) -> None:
+        """The batch is stored: write ``DONE`` and delete segments with nothing left.
+
+        A ``DONE`` that cannot be written (disk full) is harmless: on restart the
+        batch is inserted again with its token and the server drops it.
+        """
+        with self._lock:
+            if batch_id in self._batch_segment:
+                with contextlib.suppress(WalFull):
+                    self._write(DONE, json.dumps({"id": batch_id}).encode())
+            touched = [r.segment for r in records if r.segment is not None]
+            batch_segment = self._batch_segment.pop(batch_id, None)
+            if batch_segment is not None:
+                touched.append(batch_segment)
+            for segment in touched:
+                self._outstanding[segment] = self._outstanding.get(segment, 1) - 1
+            for segment in set(touched):
+                if segment != self._segment and self._outstanding.get(segment, 0) <= 0:
+                    self._delete(segment)
+
+    def sync(self) -> None:
+        """Return once everything appended before this call is on disk (group commit).
+
+        Raises OSError if ``fsync`` fails (the caller must not acknowledge).
+        """
+        with self._lock:
+            target = self._appended
+        with self._sync:
+            while self._synced < target:
+                if not self._syncing:
+                    self._syncing = True
+                    break
+                self._sync.wait()
+            else:
+                return
+        synced = False
+        try:
+            # _fd_lock, not _lock: appends go on while we wait for the disk. The fd
+            # cannot change under us (rotation and close take _fd_lock), and every
+            # frame counted in _appended is in this file or an older, synced one.
+            with self._fd_lock:
+                if self._closed:
+                    raise WalFull(errno.EBADF, "the spool is closed (shutting down)")
+                upto = self._appended
+                os.fsync(self._fd)
+                self.syncs += 1
+            synced = True
+        finally:
+            with self._sync:
+                self._syncing = False
+                if synced:
+                    self._synced = max(self._synced, upto)
+                self._sync.notify_all()
+
+    def load(self, record: Record) -> pa.Table:
+        """The record's rows, read back from its segment if they are not in memory."""
+        if record.data is not None:
+            return record.data
+        assert record.segment is not None
+        with open(self._path(record.segment), "rb") as handle:
+            handle.seek(record.offset)
+            return from_ipc(handle.read(record.length))
+
+    def close(self) -> None:
+        with self._lock, self._fd_lock:
+            self._closed = True
+            if self._fd >= 0:
+                try:
+                    os.fsync(self._fd)
+                finally:
+                    os.close(self._fd)
+                    self._fd = -1
+            if self._sizes.get(self._segment) == 0 and not self._outstanding.get(self._segment):
+                self._delete(self._segment)
+
+    # -- internals (hold self._lock) -----------------------------------------------------------
+    def _write(self, kind: int, payload: bytes) -> int:
+        """Append one frame to the current segment; returns its payload's offset."""
+        if self._closed:
+            raise WalFull(errno.EBADF, "the spool is closed (shutting down)")
+        if self._sizes.get(self._segment, 0) >= self.segment_bytes:
+            self._rotate()
+        frame = HEADER.pack(MAGIC, kind, len(payload), zlib.crc32(payload)) + payload
+        start = self._sizes[self._segment]
+        try:
+            view = memoryview(frame)
+            while view:
+                written = os.write(self._fd, view)
+                view = view[written:]
+        except OSError as exc:
+            os.ftruncate(self._fd, start)  # no half frame left behind
+            raise WalFull(
+                exc.errno or errno.EIO, f"cannot write the spool: {exc.strerror}"
+            ) from None
+        self._sizes[self._segment] = start + len(frame)
+        self._appended += 1
+        return start + HEADER.size
+
+    def _rotate(self) -> None:
+        with self._fd_lock:  # a sync in progress finishes on the old file first
+            old_fd, old = self._fd, self._segment
+            try:
+                fd = self._create(old + 1)
+            except OSError as exc:  # no room for a new file: keep writing the old one
+                message = f"cannot start a file: {exc.strerror}"
+                raise WalFull(exc.errno or errno.EIO, message) from exc
+            os.fsync(old_fd)  # frames appended but not synced must not wait on the new file
+            os.close(old_fd)
+            self._use(fd, old + 1)
+        if not self._outstanding.get(old):
+            self._delete(old)
+
+    def _open_segment(self, segment: int) -> None:
+        self._use(self._create(segment), segment)
+
+    def _create(self, segment: int) -> int:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_CLOEXEC", 0)
+        fd = os.open(self._path(segment), flags, 0o600)
+        # the new file's directory entry must survive a crash too
+        dir_fd = os.open(self.directory, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+        return fd
+
+    def _use(self, fd: int, segment: int) -> None:
+        self._fd, self._segment = fd, segment
+        self._sizes[segment] = os.fstat(fd).st_size
+
+    def _delete(self, segment: int) -> None:
+        self._path(segment).unlink(missing_ok=True)
+        self._sizes.pop(segment, None)
+        self._outstanding.pop(segment, None)
+
+    def _path(self, segment: int) -> Path:
+        return self.directory / f"{segment:012d}{SUFFIX}"
+
+
+def _data_header(payload: bytes) -> tuple[int, str, int]:
+    rid, name_length = struct.unpack_from("<QH", payload)
+    start = struct.calcsize("<QH")
+    return rid, payload[start : start + name_length].decode(), start + name_length
+
+
+def _row_count(ipc: bytes) -> int:
+    reader = pa.ipc.open_stream(pa.py_buffer(ipc))
+    return sum(batch.num_rows for batch in reader)
