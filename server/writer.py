@@ -24,7 +24,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -117,15 +117,45 @@ class Writer:
         when a row cannot be encoded, naming it, and :class:`Busy` when the disk
         is full or the log is at ``scheduler.spool_max_bytes``.
         """
-        if rows:
-            data = to_arrow(self.schemas[table], rows)
+        self.durable({table: rows})
+
+    def durable(self, tables: Mapping[str, list[tuple[Any, ...]]]) -> None:
+        """:meth:`add_durable` for several tables at once, with one ``fsync``.
+
+        All or nothing: every row is encoded before any is written; a
+        :class:`BadRow` carries ``table`` and ``index`` of the first bad row.
+        """
+        encoded = []
+        for table, rows in tables.items():
+            if rows:
+                try:
+                    encoded.append((table, to_arrow(self.schemas[table], rows)))
+                except BadRow as bad:
+                    bad.table = table
+                    raise
+        records = []
+        for table, data in encoded:
             try:
-                record = self.spool.wal.append(table, data)
+                records.append(self.spool.wal.append(table, data))
             except WalFull as exc:
                 self._note_disk(exc)
+                # Not acknowledged, so the client will send them again: what was
+                # appended already is written off (a batch marked done at once).
+                self._discard(records)
                 raise Busy(f"not stored: {exc.strerror}", 5, 503) from None
-            self.inserter.take([record])
+        self.inserter.take(records)
         self.sync()
+
+    def _discard(self, records: list[Record]) -> None:
+        wal = self.spool.wal
+        for record in records:
+            token = uuid.uuid4().hex
+            try:
+                wal.mark_batch(token, record.table, [record])
+            except WalFull:  # a crash before the disk frees up would store them after all
+                log.warning("could not write off %d %s rows of a refused request",
+                            record.rows, record.table)  # fmt: skip
+            wal.mark_done(token, [record])
 
     def sync(self) -> None:
         """Every row added so far is on disk when this returns (buffers included).

@@ -132,6 +132,7 @@ class BadRow(ValueError):
         super().__init__(f"row {index + 1}: {reason}")
         self.index = index
         self.reason = reason
+        self.table = ""  # set by the writer when it knows
 
 
 def to_ipc(table: pa.Table) -> bytes:

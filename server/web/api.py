@@ -152,6 +152,7 @@ def ack(alert_id: str) -> Response:
     alert = engine.acknowledge(alert_id, who, _text(body, "comment"))
     if alert is None:
         raise ApiError(404, f"no firing alert {alert_id!r}")
+    ctx.make_durable()
     return jsonify(alert.as_dict())
 
 
@@ -187,6 +188,7 @@ def create_silence() -> tuple[Response, int]:
         service=service, rule=rule, start=start, end=end,
         author=_text(body, "author") or who, comment=_text(body, "comment"),
     )  # fmt: skip
+    ctx.make_durable()
     return jsonify(silence.as_dict()), 201
 
 
@@ -197,6 +199,7 @@ def delete_silence(silence_id: str) -> Response:
     silence = ctx.engine().expire_silence(silence_id)
     if silence is None:
         raise ApiError(404, f"no active API silence {silence_id!r}")
+    ctx.make_durable()
     return jsonify(silence.as_dict())
 
 

@@ -12,10 +12,10 @@ from server.alerting.engine import AlertEngine
 from server.analytics.baselines import Baselines
 from server.config.models import Config
 from server.core.clock import Clock
-from server.recorder import RowSink
 from server.storage import Storage
 from server.web.errors import ApiError
 from server.web.queries import Reader
+from server.writer import Busy, Writer
 
 
 class ServiceState(NamedTuple):
@@ -48,7 +48,7 @@ class WebContext:
     clock: Clock
     alerts: AlertEngine | None = None  # None: standalone dashboard, alerts read from storage
     daemon: DaemonState | None = None
-    sink: RowSink | None = None  # the daemon's writer: where pushed logs go
+    sink: Writer | None = None  # the daemon's writer: where pushed logs go
     baselines: Baselines | None = None  # learned normal, for chart bands
     reader: Reader = field(init=False)
 
@@ -60,6 +60,19 @@ class WebContext:
         if self.alerts is None:
             raise ApiError(409, "alert actions need the daemon: this dashboard runs standalone")
         return self.alerts
+
+    def make_durable(self) -> None:
+        """Before answering an action (ack, silence): its rows must be on disk.
+
+        The engine has handed them to the writer; this waits for the fsync.
+        Raises ApiError 503 with Retry-After when the disk cannot take them.
+        """
+        if self.sink is None:
+            return
+        try:
+            self.sink.sync()
+        except Busy as exc:
+            raise ApiError(exc.status, str(exc), {"Retry-After": str(exc.retry_after)}) from None
 
     def reconfigure(self, config: Config) -> None:
         """After SIGHUP: new services, channels, tokens and auth for the next request.

@@ -2,18 +2,24 @@
 
 Auth: ``Authorization: Bearer <token>`` with a token from ``logs.tokens``.
 Bodies may be gzip-compressed; size limits apply before and after
-decompression (413 says which). Records go through the daemon's writer, so a
-ClickHouse outage spools them like check results: an accepted log is never lost.
+decompression (413 says which). A 200 means every accepted record (and every
+dead-lettered one) is on disk in the writer's write-ahead log (fsync'd, shared
+with the requests that arrived together): a ``kill -9`` right after the answer
+loses none, and ClickHouse stores each exactly once.
+
+Backpressure: when more than ``scheduler.max_queue_rows`` rows wait for
+ClickHouse the answer is 429, when the spool's disk is full (or at
+``scheduler.spool_max_bytes``) 503, both with ``Retry-After`` as the OTLP spec
+asks; nothing of a refused request is kept, so the client's retry is no duplicate.
 """
 
 from __future__ import annotations
 
 import hmac
-import json
 import zlib
 from datetime import datetime
-from typing import Any
 
+import orjson
 from flask import Blueprint, Response, jsonify, request
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import DecodeError
@@ -24,9 +30,12 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
 
 from server.config.types import format_size
 from server.logs.ingest import Ingestor, Outcome
+from server.logs.otlp import Malformed, json_records, proto_records
+from server.storage.arrow import BadRow
 from server.web.context import WebContext
 from server.web.context import current as context
 from server.web.errors import ApiError
+from server.writer import Busy, Writer
 
 ingest = Blueprint("ingest", __name__)
 PROTOBUF = "application/x-protobuf"
@@ -67,13 +76,37 @@ def _body(ctx: WebContext) -> bytes:
     return data
 
 
-def _store(ctx: WebContext, out: Outcome, endpoint: str, sender: str, now: datetime) -> None:
+def _writer(ctx: WebContext) -> Writer:
+    """The daemon's writer, or 409; 429/503 with Retry-After when it cannot take more."""
     if ctx.sink is None:
         raise ApiError(409, "log ingestion needs the daemon (this dashboard runs standalone)")
-    for row in out.rows:
-        ctx.sink.add("service_logs", row)
-    for _, reason, raw in out.rejected:
-        ctx.sink.add("log_dlq", (now, sender, endpoint, reason, raw))
+    busy = ctx.sink.busy()
+    if busy is not None:
+        _refuse(ctx.sink, busy)
+    return ctx.sink
+
+
+def _refuse(writer: Writer, busy: Busy) -> None:
+    writer.stats.busy_refusals += 1
+    raise ApiError(busy.status, str(busy), {"Retry-After": str(busy.retry_after)})
+
+
+def _store(  # noqa: PLR0917 - one call site per endpoint, all six needed
+    writer: Writer, ctx: WebContext, out: Outcome, endpoint: str, sender: str, now: datetime
+) -> None:
+    """Records and dead letters on disk before we answer (one group-committed fsync)."""
+    while True:
+        dlq = [(now, sender, endpoint, reason, raw) for _, reason, raw in out.rejected]
+        try:
+            writer.durable({"service_logs": out.rows, "log_dlq": dlq})
+            break
+        except BadRow as bad:  # a value validation let through: that record alone is refused
+            if bad.table != "service_logs":
+                raise
+            row = out.rows.pop(bad.index)
+            out.rejected.append((-1, f"cannot store: {bad.reason}", repr(row)[:4096]))
+        except Busy as busy:
+            _refuse(writer, busy)
     if ctx.alerts is not None:
         ctx.alerts.note_logs((row[0], row[1], row[2], row[-1]) for row in out.rows)
 
@@ -85,7 +118,7 @@ def _count_limit(ctx: WebContext, count: int) -> None:
 
 
 def _ingestor(ctx: WebContext) -> Ingestor:
-    known = [s.id for s in ctx.config.services]
+    known = {s.id for s in ctx.config.services}
     return Ingestor(ctx.config.logs, known)
 
 
@@ -93,11 +126,12 @@ def _ingestor(ctx: WebContext) -> Ingestor:
 def ndjson() -> tuple[Response, int]:
     ctx = context()
     _authorised(ctx)
+    writer = _writer(ctx)
     body = _body(ctx)
     _count_limit(ctx, sum(1 for line in body.split(b"\n") if line.strip()))
     now, sender = ctx.clock.now(), request.remote_addr or ""
     out = _ingestor(ctx).ndjson(body, sender=sender, now=now)
-    _store(ctx, out, "ndjson", sender, now)
+    _store(writer, ctx, out, "ndjson", sender, now)
     status = 400 if out.rejected and not out.rows else 200
     return jsonify({
         "accepted": len(out.rows),
@@ -111,33 +145,37 @@ def ndjson() -> tuple[Response, int]:
 def otlp() -> Response:
     ctx = context()
     _authorised(ctx)
+    writer = _writer(ctx)
     body = _body(ctx)
     binary = request.mimetype == PROTOBUF
-    doc: dict[str, Any]
     if binary:
         try:
             message = ExportLogsServiceRequest.FromString(body)
-        except DecodeError:
+        except (DecodeError, RecursionError):
             raise ApiError(400, "body is not an OTLP ExportLogsServiceRequest (protobuf)") from None
-        doc = MessageToDict(message, use_integers_for_enums=True)
+        count = sum(len(scope.log_records) for resource in message.resource_logs
+                    for scope in resource.scope_logs)  # fmt: skip
+        _count_limit(ctx, count)
+        records = proto_records(message)
     elif request.mimetype == "application/json":
         try:
-            doc = json.loads(body)
-        except ValueError:
-            raise ApiError(400, "body is not OTLP JSON") from None
-        if not isinstance(doc, dict):
-            raise ApiError(400, "body is not OTLP JSON")
+            doc = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise ApiError(400, f"body is not OTLP JSON: {exc}") from None
+        try:
+            listed = list(json_records(doc))
+        except Malformed as exc:
+            raise ApiError(400, f"body is not OTLP JSON: {exc}") from None
+        _count_limit(ctx, len(listed))
+        records = iter(listed)
     else:
         raise ApiError(415, f"Content-Type must be application/json or {PROTOBUF}")
-    records = sum(
-        len(scope.get("logRecords") or [])
-        for resource in doc.get("resourceLogs") or []
-        for scope in resource.get("scopeLogs") or []
-    )
-    _count_limit(ctx, records)
     now, sender = ctx.clock.now(), request.remote_addr or ""
-    out = _ingestor(ctx).otlp(doc, sender=sender, now=now, binary_ids=binary)
-    _store(ctx, out, "otlp", sender, now)
+    try:
+        out = _ingestor(ctx).otlp(records, sender=sender, now=now)
+    except Malformed as exc:
+        raise ApiError(400, f"body is not OTLP: {exc}") from None
+    _store(writer, ctx, out, "otlp", sender, now)
     response = ExportLogsServiceResponse()
     if out.rejected:
         response.partial_success.rejected_log_records = len(out.rejected)

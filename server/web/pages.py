@@ -321,6 +321,7 @@ def ack(alert_id: str) -> WerkzeugResponse:
     engine, who = _actor()
     if engine.acknowledge(alert_id, who, request.form.get("comment", "")[:1000]) is None:
         raise ApiError(404, f"no firing alert {alert_id!r}")
+    context().make_durable()
     return redirect(url_for("pages.alerts"))
 
 
@@ -339,6 +340,7 @@ def silence(alert_id: str) -> WerkzeugResponse:
         end=now + parse_duration(duration),
         author=who, comment=request.form.get("comment", "")[:1000],
     )  # fmt: skip
+    context().make_durable()
     return redirect(url_for("pages.alerts"))
 
 
@@ -347,6 +349,7 @@ def expire(silence_id: str) -> WerkzeugResponse:
     engine, _ = _actor()
     if engine.expire_silence(silence_id) is None:
         raise ApiError(404, f"no active API silence {silence_id!r}")
+    context().make_durable()
     return redirect(url_for("pages.alerts"))
 
 
