@@ -127,11 +127,13 @@ def json_records(doc: Any) -> Iterator[Record]:
     groups = []
     for r, resource_logs in enumerate(_objects(doc, "resourceLogs", "")):
         path = f"resourceLogs[{r}]."
-        resource = resource_logs.get("resource") or {}
+        resource = resource_logs.get("resource")
+        resource = {} if resource is None else resource
         if not isinstance(resource, dict):
             raise Malformed(f"{path}resource: expected an object")
         for s, scope_logs in enumerate(_objects(resource_logs, "scopeLogs", path)):
-            scope = scope_logs.get("scope") or {}
+            scope = scope_logs.get("scope")
+            scope = {} if scope is None else scope
             if not isinstance(scope, dict):
                 raise Malformed(f"{path}scopeLogs[{s}].scope: expected an object")
             records = _objects(scope_logs, "logRecords", f"{path}scopeLogs[{s}].")

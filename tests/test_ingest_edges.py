@@ -1,0 +1,191 @@
+"""Ingest at the edge: hostile records, OTLP semantics, backpressure and a full disk.
+
+Real app, real writer and chDB; OTLP bodies come from the real OpenTelemetry
+SDK and its OTLP encoder where it can produce the case. Every test counts what
+was stored, dead-lettered and refused.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from opentelemetry._logs import SeverityNumber
+from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
+from opentelemetry.sdk.resources import Resource
+
+from tests.support.clock import FakeClock
+from tests.support.hostile_logs import NDJSON_RECORDS, OTLP_BODIES, _with_good
+from tests.test_log_ingest import TOKEN, Pipeline
+
+PROTOBUF = {**TOKEN, "Content-Type": "application/x-protobuf"}
+
+
+@pytest.fixture
+def pipeline(tmp_path: Path) -> Iterator[Pipeline]:
+    p = Pipeline(tmp_path)
+    yield p
+    p.store.close()
+
+
+def counts(p: Pipeline) -> tuple[int, int]:
+    logs = p.rows("SELECT count() AS n FROM monitor.service_logs")[0]["n"]
+    dlq = p.store.query("SELECT count() AS n FROM monitor.log_dlq")[0]["n"]
+    return int(logs), int(dlq)
+
+
+@pytest.mark.parametrize(
+    ("name", "bad", "reason"), NDJSON_RECORDS, ids=[c[0] for c in NDJSON_RECORDS]
+)
+def test_a_hostile_record_is_dead_lettered_and_its_neighbours_stored(
+    pipeline: Pipeline, name: str, bad: bytes, reason: str
+) -> None:
+    response = pipeline.client.post("/api/v1/logs", data=_with_good(bad), headers=TOKEN)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    answer = response.get_json()
+    if not reason:  # a case we take
+        assert (answer["accepted"], answer["rejected"]) == (3, 0)
+        assert counts(pipeline) == (3, 0)
+        return
+    assert (answer["accepted"], answer["rejected"]) == (2, 1)
+    assert reason in answer["errors"][0]
+    assert counts(pipeline) == (2, 1)
+    (dlq,) = pipeline.store.query("SELECT reason, raw FROM monitor.log_dlq")
+    assert reason in dlq["reason"]
+    assert pipeline.writer.stats.rows_set_aside == 0  # nothing accepted failed later
+
+
+@pytest.mark.parametrize(("name", "body", "status", "fragment"), OTLP_BODIES,
+                         ids=[c[0] for c in OTLP_BODIES])  # fmt: skip
+def test_otlp_json_of_unexpected_shape_gets_a_4xx_naming_what(
+    pipeline: Pipeline, name: str, body: bytes, status: int, fragment: str
+) -> None:
+    headers = {**TOKEN, "Content-Type": "application/json"}
+    response = pipeline.client.post("/v1/logs", data=body, headers=headers)
+    assert response.status_code == status, response.get_data(as_text=True)
+    if fragment:
+        assert fragment in response.get_json()["error"]
+    assert counts(pipeline) == (0, 0)
+
+
+def sdk_request(*emits: dict[str, object]) -> bytes:
+    """Log records as the real SDK builds and its OTLP encoder serialises them."""
+    exporter = InMemoryLogRecordExporter()
+    provider = LoggerProvider(resource=Resource.create({"service.name": "api"}))
+    provider.add_log_record_processor(SimpleLogRecordProcessor(exporter))
+    logger = provider.get_logger("edge-test")
+    for kwargs in emits:
+        logger.emit(**kwargs)  # type: ignore[arg-type]
+    provider.shutdown()
+    return bytes(encode_logs(exporter.get_finished_logs()).SerializeToString())
+
+
+def test_otlp_unspecified_severity_is_stored_with_an_empty_level(pipeline: Pipeline) -> None:
+    at = {"timestamp": int(datetime(2026, 11, 22, 11, tzinfo=UTC).timestamp() * 1e9)}
+    body = sdk_request(
+        {"body": "no severity at all", **at},
+        {"body": "text only", "severity_text": "Information", **at},
+        {"body": "number only", "severity_number": SeverityNumber.WARN2, **at},
+        {
+            "body": "odd text",
+            "severity_text": "loud",
+            "severity_number": SeverityNumber.ERROR,
+            **at,
+        },
+        {"body": "odd text, no number", "severity_text": "loud", **at},
+    )
+    response = pipeline.client.post("/v1/logs", data=body, headers=PROTOBUF)
+    assert response.status_code == 200
+    rows = pipeline.rows("SELECT message, log_level, context FROM monitor.service_logs")
+    got = {r["message"]: (r["log_level"], r["context"].get("otel.severity_text")) for r in rows}
+    assert got == {
+        "no severity at all": ("", None),
+        "text only": ("INFO", None),
+        "number only": ("WARN", None),
+        "odd text": ("ERROR", "loud"),
+        "odd text, no number": ("", "loud"),
+    }
+    assert counts(pipeline) == (5, 0)
+
+
+def test_otlp_time_falls_back_to_observed_then_to_receive_time(pipeline: Pipeline) -> None:
+    now = FakeClock().now()
+    own = int(datetime(2026, 11, 22, 11, 0, tzinfo=UTC).timestamp() * 1e9)
+    observed = int(datetime(2026, 11, 22, 11, 30, tzinfo=UTC).timestamp() * 1e9)
+    body = sdk_request(
+        {"body": "own time", "timestamp": own, "observed_timestamp": observed},
+        {"body": "observed only", "observed_timestamp": observed},
+    )
+    response = pipeline.client.post("/v1/logs", data=body, headers=PROTOBUF)
+    assert response.status_code == 200
+    # and what the SDK cannot send: no time fields at all, and timeUnixNano "0"
+    record = {"body": {"stringValue": "no time"}, "timeUnixNano": "0"}
+    resource = {"attributes": [{"key": "service.name", "value": {"stringValue": "api"}}]}
+    doc = {"resourceLogs": [{"resource": resource, "scopeLogs": [{"logRecords": [
+        record, {"body": {"stringValue": "no fields"}}]}]}]}  # fmt: skip
+    assert pipeline.client.post("/v1/logs", json=doc, headers=TOKEN).status_code == 200
+    rows = pipeline.rows("SELECT message, timestamp FROM monitor.service_logs")
+    got = {r["message"]: r["timestamp"] for r in rows}
+    assert got["own time"] == datetime(2026, 11, 22, 11, 0, tzinfo=UTC)
+    assert got["observed only"] == datetime(2026, 11, 22, 11, 30, tzinfo=UTC)
+    assert (
+        got["no time"]
+        == got["no fields"]
+        == now.replace(microsecond=now.microsecond // 1000 * 1000)
+    )
+
+
+def test_otlp_times_outside_the_range_are_dead_lettered(pipeline: Pipeline) -> None:
+    far = int(datetime(2290, 1, 1, tzinfo=UTC).timestamp() * 1e9)
+    body = sdk_request(
+        {"body": "far future", "timestamp": far},
+        {
+            "body": "fine",
+            "timestamp": int(datetime(2026, 11, 22, 11, tzinfo=UTC).timestamp() * 1e9),
+        },
+    )
+    response = pipeline.client.post("/v1/logs", data=body, headers=PROTOBUF)
+    assert response.status_code == 200
+    assert counts(pipeline) == (1, 1)
+    (dlq,) = pipeline.store.query("SELECT reason FROM monitor.log_dlq")
+    assert "out of range" in dlq["reason"]
+
+
+def test_otlp_attributes_nested_too_deep_are_dead_lettered_alone(pipeline: Pipeline) -> None:
+    value: dict[str, object] = {"stringValue": "leaf"}
+    for _ in range(40):
+        value = {"kvlistValue": {"values": [{"key": "k", "value": value}]}}
+    resource = {"attributes": [{"key": "service.name", "value": {"stringValue": "api"}}]}
+    records = [{"body": {"stringValue": "deep"}, "attributes": [{"key": "a", "value": value}]},
+               {"body": {"stringValue": "shallow"}}]  # fmt: skip
+    doc = {"resourceLogs": [{"resource": resource, "scopeLogs": [{"logRecords": records}]}]}
+    headers = {**TOKEN, "Content-Type": "application/json"}
+    response = pipeline.client.post("/v1/logs", data=json.dumps(doc), headers=headers)
+    assert response.status_code == 200
+    assert response.get_json()["partialSuccess"]["rejectedLogRecords"] == "1"
+    assert counts(pipeline) == (1, 1)
+
+
+def test_a_writer_behind_answers_429_with_retry_after_and_keeps_nothing(tmp_path: Path) -> None:
+    p = Pipeline(tmp_path)
+    try:
+        p.writer.max_queue_rows = 1000
+        for i in range(1001):
+            p.writer.add("service_status", ("svc", datetime.now(UTC), 0, f"m{i}", "http", "web",
+                                            "{}", 1, None, None))  # fmt: skip
+        body = _with_good(json.dumps({"service_id": "api"}).encode())
+        response = p.client.post("/api/v1/logs", data=body, headers=TOKEN)
+        assert response.status_code == 429
+        assert response.headers["Retry-After"] == "1"
+        assert "rows are waiting" in response.get_json()["error"]
+        assert p.writer.stats.busy_refusals == 1
+        p.writer.flush()  # the writer catches up: accepted again
+        assert p.client.post("/api/v1/logs", data=body, headers=TOKEN).status_code == 200
+        assert counts(p) == (2, 1)
+    finally:
+        p.store.close()
