@@ -270,6 +270,10 @@ def build_parser() -> argparse.ArgumentParser:
     check_one = add("check", cmd_check, "run one service's check now and print the result")
     check_one.add_argument("service_id", metavar="SERVICE_ID")
 
+    from server.spool_command import add_parser as add_spool
+
+    add_spool(sub, DEFAULT_PATH)
+
     notify_parser = sub.add_parser("notify", help="work with notification channels")
     notify_sub = notify_parser.add_subparsers(
         dest="notify_command", required=True, metavar="ACTION"

@@ -39,6 +39,7 @@ from server.storage.arrow import BadRow, schema_of, to_arrow
 from server.wal import Record, WalFull
 
 log = logging.getLogger("lightbulb.writer")
+DISK_RETRY = 5  # seconds pushes are refused (503) after the spool's disk was found full
 
 
 @dataclass
@@ -94,7 +95,7 @@ class Writer:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._disk_full = False  # logged on change only
+        self._disk_full_at: float | None = None  # monotonic time of the last ENOSPC
         self.inserter = Inserter(self, storage, spool, before_first_write)
         self.inserter.recover()
 
@@ -143,6 +144,7 @@ class Writer:
                 # appended already is written off (a batch marked done at once).
                 self._discard(records)
                 raise Busy(f"not stored: {exc.strerror}", 5, 503) from None
+        self._disk_ok()
         self.inserter.take(records)
         self.sync()
 
@@ -162,9 +164,8 @@ class Writer:
 
         Raises :class:`Busy` if the disk is full.
         """
-        self.commit()
-        if self._disk_full:
-            raise Busy("not stored: the spool's disk is full", 5, 503)
+        if not self.commit():
+            raise Busy("not stored: the spool's disk is full", DISK_RETRY, 503)
         try:
             self.spool.wal.sync()
         except OSError as exc:
@@ -177,8 +178,10 @@ class Writer:
         429 when more than ``max_queue_rows`` wait for ClickHouse (the writer is
         behind), 503 when the disk is full or the log at its size limit.
         """
-        if self._disk_full:
-            return Busy("the spool's disk is full; retry later", 10, 503)
+        failed = self._disk_full_at
+        if failed is not None and time.monotonic() - failed < DISK_RETRY:
+            # after DISK_RETRY s a request may try again: its write tells if there is room
+            return Busy("the spool's disk is full; retry later", DISK_RETRY, 503)
         wal = self.spool.wal
         if wal.size > wal.max_bytes * 0.9:
             return Busy("the spool is nearly at scheduler.spool_max_bytes; retry later", 10, 503)
@@ -250,8 +253,11 @@ class Writer:
                 log.exception("committing rows to the spool failed")
 
     # -- committing the buffers --------------------------------------------------------
-    def commit(self) -> None:
-        """Move buffered rows into the log (one record per table), unsynced."""
+    def commit(self) -> bool:
+        """Move buffered rows into the log (one record per table), unsynced.
+
+        Returns False if some could only be held in memory (the disk is full).
+        """
         with self._commit_lock:
             with self._lock:
                 taken = {t: rows for t, rows in self._buffers.items() if rows}
@@ -264,6 +270,7 @@ class Writer:
                     records.append(self._append(table, data))
             if records:
                 self.inserter.take(records)
+            return all(r.segment is not None for r in records)
 
     def _encode(self, table: str, rows: list[tuple[Any, ...]]) -> list[pa.Table]:
         """Rows -> Arrow; a row that cannot be encoded is set aside, the others kept."""
@@ -284,20 +291,23 @@ class Writer:
         except WalFull as exc:
             self._note_disk(exc)
             return wal.append(table, data, memory_only=True)
-        if self._disk_full:
-            log.info("the spool takes writes again (%s)", wal.directory)
-            self._disk_full = False
+        self._disk_ok()
         return record
 
+    def _disk_ok(self) -> None:
+        if self._disk_full_at is not None:
+            log.info("the spool takes writes again (%s)", self.spool.wal.directory)
+            self._disk_full_at = None
+
     def _note_disk(self, exc: OSError) -> None:
-        if not self._disk_full:
+        if self._disk_full_at is None:
             log.error(
                 "cannot write the spool at %s: %s; rows are held in memory (check results) "
                 "or refused with 503 (pushed logs) until it has room",
                 self.spool.wal.directory,
                 exc.strerror or exc,
             )
-        self._disk_full = True
+        self._disk_full_at = time.monotonic()
 
     def set_aside(self, table: str, rows: list[tuple[Any, ...]], reason: str) -> None:
         """Keep refused rows in ``rejected/`` with the reason, counted; never silently lost."""
