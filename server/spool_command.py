@@ -14,6 +14,7 @@ import argparse
 from collections import Counter
 
 from server.config import Config, load_config
+from server.schema import Target, apply_schema
 from server.spool import SetAside, Spool
 from server.storage import StorageError, open_storage
 from server.wal import Wal
@@ -64,6 +65,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     storage = open_storage(config.clickhouse)
     failed = 0
     try:
+        apply_schema(storage, Target.of(config.clickhouse))  # as the daemon does first
         for entry in chosen:
             batch = spool.load_rejected(entry)
             try:

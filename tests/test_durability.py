@@ -64,7 +64,7 @@ def test_kill_9_mid_stream_loses_no_acknowledged_record_and_duplicates_none(
         daemon.wait_for("dashboard and API")
         pusher = Pusher(url, run * 1_000_000)
         pusher.start()
-        assert wait_until(lambda: pusher.acked or not pusher.is_alive(), 30)
+        assert wait_until(lambda p=pusher: p.acked or not p.is_alive(), 30)  # type: ignore[misc]
         if run < KILLS:
             time.sleep(rng.uniform(0.2, 1.2))  # a stream in full flow, cut at a random point
             daemon.kill()

@@ -101,7 +101,9 @@ def test_a_full_spool_disk_refuses_pushes_with_503_and_keeps_check_results(
     assert small_disk.leftovers() == []
 
 
-def test_a_full_database_disk_is_retried_not_set_aside(small_disk: SmallDisk, tmp_path: Path) -> None:
+def test_a_full_database_disk_is_retried_not_set_aside(
+    small_disk: SmallDisk, tmp_path: Path
+) -> None:
     store = EmbeddedStorage(small_disk.path / "db", "monitor")
     try:
         apply_schema(store, Target("monitor"))

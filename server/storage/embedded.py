@@ -27,6 +27,7 @@ from server.storage.base import (
     Row,
     StorageError,
     StorageLocked,
+    StorageMissing,
     check_name,
     first_line,
     insert_into,
@@ -88,11 +89,15 @@ class EmbeddedStorage:
         if not rows:
             return 0
         types = self._column_types(table)
+        sql = insert_into(self.database, table, columns)
+        missing = [c for c in columns if c not in types]
+        if missing:
+            self._types.pop(table, None)
+            raise StorageMissing(f"{self.describe()} refused `{sql}`: no column "
+                                 f"{', '.join(missing)} in {self.database}.{table}")  # fmt: skip
         try:
-            schema = schema_of(columns, [types[c] for c in columns])
-            data = to_arrow(schema, rows)
-        except (KeyError, ValueError) as exc:
-            sql = insert_into(self.database, table, columns)
+            data = to_arrow(schema_of(columns, [types[c] for c in columns]), rows)
+        except ValueError as exc:
             raise StorageError(f"{self.describe()} refused `{sql}`: {exc}") from None
         return self.insert_arrow(table, data, dedup_token=dedup_token)
 
