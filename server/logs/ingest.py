@@ -26,7 +26,7 @@ import orjson
 
 from server.config.models import LogsConfig
 from server.core import levels
-from server.core.levels import LEVELS
+from server.core.levels import ERROR_LEVELS, LEVELS
 from server.logs.otlp import INVALID, Record, TooDeep
 from server.logs.patterns import pattern_of
 
@@ -35,6 +35,7 @@ DLQ_COLUMNS = ("received_at", "source_address", "endpoint", "reason", "raw")
 MAX_FUTURE = timedelta(days=1)
 OLDEST = datetime(2000, 1, 1, tzinfo=UTC)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_NO_PATTERN = ("", 0)
 _LEVEL_HINT = f"expected one of {', '.join(LEVELS)}"
 
 
@@ -91,8 +92,8 @@ def timestamp_of(raw: Any, now: datetime) -> datetime:
         if not math.isfinite(number) or number <= 0:
             raise Invalid(f"timestamp: {raw!r} is not a time")
         for scale in (1, 1e3, 1e6, 1e9):
-            if number / scale < 1e11:
-                value = _EPOCH + timedelta(seconds=number / scale)
+            if number / scale < 1e11:  # below year 5138: fromtimestamp cannot overflow
+                value = datetime.fromtimestamp(number / scale, UTC)
                 break
         else:
             raise Invalid(f"timestamp: {raw!r} is not a time")
@@ -180,9 +181,9 @@ class Ingestor:
         stamp = obj.get("timestamp")
         # OTLP times were checked in otlp(); none means the receive time (the spec)
         at = (self._now if stamp is None else stamp) if otlp else timestamp_of(stamp, self._now)
+        pattern = pattern_of(level, message) if level in ERROR_LEVELS else _NO_PATTERN
         return (service, at, level, message, _text(obj, "source") or "push",
-                _text(obj, "error_code"), _text(obj, "stack_trace"), context,
-                *pattern_of(level, message))  # fmt: skip
+                _text(obj, "error_code"), _text(obj, "stack_trace"), context, *pattern)  # fmt: skip
 
     # -- NDJSON ------------------------------------------------------------------------------
     def ndjson(self, body: bytes, *, sender: str, now: datetime) -> Outcome:

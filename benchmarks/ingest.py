@@ -1,0 +1,208 @@
+"""Log ingestion throughput: records/s *stored* (counted in ClickHouse), p99, peak RSS, lost.
+
+Starts a real daemon (embedded chDB) in a temporary directory, pushes
+1,000-record requests from client threads for ``--duration`` seconds, stops
+the daemon with SIGTERM, then counts the rows in ClickHouse. Figures:
+
+- accepted/s: records answered 200; stored/s: rows in ``service_logs`` over the
+  same push window (everything accepted must be stored; ``lost`` says if not);
+- p50/p99 request latency of the 200s; 429/503 answers (backpressure);
+- peak RSS of the daemon; CPU seconds it used; seconds SIGTERM took.
+
+    .venv/bin/python benchmarks/ingest.py [--format ndjson|otlp] [--duration 30] [--clients 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (  # noqa: E402
+    ExportLogsServiceRequest,
+)
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue  # noqa: E402
+from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeLogs  # noqa: E402
+from opentelemetry.proto.resource.v1.resource_pb2 import Resource  # noqa: E402
+
+from server.storage.embedded import EmbeddedStorage  # noqa: E402
+from server.wal import Wal  # noqa: E402
+
+RECORDS = 1000
+SERVICES = 20
+
+
+def ndjson_body(seq: int) -> bytes:
+    now = time.time()
+    lines = []
+    for i in range(RECORDS):
+        level = "ERROR" if i % 20 == 0 else "INFO"
+        lines.append(json.dumps({
+            "timestamp": now, "service_id": f"svc{i % SERVICES}", "level": level,
+            "message": f"request {seq}-{i} handled in {i % 97} ms for user {i % 13}",
+            "context": {"path": f"/api/v1/items/{i % 50}", "status": "200"},
+        }))  # fmt: skip
+    return "\n".join(lines).encode()
+
+
+def otlp_body(seq: int) -> bytes:
+    now = time.time_ns()
+    records = []
+    for i in range(RECORDS):
+        records.append(LogRecord(
+            time_unix_nano=now, severity_number=17 if i % 20 == 0 else 9,
+            body=AnyValue(string_value=f"request {seq}-{i} handled in {i % 97} ms"),
+            attributes=[KeyValue(key="path", value=AnyValue(string_value=f"/api/{i % 50}"))],
+        ))  # fmt: skip
+    groups = []
+    for s in range(SERVICES):
+        resource = Resource(
+            attributes=[KeyValue(key="service.name", value=AnyValue(string_value=f"svc{s}"))]
+        )
+        groups.append(ResourceLogs(resource=resource, scope_logs=[ScopeLogs(
+            log_records=records[s::SERVICES])]))  # fmt: skip
+    return ExportLogsServiceRequest(resource_logs=groups).SerializeToString()
+
+
+class Client(threading.Thread):
+    def __init__(self, port: int, path: str, ctype: str, bodies: list[bytes], until: float) -> None:
+        super().__init__(daemon=True)
+        self.port, self.path, self.ctype, self.bodies, self.until = port, path, ctype, bodies, until
+        self.accepted = 0
+        self.latencies: list[float] = []
+        self.refused: dict[int, int] = {}
+        self.errors = 0
+
+    def run(self) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        headers = {"Authorization": "Bearer bench", "Content-Type": self.ctype}
+        n = 0
+        while time.monotonic() < self.until:
+            body = self.bodies[n % len(self.bodies)]
+            n += 1
+            started = time.perf_counter()
+            try:
+                conn.request("POST", self.path, body=body, headers=headers)
+                answer = conn.getresponse()
+                answer.read()
+            except OSError:
+                self.errors += 1
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+                continue
+            took = time.perf_counter() - started
+            if answer.status == 200:
+                self.accepted += RECORDS
+                self.latencies.append(took)
+            else:
+                self.refused[answer.status] = self.refused.get(answer.status, 0) + 1
+                time.sleep(float(answer.getheader("Retry-After") or 1))
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def main() -> int:  # noqa: PLR0915 - one linear script: start, push, stop, count
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--format", choices=["ndjson", "otlp"], default="ndjson")
+    parser.add_argument("--duration", type=float, default=30)
+    parser.add_argument("--clients", type=int, default=4)
+    args = parser.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="lb-ingest-"))
+    port = free_port()
+    services = "".join(f"  - {{id: svc{i}, type: host, interval: 1h}}\n" for i in range(SERVICES))
+    config = root / "lightbulb.yaml"
+    config.write_text(
+        f"clickhouse:\n  embedded_path: {root / 'db'}\nscheduler:\n  spool_dir: {root / 'spool'}\n"
+        f"dashboard:\n  port: {port}\nlogs:\n  tokens: {{bench: bench}}\n  max_records: 10000\n"
+        f"report:\n  enabled: false\nservices:\n{services}"
+    )
+    daemon = subprocess.Popen([sys.executable, "-m", "server.cli", "run", "--config", str(config),
+                               "--log-level", "WARNING"], cwd=ROOT)  # fmt: skip
+    proc = psutil.Process(daemon.pid)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            http.client.HTTPConnection("127.0.0.1", port, timeout=1).request("GET", "/healthz")
+            break
+        except OSError:
+            time.sleep(0.2)
+    time.sleep(2)  # schema ready
+    make = ndjson_body if args.format == "ndjson" else otlp_body
+    bodies = [make(i) for i in range(20)]
+    path, ctype = (("/api/v1/logs", "application/x-ndjson") if args.format == "ndjson"
+                   else ("/v1/logs", "application/x-protobuf"))  # fmt: skip
+    cpu0 = sum(proc.cpu_times()[:2])
+    started = time.monotonic()
+    until = started + args.duration
+    clients = [Client(port, path, ctype, bodies, until) for _ in range(args.clients)]
+    for c in clients:
+        c.start()
+    peak = 0
+    while any(c.is_alive() for c in clients):
+        peak = max(peak, proc.memory_info().rss)
+        time.sleep(0.2)
+    window = time.monotonic() - started
+    cpu = sum(proc.cpu_times()[:2]) - cpu0
+    stop_started = time.monotonic()
+    daemon.send_signal(signal.SIGTERM)
+    daemon.wait(60)
+    stop_took = time.monotonic() - stop_started
+    # what the daemon had not inserted before exit is in its log: one more start stores it
+    store = EmbeddedStorage(root / "db", "monitor")
+    stored_at_exit = int(store.query("SELECT count() AS n FROM monitor.service_logs")[0]["n"])
+    store.close()
+    pending, open_batches = Wal(root / "spool" / "wal", 0, readonly=True).recover()
+    in_spool = sum(r.rows for r in pending if r.table == "service_logs") + sum(
+        r.rows for b in open_batches for r in b.records if r.table == "service_logs"
+    )
+    accepted = sum(c.accepted for c in clients)
+    latencies = sorted(x for c in clients for x in c.latencies)
+    refused: dict[int, int] = {}
+    for c in clients:
+        for status, n in c.refused.items():
+            refused[status] = refused.get(status, 0) + n
+
+    def pct(q: float) -> float:
+        return (
+            latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000 if latencies else 0
+        )
+
+    load = Path("/proc/loadavg").read_text().strip()
+    print(f"format {args.format}, {args.clients} clients, {RECORDS}-record requests, "
+          f"{window:.1f} s; machine {os.cpu_count()} cores; load {load}")  # fmt: skip
+    print(
+        f"accepted {accepted} ({accepted / window:,.0f}/s); stored {stored_at_exit} "
+        f"({stored_at_exit / window:,.0f}/s); in the spool at exit {in_spool}; "
+        f"lost {max(accepted - stored_at_exit - in_spool, 0)}"
+    )
+    print(
+        f"latency p50 {pct(0.5):.1f} ms, p99 {pct(0.99):.1f} ms; refused {refused or 'none'}; "
+        f"client errors {sum(c.errors for c in clients)}"
+    )
+    print(
+        f"daemon: peak RSS {peak / 2**20:.0f} MB, CPU {cpu:.1f} s ({cpu / window:.2f} cores), "
+        f"SIGTERM took {stop_took:.1f} s"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
