@@ -87,6 +87,10 @@ class Writer:
             for table, cols in self.columns.items()
             if table in types
         }
+        # pyarrow imports pandas on its first conversion (~0.8 s holding the import
+        # lock): pay that here, at start, not in the middle of the first checks.
+        for schema in self.schemas.values():
+            to_arrow(schema, [])
         self.stats = WriterStats()
         self._buffers: dict[str, list[tuple[Any, ...]]] = {t: [] for t in self.columns}
         self._buffered = 0
