@@ -35,18 +35,40 @@ def sql_dir() -> Path:
     return Path(sys.prefix) / "share" / "lightbulb" / "sql"  # pragma: no cover - wheel layout
 
 
+# Tables with one service's rows per row: with sharding they live per shard
+# (``<name>_local``) under a Distributed table of the plain name, sharded so a
+# service's rows and its summaries share a shard. error_patterns is keyed by
+# fingerprint; the rest (config, silences, reports, dead letters) is small and
+# kept whole on every host.
+SHARD_KEYS = {
+    "service_status": "service_id", "service_metrics": "service_id",
+    "service_logs": "service_id", "service_status_hourly": "service_id",
+    "service_current": "service_id", "service_transitions": "service_id",
+    "service_status_daily": "service_id", "alert_events": "service_id",
+    "anomaly_baselines": "service_id", "error_patterns": "fingerprint",
+}  # fmt: skip
+SHARDINGS = ("none", "service_id")
+
+
 @dataclass(frozen=True)
 class Target:
-    """Where and how to render: the database, the cluster (or None), retention."""
+    """Where and how to render: the database, the cluster (or None), retention, sharding."""
 
     database: str
     cluster: str | None = None
     retention_days: int = 90
+    sharding: str = "none"  # "service_id": per-shard tables under Distributed ones
 
     @classmethod
     def of(cls, clickhouse: ClickHouseConfig) -> Target:
         """The target a configuration's ``clickhouse`` section describes."""
-        return cls(clickhouse.database, clickhouse.cluster, clickhouse.retention_days)
+        cluster = clickhouse.cluster
+        return cls(clickhouse.database, cluster.name if cluster else None,
+                   clickhouse.retention_days, cluster.sharding if cluster else "none")  # fmt: skip
+
+    @property
+    def sharded(self) -> bool:
+        return self.cluster is not None and self.sharding != "none"
 
 
 @dataclass(frozen=True)
@@ -64,7 +86,11 @@ class Statement:
 def _engine(target: Target, table: str, kind: str, *args: str) -> str:
     if target.cluster is None:
         return f"{kind}({', '.join(args)})" if args else kind
-    zk_path = f"'/clickhouse/tables/{{shard}}/{target.database}/{table}'"
+    if target.sharded and table in SHARD_KEYS:
+        table = f"{table}_local"
+    # unsharded tables of a sharded cluster: one replica set across all shards
+    shard = "all" if target.sharded and table not in local_names() else "{shard}"
+    zk_path = f"'/clickhouse/tables/{shard}/{target.database}/{table}'"
     replica = "'{replica}'"
     return f"Replicated{kind}({', '.join([zk_path, replica, *args])})"
 
@@ -110,10 +136,45 @@ def schema_files() -> list[str]:
     return sorted(p.name for p in sql_dir().glob("[0-9]*.sql"))
 
 
+def local_names() -> set[str]:
+    return {f"{name}_local" for name in SHARD_KEYS}
+
+
+def shard_statements(sql: str, target: Target) -> list[str]:
+    """One statement of the unsharded text -> what a sharded cluster runs instead.
+
+    A table of :data:`SHARD_KEYS` becomes ``<name>_local`` plus a Distributed
+    ``<name>`` over it; a materialized view reads and writes the local tables,
+    so each shard aggregates its own rows. Reads keep using the plain names.
+    """
+    db, cluster = target.database, target.cluster
+    match = _OBJECT.search(sql)
+    if match is None:
+        return [sql]
+    kind = " ".join(match.group(1).upper().split())
+    name = match.group(2).rpartition(".")[2]
+    if kind == "TABLE" and name in SHARD_KEYS:
+        local = sql.replace(f"{db}.{name} ", f"{db}.{name}_local ", 1)
+        distributed = (
+            f"CREATE TABLE IF NOT EXISTS {db}.{name} ON CLUSTER {cluster}\n"
+            f"AS {db}.{name}_local\n"
+            f"ENGINE = Distributed({cluster}, {db}, {name}_local, "
+            f"cityHash64({SHARD_KEYS[name]}))"
+        )
+        return [local, distributed]
+    if kind == "MATERIALIZED VIEW":
+        for table in SHARD_KEYS:
+            sql = re.sub(rf"\b(TO|FROM)\s+{db}\.{table}\b", rf"\1 {db}.{table}_local", sql)
+    return [sql]
+
+
 def render_schema(target: Target) -> list[Statement]:
     statements = []
     for name in schema_files():
-        for sql in render_file(name, target):
+        rendered = render_file(name, target)
+        if target.sharded:
+            rendered = [out for sql in rendered for out in shard_statements(sql, target)]
+        for sql in rendered:
             match = _OBJECT.search(sql)
             if not match:
                 raise ValueError(f"{name}: statement creates no named object: {sql[:60]}")

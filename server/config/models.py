@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from checkers import SERVICE_TYPES
 from server.config.source import Source
@@ -33,16 +33,31 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
+class ClusterConfig(Section):
+    """``clickhouse.cluster``: a name (``cluster: production``) or ``{name, sharding}``."""
+
+    name: Identifier
+    # none: one shard, Replicated tables; service_id: per-shard tables under
+    # Distributed ones, sharded by cityHash64(service_id)
+    sharding: Literal["none", "service_id"] = "none"
+
+
 class ClickHouseConfig(Section):
     embedded_path: str = "var/lightbulb"
     hosts: list[HostPort] = Field(default_factory=list)
     database: Identifier = "monitor"
-    cluster: Identifier | None = None
+    cluster: ClusterConfig | None = None
     user: str = "default"
     password: SecretStr = Secret("")
     secure: Flag = False
     ca_cert: str | None = None
     retention_days: int = Field(90, ge=1, le=36500)
+
+    @field_validator("cluster", mode="before")
+    @classmethod
+    def _cluster_name(cls, value: Any) -> Any:
+        """``cluster: production`` (the shape before sharding existed) is the name alone."""
+        return {"name": value} if isinstance(value, str) else value
 
     @property
     def embedded(self) -> bool:

@@ -66,7 +66,14 @@ class ClusterStorage:
         if not config.hosts:
             raise StorageError("clickhouse.hosts is empty; the cluster backend needs a host")
         self.database = check_name(config.database)
-        self.cluster = config.cluster
+        self.cluster = config.cluster.name if config.cluster else None
+        # sharded: inserts go to Distributed tables; wait until the shards have the
+        # rows (and carry the dedup token to them) instead of queueing on this host
+        self._insert_settings: dict[str, Any] = (
+            {"insert_distributed_sync": 1}
+            if config.cluster and config.cluster.sharding != "none"
+            else {}
+        )
         self.user = config.user
         self.hosts = list(config.hosts)
         host, port = split_host_port(self.hosts[0])
@@ -148,15 +155,11 @@ class ClusterStorage:
         if not data.num_rows:
             return 0
         sql = insert_into(self.database, table, data.column_names) + " VALUES"
-        settings = (
-            {
-                "insert_deduplication_token": dedup_token,
-                "deduplicate_blocks_in_dependent_materialized_views": 1,
-            }
-            if dedup_token
-            else None
-        )
-        self._call(sql, to_columns(data), settings=settings, insert=True, columnar=True)
+        settings = dict(self._insert_settings)
+        if dedup_token:
+            settings["insert_deduplication_token"] = dedup_token
+            settings["deduplicate_blocks_in_dependent_materialized_views"] = 1
+        self._call(sql, to_columns(data), settings=settings or None, insert=True, columnar=True)
         return int(data.num_rows)
 
     def close(self) -> None:
