@@ -171,6 +171,29 @@ def cmd_report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_maintenance(args: argparse.Namespace) -> int:
+    """Print each maintenance window of the config's silences (see server/alerting/maintenance)."""
+    from datetime import date, time
+
+    from server.alerting.maintenance import windows
+
+    try:
+        start = date.fromisoformat(args.from_) if args.from_ else datetime.now(UTC).date()
+    except ValueError:
+        print(f"error: --from: expected YYYY-MM-DD, got {args.from_!r}", file=sys.stderr)
+        return EXIT_USAGE
+    if not 1 <= args.days <= 3660:
+        print(f"error: --days: expected 1 to 3660, got {args.days}", file=sys.stderr)
+        return EXIT_USAGE
+    config = load_config(args.config)
+    found = windows(config, datetime.combine(start, time(), UTC), args.days)
+    for _, text in found:
+        print(text)
+    if not found:
+        print(f"no maintenance windows in the {args.days} days from {start}", file=sys.stderr)
+    return EXIT_OK
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     """Run one service's check now and print the result; nothing is written."""
     import checkers
@@ -267,6 +290,9 @@ def build_parser() -> argparse.ArgumentParser:
     board.add_argument("--port", type=int, default=None, help="override dashboard.port")
     report = add("report", cmd_report, "build and print the daily report for one day")
     report.add_argument("--date", required=True, help="YYYY-MM-DD (UTC day)")
+    windows = add("maintenance", cmd_maintenance, "list the maintenance windows silences open")
+    windows.add_argument("--from", dest="from_", default=None, help="YYYY-MM-DD (UTC; today)")
+    windows.add_argument("--days", type=int, default=7, help="how many days to list (7)")
     check_one = add("check", cmd_check, "run one service's check now and print the result")
     check_one.add_argument("service_id", metavar="SERVICE_ID")
 
