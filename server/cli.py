@@ -232,7 +232,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_notify_test(args: argparse.Namespace) -> int:
     """Send a test notice through one channel, once, and report exactly what happened."""
     from server.notify import build_channel
-    from server.notify.base import DeliveryError, Notice, info_item
+    from server.notify.base import ChannelError, Notice, info_item
 
     config = load_config(args.config)
     channel_config = config.channels.get(args.channel)
@@ -250,7 +250,7 @@ def cmd_notify_test(args: argparse.Namespace) -> int:
     notice = Notice(args.channel, "test", "test", [item], now, config.dashboard_url, text)
     try:
         channel.send(notice)
-    except DeliveryError as exc:
+    except ChannelError as exc:
         print(f"{args.channel}: FAILED: {exc}", file=sys.stderr)
         return EXIT_PROBLEM
     print(f"{args.channel}: sent ({channel_config.type})")

@@ -13,23 +13,20 @@ import logging
 import os
 import signal
 import threading
-from datetime import date, timedelta
 from types import FrameType
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from checkers.base import CheckResult, Metric, Status
 from server.alerting.engine import AlertEngine
+from server.alerting.log import AlertLog
 from server.analytics.baselines import Baselines, LearnedDegraded
-from server.analytics.report import build as build_report
 from server.analytics.report import latest_day
-from server.analytics.report import publish as publish_report
 from server.config import Config, ConfigError, load_config
 from server.config.checks import RESERVED_ID
 from server.core.clock import Clock, SystemClock
 from server.latest import LatestResults
-from server.notify.base import Notice
-from server.notify.dispatcher import build_dispatcher
+from server.notify.dispatcher import Dispatcher
+from server.periodic import BaselineJob, PeriodicJobs, ReportJob
 from server.recorder import Recorder
 from server.scheduler import CheckScheduler
 from server.schema import Target, apply_schema
@@ -47,9 +44,7 @@ NOTIFY_GRACE = 2.0  # seconds for notifications still waiting (group_wait) at sh
 # seconds for the last inserts; what ClickHouse has not taken by then is in the
 # write-ahead log already and is inserted at the next start
 WRITE_GRACE = 1.5
-ALERT_TICK = 1.0  # absent results, pending timers, repeats, silences expiring
 SELF_ID = RESERVED_ID
-SELF_INTERVAL = 15.0
 
 
 class SelfService:
@@ -76,16 +71,24 @@ class Daemon:
             columns=WRITTEN_TABLES,
             max_queue_rows=sched.max_queue_rows,
         )
-        self.dispatcher = build_dispatcher(self.config, self.clock, self._delivered, self._recheck)
+        self.alert_log = AlertLog(self.writer, self.storage, self.clock)
+        self.dispatcher = Dispatcher(self.config, self.clock, self.alert_log)
         self.baselines = Baselines(self.config.baselines)
         self.alerts = AlertEngine(
-            self.config, self.writer, self.dispatcher, self.clock, baselines=self.baselines
+            self.config, self.alert_log, self.dispatcher, self.clock, baselines=self.baselines
         )
         learned = LearnedDegraded(self.baselines)
         self.latest = LatestResults(self.writer)  # /metrics reads it: no ClickHouse needed
         self.recorder = Recorder(self.latest, listener=self.alerts, adjust=learned.adjust)
-        self._baselines_busy = threading.Lock()
-        self._report_day: date | None = None  # the newest day with a report
+        self.report = ReportJob(
+            self.config, self.storage, self.writer, dispatcher=self.dispatcher,
+            alert_log=self.alert_log, clock=self.clock,
+        )  # fmt: skip
+        self.jobs = PeriodicJobs(
+            self.clock, tick=self._tick_alerts, record_self=self.record_self,
+            baselines=BaselineJob(self.baselines, self.storage, self.writer, self.clock),
+            report=self.report,
+        )  # fmt: skip
         self.web: WebServer | None = None
         self.web_context: WebContext | None = None
         self._checking = False  # set once checks run: alert state is live from then on
@@ -110,19 +113,12 @@ class Daemon:
         for row in rows:
             self.recorder.last_status.setdefault(row["service_id"], Status(row["status"]))
         self.baselines.load(self.storage)
-        self._report_day = self._report_day or latest_day(self.storage)
+        self.report.done = self.report.done or latest_day(self.storage)
         if self._checking:
             log.warning("alert state not restored: storage was unreachable when checks began")
         else:
-            self.alerts.restore(self.storage)
+            self.alerts.restore()
         log.info("storage ready: %s", self.storage.describe())
-
-    # -- alerting hooks (called from channel workers) ----------------------------------
-    def _delivered(self, notice: Notice, error: str | None, attempts: int) -> None:
-        self.alerts.delivered(notice, error, attempts)
-
-    def _recheck(self, notice: Notice) -> Notice | None:
-        return self.alerts.recheck(notice)
 
     # -- lifecycle ---------------------------------------------------------------------
     def run(self) -> int:
@@ -142,77 +138,16 @@ class Daemon:
         self.scheduler.sync(list(self.config.services))
         freeze_startup_objects()
         self.scheduler.start()
-        next_self = next_tick = self.clock.monotonic()
-        while not self._stop.is_set():
+        self.jobs.start()  # alert ticks, self-monitoring, baselines, reports (server/periodic.py)
+        while not self._stop.is_set():  # the main thread only waits for signals
             if self._reload.is_set():
                 self._reload.clear()
                 self.reload()
-            now = self.clock.monotonic()
-            if now >= next_tick:
-                self._tick_alerts()
-                self._maybe_compute_baselines()
-                self._maybe_report()
-                next_tick = now + ALERT_TICK
-            if now >= next_self:
-                self.record_self()
-                next_self = now + SELF_INTERVAL
-            self._stop.wait(0.2)
+            self._stop.wait(1.0)
         return self.shutdown()
 
     def _tick_alerts(self) -> None:
-        try:
-            self.alerts.tick()
-        except Exception:  # alerting must never stop the daemon
-            log.exception("alert evaluation failed")
-
-    def _maybe_compute_baselines(self) -> None:
-        """Daily (and at start when stale), in a thread: it is one big SQL aggregation."""
-        if not self.writer.reachable or not self.baselines.stale(self.clock.now()):
-            return
-        if not self._baselines_busy.acquire(blocking=False):
-            return
-
-        def compute() -> None:
-            try:
-                started = self.clock.monotonic()
-                count = self.baselines.compute(self.storage, self.clock.now())
-                took = self.clock.monotonic() - started
-                log.info("anomaly baselines computed: %d in %.1f s", count, took)
-            except StorageError as exc:
-                log.warning("anomaly baselines not computed: %s", exc)
-                self.baselines.computed_at = self.clock.now()  # try again after `every`
-            finally:
-                self._baselines_busy.release()
-
-        threading.Thread(target=compute, name="lightbulb-baselines", daemon=True).start()
-
-    def _maybe_report(self) -> None:
-        """Yesterday's report once report.time has passed (local time unless a zone is set)."""
-        settings = self.config.report
-        if not settings.enabled or not self.writer.reachable:
-            return
-        zone = ZoneInfo(settings.timezone) if settings.timezone else None
-        local = self.clock.now().astimezone(zone)
-        hour, minute = (int(part) for part in settings.time.split(":"))
-        if (local.hour, local.minute) < (hour, minute):
-            return
-        day = local.date() - timedelta(days=1)
-        if self._report_day is not None and self._report_day >= day:
-            return
-        self._report_day = day
-
-        def make() -> None:
-            try:
-                report = build_report(self.storage, self.config, day, self.clock.now())
-                if not report.services and not report.incidents:
-                    log.info("no checks on %s (a fresh install?): no daily report", day)
-                    return
-                publish_report(report, self.writer, self.dispatcher, self.config)
-                log.info("daily report for %s: %d incidents", day, len(report.incidents))
-            except StorageError as exc:
-                log.warning("daily report for %s not built: %s", day, exc)
-
-        threading.Thread(target=make, name="lightbulb-report", daemon=True).start()
+        self.alerts.tick()
 
     def start_web(self) -> None:
         dashboard = self.config.dashboard
@@ -239,6 +174,7 @@ class Daemon:
         log.info("stopping: waiting for %d checks in flight", self.scheduler.in_flight())
         longest = max((s.timeout.total_seconds() for s in self.config.services), default=0.0)
         self.scheduler.shutdown(wait_seconds=min(longest, STOP_GRACE))
+        self.jobs.shutdown()
         if self.web is not None:
             self.web.stop()
         self.dispatcher.stop(deadline=NOTIFY_GRACE)
@@ -264,12 +200,9 @@ class Daemon:
         if config.clickhouse != self.config.clickhouse:
             log.warning("clickhouse settings changed; they take effect on restart")
         if config.channels != self.config.channels or config.alerting != self.config.alerting:
-            old = self.dispatcher
-            self.dispatcher = build_dispatcher(config, self.clock, self._delivered, self._recheck)
-            self.alerts.notices = self.dispatcher
-            self.dispatcher.start()
-            old.stop(deadline=NOTIFY_GRACE)
+            self.dispatcher.configure(config)  # queued notices stay; none is sent twice
         self.alerts.configure(config)
+        self.jobs.reconfigure(config)
         self.baselines.config = config.baselines
         self.config = config
         if self.web_context is not None:
@@ -323,6 +256,12 @@ class Daemon:
             "rejected_batches": self.writer.rejected_batches(),
             "push_refusals": wstats.busy_refusals,
             "alerts_firing": self.alerts.firing_count(),
+            "notifications": self.dispatcher.stats(),
+            "alert_delivery": [
+                (a["id"], d["channel"], d["state"])
+                for a in self.alerts.alerts()
+                for d in a["delivery"]
+            ],
         }
 
     def service_states(self) -> list[ServiceState]:

@@ -1,6 +1,6 @@
 """Every table the daemon's writer appends to, with its column order.
 
-The rows come from four producers (recorder, alert engine, log ingestion, daily
+The rows come from four producers (recorder, alert log, log ingestion, daily
 report); the writer, and tests that stand in for it, need the columns of all of
 them. Kept here rather than in the recorder so the recorder need not import
 the producers that depend on it.
@@ -8,14 +8,14 @@ the producers that depend on it.
 
 from __future__ import annotations
 
-from server.alerting.engine import ALERT_TABLE_COLUMNS
+from server.alerting.log import TABLES as ALERT_TABLES
 from server.analytics.report import REPORT_COLUMNS
 from server.logs.ingest import DLQ_COLUMNS
 from server.recorder import TABLE_COLUMNS
 
 WRITTEN_TABLES: dict[str, tuple[str, ...]] = {
     **TABLE_COLUMNS,
-    **ALERT_TABLE_COLUMNS,
+    **ALERT_TABLES,
     "log_dlq": DLQ_COLUMNS,
     "reports": REPORT_COLUMNS,
 }

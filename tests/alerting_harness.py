@@ -1,44 +1,82 @@
-"""An alert engine wired to in-memory row and notice sinks, driven by a fake clock."""
+"""An alert engine with its real delivery pipeline, driven by a fake clock.
+
+Rows go to an in-memory sink; notices go through the real dispatcher (grouping,
+dedupe, outbox, retry) to a real loopback webhook receiver, one path per
+harness, and :meth:`Harness.deliver` runs the pipeline synchronously.
+"""
 
 from __future__ import annotations
 
+import random
+import threading
+import uuid
 from datetime import datetime
 from typing import Any
 
 from checkers.base import CheckResult, LogEntry, Metric, Status
-from server.alerting.engine import ALERT_EVENT_COLUMNS, AlertEngine
+from server.alerting.engine import AlertEngine
+from server.alerting.log import TABLES, AlertLog
 from server.config import parse_config
-from server.notify.base import Notice
+from server.notify.dispatcher import Dispatcher
+from server.storage import Storage
 from tests.support.clock import FakeClock
+from tests.support.receivers import HttpReceiver, Received
 
 SERVICES = """
 services:
-  - {id: db, type: tcp, interval: 10s, tcp: {host: 127.0.0.1, port: 1}}
-  - {id: api, type: tcp, interval: 10s, tcp: {host: 127.0.0.1, port: 1}}
-  - {id: web, type: tcp, interval: 10s, tcp: {host: 127.0.0.1, port: 1}}
+  - {{id: db, type: tcp, interval: 10s, tcp: {{host: 127.0.0.1, port: 1}}}}
+  - {{id: api, type: tcp, interval: 10s, tcp: {{host: 127.0.0.1, port: 1}}}}
+  - {{id: web, type: tcp, interval: 10s, tcp: {{host: 127.0.0.1, port: 1}}}}
 relations:
-  - {source: api, target: db}
-  - {source: web, target: api}
+  - {{source: api, target: db}}
+  - {{source: web, target: api}}
 channels:
-  hook: {type: webhook, url: "http://127.0.0.1:9/hook"}
-  mail: {type: webhook, url: "http://127.0.0.1:9/mail"}
+  hook: {{type: webhook, url: "{url}/hook"}}
+  mail: {{type: webhook, url: "{url}/mail"}}
 """
+_shared: HttpReceiver | None = None
+_shared_lock = threading.Lock()
+
+
+def shared_receiver() -> HttpReceiver:
+    """One receiver for every harness of the test process (each uses its own path)."""
+    global _shared
+    with _shared_lock:
+        if _shared is None:
+            _shared = HttpReceiver()
+        return _shared
 
 
 class Harness:
-    def __init__(self, rules_yaml: str, clock: FakeClock | None = None) -> None:
+    def __init__(
+        self,
+        rules_yaml: str,
+        clock: FakeClock | None = None,
+        *,
+        group_wait: str = "0s",
+        storage: Storage | None = None,
+        path: str | None = None,
+    ) -> None:
+        """``storage``: where the alert log reads (restore); ``path``: the receiver path
+        of an earlier harness, to stand for the same daemon after a restart."""
         self.clock = clock or FakeClock()
-        self.config = parse_config(SERVICES + rules_yaml, "test.yaml")
+        self.receiver = shared_receiver()
+        self.path = path or f"/{uuid.uuid4().hex[:10]}"
+        text = SERVICES.format(url=self.receiver.url + self.path) + rules_yaml
+        if "\nalerting:" not in rules_yaml:
+            text += f"\nalerting: {{group_wait: {group_wait}}}\n"
+        self.config = parse_config(text, "test.yaml")
         self.rows: list[tuple[str, tuple[Any, ...]]] = []
-        self.notices: list[Notice] = []
-        self.engine = AlertEngine(self.config, self, self, self.clock)
+        self.log = AlertLog(self, storage, self.clock)
+        self.dispatcher = Dispatcher(self.config, self.clock, self.log, rng=random.Random(7))
+        self.engine = AlertEngine(self.config, self.log, self.dispatcher, self.clock)
 
     # sinks
     def add(self, table: str, row: tuple[Any, ...]) -> None:
         self.rows.append((table, row))
 
-    def submit(self, notice: Notice) -> None:
-        self.notices.append(notice)
+    def add_durable(self, table: str, rows: list[tuple[Any, ...]]) -> None:
+        self.rows.extend((table, row) for row in rows)
 
     # driving
     def result(
@@ -61,26 +99,57 @@ class Harness:
             logs=[LogEntry("ERROR", f"boom {i}") for i in range(errors)],
         )
         self.engine.observe(service, result, at)
+        self.deliver()
         return at
 
     def tick(self, advance: float = 0) -> None:
         self.engine.tick(self.clock.advance(advance))
+        self.deliver()
+
+    def deliver(self) -> int:
+        """Run the delivery stages for what is due now; returns send attempts."""
+        return self.dispatcher.step()
 
     # reading
+    def sent(self) -> list[Received]:
+        """Every notice the receiver accepted for this harness, in order."""
+        return self.receiver.answered(self.path)
+
+    def told(self, channel: str = "hook") -> list[tuple[str, str, str]]:
+        """(kind, service, state) of every alert a channel was told, in order."""
+        return [
+            (r.json["kind"], a["service_id"], a["status"])
+            for r in self.sent()
+            if r.path == f"{self.path}/{channel}"
+            for a in r.json["alerts"]
+        ]
+
+    def kinds(self, channel: str = "hook") -> list[str]:
+        return [r.json["kind"] for r in self.sent() if r.path == f"{self.path}/{channel}"]
+
     def events(self, event: str | None = None) -> list[dict[str, Any]]:
-        rows = [dict(zip(ALERT_EVENT_COLUMNS, r, strict=True)) for t, r in self.rows]
-        return [r for r, (t, _) in zip(rows, self.rows, strict=True)
-                if t == "alert_events" and (event is None or r["event"] == event)]  # fmt: skip
+        self.log.sync()
+        columns = TABLES["alert_events"]
+        rows = [dict(zip(columns, r, strict=True)) for t, r in self.rows if t == "alert_events"]
+        return sorted(
+            (r for r in rows if event is None or r["event"] == event),
+            key=lambda r: r["timestamp"],
+        )
+
+    def persist(self, store: Storage) -> None:
+        """What the writer does with the rows, in one go."""
+        self.log.sync()
+        for table, columns in TABLES.items():
+            rows = [row for t, row in self.rows if t == table]
+            if rows:
+                store.insert(table, columns, rows)
+        self.rows.clear()
 
     def transitions(self) -> list[tuple[str, str, str, str]]:
         return [
             (e["service_id"], e["from_state"], e["to_state"], e["delivery_result"])
             for e in self.events("transition")
         ]
-
-    def told(self) -> list[tuple[str, str, str]]:
-        """(kind, service, state) of every notice, one per channel send."""
-        return [(n.kind, item.service_id, item.state) for n in self.notices for item in n.items]
 
     def state(self, alert_id: str) -> str:
         alert = self.engine.alert(alert_id)

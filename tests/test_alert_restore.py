@@ -1,9 +1,16 @@
-"""Alert state survives a restart: rebuilt from alert_events in a real chDB."""
+"""Alert state survives a restart: rebuilt from the alert log in a real chDB.
+
+What must come back: alert states and pending timers, acknowledgements, failure
+runs (consecutive_failures), flapping, API silences, the notices still queued
+(sent once, with their idempotency key) and the delivery state of every channel.
+The daemon-level versions (SIGTERM and kill -9) are in test_daemon_alerting.py.
+"""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from checkers.base import Status
-from server.alerting.engine import ALERT_TABLE_COLUMNS
 from server.schema import Target, apply_schema
 from server.storage.embedded import EmbeddedStorage
 from tests.alerting_harness import Harness
@@ -13,21 +20,17 @@ RULES = """
 alert_rules:
   - {id: down, service: "*", condition: "status >= FAILED", channels: [hook]}
   - {id: slow, service: api, condition: "status >= DEGRADED", for: 1m, channels: [hook]}
+  - {id: three, service: web, condition: "consecutive_failures >= 3", channels: [mail]}
 """
 
 
-def persist(h: Harness, store: EmbeddedStorage) -> None:
-    """What the writer does with the engine's rows, in one go."""
-    for table, columns in ALERT_TABLE_COLUMNS.items():
-        rows = [row for t, row in h.rows if t == table]
-        if rows:
-            store.insert(table, columns, rows)
-    h.rows.clear()
-
-
-def restarted(h: Harness, store: EmbeddedStorage) -> Harness:
-    again = Harness(RULES, FakeClock(h.clock.now()))
-    again.engine.restore(store)
+def restarted(h: Harness, store: EmbeddedStorage, rules: str = RULES, **kw: str) -> Harness:
+    """The same daemon started again on the same storage, a little later."""
+    h.persist(store)
+    again = Harness(rules, FakeClock(h.clock.now() + timedelta(seconds=1)), storage=store,
+                    path=h.path, **kw)  # fmt: skip
+    again.engine.restore()
+    again.deliver()
     return again
 
 
@@ -37,53 +40,119 @@ def test_a_restart_neither_resends_a_firing_alert_nor_loses_its_resolve(
     apply_schema(store, Target("monitor"))
     h = Harness(RULES)
     h.result("db", Status.FAILED)
-    for notice in h.notices:
-        h.engine.delivered(notice, None, 1)
-    persist(h, store)
+    assert h.told() == [("alert", "db", "firing")]
 
     h2 = restarted(h, store)
     assert h2.state("down:db") == "firing"
     h2.result("db", Status.FAILED, advance=10)
     h2.tick(1)
-    assert h2.told() == []  # already told before the restart
+    assert h2.told() == [("alert", "db", "firing")]  # still the one from before the restart
     h2.result("db", Status.OK, advance=10)
-    assert h2.told() == [("alert", "db", "resolved")]
+    assert h2.told() == [("alert", "db", "firing"), ("alert", "db", "resolved")]
+    db = h2.engine.alerts()[0]
+    assert (db["notified"], [d["state"] for d in db["delivery"]]) == (True, ["delivered"])
 
 
-def test_a_notification_queued_but_not_delivered_before_the_restart_is_sent_after(
+def test_news_still_in_group_wait_at_the_stop_is_sent_after_the_restart(
     store: EmbeddedStorage,
 ) -> None:
     apply_schema(store, Target("monitor"))
-    h = Harness(RULES)
-    h.result("db", Status.FAILED)
-    persist(h, store)  # killed before the channel worker delivered it
+    h = Harness(RULES, group_wait="30s")
+    h.result("db", Status.FAILED)  # the daemon stops before group_wait is over
+    assert h.told() == []
 
     h2 = restarted(h, store)
     assert h2.told() == [("alert", "db", "firing")]
 
 
-def test_pending_timers_and_failure_runs_carry_over_a_restart(store: EmbeddedStorage) -> None:
+def test_a_notice_queued_but_not_delivered_is_resumed_once_with_its_key(
+    store: EmbeddedStorage,
+) -> None:
+    apply_schema(store, Target("monitor"))
+    h = Harness(RULES)
+    h.receiver.failing = True
+    try:
+        h.result("db", Status.FAILED)
+        h.tick(5)  # a second attempt: both answered 500
+    finally:
+        h.receiver.failing = False
+    keys = {r.headers["Idempotency-Key"] for r in h.receiver.arrivals if r.path.startswith(h.path)}
+    assert len(keys) == 1 and h.told() == []
+    (before,) = h.engine.alerts()[0]["delivery"]
+    assert (before["state"], before["attempts"]) == ("retrying", 2)
+
+    h2 = restarted(h, store)
+    assert h2.told() == [("alert", "db", "firing")]
+    assert h2.sent()[0].headers["Idempotency-Key"] == keys.pop()
+    (after,) = h2.engine.alerts()[0]["delivery"]
+    assert (after["state"], after["attempts"]) == ("delivered", 3)
+    h2.tick(60)
+    assert len(h2.told()) == 1
+
+
+def test_pending_timers_acks_and_failure_runs_carry_over_a_restart(
+    store: EmbeddedStorage,
+) -> None:
     apply_schema(store, Target("monitor"))
     h = Harness(RULES)
     h.result("api", Status.DEGRADED)
-    persist(h, store)
+    h.result("db", Status.FAILED)
+    assert h.engine.acknowledge("down:db", "ana", "on it") is not None
+    for _ in range(2):  # two failures in a row; the third comes after the restart
+        h.result("web", Status.FAILED, advance=10)
+    h.result("web", Status.OK, advance=10)
+    for _ in range(2):
+        h.result("web", Status.FAILED, advance=10)
+    store.insert(
+        "service_status", ("service_id", "timestamp", "status_code"),
+        [("web", h.clock.now() - timedelta(seconds=s), c) for s, c in
+         [(40, 2), (30, 2), (20, 0), (10, 2), (0, 2)]],
+    )  # fmt: skip — what the recorder wrote meanwhile
+
     h2 = restarted(h, store)
     assert h2.state("slow:api") == "pending"
     h2.result("api", Status.DEGRADED, advance=60)
     assert h2.state("slow:api") == "firing"  # counted from before the restart
+    assert h2.engine.alert("down:db").acked_by == "ana"  # type: ignore[union-attr]
+    h2.tick(4 * 3600)
+    assert h2.kinds().count("repeat") == 0  # acknowledged: no repeats
+    h2.result("db", Status.OK, advance=1)  # upstream alerts would inhibit web's
+    h2.result("api", Status.OK, advance=1)
+    assert h2.state("three:web") == "inactive"
+    h2.result("web", Status.FAILED, advance=10)  # the third in a row
+    assert h2.state("three:web") == "firing"
+    assert h2.told("mail") == [("alert", "web", "firing")]
+
+
+def test_flapping_stays_flapping_across_a_restart(store: EmbeddedStorage) -> None:
+    apply_schema(store, Target("monitor"))
+    rules = RULES + "alerting: {group_wait: 0s, flapping: {window: 6, high: 0.5, low: 0.2}}\n"
+    h = Harness(rules)
+    statuses = [Status.OK, Status.FAILED] * 4
+    for status in statuses:
+        h.result("db", status, advance=10)
+    store.insert(
+        "service_status", ("service_id", "timestamp", "status_code"),
+        [("db", h.clock.now() - timedelta(seconds=10 * i), int(s))
+         for i, s in enumerate(reversed(statuses))],
+    )  # fmt: skip
+    assert h.kinds().count("flapping") == 1
+
+    h2 = restarted(h, store, rules)
+    assert h2.engine.alerts()[0]["suppressed"] == "flapping"
+    h2.result("db", Status.OK, advance=10)
+    h2.result("db", Status.FAILED, advance=10)
+    assert h2.kinds().count("flapping") == 1  # the same episode: no second flapping notice
 
 
 def test_api_silences_survive_a_restart_until_they_end(store: EmbeddedStorage) -> None:
     apply_schema(store, Target("monitor"))
     h = Harness(RULES)
     now = h.clock.now()
-    from datetime import timedelta
-
     silence = h.engine.add_silence(
         service="db", rule="", start=now, end=now + timedelta(hours=1), author="ana",
         comment="disk swap",
     )  # fmt: skip
-    persist(h, store)
     h2 = restarted(h, store)
     restored = h2.engine.silences.get(silence.id)
     assert restored is not None

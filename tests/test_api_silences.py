@@ -87,6 +87,7 @@ def test_deleting_a_silence_releases_what_it_held(h: Harness, api: FlaskClient) 
     assert h.told() == []
     response = api.delete(f"/api/v1/silences/{created['id']}", headers=TOKEN)
     assert response.status_code == 200
+    h.deliver()  # the channel's worker thread, in the daemon
     assert h.told() == [("alert", "api", "firing")]
     assert api.delete(f"/api/v1/silences/{created['id']}", headers=TOKEN).status_code == 404
 

@@ -77,7 +77,7 @@ alerting: {{group_wait: 100ms}}
         daemon.wait_for("alert state restored: 1 alerts")
         daemon.wait_for("storage ready")
         # several failing checks after the restart: receivers were already told
-        assert not wait_until(lambda: len(receiver.requests) > 1, seconds=1.5)
+        assert not wait_until(lambda: len(receiver.requests) > 1, seconds=1.5), daemon.output
         proc = start_worker(tag)
         resolved = receiver.wait_for(2)[1].json
         assert resolved["status"] == "resolved"

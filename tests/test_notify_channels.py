@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from server.notify import CHANNEL_TYPES, REGISTRY, build_channel
-from server.notify.base import PAYLOAD_VERSION, AlertItem, DeliveryError, Notice
+from server.notify.base import PAYLOAD_VERSION, AlertItem, ChannelError, Notice
 from tests.conftest import free_port
 from tests.support.http_target import make_cert
 from tests.support.receivers import HttpReceiver, SmtpReceiver
@@ -89,15 +89,63 @@ def test_webhook_resolved_payload_says_resolved(receiver: HttpReceiver) -> None:
 def test_http_failures_are_reported_with_status_and_body(receiver: HttpReceiver) -> None:
     receiver.fail_next = 1
     channel = build_channel("ops", "webhook", {"url": receiver.url})
-    with pytest.raises(DeliveryError, match="answered HTTP 500: try again later"):
+    with pytest.raises(ChannelError, match="answered HTTP 500: try again later") as caught:
         channel.send(notice(item()))
+    assert caught.value.permanent is False
+
+
+@pytest.mark.parametrize(
+    ("status", "retry_after", "permanent", "wait"),
+    [
+        (500, None, False, None),
+        (502, None, False, None),
+        (503, "7", False, 7.0),
+        (408, None, False, None),
+        (429, "30", False, 30.0),
+        (429, "Wed, 21 Oct 2015 07:28:30 GMT", False, 0.0),  # a past date (against Date): 0
+        (400, None, True, None),
+        (401, None, True, None),
+        (404, None, True, None),
+        (410, None, True, None),
+        (301, None, True, None),  # a redirected POST would become a GET: say so, do not follow
+    ],
+)
+def test_http_answers_are_transient_or_permanent_by_their_status(
+    receiver: HttpReceiver, status: int, retry_after: str | None, permanent: bool,
+    wait: float | None,
+) -> None:  # fmt: skip
+    receiver.fail_next, receiver.fail_status, receiver.retry_after = 1, status, retry_after
+    channel = build_channel("ops", "webhook", {"url": receiver.url})
+    with pytest.raises(ChannelError, match=f"answered HTTP {status}") as caught:
+        channel.send(notice(item()))
+    assert (caught.value.permanent, caught.value.retry_after) == (permanent, wait)
+    assert receiver.attempts == 1
 
 
 def test_an_unreachable_endpoint_is_named_in_the_error() -> None:
     url = f"http://127.0.0.1:{free_port()}/hook"
     channel = build_channel("ops", "webhook", {"url": url, "timeout": "2s"})
-    with pytest.raises(DeliveryError, match=f"cannot reach {url}"):
+    with pytest.raises(ChannelError, match=f"cannot reach {url}") as caught:
         channel.send(notice(item()))
+    assert caught.value.permanent is False  # it may come up
+
+
+def test_a_url_that_cannot_work_is_a_permanent_failure() -> None:
+    channel = build_channel("ops", "webhook", {"url": "htp:/nowhere"})
+    with pytest.raises(ChannelError, match="cannot post to") as caught:
+        channel.send(notice(item()))
+    assert caught.value.permanent is True
+
+
+def test_a_slow_receiver_is_waited_for_up_to_response_timeout(receiver: HttpReceiver) -> None:
+    receiver.delay = 1.5
+    fast = build_channel("ops", "webhook", {"url": receiver.url, "timeout": "1s"})
+    fast.send(notice(item()))  # connecting is quick; the answer may take its time
+    assert len(receiver.requests) == 1
+    impatient = build_channel("ops", "webhook", {"url": receiver.url, "response_timeout": "1s"})
+    with pytest.raises(ChannelError, match="no answer from .* within 1s") as caught:
+        impatient.send(notice(item()))
+    assert caught.value.permanent is False
 
 
 def test_slack_message_is_coloured_by_severity_and_green_when_resolved(
@@ -140,7 +188,7 @@ def test_apprise_delivers_through_an_apprise_url(receiver: HttpReceiver) -> None
 def test_apprise_failure_carries_apprises_reason() -> None:
     url = f"json://127.0.0.1:{free_port()}/notify"
     channel = build_channel("a", "apprise", {"urls": [url], "timeout": "2s"})
-    with pytest.raises(DeliveryError, match="Apprise: "):
+    with pytest.raises(ChannelError, match="Apprise: "):
         channel.send(notice(item()))
 
 
@@ -178,8 +226,9 @@ def test_email_with_a_wrong_password_says_the_login_was_refused() -> None:
     smtp = SmtpReceiver(users={"lb": "pw"})
     try:
         settings = _email_settings(smtp.port, username="lb", password="nope")
-        with pytest.raises(DeliveryError, match="refused the login for 'lb'"):
+        with pytest.raises(ChannelError, match="refused the login for 'lb'") as caught:
             build_channel("mail", "email", settings).send(notice(item()))
+        assert caught.value.permanent is True
         assert smtp.messages == []
     finally:
         smtp.close()
@@ -205,7 +254,7 @@ def test_email_over_tls(
         settings = _email_settings(smtp.port, security=security, ca_cert=cert)
         build_channel("mail", "email", settings).send(notice(item()))
         assert len(smtp.messages) == 1
-        with pytest.raises(DeliveryError, match=error):
+        with pytest.raises(ChannelError, match=error):
             build_channel("mail", "email", _email_settings(smtp.port, **wrong)).send(notice(item()))
     finally:
         smtp.close()
@@ -214,7 +263,7 @@ def test_email_over_tls(
 def test_a_slack_failure_does_not_leak_the_webhook_secret() -> None:
     url = f"http://127.0.0.1:{free_port()}/services/T000/B000/s3cr3tXYZ"
     channel = build_channel("s", "slack", {"url": url, "timeout": "2s"})
-    with pytest.raises(DeliveryError) as caught:
+    with pytest.raises(ChannelError) as caught:
         channel.send(notice(item()))
     assert "s3cr3tXYZ" not in str(caught.value)
     assert str(caught.value).startswith("cannot reach Slack webhook http://127.0.0.1/…")

@@ -1,21 +1,27 @@
-"""Delivery workers: retries with backoff, grouping, bounds, and hung receivers."""
+"""The delivery stages, each alone, then together: group, dedupe, outbox order, retry
+until the deadline, permanent failures, fallbacks, and hung receivers."""
 
 from __future__ import annotations
 
 import random
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from server.alerting.engine import AlertEngine
+from server.alerting.log import AlertLog
 from server.config import parse_config
 from server.core.clock import SystemClock
-from server.notify import build_channel
-from server.notify.base import Notice
-from server.notify.dispatcher import ChannelWorker, Dispatcher, Outbox, RetryPolicy
+from server.notify.base import AlertItem, ChannelError, Notice
+from server.notify.dispatcher import Dispatcher
+from server.notify.grouping import Groups
+from server.notify.ledger import DeliveryState, Ledger
+from server.notify.outbox import Delivery, Outbox
+from server.notify.retry import RetryPolicy
 from server.recorder import Recorder
 from server.scheduler import CheckScheduler
 from tests.conftest import free_port, wait_until
@@ -27,12 +33,22 @@ from tests.test_scheduler import ListSink
 AT = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
 
-class Outcomes:
-    def __init__(self) -> None:
-        self.results: list[tuple[Notice, str | None, int]] = []
+class Log:
+    """A DeliveryLog (the record stage) that keeps what it is told."""
 
-    def __call__(self, notice: Notice, error: str | None, attempts: int) -> None:
-        self.results.append((notice, error, attempts))
+    def __init__(self) -> None:
+        self.saved: list[tuple[Notice, DeliveryState]] = []
+        self.outcomes: list[tuple[str, str, int, str]] = []  # (notice id, state, attempts, error)
+        self.drops: list[tuple[str, str, str]] = []  # (channel, alert id, state)
+
+    def queued(self, notice: Notice, state: DeliveryState) -> None:
+        self.saved.append((notice, state))
+
+    def outcome(self, notice: Notice, state: DeliveryState) -> None:
+        self.outcomes.append((state.notice_id, state.state, state.attempts, state.error))
+
+    def dropped(self, channel: str, items: list[AlertItem], reason: str) -> None:
+        self.drops += [(channel, i.alert_id, i.state) for i in items]
 
 
 @pytest.fixture
@@ -42,105 +58,222 @@ def receiver() -> Iterator[HttpReceiver]:
     server.close()
 
 
-def worker(
-    url: str, clock: Any, outcomes: Outcomes, *, group_wait: float = 0, retries: int = 5,
-    capacity: int = 100, name: str = "hook",
-) -> ChannelWorker:  # fmt: skip
-    channel = build_channel(name, "webhook", {"url": url, "timeout": "2s"})
-    outbox = Outbox(group_wait, RetryPolicy(retries, 1.0, 60.0), capacity, random.Random(7))
-    return ChannelWorker(channel, outbox, clock, outcomes)
+def config(url: str, extra: str = "") -> Any:
+    return parse_config(
+        f"""
+services:
+  - {{id: db, type: tcp, tcp: {{host: 127.0.0.1, port: 1}}}}
+channels:
+  hook: {{type: webhook, url: "{url}/hook", timeout: 2s}}
+  backup: {{type: webhook, url: "{url}/backup", timeout: 2s}}
+alerting: {{group_wait: 0s, retry_backoff: 1s, retry_max_backoff: 60s{extra}}}
+""",
+        "t.yaml",
+        {},
+    )
 
 
-def alert_notice(service: str = "db", state: str = "firing") -> Notice:
-    return Notice("hook", "alert", "down", [item(state, service=service)], AT)
+def dispatcher(url: str, extra: str = "", clock: Any = None) -> tuple[Dispatcher, Log, Any]:
+    log, clock = Log(), clock or FakeClock()
+    return Dispatcher(config(url, extra), clock, log, rng=random.Random(7)), log, clock
 
 
-def test_a_receiver_failing_three_times_gets_the_notification_once(
+def alert_notice(service: str = "db", state: str = "firing", channel: str = "hook") -> Notice:
+    return Notice(channel, "alert", "down", [item(state, service=service)], AT)
+
+
+def run_until_settled(d: Dispatcher, clock: FakeClock, limit: float = 7200) -> list[float]:
+    """Step the pipeline, jumping the clock to each next due time; returns the waits."""
+    waits = []
+    worker = d.workers["hook"]
+    while True:
+        d.step()
+        due = worker.outbox.next_due()
+        if due is None or clock.monotonic() > 1000 + limit:
+            return waits
+        waits.append(max(due - clock.monotonic(), 0))
+        clock.advance(max(due - clock.monotonic(), 0))
+
+
+# -- stages alone -----------------------------------------------------------------------
+def test_group_wait_merges_news_of_one_rule_and_later_news_of_an_alert_replaces_earlier() -> None:
+    groups = Groups(0.5)
+    groups.add(alert_notice("db"), 0.0)
+    groups.add(alert_notice("api"), 0.2)
+    groups.add(alert_notice("db", "resolved"), 0.3)
+    assert groups.due(0.4) == []
+    (merged,) = groups.due(0.5)
+    assert [(i.service_id, i.state) for i in merged.items] == [("db", "resolved"), ("api", "firing")]
+
+
+def _state(notice: Notice) -> DeliveryState:
+    return DeliveryState(notice.id or "n", notice.channel, notice.kind, AT, AT + timedelta(hours=1))
+
+
+def test_dedupe_drops_a_resolve_the_channel_was_never_told_the_firing_of() -> None:
+    ledger = Ledger()
+    assert ledger.dedupe(alert_notice(state="resolved")) is None
+    firing = alert_notice()
+    assert ledger.dedupe(firing) is firing
+    state = _state(firing)
+    ledger.committed(firing, state)
+    assert ledger.dedupe(alert_notice()) is None  # already being told
+    resolve = alert_notice(state="resolved")
+    assert ledger.dedupe(resolve) is resolve  # queued behind its firing...
+    assert not ledger.may_attempt("hook", resolve.items[0])  # ...and sent only once
+    state.state = "delivered"  # the firing was delivered
+    assert ledger.may_attempt("hook", resolve.items[0])
+
+
+def test_dedupe_treats_a_new_incident_as_news_even_after_a_failed_resolve() -> None:
+    ledger = Ledger()
+    first = alert_notice()
+    ledger.committed(first, replace(_state(first), state="delivered"))
+    resolve = alert_notice(state="resolved")
+    ledger.committed(resolve, replace(_state(resolve), notice_id="r", state="failed"))
+    later = replace(item(), since=AT + timedelta(hours=1), started=AT + timedelta(hours=1))
+    assert ledger.needs("hook", later)
+
+
+def test_the_outbox_keeps_a_groups_order_but_lets_other_groups_pass() -> None:
+    outbox = Outbox(10)
+    blocked = Delivery(alert_notice(), _state(alert_notice()), due=50.0)  # retrying later
+    behind = Delivery(alert_notice(state="resolved"), _state(alert_notice()), due=0.0)
+    other = Notice("hook", "alert", "slow", [item(service="api")], AT)
+    free = Delivery(other, _state(other), due=0.0)
+    for delivery in (blocked, behind, free):
+        outbox.add(delivery)
+    assert outbox.next_ready(1.0) is free
+    outbox.remove(free)
+    assert outbox.next_ready(1.0) is None  # the resolve waits for its firing
+    assert outbox.next_ready(50.0) is blocked
+
+
+def test_full_jitter_delays_stay_under_a_doubling_ceiling_and_honour_retry_after() -> None:
+    policy, rng = RetryPolicy(1.0, 60.0, 3600.0), random.Random(3)
+    for attempt in range(1, 12):
+        assert 0 <= policy.delay(attempt, rng) <= min(60.0, 2 ** (attempt - 1))
+    assert policy.delay(1, rng, retry_after=30.0) >= 30.0
+    transient, permanent = ChannelError("503"), ChannelError("404", permanent=True)
+    deadline = AT + timedelta(hours=1)
+    assert policy.next_try(permanent, 1, AT, deadline, rng) is None
+    assert policy.next_try(transient, 1, deadline, deadline, rng) is None
+    assert policy.next_try(transient, 40, AT + timedelta(minutes=59, seconds=59), deadline,
+                           rng) == pytest.approx(1.0)  # fmt: skip  # the last try at the deadline
+    capped = RetryPolicy(1.0, 60.0, 3600.0, retries=2)
+    assert capped.next_try(transient, 2, AT, deadline, rng) is not None
+    assert capped.next_try(transient, 3, AT, deadline, rng) is None
+
+
+# -- the pipeline, against a real receiver ----------------------------------------------------
+def test_a_receiver_failing_three_times_gets_the_notice_once_with_one_key(
     receiver: HttpReceiver,
 ) -> None:
-    clock, outcomes = FakeClock(), Outcomes()
-    w = worker(receiver.url, clock, outcomes)
+    d, log, clock = dispatcher(receiver.url)
     receiver.fail_next = 3
-    w.submit(alert_notice())
-    delays = []
-    while not outcomes.results:
-        assert w.step() <= 1
-        due = w.outbox.next_due()
-        if due is not None:
-            delays.append(due - clock.monotonic())
-            clock.advance(due - clock.monotonic())
-    assert receiver.attempts == 4
-    assert len(receiver.requests) == 1
-    assert outcomes.results[0][1:] == (None, 4)
-    # exponential backoff with jitter: each delay within [0.5 s, 2^(n-1) s]
-    assert all(0.5 <= d <= 2**i for i, d in enumerate(delays))
+    d.submit(alert_notice())
+    waits = run_until_settled(d, clock)
+    assert [a.status for a in receiver.arrivals] == [500, 500, 500, 200]
+    assert len({a.headers["Idempotency-Key"] for a in receiver.arrivals}) == 1
+    assert receiver.arrivals[0].json["idempotency_key"] == receiver.arrivals[0].headers[
+        "Idempotency-Key"]  # fmt: skip
+    assert [s for _, s, _, _ in log.outcomes] == ["retrying", "retrying", "retrying", "delivered"]
+    assert all(w <= 2**i for i, w in enumerate(waits))
 
 
-def test_delivery_gives_up_after_its_retries_and_reports_the_last_error(
+def test_transient_failures_are_retried_until_the_deadline_then_fall_back(
     receiver: HttpReceiver,
 ) -> None:
-    clock, outcomes = FakeClock(), Outcomes()
-    w = worker(receiver.url, clock, outcomes, retries=2)
-    receiver.fail_next = 10
-    w.submit(alert_notice())
-    for _ in range(5):
-        w.step()
-        clock.advance(60)
-    assert receiver.attempts == 3
-    _, error, attempts = outcomes.results[0]
-    assert attempts == 3
-    assert error is not None and "HTTP 500" in error
+    d, log, clock = dispatcher(receiver.url, ", delivery_deadline: 10m, fallback_channels: [backup]")
+    receiver.failing = True
+    d.submit(alert_notice())
+    d.step()
+    receiver_path = [a for a in receiver.arrivals if a.path == "/hook"]
+    assert len(receiver_path) == 1
+    worker = d.workers["hook"]
+    while worker.outbox.pending():
+        due = worker.outbox.next_due()
+        assert due is not None
+        clock.advance(max(due - clock.monotonic(), 0))
+        d.workers["hook"].step()
+    tries = [a for a in receiver.arrivals if a.path == "/hook"]
+    assert 5 < len(tries) < 40  # backoff to 60 s over 10 minutes
+    assert (tries[-1].at - tries[0].at) < 60  # (the clock was pinned; real time barely moved)
+    assert log.outcomes[-1][1] == "failed"
+    receiver.failing = False
+    d.workers["backup"].step()
+    (fallback,) = [a.json for a in receiver.requests if a.path == "/backup"]
+    assert fallback["kind"] == "fallback"
+    assert fallback["title"].startswith("Not delivered to hook after")
+    assert [a["service_id"] for a in fallback["alerts"]] == ["db"]
 
 
-def test_notices_of_one_rule_within_group_wait_become_one_message(
+def test_a_permanent_failure_stops_at_once_and_is_recorded_as_such(
     receiver: HttpReceiver,
 ) -> None:
-    clock, outcomes = FakeClock(), Outcomes()
-    w = worker(receiver.url, clock, outcomes, group_wait=0.5)
-    w.submit(alert_notice("db"))
-    clock.advance(0.2)
-    w.submit(alert_notice("api"))
-    w.submit(alert_notice("db", "resolved"))  # later news of the same alert replaces it
-    assert w.step() == 0  # still inside group_wait
-    clock.advance(0.3)
-    assert w.step() == 1
-    body = receiver.wait_for(1)[0].json
-    assert [(a["service_id"], a["status"]) for a in body["alerts"]] == [
-        ("db", "resolved"),
-        ("api", "firing"),
-    ]
+    d, log, clock = dispatcher(receiver.url, ", fallback_channels: [backup]")
+    receiver.fail_next, receiver.fail_status = 1, 404
+    d.submit(alert_notice())
+    d.step()
+    clock.advance(3600)
+    d.step()
+    assert [(a.path, a.status) for a in receiver.arrivals] == [("/hook", 404), ("/backup", 200)]
+    (notice_id, state, attempts, error) = log.outcomes[0]
+    assert (state, attempts) == ("failed", 1)
+    assert "HTTP 404" in error
+    assert d.stats()["hook"]["failed"] == 1
 
 
-def test_a_full_outbox_drops_the_oldest_and_reports_it(receiver: HttpReceiver) -> None:
-    clock, outcomes = FakeClock(), Outcomes()
-    w = worker(receiver.url, clock, outcomes, group_wait=10, capacity=2)
+def test_a_resolve_queued_behind_a_firing_that_finally_failed_is_not_sent(
+    receiver: HttpReceiver,
+) -> None:
+    d, log, clock = dispatcher(receiver.url, ", delivery_deadline: 1m")
+    receiver.failing = True
+    d.submit(alert_notice())
+    d.step()
+    d.submit(alert_notice(state="resolved"))  # resolved while its firing is retrying
+    d.step()
+    run_until_settled(d, clock)
+    receiver.failing = False
+    run_until_settled(d, clock)
+    assert receiver.requests == []
+    assert log.drops == [("hook", "down:db", "resolved")]
+
+
+def test_a_full_outbox_gives_up_the_oldest_and_records_it(receiver: HttpReceiver) -> None:
+    d, log, clock = dispatcher(receiver.url, ", queue_size: 2")
+    receiver.failing = True
     for service in ("a", "b", "c"):
-        w.submit(Notice("hook", "alert", f"rule-{service}", [item(service=service)], AT))
-    assert len(outcomes.results) == 1
-    dropped, error, _ = outcomes.results[0]
-    assert dropped.group_key == "rule-a"
-    assert error is not None and "full" in error
+        d.submit(Notice("hook", "alert", f"rule-{service}", [item(service=service)], AT))
+        d.step()
+    failed = [o for o in log.outcomes if o[1] == "failed"]
+    assert len(failed) == 1 and "full" in failed[0][3]
 
 
 def test_a_hung_channel_does_not_hold_up_another_channel() -> None:
     hung, fine = HttpReceiver(hanging=True), HttpReceiver()
-    outcomes = Outcomes()
-    clock = SystemClock()
-    dispatcher = Dispatcher(
-        {
-            "slow": worker(hung.url, clock, outcomes, name="slow"),
-            "fast": worker(fine.url, clock, outcomes, name="fast"),
-        }
+    cfg = parse_config(
+        f"""
+services:
+  - {{id: db, type: tcp, tcp: {{host: 127.0.0.1, port: 1}}}}
+channels:
+  slow: {{type: webhook, url: "{hung.url}"}}
+  fast: {{type: webhook, url: "{fine.url}"}}
+alerting: {{group_wait: 0s}}
+""",
+        "t.yaml",
+        {},
     )
-    dispatcher.start()
+    d = Dispatcher(cfg, SystemClock(), Log())
+    d.start()
     try:
-        dispatcher.submit(Notice("slow", "alert", "down", [item()], AT))
-        dispatcher.submit(Notice("fast", "alert", "down", [item()], AT))
+        d.submit(Notice("slow", "alert", "down", [item()], AT))
+        d.submit(Notice("fast", "alert", "down", [item()], AT))
         fine.wait_for(1, seconds=5)
         assert hung.requests == []
     finally:
         hung.release.set()
-        dispatcher.stop(deadline=3)
+        d.stop(deadline=3)
         hung.close()
         fine.close()
 
@@ -148,12 +281,12 @@ def test_a_hung_channel_does_not_hold_up_another_channel() -> None:
 def test_a_hung_receiver_does_not_delay_checks() -> None:
     hung = HttpReceiver(hanging=True)
     closed = free_port()  # a real TCP check of a port nobody listens on: FAILED every time
-    config = parse_config(
+    cfg = parse_config(
         f"""
 services:
   - {{id: db, type: tcp, interval: 200ms, tcp: {{host: 127.0.0.1, port: {closed}}}}}
 channels:
-  hook: {{type: webhook, url: "{hung.url}", timeout: 20s}}
+  hook: {{type: webhook, url: "{hung.url}", response_timeout: 20s}}
 alert_rules:
   - {{id: down, service: db, condition: "status >= FAILED", channels: [hook],
      repeat_interval: 200ms}}
@@ -162,12 +295,12 @@ alerting: {{group_wait: 0s}}
         "t.yaml",
         {},
     )
-    sink, clock, outcomes = ListSink(), SystemClock(), Outcomes()
-    dispatcher = Dispatcher({"hook": worker(hung.url, clock, outcomes)})
-    engine = AlertEngine(config, sink, dispatcher, clock)
+    sink, clock = ListSink(), SystemClock()
+    d = Dispatcher(cfg, clock, Log())
+    engine = AlertEngine(cfg, AlertLog(None, None, clock), d, clock)
     scheduler = CheckScheduler(Recorder(sink, listener=engine), clock, max_workers=2)
-    dispatcher.start()
-    scheduler.sync(list(config.services))
+    d.start()
+    scheduler.sync(list(cfg.services))
     scheduler.start()
     try:
         assert wait_until(lambda: hung.attempts >= 1)  # the receiver now holds the worker
@@ -175,8 +308,9 @@ alerting: {{group_wait: 0s}}
         started = time.monotonic()
         assert wait_until(lambda: len(sink.statuses("db")) >= before + 5, seconds=5)
         assert time.monotonic() - started < 3  # 5 checks at 200 ms, not stuck behind 20 s
+        assert hung.max_in_flight == 1  # repeats wait: never a second attempt alongside
     finally:
         scheduler.shutdown(wait_seconds=1)
         hung.release.set()
-        dispatcher.stop(deadline=2)
+        d.stop(deadline=2)
         hung.close()

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-import threading
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-from server.alerting.engine import ALERT_EVENT_COLUMNS
+from server.alerting.log import TABLES, AlertLog
 from server.analytics.report import build, publish
 from server.config import parse_config
 from server.logs.patterns import pattern_of
+from server.notify.dispatcher import Dispatcher
 from server.recorder import LOG_COLUMNS
 from server.schema import Target, apply_schema
 from server.storage.embedded import EmbeddedStorage
 from server.tables import WRITTEN_TABLES
 from tests.conftest import run_cli
+from tests.support.clock import FakeClock
+from tests.support.receivers import HttpReceiver
 
 DAY = date(2026, 11, 21)
 T = datetime(2026, 11, 21, tzinfo=UTC)
@@ -61,7 +63,7 @@ def generate(store: EmbeddedStorage) -> None:
         transition(T - timedelta(hours=5), "down", "api", "firing", "the day before"),
         transition(T - timedelta(hours=4), "down", "api", "resolved"),
     ]  # fmt: skip
-    store.insert("alert_events", ALERT_EVENT_COLUMNS, events)
+    store.insert("alert_events", TABLES["alert_events"], events)
     logs = [("api", T - timedelta(hours=2), "ERROR", "retry 1 failed"),
             ("api", T + timedelta(hours=1), "ERROR", "retry 2 failed"),
             ("api", T + timedelta(hours=2), "ERROR", "retry 3 failed"),
@@ -91,22 +93,23 @@ def test_the_report_lists_both_incidents_with_their_durations(tmp_path: Path) ->
         assert "MTTR 52m" in text or "MTTR 53m" in text
         assert html.count('class="incident"') == 2
 
-        sent: list = []
-
-        class Sink:
-            def add(self, table: str, row: tuple) -> None:
-                store.insert(table, WRITTEN_TABLES[table], [row])
-
-            def submit(self, notice: object) -> None:
-                sent.append(notice)
-
-        publish(report, Sink(), Sink(), config)
+        receiver = HttpReceiver()
+        try:
+            hooked = parse_config(CONFIG.replace("http://127.0.0.1:9/", receiver.url), "t.yaml")
+            sink = StoreSink(store)
+            alert_log = AlertLog(sink, store)
+            dispatcher = Dispatcher(hooked, FakeClock(), alert_log)
+            assert publish(report, sink, dispatcher, hooked, alert_log) == 1
+            assert publish(report, sink, dispatcher, hooked, alert_log) == 0  # queued once
+            dispatcher.step()
+        finally:
+            receiver.close()
         assert store.query("SELECT day FROM monitor.reports")[0]["day"] == DAY
-        assert [(n.kind, n.text) for n in sent] == [
+        assert [(r.json["kind"], r.json["title"]) for r in receiver.requests] == [
             ("report", "Lightbulb daily report for 2026-11-21")]  # fmt: skip
+        assert receiver.requests[0].headers["Idempotency-Key"] == "report-2026-11-21-hook"
 
         from server.web import WebContext, create_app
-        from tests.support.clock import FakeClock
 
         client = create_app(WebContext(config, store, FakeClock())).test_client()
         listing = client.get("/reports").get_data(as_text=True)
@@ -135,10 +138,10 @@ def test_report_command_prints_a_report_for_a_date(tmp_path: Path) -> None:
     assert bad.returncode == 2 and "YYYY-MM-DD" in bad.stderr
 
 
-def test_the_daemon_builds_yesterdays_report_once_after_report_time(tmp_path: Path) -> None:
+def test_the_daemon_builds_yesterdays_report_once_after_report_time_and_retries_a_failure(
+    tmp_path: Path,
+) -> None:
     from server.daemon import Daemon
-    from tests.conftest import wait_until
-    from tests.support.clock import FakeClock
 
     config = tmp_path / "lightbulb.yaml"
     config.write_text(
@@ -153,18 +156,35 @@ def test_the_daemon_builds_yesterdays_report_once_after_report_time(tmp_path: Pa
         store.close()
     clock = FakeClock(datetime(2026, 11, 22, 1, 59, tzinfo=UTC))
     daemon = Daemon(str(config), clock=clock)
+    job = daemon.report
     try:
         assert daemon.writer.ensure_ready()
-        daemon._maybe_report()
-        assert daemon._report_day is None  # 01:59: not yet
+        assert job.run() and job.done is None  # 01:59: not yet
         clock.advance(60)
-        daemon._maybe_report()
-        assert daemon._report_day == DAY
-        daemon._maybe_report()  # once per day
-        building = [t for t in threading.enumerate() if t.name == "lightbulb-report"]
-        assert wait_until(lambda: not any(t.is_alive() for t in building))
-        daemon.writer.flush()
+        # the build fails at 02:00 (a table it reads is gone): the day is not marked done
+        daemon.storage.execute("RENAME TABLE monitor.service_status_daily TO monitor.away")
+        assert not job.run()
+        assert job.done is None and job.retry_delay() == 60
+        assert daemon.storage.query("SELECT day FROM monitor.reports") == []
+        daemon.storage.execute("RENAME TABLE monitor.away TO monitor.service_status_daily")
+        clock.advance(60)
+        assert job.run()  # the retry
+        assert job.done == DAY
+        assert job.run()  # once per day: nothing more
         assert [r["day"] for r in daemon.storage.query("SELECT day FROM monitor.reports")] == [DAY]
     finally:
         daemon.writer.stop()
         daemon.storage.close()
+
+
+class StoreSink:
+    """The writer's part a report needs: rows straight into the store."""
+
+    def __init__(self, store: EmbeddedStorage) -> None:
+        self.store = store
+
+    def add(self, table: str, row: tuple) -> None:
+        self.store.insert(table, WRITTEN_TABLES[table], [row])
+
+    def add_durable(self, table: str, rows: list[tuple]) -> None:
+        self.store.insert(table, WRITTEN_TABLES[table], rows)

@@ -53,6 +53,7 @@ def test_every_ddl_file_creates_its_objects(store: EmbeddedStorage) -> None:
         "error_patterns_mv": "MaterializedView",
         "anomaly_baselines": "ReplacingMergeTree",
         "reports": "ReplacingMergeTree",
+        "notifications": "MergeTree",
     }
 
 

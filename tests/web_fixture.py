@@ -58,6 +58,7 @@ def build(root: Path) -> tuple[EmbeddedStorage, Harness]:
         recorder.record(Svc("api"), api, at)
         recorder.record(Svc("web"), CheckResult(Status.OK, "200 OK", response_time_ms=45), at)
     h.clock.advance(NOW.timestamp() - h.clock.now().timestamp())
+    h.log.sync()  # the rows the alert log owes the disk
     for table, columns in WRITTEN_TABLES.items():
         rows = [row for t, row in h.rows if t == table]
         if rows:

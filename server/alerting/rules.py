@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import timedelta
-from enum import StrEnum
 from typing import Any
 
 from jinja2 import TemplateError
@@ -14,13 +13,6 @@ from server.alerting.evaluate import is_windowed
 from server.alerting.templates import compile_template
 from server.config.models import AlertRuleConfig, ServiceConfig
 from server.core import selectors
-
-
-class AlertState(StrEnum):
-    INACTIVE = "inactive"
-    PENDING = "pending"
-    FIRING = "firing"
-    RESOLVED = "resolved"
 
 
 @dataclass(frozen=True)

@@ -28,13 +28,16 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from apscheduler.triggers.cron import CronTrigger
 
-from server.config.models import SilenceConfig
 from server.core import selectors
+from server.core.humanize import moment
+
+if TYPE_CHECKING:  # server.config checks silences with this module: no import cycle
+    from server.config.models import SilenceConfig
 
 FAR_FUTURE = datetime(9999, 1, 1, tzinfo=UTC)
 FAR_PAST = datetime.min.replace(tzinfo=UTC)
@@ -164,6 +167,7 @@ class Silence:
             "rule": self.rule or None,
             "starts_at": None if self.start == FAR_PAST else self.start.isoformat(),
             "ends_at": None if self.end == FAR_FUTURE else self.end.isoformat(),
+            "ends_at_text": None if self.end == FAR_FUTURE else moment(self.end),
             "cron": str(self.cron) if self.cron else None,
             "timezone": str(self.cron.zone) if self.cron else None,
             "duration_seconds": self.duration.total_seconds() if self.cron else None,

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from server.alerting.log import AlertLog
 from server.config.models import Config
 from server.storage import Storage
 from server.templating import environment
@@ -122,41 +123,21 @@ def _uptime(storage: Storage, config: Config, day: date) -> list[dict[str, Any]]
 
 
 def _incidents(storage: Storage, start: datetime, end: datetime) -> list[Incident]:
-    rows = storage.query(
-        f"""
-        SELECT timestamp, rule_id, service_id, to_state, severity, message, caused_by
-        FROM {storage.database}.alert_events
-        WHERE event = 'transition' AND rule_id != ''
-          AND timestamp >= {{since:DateTime64(3, 'UTC')}}
-          AND timestamp < {{end:DateTime64(3, 'UTC')}}
-        ORDER BY rule_id, service_id, timestamp
-        """,
-        {"since": start - LOOKBACK, "end": end},
-    )
-    incidents: list[Incident | None] = []
-    opened: dict[tuple[str, str], dict[str, Any]] = {}
-    for row in rows:
-        key = (row["rule_id"], row["service_id"])
-        if row["to_state"] == "firing":
-            opened.setdefault(key, row)
-        elif key in opened:
-            incidents.append(_incident(opened.pop(key), row["timestamp"], start, end))
-    incidents += [_incident(row, None, start, end) for row in opened.values()]
-    return sorted((i for i in incidents if i is not None), key=lambda i: i.start)
+    """Firing periods overlapping the day, from the alert log, clipped to the day."""
+    periods = AlertLog(None, storage).incidents(start, end, lookback=LOOKBACK)
+    clipped = (_incident(p, start, end) for p in periods)
+    return sorted((i for i in clipped if i is not None), key=lambda i: i.start)
 
 
-def _incident(
-    fired: dict[str, Any], resolved: datetime | None, start: datetime, end: datetime
-) -> Incident | None:
-    begin = max(fired["timestamp"], start)
-    finish = min(resolved or end, end)
+def _incident(period: Any, start: datetime, end: datetime) -> Incident | None:
+    begin = max(period.start, start)
+    finish = min(period.end or end, end)
     if finish <= begin:
         return None
-    cause = fired["message"] + (f" (caused by {fired['caused_by']})" if fired["caused_by"] else "")
     return Incident(
-        fired["rule_id"], fired["service_id"], fired["severity"], begin,
-        resolved if resolved and resolved <= end else None,
-        (finish - begin).total_seconds(), cause,
+        period.rule_id, period.service_id, period.severity, begin,
+        period.end if period.end and period.end <= end else None,
+        (finish - begin).total_seconds(), period.cause,
     )  # fmt: skip
 
 
@@ -196,19 +177,26 @@ def _patterns(
     return new[:10], growing[:10]
 
 
-def publish(report: Report, sink: Any, notices: Any, config: Config) -> None:
-    """Store the report (through the writer) and send it to ``report.channels``."""
-    html, text = report.render()
-    summary = json.dumps(report.summary(), default=str)
-    sink.add("reports", (report.day, report.generated_at, summary, html, text))
-    if notices is None:
-        return
+def publish(report: Report, sink: Any, notices: Any, config: Config, alert_log: Any) -> int:
+    """Queue the report's notices to ``report.channels``, then store it; returns notices queued.
+
+    Exactly once across a crash: each notice's id is ``report-<day>-<channel>``,
+    queued in the durable outbox unless that id is there already, and the report
+    row (which marks the day done) is stored last, durably.
+    """
     from server.notify.base import Notice
 
-    for channel in config.report.channels:
-        notice = Notice(channel, "report", f"report:{report.day}", [], report.generated_at)
-        notice.dashboard_url, notice.text, notice.body = config.dashboard_url, report.title, text
-        notices.submit(notice)
+    html, text = report.render()
+    queued = 0
+    for channel in config.report.channels if notices is not None else ():
+        notice = Notice(channel, "report", f"report:{report.day}", [], report.generated_at,
+                        config.dashboard_url, report.title, text,
+                        id=f"report-{report.day}-{channel}")  # fmt: skip
+        if not alert_log.has_notice(notice.id) and notices.commit(notice) is not None:
+            queued += 1
+    summary = json.dumps(report.summary(), default=str)
+    sink.add_durable("reports", [(report.day, report.generated_at, summary, html, text)])
+    return queued
 
 
 def latest_day(storage: Storage) -> date | None:

@@ -46,6 +46,12 @@ def cross_check(config: Config, source: Source) -> list[ConfigProblem]:
     _channels(config, source, report, problems)
     _silences(config, report)
     _dashboard(config, report)
+    for position, channel in enumerate(config.alerting.fallback_channels):
+        if channel not in config.channels:
+            report(
+                ("alerting", "fallback_channels", position),
+                f'unknown channel "{channel}"; define it under channels',
+            )
     for position, channel in enumerate(config.report.channels):
         if channel not in config.channels:
             report(

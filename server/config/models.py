@@ -175,10 +175,15 @@ class FlappingConfig(Section):
 
 class AlertingConfig(Section):
     group_wait: WaitDuration = timedelta(milliseconds=500)
-    retries: int = Field(5, ge=0, le=100)
+    # Transient delivery failures are retried until this long after a notice was queued.
+    delivery_deadline: Duration = timedelta(hours=1)
+    # Optional cap on retries before the deadline (None: the deadline alone decides).
+    retries: int | None = Field(None, ge=0, le=100)
     retry_backoff: Duration = timedelta(seconds=1)
     retry_max_backoff: Duration = timedelta(minutes=5)
     queue_size: int = Field(1000, ge=1, le=1_000_000)
+    # Channels told when a notice to another channel fails permanently or past its deadline.
+    fallback_channels: list[str] = Field(default_factory=list)
     dashboard_url: str = ""
     flapping: FlappingConfig = Field(default_factory=FlappingConfig)
 

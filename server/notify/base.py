@@ -1,9 +1,15 @@
 """What every channel sends: a :class:`Notice` holding one or more alerts.
 
 The webhook payload (:func:`payload`) is the documented, versioned wire format;
-the other channels render the same notice their own way. A channel's
-``send`` either returns or raises :class:`DeliveryError` with the exact reason,
-which ends up in ``alert_events.delivery_error`` and in ``lightbulb notify test``.
+the other channels render the same notice their own way. A channel's ``send``
+either returns (delivered) or raises :class:`ChannelError` saying exactly why and
+whether trying again could help (``permanent``), as healthchecks.io's
+transports do. The error ends up in ``alert_events.delivery_error``, in the
+``notifications`` outbox and in ``lightbulb notify test``.
+
+Every notice has an ``id`` once it enters the outbox: the idempotency key the
+channels pass on (webhook header and payload field, e-mail Message-ID), the
+same on every attempt and after a restart, so a receiver can drop a repeat.
 """
 
 from __future__ import annotations
@@ -11,21 +17,37 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Generic, Literal, TypeVar
-from urllib.parse import urlsplit
 
-import requests
 from pydantic import BaseModel, ConfigDict
 
-from server.config.types import Duration
+from server.core.humanize import duration, number
+from server.core.units import Duration
 
 PAYLOAD_VERSION = "1"
-NoticeKind = Literal["alert", "repeat", "flapping", "test", "report"]
+# alert: a state change; repeat: repeat_interval; flapping: a service started flapping;
+# fallback: a notice another channel could not deliver; test: `lightbulb notify test`;
+# report: the daily report
+NoticeKind = Literal["alert", "repeat", "flapping", "fallback", "test", "report"]
+INFO_KINDS = ("flapping", "test", "report")
 SEVERITY_COLOURS = {"critical": "#d62728", "warning": "#ff9f1c", "info": "#1f77b4"}
 RESOLVED_COLOUR = "#2ca02c"
 
 
-class DeliveryError(Exception):
-    """The channel could not deliver; the message says exactly why."""
+class ChannelError(Exception):
+    """The channel could not deliver; the message says exactly why.
+
+    ``permanent``: trying again cannot help (a 4xx answer, a refused login, an
+    address the receiver rejects); otherwise the delivery stage retries until the
+    notice's deadline. ``retry_after``: seconds the receiver asked us to wait
+    (HTTP ``Retry-After``), or None.
+    """
+
+    def __init__(
+        self, message: str, *, permanent: bool = False, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+        self.retry_after = retry_after
 
 
 class ChannelSettings(BaseModel):
@@ -33,7 +55,16 @@ class ChannelSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     type: str = ""
-    timeout: Duration = timedelta(seconds=10)
+    timeout: Duration = timedelta(seconds=10)  # to connect
+    # To wait for the answer once the notice is sent. An attempt that is still
+    # being answered is never repeated alongside: a slow receiver gets one copy.
+    response_timeout: Duration = timedelta(minutes=2)
+
+
+def incident_key(alert_id: str, started: datetime) -> str:
+    """``<alert id>@<start>``, the start to the millisecond (what storage keeps), so the
+    key is the same before and after a restart."""
+    return f"{alert_id}@{started.isoformat(timespec='milliseconds')}"
 
 
 @dataclass(frozen=True)
@@ -51,13 +82,26 @@ class AlertItem:
     condition: str
     threshold: float
     value: float | None
-    since: datetime
+    since: datetime  # when the alert entered ``state``
     message: str
     summary: str
     description: str = ""
     caused_by: str = ""
     labels: dict[str, str] = field(default_factory=dict)
     annotations: dict[str, str] = field(default_factory=dict)
+    started: datetime | None = None  # when the incident began firing (resolves: how long)
+
+    @property
+    def incident(self) -> str:
+        """Names one firing period of one alert: what 'told' is tracked against."""
+        return incident_key(self.alert_id, self.started or self.since)
+
+    @property
+    def lasted(self) -> timedelta | None:
+        """How long the incident lasted, for a resolved item."""
+        if self.state != "resolved" or self.started is None:
+            return None
+        return self.since - self.started
 
 
 @dataclass
@@ -70,12 +114,13 @@ class Notice:
     items: list[AlertItem]
     created: datetime
     dashboard_url: str = ""
-    text: str = ""  # for flapping, test and report notices: the headline
+    text: str = ""  # for flapping, fallback, test and report notices: the headline
     body: str = ""  # for report notices: the plain-text report
+    id: str = ""  # the idempotency key, given when the notice enters the outbox
 
     @property
     def status(self) -> str:
-        if self.kind in ("flapping", "test", "report"):
+        if self.kind in INFO_KINDS:
             return self.kind
         return "firing" if any(i.state == "firing" for i in self.items) else "resolved"
 
@@ -87,9 +132,7 @@ class Notice:
 
     @property
     def title(self) -> str:
-        if self.text and not self.items:
-            return self.text
-        if self.kind in ("flapping", "report"):
+        if self.kind in ("flapping", "report", "fallback") or (self.text and not self.items):
             return self.text
         first = self.items[0]
         more = f" (+{len(self.items) - 1} more)" if len(self.items) > 1 else ""
@@ -100,15 +143,26 @@ class Notice:
 
     def lines(self) -> list[str]:
         """One human line per alert, shared by the plain-text renderings."""
-        out = []
-        for item in self.items:
-            cause = f" (caused by {item.caused_by})" if item.caused_by else ""
-            value = "" if item.value is None else f" value={item.value:g}"
-            out.append(
-                f"{item.state.upper()} {item.severity} {item.rule_name} on "
-                f"{item.service_label}: {item.message}{value}{cause}"
-            )
-        return out
+        return [line(item) for item in self.items]
+
+
+def line(item: AlertItem) -> str:
+    """``FIRING critical Service down on db: connection refused``, one line per alert."""
+    return f"{item.state.upper()} {item.severity} {item.rule_name} on {item.service_label}: " + (
+        what(item)
+    )
+
+
+def what(item: AlertItem) -> str:
+    """What happened, for people: the check's message (value, cause) while firing; for a
+    resolve, what recovered after how long (the incident's duration)."""
+    lasted = item.lasted
+    if lasted is not None:
+        now = f"; now: {item.message}" if item.message else ""
+        return f"recovered after {duration(lasted)}{now}"
+    value = "" if item.value is None else f" (value {number(item.value)})"
+    cause = f" (caused by {item.caused_by})" if item.caused_by else ""
+    return f"{item.message}{value}{cause}"
 
 
 def info_item(subject: str, text: str, at: datetime, message: str = "") -> AlertItem:
@@ -132,9 +186,14 @@ def info_item(subject: str, text: str, at: datetime, message: str = "") -> Alert
 
 
 def payload(notice: Notice) -> dict[str, Any]:
-    """The webhook body, version ``PAYLOAD_VERSION`` (documented in the README)."""
+    """The webhook body, version ``PAYLOAD_VERSION`` (documented in the README).
+
+    Text fields are passed as they are (JSON-encoded): a receiver that renders
+    them into markup escapes them for that markup.
+    """
     return {
         "version": PAYLOAD_VERSION,
+        "idempotency_key": notice.id,
         "kind": notice.kind,
         "status": notice.status,
         "channel": notice.channel,
@@ -157,6 +216,7 @@ def payload(notice: Notice) -> dict[str, Any]:
                 "threshold": item.threshold,
                 "value": item.value,
                 "since": item.since.isoformat(),
+                "started_at": (item.started or item.since).isoformat(),
                 "message": item.message,
                 "summary": item.summary,
                 "description": item.description,
@@ -184,48 +244,14 @@ class Channel(Generic[SettingsT]):
 
     @property
     def timeout(self) -> float:
+        """Seconds to connect."""
         return self.settings.timeout.total_seconds()
 
+    @property
+    def response_timeout(self) -> float:
+        """Seconds to wait for the answer to a notice sent."""
+        return self.settings.response_timeout.total_seconds()
+
     def send(self, notice: Notice) -> None:
+        """Deliver ``notice`` or raise :class:`ChannelError`."""
         raise NotImplementedError
-
-
-def redact(url: str) -> str:
-    """``https://hooks.slack.com/…``: where a secret URL points, without the secret part."""
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.hostname or ''}{'/…' if parts.path.strip('/') else ''}"
-
-
-def post_json(
-    url: str,
-    body: bytes,
-    timeout: float,
-    headers: dict[str, str] | None = None,
-    *,
-    accept: tuple[int, ...] = (200, 201, 202, 204),
-    shown: str | None = None,
-) -> requests.Response:
-    """POST and turn every failure into a DeliveryError naming what happened.
-
-    ``shown`` replaces the URL in messages when the URL itself is a secret
-    (Slack webhooks): errors end up in logs and alert_events.
-    """
-    where = shown or url
-    try:
-        response = requests.post(
-            url,
-            data=body,
-            headers={"Content-Type": "application/json", **(headers or {})},
-            timeout=timeout,
-        )
-    except requests.Timeout:
-        raise DeliveryError(f"no response from {where} within {timeout:g}s") from None
-    except requests.ConnectionError:
-        raise DeliveryError(f"cannot reach {where}: connection refused or failed") from None
-    except requests.RequestException as exc:
-        detail = str(exc).replace(url, where)
-        raise DeliveryError(f"cannot reach {where}: {detail}") from None
-    if response.status_code not in accept:
-        snippet = response.text[:200].strip()
-        raise DeliveryError(f"{where} answered HTTP {response.status_code}: {snippet}")
-    return response

@@ -1,226 +1,123 @@
-"""Delivery off the check path: one worker thread and one bounded outbox per channel.
+"""Delivery off the check path, as a pipeline of small stages per channel:
 
-A hung or failing channel therefore delays only itself. Within a channel,
-notices of the same rule arriving within ``group_wait`` become one message.
-A failed send is retried with exponential backoff and full jitter up to
-``retries`` times; the final outcome (sent or failed, with the exact error) is
-reported through ``on_result`` and lands in ``alert_events``.
+    hold back and group (:mod:`.grouping`) -> suppression recheck (the engine's)
+    -> dedupe against what was told (:mod:`.ledger`) -> record in the durable
+    outbox (:class:`DeliveryLog`) -> send with retry (:mod:`.retry`, :mod:`.outbox`)
+    -> record the outcome -> fallback channels on a final failure
 
-:class:`Outbox` is the pure part (grouping, due times, retries) and is driven
-by a :class:`~server.core.clock.Clock`; tests call :meth:`ChannelWorker.step` with a
-fake clock instead of starting threads.
+Each channel has one worker thread (:mod:`.worker`), so a hung or failing channel
+delays only itself, and an attempt is never made while another to the same
+channel is in flight. Every stage is a plain object the tests drive with a
+pinned clock (:meth:`ChannelWorker.step`); the thread only calls ``step`` when
+something is due.
 """
 
 from __future__ import annotations
 
 import logging
 import random
-import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from functools import partial
+from typing import Any, Protocol
 
 from server.config.models import Config
 from server.core.clock import Clock
 from server.notify import build_channel
-from server.notify.base import Channel, DeliveryError, Notice
+from server.notify.base import AlertItem, ChannelError, Notice
+from server.notify.ledger import DeliveryState, Ledger
+from server.notify.retry import RetryPolicy
+from server.notify.worker import ChannelWorker
 
 log = logging.getLogger("lightbulb.notify")
 
-# (notice, error or None on success, attempts made)
-ResultHook = Callable[[Notice, str | None, int], None]
-# Called just before a send: returns the notice still to send (items may have been
-# inhibited or silenced meanwhile), or None when nothing is left.
-RecheckHook = Callable[[Notice], Notice | None]
+# Called just before a notice is queued: returns it without the items that became
+# silenced, inhibited or flapping meanwhile, or None when nothing is left.
+Recheck = Callable[[Notice], Notice | None]
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
-    retries: int = 5
-    backoff: float = 1.0
-    max_backoff: float = 300.0
+class DeliveryLog(Protocol):
+    """Stage "record": where notices and outcomes are written (server.alerting.log)."""
 
-    def delay(self, attempt: int, rng: random.Random) -> float:
-        """Full jitter: uniform in [backoff/2, backoff * 2^(attempt-1)], capped."""
-        ceiling = min(self.max_backoff, self.backoff * 2 ** (attempt - 1))
-        return rng.uniform(min(self.backoff / 2, ceiling), ceiling)
+    def queued(self, notice: Notice, state: DeliveryState) -> None:
+        """Durable: returns once the notice is on disk; raises StorageError if it cannot be."""
 
+    def outcome(self, notice: Notice, state: DeliveryState) -> None:
+        """An attempt's result (``state.state``: retrying, delivered, failed or dropped)."""
 
-@dataclass
-class Delivery:
-    notice: Notice
-    due: float
-    attempts: int = 0
-    errors: list[str] = field(default_factory=list)
+    def dropped(self, channel: str, items: list[AlertItem], reason: str) -> None:
+        """Alert news that will not be sent, and why."""
 
 
-class Outbox:
-    def __init__(
-        self,
-        group_wait: float,
-        policy: RetryPolicy,
-        capacity: int,
-        rng: random.Random | None = None,
-    ) -> None:
-        self.group_wait = group_wait
-        self.policy = policy
-        self.capacity = capacity
-        self.rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
-        self._waiting: list[Delivery] = []
-
-    def __len__(self) -> int:
-        return len(self._waiting)
-
-    def add(self, notice: Notice, now: float) -> Delivery | None:
-        """Queue ``notice``, merging it into a not-yet-sent one of the same group.
-
-        Returns a delivery dropped to keep within ``capacity`` (the oldest), if any.
-        """
-        key = (notice.kind, notice.group_key)
-        for waiting in self._waiting:
-            same = (waiting.notice.kind, waiting.notice.group_key) == key
-            if same and waiting.attempts == 0 and waiting.due > now:
-                merge(waiting.notice, notice)
-                return None
-        self._waiting.append(Delivery(notice, now + self.group_wait))
-        if len(self._waiting) > self.capacity:
-            return self._waiting.pop(0)
-        return None
-
-    def due(self, now: float) -> list[Delivery]:
-        ready = [d for d in self._waiting if d.due <= now]
-        self._waiting = [d for d in self._waiting if d.due > now]
-        return ready
-
-    def next_due(self) -> float | None:
-        return min((d.due for d in self._waiting), default=None)
-
-    def retry(self, delivery: Delivery, now: float) -> bool:
-        """Schedule another attempt; False once ``retries`` are used up."""
-        if delivery.attempts > self.policy.retries:
-            return False
-        delivery.due = now + self.policy.delay(delivery.attempts, self.rng)
-        self._waiting.append(delivery)
-        return True
-
-    def release_all(self, now: float) -> None:
-        for delivery in self._waiting:
-            delivery.due = min(delivery.due, now)
-
-
-def merge(into: Notice, extra: Notice) -> None:
-    """Later news of the same alert replaces earlier (firing then resolved: resolved)."""
-    by_id = {item.alert_id: item for item in into.items}
-    for item in extra.items:
-        by_id[item.alert_id] = item
-    into.items = list(by_id.values())
-
-
-class ChannelWorker:
-    def __init__(
-        self,
-        channel: Channel[Any],
-        outbox: Outbox,
-        clock: Clock,
-        on_result: ResultHook,
-        recheck: RecheckHook | None = None,
-    ) -> None:
-        self.channel = channel
-        self.outbox = outbox
-        self.clock = clock
-        self.on_result = on_result
-        self.recheck = recheck
-        self._lock = threading.Lock()
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self.dropped = 0
-
-    def submit(self, notice: Notice) -> None:
-        with self._lock:
-            dropped = self.outbox.add(notice, self.clock.monotonic())
-        if dropped is not None:
-            self.dropped += 1
-            error = f"outbox of channel {self.channel.name} full; oldest notice dropped"
-            log.error(error)
-            self.on_result(dropped.notice, error, dropped.attempts)
-        self._wake.set()
-
-    def step(self) -> int:
-        """Send everything due now; returns the number of send attempts."""
-        with self._lock:
-            ready = self.outbox.due(self.clock.monotonic())
-        for delivery in ready:
-            self._attempt(delivery)
-        return len(ready)
-
-    def _attempt(self, delivery: Delivery) -> None:
-        notice: Notice | None = delivery.notice
-        if self.recheck is not None and delivery.attempts == 0:
-            notice = self.recheck(delivery.notice)
-            if notice is None:
-                return
-            delivery.notice = notice
-        delivery.attempts += 1
-        try:
-            self.channel.send(delivery.notice)
-        except Exception as exc:
-            error = str(exc) if isinstance(exc, DeliveryError) else f"{type(exc).__name__}: {exc}"
-            delivery.errors.append(error)
-            with self._lock:
-                again = not self._stop.is_set() and self.outbox.retry(
-                    delivery, self.clock.monotonic()
-                )
-            log.warning(
-                "channel %s: attempt %d failed%s: %s",
-                self.channel.name,
-                delivery.attempts,
-                ", will retry" if again else ", giving up",
-                error,
-            )
-            if not again:
-                self.on_result(delivery.notice, error, delivery.attempts)
-            return
-        self.on_result(delivery.notice, None, delivery.attempts)
-
-    # -- thread ------------------------------------------------------------------------
-    def start(self) -> None:
-        self._thread = threading.Thread(
-            target=self._loop, name=f"lightbulb-notify-{self.channel.name}", daemon=True
-        )
-        self._thread.start()
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.step()
-            except Exception:  # a bug in one send must not end the channel's deliveries
-                log.exception("channel %s: delivery loop error", self.channel.name)
-            with self._lock:
-                next_due = self.outbox.next_due()
-            wait = 1.0 if next_due is None else next_due - self.clock.monotonic()
-            self._wake.wait(min(max(wait, 0.0), 1.0))
-            self._wake.clear()
-
-    def halt(self) -> None:
-        self._stop.set()
-        self._wake.set()
-
-    def stop(self, deadline: float) -> None:
-        """Send what is waiting (no more retries), within ``deadline`` seconds."""
-        self.halt()
-        if self._thread is not None:
-            self._thread.join(deadline)
-        if self._thread is None or not self._thread.is_alive():
-            with self._lock:
-                self.outbox.release_all(self.clock.monotonic())
-            self.step()
+def policy_of(config: Config) -> RetryPolicy:
+    a = config.alerting
+    return RetryPolicy(
+        a.retry_backoff.total_seconds(), a.retry_max_backoff.total_seconds(),
+        a.delivery_deadline.total_seconds(), a.retries,
+    )  # fmt: skip
 
 
 class Dispatcher:
-    def __init__(self, workers: dict[str, ChannelWorker]) -> None:
-        self.workers = workers
+    """One worker per channel, the shared ledger, the retry policy and the fallbacks."""
+
+    def __init__(
+        self,
+        config: Config,
+        clock: Clock,
+        delivery_log: DeliveryLog,
+        recheck: Recheck | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.clock = clock
+        self.log = delivery_log
+        self.recheck = recheck
+        self.rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
+        self.ledger = Ledger()
+        self.workers: dict[str, ChannelWorker] = {}
+        self._started = False
+        self.configure(config)
+
+    def configure(self, config: Config) -> None:
+        """Build workers; on reload keep queued notices, swap changed channels' settings
+        between attempts, and give up the notices of channels that were removed."""
+        a = config.alerting
+        self.policy = policy_of(config)
+        self.fallback_channels = tuple(a.fallback_channels)
+        if a.retries is not None:
+            log.warning(
+                "alerting.retries (%d) caps delivery retries; without it a notice is retried "
+                "until alerting.delivery_deadline (%s)", a.retries, a.delivery_deadline,
+            )  # fmt: skip
+        wanted = {}
+        for name, cfg in config.channels.items():
+            wanted[name] = build_channel(name, cfg.type, cfg.model_dump())
+        for name in [n for n in self.workers if n not in wanted]:
+            gone = self.workers.pop(name)
+            gone.halt()
+            removed = ChannelError("channel removed from the config", permanent=True)
+            for delivery in gone.outbox.pending():
+                gone.settle(delivery, removed)
+        for name, channel in wanted.items():
+            worker = self.workers.get(name)
+            if worker is None:
+                worker = self.workers[name] = ChannelWorker(
+                    channel, self, a.group_wait.total_seconds(), a.queue_size
+                )
+                if self._started:
+                    worker.start()
+                continue
+            with worker._lock:
+                worker.groups.wait = a.group_wait.total_seconds()
+                worker.outbox.capacity = a.queue_size
+                if worker.channel.settings != channel.settings:
+                    worker.channel = channel  # the attempt in flight keeps the old object
+
+    def record(self, write: Callable[[], None]) -> None:
+        """Run a DeliveryLog write; storage trouble is logged, never raised into delivery."""
+        try:
+            write()
+        except Exception:
+            log.exception("delivery record not written")
 
     def submit(self, notice: Notice) -> None:
         worker = self.workers.get(notice.channel)
@@ -229,12 +126,56 @@ class Dispatcher:
             return
         worker.submit(notice)
 
+    def commit(self, notice: Notice) -> DeliveryState | None:
+        """Queue ``notice`` durably now, without waiting out group_wait (reports, fallbacks)."""
+        worker = self.workers.get(notice.channel)
+        if worker is None:
+            log.error("notice for unknown channel %s dropped", notice.channel)
+            return None
+        return worker.commit(notice, recheck=False)
+
+    def restore(self, records: list[tuple[Notice, DeliveryState]]) -> int:
+        """Rebuild the ledger from the outbox, oldest first; resume open notices.
+
+        Returns the number resumed.
+        """
+        resumed = 0
+        for notice, state in records:
+            self.ledger.committed(notice, state)
+            worker = self.workers.get(notice.channel)
+            if not state.open:
+                continue
+            if worker is None:
+                state.state, state.error = "failed", "channel no longer configured"
+                self.record(partial(self.log.outcome, notice, state))
+                continue
+            worker.resume(notice, state)
+            resumed += 1
+        return resumed
+
+    def fallback(self, notice: Notice, state: DeliveryState) -> None:
+        """Tell the fallback channels that ``notice`` could not be delivered."""
+        if notice.kind == "fallback":
+            return  # a fallback that fails is logged and recorded, not chained
+        text = (
+            f"Not delivered to {notice.channel} after {state.attempts} attempt(s): "
+            f"{state.error}. It said: {notice.title}"
+        )
+        for name in self.fallback_channels:
+            if name == notice.channel:
+                continue
+            self.commit(
+                Notice(name, "fallback", f"fallback:{notice.id}", list(notice.items),
+                       self.clock.now(), notice.dashboard_url, text)
+            )  # fmt: skip
+
     def start(self) -> None:
+        self._started = True
         for worker in self.workers.values():
             worker.start()
 
     def step(self) -> int:
-        return sum(worker.step() for worker in self.workers.values())
+        return sum(worker.step() for worker in list(self.workers.values()))
 
     def stop(self, deadline: float = 5.0) -> None:
         """Stop every worker; all share one ``deadline`` (a hung channel waits once)."""
@@ -244,20 +185,5 @@ class Dispatcher:
         for worker in self.workers.values():
             worker.stop(max(end - time.monotonic(), 0.05))
 
-
-def build_dispatcher(
-    config: Config, clock: Clock, on_result: ResultHook, recheck: RecheckHook | None
-) -> Dispatcher:
-    """One worker per configured channel, with the ``alerting`` section's policy."""
-    settings = config.alerting
-    policy = RetryPolicy(
-        settings.retries,
-        settings.retry_backoff.total_seconds(),
-        settings.retry_max_backoff.total_seconds(),
-    )
-    workers = {}
-    for name, channel in config.channels.items():
-        outbox = Outbox(settings.group_wait.total_seconds(), policy, settings.queue_size)
-        built = build_channel(name, channel.type, channel.model_dump())
-        workers[name] = ChannelWorker(built, outbox, clock, on_result, recheck)
-    return Dispatcher(workers)
+    def stats(self) -> dict[str, dict[str, Any]]:
+        return {name: worker.stats() for name, worker in sorted(self.workers.items())}

@@ -1,8 +1,15 @@
 """``webhook``: POST the versioned JSON payload (see :func:`server.notify.base.payload`).
 
+Every request carries the notice's idempotency key twice: as the
+``Idempotency-Key`` header (the IETF httpapi draft's name) and as the payload's
+``idempotency_key``; it is the same on every attempt and after a restart.
+
 With ``secret`` set, ``X-Lightbulb-Signature: sha256=<hex>`` is the HMAC-SHA256
 of ``"<X-Lightbulb-Timestamp>.<body>"`` under the secret, so a receiver can check
 both origin and freshness (the timestamp stops replays), Stripe-style.
+
+Escaping: none. Text goes out JSON-encoded as it came from checks, logs and
+labels; a receiver rendering it into markup escapes it for that markup.
 """
 
 from __future__ import annotations
@@ -13,12 +20,13 @@ import json
 
 from pydantic import Field
 
-from server.config.types import SecretStr
-from server.core.secret import Secret
-from server.notify.base import Channel, ChannelSettings, Notice, payload, post_json
+from server.core.secret import Secret, SecretStr
+from server.notify.base import Channel, ChannelSettings, Notice, payload
+from server.notify.http import post_json
 
 SIGNATURE_HEADER = "X-Lightbulb-Signature"
 TIMESTAMP_HEADER = "X-Lightbulb-Timestamp"
+IDEMPOTENCY_HEADER = "Idempotency-Key"
 
 
 class WebhookSettings(ChannelSettings):
@@ -39,8 +47,10 @@ class WebhookChannel(Channel[WebhookSettings]):
         body = json.dumps(payload(notice), separators=(",", ":")).encode()
         headers = {k: v.reveal() for k, v in self.settings.headers.items()}
         headers["User-Agent"] = "lightbulb"
+        if notice.id:
+            headers[IDEMPOTENCY_HEADER] = notice.id
         if self.settings.secret:
             timestamp = str(int(notice.created.timestamp()))
             headers[TIMESTAMP_HEADER] = timestamp
             headers[SIGNATURE_HEADER] = sign(self.settings.secret.reveal(), timestamp, body)
-        post_json(self.settings.url, body, self.timeout, headers)
+        post_json(self.settings.url, body, (self.timeout, self.response_timeout), headers)

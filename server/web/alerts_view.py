@@ -1,34 +1,79 @@
-"""Alerts as the pages and the API show them, from the engine or (standalone) storage."""
+"""Alerts as the pages and the API show them, from the engine or (standalone) the alert log.
+
+Each alert carries ``notified`` (a channel was delivered its current news: the
+firing while it fires, the resolve once resolved) and ``delivery``, one entry
+per channel: queued, retrying (since when, attempts, the last error, the next
+attempt), delivered (when) or failed (permanently or past the deadline, why).
+"""
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any
 
+from server.alerting.log import aware
+from server.core.humanize import moment, number
+from server.notify.base import incident_key
 from server.web.context import WebContext
 
 ORDER = {"firing": 0, "pending": 1, "resolved": 2}
+HELD = ("silenced", "inhibited", "flapping")
 
 
 def current_alerts(ctx: WebContext) -> list[dict[str, Any]]:
-    if ctx.alerts is not None:
-        items = ctx.alerts.alerts()
-    else:
-        items = [
-            {
-                "id": f"{r['rule_id']}:{r['service_id']}",
-                "rule_id": r["rule_id"],
-                "rule_name": r["rule_id"],
-                "service_id": r["service_id"],
-                "state": r["state"],
-                "severity": r["severity"],
-                "since": r["since"].isoformat(),
-                "value": r["value"],
-                "message": r["message"],
-                "suppressed": r["result"] if r["result"] in ("silenced", "inhibited", "flapping")
-                else None,
-                "caused_by": r["caused_by"] or None,
-            }
-            for r in ctx.reader.alert_states()
-        ]  # fmt: skip
+    items = ctx.alerts.alerts() if ctx.alerts is not None else _stored(ctx)
     items.sort(key=lambda a: (ORDER.get(a["state"], 3), a.get("since") or ""))
     return items
+
+
+def _stored(ctx: WebContext) -> list[dict[str, Any]]:
+    """The standalone dashboard's view: the newest state per alert from the alert log."""
+    now = ctx.clock.now()
+    rows = ctx.alert_log.states(now)
+    starts = [aware(r["started"]) for r in rows if r["started"].year > 1970]
+    deliveries = ctx.alert_log.deliveries(min([*starts, now - timedelta(days=1)]))
+    out = []
+    for r in rows:
+        alert_id = f"{r['rule_id']}:{r['service_id']}"
+        started = aware(r["started"])
+        incident = incident_key(alert_id, started)
+        current = [d for d in deliveries.get(alert_id, []) if d["incident"] == incident]
+        news = "firing" if r["state"] == "firing" else "resolved"
+        since: datetime = aware(r["since"])
+        out.append({
+            "id": alert_id,
+            "rule_id": r["rule_id"],
+            "rule_name": r["rule_id"],
+            "service_id": r["service_id"],
+            "state": r["state"],
+            "severity": r["severity"],
+            "since": since.isoformat(),
+            "since_text": moment(since),
+            "started": started.isoformat() if started.year > 1970 else None,
+            "value": r["value"],
+            "value_text": number(r["value"]),
+            "message": r["message"],
+            "suppressed": r["result"] if r["result"] in HELD else None,
+            "caused_by": r["caused_by"] or None,
+            "notified": any(
+                d["state"] == "delivered" and d["item_state"] == news for d in current
+            ),
+            "delivery": current,
+        })  # fmt: skip
+    return out
+
+
+def delivery_text(entry: dict[str, Any]) -> str:
+    """One channel's delivery state for people: ``delivered 2026-… UTC``, ``retrying since …``."""
+    state = entry["state"]
+    changed = moment(datetime.fromisoformat(entry["changed_at"]))
+    if state == "delivered":
+        return f"delivered {changed}"
+    if state == "retrying":
+        queued = moment(datetime.fromisoformat(entry["queued_at"]))
+        return f"retrying since {queued} ({entry['attempts']} attempts): {entry['error']}"
+    if state == "failed":
+        return f"failed permanently {changed}: {entry['error']}"
+    if state == "dropped":
+        return "not sent (its firing was never delivered)"
+    return "queued"

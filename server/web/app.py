@@ -13,8 +13,10 @@ from typing import Any
 from flask import Flask, Response, jsonify, redirect, render_template, request, url_for
 from werkzeug.exceptions import HTTPException
 
+from server.core.humanize import number
 from server.storage import StorageError
 from server.templating import TEMPLATES
+from server.web.alerts_view import delivery_text
 from server.web.api import api
 from server.web.auth import challenge, csrf_token, principal
 from server.web.charts import badge, pct, utc
@@ -54,6 +56,8 @@ def create_app(ctx: WebContext) -> Flask:
     app.jinja_env.autoescape = True
     app.jinja_env.filters["t"] = utc
     app.jinja_env.filters["pct"] = pct
+    app.jinja_env.filters["delivery"] = delivery_text  # alert notifications per channel
+    app.jinja_env.filters["num"] = number
     app.jinja_env.globals.update(
         badge=badge,
         csrf_token=csrf_token,

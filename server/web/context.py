@@ -9,6 +9,7 @@ from typing import Any, NamedTuple, Protocol
 from flask import current_app
 
 from server.alerting.engine import AlertEngine
+from server.alerting.log import AlertLog
 from server.analytics.baselines import Baselines
 from server.config.models import Config
 from server.core.clock import Clock
@@ -51,9 +52,11 @@ class WebContext:
     sink: Writer | None = None  # the daemon's writer: where pushed logs go
     baselines: Baselines | None = None  # learned normal, for chart bands
     reader: Reader = field(init=False)
+    alert_log: AlertLog = field(init=False)  # alert history, states, deliveries, incidents
 
     def __post_init__(self) -> None:
         self.reader = Reader(self.storage, self.config)
+        self.alert_log = AlertLog(None, self.storage, self.clock)
 
     def engine(self) -> AlertEngine:
         """The live alert engine, for actions; a standalone dashboard has none (409)."""

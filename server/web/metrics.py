@@ -2,7 +2,7 @@
 
 Inside the daemon every figure comes from memory: the per-service gauges from
 the last result the daemon recorded, and its own counters (check durations,
-scheduler lag, writes, spool, alerts). Nothing here waits on ClickHouse, so
+scheduler lag, writes, spool, alerts, notification delivery). Nothing here waits on ClickHouse, so
 an outage shows up *in* the figures (``lightbulb_storage_reachable 0``, the
 spool growing) instead of as a failed scrape. A standalone dashboard has no
 such memory and reads the current status from storage; if that query fails it
@@ -12,6 +12,7 @@ still answers, with ``lightbulb_storage_query_ok 0`` and no per-service gauges.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -124,6 +125,54 @@ class LightbulbCollector:
         }
         for name, (text, value) in gauges.items():
             yield GaugeMetricFamily(name, text, value=float(value))
+        yield from _notifications(h)
+
+
+def _notifications(h: dict[str, Any]) -> Iterator[Metric]:
+    """Delivery per channel, and the state of each live alert's news at each channel."""
+    channel = ["channel"]
+    per_channel: dict[str, Any] = {
+        "delivered": CounterMetricFamily(
+            "lightbulb_notifications_delivered", "Notices delivered", labels=channel
+        ),
+        "failed": CounterMetricFamily(
+            "lightbulb_notifications_failed",
+            "Notices given up (permanent error or past alerting.delivery_deadline)",
+            labels=channel,
+        ),
+        "dropped": CounterMetricFamily(
+            "lightbulb_notifications_dropped",
+            "Notices not sent: a resolve whose firing was never delivered",
+            labels=channel,
+        ),
+        "attempts": CounterMetricFamily(
+            "lightbulb_notification_attempts", "Send attempts", labels=channel
+        ),
+        "queued": GaugeMetricFamily(
+            "lightbulb_notifications_queued", "Notices waiting for their first attempt",
+            labels=channel,
+        ),
+        "retrying": GaugeMetricFamily(
+            "lightbulb_notifications_retrying", "Notices waiting to be tried again",
+            labels=channel,
+        ),
+        "oldest_pending_seconds": GaugeMetricFamily(
+            "lightbulb_notification_oldest_pending_seconds",
+            "Age of the oldest notice not yet delivered", labels=channel,
+        ),
+    }  # fmt: skip
+    for name, stats in h.get("notifications", {}).items():
+        for key, family in per_channel.items():
+            family.add_metric([name], float(stats[key]))
+    yield from per_channel.values()
+    delivery = GaugeMetricFamily(
+        "lightbulb_alert_delivery",
+        "1 for the state of each live alert's current news at each channel",
+        labels=["alert", "channel", "state"],
+    )
+    for alert_id, name, state in h.get("alert_delivery", []):
+        delivery.add_metric([alert_id, name, state], 1.0)
+    yield delivery
 
 
 def exposition(ctx: WebContext) -> bytes:

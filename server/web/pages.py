@@ -134,7 +134,7 @@ def service(service_id: str) -> str:
         chosen_levels=levels,
         q=text,
         alerts=alerts,
-        history=ctx.reader.alert_history(service_id, 30),
+        history=ctx.alert_log.history(service_id, 30),
         depends_on=[r.target for r in relations if r.source == service_id and r.enabled],
         dependents=[r.source for r in relations if r.target == service_id and r.enabled],
         now=now,
@@ -187,7 +187,7 @@ def alerts() -> str:
         sections=sections,
         silences=silences,
         choices=SILENCE_CHOICES,
-        history=ctx.reader.alert_history(None, 50),
+        history=ctx.alert_log.history(None, 50),
         can_act=ctx.alerts is not None and ctx.config.dashboard.auth.type != "none",
         now=ctx.clock.now(),
     )

@@ -342,38 +342,6 @@ class Reader:
         )
         return rows[0]["html"] if rows else None
 
-    def alert_history(self, service_id: str | None, limit: int = 50) -> list[dict[str, Any]]:
-        return self._q(
-            """
-            SELECT timestamp, event, rule_id, service_id, from_state, to_state, severity, value,
-                   message, channels, delivery_result, delivery_error, caused_by
-            FROM {db}.alert_events
-            WHERE ({sid:String} = '' OR service_id = {sid:String})
-              AND event IN ('transition', 'delivery', 'notify', 'repeat', 'ack', 'recalled')
-            ORDER BY timestamp DESC LIMIT {limit:UInt32}
-            """,
-            sid=service_id or "", limit=limit,
-        )  # fmt: skip
-
-    def alert_states(self) -> list[dict[str, Any]]:
-        """Latest state per alert from alert_events: the standalone dashboard's view."""
-        return self._q(
-            """
-            SELECT rule_id, service_id,
-                   argMaxIf(to_state, timestamp, event = 'transition') AS state,
-                   maxIf(timestamp, event = 'transition') AS since,
-                   argMaxIf(severity, timestamp, event = 'transition') AS severity,
-                   argMaxIf(value, timestamp, event = 'transition') AS value,
-                   argMaxIf(message, timestamp, event = 'transition') AS message,
-                   argMaxIf(delivery_result, timestamp, event = 'transition') AS result,
-                   argMaxIf(caused_by, timestamp, event = 'transition') AS caused_by
-            FROM {db}.alert_events WHERE rule_id != ''
-            GROUP BY rule_id, service_id
-            HAVING state IN ('pending', 'firing')
-                OR (state = 'resolved' AND since > now64(3) - INTERVAL 1 DAY)
-            """
-        )
-
 
 def _share(up: int, checks: int) -> float | None:
     return round(100.0 * up / checks, 3) if checks else None

@@ -1,15 +1,20 @@
 """Real local receivers for notification tests: an HTTP server and an SMTP server.
 
 :class:`HttpReceiver` stands in for webhook, Slack, PagerDuty and Apprise
-``json://`` endpoints: it records every request and can be told to fail the
-next N requests or to hang until released. :class:`SmtpReceiver` is aiosmtpd.
+``json://`` endpoints. It records every arrival in order (with the answer it
+gave and when), and can be told to answer an error (for the next N requests or
+until told otherwise, with ``Retry-After``), to be slow, to hang until released,
+or to be down (not listening at all) and come back on the same port.
+:class:`SmtpReceiver` is aiosmtpd.
 """
 
 from __future__ import annotations
 
 import json
+import socket
 import ssl
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -26,59 +31,111 @@ class Received:
     path: str
     headers: dict[str, str]
     body: bytes
+    status: int = 200  # what the receiver answered
+    at: float = 0.0  # monotonic arrival time
 
     @property
     def json(self) -> Any:
         return json.loads(self.body)
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
 @dataclass
 class HttpReceiver:
-    status: int = 200
-    fail_next: int = 0  # answer 500 to this many requests first
-    requests: list[Received] = field(default_factory=list)
+    status: int = 200  # the answer when nothing else is set
+    fail_next: int = 0  # answer ``fail_status`` to this many requests first
+    fail_status: int = 500
+    failing: bool = False  # answer ``fail_status`` until set back to False
+    retry_after: str | None = None  # sent with failures
+    delay: float = 0.0  # seconds before answering (a slow receiver)
+    hanging: bool = False  # hold every request until ``release`` is set
+    requests: list[Received] = field(default_factory=list)  # answered with 2xx
+    arrivals: list[Received] = field(default_factory=list)  # every request, in order
     attempts: int = 0
+    in_flight: int = 0
+    max_in_flight: int = 0
     release: threading.Event = field(default_factory=threading.Event)
-    hanging: bool = False
 
     def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+        self.port = free_port()
+        self.server: _Server | None = None
+        self.up()
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length)
-                receiver.attempts += 1
-                if receiver.hanging:
-                    receiver.release.wait(30)
-                if receiver.fail_next > 0:
-                    receiver.fail_next -= 1
-                    self._answer(500, b"try again later")
-                    return
-                receiver.requests.append(
-                    Received("POST", self.path, dict(self.headers.items()), body)
+                arrival = Received(
+                    "POST", self.path, dict(self.headers.items()), body, at=time.monotonic()
                 )
-                self._answer(receiver.status, b'{"status":"success"}')
+                with receiver._lock:
+                    receiver.attempts += 1
+                    receiver.in_flight += 1
+                    receiver.max_in_flight = max(receiver.max_in_flight, receiver.in_flight)
+                    receiver.arrivals.append(arrival)
+                try:
+                    if receiver.hanging:
+                        receiver.release.wait(60)
+                    if receiver.delay:
+                        time.sleep(receiver.delay)  # the receiver's own slowness, not a wait
+                    with receiver._lock:
+                        fail = receiver.failing or receiver.fail_next > 0
+                        if receiver.fail_next > 0:
+                            receiver.fail_next -= 1
+                    arrival.status = receiver.fail_status if fail else receiver.status
+                    if not fail and 200 <= arrival.status < 300:
+                        receiver.requests.append(arrival)
+                    body_out = b"try again later" if fail else b'{"status":"success"}'
+                    headers = {"Retry-After": receiver.retry_after} if fail and receiver.retry_after else {}
+                    self._answer(arrival.status, body_out, headers)
+                finally:
+                    with receiver._lock:
+                        receiver.in_flight -= 1
 
-            def _answer(self, status: int, body: bytes) -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+            def _answer(self, status: int, body: bytes, headers: dict[str, str]) -> None:
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(body)))
+                    for name, value in headers.items():
+                        self.send_header(name, value)
+                    self.end_headers()
+                    self.wfile.write(body)
+                except OSError:
+                    pass  # the client gave up waiting
 
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.port = free_port()
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+        return Handler
+
+    def up(self) -> None:
+        """Listen (again) on the same port."""
+        self.server = _Server(("127.0.0.1", self.port), self._handler())
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def down(self) -> None:
+        """Stop listening: connections are refused until :meth:`up`."""
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+            self.server = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    def answered(self, path: str = "") -> list[Received]:
+        """2xx answers, of ``path`` (a prefix) if given."""
+        return [r for r in self.requests if r.path.startswith(path)]
 
     def wait_for(self, count: int, seconds: float = 10) -> list[Received]:
         assert wait_until(lambda: len(self.requests) >= count, seconds), (
@@ -86,10 +143,22 @@ class HttpReceiver:
         )
         return self.requests
 
+    def wait_arrivals(self, count: int, seconds: float = 10) -> list[Received]:
+        assert wait_until(lambda: len(self.arrivals) >= count, seconds), (
+            f"expected {count} arrivals, got {len(self.arrivals)}"
+        )
+        return self.arrivals
+
     def close(self) -> None:
         self.release.set()
-        self.server.shutdown()
-        self.server.server_close()
+        self.down()
+
+
+def refused_port() -> int:
+    """A loopback port nothing listens on (connections are refused)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 class _Handler:

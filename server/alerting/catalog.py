@@ -1,0 +1,69 @@
+"""Which alerts exist: one per (rule, service it selects), built from the config.
+
+Rebuilt on every reload; an alert that stays keeps its state (and the history of
+its service stays), so a reload neither re-fires nor forgets anything.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+from server.alerting.conditions import AbsentCondition
+from server.alerting.evaluate import is_log_driven
+from server.alerting.history import History
+from server.alerting.rules import Rule
+from server.alerting.state import Alert
+from server.config.models import ServiceConfig
+
+
+@dataclass
+class Catalog:
+    alerts: dict[str, Alert] = field(default_factory=dict)
+    by_service: dict[str, list[Alert]] = field(default_factory=dict)
+    histories: dict[str, History] = field(default_factory=dict)  # services some rule watches
+    absent: list[Alert] = field(default_factory=list)  # evaluated on every tick
+    log_driven: list[Alert] = field(default_factory=list)  # pushed logs change them: ticks too
+
+
+def build(
+    services: list[ServiceConfig],
+    rules: list[Rule],
+    old: Catalog,
+    *,
+    flap_window: int,
+    started: datetime,
+    book: dict[int, datetime],
+    baselines: Any,
+) -> Catalog:
+    """Index ``rules`` over ``services``; state and histories carried over from ``old``."""
+    out = Catalog()
+    exact: dict[str, list[Rule]] = {}
+    patterns: list[Rule] = []
+    for rule in rules:  # index by id: 10,000 rules x 2,000 services is no loop
+        (exact.setdefault(rule.selector, []) if rule.is_exact else patterns).append(rule)
+    for service in services:
+        selected = exact.get(service.id, []) + [r for r in patterns if r.selects(service)]
+        if not selected:
+            continue  # no rule looks at this service: keep no history for it
+        history = old.histories.get(service.id)
+        if history is None or history.flap_window != flap_window:
+            history = History(service.interval.total_seconds(), flap_window)
+            history.last_seen = started
+        history.book, history.service_id = book, service.id
+        history.baselines = baselines
+        history.interval = service.interval.total_seconds()
+        out.histories[service.id] = history
+        for rule in selected:
+            alert = Alert(rule, service)
+            previous = old.alerts.get(alert.id)
+            if previous is not None:  # news in flight is asked for again (the ledger knows)
+                alert = replace(previous, rule=rule, service=service, submitted=None)
+            out.alerts[alert.id] = alert
+            out.by_service.setdefault(service.id, []).append(alert)
+            if isinstance(rule.condition, AbsentCondition):
+                out.absent.append(alert)
+            elif is_log_driven(rule.condition):
+                out.log_driven.append(alert)
+    return out

@@ -1,0 +1,66 @@
+"""Stage "hold back and group": news of one rule to one channel within ``group_wait``
+becomes one notice.
+
+Later news of an alert replaces earlier news of the same alert in the group
+(firing then resolved: resolved). Whether that resolve is then sent at all is
+the dedupe stage's decision (:mod:`server.notify.ledger`): a channel never told
+of the firing hears nothing, so an incident shorter than ``group_wait`` sends
+nothing (it is still in the alert history).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from server.notify.base import Notice
+
+
+@dataclass
+class Group:
+    notice: Notice
+    due: float  # monotonic seconds
+
+
+class Groups:
+    """Notices waiting out ``group_wait``; not thread-safe (the worker holds its lock)."""
+
+    def __init__(self, wait: float) -> None:
+        self.wait = wait
+        self._groups: dict[tuple[str, str], Group] = {}
+
+    def __len__(self) -> int:
+        return len(self._groups)
+
+    def add(self, notice: Notice, now: float) -> None:
+        """Hold ``notice`` back, merged into a waiting one of the same kind and group."""
+        key = (notice.kind, notice.group_key)
+        waiting = self._groups.get(key)
+        if waiting is None:
+            self._groups[key] = Group(notice, now + self.wait)
+        elif notice.items:
+            merge(waiting.notice, notice)
+        else:  # info notices (flapping): the newest text wins
+            waiting.notice = notice
+
+    def due(self, now: float) -> list[Notice]:
+        """Notices whose wait is over, oldest first; they leave this stage."""
+        ready = [k for k, g in self._groups.items() if g.due <= now]
+        return [self._groups.pop(k).notice for k in ready]
+
+    def next_due(self) -> float | None:
+        return min((g.due for g in self._groups.values()), default=None)
+
+    def release_all(self) -> list[Notice]:
+        """Everything now, whatever its wait (shutdown)."""
+        out = [g.notice for g in self._groups.values()]
+        self._groups.clear()
+        return out
+
+
+def merge(into: Notice, extra: Notice) -> None:
+    """Later news of the same alert replaces earlier; new alerts join at the end."""
+    by_id = {item.alert_id: item for item in into.items}
+    for item in extra.items:
+        by_id[item.alert_id] = item
+    into.items = list(by_id.values())
+    into.created = max(into.created, extra.created)

@@ -1,0 +1,183 @@
+"""Stage "dedupe against what was told": per alert and channel, what the channel was
+told of the alert's current incident, and how each of those deliveries stands.
+
+The rules (each incident of an alert is one firing period):
+
+- a firing item is news unless this incident's firing was already queued for
+  the channel (queued, retrying, delivered or failed: a failed one is tried
+  again only as a repeat, never in a loop);
+- a resolved item is news only if the channel was queued this incident's
+  firing, it has not failed, and no resolve is queued yet; and it is attempted
+  only once that firing was *delivered* (notices of one group go out in order,
+  so by then the firing's fate is known). Nobody hears a resolve of a firing
+  they never heard;
+- repeats and notices without alerts (flapping, reports, fallbacks) always pass.
+
+The engine asks the same question (:meth:`Ledger.needs`) to decide when held
+news (a silence ending, a flap settling) must go out, and the API reads the
+delivery state (:meth:`Ledger.states`). Rebuilt from the ``notifications``
+outbox after a restart.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from server.notify.base import AlertItem, Notice
+
+# queued: written to the outbox, no attempt yet; retrying: an attempt failed, another
+# is due; delivered; failed: permanently or past the deadline; dropped: not sent (a
+# resolve whose firing was never delivered, an alert silenced before its turn)
+STATES = ("queued", "retrying", "delivered", "failed", "dropped")
+OPEN = ("queued", "retrying")
+
+
+@dataclass
+class DeliveryState:
+    """How one notice to one channel stands (one per notice, shared by its alerts)."""
+
+    notice_id: str
+    channel: str
+    kind: str
+    queued_at: datetime
+    deadline: datetime
+    state: str = "queued"
+    changed_at: datetime | None = None
+    attempts: int = 0
+    error: str = ""
+    retry_at: datetime | None = None
+
+    @property
+    def open(self) -> bool:
+        return self.state in OPEN
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "channel": self.channel,
+            "notice_id": self.notice_id,
+            "kind": self.kind,
+            "state": self.state,
+            "queued_at": self.queued_at.isoformat(),
+            "changed_at": (self.changed_at or self.queued_at).isoformat(),
+            "attempts": self.attempts,
+            "error": self.error or None,
+            "next_attempt_at": self.retry_at.isoformat() if self.retry_at else None,
+            "deadline": self.deadline.isoformat(),
+        }
+
+
+@dataclass
+class Told:
+    """What one channel was told of one incident of one alert."""
+
+    incident: str
+    firing: DeliveryState | None = None  # the firing (or a repeat standing in for it)
+    resolved: DeliveryState | None = None
+    latest: DeliveryState | None = None  # the newest notice that carried this alert
+    items: dict[str, str] = field(default_factory=dict)  # notice id -> item state
+
+
+class Ledger:
+    """Thread-safe: channel workers write it, the engine and the web read it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._told: dict[tuple[str, str], Told] = {}  # (alert id, channel)
+
+    # -- the dedupe question -------------------------------------------------------
+    def needs(self, channel: str, item: AlertItem) -> bool:
+        """Whether ``item`` is news ``channel`` must still be told (see the module rules)."""
+        with self._lock:
+            return self._needs(channel, item)
+
+    def _needs(self, channel: str, item: AlertItem) -> bool:
+        told = self._told.get((item.alert_id, channel))
+        current = told if told is not None and told.incident == item.incident else None
+        if item.state == "firing":
+            return current is None or current.firing is None
+        return (
+            current is not None
+            and current.firing is not None
+            and current.firing.state != "failed"
+            and current.resolved is None
+        )
+
+    def dedupe(self, notice: Notice) -> Notice | None:
+        """The notice with only the items still news; None if nothing is left."""
+        if notice.kind != "alert" or not notice.items:
+            return notice
+        with self._lock:
+            keep = [item for item in notice.items if self._needs(notice.channel, item)]
+        if not keep:
+            return None
+        notice.items = keep
+        return notice
+
+    def may_attempt(self, channel: str, item: AlertItem) -> bool:
+        """A resolve goes out only after its firing was delivered."""
+        if item.state != "resolved":
+            return True
+        with self._lock:
+            told = self._told.get((item.alert_id, channel))
+            firing = told.firing if told and told.incident == item.incident else None
+            return firing is not None and firing.state == "delivered"
+
+    # -- recording -------------------------------------------------------------------
+    def committed(self, notice: Notice, state: DeliveryState) -> None:
+        """``notice`` entered the outbox: its items are now told (or being told)."""
+        if notice.kind not in ("alert", "repeat"):
+            return
+        with self._lock:
+            for item in notice.items:
+                key = (item.alert_id, notice.channel)
+                told = self._told.get(key)
+                if told is None or told.incident != item.incident:
+                    told = self._told[key] = Told(item.incident)
+                told.latest = state
+                told.items[state.notice_id] = item.state
+                if item.state == "resolved":
+                    told.resolved = state
+                elif told.firing is None or told.firing.state in ("failed", "dropped"):
+                    told.firing = state
+
+    def forget(self, alert_ids: set[str]) -> None:
+        """Alerts that left the config (reload)."""
+        with self._lock:
+            for key in [k for k in self._told if k[0] in alert_ids]:
+                del self._told[key]
+
+    # -- reading ------------------------------------------------------------------------
+    def states(self, alert_id: str, incident: str | None = None) -> list[DeliveryState]:
+        """The newest delivery per channel for ``alert_id`` (of ``incident`` if given)."""
+        with self._lock:
+            return [
+                told.latest
+                for (aid, _), told in sorted(self._told.items())
+                if aid == alert_id and told.latest is not None
+                and (incident is None or told.incident == incident)
+            ]  # fmt: skip
+
+    def delivered(self, alert_id: str, incident: str, item_state: str) -> bool:
+        """Whether some channel was delivered the ``item_state`` news of ``incident``."""
+        with self._lock:
+            for (aid, _), told in self._told.items():
+                if aid != alert_id or told.incident != incident:
+                    continue
+                state = told.firing if item_state == "firing" else told.resolved
+                if state is not None and state.state == "delivered":
+                    return True
+            return False
+
+    def last_firing(self, alert_id: str, incident: str) -> datetime | None:
+        """When a firing or repeat of ``incident`` was last queued to any channel."""
+        with self._lock:
+            times = [
+                t.latest.queued_at
+                for (aid, _), t in self._told.items()
+                if aid == alert_id and t.incident == incident and t.latest is not None
+                and t.items.get(t.latest.notice_id) == "firing"
+            ]  # fmt: skip
+        return max(times, default=None)

@@ -1,0 +1,196 @@
+"""The daemon's periodic work as APScheduler jobs (the checks have their own scheduler).
+
+- ``alert-tick`` (interval, 1 s): absent results, pending timers, repeats, held news,
+  and the alert log's owed rows to disk;
+- ``self`` (interval, 15 s): the daemon's own row in ``service_status``;
+- ``baselines`` (interval, 1 min): recompute the anomaly baselines when older
+  than ``baselines.every``;
+- ``report`` (cron at ``report.time`` in ``report.timezone``, and once at start
+  for a day missed while stopped): yesterday's report. A day counts as done only
+  once its report is stored and its notices are in the durable outbox; a build
+  or store that fails is retried (``report-retry``, backoff to an hour) until it
+  succeeds.
+
+Each job has ``max_instances=1`` and ``coalesce``: a slow run is never doubled up.
+The job logic (:class:`ReportJob`, :class:`BaselineJob`) takes the injected clock,
+so tests run it directly.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, Protocol
+from zoneinfo import ZoneInfo
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.date import DateTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+
+from server.alerting.log import AlertLog
+from server.analytics.baselines import Baselines
+from server.analytics.report import build as build_report
+from server.analytics.report import publish
+from server.config.models import Config
+from server.core.clock import Clock
+from server.notify.dispatcher import Dispatcher
+from server.storage import Storage, StorageError
+
+log = logging.getLogger("lightbulb.periodic")
+ALERT_TICK = 1.0  # seconds
+SELF_INTERVAL = 15.0  # seconds
+BASELINE_CHECK = 60.0  # seconds between "are the baselines stale?"
+REPORT_RETRY = (60.0, 3600.0)  # first and longest delay before building a failed report again
+
+
+class Reachable(Protocol):
+    """Whether the writer can write now (``Writer.reachable``)."""
+
+    @property
+    def reachable(self) -> bool: ...
+
+
+class BaselineJob:
+    def __init__(self, baselines: Baselines, storage: Storage, writer: Reachable, clock: Clock):
+        self.baselines, self.storage, self.writer, self.clock = baselines, storage, writer, clock
+
+    def run(self) -> None:
+        """Recompute when stale (daily, and at start when older); one SQL aggregation."""
+        if not self.writer.reachable or not self.baselines.stale(self.clock.now()):
+            return
+        started = self.clock.monotonic()
+        try:
+            count = self.baselines.compute(self.storage, self.clock.now())
+        except StorageError as exc:
+            log.warning("anomaly baselines not computed: %s", exc)
+            self.baselines.computed_at = self.clock.now()  # try again after `every`
+            return
+        took = self.clock.monotonic() - started
+        log.info("anomaly baselines computed: %d in %.1f s", count, took)
+
+
+class ReportJob:
+    """Yesterday's report once ``report.time`` has passed, stored and queued exactly once."""
+
+    def __init__(
+        self,
+        config: Config,
+        storage: Storage,
+        writer: Any,  # server.writer.Writer: add_durable, reachable
+        *,
+        dispatcher: Dispatcher | None,
+        alert_log: AlertLog,
+        clock: Clock,
+    ) -> None:
+        self.config, self.storage, self.writer = config, storage, writer
+        self.dispatcher, self.alert_log, self.clock = dispatcher, alert_log, clock
+        self.done: date | None = None  # the newest day with a stored and queued report
+        self.failures = 0
+
+    def zone(self) -> ZoneInfo | None:
+        tz = self.config.report.timezone
+        return ZoneInfo(tz) if tz else None
+
+    def due(self, now: datetime) -> date | None:
+        """The day whose report is due at ``now``, or None."""
+        settings = self.config.report
+        if not settings.enabled:
+            return None
+        local = now.astimezone(self.zone())
+        hour, minute = (int(part) for part in settings.time.split(":"))
+        if (local.hour, local.minute) < (hour, minute):
+            return None
+        day = local.date() - timedelta(days=1)
+        return None if self.done is not None and self.done >= day else day
+
+    def run(self) -> bool:
+        """Build, store and queue the due report; False when it failed (retry later)."""
+        day = self.due(self.clock.now())
+        if day is None:
+            return True
+        try:
+            report = build_report(self.storage, self.config, day, self.clock.now())
+            if not report.services and not report.incidents:
+                log.info("no checks on %s (a fresh install?): no daily report", day)
+            else:
+                queued = publish(report, self.writer, self.dispatcher, self.config,
+                                 self.alert_log)  # fmt: skip
+                log.info("daily report for %s: %d incidents, %d notices queued",
+                         day, len(report.incidents), queued)  # fmt: skip
+        except Exception as exc:  # StorageError mostly; any failure is retried the same way
+            self.failures += 1
+            log.warning("daily report for %s not done (attempt %d), will retry: %s",
+                        day, self.failures, exc)  # fmt: skip
+            return False
+        self.done, self.failures = day, 0
+        return True
+
+    def retry_delay(self) -> float:
+        first, longest = REPORT_RETRY
+        return float(min(longest, first * 2 ** max(self.failures - 1, 0)))
+
+
+class PeriodicJobs:
+    def __init__(
+        self,
+        clock: Clock,
+        *,
+        tick: Callable[[], None],
+        record_self: Callable[[], None],
+        baselines: BaselineJob,
+        report: ReportJob,
+    ) -> None:
+        self.clock = clock
+        self.tick, self.record_self = tick, record_self
+        self.baselines, self.report = baselines, report
+        self._aps = BackgroundScheduler(
+            timezone=UTC,
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 60},
+        )
+
+    def start(self) -> None:
+        now = datetime.now(UTC)
+        aps = self._aps
+        aps.add_job(self._guard(self.tick), IntervalTrigger(seconds=ALERT_TICK), id="alert-tick")
+        aps.add_job(self._guard(self.record_self), IntervalTrigger(seconds=SELF_INTERVAL),
+                    id="self", next_run_time=now)  # fmt: skip
+        aps.add_job(self._guard(self.baselines.run), IntervalTrigger(seconds=BASELINE_CHECK),
+                    id="baselines", next_run_time=now)  # fmt: skip
+        aps.add_job(self._report, DateTrigger(now), id="report-catch-up")
+        self._schedule_report()
+        aps.start()
+
+    def _schedule_report(self) -> None:
+        settings = self.report.config.report
+        hour, minute = (int(part) for part in settings.time.split(":"))
+        trigger = CronTrigger(hour=hour, minute=minute, timezone=self.report.zone() or None)
+        self._aps.add_job(self._report, trigger, id="report", replace_existing=True)
+
+    def reconfigure(self, config: Config) -> None:
+        """After a reload: the report's time and zone may have changed."""
+        self.report.config = config
+        if self._aps.running:
+            self._schedule_report()
+
+    def _report(self) -> None:
+        if self.report.run():
+            return
+        when = datetime.now(UTC) + timedelta(seconds=self.report.retry_delay())
+        self._aps.add_job(self._report, DateTrigger(when), id="report-retry",
+                          replace_existing=True)  # fmt: skip
+
+    @staticmethod
+    def _guard(job: Callable[[], None]) -> Callable[[], None]:
+        def run() -> None:
+            try:
+                job()
+            except Exception:  # a failing job must never stop the daemon or its next run
+                log.exception("periodic job %s failed", getattr(job, "__name__", job))
+
+        return run
+
+    def shutdown(self) -> None:
+        if self._aps.running:
+            self._aps.shutdown(wait=True)
