@@ -1,8 +1,9 @@
 """Stage "hold back and group": news of one rule to one channel within ``group_wait``
 becomes one notice.
 
-Later news of an alert replaces earlier news of the same alert in the group
-(firing then resolved: resolved). Whether that resolve is then sent at all is
+Later news of an incident replaces earlier news of the same incident in the
+group (firing then resolved: resolved); an incident that resolves while the
+alert's next one begins keeps both. Whether that resolve is then sent at all is
 the dedupe stage's decision (:mod:`server.notify.ledger`): a channel never told
 of the firing hears nothing, so an incident shorter than ``group_wait`` sends
 nothing (it is still in the alert history).
@@ -58,9 +59,10 @@ class Groups:
 
 
 def merge(into: Notice, extra: Notice) -> None:
-    """Later news of the same alert replaces earlier; new alerts join at the end."""
-    by_id = {item.alert_id: item for item in into.items}
+    """Later news of an incident replaces earlier news of it (firing then resolved:
+    resolved); news of another alert, or of the alert's next incident, joins at the end."""
+    by_key = {(item.alert_id, item.incident): item for item in into.items}
     for item in extra.items:
-        by_id[item.alert_id] = item
-    into.items = list(by_id.values())
+        by_key[(item.alert_id, item.incident)] = item
+    into.items = list(by_key.values())
     into.created = max(into.created, extra.created)

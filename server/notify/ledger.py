@@ -80,12 +80,19 @@ class Told:
     items: dict[str, str] = field(default_factory=dict)  # notice id -> item state
 
 
+KEEP_INCIDENTS = 4  # per alert and channel: enough for an incident ending while the next begins
+
+
 class Ledger:
     """Thread-safe: channel workers write it, the engine and the web read it."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._told: dict[tuple[str, str], Told] = {}  # (alert id, channel)
+        # (alert id, channel) -> incident -> what was told, oldest incident first
+        self._told: dict[tuple[str, str], dict[str, Told]] = {}
+
+    def _get(self, alert_id: str, channel: str, incident: str) -> Told | None:
+        return self._told.get((alert_id, channel), {}).get(incident)
 
     # -- the dedupe question -------------------------------------------------------
     def needs(self, channel: str, item: AlertItem) -> bool:
@@ -94,15 +101,14 @@ class Ledger:
             return self._needs(channel, item)
 
     def _needs(self, channel: str, item: AlertItem) -> bool:
-        told = self._told.get((item.alert_id, channel))
-        current = told if told is not None and told.incident == item.incident else None
+        told = self._get(item.alert_id, channel, item.incident)
         if item.state == "firing":
-            return current is None or current.firing is None
+            return told is None or told.firing is None
         return (
-            current is not None
-            and current.firing is not None
-            and current.firing.state != "failed"
-            and current.resolved is None
+            told is not None
+            and told.firing is not None
+            and told.firing.state != "failed"
+            and told.resolved is None
         )
 
     def dedupe(self, notice: Notice) -> Notice | None:
@@ -121,9 +127,10 @@ class Ledger:
         if item.state != "resolved":
             return True
         with self._lock:
-            told = self._told.get((item.alert_id, channel))
-            firing = told.firing if told and told.incident == item.incident else None
-            return firing is not None and firing.state == "delivered"
+            told = self._get(item.alert_id, channel, item.incident)
+            return told is not None and told.firing is not None and (
+                told.firing.state == "delivered"
+            )
 
     # -- recording -------------------------------------------------------------------
     def committed(self, notice: Notice, state: DeliveryState) -> None:
@@ -132,10 +139,12 @@ class Ledger:
             return
         with self._lock:
             for item in notice.items:
-                key = (item.alert_id, notice.channel)
-                told = self._told.get(key)
-                if told is None or told.incident != item.incident:
-                    told = self._told[key] = Told(item.incident)
+                incidents = self._told.setdefault((item.alert_id, notice.channel), {})
+                told = incidents.get(item.incident)
+                if told is None:
+                    told = incidents[item.incident] = Told(item.incident)
+                    while len(incidents) > KEEP_INCIDENTS:
+                        del incidents[next(iter(incidents))]
                 told.latest = state
                 told.items[state.notice_id] = item.state
                 if item.state == "resolved":
@@ -150,34 +159,23 @@ class Ledger:
                 del self._told[key]
 
     # -- reading ------------------------------------------------------------------------
-    def states(self, alert_id: str, incident: str | None = None) -> list[DeliveryState]:
-        """The newest delivery per channel for ``alert_id`` (of ``incident`` if given)."""
+    def _of(self, alert_id: str, incident: str) -> list[Told]:
+        return [
+            incidents[incident]
+            for (aid, _), incidents in sorted(self._told.items())
+            if aid == alert_id and incident in incidents
+        ]
+
+    def states(self, alert_id: str, incident: str) -> list[DeliveryState]:
+        """The newest delivery per channel of ``incident`` of ``alert_id``."""
         with self._lock:
-            return [
-                told.latest
-                for (aid, _), told in sorted(self._told.items())
-                if aid == alert_id and told.latest is not None
-                and (incident is None or told.incident == incident)
-            ]  # fmt: skip
+            return [t.latest for t in self._of(alert_id, incident) if t.latest is not None]
 
     def delivered(self, alert_id: str, incident: str, item_state: str) -> bool:
         """Whether some channel was delivered the ``item_state`` news of ``incident``."""
         with self._lock:
-            for (aid, _), told in self._told.items():
-                if aid != alert_id or told.incident != incident:
-                    continue
+            for told in self._of(alert_id, incident):
                 state = told.firing if item_state == "firing" else told.resolved
                 if state is not None and state.state == "delivered":
                     return True
             return False
-
-    def last_firing(self, alert_id: str, incident: str) -> datetime | None:
-        """When a firing or repeat of ``incident`` was last queued to any channel."""
-        with self._lock:
-            times = [
-                t.latest.queued_at
-                for (aid, _), t in self._told.items()
-                if aid == alert_id and t.incident == incident and t.latest is not None
-                and t.items.get(t.latest.notice_id) == "firing"
-            ]  # fmt: skip
-        return max(times, default=None)

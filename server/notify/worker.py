@@ -67,6 +67,7 @@ class ChannelWorker:
         kept = d.ledger.dedupe(checked)
         gone = [i for i in candidates if kept is None or i not in kept.items]
         if gone:
+            self.counts["dropped"] += len(gone)
             d.record(partial(d.log.dropped, self.name, gone, UNTOLD))
         if kept is None:
             return None
@@ -126,6 +127,7 @@ class ChannelWorker:
         if state.attempts == 0 and notice.kind == "alert":
             unheard = [i for i in notice.items if not d.ledger.may_attempt(self.name, i)]
             if unheard:
+                self.counts["dropped"] += len(unheard)
                 d.record(partial(d.log.dropped, self.name, unheard, UNHEARD))
                 notice.items = [i for i in notice.items if i not in unheard]
             if not notice.items:
@@ -179,7 +181,8 @@ class ChannelWorker:
                 "channel %s: notice %s failed %s after %d attempt(s): %s",
                 self.name, state.notice_id, why, state.attempts, error,
             )  # fmt: skip
-        self.counts[state.state] += 1
+        if not dropped:  # dropped news is counted per alert where it is dropped
+            self.counts[state.state] += 1
         d.record(partial(d.log.outcome, delivery.notice, state))
         if state.state == "failed":
             d.fallback(delivery.notice, state)

@@ -142,7 +142,7 @@ def _notifications(h: dict[str, Any]) -> Iterator[Metric]:
         ),
         "dropped": CounterMetricFamily(
             "lightbulb_notifications_dropped",
-            "Notices not sent: a resolve whose firing was never delivered",
+            "Alert news not sent: a resolve of a firing the channel never got",
             labels=channel,
         ),
         "attempts": CounterMetricFamily(
