@@ -7,8 +7,8 @@ harness, and :meth:`Harness.deliver` runs the pipeline synchronously.
 
 from __future__ import annotations
 
+import functools
 import random
-import threading
 import uuid
 from datetime import datetime
 from typing import Any
@@ -34,17 +34,12 @@ channels:
   hook: {{type: webhook, url: "{url}/hook"}}
   mail: {{type: webhook, url: "{url}/mail"}}
 """
-_shared: HttpReceiver | None = None
-_shared_lock = threading.Lock()
 
 
+@functools.cache
 def shared_receiver() -> HttpReceiver:
     """One receiver for every harness of the test process (each uses its own path)."""
-    global _shared
-    with _shared_lock:
-        if _shared is None:
-            _shared = HttpReceiver()
-        return _shared
+    return HttpReceiver()
 
 
 class Harness:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
+
 from checkers.base import Status
 from tests.alerting_harness import Harness
 
@@ -384,3 +386,103 @@ alert_rules:
     h.engine.note_logs([("api", at, "ERROR", fp), ("api", at, "ERROR", fp), ("api", at, "INFO", 0)])
     h.tick(1)
     assert h.state("errors:api") == "firing"
+
+
+def test_a_firing_and_resolve_within_one_group_wait_send_nothing_but_stay_in_history() -> None:
+    h = Harness(DOWN, group_wait="5s")
+    h.result("db", Status.FAILED)
+    h.result("db", Status.OK, advance=2.5)  # failed for about 2.5 s
+    h.tick(5)
+    h.tick(60)
+    assert h.told() == []
+    assert h.transitions() == [
+        ("db", "inactive", "firing", "queued"),
+        ("db", "firing", "resolved", "queued"),
+    ]
+    (dropped,) = h.events("delivery")
+    assert (dropped["to_state"], dropped["delivery_result"]) == ("resolved", "dropped")
+
+
+def test_an_absent_alert_firing_and_resolving_11_ms_apart_after_a_pause_sends_nothing() -> None:
+    h = Harness(
+        """
+alert_rules:
+  - {id: gone, service: db, condition: absent, threshold: 3, channels: [hook]}
+""",
+        group_wait="500ms",
+    )  # fmt: skip  (the default group_wait)
+    h.result("db", Status.OK)
+    h.tick(60)  # the daemon was paused: no results for 6 intervals
+    assert h.state("gone:db") == "firing"
+    h.result("db", Status.OK, advance=0.011)  # the check that was due arrives 11 ms later
+    h.tick(1)  # past group_wait
+    h.result("db", Status.OK, advance=5)
+    h.tick(1)
+    assert h.told() == []
+    assert [t[2] for t in h.transitions()] == ["firing", "resolved"]
+
+
+def test_an_incident_ending_as_the_next_begins_within_group_wait_keeps_both() -> None:
+    h = Harness(DOWN, group_wait="1s")
+    h.result("db", Status.FAILED)
+    h.tick(1)
+    assert h.told() == [("alert", "db", "firing")]
+    h.result("db", Status.OK, advance=10)  # resolved...
+    h.result("db", Status.FAILED, advance=0.2)  # ...and failing again, within group_wait
+    h.tick(1)
+    assert h.told() == [
+        ("alert", "db", "firing"),
+        ("alert", "db", "resolved"),
+        ("alert", "db", "firing"),
+    ]
+    (_, both) = (r.json for r in h.sent())  # one message: the resolve, then the new firing
+    assert [a["status"] for a in both["alerts"]] == ["resolved", "firing"]
+    assert both["alerts"][0]["started_at"] != both["alerts"][1]["started_at"]
+
+
+def test_a_resolve_says_what_recovered_and_how_long_it_lasted() -> None:
+    h = Harness("""
+alert_rules:
+  - id: down
+    name: Service down
+    service: db
+    condition: "status >= FAILED"
+    channels: [hook]
+    annotations: {summary: "{{ service.label }} is {{ status }}: {{ message }}"}
+""")
+    h.result("db", Status.FAILED, message="connection refused")
+    h.result("db", Status.OK, advance=151, message="accepting connections")
+    firing, resolved = (r.json for r in h.sent())
+    assert firing["title"] == "[FIRING] db is FAILED: connection refused"
+    assert resolved["title"] == "[RESOLVED] db recovered after 2m 31s (Service down)"
+    assert resolved["alerts"][0]["started_at"] == firing["alerts"][0]["since"]
+    api = h.engine.alerts()[0]
+    assert api["since_text"] == "2026-11-22 12:02:31 UTC"
+
+
+def test_a_value_reads_rounded_for_people_and_exact_for_machines() -> None:
+    h = Harness("""
+alert_rules:
+  - {id: slow, service: api, condition: "avg metric latency > 2", for: 1m, channels: [hook]}
+""")
+    for value in (2, 3, 2.3, 2.4, 2.5, 2.6, 2.2):
+        h.result("api", Status.OK, advance=10, metrics={"latency": value})
+    api = next(a for a in h.engine.alerts() if a["id"] == "slow:api")
+    assert api["value"] == pytest.approx(2.4285714285714284)
+    assert api["value_text"] == "2.43"
+    assert h.sent()[0].json["alerts"][0]["value"] == pytest.approx(2.4285714285714284)
+
+
+def test_a_reload_keeps_a_notice_that_is_retrying_and_sends_it_once() -> None:
+    h = Harness(DOWN)
+    h.receiver.failing = True
+    try:
+        h.result("db", Status.FAILED)
+        assert h.told() == []
+        h.dispatcher.configure(h.config)  # SIGHUP with the same channels
+        h.engine.configure(h.config)
+    finally:
+        h.receiver.failing = False
+    h.tick(30)
+    h.tick(30)
+    assert h.told() == [("alert", "db", "firing")]

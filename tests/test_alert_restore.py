@@ -104,9 +104,12 @@ def test_pending_timers_acks_and_failure_runs_carry_over_a_restart(
     for _ in range(2):
         h.result("web", Status.FAILED, advance=10)
     store.insert(
-        "service_status", ("service_id", "timestamp", "status_code"),
-        [("web", h.clock.now() - timedelta(seconds=s), c) for s, c in
-         [(40, 2), (30, 2), (20, 0), (10, 2), (0, 2)]],
+        "service_status",
+        ("service_id", "timestamp", "status_code"),
+        [
+            ("web", h.clock.now() - timedelta(seconds=s), c)
+            for s, c in [(40, 2), (30, 2), (20, 0), (10, 2), (0, 2)]
+        ],
     )  # fmt: skip — what the recorder wrote meanwhile
 
     h2 = restarted(h, store)

@@ -73,8 +73,8 @@ class Lightbulb:
         self.tmp_path, self.port = tmp_path, free_port()
         self.config = tmp_path / "lightbulb.yaml"
         self.config.write_text(f"""
-clickhouse: {{embedded_path: {tmp_path / 'db'}}}
-scheduler: {{spool_dir: {tmp_path / 'spool'}, flush_interval: 200ms}}
+clickhouse: {{embedded_path: {tmp_path / "db"}}}
+scheduler: {{spool_dir: {tmp_path / "spool"}, flush_interval: 200ms}}
 dashboard:
   port: {self.port}
   auth: {{type: bearer, tokens: {{ops: {TOKEN}}}}}
@@ -99,7 +99,7 @@ services:
         request = urllib.request.Request(
             f"http://127.0.0.1:{self.port}{path}", headers={"Authorization": f"Bearer {TOKEN}"}
         )
-        with urllib.request.urlopen(request, timeout=10) as response:
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - loopback
             return str(response.read().decode())
 
     def post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -107,7 +107,7 @@ services:
             f"http://127.0.0.1:{self.port}{path}", data=json.dumps(body).encode(),
             headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
         )  # fmt: skip
-        with urllib.request.urlopen(request, timeout=10) as response:
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - loopback
             result: dict[str, Any] = json.load(response)
             return result
 
@@ -168,8 +168,12 @@ def test_a_killed_process_is_notified_once_across_a_restart_and_its_recovery_onc
     # the notice may well beat the check's row to storage: wait for what the pages read
     assert wait_until(lambda: lb.state() == "firing")
     assert wait_until(
-        lambda: lb.metric("lightbulb_service_status", service="worker", stack="default",
-                          type="python_process") == 2.0  # fmt: skip
+        lambda: (
+            lb.metric(
+                "lightbulb_service_status", service="worker", stack="default", type="python_process"
+            )
+            == 2.0
+        )
     )
     assert json.loads(lb.get("/readyz")) == {"status": "ready", "storage": True, "scheduler": True}
     lb.wait_metric("lightbulb_notifications_delivered_total", 1, channel="ops-hook")

@@ -143,7 +143,7 @@ def test_a_slow_receiver_is_waited_for_up_to_response_timeout(receiver: HttpRece
     fast.send(notice(item()))  # connecting is quick; the answer may take its time
     assert len(receiver.requests) == 1
     impatient = build_channel("ops", "webhook", {"url": receiver.url, "response_timeout": "1s"})
-    with pytest.raises(ChannelError, match="no answer from .* within 1s") as caught:
+    with pytest.raises(ChannelError, match=r"no answer from .* within 1s") as caught:
         impatient.send(notice(item()))
     assert caught.value.permanent is False
 

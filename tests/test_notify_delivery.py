@@ -103,7 +103,10 @@ def test_group_wait_merges_news_of_one_rule_and_later_news_of_an_alert_replaces_
     groups.add(alert_notice("db", "resolved"), 0.3)
     assert groups.due(0.4) == []
     (merged,) = groups.due(0.5)
-    assert [(i.service_id, i.state) for i in merged.items] == [("db", "resolved"), ("api", "firing")]
+    assert [(i.service_id, i.state) for i in merged.items] == [
+        ("db", "resolved"),
+        ("api", "firing"),
+    ]
 
 
 def _state(notice: Notice) -> DeliveryState:
@@ -184,7 +187,9 @@ def test_a_receiver_failing_three_times_gets_the_notice_once_with_one_key(
 def test_transient_failures_are_retried_until_the_deadline_then_fall_back(
     receiver: HttpReceiver,
 ) -> None:
-    d, log, clock = dispatcher(receiver.url, ", delivery_deadline: 10m, fallback_channels: [backup]")
+    d, log, clock = dispatcher(
+        receiver.url, ", delivery_deadline: 10m, fallback_channels: [backup]"
+    )
     receiver.failing = True
     d.submit(alert_notice())
     d.step()
@@ -218,7 +223,7 @@ def test_a_permanent_failure_stops_at_once_and_is_recorded_as_such(
     clock.advance(3600)
     d.step()
     assert [(a.path, a.status) for a in receiver.arrivals] == [("/hook", 404), ("/backup", 200)]
-    (notice_id, state, attempts, error) = log.outcomes[0]
+    (_notice_id, state, attempts, error) = log.outcomes[0]
     assert (state, attempts) == ("failed", 1)
     assert "HTTP 404" in error
     assert d.stats()["hook"]["failed"] == 1
@@ -241,7 +246,7 @@ def test_a_resolve_queued_behind_a_firing_that_finally_failed_is_not_sent(
 
 
 def test_a_full_outbox_gives_up_the_oldest_and_records_it(receiver: HttpReceiver) -> None:
-    d, log, clock = dispatcher(receiver.url, ", queue_size: 2")
+    d, log, _clock = dispatcher(receiver.url, ", queue_size: 2")
     receiver.failing = True
     for service in ("a", "b", "c"):
         d.submit(Notice("hook", "alert", f"rule-{service}", [item(service=service)], AT))

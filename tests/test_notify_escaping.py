@@ -60,7 +60,10 @@ def test_a_slack_message_carries_no_mention_or_link_from_check_output(
         if block["text"]["type"] == "mrkdwn"
     ]
     for field in parsed:  # every <...> left is our own dashboard link
-        assert re.findall(r"<[^>]*>", field) in ([], ["<http://127.0.0.1:8080/services/db|Open in Lightbulb>"])
+        assert re.findall(r"<[^>]*>", field) in (
+            [],
+            ["<http://127.0.0.1:8080/services/db|Open in Lightbulb>"],
+        )
     assert "link_names" not in body
 
 
@@ -85,7 +88,7 @@ def test_an_email_with_hostile_text_is_sent_with_safe_headers_and_escaped_html(t
             p.get_payload(decode=True).decode() for p in message.walk()
             if p.get_content_type() == "text/html"
         )  # fmt: skip
-        for tag in ("<script", "<img", "<a href=\"https://evil"):
+        for tag in ("<script", "<img", '<a href="https://evil'):
             assert tag not in html_part
     finally:
         smtp.close()
@@ -132,7 +135,7 @@ def test_an_apprise_message_in_each_format_reaches_a_markup_service_without_live
     assert 'href="https://evil' not in message
 
 
-@pytest.mark.parametrize("text", HOSTILE_TEXTS + ["x" * 5000])
+@pytest.mark.parametrize("text", [*HOSTILE_TEXTS, "x" * 5000])
 def test_pagerduty_fields_have_no_control_characters_and_keep_to_their_limits(text: str) -> None:
     value = pagerduty.field(text, pagerduty.SUMMARY_MAX)
     assert len(value) <= pagerduty.SUMMARY_MAX

@@ -99,6 +99,23 @@ def test_alerts_page_lists_firing_and_inhibited_with_cause(
     assert 'data-alert="down:api"' in inhibited and "caused by" in inhibited
 
 
+def test_alerts_page_shows_times_for_people_and_each_channels_delivery(
+    client: Callable[..., FlaskClient],
+) -> None:
+    page = text(client().get("/alerts"))
+    firing = page.split('data-section="Firing"')[1].split("</section>")[0]
+    assert "<td>2026-11-22 11:00:00 UTC</td>" in firing  # no microseconds, no "T"
+    assert not re.search(r"\d\d:\d\d:\d\d\.\d", page)
+    assert (
+        '<div data-channel="hook" data-state="delivered">hook: delivered 2026-11-22 11:00:00 UTC'
+        in firing
+    )
+    inhibited = page.split('data-section="Inhibited"')[1].split("</section>")[0]
+    assert "data-state" not in inhibited  # held back: nothing was sent for it
+    service = text(client().get("/services/db"))
+    assert 'data-channel="hook" data-state="delivered"' in service
+
+
 def test_dependencies_map_links_every_node_to_its_page(client: Callable[..., FlaskClient]) -> None:
     page = text(client().get("/dependencies"))
     assert set(re.findall(r'<a href="/services/([^"]+)" class="node"', page)) == {
@@ -233,6 +250,11 @@ def test_standalone_dashboard_reads_alerts_from_alert_events(
     c = app.test_client()
     alerts = {a["id"]: a for a in c.get("/api/v1/alerts").get_json()["alerts"]}
     assert alerts["down:db"]["state"] == "firing"
+    assert alerts["down:db"]["notified"] is True  # from the notifications outbox
+    assert [(d["channel"], d["state"]) for d in alerts["down:db"]["delivery"]] == [
+        ("hook", "delivered")
+    ]
+    assert alerts["down:api"]["notified"] is False
     assert (alerts["down:api"]["suppressed"], alerts["down:api"]["caused_by"]) == (
         "inhibited",
         "db",

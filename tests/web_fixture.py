@@ -57,6 +57,7 @@ def build(root: Path) -> tuple[EmbeddedStorage, Harness]:
         api = CheckResult(api_status, message, response_time_ms=120 + i % 30)
         recorder.record(Svc("api"), api, at)
         recorder.record(Svc("web"), CheckResult(Status.OK, "200 OK", response_time_ms=45), at)
+        h.deliver()  # what the channel workers do in the daemon
     h.clock.advance(NOW.timestamp() - h.clock.now().timestamp())
     h.log.sync()  # the rows the alert log owes the disk
     for table, columns in WRITTEN_TABLES.items():

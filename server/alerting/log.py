@@ -350,7 +350,10 @@ def _incident(fired: dict[str, Any], resolved: datetime | None) -> Incident:
                     aware(fired["timestamp"]), resolved, cause)  # fmt: skip
 
 
-def aware(value: datetime) -> datetime:
+def aware(value: datetime | str) -> datetime:
+    """An aware UTC time from a stored one (inside tuples the engines return text)."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 

@@ -128,8 +128,8 @@ class Ledger:
             return True
         with self._lock:
             told = self._get(item.alert_id, channel, item.incident)
-            return told is not None and told.firing is not None and (
-                told.firing.state == "delivered"
+            return (
+                told is not None and told.firing is not None and (told.firing.state == "delivered")
             )
 
     # -- recording -------------------------------------------------------------------

@@ -94,7 +94,11 @@ class HttpReceiver:
                     if not fail and 200 <= arrival.status < 300:
                         receiver.requests.append(arrival)
                     body_out = b"try again later" if fail else b'{"status":"success"}'
-                    headers = {"Retry-After": receiver.retry_after} if fail and receiver.retry_after else {}
+                    headers = (
+                        {"Retry-After": receiver.retry_after}
+                        if fail and receiver.retry_after
+                        else {}
+                    )
                     self._answer(arrival.status, body_out, headers)
                 finally:
                     with receiver._lock:
