@@ -1,17 +1,12 @@
 """The alert engine: check results in, alert news out, state as rows.
 
-It evaluates each rule over the service's history (:mod:`.evaluate`), moves the
-alert's state machine (:mod:`.state`), asks what holds news back
-(:mod:`.suppression`), builds the news (:mod:`.notices`) and hands it to the
-delivery pipeline (:mod:`server.notify.dispatcher`), which groups, dedupes
-against what each channel was told, queues durably and sends. Every write goes
-through the alert log (:mod:`.log`), from which :meth:`AlertEngine.restore`
-rebuilds everything after a restart.
-
-News is handed over when the state changes and, on every tick, whenever a
-channel still lacks news it should have (a silence ended, an inhibition lifted,
-flapping settled, a restart happened): the dispatcher's ledger answers that,
-so there is one notion of "told", and it lives with the deliveries.
+Evaluates rules (:mod:`.evaluate`), moves each alert's state machine
+(:mod:`.state`), asks what holds news back (:mod:`.suppression`), builds the news
+(:mod:`.notices`) and hands it to the delivery stages (:mod:`server.notify`).
+News goes out when the state changes and, on every tick, whenever a channel
+lacks news it should have (a hold ended, a restart): the dispatcher's ledger,
+the one notion of "told", answers that. Every write goes through the alert log
+(:mod:`.log`), from which :meth:`AlertEngine.restore` rebuilds it all.
 """
 
 from __future__ import annotations
@@ -28,10 +23,10 @@ from server.alerting import catalog, notices
 from server.alerting.catalog import Catalog
 from server.alerting.conditions import AbsentCondition
 from server.alerting.evaluate import NEW_PATTERN_WINDOW, evaluate
-from server.alerting.log import AlertLog, aware
+from server.alerting.log import AlertLog
 from server.alerting.rules import Rule
 from server.alerting.silences import Silence, Silences, from_config, new_silence_id
-from server.alerting.state import Alert, AlertState, enter, next_state, repeat_due
+from server.alerting.state import Alert, AlertState, enter, next_state, repeat_due, restore_state
 from server.alerting.suppression import Suppression
 from server.config.models import Config
 from server.core.clock import Clock
@@ -79,6 +74,7 @@ class AlertEngine:
             self._flap = (flapping.high, flapping.low)
             services = [s for s in config.services if s.enabled]
             rules = [Rule.from_config(r) for r in config.alert_rules if r.enabled]
+            before = set(self._catalog.alerts)
             self._keep = max(max((r.window for r in rules), default=timedelta(0)),
                              timedelta(seconds=1))  # fmt: skip
             # patterns: no more than fingerprints and times, so an hour costs little
@@ -89,6 +85,8 @@ class AlertEngine:
             )  # fmt: skip
             self._alerts, self._by_service, self._history = c.alerts, c.by_service, c.histories
             self._absent, self._log_driven = c.absent, c.log_driven
+            if self.dispatcher is not None:  # alerts that left the config: forget what was told
+                self.dispatcher.ledger.forget(before - set(c.alerts))
             upstream: dict[str, list[str]] = {}
             for relation in config.relations:
                 if relation.enabled and relation.type == "depends_on":
@@ -206,7 +204,7 @@ class AlertEngine:
             alert.annotations = notices.render_annotations(alert, self._history[alert.service.id])
         self._track(alert)
         result = self._tell(alert, now) if to in TELLS else ""
-        self._row(now, "transition", alert, before.value, to.value, result=result,
+        self.log.alert_event(now, "transition", alert, before.value, to.value, result=result,
                   durable=to in TELLS)  # fmt: skip
         suffix = f" ({result})" if result else ""
         log.info("alert %s: %s -> %s%s", alert.id, before.value, to.value, suffix)
@@ -216,17 +214,19 @@ class AlertEngine:
         to it (``queued``, ``silenced``/``inhibited``/``flapping``, ``none``, or '')."""
         if not alert.rule.channels or self.dispatcher is None:
             return "none"
+        key = (alert.incident, "firing" if alert.state is AlertState.FIRING else "resolved")
+        if kind == "alert" and alert.submitted == key:
+            return ""  # the hot path: this news was handed over, or needs no telling
         news = notices.item(alert, self.started)
-        if kind == "alert" and alert.submitted == (news.incident, news.state):
-            return ""  # handed over already, waiting out group_wait
         wanted = [c for c in alert.rule.channels if kind == "repeat" or self._needs(c, alert, news)]
         if not wanted:
+            alert.submitted = key
             return ""
         alert.hold = self.suppression.hold(alert, now)
         if alert.hold.reason:
             return alert.hold.reason
         news = replace(news, caused_by=alert.hold.cause)
-        alert.submitted = (news.incident, news.state)
+        alert.submitted = key
         if news.state == "firing":
             alert.told_at = now
         for channel in wanted:
@@ -247,11 +247,11 @@ class AlertEngine:
             return
         if repeat_due(alert, now):
             if self._tell(alert, now, "repeat") == "queued":
-                self._row(now, "repeat", alert, "firing", "firing", result="queued")
+                self.log.alert_event(now, "repeat", alert, "firing", "firing", result="queued")
             return
         if self._tell(alert, now) == "queued":
             state = alert.state.value
-            self._row(now, "notify", alert, state, state, result="queued")
+            self.log.alert_event(now, "notify", alert, state, state, result="queued")
 
     def recheck(self, notice: Notice) -> Notice | None:
         """Just before a notice is queued: drop items whose news is held now."""
@@ -265,7 +265,7 @@ class AlertEngine:
                     keep.append(item)
                     continue
                 alert.hold, alert.submitted = hold, None  # sent when the hold ends
-                self._row(now, "recalled", alert, item.state, "held", result=hold.reason)
+                self.log.alert_event(now, "recalled", alert, item.state, "held", result=hold.reason)
         if not keep:
             return None
         notice.items = keep
@@ -297,10 +297,7 @@ class AlertEngine:
             return
         channels = sorted({c for a in alerts for c in a.rule.channels})
         label = alerts[0].service.display_label if alerts else service_id
-        text = (
-            f"{label} is flapping: its status changed in {share} of its last "
-            f"{history.flap_window} checks; notifications are held until it settles"
-        )
+        text = notices.flapping_text(label, share, history.flap_window)
         log.warning(text)
         self.log.event(at, "flapping", service_id=service_id, after="flapping", result="queued",
                        message=text, channels=channels, durable=True)  # fmt: skip
@@ -309,15 +306,6 @@ class AlertEngine:
                 self.dispatcher.submit(
                     notices.flapping_notice(channel, service_id, text, at, self.dashboard_url)
                 )
-
-    def _row(self, at: datetime, event: str, alert: Alert, before: str, after: str, *,
-             result: str, durable: bool = False) -> None:  # fmt: skip
-        self.log.event(
-            at, event, rule_id=alert.rule.id, service_id=alert.service.id, before=before,
-            after=after, severity=alert.rule.severity, value=alert.value, message=alert.message,
-            channels=list(alert.rule.channels) if result == "queued" else [], result=result,
-            caused_by=alert.hold.cause, durable=durable,
-        )  # fmt: skip
 
     # -- silences ------------------------------------------------------------------------
     def add_silence(
@@ -395,7 +383,14 @@ class AlertEngine:
                 self.silences.add(silence)
             for fp, first in snap.patterns.items():
                 self._book.setdefault(fp, first)
-            restored = sum(self._restore_alert(row) for row in snap.alerts)
+            restored = 0
+            for row in snap.alerts:
+                alert = self._alerts.get(f"{row['rule_id']}:{row['service_id']}")
+                if alert is not None and restore_state(alert, row):
+                    restored += 1
+                    if alert.state is AlertState.FIRING:
+                        history = self._history[alert.service.id]
+                        alert.annotations = notices.render_annotations(alert, history)
             self._reindex()
         resumed = 0
         if self.dispatcher is not None:
@@ -409,20 +404,3 @@ class AlertEngine:
         log.info("alert state restored: %d alerts, %d silences, %d notices resumed",
                  restored, len(snap.silences), resumed)  # fmt: skip
         return restored
-
-    def _restore_alert(self, row: dict[str, Any]) -> bool:
-        alert = self._alerts.get(f"{row['rule_id']}:{row['service_id']}")
-        if alert is None or not row["state"]:
-            return False
-        alert.state = AlertState(row["state"])
-        alert.since, alert.value, alert.message = aware(row["since"]), row["value"], row["message"]
-        alert.holds = alert.state in (AlertState.PENDING, AlertState.FIRING)
-        started = aware(row["started"])
-        alert.started = started if started.year > 1970 else None
-        if alert.state is AlertState.FIRING:
-            alert.annotations = notices.render_annotations(alert, self._history[alert.service.id])
-            if alert.started is not None and aware(row["acked_at"]) >= alert.started:
-                alert.acked_by = row["acked_by"]
-            told = aware(row["told_at"])
-            alert.told_at = told if alert.started and told >= alert.started else None
-        return True

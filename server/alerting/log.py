@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from server.alerting.silences import Silence
+from server.alerting.state import Alert
 from server.core.clock import Clock, SystemClock
 from server.notify.base import AlertItem, Notice
 from server.notify.ledger import DeliveryState
@@ -103,6 +104,16 @@ class AlertLog:
                 self._pending.append(row)
         else:
             self.sink.add("alert_events", row)
+
+    def alert_event(self, at: datetime, event: str, alert: Alert, before: str, after: str, *,
+                    result: str, durable: bool = False) -> None:  # fmt: skip
+        """A row about one alert: its rule, service, severity, value, message and cause."""
+        self.event(
+            at, event, rule_id=alert.rule.id, service_id=alert.service.id, before=before,
+            after=after, severity=alert.rule.severity, value=alert.value, message=alert.message,
+            channels=list(alert.rule.channels) if result == "queued" else [], result=result,
+            caused_by=alert.hold.cause, durable=durable,
+        )  # fmt: skip
 
     def ack(self, at: datetime, alert_id: str, who: str, *, comment: str, severity: str,
             value: float | None) -> None:  # fmt: skip

@@ -54,6 +54,13 @@ def item(alert: Alert, fallback_start: datetime) -> AlertItem:
     )
 
 
+def flapping_text(label: str, share: str, window: int) -> str:
+    return (
+        f"{label} is flapping: its status changed in {share} of its last {window} checks; "
+        "notifications are held until it settles"
+    )
+
+
 def flapping_notice(
     channel: str, service_id: str, text: str, at: datetime, dashboard_url: str
 ) -> Notice:

@@ -8,7 +8,7 @@ asks :func:`next_state` and records what :func:`enter` changed.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
@@ -50,8 +50,11 @@ class Alert:
     holds: bool = False  # the condition held at the last evaluation
     message: str = ""
     started: datetime | None = None  # when the current (or last) incident began firing
+    incident: str = ""  # names that firing period (incident_key); '' before the first
     told_at: datetime | None = None  # last firing or repeat news handed to the channels
-    submitted: tuple[str, str] | None = None  # (incident, state) handed over, not yet queued
+    # (incident, state) of the news last handed over, or found needing no telling:
+    # the hot path's one comparison (cleared when that news is held back instead)
+    submitted: tuple[str, str] | None = None
     hold: Hold = NO_HOLD
     annotations: dict[str, str] | None = None
     acked_by: str = ""  # acknowledged: no repeats until it resolves
@@ -60,10 +63,10 @@ class Alert:
     def id(self) -> str:
         return f"{self.rule.id}:{self.service.id}"
 
-    @property
-    def incident(self) -> str:
-        """Names the current firing period (what channels are told about); '' if none yet."""
-        return incident_key(self.id, self.started) if self.started else ""
+    def begin(self, started: datetime | None) -> None:
+        """Set the current incident's start (and with it ``incident``)."""
+        self.started = started
+        self.incident = incident_key(self.id, started) if started else ""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -114,10 +117,32 @@ def enter(alert: Alert, to: AlertState, now: datetime) -> AlertState:
     before = alert.state
     alert.state, alert.since = to, now
     if to is AlertState.FIRING:
-        alert.started, alert.told_at = now, None
+        alert.begin(now)
+        alert.told_at = None
     else:
         alert.acked_by = ""
     return before
+
+
+def restore_state(alert: Alert, row: dict[str, Any]) -> bool:
+    """Put back what the alert log kept of ``alert`` (see AlertLog.restore); False if nothing."""
+    if not row["state"]:
+        return False
+    alert.state = AlertState(row["state"])
+    alert.since, alert.value, alert.message = _utc(row["since"]), row["value"], row["message"]
+    alert.holds = alert.state in (AlertState.PENDING, AlertState.FIRING)
+    started = _utc(row["started"])
+    alert.begin(started if started.year > 1970 else None)  # 1970: never fired
+    if alert.state is AlertState.FIRING and alert.started is not None:
+        if _utc(row["acked_at"]) >= alert.started:
+            alert.acked_by = row["acked_by"]
+        told = _utc(row["told_at"])
+        alert.told_at = told if told >= alert.started else None
+    return True
+
+
+def _utc(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def repeat_due(alert: Alert, now: datetime) -> bool:
