@@ -178,6 +178,7 @@ class Daemon:
         if self.web is not None:
             self.web.stop()
         self.dispatcher.stop(deadline=NOTIFY_GRACE)
+        self.alert_log.sync()  # transitions no notice carried to disk yet
         self.writer.stop(timeout=WRITE_GRACE)
         waiting = self.writer.pending_rows()
         self.storage.close()

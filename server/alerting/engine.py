@@ -246,12 +246,13 @@ class AlertEngine:
         if alert.state not in TELLS or alert.started is None:
             return
         if repeat_due(alert, now):
-            if self._tell(alert, now, "repeat") == "queued":
-                self.log.alert_event(now, "repeat", alert, "firing", "firing", result="queued")
+            if self._tell(alert, now, "repeat") == "queued":  # durable: it restarts the clock
+                self.log.alert_event(now, "repeat", alert, "firing", "firing", result="queued",
+                                     durable=True)  # fmt: skip
             return
         if self._tell(alert, now) == "queued":
             state = alert.state.value
-            self.log.alert_event(now, "notify", alert, state, state, result="queued")
+            self.log.alert_event(now, "notify", alert, state, state, result="queued", durable=True)
 
     def recheck(self, notice: Notice) -> Notice | None:
         """Just before a notice is queued: drop items whose news is held now."""

@@ -31,12 +31,15 @@ class Outbox:
     def __len__(self) -> int:
         return len(self._items)
 
-    def add(self, delivery: Delivery) -> Delivery | None:
-        """Queue ``delivery``; past ``capacity`` the oldest is returned to be failed."""
+    def add(self, delivery: Delivery, busy: Delivery | None = None) -> Delivery | None:
+        """Queue ``delivery``; past ``capacity`` the oldest (but ``busy``, the one being
+        attempted now) leaves and is returned, to be given up."""
         self._items.append(delivery)
-        if len(self._items) > self.capacity:
-            return self._items.pop(0)
-        return None
+        if len(self._items) <= self.capacity:
+            return None
+        oldest = next(d for d in self._items if d is not busy)
+        self._items.remove(oldest)
+        return oldest
 
     def next_ready(self, now: float) -> Delivery | None:
         """The oldest due delivery that no earlier one of its group is still ahead of."""

@@ -89,7 +89,7 @@ class ChannelWorker:
 
     def _enqueue(self, delivery: Delivery) -> None:
         with self._lock:
-            evicted = self.outbox.add(delivery)
+            evicted = self.outbox.add(delivery, busy=self.in_flight)
         self._wake.set()
         if evicted is not None:
             error = ChannelError(
