@@ -1,7 +1,8 @@
 -- notifications: the alert outbox. One row when a notice is queued for a channel
 -- (written to disk before the first attempt, with the notice itself as JSON), then
 -- one row per attempt outcome; the newest revision of a notice_id is its state:
--- queued, retrying, delivered, failed (permanently or past its deadline), dropped.
+-- queued, retrying, delivered, failed (permanent = 1: the receiver's answer ruled
+-- out another try; 0: past its deadline), dropped.
 -- After a restart, notices still queued or retrying are sent again with the same
 -- notice_id, their idempotency key, and the same deadline.
 --
@@ -21,6 +22,7 @@ CREATE TABLE IF NOT EXISTS {{ db }}.notifications {{ on_cluster }}
     deadline    DateTime64(3, 'UTC'),
     attempts    UInt32,
     error       String CODEC(ZSTD(3)),
+    permanent   UInt8,
     alert_ids   Array(String),
     item_states Array(LowCardinality(String)),
     incidents   Array(String),

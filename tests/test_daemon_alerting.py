@@ -336,7 +336,8 @@ def test_a_webhook_that_cannot_be_reached_shows_as_retrying_then_failed_and_fall
     alert = lb.alert()
     assert alert is not None and alert["notified"] is False
     assert alert["delivery"][0]["state"] == "failed"
-    assert "ops-hook: failed permanently" in lb.get("/alerts")
+    assert "ops-hook: failed past the delivery deadline" in lb.get("/alerts")
+    assert alert["delivery"][0]["permanent"] is False
     assert f'data-alert="{RULE}:worker"' in lb.get("/services/worker")
     lb.wait_checks(3)
     assert len(receiver.arrivals) == 1

@@ -181,7 +181,7 @@ class AlertLog:
         revision = 0 if first else s.attempts * 2 + (1 if final else 0)
         return (
             s.notice_id, revision, s.channel, s.kind, notice.group_key, s.state, s.queued_at,
-            s.changed_at or s.queued_at, s.deadline, s.attempts, s.error,
+            s.changed_at or s.queued_at, s.deadline, s.attempts, s.error, int(s.permanent),
             [i.alert_id for i in notice.items], [i.state for i in notice.items],
             [i.incident for i in notice.items], encode(notice) if first else "",
         )  # fmt: skip
@@ -239,6 +239,7 @@ class AlertLog:
         rows = self._query(f"""
             SELECT notice_id, argMax(state, revision) AS last_state,
                    argMax(attempts, revision) AS tries, argMax(error, revision) AS last_error,
+                   argMax(permanent, revision) AS gave_up,
                    argMax(changed_at, revision) AS changed, any(channel) AS to_channel,
                    any(kind) AS notice_kind, min(queued_at) AS queued,
                    any(deadline) AS until, anyIf(notice, notice != '') AS body
@@ -250,7 +251,7 @@ class AlertLog:
             state = DeliveryState(
                 row["notice_id"], row["to_channel"], row["notice_kind"], aware(row["queued"]),
                 aware(row["until"]), row["last_state"], aware(row["changed"]),
-                int(row["tries"]), row["last_error"],
+                int(row["tries"]), row["last_error"], permanent=bool(row["gave_up"]),
             )  # fmt: skip
             out.append((decode(row["body"]), state))
         return out
@@ -296,12 +297,13 @@ class AlertLog:
             SELECT alert_id, to_channel AS channel,
                    argMax(item_state, (first, notice_id)) AS news,
                    argMax(incident, (first, notice_id)) AS of_incident,
-                   argMax(tuple(notice_id, last_state, tries, last_error, first, changed),
+                   argMax(tuple(notice_id, last_state, tries, last_error, first, changed, gave_up),
                           (first, notice_id)) AS latest
             FROM (
                 SELECT notice_id, any(channel) AS to_channel, min(queued_at) AS first,
                        argMax(state, revision) AS last_state, argMax(attempts, revision) AS tries,
                        argMax(error, revision) AS last_error, max(changed_at) AS changed,
+                       argMax(permanent, revision) AS gave_up,
                        any(alert_ids) AS ids, any(item_states) AS states, any(incidents) AS incs
                 FROM {self._db()}.notifications WHERE queued_at >= {{since:DateTime64(3, 'UTC')}}
                 GROUP BY notice_id HAVING length(ids) > 0
@@ -309,11 +311,12 @@ class AlertLog:
             GROUP BY alert_id, to_channel ORDER BY alert_id, channel""", since=since)  # fmt: skip
         out: dict[str, list[dict[str, Any]]] = {}
         for row in rows:
-            notice_id, state, attempts, error, queued, changed = row["latest"]
+            notice_id, state, attempts, error, queued, changed, gave_up = row["latest"]
             out.setdefault(row["alert_id"], []).append({
                 "channel": row["channel"], "notice_id": notice_id, "state": state,
                 "item_state": row["news"], "incident": row["of_incident"],
                 "attempts": int(attempts), "error": error or None,
+                "permanent": bool(int(gave_up)) if state == "failed" else None,
                 "queued_at": aware(queued).isoformat(), "changed_at": aware(changed).isoformat(),
             })  # fmt: skip
         return out

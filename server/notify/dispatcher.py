@@ -147,6 +147,7 @@ class Dispatcher:
                 continue
             if worker is None:
                 state.state, state.error = "failed", "channel no longer configured"
+                state.permanent = True
                 self.record(partial(self.log.outcome, notice, state))
                 continue
             worker.resume(notice, state)

@@ -49,6 +49,7 @@ class DeliveryState:
     attempts: int = 0
     error: str = ""
     retry_at: datetime | None = None
+    permanent: bool = False  # failed: because of the answer (True) or the deadline (False)
 
     @property
     def open(self) -> bool:
@@ -64,6 +65,7 @@ class DeliveryState:
             "changed_at": (self.changed_at or self.queued_at).isoformat(),
             "attempts": self.attempts,
             "error": self.error or None,
+            "permanent": self.permanent if self.state == "failed" else None,
             "next_attempt_at": self.retry_at.isoformat() if self.retry_at else None,
             "deadline": self.deadline.isoformat(),
         }

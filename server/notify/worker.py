@@ -175,7 +175,7 @@ class ChannelWorker:
         elif error is None:
             state.state, state.error = "delivered", ""
         else:
-            state.state, state.error = "failed", str(error)
+            state.state, state.error, state.permanent = "failed", str(error), error.permanent
             why = "permanently" if error.permanent else "past its deadline"
             log.error(
                 "channel %s: notice %s failed %s after %d attempt(s): %s",

@@ -73,7 +73,8 @@ def delivery_text(entry: dict[str, Any]) -> str:
         queued = moment(datetime.fromisoformat(entry["queued_at"]))
         return f"retrying since {queued} ({entry['attempts']} attempts): {entry['error']}"
     if state == "failed":
-        return f"failed permanently {changed}: {entry['error']}"
+        how = "permanently" if entry.get("permanent") else "past the delivery deadline"
+        return f"failed {how} {changed}: {entry['error']}"
     if state == "dropped":
         return "not sent (its firing was never delivered)"
     return "queued"
