@@ -116,8 +116,6 @@ class Daemon:
         self.report.done = self.report.done or latest_day(self.storage)
         if self._checking:
             log.warning("alert state not restored: storage was unreachable when checks began")
-        else:
-            self.alerts.restore()
         log.info("storage ready: %s", self.storage.describe())
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -131,6 +129,14 @@ class Daemon:
         )
         if not self.writer.ensure_ready():
             log.warning("storage not reachable yet; checking anyway and spooling results")
+        else:
+            # what the write-ahead log held at a kill (the outbox, acks, transitions) is
+            # inserted before the alert state is read back from ClickHouse
+            try:
+                self.writer.replay()
+                self.alerts.restore()
+            except StorageError as exc:
+                log.warning("alert state not restored: %s", exc)
         self.writer.start()
         self.dispatcher.start()
         self.start_web()

@@ -73,6 +73,10 @@ class Harness:
     def add_durable(self, table: str, rows: list[tuple[Any, ...]]) -> None:
         self.rows.extend((table, row) for row in rows)
 
+    def durable(self, tables: dict[str, list[tuple[Any, ...]]]) -> None:
+        for table, rows in tables.items():
+            self.add_durable(table, rows)
+
     # driving
     def result(
         self,

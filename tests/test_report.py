@@ -165,12 +165,14 @@ def test_the_daemon_builds_yesterdays_report_once_after_report_time_and_retries_
         daemon.storage.execute("RENAME TABLE monitor.service_status_daily TO monitor.away")
         assert not job.run()
         assert job.done is None and job.retry_delay() == 60
+        daemon.writer.flush()
         assert daemon.storage.query("SELECT day FROM monitor.reports") == []
         daemon.storage.execute("RENAME TABLE monitor.away TO monitor.service_status_daily")
         clock.advance(60)
         assert job.run()  # the retry
         assert job.done == DAY
         assert job.run()  # once per day: nothing more
+        daemon.writer.flush()  # stored means on disk (the write-ahead log); now in ClickHouse too
         assert [r["day"] for r in daemon.storage.query("SELECT day FROM monitor.reports")] == [DAY]
     finally:
         daemon.writer.stop()
@@ -188,3 +190,8 @@ class StoreSink:
 
     def add_durable(self, table: str, rows: list[tuple]) -> None:
         self.store.insert(table, WRITTEN_TABLES[table], rows)
+
+    def durable(self, tables: dict[str, list[tuple]]) -> None:
+        for table, rows in tables.items():
+            if rows:
+                self.add_durable(table, rows)

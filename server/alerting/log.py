@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import json
 import threading
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -50,6 +51,8 @@ class Sink(Protocol):
     def add(self, table: str, row: tuple[Any, ...]) -> None: ...
 
     def add_durable(self, table: str, rows: list[tuple[Any, ...]]) -> None: ...
+
+    def durable(self, tables: Mapping[str, list[tuple[Any, ...]]]) -> None: ...
 
 
 @dataclass
@@ -142,9 +145,14 @@ class AlertLog:
 
     # -- the delivery stages' record (server.notify.dispatcher.DeliveryLog) ---------------
     def queued(self, notice: Notice, state: DeliveryState) -> None:
-        self.sync()  # the transition a notice tells of is on disk before the notice
-        if self.sink is not None:
-            self.sink.add_durable("notifications", [self._notice_row(notice, state, True)])
+        """The notice on disk before its first attempt, with the transitions it tells of
+        (one fsync)."""
+        if self.sink is None:
+            return
+        with self._lock:
+            owed, self._pending = self._pending, []
+        row = self._notice_row(notice, state, True)
+        self.sink.durable({"alert_events": owed, "notifications": [row]})
 
     def outcome(self, notice: Notice, state: DeliveryState) -> None:
         if self.sink is None:
