@@ -39,9 +39,10 @@ sys.path.insert(0, str(REPO))
 
 from checkers.base import CheckResult, LogEntry, Metric, Status  # noqa: E402
 from server.alerting.engine import AlertEngine  # noqa: E402
+from server.alerting.log import AlertLog  # noqa: E402
 from server.config import parse_config  # noqa: E402
 from server.daemon import freeze_startup_objects  # noqa: E402
-from server.notify.base import Notice  # noqa: E402
+from server.notify.dispatcher import Dispatcher  # noqa: E402
 
 CONDITIONS = (
     "status >= FAILED",
@@ -81,15 +82,19 @@ class Clock:
 
 
 class Sink:
+    """The writer's part the alert log uses, counting rows."""
+
     def __init__(self) -> None:
         self.rows = 0
-        self.notices = 0
 
     def add(self, table: str, row: tuple[Any, ...]) -> None:
         self.rows += 1
 
-    def submit(self, notice: Notice) -> None:
-        self.notices += 1
+    def add_durable(self, table: str, rows: list[tuple[Any, ...]]) -> None:
+        self.rows += len(rows)
+
+    def durable(self, tables: dict[str, list[tuple[Any, ...]]]) -> None:
+        self.rows += sum(len(rows) for rows in tables.values())
 
 
 def result(rng: random.Random, storm: bool) -> CheckResult:
@@ -120,7 +125,10 @@ def evaluation(n_services: int, n_rules: int, interval: float, rounds: int, stor
     config = parse_config(text + rules_yaml(services, n_rules, "hook"), "bench.yaml", {})
     load_s = time.perf_counter() - started
     clock, sink, rng = Clock(), Sink(), random.Random(1)
-    engine = AlertEngine(config, sink, sink, clock)
+    alert_log = AlertLog(sink, None, clock)
+    # the real delivery stages, not started: news waits out group_wait in them
+    dispatcher = Dispatcher(config, clock, alert_log)
+    engine = AlertEngine(config, alert_log, dispatcher, clock)
     freeze_startup_objects()  # as the daemon does once it has started
     per_second = max(1, round(n_services / interval))
     second_ms, sweep_ms, tick_ms = [], [], []
@@ -150,7 +158,8 @@ def evaluation(n_services: int, n_rules: int, interval: float, rounds: int, stor
     )
     print(f"full sweep ({n_services:,} results):        {summary(sweep_ms)}")
     print(f"tick (timers, absent, repeats):      {summary(tick_ms)}")
-    print(f"rows written {sink.rows:,}, notices {sink.notices:,}")
+    waiting = sum(len(w.groups) for w in dispatcher.workers.values())
+    print(f"rows written {sink.rows:,}, notices waiting in group_wait {waiting:,}")
 
 
 def pct(values: list[float], q: float) -> float:

@@ -166,17 +166,11 @@ class AlertEngine:
         with self._lock:
             for gone in self.silences.purge(now):
                 log.info("silence %s expired", gone.id)
-            for alert in self._log_driven + self._absent:
-                history = self._history[alert.service.id]
-                if alert in self._log_driven:
-                    history.trim(now - self._keep, now - self._pattern_keep)
-                holds, value = evaluate(
-                    alert.rule.condition, history, alert.rule.threshold, alert.rule.window, now
-                )
-                if holds or alert.state is not AlertState.INACTIVE:
-                    if holds and isinstance(alert.rule.condition, AbsentCondition):
-                        alert.message = f"no result for {value:g} intervals"
-                    self._step(alert, holds, value, now)
+            for alert in self._log_driven:
+                self._history[alert.service.id].trim(now - self._keep, now - self._pattern_keep)
+                self._timed(alert, now)
+            for alert in self._absent:
+                self._timed(alert, now)
             for alert in list(self._live.values()):
                 if alert.state is AlertState.PENDING and alert.holds:
                     self._step(alert, True, alert.value, now)
@@ -186,6 +180,17 @@ class AlertEngine:
                 if alert.state is AlertState.RESOLVED and old:
                     self._live.pop(alert.id, None)
         self.log.sync()
+
+    def _timed(self, alert: Alert, now: datetime) -> None:
+        """Evaluate a condition that time alone can change (absent, log-driven)."""
+        history = self._history[alert.service.id]
+        holds, value = evaluate(
+            alert.rule.condition, history, alert.rule.threshold, alert.rule.window, now
+        )
+        if holds or alert.state is not AlertState.INACTIVE:
+            if holds and isinstance(alert.rule.condition, AbsentCondition):
+                alert.message = f"no result for {value:g} intervals"
+            self._step(alert, holds, value, now)
 
     # -- the state machine, and telling ------------------------------------------------------
     def _step(self, alert: Alert, holds: bool, value: float | None, now: datetime) -> None:

@@ -40,7 +40,7 @@ class Hold:
 NO_HOLD = Hold()
 
 
-@dataclass
+@dataclass(eq=False)  # an alert is itself: compared by identity, never field by field
 class Alert:
     rule: Rule
     service: ServiceConfig
