@@ -361,3 +361,25 @@ def test_an_absent_alert_that_fires_and_resolves_at_once_after_a_pause_sends_not
     if ("transition", "inactive", "firing", "queued") in events:  # it fired when it woke
         assert ("delivery", "resolved", "resolved", "dropped") in events
     assert receiver.arrivals == []
+
+
+def test_a_failure_run_carries_over_a_kill_9(
+    tmp_path: Path, receiver: HttpReceiver, worker: Worker
+) -> None:
+    lb = Lightbulb(tmp_path, worker, hook(receiver), "{group_wait: 0s}")
+    lb.config.write_text(lb.config.read_text().replace(
+        'condition: "status >= FAILED"', 'condition: "consecutive_failures >= 4"'))  # fmt: skip
+    daemon = lb.start()
+    worker.kill()
+    start = lb.checks()
+    assert wait_until(lambda: lb.checks() >= start + 3)  # two or three failures in a row
+    daemon.kill()  # kill -9 before the fourth
+    assert receiver.arrivals == []
+
+    daemon = lb.start()
+    receiver.wait_for(1, seconds=30)
+    after = lb.checks()  # checks since the restart when it fired
+    # the run went on from the failures before the kill: 1 or 2 more were enough
+    # (from zero it would take 4)
+    assert after <= 3, (after, daemon.output)
+    daemon.stop()
