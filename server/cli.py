@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
+from server import __version__
 from server.config import DEFAULT_PATH, Config, ConfigError, load_config
 from server.core.secret import Secret
 from server.schema import Target, apply_grants, apply_schema
@@ -259,6 +260,7 @@ def cmd_notify_test(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lightbulb", description=__doc__.split("\n")[0])
+    parser.add_argument("--version", action="version", version=f"lightbulb {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name: str, func: Command, help_text: str) -> argparse.ArgumentParser:

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import functools
 import re
-import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 import jinja2
 
 from server.config.models import ClickHouseConfig
 from server.core import status
+from server.resources import sql_dir
 from server.storage import Storage
 from server.storage.version import require_supported
 
@@ -25,14 +24,6 @@ GRANTS_FILE = "grants.sql"
 _OBJECT = re.compile(
     r"CREATE\s+(DATABASE|TABLE|MATERIALIZED\s+VIEW)\s+IF\s+NOT\s+EXISTS\s+([\w.]+)", re.I
 )
-
-
-def sql_dir() -> Path:
-    """``sql/`` beside the package in a checkout, or where the wheel installed it."""
-    here = Path(__file__).resolve().parents[1] / "sql"
-    if here.is_dir():
-        return here
-    return Path(sys.prefix) / "share" / "lightbulb" / "sql"  # pragma: no cover - wheel layout
 
 
 # Tables with one service's rows per row: with sharding they live per shard

@@ -5,11 +5,11 @@ One place decides the template root and that HTML is autoescaped.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
+from server.resources import templates_dir
+
+TEMPLATES = templates_dir()
 
 
 def environment(folder: str) -> Environment:

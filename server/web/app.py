@@ -14,8 +14,8 @@ from flask import Flask, Response, jsonify, redirect, render_template, request, 
 from werkzeug.exceptions import HTTPException
 
 from server.core.humanize import number
+from server.resources import templates_dir
 from server.storage import StorageError
-from server.templating import TEMPLATES
 from server.web.alerts_view import delivery_text
 from server.web.api import api
 from server.web.auth import challenge, csrf_token, principal
@@ -38,10 +38,11 @@ CSP = (
 
 
 def create_app(ctx: WebContext) -> Flask:
+    templates = templates_dir()
     app = Flask(
         "lightbulb",
-        template_folder=str(TEMPLATES),
-        static_folder=str(TEMPLATES / "static"),
+        template_folder=str(templates),
+        static_folder=str(templates / "static"),
         static_url_path="/static",
     )
     app.extensions["lightbulb"] = ctx
