@@ -24,11 +24,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from server.config import parse_config  # noqa: E402
 from server.core.clock import SystemClock  # noqa: E402
 from server.daemon import freeze_startup_objects  # noqa: E402
 from server.schema import Target, apply_schema  # noqa: E402
 from server.storage.embedded import EmbeddedStorage  # noqa: E402
+from server.validation import parse_config  # noqa: E402
 from server.web import WebContext, create_app  # noqa: E402
 
 TARGETS_MS = {"overview": 200.0, "service page (30 d)": 300.0, "/api/v1/services": 200.0}

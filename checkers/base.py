@@ -77,7 +77,7 @@ def invalid(message: str) -> PydanticCustomError:
 class Settings(BaseModel):
     """Base of every checker's settings: unknown keys are config errors."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 SettingsT = TypeVar("SettingsT", bound=BaseModel)

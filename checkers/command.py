@@ -13,9 +13,17 @@ import shlex
 import subprocess
 import time
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
-from checkers.base import CheckContext, Checker, CheckResult, Metric, Settings, Status
+from checkers.base import (
+    CheckContext,
+    Checker,
+    CheckResult,
+    Metric,
+    Settings,
+    Status,
+    invalid,
+)
 
 EXIT_STATUS = {0: Status.OK, 1: Status.DEGRADED, 2: Status.FAILED, 3: Status.UNKNOWN}
 _PERF = re.compile(
@@ -38,6 +46,23 @@ _UNITS = {
 class CommandSettings(Settings):
     command: list[str] | str
     env: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("command")
+    @classmethod
+    def _runnable(cls, value: list[str] | str) -> list[str] | str:
+        """Refused at load what could only fail at every check: no program, bad quoting."""
+        if isinstance(value, str):
+            try:
+                argv = shlex.split(value)
+            except ValueError as exc:  # "No closing quotation", "No escaped character"
+                raise invalid(f"expected a command line with balanced quotes ({exc})") from None
+        else:
+            argv = value
+        if not argv or not argv[0].strip():
+            raise invalid("expected a program to run, such as /usr/lib/nagios/plugins/check_disk")
+        if any("\x00" in part for part in argv):
+            raise invalid("expected a command without NUL characters")
+        return value
 
     def argv(self) -> list[str]:
         return shlex.split(self.command) if isinstance(self.command, str) else list(self.command)

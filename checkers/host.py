@@ -6,6 +6,7 @@ import os
 import time
 
 import psutil
+from pydantic import Field
 
 from checkers.base import (
     CheckContext,
@@ -19,11 +20,11 @@ from checkers.base import (
 
 
 class HostThresholds(Settings):
-    cpu_percent: float | None = None
-    memory_percent: float | None = None
-    swap_percent: float | None = None
-    disk_percent: float | None = None
-    load_per_cpu: float | None = None
+    cpu_percent: float | None = Field(None, ge=0, le=100)
+    memory_percent: float | None = Field(None, ge=0, le=100)
+    swap_percent: float | None = Field(None, ge=0, le=100)
+    disk_percent: float | None = Field(None, ge=0, le=100)
+    load_per_cpu: float | None = Field(None, ge=0, le=1000)
 
 
 class HostSettings(Settings):

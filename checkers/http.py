@@ -23,7 +23,8 @@ import urllib3
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from checkers.base import CheckContext, Checker, CheckResult, Metric, Settings, Status, invalid
-from server.core.units import Duration
+from server.core.httpfields import HeaderName, HeaderValue, HttpMethod
+from server.core.units import Duration, DurationRange
 
 _RANGE = re.compile(r"^(\d{3})(?:-(\d{3}))?$|^([1-5])xx$")
 CERT_RECHECK = timedelta(hours=1)
@@ -51,19 +52,19 @@ StatusSpec = Annotated[str | int, BeforeValidator(_check_spec)]
 
 
 class HttpSettings(Settings):
-    url: str
-    method: str = "GET"
+    url: str = Field(max_length=8192)
+    method: HttpMethod = "GET"
     expect_status: list[StatusSpec] = Field(default_factory=lambda: list[StatusSpec](["200-399"]))
-    timeout: Duration | None = None
-    degraded_over_ms: int | None = None
+    timeout: Annotated[Duration, DurationRange("100ms", "1h")] | None = None
+    degraded_over_ms: int | None = Field(None, ge=1, le=3_600_000)
     body_contains: str | None = None
     json_path: str | None = None
     equals: Any = None
-    headers: dict[str, str] = Field(default_factory=dict)
+    headers: dict[HeaderName, HeaderValue] = Field(default_factory=dict)
     body: str | None = None
     verify_tls: bool = True
     ca_cert: str | None = None
-    cert_expiry_days: int | None = None
+    cert_expiry_days: int | None = Field(None, ge=1, le=3650)
     follow_redirects: bool = True
 
     @field_validator("url")

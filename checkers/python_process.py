@@ -11,10 +11,10 @@ import re
 import time
 from datetime import timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import psutil
-from pydantic import model_validator
+from pydantic import Field, model_validator
 
 from checkers.base import (
     CheckContext,
@@ -27,25 +27,25 @@ from checkers.base import (
     over_thresholds,
 )
 from checkers.logtail import LogTail
-from server.core.units import Duration
+from server.core.units import Duration, DurationRange
 
 TOTAL_MEMORY = psutil.virtual_memory().total
 
 
 class ProcessThresholds(Settings):
-    cpu_percent: float | None = None
-    memory_percent: float | None = None
-    num_fds: int | None = None
-    num_threads: int | None = None
+    cpu_percent: float | None = Field(None, ge=0, le=100_000)  # 100 per core
+    memory_percent: float | None = Field(None, ge=0, le=100)
+    num_fds: int | None = Field(None, ge=0, le=10_000_000)
+    num_threads: int | None = Field(None, ge=0, le=10_000_000)
 
 
 class ProcessSettings(Settings):
     pidfile: str | None = None
-    pid: int | None = None
+    pid: int | None = Field(None, ge=1, le=4_194_304)  # Linux's pid_max ceiling
     name: str | None = None
     cmdline: str | None = None
     expect: Literal["running", "stopped"] = "running"
-    startup_grace: Duration = timedelta(0)
+    startup_grace: Annotated[Duration, DurationRange("1s", "1d", zero=True)] = timedelta(0)
     thresholds: ProcessThresholds | None = None
     log_file: str | None = None
 

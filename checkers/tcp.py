@@ -6,16 +6,18 @@ import socket
 import ssl
 import time
 
+from pydantic import Field
+
 from checkers.base import CheckContext, Checker, CheckResult, Metric, Settings, Status
 
 
 class TcpSettings(Settings):
     host: str
-    port: int
+    port: int = Field(ge=1, le=65535)
     send: str | None = None
     expect: str | None = None
     tls: bool = False
-    degraded_over_ms: int | None = None
+    degraded_over_ms: int | None = Field(None, ge=1, le=3_600_000)
 
 
 class TcpChecker(Checker[TcpSettings]):

@@ -11,9 +11,9 @@ import asyncio
 import threading
 from collections.abc import Coroutine
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
-from pydantic import model_validator
+from pydantic import Field, model_validator
 from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
@@ -31,7 +31,7 @@ from checkers.base import (
     worst,
 )
 from server.core.secret import SecretStr
-from server.core.units import Duration
+from server.core.units import Duration, DurationRange
 
 T = TypeVar("T")
 
@@ -47,8 +47,8 @@ STATE = {
 
 
 class RatioThresholds(Settings):
-    degraded_failure_ratio: float = 0.05
-    failed_failure_ratio: float = 0.25
+    degraded_failure_ratio: float = Field(0.05, ge=0, le=1)
+    failed_failure_ratio: float = Field(0.25, ge=0, le=1)
 
 
 class TemporalSettings(Settings):
@@ -58,11 +58,11 @@ class TemporalSettings(Settings):
     api_key: SecretStr | None = None
     workflow_id: str | None = None
     workflow_type: str | None = None
-    window: Duration = timedelta(hours=1)
+    window: Annotated[Duration, DurationRange("1m", "30d")] = timedelta(hours=1)
     thresholds: RatioThresholds = RatioThresholds()
     task_queue: str | None = None
-    poller_grace: Duration = timedelta(minutes=1)
-    max_activity_attempts: int | None = None
+    poller_grace: Annotated[Duration, DurationRange("1s", "1d", zero=True)] = timedelta(minutes=1)
+    max_activity_attempts: int | None = Field(None, ge=1, le=1000)
 
     @model_validator(mode="after")
     def _one_target(self) -> TemporalSettings:

@@ -13,13 +13,14 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 from server import __version__
-from server.config import DEFAULT_PATH, Config, ConfigError, load_config
+from server.config import DEFAULT_PATH, Config, ConfigError
 from server.core.secret import Secret
 from server.schema import Target, apply_grants, apply_schema
 from server.schema_check import check_schema
 from server.storage import StorageError, open_storage
 from server.storage.version import require_supported
 from server.sync import sync_config_tables
+from server.validation import load_config
 
 EXIT_OK, EXIT_PROBLEM, EXIT_USAGE = 0, 1, 2
 Command = Callable[[argparse.Namespace], int]

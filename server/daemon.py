@@ -21,7 +21,7 @@ from server.alerting.engine import AlertEngine
 from server.alerting.log import AlertLog
 from server.analytics.baselines import Baselines, LearnedDegraded
 from server.analytics.report import latest_day
-from server.config import Config, ConfigError, load_config
+from server.config import Config, ConfigError
 from server.config.checks import RESERVED_ID
 from server.core.clock import Clock, SystemClock
 from server.latest import LatestResults
@@ -34,6 +34,7 @@ from server.spool import Spool
 from server.storage import Storage, StorageError, open_storage
 from server.sync import sync_config_tables
 from server.tables import WRITTEN_TABLES
+from server.validation import load_config
 from server.web import WebContext, WebServer, create_app
 from server.web.context import ServiceState
 from server.writer import Writer

@@ -16,7 +16,7 @@ from typing import Any
 from checkers.base import CheckResult, LogEntry, Metric, Status
 from server.alerting.engine import AlertEngine
 from server.alerting.log import TABLES, AlertLog
-from server.config import parse_config
+from server.validation import parse_config
 from server.notify.dispatcher import Dispatcher
 from server.storage import Storage
 from tests.support.clock import FakeClock

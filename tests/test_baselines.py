@@ -9,10 +9,10 @@ import pytest
 
 from checkers.base import CheckResult, Status
 from server.analytics.baselines import Baselines, LearnedDegraded
-from server.config import parse_config
 from server.config.models import BaselinesConfig
 from server.schema import Target, apply_schema
 from server.storage.embedded import EmbeddedStorage
+from server.validation import parse_config
 from tests.alerting_harness import Harness
 from tests.support.clock import FakeClock
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from server.config import ConfigError, load_config, parse_config
 from server.core.secret import Secret
+from server.validation import ConfigError, load_config, parse_config
 from tests.conftest import REPO, run_cli
 
 FIXTURES = Path(__file__).parent / "fixtures" / "config"

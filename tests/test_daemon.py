@@ -72,16 +72,16 @@ def test_daemon_polls_writes_and_logs_transitions(tmp_path: Path, worker: Any) -
     proc, tag = worker
     config = write_config(
         tmp_path,
-        f"  - {{id: worker, type: python_process, interval: 300ms,"
+        f"  - {{id: worker, type: python_process, interval: 1s,"
         f" python_process: {{cmdline: {tag}}}}}\n"
-        f"  - {{id: web, type: http, interval: 300ms, http: {{url: 'http://127.0.0.1:{free_port()}/'}}}}\n",
+        f"  - {{id: web, type: http, interval: 1s, http: {{url: 'http://127.0.0.1:{free_port()}/'}}}}\n",
     )
     daemon = DaemonProcess(config, tmp_path)
     daemon.wait_for("storage ready")
-    time.sleep(1.5)  # a few intervals of a real process being up
+    time.sleep(2.5)  # a few intervals of a real process being up
     proc.kill()
     proc.wait()
-    time.sleep(1.5)  # … and down
+    time.sleep(2.5)  # … and down
     code, took = daemon.stop()
     assert code == 0 and took < 10, daemon.output
     rows = query(
@@ -114,21 +114,21 @@ def test_daemon_polls_writes_and_logs_transitions(tmp_path: Path, worker: Any) -
 
 def test_sighup_applies_a_good_config_and_rejects_a_bad_one(tmp_path: Path) -> None:
     port = free_port()
-    config = write_config(tmp_path, "  - {id: one, type: host, interval: 300ms}\n", port=port)
+    config = write_config(tmp_path, "  - {id: one, type: host, interval: 1s}\n", port=port)
     daemon = DaemonProcess(config, tmp_path)
     daemon.wait_for("storage ready")
-    config.write_text(config.read_text() + "  - {id: two, type: host, interval: 300ms}\n")
+    config.write_text(config.read_text() + "  - {id: two, type: host, interval: 1s}\n")
     daemon.signal(signal.SIGHUP)
     daemon.wait_for(r"reloaded .*added \['two'\], removed none, changed none")
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/services") as response:
         listed = {s["id"] for s in json.load(response)["services"]}
     assert {"one", "two"} <= listed  # the dashboard follows the reload
-    time.sleep(1)
+    time.sleep(2)
     config.write_text(config.read_text() + "  - {id: three, type: host, interval: often}\n")
     daemon.signal(signal.SIGHUP)
     daemon.wait_for("reload rejected, keeping the running config")
     assert 'services[2].interval: expected a duration like "30s"' in daemon.output
-    time.sleep(1)
+    time.sleep(2)
     code, _ = daemon.stop()
     assert code == 0
     counts = {
@@ -138,7 +138,7 @@ def test_sighup_applies_a_good_config_and_rejects_a_bad_one(tmp_path: Path) -> N
             "SELECT service_id, count() AS n FROM monitor.service_status GROUP BY service_id",
         )
     }
-    assert counts.get("one", 0) >= 5 and counts.get("two", 0) >= 3 and "three" not in counts
+    assert counts.get("one", 0) >= 3 and counts.get("two", 0) >= 2 and "three" not in counts
     # the previous checks kept running after the rejected reload
     services = {
         r["service_id"]
@@ -155,11 +155,11 @@ def test_hanging_plugin_is_unknown_on_time_and_does_not_delay_others(tmp_path: P
         tmp_path,
         f"  - {{id: hangs, type: command, interval: 1s, timeout: 500ms,"
         f" command: {{command: [{plugin}]}}}}\n"
-        "  - {id: quick, type: host, interval: 200ms}\n",
+        "  - {id: quick, type: host, interval: 1s}\n",
     )
     daemon = DaemonProcess(config, tmp_path)
     daemon.wait_for("storage ready")
-    time.sleep(3)
+    time.sleep(4)
     code, _ = daemon.stop()
     assert code == 0
     rows = query(tmp_path, "SELECT service_id, status_code, message FROM monitor.service_status")
@@ -168,22 +168,22 @@ def test_hanging_plugin_is_unknown_on_time_and_does_not_delay_others(tmp_path: P
     assert hung and all(
         r["status_code"] == 5 and "timed out after 0.5s" in r["message"] for r in hung
     )
-    assert len(quick) >= 12  # ~15 planned in 3 s: the hung plugin took none of their turns
+    assert len(quick) >= 3  # ~4 planned in 4 s: the hung plugin took none of their turns
 
 
 def test_sigterm_flushes_everything_and_exits_zero(tmp_path: Path) -> None:
-    config = write_config(tmp_path, "  - {id: one, type: host, interval: 200ms}\n")
-    config.write_text(config.read_text().replace("flush_interval: 200ms", "flush_interval: 1h"))
+    config = write_config(tmp_path, "  - {id: one, type: host, interval: 1s}\n")
+    config.write_text(config.read_text().replace("flush_interval: 200ms", "flush_interval: 1m"))
     daemon = DaemonProcess(config, tmp_path)
     daemon.wait_for("storage ready")
-    time.sleep(1.2)
+    time.sleep(2.2)
     code, took = daemon.stop()
     assert code == 0 and took < 10
     assert (
         query(tmp_path, "SELECT count() AS n FROM monitor.service_status WHERE service_id = 'one'")[
             0
         ]["n"]
-        >= 4
+        >= 2
     )
 
 
@@ -201,13 +201,13 @@ def spooled_status_rows(spool: Path, service_id: str) -> int:
 
 def test_kill_9_with_spool_then_restart_loses_and_duplicates_nothing(tmp_path: Path) -> None:
     down = f"'127.0.0.1:{free_port()}'"
-    config = write_config(tmp_path, "  - {id: one, type: host, interval: 200ms}\n", hosts=down)
+    config = write_config(tmp_path, "  - {id: one, type: host, interval: 1s}\n", hosts=down)
     daemon = DaemonProcess(config, tmp_path)
     daemon.wait_for("ClickHouse unavailable, keeping rows in the spool")
-    time.sleep(1.5)
+    time.sleep(2.5)
     daemon.kill()
     spooled = spooled_status_rows(tmp_path / "spool", "one")
-    assert spooled >= 5
+    assert spooled >= 2
     # Same spool, now with a reachable (embedded) store and nothing to poll.
     config = write_config(tmp_path, "  []\n")
     daemon = DaemonProcess(config, tmp_path)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import re
 import typing
 
+import annotated_types as at
 from pydantic import BaseModel
+from pydantic.fields import FieldInfo
 
 import checkers
 from server.config.models import ChannelConfig, Config, ServiceConfig
+from server.core.units import DurationRange, SizeRange
 from tests.conftest import REPO
 
 README = (REPO / "README.md").read_text()
@@ -42,6 +46,53 @@ def test_every_config_key_has_a_readme_row() -> None:
     ]
     assert missing == []
     assert "| `services[].<type>` |" in README
+
+
+def range_text(field: FieldInfo) -> str | None:
+    """The range a numeric, duration or size field allows, as the README states it."""
+    metadata = list(field.metadata)
+    for arg in typing.get_args(field.annotation):  # Optional[Annotated[...]]
+        metadata.extend(getattr(arg, "__metadata__", ()))
+    low = high = None
+    above = False
+    for item in metadata:
+        if isinstance(item, DurationRange | SizeRange):
+            return item.text
+        if isinstance(item, at.Ge):
+            low = item.ge
+        if isinstance(item, at.Gt):
+            low, above = item.gt, True
+        if isinstance(item, at.Le):
+            high = item.le
+    if low is None and high is None:
+        return None
+    show = [f"{v:g}" if isinstance(v, float) else str(v) for v in (low, high)]
+    return f"{'above ' if above else ''}{show[0]} to {show[1]}"
+
+
+def ranged_fields(model: type[BaseModel], prefix: str) -> list[tuple[str, FieldInfo]]:
+    fields = []
+    for name, field in model.model_fields.items():
+        key = f"{prefix}{field.alias or name}"
+        inner = field.annotation
+        if typing.get_origin(inner) is list and _is_model(typing.get_args(inner)[0]):
+            fields.extend(ranged_fields(typing.get_args(inner)[0], key + "[]."))
+        elif _is_model(inner) and inner is not ChannelConfig:
+            fields.extend(ranged_fields(inner, key + "."))
+        elif field.annotation in (int, float) or range_text(field):
+            fields.append((key, field))
+    return fields
+
+
+def test_every_numeric_duration_and_size_key_has_a_range_documented_in_its_row() -> None:
+    undocumented = []
+    for key, field in ranged_fields(Config, ""):
+        text = range_text(field)
+        assert text is not None, f"{key} has no range: give it ge/le or a DurationRange"
+        row = re.search(rf"^\| `{re.escape(key)}` \|.*$", README, re.M)
+        if row is None or f"Range: {text}." not in row.group(0):
+            undocumented.append(f"{key}: Range: {text}.")
+    assert undocumented == []
 
 
 def test_every_service_type_has_a_config_block() -> None:

@@ -18,11 +18,11 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeLogs
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
-from server.config import parse_config
 from server.schema import Target, apply_schema
 from server.spool import Spool
 from server.storage.embedded import EmbeddedStorage
 from server.tables import WRITTEN_TABLES
+from server.validation import parse_config
 from server.web import WebContext, create_app
 from server.writer import Writer
 from tests.support.clock import FakeClock

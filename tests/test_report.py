@@ -7,13 +7,13 @@ from pathlib import Path
 
 from server.alerting.log import TABLES, AlertLog
 from server.analytics.report import build, publish
-from server.config import parse_config
 from server.logs.patterns import pattern_of
 from server.notify.dispatcher import Dispatcher
 from server.recorder import LOG_COLUMNS
 from server.schema import Target, apply_schema
 from server.storage.embedded import EmbeddedStorage
 from server.tables import WRITTEN_TABLES
+from server.validation import parse_config
 from tests.conftest import run_cli
 from tests.support.clock import FakeClock
 from tests.support.receivers import HttpReceiver

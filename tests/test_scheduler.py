@@ -7,10 +7,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from checkers.base import CheckContext, Checker, CheckResult, Status
-from server.config import parse_config
 from server.core.clock import SystemClock
 from server.recorder import Recorder
 from server.scheduler import CheckScheduler, spread_offset
+from server.validation import parse_config
 from tests.conftest import wait_until
 
 
@@ -52,8 +52,8 @@ def services(text: str) -> list[Any]:
 CONFIG = """
 services:
   - {id: hung, type: host, interval: 1s, timeout: 300ms}
-  - {id: fast-a, type: host, interval: 500ms}
-  - {id: fast-b, type: host, interval: 500ms}
+  - {id: fast-a, type: host, interval: 1s}
+  - {id: fast-b, type: host, interval: 1s}
 """
 
 

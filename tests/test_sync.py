@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
-from server.config import parse_config
 from server.schema import Target, apply_schema
 from server.storage.embedded import EmbeddedStorage
 from server.sync import sync_config_tables
+from server.validation import parse_config
 
 T0 = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 

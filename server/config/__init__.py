@@ -1,8 +1,10 @@
-"""Load and validate ``lightbulb.yaml``.
+"""Read ``lightbulb.yaml`` into typed sections: the structure of the config file.
 
-:func:`load_config` either returns a fully valid :class:`Config` or raises
-:class:`ConfigError` carrying *every* problem in the file, so a user fixes the
-whole file in one pass.
+:func:`read_file` / :func:`read_text` return a :class:`Draft`: every section and
+list item that parsed, the problems found so far, and what error messages need.
+This package knows nothing of checkers, channels or alert rules beyond their
+names; :mod:`server.validation` runs the checks that need those registries and
+is what callers use (``load_config``, ``parse_config``).
 """
 
 from __future__ import annotations
@@ -12,18 +14,18 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
-from server.config.checks import cross_check, duplicate_service_ids
+from server.config.checks import section_checks
+from server.config.draft import Draft, build
 from server.config.errors import ConfigError, ConfigProblem
 from server.config.models import Config
-from server.config.pydantic_errors import describe, translate
-from server.config.source import Source, load_source
+from server.config.pydantic_errors import describe
+from server.config.source import load_source
 from server.config.types import check_host_port
 
-__all__ = ["Config", "ConfigError", "ConfigProblem", "load_config", "parse_config"]
+__all__ = ["Config", "ConfigError", "ConfigProblem", "Draft", "read_file", "read_text"]
 
 DEFAULT_PATH = "lightbulb.yaml"
+MAX_FILE_BYTES = 64 * 2**20  # a config file beyond this is a mistake (or an attack)
 
 # Environment overrides for the storage connection, in the order they apply.
 CLICKHOUSE_ENV = {
@@ -35,22 +37,31 @@ CLICKHOUSE_ENV = {
 }
 
 
-def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> Config:
-    """Read and validate the file at ``path``."""
+def read_file(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> Draft:
+    """Read the file at ``path``; raises :class:`ConfigError` only if it cannot be read."""
     filename = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        with Path(path).open("rb") as handle:
+            raw = handle.read(MAX_FILE_BYTES + 1)
+        if len(raw) > MAX_FILE_BYTES:
+            message = f"larger than {MAX_FILE_BYTES // 2**20} MiB; is this the config file?"
+            raise ConfigError([ConfigProblem(filename, None, (), message)])
+        text = raw.decode("utf-8")
     except FileNotFoundError:
         raise ConfigError(
             [ConfigProblem(filename, None, (), "file not found; pass --config PATH")]
         ) from None
+    except IsADirectoryError:
+        message = "is a directory; pass --config FILE"
+        raise ConfigError([ConfigProblem(filename, None, (), message)]) from None
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
         raise ConfigError([ConfigProblem(filename, None, (), f"cannot read: {reason}")]) from None
-    return parse_config(text, filename, environ)
+    return read_text(text, filename, environ)
 
 
-def parse_config(text: str, filename: str, environ: Mapping[str, str] | None = None) -> Config:
+def read_text(text: str, filename: str, environ: Mapping[str, str] | None = None) -> Draft:
+    """Parse ``text``; raises :class:`ConfigError` only when it is no YAML mapping at all."""
     env = os.environ if environ is None else environ
     source, problems = load_source(text, filename, env)
     if problems and source.data is None:
@@ -62,45 +73,9 @@ def parse_config(text: str, filename: str, environ: Mapping[str, str] | None = N
         )
         raise ConfigError(problems)
     problems.extend(_apply_env_overrides(data, env))
-    problems.extend(duplicate_service_ids(data, source))
-    try:
-        config = Config.model_validate(data)
-    except ValidationError as exc:
-        problems.extend(translate(exc, source, Config))
-        _cross_check_partial(data, source, problems)
-        raise ConfigError(problems) from None
-    problems.extend(cross_check(config, source))
-    if problems:
-        raise ConfigError(problems)
-    source.release()
-    config._source = source
-    return config
-
-
-def _cross_check_partial(
-    data: dict[str, Any], source: Source, problems: list[ConfigProblem]
-) -> None:
-    """Cross-section checks still run when some section failed to parse.
-
-    Sections that parse on their own are checked together, so a bad duration in
-    one service does not hide a dependency cycle elsewhere. References are only
-    judged when what they point to parsed; otherwise every reference would look
-    unknown.
-    """
-    good = {}
-    for name in Config.model_fields:
-        if name in data:
-            try:
-                Config.model_validate({name: data[name]})
-            except ValidationError:
-                continue
-            good[name] = data[name]
-    if "services" not in good:
-        good.pop("relations", None)
-        good.pop("alert_rules", None)
-    if "channels" not in good:
-        good.pop("alert_rules", None)
-    problems.extend(cross_check(Config.model_validate(good), source))
+    draft = build(data, source, problems)
+    section_checks(draft)
+    return draft
 
 
 def _apply_env_overrides(data: dict[str, Any], env: Mapping[str, str]) -> list[ConfigProblem]:

@@ -8,29 +8,22 @@ in :mod:`server.config.checks`, after every section has parsed.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
-from checkers import SERVICE_TYPES
 from server.config.source import Source
-from server.config.types import (
-    ByteSize,
-    Duration,
-    Flag,
-    HostPort,
-    Identifier,
-    SecretStr,
-    ServiceId,
-    WaitDuration,
-)
+from server.config.types import Flag, HostPort, Identifier, SecretStr, ServiceId, TypeName
 from server.core.secret import Secret
+from server.core.units import ByteSize, Duration, DurationRange, SizeRange
 
 
 class Section(BaseModel):
     """Unknown keys are errors: a typo must not silently fall back to a default."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False
+    )
 
 
 class ClusterConfig(Section):
@@ -67,15 +60,18 @@ class ClickHouseConfig(Section):
 class ServiceConfig(Section):
     id: ServiceId
     label: str = ""
-    type: Literal[SERVICE_TYPES]  # type: ignore[valid-type]
+    # One of checkers.SERVICE_TYPES: checked above the registries (server/validation).
+    type: TypeName
     stack: str = "default"
-    interval: Duration = timedelta(seconds=30)
-    timeout: Duration = timedelta(seconds=10)
+    # At least 1s: a shorter interval checks hundreds of times a second and reports
+    # false UNKNOWNs; at most a week.
+    interval: Annotated[Duration, DurationRange("1s", "7d")] = timedelta(seconds=30)
+    timeout: Annotated[Duration, DurationRange("100ms", "1h")] = timedelta(seconds=10)
     enabled: Flag = True
     # DEGRADED when an OK check's response time is above the learned p99 for this
     # hour of the week, for learned_degraded_for (see baselines)
     learned_degraded: Flag = False
-    learned_degraded_for: WaitDuration = timedelta(0)
+    learned_degraded_for: Annotated[Duration, DurationRange("1s", "1d", zero=True)] = timedelta(0)
     # One optional block per entry of checkers.SERVICE_TYPES (a test keeps them in step);
     # each is validated by its checker's Settings model in server.config.checks.
     python_process: dict[str, Any] | None = None
@@ -125,24 +121,27 @@ class AlertRuleConfig(Section):
     service: str
     name: str = ""
     condition: str
-    threshold: float = 0.0
-    for_: WaitDuration = Field(timedelta(0), alias="for")
+    threshold: float = Field(0.0, ge=-1e15, le=1e15)
+    for_: Annotated[Duration, DurationRange("1s", "7d", zero=True)] = Field(
+        timedelta(0), alias="for"
+    )
     severity: Severity = "warning"
     channels: list[str] = Field(default_factory=list)
-    repeat_interval: Duration = timedelta(hours=4)
+    repeat_interval: Annotated[Duration, DurationRange("1s", "30d")] = timedelta(hours=4)
     labels: dict[str, str] = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)
     enabled: Flag = True
 
 
-ChannelType = Literal["webhook", "slack", "email", "pagerduty", "apprise"]
-
-
 class ChannelConfig(BaseModel):
-    """``type`` plus the channel's own settings, validated by its channel module."""
+    """``type`` plus the channel's own settings, validated by its channel module.
+
+    ``type`` is one of ``server.notify.CHANNEL_TYPES``, checked above the registries
+    (server/validation) with the settings.
+    """
 
     model_config = ConfigDict(extra="allow", frozen=True)
-    type: ChannelType
+    type: TypeName
 
 
 class SilenceConfig(Section):
@@ -159,7 +158,7 @@ class SilenceConfig(Section):
     start: datetime | None = None
     end: datetime | None = None
     cron: str | None = None
-    duration: Duration | None = None
+    duration: Annotated[Duration, DurationRange("1s", "365d")] | None = None
     timezone: str = "UTC"
     author: str = "config"
     comment: str = ""
@@ -174,13 +173,15 @@ class FlappingConfig(Section):
 
 
 class AlertingConfig(Section):
-    group_wait: WaitDuration = timedelta(milliseconds=500)
+    group_wait: Annotated[Duration, DurationRange("1ms", "10m", zero=True)] = timedelta(
+        milliseconds=500
+    )
     # Transient delivery failures are retried until this long after a notice was queued.
-    delivery_deadline: Duration = timedelta(hours=1)
+    delivery_deadline: Annotated[Duration, DurationRange("1s", "7d")] = timedelta(hours=1)
     # Optional cap on retries before the deadline (None: the deadline alone decides).
     retries: int | None = Field(None, ge=0, le=100)
-    retry_backoff: Duration = timedelta(seconds=1)
-    retry_max_backoff: Duration = timedelta(minutes=5)
+    retry_backoff: Annotated[Duration, DurationRange("10ms", "1h")] = timedelta(seconds=1)
+    retry_max_backoff: Annotated[Duration, DurationRange("10ms", "1d")] = timedelta(minutes=5)
     queue_size: int = Field(1000, ge=1, le=1_000_000)
     # Channels told when a notice to another channel fails permanently or past its deadline.
     fallback_channels: list[str] = Field(default_factory=list)
@@ -192,19 +193,21 @@ class LogsConfig(Section):
     """Log ingestion (POST /api/v1/logs, POST /v1/logs); off until a token is set."""
 
     tokens: dict[str, SecretStr] = Field(default_factory=dict)
-    max_body: ByteSize = 5 * 2**20
-    max_record: ByteSize = 64 * 2**10
+    # gzip bodies are inflated in memory up to max_body: keep it to what a request
+    # can sensibly carry
+    max_body: Annotated[ByteSize, SizeRange("1KiB", "64MiB")] = 5 * 2**20
+    max_record: Annotated[ByteSize, SizeRange("256B", "16MiB")] = 64 * 2**10
     max_records: int = Field(10_000, ge=1, le=1_000_000)
     unknown_services: Literal["accept", "reject"] = "accept"
     environment: str = ""
-    dlq_raw_bytes: ByteSize = 4096
+    dlq_raw_bytes: Annotated[ByteSize, SizeRange("1B", "1MiB")] = 4096
 
 
 class BaselinesConfig(Section):
-    window: Duration = timedelta(days=28)
+    window: Annotated[Duration, DurationRange("1h", "365d")] = timedelta(days=28)
     k: float = Field(3.0, gt=0, le=20)
     min_samples: int = Field(10, ge=1, le=1_000_000)
-    every: Duration = timedelta(days=1)
+    every: Annotated[Duration, DurationRange("1m", "30d")] = timedelta(days=1)
 
 
 class ReportConfig(Section):
@@ -242,10 +245,10 @@ class DashboardConfig(Section):
 
 class SchedulerConfig(Section):
     max_workers: int = Field(32, ge=1, le=1024)
-    flush_interval: Duration = timedelta(seconds=1)
+    flush_interval: Annotated[Duration, DurationRange("10ms", "1m")] = timedelta(seconds=1)
     batch_rows: int = Field(100_000, ge=1, le=1_000_000)
     spool_dir: str = "var/spool"
-    spool_max_bytes: ByteSize = 256 * 2**20
+    spool_max_bytes: Annotated[ByteSize, SizeRange("1MiB", "1TiB")] = 256 * 2**20
     max_queue_rows: int = Field(500_000, ge=1000, le=100_000_000)
 
 

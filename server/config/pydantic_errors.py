@@ -19,6 +19,7 @@ _EXPECTED = {
     "int_from_float": "expected a whole number",
     "float_type": "expected a number",
     "float_parsing": "expected a number",
+    "finite_number": "expected a finite number",
     "bool_type": "expected true or false",
     "bool_parsing": "expected true or false",
     "string_type": "expected a string (quote it)",
@@ -34,7 +35,7 @@ def describe(value: Any) -> str:
     if isinstance(value, dict):
         return "a mapping"
     if isinstance(value, list):
-        return "a list"
+        return "a list" if value else "an empty list"
     if value is None:
         return "nothing (null)"
     if isinstance(value, str):
@@ -74,6 +75,8 @@ def _message(error: Any, model: type[BaseModel], loc: Path) -> str:
         return f"{reason}{got}" if scalar else reason
     if kind == "lightbulb":
         return f"{error['msg']}{got}"
+    if kind == "lightbulb_secret":  # the value may be a credential: never quoted back
+        return str(error["msg"])
     if kind in {"greater_than_equal", "greater_than", "less_than_equal", "less_than"}:
         op = {
             "greater_than_equal": ">=",

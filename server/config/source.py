@@ -6,6 +6,13 @@ records its line under its key path. ``${VAR}`` / ``${VAR:-default}`` are
 expanded in scalar values *after* parsing, so an environment value can never
 change the document's structure, and the unexpanded text is kept so secrets can
 be stored as written (``${TOKEN}``) rather than as their values.
+
+Hostile documents are refused with a located problem, in well under a second:
+aliases (``*name``) may expand the document to at most :data:`MAX_VALUES`
+values (a 400-byte "billion laughs" would otherwise take minutes and gigabytes),
+an alias may not contain itself, and nesting is limited to :data:`MAX_DEPTH`.
+Merge keys (``<<: *defaults``) work as in YAML 1.1: keys written in the mapping
+win over merged ones, and earlier merged mappings win over later ones.
 """
 
 from __future__ import annotations
@@ -25,6 +32,10 @@ Path = tuple[str | int, ...]
 # LibYAML's parser is ~4x faster and peaks far lower on big files (5,000 services);
 # the pure-Python one is the fallback where PyYAML was built without it.
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+MAX_VALUES = 1_000_000  # values after alias expansion: 5,000 services use ~150,000
+MAX_DEPTH = 64  # mappings and lists inside each other
+_MERGE_TAG = "tag:yaml.org,2002:merge"
 
 _ENV_RE = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -88,10 +99,75 @@ def load_source(
     if node is None:
         source.data = {}
         return source, problems
+    refusal = _refuse_hostile(node, filename)
+    if refusal is not None:
+        problems.append(refusal)
+        return source, problems
     walker = _Walker(source, env, problems)
     source.lines[()] = node.start_mark.line + 1
     source.data = walker.build(node, ())
     return source, problems
+
+
+def _refuse_hostile(root: yaml.Node, filename: str) -> ConfigProblem | None:
+    """A problem if aliases make ``root`` recursive, too big once expanded, or too deep.
+
+    Sizes are counted over the node graph with a memo (each distinct node once), so
+    the count itself takes time linear in the file, however far aliases multiply it.
+    """
+    sizes: dict[int, int] = {}
+    depths: dict[int, int] = {}
+    on_path: set[int] = set()
+
+    def visit(node: yaml.Node) -> ConfigProblem | None:
+        key = id(node)
+        if key in sizes:
+            return None
+        if key in on_path:
+            line = node.start_mark.line + 1
+            return ConfigProblem(
+                filename,
+                line,
+                (),
+                "an alias refers to a value that contains it (recursive "
+                "alias); write the value out instead",
+            )
+        children = _children(node)
+        on_path.add(key)
+        for child in children:
+            problem = visit(child)
+            if problem is not None:
+                return problem
+        on_path.discard(key)
+        sizes[key] = 1 + sum(sizes[id(c)] for c in children)
+        depths[key] = 1 + max((depths[id(c)] for c in children), default=0)
+        return None
+
+    try:
+        problem = visit(root)
+    except RecursionError:
+        problem = None
+        depths[id(root)] = MAX_DEPTH + 1
+    if problem is not None:
+        return problem
+    line = root.start_mark.line + 1
+    if depths[id(root)] > MAX_DEPTH:
+        return ConfigProblem(filename, line, (), f"nested deeper than {MAX_DEPTH} levels")
+    if sizes[id(root)] > MAX_VALUES:
+        return ConfigProblem(
+            filename, line, (),
+            f"aliases expand this document to {sizes[id(root)]:,} values, more than "
+            f"{MAX_VALUES:,}; write repeated blocks out or share fewer aliases",
+        )  # fmt: skip
+    return None
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    return []
 
 
 class _Walker:
@@ -117,13 +193,19 @@ class _Walker:
                 items.append(self.build(child, (*path, index)))
             return items
         assert isinstance(node, yaml.ScalarNode)
-        value = self._scalar(node)
+        value = self._scalar(node, path)
         if isinstance(value, str) and "$" in value:
             return self._expand(value, path)
         return value
 
-    def _scalar(self, node: yaml.Node) -> Any:
-        value = self.constructor.construct_object(node, deep=True)
+    def _scalar(self, node: yaml.Node, path: Path = ()) -> Any:
+        try:
+            value = self.constructor.construct_object(node, deep=True)
+        except yaml.YAMLError:  # a tag the safe loader refuses (!!python/..., !custom)
+            line = node.start_mark.line + 1
+            message = f"unsupported tag {node.tag}; write a plain value"
+            self.problems.append(ConfigProblem(self.source.filename, line, path, message))
+            return node.value  # the text as written: no second problem about its type
         # PyYAML caches every constructed node (and so every position mark) for
         # anchors; we resolve aliases from the node tree ourselves, so drop the
         # cache or a 5,000-service file keeps ~35 MB of marks alive.
@@ -133,25 +215,55 @@ class _Walker:
     def _mapping(self, node: yaml.MappingNode, path: Path) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for key_node, value_node in node.value:
-            key = self._scalar(key_node)
-            line = key_node.start_mark.line + 1
-            if not isinstance(key, str):
-                key = str(key)
+            if key_node.tag == _MERGE_TAG:
+                continue
+            key = self._key(key_node)
             child = (*path, key)
             if key in out:
                 first = self.source.lines.get(child)
-                self.problems.append(
-                    ConfigProblem(
-                        self.source.filename,
-                        line,
-                        child,
-                        f"duplicate key (first set at line {first}); keep one",
-                    )
-                )
+                message = f"duplicate key (first set at line {first}); keep one"
+                line = key_node.start_mark.line + 1
+                self.problems.append(ConfigProblem(self.source.filename, line, child, message))
                 continue
-            self.source.lines[child] = line
+            self.source.lines[child] = key_node.start_mark.line + 1
             out[key] = self.build(value_node, child)
+        for key_node, value_node in node.value:
+            if key_node.tag == _MERGE_TAG:
+                self._merge(value_node, path, out, key_node.start_mark.line + 1)
         return out
+
+    def _key(self, node: yaml.Node) -> str:
+        key = self._scalar(node) if isinstance(node, yaml.ScalarNode) else None
+        if key is None and not isinstance(node, yaml.ScalarNode):
+            line = node.start_mark.line + 1
+            message = "a key must be a plain value, not a list or mapping"
+            self.problems.append(ConfigProblem(self.source.filename, line, (), message))
+            return f"<key at line {line}>"
+        return key if isinstance(key, str) else str(key)
+
+    def _merge(self, value_node: yaml.Node, path: Path, out: dict[str, Any], line: int) -> None:
+        """``<<: *a`` or ``<<: [*a, *b]``: add the keys ``out`` does not have yet.
+
+        A merged key's line is where it is written (in the anchored mapping), so an
+        error in a shared block points at the block.
+        """
+        sources = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+        if not all(isinstance(source, yaml.MappingNode) for source in sources):
+            message = "a merge key (<<) takes a mapping or a list of mappings"
+            self.problems.append(ConfigProblem(self.source.filename, line, path, message))
+            return
+        for source in sources:
+            pairs = [(k, v) for k, v in source.value if k.tag != _MERGE_TAG]
+            for key_node, child_node in pairs:
+                key = self._key(key_node)
+                if key in out:
+                    continue
+                child = (*path, key)
+                self.source.lines[child] = key_node.start_mark.line + 1
+                out[key] = self.build(child_node, child)
+            for key_node, child_node in source.value:
+                if key_node.tag == _MERGE_TAG:
+                    self._merge(child_node, path, out, key_node.start_mark.line + 1)
 
     def _expand(self, text: str, path: Path) -> str:
         def replace(match: re.Match[str]) -> str:

@@ -25,33 +25,34 @@ from server.core.units import (
     parse_size,
 )
 
-_IDENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_IDENT_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def check_identifier(value: Any) -> str:
     """Database and cluster names go into DDL text, so only plain identifiers pass."""
-    if not isinstance(value, str) or not _IDENT_RE.match(value):
+    if not isinstance(value, str) or not _IDENT_RE.fullmatch(value):
         raise _fail("expected a name of letters, digits and _ not starting with a digit")
     return str(value)
 
 
-SERVICE_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
+# fullmatch, not match with $: "$" also matches before a trailing newline
+SERVICE_ID_RE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,199}")
 
 
 def check_service_id(value: Any) -> str:
-    if not isinstance(value, str) or not SERVICE_ID_RE.match(value):
+    if not isinstance(value, str) or not SERVICE_ID_RE.fullmatch(value):
         raise _fail(
             "expected an id of lowercase letters, digits, '_', '.' and '-', "
-            "starting with a letter or digit"
+            "starting with a letter or digit, at most 200 characters"
         )
     return value
 
 
-_HOST_RE = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})$")
+_HOST_RE = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})")
 
 
 def check_host_port(value: Any) -> str:
-    match = _HOST_RE.match(value) if isinstance(value, str) else None
+    match = _HOST_RE.fullmatch(value) if isinstance(value, str) else None
     if not match or not 0 < int(match.group(2)) < 65536:
         raise _fail('expected "host:port" like "ch1.example.com:9000"')
     return match.group(0)
@@ -73,7 +74,15 @@ def _strict_bool(value: Any) -> bool:
     raise _fail("expected true or false")
 
 
+def check_type_name(value: Any) -> str:
+    """A service or channel type's name; whether it is registered is checked above."""
+    if not isinstance(value, str) or not value or len(value) > 100:
+        raise _fail("expected a type name such as http or webhook")
+    return value
+
+
 Identifier = Annotated[str, BeforeValidator(check_identifier)]
+TypeName = Annotated[str, BeforeValidator(check_type_name)]
 ServiceId = Annotated[str, BeforeValidator(check_service_id)]
 HostPort = Annotated[str, BeforeValidator(check_host_port)]
 Flag = Annotated[bool, BeforeValidator(_strict_bool)]
@@ -91,6 +100,7 @@ __all__ = [
     "Identifier",
     "SecretStr",
     "ServiceId",
+    "TypeName",
     "WaitDuration",
     "check_host_port",
     "check_identifier",

@@ -16,12 +16,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, ClassVar, Generic, Literal, TypeVar
+from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
 from server.core.humanize import duration, number
-from server.core.units import Duration
+from server.core.units import Duration, DurationRange
 
 PAYLOAD_VERSION = "1"
 # alert: a state change; repeat: repeat_interval; flapping: a service started flapping;
@@ -53,12 +53,12 @@ class ChannelError(Exception):
 class ChannelSettings(BaseModel):
     """Settings every channel has; each channel adds its own."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
     type: str = ""
-    timeout: Duration = timedelta(seconds=10)  # to connect
+    timeout: Annotated[Duration, DurationRange("1s", "5m")] = timedelta(seconds=10)  # to connect
     # To wait for the answer once the notice is sent. An attempt that is still
     # being answered is never repeated alongside: a slow receiver gets one copy.
-    response_timeout: Duration = timedelta(minutes=2)
+    response_timeout: Annotated[Duration, DurationRange("1s", "1h")] = timedelta(minutes=2)
 
 
 def incident_key(alert_id: str, started: datetime) -> str:

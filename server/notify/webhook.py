@@ -18,8 +18,11 @@ import hashlib
 import hmac
 import json
 
-from pydantic import Field
+from typing import Annotated
 
+from pydantic import AfterValidator, Field
+
+from server.core.httpfields import HeaderName, check_header_value
 from server.core.secret import Secret, SecretStr
 from server.notify.base import Channel, ChannelSettings, Notice, payload
 from server.notify.http import post_json
@@ -31,7 +34,9 @@ IDEMPOTENCY_HEADER = "Idempotency-Key"
 
 class WebhookSettings(ChannelSettings):
     url: str
-    headers: dict[str, SecretStr] = Field(default_factory=dict)
+    headers: dict[HeaderName, Annotated[SecretStr, AfterValidator(check_header_value)]] = Field(
+        default_factory=dict
+    )
     secret: SecretStr = Secret("")
 
 

@@ -1,0 +1,111 @@
+"""A config file read section by section and item by item: what parsed, and every problem.
+
+A bad item costs only itself: the rest of its section still parses, so the
+checks above (:mod:`server.validation`: references, conditions, channel and
+checker settings) see every well-formed item and the raw text of the others,
+and one pass reports every problem in the file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from server.config.errors import ConfigError, ConfigProblem
+from server.config.models import Config
+from server.config.pydantic_errors import translate
+from server.config.source import Path, Source
+
+# Sections whose entries are checked one by one (a list, or a mapping of names).
+LIST_SECTIONS = ("services", "relations", "alert_rules", "silences")
+MAP_SECTIONS = ("channels",)
+
+
+@dataclass
+class Draft:
+    """The outcome of reading one file, before the cross-section checks.
+
+    ``config`` holds the sections and items that parsed (defaults for sections that
+    did not); ``kept[section]`` maps each of its list positions back to the
+    position in the file, so problems found later quote the right ``key.path``.
+    """
+
+    source: Source
+    data: dict[str, Any]
+    config: Config
+    problems: list[ConfigProblem]
+    kept: dict[str, list[int]] = field(default_factory=dict)
+
+    def report(self, path: Path, message: str) -> None:
+        """Add a problem at ``path`` (its line looked up in the file)."""
+        line = self.source.line_of(path)
+        self.problems.append(ConfigProblem(self.source.filename, line, path, message))
+
+    def items(self, section: str) -> Iterator[tuple[Path, Any]]:
+        """``(path, model)`` for each item of a list section that parsed."""
+        positions = self.kept.get(section, [])
+        for position, item in zip(positions, getattr(self.config, section), strict=True):
+            yield (section, position), item
+
+    def raw_items(self, section: str) -> Iterator[tuple[Path, dict[str, Any]]]:
+        """``(path, mapping)`` for each item of a list section as written, parsed or not."""
+        value = self.data.get(section)
+        for position, item in enumerate(value if isinstance(value, list) else []):
+            if isinstance(item, dict):
+                yield (section, position), item
+
+    def finish(self) -> Config:
+        """The config, or :class:`ConfigError` with every problem collected."""
+        if self.problems:
+            raise ConfigError(self.problems)
+        self.source.release()
+        self.config._source = self.source
+        return self.config
+
+
+def build(data: dict[str, Any], source: Source, problems: list[ConfigProblem]) -> Draft:
+    """Validate each section of ``data`` on its own, and list sections item by item."""
+    kept: dict[str, list[int]] = {}
+    fields: dict[str, Any] = {}
+    # x-* keys are the file's own (YAML anchors for merge keys, as in Compose files)
+    unknown = {
+        k: v for k, v in data.items() if k not in Config.model_fields and not k.startswith("x-")
+    }
+    if unknown:
+        problems.extend(_validate(unknown, source)[1])
+    for name in Config.model_fields:
+        if name not in data:
+            continue
+        model, errors = _validate({name: data[name]}, source)
+        problems.extend(errors)
+        if model is None and (name in LIST_SECTIONS or name in MAP_SECTIONS):
+            entries, kept[name] = _entries(name, data[name], errors)
+            model = _validate({name: entries}, source)[0] if entries is not None else None
+        if model is not None:
+            fields[name] = getattr(model, name)
+    # every field was validated above: assemble without validating the file twice
+    config = Config.model_construct(**fields)
+    for name in LIST_SECTIONS:
+        kept.setdefault(name, list(range(len(getattr(config, name)))))
+    return Draft(source, data, config, problems, kept)
+
+
+def _validate(data: dict[str, Any], source: Source) -> tuple[Config | None, list[ConfigProblem]]:
+    try:
+        return Config.model_validate(data), []
+    except ValidationError as exc:
+        return None, translate(exc, source, Config)
+
+
+def _entries(name: str, value: Any, errors: list[ConfigProblem]) -> tuple[Any, list[int]]:
+    """The entries of a list or mapping section without the ones that had a problem."""
+    bad = {p.path[1] for p in errors if len(p.path) > 1 and p.path[0] == name}
+    if isinstance(value, list):
+        positions = [i for i in range(len(value)) if i not in bad]
+        return [value[i] for i in positions], positions
+    if isinstance(value, dict):
+        return {k: v for k, v in value.items() if k not in bad}, []
+    return None, []

@@ -1,0 +1,40 @@
+"""Load a config file and check it whole: the one place that knows every registry.
+
+:mod:`server.config` reads the file's structure; the checks here span sections
+or need a plugin: service types and each checker's settings (``checkers``),
+channel types and settings (``server.notify``), rule conditions, annotation
+templates and silence schedules (``server.alerting``), and the references
+between sections. Plugins import nothing from here or from ``server.config``;
+data flows one way. Every problem in the file is reported in one pass.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+from server.config import Config, ConfigError, ConfigProblem, Draft, read_file, read_text
+from server.validation import alerting, services
+
+__all__ = ["Config", "ConfigError", "ConfigProblem", "load_config", "parse_config"]
+
+
+def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> Config:
+    """The valid config in the file at ``path``, or :class:`ConfigError` with every problem.
+
+    ``environ`` (default ``os.environ``) supplies ``${VAR}`` values and the
+    ``CLICKHOUSE_*`` overrides. Never raises anything else for any file content.
+    """
+    return check(read_file(path, environ))
+
+
+def parse_config(text: str, filename: str, environ: Mapping[str, str] | None = None) -> Config:
+    """Like :func:`load_config` for text already read; ``filename`` is quoted in problems."""
+    return check(read_text(text, filename, environ))
+
+
+def check(draft: Draft) -> Config:
+    """Run the cross-section checks on ``draft``; the config, or every problem at once."""
+    services.check(draft)
+    alerting.check(draft)
+    return draft.finish()

@@ -1,0 +1,140 @@
+"""Alert rules, channels, silences and the report against the alerting and notify registries."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jinja2 import TemplateSyntaxError
+from pydantic import ValidationError
+
+from server import notify
+from server.alerting.conditions import (
+    AbsentCondition,
+    Condition,
+    ConditionError,
+    StatusCondition,
+    parse_condition,
+)
+from server.alerting.silences import parse_cron
+from server.alerting.templates import compile_template
+from server.config import Draft
+from server.config.pydantic_errors import describe, translate
+from server.config.source import Path
+from server.core import selectors
+from server.core.status import Status
+
+
+def check(draft: Draft) -> None:
+    """Rules (conditions, templates, services, channels), channels, silences, fallbacks, report."""
+    channels = _channels(draft)
+    _rules(draft, channels)
+    _silences(draft)
+    for section in (("alerting", "fallback_channels"), ("report", "channels")):
+        names = draft.config.alerting.fallback_channels if section[0] == "alerting" else (
+            draft.config.report.channels
+        )
+        for position, name in enumerate(names):
+            if name not in channels:
+                draft.report(
+                    (*section, position), f'unknown channel "{name}"; define it under channels'
+                )
+
+
+def _channels(draft: Draft) -> set[str]:
+    """Check each channel's type and settings; return every channel name written."""
+    section = draft.data.get("channels")
+    if not isinstance(section, dict):
+        return set()
+    for name, raw in section.items():
+        kind = raw.get("type") if isinstance(raw, dict) else None
+        if not isinstance(kind, str) or not kind:
+            continue  # the model reported it
+        path: Path = ("channels", name)
+        if kind not in notify.CHANNEL_TYPES:
+            names = ", ".join(f"'{t}'" for t in notify.CHANNEL_TYPES[:-1])
+            expected = f"{names} or '{notify.CHANNEL_TYPES[-1]}'"
+            draft.report((*path, "type"), f"expected one of {expected}, got {describe(kind)}")
+            continue
+        model = notify.settings_model(kind)
+        try:
+            model.model_validate(raw)
+        except ValidationError as exc:
+            draft.problems.extend(translate(exc, draft.source, model, path))
+    return {str(name) for name in section}
+
+
+def _rules(draft: Draft, channels: set[str]) -> None:
+    services: list[tuple[str, str]] = []
+    for _, raw in draft.raw_items("services"):
+        sid, stack = raw.get("id"), raw.get("stack", "default")
+        if isinstance(sid, str):
+            services.append((sid, stack if isinstance(stack, str) else "default"))
+    parsed = dict(draft.items("alert_rules"))
+    seen: set[str] = set()
+    for path, raw in draft.raw_items("alert_rules"):
+        rule_id = raw.get("id")
+        if isinstance(rule_id, str):
+            if rule_id in seen:
+                draft.report((*path, "id"), f'duplicate rule id "{rule_id}"')
+            seen.add(rule_id)
+        condition = _condition(draft, path, raw.get("condition"))
+        rule = parsed.get(path)
+        if condition is not None and rule is not None:
+            _threshold(draft, path, condition, rule.threshold)
+        annotations = raw.get("annotations")
+        for key, text in (annotations if isinstance(annotations, dict) else {}).items():
+            if isinstance(text, str):
+                try:
+                    compile_template(text)
+                except TemplateSyntaxError as exc:
+                    draft.report((*path, "annotations", key), f"template error: {exc.message}")
+        selector = raw.get("service")
+        if isinstance(selector, str) and not selectors.matches_any(selector, services):
+            draft.report(
+                (*path, "service"),
+                f'unknown service "{selector}"; use a service id, '
+                '"stack:<name>" or a glob like "api-*" that matches one',
+            )
+        names = raw.get("channels")
+        for position, name in enumerate(names if isinstance(names, list) else []):
+            if isinstance(name, str) and name not in channels:
+                draft.report(
+                    (*path, "channels", position),
+                    f'unknown channel "{name}"; define it under channels',
+                )
+
+
+def _condition(draft: Draft, path: Path, text: Any) -> Condition | None:
+    if not isinstance(text, str):
+        return None  # the model reported it
+    try:
+        return parse_condition(text)
+    except ConditionError as exc:
+        draft.report((*path, "condition"), str(exc))
+        return None
+
+
+def _threshold(draft: Draft, path: Path, condition: Condition, threshold: float) -> None:
+    if (
+        isinstance(condition, StatusCondition)
+        and condition.compare.value is None
+        and threshold not in {float(c) for c in Status}
+    ):
+        draft.report(
+            (*path, "threshold"),
+            f"a status condition needs a status code 0-5 as threshold, got {threshold:g}",
+        )
+    if isinstance(condition, AbsentCondition) and threshold < 1:
+        draft.report(
+            (*path, "threshold"),
+            f"absent needs the missed intervals as threshold (>= 1), got {threshold:g}",
+        )
+
+
+def _silences(draft: Draft) -> None:
+    for path, silence in draft.items("silences"):
+        if silence.cron:
+            try:
+                parse_cron(silence.cron, silence.timezone)
+            except (ValueError, LookupError) as exc:
+                draft.report((*path, "cron"), f'expected a crontab like "0 2 * * SUN": {exc}')
