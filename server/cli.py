@@ -125,6 +125,7 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     from server.core.clock import SystemClock
     from server.daemon import freeze_startup_objects
     from server.web import WebContext, WebServer, create_app
+    from server.web.host import bind_error
 
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -138,10 +139,15 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_USAGE
+    dashboard = config.dashboard.model_copy(update={"port": args.port or config.dashboard.port})
     storage = open_storage(config.clickhouse)
     context = WebContext(config, storage, SystemClock())
-    dashboard = config.dashboard
-    server = WebServer(create_app(context), dashboard.bind, args.port or dashboard.port)
+    try:
+        server = WebServer(create_app(context), dashboard.bind, dashboard.port)
+    except OSError as exc:
+        storage.close()
+        print(f"error: {bind_error(dashboard, exc)}", file=sys.stderr)
+        return EXIT_PROBLEM
     print(f"Lightbulb dashboard on http://{dashboard.bind}:{server.port}/ (Ctrl-C stops)")
     freeze_startup_objects()
     try:

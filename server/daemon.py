@@ -2,8 +2,13 @@
 
 Signals: SIGTERM/SIGINT stop scheduling, let checks in flight finish (up to
 their timeout, at most ``STOP_GRACE``), flush, and exit 0. SIGHUP reloads the
-config: an invalid file is reported and the running config kept; a valid one
-adds, removes and reschedules services without touching the others.
+config: an invalid file (whatever it holds) is reported and the running config
+kept; a valid one adds, removes and reschedules services without touching the
+others. A reload that moves the dashboard to another address applies it with its
+auth, or is refused whole if that address cannot be bound.
+
+If the dashboard's port is taken at start, ``run`` exits at once (code 1) naming
+the port and the key to change, before checking anything.
 """
 
 from __future__ import annotations
@@ -35,8 +40,9 @@ from server.storage import Storage, StorageError, open_storage
 from server.sync import sync_config_tables
 from server.tables import WRITTEN_TABLES
 from server.validation import load_config
-from server.web import WebContext, WebServer, create_app
+from server.web import WebContext
 from server.web.context import ServiceState
+from server.web.host import BindError, DashboardHost
 from server.writer import Writer
 
 log = logging.getLogger("lightbulb.daemon")
@@ -90,8 +96,7 @@ class Daemon:
             baselines=BaselineJob(self.baselines, self.storage, self.writer, self.clock),
             report=self.report,
         )  # fmt: skip
-        self.web: WebServer | None = None
-        self.web_context: WebContext | None = None
+        self.web = DashboardHost(self._web_context)
         self._checking = False  # set once checks run: alert state is live from then on
         self.scheduler = CheckScheduler(self.recorder, self.clock, max_workers=sched.max_workers)
         self._stop = threading.Event()
@@ -122,6 +127,12 @@ class Daemon:
     # -- lifecycle ---------------------------------------------------------------------
     def run(self) -> int:
         self._install_signals()
+        try:
+            self.web.open(self.config)  # a taken port stops us before anything runs
+        except BindError as exc:
+            log.error("not started: %s (in %s)", exc, self.config_path)
+            self.storage.close()
+            return 1
         log.info(
             "starting: %d services from %s, storage %s",
             sum(1 for s in self.config.services if s.enabled),
@@ -140,7 +151,7 @@ class Daemon:
                 log.warning("alert state not restored: %s", exc)
         self.writer.start()
         self.dispatcher.start()
-        self.start_web()
+        self.web.start()
         self._checking = True
         self.scheduler.sync(list(self.config.services))
         freeze_startup_objects()
@@ -156,34 +167,18 @@ class Daemon:
     def _tick_alerts(self) -> None:
         self.alerts.tick()
 
-    def start_web(self) -> None:
-        dashboard = self.config.dashboard
-        if not dashboard.enabled:
-            return
-        try:
-            context = WebContext(
-                self.config, self.storage, self.clock, self.alerts, self, sink=self.writer,
-                baselines=self.baselines,
-            )  # fmt: skip
-            self.web = WebServer(create_app(context), dashboard.bind, dashboard.port)
-            self.web_context = context
-        except OSError as exc:
-            log.error(
-                "dashboard not served: cannot listen on %s:%d: %s",
-                dashboard.bind,
-                dashboard.port,
-                exc.strerror or exc,
-            )
-            return
-        self.web.start()
+    def _web_context(self, config: Config) -> WebContext:
+        return WebContext(
+            config, self.storage, self.clock, self.alerts, self, sink=self.writer,
+            baselines=self.baselines,
+        )  # fmt: skip
 
     def shutdown(self) -> int:
         log.info("stopping: waiting for %d checks in flight", self.scheduler.in_flight())
         longest = max((s.timeout.total_seconds() for s in self.config.services), default=0.0)
         self.scheduler.shutdown(wait_seconds=min(longest, STOP_GRACE))
         self.jobs.shutdown()
-        if self.web is not None:
-            self.web.stop()
+        self.web.stop()
         self.dispatcher.stop(deadline=NOTIFY_GRACE)
         self.alert_log.sync()  # transitions no notice carried to disk yet
         self.writer.stop(timeout=WRITE_GRACE)
@@ -200,11 +195,32 @@ class Daemon:
         self._stop.set()
 
     def reload(self) -> None:
+        """Apply the file as it is now, or keep everything running as it was.
+
+        Never raises: nothing a file holds may stop the daemon.
+        """
         try:
             config = load_config(self.config_path)
         except ConfigError as exc:
             log.error("reload rejected, keeping the running config:\n%s", exc.report())
             return
+        except Exception:  # a bug in validation must not take the daemon down either
+            log.exception("reload rejected (unexpected error), keeping the running config")
+            return
+        try:
+            refused = self.web.apply(config)  # first: the one step that can fail on its own
+        except Exception:
+            log.exception("reload rejected (dashboard not moved), keeping the running config")
+            return
+        if refused is not None:
+            log.error("reload rejected, keeping the running config: %s", refused)
+            return
+        try:
+            self._apply(config)
+        except Exception:
+            log.exception("reload failed part-way; fix the cause and reload again")
+
+    def _apply(self, config: Config) -> None:
         if config.clickhouse != self.config.clickhouse:
             log.warning("clickhouse settings changed; they take effect on restart")
         if config.channels != self.config.channels or config.alerting != self.config.alerting:
@@ -213,8 +229,6 @@ class Daemon:
         self.jobs.reconfigure(config)
         self.baselines.config = config.baselines
         self.config = config
-        if self.web_context is not None:
-            self.web_context.reconfigure(config)
         changes = self.scheduler.sync(list(config.services))
         freeze_startup_objects()
         try:

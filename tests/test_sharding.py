@@ -10,7 +10,7 @@ import re
 
 import pytest
 
-from server.config import ConfigError, parse_config
+from server.validation import ConfigError, parse_config
 from server.schema import GRANTS_FILE, SHARD_KEYS, Target, render_file, render_schema
 from server.storage.embedded import EmbeddedStorage
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import socket
 import threading
 from typing import Any
 
@@ -18,6 +19,7 @@ class WebServer:
         self.port = int(self._server.effective_port)
         self.host = host
         self._thread = threading.Thread(target=self._run, name="lightbulb-web", daemon=True)
+        self._stopped = False
 
     def _run(self) -> None:
         with contextlib.suppress(OSError):  # closed during shutdown
@@ -33,4 +35,23 @@ class WebServer:
         self._server.run()
 
     def stop(self) -> None:
+        """Close the listening socket and every open connection, and end the worker threads.
+
+        Kept-alive connections would otherwise go on being served by this app (and its
+        config) after a reload moved the dashboard to a new socket.
+        """
+        if self._stopped:
+            return
+        self._stopped = True
+        listener = self._server.socket
+        self._server.del_channel()  # out of the poll map first: no accept on the way out
+        with contextlib.suppress(OSError):
+            # wakes the poll that holds the socket: until then the port stays taken
+            listener.shutdown(socket.SHUT_RDWR)
         self._server.close()
+        for channel in list(self._server._map.values()):
+            with contextlib.suppress(OSError):
+                channel.close()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+        self._server.task_dispatcher.shutdown(timeout=1)
