@@ -22,6 +22,7 @@ system-deps:
 	  $$SUDO apt-get install -y clickhouse-server chromium chromium-driver; }
 
 # The main job on the embedded default: the daemon on the demo config, beside a demo worker.
+# Ports: make demo LIGHTBULB_PORT=9090 DEMO_WORKER_PORT=9099
 demo: $(STAMP)
 	BIN=$(BIN) examples/run-demo.sh
 

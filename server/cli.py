@@ -2,6 +2,7 @@
 
 Exit codes: 0 success, 1 the job ran and found a problem (schema drift, a
 storage failure), 2 the configuration or the command line is wrong.
+``lightbulb check`` exits like a Nagios plugin instead (see :data:`NAGIOS_EXIT`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from datetime import UTC, datetime
 from server import __version__
 from server.config import DEFAULT_PATH, Config, ConfigError
 from server.core.secret import Secret
+from server.core.status import Status
 from server.schema import Target, apply_grants, apply_schema
 from server.schema_check import check_schema
 from server.storage import StorageError, open_storage
@@ -23,6 +25,12 @@ from server.sync import sync_config_tables
 from server.validation import load_config
 
 EXIT_OK, EXIT_PROBLEM, EXIT_USAGE = 0, 1, 2
+# `lightbulb check`: the Nagios plugin convention (Nagios Plugin Development
+# Guidelines, "Plugin Return Codes"): 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN, so
+# scripts and other monitors can use it as a plugin. STARTING, STOPPED, UNKNOWN and
+# a check that could not run at all (bad config, no such service) are 3.
+NAGIOS_EXIT = {Status.OK: 0, Status.DEGRADED: 1, Status.FAILED: 2}
+NAGIOS_UNKNOWN = 3
 Command = Callable[[argparse.Namespace], int]
 
 
@@ -203,7 +211,21 @@ def cmd_maintenance(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    """Run one service's check now and print the result; nothing is written."""
+    """Run one service's check now and print the result; nothing is written.
+
+    Exits 0 OK, 1 DEGRADED, 2 FAILED, 3 anything else, including a check that
+    could not run (:data:`NAGIOS_EXIT`).
+    """
+    try:
+        return _check(args)
+    except ConfigError as exc:
+        print(exc.report(), file=sys.stderr)
+    except Exception as exc:
+        print(f"error: unexpected {type(exc).__name__}: {exc}", file=sys.stderr)
+    return NAGIOS_UNKNOWN
+
+
+def _check(args: argparse.Namespace) -> int:
     import checkers
     from checkers.base import CheckContext
     from server.runner import run_check
@@ -216,7 +238,7 @@ def cmd_check(args: argparse.Namespace) -> int:
             f"error: no service {args.service_id!r} in {args.config} (known: {known})",
             file=sys.stderr,
         )
-        return EXIT_USAGE
+        return NAGIOS_UNKNOWN
     checker = checkers.build_checker(service.type, service.block())
     try:
         ctx = CheckContext(service.id, datetime.now(UTC), service.timeout.total_seconds())
@@ -234,7 +256,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(f"  metric {name} = {metric.value:g} {metric.unit}".rstrip())
     for entry in result.logs:
         print(f"  log {entry.level}: {entry.message}")
-    return EXIT_OK
+    return NAGIOS_EXIT.get(result.status, NAGIOS_UNKNOWN)
 
 
 def cmd_notify_test(args: argparse.Namespace) -> int:

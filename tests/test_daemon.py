@@ -231,4 +231,4 @@ def test_check_command_prints_one_result_without_writing(tmp_path: Path) -> None
     assert "metric memory_percent" in result.stdout
     assert not (tmp_path / "db").exists()
     missing = run_cli("-m", "server.cli", "check", "nope", "--config", str(config))
-    assert missing.returncode == 2 and "no service 'nope'" in missing.stderr
+    assert missing.returncode == 3 and "no service 'nope'" in missing.stderr

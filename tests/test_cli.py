@@ -1,0 +1,45 @@
+"""Command-line habits: ``--version``, and ``lightbulb check`` exiting like a Nagios plugin."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from server import __version__
+from tests.conftest import require_binary, run_cli
+
+DUMMY = "/usr/lib/nagios/plugins/check_dummy"  # Debian's monitoring-plugins
+
+
+def test_version_prints_the_package_version() -> None:
+    done = run_cli("-m", "server.cli", "--version")
+    assert done.returncode == 0
+    assert done.stdout.strip() == f"lightbulb {__version__}"
+
+
+@pytest.mark.parametrize(
+    ("plugin_exit", "status"), [(0, "OK"), (1, "DEGRADED"), (2, "FAILED"), (3, "UNKNOWN")]
+)
+def test_check_exits_0_ok_1_degraded_2_failed_3_otherwise(
+    tmp_path: Path, plugin_exit: int, status: str
+) -> None:
+    require_binary(DUMMY, "monitoring-plugins")
+    config = tmp_path / "lightbulb.yaml"
+    config.write_text(
+        f"services:\n  - {{id: svc, type: command, command: {{command: [{DUMMY}, '{plugin_exit}',"
+        f" 'said so']}}}}\n"
+    )
+    done = run_cli("-m", "server.cli", "check", "svc", "--config", str(config))
+    assert done.returncode == plugin_exit, done.stdout + done.stderr
+    assert done.stdout.startswith(f"svc: {status} (")
+
+
+def test_check_that_cannot_run_exits_3_unknown(tmp_path: Path) -> None:
+    config = tmp_path / "lightbulb.yaml"
+    config.write_text("services:\n  - {id: svc, type: host, interval: often}\n")
+    bad = run_cli("-m", "server.cli", "check", "svc", "--config", str(config))
+    assert bad.returncode == 3 and "services[0].interval" in bad.stderr
+    config.write_text("services:\n  - {id: svc, type: host, interval: 1s}\n")
+    missing = run_cli("-m", "server.cli", "check", "other", "--config", str(config))
+    assert missing.returncode == 3 and "no service 'other'" in missing.stderr
