@@ -13,13 +13,15 @@ $(STAMP): setup.cfg pyproject.toml
 	touch $@
 
 # Debian packages the tests start for real: clickhouse-server for the cluster
-# backend, chromium and its driver for the dashboard's browser tests.
+# backend, chromium and its driver for the dashboard's browser tests, systemd's
+# systemd-analyze for the unit file's checks.
 system-deps:
 	@{ test -x /usr/sbin/clickhouse-server && command -v chromium >/dev/null 2>&1 \
-	  && command -v chromedriver >/dev/null 2>&1; } || { \
+	  && command -v chromedriver >/dev/null 2>&1 \
+	  && command -v systemd-analyze >/dev/null 2>&1; } || { \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update && DEBIAN_FRONTEND=noninteractive \
-	  $$SUDO apt-get install -y clickhouse-server chromium chromium-driver; }
+	  $$SUDO apt-get install -y clickhouse-server chromium chromium-driver systemd; }
 
 # The main job on the embedded default: the daemon on the demo config, beside a demo worker.
 # Ports: make demo LIGHTBULB_PORT=9090 DEMO_WORKER_PORT=9099

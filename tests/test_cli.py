@@ -7,9 +7,7 @@ from pathlib import Path
 import pytest
 
 from server import __version__
-from tests.conftest import require_binary, run_cli
-
-DUMMY = "/usr/lib/nagios/plugins/check_dummy"  # Debian's monitoring-plugins
+from tests.conftest import run_cli
 
 
 def test_version_prints_the_package_version() -> None:
@@ -24,10 +22,12 @@ def test_version_prints_the_package_version() -> None:
 def test_check_exits_0_ok_1_degraded_2_failed_3_otherwise(
     tmp_path: Path, plugin_exit: int, status: str
 ) -> None:
-    require_binary(DUMMY, "monitoring-plugins")
+    plugin = tmp_path / "check_says"  # a Nagios plugin: first line, then its exit code
+    plugin.write_text('#!/bin/sh\necho "$2"\nexit "$1"\n')
+    plugin.chmod(0o755)
     config = tmp_path / "lightbulb.yaml"
     config.write_text(
-        f"services:\n  - {{id: svc, type: command, command: {{command: [{DUMMY}, '{plugin_exit}',"
+        f"services:\n  - {{id: svc, type: command, command: {{command: [{plugin}, '{plugin_exit}',"
         f" 'said so']}}}}\n"
     )
     done = run_cli("-m", "server.cli", "check", "svc", "--config", str(config))
