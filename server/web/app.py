@@ -25,6 +25,7 @@ from server.web.errors import ApiError
 from server.web.ingest import ingest
 from server.web.metrics import CONTENT_TYPE, exposition
 from server.web.pages import pages, signed_in
+from server.web.ratelimit import LoginLimiter
 
 # open even when dashboard.auth.public_reads is false
 OPEN_ENDPOINTS = frozenset(
@@ -46,6 +47,7 @@ def create_app(ctx: WebContext) -> Flask:
         static_url_path="/static",
     )
     app.extensions["lightbulb"] = ctx
+    app.extensions["login_limiter"] = LoginLimiter(ctx.clock)
     app.config.update(
         MAX_CONTENT_LENGTH=64 * 1024,
         # Sessions only carry who signed in and the CSRF token; a restart signs everyone out

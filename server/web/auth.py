@@ -17,7 +17,9 @@ tokens are compared in constant time.
 from __future__ import annotations
 
 import hmac
+import re
 import secrets
+from urllib.parse import urlsplit
 
 from flask import request, session
 from werkzeug.security import check_password_hash
@@ -66,6 +68,26 @@ def require_user(auth: DashboardAuthConfig) -> str:
     if who is None:
         raise ApiError(401, "authentication required", challenge(auth))
     return who
+
+
+# Browsers drop tabs and newlines from URLs and read "\" as "/", so "/\t/evil.example"
+# and "/\\evil.example" both become "//evil.example": another site.
+_UNSAFE = re.compile(r"[\x00-\x20\x7f\\]")
+
+
+def safe_next(target: str) -> str | None:
+    """``target`` if it is a path on this site (``/alerts?x=1``), else None.
+
+    Refuses anything a browser could read as another origin: a scheme or host,
+    ``//``, and any control character, space or backslash (the open redirect of
+    ``/login?next=/%09/evil.example/``).
+    """
+    if not target.startswith("/") or target.startswith("//") or _UNSAFE.search(target):
+        return None
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc:
+        return None
+    return target
 
 
 def csrf_token() -> str:

@@ -12,7 +12,7 @@ from collections import Counter
 from datetime import UTC, date, datetime
 from typing import Any
 
-from flask import Blueprint, redirect, render_template, request, session, url_for
+from flask import Blueprint, current_app, redirect, render_template, request, session, url_for
 from markupsafe import Markup
 from werkzeug.wrappers import Response as WerkzeugResponse
 
@@ -20,12 +20,13 @@ from server.alerting.engine import AlertEngine
 from server.config.types import parse_duration
 from server.core import status as statuses
 from server.web.alerts_view import current_alerts
-from server.web.auth import check_csrf, check_password, principal, require_user
+from server.web.auth import check_csrf, check_password, principal, require_user, safe_next
 from server.web.charts import dependency_graph, line_chart, sparkline, status_strip
 from server.web.context import WebContext
 from server.web.context import current as context
 from server.web.errors import ApiError
 from server.web.queries import LOG_LEVELS, STATUS_NAMES, ServiceView
+from server.web.ratelimit import LoginLimiter
 from server.web.tiles import tile
 from server.web.timerange import PRESETS, TimeRange, time_range
 
@@ -284,19 +285,28 @@ def status_page() -> str:
 
 # -- sign-in and actions ---------------------------------------------------------------------
 @pages.route("/login", methods=["GET", "POST"])
-def login() -> str | WerkzeugResponse:
+def login() -> str | WerkzeugResponse | tuple[str, int, dict[str, str]]:
+    """Sign in; failed attempts are rate limited (:mod:`server.web.ratelimit`)."""
     ctx = context()
     auth = ctx.config.dashboard.auth
     error = ""
     if request.method == "POST":
         check_csrf()
         user, password = request.form.get("user", ""), request.form.get("password", "")
+        address = request.remote_addr or ""
+        limiter: LoginLimiter = current_app.extensions["login_limiter"]
+        wait = limiter.retry_after(address, user)
+        if wait:
+            error = f"too many failed sign-ins; try again in {wait} seconds"
+            page = render_template("login.html", error=error, auth=auth.type, now=ctx.clock.now())
+            return page, 429, {"Retry-After": str(wait)}
         if auth.type == "basic" and check_password(auth, user, password):
+            limiter.succeeded(address, user)
             session.clear()
             session["user"] = user
-            target = request.args.get("next", "")
-            return redirect(target if target.startswith("/") and not target.startswith("//")
-                            else url_for("pages.alerts"))  # fmt: skip
+            return redirect(safe_next(request.args.get("next", "")) or url_for("pages.alerts"))
+        if auth.type == "basic":
+            limiter.failed(address, user)
         error = "wrong user or password" if auth.type == "basic" else "sign-in needs auth: basic"
     return render_template("login.html", error=error, auth=auth.type, now=ctx.clock.now())
 
