@@ -7,7 +7,7 @@ in :mod:`server.config.checks`, after every section has parsed.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator,
 from server.config.source import Source
 from server.config.types import Flag, HostPort, Identifier, SecretStr, ServiceId, TypeName
 from server.core.secret import Secret
+from server.core.times import Instant
 from server.core.units import ByteSize, Duration, DurationRange, SizeRange
 
 
@@ -155,8 +156,8 @@ class SilenceConfig(Section):
     id: str = ""
     service: str | None = None
     rule: str | None = None
-    start: datetime | None = None
-    end: datetime | None = None
+    start: Instant | None = None
+    end: Instant | None = None
     cron: str | None = None
     duration: Annotated[Duration, DurationRange("1s", "365d")] | None = None
     timezone: str = "UTC"

@@ -162,6 +162,14 @@ def _refuse_hostile(root: yaml.Node, filename: str) -> ConfigProblem | None:
     return None
 
 
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _children(node: yaml.Node) -> list[yaml.Node]:
     if isinstance(node, yaml.SequenceNode):
         return list(node.value)
@@ -195,7 +203,12 @@ class _Walker:
         assert isinstance(node, yaml.ScalarNode)
         value = self._scalar(node, path)
         if isinstance(value, str) and "$" in value:
-            return self._expand(value, path)
+            value = self._expand(value, path)
+        if isinstance(value, str) and not _is_utf8(value):
+            # an environment value of bytes that are not UTF-8 arrives as lone surrogates:
+            # no table, page or log line can hold them
+            self.problem(path, "expected UTF-8 text (an environment variable holds other bytes)")
+            return value.encode("utf-8", "replace").decode("utf-8")
         return value
 
     def _scalar(self, node: yaml.Node, path: Path = ()) -> Any:

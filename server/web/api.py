@@ -6,12 +6,14 @@ bad input is a 4xx with ``{"error": ...}``.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+import json
+from datetime import datetime, timedelta
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
 from server.config.types import parse_duration
+from server.core.times import parse_instant
 from server.web.alerts_view import current_alerts
 from server.web.auth import require_user
 from server.web.context import current as context
@@ -23,6 +25,7 @@ from server.web.timerange import time_range
 MAX_SILENCE = timedelta(days=365)
 MAX_TEXT = 1000
 MAX_LOGS = 1000
+MAX_DEPTH = 32  # of a JSON body
 
 
 api = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -221,13 +224,47 @@ def _int_arg(name: str, default: int, low: int, high: int) -> int:
 
 
 def _json_body() -> dict[str, Any]:
-    """JSON only: a cross-site form cannot send it without a preflight (the CSRF guard)."""
+    """JSON only: a cross-site form cannot send it without a preflight (the CSRF guard).
+
+    Whatever is accepted here can be stored and shown later, so the body must be
+    valid UTF-8 all through (JSON's ``\\ud800`` escape spells a lone surrogate that
+    no page or table can hold) and nested at most :data:`MAX_DEPTH` deep.
+    """
     if not request.is_json:
         raise ApiError(415, "send Content-Type: application/json")
-    body = request.get_json(silent=True)
+    try:
+        body = json.loads(request.get_data(cache=True))
+    except RecursionError:
+        raise ApiError(400, f"body: nested deeper than {MAX_DEPTH} levels") from None
+    except ValueError:
+        raise ApiError(400, "body: expected a JSON object (the body is not valid JSON)") from None
     if not isinstance(body, dict):
-        raise ApiError(400, "expected a JSON object")
+        raise ApiError(400, "body: expected a JSON object")
+    problem = _unstorable(body, 0)
+    if problem:
+        raise ApiError(400, f"body: {problem}")
     return body
+
+
+def _unstorable(value: Any, depth: int) -> str | None:
+    """Why ``value`` cannot be kept (too deep, not UTF-8), or None."""
+    if depth > MAX_DEPTH:
+        return f"nested deeper than {MAX_DEPTH} levels"
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return "strings must be valid UTF-8 (a lone surrogate such as \\ud800 is not)"
+        return None
+    children = list(value.items()) if isinstance(value, dict) else value
+    if isinstance(children, list):
+        for child in children:
+            parts = child if isinstance(value, dict) else (child,)
+            for part in parts:
+                problem = _unstorable(part, depth + 1)
+                if problem:
+                    return problem
+    return None
 
 
 def _text(body: dict[str, Any], key: str) -> str:
@@ -243,8 +280,9 @@ def _time(body: dict[str, Any], key: str) -> datetime | None:
     raw = body.get(key)
     if raw is None:
         return None
+    if not isinstance(raw, str):
+        raise ApiError(400, f"{key}: expected an RFC 3339 time as a string")
     try:
-        value = datetime.fromisoformat(str(raw).replace("Z", "+00:00"))
-    except ValueError:
-        raise ApiError(400, f"{key}: expected an RFC 3339 time, got {str(raw)[:40]!r}") from None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+        return parse_instant(raw, key)
+    except ValueError as exc:
+        raise ApiError(400, str(exc)) from None

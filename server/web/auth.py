@@ -99,7 +99,8 @@ def csrf_token() -> str:
 
 
 def check_csrf() -> None:
-    sent = request.form.get("csrf", "")
+    sent = request.form.get("csrf", "").encode("utf-8", "surrogatepass")
     expected = session.get("csrf")
-    if not isinstance(expected, str) or not hmac.compare_digest(sent, expected):
+    # bytes: compare_digest raises TypeError on str with non-ASCII (a 500 for any form)
+    if not isinstance(expected, str) or not hmac.compare_digest(sent, expected.encode()):
         raise ApiError(403, "the form expired or did not come from this dashboard; reload it")

@@ -1,7 +1,7 @@
-"""The OpenAPI 3.0 document of ``/api/v1`` (served at ``/api/v1/openapi.json``).
+"""The OpenAPI 3.0 document of ``/api/v1`` and ``/v1/logs`` (served at ``/api/v1/openapi.json``).
 
-Tests validate it with openapi-spec-validator and drive property-based
-requests from its parameters, so it cannot drift far from the routes.
+Tests validate it with openapi-spec-validator and fuzz every operation from it
+with schemathesis (tests/test_fuzz.py), so it cannot drift far from the routes.
 """
 
 from __future__ import annotations
@@ -12,14 +12,17 @@ from server import __version__
 
 ERROR = {"$ref": "#/components/responses/Error"}
 SERVICE_ID = {"name": "service_id", "in": "path", "required": True, "schema": {"type": "string"}}
+DURATION = {"type": "string", "pattern": r"^([0-9]+(\.[0-9]+)?(ms|s|m|h|d|w))+$"}
+# RFC 3339 or epoch seconds, between 1970-01-01 and 2105-12-31 (what the tables hold)
+INSTANT = {"oneOf": [{"type": "string", "format": "date-time"}, {"type": "number"}]}
 RANGE_PARAMS: list[dict[str, Any]] = [
-    {"name": "range", "in": "query", "schema": {"type": "string", "example": "24h"},
-     "description": "Duration ending at `to` (or now): 1h, 6h, 24h, 7d, 30d ..."},
-    {"name": "from", "in": "query", "schema": {"type": "string"},
-     "description": "RFC 3339 time or epoch seconds"},
-    {"name": "to", "in": "query", "schema": {"type": "string"},
-     "description": "RFC 3339 time or epoch seconds (default now)"},
-    {"name": "step", "in": "query", "schema": {"type": "string", "example": "1h"},
+    {"name": "range", "in": "query", "schema": {**DURATION, "example": "24h"},
+     "description": "Duration ending at `to` (or now): 1h, 6h, 24h, 7d, 30d ... (at most 400d)"},
+    {"name": "from", "in": "query", "schema": INSTANT,
+     "description": "RFC 3339 time or epoch seconds, 1970-01-01 to 2105-12-31"},
+    {"name": "to", "in": "query", "schema": INSTANT,
+     "description": "RFC 3339 time or epoch seconds (default now), 1970-01-01 to 2105-12-31"},
+    {"name": "step", "in": "query", "schema": {**DURATION, "example": "1h"},
      "description": "Bucket size; an hour or more reads the hourly summary"},
 ]  # fmt: skip
 
@@ -80,7 +83,23 @@ def openapi_document() -> dict[str, Any]:
                             security=[{"logs_token": []}],
                             responses={"401": ERROR, "403": ERROR, "413": ERROR, "415": ERROR},
                             requestBody={"required": True, "content": {"application/x-ndjson": {
-                                "schema": {"type": "string"}}}})
+                                "schema": {"type": "array", "description": "sent as NDJSON: "
+                                           "each item on its own line",
+                                           "items": {"$ref": "#/components/schemas/LogRecord"}}
+                            }}})
+            },
+            "/v1/logs": {
+                "post": _op("OTLP/HTTP logs (what an OpenTelemetry Collector's otlphttp "
+                            "exporter sends), JSON or protobuf", [],
+                            _ok("ExportLogsServiceResponse, with partial_success when records "
+                                "were rejected"),
+                            security=[{"logs_token": []}],
+                            responses={"401": ERROR, "403": ERROR, "413": ERROR, "415": ERROR},
+                            requestBody={"required": True, "content": {
+                                "application/json": {"schema": {
+                                    "$ref": "#/components/schemas/ExportLogsServiceRequest"}},
+                                "application/x-protobuf": {"schema": {
+                                    "type": "string", "format": "binary"}}}})
             },
             "/api/v1/errors": {
                 "get": _op("Top error patterns by count (fleet, or one service)",
@@ -140,9 +159,47 @@ def openapi_document() -> dict[str, Any]:
                     "message": {"type": "string"},
                     "response_time_ms": {"type": "integer", "nullable": True},
                     "uptime": {"type": "object"}}},
+                "LogRecord": {"type": "object",
+                              "required": ["timestamp", "service_id", "level", "message"],
+                              "properties": {
+                    "timestamp": {"oneOf": [{"type": "string", "format": "date-time"},
+                                            {"type": "integer"}]},
+                    "service_id": {"type": "string"}, "level": {"type": "string"},
+                    "message": {"type": "string"}, "source": {"type": "string"},
+                    "error_code": {"type": "string"},
+                    "stack_trace": {"type": "string", "nullable": True},
+                    "context": {"type": "object"}}},
+                "AnyValue": {"type": "object", "properties": {
+                    "stringValue": {"type": "string"}, "boolValue": {"type": "boolean"},
+                    "intValue": {"oneOf": [{"type": "string"}, {"type": "integer"}]},
+                    "doubleValue": {"type": "number"},
+                    "arrayValue": {"type": "object", "properties": {"values": {
+                        "type": "array", "items": {"$ref": "#/components/schemas/AnyValue"}}}},
+                    "kvlistValue": {"type": "object", "properties": {"values": {
+                        "type": "array", "items": {"$ref": "#/components/schemas/KeyValue"}}}}}},
+                "KeyValue": {"type": "object", "properties": {
+                    "key": {"type": "string"},
+                    "value": {"$ref": "#/components/schemas/AnyValue"}}},
+                "ExportLogsServiceRequest": {"type": "object", "properties": {"resourceLogs": {
+                    "type": "array", "items": {"type": "object", "properties": {
+                        "resource": {"type": "object", "properties": {"attributes": {
+                            "type": "array", "items": {"$ref": "#/components/schemas/KeyValue"}}}},
+                        "scopeLogs": {"type": "array", "items": {"type": "object", "properties": {
+                            "scope": {"type": "object", "properties": {
+                                "name": {"type": "string"}, "version": {"type": "string"}}},
+                            "logRecords": {"type": "array", "items": {
+                                "$ref": "#/components/schemas/OtlpLogRecord"}}}}}}}}}},
+                "OtlpLogRecord": {"type": "object", "properties": {
+                    "timeUnixNano": {"type": "string"},
+                    "observedTimeUnixNano": {"type": "string"},
+                    "severityNumber": {"type": "integer"}, "severityText": {"type": "string"},
+                    "body": {"$ref": "#/components/schemas/AnyValue"},
+                    "attributes": {"type": "array",
+                                   "items": {"$ref": "#/components/schemas/KeyValue"}},
+                    "traceId": {"type": "string"}, "spanId": {"type": "string"}}},
                 "NewSilence": {"type": "object", "properties": {
                     "service": {"type": "string"}, "rule": {"type": "string"},
-                    "duration": {"type": "string", "example": "2h"},
+                    "duration": {**DURATION, "example": "2h"},
                     "starts_at": {"type": "string", "format": "date-time"},
                     "ends_at": {"type": "string", "format": "date-time"},
                     "author": {"type": "string"}, "comment": {"type": "string"}}},

@@ -7,9 +7,10 @@ worded for a 400 response.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from server.config.types import format_duration, parse_duration
+from server.core.times import EARLIEST, parse_instant
 
 MAX_RANGE = timedelta(days=400)
 MAX_POINTS = 2000
@@ -37,15 +38,8 @@ class TimeRange:
 
 
 def parse_time(raw: str, name: str) -> datetime:
-    text = raw.strip()
-    try:
-        if text.replace(".", "", 1).isdigit():
-            return datetime.fromtimestamp(float(text), UTC)
-        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except (ValueError, OverflowError, OSError):
-        expected = "expected RFC 3339 (2026-11-22T10:00:00Z) or epoch seconds"
-        raise ValueError(f"{name}: {expected}") from None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+    """A query parameter as an aware UTC time inside the range the tables hold."""
+    return parse_instant(raw, name)
 
 
 def auto_step(span: timedelta, points: int = 240) -> int:
@@ -68,6 +62,8 @@ def time_range(
         raise ValueError(f'range: expected a duration like "24h" or "7d", got {range_!r}') from None
     stop = parse_time(end, "to") if end else now
     begin = parse_time(start, "from") if start else stop - span
+    if begin < EARLIEST:
+        raise ValueError(f"from: {begin:%Y-%m-%d} is before 1970-01-01; shorten range or move to")
     if begin >= stop:
         raise ValueError("from must be before to")
     if stop - begin > MAX_RANGE:
