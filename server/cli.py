@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 
 from server import __version__
 from server.config import DEFAULT_PATH, Config, ConfigError
+from server.core.redact import RedactingStream
 from server.core.secret import Secret
 from server.core.status import Status
 from server.schema import Target, apply_grants, apply_schema
@@ -128,16 +129,12 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     The embedded chDB belongs to the daemon, which serves the dashboard itself;
     this command is for a dashboard beside daemons that write to a cluster.
     """
-    import logging
-
     from server.core.clock import SystemClock
-    from server.daemon import freeze_startup_objects
+    from server.daemon import configure_logging, freeze_startup_objects
     from server.web import WebContext, WebServer, create_app
     from server.web.host import bind_error
 
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging("INFO")
     config = load_config(args.config)
     if config.clickhouse.embedded:
         print(
@@ -343,6 +340,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # Whatever a command prints (results, errors, logs) leaves with secrets masked.
+    if not isinstance(sys.stdout, RedactingStream):
+        sys.stdout, sys.stderr = RedactingStream(sys.stdout), RedactingStream(sys.stderr)
     args = build_parser().parse_args(argv)
     try:
         status: int = args.func(args)

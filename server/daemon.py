@@ -29,6 +29,7 @@ from server.analytics.report import latest_day
 from server.config import Config, ConfigError
 from server.config.checks import RESERVED_ID
 from server.core.clock import Clock, SystemClock
+from server.core.redact import LoggingFilter, RedactingListener, RedactingSink
 from server.latest import LatestResults
 from server.notify.dispatcher import Dispatcher
 from server.periodic import BaselineJob, PeriodicJobs, ReportJob
@@ -78,7 +79,11 @@ class Daemon:
             columns=WRITTEN_TABLES,
             max_queue_rows=sched.max_queue_rows,
         )
-        self.alert_log = AlertLog(self.writer, self.storage, self.clock)
+        # Secrets are masked at the choke points (server.core.redact): results before rows
+        # and alerts see them, every row written, every notice queued (the dispatcher),
+        # every log line.
+        rows = RedactingSink(self.writer)
+        self.alert_log = AlertLog(rows, self.storage, self.clock)
         self.dispatcher = Dispatcher(self.config, self.clock, self.alert_log)
         self.baselines = Baselines(self.config.baselines)
         self.alerts = AlertEngine(
@@ -86,9 +91,12 @@ class Daemon:
         )
         learned = LearnedDegraded(self.baselines)
         self.latest = LatestResults(self.writer)  # /metrics reads it: no ClickHouse needed
-        self.recorder = Recorder(self.latest, listener=self.alerts, adjust=learned.adjust)
+        self.recorder = Recorder(
+            RedactingSink(self.latest), listener=RedactingListener(self.alerts),
+            adjust=learned.adjust,
+        )  # fmt: skip
         self.report = ReportJob(
-            self.config, self.storage, self.writer, dispatcher=self.dispatcher,
+            self.config, self.storage, rows, dispatcher=self.dispatcher,
             alert_log=self.alert_log, clock=self.clock,
         )  # fmt: skip
         self.jobs = PeriodicJobs(
@@ -353,6 +361,8 @@ def configure_logging(level: str = "INFO") -> None:
         level=getattr(logging, level.upper(), logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    for handler in logging.getLogger().handlers:  # every line leaves with secrets masked
+        handler.addFilter(LoggingFilter())
     # APScheduler logs every job run at INFO: thousands of lines a minute at scale.
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
     # clickhouse-driver logs a traceback per failed connect; the writer says it once.

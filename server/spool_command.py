@@ -14,10 +14,10 @@ import argparse
 from collections import Counter
 
 from server.config import Config
-from server.validation import load_config
 from server.schema import Target, apply_schema
 from server.spool import SetAside, Spool
 from server.storage import StorageError, open_storage
+from server.validation import load_config
 from server.wal import Wal
 
 

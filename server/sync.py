@@ -16,6 +16,7 @@ from typing import Any
 
 from server.config.models import Config
 from server.config.types import format_duration
+from server.core.redact import redact_value
 from server.storage import Storage
 
 
@@ -127,7 +128,8 @@ MIRRORS = (
 
 
 def sync_config_tables(storage: Storage, config: Config, now: datetime) -> list[SyncResult]:
-    return [_sync(storage, mirror, mirror.rows(config), now) for mirror in MIRRORS]
+    # config text is shown and stored like any other: secrets masked (server.core.redact)
+    return [_sync(storage, mirror, redact_value(mirror.rows(config)), now) for mirror in MIRRORS]
 
 
 def _sync(

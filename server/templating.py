@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from server.core.redact import finalize
 from server.resources import templates_dir
 
 TEMPLATES = templates_dir()
@@ -17,6 +18,7 @@ def environment(folder: str) -> Environment:
     return Environment(
         loader=FileSystemLoader(TEMPLATES / folder),
         autoescape=select_autoescape(["html"]),
+        finalize=finalize,  # secrets masked in every notice and report
         trim_blocks=True,
         lstrip_blocks=True,
     )

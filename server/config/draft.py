@@ -38,6 +38,9 @@ class Draft:
     config: Config
     problems: list[ConfigProblem]
     kept: dict[str, list[int]] = field(default_factory=dict)
+    # values of secret-typed settings found by the checks above (checker and channel
+    # settings), with the config's own: what server.core.redact masks
+    secrets: set[str] = field(default_factory=set)
 
     def report(self, path: Path, message: str) -> None:
         """Add a problem at ``path`` (its line looked up in the file)."""

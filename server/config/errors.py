@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from server.core.redact import redact
+
 
 def format_path(path: tuple[str | int, ...]) -> str:
     """``("services", 2, "interval")`` -> ``services[2].interval``."""
@@ -39,6 +41,6 @@ class ConfigError(Exception):
     def report(self) -> str:
         count = len(self.problems)
         noun = "problem" if count == 1 else "problems"
-        lines = [str(p) for p in self.problems]
+        lines = [redact(str(p)) for p in self.problems]  # a bad value may be a secret
         lines.append(f"{count} {noun} found; nothing was started.")
         return "\n".join(lines)

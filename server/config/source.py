@@ -49,6 +49,8 @@ class Source:
     lines: dict[Path, int] = field(default_factory=dict)
     # Paths whose value came (partly) from the environment, with the text as written.
     raw_text: dict[Path, str] = field(default_factory=dict)
+    # Every value taken from an environment variable: secrets to mask (server.core.redact).
+    env_values: set[str] = field(default_factory=set)
 
     def release(self) -> None:
         """Drop what only error reporting needed, once the file is valid.
@@ -284,6 +286,7 @@ class _Walker:
                 return "$"
             name, default = match.group(1), match.group(2)
             if name in self.env:
+                self.source.env_values.add(self.env[name])
                 return self.env[name]
             if default is not None:
                 return default

@@ -23,6 +23,7 @@ from typing import Any, Protocol
 
 from server.config.models import Config
 from server.core.clock import Clock
+from server.core.redact import redact_value
 from server.notify import build_channel
 from server.notify.base import AlertItem, ChannelError, Notice
 from server.notify.ledger import DeliveryState, Ledger
@@ -120,6 +121,7 @@ class Dispatcher:
             log.exception("delivery record not written")
 
     def submit(self, notice: Notice) -> None:
+        notice = redact_value(notice)  # no secret reaches a channel or the outbox
         worker = self.workers.get(notice.channel)
         if worker is None:
             log.error("notice for unknown channel %s dropped", notice.channel)
@@ -128,6 +130,7 @@ class Dispatcher:
 
     def commit(self, notice: Notice) -> DeliveryState | None:
         """Queue ``notice`` durably now, without waiting out group_wait (reports, fallbacks)."""
+        notice = redact_value(notice)  # no secret reaches a channel or the outbox
         worker = self.workers.get(notice.channel)
         if worker is None:
             log.error("notice for unknown channel %s dropped", notice.channel)

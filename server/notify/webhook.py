@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-
 from typing import Annotated
 
 from pydantic import AfterValidator, Field

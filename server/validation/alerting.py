@@ -20,7 +20,7 @@ from server.alerting.templates import compile_template
 from server.config import Draft
 from server.config.pydantic_errors import describe, translate
 from server.config.source import Path
-from server.core import selectors
+from server.core import redact, selectors
 from server.core.status import Status
 
 
@@ -30,8 +30,10 @@ def check(draft: Draft) -> None:
     _rules(draft, channels)
     _silences(draft)
     for section in (("alerting", "fallback_channels"), ("report", "channels")):
-        names = draft.config.alerting.fallback_channels if section[0] == "alerting" else (
-            draft.config.report.channels
+        names = (
+            draft.config.alerting.fallback_channels
+            if section[0] == "alerting"
+            else (draft.config.report.channels)
         )
         for position, name in enumerate(names):
             if name not in channels:
@@ -57,9 +59,11 @@ def _channels(draft: Draft) -> set[str]:
             continue
         model = notify.settings_model(kind)
         try:
-            model.model_validate(raw)
+            settings = model.model_validate(raw)
         except ValidationError as exc:
             draft.problems.extend(translate(exc, draft.source, model, path))
+            continue
+        draft.secrets |= redact.secrets_in(settings)
     return {str(name) for name in section}
 
 

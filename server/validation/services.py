@@ -10,6 +10,7 @@ import checkers
 from server.config import Draft
 from server.config.pydantic_errors import describe, translate
 from server.config.source import Path
+from server.core import redact
 
 
 def check(draft: Draft) -> None:
@@ -49,7 +50,7 @@ def _service(draft: Draft, path: Path, raw: dict[str, Any]) -> None:
     if mismatched or model is None or not isinstance(block, dict | None):
         return  # a block that is no mapping was reported by the model
     try:
-        model.model_validate(block or {})
+        settings = model.model_validate(block or {})
     except ValidationError as exc:
         required = [n for n, f in model.model_fields.items() if f.is_required()]
         if block is None and required:
@@ -59,6 +60,8 @@ def _service(draft: Draft, path: Path, raw: dict[str, Any]) -> None:
             )
         else:
             draft.problems.extend(translate(exc, draft.source, model, (*path, kind)))
+        return
+    draft.secrets |= redact.secrets_in(settings)
 
 
 def _relations(draft: Draft) -> None:

@@ -11,9 +11,11 @@ import secrets
 from typing import Any
 
 from flask import Flask, Response, jsonify, redirect, render_template, request, url_for
+from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import HTTPException
 
 from server.core.humanize import number
+from server.core.redact import finalize, redact_value
 from server.resources import templates_dir
 from server.storage import StorageError
 from server.web.alerts_view import delivery_text
@@ -38,6 +40,13 @@ CSP = (
 )
 
 
+class RedactingJSON(DefaultJSONProvider):
+    """Every JSON answer leaves with secrets masked (server.core.redact)."""
+
+    def dumps(self, obj: Any, **kwargs: Any) -> str:
+        return super().dumps(redact_value(obj), **kwargs)
+
+
 def create_app(ctx: WebContext) -> Flask:
     templates = templates_dir()
     app = Flask(
@@ -57,6 +66,8 @@ def create_app(ctx: WebContext) -> Flask:
         SESSION_COOKIE_SAMESITE="Lax",
     )
     app.jinja_env.autoescape = True
+    app.jinja_env.finalize = finalize  # secrets masked in every page (server.core.redact)
+    app.json = RedactingJSON(app)
     app.jinja_env.filters["t"] = utc
     app.jinja_env.filters["pct"] = pct
     app.jinja_env.filters["delivery"] = delivery_text  # alert notifications per channel

@@ -16,13 +16,13 @@ from typing import ClassVar
 class DaemonProcess:
     started: ClassVar[list[DaemonProcess]] = []
 
-    def __init__(self, config: Path, cwd: Path) -> None:
+    def __init__(self, config: Path, cwd: Path, env: dict[str, str] | None = None) -> None:
         self.started.append(self)
         self.lines: list[str] = []
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "server.cli", "run", "--config", str(config)],
             cwd=Path(__file__).resolve().parents[2],
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"},
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
