@@ -41,7 +41,8 @@ def test_redact_masks_learned_values_url_credentials_and_secret_query_values() -
         "hunter22, abc"
     )
     assert redactor.text(text) == (
-        f"GET https://{MASK}@api.example/v1?token={MASK}&page=2&API_KEY={MASK} - {MASK}, {MASK}, abc"
+        f"GET https://{MASK}@api.example/v1?token={MASK}&page=2&API_KEY={MASK} - {MASK}, "
+        f"{MASK}, abc"
     )
 
 
