@@ -10,9 +10,9 @@ import re
 
 import pytest
 
-from server.validation import ConfigError, parse_config
 from server.schema import GRANTS_FILE, SHARD_KEYS, Target, render_file, render_schema
 from server.storage.embedded import EmbeddedStorage
+from server.validation import ConfigError, parse_config
 
 VARIANTS = {
     "embedded": Target("monitor"),
