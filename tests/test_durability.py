@@ -16,7 +16,7 @@ from tests.test_daemon import no_leaked_daemons, query, write_config
 
 __all__ = ["no_leaked_daemons"]
 KILLS = 5
-SERVICES = "".join(f"  - {{id: s{i}, type: host, interval: 200ms}}\n" for i in range(10))
+SERVICES = "".join(f"  - {{id: s{i}, type: host, interval: 1s}}\n" for i in range(10))
 
 
 class Pusher(threading.Thread):

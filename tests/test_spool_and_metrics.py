@@ -44,7 +44,7 @@ def test_spool_list_replay_and_drop_set_aside_batches(tmp_path: Path) -> None:
 def test_metrics_and_healthz_answer_from_memory_while_clickhouse_is_down(tmp_path: Path) -> None:
     port = free_port()
     down = f"'127.0.0.1:{free_port()}'"
-    config = write_config(tmp_path, "  - {id: one, type: host, interval: 200ms}\n", hosts=down,
+    config = write_config(tmp_path, "  - {id: one, type: host, interval: 1s}\n", hosts=down,
                           port=port)  # fmt: skip
     daemon = DaemonProcess(config, tmp_path)
     daemon.wait_for("ClickHouse unavailable, keeping rows in the spool")
