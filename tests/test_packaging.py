@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -15,9 +16,19 @@ from tests.conftest import REPO
 
 
 def test_wheel_ships_templates_static_files_and_sql_as_package_data(tmp_path: Path) -> None:
+    # from a clean copy: a stale lightbulb.egg-info in the checkout lists files of its own
+    source = tmp_path / "src"
+    shutil.copytree(
+        REPO,
+        source,
+        symlinks=True,
+        ignore=shutil.ignore_patterns(
+            ".venv", "*.egg-info", "build", "dist", "var", ".git", "__pycache__", ".*_cache"
+        ),
+    )
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir",
-         str(tmp_path), str(REPO)],
+         str(tmp_path), str(source)],
         check=True, capture_output=True, timeout=300,
     )  # fmt: skip
     (wheel,) = tmp_path.glob("lightbulb-*.whl")
