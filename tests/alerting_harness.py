@@ -16,9 +16,9 @@ from typing import Any
 from checkers.base import CheckResult, LogEntry, Metric, Status
 from server.alerting.engine import AlertEngine
 from server.alerting.log import TABLES, AlertLog
-from server.validation import parse_config
 from server.notify.dispatcher import Dispatcher
 from server.storage import Storage
+from server.validation import parse_config
 from tests.support.clock import FakeClock
 from tests.support.receivers import HttpReceiver, Received
 

@@ -14,7 +14,6 @@ import pytest
 
 from server.alerting.engine import AlertEngine
 from server.alerting.log import AlertLog
-from server.validation import parse_config
 from server.core.clock import SystemClock
 from server.notify.base import AlertItem, ChannelError, Notice
 from server.notify.dispatcher import Dispatcher
@@ -24,6 +23,7 @@ from server.notify.outbox import Delivery, Outbox
 from server.notify.retry import RetryPolicy
 from server.recorder import Recorder
 from server.scheduler import CheckScheduler
+from server.validation import parse_config
 from tests.conftest import free_port, wait_until
 from tests.support.clock import FakeClock
 from tests.support.receivers import HttpReceiver

@@ -11,9 +11,9 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from server.alerting.log import AlertLog
 from server.analytics.baselines import Baselines
-from server.config import parse_config
 from server.periodic import BaselineJob, PeriodicJobs, ReportJob
 from server.storage.embedded import EmbeddedStorage
+from server.validation import parse_config
 from tests.conftest import wait_until
 from tests.support.clock import FakeClock
 
