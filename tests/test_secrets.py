@@ -154,7 +154,7 @@ def test_no_secret_reaches_rows_pages_api_logs_cli_or_notices(
         ok.wait_for(3, seconds=30)  # one notice per failing service
         assert wait_until(lambda: len(smtp.messages) >= 3, 30)
         assert wait_until(lambda: bad.attempts >= 3, 30)
-        assert wait_until(lambda: "notification to bad failed" in daemon.output, 30)
+        assert wait_until(lambda: "channel bad: notice" in daemon.output, 30)
         base = f"http://127.0.0.1:{port}"
         for path in ["/", "/services/web", "/services/cmd", "/alerts", "/status", "/errors",
                      "/dependencies", "/api/v1/services", "/api/v1/services/web",
