@@ -2,8 +2,19 @@
 
 A checker knows nothing about scheduling, storage or alerting. It is built once
 per service from its validated ``Settings`` (so it may keep state between
-checks, like the last pid seen) and called with a :class:`CheckContext`. It
-should honour ``ctx.timeout`` in its own I/O; the scheduler enforces it anyway.
+checks, like the last pid seen) and called with a :class:`CheckContext`.
+
+Two kinds, one contract:
+
+- a network checker implements ``async def check_async(ctx)`` and runs on the
+  scheduler's event loop, with every read, write, connect and lookup cut by one
+  hard deadline (``ctx.timeout`` from the start of the check);
+- a checker of local state (``/proc``, the host) implements ``def check(ctx)``
+  and runs in a bounded thread pool; its result is recorded by the deadline
+  whether or not the thread has returned (a late result is dropped).
+
+Either way the runner (:mod:`server.runner`) records ``timeout_status``
+"timed out after 3.0 s" at the deadline; the checker never has to.
 """
 
 from __future__ import annotations
@@ -28,6 +39,7 @@ __all__ = [
     "Status",
     "invalid",
     "over_thresholds",
+    "timed_out_message",
     "worst",
 ]
 
@@ -69,6 +81,11 @@ class CheckContext:
     timeout: float  # seconds
 
 
+def timed_out_message(timeout: float) -> str:
+    """``"timed out after 3.0 s"``: the one wording of a deadline passed."""
+    return f"timed out after {timeout:.1f} s"
+
+
 def invalid(message: str) -> PydanticCustomError:
     """A settings validation error worded ``expected …``; the loader appends the bad value."""
     return PydanticCustomError("lightbulb", message)
@@ -91,12 +108,29 @@ class Checker(Generic[SettingsT]):
     """
 
     Settings: ClassVar[type[BaseModel]] = Settings
+    #: The verdict when a check does not finish by its deadline: FAILED for a target
+    #: that does not answer in time, UNKNOWN where the deadline says nothing about it.
+    timeout_status: ClassVar[Status] = Status.UNKNOWN
 
     def __init__(self, settings: SettingsT) -> None:
         self.settings = settings
 
     def check(self, ctx: CheckContext) -> CheckResult:
+        """Blocking check, run in a worker thread; override this or :meth:`check_async`."""
         raise NotImplementedError
+
+    async def check_async(self, ctx: CheckContext) -> CheckResult:
+        """Non-blocking check, run on the scheduler's event loop under a hard deadline."""
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        """What is checked, as messages start (``GET https://…``, ``db:5432``); may be empty."""
+        return ""
+
+    @classmethod
+    def is_async(cls) -> bool:
+        """True when the class implements :meth:`check_async` (it runs on the event loop)."""
+        return cls.check_async is not Checker.check_async
 
     def close(self) -> None:
         """Release clients or files; called when the service is removed or the daemon stops."""

@@ -2,7 +2,11 @@
 
 Exit 0/1/2/3 map to OK/DEGRADED/FAILED/UNKNOWN, so the whole monitoring-plugins
 ecosystem (check_http, check_disk, check_procs …) works unchanged. The command
-runs without a shell, from an argument list.
+runs without a shell, from an argument list, in a session of its own
+(:mod:`checkers.plugins`): at the deadline, or when it exits, every process it
+left behind is killed, grandchildren that double-forked or called setsid too.
+Output is read up to a bound and decoded as UTF-8 with replacement characters,
+so a Latin-1 plugin is still FAILED with its message and perfdata.
 """
 
 from __future__ import annotations
@@ -10,7 +14,6 @@ from __future__ import annotations
 import os
 import re
 import shlex
-import subprocess
 import time
 
 from pydantic import Field, field_validator
@@ -24,6 +27,7 @@ from checkers.base import (
     Status,
     invalid,
 )
+from checkers.plugins import run_plugin
 
 EXIT_STATUS = {0: Status.OK, 1: Status.DEGRADED, 2: Status.FAILED, 3: Status.UNKNOWN}
 _PERF = re.compile(
@@ -93,33 +97,33 @@ def split_output(output: str) -> tuple[str, list[Metric]]:
 
 class CommandChecker(Checker[CommandSettings]):
     Settings = CommandSettings
+    timeout_status = Status.UNKNOWN  # Nagios' convention for a plugin that timed out
 
-    def check(self, ctx: CheckContext) -> CheckResult:
+    def describe(self) -> str:
+        return self.settings.argv()[0]
+
+    async def check_async(self, ctx: CheckContext) -> CheckResult:
         argv = self.settings.argv()
         started = time.perf_counter()
         try:
-            done = subprocess.run(
-                argv,
-                capture_output=True,
-                text=True,
-                timeout=ctx.timeout,
-                env={**_base_env(), **self.settings.env},
-                check=False,
-            )
-        except subprocess.TimeoutExpired:
-            return CheckResult(Status.UNKNOWN, f"{argv[0]} timed out after {ctx.timeout:g}s")
+            run = await run_plugin(argv, {**_base_env(), **self.settings.env})
         except OSError as exc:
             return CheckResult(Status.UNKNOWN, f"cannot run {argv[0]}: {exc.strerror or exc}")
         elapsed = int((time.perf_counter() - started) * 1000)
-        message, metrics = split_output(done.stdout)
-        status = EXIT_STATUS.get(done.returncode, Status.UNKNOWN)
-        if done.returncode not in EXIT_STATUS:
-            message = f"exit code {done.returncode}: {message or done.stderr.strip()[:200]}"
-        details: dict[str, object] = {"exit_code": done.returncode}
-        if done.stderr.strip():
-            details["stderr"] = done.stderr.strip()[:1000]
+        stdout = run.stdout.decode("utf-8", errors="replace")
+        stderr = run.stderr.decode("utf-8", errors="replace").strip()
+        message, metrics = split_output(stdout)
+        code = run.returncode
+        status = EXIT_STATUS.get(code, Status.UNKNOWN)
+        if code not in EXIT_STATUS:
+            message = f"exit code {code}: {message or stderr[:200]}"
+        details: dict[str, object] = {"exit_code": code}
+        if stderr:
+            details["stderr"] = stderr[:1000]
+        if run.dropped:
+            details["output_bytes_dropped"] = run.dropped
         return CheckResult(
-            status, message or f"exit code {done.returncode}", details, elapsed, metrics=metrics
+            status, message or f"exit code {code}", details, elapsed, metrics=metrics
         )
 
 

@@ -1,33 +1,47 @@
-"""``http``: an HTTP(S) endpoint answers with the expected status, body and speed (requests).
+"""``http``: an HTTP(S) endpoint answers with the expected status, body and speed.
+
+Runs on the event loop with :mod:`checkers.httpclient`: the whole exchange,
+redirects included, ends by the deadline, whatever the server does (a body
+dripping a byte at a time, a TLS handshake that never completes). The body is
+read only when ``body_contains`` or ``json_path`` needs it, and then at most
+``max_body`` bytes; it is decoded in the charset the response declares
+(header, then ``<meta>``), else UTF-8 with replacement characters.
 
 For HTTPS the certificate's days to expiry are a metric and, under
-``cert_expiry_days``, a DEGRADED reason. The certificate is read at most once
-an hour per service: it changes rarely and a second TLS handshake per check
-would double the cost of every check.
+``cert_expiry_days``, a DEGRADED reason; they come from the handshake of the
+connection in use, so no second handshake is made.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
-import socket
-import ssl
-import threading
 import time
-from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-import requests
-import urllib3
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
-from checkers.base import CheckContext, Checker, CheckResult, Metric, Settings, Status, invalid
+from checkers.base import (
+    CheckContext,
+    Checker,
+    CheckResult,
+    Metric,
+    Settings,
+    Status,
+    invalid,
+    timed_out_message,
+)
+from checkers.httpclient import HttpError, Request, Response, fetch
+from checkers.netio import os_reason
 from server.core.httpfields import HeaderName, HeaderValue, HttpMethod
-from server.core.units import Duration, DurationRange
+from server.core.units import ByteSize, Duration, DurationRange, format_size
+
+__all__ = ["HttpChecker", "HttpSettings", "json_path_get", "parse_status_spec"]
 
 _RANGE = re.compile(r"^(\d{3})(?:-(\d{3}))?$|^([1-5])xx$")
-CERT_RECHECK = timedelta(hours=1)
+MAX_BODY = 2**20  # 1 MiB: the most of a body read for body_contains / json_path
 
 
 def parse_status_spec(spec: str | int) -> tuple[int, int]:
@@ -66,6 +80,7 @@ class HttpSettings(Settings):
     ca_cert: str | None = None
     cert_expiry_days: int | None = Field(None, ge=1, le=3650)
     follow_redirects: bool = True
+    max_body: ByteSize = Field(MAX_BODY, ge=1, le=256 * 2**20)
 
     @field_validator("url")
     @classmethod
@@ -96,71 +111,65 @@ def json_path_get(document: Any, path: str) -> Any:
     return current
 
 
-_local = threading.local()
-
-
-def thread_session() -> requests.Session:
-    """One session (connection pool) per worker thread, shared by every http checker.
-
-    A Session per service cost ~30 KB each and kept thousands of idle sockets;
-    per thread, memory is bounded by the pool size and keep-alive still works.
-    """
-    session: requests.Session | None = getattr(_local, "session", None)
-    if session is None:
-        session = requests.Session()
-        _local.session = session
-    return session
-
-
 class HttpChecker(Checker[HttpSettings]):
     Settings = HttpSettings
+    timeout_status = Status.FAILED
 
     def __init__(self, settings: HttpSettings) -> None:
         super().__init__(settings)
         self._ranges = [parse_status_spec(s) for s in settings.expect_status]
-        if not settings.verify_tls:
-            # The user's explicit choice; urllib3 would otherwise warn on every check.
-            urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
-        self._cert_expires: datetime | None = None
-        self._cert_checked: datetime | None = None
+        self._request = Request(
+            settings.method.upper(),
+            settings.url,
+            dict(settings.headers),
+            settings.body.encode() if settings.body is not None else None,
+        )
+        self._need_body = settings.body_contains is not None or settings.json_path is not None
 
-    def check(self, ctx: CheckContext) -> CheckResult:
+    def describe(self) -> str:
+        return f"{self.settings.method} {self.settings.url}"
+
+    async def check_async(self, ctx: CheckContext) -> CheckResult:
         s = self.settings
-        timeout = s.timeout.total_seconds() if s.timeout else ctx.timeout
-        verify: bool | str = s.ca_cert or s.verify_tls
+        # The runner's deadline is ctx.timeout; a shorter http.timeout is cut here.
+        timeout = s.timeout.total_seconds() if s.timeout else None
+        if timeout is not None and timeout >= ctx.timeout:
+            timeout = None
         started = time.perf_counter()
         try:
-            response = thread_session().request(
-                s.method,
-                s.url,
-                headers=s.headers,
-                data=s.body,
-                timeout=timeout,
-                verify=verify,
-                allow_redirects=s.follow_redirects,
-            )
-            content = response.content
-        except requests.exceptions.RequestException as exc:
-            elapsed = int((time.perf_counter() - started) * 1000)
-            return CheckResult(
-                Status.FAILED, f"{s.method} {s.url}: {_reason(exc)}", response_time_ms=elapsed
-            )
+            async with asyncio.timeout(timeout):
+                response = await fetch(
+                    self._request,
+                    verify=s.verify_tls,
+                    ca_cert=s.ca_cert,
+                    need_body=self._need_body,
+                    max_body=s.max_body,
+                    follow_redirects=s.follow_redirects,
+                )
+        except TimeoutError:
+            return self._failed(timed_out_message(timeout or ctx.timeout), started)
+        except HttpError as exc:
+            return self._failed(str(exc), started)
+        except OSError as exc:
+            return self._failed(os_reason(exc), started)
         elapsed_ms = int((time.perf_counter() - started) * 1000)
         metrics = [
             Metric("response_time_ms", elapsed_ms, "ms"),
-            Metric("http_status", response.status_code),
+            Metric("http_status", response.status),
         ]
-        details: dict[str, Any] = {"status": response.status_code, "bytes": len(content)}
-        problem = self._content_problem(response.status_code, content)
+        details: dict[str, Any] = {"status": response.status}
+        if self._need_body:
+            details["bytes"] = len(response.body)
+        problem = self._content_problem(response)
         if problem:
             return CheckResult(Status.FAILED, problem, details, elapsed_ms, metrics=metrics)
         degraded = []
         if s.degraded_over_ms is not None and elapsed_ms > s.degraded_over_ms:
             degraded.append(f"slow: {elapsed_ms} ms > {s.degraded_over_ms} ms")
-        days = self._cert_expiry_days(ctx.now, timeout)
-        if days is not None:
-            metrics.append(Metric("cert_expiry_days", round(days, 2), "days"))
-            details["cert_expiry_days"] = round(days, 2)
+        if response.cert_not_after is not None:
+            days = round((response.cert_not_after - ctx.now).total_seconds() / 86400, 2)
+            metrics.append(Metric("cert_expiry_days", days, "days"))
+            details["cert_expiry_days"] = days
             if s.cert_expiry_days is not None and days < s.cert_expiry_days:
                 degraded.append(f"certificate expires in {days:.1f} days")
         if degraded:
@@ -169,22 +178,35 @@ class HttpChecker(Checker[HttpSettings]):
             )
         return CheckResult(
             Status.OK,
-            f"HTTP {response.status_code} in {elapsed_ms} ms",
+            f"HTTP {response.status} in {elapsed_ms} ms",
             details,
             elapsed_ms,
             metrics=metrics,
         )
 
-    def _content_problem(self, code: int, content: bytes) -> str | None:
+    def _failed(self, reason: str, started: float) -> CheckResult:
+        elapsed = int((time.perf_counter() - started) * 1000)
+        return CheckResult(Status.FAILED, f"{self.describe()}: {reason}", response_time_ms=elapsed)
+
+    def _content_problem(self, response: Response) -> str | None:
         s = self.settings
+        code = response.status
         if not any(low <= code <= high for low, high in self._ranges):
             wanted = ", ".join(str(x) for x in s.expect_status)
             return f"HTTP {code}, expected {wanted}"
-        if s.body_contains is not None and s.body_contains.encode() not in content:
-            return f"body does not contain {s.body_contains!r}"
+        if not self._need_body:
+            return None
+        text = response.text()
+        cut = f" (body larger than max_body {format_size(s.max_body)}; only that much was read)"
+        if s.body_contains is not None and s.body_contains not in text:
+            return f"body does not contain {s.body_contains!r}" + (
+                cut if response.truncated else ""
+            )
         if s.json_path is not None:
+            if response.truncated:
+                return "body is not complete JSON" + cut
             try:
-                value = json_path_get(json.loads(content), s.json_path)
+                value = json_path_get(json.loads(text), s.json_path)
             except ValueError:
                 return "body is not JSON"
             except KeyError:
@@ -192,67 +214,3 @@ class HttpChecker(Checker[HttpSettings]):
             if s.equals is not None and value != s.equals:
                 return f"{s.json_path} is {value!r}, expected {s.equals!r}"
         return None
-
-    def _cert_expiry_days(self, now: datetime, timeout: float) -> float | None:
-        url = urlsplit(self.settings.url)
-        if url.scheme != "https":
-            return None
-        if self._cert_checked is None or now - self._cert_checked >= CERT_RECHECK:
-            self._cert_checked = now
-            self._cert_expires = peer_cert_expiry(
-                url.hostname or "", url.port or 443, timeout, self.settings.ca_cert
-            )
-        if self._cert_expires is None:
-            return None
-        return (self._cert_expires - now).total_seconds() / 86400
-
-
-def peer_cert_expiry(host: str, port: int, timeout: float, ca_cert: str | None) -> datetime | None:
-    """The server certificate's notAfter, read without verifying it (expiry is the question)."""
-    context = (
-        ssl.create_default_context(cafile=ca_cert) if ca_cert else ssl.create_default_context()
-    )
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    try:
-        with (
-            socket.create_connection((host, port), timeout=timeout) as raw,
-            context.wrap_socket(raw, server_hostname=host) as tls,
-        ):
-            der = tls.getpeercert(binary_form=True)
-    except OSError:
-        return None
-    return der_not_after(der) if der else None
-
-
-def der_not_after(der: bytes) -> datetime | None:
-    """notAfter of a DER certificate: the second time in its validity sequence.
-
-    Parsing the few ASN.1 bytes we need avoids a dependency on ``cryptography``
-    (the stdlib only decodes certificates it has verified).
-    """
-    times = re.findall(rb"[\x17\x18]([\x0d\x0f])(\d{12,14}Z)", der)
-    if len(times) < 2:
-        return None
-    text = times[1][1].decode()
-    fmt = "%y%m%d%H%M%SZ" if len(text) == 13 else "%Y%m%d%H%M%SZ"
-    return datetime.strptime(text, fmt).replace(tzinfo=UTC)
-
-
-def _reason(exc: requests.exceptions.RequestException) -> str:
-    if isinstance(exc, requests.exceptions.Timeout):
-        return "timed out"
-    if isinstance(exc, requests.exceptions.SSLError):
-        return "TLS error: " + str(exc.args[0] if exc.args else exc)[:200]
-    if isinstance(exc, requests.exceptions.ConnectionError):
-        text = str(exc)
-        for marker in (
-            "Connection refused",
-            "Name or service not known",
-            "Connection reset",
-            "RemoteDisconnected",
-        ):
-            if marker in text:
-                return marker.lower()
-        return "connection failed: " + text[:200]
-    return str(exc)[:200]

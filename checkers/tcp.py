@@ -1,14 +1,23 @@
-"""``tcp``: a port accepts connections (and optionally answers as expected), with latency."""
+"""``tcp``: a port accepts connections (and optionally answers as expected), with latency.
+
+Runs on the event loop under the check's deadline: a half-open peer, a
+blackhole that accepts and never answers, or a hung TLS handshake ends as
+FAILED "timed out after 3.0 s". With ``expect``, at most ``MAX_EXPECT_BYTES``
+are read (an endless stream cannot grow memory), decoded as UTF-8 with
+replacement characters.
+"""
 
 from __future__ import annotations
 
-import socket
-import ssl
+import asyncio
 import time
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from checkers.base import CheckContext, Checker, CheckResult, Metric, Settings, Status
+from checkers.netio import connect, hostport, normalise_host, os_reason, tls_context
+
+MAX_EXPECT_BYTES = 64 * 1024
 
 
 class TcpSettings(Settings):
@@ -19,60 +28,86 @@ class TcpSettings(Settings):
     tls: bool = False
     degraded_over_ms: int | None = Field(None, ge=1, le=3_600_000)
 
+    @field_validator("host")
+    @classmethod
+    def _host(cls, value: str) -> str:
+        return normalise_host(value)
+
+
+class _Reader(asyncio.Protocol):
+    """Collects up to MAX_EXPECT_BYTES and wakes the check when ``expect`` arrives."""
+
+    def __init__(self, expect: bytes | None) -> None:
+        self.expect = expect
+        self.received = bytearray()
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def data_received(self, data: bytes) -> None:
+        room = MAX_EXPECT_BYTES - len(self.received)
+        self.received += data[:room]
+        found = self.expect is not None and self.expect in self.received
+        if found or len(self.received) >= MAX_EXPECT_BYTES:
+            self._finish()
+
+    def eof_received(self) -> bool:
+        self._finish()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._finish()
+
+    def _finish(self) -> None:
+        if not self.done.done():
+            self.done.set_result(None)
+
 
 class TcpChecker(Checker[TcpSettings]):
     Settings = TcpSettings
+    timeout_status = Status.FAILED
 
-    def check(self, ctx: CheckContext) -> CheckResult:
+    def __init__(self, settings: TcpSettings) -> None:
+        super().__init__(settings)
+        self._expect = settings.expect.encode() if settings.expect is not None else None
+        self._target = hostport(settings.host, settings.port)
+
+    def describe(self) -> str:
+        return self._target
+
+    async def check_async(self, ctx: CheckContext) -> CheckResult:
         s = self.settings
-        target = f"{s.host}:{s.port}"
         started = time.perf_counter()
+        tls = tls_context(True, None) if s.tls else None
         try:
-            answer = self._exchange(ctx.timeout)
-        except TimeoutError:
-            return self._failed(f"{target}: timed out", started)
-        except ConnectionRefusedError:
-            return self._failed(f"{target}: connection refused", started)
-        except (OSError, ssl.SSLError) as exc:
-            return self._failed(f"{target}: {exc.strerror or exc}", started)
+            transport, proto = await connect(s.host, s.port, lambda: _Reader(self._expect), tls)
+        except OSError as exc:
+            return self._failed(f"{self._target}: {os_reason(exc)}", started)
+        reader: _Reader = proto  # type: ignore[assignment]
+        try:
+            if s.send is not None:
+                transport.write(s.send.encode())
+            if self._expect is not None:
+                await reader.done
+        finally:
+            transport.close()
         elapsed = int((time.perf_counter() - started) * 1000)
         metrics = [Metric("connect_time_ms", elapsed, "ms")]
-        if s.expect is not None and s.expect not in answer:
+        if self._expect is not None and self._expect not in reader.received:
+            answer = bytes(reader.received).decode("utf-8", errors="replace")
             shown = answer[:80] or "nothing"
             return CheckResult(
                 Status.FAILED,
-                f"{target}: expected {s.expect!r}, got {shown!r}",
+                f"{self._target}: expected {s.expect!r}, got {shown!r}",
                 {},
                 elapsed,
                 metrics=metrics,
             )
         if s.degraded_over_ms is not None and elapsed > s.degraded_over_ms:
             return CheckResult(
-                Status.DEGRADED, f"{target}: slow, {elapsed} ms", {}, elapsed, metrics=metrics
+                Status.DEGRADED, f"{self._target}: slow, {elapsed} ms", {}, elapsed, metrics=metrics
             )
         return CheckResult(
-            Status.OK, f"{target}: connected in {elapsed} ms", {}, elapsed, metrics=metrics
+            Status.OK, f"{self._target}: connected in {elapsed} ms", {}, elapsed, metrics=metrics
         )
-
-    def _exchange(self, timeout: float) -> str:
-        s = self.settings
-        deadline = time.monotonic() + timeout
-        with socket.create_connection((s.host, s.port), timeout=timeout) as raw:
-            sock: socket.socket = raw
-            if s.tls:
-                sock = ssl.create_default_context().wrap_socket(raw, server_hostname=s.host)
-            if s.send is not None:
-                sock.sendall(s.send.encode())
-            if s.expect is None:
-                return ""
-            received = b""
-            while s.expect.encode() not in received:
-                sock.settimeout(max(0.01, deadline - time.monotonic()))
-                chunk = sock.recv(4096)
-                if not chunk:
-                    break  # peer closed
-                received += chunk
-            return received.decode("utf-8", errors="replace")
 
     @staticmethod
     def _failed(message: str, started: float) -> CheckResult:

@@ -1,4 +1,11 @@
-"""Run one check so that nothing a checker does can escape as an exception.
+"""Run one check under a hard deadline so that nothing a checker does can escape.
+
+The deadline is ``ctx.timeout`` seconds from the start of the check and covers
+everything: DNS, connect, TLS, reading, a thread that never returns, a plugin
+that ignores SIGTERM. At the deadline the checker's ``timeout_status`` is the
+verdict, "timed out after 3.0 s"; async checkers are cancelled there, a
+blocking checker's late result is dropped. A check that could not even start
+(every thread held by hung checks) says so.
 
 A checker that raises, or returns something that is not a well-formed
 :class:`CheckResult`, yields UNKNOWN with the reason; the traceback becomes a
@@ -7,25 +14,90 @@ log entry so the cause is on the dashboard, not only in the daemon's output.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import traceback
+from concurrent.futures import Future
 from typing import Any
 
-from checkers.base import CheckContext, Checker, CheckResult, LogEntry, Metric, Status
+from checkers.base import (
+    CheckContext,
+    Checker,
+    CheckResult,
+    LogEntry,
+    Metric,
+    Status,
+    timed_out_message,
+)
+from server.core.pool import DeadlinePool
+
+CLI_POOL_SIZE = 2
+
+
+async def run_with_deadline(
+    checker: Checker[Any], ctx: CheckContext, pool: DeadlinePool
+) -> CheckResult:
+    """The checker's result, or the verdict at ``ctx.timeout``; never raises (but cancels)."""
+    loop = asyncio.get_running_loop()
+    work: Future[CheckResult] | None = None
+    try:
+        async with asyncio.timeout_at(loop.time() + ctx.timeout) as deadline:
+            if checker.is_async():
+                raw: Any = await checker.check_async(ctx)
+            else:
+                work = pool.submit(checker.check, ctx)
+                raw = await asyncio.wrap_future(work)
+    except TimeoutError:
+        if not deadline.expired():
+            return _error(TimeoutError("a timeout inside the checker"))
+        if work is not None and not work.done() and not work.running():
+            work.cancel()
+            return CheckResult(
+                Status.UNKNOWN,
+                f"not started within its {ctx.timeout:.1f} s timeout: all {pool.size} check "
+                f"threads busy ({pool.overdue_count} held by hung checks)",
+            )
+        if work is not None and not work.done():
+            pool.overdue(work)
+        what = checker.describe()
+        message = timed_out_message(ctx.timeout)
+        return CheckResult(checker.timeout_status, f"{what}: {message}" if what else message)
+    except Exception as exc:
+        return _error(exc)
+    return validated(raw)
 
 
 def run_check(checker: Checker[Any], ctx: CheckContext) -> CheckResult:
+    """One check on a loop of its own (``lightbulb check``, tests), deadline included."""
+    pool = DeadlinePool(CLI_POOL_SIZE, "lightbulb-check")
+
+    async def once() -> CheckResult:
+        from checkers.netio import close_loop_resources
+
+        try:
+            return await run_with_deadline(checker, ctx, pool)
+        finally:
+            await close_loop_resources()
+
     try:
-        result: Any = checker.check(ctx)
-    except Exception as exc:
-        reason = f"checker error: {type(exc).__name__}: {exc}"[:500]
-        trace = traceback.format_exc()
-        return CheckResult(
-            Status.UNKNOWN,
-            reason,
-            logs=[LogEntry("ERROR", reason, source="lightbulb.checker", stack_trace=trace)],
-        )
+        return asyncio.run(once())
+    finally:
+        pool.shutdown()
+
+
+def _error(exc: BaseException) -> CheckResult:
+    reason = f"checker error: {type(exc).__name__}: {exc}"[:500]
+    trace = "".join(traceback.format_exception(exc))
+    return CheckResult(
+        Status.UNKNOWN,
+        reason,
+        logs=[LogEntry("ERROR", reason, source="lightbulb.checker", stack_trace=trace)],
+    )
+
+
+def validated(result: Any) -> CheckResult:
+    """``result`` with its status normalised, or UNKNOWN saying why it cannot be stored."""
     problem = garbage_reason(result)
     if problem:
         return CheckResult(Status.UNKNOWN, f"checker returned garbage: {problem}")

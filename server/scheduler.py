@@ -1,15 +1,22 @@
-"""Poll every service on its own interval with APScheduler.
+"""Poll every service on its own interval from one asyncio event loop.
 
-One job per service, ``max_instances=1`` so a slow check never overlaps itself,
-first runs spread over the interval (by a hash of the id, so restarts keep the
-spread), a bounded worker pool. Checkers honour their timeout in their own I/O;
-a watchdog enforces it anyway: a check still running past its timeout is
-recorded UNKNOWN on time and its late result is dropped, so one hung checker
-costs one worker thread and never delays anyone else's results.
+One thread runs the loop. Each service has one timer (``loop.call_at``) on a
+fixed grid: first run at a stable spread offset (a hash of the id, so restarts
+keep the spread), then every ``interval``. When it fires, the check starts as
+a task under a hard deadline (:func:`server.runner.run_with_deadline`):
+network checkers run on the loop itself, so a hung target costs one idle
+socket and never a thread, and there is no small semaphore for hung targets
+to exhaust; blocking checkers run in a bounded :class:`DeadlinePool`. Either
+way the result, or the deadline's verdict, is recorded on time.
+
+A service never overlaps itself: if its previous check is still being
+finished when the timer fires, the new run starts the moment it ends, and the
+lag says so. Lag is the actual start minus the planned start on the grid.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import zlib
@@ -19,33 +26,28 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from apscheduler.events import EVENT_JOB_MAX_INSTANCES, JobExecutionEvent
-from apscheduler.executors.pool import ThreadPoolExecutor
-from apscheduler.schedulers.background import BackgroundScheduler
-from apscheduler.triggers.interval import IntervalTrigger
-
 import checkers
-from checkers.base import CheckContext, Checker, CheckResult, Status
+from checkers.base import CheckContext, Checker, CheckResult
+from checkers.netio import close_loop_resources
 from server.config.models import ServiceConfig
 from server.core.clock import Clock
+from server.core.pool import DeadlinePool
 from server.recorder import Recorder
-from server.runner import run_check
+from server.runner import run_with_deadline
 
 log = logging.getLogger("lightbulb.scheduler")
-WATCHDOG_PERIOD = 0.2
-TIMEOUT_GRACE = 0.5  # seconds past the timeout before the watchdog steps in
-ADD_LEAD_BASE = 0.1  # seconds between planning first runs and the earliest of them
-ADD_LEAD_PER_JOB = 0.0003
+ADD_LEAD = 0.1  # seconds between planning first runs and the earliest of them
 
 
 @dataclass
 class Entry:
     service: ServiceConfig
     checker: Checker[Any]
-    first_run: datetime  # the first planned run; later ones follow every interval
-    started: float | None = None  # monotonic start of the check in flight
-    run_token: int = 0
-    timed_out_token: int = -1
+    first_run: datetime  # the first planned run (wall clock); later ones follow every interval
+    due: float = 0.0  # loop time of the next planned run
+    timer: asyncio.TimerHandle | None = None
+    task: asyncio.Task[None] | None = None
+    waiting: float | None = None  # planned time of a run held back by the one in flight
     last_duration: float | None = None  # seconds the last completed check took
 
 
@@ -68,6 +70,8 @@ def spread_offset(service_id: str, interval: float) -> float:
 
 
 class CheckScheduler:
+    """Timers, tasks and the thread pool of the checks; thread-safe :meth:`sync`."""
+
     def __init__(
         self,
         recorder: Recorder,
@@ -81,26 +85,20 @@ class CheckScheduler:
         self.clock = clock
         self.stats = SchedulerStats()
         self.entries: dict[str, Entry] = {}
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._aps = BackgroundScheduler(
-            executors={"default": ThreadPoolExecutor(max_workers)},
-            job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": None},
-            timezone="UTC",
+        self.pool = DeadlinePool(max_workers, "lightbulb-check")
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self.loop.run_forever, name="lightbulb-checks", daemon=True
         )
-        self._aps.add_listener(self._on_skipped, EVENT_JOB_MAX_INSTANCES)
-        self._watchdog = threading.Thread(
-            target=self._watch, name="lightbulb-watchdog", daemon=True
-        )
+        self._stopping = False
 
     # -- lifecycle -------------------------------------------------------------------
     def start(self) -> None:
-        self._aps.start()
-        self._watchdog.start()
+        self._thread.start()
 
     @property
     def running(self) -> bool:
-        return bool(self._aps.running) and not self._stop.is_set()
+        return self._thread.is_alive() and not self._stopping
 
     def durations(self) -> dict[str, float]:
         """Seconds the last completed check of each service took."""
@@ -109,94 +107,151 @@ class CheckScheduler:
         }
 
     def in_flight(self) -> int:
-        return sum(1 for e in self.entries.values() if e.started is not None)
+        return sum(1 for e in list(self.entries.values()) if e.task is not None)
 
     def shutdown(self, wait_seconds: float) -> None:
-        """Stop scheduling; give checks in flight up to ``wait_seconds`` to finish."""
-        self._aps.pause()
-        deadline = self.clock.monotonic() + wait_seconds
-        while self.in_flight() and self.clock.monotonic() < deadline:
-            self._stop.wait(0.05)
-        self._stop.set()
-        self._aps.shutdown(wait=False)
+        """Stop the timers; give checks in flight up to ``wait_seconds``, then cancel them.
+
+        Checks end by their own deadline anyway, so this returns within
+        ``wait_seconds`` plus a few milliseconds whatever the targets do.
+        """
+        self._stopping = True
+        if not self._thread.is_alive():
+            self._close_checkers()
+            self.pool.shutdown()
+            return
+        future = asyncio.run_coroutine_threadsafe(self._shutdown(wait_seconds), self.loop)
+        try:
+            future.result(wait_seconds + 5)
+        except TimeoutError:
+            log.warning("check loop did not stop in time")
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(5)
+        self.pool.shutdown()
+
+    async def _shutdown(self, wait_seconds: float) -> None:
         for entry in self.entries.values():
-            entry.checker.close()
+            if entry.timer is not None:
+                entry.timer.cancel()
+        tasks = [e.task for e in self.entries.values() if e.task is not None]
+        if tasks:
+            _done, pending = await asyncio.wait(tasks, timeout=wait_seconds)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=1)
+        self._close_checkers()
+        await close_loop_resources()
+
+    def _close_checkers(self) -> None:
+        for entry in self.entries.values():
+            try:
+                entry.checker.close()
+            except Exception:
+                log.exception("closing the checker of %s failed", entry.service.id)
 
     # -- services ----------------------------------------------------------------------
     def sync(self, services: list[ServiceConfig]) -> dict[str, list[str]]:
-        """Make the jobs match ``services``: add new, drop removed, rebuild changed ones."""
+        """Make the timers match ``services``: add new, drop removed, rebuild changed ones."""
+        if self._thread.is_alive():
+            future = asyncio.run_coroutine_threadsafe(self._sync_async(services), self.loop)
+            return future.result()
+        return self._sync(services)
+
+    async def _sync_async(self, services: list[ServiceConfig]) -> dict[str, list[str]]:
+        return self._sync(services)
+
+    def _sync(self, services: list[ServiceConfig]) -> dict[str, list[str]]:
         wanted = {s.id: s for s in services if s.enabled}
         changes: dict[str, list[str]] = {"added": [], "removed": [], "changed": []}
-        with self._lock:
-            for sid in list(self.entries):
-                if sid not in wanted:
-                    self._remove(sid)
-                    changes["removed"].append(sid)
-                elif wanted[sid] != self.entries[sid].service:
-                    self._remove(sid)
-                    changes["changed"].append(sid)
-            new = [s for sid, s in wanted.items() if sid not in self.entries]
-            # Build every checker first, then plan first runs from one instant far enough
-            # ahead to register every job (~0.1 ms each), so none starts out already late.
-            built = [(service, self.build(service.type, service.block())) for service in new]
-            lead = ADD_LEAD_BASE + ADD_LEAD_PER_JOB * len(built)
-            base = self.clock.now() + timedelta(seconds=lead)
-            for service, checker in built:
-                self._add(service, checker, base)
-                if service.id not in changes["changed"]:
-                    changes["added"].append(service.id)
+        for sid in list(self.entries):
+            if sid not in wanted:
+                self._remove(sid)
+                changes["removed"].append(sid)
+            elif wanted[sid] != self.entries[sid].service:
+                self._remove(sid)
+                changes["changed"].append(sid)
+        new = [s for sid, s in wanted.items() if sid not in self.entries]
+        built = [(service, self.build(service.type, service.block())) for service in new]
+        # One instant for every first run, a little ahead, so none starts out already late.
+        base_wall = self.clock.now() + timedelta(seconds=ADD_LEAD)
+        base_loop = self.loop.time() + ADD_LEAD
+        for service, checker in built:
+            offset = spread_offset(service.id, service.interval.total_seconds())
+            entry = Entry(service, checker, base_wall + timedelta(seconds=offset))
+            entry.due = base_loop + offset
+            self.entries[service.id] = entry
+            if self._thread.is_alive():
+                self._arm(entry)
+            if service.id not in changes["changed"]:
+                changes["added"].append(service.id)
+        if not self._thread.is_alive():
+            self.loop.call_soon(self._arm_all)
         return changes
 
-    def _add(self, service: ServiceConfig, checker: Checker[Any], base: datetime) -> None:
-        interval = service.interval.total_seconds()
-        first = base + timedelta(seconds=spread_offset(service.id, interval))
-        self.entries[service.id] = Entry(service, checker, first)
-        self._aps.add_job(
-            self._run,
-            IntervalTrigger(seconds=interval, start_date=first, timezone="UTC"),
-            args=[service.id],
-            id=service.id,
-            name=service.id,
-            next_run_time=first,
-        )
+    def _arm_all(self) -> None:
+        now = self.loop.time()
+        for entry in self.entries.values():
+            if entry.timer is None and entry.task is None:
+                interval = entry.service.interval.total_seconds()
+                if entry.due < now:  # the loop started late: keep each phase, skip the past
+                    entry.due += ((now - entry.due) // interval + 1) * interval
+                self._arm(entry)
+
+    def _arm(self, entry: Entry) -> None:
+        entry.timer = self.loop.call_at(entry.due, self._fire, entry)
 
     def _remove(self, service_id: str) -> None:
         entry = self.entries.pop(service_id)
+        if entry.timer is not None:
+            entry.timer.cancel()
+        if entry.task is not None:
+            entry.task.cancel()
         try:
-            self._aps.remove_job(service_id)
+            entry.checker.close()
         except Exception:
-            log.debug("job %s already removed", service_id)
-        entry.checker.close()
+            log.exception("closing the checker of %s failed", service_id)
 
     # -- running -----------------------------------------------------------------------
-    def _run(self, service_id: str) -> None:
-        entry = self.entries.get(service_id)
-        if entry is None or self._stop.is_set():
+    def _fire(self, entry: Entry) -> None:
+        planned = entry.due
+        interval = entry.service.interval.total_seconds()
+        now = self.loop.time()
+        entry.due = planned + interval
+        if entry.due <= now:  # the loop was blocked past whole intervals: skip them
+            entry.due += ((now - entry.due) // interval + 1) * interval
+        self._arm(entry)
+        if self._stopping:
             return
+        if entry.task is not None:
+            entry.waiting = planned  # starts as soon as the one in flight is finished
+            return
+        self._start(entry, planned)
+
+    def _start(self, entry: Entry, planned: float) -> None:
+        started = self.loop.time()
+        self.stats.lags_ms.append(max(0.0, (started - planned) * 1000))
+        entry.task = self.loop.create_task(self._run(entry, started))
+
+    async def _run(self, entry: Entry, started: float) -> None:
+        sid = entry.service.id
         now = self.clock.now()
-        self._note_lag(entry, now)
-        entry.run_token += 1
-        token = entry.run_token
-        entry.started = self.clock.monotonic()
         timeout = entry.service.timeout.total_seconds()
         try:
-            result = run_check(entry.checker, CheckContext(service_id, now, timeout))
+            result = await run_with_deadline(
+                entry.checker, CheckContext(sid, now, timeout), self.pool
+            )
+            entry.last_duration = self.loop.time() - started
+            if self.entries.get(sid) is entry:
+                if entry.last_duration >= timeout:
+                    self.stats.timeouts += 1
+                self._record(entry, result, now)
         finally:
-            entry.last_duration = self.clock.monotonic() - entry.started
-            entry.started = None
-        if entry.timed_out_token == token:
-            log.warning("%s: late result after timeout dropped: %s", service_id, result.message)
-            return
-        if self.entries.get(service_id) is entry:
-            self._record(entry, result, now)
-
-    def _note_lag(self, entry: Entry, now: datetime) -> None:
-        interval = entry.service.interval.total_seconds()
-        since_first = (now - entry.first_run).total_seconds()
-        planned = entry.first_run + timedelta(
-            seconds=max(0, int(since_first // interval)) * interval
-        )
-        self.stats.lags_ms.append(max(0.0, (now - planned).total_seconds() * 1000))
+            entry.task = None
+            if entry.waiting is not None and self.entries.get(sid) is entry:
+                planned, entry.waiting = entry.waiting, None
+                if not self._stopping:
+                    self._start(entry, planned)
 
     def _record(self, entry: Entry, result: CheckResult, at: datetime) -> None:
         self.stats.checks += 1
@@ -204,26 +259,3 @@ class CheckScheduler:
             self.recorder.record(entry.service, result, at)
         except Exception:
             log.exception("recording a result of %s failed", entry.service.id)
-
-    def _watch(self) -> None:
-        while not self._stop.wait(WATCHDOG_PERIOD):
-            now_mono = self.clock.monotonic()
-            for sid, entry in list(self.entries.items()):
-                started, token = entry.started, entry.run_token
-                limit = entry.service.timeout.total_seconds()
-                if started is None or entry.timed_out_token == token:
-                    continue
-                if now_mono - started > limit + TIMEOUT_GRACE:
-                    entry.timed_out_token = token
-                    self.stats.timeouts += 1
-                    message = f"check timed out after {limit:g}s (checker did not return)"
-                    self._record(entry, CheckResult(Status.UNKNOWN, message), self.clock.now())
-                    log.warning("%s: %s", sid, message)
-
-    def _on_skipped(self, event: JobExecutionEvent) -> None:
-        entry = self.entries.get(event.job_id)
-        if entry is None or entry.started is None:
-            return
-        hung = self.clock.monotonic() - entry.started
-        message = f"previous check still running after {hung:.0f}s; this run was skipped"
-        self._record(entry, CheckResult(Status.UNKNOWN, message), self.clock.now())

@@ -1,0 +1,407 @@
+"""A small HTTP/1.1 client for checks: asyncio transports, httptools' C parser, keep-alive.
+
+Why our own and not requests, aiohttp or httpx: a check needs only one
+request's status, headers and at most a bounded body, and its cost per check is
+the figure we compete on (see ``benchmarks/RESULTS.md`` for the measurements
+that chose this). What it guarantees:
+
+- every step (lookup, connect, TLS, headers, body) runs under the caller's
+  deadline; nothing here has a timeout of its own to get wrong;
+- the body is read only when asked (``need_body``), and then at most
+  ``max_body`` bytes; a response whose body is not needed is answered when its
+  headers arrive, and its connection is kept only if the rest drains soon;
+- one pool of idle connections per target (scheme, host, port, TLS settings)
+  for the running loop; no proxy or ``.netrc`` lookups on each request;
+- on TLS, the peer certificate's ``notAfter`` comes from the handshake already
+  made, not from a second connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from urllib.parse import urljoin, urlsplit
+
+import httptools
+
+from checkers.netio import connect, loop_local, tls_context
+
+IDLE_TIMEOUT = 90.0  # seconds an idle connection is kept (nginx closes at 75 s)
+MAX_IDLE_PER_TARGET = 4
+DRAIN_LIMIT = 64 * 1024  # an unwanted body up to this size is drained to keep the connection
+DRAIN_TIMEOUT = 5.0
+MAX_REDIRECTS = 10
+IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
+USER_AGENT = "Lightbulb/0.1 (+health check)"
+_CHARSET = re.compile(rb"""charset\s*=\s*["']?([A-Za-z0-9._:-]+)""", re.IGNORECASE)
+_XML_ENCODING = re.compile(rb"""^<\?xml[^>]*encoding\s*=\s*["']([A-Za-z0-9._-]+)""")
+
+
+class HttpError(Exception):
+    """The exchange failed (connection, TLS, malformed response); ``str`` is the reason."""
+
+
+@dataclass
+class Response:
+    status: int
+    headers: list[tuple[bytes, bytes]]
+    body: bytes = b""
+    truncated: bool = False  # the body went past max_body; ``body`` holds the first part
+    cert_not_after: datetime | None = None
+    url: str = ""
+
+    def header(self, name: str) -> str | None:
+        wanted = name.lower().encode()
+        for key, value in self.headers:
+            if key.lower() == wanted:
+                return value.decode("latin-1")
+        return None
+
+    def text(self) -> str:
+        """The body decoded as the response declares (header, then document), else UTF-8.
+
+        Undecodable bytes become U+FFFD: decoding never fails a check by itself.
+        """
+        return self.body.decode(declared_charset(self.header("content-type"), self.body), "replace")
+
+
+def declared_charset(content_type: str | None, body: bytes) -> str:
+    """The charset from ``Content-Type``, an HTML ``<meta>`` or an XML declaration; else utf-8."""
+    candidates: list[bytes] = []
+    if content_type:
+        match = _CHARSET.search(content_type.encode("latin-1", "replace"))
+        if match:
+            candidates.append(match.group(1))
+    head = body[:1024]
+    if not candidates:
+        match = _XML_ENCODING.match(head)
+        if match:
+            candidates.append(match.group(1))
+        elif b"<meta" in head.lower():
+            match = _CHARSET.search(head)
+            if match:
+                candidates.append(match.group(1))
+    for name in candidates:
+        try:
+            return _codec(name.decode("ascii"))
+        except LookupError:
+            continue
+    return "utf-8"
+
+
+def _codec(name: str) -> str:
+    import codecs
+
+    return codecs.lookup(name).name
+
+
+@dataclass(frozen=True)
+class Target:
+    scheme: str
+    host: str
+    port: int
+    verify: bool
+    ca_cert: str | None
+
+
+@dataclass
+class Request:
+    method: str
+    url: str
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes | None = None
+
+    def target(self, verify: bool, ca_cert: str | None) -> tuple[Target, str]:
+        parts = urlsplit(self.url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise HttpError(f"cannot fetch {self.url!r}: not an http(s) URL")
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        return Target(parts.scheme, parts.hostname, port, verify, ca_cert), path
+
+    def encode(self, target: Target, path: str) -> bytes:
+        host = f"[{target.host}]" if ":" in target.host else target.host
+        default_port = 443 if target.scheme == "https" else 80
+        lines = {
+            "Host": host if target.port == default_port else f"{host}:{target.port}",
+            "User-Agent": USER_AGENT,
+            "Accept": "*/*",
+            "Accept-Encoding": "identity",
+        }
+        if self.body is not None:
+            lines["Content-Length"] = str(len(self.body))
+        lowered = {k.lower() for k in self.headers}
+        lines = {k: v for k, v in lines.items() if k.lower() not in lowered}
+        lines.update(self.headers)
+        head = f"{self.method} {path} HTTP/1.1\r\n" + "".join(
+            f"{k}: {v}\r\n" for k, v in lines.items()
+        )
+        return (head + "\r\n").encode("latin-1", "replace") + (self.body or b"")
+
+
+class _Connection(asyncio.Protocol):
+    """One TCP (TLS) connection; one exchange at a time, parsed by httptools."""
+
+    def __init__(self, target: Target) -> None:
+        self.target = target
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+        self.idle_since = 0.0
+        self.cert_not_after: datetime | None = None
+        self._reset()
+
+    def _reset(self) -> None:
+        self.parser = httptools.HttpResponseParser(self)
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.chunks: list[bytes] = []
+        self.size = 0
+        self.got_bytes = False
+        self.complete = False
+        self.need_body = False
+        self.max_body = 0
+        self.head_only = False
+        self.answer: asyncio.Future[Response] | None = None
+        self.response: Response | None = None
+        self.on_complete: asyncio.Handle | None = None
+
+    # -- asyncio callbacks -------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        tls = transport.get_extra_info("ssl_object")
+        if tls is not None:
+            der = tls.getpeercert(binary_form=True)
+            self.cert_not_after = der_not_after(der) if der else None
+
+    def data_received(self, data: bytes) -> None:
+        self.got_bytes = True
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._fail(HttpError("server switched protocols"))
+        except httptools.HttpParserError as exc:
+            self._fail(HttpError(f"malformed HTTP response: {exc}"))
+
+    def eof_received(self) -> bool:
+        self._ended()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self._ended(exc)
+
+    # -- httptools callbacks -------------------------------------------------------------
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        status = self.parser.get_status_code()
+        self.response = Response(status, self.headers, cert_not_after=self.cert_not_after)
+        if self.need_body and not self.head_only:
+            return
+        # Nothing needs the body: answer now, drain a small one to keep the connection.
+        self._answer(self.response)
+        length = self.response.header("content-length")
+        if self.head_only or status in (204, 304) or (status < 200):
+            return
+        if length is None or not length.strip().isdigit() or int(length) > DRAIN_LIMIT:
+            self.close()
+        elif int(length) > 0:
+            asyncio.get_running_loop().call_later(DRAIN_TIMEOUT, self._drain_expired)
+
+    def _drain_expired(self) -> None:
+        if not self.complete:
+            self.close()  # a slow body we did not want: not worth keeping the connection
+
+    def on_body(self, body: bytes) -> None:
+        if not self.need_body:
+            return
+        room = self.max_body - self.size
+        if len(body) > room:
+            self.chunks.append(body[:room])
+            self.size = self.max_body
+            assert self.response is not None
+            self.response.truncated = True
+            self._finish_body()
+            self.close()  # the rest is not read: a 1 GiB body costs max_body, no more
+            return
+        self.chunks.append(body)
+        self.size += len(body)
+
+    def on_message_complete(self) -> None:
+        self.complete = True
+        self._finish_body()
+        if self.parser.should_keep_alive() and not self.closed:
+            pool(self.target).release(self)
+        else:
+            self.close()
+
+    # -- ours ------------------------------------------------------------------------
+    def _finish_body(self) -> None:
+        if self.response is not None and self.need_body:
+            self.response.body = b"".join(self.chunks)
+            self._answer(self.response)
+
+    def _answer(self, response: Response) -> None:
+        if self.answer is not None and not self.answer.done():
+            self.answer.set_result(response)
+
+    def _fail(self, exc: Exception) -> None:
+        if self.answer is not None and not self.answer.done():
+            self.answer.set_exception(exc)
+        self.close()
+
+    def _ended(self, exc: Exception | None = None) -> None:
+        if self.answer is None or self.answer.done():
+            return
+        if (
+            self.response is not None
+            and self.response.header("content-length") is None
+            and ((self.response.header("transfer-encoding") or "").lower() != "chunked")
+        ):
+            self.complete = True  # a body delimited by the end of the connection
+            self._finish_body()
+            return
+        if not self.got_bytes:
+            self._fail(StaleConnection("server closed the connection without a response"))
+        else:
+            reason = f"connection lost mid-response: {exc}" if exc else "response cut short"
+            self._fail(HttpError(reason))
+
+    def send(
+        self, data: bytes, need_body: bool, max_body: int, head_only: bool
+    ) -> asyncio.Future[Response]:
+        self._reset()
+        self.need_body, self.max_body, self.head_only = need_body, max_body, head_only
+        self.answer = asyncio.get_running_loop().create_future()
+        assert self.transport is not None
+        self.transport.write(data)
+        return self.answer
+
+    def close(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+
+
+class StaleConnection(HttpError):
+    """A reused keep-alive connection was closed by the server before it answered."""
+
+
+class Pool:
+    """Idle connections of one target for the running loop."""
+
+    def __init__(self, target: Target) -> None:
+        self.target = target
+        self.idle: deque[_Connection] = deque()
+
+    def acquire(self) -> _Connection | None:
+        now = time.monotonic()
+        while self.idle:
+            conn = self.idle.pop()
+            if not conn.closed and now - conn.idle_since < IDLE_TIMEOUT:
+                return conn
+            conn.close()
+        return None
+
+    def release(self, conn: _Connection) -> None:
+        if len(self.idle) >= MAX_IDLE_PER_TARGET:
+            conn.close()
+            return
+        conn.idle_since = time.monotonic()
+        self.idle.append(conn)
+
+    def close(self) -> None:
+        while self.idle:
+            self.idle.pop().close()
+
+
+class Pools:
+    def __init__(self) -> None:
+        self.by_target: dict[Target, Pool] = {}
+
+    async def aclose(self) -> None:
+        for each in self.by_target.values():
+            each.close()
+        self.by_target.clear()
+        await asyncio.sleep(0)  # let transports finish closing
+
+
+def pool(target: Target) -> Pool:
+    pools = loop_local("http-pools", Pools).by_target
+    found = pools.get(target)
+    if found is None:
+        found = pools[target] = Pool(target)
+    return found
+
+
+async def _exchange(
+    target: Target, data: bytes, method: str, need_body: bool, max_body: int
+) -> Response:
+    head_only = method == "HEAD"
+    reusable = pool(target).acquire() if method in IDEMPOTENT else None
+    if reusable is not None:
+        try:
+            return await reusable.send(data, need_body, max_body, head_only)
+        except StaleConnection:
+            pass  # the server timed the idle connection out: one fresh try
+        except BaseException:
+            reusable.close()
+            raise
+    tls = tls_context(target.verify, target.ca_cert) if target.scheme == "https" else None
+    _transport, proto = await connect(
+        target.host, target.port, lambda: _Connection(target), tls, target.host
+    )
+    conn: _Connection = proto  # type: ignore[assignment]
+    try:
+        return await conn.send(data, need_body, max_body, head_only)
+    except BaseException:
+        conn.close()
+        raise
+
+
+async def fetch(
+    request: Request,
+    *,
+    verify: bool = True,
+    ca_cert: str | None = None,
+    need_body: bool = False,
+    max_body: int = 2**20,
+    follow_redirects: bool = True,
+) -> Response:
+    """One request (and its redirects); raises ``HttpError`` or ``OSError``.
+
+    Call it under a deadline (``asyncio.timeout``): it has none of its own.
+    """
+    current = request
+    for _hop in range(MAX_REDIRECTS + 1):
+        target, path = current.target(verify, ca_cert)
+        response = await _exchange(
+            target, current.encode(target, path), current.method, need_body, max_body
+        )
+        response.url = current.url
+        location = response.header("location")
+        if not follow_redirects or response.status not in (301, 302, 303, 307, 308) or not location:
+            return response
+        method, body = current.method, current.body
+        if response.status == 303 or (response.status in (301, 302) and method == "POST"):
+            method, body = ("HEAD" if method == "HEAD" else "GET"), None
+        current = Request(method, urljoin(current.url, location), current.headers, body)
+    raise HttpError(f"more than {MAX_REDIRECTS} redirects")
+
+
+def der_not_after(der: bytes) -> datetime | None:
+    """notAfter of a DER certificate: the second time in its validity sequence.
+
+    Parsing the few ASN.1 bytes we need avoids a dependency on ``cryptography``
+    (the stdlib only decodes certificates it has verified).
+    """
+    times = re.findall(rb"[\x17\x18]([\x0d\x0f])(\d{12,14}Z)", der)
+    if len(times) < 2:
+        return None
+    text = times[1][1].decode()
+    fmt = "%y%m%d%H%M%SZ" if len(text) == 13 else "%Y%m%d%H%M%SZ"
+    return datetime.strptime(text, fmt).replace(tzinfo=UTC)
