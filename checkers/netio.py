@@ -28,6 +28,8 @@ from server.core.pool import DeadlinePool
 T = TypeVar("T")
 DNS_TTL = 30.0  # seconds an answer is reused: getaddrinfo does not tell us the record's TTL
 DNS_THREADS = 4
+DNS_EXTRA_THREADS = 60  # lent to lookups that hang; bounded by the names that hang at once
+DNS_SLOW = 0.5  # seconds after which a lookup is written off and the pool lends a thread
 _HOSTNAME = re.compile(
     r"^(?=.{1,253}\.?$)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,62})(?:\.[A-Za-z0-9_-]{1,63})*\.?$"
 )
@@ -110,7 +112,7 @@ _dns_pool: DeadlinePool | None = None
 def dns_pool() -> DeadlinePool:
     global _dns_pool  # noqa: PLW0603 - one pool per process, made on first lookup
     if _dns_pool is None:
-        _dns_pool = DeadlinePool(DNS_THREADS, "lightbulb-dns")
+        _dns_pool = DeadlinePool(DNS_THREADS, "lightbulb-dns", DNS_EXTRA_THREADS)
     return _dns_pool
 
 
@@ -139,13 +141,16 @@ class Resolver:
 
     async def _lookup(self, host: str, port: int) -> list[Address]:
         work: Future[Any] = dns_pool().submit(socket.getaddrinfo, host, port, 0, socket.SOCK_STREAM)
-        # Nobody cancels this coroutine (callers wait on it through shield); a lookup
-        # outliving DNS_TTL is written off so the name is retried by the next check.
+        # Nobody cancels this coroutine (callers wait on it through shield). A slow lookup
+        # lends the pool a thread so lookups queued behind it go on; one outliving
+        # DNS_TTL is given up so the next check of the name asks again.
+        answer = asyncio.wrap_future(work)
         try:
-            infos = await asyncio.wait_for(asyncio.wrap_future(work), DNS_TTL)
-        except TimeoutError:
-            if not work.done():
+            done, _pending = await asyncio.wait({answer}, timeout=DNS_SLOW)
+            if not done:
                 dns_pool().overdue(work)
+            infos = await asyncio.wait_for(answer, DNS_TTL)
+        except TimeoutError:
             raise OSError(f"name lookup of {host} hung for {DNS_TTL:g} s") from None
         except socket.gaierror as exc:
             raise OSError(exc.strerror or str(exc)) from None

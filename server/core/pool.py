@@ -3,8 +3,8 @@
 Blocking checks (``/proc`` reads, the host's counters) and DNS lookups run here.
 A task that overruns its deadline keeps its thread (Python cannot kill a
 thread), so the caller marks it :meth:`overdue`; the pool then starts one
-replacement thread, up to ``size`` extra, so a few hung tasks never starve the
-rest. When the overdue task finally returns, its thread retires. Threads are
+replacement thread, up to ``max_extra`` of them, so hung tasks never starve
+the rest. When the overdue task finally returns, its thread retires. Threads are
 daemons: a task stuck forever never holds up the exit of the process.
 """
 
@@ -21,16 +21,18 @@ _STOP = object()
 
 
 class DeadlinePool:
-    """``size`` threads started on demand, plus one per overdue task (at most ``size`` more).
+    """``size`` threads started on demand, plus one per overdue task (``max_extra`` at most,
+    default ``size``).
 
     :meth:`submit` returns a :class:`concurrent.futures.Future`; cancelling it
     before a thread picks it up means the task never runs.
     """
 
-    def __init__(self, size: int, name: str) -> None:
+    def __init__(self, size: int, name: str, max_extra: int | None = None) -> None:
         if size < 1:
             raise ValueError("a pool needs at least one thread")
         self.size = size
+        self.max_extra = size if max_extra is None else max_extra
         self.name = name
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._lock = threading.Lock()
@@ -45,7 +47,7 @@ class DeadlinePool:
         return self._overdue
 
     def _allowed(self) -> int:
-        return self.size + min(self._overdue, self.size)
+        return self.size + min(self._overdue, self.max_extra)
 
     def submit(self, fn: Callable[..., T], *args: Any) -> Future[T]:
         future: Future[T] = Future()
@@ -54,7 +56,10 @@ class DeadlinePool:
         return future
 
     def overdue(self, future: Future[Any]) -> None:
-        """``future`` is running past its deadline: lend the pool a thread until it returns."""
+        """``future`` is past its deadline: lend the pool a thread until it is done.
+
+        Works for a task still queued too: the lent thread takes it (or the next one).
+        """
         with self._lock:
             self._overdue += 1
         future.add_done_callback(self._returned)
