@@ -223,9 +223,10 @@ def test_sigterm_exits_within_10_s_with_stuck_checks(tmp_path: Path, hostile: Ho
     plugin.chmod(0o755)
     config = write_config(
         tmp_path,
-        f'  - {{id: drip, type: http, interval: 30s, timeout: 30s, http: {{url: "{hostile.url("/drip")}",'
-        " body_contains: nope}}\n"
-        f"  - {{id: stuck, type: command, interval: 30s, timeout: 30s, command: {{command: [{plugin}]}}}}\n",
+        f"  - {{id: drip, type: http, interval: 30s, timeout: 30s,"
+        f' http: {{url: "{hostile.url("/drip")}", body_contains: nope}}}}\n'
+        f"  - {{id: stuck, type: command, interval: 30s, timeout: 30s,"
+        f" command: {{command: [{plugin}]}}}}\n",
     )
     from tests.support.daemon import DaemonProcess
 
