@@ -19,10 +19,12 @@ full pipe.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import itertools
 import os
 import signal
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +37,8 @@ REAP_DELAYS = (0.05, 0.2, 1.0, 3.0)  # seconds after the kill to collect adopted
 
 _runs = itertools.count(1)
 _leaders: set[int] = set()  # plugins still running: never reaped or killed as strays
+_strays: set[int] = set()  # killed strays not reaped yet
+MAX_KILL_ROUNDS = 10
 _subreaper: bool | None = None
 
 
@@ -60,52 +64,82 @@ def become_subreaper() -> bool:
     return _subreaper
 
 
-async def _read(stream: asyncio.StreamReader | None, limit: int) -> tuple[bytes, int]:
-    kept, dropped = bytearray(), 0
-    if stream is None:
-        return b"", 0
-    while chunk := await stream.read(65536):
-        room = max(0, limit - len(kept))
-        kept += chunk[:room]
-        dropped += len(chunk) - min(room, len(chunk))
-    return bytes(kept), dropped
+class _Plugin(asyncio.SubprocessProtocol):
+    """Keeps the first bytes of stdout/stderr, counts the rest; tells exit and pipe close apart.
+
+    ``Process.wait()`` would also wait for the pipes to close, which a stray holding
+    them open (``sleep 900 &``) would put off until the deadline.
+    """
+
+    def __init__(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.stdout = bytearray()
+        self.stderr = bytearray()
+        self.dropped = 0
+        self.exited: asyncio.Future[None] = loop.create_future()
+        self.drained: asyncio.Future[None] = loop.create_future()
+        self._open = {1, 2}
+
+    def pipe_data_received(self, fd: int, data: bytes) -> None:
+        kept, limit = (self.stdout, MAX_STDOUT) if fd == 1 else (self.stderr, MAX_STDERR)
+        room = min(max(0, limit - len(kept)), len(data))
+        kept += data[:room]
+        self.dropped += len(data) - room
+
+    def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
+        self._open.discard(fd)
+        if not self._open and not self.drained.done():
+            self.drained.set_result(None)
+
+    def process_exited(self) -> None:
+        if not self.exited.done():
+            self.exited.set_result(None)
 
 
 async def run_plugin(argv: list[str], env: dict[str, str]) -> PluginRun:
     """Run ``argv``; raises ``OSError`` if it cannot start. Cancelling it kills the tree."""
     become_subreaper()
+    if _strays:
+        reap_strays()
     cookie = f"{os.getpid()}.{next(_runs)}"
-    proc = await asyncio.create_subprocess_exec(
+    loop = asyncio.get_running_loop()
+    transport, proto = await loop.subprocess_exec(
+        _Plugin,
         *argv,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         env={**env, COOKIE: cookie},
         start_new_session=True,
     )
-    _leaders.add(proc.pid)
-    reads = asyncio.gather(_read(proc.stdout, MAX_STDOUT), _read(proc.stderr, MAX_STDERR))
+    pid = transport.get_pid()
+    _leaders.add(pid)
+    finished = False
     try:
-        code = await proc.wait()
-        # Strays that kept our pipes open would hold the reads forever: kill them first.
-        kill_tree(proc.pid, cookie)
-        (out, dropped_out), (err, dropped_err) = await reads
+        await proto.exited
+        # Strays holding our pipes open would keep them so: kill them, then read to EOF.
+        kill_tree(pid, cookie)
+        await proto.drained
+        finished = True
     finally:
-        _leaders.discard(proc.pid)
-        if proc.returncode is None or not reads.done():
-            kill_tree(proc.pid, cookie)
-            reads.cancel()
-    return PluginRun(code, out, err, dropped_out + dropped_err)
+        _leaders.discard(pid)
+        if not finished:
+            kill_tree(pid, cookie)
+        transport.close()
+    code = transport.get_returncode()
+    return PluginRun(
+        -1 if code is None else code, bytes(proto.stdout), bytes(proto.stderr), proto.dropped
+    )
 
 
-def _stat(pid: int) -> tuple[int, int, int] | None:
-    """(ppid, process group, session) of ``pid`` from /proc, or None if it is gone."""
+def _stat(pid: int) -> tuple[int, int, int, bool] | None:
+    """(ppid, process group, session, is a zombie) of ``pid`` from /proc; None if gone."""
     try:
         data = Path(f"/proc/{pid}/stat").read_bytes()
     except OSError:
         return None
     fields = data[data.rfind(b")") + 2 :].split()
-    return int(fields[1]), int(fields[2]), int(fields[3])
+    return int(fields[1]), int(fields[2]), int(fields[3]), fields[0] == b"Z"
 
 
 def _has_cookie(pid: int, cookie: str) -> bool:
@@ -116,12 +150,12 @@ def _has_cookie(pid: int, cookie: str) -> bool:
     return f"{COOKIE}={cookie}".encode() in environ.split(b"\0")
 
 
-def processes_of(leader: int, cookie: str) -> set[int]:
-    """Pids of the run led by ``leader``: its session and group, their descendants, and
-    adopted strays carrying ``cookie`` (with their descendants). The leader itself included.
+def processes_of(leader: int, cookie: str) -> dict[int, bool]:
+    """Pid -> is a zombie, for the run led by ``leader``: its session and group, their
+    descendants, and adopted strays carrying ``cookie`` (with their descendants).
     """
     me = os.getpid()
-    table: dict[int, tuple[int, int, int]] = {}
+    table: dict[int, tuple[int, int, int, bool]] = {}
     for entry in os.scandir("/proc"):
         if entry.name.isdigit():
             found = _stat(int(entry.name))
@@ -129,15 +163,15 @@ def processes_of(leader: int, cookie: str) -> set[int]:
                 table[int(entry.name)] = found
     members = {
         pid
-        for pid, (ppid, group, session) in table.items()
+        for pid, (ppid, group, session, zombie) in table.items()
         if pid != me
         and (
             leader in (session, group)
-            or (ppid == me and pid not in _leaders and _has_cookie(pid, cookie))
+            or (ppid == me and not zombie and pid not in _leaders and _has_cookie(pid, cookie))
         )
     }
     children: dict[int, list[int]] = {}
-    for pid, (ppid, _group, _session) in table.items():
+    for pid, (ppid, *_rest) in table.items():
         children.setdefault(ppid, []).append(pid)
     stack = list(members)
     while stack:
@@ -145,32 +179,45 @@ def processes_of(leader: int, cookie: str) -> set[int]:
             if child not in members and child != me:
                 members.add(child)
                 stack.append(child)
-    return members
+    return {pid: table[pid][3] for pid in members}
 
 
 def kill_tree(leader: int, cookie: str) -> int:
-    """SIGKILL every process of the run (see :func:`processes_of`); returns how many."""
-    victims = processes_of(leader, cookie)
-    for pid in victims:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except OSError:
-            continue
-    strays = victims - {leader}
+    """SIGKILL every process of the run (see :func:`processes_of`); returns how many.
+
+    Scans again after each round of kills: a process that forked between the scan
+    and its kill has a child the first scan did not see. A process with SIGKILL
+    pending cannot fork again, so this ends.
+    """
+    killed: set[int] = set()
+    seen: set[int] = set()
+    for _round in range(MAX_KILL_ROUNDS):
+        found = processes_of(leader, cookie)
+        seen.update(found)
+        fresh = [pid for pid, zombie in found.items() if not zombie and pid not in killed]
+        if not fresh:
+            break
+        for pid in fresh:
+            killed.add(pid)
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+    strays = seen - {leader}
     if strays:
-        _reap_later(strays)
-    return len(victims)
+        _strays.update(strays)
+        _reap_later()
+    return len(killed)
 
 
 def _reap(pids: set[int]) -> set[int]:
-    """waitpid the ones that became our (dead) children; the rest are left to retry."""
+    """waitpid the ones that died as our children; return those that may still become so."""
     left = set()
-    for pid in pids:
+    for pid in pids - _leaders:
         try:
             done, _status = os.waitpid(pid, os.WNOHANG)
         except ChildProcessError:
             # Not (yet) ours: its parent, also killed, may die after it and hand it to us.
-            if os.path.exists(f"/proc/{pid}"):
+            found = _stat(pid)
+            if found is not None and found[0] in pids:
                 left.add(pid)
             continue
         if done == 0:
@@ -178,16 +225,22 @@ def _reap(pids: set[int]) -> set[int]:
     return left
 
 
-def _reap_later(pids: set[int]) -> None:
+def reap_strays() -> None:
+    """Collect the exit status of strays that died as our (adopted) children."""
+    left = _reap(set(_strays))
+    _strays.intersection_update(left)
+
+
+def _reap_later() -> None:
     try:
         loop = asyncio.get_running_loop()
     except RuntimeError:
-        _reap(pids)
+        reap_strays()
         return
 
-    def step(remaining: set[int], delays: tuple[float, ...]) -> None:
-        left = _reap(remaining)
-        if left and delays:
-            loop.call_later(delays[0], step, left, delays[1:])
+    def step(delays: tuple[float, ...]) -> None:
+        reap_strays()
+        if _strays and delays:
+            loop.call_later(delays[0], step, delays[1:])
 
-    loop.call_later(REAP_DELAYS[0], step, pids, REAP_DELAYS[1:])
+    loop.call_later(REAP_DELAYS[0], step, REAP_DELAYS[1:])

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import os
 import stat
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import psutil
 import pytest
 
 from checkers.base import CheckContext, Status
 from checkers.command import CommandChecker, CommandSettings, parse_perfdata
+from checkers.plugins import MAX_STDERR, MAX_STDOUT
 from server.runner import run_check
+from tests.conftest import wait_until
 
 
 def plugin(tmp_path: Path, body: str) -> str:
@@ -90,3 +95,71 @@ def test_plugin_does_not_see_daemon_secrets(
     settings = CommandSettings(command=[script], env={"EXTRA": "given"})
     result = run_check(CommandChecker(settings), CheckContext("c", datetime.now(UTC), 5))
     assert result.message == "pw=[] extra=[given]"
+
+
+def live_strays(marker: str) -> list[int]:
+    """Pids of live (not zombie) processes whose command line holds ``marker``."""
+    found = []
+    for proc in psutil.process_iter(["cmdline", "status"]):
+        try:
+            if proc.info["status"] != psutil.STATUS_ZOMBIE and marker in " ".join(
+                proc.info["cmdline"] or []
+            ):
+                found.append(proc.pid)
+        except psutil.Error:
+            continue
+    return found
+
+
+# Children and grandchildren that ignore SIGTERM, one double-forked into its own session.
+FORKING = """trap '' TERM
+sh -c "trap '' TERM; sleep {n}1" &
+( setsid sh -c "trap '' TERM; sleep {n}2" & ) &
+sh -c "sleep {n}3 & sleep {n}4" &
+{tail}
+"""
+
+
+@pytest.mark.parametrize(
+    ("tail", "status", "message"),
+    [
+        ("sleep 900", Status.UNKNOWN, "timed out after 1.0 s"),
+        ("echo 'done, children left running'; exit 0", Status.OK, "done, children left running"),
+    ],
+)
+def test_no_process_of_a_plugin_outlives_its_check(
+    tmp_path: Path, tail: str, status: Status, message: str
+) -> None:
+    n = str(os.getpid() % 1000 + 9000)  # sleep 90001 … : durations unique to this test run
+    script = plugin(tmp_path, FORKING.format(n=n, tail=tail))
+    started = time.monotonic()
+    result = run_check(
+        CommandChecker(CommandSettings(command=[script])), CheckContext("c", datetime.now(UTC), 1)
+    )
+    took = time.monotonic() - started
+    assert result.status == status and result.message.endswith(message)
+    assert took < 1.5
+    assert wait_until(lambda: not live_strays(f"sleep {n}"), 5), live_strays(f"sleep {n}")
+
+
+def test_latin1_output_is_failed_with_its_message_and_perfdata(tmp_path: Path) -> None:
+    script = plugin(tmp_path, "printf 'CRITICAL - caf\\351 ferm\\351 | time=0.5s;1;2\\n'\nexit 2\n")
+    result = run_check(
+        CommandChecker(CommandSettings(command=[script])), CheckContext("c", datetime.now(UTC), 5)
+    )
+    assert result.status == Status.FAILED
+    assert result.message == "CRITICAL - caf\ufffd ferm\ufffd"
+    assert [(m.name, m.value) for m in result.metrics] == [("time", 0.5)]
+
+
+def test_a_flood_of_output_is_bounded_and_the_exit_code_still_counts(tmp_path: Path) -> None:
+    script = plugin(
+        tmp_path,
+        "echo 'WARNING - noisy | lines=1'\nhead -c 50000000 /dev/zero | tr '\\0' 'x'\n"
+        "head -c 5000000 /dev/zero >&2\nexit 1\n",
+    )
+    result = run_check(
+        CommandChecker(CommandSettings(command=[script])), CheckContext("c", datetime.now(UTC), 20)
+    )
+    assert (result.status, result.message) == (Status.DEGRADED, "WARNING - noisy")
+    assert result.details["output_bytes_dropped"] == 55_000_026 - MAX_STDOUT - MAX_STDERR
