@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -12,7 +14,8 @@ import pytest
 from checkers.base import CheckContext, Status
 from checkers.http import HttpChecker, HttpSettings, json_path_get, parse_status_spec
 from server.runner import run_check
-from tests.conftest import free_port
+from tests.conftest import REPO, free_port
+from tests.support.hostile import HostileHttp
 from tests.support.http_target import Target
 
 NOW = datetime.now(UTC)
@@ -143,3 +146,67 @@ def test_json_path_subset() -> None:
     assert json_path_get(doc, "$.a[1].b") == 2 and json_path_get(doc, "a[0]") == {"b": 1}
     with pytest.raises(KeyError):
         json_path_get(doc, "$.a[5]")
+
+
+@pytest.fixture(scope="module")
+def hostile() -> Iterator[HostileHttp]:
+    server = HostileHttp()
+    yield server
+    server.close()
+
+
+RSS_PROBE = """
+import resource, sys
+from datetime import UTC, datetime
+from checkers.base import CheckContext
+from checkers.http import HttpChecker, HttpSettings
+from server.runner import run_check
+settings = dict(url=sys.argv[1])
+if len(sys.argv) > 2:
+    settings["body_contains"] = sys.argv[2]
+result = run_check(HttpChecker(HttpSettings(**settings)), CheckContext("h", datetime.now(UTC), 20))
+print(result.status.name, result.message)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+"""
+
+
+@pytest.mark.parametrize("needle", [None, "never there"])
+def test_a_1_gib_body_is_never_read_into_memory(hostile: HostileHttp, needle: str | None) -> None:
+    args = [sys.executable, "-c", RSS_PROBE, hostile.url("/huge")] + ([needle] if needle else [])
+    done = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=60, check=False)
+    verdict, peak_mb = done.stdout.splitlines()
+    if needle is None:
+        assert verdict.startswith("OK HTTP 200 in")
+    else:
+        assert verdict == (
+            "FAILED body does not contain 'never there' "
+            "(body larger than max_body 1 MiB; only that much was read)"
+        )
+    assert int(peak_mb) < 120, "RSS bound: the body was read"
+
+
+@pytest.mark.parametrize(
+    ("page", "needle"),
+    [
+        ("latin1-header", "café crème ÿ"),
+        ("cp1251-meta", "привет"),
+        ("utf8-undeclared", "café crème ÿ"),
+        ("broken-undeclared", "status: ok"),
+    ],
+)
+def test_bodies_are_decoded_as_declared_and_never_fail_to_decode(
+    hostile: HostileHttp, page: str, needle: str
+) -> None:
+    assert check(url=hostile.url(f"/page/{page}"), body_contains=needle).status == Status.OK
+    missing = check(url=hostile.url(f"/page/{page}"), body_contains="absent")
+    assert (missing.status, missing.message) == (Status.FAILED, "body does not contain 'absent'")
+
+
+def test_json_in_a_declared_charset(hostile: HostileHttp) -> None:
+    result = check(url=hostile.url("/page/latin1-json"), json_path="$.state", equals="café")
+    assert result.status == Status.OK
+
+
+def test_max_body_is_a_setting(hostile: HostileHttp) -> None:
+    result = check(url=hostile.url("/page/utf8-undeclared"), body_contains="ÿ", max_body="8B")
+    assert result.status == Status.FAILED and "larger than max_body 8 bytes" in result.message

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import threading
 from collections.abc import Iterator
@@ -14,6 +15,7 @@ from checkers.base import CheckContext, Status
 from checkers.tcp import TcpChecker, TcpSettings
 from server.runner import run_check
 from tests.conftest import free_port
+from tests.support.hostile import Endless
 
 
 @pytest.fixture
@@ -66,3 +68,41 @@ def test_refused_is_failed() -> None:
         Status.FAILED,
         f"127.0.0.1:{port}: connection refused",
     )
+
+
+def test_bracketed_ipv6_works_and_messages_bracket_it() -> None:
+    listener = socket.create_server(("::1", 0), family=socket.AF_INET6)
+    port = listener.getsockname()[1]
+    try:
+        result = check(host="[::1]", port=port)
+        assert result.status == Status.OK
+        assert result.message.startswith(f"[::1]:{port}: connected in")
+    finally:
+        listener.close()
+    refused = check(host="::1", port=port)
+    assert (refused.status, refused.message) == (Status.FAILED, f"[::1]:{port}: connection refused")
+
+
+@pytest.mark.parametrize(
+    ("settings", "error"),
+    [
+        ({"host": "db", "port": 0}, "greater than or equal to 1"),
+        ({"host": "db", "port": 65536}, "less than or equal to 65535"),
+        ({"host": "[db]", "port": 5432}, "expected an IPv6 address inside [ ]"),
+        ({"host": "db:5432", "port": 5432}, "no port: use `port`"),
+        ({"host": "bad host", "port": 5432}, "expected a host name or IP address"),
+    ],
+)
+def test_bad_hosts_and_ports_are_config_errors(settings: dict[str, Any], error: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(error)):
+        TcpSettings(**settings)
+
+
+def test_expect_on_an_endless_stream_reads_a_bounded_amount() -> None:
+    stream = Endless()
+    try:
+        result = check(host="127.0.0.1", port=stream.port, expect="220 ready", timeout=5)
+    finally:
+        stream.close()
+    assert result.status == Status.FAILED
+    assert result.message.startswith(f"127.0.0.1:{stream.port}: expected '220 ready', got 'noise")
