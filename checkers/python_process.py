@@ -1,8 +1,10 @@
 """``python_process``: is a local process running, healthy and within limits (psutil).
 
 The process is found by ``pidfile``, ``pid``, ``name`` or a ``cmdline`` regex.
-The last match is remembered so a steady process costs one ``psutil`` lookup
-per check instead of a scan of every process; a changed pid counts a restart.
+``name`` and ``cmdline`` search one process-table scan per tick shared by every
+check (:mod:`checkers.proctable`), which never holds the daemon, its ancestors
+or its descendants. A pid is the same process only while its create time is:
+a pid reused by another process counts as a restart, never as the old process.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from checkers.base import (
     Status,
     over_thresholds,
 )
+from checkers import proctable
 from checkers.logtail import LogTail
 from server.core.units import Duration, DurationRange
 
@@ -69,7 +72,7 @@ class PythonProcessChecker(Checker[ProcessSettings]):
         super().__init__(settings)
         self._pattern = re.compile(settings.cmdline) if settings.cmdline else None
         self._process: psutil.Process | None = None
-        self._last_pid: int | None = None
+        self._last_ident: tuple[int, float] | None = None
         self.restarts = 0
         self._tail = LogTail(Path(settings.log_file)) if settings.log_file else None
 
@@ -92,7 +95,16 @@ class PythonProcessChecker(Checker[ProcessSettings]):
             result = self._inspect(process)
         except psutil.NoSuchProcess:
             self._process = None
-            return self._not_found("process exited during the check", logs)
+            if self.settings.pidfile or self.settings.pid is not None:
+                return self._not_found("process exited during the check", logs)
+            # The shared scan (up to a tick old) still listed it: look again, afresh.
+            process = self._find(max_age=0.0)
+            if process is None:
+                return self._not_found("", logs)
+            try:
+                result = self._inspect(process)
+            except psutil.NoSuchProcess:
+                return self._not_found("process exited during the check", logs)
         except psutil.AccessDenied:
             return CheckResult(
                 Status.UNKNOWN, f"access denied reading process {process.pid}", logs=logs
@@ -116,60 +128,58 @@ class PythonProcessChecker(Checker[ProcessSettings]):
             return f"name {s.name!r}"
         return f"cmdline /{s.cmdline}/"
 
-    def _find(self) -> psutil.Process | None:
+    def _find(self, max_age: float = proctable.MAX_AGE) -> psutil.Process | None:
         s = self.settings
         if s.pidfile:
             text = Path(s.pidfile).read_text().strip()
             if not text.isdigit():
                 raise ValueError(f"pidfile {s.pidfile} does not hold a pid: {text[:40]!r}")
-            return self._cached_or_new(int(text))
+            return self._same_or_new(int(text))
         if s.pid is not None:
-            return self._cached_or_new(s.pid)
-        if self._process is not None and self._still_matches(self._process):
-            return self._process
-        candidates = [
-            p for p in psutil.process_iter(["name", "cmdline", "create_time"]) if self._matches(p)
-        ]
+            return self._same_or_new(s.pid)
+        table = proctable.snapshot(max_age)
+        cached = self._process
+        if cached is not None:
+            seen = table.by_pid.get(cached.pid)
+            if (
+                seen is not None
+                and seen.create_time == cached.create_time()
+                and self._matches(seen)
+            ):
+                return cached
+        candidates = [p for p in table.processes if self._matches(p)]
         if not candidates:
             return None
         # The oldest match is the service's main process, not a helper it spawned.
-        return min(candidates, key=lambda p: (p.info["create_time"] or 0, p.pid))
+        oldest = min(candidates, key=lambda p: (p.create_time, p.pid))
+        return self._same_or_new(oldest.pid)
 
-    def _cached_or_new(self, pid: int) -> psutil.Process | None:
-        # Same pid: reuse the cached Process (it keeps the CPU counter); if it died,
-        # _inspect gets NoSuchProcess. Skipping is_running() saves a /proc read per check.
-        if self._process is not None and self._process.pid == pid:
-            return self._process
+    def _same_or_new(self, pid: int) -> psutil.Process | None:
+        """The cached Process if ``pid`` is still the process it was (same create time;
+        it keeps the CPU counter), else a new one; None if no such pid."""
         try:
-            return psutil.Process(pid)
+            fresh = psutil.Process(pid)
         except psutil.NoSuchProcess:
             return None
+        cached = self._process
+        if cached is not None and cached.pid == pid and cached.create_time() == fresh.create_time():
+            return cached
+        return fresh
 
-    def _matches(self, process: psutil.Process) -> bool:
-        info = process.info
+    def _matches(self, process: proctable.ProcessInfo) -> bool:
         if self.settings.name is not None:
-            return bool(info["name"] == self.settings.name)
+            return process.name == self.settings.name
         assert self._pattern is not None
-        return bool(self._pattern.search(" ".join(info["cmdline"] or [])))
-
-    def _still_matches(self, process: psutil.Process) -> bool:
-        try:
-            if not process.is_running():
-                return False
-            if self.settings.name is not None:
-                return bool(process.name() == self.settings.name)
-            assert self._pattern is not None
-            return bool(self._pattern.search(" ".join(process.cmdline())))
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            return False
+        return bool(self._pattern.search(process.cmdline))
 
     def _inspect(self, process: psutil.Process) -> CheckResult:
+        ident = (process.pid, process.create_time())
         if process is not self._process:
-            if self._last_pid is not None and process.pid != self._last_pid:
-                self.restarts += 1
+            if self._last_ident is not None and ident != self._last_ident:
+                self.restarts += 1  # a new pid, or the same pid reused by a new process
             self._process = process
             process.cpu_percent(None)  # primes the counter; the next check reads a real value
-        self._last_pid = process.pid
+        self._last_ident = ident
         with process.oneshot():
             status = process.status()
             cpu = process.cpu_percent(None)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -18,7 +21,7 @@ import pytest
 from checkers.base import CheckContext, Status
 from checkers.python_process import ProcessSettings, PythonProcessChecker
 from server.runner import run_check
-from tests.conftest import wait_until
+from tests.conftest import REPO, wait_until
 
 SLEEPER = "import sys, time\nwhile True: time.sleep(0.05)\n"
 
@@ -49,14 +52,55 @@ def marker() -> str:
     return f"lbmark-{uuid.uuid4().hex[:8]}"
 
 
+# Checks in a sibling process: a process check never matches its own process, its
+# ancestors or its descendants, so targets spawned by this test process are found
+# only from a process that is none of those, as the daemon is for a real worker.
+PROBE = """
+import json, sys
+from datetime import UTC, datetime
+from checkers.base import CheckContext
+from checkers.python_process import ProcessSettings, PythonProcessChecker
+from server.runner import run_check
+checker = PythonProcessChecker(ProcessSettings(**json.loads(sys.argv[1])))
+for _line in sys.stdin:
+    r = run_check(checker, CheckContext("p", datetime.now(UTC), 5))
+    metrics = {m.name: m.value for m in r.metrics}
+    print(json.dumps([int(r.status), r.message, r.details, metrics]), flush=True)
+"""
+
+
+class Probe:
+    def __init__(self, **settings: Any) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", PROBE, json.dumps(settings)],
+            cwd=REPO,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+
+    def check(self) -> tuple[Status, str, dict[str, Any], dict[str, float]]:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write("check\n")
+        self.proc.stdin.flush()
+        code, message, details, metrics = json.loads(self.proc.stdout.readline())
+        return Status(code), message, details, metrics
+
+    def close(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+
+
 def test_running_by_cmdline_marker_is_ok_with_metrics(spawn: Any) -> None:
     tag = marker()
     proc = spawn(SLEEPER, tag)
-    checker = PythonProcessChecker(ProcessSettings(cmdline=tag))
-    result = check(checker)
-    assert result.status == Status.OK and result.details["pid"] == proc.pid
-    names = {m.name for m in result.metrics}
-    assert names >= {
+    probe = Probe(cmdline=tag)
+    try:
+        status, _message, details, metrics = probe.check()
+    finally:
+        probe.close()
+    assert status == Status.OK and details["pid"] == proc.pid
+    assert set(metrics) >= {
         "cpu_percent",
         "memory_percent",
         "rss_bytes",
@@ -70,13 +114,95 @@ def test_running_by_cmdline_marker_is_ok_with_metrics(spawn: Any) -> None:
 def test_killed_process_goes_failed(spawn: Any) -> None:
     tag = marker()
     proc = spawn(SLEEPER, tag)
-    checker = PythonProcessChecker(ProcessSettings(cmdline=tag))
-    assert check(checker).status == Status.OK
-    proc.kill()
-    proc.wait()
-    result = check(checker)
+    probe = Probe(cmdline=tag)
+    try:
+        assert probe.check()[0] == Status.OK
+        proc.kill()
+        proc.wait()
+        status, message, _details, _metrics = probe.check()
+    finally:
+        probe.close()
+    assert status == Status.FAILED
+    assert message == f"not running: no process matches cmdline /{tag}/"
+
+
+def test_a_check_never_matches_its_own_process_or_its_children(spawn: Any) -> None:
+    tag = marker()
+    spawn(SLEEPER, tag)  # our child: a descendant of the process checking
+    result = check(PythonProcessChecker(ProcessSettings(cmdline=tag)))
     assert result.status == Status.FAILED
-    assert result.message == f"not running: no process matches cmdline /{tag}/"
+    own = re.escape(" ".join(psutil.Process().cmdline()))
+    family = {os.getpid(), *(p.pid for p in psutil.Process().parents())}
+    result = check(PythonProcessChecker(ProcessSettings(cmdline=f"^{own}$")))
+    assert result.details.get("pid") not in family  # another engineer's identical run may match
+
+
+@pytest.mark.parametrize("wrapper", [[], ["timeout", "60"]])
+def test_lightbulb_check_does_not_find_itself_or_its_wrapper(
+    tmp_path: Path, wrapper: list[str]
+) -> None:
+    config = tmp_path / "billing-worker.yaml"
+    config.write_text(
+        "services:\n  - {id: billing, type: python_process,"
+        " python_process: {cmdline: billing-worker}}\n"
+    )
+    done = subprocess.run(
+        [*wrapper, sys.executable, "-m", "server.cli", "check", "billing", "--config", str(config)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.stdout.startswith(
+        "billing: FAILED (2) not running: no process matches cmdline /billing-worker/"
+    ), done.stdout + done.stderr
+
+
+REUSE = """
+import os, subprocess, sys, time
+from datetime import UTC, datetime
+from checkers.base import CheckContext
+from checkers.python_process import ProcessSettings, PythonProcessChecker
+from server.runner import run_check
+
+def sleeper():
+    return subprocess.Popen(["sleep", "600"])
+
+def ask(checker):
+    r = run_check(checker, CheckContext("p", datetime.now(UTC), 5))
+    return r.details.get("pid"), {m.name: m.value for m in r.metrics}.get("restarts")
+
+first = sleeper()
+open("w.pid", "w").write(str(first.pid))
+checker = PythonProcessChecker(ProcessSettings(pidfile="w.pid"))
+print(ask(checker))
+first.kill(); first.wait()
+with open("/proc/sys/kernel/ns_last_pid", "w") as f:  # the next process gets the same pid
+    f.write(str(first.pid - 1))
+second = sleeper()
+print(second.pid == first.pid, ask(checker))
+second.kill(); second.wait()
+"""
+
+
+@pytest.mark.skipif(not shutil.which("unshare") or os.geteuid() != 0, reason="needs root")
+def test_a_reused_pid_is_a_new_process(tmp_path: Path) -> None:
+    """In a pid namespace of its own, the kernel is told to hand the old pid out again."""
+    done = subprocess.run(
+        ["unshare", "--pid", "--fork", "--mount-proc", sys.executable, "-c", REUSE],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    lines = done.stdout.splitlines()
+    assert len(lines) == 2, done.stderr
+    pid = lines[0].split(",")[0].strip("(")
+    assert lines[0] == f"({pid}, 0)"
+    assert lines[1] == f"True ({pid}, 1)", "same pid, new process: a restart"
 
 
 def test_not_running_with_expect_stopped_is_stopped() -> None:
