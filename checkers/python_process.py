@@ -18,6 +18,7 @@ from typing import Annotated, Literal
 import psutil
 from pydantic import Field, model_validator
 
+from checkers import proctable
 from checkers.base import (
     CheckContext,
     Checker,
@@ -28,7 +29,6 @@ from checkers.base import (
     Status,
     over_thresholds,
 )
-from checkers import proctable
 from checkers.logtail import LogTail
 from server.core.units import Duration, DurationRange
 
