@@ -1,19 +1,22 @@
 """``temporal_workflow``: a workflow's state, or the failure ratio of a workflow type.
 
-temporalio is asyncio; checks run in worker threads. One event loop thread is
-shared by every Temporal checker, and one client per (address, namespace, TLS,
-API key) is reused, so a thousand workflow checks hold one gRPC connection.
+temporalio is asyncio: checks run on the scheduler's event loop under the
+check's deadline, and one client per (address, namespace, TLS, API key) is
+shared by every check on that loop, so a thousand workflow checks hold one
+gRPC connection. A failed run's error and stack trace are logged once, on the
+first check that sees it, not on every check after.
+
+``poller_grace`` has a floor of 90 s: Temporal records a poller's last access
+when its long poll starts, and an idle worker's poll lasts about a minute, so a
+shorter grace reports a live but idle worker as "no workers".
 """
 
 from __future__ import annotations
 
-import asyncio
-import threading
-from collections.abc import Coroutine
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
@@ -28,12 +31,14 @@ from checkers.base import (
     Metric,
     Settings,
     Status,
+    invalid,
     worst,
 )
+from checkers.netio import loop_local
 from server.core.secret import SecretStr
 from server.core.units import Duration, DurationRange
 
-T = TypeVar("T")
+POLLER_GRACE_FLOOR = timedelta(seconds=90)
 
 STATE = {
     WorkflowExecutionStatus.RUNNING: (Status.OK, "running"),
@@ -61,7 +66,8 @@ class TemporalSettings(Settings):
     window: Annotated[Duration, DurationRange("1m", "30d")] = timedelta(hours=1)
     thresholds: RatioThresholds = RatioThresholds()
     task_queue: str | None = None
-    poller_grace: Annotated[Duration, DurationRange("1s", "1d", zero=True)] = timedelta(minutes=1)
+    # Floor (90 s) checked below with its reason; the range gives the ceiling.
+    poller_grace: Annotated[Duration, DurationRange("1s", "1d")] = timedelta(minutes=2)
     max_activity_attempts: int | None = Field(None, ge=1, le=1000)
 
     @model_validator(mode="after")
@@ -70,65 +76,49 @@ class TemporalSettings(Settings):
             raise ValueError("set exactly one of workflow_id or workflow_type")
         return self
 
-
-class _Loop:
-    """The event loop thread and the client cache shared by all Temporal checkers."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.clients: dict[tuple[str, str, bool, str], Client] = {}
-        self.thread = threading.Thread(
-            target=self.loop.run_forever, name="lightbulb-temporal", daemon=True
-        )
-        self.thread.start()
-
-    def run(self, coro: Coroutine[Any, Any, T], timeout: float) -> T:
-        future = asyncio.run_coroutine_threadsafe(asyncio.wait_for(coro, timeout), self.loop)
-        return future.result(timeout + 1)
-
-    async def client(self, s: TemporalSettings, timeout: float) -> Client:
-        key = (s.address, s.namespace, s.tls, s.api_key.reveal() if s.api_key else "")
-        if key not in self.clients:
-            self.clients[key] = await Client.connect(
-                s.address,
-                namespace=s.namespace,
-                tls=s.tls,
-                api_key=key[3] or None,
-                connect_timeout=timedelta(seconds=timeout),
+    @field_validator("poller_grace")
+    @classmethod
+    def _grace_floor(cls, value: timedelta) -> timedelta:
+        if value < POLLER_GRACE_FLOOR:
+            raise invalid(
+                "expected at least 90s: an idle worker's long poll refreshes its last "
+                "access only about once a minute"
             )
-        return self.clients[key]
+        return value
 
 
-_shared: _Loop | None = None
-_shared_lock = threading.Lock()
-
-
-def shared_loop() -> _Loop:
-    global _shared  # noqa: PLW0603 - one loop per process, created on first use
-    with _shared_lock:
-        if _shared is None:
-            _shared = _Loop()
-        return _shared
+async def shared_client(s: TemporalSettings) -> Client:
+    """The running loop's client for this server and namespace, connected on first use."""
+    clients: dict[tuple[str, str, bool, str], Client] = loop_local("temporal-clients", dict)
+    key = (s.address, s.namespace, s.tls, s.api_key.reveal() if s.api_key else "")
+    if key not in clients:
+        clients[key] = await Client.connect(
+            s.address, namespace=s.namespace, tls=s.tls, api_key=key[3] or None
+        )
+    return clients[key]
 
 
 class TemporalWorkflowChecker(Checker[TemporalSettings]):
     Settings = TemporalSettings
+    timeout_status = Status.UNKNOWN  # we lost sight of the server, not of the workflow
 
-    def check(self, ctx: CheckContext) -> CheckResult:
-        loop = shared_loop()
+    def __init__(self, settings: TemporalSettings) -> None:
+        super().__init__(settings)
+        self._failure_logged: str | None = None  # run id whose failure is in the logs already
+
+    def describe(self) -> str:
+        return f"Temporal at {self.settings.address}"
+
+    async def check_async(self, ctx: CheckContext) -> CheckResult:
         try:
-            return loop.run(self._check(loop, ctx), ctx.timeout)
-        except TimeoutError:
-            return CheckResult(Status.UNKNOWN, f"Temporal at {self.settings.address}: timed out")
+            return await self._check(ctx)
         except RPCError as exc:
-            return CheckResult(
-                Status.UNKNOWN, f"Temporal at {self.settings.address}: {exc.message}"
-            )
+            return CheckResult(Status.UNKNOWN, f"{self.describe()}: {exc.message}")
         except RuntimeError as exc:  # connection failures surface as RuntimeError in the SDK
-            return CheckResult(Status.UNKNOWN, f"Temporal at {self.settings.address}: {exc}"[:500])
+            return CheckResult(Status.UNKNOWN, f"{self.describe()}: {exc}"[:500])
 
-    async def _check(self, loop: _Loop, ctx: CheckContext) -> CheckResult:
-        client = await loop.client(self.settings, ctx.timeout)
+    async def _check(self, ctx: CheckContext) -> CheckResult:
+        client = await shared_client(self.settings)
         if self.settings.workflow_id is not None:
             result = await self._describe(client, self.settings.workflow_id)
         else:
@@ -159,7 +149,9 @@ class TemporalWorkflowChecker(Checker[TemporalSettings]):
             entry = await self._failure(handle, word)
             if entry is not None:
                 result.message = f"workflow {workflow_id} {word}: {entry.message}"
-                result.logs.append(entry)
+                if self._failure_logged != desc.run_id:  # each run's failure is logged once
+                    self._failure_logged = desc.run_id
+                    result.logs.append(entry)
         if status == WorkflowExecutionStatus.RUNNING:
             self._activities(desc.raw_description.pending_activities, result)
         return result

@@ -222,3 +222,22 @@ def test_unreachable_server_is_unknown() -> None:
     result = run_check(checker, CheckContext("wf", datetime.now(UTC), 3))
     assert result.status == Status.UNKNOWN
     assert result.message.startswith("Temporal at 127.0.0.1:")
+
+
+def test_a_failed_runs_failure_is_logged_once_not_on_every_check(temporal: Harness) -> None:
+    wid = temporal.start(wf.FailsAtOnce.run)
+    checker = TemporalWorkflowChecker(TemporalSettings(address=temporal.address, workflow_id=wid))
+
+    def once() -> Any:
+        return run_check(checker, CheckContext("wf", datetime.now(UTC), 10))
+
+    first = eventually(once, lambda r: r.status == Status.FAILED)
+    later = [once() for _ in range(3)]
+    assert [len(r.logs) for r in [first, *later]] == [1, 0, 0, 0]
+    assert all("payment ledger out of balance" in r.message for r in later)
+
+
+def test_poller_grace_under_the_poll_refresh_is_a_config_error() -> None:
+    with pytest.raises(ValueError, match="expected at least 90s"):
+        TemporalSettings(workflow_id="x", task_queue="q", poller_grace="30s")
+    assert TemporalSettings(workflow_id="x").poller_grace == timedelta(minutes=2)
