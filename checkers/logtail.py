@@ -3,6 +3,11 @@
 Starts at the end of the file (history is not imported), notices truncation
 and rotation (size smaller than our offset, or a new inode) and reads at most
 ``max_lines`` per call so one noisy file cannot stall a check.
+
+A line that is a JSON object is read as a log record: its message, level, error
+code and stack trace come from the usual keys (:data:`MESSAGE_KEYS` …), the
+other keys are kept as context, so error patterns group by message, not by the
+shape of the record.
 """
 
 from __future__ import annotations
@@ -10,40 +15,121 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 from checkers.base import LogEntry
+from server.core import levels
 
 _LEVEL = re.compile(
     r"\b(CRITICAL|FATAL|ERROR|ERR|WARNING|WARN|NOTICE|INFO|DEBUG|TRACE)\b", re.IGNORECASE
 )
-_CANONICAL = {
-    "critical": "CRITICAL",
-    "fatal": "CRITICAL",
-    "error": "ERROR",
-    "err": "ERROR",
-    "warning": "WARN",
-    "warn": "WARN",
-    "notice": "INFO",
-    "info": "INFO",
-    "debug": "DEBUG",
-    "trace": "DEBUG",
-}
+# The usual keys of JSON log records, first match wins: Python's logging and
+# python-json-logger, structlog, Bunyan/pino, logrus, zap, Elastic Common Schema,
+# GELF, journald's export, OpenTelemetry's log data model.
+MESSAGE_KEYS = ("message", "msg", "@message", "event", "short_message", "MESSAGE", "body", "log")
+LEVEL_KEYS = ("level", "levelname", "severity", "log.level", "lvl", "loglevel", "severityText",
+              "level_name", "@level", "PRIORITY")  # fmt: skip
+CODE_KEYS = ("error_code", "error.code", "errorCode", "code", "error.type", "err.type",
+             "exception.type", "exc_type")  # fmt: skip
+STACK_KEYS = ("stack_trace", "stacktrace", "error.stack_trace", "exception.stacktrace", "exc_info",
+              "traceback", "stack", "err.stack", "exception")  # fmt: skip
+TIME_KEYS = frozenset({"time", "timestamp", "@timestamp", "ts", "asctime", "t"})
+# Bunyan/pino numbers and syslog priorities (journald's PRIORITY) as levels.
+BUNYAN = {10: "TRACE", 20: "DEBUG", 30: "INFO", 40: "WARN", 50: "ERROR", 60: "FATAL"}
+SYSLOG = ("FATAL", "CRITICAL", "CRITICAL", "ERROR", "WARN", "INFO", "INFO", "DEBUG")
+MAX_CONTEXT_KEYS = 50
+MAX_CONTEXT_VALUE = 1000
 
 
 def parse_level(line: str) -> str:
-    """Level from a JSON log record or the first level word in a text line; INFO otherwise."""
+    """The first level word in a text line (any alias); INFO when there is none."""
+    match = _LEVEL.search(line[:200])
+    return levels.normalise(match.group(1)) or "INFO" if match else "INFO"
+
+
+def _lookup(record: dict[str, Any], key: str) -> Any:
+    """``record[key]``, or for a dotted key the nested value (``error.code``)."""
+    if key in record:
+        return record[key]
+    value: Any = record
+    for part in key.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
+def _first(record: dict[str, Any], keys: tuple[str, ...]) -> tuple[str | None, Any]:
+    for key in keys:
+        value = _lookup(record, key)
+        if value not in (None, "", [], {}):
+            return key, value
+    return None, None
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return "".join(value)  # a traceback as a list of lines
+    return json.dumps(value, default=str, ensure_ascii=False)
+
+
+def _level(value: Any) -> str | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        number = int(value)
+        if number in BUNYAN:
+            return BUNYAN[number]
+        return SYSLOG[number] if 0 <= number < len(SYSLOG) else None
+    if isinstance(value, str) and value.strip().isdigit():
+        return _level(int(value))
+    return levels.normalise(value)
+
+
+def parse_json_record(record: dict[str, Any], line: str, source: str) -> LogEntry:
+    """A log entry from a JSON record: message, level, error code and stack trace from
+    their usual keys, every other key (but the time) kept as context."""
+    used: set[str] = set()
+    key, message = _first(record, MESSAGE_KEYS)
+    if key:
+        used.add(key.split(".")[0])
+    level_key, raw_level = _first(record, LEVEL_KEYS)
+    level = _level(raw_level) if level_key else None
+    if level_key and level:
+        used.add(level_key.split(".")[0])
+    code_key, code = _first(record, CODE_KEYS)
+    stack_key, stack = _first(record, STACK_KEYS)
+    for found in (code_key, stack_key):
+        if found and "." not in found:
+            used.add(found)
+    context: dict[str, str] = {}
+    for name, value in record.items():
+        if name in used or name in TIME_KEYS or len(context) >= MAX_CONTEXT_KEYS:
+            continue
+        context[str(name)[:100]] = _text(value)[:MAX_CONTEXT_VALUE]
+    text = _text(message) if key else line
+    return LogEntry(
+        level or parse_level(text),
+        text,
+        source,
+        _text(code)[:200] if code_key else None,
+        _text(stack) if stack_key and stack is not True else None,
+        context,
+    )
+
+
+def parse_line(line: str, source: str) -> LogEntry:
+    """A log entry from one line: a JSON record's fields, or a text line as it is."""
     if line.startswith("{"):
         try:
             record = json.loads(line)
         except ValueError:
             record = None
         if isinstance(record, dict):
-            for key in ("level", "levelname", "severity", "log.level"):
-                value = record.get(key)
-                if isinstance(value, str) and value.lower() in _CANONICAL:
-                    return _CANONICAL[value.lower()]
-    match = _LEVEL.search(line[:200])
-    return _CANONICAL[match.group(1).lower()] if match else "INFO"
+            return parse_json_record(record, line, source)
+    return LogEntry(parse_level(line), line, source=source)
 
 
 class LogTail:
@@ -73,5 +159,5 @@ class LogTail:
                 self._offset += len(raw)
                 line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
                 if line.strip():
-                    entries.append(LogEntry(parse_level(line), line, source=source))
+                    entries.append(parse_line(line, source))
         return entries

@@ -178,6 +178,7 @@ open("w.pid", "w").write(str(first.pid))
 checker = PythonProcessChecker(ProcessSettings(pidfile="w.pid"))
 print(ask(checker))
 first.kill(); first.wait()
+time.sleep(0.05)  # create times tick in 10 ms (USER_HZ): a reuse within one tick is invisible
 with open("/proc/sys/kernel/ns_last_pid", "w") as f:  # the next process gets the same pid
     f.write(str(first.pid - 1))
 second = sleeper()
@@ -298,7 +299,7 @@ def test_log_file_lines_since_last_check_with_levels(spawn: Any, tmp_path: Path)
     entries = check(checker).logs
     assert [(e.level, e.message) for e in entries] == [
         ("ERROR", "2026-11-22 10:00:00 ERROR db connection lost"),
-        ("WARN", '{"level": "warning", "msg": "slow query"}'),
+        ("WARN", "slow query"),
         ("INFO", "plain line"),
     ]
     assert check(checker).logs == []
@@ -346,3 +347,45 @@ def test_access_denied_is_unknown(spawn: Any) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == f"5 access denied reading process {target.pid}"
+
+
+def test_json_log_records_give_their_message_level_code_and_stack(
+    spawn: Any, tmp_path: Path
+) -> None:
+    proc = spawn()
+    log = tmp_path / "app.jsonl"
+    log.write_text("")
+    checker = PythonProcessChecker(ProcessSettings(pid=proc.pid, log_file=str(log)))
+    assert check(checker).logs == []
+    records = [
+        # python-json-logger
+        {"asctime": "2026-11-22", "levelname": "ERROR", "message": "db down", "exc_info":
+         "Traceback (most recent call last):\n  boom", "request_id": "r-1"},
+        # structlog
+        {"event": "cache miss", "level": "warning", "key": "user:7", "timestamp": "x"},
+        # Bunyan / pino (numeric levels, err object)
+        {"level": 50, "msg": "payment failed", "err": {"type": "CardDeclined", "stack": "at x"},
+         "hostname": "h", "time": 1},
+        # Elastic Common Schema
+        {"@timestamp": "x", "log": {"level": "error"}, "message": "disk full",
+         "error": {"code": "ENOSPC", "stack_trace": "trace"}},
+        # no message key at all
+        {"level": "info", "count": 3},
+    ]  # fmt: skip
+    with log.open("a") as handle:
+        for record in records:
+            handle.write(json.dumps(record) + "\n")
+    entries = check(checker).logs
+    assert [(e.level, e.message, e.error_code) for e in entries] == [
+        ("ERROR", "db down", None),
+        ("WARN", "cache miss", None),
+        ("ERROR", "payment failed", "CardDeclined"),
+        ("ERROR", "disk full", "ENOSPC"),
+        ("INFO", '{"level": "info", "count": 3}', None),
+    ]
+    assert entries[0].stack_trace == "Traceback (most recent call last):\n  boom"
+    assert entries[0].context == {"request_id": "r-1"}
+    assert entries[1].context == {"key": "user:7"}
+    assert entries[2].stack_trace == "at x" and entries[2].context["hostname"] == "h"
+    assert entries[3].stack_trace == "trace"
+    assert entries[4].context == {"count": "3"}
