@@ -278,3 +278,34 @@ def test_with_public_reads_off_only_the_status_page_and_health_stay_open(
     assert c.get("/api/v1/services", auth=("ana", "pw")).status_code == 200
     signed, _ = signed_in(lambda auth=None: c)  # the same client, now signed in
     assert signed.get("/services/db").status_code == 200
+
+
+def test_a_result_older_than_two_intervals_is_shown_stale_never_as_current(
+    data: tuple[EmbeddedStorage, Harness],
+) -> None:
+    """The fixture's last results are at 11:55 for services checked every 10 s."""
+    from datetime import timedelta
+
+    from tests.support.clock import FakeClock
+    from tests.web_fixture import NOW
+
+    store, h = data
+
+    def at(now: Any) -> FlaskClient:
+        return create_app(WebContext(h.config, store, FakeClock(now), h.engine)).test_client()
+
+    fresh = at(NOW - timedelta(seconds=300 - 15))  # 15 s after the last result: < 2 x 10 s
+    page = text(fresh.get("/"))
+    assert "data-stale" not in page and "<b>0</b> STALE" in page
+    assert [s["stale"] for s in fresh.get("/api/v1/services").get_json()["services"]] == [False] * 4
+    later = at(NOW)  # 5 minutes after it
+    page = text(later.get("/"))
+    stale = set(re.findall(r'data-service="([^"]+)" data-status="[^"]+" data-stale', page))
+    assert stale == {"db", "api", "web"}  # the daemon's own row: never checked, not stale
+    assert "<b>3</b> STALE" in page and "stale: last result 2026-11-22 11:55:00 UTC" in page
+    assert set(tiles(text(later.get("/?status=STALE")))) == {"db", "api", "web"}
+    api = {s["id"]: s["stale"] for s in later.get("/api/v1/services").get_json()["services"]}
+    assert api == {"db": True, "api": True, "web": True, "lightbulb": False}
+    assert 'lightbulb_service_stale{service="web",stack="default",type="tcp"} 1.0' in text(
+        later.get("/metrics")
+    )

@@ -20,6 +20,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from server.core.status import is_up
 from server.storage import StorageError
 from server.web.context import ServiceState, WebContext
+from server.web.queries import is_stale
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -44,6 +45,15 @@ class LightbulbCollector:
             "Time of the last check",
             labels=labels,
         )
+        stale = GaugeMetricFamily(
+            "lightbulb_service_stale",
+            "1 when the newest result is older than two intervals (its status is not current)",
+            labels=labels,
+        )
+        now = self.ctx.clock.now()
+        config = self.ctx.config
+        intervals = {s.id: s.interval.total_seconds() for s in config.services}
+        write_delay = config.scheduler.flush_interval.total_seconds()
         states = self._states()
         for view in states or []:
             values = [view.id, view.stack, view.type]
@@ -53,7 +63,9 @@ class LightbulbCollector:
                 response.add_metric(values, view.response_time_ms)
             if view.last_check is not None:
                 last.add_metric(values, view.last_check.timestamp())
-        yield from (status, up, response, last)
+            old = is_stale(view.last_check, intervals.get(view.id, 30.0), now, write_delay)
+            stale.add_metric(values, 1.0 if old else 0.0)
+        yield from (status, up, response, last, stale)
         if self.ctx.daemon is not None:
             yield from self._daemon()
         else:

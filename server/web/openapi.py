@@ -158,7 +158,9 @@ def openapi_document() -> dict[str, Any]:
                     "last_check": {"type": "string", "format": "date-time", "nullable": True},
                     "message": {"type": "string"},
                     "response_time_ms": {"type": "integer", "nullable": True},
-                    "uptime": {"type": "object"}}},
+                    "uptime": {"type": "object"},
+                    "stale": {"type": "boolean", "description":
+                              "the newest result is older than two intervals"}}},
                 "LogRecord": {"type": "object",
                               "required": ["timestamp", "service_id", "level", "message"],
                               "properties": {

@@ -41,7 +41,10 @@ PAGE_SIZE = 200
 def _matches(view: ServiceView, stack: str, status: str, text: str) -> bool:
     if stack and view.stack != stack:
         return False
-    if status and view.status != status.upper():
+    if status.upper() == "STALE":
+        if not view.stale:
+            return False
+    elif status and view.status != status.upper():
         return False
     needle = text.lower()
     return not needle or any(needle in f.lower() for f in (view.id, view.label, view.message))
@@ -65,6 +68,7 @@ def overview() -> str:
     for view in sorted(on_page, key=lambda v: v.stack):
         groups.setdefault(view.stack, []).append(view)
     counts = Counter(v.status for v in views)
+    counts["STALE"] = sum(1 for v in views if v.stale)
     return render_template(
         "overview.html",
         groups=groups,

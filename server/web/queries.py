@@ -12,7 +12,7 @@ Every value from a request goes in as a ``{name:Type}`` parameter.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from server.config.models import Config
@@ -36,6 +36,17 @@ WORST_SQL = status.sql_worst_of_counts(
 WORST_RAW_SQL = status.sql_worst("status_code")
 BUILTIN_SERIES = {"response_time_ms": "ms", "cpu_usage": "%", "memory_usage": "MB"}
 LOG_LEVELS = LEVELS  # the levels stored rows carry (checkers and pushed logs)
+STALE_AFTER = 2  # intervals without a result before a status is shown as stale
+SELF_INTERVAL = 15.0  # the daemon records its own row this often (server.daemon)
+
+
+def is_stale(last_check: datetime | None, interval_s: float, now: datetime) -> bool:
+    """True when the newest result is older than STALE_AFTER intervals (never for no result)."""
+    if last_check is None:
+        return False
+    if last_check.tzinfo is None:
+        last_check = last_check.replace(tzinfo=UTC)
+    return (now - last_check).total_seconds() > STALE_AFTER * interval_s
 
 
 @dataclass
@@ -55,6 +66,9 @@ class ServiceView:
     strip_codes: list[int | None] = field(default_factory=lambda: [None] * 24)
     strip_rt: list[float | None] = field(default_factory=lambda: [None] * 24)
     checked: bool = False
+    interval_s: float = 30.0
+    # The newest result is older than STALE_AFTER intervals: its status is no longer news.
+    stale: bool = False
 
     @property
     def status(self) -> str:
@@ -73,6 +87,7 @@ class ServiceView:
             "message": self.message,
             "response_time_ms": self.response_time_ms,
             "uptime": self.uptime,
+            "stale": self.stale,
         }
 
 
@@ -88,11 +103,15 @@ class Reader:
     # -- services ------------------------------------------------------------------------
     def known(self) -> dict[str, ServiceView]:
         views = {
-            s.id: ServiceView(s.id, s.display_label, s.type, s.stack)
+            s.id: ServiceView(
+                s.id, s.display_label, s.type, s.stack, interval_s=s.interval.total_seconds()
+            )
             for s in self.config.services
             if s.enabled
         }
-        views["lightbulb"] = ServiceView("lightbulb", "Lightbulb daemon", "lightbulb", "lightbulb")
+        views["lightbulb"] = ServiceView(
+            "lightbulb", "Lightbulb daemon", "lightbulb", "lightbulb", interval_s=SELF_INTERVAL
+        )
         return views
 
     def services(
@@ -118,6 +137,7 @@ class Reader:
             view.last_check = row["last_check"]
             view.message = row["message"]
             view.response_time_ms = row["response_time_ms"]
+            view.stale = is_stale(view.last_check, view.interval_s, now)
         for row in self._q(
             "SELECT service_id, max(timestamp) AS since FROM {db}.service_transitions "
             "WHERE service_id IN {ids:Array(String)} GROUP BY service_id",

@@ -13,7 +13,7 @@ from urllib.parse import quote
 from markupsafe import Markup, escape
 
 from server.web.charts import badge, pct, sparkline, status_strip, utc
-from server.web.queries import ServiceView
+from server.web.queries import STALE_AFTER, ServiceView
 
 
 def tile(view: ServiceView) -> Markup:
@@ -22,12 +22,19 @@ def tile(view: ServiceView) -> Markup:
     strip = status_strip(list(zip(view.strip_hours, view.strip_codes, strict=True)))
     spark = sparkline(view.strip_rt)
     message = escape(view.message)
+    stale, stale_attr, stale_badge = "", "", ""
+    if view.stale:
+        stale = (
+            f'<p class="stale-note">stale: last result {escape(utc(view.last_check))}, '
+            f"more than {STALE_AFTER} intervals ago</p>"
+        )
+        stale_attr, stale_badge = " data-stale", ' <span class="badge stale">STALE</span>'
     return Markup(  # noqa: S704 - every interpolated value is escaped or our own markup
-        f'<article class="tile s{view.status_code}" data-service="{escape(view.id)}" '
-        f'data-status="{view.status}">'
+        f'<article class="tile s{view.status_code}{" stale" if view.stale else ""}" '
+        f'data-service="{escape(view.id)}" data-status="{view.status}"{stale_attr}>'
         f'<header><a href="/services/{quote(view.id)}">{escape(view.label)}</a> '
-        f"{badge(view.status_code if view.checked else None)}</header>"
-        f'<p class="since">{escape(since)}</p>'
+        f"<span>{badge(view.status_code if view.checked else None)}{stale_badge}</span></header>"
+        f'<p class="since">{escape(since)}</p>{stale}'
         f'<p class="msg" title="{message}">{message}</p>'
         f'<p class="uptime">uptime {uptime}</p>{strip}{spark}</article>'
     )
