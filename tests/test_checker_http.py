@@ -156,7 +156,7 @@ def hostile() -> Iterator[HostileHttp]:
 
 
 RSS_PROBE = """
-import resource, sys
+import sys
 from datetime import UTC, datetime
 from checkers.base import CheckContext
 from checkers.http import HttpChecker, HttpSettings
@@ -166,7 +166,9 @@ if len(sys.argv) > 2:
     settings["body_contains"] = sys.argv[2]
 result = run_check(HttpChecker(HttpSettings(**settings)), CheckContext("h", datetime.now(UTC), 20))
 print(result.status.name, result.message)
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+# VmHWM: this process image's peak (ru_maxrss would carry the forking parent's over exec)
+status = open("/proc/self/status").read()
+print(int(status.split("VmHWM:")[1].split()[0]) // 1024)
 """
 
 
