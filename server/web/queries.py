@@ -40,13 +40,19 @@ STALE_AFTER = 2  # intervals without a result before a status is shown as stale
 SELF_INTERVAL = 15.0  # the daemon records its own row this often (server.daemon)
 
 
-def is_stale(last_check: datetime | None, interval_s: float, now: datetime) -> bool:
-    """True when the newest result is older than STALE_AFTER intervals (never for no result)."""
+def is_stale(
+    last_check: datetime | None, interval_s: float, now: datetime, write_delay_s: float = 0.0
+) -> bool:
+    """True when the newest result is older than STALE_AFTER intervals (never for no result).
+
+    ``write_delay_s`` (the writer's flush interval) is added: a result reaches
+    storage up to that long after its check, which matters for sub-second intervals.
+    """
     if last_check is None:
         return False
     if last_check.tzinfo is None:
         last_check = last_check.replace(tzinfo=UTC)
-    return (now - last_check).total_seconds() > STALE_AFTER * interval_s
+    return (now - last_check).total_seconds() > STALE_AFTER * interval_s + write_delay_s
 
 
 @dataclass
@@ -137,7 +143,12 @@ class Reader:
             view.last_check = row["last_check"]
             view.message = row["message"]
             view.response_time_ms = row["response_time_ms"]
-            view.stale = is_stale(view.last_check, view.interval_s, now)
+            view.stale = is_stale(
+                view.last_check,
+                view.interval_s,
+                now,
+                self.config.scheduler.flush_interval.total_seconds(),
+            )
         for row in self._q(
             "SELECT service_id, max(timestamp) AS since FROM {db}.service_transitions "
             "WHERE service_id IN {ids:Array(String)} GROUP BY service_id",
