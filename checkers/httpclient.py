@@ -114,6 +114,16 @@ class Request:
     url: str
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes | None = None
+    _prepared: tuple[bool, str | None, Target, bytes] | None = field(default=None, repr=False)
+
+    def prepared(self, verify: bool, ca_cert: str | None) -> tuple[Target, bytes]:
+        """(target, bytes on the wire), built once per request object: a check sends the
+        same request every interval, so parsing the URL each time would be waste."""
+        cached = self._prepared
+        if cached is None or cached[0] != verify or cached[1] != ca_cert:
+            target, path = self.target(verify, ca_cert)
+            cached = self._prepared = (verify, ca_cert, target, self.encode(target, path))
+        return cached[2], cached[3]
 
     def target(self, verify: bool, ca_cert: str | None) -> tuple[Target, str]:
         parts = urlsplit(self.url)
@@ -378,10 +388,8 @@ async def fetch(
     """
     current = request
     for _hop in range(MAX_REDIRECTS + 1):
-        target, path = current.target(verify, ca_cert)
-        response = await _exchange(
-            target, current.encode(target, path), current.method, need_body, max_body
-        )
+        target, data = current.prepared(verify, ca_cert)
+        response = await _exchange(target, data, current.method, need_body, max_body)
         response.url = current.url
         location = response.header("location")
         if not follow_redirects or response.status not in (301, 302, 303, 307, 308) or not location:

@@ -33,6 +33,7 @@ from checkers.base import (
 from server.core.pool import DeadlinePool
 
 CLI_POOL_SIZE = 2
+_CODES = frozenset(int(s) for s in Status)
 
 
 async def run_with_deadline(
@@ -109,7 +110,7 @@ def garbage_reason(result: Any) -> str | None:
     """Why ``result`` cannot be stored, or None when it can."""
     if not isinstance(result, CheckResult):
         return f"expected a CheckResult, got {type(result).__name__}"
-    if result.status not in {s.value for s in Status}:
+    if result.status not in _CODES:
         return f"status {result.status!r} is not a status code 0-5"
     if not isinstance(result.message, str):
         return "message is not a string"
@@ -126,8 +127,16 @@ def garbage_reason(result: Any) -> str | None:
         return "a metric is malformed or not a finite number"
     if not all(isinstance(entry, LogEntry) for entry in result.logs):
         return "a log entry is malformed"
-    try:
-        json.dumps(result.details, default=str, allow_nan=False)
-    except (TypeError, ValueError):
-        return "details are not JSON-serialisable"
+    if not all(_plain(v) for v in result.details.values()):  # else json.dumps decides
+        try:
+            json.dumps(result.details, default=str, allow_nan=False)
+        except (TypeError, ValueError):
+            return "details are not JSON-serialisable"
     return None
+
+
+def _plain(value: Any) -> bool:
+    """A JSON scalar for sure (the common case), so no trial encoding is needed."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return value is None or isinstance(value, str | int)
