@@ -190,6 +190,24 @@ async def connect(
     raise error or OSError(f"no address for {host}")
 
 
+async def connect_only(host: str, port: int) -> None:
+    """Open and close a TCP connection (no transport, no protocol: the cheapest "it accepts")."""
+    loop = asyncio.get_running_loop()
+    error: OSError | None = None
+    for family, sockaddr in await resolver().resolve(host, port):
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setblocking(False)
+            await loop.sock_connect(sock, sockaddr)
+        except OSError as exc:
+            error = exc
+            continue
+        finally:
+            sock.close()
+        return
+    raise error or OSError(f"no address for {host}")
+
+
 @lru_cache(maxsize=64)
 def tls_context(verify: bool, ca_cert: str | None) -> ssl.SSLContext:
     """One client context per (verify, CA file): loading the trust store costs milliseconds."""

@@ -15,7 +15,14 @@ import time
 from pydantic import Field, field_validator
 
 from checkers.base import CheckContext, Checker, CheckResult, Metric, Settings, Status
-from checkers.netio import connect, hostport, normalise_host, os_reason, tls_context
+from checkers.netio import (
+    connect,
+    connect_only,
+    hostport,
+    normalise_host,
+    os_reason,
+    tls_context,
+)
 
 MAX_EXPECT_BYTES = 64 * 1024
 
@@ -76,6 +83,12 @@ class TcpChecker(Checker[TcpSettings]):
     async def check_async(self, ctx: CheckContext) -> CheckResult:
         s = self.settings
         started = time.perf_counter()
+        if not s.tls and s.send is None and self._expect is None:
+            try:
+                await connect_only(s.host, s.port)
+            except OSError as exc:
+                return self._failed(f"{self._target}: {os_reason(exc)}", started)
+            return self._connected(started, b"")
         tls = tls_context(True, None) if s.tls else None
         try:
             transport, proto = await connect(s.host, s.port, lambda: _Reader(self._expect), tls)
@@ -89,10 +102,14 @@ class TcpChecker(Checker[TcpSettings]):
                 await reader.done
         finally:
             transport.close()
+        return self._connected(started, bytes(reader.received))
+
+    def _connected(self, started: float, received: bytes) -> CheckResult:
+        s = self.settings
         elapsed = int((time.perf_counter() - started) * 1000)
         metrics = [Metric("connect_time_ms", elapsed, "ms")]
-        if self._expect is not None and self._expect not in reader.received:
-            answer = bytes(reader.received).decode("utf-8", errors="replace")
+        if self._expect is not None and self._expect not in received:
+            answer = received.decode("utf-8", errors="replace")
             shown = answer[:80] or "nothing"
             return CheckResult(
                 Status.FAILED,
