@@ -42,6 +42,7 @@ sys.path.insert(0, str(REPO))
 from benchmarks.targets import cpu_seconds, http_targets, peak_rss_mb, sleepers, url  # noqa: E402
 
 INTERVAL = 10.0
+FLUSH = {"interval": ""}  # --flush-interval: scheduler.flush_interval for our side
 BLACKBOX = shutil.which("prometheus-blackbox-exporter")
 MONIT = shutil.which("monit")
 
@@ -63,7 +64,9 @@ def lightbulb(root: Path, services: list[str], warm: float, window: float) -> Si
     config = root / "lightbulb.yaml"
     config.write_text(
         f"clickhouse: {{embedded_path: {root / 'db'}}}\n"
-        f"scheduler: {{spool_dir: {root / 'spool'}}}\n"
+        f"scheduler: {{spool_dir: {root / 'spool'}"
+        + (f", flush_interval: {FLUSH['interval']}" if FLUSH["interval"] else "")
+        + "}\n"
         "dashboard: {enabled: false}\nreport: {enabled: false}\nservices:\n" + "\n".join(services)
     )
     daemon = subprocess.Popen(
@@ -293,7 +296,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--warm", type=float, default=15.0)
     parser.add_argument("--window", type=float, default=60.0)
+    parser.add_argument(
+        "--flush-interval", default="", help="scheduler.flush_interval for Lightbulb (e.g. 5s)"
+    )
     args = parser.parse_args()
+    FLUSH["interval"] = args.flush_interval
     print(f"machine: {os.cpu_count()} cores; load {Path('/proc/loadavg').read_text().strip()}")
     for name in args.scenario or SCENARIOS:
         ours, peer, targets = scenario(name, args.warm, args.window)
