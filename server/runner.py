@@ -52,8 +52,9 @@ async def run_with_deadline(
     except TimeoutError:
         if not deadline.expired():
             return _error(TimeoutError("a timeout inside the checker"))
-        if work is not None and not work.done() and not work.running():
-            work.cancel()
+        # Cancelling the wait cancels a task still queued (wrap_future passes it on):
+        # cancelled means it never started.
+        if work is not None and (work.cancelled() or work.cancel()):
             return CheckResult(
                 Status.UNKNOWN,
                 f"not started within its {ctx.timeout:.1f} s timeout: all {pool.size} check "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import threading
 from datetime import UTC, datetime
@@ -11,7 +12,9 @@ import pytest
 
 from checkers.base import CheckContext, Checker, CheckResult, Status
 from server.core.clock import SystemClock
+from server.core.pool import DeadlinePool
 from server.recorder import Recorder
+from server.runner import run_with_deadline
 from server.scheduler import TICK, CheckScheduler, spread_offset
 from server.validation import parse_config
 from tests.conftest import wait_until
@@ -131,3 +134,43 @@ def test_checks_start_on_the_planned_grid() -> None:
     gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(stamps)]
     assert all(0.1 < gap < 0.3 for gap in gaps), gaps
     assert datetime.now(UTC) > scheduler.entries["a"].first_run
+
+
+class Blocks(Checker):
+    """A blocking checker that waits for ``gate`` (a hung /proc read, say)."""
+
+    def __init__(self, gate: threading.Event) -> None:
+        super().__init__(None)
+        self.gate = gate
+
+    def check(self, ctx: CheckContext) -> CheckResult:
+        self.gate.wait(30)
+        return CheckResult(Status.OK, "late")
+
+
+def test_a_check_that_cannot_start_says_so_and_hung_threads_are_replaced() -> None:
+    gate = threading.Event()
+    pool = DeadlinePool(1, "t")
+    now = datetime.now(UTC)
+
+    async def scenario() -> list[CheckResult]:
+        hung = asyncio.ensure_future(
+            run_with_deadline(Blocks(gate), CheckContext("a", now, 1), pool)
+        )
+        await asyncio.sleep(0.05)  # the hung check holds the only thread
+        queued = await run_with_deadline(Quick(None), CheckContext("b", now, 0.3), pool)
+        first = await hung  # its deadline passes: the pool lends a thread
+        after = await run_with_deadline(Quick(None), CheckContext("c", now, 0.5), pool)
+        return [queued, first, after]
+
+    try:
+        queued, first, after = asyncio.run(scenario())
+    finally:
+        gate.set()
+        pool.shutdown()
+    assert (queued.status, queued.message) == (
+        Status.UNKNOWN,
+        "not started within its 0.3 s timeout: all 1 check threads busy (0 held by hung checks)",
+    )
+    assert (first.status, first.message) == (Status.UNKNOWN, "timed out after 1.0 s")
+    assert (after.status, after.message) == (Status.OK, "fine")
