@@ -1,8 +1,11 @@
-"""One scan of the process table per tick, shared by every ``name``/``cmdline`` match.
+"""One scan of the process table at a time, shared by every ``name``/``cmdline`` match.
 
 A thousand process checks matching by command line would otherwise read every
 ``/proc/<pid>/cmdline`` a thousand times a tick. :func:`snapshot` rescans at most
-every ``MAX_AGE`` seconds; checks in between share the last scan.
+every ``MAX_AGE`` seconds; checks in between share the last scan. A process found
+in it that has since exited is noticed by the check (its /proc entry is gone),
+which then asks for a fresh scan; a process that just started is found within
+``MAX_AGE``.
 
 The snapshot leaves out this process, its ancestors (a wrapper such as
 ``timeout 60 lightbulb run``, the shell that started it) and its descendants
@@ -19,7 +22,8 @@ from dataclasses import dataclass
 
 import psutil
 
-MAX_AGE = 1.0  # seconds: one scan per tick of the scheduler
+MAX_AGE = 2.0  # seconds between scans; a process that vanished triggers a fresh one
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass(frozen=True)
@@ -52,17 +56,12 @@ def snapshot(max_age: float = MAX_AGE) -> Snapshot:
 
 def _scan() -> Snapshot:
     rows: list[tuple[int, int, str, str, float]] = []
-    for proc in psutil.process_iter(["ppid", "name", "cmdline", "create_time"]):
-        info = proc.info
-        rows.append(
-            (
-                proc.pid,
-                info["ppid"] or 0,
-                info["name"] or "",
-                " ".join(info["cmdline"] or []),
-                info["create_time"] or 0.0,
-            )
-        )
+    boot = psutil.boot_time()
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            row = _read(int(entry.name), boot)
+            if row is not None:
+                rows.append(row)
     excluded = _family({pid: ppid for pid, ppid, *_ in rows}, os.getpid())
     kept = tuple(
         ProcessInfo(pid, name, cmdline, created)
@@ -70,6 +69,33 @@ def _scan() -> Snapshot:
         if pid not in excluded
     )
     return Snapshot(time.monotonic(), kept, {p.pid: p for p in kept})
+
+
+def _read(pid: int, boot: float) -> tuple[int, int, str, str, float] | None:
+    """(pid, ppid, name, cmdline, create time) from /proc/<pid>/{stat,cmdline}; None if gone.
+
+    Two reads per process instead of psutil's objects (a third of the cost), with
+    psutil's own rules, so values compare equal to a ``psutil.Process``'s: the
+    create time is start ticks / CLK_TCK + boot time, and a name cut at 15
+    characters is completed from the command line.
+    """
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            stat = handle.read()
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            raw = handle.read()
+    except OSError:
+        return None
+    close = stat.rfind(b")")
+    name = stat[stat.find(b"(") + 1 : close].decode("utf-8", "replace")
+    fields = stat[close + 2 :].split()
+    args = raw.rstrip(b"\0").split(b"\0") if raw else []
+    if len(name) >= 15 and args:
+        base = os.path.basename(args[0].decode("utf-8", "replace"))
+        if base.startswith(name):
+            name = base
+    cmdline = " ".join(a.decode("utf-8", "replace") for a in args)
+    return pid, int(fields[1]), name, cmdline, int(fields[19]) / CLOCK_TICKS + boot
 
 
 def _family(parents: dict[int, int], me: int) -> set[int]:
