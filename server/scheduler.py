@@ -131,7 +131,9 @@ class CheckScheduler:
     def durations(self) -> dict[str, float]:
         """Seconds the last completed check of each service took."""
         return {
-            sid: e.last_duration for sid, e in self.entries.items() if e.last_duration is not None
+            sid: e.last_duration
+            for sid, e in list(self.entries.items())  # read from other threads
+            if e.last_duration is not None
         }
 
     def in_flight(self) -> int:
