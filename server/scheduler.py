@@ -48,6 +48,7 @@ ADD_LEAD = 0.1  # seconds between planning first runs and the earliest of them
 # in one wake-up of the loop. Waking once per service instead cost ~0.1 ms of
 # kernel time per check on a loaded machine, more than the check itself.
 TICK = 0.02
+STOP_SLACK = 1.5  # seconds shutdown waits past its grace for the loop to wind down
 
 
 @dataclass
@@ -151,12 +152,12 @@ class CheckScheduler:
             self.pool.shutdown()
             return
         future = asyncio.run_coroutine_threadsafe(self._shutdown(wait_seconds), self.loop)
-        try:
-            future.result(wait_seconds + 5)
+        try:  # cancelling takes the loop a moment; an overloaded loop is not waited for long
+            future.result(wait_seconds + STOP_SLACK)
         except TimeoutError:
             log.warning("check loop did not stop in time")
         self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(5)
+        self._thread.join(STOP_SLACK)
         self.pool.shutdown()
 
     async def _shutdown(self, wait_seconds: float) -> None:
