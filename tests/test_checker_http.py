@@ -15,7 +15,7 @@ from checkers.base import CheckContext, Status
 from checkers.http import HttpChecker, HttpSettings, json_path_get, parse_status_spec
 from server.runner import run_check
 from tests.conftest import REPO, free_port
-from tests.support.hostile import HostileHttp
+from tests.support.hostile_targets import HostileHttp
 from tests.support.http_target import Target
 
 NOW = datetime.now(UTC)

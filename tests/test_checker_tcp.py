@@ -16,7 +16,7 @@ from checkers.base import CheckContext, Status
 from checkers.tcp import TcpChecker, TcpSettings
 from server.runner import run_check
 from tests.conftest import free_port
-from tests.support.hostile import Endless
+from tests.support.hostile_targets import Endless
 
 
 @pytest.fixture
