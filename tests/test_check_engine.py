@@ -22,11 +22,11 @@ from checkers.base import CheckContext, Status
 from checkers.http import HttpChecker, HttpSettings
 from checkers.netio import Resolver
 from checkers.tcp import TcpChecker, TcpSettings
-from server.config import parse_config
 from server.core.clock import SystemClock
 from server.recorder import Recorder
 from server.runner import run_check
 from server.scheduler import CheckScheduler
+from server.validation import parse_config
 from tests.conftest import REPO, wait_until
 from tests.support.hostile_targets import Backlogged, Blackhole, HostileHttp
 from tests.test_scheduler import ListSink
