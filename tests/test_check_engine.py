@@ -144,8 +144,8 @@ SCHEDULE = """
 scheduler: {{max_workers: 1}}
 services:
 {hung}
-  - {{id: healthy-http, type: http, interval: 500ms, timeout: 400ms, http: {{url: "{ok}"}}}}
-  - {{id: healthy-host, type: host, interval: 500ms}}
+  - {{id: healthy-http, type: http, interval: 1s, timeout: 900ms, http: {{url: "{ok}"}}}}
+  - {{id: healthy-host, type: host, interval: 1s}}
 """
 
 
@@ -173,7 +173,7 @@ def test_hung_targets_never_delay_another_service(
     for sid in ("healthy-http", "healthy-host"):
         codes = [code for code, _ in sink.statuses(sid)]
         assert codes and set(codes) == {0}, sink.statuses(sid)[:3]
-        assert len(codes) >= int(elapsed / 0.5) - 2  # one per 500 ms, none skipped
+        assert len(codes) >= int(elapsed) - 2  # one a second, none skipped
     for i in range(25):
         for sid in (f"drip-{i}", f"hole-{i}"):
             assert all(
