@@ -17,7 +17,7 @@ import pytest
 
 from server.storage.embedded import EmbeddedStorage
 from server.wal import Wal
-from tests.conftest import free_port, run_cli
+from tests.conftest import free_port, run_cli, wait_until
 from tests.support.daemon import DaemonProcess
 
 WORKER = "import time\nwhile True: time.sleep(0.1)\n"
@@ -204,7 +204,7 @@ def test_kill_9_with_spool_then_restart_loses_and_duplicates_nothing(tmp_path: P
     config = write_config(tmp_path, "  - {id: one, type: host, interval: 1s}\n", hosts=down)
     daemon = DaemonProcess(config, tmp_path)
     daemon.wait_for("ClickHouse unavailable, keeping rows in the spool")
-    time.sleep(2.5)
+    assert wait_until(lambda: spooled_status_rows(tmp_path / "spool", "one") >= 2, 30)
     daemon.kill()
     spooled = spooled_status_rows(tmp_path / "spool", "one")
     assert spooled >= 2
@@ -212,6 +212,7 @@ def test_kill_9_with_spool_then_restart_loses_and_duplicates_nothing(tmp_path: P
     config = write_config(tmp_path, "  []\n")
     daemon = DaemonProcess(config, tmp_path)
     daemon.wait_for(r"rows from the spool wait for ClickHouse")
+    daemon.wait_for("starting: ")  # signal handlers are in place from here on
     code, _ = daemon.stop()
     assert code == 0
     assert spooled_status_rows(tmp_path / "spool", "one") == 0
