@@ -276,6 +276,7 @@ class Daemon:
             "check_timeouts": stats.timeouts,
             "in_flight": self.scheduler.in_flight(),
             "check_durations": self.scheduler.durations(),
+            "checks_by_service": self.scheduler.checks_by_service(),
             "rows_written": wstats.rows_written,
             "write_errors": wstats.write_errors,
             "queue_rows": self.writer.pending_rows(),

@@ -63,6 +63,7 @@ class Entry:
     task: asyncio.Task[None] | None = None
     waiting: float | None = None  # planned time of a run held back by the one in flight
     last_duration: float | None = None  # seconds the last completed check took
+    checks: int = 0  # results recorded for this service since it was scheduled
 
 
 @dataclass
@@ -136,6 +137,10 @@ class CheckScheduler:
             for sid, e in list(self.entries.items())  # read from other threads
             if e.last_duration is not None
         }
+
+    def checks_by_service(self) -> dict[str, int]:
+        """Results recorded per service since start (or since its schedule last changed)."""
+        return {sid: e.checks for sid, e in list(self.entries.items())}
 
     def in_flight(self) -> int:
         return sum(1 for e in list(self.entries.values()) if e.task is not None)
@@ -310,6 +315,7 @@ class CheckScheduler:
 
     def _record(self, entry: Entry, result: CheckResult, at: datetime) -> None:
         self.stats.checks += 1
+        entry.checks += 1
         try:
             self.recorder.record(entry.service, result, at)
         except Exception:

@@ -6,7 +6,6 @@ import json
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -78,10 +77,10 @@ def test_daemon_polls_writes_and_logs_transitions(tmp_path: Path, worker: Any) -
     )
     daemon = DaemonProcess(config, tmp_path)
     daemon.wait_for("storage ready")
-    time.sleep(2.5)  # a few intervals of a real process being up
+    daemon.wait_for_checks("worker", 2)  # a few intervals of a real process being up
     proc.kill()
     proc.wait()
-    time.sleep(2.5)  # … and down
+    daemon.wait_for_checks("worker", 2)  # … and down
     code, took = daemon.stop()
     assert code == 0 and took < 10, daemon.output
     rows = query(
@@ -123,12 +122,12 @@ def test_sighup_applies_a_good_config_and_rejects_a_bad_one(tmp_path: Path) -> N
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/services") as response:
         listed = {s["id"] for s in json.load(response)["services"]}
     assert {"one", "two"} <= listed  # the dashboard follows the reload
-    time.sleep(2)
+    daemon.wait_for_checks("two", 2)
     config.write_text(config.read_text() + "  - {id: three, type: host, interval: often}\n")
     daemon.signal(signal.SIGHUP)
     daemon.wait_for("reload rejected, keeping the running config")
     assert 'services[2].interval: expected a duration like "30s"' in daemon.output
-    time.sleep(2)
+    daemon.wait_for_checks("one", 2)  # the previous checks keep running
     code, _ = daemon.stop()
     assert code == 0
     counts = {
@@ -159,7 +158,7 @@ def test_hanging_plugin_is_unknown_on_time_and_does_not_delay_others(tmp_path: P
     )
     daemon = DaemonProcess(config, tmp_path)
     daemon.wait_for("storage ready")
-    time.sleep(4)
+    daemon.wait_for_checks("hangs", 3)
     code, _ = daemon.stop()
     assert code == 0
     rows = query(tmp_path, "SELECT service_id, status_code, message FROM monitor.service_status")
@@ -168,7 +167,8 @@ def test_hanging_plugin_is_unknown_on_time_and_does_not_delay_others(tmp_path: P
     assert hung and all(
         r["status_code"] == 5 and r["message"].endswith(": timed out after 0.5 s") for r in hung
     )
-    assert len(quick) >= 3  # ~4 planned in 4 s: the hung plugin took none of their turns
+    # as many turns as the hung plugin had (give or take the one in flight): it took none of theirs
+    assert len(quick) >= len(hung) - 1 >= 2
 
 
 def test_sigterm_flushes_everything_and_exits_zero(tmp_path: Path) -> None:
@@ -176,15 +176,14 @@ def test_sigterm_flushes_everything_and_exits_zero(tmp_path: Path) -> None:
     config.write_text(config.read_text().replace("flush_interval: 200ms", "flush_interval: 1m"))
     daemon = DaemonProcess(config, tmp_path)
     daemon.wait_for("storage ready")
-    time.sleep(2.2)
+    daemon.wait_for_checks("one", 2)
+    recorded = daemon.checks("one")
     code, took = daemon.stop()
     assert code == 0 and took < 10
-    assert (
-        query(tmp_path, "SELECT count() AS n FROM monitor.service_status WHERE service_id = 'one'")[
-            0
-        ]["n"]
-        >= 2
-    )
+    stored = query(
+        tmp_path, "SELECT count() AS n FROM monitor.service_status WHERE service_id = 'one'"
+    )[0]["n"]
+    assert stored >= recorded >= 2  # nothing recorded before SIGTERM is lost
 
 
 def spooled_status_rows(spool: Path, service_id: str) -> int:

@@ -95,6 +95,13 @@ class LightbulbCollector:
         for service, seconds in sorted(h["check_durations"].items()):
             durations.add_metric([service], seconds)
         yield durations
+        counts = CounterMetricFamily(
+            "lightbulb_service_checks", "Results recorded per service since start",
+            labels=["service"],
+        )  # fmt: skip
+        for service, count in sorted(h["checks_by_service"].items()):
+            counts.add_metric([service], count)
+        yield counts
         lag = GaugeMetricFamily(
             "lightbulb_scheduler_lag_seconds",
             "Actual minus planned check start, over the last 20,000 checks",

@@ -9,8 +9,11 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from pathlib import Path
 from typing import ClassVar
+
+import yaml
 
 
 class DaemonProcess:
@@ -18,6 +21,7 @@ class DaemonProcess:
 
     def __init__(self, config: Path, cwd: Path, env: dict[str, str] | None = None) -> None:
         self.started.append(self)
+        self.config = config
         self.lines: list[str] = []
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "server.cli", "run", "--config", str(config)],
@@ -38,6 +42,37 @@ class DaemonProcess:
     @property
     def output(self) -> str:
         return "\n".join(self.lines)
+
+    def checks(self, service_id: str) -> int:
+        """Results the daemon has recorded for ``service_id`` (its /metrics counter)."""
+        config = yaml.safe_load(self.config.read_text())
+        port = config["dashboard"]["port"]
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+                text = answer.read().decode()
+        except OSError:
+            return 0
+        match = re.search(
+            rf'^lightbulb_service_checks_total{{service="{re.escape(service_id)}"}} (\S+)$',
+            text,
+            re.M,
+        )
+        return int(float(match.group(1))) if match else 0
+
+    def wait_for_checks(self, service_id: str, count: int, seconds: float = 60) -> None:
+        """Wait until the daemon has recorded ``count`` more results of ``service_id``."""
+        target = self.checks(service_id) + count
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if self.checks(service_id) >= target:
+                return
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise AssertionError(
+            f"{service_id}: fewer than {count} more checks in {seconds} s; "
+            f"output:\n{self.output[-4000:]}"
+        )
 
     def wait_for(self, pattern: str, seconds: float = 30) -> re.Match[str]:
         deadline = time.monotonic() + seconds
