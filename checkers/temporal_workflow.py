@@ -6,6 +6,14 @@ shared by every check on that loop, so a thousand workflow checks hold one
 gRPC connection. A failed run's error and stack trace are logged once, on the
 first check that sees it, not on every check after.
 
+In ``workflow_type`` mode the closed runs of the window are counted with one
+``GROUP BY ExecutionStatus`` call (server >= 1.22; older servers are counted
+per status), and the running executions of the type (up to ``max_describe``)
+are described to count workflow tasks blocked by a non-determinism error, by
+timeouts or by other failures separately (:mod:`checkers.temporal_executions`):
+Temporal's alerting guide puts non-determinism first, and such executions never
+close, so the failure ratio alone would not see them.
+
 ``poller_grace`` has a floor of 90 s: Temporal records a poller's last access
 when its long poll starts, and an idle worker's poll lasts about a minute, so a
 shorter grace reports a live but idle worker as "no workers".
@@ -13,19 +21,17 @@ shorter grace reports a live but idle worker as "no workers".
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from pydantic import Field, field_validator, model_validator
 from temporalio.api.enums.v1 import TaskQueueType
-from temporalio.api.taskqueue.v1 import TaskQueue
-from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
-from temporalio.client import Client, WorkflowExecutionStatus
-from temporalio.service import RPCError
+from temporalio.client import WorkflowExecutionStatus
+from temporalio.service import RPCError, RPCStatusCode
 
 from checkers.base import (
     CheckContext,
-    Checker,
     CheckResult,
     LogEntry,
     Metric,
@@ -35,8 +41,24 @@ from checkers.base import (
     worst,
 )
 from checkers.netio import loop_local
-from server.core.secret import SecretStr
+from checkers.temporal import (
+    TemporalChecker,
+    TemporalConnection,
+    TemporalSession,
+    quote,
+    shared_client,
+)
+from checkers.temporal_executions import (
+    NONDETERMINISM,
+    WORKFLOW_TASK_FAILURE,
+    WORKFLOW_TASK_TIMEOUT,
+    Limits,
+    judge_all,
+    sample_running,
+)
 from server.core.units import Duration, DurationRange
+
+__all__ = ["TemporalSettings", "TemporalWorkflowChecker", "quote", "shared_client"]
 
 POLLER_GRACE_FLOOR = timedelta(seconds=90)
 
@@ -49,6 +71,13 @@ STATE = {
     WorkflowExecutionStatus.TIMED_OUT: (Status.FAILED, "timed out"),
     WorkflowExecutionStatus.CONTINUED_AS_NEW: (Status.OK, "continued as new"),
 }
+COUNTED = ("Running", "Failed", "Completed", "TimedOut", "Terminated")
+# metric name, the kind of workflow-task problem it counts, the status it gives
+TASK_PROBLEMS = (
+    ("nondeterminism_errors", NONDETERMINISM, Status.FAILED, "a non-determinism error"),
+    ("workflow_task_failures", WORKFLOW_TASK_FAILURE, Status.FAILED, "failing workflow tasks"),
+    ("workflow_task_timeouts", WORKFLOW_TASK_TIMEOUT, Status.DEGRADED, "workflow task timeouts"),
+)
 
 
 class RatioThresholds(Settings):
@@ -56,11 +85,7 @@ class RatioThresholds(Settings):
     failed_failure_ratio: float = Field(0.25, ge=0, le=1)
 
 
-class TemporalSettings(Settings):
-    address: str = "localhost:7233"
-    namespace: str = "default"
-    tls: bool = False
-    api_key: SecretStr | None = None
+class TemporalSettings(TemporalConnection):
     workflow_id: str | None = None
     workflow_type: str | None = None
     window: Annotated[Duration, DurationRange("1m", "30d")] = timedelta(hours=1)
@@ -69,6 +94,7 @@ class TemporalSettings(Settings):
     # Floor (90 s) checked below with its reason; the range gives the ceiling.
     poller_grace: Annotated[Duration, DurationRange("1s", "1d")] = timedelta(minutes=2)
     max_activity_attempts: int | None = Field(None, ge=1, le=1000)
+    max_describe: int = Field(20, ge=1, le=1000)
 
     @model_validator(mode="after")
     def _one_target(self) -> TemporalSettings:
@@ -87,54 +113,32 @@ class TemporalSettings(Settings):
         return value
 
 
-async def shared_client(s: TemporalSettings) -> Client:
-    """The running loop's client for this server and namespace, connected on first use."""
-    clients: dict[tuple[str, str, bool, str], Client] = loop_local("temporal-clients", dict)
-    key = (s.address, s.namespace, s.tls, s.api_key.reveal() if s.api_key else "")
-    if key not in clients:
-        clients[key] = await Client.connect(
-            s.address, namespace=s.namespace, tls=s.tls, api_key=key[3] or None
-        )
-    return clients[key]
-
-
-class TemporalWorkflowChecker(Checker[TemporalSettings]):
+class TemporalWorkflowChecker(TemporalChecker[TemporalSettings]):
     Settings = TemporalSettings
-    timeout_status = Status.UNKNOWN  # we lost sight of the server, not of the workflow
 
     def __init__(self, settings: TemporalSettings) -> None:
         super().__init__(settings)
         self._failure_logged: str | None = None  # run id whose failure is in the logs already
 
-    def describe(self) -> str:
-        return f"Temporal at {self.settings.address}"
-
-    async def check_async(self, ctx: CheckContext) -> CheckResult:
-        try:
-            return await self._check(ctx)
-        except RPCError as exc:
-            return CheckResult(Status.UNKNOWN, f"{self.describe()}: {exc.message}")
-        except RuntimeError as exc:  # connection failures surface as RuntimeError in the SDK
-            return CheckResult(Status.UNKNOWN, f"{self.describe()}: {exc}"[:500])
-
-    async def _check(self, ctx: CheckContext) -> CheckResult:
-        client = await shared_client(self.settings)
+    async def inspect(self, session: TemporalSession, ctx: CheckContext) -> CheckResult:
         if self.settings.workflow_id is not None:
-            result = await self._describe(client, self.settings.workflow_id)
+            result = await self._describe(session, self.settings.workflow_id)
         else:
-            result = await self._ratio(client, ctx.now)
+            result = await self._ratio(session, ctx.now)
+            await self._workflow_tasks(session, ctx.now, result)
         if self.settings.task_queue is not None:
-            queue = await self._pollers(client, ctx.now)
-            if queue is not None:
-                result.status = worst((result.status, queue.status))
-                result.message = (
-                    f"{queue.message}; {result.message}" if queue.status else result.message
-                )
-                result.metrics.extend(queue.metrics)
+            queue = await self._pollers(session, ctx.now)
+            result.status = worst((result.status, queue.status))
+            result.message = (
+                f"{queue.message}; {result.message}" if queue.status else result.message
+            )
+            result.metrics.extend(queue.metrics)
         return result
 
-    async def _describe(self, client: Client, workflow_id: str) -> CheckResult:
-        handle = client.get_workflow_handle(workflow_id)  # latest run: follows continue-as-new
+    async def _describe(self, session: TemporalSession, workflow_id: str) -> CheckResult:
+        handle = session.client.get_workflow_handle(
+            workflow_id
+        )  # latest run: follows continue-as-new
         desc = await handle.describe()
         status = desc.status or WorkflowExecutionStatus.RUNNING
         code, word = STATE[status]
@@ -199,20 +203,11 @@ class TemporalWorkflowChecker(Checker[TemporalSettings]):
                 result.logs.append(LogEntry("WARN", result.message, "temporal"))
                 return
 
-    async def _ratio(self, client: Client, now: datetime) -> CheckResult:
+    async def _ratio(self, session: TemporalSession, now: datetime) -> CheckResult:
         s = self.settings
         since = (now - s.window).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         base = f"WorkflowType = {quote(s.workflow_type or '')} AND StartTime > {quote(since)}"
-        counts = {}
-        for word, status in (
-            ("Running", "Running"),
-            ("Failed", "Failed"),
-            ("Completed", "Completed"),
-            ("TimedOut", "TimedOut"),
-            ("Terminated", "Terminated"),
-        ):
-            found = await client.count_workflows(f"{base} AND ExecutionStatus = {quote(status)}")
-            counts[word] = found.count
+        counts = await count_by_status(session, base)
         failed = counts["Failed"] + counts["TimedOut"] + counts["Terminated"]
         closed = failed + counts["Completed"]
         ratio = failed / closed if closed else 0.0
@@ -232,14 +227,33 @@ class TemporalWorkflowChecker(Checker[TemporalSettings]):
             return CheckResult(Status.DEGRADED, summary, details, metrics=metrics)
         return CheckResult(Status.OK, summary, details, metrics=metrics)
 
-    async def _pollers(self, client: Client, now: datetime) -> CheckResult | None:
+    async def _workflow_tasks(
+        self, session: TemporalSession, now: datetime, result: CheckResult
+    ) -> None:
+        """Running executions of the type whose workflow tasks fail, by kind, into ``result``."""
         s = self.settings
-        response = await client.workflow_service.describe_task_queue(
-            DescribeTaskQueueRequest(
-                namespace=s.namespace,
-                task_queue=TaskQueue(name=s.task_queue or ""),
-                task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
-            )
+        query = f"WorkflowType = {quote(s.workflow_type or '')}"
+        sample = await sample_running(session, query, s.max_describe)
+        await judge_all(session, sample.executions, Limits(activities=False), now)
+        for metric, kind, status, words in TASK_PROBLEMS:
+            hit = [e for e in sample.stuck() if any(p.kind == kind for p in e.problems)]
+            result.metrics.append(Metric(metric, len(hit), "count"))
+            result.details[metric] = len(hit)
+            if hit:
+                named = ", ".join(e.workflow_id for e in hit[:3])
+                more = f" and {len(hit) - 3} more" if len(hit) > 3 else ""
+                first = next(p.text for p in hit[0].problems if p.kind == kind)
+                text = f"{len(hit)} running blocked by {words}: {named}{more} ({first})"
+                result.message = f"{result.message}; {text}"
+                result.status = worst((result.status, status))
+        if sample.cut:
+            result.details["described"] = len(sample.executions)
+            result.message += f" (described {len(sample.executions)} of {sample.running} running)"
+
+    async def _pollers(self, session: TemporalSession, now: datetime) -> CheckResult:
+        s = self.settings
+        response = await session.describe_task_queue(
+            task_queue=s.task_queue or "", task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW
         )
         recent = [
             p
@@ -254,6 +268,28 @@ class TemporalWorkflowChecker(Checker[TemporalSettings]):
         return CheckResult(Status.OK, "", metrics=metrics)
 
 
-def quote(value: str) -> str:
-    """A visibility-query string literal (the query language has no parameters)."""
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+async def count_by_status(session: TemporalSession, query: str) -> dict[str, int]:
+    """Executions matching ``query`` per status in COUNTED: one GROUP BY call (server >= 1.22).
+
+    A server that refuses GROUP BY is remembered and counted one status at a time.
+    """
+    no_group_by: set[tuple[str, str]] = loop_local("temporal-no-group-by", set)
+    key = (session.settings.address, session.namespace)
+    if key not in no_group_by:
+        try:
+            response = await session.count(f"{query} GROUP BY ExecutionStatus")
+        except RPCError as exc:
+            if exc.status != RPCStatusCode.INVALID_ARGUMENT:
+                raise
+            no_group_by.add(key)
+        else:
+            counts = dict.fromkeys(COUNTED, 0)
+            for group in response.groups:
+                values = [json.loads(p.data) for p in group.group_values]
+                if values and values[0] in counts:
+                    counts[values[0]] = int(group.count)
+            return counts
+    return {
+        word: (await session.count(f"{query} AND ExecutionStatus = {quote(word)}")).count
+        for word in COUNTED
+    }

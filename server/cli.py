@@ -224,6 +224,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def _check(args: argparse.Namespace) -> int:
     import checkers
+    from checkers import temporal_budget
     from checkers.base import CheckContext
     from server.runner import run_check
 
@@ -236,6 +237,7 @@ def _check(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return NAGIOS_UNKNOWN
+    temporal_budget.configure(config.temporal.max_visibility_rps)
     checker = checkers.build_checker(service.type, service.block())
     try:
         ctx = CheckContext(service.id, datetime.now(UTC), service.timeout.total_seconds())

@@ -21,6 +21,7 @@ import threading
 from types import FrameType
 from typing import Any
 
+from checkers import temporal_budget
 from checkers.base import CheckResult, Metric, Status
 from server.alerting.engine import AlertEngine
 from server.alerting.log import AlertLog
@@ -68,6 +69,7 @@ class Daemon:
         self.config_path = config_path
         self.clock = clock or SystemClock()
         self.config: Config = load_config(config_path)
+        temporal_budget.configure(self.config.temporal.max_visibility_rps)
         self.storage: Storage = open_storage(self.config.clickhouse)
         sched = self.config.scheduler
         self.writer = Writer(
@@ -237,6 +239,7 @@ class Daemon:
         self.jobs.reconfigure(config)
         self.baselines.config = config.baselines
         self.config = config
+        temporal_budget.configure(config.temporal.max_visibility_rps)
         changes = self.scheduler.sync(list(config.services))
         freeze_startup_objects()
         try:

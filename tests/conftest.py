@@ -162,3 +162,8 @@ def clickhouse_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Clic
     server.start()
     yield server
     server.stop()
+
+
+# The session's Temporal dev server, shared by the Temporal checker tests (imported
+# last: it uses free_port and require_binary from above).
+from tests.support.temporal_server import temporal_server  # noqa: E402, F401

