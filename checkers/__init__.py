@@ -17,6 +17,8 @@ SERVICE_TYPES: tuple[str, ...] = (
     "tcp",
     "host",
     "command",
+    "temporal_task_queue",
+    "temporal_count",
 )
 
 # type name -> "module:Class". Lazily imported so that a broken or heavy checker
@@ -28,6 +30,8 @@ REGISTRY: dict[str, str] = {
     "tcp": "checkers.tcp:TcpChecker",
     "host": "checkers.host:HostChecker",
     "command": "checkers.command:CommandChecker",
+    "temporal_task_queue": "checkers.temporal_task_queue:TemporalTaskQueueChecker",
+    "temporal_count": "checkers.temporal_count:TemporalCountChecker",
 }
 
 

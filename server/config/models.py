@@ -83,6 +83,8 @@ class ServiceConfig(Section):
     tcp: dict[str, Any] | None = None
     host: dict[str, Any] | None = None
     command: dict[str, Any] | None = None
+    temporal_task_queue: dict[str, Any] | None = None
+    temporal_count: dict[str, Any] | None = None
 
     @model_validator(mode="after")
     def _default_timeout(self) -> ServiceConfig:
