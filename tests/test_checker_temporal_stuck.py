@@ -1,0 +1,125 @@
+"""temporal_stuck against the session's real dev server and real workers."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from checkers.base import CheckContext, Status
+from checkers.temporal_stuck import StuckSettings, TemporalStuckChecker
+from server.runner import run_check
+from tests.support import temporal_workflows as wf
+from tests.support.temporal_server import Harness
+
+
+def checker(server: Harness, **settings: Any) -> TemporalStuckChecker:
+    return TemporalStuckChecker(StuckSettings(address=server.address, **settings))
+
+
+def once(c: TemporalStuckChecker) -> Any:
+    return run_check(c, CheckContext("stuck", datetime.now(UTC), 10))
+
+
+def until(fn: Any, predicate: Any, seconds: float = 40) -> Any:
+    deadline = time.monotonic() + seconds
+    while True:
+        result = fn()
+        if predicate(result) or time.monotonic() > deadline:
+            return result
+        time.sleep(0.3)
+
+
+def test_an_activity_failing_forever_is_stuck_and_named_with_its_workflow_id(
+    temporal_server: Harness,
+) -> None:
+    queue = f"stuck-{uuid.uuid4().hex[:8]}"
+    with temporal_server.worker(queue, [*wf.WORKFLOWS, wf.RetriesForever], wf.ACTIVITIES):
+        healthy = temporal_server.start(wf.WaitForever.run, queue=queue)
+        wid = temporal_server.start(wf.RetriesForever.run, queue=queue)
+        try:
+            c = checker(temporal_server, query=f"TaskQueue = '{queue}'")
+            first = until(lambda: once(c), lambda r: r.status == Status.DEGRADED)
+            later = [once(c) for _ in range(2)]
+        finally:
+            temporal_server.terminate(healthy, wid)
+    assert first.status == Status.DEGRADED
+    assert first.message.startswith(f"1 of 2 running stuck: {wid} (activity always_fails attempt ")
+    assert first.message.endswith(": downstream API returned 503)")
+    assert [e["workflow_id"] for e in first.details["stuck"]] == [wid]
+    assert first.details["stuck"][0]["activity_type"] == "always_fails"
+    # One service_logs row when the execution became stuck, none while it stays so.
+    assert [len(r.logs) for r in [first, *later]] == [1, 0, 0]
+    entry = first.logs[0]
+    assert entry.level == "WARN" and wid in entry.message
+    assert entry.context["activity_types"] == "always_fails"
+    assert entry.context["last_failure"] == "downstream API returned 503"
+    assert {m.name: m.value for m in first.metrics}["stuck_activity_attempts"] == 1
+
+
+def test_a_failing_workflow_task_is_found_among_many_through_reported_problems(
+    temporal_server: Harness,
+) -> None:
+    queue = f"stuck-{uuid.uuid4().hex[:8]}"
+    with temporal_server.worker(queue, [*wf.WORKFLOWS, wf.FailsWorkflowTask], wf.ACTIVITIES):
+        broken = temporal_server.start(wf.FailsWorkflowTask.run, queue=queue)
+        # Newer executions are listed first: only the server's flag can point at `broken`.
+        healthy = [temporal_server.start(wf.WaitForever.run, queue=queue) for _ in range(3)]
+        try:
+            c = checker(temporal_server, query=f"TaskQueue = '{queue}'", max_describe=1)
+            result = until(lambda: once(c), lambda r: r.status == Status.FAILED, seconds=60)
+        finally:
+            temporal_server.terminate(broken, *healthy)
+    assert result.status == Status.FAILED
+    assert result.message.startswith(f"1 of 4 running stuck: {broken} (workflow task failing")
+    assert "bug in workflow code: division of the ledger by zero" in result.message
+    assert result.message.endswith("; described 1 of 4 (max_describe)")
+    assert result.details["reported_problems"] is True
+    assert result.logs[0].level == "ERROR"
+
+
+def test_an_activity_whose_heartbeat_went_quiet_is_stuck(temporal_server: Harness) -> None:
+    queue = f"stuck-{uuid.uuid4().hex[:8]}"
+    wf.RELEASE_ACTIVITIES.clear()
+    with temporal_server.worker(queue, [wf.HeartbeatHangs], [wf.heartbeats_once_then_hangs]):
+        wid = temporal_server.start(wf.HeartbeatHangs.run, queue=queue)
+        try:
+            c = checker(
+                temporal_server,
+                workflow_type="HeartbeatHangs",
+                query=f"TaskQueue = '{queue}'",
+                thresholds={"heartbeat_stale": "2s"},
+            )
+            result = until(lambda: once(c), lambda r: r.status == Status.DEGRADED)
+        finally:
+            wf.RELEASE_ACTIVITIES.set()
+            temporal_server.terminate(wid)
+    assert result.status == Status.DEGRADED
+    assert result.message.startswith(
+        f"1 of 1 running stuck: {wid} (activity heartbeats_once_then_hangs last heartbeat "
+    )
+    assert result.details["stuck"][0]["kind"] == "heartbeat_stale"
+
+
+def test_nothing_stuck_is_ok_and_says_how_many_were_looked_at(temporal_server: Harness) -> None:
+    queue = f"stuck-{uuid.uuid4().hex[:8]}"
+    ids = [temporal_server.start(wf.WaitForever.run, queue=queue) for _ in range(2)]
+    try:
+        c = checker(temporal_server, query=f"TaskQueue = '{queue}'")
+        result = until(lambda: once(c), lambda r: r.details.get("running") == 2)
+    finally:
+        temporal_server.terminate(*ids)
+    assert result.status == Status.OK and result.message == "none of 2 running stuck"
+    assert result.logs == []
+
+
+def test_stuck_settings_need_a_workflow_type_or_a_query() -> None:
+    with pytest.raises(ValueError, match="set workflow_type, query or both"):
+        StuckSettings()
+    assert StuckSettings(workflow_type="A", query="TaskQueue='q'").visibility_query() == (
+        "WorkflowType = 'A' AND (TaskQueue='q')"
+    )
+    assert StuckSettings(workflow_type="it's").visibility_query() == "WorkflowType = 'it\\'s'"
