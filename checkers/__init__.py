@@ -18,6 +18,7 @@ SERVICE_TYPES: tuple[str, ...] = (
     "host",
     "command",
     "temporal_task_queue",
+    "temporal_schedule",
     "temporal_stuck",
     "temporal_count",
 )
@@ -32,6 +33,7 @@ REGISTRY: dict[str, str] = {
     "host": "checkers.host:HostChecker",
     "command": "checkers.command:CommandChecker",
     "temporal_task_queue": "checkers.temporal_task_queue:TemporalTaskQueueChecker",
+    "temporal_schedule": "checkers.temporal_schedule:TemporalScheduleChecker",
     "temporal_stuck": "checkers.temporal_stuck:TemporalStuckChecker",
     "temporal_count": "checkers.temporal_count:TemporalCountChecker",
 }

@@ -84,6 +84,7 @@ class ServiceConfig(Section):
     host: dict[str, Any] | None = None
     command: dict[str, Any] | None = None
     temporal_task_queue: dict[str, Any] | None = None
+    temporal_schedule: dict[str, Any] | None = None
     temporal_stuck: dict[str, Any] | None = None
     temporal_count: dict[str, Any] | None = None
 

@@ -1,0 +1,323 @@
+"""``temporal_schedule``: did a schedule run when it should have, and did its run work?
+
+One schedule (``schedule_id``) or every schedule whose id starts with
+``schedule_prefix`` (ListSchedules, then up to ``max_describe`` DescribeSchedule
+calls). Per schedule, from DescribeSchedule:
+
+- paused: STOPPED, with the pause note;
+- actions missed because they fell outside the catch-up window, and actions
+  skipped by the overlap policy, as deltas since the previous check, against
+  ``thresholds`` (a first check only takes the baseline);
+- the expected action time seen at the previous check passed, by more than
+  ``late_after``, with no action for it and nothing to explain it (no missed or
+  skipped count moved, nothing buffered): FAILED naming the schedule and the
+  expected time, until the schedule runs again. This is the missed run that
+  Temporal's namespace-wide metrics cannot trace to its schedule
+  (temporalio/temporal#8087). A changed spec starts over.
+- the last action's workflow failed, timed out or was terminated: FAILED with its
+  workflow id (the schedule's own view of that status is eventually consistent,
+  so a run it still calls running is described).
+
+Counters and expected times live in the checker: a daemon restart takes a new
+baseline.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pydantic import Field, field_validator, model_validator
+from temporalio.api.enums.v1 import WorkflowExecutionStatus as WES
+from temporalio.api.workflowservice.v1 import DescribeScheduleResponse
+from temporalio.service import RPCError, RPCStatusCode
+
+from checkers.base import CheckContext, CheckResult, Metric, Settings, Status, invalid, worst
+from checkers.temporal import TemporalChecker, TemporalConnection, TemporalSession, age, quote
+from server.core.units import Duration
+
+FAILED_RUN = {
+    WES.WORKFLOW_EXECUTION_STATUS_FAILED: "failed",
+    WES.WORKFLOW_EXECUTION_STATUS_TIMED_OUT: "timed out",
+    WES.WORKFLOW_EXECUTION_STATUS_TERMINATED: "was terminated",
+}
+LIST_PAGE = 100
+MAX_REMEMBERED = 256  # failure messages kept, so each closed run's history is read once
+MAX_LIST_PAGES = 10  # a server that ignores the prefix query is paged this far, then cut
+
+
+class ScheduleThresholds(Settings):
+    """Deltas since the previous check at which a schedule is DEGRADED or FAILED."""
+
+    missed_catchup_window_degraded: int | None = Field(None, ge=1)
+    missed_catchup_window_failed: int | None = Field(1, ge=1)
+    overlap_skipped_degraded: int | None = Field(1, ge=1)
+    overlap_skipped_failed: int | None = Field(None, ge=1)
+
+
+class ScheduleSettings(TemporalConnection):
+    schedule_id: str | None = None
+    schedule_prefix: str | None = None
+    late_after: Duration = timedelta(minutes=1)
+    thresholds: ScheduleThresholds = ScheduleThresholds()
+    max_describe: int = Field(20, ge=1, le=1000)
+
+    @model_validator(mode="after")
+    def _one_target(self) -> ScheduleSettings:
+        if (self.schedule_id is None) == (self.schedule_prefix is None):
+            raise ValueError("set exactly one of schedule_id or schedule_prefix")
+        return self
+
+    @field_validator("late_after")
+    @classmethod
+    def _late_floor(cls, value: timedelta) -> timedelta:
+        if value < timedelta(seconds=1):
+            raise invalid("expected at least 1s")
+        return value
+
+
+@dataclass
+class Memory:
+    """What the previous check saw of one schedule."""
+
+    missed: int
+    skipped: int
+    spec: str
+    expected: datetime | None  # the next action time then
+    overdue: datetime | None = None  # an expected time that passed without a run
+
+
+@dataclass
+class Judged:
+    schedule_id: str
+    status: Status
+    message: str
+    metrics: list[Metric]
+    details: dict[str, Any]
+
+
+def _time(ts: Any) -> datetime:
+    return ts.ToDatetime(tzinfo=UTC)  # type: ignore[no-any-return]
+
+
+def _iso(at: datetime | None) -> str | None:
+    return at.isoformat() if at else None
+
+
+class TemporalScheduleChecker(TemporalChecker[ScheduleSettings]):
+    Settings = ScheduleSettings
+
+    def __init__(self, settings: ScheduleSettings) -> None:
+        super().__init__(settings)
+        self._memory: dict[str, Memory] = {}
+        self._failures: dict[str, str] = {}  # workflow id -> failure message, read once
+
+    async def inspect(self, session: TemporalSession, ctx: CheckContext) -> CheckResult:
+        s = self.settings
+        cut = False
+        if s.schedule_id is not None:
+            ids = [s.schedule_id]
+        else:
+            ids, cut = await self._matching(session)
+            if not ids:
+                return CheckResult(
+                    Status.UNKNOWN, f"no schedule id starts with {s.schedule_prefix!r}"
+                )
+        judged = []
+        for schedule_id in ids[: s.max_describe]:
+            try:
+                desc = await session.describe_schedule(schedule_id)
+            except RPCError as exc:
+                if exc.status != RPCStatusCode.NOT_FOUND:
+                    raise
+                judged.append(
+                    Judged(
+                        schedule_id,
+                        Status.FAILED,
+                        f"schedule {schedule_id} not found",
+                        [],
+                        {"schedule_id": schedule_id},
+                    )
+                )
+                continue
+            judged.append(await self._judge(session, schedule_id, desc, ctx.now))
+        status = worst(j.status for j in judged)
+        shown = [j.message for j in judged if j.status == status]
+        message = "; ".join(shown[:3]) + (f" and {len(shown) - 3} more" if len(shown) > 3 else "")
+        if len(judged) > 1 and status == Status.OK:
+            message = f"{len(judged)} schedules OK: " + ", ".join(j.schedule_id for j in judged[:5])
+        if cut or len(ids) > s.max_describe:
+            message += f"; described {len(judged)} of {len(ids)}{'+' if cut else ''} (max_describe)"
+        metrics = [m for j in judged for m in j.metrics]
+        return CheckResult(
+            status,
+            message[:2000],
+            details={
+                "namespace": s.namespace,
+                "schedules": [j.details for j in judged],
+                "visibility_calls": session.visibility_calls,
+            },
+            metrics=metrics,
+        )
+
+    async def _matching(self, session: TemporalSession) -> tuple[list[str], bool]:
+        """Schedule ids starting with the prefix (asked of the server, checked here too)."""
+        prefix = self.settings.schedule_prefix or ""
+        query = f"ScheduleId STARTS_WITH {quote(prefix)}"
+        ids: list[str] = []
+        token = b""
+        for _ in range(MAX_LIST_PAGES):
+            try:
+                page = await session.list_schedules(query, LIST_PAGE, token)
+            except RPCError as exc:
+                if exc.status != RPCStatusCode.INVALID_ARGUMENT or not query:
+                    raise
+                query, token = "", b""  # a server without schedule queries: filter here
+                continue
+            ids += [e.schedule_id for e in page.schedules if e.schedule_id.startswith(prefix)]
+            token = page.next_page_token
+            if not token or len(ids) > self.settings.max_describe:
+                return sorted(set(ids)), bool(token)
+        return sorted(set(ids)), True
+
+    async def _judge(
+        self, session: TemporalSession, sid: str, desc: DescribeScheduleResponse, now: datetime
+    ) -> Judged:
+        s = self.settings
+        info, state = desc.info, desc.schedule.state
+        spec = hashlib.sha256(desc.schedule.spec.SerializeToString(deterministic=True)).hexdigest()
+        future = [_time(t) for t in info.future_action_times]
+        recent = sorted(info.recent_actions, key=lambda a: _time(a.schedule_time))
+        last = recent[-1] if recent else None
+        tags = {"schedule_id": sid}
+        prev = self._memory.get(sid)
+        if prev is not None and prev.spec != spec:
+            prev = None  # a new spec: its old expectations do not hold
+        missed = max(0, info.missed_catchup_window - prev.missed) if prev else 0
+        skipped = max(0, info.overlap_skipped - prev.skipped) if prev else 0
+        memory = Memory(info.missed_catchup_window, info.overlap_skipped, spec, None)
+        details: dict[str, Any] = {
+            "schedule_id": sid,
+            "paused": state.paused,
+            "notes": state.notes,
+            "next_action_times": [t.isoformat() for t in future[:3]],
+            "last_action_time": _iso(_time(last.actual_time)) if last else None,
+            "last_workflow_id": last.start_workflow_result.workflow_id if last else None,
+            "last_run_id": last.start_workflow_result.run_id if last else None,
+            "missed_catchup_window": info.missed_catchup_window,
+            "overlap_skipped": info.overlap_skipped,
+            "running": len(info.running_workflows),
+        }
+        metrics = [
+            Metric("missed_catchup_window", missed, "count", tags),
+            Metric("overlap_skipped", skipped, "count", tags),
+            Metric("running_workflows", len(info.running_workflows), "count", tags),
+            Metric("action_count", info.action_count, "count", tags),
+        ]
+        found: list[tuple[Status, str]] = [(Status.OK, self._ok_message(sid, future, last))]
+        if state.paused:
+            self._memory[sid] = memory  # a pause explains any run not taken meanwhile
+            note = f": {state.notes}" if state.notes else ""
+            details["last_result"] = "paused"
+            return Judged(sid, Status.STOPPED, f"schedule {sid} paused{note}", metrics, details)
+        if info.invalid_schedule_error:
+            found.append((Status.FAILED, f"schedule {sid} invalid: {info.invalid_schedule_error}"))
+        found += self._deltas(sid, missed, skipped)
+        # A run expected at the previous check that has not happened since.
+        expected = (prev.overdue or prev.expected) if prev else None
+        ran = last is not None and expected is not None and _time(last.schedule_time) >= expected
+        explained = missed or skipped or info.buffer_size
+        memory.expected = future[0] if future else None
+        if expected is not None and not ran and not explained:
+            memory.expected = expected  # still owed: keep watching for it
+            if now - expected > s.late_after:
+                memory.overdue = expected
+                details["overdue"] = expected.isoformat()
+                text = (
+                    f"schedule {sid}: the action expected at {expected:%Y-%m-%d %H:%M:%S} UTC "
+                    f"did not run ({age(now - expected)} late)"
+                )
+                found.append((Status.FAILED, text))
+        self._memory[sid] = memory
+        if last is not None:
+            verdict = await self._last_run(session, sid, last)
+            details["last_result"] = verdict[1] if verdict else "ok"
+            if verdict:
+                found.append(verdict)
+        status = worst(code for code, _ in found)
+        return Judged(
+            sid, status, next(m for code, m in reversed(found) if code == status), metrics, details
+        )
+
+    def _ok_message(self, sid: str, future: list[datetime], last: Any) -> str:
+        parts = [f"schedule {sid}"]
+        if last is not None:
+            parts.append(f"last ran {_time(last.actual_time):%Y-%m-%d %H:%M:%S} UTC")
+        if future:
+            parts.append(f"next {future[0]:%Y-%m-%d %H:%M:%S} UTC")
+        return ", ".join(parts)
+
+    def _deltas(self, sid: str, missed: int, skipped: int) -> list[tuple[Status, str]]:
+        t = self.settings.thresholds
+        found = []
+        for count, what, degraded, failed in (
+            (
+                missed,
+                "missed (outside the catch-up window)",
+                t.missed_catchup_window_degraded,
+                t.missed_catchup_window_failed,
+            ),
+            (
+                skipped,
+                "skipped by the overlap policy",
+                t.overlap_skipped_degraded,
+                t.overlap_skipped_failed,
+            ),
+        ):
+            plural = "s" if count != 1 else ""
+            text = f"schedule {sid}: {count} action{plural} {what} since the last check"
+            if failed is not None and count >= failed:
+                found.append((Status.FAILED, text))
+            elif degraded is not None and count >= degraded:
+                found.append((Status.DEGRADED, text))
+        return found
+
+    async def _last_run(
+        self, session: TemporalSession, sid: str, last: Any
+    ) -> tuple[Status, str] | None:
+        """FAILED naming the last action's workflow when that run failed; None otherwise."""
+        started = last.start_workflow_result
+        status = last.start_workflow_status
+        if (
+            status
+            in (WES.WORKFLOW_EXECUTION_STATUS_UNSPECIFIED, WES.WORKFLOW_EXECUTION_STATUS_RUNNING)
+            and started.workflow_id
+        ):
+            try:
+                desc = await session.describe_workflow(started.workflow_id, started.run_id)
+            except RPCError as exc:
+                if exc.status != RPCStatusCode.NOT_FOUND:
+                    raise
+                return None  # gone past retention: nothing to say about it
+            status = desc.workflow_execution_info.status
+        word = FAILED_RUN.get(status)
+        if word is None:
+            return None
+        reason = await self._failure(session, started.workflow_id, started.run_id)
+        return Status.FAILED, f"schedule {sid}: last run {started.workflow_id} {word}{reason}"
+
+    async def _failure(self, session: TemporalSession, workflow_id: str, run_id: str) -> str:
+        """``: <failure message>`` of a closed run, read once per workflow id."""
+        if workflow_id not in self._failures:
+            text = ""
+            for event in await session.last_events(workflow_id, run_id, 1):
+                if event.HasField("workflow_execution_failed_event_attributes"):
+                    text = event.workflow_execution_failed_event_attributes.failure.message
+                elif event.HasField("workflow_execution_terminated_event_attributes"):
+                    text = event.workflow_execution_terminated_event_attributes.reason
+            if len(self._failures) >= MAX_REMEMBERED:
+                self._failures.clear()
+            self._failures[workflow_id] = f": {text.strip()[:300]}" if text.strip() else ""
+        return self._failures[workflow_id]

@@ -1,0 +1,249 @@
+"""temporal_schedule against real schedules on the session's dev server, with a real worker."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from temporalio.client import (
+    Schedule,
+    ScheduleActionStartWorkflow,
+    ScheduleHandle,
+    ScheduleIntervalSpec,
+    ScheduleOverlapPolicy,
+    SchedulePolicy,
+    ScheduleSpec,
+    ScheduleState,
+)
+
+from checkers.base import CheckContext, Status
+from checkers.temporal_schedule import ScheduleSettings, TemporalScheduleChecker
+from server.runner import run_check
+from tests.conftest import wait_until
+from tests.support import temporal_workflows as wf
+from tests.support.temporal_server import Harness
+
+QUEUE = "schedules"
+
+
+@pytest.fixture(scope="module")
+def server(temporal_server: Harness) -> Iterator[Harness]:
+    with temporal_server.worker(QUEUE, wf.WORKFLOWS, wf.ACTIVITIES):
+        yield temporal_server
+
+
+@contextlib.contextmanager
+def schedule(
+    server: Harness,
+    workflow: Any,
+    every: timedelta,
+    *,
+    schedule_id: str | None = None,
+    immediately: bool = False,
+    overlap: ScheduleOverlapPolicy = ScheduleOverlapPolicy.SKIP,
+    catchup_window: timedelta = timedelta(days=365),
+    paused_note: str | None = None,
+) -> Iterator[ScheduleHandle]:
+    """A real schedule, deleted (and its running workflows terminated) afterwards."""
+    sid = schedule_id or f"sch-{uuid.uuid4().hex[:8]}"
+    state = ScheduleState(paused=True, note=paused_note) if paused_note else ScheduleState()
+    handle: ScheduleHandle = server.run(
+        server.client.create_schedule(
+            sid,
+            Schedule(
+                action=ScheduleActionStartWorkflow(workflow, id=f"{sid}-wf", task_queue=QUEUE),
+                spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=every)]),
+                policy=SchedulePolicy(overlap=overlap, catchup_window=catchup_window),
+                state=state,
+            ),
+            trigger_immediately=immediately,
+        )
+    )
+    try:
+        yield handle
+    finally:
+        running = server.run(handle.describe()).info.running_actions
+        server.run(handle.delete())
+        server.terminate(*(a.workflow_id for a in running))
+
+
+def checker(server: Harness, **settings: Any) -> TemporalScheduleChecker:
+    return TemporalScheduleChecker(ScheduleSettings(address=server.address, **settings))
+
+
+def once(c: TemporalScheduleChecker) -> Any:
+    return run_check(c, CheckContext("sch", datetime.now(UTC), 10))
+
+
+def until(fn: Any, predicate: Any, seconds: float = 40) -> Any:
+    deadline = time.monotonic() + seconds
+    while True:
+        result = fn()
+        if predicate(result) or time.monotonic() > deadline:
+            return result
+        time.sleep(0.3)
+
+
+def test_a_schedule_whose_workflow_fails_is_failed_naming_it(server: Harness) -> None:
+    with schedule(server, wf.FailsAtOnce.run, timedelta(hours=1), immediately=True) as handle:
+        c = checker(server, schedule_id=handle.id)
+        result = until(lambda: once(c), lambda r: r.status == Status.FAILED)
+    wid = result.details["schedules"][0]["last_workflow_id"]
+    assert wid.startswith(f"{handle.id}-wf")
+    assert result.status == Status.FAILED
+    assert result.message == (
+        f"schedule {handle.id}: last run {wid} failed: payment ledger out of balance"
+    )
+
+
+def test_a_paused_schedule_is_stopped_with_its_note(server: Harness) -> None:
+    with schedule(
+        server, wf.CompletesAtOnce.run, timedelta(hours=1), paused_note="db migration"
+    ) as handle:
+        result = once(checker(server, schedule_id=handle.id))
+    assert result.status == Status.STOPPED
+    assert result.message == f"schedule {handle.id} paused: db migration"
+
+
+def test_runs_skipped_by_the_overlap_policy_are_counted_since_the_last_check(
+    server: Harness,
+) -> None:
+    with schedule(
+        server, wf.WaitForever.run, timedelta(seconds=1), overlap=ScheduleOverlapPolicy.SKIP
+    ) as handle:
+        c = checker(server, schedule_id=handle.id)
+        first = until(lambda: once(c), lambda r: r.details["schedules"][0]["running"] == 1)
+        before = first.details["schedules"][0]["overlap_skipped"]
+
+        def skipped() -> int:
+            return int(server.run(handle.describe()).info.num_actions_skipped_overlap)
+
+        assert wait_until(lambda: skipped() >= before + 2, 30)
+        second = once(c)
+    total = second.details["schedules"][0]["overlap_skipped"]
+    delta = {m.name: m.value for m in second.metrics}["overlap_skipped"]
+    assert delta == total - before and delta >= 2
+    assert second.status == Status.DEGRADED
+    assert f"schedule {handle.id}: {delta} actions skipped by the overlap policy" in (
+        second.message
+    )
+
+
+def test_an_expected_run_that_never_came_is_failed_until_the_schedule_runs_again(
+    server: Harness,
+) -> None:
+    with schedule(server, wf.CompletesAtOnce.run, timedelta(seconds=6)) as handle:
+        c = checker(server, schedule_id=handle.id, late_after="1s")
+        for _attempt in range(3):
+            first = once(c)
+            expected = datetime.fromisoformat(first.details["schedules"][0]["next_action_times"][0])
+            # Paused over its next action time, the schedule takes no action for it and
+            # counts nothing: only the expected time seen by the check tells.
+            server.run(handle.pause(note="lost a run"))
+            last = server.run(handle.describe()).info.recent_actions
+            if last and last[-1].scheduled_at >= expected:
+                server.run(handle.unpause())
+                continue  # the run came before the pause: try the next one
+            late = expected + timedelta(seconds=1.5)
+            assert wait_until(lambda: datetime.now(UTC) > late, 30)  # noqa: B023
+            server.run(handle.unpause())
+            missed = once(c)
+            ran = missed.details["schedules"][0]["last_action_time"]
+            if ran and datetime.fromisoformat(ran) > expected:
+                continue  # the next tick came between the unpause and the check
+            break
+        else:
+            pytest.fail("could not pause the schedule over one of its action times")
+        recovered = until(lambda: once(c), lambda r: r.status == Status.OK, seconds=30)
+    assert missed.status == Status.FAILED
+    when = f"{expected:%Y-%m-%d %H:%M:%S} UTC"
+    assert missed.message.startswith(
+        f"schedule {handle.id}: the action expected at {when} did not run ("
+    )
+    assert missed.details["schedules"][0]["overdue"] == expected.isoformat()
+    assert recovered.status == Status.OK  # it ran again: the miss is behind us
+
+
+def test_runs_missed_while_the_server_was_frozen_past_the_catchup_window_fail(
+    server: Harness,
+) -> None:
+    assert server.proc is not None
+    with schedule(
+        server, wf.CompletesAtOnce.run, timedelta(seconds=1), catchup_window=timedelta(seconds=10)
+    ) as handle:
+        c = checker(server, schedule_id=handle.id)
+        first = until(lambda: once(c), lambda r: r.details["schedules"][0]["last_action_time"])
+        assert first.status == Status.OK
+        # Frozen longer than the catch-up window, the server cannot start the runs of
+        # that time when it wakes: it counts them as missed.
+        frozen_at = time.monotonic()
+        server.proc.send_signal(signal.SIGSTOP)
+        try:
+            assert wait_until(lambda: time.monotonic() - frozen_at > 12, 20)
+        finally:
+            server.proc.send_signal(signal.SIGCONT)
+
+        def missed() -> int:
+            return int(server.run(handle.describe()).info.num_actions_missed_catchup_window)
+
+        assert wait_until(lambda: missed() >= 1, 30)
+        result = once(c)
+    delta = {m.name: m.value for m in result.metrics}["missed_catchup_window"]
+    assert delta >= 1
+    assert result.status == Status.FAILED
+    assert f"schedule {handle.id}: {delta} action" in result.message
+    assert "missed (outside the catch-up window) since the last check" in result.message
+
+
+def test_a_prefix_covers_every_matching_schedule_and_names_the_broken_one(
+    server: Harness,
+) -> None:
+    prefix = f"nightly-{uuid.uuid4().hex[:6]}-"
+    with (
+        schedule(
+            server,
+            wf.CompletesAtOnce.run,
+            timedelta(hours=1),
+            schedule_id=f"{prefix}report",
+            immediately=True,
+        ),
+        schedule(
+            server,
+            wf.FailsAtOnce.run,
+            timedelta(hours=1),
+            schedule_id=f"{prefix}ledger",
+            immediately=True,
+        ),
+    ):
+        c = checker(server, schedule_prefix=prefix)
+        result = until(
+            lambda: once(c),
+            lambda r: r.status == Status.FAILED and len(r.details.get("schedules", [])) == 2,
+        )
+    assert result.status == Status.FAILED
+    assert result.message.startswith(f"schedule {prefix}ledger: last run {prefix}ledger-wf")
+    assert sorted(s["schedule_id"] for s in result.details["schedules"]) == [
+        f"{prefix}ledger",
+        f"{prefix}report",
+    ]
+
+
+def test_a_schedule_that_does_not_exist_is_failed(server: Harness) -> None:
+    result = once(checker(server, schedule_id="no-such-schedule"))
+    assert result.status == Status.FAILED
+    assert result.message == "schedule no-such-schedule not found"
+
+
+def test_schedule_settings_take_one_target_and_a_sane_lateness() -> None:
+    with pytest.raises(ValueError, match="exactly one of schedule_id or schedule_prefix"):
+        ScheduleSettings()
+    with pytest.raises(ValueError, match="exactly one"):
+        ScheduleSettings(schedule_id="a", schedule_prefix="b")
+    with pytest.raises(ValueError, match="at least 1s"):
+        ScheduleSettings(schedule_id="a", late_after="500ms")
