@@ -243,9 +243,9 @@ class TemporalScheduleChecker(TemporalChecker[ScheduleSettings]):
         self._memory[sid] = memory
         if last is not None:
             verdict = await self._last_run(session, sid, last)
-            details["last_result"] = verdict[1] if verdict else "ok"
+            details["last_result"] = verdict[2] if verdict else ""
             if verdict:
-                found.append(verdict)
+                found.append(verdict[:2])
         status = worst(code for code, _ in found)
         return Judged(
             sid, status, next(m for code, m in reversed(found) if code == status), metrics, details
@@ -286,8 +286,8 @@ class TemporalScheduleChecker(TemporalChecker[ScheduleSettings]):
 
     async def _last_run(
         self, session: TemporalSession, sid: str, last: Any
-    ) -> tuple[Status, str] | None:
-        """FAILED naming the last action's workflow when that run failed; None otherwise."""
+    ) -> tuple[Status, str, str] | None:
+        """(FAILED, message, short result) when the last action's run failed; None otherwise."""
         started = last.start_workflow_result
         status = last.start_workflow_status
         if (
@@ -306,7 +306,8 @@ class TemporalScheduleChecker(TemporalChecker[ScheduleSettings]):
         if word is None:
             return None
         reason = await self._failure(session, started.workflow_id, started.run_id)
-        return Status.FAILED, f"schedule {sid}: last run {started.workflow_id} {word}{reason}"
+        message = f"schedule {sid}: last run {started.workflow_id} {word}{reason}"
+        return Status.FAILED, message, f"{word}{reason}"
 
     async def _failure(self, session: TemporalSession, workflow_id: str, run_id: str) -> str:
         """``: <failure message>`` of a closed run, read once per workflow id."""

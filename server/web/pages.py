@@ -27,6 +27,7 @@ from server.web.context import current as context
 from server.web.errors import ApiError
 from server.web.queries import LOG_LEVELS, STATUS_NAMES, ServiceView
 from server.web.ratelimit import LoginLimiter
+from server.web.temporal_view import temporal_section
 from server.web.tiles import tile
 from server.web.timerange import PRESETS, TimeRange, time_range
 
@@ -134,6 +135,7 @@ def service(service_id: str) -> str:
         timeline=timeline,
         checks=sum(int(b["checks"]) for b in buckets),
         charts=charts,
+        temporal=temporal_section(ctx, service_id, tr),
         logs=logs,
         levels=LOG_LEVELS,
         chosen_levels=levels,
