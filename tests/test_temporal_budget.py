@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -13,7 +16,10 @@ from checkers.temporal_budget import Budget, BudgetExhausted
 from checkers.temporal_count import CountSettings, TemporalCountChecker
 from server.config.models import Config
 from server.runner import run_check
+from tests.conftest import free_port, run_cli, wait_until
+from tests.support.daemon import DaemonProcess
 from tests.support.temporal_server import Harness
+from tests.test_daemon import write_config
 
 
 class Clock:
@@ -84,3 +90,37 @@ def test_a_check_over_budget_is_unknown_and_says_why(
     assert "raise temporal.max_visibility_rps" in second.message
     bucket = temporal_budget.budget(address)
     assert (bucket.granted, bucket.refused) == (1, 1)
+
+
+def test_the_daemon_and_the_check_command_apply_the_configured_budget(
+    temporal_server: Harness, tmp_path: Path
+) -> None:
+    # temporal_stuck makes three visibility calls; at 0.1/s the second cannot go in 1 s.
+    port = free_port()
+    config = write_config(
+        tmp_path,
+        "  - {id: stuck, type: temporal_stuck, interval: 1s, timeout: 1s, temporal_stuck: "
+        f"{{address: '{temporal_server.address}', query: \"TaskQueue = 'none'\"}}}}\n",
+        extra="temporal:\n  max_visibility_rps: 0.1\n",
+        port=port,
+    )
+    printed = run_cli("-m", "server.cli", "check", "stuck", "--config", str(config))
+    assert printed.stdout.startswith("stuck: UNKNOWN (5) Temporal at "), printed.stdout
+    assert "visibility budget of 0.1 calls/s" in printed.stdout
+    daemon = DaemonProcess(config, tmp_path)
+    try:
+        daemon.wait_for("storage ready")
+
+        def message() -> str:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/services/stuck") as r:
+                    return str(json.load(r).get("message", ""))
+            except OSError:
+                return ""
+
+        assert wait_until(lambda: "visibility budget of 0.1 calls/s" in message(), 30), (
+            daemon.output
+        )
+    finally:
+        code, _ = daemon.stop()
+    assert code == 0, daemon.output
