@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -12,11 +13,15 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from temporalio.api.taskqueue.v1 import PollerInfo, TaskQueueStats
 
 from checkers.base import CheckContext, Status
+from checkers.netio import close_loop_resources
+from checkers.temporal import TemporalSession, shared_client
 from checkers.temporal_task_queue import (
     NO_STATS,
     QueueView,
     TaskQueueSettings,
     TemporalTaskQueueChecker,
+    describe_enhanced,
+    describe_queue,
     judge,
 )
 from server.runner import run_check
@@ -167,3 +172,42 @@ def test_task_queue_settings_need_a_queue_name() -> None:
         TaskQueueSettings(task_queue=" ")
     with pytest.raises(ValueError):
         TaskQueueSettings(task_queue="q", task_queue_type="nexus")
+
+
+def test_the_enhanced_mode_reads_the_same_backlog_for_servers_without_default_stats(
+    temporal_server: Harness,
+) -> None:
+    # Servers from 1.25 that predate stats in the default mode report them only in the
+    # enhanced mode; server 1.32 answers both, so both readings must agree.
+    queue = f"tq-{uuid.uuid4().hex[:8]}"
+    ids = [temporal_server.start(wf.WaitForever.run, queue=queue) for _ in range(2)]
+
+    async def both() -> Any:
+        try:
+            settings = TaskQueueSettings(address=temporal_server.address, task_queue=queue)
+            client = await shared_client(settings)
+            session = TemporalSession(client, settings, asyncio.get_running_loop().time() + 10)
+            default = await describe_queue(session, queue, ["workflow", "activity"])
+            enhanced = await describe_enhanced(session, queue, ["workflow", "activity"])
+            return default, enhanced
+        finally:
+            await close_loop_resources()
+
+    try:
+        default, enhanced = until(
+            lambda: asyncio.run(both()),
+            lambda pair: all(
+                v.stats is not None and v.stats.approximate_backlog_count == 2
+                for v in pair[0][:1] + pair[1][:1]
+            ),
+        )
+    finally:
+        temporal_server.terminate(*ids)
+    assert [v.kind for v in enhanced] == ["workflow", "activity"]
+    assert all(v.stats is not None for v in enhanced)
+    assert (
+        enhanced[0].stats.approximate_backlog_count
+        == default[0].stats.approximate_backlog_count
+        == 2
+    )
+    assert enhanced[1].stats.approximate_backlog_count == 0
