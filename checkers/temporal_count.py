@@ -15,7 +15,7 @@ import json
 import re
 from typing import Literal
 
-from pydantic import field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from checkers.base import CheckContext, CheckResult, Metric, Settings, Status, invalid
 from checkers.temporal import TemporalChecker, TemporalConnection, TemporalSession
@@ -24,10 +24,10 @@ from checkers.temporal import TemporalChecker, TemporalConnection, TemporalSessi
 class CountThresholds(Settings):
     """A count above ``above_*`` or below ``below_*`` gives that status (FAILED wins)."""
 
-    above_degraded: int | None = None
-    above_failed: int | None = None
-    below_degraded: int | None = None
-    below_failed: int | None = None
+    above_degraded: int | None = Field(None, ge=0, le=10**12)
+    above_failed: int | None = Field(None, ge=0, le=10**12)
+    below_degraded: int | None = Field(None, ge=1, le=10**12)
+    below_failed: int | None = Field(None, ge=1, le=10**12)
 
 
 class CountSettings(TemporalConnection):

@@ -27,16 +27,16 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 from temporalio.api.enums.v1 import WorkflowExecutionStatus as WES
 from temporalio.api.workflowservice.v1 import DescribeScheduleResponse
 from temporalio.service import RPCError, RPCStatusCode
 
-from checkers.base import CheckContext, CheckResult, Metric, Settings, Status, invalid, worst
+from checkers.base import CheckContext, CheckResult, Metric, Settings, Status, worst
 from checkers.temporal import TemporalChecker, TemporalConnection, TemporalSession, age, quote
-from server.core.units import Duration
+from server.core.units import Duration, DurationRange
 
 FAILED_RUN = {
     WES.WORKFLOW_EXECUTION_STATUS_FAILED: "failed",
@@ -51,16 +51,16 @@ MAX_LIST_PAGES = 10  # a server that ignores the prefix query is paged this far,
 class ScheduleThresholds(Settings):
     """Deltas since the previous check at which a schedule is DEGRADED or FAILED."""
 
-    missed_catchup_window_degraded: int | None = Field(None, ge=1)
-    missed_catchup_window_failed: int | None = Field(1, ge=1)
-    overlap_skipped_degraded: int | None = Field(1, ge=1)
-    overlap_skipped_failed: int | None = Field(None, ge=1)
+    missed_catchup_window_degraded: int | None = Field(None, ge=1, le=1_000_000)
+    missed_catchup_window_failed: int | None = Field(1, ge=1, le=1_000_000)
+    overlap_skipped_degraded: int | None = Field(1, ge=1, le=1_000_000)
+    overlap_skipped_failed: int | None = Field(None, ge=1, le=1_000_000)
 
 
 class ScheduleSettings(TemporalConnection):
     schedule_id: str | None = None
     schedule_prefix: str | None = None
-    late_after: Duration = timedelta(minutes=1)
+    late_after: Annotated[Duration, DurationRange("1s", "1d")] = timedelta(minutes=1)
     thresholds: ScheduleThresholds = ScheduleThresholds()
     max_describe: int = Field(20, ge=1, le=1000)
 
@@ -69,13 +69,6 @@ class ScheduleSettings(TemporalConnection):
         if (self.schedule_id is None) == (self.schedule_prefix is None):
             raise ValueError("set exactly one of schedule_id or schedule_prefix")
         return self
-
-    @field_validator("late_after")
-    @classmethod
-    def _late_floor(cls, value: timedelta) -> timedelta:
-        if value < timedelta(seconds=1):
-            raise invalid("expected at least 1s")
-        return value
 
 
 @dataclass

@@ -18,6 +18,7 @@ dashboard links each to the Temporal UI).
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Annotated
 
 from pydantic import Field, model_validator
 
@@ -35,15 +36,15 @@ from checkers.temporal_executions import (
     judge_all,
     sample_running,
 )
-from server.core.units import Duration
+from server.core.units import Duration, DurationRange
 
 NAMED_IN_MESSAGE = 3
 NAMED_IN_LOG = 10
 
 
 class StuckThresholds(Settings):
-    activity_attempts: int | None = Field(5, ge=2)
-    heartbeat_stale: Duration | None = timedelta(minutes=5)
+    activity_attempts: int | None = Field(5, ge=2, le=1_000_000)
+    heartbeat_stale: Annotated[Duration, DurationRange("1s", "7d")] | None = timedelta(minutes=5)
 
 
 class StuckSettings(TemporalConnection):

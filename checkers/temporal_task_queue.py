@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
 from temporalio.api.enums.v1 import DescribeTaskQueueMode, TaskQueueType
@@ -31,7 +31,7 @@ from temporalio.api.taskqueue.v1 import PollerInfo, TaskQueueStats, TaskQueueVer
 from checkers.base import CheckContext, CheckResult, Metric, Settings, Status, invalid, worst
 from checkers.netio import loop_local
 from checkers.temporal import TemporalChecker, TemporalConnection, TemporalSession, age
-from server.core.units import Duration
+from server.core.units import Duration, DurationRange
 
 POLL_DEGRADED = timedelta(minutes=1)  # newest poll this old, with a backlog: DEGRADED
 POLL_FAILED = timedelta(minutes=5)  # newest poll this old (or none): FAILED "no workers"
@@ -43,15 +43,19 @@ NO_STATS = "the server reports no task queue statistics (needs Temporal server 1
 
 
 class TaskQueueThresholds(Settings):
-    backlog_age_degraded: Duration | None = timedelta(minutes=1)
-    backlog_age_failed: Duration | None = timedelta(minutes=5)
+    backlog_age_degraded: Annotated[Duration, DurationRange("1s", "30d")] | None = timedelta(
+        minutes=1
+    )
+    backlog_age_failed: Annotated[Duration, DurationRange("1s", "30d")] | None = timedelta(
+        minutes=5
+    )
     # tasks per second the backlog grows by (add rate - dispatch rate); off by default
-    backlog_increase_rate_degraded: float | None = None
-    backlog_increase_rate_failed: float | None = None
+    backlog_increase_rate_degraded: float | None = Field(None, gt=0, le=1_000_000)
+    backlog_increase_rate_failed: float | None = Field(None, gt=0, le=1_000_000)
 
 
 class TaskQueueSettings(TemporalConnection):
-    task_queue: str = Field(min_length=1)
+    task_queue: str = Field(min_length=1, max_length=1000)
     task_queue_type: Literal["workflow", "activity", "both"] = "workflow"
     thresholds: TaskQueueThresholds = TaskQueueThresholds()
 

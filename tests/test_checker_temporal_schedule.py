@@ -27,7 +27,7 @@ from checkers.temporal_schedule import ScheduleSettings, TemporalScheduleChecker
 from server.runner import run_check
 from tests.conftest import wait_until
 from tests.support import temporal_workflows as wf
-from tests.support.temporal_server import Harness
+from tests.support.temporal_server import Harness, until
 
 QUEUE = "schedules"
 
@@ -79,15 +79,6 @@ def checker(server: Harness, **settings: Any) -> TemporalScheduleChecker:
 
 def once(c: TemporalScheduleChecker) -> Any:
     return run_check(c, CheckContext("sch", datetime.now(UTC), 10))
-
-
-def until(fn: Any, predicate: Any, seconds: float = 40) -> Any:
-    deadline = time.monotonic() + seconds
-    while True:
-        result = fn()
-        if predicate(result) or time.monotonic() > deadline:
-            return result
-        time.sleep(0.3)
 
 
 def test_a_schedule_whose_workflow_fails_is_failed_naming_it(server: Harness) -> None:
@@ -245,5 +236,5 @@ def test_schedule_settings_take_one_target_and_a_sane_lateness() -> None:
         ScheduleSettings()
     with pytest.raises(ValueError, match="exactly one"):
         ScheduleSettings(schedule_id="a", schedule_prefix="b")
-    with pytest.raises(ValueError, match="at least 1s"):
+    with pytest.raises(ValueError, match="expected a duration from 1s to 1d"):
         ScheduleSettings(schedule_id="a", late_after="500ms")
