@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -13,7 +12,7 @@ from checkers.base import CheckContext, Status
 from checkers.temporal_stuck import StuckSettings, TemporalStuckChecker
 from server.runner import run_check
 from tests.support import temporal_workflows as wf
-from tests.support.temporal_server import Harness
+from tests.support.temporal_server import Harness, until
 
 
 def checker(server: Harness, **settings: Any) -> TemporalStuckChecker:
@@ -22,15 +21,6 @@ def checker(server: Harness, **settings: Any) -> TemporalStuckChecker:
 
 def once(c: TemporalStuckChecker) -> Any:
     return run_check(c, CheckContext("stuck", datetime.now(UTC), 10))
-
-
-def until(fn: Any, predicate: Any, seconds: float = 40) -> Any:
-    deadline = time.monotonic() + seconds
-    while True:
-        result = fn()
-        if predicate(result) or time.monotonic() > deadline:
-            return result
-        time.sleep(0.3)
 
 
 def test_an_activity_failing_forever_is_stuck_and_named_with_its_workflow_id(

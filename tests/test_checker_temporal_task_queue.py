@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -26,7 +25,7 @@ from checkers.temporal_task_queue import (
 )
 from server.runner import run_check
 from tests.support import temporal_workflows as wf
-from tests.support.temporal_server import Harness
+from tests.support.temporal_server import Harness, until
 
 
 def check(server: Harness, **settings: Any) -> Any:
@@ -39,16 +38,6 @@ def value(result: Any, name: str, kind: str = "workflow") -> float | None:
         m.value for m in result.metrics if m.name == name and m.tags["task_queue_type"] == kind
     ]
     return found[0] if found else None
-
-
-def until(fn: Any, predicate: Any, seconds: float = 40) -> Any:
-    """Check again until the server's state satisfies ``predicate`` (its stats are cached ~5 s)."""
-    deadline = time.monotonic() + seconds
-    while True:
-        result = fn()
-        if predicate(result) or time.monotonic() > deadline:
-            return result
-        time.sleep(0.5)
 
 
 def test_a_queue_without_workers_builds_a_backlog_then_a_worker_drains_it(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -15,7 +14,7 @@ from checkers.temporal_workflow import TemporalSettings, TemporalWorkflowChecker
 from server.runner import run_check
 from tests.conftest import free_port, wait_until
 from tests.support import temporal_workflows as wf
-from tests.support.temporal_server import Harness
+from tests.support.temporal_server import Harness, until
 
 QUEUE = "lightbulb-test"
 
@@ -44,16 +43,6 @@ def check(temporal: Temporal, timeout: float = 10, **settings: Any) -> Any:
     return run_check(checker, CheckContext("wf", datetime.now(UTC), timeout))
 
 
-def eventually(fn: Any, predicate: Any, seconds: float = 20) -> Any:
-    """Poll real server state (not our logic) until it settles."""
-    deadline = time.monotonic() + seconds
-    while True:
-        value = fn()
-        if predicate(value) or time.monotonic() > deadline:
-            return value
-        time.sleep(0.2)
-
-
 def test_running_workflow_is_ok(temporal: Temporal) -> None:
     wid = temporal.start(wf.WaitForever.run)
     result = check(temporal, workflow_id=wid)
@@ -62,9 +51,7 @@ def test_running_workflow_is_ok(temporal: Temporal) -> None:
 
 def test_failed_workflow_logs_message_and_stack_trace(temporal: Temporal) -> None:
     wid = temporal.start(wf.FailsAtOnce.run)
-    result = eventually(
-        lambda: check(temporal, workflow_id=wid), lambda r: r.status == Status.FAILED
-    )
+    result = until(lambda: check(temporal, workflow_id=wid), lambda r: r.status == Status.FAILED)
     assert result.status == Status.FAILED
     assert "payment ledger out of balance" in result.message
     entry = result.logs[0]
@@ -74,7 +61,7 @@ def test_failed_workflow_logs_message_and_stack_trace(temporal: Temporal) -> Non
 
 def test_completed_workflow_is_stopped(temporal: Temporal) -> None:
     wid = temporal.start(wf.CompletesAtOnce.run)
-    result = eventually(lambda: check(temporal, workflow_id=wid), lambda r: r.status != Status.OK)
+    result = until(lambda: check(temporal, workflow_id=wid), lambda r: r.status != Status.OK)
     assert result.status == Status.STOPPED and result.message.endswith("completed")
 
 
@@ -90,14 +77,14 @@ def test_terminated_workflow_is_failed_with_reason(temporal: Temporal) -> None:
 
 def test_timed_out_workflow_is_failed(temporal: Temporal) -> None:
     wid = temporal.start(wf.SleepsLong.run, execution_timeout=timedelta(seconds=1))
-    result = eventually(lambda: check(temporal, workflow_id=wid), lambda r: r.status != Status.OK)
+    result = until(lambda: check(temporal, workflow_id=wid), lambda r: r.status != Status.OK)
     assert result.status == Status.FAILED and "timed out" in result.message
 
 
 def test_continued_as_new_is_followed_to_the_new_run(temporal: Temporal) -> None:
     wid = temporal.start(wf.ContinuesOnce.run, 0)
     first = temporal.run(temporal.client.get_workflow_handle(wid).describe()).run_id
-    result = eventually(
+    result = until(
         lambda: check(temporal, workflow_id=wid), lambda r: r.details.get("run_id") != first
     )
     assert result.status == Status.OK and result.details["run_id"] != first
@@ -105,7 +92,7 @@ def test_continued_as_new_is_followed_to_the_new_run(temporal: Temporal) -> None
 
 def test_activity_retrying_past_limit_degrades(temporal: Temporal) -> None:
     wid = temporal.start(wf.RetriesActivity.run)
-    result = eventually(
+    result = until(
         lambda: check(temporal, workflow_id=wid, max_activity_attempts=3),
         lambda r: r.status == Status.DEGRADED,
     )
@@ -118,7 +105,7 @@ def test_activity_retrying_past_limit_degrades(temporal: Temporal) -> None:
 
 def test_task_queue_with_and_without_pollers(temporal: Temporal) -> None:
     wid = temporal.start(wf.WaitForever.run)
-    ok = eventually(
+    ok = until(
         lambda: check(temporal, workflow_id=wid, task_queue=QUEUE), lambda r: r.status == Status.OK
     )
     assert ok.status == Status.OK
@@ -134,7 +121,7 @@ def test_failure_ratio_of_a_workflow_type(temporal: Temporal) -> None:
     for _ in range(3):
         temporal.start(wf.FailsAtOnce.run)
     temporal.start(wf.CompletesAtOnce.run)
-    result = eventually(
+    result = until(
         lambda: check(temporal, workflow_type="FailsAtOnce", window="10m"),
         lambda r: any(m.name == "failed_count" and m.value >= 3 for m in r.metrics),
     )
@@ -159,7 +146,7 @@ def test_a_failed_runs_failure_is_logged_once_not_on_every_check(temporal: Tempo
     def once() -> Any:
         return run_check(checker, CheckContext("wf", datetime.now(UTC), 10))
 
-    first = eventually(once, lambda r: r.status == Status.FAILED)
+    first = until(once, lambda r: r.status == Status.FAILED)
     later = [once() for _ in range(3)]
     assert [len(r.logs) for r in [first, *later]] == [1, 0, 0, 0]
     assert all("payment ledger out of balance" in r.message for r in later)
@@ -196,7 +183,7 @@ def test_a_nondeterminism_error_is_counted_apart_from_failed_runs(temporal: Temp
         # The same workflow name, its first step changed: replaying v1's history fails.
         with server.worker(queue, [wf.EvolvingV2], activities, max_cached_workflows=0):
             server.run(server.client.get_workflow_handle(wid).signal("proceed"))
-            result = eventually(
+            result = until(
                 lambda: check(temporal, workflow_type="Evolving", window="10m"),
                 lambda r: _metrics(r).get("nondeterminism_errors") == 1,
                 seconds=40,
@@ -225,7 +212,7 @@ def test_workflow_task_timeouts_are_counted_and_degrade(temporal: Temporal) -> N
                 wf.BlocksWorkflowTask.run, queue=queue, task_timeout=timedelta(seconds=1)
             )
             try:
-                result = eventually(
+                result = until(
                     lambda: check(temporal, workflow_type="BlocksWorkflowTask", window="10m"),
                     lambda r: _metrics(r).get("workflow_task_timeouts") == 1,
                     seconds=40,

@@ -14,6 +14,7 @@ from checkers import temporal_budget
 from checkers.base import CheckContext, Status
 from checkers.temporal_budget import Budget, BudgetExhausted
 from checkers.temporal_count import CountSettings, TemporalCountChecker
+from server.cli import NAGIOS_UNKNOWN
 from server.config.models import Config
 from server.runner import run_check
 from tests.conftest import free_port, run_cli, wait_until
@@ -95,11 +96,14 @@ def test_a_check_over_budget_is_unknown_and_says_why(
 def test_the_daemon_and_the_check_command_apply_the_configured_budget(
     temporal_server: Harness, tmp_path: Path
 ) -> None:
-    # temporal_stuck makes three visibility calls; at 0.1/s the second cannot go in 1 s.
+    # temporal_stuck makes several visibility calls; at 0.1/s the second may go 10 s
+    # after the first, past any deadline under 10 s. The 5 s timeout leaves a loaded
+    # machine room to connect and make the first call (with 1 s, the check sometimes
+    # timed out before it reached the budget).
     port = free_port()
     config = write_config(
         tmp_path,
-        "  - {id: stuck, type: temporal_stuck, interval: 1s, timeout: 1s, temporal_stuck: "
+        "  - {id: stuck, type: temporal_stuck, interval: 5s, timeout: 5s, temporal_stuck: "
         f"{{address: '{temporal_server.address}', query: \"TaskQueue = 'none'\"}}}}\n",
         extra="temporal:\n  max_visibility_rps: 0.1\n",
         port=port,
@@ -107,6 +111,7 @@ def test_the_daemon_and_the_check_command_apply_the_configured_budget(
     printed = run_cli("-m", "server.cli", "check", "stuck", "--config", str(config))
     assert printed.stdout.startswith("stuck: UNKNOWN (5) Temporal at "), printed.stdout
     assert "visibility budget of 0.1 calls/s" in printed.stdout
+    assert printed.returncode == NAGIOS_UNKNOWN  # a check that could not see: Nagios UNKNOWN
     daemon = DaemonProcess(config, tmp_path)
     try:
         daemon.wait_for("storage ready")

@@ -9,7 +9,6 @@ the Flask app over that store.
 from __future__ import annotations
 
 import re
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -36,7 +35,7 @@ from server.storage.embedded import EmbeddedStorage
 from server.tables import WRITTEN_TABLES
 from server.web import WebContext, create_app
 from tests.support import temporal_workflows as wf
-from tests.support.temporal_server import Harness
+from tests.support.temporal_server import Harness, until
 
 UI = "http://ui.test:8233"
 HOSTILE_ID = 'stuck-"><script>alert(1)</script>/../x'
@@ -71,15 +70,6 @@ class Site:
         response = app.test_client().get(f"/services/{service_id}?range=1h")
         assert response.status_code == 200
         return response.get_data(as_text=True)
-
-
-def until(fn: Any, predicate: Any, seconds: float = 40) -> Any:
-    deadline = time.monotonic() + seconds
-    while True:
-        result = fn()
-        if predicate(result) or time.monotonic() > deadline:
-            return result
-        time.sleep(0.3)
 
 
 @pytest.fixture(scope="module")

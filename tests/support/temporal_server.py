@@ -90,6 +90,24 @@ class Harness:
         self.loop.call_soon_threadsafe(self.loop.stop)
 
 
+def until(
+    fn: Callable[[], Any], predicate: Callable[[Any], Any], seconds: float = 40, every: float = 0.3
+) -> Any:
+    """Run ``fn`` (a check against the real server) until ``predicate`` holds on its value.
+
+    Returns the last value, so a test asserting on it shows what was seen at the
+    end. Temporal's visibility is eventually consistent and its task queue
+    statistics are cached for about 5 s: what is waited on is the server's state,
+    observed by running the check again, never our own logic.
+    """
+    deadline = time.monotonic() + seconds
+    while True:
+        value = fn()
+        if predicate(value) or time.monotonic() > deadline:
+            return value
+        time.sleep(every)
+
+
 def wait_for_port(port: int, proc: subprocess.Popen[bytes], seconds: float = 60) -> None:
     deadline = time.monotonic() + seconds
     while True:
