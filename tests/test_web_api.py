@@ -69,6 +69,18 @@ def test_metrics_lists_names_then_serves_a_series(c: FlaskClient) -> None:
     assert all(40 <= p["avg"] <= 46 for p in series["points"])
 
 
+def test_every_series_answers_with_its_unit_from_one_place(c: FlaskClient) -> None:
+    """memory_usage holds a percent of the machine's memory; it was answered as "MB"."""
+    units = {
+        name: c.get(f"/api/v1/services/db/metrics?name={name}&range=6h").get_json()["unit"]
+        for name in ("response_time_ms", "cpu_usage", "memory_usage", "connections")
+    }
+    assert units == {"response_time_ms": "ms", "cpu_usage": "percent",
+                     "memory_usage": "percent", "connections": "count"}  # fmt: skip
+    names = c.get("/api/v1/services/db/metrics?range=6h").get_json()["names"]
+    assert len(names) == len(set(names))
+
+
 def test_logs_filter_by_level_and_text_with_a_limit(c: FlaskClient) -> None:
     logs = c.get("/api/v1/services/db/logs?level=ERROR&q=pool&limit=2").get_json()["logs"]
     assert len(logs) == 2 and all(row["log_level"] == "ERROR" for row in logs)

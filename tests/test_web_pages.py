@@ -85,8 +85,17 @@ def test_service_page_log_search_and_levels_filter(client: Callable[..., FlaskCl
 
 
 def test_service_page_30_days_reads_the_hourly_summary(client: Callable[..., FlaskClient]) -> None:
-    page = text(client().get("/services/db?range=30d"))
+    page = text(client().get("/services/db?from=2026-10-23T12:00:00Z&to=2026-11-22T12:00:00Z"))
     assert "from the hourly summary" in page
+
+
+def test_a_service_younger_than_the_range_is_shown_from_its_first_check(
+    client: Callable[..., FlaskClient],
+) -> None:
+    page = text(client().get("/services/db?range=30d"))  # six hours of history
+    assert "showing 2026-11-22 06:00 to 2026-11-22 12:00 UTC in 300 s buckets" in page
+    assert "first checked 2026-11-22 06:00:00 UTC" in page
+    assert "from the raw checks" in page
 
 
 def test_alerts_page_lists_firing_and_inhibited_with_cause(
@@ -126,9 +135,11 @@ def test_dependencies_map_links_every_node_to_its_page(client: Callable[..., Fla
     assert "#d62728" in page  # db and api are red
 
 
-def test_status_page_summarises_per_stack(client: Callable[..., FlaskClient]) -> None:
+def test_status_page_without_groups_has_one_group_per_stack(
+    client: Callable[..., FlaskClient],
+) -> None:
     page = text(client().get("/status"))
-    assert 'data-stack="default"' in page and "1 / 3" in page
+    assert 'data-group="default"' in page and "1 / 3 up" in page
 
 
 @pytest.mark.parametrize(

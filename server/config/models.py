@@ -60,6 +60,14 @@ class ClickHouseConfig(Section):
         return not self.hosts
 
 
+class SloConfig(Section):
+    """An availability objective: ``target`` percent of checks up over a rolling ``window``."""
+
+    target: float = Field(gt=0, lt=100)
+    # at most clickhouse.retention_days (checked in server.validation.dashboard)
+    window: Annotated[Duration, DurationRange("1h", "365d")] = timedelta(days=30)
+
+
 class ServiceConfig(Section):
     id: ServiceId
     label: str = ""
@@ -75,6 +83,7 @@ class ServiceConfig(Section):
     # hour of the week, for learned_degraded_for (see baselines)
     learned_degraded: Flag = False
     learned_degraded_for: Annotated[Duration, DurationRange("1s", "1d", zero=True)] = timedelta(0)
+    slo: SloConfig | None = None
     # One optional block per entry of checkers.SERVICE_TYPES (a test keeps them in step);
     # each is validated by its checker's Settings model in server.config.checks.
     python_process: dict[str, Any] | None = None
@@ -250,6 +259,20 @@ class DashboardConfig(Section):
         return f"http://{host}:{self.port}"
 
 
+class StatusPageGroupConfig(Section):
+    """A group on /status: ``services`` are selectors (an id, ``stack:<name>`` or a glob)."""
+
+    name: str
+    services: list[str] = Field(default_factory=list)
+
+
+class StatusPageConfig(Section):
+    """The public status page (/status): without groups, one group per stack."""
+
+    title: str = "Service status"
+    groups: list[StatusPageGroupConfig] = Field(default_factory=list)
+
+
 class SchedulerConfig(Section):
     max_workers: int = Field(32, ge=1, le=1024)
     flush_interval: Annotated[Duration, DurationRange("10ms", "1m")] = timedelta(seconds=1)
@@ -295,6 +318,7 @@ class Config(Section):
     baselines: BaselinesConfig = Field(default_factory=BaselinesConfig)
     report: ReportConfig = Field(default_factory=ReportConfig)
     dashboard: DashboardConfig = Field(default_factory=DashboardConfig)
+    status_page: StatusPageConfig = Field(default_factory=StatusPageConfig)
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
     temporal: TemporalConfig = Field(default_factory=TemporalConfig)
 

@@ -98,8 +98,7 @@ def metrics(service_id: str) -> Response:
     tr = requested_range()
     name = request.args.get("name", "")
     if not name:
-        names = ["response_time_ms", "cpu_usage", "memory_usage"]
-        names += ctx.reader.metric_names(service_id, tr.start)
+        names = ctx.reader.series_names(service_id, tr.start)
         return jsonify({"service_id": service_id, "names": names})
     if len(name) > 200:
         raise ApiError(400, "name: at most 200 characters")

@@ -20,6 +20,7 @@ from server.resources import templates_dir
 from server.storage import StorageError
 from server.web.alerts_view import delivery_text
 from server.web.api import api
+from server.web.api_history import history
 from server.web.auth import challenge, csrf_token, principal
 from server.web.charts import badge, pct, utc
 from server.web.context import WebContext
@@ -32,7 +33,7 @@ from server.web.ratelimit import LoginLimiter
 # open even when dashboard.auth.public_reads is false
 OPEN_ENDPOINTS = frozenset(
     {"pages.status_page", "pages.login", "healthz", "readyz", "static", "ingest.ndjson",
-     "ingest.otlp"}
+     "ingest.otlp", "history.badge"}
 )  # fmt: skip
 CSP = (
     "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
@@ -83,6 +84,7 @@ def create_app(ctx: WebContext) -> Flask:
         return {"auth_type": ctx.config.dashboard.auth.type}  # follows a reload
 
     app.register_blueprint(api)
+    app.register_blueprint(history)
     app.register_blueprint(ingest)
     app.register_blueprint(pages)
     _routes(app, ctx)

@@ -15,6 +15,8 @@ from typing import Any, ClassVar
 
 from markupsafe import Markup, escape
 
+from server.core.measures import Unit
+from server.web.axes import value_axis
 from server.web.queries import STATUS_NAMES
 
 STATUS_COLOURS = {
@@ -32,30 +34,12 @@ def colour(code: int | None) -> str:
     return STATUS_COLOURS.get(code, STATUS_COLOURS[None])
 
 
-def _fmt(value: float) -> str:
-    if abs(value) >= 100:
-        return f"{value:,.0f}"
-    if abs(value) >= 10:
-        return f"{value:.1f}"
-    return f"{value:.2f}"
-
-
-def _ticks(low: float, high: float, count: int = 4) -> list[float]:
-    if high <= low:
-        high = low + 1
-    raw = (high - low) / count
-    magnitude = 10 ** len(str(int(raw))) / 10 if raw >= 1 else 0.1
-    step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
-    first = (low // step) * step
-    return [first + i * step for i in range(count + 2) if first + i * step <= high + step]
-
-
 def line_chart(
     points: Sequence[dict[str, Any]],
     *,
     start: datetime,
     end: datetime,
-    unit: str,
+    unit: Unit,
     name: str,
     width: int = 760,
     height: int = 220,
@@ -63,11 +47,12 @@ def line_chart(
 ) -> Markup:
     """avg as a line with hoverable points, max as a faint line; axes with units.
 
-    ``band`` (bucket time -> learned lower/upper) is shaded behind the line, and
-    points above it are marked as anomalies.
+    The y axis has rounded ticks in the display unit that fits the data
+    (:func:`server.web.axes.value_axis`), the unit written once above it, and a
+    left margin as wide as its widest label; time labels stay inside the plot's
+    width. ``band`` (bucket time -> learned lower/upper) is shaded behind the
+    line, and points above it are marked as anomalies.
     """
-    left, right, top, bottom = 64, 12, 12, 28
-    plot_w, plot_h = width - left - right, height - top - bottom
     values = [p for p in points if p.get("avg") is not None]
     label = escape(name)
     if not values:
@@ -78,44 +63,54 @@ def line_chart(
         )
     band = band or {}
     high = max(
-        [float(p["max"] or p["avg"]) for p in values] + [u for _, u in band.values()] + [0.0]
+        [float(p["max"] if p.get("max") is not None else p["avg"]) for p in values]
+        + [u for _, u in band.values()]
+        + [0.0]
     )
     low = min([float(p["avg"]) for p in values] + [0.0])
-    ticks = _ticks(low, high)
-    y_low, y_high = ticks[0], max(ticks[-1], high)
+    axis = value_axis(low, high, unit)
+    left = round(axis.label_px) + 12
+    right, top, bottom = 12, 22, 28
+    plot_w, plot_h = width - left - right, height - top - bottom
     span = (end - start).total_seconds() or 1.0
 
     def x(at: datetime) -> float:
         return left + plot_w * min(max((at - start).total_seconds() / span, 0.0), 1.0)
 
     def y(value: float) -> float:
-        return top + plot_h * (1 - (value - y_low) / ((y_high - y_low) or 1))
+        return top + plot_h * (1 - (value - axis.low) / ((axis.high - axis.low) or 1))
 
     parts = [
-        f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" aria-label="{label}" '
-        f'data-series="{label}">'
+        f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" '
+        f'aria-label="{label}, {escape(unit.name or "no unit")}" data-series="{label}" '
+        f'data-unit="{escape(unit.name)}">'
     ]
-    for tick in ticks:
-        if tick > y_high:
-            continue
+    if axis.title:
+        parts.append(f'<text class="axis unit" x="{left - 6}" y="12" text-anchor="end">'
+                     f"{escape(axis.title)}</text>")  # fmt: skip
+    for tick, text in zip(axis.ticks, axis.labels, strict=True):
         parts.append(
             f'<line class="grid" x1="{left}" x2="{width - right}" y1="{y(tick):.1f}" '
-            f'y2="{y(tick):.1f}"/><text class="axis" x="{left - 6}" y="{y(tick) + 4:.1f}" '
-            f'text-anchor="end">{_fmt(tick)} {escape(unit)}</text>'
+            f'y2="{y(tick):.1f}"/><text class="axis tick" x="{left - 6}" y="{y(tick) + 4:.1f}" '
+            f'text-anchor="end">{text}</text>'
         )
-    for i in range(5):
+    fmt = "%H:%M" if span <= 2 * 86400 else "%m-%d %H:%M"
+    for i, anchor in enumerate(("start", "middle", "middle", "middle", "end")):
         at = start + (end - start) * (i / 4)
-        fmt = "%H:%M" if span <= 2 * 86400 else "%m-%d %H:%M"
         parts.append(
-            f'<text class="axis" x="{x(at):.1f}" y="{height - 8}" text-anchor="middle">'
-            f"{at:{fmt}}</text>"
+            f'<text class="axis time" x="{x(at):.1f}" y="{height - 8}" '
+            f'text-anchor="{anchor}">{at:{fmt}}</text>'
         )
     banded = [p for p in values if p["time"] in band]
     if banded:
         upper = [f"{x(p['time']):.1f},{y(band[p['time']][1]):.1f}" for p in banded]
-        lower = [f"{x(p['time']):.1f},{y(max(band[p['time']][0], y_low)):.1f}" for p in banded]
+        lower = [f"{x(p['time']):.1f},{y(max(band[p['time']][0], axis.low)):.1f}" for p in banded]
         parts.append(f'<polygon class="band" points="{" ".join(upper + lower[::-1])}"/>')
-    maxes = " ".join(f"{x(p['time']):.1f},{y(float(p['max'] or p['avg'])):.1f}" for p in values)
+
+    def top_of(p: dict[str, Any]) -> float:
+        return float(p["max"] if p.get("max") is not None else p["avg"])
+
+    maxes = " ".join(f"{x(p['time']):.1f},{y(top_of(p)):.1f}" for p in values)
     avgs = " ".join(f"{x(p['time']):.1f},{y(float(p['avg'])):.1f}" for p in values)
     parts.append(f'<polyline class="max" points="{maxes}"/>')
     parts.append(f'<polyline class="avg" points="{avgs}"/>')
@@ -123,9 +118,9 @@ def line_chart(
         limits = band.get(p["time"])
         anomaly = limits is not None and float(p["avg"]) > limits[1]
         text = escape(
-            f"{p['time']:%Y-%m-%d %H:%M} UTC: avg {_fmt(float(p['avg']))} {unit}"
-            + (f", max {_fmt(float(p['max']))} {unit}" if p.get("max") is not None else "")
-            + (f"; normal up to {_fmt(limits[1])} {unit}" if limits else "")
+            f"{p['time']:%Y-%m-%d %H:%M} UTC: avg {unit.format(float(p['avg']))}"
+            + (f", max {unit.format(float(p['max']))}" if p.get("max") is not None else "")
+            + (f"; normal up to {unit.format(limits[1])}" if limits else "")
             + (" (anomaly)" if anomaly else "")
         )
         css = "point anomaly" if anomaly else "point"
@@ -137,7 +132,14 @@ def line_chart(
     return Markup("".join(parts))
 
 
-def sparkline(values: Sequence[float | None], width: int = 120, height: int = 24) -> Markup:
+def sparkline(
+    values: Sequence[float | None], what: str, unit: Unit, width: int = 120, height: int = 24
+) -> Markup:
+    """A small line of ``values`` (None: no data), captioned ``what: low to high`` in ``unit``.
+
+    The caller says what the values are: the tiles' response times and the
+    error page's hourly counts share this drawing, not a caption.
+    """
     known = [v for v in values if v is not None]
     if len(known) < 2:
         return Markup(f'<svg class="spark" viewBox="0 0 {width} {height}"></svg>')
@@ -150,7 +152,7 @@ def sparkline(values: Sequence[float | None], width: int = 120, height: int = 24
         for x, v in zip(_xs(len(values), width), values, strict=True)
         if v is not None
     )
-    title = f"response time, last 24 h: {_fmt(low)} to {_fmt(high)} ms"
+    title = escape(f"{what}: {unit.format(low)} to {unit.format(high)}")
     return Markup(
         f'<svg class="spark" viewBox="0 0 {width} {height}" role="img" aria-label="{title}">'
         f'<title>{title}</title><polyline points="{points}"/></svg>'

@@ -66,6 +66,21 @@ def openapi_document() -> dict[str, Any]:
                                          "schema": {"type": "string"}}, *RANGE_PARAMS],
                            _ok("series"))
             },
+            "/api/v1/services/{service_id}/uptime": {
+                "get": _op("Checks, checks up and uptime % in a period (default the last 30 "
+                           "days), exactly, and per UTC day", [SERVICE_ID, *RANGE_PARAMS[:3]],
+                           _ok("uptime"))
+            },
+            "/api/v1/services/{service_id}/badge": {
+                "get": _op("A shields.io endpoint badge (schemaVersion, label, message, color)",
+                           [SERVICE_ID,
+                            {"name": "metric", "in": "query",
+                             "schema": {"type": "string", "enum": ["status", "uptime", "slo"]}},
+                            {"name": "period", "in": "query",
+                             "schema": {"type": "string", "example": "30d"},
+                             "description": "uptime badges: a duration up to 365d"}],
+                           _ok("badge"))
+            },
             "/api/v1/services/{service_id}/logs": {
                 "get": _op("Recent log rows, newest first",
                            [SERVICE_ID,
@@ -160,7 +175,8 @@ def openapi_document() -> dict[str, Any]:
                     "response_time_ms": {"type": "integer", "nullable": True},
                     "uptime": {"type": "object"},
                     "stale": {"type": "boolean", "description":
-                              "the newest result is older than two intervals"}}},
+                              "the newest result is older than two intervals"},
+                    "slo": {"type": "object", "nullable": True}}},
                 "LogRecord": {"type": "object",
                               "required": ["timestamp", "service_id", "level", "message"],
                               "properties": {

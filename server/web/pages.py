@@ -17,23 +17,29 @@ from markupsafe import Markup
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from server.alerting.engine import AlertEngine
+from server.analytics.slo import availability
+from server.analytics.uptime import counts, daily, days, utc_today
 from server.config.types import parse_duration
 from server.core import status as statuses
+from server.core.measures import UNITS
+from server.web import slo_view, status_view
 from server.web.alerts_view import current_alerts
 from server.web.auth import check_csrf, check_password, principal, require_user, safe_next
+from server.web.bars import day_bar
 from server.web.charts import dependency_graph, line_chart, sparkline, status_strip
 from server.web.context import WebContext
 from server.web.context import current as context
 from server.web.errors import ApiError
-from server.web.queries import LOG_LEVELS, STATUS_NAMES, ServiceView
+from server.web.queries import LOG_LEVELS, ServiceView
 from server.web.ratelimit import LoginLimiter
+from server.web.series import from_first_sample
+from server.web.series import groups as chart_groups
 from server.web.temporal_view import temporal_section
 from server.web.tiles import tile
 from server.web.timerange import PRESETS, TimeRange, time_range
 
 pages = Blueprint("pages", __name__)
 SILENCE_CHOICES = ("30m", "1h", "4h", "1d", "7d")
-MAX_CHARTS = 8
 # Tiles per overview page, worst first: a glance shows what is broken; a page of
 # 1,000 tiles is megabytes of HTML that nobody reads past the first screens.
 PAGE_SIZE = 200
@@ -105,18 +111,23 @@ def service(service_id: str) -> str:
                         end=request.args.get("to"), default="24h")  # fmt: skip
     except ValueError as exc:
         raise ApiError(400, str(exc)) from None
+    first = ctx.reader.first_check(service_id)
+    if not request.args.get("from"):
+        tr = from_first_sample(tr, first)
     buckets = ctx.reader.status_buckets(service_id, tr)
     timeline = status_strip(fill_buckets(buckets, tr), width=760, height=18)
-    names = ["response_time_ms", "cpu_usage", "memory_usage"]
-    names += ctx.reader.metric_names(service_id, tr.start)
-    charts = []
-    for name in names[:MAX_CHARTS]:
-        series = ctx.reader.metric_series(service_id, name, tr)
-        if series["points"] or name == "response_time_ms":
-            band = _band(ctx, service_id, name, series["points"])
-            svg = line_chart(series["points"], start=tr.start, end=tr.end, unit=series["unit"],
-                             name=name, band=band)  # fmt: skip
-            charts.append({"name": name, "unit": series["unit"], "svg": svg})
+    groups = []
+    for group in chart_groups(ctx.reader.series(service_id, tr, buckets)):
+        charts = []
+        for s in group.series:
+            band = _band(ctx, service_id, s.name, s.points) if not s.tags else {}
+            svg = line_chart(s.points, start=tr.start, end=tr.end, unit=s.unit, name=s.label,
+                             band=band)  # fmt: skip
+            charts.append({"name": s.label, "unit": s.unit, "svg": svg})
+        groups.append({"title": group.title, "charts": charts})
+    in_range = counts(ctx.storage, [service_id], [(tr.start, tr.end)])[service_id][0]
+    shown_days = days(utc_today(now), status_view.DAYS)
+    per_day = daily(ctx.storage, {service_id: [service_id]}, shown_days[0], shown_days[-1])
     levels = [lv for lv in request.args.getlist("level") if lv in LOG_LEVELS]
     text = request.args.get("q", "")[:200]
     fp = request.args.get("fp", "")
@@ -134,8 +145,16 @@ def service(service_id: str) -> str:
         source="hourly summary" if tr.hourly else "raw checks",
         timeline=timeline,
         checks=sum(int(b["checks"]) for b in buckets),
-        charts=charts,
         temporal=temporal_section(ctx, service_id, tr),
+        chart_groups=groups,
+        chart_count=sum(len(g["charts"]) for g in groups),
+        first_check=first,
+        young=first is not None and tr.start <= first,
+        in_range=in_range,
+        in_range_pct=availability(in_range),
+        day_bar=day_bar(shown_days, per_day.get(service_id, {}), view.label),
+        slo=view.slo,
+        slo_view=slo_view,
         logs=logs,
         levels=LOG_LEVELS,
         chosen_levels=levels,
@@ -217,7 +236,7 @@ def errors() -> str:
         for index, count in row["hourly"]:
             if 0 <= index < hours:
                 counts[index] = float(count)
-        row["spark"] = sparkline(counts)
+        row["spark"] = sparkline(counts, "errors per hour", UNITS["count"])
     return render_template(
         "errors.html", rows=rows, service=service, tr=tr, presets=PRESETS,
         range_=request.args.get("range", "24h"),
@@ -269,24 +288,16 @@ def dependencies() -> str:
 
 @pages.get("/status")
 def status_page() -> str:
+    """Groups with their current status and 90-day bars, and scheduled maintenance."""
     ctx = context()
-    views = [v for v in ctx.reader.services(ctx.clock.now()) if v.id != "lightbulb"]
-    stacks: dict[str, list[ServiceView]] = {}
-    for view in views:
-        stacks.setdefault(view.stack, []).append(view)
-    summary = []
-    for name, members in sorted(stacks.items()):
-        worst = int(statuses.worst(v.status_code for v in members))
-        ups = [v.uptime.get("30d") for v in members if v.uptime.get("30d") is not None]
-        summary.append({
-            "stack": name,
-            "status": STATUS_NAMES[worst],
-            "code": worst,
-            "up": sum(1 for v in members if statuses.is_up(v.status_code)),
-            "total": len(members),
-            "uptime_30d": round(sum(ups) / len(ups), 3) if ups else None,  # type: ignore[arg-type]
-        })  # fmt: skip
-    return render_template("status.html", summary=summary, now=ctx.clock.now())
+    now = ctx.clock.now()
+    views = ctx.reader.services(now, history=False)
+    found = status_view.groups(ctx.config, views)
+    shown = status_view.add_history(ctx.reader, found, now)
+    return render_template(
+        "status.html", title=ctx.config.status_page.title, groups=found, days=shown,
+        maintenance=status_view.maintenance(ctx.config, views, now), now=now,
+    )  # fmt: skip
 
 
 # -- sign-in and actions ---------------------------------------------------------------------

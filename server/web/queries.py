@@ -15,11 +15,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from server.analytics.slo import Objective, SloReport
+from server.analytics.uptime import slo_reports
 from server.config.models import Config
 from server.core import status
 from server.core.levels import LEVELS
 from server.core.status import Status
 from server.storage import Storage
+from server.web.series import Series, read_all, read_names, read_one
 from server.web.timerange import TimeRange
 
 STATUS_NAMES = status.NAMES
@@ -34,7 +37,6 @@ WORST_SQL = status.sql_worst_of_counts(
     }
 )
 WORST_RAW_SQL = status.sql_worst("status_code")
-BUILTIN_SERIES = {"response_time_ms": "ms", "cpu_usage": "%", "memory_usage": "MB"}
 LOG_LEVELS = LEVELS  # the levels stored rows carry (checkers and pushed logs)
 STALE_AFTER = 2  # intervals without a result before a status is shown as stale
 SELF_INTERVAL = 15.0  # the daemon records its own row this often (server.daemon)
@@ -75,6 +77,7 @@ class ServiceView:
     interval_s: float = 30.0
     # The newest result is older than STALE_AFTER intervals: its status is no longer news.
     stale: bool = False
+    slo: SloReport | None = None  # with history, for services with an objective
 
     @property
     def status(self) -> str:
@@ -94,6 +97,7 @@ class ServiceView:
             "response_time_ms": self.response_time_ms,
             "uptime": self.uptime,
             "stale": self.stale,
+            "slo": self.slo.as_dict() if self.slo else None,
         }
 
 
@@ -227,6 +231,17 @@ class Reader:
         for view in views.values():
             view.strip_hours = hours
             view.uptime = {k: view.uptime.get(k) for k in ("24h", "7d", "30d")}
+        self._slos(views, now)
+
+    def _slos(self, views: dict[str, ServiceView], now: datetime) -> None:
+        """SLO reports for the services among ``views`` that have an objective."""
+        objectives = {
+            s.id: Objective(s.slo.target, s.slo.window)
+            for s in self.config.services
+            if s.slo is not None and s.id in views
+        }
+        for sid, found in slo_reports(self.storage, objectives, now).items():
+            views[sid].slo = found
 
     # -- one service ---------------------------------------------------------------------
     def status_buckets(self, service_id: str, tr: TimeRange) -> list[dict[str, Any]]:
@@ -266,52 +281,26 @@ class Reader:
             sid=service_id, step=tr.step, start=tr.start, end=tr.end,
         )  # fmt: skip
 
-    def metric_names(self, service_id: str, since: datetime) -> list[str]:
-        rows = self._q(
-            "SELECT DISTINCT metric_name FROM {db}.service_metrics "
-            "WHERE service_id = {sid:String} AND timestamp >= {since:DateTime64(3, 'UTC')} "
-            "ORDER BY metric_name LIMIT 50",
-            sid=service_id, since=since,
-        )  # fmt: skip
-        return [r["metric_name"] for r in rows]
+    def series(self, service_id: str, tr: TimeRange, rt: list[dict[str, Any]]) -> list[Series]:
+        """Every series of the service with samples in ``tr`` (see :mod:`server.web.series`)."""
+        return read_all(self._q, service_id, tr, rt)
+
+    def series_names(self, service_id: str, since: datetime) -> list[str]:
+        return read_names(self._q, service_id, since)
 
     def metric_series(self, service_id: str, name: str, tr: TimeRange) -> dict[str, Any]:
-        """avg and max per bucket of a built-in column or a checker metric, with its unit."""
-        if name == "response_time_ms" and tr.hourly:
-            points = [
-                {"time": r["time"], "avg": r["avg_rt"], "max": r["max_rt"]}
-                for r in self.status_buckets(service_id, tr)
-            ]
-            return {"name": name, "unit": "ms", "points": points}
-        if name in BUILTIN_SERIES:
-            rows = self._q(
-                f"""
-                SELECT toStartOfInterval(timestamp, INTERVAL {{step:UInt32}} SECOND) AS time,
-                       avg({name}) AS avg, max({name}) AS max
-                FROM {{db}}.service_status
-                WHERE service_id = {{sid:String}} AND {name} IS NOT NULL
-                  AND timestamp >= {{start:DateTime64(3, 'UTC')}}
-                  AND timestamp < {{end:DateTime64(3, 'UTC')}}
-                GROUP BY time ORDER BY time
-                """,
-                sid=service_id, step=tr.step, start=tr.start, end=tr.end,
-            )  # fmt: skip
-            return {"name": name, "unit": BUILTIN_SERIES[name], "points": rows}
+        """avg and max per bucket of a column or a checker metric, with its unit's name."""
+        found = read_one(self._q, service_id, name, tr, self.status_buckets)
+        return {"name": name, "unit": found.unit.name, "points": found.points}
+
+    def first_check(self, service_id: str) -> datetime | None:
+        """When the service was first checked (within retention), from the daily summary."""
         rows = self._q(
-            """
-            SELECT toStartOfInterval(timestamp, INTERVAL {step:UInt32} SECOND) AS time,
-                   avg(metric_value) AS avg, max(metric_value) AS max, any(metric_unit) AS unit
-            FROM {db}.service_metrics
-            WHERE service_id = {sid:String} AND metric_name = {name:String}
-              AND timestamp >= {start:DateTime64(3, 'UTC')}
-              AND timestamp < {end:DateTime64(3, 'UTC')}
-            GROUP BY time ORDER BY time
-            """,
-            sid=service_id, name=name, step=tr.step, start=tr.start, end=tr.end,
-        )  # fmt: skip
-        unit = next((r["unit"] for r in rows if r["unit"]), "")
-        points = [{"time": r["time"], "avg": r["avg"], "max": r["max"]} for r in rows]
-        return {"name": name, "unit": unit, "points": points}
+            "SELECT min(first_check) AS first FROM {db}.service_status_daily "
+            "WHERE service_id = {sid:String} HAVING count() > 0",
+            sid=service_id,
+        )
+        return rows[0]["first"] if rows else None
 
     def logs(
         self, service_id: str, levels: list[str], text: str, limit: int, fingerprint: int = 0

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
+from server.core.measures import unit as measured_in
 from server.web.charts import line_chart
 from server.web.context import WebContext
 from server.web.timerange import TimeRange
@@ -132,7 +133,9 @@ def _queue(
     for kind in kinds:
         for metric, label, unit in QUEUE_CHARTS:
             points = _series(ctx, service_id, metric, kind, tr)
-            svg = line_chart(points, start=tr.start, end=tr.end, unit=unit, name=f"{kind}_{metric}")
+            svg = line_chart(
+                points, start=tr.start, end=tr.end, unit=measured_in(unit), name=f"{kind}_{metric}"
+            )
             charts.append({"name": f"{kind} {label}", "unit": unit, "svg": svg})
     queues = {
         kind: {**q, "pollers": [{**p, "at": _when(p.get("last_access"))} for p in q["pollers"]]}

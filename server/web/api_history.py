@@ -1,0 +1,122 @@
+"""Uptime over any period and README badges (``/api/v1``, documented in the OpenAPI file).
+
+``GET /api/v1/services/<id>/uptime?from=&to=`` (or ``range=``) counts the checks in
+the period exactly (:mod:`server.analytics.uptime`) and lists its UTC days.
+``GET /api/v1/services/<id>/badge`` answers in shields.io's endpoint-badge schema
+(https://shields.io/badges/endpoint-badge: ``schemaVersion``, ``label``,
+``message``, ``color``), so a README can show a service's status, uptime or SLO
+through ``https://img.shields.io/endpoint?url=…``. Badges of services on the
+status page are as public as the status page; others follow the read rules.
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from typing import Any
+
+from flask import Blueprint, Response, jsonify, request
+
+from server.analytics.slo import availability
+from server.analytics.uptime import counts, daily, days
+from server.config.types import parse_duration
+from server.web.api import requested_range, service_or_404
+from server.web.auth import challenge, principal
+from server.web.bars import band
+from server.web.context import current as context
+from server.web.errors import ApiError
+from server.web.status_view import groups
+
+history = Blueprint("history", __name__, url_prefix="/api/v1")
+MAX_BADGE_PERIOD = timedelta(days=365)
+STATUS_COLOURS = {
+    "OK": "brightgreen", "DEGRADED": "yellow", "FAILED": "red", "STARTING": "blue",
+    "STOPPED": "lightgrey", "UNKNOWN": "orange",
+}  # fmt: skip
+BAND_COLOURS = {
+    "u-full": "brightgreen", "u-high": "green", "u-mid": "yellowgreen", "u-low": "orange",
+    "u-down": "red", "u-none": "lightgrey",
+}  # fmt: skip
+
+
+@history.get("/services/<service_id>/uptime")
+def uptime(service_id: str) -> Response:
+    """Checks, checks up and uptime % in the period, and per UTC day it touches."""
+    ctx = context()
+    service_or_404(service_id)
+    tr = requested_range(default="30d")
+    found = counts(ctx.storage, [service_id], [(tr.start, tr.end)])[service_id][0]
+    first, last = tr.start.date(), (tr.end - timedelta(microseconds=1)).date()
+    shown = days(last, (last - first).days + 1)
+    per_day = daily(ctx.storage, {service_id: [service_id]}, first, last).get(service_id, {})
+    return jsonify({
+        "service_id": service_id,
+        "range": {"from": tr.start.isoformat(), "to": tr.end.isoformat()},
+        "checks": found.total, "up": found.good, "uptime": _pct(availability(found)),
+        "days": [_day(d, per_day.get(d)) for d in shown],
+    })  # fmt: skip
+
+
+def _day(day: date, found: Any) -> dict[str, Any]:
+    if found is None:
+        return {"day": day.isoformat(), "checks": 0, "up": 0, "uptime": None}
+    return {"day": day.isoformat(), "checks": found.total, "up": found.good,
+            "uptime": _pct(availability(found))}  # fmt: skip
+
+
+def _pct(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
+
+
+@history.get("/services/<service_id>/badge")
+def badge(service_id: str) -> Response:
+    """A shields.io endpoint badge: ``?metric=status`` (default), ``uptime`` or ``slo``.
+
+    ``period`` (uptime only, default 30d) is a duration up to 365 days.
+    """
+    ctx = context()
+    _badge_access(service_id)
+    view = service_or_404(service_id)
+    metric = request.args.get("metric", "status")
+    if metric == "status":
+        word = view.status if view.checked else "no data"
+        body = {"label": view.label, "message": word.lower(),
+                "color": STATUS_COLOURS.get(word, "lightgrey")}  # fmt: skip
+    elif metric == "uptime":
+        raw = request.args.get("period", "30d")
+        try:
+            period = parse_duration(raw)
+        except ValueError:
+            raise ApiError(
+                400, f'period: expected a duration like "30d", got {raw[:40]!r}'
+            ) from None
+        if not timedelta(0) < period <= MAX_BADGE_PERIOD:
+            raise ApiError(400, "period: expected more than 0 and at most 365d")
+        now = ctx.clock.now()
+        found = counts(ctx.storage, [service_id], [(now - period, now)])[service_id][0]
+        value = availability(found)
+        message = "no data" if value is None else f"{value:.2f}%"
+        body = {"label": f"uptime {raw}", "message": message, "color": BAND_COLOURS[band(value)[0]]}
+    elif metric == "slo":
+        if view.slo is None:
+            raise ApiError(404, f"service {service_id!r} has no slo configured")
+        report, left = view.slo, view.slo.budget_remaining
+        if report.availability is None or left is None:
+            message, colour = "no data", "lightgrey"
+        else:
+            message = f"{report.availability:.2f}%, {100 * left:.0f}% budget left"
+            colour = "red" if left < 0 else "yellow" if left < 0.25 else "brightgreen"
+        body = {"label": f"SLO {report.objective.target:g}%", "message": message, "color": colour}
+    else:
+        raise ApiError(400, "metric: one of status, uptime, slo")
+    return jsonify({"schemaVersion": 1, **body})
+
+
+def _badge_access(service_id: str) -> None:
+    """With ``public_reads: false``, badges are open only for services on the status page."""
+    ctx = context()
+    auth = ctx.config.dashboard.auth
+    if auth.public_reads or auth.type == "none" or principal(auth) is not None:
+        return
+    views = ctx.reader.services(ctx.clock.now(), history=False)
+    if not any(v.id == service_id for g in groups(ctx.config, views) for v in g.members):
+        raise ApiError(401, "authentication required", challenge(auth))

@@ -1,0 +1,77 @@
+"""Day bars: one cell per UTC day coloured by that day's uptime, as status pages draw them.
+
+Each cell's hover text gives the day, the uptime and the checks behind it; the
+bar's caption states the period's uptime in words, so nothing depends on
+telling colours apart. Classes (not inline colours) pick the fill, so the dark
+theme can restyle them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import date
+
+from markupsafe import Markup, escape
+
+from server.analytics.slo import Counts, availability
+
+# (lowest uptime %, class, words), best first; the first that the day reaches is used
+BANDS: tuple[tuple[float, str, str], ...] = (
+    (100.0, "u-full", "no failed checks"),
+    (99.9, "u-high", "at least 99.9% up"),
+    (99.0, "u-mid", "at least 99% up"),
+    (95.0, "u-low", "at least 95% up"),
+    (0.0, "u-down", "below 95% up"),
+)
+
+
+def band(uptime: float | None) -> tuple[str, str]:
+    """``(css class, words)`` for an uptime percentage; ``None`` is a day without checks."""
+    if uptime is None:
+        return "u-none", "no checks"
+    return next((css, words) for low, css, words in BANDS if uptime >= low)
+
+
+def total(days: Mapping[date, Counts]) -> Counts:
+    found = Counts(0, 0)
+    for counts in days.values():
+        found = found + counts
+    return found
+
+
+def day_bar(
+    days: Sequence[date], counts: Mapping[date, Counts], label: str, height: int = 28
+) -> Markup:
+    """An SVG bar of ``days`` (oldest first) with the uptime of the whole period as text.
+
+    ``label`` names what the bar is for (a service or a group) in its accessible name.
+    """
+    cell = 4
+    width = len(days) * cell
+    overall = availability(total({d: counts[d] for d in days if d in counts}))
+    words = "no checks" if overall is None else f"{overall:.2f}% up"
+    summary = f"{len(days)} days: {words}"
+    parts = [
+        f'<figure class="days"><svg class="daybar" viewBox="0 0 {width} {height}" '
+        f'preserveAspectRatio="none" role="img" aria-label="{escape(label)}, {summary}">'
+    ]
+    for index, day in enumerate(days):
+        found = counts.get(day)
+        uptime = availability(found) if found else None
+        css, meaning = band(uptime)
+        if found is None or uptime is None:
+            text = f"{day.isoformat()}: no checks"
+        else:
+            down = found.total - found.good
+            text = (f"{day.isoformat()}: {uptime:.2f}% up, {down:,} of {found.total:,} checks "
+                    f"down ({meaning})")  # fmt: skip
+        parts.append(
+            f'<rect class="{css}" x="{index * cell}" width="{cell - 1}" height="{height}" '
+            f'data-day="{day.isoformat()}"><title>{escape(text)}</title></rect>'
+        )
+    first, last = days[0].isoformat(), days[-1].isoformat()
+    parts.append(
+        f'</svg><figcaption><span>{first}</span><span class="overall">{escape(summary)}</span>'
+        f"<span>{last}</span></figcaption></figure>"
+    )
+    return Markup("".join(parts))  # noqa: S704 - every interpolated value is escaped or ours

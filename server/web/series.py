@@ -1,0 +1,177 @@
+"""A service's measured series for its page and the API: each once, each with its unit.
+
+The series are the ``service_status`` value columns (response time, CPU,
+memory) and every checker metric, one per name and tag set (the host's
+``disk_used_percent`` per mount is two series, not one average). A checker
+metric that repeats a column's name (HTTP's ``response_time_ms``) is the same
+quantity and is not drawn twice. Units come from :mod:`server.core.measures`.
+
+The page reads them in two queries (the columns, then all metrics) instead of
+one per series, so a service with twenty metrics costs what one with three does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from server.core.measures import COLUMN_UNITS, Unit, unit_of
+from server.web.timerange import TimeRange, auto_step
+
+Query = Callable[..., list[dict[str, Any]]]
+COLUMNS = tuple(COLUMN_UNITS)  # response_time_ms, cpu_usage, memory_usage
+# Chart groups after the columns, by unit; a unit not listed is its own group.
+GROUPS = {"ms": "Times", "seconds": "Times", "bytes": "Sizes", "percent": "Percentages",
+          "ratio": "Ratios", "count": "Counts", "rows": "Counts", "": "Counts"}  # fmt: skip
+CHECK_GROUP = "Check"
+
+
+@dataclass
+class Series:
+    """One line on a chart: ``points`` are ``{"time", "avg", "max"}`` per bucket."""
+
+    name: str
+    unit: Unit
+    points: list[dict[str, Any]]
+    tags: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def label(self) -> str:
+        """``name`` or ``name{mount="/"}`` (Prometheus notation) when tagged."""
+        if not self.tags:
+            return self.name
+        return self.name + "{" + ",".join(f'{k}="{v}"' for k, v in self.tags) + "}"
+
+    @property
+    def group(self) -> str:
+        if self.name in COLUMN_UNITS:
+            return CHECK_GROUP
+        return GROUPS.get(self.unit.name, self.unit.name)
+
+
+@dataclass
+class ChartGroup:
+    title: str
+    series: list[Series] = field(default_factory=list)
+
+
+def read_all(q: Query, service_id: str, tr: TimeRange, rt: list[dict[str, Any]]) -> list[Series]:
+    """Every series with samples in ``tr``: columns first, then metrics by name and tags.
+
+    ``rt`` are the status buckets the page already read (their ``avg_rt`` and
+    ``max_rt`` are the response-time series, from raw checks or the hourly
+    summary as ``tr`` says).
+    """
+    out = [
+        Series("response_time_ms", unit_of("response_time_ms"),
+               [{"time": b["time"], "avg": b["avg_rt"], "max": b["max_rt"]} for b in rt])
+    ]  # fmt: skip
+    usage = _usage(q, service_id, tr)
+    for column in ("cpu_usage", "memory_usage"):
+        out.append(Series(column, unit_of(column), usage[column]))
+    out += _metrics(q, service_id, tr, None)
+    return [s for s in out if any(p["avg"] is not None for p in s.points)]
+
+
+def read_one(q: Query, service_id: str, name: str, tr: TimeRange, rt: Query) -> Series:
+    """One series by name (tag sets averaged together), for the API; empty when unknown."""
+    if name == "response_time_ms":
+        buckets = rt(service_id, tr)
+        points = [{"time": b["time"], "avg": b["avg_rt"], "max": b["max_rt"]} for b in buckets]
+        return Series(name, unit_of(name), points)
+    if name in COLUMN_UNITS:
+        return Series(name, unit_of(name), _usage(q, service_id, tr)[name])
+    found = _metrics(q, service_id, tr, name)
+    if not found:
+        return Series(name, unit_of(name), [])
+    return found[0]
+
+
+def read_names(q: Query, service_id: str, since: datetime) -> list[str]:
+    """The columns and every metric name seen since ``since``, each once."""
+    rows = q(
+        "SELECT DISTINCT metric_name FROM {db}.service_metrics "
+        "WHERE service_id = {sid:String} AND timestamp >= {since:DateTime64(3, 'UTC')} "
+        "AND metric_name NOT IN {columns:Array(String)} ORDER BY metric_name LIMIT 500",
+        sid=service_id, since=since, columns=list(COLUMNS),
+    )  # fmt: skip
+    return [*COLUMNS, *(r["metric_name"] for r in rows)]
+
+
+def groups(series: list[Series]) -> list[ChartGroup]:
+    """Series by group, the check's own columns first, then groups by title."""
+    found: dict[str, ChartGroup] = {}
+    for s in series:
+        found.setdefault(s.group, ChartGroup(s.group)).series.append(s)
+    check = [found.pop(CHECK_GROUP)] if CHECK_GROUP in found else []
+    return check + [found[t] for t in sorted(found)]
+
+
+def from_first_sample(tr: TimeRange, first: datetime | None) -> TimeRange:
+    """``tr`` started at the service's first check when the service is younger than it.
+
+    Buckets are re-chosen for the shorter span, so a two-hour-old service's day
+    view shows two hours across the chart instead of a sliver at the right edge.
+    """
+    if first is None or first <= tr.start or first >= tr.end:
+        return tr
+    step = auto_step(tr.end - first)
+    start = datetime.fromtimestamp(int(first.timestamp()) // step * step, UTC)
+    return TimeRange(start, tr.end, step)
+
+
+def _usage(q: Query, service_id: str, tr: TimeRange) -> dict[str, list[dict[str, Any]]]:
+    rows = q(
+        """
+        SELECT toStartOfInterval(timestamp, INTERVAL {step:UInt32} SECOND) AS time,
+               avg(cpu_usage) AS cpu_avg, max(cpu_usage) AS cpu_max,
+               avg(memory_usage) AS mem_avg, max(memory_usage) AS mem_max
+        FROM {db}.service_status
+        WHERE service_id = {sid:String}
+          AND timestamp >= {start:DateTime64(3, 'UTC')} AND timestamp < {end:DateTime64(3, 'UTC')}
+          AND (cpu_usage IS NOT NULL OR memory_usage IS NOT NULL)
+        GROUP BY time ORDER BY time
+        """,
+        sid=service_id, step=tr.step, start=tr.start, end=tr.end,
+    )  # fmt: skip
+    return {
+        "cpu_usage": [{"time": r["time"], "avg": r["cpu_avg"], "max": r["cpu_max"]} for r in rows],
+        "memory_usage": [
+            {"time": r["time"], "avg": r["mem_avg"], "max": r["mem_max"]} for r in rows
+        ],
+    }
+
+
+def _metrics(q: Query, service_id: str, tr: TimeRange, name: str | None) -> list[Series]:
+    """Checker metrics in ``tr``: all (``name`` None, one series per tag set) or one name."""
+    split = name is None
+    rows = q(
+        """
+        SELECT metric_name AS name,
+               if({split:UInt8}, mapKeys(tags), CAST([], 'Array(String)')) AS tk,
+               if({split:UInt8}, mapValues(tags), CAST([], 'Array(String)')) AS tv,
+               toStartOfInterval(timestamp, INTERVAL {step:UInt32} SECOND) AS time,
+               avg(metric_value) AS avg, max(metric_value) AS max, any(metric_unit) AS unit
+        FROM {db}.service_metrics
+        WHERE service_id = {sid:String}
+          AND ({name:String} = '' OR metric_name = {name:String})
+          AND metric_name NOT IN {columns:Array(String)}
+          AND timestamp >= {start:DateTime64(3, 'UTC')}
+          AND timestamp < {end:DateTime64(3, 'UTC')}
+        GROUP BY name, tk, tv, time
+        ORDER BY name, tk, tv, time
+        """,
+        sid=service_id, name=name or "", split=int(split), columns=list(COLUMNS),
+        step=tr.step, start=tr.start, end=tr.end,
+    )  # fmt: skip
+    out: list[Series] = []
+    for r in rows:
+        tags = tuple(zip(r["tk"], r["tv"], strict=True))
+        if not out or (out[-1].name, out[-1].tags) != (r["name"], tags):
+            out.append(Series(r["name"], unit_of(r["name"], r["unit"]), [], tags))
+        if not out[-1].unit.name and r["unit"]:
+            out[-1].unit = unit_of(r["name"], r["unit"])
+        out[-1].points.append({"time": r["time"], "avg": r["avg"], "max": r["max"]})
+    return out

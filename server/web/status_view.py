@@ -1,0 +1,117 @@
+"""The public status page (/status): groups, their 90-day bars, scheduled maintenance.
+
+Groups come from ``status_page.groups`` (service selectors), or one per stack
+when none are configured; the daemon's own row is not shown. Each group has its
+worst current status (as a word and a colour), how many of its services are up,
+a 90-day bar of daily uptime and the list of its services. Maintenance windows
+are the configured silences (``silences:``) that select a shown service: the
+one open now and those opening within :data:`MAINTENANCE_AHEAD`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+
+from markupsafe import Markup
+
+from server.alerting.silences import Silence, from_config
+from server.analytics.slo import Counts, availability
+from server.analytics.uptime import daily, daily_totals, days, utc_today
+from server.config.models import Config
+from server.core import selectors
+from server.core import status as statuses
+from server.web.bars import day_bar
+from server.web.queries import Reader, ServiceView
+
+DAYS = 90
+MAINTENANCE_AHEAD = timedelta(days=14)
+MAX_OPENINGS = 20  # per recurring window, within MAINTENANCE_AHEAD
+
+
+@dataclass
+class Group:
+    name: str
+    members: list[ServiceView]
+    bar: Markup = field(default_factory=Markup)
+    uptime: dict[str, float | None] = field(default_factory=dict)  # service id -> 90-day %
+
+    @property
+    def code(self) -> int | None:
+        checked = [v.status_code for v in self.members if v.checked]
+        return int(statuses.worst(checked)) if checked else None
+
+    @property
+    def up(self) -> int:
+        return sum(1 for v in self.members if v.checked and statuses.is_up(v.status_code))
+
+
+@dataclass(frozen=True)
+class Window:
+    start: datetime
+    end: datetime
+    services: tuple[str, ...]  # labels of the shown services it selects
+    comment: str
+
+    def open(self, now: datetime) -> bool:
+        return self.start <= now < self.end
+
+
+def groups(config: Config, views: list[ServiceView]) -> list[Group]:
+    """The page's groups, in configured order (or by stack name), members in config order."""
+    shown = [v for v in views if v.id != "lightbulb"]
+    if not config.status_page.groups:
+        stacks: dict[str, list[ServiceView]] = {}
+        for view in shown:
+            stacks.setdefault(view.stack, []).append(view)
+        return [Group(name, stacks[name]) for name in sorted(stacks)]
+    return [
+        Group(g.name, [v for v in shown if any(selectors.matches(s, v.id, v.stack)
+                                               for s in g.services)])
+        for g in config.status_page.groups
+    ]  # fmt: skip
+
+
+def add_history(reader: Reader, found: list[Group], now: datetime) -> list[date]:
+    """90-day bars per group and 90-day uptime per service; returns the days drawn."""
+    shown = days(utc_today(now), DAYS)
+    members = {g.name: [v.id for v in g.members] for g in found}
+    per_group = daily(reader.storage, members, shown[0], shown[-1])
+    ids = sorted({sid for ids in members.values() for sid in ids})
+    totals = daily_totals(reader.storage, ids, shown[0], shown[-1])
+    for group in found:
+        group.bar = day_bar(shown, per_group.get(group.name, {}), group.name)
+        group.uptime = {v.id: availability(totals.get(v.id, Counts(0, 0))) for v in group.members}
+    return shown
+
+
+def maintenance(config: Config, views: list[ServiceView], now: datetime) -> list[Window]:
+    """Configured windows selecting a shown service, open now or opening soon, by start."""
+    shown = [(v.id, v.stack, v.label) for v in views if v.id != "lightbulb"]
+    out = []
+    for index, cfg in enumerate(config.silences):
+        if not cfg.service:
+            continue  # a rule-only silence holds alerts back; it is not service maintenance
+        silence = from_config(index, cfg)
+        labels = tuple(label for sid, stack, label in shown
+                       if selectors.matches(silence.service, sid, stack))  # fmt: skip
+        if labels:
+            out += [Window(a, b, labels, cfg.comment) for a, b in openings(silence, now)]
+    return sorted(out, key=lambda w: (w.start, w.services))
+
+
+def openings(silence: Silence, now: datetime) -> list[tuple[datetime, datetime]]:
+    """``(start, end)`` in UTC of each window of ``silence`` open at ``now`` or opening
+    before ``now + MAINTENANCE_AHEAD`` (the alerting's own schedule arithmetic, DST
+    rules included: :meth:`Silence.window_at` and :meth:`Silence.windows`)."""
+    horizon = now + MAINTENANCE_AHEAD
+    if silence.cron is None:
+        if silence.end > now and silence.start < horizon:
+            return [(silence.start.astimezone(UTC), silence.end.astimezone(UTC))]
+        return []
+    found = []
+    current = silence.window_at(now) if silence.active(now) else None
+    if current is not None:
+        found.append(current)
+    found += [w for w in silence.windows(now, horizon) if w != current]
+    return [(a.astimezone(UTC), b.astimezone(UTC)) for a, b in found[:MAX_OPENINGS]]
