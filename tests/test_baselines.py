@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
-from checkers.base import CheckResult, Status
+from checkers.base import CheckResult, Metric, Status
 from server.analytics.baselines import Baselines, LearnedDegraded
 from server.config.models import BaselinesConfig
+from server.recorder import Recorder
 from server.schema import Target, apply_schema
 from server.storage.embedded import EmbeddedStorage
+from server.tables import WRITTEN_TABLES
 from server.validation import parse_config
 from tests.alerting_harness import Harness
 from tests.support.clock import FakeClock
@@ -129,3 +132,33 @@ def test_the_service_page_shades_the_band_and_marks_anomalies(
     assert '<polygon class="band"' in chart
     assert chart.count('class="point anomaly"') == 1
     assert "(anomaly)" in chart and "normal up to" in chart
+
+
+def test_each_http_check_is_one_sample_though_it_also_reports_a_metric_of_the_same_name(
+    store: EmbeddedStorage,
+) -> None:
+    """HTTP checks store response_time_ms as a column and as a metric; 81 checks gave 160."""
+    rows: list[tuple[str, tuple[Any, ...]]] = []
+
+    class Sink:
+        def add(self, table: str, row: tuple[Any, ...]) -> None:
+            rows.append((table, row))
+
+    class Http:
+        id, type, stack = "shop", "http", "default"
+
+    recorder = Recorder(Sink())
+    hour = NOW.replace(minute=0)
+    for i in range(81):  # 81 checks in one hour of the week
+        ms = 100 + i % 7
+        result = CheckResult(Status.OK, "200 OK", response_time_ms=ms,
+                             metrics=[Metric("response_time_ms", ms, "ms")])  # fmt: skip
+        recorder.record(Http(), result, hour - timedelta(days=7) + timedelta(seconds=40 * i))
+    for table, columns in WRITTEN_TABLES.items():
+        found = [row for t, row in rows if t == table]
+        if found:
+            store.insert(table, columns, found)
+    learned = Baselines(BaselinesConfig())
+    learned.compute(store, NOW)
+    baseline = learned.get("shop", "response_time_ms", hour)
+    assert baseline is not None and baseline.samples == 81

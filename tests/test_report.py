@@ -122,6 +122,25 @@ def test_the_report_lists_both_incidents_with_their_durations(tmp_path: Path) ->
         store.close()
 
 
+def test_todays_report_ends_a_still_firing_incident_at_build_time(tmp_path: Path) -> None:
+    """Built at 14:08 with an alert firing since 04:15: 9h 53m so far, not 19h 45m."""
+    store = EmbeddedStorage(tmp_path / "db", "monitor")
+    try:
+        apply_schema(store, Target("monitor"))
+        fired = transition(T + timedelta(hours=4, minutes=15), "down", "db", "firing", "refused")
+        store.insert("alert_events", TABLES["alert_events"], [fired])
+        config = parse_config(CONFIG, "t.yaml", {})
+        report = build(store, config, DAY, T + timedelta(hours=14, minutes=8))
+        assert [(i.service_id, i.duration, i.end) for i in report.incidents] == [
+            ("db", "9h 53m", None)
+        ]
+        assert "9h 53m (still firing)" in report.render()[1]
+        yesterday = build(store, config, DAY, T + timedelta(days=1, hours=2))
+        assert [i.duration for i in yesterday.incidents] == ["19h 45m"]  # to midnight
+    finally:
+        store.close()
+
+
 def test_report_command_prints_a_report_for_a_date(tmp_path: Path) -> None:
     store = EmbeddedStorage(tmp_path / "db", "monitor")
     try:

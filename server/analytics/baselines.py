@@ -16,6 +16,7 @@ from typing import Any
 
 from checkers.base import CheckResult, Status
 from server.config.models import BaselinesConfig
+from server.core.measures import COLUMN_UNITS
 from server.storage import Storage
 
 log = logging.getLogger("lightbulb.baselines")
@@ -46,6 +47,7 @@ FROM (
     SELECT service_id, metric_name, timestamp, metric_value
     FROM {db}.service_metrics
     WHERE timestamp >= {since:DateTime64(3, 'UTC')}
+      AND metric_name NOT IN {columns:Array(String)}
     UNION ALL
     SELECT service_id, 'error_logs', toDateTime64(hour, 3, 'UTC'), toFloat64(n)
     FROM (
@@ -111,6 +113,9 @@ class Baselines:
                 "days": max(1, round(self.config.window.total_seconds() / 86400)),
                 "now": now,
                 "since": now - self.config.window,
+                # a checker metric named like a column (HTTP's response_time_ms) is the
+                # column's value again: counting both doubled every HTTP check's samples
+                "columns": list(COLUMN_UNITS),
             },
         )
         return self.load(storage)

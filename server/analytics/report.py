@@ -92,7 +92,8 @@ def build(storage: Storage, config: Config, day: date, now: datetime) -> Report:
     end = start + timedelta(days=1)
     report = Report(day, now)
     report.services = _uptime(storage, config, day)
-    report.incidents = _incidents(storage, start, end)
+    # today's report is built before the day ends: an open incident runs to now, not midnight
+    report.incidents = _incidents(storage, start, min(end, max(now, start)))
     report.new_patterns, report.growing_patterns = _patterns(storage, start, end)
     anomaly_rules = {r.id for r in config.alert_rules if r.condition.strip().startswith("anomaly")}
     report.anomalies = [
