@@ -2,9 +2,12 @@
 
     python examples/demo_worker.py --port 8099 --dir var/demo
 
-Every few seconds it logs a line, now and then a WARNING or an ERROR, so the
-demo shows log collection; /health answers slowly once in a while. It also
-receives the demo's webhook notifications on POST /alerts and prints them.
+Every few seconds it logs a job line to its log file, now and then a WARNING or
+an ERROR (the daemon tails the file for demo-worker); each HTTP request goes to an
+access log pushed to Lightbulb's /api/v1/logs as demo-http (``--push``). The two
+streams are separate, so each line reaches the dashboard once. /health answers
+slowly once in a while. It also receives the demo's webhook notifications on
+POST /alerts and prints them.
 """
 
 from __future__ import annotations
@@ -21,20 +24,29 @@ import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+ACCESS = logging.getLogger("demo.access")  # pushed as demo-http, never written to the file
+ACCESS.propagate = False
+
 
 class Health(BaseHTTPRequestHandler):
     def log_message(self, *args: object) -> None:
         return
 
     def do_GET(self) -> None:
+        began = time.monotonic()
         if random.random() < 0.1:  # noqa: S311 - demo jitter, not crypto
             time.sleep(0.6)
         body = json.dumps({"status": "ok", "pid": os.getpid()}).encode()
-        self.send_response(200 if self.path == "/health" else 404)
+        code = 200 if self.path == "/health" else 404
+        self.send_response(code)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+        self.wfile.flush()
+        took = (time.monotonic() - began) * 1000  # logged after answering: pushing takes time
+        level = logging.WARNING if took > 500 else logging.INFO
+        ACCESS.log(level, "GET %s %d in %.0f ms", self.path, code, took)
 
     def do_POST(self) -> None:
         """The demo's webhook channel: print each notification's title."""
@@ -47,19 +59,19 @@ class Health(BaseHTTPRequestHandler):
 
 
 class PushHandler(logging.Handler):
-    """Also push each log record to Lightbulb's NDJSON endpoint (what a real service would do)."""
+    """Push each record to Lightbulb's NDJSON endpoint (what a real service would do)."""
 
-    def __init__(self, url: str, token: str) -> None:
+    def __init__(self, url: str, token: str, service_id: str) -> None:
         super().__init__(level=logging.INFO)
-        self.url, self.token = url, token
+        self.url, self.token, self.service_id = url, token, service_id
 
     def emit(self, record: logging.LogRecord) -> None:
         line = json.dumps({
             "timestamp": record.created,
-            "service_id": "demo-worker",
+            "service_id": self.service_id,
             "level": record.levelname,
             "message": record.getMessage(),
-            "source": "demo-worker",
+            "source": "access-log",
             "context": {"logger": record.name},
         })  # fmt: skip
         request = urllib.request.Request(  # noqa: S310 - a loopback URL from our own script
@@ -90,7 +102,8 @@ def main() -> None:
     threading.Thread(target=server.serve_forever, daemon=True).start()
     log = logging.getLogger()
     if args.push:
-        log.addHandler(PushHandler(args.push, args.token))
+        ACCESS.setLevel(logging.INFO)
+        ACCESS.addHandler(PushHandler(args.push, args.token, "demo-http"))
     jobs = 0
     while True:
         time.sleep(3)

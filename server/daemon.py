@@ -21,6 +21,8 @@ import threading
 from types import FrameType
 from typing import Any
 
+import psutil
+
 from checkers import temporal_budget
 from checkers.base import CheckResult, Metric, Status
 from server.alerting.engine import AlertEngine
@@ -343,8 +345,26 @@ class Daemon:
                 f"{wstats.rows_set_aside} rows refused by ClickHouse are set aside "
                 "(lightbulb spool list)"
             )
-        result = CheckResult(status, message, {"pid": os.getpid()}, metrics=metrics)
+        cpu, memory, rss = own_usage()
+        metrics.append(Metric("rss_bytes", rss, "bytes"))
+        result = CheckResult(status, message, {"pid": os.getpid()}, cpu_usage=cpu,
+                             memory_usage=memory, metrics=metrics)  # fmt: skip
         self.recorder.record(SelfService(), result, self.clock.now())
+
+
+_OWN_PROCESS = psutil.Process()
+
+
+def own_usage() -> tuple[float, float, int]:
+    """The daemon's CPU percent since the last call, memory percent and RSS in bytes.
+
+    The same measures ``python_process`` takes of a watched process, so the daemon's
+    own row needs no second service watching it (the demo had two such tiles).
+    """
+    with _OWN_PROCESS.oneshot():
+        cpu = _OWN_PROCESS.cpu_percent(None)
+        rss = int(_OWN_PROCESS.memory_info().rss)
+    return cpu, round(rss / psutil.virtual_memory().total * 100, 3), rss
 
 
 def freeze_startup_objects() -> None:

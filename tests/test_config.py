@@ -146,7 +146,7 @@ def test_config_check_prints_one_line_summary() -> None:
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
     assert len(lines) == 1
-    assert lines[0].startswith("examples/demo.yaml: OK: 4 services (4 enabled), 2 relations")
+    assert lines[0].startswith("examples/demo.yaml: OK: 3 services (3 enabled), 2 relations")
 
 
 def test_config_check_reports_every_problem_without_traceback() -> None:

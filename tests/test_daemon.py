@@ -109,6 +109,14 @@ def test_daemon_polls_writes_and_logs_transitions(tmp_path: Path, worker: Any) -
         )[0]["n"]
         >= 1
     )
+    # the daemon's own row carries its memory (a percent, like python_process) and RSS
+    own = query(
+        tmp_path,
+        "SELECT max(memory_usage) AS memory, (SELECT max(metric_value) FROM "
+        "monitor.service_metrics WHERE service_id = 'lightbulb' AND metric_name = 'rss_bytes') "
+        "AS rss FROM monitor.service_status WHERE service_id = 'lightbulb'",
+    )[0]
+    assert 0 < own["memory"] < 100 and own["rss"] > 10 * 2**20
 
 
 def test_sighup_applies_a_good_config_and_rejects_a_bad_one(tmp_path: Path) -> None:
