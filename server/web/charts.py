@@ -86,7 +86,7 @@ def line_chart(
         f'data-unit="{escape(unit.name)}">'
     ]
     if axis.title:
-        parts.append(f'<text class="axis unit" x="{left - 6}" y="12" text-anchor="end">'
+        parts.append(f'<text class="axis unit" x="4" y="12" text-anchor="start">'
                      f"{escape(axis.title)}</text>")  # fmt: skip
     for tick, text in zip(axis.ticks, axis.labels, strict=True):
         parts.append(
@@ -301,8 +301,10 @@ def dependency_graph(
             f'<a href="/services/{escape(node)}" class="node" data-service="{escape(node)}">'
             f'<rect x="{x}" y="{y}" width="{box_w}" height="{box_h}" rx="6" '
             f'fill="{colour(code)}"><title>{text}</title></rect>'
-            f'<text x="{x + box_w / 2}" y="{y + box_h / 2 + 5}" text-anchor="middle">'
-            f"{escape(label[:24])}</text></a>"
+            f'<text x="{x + box_w / 2}" y="{y + 17}" text-anchor="middle">'
+            f"{escape(label[:24])}</text>"
+            f'<text class="state" x="{x + box_w / 2}" y="{y + 33}" text-anchor="middle">'
+            f"{escape(name)}</text></a>"
         )
     parts.append("</svg>")
     return Markup("".join(parts))

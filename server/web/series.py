@@ -23,8 +23,17 @@ from server.web.timerange import TimeRange, auto_step
 Query = Callable[..., list[dict[str, Any]]]
 COLUMNS = tuple(COLUMN_UNITS)  # response_time_ms, cpu_usage, memory_usage
 # Chart groups after the columns, by unit; a unit not listed is its own group.
-GROUPS = {"ms": "Times", "seconds": "Times", "bytes": "Sizes", "percent": "Percentages",
-          "ratio": "Ratios", "count": "Counts", "rows": "Counts", "": "Counts"}  # fmt: skip
+GROUPS = {
+    "ms": "Times",
+    "seconds": "Times",
+    "days": "Times",
+    "bytes": "Sizes",
+    "percent": "Percentages",
+    "ratio": "Ratios",
+    "count": "Counts",
+    "rows": "Counts",
+    "": "Counts",
+}
 CHECK_GROUP = "Check"
 
 
@@ -65,9 +74,12 @@ def read_all(q: Query, service_id: str, tr: TimeRange, rt: list[dict[str, Any]])
     summary as ``tr`` says).
     """
     out = [
-        Series("response_time_ms", unit_of("response_time_ms"),
-               [{"time": b["time"], "avg": b["avg_rt"], "max": b["max_rt"]} for b in rt])
-    ]  # fmt: skip
+        Series(
+            "response_time_ms",
+            unit_of("response_time_ms"),
+            [{"time": b["time"], "avg": b["avg_rt"], "max": b["max_rt"]} for b in rt],
+        )
+    ]
     usage = _usage(q, service_id, tr)
     for column in ("cpu_usage", "memory_usage"):
         out.append(Series(column, unit_of(column), usage[column]))
@@ -95,8 +107,10 @@ def read_names(q: Query, service_id: str, since: datetime) -> list[str]:
         "SELECT DISTINCT metric_name FROM {db}.service_metrics "
         "WHERE service_id = {sid:String} AND timestamp >= {since:DateTime64(3, 'UTC')} "
         "AND metric_name NOT IN {columns:Array(String)} ORDER BY metric_name LIMIT 500",
-        sid=service_id, since=since, columns=list(COLUMNS),
-    )  # fmt: skip
+        sid=service_id,
+        since=since,
+        columns=list(COLUMNS),
+    )
     return [*COLUMNS, *(r["metric_name"] for r in rows)]
 
 
@@ -134,8 +148,11 @@ def _usage(q: Query, service_id: str, tr: TimeRange) -> dict[str, list[dict[str,
           AND (cpu_usage IS NOT NULL OR memory_usage IS NOT NULL)
         GROUP BY time ORDER BY time
         """,
-        sid=service_id, step=tr.step, start=tr.start, end=tr.end,
-    )  # fmt: skip
+        sid=service_id,
+        step=tr.step,
+        start=tr.start,
+        end=tr.end,
+    )
     return {
         "cpu_usage": [{"time": r["time"], "avg": r["cpu_avg"], "max": r["cpu_max"]} for r in rows],
         "memory_usage": [
@@ -163,9 +180,14 @@ def _metrics(q: Query, service_id: str, tr: TimeRange, name: str | None) -> list
         GROUP BY name, tk, tv, time
         ORDER BY name, tk, tv, time
         """,
-        sid=service_id, name=name or "", split=int(split), columns=list(COLUMNS),
-        step=tr.step, start=tr.start, end=tr.end,
-    )  # fmt: skip
+        sid=service_id,
+        name=name or "",
+        split=int(split),
+        columns=list(COLUMNS),
+        step=tr.step,
+        start=tr.start,
+        end=tr.end,
+    )
     out: list[Series] = []
     for r in rows:
         tags = tuple(zip(r["tk"], r["tv"], strict=True))

@@ -19,6 +19,7 @@ from server.alerting.silences import Silence, from_config
 from server.analytics.slo import Counts, availability
 from server.analytics.uptime import daily, daily_totals, days, utc_today
 from server.config.models import Config
+from server.config.types import format_duration
 from server.core import selectors
 from server.core import status as statuses
 from server.web.bars import day_bar
@@ -48,10 +49,18 @@ class Group:
 
 @dataclass(frozen=True)
 class Window:
+    """A configured maintenance window's current or next opening.
+
+    ``repeats`` words a recurring window's schedule (empty for a one-off), and
+    ``later`` counts its further openings within :data:`MAINTENANCE_AHEAD`.
+    """
+
     start: datetime
     end: datetime
     services: tuple[str, ...]  # labels of the shown services it selects
     comment: str
+    repeats: str = ""
+    later: int = 0
 
     def open(self, now: datetime) -> bool:
         return self.start <= now < self.end
@@ -86,7 +95,8 @@ def add_history(reader: Reader, found: list[Group], now: datetime) -> list[date]
 
 
 def maintenance(config: Config, views: list[ServiceView], now: datetime) -> list[Window]:
-    """Configured windows selecting a shown service, open now or opening soon, by start."""
+    """Each configured window selecting a shown service that is open now or opens within
+    :data:`MAINTENANCE_AHEAD`, once (its first such opening), by start."""
     shown = [(v.id, v.stack, v.label) for v in views if v.id != "lightbulb"]
     out = []
     for index, cfg in enumerate(config.silences):
@@ -95,8 +105,14 @@ def maintenance(config: Config, views: list[ServiceView], now: datetime) -> list
         silence = from_config(index, cfg)
         labels = tuple(label for sid, stack, label in shown
                        if selectors.matches(silence.service, sid, stack))  # fmt: skip
-        if labels:
-            out += [Window(a, b, labels, cfg.comment) for a, b in openings(silence, now)]
+        found = openings(silence, now) if labels else []
+        if found:
+            repeats = ""
+            if cfg.cron and cfg.duration is not None:
+                repeats = (f'cron "{cfg.cron}" ({cfg.timezone}), '
+                           f"{format_duration(cfg.duration)} each")  # fmt: skip
+            start, end = found[0]
+            out.append(Window(start, end, labels, cfg.comment, repeats, len(found) - 1))
     return sorted(out, key=lambda w: (w.start, w.services))
 
 
