@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -90,6 +91,28 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedStorage]
     storage.close()
 
 
+@pytest.mark.parametrize(
+    ("start", "end"),
+    [
+        (START + 7 * H + 13 * M, START + 40 * D + 2 * H + 1 * M),
+        (START + 10 * M, START + 50 * M),
+        (START, START + 3 * D),
+        (START + 23 * H + 5 * M, START + D + 2 * H),
+    ],
+)
+def test_a_period_splits_into_raw_edges_whole_hours_and_whole_days_once(
+    start: datetime, end: datetime
+) -> None:
+    parts = uptime.split(start, end)
+    pieces = sorted(parts.raw + parts.hourly + parts.daily)
+    assert pieces[0][0] == start and pieces[-1][1] == end
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(pieces))  # no gap, no overlap
+    assert all(b - a < H for a, b in parts.raw) and len(parts.raw) <= 2
+    assert all(a.minute == 0 and b.minute == 0 for a, b in parts.hourly)
+    assert all(a.hour == 0 and b.hour == 0 and b - a >= D for a, b in parts.daily)
+    assert sum((b - a for a, b in parts.hourly), timedelta()) < 2 * D
+
+
 def raw_counts(store: EmbeddedStorage, start: datetime, end: datetime) -> Counts:
     row = store.query(
         "SELECT count() AS n, countIf(status_code IN (0, 1)) AS up FROM monitor.service_status "
@@ -149,3 +172,19 @@ def test_daily_bars_sum_services_per_group_and_day(store: EmbeddedStorage) -> No
     day_a = raw_counts(store, START, START + D)
     assert found["both"][day] == day_a + found["only-b"][day]
     assert set(found["both"]) == {day, day + D}
+
+
+def test_summary_only_counts_estimate_the_first_partial_hour_pro_rata(
+    store: EmbeddedStorage,
+) -> None:
+    """What pages use: no raw read; the hour a period ends in is whole (checks so far)."""
+    now = START + 2 * D + 5 * H + 17 * M + timedelta(seconds=3)
+    windows = [(now - D, now), (now - 6 * H, now), (now - H, now)]
+    estimated = uptime.counts(store, ["a"], [(a, START + 2 * D + 6 * H) for a, _ in windows],
+                              exact=False)["a"]  # fmt: skip
+    for (start, _), found in zip(windows, estimated, strict=True):
+        exact = raw_counts(store, start, START + 2 * D + 6 * H)
+        first_hour = raw_counts(store, start.replace(minute=0, second=0), start)
+        assert abs(found.total - exact.total) <= 1
+        assert abs(found.good - exact.good) <= first_hour.total - first_hour.good + 1
+        assert found.total != int(found.total)  # a fraction: it is an estimate

@@ -238,6 +238,13 @@ def test_top_errors_lists_patterns_with_links_to_matching_logs(
     assert "No errors in this range" in text(c.get("/errors?service=web"))
 
 
+def test_error_sparklines_say_they_count_errors(client: Callable[..., FlaskClient]) -> None:
+    """They were captioned "response time, last 24 h: ... ms" (the tiles' caption)."""
+    spark = text(client().get("/errors")).split('<svg class="spark"')[1].split("</svg>")[0]
+    assert re.search(r"<title>errors per hour: 0 to \d+</title>", spark)
+    assert "response time" not in spark and " ms" not in spark
+
+
 def test_the_overview_pages_worst_first_and_counts_everything(
     client: Callable[..., FlaskClient], monkeypatch: pytest.MonkeyPatch
 ) -> None:

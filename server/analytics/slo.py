@@ -50,10 +50,14 @@ class Objective:
 
 @dataclass(frozen=True)
 class Counts:
-    """Checks in a period: ``good`` of them found the service up, of ``total``."""
+    """Checks in a period: ``good`` of them found the service up, of ``total``.
 
-    good: int
-    total: int
+    Whole numbers when counted; fractional when part of an hour was estimated pro
+    rata from a summary (see :func:`server.analytics.uptime.counts`).
+    """
+
+    good: float
+    total: float
 
     @property
     def bad_share(self) -> float | None:
@@ -168,8 +172,8 @@ class SloReport:
         return {
             "target": self.objective.target,
             "window_seconds": int(self.objective.window.total_seconds()),
-            "checks": self.window.total,
-            "good": self.window.good,
+            "checks": round(self.window.total),
+            "good": round(self.window.good),
             "availability": _round(self.availability, 4),
             "met": self.met,
             "error_budget_minutes": round(self.objective.budget_minutes, 1),

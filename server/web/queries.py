@@ -240,7 +240,8 @@ class Reader:
             for s in self.config.services
             if s.slo is not None and s.id in views
         }
-        for sid, found in slo_reports(self.storage, objectives, now).items():
+        # summaries only: a page of 200 tiles must not read a raw granule per service
+        for sid, found in slo_reports(self.storage, objectives, now, exact=False).items():
             views[sid].slo = found
 
     # -- one service ---------------------------------------------------------------------
