@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import itertools
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -23,6 +24,7 @@ from server.analytics.slo import (
 )
 from server.schema import Target, apply_schema
 from server.storage.embedded import EmbeddedStorage
+from server.web import history
 
 H, M, D = timedelta(hours=1), timedelta(minutes=1), timedelta(days=1)
 MONTH = Objective(99.9, 30 * D)
@@ -151,17 +153,47 @@ def test_uptime_counts_equal_a_scan_of_every_raw_check_for_any_period(
     assert found["b"][0] == Counts(3 * 86400 // STEP, 3 * 86400 // STEP)
 
 
-def test_slo_reports_read_the_window_and_the_burn_windows_ending_now(
+class View:
+    """What a tile carries (the fields history.load fills)."""
+
+    def __init__(self) -> None:
+        self.uptime: dict[str, float | None] = {}
+        self.strip_codes: list[int | None] = [None] * 24
+        self.strip_rt: list[float | None] = [None] * 24
+        self.since, self.checked, self.slo = None, True, None
+
+
+def test_tile_slos_from_summaries_equal_the_raw_checks_on_whole_hours_and_days(
     store: EmbeddedStorage,
 ) -> None:
-    now = START + 2 * D + 5 * H + 17 * M
-    objective = Objective(99.0, D)
-    reports = uptime.slo_reports(store, {"a": objective, "b": objective}, now)
-    expected = raw_counts(store, now - D, now)
-    assert reports["a"].window == expected
-    assert reports["a"].burn_1h == burn_rate(raw_counts(store, now - H, now), objective)
-    assert reports["a"].burn_6h == burn_rate(raw_counts(store, now - 6 * H, now), objective)
-    assert reports["b"].budget_remaining == 1.0 and reports["b"].met is True
+    now = START + 3 * D  # where the data ends: today and this hour hold what was checked
+    goals = {"a": Objective(99.0, D), "b": Objective(99.0, 2 * D)}
+    views = {"a": View(), "b": View()}
+    history.load(store_query(store), views, now, goals)
+    a = views["a"].slo
+    assert a is not None and a.window == raw_counts(store, now - D, now)
+    assert a.burn_1h == burn_rate(raw_counts(store, now - H, now), goals["a"])
+    assert a.burn_6h == burn_rate(raw_counts(store, now - 6 * H, now), goals["a"])
+    assert views["b"].slo is not None and views["b"].slo.budget_remaining == 1.0
+
+
+def test_a_windows_first_partial_day_or_hour_counts_pro_rata(store: EmbeddedStorage) -> None:
+    now = START + 3 * D
+    views = {"a": View()}
+    history.load(store_query(store), views, now, {"a": Objective(99.0, D + 11 * H + 23 * M)})
+    found, exact = views["a"].slo.window, raw_counts(store, now - D - 11 * H - 23 * M, now)  # type: ignore[union-attr]
+    assert abs(found.total - exact.total) <= 1 and found.total != int(found.total)
+    views = {"a": View()}
+    history.load(store_query(store), views, now, {"a": Objective(99.0, 2 * H + 15 * M)})
+    found, exact = views["a"].slo.window, raw_counts(store, now - 2 * H - 15 * M, now)  # type: ignore[union-attr]
+    assert abs(found.total - exact.total) <= 1 and found.total != int(found.total)
+
+
+def store_query(store: EmbeddedStorage) -> Callable[..., list[dict[str, Any]]]:
+    def q(sql: str, **params: Any) -> list[dict[str, Any]]:
+        return store.query(sql.replace("{db}", store.database), params)
+
+    return q
 
 
 def test_daily_bars_sum_services_per_group_and_day(store: EmbeddedStorage) -> None:
@@ -172,19 +204,3 @@ def test_daily_bars_sum_services_per_group_and_day(store: EmbeddedStorage) -> No
     day_a = raw_counts(store, START, START + D)
     assert found["both"][day] == day_a + found["only-b"][day]
     assert set(found["both"]) == {day, day + D}
-
-
-def test_summary_only_counts_estimate_the_first_partial_hour_pro_rata(
-    store: EmbeddedStorage,
-) -> None:
-    """What pages use: no raw read; the hour a period ends in is whole (checks so far)."""
-    now = START + 2 * D + 5 * H + 17 * M + timedelta(seconds=3)
-    windows = [(now - D, now), (now - 6 * H, now), (now - H, now)]
-    estimated = uptime.counts(store, ["a"], [(a, START + 2 * D + 6 * H) for a, _ in windows],
-                              exact=False)["a"]  # fmt: skip
-    for (start, _), found in zip(windows, estimated, strict=True):
-        exact = raw_counts(store, start, START + 2 * D + 6 * H)
-        first_hour = raw_counts(store, start.replace(minute=0, second=0), start)
-        assert abs(found.total - exact.total) <= 1
-        assert abs(found.good - exact.good) <= first_hour.total - first_hour.good + 1
-        assert found.total != int(found.total)  # a fraction: it is an estimate

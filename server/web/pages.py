@@ -17,8 +17,8 @@ from markupsafe import Markup
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from server.alerting.engine import AlertEngine
-from server.analytics.slo import availability
-from server.analytics.uptime import counts, daily, days, utc_today
+from server.analytics.slo import Counts, availability
+from server.analytics.uptime import daily, days, utc_today
 from server.config.types import parse_duration
 from server.core import status as statuses
 from server.core.measures import UNITS
@@ -111,7 +111,11 @@ def service(service_id: str) -> str:
                         end=request.args.get("to"), default="24h")  # fmt: skip
     except ValueError as exc:
         raise ApiError(400, str(exc)) from None
-    first = ctx.reader.first_check(service_id)
+    # the daily summary's first check is exact for a service younger than the days
+    # read; for an older one, ask only when the range reaches back beyond it
+    first = view.first_check
+    if first is not None and not view.first_check_exact:
+        first = ctx.reader.first_check(service_id) if tr.start < first else None
     if not request.args.get("from"):
         tr = from_first_sample(tr, first)
     buckets = ctx.reader.status_buckets(service_id, tr)
@@ -125,7 +129,7 @@ def service(service_id: str) -> str:
                              band=band)  # fmt: skip
             charts.append({"name": s.label, "unit": s.unit, "svg": svg})
         groups.append({"title": group.title, "charts": charts})
-    in_range = counts(ctx.storage, [service_id], [(tr.start, tr.end)])[service_id][0]
+    in_range = Counts(sum(int(b["up"]) for b in buckets), sum(int(b["checks"]) for b in buckets))
     shown_days = days(utc_today(now), status_view.DAYS)
     per_day = daily(ctx.storage, {service_id: [service_id]}, shown_days[0], shown_days[-1])
     levels = [lv for lv in request.args.getlist("level") if lv in LOG_LEVELS]

@@ -12,31 +12,23 @@ Every value from a request goes in as a ``{name:Type}`` parameter.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
-from server.analytics.slo import Objective, SloReport
-from server.analytics.uptime import slo_reports
+from server.analytics.slo import SloReport
+from server.analytics.uptime import HOURLY_UP, WORST_SQL
 from server.config.models import Config
 from server.core import status
 from server.core.levels import LEVELS
 from server.core.status import Status
 from server.storage import Storage
+from server.web import history
 from server.web.series import Series, read_all, read_names, read_one
 from server.web.timerange import TimeRange
 
 STATUS_NAMES = status.NAMES
-# The worst status of a group of summary rows, from its per-status counters.
-WORST_SQL = status.sql_worst_of_counts(
-    {
-        Status.FAILED: "sum(failures)",
-        Status.UNKNOWN: "sum(count_unknown)",
-        Status.DEGRADED: "sum(count_degraded)",
-        Status.STARTING: "sum(count_starting)",
-        Status.STOPPED: "sum(count_stopped)",
-    }
-)
 WORST_RAW_SQL = status.sql_worst("status_code")
+UP_RAW_SQL = status.sql_up("status_code")
 LOG_LEVELS = LEVELS  # the levels stored rows carry (checkers and pushed logs)
 STALE_AFTER = 2  # intervals without a result before a status is shown as stale
 SELF_INTERVAL = 15.0  # the daemon records its own row this often (server.daemon)
@@ -78,6 +70,10 @@ class ServiceView:
     # The newest result is older than STALE_AFTER intervals: its status is no longer news.
     stale: bool = False
     slo: SloReport | None = None  # with history, for services with an objective
+    # with history: the first check among the days read (30 or more); exact when it is
+    # later than the first of them (a younger service), else only an upper bound
+    first_check: datetime | None = None
+    first_check_exact: bool = False
 
     @property
     def status(self) -> str:
@@ -169,90 +165,20 @@ class Reader:
             self._uptime({v.id: v for v in views}, now)
 
     def _uptime(self, views: dict[str, ServiceView], now: datetime) -> None:
-        """24 h uptime and strip from the hourly summary, 7 d / 30 d from the daily one.
-
-        Bounds on ``hour`` (a DateTime) are converted once with toDateTime(): compared
-        with a DateTime64 parameter directly, every row would be cast, and the
-        primary key would not narrow the scan.
-
-        The 7 d and 30 d windows are whole UTC days (today included), read from
-        ``service_status_daily``: about 30 rows per service instead of 720.
-        """
-        day = now - timedelta(hours=24)
-        ids = list(views)
-        totals = self._q(
-            """
-            SELECT service_id,
-                   sumIf(checks, day >= {d7:Date}) AS c7, sumIf(up, day >= {d7:Date}) AS u7,
-                   sum(checks) AS c30, sum(up) AS u30, min(first_check) AS first_check
-            FROM {db}.service_status_daily
-            WHERE service_id IN {ids:Array(String)} AND day >= {d30:Date}
-            GROUP BY service_id
-            """,
-            ids=ids,
-            d7=(now - timedelta(days=6)).date().isoformat(),
-            d30=(now - timedelta(days=29)).date().isoformat(),
-        )
-        strips = self._q(
-            f"""
-            SELECT service_id, sum(n) AS c1, sum(ok) AS u1,
-                   groupArray((intDiv(toUnixTimestamp(hour) - {{first:UInt32}}, 3600),
-                               worst, avg_rt)) AS strip
-            FROM (
-                SELECT service_id, hour, sum(checks) AS n,
-                       sum(count_ok) + sum(count_degraded) AS ok, {WORST_SQL} AS worst,
-                       if(sum(response_time_count) > 0,
-                          sum(response_time_sum) / sum(response_time_count), NULL) AS avg_rt
-                FROM {{db}}.service_status_hourly
-                WHERE service_id IN {{ids:Array(String)}}
-                  AND hour >= toDateTime({{strip:DateTime64(3, 'UTC')}}, 'UTC')
-                GROUP BY service_id, hour
-            )
-            GROUP BY service_id
-            """,
-            ids=ids,
-            strip=_hour(day) + timedelta(hours=1),
-            first=int((_hour(day) + timedelta(hours=1)).timestamp()),
-        )
-        hours = [_hour(day) + timedelta(hours=i + 1) for i in range(24)]
-        for row in totals:
-            view = views[row["service_id"]]
-            view.uptime["7d"] = _share(row["u7"], row["c7"])
-            view.uptime["30d"] = _share(row["u30"], row["c30"])
-            if view.since is None and view.checked:
-                view.since = row["first_check"]
-        for row in strips:
-            view = views[row["service_id"]]
-            view.uptime["24h"] = _share(row["u1"], row["c1"])
-            codes, rts = view.strip_codes, view.strip_rt
-            for index, worst, rt in row["strip"]:  # hour index: plain ints on both backends
-                if 0 <= index < len(codes):  # a clock ahead of ours must not break the page
-                    codes[index], rts[index] = worst, rt
-        for view in views.values():
-            view.strip_hours = hours
-            view.uptime = {k: view.uptime.get(k) for k in ("24h", "7d", "30d")}
-        self._slos(views, now)
-
-    def _slos(self, views: dict[str, ServiceView], now: datetime) -> None:
-        """SLO reports for the services among ``views`` that have an objective."""
-        objectives = {
-            s.id: Objective(s.slo.target, s.slo.window)
-            for s in self.config.services
-            if s.slo is not None and s.id in views
-        }
-        # summaries only: a page of 200 tiles must not read a raw granule per service
-        for sid, found in slo_reports(self.storage, objectives, now, exact=False).items():
-            views[sid].slo = found
+        """Uptime, strips and SLOs of ``views`` from the summaries (:mod:`server.web.history`)."""
+        history.load(self._q, views, now, history.objectives(self.config.services, set(views)))
 
     # -- one service ---------------------------------------------------------------------
     def status_buckets(self, service_id: str, tr: TimeRange) -> list[dict[str, Any]]:
         if tr.hourly:
             return self._q(
                 f"""
-                SELECT time, n_checks AS checks, n_failures AS failures, worst, avg_rt, max_rt
+                SELECT time, n_checks AS checks, n_up AS up, n_failures AS failures, worst,
+                       avg_rt, max_rt
                 FROM (
                     SELECT toStartOfInterval(hour, INTERVAL {{step:UInt32}} SECOND) AS time,
-                           sum(checks) AS n_checks, sum(failures) AS n_failures,
+                           sum(checks) AS n_checks, sum({HOURLY_UP}) AS n_up,
+                           sum(failures) AS n_failures,
                            {WORST_SQL} AS worst,
                            if(sum(response_time_count) > 0,
                               sum(response_time_sum) / sum(response_time_count), NULL) AS avg_rt,
@@ -270,7 +196,8 @@ class Reader:
         return self._q(
             f"""
             SELECT toStartOfInterval(timestamp, INTERVAL {{step:UInt32}} SECOND) AS time,
-                   count() AS checks, countIf(status_code = 2) AS failures,
+                   count() AS checks, countIf({UP_RAW_SQL}) AS up,
+                   countIf(status_code = 2) AS failures,
                    {WORST_RAW_SQL} AS worst,
                    avg(response_time_ms) AS avg_rt, max(response_time_ms) AS max_rt
             FROM {{db}}.service_status
