@@ -196,11 +196,17 @@ def store_query(store: EmbeddedStorage) -> Callable[..., list[dict[str, Any]]]:
     return q
 
 
-def test_daily_bars_sum_services_per_group_and_day(store: EmbeddedStorage) -> None:
+def test_daily_bars_sum_services_per_group_and_day_and_per_service(
+    store: EmbeddedStorage,
+) -> None:
     day = START.date()
-    found = uptime.daily(store, {"both": ["a", "b"], "only-b": ["b"]}, day, day + D)
+    days = uptime.daily(store, {"both": ["a", "b"], "only-b": ["b"]}, day, day + D)
+    found = days.by_day
     per_day = 86400 // STEP + 1  # 12,343 checks start in a day of 86,400 s every 7 s
     assert found["only-b"][day].total in (per_day - 1, per_day)
     day_a = raw_counts(store, START, START + D)
     assert found["both"][day] == day_a + found["only-b"][day]
     assert set(found["both"]) == {day, day + D}
+    two_days = raw_counts(store, START, START + 2 * D)
+    assert days.by_service["both"]["a"] == two_days  # a service in two groups counts in each
+    assert days.by_service["only-b"] == {"b": days.by_service["both"]["b"]}

@@ -184,70 +184,66 @@ def days(today: date, count: int) -> list[date]:
     return [today - timedelta(days=count - 1 - i) for i in range(count)]
 
 
-def daily(
-    storage: Storage, groups: Mapping[str, Sequence[str]], first: date, last: date
-) -> dict[str, dict[date, Counts]]:
-    """Checks per UTC day from ``first`` to ``last`` (inclusive), summed per group.
+@dataclass
+class Days:
+    """Checks per group: per UTC day (``by_day``) and per service over all the days
+    (``by_service``). Days and services without checks are absent."""
+
+    by_day: dict[str, dict[date, Counts]] = field(default_factory=dict)
+    by_service: dict[str, dict[str, Counts]] = field(default_factory=dict)
+
+
+def daily(storage: Storage, groups: Mapping[str, Sequence[str]], first: date, last: date) -> Days:
+    """Checks from ``first`` to ``last`` (inclusive, UTC days), per group and day and per
+    group and service, from ``service_status_daily`` in one query.
 
     ``groups`` maps a group name to its service ids (a service may be in several
-    groups); pass ``{sid: [sid]}`` for one bar per service. Days without checks
-    are absent. One query: the services' days are summed, then spread to groups.
+    groups); pass ``{sid: [sid]}`` for one service's days.
     """
     member_of: dict[str, list[str]] = {}
     for name, ids in groups.items():
         for sid in ids:
             member_of.setdefault(sid, []).append(name)
     if not member_of:
-        return {}
+        return Days()
     sids = sorted(member_of)
-    flat: list[str] = []
-    starts: list[int] = []
-    lengths: list[int] = []
-    for sid in sids:
-        starts.append(len(flat) + 1)
-        lengths.append(len(member_of[sid]))
-        flat += member_of[sid]
-    # a service's groups are a slice of one flat array, found with transform() (a hash
-    # lookup): 1,000 services x 90 days cost about what one group would
+    params: dict[str, Any] = {"ids": sids, "first": first.isoformat(), "last": last.isoformat()}
+    if all(len(names) == 1 for names in member_of.values()):
+        # each service in one group (the usual case): a hash lookup names it
+        params["names"] = [member_of[sid][0] for sid in sids]
+        spread = ""
+        grp = "transform(service_id, {ids:Array(String)}, {names:Array(String)}, '')"
+    else:  # a service's groups are a slice of one flat array, found the same way
+        flat: list[str] = []
+        params |= {"starts": [], "lengths": []}
+        for sid in sids:
+            params["starts"].append(len(flat) + 1)
+            params["lengths"].append(len(member_of[sid]))
+            flat += member_of[sid]
+        params["flat"] = flat
+        spread = (
+            "ARRAY JOIN arraySlice({flat:Array(String)}, "
+            "transform(service_id, {ids:Array(String)}, {starts:Array(UInt32)}, 1), "
+            "transform(service_id, {ids:Array(String)}, {lengths:Array(UInt32)}, 0)) AS grp"
+        )
+        grp = "grp"
     rows = storage.query(
         f"""
-        SELECT arrayJoin(arraySlice({{flat:Array(String)}},
-                   transform(service_id, {{ids:Array(String)}}, {{starts:Array(UInt32)}}, 1),
-                   transform(service_id, {{ids:Array(String)}}, {{lengths:Array(UInt32)}}, 0)))
-                   AS grp,
-               day, sum(checks) AS checks, sum(up) AS up
-        FROM (
-            SELECT service_id, day, sum(checks) AS checks, sum(up) AS up
-            FROM {storage.database}.service_status_daily
-            WHERE service_id IN {{ids:Array(String)}}
-              AND day >= {{first:Date}} AND day <= {{last:Date}}
-            GROUP BY service_id, day
-        )
-        GROUP BY grp, day
+        SELECT {grp} AS grp, day, service_id, sum(checks) AS checks, sum(up) AS up
+        FROM {storage.database}.service_status_daily {spread}
+        WHERE service_id IN {{ids:Array(String)}} AND day >= {{first:Date}} AND day <= {{last:Date}}
+        GROUP BY GROUPING SETS ((grp, day), (grp, service_id))
         """,
-        {"ids": sids, "flat": flat, "starts": starts, "lengths": lengths,
-         "first": first.isoformat(), "last": last.isoformat()},
-    )  # fmt: skip
-    out: dict[str, dict[date, Counts]] = {}
-    for r in rows:
-        out.setdefault(r["grp"], {})[r["day"]] = Counts(int(r["up"]), int(r["checks"]))
-    return out
-
-
-def daily_totals(
-    storage: Storage, ids: Sequence[str], first: date, last: date
-) -> dict[str, Counts]:
-    """Checks per service over the UTC days ``first`` to ``last`` (inclusive)."""
-    if not ids:
-        return {}
-    rows = storage.query(
-        f"SELECT service_id, sum(checks) AS checks, sum(up) AS up "
-        f"FROM {storage.database}.service_status_daily "
-        f"WHERE service_id IN {{ids:Array(String)}} AND day >= {{first:Date}} "
-        f"AND day <= {{last:Date}} GROUP BY service_id",
-        {"ids": list(ids), "first": first.isoformat(), "last": last.isoformat()},
+        params,
     )
-    return {r["service_id"]: Counts(int(r["up"]), int(r["checks"])) for r in rows}
+    out = Days()
+    for r in rows:
+        counts = Counts(int(r["up"]), int(r["checks"]))
+        if r["service_id"]:  # the (group, service) set; the (group, day) rows carry ""
+            out.by_service.setdefault(r["grp"], {})[r["service_id"]] = counts
+        else:
+            out.by_day.setdefault(r["grp"], {})[r["day"]] = counts
+    return out
 
 
 def utc_today(now: datetime) -> date:

@@ -47,7 +47,7 @@ def uptime(service_id: str) -> Response:
     found = counts(ctx.storage, [service_id], [(tr.start, tr.end)])[service_id][0]
     first, last = tr.start.date(), (tr.end - timedelta(microseconds=1)).date()
     shown = days(last, (last - first).days + 1)
-    per_day = daily(ctx.storage, {service_id: [service_id]}, first, last).get(service_id, {})
+    per_day = daily(ctx.storage, {service_id: [service_id]}, first, last).by_day.get(service_id, {})
     return jsonify({
         "service_id": service_id,
         "range": {"from": tr.start.isoformat(), "to": tr.end.isoformat()},

@@ -131,7 +131,7 @@ def service(service_id: str) -> str:
         groups.append({"title": group.title, "charts": charts})
     in_range = Counts(sum(int(b["up"]) for b in buckets), sum(int(b["checks"]) for b in buckets))
     shown_days = days(utc_today(now), status_view.DAYS)
-    per_day = daily(ctx.storage, {service_id: [service_id]}, shown_days[0], shown_days[-1])
+    per_day = daily(ctx.storage, {service_id: [service_id]}, shown_days[0], shown_days[-1]).by_day
     levels = [lv for lv in request.args.getlist("level") if lv in LOG_LEVELS]
     text = request.args.get("q", "")[:200]
     fp = request.args.get("fp", "")

@@ -13,16 +13,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
-from markupsafe import Markup
+from markupsafe import Markup, escape
 
 from server.alerting.silences import Silence, from_config
 from server.analytics.slo import Counts, availability
-from server.analytics.uptime import daily, daily_totals, days, utc_today
+from server.analytics.uptime import daily, days, utc_today
 from server.config.models import Config
 from server.config.types import format_duration
 from server.core import selectors
 from server.core import status as statuses
 from server.web.bars import day_bar
+from server.web.charts import badge, pct
 from server.web.queries import Reader, ServiceView
 
 DAYS = 90
@@ -45,6 +46,15 @@ class Group:
     @property
     def up(self) -> int:
         return sum(1 for v in self.members if v.checked and statuses.is_up(v.status_code))
+
+    def rows(self) -> Markup:
+        """The members' table rows, built in Python: through Jinja, 1,000 rows took ~80 ms."""
+        return Markup("".join(  # noqa: S704 - every interpolated value is escaped or ours
+            f'<tr data-service="{escape(v.id)}"><td>{escape(v.label)}</td>'
+            f"<td>{badge(v.status_code if v.checked else None)}</td>"
+            f"<td>{pct(self.uptime.get(v.id))}</td></tr>"
+            for v in self.members
+        ))  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -74,22 +84,28 @@ def groups(config: Config, views: list[ServiceView]) -> list[Group]:
         for view in shown:
             stacks.setdefault(view.stack, []).append(view)
         return [Group(name, stacks[name]) for name in sorted(stacks)]
-    return [
-        Group(g.name, [v for v in shown if any(selectors.matches(s, v.id, v.stack)
-                                               for s in g.services)])
-        for g in config.status_page.groups
-    ]  # fmt: skip
+    return [Group(g.name, select(g.services, shown)) for g in config.status_page.groups]
+
+
+def select(selectors_: list[str], views: list[ServiceView]) -> list[ServiceView]:
+    """``views`` that any selector picks, in their order: ids and stacks by lookup,
+    only globs by matching (1,000 services x 10 groups matched one by one took 50 ms)."""
+    ids = {s for s in selectors_ if selectors.is_exact(s)}
+    stacks = {s[len(selectors.STACK_PREFIX) :] for s in selectors_
+              if s.startswith(selectors.STACK_PREFIX)}  # fmt: skip
+    globs = [s for s in selectors_ if s not in ids and not s.startswith(selectors.STACK_PREFIX)]
+    return [v for v in views if v.id in ids or v.stack in stacks
+            or any(selectors.matches(g, v.id, v.stack) for g in globs)]  # fmt: skip
 
 
 def add_history(reader: Reader, found: list[Group], now: datetime) -> list[date]:
     """90-day bars per group and 90-day uptime per service; returns the days drawn."""
     shown = days(utc_today(now), DAYS)
     members = {g.name: [v.id for v in g.members] for g in found}
-    per_group = daily(reader.storage, members, shown[0], shown[-1])
-    ids = sorted({sid for ids in members.values() for sid in ids})
-    totals = daily_totals(reader.storage, ids, shown[0], shown[-1])
+    counted = daily(reader.storage, members, shown[0], shown[-1])
     for group in found:
-        group.bar = day_bar(shown, per_group.get(group.name, {}), group.name)
+        group.bar = day_bar(shown, counted.by_day.get(group.name, {}), group.name)
+        totals = counted.by_service.get(group.name, {})
         group.uptime = {v.id: availability(totals.get(v.id, Counts(0, 0))) for v in group.members}
     return shown
 
