@@ -72,13 +72,9 @@ def hour_terms(windows: list[timedelta], now: datetime) -> tuple[list[str], dict
     return terms, params
 
 
-def objectives(config_services: Any, ids: set[str]) -> dict[str, Objective]:
-    """The SLO of each service among ``ids`` that has one."""
-    return {
-        s.id: Objective(s.slo.target, s.slo.window)
-        for s in config_services
-        if s.slo is not None and s.id in ids
-    }
+def objectives(config_services: Any) -> dict[str, Objective]:
+    """The SLO of each service that has one, by id (built once per configuration)."""
+    return {s.id: Objective(s.slo.target, s.slo.window) for s in config_services if s.slo}
 
 
 def load(q: Query, views: Mapping[str, Any], now: datetime, goals: dict[str, Objective]) -> None:

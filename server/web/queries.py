@@ -102,6 +102,7 @@ class Reader:
         self.storage = storage
         self.config = config
         self.db = storage.database
+        self.objectives = history.objectives(config.services)
 
     def _q(self, sql: str, **params: Any) -> list[dict[str, Any]]:
         return self.storage.query(sql.replace("{db}", self.db), params)
@@ -166,7 +167,8 @@ class Reader:
 
     def _uptime(self, views: dict[str, ServiceView], now: datetime) -> None:
         """Uptime, strips and SLOs of ``views`` from the summaries (:mod:`server.web.history`)."""
-        history.load(self._q, views, now, history.objectives(self.config.services, set(views)))
+        goals = {sid: self.objectives[sid] for sid in views if sid in self.objectives}
+        history.load(self._q, views, now, goals)
 
     # -- one service ---------------------------------------------------------------------
     def status_buckets(self, service_id: str, tr: TimeRange) -> list[dict[str, Any]]:
