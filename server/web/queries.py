@@ -130,15 +130,20 @@ class Reader:
             views = {only: views[only]} if only in views else {}
         if not views:
             return []
-        ids = list(views)
+        # every service: no id list (encoding and matching 1,000 ids cost ~15 ms a query);
+        # the table holds one row per service, rows of removed services are skipped
+        ids = [only] if only is not None else []
+        every = "(empty({ids:Array(String)}) OR service_id IN {ids:Array(String)})"
         for row in self._q(
             "SELECT service_id, max(last_check) AS last_check, "
             "argMaxMerge(status_code) AS status_code, argMaxMerge(message) AS message, "
             "argMaxMerge(response_time_ms) AS response_time_ms "
-            "FROM {db}.service_current WHERE service_id IN {ids:Array(String)} GROUP BY service_id",
+            f"FROM {{db}}.service_current WHERE {every} GROUP BY service_id",
             ids=ids,
         ):
-            view = views[row["service_id"]]
+            view = views.get(row["service_id"])
+            if view is None:
+                continue
             view.checked = True
             view.status_code = int(row["status_code"])
             view.last_check = row["last_check"]
@@ -152,10 +157,11 @@ class Reader:
             )
         for row in self._q(
             "SELECT service_id, max(timestamp) AS since FROM {db}.service_transitions "
-            "WHERE service_id IN {ids:Array(String)} GROUP BY service_id",
+            f"WHERE {every} GROUP BY service_id",
             ids=ids,
         ):
-            views[row["service_id"]].since = row["since"]
+            if row["service_id"] in views:
+                views[row["service_id"]].since = row["since"]
         if history:
             self._uptime(views, now)
         return list(views.values())
