@@ -25,15 +25,15 @@ from typing import Any
 
 from checkers.base import CheckResult, LogEntry, Metric, Status
 from server.alerting.engine import AlertEngine
+from server.alerting.log import AlertLog
 from server.analytics.report import build as build_report
 from server.analytics.report import publish
-from server.config import parse_config
 from server.config.models import Config
-from server.notify.base import Notice
 from server.recorder import Recorder
 from server.schema import Target, apply_schema
 from server.storage.embedded import EmbeddedStorage
 from server.tables import WRITTEN_TABLES
+from server.validation import parse_config
 from tests.support.clock import FakeClock
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
@@ -84,8 +84,8 @@ class Sink:
     def add(self, table: str, row: tuple[Any, ...]) -> None:
         self.rows.append((table, row))
 
-    def submit(self, notice: Notice) -> None:
-        pass
+    def add_durable(self, table: str, rows: list[tuple[Any, ...]]) -> None:
+        self.rows.extend((table, row) for row in rows)
 
     def flush(self, store: EmbeddedStorage) -> None:
         for table, columns in WRITTEN_TABLES.items():
@@ -223,7 +223,7 @@ def build(root: Path) -> tuple[EmbeddedStorage, Config, FakeClock, AlertEngine]:
     cfg = config()
     clock = FakeClock(NOW - timedelta(days=90))
     sink = Sink()
-    engine = AlertEngine(cfg, sink, sink, clock)
+    engine = AlertEngine(cfg, AlertLog(sink, store, clock), None, clock)  # no notices sent
     recorder = Recorder(sink, listener=engine)
     events = sorted(
         (at, i, sid, type_, stack, make)
@@ -239,7 +239,7 @@ def build(root: Path) -> tuple[EmbeddedStorage, Config, FakeClock, AlertEngine]:
     engine.tick(NOW)
     sink.flush(store)
     yesterday = NOW.date() - timedelta(days=1)
-    publish(build_report(store, cfg, yesterday, NOW), sink, None, cfg)
+    publish(build_report(store, cfg, yesterday, NOW), sink, None, cfg, None)
     sink.flush(store)
     return store, cfg, clock, engine
 
