@@ -28,6 +28,7 @@ from checkers.base import CheckResult, Metric, Status
 from server.alerting.engine import AlertEngine
 from server.alerting.log import AlertLog
 from server.analytics.baselines import Baselines, LearnedDegraded
+from server.analytics.burn import BurnCounts
 from server.analytics.report import latest_day
 from server.config import Config, ConfigError
 from server.config.checks import RESERVED_ID
@@ -91,8 +92,9 @@ class Daemon:
         self.dispatcher = Dispatcher(self.config, self.clock, self.alert_log)
         self.baselines = Baselines(self.config.baselines)
         self.alerts = AlertEngine(
-            self.config, self.alert_log, self.dispatcher, self.clock, baselines=self.baselines
-        )
+            self.config, self.alert_log, self.dispatcher, self.clock, baselines=self.baselines,
+            slo=BurnCounts(self.storage),  # slo_burn rules read checks per window from storage
+        )  # fmt: skip
         learned = LearnedDegraded(self.baselines)
         self.latest = LatestResults(self.writer)  # /metrics reads it: no ClickHouse needed
         self.recorder = Recorder(

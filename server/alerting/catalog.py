@@ -11,10 +11,11 @@ from datetime import datetime
 from typing import Any
 
 from server.alerting.conditions import AbsentCondition
-from server.alerting.evaluate import is_log_driven
+from server.alerting.evaluate import is_timed
 from server.alerting.history import History
 from server.alerting.rules import Rule
 from server.alerting.state import Alert
+from server.analytics.slo import Objective
 from server.config.models import ServiceConfig
 
 
@@ -24,7 +25,7 @@ class Catalog:
     by_service: dict[str, list[Alert]] = field(default_factory=dict)
     histories: dict[str, History] = field(default_factory=dict)  # services some rule watches
     absent: list[Alert] = field(default_factory=list)  # evaluated on every tick
-    log_driven: list[Alert] = field(default_factory=list)  # pushed logs change them: ticks too
+    log_driven: list[Alert] = field(default_factory=list)  # logs or time change them: ticks too
 
 
 def build(
@@ -36,6 +37,7 @@ def build(
     started: datetime,
     book: dict[int, datetime],
     baselines: Any,
+    slo: Any = None,
 ) -> Catalog:
     """Index ``rules`` over ``services``; state and histories carried over from ``old``."""
     out = Catalog()
@@ -53,6 +55,10 @@ def build(
             history.last_seen = started
         history.book, history.service_id = book, service.id
         history.baselines = baselines
+        history.slo = slo
+        history.objective = (
+            Objective(service.slo.target, service.slo.window) if service.slo else None
+        )
         history.interval = service.interval.total_seconds()
         out.histories[service.id] = history
         for rule in selected:
@@ -64,6 +70,6 @@ def build(
             out.by_service.setdefault(service.id, []).append(alert)
             if isinstance(rule.condition, AbsentCondition):
                 out.absent.append(alert)
-            elif is_log_driven(rule.condition):
+            elif is_timed(rule.condition):
                 out.log_driven.append(alert)
     return out

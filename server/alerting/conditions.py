@@ -16,6 +16,11 @@ Grammar (``VALUE`` is a number, or the word ``threshold`` for the rule's
   ERROR rows); never true before the baseline has ``baselines.min_samples``
 - ``error_pattern_rate OP VALUE``: occurrences per minute of the service's most
   frequent error pattern within ``for`` (5 min when ``for`` is 0)
+- ``slo_burn``: the service's error budget (``services[].slo``) burns fast over a
+  long and a short window both; alone, the Google SRE workbook's two paging pairs
+  (1 h and 5 m above 14.4, 6 h and 30 m above 6, for a 30-day objective); or one
+  pair of your own, ``slo_burn LONG [SHORT] > VALUE`` (``>`` only) (SHORT defaults to LONG / 12):
+  see :mod:`server.analytics.slo`
 
 A condition that does not parse is a config error at ``alert_rules[i].condition``.
 """
@@ -26,10 +31,12 @@ import operator
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Literal
 
 from server.core import status
 from server.core.status import Status
+from server.core.units import format_duration, parse_duration
 
 OPS: dict[str, Callable[[float, float], bool]] = {
     ">": operator.gt,
@@ -42,7 +49,7 @@ OPS: dict[str, Callable[[float, float], bool]] = {
 EXAMPLES = (
     "status >= FAILED, metric <name> > <number|threshold>, avg metric <name> > threshold, "
     "absent, consecutive_failures >= <n>, log_errors > <n>, new_error_pattern, "
-    "error_pattern_rate > <per minute>, anomaly <metric> z > <n>"
+    "error_pattern_rate > <per minute>, anomaly <metric> z > <n>, slo_burn, slo_burn 1h 5m > <rate>"
 )
 _TOKEN = re.compile(r"\s*(>=|<=|==|!=|>|<|[^\s<>=!]+)")
 Aggregate = Literal["last", "avg", "max", "min"]
@@ -105,6 +112,16 @@ class ErrorPatternRate:
     compare: Comparison
 
 
+@dataclass(frozen=True)
+class SloBurn:
+    """Burn rate above ``compare`` over ``long`` and ``short`` both; ``long`` None: the
+    workbook's paging pairs (:data:`server.analytics.slo.BURN_ALERTS`, severity page)."""
+
+    long: timedelta | None = None
+    short: timedelta | None = None
+    compare: Comparison | None = None
+
+
 Condition = (
     StatusCondition
     | MetricCondition
@@ -114,6 +131,7 @@ Condition = (
     | NewErrorPattern
     | ErrorPatternRate
     | AnomalyCondition
+    | SloBurn
 )
 
 
@@ -157,6 +175,39 @@ def _metric(tokens: list[str]) -> Condition:
     return MetricCondition(tokens[1], aggregate, _comparison(tokens[2:], f"metric {tokens[1]}"))
 
 
+SLO_BURN_HINT = (
+    "e.g. slo_burn (the workbook's defaults) or slo_burn 1h 5m > 14.4 "
+    "(burn rate over 1 h and over 5 min both above 14.4)"
+)
+
+
+def _slo_burn(tokens: list[str]) -> Condition:
+    if len(tokens) == 1:
+        return SloBurn()
+    windows: list[timedelta] = []
+    rest = tokens[1:]
+    while rest and rest[0] not in OPS and len(windows) < 2:
+        try:
+            windows.append(parse_duration(rest[0]))
+        except ValueError:
+            raise ConditionError(
+                f'"{rest[0]}" is not a window like 1h or 5m; {SLO_BURN_HINT}'
+            ) from None
+        rest = rest[1:]
+    if not windows:
+        raise ConditionError(f'"slo_burn" needs a window before the operator; {SLO_BURN_HINT}')
+    long, short = windows[0], windows[1] if len(windows) == 2 else windows[0] / 12
+    if short >= long:
+        raise ConditionError(
+            f"slo_burn: the short window ({format_duration(short)}) must be shorter than the "
+            f"long one ({format_duration(long)}); the workbook uses 1/12 of it; {SLO_BURN_HINT}"
+        )
+    compare = _comparison(rest, f"slo_burn {' '.join(tokens[1 : 1 + len(windows)])}")
+    if compare.op != ">":
+        raise ConditionError(f'slo_burn compares with >, got "{compare.op}"; {SLO_BURN_HINT}')
+    return SloBurn(long, short, compare)
+
+
 # first word -> parser of the whole token list
 PARSERS: dict[str, Callable[[list[str]], Condition]] = {
     "absent": _no_operands("absent", AbsentCondition(), "set the missed intervals in threshold"),
@@ -165,6 +216,7 @@ PARSERS: dict[str, Callable[[list[str]], Condition]] = {
     ),
     "error_pattern_rate": lambda t: ErrorPatternRate(_comparison(t[1:], "error_pattern_rate")),
     "anomaly": _anomaly,
+    "slo_burn": _slo_burn,
     "status": lambda t: StatusCondition(_comparison(t[1:], "status", status_names=True)),
     "consecutive_failures": lambda t: ConsecutiveFailures(
         _comparison(t[1:], "consecutive_failures")

@@ -48,8 +48,11 @@ class AlertEngine:
         dispatcher: Dispatcher | None,
         clock: Clock,
         baselines: Any = None,
+        *,
+        slo: Any = None,
     ) -> None:
         self.baselines = baselines  # server.analytics.baselines.Baselines, for anomaly rules
+        self.slo = slo  # server.analytics.burn.BurnCounts, for slo_burn rules
         self.log = alert_log
         self.dispatcher = dispatcher
         if dispatcher is not None:
@@ -81,7 +84,7 @@ class AlertEngine:
             self._pattern_keep = max(self._keep, NEW_PATTERN_WINDOW)
             self._catalog = c = catalog.build(
                 services, rules, self._catalog, flap_window=flapping.window,
-                started=self.started, book=self._book, baselines=self.baselines,
+                started=self.started, book=self._book, baselines=self.baselines, slo=self.slo,
             )  # fmt: skip
             self._alerts, self._by_service, self._history = c.alerts, c.by_service, c.histories
             self._absent, self._log_driven = c.absent, c.log_driven

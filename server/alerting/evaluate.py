@@ -27,9 +27,11 @@ from server.alerting.conditions import (
     LogErrors,
     MetricCondition,
     NewErrorPattern,
+    SloBurn,
     StatusCondition,
 )
 from server.alerting.history import History
+from server.analytics.slo import PAGE_ALERTS, BurnAlert, burn_rate
 from server.core import status
 
 Outcome = tuple[bool, float | None]
@@ -44,6 +46,11 @@ AGGREGATES: dict[str, Callable[[list[float]], float]] = {
 def is_log_driven(condition: Condition) -> bool:
     """Conditions pushed logs can change between checks: evaluated on every tick too."""
     return isinstance(condition, LogErrors | NewErrorPattern | ErrorPatternRate)
+
+
+def is_timed(condition: Condition) -> bool:
+    """Time alone can change it (pushed logs, checks leaving a window): every tick too."""
+    return is_log_driven(condition) or isinstance(condition, SloBurn)
 
 
 def is_windowed(condition: Condition) -> bool:
@@ -136,6 +143,34 @@ def _anomaly(c: Any, h: History, threshold: float, window: timedelta, now: datet
     return c.compare.holds(z, threshold), round(z, 3)
 
 
+def burn_alerts(c: SloBurn, threshold: float) -> tuple[BurnAlert, ...]:
+    """The window pairs ``c`` checks: its own, or the workbook's paging pairs."""
+    if c.long is None or c.short is None or c.compare is None:
+        return PAGE_ALERTS
+    rate = threshold if c.compare.value is None else c.compare.value
+    return (BurnAlert(c.long, c.short, 0.0, "rule", rate=rate),)
+
+
+def _slo_burn(c: Any, h: History, threshold: float, window: timedelta, now: datetime) -> Outcome:
+    """Holds when some pair burns above its rate over both windows; the value is the
+    long-window burn rate of the pair that holds (else of the first pair)."""
+    if h.objective is None or h.slo is None:
+        return False, None
+    pairs = burn_alerts(c, threshold)
+    found = h.slo.counts(h.service_id, {w for a in pairs for w in (a.long, a.short)}, now)
+    if found is None:
+        return False, None
+    value = None
+    for pair in pairs:
+        rates = [burn_rate(found[w], h.objective) for w in (pair.long, pair.short)]
+        if value is None and rates[0] is not None:
+            value = round(rates[0], 3)
+        limit = pair.threshold(h.objective)
+        if all(r is not None and r > limit for r in rates):
+            return True, round(rates[0] or 0.0, 3)
+    return False, value
+
+
 EVALUATORS: dict[type, Callable[[Any, History, float, timedelta, datetime], Outcome]] = {
     StatusCondition: _status,
     MetricCondition: _metric,
@@ -145,6 +180,7 @@ EVALUATORS: dict[type, Callable[[Any, History, float, timedelta, datetime], Outc
     NewErrorPattern: _new_pattern,
     ErrorPatternRate: _pattern_rate,
     AnomalyCondition: _anomaly,
+    SloBurn: _slo_burn,
 }
 
 

@@ -55,6 +55,8 @@ class History:
     book: dict[int, datetime] = field(default_factory=dict)
     service_id: str = ""
     baselines: Any = None  # server.analytics.baselines.Baselines, shared
+    slo: Any = None  # server.analytics.burn.BurnCounts, shared: slo_burn's checks per window
+    objective: Any = None  # server.analytics.slo.Objective of the service, if it has one
 
     def __post_init__(self) -> None:
         self.statuses = deque(self.statuses, maxlen=self.flap_window)

@@ -97,14 +97,21 @@ def burn_threshold(budget_share: float, long_window: timedelta, slo_window: time
 
 @dataclass(frozen=True)
 class BurnAlert:
-    """One row of the workbook's table 5-8: fire when both windows burn above the rate."""
+    """One row of the workbook's table 5-8: fire when both windows burn above the rate.
+
+    The rate is ``rate`` when given (a rule's own ``slo_burn 1h 5m > 14.4``), else
+    the one spending ``budget_share`` of the budget in ``long`` (:func:`burn_threshold`).
+    """
 
     long: timedelta
     short: timedelta
     budget_share: float
     severity: str  # "page" or "ticket", the workbook's words
+    rate: float | None = None
 
     def threshold(self, objective: Objective) -> float:
+        if self.rate is not None:
+            return self.rate
         return burn_threshold(self.budget_share, self.long, objective.window)
 
 
@@ -113,6 +120,8 @@ BURN_ALERTS: tuple[BurnAlert, ...] = (
     BurnAlert(timedelta(hours=6), timedelta(minutes=30), 0.05, "page"),
     BurnAlert(timedelta(days=3), timedelta(hours=6), 0.10, "ticket"),
 )
+# What a bare ``slo_burn`` condition pages on: the workbook's two "page" rows.
+PAGE_ALERTS: tuple[BurnAlert, ...] = tuple(a for a in BURN_ALERTS if a.severity == "page")
 # Every window any alert (and the pages' 1 h / 6 h burn rates) needs counts for.
 BURN_WINDOWS: tuple[timedelta, ...] = tuple(
     sorted({w for a in BURN_ALERTS for w in (a.long, a.short)})

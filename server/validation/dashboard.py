@@ -11,7 +11,9 @@ from server.core import selectors
 
 def check(draft: Draft) -> None:
     """Each group names at least one service and every selector picks one; group names are
-    unique; no SLO window is longer than ``clickhouse.retention_days`` of history."""
+    unique; no SLO window is longer than ``clickhouse.retention_days`` of history; an
+    ``slo_burn`` rule selects only services with an ``slo``."""
+    _slo_rules(draft)
     written: list[tuple[str, str]] = []
     for _, raw in draft.raw_items("services"):  # a service with another problem counts too
         sid, stack = raw.get("id"), raw.get("stack", "default")
@@ -38,4 +40,26 @@ def check(draft: Draft) -> None:
                 (*path, "slo", "window"),
                 f"{format_duration(service.slo.window)} is longer than the history kept "
                 f"(clickhouse.retention_days: {days}); shorten the window or keep more days",
+            )
+
+
+def _slo_rules(draft: Draft) -> None:
+    """An ``slo_burn`` rule needs an objective on each service it selects."""
+    without = [(s.id, s.stack) for s in draft.config.services if s.slo is None]
+    for path, raw in draft.raw_items("alert_rules"):
+        text, selector = raw.get("condition"), raw.get("service")
+        if not isinstance(text, str) or not isinstance(selector, str):
+            continue  # the model reported it
+        if [t.lower() for t in text.split()[:1]] != ["slo_burn"]:
+            continue
+        missing = [sid for sid, stack in without if selectors.matches(selector, sid, stack)]
+        if missing:
+            names = ", ".join(f'"{sid}"' for sid in missing[:3]) + (
+                " ..." if len(missing) > 3 else ""
+            )
+            draft.report(
+                (*path, "condition"),
+                f"slo_burn needs an objective on every service the rule selects; {names} "
+                "has none: add slo: {target: 99.9, window: 30d} to the service, "
+                "or narrow the rule's service",
             )
