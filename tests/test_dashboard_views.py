@@ -7,15 +7,11 @@ visible. The README's screenshots are written here (``docs/``), so they cannot d
 from __future__ import annotations
 
 import re
-import shutil
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from selenium import webdriver
-from selenium.webdriver.chrome.options import Options
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -24,8 +20,9 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from server.core.measures import COLUMN_UNITS, unit_of
 from server.storage.embedded import EmbeddedStorage
 from server.web import WebContext, WebServer, create_app
-from tests.conftest import REPO, free_port, require_binary
+from tests.conftest import REPO, free_port
 from tests.dashboard_fixture import NOW, build
+from tests.support.browser import OVERFLOW_JS, chromium, view
 
 DOCS = REPO / "docs"
 # name -> (path, width, dark): every screenshot the README shows, made by this module
@@ -67,17 +64,6 @@ return [...document.querySelectorAll('svg.chart')].map(svg => {
           ticks: [...svg.querySelectorAll('text.tick')].map(t => t.textContent), outside};
 });
 """
-OVERFLOW_JS = """
-const w = window.innerWidth, bad = [];
-for (const el of document.querySelectorAll('body *')) {
-  const r = el.getBoundingClientRect();
-  if (!r.width || r.right <= w + 1) continue;
-  let p = el.parentElement, inside = false;
-  while (p && !inside) { inside = ['auto', 'scroll', 'hidden'].includes(getComputedStyle(p).overflowX); p = p.parentElement; }
-  if (!inside) bad.push(el.tagName.toLowerCase() + '.' + el.getAttribute('class') + ' right ' + Math.round(r.right));
-}
-return {scroll: document.documentElement.scrollWidth, width: w, bad: bad.slice(0, 8)};
-"""  # noqa: E501
 
 
 @pytest.fixture(scope="module")
@@ -94,43 +80,9 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Embedd
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[WebDriver]:
-    require_binary("chromium", "chromium")
-    require_binary("chromedriver", "chromium-driver")
-    options = Options()
-    options.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--window-size=1400,1000",
-        "--disable-dev-shm-usage",
-        "--hide-scrollbars",
-        "--force-color-profile=srgb",
-    ):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(
-        service=Service(shutil.which("chromedriver") or "/usr/bin/chromedriver"), options=options
-    )
+    driver = chromium()
     yield driver
     driver.quit()
-
-
-def view(browser: WebDriver, width: int, dark: bool = False) -> None:
-    """Emulate a screen ``width`` CSS px wide (a phone below 600) and the colour scheme."""
-    browser.execute_cdp_cmd(
-        "Emulation.setDeviceMetricsOverride",
-        {
-            "width": width,
-            "height": 844 if width < 600 else 1000,
-            "deviceScaleFactor": 1,
-            "mobile": width < 600,
-        },
-    )
-    scheme = "dark" if dark else "light"
-    browser.execute_cdp_cmd(
-        "Emulation.setEmulatedMedia",
-        {"features": [{"name": "prefers-color-scheme", "value": scheme}]},
-    )
 
 
 def expected_series(store: EmbeddedStorage, sid: str, start: datetime) -> set[str]:

@@ -8,6 +8,7 @@ attempt), delivered (when) or failed (permanently or past the deadline, why).
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -78,3 +79,33 @@ def delivery_text(entry: dict[str, Any]) -> str:
     if state == "dropped":
         return "not sent (its firing was never delivered)"
     return "queued"
+
+
+@dataclass
+class ChannelDelivery:
+    """One channel's share of the live alerts' news: how many notices stand in each state,
+    and the newest error of those retrying and of those failed (with the alert it was for)."""
+
+    channel: str
+    states: dict[str, int] = field(default_factory=dict)  # queued/retrying/delivered/...
+    retrying: dict[str, Any] | None = None  # the newest retrying entry, with "alert"
+    failed: dict[str, Any] | None = None  # the newest failed entry, with "alert"
+
+    def count(self, state: str) -> int:
+        return self.states.get(state, 0)
+
+
+def by_channel(items: list[dict[str, Any]], channels: list[str]) -> list[ChannelDelivery]:
+    """Every configured channel (in config order; others seen in entries after), with the
+    delivery state of the live alerts' current news to it."""
+    out = {name: ChannelDelivery(name) for name in channels}
+    for item in items:
+        for entry in item.get("delivery", []):
+            row = out.setdefault(entry["channel"], ChannelDelivery(entry["channel"]))
+            state = entry["state"]
+            row.states[state] = row.states.get(state, 0) + 1
+            if state in ("retrying", "failed"):
+                newest = getattr(row, state)
+                if newest is None or entry["changed_at"] > newest["changed_at"]:
+                    setattr(row, state, {**entry, "alert": item.get("id", "")})
+    return list(out.values())

@@ -23,7 +23,7 @@ from server.config.types import parse_duration
 from server.core import status as statuses
 from server.core.measures import UNITS
 from server.web import slo_view, status_view
-from server.web.alerts_view import current_alerts
+from server.web.alerts_view import by_channel, current_alerts
 from server.web.auth import check_csrf, check_password, principal, require_user, safe_next
 from server.web.bars import day_bar
 from server.web.charts import dependency_graph, line_chart, sparkline, status_strip
@@ -215,6 +215,7 @@ def alerts() -> str:
     return render_template(
         "alerts.html",
         sections=sections,
+        channels=by_channel(items, list(ctx.config.channels)),
         silences=silences,
         choices=SILENCE_CHOICES,
         history=ctx.alert_log.history(None, 50),

@@ -1,0 +1,67 @@
+"""Debian's headless Chromium through chromium-driver, for the real-browser tests."""
+
+from __future__ import annotations
+
+import shutil
+
+from selenium import webdriver
+from selenium.webdriver.chrome.options import Options
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.remote.webdriver import WebDriver
+
+from tests.conftest import require_binary
+
+
+def chromium() -> WebDriver:
+    """A headless Chromium 1400 px wide, scrollbars hidden, sRGB (steady screenshots);
+    skips the test when chromium or chromium-driver is not installed. Quit it after."""
+    require_binary("chromium", "chromium")
+    require_binary("chromedriver", "chromium-driver")
+    options = Options()
+    options.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--window-size=1400,1000",
+        "--disable-dev-shm-usage",
+        "--hide-scrollbars",
+        "--force-color-profile=srgb",
+    ):
+        options.add_argument(flag)
+    return webdriver.Chrome(
+        service=Service(shutil.which("chromedriver") or "/usr/bin/chromedriver"), options=options
+    )
+
+
+def view(browser: WebDriver, width: int, dark: bool = False) -> None:
+    """Emulate a screen ``width`` CSS px wide (a phone below 600) and the colour scheme."""
+    browser.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride",
+        {
+            "width": width,
+            "height": 844 if width < 600 else 1000,
+            "deviceScaleFactor": 1,
+            "mobile": width < 600,
+        },
+    )
+    scheme = "dark" if dark else "light"
+    browser.execute_cdp_cmd(
+        "Emulation.setEmulatedMedia",
+        {"features": [{"name": "prefers-color-scheme", "value": scheme}]},
+    )
+
+
+# Elements reaching past the right edge of the window, unless inside a box that scrolls
+# (or clips) sideways: what makes a page scroll horizontally on a phone.
+OVERFLOW_JS = """
+const w = window.innerWidth, bad = [];
+for (const el of document.querySelectorAll('body *')) {
+  const r = el.getBoundingClientRect();
+  if (!r.width || r.right <= w + 1) continue;
+  let p = el.parentElement, inside = false;
+  while (p && !inside) { inside = ['auto', 'scroll', 'hidden'].includes(getComputedStyle(p).overflowX); p = p.parentElement; }
+  if (!inside) bad.push(el.tagName.toLowerCase() + '.' + el.getAttribute('class') + ' right ' + Math.round(r.right));
+}
+return {scroll: document.documentElement.scrollWidth, width: w, bad: bad.slice(0, 8)};
+"""  # noqa: E501
