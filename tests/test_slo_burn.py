@@ -106,6 +106,13 @@ class Rig:
             seen += [(a, s) for a, s in self.states().items() if before.get(a) != s]
         return seen
 
+    def tick(self, seconds: float) -> list[tuple[str, str]]:
+        """Time passes without a check (the daemon ticks every second)."""
+        before = self.states()
+        self.engine.tick(self.clock.advance(seconds))
+        self.dispatcher.step()
+        return [(a, s) for a, s in self.states().items() if before.get(a) != s]
+
     def states(self) -> dict[str, str]:
         return {a["id"]: a["state"] for a in self.engine.alerts()}
 
@@ -153,6 +160,17 @@ def test_slo_burn_pages_once_when_an_hour_and_five_minutes_both_burn_fast_then_r
     assert r.checks("." * 8) == []
     assert r.checks("..") == [("budget:shop", "resolved")]
     assert r.told() == [("budget", "firing"), ("budget", "resolved")]
+
+
+def test_the_tick_pages_within_one_refresh_without_waiting_for_the_next_check(
+    store: EmbeddedStorage,
+) -> None:
+    r = rig(store)
+    r.history("." * 720)
+    assert r.checks("xx") == []  # evaluated before the second failure was stored
+    assert r.tick(29) == []  # the last read is 29 s old: still good enough
+    assert r.tick(1) == [("budget:shop", "firing")]  # 30 s: read again, 2 failures
+    assert r.told() == [("budget", "firing")]
 
 
 def test_slo_burn_stays_quiet_when_six_hours_burn_but_not_the_last_half_hour(
