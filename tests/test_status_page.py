@@ -126,7 +126,9 @@ def test_slo_on_the_service_page_overview_and_api_matches_the_raw_checks(
     assert f"{216 * left:.1f} min of 216.0 min ({100 * left:.0f}%) error budget left" in page
     assert "burn rate 0x over 1 h, 0x over 6 h" in page
     tile = c.get("/").get_data(as_text=True).split('data-service="shop"')[1].split("</article>")[0]
-    assert f"SLO 99.5%: {100 * up / total:.2f}% met · {100 * left:.0f}% budget left" in tile
+    minutes = f"{216 * left:.1f} min ({100 * left:.0f}%)"
+    assert f"SLO 99.5%: {100 * up / total:.2f}% met · {minutes} budget left" in tile
+    assert "burn 0x 1 h, 0x 6 h" in tile
     assert c.get("/api/v1/services/search").get_json()["slo"] is None
 
 

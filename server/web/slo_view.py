@@ -38,15 +38,21 @@ def burn(report: SloReport) -> str:
 
 
 def short(report: SloReport) -> str:
-    """One line for a tile: ``SLO 99.9%: 99.95% met · 28% budget left · burn 0.4x/1.2x``."""
+    """One line for a tile:
+    ``SLO 99.9%: 99.95% met · 12.1 min (28%) budget left · burn 0.4x 1 h, 1.2x 6 h``."""
     value = report.availability
-    left = report.budget_remaining
+    left, minutes = report.budget_remaining, report.remaining_minutes
     head = f"SLO {report.objective.target:g}%: "
-    if value is None or left is None:
+    if value is None or left is None or minutes is None:
         return head + "no checks yet"
+    total = report.objective.budget_minutes
     return (
         f"{head}{value:.2f}% {verdict(report)} · "
-        + (f"{100 * left:.0f}% budget left · " if left >= 0 else "budget overspent · ")
+        + (
+            f"{_minutes(minutes, total)} ({100 * left:.0f}%) budget left · "
+            if left >= 0
+            else f"budget overspent by {_minutes(-minutes, total)} · "
+        )
         + f"burn {_rate(report.burn_1h)} 1 h, {_rate(report.burn_6h)} 6 h"
     )
 
