@@ -274,5 +274,5 @@ alert_rules:
     with pytest.raises(ConfigError) as caught:
         parse_config(text, "slo.yaml", {})
     report = str(caught.value)
-    assert "alert_rules[0].condition" in report and '"cart" has none' in report
+    assert "alert_rules[0].condition" in report and 'without slo: "cart";' in report
     assert "slo: {target: 99.9, window: 30d}" in report and '"shop"' not in report

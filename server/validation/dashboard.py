@@ -59,7 +59,7 @@ def _slo_rules(draft: Draft) -> None:
             )
             draft.report(
                 (*path, "condition"),
-                f"slo_burn needs an objective on every service the rule selects; {names} "
-                "has none: add slo: {target: 99.9, window: 30d} to the service, "
-                "or narrow the rule's service",
+                "slo_burn needs an objective on every service the rule selects, and it "
+                f"selects services without slo: {names}; add slo: {{target: 99.9, window: 30d}} "
+                "to each, or narrow the rule's service",
             )
