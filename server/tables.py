@@ -9,6 +9,7 @@ the producers that depend on it.
 from __future__ import annotations
 
 from server.alerting.log import TABLES as ALERT_TABLES
+from server.analytics.incidents import NOTE_COLUMNS
 from server.analytics.report import REPORT_COLUMNS
 from server.logs.ingest import DLQ_COLUMNS
 from server.recorder import TABLE_COLUMNS
@@ -18,4 +19,5 @@ WRITTEN_TABLES: dict[str, tuple[str, ...]] = {
     **ALERT_TABLES,
     "log_dlq": DLQ_COLUMNS,
     "reports": REPORT_COLUMNS,
+    "incident_notes": NOTE_COLUMNS,
 }

@@ -54,6 +54,7 @@ def test_every_ddl_file_creates_its_objects(store: EmbeddedStorage) -> None:
         "anomaly_baselines": "ReplacingMergeTree",
         "reports": "ReplacingMergeTree",
         "notifications": "MergeTree",
+        "incident_notes": "ReplacingMergeTree",
     }
 
 

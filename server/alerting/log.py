@@ -65,6 +65,8 @@ class Incident:
     start: datetime
     end: datetime | None
     cause: str
+    message: str = ""  # the firing transition's message
+    caused_by: str = ""  # the firing upstream service inhibition named, if any
 
 
 @dataclass
@@ -355,6 +357,57 @@ class AlertLog:
         out += [_incident(row, None) for row in opened.values()]
         return sorted((i for i in out if i.end is None or i.end > start), key=lambda i: i.start)
 
+    def events(self, start: datetime, end: datetime, events: tuple[str, ...],
+               service_ids: list[str] | None = None) -> list[dict[str, Any]]:  # fmt: skip
+        """``alert_events`` rows of the kinds ``events`` in ``[start, end]``, oldest first
+        (of ``service_ids`` only, when given): acks and timelines of incidents."""
+        cols = ", ".join(TABLES["alert_events"])
+        return self._query(f"""
+            SELECT {cols} FROM {self._db()}.alert_events
+            WHERE event IN {{events:Array(String)}}
+              AND ({{all:UInt8}} OR service_id IN {{ids:Array(String)}})
+              AND timestamp >= {{start:DateTime64(3, 'UTC')}}
+              AND timestamp <= {{end:DateTime64(3, 'UTC')}}
+            ORDER BY timestamp, event""", events=list(events), all=int(service_ids is None),
+            ids=service_ids or [], start=start, end=end)  # fmt: skip
+
+    def incident_notices(self, since: datetime) -> dict[str, list[dict[str, Any]]]:
+        """Per incident key (``<alert id>@<start>``), the notices queued since ``since`` that
+        told of it, oldest first: ``{notice_id, channel, kind, item_state, state, attempts,
+        error, queued_at, changed_at}`` with ``state`` the newest revision's."""
+        out: dict[str, list[dict[str, Any]]] = {}
+        for row in self._query(f"""
+            SELECT notice_id, any(channel) AS to_channel, any(kind) AS notice_kind,
+                   argMax(state, revision) AS last_state, argMax(attempts, revision) AS tries,
+                   argMax(error, revision) AS last_error, min(queued_at) AS queued,
+                   max(changed_at) AS changed, any(incidents) AS incs, any(item_states) AS news
+            FROM {self._db()}.notifications WHERE queued_at >= {{since:DateTime64(3, 'UTC')}}
+            GROUP BY notice_id HAVING length(incs) > 0 ORDER BY queued, notice_id""",
+            since=since):  # fmt: skip
+            for key, news in zip(row["incs"], row["news"], strict=False):
+                out.setdefault(key, []).append({
+                    "notice_id": row["notice_id"], "channel": row["to_channel"],
+                    "kind": row["notice_kind"], "item_state": news, "state": row["last_state"],
+                    "attempts": int(row["tries"]), "error": row["last_error"],
+                    "queued_at": aware(row["queued"]), "changed_at": aware(row["changed"]),
+                })  # fmt: skip
+        return out
+
+    def silences_between(self, start: datetime, end: datetime) -> list[Silence]:
+        """Runtime silences (newest version each) that were in force during ``[start, end]``."""
+        rows = self._query(f"""
+            SELECT silence_id, argMax(service, updated_at) AS service,
+                   argMax(rule, updated_at) AS rule, argMax(starts_at, updated_at) AS starts_at,
+                   argMax(ends_at, updated_at) AS ends_at, argMax(author, updated_at) AS author,
+                   argMax(comment, updated_at) AS comment, min(created_at) AS created_at
+            FROM {self._db()}.silences GROUP BY silence_id
+            HAVING ends_at > {{start:DateTime64(3, 'UTC')}}
+               AND starts_at < {{end:DateTime64(3, 'UTC')}} ORDER BY starts_at""",
+            start=start, end=end)  # fmt: skip
+        return [Silence(r["silence_id"], r["service"], r["rule"], aware(r["starts_at"]),
+                        aware(r["ends_at"]), author=r["author"], comment=r["comment"],
+                        created_at=aware(r["created_at"])) for r in rows]  # fmt: skip
+
     # -- plumbing ------------------------------------------------------------------------------
     def _db(self) -> str:
         if self.storage is None:
@@ -369,7 +422,8 @@ class AlertLog:
 def _incident(fired: dict[str, Any], resolved: datetime | None) -> Incident:
     cause = fired["message"] + (f" (caused by {fired['caused_by']})" if fired["caused_by"] else "")
     return Incident(fired["rule_id"], fired["service_id"], fired["severity"],
-                    aware(fired["timestamp"]), resolved, cause)  # fmt: skip
+                    aware(fired["timestamp"]), resolved, cause, fired["message"],
+                    fired["caused_by"])  # fmt: skip
 
 
 def aware(value: datetime | str) -> datetime:

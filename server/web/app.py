@@ -14,7 +14,7 @@ from flask import Flask, Response, jsonify, redirect, render_template, request, 
 from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import HTTPException
 
-from server.core.humanize import number
+from server.core.humanize import duration, number
 from server.core.redact import finalize, redact_value
 from server.resources import templates_dir
 from server.storage import StorageError
@@ -25,6 +25,8 @@ from server.web.auth import challenge, csrf_token, principal
 from server.web.charts import badge, pct, utc
 from server.web.context import WebContext
 from server.web.errors import ApiError
+from server.web.feed import feed
+from server.web.incidents_view import incidents
 from server.web.ingest import ingest
 from server.web.metrics import CONTENT_TYPE, exposition
 from server.web.pages import pages, signed_in
@@ -33,7 +35,7 @@ from server.web.ratelimit import LoginLimiter
 # open even when dashboard.auth.public_reads is false
 OPEN_ENDPOINTS = frozenset(
     {"pages.status_page", "pages.login", "healthz", "readyz", "static", "ingest.ndjson",
-     "ingest.otlp", "history.badge"}
+     "ingest.otlp", "history.badge", "feed.atom"}
 )  # fmt: skip
 CSP = (
     "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
@@ -73,6 +75,7 @@ def create_app(ctx: WebContext) -> Flask:
     app.jinja_env.filters["pct"] = pct
     app.jinja_env.filters["delivery"] = delivery_text  # alert notifications per channel
     app.jinja_env.filters["num"] = number
+    app.jinja_env.filters["duration"] = duration
     app.jinja_env.globals.update(
         badge=badge,
         csrf_token=csrf_token,
@@ -85,6 +88,8 @@ def create_app(ctx: WebContext) -> Flask:
 
     app.register_blueprint(api)
     app.register_blueprint(history)
+    app.register_blueprint(incidents)
+    app.register_blueprint(feed)
     app.register_blueprint(ingest)
     app.register_blueprint(pages)
     _routes(app, ctx)

@@ -11,6 +11,24 @@ from typing import Any
 from server import __version__
 
 ERROR = {"$ref": "#/components/responses/Error"}
+INCIDENT_ID = {
+    "name": "incident_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "example": "20261122T110000123Z-1a2b3c4d"},
+}
+NOTE_BODY = {
+    "required": True,
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "required": ["note"],
+                "properties": {"note": {"type": "string", "maxLength": 4000}},
+            }
+        }
+    },
+}
 SERVICE_ID = {"name": "service_id", "in": "path", "required": True, "schema": {"type": "string"}}
 DURATION = {"type": "string", "pattern": r"^([0-9]+(\.[0-9]+)?(ms|s|m|h|d|w))+$"}
 # RFC 3339 or epoch seconds, between 1970-01-01 and 2105-12-31 (what the tables hold)
@@ -136,6 +154,24 @@ def openapi_document() -> dict[str, Any]:
                             requestBody={"required": True, "content": {"application/json": {
                                 "schema": {"type": "object", "properties": {
                                     "comment": {"type": "string"}}}}}})
+            },
+            "/api/v1/incidents": {
+                "get": _op("Incidents overlapping a period (default the last 30 days), newest "
+                           "first: start, end, duration, cause, services, acks, notices sent, note",
+                           [*RANGE_PARAMS[:3],
+                            {"name": "service", "in": "query", "schema": {"type": "string"}},
+                            {"name": "limit", "in": "query",
+                             "schema": {"type": "integer", "minimum": 1, "maximum": 1000}}],
+                           _ok("incidents"))
+            },
+            "/api/v1/incidents/{incident_id}": {
+                "get": _op("One incident with its timeline", [INCIDENT_ID], _ok("the incident"))
+            },
+            "/api/v1/incidents/{incident_id}/note": {
+                method: _op("Set the incident's note (\"\" clears it)", [INCIDENT_ID],
+                            _ok("the incident"), security=authed,
+                            responses={**changes, "503": ERROR}, requestBody=NOTE_BODY)
+                for method in ("post", "put")
             },
             "/api/v1/silences": {
                 "get": _op("Active silences", [], _ok("silences")),

@@ -30,6 +30,7 @@ from server.web.charts import dependency_graph, line_chart, sparkline, status_st
 from server.web.context import WebContext
 from server.web.context import current as context
 from server.web.errors import ApiError
+from server.web.incidents_view import recent as recent_incidents
 from server.web.queries import LOG_LEVELS, ServiceView
 from server.web.ratelimit import LoginLimiter
 from server.web.series import from_first_sample
@@ -293,15 +294,18 @@ def dependencies() -> str:
 
 @pages.get("/status")
 def status_page() -> str:
-    """Groups with their current status and 90-day bars, and scheduled maintenance."""
+    """Groups with their current status and 90-day bars, current and past incidents (last
+    30 days, :mod:`server.web.incidents_view`), and scheduled maintenance."""
     ctx = context()
     now = ctx.clock.now()
     views = ctx.reader.services(now, history=False)
     found = status_view.groups(ctx.config, views)
     shown = status_view.add_history(ctx.reader, found, now)
+    labels = {v.id: v.label for g in found for v in g.members}
     return render_template(
         "status.html", title=ctx.config.status_page.title, groups=found, days=shown,
         maintenance=status_view.maintenance(ctx.config, views, now), now=now,
+        incidents=recent_incidents(now, set(labels)), labels=labels,
     )  # fmt: skip
 
 

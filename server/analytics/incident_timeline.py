@@ -1,0 +1,95 @@
+"""One incident's timeline: what happened, in order, from the stored rows.
+
+Entries are status transitions of the services affected (``service_transitions``),
+alert transitions, acknowledgements, held and released news (``alert_events``),
+each notice with its delivery outcome (``notifications``, matched by incident key)
+and the runtime silences that covered an affected alert. Each entry is
+``{at, kind, service_id, text}`` with ``at`` an aware UTC time; ``kind`` is one
+of :data:`KINDS`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from server.alerting.log import aware
+from server.analytics.incidents import Incident, Incidents
+from server.core import status as statuses
+
+KINDS = ("status", "alert", "ack", "notice", "silence", "held")
+EVENTS = ("transition", "ack", "notify", "repeat", "recalled", "flapping", "flapping_end")
+
+
+def timeline(source: Incidents, incident: Incident, now: datetime) -> list[dict[str, Any]]:
+    """Entries of ``incident`` from its start to its end (or ``now``), oldest first."""
+    start, end = incident.start, incident.end or now
+    services = incident.services
+    rules = {m.rule_id for m in incident.members if m.rule_id}
+    out: list[dict[str, Any]] = []
+    rows = source.storage.query(
+        "SELECT service_id, timestamp, from_status, to_status, message "
+        f"FROM {source.storage.database}.service_transitions "
+        "WHERE service_id IN {ids:Array(String)} AND timestamp >= {start:DateTime64(3, 'UTC')} "
+        "AND timestamp <= {end:DateTime64(3, 'UTC')} ORDER BY timestamp",
+        {"ids": services, "start": start - timedelta(seconds=1), "end": end},
+    )
+    for row in rows:
+        before, after = statuses.name(int(row["from_status"])), statuses.name(int(row["to_status"]))
+        out.append(_entry(row["timestamp"], "status", row["service_id"],
+                          f"{before} -> {after}: {row['message'].split(': ', 1)[-1]}"))  # fmt: skip
+    for row in source.log.events(start, end, EVENTS, services):
+        if row["rule_id"] and row["rule_id"] not in rules:
+            continue
+        entry = _alert_row(row)
+        if entry is not None:
+            out.append(entry)
+    for n in incident.notices:
+        result = n["state"] + (f" after {n['attempts']} attempt(s)" if n["attempts"] else "")
+        error = f"; last error: {n['error']}" if n["error"] else ""
+        text = f"{n['item_state']} notice to {n['channel']}: {result}{error}"
+        out.append(_entry(n["queued_at"], "notice", "", text) | {"channel": n["channel"],
+                   "state": n["state"], "changed_at": n["changed_at"]})  # fmt: skip
+    stacks = {s.id: s.stack for s in source.config.services}
+    for silence in source.log.silences_between(start, end):
+        hit = [
+            m.service_id
+            for m in incident.members
+            if silence.matches(m.rule_id, m.service_id, stacks.get(m.service_id, ""))
+        ]
+        if hit:
+            who = f" by {silence.author}" if silence.author else ""
+            why = f": {silence.comment}" if silence.comment else ""
+            out.append(_entry(silence.start, "silence", hit[0],
+                              f"silenced until {silence.end.isoformat()}{who}{why}"))  # fmt: skip
+    return sorted(out, key=lambda e: (e["at"], KINDS.index(e["kind"])))
+
+
+def _alert_row(row: dict[str, Any]) -> dict[str, Any] | None:
+    event, sid = row["event"], row["service_id"]
+    if event == "ack":
+        comment = f": {row['message']}" if row["message"] else ""
+        return _entry(row["timestamp"], "ack", sid, f"acknowledged by {row['caused_by']}{comment}")
+    if event in ("flapping", "flapping_end"):
+        word = "started" if event == "flapping" else "stopped"
+        return _entry(row["timestamp"], "held", sid, f"flapping {word} ({row['message']})")
+    if event == "recalled":
+        return _entry(row["timestamp"], "held", sid,
+                      f"{row['rule_id']} news held back: {row['delivery_result']}")  # fmt: skip
+    if event in ("notify", "repeat"):
+        what = "repeated" if event == "repeat" else "released after a hold"
+        return _entry(row["timestamp"], "alert", sid, f"{row['rule_id']} {what}")
+    result = row["delivery_result"]
+    told = {"queued": "channels told", "none": "no channel configured", "": ""}.get(
+        result, f"held back: {result}"
+    )
+    cause = f", caused by {row['caused_by']}" if row["caused_by"] else ""
+    text = f"{row['rule_id']} {row['from_state']} -> {row['to_state']}"
+    text += f" ({told}{cause})" if told or cause else ""
+    if row["to_state"] == "firing" and row["message"]:
+        text += f": {row['message']}"
+    return _entry(row["timestamp"], "alert", sid, text)
+
+
+def _entry(at: datetime | str, kind: str, service_id: str, text: str) -> dict[str, Any]:
+    return {"at": aware(at), "kind": kind, "service_id": service_id, "text": text}

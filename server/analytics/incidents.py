@@ -1,0 +1,326 @@
+"""Incidents, derived from what is already stored; only their notes are kept apart.
+
+An incident is one firing period of one alert (``alert_events`` transitions, read
+through :class:`server.alerting.log.AlertLog`), or, for a service no enabled
+alert rule selects, one run of FAILED results (``service_transitions``). When
+inhibition named the cause of a firing (``caused_by``: the firing upstream
+service, :mod:`server.alerting.suppression`), that firing joins the incident of
+its cause open at the time, so one database outage with three dependants is one
+incident with four services affected.
+
+Ids are stable: ``<start, UTC, to the ms>-<8 hex of sha256(member key)>`` of the
+incident's first member (``20261122T110000123Z-1a2b3c4d``), where a member key is
+the alert log's incident key (``<rule>:<service>@<start>``, what notices carry) or
+``status:<service>@<start>`` for a FAILED run. The same stored rows give the same
+id on every request, so links and notes never move. The start in the id lets a
+lookup read only from that time on.
+
+Notes live in ``incident_notes`` (sql/180_incident_notes.sql), one version per
+save, written through the daemon writer's durable path before the client hears
+back (or, on a standalone dashboard over a cluster, one acknowledged insert).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from server.alerting.log import AlertLog, aware, table_columns
+from server.config.models import Config
+from server.core import selectors
+from server.core import status as statuses
+from server.storage import Storage
+
+NOTE_COLUMNS = table_columns("incident_notes")
+LOOKBACK = timedelta(days=30)  # how far before a range a still-open incident's start is read
+MAX_NOTE = 4000  # characters
+SEVERITY_ORDER = ("info", "warning", "critical")
+_ID = re.compile(r"^(\d{8}T\d{6})(\d{3})Z-[0-9a-f]{8}$")
+_FAILED = int(statuses.Status.FAILED)
+
+
+class NoteSink(Protocol):
+    """The daemon's writer (``Writer.add_durable``) or a test's stand-in."""
+
+    def add_durable(self, table: str, rows: list[tuple[Any, ...]]) -> None: ...
+
+
+@dataclass
+class Member:
+    """One firing period of one alert (``rule_id`` set) or one FAILED run (``rule_id`` '')."""
+
+    key: str
+    rule_id: str
+    service_id: str
+    severity: str
+    start: datetime
+    end: datetime | None  # None: still open
+    message: str
+    caused_by: str = ""
+
+    @property
+    def alert_id(self) -> str:
+        return f"{self.rule_id}:{self.service_id}" if self.rule_id else ""
+
+
+@dataclass
+class Incident:
+    """A group of members: the first is the cause, the rest were inhibited by it."""
+
+    id: str
+    members: list[Member]
+    acks: list[dict[str, Any]] = field(default_factory=list)  # {at, who, comment, alert_id}
+    notices: list[dict[str, Any]] = field(default_factory=list)  # AlertLog.incident_notices
+    note: dict[str, Any] | None = None  # {note, author, updated_at}
+
+    @property
+    def root(self) -> Member:
+        return self.members[0]
+
+    @property
+    def start(self) -> datetime:
+        return self.root.start
+
+    @property
+    def end(self) -> datetime | None:
+        ends = [m.end for m in self.members]
+        return None if any(e is None for e in ends) else max(e for e in ends if e is not None)
+
+    @property
+    def services(self) -> list[str]:
+        return list(dict.fromkeys(m.service_id for m in self.members))
+
+    @property
+    def severity(self) -> str:
+        known = [m.severity for m in self.members if m.severity in SEVERITY_ORDER]
+        return max(known, key=SEVERITY_ORDER.index) if known else self.root.severity
+
+    @property
+    def cause(self) -> str:
+        root = self.root
+        what = f"{root.rule_id} on {root.service_id}" if root.rule_id else root.service_id
+        return f"{what}: {root.message}" if root.message else what
+
+    @property
+    def acknowledged_by(self) -> list[str]:
+        return list(dict.fromkeys(a["who"] for a in self.acks))
+
+    @property
+    def sent(self) -> int:
+        """Notices delivered about this incident (firing, repeats and resolve, per channel)."""
+        return sum(1 for n in self.notices if n["state"] == "delivered")
+
+    def duration(self, now: datetime) -> timedelta:
+        """Start to end, or to ``now`` while open."""
+        return (self.end or now) - self.start
+
+    def as_dict(self, now: datetime) -> dict[str, Any]:
+        """The API's shape: times as RFC 3339 UTC, duration in seconds."""
+        end = self.end
+        return {
+            "id": self.id, "start": self.start.isoformat(), "end": end.isoformat() if end else None,
+            "open": end is None, "duration_seconds": round(self.duration(now).total_seconds(), 3),
+            "cause": self.cause, "severity": self.severity, "services": self.services,
+            "alerts": [m.alert_id for m in self.members if m.rule_id],
+            "acknowledged_by": self.acknowledged_by, "notifications_sent": self.sent,
+            "notifications_failed": sum(1 for n in self.notices if n["state"] == "failed"),
+            "note": self.note["note"] if self.note else None,
+            "note_author": self.note["author"] if self.note else None,
+            "note_updated_at": self.note["updated_at"].isoformat() if self.note else None,
+        }  # fmt: skip
+
+
+def incident_id(member: Member) -> str:
+    """The stable id of the incident ``member`` opens (see the module docstring)."""
+    at = member.start.astimezone(UTC)
+    digest = hashlib.sha256(member.key.encode()).hexdigest()[:8]
+    return f"{at:%Y%m%dT%H%M%S}{at.microsecond // 1000:03d}Z-{digest}"
+
+
+def id_start(incident_id_: str) -> datetime | None:
+    """The start an id spells, or None when it is not one of ours."""
+    match = _ID.match(incident_id_)
+    if match is None:
+        return None
+    start = datetime.strptime(match.group(1), "%Y%m%dT%H%M%S").replace(tzinfo=UTC)
+    return start + timedelta(milliseconds=int(match.group(2)))
+
+
+class Incidents:
+    """Derives incidents from ``storage`` for ``config``'s services (read-only but notes)."""
+
+    def __init__(self, storage: Storage, config: Config) -> None:
+        self.storage = storage
+        self.config = config
+        self.log = AlertLog(None, storage)
+
+    # -- reads -------------------------------------------------------------------------------
+    def between(
+        self, start: datetime, end: datetime, *, service_id: str | None = None,
+        limit: int | None = None, lookback: timedelta = LOOKBACK,
+    ) -> list[Incident]:  # fmt: skip
+        """Incidents overlapping ``[start, end)``, newest first, with acks, notices and notes
+        (``service_id``: only those affecting it; ``limit``: the newest ``limit``).
+
+        Raises StorageError when ClickHouse does not answer."""
+        found = group(self._members(start, end, lookback))
+        found = [i for i in found if (i.end is None or i.end > start) and i.start < end]
+        if service_id:
+            found = [i for i in found if service_id in i.services]
+        found.sort(key=lambda i: (i.start, i.id), reverse=True)
+        if limit is not None:
+            found = found[:limit]
+        if found:
+            self._attach(found, min(i.start for i in found), end)
+        return found
+
+    def get(self, incident_id_: str, now: datetime) -> Incident | None:
+        """The incident with this id (or holding a member of this id), or None."""
+        start = id_start(incident_id_)
+        if start is None or start > now:
+            return None
+        # from a day before: a member's id finds the group its cause opened earlier
+        for incident in self.between(start - timedelta(days=1), now + timedelta(seconds=1),
+                                     lookback=timedelta(0)):  # fmt: skip
+            if incident.id == incident_id_ or any(
+                incident_id(m) == incident_id_ for m in incident.members
+            ):
+                return incident
+        return None
+
+    def _members(self, start: datetime, end: datetime, lookback: timedelta) -> list[Member]:
+        members = [
+            Member(
+                f"{p.rule_id}:{p.service_id}@{_ms(p.start)}",
+                p.rule_id,
+                p.service_id,
+                p.severity,
+                p.start,
+                p.end,
+                p.message,
+                p.caused_by,
+            )
+            for p in self.log.incidents(start, end, lookback=lookback)
+        ]
+        unwatched = self.unwatched()
+        if unwatched:
+            members += self._failed_runs(unwatched, start - lookback, end)
+        return members
+
+    def unwatched(self) -> list[str]:
+        """Ids of the services no enabled alert rule selects: their FAILED runs count."""
+        rules = [r.service for r in self.config.alert_rules if r.enabled]
+        return [s.id for s in self.config.services
+                if not any(selectors.matches(sel, s.id, s.stack) for sel in rules)]  # fmt: skip
+
+    def _failed_runs(self, ids: list[str], since: datetime, end: datetime) -> list[Member]:
+        rows = self.storage.query(
+            f"SELECT service_id, timestamp, from_status, to_status, message "
+            f"FROM {self.storage.database}.service_transitions "
+            "WHERE service_id IN {ids:Array(String)} AND (to_status = {f:UInt8} "
+            "OR from_status = {f:UInt8}) AND timestamp >= {since:DateTime64(3, 'UTC')} "
+            "AND timestamp < {end:DateTime64(3, 'UTC')} ORDER BY service_id, timestamp",
+            {"ids": ids, "f": _FAILED, "since": since, "end": end},
+        )
+        out: list[Member] = []
+        opened: dict[str, Member] = {}
+        for row in rows:
+            sid, at = row["service_id"], aware(row["timestamp"])
+            if int(row["to_status"]) == _FAILED and sid not in opened:
+                message = row["message"].split(": ", 1)[-1]  # "status changed A -> B: <check>"
+                opened[sid] = Member(f"status:{sid}@{_ms(at)}", "", sid, "critical", at, None,
+                                     message)  # fmt: skip
+            elif int(row["to_status"]) != _FAILED and sid in opened:
+                member = opened.pop(sid)
+                member.end = at
+                out.append(member)
+        return out + list(opened.values())
+
+    def _attach(self, found: list[Incident], since: datetime, end: datetime) -> None:
+        """Acks, notices and notes of ``found`` (three queries whatever their number)."""
+        acks: dict[str, list[dict[str, Any]]] = {}
+        for row in self.log.events(since, end + timedelta(days=1), ("ack",)):
+            acks.setdefault(f"{row['rule_id']}:{row['service_id']}", []).append({
+                "at": aware(row["timestamp"]), "who": row["caused_by"],
+                "comment": row["message"], "alert_id": f"{row['rule_id']}:{row['service_id']}",
+            })  # fmt: skip
+        notices = self.log.incident_notices(since)
+        notes = self.notes([i.id for i in found])
+        for incident in found:
+            for m in incident.members:
+                incident.notices += notices.get(m.key, [])
+                incident.acks += [
+                    a
+                    for a in acks.get(m.alert_id, ())
+                    if a["at"] >= m.start and (m.end is None or a["at"] <= m.end)
+                ]
+            incident.acks.sort(key=lambda a: a["at"])
+            incident.note = notes.get(incident.id)
+
+    # -- notes -------------------------------------------------------------------------------
+    def notes(self, ids: list[str]) -> dict[str, dict[str, Any]]:
+        """The newest note of each id that has a non-empty one."""
+        if not ids:
+            return {}
+        rows = self.storage.query(
+            "SELECT incident_id, argMax(note, updated_at) AS text, "
+            "argMax(author, updated_at) AS by, max(updated_at) AS at "
+            f"FROM {self.storage.database}.incident_notes "
+            "WHERE incident_id IN {ids:Array(String)} GROUP BY incident_id",
+            {"ids": ids},
+        )
+        return {
+            r["incident_id"]: {"note": r["text"], "author": r["by"], "updated_at": aware(r["at"])}
+            for r in rows
+            if r["text"]
+        }
+
+    def save_note(self, incident_id_: str, note: str, author: str, now: datetime,
+                  sink: NoteSink | None) -> None:  # fmt: skip
+        """Store ``note`` (at most :data:`MAX_NOTE` characters; '' clears it).
+
+        On disk when this returns: through ``sink.add_durable`` (the daemon's
+        writer), or without one as an acknowledged insert. Raises ValueError for
+        a note too long, and what the sink or storage raise (Busy, StorageError).
+        """
+        if len(note) > MAX_NOTE:
+            raise ValueError(f"note: at most {MAX_NOTE} characters, got {len(note)}")
+        row = (incident_id_, note, author, now)
+        if sink is not None:
+            sink.add_durable("incident_notes", [row])
+        else:
+            self.storage.insert("incident_notes", NOTE_COLUMNS, [row])
+
+
+def group(members: list[Member]) -> list[Incident]:
+    """Members into incidents: an inhibited firing joins the incident its cause
+    (``caused_by``) had open when it started; everything else opens its own."""
+    members = sorted(members, key=lambda m: (m.start, m.key))
+    incidents: list[Incident] = []
+    home: dict[str, Incident] = {}  # member key -> its incident
+    by_service: dict[str, list[Member]] = {}
+    for member in members:
+        cause = None
+        if member.caused_by and member.caused_by != member.service_id:
+            cause = next(
+                (c for c in by_service.get(member.caused_by, ())
+                 if c.start <= member.start and (c.end is None or c.end >= member.start)),
+                None,
+            )  # fmt: skip
+        if cause is not None:
+            incident = home[cause.key]
+            incident.members.append(member)
+        else:
+            incident = Incident(incident_id(member), [member])
+            incidents.append(incident)
+        home[member.key] = incident
+        by_service.setdefault(member.service_id, []).append(member)
+    return incidents
+
+
+def _ms(at: datetime) -> str:
+    """As the alert log's incident keys spell a start (server.notify.base.incident_key)."""
+    return at.astimezone(UTC).isoformat(timespec="milliseconds")

@@ -1,0 +1,103 @@
+"""The incidents feed: ``GET /status/feed.atom``, Atom 1.0 (RFC 4287).
+
+As public as ``/status`` and carrying the same: for each incident of the last
+30 days touching a service on the status page, the services affected (labels),
+start, end or "ongoing", duration and the operator's note. Check output and
+alert messages stay on the (possibly private) ``/incidents`` pages: a public
+feed should say what the operators chose to say.
+
+Built with ElementTree, so every text is escaped by the XML writer; characters
+XML 1.0 cannot hold (NUL and most C0 controls, lone surrogates) become U+FFFD,
+and everything passes :func:`server.core.redact.redact` first.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import UTC, datetime
+from xml.etree import ElementTree as ET
+
+from flask import Blueprint, Response, request
+
+from server.analytics.incidents import Incident
+from server.core.humanize import duration
+from server.core.redact import redact
+from server.web import status_view
+from server.web.context import current as context
+from server.web.incidents_view import recent
+
+feed = Blueprint("feed", __name__)
+ATOM = "http://www.w3.org/2005/Atom"
+CONTENT_TYPE = "application/atom+xml; charset=utf-8"
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def clean(text: str) -> str:
+    """Text an XML 1.0 document can carry, with secrets masked."""
+    return _NOT_XML.sub("\ufffd", redact(text))
+
+
+@feed.get("/status/feed.atom")
+def atom() -> Response:
+    ctx = context()
+    now = ctx.clock.now()
+    views = ctx.reader.services(now, history=False)
+    shown = {v.id: v.label for g in status_view.groups(ctx.config, views) for v in g.members}
+    rows = recent(now, set(shown))
+    base = request.host_url.rstrip("/")
+    ET.register_namespace("", ATOM)
+    root = ET.Element(f"{{{ATOM}}}feed")
+    _text(root, "title", f"{ctx.config.status_page.title}: incidents")
+    _text(root, "id", _urn("status-feed"))
+    ET.SubElement(root, f"{{{ATOM}}}link", rel="self", href=f"{base}/status/feed.atom")
+    ET.SubElement(root, f"{{{ATOM}}}link", rel="alternate", href=f"{base}/status")
+    newest = max((_updated(i) for i in rows), default=now)
+    _text(root, "updated", _stamp(newest))
+    author = ET.SubElement(root, f"{{{ATOM}}}author")
+    _text(author, "name", ctx.config.status_page.title)
+    for incident in rows:
+        root.append(_entry(incident, shown, base, now))
+    body = ET.tostring(root, encoding="unicode", xml_declaration=False)
+    return Response('<?xml version="1.0" encoding="utf-8"?>\n' + body, content_type=CONTENT_TYPE)
+
+
+def _entry(incident: Incident, labels: dict[str, str], base: str, now: datetime) -> ET.Element:
+    names = ", ".join(labels.get(s, s) for s in incident.services if s in labels)
+    state = "Resolved" if incident.end else "Ongoing"
+    entry = ET.Element(f"{{{ATOM}}}entry")
+    _text(entry, "title", f"{state}: {names}")
+    _text(entry, "id", _urn(f"incident:{incident.id}"))
+    ET.SubElement(entry, f"{{{ATOM}}}link", rel="alternate",
+                  href=f"{base}/status#incident-{incident.id}")  # fmt: skip
+    _text(entry, "published", _stamp(incident.start))
+    _text(entry, "updated", _stamp(_updated(incident)))
+    lasted = duration(incident.duration(now))
+    until = f"to {_stamp(incident.end)}" if incident.end else "ongoing"
+    summary = f"{names}: from {_stamp(incident.start)} {until} ({lasted})."
+    if incident.note:
+        summary += f"\n\n{incident.note['note']}"
+    _text(entry, "summary", summary)
+    return entry
+
+
+def _updated(incident: Incident) -> datetime:
+    times = [incident.end or incident.start]
+    if incident.note:
+        times.append(incident.note["updated_at"])
+    return max(times)
+
+
+def _urn(name: str) -> str:
+    """A permanent Atom id (RFC 4287 4.2.6): the same whichever host name served the feed."""
+    return uuid.uuid5(uuid.NAMESPACE_URL, f"lightbulb:{name}").urn
+
+
+def _stamp(at: datetime) -> str:
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _text(parent: ET.Element, tag: str, text: str) -> ET.Element:
+    element = ET.SubElement(parent, f"{{{ATOM}}}{tag}")
+    element.text = clean(text)
+    return element

@@ -1,0 +1,157 @@
+"""Incidents: ``/incidents``, ``/incidents/<id>`` and their JSON API.
+
+Derivation lives in :mod:`server.analytics.incidents`; this module parses the
+request, renders, and stores notes. Reads follow the dashboard's read rules;
+setting a note needs a signed-in user and the form's CSRF token (pages) or a
+principal and a JSON body (API), like acknowledging an alert.
+
+- ``GET /api/v1/incidents?from=&to=&range=&service=&limit=``: newest first,
+  overlapping the range (default the last 30 days), at most ``limit`` (1-1000,
+  default 100).
+- ``GET /api/v1/incidents/<id>``: one incident with its ``timeline``.
+- ``POST`` or ``PUT /api/v1/incidents/<id>/note`` with ``{"note": "..."}``: set
+  the note (at most 4,000 characters; ``""`` clears it); answers the incident.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from flask import Blueprint, Response, jsonify, redirect, render_template, request, url_for
+from werkzeug.wrappers import Response as WerkzeugResponse
+
+from server.analytics.incident_timeline import timeline
+from server.analytics.incidents import MAX_NOTE, Incident, Incidents
+from server.web.api import _int_arg, _json_body
+from server.web.auth import check_csrf, require_user
+from server.web.context import current as context
+from server.web.errors import ApiError
+from server.web.timerange import PRESETS, TimeRange, time_range
+from server.writer import Busy
+
+incidents = Blueprint("incidents", __name__)
+PAGE_LIMIT = 200  # rows on /incidents, newest first
+
+
+def source() -> Incidents:
+    ctx = context()
+    return Incidents(ctx.storage, ctx.config)
+
+
+def requested() -> TimeRange:
+    ctx = context()
+    try:
+        return time_range(ctx.clock.now(), range_=request.args.get("range"),
+                          start=request.args.get("from"), end=request.args.get("to"),
+                          default="30d")  # fmt: skip
+    except ValueError as exc:
+        raise ApiError(400, str(exc)) from None
+
+
+def found_or_404(incident_id: str) -> Incident:
+    ctx = context()
+    incident = source().get(incident_id[:64], ctx.clock.now())
+    if incident is None:
+        raise ApiError(404, f"no incident {incident_id[:64]!r}")
+    return incident
+
+
+# -- pages -------------------------------------------------------------------------------------
+@incidents.get("/incidents")
+def incident_list() -> str:
+    ctx = context()
+    tr = requested()
+    service = request.args.get("service", "")[:200]
+    rows = source().between(tr.start, tr.end, service_id=service or None, limit=PAGE_LIMIT)
+    return render_template(
+        "incidents.html", rows=rows, tr=tr, presets=PRESETS, limit=PAGE_LIMIT,
+        range_=request.args.get("range", "30d"), service=service,
+        services=sorted(s.id for s in ctx.config.services), now=ctx.clock.now(),
+    )  # fmt: skip
+
+
+@incidents.get("/incidents/<incident_id>")
+def incident_page(incident_id: str) -> str:
+    ctx = context()
+    incident = found_or_404(incident_id)
+    now = ctx.clock.now()
+    return render_template(
+        "incident.html", i=incident, entries=timeline(source(), incident, now),
+        can_note=ctx.config.dashboard.auth.type != "none", max_note=MAX_NOTE, now=now,
+    )  # fmt: skip
+
+
+@incidents.post("/incidents/<incident_id>/note")
+def note_form(incident_id: str) -> WerkzeugResponse:
+    ctx = context()
+    check_csrf()
+    who = require_user(ctx.config.dashboard.auth)
+    incident = found_or_404(incident_id)
+    _save(incident, request.form.get("note", ""), who)
+    return redirect(url_for("incidents.incident_page", incident_id=incident.id))
+
+
+# -- API ---------------------------------------------------------------------------------------
+@incidents.get("/api/v1/incidents")
+def api_list() -> Response:
+    ctx = context()
+    tr = requested()
+    limit = _int_arg("limit", 100, 1, 1000)
+    service = request.args.get("service", "")[:200]
+    now = ctx.clock.now()
+    rows = source().between(tr.start, tr.end, service_id=service or None, limit=limit)
+    return jsonify({
+        "range": {"from": tr.start.isoformat(), "to": tr.end.isoformat()},
+        "incidents": [i.as_dict(now) for i in rows],
+    })  # fmt: skip
+
+
+@incidents.get("/api/v1/incidents/<incident_id>")
+def api_one(incident_id: str) -> Response:
+    ctx = context()
+    incident = found_or_404(incident_id)
+    now = ctx.clock.now()
+    return jsonify(_detail(incident, now))
+
+
+@incidents.route("/api/v1/incidents/<incident_id>/note", methods=["POST", "PUT"])
+def api_note(incident_id: str) -> Response:
+    ctx = context()
+    who = require_user(ctx.config.dashboard.auth)
+    body = _json_body()
+    note = body.get("note")
+    if not isinstance(note, str):
+        raise ApiError(400, 'note: expected a string ("" clears the note)')
+    incident = found_or_404(incident_id)
+    _save(incident, note, who)
+    fresh = found_or_404(incident.id)
+    return jsonify(_detail(fresh, ctx.clock.now()))
+
+
+def _detail(incident: Incident, now: Any) -> dict[str, Any]:
+    body = incident.as_dict(now)
+    body["acks"] = [{**a, "at": a["at"].isoformat()} for a in incident.acks]
+    body["timeline"] = [
+        {k: v.isoformat() if hasattr(v, "isoformat") else v for k, v in e.items()}
+        for e in timeline(source(), incident, now)
+    ]
+    return body
+
+
+def _save(incident: Incident, note: str, who: str) -> None:
+    """The note on disk before the answer (the daemon's writer), or a 4xx/503 saying why."""
+    ctx = context()
+    note = note.replace("\r\n", "\n").strip()
+    try:
+        source().save_note(incident.id, note, who, ctx.clock.now(), ctx.sink)
+    except ValueError as exc:
+        raise ApiError(400, str(exc)) from None
+    except Busy as exc:
+        raise ApiError(exc.status, str(exc), {"Retry-After": str(exc.retry_after)}) from None
+
+
+def recent(now: Any, services: set[str], days: int = 30) -> list[Incident]:
+    """Incidents of the last ``days`` days touching any of ``services`` (the status page's)."""
+    rows = source().between(now - timedelta(days=days), now + timedelta(seconds=1), limit=None)
+    return [i for i in rows if services.intersection(i.services)]
