@@ -298,7 +298,8 @@ class Incidents:
 def group(members: list[Member]) -> list[Incident]:
     """Members into incidents: an inhibited firing joins the incident its cause
     (``caused_by``) had open when it started; everything else opens its own."""
-    members = sorted(members, key=lambda m: (m.start, m.key))
+    # a cause firing in the same tick as what it inhibits comes first
+    members = sorted(members, key=lambda m: (m.start, bool(m.caused_by), m.key))
     incidents: list[Incident] = []
     home: dict[str, Incident] = {}  # member key -> its incident
     by_service: dict[str, list[Member]] = {}

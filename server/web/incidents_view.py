@@ -124,9 +124,11 @@ def api_note(incident_id: str) -> Response:
     if not isinstance(note, str):
         raise ApiError(400, 'note: expected a string ("" clears the note)')
     incident = found_or_404(incident_id)
-    _save(incident, note, who)
-    fresh = found_or_404(incident.id)
-    return jsonify(_detail(fresh, ctx.clock.now()))
+    now = ctx.clock.now()
+    saved = _save(incident, note, who)
+    # on disk now; in ClickHouse within the writer's flush interval: answer what was saved
+    incident.note = {"note": saved, "author": who, "updated_at": now} if saved else None
+    return jsonify(_detail(incident, now))
 
 
 def _detail(incident: Incident, now: Any) -> dict[str, Any]:
@@ -139,8 +141,9 @@ def _detail(incident: Incident, now: Any) -> dict[str, Any]:
     return body
 
 
-def _save(incident: Incident, note: str, who: str) -> None:
-    """The note on disk before the answer (the daemon's writer), or a 4xx/503 saying why."""
+def _save(incident: Incident, note: str, who: str) -> str:
+    """The note on disk before the answer (the daemon's writer), or a 4xx/503 saying why;
+    returns the note as stored."""
     ctx = context()
     note = note.replace("\r\n", "\n").strip()
     try:
@@ -149,6 +152,7 @@ def _save(incident: Incident, note: str, who: str) -> None:
         raise ApiError(400, str(exc)) from None
     except Busy as exc:
         raise ApiError(exc.status, str(exc), {"Retry-After": str(exc.retry_after)}) from None
+    return note
 
 
 def recent(now: Any, services: set[str], days: int = 30) -> list[Incident]:
