@@ -30,6 +30,7 @@ SCREENSHOTS = {
     "overview.png": ("/", 1400, False),
     "service.png": ("/services/worker", 1400, False),
     "status.png": ("/status", 1400, False),
+    "incidents.png": ("/incidents", 1400, False),
     "phone.png": ("/", 390, False),
     "phone-dark.png": ("/services/shop", 390, True),
 }
@@ -46,6 +47,7 @@ PAGES = [
     "/reports",
     f"/reports/{(NOW.date() - timedelta(days=1)).isoformat()}",
     "/status",
+    "/incidents",
     "/login",
 ]
 SERIES_SERVICES = ["shop", "worker", "host", "search", "lightbulb"]
