@@ -7,8 +7,10 @@ Generates the history inside chDB with ``INSERT ... SELECT`` from ``numbers()``
 (the materialized views fill the hourly summary and the current-status table
 as they would in production), prints how many rows, then times the pages and
 API through the real Flask app: the overview, a service page over 30 days, the
-status page and ``/api/v1/services``; p50/p95 against #14's targets (overview and
-status page < 100 ms, service page < 200 ms). Every service has an SLO (99.9 %
+status page, ``/api/v1/services``, ``/incidents`` and ``/api/v1/incidents``;
+p50/p95 against #14's targets (overview and status page < 100 ms, service page
+and incidents < 200 ms). Alert history for the incidents is generated too
+(:func:`generate_incidents`: 15 per service over the days). Every service has an SLO (99.9 %
 over 30 days, so the overview computes one per tile) and the status page shows
 ten configured groups with their 90-day bars.
 """
@@ -38,6 +40,8 @@ TARGETS_MS = {
     "service page (30 d)": 200.0,
     "/status": 100.0,
     "/api/v1/services": 200.0,
+    "/incidents": 200.0,
+    "/api/v1/incidents": 200.0,
 }
 INTERVAL = 15
 
@@ -77,6 +81,79 @@ def generate(store: EmbeddedStorage, services: int, days: int) -> int:
     return per_day * days
 
 
+INCIDENTS_PER_SERVICE = 15  # over the generated days: one every two days or so
+
+
+def generate_incidents(store: EmbeddedStorage, services: int, days: int) -> int:
+    """Alert history as the engine writes it, for ``/incidents``: per watched service
+    (stacks 0-8, rule ``down``) 15 firing periods of 1-60 min over the days, each with
+    its firing and resolve transitions, delivery rows and two delivered notices (4
+    outbox rows), an acknowledgement on every third; every tenth service's firing is
+    inhibited by its neighbour's a second later (one incident, two services). The
+    unwatched services (stack 9) get the same runs as FAILED status transitions.
+    Returns the incidents written."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    start = now - timedelta(days=days)
+    span = days * 86400 // INCIDENTS_PER_SERVICE
+    runs = f"""
+        SELECT number % {services} AS n, intDiv(number, {services}) AS k,
+               if(n % 10 = 1, n - 1, n) AS lead,
+               toDateTime64({{start:DateTime64(3, 'UTC')}}, 3, 'UTC')
+                   + toIntervalSecond(k * {span} + cityHash64(lead, k) % ({span} - 3600)
+                                      + if(n % 10 = 1, 1, 0)) AS began,
+               began + toIntervalSecond(60 + cityHash64(lead, k, 1) % 3540) AS ended,
+               concat('svc-', toString(n)) AS sid,
+               if(n % 10 = 1, concat('svc-', toString(n - 1)), '') AS cause,
+               concat('down:', sid, '@', formatDateTime(began, '%Y-%m-%dT%H:%i:%S'),
+                      '.000+00:00') AS incident
+        FROM numbers({services * INCIDENTS_PER_SERVICE})"""
+    watched = "n % 10 != 9"
+    store.execute(
+        f"""
+        INSERT INTO monitor.alert_events
+        SELECT at, event, 'down', sid, before, after, 'critical', 1, msg, ['hook'], result, '',
+               who
+        FROM ({runs}) ARRAY JOIN
+            [began, began + toIntervalMillisecond(250), ended, ended + toIntervalMillisecond(250),
+             began + toIntervalSecond(120)] AS at,
+            ['transition', 'delivery', 'transition', 'delivery', 'ack'] AS event,
+            ['inactive', 'firing', 'firing', 'resolved', 'firing'] AS before,
+            ['firing', 'firing', 'resolved', 'resolved', 'firing'] AS after,
+            [if(cause = '', 'queued', 'inhibited'), 'sent', 'queued', 'sent', ''] AS result,
+            ['check failed: connection refused', 'notice, 1 attempt(s)', '', 'notice, 1 attempt(s)',
+             'on it'] AS msg,
+            [cause, '', '', '', 'ops'] AS who
+        WHERE {watched} AND (event != 'ack' OR k % 3 = 0)
+        """,
+        {"start": start},
+    )
+    store.execute(
+        f"""
+        INSERT INTO monitor.notifications
+        SELECT concat(incident, '/', news), rev, 'hook', 'alert', 'down', state,
+               if(news = 'firing', began, ended) AS queued, queued, queued + toIntervalHour(1),
+               if(rev = 0, 0, 1), '', 0, [concat('down:', sid)], [news], [incident],
+               if(rev = 0, '{{}}', '')
+        FROM ({runs}) ARRAY JOIN ['firing', 'resolved'] AS news
+        ARRAY JOIN [0, 3] AS rev, ['queued', 'delivered'] AS state
+        WHERE {watched} AND cause = ''
+        """,
+        {"start": start},
+    )
+    store.execute(
+        f"""
+        INSERT INTO monitor.service_transitions
+        SELECT sid, at, from_s, to_s, msg FROM ({runs})
+        ARRAY JOIN [began, ended] AS at, [0, 2] AS from_s, [2, 0] AS to_s,
+            ['status changed OK -> FAILED: check failed: connection refused',
+             'status changed FAILED -> OK: ok'] AS msg
+        WHERE n % 10 = 9
+        """,
+        {"start": start},
+    )
+    return services * INCIDENTS_PER_SERVICE
+
+
 def settle(store: EmbeddedStorage, limit: float = 900.0) -> float:
     """Wait until ClickHouse has no merge running: time the steady state, not the bulk load.
 
@@ -99,6 +176,10 @@ def config_text(services: int) -> str:
         f"http: {{url: 'http://127.0.0.1:9/'}}, slo: {{target: 99.9, window: 30d}}}}"
         for i in range(services)
     ]
+    # rule `down` watches stacks 0-8 (ids ending 0-8); stack 9's incidents are FAILED runs
+    lines += ["channels:", "  hook: {type: webhook, url: 'http://127.0.0.1:9/hook'}"]
+    lines += ["alert_rules:", "  - {id: down, service: 'svc-*[0-8]', condition: 'status >= FAILED',"
+              " channels: [hook], severity: critical}"]  # fmt: skip
     lines += ["status_page:", "  groups:"]
     lines += [f"    - {{name: Group {g}, services: ['stack:stack-{g}']}}" for g in range(10)]
     return "\n".join(lines) + "\n"
@@ -151,6 +232,9 @@ def main() -> None:
         else:
             rows = generate(store, args.services, args.days)
         took = time.perf_counter() - began
+        if not store.query("SELECT count() AS n FROM monitor.alert_events")[0]["n"]:
+            made = generate_incidents(store, args.services, args.days)
+            print(f"generated {made:,} incidents (alert events, notices, FAILED runs)")
         counted = store.query("SELECT count() AS n FROM monitor.service_status")[0]["n"]
         hourly = store.query("SELECT count() AS n FROM monitor.service_status_hourly")[0]["n"]
         print(f"generated {counted:,} service_status rows ({rows / took / 1e6:.1f} M rows/s); "
@@ -168,6 +252,8 @@ def main() -> None:
             "service page (30 d)": "/services/svc-7?range=30d",
             "/status": "/status",
             "/api/v1/services": "/api/v1/services",
+            "/incidents": "/incidents",
+            "/api/v1/incidents": "/api/v1/incidents",
         }
         for name, url in pages.items():
             timings, cpu = measure(client, url, args.requests)

@@ -357,6 +357,41 @@ class AlertLog:
         out += [_incident(row, None) for row in opened.values()]
         return sorted((i for i in out if i.end is None or i.end > start), key=lambda i: i.start)
 
+    def firing_periods(
+        self, start: datetime, end: datetime, *, since: datetime, about: str = "",
+        services: list[str] | None = None, limit: int = 0,
+    ) -> list[Incident]:  # fmt: skip
+        """Firing periods overlapping ``[start, end)`` whose firing is after ``since``,
+        paired in ClickHouse (one row each: converting rows is what costs), open ones
+        first, then newest first; a firing ends at the alert's next transition.
+
+        ``about``: only periods of that service or caused by it; ``services``: only
+        those services'; ``limit``: at most that many (0: all)."""
+        rows = self._query(f"""
+            SELECT rule_id, service_id, severity, message, caused_by, began,
+                   if(has_next, next_at, NULL) AS ended
+            FROM (
+                SELECT rule_id, service_id, to_state, severity, message, caused_by,
+                       timestamp AS began, leadInFrame(timestamp) OVER w AS next_at,
+                       leadInFrame(toUInt8(1)) OVER w AS has_next
+                FROM {self._db()}.alert_events
+                WHERE event = 'transition' AND rule_id != ''
+                  AND to_state IN ('firing', 'resolved')
+                  AND ({{all:UInt8}} OR service_id IN {{ids:Array(String)}})
+                  AND timestamp >= {{since:DateTime64(3, 'UTC')}}
+                  AND timestamp < {{end:DateTime64(3, 'UTC')}}
+                WINDOW w AS (PARTITION BY rule_id, service_id ORDER BY timestamp
+                             ROWS BETWEEN CURRENT ROW AND 1 FOLLOWING)
+            )
+            WHERE to_state = 'firing' AND (NOT has_next OR next_at > {{start:DateTime64(3, 'UTC')}})
+              AND ({{about:String}} = '' OR service_id = {{about:String}}
+                   OR caused_by = {{about:String}})
+            ORDER BY has_next, began DESC, rule_id, service_id
+            LIMIT {{limit:UInt32}}""", all=int(services is None), ids=services or [],
+            since=since, start=start, end=end, about=about, limit=limit or 2**32 - 1)  # fmt: skip
+        return [_incident({**r, "timestamp": r["began"]}, aware(r["ended"]) if r["ended"] else None)
+                for r in rows]  # fmt: skip
+
     def events(self, start: datetime, end: datetime, events: tuple[str, ...],
                service_ids: list[str] | None = None) -> list[dict[str, Any]]:  # fmt: skip
         """``alert_events`` rows of the kinds ``events`` in ``[start, end]``, oldest first

@@ -160,21 +160,31 @@ class Incidents:
     # -- reads -------------------------------------------------------------------------------
     def between(
         self, start: datetime, end: datetime, *, service_id: str | None = None,
-        limit: int | None = None, lookback: timedelta = LOOKBACK,
+        limit: int | None = None, lookback: timedelta = LOOKBACK, details: bool = True,
     ) -> list[Incident]:  # fmt: skip
-        """Incidents overlapping ``[start, end)``, newest first, with acks, notices and notes
-        (``service_id``: only those affecting it; ``limit``: the newest ``limit``).
+        """Incidents overlapping ``[start, end)``, open ones first, then newest first, with
+        their notes and (``details``) acks and notices. ``service_id``: only those
+        affecting it; ``limit``: at most that many (ClickHouse pairs and limits the
+        periods: converting rows is what a request pays for). A start is looked for up
+        to ``lookback`` before ``start``.
 
         Raises StorageError when ClickHouse does not answer."""
-        found = group(self._members(start, end, lookback))
+        since, cap = start - lookback, limit or 0
+        members = self._periods(start, end, since=since, about=service_id or "", limit=cap)
+        unwatched = self.unwatched()
+        if unwatched and (not service_id or service_id in unwatched):
+            ids = [service_id] if service_id else unwatched
+            members += self._failed_runs(ids, start, end, since=since, limit=cap)
+        members += self._causes(members, end, since)
+        found = group(members)
         found = [i for i in found if (i.end is None or i.end > start) and i.start < end]
         if service_id:
             found = [i for i in found if service_id in i.services]
-        found.sort(key=lambda i: (i.start, i.id), reverse=True)
+        found.sort(key=lambda i: (i.end is None, i.start, i.id), reverse=True)
         if limit is not None:
             found = found[:limit]
         if found:
-            self._attach(found, min(i.start for i in found), end)
+            self._attach(found, min(i.start for i in found), end, details)
         return found
 
     def get(self, incident_id_: str, now: datetime) -> Incident | None:
@@ -182,17 +192,30 @@ class Incidents:
         start = id_start(incident_id_)
         if start is None or start > now:
             return None
-        # from a day before: a member's id finds the group its cause opened earlier
-        for incident in self.between(start - timedelta(days=1), now + timedelta(seconds=1),
-                                     lookback=timedelta(0)):  # fmt: skip
+        after, until = now + timedelta(seconds=1), start + timedelta(milliseconds=1)
+        # what was firing at the start (the member itself, or a cause that began up to
+        # a day before), then what those services caused afterwards
+        members = self._periods(start, after, since=start - timedelta(days=1), before=until)
+        members += self._failed_runs(self.unwatched(), start, after,
+                                     since=start - timedelta(days=1), before=until)  # fmt: skip
+        for sid in {m.service_id for m in members}:
+            members += [m for m in self._periods(start, after, since=start, about=sid)
+                        if m.caused_by == sid]  # fmt: skip
+        unique = list({m.key: m for m in members}.values())
+        for incident in group(unique):
             if incident.id == incident_id_ or any(
                 incident_id(m) == incident_id_ for m in incident.members
             ):
+                self._attach([incident], incident.start, now, True)
                 return incident
         return None
 
-    def _members(self, start: datetime, end: datetime, lookback: timedelta) -> list[Member]:
-        members = [
+    def _periods(self, start: datetime, end: datetime, *, since: datetime, about: str = "",
+                 services: list[str] | None = None, limit: int = 0,
+                 before: datetime | None = None) -> list[Member]:  # fmt: skip
+        periods = self.log.firing_periods(start, end, since=since, about=about,
+                                          services=services, limit=limit)  # fmt: skip
+        return [
             Member(
                 f"{p.rule_id}:{p.service_id}@{_ms(p.start)}",
                 p.rule_id,
@@ -203,12 +226,18 @@ class Incidents:
                 p.message,
                 p.caused_by,
             )
-            for p in self.log.incidents(start, end, lookback=lookback)
+            for p in periods
+            if before is None or p.start < before
         ]
-        unwatched = self.unwatched()
-        if unwatched:
-            members += self._failed_runs(unwatched, start - lookback, end)
-        return members
+
+    def _causes(self, members: list[Member], end: datetime, since: datetime) -> list[Member]:
+        """The periods of causes that ``members`` name but a limit or filter left out."""
+        have = {m.service_id for m in members}
+        wanted = sorted({m.caused_by for m in members if m.caused_by} - have)
+        if not wanted:
+            return []
+        first = min(m.start for m in members if m.caused_by in wanted)
+        return self._periods(first, end, since=since, services=wanted)
 
     def unwatched(self) -> list[str]:
         """Ids of the services no enabled alert rule selects: their FAILED runs count."""
@@ -216,31 +245,50 @@ class Incidents:
         return [s.id for s in self.config.services
                 if not any(selectors.matches(sel, s.id, s.stack) for sel in rules)]  # fmt: skip
 
-    def _failed_runs(self, ids: list[str], since: datetime, end: datetime) -> list[Member]:
+    def _failed_runs(self, ids: list[str], start: datetime, end: datetime, *, since: datetime,
+                     limit: int = 0, before: datetime | None = None) -> list[Member]:  # fmt: skip
+        """Runs of FAILED overlapping ``[start, end)`` that began after ``since`` (and
+        before ``before``), paired in ClickHouse like the firing periods."""
+        if not ids:
+            return []
         rows = self.storage.query(
-            f"SELECT service_id, timestamp, from_status, to_status, message "
-            f"FROM {self.storage.database}.service_transitions "
-            "WHERE service_id IN {ids:Array(String)} AND (to_status = {f:UInt8} "
-            "OR from_status = {f:UInt8}) AND timestamp >= {since:DateTime64(3, 'UTC')} "
-            "AND timestamp < {end:DateTime64(3, 'UTC')} ORDER BY service_id, timestamp",
-            {"ids": ids, "f": _FAILED, "since": since, "end": end},
-        )
-        out: list[Member] = []
-        opened: dict[str, Member] = {}
+            f"""
+            SELECT service_id, began, if(has_next, next_at, NULL) AS ended, message
+            FROM (
+                SELECT service_id, to_status, message, timestamp AS began,
+                       leadInFrame(timestamp) OVER w AS next_at,
+                       leadInFrame(toUInt8(1)) OVER w AS has_next
+                FROM {self.storage.database}.service_transitions
+                WHERE service_id IN {{ids:Array(String)}}
+                  AND (to_status = {{f:UInt8}} OR from_status = {{f:UInt8}})
+                  AND timestamp >= {{since:DateTime64(3, 'UTC')}}
+                  AND timestamp < {{end:DateTime64(3, 'UTC')}}
+                WINDOW w AS (PARTITION BY service_id ORDER BY timestamp
+                             ROWS BETWEEN CURRENT ROW AND 1 FOLLOWING)
+            )
+            WHERE to_status = {{f:UInt8}} AND began < {{before:DateTime64(3, 'UTC')}}
+              AND (NOT has_next OR next_at > {{start:DateTime64(3, 'UTC')}})
+            ORDER BY has_next, began DESC, service_id LIMIT {{limit:UInt32}}""",
+            {"ids": ids, "f": _FAILED, "since": since, "start": start, "end": end,
+             "before": before or end, "limit": limit or 2**32 - 1},
+        )  # fmt: skip
+        out = []
         for row in rows:
-            sid, at = row["service_id"], aware(row["timestamp"])
-            if int(row["to_status"]) == _FAILED and sid not in opened:
-                message = row["message"].split(": ", 1)[-1]  # "status changed A -> B: <check>"
-                opened[sid] = Member(f"status:{sid}@{_ms(at)}", "", sid, "critical", at, None,
-                                     message)  # fmt: skip
-            elif int(row["to_status"]) != _FAILED and sid in opened:
-                member = opened.pop(sid)
-                member.end = at
-                out.append(member)
-        return out + list(opened.values())
+            sid, at = row["service_id"], aware(row["began"])
+            message = row["message"].split(": ", 1)[-1]  # "status changed A -> B: <check>"
+            ended = aware(row["ended"]) if row["ended"] else None
+            out.append(Member(f"status:{sid}@{_ms(at)}", "", sid, "critical", at, ended, message))
+        return out
 
-    def _attach(self, found: list[Incident], since: datetime, end: datetime) -> None:
-        """Acks, notices and notes of ``found`` (three queries whatever their number)."""
+    def _attach(self, found: list[Incident], since: datetime, end: datetime,
+                details: bool) -> None:  # fmt: skip
+        """Notes, and with ``details`` acks and notices, of ``found`` (at most three
+        queries whatever their number)."""
+        notes = self.notes([i.id for i in found])
+        for incident in found:
+            incident.note = notes.get(incident.id)
+        if not details:
+            return
         acks: dict[str, list[dict[str, Any]]] = {}
         for row in self.log.events(since, end + timedelta(days=1), ("ack",)):
             acks.setdefault(f"{row['rule_id']}:{row['service_id']}", []).append({
@@ -248,7 +296,6 @@ class Incidents:
                 "comment": row["message"], "alert_id": f"{row['rule_id']}:{row['service_id']}",
             })  # fmt: skip
         notices = self.log.incident_notices(since)
-        notes = self.notes([i.id for i in found])
         for incident in found:
             for m in incident.members:
                 incident.notices += notices.get(m.key, [])
@@ -258,7 +305,6 @@ class Incidents:
                     if a["at"] >= m.start and (m.end is None or a["at"] <= m.end)
                 ]
             incident.acks.sort(key=lambda a: a["at"])
-            incident.note = notes.get(incident.id)
 
     # -- notes -------------------------------------------------------------------------------
     def notes(self, ids: list[str]) -> dict[str, dict[str, Any]]:

@@ -155,7 +155,9 @@ def _save(incident: Incident, note: str, who: str) -> str:
     return note
 
 
-def recent(now: Any, services: set[str], days: int = 30) -> list[Incident]:
-    """Incidents of the last ``days`` days touching any of ``services`` (the status page's)."""
-    rows = source().between(now - timedelta(days=days), now + timedelta(seconds=1), limit=None)
+def recent(now: Any, services: set[str], days: int = 30, limit: int = 50) -> list[Incident]:
+    """Incidents of the last ``days`` days touching any of ``services`` (the status page's):
+    the open ones and the newest, at most ``limit``, with their notes."""
+    rows = source().between(now - timedelta(days=days), now + timedelta(seconds=1),
+                            limit=limit, details=False)  # fmt: skip
     return [i for i in rows if services.intersection(i.services)]
