@@ -5,7 +5,8 @@ request, renders, and stores notes. Reads follow the dashboard's read rules;
 setting a note needs a signed-in user and the form's CSRF token (pages) or a
 principal and a JSON body (API), like acknowledging an alert.
 
-- ``GET /api/v1/incidents?from=&to=&range=&service=&limit=``: newest first,
+- ``GET /api/v1/incidents?from=&to=&range=&service=&limit=``: open ones first,
+  then newest first,
   overlapping the range (default the last 30 days), at most ``limit`` (1-1000,
   default 100).
 - ``GET /api/v1/incidents/<id>``: one incident with its ``timeline``.
