@@ -40,6 +40,7 @@ MAX_NOTE = 4000  # characters
 SEVERITY_ORDER = ("info", "warning", "critical")
 _ID = re.compile(r"^(\d{8}T\d{6})(\d{3})Z-[0-9a-f]{8}$")
 _FAILED = int(statuses.Status.FAILED)
+_UNWATCHED: dict[int, tuple[Config, list[str]]] = {}
 
 
 class NoteSink(Protocol):
@@ -240,10 +241,17 @@ class Incidents:
         return self._periods(first, end, since=since, services=wanted)
 
     def unwatched(self) -> list[str]:
-        """Ids of the services no enabled alert rule selects: their FAILED runs count."""
+        """Ids of the services no enabled alert rule selects: their FAILED runs count.
+        Matched once per configuration (1,000 services against globs took ~30 ms)."""
+        cached = _UNWATCHED.get(id(self.config))
+        if cached is not None and cached[0] is self.config:
+            return cached[1]
         rules = [r.service for r in self.config.alert_rules if r.enabled]
-        return [s.id for s in self.config.services
-                if not any(selectors.matches(sel, s.id, s.stack) for sel in rules)]  # fmt: skip
+        ids = [s.id for s in self.config.services
+               if not any(selectors.matches(sel, s.id, s.stack) for sel in rules)]  # fmt: skip
+        _UNWATCHED.clear()  # one configuration is live at a time (a reload replaces it)
+        _UNWATCHED[id(self.config)] = (self.config, ids)
+        return ids
 
     def _failed_runs(self, ids: list[str], start: datetime, end: datetime, *, since: datetime,
                      limit: int = 0, before: datetime | None = None) -> list[Member]:  # fmt: skip

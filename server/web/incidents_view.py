@@ -18,14 +18,18 @@ from __future__ import annotations
 
 from datetime import timedelta
 from typing import Any
+from urllib.parse import quote
 
 from flask import Blueprint, Response, jsonify, redirect, render_template, request, url_for
+from markupsafe import Markup, escape
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from server.analytics.incident_timeline import timeline
 from server.analytics.incidents import MAX_NOTE, Incident, Incidents
+from server.core.humanize import duration
 from server.web.api import _int_arg, _json_body
 from server.web.auth import check_csrf, require_user
+from server.web.charts import utc
 from server.web.context import current as context
 from server.web.errors import ApiError
 from server.web.timerange import PRESETS, TimeRange, time_range
@@ -65,11 +69,36 @@ def incident_list() -> str:
     tr = requested()
     service = request.args.get("service", "")[:200]
     rows = source().between(tr.start, tr.end, service_id=service or None, limit=PAGE_LIMIT)
+    now = ctx.clock.now()
     return render_template(
-        "incidents.html", rows=rows, tr=tr, presets=PRESETS, limit=PAGE_LIMIT,
+        "incidents.html", rows=rows, table=table_rows(rows, now), tr=tr, presets=PRESETS,
+        limit=PAGE_LIMIT,
         range_=request.args.get("range", "30d"), service=service,
-        services=sorted(s.id for s in ctx.config.services), now=ctx.clock.now(),
+        services=sorted(s.id for s in ctx.config.services), now=now,
     )  # fmt: skip
+
+
+def table_rows(rows: list[Incident], now: Any) -> Markup:
+    """The list's rows, built in Python: 200 rows through Jinja (with url_for) took ~170 ms."""
+    root = request.script_root
+    out = []
+    for i in rows:
+        services = ", ".join(
+            f'<a href="{root}/services/{escape(quote(s, safe=""))}">{escape(s)}</a>'
+            for s in i.services
+        )
+        end = escape(utc(i.end)) if i.end else "<b>ongoing</b>"
+        note = ' <em class="has-note">note</em>' if i.note else ""
+        out.append(
+            f'<tr data-incident="{escape(i.id)}" class="sev-{escape(i.severity)}'
+            f'{"" if i.end else " open"}"><td><a href="{root}/incidents/{escape(i.id)}">'
+            f"{escape(utc(i.start))}</a></td><td>{end}</td>"
+            f"<td>{escape(duration(i.duration(now)))}</td>"
+            f'<td class="cause">{escape(i.cause)}{note}</td><td>{services}</td>'
+            f"<td>{escape(', '.join(i.acknowledged_by) or '-')}</td>"
+            f'<td class="sent">{i.sent}</td></tr>'
+        )
+    return Markup("".join(out))  # noqa: S704 - every interpolated value is escaped or ours
 
 
 @incidents.get("/incidents/<incident_id>")
