@@ -323,6 +323,7 @@ class Wal:
             return from_ipc(handle.read(record.length))
 
     def close(self) -> None:
+        """Sync and close; with every record stored, the log's files are deleted too."""
         with self._lock, self._fd_lock:
             self._closed = True
             if self._fd >= 0:
@@ -331,8 +332,9 @@ class Wal:
                 finally:
                     os.close(self._fd)
                     self._fd = -1
-            if self._sizes.get(self._segment) == 0 and not self._outstanding.get(self._segment):
-                self._delete(self._segment)
+            if not any(self._outstanding.values()):  # all stored: nothing to keep
+                for segment in sorted(self._sizes):
+                    self._delete(segment)
 
     # -- internals (hold self._lock) -----------------------------------------------------------
     def _write(self, kind: int, payload: bytes) -> int:
