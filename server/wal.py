@@ -210,6 +210,14 @@ class Wal:
         """Bytes in the log's segments."""
         return sum(self._sizes.values())
 
+    def has_room(self) -> bool:
+        """The filesystem has a minimal segment's worth free (``statvfs``; True if unknown)."""
+        try:
+            stat = os.statvfs(self.directory)
+        except OSError:
+            return True
+        return stat.f_bavail * stat.f_frsize >= MIN_SEGMENT_BYTES
+
     def append(self, table: str, data: pa.Table, *, memory_only: bool = False) -> Record:
         """Append one record (not yet synced: call :meth:`sync` before acknowledging it).
 
