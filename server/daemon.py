@@ -189,9 +189,11 @@ class Daemon:
         deadline = None if seconds is None else time.monotonic() + seconds
         errors = self.writer.stats.write_errors
         self.writer.inserter.wake()
+        # not cut short by SIGTERM: shutdown must not close the store under that attempt
         while not self.writer.reachable and self.writer.stats.write_errors == errors:
-            if self._stop.wait(0.02) or (deadline is not None and time.monotonic() > deadline):
+            if deadline is not None and time.monotonic() > deadline:
                 break
+            time.sleep(0.02)
         return self.writer.reachable
 
     def _tick_alerts(self) -> None:
