@@ -18,6 +18,7 @@ import logging
 import os
 import signal
 import threading
+import time
 from types import FrameType
 from typing import Any
 
@@ -51,6 +52,7 @@ from server.web.host import BindError, DashboardHost
 from server.writer import Writer
 
 log = logging.getLogger("lightbulb.daemon")
+STARTUP_WAIT = 3.0  # s checks wait at start for a cluster's readiness (alert state restore)
 STOP_GRACE = 6.0  # seconds for checks in flight; leaves time to notify and flush within 10 s
 NOTIFY_GRACE = 2.0  # seconds for notifications still waiting (group_wait) at shutdown
 # seconds for the last inserts; what ClickHouse has not taken by then is in the
@@ -153,7 +155,14 @@ class Daemon:
             self.config_path,
             self.storage.describe(),
         )
-        if not self.writer.ensure_ready():
+        # /healthz, /metrics and the dashboard answer from the first second, and checks
+        # run, whatever ClickHouse does: readiness (schema, config tables, last status) is
+        # the writer's to retry in the background. We wait for its first attempt only so
+        # that a reachable server's alert state is restored before checks begin, and at
+        # most STARTUP_WAIT for a cluster that accepts connections but does not answer.
+        self.web.start()
+        self.writer.start()
+        if not self._first_readiness(None if self.storage.kind == "embedded" else STARTUP_WAIT):
             log.warning("storage not reachable yet; checking anyway and spooling results")
         else:
             # what the write-ahead log held at a kill (the outbox, acks, transitions) is
@@ -163,9 +172,7 @@ class Daemon:
                 self.alerts.restore()
             except StorageError as exc:
                 log.warning("alert state not restored: %s", exc)
-        self.writer.start()
         self.dispatcher.start()
-        self.web.start()
         self._checking = True
         self.scheduler.sync(list(self.config.services))
         freeze_startup_objects()
@@ -177,6 +184,21 @@ class Daemon:
                 self.reload()
             self._stop.wait(1.0)
         return self.shutdown()
+
+    def _first_readiness(self, seconds: float | None) -> bool:
+        """Wait for the writer's first attempt to prepare storage; True if it succeeded.
+
+        ``seconds``: at most this long (None: until the attempt ends, success or not).
+        """
+        deadline = None if seconds is None else time.monotonic() + seconds
+        errors = self.writer.stats.write_errors
+        self.writer.inserter.wake()
+        # not cut short by SIGTERM: shutdown must not close the store under that attempt
+        while not self.writer.reachable and self.writer.stats.write_errors == errors:
+            if deadline is not None and time.monotonic() > deadline:
+                break
+            time.sleep(0.02)
+        return self.writer.reachable
 
     def _tick_alerts(self) -> None:
         self.alerts.tick()

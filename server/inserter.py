@@ -138,6 +138,10 @@ class Inserter:
         self._thread = threading.Thread(target=self._loop, name="lightbulb-writer", daemon=True)
         self._thread.start()
 
+    def wake(self) -> None:
+        """Start an insert round now (the first readiness attempt at start)."""
+        self._wake.set()
+
     def stop(self, timeout: float) -> None:
         self._stop.set()
         self._wake.set()

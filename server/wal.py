@@ -44,6 +44,20 @@ HEADER = struct.Struct("<2sBII")  # magic, kind, payload length, crc32
 DATA, BATCH, DONE = 1, 2, 3
 SUFFIX = ".wal"
 SEGMENT_BYTES = 32 * 2**20
+MIN_SEGMENT_BYTES = 64 * 2**10
+
+
+def segment_size(directory: Path, max_bytes: int) -> int:
+    """Bytes per segment: 32 MiB, or an eighth of ``max_bytes`` or of the filesystem if less.
+
+    With a segment as large as the cap (or the disk) the log could never free a
+    byte: only whole segments are deleted. Floor 64 KiB.
+    """
+    size = min(SEGMENT_BYTES, max_bytes // 8)
+    with contextlib.suppress(OSError):
+        stat = os.statvfs(directory)
+        size = min(size, stat.f_frsize * stat.f_blocks // 8)
+    return max(size, MIN_SEGMENT_BYTES)
 
 
 class WalFull(OSError):
@@ -77,7 +91,7 @@ class Wal:
         self,
         directory: str | os.PathLike[str],
         max_bytes: int,
-        segment_bytes: int = SEGMENT_BYTES,
+        segment_bytes: int | None = None,
         *,
         readonly: bool = False,
     ) -> None:
@@ -86,7 +100,7 @@ class Wal:
         if not readonly:
             self.directory.mkdir(parents=True, exist_ok=True)
         self.max_bytes = max_bytes
-        self.segment_bytes = segment_bytes
+        self.segment_bytes = segment_bytes or segment_size(self.directory, max_bytes)
         self._lock = threading.Lock()  # appends, rotation, bookkeeping
         self._fd_lock = threading.Lock()  # changing or fsyncing the file; taken after _lock
         self._sync = threading.Condition()
@@ -101,6 +115,7 @@ class Wal:
         self._segment = -1
         self._fd = -1
         self._closed = False
+        self.freed = 0  # bytes of deleted segments, ever: the writer's "room again" signal
 
     # -- opening ---------------------------------------------------------------------------
     def recover(self) -> tuple[list[Record], list[OpenBatch]]:
@@ -127,10 +142,8 @@ class Wal:
             self._outstanding[record.segment] = self._outstanding.get(record.segment, 0) + 1
         if self.readonly:
             return pending, open_batches
-        for segment in list(self._sizes):
-            if not self._outstanding.get(segment):
-                self._delete(segment)
         self._open_segment((max(self._sizes) + 1) if self._sizes else 0)
+        self._reclaim()
         return pending, open_batches
 
     def _scan(
@@ -151,6 +164,9 @@ class Wal:
                 elif kind == BATCH:
                     doc = json.loads(payload)
                     batches[doc["id"]] = (doc["table"], list(doc["records"]), segment)
+                    # ids named by frames that outlive their records' segment are
+                    # never reused: a stale DONE would write off a new record
+                    self._next_id = max([self._next_id, *(r + 1 for r in doc["records"])])
                 elif kind == DONE:
                     done.add(json.loads(payload)["id"])
         return records, batches, done
@@ -194,10 +210,19 @@ class Wal:
         """Bytes in the log's segments."""
         return sum(self._sizes.values())
 
+    def has_room(self) -> bool:
+        """The filesystem has a minimal segment's worth free (``statvfs``; True if unknown)."""
+        try:
+            stat = os.statvfs(self.directory)
+        except OSError:
+            return True
+        return stat.f_bavail * stat.f_frsize >= MIN_SEGMENT_BYTES
+
     def append(self, table: str, data: pa.Table, *, memory_only: bool = False) -> Record:
         """Append one record (not yet synced: call :meth:`sync` before acknowledging it).
 
-        Raises :class:`WalFull` when the disk is full or the log holds ``max_bytes``.
+        Raises :class:`WalFull` when the disk is full or the log holds ``max_bytes``
+        even after deleting what is done.
         With ``memory_only`` nothing is written: the record lives in memory only.
         """
         with self._lock:
@@ -209,12 +234,19 @@ class Wal:
             ipc = to_ipc(data)
             payload = struct.pack("<QH", rid, len(name)) + name + ipc
             if self.size + len(payload) + HEADER.size > self.max_bytes:
+                self._make_room()
+            if self.size + len(payload) + HEADER.size > self.max_bytes:
                 raise WalFull(
                     errno.ENOSPC,
                     f"the spool holds {self.size} bytes, scheduler.spool_max_bytes is "
                     f"{self.max_bytes}",
                 )
-            offset = self._write(DATA, payload)
+            try:
+                offset = self._write(DATA, payload)
+            except WalFull as exc:
+                if exc.errno != errno.ENOSPC or not self._make_room():
+                    raise
+                offset = self._write(DATA, payload)  # done segments deleted: try once more
             segment = self._segment
             self._outstanding[segment] = self._outstanding.get(segment, 0) + 1
             ipc_at = offset + len(payload) - len(ipc)
@@ -230,6 +262,12 @@ class Wal:
             self._write(BATCH, payload)
             self._batch_segment[batch_id] = self._segment
             self._outstanding[self._segment] = self._outstanding.get(self._segment, 0) + 1
+        # On disk before the insert: a batch stored but its intent lost would be
+        # inserted again under a new token after a power cut (one shared fsync).
+        try:
+            self.sync()
+        except OSError as exc:  # written (a kill -9 keeps it); only a power cut could not
+            log.warning("could not fsync the intent of batch %s: %s", batch_id, exc)
 
     def mark_done(self, batch_id: str, records: list[Record]) -> None:
         """The batch is stored: write ``DONE`` and delete segments with nothing left.
@@ -247,9 +285,7 @@ class Wal:
                 touched.append(batch_segment)
             for segment in touched:
                 self._outstanding[segment] = self._outstanding.get(segment, 1) - 1
-            for segment in set(touched):
-                if segment != self._segment and self._outstanding.get(segment, 0) <= 0:
-                    self._delete(segment)
+            self._reclaim()
 
     def sync(self) -> None:
         """Return once everything appended before this call is on disk (group commit).
@@ -295,6 +331,7 @@ class Wal:
             return from_ipc(handle.read(record.length))
 
     def close(self) -> None:
+        """Sync and close; with every record stored, the log's files are deleted too."""
         with self._lock, self._fd_lock:
             self._closed = True
             if self._fd >= 0:
@@ -303,8 +340,9 @@ class Wal:
                 finally:
                     os.close(self._fd)
                     self._fd = -1
-            if self._sizes.get(self._segment) == 0 and not self._outstanding.get(self._segment):
-                self._delete(self._segment)
+            if not any(self._outstanding.values()):  # all stored: nothing to keep
+                for segment in sorted(self._sizes):
+                    self._delete(segment)
 
     # -- internals (hold self._lock) -----------------------------------------------------------
     def _write(self, kind: int, payload: bytes) -> int:
@@ -340,8 +378,34 @@ class Wal:
             os.fsync(old_fd)  # frames appended but not synced must not wait on the new file
             os.close(old_fd)
             self._use(fd, old + 1)
-        if not self._outstanding.get(old):
-            self._delete(old)
+        self._reclaim()
+
+    def _reclaim(self) -> bool:
+        """Delete done segments, oldest first, stopping at the first one still needed.
+
+        Never out of order: a later segment's ``BATCH``/``DONE`` frames may name
+        records of an older live one. Returns True if a segment was deleted.
+        """
+        deleted = False
+        for segment in sorted(self._sizes):
+            if segment == self._segment or self._outstanding.get(segment, 0) > 0:
+                break
+            self._delete(segment)
+            deleted = True
+        return deleted
+
+    def _make_room(self) -> bool:
+        """At the cap or the disk's end: rotate away a current segment, then reclaim.
+
+        Rotating lets the current segment be deleted as soon as its records are
+        done (at once if they are). Returns True if a segment was deleted.
+        """
+        before = self.freed
+        if self._sizes.get(self._segment, 0) > 0:
+            with contextlib.suppress(WalFull):
+                self._rotate()
+        self._reclaim()
+        return self.freed > before
 
     def _open_segment(self, segment: int) -> None:
         self._use(self._create(segment), segment)
@@ -363,7 +427,7 @@ class Wal:
 
     def _delete(self, segment: int) -> None:
         self._path(segment).unlink(missing_ok=True)
-        self._sizes.pop(segment, None)
+        self.freed += self._sizes.pop(segment, 0)
         self._outstanding.pop(segment, None)
 
     def _path(self, segment: int) -> Path:

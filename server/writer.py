@@ -39,7 +39,7 @@ from server.storage.arrow import BadRow, schema_of, to_arrow
 from server.wal import Record, WalFull
 
 log = logging.getLogger("lightbulb.writer")
-DISK_RETRY = 5  # seconds pushes are refused (503) after the spool's disk was found full
+DISK_RETRY = 5  # Retry-After (s) of a 503 for a full spool disk, refused while it has no room
 
 
 @dataclass
@@ -99,7 +99,7 @@ class Writer:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._disk_full_at: float | None = None  # monotonic time of the last ENOSPC
+        self._disk_full_at: float | None = None  # monotonic time of the last ENOSPC (None: ok)
         self.inserter = Inserter(self, storage, spool, before_first_write)
         self.inserter.recover()
 
@@ -138,19 +138,20 @@ class Writer:
                 except BadRow as bad:
                     bad.table = table
                     raise
-        records = []
-        for table, data in encoded:
-            try:
+        # What the client is told is what happens: on any failure below, the
+        # records appended so far are written off (never inserted) before the 503.
+        self.commit()  # rows added before these go first (their own disk trouble is theirs)
+        records: list[Record] = []
+        try:
+            for table, data in encoded:
                 records.append(self.spool.wal.append(table, data))
-            except WalFull as exc:
-                self._note_disk(exc)
-                # Not acknowledged, so the client will send them again: what was
-                # appended already is written off (a batch marked done at once).
-                self._discard(records)
-                raise Busy(f"not stored: {exc.strerror}", 5, 503) from None
+            self.spool.wal.sync()
+        except OSError as exc:  # WalFull: the disk, the cap, or shutting down
+            self._note_disk(exc)
+            self._discard(records)
+            raise Busy(f"not stored: {exc.strerror or exc}", DISK_RETRY, 503) from None
         self._disk_ok()
         self.inserter.take(records)
-        self.sync()
 
     def _discard(self, records: list[Record]) -> None:
         wal = self.spool.wal
@@ -182,9 +183,8 @@ class Writer:
         429 when more than ``max_queue_rows`` wait for ClickHouse (the writer is
         behind), 503 when the disk is full or the log at its size limit.
         """
-        failed = self._disk_full_at
-        if failed is not None and time.monotonic() - failed < DISK_RETRY:
-            # after DISK_RETRY s a request may try again: its write tells if there is room
+        if self._disk_full_at is not None and not self.spool.wal.has_room():
+            # only while truly full: the next request tries again as soon as there is room
             return Busy("the spool's disk is full; retry later", DISK_RETRY, 503)
         wal = self.spool.wal
         if wal.size > wal.max_bytes * 0.9:

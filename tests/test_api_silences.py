@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,9 +14,13 @@ from werkzeug.security import generate_password_hash
 from checkers.base import Status
 from server.config.models import DashboardConfig
 from server.schema import Target, apply_schema
+from server.spool import Spool
 from server.storage.embedded import EmbeddedStorage
+from server.tables import WRITTEN_TABLES
 from server.web import WebContext, create_app
+from server.writer import Busy, Writer
 from tests.alerting_harness import Harness
+from tests.test_full_disk import mount_small, padded
 
 RULES = """
 alert_rules:
@@ -153,3 +159,41 @@ def test_unknown_routes_answer_json_not_html(api: FlaskClient) -> None:
     response = api.get("/api/v1/nope")
     assert response.status_code == 404
     assert "error" in response.get_json()
+
+
+def test_a_silence_the_writer_cannot_take_is_503_with_retry_after_and_not_kept(
+    h: Harness, storage: EmbeddedStorage, tmp_path: Path
+) -> None:
+    """A real writer whose spool disk (a real 2 MiB tmpfs) is full: create and delete."""
+    disk = mount_small(tmp_path / "tiny", "2m")
+    try:
+        writer = Writer(storage, Spool(disk.path / "spool", 2**28), columns=WRITTEN_TABLES)
+        h.log.sink = writer
+        config = h.config.model_copy(update={"dashboard": DashboardConfig.model_validate(
+            {"auth": {"type": "bearer", "tokens": {"ops": "t0ken"}}})})  # fmt: skip
+        api = create_app(WebContext(config, storage, h.clock, h.engine, sink=writer)).test_client()
+        body = {"service": "db", "duration": "1h", "comment": "refused-while-full"}
+        kept = api.post("/api/v1/silences", json={**body, "comment": "kept"}, headers=TOKEN)
+        assert kept.status_code == 201
+        disk.fill()
+        with pytest.raises(Busy):  # and the slack of the log's last page
+            for i in range(100):
+                writer.add_durable("service_status", [padded(i)])
+        refused = api.post("/api/v1/silences", json=body, headers=TOKEN)
+        assert refused.status_code == 503 and refused.headers["Retry-After"].isdigit()
+        assert "space" in refused.get_json()["error"]
+        gone = api.delete(f"/api/v1/silences/{kept.get_json()['id']}", headers=TOKEN)
+        assert gone.status_code == 503 and gone.headers["Retry-After"].isdigit()
+        active = api.get("/api/v1/silences").get_json()["silences"]
+        assert [s["comment"] for s in active] == ["kept"]  # neither change happened
+        assert active[0]["ends_at"] == kept.get_json()["ends_at"]
+        disk.free()
+        writer.flush()
+        comments = storage.query(
+            "SELECT comment, count() AS n FROM monitor.silences WHERE comment IN "
+            "('kept', 'refused-while-full') GROUP BY comment"
+        )
+        assert {r["comment"]: r["n"] for r in comments} == {"kept": 1}
+        assert writer.stats.busy_refusals == 2
+    finally:
+        subprocess.run(["umount", "-l", str(disk.path)], check=False)

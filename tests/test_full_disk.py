@@ -124,3 +124,63 @@ def test_a_full_database_disk_is_retried_not_set_aside(
         assert small_disk.leftovers() == []
     finally:
         store.close()
+
+
+@pytest.fixture
+def tiny_disk(tmp_path: Path) -> Iterator[SmallDisk]:
+    disk = mount_small(tmp_path / "tiny", "2m")
+    yield disk
+    subprocess.run(["umount", "-l", str(disk.path)], check=False)
+
+
+def padded(i: int) -> tuple[Any, ...]:
+    values = list(row(i))
+    values[3] = f"check {i} " + "x" * 1000
+    return tuple(values)
+
+
+def test_a_spool_disk_smaller_than_a_segment_frees_room_as_rows_are_stored(
+    store: EmbeddedStorage, tiny_disk: SmallDisk
+) -> None:
+    """2 MiB of disk, the default 256 MiB cap: ~10 MiB flows through, never refused."""
+    apply_schema(store, Target("monitor"))
+    writer = Writer(store, Spool(tiny_disk.path / "spool", 256 * 2**20), columns=WRITTEN_TABLES)
+    for n in range(200):
+        writer.add_durable("service_status", [padded(n * 50 + i) for i in range(50)])
+        if n % 5 == 4:
+            writer.flush()  # ClickHouse takes them, as every flush_interval would
+    writer.flush()
+    assert stored(store) == 200 * 50
+    assert writer.busy() is None
+    assert (writer.stats.rows_dropped, writer.stats.rows_set_aside) == (0, 0)
+
+
+def test_a_push_refused_for_a_full_disk_is_not_stored_and_one_accepted_is(
+    store: EmbeddedStorage, tiny_disk: SmallDisk
+) -> None:
+    """The answer matches the outcome even when buffered check results cannot be written."""
+    apply_schema(store, Target("monitor"))
+    writer = Writer(store, Spool(tiny_disk.path / "spool", 256 * 2**20), columns=WRITTEN_TABLES)
+    for i in range(500):  # ~500 KiB of check results waiting in the buffer
+        writer.add("service_status", padded(i))
+    tiny_disk.fill()
+    os.truncate(tiny_disk.filler, tiny_disk.filler.stat().st_size - 32 * 2**10)  # 32 KiB left
+    told = []
+    for n in range(10_000, 10_020):
+        try:
+            writer.add_durable("service_status", [row(n)])
+            told.append(n)
+        except Busy as busy:
+            assert busy.status == 503
+    writer.flush()
+    pushed = {
+        int(r["response_time_ms"])
+        for r in store.query(
+            "SELECT response_time_ms FROM monitor.service_status WHERE response_time_ms >= 10000"
+        )
+    }
+    assert told and pushed == set(told)  # stored if and only if told so
+    assert stored(store) == 500 + len(told)  # the check results waited in memory, then stored
+    tiny_disk.free()
+    assert writer.busy() is None  # room again: accepted at once, no timer
+    writer.add_durable("service_status", [row(20_000)])

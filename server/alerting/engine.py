@@ -338,8 +338,8 @@ class AlertEngine:
             silence = self.silences.get(silence_id)
             if silence is None or silence.source != "api":
                 return None
+            self.log.silence(replace(silence, end=now), now)  # refused (Busy): unchanged
             silence.end = now
-            self.log.silence(silence, now)
             self.silences.remove(silence_id)
             for alert in list(self._live.values()):
                 self._reconcile(alert, now)

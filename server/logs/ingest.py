@@ -35,6 +35,7 @@ DLQ_COLUMNS = ("received_at", "source_address", "endpoint", "reason", "raw")
 MAX_FUTURE = timedelta(days=1)
 OLDEST = datetime(2000, 1, 1, tzinfo=UTC)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_LAST_NANOS = int((datetime(9999, 1, 1, tzinfo=UTC) - _EPOCH).total_seconds()) * 10**9
 _NO_PATTERN = ("", 0)
 _LEVEL_HINT = f"expected one of {', '.join(LEVELS)}"
 
@@ -210,19 +211,28 @@ class Ingestor:
         return out
 
     # -- OTLP ----------------------------------------------------------------------------------
-    def otlp(self, records: Iterator[Record], *, sender: str, now: datetime) -> Outcome:
-        """Records from :func:`server.logs.otlp.json_records` or ``proto_records``."""
+    def otlp(
+        self, records: Iterator[Record], *, sender: str, now: datetime, body_size: int = 0
+    ) -> Outcome:
+        """Records from :func:`server.logs.otlp.json_records` or ``proto_records``.
+
+        ``body_size``: the request's bytes; only if it exceeds ``logs.max_record`` can a
+        record, so only then is each record measured (its encoding, as received).
+        """
         self._begin(sender, now)
         out = Outcome()
+        measure = body_size > self.config.max_record
         for index, (obj, raw) in enumerate(records):
-            if obj.get("timestamp") is not None:
-                obj["timestamp"] = _EPOCH + timedelta(microseconds=obj["timestamp"] // 1000)
+            nanos = obj.get("timestamp")
+            if nanos is not None:
+                nanos = min(nanos, _LAST_NANOS)  # past what a datetime holds: out of range
+                obj["timestamp"] = _EPOCH + timedelta(microseconds=nanos // 1000)
                 if not OLDEST <= obj["timestamp"] <= now + MAX_FUTURE:
                     out.rejected.append((index, f"timeUnixNano: {obj['timestamp'].isoformat()} "
                                          "is out of range (2000-01-01 to a day from now)",
                                          raw()[: self.config.dlq_raw_bytes]))  # fmt: skip
                     continue
-            self.record(out, index, obj, raw)
+            self.record(out, index, obj, raw, len(raw().encode()) if measure else 0)
         return out
 
 

@@ -7,7 +7,14 @@ Semantics (opentelemetry-proto ``logs.proto``, OTLP spec):
   ``severityText`` we do not know is kept in ``context["otel.severity_text"]``
   and the level comes from the number.
 - ``timeUnixNano`` 0 or missing falls back to ``observedTimeUnixNano``, and
-  that (0 or missing) to the time the request was received.
+  that (0 or missing) to the time the request was received. A time that is
+  not an unsigned integer (JSON: a number or a decimal string) rejects its
+  record, counted in the answer's ``partial_success.rejected_log_records``.
+- No ``service.name`` resource attribute: the service is ``unknown_service``
+  (``unknown_service:<process.executable.name>`` when that is known), as the
+  OpenTelemetry semantic conventions tell SDKs to fall back.
+- An ``AnyValue`` of a shape the spec does not allow (``kvlistValue: 1``,
+  ``arrayValue: [null]``) is stored as null, never a failed request.
 
 The protobuf path reads the message objects directly: converting a request
 to a dict first (``MessageToDict``) cost more than all our validation. The
@@ -19,6 +26,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
+import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -44,6 +53,13 @@ class TooDeep(ValueError):
     """An attribute value nested deeper than :data:`MAX_DEPTH`."""
 
 
+class BadTime(ValueError):
+    """A ``*UnixNano`` field that is not an unsigned 64-bit integer."""
+
+
+MAX_NANOS = 2**64 - 1  # fixed64
+
+
 def level_for(number: int, text: str) -> tuple[str, str | None]:
     """(stored level, severity text to keep in context or None) for one record."""
     known = levels.normalise(text) if text else None
@@ -65,13 +81,20 @@ def _severity_number(raw: Any) -> int:
         return next((n for name, n in SEVERITY_NAMES.items() if name in str(raw).upper()), 0)
 
 
-def _nanos(raw: Any) -> int:
-    """A ``*UnixNano`` field: int (protobuf), decimal string (JSON), 0 when unset or bad."""
-    if isinstance(raw, int) and not isinstance(raw, bool):
+def _nanos(raw: Any, name: str) -> int:
+    """A ``*UnixNano`` field: int (protobuf), number or decimal string (JSON), 0 when unset.
+
+    Raises :class:`BadTime` for anything else (OTLP/JSON encodes fixed64 as either).
+    """
+    if raw is None:
+        return 0
+    if isinstance(raw, float) and raw.is_integer():
+        raw = int(raw)
+    if isinstance(raw, str) and raw.isascii() and raw.isdigit():
+        raw = int(raw)
+    if isinstance(raw, int) and not isinstance(raw, bool) and 0 <= raw <= MAX_NANOS:
         return raw
-    if isinstance(raw, str) and raw.isdigit():
-        return int(raw)
-    return 0
+    raise BadTime(f"{name}: {str(raw)[:40]!r} is not an unsigned 64-bit integer of nanoseconds")
 
 
 def stamp(time_ns: int, observed_ns: int) -> int | None:
@@ -91,11 +114,16 @@ def _any_json(value: Any, depth: int = 0) -> Any:
         if key in value:
             return value[key]
     if "arrayValue" in value:
-        items = (value["arrayValue"] or {}).get("values") or []
+        items = _values(value["arrayValue"])
         return [_any_json(v, depth + 1) for v in items] if isinstance(items, list) else None
     if "kvlistValue" in value:
-        return _attributes_json((value["kvlistValue"] or {}).get("values"), depth + 1)
+        return _attributes_json(_values(value["kvlistValue"]), depth + 1)
     return None
+
+
+def _values(container: Any) -> Any:
+    """``{"values": [...]}`` of an array or kvlist value; None for any other shape."""
+    return container.get("values") if isinstance(container, dict) else None
 
 
 def _attributes_json(items: Any, depth: int = 0) -> dict[str, Any]:
@@ -115,6 +143,36 @@ def _objects(doc: Any, key: str, path: str) -> list[dict[str, Any]]:
         if not isinstance(item, dict):
             raise Malformed(f"{path}{key}[{index}]: expected an object")
     return items
+
+
+def loads_lenient(body: bytes) -> Any:
+    """OTLP JSON that orjson refuses for its text alone: bytes that are not UTF-8, or a
+    lone surrogate escape (``"\\ud800"``). Bad text becomes U+FFFD, the rest is kept.
+
+    Raises :class:`Malformed` if it is not JSON for another reason.
+    """
+    try:
+        doc = json.loads(body.decode("utf-8", errors="replace"))
+    except (ValueError, RecursionError) as exc:
+        raise Malformed(f"not JSON: {first_line(str(exc))}") from None
+    return _clean(doc)
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value)
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    if isinstance(value, dict):
+        return {_clean(k): _clean(v) for k, v in value.items()}
+    return value
+
+
+def first_line(text: str) -> str:
+    return text.splitlines()[0] if text else text
 
 
 def json_records(doc: Any) -> Iterator[Record]:
@@ -146,13 +204,13 @@ def json_records(doc: Any) -> Iterator[Record]:
         for record in records:
             try:
                 shape = _json_record(record, resource_attrs, scope_name)
-            except TooDeep as exc:
+            except (TooDeep, BadTime) as exc:
                 shape = {INVALID: str(exc)}
             yield shape, _raw_json(record)
 
 
 def _raw_json(record: dict[str, Any]) -> Callable[[], str]:
-    return lambda: orjson.dumps(record, default=str).decode()[:65536]
+    return lambda: orjson.dumps(record, default=str).decode()
 
 
 def _json_record(record: dict[str, Any], resource: dict[str, Any], scope: Any) -> dict[str, Any]:
@@ -167,8 +225,9 @@ def _json_record(record: dict[str, Any], resource: dict[str, Any], scope: Any) -
         if isinstance(value, str) and value:
             ids[name] = value.lower()
     return _shape(resource, attrs, scope, level, kept, body, ids,
-                  stamp(_nanos(record.get("timeUnixNano")),
-                        _nanos(record.get("observedTimeUnixNano"))))  # fmt: skip
+                  stamp(_nanos(record.get("timeUnixNano"), "timeUnixNano"),
+                        _nanos(record.get("observedTimeUnixNano"),
+                               "observedTimeUnixNano")))  # fmt: skip
 
 
 # -- protobuf ----------------------------------------------------------------------------------
@@ -215,7 +274,7 @@ def proto_records(message: ExportLogsServiceRequest) -> Iterator[Record]:
 
 
 def _raw_proto(record: LogRecord) -> Callable[[], str]:
-    return lambda: str(record)[:65536]
+    return lambda: str(record)
 
 
 def _proto_record(record: LogRecord, resource: dict[str, Any], scope: str) -> dict[str, Any]:
@@ -232,6 +291,16 @@ def _proto_record(record: LogRecord, resource: dict[str, Any], scope: str) -> di
 
 
 # -- common -----------------------------------------------------------------------------------
+
+
+def service_of(resource: dict[str, Any]) -> str:
+    """``service.name``, else the semantic conventions' ``unknown_service[:<executable>]``."""
+    name = resource.get("service.name")
+    if isinstance(name, str) and name:
+        return name
+    executable = resource.get("process.executable.name")
+    return f"unknown_service:{executable}" if isinstance(executable, str) and executable else (
+        "unknown_service")  # fmt: skip
 
 
 def _shape(  # noqa: PLR0917 - the fields of one record, from two decoders
@@ -253,7 +322,7 @@ def _shape(  # noqa: PLR0917 - the fields of one record, from two decoders
     context.update(ids)
     message = body if isinstance(body, str) or body is None else orjson.dumps(body).decode()
     return {
-        "service_id": resource.get("service.name"),
+        "service_id": service_of(resource),
         "timestamp": nanos,  # None: the receive time (spec: observed time, else now)
         "level": level,
         "message": message,

@@ -8,13 +8,25 @@ A ``clickhouse_driver.Client`` is one connection and not thread-safe (its docs
 say so); the writer, the web threads and the alert engine all query at once.
 So each call borrows a client from a small pool and returns it afterwards: a
 thread never shares a connection mid-query, and idle connections are reused.
+
+A server that accepts connections but never answers (hung, or a wrong port
+that swallows bytes) must not hold our threads: queries (dashboard pages,
+alert and report reads) wait at most ``read_timeout`` (10 s; the server itself
+stops them at ``max_execution_time``), writes and DDL ``send_receive_timeout``
+(60 s). A call that timed out is not retried, and for ``QUIET_AFTER_TIMEOUT``
+seconds after it every call fails at once (``StorageUnavailable``) instead
+of tying up another thread on the same silent server. Until a call has gone
+through (at start, after a failure) one caller at a time asks; the others
+fail at once rather than all wait on a server that may never answer.
 """
 
 from __future__ import annotations
 
+import logging
 import queue
 import re
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -44,7 +56,13 @@ _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*):[^{}]+\}")
 _AUTH_CODES = {192, 193, 516}
 _NETWORK_ERRORS = (errors.NetworkError, errors.SocketTimeoutError, EOFError, OSError)
 POOL_SIZE = 8  # connections at most: 4 web threads, the writer, alerting, reports, baselines
-POOL_WAIT = 30.0  # seconds a caller waits for a free connection before giving up
+POOL_WAIT = 10.0  # seconds a caller waits for a free connection before giving up
+READ_TIMEOUT = 10.0  # seconds a query may wait on the server (dashboard threads are few)
+PROBE_WAIT = 2.0  # s a call waits for another to find out whether the server answers
+QUIET_AFTER_TIMEOUT = 5.0  # seconds calls fail fast after the server let one time out
+# The driver logs every failed connect as a warning with a traceback; we say what
+# failed ourselves, once per change of state (server.inserter), without one.
+logging.getLogger("clickhouse_driver").setLevel(logging.CRITICAL)
 
 
 def to_driver_params(sql: str) -> str:
@@ -61,6 +79,7 @@ class ClusterStorage:
         *,
         connect_timeout: float = 5,
         send_receive_timeout: float = 60,
+        read_timeout: float = READ_TIMEOUT,
         pool_size: int = POOL_SIZE,
     ) -> None:
         if not config.hosts:
@@ -92,31 +111,50 @@ class ClusterStorage:
             "send_receive_timeout": send_receive_timeout,
             "settings": {"max_block_size": 100_000},
         }
-        self._idle: queue.LifoQueue[Client] = queue.LifoQueue()
+        self.read_timeout = read_timeout
+        self._read_options = {**self._options, "send_receive_timeout": read_timeout}
+        self._idle: dict[bool, queue.LifoQueue[Client]] = {
+            True: queue.LifoQueue(), False: queue.LifoQueue()
+        }  # fmt: skip
         self._slots = threading.BoundedSemaphore(pool_size)
         self._all: list[Client] = []
         self._all_lock = threading.Lock()
+        self._quiet_until = 0.0  # monotonic: until then, fail fast (the server hung)
+        self._answering = False  # a call went through since the last failure
+        self._probe = threading.Lock()  # while not answering: one caller finds out, alone
 
     @contextmanager
-    def _client(self) -> Iterator[Client]:
-        """A connection of our own for one call; at most ``pool_size`` exist at once."""
+    def _client(self, read: bool) -> Iterator[Client]:
+        """A connection of our own for one call; at most ``pool_size`` exist at once.
+
+        ``read``: a connection with the short ``read_timeout``.
+        """
+        self._fail_fast()
         if not self._slots.acquire(timeout=POOL_WAIT):
             raise StorageUnavailable(
                 f"{self.describe()}: all {len(self._all)} connections busy for {POOL_WAIT:.0f} s"
             )
         try:
             try:
-                client = self._idle.get_nowait()
+                client = self._idle[read].get_nowait()
             except queue.Empty:
-                client = Client(**self._options)
+                client = Client(**(self._read_options if read else self._options))
                 with self._all_lock:
                     self._all.append(client)
             try:
                 yield client
             finally:
-                self._idle.put(client)
+                self._idle[read].put(client)
         finally:
             self._slots.release()
+
+    def _fail_fast(self) -> None:
+        left = self._quiet_until - time.monotonic()
+        if left > 0:
+            raise StorageUnavailable(
+                f"{self.describe()} accepted a connection but did not answer in time; "
+                f"not asked again for {left:.0f} s"
+            )
 
     def describe(self) -> str:
         return f"ClickHouse at {', '.join(self.hosts)} (database {self.database})"
@@ -125,7 +163,7 @@ class ClusterStorage:
         self._call(sql, params)
 
     def query(self, sql: str, params: Params | None = None) -> list[Row]:
-        rows, columns = self._call(sql, params, with_column_types=True)
+        rows, columns = self._call(sql, params, with_column_types=True, read=True)
         names = [name for name, _ in columns]
         return [{n: _normalise(v) for n, v in zip(names, row, strict=True)} for row in rows]
 
@@ -176,11 +214,51 @@ class ClusterStorage:
         settings: dict[str, Any] | None = None,
         insert: bool = False,
         columnar: bool = False,
+        read: bool = False,
     ) -> Any:
         text = sql if insert or not params else to_driver_params(sql)
         args = params if insert else (dict(params) if params else None)
+        if read:  # the server stops it before our socket gives up: a reason, not a hang
+            settings = {
+                **(settings or {}),
+                "max_execution_time": max(1, int(self.read_timeout) - 1),
+            }
+        probing = False
+        if not self._answering:
+            if not self._probe.acquire(timeout=PROBE_WAIT):
+                raise StorageUnavailable(
+                    f"{self.describe()} has not answered since it was last unreachable; "
+                    "another call is finding out"
+                )
+            if self._answering:  # the call we waited for went through
+                self._probe.release()
+            else:
+                probing = True
+        try:
+            result = self._attempts(text, args, sql, with_column_types=with_column_types,
+                                    settings=settings, columnar=columnar, read=read)  # fmt: skip
+        except StorageUnavailable:
+            self._answering = False
+            raise
+        finally:
+            if probing:
+                self._probe.release()
+        self._answering = True
+        return result
+
+    def _attempts(
+        self,
+        text: str,
+        args: Any,
+        sql: str,
+        *,
+        with_column_types: bool,
+        settings: dict[str, Any] | None,
+        columnar: bool,
+        read: bool,
+    ) -> Any:
         for attempt in (1, 2):
-            with self._client() as client:
+            with self._client(read) as client:
                 try:
                     return client.execute(
                         text,
@@ -197,6 +275,14 @@ class ClusterStorage:
                             "(or CLICKHOUSE_USER / CLICKHOUSE_PASSWORD)"
                         ) from None
                     raise refusal(self.describe(), sql, exc.message, exc.code) from None
+                except (errors.SocketTimeoutError, TimeoutError) as exc:
+                    client.disconnect()  # hung: asking again would only wait as long again
+                    timeout = self.read_timeout if read else self._options["send_receive_timeout"]
+                    self._quiet_until = time.monotonic() + QUIET_AFTER_TIMEOUT
+                    raise StorageUnavailable(
+                        f"{self.describe()} accepted the connection but did not answer within "
+                        f"{timeout:.0f} s ({first_line(exc)})"
+                    ) from None
                 except _NETWORK_ERRORS as exc:
                     client.disconnect()
                     if attempt == 2:

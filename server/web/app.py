@@ -31,6 +31,7 @@ from server.web.ingest import ingest
 from server.web.metrics import CONTENT_TYPE, exposition
 from server.web.pages import pages, signed_in
 from server.web.ratelimit import LoginLimiter
+from server.writer import Busy
 
 # open even when dashboard.auth.public_reads is false
 OPEN_ENDPOINTS = frozenset(
@@ -166,6 +167,15 @@ def _errors(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Any:
         return render(exc.code or 500, exc.description or exc.name)
+
+    @app.errorhandler(Busy)
+    def _busy(exc: Busy) -> Any:
+        # an action (silence, ack) whose rows the writer cannot take now: not stored,
+        # and the client is told to come back, as pushes are
+        sink = app.extensions["lightbulb"].sink
+        if sink is not None:
+            sink.stats.busy_refusals += 1
+        return render(exc.status, str(exc), {"Retry-After": str(exc.retry_after)})
 
     @app.errorhandler(StorageError)
     def _storage(exc: StorageError) -> Any:

@@ -30,7 +30,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
 
 from server.config.types import format_size
 from server.logs.ingest import Ingestor, Outcome
-from server.logs.otlp import Malformed, json_records, proto_records
+from server.logs.otlp import Malformed, json_records, loads_lenient, proto_records
 from server.storage.arrow import BadRow
 from server.web.context import WebContext
 from server.web.context import current as context
@@ -39,6 +39,12 @@ from server.writer import Busy, Writer
 
 ingest = Blueprint("ingest", __name__)
 PROTOBUF = "application/x-protobuf"
+# NDJSON's names, JSON, plain text, and curl's default for --data-binary (the README's
+# example); anything else (protobuf, forms with files, images) is another format: 415
+NDJSON_TYPES = frozenset({
+    "", "application/x-ndjson", "application/ndjson", "application/jsonl",
+    "application/json", "text/plain", "application/x-www-form-urlencoded",
+})  # fmt: skip
 
 
 def _authorised(ctx: WebContext) -> None:
@@ -126,6 +132,9 @@ def _ingestor(ctx: WebContext) -> Ingestor:
 def ndjson() -> tuple[Response, int]:
     ctx = context()
     _authorised(ctx)
+    if request.mimetype not in NDJSON_TYPES:
+        raise ApiError(415, f"Content-Type {request.mimetype!r}: send NDJSON as "
+                            "application/x-ndjson (OTLP goes to /v1/logs)")  # fmt: skip
     writer = _writer(ctx)
     body = _body(ctx)
     _count_limit(ctx, sum(1 for line in body.split(b"\n") if line.strip()))
@@ -159,10 +168,12 @@ def otlp() -> Response:
         records = proto_records(message)
     elif request.mimetype == "application/json":
         try:
-            doc = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            raise ApiError(400, f"body is not OTLP JSON: {exc}") from None
-        try:
+            try:
+                doc = orjson.loads(body)
+            except orjson.JSONDecodeError as exc:
+                if "UTF-8" not in str(exc) and "surrogate" not in str(exc):
+                    raise ApiError(400, f"body is not OTLP JSON: {exc}") from None
+                doc = loads_lenient(body)  # bad text replaced, the records kept
             listed = list(json_records(doc))
         except Malformed as exc:
             raise ApiError(400, f"body is not OTLP JSON: {exc}") from None
@@ -172,7 +183,7 @@ def otlp() -> Response:
         raise ApiError(415, f"Content-Type must be application/json or {PROTOBUF}")
     now, sender = ctx.clock.now(), request.remote_addr or ""
     try:
-        out = _ingestor(ctx).otlp(records, sender=sender, now=now)
+        out = _ingestor(ctx).otlp(records, sender=sender, now=now, body_size=len(body))
     except Malformed as exc:
         raise ApiError(400, f"body is not OTLP: {exc}") from None
     _store(writer, ctx, out, "otlp", sender, now)
