@@ -39,15 +39,23 @@ class ChannelError(Exception):
     ``permanent``: trying again cannot help (a 4xx answer, a refused login, an
     address the receiver rejects); otherwise the delivery stage retries until the
     notice's deadline. ``retry_after``: seconds the receiver asked us to wait
-    (HTTP ``Retry-After``), or None.
+    (HTTP ``Retry-After``), or None. ``maybe_delivered``: the notice was sent
+    and the answer never came (a timeout, a connection closed mid-response), so
+    the receiver may have it; a resolve then still follows the firing.
     """
 
     def __init__(
-        self, message: str, *, permanent: bool = False, retry_after: float | None = None
+        self,
+        message: str,
+        *,
+        permanent: bool = False,
+        retry_after: float | None = None,
+        maybe_delivered: bool = False,
     ) -> None:
         super().__init__(message)
         self.permanent = permanent
         self.retry_after = retry_after
+        self.maybe_delivered = maybe_delivered
 
 
 class ChannelSettings(BaseModel):
@@ -251,6 +259,12 @@ class Channel(Generic[SettingsT]):
     def response_timeout(self) -> float:
         """Seconds to wait for the answer to a notice sent."""
         return self.settings.response_timeout.total_seconds()
+
+    @property
+    def attempt_limit(self) -> float:
+        """Seconds one attempt may take in all, however the receiver trickles:
+        ``timeout`` + ``response_timeout`` (see :mod:`server.notify.deadline`)."""
+        return self.timeout + self.response_timeout
 
     def send(self, notice: Notice) -> None:
         """Deliver ``notice`` or raise :class:`ChannelError`."""

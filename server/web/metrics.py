@@ -171,6 +171,10 @@ def _notifications(h: dict[str, Any]) -> Iterator[Metric]:
             "lightbulb_notifications_queued", "Notices waiting for their first attempt",
             labels=channel,
         ),
+        "sending": GaugeMetricFamily(
+            "lightbulb_notifications_sending", "Notices with an attempt in flight now",
+            labels=channel,
+        ),
         "retrying": GaugeMetricFamily(
             "lightbulb_notifications_retrying", "Notices waiting to be tried again",
             labels=channel,
