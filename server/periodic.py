@@ -34,6 +34,7 @@ from server.analytics.baselines import Baselines
 from server.analytics.report import build as build_report
 from server.analytics.report import publish
 from server.config.models import Config
+from server.core.backoff import ceiling
 from server.core.clock import Clock
 from server.notify.dispatcher import Dispatcher
 from server.storage import Storage, StorageError
@@ -129,7 +130,7 @@ class ReportJob:
 
     def retry_delay(self) -> float:
         first, longest = REPORT_RETRY
-        return float(min(longest, first * 2 ** max(self.failures - 1, 0)))
+        return ceiling(first, longest, self.failures)
 
 
 class PeriodicJobs:

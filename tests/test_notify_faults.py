@@ -14,10 +14,13 @@ from typing import Any
 
 import pytest
 
+from server.core.backoff import ceiling
 from server.core.clock import SystemClock
 from server.notify import build_channel
 from server.notify.base import ChannelError, Notice
 from server.notify.dispatcher import Dispatcher
+from server.notify.retry import RetryPolicy
+from server.periodic import ReportJob
 from server.validation import parse_config
 from tests.conftest import wait_until
 from tests.support.clock import FakeClock
@@ -289,3 +292,14 @@ def test_a_burst_of_three_times_queue_size_is_delivered_whole_and_once() -> None
     finally:
         receiver.close()
 
+
+# -- B6: backoff arithmetic stays finite ------------------------------------------------
+@pytest.mark.parametrize("failures", [0, 1, 61, 1025, 10**9, 10**30])
+def test_backoff_ceilings_stay_finite_and_bounded_for_any_failure_count(failures: int) -> None:
+    assert 0.0 <= ceiling(1.0, 300.0, failures) <= 300.0
+    assert ceiling(10.0, 1.0, failures) == 1.0  # a max below the first delay still caps
+    policy = RetryPolicy(backoff=3600.0, max_backoff=86400.0)
+    assert 0.0 <= policy.delay(failures, random.Random(1)) <= 86400.0
+    job = ReportJob.__new__(ReportJob)
+    job.failures = failures
+    assert 0.0 <= job.retry_delay() <= 3600.0
