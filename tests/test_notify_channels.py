@@ -212,7 +212,7 @@ def test_email_sends_text_and_escaped_html_with_auth() -> None:
         envelope = smtp.messages[0]
         assert envelope.rcpt_tos == ["ops@example.com"]
         message = message_from_bytes(envelope.original_content or b"")
-        assert message["Subject"] == "[lightbulb] [FIRING] Service down on DB (+1 more)"
+        assert message["Subject"] == "[lightbulb] [FIRING] Service down on DB (+1 more firing)"
         parts = {p.get_content_type(): p.get_payload(decode=True).decode() for p in message.walk()
                  if not p.is_multipart()}  # fmt: skip
         assert "FIRING critical Service down on API" in parts["text/plain"]

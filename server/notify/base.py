@@ -140,11 +140,20 @@ class Notice:
 
     @property
     def title(self) -> str:
+        """``[FIRING] Service down on DB (+1 more firing, 1 resolved)``: led by an alert
+        in the notice's own status, so a grouped notice never reads "[FIRING] … recovered"."""
         if self.kind in ("flapping", "report", "fallback") or (self.text and not self.items):
             return self.text
-        first = self.items[0]
-        more = f" (+{len(self.items) - 1} more)" if len(self.items) > 1 else ""
-        return f"[{self.status.upper()}] {first.summary}{more}"
+        status = self.status
+        first = next((i for i in self.items if i.state == status), self.items[0])
+        same = sum(1 for i in self.items if i.state == first.state) - 1
+        other = len(self.items) - 1 - same
+        parts = [f"+{same} more {first.state}" if same else ""]
+        parts.append(
+            f"{other} {'resolved' if first.state == 'firing' else 'firing'}" if other else ""
+        )
+        more = ", ".join(p for p in parts if p)
+        return f"[{status.upper()}] {first.summary}" + (f" ({more})" if more else "")
 
     def service_link(self, service_id: str) -> str:
         return f"{self.dashboard_url}/services/{service_id}" if self.dashboard_url else ""
