@@ -6,7 +6,11 @@
 - ``baselines`` (interval, 1 min): recompute the anomaly baselines when older
   than ``baselines.every``;
 - ``report`` (cron at ``report.time`` in ``report.timezone``, and once at start
-  for a day missed while stopped): yesterday's report. A day counts as done only
+  for a day missed while stopped): yesterday's report. The rule (:func:`report_day`):
+  once ``report.time`` has passed in the report's zone, the report covers the
+  previous calendar day *in that zone*, midnight to midnight (23 or 25 hours on
+  a DST change day), which has always ended by then. Zone and day are never
+  mixed with UTC or the machine's zone. A day counts as done only
   once its report is stored and its notices are in the durable outbox; a build
   or store that fails is retried (``report-retry``, backoff to an hour) until it
   succeeds.
@@ -19,10 +23,11 @@ so tests run it directly.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Any, Protocol
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
@@ -44,6 +49,34 @@ ALERT_TICK = 1.0  # seconds
 SELF_INTERVAL = 15.0  # seconds
 BASELINE_CHECK = 60.0  # seconds between "are the baselines stale?"
 REPORT_RETRY = (60.0, 3600.0)  # first and longest delay before building a failed report again
+
+
+def report_zone(name: str) -> tzinfo:
+    """``report.timezone``; when empty the machine's zone (``TZ``, else
+    ``/etc/localtime``), and UTC when neither can be read."""
+    if name:
+        return ZoneInfo(name)
+    try:
+        if os.environ.get("TZ"):
+            return ZoneInfo(os.environ["TZ"].lstrip(":"))
+        with open("/etc/localtime", "rb") as handle:
+            return ZoneInfo.from_file(handle, key="localtime")
+    except (OSError, ValueError, ZoneInfoNotFoundError):
+        return UTC
+
+
+def report_day(now: datetime, zone: tzinfo, at: str) -> date | None:
+    """The day whose report is due at ``now`` (aware), or None before ``at`` (HH:MM).
+
+    From ``at`` on (local time in ``zone``), the previous calendar day in ``zone``:
+    it ended at local midnight, so it is always complete. A local ``at`` that the
+    zone skips (spring forward) is reached at the first minute after it.
+    """
+    local = now.astimezone(zone)
+    hour, minute = (int(part) for part in at.split(":"))
+    if (local.hour, local.minute) < (hour, minute):
+        return None
+    return local.date() - timedelta(days=1)
 
 
 class Reachable(Protocol):
@@ -90,20 +123,17 @@ class ReportJob:
         self.done: date | None = None  # the newest day with a stored and queued report
         self.failures = 0
 
-    def zone(self) -> ZoneInfo | None:
-        tz = self.config.report.timezone
-        return ZoneInfo(tz) if tz else None
+    def zone(self) -> tzinfo:
+        return report_zone(self.config.report.timezone)
 
     def due(self, now: datetime) -> date | None:
-        """The day whose report is due at ``now``, or None."""
+        """The day whose report is due at ``now`` (see :func:`report_day`), or None."""
         settings = self.config.report
         if not settings.enabled:
             return None
-        local = now.astimezone(self.zone())
-        hour, minute = (int(part) for part in settings.time.split(":"))
-        if (local.hour, local.minute) < (hour, minute):
+        day = report_day(now, self.zone(), settings.time)
+        if day is None:
             return None
-        day = local.date() - timedelta(days=1)
         return None if self.done is not None and self.done >= day else day
 
     def run(self) -> bool:
@@ -112,7 +142,7 @@ class ReportJob:
         if day is None:
             return True
         try:
-            report = build_report(self.storage, self.config, day, self.clock.now())
+            report = build_report(self.storage, self.config, day, self.clock.now(), self.zone())
             if not report.services and not report.incidents:
                 log.info("no checks on %s (a fresh install?): no daily report", day)
             else:
@@ -165,8 +195,10 @@ class PeriodicJobs:
 
     def _schedule_report(self) -> None:
         settings = self.report.config.report
-        hour, minute = (int(part) for part in settings.time.split(":"))
-        trigger = CronTrigger(hour=hour, minute=minute, timezone=self.report.zone() or None)
+        minute = int(settings.time.split(":")[1])
+        # hourly at the minute, not once at the hour: a report.time the zone skips on
+        # its spring-forward day is then caught an hour later; ``due`` keeps it once
+        trigger = CronTrigger(minute=minute, timezone=self.report.zone())
         self._aps.add_job(self._report, trigger, id="report", replace_existing=True)
 
     def reconfigure(self, config: Config) -> None:
