@@ -16,6 +16,11 @@
   succeeds.
 
 Each job has ``max_instances=1`` and ``coalesce``: a slow run is never doubled up.
+Shutdown never waits inside APScheduler (``shutdown(wait=True)`` holds the job
+store lock while it waits for running jobs, and a report job scheduling its own
+retry needs that lock: a deadlock on SIGTERM). It marks the jobs stopping, so no
+job schedules another, stops APScheduler without waiting, then waits for the
+jobs in flight itself, at most ``wait_seconds``.
 The job logic (:class:`ReportJob`, :class:`BaselineJob`) takes the injected clock,
 so tests run it directly.
 """
@@ -24,6 +29,8 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Any, Protocol
@@ -49,6 +56,7 @@ ALERT_TICK = 1.0  # seconds
 SELF_INTERVAL = 15.0  # seconds
 BASELINE_CHECK = 60.0  # seconds between "are the baselines stale?"
 REPORT_RETRY = (60.0, 3600.0)  # first and longest delay before building a failed report again
+JOBS_GRACE = 2.0  # seconds shutdown waits for jobs in flight (the daemon's stop budget is 10 s)
 
 
 def report_zone(name: str) -> tzinfo:
@@ -180,6 +188,9 @@ class PeriodicJobs:
             timezone=UTC,
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 60},
         )
+        self._stopping = threading.Event()
+        self._idle = threading.Condition()
+        self._running = 0  # jobs in flight
 
     def start(self) -> None:
         now = datetime.now(UTC)
@@ -189,7 +200,7 @@ class PeriodicJobs:
                     id="self", next_run_time=now)  # fmt: skip
         aps.add_job(self._guard(self.baselines.run), IntervalTrigger(seconds=BASELINE_CHECK),
                     id="baselines", next_run_time=now)  # fmt: skip
-        aps.add_job(self._report, DateTrigger(now), id="report-catch-up")
+        aps.add_job(self._guard(self._report), DateTrigger(now), id="report-catch-up")
         self._schedule_report()
         aps.start()
 
@@ -199,7 +210,7 @@ class PeriodicJobs:
         # hourly at the minute, not once at the hour: a report.time the zone skips on
         # its spring-forward day is then caught an hour later; ``due`` keeps it once
         trigger = CronTrigger(minute=minute, timezone=self.report.zone())
-        self._aps.add_job(self._report, trigger, id="report", replace_existing=True)
+        self._aps.add_job(self._guard(self._report), trigger, id="report", replace_existing=True)
 
     def reconfigure(self, config: Config) -> None:
         """After a reload: the report's time and zone may have changed."""
@@ -208,22 +219,41 @@ class PeriodicJobs:
             self._schedule_report()
 
     def _report(self) -> None:
-        if self.report.run():
-            return
+        if self.report.run() or self._stopping.is_set():
+            return  # stopping: the retry happens at the next start (its catch-up run)
         when = datetime.now(UTC) + timedelta(seconds=self.report.retry_delay())
-        self._aps.add_job(self._report, DateTrigger(when), id="report-retry",
+        self._aps.add_job(self._guard(self._report), DateTrigger(when), id="report-retry",
                           replace_existing=True)  # fmt: skip
 
-    @staticmethod
-    def _guard(job: Callable[[], None]) -> Callable[[], None]:
+    def _guard(self, job: Callable[[], None]) -> Callable[[], None]:
         def run() -> None:
+            with self._idle:
+                self._running += 1
             try:
-                job()
+                if not self._stopping.is_set():
+                    job()
             except Exception:  # a failing job must never stop the daemon or its next run
                 log.exception("periodic job %s failed", getattr(job, "__name__", job))
+            finally:
+                with self._idle:
+                    self._running -= 1
+                    self._idle.notify_all()
 
+        run.__name__ = getattr(job, "__name__", "job")
         return run
 
-    def shutdown(self) -> None:
+    def shutdown(self, wait_seconds: float = JOBS_GRACE) -> bool:
+        """Stop the jobs: none starts or schedules another; wait at most ``wait_seconds``
+        for those in flight. Returns whether all had ended (a report build still
+        running is left to fail against the closed storage; its day is built at the
+        next start)."""
+        self._stopping.set()
         if self._aps.running:
-            self._aps.shutdown(wait=True)
+            self._aps.shutdown(wait=False)
+        end = time.monotonic() + wait_seconds
+        with self._idle:
+            while self._running and time.monotonic() < end:
+                self._idle.wait(end - time.monotonic())
+            if self._running:
+                log.warning("stopping: %d periodic job(s) still running", self._running)
+            return self._running == 0

@@ -3,11 +3,13 @@ report scheduled again instead of being marked done."""
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from apscheduler.schedulers.base import STATE_STOPPED
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
@@ -129,3 +131,45 @@ def test_an_empty_report_timezone_is_the_machines_zone(monkeypatch: pytest.Monke
     monkeypatch.setenv("TZ", "America/New_York")
     assert str(report_zone("")) == "America/New_York"
     assert str(report_zone("Asia/Tokyo")) == "Asia/Tokyo"
+
+
+class SlowFailingReport(ReportJob):
+    """A report build that is in flight when SIGTERM comes, then fails (wants a retry)."""
+
+    started = threading.Event()
+    release = threading.Event()
+
+    def run(self) -> bool:
+        self.started.set()
+        self.release.wait(30)
+        return False
+
+
+def test_shutdown_during_a_failing_report_completes_and_schedules_no_retry(
+    tmp_path: Path,
+) -> None:
+    config = parse_config(CONFIG, "t.yaml")
+    store = EmbeddedStorage(tmp_path / "db", "monitor")
+    clock = FakeClock(datetime(2026, 11, 22, 9, 0, tzinfo=UTC))
+    report = SlowFailingReport(config, store, Reachable(), dispatcher=None,
+                               alert_log=AlertLog(None, store), clock=clock)  # fmt: skip
+    jobs = PeriodicJobs(
+        clock, tick=lambda: None, record_self=lambda: None,
+        baselines=BaselineJob(Baselines(config.baselines), store, Reachable(), clock),
+        report=report,
+    )  # fmt: skip
+    done: list[bool] = []
+    try:
+        jobs.start()
+        assert report.started.wait(10)  # the catch-up build is in flight
+        stopper = threading.Thread(target=lambda: done.append(jobs.shutdown(wait_seconds=20)))
+        stopper.start()
+        assert wait_until(lambda: jobs._aps.state == STATE_STOPPED)
+        report.release.set()  # the build fails now, while the scheduler stops
+        stopper.join(10)
+        assert not stopper.is_alive(), "shutdown deadlocked against the report's retry"
+        assert done == [True]
+        assert jobs._aps.get_job("report-retry") is None
+    finally:
+        report.release.set()
+        store.close()
