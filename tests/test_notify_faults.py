@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from server.core.clock import SystemClock
 from server.notify import build_channel
 from server.notify.base import ChannelError, Notice
 from server.notify.dispatcher import Dispatcher
+from server.notify.ledger import DeliveryState
 from server.notify.retry import RetryPolicy
 from server.periodic import ReportJob
 from server.validation import parse_config
@@ -26,7 +28,12 @@ from tests.conftest import wait_until
 from tests.support.clock import FakeClock
 from tests.support.receivers import HttpReceiver, SmtpReceiver, TrickleServer
 from tests.test_notify_channels import AT, item
-from tests.test_notify_delivery import Log, alert_notice, run_until_settled
+from tests.test_notify_delivery import (
+    Log,
+    alert_notice,
+    run_until_settled,
+)
+from tests.test_notify_delivery import config as delivery_config
 
 QUICK = {"timeout": "1s", "response_timeout": "1s"}  # the hard limit per attempt: 2 s
 BOUND = 15.0  # what "returned in bounded time" allows on a loaded machine; the trickle lasts 60 s
@@ -303,3 +310,52 @@ def test_backoff_ceilings_stay_finite_and_bounded_for_any_failure_count(failures
     job = ReportJob.__new__(ReportJob)
     job.failures = failures
     assert 0.0 <= job.retry_delay() <= 3600.0
+
+
+# -- B9: resuming after a downtime longer than the delivery deadline ----------------------
+@pytest.fixture
+def hook() -> Iterator[HttpReceiver]:
+    server = HttpReceiver()
+    yield server
+    server.close()
+
+
+def restored(notice: Notice, state: str, queued: datetime, notice_id: str) -> tuple[Any, Any]:
+    notice.id = notice_id
+    deadline = queued + timedelta(hours=1)
+    state_ = DeliveryState(notice_id, notice.channel, notice.kind, queued, deadline, state, queued)
+    return notice, state_
+
+
+def test_after_a_long_downtime_a_notice_past_its_deadline_expires_unsent(
+    hook: HttpReceiver,
+) -> None:
+    clock = FakeClock(AT + timedelta(hours=5))  # restarted five hours after the queueing
+    log = Log()
+    d = Dispatcher(delivery_config(hook.url), clock, log, rng=random.Random(7))
+    resumed = d.restore([restored(alert_notice(), "retrying", AT, "f1")])
+    d.step()
+    assert resumed == 0 and hook.arrivals == []
+    assert [(o[0], o[1]) for o in log.outcomes] == [("f1", "expired")]
+    assert d.stats()["hook"]["expired"] == 1
+    assert d.ledger.states("down:db", item().incident)[0].state == "expired"
+    d.submit(alert_notice(state="resolved"))  # its resolve: the firing was never heard
+    d.step()
+    assert hook.arrivals == []
+
+
+@pytest.mark.parametrize(("firing", "sent"), [("delivered", 1), ("unconfirmed", 1), ("failed", 0)])
+def test_after_a_long_downtime_a_resolve_is_sent_if_its_firing_was_heard(
+    hook: HttpReceiver, firing: str, sent: int
+) -> None:
+    clock = FakeClock(AT + timedelta(hours=5))
+    log = Log()
+    d = Dispatcher(delivery_config(hook.url), clock, log, rng=random.Random(7))
+    records = [
+        restored(alert_notice(), firing, AT, "f1"),
+        restored(alert_notice(state="resolved"), "retrying", AT + timedelta(minutes=5), "r1"),
+    ]
+    d.restore(records)
+    d.step()
+    assert [r.json["status"] for r in hook.requests] == ["resolved"] * sent
+    assert [(o[0], o[1]) for o in log.outcomes] == [("r1", "delivered" if sent else "expired")]

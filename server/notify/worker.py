@@ -8,7 +8,7 @@ import logging
 import threading
 import time
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -42,7 +42,14 @@ class ChannelWorker:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.in_flight: Delivery | None = None
-        self.counts = {"delivered": 0, "failed": 0, "dropped": 0, "attempts": 0, "backlogged": 0}
+        self.counts = {
+            "delivered": 0,
+            "failed": 0,
+            "dropped": 0,
+            "attempts": 0,
+            "backlogged": 0,
+            "expired": 0,
+        }
 
     @property
     def name(self) -> str:
@@ -82,6 +89,15 @@ class ChannelWorker:
         d.ledger.committed(kept, state)
         self._enqueue(Delivery(kept, state, d.clock.monotonic()))
         return state
+
+    def expire(self, notice: Notice, state: DeliveryState, now: datetime) -> None:
+        """A notice whose deadline passed while the daemon was down: recorded, not sent."""
+        state.state, state.changed_at, state.retry_at = "expired", now, None
+        state.error = f"delivery deadline {state.deadline.isoformat()} passed while stopped"
+        self.counts["expired"] += 1
+        log.warning("channel %s: notice %s expired while Lightbulb was stopped (deadline %s); "
+                    "not sent", self.name, state.notice_id, state.deadline.isoformat())  # fmt: skip
+        self.dispatcher.record(partial(self.dispatcher.log.outcome, notice, state))
 
     def resume(self, notice: Notice, state: DeliveryState) -> None:
         """A notice the outbox held across a restart: due now, same id, same deadline."""
