@@ -29,13 +29,24 @@ TRANSIENT_STATUSES = frozenset({408, 429})
 MAX_RETRY_AFTER = 3600.0  # a receiver asking for more is asked again within the deadline
 
 
+def usable(url: str) -> bool:
+    """``http://`` or ``https://`` with a host and a valid port, as the HTTP client
+    (urllib3's parser) reads it: whatever passes can at least be posted to."""
+    try:
+        parts = urllib3.util.parse_url(url)
+        split = urlsplit(url)
+        _ = split.port  # ValueError when out of range
+    except (urllib3.exceptions.LocationParseError, ValueError):
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.host) and bool(split.hostname)
+
+
 def check_url(url: str) -> str:
-    """A receiver URL: ``http://`` or ``https://`` with a host; else a config error
-    (``lightbulb``: quoted back with the fix)."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    """A receiver URL (:func:`usable`); else a config error (``lightbulb``: quoted
+    back with the fix)."""
+    if not usable(url):
         raise PydanticCustomError(
-            "lightbulb", "expected an http:// or https:// URL with a host, e.g. "
+            "lightbulb", "expected an http:// or https:// URL with a host (and a valid port), e.g. "
             "https://alerts.example.org/hook",
         )  # fmt: skip
     return url
@@ -44,11 +55,11 @@ def check_url(url: str) -> str:
 def check_secret_url(url: Any) -> Any:
     """:func:`check_url` for a URL that is itself a credential (Slack): the error
     names only the scheme, never the URL."""
-    parts = urlsplit(url.reveal())
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        scheme = f'"{parts.scheme}://"' if parts.scheme else "no scheme"
+    if not usable(url.reveal()):
+        scheme = url.reveal().partition("://")[0] if "://" in url.reveal() else ""
+        scheme = f'"{scheme}://"' if scheme else "no scheme"
         raise PydanticCustomError(
-            "lightbulb_secret", f"expected an https:// URL with a host, like "
+            "lightbulb_secret", f"expected an https:// URL with a host (and a valid port), like "
             f"https://hooks.slack.com/services/…; got {scheme}",
         )  # fmt: skip
     return url
