@@ -167,6 +167,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from datetime import date
 
     from server.analytics.report import build
+    from server.periodic import report_zone
 
     try:
         day = date.fromisoformat(args.date)
@@ -177,7 +178,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     storage = open_storage(config.clickhouse)
     try:
         require_supported(storage)
-        report = build(storage, config, day, datetime.now(UTC))
+        report = build(storage, config, day, datetime.now(UTC), report_zone(config.report.timezone))
     finally:
         storage.close()
     print(report.render()[1].rstrip())

@@ -6,12 +6,21 @@
 - ``baselines`` (interval, 1 min): recompute the anomaly baselines when older
   than ``baselines.every``;
 - ``report`` (cron at ``report.time`` in ``report.timezone``, and once at start
-  for a day missed while stopped): yesterday's report. A day counts as done only
+  for a day missed while stopped): yesterday's report. The rule (:func:`report_day`):
+  once ``report.time`` has passed in the report's zone, the report covers the
+  previous calendar day *in that zone*, midnight to midnight (23 or 25 hours on
+  a DST change day), which has always ended by then. Zone and day are never
+  mixed with UTC or the machine's zone. A day counts as done only
   once its report is stored and its notices are in the durable outbox; a build
   or store that fails is retried (``report-retry``, backoff to an hour) until it
   succeeds.
 
 Each job has ``max_instances=1`` and ``coalesce``: a slow run is never doubled up.
+Shutdown never waits inside APScheduler (``shutdown(wait=True)`` holds the job
+store lock while it waits for running jobs, and a report job scheduling its own
+retry needs that lock: a deadlock on SIGTERM). It marks the jobs stopping, so no
+job schedules another, stops APScheduler without waiting, then waits for the
+jobs in flight itself, at most ``wait_seconds``.
 The job logic (:class:`ReportJob`, :class:`BaselineJob`) takes the injected clock,
 so tests run it directly.
 """
@@ -19,10 +28,13 @@ so tests run it directly.
 from __future__ import annotations
 
 import logging
+import os
+import threading
+import time
 from collections.abc import Callable
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Any, Protocol
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
@@ -34,6 +46,7 @@ from server.analytics.baselines import Baselines
 from server.analytics.report import build as build_report
 from server.analytics.report import publish
 from server.config.models import Config
+from server.core.backoff import ceiling
 from server.core.clock import Clock
 from server.notify.dispatcher import Dispatcher
 from server.storage import Storage, StorageError
@@ -43,6 +56,35 @@ ALERT_TICK = 1.0  # seconds
 SELF_INTERVAL = 15.0  # seconds
 BASELINE_CHECK = 60.0  # seconds between "are the baselines stale?"
 REPORT_RETRY = (60.0, 3600.0)  # first and longest delay before building a failed report again
+JOBS_GRACE = 2.0  # seconds shutdown waits for jobs in flight (the daemon's stop budget is 10 s)
+
+
+def report_zone(name: str) -> tzinfo:
+    """``report.timezone``; when empty the machine's zone (``TZ``, else
+    ``/etc/localtime``), and UTC when neither can be read."""
+    if name:
+        return ZoneInfo(name)
+    try:
+        if os.environ.get("TZ"):
+            return ZoneInfo(os.environ["TZ"].lstrip(":"))
+        with open("/etc/localtime", "rb") as handle:
+            return ZoneInfo.from_file(handle, key="localtime")
+    except (OSError, ValueError, ZoneInfoNotFoundError):
+        return UTC
+
+
+def report_day(now: datetime, zone: tzinfo, at: str) -> date | None:
+    """The day whose report is due at ``now`` (aware), or None before ``at`` (HH:MM).
+
+    From ``at`` on (local time in ``zone``), the previous calendar day in ``zone``:
+    it ended at local midnight, so it is always complete. A local ``at`` that the
+    zone skips (spring forward) is reached at the first minute after it.
+    """
+    local = now.astimezone(zone)
+    hour, minute = (int(part) for part in at.split(":"))
+    if (local.hour, local.minute) < (hour, minute):
+        return None
+    return local.date() - timedelta(days=1)
 
 
 class Reachable(Protocol):
@@ -89,20 +131,17 @@ class ReportJob:
         self.done: date | None = None  # the newest day with a stored and queued report
         self.failures = 0
 
-    def zone(self) -> ZoneInfo | None:
-        tz = self.config.report.timezone
-        return ZoneInfo(tz) if tz else None
+    def zone(self) -> tzinfo:
+        return report_zone(self.config.report.timezone)
 
     def due(self, now: datetime) -> date | None:
-        """The day whose report is due at ``now``, or None."""
+        """The day whose report is due at ``now`` (see :func:`report_day`), or None."""
         settings = self.config.report
         if not settings.enabled:
             return None
-        local = now.astimezone(self.zone())
-        hour, minute = (int(part) for part in settings.time.split(":"))
-        if (local.hour, local.minute) < (hour, minute):
+        day = report_day(now, self.zone(), settings.time)
+        if day is None:
             return None
-        day = local.date() - timedelta(days=1)
         return None if self.done is not None and self.done >= day else day
 
     def run(self) -> bool:
@@ -111,7 +150,7 @@ class ReportJob:
         if day is None:
             return True
         try:
-            report = build_report(self.storage, self.config, day, self.clock.now())
+            report = build_report(self.storage, self.config, day, self.clock.now(), self.zone())
             if not report.services and not report.incidents:
                 log.info("no checks on %s (a fresh install?): no daily report", day)
             else:
@@ -129,7 +168,7 @@ class ReportJob:
 
     def retry_delay(self) -> float:
         first, longest = REPORT_RETRY
-        return float(min(longest, first * 2 ** max(self.failures - 1, 0)))
+        return ceiling(first, longest, self.failures)
 
 
 class PeriodicJobs:
@@ -149,6 +188,9 @@ class PeriodicJobs:
             timezone=UTC,
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 60},
         )
+        self._stopping = threading.Event()
+        self._idle = threading.Condition()
+        self._running = 0  # jobs in flight
 
     def start(self) -> None:
         now = datetime.now(UTC)
@@ -158,15 +200,17 @@ class PeriodicJobs:
                     id="self", next_run_time=now)  # fmt: skip
         aps.add_job(self._guard(self.baselines.run), IntervalTrigger(seconds=BASELINE_CHECK),
                     id="baselines", next_run_time=now)  # fmt: skip
-        aps.add_job(self._report, DateTrigger(now), id="report-catch-up")
+        aps.add_job(self._guard(self._report), DateTrigger(now), id="report-catch-up")
         self._schedule_report()
         aps.start()
 
     def _schedule_report(self) -> None:
         settings = self.report.config.report
-        hour, minute = (int(part) for part in settings.time.split(":"))
-        trigger = CronTrigger(hour=hour, minute=minute, timezone=self.report.zone() or None)
-        self._aps.add_job(self._report, trigger, id="report", replace_existing=True)
+        minute = int(settings.time.split(":")[1])
+        # hourly at the minute, not once at the hour: a report.time the zone skips on
+        # its spring-forward day is then caught an hour later; ``due`` keeps it once
+        trigger = CronTrigger(minute=minute, timezone=self.report.zone())
+        self._aps.add_job(self._guard(self._report), trigger, id="report", replace_existing=True)
 
     def reconfigure(self, config: Config) -> None:
         """After a reload: the report's time and zone may have changed."""
@@ -175,22 +219,41 @@ class PeriodicJobs:
             self._schedule_report()
 
     def _report(self) -> None:
-        if self.report.run():
-            return
+        if self.report.run() or self._stopping.is_set():
+            return  # stopping: the retry happens at the next start (its catch-up run)
         when = datetime.now(UTC) + timedelta(seconds=self.report.retry_delay())
-        self._aps.add_job(self._report, DateTrigger(when), id="report-retry",
+        self._aps.add_job(self._guard(self._report), DateTrigger(when), id="report-retry",
                           replace_existing=True)  # fmt: skip
 
-    @staticmethod
-    def _guard(job: Callable[[], None]) -> Callable[[], None]:
+    def _guard(self, job: Callable[[], None]) -> Callable[[], None]:
         def run() -> None:
+            with self._idle:
+                self._running += 1
             try:
-                job()
+                if not self._stopping.is_set():
+                    job()
             except Exception:  # a failing job must never stop the daemon or its next run
                 log.exception("periodic job %s failed", getattr(job, "__name__", job))
+            finally:
+                with self._idle:
+                    self._running -= 1
+                    self._idle.notify_all()
 
+        run.__name__ = getattr(job, "__name__", "job")
         return run
 
-    def shutdown(self) -> None:
+    def shutdown(self, wait_seconds: float = JOBS_GRACE) -> bool:
+        """Stop the jobs: none starts or schedules another; wait at most ``wait_seconds``
+        for those in flight. Returns whether all had ended (a report build still
+        running is left to fail against the closed storage; its day is built at the
+        next start)."""
+        self._stopping.set()
         if self._aps.running:
-            self._aps.shutdown(wait=True)
+            self._aps.shutdown(wait=False)
+        end = time.monotonic() + wait_seconds
+        with self._idle:
+            while self._running and time.monotonic() < end:
+                self._idle.wait(end - time.monotonic())
+            if self._running:
+                log.warning("stopping: %d periodic job(s) still running", self._running)
+            return self._running == 0

@@ -383,3 +383,29 @@ def test_a_failure_run_carries_over_a_kill_9(
     # (from zero it would take 4)
     assert after <= 3, (after, daemon.output)
     daemon.stop()
+
+
+def test_a_firing_whose_deadline_passed_during_a_kill_9_downtime_expires_unsent(
+    tmp_path: Path, receiver: HttpReceiver, worker: Worker
+) -> None:
+    receiver.failing = True
+    lb = Lightbulb(tmp_path, worker, hook(receiver), "{group_wait: 0s, retry_backoff: 100ms, "
+                   "retry_max_backoff: 200ms, delivery_deadline: 8s}")  # fmt: skip
+    daemon = lb.start()
+    worker.kill()
+    receiver.wait_arrivals(1)
+    daemon.kill()  # SIGKILL while the firing is retrying, well before its deadline
+    queued_by = receiver.arrivals[0].at  # monotonic: the notice was queued before this
+    assert wait_until(lambda: time.monotonic() > queued_by + 8, 20)  # the downtime itself
+    receiver.failing = False
+
+    daemon = lb.start()
+    daemon.wait_for(r"expired while Lightbulb was stopped")
+    daemon.wait_for(r"alert state restored: 1 alerts, 0 silences, 0 notices resumed")
+    lb.wait_checks(5)
+    assert receiver.requests == [], daemon.output  # not sent late
+    assert lb.metric("lightbulb_notifications_expired_total", channel="ops-hook") == 1.0
+    alert = lb.alert()
+    assert alert is not None and alert["state"] == "firing" and not alert["notified"]
+    assert [d["state"] for d in alert["delivery"]] == ["expired"]
+    daemon.stop()

@@ -12,9 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from server.notify import CHANNEL_TYPES, REGISTRY, build_channel
 from server.notify.base import PAYLOAD_VERSION, AlertItem, ChannelError, Notice
+from server.notify.webhook import WebhookChannel, WebhookSettings
 from tests.conftest import free_port
 from tests.support.http_target import make_cert
 from tests.support.receivers import HttpReceiver, SmtpReceiver
@@ -130,10 +132,16 @@ def test_an_unreachable_endpoint_is_named_in_the_error() -> None:
     assert caught.value.permanent is False  # it may come up
 
 
-def test_a_url_that_cannot_work_is_a_permanent_failure() -> None:
-    channel = build_channel("ops", "webhook", {"url": "htp:/nowhere"})
-    with pytest.raises(ChannelError, match="cannot post to") as caught:
-        channel.send(notice(item()))
+@pytest.mark.parametrize(
+    "url", ["htp:/nowhere", "ftp://example.org/x", "http://exa mple.org/x",
+            "http://[::1/x", "http://example.org:99999/x", "http:///path-only"],
+)  # fmt: skip
+def test_a_url_that_cannot_work_is_refused_at_load_and_permanent_at_send(url: str) -> None:
+    with pytest.raises(ValidationError, match="expected an http:// or https:// URL"):
+        build_channel("ops", "webhook", {"url": url})
+    unchecked = WebhookChannel("ops", WebhookSettings.model_construct(url=url))
+    with pytest.raises(ChannelError) as caught:
+        unchecked.send(notice(item()))
     assert caught.value.permanent is True
 
 
@@ -212,7 +220,7 @@ def test_email_sends_text_and_escaped_html_with_auth() -> None:
         envelope = smtp.messages[0]
         assert envelope.rcpt_tos == ["ops@example.com"]
         message = message_from_bytes(envelope.original_content or b"")
-        assert message["Subject"] == "[lightbulb] [FIRING] Service down on DB (+1 more)"
+        assert message["Subject"] == "[lightbulb] [FIRING] Service down on DB (+1 more firing)"
         parts = {p.get_content_type(): p.get_payload(decode=True).decode() for p in message.walk()
                  if not p.is_multipart()}  # fmt: skip
         assert "FIRING critical Service down on API" in parts["text/plain"]

@@ -3,15 +3,20 @@ report scheduled again instead of being marked done."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import threading
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
+import pytest
+from apscheduler.schedulers.base import STATE_STOPPED
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from server.alerting.log import AlertLog
 from server.analytics.baselines import Baselines
-from server.periodic import BaselineJob, PeriodicJobs, ReportJob
+from server.analytics.report import day_bounds
+from server.periodic import BaselineJob, PeriodicJobs, ReportJob, report_day, report_zone
 from server.storage.embedded import EmbeddedStorage
 from server.validation import parse_config
 from tests.conftest import wait_until
@@ -52,7 +57,7 @@ def test_periodic_work_runs_as_interval_and_cron_jobs_and_a_failed_report_is_ret
         assert isinstance(aps.get_job("baselines").trigger, IntervalTrigger)
         cron = aps.get_job("report").trigger
         assert isinstance(cron, CronTrigger) and str(cron.timezone) == "Europe/Berlin"
-        assert "hour='2', minute='30'" in str(cron)
+        assert "minute='30'" in str(cron)  # hourly: ReportJob.due decides
         # at start, a catch-up run: at 09:00 yesterday's report is due, and its build fails
         assert wait_until(lambda: aps.get_job("report-retry") is not None)
         assert report.done is None and report.failures == 1
@@ -65,4 +70,106 @@ def test_periodic_work_runs_as_interval_and_cron_jobs_and_a_failed_report_is_ret
         assert 110 < wait <= 120
     finally:
         jobs.shutdown()
+        store.close()
+
+
+# -- which day a report covers: the previous complete day in report.timezone --------------
+ZONES = ["Europe/Berlin", "America/New_York", "Asia/Tokyo", "Australia/Lord_Howe",
+         "Asia/Kolkata", "Pacific/Kiritimati", "Pacific/Pago_Pago", "UTC"]  # fmt: skip
+AROUND = [  # DST changes (Europe, US, Lord Howe) and an ordinary day
+    datetime(2026, 3, 28, 12, tzinfo=UTC), datetime(2026, 3, 7, 12, tzinfo=UTC),
+    datetime(2026, 10, 24, 12, tzinfo=UTC), datetime(2026, 4, 4, 6, tzinfo=UTC),
+    datetime(2026, 11, 29, 12, tzinfo=UTC),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("zone", ZONES)
+@pytest.mark.parametrize("at", ["00:00", "02:30", "23:59"])
+def test_the_report_day_is_always_the_previous_complete_local_day(zone: str, at: str) -> None:
+    tz = ZoneInfo(zone)
+    for start in AROUND:
+        for step in range(0, 72 * 4):  # every 15 minutes over three days, midnights included
+            now = start + timedelta(minutes=15 * step)
+            day = report_day(now, tz, at)
+            local = now.astimezone(tz)
+            if day is None:
+                assert (local.hour, local.minute) < tuple(int(p) for p in at.split(":"))
+                continue
+            begin, end = day_bounds(day, tz)
+            assert end <= now, f"{zone} {now}: report of {day} built before it ended"
+            assert day == local.date() - timedelta(days=1)
+            assert begin.astimezone(tz).date() == day and begin.astimezone(tz).hour == 0
+
+
+def test_a_dst_change_day_is_23_or_25_hours_long() -> None:
+    berlin = ZoneInfo("Europe/Berlin")
+    spring = day_bounds(date(2026, 3, 29), berlin)
+    autumn = day_bounds(date(2026, 10, 25), berlin)
+    assert spring[1] - spring[0] == timedelta(hours=23)
+    assert autumn[1] - autumn[0] == timedelta(hours=25)
+    assert day_bounds(date(2026, 11, 29)) == (
+        datetime(2026, 11, 29, tzinfo=UTC), datetime(2026, 11, 30, tzinfo=UTC)
+    )  # fmt: skip
+
+
+def test_report_job_due_follows_the_report_zone_not_utc_or_the_machine(tmp_path: Path) -> None:
+    config = parse_config(CONFIG.replace("Europe/Berlin", "Asia/Tokyo"), "t.yaml")
+    store = EmbeddedStorage(tmp_path / "db", "monitor")
+    try:
+        clock = FakeClock(datetime(2026, 11, 29, 17, 29, tzinfo=UTC))  # 02:29 in Tokyo
+        job = ReportJob(config, store, Reachable(), dispatcher=None,
+                        alert_log=AlertLog(None, store), clock=clock)  # fmt: skip
+        assert job.due(clock.now()) is None
+        clock.advance(60)  # 02:30 Tokyo, 17:30 UTC: the Tokyo 29th ended at 15:00 UTC
+        assert job.due(clock.now()) == date(2026, 11, 29)
+        assert day_bounds(date(2026, 11, 29), job.zone())[1] <= clock.now()
+    finally:
+        store.close()
+
+
+def test_an_empty_report_timezone_is_the_machines_zone(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TZ", "America/New_York")
+    assert str(report_zone("")) == "America/New_York"
+    assert str(report_zone("Asia/Tokyo")) == "Asia/Tokyo"
+
+
+class SlowFailingReport(ReportJob):
+    """A report build that is in flight when SIGTERM comes, then fails (wants a retry)."""
+
+    started = threading.Event()
+    release = threading.Event()
+
+    def run(self) -> bool:
+        self.started.set()
+        self.release.wait(30)
+        return False
+
+
+def test_shutdown_during_a_failing_report_completes_and_schedules_no_retry(
+    tmp_path: Path,
+) -> None:
+    config = parse_config(CONFIG, "t.yaml")
+    store = EmbeddedStorage(tmp_path / "db", "monitor")
+    clock = FakeClock(datetime(2026, 11, 22, 9, 0, tzinfo=UTC))
+    report = SlowFailingReport(config, store, Reachable(), dispatcher=None,
+                               alert_log=AlertLog(None, store), clock=clock)  # fmt: skip
+    jobs = PeriodicJobs(
+        clock, tick=lambda: None, record_self=lambda: None,
+        baselines=BaselineJob(Baselines(config.baselines), store, Reachable(), clock),
+        report=report,
+    )  # fmt: skip
+    done: list[bool] = []
+    try:
+        jobs.start()
+        assert report.started.wait(10)  # the catch-up build is in flight
+        stopper = threading.Thread(target=lambda: done.append(jobs.shutdown(wait_seconds=20)))
+        stopper.start()
+        assert wait_until(lambda: jobs._aps.state == STATE_STOPPED)
+        report.release.set()  # the build fails now, while the scheduler stops
+        stopper.join(10)
+        assert not stopper.is_alive(), "shutdown deadlocked against the report's retry"
+        assert done == [True]
+        assert jobs._aps.get_job("report-retry") is None
+    finally:
+        report.release.set()
         store.close()

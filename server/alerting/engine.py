@@ -27,7 +27,7 @@ from server.alerting.log import AlertLog
 from server.alerting.rules import Rule
 from server.alerting.silences import Silence, Silences, from_config, new_silence_id
 from server.alerting.state import Alert, AlertState, enter, next_state, repeat_due, restore_state
-from server.alerting.suppression import Suppression
+from server.alerting.suppression import Suppression, said
 from server.config.models import Config
 from server.core.clock import Clock
 from server.core.levels import ERROR_LEVELS
@@ -214,7 +214,7 @@ class AlertEngine:
         result = self._tell(alert, now) if to in TELLS else ""
         self.log.alert_event(now, "transition", alert, before.value, to.value, result=result,
                   durable=to in TELLS)  # fmt: skip
-        suffix = f" ({result})" if result else ""
+        suffix = f" ({said(alert, result, self.config.alerting.group_wait)})" if result else ""
         log.info("alert %s: %s -> %s%s", alert.id, before.value, to.value, suffix)
 
     def _tell(self, alert: Alert, now: datetime, kind: NoticeKind = "alert") -> str:
@@ -274,6 +274,8 @@ class AlertEngine:
                     keep.append(item)
                     continue
                 alert.hold, alert.submitted = hold, None  # sent when the hold ends
+                log.info("alert %s: %s news held at send time (%s)", alert.id, item.state,
+                         said(alert, hold.reason, self.config.alerting.group_wait))  # fmt: skip
                 self.log.alert_event(now, "recalled", alert, item.state, "held", result=hold.reason)
         if not keep:
             return None

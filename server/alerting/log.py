@@ -30,8 +30,9 @@ from server.schema import Statement, Target, declared_columns, render_file, sche
 from server.storage import Storage
 
 HISTORY_EVENTS = ("transition", "delivery", "notify", "repeat", "ack", "recalled")
-FINAL = ("delivered", "failed", "dropped")
-RESULT = {"delivered": "sent", "failed": "failed", "dropped": "dropped"}
+FINAL = ("delivered", "failed", "unconfirmed", "expired", "dropped")
+RESULT = {"delivered": "sent", "failed": "failed", "unconfirmed": "unconfirmed",
+          "expired": "expired", "dropped": "dropped"}  # fmt: skip
 
 
 @functools.cache

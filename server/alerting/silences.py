@@ -42,6 +42,7 @@ if TYPE_CHECKING:  # server.config checks silences with this module: no import c
 FAR_FUTURE = datetime(9999, 1, 1, tzinfo=UTC)
 FAR_PAST = datetime.min.replace(tzinfo=UTC)
 _MARGIN = timedelta(hours=2)  # beyond any DST shift; zone changes add their own size
+NEVER_YEARS = 8  # a crontab with no opening this long never opens (29 Feb: every 4 years)
 
 
 class Cron:
@@ -58,6 +59,12 @@ class Cron:
 
     def __str__(self) -> str:
         return self.expression
+
+    def never_opens(self, since: datetime = datetime(2026, 1, 1, tzinfo=UTC)) -> bool:
+        """Whether no wall-clock time of the expression exists within ``NEVER_YEARS`` of
+        ``since`` (``0 0 30 2 *``); a fixed start keeps config checks reproducible."""
+        fire = self._wall.get_next_fire_time(None, since)
+        return fire is None or fire - since > timedelta(days=366 * NEVER_YEARS)
 
     def openings(self, start: datetime, end: datetime) -> Iterator[datetime]:
         """Aware UTC instants in ``[start, end)`` at which a window opens, oldest first."""

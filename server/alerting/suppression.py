@@ -14,10 +14,11 @@ it recovering).
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from server.alerting.silences import Silences
 from server.alerting.state import NO_HOLD, Alert, AlertState, Hold
+from server.core.humanize import duration
 
 
 class Suppression:
@@ -62,3 +63,21 @@ class Suppression:
                             cause = up
             frontier = upper
         return cause
+
+
+def said(alert: Alert, result: str, group_wait: timedelta) -> str:
+    """What became of an alert's news, for the log: held and why (``alert.hold``), or
+    where it goes and after how long; never "queued" for news that is held."""
+    hold = alert.hold
+    if result == "silenced":
+        return f"held: silenced by {hold.silence_id or 'a silence'}"
+    if result == "inhibited":
+        return f"held: inhibited while {hold.cause or 'an upstream service'} is firing"
+    if result == "flapping":
+        return f"held: {alert.service.id} is flapping"
+    if result != "queued":
+        return "no channel to tell" if result == "none" else result
+    channels = ", ".join(alert.rule.channels)
+    if group_wait.total_seconds() > 0:
+        return f"held {duration(group_wait)} for group_wait, then queued for {channels}"
+    return f"queued for {channels}"

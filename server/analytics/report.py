@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Any
 
 from server.alerting.log import AlertLog
 from server.config.models import Config
+from server.core.status import sql_up
 from server.storage import Storage
 from server.templating import environment
 
@@ -87,11 +88,24 @@ def _duration(seconds: float | None) -> str:
     return f"{minutes // 60}h {minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m"
 
 
-def build(storage: Storage, config: Config, day: date, now: datetime) -> Report:
-    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
-    end = start + timedelta(days=1)
+def day_bounds(day: date, zone: tzinfo = UTC) -> tuple[datetime, datetime]:
+    """``[start, end)`` of calendar ``day`` in ``zone`` as UTC instants: from one local
+    midnight to the next, so 23 or 25 hours long on a DST change day."""
+    start = datetime(day.year, day.month, day.day, tzinfo=zone)
+    following = day + timedelta(days=1)
+    end = datetime(following.year, following.month, following.day, tzinfo=zone)
+    return start.astimezone(UTC), end.astimezone(UTC)
+
+
+def build(storage: Storage, config: Config, day: date, now: datetime, zone: tzinfo = UTC) -> Report:
+    """The report of calendar ``day`` in ``zone`` (``report.timezone``; the daemon's
+    rule is in :mod:`server.periodic`)."""
+    start, end = day_bounds(day, zone)
     report = Report(day, now)
-    report.services = _uptime(storage, config, day)
+    utc_day = start == datetime(day.year, day.month, day.day, tzinfo=UTC) and (
+        end - start == timedelta(days=1)
+    )
+    report.services = _uptime(storage, config, day, None if utc_day else (start, end))
     # today's report is built before the day ends: an open incident runs to now, not midnight
     report.incidents = _incidents(storage, start, min(end, max(now, start)))
     report.new_patterns, report.growing_patterns = _patterns(storage, start, end)
@@ -104,13 +118,27 @@ def build(storage: Storage, config: Config, day: date, now: datetime) -> Report:
     return report
 
 
-def _uptime(storage: Storage, config: Config, day: date) -> list[dict[str, Any]]:
-    rows = storage.query(
-        f"SELECT service_id, sum(checks) AS checks, sum(up) AS up "
-        f"FROM {storage.database}.service_status_daily WHERE day = {{day:Date}} "
-        f"GROUP BY service_id ORDER BY service_id",
-        {"day": day.isoformat()},
-    )
+def _uptime(
+    storage: Storage, config: Config, day: date, window: tuple[datetime, datetime] | None
+) -> list[dict[str, Any]]:
+    """Checks and uptime per service: from the UTC daily rollup for a UTC day, else
+    counted from the results within ``window`` (a local day)."""
+    if window is None:
+        rows = storage.query(
+            f"SELECT service_id, sum(checks) AS checks, sum(up) AS up "
+            f"FROM {storage.database}.service_status_daily WHERE day = {{day:Date}} "
+            f"GROUP BY service_id ORDER BY service_id",
+            {"day": day.isoformat()},
+        )
+    else:
+        rows = storage.query(
+            f"SELECT service_id, count() AS checks, countIf({sql_up('status_code')}) AS up "
+            f"FROM {storage.database}.service_status "
+            f"WHERE timestamp >= {{start:DateTime64(3, 'UTC')}} "
+            f"AND timestamp < {{end:DateTime64(3, 'UTC')}} "
+            f"GROUP BY service_id ORDER BY service_id",
+            {"start": window[0], "end": window[1]},
+        )
     labels = {s.id: s.display_label for s in config.services}
     return [
         {

@@ -38,8 +38,9 @@ def section_checks(draft: Draft) -> None:
     if config.alerting.retry_max_backoff < config.alerting.retry_backoff:
         draft.report(
             ("alerting", "retry_max_backoff"),
-            f"must not be below alerting.retry_backoff "
-            f"({format_duration(config.alerting.retry_backoff)})",
+            f"{format_duration(config.alerting.retry_max_backoff)} is below "
+            f"alerting.retry_backoff ({format_duration(config.alerting.retry_backoff)}), "
+            "so no delay could grow; set it to at least retry_backoff",
         )
 
 

@@ -13,6 +13,13 @@ since Apprise escapes plain text for markdown and HTML services itself.
 
 Failures: Apprise does not say whether a failure could pass on a second try,
 so a failed notify is transient; a URL Apprise does not understand is permanent.
+Apprise's plugins open their own connections, out of our reach, so an attempt
+is bounded by running it in a helper thread (:class:`~server.notify.deadline.Bounded`)
+for at most ``timeout`` + ``response_timeout``: past that it counts as a timeout
+that may have been delivered, and no new attempt starts until it has ended.
+
+Links: a notice about one service links to that service's page; otherwise to
+the dashboard's alerts page.
 """
 
 from __future__ import annotations
@@ -20,12 +27,14 @@ from __future__ import annotations
 import html
 import logging
 import re
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
+from pydantic_core import PydanticCustomError
 
 from server.core.secret import SecretStr
 from server.notify.base import Channel, ChannelError, ChannelSettings, Notice
+from server.notify.deadline import Bounded
 
 APPRISE_TYPE = {"critical": "failure", "warning": "warning", "info": "info"}
 Format = Literal["text", "markdown", "html"]
@@ -42,8 +51,26 @@ def escape(text: str, fmt: Format) -> str:
     return text
 
 
+def check_apprise_url(url: Any) -> Any:
+    """A URL Apprise understands (its scheme names a supported service); checked at
+    load by Apprise itself, which parses without connecting. The error names the
+    scheme only: the rest usually holds a token."""
+    import apprise
+
+    if apprise.Apprise.instantiate(url.reveal()) is None:
+        scheme = url.reveal().partition("://")[0] if "://" in url.reveal() else ""
+        raise PydanticCustomError(
+            "lightbulb_secret",
+            f'Apprise does not support "{scheme}://" or cannot read the rest of the URL; '
+            "see https://github.com/caronc/apprise/wiki for the URL of each service"
+            if scheme else "expected an Apprise URL like ntfy://host/topic",
+        )  # fmt: skip
+    return url
+
+
 class AppriseSettings(ChannelSettings):
-    urls: list[SecretStr] = Field(min_length=1)  # URLs usually embed tokens
+    # URLs usually embed tokens
+    urls: list[Annotated[SecretStr, AfterValidator(check_apprise_url)]] = Field(min_length=1)
     format: Format = "text"
 
 
@@ -55,8 +82,8 @@ def body(notice: Notice, fmt: Format) -> str:
     text = "\n".join(lines) or escape(notice.body or notice.text, fmt)
     if fmt == "html":
         text = text.replace("\n", "<br>\n")
-    if notice.dashboard_url:
-        link = notice.dashboard_url
+    link = target(notice)
+    if link:
         text += {
             "text": f"\n{link}",
             "markdown": f"\n\n[Open in Lightbulb](<{link}>)",
@@ -65,10 +92,37 @@ def body(notice: Notice, fmt: Format) -> str:
     return text
 
 
+def target(notice: Notice) -> str:
+    """Where the notice links: its service's page when all its alerts are of one
+    service, else the alerts page; empty without a dashboard URL."""
+    if not notice.dashboard_url:
+        return ""
+    services = {item.service_id for item in notice.items}
+    if len(services) == 1 and notice.kind not in ("test", "report"):
+        return notice.service_link(services.pop())
+    return f"{notice.dashboard_url}/alerts"
+
+
 class AppriseChannel(Channel[AppriseSettings]):
     Settings = AppriseSettings
 
+    def __init__(self, name: str, settings: AppriseSettings) -> None:
+        super().__init__(name, settings)
+        self._bounded = Bounded()
+
     def send(self, notice: Notice) -> None:
+        limit = self.attempt_limit
+        try:
+            finished, _ = self._bounded.run(lambda: self._send(notice), limit)
+        except RuntimeError as exc:  # the last attempt is still running: not a second one
+            raise ChannelError(f"Apprise: {exc}") from None
+        if not finished:
+            raise ChannelError(
+                f"Apprise: no result within {limit:g}s (the limit per attempt); "
+                "it may have been received", maybe_delivered=True,
+            )  # fmt: skip
+
+    def _send(self, notice: Notice) -> None:
         import apprise
 
         client = apprise.Apprise()

@@ -39,15 +39,23 @@ class ChannelError(Exception):
     ``permanent``: trying again cannot help (a 4xx answer, a refused login, an
     address the receiver rejects); otherwise the delivery stage retries until the
     notice's deadline. ``retry_after``: seconds the receiver asked us to wait
-    (HTTP ``Retry-After``), or None.
+    (HTTP ``Retry-After``), or None. ``maybe_delivered``: the notice was sent
+    and the answer never came (a timeout, a connection closed mid-response), so
+    the receiver may have it; a resolve then still follows the firing.
     """
 
     def __init__(
-        self, message: str, *, permanent: bool = False, retry_after: float | None = None
+        self,
+        message: str,
+        *,
+        permanent: bool = False,
+        retry_after: float | None = None,
+        maybe_delivered: bool = False,
     ) -> None:
         super().__init__(message)
         self.permanent = permanent
         self.retry_after = retry_after
+        self.maybe_delivered = maybe_delivered
 
 
 class ChannelSettings(BaseModel):
@@ -132,11 +140,20 @@ class Notice:
 
     @property
     def title(self) -> str:
+        """``[FIRING] Service down on DB (+1 more firing, 1 resolved)``: led by an alert
+        in the notice's own status, so a grouped notice never reads "[FIRING] … recovered"."""
         if self.kind in ("flapping", "report", "fallback") or (self.text and not self.items):
             return self.text
-        first = self.items[0]
-        more = f" (+{len(self.items) - 1} more)" if len(self.items) > 1 else ""
-        return f"[{self.status.upper()}] {first.summary}{more}"
+        status = self.status
+        first = next((i for i in self.items if i.state == status), self.items[0])
+        same = sum(1 for i in self.items if i.state == first.state) - 1
+        other = len(self.items) - 1 - same
+        parts = [f"+{same} more {first.state}" if same else ""]
+        parts.append(
+            f"{other} {'resolved' if first.state == 'firing' else 'firing'}" if other else ""
+        )
+        more = ", ".join(p for p in parts if p)
+        return f"[{status.upper()}] {first.summary}" + (f" ({more})" if more else "")
 
     def service_link(self, service_id: str) -> str:
         return f"{self.dashboard_url}/services/{service_id}" if self.dashboard_url else ""
@@ -251,6 +268,12 @@ class Channel(Generic[SettingsT]):
     def response_timeout(self) -> float:
         """Seconds to wait for the answer to a notice sent."""
         return self.settings.response_timeout.total_seconds()
+
+    @property
+    def attempt_limit(self) -> float:
+        """Seconds one attempt may take in all, however the receiver trickles:
+        ``timeout`` + ``response_timeout`` (see :mod:`server.notify.deadline`)."""
+        return self.timeout + self.response_timeout
 
     def send(self, notice: Notice) -> None:
         """Deliver ``notice`` or raise :class:`ChannelError`."""

@@ -140,9 +140,13 @@ class Dispatcher:
     def restore(self, records: list[tuple[Notice, DeliveryState]]) -> int:
         """Rebuild the ledger from the outbox, oldest first; resume open notices.
 
-        Returns the number resumed.
+        A notice whose delivery deadline passed while the daemon was down is not
+        sent late: it is marked ``expired``, recorded, counted and logged with its
+        id. Except a resolve whose firing the channel was (or may have been)
+        delivered: the receiver would otherwise show the incident open forever, so
+        it is sent with a fresh deadline. Returns the number resumed.
         """
-        resumed = 0
+        resumed, now = 0, self.clock.now()
         for notice, state in records:
             self.ledger.committed(notice, state)
             worker = self.workers.get(notice.channel)
@@ -153,9 +157,25 @@ class Dispatcher:
                 state.permanent = True
                 self.record(partial(self.log.outcome, notice, state))
                 continue
+            if state.deadline <= now:
+                if not self._owed_resolve(notice):
+                    worker.expire(notice, state, now)
+                    continue
+                state.deadline = self.policy.deadline_for(now)
             worker.resume(notice, state)
             resumed += 1
         return resumed
+
+    def _owed_resolve(self, notice: Notice) -> bool:
+        """A notice of resolves only, each of a firing this channel heard (or may have)."""
+        return (
+            notice.kind == "alert"
+            and bool(notice.items)
+            and all(
+                i.state == "resolved" and self.ledger.may_attempt(notice.channel, i)
+                for i in notice.items
+            )
+        )
 
     def fallback(self, notice: Notice, state: DeliveryState) -> None:
         """Tell the fallback channels that ``notice`` could not be delivered."""

@@ -10,23 +10,41 @@ service printed); the text body is plain text; header values go through
 check output can neither inject headers nor make the message unsendable.
 
 Failures: an SMTP 4xx reply or a lost connection is transient (retried); a 5xx
-reply, a refused login or refused recipients are permanent.
+reply or a refused login is permanent. Recipients are judged one by one: when
+the server takes some and refuses others (``RCPT TO`` answered 4xx/5xx), the
+attempt says "delivered to N of M" with each refused address and its code; the
+next attempt goes only to those refused with a 4xx (transient); those refused
+with a 5xx are given up, and once no transient one is left the notice fails
+permanently. Which recipients already have a notice is remembered per notice id
+while the daemon runs (after a restart, the Message-ID lets mail systems drop
+the repeat).
+
+An attempt is bounded as a whole (:mod:`server.notify.deadline`): connect,
+greeting, TLS, login and DATA together within ``timeout`` + ``response_timeout``.
+An attempt cut off after the message data began may have been delivered.
 """
 
 from __future__ import annotations
 
 import re
 import smtplib
+import socket
 import ssl
+import threading
 from email.message import EmailMessage
-from email.utils import formatdate, make_msgid
-from typing import Literal
+from email.utils import formatdate, make_msgid, parseaddr
+from typing import TYPE_CHECKING, Annotated, Literal
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
+from pydantic_core import PydanticCustomError
 
 from server.core.secret import Secret, SecretStr
 from server.notify.base import Channel, ChannelError, ChannelSettings, Notice, what
+from server.notify.deadline import AttemptLimit, watch
 from server.templating import environment
+
+if TYPE_CHECKING:
+    from typing_extensions import Buffer
 
 _env = environment("notify")
 _BREAKS = re.compile(r"[\x00-\x1f\x7f\u2028\u2029\x85]+")
@@ -38,14 +56,31 @@ def header(text: str, limit: int = 200) -> str:
     return clean if len(clean) <= limit else clean[: limit - 1] + "…"
 
 
+_ADDRESS = re.compile(r"[^@\s<>()\[\],;:\"]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?")
+
+
+def check_address(text: str) -> str:
+    """``ops@example.org`` or ``Ops <ops@example.org>``; else a config error with the fix."""
+    name, address = parseaddr(text)
+    if not _ADDRESS.fullmatch(address) or (name and "<" not in text):
+        raise PydanticCustomError(
+            "lightbulb", 'expected an e-mail address like "ops@example.org" or '
+            '"Ops <ops@example.org>"',
+        )  # fmt: skip
+    return text
+
+
+Address = Annotated[str, AfterValidator(check_address)]
+
+
 class EmailSettings(ChannelSettings):
     host: str
     port: int = Field(587, ge=1, le=65535)
     security: Literal["starttls", "ssl", "none"] = "starttls"
     username: str = ""
     password: SecretStr = Secret("")
-    sender: str = Field(alias="from")
-    to: list[str] = Field(min_length=1)
+    sender: Address = Field(alias="from")
+    to: list[Address] = Field(min_length=1)
     ca_cert: str | None = None  # for a private CA; system roots otherwise
     subject_prefix: str = "[lightbulb]"
 
@@ -71,8 +106,40 @@ def render(notice: Notice, settings: EmailSettings) -> EmailMessage:
     return message
 
 
+class _WatchedSMTP(smtplib.SMTP):
+    """Its sockets are under the attempt's limit; it notes when the message data began."""
+
+    data_began = False
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        return watch(super()._get_socket(host, port, timeout))  # type: ignore[misc]
+
+    def data(self, msg: Buffer | str) -> tuple[int, bytes]:
+        self.data_began = True
+        return super().data(msg)
+
+
+class _WatchedSMTPSSL(smtplib.SMTP_SSL, _WatchedSMTP):
+    """The same over implicit TLS (SMTP_SSL wraps what ``_WatchedSMTP`` opened)."""
+
+
+Reply = tuple[int, bytes]  # an SMTP reply: code and text
+
+
+def refusals(refused: dict[str, Reply]) -> str:
+    """``a@x (550 no such user), b@y (451 try later)``."""
+    return ", ".join(f"{addr} ({code} {_text(msg)})" for addr, (code, msg) in refused.items())
+
+
 class EmailChannel(Channel[EmailSettings]):
     Settings = EmailSettings
+
+    def __init__(self, name: str, settings: EmailSettings) -> None:
+        super().__init__(name, settings)
+        self._lock = threading.Lock()
+        # notice id -> (recipients that accepted it, those refused for good): what a retry
+        # of a partly refused notice leaves out
+        self._progress: dict[str, tuple[set[str], dict[str, Reply]]] = {}
 
     def _tls(self) -> ssl.SSLContext:
         return ssl.create_default_context(cafile=self.settings.ca_cert)
@@ -81,38 +148,92 @@ class EmailChannel(Channel[EmailSettings]):
         s = self.settings
         message = render(notice, s)
         where = f"SMTP {s.host}:{s.port}"
+        with self._lock:
+            accepted, gone = self._progress.get(notice.id, (set(), {}))
+            accepted, gone = set(accepted), dict(gone)
+        pending = [addr for addr in s.to if addr not in accepted and addr not in gone]
+        limit = AttemptLimit(self.attempt_limit)
+        smtp: _WatchedSMTP | _WatchedSMTPSSL | None = None
         try:
-            smtp: smtplib.SMTP
-            if s.security == "ssl":
-                smtp = smtplib.SMTP_SSL(s.host, s.port, timeout=self.timeout, context=self._tls())
-            else:
-                smtp = smtplib.SMTP(s.host, s.port, timeout=self.timeout)
-            with smtp:
-                if smtp.sock is not None:
-                    smtp.sock.settimeout(self.response_timeout)  # connected: now the answers
-                if s.security == "starttls":
-                    smtp.starttls(context=self._tls())
-                if s.username:
-                    smtp.login(s.username, s.password.reveal())
-                smtp.send_message(message)
-        except smtplib.SMTPAuthenticationError as exc:
-            refused = f"{where} refused the login for {s.username!r}"
-            raise ChannelError(f"{refused}: {_reply(exc)}", permanent=True) from None
+            with limit:
+                # connects (and reads the greeting) here, its socket already watched
+                if s.security == "ssl":
+                    smtp = _WatchedSMTPSSL(
+                        s.host, s.port, timeout=self.timeout, context=self._tls()
+                    )
+                else:
+                    smtp = _WatchedSMTP(s.host, s.port, timeout=self.timeout)
+                with smtp:
+                    if smtp.sock is not None:
+                        smtp.sock.settimeout(self.response_timeout)  # connected: the answers
+                    if s.security == "starttls":
+                        smtp.starttls(context=self._tls())
+                    if s.username:
+                        smtp.login(s.username, s.password.reveal())
+                    refused: dict[str, Reply] = smtp.send_message(message, to_addrs=pending)
         except smtplib.SMTPRecipientsRefused as exc:
-            codes = [code for code, _ in exc.recipients.values()]
-            permanent = all(code >= 500 for code in codes)
-            raise ChannelError(
-                f"{where} refused the recipients: {exc.recipients}", permanent=permanent
-            ) from None
-        except smtplib.SMTPResponseException as exc:
-            permanent = exc.smtp_code >= 500
-            raise ChannelError(
-                f"{where} answered {exc.smtp_code}: {_reply(exc)}", permanent=permanent
+            raise self._outcome(notice, accepted, gone, exc.recipients) or ChannelError(
+                where
             ) from None
         except (smtplib.SMTPException, OSError) as exc:
-            raise ChannelError(f"{where}: {exc or type(exc).__name__}") from None
+            if limit.expired:
+                maybe = smtp is not None and smtp.data_began
+                raise ChannelError(
+                    f"{where}: no complete exchange within {limit.seconds:g}s (the limit per "
+                    f"attempt){'; it may have been received' if maybe else ''}",
+                    maybe_delivered=maybe,
+                ) from None
+            raise self._error(exc, where, smtp is not None and smtp.data_began) from None
+        accepted |= {a for a in pending if a not in refused}
+        error = self._outcome(notice, accepted, gone, refused)
+        if error is not None:
+            raise error
+
+    def _outcome(
+        self, notice: Notice, accepted: set[str], gone: dict[str, Reply],
+        refused: dict[str, Reply],
+    ) -> ChannelError | None:  # fmt: skip
+        """None when every recipient has the notice; else "delivered to N of M" with each
+        refusal, transient while any refusal now is a 4xx (only those are tried again)."""
+        gone = {**gone, **{a: r for a, r in refused.items() if r[0] >= 500}}
+        transient = {a: r for a, r in refused.items() if r[0] < 500}
+        with self._lock:
+            if transient and notice.id:
+                self._progress[notice.id] = (accepted, gone)
+                while len(self._progress) > 1000:  # notices long settled
+                    del self._progress[next(iter(self._progress))]
+            else:
+                self._progress.pop(notice.id, None)
+        if not gone and not transient:
+            return None
+        s = self.settings
+        got = len([a for a in s.to if a in accepted])
+        return ChannelError(
+            f"SMTP {s.host}:{s.port}: delivered to {got} of {len(s.to)}; refused: "
+            + refusals({**gone, **transient}),
+            permanent=not transient, maybe_delivered=got > 0,
+        )  # fmt: skip
+
+    def _error(self, exc: Exception, where: str, data_began: bool) -> ChannelError:
+        if isinstance(exc, smtplib.SMTPAuthenticationError):
+            refused = f"{where} refused the login for {self.settings.username!r}"
+            return ChannelError(f"{refused}: {_reply(exc)}", permanent=True)
+        if isinstance(exc, smtplib.SMTPResponseException):
+            return ChannelError(
+                f"{where} answered {exc.smtp_code}: {_reply(exc)}", permanent=exc.smtp_code >= 500
+            )
+        if isinstance(exc, TimeoutError | smtplib.SMTPServerDisconnected) and data_began:
+            return ChannelError(
+                f"{where}: connection closed or silent mid-response after the message data; "
+                "it may have been received", maybe_delivered=True,
+            )  # fmt: skip
+        return ChannelError(f"{where}: {exc or type(exc).__name__}")
 
 
 def _reply(exc: smtplib.SMTPResponseException) -> str:
     error = exc.smtp_error
     return error.decode(errors="replace") if isinstance(error, bytes) else str(error)
+
+
+def _text(reply: bytes | str) -> str:
+    return reply.decode(errors="replace") if isinstance(reply, bytes) else str(reply)

@@ -8,9 +8,10 @@ The rules (each incident of an alert is one firing period):
   again only as a repeat, never in a loop);
 - a resolved item is news only if the channel was queued this incident's
   firing, it has not failed, and no resolve is queued yet; and it is attempted
-  only once that firing was *delivered* (notices of one group go out in order,
-  so by then the firing's fate is known). Nobody hears a resolve of a firing
-  they never heard;
+  only once that firing was *delivered* or *unconfirmed* (notices of one group
+  go out in order, so by then the firing's fate is known). Nobody hears a
+  resolve of a firing they never heard; whoever may have heard it (an attempt
+  timed out or was cut off after the notice was sent) hears the resolve too;
 - repeats and notices without alerts (flapping, reports, fallbacks) always pass.
 
 The engine asks the same question (:meth:`Ledger.needs`) to decide when held
@@ -28,11 +29,18 @@ from typing import Any
 
 from server.notify.base import AlertItem, Notice
 
-# queued: written to the outbox, no attempt yet; retrying: an attempt failed, another
-# is due; delivered; failed: permanently or past the deadline; dropped: not sent (a
-# resolve whose firing was never delivered, an alert silenced before its turn)
-STATES = ("queued", "retrying", "delivered", "failed", "dropped")
+# queued: written to the outbox, no attempt yet; sending: its first attempt is in
+# flight (shown, never stored: ``DeliveryState.sending`` over "queued"); retrying: an
+# attempt failed, another is due (or in flight: ``in_flight`` says so); delivered;
+# failed: permanently or past the deadline; unconfirmed: failed, but an attempt may
+# have reached the receiver (it timed out, or the connection closed after the notice
+# was sent); expired: its deadline passed while the daemon was down, never attempted
+# since; dropped: not sent (a resolve whose firing was never delivered, an alert
+# silenced before its turn)
+STATES = ("queued", "sending", "retrying", "delivered", "failed", "unconfirmed", "expired",
+          "dropped")  # fmt: skip
 OPEN = ("queued", "retrying")
+HEARD = ("delivered", "unconfirmed")  # the receiver has (or may have) the notice
 
 
 @dataclass
@@ -50,17 +58,25 @@ class DeliveryState:
     error: str = ""
     retry_at: datetime | None = None
     permanent: bool = False  # failed: because of the answer (True) or the deadline (False)
+    maybe_delivered: bool = False  # an attempt may have reached the receiver
+    sending: bool = False  # an attempt is in flight now
 
     @property
     def open(self) -> bool:
         return self.state in OPEN
+
+    @property
+    def shown(self) -> str:
+        """The state for people: a first attempt in flight is "sending", not "queued"."""
+        return "sending" if self.sending and self.state == "queued" else self.state
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "channel": self.channel,
             "notice_id": self.notice_id,
             "kind": self.kind,
-            "state": self.state,
+            "state": self.shown,
+            "in_flight": self.sending,
             "queued_at": self.queued_at.isoformat(),
             "changed_at": (self.changed_at or self.queued_at).isoformat(),
             "attempts": self.attempts,
@@ -109,7 +125,7 @@ class Ledger:
         return (
             told is not None
             and told.firing is not None
-            and told.firing.state != "failed"
+            and told.firing.state not in ("failed", "expired")
             and told.resolved is None
         )
 
@@ -125,14 +141,12 @@ class Ledger:
         return notice
 
     def may_attempt(self, channel: str, item: AlertItem) -> bool:
-        """A resolve goes out only after its firing was delivered."""
+        """A resolve goes out only after its firing was (or may have been) delivered."""
         if item.state != "resolved":
             return True
         with self._lock:
             told = self._get(item.alert_id, channel, item.incident)
-            return (
-                told is not None and told.firing is not None and (told.firing.state == "delivered")
-            )
+            return told is not None and told.firing is not None and told.firing.state in HEARD
 
     # -- recording -------------------------------------------------------------------
     def committed(self, notice: Notice, state: DeliveryState) -> None:
@@ -151,7 +165,7 @@ class Ledger:
                 told.items[state.notice_id] = item.state
                 if item.state == "resolved":
                     told.resolved = state
-                elif told.firing is None or told.firing.state in ("failed", "dropped"):
+                elif told.firing is None or told.firing.state in ("failed", "expired", "dropped"):
                     told.firing = state
 
     def forget(self, alert_ids: set[str]) -> None:

@@ -4,6 +4,12 @@ Order: notices of one group (one rule) go out in the order they were queued,
 so a resolve never overtakes its firing; different groups do not wait for one
 another. One attempt at a time per channel: the channel worker is one thread
 and takes the next delivery only after the last attempt returned.
+
+Nothing here is ever evicted: every delivery was written to the durable outbox
+before it was queued, so it was acknowledged and must be settled (delivered,
+failed, expired or dropped by rule), never silently given up. ``capacity``
+(``alerting.queue_size``) is the backlog at which the worker warns that the
+receiver is slower than the news.
 """
 
 from __future__ import annotations
@@ -31,15 +37,10 @@ class Outbox:
     def __len__(self) -> int:
         return len(self._items)
 
-    def add(self, delivery: Delivery, busy: Delivery | None = None) -> Delivery | None:
-        """Queue ``delivery``; past ``capacity`` the oldest (but ``busy``, the one being
-        attempted now) leaves and is returned, to be given up."""
+    def add(self, delivery: Delivery) -> bool:
+        """Queue ``delivery``; True when this made the backlog pass ``capacity``."""
         self._items.append(delivery)
-        if len(self._items) <= self.capacity:
-            return None
-        oldest = next(d for d in self._items if d is not busy)
-        self._items.remove(oldest)
-        return oldest
+        return len(self._items) == self.capacity + 1
 
     def next_ready(self, now: float) -> Delivery | None:
         """The oldest due delivery that no earlier one of its group is still ahead of."""

@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import AfterValidator
 
 from server.core.secret import SecretStr
 from server.notify.base import AlertItem, Channel, ChannelSettings, Notice, info_item
-from server.notify.http import post_json
+from server.notify.http import check_url, post_json
 
 EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
 PD_SEVERITY = {"critical": "critical", "warning": "warning", "info": "info"}
@@ -35,7 +37,7 @@ def field(text: str, limit: int = FIELD_MAX) -> str:
 
 class PagerDutySettings(ChannelSettings):
     routing_key: SecretStr
-    url: str = EVENTS_URL
+    url: Annotated[str, AfterValidator(check_url)] = EVENTS_URL
 
 
 def dedup_key(item: AlertItem) -> str:

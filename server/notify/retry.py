@@ -14,6 +14,7 @@ import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from server.core.backoff import ceiling
 from server.notify.base import ChannelError
 
 
@@ -26,8 +27,7 @@ class RetryPolicy:
 
     def delay(self, attempt: int, rng: random.Random, retry_after: float | None = None) -> float:
         """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
-        ceiling = min(self.max_backoff, self.backoff * 2 ** min(attempt - 1, 60))
-        jittered = rng.uniform(0, ceiling)
+        jittered = rng.uniform(0, ceiling(self.backoff, self.max_backoff, attempt))
         return max(jittered, retry_after) if retry_after is not None else jittered
 
     def deadline_for(self, queued: datetime) -> datetime:

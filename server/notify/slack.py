@@ -16,7 +16,9 @@ bare ``@channel`` is text too.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import AfterValidator
 
 from server.core.secret import SecretStr
 from server.notify.base import (
@@ -26,7 +28,7 @@ from server.notify.base import (
     ChannelSettings,
     Notice,
 )
-from server.notify.http import post_json, redact
+from server.notify.http import check_secret_url, post_json, redact
 
 _ENTITIES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;"})
 
@@ -37,7 +39,8 @@ def escape(text: str) -> str:
 
 
 class SlackSettings(ChannelSettings):
-    url: SecretStr  # the incoming-webhook URL is itself the credential
+    # the incoming-webhook URL is itself the credential
+    url: Annotated[SecretStr, AfterValidator(check_secret_url)]
     channel: str = ""
     username: str = "Lightbulb"
 

@@ -24,7 +24,7 @@ from pydantic import AfterValidator, Field
 from server.core.httpfields import HeaderName, check_header_value
 from server.core.secret import Secret, SecretStr
 from server.notify.base import Channel, ChannelSettings, Notice, payload
-from server.notify.http import post_json
+from server.notify.http import check_url, post_json
 
 SIGNATURE_HEADER = "X-Lightbulb-Signature"
 TIMESTAMP_HEADER = "X-Lightbulb-Timestamp"
@@ -32,7 +32,7 @@ IDEMPOTENCY_HEADER = "Idempotency-Key"
 
 
 class WebhookSettings(ChannelSettings):
-    url: str
+    url: Annotated[str, AfterValidator(check_url)]
     headers: dict[HeaderName, Annotated[SecretStr, AfterValidator(check_header_value)]] = Field(
         default_factory=dict
     )

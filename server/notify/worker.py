@@ -8,7 +8,7 @@ import logging
 import threading
 import time
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -42,7 +42,14 @@ class ChannelWorker:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.in_flight: Delivery | None = None
-        self.counts = {"delivered": 0, "failed": 0, "dropped": 0, "attempts": 0}
+        self.counts = {
+            "delivered": 0,
+            "failed": 0,
+            "dropped": 0,
+            "attempts": 0,
+            "backlogged": 0,
+            "expired": 0,
+        }
 
     @property
     def name(self) -> str:
@@ -83,20 +90,31 @@ class ChannelWorker:
         self._enqueue(Delivery(kept, state, d.clock.monotonic()))
         return state
 
+    def expire(self, notice: Notice, state: DeliveryState, now: datetime) -> None:
+        """A notice whose deadline passed while the daemon was down: recorded, not sent."""
+        state.state, state.changed_at, state.retry_at = "expired", now, None
+        state.error = f"delivery deadline {state.deadline.isoformat()} passed while stopped"
+        self.counts["expired"] += 1
+        log.warning("channel %s: notice %s expired while Lightbulb was stopped (deadline %s); "
+                    "not sent", self.name, state.notice_id, state.deadline.isoformat())  # fmt: skip
+        self.dispatcher.record(partial(self.dispatcher.log.outcome, notice, state))
+
     def resume(self, notice: Notice, state: DeliveryState) -> None:
         """A notice the outbox held across a restart: due now, same id, same deadline."""
         self._enqueue(Delivery(notice, state, self.dispatcher.clock.monotonic()))
 
     def _enqueue(self, delivery: Delivery) -> None:
         with self._lock:
-            evicted = self.outbox.add(delivery, busy=self.in_flight)
+            crossed = self.outbox.add(delivery)
+            backlog = len(self.outbox)
         self._wake.set()
-        if evicted is not None:
-            error = ChannelError(
-                f"outbox of channel {self.name} full ({self.outbox.capacity}); "
-                "oldest notice given up", permanent=True,
+        if crossed:  # once per crossing: nothing is dropped, the backlog is on disk
+            self.counts["backlogged"] += 1
+            log.warning(
+                "channel %s: %d notices not yet settled, above alerting.queue_size %d; "
+                "none is dropped (all are in the durable outbox), the receiver is slower "
+                "than the news", self.name, backlog, self.outbox.capacity,
             )  # fmt: skip
-            self.settle(evicted, error)
 
     # -- stage 5: send with retry --------------------------------------------------------
     def step(self) -> int:
@@ -135,14 +153,19 @@ class ChannelWorker:
                 return
         state.attempts += 1
         self.counts["attempts"] += 1
+        state.sending = True  # shown as in flight, not "queued"
         try:
             self.channel.send(notice)
         except ChannelError as exc:
+            state.sending = False
+            state.maybe_delivered = state.maybe_delivered or exc.maybe_delivered
             self._failed(delivery, exc)
             return
         except Exception as exc:  # a bug in one channel: say it, do not retry
+            state.sending = False
             self._failed(delivery, ChannelError(f"{type(exc).__name__}: {exc}", permanent=True))
             return
+        state.sending = False
         self.settle(delivery, None)
 
     def _failed(self, delivery: Delivery, error: ChannelError) -> None:
@@ -175,16 +198,19 @@ class ChannelWorker:
         elif error is None:
             state.state, state.error = "delivered", ""
         else:
-            state.state, state.error, state.permanent = "failed", str(error), error.permanent
+            # an attempt that may have reached the receiver: its resolve must follow
+            final = "unconfirmed" if state.maybe_delivered else "failed"
+            state.state, state.error, state.permanent = final, str(error), error.permanent
             why = "permanently" if error.permanent else "past its deadline"
+            maybe = " (an attempt may have been received)" if state.maybe_delivered else ""
             log.error(
-                "channel %s: notice %s failed %s after %d attempt(s): %s",
-                self.name, state.notice_id, why, state.attempts, error,
+                "channel %s: notice %s failed %s after %d attempt(s)%s: %s",
+                self.name, state.notice_id, why, state.attempts, maybe, error,
             )  # fmt: skip
         if not dropped:  # dropped news is counted per alert where it is dropped
-            self.counts[state.state] += 1
+            self.counts["failed" if state.state == "unconfirmed" else state.state] += 1
         d.record(partial(d.log.outcome, delivery.notice, state))
-        if state.state == "failed":
+        if state.state in ("failed", "unconfirmed"):
             d.fallback(delivery.notice, state)
 
     # -- thread ------------------------------------------------------------------------
@@ -248,7 +274,8 @@ class ChannelWorker:
         oldest = min((s.queued_at for s in pending), default=None)
         return {
             **self.counts,
-            "queued": sum(1 for s in pending if s.state == "queued") + grouping,
+            "queued": sum(1 for s in pending if s.shown == "queued") + grouping,
+            "sending": sum(1 for s in pending if s.sending),
             "retrying": sum(1 for s in pending if s.state == "retrying"),
             "oldest_pending_seconds": (now - oldest).total_seconds() if oldest else 0.0,
         }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from jinja2 import TemplateSyntaxError
 from pydantic import ValidationError
@@ -15,7 +16,7 @@ from server.alerting.conditions import (
     StatusCondition,
     parse_condition,
 )
-from server.alerting.silences import parse_cron
+from server.alerting.silences import NEVER_YEARS, parse_cron
 from server.alerting.templates import compile_template
 from server.config import Draft
 from server.config.pydantic_errors import describe, translate
@@ -136,9 +137,32 @@ def _threshold(draft: Draft, path: Path, condition: Condition, threshold: float)
 
 
 def _silences(draft: Draft) -> None:
+    """A bad zone is reported at ``timezone``, a bad or never-opening crontab at ``cron``."""
     for path, silence in draft.items("silences"):
-        if silence.cron:
-            try:
-                parse_cron(silence.cron, silence.timezone)
-            except (ValueError, LookupError) as exc:
-                draft.report((*path, "cron"), f'expected a crontab like "0 2 * * SUN": {exc}')
+        if not silence.cron:
+            continue
+        try:
+            ZoneInfo(silence.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            draft.report(
+                (*path, "timezone"),
+                f"unknown time zone {describe(silence.timezone)}; use an IANA name like "
+                '"Europe/Berlin" or "UTC"',
+            )
+            continue
+        try:
+            cron = parse_cron(silence.cron, silence.timezone)
+        except (ValueError, LookupError) as exc:
+            draft.report(
+                (*path, "cron"),
+                f'expected a crontab of 5 fields like "30 2 * * SUN" '
+                f"(minute hour day-of-month month day-of-week), got {describe(silence.cron)}: "
+                f"{exc}",
+            )
+            continue
+        if cron.never_opens():
+            draft.report(
+                (*path, "cron"),
+                f"{describe(silence.cron)} never opens a window (no such date in the next "
+                f"{NEVER_YEARS} years, e.g. 30 February); check the day and month fields",
+            )

@@ -76,8 +76,14 @@ def delivery_text(entry: dict[str, Any]) -> str:
     if state == "failed":
         how = "permanently" if entry.get("permanent") else "past the delivery deadline"
         return f"failed {how} {changed}: {entry['error']}"
+    if state == "unconfirmed":
+        return f"unconfirmed {changed} (an attempt may have been received): {entry['error']}"
+    if state == "expired":
+        return f"expired {changed}: its delivery deadline passed while Lightbulb was down"
     if state == "dropped":
         return "not sent (its firing was never delivered)"
+    if state == "sending":
+        return "sending (attempt in flight)"
     return "queued"
 
 

@@ -164,11 +164,20 @@ def _notifications(h: dict[str, Any]) -> Iterator[Metric]:
             "Alert news not sent: a resolve of a firing the channel never got",
             labels=channel,
         ),
+        "expired": CounterMetricFamily(
+            "lightbulb_notifications_expired",
+            "Notices whose delivery deadline passed while the daemon was stopped (not sent)",
+            labels=channel,
+        ),
         "attempts": CounterMetricFamily(
             "lightbulb_notification_attempts", "Send attempts", labels=channel
         ),
         "queued": GaugeMetricFamily(
             "lightbulb_notifications_queued", "Notices waiting for their first attempt",
+            labels=channel,
+        ),
+        "sending": GaugeMetricFamily(
+            "lightbulb_notifications_sending", "Notices with an attempt in flight now",
             labels=channel,
         ),
         "retrying": GaugeMetricFamily(

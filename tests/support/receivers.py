@@ -168,6 +168,17 @@ def refused_port() -> int:
 class _Handler:
     def __init__(self) -> None:
         self.messages: list[Envelope] = []
+        self.refuse: dict[str, str] = {}  # address -> RCPT reply, e.g. "550 5.1.1 no such user"
+        self.rcpt_attempts: list[str] = []  # every RCPT TO address, in order
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Envelope, address: str, options: Any
+    ) -> str:
+        self.rcpt_attempts.append(address)
+        if address in self.refuse:
+            return self.refuse[address]
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Envelope) -> str:
         self.messages.append(envelope)
@@ -211,5 +222,98 @@ class SmtpReceiver:
     def messages(self) -> list[Envelope]:
         return self.handler.messages
 
+    @property
+    def refuse(self) -> dict[str, str]:
+        """Recipients to refuse at RCPT TO, with the reply (change it between attempts)."""
+        return self.handler.refuse
+
+    def delivered_to(self) -> list[str]:
+        """Every recipient of every accepted message, in order (repeats show duplicates)."""
+        return [rcpt for envelope in self.messages for rcpt in envelope.rcpt_tos]
+
     def close(self) -> None:
         self.controller.stop()
+
+
+class TrickleServer:
+    """A receiver that keeps each read within any per-read timeout but never finishes.
+
+    ``mode``: ``body`` reads the request, sends the status line and headers, then
+    one body byte per ``every`` seconds; ``status`` sends the status line itself a
+    byte at a time; ``close`` sends the headers and part of the body, then closes
+    the connection (mid-response); ``hangup`` closes without a word; ``smtp``
+    dribbles an SMTP greeting. Trickling stops after ``lasting`` seconds or at
+    :meth:`close`. ``requests`` counts whole HTTP requests read (what a real
+    receiver may have acted on).
+    """
+
+    def __init__(self, mode: str, every: float = 0.25, lasting: float = 60.0) -> None:
+        self.mode, self.every, self.lasting = mode, every, lasting
+        self.requests = 0
+        self.connections = 0
+        self.ended = threading.Event()  # set when a trickle ends because the client left
+        self._stop = threading.Event()
+        self._sock = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self._sock.getsockname()[1])
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _read_request(self, conn: socket.socket) -> None:
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = conn.recv(65536)
+            if not chunk:
+                return
+            data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        length = next(
+            (int(line.split(b":")[1]) for line in head.split(b"\r\n")
+             if line.lower().startswith(b"content-length:")), 0,
+        )  # fmt: skip
+        while len(body) < length:
+            chunk = conn.recv(65536)
+            if not chunk:
+                return
+            body += chunk
+        self.requests += 1
+
+    def _serve(self, conn: socket.socket) -> None:
+        with conn:
+            try:
+                if self.mode != "smtp":
+                    self._read_request(conn)
+                if self.mode == "close":
+                    conn.sendall(b'HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{"ok')
+                    return
+                if self.mode == "hangup":
+                    return
+                head = {
+                    "body": b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n",
+                    "status": b"",
+                    "smtp": b"",
+                }[self.mode]
+                conn.sendall(head)
+                drip = b"HTTP/1.1 200 OK\r\n" * 1000 if self.mode == "status" else b"2" * 100000
+                end = time.monotonic() + self.lasting
+                for byte in drip:
+                    if self._stop.wait(self.every) or time.monotonic() > end:
+                        return
+                    conn.sendall(bytes([byte]))
+            except OSError:
+                self.ended.set()  # the client hung up: the trickle did not hold it
+
+    def close(self) -> None:
+        self._stop.set()
+        self._sock.close()
