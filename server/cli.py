@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 
 from server import __version__
 from server.config import DEFAULT_PATH, Config, ConfigError
+from server.config import warnings as config_warnings
 from server.core.redact import RedactingStream
 from server.core.secret import Secret
 from server.core.status import Status
@@ -37,6 +38,8 @@ Command = Callable[[argparse.Namespace], int]
 
 def cmd_config_check(args: argparse.Namespace) -> int:
     config = load_config(args.config)
+    for warning in config_warnings(config):
+        print(f"{args.config}: warning: {warning}", file=sys.stderr)
     enabled = sum(1 for s in config.services if s.enabled)
     print(
         f"{args.config}: OK: {len(config.services)} services ({enabled} enabled), "

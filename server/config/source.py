@@ -37,6 +37,11 @@ MAX_VALUES = 1_000_000  # values after alias expansion: 5,000 services use ~150,
 MAX_DEPTH = 64  # mappings and lists inside each other
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 
+EMPTY_MESSAGE = (
+    "empty configuration: the file holds no settings, only whitespace or comments "
+    "(emptied or cut short?); restore it, or write `services: []` to run with no services"
+)
+
 _ENV_RE = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -98,8 +103,8 @@ def load_source(
     except yaml.YAMLError as exc:  # pragma: no cover - PyYAML raises Marked errors for text
         problems.append(ConfigProblem(filename, None, (), f"invalid YAML: {exc}"))
         return source, problems
-    if node is None:
-        source.data = {}
+    if node is None:  # nothing but whitespace and comments: emptied or cut short
+        problems.append(ConfigProblem(filename, None, (), EMPTY_MESSAGE))
         return source, problems
     refusal = _refuse_hostile(node, filename)
     if refusal is not None:
