@@ -26,21 +26,29 @@ def section_checks(draft: Draft) -> None:
     _logs(draft)
     config = draft.config
     if config.report.timezone:
-        try:
-            ZoneInfo(config.report.timezone)
-        except (ZoneInfoNotFoundError, ValueError):
-            draft.report(
-                ("report", "timezone"),
-                f'unknown time zone "{config.report.timezone}"; e.g. "Europe/Berlin"',
-            )
-    if config.alerting.flapping.low >= config.alerting.flapping.high:
+        _time_zone(draft, ("report", "timezone"), config.report.timezone)
+    flapping = ("alerting", "flapping")
+    if (
+        draft.parsed((*flapping, "low"), (*flapping, "high"))
+        and config.alerting.flapping.low >= config.alerting.flapping.high
+    ):
         draft.report(("alerting", "flapping", "low"), "must be below alerting.flapping.high")
-    if config.alerting.retry_max_backoff < config.alerting.retry_backoff:
+    if (
+        draft.parsed(("alerting", "retry_max_backoff"), ("alerting", "retry_backoff"))
+        and config.alerting.retry_max_backoff < config.alerting.retry_backoff
+    ):
         draft.report(
             ("alerting", "retry_max_backoff"),
             f"must not be below alerting.retry_backoff "
             f"({format_duration(config.alerting.retry_backoff)})",
         )
+
+
+def _time_zone(draft: Draft, path: Path, name: str) -> None:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        draft.report(path, f'unknown time zone "{name}"; e.g. "Europe/Berlin"')
 
 
 def _duplicate_service_ids(draft: Draft) -> None:
@@ -63,7 +71,10 @@ def _services(draft: Draft) -> None:
             draft.report(
                 (*path, "id"), f'"{RESERVED_ID}" is reserved for the daemon\'s own status row'
             )
-        if service.timeout > service.interval:
+        if (
+            draft.parsed((*path, "timeout"), (*path, "interval"))
+            and service.timeout > service.interval
+        ):
             draft.report(
                 (*path, "timeout"),
                 f"must not exceed interval ({format_duration(service.interval)}), "
@@ -73,36 +84,63 @@ def _services(draft: Draft) -> None:
 
 def _silences(draft: Draft) -> None:
     for path, silence in draft.items("silences"):
-        if not silence.service and not silence.rule:
+        if (
+            draft.parsed(*_keys(path, "service", "rule"))
+            and not silence.service
+            and not silence.rule
+        ):
             draft.report(path, "needs a service and/or a rule to match")
-        if silence.cron:
+        if silence.timezone != "UTC":
+            _time_zone(draft, (*path, "timezone"), silence.timezone)
+        if not draft.parsed(*_keys(path, "cron", "duration", "end")):
+            pass  # judged by a value that failed: its default stands in for it
+        elif silence.cron:
             if silence.duration is None:
                 draft.report((*path, "duration"), "a recurring silence (cron) needs a duration")
         elif silence.end is None:
             draft.report(path, "needs an end (or cron and duration for a recurring window)")
-        if silence.start and silence.end and silence.end <= silence.start:
+        if (
+            draft.parsed(*_keys(path, "start", "end"))
+            and silence.start
+            and silence.end
+            and silence.end <= silence.start
+        ):
             draft.report((*path, "end"), "must be after start")
+
+
+def _keys(path: Path, *names: str) -> list[Path]:
+    return [(*path, name) for name in names]
 
 
 def _dashboard(draft: Draft) -> None:
     dashboard = draft.config.dashboard
     auth = dashboard.auth
     where: Path = ("dashboard", "auth")
-    if dashboard.enabled and auth.type == "none" and dashboard.bind not in LOOPBACK:
+    if (
+        draft.parsed(("dashboard", "bind"), ("dashboard", "enabled"), (*where, "type"))
+        and dashboard.enabled
+        and auth.type == "none"
+        and dashboard.bind not in LOOPBACK
+    ):
         draft.report(
             ("dashboard", "bind"),
             f'"{dashboard.bind}" is reachable from other machines; set dashboard.auth '
             "(basic or bearer) or bind to 127.0.0.1",
         )
-    if auth.type == "bearer" and not any(auth.tokens.values()):
+    # each pair judged only when both values parsed (a default stands in for a bad one)
+    tokens, reads = _keys(where, "type", "tokens"), _keys(where, "type", "public_reads")
+    if draft.parsed(*tokens) and auth.type == "bearer" and not any(auth.tokens.values()):
         draft.report((*where, "tokens"), "bearer auth needs at least one non-empty token")
-    if not auth.public_reads and auth.type == "none":
+    if draft.parsed(*reads) and not auth.public_reads and auth.type == "none":
         draft.report((*where, "public_reads"), "false needs auth type basic or bearer")
-    if auth.type == "basic" and not auth.users:
+    if draft.parsed(*_keys(where, "type", "users")) and auth.type == "basic" and not auth.users:
         draft.report((*where, "users"), "basic auth needs at least one user")
 
 
 def _logs(draft: Draft) -> None:
     logs = draft.config.logs
-    if logs.max_record > logs.max_body:
+    if (
+        draft.parsed(*_keys(("logs",), "max_record", "max_body"))
+        and logs.max_record > logs.max_body
+    ):
         draft.report(("logs", "max_record"), "must not exceed logs.max_body")

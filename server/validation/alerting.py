@@ -83,7 +83,7 @@ def _rules(draft: Draft, channels: set[str]) -> None:
             seen.add(rule_id)
         condition = _condition(draft, path, raw.get("condition"))
         rule = parsed.get(path)
-        if condition is not None and rule is not None:
+        if condition is not None and rule is not None and draft.parsed((*path, "threshold")):
             _threshold(draft, path, condition, rule.threshold)
         annotations = raw.get("annotations")
         for key, text in (annotations if isinstance(annotations, dict) else {}).items():
@@ -138,7 +138,9 @@ def _threshold(draft: Draft, path: Path, condition: Condition, threshold: float)
 def _silences(draft: Draft) -> None:
     for path, silence in draft.items("silences"):
         if silence.cron:
+            # a bad time zone is reported under its own key; the crontab is judged alone
+            zone = silence.timezone if draft.parsed((*path, "timezone")) else "UTC"
             try:
-                parse_cron(silence.cron, silence.timezone)
+                parse_cron(silence.cron, zone)
             except (ValueError, LookupError) as exc:
                 draft.report((*path, "cron"), f'expected a crontab like "0 2 * * SUN": {exc}')
