@@ -185,3 +185,20 @@ def test_missing_config_file_is_a_clear_error() -> None:
     result = run_cli("-m", "server.cli", "config", "check", "--config", "nope.yaml")
     assert result.returncode == 2
     assert result.stderr.startswith("nope.yaml: file not found; pass --config PATH")
+
+
+@pytest.mark.parametrize(
+    "bind", ["127.0.0.1", "127.0.0.2", "::1", "0:0:0:0:0:0:0:1", "::ffff:127.0.0.1", "localhost"]
+)
+def test_a_loopback_bind_needs_no_auth(bind: str) -> None:
+    config = parse_config(f'services: []\ndashboard: {{bind: "{bind}"}}\n', "f.yaml", {})
+    assert config.dashboard.bind == bind
+
+
+@pytest.mark.parametrize(
+    "bind", ["0.0.0.0", "::", "192.0.2.1", "::ffff:10.0.0.1", "2001:db8::1", "lb.example"]
+)
+def test_a_bind_reachable_from_other_machines_needs_auth(bind: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(f'services: []\ndashboard: {{bind: "{bind}"}}\n', "f.yaml", {})
+    assert [p.path for p in caught.value.problems] == [("dashboard", "bind")]

@@ -7,6 +7,7 @@ problem they find and stop at none. Checks that span sections or need a registry
 
 from __future__ import annotations
 
+import ipaddress
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from server.config.draft import Draft
@@ -14,7 +15,19 @@ from server.config.source import Path
 from server.config.types import format_duration
 
 RESERVED_ID = "lightbulb"  # the daemon reports on itself under this id
-LOOPBACK = {"127.0.0.1", "::1", "localhost"}
+
+
+def is_loopback(bind: str) -> bool:
+    """Whether ``bind`` answers only this machine: ``localhost``, 127.0.0.0/8, ``::1`` in
+    any spelling (``0:0:0:0:0:0:0:1``) and IPv4-mapped loopback (``::ffff:127.0.0.1``)."""
+    if bind.strip().lower() == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(bind.strip().strip("[]"))
+    except ValueError:
+        return False  # a host name: it may resolve to anything
+    mapped = getattr(address, "ipv4_mapped", None)
+    return address.is_loopback or (mapped is not None and mapped.is_loopback)
 
 
 def section_checks(draft: Draft) -> None:
@@ -120,7 +133,7 @@ def _dashboard(draft: Draft) -> None:
         draft.parsed(("dashboard", "bind"), ("dashboard", "enabled"), (*where, "type"))
         and dashboard.enabled
         and auth.type == "none"
-        and dashboard.bind not in LOOPBACK
+        and not is_loopback(dashboard.bind)
     ):
         draft.report(
             ("dashboard", "bind"),
