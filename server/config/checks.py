@@ -11,8 +11,10 @@ import ipaddress
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from server.config.draft import Draft
+from server.config.pydantic_errors import describe
 from server.config.source import Path
 from server.config.types import format_duration
+from server.core import selectors
 
 RESERVED_ID = "lightbulb"  # the daemon reports on itself under this id
 
@@ -103,6 +105,11 @@ def _silences(draft: Draft) -> None:
             and not silence.rule
         ):
             draft.report(path, "needs a service and/or a rule to match")
+        for key, stacks in (("service", True), ("rule", False)):
+            selector = getattr(silence, key)
+            wrong = selectors.problem(selector, stacks) if selector else None
+            if wrong is not None:
+                draft.report((*path, key), f"{wrong}, got {describe(selector)}")
         if silence.timezone != "UTC":
             _time_zone(draft, (*path, "timezone"), silence.timezone)
         if not draft.parsed(*_keys(path, "cron", "duration", "end")):
