@@ -19,9 +19,8 @@ import json
 import re
 import time
 from typing import Annotated, Any
-from urllib.parse import urlsplit
 
-from pydantic import BeforeValidator, Field, field_validator, model_validator
+from pydantic import BeforeValidator, Field, model_validator
 
 from checkers.base import (
     CheckContext,
@@ -35,7 +34,7 @@ from checkers.base import (
 )
 from checkers.httpclient import HttpError, Request, Response, fetch
 from checkers.netio import os_reason
-from server.core.httpfields import HeaderName, HeaderValue, HttpMethod
+from server.core.httpfields import HeaderName, HeaderValue, HttpMethod, HttpUrl
 from server.core.units import ByteSize, Duration, DurationRange, format_size
 
 __all__ = ["HttpChecker", "HttpSettings", "json_path_get", "parse_status_spec"]
@@ -66,7 +65,7 @@ StatusSpec = Annotated[str | int, BeforeValidator(_check_spec)]
 
 
 class HttpSettings(Settings):
-    url: str = Field(max_length=8192)
+    url: HttpUrl = Field(max_length=8192)
     method: HttpMethod = "GET"
     expect_status: list[StatusSpec] = Field(default_factory=lambda: list[StatusSpec](["200-399"]))
     timeout: Annotated[Duration, DurationRange("100ms", "1h")] | None = None
@@ -81,13 +80,6 @@ class HttpSettings(Settings):
     cert_expiry_days: int | None = Field(None, ge=1, le=3650)
     follow_redirects: bool = True
     max_body: ByteSize = Field(MAX_BODY, ge=1, le=256 * 2**20)
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        if urlsplit(value).scheme not in {"http", "https"} or not urlsplit(value).hostname:
-            raise invalid("expected an http:// or https:// URL")
-        return value
 
     @model_validator(mode="after")
     def _equals_needs_path(self) -> HttpSettings:

@@ -29,6 +29,7 @@ from urllib.parse import urljoin, urlsplit
 import httptools
 
 from checkers.netio import connect, loop_local, tls_context
+from server.core.httpfields import request_target
 
 IDLE_TIMEOUT = 90.0  # seconds an idle connection is kept (nginx closes at 75 s)
 MAX_IDLE_PER_TARGET = 4
@@ -129,8 +130,11 @@ class Request:
         parts = urlsplit(self.url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise HttpError(f"cannot fetch {self.url!r}: not an http(s) URL")
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        try:
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+        except ValueError:  # refused at load; a redirect's Location may still hold one
+            raise HttpError(f"cannot fetch {self.url!r}: not a valid port") from None
+        path = request_target(parts.path, parts.query)
         return Target(parts.scheme, parts.hostname, port, verify, ca_cert), path
 
     def encode(self, target: Target, path: str) -> bytes:

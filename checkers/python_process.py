@@ -9,8 +9,10 @@ a pid reused by another process counts as a restart, never as the old process.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Literal
@@ -178,29 +180,43 @@ class PythonProcessChecker(Checker[ProcessSettings]):
             if self._last_ident is not None and ident != self._last_ident:
                 self.restarts += 1  # a new pid, or the same pid reused by a new process
             self._process = process
-            process.cpu_percent(None)  # primes the counter; the next check reads a real value
+            with contextlib.suppress(psutil.AccessDenied):  # then cpu_percent is not readable
+                process.cpu_percent(None)  # primes the counter; the next check reads a real value
         self._last_ident = ident
+        unreadable: list[str] = []
         with process.oneshot():
-            status = process.status()
-            cpu = process.cpu_percent(None)
-            rss = process.memory_info().rss
-            memory = rss / TOTAL_MEMORY * 100  # memory_percent() re-reads /proc/meminfo
-            threads = process.num_threads()
-            fds = process.num_fds()
+            status = process.status()  # existence and state: readable for any process
             uptime = max(0.0, time.time() - process.create_time())
+            readings = {name: _read(read, process, name, unreadable) for name, read in READINGS}
+        cpu, rss, threads, fds = (
+            readings[n] for n in ("cpu_percent", "rss", "num_threads", "num_fds")
+        )
+        memory = None if rss is None else round(rss / TOTAL_MEMORY * 100, 3)
         metrics = [
-            Metric("cpu_percent", cpu, "percent"),
-            Metric("memory_percent", round(memory, 3), "percent"),
-            Metric("rss_bytes", rss, "bytes"),
-            Metric("num_threads", threads, "count"),
-            Metric("num_fds", fds, "count"),
-            Metric("uptime_seconds", round(uptime, 1), "seconds"),
-            Metric("restarts", self.restarts, "count"),
+            Metric(name, value, unit)
+            for name, value, unit in (
+                ("cpu_percent", cpu, "percent"),
+                ("memory_percent", memory, "percent"),
+                ("rss_bytes", rss, "bytes"),
+                ("num_threads", threads, "count"),
+                ("num_fds", fds, "count"),
+                ("uptime_seconds", round(uptime, 1), "seconds"),
+                ("restarts", self.restarts, "count"),
+            )
+            if value is not None
         ]
-        details = {"pid": process.pid, "process_status": status, "restarts": self.restarts}
+        details: dict[str, object] = {
+            "pid": process.pid,
+            "process_status": status,
+            "restarts": self.restarts,
+        }
+        if unreadable:
+            # e.g. another user's process under the shipped unit (no CAP_SYS_PTRACE):
+            # /proc/PID/fd is closed to us; the verdict rests on what could be read
+            details["not_readable"] = ", ".join(unreadable) + " (access denied)"
 
         def result(code: Status, message: str) -> CheckResult:
-            return CheckResult(code, message, details, None, cpu, round(memory, 3), metrics)
+            return CheckResult(code, message, details, None, cpu, memory, metrics)
 
         if status == psutil.STATUS_ZOMBIE:
             return result(Status.FAILED, f"pid {process.pid} is a zombie (exited, not reaped)")
@@ -213,3 +229,24 @@ class PythonProcessChecker(Checker[ProcessSettings]):
         if breaches:
             return result(Status.DEGRADED, f"pid {process.pid}: " + ", ".join(breaches))
         return result(Status.OK, f"pid {process.pid} running for {uptime:.0f}s")
+
+
+def _read(
+    read: Callable[[psutil.Process], float], process: psutil.Process, name: str, denied: list[str]
+) -> float | None:
+    """``read(process)``, or None (its name added to ``denied``) when access is denied."""
+    try:
+        return read(process)
+    except psutil.AccessDenied:
+        denied.append(name)
+        return None
+
+
+# What a check reads beyond existence and state; any may be closed to an unprivileged
+# daemon (num_fds lists /proc/PID/fd, which only the owner or CAP_SYS_PTRACE may read).
+READINGS: tuple[tuple[str, Callable[[psutil.Process], float]], ...] = (
+    ("cpu_percent", lambda p: p.cpu_percent(None)),
+    ("rss", lambda p: p.memory_info().rss),
+    ("num_threads", lambda p: p.num_threads()),
+    ("num_fds", lambda p: p.num_fds()),
+)

@@ -11,21 +11,25 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 
 from server import __version__
 from server.config import DEFAULT_PATH, Config, ConfigError
+from server.config import warnings as config_warnings
 from server.core.redact import RedactingStream
 from server.core.secret import Secret
 from server.core.status import Status
+from server.core.times import EARLIEST, LATEST
 from server.schema import Target, apply_grants, apply_schema
 from server.schema_check import check_schema
 from server.storage import StorageError, open_storage
+from server.storage.base import StorageMissing
 from server.storage.version import require_supported
 from server.sync import sync_config_tables
 from server.validation import load_config
 
 EXIT_OK, EXIT_PROBLEM, EXIT_USAGE = 0, 1, 2
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what a shell reports for `yes | head -1`
 # `lightbulb check`: the Nagios plugin convention (Nagios Plugin Development
 # Guidelines, "Plugin Return Codes"): 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN, so
 # scripts and other monitors can use it as a plugin. STARTING, STOPPED, UNKNOWN and
@@ -37,6 +41,8 @@ Command = Callable[[argparse.Namespace], int]
 
 def cmd_config_check(args: argparse.Namespace) -> int:
     config = load_config(args.config)
+    for warning in config_warnings(config):
+        print(f"{args.config}: warning: {warning}", file=sys.stderr)
     enabled = sum(1 for s in config.services if s.enabled)
     print(
         f"{args.config}: OK: {len(config.services)} services ({enabled} enabled), "
@@ -162,17 +168,28 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _day(text: str, option: str, span: int) -> date | None:
+    """``text`` as a UTC day whose ``span`` days all lie in the range every table holds
+    (:mod:`server.core.times`); None, after printing why, when it is not one."""
+    first, last = EARLIEST.date(), LATEST.date() - timedelta(days=span - 1)
+    try:
+        day = date.fromisoformat(text)
+    except ValueError:
+        print(f"error: {option}: expected YYYY-MM-DD, got {text!r}", file=sys.stderr)
+        return None
+    if not first <= day <= last:
+        print(f"error: {option}: expected a day from {first} to {last}, got {day}", file=sys.stderr)
+        return None
+    return day
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     """Build one day's report from stored history and print it (nothing is sent)."""
-    from datetime import date
-
     from server.analytics.report import build
     from server.periodic import report_zone
 
-    try:
-        day = date.fromisoformat(args.date)
-    except ValueError:
-        print(f"error: --date: expected YYYY-MM-DD, got {args.date!r}", file=sys.stderr)
+    day = _day(args.date, "--date", span=1)
+    if day is None:
         return EXIT_USAGE
     config = load_config(args.config)
     storage = open_storage(config.clickhouse)
@@ -187,17 +204,15 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_maintenance(args: argparse.Namespace) -> int:
     """Print each maintenance window of the config's silences (see server/alerting/maintenance)."""
-    from datetime import date, time
+    from datetime import time
 
     from server.alerting.maintenance import windows
 
-    try:
-        start = date.fromisoformat(args.from_) if args.from_ else datetime.now(UTC).date()
-    except ValueError:
-        print(f"error: --from: expected YYYY-MM-DD, got {args.from_!r}", file=sys.stderr)
-        return EXIT_USAGE
     if not 1 <= args.days <= 3660:
         print(f"error: --days: expected 1 to 3660, got {args.days}", file=sys.stderr)
+        return EXIT_USAGE
+    start = _day(args.from_, "--from", span=args.days) if args.from_ else datetime.now(UTC).date()
+    if start is None:
         return EXIT_USAGE
     config = load_config(args.config)
     found = windows(config, datetime.combine(start, time(), UTC), args.days)
@@ -218,6 +233,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         return _check(args)
     except ConfigError as exc:
         print(exc.report(), file=sys.stderr)
+    except BrokenPipeError:
+        raise  # the reader went away: main() stops quietly
     except Exception as exc:
         print(f"error: unexpected {type(exc).__name__}: {exc}", file=sys.stderr)
     return NAGIOS_UNKNOWN
@@ -349,11 +366,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         status: int = args.func(args)
+        sys.stdout.flush()  # a closed pipe shows here, not at exit
+    except BrokenPipeError:
+        # the reader went away (`lightbulb check x | head -1`): stop quietly, as `cat` does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except ConfigError as exc:
         print(exc.report(), file=sys.stderr)
         return EXIT_USAGE
     except StorageError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        if isinstance(exc, StorageMissing) or any(
+            code in str(exc) for code in ("UNKNOWN_DATABASE", "UNKNOWN_TABLE")
+        ):
+            print(
+                "hint: the database or its tables are not there yet; create them with "
+                f"`lightbulb bootstrap --config {args.config}`",
+                file=sys.stderr,
+            )
         return EXIT_PROBLEM
     except KeyboardInterrupt:
         return 130

@@ -31,7 +31,8 @@ from server.alerting.log import AlertLog
 from server.analytics.baselines import Baselines, LearnedDegraded
 from server.analytics.burn import BurnCounts
 from server.analytics.report import latest_day
-from server.config import Config, ConfigError
+from server.config import Config, ConfigError, missing_sections
+from server.config import warnings as config_warnings
 from server.config.checks import RESERVED_ID
 from server.core.clock import Clock, SystemClock
 from server.core.redact import LoggingFilter, RedactingListener, RedactingSink
@@ -74,6 +75,8 @@ class Daemon:
         self.config_path = config_path
         self.clock = clock or SystemClock()
         self.config: Config = load_config(config_path)
+        for warning in config_warnings(self.config):
+            log.warning("%s: %s", config_path, warning)
         temporal_budget.configure(self.config.temporal.max_visibility_rps)
         self.storage: Storage = open_storage(self.config.clickhouse)
         sched = self.config.scheduler
@@ -242,6 +245,16 @@ class Daemon:
             return
         except Exception:  # a bug in validation must not take the daemon down either
             log.exception("reload rejected (unexpected error), keeping the running config")
+            return
+        missing = missing_sections(self.config, config)
+        if missing:
+            log.error(
+                "reload rejected, keeping the running config: %s no longer sets %s "
+                "(a file cut short?); to drop a section on purpose write it empty "
+                "(`services: []`, `channels: {}`)",
+                self.config_path,
+                ", ".join(missing),
+            )
             return
         try:
             refused = self.web.apply(config)  # first: the one step that can fail on its own

@@ -108,6 +108,10 @@ def test_deleting_a_silence_releases_what_it_held(h: Harness, api: FlaskClient) 
         ({"service": "db", "ends_at": "yesterday"}, 400, "RFC 3339"),
         ({"service": 5, "duration": "1h"}, 400, "service: expected a string"),
         ([1, 2], 400, "JSON object"),
+        ({"service": "\u0000", "duration": "1h"}, 400, "service: expected an id"),
+        ({"rule": "[", "duration": "1h"}, 400, 'rule: expected an id or a glob like "disk-*" with'),
+        ({"service": "DB prod", "duration": "1h"}, 400, "of lowercase letters, digits"),
+        ({"service": "stack:", "duration": "1h"}, 400, 'expected a name after "stack:"'),
     ],
 )
 def test_bad_silence_requests_get_a_4xx_that_says_why(

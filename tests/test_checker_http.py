@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from checkers.base import CheckContext, Status
 from checkers.http import HttpChecker, HttpSettings, json_path_get, parse_status_spec
@@ -30,6 +31,34 @@ def target() -> Iterator[Target]:
 
 def check(timeout: float = 5, now: datetime = NOW, **settings: Any) -> Any:
     return run_check(HttpChecker(HttpSettings(**settings)), CheckContext("h", now, timeout))
+
+
+def test_spaces_and_non_ascii_in_the_url_are_percent_encoded_on_the_wire(
+    target: Target,
+) -> None:
+    sent = "/echo/a%20b/%C3%A9?q=x%20y&r=%2F"  # an escape already made stays as it is
+    result = check(url=target.url("/echo/a b/é?q=x y&r=%2F"), body_contains=sent)
+    assert result.status == Status.OK, result.message
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("http://127.0.0.1:99999/", "with a port 1 to 65535"),
+        ("http://127.0.0.1:0/", "with a port 1 to 65535"),
+        ("http://127.0.0.1:x/", "with a port 1 to 65535"),
+        ("http://exa mple.com/", "with a host name of letters, digits, dots and dashes"),
+        ("http://[::1/", "with a valid host"),
+        ("http://h/p HTTP/1.1\r\nX-Injected: yes", "without control characters"),
+        ("http://h/p\tq", "without control characters"),
+        ("http://h/p\x00", "without control characters"),
+        ("ftp://h/", "expected an http:// or https:// URL"),
+    ],
+)
+def test_a_url_that_cannot_be_fetched_is_refused_at_load(url: str, expected: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        HttpSettings(url=url)
+    assert expected in str(caught.value)
 
 
 def test_200_is_ok_with_response_time(target: Target) -> None:

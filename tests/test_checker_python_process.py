@@ -321,24 +321,39 @@ def test_stopped_process_signal_keeps_it_found(spawn: Any) -> None:
         os.kill(proc.pid, signal.SIGCONT)
 
 
+# Run as `nobody` (65534), as the shipped unit runs the daemon as an unprivileged user
+# without CAP_SYS_PTRACE: another user's /proc/PID/fd (num_fds) is closed to it.
+AS_NOBODY = """
+import json, os, sys
+from datetime import UTC, datetime
+from checkers.base import CheckContext
+from checkers.python_process import ProcessSettings, PythonProcessChecker
+from server.runner import run_check
+os.setgid(65534); os.setuid(65534)  # after imports: the interpreter lives under /root
+for settings in json.loads(sys.argv[1]):
+    checker = PythonProcessChecker(ProcessSettings.model_validate(settings))
+    r = run_check(checker, CheckContext("p", datetime.now(UTC), 5))
+    print(json.dumps([int(r.status), r.message, r.details, sorted(m.name for m in r.metrics)]))
+"""
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to drop to another user")
-def test_access_denied_is_unknown(spawn: Any) -> None:
-    """Checked as `nobody`, a root-owned process's fds cannot be read: UNKNOWN, not FAILED."""
-    target = spawn()
-    code = (
-        "import os, sys\n"
-        "from datetime import UTC, datetime\n"
-        "from checkers.base import CheckContext\n"
-        "from checkers.python_process import ProcessSettings, PythonProcessChecker\n"
-        "from server.runner import run_check\n"
-        "os.setgid(65534); os.setuid(65534)  # after imports: the interpreter lives under /root\n"
-        f"r = run_check(PythonProcessChecker(ProcessSettings(pid={target.pid})),"
-        " CheckContext('p', datetime.now(UTC), 5))\n"
-        "print(int(r.status), r.message)\n"
-    )
+def test_another_users_process_is_judged_on_what_can_be_read(spawn: Any) -> None:
+    """Checked as `nobody`, a root-owned process: its fds cannot be read, so num_fds is
+    left out (and said so in details); existence, state, cpu, memory and threads still
+    give the verdict, OK or DEGRADED, never UNKNOWN."""
+    mark = marker()
+    target = spawn(SLEEPER, mark)
+    fds_only = {"num_fds": 1}  # would be breached, if it could be read
+    runs = [
+        {"pid": target.pid, "thresholds": {**fds_only, "memory_percent": 100}},
+        {"pid": target.pid, "thresholds": {**fds_only, "num_threads": 0}},
+        {"cmdline": mark, "thresholds": fds_only},
+        {"pid": 4_194_000},  # no such process
+    ]
     repo = Path(__file__).resolve().parents[1]
     done = subprocess.run(
-        [sys.executable, "-c", code],
+        [sys.executable, "-c", AS_NOBODY, json.dumps(runs)],
         cwd=repo,
         capture_output=True,
         text=True,
@@ -346,7 +361,15 @@ def test_access_denied_is_unknown(spawn: Any) -> None:
         env={**os.environ, "PYTHONPATH": str(repo)},
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == f"5 access denied reading process {target.pid}"
+    ok, degraded, by_cmdline, missing = (json.loads(line) for line in done.stdout.splitlines())
+    readable = ["cpu_percent", "memory_percent", "num_threads", "restarts", "rss_bytes",
+                "uptime_seconds"]  # fmt: skip
+    assert ok[0] == 0 and ok[1].startswith(f"pid {target.pid} running for "), ok
+    assert ok[3] == readable  # num_fds absent, not 0
+    assert ok[2]["not_readable"] == "num_fds (access denied)"
+    assert degraded[0] == 1 and degraded[1] == f"pid {target.pid}: num_threads 1 > 0"
+    assert by_cmdline[0] == 0 and by_cmdline[2]["pid"] == target.pid
+    assert missing[0] == 2 and missing[1].startswith("not running")
 
 
 def test_json_log_records_give_their_message_level_code_and_stack(

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from server import __version__
-from tests.conftest import run_cli
+from tests.conftest import REPO, run_cli
 
 
 def test_version_prints_the_package_version() -> None:
@@ -43,3 +46,75 @@ def test_check_that_cannot_run_exits_3_unknown(tmp_path: Path) -> None:
     config.write_text("services:\n  - {id: svc, type: host, interval: 1s}\n")
     missing = run_cli("-m", "server.cli", "check", "other", "--config", str(config))
     assert missing.returncode == 3 and "no service 'other'" in missing.stderr
+
+
+def fresh_config(tmp_path: Path) -> Path:
+    config = tmp_path / "lightbulb.yaml"
+    config.write_text(
+        f"clickhouse: {{embedded_path: {tmp_path / 'db'}}}\n"
+        "services:\n  - {id: me, type: host, interval: 5s}\n"
+    )
+    return config
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["report", "--date", "0001-01-01"],
+            "--date: expected a day from 1970-01-01 to 2105-12-31",
+        ),
+        (
+            ["report", "--date", "9999-12-31"],
+            "--date: expected a day from 1970-01-01 to 2105-12-31",
+        ),
+        (
+            ["report", "--date", "1969-12-31"],
+            "--date: expected a day from 1970-01-01 to 2105-12-31",
+        ),
+        (["maintenance", "--from", "9999-12-31"], "--from: expected a day from 1970-01-01 to "),
+        (
+            ["maintenance", "--from", "2105-12-30", "--days", "7"],
+            "--from: expected a day from 1970-01-01 to 2105-12-25",
+        ),
+    ],
+)
+def test_a_day_outside_what_the_tables_hold_is_refused_with_exit_2(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    config = fresh_config(tmp_path)
+    done = run_cli("-m", "server.cli", *args, "--config", str(config))
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith(f"error: {message}") and "unexpected" not in done.stderr
+    assert done.stdout == ""
+
+
+def test_a_missing_database_says_to_run_bootstrap(tmp_path: Path) -> None:
+    config = fresh_config(tmp_path)
+    done = run_cli("-m", "server.cli", "report", "--date", "2026-11-30", "--config", str(config))
+    assert done.returncode == 1
+    assert done.stderr.splitlines()[-1] == (
+        "hint: the database or its tables are not there yet; create them with "
+        f"`lightbulb bootstrap --config {config}`"
+    )
+
+
+def test_a_reader_that_goes_away_stops_the_command_quietly(tmp_path: Path) -> None:
+    """`lightbulb check x | head -1`: the pipe closes early; no traceback, no error."""
+    config = fresh_config(tmp_path)
+    reader, writer = os.pipe()
+    os.close(reader)  # the reader is gone before anything is written
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "server.cli", "check", "me", "--config", str(config)],
+            cwd=REPO,
+            stdout=writer,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    finally:
+        os.close(writer)
+    assert done.stderr == ""
+    assert done.returncode == 141  # as a shell reports a command ended by SIGPIPE

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from server.config import warnings as config_warnings
 from server.core.secret import Secret
 from server.validation import ConfigError, load_config, parse_config
 from tests.conftest import REPO, run_cli
@@ -51,12 +52,31 @@ def test_demo_config_is_valid() -> None:
 
 
 def test_defaults_match_documentation() -> None:
-    config = parse_config("", "empty.yaml", environ={})
+    config = parse_config("services: []\n", "minimal.yaml", environ={})
     assert config.clickhouse.embedded_path == "var/lightbulb"
     assert config.clickhouse.database == "monitor"
     assert config.clickhouse.retention_days == 90
     assert config.clickhouse.embedded
     assert config.dashboard.port == 8080
+
+
+@pytest.mark.parametrize("text", ["", "\n  \n    \n", "# all\n  # comments\n", "---\n...\n"])
+def test_an_empty_document_is_refused_naming_file_and_fix(text: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, "cut.yaml", environ={})
+    assert [str(p) for p in caught.value.problems] == [
+        "cut.yaml: empty configuration: the file holds no settings, only whitespace or "
+        "comments (emptied or cut short?); restore it, or write `services: []` to run "
+        "with no services"
+    ]
+
+
+def test_a_file_without_services_is_valid_but_warned_about() -> None:
+    assert config_warnings(parse_config("dashboard: {port: 9000}", "f.yaml", environ={})) == [
+        "no `services:` key, so nothing is checked (a file cut short?); "
+        "write `services: []` if that is meant"
+    ]
+    assert config_warnings(parse_config("services: []", "f.yaml", environ={})) == []
 
 
 def test_durations_and_sizes_are_parsed() -> None:
@@ -107,7 +127,9 @@ def test_clickhouse_port_alone_applies_to_file_hosts() -> None:
 
 def test_bad_clickhouse_env_override_is_reported() -> None:
     with pytest.raises(ConfigError) as caught:
-        parse_config("", "f.yaml", environ={"CLICKHOUSE_HOST": "h", "CLICKHOUSE_PORT": "x"})
+        parse_config(
+            "services: []", "f.yaml", environ={"CLICKHOUSE_HOST": "h", "CLICKHOUSE_PORT": "x"}
+        )
     assert str(caught.value.problems[0]) == (
         "environment CLICKHOUSE_HOST/CLICKHOUSE_PORT: "
         'expected a host name and a port number, got "h:x"'
@@ -163,3 +185,20 @@ def test_missing_config_file_is_a_clear_error() -> None:
     result = run_cli("-m", "server.cli", "config", "check", "--config", "nope.yaml")
     assert result.returncode == 2
     assert result.stderr.startswith("nope.yaml: file not found; pass --config PATH")
+
+
+@pytest.mark.parametrize(
+    "bind", ["127.0.0.1", "127.0.0.2", "::1", "0:0:0:0:0:0:0:1", "::ffff:127.0.0.1", "localhost"]
+)
+def test_a_loopback_bind_needs_no_auth(bind: str) -> None:
+    config = parse_config(f'services: []\ndashboard: {{bind: "{bind}"}}\n', "f.yaml", {})
+    assert config.dashboard.bind == bind
+
+
+@pytest.mark.parametrize(
+    "bind", ["0.0.0.0", "::", "192.0.2.1", "::ffff:10.0.0.1", "2001:db8::1", "lb.example"]
+)
+def test_a_bind_reachable_from_other_machines_needs_auth(bind: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(f'services: []\ndashboard: {{bind: "{bind}"}}\n', "f.yaml", {})
+    assert [p.path for p in caught.value.problems] == [("dashboard", "bind")]

@@ -32,10 +32,12 @@ from schemathesis import GenerationMode
 from werkzeug.security import generate_password_hash
 
 from server.config.models import DashboardConfig, LogsConfig
+from server.core.clock import SystemClock
 from server.spool import Spool
 from server.tables import WRITTEN_TABLES
 from server.web import WebContext, create_app
 from server.web.openapi import openapi_document
+from server.web.ratelimit import LoginLimiter
 from server.writer import Writer
 from tests.web_fixture import build
 
@@ -89,6 +91,13 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flask]:
     yield create_app(WebContext(config, store, h.clock, h.engine, sink=writer))
     writer.stop()
     store.close()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_sign_in_limits(app: Flask) -> None:
+    """Each test starts with no failed sign-ins: the fuzzed forms and headers of one
+    test would otherwise lock the next test's right credentials out (429)."""
+    app.extensions["login_limiter"] = LoginLimiter(SystemClock())
 
 
 @pytest.fixture(scope="module")

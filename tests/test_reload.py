@@ -29,6 +29,9 @@ HOSTILE = [
     "- just\n- a list\n",
     "services: [{id: a, type: host, interval: 0.0000001s}]\n",
     "\x00\xff garbage",
+    "",  # emptied, or cut short before its first key
+    "  \n \n",
+    "# only comments\n# left\n",
 ]
 
 
@@ -125,6 +128,34 @@ def test_moving_the_dashboard_to_loopback_without_auth_closes_the_open_socket(
     assert get(f"http://127.0.0.1:{port}/api/v1/services").status_code == 200
     code, _ = daemon.stop()
     assert code == 0
+
+
+def test_a_file_emptied_or_cut_short_on_reload_keeps_services_and_dashboard_auth(
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    config = tmp_path / "lightbulb.yaml"
+    good = config_text(tmp_path, AUTHED % port)
+    config.write_text(good)
+    daemon = DaemonProcess(config, tmp_path)
+    daemon.wait_for("storage ready")
+    cut_short = good[: good.index("dashboard:")]  # clickhouse and scheduler only
+    no_services = good[: good.index("services:")]  # the dashboard, but no services
+    for count, text in enumerate(["", "# truncated\n", cut_short, no_services], start=1):
+        config.write_text(text)
+        daemon.signal(signal.SIGHUP)
+        assert wait_until(lambda n=count: rejections(daemon) >= n, 30), daemon.output[-3000:]
+    assert "empty configuration" in daemon.output
+    assert "no longer sets services, dashboard (a file cut short?)" in daemon.output
+    assert "no longer sets services (a file cut short?)" in daemon.output
+    url = f"http://127.0.0.2:{port}/api/v1/services"
+    assert get(url).status_code == 401  # auth and bind as they were
+    assert {s["id"] for s in get(url, "s3cret").json()["services"]} >= {"one"}
+    config.write_text(no_services + "services: []\n")  # no services, on purpose
+    daemon.signal(signal.SIGHUP)
+    daemon.wait_for(r"reloaded .*removed \['one'\]")
+    code, _ = daemon.stop()
+    assert code == 0, daemon.output[-3000:]
 
 
 def test_a_move_to_a_taken_port_is_refused_whole_and_auth_stays(tmp_path: Path) -> None:

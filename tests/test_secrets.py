@@ -11,16 +11,30 @@ notify test`` and ``lightbulb config check`` output, and every notice received.
 
 from __future__ import annotations
 
+import base64
+import html
+import json
+import re
+import shlex
+import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
+from urllib.parse import quote, quote_plus
 
+import flask
+import markupsafe
 import pytest
 import requests
+from jinja2.utils import htmlsafe_json_dumps
 
-from server.core.redact import MASK, Redactor
+from server.core.redact import MASK, Redactor, redact
+from server.notify.base import ChannelError
+from server.notify.http import post_json
 from server.storage.embedded import EmbeddedStorage
+from server.validation import parse_config
 from tests.conftest import free_port, run_cli, wait_until
 from tests.support.daemon import DaemonProcess
 from tests.support.receivers import HttpReceiver, SmtpReceiver
@@ -202,5 +216,194 @@ def test_no_secret_reaches_rows_pages_api_logs_cli_or_notices(
         for name, value in secrets.items()
         for where, text in outputs.items()
         if value in text
+    ]
+    assert not leaks, "\n".join(leaks)
+
+
+# Secrets holding the characters that repr, JSON, HTML, URLs and shells escape: a message
+# quoting one escaped ('a\\b', "q\"", 'é\u2028', %2F) must still be masked.
+# Each holds plain-word markers (``mkbs1``) that survive any escaping: a marker found in an
+# output is a leak, whatever spelling it leaked in.
+ESCAPED = {
+    "ESC_BACKSLASH": "mkbs1\\mkbs2\\mkbs3",
+    "ESC_QUOTES": "mkq1\"mkq2'mkq3",
+    "ESC_CONTROL": "mkc1\tmkc2\r\nX: mkc3\x01",
+    "ESC_UNICODE": "mku1émku2\u2028€mku3\x7f",
+    "ESC_URLISH": "mkl1/%&<> mkl2+=?#mkl3",
+}
+MARKERS = re.compile(r"mk(?:bs|q|c|u|l)\d")
+
+
+@pytest.mark.parametrize(
+    "form",
+    [
+        repr,
+        json.dumps,
+        lambda s: json.dumps(s, ensure_ascii=False),
+        lambda s: json.dumps(repr(s)),
+        lambda s: repr(json.dumps(s)),
+        lambda s: quote(s, safe=""),
+        lambda s: re.sub("%[0-9A-F]{2}", lambda m: m.group().lower(), quote(s)),
+        quote_plus,
+        html.escape,
+        lambda s: str(markupsafe.escape(s)),
+        lambda s: str(markupsafe.escape(repr(s))),
+        flask.json.dumps,
+        lambda s: str(htmlsafe_json_dumps(s)),
+        shlex.quote,
+        lambda s: s.encode("unicode_escape").decode(),
+    ],
+    ids=[
+        "repr",
+        "json",
+        "json-utf8",
+        "json-of-repr",
+        "repr-of-json",
+        "url-quoted",
+        "url-quoted-lower-hex",
+        "form-encoded",
+        "html",
+        "markupsafe",
+        "html-of-repr",
+        "flask-json",
+        "jinja-tojson",
+        "shell",
+        "unicode-escape",
+    ],
+)
+def test_redact_masks_a_secret_in_every_escaped_spelling(form: Callable[[str], str]) -> None:
+    redactor = Redactor()
+    redactor.learn(ESCAPED.values())
+    for name, secret in ESCAPED.items():
+        shown = redactor.text(f"expected {form(secret)} here")
+        assert not MARKERS.search(shown) and MASK in shown, (name, shown)
+
+
+def test_redact_masks_the_basic_auth_header_of_a_url_with_userinfo(tmp_path: Path) -> None:
+    """requests sends a URL's userinfo as ``Authorization: Basic base64(user:pass)``; a
+    receiver echoing it back into an error (stored, shown) must not reveal it."""
+
+    class Echo(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = f"denied: {self.headers['Authorization']}".encode()
+            self.send_response(403)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Echo)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        user, password = f"lbuser{uuid.uuid4().hex[:6]}", f"lbpass{uuid.uuid4().hex[:6]}"
+        url = f"http://${{HOOK_USER}}:${{HOOK_PASS}}@127.0.0.1:{server.server_port}/hook"
+        parse_config(  # loading the config is what teaches the redactor its secrets
+            f"clickhouse: {{embedded_path: {tmp_path / 'db'}}}\nservices: []\n"
+            f'channels: {{hook: {{type: webhook, url: "{url}"}}}}\n',
+            "basic.yaml",
+            {"HOOK_USER": user, "HOOK_PASS": password},
+        )
+        with pytest.raises(ChannelError) as failure:
+            post_json(
+                f"http://{user}:{password}@127.0.0.1:{server.server_port}/hook", b"{}", (5, 5)
+            )
+    finally:
+        server.shutdown()
+        server.server_close()
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    message = str(failure.value)
+    assert token in message  # the receiver did echo it
+    assert token not in redact(message) and MASK in redact(message)
+
+
+def escaped_config(tmp_path: Path, receiver: HttpReceiver, port: int) -> str:
+    services = "".join(
+        f"""
+  - id: {name.lower().replace("_", "-")}
+    type: http
+    interval: 1s
+    http:
+      url: "{receiver.url}/health"
+      method: POST
+      json_path: $.status
+      equals: "${{{name}}}"
+"""
+        for name in ESCAPED
+    )
+    return f"""
+clickhouse: {{embedded_path: {tmp_path / "db"}}}
+scheduler: {{spool_dir: {tmp_path / "spool"}, flush_interval: 200ms}}
+dashboard: {{port: {port}}}
+alerting: {{group_wait: 0s}}
+services:{services}
+alert_rules:
+  - {{id: down, service: "*", condition: "status >= FAILED"}}
+"""
+
+
+def test_secrets_escaped_in_messages_are_masked_in_rows_pages_api_cli_and_config_errors(
+    tmp_path: Path,
+) -> None:
+    receiver = HttpReceiver()
+    port = free_port()
+    config = tmp_path / "lightbulb.yaml"
+    config.write_text(escaped_config(tmp_path, receiver, port))
+    ids = [name.lower().replace("_", "-") for name in ESCAPED]
+    outputs: dict[str, str] = {}
+    daemon = DaemonProcess(config, tmp_path, env=ESCAPED)
+    try:
+        daemon.wait_for("storage ready")
+        for service in ids:
+            daemon.wait_for_checks(service, 1)
+        base = f"http://127.0.0.1:{port}"
+        assert wait_until(
+            lambda: (
+                len(requests.get(base + "/api/v1/alerts", timeout=30).json()["alerts"]) >= len(ids)
+            ),
+            30,
+        )
+        pages = [f"/services/{s}" for s in ids] + [f"/api/v1/services/{s}" for s in ids]
+        for path in ["/", "/alerts", "/api/v1/services", "/api/v1/alerts", *pages]:
+            answer = requests.get(base + path, timeout=30)
+            assert answer.status_code == 200, (path, answer.text[:300])
+            outputs[f"page {path}"] = answer.text
+    finally:
+        code, _ = daemon.stop()
+        receiver.close()
+    assert code == 0, daemon.output[-3000:]
+    outputs["daemon log"] = daemon.output
+    store = EmbeddedStorage(tmp_path / "db", "monitor")
+    try:
+        rows = store.query("SELECT message FROM monitor.service_status")
+        outputs["service_status"] = repr(rows) + json.dumps(rows)
+        outputs["alert_events"] = repr(store.query("SELECT * FROM monitor.alert_events"))
+    finally:
+        store.close()
+    assert "expected '<secret>'" in outputs["service_status"]  # the mismatch was stored, masked
+    for service in ids:
+        done = run_cli("-m", "server.cli", "check", service, "--config", str(config), env=ESCAPED)
+        outputs[f"check {service}"] = done.stdout + done.stderr
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(
+        config.read_text().replace(
+            "services:",
+            "services:"
+            + "".join(
+                f"\n  - {{id: bad{i}, type: tcp, interval: '${{{name}}}', "
+                f"tcp: {{host: '${{{name}}}', port: '${{{name}}}'}}}}"
+                for i, name in enumerate(ESCAPED)
+            ),
+        )
+    )
+    done = run_cli("-m", "server.cli", "config", "check", "--config", str(broken), env=ESCAPED)
+    assert done.returncode == 2 and done.stderr.count("<secret>") >= 3 * len(ESCAPED), done.stderr
+    outputs["config check"] = done.stderr
+
+    leaks = [
+        f"{where}: …{text[max(0, found.start() - 40) : found.end() + 40]!r}…"
+        for where, text in outputs.items()
+        for found in MARKERS.finditer(text)
     ]
     assert not leaks, "\n".join(leaks)

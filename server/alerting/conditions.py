@@ -27,6 +27,7 @@ A condition that does not parse is a config error at ``alert_rules[i].condition`
 
 from __future__ import annotations
 
+import math
 import operator
 import re
 from collections.abc import Callable
@@ -256,4 +257,6 @@ def _comparison(tokens: list[str], subject: str, status_names: bool = False) -> 
         value = float(raw)
     except ValueError:
         raise ConditionError(f'"{raw}" is not a number or threshold') from None
+    if not math.isfinite(value):  # "nan", "inf", "1e309": no value compares sensibly
+        raise ConditionError(f'"{raw}" is not a finite number; write a number or threshold')
     return Comparison(op, value)

@@ -19,10 +19,19 @@ from server.config.draft import Draft, build
 from server.config.errors import ConfigError, ConfigProblem
 from server.config.models import Config
 from server.config.pydantic_errors import describe
-from server.config.source import load_source
+from server.config.source import EMPTY_MESSAGE, load_source
 from server.config.types import check_host_port
 
-__all__ = ["Config", "ConfigError", "ConfigProblem", "Draft", "read_file", "read_text"]
+__all__ = [
+    "Config",
+    "ConfigError",
+    "ConfigProblem",
+    "Draft",
+    "missing_sections",
+    "read_file",
+    "read_text",
+    "warnings",
+]
 
 DEFAULT_PATH = "lightbulb.yaml"
 MAX_FILE_BYTES = 64 * 2**20  # a config file beyond this is a mistake (or an attack)
@@ -67,6 +76,8 @@ def read_text(text: str, filename: str, environ: Mapping[str, str] | None = None
     if problems and source.data is None:
         raise ConfigError(problems)
     data = source.data
+    if data is None:  # "---" alone, or a bare null: as empty as an empty file
+        raise ConfigError([*problems, ConfigProblem(filename, None, (), EMPTY_MESSAGE)])
     if not isinstance(data, dict):
         problems.append(
             ConfigProblem(filename, 1, (), f"expected a mapping of sections, got {describe(data)}")
@@ -76,6 +87,29 @@ def read_text(text: str, filename: str, environ: Mapping[str, str] | None = None
     draft = build(data, source, problems)
     section_checks(draft)
     return draft
+
+
+def warnings(config: Config) -> list[str]:
+    """What is valid but likely a mistake, worded as the fix; shown by ``config check``
+    and logged when the daemon starts.
+
+    A file without a ``services:`` key checks nothing: often a file cut short.
+    """
+    if "services" in config.model_fields_set:
+        return []
+    return ["no `services:` key, so nothing is checked (a file cut short?); "
+            "write `services: []` if that is meant"]  # fmt: skip
+
+
+def missing_sections(running: Config, new: Config) -> list[str]:
+    """Top-level sections the running config's file set that the new file lacks.
+
+    A reload refuses such a file (:meth:`server.daemon.Daemon.reload`): a file cut
+    short would otherwise remove every service, or drop the dashboard's auth to its
+    default. A section emptied on purpose is written out (``channels: {}``).
+    """
+    return [name for name in Config.model_fields
+            if name in running.model_fields_set and name not in new.model_fields_set]  # fmt: skip
 
 
 def _apply_env_overrides(data: dict[str, Any], env: Mapping[str, str]) -> list[ConfigProblem]:

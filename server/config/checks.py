@@ -7,14 +7,29 @@ problem they find and stop at none. Checks that span sections or need a registry
 
 from __future__ import annotations
 
+import ipaddress
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from server.config.draft import Draft
+from server.config.pydantic_errors import describe
 from server.config.source import Path
 from server.config.types import format_duration
+from server.core import selectors
 
 RESERVED_ID = "lightbulb"  # the daemon reports on itself under this id
-LOOPBACK = {"127.0.0.1", "::1", "localhost"}
+
+
+def is_loopback(bind: str) -> bool:
+    """Whether ``bind`` answers only this machine: ``localhost``, 127.0.0.0/8, ``::1`` in
+    any spelling (``0:0:0:0:0:0:0:1``) and IPv4-mapped loopback (``::ffff:127.0.0.1``)."""
+    if bind.strip().lower() == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(bind.strip().strip("[]"))
+    except ValueError:
+        return False  # a host name: it may resolve to anything
+    mapped = getattr(address, "ipv4_mapped", None)
+    return address.is_loopback or (mapped is not None and mapped.is_loopback)
 
 
 def section_checks(draft: Draft) -> None:
@@ -26,22 +41,30 @@ def section_checks(draft: Draft) -> None:
     _logs(draft)
     config = draft.config
     if config.report.timezone:
-        try:
-            ZoneInfo(config.report.timezone)
-        except (ZoneInfoNotFoundError, ValueError):
-            draft.report(
-                ("report", "timezone"),
-                f'unknown time zone "{config.report.timezone}"; e.g. "Europe/Berlin"',
-            )
-    if config.alerting.flapping.low >= config.alerting.flapping.high:
+        _time_zone(draft, ("report", "timezone"), config.report.timezone)
+    flapping = ("alerting", "flapping")
+    if (
+        draft.parsed((*flapping, "low"), (*flapping, "high"))
+        and config.alerting.flapping.low >= config.alerting.flapping.high
+    ):
         draft.report(("alerting", "flapping", "low"), "must be below alerting.flapping.high")
-    if config.alerting.retry_max_backoff < config.alerting.retry_backoff:
+    if (
+        draft.parsed(("alerting", "retry_max_backoff"), ("alerting", "retry_backoff"))
+        and config.alerting.retry_max_backoff < config.alerting.retry_backoff
+    ):
         draft.report(
             ("alerting", "retry_max_backoff"),
             f"{format_duration(config.alerting.retry_max_backoff)} is below "
             f"alerting.retry_backoff ({format_duration(config.alerting.retry_backoff)}), "
             "so no delay could grow; set it to at least retry_backoff",
         )
+
+
+def _time_zone(draft: Draft, path: Path, name: str) -> None:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        draft.report(path, f'unknown time zone "{name}"; e.g. "Europe/Berlin"')
 
 
 def _duplicate_service_ids(draft: Draft) -> None:
@@ -64,7 +87,10 @@ def _services(draft: Draft) -> None:
             draft.report(
                 (*path, "id"), f'"{RESERVED_ID}" is reserved for the daemon\'s own status row'
             )
-        if service.timeout > service.interval:
+        if (
+            draft.parsed((*path, "timeout"), (*path, "interval"))
+            and service.timeout > service.interval
+        ):
             draft.report(
                 (*path, "timeout"),
                 f"must not exceed interval ({format_duration(service.interval)}), "
@@ -74,36 +100,68 @@ def _services(draft: Draft) -> None:
 
 def _silences(draft: Draft) -> None:
     for path, silence in draft.items("silences"):
-        if not silence.service and not silence.rule:
+        if (
+            draft.parsed(*_keys(path, "service", "rule"))
+            and not silence.service
+            and not silence.rule
+        ):
             draft.report(path, "needs a service and/or a rule to match")
-        if silence.cron:
+        for key, stacks in (("service", True), ("rule", False)):
+            selector = getattr(silence, key)
+            wrong = selectors.problem(selector, stacks) if selector else None
+            if wrong is not None:
+                draft.report((*path, key), f"{wrong}, got {describe(selector)}")
+        if silence.timezone != "UTC":
+            _time_zone(draft, (*path, "timezone"), silence.timezone)
+        if not draft.parsed(*_keys(path, "cron", "duration", "end")):
+            pass  # judged by a value that failed: its default stands in for it
+        elif silence.cron:
             if silence.duration is None:
                 draft.report((*path, "duration"), "a recurring silence (cron) needs a duration")
         elif silence.end is None:
             draft.report(path, "needs an end (or cron and duration for a recurring window)")
-        if silence.start and silence.end and silence.end <= silence.start:
+        if (
+            draft.parsed(*_keys(path, "start", "end"))
+            and silence.start
+            and silence.end
+            and silence.end <= silence.start
+        ):
             draft.report((*path, "end"), "must be after start")
+
+
+def _keys(path: Path, *names: str) -> list[Path]:
+    return [(*path, name) for name in names]
 
 
 def _dashboard(draft: Draft) -> None:
     dashboard = draft.config.dashboard
     auth = dashboard.auth
     where: Path = ("dashboard", "auth")
-    if dashboard.enabled and auth.type == "none" and dashboard.bind not in LOOPBACK:
+    if (
+        draft.parsed(("dashboard", "bind"), ("dashboard", "enabled"), (*where, "type"))
+        and dashboard.enabled
+        and auth.type == "none"
+        and not is_loopback(dashboard.bind)
+    ):
         draft.report(
             ("dashboard", "bind"),
             f'"{dashboard.bind}" is reachable from other machines; set dashboard.auth '
             "(basic or bearer) or bind to 127.0.0.1",
         )
-    if auth.type == "bearer" and not any(auth.tokens.values()):
+    # each pair judged only when both values parsed (a default stands in for a bad one)
+    tokens, reads = _keys(where, "type", "tokens"), _keys(where, "type", "public_reads")
+    if draft.parsed(*tokens) and auth.type == "bearer" and not any(auth.tokens.values()):
         draft.report((*where, "tokens"), "bearer auth needs at least one non-empty token")
-    if not auth.public_reads and auth.type == "none":
+    if draft.parsed(*reads) and not auth.public_reads and auth.type == "none":
         draft.report((*where, "public_reads"), "false needs auth type basic or bearer")
-    if auth.type == "basic" and not auth.users:
+    if draft.parsed(*_keys(where, "type", "users")) and auth.type == "basic" and not auth.users:
         draft.report((*where, "users"), "basic auth needs at least one user")
 
 
 def _logs(draft: Draft) -> None:
     logs = draft.config.logs
-    if logs.max_record > logs.max_body:
+    if (
+        draft.parsed(*_keys(("logs",), "max_record", "max_body"))
+        and logs.max_record > logs.max_body
+    ):
         draft.report(("logs", "max_record"), "must not exceed logs.max_body")

@@ -1,13 +1,16 @@
 """A config file read section by section and item by item: what parsed, and every problem.
 
-A bad item costs only itself: the rest of its section still parses, so the
-checks above (:mod:`server.validation`: references, conditions, channel and
-checker settings) see every well-formed item and the raw text of the others,
-and one pass reports every problem in the file.
+A bad value costs only itself: a section or list item with a bad field is kept with
+that field at its default (:func:`_salvaged`), so the checks within and across
+sections (:mod:`server.config.checks`, :mod:`server.validation`: pairs of fields,
+references, conditions, channel and checker settings) still run on everything else,
+and one pass reports every problem in the file. A check reading a value that failed
+skips itself (:meth:`Draft.parsed`): it would judge the default, not the file.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +25,7 @@ from server.config.source import Path, Source
 # Sections whose entries are checked one by one (a list, or a mapping of names).
 LIST_SECTIONS = ("services", "relations", "alert_rules", "silences")
 MAP_SECTIONS = ("channels",)
+MAX_SALVAGE_ROUNDS = 8  # each round drops every key that failed; nesting is shallow
 
 
 @dataclass
@@ -46,6 +50,18 @@ class Draft:
         """Add a problem at ``path`` (its line looked up in the file)."""
         line = self.source.line_of(path)
         self.problems.append(ConfigProblem(self.source.filename, line, path, message))
+
+    def parsed(self, *paths: Path) -> bool:
+        """Whether each of ``paths`` holds what the file says: no problem was reported
+        at it, above it (its section or item) or below it. A check comparing values
+        asks first, so a bad value replaced by its default is not judged again."""
+        for problem in self.problems:
+            bad = problem.path
+            for path in paths:
+                shorter = min(len(bad), len(path))
+                if bad[:shorter] == path[:shorter]:
+                    return False
+        return True
 
     def items(self, section: str) -> Iterator[tuple[Path, Any]]:
         """``(path, model)`` for each item of a list section that parsed."""
@@ -87,6 +103,9 @@ def build(data: dict[str, Any], source: Source, problems: list[ConfigProblem]) -
         if model is None and (name in LIST_SECTIONS or name in MAP_SECTIONS):
             entries, kept[name] = _entries(name, data[name], errors)
             model = _validate({name: entries}, source)[0] if entries is not None else None
+        elif model is None:
+            section = _salvaged(name, data[name], item=False)
+            model = None if section is None else _validate({name: section}, source)[0]
         if model is not None:
             fields[name] = getattr(model, name)
     # every field was validated above: assemble without validating the file twice
@@ -107,8 +126,51 @@ def _entries(name: str, value: Any, errors: list[ConfigProblem]) -> tuple[Any, l
     """The entries of a list or mapping section without the ones that had a problem."""
     bad = {p.path[1] for p in errors if len(p.path) > 1 and p.path[0] == name}
     if isinstance(value, list):
-        positions = [i for i in range(len(value)) if i not in bad]
-        return [value[i] for i in positions], positions
+        entries, positions = [], []
+        for position, written in enumerate(value):
+            entry = _salvaged(name, written, item=True) if position in bad else written
+            if entry is None:
+                continue  # a required key is what failed: nothing to check it by
+            entries.append(entry)
+            positions.append(position)
+        return entries, positions
     if isinstance(value, dict):
         return {k: v for k, v in value.items() if k not in bad}, []
     return None, []
+
+
+def _salvaged(name: str, value: Any, *, item: bool) -> Any:
+    """A copy of section ``name`` (or of one ``item`` of it) without the keys that fail
+    validation, so they take their defaults; None when what fails is no key (the value
+    itself, a required key, a rule spanning fields)."""
+    current = copy.deepcopy(value)
+    for _round in range(MAX_SALVAGE_ROUNDS):
+        try:
+            Config.model_validate({name: [current] if item else current})
+        except ValidationError as exc:
+            skip = 2 if item else 1  # the section's name (and the item's position)
+            dropped = [_drop(current, tuple(e["loc"][skip:])) for e in exc.errors()]
+            if not any(dropped):
+                return None
+        else:
+            return current
+    return None
+
+
+def _drop(value: Any, loc: tuple[Any, ...]) -> bool:
+    """Delete the deepest mapping key along ``loc`` that lies in no list; True if one was.
+
+    Past a list, the whole list goes: dropping one entry would shift the positions
+    that later problems quote.
+    """
+    parent: dict[Any, Any] | None = None
+    key: Any = None
+    node = value
+    for part in loc:
+        if not isinstance(node, dict) or part not in node:
+            break  # a list, a union member's name, or a key that is missing
+        parent, key, node = node, part, node[part]
+    if parent is None:
+        return False
+    del parent[key]
+    return True

@@ -15,7 +15,15 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator,
 from pydantic_core import PydanticCustomError
 
 from server.config.source import Source
-from server.config.types import Flag, HostPort, Identifier, SecretStr, ServiceId, TypeName
+from server.config.types import (
+    ClockTime,
+    Flag,
+    HostPort,
+    Identifier,
+    SecretStr,
+    ServiceId,
+    TypeName,
+)
 from server.core.secret import Secret
 from server.core.times import Instant
 from server.core.units import ByteSize, Duration, DurationRange, SizeRange
@@ -228,7 +236,7 @@ class BaselinesConfig(Section):
 
 class ReportConfig(Section):
     enabled: Flag = True
-    time: str = Field("02:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    time: ClockTime = "02:00"
     timezone: str = ""  # empty: the machine's local time zone
     channels: list[str] = Field(default_factory=list)
 

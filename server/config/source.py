@@ -36,6 +36,16 @@ _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 MAX_VALUES = 1_000_000  # values after alias expansion: 5,000 services use ~150,000
 MAX_DEPTH = 64  # mappings and lists inside each other
 _MERGE_TAG = "tag:yaml.org,2002:merge"
+# Tags of plain data: what YAML gives untagged values (and ``!!str`` & co. written out).
+PLAIN_TAGS = frozenset(
+    f"tag:yaml.org,2002:{name}"
+    for name in ("str", "int", "float", "bool", "null", "timestamp", "map", "seq")
+)
+
+EMPTY_MESSAGE = (
+    "empty configuration: the file holds no settings, only whitespace or comments "
+    "(emptied or cut short?); restore it, or write `services: []` to run with no services"
+)
 
 _ENV_RE = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -95,11 +105,18 @@ def load_source(
         what = exc.problem or exc.context or "malformed document"
         problems.append(ConfigProblem(filename, line, (), f"invalid YAML: {what}"))
         return source, problems
+    except yaml.reader.ReaderError as exc:  # a character YAML forbids (NUL, other controls)
+        line = text.count("\n", 0, exc.position) + 1
+        code = ord(exc.character) if isinstance(exc.character, str) else exc.character
+        what = f"character #x{code:04x}" if isinstance(code, int) else "a character"
+        message = f"invalid YAML: {what} is not allowed (a control character); remove it"
+        problems.append(ConfigProblem(filename, line, (), message))
+        return source, problems
     except yaml.YAMLError as exc:  # pragma: no cover - PyYAML raises Marked errors for text
         problems.append(ConfigProblem(filename, None, (), f"invalid YAML: {exc}"))
         return source, problems
-    if node is None:
-        source.data = {}
+    if node is None:  # nothing but whitespace and comments: emptied or cut short
+        problems.append(ConfigProblem(filename, None, (), EMPTY_MESSAGE))
         return source, problems
     refusal = _refuse_hostile(node, filename)
     if refusal is not None:
@@ -194,6 +211,16 @@ class _Walker:
         self.problems.append(ConfigProblem(self.source.filename, line, path, message))
 
     def build(self, node: yaml.Node, path: Path) -> Any:
+        if node.tag not in PLAIN_TAGS:
+            # !!python/... on a list or mapping, !!binary, !!set, !custom: the README
+            # promises plain data only, whatever the safe loader would have made of it
+            line = node.start_mark.line + 1
+            message = f"unsupported tag {node.tag}; write a plain value"
+            self.problems.append(ConfigProblem(self.source.filename, line, path, message))
+            # the text as written, or an empty one of its kind: no second problem
+            if isinstance(node, yaml.MappingNode):
+                return {}
+            return [] if isinstance(node, yaml.SequenceNode) else node.value
         if isinstance(node, yaml.MappingNode):
             return self._mapping(node, path)
         if isinstance(node, yaml.SequenceNode):
@@ -248,6 +275,11 @@ class _Walker:
         return out
 
     def _key(self, node: yaml.Node) -> str:
+        if node.tag not in PLAIN_TAGS:
+            line = node.start_mark.line + 1
+            message = f"unsupported tag {node.tag} on a key; write a plain key"
+            self.problems.append(ConfigProblem(self.source.filename, line, (), message))
+            return f"<key at line {line}>"
         key = self._scalar(node) if isinstance(node, yaml.ScalarNode) else None
         if key is None and not isinstance(node, yaml.ScalarNode):
             line = node.start_mark.line + 1

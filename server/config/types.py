@@ -63,6 +63,16 @@ def split_host_port(value: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+_CLOCK_TIME = re.compile(r"([01]\d|2[0-3]):[0-5]\d")
+
+
+def check_clock_time(value: Any) -> str:
+    """``"HH:MM"`` on a 24-hour clock (``"02:00"``, ``"23:59"``)."""
+    if not isinstance(value, str) or not _CLOCK_TIME.fullmatch(value):
+        raise _fail('expected a time of day like "02:00" (00:00 to 23:59)')
+    return value
+
+
 def _strict_bool(value: Any) -> bool:
     """YAML already gives real booleans; accept env-expanded text too."""
     if isinstance(value, bool):
@@ -86,6 +96,7 @@ TypeName = Annotated[str, BeforeValidator(check_type_name)]
 ServiceId = Annotated[str, BeforeValidator(check_service_id)]
 HostPort = Annotated[str, BeforeValidator(check_host_port)]
 Flag = Annotated[bool, BeforeValidator(_strict_bool)]
+ClockTime = Annotated[str, BeforeValidator(check_clock_time)]
 
 
 def _fail(message: str) -> PydanticCustomError:
@@ -94,6 +105,7 @@ def _fail(message: str) -> PydanticCustomError:
 
 __all__ = [
     "ByteSize",
+    "ClockTime",
     "Duration",
     "Flag",
     "HostPort",

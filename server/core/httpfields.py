@@ -1,4 +1,4 @@
-"""HTTP request parts as config values: methods, header names and header values.
+"""HTTP request parts as config values: URLs, methods, header names and header values.
 
 A method or header holding CR/LF could split the request (header injection) and
 ends in a run-time error whose text echoes the value; these types refuse such
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from typing import Annotated, Any
+from urllib.parse import quote, urlsplit
 
 from pydantic import BeforeValidator
 from pydantic_core import PydanticCustomError
@@ -46,6 +47,57 @@ def check_header_value(value: Any) -> Any:
     return value
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_BAD_HOST = re.compile(r"[\s\x00-\x1f\x7f<>\"\\^`{|}%]")
+# What a request target keeps as written (RFC 3986 reserved and unreserved, and "%"
+# of an escape already made); anything else (a space, non-ASCII) is percent-encoded.
+_TARGET_SAFE = "!#$%&'()*+,/:;=?@[]~"
+
+
+def http_url_problem(url: str) -> str | None:
+    """Why ``url`` cannot be fetched (worded as the fix), or None.
+
+    An http(s) scheme, a host without spaces, a port 1 to 65535 if given, and no
+    control character anywhere (CR/LF would split the request: header injection).
+    """
+    expected = "expected an http:// or https:// URL"
+    if _CONTROL.search(url):
+        return f"{expected} without control characters (CR, LF, tab, NUL)"
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # an unbalanced [IPv6] bracket
+        return f"{expected} with a valid host"
+    try:
+        port = parts.port
+    except ValueError:  # beyond 65535, or not a number
+        return f"{expected} with a port 1 to 65535"
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        return expected
+    if _BAD_HOST.search(parts.hostname):
+        return f"{expected} with a host name of letters, digits, dots and dashes"
+    if port == 0:
+        return f"{expected} with a port 1 to 65535"
+    return None
+
+
+def check_http_url(value: Any) -> str:
+    """An URL :func:`http_url_problem` finds nothing wrong with."""
+    if not isinstance(value, str):
+        raise _fail("expected an http:// or https:// URL")
+    problem = http_url_problem(value)
+    if problem is not None:
+        raise _fail(problem)
+    return value
+
+
+def request_target(path: str, query: str) -> str:
+    """The request line's target for a URL's ``path`` and ``query``: a space or non-ASCII
+    character percent-encoded (as UTF-8), so it can neither split nor garble the line."""
+    target = (path or "/") + (f"?{query}" if query else "")
+    return quote(target, safe=_TARGET_SAFE)
+
+
+HttpUrl = Annotated[str, BeforeValidator(check_http_url)]
 HttpMethod = Annotated[str, BeforeValidator(check_method)]
 HeaderName = Annotated[str, BeforeValidator(check_header_name)]
 HeaderValue = Annotated[str, BeforeValidator(check_header_value)]

@@ -5,7 +5,9 @@
 - every secret value the loaded config holds (:func:`learn`): each value that came
   from a ``${ENV}`` variable (6 characters or more: shorter ones, such as a port,
   would mask ordinary text) and each value of a secret-typed setting (passwords,
-  tokens, webhook and Slack URLs, 4 characters or more);
+  tokens, webhook and Slack URLs, 4 characters or more), each in every escaped
+  spelling a message may give it (:func:`escaped_forms`: repr, JSON, HTML, URL);
+- the ``Authorization: Basic`` token of a URL with userinfo (:func:`basic_credentials`);
 - the userinfo of any URL (``https://user:pass@host`` -> ``https://<secret>@host``);
 - the value of any URL query parameter named like a credential
   (:data:`SECRET_QUERY_NAMES`: ``?token=…``, ``&api_key=…``, ``&sig=…``).
@@ -19,12 +21,17 @@ forgets: old secrets may still sit in queued text).
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import html
+import json
 import logging
 import re
+import shlex
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
+from urllib.parse import quote, quote_plus, unquote, urlsplit
 
 from server.core.secret import Secret
 
@@ -40,6 +47,80 @@ _USERINFO = re.compile(r"(?<=://)[^\s/?#@]+@")
 _QUERY = re.compile(r"(?i)([?&;](?:" + "|".join(SECRET_QUERY_NAMES) + r")=)[^&#\s\"'<>]+")
 
 
+_HEX = re.compile(r"(%|\\x)([0-9A-Fa-f]{2})|(\\u)([0-9A-Fa-f]{4})")
+
+
+def _hex_case(upper: bool) -> Callable[[str], str]:
+    """``%2F``/``\\u00E9`` spelled in the other case: encoders differ on it."""
+
+    def spell(match: re.Match[str]) -> str:
+        lead, digits = match.group(1) or match.group(3), match.group(2) or match.group(4)
+        return lead + (digits.upper() if upper else digits.lower())
+
+    return lambda text: _HEX.sub(spell, text)
+
+
+# Each way a message, page, answer or config error may spell a secret: Python's repr
+# (``\\``, ``\'``, ``\t``, ``\x00``, ``\u2028``), JSON (``\"``, ``\u00e9``, ``\/``, the
+# HTML-safe ``\u003c`` of Jinja's tojson), URL-encoding (path, query, form), HTML
+# entities (stdlib and markupsafe spellings) and shell quoting.
+ESCAPES: tuple[Callable[[str], str], ...] = (
+    lambda t: repr(t)[1:-1],
+    lambda t: t.replace("'", "\\'"),
+    lambda t: t.replace('"', '\\"'),
+    lambda t: t.encode("unicode_escape").decode("ascii"),
+    lambda t: json.dumps(t)[1:-1],
+    lambda t: json.dumps(t, ensure_ascii=False)[1:-1],
+    lambda t: json.dumps(t)[1:-1].replace("/", "\\/"),
+    lambda t: (
+        json.dumps(t)[1:-1]
+        .replace("<", "\\u003c")
+        .replace(">", "\\u003e")
+        .replace("&", "\\u0026")
+        .replace("'", "\\u0027")
+    ),
+    lambda t: quote(t, safe=""),
+    quote,
+    quote_plus,
+    lambda t: quote(t, safe="/:@!$&'()*+,;="),  # what a URL keeps in its path
+    html.escape,
+    lambda t: html.escape(t, quote=False),
+    lambda t: html.escape(t).replace("&#x27;", "&#39;").replace("&quot;", "&#34;"),
+    shlex.quote,
+    _hex_case(upper=False),
+    _hex_case(upper=True),
+)
+
+
+def escaped_forms(secret: str) -> set[str]:
+    """``secret`` and every spelling of it the escapes of :data:`ESCAPES` give, one or two
+    deep (a repr inside JSON, a URL-quoted value in a repr); a plain word gives itself."""
+    forms = {secret}
+    for _depth in range(2):
+        forms |= {escape(form) for form in forms for escape in ESCAPES}
+    return forms
+
+
+def basic_credentials(value: Any) -> set[str]:
+    """The ``Authorization: Basic`` token (base64 of ``user:password``) of every URL with
+    userinfo among the strings inside ``value``: what a receiver echoing the request
+    header would show (requests sends a URL's userinfo that way)."""
+    found: set[str] = set()
+    for item in _leaves(value):
+        text = item.reveal() if isinstance(item, Secret) else item
+        if not isinstance(text, str) or "@" not in text or "://" not in text:
+            continue
+        try:
+            parts = urlsplit(text.strip())
+            user, password = parts.username, parts.password
+        except ValueError:  # not a URL after all (a bad port or bracket)
+            continue
+        if user is not None:
+            pair = f"{unquote(user)}:{unquote(password or '')}"
+            found.add(base64.b64encode(pair.encode("latin-1", "replace")).decode())
+    return found
+
+
 class Redactor:
     """Masks learned secret values and URL credentials; thread-safe, cheap when idle."""
 
@@ -49,9 +130,12 @@ class Redactor:
         self._lock = threading.Lock()
 
     def learn(self, values: Iterable[str]) -> None:
-        """Add secret values to mask from now on (values too short to be safe are skipped)."""
+        """Add secret values to mask from now on, with every escaped spelling of each
+        (:func:`escaped_forms`); values too short to be safe are skipped."""
         with self._lock:
-            fresh = {v for v in values if len(v) >= MIN_SECRET_LENGTH} - self._values
+            fresh = {
+                form for v in values if len(v) >= MIN_SECRET_LENGTH for form in escaped_forms(v)
+            } - self._values
             if not fresh:
                 return
             self._values |= fresh
@@ -108,21 +192,23 @@ def env_secrets(values: Iterable[str]) -> set[str]:
 
 def secrets_in(value: Any) -> set[str]:
     """The revealed text of every :class:`Secret` inside ``value`` (models, dicts, lists)."""
-    found: set[str] = set()
+    return {item.reveal() for item in _leaves(value) if isinstance(item, Secret) and item.reveal()}
+
+
+def _leaves(value: Any) -> Iterable[Any]:
+    """Everything inside ``value`` that is not a model, dict or collection."""
     stack = [value]
     while stack:
         item = stack.pop()
-        if isinstance(item, Secret):
-            if item.reveal():
-                found.add(item.reveal())
-        elif isinstance(item, dict):
+        if isinstance(item, dict):
             stack.extend(item.values())
         elif isinstance(item, list | tuple | set | frozenset):
             stack.extend(item)
-        elif hasattr(item, "__pydantic_fields__"):
+        elif hasattr(item, "__pydantic_fields__") and not isinstance(item, Secret):
             stack.extend(getattr(item, name) for name in type(item).__pydantic_fields__)
             stack.extend((getattr(item, "__pydantic_extra__", None) or {}).values())
-    return found
+        else:
+            yield item
 
 
 def finalize(value: Any) -> Any:

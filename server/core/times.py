@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated
 
-from pydantic import AfterValidator
+from pydantic import AfterValidator, BeforeValidator
 from pydantic_core import PydanticCustomError
 
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
@@ -64,5 +64,18 @@ def _check(value: datetime) -> datetime:
     return inside
 
 
+def _parse(value: object) -> object:
+    """Text read as RFC 3339 (``Z`` or an offset; naive = UTC), worded when it is not:
+    pydantic's own words ("input is too short") do not say what to write."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise PydanticCustomError(
+            "lightbulb", 'expected an RFC 3339 time like "2026-11-22T10:00:00Z"'
+        ) from None
+
+
 # A config field holding an instant (silence windows): in range, aware, UTC.
-Instant = Annotated[datetime, AfterValidator(_check)]
+Instant = Annotated[datetime, BeforeValidator(_parse), AfterValidator(_check)]

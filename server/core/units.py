@@ -21,7 +21,10 @@ def _fail(message: str) -> PydanticCustomError:
     return PydanticCustomError("lightbulb", message)
 
 
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+# ASCII digits only (Arabic-Indic digits are no duration), each unit once, largest
+# first ("1h30m", not "1s1s" or "30m1h"), as people write them.
+_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h|d|w)")
+_UNIT_ORDER = ("w", "d", "h", "m", "s", "ms")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 # Beyond any range a setting allows, and far inside timedelta's own (999,999,999
 # days): a bigger figure is refused here rather than overflowing later.
@@ -36,12 +39,13 @@ def _seconds(value: Any) -> float:
     if not isinstance(value, str) or not value.strip() or len(value) > 100:
         raise _fail(_DURATION_EXPECTED)
     text = value.strip()
-    pos, total = 0, 0.0
+    pos, total, last = 0, 0.0, -1
     for match in _DURATION_PART.finditer(text):
-        if match.start() != pos:
+        rank = _UNIT_ORDER.index(match.group(2))
+        if match.start() != pos or rank <= last:
             raise _fail(_DURATION_EXPECTED)
         total += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-        pos = match.end()
+        pos, last = match.end(), rank
     if pos != len(text) or pos == 0:
         raise _fail(_DURATION_EXPECTED)
     return total
@@ -70,7 +74,9 @@ def parse_duration_or_zero(value: Any) -> timedelta:
     """Like :func:`parse_duration`, but ``0`` / ``"0s"`` mean "no wait" (``for: 0s``)."""
     if isinstance(value, timedelta):
         return value
-    if value == 0 or (isinstance(value, str) and re.fullmatch(r"\s*0+(ms|s|m|h|d|w)?\s*", value)):
+    if value == 0 or (
+        isinstance(value, str) and re.fullmatch(r"\s*0+(ms|s|m|h|d|w)?\s*", value, re.ASCII)
+    ):
         return timedelta(0)
     return parse_duration(value)
 
@@ -86,7 +92,7 @@ def format_duration(value: timedelta) -> str:
     return f"{round(seconds * 1000)}ms"
 
 
-_SIZE_RE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)?\s*")
+_SIZE_RE = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)?\s*")
 _SIZE_UNITS = {
     None: 1,
     "B": 1,

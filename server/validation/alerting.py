@@ -84,7 +84,7 @@ def _rules(draft: Draft, channels: set[str]) -> None:
             seen.add(rule_id)
         condition = _condition(draft, path, raw.get("condition"))
         rule = parsed.get(path)
-        if condition is not None and rule is not None:
+        if condition is not None and rule is not None and draft.parsed((*path, "threshold")):
             _threshold(draft, path, condition, rule.threshold)
         annotations = raw.get("annotations")
         for key, text in (annotations if isinstance(annotations, dict) else {}).items():
@@ -141,17 +141,20 @@ def _silences(draft: Draft) -> None:
     for path, silence in draft.items("silences"):
         if not silence.cron:
             continue
+        # a time zone refused while parsing is reported under its own key already;
+        # the crontab is then judged alone, in UTC
+        zone = silence.timezone if draft.parsed((*path, "timezone")) else "UTC"
         try:
-            ZoneInfo(silence.timezone)
+            ZoneInfo(zone)
         except (ZoneInfoNotFoundError, ValueError):
             draft.report(
                 (*path, "timezone"),
                 f"unknown time zone {describe(silence.timezone)}; use an IANA name like "
                 '"Europe/Berlin" or "UTC"',
             )
-            continue
+            zone = "UTC"
         try:
-            cron = parse_cron(silence.cron, silence.timezone)
+            cron = parse_cron(silence.cron, zone)
         except (ValueError, LookupError) as exc:
             draft.report(
                 (*path, "cron"),

@@ -13,6 +13,7 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 
 from server.config.types import parse_duration
+from server.core import selectors
 from server.core.times import parse_instant
 from server.web.alerts_view import current_alerts
 from server.web.auth import require_user
@@ -175,6 +176,10 @@ def create_silence() -> tuple[Response, int]:
     service, rule = _text(body, "service"), _text(body, "rule")
     if not service and not rule:
         raise ApiError(400, "give service and/or rule to match")
+    for name, selector, stacks in (("service", service, True), ("rule", rule, False)):
+        wrong = selectors.problem(selector, stacks) if selector else None
+        if wrong is not None:
+            raise ApiError(400, f"{name}: {wrong}")
     start = _time(body, "starts_at") or ctx.clock.now()
     end = _time(body, "ends_at")
     if "duration" in body:

@@ -19,13 +19,15 @@ from __future__ import annotations
 import hmac
 import re
 import secrets
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
-from flask import request, session
+from flask import current_app, g, request, session
 from werkzeug.security import check_password_hash
 
 from server.config.models import DashboardAuthConfig
 from server.web.errors import ApiError
+from server.web.ratelimit import LoginLimiter
 
 
 def check_password(auth: DashboardAuthConfig, user: str, password: str) -> bool:
@@ -34,23 +36,58 @@ def check_password(auth: DashboardAuthConfig, user: str, password: str) -> bool:
 
 
 def principal(auth: DashboardAuthConfig) -> str | None:
-    """The authenticated user or token name of this request, or None."""
+    """The authenticated user or token name of this request, or None.
+
+    Credentials sent with the request (Basic or bearer) are checked once per request
+    and count toward the sign-in limits (:mod:`server.web.ratelimit`): past them,
+    :class:`ApiError` 429 with ``Retry-After``, even for the right credentials.
+    """
+    if "lightbulb_principal" not in g:
+        g.lightbulb_principal = None  # what the error page of a refused check sees
+        g.lightbulb_principal = _principal(auth)
+    who: str | None = g.lightbulb_principal
+    return who
+
+
+def _principal(auth: DashboardAuthConfig) -> str | None:
     if auth.type == "bearer":
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token:
             return None
-        for name, secret in auth.tokens.items():
-            if secret and hmac.compare_digest(secret.reveal().encode(), token.strip().encode()):
-                return name
-        return None
+        return _limited(None, lambda: _token_name(auth, token.strip()))
     if auth.type == "basic":
         creds = request.authorization
         if creds is not None and creds.type == "basic" and creds.username:
-            ok = check_password(auth, creds.username, creds.password or "")
-            return creds.username if ok else None
+            name, password = creds.username, creds.password or ""
+            return _limited(name, lambda: name if check_password(auth, name, password) else None)
         user = session.get("user")
         return user if isinstance(user, str) and user in auth.users else None
     return None
+
+
+def _token_name(auth: DashboardAuthConfig, token: str) -> str | None:
+    for name, secret in auth.tokens.items():
+        if secret and hmac.compare_digest(secret.reveal().encode(), token.encode()):
+            return name
+    return None
+
+
+def _limited(user: str | None, verify: Callable[[], str | None]) -> str | None:
+    """``verify()`` unless this address (or ``user``) is past the sign-in limits: then
+    :class:`ApiError` 429 with ``Retry-After``, before any check. A failed ``verify``
+    counts toward the limits; a passed one clears them."""
+    limiter: LoginLimiter = current_app.extensions["login_limiter"]
+    address = request.remote_addr or ""
+    wait = limiter.retry_after(address, user)
+    if wait:
+        message = f"too many failed sign-ins; try again in {wait} seconds"
+        raise ApiError(429, message, {"Retry-After": str(wait)})
+    who = verify()
+    if who is None:
+        limiter.failed(address, user)
+    else:
+        limiter.succeeded(address, user)
+    return who
 
 
 def challenge(auth: DashboardAuthConfig) -> dict[str, str]:

@@ -1,5 +1,10 @@
 """Failed sign-ins, counted per client address and per user name over a sliding window.
 
+Every way of proving who one is counts: the ``/login`` form, HTTP Basic
+credentials and bearer tokens sent with any request (:func:`server.web.auth.principal`);
+otherwise the API would be a way around the sign-in limit. A bearer token names no
+user, so its failures count for the address only.
+
 No library fits: Flask-Limiter and ``limits`` read ``time.time()`` in their own
 storage and run a timer thread, while every time-dependent part of Lightbulb takes
 an injected clock so tests move time instead of sleeping.
@@ -31,30 +36,37 @@ class LoginLimiter:
         self._failures: OrderedDict[str, deque[float]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def retry_after(self, address: str, user: str) -> int:
-        """Seconds until ``address`` may try signing in as ``user`` again; 0 if it may now."""
+    def retry_after(self, address: str, user: str | None) -> int:
+        """Seconds until ``address`` may try signing in as ``user`` again; 0 if it may now.
+
+        ``user`` None (a bearer token): the address's limit only.
+        """
         now = self._clock.monotonic()
         with self._lock:
-            waits = [
-                self._wait(f"addr:{address}", PER_ADDRESS, now),
-                self._wait(f"user:{user}", PER_USER, now),
-            ]
+            waits = [self._wait(key, limit, now) for key, limit in self._keys(address, user)]
         return max(waits)
 
-    def failed(self, address: str, user: str) -> None:
+    def failed(self, address: str, user: str | None) -> None:
         now = self._clock.monotonic()
         with self._lock:
-            for key in (f"addr:{address}", f"user:{user}"):
+            for key, _limit in self._keys(address, user):
                 times = self._failures.pop(key, None) or deque()
                 times.append(now)
                 self._failures[key] = times  # most recent last
             while len(self._failures) > MAX_KEYS:
                 self._failures.popitem(last=False)
 
-    def succeeded(self, address: str, user: str) -> None:
+    def succeeded(self, address: str, user: str | None) -> None:
         with self._lock:
-            self._failures.pop(f"addr:{address}", None)
-            self._failures.pop(f"user:{user}", None)
+            for key, _limit in self._keys(address, user):
+                self._failures.pop(key, None)
+
+    @staticmethod
+    def _keys(address: str, user: str | None) -> list[tuple[str, int]]:
+        keys = [(f"addr:{address}", PER_ADDRESS)]
+        if user is not None:
+            keys.append((f"user:{user}", PER_USER))
+        return keys
 
     def _wait(self, key: str, limit: int, now: float) -> int:
         times = self._failures.get(key)

@@ -24,6 +24,9 @@ class Handler(BaseHTTPRequestHandler):
         if self.path == "/error":
             self._send(500, b"internal error")
             return
+        if self.path.startswith("/echo"):  # the request target, as it came on the wire
+            self._send(200, self.path.encode("latin-1"))
+            return
         if self.path == "/headers":  # echoes what the checker sent
             self._send(200, json.dumps(dict(self.headers)).encode(), "application/json")
             return
