@@ -1,8 +1,13 @@
 """``temporal_schedule``: did a schedule run when it should have, and did its run work?
 
 One schedule (``schedule_id``) or every schedule whose id starts with
-``schedule_prefix`` (ListSchedules, then up to ``max_describe`` DescribeSchedule
-calls). Per schedule, from DescribeSchedule:
+``schedule_prefix``. For a prefix, ListSchedules is paged to its end (the real
+total is reported) and each check describes the next ``max_describe`` of the
+sorted list after the last one described (a cursor going round), so every
+matching schedule is described once per ``ceil(total / max_describe)`` checks.
+The verdict is the worst of every schedule's last verdict (carried forward from
+the check that described it); a schedule no check has described yet counts as
+UNKNOWN ("N not yet checked"), never as OK. Per schedule, from DescribeSchedule:
 
 - paused: STOPPED, with the pause note;
 - actions missed because they fell outside the catch-up window, and actions
@@ -24,6 +29,7 @@ baseline.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -36,6 +42,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from checkers.base import CheckContext, CheckResult, Metric, Settings, Status, worst
 from checkers.temporal import TemporalChecker, TemporalConnection, TemporalSession, age, quote
+from checkers.temporal_budget import BudgetExhausted
 from server.core.units import Duration, DurationRange
 
 FAILED_RUN = {
@@ -43,9 +50,9 @@ FAILED_RUN = {
     WES.WORKFLOW_EXECUTION_STATUS_TIMED_OUT: "timed out",
     WES.WORKFLOW_EXECUTION_STATUS_TERMINATED: "was terminated",
 }
-LIST_PAGE = 100
+LIST_PAGE = 1000  # the server's default frontend.visibilityMaxPageSize
 MAX_REMEMBERED = 256  # failure messages kept, so each closed run's history is read once
-MAX_LIST_PAGES = 10  # a server that ignores the prefix query is paged this far, then cut
+MAX_LIST_PAGES = 100  # 100,000 schedules listed at most, then the list is said to be cut
 
 
 class ScheduleThresholds(Settings):
@@ -91,6 +98,28 @@ class Judged:
     details: dict[str, Any]
 
 
+class Rotation:
+    """Which ``size`` of a sorted id list the next check describes: a cursor going round.
+
+    Each call takes the ``size`` ids after the last one taken (wrapping), so every id
+    is taken once per ``ceil(len(ids) / size)`` calls, whatever is added or removed
+    between calls.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.last: str | None = None
+
+    def take(self, ids: list[str]) -> list[str]:
+        """The next ids to describe from ``ids`` (sorted, unique)."""
+        if len(ids) <= self.size:
+            return list(ids)
+        start = 0 if self.last is None else bisect.bisect_right(ids, self.last)
+        taken = (ids[start:] + ids[:start])[: self.size]
+        self.last = taken[-1]
+        return taken
+
+
 def _time(ts: Any) -> datetime:
     return ts.ToDatetime(tzinfo=UTC)  # type: ignore[no-any-return]
 
@@ -106,74 +135,113 @@ class TemporalScheduleChecker(TemporalChecker[ScheduleSettings]):
         super().__init__(settings)
         self._memory: dict[str, Memory] = {}
         self._failures: dict[str, str] = {}  # workflow id -> failure message, read once
+        self._verdicts: dict[str, Judged] = {}  # schedule id -> its last verdict (prefix)
+        self._rotation = Rotation(settings.max_describe)
 
     async def inspect(self, session: TemporalSession, ctx: CheckContext) -> CheckResult:
         s = self.settings
-        cut = False
         if s.schedule_id is not None:
-            ids = [s.schedule_id]
+            judged = [await self._describe(session, s.schedule_id, ctx.now)]
+            return self._result(session, judged, judged[0].status, judged[0].message)
+        ids, cut = await self._matching(session)
+        if not ids:
+            return CheckResult(Status.UNKNOWN, f"no schedule id starts with {s.schedule_prefix!r}")
+        judged = [await self._describe(session, sid, ctx.now) for sid in self._rotation.take(ids)]
+        return self._prefix_result(session, ids, cut, judged)
+
+    def _prefix_result(
+        self, session: TemporalSession, ids: list[str], cut: bool, judged: list[Judged]
+    ) -> CheckResult:
+        """Every matching schedule's verdict: this check's, or the last one taken of it.
+
+        A schedule not yet described by any check counts as UNKNOWN ("N not yet
+        checked"): it is never called OK unseen.
+        """
+        live = set(ids)
+        for j in judged:
+            self._verdicts[j.schedule_id] = j
+        for gone in [sid for sid in self._verdicts if sid not in live]:
+            del self._verdicts[gone]  # deleted schedules leave with their verdicts
+            self._memory.pop(gone, None)
+        known = [self._verdicts[sid] for sid in ids if sid in self._verdicts]
+        unseen = len(ids) - len(known)
+        status = worst([j.status for j in known] + ([Status.UNKNOWN] if unseen else []))
+        total = f"{len(ids)}{'+' if cut else ''}"
+        shown = [j.message for j in known if j.status == status]
+        if status == Status.OK and len(ids) > 1:
+            message = f"{total} schedules OK: " + ", ".join(j.schedule_id for j in known[:5])
+        elif shown:
+            more = f" and {len(shown) - 3} more" if len(shown) > 3 else ""
+            message = "; ".join(shown[:3]) + more
         else:
-            ids, cut = await self._matching(session)
-            if not ids:
-                return CheckResult(
-                    Status.UNKNOWN, f"no schedule id starts with {s.schedule_prefix!r}"
-                )
-        judged = []
-        for schedule_id in ids[: s.max_describe]:
-            try:
-                desc = await session.describe_schedule(schedule_id)
-            except RPCError as exc:
-                if exc.status != RPCStatusCode.NOT_FOUND:
-                    raise
-                judged.append(
-                    Judged(
-                        schedule_id,
-                        Status.FAILED,
-                        f"schedule {schedule_id} not found",
-                        [],
-                        {"schedule_id": schedule_id},
-                    )
-                )
-                continue
-            judged.append(await self._judge(session, schedule_id, desc, ctx.now))
-        status = worst(j.status for j in judged)
-        shown = [j.message for j in judged if j.status == status]
-        message = "; ".join(shown[:3]) + (f" and {len(shown) - 3} more" if len(shown) > 3 else "")
-        if len(judged) > 1 and status == Status.OK:
-            message = f"{len(judged)} schedules OK: " + ", ".join(j.schedule_id for j in judged[:5])
-        if cut or len(ids) > s.max_describe:
-            message += f"; described {len(judged)} of {len(ids)}{'+' if cut else ''} (max_describe)"
-        metrics = [m for j in judged for m in j.metrics]
+            message = f"{unseen} of {total} schedules not yet checked"
+        if len(judged) < len(ids):
+            message += f"; described {len(judged)} of {total} this check (max_describe), " + (
+                f"{unseen} not yet checked" if unseen else "the rest as last checked"
+            )
+        if cut:
+            message += "; the list was cut (ListSchedules pages or deadline)"
+        return self._result(session, judged, status, message, unseen)
+
+    def _result(
+        self,
+        session: TemporalSession,
+        judged: list[Judged],
+        status: Status,
+        message: str,
+        unseen: int = 0,
+    ) -> CheckResult:
+        details: dict[str, Any] = {
+            "namespace": self.settings.namespace,
+            "schedules": [j.details for j in judged],
+            "visibility_calls": session.visibility_calls,
+        }
+        if self.settings.schedule_prefix is not None:
+            details["not_yet_checked"] = unseen
         return CheckResult(
             status,
             message[:2000],
-            details={
-                "namespace": s.namespace,
-                "schedules": [j.details for j in judged],
-                "visibility_calls": session.visibility_calls,
-            },
-            metrics=metrics,
+            details=details,
+            metrics=[m for j in judged for m in j.metrics],
         )
 
+    async def _describe(self, session: TemporalSession, sid: str, now: datetime) -> Judged:
+        try:
+            desc = await session.describe_schedule(sid)
+        except RPCError as exc:
+            if exc.status != RPCStatusCode.NOT_FOUND:
+                raise
+            return Judged(sid, Status.FAILED, f"schedule {sid} not found", [], {"schedule_id": sid})
+        return await self._judge(session, sid, desc, now)
+
     async def _matching(self, session: TemporalSession) -> tuple[list[str], bool]:
-        """Schedule ids starting with the prefix (asked of the server, checked here too)."""
+        """Every schedule id starting with the prefix, sorted, and whether the list was cut.
+
+        Pages through ListSchedules (asked with the prefix, checked here too) until
+        its last page, ``MAX_LIST_PAGES`` or the check's deadline; each page is one
+        visibility call from the budget.
+        """
         prefix = self.settings.schedule_prefix or ""
         query = f"ScheduleId STARTS_WITH {quote(prefix)}"
-        ids: list[str] = []
+        ids: set[str] = set()
         token = b""
         for _ in range(MAX_LIST_PAGES):
             try:
                 page = await session.list_schedules(query, LIST_PAGE, token)
+            except BudgetExhausted:
+                if not ids:
+                    raise
+                return sorted(ids), True  # what was listed so far, said to be cut
             except RPCError as exc:
                 if exc.status != RPCStatusCode.INVALID_ARGUMENT or not query:
                     raise
                 query, token = "", b""  # a server without schedule queries: filter here
                 continue
-            ids += [e.schedule_id for e in page.schedules if e.schedule_id.startswith(prefix)]
+            ids.update(e.schedule_id for e in page.schedules if e.schedule_id.startswith(prefix))
             token = page.next_page_token
-            if not token or len(ids) > self.settings.max_describe:
-                return sorted(set(ids)), bool(token)
-        return sorted(set(ids)), True
+            if not token:
+                return sorted(ids), False
+        return sorted(ids), True
 
     async def _judge(
         self, session: TemporalSession, sid: str, desc: DescribeScheduleResponse, now: datetime

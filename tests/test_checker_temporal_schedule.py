@@ -238,3 +238,73 @@ def test_schedule_settings_take_one_target_and_a_sane_lateness() -> None:
         ScheduleSettings(schedule_id="a", schedule_prefix="b")
     with pytest.raises(ValueError, match="expected a duration from 1s to 1d"):
         ScheduleSettings(schedule_id="a", late_after="500ms")
+
+
+def test_a_prefix_rotates_through_every_schedule_and_never_calls_unseen_ones_ok(
+    server: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import checkers.temporal_schedule as module
+
+    monkeypatch.setattr(module, "LIST_PAGE", 4)  # several ListSchedules pages for 11 schedules
+    prefix = f"many-{uuid.uuid4().hex[:6]}-"
+    with contextlib.ExitStack() as stack:
+        for n in range(10):
+            stack.enter_context(
+                schedule(
+                    server,
+                    wf.CompletesAtOnce.run,
+                    timedelta(hours=1),
+                    schedule_id=f"{prefix}{n:02d}",
+                )
+            )
+        stack.enter_context(
+            schedule(
+                server,
+                wf.FailsAtOnce.run,
+                timedelta(hours=1),
+                schedule_id=f"{prefix}zz-ledger",
+                immediately=True,
+            )
+        )
+        lister = checker(server, schedule_prefix=prefix, max_describe=4)
+        until(lambda: once(lister), lambda r: "of 11 " in r.message)  # visibility caught up
+        wait_until(
+            lambda: (
+                server.run(
+                    server.client.get_schedule_handle(f"{prefix}zz-ledger").describe()
+                ).info.recent_actions
+            ),
+            30,
+        )
+        c = checker(server, schedule_prefix=prefix, max_describe=4)
+        checks = [once(c) for _ in range(4)]
+        c2 = checker(server, schedule_prefix=prefix, max_describe=4)
+        described = [
+            s["schedule_id"] for r in [once(c2) for _ in range(3)] for s in r.details["schedules"]
+        ]
+    first, second, third, fourth = checks
+    # Never OK while some schedules were never looked at.
+    assert first.status == Status.UNKNOWN
+    assert first.message == (
+        "7 of 11 schedules not yet checked; described 4 of 11 this check (max_describe), "
+        "7 not yet checked"
+    )
+    assert first.details["not_yet_checked"] == 7
+    assert second.status == Status.UNKNOWN and second.details["not_yet_checked"] == 3
+    # The third check reaches the last schedule, the failing one.
+    assert third.status == Status.FAILED
+    assert third.message.startswith(f"schedule {prefix}zz-ledger: last run {prefix}zz-ledger-wf")
+    assert third.message.endswith(
+        "described 4 of 11 this check (max_describe), the rest as last checked"
+    )
+    # The third wrapped round to the start; the fourth goes on from there, and the
+    # failed schedule's verdict is carried forward.
+    assert [s["schedule_id"] for s in third.details["schedules"]][-1] == f"{prefix}00"
+    assert [s["schedule_id"] for s in fourth.details["schedules"]] == [
+        f"{prefix}{n:02d}" for n in range(1, 5)
+    ]
+    assert fourth.status == Status.FAILED and f"{prefix}zz-ledger" in fourth.message
+    # Every matching schedule described exactly once over a round.
+    assert sorted(described[:11]) == sorted(
+        [f"{prefix}{n:02d}" for n in range(10)] + [f"{prefix}zz-ledger"]
+    )
