@@ -18,7 +18,9 @@ UNKNOWN ("N not yet checked"), never as OK. Per schedule, from DescribeSchedule:
   skipped count moved, nothing buffered): FAILED naming the schedule and the
   expected time, until the schedule runs again. This is the missed run that
   Temporal's namespace-wide metrics cannot trace to its schedule
-  (temporalio/temporal#8087). A changed spec starts over.
+  (temporalio/temporal#8087). A changed spec starts over. Lateness is judged
+  by the server's clock as its stamps prove it (:mod:`checkers.temporal_clock`),
+  so our clock's error never makes a run look late early.
 - the last action's workflow failed, timed out or was terminated: FAILED with its
   workflow id (the schedule's own view of that status is eventually consistent,
   so a run it still calls running is described).
@@ -43,6 +45,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from checkers.base import CheckContext, CheckResult, Metric, Settings, Status, worst
 from checkers.temporal import TemporalChecker, TemporalConnection, TemporalSession, age, quote
 from checkers.temporal_budget import BudgetExhausted
+from checkers.temporal_clock import ServerClock, read_stamps
 from server.core.units import Duration, DurationRange
 
 FAILED_RUN = {
@@ -87,6 +90,7 @@ class Memory:
     spec: str
     expected: datetime | None  # the next action time then
     overdue: datetime | None = None  # an expected time that passed without a run
+    stamped: datetime | None = None  # the newest server stamp read (checkers.temporal_clock)
 
 
 @dataclass
@@ -137,6 +141,7 @@ class TemporalScheduleChecker(TemporalChecker[ScheduleSettings]):
         self._failures: dict[str, str] = {}  # workflow id -> failure message, read once
         self._verdicts: dict[str, Judged] = {}  # schedule id -> its last verdict (prefix)
         self._rotation = Rotation(settings.max_describe)
+        self._clock = ServerClock()  # the server's clock, from its stamps
 
     async def inspect(self, session: TemporalSession, ctx: CheckContext) -> CheckResult:
         s = self.settings
@@ -254,6 +259,7 @@ class TemporalScheduleChecker(TemporalChecker[ScheduleSettings]):
         last = recent[-1] if recent else None
         tags = {"schedule_id": sid}
         prev = self._memory.get(sid)
+        newest = prev.stamped if prev else None
         if prev is not None and prev.spec != spec:
             prev = None  # a new spec: its old expectations do not hold
         missed = max(0, info.missed_catchup_window - prev.missed) if prev else 0
@@ -291,6 +297,13 @@ class TemporalScheduleChecker(TemporalChecker[ScheduleSettings]):
         ran = last is not None and expected is not None and _time(last.schedule_time) >= expected
         explained = missed or skipped or info.buffer_size
         memory.expected = future[0] if future else None
+        stamps = [_time(a.actual_time) for a in recent]
+        stamps += [_time(t) for t in (info.create_time, info.update_time) if t.seconds]
+        if expected is not None and future and future[0] > expected:
+            stamps.append(expected)  # the server's scheduler has passed it
+        memory.stamped = read_stamps(self._clock, stamps, newest, now)
+        # Lateness by the server's clock (as far as its stamps prove it), not ours.
+        now = self._clock.server_now(now) or now
         if expected is not None and not ran and not explained:
             memory.expected = expected  # still owed: keep watching for it
             if now - expected > s.late_after:

@@ -77,8 +77,12 @@ def checker(server: Harness, **settings: Any) -> TemporalScheduleChecker:
     return TemporalScheduleChecker(ScheduleSettings(address=server.address, **settings))
 
 
-def once(c: TemporalScheduleChecker) -> Any:
-    return run_check(c, CheckContext("sch", datetime.now(UTC), 10))
+def once(c: TemporalScheduleChecker, skew: timedelta = timedelta(0)) -> Any:
+    """One check, with our clock ``skew`` off the server's (which shares this host's)."""
+    return run_check(c, CheckContext("sch", datetime.now(UTC) + skew, 10))
+
+
+SKEWS = [timedelta(seconds=-90), timedelta(0), timedelta(seconds=90)]
 
 
 def test_a_schedule_whose_workflow_fails_is_failed_naming_it(server: Harness) -> None:
@@ -126,13 +130,15 @@ def test_runs_skipped_by_the_overlap_policy_are_counted_since_the_last_check(
     )
 
 
+@pytest.mark.parametrize("skew", SKEWS, ids=["ours-behind", "same", "ours-ahead"])
 def test_an_expected_run_that_never_came_is_failed_until_the_schedule_runs_again(
-    server: Harness,
+    server: Harness, skew: timedelta
 ) -> None:
+    # Whichever way our clock is off, the miss is judged by the server's clock.
     with schedule(server, wf.CompletesAtOnce.run, timedelta(seconds=6)) as handle:
         c = checker(server, schedule_id=handle.id, late_after="1s")
         for _attempt in range(3):
-            first = once(c)
+            first = once(c, skew)
             expected = datetime.fromisoformat(first.details["schedules"][0]["next_action_times"][0])
             # Paused over its next action time, the schedule takes no action for it and
             # counts nothing: only the expected time seen by the check tells.
@@ -141,17 +147,17 @@ def test_an_expected_run_that_never_came_is_failed_until_the_schedule_runs_again
             if last and last[-1].scheduled_at >= expected:
                 server.run(handle.unpause())
                 continue  # the run came before the pause: try the next one
-            late = expected + timedelta(seconds=1.5)
+            late = expected + timedelta(seconds=3)
             assert wait_until(lambda: datetime.now(UTC) > late, 30)  # noqa: B023
             server.run(handle.unpause())
-            missed = once(c)
+            missed = once(c, skew)
             ran = missed.details["schedules"][0]["last_action_time"]
             if ran and datetime.fromisoformat(ran) > expected:
                 continue  # the next tick came between the unpause and the check
             break
         else:
             pytest.fail("could not pause the schedule over one of its action times")
-        recovered = until(lambda: once(c), lambda r: r.status == Status.OK, seconds=30)
+        recovered = until(lambda: once(c, skew), lambda r: r.status == Status.OK, seconds=30)
     assert missed.status == Status.FAILED
     when = f"{expected:%Y-%m-%d %H:%M:%S} UTC"
     assert missed.message.startswith(
@@ -308,3 +314,23 @@ def test_a_prefix_rotates_through_every_schedule_and_never_calls_unseen_ones_ok(
     assert sorted(described[:11]) == sorted(
         [f"{prefix}{n:02d}" for n in range(10)] + [f"{prefix}zz-ledger"]
     )
+
+
+def test_our_clock_ahead_of_the_servers_never_calls_a_run_late_before_it_is_due(
+    server: Harness,
+) -> None:
+    ahead = timedelta(seconds=90)
+    with schedule(server, wf.CompletesAtOnce.run, timedelta(seconds=4)) as handle:
+        c = checker(server, schedule_id=handle.id, late_after="1s")
+        first = once(c, ahead)
+
+        def actions() -> int:
+            return len(server.run(handle.describe()).info.recent_actions)
+
+        results = [first]
+        # Checked again and again while the schedule takes two actions on time.
+        while actions() < 2 and len(results) < 400:
+            results.append(once(c, ahead))
+        results.append(once(c, ahead))
+    assert [r.message for r in results if r.status != Status.OK] == []
+    assert results[-1].details["schedules"][0]["last_action_time"] is not None
