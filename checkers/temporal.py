@@ -14,6 +14,7 @@ every call is given the time left before the deadline as its gRPC timeout.
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any, ClassVar, TypeVar
 
@@ -43,6 +44,7 @@ from checkers.base import CheckContext, Checker, CheckResult, Settings, Status, 
 from checkers.netio import loop_local
 from checkers.temporal_budget import BudgetExhausted, budget
 from server.core.secret import SecretStr
+from server.core.text import printable, printable_tree
 
 SettingsT = TypeVar("SettingsT", bound="TemporalConnection")
 DEADLINE_MARGIN = 0.05  # seconds kept between a call's budget wait and the deadline
@@ -188,6 +190,24 @@ def rpc_reason(exc: RPCError) -> str:
     return exc.message
 
 
+def safe(result: CheckResult) -> CheckResult:
+    """``result`` with every string the server could have put in it made printable.
+
+    Ids, types, queue names and failure messages come from the server: in details
+    and log rows they stay whole (structured fields) but with control and bidi
+    characters escaped (:func:`server.core.text.printable`); messages name ids
+    through :func:`server.core.text.shown` (shortened) and the runner makes every
+    message printable.
+    """
+    result.details = printable_tree(result.details)
+    result.logs = [
+        replace(e, message=printable(e.message), context=printable_tree(e.context))
+        for e in result.logs
+    ]
+    result.metrics = [replace(m, tags=printable_tree(m.tags)) for m in result.metrics]
+    return result
+
+
 class TemporalChecker(Checker[SettingsT]):
     """Base of the Temporal checkers: subclasses implement :meth:`inspect`.
 
@@ -206,7 +226,7 @@ class TemporalChecker(Checker[SettingsT]):
         deadline = asyncio.get_running_loop().time() + ctx.timeout - DEADLINE_MARGIN
         try:
             client = await shared_client(self.settings)
-            return await self.inspect(TemporalSession(client, self.settings, deadline), ctx)
+            return safe(await self.inspect(TemporalSession(client, self.settings, deadline), ctx))
         except BudgetExhausted as exc:
             return CheckResult(Status.UNKNOWN, f"{self.describe()}: {exc}")
         except RPCError as exc:

@@ -46,6 +46,7 @@ from checkers.base import CheckContext, CheckResult, Metric, Settings, Status, w
 from checkers.temporal import TemporalChecker, TemporalConnection, TemporalSession, age, quote
 from checkers.temporal_budget import BudgetExhausted
 from checkers.temporal_clock import ServerClock, read_stamps
+from server.core.text import shown
 from server.core.units import Duration, DurationRange
 
 FAILED_RUN = {
@@ -172,12 +173,12 @@ class TemporalScheduleChecker(TemporalChecker[ScheduleSettings]):
         unseen = len(ids) - len(known)
         status = worst([j.status for j in known] + ([Status.UNKNOWN] if unseen else []))
         total = f"{len(ids)}{'+' if cut else ''}"
-        shown = [j.message for j in known if j.status == status]
+        said = [j.message for j in known if j.status == status]
         if status == Status.OK and len(ids) > 1:
-            message = f"{total} schedules OK: " + ", ".join(j.schedule_id for j in known[:5])
-        elif shown:
-            more = f" and {len(shown) - 3} more" if len(shown) > 3 else ""
-            message = "; ".join(shown[:3]) + more
+            message = f"{total} schedules OK: " + ", ".join(shown(j.schedule_id) for j in known[:5])
+        elif said:
+            more = f" and {len(said) - 3} more" if len(said) > 3 else ""
+            message = "; ".join(said[:3]) + more
         else:
             message = f"{unseen} of {total} schedules not yet checked"
         if len(judged) < len(ids):
@@ -211,12 +212,15 @@ class TemporalScheduleChecker(TemporalChecker[ScheduleSettings]):
         )
 
     async def _describe(self, session: TemporalSession, sid: str, now: datetime) -> Judged:
+        name = shown(sid)
         try:
             desc = await session.describe_schedule(sid)
         except RPCError as exc:
             if exc.status != RPCStatusCode.NOT_FOUND:
                 raise
-            return Judged(sid, Status.FAILED, f"schedule {sid} not found", [], {"schedule_id": sid})
+            return Judged(
+                sid, Status.FAILED, f"schedule {name} not found", [], {"schedule_id": sid}
+            )
         return await self._judge(session, sid, desc, now)
 
     async def _matching(self, session: TemporalSession) -> tuple[list[str], bool]:
@@ -252,6 +256,7 @@ class TemporalScheduleChecker(TemporalChecker[ScheduleSettings]):
         self, session: TemporalSession, sid: str, desc: DescribeScheduleResponse, now: datetime
     ) -> Judged:
         s = self.settings
+        name = shown(sid)
         info, state = desc.info, desc.schedule.state
         spec = hashlib.sha256(desc.schedule.spec.SerializeToString(deterministic=True)).hexdigest()
         future = [_time(t) for t in info.future_action_times]
@@ -288,9 +293,9 @@ class TemporalScheduleChecker(TemporalChecker[ScheduleSettings]):
             self._memory[sid] = memory  # a pause explains any run not taken meanwhile
             note = f": {state.notes}" if state.notes else ""
             details["last_result"] = "paused"
-            return Judged(sid, Status.STOPPED, f"schedule {sid} paused{note}", metrics, details)
+            return Judged(sid, Status.STOPPED, f"schedule {name} paused{note}", metrics, details)
         if info.invalid_schedule_error:
-            found.append((Status.FAILED, f"schedule {sid} invalid: {info.invalid_schedule_error}"))
+            found.append((Status.FAILED, f"schedule {name} invalid: {info.invalid_schedule_error}"))
         found += self._deltas(sid, missed, skipped)
         # A run expected at the previous check that has not happened since.
         expected = (prev.overdue or prev.expected) if prev else None
@@ -310,7 +315,7 @@ class TemporalScheduleChecker(TemporalChecker[ScheduleSettings]):
                 memory.overdue = expected
                 details["overdue"] = expected.isoformat()
                 text = (
-                    f"schedule {sid}: the action expected at {expected:%Y-%m-%d %H:%M:%S} UTC "
+                    f"schedule {name}: the action expected at {expected:%Y-%m-%d %H:%M:%S} UTC "
                     f"did not run ({age(now - expected)} late)"
                 )
                 found.append((Status.FAILED, text))
@@ -326,7 +331,8 @@ class TemporalScheduleChecker(TemporalChecker[ScheduleSettings]):
         )
 
     def _ok_message(self, sid: str, future: list[datetime], last: Any) -> str:
-        parts = [f"schedule {sid}"]
+        name = shown(sid)
+        parts = [f"schedule {name}"]
         if last is not None:
             parts.append(f"last ran {_time(last.actual_time):%Y-%m-%d %H:%M:%S} UTC")
         if future:
@@ -334,6 +340,7 @@ class TemporalScheduleChecker(TemporalChecker[ScheduleSettings]):
         return ", ".join(parts)
 
     def _deltas(self, sid: str, missed: int, skipped: int) -> list[tuple[Status, str]]:
+        name = shown(sid)
         t = self.settings.thresholds
         found = []
         for count, what, degraded, failed in (
@@ -351,7 +358,7 @@ class TemporalScheduleChecker(TemporalChecker[ScheduleSettings]):
             ),
         ):
             plural = "s" if count != 1 else ""
-            text = f"schedule {sid}: {count} action{plural} {what} since the last check"
+            text = f"schedule {name}: {count} action{plural} {what} since the last check"
             if failed is not None and count >= failed:
                 found.append((Status.FAILED, text))
             elif degraded is not None and count >= degraded:
@@ -362,6 +369,7 @@ class TemporalScheduleChecker(TemporalChecker[ScheduleSettings]):
         self, session: TemporalSession, sid: str, last: Any
     ) -> tuple[Status, str, str] | None:
         """(FAILED, message, short result) when the last action's run failed; None otherwise."""
+        name = shown(sid)
         started = last.start_workflow_result
         status = last.start_workflow_status
         if (
@@ -380,7 +388,7 @@ class TemporalScheduleChecker(TemporalChecker[ScheduleSettings]):
         if word is None:
             return None
         reason = await self._failure(session, started.workflow_id, started.run_id)
-        message = f"schedule {sid}: last run {started.workflow_id} {word}{reason}"
+        message = f"schedule {name}: last run {shown(started.workflow_id)} {word}{reason}"
         return Status.FAILED, message, f"{word}{reason}"
 
     async def _failure(self, session: TemporalSession, workflow_id: str, run_id: str) -> str:

@@ -21,6 +21,7 @@ from server.config import DEFAULT_PATH, Config, ConfigError
 from server.core.redact import RedactingStream
 from server.core.secret import Secret
 from server.core.status import Status
+from server.core.text import printable
 from server.schema import Target, apply_grants, apply_schema
 from server.schema_check import check_schema
 from server.storage import StorageError, open_storage
@@ -250,14 +251,15 @@ def _check(args: argparse.Namespace) -> int:
     print(f"{service.id}: {result.status.name} ({int(result.status)}) {result.message}")
     if result.response_time_ms is not None:
         print(f"  response_time_ms: {result.response_time_ms}")
+    # Each line printable: what a check read from outside cannot forge a line of its own.
     for key, value in result.details.items():
-        print(f"  {key}: {value}")
+        print(printable(f"  {key}: {value}"))
     for metric in result.metrics:
         tags = ",".join(f"{k}={v}" for k, v in metric.tags.items())
         name = f"{metric.name}{{{tags}}}" if tags else metric.name
-        print(f"  metric {name} = {metric.value:g} {metric.unit}".rstrip())
+        print(printable(f"  metric {name} = {metric.value:g} {metric.unit}".rstrip()))
     for entry in result.logs:
-        print(f"  log {entry.level}: {entry.message}")
+        print(printable(f"  log {entry.level}: {entry.message}"))
     return NAGIOS_EXIT.get(result.status, NAGIOS_UNKNOWN)
 
 

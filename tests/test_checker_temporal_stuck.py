@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -10,8 +11,10 @@ import pytest
 
 from checkers.base import CheckContext, Status
 from checkers.temporal_stuck import StuckSettings, TemporalStuckChecker
+from server.core.text import printable
 from server.runner import run_check
 from tests.support import temporal_workflows as wf
+from tests.support.hostile import HOSTILE_IDS
 from tests.support.temporal_server import Harness, until
 
 
@@ -113,3 +116,36 @@ def test_stuck_settings_need_a_workflow_type_or_a_query() -> None:
         "WorkflowType = 'A' AND (TaskQueue='q')"
     )
     assert StuckSettings(workflow_type="it's").visibility_query() == "WorkflowType = 'it\\'s'"
+
+
+def test_hostile_workflow_ids_reach_messages_rows_and_details_printable_and_short(
+    temporal_server: Harness,
+) -> None:
+    queue = f"stuck-{uuid.uuid4().hex[:8]}"
+    suffix = uuid.uuid4().hex[:6]
+    raw = [f"{wid}-{suffix}" for wid in HOSTILE_IDS]
+    with temporal_server.worker(queue, [*wf.WORKFLOWS, wf.RetriesForever], wf.ACTIVITIES):
+        for wid in raw:
+            temporal_server.start(wf.RetriesForever.run, queue=queue, id=wid)
+        try:
+            c = checker(temporal_server, query=f"TaskQueue = '{queue}'")
+            result = until(lambda: once(c), lambda r: len(r.details.get("stuck", [])) == 4)
+        finally:
+            temporal_server.terminate(*raw)
+    unsafe = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+    entry = result.logs[0]
+    texts = [result.message, entry.message, *entry.context.values()]
+    texts += [str(v) for e in result.details["stuck"] for v in e.values()]
+    assert [t for t in texts if unsafe.search(t)] == []
+    # Every id named in the row's text escaped; the longest one shortened there and in
+    # the message ...
+    assert "line1\\nERROR forged log line\\r\\nx" in entry.message
+    assert "\\u202eevil\\x00nul" in entry.message
+    assert "<script>alert(1)</script>" in entry.message  # markup is the page's to escape
+    assert "L" * 79 + "\u2026" in entry.message
+    assert "L" * 80 not in entry.message and "L" * 80 not in result.message
+    # ... and whole (printable) only in structured fields.
+    assert sorted(e["workflow_id"] for e in result.details["stuck"]) == sorted(
+        printable(wid) for wid in raw
+    )
+    assert raw[3] in entry.context["workflow_ids"].split(",")
