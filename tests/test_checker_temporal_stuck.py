@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import signal
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -149,3 +150,45 @@ def test_hostile_workflow_ids_reach_messages_rows_and_details_printable_and_shor
         printable(wid) for wid in raw
     )
     assert raw[3] in entry.context["workflow_ids"].split(",")
+
+
+def test_describes_cut_by_the_deadline_report_what_was_seen_and_say_so(
+    temporal_server: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import checkers.temporal_executions as executions
+    from checkers.temporal import TemporalSession
+
+    assert temporal_server.proc is not None
+    queue = f"stuck-{uuid.uuid4().hex[:8]}"
+    ids = [temporal_server.start(wf.WaitForever.run, queue=queue) for _ in range(12)]
+    frozen = []
+    try:
+        c = checker(temporal_server, query=f"TaskQueue = '{queue}'", max_describe=12)
+        until(lambda: once(c), lambda r: r.details.get("running") == 12)
+        # The server stops answering after the fifth describe (one at a time): the
+        # check must stop describing before its deadline and report those five.
+        monkeypatch.setattr(executions, "DESCRIBE_CONCURRENCY", 1)
+        real = TemporalSession.describe_workflow
+        answered = []
+
+        async def describe(self: TemporalSession, *args: Any) -> Any:
+            response = await real(self, *args)
+            answered.append(args[0])
+            if len(answered) == 5:
+                temporal_server.proc.send_signal(signal.SIGSTOP)  # type: ignore[union-attr]
+                frozen.append(True)
+            return response
+
+        monkeypatch.setattr(TemporalSession, "describe_workflow", describe)
+        result = run_check(c, CheckContext("stuck", datetime.now(UTC), 4))
+    finally:
+        if frozen:
+            temporal_server.proc.send_signal(signal.SIGCONT)
+        monkeypatch.undo()
+        temporal_server.terminate(*ids)
+    assert result.status == Status.OK, result.message
+    assert result.message == (
+        "none of 12 running stuck; described 5 of 12 (cut by the check's timeout)"
+    )
+    assert result.details["cut_by_timeout"] is True
+    assert {m.name: m.value for m in result.metrics}["described"] == 5
