@@ -43,6 +43,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from checkers.base import CheckContext, Checker, CheckResult, Settings, Status, invalid
 from checkers.netio import loop_local
 from checkers.temporal_budget import BudgetExhausted, budget
+from checkers.temporal_text import connect_reason, server_query_error
 from server.core.secret import SecretStr
 from server.core.text import printable, printable_tree
 
@@ -187,6 +188,8 @@ def rpc_reason(exc: RPCError) -> str:
             f"{exc.message} (the server's rate limit: lower temporal.max_visibility_rps "
             "or raise frontend.namespaceRPS.visibility)"
         )
+    if exc.status == RPCStatusCode.INVALID_ARGUMENT:
+        return server_query_error(exc.message)
     return exc.message
 
 
@@ -232,7 +235,8 @@ class TemporalChecker(Checker[SettingsT]):
         except RPCError as exc:
             return CheckResult(Status.UNKNOWN, f"{self.describe()}: {rpc_reason(exc)}"[:500])
         except RuntimeError as exc:  # connection failures surface as RuntimeError in the SDK
-            return CheckResult(Status.UNKNOWN, f"{self.describe()}: {exc}"[:500])
+            reason = connect_reason(self.settings.address, str(exc))
+            return CheckResult(Status.UNKNOWN, f"{self.describe()}: {reason}"[:500])
 
     async def inspect(self, session: TemporalSession, ctx: CheckContext) -> CheckResult:
         """The check itself, given a session on the shared client."""

@@ -20,9 +20,17 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from checkers.base import CheckContext, CheckResult, LogEntry, Metric, Settings, Status
+from checkers.base import (
+    CheckContext,
+    CheckResult,
+    LogEntry,
+    Metric,
+    Settings,
+    Status,
+    invalid,
+)
 from checkers.temporal import TemporalChecker, TemporalConnection, TemporalSession, quote
 from checkers.temporal_executions import (
     ACTIVITY_ATTEMPTS,
@@ -36,6 +44,7 @@ from checkers.temporal_executions import (
     judge_all,
     sample_running,
 )
+from checkers.temporal_text import query_problem
 from server.core.text import shown
 from server.core.units import Duration, DurationRange
 
@@ -53,6 +62,14 @@ class StuckSettings(TemporalConnection):
     query: str | None = None
     thresholds: StuckThresholds = StuckThresholds()
     max_describe: int = Field(20, ge=1, le=1000)
+
+    @field_validator("query")
+    @classmethod
+    def _query(cls, value: str | None) -> str | None:
+        problem = query_problem(value) if value else None
+        if problem:
+            raise invalid(f"expected a visibility query: {problem}")
+        return value
 
     @model_validator(mode="after")
     def _some_target(self) -> StuckSettings:
