@@ -14,6 +14,7 @@ every call is given the time left before the deadline as its gRPC timeout.
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any, ClassVar, TypeVar
 
@@ -42,7 +43,9 @@ from temporalio.service import RPCError, RPCStatusCode
 from checkers.base import CheckContext, Checker, CheckResult, Settings, Status, invalid
 from checkers.netio import loop_local
 from checkers.temporal_budget import BudgetExhausted, budget
+from checkers.temporal_text import connect_reason, server_query_error
 from server.core.secret import SecretStr
+from server.core.text import printable, printable_tree
 
 SettingsT = TypeVar("SettingsT", bound="TemporalConnection")
 DEADLINE_MARGIN = 0.05  # seconds kept between a call's budget wait and the deadline
@@ -185,7 +188,27 @@ def rpc_reason(exc: RPCError) -> str:
             f"{exc.message} (the server's rate limit: lower temporal.max_visibility_rps "
             "or raise frontend.namespaceRPS.visibility)"
         )
+    if exc.status == RPCStatusCode.INVALID_ARGUMENT:
+        return server_query_error(exc.message)
     return exc.message
+
+
+def safe(result: CheckResult) -> CheckResult:
+    """``result`` with every string the server could have put in it made printable.
+
+    Ids, types, queue names and failure messages come from the server: in details
+    and log rows they stay whole (structured fields) but with control and bidi
+    characters escaped (:func:`server.core.text.printable`); messages name ids
+    through :func:`server.core.text.shown` (shortened) and the runner makes every
+    message printable.
+    """
+    result.details = printable_tree(result.details)
+    result.logs = [
+        replace(e, message=printable(e.message), context=printable_tree(e.context))
+        for e in result.logs
+    ]
+    result.metrics = [replace(m, tags=printable_tree(m.tags)) for m in result.metrics]
+    return result
 
 
 class TemporalChecker(Checker[SettingsT]):
@@ -206,13 +229,14 @@ class TemporalChecker(Checker[SettingsT]):
         deadline = asyncio.get_running_loop().time() + ctx.timeout - DEADLINE_MARGIN
         try:
             client = await shared_client(self.settings)
-            return await self.inspect(TemporalSession(client, self.settings, deadline), ctx)
+            return safe(await self.inspect(TemporalSession(client, self.settings, deadline), ctx))
         except BudgetExhausted as exc:
             return CheckResult(Status.UNKNOWN, f"{self.describe()}: {exc}")
         except RPCError as exc:
             return CheckResult(Status.UNKNOWN, f"{self.describe()}: {rpc_reason(exc)}"[:500])
         except RuntimeError as exc:  # connection failures surface as RuntimeError in the SDK
-            return CheckResult(Status.UNKNOWN, f"{self.describe()}: {exc}"[:500])
+            reason = connect_reason(self.settings.address, str(exc))
+            return CheckResult(Status.UNKNOWN, f"{self.describe()}: {reason}"[:500])
 
     async def inspect(self, session: TemporalSession, ctx: CheckContext) -> CheckResult:
         """The check itself, given a session on the shared client."""

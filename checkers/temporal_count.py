@@ -19,6 +19,7 @@ from pydantic import Field, field_validator, model_validator
 
 from checkers.base import CheckContext, CheckResult, Metric, Settings, Status, invalid
 from checkers.temporal import TemporalChecker, TemporalConnection, TemporalSession
+from checkers.temporal_text import query_problem
 
 
 class CountThresholds(Settings):
@@ -40,6 +41,9 @@ class CountSettings(TemporalConnection):
     def _query(cls, value: str) -> str:
         if not value.strip():
             raise invalid("expected a visibility query, e.g. \"WorkflowType='Payment'\"")
+        problem = query_problem(value)
+        if problem:
+            raise invalid(f"expected a visibility query: {problem}")
         return value.strip()
 
     @model_validator(mode="after")

@@ -90,6 +90,7 @@ class Sample:
     running: int
     executions: list[Execution]
     reported_supported: bool
+    timed_out: bool = False  # describes stopped at the check's deadline
 
     @property
     def cut(self) -> bool:
@@ -158,20 +159,47 @@ async def sample_running(session: TemporalSession, query: str, limit: int) -> Sa
 
 
 async def judge_all(
-    session: TemporalSession, executions: list[Execution], limits: Limits, now: datetime
+    session: TemporalSession, sample: Sample, limits: Limits, now: datetime
 ) -> None:
-    """Describe each execution (a few at a time) and fill in its problems."""
-    gate = asyncio.Semaphore(DESCRIBE_CONCURRENCY)
+    """Describe each execution of ``sample`` (a few at a time) and fill in its problems.
 
-    async def one(e: Execution) -> None:
+    When the check's deadline nears (:func:`stop_describing_at`), the describes
+    still waiting or in flight are dropped: ``sample.executions`` keeps the ones
+    described and ``sample.timed_out`` says the list was cut by time, so the check
+    reports what it saw instead of timing out with nothing.
+    """
+    gate = asyncio.Semaphore(DESCRIBE_CONCURRENCY)
+    done: set[int] = set()
+
+    async def one(index: int, e: Execution) -> None:
         async with gate:
             try:
                 await judge(session, e, limits, now)
             except RPCError as exc:
                 if exc.status != RPCStatusCode.NOT_FOUND:  # closed and gone since the listing
                     raise
+            done.add(index)
 
-    await asyncio.gather(*(one(e) for e in executions))
+    loop = asyncio.get_running_loop()
+    tasks = [asyncio.ensure_future(one(i, e)) for i, e in enumerate(sample.executions)]
+    if not tasks:
+        return
+    stop = stop_describing_at(loop.time(), session.deadline)
+    finished, pending = await asyncio.wait(tasks, timeout=max(0.0, stop - loop.time()))
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+    for task in finished:
+        task.result()  # a describe's error (other than NOT_FOUND) is the check's
+    if pending:
+        sample.executions = [e for i, e in enumerate(sample.executions) if i in done]
+        sample.timed_out = True
+
+
+def stop_describing_at(now: float, deadline: float) -> float:
+    """When describes stop (loop seconds): a tenth of the time left, 0.2 to 1 s, is kept
+    to build and return the result before ``deadline``."""
+    return deadline - min(1.0, max(0.2, (deadline - now) / 10))
 
 
 async def judge(session: TemporalSession, e: Execution, limits: Limits, now: datetime) -> None:

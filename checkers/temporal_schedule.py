@@ -1,8 +1,13 @@
 """``temporal_schedule``: did a schedule run when it should have, and did its run work?
 
 One schedule (``schedule_id``) or every schedule whose id starts with
-``schedule_prefix`` (ListSchedules, then up to ``max_describe`` DescribeSchedule
-calls). Per schedule, from DescribeSchedule:
+``schedule_prefix``. For a prefix, ListSchedules is paged to its end (the real
+total is reported) and each check describes the next ``max_describe`` of the
+sorted list after the last one described (a cursor going round), so every
+matching schedule is described once per ``ceil(total / max_describe)`` checks.
+The verdict is the worst of every schedule's last verdict (carried forward from
+the check that described it); a schedule no check has described yet counts as
+UNKNOWN ("N not yet checked"), never as OK. Per schedule, from DescribeSchedule:
 
 - paused: STOPPED, with the pause note;
 - actions missed because they fell outside the catch-up window, and actions
@@ -13,7 +18,9 @@ calls). Per schedule, from DescribeSchedule:
   skipped count moved, nothing buffered): FAILED naming the schedule and the
   expected time, until the schedule runs again. This is the missed run that
   Temporal's namespace-wide metrics cannot trace to its schedule
-  (temporalio/temporal#8087). A changed spec starts over.
+  (temporalio/temporal#8087). A changed spec starts over. Lateness is judged
+  by the server's clock as its stamps prove it (:mod:`checkers.temporal_clock`),
+  so our clock's error never makes a run look late early.
 - the last action's workflow failed, timed out or was terminated: FAILED with its
   workflow id (the schedule's own view of that status is eventually consistent,
   so a run it still calls running is described).
@@ -24,6 +31,7 @@ baseline.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -36,6 +44,9 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from checkers.base import CheckContext, CheckResult, Metric, Settings, Status, worst
 from checkers.temporal import TemporalChecker, TemporalConnection, TemporalSession, age, quote
+from checkers.temporal_budget import BudgetExhausted
+from checkers.temporal_clock import ServerClock, read_stamps
+from server.core.text import shown
 from server.core.units import Duration, DurationRange
 
 FAILED_RUN = {
@@ -43,9 +54,9 @@ FAILED_RUN = {
     WES.WORKFLOW_EXECUTION_STATUS_TIMED_OUT: "timed out",
     WES.WORKFLOW_EXECUTION_STATUS_TERMINATED: "was terminated",
 }
-LIST_PAGE = 100
+LIST_PAGE = 1000  # the server's default frontend.visibilityMaxPageSize
 MAX_REMEMBERED = 256  # failure messages kept, so each closed run's history is read once
-MAX_LIST_PAGES = 10  # a server that ignores the prefix query is paged this far, then cut
+MAX_LIST_PAGES = 100  # 100,000 schedules listed at most, then the list is said to be cut
 
 
 class ScheduleThresholds(Settings):
@@ -80,6 +91,7 @@ class Memory:
     spec: str
     expected: datetime | None  # the next action time then
     overdue: datetime | None = None  # an expected time that passed without a run
+    stamped: datetime | None = None  # the newest server stamp read (checkers.temporal_clock)
 
 
 @dataclass
@@ -89,6 +101,28 @@ class Judged:
     message: str
     metrics: list[Metric]
     details: dict[str, Any]
+
+
+class Rotation:
+    """Which ``size`` of a sorted id list the next check describes: a cursor going round.
+
+    Each call takes the ``size`` ids after the last one taken (wrapping), so every id
+    is taken once per ``ceil(len(ids) / size)`` calls, whatever is added or removed
+    between calls.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.last: str | None = None
+
+    def take(self, ids: list[str]) -> list[str]:
+        """The next ids to describe from ``ids`` (sorted, unique)."""
+        if len(ids) <= self.size:
+            return list(ids)
+        start = 0 if self.last is None else bisect.bisect_right(ids, self.last)
+        taken = (ids[start:] + ids[:start])[: self.size]
+        self.last = taken[-1]
+        return taken
 
 
 def _time(ts: Any) -> datetime:
@@ -106,79 +140,123 @@ class TemporalScheduleChecker(TemporalChecker[ScheduleSettings]):
         super().__init__(settings)
         self._memory: dict[str, Memory] = {}
         self._failures: dict[str, str] = {}  # workflow id -> failure message, read once
+        self._verdicts: dict[str, Judged] = {}  # schedule id -> its last verdict (prefix)
+        self._rotation = Rotation(settings.max_describe)
+        self._clock = ServerClock()  # the server's clock, from its stamps
 
     async def inspect(self, session: TemporalSession, ctx: CheckContext) -> CheckResult:
         s = self.settings
-        cut = False
         if s.schedule_id is not None:
-            ids = [s.schedule_id]
+            judged = [await self._describe(session, s.schedule_id, ctx.now)]
+            return self._result(session, judged, judged[0].status, judged[0].message)
+        ids, cut = await self._matching(session)
+        if not ids:
+            return CheckResult(Status.UNKNOWN, f"no schedule id starts with {s.schedule_prefix!r}")
+        judged = [await self._describe(session, sid, ctx.now) for sid in self._rotation.take(ids)]
+        return self._prefix_result(session, ids, cut, judged)
+
+    def _prefix_result(
+        self, session: TemporalSession, ids: list[str], cut: bool, judged: list[Judged]
+    ) -> CheckResult:
+        """Every matching schedule's verdict: this check's, or the last one taken of it.
+
+        A schedule not yet described by any check counts as UNKNOWN ("N not yet
+        checked"): it is never called OK unseen.
+        """
+        live = set(ids)
+        for j in judged:
+            self._verdicts[j.schedule_id] = j
+        for gone in [sid for sid in self._verdicts if sid not in live]:
+            del self._verdicts[gone]  # deleted schedules leave with their verdicts
+            self._memory.pop(gone, None)
+        known = [self._verdicts[sid] for sid in ids if sid in self._verdicts]
+        unseen = len(ids) - len(known)
+        status = worst([j.status for j in known] + ([Status.UNKNOWN] if unseen else []))
+        total = f"{len(ids)}{'+' if cut else ''}"
+        said = [j.message for j in known if j.status == status]
+        if status == Status.OK and len(ids) > 1:
+            message = f"{total} schedules OK: " + ", ".join(shown(j.schedule_id) for j in known[:5])
+        elif said:
+            more = f" and {len(said) - 3} more" if len(said) > 3 else ""
+            message = "; ".join(said[:3]) + more
         else:
-            ids, cut = await self._matching(session)
-            if not ids:
-                return CheckResult(
-                    Status.UNKNOWN, f"no schedule id starts with {s.schedule_prefix!r}"
-                )
-        judged = []
-        for schedule_id in ids[: s.max_describe]:
-            try:
-                desc = await session.describe_schedule(schedule_id)
-            except RPCError as exc:
-                if exc.status != RPCStatusCode.NOT_FOUND:
-                    raise
-                judged.append(
-                    Judged(
-                        schedule_id,
-                        Status.FAILED,
-                        f"schedule {schedule_id} not found",
-                        [],
-                        {"schedule_id": schedule_id},
-                    )
-                )
-                continue
-            judged.append(await self._judge(session, schedule_id, desc, ctx.now))
-        status = worst(j.status for j in judged)
-        shown = [j.message for j in judged if j.status == status]
-        message = "; ".join(shown[:3]) + (f" and {len(shown) - 3} more" if len(shown) > 3 else "")
-        if len(judged) > 1 and status == Status.OK:
-            message = f"{len(judged)} schedules OK: " + ", ".join(j.schedule_id for j in judged[:5])
-        if cut or len(ids) > s.max_describe:
-            message += f"; described {len(judged)} of {len(ids)}{'+' if cut else ''} (max_describe)"
-        metrics = [m for j in judged for m in j.metrics]
+            message = f"{unseen} of {total} schedules not yet checked"
+        if len(judged) < len(ids):
+            message += f"; described {len(judged)} of {total} this check (max_describe), " + (
+                f"{unseen} not yet checked" if unseen else "the rest as last checked"
+            )
+        if cut:
+            message += "; the list was cut (ListSchedules pages or deadline)"
+        return self._result(session, judged, status, message, unseen)
+
+    def _result(
+        self,
+        session: TemporalSession,
+        judged: list[Judged],
+        status: Status,
+        message: str,
+        unseen: int = 0,
+    ) -> CheckResult:
+        details: dict[str, Any] = {
+            "namespace": self.settings.namespace,
+            "schedules": [j.details for j in judged],
+            "visibility_calls": session.visibility_calls,
+        }
+        if self.settings.schedule_prefix is not None:
+            details["not_yet_checked"] = unseen
         return CheckResult(
             status,
             message[:2000],
-            details={
-                "namespace": s.namespace,
-                "schedules": [j.details for j in judged],
-                "visibility_calls": session.visibility_calls,
-            },
-            metrics=metrics,
+            details=details,
+            metrics=[m for j in judged for m in j.metrics],
         )
 
+    async def _describe(self, session: TemporalSession, sid: str, now: datetime) -> Judged:
+        name = shown(sid)
+        try:
+            desc = await session.describe_schedule(sid)
+        except RPCError as exc:
+            if exc.status != RPCStatusCode.NOT_FOUND:
+                raise
+            return Judged(
+                sid, Status.FAILED, f"schedule {name} not found", [], {"schedule_id": sid}
+            )
+        return await self._judge(session, sid, desc, now)
+
     async def _matching(self, session: TemporalSession) -> tuple[list[str], bool]:
-        """Schedule ids starting with the prefix (asked of the server, checked here too)."""
+        """Every schedule id starting with the prefix, sorted, and whether the list was cut.
+
+        Pages through ListSchedules (asked with the prefix, checked here too) until
+        its last page, ``MAX_LIST_PAGES`` or the check's deadline; each page is one
+        visibility call from the budget.
+        """
         prefix = self.settings.schedule_prefix or ""
         query = f"ScheduleId STARTS_WITH {quote(prefix)}"
-        ids: list[str] = []
+        ids: set[str] = set()
         token = b""
         for _ in range(MAX_LIST_PAGES):
             try:
                 page = await session.list_schedules(query, LIST_PAGE, token)
+            except BudgetExhausted:
+                if not ids:
+                    raise
+                return sorted(ids), True  # what was listed so far, said to be cut
             except RPCError as exc:
                 if exc.status != RPCStatusCode.INVALID_ARGUMENT or not query:
                     raise
                 query, token = "", b""  # a server without schedule queries: filter here
                 continue
-            ids += [e.schedule_id for e in page.schedules if e.schedule_id.startswith(prefix)]
+            ids.update(e.schedule_id for e in page.schedules if e.schedule_id.startswith(prefix))
             token = page.next_page_token
-            if not token or len(ids) > self.settings.max_describe:
-                return sorted(set(ids)), bool(token)
-        return sorted(set(ids)), True
+            if not token:
+                return sorted(ids), False
+        return sorted(ids), True
 
     async def _judge(
         self, session: TemporalSession, sid: str, desc: DescribeScheduleResponse, now: datetime
     ) -> Judged:
         s = self.settings
+        name = shown(sid)
         info, state = desc.info, desc.schedule.state
         spec = hashlib.sha256(desc.schedule.spec.SerializeToString(deterministic=True)).hexdigest()
         future = [_time(t) for t in info.future_action_times]
@@ -186,6 +264,7 @@ class TemporalScheduleChecker(TemporalChecker[ScheduleSettings]):
         last = recent[-1] if recent else None
         tags = {"schedule_id": sid}
         prev = self._memory.get(sid)
+        newest = prev.stamped if prev else None
         if prev is not None and prev.spec != spec:
             prev = None  # a new spec: its old expectations do not hold
         missed = max(0, info.missed_catchup_window - prev.missed) if prev else 0
@@ -214,22 +293,29 @@ class TemporalScheduleChecker(TemporalChecker[ScheduleSettings]):
             self._memory[sid] = memory  # a pause explains any run not taken meanwhile
             note = f": {state.notes}" if state.notes else ""
             details["last_result"] = "paused"
-            return Judged(sid, Status.STOPPED, f"schedule {sid} paused{note}", metrics, details)
+            return Judged(sid, Status.STOPPED, f"schedule {name} paused{note}", metrics, details)
         if info.invalid_schedule_error:
-            found.append((Status.FAILED, f"schedule {sid} invalid: {info.invalid_schedule_error}"))
+            found.append((Status.FAILED, f"schedule {name} invalid: {info.invalid_schedule_error}"))
         found += self._deltas(sid, missed, skipped)
         # A run expected at the previous check that has not happened since.
         expected = (prev.overdue or prev.expected) if prev else None
         ran = last is not None and expected is not None and _time(last.schedule_time) >= expected
         explained = missed or skipped or info.buffer_size
         memory.expected = future[0] if future else None
+        stamps = [_time(a.actual_time) for a in recent]
+        stamps += [_time(t) for t in (info.create_time, info.update_time) if t.seconds]
+        if expected is not None and future and future[0] > expected:
+            stamps.append(expected)  # the server's scheduler has passed it
+        memory.stamped = read_stamps(self._clock, stamps, newest, now)
+        # Lateness by the server's clock (as far as its stamps prove it), not ours.
+        now = self._clock.server_now(now) or now
         if expected is not None and not ran and not explained:
             memory.expected = expected  # still owed: keep watching for it
             if now - expected > s.late_after:
                 memory.overdue = expected
                 details["overdue"] = expected.isoformat()
                 text = (
-                    f"schedule {sid}: the action expected at {expected:%Y-%m-%d %H:%M:%S} UTC "
+                    f"schedule {name}: the action expected at {expected:%Y-%m-%d %H:%M:%S} UTC "
                     f"did not run ({age(now - expected)} late)"
                 )
                 found.append((Status.FAILED, text))
@@ -245,7 +331,8 @@ class TemporalScheduleChecker(TemporalChecker[ScheduleSettings]):
         )
 
     def _ok_message(self, sid: str, future: list[datetime], last: Any) -> str:
-        parts = [f"schedule {sid}"]
+        name = shown(sid)
+        parts = [f"schedule {name}"]
         if last is not None:
             parts.append(f"last ran {_time(last.actual_time):%Y-%m-%d %H:%M:%S} UTC")
         if future:
@@ -253,6 +340,7 @@ class TemporalScheduleChecker(TemporalChecker[ScheduleSettings]):
         return ", ".join(parts)
 
     def _deltas(self, sid: str, missed: int, skipped: int) -> list[tuple[Status, str]]:
+        name = shown(sid)
         t = self.settings.thresholds
         found = []
         for count, what, degraded, failed in (
@@ -270,7 +358,7 @@ class TemporalScheduleChecker(TemporalChecker[ScheduleSettings]):
             ),
         ):
             plural = "s" if count != 1 else ""
-            text = f"schedule {sid}: {count} action{plural} {what} since the last check"
+            text = f"schedule {name}: {count} action{plural} {what} since the last check"
             if failed is not None and count >= failed:
                 found.append((Status.FAILED, text))
             elif degraded is not None and count >= degraded:
@@ -281,6 +369,7 @@ class TemporalScheduleChecker(TemporalChecker[ScheduleSettings]):
         self, session: TemporalSession, sid: str, last: Any
     ) -> tuple[Status, str, str] | None:
         """(FAILED, message, short result) when the last action's run failed; None otherwise."""
+        name = shown(sid)
         started = last.start_workflow_result
         status = last.start_workflow_status
         if (
@@ -299,7 +388,7 @@ class TemporalScheduleChecker(TemporalChecker[ScheduleSettings]):
         if word is None:
             return None
         reason = await self._failure(session, started.workflow_id, started.run_id)
-        message = f"schedule {sid}: last run {started.workflow_id} {word}{reason}"
+        message = f"schedule {name}: last run {shown(started.workflow_id)} {word}{reason}"
         return Status.FAILED, message, f"{word}{reason}"
 
     async def _failure(self, session: TemporalSession, workflow_id: str, run_id: str) -> str:

@@ -20,9 +20,17 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from checkers.base import CheckContext, CheckResult, LogEntry, Metric, Settings, Status
+from checkers.base import (
+    CheckContext,
+    CheckResult,
+    LogEntry,
+    Metric,
+    Settings,
+    Status,
+    invalid,
+)
 from checkers.temporal import TemporalChecker, TemporalConnection, TemporalSession, quote
 from checkers.temporal_executions import (
     ACTIVITY_ATTEMPTS,
@@ -36,6 +44,8 @@ from checkers.temporal_executions import (
     judge_all,
     sample_running,
 )
+from checkers.temporal_text import query_problem
+from server.core.text import shown
 from server.core.units import Duration, DurationRange
 
 NAMED_IN_MESSAGE = 3
@@ -52,6 +62,14 @@ class StuckSettings(TemporalConnection):
     query: str | None = None
     thresholds: StuckThresholds = StuckThresholds()
     max_describe: int = Field(20, ge=1, le=1000)
+
+    @field_validator("query")
+    @classmethod
+    def _query(cls, value: str | None) -> str | None:
+        problem = query_problem(value) if value else None
+        if problem:
+            raise invalid(f"expected a visibility query: {problem}")
+        return value
 
     @model_validator(mode="after")
     def _some_target(self) -> StuckSettings:
@@ -71,7 +89,7 @@ class StuckSettings(TemporalConnection):
 def describe_stuck(stuck: list[Execution], limit: int) -> str:
     """``wf-1 (activity charge attempt 12: 503), wf-2 (…)``, the first ``limit`` of them."""
     named = ", ".join(
-        f"{e.workflow_id} ({'; '.join(p.text for p in e.problems)})" for e in stuck[:limit]
+        f"{shown(e.workflow_id)} ({'; '.join(p.text for p in e.problems)})" for e in stuck[:limit]
     )
     return named + (f" and {len(stuck) - limit} more" if len(stuck) > limit else "")
 
@@ -87,7 +105,7 @@ class TemporalStuckChecker(TemporalChecker[StuckSettings]):
         s = self.settings
         sample = await sample_running(session, s.visibility_query(), s.max_describe)
         limits = Limits(s.thresholds.activity_attempts, s.thresholds.heartbeat_stale)
-        await judge_all(session, sample.executions, limits, ctx.now)
+        await judge_all(session, sample, limits, ctx.now)
         stuck = sample.stuck()
         kinds = {p.kind for e in stuck for p in e.problems}
         status = Status.OK
@@ -96,7 +114,8 @@ class TemporalStuckChecker(TemporalChecker[StuckSettings]):
         elif stuck:
             status = Status.DEGRADED
         described = len(sample.executions)
-        cut = f"; described {described} of {sample.running} (max_describe)" if sample.cut else ""
+        why = "cut by the check's timeout" if sample.timed_out else "max_describe"
+        cut = f"; described {described} of {sample.running} ({why})" if sample.cut else ""
         if stuck:
             named = describe_stuck(stuck, NAMED_IN_MESSAGE)
             message = f"{len(stuck)} of {sample.running} running stuck: {named}{cut}"
@@ -126,6 +145,7 @@ class TemporalStuckChecker(TemporalChecker[StuckSettings]):
                 "running": sample.running,
                 "described": described,
                 "cut": sample.cut,
+                "cut_by_timeout": sample.timed_out,
                 "reported_problems": sample.reported_supported,
                 "stuck": [e.as_detail() for e in stuck],
                 "visibility_calls": session.visibility_calls,

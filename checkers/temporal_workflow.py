@@ -56,6 +56,7 @@ from checkers.temporal_executions import (
     judge_all,
     sample_running,
 )
+from server.core.text import shown
 from server.core.units import Duration, DurationRange
 
 __all__ = ["TemporalSettings", "TemporalWorkflowChecker", "quote", "shared_client"]
@@ -234,13 +235,13 @@ class TemporalWorkflowChecker(TemporalChecker[TemporalSettings]):
         s = self.settings
         query = f"WorkflowType = {quote(s.workflow_type or '')}"
         sample = await sample_running(session, query, s.max_describe)
-        await judge_all(session, sample.executions, Limits(activities=False), now)
+        await judge_all(session, sample, Limits(activities=False), now)
         for metric, kind, status, words in TASK_PROBLEMS:
             hit = [e for e in sample.stuck() if any(p.kind == kind for p in e.problems)]
             result.metrics.append(Metric(metric, len(hit), "count"))
             result.details[metric] = len(hit)
             if hit:
-                named = ", ".join(e.workflow_id for e in hit[:3])
+                named = ", ".join(shown(e.workflow_id) for e in hit[:3])
                 more = f" and {len(hit) - 3} more" if len(hit) > 3 else ""
                 first = next(p.text for p in hit[0].problems if p.kind == kind)
                 text = f"{len(hit)} running blocked by {words}: {named}{more} ({first})"
@@ -248,7 +249,10 @@ class TemporalWorkflowChecker(TemporalChecker[TemporalSettings]):
                 result.status = worst((result.status, status))
         if sample.cut:
             result.details["described"] = len(sample.executions)
-            result.message += f" (described {len(sample.executions)} of {sample.running} running)"
+            why = ", cut by the check's timeout" if sample.timed_out else ""
+            result.message += (
+                f" (described {len(sample.executions)} of {sample.running} running{why})"
+            )
 
     async def _pollers(self, session: TemporalSession, now: datetime) -> CheckResult:
         s = self.settings

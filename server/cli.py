@@ -8,10 +8,13 @@ storage failure), 2 the configuration or the command line is wrong.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
+from typing import NoReturn
 
 from server import __version__
 from server.config import DEFAULT_PATH, Config, ConfigError
@@ -19,6 +22,7 @@ from server.config import warnings as config_warnings
 from server.core.redact import RedactingStream
 from server.core.secret import Secret
 from server.core.status import Status
+from server.core.text import printable
 from server.core.times import EARLIEST, LATEST
 from server.schema import Target, apply_grants, apply_schema
 from server.schema_check import check_schema
@@ -265,14 +269,15 @@ def _check(args: argparse.Namespace) -> int:
     print(f"{service.id}: {result.status.name} ({int(result.status)}) {result.message}")
     if result.response_time_ms is not None:
         print(f"  response_time_ms: {result.response_time_ms}")
+    # Each line printable: what a check read from outside cannot forge a line of its own.
     for key, value in result.details.items():
-        print(f"  {key}: {value}")
+        print(printable(f"  {key}: {value}"))
     for metric in result.metrics:
         tags = ",".join(f"{k}={v}" for k, v in metric.tags.items())
         name = f"{metric.name}{{{tags}}}" if tags else metric.name
-        print(f"  metric {name} = {metric.value:g} {metric.unit}".rstrip())
+        print(printable(f"  metric {name} = {metric.value:g} {metric.unit}".rstrip()))
     for entry in result.logs:
-        print(f"  log {entry.level}: {entry.message}")
+        print(printable(f"  log {entry.level}: {entry.message}"))
     return NAGIOS_EXIT.get(result.status, NAGIOS_UNKNOWN)
 
 
@@ -334,6 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("validate-schema", cmd_validate_schema, "compare the live database with sql/")
     run = add("run", cmd_run, "run the monitoring daemon in the foreground")
     run.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
+    run.set_defaults(exit_at_once=True)  # after its own shutdown (see leave())
     board = add("dashboard", cmd_dashboard, "serve the dashboard and API against a cluster")
     board.add_argument("--port", type=int, default=None, help="override dashboard.port")
     report = add("report", cmd_report, "build and print the daily report for one day")
@@ -342,6 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
     windows.add_argument("--from", dest="from_", default=None, help="YYYY-MM-DD (UTC; today)")
     windows.add_argument("--days", type=int, default=7, help="how many days to list (7)")
     check_one = add("check", cmd_check, "run one service's check now and print the result")
+    check_one.set_defaults(exit_at_once=True)
     check_one.add_argument("service_id", metavar="SERVICE_ID")
 
     from server.spool_command import add_parser as add_spool
@@ -359,11 +366,35 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def leave(code: int) -> NoReturn:
+    """Flush what was printed and logged, then end the process with ``code`` at once.
+
+    ``lightbulb check`` is a Nagios plugin and ``lightbulb run`` a service: their
+    exit code must arrive. temporalio's Rust runtime (1.35, Python 3.11) sometimes
+    aborts ("Fatal Python error: PyGILState_Release") or hangs forever while it is
+    dropped at interpreter shutdown, so these commands skip that shutdown: by then
+    everything they own has been closed (the daemon's storage and spool included).
+    """
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    logging.shutdown()
+    os._exit(code)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """The ``lightbulb`` command: its exit code (``check`` and ``run`` exit themselves)."""
     # Whatever a command prints (results, errors, logs) leaves with secrets masked.
     if not isinstance(sys.stdout, RedactingStream):
         sys.stdout, sys.stderr = RedactingStream(sys.stdout), RedactingStream(sys.stderr)
     args = build_parser().parse_args(argv)
+    status = _run(args)
+    if getattr(args, "exit_at_once", False):
+        leave(status)
+    return status
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         status: int = args.func(args)
         sys.stdout.flush()  # a closed pipe shows here, not at exit

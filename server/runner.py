@@ -31,6 +31,7 @@ from checkers.base import (
     timed_out_message,
 )
 from server.core.pool import DeadlinePool
+from server.core.text import printable
 
 CLI_POOL_SIZE = 2
 _CODES = frozenset(int(s) for s in Status)
@@ -89,7 +90,7 @@ def run_check(checker: Checker[Any], ctx: CheckContext) -> CheckResult:
 
 
 def _error(exc: BaseException) -> CheckResult:
-    reason = f"checker error: {type(exc).__name__}: {exc}"[:500]
+    reason = printable(f"checker error: {type(exc).__name__}: {exc}")[:500]
     trace = "".join(traceback.format_exception(exc))
     return CheckResult(
         Status.UNKNOWN,
@@ -104,6 +105,9 @@ def validated(result: Any) -> CheckResult:
     if problem:
         return CheckResult(Status.UNKNOWN, f"checker returned garbage: {problem}")
     result.status = Status(result.status)
+    # One line of text for every checker: a plugin's output, an HTTP body or a Temporal
+    # id carries no newline, NUL or bidi override into rows, pages, notices or the CLI.
+    result.message = printable(result.message)
     return result  # type: ignore[no-any-return]
 
 

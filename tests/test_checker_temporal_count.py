@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -10,8 +11,9 @@ import pytest
 
 from checkers.base import CheckContext, Status
 from checkers.temporal_count import CountSettings, TemporalCountChecker
+from checkers.temporal_stuck import StuckSettings
 from server.runner import run_check
-from tests.conftest import wait_until
+from tests.conftest import free_port, wait_until
 from tests.support import temporal_workflows as wf
 from tests.support.temporal_server import Harness
 
@@ -98,3 +100,63 @@ def test_count_settings_refuse_an_empty_query_and_a_second_group_by() -> None:
         )
     with pytest.raises(ValueError):
         CountSettings(count_query="TaskQueue='q'", group_by="WorkflowType")
+
+
+@pytest.mark.parametrize(
+    ("query", "problem"),
+    [
+        ("WorkflowType='Payment", "a ' quote is not closed"),
+        ('WorkflowType="Payment', 'a " quote is not closed'),
+        ("(WorkflowType='Payment' AND (TaskQueue='q')", "1 '(' not closed"),
+        ("WorkflowType='Payment')", "a ')' closes no '('"),
+        ("WorkflowType='Payment' AND", "an operator (AND, OR, =, …) has no operand"),
+        ("OR WorkflowType='Payment'", "an operator (AND, OR, =, …) has no operand"),
+        ("ExecutionStatus =", "an operator (AND, OR, =, …) has no operand"),
+    ],
+)
+def test_a_query_that_cannot_parse_is_refused_at_load(query: str, problem: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(f"expected a visibility query: {problem}")):
+        CountSettings(count_query=query)
+    with pytest.raises(ValueError, match=re.escape(problem)):
+        StuckSettings(query=query)
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "WorkflowType='Payment' AND ExecutionStatus='Running'",
+        "WorkflowId = 'it\\'s (not' OR `Custom Attr` IN ('a', \"b)\")",
+        "StartTime > '2024-01-01T00:00:00Z' AND (CloseTime IS NULL)",
+    ],
+)
+def test_queries_with_quoted_operators_and_parentheses_load(query: str) -> None:
+    assert CountSettings(count_query=query).count_query == query
+
+
+def test_the_servers_query_error_gives_no_position_in_its_rewritten_query(
+    temporal_server: Harness,
+) -> None:
+    result = check(temporal_server, count_query="WorkflowType = 'a' AND AND TaskQueue = 'b'")
+    assert result.status == Status.UNKNOWN
+    assert "position" not in result.message.lower(), result.message
+
+
+def test_a_refused_connection_reads_as_a_sentence() -> None:
+    address = f"127.0.0.1:{free_port()}"
+    checker = TemporalCountChecker(CountSettings(address=address, count_query="TaskQueue='q'"))
+    result = run_check(checker, CheckContext("count", datetime.now(UTC), 10))
+    assert result.status == Status.UNKNOWN
+    assert result.message == (
+        f"Temporal at {address}: cannot connect to {address}: connection refused"
+    )
+
+
+def test_tls_to_a_plain_server_reads_as_a_failed_handshake(temporal_server: Harness) -> None:
+    address = temporal_server.address
+    checker = TemporalCountChecker(
+        CountSettings(address=address, tls=True, count_query="TaskQueue='q'")
+    )
+    result = run_check(checker, CheckContext("count", datetime.now(UTC), 10))
+    assert result.status == Status.UNKNOWN
+    assert result.message.startswith(f"Temporal at {address}: TLS handshake failed with {address}")
+    assert "tonic" not in result.message and "Error(" not in result.message

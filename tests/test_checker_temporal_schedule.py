@@ -77,8 +77,12 @@ def checker(server: Harness, **settings: Any) -> TemporalScheduleChecker:
     return TemporalScheduleChecker(ScheduleSettings(address=server.address, **settings))
 
 
-def once(c: TemporalScheduleChecker) -> Any:
-    return run_check(c, CheckContext("sch", datetime.now(UTC), 10))
+def once(c: TemporalScheduleChecker, skew: timedelta = timedelta(0)) -> Any:
+    """One check, with our clock ``skew`` off the server's (which shares this host's)."""
+    return run_check(c, CheckContext("sch", datetime.now(UTC) + skew, 10))
+
+
+SKEWS = [timedelta(seconds=-90), timedelta(0), timedelta(seconds=90)]
 
 
 def test_a_schedule_whose_workflow_fails_is_failed_naming_it(server: Harness) -> None:
@@ -126,13 +130,15 @@ def test_runs_skipped_by_the_overlap_policy_are_counted_since_the_last_check(
     )
 
 
+@pytest.mark.parametrize("skew", SKEWS, ids=["ours-behind", "same", "ours-ahead"])
 def test_an_expected_run_that_never_came_is_failed_until_the_schedule_runs_again(
-    server: Harness,
+    server: Harness, skew: timedelta
 ) -> None:
+    # Whichever way our clock is off, the miss is judged by the server's clock.
     with schedule(server, wf.CompletesAtOnce.run, timedelta(seconds=6)) as handle:
         c = checker(server, schedule_id=handle.id, late_after="1s")
         for _attempt in range(3):
-            first = once(c)
+            first = once(c, skew)
             expected = datetime.fromisoformat(first.details["schedules"][0]["next_action_times"][0])
             # Paused over its next action time, the schedule takes no action for it and
             # counts nothing: only the expected time seen by the check tells.
@@ -141,17 +147,17 @@ def test_an_expected_run_that_never_came_is_failed_until_the_schedule_runs_again
             if last and last[-1].scheduled_at >= expected:
                 server.run(handle.unpause())
                 continue  # the run came before the pause: try the next one
-            late = expected + timedelta(seconds=1.5)
+            late = expected + timedelta(seconds=3)
             assert wait_until(lambda: datetime.now(UTC) > late, 30)  # noqa: B023
             server.run(handle.unpause())
-            missed = once(c)
+            missed = once(c, skew)
             ran = missed.details["schedules"][0]["last_action_time"]
             if ran and datetime.fromisoformat(ran) > expected:
                 continue  # the next tick came between the unpause and the check
             break
         else:
             pytest.fail("could not pause the schedule over one of its action times")
-        recovered = until(lambda: once(c), lambda r: r.status == Status.OK, seconds=30)
+        recovered = until(lambda: once(c, skew), lambda r: r.status == Status.OK, seconds=30)
     assert missed.status == Status.FAILED
     when = f"{expected:%Y-%m-%d %H:%M:%S} UTC"
     assert missed.message.startswith(
@@ -238,3 +244,93 @@ def test_schedule_settings_take_one_target_and_a_sane_lateness() -> None:
         ScheduleSettings(schedule_id="a", schedule_prefix="b")
     with pytest.raises(ValueError, match="expected a duration from 1s to 1d"):
         ScheduleSettings(schedule_id="a", late_after="500ms")
+
+
+def test_a_prefix_rotates_through_every_schedule_and_never_calls_unseen_ones_ok(
+    server: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import checkers.temporal_schedule as module
+
+    monkeypatch.setattr(module, "LIST_PAGE", 4)  # several ListSchedules pages for 11 schedules
+    prefix = f"many-{uuid.uuid4().hex[:6]}-"
+    with contextlib.ExitStack() as stack:
+        for n in range(10):
+            stack.enter_context(
+                schedule(
+                    server,
+                    wf.CompletesAtOnce.run,
+                    timedelta(hours=1),
+                    schedule_id=f"{prefix}{n:02d}",
+                )
+            )
+        stack.enter_context(
+            schedule(
+                server,
+                wf.FailsAtOnce.run,
+                timedelta(hours=1),
+                schedule_id=f"{prefix}zz-ledger",
+                immediately=True,
+            )
+        )
+        lister = checker(server, schedule_prefix=prefix, max_describe=4)
+        until(lambda: once(lister), lambda r: "of 11 " in r.message)  # visibility caught up
+        wait_until(
+            lambda: (
+                server.run(
+                    server.client.get_schedule_handle(f"{prefix}zz-ledger").describe()
+                ).info.recent_actions
+            ),
+            30,
+        )
+        c = checker(server, schedule_prefix=prefix, max_describe=4)
+        checks = [once(c) for _ in range(4)]
+        c2 = checker(server, schedule_prefix=prefix, max_describe=4)
+        described = [
+            s["schedule_id"] for r in [once(c2) for _ in range(3)] for s in r.details["schedules"]
+        ]
+    first, second, third, fourth = checks
+    # Never OK while some schedules were never looked at.
+    assert first.status == Status.UNKNOWN
+    assert first.message == (
+        "7 of 11 schedules not yet checked; described 4 of 11 this check (max_describe), "
+        "7 not yet checked"
+    )
+    assert first.details["not_yet_checked"] == 7
+    assert second.status == Status.UNKNOWN and second.details["not_yet_checked"] == 3
+    # The third check reaches the last schedule, the failing one.
+    assert third.status == Status.FAILED
+    assert third.message.startswith(f"schedule {prefix}zz-ledger: last run {prefix}zz-ledger-wf")
+    assert third.message.endswith(
+        "described 4 of 11 this check (max_describe), the rest as last checked"
+    )
+    # The third wrapped round to the start; the fourth goes on from there, and the
+    # failed schedule's verdict is carried forward.
+    assert [s["schedule_id"] for s in third.details["schedules"]][-1] == f"{prefix}00"
+    assert [s["schedule_id"] for s in fourth.details["schedules"]] == [
+        f"{prefix}{n:02d}" for n in range(1, 5)
+    ]
+    assert fourth.status == Status.FAILED and f"{prefix}zz-ledger" in fourth.message
+    # Every matching schedule described exactly once over a round.
+    assert sorted(described[:11]) == sorted(
+        [f"{prefix}{n:02d}" for n in range(10)] + [f"{prefix}zz-ledger"]
+    )
+
+
+def test_our_clock_ahead_of_the_servers_never_calls_a_run_late_before_it_is_due(
+    server: Harness,
+) -> None:
+    ahead = timedelta(seconds=90)
+    with schedule(server, wf.CompletesAtOnce.run, timedelta(seconds=4)) as handle:
+        c = checker(server, schedule_id=handle.id, late_after="1s")
+        first = once(c, ahead)
+
+        def actions() -> int:
+            return len(server.run(handle.describe()).info.recent_actions)
+
+        results = [first]
+        # Checked again and again while the schedule takes two actions on time.
+        while actions() < 2 and len(results) < 400:
+            results.append(once(c, ahead))
+        results.append(once(c, ahead))
+    assert [r.message for r in results if r.status != Status.OK] == []
+    assert results[-1].details["schedules"][0]["last_action_time"] is not None

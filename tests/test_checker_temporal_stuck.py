@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import signal
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -10,8 +12,10 @@ import pytest
 
 from checkers.base import CheckContext, Status
 from checkers.temporal_stuck import StuckSettings, TemporalStuckChecker
+from server.core.text import printable
 from server.runner import run_check
 from tests.support import temporal_workflows as wf
+from tests.support.hostile import HOSTILE_IDS
 from tests.support.temporal_server import Harness, until
 
 
@@ -113,3 +117,78 @@ def test_stuck_settings_need_a_workflow_type_or_a_query() -> None:
         "WorkflowType = 'A' AND (TaskQueue='q')"
     )
     assert StuckSettings(workflow_type="it's").visibility_query() == "WorkflowType = 'it\\'s'"
+
+
+def test_hostile_workflow_ids_reach_messages_rows_and_details_printable_and_short(
+    temporal_server: Harness,
+) -> None:
+    queue = f"stuck-{uuid.uuid4().hex[:8]}"
+    suffix = uuid.uuid4().hex[:6]
+    raw = [f"{wid}-{suffix}" for wid in HOSTILE_IDS]
+    with temporal_server.worker(queue, [*wf.WORKFLOWS, wf.RetriesForever], wf.ACTIVITIES):
+        for wid in raw:
+            temporal_server.start(wf.RetriesForever.run, queue=queue, id=wid)
+        try:
+            c = checker(temporal_server, query=f"TaskQueue = '{queue}'")
+            result = until(lambda: once(c), lambda r: len(r.details.get("stuck", [])) == 4)
+        finally:
+            temporal_server.terminate(*raw)
+    unsafe = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+    entry = result.logs[0]
+    texts = [result.message, entry.message, *entry.context.values()]
+    texts += [str(v) for e in result.details["stuck"] for v in e.values()]
+    assert [t for t in texts if unsafe.search(t)] == []
+    # Every id named in the row's text escaped; the longest one shortened there and in
+    # the message ...
+    assert "line1\\nERROR forged log line\\r\\nx" in entry.message
+    assert "\\u202eevil\\x00nul" in entry.message
+    assert "<script>alert(1)</script>" in entry.message  # markup is the page's to escape
+    assert "L" * 79 + "\u2026" in entry.message
+    assert "L" * 80 not in entry.message and "L" * 80 not in result.message
+    # ... and whole (printable) only in structured fields.
+    assert sorted(e["workflow_id"] for e in result.details["stuck"]) == sorted(
+        printable(wid) for wid in raw
+    )
+    assert raw[3] in entry.context["workflow_ids"].split(",")
+
+
+def test_describes_cut_by_the_deadline_report_what_was_seen_and_say_so(
+    temporal_server: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import checkers.temporal_executions as executions
+    from checkers.temporal import TemporalSession
+
+    assert temporal_server.proc is not None
+    queue = f"stuck-{uuid.uuid4().hex[:8]}"
+    ids = [temporal_server.start(wf.WaitForever.run, queue=queue) for _ in range(12)]
+    frozen = []
+    try:
+        c = checker(temporal_server, query=f"TaskQueue = '{queue}'", max_describe=12)
+        until(lambda: once(c), lambda r: r.details.get("running") == 12)
+        # The server stops answering after the fifth describe (one at a time): the
+        # check must stop describing before its deadline and report those five.
+        monkeypatch.setattr(executions, "DESCRIBE_CONCURRENCY", 1)
+        real = TemporalSession.describe_workflow
+        answered = []
+
+        async def describe(self: TemporalSession, *args: Any) -> Any:
+            response = await real(self, *args)
+            answered.append(args[0])
+            if len(answered) == 5:
+                temporal_server.proc.send_signal(signal.SIGSTOP)  # type: ignore[union-attr]
+                frozen.append(True)
+            return response
+
+        monkeypatch.setattr(TemporalSession, "describe_workflow", describe)
+        result = run_check(c, CheckContext("stuck", datetime.now(UTC), 4))
+    finally:
+        if frozen:
+            temporal_server.proc.send_signal(signal.SIGCONT)
+        monkeypatch.undo()
+        temporal_server.terminate(*ids)
+    assert result.status == Status.OK, result.message
+    assert result.message == (
+        "none of 12 running stuck; described 5 of 12 (cut by the check's timeout)"
+    )
+    assert result.details["cut_by_timeout"] is True
+    assert {m.name: m.value for m in result.metrics}["described"] == 5

@@ -16,3 +16,12 @@ HOSTILE_TEXTS = [
     "&amp; &lt;already&gt; &#60;entity&#62;",
     "\u2028line separator\u2029paragraph",
 ]
+
+# Ids a Temporal server accepts (workflow, schedule) that try to forge a line, break
+# an HTML attribute, reverse the text around them or flood a row.
+HOSTILE_IDS = [
+    "line1\nERROR forged log line\r\nx",
+    "\u202eevil\x00nul",
+    "<script>alert(1)</script>",
+    "L" * 990,  # with a 7-character suffix, near the server's 1000-character limit
+]

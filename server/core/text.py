@@ -1,0 +1,54 @@
+"""Text from outside (a Temporal id, a plugin's output, an HTTP body) made safe to show.
+
+A workflow id may hold a newline, a NUL or U+202E (right-to-left override): shown
+raw, it forges a second line in a log or the CLI, breaks an HTML attribute or
+reverses the text around it. :func:`printable` replaces every control character
+(Unicode category Cc: C0, DEL, C1), the bidirectional controls (Unicode's
+Bidi_Control property, UAX #9) and the line and paragraph separators with a
+visible escape (``\\n``, ``\\x00``, ``\\u202e``); :func:`shown` also shortens.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+# Cc, the Bidi_Control set (U+061C, U+200E-F, U+202A-E, U+2066-9), U+2028-9.
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+ELLIPSIS = "\u2026"
+SHOWN_CHARS = 80  # an id in a message: enough to tell ids apart, short enough to read
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    if char in _NAMED:
+        return _NAMED[char]
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def printable(text: str) -> str:
+    """``text`` with control, bidi and separator characters as visible escapes."""
+    return _UNSAFE.sub(_escape, text)
+
+
+def shorten(text: str, limit: int = SHOWN_CHARS) -> str:
+    """``text`` cut to ``limit`` characters, the last one an ellipsis when cut."""
+    return text if len(text) <= limit else text[: limit - 1] + ELLIPSIS
+
+
+def shown(text: str, limit: int = SHOWN_CHARS) -> str:
+    """An outside name (an id, a type) for a message: printable, then shortened."""
+    return shorten(printable(text), limit)
+
+
+def printable_tree(value: Any) -> Any:
+    """``value`` (JSON-like: dicts, lists, strings, numbers) with every string printable."""
+    if isinstance(value, str):
+        return printable(value)
+    if isinstance(value, dict):
+        return {printable_tree(k): printable_tree(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [printable_tree(v) for v in value]
+    return value
