@@ -7,13 +7,15 @@
 - :class:`Blackhole`: accepts connections and never says a word (a hung TLS
   handshake too, when spoken to over https);
 - :class:`Backlogged`: listens with a full backlog, so a connect hangs half-open;
-- :class:`Endless`: a TCP service that streams bytes forever.
+- :class:`Endless`: a TCP service that streams bytes forever;
+- :class:`HungFifo`: a file whose reads block forever (a FIFO with no writer).
 
 Each runs in threads of the test process, on a loopback port, and stops cleanly.
 """
 
 from __future__ import annotations
 
+import os
 import socket
 import socketserver
 import threading
@@ -188,3 +190,17 @@ class Endless:
     def close(self) -> None:
         self._closed.set()
         self.sock.close()
+
+
+class HungFifo:
+    """A FIFO nobody writes to: opening it for reading blocks forever, the way a read of
+    a hung NFS mount does. :meth:`close` releases every reader (EOF) and removes it."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        os.mkfifo(path)
+
+    def close(self) -> None:
+        held = os.open(self.path, os.O_RDWR | os.O_NONBLOCK)  # never blocks; frees the opens
+        os.unlink(self.path)
+        os.close(held)  # the last writer gone: every reader sees end of file
