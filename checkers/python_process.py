@@ -29,10 +29,18 @@ from checkers.base import (
     Status,
     over_thresholds,
 )
+from checkers.files import NotRegularFile, read_capped
 from checkers.logtail import LogTail
 from server.core.units import Duration, DurationRange
 
 TOTAL_MEMORY = psutil.virtual_memory().total
+# A pidfile holds a pid and a newline (systemd's PIDFile=, start-stop-daemon); some
+# add a second line. Anything longer than this is not a pidfile and is not read on.
+PIDFILE_MAX = 256
+
+
+class BadPidfile(ValueError):
+    """The pidfile is not a regular file, is too large or does not hold a pid."""
 
 
 class ProcessThresholds(Settings):
@@ -84,6 +92,8 @@ class PythonProcessChecker(Checker[ProcessSettings]):
             return CheckResult(
                 Status.UNKNOWN, f"access denied reading process {exc.pid}", logs=logs
             )
+        except BadPidfile as exc:  # whatever `expect` says: the file is at fault, not the process
+            return CheckResult(Status.FAILED, str(exc), logs=logs)
         except (OSError, ValueError) as exc:
             process = None
             reason = str(exc)
@@ -131,10 +141,7 @@ class PythonProcessChecker(Checker[ProcessSettings]):
     def _find(self, max_age: float = proctable.MAX_AGE) -> psutil.Process | None:
         s = self.settings
         if s.pidfile:
-            text = Path(s.pidfile).read_text().strip()
-            if not text.isdigit():
-                raise ValueError(f"pidfile {s.pidfile} does not hold a pid: {text[:40]!r}")
-            return self._same_or_new(int(text))
+            return self._same_or_new(self._read_pidfile(s.pidfile))
         if s.pid is not None:
             return self._same_or_new(s.pid)
         table = proctable.snapshot(max_age)
@@ -153,6 +160,21 @@ class PythonProcessChecker(Checker[ProcessSettings]):
         # The oldest match is the service's main process, not a helper it spawned.
         oldest = min(candidates, key=lambda p: (p.create_time, p.pid))
         return self._same_or_new(oldest.pid)
+
+    @staticmethod
+    def _read_pidfile(path: str) -> int:
+        """The pid in ``path`` (digits, blanks around them ignored). Raises :class:`BadPidfile`
+        (not a regular file, over ``PIDFILE_MAX`` bytes, no pid), OSError (missing)."""
+        try:
+            data, more = read_capped(path, PIDFILE_MAX)
+        except NotRegularFile as exc:
+            raise BadPidfile(f"pidfile {path} is not a regular file ({exc.kind})") from None
+        if more:
+            raise BadPidfile(f"pidfile {path} is larger than {PIDFILE_MAX} bytes: not a pidfile")
+        text = data.decode("utf-8", "replace").strip()
+        if not (text.isascii() and text.isdigit()):
+            raise ValueError(f"pidfile {path} does not hold a pid: {text[:40]!r}")
+        return int(text)
 
     def _same_or_new(self, pid: int) -> psutil.Process | None:
         """The cached Process if ``pid`` is still the process it was (same create time;

@@ -7,10 +7,13 @@ Each test asserts the verdict and that the other services stayed on time.
 from __future__ import annotations
 
 import itertools
+import json
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +21,14 @@ import pytest
 
 import checkers
 from checkers.base import CheckContext, Checker, CheckResult, Status
+from checkers.python_process import ProcessSettings, PythonProcessChecker
 from server.core.clock import SystemClock
 from server.recorder import Recorder
+from server.runner import run_check
 from server.scheduler import CheckScheduler
 from server.validation import parse_config
-from tests.conftest import wait_until
-from tests.support.hostile_targets import HungFifo
+from tests.conftest import REPO, wait_until
+from tests.support.hostile_targets import HungFifo, append_long_line, not_regular_files
 from tests.test_scheduler import ListSink
 
 
@@ -111,3 +116,93 @@ def test_hung_local_reads_hold_one_thread_each_and_never_delay_other_local_check
             assert message.startswith("previous check still running for "), message
             assert "(hung in " in message and "test_local_checks.py" in message, message
     assert max(scheduler.stats.lags_ms) < 1000
+
+
+def process_check(timeout: float = 3.0, **settings: Any) -> tuple[CheckResult, float]:
+    checker = PythonProcessChecker(ProcessSettings(**settings))
+    started = time.monotonic()
+    result = run_check(checker, CheckContext("p", datetime.now(UTC), timeout))
+    return result, time.monotonic() - started
+
+
+@pytest.mark.parametrize("expect", ["running", "stopped"])
+def test_a_pidfile_that_is_not_a_regular_file_fails_at_once(tmp_path: Path, expect: str) -> None:
+    for path, kind in not_regular_files(str(tmp_path)):
+        result, took = process_check(pidfile=path, expect=expect)
+        assert (result.status, result.message) == (
+            Status.FAILED,
+            f"pidfile {path} is not a regular file ({kind})",
+        )
+        assert took < 1.0  # read nothing, waited for nothing (the timeout is 3 s)
+
+
+def test_an_oversized_pidfile_is_refused_after_a_few_hundred_bytes(tmp_path: Path) -> None:
+    pidfile = tmp_path / "huge.pid"
+    append_long_line(str(pidfile), 50 * 2**20, b"1")
+    result, _took = process_check(pidfile=str(pidfile))
+    assert (result.status, result.message) == (
+        Status.FAILED,
+        f"pidfile {pidfile} is larger than 256 bytes: not a pidfile",
+    )
+
+
+TAIL_SCRIPT = """
+import json, os, resource, sys
+from datetime import UTC, datetime
+from checkers.base import CheckContext
+from checkers.python_process import ProcessSettings, PythonProcessChecker
+checker = PythonProcessChecker(ProcessSettings(pid=os.getpid(), log_file=sys.argv[1]))
+ctx = CheckContext("p", datetime.now(UTC), 5)
+checker.check(ctx)  # the tail starts at the end
+print("ready", flush=True)
+sys.stdin.readline()  # the test appends its lines
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+calls = [[(e.level, e.message) for e in checker.check(ctx).logs] for _ in range(5)]
+grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+print(json.dumps({"calls": calls, "grown_kib": grown}), flush=True)
+"""
+
+
+def test_a_log_line_of_hundreds_of_megabytes_is_cut_and_never_loaded(tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    log.write_bytes(b"")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", TAIL_SCRIPT, str(log)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=REPO,
+    )  # fmt: skip
+    assert proc.stdout is not None and proc.stdin is not None
+    try:
+        assert proc.stdout.readline() == "ready\n"
+        with log.open("ab") as handle:
+            handle.write(b"ERROR before\n")
+        append_long_line(str(log), 200 * 2**20, b"ERROR huge ")
+        with log.open("ab") as handle:
+            handle.write(b"WARN after\n")
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+        report = json.loads(proc.stdout.readline())
+    finally:
+        proc.kill()
+        proc.wait()
+    assert report["grown_kib"] < 32 * 1024, report["grown_kib"]  # a 200 MiB line, 32 MiB bound
+    entries = [entry for call in report["calls"] for entry in call]
+    assert entries[0] == ["ERROR", "ERROR before"]
+    level, message = entries[1]
+    assert level == "ERROR" and message.endswith(" … [line truncated at 16384 bytes]")
+    assert len(message.encode()) == 16384 + len(" … [line truncated at 16384 bytes]".encode())
+    # The rest of the long line is skipped (64 MiB a call), not made into entries.
+    assert entries[2:] == [["WARN", "WARN after"]]
+
+
+def test_a_log_file_that_is_a_fifo_or_device_is_reported_once_and_never_read(
+    tmp_path: Path, sleeper: subprocess.Popen[bytes]
+) -> None:
+    for path, kind in not_regular_files(str(tmp_path)):
+        checker = PythonProcessChecker(ProcessSettings(pid=sleeper.pid, log_file=path))
+        ctx = CheckContext("p", datetime.now(UTC), 3)
+        first, second = (run_check(checker, ctx) for _ in range(2))
+        assert first.status == second.status == Status.OK
+        assert [(e.level, e.message) for e in first.logs] == [
+            ("WARN", f"log_file {path} is not a regular file ({kind}): not read")
+        ]
+        assert second.logs == []

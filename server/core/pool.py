@@ -92,7 +92,7 @@ class DeadlinePool:
         if frame is None:
             return ""
         inner = _place(frame)
-        ours = frame
+        ours: FrameType | None = frame
         while ours is not None and os.path.realpath(ours.f_code.co_filename).startswith(
             _LIBRARY_DIRS
         ):

@@ -204,3 +204,34 @@ class HungFifo:
         held = os.open(self.path, os.O_RDWR | os.O_NONBLOCK)  # never blocks; frees the opens
         os.unlink(self.path)
         os.close(held)  # the last writer gone: every reader sees end of file
+
+
+def not_regular_files(directory: str) -> list[tuple[str, str]]:
+    """(path, kind) of files a config may name that are not regular files: reading one
+    blocks (a FIFO), never ends (``/dev/zero``) or makes no sense (a directory, a socket).
+    The socket is left bound; it goes with the directory."""
+    fifo = os.path.join(directory, "fifo.pid")
+    os.mkfifo(fifo)
+    sock_path = os.path.join(directory, "sock.pid")
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(sock_path)
+    sock.close()
+    return [
+        (fifo, "a FIFO"),
+        ("/dev/zero", "a character device"),
+        ("/dev/urandom", "a character device"),
+        (directory, "a directory"),
+        (sock_path, "a socket"),
+    ]
+
+
+def append_long_line(path: str, size: int, text: bytes = b"x") -> None:
+    """Append one line of ``size`` bytes and its newline, written in 1 MiB blocks (the
+    writer never holds it in memory): a log line no reader may load whole."""
+    block = text * (2**20 // len(text))
+    with open(path, "ab") as handle:
+        left = size
+        while left > 0:
+            handle.write(block[: min(left, len(block))])
+            left -= len(block)
+        handle.write(b"\n")
