@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -37,6 +37,14 @@ TOTAL_MEMORY = psutil.virtual_memory().total
 # A pidfile holds a pid and a newline (systemd's PIDFile=, start-stop-daemon); some
 # add a second line. Anything longer than this is not a pidfile and is not read on.
 PIDFILE_MAX = 256
+
+
+# A process that runs none of its code: stopped by SIGSTOP/SIGTSTP (job control,
+# `kill -STOP`) or held by a tracer (a debugger at a breakpoint, `strace` attaching).
+FROZEN = {
+    psutil.STATUS_STOPPED: "stopped (SIGSTOP or job control)",
+    psutil.STATUS_TRACING_STOP: "stopped by a tracer (a debugger?)",
+}
 
 
 class BadPidfile(ValueError):
@@ -82,6 +90,7 @@ class PythonProcessChecker(Checker[ProcessSettings]):
         self._process: psutil.Process | None = None
         self._last_ident: tuple[int, float] | None = None
         self.restarts = 0
+        self._frozen_since: tuple[tuple[int, float], datetime] | None = None  # (ident, first seen)
         self._tail = LogTail(Path(settings.log_file)) if settings.log_file else None
 
     def check(self, ctx: CheckContext) -> CheckResult:
@@ -102,7 +111,7 @@ class PythonProcessChecker(Checker[ProcessSettings]):
         if process is None:
             return self._not_found(reason, logs)
         try:
-            result = self._inspect(process)
+            result = self._inspect(process, ctx.now)
         except psutil.NoSuchProcess:
             self._process = None
             if self.settings.pidfile or self.settings.pid is not None:
@@ -112,7 +121,7 @@ class PythonProcessChecker(Checker[ProcessSettings]):
             if process is None:
                 return self._not_found("", logs)
             try:
-                result = self._inspect(process)
+                result = self._inspect(process, ctx.now)
             except psutil.NoSuchProcess:
                 return self._not_found("process exited during the check", logs)
         except psutil.AccessDenied:
@@ -176,6 +185,28 @@ class PythonProcessChecker(Checker[ProcessSettings]):
             raise ValueError(f"pidfile {path} does not hold a pid: {text[:40]!r}")
         return int(text)
 
+    def _frozen(
+        self, ident: tuple[int, float], status: str, now: datetime
+    ) -> tuple[Status, str] | None:
+        """The verdict on a stopped or traced process, None when it runs.
+
+        The first check that finds it stopped says DEGRADED (a debugger's breakpoint or
+        a `kill -STOP` / `-CONT` pair is over within moments); one that finds it still
+        stopped a check later says FAILED: it serves nothing, as if it were dead.
+        """
+        why = FROZEN.get(status)
+        if why is None:
+            self._frozen_since = None
+            return None
+        if self._frozen_since is None or self._frozen_since[0] != ident:
+            self._frozen_since = (ident, now)
+            return Status.DEGRADED, f"pid {ident[0]} is {why}: it runs none of its code"
+        seconds = (now - self._frozen_since[1]).total_seconds()
+        return (
+            Status.FAILED,
+            f"pid {ident[0]} is {why} for {seconds:.0f} s: it runs none of its code",
+        )
+
     def _same_or_new(self, pid: int) -> psutil.Process | None:
         """The cached Process if ``pid`` is still the process it was (same create time;
         it keeps the CPU counter), else a new one; None if no such pid."""
@@ -194,7 +225,7 @@ class PythonProcessChecker(Checker[ProcessSettings]):
         assert self._pattern is not None
         return bool(self._pattern.search(process.cmdline))
 
-    def _inspect(self, process: psutil.Process) -> CheckResult:
+    def _inspect(self, process: psutil.Process, now: datetime) -> CheckResult:
         ident = (process.pid, process.create_time())
         if process is not self._process:
             if self._last_ident is not None and ident != self._last_ident:
@@ -226,6 +257,9 @@ class PythonProcessChecker(Checker[ProcessSettings]):
 
         if status == psutil.STATUS_ZOMBIE:
             return result(Status.FAILED, f"pid {process.pid} is a zombie (exited, not reaped)")
+        frozen = self._frozen(ident, status, now)
+        if frozen is not None:
+            return result(*frozen)
         if uptime < self.settings.startup_grace.total_seconds():
             return result(Status.STARTING, f"pid {process.pid} started {uptime:.0f}s ago")
         breaches = over_thresholds(

@@ -6,8 +6,12 @@ Each test asserts the verdict and that the other services stayed on time.
 
 from __future__ import annotations
 
+import ctypes
 import itertools
 import json
+import os
+import re
+import signal
 import subprocess
 import sys
 import threading
@@ -17,11 +21,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 import checkers
 from checkers.base import CheckContext, Checker, CheckResult, Status
-from checkers.python_process import ProcessSettings, PythonProcessChecker
+from checkers.python_process import FROZEN, ProcessSettings, PythonProcessChecker
 from server.core.clock import SystemClock
 from server.recorder import Recorder
 from server.runner import run_check
@@ -29,6 +34,7 @@ from server.scheduler import CheckScheduler
 from server.validation import parse_config
 from tests.conftest import REPO, wait_until
 from tests.support.hostile_targets import HungFifo, append_long_line, not_regular_files
+from tests.test_checker_python_process import SLEEPER, Probe, marker, spawn  # noqa: F401
 from tests.test_scheduler import ListSink
 
 
@@ -150,7 +156,7 @@ TAIL_SCRIPT = """
 import json, os, resource, sys
 from datetime import UTC, datetime
 from checkers.base import CheckContext
-from checkers.python_process import ProcessSettings, PythonProcessChecker
+from checkers.python_process import FROZEN, ProcessSettings, PythonProcessChecker
 checker = PythonProcessChecker(ProcessSettings(pid=os.getpid(), log_file=sys.argv[1]))
 ctx = CheckContext("p", datetime.now(UTC), 5)
 checker.check(ctx)  # the tail starts at the end
@@ -206,3 +212,54 @@ def test_a_log_file_that_is_a_fifo_or_device_is_reported_once_and_never_read(
             ("WARN", f"log_file {path} is not a regular file ({kind}): not read")
         ]
         assert second.logs == []
+
+
+PTRACE_ATTACH, PTRACE_DETACH = 16, 17
+
+
+class Frozen:
+    """Freezes a real process: ``sigstop`` (state T, as `kill -STOP` or Ctrl-Z) or
+    ``ptrace`` (state t, a debugger attached and holding it)."""
+
+    def __init__(self, pid: int, how: str) -> None:
+        self.pid, self.how = pid, how
+        self.libc = ctypes.CDLL(None, use_errno=True)
+        if how == "sigstop":
+            os.kill(pid, signal.SIGSTOP)
+        else:
+            assert self.libc.ptrace(PTRACE_ATTACH, pid, None, None) == 0, ctypes.get_errno()
+            os.waitpid(pid, os.WUNTRACED)  # the tracee has stopped
+        assert wait_until(lambda: psutil.Process(pid).status() in FROZEN)
+
+    def thaw(self) -> None:
+        if self.how == "sigstop":
+            os.kill(self.pid, signal.SIGCONT)
+        else:
+            self.libc.ptrace(PTRACE_DETACH, self.pid, None, 0)
+        assert wait_until(lambda: psutil.Process(self.pid).status() not in FROZEN)
+
+
+@pytest.mark.parametrize("how", ["sigstop", "ptrace"])
+@pytest.mark.parametrize("matcher", ["pid", "cmdline"])
+def test_a_frozen_process_is_degraded_then_failed_and_ok_once_it_runs_again(
+    spawn: Any,  # noqa: F811 - the fixture, imported
+    how: str,
+    matcher: str,
+) -> None:
+    tag = marker()
+    proc = spawn(SLEEPER, tag)
+    probe = Probe(**({"pid": proc.pid} if matcher == "pid" else {"cmdline": tag}))
+    try:
+        frozen = Frozen(proc.pid, how)
+        why = FROZEN[psutil.Process(proc.pid).status()]
+        first = probe.check()
+        later = probe.check()
+        frozen.thaw()
+        thawed = probe.check()
+    finally:
+        probe.close()
+    assert first[:2] == (Status.DEGRADED, f"pid {proc.pid} is {why}: it runs none of its code")
+    assert later[0] == Status.FAILED
+    assert re.fullmatch(rf"pid {proc.pid} is {re.escape(why)} for \d+ s: it runs none of its code",
+                        later[1])  # fmt: skip
+    assert thawed[0] == Status.OK, thawed[1]
