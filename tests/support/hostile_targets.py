@@ -37,6 +37,20 @@ PAGES = {
         "application/json; charset=latin-1",
         '{"state": "café"}'.encode("latin-1"),
     ),
+    # A byte order mark beats every declaration (WHATWG's sniffing order).
+    "utf16le-bom-undeclared": ("text/plain", "\ufeffcafé crème ÿ".encode("utf-16-le")),
+    "utf16be-bom-says-utf8": (
+        "text/plain; charset=utf-8",
+        "\ufeffcafé crème ÿ".encode("utf-16-be"),
+    ),
+    "utf8-bom-says-latin1": ("text/html; charset=iso-8859-1", "\ufeffcafé crème ÿ".encode()),
+    "utf16-bom-json": ("application/json; charset=utf-16", '{"state": "café"}'.encode("utf-16")),
+    # Labels as browsers read them: "iso-8859-1" is windows-1252 (0x80 is the euro sign).
+    "cp1252-says-latin1": ("text/plain; charset=iso-8859-1", "café crème ÿ €".encode("cp1252")),
+    "xml-declaration": (
+        "application/xml",
+        '<?xml version="1.0" encoding="iso-8859-1"?><a>café crème ÿ</a>'.encode("latin-1"),
+    ),
 }
 
 
