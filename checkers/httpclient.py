@@ -35,6 +35,13 @@ MAX_IDLE_PER_TARGET = 4
 DRAIN_LIMIT = 64 * 1024  # an unwanted body up to this size is drained to keep the connection
 DRAIN_TIMEOUT = 5.0
 MAX_REDIRECTS = 10
+# Response header limits, as CPython's http.client (_MAXHEADERS = 100 headers,
+# _MAXLINE = 65536 bytes; we apply the byte limit to the whole header block, as
+# Node's --max-http-header-size does with its 16 KiB). Past either the exchange
+# fails "response headers too large": 100,000 headers parsed one Python callback
+# each held the event loop for tens of ms per check.
+MAX_HEADERS = 100
+MAX_HEADER_BYTES = 64 * 1024
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 USER_AGENT = "Lightbulb/0.1 (+health check)"
 _CHARSET = re.compile(rb"""charset\s*=\s*["']?([A-Za-z0-9._:-]+)""", re.IGNORECASE)
@@ -211,6 +218,9 @@ class _Connection(asyncio.Protocol):
     def _reset(self) -> None:
         self.parser = httptools.HttpResponseParser(self)
         self.headers: list[tuple[bytes, bytes]] = []
+        self.head_bytes = 0  # bytes received before the end of the headers was seen
+        self.head_tail = b""  # the last 3 of them: a blank line may straddle two reads
+        self.too_large: str | None = None
         self.chunks: list[bytes] = []
         self.size = 0
         self.got_bytes = False
@@ -232,12 +242,35 @@ class _Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.got_bytes = True
+        if self.response is None and self._head_too_large(data):
+            self._fail(HttpError(f"response headers too large: over {MAX_HEADER_BYTES} bytes"))
+            self.close()
+            return
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
             self._fail(HttpError("server switched protocols"))
+        except httptools.HttpParserCallbackError:
+            if self.too_large is None:
+                raise
+            self._fail(HttpError(self.too_large))
+            self.close()
         except httptools.HttpParserError as exc:
             self._fail(HttpError(f"malformed HTTP response: {exc}"))
+
+    def _head_too_large(self, data: bytes) -> bool:
+        """Whether the header block runs past MAX_HEADER_BYTES, counting ``data`` (read
+        before it is parsed, so a 10 MB header is refused without being assembled)."""
+        before = self.head_bytes
+        self.head_bytes += len(data)
+        if self.head_bytes <= MAX_HEADER_BYTES:
+            self.head_tail = (self.head_tail + data)[-3:]
+            return False
+        window = self.head_tail + data[: MAX_HEADER_BYTES - before + 1]
+        if b"\r\n\r\n" in window or b"\n\n" in window:
+            self.head_bytes = 0  # the headers end in time; what follows is body
+            return False
+        return True
 
     def eof_received(self) -> bool:
         self._ended()
@@ -249,6 +282,9 @@ class _Connection(asyncio.Protocol):
 
     # -- httptools callbacks -------------------------------------------------------------
     def on_header(self, name: bytes, value: bytes) -> None:
+        if len(self.headers) >= MAX_HEADERS:
+            self.too_large = f"response headers too large: more than {MAX_HEADERS} headers"
+            raise HttpError(self.too_large)  # stops the parser at once
         self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:

@@ -7,6 +7,7 @@ scheduler loop; real plugins. Each asserts the verdict and when it arrived.
 from __future__ import annotations
 
 import os
+import re
 import socket
 import sys
 import threading
@@ -250,3 +251,61 @@ def _has_process(text: str) -> bool:
         except psutil.Error:
             continue
     return False
+
+
+@pytest.mark.parametrize(
+    ("path", "verdict"),
+    [
+        ("/headers?n=100", None),
+        ("/headers?n=101", "response headers too large: more than 100 headers"),
+        ("/headers?n=2000", "response headers too large: more than 100 headers"),
+        # Whichever limit the reads reach first.
+        ("/many-headers", "response headers too large: (over 65536 bytes|more than 100 headers)"),
+        ("/huge-header", "response headers too large: over 65536 bytes"),
+    ],
+)
+def test_response_headers_are_capped_at_100_and_64_kib(
+    hostile: HostileHttp, path: str, verdict: str | None
+) -> None:
+    for settings in ({}, {"body_contains": "ok"}):
+        result, _took = timed(http(url=hostile.url(path), **settings), 5)
+        if verdict is None:
+            assert result.status == Status.OK, result.message
+        else:
+            assert result.status == Status.FAILED
+            assert re.fullmatch(f"GET {re.escape(hostile.url(path))}: {verdict}", result.message)
+
+
+FLOODS = 20  # at about 0.1 s of parsing each, unbounded, they would saturate the loop
+
+
+def test_floods_of_response_headers_never_delay_another_service(hostile: HostileHttp) -> None:
+    flood = "\n".join(
+        f"  - {{id: flood-{i}, type: http, interval: 1s, timeout: 1s,"
+        f' http: {{url: "{hostile.url("/many-headers" if i % 5 else "/huge-header")}"}}}}'
+        for i in range(FLOODS)
+    )
+    text = SCHEDULE.format(hung=flood, ok=hostile.url("/ok"))
+    sink = ListSink()
+    scheduler = CheckScheduler(Recorder(sink), SystemClock(), max_workers=1)
+    scheduler.sync(list(parse_config(text, "t.yaml", {}).services))
+    started = time.monotonic()
+    scheduler.start()
+    try:
+        assert wait_until(
+            lambda: all(len(sink.statuses(f"flood-{i}")) >= 4 for i in range(FLOODS)), 30
+        )
+        elapsed = time.monotonic() - started
+    finally:
+        scheduler.shutdown(wait_seconds=0.5)
+    assert max(scheduler.stats.lags_ms) < 1000
+    assert scheduler.stats.lag_percentile(0.99) < 250
+    for sid in ("healthy-http", "healthy-host"):
+        codes = [code for code, _ in sink.statuses(sid)]
+        assert codes and set(codes) == {0}, sink.statuses(sid)[:3]
+        assert len(codes) >= int(elapsed) - 2
+    for i in range(FLOODS):
+        assert all(
+            code == 2 and "response headers too large" in message
+            for code, message in sink.statuses(f"flood-{i}")
+        ), sink.statuses(f"flood-{i}")[:2]

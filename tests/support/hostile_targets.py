@@ -3,7 +3,8 @@
 - :class:`HostileHttp`: ``/drip`` (headers, then one body byte every 0.5 s),
   ``/huge`` (a 1 GiB body), ``/endless`` (chunked, never ends),
   ``/page/<charset>`` (a page in that charset, declared in the header, in a
-  ``<meta>``, or not at all), ``/redirect-drip``;
+  ``<meta>``, or not at all), ``/redirect-drip``, ``/many-headers`` (100,000
+  of them), ``/huge-header`` (one of 10 MB), ``/headers?n=`` (exactly n);
 - :class:`Blackhole`: accepts connections and never says a word (a hung TLS
   handshake too, when spoken to over https);
 - :class:`Backlogged`: listens with a full backlog, so a connect hangs half-open;
@@ -54,6 +55,28 @@ PAGES = {
 }
 
 
+# Built once: building them per request would hold the GIL the checks under test need.
+MANY_HEADERS = (
+    b"HTTP/1.1 200 OK\r\n"
+    + b"".join(b"X-%d: v\r\n" % i for i in range(100_000))
+    + b"Content-Length: 2\r\n\r\nok"
+)
+HUGE_HEADER = b"HTTP/1.1 200 OK\r\nX-Big: " + b"a" * 10_000_000 + b"\r\nContent-Length: 2\r\n\r\nok"
+
+
+def _n_headers(query: dict[str, list[str]]) -> bytes:
+    """Exactly ``n`` header lines, Content-Length included."""
+    lines = b"".join(b"X-%d: v\r\n" % i for i in range(int(query["n"][0]) - 1))
+    return b"HTTP/1.1 200 OK\r\n" + lines + b"Content-Length: 2\r\n\r\nok"
+
+
+HEADER_FLOODS = {
+    "/many-headers": lambda _query: MANY_HEADERS,
+    "/huge-header": lambda _query: HUGE_HEADER,
+    "/headers": _n_headers,
+}
+
+
 class _Handler(socketserver.BaseRequestHandler):
     server: _Server
 
@@ -97,6 +120,8 @@ class _Handler(socketserver.BaseRequestHandler):
             block = b"10000\r\n" + b"z" * 65536 + b"\r\n"
             while not stop.is_set():
                 sock.sendall(block)
+        elif url.path in HEADER_FLOODS:
+            sock.sendall(HEADER_FLOODS[url.path](query))
         elif url.path.startswith("/page/"):
             kind, body = PAGES[url.path.removeprefix("/page/")]
             head = f"HTTP/1.1 200 OK\r\nContent-Type: {kind}\r\nContent-Length: {len(body)}\r\n\r\n"
