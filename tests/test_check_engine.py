@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -29,7 +30,7 @@ from server.runner import run_check
 from server.scheduler import CheckScheduler
 from server.validation import parse_config
 from tests.conftest import REPO, wait_until
-from tests.support.hostile_targets import Backlogged, Blackhole, HostileHttp
+from tests.support.hostile_targets import Backlogged, Blackhole, HostileHttp, not_regular_files
 from tests.test_scheduler import ListSink
 
 
@@ -309,3 +310,27 @@ def test_floods_of_response_headers_never_delay_another_service(hostile: Hostile
             code == 2 and "response headers too large" in message
             for code, message in sink.statuses(f"flood-{i}")
         ), sink.statuses(f"flood-{i}")[:2]
+
+
+def test_a_ca_cert_that_is_a_fifo_or_device_fails_the_check_without_blocking(
+    tmp_path: Path, hostile: HostileHttp
+) -> None:
+    """The CA file is read on the event loop: a FIFO there used to hang the daemon."""
+    (tmp_path / "files").mkdir()
+    files = dict(not_regular_files(str(tmp_path / "files")))
+    fifo = next(path for path, kind in files.items() if kind == "a FIFO")
+    services = "".join(
+        f"  - {{id: ca-{i}, type: http, timeout: 2s,"
+        f' http: {{url: "https://127.0.0.1:{hostile.port}/", ca_cert: "{path}"}}}}\n'
+        for i, path in enumerate([fifo, "/dev/zero"])
+    )
+    config = write_config(tmp_path, services)
+    for i, (path, kind) in enumerate([(fifo, "a FIFO"), ("/dev/zero", "a character device")]):
+        done = subprocess.run(
+            [sys.executable, "-m", "server.cli", "check", f"ca-{i}", "--config", str(config)],
+            cwd=REPO, capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert (
+            f"ca-{i}: FAILED (2) GET https://127.0.0.1:{hostile.port}/: "
+            f"ca_cert {path} is not a regular file ({kind})"
+        ) in done.stdout, done.stdout + done.stderr
