@@ -36,6 +36,13 @@ MAX_IDLE_PER_TARGET = 4
 DRAIN_LIMIT = 64 * 1024  # an unwanted body up to this size is drained to keep the connection
 DRAIN_TIMEOUT = 5.0
 MAX_REDIRECTS = 10
+# Response header limits, as CPython's http.client (_MAXHEADERS = 100 headers,
+# _MAXLINE = 65536 bytes; we apply the byte limit to the whole header block, as
+# Node's --max-http-header-size does with its 16 KiB). Past either the exchange
+# fails "response headers too large": 100,000 headers parsed one Python callback
+# each held the event loop for tens of ms per check.
+MAX_HEADERS = 100
+MAX_HEADER_BYTES = 64 * 1024
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 USER_AGENT = "Lightbulb/0.1 (+health check)"
 _CHARSET = re.compile(rb"""charset\s*=\s*["']?([A-Za-z0-9._:-]+)""", re.IGNORECASE)
@@ -63,41 +70,85 @@ class Response:
         return None
 
     def text(self) -> str:
-        """The body decoded as the response declares (header, then document), else UTF-8.
+        """The body decoded by WHATWG's sniffing order (:func:`sniff_encoding`).
 
         Undecodable bytes become U+FFFD: decoding never fails a check by itself.
         """
-        return self.body.decode(declared_charset(self.header("content-type"), self.body), "replace")
+        codec, skip = sniff_encoding(self.header("content-type"), self.body)
+        return self.body[skip:].decode(codec, "replace")
 
 
-def declared_charset(content_type: str | None, body: bytes) -> str:
-    """The charset from ``Content-Type``, an HTML ``<meta>`` or an XML declaration; else utf-8."""
-    candidates: list[bytes] = []
+# Byte order marks, checked first: a BOM beats any declaration (WHATWG Encoding,
+# "decode", and HTML's "determining the character encoding", step 1).
+BOMS = ((b"\xef\xbb\xbf", "utf-8"), (b"\xfe\xff", "utf-16-be"), (b"\xff\xfe", "utf-16-le"))
+# Labels whose WHATWG meaning differs from Python's codec of the same name
+# (https://encoding.spec.whatwg.org/#names-and-labels): browsers and every HTML
+# parser read "iso-8859-1"/"ascii" as windows-1252 and "utf-16" as UTF-16LE.
+WHATWG_LABELS = {
+    **dict.fromkeys(
+        ("ansi_x3.4-1968", "ascii", "cp1252", "cp819", "csisolatin1", "ibm819", "iso-8859-1",
+         "iso-ir-100", "iso8859-1", "iso88591", "iso_8859-1", "iso_8859-1:1987", "l1", "latin1",
+         "us-ascii", "windows-1252", "x-cp1252"),
+        "cp1252",
+    ),
+    **dict.fromkeys(
+        ("csunicode", "iso-10646-ucs-2", "ucs-2", "unicode", "unicodefeff", "utf-16",
+         "utf-16le"),
+        "utf-16-le",
+    ),
+    **dict.fromkeys(("unicodefffe", "utf-16be"), "utf-16-be"),
+}  # fmt: skip
+
+
+def sniff_encoding(content_type: str | None, body: bytes) -> tuple[str, int]:
+    """(Python codec, bytes of BOM to skip) for a body, in the WHATWG order.
+
+    1. a byte order mark (UTF-8, UTF-16BE, UTF-16LE), whatever is declared;
+    2. the ``charset`` of ``Content-Type``;
+    3. in the first 1024 bytes, an XML declaration's ``encoding`` or an HTML
+       ``<meta charset>`` (a UTF-16 one means UTF-8: the bytes read as ASCII);
+    4. UTF-8.
+    Labels are read as WHATWG defines them (``iso-8859-1`` is windows-1252);
+    an unknown label is skipped. Source: https://html.spec.whatwg.org/multipage/
+    parsing.html#determining-the-character-encoding and
+    https://encoding.spec.whatwg.org/#decode.
+    """
+    for bom, codec in BOMS:
+        if body.startswith(bom):
+            return codec, len(bom)
     if content_type:
         match = _CHARSET.search(content_type.encode("latin-1", "replace"))
         if match:
-            candidates.append(match.group(1))
+            declared = _codec(match.group(1))
+            if declared:
+                return declared, 0
     head = body[:1024]
-    if not candidates:
-        match = _XML_ENCODING.match(head)
-        if match:
-            candidates.append(match.group(1))
-        elif b"<meta" in head.lower():
-            match = _CHARSET.search(head)
-            if match:
-                candidates.append(match.group(1))
-    for name in candidates:
-        try:
-            return _codec(name.decode("ascii"))
-        except LookupError:
-            continue
-    return "utf-8"
+    match = _XML_ENCODING.match(head)
+    if match is None and b"<meta" in head.lower():
+        match = _CHARSET.search(head)
+    if match:
+        found = _codec(match.group(1))
+        if found:
+            return ("utf-8" if found.startswith("utf-16") else found), 0
+    return "utf-8", 0
 
 
-def _codec(name: str) -> str:
+def declared_charset(content_type: str | None, body: bytes) -> str:
+    """The codec :func:`sniff_encoding` picks (a BOM, the header, the document; utf-8)."""
+    return sniff_encoding(content_type, body)[0]
+
+
+def _codec(label: bytes) -> str | None:
+    """Python's codec for a charset label, WHATWG's meaning first; None if unknown."""
     import codecs
 
-    return codecs.lookup(name).name
+    name = label.decode("ascii", "replace").strip().lower()
+    if name in WHATWG_LABELS:
+        return WHATWG_LABELS[name]
+    try:
+        return codecs.lookup(name).name
+    except LookupError:
+        return None
 
 
 @dataclass(frozen=True)
@@ -171,6 +222,9 @@ class _Connection(asyncio.Protocol):
     def _reset(self) -> None:
         self.parser = httptools.HttpResponseParser(self)
         self.headers: list[tuple[bytes, bytes]] = []
+        self.head_bytes = 0  # bytes received before the end of the headers was seen
+        self.head_tail = b""  # the last 3 of them: a blank line may straddle two reads
+        self.too_large: str | None = None
         self.chunks: list[bytes] = []
         self.size = 0
         self.got_bytes = False
@@ -192,12 +246,35 @@ class _Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.got_bytes = True
+        if self.response is None and self._head_too_large(data):
+            self._fail(HttpError(f"response headers too large: over {MAX_HEADER_BYTES} bytes"))
+            self.close()
+            return
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
             self._fail(HttpError("server switched protocols"))
+        except httptools.HttpParserCallbackError:
+            if self.too_large is None:
+                raise
+            self._fail(HttpError(self.too_large))
+            self.close()
         except httptools.HttpParserError as exc:
             self._fail(HttpError(f"malformed HTTP response: {exc}"))
+
+    def _head_too_large(self, data: bytes) -> bool:
+        """Whether the header block runs past MAX_HEADER_BYTES, counting ``data`` (read
+        before it is parsed, so a 10 MB header is refused without being assembled)."""
+        before = self.head_bytes
+        self.head_bytes += len(data)
+        if self.head_bytes <= MAX_HEADER_BYTES:
+            self.head_tail = (self.head_tail + data)[-3:]
+            return False
+        window = self.head_tail + data[: MAX_HEADER_BYTES - before + 1]
+        if b"\r\n\r\n" in window or b"\n\n" in window:
+            self.head_bytes = 0  # the headers end in time; what follows is body
+            return False
+        return True
 
     def eof_received(self) -> bool:
         self._ended()
@@ -209,6 +286,9 @@ class _Connection(asyncio.Protocol):
 
     # -- httptools callbacks -------------------------------------------------------------
     def on_header(self, name: bytes, value: bytes) -> None:
+        if len(self.headers) >= MAX_HEADERS:
+            self.too_large = f"response headers too large: more than {MAX_HEADERS} headers"
+            raise HttpError(self.too_large)  # stops the parser at once
         self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:

@@ -2,7 +2,12 @@
 
 Starts at the end of the file (history is not imported), notices truncation
 and rotation (size smaller than our offset, or a new inode) and reads at most
-``max_lines`` per call so one noisy file cannot stall a check.
+``max_lines`` lines and ``MAX_READ`` bytes per call, so one noisy file cannot
+stall a check or fill memory. A line longer than ``MAX_LINE`` bytes is kept cut
+there, marked ``… [line truncated at 16384 bytes]``; the rest of it is skipped
+(up to ``MAX_SKIP`` bytes per call, without keeping them). The file is opened
+without blocking and only if it is a regular file (:mod:`checkers.files`); a
+FIFO or device is reported once as a WARN entry and not read.
 
 A line that is a JSON object is read as a log record: its message, level, error
 code and stack trace come from the usual keys (:data:`MESSAGE_KEYS` …), the
@@ -13,11 +18,13 @@ shape of the record.
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any
 
 from checkers.base import LogEntry
+from checkers.files import NotRegularFile, open_regular
 from server.core import levels
 
 _LEVEL = re.compile(
@@ -39,6 +46,10 @@ BUNYAN = {10: "TRACE", 20: "DEBUG", 30: "INFO", 40: "WARN", 50: "ERROR", 60: "FA
 SYSLOG = ("FATAL", "CRITICAL", "CRITICAL", "ERROR", "WARN", "INFO", "INFO", "DEBUG")
 MAX_CONTEXT_KEYS = 50
 MAX_CONTEXT_VALUE = 1000
+MAX_LINE = 16 * 1024  # bytes of a line kept (syslog's RFC 5424 asks receivers for 2 KiB+)
+MAX_READ = 1024 * 1024  # bytes read per call for lines
+MAX_SKIP = 64 * 1024 * 1024  # bytes of an over-long line skipped per call, read in MAX_READ
+TRUNCATED = f" … [line truncated at {MAX_LINE} bytes]"
 
 
 def parse_level(line: str) -> str:
@@ -133,31 +144,79 @@ def parse_line(line: str, source: str) -> LogEntry:
 
 
 class LogTail:
+    """New lines of one file since the last call, bounded in lines, bytes and line length."""
+
     def __init__(self, path: Path, max_lines: int = 1000) -> None:
         self.path = path
         self.max_lines = max_lines
         self._offset: int | None = None
         self._inode: int | None = None
+        self._skipping = False  # inside an over-long line already reported
+        self._refused: str | None = None  # the kind of non-regular file last reported
 
     def read_new(self, source: str) -> list[LogEntry]:
+        """Entries for the complete lines added since the last call (none on the first)."""
         try:
-            stat = self.path.stat()
+            fd = open_regular(str(self.path))
+        except NotRegularFile as exc:
+            if self._refused == exc.kind:
+                return []
+            self._refused = exc.kind
+            return [LogEntry("WARN", f"log_file {exc}: not read", source="lightbulb.checker")]
         except OSError:
             return []
+        self._refused = None
+        try:
+            return self._read(fd, source)
+        finally:
+            os.close(fd)
+
+    def _read(self, fd: int, source: str) -> list[LogEntry]:
+        stat = os.fstat(fd)
         if self._offset is None:
             self._offset, self._inode = stat.st_size, stat.st_ino
             return []
         if stat.st_ino != self._inode or stat.st_size < self._offset:
-            self._offset, self._inode = 0, stat.st_ino
+            self._offset, self._inode, self._skipping = 0, stat.st_ino, False
+        if self._skipping and not self._skip(fd):
+            return []
+        data = os.pread(fd, MAX_READ, self._offset)
         entries: list[LogEntry] = []
-        with self.path.open("rb") as handle:
-            handle.seek(self._offset)
-            while len(entries) < self.max_lines:
-                raw = handle.readline()
-                if not raw.endswith(b"\n"):
-                    break  # a partial line waits for its end
-                self._offset += len(raw)
-                line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
-                if line.strip():
-                    entries.append(parse_line(line, source))
+        start = 0
+        while len(entries) < self.max_lines:
+            end = data.find(b"\n", start)
+            if end < 0:
+                rest = len(data) - start
+                if rest > MAX_LINE:  # too long to wait for: keep its start, skip the rest
+                    entries.append(self._entry(data[start : start + MAX_LINE], source, cut=True))
+                    self._offset += rest
+                    self._skipping = True
+                break
+            raw = data[start:end]
+            self._offset += end + 1 - start
+            start = end + 1
+            if raw.strip():
+                entries.append(self._entry(raw[:MAX_LINE], source, cut=len(raw) > MAX_LINE))
         return entries
+
+    def _skip(self, fd: int) -> bool:
+        """Read on to the end of the over-long line (True) or give up for now (False)."""
+        assert self._offset is not None
+        for _ in range(MAX_SKIP // MAX_READ):
+            chunk = os.pread(fd, MAX_READ, self._offset)
+            if not chunk:
+                return False
+            end = chunk.find(b"\n")
+            if end >= 0:
+                self._offset += end + 1
+                self._skipping = False
+                return True
+            self._offset += len(chunk)
+        return False
+
+    @staticmethod
+    def _entry(raw: bytes, source: str, cut: bool) -> LogEntry:
+        line = raw.decode("utf-8", errors="replace").rstrip("\r")
+        if cut:  # a cut JSON record would not parse: keep it as text
+            return LogEntry(parse_level(line), line + TRUNCATED, source=source)
+        return parse_line(line, source)

@@ -23,6 +23,7 @@ from functools import lru_cache
 from typing import Any, TypeVar
 
 from checkers.base import invalid
+from checkers.files import NotRegularFile, read_capped
 from server.core.pool import DeadlinePool
 
 T = TypeVar("T")
@@ -208,12 +209,28 @@ async def connect_only(host: str, port: int) -> None:
     raise error or OSError(f"no address for {host}")
 
 
+CA_CERT_MAX = 4 * 2**20  # bytes of a ca_cert file read (Debian's whole bundle is ~220 KB)
+
+
 @lru_cache(maxsize=64)
 def tls_context(verify: bool, ca_cert: str | None) -> ssl.SSLContext:
-    """One client context per (verify, CA file): loading the trust store costs milliseconds."""
-    context = (
-        ssl.create_default_context(cafile=ca_cert) if ca_cert else ssl.create_default_context()
-    )
+    """One client context per (verify, CA file): loading the trust store costs milliseconds.
+
+    The CA file is read as every local file is (:mod:`checkers.files`): it runs on the
+    event loop, so a FIFO or a device there must not block or flood it. Raises OSError
+    (``ca_cert … is not a regular file (a FIFO)``, too large, missing) or ssl.SSLError.
+    """
+    if ca_cert:
+        try:
+            data, more = read_capped(ca_cert, CA_CERT_MAX)
+        except NotRegularFile as exc:
+            raise OSError(f"ca_cert {exc}") from None
+        if more:
+            raise OSError(f"ca_cert {ca_cert} is larger than {CA_CERT_MAX} bytes")
+        pem = b"-----BEGIN" in data
+        context = ssl.create_default_context(cadata=data.decode("latin-1") if pem else data)
+    else:
+        context = ssl.create_default_context()
     if not verify:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE

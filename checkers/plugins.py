@@ -27,10 +27,13 @@ import signal
 import subprocess
 import sys
 from dataclasses import dataclass
-from pathlib import Path
+
+from checkers.files import read_capped
 
 MAX_STDOUT = 64 * 1024  # as Nagios 4's plugin output limit
 MAX_STDERR = 8 * 1024
+STAT_MAX = 4096  # bytes of /proc/<pid>/stat read
+ENVIRON_MAX = 4 * 1024 * 1024  # bytes of /proc/<pid>/environ searched for the cookie
 COOKIE = "LIGHTBULB_PLUGIN_RUN"
 PR_SET_CHILD_SUBREAPER = 36
 REAP_DELAYS = (0.05, 0.2, 1.0, 3.0)  # seconds after the kill to collect adopted zombies
@@ -135,7 +138,7 @@ async def run_plugin(argv: list[str], env: dict[str, str]) -> PluginRun:
 def _stat(pid: int) -> tuple[int, int, int, bool] | None:
     """(ppid, process group, session, is a zombie) of ``pid`` from /proc; None if gone."""
     try:
-        data = Path(f"/proc/{pid}/stat").read_bytes()
+        data, _more = read_capped(f"/proc/{pid}/stat", STAT_MAX)
     except OSError:
         return None
     fields = data[data.rfind(b")") + 2 :].split()
@@ -144,7 +147,7 @@ def _stat(pid: int) -> tuple[int, int, int, bool] | None:
 
 def _has_cookie(pid: int, cookie: str) -> bool:
     try:
-        environ = Path(f"/proc/{pid}/environ").read_bytes()
+        environ, _more = read_capped(f"/proc/{pid}/environ", ENVIRON_MAX)
     except OSError:
         return False
     return f"{COOKIE}={cookie}".encode() in environ.split(b"\0")

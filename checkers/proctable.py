@@ -24,6 +24,8 @@ import psutil
 
 MAX_AGE = 2.0  # seconds between scans; a process that vanished triggers a fresh one
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+STAT_MAX = 4096  # bytes of /proc/<pid>/stat read (a name of 64 bytes and 52 numbers fit)
+CMDLINE_MAX = 128 * 1024  # bytes of a command line read and matched (ARG_MAX can be MBs)
 
 
 @dataclass(frozen=True)
@@ -81,9 +83,9 @@ def _read(pid: int, boot: float) -> tuple[int, int, str, str, float] | None:
     """
     try:
         with open(f"/proc/{pid}/stat", "rb") as handle:
-            stat = handle.read()
+            stat = handle.read(STAT_MAX)
         with open(f"/proc/{pid}/cmdline", "rb") as handle:
-            raw = handle.read()
+            raw = handle.read(CMDLINE_MAX)
     except OSError:
         return None
     close = stat.rfind(b")")

@@ -13,7 +13,7 @@ import contextlib
 import re
 import time
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -31,10 +31,26 @@ from checkers.base import (
     Status,
     over_thresholds,
 )
+from checkers.files import NotRegularFile, read_capped
 from checkers.logtail import LogTail
 from server.core.units import Duration, DurationRange
 
 TOTAL_MEMORY = psutil.virtual_memory().total
+# A pidfile holds a pid and a newline (systemd's PIDFile=, start-stop-daemon); some
+# add a second line. Anything longer than this is not a pidfile and is not read on.
+PIDFILE_MAX = 256
+
+
+# A process that runs none of its code: stopped by SIGSTOP/SIGTSTP (job control,
+# `kill -STOP`) or held by a tracer (a debugger at a breakpoint, `strace` attaching).
+FROZEN = {
+    psutil.STATUS_STOPPED: "stopped (SIGSTOP or job control)",
+    psutil.STATUS_TRACING_STOP: "stopped by a tracer (a debugger?)",
+}
+
+
+class BadPidfile(ValueError):
+    """The pidfile is not a regular file, is too large or does not hold a pid."""
 
 
 class ProcessThresholds(Settings):
@@ -76,6 +92,7 @@ class PythonProcessChecker(Checker[ProcessSettings]):
         self._process: psutil.Process | None = None
         self._last_ident: tuple[int, float] | None = None
         self.restarts = 0
+        self._frozen_since: tuple[tuple[int, float], datetime] | None = None  # (ident, first seen)
         self._tail = LogTail(Path(settings.log_file)) if settings.log_file else None
 
     def check(self, ctx: CheckContext) -> CheckResult:
@@ -86,6 +103,8 @@ class PythonProcessChecker(Checker[ProcessSettings]):
             return CheckResult(
                 Status.UNKNOWN, f"access denied reading process {exc.pid}", logs=logs
             )
+        except BadPidfile as exc:  # whatever `expect` says: the file is at fault, not the process
+            return CheckResult(Status.FAILED, str(exc), logs=logs)
         except (OSError, ValueError) as exc:
             process = None
             reason = str(exc)
@@ -94,7 +113,7 @@ class PythonProcessChecker(Checker[ProcessSettings]):
         if process is None:
             return self._not_found(reason, logs)
         try:
-            result = self._inspect(process)
+            result = self._inspect(process, ctx.now)
         except psutil.NoSuchProcess:
             self._process = None
             if self.settings.pidfile or self.settings.pid is not None:
@@ -104,7 +123,7 @@ class PythonProcessChecker(Checker[ProcessSettings]):
             if process is None:
                 return self._not_found("", logs)
             try:
-                result = self._inspect(process)
+                result = self._inspect(process, ctx.now)
             except psutil.NoSuchProcess:
                 return self._not_found("process exited during the check", logs)
         except psutil.AccessDenied:
@@ -133,10 +152,7 @@ class PythonProcessChecker(Checker[ProcessSettings]):
     def _find(self, max_age: float = proctable.MAX_AGE) -> psutil.Process | None:
         s = self.settings
         if s.pidfile:
-            text = Path(s.pidfile).read_text().strip()
-            if not text.isdigit():
-                raise ValueError(f"pidfile {s.pidfile} does not hold a pid: {text[:40]!r}")
-            return self._same_or_new(int(text))
+            return self._same_or_new(self._read_pidfile(s.pidfile))
         if s.pid is not None:
             return self._same_or_new(s.pid)
         table = proctable.snapshot(max_age)
@@ -156,6 +172,43 @@ class PythonProcessChecker(Checker[ProcessSettings]):
         oldest = min(candidates, key=lambda p: (p.create_time, p.pid))
         return self._same_or_new(oldest.pid)
 
+    @staticmethod
+    def _read_pidfile(path: str) -> int:
+        """The pid in ``path`` (digits, blanks around them ignored). Raises :class:`BadPidfile`
+        (not a regular file, over ``PIDFILE_MAX`` bytes, no pid), OSError (missing)."""
+        try:
+            data, more = read_capped(path, PIDFILE_MAX)
+        except NotRegularFile as exc:
+            raise BadPidfile(f"pidfile {path} is not a regular file ({exc.kind})") from None
+        if more:
+            raise BadPidfile(f"pidfile {path} is larger than {PIDFILE_MAX} bytes: not a pidfile")
+        text = data.decode("utf-8", "replace").strip()
+        if not (text.isascii() and text.isdigit()):
+            raise ValueError(f"pidfile {path} does not hold a pid: {text[:40]!r}")
+        return int(text)
+
+    def _frozen(
+        self, ident: tuple[int, float], status: str, now: datetime
+    ) -> tuple[Status, str] | None:
+        """The verdict on a stopped or traced process, None when it runs.
+
+        The first check that finds it stopped says DEGRADED (a debugger's breakpoint or
+        a `kill -STOP` / `-CONT` pair is over within moments); one that finds it still
+        stopped a check later says FAILED: it serves nothing, as if it were dead.
+        """
+        why = FROZEN.get(status)
+        if why is None:
+            self._frozen_since = None
+            return None
+        if self._frozen_since is None or self._frozen_since[0] != ident:
+            self._frozen_since = (ident, now)
+            return Status.DEGRADED, f"pid {ident[0]} is {why}: it runs none of its code"
+        seconds = (now - self._frozen_since[1]).total_seconds()
+        return (
+            Status.FAILED,
+            f"pid {ident[0]} is {why} for {seconds:.0f} s: it runs none of its code",
+        )
+
     def _same_or_new(self, pid: int) -> psutil.Process | None:
         """The cached Process if ``pid`` is still the process it was (same create time;
         it keeps the CPU counter), else a new one; None if no such pid."""
@@ -174,7 +227,7 @@ class PythonProcessChecker(Checker[ProcessSettings]):
         assert self._pattern is not None
         return bool(self._pattern.search(process.cmdline))
 
-    def _inspect(self, process: psutil.Process) -> CheckResult:
+    def _inspect(self, process: psutil.Process, now: datetime) -> CheckResult:
         ident = (process.pid, process.create_time())
         if process is not self._process:
             if self._last_ident is not None and ident != self._last_ident:
@@ -220,6 +273,9 @@ class PythonProcessChecker(Checker[ProcessSettings]):
 
         if status == psutil.STATUS_ZOMBIE:
             return result(Status.FAILED, f"pid {process.pid} is a zombie (exited, not reaped)")
+        frozen = self._frozen(ident, status, now)
+        if frozen is not None:
+            return result(*frozen)
         if uptime < self.settings.startup_grace.total_seconds():
             return result(Status.STARTING, f"pid {process.pid} started {uptime:.0f}s ago")
         breaches = over_thresholds(

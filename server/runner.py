@@ -5,7 +5,14 @@ everything: DNS, connect, TLS, reading, a thread that never returns, a plugin
 that ignores SIGTERM. At the deadline the checker's ``timeout_status`` is the
 verdict, "timed out after 3.0 s"; async checkers are cancelled there, a
 blocking checker's late result is dropped. A check that could not even start
-(every thread held by hung checks) says so.
+(every thread busy) says so.
+
+A blocking check still running after ``SLOW_AFTER`` seconds (local checks take
+milliseconds) is taken for hung: the pool lends a replacement thread right
+away, so the checks queued behind it start within that time, not at its
+deadline. The caller learns of a thread still held at the deadline through
+``on_overrun`` (the scheduler then starts no other run of that service until
+the thread returns).
 
 A checker that raises, or returns something that is not a well-formed
 :class:`CheckResult`, yields UNKNOWN with the reason; the traceback becomes a
@@ -18,6 +25,7 @@ import asyncio
 import json
 import math
 import traceback
+from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
@@ -34,25 +42,42 @@ from server.core.pool import DeadlinePool
 from server.core.text import printable
 
 CLI_POOL_SIZE = 2
+SLOW_AFTER = 0.5  # seconds a blocking check runs before its thread is replaced
 _CODES = frozenset(int(s) for s in Status)
 
 
 async def run_with_deadline(
-    checker: Checker[Any], ctx: CheckContext, pool: DeadlinePool
+    checker: Checker[Any],
+    ctx: CheckContext,
+    pool: DeadlinePool,
+    on_overrun: Callable[[Future[Any]], None] | None = None,
 ) -> CheckResult:
-    """The checker's result, or the verdict at ``ctx.timeout``; never raises (but cancels)."""
+    """The checker's result, or the verdict at ``ctx.timeout``; never raises (but cancels).
+
+    ``on_overrun(work)`` is called when a blocking check's thread is still busy at the
+    deadline (``work`` is done when the thread returns).
+    """
     loop = asyncio.get_running_loop()
     work: Future[CheckResult] | None = None
+    answer: asyncio.Future[CheckResult] | None = None
+    lent = False
     try:
         async with asyncio.timeout_at(loop.time() + ctx.timeout) as deadline:
             if checker.is_async():
                 raw: Any = await checker.check_async(ctx)
             else:
                 work = pool.submit(checker.check, ctx)
-                raw = await asyncio.wrap_future(work)
+                answer = asyncio.wrap_future(work)
+                done, _pending = await asyncio.wait({answer}, timeout=SLOW_AFTER)
+                if not done and work.running():
+                    pool.overdue(work)  # taken for hung: the queue behind it goes on
+                    lent = True
+                raw = await answer
     except TimeoutError:
         if not deadline.expired():
             return _error(TimeoutError("a timeout inside the checker"))
+        if answer is not None:
+            answer.cancel()  # a late result or error is dropped, never reported
         # Cancelling the wait cancels a task still queued (wrap_future passes it on):
         # cancelled means it never started.
         if work is not None and (work.cancelled() or work.cancel()):
@@ -62,7 +87,10 @@ async def run_with_deadline(
                 f"threads busy ({pool.overdue_count} held by hung checks)",
             )
         if work is not None and not work.done():
-            pool.overdue(work)
+            if not lent:
+                pool.overdue(work)
+            if on_overrun is not None:
+                on_overrun(work)
         what = checker.describe()
         message = timed_out_message(ctx.timeout)
         return CheckResult(checker.timeout_status, f"{what}: {message}" if what else message)

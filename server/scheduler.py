@@ -14,6 +14,13 @@ way the result, or the deadline's verdict, is recorded on time.
 A service never overlaps itself: if its previous check is still being
 finished when the timer fires, the new run starts the moment it ends, and the
 lag says so. Lag is the actual start minus the planned start on the grid.
+
+A blocking check whose thread is still busy past its deadline (a read of a
+FIFO, a hung NFS mount) holds that thread until the read returns, if ever. Its
+service starts no other run meanwhile: each planned run records, on time, the
+checker's ``timeout_status`` "previous check still running for 12 s (hung in
+open() at …)". So a hung service holds one thread at most, the pool replaces
+it, and the ``max_workers`` threads keep serving everyone else.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ import threading
 import zlib
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -64,6 +72,8 @@ class Entry:
     waiting: float | None = None  # planned time of a run held back by the one in flight
     last_duration: float | None = None  # seconds the last completed check took
     checks: int = 0  # results recorded for this service since it was scheduled
+    held: Future[Any] | None = None  # a run past its deadline whose thread is still busy
+    held_since: float = 0.0  # loop time that run started
 
 
 @dataclass
@@ -109,6 +119,7 @@ class CheckScheduler:
         self.clock = clock
         self.stats = SchedulerStats()
         self.entries: dict[str, Entry] = {}
+        # No cap on lent threads: a service holds one at most (see _still_hung).
         self.pool = DeadlinePool(max_workers, "lightbulb-check")
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._run_loop, name="lightbulb-checks", daemon=True)
@@ -286,7 +297,22 @@ class CheckScheduler:
         if entry.task is not None:
             entry.waiting = planned  # starts as soon as the one in flight is finished
             return
+        if entry.held is not None and not entry.held.done():
+            self._still_hung(entry, planned)
+            return
+        entry.held = None
         self._start(entry, planned)
+
+    def _still_hung(self, entry: Entry, planned: float) -> None:
+        """Record, on time, that the previous run still holds its thread; start none."""
+        assert entry.held is not None
+        now = self.loop.time()
+        self.stats.lags_ms.append(max(0.0, (now - planned) * 1000))
+        what = self.pool.where(entry.held) or entry.checker.describe() or "the checker"
+        message = (
+            f"previous check still running for {now - entry.held_since:.0f} s (hung in {what})"
+        )
+        self._record(entry, CheckResult(entry.checker.timeout_status, message), self.clock.now())
 
     def _start(self, entry: Entry, planned: float) -> None:
         started = self.loop.time()
@@ -297,9 +323,13 @@ class CheckScheduler:
         sid = entry.service.id
         now = self.clock.now()
         timeout = entry.service.timeout.total_seconds()
+
+        def overrun(work: Future[Any]) -> None:
+            entry.held, entry.held_since = work, started
+
         try:
             result = await run_with_deadline(
-                entry.checker, CheckContext(sid, now, timeout), self.pool
+                entry.checker, CheckContext(sid, now, timeout), self.pool, overrun
             )
             entry.last_duration = self.loop.time() - started
             if self.entries.get(sid) is entry:

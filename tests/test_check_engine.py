@@ -7,7 +7,9 @@ scheduler loop; real plugins. Each asserts the verdict and when it arrived.
 from __future__ import annotations
 
 import os
+import re
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -28,7 +30,7 @@ from server.runner import run_check
 from server.scheduler import CheckScheduler
 from server.validation import parse_config
 from tests.conftest import REPO, wait_until
-from tests.support.hostile_targets import Backlogged, Blackhole, HostileHttp
+from tests.support.hostile_targets import Backlogged, Blackhole, HostileHttp, not_regular_files
 from tests.test_scheduler import ListSink
 
 
@@ -250,3 +252,85 @@ def _has_process(text: str) -> bool:
         except psutil.Error:
             continue
     return False
+
+
+@pytest.mark.parametrize(
+    ("path", "verdict"),
+    [
+        ("/headers?n=100", None),
+        ("/headers?n=101", "response headers too large: more than 100 headers"),
+        ("/headers?n=2000", "response headers too large: more than 100 headers"),
+        # Whichever limit the reads reach first.
+        ("/many-headers", "response headers too large: (over 65536 bytes|more than 100 headers)"),
+        ("/huge-header", "response headers too large: over 65536 bytes"),
+    ],
+)
+def test_response_headers_are_capped_at_100_and_64_kib(
+    hostile: HostileHttp, path: str, verdict: str | None
+) -> None:
+    for settings in ({}, {"body_contains": "ok"}):
+        result, _took = timed(http(url=hostile.url(path), **settings), 5)
+        if verdict is None:
+            assert result.status == Status.OK, result.message
+        else:
+            assert result.status == Status.FAILED
+            assert re.fullmatch(f"GET {re.escape(hostile.url(path))}: {verdict}", result.message)
+
+
+FLOODS = 20  # at about 0.1 s of parsing each, unbounded, they would saturate the loop
+
+
+def test_floods_of_response_headers_never_delay_another_service(hostile: HostileHttp) -> None:
+    flood = "\n".join(
+        f"  - {{id: flood-{i}, type: http, interval: 1s, timeout: 1s,"
+        f' http: {{url: "{hostile.url("/many-headers" if i % 5 else "/huge-header")}"}}}}'
+        for i in range(FLOODS)
+    )
+    text = SCHEDULE.format(hung=flood, ok=hostile.url("/ok"))
+    sink = ListSink()
+    scheduler = CheckScheduler(Recorder(sink), SystemClock(), max_workers=1)
+    scheduler.sync(list(parse_config(text, "t.yaml", {}).services))
+    started = time.monotonic()
+    scheduler.start()
+    try:
+        assert wait_until(
+            lambda: all(len(sink.statuses(f"flood-{i}")) >= 4 for i in range(FLOODS)), 30
+        )
+        elapsed = time.monotonic() - started
+    finally:
+        scheduler.shutdown(wait_seconds=0.5)
+    assert max(scheduler.stats.lags_ms) < 1000
+    assert scheduler.stats.lag_percentile(0.99) < 250
+    for sid in ("healthy-http", "healthy-host"):
+        codes = [code for code, _ in sink.statuses(sid)]
+        assert codes and set(codes) == {0}, sink.statuses(sid)[:3]
+        assert len(codes) >= int(elapsed) - 2
+    for i in range(FLOODS):
+        assert all(
+            code == 2 and "response headers too large" in message
+            for code, message in sink.statuses(f"flood-{i}")
+        ), sink.statuses(f"flood-{i}")[:2]
+
+
+def test_a_ca_cert_that_is_a_fifo_or_device_fails_the_check_without_blocking(
+    tmp_path: Path, hostile: HostileHttp
+) -> None:
+    """The CA file is read on the event loop: a FIFO there used to hang the daemon."""
+    (tmp_path / "files").mkdir()
+    files = dict(not_regular_files(str(tmp_path / "files")))
+    fifo = next(path for path, kind in files.items() if kind == "a FIFO")
+    services = "".join(
+        f"  - {{id: ca-{i}, type: http, timeout: 2s,"
+        f' http: {{url: "https://127.0.0.1:{hostile.port}/", ca_cert: "{path}"}}}}\n'
+        for i, path in enumerate([fifo, "/dev/zero"])
+    )
+    config = write_config(tmp_path, services)
+    for i, (path, kind) in enumerate([(fifo, "a FIFO"), ("/dev/zero", "a character device")]):
+        done = subprocess.run(
+            [sys.executable, "-m", "server.cli", "check", f"ca-{i}", "--config", str(config)],
+            cwd=REPO, capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert (
+            f"ca-{i}: FAILED (2) GET https://127.0.0.1:{hostile.port}/: "
+            f"ca_cert {path} is not a regular file ({kind})"
+        ) in done.stdout, done.stdout + done.stderr

@@ -223,6 +223,11 @@ def test_a_1_gib_body_is_never_read_into_memory(hostile: HostileHttp, needle: st
         ("cp1251-meta", "привет"),
         ("utf8-undeclared", "café crème ÿ"),
         ("broken-undeclared", "status: ok"),
+        ("utf16le-bom-undeclared", "café crème ÿ"),
+        ("utf16be-bom-says-utf8", "café crème ÿ"),
+        ("utf8-bom-says-latin1", "café crème ÿ"),
+        ("cp1252-says-latin1", "café crème ÿ €"),
+        ("xml-declaration", "café crème ÿ"),
     ],
 )
 def test_bodies_are_decoded_as_declared_and_never_fail_to_decode(
@@ -236,6 +241,11 @@ def test_bodies_are_decoded_as_declared_and_never_fail_to_decode(
 def test_json_in_a_declared_charset(hostile: HostileHttp) -> None:
     result = check(url=hostile.url("/page/latin1-json"), json_path="$.state", equals="café")
     assert result.status == Status.OK
+
+
+def test_json_with_a_byte_order_mark_is_read(hostile: HostileHttp) -> None:
+    result = check(url=hostile.url("/page/utf16-bom-json"), json_path="$.state", equals="café")
+    assert result.status == Status.OK, result.message
 
 
 def test_max_body_is_a_setting(hostile: HostileHttp) -> None:

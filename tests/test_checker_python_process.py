@@ -310,13 +310,13 @@ def test_exactly_one_matcher_is_required() -> None:
         ProcessSettings(pid=1, name="x")
 
 
-def test_stopped_process_signal_keeps_it_found(spawn: Any) -> None:
+def test_stopped_process_is_still_found_and_not_ok(spawn: Any) -> None:
     proc = spawn()
     os.kill(proc.pid, signal.SIGSTOP)
     wait_until(lambda: psutil.Process(proc.pid).status() == psutil.STATUS_STOPPED)
     try:
         result = check(PythonProcessChecker(ProcessSettings(pid=proc.pid)))
-        assert result.status == Status.OK and result.details["process_status"] == "stopped"
+        assert result.status == Status.DEGRADED and result.details["process_status"] == "stopped"
     finally:
         os.kill(proc.pid, signal.SIGCONT)
 

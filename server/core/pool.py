@@ -1,28 +1,40 @@
 """A bounded thread pool whose hung tasks do not shrink it.
 
 Blocking checks (``/proc`` reads, the host's counters) and DNS lookups run here.
-A task that overruns its deadline keeps its thread (Python cannot kill a
-thread), so the caller marks it :meth:`overdue`; the pool then starts one
-replacement thread, up to ``max_extra`` of them, so hung tasks never starve
-the rest. When the overdue task finally returns, its thread retires. Threads are
-daemons: a task stuck forever never holds up the exit of the process.
+A task that runs too long keeps its thread (Python cannot kill a thread), so the
+caller marks it :meth:`overdue`; the pool then starts one replacement thread
+(up to ``max_extra`` of them; unlimited by default, the caller bounding how many
+tasks it lets hang), so hung tasks never starve the rest. When the overdue task
+finally returns, its thread retires. Threads are daemons: a task stuck forever
+never holds up the exit of the process. :meth:`where` tells what a hung task is
+blocked in, from its thread's current Python frame.
 """
 
 from __future__ import annotations
 
+import os
 import queue
+import sys
+import sysconfig
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
+from types import FrameType
 from typing import Any, TypeVar
 
 T = TypeVar("T")
 _STOP = object()
+# Frames in these directories are the standard library's or a dependency's, not ours.
+_LIBRARY_DIRS = tuple(
+    os.path.realpath(p) + os.sep
+    for p in {sysconfig.get_path("stdlib"), sysconfig.get_path("purelib")}
+    if p
+)
 
 
 class DeadlinePool:
     """``size`` threads started on demand, plus one per overdue task (``max_extra`` at most,
-    default ``size``).
+    None for no limit).
 
     :meth:`submit` returns a :class:`concurrent.futures.Future`; cancelling it
     before a thread picks it up means the task never runs.
@@ -32,7 +44,7 @@ class DeadlinePool:
         if size < 1:
             raise ValueError("a pool needs at least one thread")
         self.size = size
-        self.max_extra = size if max_extra is None else max_extra
+        self.max_extra = max_extra
         self.name = name
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._lock = threading.Lock()
@@ -40,14 +52,21 @@ class DeadlinePool:
         self._idle = 0
         self._overdue = 0
         self._closed = False
+        self._running: dict[Future[Any], int] = {}  # task -> ident of the thread running it
 
     @property
     def overdue_count(self) -> int:
         """Tasks still running past their deadline (each holding a thread)."""
         return self._overdue
 
+    @property
+    def thread_count(self) -> int:
+        """Threads alive now (busy, idle or held by overdue tasks)."""
+        return self._threads
+
     def _allowed(self) -> int:
-        return self.size + min(self._overdue, self.max_extra)
+        extra = self._overdue if self.max_extra is None else min(self._overdue, self.max_extra)
+        return self.size + extra
 
     def submit(self, fn: Callable[..., T], *args: Any) -> Future[T]:
         future: Future[T] = Future()
@@ -56,7 +75,7 @@ class DeadlinePool:
         return future
 
     def overdue(self, future: Future[Any]) -> None:
-        """``future`` is past its deadline: lend the pool a thread until it is done.
+        """``future`` runs too long: lend the pool a thread until it is done.
 
         Works for a task still queued too: the lent thread takes it (or the next one).
         """
@@ -64,6 +83,23 @@ class DeadlinePool:
             self._overdue += 1
         future.add_done_callback(self._returned)
         self._grow()
+
+    def where(self, future: Future[Any]) -> str:
+        """What the thread running ``future`` is blocked in, e.g. ``open() at pathlib.py:1044,
+        from _find() at checkers/python_process.py:131``; empty if it is not running."""
+        ident = self._running.get(future)
+        frame = sys._current_frames().get(ident) if ident is not None else None
+        if frame is None:
+            return ""
+        inner = _place(frame)
+        ours: FrameType | None = frame
+        while ours is not None and os.path.realpath(ours.f_code.co_filename).startswith(
+            _LIBRARY_DIRS
+        ):
+            ours = ours.f_back
+        if ours is None or ours is frame:
+            return inner
+        return f"{inner}, from {_place(ours)}"
 
     def _returned(self, _future: Future[Any]) -> None:
         with self._lock:
@@ -90,10 +126,15 @@ class DeadlinePool:
                 return
             future, fn, args = item
             if future.set_running_or_notify_cancel():
+                self._running[future] = threading.get_ident()
                 try:
-                    future.set_result(fn(*args))
+                    result = fn(*args)
                 except BaseException as exc:  # handed to the waiting caller
+                    self._running.pop(future, None)
                     future.set_exception(exc)
+                else:
+                    self._running.pop(future, None)
+                    future.set_result(result)
             del future, fn, args, item
             with self._lock:
                 if self._threads > self._allowed():
@@ -107,3 +148,9 @@ class DeadlinePool:
             threads = self._threads
         for _ in range(threads):
             self._queue.put(_STOP)
+
+
+def _place(frame: FrameType) -> str:
+    """``name() at dir/file.py:line`` for one frame (the file's last two path parts)."""
+    path = frame.f_code.co_filename.replace(os.sep, "/").split("/")
+    return f"{frame.f_code.co_name}() at {'/'.join(path[-2:])}:{frame.f_lineno}"

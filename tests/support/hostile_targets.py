@@ -3,17 +3,20 @@
 - :class:`HostileHttp`: ``/drip`` (headers, then one body byte every 0.5 s),
   ``/huge`` (a 1 GiB body), ``/endless`` (chunked, never ends),
   ``/page/<charset>`` (a page in that charset, declared in the header, in a
-  ``<meta>``, or not at all), ``/redirect-drip``;
+  ``<meta>``, or not at all), ``/redirect-drip``, ``/many-headers`` (100,000
+  of them), ``/huge-header`` (one of 10 MB), ``/headers?n=`` (exactly n);
 - :class:`Blackhole`: accepts connections and never says a word (a hung TLS
   handshake too, when spoken to over https);
 - :class:`Backlogged`: listens with a full backlog, so a connect hangs half-open;
-- :class:`Endless`: a TCP service that streams bytes forever.
+- :class:`Endless`: a TCP service that streams bytes forever;
+- :class:`HungFifo`: a file whose reads block forever (a FIFO with no writer).
 
 Each runs in threads of the test process, on a loopback port, and stops cleanly.
 """
 
 from __future__ import annotations
 
+import os
 import socket
 import socketserver
 import threading
@@ -35,6 +38,42 @@ PAGES = {
         "application/json; charset=latin-1",
         '{"state": "café"}'.encode("latin-1"),
     ),
+    # A byte order mark beats every declaration (WHATWG's sniffing order).
+    "utf16le-bom-undeclared": ("text/plain", "\ufeffcafé crème ÿ".encode("utf-16-le")),
+    "utf16be-bom-says-utf8": (
+        "text/plain; charset=utf-8",
+        "\ufeffcafé crème ÿ".encode("utf-16-be"),
+    ),
+    "utf8-bom-says-latin1": ("text/html; charset=iso-8859-1", "\ufeffcafé crème ÿ".encode()),
+    "utf16-bom-json": ("application/json; charset=utf-16", '{"state": "café"}'.encode("utf-16")),
+    # Labels as browsers read them: "iso-8859-1" is windows-1252 (0x80 is the euro sign).
+    "cp1252-says-latin1": ("text/plain; charset=iso-8859-1", "café crème ÿ €".encode("cp1252")),
+    "xml-declaration": (
+        "application/xml",
+        '<?xml version="1.0" encoding="iso-8859-1"?><a>café crème ÿ</a>'.encode("latin-1"),
+    ),
+}
+
+
+# Built once: building them per request would hold the GIL the checks under test need.
+MANY_HEADERS = (
+    b"HTTP/1.1 200 OK\r\n"
+    + b"".join(b"X-%d: v\r\n" % i for i in range(100_000))
+    + b"Content-Length: 2\r\n\r\nok"
+)
+HUGE_HEADER = b"HTTP/1.1 200 OK\r\nX-Big: " + b"a" * 10_000_000 + b"\r\nContent-Length: 2\r\n\r\nok"
+
+
+def _n_headers(query: dict[str, list[str]]) -> bytes:
+    """Exactly ``n`` header lines, Content-Length included."""
+    lines = b"".join(b"X-%d: v\r\n" % i for i in range(int(query["n"][0]) - 1))
+    return b"HTTP/1.1 200 OK\r\n" + lines + b"Content-Length: 2\r\n\r\nok"
+
+
+HEADER_FLOODS = {
+    "/many-headers": lambda _query: MANY_HEADERS,
+    "/huge-header": lambda _query: HUGE_HEADER,
+    "/headers": _n_headers,
 }
 
 
@@ -81,6 +120,8 @@ class _Handler(socketserver.BaseRequestHandler):
             block = b"10000\r\n" + b"z" * 65536 + b"\r\n"
             while not stop.is_set():
                 sock.sendall(block)
+        elif url.path in HEADER_FLOODS:
+            sock.sendall(HEADER_FLOODS[url.path](query))
         elif url.path.startswith("/page/"):
             kind, body = PAGES[url.path.removeprefix("/page/")]
             head = f"HTTP/1.1 200 OK\r\nContent-Type: {kind}\r\nContent-Length: {len(body)}\r\n\r\n"
@@ -188,3 +229,48 @@ class Endless:
     def close(self) -> None:
         self._closed.set()
         self.sock.close()
+
+
+class HungFifo:
+    """A FIFO nobody writes to: opening it for reading blocks forever, the way a read of
+    a hung NFS mount does. :meth:`close` releases every reader (EOF) and removes it."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        os.mkfifo(path)
+
+    def close(self) -> None:
+        held = os.open(self.path, os.O_RDWR | os.O_NONBLOCK)  # never blocks; frees the opens
+        os.unlink(self.path)
+        os.close(held)  # the last writer gone: every reader sees end of file
+
+
+def not_regular_files(directory: str) -> list[tuple[str, str]]:
+    """(path, kind) of files a config may name that are not regular files: reading one
+    blocks (a FIFO), never ends (``/dev/zero``) or makes no sense (a directory, a socket).
+    The socket is left bound; it goes with the directory."""
+    fifo = os.path.join(directory, "fifo.pid")
+    os.mkfifo(fifo)
+    sock_path = os.path.join(directory, "sock.pid")
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(sock_path)
+    sock.close()
+    return [
+        (fifo, "a FIFO"),
+        ("/dev/zero", "a character device"),
+        ("/dev/urandom", "a character device"),
+        (directory, "a directory"),
+        (sock_path, "a socket"),
+    ]
+
+
+def append_long_line(path: str, size: int, text: bytes = b"x") -> None:
+    """Append one line of ``size`` bytes and its newline, written in 1 MiB blocks (the
+    writer never holds it in memory): a log line no reader may load whole."""
+    block = text * (2**20 // len(text))
+    with open(path, "ab") as handle:
+        left = size
+        while left > 0:
+            handle.write(block[: min(left, len(block))])
+            left -= len(block)
+        handle.write(b"\n")
