@@ -92,8 +92,8 @@ class Writer:
             for table, cols in self.columns.items()
             if table in types
         }
-        # pyarrow imports pandas on its first conversion (~0.8 s holding the import
-        # lock): pay that here, at start, not in the middle of the first checks.
+        # Build each schema's converters once, at start (server.storage.arrow keeps
+        # pyarrow from importing pandas on its first conversion).
         for schema in self.schemas.values():
             to_arrow(schema, [])
         self.stats = WriterStats()
