@@ -1,10 +1,14 @@
-"""``python_process``: is a local process running, healthy and within limits (psutil).
+"""``python_process``: is a local process running, healthy and within limits.
 
 The process is found by ``pidfile``, ``pid``, ``name`` or a ``cmdline`` regex.
 ``name`` and ``cmdline`` search one process-table scan per tick shared by every
 check (:mod:`checkers.proctable`), which never holds the daemon, its ancestors
-or its descendants. A pid is the same process only while its create time is:
+or its descendants. A pid is the same process only while its start time is:
 a pid reused by another process counts as a restart, never as the old process.
+
+Each check reads the process's figures from one ``/proc/<pid>/stat`` read plus
+a listing of its fds (:func:`checkers.proctable.read_stat`), with psutil's
+names and units; no ``psutil.Process`` per check.
 """
 
 from __future__ import annotations
@@ -71,44 +75,43 @@ class PythonProcessChecker(Checker[ProcessSettings]):
     def __init__(self, settings: ProcessSettings) -> None:
         super().__init__(settings)
         self._pattern = re.compile(settings.cmdline) if settings.cmdline else None
-        self._process: psutil.Process | None = None
-        self._last_ident: tuple[int, float] | None = None
+        self._last_ident: tuple[int, int] | None = None  # (pid, start ticks) last seen
+        self._last_cpu: tuple[float, float] | None = None  # (cpu seconds, monotonic time)
         self.restarts = 0
         self._tail = LogTail(Path(settings.log_file)) if settings.log_file else None
 
     def check(self, ctx: CheckContext) -> CheckResult:
         logs = self._tail.read_new(source=self.settings.log_file or "") if self._tail else []
         try:
-            process = self._find()
-        except psutil.AccessDenied as exc:
-            return CheckResult(
-                Status.UNKNOWN, f"access denied reading process {exc.pid}", logs=logs
-            )
+            stat = self._find()
         except (OSError, ValueError) as exc:
-            process = None
+            stat = None
             reason = str(exc)
         else:
             reason = ""
-        if process is None:
+        if stat is None:
             return self._not_found(reason, logs)
         try:
-            result = self._inspect(process)
-        except psutil.NoSuchProcess:
-            self._process = None
+            result = self._inspect(stat)
+        except PermissionError:
+            return CheckResult(
+                Status.UNKNOWN, f"access denied reading process {stat.pid}", logs=logs
+            )
+        except (FileNotFoundError, ProcessLookupError):
             if self.settings.pidfile or self.settings.pid is not None:
                 return self._not_found("process exited during the check", logs)
             # The shared scan (up to a tick old) still listed it: look again, afresh.
-            process = self._find(max_age=0.0)
-            if process is None:
+            stat = self._find(max_age=0.0)
+            if stat is None:
                 return self._not_found("", logs)
             try:
-                result = self._inspect(process)
-            except psutil.NoSuchProcess:
+                result = self._inspect(stat)
+            except (FileNotFoundError, ProcessLookupError):
                 return self._not_found("process exited during the check", logs)
-        except psutil.AccessDenied:
-            return CheckResult(
-                Status.UNKNOWN, f"access denied reading process {process.pid}", logs=logs
-            )
+            except PermissionError:
+                return CheckResult(
+                    Status.UNKNOWN, f"access denied reading process {stat.pid}", logs=logs
+                )
         result.logs.extend(logs)
         return result
 
@@ -128,43 +131,31 @@ class PythonProcessChecker(Checker[ProcessSettings]):
             return f"name {s.name!r}"
         return f"cmdline /{s.cmdline}/"
 
-    def _find(self, max_age: float = proctable.MAX_AGE) -> psutil.Process | None:
+    def _find(self, max_age: float = proctable.MAX_AGE) -> proctable.ProcStat | None:
+        """The watched process's figures now; None if no such process.
+
+        Raises OSError (an unreadable pidfile) or ValueError (one without a pid).
+        """
         s = self.settings
         if s.pidfile:
             text = Path(s.pidfile).read_text().strip()
             if not text.isdigit():
                 raise ValueError(f"pidfile {s.pidfile} does not hold a pid: {text[:40]!r}")
-            return self._same_or_new(int(text))
+            return _stat_or_none(int(text))
         if s.pid is not None:
-            return self._same_or_new(s.pid)
+            return _stat_or_none(s.pid)
         table = proctable.snapshot(max_age)
-        cached = self._process
-        if cached is not None:
-            seen = table.by_pid.get(cached.pid)
-            if (
-                seen is not None
-                and seen.create_time == cached.create_time()
-                and self._matches(seen)
-            ):
-                return cached
+        last = self._last_ident
+        if last is not None:
+            seen = table.by_pid.get(last[0])
+            if seen is not None and seen.start_ticks == last[1] and self._matches(seen):
+                return _stat_or_none(seen.pid)  # the same process as last time
         candidates = [p for p in table.processes if self._matches(p)]
         if not candidates:
             return None
         # The oldest match is the service's main process, not a helper it spawned.
-        oldest = min(candidates, key=lambda p: (p.create_time, p.pid))
-        return self._same_or_new(oldest.pid)
-
-    def _same_or_new(self, pid: int) -> psutil.Process | None:
-        """The cached Process if ``pid`` is still the process it was (same create time;
-        it keeps the CPU counter), else a new one; None if no such pid."""
-        try:
-            fresh = psutil.Process(pid)
-        except psutil.NoSuchProcess:
-            return None
-        cached = self._process
-        if cached is not None and cached.pid == pid and cached.create_time() == fresh.create_time():
-            return cached
-        return fresh
+        oldest = min(candidates, key=lambda p: (p.start_ticks, p.pid))
+        return _stat_or_none(oldest.pid)
 
     def _matches(self, process: proctable.ProcessInfo) -> bool:
         if self.settings.name is not None:
@@ -172,22 +163,30 @@ class PythonProcessChecker(Checker[ProcessSettings]):
         assert self._pattern is not None
         return bool(self._pattern.search(process.cmdline))
 
-    def _inspect(self, process: psutil.Process) -> CheckResult:
-        ident = (process.pid, process.create_time())
-        if process is not self._process:
-            if self._last_ident is not None and ident != self._last_ident:
-                self.restarts += 1  # a new pid, or the same pid reused by a new process
-            self._process = process
-            process.cpu_percent(None)  # primes the counter; the next check reads a real value
+    def _cpu_percent(self, stat: proctable.ProcStat, same: bool) -> float:
+        """psutil's ``cpu_percent(None)``: CPU time over wall time since the last check of
+        the same process, 100 per core, one decimal; 0.0 the first time."""
+        now = time.monotonic()
+        last, self._last_cpu = self._last_cpu, (stat.cpu_seconds, now)
+        if not same or last is None or now <= last[1]:
+            return 0.0
+        return round((stat.cpu_seconds - last[0]) / (now - last[1]) * 100, 1)
+
+    def _inspect(self, stat: proctable.ProcStat) -> CheckResult:
+        """The verdict on ``stat``'s process; raises PermissionError (another user's
+        process) or FileNotFoundError (it exited meanwhile) from reading its fds."""
+        fds = proctable.num_fds(stat.pid)
+        ident = (stat.pid, stat.start_ticks)
+        same = ident == self._last_ident
+        if not same and self._last_ident is not None:
+            self.restarts += 1  # a new pid, or the same pid reused by a new process
         self._last_ident = ident
-        with process.oneshot():
-            status = process.status()
-            cpu = process.cpu_percent(None)
-            rss = process.memory_info().rss
-            memory = rss / TOTAL_MEMORY * 100  # memory_percent() re-reads /proc/meminfo
-            threads = process.num_threads()
-            fds = process.num_fds()
-            uptime = max(0.0, time.time() - process.create_time())
+        cpu = self._cpu_percent(stat, same)
+        rss = stat.rss_bytes
+        memory = rss / TOTAL_MEMORY * 100  # psutil's memory_percent() re-reads /proc/meminfo
+        threads = stat.num_threads
+        uptime = max(0.0, time.time() - stat.create_time)
+        status = stat.status
         metrics = [
             Metric("cpu_percent", cpu, "percent"),
             Metric("memory_percent", round(memory, 3), "percent"),
@@ -197,19 +196,26 @@ class PythonProcessChecker(Checker[ProcessSettings]):
             Metric("uptime_seconds", round(uptime, 1), "seconds"),
             Metric("restarts", self.restarts, "count"),
         ]
-        details = {"pid": process.pid, "process_status": status, "restarts": self.restarts}
+        details = {"pid": stat.pid, "process_status": status, "restarts": self.restarts}
 
         def result(code: Status, message: str) -> CheckResult:
             return CheckResult(code, message, details, None, cpu, round(memory, 3), metrics)
 
         if status == psutil.STATUS_ZOMBIE:
-            return result(Status.FAILED, f"pid {process.pid} is a zombie (exited, not reaped)")
+            return result(Status.FAILED, f"pid {stat.pid} is a zombie (exited, not reaped)")
         if uptime < self.settings.startup_grace.total_seconds():
-            return result(Status.STARTING, f"pid {process.pid} started {uptime:.0f}s ago")
+            return result(Status.STARTING, f"pid {stat.pid} started {uptime:.0f}s ago")
         breaches = over_thresholds(
             {"cpu_percent": cpu, "memory_percent": memory, "num_fds": fds, "num_threads": threads},
             self.settings.thresholds,
         )
         if breaches:
-            return result(Status.DEGRADED, f"pid {process.pid}: " + ", ".join(breaches))
-        return result(Status.OK, f"pid {process.pid} running for {uptime:.0f}s")
+            return result(Status.DEGRADED, f"pid {stat.pid}: " + ", ".join(breaches))
+        return result(Status.OK, f"pid {stat.pid} running for {uptime:.0f}s")
+
+
+def _stat_or_none(pid: int) -> proctable.ProcStat | None:
+    try:
+        return proctable.read_stat(pid)
+    except (FileNotFoundError, ProcessLookupError):
+        return None
