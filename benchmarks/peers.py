@@ -2,6 +2,7 @@
 
     python benchmarks/peers.py                       # every scenario, 3 repeats
     python benchmarks/peers.py --scenario http-200 --repeats 1 --window 30
+    git archive main | tar -x -C /tmp/base && python benchmarks/peers.py --baseline /tmp/base
 
 Same loopback targets for both sides, same 10 s interval, run one after the
 other and alternating which goes first, three repeats; medians printed with the
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import os
 import shutil
 import signal
@@ -32,6 +34,7 @@ import sys
 import tempfile
 import time
 import zlib
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,12 +50,17 @@ BLACKBOX = shutil.which("prometheus-blackbox-exporter")
 MONIT = shutil.which("monit")
 
 
+OURS = {"lb-checks", "python"}  # our Python threads; the rest of our process is the engine
+
+
 @dataclass
 class Side:
     name: str
     cpu_s: float
     checks: int
     rss_mb: float
+    engine_s: float = 0.0  # of cpu_s, the embedded engine's threads (Lightbulb only)
+    parts_per_min: float = 0.0  # data parts the engine created, over the daemon's life
 
     @property
     def ms_per_check(self) -> float:
@@ -60,7 +68,23 @@ class Side:
 
 
 # -- Lightbulb ---------------------------------------------------------------------------
-def lightbulb(root: Path, services: list[str], warm: float, window: float) -> Side:
+def thread_ticks(pid: int) -> Counter[str]:
+    """CPU ticks (utime + stime) per thread name of ``pid``."""
+    ticks: Counter[str] = Counter()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            name = (task / "comm").read_text().strip()
+            fields = (task / "stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        ticks[name] += int(fields[11]) + int(fields[12])
+    return ticks
+
+
+def lightbulb(
+    root: Path, services: list[str], warm: float, window: float, tree: Path = REPO
+) -> Side:
+    """Our daemon from the source ``tree`` (this checkout, or ``--baseline``'s)."""
     config = root / "lightbulb.yaml"
     config.write_text(
         f"clickhouse: {{embedded_path: {root / 'db'}}}\n"
@@ -80,33 +104,51 @@ def lightbulb(root: Path, services: list[str], warm: float, window: float) -> Si
             "--log-level",
             "ERROR",
         ],
-        cwd=REPO,
+        cwd=tree,
+        env={**os.environ, "PYTHONPATH": str(tree)},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+    born = time.time()
     try:
         time.sleep(warm)
-        cpu0, t0 = cpu_seconds(daemon.pid), time.time()
+        ticks0, cpu0, t0 = thread_ticks(daemon.pid), cpu_seconds(daemon.pid), time.time()
         time.sleep(window)
-        cpu1, t1 = cpu_seconds(daemon.pid), time.time()
+        ticks1, cpu1, t1 = thread_ticks(daemon.pid), cpu_seconds(daemon.pid), time.time()
         rss = peak_rss_mb(daemon.pid)
     finally:
         daemon.send_signal(signal.SIGTERM)
         daemon.wait(60)
+    lifetime = time.time() - born
+    from server.spool import Spool
     from server.storage.embedded import EmbeddedStorage
+    from server.tables import WRITTEN_TABLES
+    from server.writer import Writer
 
     store = EmbeddedStorage(root / "db", "monitor")
     try:
+        # What the daemon's stop grace (WRITE_GRACE) left in its log for the next
+        # start is inserted now, as that start would: those checks were made too.
+        Writer(store, Spool(root / "spool", 2**30), columns=WRITTEN_TABLES).flush()
         checks = store.query(
             "SELECT count() AS n FROM monitor.service_status WHERE service_id != 'lightbulb' "
             "AND timestamp >= fromUnixTimestamp64Milli({a:Int64}) "
             "AND timestamp < fromUnixTimestamp64Milli({b:Int64})",
             {"a": int(t0 * 1000), "b": int(t1 * 1000)},
         )[0]["n"]
+        # Every insert into a table (its materialized views' targets included) takes
+        # the table's next block number: the highest one is the parts it ever made.
+        parts = store.query(
+            "SELECT sum(m) AS n FROM (SELECT table, max(max_block_number) AS m "
+            "FROM system.parts WHERE database = 'monitor' GROUP BY table)"
+        )[0]["n"]
     finally:
         store.close()
     shutil.rmtree(root / "db", ignore_errors=True)
-    return Side("lightbulb", cpu1 - cpu0, int(checks), rss)
+    delta = ticks1 - ticks0
+    engine = sum(v for k, v in delta.items() if k not in OURS) / os.sysconf("SC_CLK_TCK")
+    name = "lightbulb" if tree == REPO else "lightbulb-baseline"
+    return Side(name, cpu1 - cpu0, int(checks), rss, engine, int(parts or 0) / lifetime * 60)
 
 
 def http_services(ports: list[int], count: int) -> list[str]:
@@ -234,15 +276,17 @@ def monit(
 Runner = Callable[[Path], Side]
 
 
-def scenario(name: str, warm: float, window: float) -> tuple[Runner, Runner, Callable[[], object]]:
+def scenario(
+    name: str, warm: float, window: float
+) -> tuple[Callable[..., Side], Runner, Callable[[], object]]:
     """(our side, the peer, a context manager for the shared targets)."""
     kind, count = name.rsplit("-", 1)
     n = int(count)
     if kind == "http":
         holder: dict[str, list[int]] = {}
 
-        def ours(root: Path) -> Side:
-            return lightbulb(root, http_services(holder["ports"], n), warm, window)
+        def ours(root: Path, tree: Path = REPO) -> Side:
+            return lightbulb(root, http_services(holder["ports"], n), warm, window, tree)
 
         def peer(root: Path) -> Side:
             return blackbox(root, [url(holder["ports"], i) for i in range(n)], warm, window)
@@ -263,9 +307,10 @@ def scenario(name: str, warm: float, window: float) -> tuple[Runner, Runner, Cal
     by = kind.removeprefix("proc-")
     shared: dict[str, object] = {}
 
-    def ours_p(root: Path) -> Side:
+    def ours_p(root: Path, tree: Path = REPO) -> Side:
         pidfiles, markers = shared["pidfiles"], shared["markers"]
-        return lightbulb(root, process_services(pidfiles, markers, by), warm, window)  # type: ignore[arg-type]
+        services = process_services(pidfiles, markers, by)  # type: ignore[arg-type]
+        return lightbulb(root, services, warm, window, tree)
 
     def peer_p(root: Path) -> Side:
         return monit(root, shared["pidfiles"], shared["markers"], by, warm=warm, window=window)  # type: ignore[arg-type]
@@ -299,35 +344,54 @@ def main() -> None:
     parser.add_argument(
         "--flush-interval", default="", help="scheduler.flush_interval for Lightbulb (e.g. 5s)"
     )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="another source tree of Lightbulb (e.g. `git archive main`) run in the same "
+        "rotation: before and after side by side with the peer, in one run",
+    )
     args = parser.parse_args()
     FLUSH["interval"] = args.flush_interval
     print(f"machine: {os.cpu_count()} cores; load {Path('/proc/loadavg').read_text().strip()}")
     for name in args.scenario or SCENARIOS:
         ours, peer, targets = scenario(name, args.warm, args.window)
-        results: dict[str, list[Side]] = {"ours": [], "peer": []}
+        sides: list[tuple[str, Runner]] = [("ours", ours), ("peer", peer)]
+        if args.baseline:
+            base = args.baseline.resolve()
+            sides.insert(0, ("base", functools.partial(ours, tree=base)))
+        results: dict[str, list[Side]] = {key: [] for key, _ in sides}
         with targets():  # type: ignore[attr-defined]
             for repeat in range(args.repeats):
-                order = [("ours", ours), ("peer", peer)]
-                if repeat % 2:
-                    order.reverse()  # alternate who goes first
+                shift = repeat % len(sides)  # rotate who goes first
+                order = sides[shift:] + sides[:shift]
                 for key, run in order:
                     with tempfile.TemporaryDirectory(prefix="lb-peers-") as tmp:
                         side = run(Path(tmp))
                     results[key].append(side)
+                    engine = ""
+                    if side.name.startswith("lightbulb"):
+                        per_check = side.engine_s / max(side.checks, 1) * 1000
+                        engine = (
+                            f" (engine {per_check:.3f} ms/check, "
+                            f"{side.parts_per_min:.0f} parts/min)"
+                        )
                     print(
                         f"  {name} #{repeat + 1} {side.name}: {side.checks} checks, "
-                        f"{side.cpu_s:.2f} CPU-s, {side.ms_per_check:.3f} ms/check, "
+                        f"{side.cpu_s:.2f} CPU-s, {side.ms_per_check:.3f} ms/check{engine}, "
                         f"peak RSS {side.rss_mb:.0f} MB; load "
                         f"{Path('/proc/loadavg').read_text().split()[0]}",
                         flush=True,
                     )
-        mine = statistics.median(s.ms_per_check for s in results["ours"])
         theirs = statistics.median(s.ms_per_check for s in results["peer"])
-        print(
-            f"{name}: Lightbulb {mine:.3f} ms/check, {results['peer'][0].name} "
-            f"{theirs:.3f} ms/check, ratio {mine / theirs:.2f} (median of {args.repeats})",
-            flush=True,
-        )
+        for key in [k for k in ("base", "ours") if k in results]:
+            mine = statistics.median(s.ms_per_check for s in results[key])
+            print(
+                f"{name}: {results[key][0].name} {mine:.3f} ms/check, "
+                f"{results['peer'][0].name} {theirs:.3f} ms/check, ratio {mine / theirs:.2f} "
+                f"(median of {args.repeats}; peak RSS "
+                f"{statistics.median(s.rss_mb for s in results[key]):.0f} MB)",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -1,18 +1,20 @@
-"""``python_process``: is a local process running, healthy and within limits (psutil).
+"""``python_process``: is a local process running, healthy and within limits.
 
 The process is found by ``pidfile``, ``pid``, ``name`` or a ``cmdline`` regex.
 ``name`` and ``cmdline`` search one process-table scan per tick shared by every
 check (:mod:`checkers.proctable`), which never holds the daemon, its ancestors
-or its descendants. A pid is the same process only while its create time is:
+or its descendants. A pid is the same process only while its start time is:
 a pid reused by another process counts as a restart, never as the old process.
+
+Each check reads the process's figures from one ``/proc/<pid>/stat`` read plus
+a listing of its fds (:func:`checkers.proctable.read_stat`), with psutil's
+names and units; no ``psutil.Process`` per check.
 """
 
 from __future__ import annotations
 
-import contextlib
 import re
 import time
-from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Literal
@@ -89,47 +91,38 @@ class PythonProcessChecker(Checker[ProcessSettings]):
     def __init__(self, settings: ProcessSettings) -> None:
         super().__init__(settings)
         self._pattern = re.compile(settings.cmdline) if settings.cmdline else None
-        self._process: psutil.Process | None = None
-        self._last_ident: tuple[int, float] | None = None
+        self._last_ident: tuple[int, int] | None = None  # (pid, start ticks) last seen
+        self._last_cpu: tuple[float, float] | None = None  # (cpu seconds, monotonic time)
         self.restarts = 0
-        self._frozen_since: tuple[tuple[int, float], datetime] | None = None  # (ident, first seen)
+        self._frozen_since: tuple[tuple[int, int], datetime] | None = None  # (ident, first seen)
         self._tail = LogTail(Path(settings.log_file)) if settings.log_file else None
 
     def check(self, ctx: CheckContext) -> CheckResult:
         logs = self._tail.read_new(source=self.settings.log_file or "") if self._tail else []
         try:
-            process = self._find()
-        except psutil.AccessDenied as exc:
-            return CheckResult(
-                Status.UNKNOWN, f"access denied reading process {exc.pid}", logs=logs
-            )
+            stat = self._find()
         except BadPidfile as exc:  # whatever `expect` says: the file is at fault, not the process
             return CheckResult(Status.FAILED, str(exc), logs=logs)
         except (OSError, ValueError) as exc:
-            process = None
+            stat = None
             reason = str(exc)
         else:
             reason = ""
-        if process is None:
+        if stat is None:
             return self._not_found(reason, logs)
         try:
-            result = self._inspect(process, ctx.now)
-        except psutil.NoSuchProcess:
-            self._process = None
+            result = self._inspect(stat, ctx.now)
+        except (FileNotFoundError, ProcessLookupError):
             if self.settings.pidfile or self.settings.pid is not None:
                 return self._not_found("process exited during the check", logs)
             # The shared scan (up to a tick old) still listed it: look again, afresh.
-            process = self._find(max_age=0.0)
-            if process is None:
+            stat = self._find(max_age=0.0)
+            if stat is None:
                 return self._not_found("", logs)
             try:
-                result = self._inspect(process, ctx.now)
-            except psutil.NoSuchProcess:
+                result = self._inspect(stat, ctx.now)
+            except (FileNotFoundError, ProcessLookupError):
                 return self._not_found("process exited during the check", logs)
-        except psutil.AccessDenied:
-            return CheckResult(
-                Status.UNKNOWN, f"access denied reading process {process.pid}", logs=logs
-            )
         result.logs.extend(logs)
         return result
 
@@ -149,28 +142,29 @@ class PythonProcessChecker(Checker[ProcessSettings]):
             return f"name {s.name!r}"
         return f"cmdline /{s.cmdline}/"
 
-    def _find(self, max_age: float = proctable.MAX_AGE) -> psutil.Process | None:
+    def _find(self, max_age: float = proctable.MAX_AGE) -> proctable.ProcStat | None:
+        """The watched process's figures now; None if no such process.
+
+        Raises :class:`BadPidfile`, OSError (an unreadable pidfile) or ValueError
+        (one without a pid).
+        """
         s = self.settings
         if s.pidfile:
-            return self._same_or_new(self._read_pidfile(s.pidfile))
+            return _stat_or_none(self._read_pidfile(s.pidfile))
         if s.pid is not None:
-            return self._same_or_new(s.pid)
+            return _stat_or_none(s.pid)
         table = proctable.snapshot(max_age)
-        cached = self._process
-        if cached is not None:
-            seen = table.by_pid.get(cached.pid)
-            if (
-                seen is not None
-                and seen.create_time == cached.create_time()
-                and self._matches(seen)
-            ):
-                return cached
+        last = self._last_ident
+        if last is not None:
+            seen = table.by_pid.get(last[0])
+            if seen is not None and seen.start_ticks == last[1] and self._matches(seen):
+                return _stat_or_none(seen.pid)  # the same process as last time
         candidates = [p for p in table.processes if self._matches(p)]
         if not candidates:
             return None
         # The oldest match is the service's main process, not a helper it spawned.
-        oldest = min(candidates, key=lambda p: (p.create_time, p.pid))
-        return self._same_or_new(oldest.pid)
+        oldest = min(candidates, key=lambda p: (p.start_ticks, p.pid))
+        return _stat_or_none(oldest.pid)
 
     @staticmethod
     def _read_pidfile(path: str) -> int:
@@ -188,7 +182,7 @@ class PythonProcessChecker(Checker[ProcessSettings]):
         return int(text)
 
     def _frozen(
-        self, ident: tuple[int, float], status: str, now: datetime
+        self, ident: tuple[int, int], status: str, now: datetime
     ) -> tuple[Status, str] | None:
         """The verdict on a stopped or traced process, None when it runs.
 
@@ -209,42 +203,43 @@ class PythonProcessChecker(Checker[ProcessSettings]):
             f"pid {ident[0]} is {why} for {seconds:.0f} s: it runs none of its code",
         )
 
-    def _same_or_new(self, pid: int) -> psutil.Process | None:
-        """The cached Process if ``pid`` is still the process it was (same create time;
-        it keeps the CPU counter), else a new one; None if no such pid."""
-        try:
-            fresh = psutil.Process(pid)
-        except psutil.NoSuchProcess:
-            return None
-        cached = self._process
-        if cached is not None and cached.pid == pid and cached.create_time() == fresh.create_time():
-            return cached
-        return fresh
-
     def _matches(self, process: proctable.ProcessInfo) -> bool:
         if self.settings.name is not None:
             return process.name == self.settings.name
         assert self._pattern is not None
         return bool(self._pattern.search(process.cmdline))
 
-    def _inspect(self, process: psutil.Process, now: datetime) -> CheckResult:
-        ident = (process.pid, process.create_time())
-        if process is not self._process:
-            if self._last_ident is not None and ident != self._last_ident:
-                self.restarts += 1  # a new pid, or the same pid reused by a new process
-            self._process = process
-            with contextlib.suppress(psutil.AccessDenied):  # then cpu_percent is not readable
-                process.cpu_percent(None)  # primes the counter; the next check reads a real value
+    def _cpu_percent(self, stat: proctable.ProcStat, same: bool) -> float:
+        """psutil's ``cpu_percent(None)``: CPU time over wall time since the last check of
+        the same process, 100 per core, one decimal; 0.0 the first time."""
+        now = time.monotonic()
+        last, self._last_cpu = self._last_cpu, (stat.cpu_seconds, now)
+        if not same or last is None or now <= last[1]:
+            return 0.0
+        return round((stat.cpu_seconds - last[0]) / (now - last[1]) * 100, 1)
+
+    def _inspect(self, stat: proctable.ProcStat, now: datetime) -> CheckResult:
+        """The verdict on ``stat``'s process; raises FileNotFoundError if it exited meanwhile.
+
+        ``/proc/<pid>/stat`` is readable for any process; its fds only for the owner
+        or with CAP_SYS_PTRACE (not under the shipped unit): then ``num_fds`` is left
+        out and named in ``details["not_readable"]``, and the verdict rests on the rest.
+        """
+        try:
+            fds: int | None = proctable.num_fds(stat.pid)
+        except PermissionError:
+            fds = None
+        ident = (stat.pid, stat.start_ticks)
+        same = ident == self._last_ident
+        if not same and self._last_ident is not None:
+            self.restarts += 1  # a new pid, or the same pid reused by a new process
         self._last_ident = ident
-        unreadable: list[str] = []
-        with process.oneshot():
-            status = process.status()  # existence and state: readable for any process
-            uptime = max(0.0, time.time() - process.create_time())
-            readings = {name: _read(read, process, name, unreadable) for name, read in READINGS}
-        cpu, rss, threads, fds = (
-            readings[n] for n in ("cpu_percent", "rss", "num_threads", "num_fds")
-        )
-        memory = None if rss is None else round(rss / TOTAL_MEMORY * 100, 3)
+        cpu = self._cpu_percent(stat, same)
+        rss = stat.rss_bytes
+        memory = round(rss / TOTAL_MEMORY * 100, 3)  # psutil's memory_percent() re-reads meminfo
+        threads = stat.num_threads
+        uptime = max(0.0, time.time() - stat.create_time)
+        status = stat.status
         metrics = [
             Metric(name, value, unit)
             for name, value, unit in (
@@ -259,50 +254,37 @@ class PythonProcessChecker(Checker[ProcessSettings]):
             if value is not None
         ]
         details: dict[str, object] = {
-            "pid": process.pid,
+            "pid": stat.pid,
             "process_status": status,
             "restarts": self.restarts,
         }
-        if unreadable:
-            # e.g. another user's process under the shipped unit (no CAP_SYS_PTRACE):
+        if fds is None:
+            # another user's process under the shipped unit (no CAP_SYS_PTRACE):
             # /proc/PID/fd is closed to us; the verdict rests on what could be read
-            details["not_readable"] = ", ".join(unreadable) + " (access denied)"
+            details["not_readable"] = "num_fds (access denied)"
 
         def result(code: Status, message: str) -> CheckResult:
             return CheckResult(code, message, details, None, cpu, memory, metrics)
 
         if status == psutil.STATUS_ZOMBIE:
-            return result(Status.FAILED, f"pid {process.pid} is a zombie (exited, not reaped)")
+            return result(Status.FAILED, f"pid {stat.pid} is a zombie (exited, not reaped)")
         frozen = self._frozen(ident, status, now)
         if frozen is not None:
             return result(*frozen)
         if uptime < self.settings.startup_grace.total_seconds():
-            return result(Status.STARTING, f"pid {process.pid} started {uptime:.0f}s ago")
+            return result(Status.STARTING, f"pid {stat.pid} started {uptime:.0f}s ago")
         breaches = over_thresholds(
             {"cpu_percent": cpu, "memory_percent": memory, "num_fds": fds, "num_threads": threads},
             self.settings.thresholds,
         )
         if breaches:
-            return result(Status.DEGRADED, f"pid {process.pid}: " + ", ".join(breaches))
-        return result(Status.OK, f"pid {process.pid} running for {uptime:.0f}s")
+            return result(Status.DEGRADED, f"pid {stat.pid}: " + ", ".join(breaches))
+        return result(Status.OK, f"pid {stat.pid} running for {uptime:.0f}s")
 
 
-def _read(
-    read: Callable[[psutil.Process], float], process: psutil.Process, name: str, denied: list[str]
-) -> float | None:
-    """``read(process)``, or None (its name added to ``denied``) when access is denied."""
+def _stat_or_none(pid: int) -> proctable.ProcStat | None:
+    """``pid``'s figures, or None when there is no such process."""
     try:
-        return read(process)
-    except psutil.AccessDenied:
-        denied.append(name)
+        return proctable.read_stat(pid)
+    except (FileNotFoundError, ProcessLookupError):
         return None
-
-
-# What a check reads beyond existence and state; any may be closed to an unprivileged
-# daemon (num_fds lists /proc/PID/fd, which only the owner or CAP_SYS_PTRACE may read).
-READINGS: tuple[tuple[str, Callable[[psutil.Process], float]], ...] = (
-    ("cpu_percent", lambda p: p.cpu_percent(None)),
-    ("rss", lambda p: p.memory_info().rss),
-    ("num_threads", lambda p: p.num_threads()),
-    ("num_fds", lambda p: p.num_fds()),
-)

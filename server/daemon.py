@@ -85,6 +85,7 @@ class Daemon:
             Spool(sched.spool_dir, sched.spool_max_bytes),
             batch_rows=sched.batch_rows,
             flush_interval=sched.flush_interval.total_seconds(),
+            insert_interval=sched.insert_interval.total_seconds(),
             before_first_write=self._prepare_storage,
             columns=WRITTEN_TABLES,
             max_queue_rows=sched.max_queue_rows,

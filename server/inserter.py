@@ -1,6 +1,6 @@
 """Insert what the write-ahead log holds, in large batches, exactly once.
 
-Each round (every ``flush_interval``, sooner when ``batch_rows`` wait) takes
+Each round (every ``insert_interval``, sooner when ``batch_rows`` wait) takes
 every table's waiting records as one batch: one ``BATCH`` frame naming them,
 one insert with the batch id as ``insert_deduplication_token``, one ``DONE``.
 After a crash the same batch is inserted again under the same token and the
@@ -156,7 +156,7 @@ class Inserter:
 
     def _loop(self) -> None:
         while not self._stop.is_set():
-            self._wake.wait(self.writer.flush_interval)
+            self._wake.wait(self.writer.insert_interval)
             self._wake.clear()
             self._round(force=False)
         self.writer.commit()

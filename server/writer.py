@@ -11,7 +11,7 @@ inserted:
   together share one ``fsync`` (group commit).
 
 The inserter (:mod:`server.inserter`) then stores what the log holds in one
-insert per table per ``flush_interval`` (sooner past ``batch_rows``), each
+insert per table per ``insert_interval`` (sooner past ``batch_rows``), each
 batch under a token the server deduplicates by, so a replay stores it once.
 ClickHouse away or its disk full: the rows wait in the log and are retried.
 ClickHouse refusing a batch's content: the refused rows, and only those, are
@@ -71,6 +71,7 @@ class Writer:
         *,
         batch_rows: int = 100_000,
         flush_interval: float = 1.0,
+        insert_interval: float | None = None,
         columns: dict[str, tuple[str, ...]] | None = None,
         before_first_write: Callable[[], None] | None = None,
         max_queue_rows: int = 500_000,
@@ -79,6 +80,10 @@ class Writer:
         self.spool = spool
         self.batch_rows = batch_rows
         self.flush_interval = flush_interval
+        # Durability (the fsync every flush_interval) and insert cadence are separate:
+        # the log covers a crash, and each insert costs the engine a fixed amount of
+        # CPU (a new part, its materialized views, merges), so fewer, larger inserts.
+        self.insert_interval = max(insert_interval or flush_interval, flush_interval)
         self.max_queue_rows = max_queue_rows
         self.columns = dict(columns or TABLE_COLUMNS)
         types = declared_types()
@@ -87,8 +92,8 @@ class Writer:
             for table, cols in self.columns.items()
             if table in types
         }
-        # pyarrow imports pandas on its first conversion (~0.8 s holding the import
-        # lock): pay that here, at start, not in the middle of the first checks.
+        # Build each schema's converters once, at start (server.storage.arrow keeps
+        # pyarrow from importing pandas on its first conversion).
         for schema in self.schemas.values():
             to_arrow(schema, [])
         self.stats = WriterStats()

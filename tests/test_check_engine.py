@@ -190,7 +190,8 @@ def write_config(tmp_path: Path, services: str) -> Path:
     path = tmp_path / "lightbulb.yaml"
     path.write_text(
         f"clickhouse: {{embedded_path: {tmp_path / 'db'}}}\n"
-        f"scheduler: {{spool_dir: {tmp_path / 'spool'}, flush_interval: 200ms}}\n"
+        f"scheduler: {{spool_dir: {tmp_path / 'spool'}, flush_interval: 200ms,"
+        " insert_interval: 200ms}\n"
         "dashboard: {enabled: false}\nservices:\n" + services
     )
     return path

@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -412,3 +413,25 @@ def test_json_log_records_give_their_message_level_code_and_stack(
     assert entries[2].stack_trace == "at x" and entries[2].context["hostname"] == "h"
     assert entries[3].stack_trace == "trace"
     assert entries[4].context == {"count": "3"}
+
+
+def test_figures_read_from_proc_equal_psutils(spawn: Any) -> None:
+    """One /proc/<pid>/stat read gives what psutil's Process gives: same names and units."""
+    busy = spawn("import os\nwhile True: os.getpid()\n")
+    checker = PythonProcessChecker(ProcessSettings(pid=busy.pid))
+    check(checker)  # primes the CPU counter, as psutil's cpu_percent(None) does
+    # a spinning process shows CPU use once some of its time has passed between checks
+    assert wait_until(lambda: {m.name: m.value for m in check(checker).metrics}["cpu_percent"] > 0)
+    result = check(checker)
+    figures = {m.name: m.value for m in result.metrics}
+    process = psutil.Process(busy.pid)
+    assert result.details["process_status"] == process.status() == psutil.STATUS_RUNNING
+    assert figures["num_threads"] == process.num_threads()
+
+    def same_fds() -> bool:  # a starting interpreter may still open files between reads
+        return {m.name: m.value for m in check(checker).metrics}["num_fds"] == process.num_fds()
+
+    assert wait_until(same_fds)
+    assert abs(figures["rss_bytes"] - process.memory_info().rss) < 1024 * 1024
+    assert abs(figures["uptime_seconds"] - (time.time() - process.create_time())) < 1.0
+    assert figures["restarts"] == 0

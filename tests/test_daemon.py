@@ -51,6 +51,7 @@ def write_config(
         "clickhouse:\n"
         + clickhouse
         + f"scheduler:\n  spool_dir: {tmp_path / 'spool'}\n  flush_interval: 200ms\n"
+        + "  insert_interval: 200ms\n"
         + f"dashboard:\n  port: {port or free_port()}\n"
         + extra
         + "services:\n"

@@ -74,7 +74,7 @@ class Lightbulb:
         self.config = tmp_path / "lightbulb.yaml"
         self.config.write_text(f"""
 clickhouse: {{embedded_path: {tmp_path / "db"}}}
-scheduler: {{spool_dir: {tmp_path / "spool"}, flush_interval: 200ms}}
+scheduler: {{spool_dir: {tmp_path / "spool"}, flush_interval: 200ms, insert_interval: 200ms}}
 dashboard:
   port: {self.port}
   auth: {{type: bearer, tokens: {{ops: {TOKEN}}}}}

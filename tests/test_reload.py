@@ -47,7 +47,8 @@ def _reap() -> Iterator[None]:
 def config_text(tmp_path: Path, dashboard: str, services: str = "") -> str:
     return (
         f"clickhouse: {{embedded_path: {tmp_path / 'db'}}}\n"
-        f"scheduler: {{spool_dir: {tmp_path / 'spool'}, flush_interval: 200ms}}\n"
+        f"scheduler: {{spool_dir: {tmp_path / 'spool'}, flush_interval: 200ms,"
+        " insert_interval: 200ms}\n"
         f"dashboard: {dashboard}\n"
         "services:\n  - {id: one, type: host, interval: 1s}\n" + services
     )

@@ -96,7 +96,7 @@ def config_text(
     closed = free_port()
     return f"""
 clickhouse: {{embedded_path: {tmp_path / "db"}, password: "${{CH_PASS}}"}}
-scheduler: {{spool_dir: {tmp_path / "spool"}, flush_interval: 200ms}}
+scheduler: {{spool_dir: {tmp_path / "spool"}, flush_interval: 200ms, insert_interval: 200ms}}
 dashboard:
   port: {port}
   auth: {{type: bearer, tokens: {{ops: "${{DASH_TOKEN}}"}}}}

@@ -284,6 +284,8 @@ class StatusPageConfig(Section):
 class SchedulerConfig(Section):
     max_workers: int = Field(32, ge=1, le=1024)
     flush_interval: Annotated[Duration, DurationRange("10ms", "1m")] = timedelta(seconds=1)
+    # Inserts into ClickHouse: one per table per insert_interval (the log covers a crash).
+    insert_interval: Annotated[Duration, DurationRange("10ms", "10m")] = timedelta(seconds=5)
     batch_rows: int = Field(100_000, ge=1, le=1_000_000)
     spool_dir: str = "var/spool"
     spool_max_bytes: Annotated[ByteSize, SizeRange("1MiB", "1TiB")] = 256 * 2**20

@@ -21,13 +21,14 @@ from typing import IO, Any
 
 import pyarrow as pa
 
-from server.storage.arrow import schema_of, to_arrow
+from server.storage.arrow import schema_of, to_arrow, write_ipc
 from server.storage.base import (
     Params,
     Row,
     StorageError,
     StorageLocked,
     StorageMissing,
+    StorageUnavailable,
     check_name,
     first_line,
     insert_into,
@@ -37,6 +38,7 @@ from server.storage.values import converter
 
 _TOKEN = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 LOCK_NAME = "lightbulb.lock"
+BATCH_NAME = "lightbulb-insert.arrow"
 
 
 class EmbeddedStorage:
@@ -60,6 +62,7 @@ class EmbeddedStorage:
         # chDB sessions are not safe for concurrent use; checks, writer and dashboard share one.
         self._mutex = threading.Lock()
         self._types: dict[str, dict[str, str]] = {}
+        self._batch_file = self.path / BATCH_NAME  # the batch being inserted (under _mutex)
 
     def describe(self) -> str:
         return f"embedded chDB at {self.path} (database {self.database})"
@@ -112,16 +115,27 @@ class EmbeddedStorage:
                 f"insert_deduplication_token = '{dedup_token}'",
                 "deduplicate_blocks_in_dependent_materialized_views = 1",
             ]
+        # The batch goes to the engine as an Arrow IPC file it reads with file():
+        # values travel as data, never as SQL text. Not chDB's Python() table
+        # function: it needs pandas importable (its type checks import it), which
+        # costs ~55 MB of RSS per process for the same CPU per insert
+        # (benchmarks/RESULTS.md, "insert encodings").
         sql = (
             f"{insert_into(self.database, table, data.column_names)} "
-            f"SETTINGS {', '.join(settings)} SELECT * FROM Python(lightbulb_batch)"
+            f"SETTINGS {', '.join(settings)} "
+            f"SELECT * FROM file({{batch:String}}, 'ArrowStream')"
         )
-        # chDB finds `lightbulb_batch` among this frame's locals and reads the Arrow
-        # columns in place: values travel as data, never as SQL text.
-        lightbulb_batch = data  # noqa: F841 - read by name by the Python() table function
         with self._mutex:
             try:
-                self._session.query(sql, "CSV")
+                with open(self._batch_file, "wb") as out:
+                    write_ipc(data, out)
+            except OSError as exc:  # the disk is full: not now, retry later
+                raise StorageUnavailable(
+                    f"{self.describe()} could not stage a batch at {self._batch_file}: "
+                    f"{exc.strerror or exc}"
+                ) from None
+            try:
+                self._session.query(sql, "CSV", params={"batch": str(self._batch_file)})
             except Exception as exc:
                 if "UNKNOWN_TABLE" in str(exc) or "NO_SUCH_COLUMN" in str(exc):
                     self._types.pop(table, None)

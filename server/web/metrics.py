@@ -53,7 +53,9 @@ class LightbulbCollector:
         now = self.ctx.clock.now()
         config = self.ctx.config
         intervals = {s.id: s.interval.total_seconds() for s in config.services}
-        write_delay = config.scheduler.flush_interval.total_seconds()
+        # from memory in the daemon; standalone, rows reach storage after both intervals
+        sched = config.scheduler
+        write_delay = (sched.flush_interval + sched.insert_interval).total_seconds()
         states = self._states()
         for view in states or []:
             values = [view.id, view.stack, view.type]

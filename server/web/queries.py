@@ -153,7 +153,10 @@ class Reader:
                 view.last_check,
                 view.interval_s,
                 now,
-                self.config.scheduler.flush_interval.total_seconds(),
+                # rows reach storage up to flush_interval + insert_interval after a check
+                (
+                    self.config.scheduler.flush_interval + self.config.scheduler.insert_interval
+                ).total_seconds(),
             )
         for row in self._q(
             "SELECT service_id, max(timestamp) AS since FROM {db}.service_transitions "
