@@ -64,7 +64,9 @@ def _time_zone(draft: Draft, path: Path, name: str) -> None:
     try:
         ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
-        draft.report(path, f'unknown time zone "{name}"; e.g. "Europe/Berlin"')
+        draft.report(
+            path, f'unknown time zone "{name}"; use an IANA name like "Europe/Berlin" or "UTC"'
+        )
 
 
 def _duplicate_service_ids(draft: Draft) -> None:
