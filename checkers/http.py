@@ -32,7 +32,8 @@ from checkers.base import (
     invalid,
     timed_out_message,
 )
-from checkers.httpclient import HttpError, Request, Response, fetch
+from checkers.httpclient import Request, fetch
+from checkers.httpconn import HttpError, Response
 from checkers.netio import os_reason
 from server.core.httpfields import HeaderName, HeaderValue, HttpMethod, HttpUrl
 from server.core.units import ByteSize, Duration, DurationRange, format_size

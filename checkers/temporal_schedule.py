@@ -26,12 +26,12 @@ UNKNOWN ("N not yet checked"), never as OK. Per schedule, from DescribeSchedule:
   so a run it still calls running is described).
 
 Counters and expected times live in the checker: a daemon restart takes a new
-baseline.
+baseline. Listing, rotating through and summing up the schedules of a prefix
+are in :mod:`checkers.temporal_schedule_prefix`.
 """
 
 from __future__ import annotations
 
-import bisect
 import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -43,9 +43,9 @@ from temporalio.api.workflowservice.v1 import DescribeScheduleResponse
 from temporalio.service import RPCError, RPCStatusCode
 
 from checkers.base import CheckContext, CheckResult, Metric, Settings, Status, worst
-from checkers.temporal import TemporalChecker, TemporalConnection, TemporalSession, age, quote
-from checkers.temporal_budget import BudgetExhausted
+from checkers.temporal import TemporalChecker, TemporalConnection, TemporalSession, age
 from checkers.temporal_clock import ServerClock, read_stamps
+from checkers.temporal_schedule_prefix import Judged, Rotation, matching, summary
 from server.core.text import shown
 from server.core.units import Duration, DurationRange
 
@@ -54,9 +54,7 @@ FAILED_RUN = {
     WES.WORKFLOW_EXECUTION_STATUS_TIMED_OUT: "timed out",
     WES.WORKFLOW_EXECUTION_STATUS_TERMINATED: "was terminated",
 }
-LIST_PAGE = 1000  # the server's default frontend.visibilityMaxPageSize
 MAX_REMEMBERED = 256  # failure messages kept, so each closed run's history is read once
-MAX_LIST_PAGES = 100  # 100,000 schedules listed at most, then the list is said to be cut
 
 
 class ScheduleThresholds(Settings):
@@ -94,37 +92,6 @@ class Memory:
     stamped: datetime | None = None  # the newest server stamp read (checkers.temporal_clock)
 
 
-@dataclass
-class Judged:
-    schedule_id: str
-    status: Status
-    message: str
-    metrics: list[Metric]
-    details: dict[str, Any]
-
-
-class Rotation:
-    """Which ``size`` of a sorted id list the next check describes: a cursor going round.
-
-    Each call takes the ``size`` ids after the last one taken (wrapping), so every id
-    is taken once per ``ceil(len(ids) / size)`` calls, whatever is added or removed
-    between calls.
-    """
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self.last: str | None = None
-
-    def take(self, ids: list[str]) -> list[str]:
-        """The next ids to describe from ``ids`` (sorted, unique)."""
-        if len(ids) <= self.size:
-            return list(ids)
-        start = 0 if self.last is None else bisect.bisect_right(ids, self.last)
-        taken = (ids[start:] + ids[:start])[: self.size]
-        self.last = taken[-1]
-        return taken
-
-
 def _time(ts: Any) -> datetime:
     return ts.ToDatetime(tzinfo=UTC)  # type: ignore[no-any-return]
 
@@ -149,7 +116,7 @@ class TemporalScheduleChecker(TemporalChecker[ScheduleSettings]):
         if s.schedule_id is not None:
             judged = [await self._describe(session, s.schedule_id, ctx.now)]
             return self._result(session, judged, judged[0].status, judged[0].message)
-        ids, cut = await self._matching(session)
+        ids, cut = await matching(session, s.schedule_prefix or "")
         if not ids:
             return CheckResult(Status.UNKNOWN, f"no schedule id starts with {s.schedule_prefix!r}")
         judged = [await self._describe(session, sid, ctx.now) for sid in self._rotation.take(ids)]
@@ -170,24 +137,8 @@ class TemporalScheduleChecker(TemporalChecker[ScheduleSettings]):
             del self._verdicts[gone]  # deleted schedules leave with their verdicts
             self._memory.pop(gone, None)
         known = [self._verdicts[sid] for sid in ids if sid in self._verdicts]
-        unseen = len(ids) - len(known)
-        status = worst([j.status for j in known] + ([Status.UNKNOWN] if unseen else []))
-        total = f"{len(ids)}{'+' if cut else ''}"
-        said = [j.message for j in known if j.status == status]
-        if status == Status.OK and len(ids) > 1:
-            message = f"{total} schedules OK: " + ", ".join(shown(j.schedule_id) for j in known[:5])
-        elif said:
-            more = f" and {len(said) - 3} more" if len(said) > 3 else ""
-            message = "; ".join(said[:3]) + more
-        else:
-            message = f"{unseen} of {total} schedules not yet checked"
-        if len(judged) < len(ids):
-            message += f"; described {len(judged)} of {total} this check (max_describe), " + (
-                f"{unseen} not yet checked" if unseen else "the rest as last checked"
-            )
-        if cut:
-            message += "; the list was cut (ListSchedules pages or deadline)"
-        return self._result(session, judged, status, message, unseen)
+        status, message = summary(ids, cut, known, len(judged))
+        return self._result(session, judged, status, message, len(ids) - len(known))
 
     def _result(
         self,
@@ -222,35 +173,6 @@ class TemporalScheduleChecker(TemporalChecker[ScheduleSettings]):
                 sid, Status.FAILED, f"schedule {name} not found", [], {"schedule_id": sid}
             )
         return await self._judge(session, sid, desc, now)
-
-    async def _matching(self, session: TemporalSession) -> tuple[list[str], bool]:
-        """Every schedule id starting with the prefix, sorted, and whether the list was cut.
-
-        Pages through ListSchedules (asked with the prefix, checked here too) until
-        its last page, ``MAX_LIST_PAGES`` or the check's deadline; each page is one
-        visibility call from the budget.
-        """
-        prefix = self.settings.schedule_prefix or ""
-        query = f"ScheduleId STARTS_WITH {quote(prefix)}"
-        ids: set[str] = set()
-        token = b""
-        for _ in range(MAX_LIST_PAGES):
-            try:
-                page = await session.list_schedules(query, LIST_PAGE, token)
-            except BudgetExhausted:
-                if not ids:
-                    raise
-                return sorted(ids), True  # what was listed so far, said to be cut
-            except RPCError as exc:
-                if exc.status != RPCStatusCode.INVALID_ARGUMENT or not query:
-                    raise
-                query, token = "", b""  # a server without schedule queries: filter here
-                continue
-            ids.update(e.schedule_id for e in page.schedules if e.schedule_id.startswith(prefix))
-            token = page.next_page_token
-            if not token:
-                return sorted(ids), False
-        return sorted(ids), True
 
     async def _judge(
         self, session: TemporalSession, sid: str, desc: DescribeScheduleResponse, now: datetime

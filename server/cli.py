@@ -2,7 +2,13 @@
 
 Exit codes: 0 success, 1 the job ran and found a problem (schema drift, a
 storage failure), 2 the configuration or the command line is wrong.
-``lightbulb check`` exits like a Nagios plugin instead (see :data:`NAGIOS_EXIT`).
+``lightbulb check`` exits like a Nagios plugin instead (see
+:data:`server.commands.check.NAGIOS_EXIT`).
+
+Here: the parser, the dispatch with its mapping of errors to messages and exit
+codes, and the small commands (``config check``, ``run``, ``dashboard``,
+``notify test``); the larger families live in :mod:`server.commands`, and
+``spool`` in :mod:`server.spool_command`.
 """
 
 from __future__ import annotations
@@ -13,33 +19,22 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime
 from typing import NoReturn
 
 from server import __version__
-from server.config import DEFAULT_PATH, Config, ConfigError
+from server.commands import EXIT_OK, EXIT_PROBLEM, EXIT_USAGE
+from server.commands.check import cmd_check
+from server.commands.days import cmd_maintenance, cmd_report
+from server.commands.storage import cmd_bootstrap, cmd_validate_schema
+from server.config import DEFAULT_PATH, ConfigError
 from server.config import warnings as config_warnings
 from server.core.redact import RedactingStream
-from server.core.secret import Secret
-from server.core.status import Status
-from server.core.text import printable
-from server.core.times import EARLIEST, LATEST
-from server.schema import Target, apply_grants, apply_schema
-from server.schema_check import check_schema
 from server.storage import StorageError, open_storage
 from server.storage.base import StorageMissing
-from server.storage.version import require_supported
-from server.sync import sync_config_tables
 from server.validation import load_config
 
-EXIT_OK, EXIT_PROBLEM, EXIT_USAGE = 0, 1, 2
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what a shell reports for `yes | head -1`
-# `lightbulb check`: the Nagios plugin convention (Nagios Plugin Development
-# Guidelines, "Plugin Return Codes"): 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN, so
-# scripts and other monitors can use it as a plugin. STARTING, STOPPED, UNKNOWN and
-# a check that could not run at all (bad config, no such service) are 3.
-NAGIOS_EXIT = {Status.OK: 0, Status.DEGRADED: 1, Status.FAILED: 2}
-NAGIOS_UNKNOWN = 3
 Command = Callable[[argparse.Namespace], int]
 
 
@@ -55,75 +50,6 @@ def cmd_config_check(args: argparse.Namespace) -> int:
         + ("embedded chDB" if config.clickhouse.embedded else "ClickHouse cluster")
     )
     return EXIT_OK
-
-
-def cmd_bootstrap(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
-    target = Target.of(config.clickhouse)
-    if args.grants:
-        grant_status = _grants(args, config, target)
-        if grant_status != EXIT_OK:
-            return grant_status
-    storage = open_storage(config.clickhouse)
-    try:
-        print(f"Using {storage.describe()}")
-        for statement, created in apply_schema(storage, target):
-            print(f"{'created' if created else 'found'} {statement.label}")
-        for result in sync_config_tables(storage, config, datetime.now(UTC)):
-            print(f"synced {result}")
-    finally:
-        storage.close()
-    print("Schema ready.")
-    return EXIT_OK
-
-
-def _grants(args: argparse.Namespace, config: Config, target: Target) -> int:
-    if config.clickhouse.embedded:
-        print(
-            "error: --grants needs a ClickHouse server (clickhouse.hosts); "
-            "the embedded database has no users",
-            file=sys.stderr,
-        )
-        return EXIT_USAGE
-    admin = config.clickhouse.model_copy(
-        update={
-            "user": args.admin_user,
-            "password": Secret(os.environ.get("CLICKHOUSE_ADMIN_PASSWORD", "")),
-        }
-    )
-    storage = open_storage(admin)
-    try:
-        for sql in apply_grants(
-            storage,
-            target,
-            config.clickhouse.user,
-            config.clickhouse.password.reveal(),
-            args.profile,
-        ):
-            print(f"applied {sql.split(' IDENTIFIED ')[0]}")
-    finally:
-        storage.close()
-    return EXIT_OK
-
-
-def cmd_validate_schema(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
-    target = Target.of(config.clickhouse)
-    storage = open_storage(config.clickhouse)
-    try:
-        drift = check_schema(storage, target)
-    finally:
-        storage.close()
-    if drift.ok:
-        print(f"Schema of {target.database} matches sql/.")
-        return EXIT_OK
-    print(f"Schema of {target.database} differs from sql/:")
-    for problem in drift.problems:
-        print(f"  - {problem}")
-    print(
-        f"{len(drift.problems)} differences; run `python bootstrap.py` to create missing objects."
-    )
-    return EXIT_PROBLEM
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -170,115 +96,6 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     finally:
         storage.close()
     return EXIT_OK
-
-
-def _day(text: str, option: str, span: int) -> date | None:
-    """``text`` as a UTC day whose ``span`` days all lie in the range every table holds
-    (:mod:`server.core.times`); None, after printing why, when it is not one."""
-    first, last = EARLIEST.date(), LATEST.date() - timedelta(days=span - 1)
-    try:
-        day = date.fromisoformat(text)
-    except ValueError:
-        print(f"error: {option}: expected YYYY-MM-DD, got {text!r}", file=sys.stderr)
-        return None
-    if not first <= day <= last:
-        print(f"error: {option}: expected a day from {first} to {last}, got {day}", file=sys.stderr)
-        return None
-    return day
-
-
-def cmd_report(args: argparse.Namespace) -> int:
-    """Build one day's report from stored history and print it (nothing is sent)."""
-    from server.analytics.report import build
-    from server.periodic import report_zone
-
-    day = _day(args.date, "--date", span=1)
-    if day is None:
-        return EXIT_USAGE
-    config = load_config(args.config)
-    storage = open_storage(config.clickhouse)
-    try:
-        require_supported(storage)
-        report = build(storage, config, day, datetime.now(UTC), report_zone(config.report.timezone))
-    finally:
-        storage.close()
-    print(report.render()[1].rstrip())
-    return EXIT_OK
-
-
-def cmd_maintenance(args: argparse.Namespace) -> int:
-    """Print each maintenance window of the config's silences (see server/alerting/maintenance)."""
-    from datetime import time
-
-    from server.alerting.maintenance import windows
-
-    if not 1 <= args.days <= 3660:
-        print(f"error: --days: expected 1 to 3660, got {args.days}", file=sys.stderr)
-        return EXIT_USAGE
-    start = _day(args.from_, "--from", span=args.days) if args.from_ else datetime.now(UTC).date()
-    if start is None:
-        return EXIT_USAGE
-    config = load_config(args.config)
-    found = windows(config, datetime.combine(start, time(), UTC), args.days)
-    for _, text in found:
-        print(text)
-    if not found:
-        print(f"no maintenance windows in the {args.days} days from {start}", file=sys.stderr)
-    return EXIT_OK
-
-
-def cmd_check(args: argparse.Namespace) -> int:
-    """Run one service's check now and print the result; nothing is written.
-
-    Exits 0 OK, 1 DEGRADED, 2 FAILED, 3 anything else, including a check that
-    could not run (:data:`NAGIOS_EXIT`).
-    """
-    try:
-        return _check(args)
-    except ConfigError as exc:
-        print(exc.report(), file=sys.stderr)
-    except BrokenPipeError:
-        raise  # the reader went away: main() stops quietly
-    except Exception as exc:
-        print(f"error: unexpected {type(exc).__name__}: {exc}", file=sys.stderr)
-    return NAGIOS_UNKNOWN
-
-
-def _check(args: argparse.Namespace) -> int:
-    import checkers
-    from checkers import temporal_budget
-    from checkers.base import CheckContext
-    from server.runner import run_check
-
-    config = load_config(args.config)
-    service = next((s for s in config.services if s.id == args.service_id), None)
-    if service is None:
-        known = ", ".join(s.id for s in config.services) or "none"
-        print(
-            f"error: no service {args.service_id!r} in {args.config} (known: {known})",
-            file=sys.stderr,
-        )
-        return NAGIOS_UNKNOWN
-    temporal_budget.configure(config.temporal.max_visibility_rps)
-    checker = checkers.build_checker(service.type, service.block())
-    try:
-        ctx = CheckContext(service.id, datetime.now(UTC), service.timeout.total_seconds())
-        result = run_check(checker, ctx)
-    finally:
-        checker.close()
-    print(f"{service.id}: {result.status.name} ({int(result.status)}) {result.message}")
-    if result.response_time_ms is not None:
-        print(f"  response_time_ms: {result.response_time_ms}")
-    # Each line printable: what a check read from outside cannot forge a line of its own.
-    for key, value in result.details.items():
-        print(printable(f"  {key}: {value}"))
-    for metric in result.metrics:
-        tags = ",".join(f"{k}={v}" for k, v in metric.tags.items())
-        name = f"{metric.name}{{{tags}}}" if tags else metric.name
-        print(printable(f"  metric {name} = {metric.value:g} {metric.unit}".rstrip()))
-    for entry in result.logs:
-        print(printable(f"  log {entry.level}: {entry.message}"))
-    return NAGIOS_EXIT.get(result.status, NAGIOS_UNKNOWN)
 
 
 def cmd_notify_test(args: argparse.Namespace) -> int:

@@ -9,23 +9,22 @@ auth, or is refused whole if that address cannot be bound.
 
 If the dashboard's port is taken at start, ``run`` exits at once (code 1) naming
 the port and the key to change, before checking anything.
+
+What the daemon reports of itself (``/metrics``, ``/readyz`` and its own
+``service_status`` row) is :mod:`server.self_monitor`'s.
 """
 
 from __future__ import annotations
 
 import gc
 import logging
-import os
 import signal
 import threading
 import time
 from types import FrameType
-from typing import Any
-
-import psutil
 
 from checkers import temporal_budget
-from checkers.base import CheckResult, Metric, Status
+from checkers.base import Status
 from server.alerting.engine import AlertEngine
 from server.alerting.log import AlertLog
 from server.analytics.baselines import Baselines, LearnedDegraded
@@ -33,7 +32,6 @@ from server.analytics.burn import BurnCounts
 from server.analytics.report import latest_day
 from server.config import Config, ConfigError, missing_sections
 from server.config import warnings as config_warnings
-from server.config.checks import RESERVED_ID
 from server.core.clock import Clock, SystemClock
 from server.core.redact import LoggingFilter, RedactingListener, RedactingSink
 from server.latest import LatestResults
@@ -42,13 +40,13 @@ from server.periodic import BaselineJob, PeriodicJobs, ReportJob
 from server.recorder import Recorder
 from server.scheduler import CheckScheduler
 from server.schema import Target, apply_schema
+from server.self_monitor import SelfMonitor
 from server.spool import Spool
 from server.storage import Storage, StorageError, open_storage
 from server.sync import sync_config_tables
 from server.tables import WRITTEN_TABLES
 from server.validation import load_config
 from server.web import WebContext
-from server.web.context import ServiceState
 from server.web.host import BindError, DashboardHost
 from server.writer import Writer
 
@@ -59,15 +57,6 @@ NOTIFY_GRACE = 2.0  # seconds for notifications still waiting (group_wait) at sh
 # seconds for the last inserts; what ClickHouse has not taken by then is in the
 # write-ahead log already and is inserted at the next start
 WRITE_GRACE = 1.5
-SELF_ID = RESERVED_ID
-
-
-class SelfService:
-    """The daemon's own row in service_status."""
-
-    id = SELF_ID
-    type = "lightbulb"
-    stack = "lightbulb"
 
 
 class Daemon:
@@ -112,13 +101,18 @@ class Daemon:
             alert_log=self.alert_log, clock=self.clock,
         )  # fmt: skip
         self.jobs = PeriodicJobs(
-            self.clock, tick=self._tick_alerts, record_self=self.record_self,
+            self.clock, tick=self._tick_alerts, record_self=self._record_self,
             baselines=BaselineJob(self.baselines, self.storage, self.writer, self.clock),
             report=self.report,
         )  # fmt: skip
         self.web = DashboardHost(self._web_context)
         self._checking = False  # set once checks run: alert state is live from then on
         self.scheduler = CheckScheduler(self.recorder, self.clock, max_workers=sched.max_workers)
+        self.monitor = SelfMonitor(
+            scheduler=self.scheduler, writer=self.writer, alerts=self.alerts,
+            dispatcher=self.dispatcher, latest=self.latest, recorder=self.recorder,
+            clock=self.clock, services=lambda: self.config.services,
+        )  # fmt: skip
         self._stop = threading.Event()
         self._reload = threading.Event()
 
@@ -207,9 +201,12 @@ class Daemon:
     def _tick_alerts(self) -> None:
         self.alerts.tick()
 
+    def _record_self(self) -> None:
+        self.monitor.record()
+
     def _web_context(self, config: Config) -> WebContext:
         return WebContext(
-            config, self.storage, self.clock, self.alerts, self, sink=self.writer,
+            config, self.storage, self.clock, self.alerts, self.monitor, sink=self.writer,
             baselines=self.baselines,
         )  # fmt: skip
 
@@ -305,104 +302,6 @@ class Daemon:
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
         signal.signal(signal.SIGHUP, hup)
-
-    # -- self-monitoring -------------------------------------------------------------------
-    def health(self) -> dict[str, Any]:
-        """Figures for /metrics and /readyz."""
-        stats, wstats = self.scheduler.stats, self.writer.stats
-        return {
-            "scheduler_running": self.scheduler.running,
-            "storage_reachable": self.writer.reachable,
-            "lag_p50_ms": stats.lag_percentile(0.5),
-            "lag_p99_ms": stats.lag_percentile(0.99),
-            "checks_total": stats.checks,
-            "check_timeouts": stats.timeouts,
-            "in_flight": self.scheduler.in_flight(),
-            "check_durations": self.scheduler.durations(),
-            "checks_by_service": self.scheduler.checks_by_service(),
-            "rows_written": wstats.rows_written,
-            "write_errors": wstats.write_errors,
-            "queue_rows": self.writer.pending_rows(),
-            "spool_bytes": self.writer.spool.wal.size,
-            "spool_batches": self.writer.inserter.open_batches,
-            "spool_dropped": wstats.rows_dropped,
-            "rows_set_aside": wstats.rows_set_aside,
-            "rejected_batches": self.writer.rejected_batches(),
-            "push_refusals": wstats.busy_refusals,
-            "alerts_firing": self.alerts.firing_count(),
-            "notifications": self.dispatcher.stats(),
-            "alert_delivery": [
-                (a["id"], d["channel"], d["state"])
-                for a in self.alerts.alerts()
-                for d in a["delivery"]
-            ],
-        }
-
-    def service_states(self) -> list[ServiceState]:
-        """Every configured service's last result since start (or restored status), from memory."""
-        out = []
-        for service in self.config.services:
-            latest = self.latest.get(service.id)
-            restored = self.recorder.last_status.get(service.id)
-            code = latest.status_code if latest else int(restored if restored is not None
-                                                          else Status.UNKNOWN)  # fmt: skip
-            out.append(ServiceState(service.id, service.stack, service.type, code,
-                                    latest is not None or restored is not None,
-                                    latest.response_time_ms if latest else None,
-                                    latest.at if latest else None))  # fmt: skip
-        return out
-
-    def record_self(self) -> None:
-        stats, wstats = self.scheduler.stats, self.writer.stats
-        p50, p99 = stats.lag_percentile(0.5), stats.lag_percentile(0.99)
-        metrics = [
-            Metric("scheduler_lag_p50_ms", p50, "ms"),
-            Metric("scheduler_lag_p99_ms", p99, "ms"),
-            Metric("checks_in_flight", self.scheduler.in_flight(), "count"),
-            Metric("write_queue_rows", self.writer.pending_rows(), "rows"),
-            Metric("spool_bytes", self.writer.spool.wal.size, "bytes"),
-            Metric("spool_dropped_rows", wstats.rows_dropped, "rows"),
-            Metric("rows_set_aside", wstats.rows_set_aside, "rows"),
-            Metric("push_refusals", wstats.busy_refusals, "count"),
-            Metric("write_latency_ms", round(wstats.last_write_ms, 2), "ms"),
-            Metric("write_errors", wstats.write_errors, "count"),
-            Metric("rows_written", wstats.rows_written, "rows"),
-            Metric("checks_total", stats.checks, "count"),
-            Metric("check_timeouts", stats.timeouts, "count"),
-        ]
-        status, message = Status.OK, f"{stats.checks} checks, lag p99 {p99:.0f} ms"
-        if not self.writer.reachable:
-            status = Status.DEGRADED
-            message = (
-                f"ClickHouse not taking writes: {self.writer.pending_rows()} rows "
-                f"({self.writer.spool.wal.size} bytes) wait in the spool"
-            )
-        elif wstats.rows_set_aside:
-            status = Status.DEGRADED
-            message = (
-                f"{wstats.rows_set_aside} rows refused by ClickHouse are set aside "
-                "(lightbulb spool list)"
-            )
-        cpu, memory, rss = own_usage()
-        metrics.append(Metric("rss_bytes", rss, "bytes"))
-        result = CheckResult(status, message, {"pid": os.getpid()}, cpu_usage=cpu,
-                             memory_usage=memory, metrics=metrics)  # fmt: skip
-        self.recorder.record(SelfService(), result, self.clock.now())
-
-
-_OWN_PROCESS = psutil.Process()
-
-
-def own_usage() -> tuple[float, float, int]:
-    """The daemon's CPU percent since the last call, memory percent and RSS in bytes.
-
-    The same measures ``python_process`` takes of a watched process, so the daemon's
-    own row needs no second service watching it (the demo had two such tiles).
-    """
-    with _OWN_PROCESS.oneshot():
-        cpu = _OWN_PROCESS.cpu_percent(None)
-        rss = int(_OWN_PROCESS.memory_info().rss)
-    return cpu, round(rss / psutil.virtual_memory().total * 100, 3), rss
 
 
 def freeze_startup_objects() -> None:

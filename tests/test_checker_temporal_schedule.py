@@ -249,7 +249,7 @@ def test_schedule_settings_take_one_target_and_a_sane_lateness() -> None:
 def test_a_prefix_rotates_through_every_schedule_and_never_calls_unseen_ones_ok(
     server: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import checkers.temporal_schedule as module
+    import checkers.temporal_schedule_prefix as module
 
     monkeypatch.setattr(module, "LIST_PAGE", 4)  # several ListSchedules pages for 11 schedules
     prefix = f"many-{uuid.uuid4().hex[:6]}-"

@@ -14,7 +14,7 @@ from checkers import temporal_budget
 from checkers.base import CheckContext, Status
 from checkers.temporal_budget import Budget, BudgetExhausted
 from checkers.temporal_count import CountSettings, TemporalCountChecker
-from server.cli import NAGIOS_UNKNOWN
+from server.commands.check import NAGIOS_UNKNOWN
 from server.config.models import Config
 from server.runner import run_check
 from tests.conftest import free_port, run_cli, wait_until

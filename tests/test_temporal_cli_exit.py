@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from server.cli import NAGIOS_EXIT, NAGIOS_UNKNOWN
+from server.commands.check import NAGIOS_EXIT, NAGIOS_UNKNOWN
 from server.core.status import Status
 from tests.conftest import REPO, free_port
 from tests.support.temporal_server import Harness

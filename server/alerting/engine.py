@@ -1,12 +1,13 @@
 """The alert engine: check results in, alert news out, state as rows.
 
 Evaluates rules (:mod:`.evaluate`), moves each alert's state machine
-(:mod:`.state`), asks what holds news back (:mod:`.suppression`), builds the news
-(:mod:`.notices`) and hands it to the delivery stages (:mod:`server.notify`).
-News goes out when the state changes and, on every tick, whenever a channel
-lacks news it should have (a hold ended, a restart): the dispatcher's ledger,
-the one notion of "told", answers that. Every write goes through the alert log
-(:mod:`.log`), from which :meth:`AlertEngine.restore` rebuilds it all.
+(:mod:`.state`), asks what holds news back (:mod:`.suppression`), and has a
+:class:`~.telling.Teller` build the news (:mod:`.notices`) and hand it to the
+delivery stages (:mod:`server.notify`). News goes out when the state changes
+and, on every tick, whenever a channel lacks news it should have (a hold ended,
+a restart): the dispatcher's ledger, the one notion of "told", answers that.
+Every write goes through the alert log (:mod:`.log`), from which
+:meth:`AlertEngine.restore` rebuilds it all.
 """
 
 from __future__ import annotations
@@ -26,18 +27,17 @@ from server.alerting.evaluate import NEW_PATTERN_WINDOW, evaluate
 from server.alerting.log import AlertLog
 from server.alerting.rules import Rule
 from server.alerting.silences import Silence, Silences, from_config, new_silence_id
-from server.alerting.state import Alert, AlertState, enter, next_state, repeat_due, restore_state
+from server.alerting.state import Alert, AlertState, enter, next_state, restore_state
 from server.alerting.suppression import Suppression, said
+from server.alerting.telling import RECENT_RESOLVED, TELLS, Teller
 from server.config.models import Config
 from server.core.clock import Clock
 from server.core.levels import ERROR_LEVELS
 from server.logs.patterns import pattern_of
-from server.notify.base import AlertItem, Notice, NoticeKind
+from server.notify.base import Notice
 from server.notify.dispatcher import Dispatcher
 
 log = logging.getLogger("lightbulb.alerting")
-RECENT_RESOLVED = timedelta(hours=24)
-TELLS = (AlertState.FIRING, AlertState.RESOLVED)
 
 
 class AlertEngine:
@@ -59,6 +59,7 @@ class AlertEngine:
             dispatcher.recheck = self.recheck
         self.clock = clock
         self.started = clock.now()
+        self.teller = Teller(alert_log, dispatcher, self.started)
         self.silences = Silences()
         self._lock = threading.RLock()
         self._catalog = Catalog()
@@ -72,7 +73,6 @@ class AlertEngine:
         """Build (or rebuild on reload) rules and alerts, keeping state of those that stay."""
         with self._lock:
             self.config = config
-            self.dashboard_url = config.dashboard_url
             flapping = config.alerting.flapping
             self._flap = (flapping.high, flapping.low)
             services = [s for s in config.services if s.enabled]
@@ -98,6 +98,7 @@ class AlertEngine:
                 self.silences, upstream, lambda sid: bool(self._firing.get(sid)),
                 lambda sid: sid in self._history and self._history[sid].flapping,
             )  # fmt: skip
+            self.teller.configure(self.suppression, config.dashboard_url)
             self._reindex()
             for silence in self.silences.all():
                 if silence.source == "config":
@@ -178,7 +179,7 @@ class AlertEngine:
                 if alert.state is AlertState.PENDING and alert.holds:
                     self._step(alert, True, alert.value, now)
                 else:
-                    self._reconcile(alert, now)
+                    self.teller.reconcile(alert, now)
                 old = alert.since is not None and now - alert.since > RECENT_RESOLVED
                 if alert.state is AlertState.RESOLVED and old:
                     self._live.pop(alert.id, None)
@@ -195,7 +196,7 @@ class AlertEngine:
                 alert.message = f"no result for {value:g} intervals"
             self._step(alert, holds, value, now)
 
-    # -- the state machine, and telling ------------------------------------------------------
+    # -- the state machine (telling is the Teller's) -------------------------------------
     def _step(self, alert: Alert, holds: bool, value: float | None, now: datetime) -> None:
         alert.holds = holds
         if value is not None:
@@ -204,63 +205,18 @@ class AlertEngine:
         if to is not None:
             self._transition(alert, to, now)
         elif alert.state is AlertState.FIRING:
-            self._reconcile(alert, now)
+            self.teller.reconcile(alert, now)
 
     def _transition(self, alert: Alert, to: AlertState, now: datetime) -> None:
         before = enter(alert, to, now)
         if to is AlertState.FIRING:
             alert.annotations = notices.render_annotations(alert, self._history[alert.service.id])
         self._track(alert)
-        result = self._tell(alert, now) if to in TELLS else ""
+        result = self.teller.tell(alert, now) if to in TELLS else ""
         self.log.alert_event(now, "transition", alert, before.value, to.value, result=result,
                   durable=to in TELLS)  # fmt: skip
         suffix = f" ({said(alert, result, self.config.alerting.group_wait)})" if result else ""
         log.info("alert %s: %s -> %s%s", alert.id, before.value, to.value, suffix)
-
-    def _tell(self, alert: Alert, now: datetime, kind: NoticeKind = "alert") -> str:
-        """Hand the alert's news to the channels still lacking it; returns what happened
-        to it (``queued``, ``silenced``/``inhibited``/``flapping``, ``none``, or '')."""
-        if not alert.rule.channels or self.dispatcher is None:
-            return "none"
-        key = (alert.incident, "firing" if alert.state is AlertState.FIRING else "resolved")
-        if kind == "alert" and alert.submitted == key:
-            return ""  # the hot path: this news was handed over, or needs no telling
-        news = notices.item(alert, self.started)
-        wanted = [c for c in alert.rule.channels if kind == "repeat" or self._needs(c, alert, news)]
-        if not wanted:
-            alert.submitted = key
-            return ""
-        alert.hold = self.suppression.hold(alert, now)
-        if alert.hold.reason:
-            return alert.hold.reason
-        news = replace(news, caused_by=alert.hold.cause)
-        alert.submitted = key
-        if news.state == "firing":
-            alert.told_at = now
-        for channel in wanted:
-            self.dispatcher.submit(
-                Notice(channel, kind, alert.rule.id, [news], now, self.dashboard_url)
-            )
-        return "queued"
-
-    def _needs(self, channel: str, alert: Alert, news: AlertItem) -> bool:
-        assert self.dispatcher is not None
-        if news.state == "resolved" and alert.submitted == (news.incident, "firing"):
-            return True  # its firing is still waiting out group_wait: they meet there
-        return self.dispatcher.ledger.needs(channel, news)
-
-    def _reconcile(self, alert: Alert, now: datetime) -> None:
-        """Repeats, and news a channel still lacks (held until now, or lost to a restart)."""
-        if alert.state not in TELLS or alert.started is None:
-            return
-        if repeat_due(alert, now):
-            if self._tell(alert, now, "repeat") == "queued":  # durable: it restarts the clock
-                self.log.alert_event(now, "repeat", alert, "firing", "firing", result="queued",
-                                     durable=True)  # fmt: skip
-            return
-        if self._tell(alert, now) == "queued":
-            state = alert.state.value
-            self.log.alert_event(now, "notify", alert, state, state, result="queued", durable=True)
 
     def recheck(self, notice: Notice) -> Notice | None:
         """Just before a notice is queued: drop items whose news is held now."""
@@ -282,6 +238,10 @@ class AlertEngine:
         notice.items = keep
         return notice
 
+    def _flapping(self, service_id: str, at: datetime, started: bool) -> None:
+        alerts = self._by_service.get(service_id, [])
+        self.teller.flapping(service_id, self._history[service_id], alerts, at, started)
+
     def acknowledge(self, alert_id: str, who: str, comment: str = "") -> Alert | None:
         """Someone is on it: stop repeats until the alert resolves. None if not firing."""
         now = self.clock.now()
@@ -295,29 +255,6 @@ class AlertEngine:
         log.info("alert %s acknowledged by %s", alert_id, who)
         return alert
 
-    def _flapping(self, service_id: str, at: datetime, started: bool) -> None:
-        history = self._history[service_id]
-        alerts = self._by_service.get(service_id, [])
-        share = f"{history.flap_share:.0%}"
-        if not started:
-            log.info("%s stopped flapping (%s of recent checks changed)", service_id, share)
-            self.log.event(at, "flapping_end", service_id=service_id, before="flapping",
-                           after="settled", message=share, durable=True)  # fmt: skip
-            for alert in alerts:
-                self._reconcile(alert, at)
-            return
-        channels = sorted({c for a in alerts for c in a.rule.channels})
-        label = alerts[0].service.display_label if alerts else service_id
-        text = notices.flapping_text(label, share, history.flap_window)
-        log.warning(text)
-        self.log.event(at, "flapping", service_id=service_id, after="flapping", result="queued",
-                       message=text, channels=channels, durable=True)  # fmt: skip
-        if self.dispatcher is not None:
-            for channel in channels:
-                self.dispatcher.submit(
-                    notices.flapping_notice(channel, service_id, text, at, self.dashboard_url)
-                )
-
     # -- silences ------------------------------------------------------------------------
     def add_silence(
         self, *, service: str, rule: str, start: datetime, end: datetime, author: str,
@@ -330,7 +267,7 @@ class AlertEngine:
         with self._lock:
             self.silences.add(silence)
             for alert in list(self._live.values()):
-                self._reconcile(alert, now)
+                self.teller.reconcile(alert, now)
         log.info("silence %s added by %s until %s: %s", silence.id, author, end, comment)
         return silence
 
@@ -344,7 +281,7 @@ class AlertEngine:
             silence.end = now
             self.silences.remove(silence_id)
             for alert in list(self._live.values()):
-                self._reconcile(alert, now)
+                self.teller.reconcile(alert, now)
         log.info("silence %s expired early", silence_id)
         return silence
 
@@ -356,18 +293,8 @@ class AlertEngine:
             out = []
             for alert in self._live.values():
                 alert.hold = self.suppression.hold(alert, now)
-                out.append({**alert.as_dict(), **self.delivery(alert)})
+                out.append({**alert.as_dict(), **self.teller.delivery(alert)})
             return out
-
-    def delivery(self, alert: Alert) -> dict[str, Any]:
-        """``notified`` (some channel got the current news) and ``delivery`` per channel."""
-        if self.dispatcher is None or alert.state not in TELLS or not alert.incident:
-            return {"notified": False, "delivery": []}
-        ledger = self.dispatcher.ledger
-        return {
-            "notified": ledger.delivered(alert.id, alert.incident, alert.state.value),
-            "delivery": [s.as_dict() for s in ledger.states(alert.id, alert.incident)],
-        }
 
     def firing_count(self) -> int:
         with self._lock:
@@ -411,7 +338,7 @@ class AlertEngine:
             resumed = self.dispatcher.restore(self.log.notices(since))
         with self._lock:
             for alert in list(self._live.values()):
-                self._reconcile(alert, now)  # news never queued before the stop goes now
+                self.teller.reconcile(alert, now)  # news never queued before the stop goes now
         log.info("alert state restored: %d alerts, %d silences, %d notices resumed",
                  restored, len(snap.silences), resumed)  # fmt: skip
         return restored

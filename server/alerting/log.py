@@ -2,7 +2,10 @@
 
 Their columns (read from ``sql/``), every write, the restore after a restart
 and every read (the pages, the API, the daily report, the incidents view) go
-through here; nothing else names those tables.
+through here; nothing else names those tables. This module holds the writes,
+the outbox the delivery stages record in, and the restore; the reads for pages
+and reports live in :mod:`server.alerting.log_reads`, which :class:`AlertLog`
+inherits, so callers still ask the one alert log.
 
 Durability: a write that something outside depends on is on disk before that
 happens. Acks and silences before the API answers; a notice before its first
@@ -13,37 +16,29 @@ is queued and at the latest on the next tick (:meth:`AlertLog.sync`), so a
 
 from __future__ import annotations
 
-import functools
 import json
 import threading
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from server.alerting.log_reads import TABLES, AlertReads, Incident, aware, table_columns
 from server.alerting.silences import Silence
 from server.alerting.state import Alert
 from server.core.clock import Clock, SystemClock
 from server.notify.base import AlertItem, Notice
 from server.notify.ledger import DeliveryState
-from server.schema import Statement, Target, declared_columns, render_file, schema_files
 from server.storage import Storage
 
-HISTORY_EVENTS = ("transition", "delivery", "notify", "repeat", "ack", "recalled")
+# The alert log is the one place other modules ask about these tables: the column
+# lists and the helpers its reads return are part of its face.
+__all__ = ["TABLES", "AlertLog", "Incident", "Sink", "Snapshot", "aware", "decode", "encode",
+           "table_columns"]  # fmt: skip
+
 FINAL = ("delivered", "failed", "unconfirmed", "expired", "dropped")
 RESULT = {"delivered": "sent", "failed": "failed", "unconfirmed": "unconfirmed",
           "expired": "expired", "dropped": "dropped"}  # fmt: skip
-
-
-@functools.cache
-def table_columns(table: str) -> tuple[str, ...]:
-    """Column order of ``table`` as ``sql/`` declares it (one file per table)."""
-    name = next(f for f in schema_files() if f.split("_", 1)[1] == f"{table}.sql")
-    sql = render_file(name, Target("monitor"))[0]
-    return tuple(declared_columns(Statement(name, sql, "table", table)))
-
-
-TABLES = {t: table_columns(t) for t in ("alert_events", "silences", "notifications")}
 
 
 class Sink(Protocol):
@@ -57,20 +52,6 @@ class Sink(Protocol):
 
 
 @dataclass
-class Incident:
-    """One firing period of one alert: ``end`` is None while it still fires."""
-
-    rule_id: str
-    service_id: str
-    severity: str
-    start: datetime
-    end: datetime | None
-    cause: str
-    message: str = ""  # the firing transition's message
-    caused_by: str = ""  # the firing upstream service inhibition named, if any
-
-
-@dataclass
 class Snapshot:
     """What a restart reads back (see :meth:`AlertLog.restore`)."""
 
@@ -81,8 +62,9 @@ class Snapshot:
     statuses: dict[str, list[int]] = field(default_factory=dict)  # newest first
 
 
-class AlertLog:
-    """Writes through ``sink``; reads from ``storage`` (either may be absent)."""
+class AlertLog(AlertReads):
+    """Writes through ``sink``; reads from ``storage`` (either may be absent); the reads
+    for pages and reports are inherited from :class:`~server.alerting.log_reads.AlertReads`."""
 
     def __init__(
         self, sink: Sink | None, storage: Storage | None, clock: Clock | None = None
@@ -271,202 +253,6 @@ class AlertLog:
         rows = self._query(f"SELECT count() AS n FROM {self._db()}.notifications "
                            "WHERE notice_id = {id:String}", id=notice_id)  # fmt: skip
         return bool(rows and int(rows[0]["n"]))
-
-    # -- reads for the web, the report and the incidents view --------------------------------
-    def history(self, service_id: str | None, limit: int = 50) -> list[dict[str, Any]]:
-        """The newest alert events, of one service or all."""
-        cols = ", ".join(TABLES["alert_events"])
-        return self._query(f"""
-            SELECT {cols} FROM {self._db()}.alert_events
-            WHERE ({{sid:String}} = '' OR service_id = {{sid:String}})
-              AND event IN {{events:Array(String)}}
-            ORDER BY timestamp DESC LIMIT {{limit:UInt32}}""",
-            sid=service_id or "", events=list(HISTORY_EVENTS), limit=limit)  # fmt: skip
-
-    def states(self, now: datetime) -> list[dict[str, Any]]:
-        """Latest state per alert (pending, firing, or resolved within a day)."""
-        return self._query(f"""
-            SELECT rule_id, service_id,
-                   argMaxIf(to_state, timestamp, event = 'transition') AS state,
-                   maxIf(timestamp, event = 'transition') AS since,
-                   maxIf(timestamp, event = 'transition' AND to_state = 'firing') AS started,
-                   argMaxIf(severity, timestamp, event = 'transition') AS severity,
-                   argMaxIf(value, timestamp, event = 'transition') AS value,
-                   argMaxIf(message, timestamp, event = 'transition') AS message,
-                   argMaxIf(delivery_result, timestamp, event = 'transition') AS result,
-                   argMaxIf(caused_by, timestamp, event = 'transition') AS caused_by
-            FROM {self._db()}.alert_events WHERE rule_id != ''
-            GROUP BY rule_id, service_id
-            HAVING state IN ('pending', 'firing')
-                OR (state = 'resolved' AND since > {{day:DateTime64(3, 'UTC')}})""",
-            day=now - timedelta(days=1))  # fmt: skip
-
-    def deliveries(self, since: datetime) -> dict[str, list[dict[str, Any]]]:
-        """Per alert id, the newest notice per channel queued since ``since`` and its state:
-        ``{alert_id: [{channel, state, item_state, incident, attempts, error, ...}]}``."""
-        rows = self._query(f"""
-            SELECT alert_id, to_channel AS channel,
-                   argMax(item_state, (first, notice_id)) AS news,
-                   argMax(incident, (first, notice_id)) AS of_incident,
-                   argMax(tuple(notice_id, last_state, tries, last_error, first, changed, gave_up),
-                          (first, notice_id)) AS latest
-            FROM (
-                SELECT notice_id, any(channel) AS to_channel, min(queued_at) AS first,
-                       argMax(state, revision) AS last_state, argMax(attempts, revision) AS tries,
-                       argMax(error, revision) AS last_error, max(changed_at) AS changed,
-                       argMax(permanent, revision) AS gave_up,
-                       any(alert_ids) AS ids, any(item_states) AS states, any(incidents) AS incs
-                FROM {self._db()}.notifications WHERE queued_at >= {{since:DateTime64(3, 'UTC')}}
-                GROUP BY notice_id HAVING length(ids) > 0
-            ) ARRAY JOIN ids AS alert_id, states AS item_state, incs AS incident
-            GROUP BY alert_id, to_channel ORDER BY alert_id, channel""", since=since)  # fmt: skip
-        out: dict[str, list[dict[str, Any]]] = {}
-        for row in rows:
-            notice_id, state, attempts, error, queued, changed, gave_up = row["latest"]
-            out.setdefault(row["alert_id"], []).append({
-                "channel": row["channel"], "notice_id": notice_id, "state": state,
-                "item_state": row["news"], "incident": row["of_incident"],
-                "attempts": int(attempts), "error": error or None,
-                "permanent": bool(int(gave_up)) if state == "failed" else None,
-                "queued_at": aware(queued).isoformat(), "changed_at": aware(changed).isoformat(),
-            })  # fmt: skip
-        return out
-
-    def incidents(
-        self, start: datetime, end: datetime, service_id: str | None = None,
-        lookback: timedelta = timedelta(days=30),
-    ) -> list[Incident]:  # fmt: skip
-        """Firing periods overlapping ``[start, end)``, oldest first (a start is looked
-        for up to ``lookback`` before ``start``)."""
-        rows = self._query(f"""
-            SELECT timestamp, rule_id, service_id, to_state, severity, message, caused_by
-            FROM {self._db()}.alert_events
-            WHERE event = 'transition' AND rule_id != '' AND to_state IN ('firing', 'resolved')
-              AND ({{sid:String}} = '' OR service_id = {{sid:String}})
-              AND timestamp >= {{since:DateTime64(3, 'UTC')}}
-              AND timestamp < {{end:DateTime64(3, 'UTC')}}
-            ORDER BY rule_id, service_id, timestamp""",
-            sid=service_id or "", since=start - lookback, end=end)  # fmt: skip
-        out: list[Incident] = []
-        opened: dict[tuple[str, str], dict[str, Any]] = {}
-        for row in rows:
-            key = (row["rule_id"], row["service_id"])
-            if row["to_state"] == "firing":
-                opened.setdefault(key, row)
-            elif key in opened:
-                out.append(_incident(opened.pop(key), aware(row["timestamp"])))
-        out += [_incident(row, None) for row in opened.values()]
-        return sorted((i for i in out if i.end is None or i.end > start), key=lambda i: i.start)
-
-    def firing_periods(
-        self, start: datetime, end: datetime, *, since: datetime, about: str = "",
-        services: list[str] | None = None, limit: int = 0,
-    ) -> list[Incident]:  # fmt: skip
-        """Firing periods overlapping ``[start, end)`` whose firing is after ``since``,
-        paired in ClickHouse (one row each: converting rows is what costs), open ones
-        first, then newest first; a firing ends at the alert's next transition.
-
-        ``about``: only periods of that service or caused by it; ``services``: only
-        those services'; ``limit``: at most that many (0: all)."""
-        rows = self._query(f"""
-            SELECT rule_id, service_id, severity, message, caused_by, began,
-                   if(has_next, next_at, NULL) AS ended
-            FROM (
-                SELECT rule_id, service_id, to_state, severity, message, caused_by,
-                       timestamp AS began, leadInFrame(timestamp) OVER w AS next_at,
-                       leadInFrame(toUInt8(1)) OVER w AS has_next
-                FROM {self._db()}.alert_events
-                WHERE event = 'transition' AND rule_id != ''
-                  AND to_state IN ('firing', 'resolved')
-                  AND ({{all:UInt8}} OR service_id IN {{ids:Array(String)}})
-                  AND timestamp >= {{since:DateTime64(3, 'UTC')}}
-                  AND timestamp < {{end:DateTime64(3, 'UTC')}}
-                WINDOW w AS (PARTITION BY rule_id, service_id ORDER BY timestamp
-                             ROWS BETWEEN CURRENT ROW AND 1 FOLLOWING)
-            )
-            WHERE to_state = 'firing' AND (NOT has_next OR next_at > {{start:DateTime64(3, 'UTC')}})
-              AND ({{about:String}} = '' OR service_id = {{about:String}}
-                   OR caused_by = {{about:String}})
-            ORDER BY has_next, began DESC, rule_id, service_id
-            LIMIT {{limit:UInt32}}""", all=int(services is None), ids=services or [],
-            since=since, start=start, end=end, about=about, limit=limit or 2**32 - 1)  # fmt: skip
-        return [_incident({**r, "timestamp": r["began"]}, aware(r["ended"]) if r["ended"] else None)
-                for r in rows]  # fmt: skip
-
-    def events(self, start: datetime, end: datetime, events: tuple[str, ...],
-               service_ids: list[str] | None = None) -> list[dict[str, Any]]:  # fmt: skip
-        """``alert_events`` rows of the kinds ``events`` in ``[start, end]``, oldest first
-        (of ``service_ids`` only, when given): acks and timelines of incidents."""
-        cols = ", ".join(TABLES["alert_events"])
-        return self._query(f"""
-            SELECT {cols} FROM {self._db()}.alert_events
-            WHERE event IN {{events:Array(String)}}
-              AND ({{all:UInt8}} OR service_id IN {{ids:Array(String)}})
-              AND timestamp >= {{start:DateTime64(3, 'UTC')}}
-              AND timestamp <= {{end:DateTime64(3, 'UTC')}}
-            ORDER BY timestamp, event""", events=list(events), all=int(service_ids is None),
-            ids=service_ids or [], start=start, end=end)  # fmt: skip
-
-    def incident_notices(self, since: datetime) -> dict[str, list[dict[str, Any]]]:
-        """Per incident key (``<alert id>@<start>``), the notices queued since ``since`` that
-        told of it, oldest first: ``{notice_id, channel, kind, item_state, state, attempts,
-        error, queued_at, changed_at}`` with ``state`` the newest revision's."""
-        out: dict[str, list[dict[str, Any]]] = {}
-        for row in self._query(f"""
-            SELECT notice_id, any(channel) AS to_channel, any(kind) AS notice_kind,
-                   argMax(state, revision) AS last_state, argMax(attempts, revision) AS tries,
-                   argMax(error, revision) AS last_error, min(queued_at) AS queued,
-                   max(changed_at) AS changed, any(incidents) AS incs, any(item_states) AS news
-            FROM {self._db()}.notifications WHERE queued_at >= {{since:DateTime64(3, 'UTC')}}
-            GROUP BY notice_id HAVING length(incs) > 0 ORDER BY queued, notice_id""",
-            since=since):  # fmt: skip
-            for key, news in zip(row["incs"], row["news"], strict=False):
-                out.setdefault(key, []).append({
-                    "notice_id": row["notice_id"], "channel": row["to_channel"],
-                    "kind": row["notice_kind"], "item_state": news, "state": row["last_state"],
-                    "attempts": int(row["tries"]), "error": row["last_error"],
-                    "queued_at": aware(row["queued"]), "changed_at": aware(row["changed"]),
-                })  # fmt: skip
-        return out
-
-    def silences_between(self, start: datetime, end: datetime) -> list[Silence]:
-        """Runtime silences (newest version each) that were in force during ``[start, end]``."""
-        rows = self._query(f"""
-            SELECT silence_id, argMax(service, updated_at) AS service,
-                   argMax(rule, updated_at) AS rule, argMax(starts_at, updated_at) AS starts_at,
-                   argMax(ends_at, updated_at) AS ends_at, argMax(author, updated_at) AS author,
-                   argMax(comment, updated_at) AS comment, min(created_at) AS created_at
-            FROM {self._db()}.silences GROUP BY silence_id
-            HAVING ends_at > {{start:DateTime64(3, 'UTC')}}
-               AND starts_at < {{end:DateTime64(3, 'UTC')}} ORDER BY starts_at""",
-            start=start, end=end)  # fmt: skip
-        return [Silence(r["silence_id"], r["service"], r["rule"], aware(r["starts_at"]),
-                        aware(r["ends_at"]), author=r["author"], comment=r["comment"],
-                        created_at=aware(r["created_at"])) for r in rows]  # fmt: skip
-
-    # -- plumbing ------------------------------------------------------------------------------
-    def _db(self) -> str:
-        if self.storage is None:
-            raise RuntimeError("this alert log has no storage to read")
-        return self.storage.database
-
-    def _query(self, sql: str, **params: Any) -> list[dict[str, Any]]:
-        assert self.storage is not None
-        return self.storage.query(sql, params or None)
-
-
-def _incident(fired: dict[str, Any], resolved: datetime | None) -> Incident:
-    cause = fired["message"] + (f" (caused by {fired['caused_by']})" if fired["caused_by"] else "")
-    return Incident(fired["rule_id"], fired["service_id"], fired["severity"],
-                    aware(fired["timestamp"]), resolved, cause, fired["message"],
-                    fired["caused_by"])  # fmt: skip
-
-
-def aware(value: datetime | str) -> datetime:
-    """An aware UTC time from a stored one (inside tuples the engines return text)."""
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def encode(notice: Notice) -> str:

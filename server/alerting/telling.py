@@ -1,0 +1,128 @@
+"""Telling: handing an alert's news to the channels still lacking it.
+
+The engine (:mod:`.engine`) moves the state machine; a :class:`Teller` turns
+what it decided into notices for the delivery stages (:mod:`server.notify`) and
+records what was queued in the alert log: the news of a transition, news a
+channel still lacks (a hold ended, a restart), repeats and flapping notices. The
+dispatcher's ledger is the one notion of "told", asked both here and for what
+the API shows of each alert's delivery. The engine calls in under its lock;
+nothing here calls back into the engine.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from server.alerting import notices
+from server.alerting.history import History
+from server.alerting.log import AlertLog
+from server.alerting.state import Alert, AlertState, repeat_due
+from server.alerting.suppression import Suppression
+from server.notify.base import AlertItem, Notice, NoticeKind
+from server.notify.dispatcher import Dispatcher
+
+log = logging.getLogger("lightbulb.alerting")
+RECENT_RESOLVED = timedelta(hours=24)
+TELLS = (AlertState.FIRING, AlertState.RESOLVED)
+
+
+class Teller:
+    """Queues alert news on ``dispatcher`` (None: no channels, nothing is told) and
+    records it in ``alert_log``. :meth:`configure` sets what a config reload changes."""
+
+    def __init__(
+        self, alert_log: AlertLog, dispatcher: Dispatcher | None, started: datetime
+    ) -> None:
+        self.log = alert_log
+        self.dispatcher = dispatcher
+        self.started = started  # the fallback start of an alert firing since before a restart
+        self.suppression: Suppression | None = None
+        self.dashboard_url = ""
+
+    def configure(self, suppression: Suppression, dashboard_url: str) -> None:
+        self.suppression = suppression
+        self.dashboard_url = dashboard_url
+
+    def tell(self, alert: Alert, now: datetime, kind: NoticeKind = "alert") -> str:
+        """Hand the alert's news to the channels still lacking it; returns what happened
+        to it (``queued``, ``silenced``/``inhibited``/``flapping``, ``none``, or '')."""
+        if not alert.rule.channels or self.dispatcher is None:
+            return "none"
+        key = (alert.incident, "firing" if alert.state is AlertState.FIRING else "resolved")
+        if kind == "alert" and alert.submitted == key:
+            return ""  # the hot path: this news was handed over, or needs no telling
+        news = notices.item(alert, self.started)
+        wanted = [c for c in alert.rule.channels if kind == "repeat" or self._needs(c, alert, news)]
+        if not wanted:
+            alert.submitted = key
+            return ""
+        assert self.suppression is not None, "configure() first"
+        alert.hold = self.suppression.hold(alert, now)
+        if alert.hold.reason:
+            return alert.hold.reason
+        news = replace(news, caused_by=alert.hold.cause)
+        alert.submitted = key
+        if news.state == "firing":
+            alert.told_at = now
+        for channel in wanted:
+            self.dispatcher.submit(
+                Notice(channel, kind, alert.rule.id, [news], now, self.dashboard_url)
+            )
+        return "queued"
+
+    def _needs(self, channel: str, alert: Alert, news: AlertItem) -> bool:
+        assert self.dispatcher is not None
+        if news.state == "resolved" and alert.submitted == (news.incident, "firing"):
+            return True  # its firing is still waiting out group_wait: they meet there
+        return self.dispatcher.ledger.needs(channel, news)
+
+    def reconcile(self, alert: Alert, now: datetime) -> None:
+        """Repeats, and news a channel still lacks (held until now, or lost to a restart)."""
+        if alert.state not in TELLS or alert.started is None:
+            return
+        if repeat_due(alert, now):
+            if self.tell(alert, now, "repeat") == "queued":  # durable: it restarts the clock
+                self.log.alert_event(now, "repeat", alert, "firing", "firing", result="queued",
+                                     durable=True)  # fmt: skip
+            return
+        if self.tell(alert, now) == "queued":
+            state = alert.state.value
+            self.log.alert_event(now, "notify", alert, state, state, result="queued", durable=True)
+
+    def flapping(
+        self, service_id: str, history: History, alerts: list[Alert], at: datetime, started: bool
+    ) -> None:
+        """A service started (or stopped) flapping: record it and notify the channels of
+        its alerts; when it settles, tell what its alerts' channels lack now."""
+        share = f"{history.flap_share:.0%}"
+        if not started:
+            log.info("%s stopped flapping (%s of recent checks changed)", service_id, share)
+            self.log.event(at, "flapping_end", service_id=service_id, before="flapping",
+                           after="settled", message=share, durable=True)  # fmt: skip
+            for alert in alerts:
+                self.reconcile(alert, at)
+            return
+        channels = sorted({c for a in alerts for c in a.rule.channels})
+        label = alerts[0].service.display_label if alerts else service_id
+        text = notices.flapping_text(label, share, history.flap_window)
+        log.warning(text)
+        self.log.event(at, "flapping", service_id=service_id, after="flapping", result="queued",
+                       message=text, channels=channels, durable=True)  # fmt: skip
+        if self.dispatcher is not None:
+            for channel in channels:
+                self.dispatcher.submit(
+                    notices.flapping_notice(channel, service_id, text, at, self.dashboard_url)
+                )
+
+    def delivery(self, alert: Alert) -> dict[str, Any]:
+        """``notified`` (some channel got the current news) and ``delivery`` per channel."""
+        if self.dispatcher is None or alert.state not in TELLS or not alert.incident:
+            return {"notified": False, "delivery": []}
+        ledger = self.dispatcher.ledger
+        return {
+            "notified": ledger.delivered(alert.id, alert.incident, alert.state.value),
+            "delivery": [s.as_dict() for s in ledger.states(alert.id, alert.incident)],
+        }

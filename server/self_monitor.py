@@ -1,0 +1,156 @@
+"""The daemon's account of itself: its figures and its own ``service_status`` row.
+
+:class:`SelfMonitor` answers ``/metrics`` and ``/readyz`` (the web's
+``DaemonState``) and records the daemon as a service (``SELF_ID``) every
+``SELF_INTERVAL`` (server/periodic.py): scheduler lag, write queue and spool,
+alerts firing, notices, its own CPU and memory. Everything is read from memory,
+so it answers while ClickHouse is away. The daemon (:mod:`server.daemon`) wires
+it; nothing here starts or stops anything.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import psutil
+
+from checkers.base import CheckResult, Metric, Status
+from server.alerting.engine import AlertEngine
+from server.config.checks import RESERVED_ID
+from server.config.models import ServiceConfig
+from server.core.clock import Clock
+from server.latest import LatestResults
+from server.notify.dispatcher import Dispatcher
+from server.recorder import Recorder
+from server.scheduler import CheckScheduler
+from server.web.context import ServiceState
+from server.writer import Writer
+
+SELF_ID = RESERVED_ID
+
+
+class SelfService:
+    """The daemon's own row in service_status."""
+
+    id = SELF_ID
+    type = "lightbulb"
+    stack = "lightbulb"
+
+
+class SelfMonitor:
+    """Figures of the running daemon's parts; ``services()`` gives the configured
+    services as they are now (a reload changes them)."""
+
+    def __init__(
+        self, *, scheduler: CheckScheduler, writer: Writer, alerts: AlertEngine,
+        dispatcher: Dispatcher, latest: LatestResults, recorder: Recorder, clock: Clock,
+        services: Callable[[], Sequence[ServiceConfig]],
+    ) -> None:  # fmt: skip
+        self.scheduler = scheduler
+        self.writer = writer
+        self.alerts = alerts
+        self.dispatcher = dispatcher
+        self.latest = latest
+        self.recorder = recorder
+        self.clock = clock
+        self.services = services
+
+    def health(self) -> dict[str, Any]:
+        """Figures for /metrics and /readyz."""
+        stats, wstats = self.scheduler.stats, self.writer.stats
+        return {
+            "scheduler_running": self.scheduler.running,
+            "storage_reachable": self.writer.reachable,
+            "lag_p50_ms": stats.lag_percentile(0.5),
+            "lag_p99_ms": stats.lag_percentile(0.99),
+            "checks_total": stats.checks,
+            "check_timeouts": stats.timeouts,
+            "in_flight": self.scheduler.in_flight(),
+            "check_durations": self.scheduler.durations(),
+            "checks_by_service": self.scheduler.checks_by_service(),
+            "rows_written": wstats.rows_written,
+            "write_errors": wstats.write_errors,
+            "queue_rows": self.writer.pending_rows(),
+            "spool_bytes": self.writer.spool.wal.size,
+            "spool_batches": self.writer.inserter.open_batches,
+            "spool_dropped": wstats.rows_dropped,
+            "rows_set_aside": wstats.rows_set_aside,
+            "rejected_batches": self.writer.rejected_batches(),
+            "push_refusals": wstats.busy_refusals,
+            "alerts_firing": self.alerts.firing_count(),
+            "notifications": self.dispatcher.stats(),
+            "alert_delivery": [
+                (a["id"], d["channel"], d["state"])
+                for a in self.alerts.alerts()
+                for d in a["delivery"]
+            ],
+        }
+
+    def service_states(self) -> list[ServiceState]:
+        """Every configured service's last result since start (or restored status), from memory."""
+        out = []
+        for service in self.services():
+            latest = self.latest.get(service.id)
+            restored = self.recorder.last_status.get(service.id)
+            code = latest.status_code if latest else int(restored if restored is not None
+                                                          else Status.UNKNOWN)  # fmt: skip
+            out.append(ServiceState(service.id, service.stack, service.type, code,
+                                    latest is not None or restored is not None,
+                                    latest.response_time_ms if latest else None,
+                                    latest.at if latest else None))  # fmt: skip
+        return out
+
+    def record(self) -> None:
+        """Write the daemon's own ``service_status`` row (every ``SELF_INTERVAL``)."""
+        stats, wstats = self.scheduler.stats, self.writer.stats
+        p50, p99 = stats.lag_percentile(0.5), stats.lag_percentile(0.99)
+        metrics = [
+            Metric("scheduler_lag_p50_ms", p50, "ms"),
+            Metric("scheduler_lag_p99_ms", p99, "ms"),
+            Metric("checks_in_flight", self.scheduler.in_flight(), "count"),
+            Metric("write_queue_rows", self.writer.pending_rows(), "rows"),
+            Metric("spool_bytes", self.writer.spool.wal.size, "bytes"),
+            Metric("spool_dropped_rows", wstats.rows_dropped, "rows"),
+            Metric("rows_set_aside", wstats.rows_set_aside, "rows"),
+            Metric("push_refusals", wstats.busy_refusals, "count"),
+            Metric("write_latency_ms", round(wstats.last_write_ms, 2), "ms"),
+            Metric("write_errors", wstats.write_errors, "count"),
+            Metric("rows_written", wstats.rows_written, "rows"),
+            Metric("checks_total", stats.checks, "count"),
+            Metric("check_timeouts", stats.timeouts, "count"),
+        ]
+        status, message = Status.OK, f"{stats.checks} checks, lag p99 {p99:.0f} ms"
+        if not self.writer.reachable:
+            status = Status.DEGRADED
+            message = (
+                f"ClickHouse not taking writes: {self.writer.pending_rows()} rows "
+                f"({self.writer.spool.wal.size} bytes) wait in the spool"
+            )
+        elif wstats.rows_set_aside:
+            status = Status.DEGRADED
+            message = (
+                f"{wstats.rows_set_aside} rows refused by ClickHouse are set aside "
+                "(lightbulb spool list)"
+            )
+        cpu, memory, rss = own_usage()
+        metrics.append(Metric("rss_bytes", rss, "bytes"))
+        result = CheckResult(status, message, {"pid": os.getpid()}, cpu_usage=cpu,
+                             memory_usage=memory, metrics=metrics)  # fmt: skip
+        self.recorder.record(SelfService(), result, self.clock.now())
+
+
+_OWN_PROCESS = psutil.Process()
+
+
+def own_usage() -> tuple[float, float, int]:
+    """The daemon's CPU percent since the last call, memory percent and RSS in bytes.
+
+    The same measures ``python_process`` takes of a watched process, so the daemon's
+    own row needs no second service watching it (the demo had two such tiles).
+    """
+    with _OWN_PROCESS.oneshot():
+        cpu = _OWN_PROCESS.cpu_percent(None)
+        rss = int(_OWN_PROCESS.memory_info().rss)
+    return cpu, round(rss / psutil.virtual_memory().total * 100, 3), rss
