@@ -35,6 +35,7 @@ from server.config import Config, ConfigError, missing_sections
 from server.config import warnings as config_warnings
 from server.config.checks import RESERVED_ID
 from server.core.clock import Clock, SystemClock
+from server.core import redact
 from server.core.redact import LoggingFilter, RedactingListener, RedactingSink
 from server.latest import LatestResults
 from server.notify.dispatcher import Dispatcher
@@ -75,6 +76,7 @@ class Daemon:
         self.config_path = config_path
         self.clock = clock or SystemClock()
         self.config: Config = load_config(config_path)
+        self.secrets = redact.hold()  # masked while this daemon lives, across reloads
         for warning in config_warnings(self.config):
             log.warning("%s: %s", config_path, warning)
         temporal_budget.configure(self.config.temporal.max_visibility_rps)
@@ -241,6 +243,7 @@ class Daemon:
         """
         try:
             config = load_config(self.config_path)
+            self.secrets.keep()
         except ConfigError as exc:
             log.error("reload rejected, keeping the running config:\n%s", exc.report())
             return
