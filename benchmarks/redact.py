@@ -97,8 +97,9 @@ def bench_messages(services: int, count: int) -> None:
     began = time.perf_counter()
     masked = sum(redact.MASK in redactor.text(t) for t in texts)
     took = time.perf_counter() - began
+    per = took / count * 1e6
     print(f"messages: {len(env):,} secrets learned in {learned * 1000:.0f} ms; "
-          f"{took / count * 1e6:.1f} us per message ({count:,} messages, {masked:,} masked)")  # fmt: skip
+          f"{per:.1f} us per message ({count:,} messages, {masked:,} masked)")  # fmt: skip
 
 
 def generate(store: EmbeddedStorage, services: int) -> None:

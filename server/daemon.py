@@ -34,8 +34,8 @@ from server.analytics.report import latest_day
 from server.config import Config, ConfigError, missing_sections
 from server.config import warnings as config_warnings
 from server.config.checks import RESERVED_ID
-from server.core.clock import Clock, SystemClock
 from server.core import redact
+from server.core.clock import Clock, SystemClock
 from server.core.redact import LoggingFilter, RedactingListener, RedactingSink
 from server.latest import LatestResults
 from server.notify.dispatcher import Dispatcher

@@ -38,7 +38,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import quote, quote_plus, unquote, urlsplit
 
-from server.core.redact_match import MIN_SUBSTRING_LENGTH, Matcher, matcher
+from server.core.redact_match import Matcher, matcher
 from server.core.secret import Secret
 
 MASK = "<secret>"

@@ -27,10 +27,10 @@ MIN_SUBSTRING_LENGTH = 8
 _CACHE = 8  # secret sets kept compiled: a reload, or tests switching between configs
 
 # Not after a letter or digit (or after an escape that ends in one): checked once the
-# first character is consumed (``.``), so the engine can still skip on that character.
+# first character (a newline too) is consumed, so the engine can still skip on it.
 _BEFORE = (
-    r"(?:(?<![^\W_].)|(?<=\\[abfnrtv0].)|(?<=\\x[0-9A-Fa-f]{2}.)"
-    r"|(?<=\\u[0-9A-Fa-f]{4}.)|(?<=\\U[0-9A-Fa-f]{8}.)|(?<=%[0-9A-Fa-f]{2}.))"
+    r"(?:(?<![^\W_][\s\S])|(?<=\\[abfnrtv0][\s\S])|(?<=\\x[0-9A-Fa-f]{2}[\s\S])"
+    r"|(?<=\\u[0-9A-Fa-f]{4}[\s\S])|(?<=\\U[0-9A-Fa-f]{8}[\s\S])|(?<=%[0-9A-Fa-f]{2}[\s\S]))"
 )
 _AFTER = r"(?![^\W_])"
 
@@ -101,8 +101,8 @@ def _trie(words: Iterable[str], after_first: str = "") -> str:
 
 def _emit(node: dict[str, dict], after_first: str = "") -> str:  # type: ignore[type-arg]
     branches = []
-    for char in sorted(k for k in node if k):
-        child, chain = node[char], char
+    for first in sorted(k for k in node if k):
+        child, chain = node[first], first
         while len(child) == 1 and "" not in child:
             ((char, child),) = child.items()
             chain += char
