@@ -71,7 +71,7 @@ def test_a_hold_keeps_a_daemons_secrets_across_later_loads_until_released() -> N
 
 def test_a_thousand_secrets_are_each_masked_in_every_spelling() -> None:
     redactor = Redactor()
-    values = [f"tok{i:04d}-{i * 7919 % 10007:05d}\"/é" for i in range(1000)]
+    values = [f'tok{i:04d}-{i * 7919 % 10007:05d}"/é' for i in range(1000)]
     redactor.learn(values)
     for value in values[::97]:
         for form in escaped_forms(value):
@@ -125,8 +125,8 @@ def reference(text: str, values: list[str]) -> str:
 
 @settings(max_examples=300, deadline=None)
 @given(
-    values=st.lists(st.text(alphabet="ab1-\n\"é", min_size=4, max_size=10), max_size=5),
-    pieces=st.lists(st.text(alphabet="ab1- \n\"é%0A\\", max_size=6), max_size=8),
+    values=st.lists(st.text(alphabet='ab1-\n"é', min_size=4, max_size=10), max_size=5),
+    pieces=st.lists(st.text(alphabet='ab1- \n"é%0A\\', max_size=6), max_size=8),
 )
 def test_the_trie_masks_exactly_what_each_spelling_searched_alone_would(
     values: list[str], pieces: list[str]
