@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from server.core import redact
 from server.core.redact import MASK, Redactor, escaped_forms
-from server.core.redact_match import MIN_SUBSTRING_LENGTH
+from server.core.redact_match import MIN_SUBSTRING_LENGTH, Matcher
 from server.validation import parse_config
 
 MAIL = """
@@ -139,3 +139,9 @@ def test_the_trie_masks_exactly_what_each_spelling_searched_alone_would(
     masked = redactor.text(text)
     # the URL rules run after the values and only add masks; none apply to this alphabet
     assert masked == expected
+
+
+def test_values_nested_deeper_than_the_recursion_limit_are_still_masked() -> None:
+    # each value a prefix of the next: a trie as deep as the longest value
+    found = Matcher({"s" * n for n in range(8, 1500)}, {"word"})
+    assert found.mask("x " + "s" * 40 + " word words", MASK) == f"x {MASK} {MASK} words"

@@ -39,9 +39,17 @@ class Matcher:
     """The spellings of one secret set, compiled; immutable, so shared between threads."""
 
     def __init__(self, anywhere: set[str], words: set[str]) -> None:
-        parts = [_trie(anywhere)] if anywhere else []
+        try:
+            self._compile(anywhere, words, _trie)
+        except RecursionError:  # thousands of values each a prefix of the next
+            self._compile(anywhere, words, _flat)
+
+    def _compile(
+        self, anywhere: set[str], words: set[str], build: Callable[[Iterable[str], str], str]
+    ) -> None:
+        parts = [build(anywhere, "")] if anywhere else []
         if words:
-            parts.append("(?:" + _trie(words, after_first=_BEFORE) + ")" + _AFTER)
+            parts.append("(?:" + build(words, _BEFORE) + ")" + _AFTER)
         body = "|".join(f"(?:{p})" for p in parts)
         self._first = re.compile(body)
         self._every = re.compile(f"(?=({body}))")
@@ -97,6 +105,12 @@ def _trie(words: Iterable[str], after_first: str = "") -> str:
             node = node.setdefault(char, {})
         node[""] = {}
     return _emit(root, after_first)
+
+
+def _flat(words: Iterable[str], after_first: str = "") -> str:
+    """The same as :func:`_trie` as a plain alternation, longest first (slower to scan)."""
+    ordered = sorted(words, key=len, reverse=True)
+    return "|".join(re.escape(w[0]) + after_first + re.escape(w[1:]) for w in ordered)
 
 
 def _emit(node: dict[str, dict], after_first: str = "") -> str:  # type: ignore[type-arg]
