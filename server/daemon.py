@@ -32,6 +32,7 @@ from server.analytics.burn import BurnCounts
 from server.analytics.report import latest_day
 from server.config import Config, ConfigError, missing_sections
 from server.config import warnings as config_warnings
+from server.core import redact
 from server.core.clock import Clock, SystemClock
 from server.core.redact import LoggingFilter, RedactingListener, RedactingSink
 from server.latest import LatestResults
@@ -64,6 +65,7 @@ class Daemon:
         self.config_path = config_path
         self.clock = clock or SystemClock()
         self.config: Config = load_config(config_path)
+        self.secrets = redact.hold()  # masked while this daemon lives, across reloads
         for warning in config_warnings(self.config):
             log.warning("%s: %s", config_path, warning)
         temporal_budget.configure(self.config.temporal.max_visibility_rps)
@@ -238,6 +240,7 @@ class Daemon:
         """
         try:
             config = load_config(self.config_path)
+            self.secrets.keep()
         except ConfigError as exc:
             log.error("reload rejected, keeping the running config:\n%s", exc.report())
             return

@@ -2,11 +2,12 @@
 
 :func:`redact` replaces, in any text, with :data:`MASK`:
 
-- every secret value the loaded config holds (:func:`learn`): each value that came
-  from a ``${ENV}`` variable (6 characters or more: shorter ones, such as a port,
+- every secret value of the loaded config (:meth:`Redactor.load`): each value that
+  came from a ``${ENV}`` variable (6 characters or more: shorter ones, such as a port,
   would mask ordinary text) and each value of a secret-typed setting (passwords,
   tokens, webhook and Slack URLs, 4 characters or more), each in every escaped
   spelling a message may give it (:func:`escaped_forms`: repr, JSON, HTML, URL);
+  values under 8 characters only as a whole word (:mod:`server.core.redact_match`);
 - the ``Authorization: Basic`` token of a URL with userinfo (:func:`basic_credentials`);
 - the userinfo of any URL (``https://user:pass@host`` -> ``https://<secret>@host``);
 - the value of any URL query parameter named like a credential
@@ -15,24 +16,29 @@
 It is applied at the choke points rather than in each checker or channel: results
 on their way to rows and alerts, every row written, every notice the dispatcher
 queues, every log record (:class:`LoggingFilter`), every page and JSON answer, and
-what the CLI prints. Learned values are kept for the life of the process (a reload adds, never
-forgets: old secrets may still sit in queued text).
+what the CLI prints. Each config load replaces the values of the one before, so a
+config loaded in one test or command masks nothing in the next; a daemon takes a
+:class:`Hold`, which keeps its values across reloads (a reload adds, never forgets:
+old secrets may still sit in queued text) until the daemon is gone.
 """
 
 from __future__ import annotations
 
 import base64
 import dataclasses
+import functools
 import html
 import json
 import logging
 import re
 import shlex
 import threading
+import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import quote, quote_plus, unquote, urlsplit
 
+from server.core.redact_match import Matcher, matcher
 from server.core.secret import Secret
 
 MASK = "<secret>"
@@ -92,13 +98,14 @@ ESCAPES: tuple[Callable[[str], str], ...] = (
 )
 
 
-def escaped_forms(secret: str) -> set[str]:
+@functools.lru_cache(maxsize=65536)
+def escaped_forms(secret: str) -> frozenset[str]:
     """``secret`` and every spelling of it the escapes of :data:`ESCAPES` give, one or two
     deep (a repr inside JSON, a URL-quoted value in a repr); a plain word gives itself."""
     forms = {secret}
     for _depth in range(2):
         forms |= {escape(form) for form in forms for escape in ESCAPES}
-    return forms
+    return frozenset(forms)
 
 
 def basic_credentials(value: Any) -> set[str]:
@@ -122,56 +129,101 @@ def basic_credentials(value: Any) -> set[str]:
 
 
 class Redactor:
-    """Masks learned secret values and URL credentials; thread-safe, cheap when idle."""
+    """Masks secret values and URL credentials; thread-safe, cheap when idle.
+
+    Values are scoped: :meth:`load` replaces the values of the previous config load
+    (a config loaded in one test, or by ``lightbulb config check``, stops masking
+    text once another config is loaded), :meth:`learn` adds to them, and a
+    :class:`Hold` (what a daemon takes) keeps values masked for as long as it lives.
+    Values of :data:`MIN_SUBSTRING_LENGTH` characters or more are masked wherever
+    they appear; shorter ones only as a whole word (:func:`server.core.redact_match.matcher`).
+    """
 
     def __init__(self) -> None:
-        self._values: set[str] = set()
-        self._pattern: re.Pattern[str] | None = None
+        self._loaded: frozenset[str] = frozenset()
+        self._held: dict[int, frozenset[str]] = {}
+        self._matcher: Matcher | None = None
         self._lock = threading.Lock()
 
     def learn(self, values: Iterable[str]) -> None:
-        """Add secret values to mask from now on, with every escaped spelling of each
-        (:func:`escaped_forms`); values too short to be safe are skipped."""
+        """Add secret values to mask from now on, with every escaped spelling of each."""
         with self._lock:
-            fresh = {
-                form for v in values if len(v) >= MIN_SECRET_LENGTH for form in escaped_forms(v)
-            } - self._values
-            if not fresh:
-                return
-            self._values |= fresh
-            # longest first, so a secret containing another is masked whole
-            ordered = sorted(self._values, key=len, reverse=True)
-            self._pattern = re.compile("|".join(re.escape(v) for v in ordered))
+            self._loaded |= {v for v in values if len(v) >= MIN_SECRET_LENGTH}
+            self._rebuild()
+
+    def load(self, values: Iterable[str]) -> None:
+        """Mask ``values`` instead of those of the previous load (not those held)."""
+        with self._lock:
+            self._loaded = frozenset(v for v in values if len(v) >= MIN_SECRET_LENGTH)
+            self._rebuild()
+
+    def reset(self) -> None:
+        """Forget every value that no :class:`Hold` keeps."""
+        self.load(())
+
+    def hold(self) -> Hold:
+        """A handle keeping the values loaded now masked until it is released or dropped."""
+        return Hold(self)
+
+    def _keep(self, key: int, values: frozenset[str]) -> None:
+        with self._lock:
+            self._held[key] = self._held.get(key, frozenset()) | values
+            self._rebuild()
+
+    def _release(self, key: int) -> None:
+        with self._lock:
+            if self._held.pop(key, None) is not None:
+                self._rebuild()
+
+    def _rebuild(self) -> None:
+        active = self._loaded.union(*self._held.values())
+        self._matcher = matcher(active, escaped_forms) if active else None
 
     def text(self, text: str) -> str:
         """``text`` with every secret value and URL credential replaced by :data:`MASK`."""
-        pattern = self._pattern
-        if pattern is not None:
-            text = pattern.sub(MASK, text)
+        found = self._matcher
+        if found is not None:
+            text = found.mask(text, MASK)
         if "://" in text:
             text = _USERINFO.sub(MASK + "@", text)
         if "=" in text:
             text = _QUERY.sub(lambda m: m.group(1) + MASK, text)
         return text
 
+    def hits(self, text: str) -> bool:
+        """Whether :meth:`text` would change ``text``: one scan, nothing copied."""
+        found = self._matcher
+        return bool(
+            (found is not None and found.search(text))
+            or ("://" in text and _USERINFO.search(text))
+            or ("=" in text and _QUERY.search(text))
+        )
+
     def value(self, value: Any) -> Any:
         """``value`` with :meth:`text` applied to every string inside it.
 
         Walks strings, lists, tuples, dicts (keys too) and dataclass instances (a
         copy with redacted fields); anything else comes back as it is. The input is
-        never changed.
+        never changed; when no string inside holds anything to mask (one scan of
+        them all joined, the common case) the input itself is returned.
         """
+        strings = list(_strings(value))
+        if not strings or not self.hits("\x00".join(strings)):
+            return value
+        return self._value(value)
+
+    def _value(self, value: Any) -> Any:
         if isinstance(value, str):
             return self.text(value)
         if isinstance(value, list):
-            return [self.value(v) for v in value]
+            return [self._value(v) for v in value]
         if isinstance(value, tuple):
-            return tuple(self.value(v) for v in value)
+            return tuple(self._value(v) for v in value)
         if isinstance(value, dict):
-            return {self.value(k): self.value(v) for k, v in value.items()}
+            return {self._value(k): self._value(v) for k, v in value.items()}
         if dataclasses.is_dataclass(value) and not isinstance(value, type):
             changes = {
-                f.name: self.value(getattr(value, f.name))
+                f.name: self._value(getattr(value, f.name))
                 for f in dataclasses.fields(value)
                 if f.init
             }
@@ -179,8 +231,45 @@ class Redactor:
         return value
 
 
+class Hold:
+    """Keeps secret values masked while it lives (a daemon's, across its reloads)."""
+
+    def __init__(self, redactor: Redactor) -> None:
+        self._redactor = redactor
+        self._key = id(self)
+        redactor._keep(self._key, redactor._loaded)
+        self._finalizer = weakref.finalize(self, redactor._release, self._key)
+
+    def keep(self) -> None:
+        """Add the values loaded now (a reload: old secrets may still sit in queued text)."""
+        self._redactor._keep(self._key, self._redactor._loaded)
+
+    def release(self) -> None:
+        """Stop keeping them (values loaded since stay until the next load)."""
+        self._finalizer()
+
+
+def _strings(value: Any) -> Iterable[str]:
+    """Every string :meth:`Redactor.value` would redact inside ``value``."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            yield item
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif dataclasses.is_dataclass(item) and not isinstance(item, type):
+            stack.extend(getattr(item, f.name) for f in dataclasses.fields(item) if f.init)
+
+
 _default = Redactor()
 learn = _default.learn
+load = _default.load
+reset = _default.reset
+hold = _default.hold
 redact = _default.text
 redact_value = _default.value
 

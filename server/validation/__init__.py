@@ -41,5 +41,6 @@ def check(draft: Draft) -> Config:
     dashboard.check(draft)
     # learned before finish(): a problem quoting a secret is masked in its report too
     draft.secrets |= redact.secrets_in(draft.config) | redact.basic_credentials(draft.config)
-    redact.learn(redact.env_secrets(draft.source.env_values) | draft.secrets)
+    # replaces the previous load's values (a daemon holds its own: redact.Hold)
+    redact.load(redact.env_secrets(draft.source.env_values) | draft.secrets)
     return draft.finish()
