@@ -26,8 +26,8 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import functools
+import json
 import re
 from collections.abc import Callable, Iterator
 from typing import Any
