@@ -17,7 +17,7 @@ import jinja2
 from server.config.models import ClickHouseConfig
 from server.core import status
 from server.resources import sql_dir
-from server.storage import Storage
+from server.storage import Storage, StorageError
 from server.storage.version import require_supported
 
 GRANTS_FILE = "grants.sql"
@@ -252,6 +252,25 @@ def tables_missing_columns(
     ]  # fmt: skip
 
 
+def require_cluster(storage: Storage, target: Target) -> None:
+    """Raise StorageError unless the server knows ``target.cluster`` (``system.clusters``).
+
+    The message names the clusters it does know, or says it has none, so a typo
+    is one look away; without a cluster in the target this does nothing.
+    """
+    if target.cluster is None:
+        return
+    rows = storage.query("SELECT DISTINCT cluster FROM system.clusters")
+    known = sorted(str(row["cluster"]) for row in rows)
+    if target.cluster in known:
+        return
+    listed = ", ".join(known) if known else "none (its remote_servers section is empty)"
+    raise StorageError(
+        f"clickhouse.cluster.name {target.cluster!r} is not a cluster of {storage.describe()}; "
+        f"the clusters it knows: {listed}"
+    )
+
+
 def apply_schema(storage: Storage, target: Target) -> list[tuple[Statement, bool]]:
     """Create what is missing; return each object with whether it was created now.
 
@@ -259,6 +278,7 @@ def apply_schema(storage: Storage, target: Target) -> list[tuple[Statement, bool
     ... ADD COLUMN``, defaults from sql/) before any view that reads them is created.
     """
     require_supported(storage)
+    require_cluster(storage, target)
     before = existing_objects(storage, target.database)
     statements = render_schema(target)
     outdated = tables_missing_columns(storage, target, before, statements) if before else []
