@@ -7,7 +7,9 @@ the daemon with SIGTERM, then counts the rows in ClickHouse. Figures:
 - accepted/s: records answered 200; stored/s: rows in ``service_logs`` over the
   same push window (everything accepted must be stored; ``lost`` says if not);
 - p50/p99 request latency of the 200s; 429/503 answers (backpressure);
-- peak RSS of the daemon; CPU seconds it used; seconds SIGTERM took.
+- peak RSS of the daemon; CPU seconds it used, per record stored and by thread
+  (Python threads are "python"; the engine's threads carry their pool names,
+  MergeMutate being background merges); seconds SIGTERM took.
 
     .venv/bin/python benchmarks/ingest.py [--format ndjson|otlp] [--duration 30] [--clients 4]
 """
@@ -119,6 +121,29 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def thread_cpu(proc: psutil.Process) -> dict[int, tuple[str, float]]:
+    """Thread id -> (kernel name, CPU seconds): Python threads are "python", the engine's named."""
+    out = {}
+    for t in proc.threads():
+        try:
+            name = Path(f"/proc/{proc.pid}/task/{t.id}/comm").read_text().strip()
+        except OSError:
+            continue
+        out[t.id] = (name, t.user_time + t.system_time)
+    return out
+
+
+def by_kind(before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]]) -> str:
+    """CPU seconds per thread name over the window, largest first (engine pools merged)."""
+    kinds: dict[str, float] = {}
+    for tid, (name, seconds) in after.items():
+        spent = seconds - before.get(tid, (name, 0.0))[1]
+        key = name.rstrip("0123456789_-") or name
+        kinds[key] = kinds.get(key, 0.0) + spent
+    top = sorted(kinds.items(), key=lambda kv: -kv[1])[:8]
+    return ", ".join(f"{name} {seconds:.1f}" for name, seconds in top if seconds >= 0.05)
+
+
 def main() -> int:  # noqa: PLR0915 - one linear script: start, push, stop, count
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--format", choices=["ndjson", "otlp"], default="ndjson")
@@ -150,6 +175,7 @@ def main() -> int:  # noqa: PLR0915 - one linear script: start, push, stop, coun
     path, ctype = (("/api/v1/logs", "application/x-ndjson") if args.format == "ndjson"
                    else ("/v1/logs", "application/x-protobuf"))  # fmt: skip
     cpu0 = sum(proc.cpu_times()[:2])
+    threads0 = thread_cpu(proc)
     started = time.monotonic()
     until = started + args.duration
     clients = [Client(port, path, ctype, bodies, until) for _ in range(args.clients)]
@@ -161,6 +187,7 @@ def main() -> int:  # noqa: PLR0915 - one linear script: start, push, stop, coun
         time.sleep(0.2)
     window = time.monotonic() - started
     cpu = sum(proc.cpu_times()[:2]) - cpu0
+    threads1 = thread_cpu(proc)
     stop_started = time.monotonic()
     daemon.send_signal(signal.SIGTERM)
     daemon.wait(60)
@@ -200,6 +227,10 @@ def main() -> int:  # noqa: PLR0915 - one linear script: start, push, stop, coun
     print(
         f"daemon: peak RSS {peak / 2**20:.0f} MB, CPU {cpu:.1f} s ({cpu / window:.2f} cores), "
         f"SIGTERM took {stop_took:.1f} s"
+    )
+    print(
+        f"daemon CPU per record {cpu / max(stored_at_exit, 1) * 1e6:.1f} µs; by thread (s): "
+        f"{by_kind(threads0, threads1)}"
     )
     return 0
 

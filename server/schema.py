@@ -17,7 +17,7 @@ import jinja2
 from server.config.models import ClickHouseConfig
 from server.core import status
 from server.resources import sql_dir
-from server.storage import Storage
+from server.storage import Storage, StorageError
 from server.storage.version import require_supported
 
 GRANTS_FILE = "grants.sql"
@@ -41,6 +41,10 @@ SHARD_KEYS = {
 SHARDINGS = ("none", "service_id")
 
 
+# cluster names: the config admits letters, digits, _ and -; the others are backquoted
+_PLAIN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
 @dataclass(frozen=True)
 class Target:
     """Where and how to render: the database, the cluster (or None), retention, sharding."""
@@ -60,6 +64,17 @@ class Target:
     @property
     def sharded(self) -> bool:
         return self.cluster is not None and self.sharding != "none"
+
+    @property
+    def cluster_sql(self) -> str:
+        """The cluster's name as DDL text: plain, or in backquotes (``my-cluster``)."""
+        name = self.cluster or ""
+        return name if _PLAIN_NAME.fullmatch(name) else f"`{name}`"
+
+    @property
+    def on_cluster(self) -> str:
+        """``ON CLUSTER <name>``, or empty without a cluster."""
+        return f"ON CLUSTER {self.cluster_sql}" if self.cluster else ""
 
 
 @dataclass(frozen=True)
@@ -100,7 +115,7 @@ def render_file(name: str, target: Target, **extra: object) -> list[str]:
     template = _environment().get_template(name)
     text = template.render(
         db=target.database,
-        on_cluster=f"ON CLUSTER {target.cluster}" if target.cluster else "",
+        on_cluster=target.on_cluster,
         retention_days=target.retention_days,
         engine=lambda table, kind, *args: _engine(target, table, kind, *args),
         status_up=status.sql_up,
@@ -138,7 +153,7 @@ def shard_statements(sql: str, target: Target) -> list[str]:
     ``<name>`` over it; a materialized view reads and writes the local tables,
     so each shard aggregates its own rows. Reads keep using the plain names.
     """
-    db, cluster = target.database, target.cluster
+    db, cluster = target.database, target.cluster_sql
     match = _OBJECT.search(sql)
     if match is None:
         return [sql]
@@ -237,6 +252,25 @@ def tables_missing_columns(
     ]  # fmt: skip
 
 
+def require_cluster(storage: Storage, target: Target) -> None:
+    """Raise StorageError unless the server knows ``target.cluster`` (``system.clusters``).
+
+    The message names the clusters it does know, or says it has none, so a typo
+    is one look away; without a cluster in the target this does nothing.
+    """
+    if target.cluster is None:
+        return
+    rows = storage.query("SELECT DISTINCT cluster FROM system.clusters")
+    known = sorted(str(row["cluster"]) for row in rows)
+    if target.cluster in known:
+        return
+    listed = ", ".join(known) if known else "none (its remote_servers section is empty)"
+    raise StorageError(
+        f"clickhouse.cluster.name {target.cluster!r} is not a cluster of {storage.describe()}; "
+        f"the clusters it knows: {listed}"
+    )
+
+
 def apply_schema(storage: Storage, target: Target) -> list[tuple[Statement, bool]]:
     """Create what is missing; return each object with whether it was created now.
 
@@ -244,6 +278,7 @@ def apply_schema(storage: Storage, target: Target) -> list[tuple[Statement, bool
     ... ADD COLUMN``, defaults from sql/) before any view that reads them is created.
     """
     require_supported(storage)
+    require_cluster(storage, target)
     before = existing_objects(storage, target.database)
     statements = render_schema(target)
     outdated = tables_missing_columns(storage, target, before, statements) if before else []

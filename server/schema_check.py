@@ -122,7 +122,7 @@ def add_missing_columns(storage: Storage, target: Target, tables: list[str]) -> 
     """
     expected = expected_shapes(storage, target)
     live = read_shapes(storage, target.database)
-    on_cluster = f" ON CLUSTER {target.cluster}" if target.cluster else ""
+    on_cluster = f" {target.on_cluster}" if target.cluster else ""
     done = []
     for table in tables:
         want, have = expected.get(table), live.get(table)

@@ -1,13 +1,8 @@
 """The write-ahead log: every row the writer takes is on disk before it is inserted.
 
-Segments ``<spool_dir>/wal/<n>.wal`` hold frames::
-
-    b"LB" | kind: u8 | length: u32 | crc32(payload): u32 | payload
-
-- ``DATA``: one record, ``id: u64 | table length: u16 | table | Arrow IPC stream``;
-- ``BATCH``: records about to be inserted as one block, with the batch id that
-  becomes the insert's ``insert_deduplication_token`` (JSON);
-- ``DONE``: that batch is stored (JSON).
+Segments ``<spool_dir>/wal/<n>.wal`` hold ``DATA`` frames (records), ``BATCH``
+frames (records about to be inserted as one block under a token) and ``DONE``
+frames (that batch is stored); the format is in :mod:`server.wal_format`.
 
 On start, records without a ``DONE`` are inserted again; a batch that has a
 ``BATCH`` but no ``DONE`` is inserted again *as the same block with the same
@@ -28,62 +23,34 @@ import errno
 import json
 import logging
 import os
-import struct
 import threading
-import zlib
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
 
 from server.storage.arrow import from_ipc, to_ipc
+from server.wal_format import (
+    BATCH,
+    DATA,
+    DONE,
+    HEADER,
+    MIN_SEGMENT_BYTES,
+    SEGMENT_BYTES,
+    SUFFIX,
+    OpenBatch,
+    Record,
+    Scan,
+    WalFull,
+    data_payload,
+    frame,
+    read_frames,
+    segment_size,
+)
+
+__all__ = ["MIN_SEGMENT_BYTES", "SEGMENT_BYTES", "OpenBatch", "Record", "Wal", "WalFull",
+           "segment_size"]  # fmt: skip
 
 log = logging.getLogger("lightbulb.wal")
-MAGIC = b"LB"
-HEADER = struct.Struct("<2sBII")  # magic, kind, payload length, crc32
-DATA, BATCH, DONE = 1, 2, 3
-SUFFIX = ".wal"
-SEGMENT_BYTES = 32 * 2**20
-MIN_SEGMENT_BYTES = 64 * 2**10
-
-
-def segment_size(directory: Path, max_bytes: int) -> int:
-    """Bytes per segment: 32 MiB, or an eighth of ``max_bytes`` or of the filesystem if less.
-
-    With a segment as large as the cap (or the disk) the log could never free a
-    byte: only whole segments are deleted. Floor 64 KiB.
-    """
-    size = min(SEGMENT_BYTES, max_bytes // 8)
-    with contextlib.suppress(OSError):
-        stat = os.statvfs(directory)
-        size = min(size, stat.f_frsize * stat.f_blocks // 8)
-    return max(size, MIN_SEGMENT_BYTES)
-
-
-class WalFull(OSError):
-    """The log cannot take this write: the disk is full or ``spool_max_bytes`` is reached."""
-
-
-@dataclass(eq=False)
-class Record:
-    """Rows of one table, appended together; ``data`` is None while only on disk."""
-
-    id: int
-    table: str
-    rows: int
-    segment: int | None  # None: held in memory only (the disk was full)
-    offset: int = 0
-    length: int = 0
-    data: pa.Table | None = None
-
-
-@dataclass
-class OpenBatch:
-    """A ``BATCH`` frame without its ``DONE``: insert exactly these records, with this token."""
-
-    id: str
-    table: str
-    records: list[Record] = field(default_factory=list)
 
 
 class Wal:
@@ -150,26 +117,11 @@ class Wal:
         self,
     ) -> tuple[dict[int, Record], dict[str, tuple[str, list[int], int]], set[str]]:
         """Every frame of every segment: records, batch intents, done batch ids."""
-        records: dict[int, Record] = {}
-        batches: dict[str, tuple[str, list[int], int]] = {}
-        done: set[str] = set()
+        scan = Scan(next_id=self._next_id)
         for segment in self._segments():
-            for kind, offset, payload in self._frames(segment):
-                if kind == DATA:
-                    rid, table, ipc_at = _data_header(payload)
-                    rows = _row_count(payload[ipc_at:])
-                    records[rid] = Record(rid, table, rows, segment, offset + ipc_at,
-                                          len(payload) - ipc_at)  # fmt: skip
-                    self._next_id = max(self._next_id, rid + 1)
-                elif kind == BATCH:
-                    doc = json.loads(payload)
-                    batches[doc["id"]] = (doc["table"], list(doc["records"]), segment)
-                    # ids named by frames that outlive their records' segment are
-                    # never reused: a stale DONE would write off a new record
-                    self._next_id = max([self._next_id, *(r + 1 for r in doc["records"])])
-                elif kind == DONE:
-                    done.add(json.loads(payload)["id"])
-        return records, batches, done
+            scan.add(segment, self._frames(segment))
+        self._next_id = scan.next_id
+        return scan.records, scan.batches, scan.done
 
     def _segments(self) -> list[int]:
         found: list[int] = []
@@ -185,17 +137,7 @@ class Wal:
     def _frames(self, segment: int) -> list[tuple[int, int, bytes]]:
         path = self._path(segment)
         data = path.read_bytes()
-        frames, at = [], 0
-        while at + HEADER.size <= len(data):
-            magic, kind, length, crc = HEADER.unpack_from(data, at)
-            end = at + HEADER.size + length
-            if magic != MAGIC or end > len(data):
-                break
-            payload = data[at + HEADER.size : end]
-            if zlib.crc32(payload) != crc:
-                break
-            frames.append((kind, at + HEADER.size, payload))
-            at = end
+        frames, at = read_frames(data)
         if at < len(data) and not self.readonly:
             # A frame cut short by kill -9 (or a full disk): never acknowledged, drop it.
             log.warning("%s: dropped %d bytes of an unfinished write", path, len(data) - at)
@@ -230,9 +172,8 @@ class Wal:
             self._next_id += 1
             if memory_only:
                 return Record(rid, table, data.num_rows, None, data=data)
-            name = table.encode()
             ipc = to_ipc(data)
-            payload = struct.pack("<QH", rid, len(name)) + name + ipc
+            payload = data_payload(rid, table, ipc)
             if self.size + len(payload) + HEADER.size > self.max_bytes:
                 self._make_room()
             if self.size + len(payload) + HEADER.size > self.max_bytes:
@@ -351,10 +292,10 @@ class Wal:
             raise WalFull(errno.EBADF, "the spool is closed (shutting down)")
         if self._sizes.get(self._segment, 0) >= self.segment_bytes:
             self._rotate()
-        frame = HEADER.pack(MAGIC, kind, len(payload), zlib.crc32(payload)) + payload
+        whole = frame(kind, payload)
         start = self._sizes[self._segment]
         try:
-            view = memoryview(frame)
+            view = memoryview(whole)
             while view:
                 written = os.write(self._fd, view)
                 view = view[written:]
@@ -363,7 +304,7 @@ class Wal:
             raise WalFull(
                 exc.errno or errno.EIO, f"cannot write the spool: {exc.strerror}"
             ) from None
-        self._sizes[self._segment] = start + len(frame)
+        self._sizes[self._segment] = start + len(whole)
         self._appended += 1
         return start + HEADER.size
 
@@ -432,14 +373,3 @@ class Wal:
 
     def _path(self, segment: int) -> Path:
         return self.directory / f"{segment:012d}{SUFFIX}"
-
-
-def _data_header(payload: bytes) -> tuple[int, str, int]:
-    rid, name_length = struct.unpack_from("<QH", payload)
-    start = struct.calcsize("<QH")
-    return rid, payload[start : start + name_length].decode(), start + name_length
-
-
-def _row_count(ipc: bytes) -> int:
-    reader = pa.ipc.open_stream(pa.py_buffer(ipc))
-    return sum(batch.num_rows for batch in reader)

@@ -93,6 +93,10 @@ class ClickHouseServer:
   <default_database>default</default_database>
   <mark_cache_size>5368709</mark_cache_size>
   <timezone>UTC</timezone>
+  <remote_servers>
+    <lb-local><shard><replica><host>127.0.0.1</host><port>{self.port}</port></replica></shard></lb-local>
+    <lb_local><shard><replica><host>127.0.0.1</host><port>{self.port}</port></replica></shard></lb_local>
+  </remote_servers>
 </yandex>
 """
         )

@@ -3,6 +3,7 @@ until the deadline, permanent failures, fallbacks, and hung receivers."""
 
 from __future__ import annotations
 
+import logging
 import random
 import time
 from collections.abc import Iterator
@@ -311,3 +312,24 @@ alerting: {{group_wait: 0s}}
         hung.release.set()
         d.stop(deadline=2)
         hung.close()
+
+
+def test_storage_trouble_writing_delivery_records_is_logged_once_per_change_of_state(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    d, _, _ = dispatcher("http://127.0.0.1:9/")
+
+    def down() -> None:
+        raise OSError("ClickHouse unreachable")
+
+    caplog.set_level(logging.DEBUG, logger="lightbulb")
+    for _ in range(50):
+        d.record(down)
+    d.record(lambda: None)
+    d.record(down)
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 2  # the first failure, and the first after the recovery
+    assert all(r.exc_info is None for r in errors)  # no traceback per failure
+    recovered = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(recovered) == 1
+    assert "50 were not written" in recovered[0].getMessage()

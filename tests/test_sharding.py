@@ -18,6 +18,8 @@ VARIANTS = {
     "embedded": Target("monitor"),
     "cluster": Target("monitor", "production"),
     "sharded": Target("monitor", "production", 90, "service_id"),
+    "cluster-with-dash": Target("monitor", "prod-eu"),
+    "sharded-with-dash": Target("monitor", "prod-eu", 90, "service_id"),
 }
 
 
@@ -73,3 +75,27 @@ def test_unsharded_cluster_renders_as_before() -> None:
     by_name = {s.name: s.sql for s in render_schema(VARIANTS["cluster"])}
     assert not any(name.endswith("_local") for name in by_name)
     assert "'/clickhouse/tables/{shard}/monitor/services'" in by_name["services"]
+
+
+def test_a_cluster_name_with_a_dash_is_accepted_and_backquoted_in_every_statement() -> None:
+    config = parse_config(
+        "clickhouse:\n  hosts: ['ch1:9000']\n  cluster: {name: prod-eu, sharding: service_id}\n",
+        "t.yaml",
+        {},
+    )
+    target = Target.of(config.clickhouse)
+    assert target.cluster == "prod-eu"
+    rendered = statements(target)
+    clustered = [sql for sql in rendered if "prod-eu" in sql]
+    assert len(clustered) > 20
+    for sql in clustered:  # never bare: `ON CLUSTER prod-eu` would parse as prod minus eu
+        assert not re.search(r"(?<!`)prod-eu", sql), sql
+    assert any("Distributed(`prod-eu`, monitor," in sql for sql in rendered)
+
+
+@pytest.mark.parametrize("name", ["prod eu", "prod`eu", "1prod", "-prod", "prod;DROP", "p.q"])
+def test_a_cluster_name_that_is_not_a_plain_name_is_refused_with_the_rule(name: str) -> None:
+    with pytest.raises(ConfigError) as bad:
+        parse_config(f"clickhouse:\n  cluster: {{name: '{name}'}}\n", "t.yaml", {})
+    assert "clickhouse.cluster.name" in bad.value.report()
+    assert "letters, digits, _ and -" in bad.value.report()

@@ -18,10 +18,11 @@ from pathlib import Path
 import pytest
 
 from server.config.models import ClickHouseConfig
-from server.schema import Target, apply_schema
+from server.schema import Target, apply_schema, require_cluster
 from server.schema_check import check_schema
 from server.storage import StorageError, StorageUnavailable
 from server.storage.cluster import ClusterStorage, to_driver_params
+from server.storage.embedded import EmbeddedStorage
 from server.storage.version import (
     UnsupportedServer,
     missing_features,
@@ -241,3 +242,22 @@ def test_concurrent_writers_and_readers_lose_and_fail_nothing(cluster: ClusterSt
     assert {r["service_id"]: r["n"] for r in counts} == {
         f"w{w}": batches * per_batch for w in range(writers)
     }
+
+
+def test_an_unknown_cluster_name_is_refused_naming_the_clusters_the_server_knows(
+    cluster: ClusterStorage, tmp_path: Path
+) -> None:
+    require_cluster(cluster, Target("monitor", "lb-local"))  # conftest's remote_servers
+    with pytest.raises(StorageError) as caught:
+        require_cluster(cluster, Target("monitor", "prod-eu"))
+    message = str(caught.value)
+    assert "'prod-eu' is not a cluster of" in message
+    assert message.endswith("the clusters it knows: lb-local, lb_local")
+    empty = EmbeddedStorage(tmp_path / "db", "monitor")  # no remote_servers at all
+    try:
+        with pytest.raises(
+            StorageError, match=r"knows: none \(its remote_servers section is empty\)"
+        ):
+            require_cluster(empty, Target("monitor", "prod-eu"))
+    finally:
+        empty.close()

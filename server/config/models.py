@@ -17,6 +17,7 @@ from pydantic_core import PydanticCustomError
 from server.config.source import Source
 from server.config.types import (
     ClockTime,
+    ClusterName,
     Flag,
     HostPort,
     Identifier,
@@ -40,7 +41,7 @@ class Section(BaseModel):
 class ClusterConfig(Section):
     """``clickhouse.cluster``: a name (``cluster: production``) or ``{name, sharding}``."""
 
-    name: Identifier
+    name: ClusterName
     # none: one shard, Replicated tables; service_id: per-shard tables under
     # Distributed ones, sharded by cityHash64(service_id)
     sharding: Literal["none", "service_id"] = "none"

@@ -35,6 +35,20 @@ def check_identifier(value: Any) -> str:
     return str(value)
 
 
+_CLUSTER_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,199}")
+
+
+def check_cluster_name(value: Any) -> str:
+    """A cluster of the server's ``remote_servers``: letters, digits, _ and - (``prod-eu``).
+
+    The DDL backquotes a name with ``-`` (:attr:`server.schema.Target.cluster_sql`).
+    """
+    if not isinstance(value, str) or not _CLUSTER_RE.fullmatch(value):
+        raise _fail("expected a cluster name of letters, digits, _ and - not starting "
+                    "with a digit or -, as in the server's remote_servers")  # fmt: skip
+    return str(value)
+
+
 # fullmatch, not match with $: "$" also matches before a trailing newline
 SERVICE_ID_RE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,199}")
 
@@ -92,6 +106,7 @@ def check_type_name(value: Any) -> str:
 
 
 Identifier = Annotated[str, BeforeValidator(check_identifier)]
+ClusterName = Annotated[str, BeforeValidator(check_cluster_name)]
 TypeName = Annotated[str, BeforeValidator(check_type_name)]
 ServiceId = Annotated[str, BeforeValidator(check_service_id)]
 HostPort = Annotated[str, BeforeValidator(check_host_port)]

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import re
 from collections.abc import Callable, Iterator
@@ -62,6 +63,12 @@ MAX_NANOS = 2**64 - 1  # fixed64
 
 def level_for(number: int, text: str) -> tuple[str, str | None]:
     """(stored level, severity text to keep in context or None) for one record."""
+    if len(text) <= 32:  # SDKs send a handful of short texts: remember them (bounded)
+        return _level_cached(number, text)
+    return _level_for(number, text)
+
+
+def _level_for(number: int, text: str) -> tuple[str, str | None]:
     known = levels.normalise(text) if text else None
     if known is not None:
         return known, None
@@ -69,6 +76,9 @@ def level_for(number: int, text: str) -> tuple[str, str | None]:
         name = next((n for top, n in SEVERITY_BY_NUMBER if number <= top), "FATAL")
         return name, text or None
     return "", text or None
+
+
+_level_cached = functools.lru_cache(maxsize=1024)(_level_for)
 
 
 def _severity_number(raw: Any) -> int:
@@ -199,11 +209,11 @@ def json_records(doc: Any) -> Iterator[Record]:
                 attributes = _attributes_json(resource.get("attributes"))
             except TooDeep as exc:
                 raise Malformed(f"{path}resource.attributes: {exc}") from None
-            groups.append((attributes, scope.get("name"), records))
-    for resource_attrs, scope_name, records in groups:
+            groups.append((_group(attributes, scope.get("name")), records))
+    for group, records in groups:
         for record in records:
             try:
-                shape = _json_record(record, resource_attrs, scope_name)
+                shape = _json_record(record, group)
             except (TooDeep, BadTime) as exc:
                 shape = {INVALID: str(exc)}
             yield shape, _raw_json(record)
@@ -213,7 +223,7 @@ def _raw_json(record: dict[str, Any]) -> Callable[[], str]:
     return lambda: orjson.dumps(record, default=str).decode()
 
 
-def _json_record(record: dict[str, Any], resource: dict[str, Any], scope: Any) -> dict[str, Any]:
+def _json_record(record: dict[str, Any], group: Group) -> dict[str, Any]:
     attrs = _attributes_json(record.get("attributes"))
     number = _severity_number(record.get("severityNumber"))
     text = record.get("severityText")
@@ -224,7 +234,7 @@ def _json_record(record: dict[str, Any], resource: dict[str, Any], scope: Any) -
         value = record.get(key)
         if isinstance(value, str) and value:
             ids[name] = value.lower()
-    return _shape(resource, attrs, scope, level, kept, body, ids,
+    return _shape(group, attrs, level, kept, body, ids,
                   stamp(_nanos(record.get("timeUnixNano"), "timeUnixNano"),
                         _nanos(record.get("observedTimeUnixNano"),
                                "observedTimeUnixNano")))  # fmt: skip
@@ -264,10 +274,10 @@ def proto_records(message: ExportLogsServiceRequest) -> Iterator[Record]:
         except TooDeep as exc:
             raise Malformed(f"resourceLogs[{index}].resource.attributes: {exc}") from None
         for scope_logs in resource_logs.scope_logs:
-            scope = scope_logs.scope.name
+            group = _group(resource, scope_logs.scope.name)
             for record in scope_logs.log_records:
                 try:
-                    shape = _proto_record(record, resource, scope)
+                    shape = _proto_record(record, group)
                 except TooDeep as exc:
                     shape = {INVALID: str(exc)}
                 yield shape, _raw_proto(record)
@@ -277,7 +287,7 @@ def _raw_proto(record: LogRecord) -> Callable[[], str]:
     return lambda: str(record)
 
 
-def _proto_record(record: LogRecord, resource: dict[str, Any], scope: str) -> dict[str, Any]:
+def _proto_record(record: LogRecord, group: Group) -> dict[str, Any]:
     attrs = _attributes_pb(record.attributes)
     level, kept = level_for(record.severity_number, record.severity_text)
     body = _any_pb(record.body) if record.HasField("body") else None
@@ -286,7 +296,7 @@ def _proto_record(record: LogRecord, resource: dict[str, Any], scope: str) -> di
         ids["trace_id"] = binascii.hexlify(record.trace_id).decode()
     if record.span_id:
         ids["span_id"] = binascii.hexlify(record.span_id).decode()
-    return _shape(resource, attrs, scope, level, kept, body, ids,
+    return _shape(group, attrs, level, kept, body, ids,
                   stamp(record.time_unix_nano, record.observed_time_unix_nano))  # fmt: skip
 
 
@@ -303,17 +313,26 @@ def service_of(resource: dict[str, Any]) -> str:
         "unknown_service")  # fmt: skip
 
 
+Group = tuple[str, dict[str, Any], Any]  # (service id, resource context, scope name)
+
+
+def _group(resource: dict[str, Any], scope: Any) -> Group:
+    """What the records of one resource and scope share, worked out once for all of them."""
+    context = {f"resource.{k}": v for k, v in resource.items() if k != "service.name"}
+    return service_of(resource), context, scope
+
+
 def _shape(  # noqa: PLR0917 - the fields of one record, from two decoders
-    resource: dict[str, Any],
+    group: Group,
     attrs: dict[str, Any],
-    scope: Any,
     level: str,
     severity_text: str | None,
     body: Any,
     ids: dict[str, str],
     nanos: int | None,
 ) -> dict[str, Any]:
-    context = {f"resource.{k}": v for k, v in resource.items() if k != "service.name"}
+    service, resource_context, scope = group
+    context = resource_context.copy()
     context.update(attrs)
     if scope:
         context["otel.scope"] = scope
@@ -322,7 +341,7 @@ def _shape(  # noqa: PLR0917 - the fields of one record, from two decoders
     context.update(ids)
     message = body if isinstance(body, str) or body is None else orjson.dumps(body).decode()
     return {
-        "service_id": service_of(resource),
+        "service_id": service,
         "timestamp": nanos,  # None: the receive time (spec: observed time, else now)
         "level": level,
         "message": message,

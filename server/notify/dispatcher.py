@@ -76,6 +76,7 @@ class Dispatcher:
         self.ledger = Ledger()
         self.workers: dict[str, ChannelWorker] = {}
         self._started = False
+        self.records_not_written = 0  # delivery records failed since the last success
         self.configure(config)
 
     def configure(self, config: Config) -> None:
@@ -114,11 +115,26 @@ class Dispatcher:
                     worker.channel = channel  # the attempt in flight keeps the old object
 
     def record(self, write: Callable[[], None]) -> None:
-        """Run a DeliveryLog write; storage trouble is logged, never raised into delivery."""
+        """Run a DeliveryLog write; storage trouble is logged, never raised into delivery.
+
+        Logged once per change of state (the first failure as an error, the
+        recovery with how many records were not written), not once per notice:
+        with storage down every delivery would otherwise log a traceback.
+        """
         try:
             write()
-        except Exception:
-            log.exception("delivery record not written")
+        except Exception as exc:
+            self.records_not_written += 1
+            if self.records_not_written == 1:
+                log.error("delivery records are not being written (storage: %s); "
+                          "deliveries go on, logged again when writes work", exc)  # fmt: skip
+            else:
+                log.debug("delivery record not written: %s", exc)
+            return
+        if self.records_not_written:
+            log.warning("delivery records are written again; %d were not written meanwhile",
+                        self.records_not_written)  # fmt: skip
+            self.records_not_written = 0
 
     def submit(self, notice: Notice) -> None:
         notice = redact_value(notice)  # no secret reaches a channel or the outbox

@@ -64,7 +64,9 @@ TRANSIENT_CODES = {
 # A missing table or database: someone dropped it, or the schema is not applied
 # yet. Not the rows' fault: the writer applies the schema again and retries.
 MISSING_CODES = {60, 81}  # UNKNOWN_TABLE, UNKNOWN_DATABASE
-_TRANSIENT_TEXT = ("No space left on device", "Cannot reserve", "Too many parts")
+NOT_ENOUGH_SPACE = 243
+_DISK_FULL_TEXT = ("No space left on device", "Cannot reserve")
+_TRANSIENT_TEXT = (*_DISK_FULL_TEXT, "Too many parts")
 _CODE = re.compile(r"Code:\s*(\d+)")
 
 
@@ -104,12 +106,15 @@ def refusal(where: str, sql: str, text: str, code: int | None = None) -> Storage
     server's own words with its code, e.g. ``ClickHouse at h:9000 refused
     `SELECT x FROM t`: Code 47: Unknown expression identifier `x` ...``. Returns
     :class:`StorageUnavailable` for "not now" errors (disk full, too many parts,
-    memory, timeouts), :class:`StorageMissing` for a missing table or database,
-    :class:`StorageError` otherwise (the statement or its data is refused).
+    memory, timeouts; a full disk says so first: ``<where>: disk full; ...``),
+    :class:`StorageMissing` for a missing table or database, :class:`StorageError`
+    otherwise (the statement or its data is refused).
     """
     code = code if code is not None else error_code(text)
     said = f"Code {code}: {server_message(text)}" if code is not None else server_message(text)
     message = f"{where} refused `{statement_head(sql)}`: {said}"
+    if code == NOT_ENOUGH_SPACE or any(t in text for t in _DISK_FULL_TEXT):
+        return StorageUnavailable(f"{where}: disk full; {message}")
     if code in TRANSIENT_CODES or any(t in text for t in _TRANSIENT_TEXT):
         return StorageUnavailable(message)
     if code in MISSING_CODES:
