@@ -286,6 +286,57 @@ class Incidents:
             message = row["message"].split(": ", 1)[-1]  # "status changed A -> B: <check>"
             ended = aware(row["ended"]) if row["ended"] else None
             out.append(Member(f"status:{sid}@{_ms(at)}", "", sid, "critical", at, ended, message))
+        for member in self._first_runs(ids):
+            if (member.end is None or member.end > start) and since <= member.start < min(
+                before or end, end
+            ):
+                out.append(member)
+        return out
+
+    def _first_runs(self, ids: list[str]) -> list[Member]:
+        """Runs of FAILED that began with a service's very first check: the recorder
+        writes a transition only on a change, so such a run has no transition into
+        FAILED. Found as the services whose oldest transition leaves FAILED (the run
+        ended there) or that have none and are FAILED now (still open); their first
+        check, the run's start, is then read for those few services only."""
+        rows = self.storage.query(
+            f"""
+            SELECT c.service_id AS service_id, t.seen AS seen, t.first_at AS ended
+            FROM (
+                SELECT service_id, argMaxMerge(status_code) AS code
+                FROM {self.storage.database}.service_current
+                WHERE service_id IN {{ids:Array(String)}} GROUP BY service_id
+            ) AS c
+            LEFT JOIN (
+                SELECT service_id, toUInt8(1) AS seen, min(timestamp) AS first_at,
+                       argMin(from_status, timestamp) AS first_from
+                FROM {self.storage.database}.service_transitions
+                WHERE service_id IN {{ids:Array(String)}} GROUP BY service_id
+            ) AS t ON c.service_id = t.service_id
+            WHERE (t.seen = 1 AND t.first_from = {{f:UInt8}})
+               OR (t.seen = 0 AND c.code = {{f:UInt8}})""",
+            {"ids": ids, "f": _FAILED},
+        )  # fmt: skip
+        if not rows:
+            return []
+        ended = {r["service_id"]: aware(r["ended"]) if r["seen"] else None for r in rows}
+        firsts = self.storage.query(
+            f"""
+            SELECT service_id, min(timestamp) AS began,
+                   argMin(message, timestamp) AS message
+            FROM {self.storage.database}.service_status
+            WHERE service_id IN {{ids:Array(String)}}
+              AND timestamp >= (
+                  SELECT min(hour) FROM {self.storage.database}.service_status_hourly
+                  WHERE service_id IN {{ids:Array(String)}})
+            GROUP BY service_id""",
+            {"ids": sorted(ended)},
+        )  # fmt: skip
+        out = []
+        for row in firsts:
+            sid, at = row["service_id"], aware(row["began"])
+            out.append(Member(f"status:{sid}@{_ms(at)}", "", sid, "critical", at, ended[sid],
+                              row["message"]))  # fmt: skip
         return out
 
     def _attach(self, found: list[Incident], since: datetime, end: datetime,
