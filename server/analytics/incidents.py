@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -162,12 +163,14 @@ class Incidents:
     def between(
         self, start: datetime, end: datetime, *, service_id: str | None = None,
         limit: int | None = None, lookback: timedelta = LOOKBACK, details: bool = True,
+        current: Mapping[str, int] | None = None,
     ) -> list[Incident]:  # fmt: skip
         """Incidents overlapping ``[start, end)``, open ones first, then newest first, with
         their notes and (``details``) acks and notices. ``service_id``: only those
         affecting it; ``limit``: at most that many (ClickHouse pairs and limits the
         periods: converting rows is what a request pays for). A start is looked for up
-        to ``lookback`` before ``start``.
+        to ``lookback`` before ``start``. ``current``: each checked service's status code,
+        when the caller has read them (else read from ``service_current`` if needed).
 
         Raises StorageError when ClickHouse does not answer."""
         since, cap = start - lookback, limit or 0
@@ -175,7 +178,8 @@ class Incidents:
         unwatched = self.unwatched()
         if unwatched and (not service_id or service_id in unwatched):
             ids = [service_id] if service_id else unwatched
-            members += self._failed_runs(ids, start, end, since=since, limit=cap)
+            members += self._failed_runs(ids, start, end, since=since, limit=cap,
+                                         current=current)  # fmt: skip
         members += self._causes(members, end, since)
         found = group(members)
         found = [i for i in found if (i.end is None or i.end > start) and i.start < end]
@@ -254,7 +258,8 @@ class Incidents:
         return ids
 
     def _failed_runs(self, ids: list[str], start: datetime, end: datetime, *, since: datetime,
-                     limit: int = 0, before: datetime | None = None) -> list[Member]:  # fmt: skip
+                     limit: int = 0, before: datetime | None = None,
+                     current: Mapping[str, int] | None = None) -> list[Member]:  # fmt: skip
         """Runs of FAILED overlapping ``[start, end)`` that began after ``since`` (and
         before ``before``), paired in ClickHouse like the firing periods."""
         if not ids:
@@ -286,41 +291,43 @@ class Incidents:
             message = row["message"].split(": ", 1)[-1]  # "status changed A -> B: <check>"
             ended = aware(row["ended"]) if row["ended"] else None
             out.append(Member(f"status:{sid}@{_ms(at)}", "", sid, "critical", at, ended, message))
-        for member in self._first_runs(ids):
+        for member in self._first_runs(ids, current):
             if (member.end is None or member.end > start) and since <= member.start < min(
                 before or end, end
             ):
                 out.append(member)
         return out
 
-    def _first_runs(self, ids: list[str]) -> list[Member]:
+    def _first_runs(self, ids: list[str], current: Mapping[str, int] | None) -> list[Member]:
         """Runs of FAILED that began with a service's very first check: the recorder
         writes a transition only on a change, so such a run has no transition into
         FAILED. Found as the services whose oldest transition leaves FAILED (the run
-        ended there) or that have none and are FAILED now (still open); their first
-        check, the run's start, is then read for those few services only."""
+        ended there) or that have none and are FAILED now (still open, ``current`` or
+        ``service_current``); their first check, the run's start, is then read for
+        those few services only."""
+        db = self.storage.database
         rows = self.storage.query(
-            f"""
-            SELECT c.service_id AS service_id, t.seen AS seen, t.first_at AS ended
-            FROM (
-                SELECT service_id, argMaxMerge(status_code) AS code
-                FROM {self.storage.database}.service_current
-                WHERE service_id IN {{ids:Array(String)}} GROUP BY service_id
-            ) AS c
-            LEFT JOIN (
-                SELECT service_id, toUInt8(1) AS seen, min(timestamp) AS first_at,
-                       argMin(from_status, timestamp) AS first_from
-                FROM {self.storage.database}.service_transitions
-                WHERE service_id IN {{ids:Array(String)}} GROUP BY service_id
-            ) AS t ON c.service_id = t.service_id
-            WHERE (t.seen = 1 AND t.first_from = {{f:UInt8}})
-               OR (t.seen = 0 AND c.code = {{f:UInt8}})""",
-            {"ids": ids, "f": _FAILED},
-        )  # fmt: skip
-        if not rows:
+            "SELECT service_id, min(timestamp) AS first_at, argMin(from_status, timestamp) "
+            f"AS first_from FROM {db}.service_transitions "
+            "WHERE service_id IN {ids:Array(String)} GROUP BY service_id",
+            {"ids": ids},
+        )
+        firsts = {r["service_id"]: r for r in rows}
+        quiet = [sid for sid in ids if sid not in firsts]
+        if quiet and current is None:
+            rows = self.storage.query(
+                f"SELECT service_id, argMaxMerge(status_code) AS code FROM {db}.service_current "
+                "WHERE service_id IN {ids:Array(String)} GROUP BY service_id",
+                {"ids": quiet},
+            )
+            current = {r["service_id"]: int(r["code"]) for r in rows}
+        ended: dict[str, datetime | None] = {
+            sid: aware(r["first_at"]) for sid, r in firsts.items() if r["first_from"] == _FAILED
+        }
+        ended |= {sid: None for sid in quiet if (current or {}).get(sid) == _FAILED}
+        if not ended:
             return []
-        ended = {r["service_id"]: aware(r["ended"]) if r["seen"] else None for r in rows}
-        firsts = self.storage.query(
+        checks = self.storage.query(
             f"""
             SELECT service_id, min(timestamp) AS began,
                    argMin(message, timestamp) AS message
@@ -333,7 +340,7 @@ class Incidents:
             {"ids": sorted(ended)},
         )  # fmt: skip
         out = []
-        for row in firsts:
+        for row in checks:
             sid, at = row["service_id"], aware(row["began"])
             out.append(Member(f"status:{sid}@{_ms(at)}", "", sid, "critical", at, ended[sid],
                               row["message"]))  # fmt: skip
