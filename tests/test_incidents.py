@@ -15,8 +15,9 @@ from xml.etree import ElementTree as ET
 import pytest
 from flask.testing import FlaskClient
 
+from server.analytics.incident_timeline import timeline
 from server.analytics.incidents import Incidents, id_start, incident_id
-from server.config.models import DashboardConfig
+from server.config.models import DashboardConfig, SilenceConfig
 from server.web import WebContext, create_app
 from tests.web_fixture import NOW, build
 
@@ -145,3 +146,34 @@ def test_status_page_and_feed_show_current_incidents_with_their_notes(c: FlaskCl
     assert "Investigating." in (entry.findtext(f"{ATOM}summary") or "")
     assert (entry.findtext(f"{ATOM}id") or "").startswith("urn:uuid:")
     assert "connection refused" not in feed.get_data(as_text=True)  # check output stays private
+
+
+def test_configured_silences_appear_in_the_timeline_as_runtime_ones_do(
+    site: tuple[FlaskClient, Any],
+) -> None:
+    """``silences:`` from the YAML (a one-off window and a recurring one) covered the
+    incident's alerts: both show, each window once, like a silence created through the API;
+    one of another service does not."""
+    c, h = site
+    store = c.application.extensions["lightbulb"].storage
+    silences = [
+        {"id": "db-maint", "service": "db", "start": "2026-11-22T11:30:00Z",
+         "end": "2026-11-22T13:00:00Z", "comment": "disk swap"},
+        {"id": "nightly", "service": "stack:default", "rule": "down", "cron": "15 11 * * *",
+         "duration": "10m"},
+        {"id": "web-only", "service": "web", "start": "2026-11-22T11:00:00Z",
+         "end": "2026-11-22T13:00:00Z"},
+    ]  # fmt: skip
+    config = h.config.model_copy(
+        update={"silences": [SilenceConfig.model_validate(s) for s in silences]}
+    )
+    source = Incidents(store, config)
+    (incident,) = source.between(NOW - timedelta(hours=2), NOW, limit=10)
+    entries = [(e["at"], e["service_id"], e["text"])
+               for e in timeline(source, incident, NOW) if e["kind"] == "silence"]  # fmt: skip
+    assert entries == [
+        (NOW - timedelta(minutes=45), "db",
+         "silenced until 2026-11-22T11:25:00+00:00 by config (configured silence nightly)"),
+        (NOW - timedelta(minutes=30), "db", "silenced until 2026-11-22T13:00:00+00:00 by config"
+         " (configured silence db-maint): disk swap"),
+    ]  # fmt: skip

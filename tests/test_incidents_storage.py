@@ -81,3 +81,48 @@ alert_rules:
         (["lonely"], start + timedelta(minutes=60), None, "lonely: failed check"),
     ]  # fmt: skip
     store.close()
+
+
+def test_a_service_without_rules_failing_from_its_first_check_is_an_incident_while_open(
+    tmp_path: Path,
+) -> None:
+    """No transition into FAILED is written for a first check: the run is still an
+    incident, open from that check (``fresh``), or closed at the first recovery
+    (``healed``, which then fails again: a second incident)."""
+    store = EmbeddedStorage(tmp_path / "db", "monitor")
+    apply_schema(store, Target("monitor"))
+    config = parse_config(
+        """
+services:
+  - {id: fresh, type: tcp, tcp: {host: 127.0.0.1, port: 1}}
+  - {id: healed, type: tcp, tcp: {host: 127.0.0.1, port: 1}}
+  - {id: fine, type: tcp, tcp: {host: 127.0.0.1, port: 1}}
+""",
+        "t.yaml",
+    )
+    h = Harness(RULES, FakeClock(NOW - timedelta(hours=2)))
+    recorder = Recorder(h)
+    start = NOW - timedelta(hours=2)
+    plans = {"fresh": ["FAILED"] * 5, "healed": ["FAILED", "FAILED", "OK", "FAILED", "FAILED"],
+             "fine": ["OK"] * 5}  # fmt: skip
+    for i in range(5):
+        for sid, plan in plans.items():
+            at = start + timedelta(minutes=10 * i)
+            recorder.record(Svc(sid), CheckResult(Status[plan[i]], f"{sid} {i}"), at)
+    for table, columns in WRITTEN_TABLES.items():
+        rows = [row for t, row in h.rows if t == table]
+        if rows:
+            store.insert(table, columns, rows)
+    source = Incidents(store, config)
+    found = source.between(NOW - timedelta(days=1), NOW)
+    spans = sorted((i.services, i.start, i.end, i.cause) for i in found)
+    assert spans == [
+        (["fresh"], start, None, "fresh: fresh 0"),
+        (["healed"], start, start + timedelta(minutes=20), "healed: healed 0"),
+        (["healed"], start + timedelta(minutes=30), None, "healed: healed 3"),
+    ]  # fmt: skip
+    # open on the status page's list and found by its id
+    first = next(i for i in found if i.services == ["fresh"])
+    again = source.get(first.id, NOW)
+    assert again is not None and (again.start, again.end) == (start, None)
+    store.close()

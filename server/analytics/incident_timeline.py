@@ -3,7 +3,8 @@
 Entries are status transitions of the services affected (``service_transitions``),
 alert transitions, acknowledgements, held and released news (``alert_events``),
 each notice with its delivery outcome (``notifications``, matched by incident key)
-and the runtime silences that covered an affected alert. Each entry is
+and the silences that covered an affected alert: runtime ones (API) and configured
+ones (``silences:``, each window of a recurring one). Each entry is
 ``{at, kind, service_id, text}`` with ``at`` an aware UTC time; ``kind`` is one
 of :data:`KINDS`.
 """
@@ -14,6 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from server.alerting.log import aware
+from server.alerting.silences import FAR_FUTURE, FAR_PAST, from_config
 from server.analytics.incidents import Incident, Incidents
 from server.core import status as statuses
 
@@ -50,19 +52,38 @@ def timeline(source: Incidents, incident: Incident, now: datetime) -> list[dict[
         text = f"{n['item_state']} notice to {n['channel']}: {result}{error}"
         out.append(_entry(n["queued_at"], "notice", "", text) | {"channel": n["channel"],
                    "state": n["state"], "changed_at": n["changed_at"]})  # fmt: skip
+    out += _silences(source, incident, start, end)
+    return sorted(out, key=lambda e: (e["at"], KINDS.index(e["kind"])))
+
+
+def _silences(source: Incidents, incident: Incident, start: datetime,
+              end: datetime) -> list[dict[str, Any]]:  # fmt: skip
+    """Silences in force during ``[start, end]`` that cover a member's alert: the runtime
+    ones (API) and the configured ones (``silences:``, each window of a recurring one)."""
+    windows = [(s, s.start, s.end) for s in source.log.silences_between(start, end)]
+    for index, cfg in enumerate(source.config.silences):
+        silence = from_config(index, cfg)
+        found = silence.windows(start, end)
+        current = silence.window_at(start)
+        if current is not None and current not in found:
+            found.insert(0, current)
+        windows += [(silence, opened, closed) for opened, closed in found]
     stacks = {s.id: s.stack for s in source.config.services}
-    for silence in source.log.silences_between(start, end):
+    out = []
+    for silence, opened, closed in windows:
         hit = [
             m.service_id
             for m in incident.members
             if silence.matches(m.rule_id, m.service_id, stacks.get(m.service_id, ""))
         ]
         if hit:
+            until = "indefinitely" if closed == FAR_FUTURE else f"until {closed.isoformat()}"
             who = f" by {silence.author}" if silence.author else ""
             why = f": {silence.comment}" if silence.comment else ""
-            out.append(_entry(silence.start, "silence", hit[0],
-                              f"silenced until {silence.end.isoformat()}{who}{why}"))  # fmt: skip
-    return sorted(out, key=lambda e: (e["at"], KINDS.index(e["kind"])))
+            where = f" (configured silence {silence.id})" if silence.source == "config" else ""
+            at = start if opened == FAR_PAST else opened  # always on: shown from the start
+            out.append(_entry(at, "silence", hit[0], f"silenced {until}{who}{where}{why}"))
+    return out
 
 
 def _alert_row(row: dict[str, Any]) -> dict[str, Any] | None:

@@ -22,13 +22,12 @@ back (or, on a standalone dashboard over a cluster, one acknowledged insert).
 
 from __future__ import annotations
 
-import hashlib
-import re
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from collections.abc import Mapping
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from server.alerting.log import AlertLog, aware, table_columns
+from server.analytics.incident_model import Incident, Member, id_start, incident_id, key_start
 from server.config.models import Config
 from server.core import selectors
 from server.core import status as statuses
@@ -37,117 +36,15 @@ from server.storage import Storage
 NOTE_COLUMNS = table_columns("incident_notes")
 LOOKBACK = timedelta(days=30)  # how far before a range a still-open incident's start is read
 MAX_NOTE = 4000  # characters
-SEVERITY_ORDER = ("info", "warning", "critical")
-_ID = re.compile(r"^(\d{8}T\d{6})(\d{3})Z-[0-9a-f]{8}$")
 _FAILED = int(statuses.Status.FAILED)
 _UNWATCHED: dict[int, tuple[Config, list[str]]] = {}
+__all__ = ["Incident", "Incidents", "Member", "group", "id_start", "incident_id"]
 
 
 class NoteSink(Protocol):
     """The daemon's writer (``Writer.add_durable``) or a test's stand-in."""
 
     def add_durable(self, table: str, rows: list[tuple[Any, ...]]) -> None: ...
-
-
-@dataclass
-class Member:
-    """One firing period of one alert (``rule_id`` set) or one FAILED run (``rule_id`` '')."""
-
-    key: str
-    rule_id: str
-    service_id: str
-    severity: str
-    start: datetime
-    end: datetime | None  # None: still open
-    message: str
-    caused_by: str = ""
-
-    @property
-    def alert_id(self) -> str:
-        return f"{self.rule_id}:{self.service_id}" if self.rule_id else ""
-
-
-@dataclass
-class Incident:
-    """A group of members: the first is the cause, the rest were inhibited by it."""
-
-    id: str
-    members: list[Member]
-    acks: list[dict[str, Any]] = field(default_factory=list)  # {at, who, comment, alert_id}
-    notices: list[dict[str, Any]] = field(default_factory=list)  # AlertLog.incident_notices
-    note: dict[str, Any] | None = None  # {note, author, updated_at}
-
-    @property
-    def root(self) -> Member:
-        return self.members[0]
-
-    @property
-    def start(self) -> datetime:
-        return self.root.start
-
-    @property
-    def end(self) -> datetime | None:
-        ends = [m.end for m in self.members]
-        return None if any(e is None for e in ends) else max(e for e in ends if e is not None)
-
-    @property
-    def services(self) -> list[str]:
-        return list(dict.fromkeys(m.service_id for m in self.members))
-
-    @property
-    def severity(self) -> str:
-        known = [m.severity for m in self.members if m.severity in SEVERITY_ORDER]
-        return max(known, key=SEVERITY_ORDER.index) if known else self.root.severity
-
-    @property
-    def cause(self) -> str:
-        root = self.root
-        what = f"{root.rule_id} on {root.service_id}" if root.rule_id else root.service_id
-        return f"{what}: {root.message}" if root.message else what
-
-    @property
-    def acknowledged_by(self) -> list[str]:
-        return list(dict.fromkeys(a["who"] for a in self.acks))
-
-    @property
-    def sent(self) -> int:
-        """Notices delivered about this incident (firing, repeats and resolve, per channel)."""
-        return sum(1 for n in self.notices if n["state"] == "delivered")
-
-    def duration(self, now: datetime) -> timedelta:
-        """Start to end, or to ``now`` while open."""
-        return (self.end or now) - self.start
-
-    def as_dict(self, now: datetime) -> dict[str, Any]:
-        """The API's shape: times as RFC 3339 UTC, duration in seconds."""
-        end = self.end
-        return {
-            "id": self.id, "start": self.start.isoformat(), "end": end.isoformat() if end else None,
-            "open": end is None, "duration_seconds": round(self.duration(now).total_seconds(), 3),
-            "cause": self.cause, "severity": self.severity, "services": self.services,
-            "alerts": [m.alert_id for m in self.members if m.rule_id],
-            "acknowledged_by": self.acknowledged_by, "notifications_sent": self.sent,
-            "notifications_failed": sum(1 for n in self.notices if n["state"] == "failed"),
-            "note": self.note["note"] if self.note else None,
-            "note_author": self.note["author"] if self.note else None,
-            "note_updated_at": self.note["updated_at"].isoformat() if self.note else None,
-        }  # fmt: skip
-
-
-def incident_id(member: Member) -> str:
-    """The stable id of the incident ``member`` opens (see the module docstring)."""
-    at = member.start.astimezone(UTC)
-    digest = hashlib.sha256(member.key.encode()).hexdigest()[:8]
-    return f"{at:%Y%m%dT%H%M%S}{at.microsecond // 1000:03d}Z-{digest}"
-
-
-def id_start(incident_id_: str) -> datetime | None:
-    """The start an id spells, or None when it is not one of ours."""
-    match = _ID.match(incident_id_)
-    if match is None:
-        return None
-    start = datetime.strptime(match.group(1), "%Y%m%dT%H%M%S").replace(tzinfo=UTC)
-    return start + timedelta(milliseconds=int(match.group(2)))
 
 
 class Incidents:
@@ -162,12 +59,14 @@ class Incidents:
     def between(
         self, start: datetime, end: datetime, *, service_id: str | None = None,
         limit: int | None = None, lookback: timedelta = LOOKBACK, details: bool = True,
+        current: Mapping[str, int] | None = None,
     ) -> list[Incident]:  # fmt: skip
         """Incidents overlapping ``[start, end)``, open ones first, then newest first, with
         their notes and (``details``) acks and notices. ``service_id``: only those
         affecting it; ``limit``: at most that many (ClickHouse pairs and limits the
         periods: converting rows is what a request pays for). A start is looked for up
-        to ``lookback`` before ``start``.
+        to ``lookback`` before ``start``. ``current``: each checked service's status code,
+        when the caller has read them (else read from ``service_current`` if needed).
 
         Raises StorageError when ClickHouse does not answer."""
         since, cap = start - lookback, limit or 0
@@ -175,7 +74,8 @@ class Incidents:
         unwatched = self.unwatched()
         if unwatched and (not service_id or service_id in unwatched):
             ids = [service_id] if service_id else unwatched
-            members += self._failed_runs(ids, start, end, since=since, limit=cap)
+            members += self._failed_runs(ids, start, end, since=since, limit=cap,
+                                         current=current)  # fmt: skip
         members += self._causes(members, end, since)
         found = group(members)
         found = [i for i in found if (i.end is None or i.end > start) and i.start < end]
@@ -218,7 +118,7 @@ class Incidents:
                                           services=services, limit=limit)  # fmt: skip
         return [
             Member(
-                f"{p.rule_id}:{p.service_id}@{_ms(p.start)}",
+                f"{p.rule_id}:{p.service_id}@{key_start(p.start)}",
                 p.rule_id,
                 p.service_id,
                 p.severity,
@@ -254,7 +154,8 @@ class Incidents:
         return ids
 
     def _failed_runs(self, ids: list[str], start: datetime, end: datetime, *, since: datetime,
-                     limit: int = 0, before: datetime | None = None) -> list[Member]:  # fmt: skip
+                     limit: int = 0, before: datetime | None = None,
+                     current: Mapping[str, int] | None = None) -> list[Member]:  # fmt: skip
         """Runs of FAILED overlapping ``[start, end)`` that began after ``since`` (and
         before ``before``), paired in ClickHouse like the firing periods."""
         if not ids:
@@ -285,7 +186,62 @@ class Incidents:
             sid, at = row["service_id"], aware(row["began"])
             message = row["message"].split(": ", 1)[-1]  # "status changed A -> B: <check>"
             ended = aware(row["ended"]) if row["ended"] else None
-            out.append(Member(f"status:{sid}@{_ms(at)}", "", sid, "critical", at, ended, message))
+            out.append(
+                Member(f"status:{sid}@{key_start(at)}", "", sid, "critical", at, ended, message)
+            )
+        for member in self._first_runs(ids, current):
+            if (member.end is None or member.end > start) and since <= member.start < min(
+                before or end, end
+            ):
+                out.append(member)
+        return out
+
+    def _first_runs(self, ids: list[str], current: Mapping[str, int] | None) -> list[Member]:
+        """Runs of FAILED that began with a service's very first check: the recorder
+        writes a transition only on a change, so such a run has no transition into
+        FAILED. Found as the services whose oldest transition leaves FAILED (the run
+        ended there) or that have none and are FAILED now (still open, ``current`` or
+        ``service_current``); their first check, the run's start, is then read for
+        those few services only."""
+        db = self.storage.database
+        rows = self.storage.query(
+            "SELECT service_id, min(timestamp) AS first_at, argMin(from_status, timestamp) "
+            f"AS first_from FROM {db}.service_transitions "
+            "WHERE service_id IN {ids:Array(String)} GROUP BY service_id",
+            {"ids": ids},
+        )
+        firsts = {r["service_id"]: r for r in rows}
+        quiet = [sid for sid in ids if sid not in firsts]
+        if quiet and current is None:
+            rows = self.storage.query(
+                f"SELECT service_id, argMaxMerge(status_code) AS code FROM {db}.service_current "
+                "WHERE service_id IN {ids:Array(String)} GROUP BY service_id",
+                {"ids": quiet},
+            )
+            current = {r["service_id"]: int(r["code"]) for r in rows}
+        ended: dict[str, datetime | None] = {
+            sid: aware(r["first_at"]) for sid, r in firsts.items() if r["first_from"] == _FAILED
+        }
+        ended |= {sid: None for sid in quiet if (current or {}).get(sid) == _FAILED}
+        if not ended:
+            return []
+        checks = self.storage.query(
+            f"""
+            SELECT service_id, min(timestamp) AS began,
+                   argMin(message, timestamp) AS message
+            FROM {self.storage.database}.service_status
+            WHERE service_id IN {{ids:Array(String)}}
+              AND timestamp >= (
+                  SELECT min(hour) FROM {self.storage.database}.service_status_hourly
+                  WHERE service_id IN {{ids:Array(String)}})
+            GROUP BY service_id""",
+            {"ids": sorted(ended)},
+        )  # fmt: skip
+        out = []
+        for row in checks:
+            sid, at = row["service_id"], aware(row["began"])
+            out.append(Member(f"status:{sid}@{key_start(at)}", "", sid, "critical", at, ended[sid],
+                              row["message"]))  # fmt: skip
         return out
 
     def _attach(self, found: list[Incident], since: datetime, end: datetime,
@@ -374,8 +330,3 @@ def group(members: list[Member]) -> list[Incident]:
         home[member.key] = incident
         by_service.setdefault(member.service_id, []).append(member)
     return incidents
-
-
-def _ms(at: datetime) -> str:
-    """As the alert log's incident keys spell a start (server.notify.base.incident_key)."""
-    return at.astimezone(UTC).isoformat(timespec="milliseconds")

@@ -185,9 +185,11 @@ def _save(incident: Incident, note: str, who: str) -> str:
     return note
 
 
-def recent(now: Any, services: set[str], days: int = 30, limit: int = 50) -> list[Incident]:
+def recent(now: Any, services: set[str], current: dict[str, int] | None = None,
+           days: int = 30, limit: int = 50) -> list[Incident]:  # fmt: skip
     """Incidents of the last ``days`` days touching any of ``services`` (the status page's):
-    the open ones and the newest, at most ``limit``, with their notes."""
+    the open ones and the newest, at most ``limit``, with their notes. ``current``: each
+    checked service's status code when the caller has read them already."""
     rows = source().between(now - timedelta(days=days), now + timedelta(seconds=1),
-                            limit=limit, details=False)  # fmt: skip
+                            limit=limit, details=False, current=current)  # fmt: skip
     return [i for i in rows if services.intersection(i.services)]

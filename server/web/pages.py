@@ -298,14 +298,16 @@ def status_page() -> str:
     30 days, :mod:`server.web.incidents_view`), and scheduled maintenance."""
     ctx = context()
     now = ctx.clock.now()
-    views = ctx.reader.services(now, history=False)
+    views = ctx.reader.services(now, history=False, since=False)  # the page shows no "since"
     found = status_view.groups(ctx.config, views)
     shown = status_view.add_history(ctx.reader, found, now)
     labels = {v.id: v.label for g in found for v in g.members}
     return render_template(
         "status.html", title=ctx.config.status_page.title, groups=found, days=shown,
         maintenance=status_view.maintenance(ctx.config, views, now), now=now,
-        incidents=recent_incidents(now, set(labels)), labels=labels,
+        incidents=recent_incidents(now, set(labels),
+                                   {v.id: v.status_code for v in views if v.checked}),
+        labels=labels,
     )  # fmt: skip
 
 

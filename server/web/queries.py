@@ -122,9 +122,10 @@ class Reader:
         return views
 
     def services(
-        self, now: datetime, only: str | None = None, history: bool = True
+        self, now: datetime, only: str | None = None, history: bool = True, since: bool = True
     ) -> list[ServiceView]:
-        """Current status of every service (or one); with ``history``, uptime and strips too."""
+        """Current status of every service (or one); with ``since``, when its status last
+        changed; with ``history``, uptime and strips too."""
         views = self.known()
         if only is not None:
             views = {only: views[only]} if only in views else {}
@@ -158,11 +159,12 @@ class Reader:
                     self.config.scheduler.flush_interval + self.config.scheduler.insert_interval
                 ).total_seconds(),
             )
-        for row in self._q(
+        changes = self._q(
             "SELECT service_id, max(timestamp) AS since FROM {db}.service_transitions "
             f"WHERE {every} GROUP BY service_id",
             ids=ids,
-        ):
+        ) if since else []  # fmt: skip
+        for row in changes:
             if row["service_id"] in views:
                 views[row["service_id"]].since = row["since"]
         if history:

@@ -1,0 +1,122 @@
+"""What an incident is: its members (firing periods and FAILED runs), its stable id.
+
+Split from :mod:`server.analytics.incidents` (which derives them from storage and
+re-exports these names); see there for how members are found and grouped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+SEVERITY_ORDER = ("info", "warning", "critical")
+_ID = re.compile(r"^(\d{8}T\d{6})(\d{3})Z-[0-9a-f]{8}$")
+
+
+@dataclass
+class Member:
+    """One firing period of one alert (``rule_id`` set) or one FAILED run (``rule_id`` '')."""
+
+    key: str
+    rule_id: str
+    service_id: str
+    severity: str
+    start: datetime
+    end: datetime | None  # None: still open
+    message: str
+    caused_by: str = ""
+
+    @property
+    def alert_id(self) -> str:
+        return f"{self.rule_id}:{self.service_id}" if self.rule_id else ""
+
+
+@dataclass
+class Incident:
+    """A group of members: the first is the cause, the rest were inhibited by it."""
+
+    id: str
+    members: list[Member]
+    acks: list[dict[str, Any]] = field(default_factory=list)  # {at, who, comment, alert_id}
+    notices: list[dict[str, Any]] = field(default_factory=list)  # AlertLog.incident_notices
+    note: dict[str, Any] | None = None  # {note, author, updated_at}
+
+    @property
+    def root(self) -> Member:
+        return self.members[0]
+
+    @property
+    def start(self) -> datetime:
+        return self.root.start
+
+    @property
+    def end(self) -> datetime | None:
+        ends = [m.end for m in self.members]
+        return None if any(e is None for e in ends) else max(e for e in ends if e is not None)
+
+    @property
+    def services(self) -> list[str]:
+        return list(dict.fromkeys(m.service_id for m in self.members))
+
+    @property
+    def severity(self) -> str:
+        known = [m.severity for m in self.members if m.severity in SEVERITY_ORDER]
+        return max(known, key=SEVERITY_ORDER.index) if known else self.root.severity
+
+    @property
+    def cause(self) -> str:
+        root = self.root
+        what = f"{root.rule_id} on {root.service_id}" if root.rule_id else root.service_id
+        return f"{what}: {root.message}" if root.message else what
+
+    @property
+    def acknowledged_by(self) -> list[str]:
+        return list(dict.fromkeys(a["who"] for a in self.acks))
+
+    @property
+    def sent(self) -> int:
+        """Notices delivered about this incident (firing, repeats and resolve, per channel)."""
+        return sum(1 for n in self.notices if n["state"] == "delivered")
+
+    def duration(self, now: datetime) -> timedelta:
+        """Start to end, or to ``now`` while open."""
+        return (self.end or now) - self.start
+
+    def as_dict(self, now: datetime) -> dict[str, Any]:
+        """The API's shape: times as RFC 3339 UTC, duration in seconds."""
+        end = self.end
+        return {
+            "id": self.id, "start": self.start.isoformat(), "end": end.isoformat() if end else None,
+            "open": end is None, "duration_seconds": round(self.duration(now).total_seconds(), 3),
+            "cause": self.cause, "severity": self.severity, "services": self.services,
+            "alerts": [m.alert_id for m in self.members if m.rule_id],
+            "acknowledged_by": self.acknowledged_by, "notifications_sent": self.sent,
+            "notifications_failed": sum(1 for n in self.notices if n["state"] == "failed"),
+            "note": self.note["note"] if self.note else None,
+            "note_author": self.note["author"] if self.note else None,
+            "note_updated_at": self.note["updated_at"].isoformat() if self.note else None,
+        }  # fmt: skip
+
+
+def incident_id(member: Member) -> str:
+    """The stable id of the incident ``member`` opens (see the module docstring)."""
+    at = member.start.astimezone(UTC)
+    digest = hashlib.sha256(member.key.encode()).hexdigest()[:8]
+    return f"{at:%Y%m%dT%H%M%S}{at.microsecond // 1000:03d}Z-{digest}"
+
+
+def id_start(incident_id_: str) -> datetime | None:
+    """The start an id spells, or None when it is not one of ours."""
+    match = _ID.match(incident_id_)
+    if match is None:
+        return None
+    start = datetime.strptime(match.group(1), "%Y%m%dT%H%M%S").replace(tzinfo=UTC)
+    return start + timedelta(milliseconds=int(match.group(2)))
+
+
+def key_start(at: datetime) -> str:
+    """As the alert log's incident keys spell a start (server.notify.base.incident_key)."""
+    return at.astimezone(UTC).isoformat(timespec="milliseconds")
