@@ -51,31 +51,39 @@ async def run_with_deadline(
     ctx: CheckContext,
     pool: DeadlinePool,
     on_overrun: Callable[[Future[Any]], None] | None = None,
+    *,
+    work: Future[Any] | None = None,
+    started: float | None = None,
 ) -> CheckResult:
     """The checker's result, or the verdict at ``ctx.timeout``; never raises (but cancels).
 
     ``on_overrun(work)`` is called when a blocking check's thread is still busy at the
-    deadline (``work`` is done when the thread returns).
+    deadline (``work`` is done when the thread returns). A blocking check already
+    handed to the pool (a :class:`~server.core.pool.DeadlinePool` future of
+    :func:`checked`, e.g. from the scheduler's batch) is passed as ``work``, with
+    ``started``, the loop time it was handed over: the deadline counts from then.
     """
     loop = asyncio.get_running_loop()
-    work: Future[CheckResult] | None = None
+    begun = loop.time() if started is None else started
     answer: asyncio.Future[CheckResult] | None = None
     lent = False
     try:
-        async with asyncio.timeout_at(loop.time() + ctx.timeout) as deadline:
+        async with asyncio.timeout_at(begun + ctx.timeout) as deadline:
             if checker.is_async():
                 raw: Any = await checker.check_async(ctx)
             else:
-                work = pool.submit(checker.check, ctx)
+                if work is None:
+                    work = pool.submit(checker.check, ctx)
                 answer = asyncio.wrap_future(work)
-                done, _pending = await asyncio.wait({answer}, timeout=SLOW_AFTER)
+                wait = max(0.0, begun + SLOW_AFTER - loop.time())
+                done, _pending = await asyncio.wait({answer}, timeout=wait)
                 if not done and work.running():
                     pool.overdue(work)  # taken for hung: the queue behind it goes on
                     lent = True
                 raw = await answer
     except TimeoutError:
         if not deadline.expired():
-            return _error(TimeoutError("a timeout inside the checker"))
+            return error_result(TimeoutError("a timeout inside the checker"))
         if answer is not None:
             answer.cancel()  # a late result or error is dropped, never reported
         # Cancelling the wait cancels a task still queued (wrap_future passes it on):
@@ -95,8 +103,20 @@ async def run_with_deadline(
         message = timed_out_message(ctx.timeout)
         return CheckResult(checker.timeout_status, f"{what}: {message}" if what else message)
     except Exception as exc:
-        return _error(exc)
+        return error_result(exc)
     return validated(raw)
+
+
+def checked(checker: Checker[Any], ctx: CheckContext) -> CheckResult:
+    """``checker.check(ctx)`` validated, or UNKNOWN with the reason; never raises.
+
+    What a pool thread runs for each check of a batch: the verdict comes back
+    ready to record, with no trip through the event loop per check.
+    """
+    try:
+        return validated(checker.check(ctx))
+    except Exception as exc:
+        return error_result(exc)
 
 
 def run_check(checker: Checker[Any], ctx: CheckContext) -> CheckResult:
@@ -117,7 +137,8 @@ def run_check(checker: Checker[Any], ctx: CheckContext) -> CheckResult:
         pool.shutdown()
 
 
-def _error(exc: BaseException) -> CheckResult:
+def error_result(exc: BaseException) -> CheckResult:
+    """UNKNOWN, "checker error: …", with the traceback as a log entry."""
     reason = printable(f"checker error: {type(exc).__name__}: {exc}")[:500]
     trace = "".join(traceback.format_exception(exc))
     return CheckResult(
