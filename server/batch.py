@@ -117,10 +117,10 @@ class TickBatch:
             return
         self.escalated = True
         self._timer.cancel()
-        done = [i for i, work in enumerate(self.works) if work.done()]
-        self.on_done(self._results(done))
+        done = {i for i, work in enumerate(self.works) if work.done()}
+        self.on_done(self._results(sorted(done)))
         if self._queue:  # the check running may hang: the rest go on in another thread
             self.pool.submit(self._drain)
         for i, work in enumerate(self.works):
-            if not work.done():
+            if i not in done:  # the same snapshot: each check is recorded once, one way
                 self.on_escalate(self.entries[i], self.contexts[i], work)
