@@ -92,6 +92,11 @@ class TickBatch:
                 except RuntimeError:  # the loop is closed: the daemon is stopping
                     return
 
+    def _one(self, index: int, work: Future[CheckResult], checker: Any, ctx: Any) -> None:
+        began = self.loop.time()
+        self.pool.run_in_this_thread(work, checked, checker, ctx)
+        self.seconds[index] = self.loop.time() - began
+
     # -- on the loop -------------------------------------------------------------------
     def _finish(self) -> None:
         if self.escalated or self.finished:
@@ -119,8 +124,14 @@ class TickBatch:
         self._timer.cancel()
         done = {i for i, work in enumerate(self.works) if work.done()}
         self.on_done(self._results(sorted(done)))
-        if self._queue:  # the check running may hang: the rest go on in another thread
-            self.pool.submit(self._drain)
+        # The check running may hang, and so may any other: each one not started yet
+        # becomes a pool task of its own, as if never batched.
+        while True:
+            try:
+                index, work, (_entry, checker, ctx) = self._queue.popleft()
+            except IndexError:
+                break
+            self.pool.submit(self._one, index, work, checker, ctx)
         for i, work in enumerate(self.works):
             if i not in done:  # the same snapshot: each check is recorded once, one way
                 self.on_escalate(self.entries[i], self.contexts[i], work)

@@ -77,9 +77,12 @@ async def run_with_deadline(
                 answer = asyncio.wrap_future(work)
                 wait = max(0.0, begun + SLOW_AFTER - loop.time())
                 done, _pending = await asyncio.wait({answer}, timeout=wait)
-                if not done and work.running():
-                    pool.overdue(work)  # taken for hung: the queue behind it goes on
-                    lent = True
+                while not done and not lent:
+                    if work.running():
+                        pool.overdue(work)  # taken for hung: the queue behind it goes on
+                        lent = True
+                    else:  # still queued: taken for hung once it runs too long
+                        done, _pending = await asyncio.wait({answer}, timeout=SLOW_AFTER)
                 raw = await answer
     except TimeoutError:
         if not deadline.expired():
