@@ -51,42 +51,31 @@ async def run_with_deadline(
     ctx: CheckContext,
     pool: DeadlinePool,
     on_overrun: Callable[[Future[Any]], None] | None = None,
-    *,
-    work: Future[Any] | None = None,
-    started: float | None = None,
 ) -> CheckResult:
     """The checker's result, or the verdict at ``ctx.timeout``; never raises (but cancels).
 
     ``on_overrun(work)`` is called when a blocking check's thread is still busy at the
-    deadline (``work`` is done when the thread returns). A blocking check already
-    handed to the pool (a :class:`~server.core.pool.DeadlinePool` future of
-    :func:`checked`, e.g. from the scheduler's batch) is passed as ``work``, with
-    ``started``, the loop time it was handed over: the deadline counts from then.
+    deadline (``work`` is done when the thread returns).
     """
     loop = asyncio.get_running_loop()
-    begun = loop.time() if started is None else started
+    work: Future[CheckResult] | None = None
     answer: asyncio.Future[CheckResult] | None = None
     lent = False
     try:
-        async with asyncio.timeout_at(begun + ctx.timeout) as deadline:
+        async with asyncio.timeout_at(loop.time() + ctx.timeout) as deadline:
             if checker.is_async():
                 raw: Any = await checker.check_async(ctx)
             else:
-                if work is None:
-                    work = pool.submit(checker.check, ctx)
+                work = pool.submit(checker.check, ctx)
                 answer = asyncio.wrap_future(work)
-                wait = max(0.0, begun + SLOW_AFTER - loop.time())
-                done, _pending = await asyncio.wait({answer}, timeout=wait)
-                while not done and not lent:
-                    if work.running():
-                        pool.overdue(work)  # taken for hung: the queue behind it goes on
-                        lent = True
-                    else:  # still queued: taken for hung once it runs too long
-                        done, _pending = await asyncio.wait({answer}, timeout=SLOW_AFTER)
+                done, _pending = await asyncio.wait({answer}, timeout=SLOW_AFTER)
+                if not done and work.running():
+                    pool.overdue(work)  # taken for hung: the queue behind it goes on
+                    lent = True
                 raw = await answer
     except TimeoutError:
         if not deadline.expired():
-            return error_result(TimeoutError("a timeout inside the checker"))
+            return _error(TimeoutError("a timeout inside the checker"))
         if answer is not None:
             answer.cancel()  # a late result or error is dropped, never reported
         # Cancelling the wait cancels a task still queued (wrap_future passes it on):
@@ -106,20 +95,8 @@ async def run_with_deadline(
         message = timed_out_message(ctx.timeout)
         return CheckResult(checker.timeout_status, f"{what}: {message}" if what else message)
     except Exception as exc:
-        return error_result(exc)
+        return _error(exc)
     return validated(raw)
-
-
-def checked(checker: Checker[Any], ctx: CheckContext) -> CheckResult:
-    """``checker.check(ctx)`` validated, or UNKNOWN with the reason; never raises.
-
-    What a pool thread runs for each check of a batch: the verdict comes back
-    ready to record, with no trip through the event loop per check.
-    """
-    try:
-        return validated(checker.check(ctx))
-    except Exception as exc:
-        return error_result(exc)
 
 
 def run_check(checker: Checker[Any], ctx: CheckContext) -> CheckResult:
@@ -140,8 +117,7 @@ def run_check(checker: Checker[Any], ctx: CheckContext) -> CheckResult:
         pool.shutdown()
 
 
-def error_result(exc: BaseException) -> CheckResult:
-    """UNKNOWN, "checker error: …", with the traceback as a log entry."""
+def _error(exc: BaseException) -> CheckResult:
     reason = printable(f"checker error: {type(exc).__name__}: {exc}")[:500]
     trace = "".join(traceback.format_exception(exc))
     return CheckResult(

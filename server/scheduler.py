@@ -42,7 +42,6 @@ from typing import Any
 import checkers
 from checkers.base import CheckContext, Checker, CheckResult
 from checkers.netio import close_loop_resources
-from server.batch import TickBatch
 from server.config.models import ServiceConfig
 from server.core.clock import Clock
 from server.core.pool import DeadlinePool
@@ -57,10 +56,6 @@ ADD_LEAD = 0.1  # seconds between planning first runs and the earliest of them
 # in one wake-up of the loop. Waking once per service instead cost ~0.1 ms of
 # kernel time per check on a loaded machine, more than the check itself.
 TICK = 0.02
-# Blocking checks (a /proc read, a pidfile: far less than a millisecond) start on a
-# coarser grid, so that those of a service set go to the pool in a few large batches
-# (server.batch) rather than one hand-off each; lag is still measured from the grid.
-BLOCKING_GRID = 0.5
 STOP_SLACK = 1.5  # seconds shutdown waits past its grace for the loop to wind down
 
 
@@ -79,7 +74,6 @@ class Entry:
     checks: int = 0  # results recorded for this service since it was scheduled
     held: Future[Any] | None = None  # a run past its deadline whose thread is still busy
     held_since: float = 0.0  # loop time that run started
-    batch: TickBatch | None = None  # in flight in a tick's batch of blocking checks
 
 
 @dataclass
@@ -160,9 +154,7 @@ class CheckScheduler:
         return {sid: e.checks for sid, e in list(self.entries.items())}
 
     def in_flight(self) -> int:
-        return sum(
-            1 for e in list(self.entries.values()) if e.task is not None or e.batch is not None
-        )
+        return sum(1 for e in list(self.entries.values()) if e.task is not None)
 
     def shutdown(self, wait_seconds: float) -> None:
         """Stop the timers; give checks in flight up to ``wait_seconds``, then cancel them.
@@ -188,8 +180,6 @@ class CheckScheduler:
         if self._wake is not None:
             self._wake.cancel()
         self._slots.clear()
-        for batch in {id(e.batch): e.batch for e in self.entries.values() if e.batch}.values():
-            batch.escalate()  # each check still running gets a task that can be waited for
         tasks = [e.task for e in self.entries.values() if e.task is not None]
         if tasks:
             _done, pending = await asyncio.wait(tasks, timeout=wait_seconds)
@@ -235,8 +225,6 @@ class CheckScheduler:
         base_wall = self.clock.now() + timedelta(seconds=base_tick * TICK - self.loop.time())
         for service, checker in built:
             offset = spread_offset(service.id, service.interval.total_seconds())
-            if not checker.is_async():  # due together, run together: one batch per grid step
-                offset = offset // BLOCKING_GRID * BLOCKING_GRID
             entry = Entry(service, checker, base_wall + timedelta(seconds=offset))
             entry.every = max(1, round(service.interval.total_seconds() / TICK))
             entry.due = base_tick + round(offset / TICK)
@@ -277,15 +265,12 @@ class CheckScheduler:
         """Fire every slot that is due; then sleep until the next one."""
         self._wake = self._wake_at = None
         now = self.loop.time() / TICK + 1e-6
-        blocking: list[tuple[Entry, float]] = []
         while self._ticks and self._ticks[0] <= now:
             tick = heapq.heappop(self._ticks)
             for entry in self._slots.pop(tick, ()):
                 entry.armed = False
                 if not entry.removed:
-                    self._fire(entry, blocking)
-        if blocking:
-            self._start_batch(blocking)
+                    self._fire(entry)
         if self._ticks and not self._stopping:
             self._set_wake(self._ticks[0])
 
@@ -300,8 +285,7 @@ class CheckScheduler:
             log.exception("closing the checker of %s failed", service_id)
 
     # -- running -----------------------------------------------------------------------
-    def _fire(self, entry: Entry, blocking: list[tuple[Entry, float]]) -> None:
-        """Plan ``entry``'s next run and start this one (blocking checks: into ``blocking``)."""
+    def _fire(self, entry: Entry) -> None:
         planned = entry.due * TICK
         now = self.loop.time() / TICK
         entry.due += entry.every
@@ -310,17 +294,14 @@ class CheckScheduler:
         self._arm(entry)
         if self._stopping:
             return
-        if entry.task is not None or entry.batch is not None:
+        if entry.task is not None:
             entry.waiting = planned  # starts as soon as the one in flight is finished
             return
         if entry.held is not None and not entry.held.done():
             self._still_hung(entry, planned)
             return
         entry.held = None
-        if entry.checker.is_async():
-            self._start(entry, planned)
-        else:
-            blocking.append((entry, planned))
+        self._start(entry, planned)
 
     def _still_hung(self, entry: Entry, planned: float) -> None:
         """Record, on time, that the previous run still holds its thread; start none."""
@@ -338,59 +319,18 @@ class CheckScheduler:
         self.stats.lags_ms.append(max(0.0, (started - planned) * 1000))
         entry.task = self.loop.create_task(self._run(entry, started))
 
-    def _start_batch(self, due: list[tuple[Entry, float]]) -> None:
-        """Start a tick's blocking checks as one pool task (:class:`TickBatch`)."""
-        started = self.loop.time()
-        now = self.clock.now()
-        items = []
-        for entry, planned in due:
-            self.stats.lags_ms.append(max(0.0, (started - planned) * 1000))
-            ctx = CheckContext(entry.service.id, now, entry.service.timeout.total_seconds())
-            items.append((entry, entry.checker, ctx))
-        batch = TickBatch(
-            self.loop, self.pool, items, started,
-            on_done=self._batch_done, on_escalate=self._escalated,
-        )  # fmt: skip
-        for entry, _checker, _ctx in items:
-            entry.batch = batch
-
-    def _batch_done(self, results: list[tuple[Entry, CheckContext, CheckResult, float]]) -> None:
-        for entry, ctx, result, seconds in results:
-            assert entry.batch is not None
-            entry.batch = None
-            entry.last_duration = seconds
-            if self.entries.get(entry.service.id) is entry:
-                if seconds >= entry.service.timeout.total_seconds():
-                    self.stats.timeouts += 1
-                self._record(entry, result, ctx.now)
-            self._next_waiting(entry)
-
-    def _escalated(self, entry: Entry, ctx: CheckContext, work: Future[CheckResult]) -> None:
-        """A batch's check not done at its watch timer: now a task under its own deadline."""
-        batch, entry.batch = entry.batch, None
-        assert batch is not None
-        entry.task = self.loop.create_task(self._run(entry, batch.started, (ctx, work)))
-
-    async def _run(
-        self,
-        entry: Entry,
-        started: float,
-        handed: tuple[CheckContext, Future[CheckResult]] | None = None,
-    ) -> None:
-        """One check under its deadline; ``handed``: one a batch already gave the pool."""
+    async def _run(self, entry: Entry, started: float) -> None:
         sid = entry.service.id
+        now = self.clock.now()
         timeout = entry.service.timeout.total_seconds()
-        ctx, work = handed or (CheckContext(sid, self.clock.now(), timeout), None)
-        now = ctx.now
 
-        def overrun(late: Future[Any]) -> None:
-            entry.held, entry.held_since = late, started
+        def overrun(work: Future[Any]) -> None:
+            entry.held, entry.held_since = work, started
 
         try:
             result = await run_with_deadline(
-                entry.checker, ctx, self.pool, overrun,
-                work=work, started=started,
-            )  # fmt: skip
+                entry.checker, CheckContext(sid, now, timeout), self.pool, overrun
+            )
             entry.last_duration = self.loop.time() - started
             if self.entries.get(sid) is entry:
                 if entry.last_duration >= timeout:
@@ -398,14 +338,10 @@ class CheckScheduler:
                 self._record(entry, result, now)
         finally:
             entry.task = None
-            self._next_waiting(entry)
-
-    def _next_waiting(self, entry: Entry) -> None:
-        """Start the run held back while ``entry``'s previous one was in flight."""
-        if entry.waiting is not None and self.entries.get(entry.service.id) is entry:
-            planned, entry.waiting = entry.waiting, None
-            if not self._stopping:
-                self._start(entry, planned)
+            if entry.waiting is not None and self.entries.get(sid) is entry:
+                planned, entry.waiting = entry.waiting, None
+                if not self._stopping:
+                    self._start(entry, planned)
 
     def _record(self, entry: Entry, result: CheckResult, at: datetime) -> None:
         self.stats.checks += 1

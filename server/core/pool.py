@@ -101,26 +101,6 @@ class DeadlinePool:
             return inner
         return f"{inner}, from {_place(ours)}"
 
-    def run_in_this_thread(self, future: Future[T], fn: Callable[..., T], *args: Any) -> None:
-        """Run ``fn(*args)`` now, in the calling pool thread, as ``future``'s task.
-
-        For a pool task that runs several calls one after another (the scheduler's
-        batch of a tick's blocking checks): each call gets its own future, which
-        :meth:`where` and :meth:`overdue` accept like one from :meth:`submit`. Does
-        nothing when ``future`` was cancelled before it started.
-        """
-        if not future.set_running_or_notify_cancel():
-            return
-        self._running[future] = threading.get_ident()
-        try:
-            result = fn(*args)
-        except BaseException as exc:  # handed to the waiting caller
-            self._running.pop(future, None)
-            future.set_exception(exc)
-        else:
-            self._running.pop(future, None)
-            future.set_result(result)
-
     def _returned(self, _future: Future[Any]) -> None:
         with self._lock:
             self._overdue -= 1
@@ -145,7 +125,16 @@ class DeadlinePool:
                     self._threads -= 1
                 return
             future, fn, args = item
-            self.run_in_this_thread(future, fn, *args)
+            if future.set_running_or_notify_cancel():
+                self._running[future] = threading.get_ident()
+                try:
+                    result = fn(*args)
+                except BaseException as exc:  # handed to the waiting caller
+                    self._running.pop(future, None)
+                    future.set_exception(exc)
+                else:
+                    self._running.pop(future, None)
+                    future.set_result(result)
             del future, fn, args, item
             with self._lock:
                 if self._threads > self._allowed():
