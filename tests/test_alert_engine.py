@@ -486,3 +486,35 @@ def test_a_reload_keeps_a_notice_that_is_retrying_and_sends_it_once() -> None:
     h.tick(30)
     h.tick(30)
     assert h.told() == [("alert", "db", "firing")]
+
+
+def test_repeats_wait_for_an_undelivered_notice_and_do_not_burst_after_an_outage() -> None:
+    h = Harness("""
+alert_rules:
+  - {id: down, service: db, condition: "status >= FAILED", repeat_interval: 3s,
+     channels: [hook]}
+""")
+    h.receiver.failing = True
+    try:
+        h.result("db", Status.FAILED)
+        for _ in range(11):  # an 11 s outage: the firing is retrying all along
+            h.tick(1)
+        assert h.told() == []
+        assert h.events("repeat") == []  # the retrying firing already says it is firing
+        (delivery,) = h.engine.alerts()[0]["delivery"]
+        assert (delivery["kind"], delivery["state"]) == ("alert", "retrying")
+        assert delivery["attempts"] >= 1 and delivery["error"]
+    finally:
+        h.receiver.failing = False
+    for _ in range(60):  # the receiver is back: the firing goes out at its next retry
+        h.tick(0.5)
+        if h.told():
+            break
+    assert h.kinds() == ["alert"]  # exactly one firing, no burst of queued repeats
+    h.tick(1)
+    h.tick(1)
+    assert h.kinds() == ["alert"]  # the repeat clock restarted at the delivery
+    h.tick(1.5)
+    h.tick(0)
+    assert h.kinds() == ["alert", "repeat"]
+    assert len(h.events("repeat")) == 1

@@ -55,7 +55,12 @@ class Teller:
         if kind == "alert" and alert.submitted == key:
             return ""  # the hot path: this news was handed over, or needs no telling
         news = notices.item(alert, self.started)
-        wanted = [c for c in alert.rule.channels if kind == "repeat" or self._needs(c, alert, news)]
+        if kind == "repeat":
+            wanted = [c for c in alert.rule.channels if not self._repeat_waits(c, alert, now)]
+        else:
+            wanted = [c for c in alert.rule.channels if self._needs(c, alert, news)]
+        if not wanted and kind == "repeat":
+            return ""
         if not wanted:
             alert.submitted = key
             return ""
@@ -79,15 +84,26 @@ class Teller:
             return True  # its firing is still waiting out group_wait: they meet there
         return self.dispatcher.ledger.needs(channel, news)
 
+    def _repeat_waits(self, channel: str, alert: Alert, now: datetime) -> bool:
+        """A repeat waits while the channel's last notice of this incident is undelivered,
+        and until ``repeat_interval`` after it was delivered."""
+        assert self.dispatcher is not None
+        since = now - alert.rule.repeat
+        return self.dispatcher.ledger.repeat_waits(channel, alert.id, alert.incident, since)
+
     def reconcile(self, alert: Alert, now: datetime) -> None:
         """Repeats, and news a channel still lacks (held until now, or lost to a restart)."""
         if alert.state not in TELLS or alert.started is None:
             return
         if repeat_due(alert, now):
-            if self.tell(alert, now, "repeat") == "queued":  # durable: it restarts the clock
+            told = self.tell(alert, now, "repeat")
+            if told == "queued":  # durable: it restarts the clock
                 self.log.alert_event(now, "repeat", alert, "firing", "firing", result="queued",
                                      durable=True)  # fmt: skip
-            return
+            if told:
+                return
+            # every channel's notice is still undelivered (or was just delivered): no
+            # repeat yet; the news a channel lacks is still told below
         if self.tell(alert, now) == "queued":
             state = alert.state.value
             self.log.alert_event(now, "notify", alert, state, state, result="queued", durable=True)

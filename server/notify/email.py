@@ -32,7 +32,7 @@ import socket
 import ssl
 import threading
 from email.message import EmailMessage
-from email.utils import formatdate, make_msgid, parseaddr
+from email.utils import formatdate, getaddresses, make_msgid, parseaddr
 from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import AfterValidator, Field
@@ -56,17 +56,33 @@ def header(text: str, limit: int = 200) -> str:
     return clean if len(clean) <= limit else clean[: limit - 1] + "…"
 
 
-_ADDRESS = re.compile(r"[^@\s<>()\[\],;:\"]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?")
+_ADDR = r"[^@\s<>()\[\],;:\"]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?"
+_ADDRESS = re.compile(_ADDR)
+# the whole entry: one address, bare or after a display name (quoted, or free of the
+# characters that separate or start addresses), so no second address can follow
+_ENTRY = re.compile(rf'\s*(?:{_ADDR}|(?:"(?:[^"\\]|\\.)*"|[^"<>(),;:@\\]*?)\s*<{_ADDR}>)\s*')
+_EXAMPLE = 'like "ops@example.org" or "Ops <ops@example.org>"'
 
 
 def check_address(text: str) -> str:
-    """``ops@example.org`` or ``Ops <ops@example.org>``; else a config error with the fix."""
-    name, address = parseaddr(text)
-    if not _ADDRESS.fullmatch(address) or (name and "<" not in text):
+    """``ops@example.org`` or ``Ops <ops@example.org>``; else a config error with the fix.
+
+    One address per entry, on one line: a line break would let the value write more
+    headers (``Bcc:``), and a second address (``a@b.c, evil@x.y``) would be sent too
+    while the config looks like it names one."""
+    if _BREAKS.search(text):
         raise PydanticCustomError(
-            "lightbulb", 'expected an e-mail address like "ops@example.org" or '
-            '"Ops <ops@example.org>"',
+            "lightbulb", f"an e-mail address must not contain line breaks or control "
+            f"characters; expected one address {_EXAMPLE}",
         )  # fmt: skip
+    name, address = parseaddr(text)
+    if not _ENTRY.fullmatch(text) and (len(getaddresses([text])) > 1 or "," in text or ";" in text):
+        raise PydanticCustomError(
+            "lightbulb", f"expected one e-mail address per entry {_EXAMPLE}; list each "
+            "recipient as its own item of \"to\"",
+        )  # fmt: skip
+    if not _ENTRY.fullmatch(text) or not _ADDRESS.fullmatch(address) or (name and "<" not in text):
+        raise PydanticCustomError("lightbulb", f"expected an e-mail address {_EXAMPLE}")
     return text
 
 

@@ -148,6 +148,24 @@ class Ledger:
             told = self._get(item.alert_id, channel, item.incident)
             return told is not None and told.firing is not None and told.firing.state in HEARD
 
+    def repeat_waits(self, channel: str, alert_id: str, incident: str, since: datetime) -> bool:
+        """Whether a repeat of ``incident`` to ``channel`` must wait: a notice of it is
+        still undelivered (queued or retrying: it already says the alert is firing, and a
+        repeat queued behind it would go out in the same burst once the receiver is back),
+        or one was delivered after ``since`` (a delivery restarts the repeat clock)."""
+        with self._lock:
+            told = self._get(alert_id, channel, incident)
+            if told is None:
+                return False
+            for state in (told.firing, told.latest):
+                if state is None:
+                    continue
+                if state.open:
+                    return True
+                if state.state == "delivered" and (state.changed_at or state.queued_at) > since:
+                    return True
+            return False
+
     # -- recording -------------------------------------------------------------------
     def committed(self, notice: Notice, state: DeliveryState) -> None:
         """``notice`` entered the outbox: its items are now told (or being told)."""
