@@ -48,13 +48,19 @@ def parse_status_spec(spec: str | int) -> tuple[int, int]:
     """``200`` -> (200, 200); ``"200-299"`` -> (200, 299); ``"2xx"`` -> (200, 299)."""
     text = str(spec).strip()
     match = _RANGE.match(text)
+    allowed = 'expected a status 100 to 599 like 200, a range low-high like "200-299", or "2xx"'
     if not match:
-        raise invalid('expected a status like 200, "200-299" or "2xx"')
+        raise invalid(allowed)
     if match.group(3):
         base = int(match.group(3)) * 100
         return base, base + 99
     low = int(match.group(1))
-    return low, int(match.group(2) or low)
+    high = int(match.group(2) or low)
+    if not (100 <= low <= 599 and 100 <= high <= 599):
+        raise invalid(f"{allowed}; {text} is outside 100 to 599")
+    if low > high:
+        raise invalid(f"{allowed}; {text} has its low end above its high end")
+    return low, high
 
 
 def _check_spec(value: str | int) -> str | int:

@@ -166,6 +166,12 @@ def test_cert_expiry_comes_from_the_connection_and_counts_down(tmp_path: Path) -
 def test_settings_errors_are_worded() -> None:
     with pytest.raises(ValueError, match="expected an http:// or https:// URL"):
         HttpSettings(url="ftp://x")
+    for bad in (999, 99, 600, "000", "099-200", "500-100", "200-600", "7xx", "0xx"):
+        with pytest.raises(ValueError, match="expected a status 100 to 599"):
+            HttpSettings(url="http://x", expect_status=[200, bad])
+    with pytest.raises(ValueError, match="low end above its high end"):
+        HttpSettings(url="http://x", expect_status=["500-100"])
+    assert parse_status_spec("100-599") == (100, 599) and parse_status_spec(599) == (599, 599)
     with pytest.raises(ValueError, match="equals needs json_path"):
         HttpSettings(url="http://x", equals=1)
 
