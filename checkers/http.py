@@ -15,10 +15,12 @@ connection in use, so no second handshake is made.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import re
 import time
 from typing import Annotated, Any
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from pydantic import BeforeValidator, Field, model_validator
 
@@ -38,7 +40,13 @@ from checkers.netio import os_reason
 from server.core.httpfields import HeaderName, HeaderValue, HttpMethod, HttpUrl
 from server.core.units import ByteSize, Duration, DurationRange, format_size
 
-__all__ = ["HttpChecker", "HttpSettings", "json_path_get", "parse_status_spec"]
+__all__ = [
+    "HttpChecker",
+    "HttpSettings",
+    "json_path_get",
+    "parse_status_spec",
+    "split_userinfo",
+]
 
 _RANGE = re.compile(r"^(\d{3})(?:-(\d{3}))?$|^([1-5])xx$")
 MAX_BODY = 2**20  # 1 MiB: the most of a body read for body_contains / json_path
@@ -48,13 +56,35 @@ def parse_status_spec(spec: str | int) -> tuple[int, int]:
     """``200`` -> (200, 200); ``"200-299"`` -> (200, 299); ``"2xx"`` -> (200, 299)."""
     text = str(spec).strip()
     match = _RANGE.match(text)
+    allowed = 'expected a status 100 to 599 like 200, a range low-high like "200-299", or "2xx"'
     if not match:
-        raise invalid('expected a status like 200, "200-299" or "2xx"')
+        raise invalid(allowed)
     if match.group(3):
         base = int(match.group(3)) * 100
         return base, base + 99
     low = int(match.group(1))
-    return low, int(match.group(2) or low)
+    high = int(match.group(2) or low)
+    if not (100 <= low <= 599 and 100 <= high <= 599):
+        raise invalid(f"{allowed}; {text} is outside 100 to 599")
+    if low > high:
+        raise invalid(f"{allowed}; {text} has its low end above its high end")
+    return low, high
+
+
+def split_userinfo(url: str) -> tuple[str, str | None]:
+    """``http://user:pw@host/p`` -> (``http://host/p``, ``"Basic base64(user:pw)"``).
+
+    As curl does: user and password are percent-decoded, then sent as Basic auth;
+    the URL without them is what goes on the wire and into messages.
+    """
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url, None
+    userinfo, _, hostport = parts.netloc.rpartition("@")
+    user, _, password = userinfo.partition(":")
+    pair = f"{unquote(user)}:{unquote(password)}".encode()
+    bare = urlunsplit((parts.scheme, hostport, parts.path, parts.query, parts.fragment))
+    return bare, "Basic " + base64.b64encode(pair).decode("ascii")
 
 
 def _check_spec(value: str | int) -> str | int:
@@ -111,16 +141,20 @@ class HttpChecker(Checker[HttpSettings]):
     def __init__(self, settings: HttpSettings) -> None:
         super().__init__(settings)
         self._ranges = [parse_status_spec(s) for s in settings.expect_status]
+        self._url, basic = split_userinfo(settings.url)
+        headers = dict(settings.headers)
+        if basic is not None and not any(k.lower() == "authorization" for k in headers):
+            headers["Authorization"] = basic  # an explicit Authorization header wins
         self._request = Request(
             settings.method.upper(),
-            settings.url,
-            dict(settings.headers),
+            self._url,
+            headers,
             settings.body.encode() if settings.body is not None else None,
         )
         self._need_body = settings.body_contains is not None or settings.json_path is not None
 
     def describe(self) -> str:
-        return f"{self.settings.method} {self.settings.url}"
+        return f"{self.settings.method} {self._url}"  # never the userinfo
 
     async def check_async(self, ctx: CheckContext) -> CheckResult:
         s = self.settings

@@ -131,5 +131,10 @@ async def fetch(
         method, body = current.method, current.body
         if response.status == 303 or (response.status in (301, 302) and method == "POST"):
             method, body = ("HEAD" if method == "HEAD" else "GET"), None
-        current = Request(method, urljoin(current.url, location), current.headers, body)
+        nxt = Request(method, urljoin(current.url, location), current.headers, body)
+        if nxt.prepared(verify, ca_cert)[0] != target:
+            # As curl does: credentials go only to the origin they were given for.
+            headers = {k: v for k, v in current.headers.items() if k.lower() != "authorization"}
+            nxt = Request(method, nxt.url, headers, body)
+        current = nxt
     raise HttpError(f"more than {MAX_REDIRECTS} redirects")

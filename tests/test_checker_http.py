@@ -129,6 +129,56 @@ def test_headers_are_sent(target: Target) -> None:
     assert check(equals="Bearer x", **settings).message == "$.Authorization not found in body"
 
 
+def test_credentials_in_the_url_are_sent_as_basic_auth_and_kept_out_of_messages(
+    target: Target,
+) -> None:
+    port = target.server.server_address[1]
+    good = check(url=f"http://u%20s:p%2Fw%3Ax@127.0.0.1:{port}/basic", body_contains="/basic")
+    assert good.status == Status.OK, good.message
+    # the request line and Host carry no userinfo
+    assert (
+        check(
+            url=f"http://u%20s:p%2Fw%3Ax@127.0.0.1:{port}/basic",
+            body_contains=f"/basic 127.0.0.1:{port}",
+        ).status
+        == Status.OK
+    )
+    bad = check(url=f"http://u%20s:wrong-secret@127.0.0.1:{port}/basic")
+    assert bad.status == Status.FAILED and bad.message.startswith("HTTP 401")
+    assert check(url=f"http://u%20s@127.0.0.1:{port}/basic").status == Status.FAILED
+    # an explicit Authorization header wins over the URL's
+    explicit = check(
+        url=f"http://u%20s:wrong-secret@127.0.0.1:{port}/headers",
+        json_path="$.authorization",  # the server echoes names as sent
+        equals="Bearer x",
+        headers={"authorization": "Bearer x"},
+    )
+    assert explicit.status == Status.OK, explicit.message
+    refused = check(url=f"http://u%20s:wrong-secret@127.0.0.1:{free_port()}/basic")
+    assert refused.status == Status.FAILED
+    assert "wrong-secret" not in refused.message and "u%20s" not in refused.message
+    assert HttpChecker(HttpSettings(url=f"http://a:b@127.0.0.1:{port}/")).describe() == (
+        f"GET http://127.0.0.1:{port}/"
+    )
+
+
+def test_credentials_follow_a_redirect_only_on_the_same_origin(target: Target) -> None:
+    port = target.server.server_address[1]
+    same = check(url=f"http://u%20s:p%2Fw%3Ax@127.0.0.1:{port}/goto?/basic")
+    assert same.status == Status.OK, same.message
+    other = Target()
+    try:
+        for headers in ({}, {"Authorization": "Bearer x"}):
+            leaked = check(
+                url=f"http://u%20s:p%2Fw%3Ax@127.0.0.1:{port}/goto?{other.url('/headers')}",
+                json_path="$.Authorization",
+                headers=headers,
+            )
+            assert leaked.message == "$.Authorization not found in body"
+    finally:
+        other.close()
+
+
 def test_tls_certificate_near_expiry_degrades(tmp_path: Path) -> None:
     server = Target(tls_dir=tmp_path, days=5)
     try:
@@ -166,6 +216,12 @@ def test_cert_expiry_comes_from_the_connection_and_counts_down(tmp_path: Path) -
 def test_settings_errors_are_worded() -> None:
     with pytest.raises(ValueError, match="expected an http:// or https:// URL"):
         HttpSettings(url="ftp://x")
+    for bad in (999, 99, 600, "000", "099-200", "500-100", "200-600", "7xx", "0xx"):
+        with pytest.raises(ValueError, match="expected a status 100 to 599"):
+            HttpSettings(url="http://x", expect_status=[200, bad])
+    with pytest.raises(ValueError, match="low end above its high end"):
+        HttpSettings(url="http://x", expect_status=["500-100"])
+    assert parse_status_spec("100-599") == (100, 599) and parse_status_spec(599) == (599, 599)
     with pytest.raises(ValueError, match="equals needs json_path"):
         HttpSettings(url="http://x", equals=1)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import ssl
 import subprocess
@@ -9,6 +10,8 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+
+BASIC = base64.b64encode(b"u s:p/w:x").decode()
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -26,6 +29,21 @@ class Handler(BaseHTTPRequestHandler):
             return
         if self.path.startswith("/echo"):  # the request target, as it came on the wire
             self._send(200, self.path.encode("latin-1"))
+            return
+        if self.path.startswith("/goto?"):  # a redirect to what follows the "?"
+            self.send_response(302)
+            self.send_header("Location", self.path.partition("?")[2])
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        if self.path.startswith("/basic"):  # Basic auth as user "u s", password "p/w:x"
+            if self.headers.get("Authorization") != "Basic " + BASIC:
+                self.send_response(401)
+                self.send_header("WWW-Authenticate", 'Basic realm="t"')
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            self._send(200, f"{self.path} {self.headers.get('Host')}".encode())
             return
         if self.path == "/headers":  # echoes what the checker sent
             self._send(200, json.dumps(dict(self.headers)).encode(), "application/json")
