@@ -266,3 +266,42 @@ def test_logs_accepted_during_a_clickhouse_outage_are_written_when_it_returns(
         assert store.query("SELECT count() AS n FROM monitor.log_dlq")[0]["n"] == 1
     finally:
         store.close()
+
+
+def test_pushed_secrets_are_masked_in_stored_rows_patterns_and_dead_letters(
+    pipeline: Pipeline,
+) -> None:
+    """A pushed record quoting a secret (any spelling) is stored masked: message, stack,
+    context, the error pattern taken from it, and the raw text of a refused record."""
+    from server.core import redact
+
+    held = redact.hold()
+    redact.learn(["CmdThetaSecret8", "Pw/Beta:Secret2"])
+    held.keep()
+    leak = "canary CmdThetaSecret8 url Pw%2FBeta%3ASecret2"
+    good = dict(GOOD, message=leak, stack_trace=f"at x ({leak})", context={"q": leak})
+    bad = {"service_id": "api", "level": "error", "message": leak, "timestamp": "nonsense"}
+    answer = pipeline.client.post("/api/v1/logs", data=ndjson(good, bad), headers=TOKEN)
+    assert answer.status_code == 200, answer.get_data(as_text=True)
+    rows = pipeline.rows("SELECT message, stack_trace, context, pattern FROM monitor.service_logs")
+    dead = pipeline.rows("SELECT raw FROM monitor.log_dlq")
+    held.release()
+    stored = repr(rows) + repr(dead)
+    assert len(rows) == 1 and len(dead) == 1
+    assert "Secret8" not in stored and "Secret2" not in stored, stored
+    assert rows[0]["message"] == "canary <secret> url <secret>"
+    assert "<secret>" in rows[0]["pattern"]
+
+
+def test_an_otlp_record_nested_past_the_limit_is_refused_by_partial_success_not_a_500(
+    pipeline: Pipeline,
+) -> None:
+    body = '{"arrayValue":{"values":[' * 300 + "{}" + "]}}" * 300
+    doc = '{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"body":' + body + "}]}]}]}"
+    answer = pipeline.client.post(
+        "/v1/logs", data=doc, headers={**TOKEN, "Content-Type": "application/json"}
+    )
+    assert answer.status_code == 200, answer.get_data(as_text=True)  # OTLP partial success
+    assert answer.get_json()["partialSuccess"]["rejectedLogRecords"] == "1"
+    assert "nested deeper" in answer.get_json()["partialSuccess"]["errorMessage"]
+    assert len(pipeline.rows("SELECT raw FROM monitor.log_dlq")) == 1

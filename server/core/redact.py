@@ -272,6 +272,7 @@ reset = _default.reset
 hold = _default.hold
 redact = _default.text
 redact_value = _default.value
+hits = _default.hits
 
 
 def env_secrets(values: Iterable[str]) -> set[str]:

@@ -25,7 +25,7 @@ from typing import Any
 import orjson
 
 from server.config.models import LogsConfig
-from server.core import levels
+from server.core import levels, redact
 from server.core.levels import ERROR_LEVELS, LEVELS
 from server.logs.otlp import INVALID, Record, TooDeep
 from server.logs.patterns import pattern_of
@@ -155,8 +155,16 @@ class Ingestor:
                 )
             out.rows.append(self._row(obj, out))
         except (Invalid, TooDeep) as exc:
+            out.rejected.append((index, str(exc), self._dead_letter(raw)))
+
+    def _dead_letter(self, raw: str | Callable[[], str]) -> str:
+        """The record as received, for ``log_dlq.raw``: secrets masked, storable, cut to
+        ``logs.dlq_raw_bytes``. A record too deep to re-encode is named, not re-encoded."""
+        try:
             text = raw if isinstance(raw, str) else raw()
-            out.rejected.append((index, str(exc), _printable(text)[: self.config.dlq_raw_bytes]))
+        except (RecursionError, TypeError, ValueError):
+            text = "(not kept: nested too deep to re-encode)"
+        return redact.redact(_printable(text))[: self.config.dlq_raw_bytes]
 
     def _row(self, obj: Any, out: Outcome) -> tuple[Any, ...]:
         if type(obj) is not dict:
@@ -182,9 +190,16 @@ class Ingestor:
         stamp = obj.get("timestamp")
         # OTLP times were checked in otlp(); none means the receive time (the spec)
         at = (self._now if stamp is None else stamp) if otlp else timestamp_of(stamp, self._now)
+        error_code, stack = _text(obj, "error_code"), _text(obj, "stack_trace")
+        # Pushed text may quote a secret: masked before the pattern is taken from it (the
+        # pattern would otherwise hold a mangled spelling) and before it is stored.
+        if redact.hits("\x00".join((message, error_code or "", stack or "", *context.values()))):
+            message, error_code, stack, context = redact.redact_value(
+                (message, error_code, stack, context)
+            )
         pattern = pattern_of(level, message) if level in ERROR_LEVELS else _NO_PATTERN
         return (service, at, level, message, _text(obj, "source") or "push",
-                _text(obj, "error_code"), _text(obj, "stack_trace"), context, *pattern)  # fmt: skip
+                error_code, stack, context, *pattern)  # fmt: skip
 
     # -- NDJSON ------------------------------------------------------------------------------
     def ndjson(self, body: bytes, *, sender: str, now: datetime) -> Outcome:
@@ -203,9 +218,8 @@ class Ingestor:
                 try:
                     obj = orjson.loads(line)
                 except orjson.JSONDecodeError as exc:
-                    raw = _printable(line.decode("utf-8", errors="replace"))
                     out.rejected.append((index, _json_reason(exc),
-                                         raw[: self.config.dlq_raw_bytes]))  # fmt: skip
+                                         self._dead_letter(_lazy_text(line)())))  # fmt: skip
                     continue
             self.record(out, index, obj, _lazy_text(line), len(line))
         return out
@@ -230,10 +244,18 @@ class Ingestor:
                 if not OLDEST <= obj["timestamp"] <= now + MAX_FUTURE:
                     out.rejected.append((index, f"timeUnixNano: {obj['timestamp'].isoformat()} "
                                          "is out of range (2000-01-01 to a day from now)",
-                                         raw()[: self.config.dlq_raw_bytes]))  # fmt: skip
+                                         self._dead_letter(raw)))  # fmt: skip
                     continue
-            self.record(out, index, obj, raw, len(raw().encode()) if measure else 0)
+            self.record(out, index, obj, raw, _size(raw) if measure else 0)
         return out
+
+
+def _size(raw: Callable[[], str]) -> int:
+    """A record's encoded size in bytes; 0 for one too deep to re-encode (refused later)."""
+    try:
+        return len(raw().encode())
+    except (RecursionError, TypeError, ValueError):
+        return 0
 
 
 def _lazy_text(line: bytes) -> Callable[[], str]:
