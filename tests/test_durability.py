@@ -86,6 +86,9 @@ def test_kill_9_mid_stream_loses_no_acknowledged_record_and_duplicates_none(
         else:
             pusher.stop.set()
             pusher.join(10)
+            # the runs before may all have been cut before a check ended (a loaded machine):
+            # this one stops only after checks ran, so their rows must be stored
+            assert wait_until(lambda: _checks_run(port) >= 10, 60), daemon.output
             code, took = daemon.stop()
             assert code == 0 and took < 10, daemon.output
         pusher.stop.set()
@@ -110,3 +113,13 @@ def test_kill_9_mid_stream_loses_no_acknowledged_record_and_duplicates_none(
     assert checks and all(r["n"] == r["u"] for r in checks)
     spool = sum(p.stat().st_size for p in (tmp_path / "spool" / "wal").glob("*.wal"))
     assert spool < 2**20  # all stored: the log gave its room back
+
+
+def _checks_run(port: int) -> float:
+    """``lightbulb_checks_total`` from the daemon's ``/metrics`` (0 while it cannot answer)."""
+    try:
+        text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+    except requests.RequestException:
+        return 0
+    return sum(float(line.split()[-1]) for line in text.splitlines()
+               if line.startswith("lightbulb_checks_total"))  # fmt: skip
