@@ -23,7 +23,14 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from server.alerting.log_reads import TABLES, AlertReads, Incident, aware, table_columns
+from server.alerting.log_reads import (
+    TABLES,
+    AlertReads,
+    Incident,
+    aware,
+    latest_per_alert,
+    table_columns,
+)
 from server.alerting.silences import Silence
 from server.alerting.state import Alert
 from server.core.clock import Clock, SystemClock
@@ -184,20 +191,12 @@ class AlertLog(AlertReads):
         """Alert states, acks, flap states, silences, error patterns and recent status runs."""
         db, q = self._db(), self._query
         snap = Snapshot()
-        snap.alerts = q(f"""
-            SELECT rule_id, service_id,
-                   argMaxIf(to_state, timestamp, event = 'transition') AS state,
-                   maxIf(timestamp, event = 'transition') AS since,
-                   maxIf(timestamp, event = 'transition' AND to_state = 'firing') AS started,
-                   argMaxIf(value, timestamp, event = 'transition') AS value,
-                   argMaxIf(message, timestamp, event = 'transition') AS message,
-                   argMaxIf(caused_by, timestamp, event = 'ack') AS acked_by,
-                   maxIf(timestamp, event = 'ack') AS acked_at,
-                   maxIf(timestamp, event IN ('repeat', 'notify')
-                         OR (event = 'transition' AND delivery_result = 'queued'
-                             AND to_state = 'firing')) AS told_at
-            FROM {db}.alert_events WHERE rule_id != '' GROUP BY rule_id, service_id
-            """)  # fmt: skip
+        snap.alerts = q(latest_per_alert(db, {
+            "acked_by": "argMaxIf(caused_by, timestamp, event = 'ack')",
+            "acked_at": "maxIf(timestamp, event = 'ack')",
+            "told_at": "maxIf(timestamp, event IN ('repeat', 'notify') OR (event = 'transition'"
+                       " AND delivery_result = 'queued' AND to_state = 'firing'))",
+        }))  # fmt: skip
         for row in q(f"SELECT service_id, argMax(event, timestamp) AS last "
                      f"FROM {db}.alert_events WHERE event IN ('flapping', 'flapping_end') "
                      "GROUP BY service_id"):  # fmt: skip
