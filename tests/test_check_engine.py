@@ -22,7 +22,7 @@ import pytest
 
 from checkers.base import CheckContext, Status
 from checkers.http import HttpChecker, HttpSettings
-from checkers.netio import Resolver
+from checkers.netio import CA_CERT_MAX, Resolver, tls_context
 from checkers.tcp import TcpChecker, TcpSettings
 from server.core.clock import SystemClock
 from server.recorder import Recorder
@@ -311,6 +311,16 @@ def test_floods_of_response_headers_never_delay_another_service(hostile: Hostile
             code == 2 and "response headers too large" in message
             for code, message in sink.statuses(f"flood-{i}")
         ), sink.statuses(f"flood-{i}")[:2]
+
+
+def test_an_oversized_ca_cert_is_refused_naming_the_limit(tmp_path: Path) -> None:
+    """A 1 GiB (sparse) file named as the CA bundle: refused after CA_CERT_MAX + 1 bytes."""
+    huge = tmp_path / "huge.pem"
+    with huge.open("wb") as f:
+        f.truncate(2**30)
+    with pytest.raises(OSError) as refused:
+        tls_context(True, str(huge))
+    assert str(refused.value) == f"ca_cert {huge} is larger than {CA_CERT_MAX} bytes"
 
 
 def test_a_ca_cert_that_is_a_fifo_or_device_fails_the_check_without_blocking(
