@@ -144,6 +144,12 @@ class Dispatcher:
             return
         worker.submit(notice)
 
+    def holds_back(self, channel: str, alert_id: str, incident: str) -> bool:
+        """Whether news of ``incident`` of ``alert_id`` for ``channel`` is still on its way
+        to the ledger (waiting out group_wait): as pending as a queued notice."""
+        worker = self.workers.get(channel)
+        return worker is not None and worker.holds(alert_id, incident)
+
     def commit(self, notice: Notice) -> DeliveryState | None:
         """Queue ``notice`` durably now, without waiting out group_wait (reports, fallbacks)."""
         notice = redact_value(notice)  # no secret reaches a channel or the outbox
