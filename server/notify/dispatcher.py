@@ -166,10 +166,15 @@ class Dispatcher:
         sent late: it is marked ``expired``, recorded, counted and logged with its
         id. Except a resolve whose firing the channel was (or may have been)
         delivered: the receiver would otherwise show the incident open forever, so
-        it is sent with a fresh deadline. Returns the number resumed.
+        it is sent with a fresh deadline. Notices this run already holds (queued since
+        it started: a restore after storage came back late) are left as they are.
+        Returns the number resumed.
         """
         resumed, now = 0, self.clock.now()
+        known = self.ledger.notice_ids().union(*(w.notice_ids() for w in self.workers.values()))
         for notice, state in records:
+            if state.notice_id in known:  # this run's own: read back by a late restore
+                continue
             self.ledger.committed(notice, state)
             worker = self.workers.get(notice.channel)
             if not state.open:

@@ -70,6 +70,11 @@ class ChannelWorker:
                 carries(n, alert_id, incident) for n in self._handing
             )
 
+    def notice_ids(self) -> set[str]:
+        """Ids of the notices in this channel's outbox (queued, retrying, in flight)."""
+        with self._lock:
+            return {d.state.notice_id for d in self.outbox.pending()}
+
     def _hand_over(self, notices: list[Notice]) -> None:
         """Commit ``notices`` (taken from their groups under the lock, listed in
         ``_handing`` meanwhile): no moment when neither the groups nor the ledger hold
