@@ -76,6 +76,13 @@ class Run:
         return self.daemon.storage.query(sql)
 
 
+def setup(tmp_path: Path, receiver: HttpReceiver) -> tuple[Path, FakeClock]:
+    """The config file both runs read, and the clock they share."""
+    config = tmp_path / "lightbulb.yaml"
+    config.write_text(CONFIG.format(url=receiver.url, db=tmp_path / "db", spool=tmp_path / "spool"))
+    return config, FakeClock(datetime(2026, 11, 30, 9, 0, tzinfo=UTC))
+
+
 def told(receiver: HttpReceiver) -> list[str]:
     return [a["status"] for r in receiver.answered("/hook") for a in r.json["alerts"]]
 
@@ -83,9 +90,7 @@ def told(receiver: HttpReceiver) -> list[str]:
 def test_a_firing_that_ended_while_storage_was_down_at_start_is_resolved_once(
     tmp_path: Path, receiver: HttpReceiver
 ) -> None:
-    config = tmp_path / "lightbulb.yaml"
-    config.write_text(CONFIG.format(url=receiver.url, db=tmp_path / "db", spool=tmp_path / "spool"))
-    clock = FakeClock(datetime(2026, 11, 30, 9, 0, tzinfo=UTC))
+    config, clock = setup(tmp_path, receiver)
     first = Run(config, clock, ready=True)
     first.result(Status.OK)
     first.result(Status.FAILED)
@@ -115,9 +120,7 @@ def test_a_firing_that_ended_while_storage_was_down_at_start_is_resolved_once(
 def test_the_first_status_change_after_a_start_without_storage_is_logged_once(
     tmp_path: Path, receiver: HttpReceiver
 ) -> None:
-    config = tmp_path / "lightbulb.yaml"
-    config.write_text(CONFIG.format(url=receiver.url, db=tmp_path / "db", spool=tmp_path / "spool"))
-    clock = FakeClock(datetime(2026, 11, 30, 9, 0, tzinfo=UTC))
+    config, clock = setup(tmp_path, receiver)
     first = Run(config, clock, ready=True)
     first.result(Status.OK)
     first.stop()
@@ -144,9 +147,7 @@ def test_a_firing_told_while_storage_was_down_at_start_is_not_resumed_again_by_t
 ) -> None:
     """The late restore reads back this run's own notice (still retrying): it must not
     be queued a second time beside the one the outbox holds."""
-    config = tmp_path / "lightbulb.yaml"
-    config.write_text(CONFIG.format(url=receiver.url, db=tmp_path / "db", spool=tmp_path / "spool"))
-    clock = FakeClock(datetime(2026, 11, 30, 9, 0, tzinfo=UTC))
+    config, clock = setup(tmp_path, receiver)
     first = Run(config, clock, ready=True)
     first.result(Status.OK)
     first.stop()
