@@ -167,6 +167,32 @@ def test_api_silences_survive_a_restart_until_they_end(store: EmbeddedStorage) -
     assert h2.transitions()[-1][3] == "silenced"
 
 
+def test_an_api_silence_ended_early_stays_ended_across_a_restart_and_in_the_timeline(
+    store: EmbeddedStorage,
+) -> None:
+    """Its newest version (the early end) is what the restore and the incident
+    timeline read, not the first one (an hour long)."""
+    apply_schema(store, Target("monitor"))
+    h = Harness(RULES)
+    start = h.clock.now()
+    silence = h.engine.add_silence(
+        service="db", rule="", start=start, end=start + timedelta(hours=1), author="ana",
+        comment="disk swap",
+    )  # fmt: skip
+    h.clock.advance(60)
+    assert h.engine.expire_silence(silence.id) is not None
+    h2 = restarted(h, store)
+    assert h2.engine.silences.get(silence.id) is None
+    h2.result("db", Status.FAILED, advance=1)
+    assert h2.told() == [("alert", "db", "firing")]
+    (kept,) = h2.log.silences_between(start, start + timedelta(hours=2))
+    assert (kept.id, kept.end, kept.created_at) == (
+        silence.id,
+        start + timedelta(seconds=60),
+        start,
+    )
+
+
 def test_the_alerts_page_and_a_restart_read_the_same_latest_transition(
     store: EmbeddedStorage,
 ) -> None:

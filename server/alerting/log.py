@@ -29,6 +29,8 @@ from server.alerting.log_reads import (
     Incident,
     aware,
     latest_per_alert,
+    latest_silences,
+    silence,
     table_columns,
 )
 from server.alerting.silences import Silence
@@ -201,18 +203,8 @@ class AlertLog(AlertReads):
                      f"FROM {db}.alert_events WHERE event IN ('flapping', 'flapping_end') "
                      "GROUP BY service_id"):  # fmt: skip
             snap.flapping[row["service_id"]] = row["last"] == "flapping"
-        for row in q(f"""
-            SELECT silence_id, argMax(service, updated_at) AS service,
-                   argMax(rule, updated_at) AS rule, argMax(starts_at, updated_at) AS starts_at,
-                   argMax(ends_at, updated_at) AS ends_at, argMax(author, updated_at) AS author,
-                   argMax(comment, updated_at) AS comment, min(created_at) AS created_at
-            FROM {db}.silences GROUP BY silence_id
-            HAVING ends_at > {{now:DateTime64(3, 'UTC')}}""", now=now):  # fmt: skip
-            snap.silences.append(Silence(
-                row["silence_id"], row["service"], row["rule"], aware(row["starts_at"]),
-                aware(row["ends_at"]), author=row["author"], comment=row["comment"],
-                created_at=aware(row["created_at"]),
-            ))  # fmt: skip
+        having = "ends_at > {now:DateTime64(3, 'UTC')}"
+        snap.silences = [silence(r) for r in q(latest_silences(db, having), now=now)]
         for row in q(f"SELECT fingerprint, min(first_seen) AS first FROM {db}.error_patterns "
                      "GROUP BY fingerprint"):  # fmt: skip
             snap.patterns[int(row["fingerprint"])] = aware(row["first"])

@@ -233,18 +233,10 @@ class AlertReads:
 
     def silences_between(self, start: datetime, end: datetime) -> list[Silence]:
         """Runtime silences (newest version each) that were in force during ``[start, end]``."""
-        rows = self._query(f"""
-            SELECT silence_id, argMax(service, updated_at) AS service,
-                   argMax(rule, updated_at) AS rule, argMax(starts_at, updated_at) AS starts_at,
-                   argMax(ends_at, updated_at) AS ends_at, argMax(author, updated_at) AS author,
-                   argMax(comment, updated_at) AS comment, min(created_at) AS created_at
-            FROM {self._db()}.silences GROUP BY silence_id
-            HAVING ends_at > {{start:DateTime64(3, 'UTC')}}
-               AND starts_at < {{end:DateTime64(3, 'UTC')}} ORDER BY starts_at""",
-            start=start, end=end)  # fmt: skip
-        return [Silence(r["silence_id"], r["service"], r["rule"], aware(r["starts_at"]),
-                        aware(r["ends_at"]), author=r["author"], comment=r["comment"],
-                        created_at=aware(r["created_at"])) for r in rows]  # fmt: skip
+        rows = self._query(latest_silences(self._db(), """
+            ends_at > {start:DateTime64(3, 'UTC')} AND starts_at < {end:DateTime64(3, 'UTC')}
+            ORDER BY starts_at"""), start=start, end=end)  # fmt: skip
+        return [silence(r) for r in rows]
 
     # -- plumbing ------------------------------------------------------------------------------
     def _db(self) -> str:
@@ -255,6 +247,25 @@ class AlertReads:
     def _query(self, sql: str, **params: Any) -> list[dict[str, Any]]:
         assert self.storage is not None
         return self.storage.query(sql, params or None)
+
+
+def latest_silences(db: str, having: str) -> str:
+    """SQL: the newest version of each runtime silence in ``db.silences`` (columns as
+    :func:`silence` reads them), filtered by ``having`` (its parameters are the caller's)."""
+    return f"""
+        SELECT silence_id, argMax(service, updated_at) AS service,
+               argMax(rule, updated_at) AS rule, argMax(starts_at, updated_at) AS starts_at,
+               argMax(ends_at, updated_at) AS ends_at, argMax(author, updated_at) AS author,
+               argMax(comment, updated_at) AS comment, min(created_at) AS created_at
+        FROM {db}.silences GROUP BY silence_id
+        HAVING {having}"""
+
+
+def silence(row: dict[str, Any]) -> Silence:
+    """A row of :func:`latest_silences` as a :class:`Silence`."""
+    return Silence(row["silence_id"], row["service"], row["rule"], aware(row["starts_at"]),
+                   aware(row["ends_at"]), author=row["author"], comment=row["comment"],
+                   created_at=aware(row["created_at"]))  # fmt: skip
 
 
 def _incident(fired: dict[str, Any], resolved: datetime | None) -> Incident:
