@@ -179,6 +179,7 @@ def test_an_api_silence_ended_early_stays_ended_across_a_restart_and_in_the_time
         service="db", rule="", start=start, end=start + timedelta(hours=1), author="ana",
         comment="disk swap",
     )  # fmt: skip
+    h.persist(store)  # each version in its own insert, as the writer's batches would be
     h.clock.advance(60)
     assert h.engine.expire_silence(silence.id) is not None
     h2 = restarted(h, store)
