@@ -50,19 +50,22 @@ LATEST_TRANSITION = {
 CAUSED_BY = {"caused_by": "argMaxIf(caused_by, timestamp, event = 'transition')"}
 
 
-def latest_per_alert(db: str, more: dict[str, str] | None = None, having: str = "") -> str:
+def latest_per_alert(
+    db: str, more: dict[str, str] | None = None, *, where: str = "", having: str = ""
+) -> str:
     """SQL giving one row per alert (``rule_id``, ``service_id``) of ``db.alert_events``.
 
     Columns: those of :data:`LATEST_TRANSITION` (``started`` is 1970 for an alert that
     never fired; every column is its type's zero for one with no transition), then
-    ``more`` (name -> aggregate over the alert's events). ``having`` filters the rows
-    and may name any column; its query parameters are the caller's.
+    ``more`` (name -> aggregate over the alert's events). ``where`` (``AND …``) narrows
+    the events read; ``having`` filters the rows and may name any column; their query
+    parameters are the caller's.
     """
     columns = ",\n       ".join(
         f"{e} AS {n}" for n, e in {**LATEST_TRANSITION, **(more or {})}.items()
     )
     return (f"SELECT rule_id, service_id,\n       {columns}\n"
-            f"FROM {db}.alert_events WHERE rule_id != '' GROUP BY rule_id, service_id"
+            f"FROM {db}.alert_events WHERE rule_id != '' {where} GROUP BY rule_id, service_id"
             + (f"\nHAVING {having}" if having else ""))  # fmt: skip
 
 
