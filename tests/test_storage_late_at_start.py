@@ -10,11 +10,8 @@ as when ClickHouse comes up after the daemon.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-
-import pytest
 
 from checkers.base import CheckResult, Status
 from server.daemon import Daemon
@@ -32,13 +29,6 @@ alerting: {{group_wait: 0s}}
 clickhouse: {{embedded_path: {db}}}
 scheduler: {{spool_dir: {spool}}}
 """
-
-
-@pytest.fixture
-def receiver() -> Iterator[HttpReceiver]:
-    r = HttpReceiver()
-    yield r
-    r.close()
 
 
 class Run:
