@@ -24,10 +24,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 from pydantic_core import PydanticCustomError
 
 from server.core.status import Status, worst
+from server.core.strict import StrictModel
 
 __all__ = [
     "CheckContext",
@@ -91,10 +92,9 @@ def invalid(message: str) -> PydanticCustomError:
     return PydanticCustomError("lightbulb", message)
 
 
-class Settings(BaseModel):
-    """Base of every checker's settings: unknown keys are config errors."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+class Settings(StrictModel):
+    """Base of every checker's settings: unknown keys and mistyped values are config
+    errors (:mod:`server.core.strict`)."""
 
 
 SettingsT = TypeVar("SettingsT", bound=BaseModel)

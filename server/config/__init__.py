@@ -21,6 +21,7 @@ from server.config.models import Config
 from server.config.pydantic_errors import describe
 from server.config.source import EMPTY_MESSAGE, load_source
 from server.config.types import check_host_port
+from server.core.strict import EnvText
 
 __all__ = [
     "Config",
@@ -118,7 +119,7 @@ def _apply_env_overrides(data: dict[str, Any], env: Mapping[str, str]) -> list[C
     if not isinstance(section, dict):
         return []  # the model reports the wrong type with its line
     overrides: dict[str, Any] = {
-        var_key: env[var] for var, var_key in CLICKHOUSE_ENV.items() if var in env
+        var_key: EnvText(env[var]) for var, var_key in CLICKHOUSE_ENV.items() if var in env
     }
     hosts = _env_hosts(section, overrides, env)
     for value in hosts or []:

@@ -11,7 +11,7 @@ import re
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic import ConfigDict, Field, PrivateAttr, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from server.config.source import Source
@@ -26,16 +26,14 @@ from server.config.types import (
     TypeName,
 )
 from server.core.secret import Secret
+from server.core.strict import StrictModel
 from server.core.times import Instant
 from server.core.units import ByteSize, Duration, DurationRange, SizeRange
 
 
-class Section(BaseModel):
-    """Unknown keys are errors: a typo must not silently fall back to a default."""
-
-    model_config = ConfigDict(
-        extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False
-    )
+class Section(StrictModel):
+    """Unknown keys are errors: a typo must not silently fall back to a default; a value
+    of the wrong YAML type is one too (:mod:`server.core.strict`)."""
 
 
 class ClusterConfig(Section):
@@ -158,7 +156,7 @@ class AlertRuleConfig(Section):
     enabled: Flag = True
 
 
-class ChannelConfig(BaseModel):
+class ChannelConfig(StrictModel):
     """``type`` plus the channel's own settings, validated by its channel module.
 
     ``type`` is one of ``server.notify.CHANNEL_TYPES``, checked above the registries

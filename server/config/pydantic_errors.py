@@ -50,6 +50,10 @@ def translate(
     for error in exc.errors():
         path: Path = (*prefix, *error["loc"])
         message = _message(error, model, tuple(error["loc"]))
+        if error["type"] == "string_type" and path in source.written:
+            # YAML typed the unquoted text (01234567 is octal 342391): show it as typed
+            typed = source.written[path]
+            message = f'expected a string, got {typed} unquoted; quote it: "{typed}"'
         problems.append(ConfigProblem(source.filename, source.line_of(path), path, message))
     return problems
 

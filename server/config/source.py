@@ -26,6 +26,7 @@ from typing import Any
 import yaml
 
 from server.config.errors import ConfigProblem
+from server.core.strict import EnvText
 
 Path = tuple[str | int, ...]
 
@@ -61,6 +62,9 @@ class Source:
     raw_text: dict[Path, str] = field(default_factory=dict)
     # Every value taken from an environment variable: secrets to mask (server.core.redact).
     env_values: set[str] = field(default_factory=set)
+    # Unquoted scalars YAML typed as no string (numbers, flags, null), as written:
+    # "quote it" errors show ``01234567``, not the octal number YAML made of it.
+    written: dict[Path, str] = field(default_factory=dict)
     # Keys refused as written (a tag on a key), by path, with the problem saying so.
     refused_keys: dict[Path, ConfigProblem] = field(default_factory=dict)
 
@@ -72,6 +76,7 @@ class Source:
         """
         self.data = None
         self.lines = {}
+        self.written = {}
 
     def follows_refused_key(self, problem: ConfigProblem) -> bool:
         """Whether ``problem`` lies at or below a refused key without being its refusal:
@@ -244,6 +249,8 @@ class _Walker:
             return items
         assert isinstance(node, yaml.ScalarNode)
         value = self._scalar(node, path)
+        if not isinstance(value, str):
+            self.source.written[path] = node.value
         if isinstance(value, str) and "$" in value:
             value = self._expand(value, path)
         if isinstance(value, str) and not _is_utf8(value):
@@ -356,4 +363,5 @@ class _Walker:
         expanded = _ENV_RE.sub(replace, text)
         if expanded != text:
             self.source.raw_text[path] = text
+            return EnvText(expanded)
         return expanded

@@ -14,6 +14,7 @@ from pydantic import BeforeValidator
 from pydantic_core import PydanticCustomError
 
 from server.core.secret import SecretStr
+from server.core.strict import EnvText, env_flag
 from server.core.units import (
     ByteSize,
     Duration,
@@ -88,14 +89,14 @@ def check_clock_time(value: Any) -> str:
 
 
 def _strict_bool(value: Any) -> bool:
-    """YAML already gives real booleans; accept env-expanded text too."""
+    """YAML already gives real booleans; text only from the environment (``${VAR}``):
+    a quoted ``"yes"`` in the file is a string, refused like in any other flag."""
     if isinstance(value, bool):
         return value
-    if isinstance(value, str) and value.lower() in {"true", "yes", "on", "1"}:
-        return True
-    if isinstance(value, str) and value.lower() in {"false", "no", "off", "0", ""}:
-        return False
-    raise _fail("expected true or false")
+    flag = env_flag(value) if isinstance(value, EnvText) else None
+    if flag is None:
+        raise _fail("expected true or false")
+    return flag
 
 
 def check_type_name(value: Any) -> str:

@@ -38,14 +38,22 @@ class Secret:
 
 
 def to_secret(value: Any) -> Secret:
-    """Pydantic before-validator: accept a string (or an existing Secret)."""
+    """Pydantic validator: accept a string (or an existing Secret), nothing else.
+
+    An unquoted YAML number, flag or null is refused, never turned into text: YAML has
+    already changed it (``01234567`` is octal 342391, ``0x1F`` is 31), so the text would
+    not be the one typed. The message never quotes the value: it may be a credential.
+    """
     if isinstance(value, Secret):
         return value
-    if value is None:
-        return Secret("")
-    if isinstance(value, str | int):
+    if isinstance(value, str):
         return Secret(str(value))
-    raise PydanticCustomError("lightbulb", "expected a string (use ${ENV_VAR} for secrets)")
+    what = "nothing (null)" if value is None else f"a YAML {type(value).__name__}"
+    raise PydanticCustomError(
+        "lightbulb_secret",
+        f"expected a string, got {what} (not shown: a secret); quote it as written, "
+        'or take it from the environment: "${ENV_VAR}"',
+    )
 
 
 SecretStr = Annotated[Secret, PlainValidator(to_secret), PlainSerializer(repr)]

@@ -18,9 +18,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict
-
 from server.core.humanize import duration, number
+from server.core.strict import StrictModel
 from server.core.units import Duration, DurationRange
 
 PAYLOAD_VERSION = "1"
@@ -58,10 +57,10 @@ class ChannelError(Exception):
         self.maybe_delivered = maybe_delivered
 
 
-class ChannelSettings(BaseModel):
-    """Settings every channel has; each channel adds its own."""
+class ChannelSettings(StrictModel):
+    """Settings every channel has; each channel adds its own (strictly typed:
+    :mod:`server.core.strict`)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
     type: str = ""
     timeout: Annotated[Duration, DurationRange("1s", "5m")] = timedelta(seconds=10)  # to connect
     # To wait for the answer once the notice is sent. An attempt that is still
