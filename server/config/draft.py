@@ -45,6 +45,10 @@ class Draft:
     # values of secret-typed settings found by the checks above (checker and channel
     # settings), with the config's own: what server.core.redact masks
     secrets: set[str] = field(default_factory=set)
+    # parsed()'s index: paths with a problem, every prefix of them, problems indexed
+    _bad: set[Path] = field(default_factory=set, repr=False)
+    _bad_below: set[Path] = field(default_factory=set, repr=False)
+    _indexed: int = 0
 
     def report(self, path: Path, message: str) -> None:
         """Add a problem at ``path`` (its line looked up in the file)."""
@@ -54,14 +58,24 @@ class Draft:
     def parsed(self, *paths: Path) -> bool:
         """Whether each of ``paths`` holds what the file says: no problem was reported
         at it, above it (its section or item) or below it. A check comparing values
-        asks first, so a bad value replaced by its default is not judged again."""
-        for problem in self.problems:
-            bad = problem.path
-            for path in paths:
-                shorter = min(len(bad), len(path))
-                if bad[:shorter] == path[:shorter]:
-                    return False
+        asks first, so a bad value replaced by its default is not judged again.
+
+        Costs O(depth) per path, not O(problems): a file with N bad services is
+        checked in O(N) (attack report 2, item 4: scanning every problem per service
+        took 314 s for 20,000 of them)."""
+        self._index_problems()
+        for path in paths:
+            if path in self._bad_below or any(path[:cut] in self._bad for cut in range(len(path))):
+                return False
         return True
+
+    def _index_problems(self) -> None:
+        """Index problems added since the last call (``problems`` only grows)."""
+        for problem in self.problems[self._indexed :]:
+            bad = problem.path
+            self._bad.add(bad)
+            self._bad_below.update(bad[:cut] for cut in range(len(bad) + 1))
+        self._indexed = len(self.problems)
 
     def items(self, section: str) -> Iterator[tuple[Path, Any]]:
         """``(path, model)`` for each item of a list section that parsed."""
