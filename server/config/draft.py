@@ -10,22 +10,22 @@ skips itself (:meth:`Draft.parsed`): it would judge the default, not the file.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
 from server.config.errors import ConfigError, ConfigProblem
 from server.config.models import Config
 from server.config.pydantic_errors import translate
+from server.config.salvage import salvage
 from server.config.source import Path, Source
 
 # Sections whose entries are checked one by one (a list, or a mapping of names).
 LIST_SECTIONS = ("services", "relations", "alert_rules", "silences")
 MAP_SECTIONS = ("channels",)
-MAX_SALVAGE_ROUNDS = 8  # each round drops every key that failed; nesting is shallow
 
 
 @dataclass
@@ -116,10 +116,11 @@ def build(data: dict[str, Any], source: Source, problems: list[ConfigProblem]) -
         model, errors = _validate({name: data[name]}, source)
         problems.extend(errors)
         if model is None and (name in LIST_SECTIONS or name in MAP_SECTIONS):
-            entries, kept[name] = _entries(name, data[name], errors)
+            entries, kept[name] = _entries(name, data[name], problems, source)
             model = _validate({name: entries}, source)[0] if entries is not None else None
         elif model is None:
-            section = _salvaged(name, data[name], item=False)
+            section, hidden = _salvaged(name, data[name], item=False)
+            problems.extend(translate(hidden, source, Config))
             model = None if section is None else _validate({name: section}, source)[0]
         if model is not None:
             fields[name] = getattr(model, name)
@@ -137,13 +138,21 @@ def _validate(data: dict[str, Any], source: Source) -> tuple[Config | None, list
         return None, translate(exc, source, Config)
 
 
-def _entries(name: str, value: Any, errors: list[ConfigProblem]) -> tuple[Any, list[int]]:
-    """The entries of a list or mapping section without the ones that had a problem."""
+def _entries(
+    name: str, value: Any, errors: list[ConfigProblem], source: Source
+) -> tuple[Any, list[int]]:
+    """The entries of a list or mapping section without the ones that had a problem;
+    a list entry's bad keys are left out instead, and ``errors`` gets what that reveals."""
     bad = {p.path[1] for p in errors if len(p.path) > 1 and p.path[0] == name}
     if isinstance(value, list):
         entries, positions = [], []
         for position, written in enumerate(value):
-            entry = _salvaged(name, written, item=True) if position in bad else written
+            entry = written
+            if position in bad:
+                entry, hidden = _salvaged(name, written, item=True)
+                for error in hidden:
+                    error["loc"] = (name, position, *error["loc"][2:])
+                errors.extend(translate(hidden, source, Config))
             if entry is None:
                 continue  # a required key is what failed: nothing to check it by
             entries.append(entry)
@@ -154,38 +163,17 @@ def _entries(name: str, value: Any, errors: list[ConfigProblem]) -> tuple[Any, l
     return None, []
 
 
-def _salvaged(name: str, value: Any, *, item: bool) -> Any:
-    """A copy of section ``name`` (or of one ``item`` of it) without the keys that fail
-    validation, so they take their defaults; None when what fails is no key (the value
-    itself, a required key, a rule spanning fields)."""
-    current = copy.deepcopy(value)
-    for _round in range(MAX_SALVAGE_ROUNDS):
-        try:
-            Config.model_validate({name: [current] if item else current})
-        except ValidationError as exc:
-            skip = 2 if item else 1  # the section's name (and the item's position)
-            dropped = [_drop(current, tuple(e["loc"][skip:])) for e in exc.errors()]
-            if not any(dropped):
-                return None
-        else:
-            return current
-    return None
+def _salvaged(name: str, value: Any, *, item: bool) -> tuple[Any, list[ErrorDetails]]:
+    """Section ``name`` (or one ``item`` of it) without the keys that fail validation, so
+    they take their defaults, or None when what fails is no key (the value itself, a
+    required key, a rule spanning fields); with the errors that only then appear
+    (:func:`server.config.salvage.salvage`)."""
 
+    def validate(current: Any) -> Config:
+        return Config.model_validate({name: [current] if item else current})
 
-def _drop(value: Any, loc: tuple[Any, ...]) -> bool:
-    """Delete the deepest mapping key along ``loc`` that lies in no list; True if one was.
-
-    Past a list, the whole list goes: dropping one entry would shift the positions
-    that later problems quote.
-    """
-    parent: dict[Any, Any] | None = None
-    key: Any = None
-    node = value
-    for part in loc:
-        if not isinstance(node, dict) or part not in node:
-            break  # a list, a union member's name, or a key that is missing
-        parent, key, node = node, part, node[part]
-    if parent is None:
-        return False
-    del parent[key]
-    return True
+    try:
+        validate(value)
+    except ValidationError as exc:
+        return salvage(validate, value, exc, skip=2 if item else 1)
+    return value, []

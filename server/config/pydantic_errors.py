@@ -9,8 +9,10 @@ import typing
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
 
 from server.config.errors import ConfigProblem
+from server.config.salvage import salvage
 from server.config.source import Path, Source
 
 _EXPECTED = {
@@ -44,10 +46,14 @@ def describe(value: Any) -> str:
 
 
 def translate(
-    exc: ValidationError, source: Source, model: type[BaseModel], prefix: Path = ()
+    exc: ValidationError | list[ErrorDetails],
+    source: Source,
+    model: type[BaseModel],
+    prefix: Path = (),
 ) -> list[ConfigProblem]:
+    """One problem per pydantic error, at ``prefix`` + the error's location."""
     problems = []
-    for error in exc.errors():
+    for error in exc.errors() if isinstance(exc, ValidationError) else exc:
         path: Path = (*prefix, *error["loc"])
         message = _message(error, model, tuple(error["loc"]))
         if error["type"] == "string_type" and path in source.written:
@@ -56,6 +62,15 @@ def translate(
             message = f'expected a string, got {typed} unquoted; quote it: "{typed}"'
         problems.append(ConfigProblem(source.filename, source.line_of(path), path, message))
     return problems
+
+
+def translate_all(
+    exc: ValidationError, value: Any, source: Source, model: type[BaseModel], prefix: Path = ()
+) -> list[ConfigProblem]:
+    """:func:`translate` plus the cross-field rules ``exc`` hid: those that fail once
+    the bad keys of ``value`` (what ``model`` was given) are left out."""
+    hidden = salvage(model.model_validate, value, exc)[1]
+    return translate(exc, source, model, prefix) + translate(hidden, source, model, prefix)
 
 
 def _message(error: Any, model: type[BaseModel], loc: Path) -> str:

@@ -19,7 +19,7 @@ from server.alerting.conditions import (
 from server.alerting.silences import NEVER_YEARS, parse_cron
 from server.alerting.templates import compile_template
 from server.config import Draft
-from server.config.pydantic_errors import describe, translate
+from server.config.pydantic_errors import describe, translate_all
 from server.config.source import Path
 from server.core import redact, selectors
 from server.core.status import Status
@@ -62,7 +62,7 @@ def _channels(draft: Draft) -> set[str]:
         try:
             settings = model.model_validate(raw)
         except ValidationError as exc:
-            draft.problems.extend(translate(exc, draft.source, model, path))
+            draft.problems.extend(translate_all(exc, raw, draft.source, model, path))
             continue
         draft.secrets |= redact.secrets_in(settings)
     return {str(name) for name in section}

@@ -8,7 +8,7 @@ from pydantic import ValidationError
 
 import checkers
 from server.config import Draft
-from server.config.pydantic_errors import describe, translate
+from server.config.pydantic_errors import describe, translate_all
 from server.config.source import Path
 from server.core import redact
 
@@ -59,7 +59,7 @@ def _service(draft: Draft, path: Path, raw: dict[str, Any]) -> None:
                 f'block "{kind}" is required, with at least: ' + ", ".join(required),
             )
         else:
-            draft.problems.extend(translate(exc, draft.source, model, (*path, kind)))
+            draft.problems.extend(translate_all(exc, block, draft.source, model, (*path, kind)))
         return
     draft.secrets |= redact.secrets_in(settings)
 
