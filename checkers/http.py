@@ -38,6 +38,7 @@ from checkers.httpclient import Request, fetch
 from checkers.httpconn import HttpError, Response
 from checkers.netio import os_reason
 from server.core.httpfields import HeaderName, HeaderValue, HttpMethod, HttpUrl
+from server.core.thresholds import pair_problem
 from server.core.units import ByteSize, Duration, DurationRange, format_size
 
 __all__ = [
@@ -116,6 +117,14 @@ class HttpSettings(Settings):
     def _equals_needs_path(self) -> HttpSettings:
         if self.equals is not None and self.json_path is None:
             raise ValueError("equals needs json_path")
+        timeout_ms = self.timeout.total_seconds() * 1000 if self.timeout else None
+        problem = pair_problem(
+            ("degraded_over_ms", self.degraded_over_ms),
+            ("timeout in ms", timeout_ms),
+            equal_ok=False,
+        )
+        if problem:
+            raise ValueError(problem)
         return self
 
 

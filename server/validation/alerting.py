@@ -23,6 +23,7 @@ from server.config.pydantic_errors import describe, translate_all
 from server.config.source import Path
 from server.core import redact, selectors
 from server.core.status import Status
+from server.validation import rule_pairs
 
 
 def check(draft: Draft) -> None:
@@ -76,6 +77,7 @@ def _rules(draft: Draft, channels: set[str]) -> None:
             services.append((sid, stack if isinstance(stack, str) else "default"))
     parsed = dict(draft.items("alert_rules"))
     seen: set[str] = set()
+    judged: list[tuple[Path, Any, Condition]] = []
     for path, raw in draft.raw_items("alert_rules"):
         rule_id = raw.get("id")
         if isinstance(rule_id, str):
@@ -86,13 +88,9 @@ def _rules(draft: Draft, channels: set[str]) -> None:
         rule = parsed.get(path)
         if condition is not None and rule is not None and draft.parsed((*path, "threshold")):
             _threshold(draft, path, condition, rule.threshold)
-        annotations = raw.get("annotations")
-        for key, text in (annotations if isinstance(annotations, dict) else {}).items():
-            if isinstance(text, str):
-                try:
-                    compile_template(text)
-                except TemplateSyntaxError as exc:
-                    draft.report((*path, "annotations", key), f"template error: {exc.message}")
+            if rule.enabled:
+                judged.append((path, rule, condition))
+        _annotations(draft, path, raw.get("annotations"))
         selector = raw.get("service")
         if isinstance(selector, str) and not selectors.matches_any(selector, services):
             draft.report(
@@ -107,6 +105,16 @@ def _rules(draft: Draft, channels: set[str]) -> None:
                     (*path, "channels", position),
                     f'unknown channel "{name}"; define it under channels',
                 )
+    rule_pairs.check(draft, judged)
+
+
+def _annotations(draft: Draft, path: Path, annotations: Any) -> None:
+    for key, text in (annotations if isinstance(annotations, dict) else {}).items():
+        if isinstance(text, str):
+            try:
+                compile_template(text)
+            except TemplateSyntaxError as exc:
+                draft.report((*path, "annotations", key), f"template error: {exc.message}")
 
 
 def _condition(draft: Draft, path: Path, text: Any) -> Condition | None:

@@ -11,12 +11,17 @@ from server.config import Draft
 from server.config.pydantic_errors import describe, translate_all
 from server.config.source import Path
 from server.core import redact
+from server.core.thresholds import pair_problem
 
 
 def check(draft: Draft) -> None:
     """Service types and checker blocks (for every service written), then relations."""
+    parsed = dict(draft.items("services"))
     for path, raw in draft.raw_items("services"):
-        _service(draft, path, raw)
+        settings = _service(draft, path, raw)
+        service = parsed.get(path)
+        if settings is not None and service is not None:
+            _degraded_before_timeout(draft, path, service, settings)
     _relations(draft)
 
 
@@ -29,7 +34,8 @@ def known_service_ids(draft: Draft) -> set[str]:
     return {raw["id"] for _, raw in draft.raw_items("services") if isinstance(raw.get("id"), str)}
 
 
-def _service(draft: Draft, path: Path, raw: dict[str, Any]) -> None:
+def _service(draft: Draft, path: Path, raw: dict[str, Any]) -> Any:
+    """Check one service's type and block; its checker settings, or None if they failed."""
     kind = raw.get("type")
     if not isinstance(kind, str) or not kind:
         return  # the model reported it
@@ -60,8 +66,23 @@ def _service(draft: Draft, path: Path, raw: dict[str, Any]) -> None:
             )
         else:
             draft.problems.extend(translate_all(exc, block, draft.source, model, (*path, kind)))
-        return
+        return None
     draft.secrets |= redact.secrets_in(settings)
+    return settings
+
+
+def _degraded_before_timeout(draft: Draft, path: Path, service: Any, settings: Any) -> None:
+    """``degraded_over_ms`` (http, tcp) at or past the service's ``timeout``: a response
+    that slow has failed by then, so DEGRADED could never be seen."""
+    degraded = getattr(settings, "degraded_over_ms", None)
+    if degraded is None or not draft.parsed((*path, "timeout"), (*path, "interval")):
+        return
+    timeout_ms = service.timeout.total_seconds() * 1000
+    problem = pair_problem(
+        ("degraded_over_ms", degraded), ("the service's timeout in ms", timeout_ms), equal_ok=False
+    )
+    if problem:
+        draft.report((*path, service.type, "degraded_over_ms"), problem)
 
 
 def _relations(draft: Draft) -> None:
