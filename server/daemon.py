@@ -254,7 +254,8 @@ class Daemon:
             config = load_config(self.config_path)
             self.secrets.keep()
         except ConfigError as exc:
-            log.error("reload rejected, keeping the running config:\n%s", exc.report())
+            outcome = "the running config stays, unchanged"
+            log.error("reload rejected, keeping the running config:\n%s", exc.report(outcome))
             return
         except Exception:  # a bug in validation must not take the daemon down either
             log.exception("reload rejected (unexpected error), keeping the running config")

@@ -54,4 +54,19 @@ def test_env_text_takes_the_type_of_its_field() -> None:
 
 def test_env_text_that_is_no_number_is_refused_for_a_number() -> None:
     problems = _problems("dashboard: {port: '${PORT}'}\n", {"PORT": "http"})
-    assert problems == ['f.yaml:1 dashboard.port: expected a whole number, got "http"']
+    assert problems == [
+        'f.yaml:1 dashboard.port: expected a whole number, got "http" (from ${PORT})'
+    ]
+
+
+def test_bad_env_value_in_a_secret_names_the_variable_not_the_value() -> None:
+    text = "channels: {s: {type: slack, url: '${SLACK_URL}'}}\n"
+    problems = _problems(text, {"SLACK_URL": "ftp://hooks.example/T0K3N-s3cr3t"})
+    assert len(problems) == 1 and problems[0].startswith("f.yaml:1 channels.s.url: ")
+    assert "(from ${SLACK_URL})" in problems[0]
+    assert "T0K3N" not in problems[0]
+
+
+def test_double_dollar_writes_a_literal_dollar_brace() -> None:
+    text = "services:\n  - {id: a, type: host, label: 'costs $${1BAD} and $$5'}\n"
+    assert parse_config(text, "f.yaml", environ={}).services[0].label == "costs ${1BAD} and $5"

@@ -96,6 +96,10 @@ def test_every_hostile_file_on_reload_is_rejected_and_the_daemon_keeps_checking(
     daemon.wait_for(r"reloaded .*added \['two'\]")
     assert rejections(daemon) == len(HOSTILE)
     assert "Traceback" not in daemon.output
+    # the daemon runs on: a rejected reload does not say "nothing was started"
+    assert "nothing was started" not in daemon.output
+    assert daemon.output.count("reload rejected, keeping the running config") == len(HOSTILE)
+    assert "problem found; the running config stays, unchanged." in daemon.output
     code, _ = daemon.stop()
     assert code == 0, daemon.output[-3000:]
     store = EmbeddedStorage(tmp_path / "db", "monitor")

@@ -38,9 +38,11 @@ class ConfigError(Exception):
         self.problems = sorted(problems, key=lambda p: (p.line or 0, str(p)))
         super().__init__(self.report())
 
-    def report(self) -> str:
+    def report(self, outcome: str = "nothing was started") -> str:
+        """Every problem, one a line, then their count and ``outcome``: what happened
+        because of them (a reload says the running config stays)."""
         count = len(self.problems)
         noun = "problem" if count == 1 else "problems"
         lines = [redact(str(p)) for p in self.problems]  # a bad value may be a secret
-        lines.append(f"{count} {noun} found; nothing was started.")
+        lines.append(f"{count} {noun} found; {outcome}.")
         return "\n".join(lines)

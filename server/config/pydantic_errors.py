@@ -13,7 +13,7 @@ from pydantic_core import ErrorDetails
 
 from server.config.errors import ConfigProblem
 from server.config.salvage import salvage
-from server.config.source import Path, Source
+from server.config.source import Path, Source, env_names
 
 _EXPECTED = {
     "int_type": "expected a whole number",
@@ -60,6 +60,9 @@ def translate(
             # YAML typed the unquoted text (01234567 is octal 342391): show it as typed
             typed = source.written[path]
             message = f'expected a string, got {typed} unquoted; quote it: "{typed}"'
+        if path in source.raw_text:  # name the variables, never their values
+            names = ", ".join(f"${{{n}}}" for n in env_names(source.raw_text[path]))
+            message = f"{message} (from {names})" if names else message
         problems.append(ConfigProblem(source.filename, source.line_of(path), path, message))
     return problems
 

@@ -48,7 +48,8 @@ EMPTY_MESSAGE = (
     "(emptied or cut short?); restore it, or write `services: []` to run with no services"
 )
 
-_ENV_RE = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+# $$, then ${NAME} or ${NAME:-default}, then any other ${...}: a reference we refuse
+_ENV_RE = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|\$\{[^}]*\}?")
 
 
 @dataclass
@@ -206,6 +207,11 @@ def _is_utf8(text: str) -> bool:
     return True
 
 
+def env_names(text: str) -> list[str]:
+    """The variables ``text`` refers to (``${NAME}``, ``${NAME:-default}``), in order."""
+    return [m.group(1) for m in _ENV_RE.finditer(text) if m.group(1)]
+
+
 def _children(node: yaml.Node) -> list[yaml.Node]:
     if isinstance(node, yaml.SequenceNode):
         return list(node.value)
@@ -309,7 +315,8 @@ class _Walker:
             return None
         if node.tag in PLAIN_TAGS:
             key = self._scalar(node, path)
-            return key if isinstance(key, str) else str(key)
+            # as written: `null:` and `true:` are names here, not None and True
+            return key if isinstance(key, str) else str(node.value)
         # once per key as written: an anchored block merged twice holds it once
         refusal = self._refused.get(node.start_mark.index)
         if refusal is None:
@@ -349,6 +356,14 @@ class _Walker:
             if match.group(0) == "$$":
                 return "$"
             name, default = match.group(1), match.group(2)
+            if name is None:
+                self.problem(
+                    path,
+                    f'"{match.group(0)}" is no variable reference: write ${{NAME}} with a name '
+                    'of letters, digits and _ not starting with a digit, or "$${" for a '
+                    'literal "${"',
+                )
+                return match.group(0)
             if name in self.env:
                 self.source.env_values.add(self.env[name])
                 return self.env[name]
