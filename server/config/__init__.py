@@ -64,10 +64,26 @@ def read_file(path: str | os.PathLike[str], environ: Mapping[str, str] | None = 
     except IsADirectoryError:
         message = "is a directory; pass --config FILE"
         raise ConfigError([ConfigProblem(filename, None, (), message)]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-        raise ConfigError([ConfigProblem(filename, None, (), f"cannot read: {reason}")]) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError([_not_utf8(filename, raw, exc.start)]) from None
+    except OSError as exc:
+        message = f"cannot read: {exc.strerror}"
+        raise ConfigError([ConfigProblem(filename, None, (), message)]) from None
     return read_text(text, filename, environ)
+
+
+def _not_utf8(filename: str, raw: bytes, offset: int) -> ConfigProblem:
+    """Where the first byte that is no UTF-8 sits: its offset, line and column."""
+    line = raw.count(b"\n", 0, offset) + 1
+    column = offset - (raw.rfind(b"\n", 0, offset) + 1) + 1
+    kind = ""
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        kind = " (a UTF-16 byte-order mark: the file is UTF-16)"
+    message = (
+        f"not UTF-8 text: byte 0x{raw[offset]:02x} at offset {offset} (line {line}, column "
+        f"{column}){kind}; save the file as UTF-8"
+    )
+    return ConfigProblem(filename, line, (), message)
 
 
 def read_text(text: str, filename: str, environ: Mapping[str, str] | None = None) -> Draft:

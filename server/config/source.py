@@ -118,10 +118,7 @@ def load_source(
     try:
         node = yaml.compose(text, Loader=_LOADER)
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else None
-        what = exc.problem or exc.context or "malformed document"
-        problems.append(ConfigProblem(filename, line, (), f"invalid YAML: {what}"))
+        problems.append(_yaml_problem(filename, text, exc))
         return source, problems
     except yaml.reader.ReaderError as exc:  # a character YAML forbids (NUL, other controls)
         line = text.count("\n", 0, exc.position) + 1
@@ -146,56 +143,66 @@ def load_source(
     return source, problems
 
 
-def _refuse_hostile(root: yaml.Node, filename: str) -> ConfigProblem | None:
-    """A problem if aliases make ``root`` recursive, too big once expanded, or too deep.
+def _yaml_problem(filename: str, text: str, exc: yaml.MarkedYAMLError) -> ConfigProblem:
+    """A parse error at the line to fix: where an unclosed quote, bracket or brace was
+    opened, not the end of the file where the parser ran out of text."""
+    what = exc.problem or exc.context or "malformed document"
+    mark = exc.problem_mark or exc.context_mark
+    at_end = exc.problem_mark is not None and exc.problem_mark.index >= len(text.rstrip())
+    if at_end and exc.context_mark is not None and exc.context:
+        end = f" (line {exc.problem_mark.line + 1})" if exc.problem_mark else ""
+        opened = exc.context.removeprefix("while scanning ").removeprefix("while parsing ")
+        what = f"{opened} opened here is never closed: {what}{end}; close it"
+        mark = exc.context_mark
+    line = mark.line + 1 if mark else None
+    return ConfigProblem(filename, line, (), f"invalid YAML: {what}")
 
-    Sizes are counted over the node graph with a memo (each distinct node once), so
-    the count itself takes time linear in the file, however far aliases multiply it.
+
+def _refuse_hostile(root: yaml.Node, filename: str) -> ConfigProblem | None:
+    """A problem if aliases make ``root`` recursive, too big once expanded, or too deep,
+    at the line of the value that does it (the alias that contains itself, the first
+    value that expands past :data:`MAX_VALUES`, the mapping or list one level too deep).
+
+    Sizes and heights are counted over the node graph with a memo (each distinct node
+    once), without recursion, so the count takes time linear in the file however far
+    aliases multiply it and however deep it nests.
     """
     sizes: dict[int, int] = {}
-    depths: dict[int, int] = {}
+    heights: dict[int, int] = {}
     on_path: set[int] = set()
-
-    def visit(node: yaml.Node) -> ConfigProblem | None:
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
         key = id(node)
+        if done:
+            on_path.discard(key)
+            children = _children(node)
+            sizes[key] = 1 + sum(sizes[id(c)] for c in children)
+            heights[key] = 1 + max((heights[id(c)] for c in children), default=0)
+            if sizes[key] > MAX_VALUES:
+                return ConfigProblem(
+                    filename, node.start_mark.line + 1, (),
+                    f"aliases expand this value to {sizes[key]:,} values, more than "
+                    f"{MAX_VALUES:,}; write repeated blocks out or share fewer aliases",
+                )  # fmt: skip
+            continue
         if key in sizes:
-            return None
+            continue
         if key in on_path:
-            line = node.start_mark.line + 1
             return ConfigProblem(
-                filename,
-                line,
-                (),
-                "an alias refers to a value that contains it (recursive "
-                "alias); write the value out instead",
-            )
-        children = _children(node)
+                filename, node.start_mark.line + 1, (),
+                "an alias refers to a value that contains it (recursive alias); "
+                "write the value out instead",
+            )  # fmt: skip
         on_path.add(key)
-        for child in children:
-            problem = visit(child)
-            if problem is not None:
-                return problem
-        on_path.discard(key)
-        sizes[key] = 1 + sum(sizes[id(c)] for c in children)
-        depths[key] = 1 + max((depths[id(c)] for c in children), default=0)
-        return None
-
-    try:
-        problem = visit(root)
-    except RecursionError:
-        problem = None
-        depths[id(root)] = MAX_DEPTH + 1
-    if problem is not None:
-        return problem
-    line = root.start_mark.line + 1
-    if depths[id(root)] > MAX_DEPTH:
+        stack.append((node, True))
+        stack.extend((child, False) for child in reversed(_children(node)))
+    if heights[id(root)] > MAX_DEPTH:
+        node = root
+        for _level in range(MAX_DEPTH):  # down the deepest branch to the 65th level
+            node = max(_children(node), key=lambda c: heights[id(c)])
+        line = node.start_mark.line + 1
         return ConfigProblem(filename, line, (), f"nested deeper than {MAX_DEPTH} levels")
-    if sizes[id(root)] > MAX_VALUES:
-        return ConfigProblem(
-            filename, line, (),
-            f"aliases expand this document to {sizes[id(root)]:,} values, more than "
-            f"{MAX_VALUES:,}; write repeated blocks out or share fewer aliases",
-        )  # fmt: skip
     return None
 
 
