@@ -25,6 +25,7 @@ from types import FrameType
 
 from checkers import temporal_budget
 from checkers.base import Status
+from server import early_stop
 from server.alerting.engine import AlertEngine
 from server.alerting.log import AlertLog
 from server.analytics.baselines import Baselines, LearnedDegraded
@@ -318,6 +319,12 @@ class Daemon:
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
         signal.signal(signal.SIGHUP, hup)
+        early = early_stop.requested()
+        if early is not None:  # arrived while we were starting: stop as if it came now
+            log.info(
+                "received %s during start-up; stopping once started", signal.Signals(early).name
+            )
+            self._stop.set()
 
 
 def freeze_startup_objects() -> None:

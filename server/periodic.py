@@ -249,6 +249,13 @@ class PeriodicJobs:
         next start)."""
         self._stopping.set()
         if self._aps.running:
+            # APScheduler 3 marks itself stopped before taking its job-store lock, so a
+            # run-once job (report-catch-up) its loop is just finishing is "not found"
+            # and the loop thread dies with a traceback (a stop right after start). Pause
+            # first and let that pass (the lock) end, then stop.
+            self._aps.pause()
+            with self._aps._jobstores_lock:
+                pass
             self._aps.shutdown(wait=False)
         end = time.monotonic() + wait_seconds
         with self._idle:
