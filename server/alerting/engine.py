@@ -322,8 +322,11 @@ class AlertEngine:
         snap = self.log.restore(list(self._history), window, now)
         queued = self._queued_before(snap, now)  # every read before any change: a failed
         with self._lock:  # read (StorageError) leaves nothing half restored to redo
+            # fired in this run before it could restore: their older news is stale
+            moved = {a.id: a.incident for a in self._alerts.values()
+                     if a.started is not None and a.started >= self.started}  # fmt: skip
             restored = self._put_back(snap)
-        resumed = self.dispatcher.restore(queued) if self.dispatcher is not None else 0
+        resumed = self.dispatcher.restore(queued, moved) if self.dispatcher is not None else 0
         with self._lock:
             for alert in restored:  # judged by what this run saw of its service, if anything
                 history = self._history[alert.service.id]
