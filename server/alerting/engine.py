@@ -346,7 +346,8 @@ class AlertEngine:
         if self.dispatcher is None:
             return []
         deadline = self.dispatcher.policy.deadline_for(now) - now
-        began = [aware(r["started"]) for r in snap.alerts if r["state"] not in ("", "inactive")]
+        began = [aware(r["started"]) for r in snap.alerts if r["state"] not in ("", "inactive")
+                 and f"{r['rule_id']}:{r['service_id']}" in self._alerts]  # fmt: skip
         stored = [t for t in began if t.year > 1970]  # 1970: never fired
         live = [a.started for a in self._live.values() if a.started is not None]
         since = min([*stored, *live, now - RECENT_RESOLVED - deadline])
