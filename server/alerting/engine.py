@@ -320,7 +320,7 @@ class AlertEngine:
         now = self.clock.now()
         window = max((h.flap_window for h in self._history.values()), default=0)
         snap = self.log.restore(list(self._history), window, now)
-        queued = self._queued_before(snap, now)  # every read before any change: a failed
+        queued = self._stored_notices(snap, now)  # every read before any change: a failed
         with self._lock:  # read (StorageError) leaves nothing half restored to redo
             # fired in this run before it could restore: their older news is stale
             moved = {a.id: a.incident for a in self._alerts.values()
@@ -340,7 +340,7 @@ class AlertEngine:
                  len(restored), len(snap.silences), resumed)  # fmt: skip
         return len(restored)
 
-    def _queued_before(self, snap: Snapshot, now: datetime) -> list[tuple[Notice, DeliveryState]]:
+    def _stored_notices(self, snap: Snapshot, now: datetime) -> list[tuple[Notice, DeliveryState]]:
         """Stored notices that may still matter: since the oldest incident start (stored
         or live), at most a day and a delivery deadline back."""
         if self.dispatcher is None:
