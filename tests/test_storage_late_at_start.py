@@ -165,3 +165,37 @@ def test_a_firing_told_while_storage_was_down_at_start_is_not_resumed_again_by_t
         assert len({r.headers["Idempotency-Key"] for r in receiver.arrivals}) == 1
     finally:
         second.stop()
+
+
+def test_a_firing_left_retrying_at_the_stop_is_not_sent_after_the_alert_fired_again(
+    tmp_path: Path, receiver: HttpReceiver
+) -> None:
+    """Stopped while its firing was retrying, restarted without storage, the alert fires
+    again (a new incident, told at once): once storage answers, the old firing is stale
+    and recorded dropped, not sent as a second firing."""
+    config, clock = setup(tmp_path, receiver)
+    first = Run(config, clock, ready=True)
+    receiver.failing = True
+    try:
+        first.result(Status.FAILED)
+        first.tick()
+        first.stop()
+    finally:
+        receiver.failing = False
+    clock.advance(5)
+    second = Run(config, clock, ready=False)
+    try:
+        second.result(Status.FAILED, advance=60)
+        assert told(receiver) == ["firing"]  # the new incident's
+        assert second.daemon.writer.ensure_ready()  # storage answers
+        for _ in range(5):
+            clock.advance(30)
+            second.tick()
+        assert told(receiver) == ["firing"]
+        rows = second.query(
+            "SELECT notice_id, argMax(state, revision) AS last FROM monitor.notifications "
+            "GROUP BY notice_id ORDER BY last"
+        )
+        assert [r["last"] for r in rows] == ["delivered", "dropped"]
+    finally:
+        second.stop()

@@ -320,10 +320,13 @@ class AlertEngine:
         now = self.clock.now()
         window = max((h.flap_window for h in self._history.values()), default=0)
         snap = self.log.restore(list(self._history), window, now)
-        queued = self._queued_before(snap, now)  # every read before any change: a failed
+        queued = self._stored_notices(snap, now)  # every read before any change: a failed
         with self._lock:  # read (StorageError) leaves nothing half restored to redo
+            # fired in this run before it could restore: their older news is stale
+            moved = {a.id: a.incident for a in self._alerts.values()
+                     if a.started is not None and a.started >= self.started}  # fmt: skip
             restored = self._put_back(snap)
-        resumed = self.dispatcher.restore(queued) if self.dispatcher is not None else 0
+        resumed = self.dispatcher.restore(queued, moved) if self.dispatcher is not None else 0
         with self._lock:
             for alert in restored:  # judged by what this run saw of its service, if anything
                 history = self._history[alert.service.id]
@@ -337,13 +340,14 @@ class AlertEngine:
                  len(restored), len(snap.silences), resumed)  # fmt: skip
         return len(restored)
 
-    def _queued_before(self, snap: Snapshot, now: datetime) -> list[tuple[Notice, DeliveryState]]:
+    def _stored_notices(self, snap: Snapshot, now: datetime) -> list[tuple[Notice, DeliveryState]]:
         """Stored notices that may still matter: since the oldest incident start (stored
         or live), at most a day and a delivery deadline back."""
         if self.dispatcher is None:
             return []
         deadline = self.dispatcher.policy.deadline_for(now) - now
-        began = [aware(r["started"]) for r in snap.alerts if r["state"] not in ("", "inactive")]
+        began = [aware(r["started"]) for r in snap.alerts if r["state"] not in ("", "inactive")
+                 and f"{r['rule_id']}:{r['service_id']}" in self._alerts]  # fmt: skip
         stored = [t for t in began if t.year > 1970]  # 1970: never fired
         live = [a.started for a in self._live.values() if a.started is not None]
         since = min([*stored, *live, now - RECENT_RESOLVED - deadline])
