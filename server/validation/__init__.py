@@ -40,7 +40,10 @@ def check(draft: Draft) -> Config:
     alerting.check(draft)
     dashboard.check(draft)
     # learned before finish(): a problem quoting a secret is masked in its report too
-    draft.secrets |= redact.secrets_in(draft.config) | redact.basic_credentials(draft.config)
+    draft.secrets |= redact.secrets_in(draft.config)
     # replaces the previous load's values (a daemon holds its own: redact.Hold)
-    redact.load(redact.env_secrets(draft.source.env_values) | draft.secrets)
+    redact.load(
+        redact.env_secrets(draft.source.env_values) | draft.secrets,
+        credentials=redact.url_credentials(draft.config),
+    )
     return draft.finish()
