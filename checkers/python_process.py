@@ -35,6 +35,7 @@ from checkers.base import (
 )
 from checkers.files import NotRegularFile, read_capped
 from checkers.logtail import LogTail
+from server.core.text import clip
 from server.core.units import Duration, DurationRange
 
 TOTAL_MEMORY = psutil.virtual_memory().total
@@ -178,7 +179,7 @@ class PythonProcessChecker(Checker[ProcessSettings]):
             raise BadPidfile(f"pidfile {path} is larger than {PIDFILE_MAX} bytes: not a pidfile")
         text = data.decode("utf-8", "replace").strip()
         if not (text.isascii() and text.isdigit()):
-            raise ValueError(f"pidfile {path} does not hold a pid: {text[:40]!r}")
+            raise ValueError(f"pidfile {path} does not hold a pid: {clip(text, 40)!r}")
         return int(text)
 
     def _frozen(

@@ -27,6 +27,7 @@ import orjson
 from server.config.models import LogsConfig
 from server.core import levels, redact
 from server.core.levels import ERROR_LEVELS, LEVELS
+from server.core.text import clip
 from server.logs.otlp import INVALID, Record, TooDeep
 from server.logs.patterns import pattern_of
 
@@ -50,6 +51,11 @@ class Outcome:
     rejected: list[tuple[int, str, str]] = field(default_factory=list)  # (index, reason, raw)
     unknown_services: set[str] = field(default_factory=set)
 
+    def reject(self, index: int, reason: str, raw: str) -> None:
+        """Dead-letter record ``index``: its ``reason`` is masked here (it may quote the
+        record, as ``raw`` does: masked by the caller), once for the row and the answer."""
+        self.rejected.append((index, redact.redact(reason), raw))
+
     @property
     def reasons(self) -> list[str]:
         return [f"record {i + 1}: {reason}" for i, reason, _ in self.rejected[:5]]
@@ -61,7 +67,7 @@ def level_of(raw: Any) -> str:
         raise Invalid(f"level: {_LEVEL_HINT}")
     name = _level(raw)
     if name is None:
-        raise Invalid(f"level: unknown {raw[:20]!r}; {_LEVEL_HINT}")
+        raise Invalid(f"level: unknown {clip(raw, 20)!r}; {_LEVEL_HINT}")
     return name
 
 
@@ -84,9 +90,11 @@ def timestamp_of(raw: Any, now: datetime) -> datetime:
         try:
             value = datetime.fromisoformat(text.replace("Z", "+00:00"))
         except ValueError:
-            raise Invalid(f"timestamp: {raw[:40]!r} is neither RFC 3339 nor epoch time") from None
+            raise Invalid(
+                f"timestamp: {clip(raw, 40)!r} is neither RFC 3339 nor epoch time"
+            ) from None
         if value.tzinfo is None:
-            raise Invalid(f"timestamp: {raw[:40]!r} has no time zone (RFC 3339 needs one)")
+            raise Invalid(f"timestamp: {clip(raw, 40)!r} has no time zone (RFC 3339 needs one)")
         value = value.astimezone(UTC)
     elif isinstance(raw, int | float) and not isinstance(raw, bool):
         number = float(raw)
@@ -155,7 +163,7 @@ class Ingestor:
                 )
             out.rows.append(self._row(obj, out))
         except (Invalid, TooDeep) as exc:
-            out.rejected.append((index, str(exc), self._dead_letter(raw)))
+            out.reject(index, str(exc), self._dead_letter(raw))
 
     def _dead_letter(self, raw: str | Callable[[], str]) -> str:
         """The record as received, for ``log_dlq.raw``: secrets masked, storable, cut to
@@ -218,8 +226,7 @@ class Ingestor:
                 try:
                     obj = orjson.loads(line)
                 except orjson.JSONDecodeError as exc:
-                    out.rejected.append((index, _json_reason(exc),
-                                         self._dead_letter(_lazy_text(line)())))  # fmt: skip
+                    out.reject(index, _json_reason(exc), self._dead_letter(_lazy_text(line)()))
                     continue
             self.record(out, index, obj, _lazy_text(line), len(line))
         return out
@@ -242,9 +249,9 @@ class Ingestor:
                 nanos = min(nanos, _LAST_NANOS)  # past what a datetime holds: out of range
                 obj["timestamp"] = _EPOCH + timedelta(microseconds=nanos // 1000)
                 if not OLDEST <= obj["timestamp"] <= now + MAX_FUTURE:
-                    out.rejected.append((index, f"timeUnixNano: {obj['timestamp'].isoformat()} "
-                                         "is out of range (2000-01-01 to a day from now)",
-                                         self._dead_letter(raw)))  # fmt: skip
+                    out.reject(index, f"timeUnixNano: {obj['timestamp'].isoformat()} "
+                               "is out of range (2000-01-01 to a day from now)",
+                               self._dead_letter(raw))  # fmt: skip
                     continue
             self.record(out, index, obj, raw, _size(raw) if measure else 0)
         return out

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 from pydantic import AfterValidator, Field
 from pydantic_core import PydanticCustomError
 
+from server.core.redact import redact
 from server.core.secret import Secret, SecretStr
 from server.notify.base import Channel, ChannelError, ChannelSettings, Notice, what
 from server.notify.deadline import AttemptLimit, watch
@@ -52,7 +53,7 @@ _BREAKS = re.compile(r"[\x00-\x1f\x7f\u2028\u2029\x85]+")
 
 def header(text: str, limit: int = 200) -> str:
     """A header value: line breaks and control characters become one space; cut to ``limit``."""
-    clean = _BREAKS.sub(" ", text).strip()
+    clean = redact(_BREAKS.sub(" ", text).strip())
     return clean if len(clean) <= limit else clean[: limit - 1] + "…"
 
 

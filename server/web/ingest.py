@@ -29,6 +29,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
 )
 
 from server.config.types import format_size
+from server.core.text import clip
 from server.logs.ingest import Ingestor, Outcome
 from server.logs.otlp import Malformed, json_records, loads_lenient, proto_records
 from server.storage.arrow import BadRow
@@ -110,7 +111,7 @@ def _store(  # noqa: PLR0917 - one call site per endpoint, all six needed
             if bad.table != "service_logs":
                 raise
             row = out.rows.pop(bad.index)
-            out.rejected.append((-1, f"cannot store: {bad.reason}", repr(row)[:4096]))
+            out.reject(-1, f"cannot store: {bad.reason}", clip(repr(row), 4096))
         except Busy as busy:
             _refuse(writer, busy)
     if ctx.alerts is not None:
