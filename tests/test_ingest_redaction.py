@@ -87,3 +87,52 @@ def test_otlp_dead_letter_reasons_and_partial_success_never_hold_a_secret(
     reasons = [r["reason"] for r in pipeline.rows("SELECT reason FROM monitor.log_dlq")]
     assert len(reasons) == len(SECRETS) and all("<secr" in r for r in reasons), reasons
     assert not leaks(json.dumps(reasons) + partial["errorMessage"]), (reasons, partial)
+
+
+def test_source_context_keys_and_unknown_service_ids_are_stored_masked_on_both_paths(
+    tmp_path: Path,
+) -> None:
+    p = Pipeline(tmp_path)  # unknown services accepted: their ids are stored
+    held = redact.hold()
+    redact.learn(SECRETS)
+    held.keep()
+    try:
+        records = [
+            {"timestamp": "2026-11-22T11:59:00Z", "service_id": sid, "level": "error",
+             "message": "m", "source": f"src-{s}", "context": {s: "v", "x" * 195 + s: "w"}}
+            for s in SECRETS
+            for sid in ("api", f"ab-{s}")
+        ]  # fmt: skip
+        answer = p.client.post("/api/v1/logs", data=ndjson(*records), headers=TOKEN)
+        assert answer.status_code == 200 and answer.get_json()["accepted"] == len(records)
+        attributes = [
+            {"key": key, "value": {"stringValue": "v"}}
+            for s in SECRETS
+            for key in (s, f"k-{s}", "y" * 195 + s)
+        ]
+        doc = {
+            "resourceLogs": [
+                {
+                    "resource": {"attributes": [
+                        {"key": "service.name", "value": {"stringValue": "api"}},
+                        {"key": f"r-{SECRETS[0]}", "value": {"stringValue": "v"}},
+                    ]},
+                    "scopeLogs": [{"logRecords": [
+                        {"body": {"stringValue": "m"}, "attributes": attributes}
+                    ]}],
+                }
+            ]
+        }  # fmt: skip
+        answer = p.client.post(
+            "/v1/logs", data=json.dumps(doc), headers=TOKEN, content_type="application/json"
+        )
+        assert answer.status_code == 200, answer.get_data(as_text=True)
+        rows = p.rows("SELECT service_id, source, context FROM monitor.service_logs")
+    finally:
+        held.release()
+        p.store.close()
+    assert len(rows) == len(records) + 1
+    stored = json.dumps(rows, default=str)
+    assert not leaks(stored), stored
+    assert stored.count("src-<secret>") == len(records)
+    assert all(any("<secret>" in key for key in r["context"]) for r in rows)

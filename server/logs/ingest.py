@@ -32,6 +32,7 @@ from server.logs.otlp import INVALID, Record, TooDeep
 from server.logs.patterns import pattern_of
 
 MAX_SERVICE_ID = 200
+MAX_CONTEXT_KEY = 200
 DLQ_COLUMNS = ("received_at", "source_address", "endpoint", "reason", "raw")
 MAX_FUTURE = timedelta(days=1)
 OLDEST = datetime(2000, 1, 1, tzinfo=UTC)
@@ -188,7 +189,7 @@ class Ingestor:
         context_raw = obj.get("context") or {}
         if type(context_raw) is not dict:
             raise Invalid("context: expected an object of strings")
-        context = {str(k)[:200]: _context_value(v) for k, v in context_raw.items()}
+        context = {str(k): _context_value(v) for k, v in context_raw.items()}
         if service not in self.known:
             if self.config.unknown_services == "reject":
                 raise Invalid(f"service_id: unknown service {service!r}")
@@ -199,15 +200,12 @@ class Ingestor:
         # OTLP times were checked in otlp(); none means the receive time (the spec)
         at = (self._now if stamp is None else stamp) if otlp else timestamp_of(stamp, self._now)
         error_code, stack = _text(obj, "error_code"), _text(obj, "stack_trace")
-        # Pushed text may quote a secret: masked before the pattern is taken from it (the
-        # pattern would otherwise hold a mangled spelling) and before it is stored.
-        if redact.hits("\x00".join((message, error_code or "", stack or "", *context.values()))):
-            message, error_code, stack, context = redact.redact_value(
-                (message, error_code, stack, context)
-            )
+        source = _text(obj, "source") or "push"
+        service, message, error_code, stack, source, context = masked(
+            service, message, error_code, stack, source, context
+        )
         pattern = pattern_of(level, message) if level in ERROR_LEVELS else _NO_PATTERN
-        return (service, at, level, message, _text(obj, "source") or "push",
-                error_code, stack, context, *pattern)  # fmt: skip
+        return (service, at, level, message, source, error_code, stack, context, *pattern)
 
     # -- NDJSON ------------------------------------------------------------------------------
     def ndjson(self, body: bytes, *, sender: str, now: datetime) -> Outcome:
@@ -255,6 +253,29 @@ class Ingestor:
                     continue
             self.record(out, index, obj, raw, _size(raw) if measure else 0)
         return out
+
+
+def masked(  # noqa: PLR0917 - a record's six text columns, in their order
+    service: str,
+    message: str,
+    error_code: str | None,
+    stack: str | None,
+    source: str,
+    context: dict[str, str],
+) -> tuple[str, str, str | None, str | None, str, dict[str, str]]:
+    """A record's text with secrets masked, the same for NDJSON and OTLP (whose attribute
+    keys are ``context`` keys here): service id (an unknown one is stored too), message,
+    error code, stack, ``source``, context keys and values. Masked before the pattern is
+    taken (it would otherwise hold a mangled spelling), before anything is stored, and
+    before a key is cut to 200 characters. One scan when nothing is to be masked."""
+    texts = (service, message, error_code or "", stack or "", source, *context, *context.values())
+    if redact.hits("\x00".join(texts)):
+        service, message, error_code, stack, source, context = redact.redact_value(
+            (service, message, error_code, stack, source, context)
+        )
+    if any(len(key) > MAX_CONTEXT_KEY for key in context):
+        context = {key[:MAX_CONTEXT_KEY]: value for key, value in context.items()}
+    return service, message, error_code, stack, source, context
 
 
 def _size(raw: Callable[[], str]) -> int:
