@@ -48,8 +48,8 @@ __all__ = [
     "split_userinfo",
 ]
 
-# ASCII digits only (\d takes "٢٠٠" and "２00" too); "2xx" in either case, as OpenAPI
-# writes "2XX" and many write "2xx"
+# ASCII digits only (\d takes Arabic-Indic and fullwidth digits too); "2xx" in either
+# case, as OpenAPI writes "2XX" and many write "2xx"
 _RANGE = re.compile(r"^([0-9]{3})(?:-([0-9]{3}))?$|^([1-5])[xX][xX]$")
 MAX_BODY = 2**20  # 1 MiB: the most of a body read for body_contains / json_path
 
@@ -62,7 +62,7 @@ def parse_status_spec(spec: str | int) -> tuple[int, int]:
     text = str(spec).strip()
     match = _RANGE.match(text)
     allowed = (
-        'expected a status 100 to 599 in ASCII digits like 200, a range low-high like '
+        "expected a status 100 to 599 in ASCII digits like 200, a range low-high like "
         '"200-299", or "2xx"'
     )
     if not match:

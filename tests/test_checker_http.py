@@ -315,7 +315,8 @@ def test_a_status_class_means_the_same_in_either_case_and_only_ascii_digits_coun
     assert parse_status_spec("2XX") == parse_status_spec("2xx") == parse_status_spec("2Xx")
     assert check(url=target.url("/ok"), expect_status=["2XX"]).status == Status.OK
     assert check(url=target.url("/ok"), expect_status=["4XX"]).status == Status.FAILED
-    for bad in ("٢٠٠", "２00", "2００-299", "²xx", "200-٢٩٩"):
+    fullwidth = "\uff12\uff10\uff10"  # 200 in fullwidth digits
+    for bad in ("٢٠٠", fullwidth, f"2{fullwidth[1:]}-299", "²xx", "200-٢٩٩"):
         with pytest.raises(ValueError, match="in ASCII digits"):
             HttpSettings(url="http://x/", expect_status=[bad])
     with pytest.raises(ValueError, match="expected at least one status"):
