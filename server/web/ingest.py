@@ -115,7 +115,7 @@ def _store(  # noqa: PLR0917 - one call site per endpoint, all six needed
         except Busy as busy:
             _refuse(writer, busy)
     if ctx.alerts is not None:
-        ctx.alerts.note_logs((row[0], row[1], row[2], row[-1]) for row in out.rows)
+        ctx.alerts.note_logs((row[0], row[1], row[2], row[-1], row[-2]) for row in out.rows)
 
 
 def _count_limit(ctx: WebContext, count: int) -> None:
