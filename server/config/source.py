@@ -61,6 +61,8 @@ class Source:
     raw_text: dict[Path, str] = field(default_factory=dict)
     # Every value taken from an environment variable: secrets to mask (server.core.redact).
     env_values: set[str] = field(default_factory=set)
+    # Where each of them was used (an e-mail address is not a secret: server.validation).
+    env_uses: dict[str, set[Path]] = field(default_factory=dict)
 
     def release(self) -> None:
         """Drop what only error reporting needed, once the file is valid.
@@ -319,6 +321,7 @@ class _Walker:
             name, default = match.group(1), match.group(2)
             if name in self.env:
                 self.source.env_values.add(self.env[name])
+                self.source.env_uses.setdefault(self.env[name], set()).add(path)
                 return self.env[name]
             if default is not None:
                 return default
