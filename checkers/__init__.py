@@ -10,19 +10,6 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-SERVICE_TYPES: tuple[str, ...] = (
-    "python_process",
-    "temporal_workflow",
-    "http",
-    "tcp",
-    "host",
-    "command",
-    "temporal_task_queue",
-    "temporal_schedule",
-    "temporal_stuck",
-    "temporal_count",
-)
-
 # type name -> "module:Class". Lazily imported so that a broken or heavy checker
 # (temporalio) costs nothing to configs that do not use it.
 REGISTRY: dict[str, str] = {
@@ -37,6 +24,9 @@ REGISTRY: dict[str, str] = {
     "temporal_stuck": "checkers.temporal_stuck:TemporalStuckChecker",
     "temporal_count": "checkers.temporal_count:TemporalCountChecker",
 }
+# The service types, in the order error messages list them: the registry's keys, so
+# a type cannot be registered without being accepted (or the reverse).
+SERVICE_TYPES: tuple[str, ...] = tuple(REGISTRY)
 
 
 def checker_class(service_type: str) -> Any:

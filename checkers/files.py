@@ -92,3 +92,22 @@ def read_capped(path: str, limit: int) -> tuple[bytes, bool]:
         os.close(fd)
     data = b"".join(chunks)
     return data[:limit], len(data) > limit
+
+
+def read_whole(
+    path: str, limit: int, what: str, refuse: type[Exception] = OSError, too_large: str = ""
+) -> bytes:
+    """All of the small regular file ``path`` (a pidfile, a CA file), at most ``limit`` bytes.
+
+    ``what`` names the file in the errors, worded for the user: ``refuse`` (an
+    exception class taking a message) is raised with ``"<what> <path> is not a
+    regular file (a FIFO)"`` or ``"<what> <path> is larger than <limit> bytes"``
+    followed by ``too_large``. OSError when it cannot be opened (missing, denied).
+    """
+    try:
+        data, more = read_capped(path, limit)
+    except NotRegularFile as exc:
+        raise refuse(f"{what} {exc}") from None
+    if more:
+        raise refuse(f"{what} {path} is larger than {limit} bytes{too_large}")
+    return data

@@ -23,7 +23,7 @@ from functools import lru_cache
 from typing import Any, TypeVar
 
 from checkers.base import invalid
-from checkers.files import NotRegularFile, read_capped
+from checkers.files import read_whole
 from server.core.pool import DeadlinePool
 from server.core.text import clip
 
@@ -222,12 +222,7 @@ def tls_context(verify: bool, ca_cert: str | None) -> ssl.SSLContext:
     (``ca_cert … is not a regular file (a FIFO)``, too large, missing) or ssl.SSLError.
     """
     if ca_cert:
-        try:
-            data, more = read_capped(ca_cert, CA_CERT_MAX)
-        except NotRegularFile as exc:
-            raise OSError(f"ca_cert {exc}") from None
-        if more:
-            raise OSError(f"ca_cert {ca_cert} is larger than {CA_CERT_MAX} bytes")
+        data = read_whole(ca_cert, CA_CERT_MAX, "ca_cert")
         pem = b"-----BEGIN" in data
         context = ssl.create_default_context(cadata=data.decode("latin-1") if pem else data)
     else:

@@ -33,7 +33,7 @@ from checkers.base import (
     Status,
     over_thresholds,
 )
-from checkers.files import NotRegularFile, read_capped
+from checkers.files import read_whole
 from checkers.logtail import LogTail
 from server.core.text import clip
 from server.core.units import Duration, DurationRange
@@ -171,12 +171,7 @@ class PythonProcessChecker(Checker[ProcessSettings]):
     def _read_pidfile(path: str) -> int:
         """The pid in ``path`` (digits, blanks around them ignored). Raises :class:`BadPidfile`
         (not a regular file, over ``PIDFILE_MAX`` bytes, no pid), OSError (missing)."""
-        try:
-            data, more = read_capped(path, PIDFILE_MAX)
-        except NotRegularFile as exc:
-            raise BadPidfile(f"pidfile {path} is not a regular file ({exc.kind})") from None
-        if more:
-            raise BadPidfile(f"pidfile {path} is larger than {PIDFILE_MAX} bytes: not a pidfile")
+        data = read_whole(path, PIDFILE_MAX, "pidfile", BadPidfile, ": not a pidfile")
         text = data.decode("utf-8", "replace").strip()
         if not (text.isascii() and text.isdigit()):
             raise ValueError(f"pidfile {path} does not hold a pid: {clip(text, 40)!r}")

@@ -109,6 +109,9 @@ class Daemon:
         )  # fmt: skip
         self.web = DashboardHost(self._web_context)
         self._checking = False  # set once checks run: alert state is live from then on
+        # storage was unreachable when checks began: the alert state is restored (what
+        # this run has not superseded) at the first tick once it answers, then cleared
+        self._restore_due = False
         self.scheduler = CheckScheduler(self.recorder, self.clock, max_workers=sched.max_workers)
         self.monitor = SelfMonitor(
             scheduler=self.scheduler, writer=self.writer, alerts=self.alerts,
@@ -132,12 +135,9 @@ class Daemon:
             f"SELECT service_id, argMaxMerge(last_status) AS status "
             f"FROM {self.storage.database}.service_status_summary GROUP BY service_id"
         )
-        for row in rows:
-            self.recorder.last_status.setdefault(row["service_id"], Status(row["status"]))
+        self.recorder.anchor({row["service_id"]: Status(row["status"]) for row in rows})
         self.baselines.load(self.storage)
         self.report.done = self.report.done or latest_day(self.storage)
-        if self._checking:
-            log.warning("alert state not restored: storage was unreachable when checks began")
         log.info("storage ready: %s", self.storage.describe())
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -163,15 +163,11 @@ class Daemon:
         self.web.start()
         self.writer.start()
         if not self._first_readiness(None if self.storage.kind == "embedded" else STARTUP_WAIT):
-            log.warning("storage not reachable yet; checking anyway and spooling results")
+            log.warning("storage not reachable yet; checking anyway and spooling results; "
+                        "alert state is restored once it answers")  # fmt: skip
+            self._restore_due = True
         else:
-            # what the write-ahead log held at a kill (the outbox, acks, transitions) is
-            # inserted before the alert state is read back from ClickHouse
-            try:
-                self.writer.replay()
-                self.alerts.restore()
-            except StorageError as exc:
-                log.warning("alert state not restored: %s", exc)
+            self._restore_due = not self._restore_alerts()
         self.dispatcher.start()
         self._checking = True
         self.scheduler.sync(list(self.config.services))
@@ -200,7 +196,23 @@ class Daemon:
             time.sleep(0.02)
         return self.writer.reachable
 
+    def _restore_alerts(self) -> bool:
+        """Read the alert state back; False (logged) if storage failed meanwhile.
+
+        What the write-ahead log holds (a kill's outbox, acks and transitions; after a
+        late start, this run's too) is inserted first, so the state read is complete.
+        """
+        try:
+            self.writer.replay()
+            self.alerts.restore()
+        except StorageError as exc:
+            log.warning("alert state not restored yet: %s", exc)
+            return False
+        return True
+
     def _tick_alerts(self) -> None:
+        if self._restore_due and self.writer.reachable:
+            self._restore_due = not self._restore_alerts()
         self.alerts.tick()
 
     def _record_self(self) -> None:

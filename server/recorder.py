@@ -92,6 +92,27 @@ class Recorder:
         self.adjust = adjust  # e.g. learned DEGRADED, applied before anything is written
         self.last_status: dict[str, Status] = dict(last_status or {})
         self._lock = threading.Lock()
+        # Until storage says what each service's status was before this run (anchor),
+        # the first result of a service with none known, to compare then: (status,
+        # time, message). None once anchored.
+        self._first: dict[str, tuple[Status, datetime, str]] | None = {}
+
+    def anchor(self, stored: dict[str, Status]) -> None:
+        """The statuses storage holds from before this run (service id -> status).
+
+        Normally called before the first result; when storage was unreachable at
+        start, later: the change from the stored status to each service's first
+        result of this run is then written as it would have been (at that result's
+        time), once. Later calls (storage lost and back again) only fill gaps.
+        """
+        with self._lock:
+            first, self._first = self._first, None
+            for sid, status in stored.items():
+                self.last_status.setdefault(sid, status)
+        for sid, (status, at, message) in (first or {}).items():
+            before = stored.get(sid)
+            if before is not None and before != status:
+                self._transition(sid, at, before, status, message)
 
     def record(self, service: ServiceInfo, result: CheckResult, at: datetime) -> None:
         if self.adjust is not None:
@@ -135,26 +156,34 @@ class Recorder:
         with self._lock:
             previous = self.last_status.get(sid)
             self.last_status[sid] = result.status
+            if previous is None and self._first is not None:
+                self._first[sid] = (result.status, at, result.message)
         if previous is not None and previous != result.status:
-            self.sink.add(
-                "service_logs",
-                (
-                    sid,
-                    at,
-                    TRANSITION_LEVEL[result.status],
-                    f"status changed {previous.name} -> {result.status.name}: {result.message}",
-                    "lightbulb.transition",
-                    None,
-                    None,
-                    {
-                        "previous_status": previous.name,
-                        "new_status": result.status.name,
-                        "previous_code": str(int(previous)),
-                        "new_code": str(int(result.status)),
-                    },
-                    "",
-                    0,
-                ),
-            )
+            self._transition(sid, at, previous, result.status, result.message)
         if self.listener is not None:
             self.listener.observe(sid, result, at)
+
+    def _transition(
+        self, sid: str, at: datetime, previous: Status, status: Status, message: str
+    ) -> None:
+        """The log row of a status change (source ``lightbulb.transition``)."""
+        self.sink.add(
+            "service_logs",
+            (
+                sid,
+                at,
+                TRANSITION_LEVEL[status],
+                f"status changed {previous.name} -> {status.name}: {message}",
+                "lightbulb.transition",
+                None,
+                None,
+                {
+                    "previous_status": previous.name,
+                    "new_status": status.name,
+                    "previous_code": str(int(previous)),
+                    "new_code": str(int(status)),
+                },
+                "",
+                0,
+            ),
+        )

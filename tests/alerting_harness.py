@@ -21,6 +21,7 @@ from server.storage import Storage
 from server.validation import parse_config
 from tests.support.clock import FakeClock
 from tests.support.receivers import HttpReceiver, Received
+from tests.support.rows import MemoryRows
 
 SERVICES = """
 services:
@@ -42,7 +43,7 @@ def shared_receiver() -> HttpReceiver:
     return HttpReceiver()
 
 
-class Harness:
+class Harness(MemoryRows):
     def __init__(
         self,
         rules_yaml: str,
@@ -61,21 +62,10 @@ class Harness:
         if "\nalerting:" not in rules_yaml:
             text += f"\nalerting: {{group_wait: {group_wait}}}\n"
         self.config = parse_config(text, "test.yaml")
-        self.rows: list[tuple[str, tuple[Any, ...]]] = []
+        super().__init__()  # the rows, in memory: this harness is the alert log's sink
         self.log = AlertLog(self, storage, self.clock)
         self.dispatcher = Dispatcher(self.config, self.clock, self.log, rng=random.Random(7))
         self.engine = AlertEngine(self.config, self.log, self.dispatcher, self.clock)
-
-    # sinks
-    def add(self, table: str, row: tuple[Any, ...]) -> None:
-        self.rows.append((table, row))
-
-    def add_durable(self, table: str, rows: list[tuple[Any, ...]]) -> None:
-        self.rows.extend((table, row) for row in rows)
-
-    def durable(self, tables: dict[str, list[tuple[Any, ...]]]) -> None:
-        for table, rows in tables.items():
-            self.add_durable(table, rows)
 
     # driving
     def result(
@@ -138,11 +128,7 @@ class Harness:
     def persist(self, store: Storage) -> None:
         """What the writer does with the rows, in one go."""
         self.log.sync()
-        for table, columns in TABLES.items():
-            rows = [row for t, row in self.rows if t == table]
-            if rows:
-                store.insert(table, columns, rows)
-        self.rows.clear()
+        self.insert_into(store, TABLES)
 
     def transitions(self) -> list[tuple[str, str, str, str]]:
         return [

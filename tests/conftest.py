@@ -10,11 +10,15 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from server.config.models import ClickHouseConfig
 from server.storage.embedded import EmbeddedStorage
+
+if TYPE_CHECKING:
+    from tests.support.receivers import HttpReceiver
 
 REPO = Path(__file__).resolve().parents[1]
 CLICKHOUSE_SERVER = shutil.which("clickhouse-server") or "/usr/sbin/clickhouse-server"
@@ -68,6 +72,16 @@ def store(tmp_path: Path) -> Iterator[EmbeddedStorage]:
     storage = EmbeddedStorage(tmp_path / "chdb", "monitor")
     yield storage
     storage.close()
+
+
+@pytest.fixture
+def receiver() -> Iterator[HttpReceiver]:
+    """A loopback HTTP receiver of notices (webhook, Slack, PagerDuty, Apprise), per test."""
+    from tests.support.receivers import HttpReceiver  # it imports this module's helpers
+
+    server = HttpReceiver()
+    yield server
+    server.close()
 
 
 class ClickHouseServer:

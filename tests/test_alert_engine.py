@@ -8,6 +8,7 @@ from datetime import timedelta
 import pytest
 
 from checkers.base import Status
+from server.notify.base import Notice
 from tests.alerting_harness import Harness
 
 DOWN = """
@@ -516,6 +517,56 @@ def test_a_reload_keeps_a_notice_that_is_retrying_and_sends_it_once() -> None:
     h.tick(30)
     h.tick(30)
     assert h.told() == [("alert", "db", "firing")]
+
+
+def test_a_firing_still_in_group_wait_is_pending_so_no_repeat_queues_behind_it() -> None:
+    """repeat_interval (3 s) shorter than group_wait (8 s), the receiver down: while
+    the firing waits out group_wait no repeat is queued, so none bursts out after it."""
+    h = Harness("""
+alert_rules:
+  - {id: down, service: db, condition: "status >= FAILED", repeat_interval: 3s,
+     channels: [hook]}
+""", group_wait="8s")  # fmt: skip
+    h.receiver.failing = True
+    try:
+        h.result("db", Status.FAILED)
+        for _ in range(7):  # inside group_wait: the firing is in no outbox yet
+            h.tick(1)
+            assert h.events("repeat") == [] and h.engine.alerts()[0]["delivery"] == []
+        for _ in range(6):  # the firing is queued, then retrying
+            h.tick(1)
+        assert h.told() == [] and h.events("repeat") == []
+    finally:
+        h.receiver.failing = False
+    for _ in range(60):
+        h.tick(0.5)
+        if h.told():
+            break
+    h.tick(0)
+    assert h.kinds() == ["alert"]  # the firing alone: nothing queued behind it
+
+
+def test_news_taken_from_its_group_is_pending_until_the_ledger_has_it() -> None:
+    """Between leaving group_wait and reaching the ledger (the engine's recheck, the
+    outbox write) the news is still pending: no moment when a repeat could slip in."""
+    h = Harness("""
+alert_rules:
+  - {id: down, service: db, condition: "status >= FAILED", channels: [hook]}
+""", group_wait="5s")  # fmt: skip
+    h.result("db", Status.FAILED)
+    alert = h.engine.alert("down:db")
+    assert alert is not None and h.dispatcher.holds_back("hook", alert.id, alert.incident)
+    recheck, seen = h.dispatcher.recheck, []
+    assert recheck is not None
+
+    def watching(notice: Notice) -> Notice | None:
+        seen.append(h.dispatcher.holds_back("hook", alert.id, alert.incident))
+        return recheck(notice)
+
+    h.dispatcher.recheck = watching
+    h.tick(5)
+    assert seen == [True] and h.told() == [("alert", "db", "firing")]
+    assert not h.dispatcher.holds_back("hook", alert.id, alert.incident)  # the ledger has it
 
 
 def test_repeats_wait_for_an_undelivered_notice_and_do_not_burst_after_an_outage() -> None:

@@ -8,9 +8,11 @@ The daemon-level versions (SIGTERM and kill -9) are in test_daemon_alerting.py.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from checkers.base import Status
+from server.alerting.log import AlertLog, aware
+from server.alerting.log_reads import LATEST_TRANSITION
 from server.schema import Target, apply_schema
 from server.storage.embedded import EmbeddedStorage
 from tests.alerting_harness import Harness
@@ -163,3 +165,70 @@ def test_api_silences_survive_a_restart_until_they_end(store: EmbeddedStorage) -
     h2.result("db", Status.FAILED, advance=1)
     assert h2.told() == []
     assert h2.transitions()[-1][3] == "silenced"
+
+
+def test_an_api_silence_ended_early_stays_ended_across_a_restart_and_in_the_timeline(
+    store: EmbeddedStorage,
+) -> None:
+    """Its newest version (the early end) is what the restore and the incident
+    timeline read, not the first one (an hour long)."""
+    apply_schema(store, Target("monitor"))
+    h = Harness(RULES)
+    start = h.clock.now()
+    silence = h.engine.add_silence(
+        service="db", rule="", start=start, end=start + timedelta(hours=1), author="ana",
+        comment="disk swap",
+    )  # fmt: skip
+    h.persist(store)  # each version in its own insert, as the writer's batches would be
+    h.clock.advance(60)
+    assert h.engine.expire_silence(silence.id) is not None
+    h2 = restarted(h, store)
+    assert h2.engine.silences.get(silence.id) is None
+    h2.result("db", Status.FAILED, advance=1)
+    assert h2.told() == [("alert", "db", "firing")]
+    (kept,) = h2.log.silences_between(start, start + timedelta(hours=2))
+    assert (kept.id, kept.end, kept.created_at) == (
+        silence.id,
+        start + timedelta(seconds=60),
+        start,
+    )
+
+
+def test_the_alerts_page_and_a_restart_read_the_same_latest_transition(
+    store: EmbeddedStorage,
+) -> None:
+    """Acks and delivery rows come after the transition and rows arrive out of order:
+    both readers take each alert's newest *transition*, and agree column by column."""
+    apply_schema(store, Target("monitor"))
+    t0 = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
+    cols = ("timestamp", "event", "rule_id", "service_id", "from_state", "to_state",
+            "severity", "value", "message", "delivery_result", "caused_by")  # fmt: skip
+    at = lambda s: t0 + timedelta(seconds=s)  # noqa: E731
+    store.insert("alert_events", cols, [
+        (at(60), "transition", "down", "db", "pending", "firing", "critical", 3.0, "db is down",
+         "queued", "net"),
+        (at(0), "transition", "down", "db", "inactive", "pending", "critical", 2.0, "db fails",
+         "none", ""),
+        (at(90), "delivery", "down", "db", "firing", "firing", "critical", 3.0, "notice n1",
+         "sent", ""),
+        (at(120), "ack", "down", "db", "firing", "firing", "critical", None, "on it", "", "ana"),
+        (at(30), "transition", "slow", "api", "firing", "resolved", "warning", 1.0, "api ok",
+         "queued", ""),
+        (at(10), "transition", "slow", "api", "pending", "firing", "warning", 9.0, "api slow",
+         "queued", ""),
+    ])  # fmt: skip
+    log = AlertLog(None, store)
+    page = {(r["rule_id"], r["service_id"]): r for r in log.states(at(200))}
+    restored = {(r["rule_id"], r["service_id"]): r for r in log.restore([], 0, at(200)).alerts}
+
+    assert {k: (r["state"], r["value"], r["message"], r["caused_by"]) for k, r in page.items()} == {
+        ("down", "db"): ("firing", 3.0, "db is down", "net"),
+        ("slow", "api"): ("resolved", 1.0, "api ok", ""),
+    }
+    assert aware(page["down", "db"]["since"]) == aware(page["down", "db"]["started"]) == at(60)
+    assert aware(page["slow", "api"]["started"]) == at(10)
+    assert restored["down", "db"]["acked_by"] == "ana"
+    for key, row in page.items():
+        assert {c: restored[key][c] for c in LATEST_TRANSITION} == {
+            c: row[c] for c in LATEST_TRANSITION
+        }

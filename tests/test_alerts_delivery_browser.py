@@ -9,7 +9,6 @@ import random
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 from selenium.webdriver.common.by import By
@@ -27,6 +26,7 @@ from tests.conftest import free_port
 from tests.support.browser import OVERFLOW_JS, chromium, view
 from tests.support.clock import FakeClock
 from tests.support.receivers import HttpReceiver
+from tests.support.rows import MemoryRows
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 CONFIG = """
@@ -43,23 +43,6 @@ alert_rules:
 """
 
 
-class Rows:
-    """The alert log's rows, kept in memory (the page reads live alerts from the engine)."""
-
-    def __init__(self) -> None:
-        self.rows: list[tuple[str, tuple[Any, ...]]] = []
-
-    def add(self, table: str, row: tuple[Any, ...]) -> None:
-        self.rows.append((table, row))
-
-    def add_durable(self, table: str, rows: list[tuple[Any, ...]]) -> None:
-        self.rows.extend((table, row) for row in rows)
-
-    def durable(self, tables: dict[str, list[tuple[Any, ...]]]) -> None:
-        for table, rows in tables.items():
-            self.add_durable(table, rows)
-
-
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[str, HttpReceiver]]]:
     receivers = {
@@ -74,7 +57,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[s
     store = EmbeddedStorage(root / "db", "monitor")
     apply_schema(store, Target("monitor"))
     clock = FakeClock(NOW)
-    log = AlertLog(Rows(), store, clock)
+    log = AlertLog(MemoryRows(), store, clock)  # the page reads live alerts from the engine
     dispatcher = Dispatcher(config, clock, log, rng=random.Random(3))
     engine = AlertEngine(config, log, dispatcher, clock)
     engine.observe("db", CheckResult(Status.FAILED, "connection refused"), clock.now())

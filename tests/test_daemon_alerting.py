@@ -31,13 +31,6 @@ TOKEN = "t0ken-for-tests"
 RULE = "worker-down"
 
 
-@pytest.fixture
-def receiver() -> Iterator[HttpReceiver]:
-    server = HttpReceiver()
-    yield server
-    server.close()
-
-
 class Worker:
     """A real process the daemon watches by a tag on its command line."""
 

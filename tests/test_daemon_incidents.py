@@ -14,9 +14,9 @@ from typing import Any
 from tests.conftest import wait_until
 from tests.support.receivers import HttpReceiver
 from tests.test_daemon import no_leaked_daemons
-from tests.test_daemon_alerting import Lightbulb, Worker, hook, receiver, worker
+from tests.test_daemon_alerting import Lightbulb, Worker, hook, worker
 
-__all__ = ["no_leaked_daemons", "receiver", "worker"]  # fixtures, shared
+__all__ = ["no_leaked_daemons", "worker"]  # fixtures, shared (receiver is conftest's)
 
 
 def incidents(lb: Lightbulb) -> list[dict[str, Any]]:

@@ -21,20 +21,27 @@ def _is_model(annotation: object) -> bool:
     return isinstance(annotation, type) and issubclass(annotation, BaseModel)
 
 
-def documented_keys(model: type[BaseModel], prefix: str) -> list[str]:
-    keys = []
+def config_fields(model: type[BaseModel], prefix: str) -> list[tuple[str, FieldInfo]]:
+    """Every setting of ``model`` as ``(README key, field)``: lists of sections as
+    ``key[].inner``, nested sections as ``key.inner``, the channels map as
+    ``key.<name>.type`` (each channel type's settings are its module's)."""
+    fields: list[tuple[str, FieldInfo]] = []
     for name, field in model.model_fields.items():
         key = f"{prefix}{field.alias or name}"
         inner = field.annotation
         if typing.get_origin(inner) is list and _is_model(typing.get_args(inner)[0]):
-            keys.extend(documented_keys(typing.get_args(inner)[0], key + "[]."))
+            fields.extend(config_fields(typing.get_args(inner)[0], key + "[]."))
         elif typing.get_origin(inner) is dict and typing.get_args(inner)[1] is ChannelConfig:
-            keys.append(f"{key}.<name>.type")
+            fields.append((f"{key}.<name>.type", field))
         elif _is_model(inner):
-            keys.extend(documented_keys(inner, key + "."))
+            fields.extend(config_fields(inner, key + "."))
         else:
-            keys.append(key)
-    return keys
+            fields.append((key, field))
+    return fields
+
+
+def documented_keys(model: type[BaseModel], prefix: str) -> list[str]:
+    return [key for key, _ in config_fields(model, prefix)]
 
 
 def test_every_config_key_has_a_readme_row() -> None:
@@ -71,17 +78,11 @@ def range_text(field: FieldInfo) -> str | None:
 
 
 def ranged_fields(model: type[BaseModel], prefix: str) -> list[tuple[str, FieldInfo]]:
-    fields = []
-    for name, field in model.model_fields.items():
-        key = f"{prefix}{field.alias or name}"
-        inner = field.annotation
-        if typing.get_origin(inner) is list and _is_model(typing.get_args(inner)[0]):
-            fields.extend(ranged_fields(typing.get_args(inner)[0], key + "[]."))
-        elif _is_model(inner) and inner is not ChannelConfig:
-            fields.extend(ranged_fields(inner, key + "."))
-        elif field.annotation in (int, float) or range_text(field):
-            fields.append((key, field))
-    return fields
+    return [
+        (key, field)
+        for key, field in config_fields(model, prefix)
+        if field.annotation in (int, float) or range_text(field)
+    ]
 
 
 def test_every_numeric_duration_and_size_key_has_a_range_documented_in_its_row() -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ssl
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from email import message_from_bytes
 from pathlib import Path
@@ -48,13 +47,6 @@ def item(state: str = "firing", severity: str = "critical", service: str = "db")
 
 def notice(*items: AlertItem, channel: str = "c") -> Notice:
     return Notice(channel, "alert", "down", list(items), AT, "http://127.0.0.1:8080")
-
-
-@pytest.fixture
-def receiver() -> Iterator[HttpReceiver]:
-    server = HttpReceiver()
-    yield server
-    server.close()
 
 
 def test_every_channel_type_has_a_module() -> None:

@@ -2,20 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from tests.conftest import free_port, run_cli
 from tests.support.receivers import HttpReceiver
-
-
-@pytest.fixture
-def receiver() -> Iterator[HttpReceiver]:
-    server = HttpReceiver()
-    yield server
-    server.close()
 
 
 def write_config(tmp_path: Path, url: str) -> Path:

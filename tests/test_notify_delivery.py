@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -50,13 +49,6 @@ class Log:
 
     def dropped(self, channel: str, items: list[AlertItem], reason: str) -> None:
         self.drops += [(channel, i.alert_id, i.state) for i in items]
-
-
-@pytest.fixture
-def receiver() -> Iterator[HttpReceiver]:
-    server = HttpReceiver()
-    yield server
-    server.close()
 
 
 def config(url: str, extra: str = "") -> Any:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import html
 import json
 import re
-from collections.abc import Iterator
 from dataclasses import replace
 from email import message_from_bytes
 
@@ -22,13 +21,6 @@ from server.notify import apprise, build_channel, email, pagerduty, slack
 from tests.support.hostile import HOSTILE_TEXTS
 from tests.support.receivers import HttpReceiver, SmtpReceiver
 from tests.test_notify_channels import item, notice
-
-
-@pytest.fixture
-def receiver() -> Iterator[HttpReceiver]:
-    server = HttpReceiver()
-    yield server
-    server.close()
 
 
 def hostile_notice(text: str) -> object:

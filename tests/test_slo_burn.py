@@ -12,7 +12,6 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -26,10 +25,10 @@ from server.notify.dispatcher import Dispatcher
 from server.recorder import Recorder
 from server.schema import Target, apply_schema
 from server.storage.embedded import EmbeddedStorage
-from server.tables import WRITTEN_TABLES
 from server.validation import parse_config
 from tests.alerting_harness import shared_receiver
 from tests.support.clock import FakeClock
+from tests.support.rows import MemoryRows
 
 START = datetime(2026, 11, 20, tzinfo=UTC)
 EVERY = 30.0  # seconds between checks
@@ -51,14 +50,14 @@ class Svc:
     id, type, stack = "shop", "tcp", "default"
 
 
-class Rig:
+class Rig(MemoryRows):
     """One daemon's worth: rows to chDB, the engine reading its windows from there."""
 
     def __init__(self, store: EmbeddedStorage, clock: FakeClock, path: str) -> None:
         self.store, self.clock, self.path = store, clock, path
         self.receiver = shared_receiver()
         self.config = parse_config(CONFIG.format(url=self.receiver.url + path), "slo.yaml", {})
-        self.rows: list[tuple[str, tuple[Any, ...]]] = []
+        super().__init__()  # the rows, in memory: this daemon is the writer too
         self.log = AlertLog(self, store, clock)
         self.dispatcher = Dispatcher(self.config, clock, self.log, rng=random.Random(7))
         self.burn = BurnCounts(store)
@@ -66,24 +65,10 @@ class Rig:
         self.quiet = Recorder(self)  # history written before the engine watches
         self.watched = Recorder(self, listener=self.engine)
 
-    def add(self, table: str, row: tuple[Any, ...]) -> None:
-        self.rows.append((table, row))
-
-    def add_durable(self, table: str, rows: list[tuple[Any, ...]]) -> None:
-        self.rows.extend((table, row) for row in rows)
-
-    def durable(self, tables: dict[str, list[tuple[Any, ...]]]) -> None:
-        for table, rows in tables.items():
-            self.add_durable(table, rows)
-
     def flush(self) -> None:
         """What the writer does every second: every row into chDB."""
         self.log.sync()
-        for table, columns in WRITTEN_TABLES.items():
-            rows = [row for t, row in self.rows if t == table]
-            if rows:
-                self.store.insert(table, columns, rows)
-        self.rows.clear()
+        self.insert_into(self.store)
 
     def history(self, pattern: str) -> None:
         """Checks every 30 s, one per character (``.`` up, ``x`` FAILED), unwatched."""

@@ -25,7 +25,7 @@ from server.alerting.catalog import Catalog
 from server.alerting.conditions import AbsentCondition, NewErrorPattern
 from server.alerting.evaluate import NEW_PATTERN_WINDOW, evaluate, new_pattern_message
 from server.alerting.history import History
-from server.alerting.log import AlertLog
+from server.alerting.log import AlertLog, Snapshot, aware
 from server.alerting.rules import Rule
 from server.alerting.silences import Silence, Silences, from_config, new_silence_id
 from server.alerting.state import Alert, AlertState, enter, next_state, restore_state
@@ -37,8 +37,10 @@ from server.core.levels import ERROR_LEVELS
 from server.logs.patterns import pattern_of
 from server.notify.base import Notice
 from server.notify.dispatcher import Dispatcher
+from server.notify.ledger import DeliveryState
 
 log = logging.getLogger("lightbulb.alerting")
+WAITING_OR_FIRING = (AlertState.PENDING, AlertState.FIRING)
 
 
 class AlertEngine:
@@ -317,39 +319,74 @@ class AlertEngine:
     # -- restart ---------------------------------------------------------------------------
     def restore(self) -> int:
         """Rebuild states, acks, runtime silences, flap state, status runs and the told
-        ledger from storage, resume the notices still queued; returns alerts restored."""
+        ledger from storage, resume the notices still queued; returns alerts restored.
+
+        Also late, once storage answers after checks began (it was unreachable at
+        start): what this run has seen wins. Only alerts with no transition yet and
+        services with no result yet take the stored state, the dispatcher skips the
+        notices this run queued itself, and a restored alert is judged at once by the
+        results seen meanwhile, so a firing that ended during the outage is resolved
+        (told once).
+        """
         now = self.clock.now()
         window = max((h.flap_window for h in self._history.values()), default=0)
         snap = self.log.restore(list(self._history), window, now)
+        queued = self._stored_notices(snap, now)  # every read before any change: a failed
+        with self._lock:  # read (StorageError) leaves nothing half restored to redo
+            # fired in this run before it could restore: their older news is stale
+            moved = {a.id: a.incident for a in self._alerts.values()
+                     if a.started is not None and a.started >= self.started}  # fmt: skip
+            restored = self._put_back(snap)
+        resumed = self.dispatcher.restore(queued, moved) if self.dispatcher is not None else 0
         with self._lock:
-            for sid, codes in snap.statuses.items():
-                if sid in self._history:
-                    self._history[sid].seed([Status(c) for c in reversed(codes)], None)
-            for sid, flapping in snap.flapping.items():
-                if sid in self._history:
-                    self._history[sid].flapping = flapping
-            for silence in snap.silences:
-                self.silences.add(silence)
-            for fp, first in snap.patterns.items():
-                self._book.setdefault(fp, first)
-            restored = 0
-            for row in snap.alerts:
-                alert = self._alerts.get(f"{row['rule_id']}:{row['service_id']}")
-                if alert is not None and restore_state(alert, row):
-                    restored += 1
-                    if alert.state is AlertState.FIRING:
-                        history = self._history[alert.service.id]
-                        alert.annotations = notices.render_annotations(alert, history)
-            self._reindex()
-        resumed = 0
-        if self.dispatcher is not None:
-            deadline = self.dispatcher.policy.deadline_for(now) - now
-            starts = [a.started for a in self._live.values() if a.started is not None]
-            since = min([*starts, now - RECENT_RESOLVED - deadline])
-            resumed = self.dispatcher.restore(self.log.notices(since))
-        with self._lock:
+            for alert in restored:  # judged by what this run saw of its service, if anything
+                history = self._history[alert.service.id]
+                if history.first_result is not None and alert.state in WAITING_OR_FIRING:
+                    holds, value = evaluate(alert.rule.condition, history, alert.rule.threshold,
+                                            alert.rule.window, now)  # fmt: skip
+                    self._step(alert, holds, value, now)
             for alert in list(self._live.values()):
                 self.teller.reconcile(alert, now)  # news never queued before the stop goes now
         log.info("alert state restored: %d alerts, %d silences, %d notices resumed",
-                 restored, len(snap.silences), resumed)  # fmt: skip
+                 len(restored), len(snap.silences), resumed)  # fmt: skip
+        return len(restored)
+
+    def _stored_notices(self, snap: Snapshot, now: datetime) -> list[tuple[Notice, DeliveryState]]:
+        """Stored notices that may still matter: since the oldest incident start (stored
+        or live), at most a day and a delivery deadline back."""
+        if self.dispatcher is None:
+            return []
+        deadline = self.dispatcher.policy.deadline_for(now) - now
+        began = [aware(r["started"]) for r in snap.alerts if r["state"] not in ("", "inactive")
+                 and f"{r['rule_id']}:{r['service_id']}" in self._alerts]  # fmt: skip
+        stored = [t for t in began if t.year > 1970]  # 1970: never fired
+        live = [a.started for a in self._live.values() if a.started is not None]
+        since = min([*stored, *live, now - RECENT_RESOLVED - deadline])
+        return self.log.notices(since)
+
+    def _put_back(self, snap: Snapshot) -> list[Alert]:
+        """The stored state this run has not superseded (under the lock); the alerts
+        restored. Services with a result this run keep their live runs and flap state;
+        alerts that moved this run keep their state."""
+        fresh = {sid: h for sid, h in self._history.items() if h.first_result is None}
+        for sid, codes in snap.statuses.items():
+            if sid in fresh:
+                fresh[sid].seed([Status(c) for c in reversed(codes)], None)
+        for sid, flapping in snap.flapping.items():
+            if sid in fresh:
+                fresh[sid].flapping = flapping
+        for silence in snap.silences:
+            self.silences.add(silence)
+        for fp, first in snap.patterns.items():
+            self._book.setdefault(fp, first)
+        restored: list[Alert] = []
+        for row in snap.alerts:
+            alert = self._alerts.get(f"{row['rule_id']}:{row['service_id']}")
+            if alert is None or alert.since is not None or not restore_state(alert, row):
+                continue
+            restored.append(alert)
+            if alert.state is AlertState.FIRING:
+                history = self._history[alert.service.id]
+                alert.annotations = notices.render_annotations(alert, history)
+        self._reindex()
         return restored

@@ -23,7 +23,16 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from server.alerting.log_reads import TABLES, AlertReads, Incident, aware, table_columns
+from server.alerting.log_reads import (
+    TABLES,
+    AlertReads,
+    Incident,
+    aware,
+    latest_per_alert,
+    latest_silences,
+    silence,
+    table_columns,
+)
 from server.alerting.silences import Silence
 from server.alerting.state import Alert
 from server.core.clock import Clock, SystemClock
@@ -184,36 +193,18 @@ class AlertLog(AlertReads):
         """Alert states, acks, flap states, silences, error patterns and recent status runs."""
         db, q = self._db(), self._query
         snap = Snapshot()
-        snap.alerts = q(f"""
-            SELECT rule_id, service_id,
-                   argMaxIf(to_state, timestamp, event = 'transition') AS state,
-                   maxIf(timestamp, event = 'transition') AS since,
-                   maxIf(timestamp, event = 'transition' AND to_state = 'firing') AS started,
-                   argMaxIf(value, timestamp, event = 'transition') AS value,
-                   argMaxIf(message, timestamp, event = 'transition') AS message,
-                   argMaxIf(caused_by, timestamp, event = 'ack') AS acked_by,
-                   maxIf(timestamp, event = 'ack') AS acked_at,
-                   maxIf(timestamp, event IN ('repeat', 'notify')
-                         OR (event = 'transition' AND delivery_result = 'queued'
-                             AND to_state = 'firing')) AS told_at
-            FROM {db}.alert_events WHERE rule_id != '' GROUP BY rule_id, service_id
-            """)  # fmt: skip
+        snap.alerts = q(latest_per_alert(db, {
+            "acked_by": "argMaxIf(caused_by, timestamp, event = 'ack')",
+            "acked_at": "maxIf(timestamp, event = 'ack')",
+            "told_at": "maxIf(timestamp, event IN ('repeat', 'notify') OR (event = 'transition'"
+                       " AND delivery_result = 'queued' AND to_state = 'firing'))",
+        }))  # fmt: skip
         for row in q(f"SELECT service_id, argMax(event, timestamp) AS last "
                      f"FROM {db}.alert_events WHERE event IN ('flapping', 'flapping_end') "
                      "GROUP BY service_id"):  # fmt: skip
             snap.flapping[row["service_id"]] = row["last"] == "flapping"
-        for row in q(f"""
-            SELECT silence_id, argMax(service, updated_at) AS service,
-                   argMax(rule, updated_at) AS rule, argMax(starts_at, updated_at) AS starts_at,
-                   argMax(ends_at, updated_at) AS ends_at, argMax(author, updated_at) AS author,
-                   argMax(comment, updated_at) AS comment, min(created_at) AS created_at
-            FROM {db}.silences GROUP BY silence_id
-            HAVING ends_at > {{now:DateTime64(3, 'UTC')}}""", now=now):  # fmt: skip
-            snap.silences.append(Silence(
-                row["silence_id"], row["service"], row["rule"], aware(row["starts_at"]),
-                aware(row["ends_at"]), author=row["author"], comment=row["comment"],
-                created_at=aware(row["created_at"]),
-            ))  # fmt: skip
+        having = "ends_at > {now:DateTime64(3, 'UTC')}"
+        snap.silences = [silence(r) for r in q(latest_silences(db, having), now=now)]
         for row in q(f"SELECT fingerprint, min(first_seen) AS first FROM {db}.error_patterns "
                      "GROUP BY fingerprint"):  # fmt: skip
             snap.patterns[int(row["fingerprint"])] = aware(row["first"])

@@ -34,6 +34,41 @@ def table_columns(table: str) -> tuple[str, ...]:
 TABLES = {t: table_columns(t) for t in ("alert_events", "silences", "notifications")}
 
 
+# The newest transition of each alert, column by column. The alerts page and the
+# restore after a restart both read it, so what the page shows is what a restart
+# puts back (they were two copies of one query before).
+LATEST_TRANSITION = {
+    "state": "argMaxIf(to_state, timestamp, event = 'transition')",
+    "since": "maxIf(timestamp, event = 'transition')",
+    "started": "maxIf(timestamp, event = 'transition' AND to_state = 'firing')",
+    **{name: f"argMaxIf({column}, timestamp, event = 'transition')" for name, column in (
+        ("severity", "severity"), ("value", "value"), ("message", "message"),
+        ("result", "delivery_result"))},
+}  # fmt: skip
+# Not in it: ``caused_by`` (whom inhibition named). An alias shadows the column in
+# ClickHouse, and the restore reads that column on ack rows (who acknowledged).
+CAUSED_BY = {"caused_by": "argMaxIf(caused_by, timestamp, event = 'transition')"}
+
+
+def latest_per_alert(
+    db: str, more: dict[str, str] | None = None, *, where: str = "", having: str = ""
+) -> str:
+    """SQL giving one row per alert (``rule_id``, ``service_id``) of ``db.alert_events``.
+
+    Columns: those of :data:`LATEST_TRANSITION` (``started`` is 1970 for an alert that
+    never fired; every column is its type's zero for one with no transition), then
+    ``more`` (name -> aggregate over the alert's events). ``where`` (``AND …``) narrows
+    the events read; ``having`` filters the rows and may name any column; their query
+    parameters are the caller's.
+    """
+    columns = ",\n       ".join(
+        f"{e} AS {n}" for n, e in {**LATEST_TRANSITION, **(more or {})}.items()
+    )
+    return (f"SELECT rule_id, service_id,\n       {columns}\n"
+            f"FROM {db}.alert_events WHERE rule_id != '' {where} GROUP BY rule_id, service_id"
+            + (f"\nHAVING {having}" if having else ""))  # fmt: skip
+
+
 @dataclass
 class Incident:
     """One firing period of one alert: ``end`` is None while it still fires."""
@@ -66,20 +101,9 @@ class AlertReads:
 
     def states(self, now: datetime) -> list[dict[str, Any]]:
         """Latest state per alert (pending, firing, or resolved within a day)."""
-        return self._query(f"""
-            SELECT rule_id, service_id,
-                   argMaxIf(to_state, timestamp, event = 'transition') AS state,
-                   maxIf(timestamp, event = 'transition') AS since,
-                   maxIf(timestamp, event = 'transition' AND to_state = 'firing') AS started,
-                   argMaxIf(severity, timestamp, event = 'transition') AS severity,
-                   argMaxIf(value, timestamp, event = 'transition') AS value,
-                   argMaxIf(message, timestamp, event = 'transition') AS message,
-                   argMaxIf(delivery_result, timestamp, event = 'transition') AS result,
-                   argMaxIf(caused_by, timestamp, event = 'transition') AS caused_by
-            FROM {self._db()}.alert_events WHERE rule_id != ''
-            GROUP BY rule_id, service_id
-            HAVING state IN ('pending', 'firing')
-                OR (state = 'resolved' AND since > {{day:DateTime64(3, 'UTC')}})""",
+        return self._query(latest_per_alert(self._db(), CAUSED_BY, having="""
+            state IN ('pending', 'firing')
+            OR (state = 'resolved' AND since > {day:DateTime64(3, 'UTC')})"""),
             day=now - timedelta(days=1))  # fmt: skip
 
     def deliveries(self, since: datetime) -> dict[str, list[dict[str, Any]]]:
@@ -212,18 +236,10 @@ class AlertReads:
 
     def silences_between(self, start: datetime, end: datetime) -> list[Silence]:
         """Runtime silences (newest version each) that were in force during ``[start, end]``."""
-        rows = self._query(f"""
-            SELECT silence_id, argMax(service, updated_at) AS service,
-                   argMax(rule, updated_at) AS rule, argMax(starts_at, updated_at) AS starts_at,
-                   argMax(ends_at, updated_at) AS ends_at, argMax(author, updated_at) AS author,
-                   argMax(comment, updated_at) AS comment, min(created_at) AS created_at
-            FROM {self._db()}.silences GROUP BY silence_id
-            HAVING ends_at > {{start:DateTime64(3, 'UTC')}}
-               AND starts_at < {{end:DateTime64(3, 'UTC')}} ORDER BY starts_at""",
-            start=start, end=end)  # fmt: skip
-        return [Silence(r["silence_id"], r["service"], r["rule"], aware(r["starts_at"]),
-                        aware(r["ends_at"]), author=r["author"], comment=r["comment"],
-                        created_at=aware(r["created_at"])) for r in rows]  # fmt: skip
+        rows = self._query(latest_silences(self._db(), """
+            ends_at > {start:DateTime64(3, 'UTC')} AND starts_at < {end:DateTime64(3, 'UTC')}
+            ORDER BY starts_at"""), start=start, end=end)  # fmt: skip
+        return [silence(r) for r in rows]
 
     # -- plumbing ------------------------------------------------------------------------------
     def _db(self) -> str:
@@ -234,6 +250,25 @@ class AlertReads:
     def _query(self, sql: str, **params: Any) -> list[dict[str, Any]]:
         assert self.storage is not None
         return self.storage.query(sql, params or None)
+
+
+def latest_silences(db: str, having: str) -> str:
+    """SQL: the newest version of each runtime silence in ``db.silences`` (columns as
+    :func:`silence` reads them), filtered by ``having`` (its parameters are the caller's)."""
+    return f"""
+        SELECT silence_id, argMax(service, updated_at) AS service,
+               argMax(rule, updated_at) AS rule, argMax(starts_at, updated_at) AS starts_at,
+               argMax(ends_at, updated_at) AS ends_at, argMax(author, updated_at) AS author,
+               argMax(comment, updated_at) AS comment, min(created_at) AS created_at
+        FROM {db}.silences GROUP BY silence_id
+        HAVING {having}"""
+
+
+def silence(row: dict[str, Any]) -> Silence:
+    """A row of :func:`latest_silences` as a :class:`Silence`."""
+    return Silence(row["silence_id"], row["service"], row["rule"], aware(row["starts_at"]),
+                   aware(row["ends_at"]), author=row["author"], comment=row["comment"],
+                   created_at=aware(row["created_at"]))  # fmt: skip
 
 
 def _incident(fired: dict[str, Any], resolved: datetime | None) -> Incident:

@@ -85,11 +85,14 @@ class Teller:
         return self.dispatcher.ledger.needs(channel, news)
 
     def _repeat_waits(self, channel: str, alert: Alert, now: datetime) -> bool:
-        """A repeat waits while the channel's last notice of this incident is undelivered,
-        and until ``repeat_interval`` after it was delivered."""
-        assert self.dispatcher is not None
-        since = now - alert.rule.repeat
-        return self.dispatcher.ledger.repeat_waits(channel, alert.id, alert.incident, since)
+        """A repeat waits while the channel's last notice of this incident is undelivered
+        (waiting out group_wait counts: it is in no ledger yet), and until
+        ``repeat_interval`` after it was delivered."""
+        d = self.dispatcher
+        assert d is not None
+        if d.holds_back(channel, alert.id, alert.incident):
+            return True
+        return d.ledger.repeat_waits(channel, alert.id, alert.incident, now - alert.rule.repeat)
 
     def reconcile(self, alert: Alert, now: datetime) -> None:
         """Repeats, and news a channel still lacks (held until now, or lost to a restart)."""

@@ -78,8 +78,9 @@ class Draft:
 
     def finish(self) -> Config:
         """The config, or :class:`ConfigError` with every problem collected."""
-        if self.problems:
-            raise ConfigError(self.problems)
+        problems = [p for p in self.problems if not self.source.follows_refused_key(p)]
+        if problems:
+            raise ConfigError(problems)
         self.source.release()
         self.config._source = self.source
         return self.config

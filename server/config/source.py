@@ -63,6 +63,8 @@ class Source:
     env_values: set[str] = field(default_factory=set)
     # Where each of them was used (an e-mail address is not a secret: server.validation).
     env_uses: dict[str, set[Path]] = field(default_factory=dict)
+    # Keys refused as written (a tag on a key), by path, with the problem saying so.
+    refused_keys: dict[Path, ConfigProblem] = field(default_factory=dict)
 
     def release(self) -> None:
         """Drop what only error reporting needed, once the file is valid.
@@ -72,6 +74,16 @@ class Source:
         """
         self.data = None
         self.lines = {}
+
+    def follows_refused_key(self, problem: ConfigProblem) -> bool:
+        """Whether ``problem`` lies at or below a refused key without being its refusal:
+        a consequence ("unknown key", a bad value under it) of what was reported already."""
+        path = problem.path
+        for cut in range(len(path), 0, -1):
+            refusal = self.refused_keys.get(path[:cut])
+            if refusal is not None:
+                return refusal is not problem
+        return False
 
     def line_of(self, path: Path) -> int | None:
         """The line of ``path`` or of its nearest ancestor that has one."""
@@ -207,6 +219,7 @@ class _Walker:
         self.env = env
         self.problems = problems
         self.constructor = yaml.SafeLoader("")  # reused only to resolve scalar tags
+        self._refused: dict[int, ConfigProblem] = {}  # tagged keys, by offset in the text
 
     def problem(self, path: Path, message: str) -> None:
         line = self.source.line_of(path)
@@ -261,7 +274,9 @@ class _Walker:
         for key_node, value_node in node.value:
             if key_node.tag == _MERGE_TAG:
                 continue
-            key = self._key(key_node)
+            key = self._key(key_node, path)
+            if key is None:  # refused, and said so: its value has no key path to check
+                continue
             child = (*path, key)
             if key in out:
                 first = self.source.lines.get(child)
@@ -276,19 +291,29 @@ class _Walker:
                 self._merge(value_node, path, out, key_node.start_mark.line + 1)
         return out
 
-    def _key(self, node: yaml.Node) -> str:
-        if node.tag not in PLAIN_TAGS:
-            line = node.start_mark.line + 1
-            message = f"unsupported tag {node.tag} on a key; write a plain key"
-            self.problems.append(ConfigProblem(self.source.filename, line, (), message))
-            return f"<key at line {line}>"
-        key = self._scalar(node) if isinstance(node, yaml.ScalarNode) else None
-        if key is None and not isinstance(node, yaml.ScalarNode):
-            line = node.start_mark.line + 1
-            message = "a key must be a plain value, not a list or mapping"
-            self.problems.append(ConfigProblem(self.source.filename, line, (), message))
-            return f"<key at line {line}>"
-        return key if isinstance(key, str) else str(key)
+    def _key(self, node: yaml.Node, path: Path) -> str | None:
+        """The key ``node`` of the mapping at ``path`` as text; None for a list or mapping
+        as key (refused, and the pair skipped). A tagged key is refused too but kept as
+        written, so what the file meant is still checked; problems the checks find at or
+        below it are dropped as its consequences (:meth:`Source.follows_refused_key`)."""
+        line = node.start_mark.line + 1
+        if not isinstance(node, yaml.ScalarNode):
+            kind = "a list" if isinstance(node, yaml.SequenceNode) else "a mapping"
+            message = f"a key must be a plain value, not {kind}; write a plain key"
+            self.problems.append(ConfigProblem(self.source.filename, line, path, message))
+            return None
+        if node.tag in PLAIN_TAGS:
+            key = self._scalar(node, path)
+            return key if isinstance(key, str) else str(key)
+        # once per key as written: an anchored block merged twice holds it once
+        refusal = self._refused.get(node.start_mark.index)
+        if refusal is None:
+            message = f"unsupported tag {node.tag} on a key; write the key without it"
+            refusal = ConfigProblem(self.source.filename, line, (*path, node.value), message)
+            self._refused[node.start_mark.index] = refusal
+            self.problems.append(refusal)
+        self.source.refused_keys.setdefault((*path, node.value), refusal)
+        return str(node.value)
 
     def _merge(self, value_node: yaml.Node, path: Path, out: dict[str, Any], line: int) -> None:
         """``<<: *a`` or ``<<: [*a, *b]``: add the keys ``out`` does not have yet.
@@ -304,8 +329,8 @@ class _Walker:
         for source in sources:
             pairs = [(k, v) for k, v in source.value if k.tag != _MERGE_TAG]
             for key_node, child_node in pairs:
-                key = self._key(key_node)
-                if key in out:
+                key = self._key(key_node, path)
+                if key is None or key in out:
                     continue
                 child = (*path, key)
                 self.source.lines[child] = key_node.start_mark.line + 1

@@ -13,8 +13,6 @@ from typing import Any
 
 from server.notify.base import Channel
 
-CHANNEL_TYPES: tuple[str, ...] = ("webhook", "slack", "email", "pagerduty", "apprise")
-
 REGISTRY: dict[str, str] = {
     "webhook": "server.notify.webhook:WebhookChannel",
     "slack": "server.notify.slack:SlackChannel",
@@ -22,6 +20,7 @@ REGISTRY: dict[str, str] = {
     "pagerduty": "server.notify.pagerduty:PagerDutyChannel",
     "apprise": "server.notify.apprise:AppriseChannel",
 }
+CHANNEL_TYPES: tuple[str, ...] = tuple(REGISTRY)  # the registry's keys: one list of types
 
 
 def channel_class(channel_type: str) -> Any:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any, Protocol
 
@@ -144,6 +144,12 @@ class Dispatcher:
             return
         worker.submit(notice)
 
+    def holds_back(self, channel: str, alert_id: str, incident: str) -> bool:
+        """Whether news of ``incident`` of ``alert_id`` for ``channel`` is still on its way
+        to the ledger (waiting out group_wait): as pending as a queued notice."""
+        worker = self.workers.get(channel)
+        return worker is not None and worker.holds(alert_id, incident)
+
     def commit(self, notice: Notice) -> DeliveryState | None:
         """Queue ``notice`` durably now, without waiting out group_wait (reports, fallbacks)."""
         notice = redact_value(notice)  # no secret reaches a channel or the outbox
@@ -153,17 +159,30 @@ class Dispatcher:
             return None
         return worker.commit(notice, recheck=False)
 
-    def restore(self, records: list[tuple[Notice, DeliveryState]]) -> int:
+    def restore(
+        self, records: list[tuple[Notice, DeliveryState]], moved: Mapping[str, str] | None = None
+    ) -> int:
         """Rebuild the ledger from the outbox, oldest first; resume open notices.
 
         A notice whose delivery deadline passed while the daemon was down is not
         sent late: it is marked ``expired``, recorded, counted and logged with its
         id. Except a resolve whose firing the channel was (or may have been)
         delivered: the receiver would otherwise show the incident open forever, so
-        it is sent with a fresh deadline. Returns the number resumed.
+        it is sent with a fresh deadline. Notices this run already holds (queued since
+        it started: a restore after storage came back late) are left as they are.
+        ``moved`` (alert id -> its incident now) names alerts that fired again in this
+        run before it could restore: an open notice telling only of older incidents'
+        firings of those is stale, and is recorded ``dropped`` instead (a resolve is
+        never stale: whoever heard its firing is owed it). Returns the number resumed.
         """
         resumed, now = 0, self.clock.now()
+        known = self.ledger.notice_ids().union(*(w.notice_ids() for w in self.workers.values()))
         for notice, state in records:
+            if state.notice_id in known:  # this run's own: read back by a late restore
+                continue
+            if moved and superseded(notice, state, moved):
+                self.supersede(notice, state, SUPERSEDED)
+                continue
             self.ledger.committed(notice, state)
             worker = self.workers.get(notice.channel)
             if not state.open:
@@ -181,6 +200,17 @@ class Dispatcher:
             worker.resume(notice, state)
             resumed += 1
         return resumed
+
+    def supersede(self, notice: Notice, state: DeliveryState, reason: str) -> None:
+        """An open notice from before a restart that will not be sent (its news is stale):
+        recorded as ``dropped`` with ``reason``, so no later restart resumes it."""
+        state.state, state.error, state.retry_at = "dropped", reason, None
+        state.changed_at = self.clock.now()
+        worker = self.workers.get(notice.channel)
+        if worker is not None:
+            worker.counts["dropped"] += 1
+        log.info("notice %s to %s not resumed: %s", state.notice_id, notice.channel, reason)
+        self.record(partial(self.log.outcome, notice, state))
 
     def _owed_resolve(self, notice: Notice) -> bool:
         """A notice of resolves only, each of a firing this channel heard (or may have)."""
@@ -227,3 +257,20 @@ class Dispatcher:
 
     def stats(self) -> dict[str, dict[str, Any]]:
         return {name: worker.stats() for name, worker in sorted(self.workers.items())}
+
+
+SUPERSEDED = "superseded: the alert fired again (a newer incident) before storage answered"
+
+
+def superseded(notice: Notice, state: DeliveryState, moved: Mapping[str, str]) -> bool:
+    """Whether open ``notice`` tells only of firings of incidents older than the one each
+    alert of ``moved`` (alert id -> incident now) is in."""
+    return (
+        state.open
+        and notice.kind in ("alert", "repeat")
+        and bool(notice.items)
+        and all(
+            i.state == "firing" and i.alert_id in moved and i.incident != moved[i.alert_id]
+            for i in notice.items
+        )
+    )

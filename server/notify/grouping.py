@@ -43,6 +43,10 @@ class Groups:
         else:  # info notices (flapping): the newest text wins
             waiting.notice = notice
 
+    def holds(self, alert_id: str, incident: str) -> bool:
+        """Whether news of ``incident`` of ``alert_id`` waits here (firing, resolve or repeat)."""
+        return any(carries(g.notice, alert_id, incident) for g in self._groups.values())
+
     def due(self, now: float) -> list[Notice]:
         """Notices whose wait is over, oldest first; they leave this stage."""
         ready = [k for k, g in self._groups.items() if g.due <= now]
@@ -66,3 +70,8 @@ def merge(into: Notice, extra: Notice) -> None:
         by_key[(item.alert_id, item.incident)] = item
     into.items = list(by_key.values())
     into.created = max(into.created, extra.created)
+
+
+def carries(notice: Notice, alert_id: str, incident: str) -> bool:
+    """Whether ``notice`` holds news of ``incident`` of ``alert_id``."""
+    return any(i.alert_id == alert_id and i.incident == incident for i in notice.items)

@@ -186,6 +186,11 @@ class Ledger:
                 elif told.firing is None or told.firing.state in ("failed", "expired", "dropped"):
                     told.firing = state
 
+    def notice_ids(self) -> set[str]:
+        """Ids of the alert and repeat notices recorded here."""
+        with self._lock:
+            return {nid for inc in self._told.values() for t in inc.values() for nid in t.items}
+
     def forget(self, alert_ids: set[str]) -> None:
         """Alerts that left the config (reload)."""
         with self._lock:

@@ -13,7 +13,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from server.notify.base import Channel, ChannelError, Notice
-from server.notify.grouping import Groups
+from server.notify.grouping import Groups, carries
 from server.notify.ledger import DeliveryState
 from server.notify.outbox import Delivery, Outbox
 
@@ -42,6 +42,7 @@ class ChannelWorker:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.in_flight: Delivery | None = None
+        self._handing: list[Notice] = []  # out of their group, not yet in the ledger
         self.counts = {
             "delivered": 0,
             "failed": 0,
@@ -60,6 +61,30 @@ class ChannelWorker:
         with self._lock:
             self.groups.add(notice, self.dispatcher.clock.monotonic())
         self._wake.set()
+
+    def holds(self, alert_id: str, incident: str) -> bool:
+        """Whether news of ``incident`` of ``alert_id`` is on its way to the ledger: waiting
+        out group_wait, or being committed (recheck, dedupe, record) right now."""
+        with self._lock:
+            return self.groups.holds(alert_id, incident) or any(
+                carries(n, alert_id, incident) for n in self._handing
+            )
+
+    def notice_ids(self) -> set[str]:
+        """Ids of the notices in this channel's outbox (queued, retrying, in flight)."""
+        with self._lock:
+            return {d.state.notice_id for d in self.outbox.pending()}
+
+    def _hand_over(self, notices: list[Notice]) -> None:
+        """Commit ``notices`` (taken from their groups under the lock, listed in
+        ``_handing`` meanwhile): no moment when neither the groups nor the ledger hold
+        them, and no lock held while the engine's recheck runs."""
+        try:
+            for notice in notices:
+                self.commit(notice)
+        finally:
+            with self._lock:
+                self._handing = [n for n in self._handing if all(n is not m for m in notices)]
 
     # -- stages 2-4: recheck, dedupe, record ---------------------------------------------
     def commit(self, notice: Notice, *, recheck: bool = True) -> DeliveryState | None:
@@ -122,8 +147,8 @@ class ChannelWorker:
         d = self.dispatcher
         with self._lock:
             ready = self.groups.due(d.clock.monotonic())
-        for notice in ready:
-            self.commit(notice)
+            self._handing += ready
+        self._hand_over(ready)
         attempts, tried = 0, set()
         while not (self._stop.is_set() and self._thread is not None):  # stopping: no new sends
             with self._lock:
@@ -250,8 +275,8 @@ class ChannelWorker:
             self._thread.join(deadline)
         with self._lock:
             waiting = self.groups.release_all()
-        for notice in waiting:
-            self.commit(notice)
+            self._handing += waiting
+        self._hand_over(waiting)
         if self._thread is not None and self._thread.is_alive():
             return
         clock = self.dispatcher.clock
