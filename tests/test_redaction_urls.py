@@ -75,11 +75,14 @@ def test_a_token_alone_in_the_userinfo_and_a_url_inside_a_command_are_learned(
     parse_config(
         f"clickhouse: {{embedded_path: {tmp_path / 'db'}}}\nservices:\n"
         "  - {id: c, type: command, command: {command: [git, clone, "
-        "'https://ghp_t0k@example.com/r', 'ftp://ann:Ap9@h/x']}}\n",
+        "'https://ghp_t0ken1@example.com/r', 'ftp://ann:Ap9@h/x', 'ssh://git@h/r',"
+        " 'http://bo:@h/']}}\n",
         "cmd.yaml",
     )
-    shown = redact.redact("auth failed for ghp_t0k; ann:Ap9 refused; Ap9 wrong")
+    shown = redact.redact("auth failed for ghp_t0ken1; ann:Ap9 refused; Ap9 wrong")
     assert shown == f"auth failed for {MASK}; {MASK} refused; {MASK} wrong"
+    # a short user with no password names a user (git), and bo: has no password at all
+    assert redact.redact("git as bo: denied") == "git as bo: denied"
 
 
 def test_the_base64_of_a_secret_is_masked_as_the_secret_is(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ import re
 from collections.abc import Iterable
 from urllib.parse import unquote
 
+TOKEN_LENGTH = 8  # a userinfo without a password this long is taken for a token
 # scheme://userinfo@ anywhere in a text: a URL may sit inside a command line or a header
 _USERINFO = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://([^\s/?#@\"'<>]+)@")
 
@@ -47,8 +48,10 @@ def userinfo_values(texts: Iterable[str]) -> set[str]:
     For ``scheme://user:password@`` that is the password and the ``user:password``
     pair, each as written and percent-decoded, and the base64 (Basic) tokens of the
     pair; for ``scheme://token@`` (no password: the user is the credential, as in
-    ``https://<token>@github.com``) the token likewise. User names beside a password
-    are not secrets by themselves and are not included. Empty values are dropped.
+    ``https://<token>@github.com``) the token likewise when it has
+    :data:`TOKEN_LENGTH` characters or more (``ssh://git@`` names a user). User names
+    beside a password are not secrets by themselves and are not included; an empty
+    password gives nothing.
     """
     found: set[str] = set()
     for text in texts:
@@ -56,8 +59,11 @@ def userinfo_values(texts: Iterable[str]) -> set[str]:
             continue
         for match in _USERINFO.finditer(text):
             user, colon, password = match.group(1).partition(":")
-            if not colon:
-                found |= _decoded(user)
+            if not colon:  # a token (long) or a plain user name (ssh://git@, admin@)
+                if len(unquote(user)) >= TOKEN_LENGTH:
+                    found |= _decoded(user)
+                continue
+            if not password:  # user:@host: no password, nothing secret
                 continue
             found |= _decoded(password) | _decoded(f"{user}:{password}")
             for pair in (f"{unquote(user)}:{unquote(password)}", f"{user}:{password}"):
