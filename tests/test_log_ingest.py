@@ -345,3 +345,25 @@ def test_in_a_large_request_only_the_records_quoting_a_secret_are_masked(
     assert by_message["otlp <secret> leak"] == "otlp <secret> leak"
     assert by_message["otlp quiet"] == "otlp quiet"
     assert by_message["timeout after 7 ms"] == "timeout after <num> ms"
+
+
+def test_pushed_error_records_among_many_others_reach_the_alert_engine(
+    pipeline: Pipeline,
+) -> None:
+    from tests.alerting_harness import Harness
+
+    h = Harness("""
+alert_rules:
+  - {id: errors, service: api, condition: "log_errors > threshold", threshold: 1, for: 1m,
+     channels: [hook]}
+logs: {tokens: {shipper: push-t0ken}}
+""")
+    context = WebContext(h.config, pipeline.store, h.clock, alerts=h.engine, sink=pipeline.writer)
+    client = create_app(context).test_client()
+    at = h.clock.now().isoformat()
+    records = [{**GOOD, "timestamp": at, "level": "INFO", "message": f"ok {i}"} for i in range(30)]
+    records[7] = records[19] = {**GOOD, "timestamp": at, "level": "ERROR", "message": "boom"}
+    answer = client.post("/api/v1/logs", data=ndjson(*records), headers=TOKEN)
+    assert answer.get_json()["accepted"] == 30
+    h.tick(1)
+    assert h.state("errors:api") == "firing"
