@@ -322,18 +322,25 @@ class Ingestor:
         self._begin(sender, now)
         out = Outcome()
         measure = body_size > self.config.max_record
+        # OLDEST <= the time (whole microseconds) <= now + a day, as nanoseconds
+        lowest, highest = _micros(OLDEST) * 1000, _micros(now + MAX_FUTURE) * 1000 + 999
         for index, (obj, raw) in enumerate(records):
             nanos = obj.get("timestamp")
             if nanos is not None:
-                nanos = min(nanos, _LAST_NANOS)  # past what a datetime holds: out of range
-                obj["timestamp"] = _EPOCH + timedelta(microseconds=nanos // 1000)
-                if not OLDEST <= obj["timestamp"] <= now + MAX_FUTURE:
-                    out.rejected.append((index, f"timeUnixNano: {obj['timestamp'].isoformat()} "
+                at = _EPOCH + timedelta(microseconds=min(nanos, _LAST_NANOS) // 1000)
+                if not lowest <= nanos <= highest:
+                    out.rejected.append((index, f"timeUnixNano: {at.isoformat()} "
                                          "is out of range (2000-01-01 to a day from now)",
                                          self._dead_letter(raw)))  # fmt: skip
                     continue
+                obj["timestamp"] = at
             self.record(out, index, obj, raw, _size(raw) if measure else 0, otlp=True)
         return self._mask(out)
+
+
+def _micros(at: datetime) -> int:
+    """Whole microseconds since the epoch."""
+    return (at - _EPOCH) // timedelta(microseconds=1)
 
 
 def _size(raw: Callable[[], str]) -> int:
