@@ -80,9 +80,17 @@ def otlp_body(seq: int) -> bytes:
 
 
 class Client(threading.Thread):
-    def __init__(self, port: int, path: str, ctype: str, bodies: list[bytes], until: float) -> None:
+    """Posts bodies until ``until``: back to back, or (``every`` s) on a fixed schedule.
+
+    On a schedule, latency counts from when the request was due, not when it went
+    out: a daemon that falls behind shows as latency, not as a slower client.
+    """
+
+    def __init__(self, port: int, path: str, ctype: str, bodies: list[bytes], until: float, *,
+                 every: float = 0.0, offset: float = 0.0) -> None:  # fmt: skip
         super().__init__(daemon=True)
         self.port, self.path, self.ctype, self.bodies, self.until = port, path, ctype, bodies, until
+        self.every, self.offset = every, offset
         self.accepted = 0
         self.latencies: list[float] = []
         self.refused: dict[int, int] = {}
@@ -92,10 +100,16 @@ class Client(threading.Thread):
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
         headers = {"Authorization": "Bearer bench", "Content-Type": self.ctype}
         n = 0
+        start = time.perf_counter() + self.offset
         while time.monotonic() < self.until:
             body = self.bodies[n % len(self.bodies)]
+            due = start + n * self.every
             n += 1
-            started = time.perf_counter()
+            if self.every:
+                wait = due - time.perf_counter()
+                if wait > 0:
+                    time.sleep(wait)
+            started = due if self.every else time.perf_counter()
             try:
                 conn.request("POST", self.path, body=body, headers=headers)
                 answer = conn.getresponse()
@@ -111,6 +125,46 @@ class Client(threading.Thread):
             else:
                 self.refused[answer.status] = self.refused.get(answer.status, 0) + 1
                 time.sleep(float(answer.getheader("Retry-After") or 1))
+
+
+def secret(i: int) -> str:
+    return f"bench-secret-{i:04d}-x9Qv"
+
+
+def redaction_cost(bodies: list[bytes], fmt: str, secrets: int) -> str:
+    """In this process: validating the benchmark's bodies with the daemon's secrets
+    loaded, against none loaded; the difference is the secret scan's cost."""
+    from datetime import UTC, datetime
+
+    from server.config.models import LogsConfig
+    from server.core import redact
+    from server.logs.ingest import Ingestor
+    from server.logs.otlp import proto_records
+
+    config = LogsConfig(tokens={"bench": "bench"}, max_records=10_000)
+    known = {f"svc{i}" for i in range(SERVICES)}
+
+    def once(n: int) -> float:
+        body, now = bodies[n % len(bodies)], datetime.now(UTC)
+        started = time.process_time()
+        if fmt == "ndjson":
+            Ingestor(config, known).ndjson(body, sender="b", now=now)
+        else:
+            message = ExportLogsServiceRequest.FromString(body)
+            Ingestor(config, known).otlp(proto_records(message), sender="b", now=now)
+        return (time.process_time() - started) / RECORDS * 1e6
+
+    values = ["bench", *(secret(i) for i in range(secrets))]
+    times: dict[bool, list[float]] = {False: [], True: []}
+    for n in range(200):  # interleaved, so that the machine's load hits both alike
+        redact.load(values if n % 2 else [])
+        times[bool(n % 2)].append(once(n // 2))
+    redact.load([])
+    bare, masked = (sorted(times[k])[len(times[k]) // 4] for k in (False, True))  # lower quartile
+    return (
+        f"validation {masked:.2f} µs/record with {secrets + 1} secrets, {bare:.2f} without: "
+        f"the secret scan costs {masked - bare:.2f} µs/record (in-process, lower quartile)"
+    )
 
 
 def free_port() -> int:
@@ -149,14 +203,25 @@ def main() -> int:  # noqa: PLR0915 - one linear script: start, push, stop, coun
     parser.add_argument("--format", choices=["ndjson", "otlp"], default="ndjson")
     parser.add_argument("--duration", type=float, default=30)
     parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=0,
+        help="records/s offered on a fixed schedule (0: as fast as answered)",
+    )
+    parser.add_argument("--secrets", type=int, default=0,
+                        help="more logs tokens in the config: secret values every pushed "
+                             "text is scanned for")  # fmt: skip
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="lb-ingest-"))
     port = free_port()
     services = "".join(f"  - {{id: svc{i}, type: host, interval: 1h}}\n" for i in range(SERVICES))
+    extra_tokens = "".join(f", t{i}: {secret(i)}" for i in range(args.secrets))
     config = root / "lightbulb.yaml"
     config.write_text(
         f"clickhouse:\n  embedded_path: {root / 'db'}\nscheduler:\n  spool_dir: {root / 'spool'}\n"
-        f"dashboard:\n  port: {port}\nlogs:\n  tokens: {{bench: bench}}\n  max_records: 10000\n"
+        f"dashboard:\n  port: {port}\nlogs:\n  tokens: {{bench: bench{extra_tokens}}}\n"
+        f"  max_records: 10000\n"
         f"report:\n  enabled: false\nservices:\n{services}"
     )
     daemon = subprocess.Popen([sys.executable, "-m", "server.cli", "run", "--config", str(config),
@@ -178,7 +243,11 @@ def main() -> int:  # noqa: PLR0915 - one linear script: start, push, stop, coun
     threads0 = thread_cpu(proc)
     started = time.monotonic()
     until = started + args.duration
-    clients = [Client(port, path, ctype, bodies, until) for _ in range(args.clients)]
+    every = args.clients * RECORDS / args.rate if args.rate else 0.0
+    clients = [Client(port, path, ctype, bodies, until, every=every,
+                      offset=every * k / args.clients) for k in range(args.clients)]  # fmt: skip
+    me = psutil.Process()
+    own0 = sum(me.cpu_times()[:2])
     for c in clients:
         c.start()
     peak = 0
@@ -187,6 +256,7 @@ def main() -> int:  # noqa: PLR0915 - one linear script: start, push, stop, coun
         time.sleep(0.2)
     window = time.monotonic() - started
     cpu = sum(proc.cpu_times()[:2]) - cpu0
+    own = sum(me.cpu_times()[:2]) - own0
     threads1 = thread_cpu(proc)
     stop_started = time.monotonic()
     daemon.send_signal(signal.SIGTERM)
@@ -213,8 +283,10 @@ def main() -> int:  # noqa: PLR0915 - one linear script: start, push, stop, coun
         )
 
     load = Path("/proc/loadavg").read_text().strip()
-    print(f"format {args.format}, {args.clients} clients, {RECORDS}-record requests, "
-          f"{window:.1f} s; machine {os.cpu_count()} cores; load {load}")  # fmt: skip
+    offered = f"offered {args.rate:,.0f}/s" if args.rate else "back to back"
+    print(f"format {args.format}, {args.clients} clients ({offered}), {RECORDS}-record requests, "
+          f"{window:.1f} s, {args.secrets + 1} secrets; machine {os.cpu_count()} cores; "
+          f"load {load}")  # fmt: skip
     print(
         f"accepted {accepted} ({accepted / window:,.0f}/s); stored {stored_at_exit} "
         f"({stored_at_exit / window:,.0f}/s); in the spool at exit {in_spool}; "
@@ -230,8 +302,9 @@ def main() -> int:  # noqa: PLR0915 - one linear script: start, push, stop, coun
     )
     print(
         f"daemon CPU per record {cpu / max(stored_at_exit, 1) * 1e6:.1f} µs; by thread (s): "
-        f"{by_kind(threads0, threads1)}"
+        f"{by_kind(threads0, threads1)}; load generator {own / window:.2f} cores"
     )
+    print(redaction_cost(bodies, args.format, args.secrets))
     return 0
 
 

@@ -28,6 +28,7 @@ from checkers.base import (
     invalid,
 )
 from checkers.plugins import run_plugin
+from server.core.text import clip
 
 EXIT_STATUS = {0: Status.OK, 1: Status.DEGRADED, 2: Status.FAILED, 3: Status.UNKNOWN}
 _PERF = re.compile(
@@ -116,10 +117,10 @@ class CommandChecker(Checker[CommandSettings]):
         code = run.returncode
         status = EXIT_STATUS.get(code, Status.UNKNOWN)
         if code not in EXIT_STATUS:
-            message = f"exit code {code}: {message or stderr[:200]}"
+            message = f"exit code {code}: {message or clip(stderr, 200)}"
         details: dict[str, object] = {"exit_code": code}
         if stderr:
-            details["stderr"] = stderr[:1000]
+            details["stderr"] = clip(stderr, 1000)
         if run.dropped:
             details["output_bytes_dropped"] = run.dropped
         return CheckResult(

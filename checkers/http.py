@@ -22,7 +22,7 @@ import time
 from typing import Annotated, Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from pydantic import BeforeValidator, Field, model_validator
+from pydantic import AfterValidator, BeforeValidator, Field, model_validator
 
 from checkers.base import (
     CheckContext,
@@ -49,15 +49,23 @@ __all__ = [
     "split_userinfo",
 ]
 
-_RANGE = re.compile(r"^(\d{3})(?:-(\d{3}))?$|^([1-5])xx$")
+# ASCII digits only (\d takes Arabic-Indic and fullwidth digits too); "2xx" in either
+# case, as OpenAPI writes "2XX" and many write "2xx"
+_RANGE = re.compile(r"^([0-9]{3})(?:-([0-9]{3}))?$|^([1-5])[xX][xX]$")
 MAX_BODY = 2**20  # 1 MiB: the most of a body read for body_contains / json_path
 
 
 def parse_status_spec(spec: str | int) -> tuple[int, int]:
-    """``200`` -> (200, 200); ``"200-299"`` -> (200, 299); ``"2xx"`` -> (200, 299)."""
+    """``200`` -> (200, 200); ``"200-299"`` -> (200, 299); ``"2xx"``/``"2XX"`` -> (200, 299).
+
+    Digits are ASCII only. Raises the settings error :func:`checkers.base.invalid`.
+    """
     text = str(spec).strip()
     match = _RANGE.match(text)
-    allowed = 'expected a status 100 to 599 like 200, a range low-high like "200-299", or "2xx"'
+    allowed = (
+        "expected a status 100 to 599 in ASCII digits like 200, a range low-high like "
+        '"200-299", or "2xx"'
+    )
     if not match:
         raise invalid(allowed)
     if match.group(3):
@@ -96,10 +104,21 @@ def _check_spec(value: str | int) -> str | int:
 StatusSpec = Annotated[str | int, BeforeValidator(_check_spec)]
 
 
+def _some_status(value: list[str | int]) -> list[str | int]:
+    if not value:
+        raise invalid(
+            'expected at least one status, like [200] or ["2xx"]; '
+            "leave expect_status out for the default 200-399"
+        )
+    return value
+
+
 class HttpSettings(Settings):
     url: HttpUrl = Field(max_length=8192)
     method: HttpMethod = "GET"
-    expect_status: list[StatusSpec] = Field(default_factory=lambda: list[StatusSpec](["200-399"]))
+    expect_status: Annotated[list[StatusSpec], AfterValidator(_some_status)] = Field(
+        default_factory=lambda: list[StatusSpec](["200-399"])
+    )
     timeout: Annotated[Duration, DurationRange("100ms", "1h")] | None = None
     degraded_over_ms: int | None = Field(None, ge=1, le=3_600_000)
     body_contains: str | None = None

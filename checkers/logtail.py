@@ -26,6 +26,7 @@ from typing import Any
 from checkers.base import LogEntry
 from checkers.files import NotRegularFile, open_regular
 from server.core import levels
+from server.core.text import clip
 
 _LEVEL = re.compile(
     r"\b(CRITICAL|FATAL|ERROR|ERR|WARNING|WARN|NOTICE|INFO|DEBUG|TRACE)\b", re.IGNORECASE
@@ -119,13 +120,13 @@ def parse_json_record(record: dict[str, Any], line: str, source: str) -> LogEntr
     for name, value in record.items():
         if name in used or name in TIME_KEYS or len(context) >= MAX_CONTEXT_KEYS:
             continue
-        context[str(name)[:100]] = _text(value)[:MAX_CONTEXT_VALUE]
+        context[clip(str(name), 100)] = clip(_text(value), MAX_CONTEXT_VALUE)
     text = _text(message) if key else line
     return LogEntry(
         level or parse_level(text),
         text,
         source,
-        _text(code)[:200] if code_key else None,
+        clip(_text(code), 200) if code_key else None,
         _text(stack) if stack_key and stack is not True else None,
         context,
     )

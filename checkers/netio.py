@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 from checkers.base import invalid
 from checkers.files import read_whole
 from server.core.pool import DeadlinePool
+from server.core.text import clip
 
 T = TypeVar("T")
 DNS_TTL = 30.0  # seconds an answer is reused: getaddrinfo does not tell us the record's TTL
@@ -237,11 +238,11 @@ def os_reason(exc: BaseException) -> str:
     if isinstance(exc, ssl.SSLCertVerificationError):
         return f"TLS error: certificate verify failed: {exc.verify_message}"
     if isinstance(exc, ssl.SSLError):
-        return f"TLS error: {exc.reason or exc}"[:200]
+        return clip(f"TLS error: {exc.reason or exc}", 200)
     if isinstance(exc, ConnectionRefusedError):
         return "connection refused"
     if isinstance(exc, ConnectionResetError):
         return "connection reset"
     if isinstance(exc, OSError):
-        return str(exc.strerror or exc)[:200]
-    return str(exc)[:200]
+        return clip(str(exc.strerror or exc), 200)
+    return clip(str(exc), 200)

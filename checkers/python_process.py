@@ -35,6 +35,7 @@ from checkers.base import (
 )
 from checkers.files import read_whole
 from checkers.logtail import LogTail
+from server.core.text import clip
 from server.core.units import Duration, DurationRange
 
 TOTAL_MEMORY = psutil.virtual_memory().total
@@ -173,7 +174,7 @@ class PythonProcessChecker(Checker[ProcessSettings]):
         data = read_whole(path, PIDFILE_MAX, "pidfile", BadPidfile, ": not a pidfile")
         text = data.decode("utf-8", "replace").strip()
         if not (text.isascii() and text.isdigit()):
-            raise ValueError(f"pidfile {path} does not hold a pid: {text[:40]!r}")
+            raise ValueError(f"pidfile {path} does not hold a pid: {clip(text, 40)!r}")
         return int(text)
 
     def _frozen(

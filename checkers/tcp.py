@@ -23,6 +23,7 @@ from checkers.netio import (
     os_reason,
     tls_context,
 )
+from server.core.text import clip
 
 MAX_EXPECT_BYTES = 64 * 1024
 
@@ -110,7 +111,7 @@ class TcpChecker(Checker[TcpSettings]):
         metrics = [Metric("connect_time_ms", elapsed, "ms")]
         if self._expect is not None and self._expect not in received:
             answer = received.decode("utf-8", errors="replace")
-            shown = answer[:80] or "nothing"
+            shown = clip(answer, 80) or "nothing"
             return CheckResult(
                 Status.FAILED,
                 f"{self._target}: expected {s.expect!r}, got {shown!r}",

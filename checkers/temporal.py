@@ -45,7 +45,7 @@ from checkers.netio import loop_local
 from checkers.temporal_budget import BudgetExhausted, budget
 from checkers.temporal_text import connect_reason, server_query_error
 from server.core.secret import SecretStr
-from server.core.text import printable, printable_tree
+from server.core.text import clip, printable, printable_tree
 
 SettingsT = TypeVar("SettingsT", bound="TemporalConnection")
 DEADLINE_MARGIN = 0.05  # seconds kept between a call's budget wait and the deadline
@@ -233,10 +233,10 @@ class TemporalChecker(Checker[SettingsT]):
         except BudgetExhausted as exc:
             return CheckResult(Status.UNKNOWN, f"{self.describe()}: {exc}")
         except RPCError as exc:
-            return CheckResult(Status.UNKNOWN, f"{self.describe()}: {rpc_reason(exc)}"[:500])
+            return CheckResult(Status.UNKNOWN, clip(f"{self.describe()}: {rpc_reason(exc)}", 500))
         except RuntimeError as exc:  # connection failures surface as RuntimeError in the SDK
             reason = connect_reason(self.settings.address, str(exc))
-            return CheckResult(Status.UNKNOWN, f"{self.describe()}: {reason}"[:500])
+            return CheckResult(Status.UNKNOWN, clip(f"{self.describe()}: {reason}", 500))
 
     async def inspect(self, session: TemporalSession, ctx: CheckContext) -> CheckResult:
         """The check itself, given a session on the shared client."""

@@ -39,6 +39,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from checkers.netio import loop_local
 from checkers.temporal import TemporalSession, age
+from server.core.text import clip
 
 NONDETERMINISM = "nondeterminism"
 WORKFLOW_TASK_TIMEOUT = "workflow_task_timeout"
@@ -264,4 +265,4 @@ def workflow_task_problem(events: list[HistoryEvent], attempt: int) -> Problem:
 
 def _first_line(message: str) -> str:
     line = message.strip().splitlines()[0] if message.strip() else ""
-    return line[:MESSAGE_CHARS]
+    return clip(line, MESSAGE_CHARS)

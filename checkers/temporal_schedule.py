@@ -46,7 +46,7 @@ from checkers.base import CheckContext, CheckResult, Metric, Settings, Status, w
 from checkers.temporal import TemporalChecker, TemporalConnection, TemporalSession, age
 from checkers.temporal_clock import ServerClock, read_stamps
 from checkers.temporal_schedule_prefix import Judged, Rotation, matching, summary
-from server.core.text import shown
+from server.core.text import clip, shown
 from server.core.units import Duration, DurationRange
 
 FAILED_RUN = {
@@ -157,7 +157,7 @@ class TemporalScheduleChecker(TemporalChecker[ScheduleSettings]):
             details["not_yet_checked"] = unseen
         return CheckResult(
             status,
-            message[:2000],
+            clip(message, 2000),
             details=details,
             metrics=[m for j in judged for m in j.metrics],
         )
@@ -324,5 +324,5 @@ class TemporalScheduleChecker(TemporalChecker[ScheduleSettings]):
                     text = event.workflow_execution_terminated_event_attributes.reason
             if len(self._failures) >= MAX_REMEMBERED:
                 self._failures.clear()
-            self._failures[workflow_id] = f": {text.strip()[:300]}" if text.strip() else ""
+            self._failures[workflow_id] = f": {clip(text.strip(), 300)}" if text.strip() else ""
         return self._failures[workflow_id]

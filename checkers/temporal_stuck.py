@@ -45,7 +45,7 @@ from checkers.temporal_executions import (
     sample_running,
 )
 from checkers.temporal_text import query_problem
-from server.core.text import shown
+from server.core.text import clip, shown
 from server.core.units import Duration, DurationRange
 
 NAMED_IN_MESSAGE = 3
@@ -139,7 +139,7 @@ class TemporalStuckChecker(TemporalChecker[StuckSettings]):
         ]
         result = CheckResult(
             status,
-            message[:2000],
+            clip(message, 2000),
             details={
                 "namespace": s.namespace,
                 "running": sample.running,

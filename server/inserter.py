@@ -59,6 +59,7 @@ class Inserter:
         self._lock = threading.Lock()
         self._io = threading.Lock()  # one insert round at a time
         self._pending: dict[str, deque[Record]] = {}
+        self._queued: dict[str, int] = {}  # rows in _pending, per table
         self._open: deque[OpenBatch] = deque()
         self.pending_rows = 0
         self._resident_rows = 0
@@ -103,11 +104,13 @@ class Inserter:
         with self._lock:
             for record in records:
                 self._pending.setdefault(record.table, deque()).append(record)
+                self._queued[record.table] = self._queued.get(record.table, 0) + record.rows
                 self.pending_rows += record.rows
                 if record.data is not None:
                     self._resident_rows += record.rows
             self._evict()
-            due = self.pending_rows >= self.writer.batch_rows
+            cap = self.writer.batch_rows
+            due = any(self._queued[r.table] >= cap for r in records)
         if due:
             self._wake.set()
 
@@ -152,25 +155,42 @@ class Inserter:
                             "spool for the next start", timeout, self.pending_rows)  # fmt: skip
                 return
         else:
-            self.insert_due(force=True)
+            self.insert_due()
 
     def _loop(self) -> None:
+        # Everything waiting goes in every insert_interval; in between, a table that
+        # has a full batch (batch_rows) is inserted at once, but only full batches.
+        every = self.writer.insert_interval
+        next_all = time.monotonic() + every
         while not self._stop.is_set():
-            self._wake.wait(self.writer.insert_interval)
+            self._wake.wait(max(next_all - time.monotonic(), 0.0))
             self._wake.clear()
-            self._round(force=False)
+            if time.monotonic() >= next_all:
+                next_all = time.monotonic() + every
+                self._round(full_only=False)
+            else:
+                self._round(full_only=True)
         self.writer.commit()
-        self._round(force=True)
+        self._round(full_only=False)
 
-    def _round(self, force: bool) -> None:
+    def _round(self, full_only: bool) -> None:
         try:
-            self.insert_due(force=force)
+            self.insert_due(full_only=full_only)
         except Exception:  # the writer must outlive any single failure
             log.exception("insert round failed")
 
     # -- inserting ---------------------------------------------------------------------------
-    def insert_due(self, force: bool = False) -> int:
-        """Insert open batches, then one new batch per table; returns the batches stored."""
+    def insert_due(self, *, full_only: bool = False) -> int:
+        """Insert open batches, then what each table held when the round began.
+
+        Returns the batches stored. Records committed during the round wait for
+        the next one: a round that chased them would go on inserting whatever
+        arrived during its last insert, a few thousand rows at a time, and each
+        small insert is a part the engine merges again and again (at 20-50k
+        rows/s that was 3-5k rows a part and half of the machine spent merging;
+        benchmarks/RESULTS.md, "Ingest round 3"). ``full_only``: only batches
+        of ``batch_rows`` (or as near as whole records come).
+        """
         with self._io:
             if not self.ensure_ready():
                 return 0
@@ -180,29 +200,44 @@ class Inserter:
                     return stored
                 self._open.popleft()
                 stored += 1
-            for table in list(self._pending):
-                while True:
-                    batch = self._next_batch(table)
+            with self._lock:
+                budget = {table: len(queue) for table, queue in self._pending.items()}
+            for table, records in budget.items():
+                left = records
+                while left > 0:
+                    batch = self._next_batch(table, left, full_only=full_only)
                     if batch is None:
                         break
+                    left -= len(batch.records)
                     if not self._insert(batch):
                         return stored
                     self._open.remove(batch)
                     stored += 1
             return stored
 
-    def _next_batch(self, table: str) -> OpenBatch | None:
+    def _next_batch(
+        self, table: str, most: int | None = None, *, full_only: bool = False
+    ) -> OpenBatch | None:
+        """The next batch of ``table``: at most ``most`` records, at most ``batch_rows``
+        rows (one record at least); with ``full_only`` None unless it is full."""
         cap = self.writer.batch_rows
         with self._lock:
             queue = self._pending.get(table)
             if not queue:
                 return None
+            most = len(queue) if most is None else most
+            if full_only and self._queued.get(table, 0) < cap:
+                return None
             members: list[Record] = []
             rows = 0
-            while queue and (not members or rows + queue[0].rows <= cap):
+            while queue and len(members) < most and (not members or rows + queue[0].rows <= cap):
                 record = queue.popleft()
                 members.append(record)
                 rows += record.rows
+            if full_only and rows < cap and (not queue or len(members) >= most):
+                queue.extendleft(reversed(members))  # not full within this round's records
+                return None
+            self._queued[table] -= rows
         batch = OpenBatch(uuid.uuid4().hex, table, members)
         try:
             self.wal.mark_batch(batch.id, table, members)
@@ -212,6 +247,7 @@ class Inserter:
             if any(r.segment is not None for r in members):
                 with self._lock:
                     self._pending[table].extendleft(reversed(members))
+                    self._queued[table] += rows
                 return None
         self._open.append(batch)
         return batch

@@ -39,7 +39,7 @@ from checkers.base import (
     timed_out_message,
 )
 from server.core.pool import DeadlinePool
-from server.core.text import printable
+from server.core.text import clip, printable
 
 CLI_POOL_SIZE = 2
 SLOW_AFTER = 0.5  # seconds a blocking check runs before its thread is replaced
@@ -118,7 +118,7 @@ def run_check(checker: Checker[Any], ctx: CheckContext) -> CheckResult:
 
 
 def _error(exc: BaseException) -> CheckResult:
-    reason = printable(f"checker error: {type(exc).__name__}: {exc}")[:500]
+    reason = clip(printable(f"checker error: {type(exc).__name__}: {exc}"), 500)
     trace = "".join(traceback.format_exception(exc))
     return CheckResult(
         Status.UNKNOWN,

@@ -245,11 +245,11 @@ class Writer:
     def flush(self) -> None:
         """Commit the buffers and insert everything waiting now (tests, shutdown)."""
         self.commit()
-        self.inserter.insert_due(force=True)
+        self.inserter.insert_due()
 
     def replay(self) -> int:
         """Insert what the log holds now; returns the batches stored."""
-        return self.inserter.insert_due(force=True)
+        return self.inserter.insert_due()
 
     def _loop(self) -> None:
         while not self._stop.is_set():

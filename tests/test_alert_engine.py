@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import pytest
@@ -359,6 +360,35 @@ alert_rules:
     assert h.state("novel:api") == "firing"
     h.tick(601)  # the new pattern is older than the 10 min window now
     assert h.state("novel:api") == "resolved"
+
+
+def test_a_new_error_pattern_notice_names_the_new_patterns_masked_in_its_message() -> None:
+    from server.core import redact
+    from server.logs.patterns import pattern_of
+
+    h = Harness("""
+alert_rules:
+  - {id: novel, service: api, condition: new_error_pattern, for: 10m, channels: [hook],
+     annotations: {summary: "{{ message }}"}}
+""")
+    held = redact.hold()
+    redact.learn(["PatternSecret77"])
+    held.keep()
+    try:
+        pushed = pattern_of("ERROR", "queue 17 stuck")  # a pushed log, then a checker's
+        h.engine.note_logs([("api", h.clock.advance(1), "ERROR", pushed[1], pushed[0])])
+        _errors(h, "api", ["disk /var/x full; key PatternSecret77"])
+        assert h.state("novel:api") == "firing"
+        h.deliver()
+        (notice,) = [r.json for r in h.sent()]
+        (alert,) = notice["alerts"]
+    finally:
+        held.release()
+    assert alert["message"].startswith("new error pattern")
+    assert "disk <path> full; key <secret>" in alert["message"], alert
+    assert "queue <num> stuck" in alert["message"], alert
+    assert "PatternSecret77" not in json.dumps(notice)
+    assert alert["annotations"]["summary"] == alert["message"]
 
 
 def test_error_pattern_rate_counts_the_most_frequent_pattern_per_minute() -> None:

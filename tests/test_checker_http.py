@@ -307,3 +307,17 @@ def test_json_with_a_byte_order_mark_is_read(hostile: HostileHttp) -> None:
 def test_max_body_is_a_setting(hostile: HostileHttp) -> None:
     result = check(url=hostile.url("/page/utf8-undeclared"), body_contains="ÿ", max_body="8B")
     assert result.status == Status.FAILED and "larger than max_body 8 bytes" in result.message
+
+
+def test_a_status_class_means_the_same_in_either_case_and_only_ascii_digits_count(
+    target: Target,
+) -> None:
+    assert parse_status_spec("2XX") == parse_status_spec("2xx") == parse_status_spec("2Xx")
+    assert check(url=target.url("/ok"), expect_status=["2XX"]).status == Status.OK
+    assert check(url=target.url("/ok"), expect_status=["4XX"]).status == Status.FAILED
+    fullwidth = "\uff12\uff10\uff10"  # 200 in fullwidth digits
+    for bad in ("٢٠٠", fullwidth, f"2{fullwidth[1:]}-299", "²xx", "200-٢٩٩"):
+        with pytest.raises(ValueError, match="in ASCII digits"):
+            HttpSettings(url="http://x/", expect_status=[bad])
+    with pytest.raises(ValueError, match="expected at least one status"):
+        HttpSettings(url="http://x/", expect_status=[])

@@ -305,3 +305,65 @@ def test_an_otlp_record_nested_past_the_limit_is_refused_by_partial_success_not_
     assert answer.get_json()["partialSuccess"]["rejectedLogRecords"] == "1"
     assert "nested deeper" in answer.get_json()["partialSuccess"]["errorMessage"]
     assert len(pipeline.rows("SELECT raw FROM monitor.log_dlq")) == 1
+
+
+def test_in_a_large_request_only_the_records_quoting_a_secret_are_masked(
+    pipeline: Pipeline,
+) -> None:
+    """The request's text is scanned once; the record that hits is masked (its error
+    pattern taken again from the masked text) and its neighbours are stored as sent,
+    over NDJSON and OTLP alike."""
+    from server.core import redact
+
+    held = redact.hold()
+    redact.learn(["CmdThetaSecret8"])
+    held.keep()
+    try:
+        plain = [{**GOOD, "message": f"timeout after {i} ms"} for i in range(40)]
+        leaky = {**GOOD, "message": "login CmdThetaSecret8 refused"}
+        answer = pipeline.client.post("/api/v1/logs", data=ndjson(*plain[:20], leaky, *plain[20:]),
+                                      headers=TOKEN)  # fmt: skip
+        assert answer.get_json()["accepted"] == 41
+        record = LogRecord(time_unix_nano=1795348740 * 10**9, severity_number=17,
+                           body=AnyValue(string_value="otlp CmdThetaSecret8 leak"))  # fmt: skip
+        quiet = LogRecord(time_unix_nano=1795348740 * 10**9, severity_number=17,
+                          body=AnyValue(string_value="otlp quiet"))  # fmt: skip
+        service = KeyValue(key="service.name", value=AnyValue(string_value="api"))
+        request = ExportLogsServiceRequest(resource_logs=[ResourceLogs(
+            resource=Resource(attributes=[service]),
+            scope_logs=[ScopeLogs(log_records=[quiet, record])])])  # fmt: skip
+        headers = {**TOKEN, "Content-Type": "application/x-protobuf"}
+        response = pipeline.client.post("/v1/logs", data=request.SerializeToString(),
+                                        headers=headers)  # fmt: skip
+        assert response.status_code == 200
+        rows = pipeline.rows("SELECT message, pattern FROM monitor.service_logs")
+    finally:
+        held.release()
+    by_message = {r["message"]: r["pattern"] for r in rows}
+    assert len(rows) == 43 and "Secret8" not in repr(rows)
+    assert by_message["login <secret> refused"] == "login <secret> refused"
+    assert by_message["otlp <secret> leak"] == "otlp <secret> leak"
+    assert by_message["otlp quiet"] == "otlp quiet"
+    assert by_message["timeout after 7 ms"] == "timeout after <num> ms"
+
+
+def test_pushed_error_records_among_many_others_reach_the_alert_engine(
+    pipeline: Pipeline,
+) -> None:
+    from tests.alerting_harness import Harness
+
+    h = Harness("""
+alert_rules:
+  - {id: errors, service: api, condition: "log_errors > threshold", threshold: 1, for: 1m,
+     channels: [hook]}
+logs: {tokens: {shipper: push-t0ken}}
+""")
+    context = WebContext(h.config, pipeline.store, h.clock, alerts=h.engine, sink=pipeline.writer)
+    client = create_app(context).test_client()
+    at = h.clock.now().isoformat()
+    records = [{**GOOD, "timestamp": at, "level": "INFO", "message": f"ok {i}"} for i in range(30)]
+    records[7] = records[19] = {**GOOD, "timestamp": at, "level": "ERROR", "message": "boom"}
+    answer = client.post("/api/v1/logs", data=ndjson(*records), headers=TOKEN)
+    assert answer.get_json()["accepted"] == 30
+    h.tick(1)
+    assert h.state("errors:api") == "firing"

@@ -90,6 +90,26 @@ def test_a_time_that_is_not_nanoseconds_is_rejected_and_reported(
     assert "timeUnixNano" in answer["partialSuccess"]["errorMessage"]
 
 
+# the test clock is 2026-11-22 12:00 UTC: a day ahead is 1795435200 s; 2000-01-01 is 946684800 s
+EDGES = [
+    ("1795435200000000000", True),  # a day ahead, exactly
+    ("1795435200000000999", True),  # ... and less than a microsecond more (times keep µs)
+    ("1795435200000001000", False),  # a microsecond past a day ahead
+    ("946684799999999999", False),  # just before 2000-01-01
+    ("18446744073709551615", False),  # the largest fixed64: past any datetime
+]
+
+
+@pytest.mark.parametrize(("nanos", "taken"), EDGES, ids=[e[0] for e in EDGES])
+def test_times_at_the_edges_of_the_accepted_range(
+    pipeline: Pipeline, nanos: str, taken: bool
+) -> None:
+    stored, dead, answer = delta(pipeline, doc({**good(), "timeUnixNano": nanos}, good()))
+    assert (stored, dead) == ((2, 0) if taken else (1, 1))
+    if not taken:
+        assert "out of range" in answer["partialSuccess"]["errorMessage"]
+
+
 def test_bad_text_is_replaced_and_the_rest_of_the_request_kept(pipeline: Pipeline) -> None:
     lone = doc(good("before"), good("x"), good("after")).replace(b'"x"', b'"a\\ud800b"')
     stored, dead, _ = delta(pipeline, lone)

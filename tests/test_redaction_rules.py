@@ -145,3 +145,17 @@ def test_values_nested_deeper_than_the_recursion_limit_are_still_masked() -> Non
     # each value a prefix of the next: a trie as deep as the longest value
     found = Matcher({"s" * n for n in range(8, 1500)}, {"word"})
     assert found.mask("x " + "s" * 40 + " word words", MASK) == f"x {MASK} {MASK} words"
+
+
+def test_text_cut_for_a_message_is_masked_before_the_cut_so_no_head_shows() -> None:
+    from server.core.text import clip, shorten
+
+    held = redact.hold()
+    redact.learn(["CutThroughSecret42"])
+    held.keep()
+    try:
+        text = "x" * 30 + "CutThroughSecret42 tail"
+        assert clip(text, 36) == "x" * 30 + "<secre"
+        assert "CutThr" not in shorten(text, 36) and shorten(text, 80).endswith("<secret> tail")
+    finally:
+        held.release()

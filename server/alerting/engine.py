@@ -22,8 +22,9 @@ from typing import Any
 from checkers.base import CheckResult, Status
 from server.alerting import catalog, notices
 from server.alerting.catalog import Catalog
-from server.alerting.conditions import AbsentCondition
-from server.alerting.evaluate import NEW_PATTERN_WINDOW, evaluate
+from server.alerting.conditions import AbsentCondition, NewErrorPattern
+from server.alerting.evaluate import NEW_PATTERN_WINDOW, evaluate, new_pattern_message
+from server.alerting.history import History
 from server.alerting.log import AlertLog, Snapshot, aware
 from server.alerting.rules import Rule
 from server.alerting.silences import Silence, Silences, from_config, new_silence_id
@@ -151,20 +152,23 @@ class AlertEngine:
                 alert.rule.condition, history, alert.rule.threshold, alert.rule.window, at
             )
             alert.message = result.message
+            self._describe(alert, holds, history, at)
             self._step(alert, holds, value, at)
         if flap is False:
             self._flapping(service_id, at, started=False)
 
-    def note_logs(self, rows: Iterable[tuple[str, datetime, str, int]]) -> None:
-        """Pushed log rows (service, time, level, fingerprint): ERROR and above feed the
-        log conditions, evaluated at the next tick."""
+    def note_logs(
+        self, rows: Iterable[tuple[str, datetime, str, int] | tuple[str, datetime, str, int, str]]
+    ) -> None:
+        """Pushed log rows (service, time, level, fingerprint[, pattern]): ERROR and above
+        feed the log conditions, evaluated at the next tick."""
         with self._lock:
-            for service_id, at, level, fp in rows:
+            for service_id, at, level, fp, *pattern in rows:
                 history = self._history.get(service_id)
                 if fp:
                     self._book.setdefault(fp, at)
                 if history is not None and level in ERROR_LEVELS:
-                    history.add_error(at, fp)
+                    history.add_error(at, fp, *pattern)
 
     def tick(self, now: datetime | None = None) -> None:
         """Time-driven work: absent results, pending that elapsed, repeats, held news."""
@@ -196,7 +200,14 @@ class AlertEngine:
         if holds or alert.state is not AlertState.INACTIVE:
             if holds and isinstance(alert.rule.condition, AbsentCondition):
                 alert.message = f"no result for {value:g} intervals"
+            self._describe(alert, holds, history, now)
             self._step(alert, holds, value, now)
+
+    @staticmethod
+    def _describe(alert: Alert, holds: bool, history: History, now: datetime) -> None:
+        """A log-pattern alert says which patterns are new, not the last check's message."""
+        if holds and isinstance(alert.rule.condition, NewErrorPattern):
+            alert.message = new_pattern_message(history, alert.rule.window, now)
 
     # -- the state machine (telling is the Teller's) -------------------------------------
     def _step(self, alert: Alert, holds: bool, value: float | None, now: datetime) -> None:

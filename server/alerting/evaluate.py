@@ -33,6 +33,7 @@ from server.alerting.conditions import (
 from server.alerting.history import History
 from server.analytics.slo import PAGE_ALERTS, BurnAlert, burn_rate
 from server.core import status
+from server.core.redact import redact
 
 Outcome = tuple[bool, float | None]
 AGGREGATES: dict[str, Callable[[list[float]], float]] = {
@@ -108,9 +109,25 @@ NEW_PATTERN_WINDOW = timedelta(hours=1)
 RATE_WINDOW = timedelta(minutes=5)
 
 
-def _new_pattern(c: Any, h: History, threshold: float, window: timedelta, now: datetime) -> Outcome:
+def new_patterns(h: History, window: timedelta, now: datetime) -> list[int]:
+    """Fingerprints first seen (fleet-wide) within ``window`` (default 1 h) that this
+    service logged within it, in the order it logged them."""
     since = now - (window or NEW_PATTERN_WINDOW)
-    new = sum(1 for fp in h.pattern_counts(since) if h.book.get(fp, now) >= since)
+    return [fp for fp in h.pattern_counts(since) if h.book.get(fp, now) >= since]
+
+
+def new_pattern_message(h: History, window: timedelta, now: datetime) -> str:
+    """The message of a firing ``new_error_pattern`` alert: which patterns are new
+    (masked: a notice's ``{{ message }}`` says what to look at)."""
+    found = new_patterns(h, window, now)
+    named = [h.texts.get(fp) or f"fingerprint {fp}" for fp in found[:3]]
+    more = f" (and {len(found) - 3} more)" if len(found) > 3 else ""
+    label = "new error pattern" if len(found) == 1 else "new error patterns"
+    return redact(f"{label}: " + "; ".join(named) + more)
+
+
+def _new_pattern(c: Any, h: History, threshold: float, window: timedelta, now: datetime) -> Outcome:
+    new = len(new_patterns(h, window, now))
     return new > 0, float(new)
 
 

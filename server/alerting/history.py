@@ -46,6 +46,7 @@ class History:
     metrics: dict[str, deque[tuple[datetime, float]]] = field(default_factory=dict)
     errors: deque[tuple[datetime, int]] = field(default_factory=deque)
     patterns: deque[tuple[datetime, int]] = field(default_factory=deque)  # (time, fingerprint)
+    texts: dict[int, str] = field(default_factory=dict)  # fingerprint -> pattern, in window
     last_seen: datetime | None = None
     first_result: datetime | None = None  # first result this process saw
     last_result: CheckResult | None = None
@@ -91,22 +92,30 @@ class History:
         if errors:
             self.errors.append((at, len(errors)))
             for entry in errors:
-                fp = pattern_of(entry.level, entry.message)[1]
+                pattern, fp = pattern_of(entry.level, entry.message)
                 self.patterns.append((at, fp))
+                self.texts[fp] = pattern
                 self.book.setdefault(fp, at)
         self.trim(horizon, at - pattern_keep)
 
-    def add_error(self, at: datetime, fp: int) -> None:
+    def add_error(self, at: datetime, fp: int, pattern: str = "") -> None:
         self.errors.append((at, 1))
         if fp:
             self.patterns.append((at, fp))
+            if pattern:
+                self.texts[fp] = pattern
             self.book.setdefault(fp, at)
 
     def trim(self, horizon: datetime, pattern_horizon: datetime) -> None:
         while self.errors and self.errors[0][0] < horizon:
             self.errors.popleft()
+        gone = False
         while self.patterns and self.patterns[0][0] < pattern_horizon:
             self.patterns.popleft()
+            gone = True
+        if gone and self.texts:  # forget the texts of patterns no longer in the window
+            kept = {fp for _, fp in self.patterns}
+            self.texts = {fp: text for fp, text in self.texts.items() if fp in kept}
 
     def seed(self, statuses: list[Status], last_seen: datetime | None) -> None:
         """Oldest first, from storage after a restart."""

@@ -48,7 +48,11 @@ class Teller:
 
     def tell(self, alert: Alert, now: datetime, kind: NoticeKind = "alert") -> str:
         """Hand the alert's news to the channels still lacking it; returns what happened
-        to it (``queued``, ``silenced``/``inhibited``/``flapping``, ``none``, or '')."""
+        to it (``queued``, ``silenced``/``inhibited``/``flapping``, ``none``, or '').
+
+        A repeat goes as the firing (kind ``alert``) to a channel that never heard of
+        the incident (a kill during group_wait, a firing that failed): a channel's first
+        notice of an incident is the firing. When every channel got it so, ``first``."""
         if not alert.rule.channels or self.dispatcher is None:
             return "none"
         key = (alert.incident, "firing" if alert.state is AlertState.FIRING else "resolved")
@@ -72,11 +76,18 @@ class Teller:
         alert.submitted = key
         if news.state == "firing":
             alert.told_at = now
+        ledger = self.dispatcher.ledger
+        firsts = [
+            c
+            for c in wanted
+            if kind == "repeat" and not ledger.told_of(c, alert.id, alert.incident)
+        ]
         for channel in wanted:
+            label: NoticeKind = "alert" if channel in firsts else kind
             self.dispatcher.submit(
-                Notice(channel, kind, alert.rule.id, [news], now, self.dashboard_url)
+                Notice(channel, label, alert.rule.id, [news], now, self.dashboard_url)
             )
-        return "queued"
+        return "first" if firsts and len(firsts) == len(wanted) else "queued"
 
     def _needs(self, channel: str, alert: Alert, news: AlertItem) -> bool:
         assert self.dispatcher is not None
@@ -100,8 +111,9 @@ class Teller:
             return
         if repeat_due(alert, now):
             told = self.tell(alert, now, "repeat")
-            if told == "queued":  # durable: it restarts the clock
-                self.log.alert_event(now, "repeat", alert, "firing", "firing", result="queued",
+            if told in ("queued", "first"):  # durable: it restarts the clock
+                event = "repeat" if told == "queued" else "notify"  # "first": no repeat at all
+                self.log.alert_event(now, event, alert, "firing", "firing", result="queued",
                                      durable=True)  # fmt: skip
             if told:
                 return

@@ -98,10 +98,10 @@ def _alert_row(row: dict[str, Any]) -> dict[str, Any] | None:
         return _entry(row["timestamp"], "held", sid,
                       f"{row['rule_id']} news held back: {row['delivery_result']}")  # fmt: skip
     if event in ("notify", "repeat"):
-        what = "repeated" if event == "repeat" else "released after a hold"
+        what = "repeated" if event == "repeat" else "told to channels that lacked it"
         return _entry(row["timestamp"], "alert", sid, f"{row['rule_id']} {what}")
     result = row["delivery_result"]
-    told = {"queued": "channels told", "none": "no channel configured", "": ""}.get(
+    told = {"queued": "queued for the channels", "none": "no channel configured", "": ""}.get(
         result, f"held back: {result}"
     )
     cause = f", caused by {row['caused_by']}" if row["caused_by"] else ""

@@ -66,6 +66,8 @@ class Source:
     # Unquoted scalars YAML typed as no string (numbers, flags, null), as written:
     # "quote it" errors show ``01234567``, not the octal number YAML made of it.
     written: dict[Path, str] = field(default_factory=dict)
+    # Where each of them was used (an e-mail address is not a secret: server.validation).
+    env_uses: dict[str, set[Path]] = field(default_factory=dict)
     # Keys refused as written (a tag on a key), by path, with the problem saying so.
     refused_keys: dict[Path, ConfigProblem] = field(default_factory=dict)
 
@@ -373,6 +375,7 @@ class _Walker:
                 return match.group(0)
             if name in self.env:
                 self.source.env_values.add(self.env[name])
+                self.source.env_uses.setdefault(self.env[name], set()).add(path)
                 return self.env[name]
             if default is not None:
                 return default

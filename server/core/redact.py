@@ -8,7 +8,9 @@
   tokens, webhook and Slack URLs, 4 characters or more), each in every escaped
   spelling a message may give it (:func:`escaped_forms`: repr, JSON, HTML, URL);
   values under 8 characters only as a whole word (:mod:`server.core.redact_match`);
-- the ``Authorization: Basic`` token of a URL with userinfo (:func:`basic_credentials`);
+- each credential written in a URL's userinfo, at any length (:func:`url_credentials`):
+  the password, the ``user:password`` pair and its ``Authorization: Basic`` token;
+- the base64 spellings of each value (:func:`server.core.redact_derive.encoded_values`);
 - the userinfo of any URL (``https://user:pass@host`` -> ``https://<secret>@host``);
 - the value of any URL query parameter named like a credential
   (:data:`SECRET_QUERY_NAMES`: ``?token=…``, ``&api_key=…``, ``&sig=…``).
@@ -24,7 +26,6 @@ old secrets may still sit in queued text) until the daemon is gone.
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import functools
 import html
@@ -36,8 +37,9 @@ import threading
 import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
-from urllib.parse import quote, quote_plus, unquote, urlsplit
+from urllib.parse import quote, quote_plus
 
+from server.core.redact_derive import encoded_values, userinfo_values
 from server.core.redact_match import Matcher, matcher
 from server.core.secret import Secret
 
@@ -108,24 +110,12 @@ def escaped_forms(secret: str) -> frozenset[str]:
     return frozenset(forms)
 
 
-def basic_credentials(value: Any) -> set[str]:
-    """The ``Authorization: Basic`` token (base64 of ``user:password``) of every URL with
-    userinfo among the strings inside ``value``: what a receiver echoing the request
-    header would show (requests sends a URL's userinfo that way)."""
-    found: set[str] = set()
-    for item in _leaves(value):
-        text = item.reveal() if isinstance(item, Secret) else item
-        if not isinstance(text, str) or "@" not in text or "://" not in text:
-            continue
-        try:
-            parts = urlsplit(text.strip())
-            user, password = parts.username, parts.password
-        except ValueError:  # not a URL after all (a bad port or bracket)
-            continue
-        if user is not None:
-            pair = f"{unquote(user)}:{unquote(password or '')}"
-            found.add(base64.b64encode(pair.encode("latin-1", "replace")).decode())
-    return found
+def url_credentials(value: Any) -> set[str]:
+    """Every spelling of each URL credential among the strings inside ``value`` (secret
+    settings revealed): :func:`server.core.redact_derive.userinfo_values`. These are
+    masked at any length (:meth:`Redactor.load`'s ``credentials``)."""
+    texts = (item.reveal() if isinstance(item, Secret) else item for item in _leaves(value))
+    return userinfo_values(t for t in texts if isinstance(t, str))
 
 
 class Redactor:
@@ -145,16 +135,18 @@ class Redactor:
         self._matcher: Matcher | None = None
         self._lock = threading.Lock()
 
-    def learn(self, values: Iterable[str]) -> None:
-        """Add secret values to mask from now on, with every escaped spelling of each."""
+    def learn(self, values: Iterable[str], credentials: Iterable[str] = ()) -> None:
+        """Add secret values to mask from now on, with every escaped spelling of each
+        (``credentials``, from a URL's userinfo, at any length: :func:`_accepted`)."""
         with self._lock:
-            self._loaded |= {v for v in values if len(v) >= MIN_SECRET_LENGTH}
+            self._loaded |= _accepted(values, credentials)
             self._rebuild()
 
-    def load(self, values: Iterable[str]) -> None:
-        """Mask ``values`` instead of those of the previous load (not those held)."""
+    def load(self, values: Iterable[str], credentials: Iterable[str] = ()) -> None:
+        """Mask ``values`` (and ``credentials``) instead of those of the previous load
+        (not those held)."""
         with self._lock:
-            self._loaded = frozenset(v for v in values if len(v) >= MIN_SECRET_LENGTH)
+            self._loaded = _accepted(values, credentials)
             self._rebuild()
 
     def reset(self) -> None:
@@ -229,6 +221,15 @@ class Redactor:
             }
             return dataclasses.replace(value, **changes)
         return value
+
+
+def _accepted(values: Iterable[str], credentials: Iterable[str]) -> frozenset[str]:
+    """``values`` of :data:`MIN_SECRET_LENGTH` characters or more, with their base64
+    spellings, and ``credentials`` of any length: a password its owner wrote into a URL
+    is one even when short (masked as a whole word, :mod:`server.core.redact_match`)."""
+    kept = {v for v in values if len(v) >= MIN_SECRET_LENGTH}
+    kept |= encoded_values(kept, MIN_SECRET_LENGTH) | {v for v in credentials if v}
+    return frozenset(kept)
 
 
 class Hold:

@@ -13,6 +13,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from server.core.redact import redact
+
 # Cc, the Bidi_Control set (U+061C, U+200E-F, U+202A-E, U+2066-9), U+2028-9.
 _UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
@@ -33,8 +35,19 @@ def printable(text: str) -> str:
     return _UNSAFE.sub(_escape, text)
 
 
+def clip(text: str, limit: int) -> str:
+    """``text`` with its secrets masked, then cut to ``limit`` characters.
+
+    Masking comes first: a cut through a secret leaves a head that no longer matches
+    it and would be shown as it is. Use it wherever outside text is cut.
+    """
+    return redact(text)[:limit]
+
+
 def shorten(text: str, limit: int = SHOWN_CHARS) -> str:
-    """``text`` cut to ``limit`` characters, the last one an ellipsis when cut."""
+    """``text`` masked (:func:`clip`) and cut to ``limit`` characters, the last one an
+    ellipsis when cut."""
+    text = redact(text)
     return text if len(text) <= limit else text[: limit - 1] + ELLIPSIS
 
 

@@ -27,10 +27,12 @@ import orjson
 from server.config.models import LogsConfig
 from server.core import levels, redact
 from server.core.levels import ERROR_LEVELS, LEVELS
+from server.core.text import clip
 from server.logs.otlp import INVALID, Record, TooDeep
 from server.logs.patterns import pattern_of
 
 MAX_SERVICE_ID = 200
+MAX_CONTEXT_KEY = 200
 DLQ_COLUMNS = ("received_at", "source_address", "endpoint", "reason", "raw")
 MAX_FUTURE = timedelta(days=1)
 OLDEST = datetime(2000, 1, 1, tzinfo=UTC)
@@ -50,6 +52,11 @@ class Outcome:
     rejected: list[tuple[int, str, str]] = field(default_factory=list)  # (index, reason, raw)
     unknown_services: set[str] = field(default_factory=set)
 
+    def reject(self, index: int, reason: str, raw: str) -> None:
+        """Dead-letter record ``index``: its ``reason`` is masked here (it may quote the
+        record, as ``raw`` does: masked by the caller), once for the row and the answer."""
+        self.rejected.append((index, redact.redact(reason), raw))
+
     @property
     def reasons(self) -> list[str]:
         return [f"record {i + 1}: {reason}" for i, reason, _ in self.rejected[:5]]
@@ -61,13 +68,28 @@ def level_of(raw: Any) -> str:
         raise Invalid(f"level: {_LEVEL_HINT}")
     name = _level(raw)
     if name is None:
-        raise Invalid(f"level: unknown {raw[:20]!r}; {_LEVEL_HINT}")
+        raise Invalid(f"level: unknown {clip(raw, 20)!r}; {_LEVEL_HINT}")
     return name
 
 
 @functools.lru_cache(maxsize=512)
 def _level(raw: str) -> str | None:
     return levels.normalise(raw)
+
+
+def _spellings() -> dict[str, str]:
+    """The spellings senders use most (``ERROR``, ``error``, ``Error``, aliases too) ->
+    the stored level: one dict lookup a record instead of :func:`level_of`'s checks."""
+    out = {}
+    for name in (*LEVELS, *levels.ALIASES):
+        for spelling in (name, name.lower(), name.title()):
+            stored = levels.normalise(spelling)
+            if stored is not None:
+                out[spelling] = stored
+    return out
+
+
+_LEVEL_OF = _spellings()
 
 
 def timestamp_of(raw: Any, now: datetime) -> datetime:
@@ -84,9 +106,11 @@ def timestamp_of(raw: Any, now: datetime) -> datetime:
         try:
             value = datetime.fromisoformat(text.replace("Z", "+00:00"))
         except ValueError:
-            raise Invalid(f"timestamp: {raw[:40]!r} is neither RFC 3339 nor epoch time") from None
+            raise Invalid(
+                f"timestamp: {clip(raw, 40)!r} is neither RFC 3339 nor epoch time"
+            ) from None
         if value.tzinfo is None:
-            raise Invalid(f"timestamp: {raw[:40]!r} has no time zone (RFC 3339 needs one)")
+            raise Invalid(f"timestamp: {clip(raw, 40)!r} has no time zone (RFC 3339 needs one)")
         value = value.astimezone(UTC)
     elif isinstance(raw, int | float) and not isinstance(raw, bool):
         number = float(raw)
@@ -137,25 +161,34 @@ class Ingestor:
             known_services)  # fmt: skip
         self._stamp: dict[str, str] = {}
         self._now = datetime.now(UTC)
+        self._window = (0.0, 0.0)  # epoch seconds a plain number may take (OLDEST .. now + a day)
+        self._services: dict[str, bool] = {}  # valid service ids seen: id -> configured
+        self._texts: list[str] = []  # every stored text of the request, for one secret scan
 
     def _begin(self, sender: str, now: datetime) -> None:
         self._now = now
+        self._window = (OLDEST.timestamp(), (now + MAX_FUTURE).timestamp())
         self._stamp = {"received_at": now.isoformat(), "sender": sender}
         if self.config.environment:
             self._stamp["environment"] = self.config.environment
 
     # -- the shared record -> row step ---------------------------------------------------
     def record(self, out: Outcome, index: int, obj: Any, raw: str | Callable[[], str],
-               size: int = 0) -> None:  # fmt: skip
-        """Validate one record into ``out.rows``, or its reason into ``out.rejected``."""
+               size: int = 0, *, otlp: bool = False) -> None:  # fmt: skip
+        """Validate one record into ``out.rows``, or its reason into ``out.rejected``.
+
+        ``otlp``: ``obj`` comes from :mod:`server.logs.otlp` (level and time already
+        read per the spec); a pushed NDJSON record is always checked in full, whatever
+        its ``source`` says. Call :meth:`_mask` once the request's records are in.
+        """
         try:
             if size > self.config.max_record:
                 raise Invalid(
                     f"record larger than logs.max_record ({self.config.max_record} bytes)"
                 )
-            out.rows.append(self._row(obj, out))
+            out.rows.append(self._row(obj, out, otlp))
         except (Invalid, TooDeep) as exc:
-            out.rejected.append((index, str(exc), self._dead_letter(raw)))
+            out.reject(index, str(exc), self._dead_letter(raw))
 
     def _dead_letter(self, raw: str | Callable[[], str]) -> str:
         """The record as received, for ``log_dlq.raw``: secrets masked, storable, cut to
@@ -166,40 +199,96 @@ class Ingestor:
             text = "(not kept: nested too deep to re-encode)"
         return redact.redact(_printable(text))[: self.config.dlq_raw_bytes]
 
-    def _row(self, obj: Any, out: Outcome) -> tuple[Any, ...]:
+    def _service(self, obj: dict[str, Any]) -> tuple[str, bool]:
+        """(service id, configured?); each distinct id is checked once per request."""
+        service: Any = obj.get("service_id")
+        known = self._services.get(service) if type(service) is str else None
+        if known is None:
+            service = _text(obj, "service_id", required=True) or ""
+            if len(service) > MAX_SERVICE_ID or not service.isprintable():
+                raise Invalid("service_id: at most 200 printable characters")
+            known = self._services[service] = service in self.known
+        return service, known
+
+    def _row(self, obj: Any, out: Outcome, otlp: bool) -> tuple[Any, ...]:  # noqa: PLR0912
+        # The hot path (per record; its branches inlined on purpose): the common shapes
+        # are checked inline, anything else goes through the general checks, which
+        # raise the same reasons as before.
         if type(obj) is not dict:
             raise Invalid("expected a JSON object")
         if INVALID in obj:
             raise Invalid(obj[INVALID])
-        otlp = obj.get("source") == "otlp"
-        service = _text(obj, "service_id", required=True) or ""
-        if len(service) > MAX_SERVICE_ID or not service.isprintable():
-            raise Invalid("service_id: at most 200 printable characters")
-        level = obj["level"] if otlp else level_of(obj.get("level"))
-        message = _text(obj, "message", required=not otlp) or ""
-        context_raw = obj.get("context") or {}
+        get = obj.get
+        service, known = self._service(obj)
+        if otlp:
+            level = obj["level"]
+        else:
+            raw_level = get("level")
+            level = _LEVEL_OF.get(raw_level) if type(raw_level) is str else None
+            if level is None:
+                level = level_of(raw_level)
+        message = get("message")
+        if type(message) is not str or not message:
+            message = _text(obj, "message", required=not otlp) or ""
+        context_raw = get("context") or {}
         if type(context_raw) is not dict:
             raise Invalid("context: expected an object of strings")
-        context = {str(k)[:200]: _context_value(v) for k, v in context_raw.items()}
-        if service not in self.known:
+        context = {(k if type(k) is str and len(k) <= MAX_CONTEXT_KEY else _long_key(k)):
+                   v if type(v) is str else _context_value(v)
+                   for k, v in context_raw.items()}  # fmt: skip
+        if not known:
             if self.config.unknown_services == "reject":
                 raise Invalid(f"service_id: unknown service {service!r}")
             context["unknown_service"] = "1"
             out.unknown_services.add(service)
         context.update(self._stamp)
-        stamp = obj.get("timestamp")
-        # OTLP times were checked in otlp(); none means the receive time (the spec)
-        at = (self._now if stamp is None else stamp) if otlp else timestamp_of(stamp, self._now)
-        error_code, stack = _text(obj, "error_code"), _text(obj, "stack_trace")
-        # Pushed text may quote a secret: masked before the pattern is taken from it (the
-        # pattern would otherwise hold a mangled spelling) and before it is stored.
-        if redact.hits("\x00".join((message, error_code or "", stack or "", *context.values()))):
-            message, error_code, stack, context = redact.redact_value(
-                (message, error_code, stack, context)
-            )
+        stamp = get("timestamp")
+        if otlp:  # OTLP times were checked in otlp(); none means the receive time (the spec)
+            at = self._now if stamp is None else stamp
+        elif (type(stamp) is float or type(stamp) is int) and (
+            self._window[0] <= stamp <= self._window[1]
+        ):  # epoch seconds in range: what timestamp_of() would answer, without its checks
+            at = datetime.fromtimestamp(stamp, UTC)
+        else:
+            at = timestamp_of(stamp, self._now)
+        error_code = stack = None
+        if get("error_code") is not None:
+            error_code = _text(obj, "error_code")
+        if get("stack_trace") is not None:
+            stack = _text(obj, "stack_trace")
+        source = get("source")
+        if type(source) is not str or not source:
+            source = _text(obj, "source") or "push"
+        texts = self._texts
+        texts.append(service)
+        texts.append(message)
+        texts.append(source)
+        texts.extend(context)
+        texts.extend(context.values())
+        if error_code is not None:
+            texts.append(error_code)
+        if stack is not None:
+            texts.append(stack)
         pattern = pattern_of(level, message) if level in ERROR_LEVELS else _NO_PATTERN
-        return (service, at, level, message, _text(obj, "source") or "push",
-                error_code, stack, context, *pattern)  # fmt: skip
+        return (service, at, level, message, source, error_code, stack, context, *pattern)
+
+    def _mask(self, out: Outcome) -> Outcome:
+        """Pushed text may quote a secret: masked before it is stored, and the error
+        pattern taken again from the masked text (the raw one would keep a mangled
+        spelling). One scan of the whole request's text; only if it finds something
+        is each row looked at (a row's own hit is always a hit of the whole)."""
+        texts, self._texts = self._texts, []
+        if not texts or not redact.hits("\x00".join(texts)):
+            return out
+        for i, row in enumerate(out.rows):
+            service, at, level, message, source, error_code, stack, context, *_ = row
+            masked_row = masked(service, message, error_code, stack, source, context)
+            if masked_row != (service, message, error_code, stack, source, context):
+                service, message, error_code, stack, source, context = masked_row
+                pattern = pattern_of(level, message) if level in ERROR_LEVELS else _NO_PATTERN
+                out.rows[i] = (service, at, level, message, source, error_code, stack, context,
+                               *pattern)  # fmt: skip
+        return out
 
     # -- NDJSON ------------------------------------------------------------------------------
     def ndjson(self, body: bytes, *, sender: str, now: datetime) -> Outcome:
@@ -211,6 +300,8 @@ class Ingestor:
             parsed = len(objs) == len(lines)
         except orjson.JSONDecodeError:
             parsed = False
+        limit = self.config.max_record
+        row, append = self._row, out.rows.append
         for n, (index, line) in enumerate(lines):
             if parsed:
                 obj = objs[n]
@@ -218,11 +309,16 @@ class Ingestor:
                 try:
                     obj = orjson.loads(line)
                 except orjson.JSONDecodeError as exc:
-                    out.rejected.append((index, _json_reason(exc),
-                                         self._dead_letter(_lazy_text(line)())))  # fmt: skip
+                    out.reject(index, _json_reason(exc), self._dead_letter(_lazy_text(line)()))
                     continue
-            self.record(out, index, obj, _lazy_text(line), len(line))
-        return out
+            if len(line) > limit:
+                self.record(out, index, obj, _lazy_text(line), len(line))
+                continue
+            try:  # record() inlined: this loop runs 50,000 times a second
+                append(row(obj, out, False))
+            except (Invalid, TooDeep) as exc:
+                out.reject(index, str(exc), self._dead_letter(_lazy_text(line)))
+        return self._mask(out)
 
     # -- OTLP ----------------------------------------------------------------------------------
     def otlp(
@@ -236,18 +332,54 @@ class Ingestor:
         self._begin(sender, now)
         out = Outcome()
         measure = body_size > self.config.max_record
+        # OLDEST <= the time (whole microseconds) <= now + a day, as nanoseconds
+        lowest, highest = _micros(OLDEST) * 1000, _micros(now + MAX_FUTURE) * 1000 + 999
         for index, (obj, raw) in enumerate(records):
             nanos = obj.get("timestamp")
             if nanos is not None:
-                nanos = min(nanos, _LAST_NANOS)  # past what a datetime holds: out of range
-                obj["timestamp"] = _EPOCH + timedelta(microseconds=nanos // 1000)
-                if not OLDEST <= obj["timestamp"] <= now + MAX_FUTURE:
-                    out.rejected.append((index, f"timeUnixNano: {obj['timestamp'].isoformat()} "
-                                         "is out of range (2000-01-01 to a day from now)",
-                                         self._dead_letter(raw)))  # fmt: skip
+                at = _EPOCH + timedelta(microseconds=min(nanos, _LAST_NANOS) // 1000)
+                if not lowest <= nanos <= highest:
+                    out.reject(index, f"timeUnixNano: {at.isoformat()} "
+                               "is out of range (2000-01-01 to a day from now)",
+                               self._dead_letter(raw))  # fmt: skip
                     continue
-            self.record(out, index, obj, raw, _size(raw) if measure else 0)
-        return out
+                obj["timestamp"] = at
+            self.record(out, index, obj, raw, _size(raw) if measure else 0, otlp=True)
+        return self._mask(out)
+
+
+def _micros(at: datetime) -> int:
+    """Whole microseconds since the epoch."""
+    return (at - _EPOCH) // timedelta(microseconds=1)
+
+
+def masked(  # noqa: PLR0917 - a record's six text columns, in their order
+    service: str,
+    message: str,
+    error_code: str | None,
+    stack: str | None,
+    source: str,
+    context: dict[str, str],
+) -> tuple[str, str, str | None, str | None, str, dict[str, str]]:
+    """A record's text with secrets masked, the same for NDJSON and OTLP (whose attribute
+    keys are ``context`` keys here): service id (an unknown one is stored too), message,
+    error code, stack, ``source``, context keys and values. Masked before the pattern is
+    taken (it would otherwise hold a mangled spelling), before anything is stored, and
+    before a key is cut to 200 characters. One scan when nothing is to be masked."""
+    texts = (service, message, error_code or "", stack or "", source, *context, *context.values())
+    if redact.hits("\x00".join(texts)):
+        service, message, error_code, stack, source, context = redact.redact_value(
+            (service, message, error_code, stack, source, context)
+        )
+    if any(len(key) > MAX_CONTEXT_KEY for key in context):
+        context = {key[:MAX_CONTEXT_KEY]: value for key, value in context.items()}
+    return service, message, error_code, stack, source, context
+
+
+def _long_key(key: object) -> str:
+    """A context key over 200 characters: masked, then cut (cut first, a secret straddling
+    the cut would keep its head)."""
+    return redact.redact(str(key))[:MAX_CONTEXT_KEY]
 
 
 def _size(raw: Callable[[], str]) -> int:

@@ -38,6 +38,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 
 from server.core import levels
+from server.core.text import clip
 
 MAX_DEPTH = 32  # nesting of attribute values (kvlist / array) we store
 SEVERITY_BY_NUMBER = ((4, "TRACE"), (8, "DEBUG"), (12, "INFO"), (16, "WARN"), (20, "ERROR"))
@@ -104,7 +105,9 @@ def _nanos(raw: Any, name: str) -> int:
         raw = int(raw)
     if isinstance(raw, int) and not isinstance(raw, bool) and 0 <= raw <= MAX_NANOS:
         return raw
-    raise BadTime(f"{name}: {str(raw)[:40]!r} is not an unsigned 64-bit integer of nanoseconds")
+    raise BadTime(
+        f"{name}: {clip(str(raw), 40)!r} is not an unsigned 64-bit integer of nanoseconds"
+    )
 
 
 def stamp(time_ns: int, observed_ns: int) -> int | None:

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 from pydantic import AfterValidator, Field
 from pydantic_core import PydanticCustomError
 
+from server.core.redact import redact
 from server.core.secret import Secret, SecretStr
 from server.notify.base import Channel, ChannelError, ChannelSettings, Notice, what
 from server.notify.deadline import AttemptLimit, watch
@@ -52,7 +53,7 @@ _BREAKS = re.compile(r"[\x00-\x1f\x7f\u2028\u2029\x85]+")
 
 def header(text: str, limit: int = 200) -> str:
     """A header value: line breaks and control characters become one space; cut to ``limit``."""
-    clean = _BREAKS.sub(" ", text).strip()
+    clean = redact(_BREAKS.sub(" ", text).strip())
     return clean if len(clean) <= limit else clean[: limit - 1] + "…"
 
 
@@ -64,12 +65,16 @@ _ENTRY = re.compile(rf'\s*(?:{_ADDR}|(?:"(?:[^"\\]|\\.)*"|[^"<>(),;:@\\]*?)\s*<{
 _EXAMPLE = 'like "ops@example.org" or "Ops <ops@example.org>"'
 
 
-def check_address(text: str) -> str:
-    """``ops@example.org`` or ``Ops <ops@example.org>``; else a config error with the fix.
+def check_address(text: str, key: str = "to") -> str:
+    """``ops@example.org`` or ``Ops <ops@example.org>``; else a config error with the fix
+    (``key``: ``to`` or ``from``, the setting the fix names).
 
     One address per entry, on one line: a line break would let the value write more
     headers (``Bcc:``), and a second address (``a@b.c, evil@x.y``) would be sent too
-    while the config looks like it names one."""
+    while the config looks like it names one. The address itself is ASCII: a non-ASCII
+    local part needs SMTPUTF8, which we do not send (a raw UTF-8 ``To:`` is not
+    valid mail), and a non-ASCII domain is written in its IDNA (``xn--``) form; a
+    display name may be any text (it is encoded as RFC 2047 asks)."""
     if _BREAKS.search(text):
         raise PydanticCustomError(
             "lightbulb", f"an e-mail address must not contain line breaks or control "
@@ -77,16 +82,58 @@ def check_address(text: str) -> str:
         )  # fmt: skip
     name, address = parseaddr(text)
     if not _ENTRY.fullmatch(text) and (len(getaddresses([text])) > 1 or "," in text or ";" in text):
+        fix = ("list each recipient as its own item of \"to\"" if key == "to"
+               else "\"from\" takes one sender address")  # fmt: skip
         raise PydanticCustomError(
-            "lightbulb", f"expected one e-mail address per entry {_EXAMPLE}; list each "
-            "recipient as its own item of \"to\"",
-        )  # fmt: skip
+            "lightbulb", f"expected one e-mail address per entry {_EXAMPLE}; {fix}"
+        )
+    if not address.isascii():
+        raise PydanticCustomError("lightbulb", _not_ascii(address))
     if not _ENTRY.fullmatch(text) or not _ADDRESS.fullmatch(address) or (name and "<" not in text):
         raise PydanticCustomError("lightbulb", f"expected an e-mail address {_EXAMPLE}")
     return text
 
 
+def _not_ascii(address: str) -> str:
+    """The fix for a non-ASCII address: the domain's IDNA form, or an ASCII local part."""
+    local, _, domain = address.rpartition("@")
+    if not local.isascii():
+        return (
+            "an e-mail address must be ASCII: its part before @ is not (that needs "
+            "SMTPUTF8, which Lightbulb does not send); use an ASCII mailbox or alias"
+        )
+    try:
+        ascii_domain = domain.encode("idna").decode("ascii")
+    except UnicodeError:
+        ascii_domain = "xn--…"
+    return (
+        f'an e-mail address must be ASCII: write its domain in IDNA form, "{local}@{ascii_domain}"'
+    )
+
+
+def _recipients(addresses: list[str]) -> list[str]:
+    """At least one, each address once (case-insensitively, whatever display names):
+    a repeated one is a second ``RCPT TO`` and a second copy of every notice."""
+    if not addresses:
+        raise PydanticCustomError(
+            "lightbulb", 'expected at least one recipient, like to: ["ops@example.org"]'
+        )
+    seen: dict[str, int] = {}
+    for index, entry in enumerate(addresses):
+        address = parseaddr(entry)[1].lower()
+        if address in seen:
+            raise PydanticCustomError(
+                "lightbulb",
+                f'to[{index}] repeats the address of to[{seen[address]}] ("{address}"); '
+                "list each recipient once",
+            )
+        seen[address] = index
+    return addresses
+
+
 Address = Annotated[str, AfterValidator(check_address)]
+Sender = Annotated[str, AfterValidator(lambda text: check_address(text, "from"))]
+Recipients = Annotated[list[Address], AfterValidator(_recipients)]
 
 
 class EmailSettings(ChannelSettings):
@@ -95,10 +142,16 @@ class EmailSettings(ChannelSettings):
     security: Literal["starttls", "ssl", "none"] = "starttls"
     username: str = ""
     password: SecretStr = Secret("")
-    sender: Address = Field(alias="from")
-    to: list[Address] = Field(min_length=1)
+    sender: Sender = Field(alias="from")
+    to: Recipients
     ca_cert: str | None = None  # for a private CA; system roots otherwise
     subject_prefix: str = "[lightbulb]"
+
+    @property
+    def recipients(self) -> list[str]:
+        """The bare addresses of ``to`` (``RCPT TO``): ASCII, so the message goes out as
+        plain RFC 5322 with encoded display names, never as SMTPUTF8 with raw UTF-8."""
+        return [parseaddr(entry)[1] for entry in self.to]
 
 
 def message_id(notice: Notice, sender: str) -> str:
@@ -167,7 +220,7 @@ class EmailChannel(Channel[EmailSettings]):
         with self._lock:
             accepted, gone = self._progress.get(notice.id, (set(), {}))
             accepted, gone = set(accepted), dict(gone)
-        pending = [addr for addr in s.to if addr not in accepted and addr not in gone]
+        pending = [a for a in s.recipients if a not in accepted and a not in gone]
         limit = AttemptLimit(self.attempt_limit)
         smtp: _WatchedSMTP | _WatchedSMTPSSL | None = None
         try:
@@ -223,7 +276,7 @@ class EmailChannel(Channel[EmailSettings]):
         if not gone and not transient:
             return None
         s = self.settings
-        got = len([a for a in s.to if a in accepted])
+        got = len([a for a in s.recipients if a in accepted])
         return ChannelError(
             f"SMTP {s.host}:{s.port}: delivered to {got} of {len(s.to)}; refused: "
             + refusals({**gone, **transient}),

@@ -22,6 +22,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
+from server.core.text import clip
 from server.notify.base import ChannelError
 from server.notify.deadline import AttemptLimit, watch
 
@@ -178,7 +179,7 @@ def post_json(
     code = response.status_code
     if code in accept:
         return response
-    snippet = response.text[:200].strip()
+    snippet = clip(response.text, 200).strip()
     message = f"{where} answered HTTP {code}: {snippet}".rstrip(": ")
     if code >= 500 or code in TRANSIENT_STATUSES:
         raise ChannelError(message, retry_after=retry_after(response))

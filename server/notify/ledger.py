@@ -129,12 +129,33 @@ class Ledger:
             and told.resolved is None
         )
 
+    def told_of(self, channel: str, alert_id: str, incident: str) -> bool:
+        """Whether ``channel`` heard of ``incident`` (a notice of it delivered or
+        unconfirmed) or a notice of it is on its way (queued, retrying). When not, its next
+        notice of the incident is its first: the firing, not a repeat."""
+        with self._lock:
+            return self._told_of(channel, alert_id, incident)
+
+    def _told_of(self, channel: str, alert_id: str, incident: str) -> bool:
+        told = self._get(alert_id, channel, incident)
+        return told is not None and any(
+            s is not None and (s.open or s.state in HEARD) for s in (told.firing, told.latest)
+        )
+
     def dedupe(self, notice: Notice) -> Notice | None:
-        """The notice with only the items still news; None if nothing is left."""
+        """The notice with only the items still news; None if nothing is left. A firing
+        the channel never heard (its earlier one failed) is news again: it stands in for
+        a repeat (:meth:`told_of`)."""
         if notice.kind != "alert" or not notice.items:
             return notice
         with self._lock:
-            keep = [item for item in notice.items if self._needs(notice.channel, item)]
+            keep = [
+                item
+                for item in notice.items
+                if self._needs(notice.channel, item)
+                or (item.state == "firing" and not self._told_of(notice.channel, item.alert_id,
+                                                                 item.incident))
+            ]  # fmt: skip
         if not keep:
             return None
         notice.items = keep

@@ -19,6 +19,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator
 
+from server.core.redact import redact
 from server.core.secret import SecretStr
 from server.notify.base import AlertItem, Channel, ChannelSettings, Notice, info_item
 from server.notify.http import check_url, post_json
@@ -31,7 +32,7 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 def field(text: str, limit: int = FIELD_MAX) -> str:
     """Text for a PagerDuty field: control characters dropped, cut to ``limit``."""
-    clean = _CONTROL.sub("", text)
+    clean = redact(_CONTROL.sub("", text))
     return clean if len(clean) <= limit else clean[: limit - 1] + "…"
 
 

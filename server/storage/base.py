@@ -11,6 +11,9 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
+from server.core.redact import redact
+from server.core.text import clip
+
 Row = dict[str, Any]
 Params = Mapping[str, Any]
 
@@ -87,7 +90,7 @@ def server_message(text: str) -> str:
     line = head or (lines[0] if lines else "")
     line = _CODE.sub("", line, count=1).lstrip(". ")
     line = line.replace("DB::Exception: ", "", 1).replace("DB::Exception:", "", 1).strip()
-    return line.split(" Stack trace", 1)[0] or text.strip()[:200]
+    return line.split(" Stack trace", 1)[0] or clip(text.strip(), 200)
 
 
 def statement_head(sql: str) -> str:
@@ -95,8 +98,9 @@ def statement_head(sql: str) -> str:
     for line in sql.splitlines():
         if line.strip() and not line.strip().startswith("--"):
             text = line.strip()
+            text = redact(text)
             return text if len(text) <= 120 else text[:117] + "..."
-    return sql.strip()[:120]
+    return clip(sql.strip(), 120)
 
 
 def refusal(where: str, sql: str, text: str, code: int | None = None) -> StorageError:

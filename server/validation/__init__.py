@@ -40,7 +40,35 @@ def check(draft: Draft) -> Config:
     alerting.check(draft)
     dashboard.check(draft)
     # learned before finish(): a problem quoting a secret is masked in its report too
-    draft.secrets |= redact.secrets_in(draft.config) | redact.basic_credentials(draft.config)
+    draft.secrets |= redact.secrets_in(draft.config)
     # replaces the previous load's values (a daemon holds its own: redact.Hold)
-    redact.load(redact.env_secrets(draft.source.env_values) | draft.secrets)
+    redact.load(
+        redact.env_secrets(_env_secrets(draft)) | draft.secrets,
+        credentials=redact.url_credentials(draft.config),
+    )
     return draft.finish()
+
+
+def _env_secrets(draft: Draft) -> set[str]:
+    """The ``${ENV}`` values to mask: all but those used only as e-mail addresses.
+
+    An address is no secret: it is written into the headers of every message sent,
+    and an error must be able to quote it (``got "ops@exämple.org"``). A value used
+    anywhere else too (an SMTP ``username`` equal to ``from``) stays masked.
+    """
+    data = draft.source.data
+    channels = data.get("channels") if isinstance(data, dict) else None
+    channels = channels if isinstance(channels, dict) else {}
+
+    def address(path: tuple[object, ...]) -> bool:
+        if len(path) < 3 or path[0] != "channels" or path[2] not in ("from", "to"):
+            return False
+        channel = channels.get(path[1])
+        return isinstance(channel, dict) and channel.get("type") == "email"
+
+    uses = draft.source.env_uses
+    return {
+        value
+        for value in draft.source.env_values
+        if not uses.get(value) or not all(address(path) for path in uses[value])
+    }

@@ -29,6 +29,8 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
 )
 
 from server.config.types import format_size
+from server.core.levels import ERROR_LEVELS
+from server.core.text import clip
 from server.logs.ingest import Ingestor, Outcome
 from server.logs.otlp import Malformed, json_records, loads_lenient, proto_records
 from server.storage.arrow import BadRow
@@ -110,11 +112,12 @@ def _store(  # noqa: PLR0917 - one call site per endpoint, all six needed
             if bad.table != "service_logs":
                 raise
             row = out.rows.pop(bad.index)
-            out.rejected.append((-1, f"cannot store: {bad.reason}", repr(row)[:4096]))
+            out.reject(-1, f"cannot store: {bad.reason}", clip(repr(row), 4096))
         except Busy as busy:
             _refuse(writer, busy)
-    if ctx.alerts is not None:
-        ctx.alerts.note_logs((row[0], row[1], row[2], row[-1]) for row in out.rows)
+    if ctx.alerts is not None:  # only errors (and patterns) matter to it: skip the rest here
+        ctx.alerts.note_logs((row[0], row[1], row[2], row[-1], row[-2]) for row in out.rows
+                             if row[-1] or row[2] in ERROR_LEVELS)  # fmt: skip
 
 
 def _count_limit(ctx: WebContext, count: int) -> None:
@@ -137,7 +140,8 @@ def ndjson() -> tuple[Response, int]:
                             "application/x-ndjson (OTLP goes to /v1/logs)")  # fmt: skip
     writer = _writer(ctx)
     body = _body(ctx)
-    _count_limit(ctx, sum(1 for line in body.split(b"\n") if line.strip()))
+    if body.count(b"\n") >= ctx.config.logs.max_records:  # else under the limit, blank or not
+        _count_limit(ctx, sum(1 for line in body.split(b"\n") if line.strip()))
     now, sender = ctx.clock.now(), request.remote_addr or ""
     out = _ingestor(ctx).ndjson(body, sender=sender, now=now)
     _store(writer, ctx, out, "ndjson", sender, now)

@@ -25,3 +25,15 @@ HOSTILE_IDS = [
     "<script>alert(1)</script>",
     "L" * 990,  # with a 7-character suffix, near the server's 1000-character limit
 ]
+
+# Credentials written in a URL's userinfo (user, password as written in the URL, the
+# password decoded): percent-escapes, non-ASCII, control characters, short and 1-char.
+HOSTILE_USERINFO = [
+    ("alice", "InlinePw42", "InlinePw42"),
+    ("carol", "P%40ss%3Aw%2Frd99", "P@ss:w/rd99"),
+    ("hank", "Hank%E2%82%ACPw9", "Hank\u20acPw9"),
+    ("jo", "JoPw%0d%0aXyz12", "JoPw\r\nXyz12"),
+    ("sam", "Sh0r", "Sh0r"),
+    ("tim", "Q7", "Q7"),
+    ("una", "z", "z"),
+]

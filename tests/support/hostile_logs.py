@@ -68,6 +68,20 @@ NDJSON_RECORDS: list[tuple[str, bytes, str]] = [
     ("number", b"42", "expected a JSON object"),
     ("message an object", _line(message={"a": 1}), "message: expected a string"),
     ("level a list", _line(level=["INFO"]), "level: expected one of"),
+    # a pushed record naming itself OTLP is still checked as what it is: NDJSON
+    (
+        "source otlp without a level",
+        b'{"service_id": "api", "source": "otlp", "message": "m", "timestamp": 1795348740}',
+        "level: expected one of",
+    ),
+    ("source otlp with a time of text", _line(source="otlp", timestamp="soon"), "neither RFC"),
+    ("source otlp with a level of 5", _line(source="otlp", level=5), "level: expected one of"),
+    # epoch seconds at the edges of the accepted range (the test clock: 2026-11-22 12:00 UTC)
+    ("epoch a second before 2000", _line(timestamp=946684799), "out of range"),
+    ("epoch a day ahead exactly", _line(timestamp=1795348800.0 + 86400), ""),
+    ("epoch just past a day ahead", _line(timestamp=1795348800.0 + 86400.01), "out of range"),
+    ("service id with a newline", _line(service_id="a\nb"), "printable characters"),
+    ("service id of 201 characters", _line(service_id="s" * 201), "printable characters"),
 ]
 
 # (name, OTLP JSON body, status, answer fragment)

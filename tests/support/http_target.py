@@ -45,6 +45,12 @@ class Handler(BaseHTTPRequestHandler):
                 return
             self._send(200, f"{self.path} {self.headers.get('Host')}".encode())
             return
+        if self.path == "/credentials":  # echoes the Basic credentials, decoded, as JSON
+            token = (self.headers.get("Authorization") or " ").partition(" ")[2]
+            pair = base64.b64decode(token).decode("utf-8", "replace") if token else ""
+            echo = {"password": pair.partition(":")[2], "pair": pair, "token": token}
+            self._send(200, json.dumps(echo).encode(), "application/json")
+            return
         if self.path == "/headers":  # echoes what the checker sent
             self._send(200, json.dumps(dict(self.headers)).encode(), "application/json")
             return
