@@ -189,3 +189,28 @@ def test_a_writer_behind_answers_429_with_retry_after_and_keeps_nothing(tmp_path
         assert counts(p) == (2, 1)
     finally:
         p.store.close()
+
+
+def test_records_older_than_the_retention_are_refused_not_acknowledged_then_dropped(
+    pipeline: Pipeline,
+) -> None:
+    """A row older than clickhouse.retention_days would be dropped by the table's TTL after
+    the client was told it was kept: refused instead, naming the setting (NDJSON and OTLP)."""
+    # the table's TTL counts from the wall clock: the daemon's clock must be now too
+    clock = FakeClock(datetime.now(UTC))
+    client = pipeline.app(clock=clock)
+    now = clock.now().timestamp()
+    lines = [{"service_id": "api", "level": "INFO", "message": m, "timestamp": now - days * 86400}
+             for m, days in (("old", 91), ("kept", 89))]  # fmt: skip
+    body = "\n".join(json.dumps(line) for line in lines).encode()
+    answer = client.post("/api/v1/logs", data=body, headers=TOKEN).get_json()
+    assert (answer["accepted"], answer["rejected"]) == (1, 1)
+    assert "retention_days" in answer["errors"][0]
+    otlp = sdk_request({"body": "old", "timestamp": int((now - 91 * 86400) * 1e9)},
+                       {"body": "kept", "timestamp": int((now - 89 * 86400) * 1e9)})  # fmt: skip
+    assert client.post("/v1/logs", data=otlp, headers=PROTOBUF).status_code == 200
+    assert counts(pipeline) == (2, 2)
+    kept = pipeline.rows("SELECT message FROM monitor.service_logs ORDER BY message")
+    assert [r["message"] for r in kept] == ["kept", "kept"]
+    reasons = pipeline.store.query("SELECT reason FROM monitor.log_dlq")
+    assert all("retention_days" in r["reason"] for r in reasons)

@@ -47,11 +47,11 @@ class Pipeline:
         self.writer = Writer(self.store, Spool(root / "spool", 2**20), columns=columns)
         self.client = self.app(extra)
 
-    def app(self, extra: str = "") -> FlaskClient:
+    def app(self, extra: str = "", clock: FakeClock | None = None) -> FlaskClient:
         """A client on the same store and writer with more config (one chDB per process)."""
         tokens = "" if "tokens:" in extra else "  tokens: {shipper: push-t0ken}\n"
         config = parse_config(CONFIG + tokens + extra, "t.yaml", {})
-        context = WebContext(config, self.store, FakeClock(), sink=self.writer)
+        context = WebContext(config, self.store, clock or FakeClock(), sink=self.writer)
         return create_app(context).test_client()
 
     def rows(self, sql: str) -> list[dict[str, Any]]:

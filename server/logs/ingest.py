@@ -28,11 +28,11 @@ from server.config.models import LogsConfig
 from server.core import levels, redact
 from server.core.levels import ERROR_LEVELS, LEVELS
 from server.core.text import clip
+from server.logs.masking import MAX_CONTEXT_KEY, long_key, masked
 from server.logs.otlp import INVALID, Record, TooDeep
 from server.logs.patterns import pattern_of
 
 MAX_SERVICE_ID = 200
-MAX_CONTEXT_KEY = 200
 DLQ_COLUMNS = ("received_at", "source_address", "endpoint", "reason", "raw")
 MAX_FUTURE = timedelta(days=1)
 OLDEST = datetime(2000, 1, 1, tzinfo=UTC)
@@ -92,17 +92,18 @@ def _spellings() -> dict[str, str]:
 _LEVEL_OF = _spellings()
 
 
-def timestamp_of(raw: Any, now: datetime) -> datetime:
+def timestamp_of(raw: Any, now: datetime, oldest: datetime = OLDEST) -> datetime:
     """RFC 3339 text, or epoch seconds / ms / µs / ns told apart by magnitude.
 
-    Raises Invalid unless the time is between 2000-01-01 and a day from now
-    (well inside ClickHouse's DateTime64 range, 1900-2299).
+    Raises Invalid unless the time is between ``oldest`` (2000-01-01, or the start of
+    the retention window: an older row would be acknowledged and then dropped by the
+    table's TTL) and a day from now (well inside ClickHouse's DateTime64, 1900-2299).
     """
     value: datetime
     if isinstance(raw, str):
         text = raw.strip()
         if text.replace(".", "", 1).isdigit():
-            return timestamp_of(float(text), now)
+            return timestamp_of(float(text), now, oldest)
         try:
             value = datetime.fromisoformat(text.replace("Z", "+00:00"))
         except ValueError:
@@ -126,10 +127,17 @@ def timestamp_of(raw: Any, now: datetime) -> datetime:
         raise Invalid("timestamp: required, as RFC 3339 or epoch seconds/ms/ns")
     else:
         raise Invalid("timestamp: expected RFC 3339 text or an epoch number")
-    if value < OLDEST or value > now + MAX_FUTURE:
-        raise Invalid(f"timestamp: {value.isoformat()} is out of range "
-                      "(2000-01-01 to a day from now)")  # fmt: skip
+    if value < oldest or value > now + MAX_FUTURE:
+        raise Invalid(f"timestamp: {value.isoformat()} is out of range {range_text(oldest)}")
     return value
+
+
+def range_text(oldest: datetime) -> str:
+    """The accepted span of record times, as a refusal names it."""
+    if oldest == OLDEST:
+        return "(2000-01-01 to a day from now)"
+    return (f"({oldest.isoformat(timespec='seconds')} to a day from now: older records fall "
+            "outside clickhouse.retention_days and would be dropped once stored)")  # fmt: skip
 
 
 def _text(obj: dict[str, Any], key: str, required: bool = False) -> str | None:
@@ -155,8 +163,14 @@ def _context_value(value: Any) -> str:
 class Ingestor:
     """Validates one request's records; build one per request (it holds request constants)."""
 
-    def __init__(self, config: LogsConfig, known_services: Iterable[str]) -> None:
+    def __init__(
+        self, config: LogsConfig, known_services: Iterable[str], retention_days: int | None = None
+    ) -> None:
+        """``retention_days``: the tables' TTL; records older than that are refused (a
+        stored row would be dropped by the TTL after the client was told it was kept)."""
         self.config = config
+        self.retention_days = retention_days
+        self._oldest = OLDEST
         self.known = known_services if isinstance(known_services, set | frozenset) else set(
             known_services)  # fmt: skip
         self._stamp: dict[str, str] = {}
@@ -167,7 +181,10 @@ class Ingestor:
 
     def _begin(self, sender: str, now: datetime) -> None:
         self._now = now
-        self._window = (OLDEST.timestamp(), (now + MAX_FUTURE).timestamp())
+        self._oldest = OLDEST
+        if self.retention_days is not None:
+            self._oldest = max(OLDEST, now - timedelta(days=self.retention_days))
+        self._window = (self._oldest.timestamp(), (now + MAX_FUTURE).timestamp())
         self._stamp = {"received_at": now.isoformat(), "sender": sender}
         if self.config.environment:
             self._stamp["environment"] = self.config.environment
@@ -233,7 +250,7 @@ class Ingestor:
         context_raw = get("context") or {}
         if type(context_raw) is not dict:
             raise Invalid("context: expected an object of strings")
-        context = {(k if type(k) is str and len(k) <= MAX_CONTEXT_KEY else _long_key(k)):
+        context = {(k if type(k) is str and len(k) <= MAX_CONTEXT_KEY else long_key(k)):
                    v if type(v) is str else _context_value(v)
                    for k, v in context_raw.items()}  # fmt: skip
         if not known:
@@ -250,7 +267,7 @@ class Ingestor:
         ):  # epoch seconds in range: what timestamp_of() would answer, without its checks
             at = datetime.fromtimestamp(stamp, UTC)
         else:
-            at = timestamp_of(stamp, self._now)
+            at = timestamp_of(stamp, self._now, self._oldest)
         error_code = stack = None
         if get("error_code") is not None:
             error_code = _text(obj, "error_code")
@@ -260,11 +277,7 @@ class Ingestor:
         if type(source) is not str or not source:
             source = _text(obj, "source") or "push"
         texts = self._texts
-        texts.append(service)
-        texts.append(message)
-        texts.append(source)
-        texts.extend(context)
-        texts.extend(context.values())
+        texts.extend((service, message, source, *context, *context.values()))
         if error_code is not None:
             texts.append(error_code)
         if stack is not None:
@@ -332,16 +345,16 @@ class Ingestor:
         self._begin(sender, now)
         out = Outcome()
         measure = body_size > self.config.max_record
-        # OLDEST <= the time (whole microseconds) <= now + a day, as nanoseconds
-        lowest, highest = _micros(OLDEST) * 1000, _micros(now + MAX_FUTURE) * 1000 + 999
+        # oldest <= the time (whole microseconds) <= now + a day, as nanoseconds
+        lowest = _micros(self._oldest) * 1000
+        highest = _micros(now + MAX_FUTURE) * 1000 + 999
         for index, (obj, raw) in enumerate(records):
             nanos = obj.get("timestamp")
             if nanos is not None:
                 at = _EPOCH + timedelta(microseconds=min(nanos, _LAST_NANOS) // 1000)
                 if not lowest <= nanos <= highest:
-                    out.reject(index, f"timeUnixNano: {at.isoformat()} "
-                               "is out of range (2000-01-01 to a day from now)",
-                               self._dead_letter(raw))  # fmt: skip
+                    out.reject(index, f"timeUnixNano: {at.isoformat()} is out of range "
+                               f"{range_text(self._oldest)}", self._dead_letter(raw))  # fmt: skip
                     continue
                 obj["timestamp"] = at
             self.record(out, index, obj, raw, _size(raw) if measure else 0, otlp=True)
@@ -351,35 +364,6 @@ class Ingestor:
 def _micros(at: datetime) -> int:
     """Whole microseconds since the epoch."""
     return (at - _EPOCH) // timedelta(microseconds=1)
-
-
-def masked(  # noqa: PLR0917 - a record's six text columns, in their order
-    service: str,
-    message: str,
-    error_code: str | None,
-    stack: str | None,
-    source: str,
-    context: dict[str, str],
-) -> tuple[str, str, str | None, str | None, str, dict[str, str]]:
-    """A record's text with secrets masked, the same for NDJSON and OTLP (whose attribute
-    keys are ``context`` keys here): service id (an unknown one is stored too), message,
-    error code, stack, ``source``, context keys and values. Masked before the pattern is
-    taken (it would otherwise hold a mangled spelling), before anything is stored, and
-    before a key is cut to 200 characters. One scan when nothing is to be masked."""
-    texts = (service, message, error_code or "", stack or "", source, *context, *context.values())
-    if redact.hits("\x00".join(texts)):
-        service, message, error_code, stack, source, context = redact.redact_value(
-            (service, message, error_code, stack, source, context)
-        )
-    if any(len(key) > MAX_CONTEXT_KEY for key in context):
-        context = {key[:MAX_CONTEXT_KEY]: value for key, value in context.items()}
-    return service, message, error_code, stack, source, context
-
-
-def _long_key(key: object) -> str:
-    """A context key over 200 characters: masked, then cut (cut first, a secret straddling
-    the cut would keep its head)."""
-    return redact.redact(str(key))[:MAX_CONTEXT_KEY]
 
 
 def _size(raw: Callable[[], str]) -> int:

@@ -128,7 +128,7 @@ def _count_limit(ctx: WebContext, count: int) -> None:
 
 def _ingestor(ctx: WebContext) -> Ingestor:
     known = {s.id for s in ctx.config.services}
-    return Ingestor(ctx.config.logs, known)
+    return Ingestor(ctx.config.logs, known, ctx.config.clickhouse.retention_days)
 
 
 @ingest.post("/api/v1/logs")
