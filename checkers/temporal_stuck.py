@@ -114,11 +114,24 @@ class TemporalStuckChecker(TemporalChecker[StuckSettings]):
         elif stuck:
             status = Status.DEGRADED
         described = len(sample.executions)
-        why = "cut by the check's timeout" if sample.timed_out else "max_describe"
+        why = (
+            f"cut by the check's timeout after {ctx.timeout:g} s"
+            if sample.timed_out
+            else "max_describe"
+        )
         cut = f"; described {described} of {sample.running} ({why})" if sample.cut else ""
         if stuck:
             named = describe_stuck(stuck, NAMED_IN_MESSAGE)
             message = f"{len(stuck)} of {sample.running} running stuck: {named}{cut}"
+        elif sample.timed_out:
+            # Seen too little to vouch for the rest: never OK (raise the timeout or
+            # lower max_describe). Stuck ones seen keep their worse verdict above.
+            status = Status.UNKNOWN
+            message = (
+                f"none stuck among {described} described of {sample.running} running"
+                f" (cut by the check's timeout after {ctx.timeout:g} s:"
+                " raise timeout or lower max_describe)"
+            )
         else:
             message = f"none of {sample.running} running stuck{cut}"
         counts = {

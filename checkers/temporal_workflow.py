@@ -126,7 +126,7 @@ class TemporalWorkflowChecker(TemporalChecker[TemporalSettings]):
             result = await self._describe(session, self.settings.workflow_id)
         else:
             result = await self._ratio(session, ctx.now)
-            await self._workflow_tasks(session, ctx.now, result)
+            await self._workflow_tasks(session, ctx, result)
         if self.settings.task_queue is not None:
             queue = await self._pollers(session, ctx.now)
             result.status = worst((result.status, queue.status))
@@ -229,13 +229,13 @@ class TemporalWorkflowChecker(TemporalChecker[TemporalSettings]):
         return CheckResult(Status.OK, summary, details, metrics=metrics)
 
     async def _workflow_tasks(
-        self, session: TemporalSession, now: datetime, result: CheckResult
+        self, session: TemporalSession, ctx: CheckContext, result: CheckResult
     ) -> None:
         """Running executions of the type whose workflow tasks fail, by kind, into ``result``."""
         s = self.settings
         query = f"WorkflowType = {quote(s.workflow_type or '')}"
         sample = await sample_running(session, query, s.max_describe)
-        await judge_all(session, sample, Limits(activities=False), now)
+        await judge_all(session, sample, Limits(activities=False), ctx.now)
         for metric, kind, status, words in TASK_PROBLEMS:
             hit = [e for e in sample.stuck() if any(p.kind == kind for p in e.problems)]
             result.metrics.append(Metric(metric, len(hit), "count"))
@@ -249,10 +249,14 @@ class TemporalWorkflowChecker(TemporalChecker[TemporalSettings]):
                 result.status = worst((result.status, status))
         if sample.cut:
             result.details["described"] = len(sample.executions)
-            why = ", cut by the check's timeout" if sample.timed_out else ""
+            why = (
+                f", cut by the check's timeout after {ctx.timeout:g} s" if sample.timed_out else ""
+            )
             result.message += (
                 f" (described {len(sample.executions)} of {sample.running} running{why})"
             )
+            if sample.timed_out and result.status == Status.OK:
+                result.status = Status.UNKNOWN  # too little seen to call the rest healthy
 
     async def _pollers(self, session: TemporalSession, now: datetime) -> CheckResult:
         s = self.settings
