@@ -32,6 +32,7 @@ are in :mod:`checkers.temporal_schedule_prefix`.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -45,7 +46,8 @@ from temporalio.service import RPCError, RPCStatusCode
 from checkers.base import CheckContext, CheckResult, Metric, Settings, Status, worst
 from checkers.temporal import TemporalChecker, TemporalConnection, TemporalSession, age
 from checkers.temporal_clock import ServerClock, read_stamps
-from checkers.temporal_schedule_prefix import Judged, Rotation, matching, summary
+from checkers.temporal_executions import stop_describing_at
+from checkers.temporal_schedule_prefix import Judged, Rotation, describe_until, matching, summary
 from server.core.text import shown
 from server.core.units import Duration, DurationRange
 
@@ -119,11 +121,35 @@ class TemporalScheduleChecker(TemporalChecker[ScheduleSettings]):
         ids, cut = await matching(session, s.schedule_prefix or "")
         if not ids:
             return CheckResult(Status.UNKNOWN, f"no schedule id starts with {s.schedule_prefix!r}")
-        judged = [await self._describe(session, sid, ctx.now) for sid in self._rotation.take(ids)]
-        return self._prefix_result(session, ids, cut, judged)
+        loop = asyncio.get_running_loop()
+        stop = stop_describing_at(loop.time(), session.deadline)
+        judged, timed_out = await describe_until(
+            self._rotation.take(ids), lambda sid: self._describe_whole(session, sid, ctx.now), stop
+        )
+        self._rotation.described({j.schedule_id for j in judged})
+        why = f"cut by the check's timeout after {ctx.timeout:g} s" if timed_out else ""
+        return self._prefix_result(session, ids, cut, judged, why)
+
+    async def _describe_whole(self, session: TemporalSession, sid: str, now: datetime) -> Judged:
+        """:meth:`_describe`, leaving this schedule's memory as it was if cancelled midway
+        (a delta taken into memory but never reported would be lost)."""
+        before = self._memory.get(sid)
+        try:
+            return await self._describe(session, sid, now)
+        except asyncio.CancelledError:
+            if before is None:
+                self._memory.pop(sid, None)
+            else:
+                self._memory[sid] = before
+            raise
 
     def _prefix_result(
-        self, session: TemporalSession, ids: list[str], cut: bool, judged: list[Judged]
+        self,
+        session: TemporalSession,
+        ids: list[str],
+        cut: bool,
+        judged: list[Judged],
+        timed_out: str = "",
     ) -> CheckResult:
         """Every matching schedule's verdict: this check's, or the last one taken of it.
 
@@ -137,7 +163,7 @@ class TemporalScheduleChecker(TemporalChecker[ScheduleSettings]):
             del self._verdicts[gone]  # deleted schedules leave with their verdicts
             self._memory.pop(gone, None)
         known = [self._verdicts[sid] for sid in ids if sid in self._verdicts]
-        status, message = summary(ids, cut, known, len(judged))
+        status, message = summary(ids, cut, known, len(judged), timed_out)
         return self._result(session, judged, status, message, len(ids) - len(known))
 
     def _result(

@@ -334,3 +334,53 @@ def test_our_clock_ahead_of_the_servers_never_calls_a_run_late_before_it_is_due(
         results.append(once(c, ahead))
     assert [r.message for r in results if r.status != Status.OK] == []
     assert results[-1].details["schedules"][0]["last_action_time"] is not None
+
+
+def test_a_prefix_check_cut_by_its_deadline_keeps_what_it_described_and_goes_on_from_there(
+    server: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The attack: 1,105 schedules with max_describe 1000 timed out every check, so
+    # nothing was ever kept. Here the server stops answering after four describes.
+    import checkers.temporal_schedule_prefix as module
+    from checkers.temporal import TemporalSession
+
+    assert server.proc is not None
+    prefix = f"cut-{uuid.uuid4().hex[:6]}-"
+    ids = [f"{prefix}{n:02d}" for n in range(12)]
+    frozen: list[bool] = []
+    with contextlib.ExitStack() as stack:
+        for sid in ids:
+            stack.enter_context(
+                schedule(server, wf.CompletesAtOnce.run, timedelta(hours=1), schedule_id=sid)
+            )
+        lister = checker(server, schedule_prefix=prefix, max_describe=1)
+        until(lambda: once(lister), lambda r: "of 12 " in r.message)  # visibility caught up
+        c = checker(server, schedule_prefix=prefix, max_describe=12)
+        monkeypatch.setattr(module, "DESCRIBE_CONCURRENCY", 1)
+        real = TemporalSession.describe_schedule
+        asked: list[str] = []
+
+        async def describe(self: TemporalSession, sid: str) -> Any:
+            if len(asked) == 4 and not frozen:
+                server.proc.send_signal(signal.SIGSTOP)  # type: ignore[union-attr]
+                frozen.append(True)
+            asked.append(sid)
+            return await real(self, sid)
+
+        monkeypatch.setattr(TemporalSession, "describe_schedule", describe)
+        try:
+            cut = run_check(c, CheckContext("sch", datetime.now(UTC), 4))
+        finally:
+            server.proc.send_signal(signal.SIGCONT)
+        monkeypatch.undo()
+        after = once(c)
+    assert cut.status == Status.UNKNOWN, cut.message
+    assert cut.message == (
+        "8 of 12 schedules not yet checked; described 4 of 12 this check "
+        "(cut by the check's timeout after 4 s), 8 not yet checked"
+    )
+    assert [s["schedule_id"] for s in cut.details["schedules"]] == ids[:4]
+    # The next check starts after the last one described and the round completes.
+    assert [s["schedule_id"] for s in after.details["schedules"]] == ids[4:] + ids[:4]
+    assert after.status == Status.OK, after.message
+    assert after.details["not_yet_checked"] == 0
