@@ -11,8 +11,9 @@ UNKNOWN ("N not yet checked"), never as OK. Per schedule, from DescribeSchedule:
 
 - paused: STOPPED, with the pause note;
 - actions missed because they fell outside the catch-up window, and actions
-  skipped by the overlap policy, as deltas since the previous check, against
-  ``thresholds`` (a first check only takes the baseline);
+  skipped by the overlap policy, counted over the last ``window_runs`` expected
+  runs (:mod:`checkers.temporal_schedule_window`), against ``thresholds`` (a
+  first check only takes the baseline);
 - the expected action time seen at the previous check passed, by more than
   ``late_after``, with no action for it and nothing to explain it (no missed or
   skipped count moved, nothing buffered): FAILED naming the schedule and the
@@ -34,7 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
@@ -48,6 +49,7 @@ from checkers.temporal import TemporalChecker, TemporalConnection, TemporalSessi
 from checkers.temporal_clock import ServerClock, read_stamps
 from checkers.temporal_executions import stop_describing_at
 from checkers.temporal_schedule_prefix import Judged, Rotation, describe_until, matching, summary
+from checkers.temporal_schedule_window import Tally, cadence, over_window
 from server.core.text import shown
 from server.core.units import Duration, DurationRange
 
@@ -74,6 +76,7 @@ class ScheduleSettings(TemporalConnection):
     late_after: Annotated[Duration, DurationRange("1s", "1d")] = timedelta(minutes=1)
     thresholds: ScheduleThresholds = ScheduleThresholds()
     max_describe: int = Field(20, ge=1, le=1000)
+    window_runs: int = Field(5, ge=2, le=1000)
 
     @model_validator(mode="after")
     def _one_target(self) -> ScheduleSettings:
@@ -92,6 +95,8 @@ class Memory:
     expected: datetime | None  # the next action time then
     overdue: datetime | None = None  # an expected time that passed without a run
     stamped: datetime | None = None  # the newest server stamp read (checkers.temporal_clock)
+    tallies: list[Tally] = field(default_factory=list)  # earlier checks' counters, oldest first
+    every: timedelta | None = None  # the cadence last read from the next action times
 
 
 def _time(ts: Any) -> datetime:
@@ -218,6 +223,7 @@ class TemporalScheduleChecker(TemporalChecker[ScheduleSettings]):
         missed = max(0, info.missed_catchup_window - prev.missed) if prev else 0
         skipped = max(0, info.overlap_skipped - prev.skipped) if prev else 0
         memory = Memory(info.missed_catchup_window, info.overlap_skipped, spec, None)
+        window, in_missed, in_skipped = self._windowed(prev, memory, future, now)
         details: dict[str, Any] = {
             "schedule_id": sid,
             "paused": state.paused,
@@ -228,6 +234,9 @@ class TemporalScheduleChecker(TemporalChecker[ScheduleSettings]):
             "last_run_id": last.start_workflow_result.run_id if last else None,
             "missed_catchup_window": info.missed_catchup_window,
             "overlap_skipped": info.overlap_skipped,
+            "window_seconds": window.total_seconds(),
+            "missed_in_window": in_missed,
+            "skipped_in_window": in_skipped,
             "running": len(info.running_workflows),
         }
         metrics = [
@@ -244,7 +253,7 @@ class TemporalScheduleChecker(TemporalChecker[ScheduleSettings]):
             return Judged(sid, Status.STOPPED, f"schedule {name} paused{note}", metrics, details)
         if info.invalid_schedule_error:
             found.append((Status.FAILED, f"schedule {name} invalid: {info.invalid_schedule_error}"))
-        found += self._deltas(sid, missed, skipped)
+        found += self._deltas(sid, in_missed, in_skipped)
         # A run expected at the previous check that has not happened since.
         expected = (prev.overdue or prev.expected) if prev else None
         ran = last is not None and expected is not None and _time(last.schedule_time) >= expected
@@ -278,6 +287,17 @@ class TemporalScheduleChecker(TemporalChecker[ScheduleSettings]):
             sid, status, next(m for code, m in reversed(found) if code == status), metrics, details
         )
 
+    def _windowed(
+        self, prev: Memory | None, memory: Memory, future: list[datetime], now: datetime
+    ) -> tuple[timedelta, int, int]:
+        """(window, missed, skipped) over the last ``window_runs`` expected runs, kept in
+        ``memory`` (:mod:`checkers.temporal_schedule_window`)."""
+        memory.every = cadence(future) or (prev.every if prev else None)
+        window = (memory.every or timedelta(0)) * self.settings.window_runs
+        tally = Tally(now, memory.missed, memory.skipped)
+        missed, skipped, memory.tallies = over_window(prev.tallies if prev else [], tally, window)
+        return window, missed, skipped
+
     def _ok_message(self, sid: str, future: list[datetime], last: Any) -> str:
         name = shown(sid)
         parts = [f"schedule {name}"]
@@ -306,7 +326,10 @@ class TemporalScheduleChecker(TemporalChecker[ScheduleSettings]):
             ),
         ):
             plural = "s" if count != 1 else ""
-            text = f"schedule {name}: {count} action{plural} {what} since the last check"
+            text = (
+                f"schedule {name}: {count} action{plural} {what} "
+                f"in the last {self.settings.window_runs} expected runs"
+            )
             if failed is not None and count >= failed:
                 found.append((Status.FAILED, text))
             elif degraded is not None and count >= degraded:

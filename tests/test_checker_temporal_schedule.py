@@ -125,9 +125,43 @@ def test_runs_skipped_by_the_overlap_policy_are_counted_since_the_last_check(
     delta = {m.name: m.value for m in second.metrics}["overlap_skipped"]
     assert delta == total - before and delta >= 2
     assert second.status == Status.DEGRADED
-    assert f"schedule {handle.id}: {delta} actions skipped by the overlap policy" in (
-        second.message
-    )
+    in_window = second.details["schedules"][0]["skipped_in_window"]
+    assert in_window >= delta
+    assert (
+        f"schedule {handle.id}: {in_window} actions skipped by the overlap policy "
+        "in the last 5 expected runs"
+    ) in second.message
+
+
+def test_a_schedule_skipping_in_a_pattern_stays_degraded_whatever_the_checks_phase(
+    server: Harness,
+) -> None:
+    # The attack: a 25 s run every 10 s (run, skip, skip, run ...) checked every 5 s
+    # flipped OK <-> DEGRADED. Here a 5 s run every 2 s; a check right after each
+    # change of the server's counters catches both phases (just after a skip, just
+    # after a run): judged over the last 5 expected runs every one is DEGRADED.
+    with schedule(
+        server, wf.RunsFiveSeconds.run, timedelta(seconds=2), overlap=ScheduleOverlapPolicy.SKIP
+    ) as handle:
+        c = checker(server, schedule_id=handle.id)
+
+        def counters() -> tuple[int, int]:
+            info = server.run(handle.describe()).info
+            return int(info.num_actions), int(info.num_actions_skipped_overlap)
+
+        once(c)  # the baseline
+        assert wait_until(lambda: counters()[1] >= 2, 30)
+        results: list[tuple[tuple[int, int], Any]] = []
+        seen = [counters()]
+        while len(results) < 8:
+            assert wait_until(lambda: counters() != seen[-1], 30)
+            seen.append(counters())
+            results.append((seen[-1], once(c)))
+    runs = {n for (n, _), _ in results}
+    assert len(runs) >= 2, "no run started while checking: the phases were not both seen"
+    assert [r.status for _, r in results] == [Status.DEGRADED] * 8, [
+        (counts, r.message) for counts, r in results
+    ]
 
 
 @pytest.mark.parametrize("skew", SKEWS, ids=["ours-behind", "same", "ours-ahead"])
@@ -194,8 +228,10 @@ def test_runs_missed_while_the_server_was_frozen_past_the_catchup_window_fail(
     delta = {m.name: m.value for m in result.metrics}["missed_catchup_window"]
     assert delta >= 1
     assert result.status == Status.FAILED
-    assert f"schedule {handle.id}: {delta} action" in result.message
-    assert "missed (outside the catch-up window) since the last check" in result.message
+    in_window = result.details["schedules"][0]["missed_in_window"]
+    assert in_window >= delta
+    assert f"schedule {handle.id}: {in_window} action" in result.message
+    assert "missed (outside the catch-up window) in the last 5 expected runs" in result.message
 
 
 def test_a_prefix_covers_every_matching_schedule_and_names_the_broken_one(

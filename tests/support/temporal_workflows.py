@@ -51,6 +51,13 @@ class SleepsLong:
 
 
 @workflow.defn
+class RunsFiveSeconds:
+    @workflow.run
+    async def run(self) -> None:
+        await asyncio.sleep(5)
+
+
+@workflow.defn
 class ContinuesOnce:
     @workflow.run
     async def run(self, generation: int) -> None:
@@ -196,5 +203,13 @@ class FansOut:
         )
 
 
-WORKFLOWS = [WaitForever, CompletesAtOnce, FailsAtOnce, SleepsLong, ContinuesOnce, RetriesActivity]
+WORKFLOWS = [
+    WaitForever,
+    CompletesAtOnce,
+    FailsAtOnce,
+    SleepsLong,
+    RunsFiveSeconds,
+    ContinuesOnce,
+    RetriesActivity,
+]
 ACTIVITIES = [always_fails]
