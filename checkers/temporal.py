@@ -14,6 +14,7 @@ every call is given the time left before the deadline as its gRPC timeout.
 from __future__ import annotations
 
 import asyncio
+import re
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any, ClassVar, TypeVar
@@ -49,22 +50,84 @@ from server.core.text import printable, printable_tree
 
 SettingsT = TypeVar("SettingsT", bound="TemporalConnection")
 DEADLINE_MARGIN = 0.05  # seconds kept between a call's budget wait and the deadline
+ID_FIELDS = ("workflow_id", "workflow_type", "task_queue", "schedule_id", "schedule_prefix")
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+NAMESPACE = re.compile(r"[\x20-\x7e]{1,1000}")
+HOST = re.compile(r"\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+")
 
 
 class TemporalConnection(Settings):
-    """The server a Temporal check talks to; every ``temporal_*`` block has these keys."""
+    """The server a Temporal check talks to; every ``temporal_*`` block has these keys.
+
+    ``address`` is ``host:port`` (a name, an IPv4 address or a bracketed IPv6 one;
+    port 1 to 65535; no scheme: TLS is the ``tls`` key), ``namespace`` printable
+    ASCII without surrounding spaces (gRPC carries it in a header, which refuses
+    anything else; the server accepts the rest). Both are checked at load
+    (:func:`address_problem`), since the SDK would only fail at the first check.
+    """
 
     address: str = "localhost:7233"
     namespace: str = "default"
     tls: bool = False
     api_key: SecretStr | None = None
 
-    @field_validator("address", "namespace")
+    @field_validator("address")
     @classmethod
-    def _not_blank(cls, value: str) -> str:
+    def _address(cls, value: str) -> str:
+        problem = address_problem(value)
+        if problem:
+            raise invalid(problem)
+        return value
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace(cls, value: str) -> str:
         if not value.strip():
-            raise invalid("expected a non-empty value")
-        return value.strip()
+            raise invalid("expected a namespace name, e.g. default")
+        if value != value.strip() or not NAMESPACE.fullmatch(value):
+            raise invalid(
+                "expected a namespace name of printable ASCII characters without leading "
+                "or trailing spaces (control characters and non-ASCII cannot be sent)"
+            )
+        return value
+
+    # Every id or name a subclass takes (one rule for all Temporal types).
+    @field_validator(*ID_FIELDS, check_fields=False)
+    @classmethod
+    def _ids(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value.strip():
+            raise invalid("expected a non-empty name (leave the key out if it does not apply)")
+        if value != value.strip() or CONTROL.search(value):
+            raise invalid(
+                "expected a name without leading or trailing spaces or control characters "
+                "(a YAML block scalar adds a newline: use a plain or quoted string)"
+            )
+        if len(value) > 1000:
+            raise invalid("expected at most 1000 characters (Temporal's default maxIDLength)")
+        return value
+
+
+def address_problem(address: str) -> str | None:
+    """Why ``address`` is not a usable ``host:port`` (worded as the fix), or None."""
+    if not address.strip():
+        why = ", not an empty value"
+    elif "://" in address:
+        why = " without a scheme (for TLS set tls: true)"
+    elif ":" not in address:
+        why = ": the port is missing (Temporal's default is 7233)"
+    else:
+        host, _, port = address.rpartition(":")
+        if not host:
+            why = ": the host is missing"
+        elif not HOST.fullmatch(host) or (":" in host and not host.startswith("[")):
+            why = ": the host has characters a host name cannot have"
+        elif not port.isascii() or not port.isdigit() or not 1 <= int(port) <= 65535:
+            why = " with a port 1 to 65535"
+        else:
+            return None
+    return f"expected host:port{why} (e.g. temporal.example.com:7233 or [::1]:7233)"
 
 
 async def shared_client(s: TemporalConnection) -> Client:
