@@ -130,6 +130,26 @@ def address_problem(address: str) -> str | None:
     return f"expected host:port{why} (e.g. temporal.example.com:7233 or [::1]:7233)"
 
 
+def ordered(model: Any, *pairs: tuple[str, str, str]) -> None:
+    """Raise ValueError (worded as the fix) for each ``(lower, higher, what)`` pair of
+    ``model``'s thresholds, both set, where ``lower`` is not below ``higher``: a
+    DEGRADED level at or past the FAILED one could never be reached."""
+
+    def shown_value(value: Any) -> str:
+        return age(value) if isinstance(value, timedelta) else f"{value:g}"
+
+    wrong = [
+        f"{lo} ({shown_value(getattr(model, lo))}) must be {what} {hi}"
+        f" ({shown_value(getattr(model, hi))})"
+        for lo, hi, what in pairs
+        if getattr(model, lo) is not None
+        and getattr(model, hi) is not None
+        and not getattr(model, lo) < getattr(model, hi)
+    ]
+    if wrong:
+        raise ValueError("; ".join(wrong) + ": otherwise the DEGRADED level is never reached")
+
+
 async def shared_client(s: TemporalConnection) -> Client:
     """The running loop's client for this server and namespace, connected on first use."""
     clients: dict[tuple[str, str, bool, str], Client] = loop_local("temporal-clients", dict)

@@ -45,7 +45,7 @@ from temporalio.api.workflowservice.v1 import DescribeScheduleResponse
 from temporalio.service import RPCError, RPCStatusCode
 
 from checkers.base import CheckContext, CheckResult, Metric, Settings, Status, worst
-from checkers.temporal import TemporalChecker, TemporalConnection, TemporalSession, age
+from checkers.temporal import TemporalChecker, TemporalConnection, TemporalSession, age, ordered
 from checkers.temporal_clock import ServerClock, read_stamps
 from checkers.temporal_executions import stop_describing_at
 from checkers.temporal_schedule_prefix import Judged, Rotation, describe_until, matching, summary
@@ -68,6 +68,15 @@ class ScheduleThresholds(Settings):
     missed_catchup_window_failed: int | None = Field(1, ge=1, le=1_000_000)
     overlap_skipped_degraded: int | None = Field(1, ge=1, le=1_000_000)
     overlap_skipped_failed: int | None = Field(None, ge=1, le=1_000_000)
+
+    @model_validator(mode="after")
+    def _order(self) -> ScheduleThresholds:
+        ordered(
+            self,
+            ("missed_catchup_window_degraded", "missed_catchup_window_failed", "below"),
+            ("overlap_skipped_degraded", "overlap_skipped_failed", "below"),
+        )
+        return self
 
 
 class ScheduleSettings(TemporalConnection):

@@ -45,6 +45,7 @@ from checkers.temporal import (
     TemporalChecker,
     TemporalConnection,
     TemporalSession,
+    ordered,
     quote,
     shared_client,
 )
@@ -84,6 +85,11 @@ TASK_PROBLEMS = (
 class RatioThresholds(Settings):
     degraded_failure_ratio: float = Field(0.05, ge=0, le=1)
     failed_failure_ratio: float = Field(0.25, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _order(self) -> RatioThresholds:
+        ordered(self, ("degraded_failure_ratio", "failed_failure_ratio", "below"))
+        return self
 
 
 class TemporalSettings(TemporalConnection):
