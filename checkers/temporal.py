@@ -46,7 +46,7 @@ from checkers.netio import loop_local
 from checkers.temporal_budget import BudgetExhausted, budget
 from checkers.temporal_text import connect_reason, server_query_error
 from server.core.secret import SecretStr
-from server.core.text import printable, printable_tree
+from server.core.text import printable, printable_tree, shown
 
 SettingsT = TypeVar("SettingsT", bound="TemporalConnection")
 DEADLINE_MARGIN = 0.05  # seconds kept between a call's budget wait and the deadline
@@ -264,8 +264,23 @@ class TemporalSession:
         return await self.service.describe_schedule(request, timeout=self._left())
 
 
-def rpc_reason(exc: RPCError) -> str:
-    """The server's error, with what to do when it is its rate limit."""
+def namespace_missing(exc: RPCError) -> bool:
+    """Whether ``exc`` is the server saying the namespace itself does not exist."""
+    if exc.status != RPCStatusCode.NOT_FOUND:
+        return False
+    details = getattr(exc.grpc_status, "details", [])
+    if any(d.type_url.endswith("NamespaceNotFoundFailure") for d in details):
+        return True
+    return exc.message.startswith("Namespace ") and "not found" in exc.message
+
+
+def rpc_reason(exc: RPCError, namespace: str = "") -> str:
+    """The server's error, with what to do when it is its rate limit or a config mistake."""
+    if namespace_missing(exc):
+        return (
+            f"namespace {shown(namespace)} not found (check the namespace key; "
+            "`temporal operator namespace list` lists them)"
+        )
     if exc.status == RPCStatusCode.RESOURCE_EXHAUSTED:
         return (
             f"{exc.message} (the server's rate limit: lower temporal.max_visibility_rps "
@@ -316,7 +331,8 @@ class TemporalChecker(Checker[SettingsT]):
         except BudgetExhausted as exc:
             return CheckResult(Status.UNKNOWN, f"{self.describe()}: {exc}")
         except RPCError as exc:
-            return CheckResult(Status.UNKNOWN, f"{self.describe()}: {rpc_reason(exc)}"[:500])
+            reason = rpc_reason(exc, self.settings.namespace)
+            return CheckResult(Status.UNKNOWN, f"{self.describe()}: {reason}"[:500])
         except RuntimeError as exc:  # connection failures surface as RuntimeError in the SDK
             reason = connect_reason(self.settings.address, str(exc))
             return CheckResult(Status.UNKNOWN, f"{self.describe()}: {reason}"[:500])

@@ -45,7 +45,14 @@ from temporalio.api.workflowservice.v1 import DescribeScheduleResponse
 from temporalio.service import RPCError, RPCStatusCode
 
 from checkers.base import CheckContext, CheckResult, Metric, Settings, Status, worst
-from checkers.temporal import TemporalChecker, TemporalConnection, TemporalSession, age, ordered
+from checkers.temporal import (
+    TemporalChecker,
+    TemporalConnection,
+    TemporalSession,
+    age,
+    namespace_missing,
+    ordered,
+)
 from checkers.temporal_clock import ServerClock, read_stamps
 from checkers.temporal_executions import stop_describing_at
 from checkers.temporal_schedule_prefix import Judged, Rotation, describe_until, matching, summary
@@ -207,11 +214,12 @@ class TemporalScheduleChecker(TemporalChecker[ScheduleSettings]):
         try:
             desc = await session.describe_schedule(sid)
         except RPCError as exc:
-            if exc.status != RPCStatusCode.NOT_FOUND:
-                raise
-            return Judged(
-                sid, Status.FAILED, f"schedule {name} not found", [], {"schedule_id": sid}
-            )
+            if exc.status != RPCStatusCode.NOT_FOUND or namespace_missing(exc):
+                raise  # a missing namespace is a config mistake: UNKNOWN, as for every type
+            # A schedule lives until someone deletes it: gone, it will not run.
+            text = f"schedule {name} not found (deleted, or never created in namespace "
+            text += f"{shown(self.settings.namespace)})"
+            return Judged(sid, Status.FAILED, text, [], {"schedule_id": sid})
         return await self._judge(session, sid, desc, now)
 
     async def _judge(

@@ -45,6 +45,7 @@ from checkers.temporal import (
     TemporalChecker,
     TemporalConnection,
     TemporalSession,
+    namespace_missing,
     ordered,
     quote,
     shared_client,
@@ -146,7 +147,18 @@ class TemporalWorkflowChecker(TemporalChecker[TemporalSettings]):
         handle = session.client.get_workflow_handle(
             workflow_id
         )  # latest run: follows continue-as-new
-        desc = await handle.describe()
+        try:
+            desc = await handle.describe()
+        except RPCError as exc:
+            if exc.status != RPCStatusCode.NOT_FOUND or namespace_missing(exc):
+                raise
+            # The server forgets a closed execution after retention: not a verdict on it.
+            return CheckResult(
+                Status.UNKNOWN,
+                f"workflow {shown(workflow_id)} not found in namespace "
+                f"{shown(self.settings.namespace)} (never started, or closed and past the "
+                "namespace's retention)",
+            )
         status = desc.status or WorkflowExecutionStatus.RUNNING
         code, word = STATE[status]
         details = {

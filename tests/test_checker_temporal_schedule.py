@@ -270,7 +270,9 @@ def test_a_prefix_covers_every_matching_schedule_and_names_the_broken_one(
 def test_a_schedule_that_does_not_exist_is_failed(server: Harness) -> None:
     result = once(checker(server, schedule_id="no-such-schedule"))
     assert result.status == Status.FAILED
-    assert result.message == "schedule no-such-schedule not found"
+    assert result.message == (
+        "schedule no-such-schedule not found (deleted, or never created in namespace default)"
+    )
 
 
 def test_schedule_settings_take_one_target_and_a_sane_lateness() -> None:
