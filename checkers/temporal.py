@@ -42,6 +42,7 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from checkers.base import CheckContext, Checker, CheckResult, Settings, Status, invalid
+from checkers.base import timed_out_message as timed_out
 from checkers.netio import loop_local
 from checkers.temporal_budget import BudgetExhausted, budget
 from checkers.temporal_text import connect_reason, server_query_error
@@ -331,10 +332,13 @@ class TemporalChecker(Checker[SettingsT]):
         except BudgetExhausted as exc:
             return CheckResult(Status.UNKNOWN, f"{self.describe()}: {exc}")
         except RPCError as exc:
+            if exc.status == RPCStatusCode.DEADLINE_EXCEEDED or exc.message == "Timeout expired":
+                # The call's gRPC deadline is the check's: one wording for both.
+                return CheckResult(Status.UNKNOWN, f"{self.describe()}: {timed_out(ctx.timeout)}")
             reason = rpc_reason(exc, self.settings.namespace)
             return CheckResult(Status.UNKNOWN, f"{self.describe()}: {reason}"[:500])
         except RuntimeError as exc:  # connection failures surface as RuntimeError in the SDK
-            reason = connect_reason(self.settings.address, str(exc))
+            reason = connect_reason(self.settings.address, str(exc), ctx.timeout)
             return CheckResult(Status.UNKNOWN, f"{self.describe()}: {reason}"[:500])
 
     async def inspect(self, session: TemporalSession, ctx: CheckContext) -> CheckResult:

@@ -44,7 +44,15 @@ from temporalio.api.enums.v1 import WorkflowExecutionStatus as WES
 from temporalio.api.workflowservice.v1 import DescribeScheduleResponse
 from temporalio.service import RPCError, RPCStatusCode
 
-from checkers.base import CheckContext, CheckResult, Metric, Settings, Status, worst
+from checkers.base import (
+    CheckContext,
+    CheckResult,
+    Metric,
+    Settings,
+    Status,
+    timed_out_message,
+    worst,
+)
 from checkers.temporal import (
     TemporalChecker,
     TemporalConnection,
@@ -148,7 +156,7 @@ class TemporalScheduleChecker(TemporalChecker[ScheduleSettings]):
             self._rotation.take(ids), lambda sid: self._describe_whole(session, sid, ctx.now), stop
         )
         self._rotation.described({j.schedule_id for j in judged})
-        why = f"cut by the check's timeout after {ctx.timeout:g} s" if timed_out else ""
+        why = f"cut: {timed_out_message(ctx.timeout)}" if timed_out else ""
         return self._prefix_result(session, ids, cut, judged, why)
 
     async def _describe_whole(self, session: TemporalSession, sid: str, now: datetime) -> Judged:

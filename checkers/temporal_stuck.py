@@ -30,6 +30,7 @@ from checkers.base import (
     Settings,
     Status,
     invalid,
+    timed_out_message,
 )
 from checkers.temporal import TemporalChecker, TemporalConnection, TemporalSession, quote
 from checkers.temporal_executions import (
@@ -114,11 +115,7 @@ class TemporalStuckChecker(TemporalChecker[StuckSettings]):
         elif stuck:
             status = Status.DEGRADED
         described = len(sample.executions)
-        why = (
-            f"cut by the check's timeout after {ctx.timeout:g} s"
-            if sample.timed_out
-            else "max_describe"
-        )
+        why = f"cut: {timed_out_message(ctx.timeout)}" if sample.timed_out else "max_describe"
         cut = f"; described {described} of {sample.running} ({why})" if sample.cut else ""
         if stuck:
             named = describe_stuck(stuck, NAMED_IN_MESSAGE)
@@ -129,7 +126,7 @@ class TemporalStuckChecker(TemporalChecker[StuckSettings]):
             status = Status.UNKNOWN
             message = (
                 f"none stuck among {described} described of {sample.running} running"
-                f" (cut by the check's timeout after {ctx.timeout:g} s:"
+                f" (cut: {timed_out_message(ctx.timeout)};"
                 " raise timeout or lower max_describe)"
             )
         else:

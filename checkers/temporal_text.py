@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import re
 
+from checkers.base import timed_out_message
+
 _OPERATOR_AT_END = re.compile(
     r"(?:\b(?:and|or|not|in|like|between|starts_with|is)|=|!=|<>|<=|>=|<|>)\s*$", re.IGNORECASE
 )
@@ -59,15 +61,16 @@ def server_query_error(message: str) -> str:
     return _POSITION.sub("", message).strip()
 
 
-def connect_reason(address: str, text: str) -> str:
-    """A readable reason for a failed connection, from the SDK's error text."""
+def connect_reason(address: str, text: str, timeout: float) -> str:
+    """A readable reason for a failed connection, from the SDK's error text (``timeout``:
+    the check's, in seconds, named when the connection timed out)."""
     lowered = text.lower()
     if "connectionrefused" in lowered or "connection refused" in lowered:
         return f"cannot connect to {address}: connection refused"
     if "dns error" in lowered or "failed to lookup address" in lowered:
         return f"cannot connect to {address}: the host name does not resolve"
     if "timed out" in lowered or "timedout" in lowered or "deadline" in lowered:
-        return f"cannot connect to {address}: timed out"
+        return f"cannot connect to {address}: {timed_out_message(timeout)}"
     if "invalidcontenttype" in lowered or "invalidmessage" in lowered:
         return (
             f"TLS handshake failed with {address}: the server did not answer in TLS "

@@ -38,6 +38,7 @@ from checkers.base import (
     Settings,
     Status,
     invalid,
+    timed_out_message,
     worst,
 )
 from checkers.netio import loop_local
@@ -267,9 +268,7 @@ class TemporalWorkflowChecker(TemporalChecker[TemporalSettings]):
                 result.status = worst((result.status, status))
         if sample.cut:
             result.details["described"] = len(sample.executions)
-            why = (
-                f", cut by the check's timeout after {ctx.timeout:g} s" if sample.timed_out else ""
-            )
+            why = f", cut: {timed_out_message(ctx.timeout)}" if sample.timed_out else ""
             result.message += (
                 f" (described {len(sample.executions)} of {sample.running} running{why})"
             )

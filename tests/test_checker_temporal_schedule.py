@@ -415,7 +415,7 @@ def test_a_prefix_check_cut_by_its_deadline_keeps_what_it_described_and_goes_on_
     assert cut.status == Status.UNKNOWN, cut.message
     assert cut.message == (
         "8 of 12 schedules not yet checked; described 4 of 12 this check "
-        "(cut by the check's timeout after 4 s), 8 not yet checked"
+        "(cut: timed out after 4.0 s), 8 not yet checked"
     )
     assert [s["schedule_id"] for s in cut.details["schedules"]] == ids[:4]
     # The next check starts after the last one described and the round completes.

@@ -198,7 +198,7 @@ def test_describes_cut_by_the_deadline_with_nothing_stuck_seen_are_unknown_and_s
     result = _cut_after(temporal_server, monkeypatch, wf.WaitForever.run, 5)
     assert result.status == Status.UNKNOWN, result.message
     assert result.message == (
-        "none stuck among 5 described of 12 running (cut by the check's timeout after 4 s:"
+        "none stuck among 5 described of 12 running (cut: timed out after 4.0 s;"
         " raise timeout or lower max_describe)"
     )
     assert result.details["cut_by_timeout"] is True
@@ -211,7 +211,7 @@ def test_a_check_that_described_nothing_before_its_deadline_is_unknown(
     # The attack: a tight timeout left no time for any describe, and the check said OK.
     result = _cut_after(temporal_server, monkeypatch, wf.WaitForever.run, 0)
     assert result.status == Status.UNKNOWN, result.message
-    assert result.message.startswith("none stuck among 0 described of 12 running (cut by")
+    assert result.message.startswith("none stuck among 0 described of 12 running (cut: ")
     assert {m.name: m.value for m in result.metrics}["described"] == 0
 
 
@@ -221,4 +221,4 @@ def test_stuck_ones_seen_before_the_deadline_keep_their_verdict_and_say_the_cove
     result = _cut_after(temporal_server, monkeypatch, wf.FailsWorkflowTask.run, 3)
     assert result.status == Status.FAILED, result.message
     assert result.message.startswith("3 of 12 running stuck: ")
-    assert result.message.endswith("; described 3 of 12 (cut by the check's timeout after 4 s)")
+    assert result.message.endswith("; described 3 of 12 (cut: timed out after 4.0 s)")

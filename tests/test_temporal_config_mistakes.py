@@ -9,6 +9,8 @@ missing workflow id is UNKNOWN with both explanations.
 
 from __future__ import annotations
 
+import asyncio
+import signal
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -65,3 +67,34 @@ def test_a_schedule_that_is_not_there_is_failed_and_a_workflow_id_unknown(
         f"workflow {wid} not found in namespace default (never started, or closed "
         "and past the namespace's retention)",
     )
+
+
+@pytest.mark.parametrize("kind", sorted(TARGETS))
+def test_a_server_that_stops_answering_reads_timed_out_after_n_s_for_every_type(
+    temporal_server: Harness, kind: str
+) -> None:
+    # temporalio words a call past its gRPC deadline "Timeout expired"; the runner's
+    # own deadline says "timed out after 2.0 s". One wording, whichever comes first.
+    assert temporal_server.proc is not None
+    cls = checker_class(kind.split("/", maxsplit=1)[0])
+    checker = cls(cls.Settings(address=temporal_server.address, **TARGETS[kind]))
+
+    async def frozen() -> Any:
+        # Straight on a loop, without the runner: the gRPC deadline is the only one.
+        await checker.check_async(CheckContext("warm", datetime.now(UTC), 10))  # connected
+        temporal_server.proc.send_signal(signal.SIGSTOP)  # type: ignore[union-attr]
+        try:
+            return await checker.check_async(CheckContext("frozen", datetime.now(UTC), 2))
+        finally:
+            temporal_server.proc.send_signal(signal.SIGCONT)  # type: ignore[union-attr]
+
+    direct = asyncio.run(frozen())
+    run_check(checker, CheckContext("warm", datetime.now(UTC), 10))
+    temporal_server.proc.send_signal(signal.SIGSTOP)
+    try:
+        result = run_check(checker, CheckContext("frozen", datetime.now(UTC), 2))
+    finally:
+        temporal_server.proc.send_signal(signal.SIGCONT)
+    for r in (direct, result):
+        assert r.status == Status.UNKNOWN
+        assert r.message == f"Temporal at {temporal_server.address}: timed out after 2.0 s"
