@@ -40,7 +40,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from pydantic import Field, model_validator
-from temporalio.api.enums.v1 import WorkflowExecutionStatus as WES
 from temporalio.api.workflowservice.v1 import DescribeScheduleResponse
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -51,7 +50,6 @@ from checkers.base import (
     Settings,
     Status,
     timed_out_message,
-    worst,
 )
 from checkers.temporal import (
     TemporalChecker,
@@ -64,16 +62,10 @@ from checkers.temporal import (
 from checkers.temporal_clock import ServerClock, read_stamps
 from checkers.temporal_executions import stop_describing_at
 from checkers.temporal_schedule_prefix import Judged, Rotation, describe_until, matching, summary
+from checkers.temporal_schedule_runs import ScheduleRuns
 from checkers.temporal_schedule_window import Tally, cadence, over_window
 from server.core.text import shown
 from server.core.units import Duration, DurationRange
-
-FAILED_RUN = {
-    WES.WORKFLOW_EXECUTION_STATUS_FAILED: "failed",
-    WES.WORKFLOW_EXECUTION_STATUS_TIMED_OUT: "timed out",
-    WES.WORKFLOW_EXECUTION_STATUS_TERMINATED: "was terminated",
-}
-MAX_REMEMBERED = 256  # failure messages kept, so each closed run's history is read once
 
 
 class ScheduleThresholds(Settings):
@@ -121,6 +113,7 @@ class Memory:
     stamped: datetime | None = None  # the newest server stamp read (checkers.temporal_clock)
     tallies: list[Tally] = field(default_factory=list)  # earlier checks' counters, oldest first
     every: timedelta | None = None  # the cadence last read from the next action times
+    since: datetime | None = None  # when this checker first saw the schedule (runs logged after)
 
 
 def _time(ts: Any) -> datetime:
@@ -137,10 +130,10 @@ class TemporalScheduleChecker(TemporalChecker[ScheduleSettings]):
     def __init__(self, settings: ScheduleSettings) -> None:
         super().__init__(settings)
         self._memory: dict[str, Memory] = {}
-        self._failures: dict[str, str] = {}  # workflow id -> failure message, read once
         self._verdicts: dict[str, Judged] = {}  # schedule id -> its last verdict (prefix)
         self._rotation = Rotation(settings.max_describe)
         self._clock = ServerClock()  # the server's clock, from its stamps
+        self._runs = ScheduleRuns()  # last runs' failures, each failed run logged once
 
     async def inspect(self, session: TemporalSession, ctx: CheckContext) -> CheckResult:
         s = self.settings
@@ -215,6 +208,7 @@ class TemporalScheduleChecker(TemporalChecker[ScheduleSettings]):
             message[:2000],
             details=details,
             metrics=[m for j in judged for m in j.metrics],
+            logs=[e for j in judged for e in j.logs],
         )
 
     async def _describe(self, session: TemporalSession, sid: str, now: datetime) -> Judged:
@@ -302,14 +296,8 @@ class TemporalScheduleChecker(TemporalChecker[ScheduleSettings]):
                 )
                 found.append((Status.FAILED, text))
         self._memory[sid] = memory
-        if last is not None:
-            verdict = await self._last_run(session, sid, last)
-            details["last_result"] = verdict[2] if verdict else ""
-            if verdict:
-                found.append(verdict[:2])
-        status = worst(code for code, _ in found)
-        return Judged(
-            sid, status, next(m for code, m in reversed(found) if code == status), metrics, details
+        return await self._runs.judged(
+            session, sid, recent, since=memory.since, found=found, metrics=metrics, details=details
         )
 
     def _windowed(
@@ -318,6 +306,7 @@ class TemporalScheduleChecker(TemporalChecker[ScheduleSettings]):
         """(window, missed, skipped) over the last ``window_runs`` expected runs, kept in
         ``memory`` (:mod:`checkers.temporal_schedule_window`)."""
         memory.every = cadence(future) or (prev.every if prev else None)
+        memory.since = prev.since if prev else now
         window = (memory.every or timedelta(0)) * self.settings.window_runs
         tally = Tally(now, memory.missed, memory.skipped)
         missed, skipped, memory.tallies = over_window(prev.tallies if prev else [], tally, window)
@@ -360,43 +349,3 @@ class TemporalScheduleChecker(TemporalChecker[ScheduleSettings]):
             elif degraded is not None and count >= degraded:
                 found.append((Status.DEGRADED, text))
         return found
-
-    async def _last_run(
-        self, session: TemporalSession, sid: str, last: Any
-    ) -> tuple[Status, str, str] | None:
-        """(FAILED, message, short result) when the last action's run failed; None otherwise."""
-        name = shown(sid)
-        started = last.start_workflow_result
-        status = last.start_workflow_status
-        if (
-            status
-            in (WES.WORKFLOW_EXECUTION_STATUS_UNSPECIFIED, WES.WORKFLOW_EXECUTION_STATUS_RUNNING)
-            and started.workflow_id
-        ):
-            try:
-                desc = await session.describe_workflow(started.workflow_id, started.run_id)
-            except RPCError as exc:
-                if exc.status != RPCStatusCode.NOT_FOUND:
-                    raise
-                return None  # gone past retention: nothing to say about it
-            status = desc.workflow_execution_info.status
-        word = FAILED_RUN.get(status)
-        if word is None:
-            return None
-        reason = await self._failure(session, started.workflow_id, started.run_id)
-        message = f"schedule {name}: last run {shown(started.workflow_id)} {word}{reason}"
-        return Status.FAILED, message, f"{word}{reason}"
-
-    async def _failure(self, session: TemporalSession, workflow_id: str, run_id: str) -> str:
-        """``: <failure message>`` of a closed run, read once per workflow id."""
-        if workflow_id not in self._failures:
-            text = ""
-            for event in await session.last_events(workflow_id, run_id, 1):
-                if event.HasField("workflow_execution_failed_event_attributes"):
-                    text = event.workflow_execution_failed_event_attributes.failure.message
-                elif event.HasField("workflow_execution_terminated_event_attributes"):
-                    text = event.workflow_execution_terminated_event_attributes.reason
-            if len(self._failures) >= MAX_REMEMBERED:
-                self._failures.clear()
-            self._failures[workflow_id] = f": {text.strip()[:300]}" if text.strip() else ""
-        return self._failures[workflow_id]

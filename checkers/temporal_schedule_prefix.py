@@ -13,12 +13,12 @@ from __future__ import annotations
 import asyncio
 import bisect
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from temporalio.service import RPCError, RPCStatusCode
 
-from checkers.base import Metric, Status, worst
+from checkers.base import LogEntry, Metric, Status, worst
 from checkers.temporal import TemporalSession, quote
 from checkers.temporal_budget import BudgetExhausted
 from server.core.text import shown
@@ -37,6 +37,7 @@ class Judged:
     message: str
     metrics: list[Metric]
     details: dict[str, Any]
+    logs: list[LogEntry] = field(default_factory=list)  # rows of this check only
 
 
 class Rotation:

@@ -59,6 +59,7 @@ from checkers.temporal_executions import (
     judge_all,
     sample_running,
 )
+from checkers.temporal_failed_runs import FailedRuns
 from server.core.text import shown
 from server.core.units import Duration, DurationRange
 
@@ -128,6 +129,7 @@ class TemporalWorkflowChecker(TemporalChecker[TemporalSettings]):
     def __init__(self, settings: TemporalSettings) -> None:
         super().__init__(settings)
         self._failure_logged: str | None = None  # run id whose failure is in the logs already
+        self._runs = FailedRuns()  # workflow_type mode: each failed run logged once
 
     async def inspect(self, session: TemporalSession, ctx: CheckContext) -> CheckResult:
         if self.settings.workflow_id is not None:
@@ -135,6 +137,11 @@ class TemporalWorkflowChecker(TemporalChecker[TemporalSettings]):
         else:
             result = await self._ratio(session, ctx.now)
             await self._workflow_tasks(session, ctx, result)
+            base = f"WorkflowType = {quote(self.settings.workflow_type or '')}"
+            if self._runs.since is None or result.details.get("failed"):
+                result.logs += await self._runs.of_type(session, base, ctx.now)
+            else:
+                self._runs.since = ctx.now  # nothing failed in the window: nothing to list
         if self.settings.task_queue is not None:
             queue = await self._pollers(session, ctx.now)
             result.status = worst((result.status, queue.status))
@@ -237,7 +244,12 @@ class TemporalWorkflowChecker(TemporalChecker[TemporalSettings]):
             Metric("completed_count", counts["Completed"], "count"),
             Metric("failure_ratio", round(ratio, 4), "ratio"),
         ]
-        details = {"window": str(s.window), **counts, "failure_ratio": round(ratio, 4)}
+        details = {
+            "window": str(s.window),
+            **counts,
+            "failed": failed,
+            "failure_ratio": round(ratio, 4),
+        }
         summary = (
             f"{s.workflow_type}: {failed}/{closed} failed in the last {s.window} ({ratio:.0%})"
         )

@@ -51,6 +51,15 @@ class SleepsLong:
 
 
 @workflow.defn
+class FailsForTheLog:
+    """Fails at once (its own type: only tests/test_temporal_failed_runs.py starts it)."""
+
+    @workflow.run
+    async def run(self) -> None:
+        raise ApplicationError("ledger out of balance", type="LedgerError", non_retryable=True)
+
+
+@workflow.defn
 class RunsFiveSeconds:
     @workflow.run
     async def run(self) -> None:
