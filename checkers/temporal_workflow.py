@@ -52,12 +52,14 @@ from checkers.temporal import (
     shared_client,
 )
 from checkers.temporal_executions import (
+    HISTORY_EVENTS,
     NONDETERMINISM,
     WORKFLOW_TASK_FAILURE,
     WORKFLOW_TASK_TIMEOUT,
     Limits,
     judge_all,
     sample_running,
+    workflow_task_problem,
 )
 from checkers.temporal_failed_runs import FailedRuns
 from server.core.text import shown
@@ -185,7 +187,21 @@ class TemporalWorkflowChecker(TemporalChecker[TemporalSettings]):
                     result.logs.append(entry)
         if status == WorkflowExecutionStatus.RUNNING:
             self._activities(desc.raw_description.pending_activities, result)
+            await self._task_failing(session, desc, result)
         return result
+
+    async def _task_failing(self, session: TemporalSession, desc: Any, result: CheckResult) -> None:
+        """A running execution whose workflow task keeps failing is not OK: it cannot
+        progress (judged as ``workflow_type`` mode and ``temporal_stuck`` judge it)."""
+        raw = desc.raw_description
+        if not raw.HasField("pending_workflow_task") or raw.pending_workflow_task.attempt < 2:
+            return
+        events = await session.last_events(desc.id, desc.run_id, HISTORY_EVENTS)
+        problem = workflow_task_problem(events, raw.pending_workflow_task.attempt)
+        code = next(status for _, kind, status, _ in TASK_PROBLEMS if kind == problem.kind)
+        result.status = worst((result.status, code))
+        result.message = f"workflow {shown(desc.id)} running, but {problem.text}"
+        result.details["workflow_task_problem"] = problem.kind
 
     async def _failure(self, handle: Any, word: str) -> LogEntry | None:
         """The closing event's failure (message, stack trace) or termination reason."""
@@ -253,6 +269,12 @@ class TemporalWorkflowChecker(TemporalChecker[TemporalSettings]):
         summary = (
             f"{s.workflow_type}: {failed}/{closed} failed in the last {s.window} ({ratio:.0%})"
         )
+        if not closed and not counts["Running"]:
+            # Nothing started in the window: nothing seen, so not OK (a misspelt type
+            # would otherwise be "OK 0/0" forever).
+            text = f"no {s.workflow_type} executions started in the last {s.window}: nothing to "
+            text += "judge (check workflow_type, or widen window)"
+            return CheckResult(Status.UNKNOWN, text, details, metrics=metrics)
         if closed and ratio >= s.thresholds.failed_failure_ratio:
             return CheckResult(Status.FAILED, summary, details, metrics=metrics)
         if closed and ratio >= s.thresholds.degraded_failure_ratio:
