@@ -46,6 +46,7 @@ from checkers.base import timed_out_message as timed_out
 from checkers.netio import loop_local
 from checkers.temporal_budget import BudgetExhausted, budget
 from checkers.temporal_text import connect_reason, server_query_error
+from checkers.temporal_tls import TemporalTls, client_tls, tls_key
 from server.core.secret import SecretStr
 from server.core.text import printable, printable_tree, shown
 
@@ -69,7 +70,7 @@ class TemporalConnection(Settings):
 
     address: str = "localhost:7233"
     namespace: str = "default"
-    tls: bool = False
+    tls: bool | TemporalTls = False
     api_key: SecretStr | None = None
 
     @field_validator("address")
@@ -153,11 +154,11 @@ def ordered(model: Any, *pairs: tuple[str, str, str]) -> None:
 
 async def shared_client(s: TemporalConnection) -> Client:
     """The running loop's client for this server and namespace, connected on first use."""
-    clients: dict[tuple[str, str, bool, str], Client] = loop_local("temporal-clients", dict)
-    key = (s.address, s.namespace, s.tls, s.api_key.reveal() if s.api_key else "")
+    clients: dict[tuple[str, str, str, str], Client] = loop_local("temporal-clients", dict)
+    key = (s.address, s.namespace, tls_key(s.tls), s.api_key.reveal() if s.api_key else "")
     if key not in clients:
         clients[key] = await Client.connect(
-            s.address, namespace=s.namespace, tls=s.tls, api_key=key[3] or None
+            s.address, namespace=s.namespace, tls=client_tls(s.tls), api_key=key[3] or None
         )
     return clients[key]
 
@@ -338,7 +339,8 @@ class TemporalChecker(Checker[SettingsT]):
             reason = rpc_reason(exc, self.settings.namespace)
             return CheckResult(Status.UNKNOWN, f"{self.describe()}: {reason}"[:500])
         except RuntimeError as exc:  # connection failures surface as RuntimeError in the SDK
-            reason = connect_reason(self.settings.address, str(exc), ctx.timeout)
+            tls = self.settings.tls is not False
+            reason = connect_reason(self.settings.address, str(exc), ctx.timeout, tls)
             return CheckResult(Status.UNKNOWN, f"{self.describe()}: {reason}"[:500])
 
     async def inspect(self, session: TemporalSession, ctx: CheckContext) -> CheckResult:
