@@ -14,6 +14,7 @@ every call is given the time left before the deadline as its gRPC timeout.
 from __future__ import annotations
 
 import asyncio
+import re
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any, ClassVar, TypeVar
@@ -41,39 +42,123 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from checkers.base import CheckContext, Checker, CheckResult, Settings, Status, invalid
+from checkers.base import timed_out_message as timed_out
 from checkers.netio import loop_local
 from checkers.temporal_budget import BudgetExhausted, budget
 from checkers.temporal_text import connect_reason, server_query_error
+from checkers.temporal_tls import TemporalTls, client_tls, tls_key
 from server.core.secret import SecretStr
-from server.core.text import clip, printable, printable_tree
+from server.core.text import clip, printable, printable_tree, shown
 
 SettingsT = TypeVar("SettingsT", bound="TemporalConnection")
 DEADLINE_MARGIN = 0.05  # seconds kept between a call's budget wait and the deadline
+ID_FIELDS = ("workflow_id", "workflow_type", "task_queue", "schedule_id", "schedule_prefix")
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+NAMESPACE = re.compile(r"[\x20-\x7e]{1,1000}")
+HOST = re.compile(r"\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+")
 
 
 class TemporalConnection(Settings):
-    """The server a Temporal check talks to; every ``temporal_*`` block has these keys."""
+    """The server a Temporal check talks to; every ``temporal_*`` block has these keys.
+
+    ``address`` is ``host:port`` (a name, an IPv4 address or a bracketed IPv6 one;
+    port 1 to 65535; no scheme: TLS is the ``tls`` key), ``namespace`` printable
+    ASCII without surrounding spaces (gRPC carries it in a header, which refuses
+    anything else; the server accepts the rest). Both are checked at load
+    (:func:`address_problem`), since the SDK would only fail at the first check.
+    """
 
     address: str = "localhost:7233"
     namespace: str = "default"
-    tls: bool = False
+    tls: bool | TemporalTls = False
     api_key: SecretStr | None = None
 
-    @field_validator("address", "namespace")
+    @field_validator("address")
     @classmethod
-    def _not_blank(cls, value: str) -> str:
+    def _address(cls, value: str) -> str:
+        problem = address_problem(value)
+        if problem:
+            raise invalid(problem)
+        return value
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace(cls, value: str) -> str:
         if not value.strip():
-            raise invalid("expected a non-empty value")
-        return value.strip()
+            raise invalid("expected a namespace name, e.g. default")
+        if value != value.strip() or not NAMESPACE.fullmatch(value):
+            raise invalid(
+                "expected a namespace name of printable ASCII characters without leading "
+                "or trailing spaces (control characters and non-ASCII cannot be sent)"
+            )
+        return value
+
+    # Every id or name a subclass takes (one rule for all Temporal types).
+    @field_validator(*ID_FIELDS, check_fields=False)
+    @classmethod
+    def _ids(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value.strip():
+            raise invalid("expected a non-empty name (leave the key out if it does not apply)")
+        if value != value.strip() or CONTROL.search(value):
+            raise invalid(
+                "expected a name without leading or trailing spaces or control characters "
+                "(a YAML block scalar adds a newline: use a plain or quoted string)"
+            )
+        if len(value) > 1000:
+            raise invalid("expected at most 1000 characters (Temporal's default maxIDLength)")
+        return value
+
+
+def address_problem(address: str) -> str | None:
+    """Why ``address`` is not a usable ``host:port`` (worded as the fix), or None."""
+    if not address.strip():
+        why = ", not an empty value"
+    elif "://" in address:
+        why = " without a scheme (for TLS set tls: true)"
+    elif ":" not in address:
+        why = ": the port is missing (Temporal's default is 7233)"
+    else:
+        host, _, port = address.rpartition(":")
+        if not host:
+            why = ": the host is missing"
+        elif not HOST.fullmatch(host) or (":" in host and not host.startswith("[")):
+            why = ": the host has characters a host name cannot have"
+        elif not port.isascii() or not port.isdigit() or not 1 <= int(port) <= 65535:
+            why = " with a port 1 to 65535"
+        else:
+            return None
+    return f"expected host:port{why} (e.g. temporal.example.com:7233 or [::1]:7233)"
+
+
+def ordered(model: Any, *pairs: tuple[str, str, str]) -> None:
+    """Raise ValueError (worded as the fix) for each ``(lower, higher, what)`` pair of
+    ``model``'s thresholds, both set, where ``lower`` is not below ``higher``: a
+    DEGRADED level at or past the FAILED one could never be reached."""
+
+    def shown_value(value: Any) -> str:
+        return age(value) if isinstance(value, timedelta) else f"{value:g}"
+
+    wrong = [
+        f"{lo} ({shown_value(getattr(model, lo))}) must be {what} {hi}"
+        f" ({shown_value(getattr(model, hi))})"
+        for lo, hi, what in pairs
+        if getattr(model, lo) is not None
+        and getattr(model, hi) is not None
+        and not getattr(model, lo) < getattr(model, hi)
+    ]
+    if wrong:
+        raise ValueError("; ".join(wrong) + ": otherwise the DEGRADED level is never reached")
 
 
 async def shared_client(s: TemporalConnection) -> Client:
     """The running loop's client for this server and namespace, connected on first use."""
-    clients: dict[tuple[str, str, bool, str], Client] = loop_local("temporal-clients", dict)
-    key = (s.address, s.namespace, s.tls, s.api_key.reveal() if s.api_key else "")
+    clients: dict[tuple[str, str, str, str], Client] = loop_local("temporal-clients", dict)
+    key = (s.address, s.namespace, tls_key(s.tls), s.api_key.reveal() if s.api_key else "")
     if key not in clients:
         clients[key] = await Client.connect(
-            s.address, namespace=s.namespace, tls=s.tls, api_key=key[3] or None
+            s.address, namespace=s.namespace, tls=client_tls(s.tls), api_key=key[3] or None
         )
     return clients[key]
 
@@ -181,8 +266,23 @@ class TemporalSession:
         return await self.service.describe_schedule(request, timeout=self._left())
 
 
-def rpc_reason(exc: RPCError) -> str:
-    """The server's error, with what to do when it is its rate limit."""
+def namespace_missing(exc: RPCError) -> bool:
+    """Whether ``exc`` is the server saying the namespace itself does not exist."""
+    if exc.status != RPCStatusCode.NOT_FOUND:
+        return False
+    details = getattr(exc.grpc_status, "details", [])
+    if any(d.type_url.endswith("NamespaceNotFoundFailure") for d in details):
+        return True
+    return exc.message.startswith("Namespace ") and "not found" in exc.message
+
+
+def rpc_reason(exc: RPCError, namespace: str = "") -> str:
+    """The server's error, with what to do when it is its rate limit or a config mistake."""
+    if namespace_missing(exc):
+        return (
+            f"namespace {shown(namespace)} not found (check the namespace key; "
+            "`temporal operator namespace list` lists them)"
+        )
     if exc.status == RPCStatusCode.RESOURCE_EXHAUSTED:
         return (
             f"{exc.message} (the server's rate limit: lower temporal.max_visibility_rps "
@@ -233,9 +333,14 @@ class TemporalChecker(Checker[SettingsT]):
         except BudgetExhausted as exc:
             return CheckResult(Status.UNKNOWN, f"{self.describe()}: {exc}")
         except RPCError as exc:
-            return CheckResult(Status.UNKNOWN, clip(f"{self.describe()}: {rpc_reason(exc)}", 500))
+            if exc.status == RPCStatusCode.DEADLINE_EXCEEDED or exc.message == "Timeout expired":
+                # The call's gRPC deadline is the check's: one wording for both.
+                return CheckResult(Status.UNKNOWN, f"{self.describe()}: {timed_out(ctx.timeout)}")
+            reason = rpc_reason(exc, self.settings.namespace)
+            return CheckResult(Status.UNKNOWN, clip(f"{self.describe()}: {reason}", 500))
         except RuntimeError as exc:  # connection failures surface as RuntimeError in the SDK
-            reason = connect_reason(self.settings.address, str(exc))
+            tls = self.settings.tls is not False
+            reason = connect_reason(self.settings.address, str(exc), ctx.timeout, tls)
             return CheckResult(Status.UNKNOWN, clip(f"{self.describe()}: {reason}", 500))
 
     async def inspect(self, session: TemporalSession, ctx: CheckContext) -> CheckResult:

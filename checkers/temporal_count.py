@@ -18,7 +18,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from checkers.base import CheckContext, CheckResult, Metric, Settings, Status, invalid
-from checkers.temporal import TemporalChecker, TemporalConnection, TemporalSession
+from checkers.temporal import TemporalChecker, TemporalConnection, TemporalSession, ordered
 from checkers.temporal_text import query_problem
 
 
@@ -29,6 +29,15 @@ class CountThresholds(Settings):
     above_failed: int | None = Field(None, ge=0, le=10**12)
     below_degraded: int | None = Field(None, ge=1, le=10**12)
     below_failed: int | None = Field(None, ge=1, le=10**12)
+
+    @model_validator(mode="after")
+    def _order(self) -> CountThresholds:
+        ordered(
+            self,
+            ("above_degraded", "above_failed", "below"),
+            ("below_failed", "below_degraded", "below"),
+        )
+        return self
 
 
 class CountSettings(TemporalConnection):

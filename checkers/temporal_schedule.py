@@ -11,8 +11,9 @@ UNKNOWN ("N not yet checked"), never as OK. Per schedule, from DescribeSchedule:
 
 - paused: STOPPED, with the pause note;
 - actions missed because they fell outside the catch-up window, and actions
-  skipped by the overlap policy, as deltas since the previous check, against
-  ``thresholds`` (a first check only takes the baseline);
+  skipped by the overlap policy, counted over the last ``window_runs`` expected
+  runs (:mod:`checkers.temporal_schedule_window`), against ``thresholds`` (a
+  first check only takes the baseline);
 - the expected action time seen at the previous check passed, by more than
   ``late_after``, with no action for it and nothing to explain it (no missed or
   skipped count moved, nothing buffered): FAILED naming the schedule and the
@@ -32,29 +33,39 @@ are in :mod:`checkers.temporal_schedule_prefix`.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from pydantic import Field, model_validator
-from temporalio.api.enums.v1 import WorkflowExecutionStatus as WES
 from temporalio.api.workflowservice.v1 import DescribeScheduleResponse
 from temporalio.service import RPCError, RPCStatusCode
 
-from checkers.base import CheckContext, CheckResult, Metric, Settings, Status, worst
-from checkers.temporal import TemporalChecker, TemporalConnection, TemporalSession, age
+from checkers.base import (
+    CheckContext,
+    CheckResult,
+    Metric,
+    Settings,
+    Status,
+    timed_out_message,
+)
+from checkers.temporal import (
+    TemporalChecker,
+    TemporalConnection,
+    TemporalSession,
+    age,
+    namespace_missing,
+    ordered,
+)
 from checkers.temporal_clock import ServerClock, read_stamps
-from checkers.temporal_schedule_prefix import Judged, Rotation, matching, summary
+from checkers.temporal_executions import stop_describing_at
+from checkers.temporal_schedule_prefix import Judged, Rotation, describe_until, matching, summary
+from checkers.temporal_schedule_runs import ScheduleRuns
+from checkers.temporal_schedule_window import Tally, cadence, over_window
 from server.core.text import clip, shown
 from server.core.units import Duration, DurationRange
-
-FAILED_RUN = {
-    WES.WORKFLOW_EXECUTION_STATUS_FAILED: "failed",
-    WES.WORKFLOW_EXECUTION_STATUS_TIMED_OUT: "timed out",
-    WES.WORKFLOW_EXECUTION_STATUS_TERMINATED: "was terminated",
-}
-MAX_REMEMBERED = 256  # failure messages kept, so each closed run's history is read once
 
 
 class ScheduleThresholds(Settings):
@@ -65,6 +76,15 @@ class ScheduleThresholds(Settings):
     overlap_skipped_degraded: int | None = Field(1, ge=1, le=1_000_000)
     overlap_skipped_failed: int | None = Field(None, ge=1, le=1_000_000)
 
+    @model_validator(mode="after")
+    def _order(self) -> ScheduleThresholds:
+        ordered(
+            self,
+            ("missed_catchup_window_degraded", "missed_catchup_window_failed", "below"),
+            ("overlap_skipped_degraded", "overlap_skipped_failed", "below"),
+        )
+        return self
+
 
 class ScheduleSettings(TemporalConnection):
     schedule_id: str | None = None
@@ -72,6 +92,7 @@ class ScheduleSettings(TemporalConnection):
     late_after: Annotated[Duration, DurationRange("1s", "1d")] = timedelta(minutes=1)
     thresholds: ScheduleThresholds = ScheduleThresholds()
     max_describe: int = Field(20, ge=1, le=1000)
+    window_runs: int = Field(5, ge=2, le=1000)
 
     @model_validator(mode="after")
     def _one_target(self) -> ScheduleSettings:
@@ -90,6 +111,9 @@ class Memory:
     expected: datetime | None  # the next action time then
     overdue: datetime | None = None  # an expected time that passed without a run
     stamped: datetime | None = None  # the newest server stamp read (checkers.temporal_clock)
+    tallies: list[Tally] = field(default_factory=list)  # earlier checks' counters, oldest first
+    every: timedelta | None = None  # the cadence last read from the next action times
+    since: datetime | None = None  # when this checker first saw the schedule (runs logged after)
 
 
 def _time(ts: Any) -> datetime:
@@ -106,10 +130,10 @@ class TemporalScheduleChecker(TemporalChecker[ScheduleSettings]):
     def __init__(self, settings: ScheduleSettings) -> None:
         super().__init__(settings)
         self._memory: dict[str, Memory] = {}
-        self._failures: dict[str, str] = {}  # workflow id -> failure message, read once
         self._verdicts: dict[str, Judged] = {}  # schedule id -> its last verdict (prefix)
         self._rotation = Rotation(settings.max_describe)
         self._clock = ServerClock()  # the server's clock, from its stamps
+        self._runs = ScheduleRuns()  # last runs' failures, each failed run logged once
 
     async def inspect(self, session: TemporalSession, ctx: CheckContext) -> CheckResult:
         s = self.settings
@@ -119,11 +143,35 @@ class TemporalScheduleChecker(TemporalChecker[ScheduleSettings]):
         ids, cut = await matching(session, s.schedule_prefix or "")
         if not ids:
             return CheckResult(Status.UNKNOWN, f"no schedule id starts with {s.schedule_prefix!r}")
-        judged = [await self._describe(session, sid, ctx.now) for sid in self._rotation.take(ids)]
-        return self._prefix_result(session, ids, cut, judged)
+        loop = asyncio.get_running_loop()
+        stop = stop_describing_at(loop.time(), session.deadline)
+        judged, timed_out = await describe_until(
+            self._rotation.take(ids), lambda sid: self._describe_whole(session, sid, ctx.now), stop
+        )
+        self._rotation.described({j.schedule_id for j in judged})
+        why = f"cut: {timed_out_message(ctx.timeout)}" if timed_out else ""
+        return self._prefix_result(session, ids, cut, judged, why)
+
+    async def _describe_whole(self, session: TemporalSession, sid: str, now: datetime) -> Judged:
+        """:meth:`_describe`, leaving this schedule's memory as it was if cancelled midway
+        (a delta taken into memory but never reported would be lost)."""
+        before = self._memory.get(sid)
+        try:
+            return await self._describe(session, sid, now)
+        except asyncio.CancelledError:
+            if before is None:
+                self._memory.pop(sid, None)
+            else:
+                self._memory[sid] = before
+            raise
 
     def _prefix_result(
-        self, session: TemporalSession, ids: list[str], cut: bool, judged: list[Judged]
+        self,
+        session: TemporalSession,
+        ids: list[str],
+        cut: bool,
+        judged: list[Judged],
+        timed_out: str = "",
     ) -> CheckResult:
         """Every matching schedule's verdict: this check's, or the last one taken of it.
 
@@ -137,7 +185,7 @@ class TemporalScheduleChecker(TemporalChecker[ScheduleSettings]):
             del self._verdicts[gone]  # deleted schedules leave with their verdicts
             self._memory.pop(gone, None)
         known = [self._verdicts[sid] for sid in ids if sid in self._verdicts]
-        status, message = summary(ids, cut, known, len(judged))
+        status, message = summary(ids, cut, known, len(judged), timed_out)
         return self._result(session, judged, status, message, len(ids) - len(known))
 
     def _result(
@@ -160,6 +208,7 @@ class TemporalScheduleChecker(TemporalChecker[ScheduleSettings]):
             clip(message, 2000),
             details=details,
             metrics=[m for j in judged for m in j.metrics],
+            logs=[e for j in judged for e in j.logs],
         )
 
     async def _describe(self, session: TemporalSession, sid: str, now: datetime) -> Judged:
@@ -167,11 +216,12 @@ class TemporalScheduleChecker(TemporalChecker[ScheduleSettings]):
         try:
             desc = await session.describe_schedule(sid)
         except RPCError as exc:
-            if exc.status != RPCStatusCode.NOT_FOUND:
-                raise
-            return Judged(
-                sid, Status.FAILED, f"schedule {name} not found", [], {"schedule_id": sid}
-            )
+            if exc.status != RPCStatusCode.NOT_FOUND or namespace_missing(exc):
+                raise  # a missing namespace is a config mistake: UNKNOWN, as for every type
+            # A schedule lives until someone deletes it: gone, it will not run.
+            text = f"schedule {name} not found (deleted, or never created in namespace "
+            text += f"{shown(self.settings.namespace)})"
+            return Judged(sid, Status.FAILED, text, [], {"schedule_id": sid})
         return await self._judge(session, sid, desc, now)
 
     async def _judge(
@@ -192,6 +242,7 @@ class TemporalScheduleChecker(TemporalChecker[ScheduleSettings]):
         missed = max(0, info.missed_catchup_window - prev.missed) if prev else 0
         skipped = max(0, info.overlap_skipped - prev.skipped) if prev else 0
         memory = Memory(info.missed_catchup_window, info.overlap_skipped, spec, None)
+        window, in_missed, in_skipped = self._windowed(prev, memory, future, now)
         details: dict[str, Any] = {
             "schedule_id": sid,
             "paused": state.paused,
@@ -202,6 +253,9 @@ class TemporalScheduleChecker(TemporalChecker[ScheduleSettings]):
             "last_run_id": last.start_workflow_result.run_id if last else None,
             "missed_catchup_window": info.missed_catchup_window,
             "overlap_skipped": info.overlap_skipped,
+            "window_seconds": window.total_seconds(),
+            "missed_in_window": in_missed,
+            "skipped_in_window": in_skipped,
             "running": len(info.running_workflows),
         }
         metrics = [
@@ -218,7 +272,7 @@ class TemporalScheduleChecker(TemporalChecker[ScheduleSettings]):
             return Judged(sid, Status.STOPPED, f"schedule {name} paused{note}", metrics, details)
         if info.invalid_schedule_error:
             found.append((Status.FAILED, f"schedule {name} invalid: {info.invalid_schedule_error}"))
-        found += self._deltas(sid, missed, skipped)
+        found += self._deltas(sid, in_missed, in_skipped)
         # A run expected at the previous check that has not happened since.
         expected = (prev.overdue or prev.expected) if prev else None
         ran = last is not None and expected is not None and _time(last.schedule_time) >= expected
@@ -242,15 +296,21 @@ class TemporalScheduleChecker(TemporalChecker[ScheduleSettings]):
                 )
                 found.append((Status.FAILED, text))
         self._memory[sid] = memory
-        if last is not None:
-            verdict = await self._last_run(session, sid, last)
-            details["last_result"] = verdict[2] if verdict else ""
-            if verdict:
-                found.append(verdict[:2])
-        status = worst(code for code, _ in found)
-        return Judged(
-            sid, status, next(m for code, m in reversed(found) if code == status), metrics, details
+        return await self._runs.judged(
+            session, sid, recent, since=memory.since, found=found, metrics=metrics, details=details
         )
+
+    def _windowed(
+        self, prev: Memory | None, memory: Memory, future: list[datetime], now: datetime
+    ) -> tuple[timedelta, int, int]:
+        """(window, missed, skipped) over the last ``window_runs`` expected runs, kept in
+        ``memory`` (:mod:`checkers.temporal_schedule_window`)."""
+        memory.every = cadence(future) or (prev.every if prev else None)
+        memory.since = prev.since if prev else now
+        window = (memory.every or timedelta(0)) * self.settings.window_runs
+        tally = Tally(now, memory.missed, memory.skipped)
+        missed, skipped, memory.tallies = over_window(prev.tallies if prev else [], tally, window)
+        return window, missed, skipped
 
     def _ok_message(self, sid: str, future: list[datetime], last: Any) -> str:
         name = shown(sid)
@@ -280,49 +340,12 @@ class TemporalScheduleChecker(TemporalChecker[ScheduleSettings]):
             ),
         ):
             plural = "s" if count != 1 else ""
-            text = f"schedule {name}: {count} action{plural} {what} since the last check"
+            text = (
+                f"schedule {name}: {count} action{plural} {what} "
+                f"in the last {self.settings.window_runs} expected runs"
+            )
             if failed is not None and count >= failed:
                 found.append((Status.FAILED, text))
             elif degraded is not None and count >= degraded:
                 found.append((Status.DEGRADED, text))
         return found
-
-    async def _last_run(
-        self, session: TemporalSession, sid: str, last: Any
-    ) -> tuple[Status, str, str] | None:
-        """(FAILED, message, short result) when the last action's run failed; None otherwise."""
-        name = shown(sid)
-        started = last.start_workflow_result
-        status = last.start_workflow_status
-        if (
-            status
-            in (WES.WORKFLOW_EXECUTION_STATUS_UNSPECIFIED, WES.WORKFLOW_EXECUTION_STATUS_RUNNING)
-            and started.workflow_id
-        ):
-            try:
-                desc = await session.describe_workflow(started.workflow_id, started.run_id)
-            except RPCError as exc:
-                if exc.status != RPCStatusCode.NOT_FOUND:
-                    raise
-                return None  # gone past retention: nothing to say about it
-            status = desc.workflow_execution_info.status
-        word = FAILED_RUN.get(status)
-        if word is None:
-            return None
-        reason = await self._failure(session, started.workflow_id, started.run_id)
-        message = f"schedule {name}: last run {shown(started.workflow_id)} {word}{reason}"
-        return Status.FAILED, message, f"{word}{reason}"
-
-    async def _failure(self, session: TemporalSession, workflow_id: str, run_id: str) -> str:
-        """``: <failure message>`` of a closed run, read once per workflow id."""
-        if workflow_id not in self._failures:
-            text = ""
-            for event in await session.last_events(workflow_id, run_id, 1):
-                if event.HasField("workflow_execution_failed_event_attributes"):
-                    text = event.workflow_execution_failed_event_attributes.failure.message
-                elif event.HasField("workflow_execution_terminated_event_attributes"):
-                    text = event.workflow_execution_terminated_event_attributes.reason
-            if len(self._failures) >= MAX_REMEMBERED:
-                self._failures.clear()
-            self._failures[workflow_id] = f": {clip(text.strip(), 300)}" if text.strip() else ""
-        return self._failures[workflow_id]

@@ -10,19 +10,22 @@ described yet as UNKNOWN, never as OK. Judging one schedule is the checker's.
 
 from __future__ import annotations
 
+import asyncio
 import bisect
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from temporalio.service import RPCError, RPCStatusCode
 
-from checkers.base import Metric, Status, worst
+from checkers.base import LogEntry, Metric, Status, worst
 from checkers.temporal import TemporalSession, quote
 from checkers.temporal_budget import BudgetExhausted
 from server.core.text import shown
 
 LIST_PAGE = 1000  # the server's default frontend.visibilityMaxPageSize
 MAX_LIST_PAGES = 100  # 100,000 schedules listed at most, then the list is said to be cut
+DESCRIBE_CONCURRENCY = 5  # describes in flight per check: bounded so one check cannot flood
 
 
 @dataclass
@@ -34,28 +37,63 @@ class Judged:
     message: str
     metrics: list[Metric]
     details: dict[str, Any]
+    logs: list[LogEntry] = field(default_factory=list)  # rows of this check only
 
 
 class Rotation:
     """Which ``size`` of a sorted id list the next check describes: a cursor going round.
 
-    Each call takes the ``size`` ids after the last one taken (wrapping), so every id
-    is taken once per ``ceil(len(ids) / size)`` calls, whatever is added or removed
+    Each call takes the ``size`` ids after the last one described (wrapping); after
+    the describes, :meth:`described` moves the cursor past those done in order, so a
+    check cut by its deadline is continued where it stopped, and every id is taken
+    once per ``ceil(len(ids) / size)`` uncut calls, whatever is added or removed
     between calls.
     """
 
     def __init__(self, size: int) -> None:
         self.size = size
         self.last: str | None = None
+        self._taken: list[str] = []
 
     def take(self, ids: list[str]) -> list[str]:
         """The next ids to describe from ``ids`` (sorted, unique)."""
-        if len(ids) <= self.size:
-            return list(ids)
         start = 0 if self.last is None else bisect.bisect_right(ids, self.last)
-        taken = (ids[start:] + ids[:start])[: self.size]
-        self.last = taken[-1]
-        return taken
+        self._taken = (ids[start:] + ids[:start])[: self.size]
+        return list(self._taken)
+
+    def described(self, done: set[str]) -> None:
+        """Move the cursor past the taken ids described, up to the first one that was not."""
+        for sid in self._taken:
+            if sid not in done:
+                break
+            self.last = sid
+
+
+async def describe_until(
+    ids: list[str], describe: Callable[[str], Awaitable[Judged]], stop: float
+) -> tuple[list[Judged], bool]:
+    """Describe ``ids`` (``DESCRIBE_CONCURRENCY`` at a time) until loop time ``stop``.
+
+    Returns the verdicts finished, in ``ids`` order, and whether describes were
+    dropped at ``stop`` (those still waiting or in flight are cancelled: the check
+    keeps and reports what it saw instead of timing out with nothing). An error of
+    a finished describe is raised.
+    """
+    gate = asyncio.Semaphore(DESCRIBE_CONCURRENCY)
+
+    async def one(sid: str) -> Judged:
+        async with gate:
+            return await describe(sid)
+
+    if not ids:
+        return [], False
+    loop = asyncio.get_running_loop()
+    tasks = {sid: asyncio.ensure_future(one(sid)) for sid in ids}
+    _, pending = await asyncio.wait(tasks.values(), timeout=max(0.0, stop - loop.time()))
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+    return [t.result() for t in tasks.values() if t not in pending], bool(pending)
 
 
 async def matching(session: TemporalSession, prefix: str) -> tuple[list[str], bool]:
@@ -88,10 +126,13 @@ async def matching(session: TemporalSession, prefix: str) -> tuple[list[str], bo
     return sorted(ids), True
 
 
-def summary(ids: list[str], cut: bool, known: list[Judged], described: int) -> tuple[Status, str]:
+def summary(
+    ids: list[str], cut: bool, known: list[Judged], described: int, timed_out: str = ""
+) -> tuple[Status, str]:
     """(status, message) over every matching schedule: ``known`` holds the last verdict
     of those described so far (in ``ids`` order), ``described`` how many this check
-    described. Schedules of ``ids`` not in ``known`` count as UNKNOWN."""
+    described, ``timed_out`` why describes stopped early (empty: they did not).
+    Schedules of ``ids`` not in ``known`` count as UNKNOWN."""
     unseen = len(ids) - len(known)
     status = worst([j.status for j in known] + ([Status.UNKNOWN] if unseen else []))
     total = f"{len(ids)}{'+' if cut else ''}"
@@ -103,8 +144,9 @@ def summary(ids: list[str], cut: bool, known: list[Judged], described: int) -> t
         message = "; ".join(said[:3]) + more
     else:
         message = f"{unseen} of {total} schedules not yet checked"
-    if described < len(ids):
-        message += f"; described {described} of {total} this check (max_describe), " + (
+    if described < len(ids) or timed_out:
+        why = timed_out or "max_describe"
+        message += f"; described {described} of {total} this check ({why}), " + (
             f"{unseen} not yet checked" if unseen else "the rest as last checked"
         )
     if cut:

@@ -30,6 +30,7 @@ from checkers.base import (
     Settings,
     Status,
     invalid,
+    timed_out_message,
 )
 from checkers.temporal import TemporalChecker, TemporalConnection, TemporalSession, quote
 from checkers.temporal_executions import (
@@ -114,11 +115,20 @@ class TemporalStuckChecker(TemporalChecker[StuckSettings]):
         elif stuck:
             status = Status.DEGRADED
         described = len(sample.executions)
-        why = "cut by the check's timeout" if sample.timed_out else "max_describe"
+        why = f"cut: {timed_out_message(ctx.timeout)}" if sample.timed_out else "max_describe"
         cut = f"; described {described} of {sample.running} ({why})" if sample.cut else ""
         if stuck:
             named = describe_stuck(stuck, NAMED_IN_MESSAGE)
             message = f"{len(stuck)} of {sample.running} running stuck: {named}{cut}"
+        elif sample.timed_out:
+            # Seen too little to vouch for the rest: never OK (raise the timeout or
+            # lower max_describe). Stuck ones seen keep their worse verdict above.
+            status = Status.UNKNOWN
+            message = (
+                f"none stuck among {described} described of {sample.running} running"
+                f" (cut: {timed_out_message(ctx.timeout)};"
+                " raise timeout or lower max_describe)"
+            )
         else:
             message = f"none of {sample.running} running stuck{cut}"
         counts = {

@@ -24,13 +24,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from temporalio.api.enums.v1 import DescribeTaskQueueMode, TaskQueueType
 from temporalio.api.taskqueue.v1 import PollerInfo, TaskQueueStats, TaskQueueVersionSelection
 
 from checkers.base import CheckContext, CheckResult, Metric, Settings, Status, invalid, worst
 from checkers.netio import loop_local
-from checkers.temporal import TemporalChecker, TemporalConnection, TemporalSession, age
+from checkers.temporal import TemporalChecker, TemporalConnection, TemporalSession, age, ordered
 from server.core.units import Duration, DurationRange
 
 POLL_DEGRADED = timedelta(minutes=1)  # newest poll this old, with a backlog: DEGRADED
@@ -52,6 +52,15 @@ class TaskQueueThresholds(Settings):
     # tasks per second the backlog grows by (add rate - dispatch rate); off by default
     backlog_increase_rate_degraded: float | None = Field(None, gt=0, le=1_000_000)
     backlog_increase_rate_failed: float | None = Field(None, gt=0, le=1_000_000)
+
+    @model_validator(mode="after")
+    def _order(self) -> TaskQueueThresholds:
+        ordered(
+            self,
+            ("backlog_age_degraded", "backlog_age_failed", "below"),
+            ("backlog_increase_rate_degraded", "backlog_increase_rate_failed", "below"),
+        )
+        return self
 
 
 class TaskQueueSettings(TemporalConnection):

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import re
 
+from checkers.base import timed_out_message
+
 _OPERATOR_AT_END = re.compile(
     r"(?:\b(?:and|or|not|in|like|between|starts_with|is)|=|!=|<>|<=|>=|<|>)\s*$", re.IGNORECASE
 )
@@ -59,26 +61,35 @@ def server_query_error(message: str) -> str:
     return _POSITION.sub("", message).strip()
 
 
-def connect_reason(address: str, text: str) -> str:
-    """A readable reason for a failed connection, from the SDK's error text."""
+def connect_reason(address: str, text: str, timeout: float, tls: bool = False) -> str:
+    """A readable reason for a failed connection, from the SDK's error text (``timeout``:
+    the check's, in seconds, named when the connection timed out; ``tls``: whether the
+    client spoke TLS, so that a failure the SDK words only as "Server connection
+    error" is named as the handshake it was)."""
     lowered = text.lower()
     if "connectionrefused" in lowered or "connection refused" in lowered:
         return f"cannot connect to {address}: connection refused"
     if "dns error" in lowered or "failed to lookup address" in lowered:
         return f"cannot connect to {address}: the host name does not resolve"
     if "timed out" in lowered or "timedout" in lowered or "deadline" in lowered:
-        return f"cannot connect to {address}: timed out"
+        return f"cannot connect to {address}: {timed_out_message(timeout)}"
     if "invalidcontenttype" in lowered or "invalidmessage" in lowered:
         return (
             f"TLS handshake failed with {address}: the server did not answer in TLS "
             "(a plain-text server? set tls: false)"
         )
-    tls = re.search(r"(invalid peer certificate[^)\"]*|certificate[^)\"]*|handshake[^)\"]*)", text)
-    if tls or "tls" in lowered or "rustls" in lowered:
-        detail = tls.group(1).strip() if tls else "see the server's certificate and tls setting"
+    found = re.search(
+        r"(invalid peer certificate[^)\"]*|certificate[^)\"]*|handshake[^)\"]*)", text
+    )
+    if found or "tls" in lowered or "rustls" in lowered:
+        detail = found.group(1).strip() if found else "see the server's certificate and tls setting"
         return f"TLS handshake failed with {address}: {detail}"
     os_message = re.search(r'message: "([^"]+)"', text)
-    if os_message:
-        return f"cannot connect to {address}: {os_message.group(1).lower()}"
     plain = re.sub(r"tonic::transport::Error\(.*", "", text).strip(" :")
-    return f"cannot connect to {address}: {plain or 'transport error'}"
+    reason = (os_message.group(1).lower() if os_message else plain) or "transport error"
+    if tls:  # the SDK says no more than "Server connection error" for a refused certificate
+        return (
+            f"TLS handshake failed with {address}: {reason} (a private CA? set "
+            "tls.ca_cert; a plain-text server? set tls: false)"
+        )
+    return f"cannot connect to {address}: {reason} (a TLS server? set tls: true)"

@@ -38,6 +38,7 @@ from checkers.base import (
     Settings,
     Status,
     invalid,
+    timed_out_message,
     worst,
 )
 from checkers.netio import loop_local
@@ -45,17 +46,22 @@ from checkers.temporal import (
     TemporalChecker,
     TemporalConnection,
     TemporalSession,
+    namespace_missing,
+    ordered,
     quote,
     shared_client,
 )
 from checkers.temporal_executions import (
+    HISTORY_EVENTS,
     NONDETERMINISM,
     WORKFLOW_TASK_FAILURE,
     WORKFLOW_TASK_TIMEOUT,
     Limits,
     judge_all,
     sample_running,
+    workflow_task_problem,
 )
+from checkers.temporal_failed_runs import FailedRuns
 from server.core.text import shown
 from server.core.units import Duration, DurationRange
 
@@ -84,6 +90,11 @@ TASK_PROBLEMS = (
 class RatioThresholds(Settings):
     degraded_failure_ratio: float = Field(0.05, ge=0, le=1)
     failed_failure_ratio: float = Field(0.25, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _order(self) -> RatioThresholds:
+        ordered(self, ("degraded_failure_ratio", "failed_failure_ratio", "below"))
+        return self
 
 
 class TemporalSettings(TemporalConnection):
@@ -120,13 +131,19 @@ class TemporalWorkflowChecker(TemporalChecker[TemporalSettings]):
     def __init__(self, settings: TemporalSettings) -> None:
         super().__init__(settings)
         self._failure_logged: str | None = None  # run id whose failure is in the logs already
+        self._runs = FailedRuns()  # workflow_type mode: each failed run logged once
 
     async def inspect(self, session: TemporalSession, ctx: CheckContext) -> CheckResult:
         if self.settings.workflow_id is not None:
             result = await self._describe(session, self.settings.workflow_id)
         else:
             result = await self._ratio(session, ctx.now)
-            await self._workflow_tasks(session, ctx.now, result)
+            await self._workflow_tasks(session, ctx, result)
+            base = f"WorkflowType = {quote(self.settings.workflow_type or '')}"
+            if self._runs.since is None or result.details.get("failed"):
+                result.logs += await self._runs.of_type(session, base, ctx.now)
+            else:
+                self._runs.since = ctx.now  # nothing failed in the window: nothing to list
         if self.settings.task_queue is not None:
             queue = await self._pollers(session, ctx.now)
             result.status = worst((result.status, queue.status))
@@ -140,7 +157,18 @@ class TemporalWorkflowChecker(TemporalChecker[TemporalSettings]):
         handle = session.client.get_workflow_handle(
             workflow_id
         )  # latest run: follows continue-as-new
-        desc = await handle.describe()
+        try:
+            desc = await handle.describe()
+        except RPCError as exc:
+            if exc.status != RPCStatusCode.NOT_FOUND or namespace_missing(exc):
+                raise
+            # The server forgets a closed execution after retention: not a verdict on it.
+            return CheckResult(
+                Status.UNKNOWN,
+                f"workflow {shown(workflow_id)} not found in namespace "
+                f"{shown(self.settings.namespace)} (never started, or closed and past the "
+                "namespace's retention)",
+            )
         status = desc.status or WorkflowExecutionStatus.RUNNING
         code, word = STATE[status]
         details = {
@@ -159,7 +187,21 @@ class TemporalWorkflowChecker(TemporalChecker[TemporalSettings]):
                     result.logs.append(entry)
         if status == WorkflowExecutionStatus.RUNNING:
             self._activities(desc.raw_description.pending_activities, result)
+            await self._task_failing(session, desc, result)
         return result
+
+    async def _task_failing(self, session: TemporalSession, desc: Any, result: CheckResult) -> None:
+        """A running execution whose workflow task keeps failing is not OK: it cannot
+        progress (judged as ``workflow_type`` mode and ``temporal_stuck`` judge it)."""
+        raw = desc.raw_description
+        if not raw.HasField("pending_workflow_task") or raw.pending_workflow_task.attempt < 2:
+            return
+        events = await session.last_events(desc.id, desc.run_id, HISTORY_EVENTS)
+        problem = workflow_task_problem(events, raw.pending_workflow_task.attempt)
+        code = next(status for _, kind, status, _ in TASK_PROBLEMS if kind == problem.kind)
+        result.status = worst((result.status, code))
+        result.message = f"workflow {shown(desc.id)} running, but {problem.text}"
+        result.details["workflow_task_problem"] = problem.kind
 
     async def _failure(self, handle: Any, word: str) -> LogEntry | None:
         """The closing event's failure (message, stack trace) or termination reason."""
@@ -218,10 +260,21 @@ class TemporalWorkflowChecker(TemporalChecker[TemporalSettings]):
             Metric("completed_count", counts["Completed"], "count"),
             Metric("failure_ratio", round(ratio, 4), "ratio"),
         ]
-        details = {"window": str(s.window), **counts, "failure_ratio": round(ratio, 4)}
+        details = {
+            "window": str(s.window),
+            **counts,
+            "failed": failed,
+            "failure_ratio": round(ratio, 4),
+        }
         summary = (
             f"{s.workflow_type}: {failed}/{closed} failed in the last {s.window} ({ratio:.0%})"
         )
+        if not closed and not counts["Running"]:
+            # Nothing started in the window: nothing seen, so not OK (a misspelt type
+            # would otherwise be "OK 0/0" forever).
+            text = f"no {s.workflow_type} executions started in the last {s.window}: nothing to "
+            text += "judge (check workflow_type, or widen window)"
+            return CheckResult(Status.UNKNOWN, text, details, metrics=metrics)
         if closed and ratio >= s.thresholds.failed_failure_ratio:
             return CheckResult(Status.FAILED, summary, details, metrics=metrics)
         if closed and ratio >= s.thresholds.degraded_failure_ratio:
@@ -229,13 +282,13 @@ class TemporalWorkflowChecker(TemporalChecker[TemporalSettings]):
         return CheckResult(Status.OK, summary, details, metrics=metrics)
 
     async def _workflow_tasks(
-        self, session: TemporalSession, now: datetime, result: CheckResult
+        self, session: TemporalSession, ctx: CheckContext, result: CheckResult
     ) -> None:
         """Running executions of the type whose workflow tasks fail, by kind, into ``result``."""
         s = self.settings
         query = f"WorkflowType = {quote(s.workflow_type or '')}"
         sample = await sample_running(session, query, s.max_describe)
-        await judge_all(session, sample, Limits(activities=False), now)
+        await judge_all(session, sample, Limits(activities=False), ctx.now)
         for metric, kind, status, words in TASK_PROBLEMS:
             hit = [e for e in sample.stuck() if any(p.kind == kind for p in e.problems)]
             result.metrics.append(Metric(metric, len(hit), "count"))
@@ -249,10 +302,12 @@ class TemporalWorkflowChecker(TemporalChecker[TemporalSettings]):
                 result.status = worst((result.status, status))
         if sample.cut:
             result.details["described"] = len(sample.executions)
-            why = ", cut by the check's timeout" if sample.timed_out else ""
+            why = f", cut: {timed_out_message(ctx.timeout)}" if sample.timed_out else ""
             result.message += (
                 f" (described {len(sample.executions)} of {sample.running} running{why})"
             )
+            if sample.timed_out and result.status == Status.OK:
+                result.status = Status.UNKNOWN  # too little seen to call the rest healthy
 
     async def _pollers(self, session: TemporalSession, now: datetime) -> CheckResult:
         s = self.settings

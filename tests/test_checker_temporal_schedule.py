@@ -125,9 +125,43 @@ def test_runs_skipped_by_the_overlap_policy_are_counted_since_the_last_check(
     delta = {m.name: m.value for m in second.metrics}["overlap_skipped"]
     assert delta == total - before and delta >= 2
     assert second.status == Status.DEGRADED
-    assert f"schedule {handle.id}: {delta} actions skipped by the overlap policy" in (
-        second.message
-    )
+    in_window = second.details["schedules"][0]["skipped_in_window"]
+    assert in_window >= delta
+    assert (
+        f"schedule {handle.id}: {in_window} actions skipped by the overlap policy "
+        "in the last 5 expected runs"
+    ) in second.message
+
+
+def test_a_schedule_skipping_in_a_pattern_stays_degraded_whatever_the_checks_phase(
+    server: Harness,
+) -> None:
+    # The attack: a 25 s run every 10 s (run, skip, skip, run ...) checked every 5 s
+    # flipped OK <-> DEGRADED. Here a 5 s run every 2 s; a check right after each
+    # change of the server's counters catches both phases (just after a skip, just
+    # after a run): judged over the last 5 expected runs every one is DEGRADED.
+    with schedule(
+        server, wf.RunsFiveSeconds.run, timedelta(seconds=2), overlap=ScheduleOverlapPolicy.SKIP
+    ) as handle:
+        c = checker(server, schedule_id=handle.id)
+
+        def counters() -> tuple[int, int]:
+            info = server.run(handle.describe()).info
+            return int(info.num_actions), int(info.num_actions_skipped_overlap)
+
+        once(c)  # the baseline
+        assert wait_until(lambda: counters()[1] >= 2, 30)
+        results: list[tuple[tuple[int, int], Any]] = []
+        seen = [counters()]
+        while len(results) < 8:
+            assert wait_until(lambda: counters() != seen[-1], 30)
+            seen.append(counters())
+            results.append((seen[-1], once(c)))
+    runs = {n for (n, _), _ in results}
+    assert len(runs) >= 2, "no run started while checking: the phases were not both seen"
+    assert [r.status for _, r in results] == [Status.DEGRADED] * 8, [
+        (counts, r.message) for counts, r in results
+    ]
 
 
 @pytest.mark.parametrize("skew", SKEWS, ids=["ours-behind", "same", "ours-ahead"])
@@ -194,8 +228,10 @@ def test_runs_missed_while_the_server_was_frozen_past_the_catchup_window_fail(
     delta = {m.name: m.value for m in result.metrics}["missed_catchup_window"]
     assert delta >= 1
     assert result.status == Status.FAILED
-    assert f"schedule {handle.id}: {delta} action" in result.message
-    assert "missed (outside the catch-up window) since the last check" in result.message
+    in_window = result.details["schedules"][0]["missed_in_window"]
+    assert in_window >= delta
+    assert f"schedule {handle.id}: {in_window} action" in result.message
+    assert "missed (outside the catch-up window) in the last 5 expected runs" in result.message
 
 
 def test_a_prefix_covers_every_matching_schedule_and_names_the_broken_one(
@@ -234,7 +270,9 @@ def test_a_prefix_covers_every_matching_schedule_and_names_the_broken_one(
 def test_a_schedule_that_does_not_exist_is_failed(server: Harness) -> None:
     result = once(checker(server, schedule_id="no-such-schedule"))
     assert result.status == Status.FAILED
-    assert result.message == "schedule no-such-schedule not found"
+    assert result.message == (
+        "schedule no-such-schedule not found (deleted, or never created in namespace default)"
+    )
 
 
 def test_schedule_settings_take_one_target_and_a_sane_lateness() -> None:
@@ -334,3 +372,53 @@ def test_our_clock_ahead_of_the_servers_never_calls_a_run_late_before_it_is_due(
         results.append(once(c, ahead))
     assert [r.message for r in results if r.status != Status.OK] == []
     assert results[-1].details["schedules"][0]["last_action_time"] is not None
+
+
+def test_a_prefix_check_cut_by_its_deadline_keeps_what_it_described_and_goes_on_from_there(
+    server: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The attack: 1,105 schedules with max_describe 1000 timed out every check, so
+    # nothing was ever kept. Here the server stops answering after four describes.
+    import checkers.temporal_schedule_prefix as module
+    from checkers.temporal import TemporalSession
+
+    assert server.proc is not None
+    prefix = f"cut-{uuid.uuid4().hex[:6]}-"
+    ids = [f"{prefix}{n:02d}" for n in range(12)]
+    frozen: list[bool] = []
+    with contextlib.ExitStack() as stack:
+        for sid in ids:
+            stack.enter_context(
+                schedule(server, wf.CompletesAtOnce.run, timedelta(hours=1), schedule_id=sid)
+            )
+        lister = checker(server, schedule_prefix=prefix, max_describe=1)
+        until(lambda: once(lister), lambda r: "of 12 " in r.message)  # visibility caught up
+        c = checker(server, schedule_prefix=prefix, max_describe=12)
+        monkeypatch.setattr(module, "DESCRIBE_CONCURRENCY", 1)
+        real = TemporalSession.describe_schedule
+        asked: list[str] = []
+
+        async def describe(self: TemporalSession, sid: str) -> Any:
+            if len(asked) == 4 and not frozen:
+                server.proc.send_signal(signal.SIGSTOP)  # type: ignore[union-attr]
+                frozen.append(True)
+            asked.append(sid)
+            return await real(self, sid)
+
+        monkeypatch.setattr(TemporalSession, "describe_schedule", describe)
+        try:
+            cut = run_check(c, CheckContext("sch", datetime.now(UTC), 4))
+        finally:
+            server.proc.send_signal(signal.SIGCONT)
+        monkeypatch.undo()
+        after = once(c)
+    assert cut.status == Status.UNKNOWN, cut.message
+    assert cut.message == (
+        "8 of 12 schedules not yet checked; described 4 of 12 this check "
+        "(cut: timed out after 4.0 s), 8 not yet checked"
+    )
+    assert [s["schedule_id"] for s in cut.details["schedules"]] == ids[:4]
+    # The next check starts after the last one described and the round completes.
+    assert [s["schedule_id"] for s in after.details["schedules"]] == ids[4:] + ids[:4]
+    assert after.status == Status.OK, after.message
+    assert after.details["not_yet_checked"] == 0

@@ -152,43 +152,73 @@ def test_hostile_workflow_ids_reach_messages_rows_and_details_printable_and_shor
     assert raw[3] in entry.context["workflow_ids"].split(",")
 
 
-def test_describes_cut_by_the_deadline_report_what_was_seen_and_say_so(
-    temporal_server: Harness, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _cut_after(
+    server: Harness, monkeypatch: pytest.MonkeyPatch, workflow: Any, answered_before_freeze: int
+) -> Any:
+    """Run one check (4 s) on 12 executions of ``workflow`` while the server stops answering
+    after ``answered_before_freeze`` describes (one at a time); the check's result."""
     import checkers.temporal_executions as executions
     from checkers.temporal import TemporalSession
 
-    assert temporal_server.proc is not None
+    assert server.proc is not None
     queue = f"stuck-{uuid.uuid4().hex[:8]}"
-    ids = [temporal_server.start(wf.WaitForever.run, queue=queue) for _ in range(12)]
     frozen = []
-    try:
-        c = checker(temporal_server, query=f"TaskQueue = '{queue}'", max_describe=12)
-        until(lambda: once(c), lambda r: r.details.get("running") == 12)
-        # The server stops answering after the fifth describe (one at a time): the
-        # check must stop describing before its deadline and report those five.
-        monkeypatch.setattr(executions, "DESCRIBE_CONCURRENCY", 1)
-        real = TemporalSession.describe_workflow
-        answered = []
+    with server.worker(queue, [*wf.WORKFLOWS, wf.FailsWorkflowTask], wf.ACTIVITIES):
+        ids = [server.start(workflow, queue=queue) for _ in range(12)]
+        try:
+            c = checker(server, query=f"TaskQueue = '{queue}'", max_describe=12)
+            until(lambda: once(c), lambda r: r.details.get("running") == 12)
+            if workflow is wf.FailsWorkflowTask.run:
+                until(lambda: once(c), lambda r: len(r.details.get("stuck", [])) == 12, seconds=60)
+            monkeypatch.setattr(executions, "DESCRIBE_CONCURRENCY", 1)
+            real = TemporalSession.describe_workflow
+            answered: list[str] = []
 
-        async def describe(self: TemporalSession, *args: Any) -> Any:
-            response = await real(self, *args)
-            answered.append(args[0])
-            if len(answered) == 5:
-                temporal_server.proc.send_signal(signal.SIGSTOP)  # type: ignore[union-attr]
-                frozen.append(True)
-            return response
+            async def describe(self: TemporalSession, *args: Any) -> Any:
+                if len(answered) == answered_before_freeze and not frozen:
+                    server.proc.send_signal(signal.SIGSTOP)  # type: ignore[union-attr]
+                    frozen.append(True)
+                response = await real(self, *args)
+                answered.append(args[0])
+                return response
 
-        monkeypatch.setattr(TemporalSession, "describe_workflow", describe)
-        result = run_check(c, CheckContext("stuck", datetime.now(UTC), 4))
-    finally:
-        if frozen:
-            temporal_server.proc.send_signal(signal.SIGCONT)
-        monkeypatch.undo()
-        temporal_server.terminate(*ids)
-    assert result.status == Status.OK, result.message
+            monkeypatch.setattr(TemporalSession, "describe_workflow", describe)
+            return run_check(c, CheckContext("stuck", datetime.now(UTC), 4))
+        finally:
+            if frozen:
+                server.proc.send_signal(signal.SIGCONT)
+            monkeypatch.undo()
+            server.terminate(*ids)
+
+
+def test_describes_cut_by_the_deadline_with_nothing_stuck_seen_are_unknown_and_say_so(
+    temporal_server: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Five of twelve seen healthy: the other seven could be stuck, so never OK.
+    result = _cut_after(temporal_server, monkeypatch, wf.WaitForever.run, 5)
+    assert result.status == Status.UNKNOWN, result.message
     assert result.message == (
-        "none of 12 running stuck; described 5 of 12 (cut by the check's timeout)"
+        "none stuck among 5 described of 12 running (cut: timed out after 4.0 s;"
+        " raise timeout or lower max_describe)"
     )
     assert result.details["cut_by_timeout"] is True
     assert {m.name: m.value for m in result.metrics}["described"] == 5
+
+
+def test_a_check_that_described_nothing_before_its_deadline_is_unknown(
+    temporal_server: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The attack: a tight timeout left no time for any describe, and the check said OK.
+    result = _cut_after(temporal_server, monkeypatch, wf.WaitForever.run, 0)
+    assert result.status == Status.UNKNOWN, result.message
+    assert result.message.startswith("none stuck among 0 described of 12 running (cut: ")
+    assert {m.name: m.value for m in result.metrics}["described"] == 0
+
+
+def test_stuck_ones_seen_before_the_deadline_keep_their_verdict_and_say_the_coverage(
+    temporal_server: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    result = _cut_after(temporal_server, monkeypatch, wf.FailsWorkflowTask.run, 3)
+    assert result.status == Status.FAILED, result.message
+    assert result.message.startswith("3 of 12 running stuck: ")
+    assert result.message.endswith("; described 3 of 12 (cut: timed out after 4.0 s)")

@@ -226,3 +226,38 @@ def test_workflow_task_timeouts_are_counted_and_degrade(temporal: Temporal) -> N
     assert counts["workflow_task_timeouts"] == 1 and counts["nondeterminism_errors"] == 0
     assert result.status == Status.DEGRADED
     assert f"1 running blocked by workflow task timeouts: {wid}" in result.message
+
+
+def test_a_running_workflow_whose_workflow_task_keeps_failing_is_failed_by_id(
+    temporal_server: Harness,
+) -> None:
+    # The attack: a run whose workflow task failed 7+ times was "OK running" by
+    # workflow_id while workflow_type mode called it FAILED.
+    queue = f"wftask-{uuid.uuid4().hex[:8]}"
+    with temporal_server.worker(queue, [wf.FailsWorkflowTask]):
+        wid = temporal_server.start(wf.FailsWorkflowTask.run, queue=queue)
+        try:
+            checker = TemporalWorkflowChecker(
+                TemporalSettings(address=temporal_server.address, workflow_id=wid)
+            )
+            result = until(
+                lambda: run_check(checker, CheckContext("wf", datetime.now(UTC), 10)),
+                lambda r: r.status != Status.OK,
+                seconds=60,
+            )
+        finally:
+            temporal_server.terminate(wid)
+    assert result.status == Status.FAILED
+    assert result.message.startswith(f"workflow {wid} running, but workflow task failing")
+    assert result.message.endswith("bug in workflow code: division of the ledger by zero")
+
+
+def test_a_workflow_type_nothing_started_in_the_window_is_unknown(temporal: Temporal) -> None:
+    # The attack: workflow_type NoSuchType was "OK 0/0 failed" forever.
+    result = check(temporal, workflow_type=f"NoSuchType{uuid.uuid4().hex[:6]}")
+    assert result.status == Status.UNKNOWN
+    assert result.message.startswith("no NoSuchType")
+    assert result.message.endswith(
+        "executions started in the last 1:00:00: nothing to judge (check workflow_type, "
+        "or widen window)"
+    )

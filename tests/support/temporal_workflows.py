@@ -51,6 +51,22 @@ class SleepsLong:
 
 
 @workflow.defn
+class FailsForTheLog:
+    """Fails at once (its own type: only tests/test_temporal_failed_runs.py starts it)."""
+
+    @workflow.run
+    async def run(self) -> None:
+        raise ApplicationError("ledger out of balance", type="LedgerError", non_retryable=True)
+
+
+@workflow.defn
+class RunsFiveSeconds:
+    @workflow.run
+    async def run(self) -> None:
+        await asyncio.sleep(5)
+
+
+@workflow.defn
 class ContinuesOnce:
     @workflow.run
     async def run(self, generation: int) -> None:
@@ -196,5 +212,13 @@ class FansOut:
         )
 
 
-WORKFLOWS = [WaitForever, CompletesAtOnce, FailsAtOnce, SleepsLong, ContinuesOnce, RetriesActivity]
+WORKFLOWS = [
+    WaitForever,
+    CompletesAtOnce,
+    FailsAtOnce,
+    SleepsLong,
+    RunsFiveSeconds,
+    ContinuesOnce,
+    RetriesActivity,
+]
 ACTIVITIES = [always_fails]
