@@ -139,7 +139,7 @@ def service(service_id: str) -> str:
     logs = ctx.reader.logs(
         service_id, levels, text, 100, int(fp) if fp.isdigit() and len(fp) < 21 else 0
     )
-    alerts = [a for a in current_alerts(ctx) if a["service_id"] == service_id]
+    alerts = current_alerts(ctx, service_id)
     relations = ctx.config.relations
     return render_template(
         "service.html",
