@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from werkzeug.security import generate_password_hash
 from server.config.models import DashboardConfig
 from server.storage.embedded import EmbeddedStorage
 from server.web import WebContext, create_app
+from server.web.alerts_view import current_alerts
 from tests.alerting_harness import Harness
 from tests.web_fixture import build
 
@@ -280,6 +282,26 @@ def test_standalone_dashboard_reads_alerts_from_alert_events(
     response = c.post("/api/v1/silences", json={"service": "db", "duration": "1h"})
     assert response.status_code in (403, 409)  # no auth configured, and no engine to apply it
     assert "Firing" in text(c.get("/alerts"))
+
+
+def test_standalone_service_page_reads_only_its_alerts_with_the_same_delivery_states(
+    data: tuple[EmbeddedStorage, Harness],
+) -> None:
+    store, h = data
+    ctx = WebContext(h.config, store, h.clock)  # no engine: read from the alert log
+    every = current_alerts(ctx)
+    for sid in ("db", "api", "web"):
+        truth = [a for a in every if a["service_id"] == sid]
+        assert current_alerts(ctx, sid) == truth  # read by the log's key, same answer
+    assert [a["id"] for a in current_alerts(ctx, "db")] == ["down:db"]
+    assert current_alerts(ctx, "web") == []
+    ids = ["down:db"]
+    since = h.clock.now() - timedelta(days=1)
+    log = ctx.alert_log
+    assert log.deliveries(since, ids)["down:db"] == log.deliveries(since)["down:db"]
+    page = text(create_app(ctx).test_client().get("/services/db"))
+    assert 'data-channel="hook" data-state="delivered"' in page
+    assert "down:api" not in page and 'data-alert="down:db"' in page
 
 
 def test_with_public_reads_off_only_the_status_page_and_health_stay_open(

@@ -99,16 +99,24 @@ class AlertReads:
             ORDER BY timestamp DESC LIMIT {{limit:UInt32}}""",
             sid=service_id or "", events=list(HISTORY_EVENTS), limit=limit)  # fmt: skip
 
-    def states(self, now: datetime) -> list[dict[str, Any]]:
-        """Latest state per alert (pending, firing, or resolved within a day)."""
-        return self._query(latest_per_alert(self._db(), CAUSED_BY, having="""
+    def states(self, now: datetime, service_id: str | None = None) -> list[dict[str, Any]]:
+        """Latest state per alert (pending, firing, or resolved within a day); of one
+        service's alerts only with ``service_id`` (the sort key's prefix: a few granules
+        instead of the whole log)."""
+        one = "AND service_id = {sid:String}" if service_id is not None else ""
+        return self._query(latest_per_alert(self._db(), CAUSED_BY, where=one, having="""
             state IN ('pending', 'firing')
             OR (state = 'resolved' AND since > {day:DateTime64(3, 'UTC')})"""),
-            day=now - timedelta(days=1))  # fmt: skip
+            day=now - timedelta(days=1), **({"sid": service_id} if one else {}))  # fmt: skip
 
-    def deliveries(self, since: datetime) -> dict[str, list[dict[str, Any]]]:
+    def deliveries(
+        self, since: datetime, alert_ids: list[str] | None = None
+    ) -> dict[str, list[dict[str, Any]]]:
         """Per alert id, the newest notice per channel queued since ``since`` and its state:
-        ``{alert_id: [{channel, state, item_state, incident, attempts, error, ...}]}``."""
+        ``{alert_id: [{channel, state, item_state, incident, attempts, error, ...}]}``.
+        ``alert_ids``: only notices telling of one of them (every revision of a notice
+        carries its alert ids), for a page about a few alerts."""
+        some = "AND hasAny(alert_ids, {only:Array(String)})" if alert_ids is not None else ""
         rows = self._query(f"""
             SELECT alert_id, to_channel AS channel,
                    argMax(item_state, (first, notice_id)) AS news,
@@ -121,10 +129,12 @@ class AlertReads:
                        argMax(error, revision) AS last_error, max(changed_at) AS changed,
                        argMax(permanent, revision) AS gave_up,
                        any(alert_ids) AS ids, any(item_states) AS states, any(incidents) AS incs
-                FROM {self._db()}.notifications WHERE queued_at >= {{since:DateTime64(3, 'UTC')}}
+                FROM {self._db()}.notifications
+                WHERE queued_at >= {{since:DateTime64(3, 'UTC')}} {some}
                 GROUP BY notice_id HAVING length(ids) > 0
             ) ARRAY JOIN ids AS alert_id, states AS item_state, incs AS incident
-            GROUP BY alert_id, to_channel ORDER BY alert_id, channel""", since=since)  # fmt: skip
+            GROUP BY alert_id, to_channel ORDER BY alert_id, channel""", since=since,
+            **({"only": alert_ids} if some else {}))  # fmt: skip
         out: dict[str, list[dict[str, Any]]] = {}
         for row in rows:
             notice_id, state, attempts, error, queued, changed, gave_up = row["latest"]

@@ -163,7 +163,7 @@ class EmbeddedStorage:
     def _run(self, sql: str, fmt: str, params: Params | None) -> str:
         with self._mutex:
             try:
-                bound = {k: _param(v) for k, v in params.items()} if params else None
+                sql, bound = _bind(sql, params) if params else (sql, None)
                 result = self._session.query(sql, fmt, params=bound)
             except Exception as exc:
                 raise refusal(self.describe(), sql, str(exc)) from None
@@ -194,6 +194,30 @@ def _acquire_lock(path: Path) -> IO[str]:
     handle.write(f"process {os.getpid()} ({' '.join(sys.argv)[:200]})")
     handle.flush()
     return handle
+
+
+def _bind(sql: str, params: Params) -> tuple[str, dict[str, Any]]:
+    """The statement and its parameters as chDB reads them.
+
+    A non-empty list of strings used only as ``{name:Array(String)}`` is sent as one
+    String joined by :data:`_SEP` and split in the statement (``splitByChar``, a
+    constant: sets and the primary key work as before). chDB parses an Array(String)
+    parameter slowly: 1,000 service ids cost ~6 ms of CPU per query, the joined
+    String ~0.5 ms. A list holding the separator keeps the Array form."""
+    bound = {}
+    for name, value in params.items():
+        token = f"{{{name}:Array(String)}}"
+        if (isinstance(value, list | tuple) and value and token in sql
+                and all(isinstance(v, str) and _SEP not in v for v in value)
+                and sql.count(f"{{{name}:") == sql.count(token)):  # fmt: skip
+            sql = sql.replace(token, f"splitByChar('\\x1f', {{{name}:String}})")
+            bound[name] = _SEP.join(value).translate(_ESCAPES)
+        else:
+            bound[name] = _param(value)
+    return sql, bound
+
+
+_SEP = "\x1f"  # ASCII unit separator: not in ids or names (a list holding it is sent as is)
 
 
 def _param(value: Any) -> Any:

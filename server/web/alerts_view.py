@@ -21,18 +21,29 @@ ORDER = {"firing": 0, "pending": 1, "resolved": 2}
 HELD = ("silenced", "inhibited", "flapping")
 
 
-def current_alerts(ctx: WebContext) -> list[dict[str, Any]]:
-    items = ctx.alerts.alerts() if ctx.alerts is not None else _stored(ctx)
+def current_alerts(ctx: WebContext, service_id: str | None = None) -> list[dict[str, Any]]:
+    """The live alerts (of one service with ``service_id``), firing first, then pending,
+    then resolved, each group oldest first."""
+    if ctx.alerts is not None:
+        items = ctx.alerts.alerts()
+        if service_id is not None:
+            items = [a for a in items if a["service_id"] == service_id]
+    else:
+        items = _stored(ctx, service_id)
     items.sort(key=lambda a: (ORDER.get(a["state"], 3), a.get("since") or ""))
     return items
 
 
-def _stored(ctx: WebContext) -> list[dict[str, Any]]:
-    """The standalone dashboard's view: the newest state per alert from the alert log."""
+def _stored(ctx: WebContext, service_id: str | None = None) -> list[dict[str, Any]]:
+    """The standalone dashboard's view: the newest state per alert from the alert log
+    (of one service's alerts only, read by the log's sort key, with ``service_id``)."""
     now = ctx.clock.now()
-    rows = ctx.alert_log.states(now)
+    rows = ctx.alert_log.states(now, service_id)
+    if not rows and service_id is not None:
+        return []
     starts = [aware(r["started"]) for r in rows if r["started"].year > 1970]
-    deliveries = ctx.alert_log.deliveries(min([*starts, now - timedelta(days=1)]))
+    ids = None if service_id is None else [f"{r['rule_id']}:{r['service_id']}" for r in rows]
+    deliveries = ctx.alert_log.deliveries(min([*starts, now - timedelta(days=1)]), ids)
     out = []
     for r in rows:
         alert_id = f"{r['rule_id']}:{r['service_id']}"

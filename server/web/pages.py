@@ -139,7 +139,7 @@ def service(service_id: str) -> str:
     logs = ctx.reader.logs(
         service_id, levels, text, 100, int(fp) if fp.isdigit() and len(fp) < 21 else 0
     )
-    alerts = [a for a in current_alerts(ctx) if a["service_id"] == service_id]
+    alerts = current_alerts(ctx, service_id)
     relations = ctx.config.relations
     return render_template(
         "service.html",
@@ -298,7 +298,7 @@ def status_page() -> str:
     30 days, :mod:`server.web.incidents_view`), and scheduled maintenance."""
     ctx = context()
     now = ctx.clock.now()
-    views = ctx.reader.services(now, history=False, since=False)  # the page shows no "since"
+    views = ctx.reader.services(now, brief=True)  # the page shows only statuses
     found = status_view.groups(ctx.config, views)
     shown = status_view.add_history(ctx.reader, found, now)
     labels = {v.id: v.label for g in found for v in g.members}
@@ -307,7 +307,7 @@ def status_page() -> str:
         maintenance=status_view.maintenance(ctx.config, views, now), now=now,
         incidents=recent_incidents(now, set(labels),
                                    {v.id: v.status_code for v in views if v.checked}),
-        labels=labels,
+        labels=labels, overall=status_view.overall(found),
     )  # fmt: skip
 
 

@@ -122,10 +122,15 @@ class Reader:
         return views
 
     def services(
-        self, now: datetime, only: str | None = None, history: bool = True, since: bool = True
-    ) -> list[ServiceView]:
+        self, now: datetime, only: str | None = None, history: bool = True, since: bool = True,
+        brief: bool = False,
+    ) -> list[ServiceView]:  # fmt: skip
         """Current status of every service (or one); with ``since``, when its status last
-        changed; with ``history``, uptime and strips too."""
+        changed; with ``history``, uptime and strips too. ``brief``: the status code only
+        (no message, response time, last check or staleness: the status page shows none,
+        and 1,000 messages and times cost ~5 ms to read and convert)."""
+        if brief:
+            return self._codes()
         views = self.known()
         if only is not None:
             views = {only: views[only]} if only in views else {}
@@ -169,6 +174,17 @@ class Reader:
                 views[row["service_id"]].since = row["since"]
         if history:
             self._uptime(views, now)
+        return list(views.values())
+
+    def _codes(self) -> list[ServiceView]:
+        views = self.known()
+        for row in self._q(
+            "SELECT service_id, argMaxMerge(status_code) AS status_code "
+            "FROM {db}.service_current GROUP BY service_id"
+        ):
+            view = views.get(row["service_id"])
+            if view is not None:
+                view.checked, view.status_code = True, int(row["status_code"])
         return list(views.values())
 
     def add_history(self, views: list[ServiceView], now: datetime) -> None:
