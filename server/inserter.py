@@ -94,7 +94,7 @@ class Inserter:
                 continue
             record = self.wal.append(batch.table, data)
             self.wal.mark_batch(batch.id, batch.table, [record])  # the old id stays the token
-            self._open.append(OpenBatch(batch.id, batch.table, [record]))
+            self._open.append(OpenBatch(batch.id, batch.table, [record], replayed=True))
             self.pending_rows += record.rows
             self.wal.sync()
             path.unlink()
@@ -261,8 +261,12 @@ class Inserter:
             self._done(batch, stored=0)
             return True
         started = time.perf_counter()
+        token = batch.id
         try:
-            self.storage.insert_arrow(batch.table, data, dedup_token=batch.id)
+            if batch.replayed:
+                token, data = self._unstored(batch, data)
+            if data.num_rows:
+                self.storage.insert_arrow(batch.table, data, dedup_token=token)
         except StorageMissing as exc:
             self._failed(batch, exc, "refused")
             self._ready = self._before_first_write is None  # apply the schema again
@@ -272,7 +276,7 @@ class Inserter:
             return False
         except StorageError as exc:
             try:
-                self._split(batch, data, exc)
+                self._split(batch, token, data, exc)
             except StorageUnavailable as away:
                 self._failed(batch, away, "unreachable")
                 return False
@@ -283,13 +287,33 @@ class Inserter:
         self._state_is("ok", None)
         return True
 
-    def _split(self, batch: OpenBatch, data: pa.Table, refused: StorageError) -> None:
+    def _unstored(self, batch: OpenBatch, data: pa.Table) -> tuple[str, pa.Table]:
+        """A batch from a previous run: the token to insert it under, and its rows not stored.
+
+        Its token cannot be trusted: with the embedded engine a ``kill -9`` between
+        the engine's deduplication log entry and the rename of the part leaves the
+        token naming a part that was never stored, and a replay under it would be
+        dropped as a duplicate (acknowledged records lost). So the storage is asked
+        which rows it holds; the others go under a new token, which nothing can
+        have used. Asked again on each attempt, so a retry never stores a row twice.
+        Storage that cannot tell (None) keeps the token.
+        """
+        mask = self.storage.stored_mask(batch.table, data)
+        if mask is None:
+            return batch.id, data
+        missing = data.filter(pa.array([not stored for stored in mask], pa.bool_()))
+        if missing.num_rows:
+            log.info("batch %s from the previous run: %d of its %d rows were not stored, "
+                     "inserting them", batch.id, missing.num_rows, data.num_rows)  # fmt: skip
+        return uuid.uuid4().hex, missing
+
+    def _split(self, batch: OpenBatch, token: str, data: pa.Table, refused: StorageError) -> None:
         """Halve a refused batch until the refused rows are found; store the rest.
 
         Pieces carry tokens derived from the batch id, so a split redone after a
         crash stores each piece once. Raises StorageUnavailable if the server goes away.
         """
-        stack = [(batch.id, data, refused)]
+        stack = [(token, data, refused)]
         attempts = 0
         while stack:
             token, piece, reason = stack.pop()
