@@ -3,8 +3,9 @@
 Each round (every ``insert_interval``, sooner when ``batch_rows`` wait) takes
 every table's waiting records as one batch: one ``BATCH`` frame naming them,
 one insert with the batch id as ``insert_deduplication_token``, one ``DONE``.
-After a crash the same batch is inserted again under the same token and the
-server drops the copy.
+After a crash a batch left open is checked against what the storage holds
+(the embedded engine can know a token whose part a ``kill -9`` never let land):
+only its rows not stored are inserted, under a new token (:meth:`Inserter._unstored`).
 
 Failures, by kind (see :func:`server.storage.base.refusal`):
 
@@ -298,7 +299,14 @@ class Inserter:
         have used. Asked again on each attempt, so a retry never stores a row twice.
         Storage that cannot tell (None) keeps the token.
         """
-        mask = self.storage.stored_mask(batch.table, data)
+        try:
+            mask = self.storage.stored_mask(batch.table, data)
+        except (StorageUnavailable, StorageMissing):
+            raise  # retried next round
+        except StorageError as exc:  # the question refused: the token is all there is
+            log.warning("cannot tell which rows of batch %s are stored, trusting its token: %s",
+                        batch.id, exc)  # fmt: skip
+            mask = None
         if mask is None:
             return batch.id, data
         missing = data.filter(pa.array([not stored for stored in mask], pa.bool_()))
