@@ -3,8 +3,9 @@
 Each round (every ``insert_interval``, sooner when ``batch_rows`` wait) takes
 every table's waiting records as one batch: one ``BATCH`` frame naming them,
 one insert with the batch id as ``insert_deduplication_token``, one ``DONE``.
-After a crash the same batch is inserted again under the same token and the
-server drops the copy.
+After a crash a batch left open is checked against what the storage holds
+(the embedded engine can know a token whose part a ``kill -9`` never let land):
+only its rows not stored are inserted, under a new token (:meth:`Inserter._unstored`).
 
 Failures, by kind (see :func:`server.storage.base.refusal`):
 
@@ -94,7 +95,7 @@ class Inserter:
                 continue
             record = self.wal.append(batch.table, data)
             self.wal.mark_batch(batch.id, batch.table, [record])  # the old id stays the token
-            self._open.append(OpenBatch(batch.id, batch.table, [record]))
+            self._open.append(OpenBatch(batch.id, batch.table, [record], replayed=True))
             self.pending_rows += record.rows
             self.wal.sync()
             path.unlink()
@@ -261,8 +262,12 @@ class Inserter:
             self._done(batch, stored=0)
             return True
         started = time.perf_counter()
+        token = batch.id
         try:
-            self.storage.insert_arrow(batch.table, data, dedup_token=batch.id)
+            if batch.replayed:
+                token, data = self._unstored(batch, data)
+            if data.num_rows:
+                self.storage.insert_arrow(batch.table, data, dedup_token=token)
         except StorageMissing as exc:
             self._failed(batch, exc, "refused")
             self._ready = self._before_first_write is None  # apply the schema again
@@ -272,7 +277,7 @@ class Inserter:
             return False
         except StorageError as exc:
             try:
-                self._split(batch, data, exc)
+                self._split(batch, token, data, exc)
             except StorageUnavailable as away:
                 self._failed(batch, away, "unreachable")
                 return False
@@ -283,13 +288,40 @@ class Inserter:
         self._state_is("ok", None)
         return True
 
-    def _split(self, batch: OpenBatch, data: pa.Table, refused: StorageError) -> None:
+    def _unstored(self, batch: OpenBatch, data: pa.Table) -> tuple[str, pa.Table]:
+        """A batch from a previous run: the token to insert it under, and its rows not stored.
+
+        Its token cannot be trusted: with the embedded engine a ``kill -9`` between
+        the engine's deduplication log entry and the rename of the part leaves the
+        token naming a part that was never stored, and a replay under it would be
+        dropped as a duplicate (acknowledged records lost). So the storage is asked
+        which rows it holds; the others go under a new token, which nothing can
+        have used. Asked again on each attempt, so a retry never stores a row twice.
+        Storage that cannot tell (None) keeps the token.
+        """
+        try:
+            mask = self.storage.stored_mask(batch.table, data)
+        except (StorageUnavailable, StorageMissing):
+            raise  # retried next round
+        except StorageError as exc:  # the question refused: the token is all there is
+            log.warning("cannot tell which rows of batch %s are stored, trusting its token: %s",
+                        batch.id, exc)  # fmt: skip
+            mask = None
+        if mask is None:
+            return batch.id, data
+        missing = data.filter(pa.array([not stored for stored in mask], pa.bool_()))
+        if missing.num_rows:
+            log.info("batch %s from the previous run: %d of its %d rows were not stored, "
+                     "inserting them", batch.id, missing.num_rows, data.num_rows)  # fmt: skip
+        return uuid.uuid4().hex, missing
+
+    def _split(self, batch: OpenBatch, token: str, data: pa.Table, refused: StorageError) -> None:
         """Halve a refused batch until the refused rows are found; store the rest.
 
         Pieces carry tokens derived from the batch id, so a split redone after a
         crash stores each piece once. Raises StorageUnavailable if the server goes away.
         """
-        stack = [(batch.id, data, refused)]
+        stack = [(token, data, refused)]
         attempts = 0
         while stack:
             token, piece, reason = stack.pop()

@@ -100,7 +100,7 @@ class Wal:
         for batch_id, (table, ids, segment) in batches.items():
             members = [records.pop(rid) for rid in ids if rid in records]
             if members:
-                open_batches.append(OpenBatch(batch_id, table, members))
+                open_batches.append(OpenBatch(batch_id, table, members, replayed=True))
                 self._batch_segment[batch_id] = segment
                 self._outstanding[segment] = self._outstanding.get(segment, 0) + 1
         pending = sorted(records.values(), key=lambda r: r.id)

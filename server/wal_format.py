@@ -71,6 +71,9 @@ class OpenBatch:
     id: str
     table: str
     records: list[Record] = field(default_factory=list)
+    #: left by a previous run (or an older release): whether it was stored is
+    #: asked of the storage, not taken from the token (:meth:`Storage.stored_mask`)
+    replayed: bool = False
 
 
 def frame(kind: int, payload: bytes) -> bytes:

@@ -167,6 +167,13 @@ class Storage(Protocol):
         server (``insert_deduplication_token``). Returns the rows sent.
         """
 
+    def stored_mask(self, table: str, data: Any) -> list[bool] | None:
+        """For each row of the Arrow table ``data``: is an equal row stored in ``table``?
+
+        None: cannot tell, trust the insert's deduplication token. Asked before a
+        batch from a previous run is inserted again (see :mod:`server.inserter`).
+        """
+
     def insert_arrow(self, table: str, data: Any, *, dedup_token: str | None = None) -> int:
         """Insert an Arrow table (column names = the table's columns) in one block.
 

@@ -142,6 +142,50 @@ class EmbeddedStorage:
                 raise refusal(self.describe(), sql, str(exc)) from None
         return int(data.num_rows)
 
+    def stored_mask(self, table: str, data: pa.Table) -> list[bool] | None:
+        """For each row of ``data``, in order: is an equal row in ``database.table``?
+
+        Rows compare whole, by a hash of their text. For a batch replayed after a
+        crash: the engine runs in our process, so a ``kill -9`` between its
+        deduplication log entry and the rename of the new part leaves the token
+        naming a part that was never stored, and a replay under that token would be
+        silently dropped; the inserter asks this instead of trusting the token.
+        Reads the whole table once; raises like :meth:`insert`.
+        """
+        if not data.num_rows:
+            return []
+        types = self._column_types(table)
+        # as text: a NULL would make the hash NULL, and NULL is in no set
+        cols = f"toString(tuple({', '.join(check_name(c) for c in data.column_names)}))"
+        shape = ", ".join(f"{check_name(c)} {types.get(c, 'String')}"
+                          for c in data.column_names)  # fmt: skip
+        sql = (
+            f"SELECT cityHash64({cols}) IN (SELECT cityHash64({cols}) "
+            f"FROM {check_name(self.database)}.{check_name(table)}) AS stored "
+            "FROM file({batch:String}, 'ArrowStream', {shape:String}) "
+            "SETTINGS max_threads = 1"  # rows come back in the file's order
+        )
+        with self._mutex:
+            try:
+                with open(self._batch_file, "wb") as out:
+                    write_ipc(data, out)
+            except OSError as exc:
+                raise StorageUnavailable(
+                    f"{self.describe()} could not stage a batch at {self._batch_file}: "
+                    f"{exc.strerror or exc}"
+                ) from None
+            try:
+                result = self._session.query(
+                    sql, "JSONCompact", params={"batch": str(self._batch_file), "shape": shape}
+                )
+            except Exception as exc:
+                raise refusal(self.describe(), sql, str(exc)) from None
+        rows = json.loads(result.bytes())["data"]
+        if len(rows) != data.num_rows:
+            raise StorageError(f"{self.describe()} answered {len(rows)} rows for "
+                               f"{data.num_rows} in `{sql}`")  # fmt: skip
+        return [bool(r[0]) for r in rows]
+
     def _column_types(self, table: str) -> dict[str, str]:
         """Column name -> ClickHouse type of our ``table``, asked once and kept."""
         if table not in self._types:
