@@ -255,15 +255,23 @@ def _strings(value: Any) -> Iterable[str]:
     stack = [value]
     while stack:
         item = stack.pop()
-        if isinstance(item, str):
+        kind = type(item)
+        if kind is str or isinstance(item, str):
             yield item
         elif isinstance(item, list | tuple):
             stack.extend(item)
         elif isinstance(item, dict):
             stack.extend(item.keys())
             stack.extend(item.values())
-        elif dataclasses.is_dataclass(item) and not isinstance(item, type):
-            stack.extend(getattr(item, f.name) for f in dataclasses.fields(item) if f.init)
+        elif hasattr(kind, "__dataclass_fields__") and not isinstance(item, type):
+            stack.extend(getattr(item, name) for name in _init_fields(kind))
+        # numbers, None, enums, datetimes: nothing to mask, and the common case
+
+
+@functools.cache
+def _init_fields(kind: type) -> tuple[str, ...]:
+    """The names of a dataclass's ``__init__`` fields (looked up once per class)."""
+    return tuple(f.name for f in dataclasses.fields(kind) if f.init)
 
 
 _default = Redactor()
@@ -345,19 +353,6 @@ class RedactingSink:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._sink, name)
-
-
-class RedactingListener:
-    """Wraps the recorder's result listener (the alert engine): results arrive redacted."""
-
-    def __init__(self, listener: Any) -> None:
-        self._listener = listener
-
-    def observe(self, service_id: str, result: Any, at: Any) -> None:
-        self._listener.observe(service_id, redact_value(result), at)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._listener, name)
 
 
 class RedactingStream:
