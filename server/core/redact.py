@@ -269,7 +269,7 @@ def _strings(value: Any) -> Iterable[str]:
 
 
 @functools.cache
-def _init_fields(kind: type) -> tuple[str, ...]:
+def _init_fields(kind: Any) -> tuple[str, ...]:
     """The names of a dataclass's ``__init__`` fields (looked up once per class)."""
     return tuple(f.name for f in dataclasses.fields(kind) if f.init)
 
