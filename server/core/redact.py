@@ -268,10 +268,15 @@ def _strings(value: Any) -> Iterable[str]:
         # numbers, None, enums, datetimes: nothing to mask, and the common case
 
 
-@functools.cache
+_FIELDS: dict[Any, tuple[str, ...]] = {}
+
+
 def _init_fields(kind: Any) -> tuple[str, ...]:
     """The names of a dataclass's ``__init__`` fields (looked up once per class)."""
-    return tuple(f.name for f in dataclasses.fields(kind) if f.init)
+    names = _FIELDS.get(kind)
+    if names is None:
+        names = _FIELDS[kind] = tuple(f.name for f in dataclasses.fields(kind) if f.init)
+    return names
 
 
 _default = Redactor()
