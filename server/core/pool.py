@@ -12,6 +12,7 @@ blocked in, from its thread's current Python frame.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import queue
 import sys
@@ -24,6 +25,7 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 _STOP = object()
+PR_SET_NAME = 15
 # Frames in these directories are the standard library's or a dependency's, not ours.
 _LIBRARY_DIRS = tuple(
     os.path.realpath(p) + os.sep
@@ -114,6 +116,9 @@ class DeadlinePool:
         threading.Thread(target=self._work, name=f"{self.name}-{index}", daemon=True).start()
 
     def _work(self) -> None:
+        # Named for the OS too (else it inherits its creator's name, e.g. the check loop's
+        # "lb-checks"): per-thread CPU in /proc and `top -H` then tells pool from loop.
+        name_os_thread(self.name)
         while True:
             with self._lock:
                 self._idle += 1
@@ -148,6 +153,15 @@ class DeadlinePool:
             threads = self._threads
         for _ in range(threads):
             self._queue.put(_STOP)
+
+
+def name_os_thread(name: str) -> None:
+    """Name the calling thread for the OS (Linux, first 15 bytes); a no-op elsewhere."""
+    try:
+        libc = ctypes.CDLL(None)
+        libc.prctl(PR_SET_NAME, name.encode()[:15], 0, 0, 0)
+    except (OSError, AttributeError):
+        return
 
 
 def _place(frame: FrameType) -> str:

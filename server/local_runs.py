@@ -1,0 +1,157 @@
+"""Blocking (local) checks: run and recorded in a pool thread, watched by the loop.
+
+A local check (``/proc`` reads, the host's counters) takes well under a
+millisecond, yet running it as an asyncio task cost the check loop several
+times that: a task, a timeout scope, a wrapped future, a wait with its own
+timer, and the result's trip back through the loop's self-pipe. Here the loop
+only hands the check to the :class:`~server.core.pool.DeadlinePool`; the pool
+thread runs it, validates it and records it. The loop keeps no timer per check:
+it looks at the checks still running when it wakes anyway (the scheduler's
+next tick), and sets a wake-up of its own only when a check still running
+needs one before that tick.
+
+The deadline guarantees are those of :func:`server.runner.run_with_deadline`:
+
+- a check still running ``SLOW_AFTER`` seconds after it *started* (in a pool
+  thread, not after it was queued) is taken for hung: the pool lends a thread,
+  so checks queued behind it start within that time plus one tick;
+- at its deadline (``timeout`` from the planned start) whoever comes first wins,
+  under one lock: either the result, or the loop recording the checker's
+  ``timeout_status`` (or "not started …" if no thread ever took it) while the
+  late result is dropped; a thread still held is reported through ``on_overrun``.
+"""
+
+from __future__ import annotations
+
+import heapq
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any
+
+from checkers.base import CheckContext, Checker, CheckResult
+from server.core.pool import DeadlinePool
+from server.runner import SLOW_AFTER, checker_error, late_verdict, validated
+
+
+class LocalRun:
+    """One run of a blocking check: who finishes it first (result or deadline) records it."""
+
+    __slots__ = ("began", "checker", "ctx", "deadline", "lent", "over", "owner", "started", "work")
+
+    def __init__(self, owner: Any, checker: Checker[Any], ctx: CheckContext, started: float):
+        self.owner = owner  # the scheduler's entry: handed back to the callbacks
+        self.checker = checker
+        self.ctx = ctx
+        self.started = started  # monotonic seconds (the loop's clock) the run was started
+        self.deadline = started + ctx.timeout
+        self.began: float | None = None  # monotonic seconds a pool thread took it
+        self.work: Future[None] | None = None
+        self.lent = False
+        self.over = False  # recorded (by its thread or at its deadline): nothing more to do
+
+
+Finish = Callable[[LocalRun, CheckResult, float], None]
+
+
+class LocalRuns:
+    """The blocking checks in flight.
+
+    ``finish(run, result, duration)`` records a run's verdict; it is called
+    exactly once per run, from the pool thread that ran the check or, at the
+    deadline, from the loop (which then also calls ``overrun(run, work)`` when
+    the thread is still held). ``lock`` also guards whatever the caller keeps
+    about runs in flight (the scheduler's ``Entry.run``).
+    """
+
+    def __init__(
+        self,
+        pool: DeadlinePool,
+        finish: Finish,
+        overrun: Callable[[LocalRun, Future[Any]], None],
+        lock: threading.Lock,
+    ) -> None:
+        self.pool = pool
+        self.finish = finish
+        self.overrun = overrun
+        self.lock = lock
+        self._slow: list[tuple[float, int, LocalRun]] = []  # heap: when to look if it is hung
+        self._deadlines: list[tuple[float, int, LocalRun]] = []  # heap
+        self._seq = 0
+
+    def start(
+        self, owner: Any, checker: Checker[Any], ctx: CheckContext, started: float
+    ) -> LocalRun:
+        """Hand the check to the pool now; the loop must :meth:`sweep` by :meth:`next_due`."""
+        run = LocalRun(owner, checker, ctx, started)
+        self._seq += 1
+        heapq.heappush(self._slow, (started + SLOW_AFTER, self._seq, run))
+        heapq.heappush(self._deadlines, (run.deadline, self._seq, run))
+        run.work = self.pool.submit(self._run, run)
+        return run
+
+    def in_flight(self) -> list[LocalRun]:
+        """Runs not recorded yet (loop thread)."""
+        return [run for _, _, run in self._deadlines if not run.over]
+
+    def _run(self, run: LocalRun) -> None:
+        """In a pool thread: the check, its validation and its recording."""
+        run.began = time.monotonic()
+        try:
+            raw = run.checker.check(run.ctx)
+        except TimeoutError:
+            result = checker_error(TimeoutError("a timeout inside the checker"))
+        except Exception as exc:
+            result = checker_error(exc)
+        else:
+            result = validated(raw)
+        with self.lock:
+            if run.over:  # its deadline came first: this late result is dropped
+                return
+            run.over = True
+        self.finish(run, result, time.monotonic() - run.started)
+
+    def sweep(self, now: float) -> None:
+        """Lend threads for runs hung past SLOW_AFTER, record runs past their deadline."""
+        while self._slow and self._slow[0][0] <= now:
+            _, seq, run = heapq.heappop(self._slow)
+            if run.over or run.work is None or run.work.done():
+                continue
+            began = run.began
+            if began is None or now - began < SLOW_AFTER:
+                # queued behind others, or started late: SLOW_AFTER counts from its start
+                later = now + SLOW_AFTER if began is None else began + SLOW_AFTER
+                heapq.heappush(self._slow, (later, seq, run))
+                continue
+            self.pool.overdue(run.work)  # taken for hung: the queue behind it goes on
+            run.lent = True
+        while self._deadlines and self._deadlines[0][0] <= now:
+            _, _, run = heapq.heappop(self._deadlines)
+            with self.lock:
+                if run.over:
+                    continue
+                run.over = True
+            work = run.work
+            assert work is not None
+
+            def overrun(held: Future[Any], run: LocalRun = run) -> None:
+                self.overrun(run, held)
+
+            verdict = late_verdict(
+                run.checker, run.ctx, self.pool, work, lent=run.lent, on_overrun=overrun
+            )
+            self.finish(run, verdict, now - run.started)
+        self._prune()
+
+    def next_due(self) -> float | None:
+        """When the loop must next :meth:`sweep` (monotonic seconds), None if no run needs it."""
+        self._prune()
+        due = [heap[0][0] for heap in (self._slow, self._deadlines) if heap]
+        return min(due) if due else None
+
+    def _prune(self) -> None:
+        """Forget runs already recorded (most local checks end within a millisecond)."""
+        for heap in (self._slow, self._deadlines):
+            while heap and heap[0][2].over:
+                heapq.heappop(heap)

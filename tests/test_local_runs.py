@@ -1,0 +1,108 @@
+"""Blocking checks run and recorded in pool threads, watched by the loop (server.local_runs).
+
+Real FIFOs and real pool threads; the watcher's sweep is driven by the test the way
+the check loop drives it on each wake-up.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from checkers.base import CheckContext, Checker, CheckResult, Status
+from server.core.pool import DeadlinePool
+from server.local_runs import LocalRun, LocalRuns
+from tests.conftest import wait_until
+from tests.support.hostile_targets import HungFifo
+from tests.test_local_checks import ReadsFile
+
+
+class Quick(Checker[Any]):
+    def __init__(self) -> None:
+        super().__init__(None)
+
+    def check(self, ctx: CheckContext) -> CheckResult:
+        return CheckResult(Status.OK, "fine")
+
+
+class Runs:
+    """A LocalRuns over a real pool, its verdicts collected by owner."""
+
+    def __init__(self, workers: int) -> None:
+        self.pool = DeadlinePool(workers, "lightbulb-check")
+        self.done: dict[str, list[tuple[CheckResult, float, str]]] = {}
+        self.held: list[str] = []
+        self.runs = LocalRuns(self.pool, self.finish, self.overrun, threading.Lock())
+
+    def finish(self, run: LocalRun, result: CheckResult, duration: float) -> None:
+        # the OS's name of the thread: what per-thread CPU in /proc is counted by
+        thread = Path(f"/proc/self/task/{threading.get_native_id()}/comm").read_text().strip()
+        self.done.setdefault(run.owner, []).append((result, duration, thread))
+
+    def overrun(self, run: LocalRun, _work: Any) -> None:
+        self.held.append(run.owner)
+
+    def start(self, owner: str, checker: Checker[Any], timeout: float) -> None:
+        ctx = CheckContext(owner, datetime.now(UTC), timeout)
+        self.runs.start(owner, checker, ctx, time.monotonic())
+
+    def until(self, owner: str, seconds: float) -> bool:
+        """Sweep as the loop would, until ``owner`` has a verdict."""
+
+        def swept() -> bool:
+            self.runs.sweep(time.monotonic())
+            return owner in self.done
+
+        return wait_until(swept, seconds)
+
+
+@pytest.fixture
+def fifo(tmp_path: Path) -> Iterator[HungFifo]:
+    hung = HungFifo(str(tmp_path / "hung.pid"))
+    yield hung
+    hung.close()
+
+
+def test_a_check_queued_behind_hung_reads_runs_once_each_has_hung_for_half_a_second(
+    fifo: HungFifo,
+) -> None:
+    # One thread; two hung reads and a healthy check are due at once. The first read
+    # hangs from the start; the second only starts (on the thread lent at 0.5 s) at
+    # 0.5 s and is taken for hung 0.5 s after *that*, so the healthy check starts
+    # at ~1 s: within its 1.5 s timeout, not "not started" at its deadline.
+    runs = Runs(workers=1)
+    try:
+        runs.start("hung-a", ReadsFile(fifo.path), 3.0)
+        runs.start("hung-b", ReadsFile(fifo.path), 3.0)
+        runs.start("ok", Quick(), 1.5)
+        assert runs.until("ok", 10)
+        [(result, took, thread)] = runs.done["ok"]
+        assert (result.status, result.message) == (Status.OK, "fine")
+        assert took < 1.5
+        assert thread == "lightbulb-check"  # recorded by the pool thread that ran it
+    finally:
+        runs.pool.shutdown()
+
+
+def test_a_hung_check_gets_its_timeout_verdict_at_its_deadline_once(fifo: HungFifo) -> None:
+    runs = Runs(workers=2)
+    try:
+        runs.start("hung", ReadsFile(fifo.path), 1.0)
+        assert runs.until("hung", 10)
+        [(result, took, thread)] = runs.done["hung"]
+        assert (result.status, result.message) == (Status.UNKNOWN, "timed out after 1.0 s")
+        assert 1.0 <= took < 1.5
+        assert thread != "lightbulb-check"  # the watcher (the loop) recorded it
+        assert runs.held == ["hung"]
+        fifo.close()  # the read returns now: its late result is dropped, not recorded
+        fifo.close = lambda: None  # type: ignore[method-assign]
+        assert wait_until(lambda: runs.pool.overdue_count == 0, 10)
+        assert len(runs.done["hung"]) == 1
+    finally:
+        runs.pool.shutdown()
