@@ -31,6 +31,7 @@ import functools
 import html
 import json
 import logging
+import operator
 import re
 import shlex
 import threading
@@ -199,7 +200,7 @@ class Redactor:
         never changed; when no string inside holds anything to mask (one scan of
         them all joined, the common case) the input itself is returned.
         """
-        strings = list(_strings(value))
+        strings = _strings(value)
         if not strings or not self.hits("\x00".join(strings)):
             return value
         return self._value(value)
@@ -250,33 +251,52 @@ class Hold:
         self._finalizer()
 
 
-def _strings(value: Any) -> Iterable[str]:
-    """Every string :meth:`Redactor.value` would redact inside ``value``."""
+def _strings(value: Any) -> list[str]:
+    """Every string :meth:`Redactor.value` would redact inside ``value``.
+
+    Runs once per check result (with its metrics and logs, ~60 values), so the
+    common leaves are settled by their exact type first.
+    """
+    found: list[str] = []
     stack = [value]
     while stack:
         item = stack.pop()
         kind = type(item)
-        if kind is str or isinstance(item, str):
-            yield item
+        if kind is str:
+            found.append(item)
+        elif kind in _SCALARS:
+            continue
+        elif kind is list or kind is tuple:
+            stack.extend(item)
+        elif kind is dict:
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, str):
+            found.append(item)
         elif isinstance(item, list | tuple):
             stack.extend(item)
         elif isinstance(item, dict):
             stack.extend(item.keys())
             stack.extend(item.values())
         elif hasattr(kind, "__dataclass_fields__") and not isinstance(item, type):
-            stack.extend(getattr(item, name) for name in _init_fields(kind))
-        # numbers, None, enums, datetimes: nothing to mask, and the common case
+            fields = _init_fields(kind)
+            if fields:
+                stack.extend(fields(item))
+        # numbers, None, enums, datetimes: nothing to mask
+    return found
 
 
-_FIELDS: dict[Any, tuple[str, ...]] = {}
+_SCALARS = frozenset({int, float, bool, type(None)})
+_FIELDS: dict[Any, Callable[[Any], tuple[Any, ...]] | None] = {}
 
 
-def _init_fields(kind: Any) -> tuple[str, ...]:
-    """The names of a dataclass's ``__init__`` fields (looked up once per class)."""
-    names = _FIELDS.get(kind)
-    if names is None:
-        names = _FIELDS[kind] = tuple(f.name for f in dataclasses.fields(kind) if f.init)
-    return names
+def _init_fields(kind: Any) -> Callable[[Any], tuple[Any, ...]] | None:
+    """A getter of a dataclass's ``__init__`` field values as a tuple (made once per class)."""
+    if kind not in _FIELDS:
+        names = [f.name for f in dataclasses.fields(kind) if f.init]
+        getter = operator.attrgetter(*names) if names else None
+        _FIELDS[kind] = (lambda item: (getter(item),)) if len(names) == 1 else getter
+    return _FIELDS[kind]
 
 
 _default = Redactor()
