@@ -12,9 +12,13 @@ needs one before that tick.
 
 The deadline guarantees are those of :func:`server.runner.run_with_deadline`:
 
+- a check still queued ``QUEUED_AFTER`` seconds after it was handed over
+  (every thread held by a slow or hung check) gets a thread lent for it, as does
+  every other check queued as long: whatever number of hung checks are ahead of
+  it, it starts within that time plus one tick;
 - a check still running ``SLOW_AFTER`` seconds after it *started* (in a pool
-  thread, not after it was queued) is taken for hung: the pool lends a thread,
-  so checks queued behind it start within that time plus one tick;
+  thread) is taken for hung: the pool lends a thread for the checks behind it;
+  a hung check holds one thread at most, lent once;
 - at its deadline (``timeout`` from the planned start) whoever comes first wins,
   under one lock: either the result, or the loop recording the checker's
   ``timeout_status`` (or "not started …" if no thread ever took it) while the
@@ -33,6 +37,8 @@ from typing import Any
 from checkers.base import CheckContext, Checker, CheckResult
 from server.core.pool import DeadlinePool
 from server.runner import SLOW_AFTER, checker_error, late_verdict, validated
+
+QUEUED_AFTER = 0.25  # seconds a check may wait in the pool's queue (they run in ~0.2 ms)
 
 
 class LocalRun:
@@ -86,7 +92,7 @@ class LocalRuns:
         """Hand the check to the pool now; the loop must :meth:`sweep` by :meth:`next_due`."""
         run = LocalRun(owner, checker, ctx, started)
         self._seq += 1
-        heapq.heappush(self._slow, (started + SLOW_AFTER, self._seq, run))
+        heapq.heappush(self._slow, (started + QUEUED_AFTER, self._seq, run))
         heapq.heappush(self._deadlines, (run.deadline, self._seq, run))
         run.work = self.pool.submit(self._run, run)
         return run
@@ -119,13 +125,18 @@ class LocalRuns:
             if run.over or run.work is None or run.work.done():
                 continue
             began = run.began
-            if began is None or now - began < SLOW_AFTER:
-                # queued behind others, or started late: SLOW_AFTER counts from its start
-                later = now + SLOW_AFTER if began is None else began + SLOW_AFTER
-                heapq.heappush(self._slow, (later, seq, run))
-                continue
-            self.pool.overdue(run.work)  # taken for hung: the queue behind it goes on
-            run.lent = True
+            if began is None:
+                # Still queued: every thread is held by a check running this long, hung
+                # or about to be taken for hung. It gets a thread of its own now, as does
+                # every check queued as long, so no number of hung checks ahead of it
+                # delays it by more than QUEUED_AFTER (they never chain, 0.5 s each).
+                self.pool.overdue(run.work)
+                run.lent = True
+            elif not run.lent and now - began < SLOW_AFTER:
+                heapq.heappush(self._slow, (began + SLOW_AFTER, seq, run))
+            elif not run.lent:
+                self.pool.overdue(run.work)  # taken for hung: the queue behind it goes on
+                run.lent = True
         while self._deadlines and self._deadlines[0][0] <= now:
             _, _, run = heapq.heappop(self._deadlines)
             with self.lock:

@@ -57,3 +57,17 @@ def test_code_that_imports_numpy_itself_still_gets_it(tmp_path: Path, first: str
         WRITE_AND_READ
     ).format(root=str(tmp_path))
     assert run(script) == ["3", "3", "True"]
+
+
+def test_the_embedded_engine_looks_at_its_memory_once_a_second(tmp_path: Path) -> None:
+    # Its memory worker's default period (50-100 ms) cost ~2 ms of CPU a second, idle.
+    from server.storage.embedded import EmbeddedStorage
+
+    store = EmbeddedStorage(tmp_path / "db", "monitor")
+    try:
+        [row] = store.query(
+            "SELECT value FROM system.server_settings WHERE name = 'memory_worker_period_ms'"
+        )
+    finally:
+        store.close()
+    assert row["value"] == "1000"

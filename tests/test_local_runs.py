@@ -69,23 +69,26 @@ def fifo(tmp_path: Path) -> Iterator[HungFifo]:
     hung.close()
 
 
-def test_a_check_queued_behind_hung_reads_runs_once_each_has_hung_for_half_a_second(
-    fifo: HungFifo,
+@pytest.mark.parametrize("hung", [2, 6])
+def test_a_check_queued_behind_any_number_of_hung_reads_starts_within_a_quarter_second(
+    fifo: HungFifo, hung: int
 ) -> None:
-    # One thread; two hung reads and a healthy check are due at once. The first read
-    # hangs from the start; the second only starts (on the thread lent at 0.5 s) at
-    # 0.5 s and is taken for hung 0.5 s after *that*, so the healthy check starts
-    # at ~1 s: within its 1.5 s timeout, not "not started" at its deadline.
+    # One thread; hung reads and a healthy check are due at once (as on the 0.5 s grid).
+    # Taken for hung one after another (0.5 s each after it starts), six would hold the
+    # healthy check past its 1 s timeout; each check still queued after QUEUED_AFTER
+    # gets a thread of its own instead, so it starts at ~0.25 s.
     runs = Runs(workers=1)
     try:
-        runs.start("hung-a", ReadsFile(fifo.path), 3.0)
-        runs.start("hung-b", ReadsFile(fifo.path), 3.0)
-        runs.start("ok", Quick(), 1.5)
+        for i in range(hung):
+            runs.start(f"hung-{i}", ReadsFile(fifo.path), 3.0)
+        runs.start("ok", Quick(), 1.0)
         assert runs.until("ok", 10)
         [(result, took, thread)] = runs.done["ok"]
         assert (result.status, result.message) == (Status.OK, "fine")
-        assert took < 1.5
+        assert took < 0.75
         assert thread == "lightbulb-check"  # recorded by the pool thread that ran it
+        # every hung read holds one thread (lent once), and only one: 1 + hung at most
+        assert wait_until(lambda: runs.pool.thread_count <= 1 + hung, 5)
     finally:
         runs.pool.shutdown()
 
@@ -106,3 +109,30 @@ def test_a_hung_check_gets_its_timeout_verdict_at_its_deadline_once(fifo: HungFi
         assert len(runs.done["hung"]) == 1
     finally:
         runs.pool.shutdown()
+
+
+def test_blocking_checks_start_on_a_half_second_grid_network_checks_on_the_tick() -> None:
+    # Local checks due together wake the loop and the pool once for several: their
+    # first runs are 0.5 s apart at least (25 ticks of 20 ms); network checks keep
+    # their own spread.
+    from server.core.clock import SystemClock
+    from server.recorder import Recorder
+    from server.scheduler import BLOCKING_GRID, TICK, CheckScheduler
+    from server.validation import parse_config
+    from tests.test_scheduler import ListSink
+
+    text = "services:\n" + "".join(
+        f"  - {{id: p{i}, type: python_process, interval: 10s, python_process: {{pid: 1}}}}\n"
+        f"  - {{id: t{i}, type: tcp, interval: 10s, tcp: {{host: 127.0.0.1, port: 9}}}}\n"
+        for i in range(40)
+    )
+    scheduler = CheckScheduler(Recorder(ListSink()), SystemClock(), max_workers=1)
+    try:
+        scheduler.sync(list(parse_config(text, "t.yaml", {}).services))
+        step = round(BLOCKING_GRID / TICK)
+        local = {e.due % step for sid, e in scheduler.entries.items() if sid.startswith("p")}
+        network = {e.due % step for sid, e in scheduler.entries.items() if sid.startswith("t")}
+    finally:
+        scheduler.shutdown(wait_seconds=0.1)
+    assert len(local) == 1
+    assert len(network) > 5

@@ -294,8 +294,13 @@ def _init_fields(kind: Any) -> Callable[[Any], tuple[Any, ...]] | None:
     """A getter of a dataclass's ``__init__`` field values as a tuple (made once per class)."""
     if kind not in _FIELDS:
         names = [f.name for f in dataclasses.fields(kind) if f.init]
-        getter = operator.attrgetter(*names) if names else None
-        _FIELDS[kind] = (lambda item: (getter(item),)) if len(names) == 1 else getter
+        getter: Callable[[Any], tuple[Any, ...]] | None = None
+        if len(names) == 1:
+            one = operator.attrgetter(names[0])
+            getter = lambda item: (one(item),)  # noqa: E731 - attrgetter of one name: no tuple
+        elif names:
+            getter = operator.attrgetter(*names)
+        _FIELDS[kind] = getter
     return _FIELDS[kind]
 
 
