@@ -85,17 +85,26 @@ class LocalRuns:
         self._slow: list[tuple[float, int, LocalRun]] = []  # heap: when to look if it is hung
         self._deadlines: list[tuple[float, int, LocalRun]] = []  # heap
         self._seq = 0
+        self._handing: list[LocalRun] = []  # started in this wake-up, handed over by flush()
 
     def start(
         self, owner: Any, checker: Checker[Any], ctx: CheckContext, started: float
     ) -> LocalRun:
-        """Hand the check to the pool now; the loop must :meth:`sweep` by :meth:`next_due`."""
+        """A run of the check, handed to the pool by :meth:`flush` (before the loop sleeps);
+        the loop must :meth:`sweep` by :meth:`next_due`."""
         run = LocalRun(owner, checker, ctx, started)
         self._seq += 1
         heapq.heappush(self._slow, (started + QUEUED_AFTER, self._seq, run))
         heapq.heappush(self._deadlines, (run.deadline, self._seq, run))
-        run.work = self.pool.submit(self._run, run)
+        self._handing.append(run)
         return run
+
+    def flush(self) -> None:
+        """Hand the runs started since the last flush to the pool, all at once."""
+        runs, self._handing = self._handing, []
+        works = self.pool.submit_all([(self._run, (run,)) for run in runs])
+        for run, work in zip(runs, works, strict=True):
+            run.work = work
 
     def in_flight(self) -> list[LocalRun]:
         """Runs not recorded yet (loop thread)."""

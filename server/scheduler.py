@@ -141,11 +141,8 @@ class CheckScheduler:
 
     def durations(self) -> dict[str, float]:
         """Seconds the last completed check of each service took."""
-        return {
-            sid: e.last_duration
-            for sid, e in list(self.entries.items())  # read from other threads
-            if e.last_duration is not None
-        }
+        entries = list(self.entries.items())  # read from other threads
+        return {sid: e.last_duration for sid, e in entries if e.last_duration is not None}
 
     def checks_by_service(self) -> dict[str, int]:
         """Results recorded per service since start (or since its schedule last changed)."""
@@ -276,6 +273,7 @@ class CheckScheduler:
                 entry.armed = False
                 if not entry.removed:
                     self._fire(entry)
+        self.local.flush()  # the tick's local checks go to the pool together
         if not self._stopping:
             self._wake_for_sweep(self._ticks[0] if self._ticks else None)
 
@@ -362,6 +360,7 @@ class CheckScheduler:
         """The run held back by the one in flight starts now (loop thread)."""
         if not self._stopping and self.entries.get(entry.service.id) is entry:
             self._start(entry, planned)
+            self.local.flush()
             self._wake_for_sweep(None)
 
     def _held(self, run: LocalRun, work: Future[Any]) -> None:

@@ -48,9 +48,11 @@ class Runs:
     def overrun(self, run: LocalRun, _work: Any) -> None:
         self.held.append(run.owner)
 
-    def start(self, owner: str, checker: Checker[Any], timeout: float) -> None:
+    def start(self, owner: str, checker: Checker[Any], timeout: float, flush: bool = True) -> None:
         ctx = CheckContext(owner, datetime.now(UTC), timeout)
         self.runs.start(owner, checker, ctx, time.monotonic())
+        if flush:
+            self.runs.flush()
 
     def until(self, owner: str, seconds: float) -> bool:
         """Sweep as the loop would, until ``owner`` has a verdict."""
@@ -79,8 +81,8 @@ def test_a_check_queued_behind_any_number_of_hung_reads_starts_within_a_quarter_
     # gets a thread of its own instead, so it starts at ~0.25 s.
     runs = Runs(workers=1)
     try:
-        for i in range(hung):
-            runs.start(f"hung-{i}", ReadsFile(fifo.path), 3.0)
+        for i in range(hung):  # handed over together, as the loop does a tick's checks
+            runs.start(f"hung-{i}", ReadsFile(fifo.path), 3.0, flush=False)
         runs.start("ok", Quick(), 1.0)
         assert runs.until("ok", 10)
         [(result, took, thread)] = runs.done["ok"]
@@ -136,3 +138,17 @@ def test_blocking_checks_start_on_a_half_second_grid_network_checks_on_the_tick(
         scheduler.shutdown(wait_seconds=0.1)
     assert len(local) == 1
     assert len(network) > 5
+
+
+def test_checks_handed_over_together_start_one_thread_not_one_each() -> None:
+    # Ten quick checks due in one tick run one after another on one thread, instead of
+    # waking or starting up to max_workers threads to contend for the GIL.
+    runs = Runs(workers=8)
+    try:
+        for i in range(10):
+            runs.start(f"ok-{i}", Quick(), 1.0, flush=False)
+        runs.runs.flush()
+        assert wait_until(lambda: len(runs.done) == 10, 10)
+        assert runs.pool.thread_count == 1
+    finally:
+        runs.pool.shutdown()
