@@ -50,7 +50,8 @@ BLACKBOX = shutil.which("prometheus-blackbox-exporter")
 MONIT = shutil.which("monit")
 
 
-OURS = {"lb-checks", "python"}  # our Python threads; the rest of our process is the engine
+OURS = {"lb-checks", "lightbulb-check", "lightbulb-dns", "python"}  # our Python threads;
+# the rest of our process is the engine
 
 
 @dataclass

@@ -110,6 +110,20 @@ def snapshot(max_age: float = MAX_AGE) -> Snapshot:
         return _last
 
 
+def process(pid: int) -> ProcessInfo | None:
+    """``pid``'s entry read afresh (two small reads, no scan); None if it is gone.
+
+    For a check confirming the process it found last time: same pid, same start
+    time and still matching is the same process, and still the oldest match (no
+    process started since can be older), so the table need not be scanned.
+    """
+    row = _read(pid)
+    if row is None:
+        return None
+    pid, _ppid, name, cmdline, ticks = row
+    return ProcessInfo(pid, name, cmdline, ticks / CLOCK_TICKS + BOOT_TIME, ticks)
+
+
 def _scan() -> Snapshot:
     rows: list[tuple[int, int, str, str, int]] = []
     for entry in os.scandir("/proc"):

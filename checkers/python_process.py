@@ -154,12 +154,12 @@ class PythonProcessChecker(Checker[ProcessSettings]):
             return _stat_or_none(self._read_pidfile(s.pidfile))
         if s.pid is not None:
             return _stat_or_none(s.pid)
-        table = proctable.snapshot(max_age)
         last = self._last_ident
-        if last is not None:
-            seen = table.by_pid.get(last[0])
+        if last is not None:  # the same process as last time? (read afresh, no scan)
+            seen = proctable.process(last[0])
             if seen is not None and seen.start_ticks == last[1] and self._matches(seen):
-                return _stat_or_none(seen.pid)  # the same process as last time
+                return _stat_or_none(seen.pid)
+        table = proctable.snapshot(max_age)
         candidates = [p for p in table.processes if self._matches(p)]
         if not candidates:
             return None

@@ -35,7 +35,7 @@ from server.config import Config, ConfigError, missing_sections
 from server.config import warnings as config_warnings
 from server.core import redact
 from server.core.clock import Clock, SystemClock
-from server.core.redact import LoggingFilter, RedactingListener, RedactingSink
+from server.core.redact import LoggingFilter, RedactingSink, redact_value
 from server.latest import LatestResults
 from server.notify.dispatcher import Dispatcher
 from server.periodic import BaselineJob, PeriodicJobs, ReportJob
@@ -96,8 +96,7 @@ class Daemon:
         learned = LearnedDegraded(self.baselines)
         self.latest = LatestResults(self.writer)  # /metrics reads it: no ClickHouse needed
         self.recorder = Recorder(
-            RedactingSink(self.latest), listener=RedactingListener(self.alerts),
-            adjust=learned.adjust,
+            self.latest, listener=self.alerts, adjust=learned.adjust, redact=redact_value,
         )  # fmt: skip
         self.report = ReportJob(
             self.config, self.storage, rows, dispatcher=self.dispatcher,

@@ -86,10 +86,16 @@ class Recorder:
         last_status: dict[str, Status] | None = None,
         listener: ResultListener | None = None,
         adjust: Callable[[Any, CheckResult, datetime], CheckResult] | None = None,
+        redact: Callable[[Any], Any] | None = None,
     ) -> None:
+        """``redact(value)``: masks secrets in a value (:meth:`server.core.redact.Redactor.value`),
+        applied once per result, with the service's id, type and stack, before any row
+        is built or the listener is told: every row and the listener see only its
+        output, so neither needs to redact again (once per row cost 8 scans a check)."""
         self.sink = sink
         self.listener = listener
         self.adjust = adjust  # e.g. learned DEGRADED, applied before anything is written
+        self.redact = redact
         self.last_status: dict[str, Status] = dict(last_status or {})
         self._lock = threading.Lock()
         # Until storage says what each service's status was before this run (anchor),
@@ -117,7 +123,9 @@ class Recorder:
     def record(self, service: ServiceInfo, result: CheckResult, at: datetime) -> None:
         if self.adjust is not None:
             result = self.adjust(service, result, at)
-        sid = service.id
+        sid, kind, stack = service.id, service.type, service.stack
+        if self.redact is not None:
+            sid, kind, stack, result = self.redact((sid, kind, stack, result))
         self.sink.add(
             "service_status",
             (
@@ -125,8 +133,8 @@ class Recorder:
                 at,
                 int(result.status),
                 result.message,
-                service.type,
-                service.stack,
+                kind,
+                stack,
                 json.dumps(result.details, default=str, separators=(",", ":")),
                 None if result.response_time_ms is None else int(result.response_time_ms),
                 result.cpu_usage,

@@ -75,28 +75,47 @@ async def run_with_deadline(
                 raw = await answer
     except TimeoutError:
         if not deadline.expired():
-            return _error(TimeoutError("a timeout inside the checker"))
+            return checker_error(TimeoutError("a timeout inside the checker"))
         if answer is not None:
             answer.cancel()  # a late result or error is dropped, never reported
-        # Cancelling the wait cancels a task still queued (wrap_future passes it on):
-        # cancelled means it never started.
-        if work is not None and (work.cancelled() or work.cancel()):
-            return CheckResult(
-                Status.UNKNOWN,
-                f"not started within its {ctx.timeout:.1f} s timeout: all {pool.size} check "
-                f"threads busy ({pool.overdue_count} held by hung checks)",
-            )
-        if work is not None and not work.done():
-            if not lent:
-                pool.overdue(work)
-            if on_overrun is not None:
-                on_overrun(work)
-        what = checker.describe()
-        message = timed_out_message(ctx.timeout)
-        return CheckResult(checker.timeout_status, f"{what}: {message}" if what else message)
+        return late_verdict(checker, ctx, pool, work, lent=lent, on_overrun=on_overrun)
     except Exception as exc:
-        return _error(exc)
+        return checker_error(exc)
     return validated(raw)
+
+
+def late_verdict(
+    checker: Checker[Any],
+    ctx: CheckContext,
+    pool: DeadlinePool,
+    work: Future[Any] | None,
+    *,
+    lent: bool,
+    on_overrun: Callable[[Future[Any]], None] | None,
+) -> CheckResult:
+    """The verdict of a check at its deadline (its late result, if any, is dropped).
+
+    ``work``: the pool task of a blocking check (None for an async one); cancelled
+    here if still queued (it never starts: "not started …"), else, if its thread is
+    still busy, a thread is lent unless ``lent`` already, and ``on_overrun(work)``
+    is told.
+    """
+    # Cancelling the wait cancels a task still queued (wrap_future passes it on):
+    # cancelled means it never started.
+    if work is not None and (work.cancelled() or work.cancel()):
+        return CheckResult(
+            Status.UNKNOWN,
+            f"not started within its {ctx.timeout:.1f} s timeout: all {pool.size} check "
+            f"threads busy ({pool.overdue_count} held by hung checks)",
+        )
+    if work is not None and not work.done():
+        if not lent:
+            pool.overdue(work)
+        if on_overrun is not None:
+            on_overrun(work)
+    what = checker.describe()
+    message = timed_out_message(ctx.timeout)
+    return CheckResult(checker.timeout_status, f"{what}: {message}" if what else message)
 
 
 def run_check(checker: Checker[Any], ctx: CheckContext) -> CheckResult:
@@ -117,7 +136,8 @@ def run_check(checker: Checker[Any], ctx: CheckContext) -> CheckResult:
         pool.shutdown()
 
 
-def _error(exc: BaseException) -> CheckResult:
+def checker_error(exc: BaseException) -> CheckResult:
+    """UNKNOWN naming ``exc``, its traceback as an ERROR log entry."""
     reason = clip(printable(f"checker error: {type(exc).__name__}: {exc}"), 500)
     trace = "".join(traceback.format_exception(exc))
     return CheckResult(

@@ -4,12 +4,12 @@ One thread runs the loop. Each service is planned on a fixed grid: first run
 at a stable spread offset (a hash of the id, so restarts keep the spread),
 then every ``interval``. Plans are kept in a timer wheel of TICK-second slots
 with one loop timer for the earliest slot, so a thousand services cost the loop
-one wake-up per slot, not one heap entry and wake-up each. When it fires, the check starts as
-a task under a hard deadline (:func:`server.runner.run_with_deadline`):
-network checkers run on the loop itself, so a hung target costs one idle
-socket and never a thread, and there is no small semaphore for hung targets
-to exhaust; blocking checkers run in a bounded :class:`DeadlinePool`. Either
-way the result, or the deadline's verdict, is recorded on time.
+one wake-up per slot, not one heap entry and wake-up each. When it fires, a
+network check starts as a task on the loop under a hard deadline
+(:func:`server.runner.run_with_deadline`), so a hung target costs one idle
+socket, never a thread; a blocking check goes to a bounded :class:`DeadlinePool`
+whose thread runs and records it, the loop only watching the deadline
+(:mod:`server.local_runs`). Either way the verdict is recorded on time.
 
 A service never overlaps itself: if its previous check is still being
 finished when the timer fires, the new run starts the moment it ends, and the
@@ -26,7 +26,6 @@ it, and the ``max_workers`` threads keep serving everyone else.
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import heapq
 import logging
 import math
@@ -44,18 +43,22 @@ from checkers.base import CheckContext, Checker, CheckResult
 from checkers.netio import close_loop_resources
 from server.config.models import ServiceConfig
 from server.core.clock import Clock
-from server.core.pool import DeadlinePool
+from server.core.pool import DeadlinePool, name_os_thread
+from server.local_runs import LocalRun, LocalRuns
 from server.recorder import Recorder
 from server.runner import run_with_deadline
 
 log = logging.getLogger("lightbulb.scheduler")
-PR_SET_NAME = 15
 ADD_LEAD = 0.1  # seconds between planning first runs and the earliest of them
 # Runs are planned on a grid of TICK seconds (the clock of the plan is an integer
 # count of ticks, so equal times stay equal): services due in the same tick start
 # in one wake-up of the loop. Waking once per service instead cost ~0.1 ms of
 # kernel time per check on a loaded machine, more than the check itself.
 TICK = 0.02
+# Blocking checks (well under a millisecond) start on a coarser grid: the loop and
+# the pool wake once for several, not once each (the wake-ups cost more than the
+# checks); each keeps its own pool task and deadline. Lag is measured from the grid.
+BLOCKING_GRID = 0.5
 STOP_SLACK = 1.5  # seconds shutdown waits past its grace for the loop to wind down
 
 
@@ -68,7 +71,8 @@ class Entry:
     every: int = 1  # the interval in ticks
     armed: bool = False  # in a slot of the wheel
     removed: bool = False
-    task: asyncio.Task[None] | None = None
+    task: asyncio.Task[None] | None = None  # a network (async) check in flight
+    run: LocalRun | None = None  # a blocking check in flight (under CheckScheduler.lock)
     waiting: float | None = None  # planned time of a run held back by the one in flight
     last_duration: float | None = None  # seconds the last completed check took
     checks: int = 0  # results recorded for this service since it was scheduled
@@ -87,15 +91,6 @@ class SchedulerStats:
         if not data:
             return 0.0
         return data[min(len(data) - 1, int(q * len(data)))]
-
-
-def name_os_thread(name: str) -> None:
-    """Name the calling thread for the OS (Linux, 15 bytes); a no-op elsewhere."""
-    try:
-        libc = ctypes.CDLL(None)
-        libc.prctl(PR_SET_NAME, name.encode()[:15], 0, 0, 0)
-    except (OSError, AttributeError):
-        return
 
 
 def spread_offset(service_id: str, interval: float) -> float:
@@ -128,6 +123,9 @@ class CheckScheduler:
         self._ticks: list[int] = []  # heap of the ticks in _slots
         self._wake: asyncio.TimerHandle | None = None
         self._wake_at: int | None = None
+        # Guards Entry.run/waiting and the counters: blocking checks finish in pool threads.
+        self.lock = threading.Lock()
+        self.local = LocalRuns(self.pool, self._finish_local, self._held, self.lock)
 
     def _run_loop(self) -> None:
         name_os_thread("lb-checks")  # `top -H` and /proc show the check loop by name
@@ -143,18 +141,15 @@ class CheckScheduler:
 
     def durations(self) -> dict[str, float]:
         """Seconds the last completed check of each service took."""
-        return {
-            sid: e.last_duration
-            for sid, e in list(self.entries.items())  # read from other threads
-            if e.last_duration is not None
-        }
+        entries = list(self.entries.items())  # read from other threads
+        return {sid: e.last_duration for sid, e in entries if e.last_duration is not None}
 
     def checks_by_service(self) -> dict[str, int]:
         """Results recorded per service since start (or since its schedule last changed)."""
         return {sid: e.checks for sid, e in list(self.entries.items())}
 
     def in_flight(self) -> int:
-        return sum(1 for e in list(self.entries.values()) if e.task is not None)
+        return sum(1 for e in list(self.entries.values()) if e.task or e.run)
 
     def shutdown(self, wait_seconds: float) -> None:
         """Stop the timers; give checks in flight up to ``wait_seconds``, then cancel them.
@@ -180,9 +175,13 @@ class CheckScheduler:
         if self._wake is not None:
             self._wake.cancel()
         self._slots.clear()
-        tasks = [e.task for e in self.entries.values() if e.task is not None]
-        if tasks:
-            _done, pending = await asyncio.wait(tasks, timeout=wait_seconds)
+        tasks: list[asyncio.Future[Any]] = [e.task for e in self.entries.values() if e.task]
+        runs = {asyncio.wrap_future(r.work): r for r in self.local.in_flight() if r.work}
+        if tasks or runs:
+            _done, pending = await asyncio.wait([*tasks, *runs], timeout=wait_seconds)
+            with self.lock:
+                for run in (runs[p] for p in pending if p in runs):
+                    run.over = True  # its result, if it ever comes, is not recorded
             for task in pending:
                 task.cancel()
             if pending:
@@ -225,6 +224,8 @@ class CheckScheduler:
         base_wall = self.clock.now() + timedelta(seconds=base_tick * TICK - self.loop.time())
         for service, checker in built:
             offset = spread_offset(service.id, service.interval.total_seconds())
+            if not checker.is_async():
+                offset = offset // BLOCKING_GRID * BLOCKING_GRID
             entry = Entry(service, checker, base_wall + timedelta(seconds=offset))
             entry.every = max(1, round(service.interval.total_seconds() / TICK))
             entry.due = base_tick + round(offset / TICK)
@@ -240,7 +241,7 @@ class CheckScheduler:
     def _arm_all(self) -> None:
         now = self.loop.time() / TICK
         for entry in self.entries.values():
-            if not entry.armed and entry.task is None:
+            if not entry.armed and entry.task is None and entry.run is None:
                 if entry.due < now:  # the loop started late: keep each phase, skip the past
                     entry.due += (int(now - entry.due) // entry.every + 1) * entry.every
                 self._arm(entry)
@@ -262,8 +263,9 @@ class CheckScheduler:
         self._wake = self.loop.call_at(tick * TICK, self._on_tick)
 
     def _on_tick(self) -> None:
-        """Fire every slot that is due; then sleep until the next one."""
+        """Fire every slot that is due; then sleep until the next one (or a local run's need)."""
         self._wake = self._wake_at = None
+        self.local.sweep(self.loop.time())
         now = self.loop.time() / TICK + 1e-6
         while self._ticks and self._ticks[0] <= now:
             tick = heapq.heappop(self._ticks)
@@ -271,14 +273,27 @@ class CheckScheduler:
                 entry.armed = False
                 if not entry.removed:
                     self._fire(entry)
-        if self._ticks and not self._stopping:
-            self._set_wake(self._ticks[0])
+        self.local.flush()  # the tick's local checks go to the pool together
+        if not self._stopping:
+            self._wake_for_sweep(self._ticks[0] if self._ticks else None)
+
+    def _wake_for_sweep(self, tick: int | None) -> None:
+        """Wake at ``tick`` or earlier if a blocking check in flight needs a look by then."""
+        due = self.local.next_due()
+        if due is not None:
+            wanted = math.ceil(due / TICK - 1e-6)
+            tick = wanted if tick is None else min(tick, wanted)
+        if tick is not None and (self._wake_at is None or tick < self._wake_at):
+            self._set_wake(tick)
 
     def _remove(self, service_id: str) -> None:
         entry = self.entries.pop(service_id)
         entry.removed = True
         if entry.task is not None:
             entry.task.cancel()
+        run = entry.run
+        if run is not None and run.work is not None:
+            run.work.cancel()  # if still queued; a running one is not recorded (not an entry)
         try:
             entry.checker.close()
         except Exception:
@@ -294,8 +309,11 @@ class CheckScheduler:
         self._arm(entry)
         if self._stopping:
             return
-        if entry.task is not None:
-            entry.waiting = planned  # starts as soon as the one in flight is finished
+        with self.lock:
+            busy = entry.task is not None or entry.run is not None
+            if busy:
+                entry.waiting = planned  # starts as soon as the one in flight is finished
+        if busy:
             return
         if entry.held is not None and not entry.held.done():
             self._still_hung(entry, planned)
@@ -317,25 +335,50 @@ class CheckScheduler:
     def _start(self, entry: Entry, planned: float) -> None:
         started = self.loop.time()
         self.stats.lags_ms.append(max(0.0, (started - planned) * 1000))
-        entry.task = self.loop.create_task(self._run(entry, started))
+        if entry.checker.is_async():
+            entry.task = self.loop.create_task(self._run(entry, started))
+            return
+        timeout = entry.service.timeout.total_seconds()
+        ctx = CheckContext(entry.service.id, self.clock.now(), timeout)
+        with self.lock:  # the run may end in its thread before this returns
+            entry.run = self.local.start(entry, entry.checker, ctx, started)
+
+    def _finish_local(self, run: LocalRun, result: CheckResult, duration: float) -> None:
+        """A blocking check's verdict (from its pool thread, or the loop at its deadline)."""
+        entry: Entry = run.owner
+        entry.last_duration = duration
+        if self.entries.get(entry.service.id) is entry:
+            self._record(entry, result, run.ctx.now, timed_out=duration >= run.ctx.timeout)
+        with self.lock:
+            entry.run = None
+            planned, entry.waiting = entry.waiting, None
+        if planned is None or self._stopping or self.entries.get(entry.service.id) is not entry:
+            return
+        self.loop.call_soon_threadsafe(self._restart, entry, planned)  # from any thread
+
+    def _restart(self, entry: Entry, planned: float) -> None:
+        """The run held back by the one in flight starts now (loop thread)."""
+        if not self._stopping and self.entries.get(entry.service.id) is entry:
+            self._start(entry, planned)
+            self.local.flush()
+            self._wake_for_sweep(None)
+
+    def _held(self, run: LocalRun, work: Future[Any]) -> None:
+        """A blocking check's thread is still busy at its deadline: no other run till it ends."""
+        entry: Entry = run.owner
+        entry.held, entry.held_since = work, run.started
 
     async def _run(self, entry: Entry, started: float) -> None:
+        """A network check, on the loop (it holds no thread: nothing to overrun)."""
         sid = entry.service.id
         now = self.clock.now()
         timeout = entry.service.timeout.total_seconds()
-
-        def overrun(work: Future[Any]) -> None:
-            entry.held, entry.held_since = work, started
-
         try:
-            result = await run_with_deadline(
-                entry.checker, CheckContext(sid, now, timeout), self.pool, overrun
-            )
+            ctx = CheckContext(sid, now, timeout)
+            result = await run_with_deadline(entry.checker, ctx, self.pool)
             entry.last_duration = self.loop.time() - started
             if self.entries.get(sid) is entry:
-                if entry.last_duration >= timeout:
-                    self.stats.timeouts += 1
-                self._record(entry, result, now)
+                self._record(entry, result, now, timed_out=entry.last_duration >= timeout)
         finally:
             entry.task = None
             if entry.waiting is not None and self.entries.get(sid) is entry:
@@ -343,9 +386,13 @@ class CheckScheduler:
                 if not self._stopping:
                     self._start(entry, planned)
 
-    def _record(self, entry: Entry, result: CheckResult, at: datetime) -> None:
-        self.stats.checks += 1
-        entry.checks += 1
+    def _record(
+        self, entry: Entry, result: CheckResult, at: datetime, timed_out: bool = False
+    ) -> None:
+        with self.lock:  # from the loop and from pool threads
+            self.stats.checks += 1
+            self.stats.timeouts += timed_out
+            entry.checks += 1
         try:
             self.recorder.record(entry.service, result, at)
         except Exception:

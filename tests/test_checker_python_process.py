@@ -435,3 +435,30 @@ def test_figures_read_from_proc_equal_psutils(spawn: Any) -> None:
     assert abs(figures["rss_bytes"] - process.memory_info().rss) < 1024 * 1024
     assert abs(figures["uptime_seconds"] - (time.time() - process.create_time())) < 1.0
     assert figures["restarts"] == 0
+
+
+def test_a_cmdline_check_confirms_last_times_process_without_scanning_the_table(
+    spawn: Any,
+) -> None:
+    # Same pid, same start time, still matching: the same process, and still the oldest
+    # match, found with two reads of its own /proc entry instead of a scan of every
+    # process's command line (hundreds of reads on a busy host).
+    tag = marker()
+    proc = spawn(SLEEPER, tag)
+    script = f"""
+import checkers.proctable as table
+from datetime import UTC, datetime
+from checkers.base import CheckContext
+from checkers.python_process import ProcessSettings, PythonProcessChecker
+checker = PythonProcessChecker(ProcessSettings(cmdline={tag!r}))
+ctx = CheckContext("p", datetime.now(UTC), 5)
+first = checker.check(ctx)
+table._last = None  # forget the scan: a scan now would leave one behind
+second = checker.check(ctx)
+print(first.details["pid"], second.details["pid"], table._last is None)
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, check=False
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == [str(proc.pid), str(proc.pid), "True"]

@@ -31,6 +31,7 @@ import functools
 import html
 import json
 import logging
+import operator
 import re
 import shlex
 import threading
@@ -199,7 +200,7 @@ class Redactor:
         never changed; when no string inside holds anything to mask (one scan of
         them all joined, the common case) the input itself is returned.
         """
-        strings = list(_strings(value))
+        strings = _strings(value)
         if not strings or not self.hits("\x00".join(strings)):
             return value
         return self._value(value)
@@ -250,20 +251,57 @@ class Hold:
         self._finalizer()
 
 
-def _strings(value: Any) -> Iterable[str]:
-    """Every string :meth:`Redactor.value` would redact inside ``value``."""
+def _strings(value: Any) -> list[str]:
+    """Every string :meth:`Redactor.value` would redact inside ``value``.
+
+    Runs once per check result (with its metrics and logs, ~60 values), so the
+    common leaves are settled by their exact type first.
+    """
+    found: list[str] = []
     stack = [value]
     while stack:
         item = stack.pop()
-        if isinstance(item, str):
-            yield item
+        kind = type(item)
+        if kind is str:
+            found.append(item)
+        elif kind in _SCALARS:
+            continue
+        elif kind is list or kind is tuple:
+            stack.extend(item)
+        elif kind is dict:
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, str):
+            found.append(item)
         elif isinstance(item, list | tuple):
             stack.extend(item)
         elif isinstance(item, dict):
             stack.extend(item.keys())
             stack.extend(item.values())
-        elif dataclasses.is_dataclass(item) and not isinstance(item, type):
-            stack.extend(getattr(item, f.name) for f in dataclasses.fields(item) if f.init)
+        elif hasattr(kind, "__dataclass_fields__") and not isinstance(item, type):
+            fields = _init_fields(kind)
+            if fields:
+                stack.extend(fields(item))
+        # numbers, None, enums, datetimes: nothing to mask
+    return found
+
+
+_SCALARS = frozenset({int, float, bool, type(None)})
+_FIELDS: dict[Any, Callable[[Any], tuple[Any, ...]] | None] = {}
+
+
+def _init_fields(kind: Any) -> Callable[[Any], tuple[Any, ...]] | None:
+    """A getter of a dataclass's ``__init__`` field values as a tuple (made once per class)."""
+    if kind not in _FIELDS:
+        names = [f.name for f in dataclasses.fields(kind) if f.init]
+        getter: Callable[[Any], tuple[Any, ...]] | None = None
+        if len(names) == 1:
+            one = operator.attrgetter(names[0])
+            getter = lambda item: (one(item),)  # noqa: E731 - attrgetter of one name: no tuple
+        elif names:
+            getter = operator.attrgetter(*names)
+        _FIELDS[kind] = getter
+    return _FIELDS[kind]
 
 
 _default = Redactor()
@@ -345,19 +383,6 @@ class RedactingSink:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._sink, name)
-
-
-class RedactingListener:
-    """Wraps the recorder's result listener (the alert engine): results arrive redacted."""
-
-    def __init__(self, listener: Any) -> None:
-        self._listener = listener
-
-    def observe(self, service_id: str, result: Any, at: Any) -> None:
-        self._listener.observe(service_id, redact_value(result), at)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._listener, name)
 
 
 class RedactingStream:

@@ -1,0 +1,37 @@
+"""Keep pyarrow from importing numpy, which nothing of Lightbulb uses.
+
+pyarrow imports numpy while it initialises whenever numpy is installed (for
+conversions we never make: our rows are tuples, our batches Arrow IPC), and chDB
+imports pyarrow. That costs 10-15 MB of RSS per process (`import pyarrow`: 42 MB
+with numpy, 29 MB without; a chDB session 157 against 147 MB, measured with
+chdb-core-lite 26.5.0 and pyarrow 26.0.1). pyarrow and chDB work without it
+(``tests/test_lean_imports.py``).
+
+Only pyarrow's own initialisation is refused numpy: code that imports numpy
+itself, before or after, gets it, and pyarrow then keeps working without it.
+"""
+
+from __future__ import annotations
+
+import importlib.abc
+import sys
+from typing import Any
+
+REFUSED = "numpy"
+
+
+class _NoNumpyForPyarrow(importlib.abc.MetaPathFinder):
+    """A finder that fails ``import numpy`` while the ``pyarrow`` package initialises."""
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
+        if name == REFUSED or name.startswith(REFUSED + "."):
+            module = sys.modules.get("pyarrow")
+            spec = getattr(module, "__spec__", None)
+            if module is not None and getattr(spec, "_initializing", False):
+                raise ImportError("numpy is not loaded for pyarrow by lightbulb (unused)")
+
+
+def refuse_numpy_for_pyarrow() -> None:
+    """Install the finder once, before anything imports pyarrow (``server/__init__.py``)."""
+    if not any(isinstance(f, _NoNumpyForPyarrow) for f in sys.meta_path):
+        sys.meta_path.insert(0, _NoNumpyForPyarrow())

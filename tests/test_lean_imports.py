@@ -1,0 +1,73 @@
+"""numpy stays out of the daemon's process: pyarrow and chDB work without it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+WRITE_AND_READ = """
+from pathlib import Path
+from server.schema import Target, apply_schema
+from server.spool import Spool
+from server.storage.embedded import EmbeddedStorage
+from server.tables import WRITTEN_TABLES
+from server.writer import Writer
+from tests.test_writer import row
+
+root = Path({root!r})
+store = EmbeddedStorage(root / "db", "monitor")
+apply_schema(store, Target("monitor"))
+writer = Writer(store, Spool(root / "spool", 10**8), columns=WRITTEN_TABLES)
+for i in range(3):
+    writer.add("service_status", row(i, "caf\\u00e9"))
+writer.flush()
+n = store.query("SELECT count() AS n FROM monitor.service_status WHERE message = {{m:String}}",
+                {{"m": "caf\\u00e9"}})[0]["n"]
+print(n, "numpy" in sys.modules)
+"""
+
+
+def run(script: str) -> list[str]:
+    out = subprocess.run(
+        [sys.executable, "-c", script], check=False, cwd=REPO, capture_output=True,
+        text=True, timeout=120,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout.split()
+
+
+def test_the_embedded_write_path_stores_rows_without_importing_numpy(tmp_path: Path) -> None:
+    # pyarrow (imported by chDB and by our writer) imports numpy when installed: 10-15 MB
+    # of RSS for conversions we never make.
+    script = "import sys\n" + textwrap.dedent(WRITE_AND_READ).format(root=str(tmp_path))
+    assert run(script) == ["3", "False"]
+
+
+@pytest.mark.parametrize("first", ["numpy", "server"])
+def test_code_that_imports_numpy_itself_still_gets_it(tmp_path: Path, first: str) -> None:
+    # Only pyarrow's own initialisation is refused numpy; anyone else importing it gets it.
+    order = "import numpy, server" if first == "numpy" else "import server, pyarrow, numpy"
+    script = f"import sys\n{order}\nprint(numpy.arange(3).sum())\n" + textwrap.dedent(
+        WRITE_AND_READ
+    ).format(root=str(tmp_path))
+    assert run(script) == ["3", "3", "True"]
+
+
+def test_the_embedded_engine_looks_at_its_memory_once_a_second(tmp_path: Path) -> None:
+    # Its memory worker's default period (50-100 ms) cost ~2 ms of CPU a second, idle.
+    from server.storage.embedded import EmbeddedStorage
+
+    store = EmbeddedStorage(tmp_path / "db", "monitor")
+    try:
+        [row] = store.query(
+            "SELECT value FROM system.server_settings WHERE name = 'memory_worker_period_ms'"
+        )
+    finally:
+        store.close()
+    assert row["value"] == "1000"
