@@ -227,7 +227,7 @@ class Ingestor:
             known = self._services[service] = service in self.known
         return service, known
 
-    def _row(self, obj: Any, out: Outcome, otlp: bool) -> tuple[Any, ...]:  # noqa: PLR0912, PLR0915
+    def _row(self, obj: Any, out: Outcome, otlp: bool) -> tuple[Any, ...]:  # noqa: PLR0912
         # The hot path (per record; its branches inlined on purpose): the common shapes
         # are checked inline, anything else goes through the general checks, which
         # raise the same reasons as before.
