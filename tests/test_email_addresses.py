@@ -33,11 +33,13 @@ def test_an_address_from_env_is_quoted_in_its_error_unless_a_secret_setting_uses
     )
     expected_to = (
         'channels.a.to[0]: expected an e-mail address like "ops@example.org" or '
-        '"Ops <ops@example.org>", got "ops@ex ample.org"'
+        '"Ops <ops@example.org>", got "ops@ex ample.org" (from ${MAIL_TO})'
     )
-    assert expected_from in lines[0] and lines[1].endswith(expected_to), lines
-    # the same value is the SMTP login too: it stays masked everywhere, errors included
-    assert lines[2].endswith('got "<secret>"') and "login@@" not in done.stderr
+    assert expected_from + " (from ${MAIL_FROM})" in lines[0], lines
+    assert lines[1].endswith(expected_to), lines
+    # the same value is the SMTP login too: it stays masked everywhere, errors included;
+    # the variable it came from is named (scfg), never its value
+    assert lines[2].endswith('got "<secret>" (from ${MAIL_LOGIN})') and "login@@" not in done.stderr
 
 
 def test_each_recipient_gets_one_copy_and_a_non_ascii_display_name_is_encoded(
