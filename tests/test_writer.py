@@ -183,6 +183,43 @@ def test_a_replayed_batch_stores_only_its_rows_not_stored_whatever_token_stored_
     assert stored(store) == list(range(6))
 
 
+def test_a_replayed_batch_is_looked_up_in_its_own_time_range_not_the_whole_history(
+    store: EmbeddedStorage, tmp_path: Path
+) -> None:
+    # after a crash the replay asks which rows are stored; a year of history must not
+    # be read for a batch of the last seconds (a restart would stall on a big table),
+    # and equal rows outside the batch's range change nothing (timestamps differ)
+    writer, _ = make(store, tmp_path)
+    history = 300_000
+    store.execute(
+        "INSERT INTO monitor.service_status (service_id, timestamp, status_code, message, "
+        "response_time_ms) SELECT 'svc', now() - INTERVAL 20 DAY + number, 0, "
+        f"concat('check ', toString(number % 6)), number % 6 FROM numbers({history})"
+    )
+    for i in range(6):
+        writer.add("service_status", row(i))
+    writer.commit()
+    batch = writer.inserter._next_batch("service_status")
+    assert batch is not None
+    data = pa.concat_tables([r.data for r in batch.records if r.data is not None])
+    store.insert_arrow("service_status", data.slice(0, 2), dedup_token=f"{batch.id}-a")
+
+    def selected_rows() -> int:  # the engine's own counter of rows its reads selected
+        counter = "SELECT value FROM system.events WHERE event = 'SelectedRows'"
+        return int(store.query(counter)[0]["value"])
+
+    before = selected_rows()
+    assert store.stored_mask("service_status", data) == [True, True] + [False] * 4
+    assert selected_rows() - before < history // 10  # the batch's granules, not the history
+    reborn = Writer(store, Spool(tmp_path / "spool", 10**8), columns=WRITTEN_TABLES)
+    reborn.flush()
+    assert store.query(
+        "SELECT count() AS n, arraySort(groupArray(response_time_ms)) AS ms "
+        "FROM monitor.service_status WHERE timestamp >= {t:DateTime64(3)}",
+        {"t": T0.replace(tzinfo=None)},
+    ) == [{"n": 6, "ms": list(range(6))}]
+
+
 def test_add_durable_is_on_disk_when_it_returns(store: EmbeddedStorage, tmp_path: Path) -> None:
     writer, flaky = make(store, tmp_path)
     flaky.down = True

@@ -154,7 +154,9 @@ class EmbeddedStorage:
         deduplication log entry and the rename of the new part leaves the token
         naming a part that was never stored, and a replay under that token would be
         silently dropped; the inserter asks this instead of trusting the token.
-        Reads the whole table once; raises like :meth:`insert`.
+        Reads the table once: only the batch's time range when both have a
+        ``timestamp`` column (the big tables' sort key), else all of it; raises
+        like :meth:`insert`.
         """
         if not data.num_rows:
             return []
@@ -163,10 +165,20 @@ class EmbeddedStorage:
         cols = f"toString(tuple({', '.join(check_name(c) for c in data.column_names)}))"
         shape = ", ".join(f"{check_name(c)} {types.get(c, 'String')}"
                           for c in data.column_names)  # fmt: skip
+        batch = "file({batch:String}, 'ArrowStream', {shape:String})"
+        # rows compare whole, timestamp included: only the batch's time range of the
+        # table can hold them, and the bounds (constant subqueries) prune partitions
+        # and primary-key granules instead of reading the whole history
+        within = (
+            f" WHERE timestamp >= (SELECT min(timestamp) FROM {batch})"
+            f" AND timestamp <= (SELECT max(timestamp) FROM {batch})"
+            if "timestamp" in data.column_names and "timestamp" in types
+            else ""
+        )
         sql = (
             f"SELECT cityHash64({cols}) IN (SELECT cityHash64({cols}) "
-            f"FROM {check_name(self.database)}.{check_name(table)}) AS stored "
-            "FROM file({batch:String}, 'ArrowStream', {shape:String}) "
+            f"FROM {check_name(self.database)}.{check_name(table)}{within}) AS stored "
+            f"FROM {batch} "
             "SETTINGS max_threads = 1"  # rows come back in the file's order
         )
         with self._mutex:
