@@ -131,6 +131,7 @@ class TemporalWorkflowChecker(TemporalChecker[TemporalSettings]):
     def __init__(self, settings: TemporalSettings) -> None:
         super().__init__(settings)
         self._failure_logged: str | None = None  # run id whose failure is in the logs already
+        self._task_problem_logged: tuple[str, str] | None = None  # (run id, kind) logged
         self._runs = FailedRuns()  # workflow_type mode: each failed run logged once
 
     async def inspect(self, session: TemporalSession, ctx: CheckContext) -> CheckResult:
@@ -202,6 +203,18 @@ class TemporalWorkflowChecker(TemporalChecker[TemporalSettings]):
         result.status = worst((result.status, code))
         result.message = f"workflow {shown(desc.id)} running, but {problem.text}"
         result.details["workflow_task_problem"] = problem.kind
+        if self._task_problem_logged != (desc.run_id, problem.kind):  # once per run and kind
+            self._task_problem_logged = (desc.run_id, problem.kind)
+            result.logs.append(
+                LogEntry(
+                    "ERROR" if code == Status.FAILED else "WARN",
+                    result.message,
+                    "temporal",
+                    error_code=problem.kind,
+                    context={"workflow_id": desc.id, "run_id": desc.run_id,
+                             **({"failure": problem.failure} if problem.failure else {})},
+                )
+            )  # fmt: skip
 
     async def _failure(self, handle: Any, word: str) -> LogEntry | None:
         """The closing event's failure (message, stack trace) or termination reason."""

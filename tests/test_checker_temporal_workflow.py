@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from checkers.base import CheckContext, Status
+from checkers.base import CheckContext, CheckResult, Status
 from checkers.temporal_workflow import TemporalSettings, TemporalWorkflowChecker
 from server.runner import run_check
 from tests.conftest import free_port, wait_until
@@ -240,16 +240,26 @@ def test_a_running_workflow_whose_workflow_task_keeps_failing_is_failed_by_id(
             checker = TemporalWorkflowChecker(
                 TemporalSettings(address=temporal_server.address, workflow_id=wid)
             )
-            result = until(
-                lambda: run_check(checker, CheckContext("wf", datetime.now(UTC), 10)),
-                lambda r: r.status != Status.OK,
-                seconds=60,
-            )
+            seen: list[CheckResult] = []
+
+            def checked() -> CheckResult:
+                seen.append(run_check(checker, CheckContext("wf", datetime.now(UTC), 10)))
+                return seen[-1]
+
+            result = until(checked, lambda r: r.status != Status.OK, seconds=60)
+            again = [checked() for _ in range(2)]  # still failing: told in the logs once
         finally:
             temporal_server.terminate(wid)
     assert result.status == Status.FAILED
     assert result.message.startswith(f"workflow {wid} running, but workflow task failing")
     assert result.message.endswith("bug in workflow code: division of the ledger by zero")
+    assert all(r.status == Status.FAILED for r in again)
+    logs = [entry for r in seen for entry in r.logs]
+    assert len(logs) == 1 and logs[0] in result.logs, logs
+    assert (logs[0].level, logs[0].error_code, logs[0].message) == (
+        "ERROR", "workflow_task_failure", result.message)  # fmt: skip
+    assert logs[0].context["workflow_id"] == wid
+    assert logs[0].context["failure"].endswith("division of the ledger by zero")
 
 
 def test_a_workflow_type_nothing_started_in_the_window_is_unknown(temporal: Temporal) -> None:
