@@ -173,3 +173,38 @@ def test_shutdown_during_a_failing_report_completes_and_schedules_no_retry(
     finally:
         report.release.set()
         store.close()
+
+
+def test_a_stop_right_after_start_ends_the_scheduler_without_an_error_in_its_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # APScheduler 3 marks itself stopped before taking its job-store lock: a stop while
+    # its loop was removing the finished run-once catch-up job killed the loop thread
+    # with "JobLookupError: No job by the id of report-catch-up" (SIGTERM at start-up)
+    config = parse_config(CONFIG, "t.yaml")
+    store = EmbeddedStorage(tmp_path / "db", "monitor")
+    clock = FakeClock(datetime(2026, 11, 22, 9, 0, tzinfo=UTC))
+    died: list[BaseException | None] = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: died.append(args.exc_value))
+    caplog.set_level("ERROR")
+    try:
+        for _ in range(30):
+            ran = threading.Event()
+            report = ReportJob(config, store, Reachable(), dispatcher=None,
+                               alert_log=AlertLog(None, store), clock=clock)  # fmt: skip
+            report.run = lambda ran=ran: ran.set() or True  # type: ignore[method-assign]
+            jobs = PeriodicJobs(
+                clock, tick=lambda: None, record_self=lambda: None,
+                baselines=BaselineJob(Baselines(config.baselines), store, Reachable(), clock),
+                report=report,
+            )  # fmt: skip
+            jobs.start()
+            assert ran.wait(10)  # the catch-up ran: its loop pass is removing it now
+            assert jobs.shutdown(wait_seconds=5)
+            assert wait_until(lambda jobs=jobs: jobs._aps.state == STATE_STOPPED)
+            thread = jobs._aps._thread
+            assert thread is None or (thread.join(5) or not thread.is_alive())
+    finally:
+        store.close()
+    assert died == [], died
+    assert not [r for r in caplog.records if r.name.startswith("apscheduler")], caplog.text
