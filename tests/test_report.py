@@ -214,3 +214,45 @@ class StoreSink:
         for table, rows in tables.items():
             if rows:
                 self.add_durable(table, rows)
+
+
+def test_the_report_counts_the_same_incidents_as_the_incidents_page(tmp_path: Path) -> None:
+    # the attack: `lightbulb report` said "Incidents (3)" (alert firings only) while
+    # /incidents listed 9 that day, with the FAILED runs of services no rule watches
+    store = EmbeddedStorage(tmp_path / "db", "monitor")
+    try:
+        generate(store)
+        cache = "  - {id: cache, type: tcp, tcp: {host: 127.0.0.1, port: 1}}\n"
+        watched = CONFIG.replace("  - {id: api, type: tcp", cache + "  - {id: api, type: tcp")
+        config = parse_config(watched.replace('service: "*"', "service: db"), "t.yaml", {})
+        changed = "status changed"
+        runs = [
+            ("cache", T + timedelta(hours=6), 0, 2, f"{changed} OK -> FAILED: refused"),
+            ("cache", T + timedelta(hours=6, minutes=20), 2, 0, f"{changed} FAILED -> OK: ok"),
+            ("cache", T + timedelta(hours=22), 0, 2, f"{changed} OK -> FAILED: timed out"),
+        ]
+        columns = ("service_id", "timestamp", "from_status", "to_status", "message")
+        store.insert("service_transitions", columns, runs)
+        now = T + timedelta(days=1, hours=2)
+        report = build(store, config, DAY, now)
+        assert [
+            (i.service_id, i.rule_id, i.start.strftime("%H:%M"), i.duration, i.end is None)
+            for i in report.incidents
+        ] == [
+            ("db", "down", "03:10", "30m", False),
+            ("cache", "", "06:00", "20m", False),
+            ("api", "odd", "14:00", "1h 15m", False),
+            ("cache", "", "22:00", "2h 00m", True),
+        ]
+        from server.web import WebContext, create_app
+
+        client = create_app(WebContext(config, store, FakeClock(now))).test_client()
+        listed = client.get("/api/v1/incidents?from=2026-11-21T00:00:00Z&to=2026-11-22T00:00:00Z")
+        assert sorted(i["id"] for i in listed.get_json()["incidents"]) == sorted(
+            i.id for i in report.incidents)  # fmt: skip
+        text = report.render()[1]
+        assert "06:00 UTC  20m  cache / FAILED checks [critical]: refused" in text
+        assert "22:00 UTC  2h 00m (ongoing)  cache / FAILED checks" in text
+        assert [a["duration"] for a in report.anomalies] == ["1h 15m"]
+    finally:
+        store.close()

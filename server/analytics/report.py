@@ -1,8 +1,10 @@
 """The daily report: how the fleet did yesterday, from stored history only.
 
-Per service uptime; incidents (firing periods of alerts, clipped to the day,
-with duration and cause); MTTR; top new and top growing error patterns;
-anomaly alerts. Rendered to HTML and text with Jinja (templates/report/),
+Per service uptime; incidents (the same incidents as ``/incidents``, from
+:mod:`server.analytics.incidents`: an alert's firing period with what it
+inhibited, or a run of FAILED checks of a service no alert rule watches; clipped
+to the day, with duration and cause); MTTR; top new and top growing error
+patterns; anomaly alerts. Rendered to HTML and text with Jinja (templates/report/),
 stored in ``reports`` and sent to ``report.channels``.
 """
 
@@ -13,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Any
 
-from server.alerting.log import AlertLog
+from server.analytics.incidents import Incidents
 from server.config.models import Config
 from server.core.status import sql_up
 from server.storage import Storage
@@ -26,6 +28,9 @@ LOOKBACK = timedelta(days=30)  # how far back a still-firing alert's start is lo
 
 @dataclass
 class Incident:
+    """One incident of ``/incidents`` as the day saw it: ``rule_id`` '' for a run of
+    FAILED checks; ``service_id`` the services affected, the cause's first."""
+
     rule_id: str
     service_id: str
     severity: str
@@ -33,6 +38,7 @@ class Incident:
     end: datetime | None  # None: still firing at the end of the day
     duration_s: float
     cause: str
+    id: str = ""  # the incident's id on /incidents/<id>
 
     @property
     def duration(self) -> str:
@@ -107,13 +113,20 @@ def build(storage: Storage, config: Config, day: date, now: datetime, zone: tzin
     )
     report.services = _uptime(storage, config, day, None if utc_day else (start, end))
     # today's report is built before the day ends: an open incident runs to now, not midnight
-    report.incidents = _incidents(storage, start, min(end, max(now, start)))
+    until = min(end, max(now, start))
+    found = Incidents(storage, config).between(start, until, lookback=LOOKBACK, details=False)
+    clipped = (_incident(i, start, until) for i in found)
+    report.incidents = sorted((i for i in clipped if i is not None), key=lambda i: i.start)
     report.new_patterns, report.growing_patterns = _patterns(storage, start, end)
     anomaly_rules = {r.id for r in config.alert_rules if r.condition.strip().startswith("anomaly")}
+    anomalous = sorted(
+        (m for i in found for m in i.members if m.rule_id in anomaly_rules),
+        key=lambda m: m.start,
+    )
     report.anomalies = [
-        {"rule_id": i.rule_id, "service_id": i.service_id, "start": i.start.isoformat(),
-         "duration": i.duration}
-        for i in report.incidents if i.rule_id in anomaly_rules
+        {"rule_id": m.rule_id, "service_id": m.service_id, "start": m.start.isoformat(),
+         "duration": _duration((min(m.end or until, until) - max(m.start, start)).total_seconds())}
+        for m in anomalous
     ]  # fmt: skip
     return report
 
@@ -151,22 +164,16 @@ def _uptime(
     ]
 
 
-def _incidents(storage: Storage, start: datetime, end: datetime) -> list[Incident]:
-    """Firing periods overlapping the day, from the alert log, clipped to the day."""
-    periods = AlertLog(None, storage).incidents(start, end, lookback=LOOKBACK)
-    clipped = (_incident(p, start, end) for p in periods)
-    return sorted((i for i in clipped if i is not None), key=lambda i: i.start)
-
-
-def _incident(period: Any, start: datetime, end: datetime) -> Incident | None:
-    begin = max(period.start, start)
-    finish = min(period.end or end, end)
-    if finish <= begin:
+def _incident(found: Any, start: datetime, end: datetime) -> Incident | None:
+    """An incident of :class:`server.analytics.incidents.Incidents` clipped to ``[start, end)``."""
+    finish = found.end if found.end is not None and found.end <= end else None
+    begin, stop = max(found.start, start), min(found.end or end, end)
+    if stop <= begin:
         return None
+    root = found.root
     return Incident(
-        period.rule_id, period.service_id, period.severity, begin,
-        period.end if period.end and period.end <= end else None,
-        (finish - begin).total_seconds(), period.cause,
+        root.rule_id, ", ".join(found.services), found.severity, begin, finish,
+        (stop - begin).total_seconds(), root.message, found.id,
     )  # fmt: skip
 
 
