@@ -86,6 +86,21 @@ def test_service_page_log_search_and_levels_filter(client: Callable[..., FlaskCl
     assert "No log rows match" in text(c.get("/services/db?q=%27%20OR%201%3D1%20--"))
 
 
+def test_filtering_the_logs_keeps_the_chosen_period_or_range(
+    client: Callable[..., FlaskClient],
+) -> None:
+    # the log filter form carried a hidden range=24h, so filtering dropped a from/to period
+    period = "from=2026-11-20T12:00:00Z&to=2026-11-22T12:00:00Z"
+    form = text(client().get(f"/services/db?{period}")).split('class="filters"')[1]
+    form = form.split("</form>")[0]
+    assert '<input type="hidden" name="from" value="2026-11-20T12:00:00Z">' in form
+    assert '<input type="hidden" name="to" value="2026-11-22T12:00:00Z">' in form
+    assert 'name="range"' not in form
+    preset = text(client().get("/services/db?range=7d")).split('class="filters"')[1]
+    assert '<input type="hidden" name="range" value="7d">' in preset.split("</form>")[0]
+    assert 'name="from"' not in preset.split("</form>")[0]
+
+
 def test_service_page_30_days_reads_the_hourly_summary(client: Callable[..., FlaskClient]) -> None:
     page = text(client().get("/services/db?from=2026-10-23T12:00:00Z&to=2026-11-22T12:00:00Z"))
     assert "from the hourly summary" in page

@@ -147,6 +147,10 @@ def service(service_id: str) -> str:
         tr=tr,
         presets=PRESETS,
         range_=request.args.get("range", "24h"),
+        # a chosen period (from/to) stays chosen when the logs are filtered
+        period=(request.args["from"], request.args.get("to", ""))
+        if request.args.get("from")
+        else None,
         source="hourly summary" if tr.hourly else "raw checks",
         timeline=timeline,
         checks=sum(int(b["checks"]) for b in buckets),
