@@ -599,3 +599,22 @@ alert_rules:
     h.tick(0)
     assert h.kinds() == ["alert", "repeat"]
     assert len(h.events("repeat")) == 1
+
+
+def test_inhibition_is_logged_even_for_a_rule_with_no_channel() -> None:
+    # the attack: with no channel configured the dependant's firing was logged as
+    # "no channel to tell", never as inhibited, so /incidents showed two incidents
+    h = Harness(DOWN.replace(", channels: [hook]", ""))
+    h.result("db", Status.FAILED)
+    h.result("api", Status.FAILED, advance=1)
+    assert h.told() == []
+    assert ("db", "inactive", "firing", "none") in h.transitions()
+    assert ("api", "inactive", "firing", "inhibited") in h.transitions()
+    assert h.events("transition")[-1]["caused_by"] == "db"
+    h.result("db", Status.OK, advance=10)
+    h.result("api", Status.OK, advance=1)
+    assert h.transitions()[-2:] == [
+        ("db", "firing", "resolved", "none"),
+        ("api", "firing", "resolved", "none"),
+    ]
+    assert h.events("transition")[-1]["caused_by"] == ""

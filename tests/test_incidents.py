@@ -15,8 +15,9 @@ from xml.etree import ElementTree as ET
 import pytest
 from flask.testing import FlaskClient
 
+from server.analytics.incident_model import Member
 from server.analytics.incident_timeline import timeline
-from server.analytics.incidents import Incidents, id_start, incident_id
+from server.analytics.incidents import Incidents, group, id_start, incident_id
 from server.config.models import DashboardConfig, SilenceConfig
 from server.web import WebContext, create_app
 from tests.web_fixture import NOW, build
@@ -177,3 +178,16 @@ def test_configured_silences_appear_in_the_timeline_as_runtime_ones_do(
         (NOW - timedelta(minutes=30), "db", "silenced until 2026-11-22T13:00:00+00:00 by config"
          " (configured silence db-maint): disk swap"),
     ]  # fmt: skip
+
+
+def test_an_inhibited_firing_joins_the_newest_open_incident_of_its_cause() -> None:
+    # the attack: web2's firing (caused by web) joined web's SLO-burn incident, open for
+    # 14 minutes, not web's outage that began a second before it
+    at = NOW - timedelta(hours=1)
+    burn = Member("burn:web@1", "burn", "web", "warning", at, None, "burning")
+    down = Member("down:web@2", "down", "web", "critical", at + timedelta(minutes=14), None, "down")
+    later = at + timedelta(minutes=14, seconds=1)
+    dependant = Member("down:web2@3", "down", "web2", "critical", later, None, "down", "web")
+    found = group([dependant, down, burn])
+    assert [[m.key for m in i.members] for i in found] == [
+        ["burn:web@1"], ["down:web@2", "down:web2@3"]]  # fmt: skip

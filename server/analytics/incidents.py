@@ -307,7 +307,9 @@ class Incidents:
 
 def group(members: list[Member]) -> list[Incident]:
     """Members into incidents: an inhibited firing joins the incident its cause
-    (``caused_by``) had open when it started; everything else opens its own."""
+    (``caused_by``) had open when it started — the newest of them when the cause had
+    several alerts firing (a long SLO burn and the outage that just began: the
+    dependant failed with the outage); everything else opens its own."""
     # a cause firing in the same tick as what it inhibits comes first
     members = sorted(members, key=lambda m: (m.start, bool(m.caused_by), m.key))
     incidents: list[Incident] = []
@@ -317,7 +319,7 @@ def group(members: list[Member]) -> list[Incident]:
         cause = None
         if member.caused_by and member.caused_by != member.service_id:
             cause = next(
-                (c for c in by_service.get(member.caused_by, ())
+                (c for c in reversed(by_service.get(member.caused_by, ()))
                  if c.start <= member.start and (c.end is None or c.end >= member.start)),
                 None,
             )  # fmt: skip
