@@ -101,6 +101,26 @@ def test_filtering_the_logs_keeps_the_chosen_period_or_range(
     assert 'name="from"' not in preset.split("</form>")[0]
 
 
+def test_a_disabled_service_says_so_on_its_page_api_and_badge(
+    data: tuple[EmbeddedStorage, Harness],
+) -> None:
+    # the attack: a disabled service's page and badge said "no service", as for a typo
+    store, h = data
+    services = [s.model_copy(update={"enabled": False}) if s.id == "db" else s
+                for s in h.config.services]  # fmt: skip
+    config = h.config.model_copy(update={"services": services})
+    c = create_app(WebContext(config, store, h.clock, h.engine)).test_client()
+    for url in ("/services/db", "/api/v1/services/db"):
+        answer = c.get(url)
+        assert answer.status_code == 404
+        said = text(answer).replace("&#39;", "'")
+        assert "'db' is disabled (enabled: false in the configuration)" in said
+    assert "no service 'nope'" in text(c.get("/api/v1/services/nope"))
+    badge = c.get("/api/v1/services/db/badge").get_json()
+    assert (badge["message"], badge["color"]) == ("disabled", "lightgrey")
+    assert c.get("/api/v1/services/nope/badge").status_code == 404
+
+
 def test_service_page_30_days_reads_the_hourly_summary(client: Callable[..., FlaskClient]) -> None:
     page = text(client().get("/services/db?from=2026-10-23T12:00:00Z&to=2026-11-22T12:00:00Z"))
     assert "from the hourly summary" in page

@@ -36,7 +36,7 @@ def service_or_404(service_id: str) -> Any:
     ctx = context()
     views = ctx.reader.services(ctx.clock.now(), only=service_id)
     if not views:
-        raise ApiError(404, f"no service {service_id!r}")
+        raise ApiError(404, ctx.reader.absent(service_id))
     return views[0]
 
 

@@ -75,6 +75,10 @@ def badge(service_id: str) -> Response:
     """
     ctx = context()
     _badge_access(service_id)
+    paused = ctx.reader.disabled(service_id)
+    if paused is not None:  # a paused monitor's badge says so, as shields.io badges do
+        return jsonify({"schemaVersion": 1, "label": paused, "message": "disabled",
+                        "color": "lightgrey"})  # fmt: skip
     view = service_or_404(service_id)
     metric = request.args.get("metric", "status")
     if metric == "status":

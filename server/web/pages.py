@@ -105,7 +105,7 @@ def service(service_id: str) -> str:
     now = ctx.clock.now()
     views = ctx.reader.services(now, only=service_id)
     if not views:
-        raise ApiError(404, f"no service {service_id!r}")
+        raise ApiError(404, ctx.reader.absent(service_id))
     view = views[0]
     try:
         tr = time_range(now, range_=request.args.get("range"), start=request.args.get("from"),
