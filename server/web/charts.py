@@ -165,8 +165,10 @@ def _xs(count: int, width: int) -> tuple[int, ...]:
     return tuple(int(i * step) for i in range(count))
 
 
+@functools.lru_cache(maxsize=256)
 def badge(code: int | None, text: str | None = None) -> Markup:
-    """A status pill; ``None`` is "no data" (a service never checked)."""
+    """A status pill; ``None`` is "no data" (a service never checked). The same few pills
+    are drawn a thousand times a page: each is built once (Markup is immutable)."""
     css = "none" if code is None else str(code)
     label = text or (STATUS_NAMES.get(code, "UNKNOWN") if code is not None else "NO DATA")
     return Markup(f'<span class="badge s{css}">{escape(label)}</span>')
