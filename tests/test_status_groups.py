@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from markupsafe import escape
+
 from server.config.models import Config
 from server.validation import parse_config
+from server.web.charts import badge, pct
 from server.web.queries import ServiceView
-from server.web.status_view import groups, overall, select
+from server.web.status_view import Group, groups, overall, select
 
 
 def config(groups_yaml: str) -> Config:
@@ -59,3 +62,27 @@ def test_a_reloaded_configuration_regroups() -> None:
     second = config(GROUPS.replace("'web-*'", "'web-2', db"))
     assert [v.id for v in groups(second, views(second, {}))[0].members] == ["web-2", "db"]
     assert [v.id for v in groups(first, views(first, {}))[0].members] == ["web-1", "web-2"]
+
+
+def test_member_rows_are_escaped_and_follow_each_requests_status_and_label() -> None:
+    """Row starts and pills are kept between requests: what a row shows must still be
+    the request's own label, status and uptime, escaped, as if built afresh."""
+
+    def fresh(group: Group) -> str:
+        return "".join(
+            f'<tr data-service="{escape(v.id)}"><td>{escape(v.label)}</td>'
+            f"<td>{badge.__wrapped__(v.status_code if v.checked else None)}</td>"
+            f"<td>{pct(group.uptime.get(v.id))}</td></tr>"
+            for v in group.members
+        )
+
+    hostile = ServiceView('a"><script>x</script>', "<b>Shop & co</b>", "http", "web")
+    plain = ServiceView("db", "Database", "tcp", "back")
+    for label, code, checked, share in (("<b>Shop & co</b>", 0, True, 99.5),
+                                        ("Shop 'renamed'", 2, True, None),
+                                        ("Shop 'renamed'", 2, False, 12.25)):  # fmt: skip
+        hostile.label, hostile.status_code, hostile.checked = label, code, checked
+        group = Group("G", [hostile, plain], uptime={hostile.id: share})
+        rows = group.rows()
+        assert rows == fresh(group)
+        assert "<script>" not in rows and "<b>" not in rows

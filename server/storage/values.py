@@ -33,7 +33,8 @@ def from_json(value: Any, ch_type: str) -> Any:
     return converter(ch_type)(value)
 
 
-def _keep(value: Any) -> Any:
+def keep(value: Any) -> Any:
+    """The converter of a column whose JSON value is already the Python value."""
     return value
 
 
@@ -45,7 +46,7 @@ def converter(ch_type: str) -> Callable[[Any], Any]:
     parsing the type name for each of them cost more than the query.
     """
     kind = base_type(ch_type)
-    convert: Callable[[Any], Any] = _keep
+    convert: Callable[[Any], Any] = keep
     if kind.startswith("DateTime"):
         convert = parse_datetime
     elif kind in {"Date", "Date32"}:
@@ -56,11 +57,11 @@ def converter(ch_type: str) -> Callable[[Any], Any]:
         convert = float
     elif kind.startswith("Array("):
         inner = converter(kind[len("Array(") : -1])
-        if inner is _keep:
+        if inner is keep:
             return lambda value: value
         return lambda value: None if value is None else [inner(v) for v in value]
-    if convert is _keep:
-        return _keep
+    if convert is keep:
+        return keep
     return lambda value: None if value is None else convert(value)
 
 

@@ -15,6 +15,7 @@ from markupsafe import Markup, escape
 
 from server.analytics.slo import Counts, availability
 
+CELL = 4  # width of a day, in the bar's own units
 # (lowest uptime %, class, words), best first; the first that the day reaches is used
 BANDS: tuple[tuple[float, str, str], ...] = (
     (100.0, "u-full", "no failed checks"),
@@ -46,8 +47,7 @@ def day_bar(
 
     ``label`` names what the bar is for (a service or a group) in its accessible name.
     """
-    cell = 4
-    width = len(days) * cell
+    width = len(days) * CELL
     overall = availability(total({d: counts[d] for d in days if d in counts}))
     words = "no checks" if overall is None else f"{overall:.2f}% up"
     summary = f"{len(days)} days: {words}"
@@ -57,21 +57,39 @@ def day_bar(
     ]
     for index, day in enumerate(days):
         found = counts.get(day)
-        uptime = availability(found) if found else None
-        css, meaning = band(uptime)
-        if found is None or uptime is None:
-            text = f"{day.isoformat()}: no checks"
-        else:
-            down = found.total - found.good
-            text = (f"{day.isoformat()}: {uptime:.2f}% up, {down:,} of {found.total:,} checks "
-                    f"down ({meaning})")  # fmt: skip
-        parts.append(
-            f'<rect class="{css}" x="{index * cell}" width="{cell - 1}" height="{height}" '
-            f'data-day="{day.isoformat()}"><title>{escape(text)}</title></rect>'
-        )
+        key = (index, day, height, found)
+        rect = _CELLS.get(key)
+        if rect is None:
+            rect = _cell(index, day, height, found)
+            if len(_CELLS) >= _CELLS_KEPT:
+                _CELLS.clear()
+            _CELLS[key] = rect
+        parts.append(rect)
     first, last = days[0].isoformat(), days[-1].isoformat()
     parts.append(
         f'</svg><figcaption><span>{first}</span><span class="overall">{escape(summary)}</span>'
         f"<span>{last}</span></figcaption></figure>"
     )
     return Markup("".join(parts))  # noqa: S704 - every interpolated value is escaped or ours
+
+
+def _cell(index: int, day: date, height: int, found: Counts | None) -> str:
+    """One day's ``<rect>``: the same few thousand are drawn on every /status request
+    (10 groups x 90 days, past days unchanged), so each is built once (:data:`_CELLS`)."""
+    uptime = availability(found) if found else None
+    css, meaning = band(uptime)
+    if found is None or uptime is None:
+        text = f"{day.isoformat()}: no checks"
+    else:
+        down = found.total - found.good
+        text = (f"{day.isoformat()}: {uptime:.2f}% up, {down:,} of {found.total:,} checks "
+                f"down ({meaning})")  # fmt: skip
+    return (
+        f'<rect class="{css}" x="{index * CELL}" width="{CELL - 1}" height="{height}" '
+        f'data-day="{day.isoformat()}"><title>{escape(text)}</title></rect>'
+    )
+
+
+# Day cells by (position, day, height, counts): a pure function of those; at most a few MB.
+_CELLS: dict[tuple[int, date, int, Counts | None], str] = {}
+_CELLS_KEPT = 20_000

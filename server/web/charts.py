@@ -165,8 +165,10 @@ def _xs(count: int, width: int) -> tuple[int, ...]:
     return tuple(int(i * step) for i in range(count))
 
 
+@functools.lru_cache(maxsize=256)
 def badge(code: int | None, text: str | None = None) -> Markup:
-    """A status pill; ``None`` is "no data" (a service never checked)."""
+    """A status pill; ``None`` is "no data" (a service never checked). The same few pills
+    are drawn a thousand times a page: each is built once (Markup is immutable)."""
     css = "none" if code is None else str(code)
     label = text or (STATUS_NAMES.get(code, "UNKNOWN") if code is not None else "NO DATA")
     return Markup(f'<span class="badge s{css}">{escape(label)}</span>')
@@ -195,16 +197,33 @@ def status_strip(
     first = buckets[0][0]
     step = buckets[1][0] - first if len(buckets) > 1 else timedelta(hours=1)
     layout = _Layout.of(first, step, len(buckets), width, height)
+    codes = tuple(code for _, code in buckets)
+    key = (layout, codes)
+    found = _STRIPS.get(key)
+    if found is not None:  # tiles share a few patterns (a steady day is one run)
+        return found
     parts = []
     start = 0
-    for code, run in itertools.groupby(code for _, code in buckets):
+    for code, run in itertools.groupby(codes):
         length = sum(1 for _ in run)
         parts.append(layout.run(start, length, code))
         start += length
-    return Markup(
+    found = Markup(
         f'<svg class="strip" viewBox="0 0 {width} {height}" preserveAspectRatio="none">'
         f"{''.join(parts)}</svg>"
     )
+    if len(codes) <= _STRIP_CACHED_CELLS:
+        if len(_STRIPS) >= _STRIPS_KEPT:
+            _STRIPS.clear()
+        _STRIPS[key] = found
+    return found
+
+
+# Whole tile strips (a pure function of their layout and codes), at most a few MB:
+# the timelines of service pages are long and rarely repeat, so they are not kept.
+_STRIPS: dict[tuple[_Layout, tuple[int | None, ...]], Markup] = {}
+_STRIPS_KEPT = 2048
+_STRIP_CACHED_CELLS = 48
 
 
 class _Layout:

@@ -103,6 +103,13 @@ class Reader:
         self.config = config
         self.db = storage.database
         self.objectives = history.objectives(config.services)
+        # what a view takes from the configuration, worked out once per configuration
+        # (1,000 label properties and intervals cost ~2 ms a page)
+        self._shown = [
+            (s.id, s.display_label, s.type, s.stack, s.interval.total_seconds())
+            for s in config.services
+            if s.enabled
+        ]
 
     def _q(self, sql: str, **params: Any) -> list[dict[str, Any]]:
         return self.storage.query(sql.replace("{db}", self.db), params)
@@ -110,11 +117,8 @@ class Reader:
     # -- services ------------------------------------------------------------------------
     def known(self) -> dict[str, ServiceView]:
         views = {
-            s.id: ServiceView(
-                s.id, s.display_label, s.type, s.stack, interval_s=s.interval.total_seconds()
-            )
-            for s in self.config.services
-            if s.enabled
+            sid: ServiceView(sid, label, type_, stack, interval_s=interval)
+            for sid, label, type_, stack, interval in self._shown
         }
         views["lightbulb"] = ServiceView(
             "lightbulb", "Lightbulb daemon", "lightbulb", "lightbulb", interval_s=SELF_INTERVAL

@@ -10,6 +10,7 @@ one open now and those opening within :data:`MAINTENANCE_AHEAD`.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
@@ -50,11 +51,17 @@ class Group:
     def rows(self) -> Markup:
         """The members' table rows, built in Python: through Jinja, 1,000 rows took ~80 ms."""
         return Markup("".join(  # noqa: S704 - every interpolated value is escaped or ours
-            f'<tr data-service="{escape(v.id)}"><td>{escape(v.label)}</td>'
-            f"<td>{badge(v.status_code if v.checked else None)}</td>"
+            f"{_row_head(v.id, v.label)}<td>{badge(v.status_code if v.checked else None)}</td>"
             f"<td>{pct(self.uptime.get(v.id))}</td></tr>"
             for v in self.members
         ))  # fmt: skip
+
+
+@functools.lru_cache(maxsize=8192)
+def _row_head(sid: str, label: str) -> str:
+    """A member row's start: escaping 1,000 ids and labels cost ~3 ms a page, and they
+    change only with the configuration."""
+    return f'<tr data-service="{escape(sid)}"><td>{escape(label)}</td>'
 
 
 @dataclass(frozen=True)
