@@ -96,7 +96,7 @@ def overview() -> str:
 
 def _page_arg() -> int:
     raw = request.args.get("page", "1")
-    return int(raw) if raw.isdigit() and len(raw) < 6 else 1
+    return int(raw) if raw.isascii() and raw.isdigit() and len(raw) < 6 else 1
 
 
 @pages.get("/services/<service_id>")
@@ -137,7 +137,11 @@ def service(service_id: str) -> str:
     text = request.args.get("q", "")[:200]
     fp = request.args.get("fp", "")
     logs = ctx.reader.logs(
-        service_id, levels, text, 100, int(fp) if fp.isdigit() and len(fp) < 21 else 0
+        service_id,
+        levels,
+        text,
+        100,
+        int(fp) if fp.isascii() and fp.isdigit() and len(fp) < 21 else 0,
     )
     alerts = current_alerts(ctx, service_id)
     relations = ctx.config.relations
