@@ -305,10 +305,11 @@ def status_page() -> str:
     views = ctx.reader.services(now, brief=True)  # the page shows only statuses
     found = status_view.groups(ctx.config, views)
     shown = status_view.add_history(ctx.reader, found, now)
-    labels = {v.id: v.label for g in found for v in g.members}
+    on_page = list({v.id: v for g in found for v in g.members}.values())
+    labels = {v.id: v.label for v in on_page}
     return render_template(
         "status.html", title=ctx.config.status_page.title, groups=found, days=shown,
-        maintenance=status_view.maintenance(ctx.config, views, now), now=now,
+        maintenance=status_view.maintenance(ctx.config, on_page, now), now=now,
         incidents=recent_incidents(now, set(labels),
                                    {v.id: v.status_code for v in views if v.checked}),
         labels=labels, overall=status_view.overall(found),

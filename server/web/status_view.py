@@ -140,7 +140,9 @@ def add_history(reader: Reader, found: list[Group], now: datetime) -> list[date]
 
 def maintenance(config: Config, views: list[ServiceView], now: datetime) -> list[Window]:
     """Each configured window selecting a shown service that is open now or opens within
-    :data:`MAINTENANCE_AHEAD`, once (its first such opening), by start."""
+    :data:`MAINTENANCE_AHEAD`, once (its first such opening), by start. ``views``: the
+    page's members only (the groups'), as this is public: a window of any other service,
+    and its comment, must not show."""
     shown = [(v.id, v.stack, v.label) for v in views if v.id != "lightbulb"]
     out = []
     for index, cfg in enumerate(config.silences):
