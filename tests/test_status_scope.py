@@ -8,6 +8,7 @@ not the public's business.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -56,6 +57,12 @@ def ungrouped(built: Any) -> tuple[FlaskClient, Any]:
     return site(built, [])
 
 
+@pytest.fixture
+def overlapping(built: Any) -> tuple[FlaskClient, Any]:
+    """web in both groups: the query spreads each row over its service's groups."""
+    return site(built, [{"name": "Front", "services": ["web"]}, {"name": "All", "services": ["*"]}])
+
+
 def test_maintenance_of_services_not_on_the_page_is_not_listed(web_only: Any) -> None:
     c: FlaskClient = web_only[0]
     page = c.get("/status").get_data(as_text=True)
@@ -74,3 +81,30 @@ def test_incidents_of_services_not_on_the_page_stay_off_it_and_off_the_feed(
     assert "Current incidents" not in page and "data-incident" not in page
     feed = c.get("/status/feed.atom").get_data(as_text=True)
     assert "<entry" not in feed and "db" not in feed and "api" not in feed
+
+
+def uptime_cells(page: str) -> dict[str, str]:
+    """Service id -> the text of its '90 days' cell, from the groups' member rows (a
+    service in two groups has two rows, which must agree)."""
+    found: dict[str, str] = {}
+    for sid, cells in re.findall(r'<tr data-service="([^"]+)">(.*?)</tr>', page, re.S):
+        text = re.findall(r"<td>(.*?)</td>", cells, re.S)[-1]
+        assert found.setdefault(sid, text) == text, f"{sid}: {found[sid]} and {text}"
+    return found
+
+
+@pytest.mark.parametrize("layout", ["web_only", "ungrouped", "overlapping"])
+def test_each_services_90_day_uptime_is_its_checks_up_over_its_checks(
+    layout: str, request: pytest.FixtureRequest
+) -> None:
+    c, store = request.getfixturevalue(layout)
+    by_hand = {
+        r["service_id"]: 100 * int(r["up"]) / int(r["n"])
+        for r in store.query(
+            "SELECT service_id, countIf(status_code IN (0, 1)) AS up, count() AS n "
+            "FROM monitor.service_status GROUP BY service_id"
+        )
+    }
+    cells = uptime_cells(c.get("/status").get_data(as_text=True))
+    assert cells == {sid: f"{by_hand[sid]:.2f}%" for sid in cells}
+    assert set(cells) == ({"web"} if layout == "web_only" else {"db", "api", "web"})

@@ -133,8 +133,8 @@ def add_history(reader: Reader, found: list[Group], now: datetime) -> list[date]
     counted = daily(reader.storage, members, shown[0], shown[-1])
     for group in found:
         group.bar = day_bar(shown, counted.by_day.get(group.name, {}), group.name)
-        totals = counted.by_service.get(group.name, {})
-        group.uptime = {v.id: availability(totals.get(v.id, Counts(0, 0))) for v in group.members}
+        group.uptime = {v.id: availability(counted.by_service.get(v.id, Counts(0, 0)))
+                        for v in group.members}  # fmt: skip
     return shown
 
 
