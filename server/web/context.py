@@ -11,6 +11,7 @@ from flask import current_app
 from server.alerting.engine import AlertEngine
 from server.alerting.log import AlertLog
 from server.analytics.baselines import Baselines
+from server.analytics.incidents import SavedNotes
 from server.config.models import Config
 from server.core.clock import Clock
 from server.storage import Storage
@@ -51,6 +52,7 @@ class WebContext:
     daemon: DaemonState | None = None
     sink: Writer | None = None  # the daemon's writer: where pushed logs go
     baselines: Baselines | None = None  # learned normal, for chart bands
+    saved_notes: SavedNotes = field(default_factory=SavedNotes)  # read-your-writes of notes
     reader: Reader = field(init=False)
     alert_log: AlertLog = field(init=False)  # alert history, states, deliveries, incidents
 

@@ -41,7 +41,7 @@ PAGE_LIMIT = 200  # rows on /incidents, newest first
 
 def source() -> Incidents:
     ctx = context()
-    return Incidents(ctx.storage, ctx.config)
+    return Incidents(ctx.storage, ctx.config, ctx.saved_notes)
 
 
 def requested() -> TimeRange:
@@ -156,8 +156,7 @@ def api_note(incident_id: str) -> Response:
     incident = found_or_404(incident_id)
     now = ctx.clock.now()
     saved = _save(incident, note, who)
-    # on disk now; in ClickHouse within the writer's flush interval: answer what was saved
-    incident.note = {"note": saved, "author": who, "updated_at": now} if saved else None
+    incident.note = saved if saved["note"] else None
     return jsonify(_detail(incident, now))
 
 
@@ -171,18 +170,18 @@ def _detail(incident: Incident, now: Any) -> dict[str, Any]:
     return body
 
 
-def _save(incident: Incident, note: str, who: str) -> str:
+def _save(incident: Incident, note: str, who: str) -> dict[str, Any]:
     """The note on disk before the answer (the daemon's writer), or a 4xx/503 saying why;
-    returns the note as stored."""
+    returns it as stored, ``{note, author, updated_at}``, which the next read shows
+    (:class:`server.analytics.incidents.SavedNotes`) even before the writer inserts it."""
     ctx = context()
     note = note.replace("\r\n", "\n").strip()
     try:
-        source().save_note(incident.id, note, who, ctx.clock.now(), ctx.sink)
+        return source().save_note(incident.id, note, who, ctx.clock.now(), ctx.sink)
     except ValueError as exc:
         raise ApiError(400, str(exc)) from None
     except Busy as exc:
         raise ApiError(exc.status, str(exc), {"Retry-After": str(exc.retry_after)}) from None
-    return note
 
 
 def recent(now: Any, services: set[str], current: dict[str, int] | None = None,
