@@ -116,3 +116,20 @@ def test_odd_numbers_and_times_in_a_query_are_refused_or_ignored_never_a_500(
         if code >= 500:
             failed[url] = code
     assert failed == {}
+
+
+ODD_IDS = ["20261301T000000000Z-00000000", "down:\u0661", "down:db\n", "%00", "a" * 5000, "..%2f.."]
+
+
+@pytest.mark.parametrize("odd", ODD_IDS)
+def test_odd_ids_of_alerts_and_silences_are_4xx(c: FlaskClient, odd: str) -> None:
+    path = quote(odd, safe="")
+    codes = {
+        "ack": c.post(f"/api/v1/alerts/{path}/ack", json={}, headers=TOKEN).status_code,
+        "silence": c.delete(f"/api/v1/silences/{path}", headers=TOKEN).status_code,
+        "service": c.get(f"/api/v1/services/{path}", headers=TOKEN).status_code,
+        "service page": c.get(f"/services/{path}", headers=TOKEN).status_code,
+        "uptime": c.get(f"/api/v1/services/{path}/uptime", headers=TOKEN).status_code,
+        "badge": c.get(f"/api/v1/services/{path}/badge", headers=TOKEN).status_code,
+    }
+    assert all(400 <= code < 500 for code in codes.values()), codes
