@@ -52,9 +52,9 @@ class WebContext:
     daemon: DaemonState | None = None
     sink: Writer | None = None  # the daemon's writer: where pushed logs go
     baselines: Baselines | None = None  # learned normal, for chart bands
-    saved_notes: SavedNotes = field(default_factory=SavedNotes)  # read-your-writes of notes
     reader: Reader = field(init=False)
     alert_log: AlertLog = field(init=False)  # alert history, states, deliveries, incidents
+    saved_notes: SavedNotes = field(default_factory=SavedNotes)  # read-your-writes of notes
 
     def __post_init__(self) -> None:
         self.reader = Reader(self.storage, self.config)
