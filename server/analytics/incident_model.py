@@ -12,8 +12,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from server.core.times import within
+
 SEVERITY_ORDER = ("info", "warning", "critical")
-_ID = re.compile(r"^(\d{8}T\d{6})(\d{3})Z-[0-9a-f]{8}$")
+_ID = re.compile(r"(\d{8}T\d{6})(\d{3})Z-[0-9a-f]{8}", re.ASCII)  # fullmatch: no "\n" after
 
 
 @dataclass
@@ -109,12 +111,17 @@ def incident_id(member: Member) -> str:
 
 
 def id_start(incident_id_: str) -> datetime | None:
-    """The start an id spells, or None when it is not one of ours."""
-    match = _ID.match(incident_id_)
+    """The start an id spells, or None when it is not one of ours: not its shape, no such
+    date or time (month 13, 30 February, hour 25), or outside what the tables hold
+    (:func:`server.core.times.within`), so a lookup never does arithmetic on it."""
+    match = _ID.fullmatch(incident_id_)
     if match is None:
         return None
-    start = datetime.strptime(match.group(1), "%Y%m%dT%H%M%S").replace(tzinfo=UTC)
-    return start + timedelta(milliseconds=int(match.group(2)))
+    try:
+        start = datetime.strptime(match.group(1), "%Y%m%dT%H%M%S").replace(tzinfo=UTC)
+    except ValueError:
+        return None
+    return within(start + timedelta(milliseconds=int(match.group(2))))
 
 
 def key_start(at: datetime) -> str:

@@ -22,6 +22,8 @@ back (or, on a standalone dashboard over a cluster, one acknowledged insert).
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -38,7 +40,7 @@ LOOKBACK = timedelta(days=30)  # how far before a range a still-open incident's 
 MAX_NOTE = 4000  # characters
 _FAILED = int(statuses.Status.FAILED)
 _UNWATCHED: dict[int, tuple[Config, list[str]]] = {}
-__all__ = ["Incident", "Incidents", "Member", "group", "id_start", "incident_id"]
+__all__ = ["Incident", "Incidents", "Member", "SavedNotes", "group", "id_start", "incident_id"]
 
 
 class NoteSink(Protocol):
@@ -47,12 +49,65 @@ class NoteSink(Protocol):
     def add_durable(self, table: str, rows: list[tuple[Any, ...]]) -> None: ...
 
 
-class Incidents:
-    """Derives incidents from ``storage`` for ``config``'s services (read-only but notes)."""
+class SavedNotes:
+    """The newest note this process saved per incident: read-your-writes.
 
-    def __init__(self, storage: Storage, config: Config) -> None:
+    A save through the daemon's writer is on disk when answered but reaches
+    ``incident_notes`` only at the writer's next insert (``insert_interval``, 5 s by
+    default); until then a read would show the previous note. Reads merge these
+    with the stored ones, the newer ``updated_at`` winning (ours on a tie), so the
+    answer after a 200 is what was saved. Saves of one incident get strictly rising
+    times (1 ms apart at least), so storage orders them as they were made even when
+    the clock has not moved. Holds at most :data:`KEEP` incidents (oldest dropped),
+    thread-safe: one per web app (``WebContext.saved_notes``).
+    """
+
+    KEEP = 4096
+
+    def __init__(self) -> None:
+        self._notes: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._stamps: OrderedDict[str, datetime] = OrderedDict()  # last time handed out
+        self._lock = threading.Lock()
+
+    def stamp(self, incident_id_: str, now: datetime) -> datetime:
+        """The time to store a save of ``incident_id_`` made at ``now`` under: ``now``,
+        or 1 ms after the last time handed out for it if that is not earlier."""
+        with self._lock:
+            last = self._stamps.get(incident_id_)
+            at = last + timedelta(milliseconds=1) if last is not None and last >= now else now
+            self._bounded(self._stamps, incident_id_, at)
+        return at
+
+    def keep(self, incident_id_: str, note: dict[str, Any]) -> None:
+        """Remember ``note`` (``{note, author, updated_at}``; note '' for cleared) once it
+        is saved, unless a later save of the incident was remembered first."""
+        with self._lock:
+            held = self._notes.get(incident_id_)
+            if held is None or held["updated_at"] <= note["updated_at"]:
+                self._bounded(self._notes, incident_id_, note)
+
+    def _bounded(self, kept: OrderedDict[str, Any], key: str, value: Any) -> None:
+        kept[key] = value
+        kept.move_to_end(key)
+        while len(kept) > self.KEEP:
+            kept.popitem(last=False)
+
+    def newest(self, ids: list[str]) -> dict[str, dict[str, Any]]:
+        """What this process saved last for each of ``ids`` it saved."""
+        with self._lock:
+            return {i: self._notes[i] for i in ids if i in self._notes}
+
+
+class Incidents:
+    """Derives incidents from ``storage`` for ``config``'s services (read-only but notes).
+
+    ``saved``: notes this process saved, read over the stored ones (:class:`SavedNotes`).
+    """
+
+    def __init__(self, storage: Storage, config: Config, saved: SavedNotes | None = None) -> None:
         self.storage = storage
         self.config = config
+        self.saved = saved if saved is not None else SavedNotes()
         self.log = AlertLog(None, storage)
 
     # -- reads -------------------------------------------------------------------------------
@@ -272,7 +327,8 @@ class Incidents:
 
     # -- notes -------------------------------------------------------------------------------
     def notes(self, ids: list[str]) -> dict[str, dict[str, Any]]:
-        """The newest note of each id that has a non-empty one."""
+        """The newest note (``{note, author, updated_at}``) of each id that has a non-empty
+        one: stored, or saved by this process and not yet stored (:class:`SavedNotes`)."""
         if not ids:
             return {}
         rows = self.storage.query(
@@ -282,27 +338,37 @@ class Incidents:
             "WHERE incident_id IN {ids:Array(String)} GROUP BY incident_id",
             {"ids": ids},
         )
-        return {
+        found = {
             r["incident_id"]: {"note": r["text"], "author": r["by"], "updated_at": aware(r["at"])}
             for r in rows
-            if r["text"]
         }
+        for iid, mine in self.saved.newest(ids).items():
+            if iid not in found or mine["updated_at"] >= found[iid]["updated_at"]:
+                found[iid] = mine
+        return {iid: note for iid, note in found.items() if note["note"]}
 
     def save_note(self, incident_id_: str, note: str, author: str, now: datetime,
-                  sink: NoteSink | None) -> None:  # fmt: skip
-        """Store ``note`` (at most :data:`MAX_NOTE` characters; '' clears it).
+                  sink: NoteSink | None) -> dict[str, Any]:  # fmt: skip
+        """Store ``note`` (at most :data:`MAX_NOTE` characters; '' clears it); returns it as
+        saved, ``{note, author, updated_at}`` (``updated_at`` may be ``now`` + a few ms:
+        :meth:`SavedNotes.stamp`).
 
         On disk when this returns: through ``sink.add_durable`` (the daemon's
-        writer), or without one as an acknowledged insert. Raises ValueError for
-        a note too long, and what the sink or storage raise (Busy, StorageError).
+        writer), or without one as an acknowledged insert; read back at once either way
+        (:class:`SavedNotes`). Raises ValueError for a note too long, and what the sink
+        or storage raise (Busy, StorageError).
         """
         if len(note) > MAX_NOTE:
             raise ValueError(f"note: at most {MAX_NOTE} characters, got {len(note)}")
-        row = (incident_id_, note, author, now)
+        at = self.saved.stamp(incident_id_, now)
+        row = (incident_id_, note, author, at)
         if sink is not None:
             sink.add_durable("incident_notes", [row])
         else:
             self.storage.insert("incident_notes", NOTE_COLUMNS, [row])
+        saved = {"note": note, "author": author, "updated_at": at}
+        self.saved.keep(incident_id_, saved)
+        return saved
 
 
 def group(members: list[Member]) -> list[Incident]:

@@ -186,11 +186,12 @@ def days(today: date, count: int) -> list[date]:
 
 @dataclass
 class Days:
-    """Checks per group: per UTC day (``by_day``) and per service over all the days
-    (``by_service``). Days and services without checks are absent."""
+    """Checks per group and UTC day (``by_day``: group -> day -> counts) and per service
+    over all the days (``by_service``: service id -> counts, whatever its groups).
+    Days and services without checks are absent."""
 
     by_day: dict[str, dict[date, Counts]] = field(default_factory=dict)
-    by_service: dict[str, dict[str, Counts]] = field(default_factory=dict)
+    by_service: dict[str, Counts] = field(default_factory=dict)
 
 
 def daily(storage: Storage, groups: Mapping[str, Sequence[str]], first: date, last: date) -> Days:
@@ -232,17 +233,22 @@ def daily(storage: Storage, groups: Mapping[str, Sequence[str]], first: date, la
         SELECT {grp} AS grp, day, service_id, sum(checks) AS checks, sum(up) AS up
         FROM {storage.database}.service_status_daily {spread}
         WHERE service_id IN {{ids:Array(String)}} AND day >= {{first:Date}} AND day <= {{last:Date}}
-        GROUP BY GROUPING SETS ((grp, day), (grp, service_id))
+        GROUP BY GROUPING SETS ((grp, day), (service_id))
         """,
         params,
     )
+    # Per service, not per (group, service): grp is a function of service_id, and
+    # ClickHouse drops such a key from a grouping set (optimize_group_by_function_keys),
+    # leaving '' where the group's name should be, so no per-service figure was found.
     out = Days()
     for r in rows:
-        counts = Counts(int(r["up"]), int(r["checks"]))
-        if r["service_id"]:  # the (group, service) set; the (group, day) rows carry ""
-            out.by_service.setdefault(r["grp"], {})[r["service_id"]] = counts
+        sid = r["service_id"]
+        if sid:  # the (service) set; the (group, day) rows carry ""
+            # ARRAY JOIN repeats each row once per group of its service
+            times = len(member_of[sid]) if spread else 1
+            out.by_service[sid] = Counts(int(r["up"]) // times, int(r["checks"]) // times)
         else:
-            out.by_day.setdefault(r["grp"], {})[r["day"]] = counts
+            out.by_day.setdefault(r["grp"], {})[r["day"]] = Counts(int(r["up"]), int(r["checks"]))
     return out
 
 

@@ -102,7 +102,7 @@ def timestamp_of(raw: Any, now: datetime, oldest: datetime = OLDEST) -> datetime
     value: datetime
     if isinstance(raw, str):
         text = raw.strip()
-        if text.replace(".", "", 1).isdigit():
+        if text.isascii() and text.replace(".", "", 1).isdigit():
             return timestamp_of(float(text), now, oldest)
         try:
             value = datetime.fromisoformat(text.replace("Z", "+00:00"))

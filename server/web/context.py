@@ -11,6 +11,7 @@ from flask import current_app
 from server.alerting.engine import AlertEngine
 from server.alerting.log import AlertLog
 from server.analytics.baselines import Baselines
+from server.analytics.incidents import SavedNotes
 from server.config.models import Config
 from server.core.clock import Clock
 from server.storage import Storage
@@ -53,6 +54,7 @@ class WebContext:
     baselines: Baselines | None = None  # learned normal, for chart bands
     reader: Reader = field(init=False)
     alert_log: AlertLog = field(init=False)  # alert history, states, deliveries, incidents
+    saved_notes: SavedNotes = field(default_factory=SavedNotes)  # read-your-writes of notes
 
     def __post_init__(self) -> None:
         self.reader = Reader(self.storage, self.config)

@@ -2,9 +2,9 @@
 
 As public as ``/status`` and carrying the same: for each incident of the last
 30 days touching a service on the status page, the services affected (labels),
-start, end or "ongoing", duration and the operator's note. Check output and
-alert messages stay on the (possibly private) ``/incidents`` pages: a public
-feed should say what the operators chose to say.
+start, end or "ongoing", duration and the operator's note (links: :func:`site_base`).
+Check output and alert messages stay on the (possibly private) ``/incidents`` pages:
+a public feed should say what the operators chose to say.
 
 Built with ElementTree, so every text is escaped by the XML writer; characters
 XML 1.0 cannot hold (NUL and most C0 controls, lone surrogates) become U+FFFD,
@@ -45,7 +45,7 @@ def atom() -> Response:
     views = ctx.reader.services(now, history=False)
     shown = {v.id: v.label for g in status_view.groups(ctx.config, views) for v in g.members}
     rows = recent(now, set(shown))
-    base = request.host_url.rstrip("/")
+    base = site_base(ctx.config.alerting.dashboard_url)
     ET.register_namespace("", ATOM)
     root = ET.Element(f"{{{ATOM}}}feed")
     _text(root, "title", f"{ctx.config.status_page.title}: incidents")
@@ -60,6 +60,14 @@ def atom() -> Response:
         root.append(_entry(incident, shown, base, now))
     body = ET.tostring(root, encoding="unicode", xml_declaration=False)
     return Response('<?xml version="1.0" encoding="utf-8"?>\n' + body, content_type=CONTENT_TYPE)
+
+
+def site_base(configured: str) -> str:
+    """What the feed's links start with: the configured ``alerting.dashboard_url`` (the
+    dashboard's address as readers know it), else this app's own path prefix, so links
+    are relative to the feed. Never the request's Host or X-Forwarded-Host: anyone can
+    send those, and a cache in front would hand their links to every reader."""
+    return configured.rstrip("/") if configured else request.script_root
 
 
 def _entry(incident: Incident, labels: dict[str, str], base: str, now: datetime) -> ET.Element:

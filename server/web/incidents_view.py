@@ -41,7 +41,7 @@ PAGE_LIMIT = 200  # rows on /incidents, newest first
 
 def source() -> Incidents:
     ctx = context()
-    return Incidents(ctx.storage, ctx.config)
+    return Incidents(ctx.storage, ctx.config, ctx.saved_notes)
 
 
 def requested() -> TimeRange:
@@ -156,8 +156,7 @@ def api_note(incident_id: str) -> Response:
     incident = found_or_404(incident_id)
     now = ctx.clock.now()
     saved = _save(incident, note, who)
-    # on disk now; in ClickHouse within the writer's flush interval: answer what was saved
-    incident.note = {"note": saved, "author": who, "updated_at": now} if saved else None
+    incident.note = saved if saved["note"] else None
     return jsonify(_detail(incident, now))
 
 
@@ -171,25 +170,34 @@ def _detail(incident: Incident, now: Any) -> dict[str, Any]:
     return body
 
 
-def _save(incident: Incident, note: str, who: str) -> str:
+def _save(incident: Incident, note: str, who: str) -> dict[str, Any]:
     """The note on disk before the answer (the daemon's writer), or a 4xx/503 saying why;
-    returns the note as stored."""
+    returns it as stored, ``{note, author, updated_at}``, which the next read shows
+    (:class:`server.analytics.incidents.SavedNotes`) even before the writer inserts it."""
     ctx = context()
     note = note.replace("\r\n", "\n").strip()
     try:
-        source().save_note(incident.id, note, who, ctx.clock.now(), ctx.sink)
+        return source().save_note(incident.id, note, who, ctx.clock.now(), ctx.sink)
     except ValueError as exc:
         raise ApiError(400, str(exc)) from None
     except Busy as exc:
         raise ApiError(exc.status, str(exc), {"Retry-After": str(exc.retry_after)}) from None
-    return note
 
 
 def recent(now: Any, services: set[str], current: dict[str, int] | None = None,
            days: int = 30, limit: int = 50) -> list[Incident]:  # fmt: skip
     """Incidents of the last ``days`` days touching any of ``services`` (the status page's):
     the open ones and the newest, at most ``limit``, with their notes. ``current``: each
-    checked service's status code when the caller has read them already."""
-    rows = source().between(now - timedelta(days=days), now + timedelta(seconds=1),
-                            limit=limit, details=False, current=current)  # fmt: skip
-    return [i for i in rows if services.intersection(i.services)]
+    checked service's status code when the caller has read them already.
+
+    Incidents of other services are read too and dropped here; when they filled the
+    ``limit``, the read is repeated with a larger one (4x, then without), so they cannot
+    crowd the page's own off it."""
+    start, end = now - timedelta(days=days), now + timedelta(seconds=1)
+    cap: int | None = limit
+    while True:
+        rows = source().between(start, end, limit=cap, details=False, current=current)
+        mine = [i for i in rows if services.intersection(i.services)]
+        if len(mine) >= limit or cap is None or len(rows) < cap:
+            return mine[:limit]
+        cap = cap * 4 if cap < limit * 16 else None

@@ -96,7 +96,7 @@ def overview() -> str:
 
 def _page_arg() -> int:
     raw = request.args.get("page", "1")
-    return int(raw) if raw.isdigit() and len(raw) < 6 else 1
+    return int(raw) if raw.isascii() and raw.isdigit() and len(raw) < 6 else 1
 
 
 @pages.get("/services/<service_id>")
@@ -137,7 +137,11 @@ def service(service_id: str) -> str:
     text = request.args.get("q", "")[:200]
     fp = request.args.get("fp", "")
     logs = ctx.reader.logs(
-        service_id, levels, text, 100, int(fp) if fp.isdigit() and len(fp) < 21 else 0
+        service_id,
+        levels,
+        text,
+        100,
+        int(fp) if fp.isascii() and fp.isdigit() and len(fp) < 21 else 0,
     )
     alerts = current_alerts(ctx, service_id)
     relations = ctx.config.relations
@@ -305,10 +309,11 @@ def status_page() -> str:
     views = ctx.reader.services(now, brief=True)  # the page shows only statuses
     found = status_view.groups(ctx.config, views)
     shown = status_view.add_history(ctx.reader, found, now)
-    labels = {v.id: v.label for g in found for v in g.members}
+    on_page = list({v.id: v for g in found for v in g.members}.values())
+    labels = {v.id: v.label for v in on_page}
     return render_template(
         "status.html", title=ctx.config.status_page.title, groups=found, days=shown,
-        maintenance=status_view.maintenance(ctx.config, views, now), now=now,
+        maintenance=status_view.maintenance(ctx.config, on_page, now), now=now,
         incidents=recent_incidents(now, set(labels),
                                    {v.id: v.status_code for v in views if v.checked}),
         labels=labels, overall=status_view.overall(found),

@@ -140,14 +140,16 @@ def add_history(reader: Reader, found: list[Group], now: datetime) -> list[date]
     counted = daily(reader.storage, members, shown[0], shown[-1])
     for group in found:
         group.bar = day_bar(shown, counted.by_day.get(group.name, {}), group.name)
-        totals = counted.by_service.get(group.name, {})
-        group.uptime = {v.id: availability(totals.get(v.id, Counts(0, 0))) for v in group.members}
+        group.uptime = {v.id: availability(counted.by_service.get(v.id, Counts(0, 0)))
+                        for v in group.members}  # fmt: skip
     return shown
 
 
 def maintenance(config: Config, views: list[ServiceView], now: datetime) -> list[Window]:
     """Each configured window selecting a shown service that is open now or opens within
-    :data:`MAINTENANCE_AHEAD`, once (its first such opening), by start."""
+    :data:`MAINTENANCE_AHEAD`, once (its first such opening), by start. ``views``: the
+    page's members only (the groups'), as this is public: a window of any other service,
+    and its comment, must not show."""
     shown = [(v.id, v.stack, v.label) for v in views if v.id != "lightbulb"]
     out = []
     for index, cfg in enumerate(config.silences):

@@ -75,6 +75,8 @@ NDJSON_RECORDS: list[tuple[str, bytes, str]] = [
         "level: expected one of",
     ),
     ("source otlp with a time of text", _line(source="otlp", timestamp="soon"), "neither RFC"),
+    ("epoch of non-ASCII digits", _line(timestamp="\u0661\u0662"), "neither RFC"),
+    ("epoch of a superscript", _line(timestamp="\u00b2"), "neither RFC"),
     ("source otlp with a level of 5", _line(source="otlp", level=5), "level: expected one of"),
     # epoch seconds at the edges of the accepted range (the test clock: 2026-11-22 12:00 UTC)
     ("epoch a second before 2000", _line(timestamp=946684799), "out of range"),
