@@ -172,7 +172,8 @@ class Connection(asyncio.Protocol):
         length = self.response.header("content-length")
         if self.head_only or status in (204, 304) or (status < 200):
             return
-        if length is None or not length.strip().isdigit() or int(length) > DRAIN_LIMIT:
+        digits = length is not None and length.strip().isascii() and length.strip().isdigit()
+        if length is None or not digits or int(length) > DRAIN_LIMIT:
             self.close()
         elif int(length) > 0:
             asyncio.get_running_loop().call_later(DRAIN_TIMEOUT, self._drain_expired)

@@ -95,7 +95,7 @@ def _level(value: Any) -> str | None:
         if number in BUNYAN:
             return BUNYAN[number]
         return SYSLOG[number] if 0 <= number < len(SYSLOG) else None
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
         return _level(int(value))
     return levels.normalise(value)
 

@@ -85,7 +85,7 @@ def parse(text: str) -> Status:
     raw = text.strip()
     if raw.upper() in Status.__members__:
         return Status[raw.upper()]
-    if raw.isdigit() and int(raw) in NAMES:
+    if raw.isascii() and raw.isdigit() and int(raw) in NAMES:
         return Status(int(raw))
     raise ValueError(f"expected a status ({', '.join(Status.__members__)}), got {text!r}")
 

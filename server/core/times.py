@@ -45,7 +45,7 @@ def parse_instant(raw: str, name: str) -> datetime:
     """
     text = raw.strip()
     try:
-        if text.replace(".", "", 1).isdigit():
+        if text.isascii() and text.replace(".", "", 1).isdigit():
             value = datetime.fromtimestamp(float(text), UTC) if len(text) < 30 else None
         else:
             value = datetime.fromisoformat(text.replace("Z", "+00:00"))

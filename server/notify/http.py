@@ -192,7 +192,7 @@ def retry_after(response: requests.Response) -> float | None:
     value = (response.headers.get("Retry-After") or "").strip()
     if not value:
         return None
-    if value.isdigit():
+    if value.isascii() and value.isdigit():  # str.isdigit alone takes "²", float() not
         return min(float(value), MAX_RETRY_AFTER)
     try:
         until = parsedate_to_datetime(value)
