@@ -49,9 +49,11 @@ from server.storage.arrow import from_ipc
 from server.writer import Busy
 
 log = logging.getLogger("lightbulb.ingest")
-# Below this many body bytes a request is prepared in the daemon: measured round trip
-# against inline CPU in the daemon (benchmarks/RESULTS.md, "ingest.py, round 4").
-INLINE_BELOW = 16 * 2**10
+# Below this many body bytes a request is prepared in the daemon: the daemon's CPU for a
+# round trip to a worker (~0.18 ms) is more than preparing one or two records inline
+# (benchmarks/ingest_handoff.py: 1 NDJSON record of 183 B 0.16 ms inline, 0.18 by a
+# worker; 3 records of 549 B 0.22 / 0.21; 1,000 records 7.0 / 0.63 ms).
+INLINE_BELOW = 512
 REPLY_TIMEOUT = 30.0  # s a worker may take over one request before it is taken for hung
 START_TIMEOUT = 60.0  # s a new worker may take to import (a loaded machine is slow)
 RESTART_PAUSE = 5.0  # s between attempts when a worker cannot be started
