@@ -183,7 +183,10 @@ def test_every_worker_busy_and_the_queue_full_answers_429_with_retry_after(
         pid = _stopped_worker(w.pool)
         thread, first = _post_in_thread(w.client, ndjson(1))
         assert wait_until(lambda: w.pool.busy() == 1)
-        refused = post(w.client, ndjson(2))
+        waiter, second = _post_in_thread(w.client, ndjson(2))
+        waiter.join(10)  # refused at once, not queued behind the stopped worker
+        assert second, "a request beyond the queue waited instead of being refused"
+        refused = second[0]
         assert refused.status_code == 429
         assert refused.headers["Retry-After"] == "1"
         assert w.pool.stats.queue_refusals == 1
