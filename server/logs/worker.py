@@ -43,7 +43,10 @@ def answer(job: Job, settings: Settings) -> tuple[Any, ...]:
 def serve(conn: Connection) -> None:
     """Answer jobs until the daemon's end closes."""
     settings: Settings | None = None
-    conn.send_bytes(pickle.dumps(READY))
+    try:
+        conn.send_bytes(pickle.dumps(READY))
+    except OSError:
+        return  # the daemon went away while we started
     while True:
         try:
             message = pickle.loads(conn.recv_bytes())  # noqa: S301 - from our own daemon

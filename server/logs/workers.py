@@ -114,18 +114,20 @@ class IngestPool:
                                             daemon=True)  # fmt: skip
             self._thread.start()
 
-    def stop(self, timeout: float = 2.0) -> None:
+    def stop(self, timeout: float = 1.0) -> None:
         """Close every worker's socket (each exits on EOF); kill any left after ``timeout``."""
+        deadline = time.monotonic() + timeout
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
-            workers = [*self._running, *self._dead]
         self._wake.set()
-        if self._thread is not None:
+        if self._thread is not None:  # a worker it is starting now ends up in _dead
             self._thread.join(timeout)
+        with self._cond:
+            workers = [*self._running, *self._dead]
+            self._running, self._idle, self._dead = [], [], []
         for worker in workers:
             _close(worker)
-        deadline = time.monotonic() + timeout
         for worker in workers:
             _end(worker, max(deadline - time.monotonic(), 0.0))
 
