@@ -14,20 +14,25 @@ the daemon with SIGTERM, then counts the rows in ClickHouse. Figures:
     .venv/bin/python benchmarks/ingest.py [--format ndjson|otlp|both] [--duration 30]
         [--clients 4] [--workers N] [--against OTHER_TREE --rounds 2]
 
-With ``--against`` (say main's tree, ``git -C /work/main archive HEAD | tar -x -C
-/tmp/base``) each round runs that tree's daemon and this one's, alternating which goes
-first, so both see the same machine; a table of both closes the output.
+With ``--against main`` (a git revision, exported with ``git archive``, or a directory)
+each round runs that tree's daemon and this one's, alternating which goes first, so
+both see the same machine; a table of both closes the output. The lead's run:
+
+    .venv/bin/python benchmarks/ingest.py --format both --duration 15 --against main
 """
 
 from __future__ import annotations
 
 import argparse
 import http.client
+import io
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tarfile
 import tempfile
 import threading
 import time
@@ -374,10 +379,10 @@ def main() -> int:
     )
     parser.add_argument(
         "--against",
-        type=Path,
         default=None,
-        help="another checkout (e.g. `git archive main` unpacked): each "
-        "round runs it and this tree, alternating, and prints both",
+        help="another tree to compare with: a directory, or a git revision of this "
+        "repository (exported with `git archive`); each round runs it and this tree, "
+        "alternating which goes first, and a table of both ends the output",
     )
     parser.add_argument("--rounds", type=int, default=2, help="rounds with --against")
     parser.add_argument("--redaction", action="store_true",
@@ -388,10 +393,19 @@ def main() -> int:
         for fmt in formats:
             run_once(ROOT, args, fmt)
         return 0
+    other = Path(args.against)
+    if not other.is_dir():
+        other = Path(tempfile.mkdtemp(prefix="lb-ingest-tree-"))
+        git = shutil.which("git") or "git"
+        archive = subprocess.run([git, "-C", str(ROOT), "archive", args.against],
+                                 check=True, capture_output=True).stdout  # fmt: skip
+        with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+            tar.extractall(other, filter="data")
+        print(f"{args.against} exported to {other}")
     table = []
     for n in range(args.rounds):
         for fmt in formats:
-            order = [args.against, ROOT] if n % 2 == 0 else [ROOT, args.against]
+            order = [other, ROOT] if n % 2 == 0 else [ROOT, other]
             for tree in order:
                 table.append((n + 1, fmt, tree, run_once(tree, args, fmt)))
     keys = list(table[0][3])
