@@ -297,6 +297,9 @@ class Daemon:
         self.alerts.configure(config)
         self.jobs.reconfigure(config)
         self.baselines.config = config.baselines
+        if config.logs.workers != self.config.logs.workers:
+            log.warning("logs.workers changed; it takes effect on restart")
+        self.ingest.queue = config.logs.worker_queue
         if any(config.logs.tokens.values()):
             self.ingest.start()  # ingestion turned on by this reload (no-op if running)
         self.config = config
