@@ -278,6 +278,7 @@ def run_once(tree: Path, args: argparse.Namespace, fmt: str) -> dict[str, float]
     in_spool = sum(r.rows for r in pending if r.table == "service_logs") + sum(
         r.rows for b in open_batches for r in b.records if r.table == "service_logs"
     )
+    shutil.rmtree(root, ignore_errors=True)  # a run's database is tens of MB
     accepted = sum(c.accepted for c in clients)
     latencies = sorted(x for c in clients for x in c.latencies)
     refused: dict[int, int] = {}
@@ -408,6 +409,8 @@ def main() -> int:
             order = [other, ROOT] if n % 2 == 0 else [ROOT, other]
             for tree in order:
                 table.append((n + 1, fmt, tree, run_once(tree, args, fmt)))
+    if other != Path(args.against):
+        shutil.rmtree(other, ignore_errors=True)
     keys = list(table[0][3])
     print("\n| round | format | tree | " + " | ".join(keys) + " |")
     print("|---" * (3 + len(keys)) + "|")
