@@ -108,7 +108,8 @@ class Daemon:
             baselines=BaselineJob(self.baselines, self.storage, self.writer, self.clock),
             report=self.report,
         )  # fmt: skip
-        # pushed logs are prepared in worker processes: the daemon's Python is one core
+        # pushed logs are prepared in worker processes (started by the first push that
+        # needs one): the daemon's Python is one core
         self.ingest = IngestPool(self.config.logs.workers, self.config.logs.worker_queue)
         self.web = DashboardHost(self._web_context)
         self._checking = False  # set once checks run: alert state is live from then on
@@ -163,8 +164,6 @@ class Daemon:
         # the writer's to retry in the background. We wait for its first attempt only so
         # that a reachable server's alert state is restored before checks begin, and at
         # most STARTUP_WAIT for a cluster that accepts connections but does not answer.
-        if any(self.config.logs.tokens.values()):  # no workers while ingestion is off
-            self.ingest.start()
         self.web.start()
         self.writer.start()
         if not self._first_readiness(None if self.storage.kind == "embedded" else STARTUP_WAIT):
@@ -300,8 +299,6 @@ class Daemon:
         if config.logs.workers != self.config.logs.workers:
             log.warning("logs.workers changed; it takes effect on restart")
         self.ingest.queue = config.logs.worker_queue
-        if any(config.logs.tokens.values()):
-            self.ingest.start()  # ingestion turned on by this reload (no-op if running)
         self.config = config
         temporal_budget.configure(config.temporal.max_visibility_rps)
         changes = self.scheduler.sync(list(config.services))

@@ -13,6 +13,7 @@ from typing import Any
 
 import psutil
 import pytest
+import requests
 from flask.testing import FlaskClient
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
@@ -266,6 +267,10 @@ def test_no_worker_outlives_its_daemon(tmp_path: Path, how: str) -> None:
                           extra="logs:\n  tokens: {t: t0k3n}\n  workers: 2\n")  # fmt: skip
     daemon = DaemonProcess(config, tmp_path)
     daemon.wait_for("dashboard and API")
+    assert not psutil.Process(daemon.proc.pid).children(), "a worker before any push"
+    answer = requests.post(f"http://127.0.0.1:{port}/api/v1/logs", data=ndjson(*range(20)),
+                           headers={"Authorization": "Bearer t0k3n"}, timeout=30)  # fmt: skip
+    assert answer.status_code == 200, answer.text  # the first push big enough starts them
     found = _workers_of(daemon, 2)
     if how == "kill -9":
         daemon.kill()

@@ -19,8 +19,9 @@ in the request's thread: for them the round trip costs more than the work.
   duplicate. Another worker is started in the background.
 - A worker exits when its socket closes: at :meth:`IngestPool.stop`, or when
   the daemon dies, ``kill -9`` included (the kernel closes the daemon's end).
-- While no worker is running (start-up, or none can be started) requests are
-  prepared in the daemon, as with ``logs.workers: 0``.
+- Workers start with the first request that needs one; while none is running
+  (until then, or if none can be started) requests are prepared in the daemon,
+  as with ``logs.workers: 0``.
 """
 
 from __future__ import annotations
@@ -108,11 +109,15 @@ class IngestPool:
     def start(self) -> None:
         """Start the workers in the background (requests are prepared inline until then).
 
-        Once: later calls do nothing."""
-        if self.size and self._thread is None:
+        Called by the first request that needs a worker: a daemon that is pushed no
+        logs, or only small requests, runs none (each costs ~75 MB). Once: later
+        calls do nothing."""
+        with self._cond:
+            if not self.size or self._thread is not None or self._stopping:
+                return
             self._thread = threading.Thread(target=self._supervise, name="lightbulb-ingest",
                                             daemon=True)  # fmt: skip
-            self._thread.start()
+        self._thread.start()
 
     def stop(self, timeout: float = 1.0) -> None:
         """Close every worker's socket (each exits on EOF); kill any left after ``timeout``."""
@@ -151,7 +156,11 @@ class IngestPool:
         Nothing is written here: whatever it raises, nothing of ``job`` is stored.
         """
         settings, generation, message = self._current(config, schema)
-        worker = None if len(job.body) < self.inline_below else self._acquire()
+        worker = None
+        if len(job.body) >= self.inline_below:
+            if self._thread is None:
+                self.start()
+            worker = self._acquire()
         if worker is None:
             self.stats.inline += 1
             return prepare(job, settings)
