@@ -35,6 +35,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -74,6 +75,13 @@ class PoolStats:
 
 
 @dataclass(eq=False)
+class _Turn:
+    """A request waiting for a worker; ``worker`` is set when one is handed to it."""
+
+    worker: _Worker | None = None
+
+
+@dataclass(eq=False)
 class _Worker:
     proc: subprocess.Popen[bytes]
     sock: socket.socket
@@ -95,7 +103,7 @@ class IngestPool:
         self._running: list[_Worker] = []
         self._idle: list[_Worker] = []
         self._dead: list[_Worker] = []
-        self._waiting = 0
+        self._waiters: deque[_Turn] = deque()  # oldest first
         self._stopping = False
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -176,7 +184,7 @@ class IngestPool:
             self._lost(worker, exc)
             raise Busy("the ingest worker preparing this request stopped; nothing of it was "
                        "stored; retry", 1, 503) from None  # fmt: skip
-        self._release(worker)
+        self._done(worker)
         self.stats.jobs += 1
         return _prepared(reply, settings.schema)
 
@@ -196,34 +204,45 @@ class IngestPool:
             return self._settings, self._generation, self._message
 
     def _acquire(self) -> _Worker | None:
-        """An idle worker, waiting for one if the queue has room; None: prepare inline."""
+        """An idle worker, waiting for one if the queue has room; None: prepare inline.
+
+        First come, first served: a freed worker is handed to the oldest waiter, never
+        taken by a request that arrived later (that barging put a few requests behind
+        many others: the tail of the latency).
+        """
         with self._cond:
             if self._stopping:
                 raise Busy("the daemon is stopping; retry", 1, 503)
             if not self._running:
                 return None
-            if not self._idle:
-                if self._waiting >= self.queue:
-                    self.stats.queue_refusals += 1
-                    raise Busy(f"all {len(self._running)} ingest workers are busy and "
-                               f"{self._waiting} requests wait; retry later", 1, 429)  # fmt: skip
-                self._waiting += 1
-                try:
-                    while not self._idle and self._running and not self._stopping:
-                        self._cond.wait()
-                finally:
-                    self._waiting -= 1
+            if self._idle and not self._waiters:
+                return self._idle.pop()
+            if len(self._waiters) >= self.queue:
+                self.stats.queue_refusals += 1
+                raise Busy(f"all {len(self._running)} ingest workers are busy and "
+                           f"{len(self._waiters)} requests wait; retry later", 1, 429)  # fmt: skip
+            turn = _Turn()
+            self._waiters.append(turn)
+            while turn.worker is None and self._running and not self._stopping:
+                self._cond.wait()
+            if turn.worker is None:
+                self._waiters.remove(turn)
                 if self._stopping:
                     raise Busy("the daemon is stopping; retry", 1, 503)
-                if not self._idle:
-                    return None
-            return self._idle.pop()
+            return turn.worker
 
     def _release(self, worker: _Worker) -> None:
+        """``worker`` is free: to the oldest waiter, else idle (hold ``self._cond``)."""
+        if self._waiters:
+            self._waiters.popleft().worker = worker
+            self._cond.notify_all()
+        else:
+            self._idle.append(worker)
+
+    def _done(self, worker: _Worker) -> None:
         with self._cond:
             if worker in self._running:
-                self._idle.append(worker)
-                self._cond.notify()
+                self._release(worker)
 
     def _lost(self, worker: _Worker, exc: BaseException) -> None:
         worker.proc.kill()  # hung, or half gone: it takes no further request either way
@@ -263,8 +282,7 @@ class IngestPool:
                         self._dead.append(worker)
                         break
                     self._running.append(worker)
-                    self._idle.append(worker)
-                    self._cond.notify()
+                    self._release(worker)
             self._wake.wait()
             self._wake.clear()
 
