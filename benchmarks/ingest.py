@@ -11,18 +11,28 @@ the daemon with SIGTERM, then counts the rows in ClickHouse. Figures:
   (Python threads are "python"; the engine's threads carry their pool names,
   MergeMutate being background merges); seconds SIGTERM took.
 
-    .venv/bin/python benchmarks/ingest.py [--format ndjson|otlp] [--duration 30] [--clients 4]
+    .venv/bin/python benchmarks/ingest.py [--format ndjson|otlp|both] [--duration 30]
+        [--clients 4] [--workers N] [--against OTHER_TREE --rounds 2]
+
+With ``--against main`` (a git revision, exported with ``git archive``, or a directory)
+each round runs that tree's daemon and this one's, alternating which goes first, so
+both see the same machine; a table of both closes the output. The lead's run:
+
+    .venv/bin/python benchmarks/ingest.py --format both --duration 15 --against main
 """
 
 from __future__ import annotations
 
 import argparse
 import http.client
+import io
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tarfile
 import tempfile
 import threading
 import time
@@ -198,34 +208,26 @@ def by_kind(before: dict[int, tuple[str, float]], after: dict[int, tuple[str, fl
     return ", ".join(f"{name} {seconds:.1f}" for name, seconds in top if seconds >= 0.05)
 
 
-def main() -> int:  # noqa: PLR0915 - one linear script: start, push, stop, count
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--format", choices=["ndjson", "otlp"], default="ndjson")
-    parser.add_argument("--duration", type=float, default=30)
-    parser.add_argument("--clients", type=int, default=4)
-    parser.add_argument(
-        "--rate",
-        type=float,
-        default=0,
-        help="records/s offered on a fixed schedule (0: as fast as answered)",
-    )
-    parser.add_argument("--secrets", type=int, default=0,
-                        help="more logs tokens in the config: secret values every pushed "
-                             "text is scanned for")  # fmt: skip
-    args = parser.parse_args()
+def run_once(tree: Path, args: argparse.Namespace, fmt: str) -> dict[str, float]:  # noqa: PLR0915
+    """One daemon from ``tree`` (its own ``server`` package), pushed for ``args.duration`` s.
+
+    Prints the run's figures; returns them. CPU is the daemon process's and, apart,
+    its ingest workers' (children, where the tree has them).
+    """
     root = Path(tempfile.mkdtemp(prefix="lb-ingest-"))
     port = free_port()
     services = "".join(f"  - {{id: svc{i}, type: host, interval: 1h}}\n" for i in range(SERVICES))
     extra_tokens = "".join(f", t{i}: {secret(i)}" for i in range(args.secrets))
+    workers = "" if args.workers is None else f"  workers: {args.workers}\n"
     config = root / "lightbulb.yaml"
     config.write_text(
         f"clickhouse:\n  embedded_path: {root / 'db'}\nscheduler:\n  spool_dir: {root / 'spool'}\n"
         f"dashboard:\n  port: {port}\nlogs:\n  tokens: {{bench: bench{extra_tokens}}}\n"
-        f"  max_records: 10000\n"
+        f"  max_records: 10000\n{workers}"
         f"report:\n  enabled: false\nservices:\n{services}"
     )
     daemon = subprocess.Popen([sys.executable, "-m", "server.cli", "run", "--config", str(config),
-                               "--log-level", "WARNING"], cwd=ROOT)  # fmt: skip
+                               "--log-level", "WARNING"], cwd=tree)  # fmt: skip
     proc = psutil.Process(daemon.pid)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -235,12 +237,15 @@ def main() -> int:  # noqa: PLR0915 - one linear script: start, push, stop, coun
         except OSError:
             time.sleep(0.2)
     time.sleep(2)  # schema ready
-    make = ndjson_body if args.format == "ndjson" else otlp_body
+    warm_up(port, proc, tree, 2 if args.workers is None else args.workers)  # 2: the default
+    make = ndjson_body if fmt == "ndjson" else otlp_body
     bodies = [make(i) for i in range(20)]
-    path, ctype = (("/api/v1/logs", "application/x-ndjson") if args.format == "ndjson"
+    path, ctype = (("/api/v1/logs", "application/x-ndjson") if fmt == "ndjson"
                    else ("/v1/logs", "application/x-protobuf"))  # fmt: skip
+    kids = Children(proc)
     cpu0 = sum(proc.cpu_times()[:2])
     threads0 = thread_cpu(proc)
+    load0 = Path("/proc/loadavg").read_text().strip()
     started = time.monotonic()
     until = started + args.duration
     every = args.clients * RECORDS / args.rate if args.rate else 0.0
@@ -250,26 +255,32 @@ def main() -> int:  # noqa: PLR0915 - one linear script: start, push, stop, coun
     own0 = sum(me.cpu_times()[:2])
     for c in clients:
         c.start()
-    peak = 0
+    peak = peak_all = 0
     while any(c.is_alive() for c in clients):
-        peak = max(peak, proc.memory_info().rss)
+        rss = proc.memory_info().rss
+        peak, peak_all = max(peak, rss), max(peak_all, rss + kids.sample())
         time.sleep(0.2)
     window = time.monotonic() - started
     cpu = sum(proc.cpu_times()[:2]) - cpu0
+    kids.sample()
+    kids_cpu = kids.cpu()
     own = sum(me.cpu_times()[:2]) - own0
     threads1 = thread_cpu(proc)
     stop_started = time.monotonic()
     daemon.send_signal(signal.SIGTERM)
     daemon.wait(60)
     stop_took = time.monotonic() - stop_started
+    orphans = kids.alive()
     # what the daemon had not inserted before exit is in its log: one more start stores it
     store = EmbeddedStorage(root / "db", "monitor")
-    stored_at_exit = int(store.query("SELECT count() AS n FROM monitor.service_logs")[0]["n"])
+    stored_at_exit = int(store.query("SELECT count() AS n FROM monitor.service_logs "
+                                     "WHERE service_id != 'warmup'")[0]["n"])  # fmt: skip
     store.close()
     pending, open_batches = Wal(root / "spool" / "wal", 0, readonly=True).recover()
     in_spool = sum(r.rows for r in pending if r.table == "service_logs") + sum(
         r.rows for b in open_batches for r in b.records if r.table == "service_logs"
     )
+    shutil.rmtree(root, ignore_errors=True)  # a run's database is tens of MB
     accepted = sum(c.accepted for c in clients)
     latencies = sorted(x for c in clients for x in c.latencies)
     refused: dict[int, int] = {}
@@ -284,27 +295,146 @@ def main() -> int:  # noqa: PLR0915 - one linear script: start, push, stop, coun
 
     load = Path("/proc/loadavg").read_text().strip()
     offered = f"offered {args.rate:,.0f}/s" if args.rate else "back to back"
-    print(f"format {args.format}, {args.clients} clients ({offered}), {RECORDS}-record requests, "
-          f"{window:.1f} s, {args.secrets + 1} secrets; machine {os.cpu_count()} cores; "
-          f"load {load}")  # fmt: skip
+    lost = max(accepted - stored_at_exit - in_spool, 0)
+    print(f"== tree {tree}: format {fmt}, {args.clients} clients ({offered}), {RECORDS}-record "
+          f"requests, {window:.1f} s, {args.secrets + 1} secrets; machine {os.cpu_count()} cores; "
+          f"load before {load0}, after {load}")  # fmt: skip
     print(
         f"accepted {accepted} ({accepted / window:,.0f}/s); stored {stored_at_exit} "
-        f"({stored_at_exit / window:,.0f}/s); in the spool at exit {in_spool}; "
-        f"lost {max(accepted - stored_at_exit - in_spool, 0)}"
+        f"({stored_at_exit / window:,.0f}/s); in the spool at exit {in_spool}; lost {lost}"
     )
     print(
         f"latency p50 {pct(0.5):.1f} ms, p99 {pct(0.99):.1f} ms; refused {refused or 'none'}; "
         f"client errors {sum(c.errors for c in clients)}"
     )
     print(
-        f"daemon: peak RSS {peak / 2**20:.0f} MB, CPU {cpu:.1f} s ({cpu / window:.2f} cores), "
-        f"SIGTERM took {stop_took:.1f} s"
+        f"daemon: peak RSS {peak / 2**20:.0f} MB ({peak_all / 2**20:.0f} MB with its workers), "
+        f"CPU {cpu:.1f} s ({cpu / window:.2f} cores), workers CPU {kids_cpu:.1f} s "
+        f"({kids_cpu / window:.2f} cores), SIGTERM took {stop_took:.1f} s, "
+        f"workers left after exit {orphans}"
     )
+    per = max(stored_at_exit, 1)
     print(
-        f"daemon CPU per record {cpu / max(stored_at_exit, 1) * 1e6:.1f} µs; by thread (s): "
+        f"CPU per record: daemon process {cpu / per * 1e6:.1f} µs, "
+        f"workers {kids_cpu / per * 1e6:.1f} µs, "
+        f"total {(cpu + kids_cpu) / per * 1e6:.1f} µs; daemon by thread (s): "
         f"{by_kind(threads0, threads1)}; load generator {own / window:.2f} cores"
     )
-    print(redaction_cost(bodies, args.format, args.secrets))
+    if args.redaction:
+        print(redaction_cost(bodies, fmt, args.secrets))
+    return {"stored/s": stored_at_exit / window, "p50": pct(0.5), "p99": pct(0.99),
+            "daemon µs": cpu / per * 1e6, "workers µs": kids_cpu / per * 1e6,
+            "lost": lost, "refused": sum(refused.values()), "sigterm s": stop_took,
+            "rss MB": peak_all / 2**20, "orphans": orphans}  # fmt: skip
+
+
+def warm_up(port: int, proc: psutil.Process, tree: Path, workers: int) -> None:
+    """One small push (service ``warmup``, not counted) that starts a tree's ingest
+    workers, and the wait for them, so the measured window starts with them running."""
+    body = "\n".join(json.dumps({"timestamp": time.time(), "service_id": "warmup",
+                                 "level": "INFO", "message": "warm-up " * 20})
+                      for _ in range(5))  # fmt: skip
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    conn.request("POST", "/api/v1/logs", body=body.encode(),
+                 headers={"Authorization": "Bearer bench"})  # fmt: skip
+    conn.getresponse().read()
+    if not (tree / "server" / "logs" / "workers.py").exists():
+        return  # a tree from before the workers
+    deadline = time.monotonic() + 60
+    while len(proc.children()) < workers and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+
+class Children:
+    """The daemon's child processes (ingest workers): CPU seen and RSS now."""
+
+    def __init__(self, proc: psutil.Process) -> None:
+        self.proc = proc
+        self.first: dict[int, float] = {}
+        self.last: dict[int, float] = {}
+        self.procs: dict[int, psutil.Process] = {}
+        self.sample()
+
+    def sample(self) -> int:
+        """Record every child's CPU; returns their RSS summed."""
+        rss = 0
+        for child in self.proc.children(recursive=True):
+            try:
+                spent = sum(child.cpu_times()[:2])
+                rss += child.memory_info().rss
+            except psutil.Error:
+                continue
+            self.procs.setdefault(child.pid, child)
+            self.first.setdefault(child.pid, spent)
+            self.last[child.pid] = spent
+        return rss
+
+    def cpu(self) -> float:
+        return sum(self.last[p] - self.first[p] for p in self.last)
+
+    def alive(self) -> int:
+        """Children still running (after the daemon exited: orphans)."""
+        return sum(1 for p in self.procs.values() if p.is_running() and p.status() != "zombie")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--format", choices=["ndjson", "otlp", "both"], default="ndjson")
+    parser.add_argument("--duration", type=float, default=30)
+    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=0,
+        help="records/s offered on a fixed schedule (0: as fast as answered)",
+    )
+    parser.add_argument("--secrets", type=int, default=0,
+                        help="more logs tokens in the config: secret values every pushed "
+                             "text is scanned for")  # fmt: skip
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="logs.workers for the daemon (default: the tree's default)",
+    )
+    parser.add_argument(
+        "--against",
+        default=None,
+        help="another tree to compare with: a directory, or a git revision of this "
+        "repository (exported with `git archive`); each round runs it and this tree, "
+        "alternating which goes first, and a table of both ends the output",
+    )
+    parser.add_argument("--rounds", type=int, default=2, help="rounds with --against")
+    parser.add_argument("--redaction", action="store_true",
+                        help="also measure the secret scan's cost in-process")  # fmt: skip
+    args = parser.parse_args()
+    formats = ["ndjson", "otlp"] if args.format == "both" else [args.format]
+    if args.against is None:
+        for fmt in formats:
+            run_once(ROOT, args, fmt)
+        return 0
+    other = Path(args.against)
+    if not other.is_dir():
+        other = Path(tempfile.mkdtemp(prefix="lb-ingest-tree-"))
+        git = shutil.which("git") or "git"
+        archive = subprocess.run([git, "-C", str(ROOT), "archive", args.against],
+                                 check=True, capture_output=True).stdout  # fmt: skip
+        with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+            tar.extractall(other, filter="data")
+        print(f"{args.against} exported to {other}")
+    table = []
+    for n in range(args.rounds):
+        for fmt in formats:
+            order = [other, ROOT] if n % 2 == 0 else [ROOT, other]
+            for tree in order:
+                table.append((n + 1, fmt, tree, run_once(tree, args, fmt)))
+    if other != Path(args.against):
+        shutil.rmtree(other, ignore_errors=True)
+    keys = list(table[0][3])
+    print("\n| round | format | tree | " + " | ".join(keys) + " |")
+    print("|---" * (3 + len(keys)) + "|")
+    for n, fmt, tree, got in table:
+        print(f"| {n} | {fmt} | {tree} | " + " | ".join(f"{got[k]:,.1f}" for k in keys) + " |")
     return 0
 
 

@@ -37,6 +37,7 @@ from server.core import redact
 from server.core.clock import Clock, SystemClock
 from server.core.redact import LoggingFilter, RedactingSink, redact_value
 from server.latest import LatestResults
+from server.logs.workers import IngestPool
 from server.notify.dispatcher import Dispatcher
 from server.periodic import BaselineJob, PeriodicJobs, ReportJob
 from server.recorder import Recorder
@@ -107,6 +108,9 @@ class Daemon:
             baselines=BaselineJob(self.baselines, self.storage, self.writer, self.clock),
             report=self.report,
         )  # fmt: skip
+        # pushed logs are prepared in worker processes (started by the first push that
+        # needs one): the daemon's Python is one core
+        self.ingest = IngestPool(self.config.logs.workers, self.config.logs.worker_queue)
         self.web = DashboardHost(self._web_context)
         self._checking = False  # set once checks run: alert state is live from then on
         # storage was unreachable when checks began: the alert state is restored (what
@@ -221,7 +225,7 @@ class Daemon:
     def _web_context(self, config: Config) -> WebContext:
         return WebContext(
             config, self.storage, self.clock, self.alerts, self.monitor, sink=self.writer,
-            baselines=self.baselines,
+            baselines=self.baselines, ingest=self.ingest,
         )  # fmt: skip
 
     def shutdown(self) -> int:
@@ -230,6 +234,7 @@ class Daemon:
         self.scheduler.shutdown(wait_seconds=min(longest, STOP_GRACE))
         self.jobs.shutdown()
         self.web.stop()
+        self.ingest.stop()
         self.dispatcher.stop(deadline=NOTIFY_GRACE)
         self.alert_log.sync()  # transitions no notice carried to disk yet
         self.writer.stop(timeout=WRITE_GRACE)
@@ -291,6 +296,9 @@ class Daemon:
         self.alerts.configure(config)
         self.jobs.reconfigure(config)
         self.baselines.config = config.baselines
+        if config.logs.workers != self.config.logs.workers:
+            log.warning("logs.workers changed; it takes effect on restart")
+        self.ingest.queue = config.logs.worker_queue
         self.config = config
         temporal_budget.configure(config.temporal.max_visibility_rps)
         changes = self.scheduler.sync(list(config.services))

@@ -160,8 +160,12 @@ class Wal:
             return True
         return stat.f_bavail * stat.f_frsize >= MIN_SEGMENT_BYTES
 
-    def append(self, table: str, data: pa.Table, *, memory_only: bool = False) -> Record:
+    def append(
+        self, table: str, data: pa.Table, *, memory_only: bool = False, ipc: bytes | None = None
+    ) -> Record:
         """Append one record (not yet synced: call :meth:`sync` before acknowledging it).
+
+        ``ipc``: ``data`` as an Arrow IPC stream already (written as it is).
 
         Raises :class:`WalFull` when the disk is full or the log holds ``max_bytes``
         even after deleting what is done.
@@ -172,7 +176,7 @@ class Wal:
             self._next_id += 1
             if memory_only:
                 return Record(rid, table, data.num_rows, None, data=data)
-            ipc = to_ipc(data)
+            ipc = to_ipc(data) if ipc is None else ipc
             payload = data_payload(rid, table, ipc)
             if self.size + len(payload) + HEADER.size > self.max_bytes:
                 self._make_room()

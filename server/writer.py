@@ -129,15 +129,24 @@ class Writer:
         """
         self.durable({table: rows})
 
-    def durable(self, tables: Mapping[str, list[tuple[Any, ...]]]) -> None:
+    def durable(
+        self,
+        tables: Mapping[str, list[tuple[Any, ...]] | pa.Table],
+        ipc: Mapping[str, bytes] | None = None,
+    ) -> None:
         """:meth:`add_durable` for several tables at once, with one ``fsync``.
 
+        A table's rows may come encoded already (an Arrow table of its schema, and
+        its IPC stream in ``ipc``, from an ingest worker: stored as they are).
         All or nothing: every row is encoded before any is written; a
         :class:`BadRow` carries ``table`` and ``index`` of the first bad row.
         """
         encoded = []
         for table, rows in tables.items():
-            if rows:
+            if isinstance(rows, pa.Table):
+                if rows.num_rows:
+                    encoded.append((table, rows))
+            elif rows:
                 try:
                     encoded.append((table, to_arrow(self.schemas[table], rows)))
                 except BadRow as bad:
@@ -149,7 +158,8 @@ class Writer:
         records: list[Record] = []
         try:
             for table, data in encoded:
-                records.append(self.spool.wal.append(table, data))
+                stream = ipc.get(table) if ipc else None
+                records.append(self.spool.wal.append(table, data, ipc=stream))
             self.spool.wal.sync()
         except OSError as exc:  # WalFull: the disk, the cap, or shutting down
             self._note_disk(exc)

@@ -224,6 +224,11 @@ class LogsConfig(Section):
     unknown_services: Literal["accept", "reject"] = "accept"
     environment: str = ""
     dlq_raw_bytes: Annotated[ByteSize, SizeRange("1B", "1MiB")] = 4096
+    # processes that validate and encode pushed records beside the daemon (0: in the
+    # daemon's request threads); read at start, a reload does not change it
+    workers: int = Field(2, ge=0, le=64)
+    # requests waiting for a busy worker beyond which pushes are answered 429
+    worker_queue: int = Field(8, ge=0, le=1000)
 
 
 class BaselinesConfig(Section):

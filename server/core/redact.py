@@ -135,6 +135,7 @@ class Redactor:
         self._held: dict[int, frozenset[str]] = {}
         self._matcher: Matcher | None = None
         self._lock = threading.Lock()
+        self.generation = 0  # changes whenever the values masked change
 
     def learn(self, values: Iterable[str], credentials: Iterable[str] = ()) -> None:
         """Add secret values to mask from now on, with every escaped spelling of each
@@ -148,6 +149,19 @@ class Redactor:
         (not those held)."""
         with self._lock:
             self._loaded = _accepted(values, credentials)
+            self._rebuild()
+
+    def active(self) -> frozenset[str]:
+        """Every value masked now (loaded and held, base64 spellings included): what
+        :meth:`mask_exactly` takes in another process to mask the same."""
+        with self._lock:
+            return self._loaded.union(*self._held.values())
+
+    def mask_exactly(self, values: Iterable[str]) -> None:
+        """Mask ``values`` as they are (an :meth:`active` set of another redactor: already
+        filtered and derived), instead of those of the previous load."""
+        with self._lock:
+            self._loaded = frozenset(values)
             self._rebuild()
 
     def reset(self) -> None:
@@ -169,6 +183,7 @@ class Redactor:
                 self._rebuild()
 
     def _rebuild(self) -> None:
+        self.generation += 1
         active = self._loaded.union(*self._held.values())
         self._matcher = matcher(active, escaped_forms) if active else None
 
@@ -312,6 +327,13 @@ hold = _default.hold
 redact = _default.text
 redact_value = _default.value
 hits = _default.hits
+active = _default.active
+mask_exactly = _default.mask_exactly
+
+
+def generation() -> int:
+    """Changes whenever the values masked change (a reload, a hold released)."""
+    return _default.generation
 
 
 def env_secrets(values: Iterable[str]) -> set[str]:

@@ -14,6 +14,7 @@ from server.analytics.baselines import Baselines
 from server.analytics.incidents import SavedNotes
 from server.config.models import Config
 from server.core.clock import Clock
+from server.logs.workers import IngestPool
 from server.storage import Storage
 from server.web.errors import ApiError
 from server.web.queries import Reader
@@ -52,6 +53,7 @@ class WebContext:
     daemon: DaemonState | None = None
     sink: Writer | None = None  # the daemon's writer: where pushed logs go
     baselines: Baselines | None = None  # learned normal, for chart bands
+    ingest: IngestPool | None = None  # the daemon's ingest workers (None: prepared inline)
     reader: Reader = field(init=False)
     alert_log: AlertLog = field(init=False)  # alert history, states, deliveries, incidents
     saved_notes: SavedNotes = field(default_factory=SavedNotes)  # read-your-writes of notes

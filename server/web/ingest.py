@@ -11,36 +11,42 @@ Backpressure: when more than ``scheduler.max_queue_rows`` rows wait for
 ClickHouse the answer is 429, when the spool's disk is full (or at
 ``scheduler.spool_max_bytes``) 503, both with ``Retry-After`` as the OTLP spec
 asks; nothing of a refused request is kept, so the client's retry is no duplicate.
+
+Records are validated, masked and encoded by the daemon's ingest workers
+(:mod:`server.logs.workers`): every worker busy and ``logs.worker_queue``
+requests waiting, the answer is 429; a worker lost mid-request, 503; a worker's
+own failure, 500. Each with nothing of the request stored.
 """
 
 from __future__ import annotations
 
 import hmac
 import zlib
-from datetime import datetime
 
-import orjson
+import pyarrow as pa
 from flask import Blueprint, Response, jsonify, request
 from google.protobuf.json_format import MessageToDict
-from google.protobuf.message import DecodeError
-from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
-    ExportLogsServiceRequest,
-    ExportLogsServiceResponse,
-)
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
 
 from server.config.types import format_size
-from server.core.levels import ERROR_LEVELS
-from server.core.text import clip
-from server.logs.ingest import Ingestor, Outcome
-from server.logs.otlp import Malformed, json_records, loads_lenient, proto_records
-from server.storage.arrow import BadRow
+from server.logs.prepare import (
+    NDJSON,
+    OTLP,
+    PROTOBUF,
+    Job,
+    Prepared,
+    Refused,
+    Settings,
+    count_limit,
+    prepare,
+)
+from server.logs.workers import WorkerFailed
 from server.web.context import WebContext
 from server.web.context import current as context
 from server.web.errors import ApiError
 from server.writer import Busy, Writer
 
 ingest = Blueprint("ingest", __name__)
-PROTOBUF = "application/x-protobuf"
 # NDJSON's names, JSON, plain text, and curl's default for --data-binary (the README's
 # example); anything else (protobuf, forms with files, images) is another format: 415
 NDJSON_TYPES = frozenset({
@@ -99,36 +105,45 @@ def _refuse(writer: Writer, busy: Busy) -> None:
     raise ApiError(busy.status, str(busy), {"Retry-After": str(busy.retry_after)})
 
 
-def _store(  # noqa: PLR0917 - one call site per endpoint, all six needed
-    writer: Writer, ctx: WebContext, out: Outcome, endpoint: str, sender: str, now: datetime
-) -> None:
+def _prepare(ctx: WebContext, writer: Writer, job: Job) -> Prepared:
+    """The request decoded, validated, masked and encoded: by a worker process if the
+    daemon runs them (:mod:`server.logs.workers`), else here."""
+    schema = writer.schemas["service_logs"]
+    try:
+        if ctx.ingest is not None:
+            return ctx.ingest.prepare(job, ctx.config, schema)
+        return prepare(job, _settings(ctx, schema))
+    except Refused as exc:
+        raise ApiError(exc.status, exc.message) from None
+    except WorkerFailed:
+        raise ApiError(500, "the ingest worker failed on this request (logged); nothing of "
+                            "it was stored") from None  # fmt: skip
+    except Busy as busy:
+        _refuse(writer, busy)
+        raise  # not reached: _refuse raises
+
+
+def _settings(ctx: WebContext, schema: pa.Schema) -> Settings:
+    known = frozenset(s.id for s in ctx.config.services)
+    return Settings(ctx.config.logs, known, ctx.config.clickhouse.retention_days, schema)
+
+
+def _store(writer: Writer, ctx: WebContext, done: Prepared) -> None:
     """Records and dead letters on disk before we answer (one group-committed fsync)."""
-    while True:
-        dlq = [(now, sender, endpoint, reason, raw) for _, reason, raw in out.rejected]
-        try:
-            writer.durable({"service_logs": out.rows, "log_dlq": dlq})
-            break
-        except BadRow as bad:  # a value validation let through: that record alone is refused
-            if bad.table != "service_logs":
-                raise
-            row = out.rows.pop(bad.index)
-            out.reject(-1, f"cannot store: {bad.reason}", clip(repr(row), 4096))
-        except Busy as busy:
-            _refuse(writer, busy)
-    if ctx.alerts is not None:  # only errors (and patterns) matter to it: skip the rest here
-        ctx.alerts.note_logs((row[0], row[1], row[2], row[-1], row[-2]) for row in out.rows
-                             if row[-1] or row[2] in ERROR_LEVELS)  # fmt: skip
+    ipc = {"service_logs": done.ipc} if done.ipc is not None else None
+    try:
+        writer.durable({"service_logs": done.rows, "log_dlq": done.dead_letters}, ipc=ipc)
+    except Busy as busy:
+        _refuse(writer, busy)
+    if ctx.alerts is not None and done.notes:  # only errors (and patterns) matter to it
+        ctx.alerts.note_logs(done.notes)
 
 
 def _count_limit(ctx: WebContext, count: int) -> None:
-    if count > ctx.config.logs.max_records:
-        raise ApiError(413, f"{count} records in one request; logs.max_records is "
-                            f"{ctx.config.logs.max_records}")  # fmt: skip
-
-
-def _ingestor(ctx: WebContext) -> Ingestor:
-    known = {s.id for s in ctx.config.services}
-    return Ingestor(ctx.config.logs, known, ctx.config.clickhouse.retention_days)
+    try:
+        count_limit(count, ctx.config.logs)
+    except Refused as exc:
+        raise ApiError(exc.status, exc.message) from None
 
 
 @ingest.post("/api/v1/logs")
@@ -142,15 +157,15 @@ def ndjson() -> tuple[Response, int]:
     body = _body(ctx)
     if body.count(b"\n") >= ctx.config.logs.max_records:  # else under the limit, blank or not
         _count_limit(ctx, sum(1 for line in body.split(b"\n") if line.strip()))
-    now, sender = ctx.clock.now(), request.remote_addr or ""
-    out = _ingestor(ctx).ndjson(body, sender=sender, now=now)
-    _store(writer, ctx, out, "ndjson", sender, now)
-    status = 400 if out.rejected and not out.rows else 200
+    done = _prepare(ctx, writer, Job(NDJSON, body, request.mimetype, request.remote_addr or "",
+                                     ctx.clock.now()))  # fmt: skip
+    _store(writer, ctx, done)
+    status = 400 if done.rejected and not done.accepted else 200
     return jsonify({
-        "accepted": len(out.rows),
-        "rejected": len(out.rejected),
-        "errors": out.reasons,
-        "unknown_services": sorted(out.unknown_services),
+        "accepted": done.accepted,
+        "rejected": done.rejected,
+        "errors": done.reasons,
+        "unknown_services": done.unknown_services,
     }), status  # fmt: skip
 
 
@@ -160,41 +175,15 @@ def otlp() -> Response:
     _authorised(ctx)
     writer = _writer(ctx)
     body = _body(ctx)
-    binary = request.mimetype == PROTOBUF
-    if binary:
-        try:
-            message = ExportLogsServiceRequest.FromString(body)
-        except (DecodeError, RecursionError):
-            raise ApiError(400, "body is not an OTLP ExportLogsServiceRequest (protobuf)") from None
-        count = sum(len(scope.log_records) for resource in message.resource_logs
-                    for scope in resource.scope_logs)  # fmt: skip
-        _count_limit(ctx, count)
-        records = proto_records(message)
-    elif request.mimetype == "application/json":
-        try:
-            try:
-                doc = orjson.loads(body)
-            except orjson.JSONDecodeError as exc:
-                if "UTF-8" not in str(exc) and "surrogate" not in str(exc):
-                    raise ApiError(400, f"body is not OTLP JSON: {exc}") from None
-                doc = loads_lenient(body)  # bad text replaced, the records kept
-            listed = list(json_records(doc))
-        except Malformed as exc:
-            raise ApiError(400, f"body is not OTLP JSON: {exc}") from None
-        _count_limit(ctx, len(listed))
-        records = iter(listed)
-    else:
+    if request.mimetype not in (PROTOBUF, "application/json"):
         raise ApiError(415, f"Content-Type must be application/json or {PROTOBUF}")
-    now, sender = ctx.clock.now(), request.remote_addr or ""
-    try:
-        out = _ingestor(ctx).otlp(records, sender=sender, now=now, body_size=len(body))
-    except Malformed as exc:
-        raise ApiError(400, f"body is not OTLP: {exc}") from None
-    _store(writer, ctx, out, "otlp", sender, now)
+    done = _prepare(ctx, writer, Job(OTLP, body, request.mimetype, request.remote_addr or "",
+                                     ctx.clock.now()))  # fmt: skip
+    _store(writer, ctx, done)
     response = ExportLogsServiceResponse()
-    if out.rejected:
-        response.partial_success.rejected_log_records = len(out.rejected)
-        response.partial_success.error_message = "; ".join(out.reasons)
-    if binary:
+    if done.rejected:
+        response.partial_success.rejected_log_records = done.rejected
+        response.partial_success.error_message = "; ".join(done.reasons)
+    if request.mimetype == PROTOBUF:
         return Response(response.SerializeToString(), content_type=PROTOBUF)
     return jsonify(MessageToDict(response))

@@ -1,0 +1,350 @@
+"""Ingest worker processes: pushed records prepared beside the daemon, not under its GIL.
+
+The daemon's Python is one core at most, and preparing a record (decode,
+validate, mask, encode: :func:`server.logs.prepare.prepare`) is ~13 µs of it
+(benchmarks/RESULTS.md, "ingest.py, round 3"), so a request of more than
+:data:`INLINE_BELOW` bytes goes to a worker process; what comes back is the
+Arrow IPC stream the write-ahead log stores as it is. Smaller ones are prepared
+in the request's thread: for them the round trip costs more than the work.
+
+- Workers are started with ``python -m server.logs.worker`` (a fresh
+  interpreter, never a fork of this threaded process with its engine), each on
+  its own socket. A worker learns the config and the exact secret values the
+  daemon masks (:func:`server.core.redact.active`) before its first job and
+  again after each reload, so masking is the daemon's own.
+- At most ``logs.workers`` requests are prepared at once and ``logs.worker_queue``
+  wait for a worker; one more is answered 429 with ``Retry-After`` (counted).
+- A worker that dies or hangs (:data:`REPLY_TIMEOUT`) costs its request a 503
+  with ``Retry-After``: nothing of it was written, so the retry is no
+  duplicate. Another worker is started in the background.
+- A worker exits when its socket closes: at :meth:`IngestPool.stop`, or when
+  the daemon dies, ``kill -9`` included (the kernel closes the daemon's end).
+- Workers start with the first request that needs one; while none is running
+  (until then, or if none can be started) requests are prepared in the daemon,
+  as with ``logs.workers: 0``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import pickle
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from server.config.models import Config
+from server.core import redact
+from server.logs.prepare import Job, Prepared, Refused, Settings, prepare
+from server.logs.worker import READY
+from server.storage.arrow import from_ipc
+from server.writer import Busy
+
+log = logging.getLogger("lightbulb.ingest")
+# Below this many body bytes a request is prepared in the daemon: the daemon's CPU for a
+# round trip to a worker (~0.18 ms) is more than preparing one or two records inline
+# (benchmarks/ingest_handoff.py: 1 NDJSON record of 183 B 0.16 ms inline, 0.18 by a
+# worker; 3 records of 549 B 0.22 / 0.21; 1,000 records 7.0 / 0.63 ms).
+INLINE_BELOW = 512
+REPLY_TIMEOUT = 30.0  # s a worker may take over one request before it is taken for hung
+START_TIMEOUT = 60.0  # s a new worker may take to import (a loaded machine is slow)
+RESTART_PAUSE = 5.0  # s between attempts when a worker cannot be started
+ROOT = Path(__file__).resolve().parents[2]  # holds the ``server`` package
+
+
+class WorkerFailed(Exception):
+    """A worker raised preparing the request (a bug): answer 500; nothing was stored."""
+
+
+@dataclass
+class PoolStats:
+    jobs: int = 0  # requests prepared by a worker
+    inline: int = 0  # requests prepared in the daemon
+    queue_refusals: int = 0  # answered 429: every worker busy and the queue full
+    worker_exits: int = 0  # workers that died or hung and were replaced
+
+
+@dataclass(eq=False)
+class _Turn:
+    """A request waiting for a worker; ``worker`` is set when one is handed to it."""
+
+    worker: _Worker | None = None
+
+
+@dataclass(eq=False)
+class _Worker:
+    proc: subprocess.Popen[bytes]
+    sock: socket.socket
+    conn: Connection
+    generation: int = -1  # the settings it was last sent
+
+
+class IngestPool:
+    """``workers`` worker processes and a queue of ``queue`` waiting requests."""
+
+    def __init__(self, workers: int, queue: int, *, inline_below: int = INLINE_BELOW,
+                 reply_timeout: float = REPLY_TIMEOUT) -> None:  # fmt: skip
+        self.size = workers
+        self.queue = queue
+        self.inline_below = inline_below
+        self.reply_timeout = reply_timeout
+        self.stats = PoolStats()
+        self._cond = threading.Condition()
+        self._running: list[_Worker] = []
+        self._idle: list[_Worker] = []
+        self._dead: list[_Worker] = []
+        self._waiters: deque[_Turn] = deque()  # oldest first
+        self._stopping = False
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._settings_lock = threading.Lock()
+        self._key: tuple[Any, ...] = ()
+        self._settings: Settings | None = None
+        self._message = b""
+        self._generation = 0
+
+    # -- lifecycle ---------------------------------------------------------------------
+    def start(self) -> None:
+        """Start the workers in the background (requests are prepared inline until then).
+
+        Called by the first request that needs a worker: a daemon that is pushed no
+        logs, or only small requests, runs none (each costs ~75 MB). Once: later
+        calls do nothing."""
+        with self._cond:
+            if not self.size or self._thread is not None or self._stopping:
+                return
+            self._thread = threading.Thread(target=self._supervise, name="lightbulb-ingest",
+                                            daemon=True)  # fmt: skip
+        self._thread.start()
+
+    def stop(self, timeout: float = 1.0) -> None:
+        """Close every worker's socket (each exits on EOF); kill any left after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        self._wake.set()
+        if self._thread is not None:  # a worker it is starting now ends up in _dead
+            self._thread.join(timeout)
+        with self._cond:
+            workers = [*self._running, *self._dead]
+            self._running, self._idle, self._dead = [], [], []
+        for worker in workers:
+            _close(worker)
+        for worker in workers:
+            _end(worker, max(deadline - time.monotonic(), 0.0))
+
+    def pids(self, *, busy: bool = False) -> list[int]:
+        """Process ids of the running workers (``busy``: of those preparing a request)."""
+        with self._cond:
+            return [w.proc.pid for w in self._running if not busy or w not in self._idle]
+
+    def busy(self) -> int:
+        """Workers preparing a request now."""
+        with self._cond:
+            return len(self._running) - len(self._idle)
+
+    # -- preparing -----------------------------------------------------------------------
+    def prepare(self, job: Job, config: Config, schema: pa.Schema) -> Prepared:
+        """``job`` prepared by a worker (or inline, see the module's docstring).
+
+        Raises :class:`~server.logs.prepare.Refused` (the request's fault),
+        :class:`~server.writer.Busy` (429: the queue is full; 503: the worker
+        died, hung, or the daemon is stopping) and :class:`WorkerFailed`.
+        Nothing is written here: whatever it raises, nothing of ``job`` is stored.
+        """
+        settings, generation, message = self._current(config, schema)
+        worker = None
+        if len(job.body) >= self.inline_below:
+            if self._thread is None:
+                self.start()
+            worker = self._acquire()
+        if worker is None:
+            self.stats.inline += 1
+            return prepare(job, settings)
+        try:
+            if worker.generation != generation:
+                worker.conn.send_bytes(message)
+                worker.generation = generation
+            worker.conn.send_bytes(pickle.dumps(("job", job), protocol=pickle.HIGHEST_PROTOCOL))
+            if not worker.conn.poll(self.reply_timeout):
+                raise TimeoutError(f"no answer in {self.reply_timeout:.0f} s")
+            reply = pickle.loads(worker.conn.recv_bytes())  # noqa: S301 - our own child
+        except (EOFError, OSError) as exc:
+            self._lost(worker, exc)
+            raise Busy("the ingest worker preparing this request stopped; nothing of it was "
+                       "stored; retry", 1, 503) from None  # fmt: skip
+        self._done(worker)
+        self.stats.jobs += 1
+        return _prepared(reply, settings.schema)
+
+    def _current(self, config: Config, schema: pa.Schema) -> tuple[Settings, int, bytes]:
+        """The settings for ``config`` and the secrets masked now, and their generation."""
+        key = (config, redact.generation(), schema)
+        with self._settings_lock:
+            if self._settings is None or any(a is not b for a, b in zip(key, self._key,
+                                                                        strict=True)):  # fmt: skip
+                self._settings = Settings(
+                    config.logs, frozenset(s.id for s in config.services),
+                    config.clickhouse.retention_days, schema,
+                )  # fmt: skip
+                self._message = pickle.dumps(("settings", self._settings, redact.active()))
+                self._generation += 1
+                self._key = key
+            return self._settings, self._generation, self._message
+
+    def _acquire(self) -> _Worker | None:
+        """An idle worker, waiting for one if the queue has room; None: prepare inline.
+
+        First come, first served: a freed worker is handed to the oldest waiter, never
+        taken by a request that arrived later (that barging put a few requests behind
+        many others: the tail of the latency).
+        """
+        with self._cond:
+            if self._stopping:
+                raise Busy("the daemon is stopping; retry", 1, 503)
+            if not self._running:
+                return None
+            if self._idle and not self._waiters:
+                return self._idle.pop()
+            if len(self._waiters) >= self.queue:
+                self.stats.queue_refusals += 1
+                raise Busy(f"all {len(self._running)} ingest workers are busy and "
+                           f"{len(self._waiters)} requests wait; retry later", 1, 429)  # fmt: skip
+            turn = _Turn()
+            self._waiters.append(turn)
+            while turn.worker is None and self._running and not self._stopping:
+                self._cond.wait()
+            if turn.worker is None:
+                self._waiters.remove(turn)
+                if self._stopping:
+                    raise Busy("the daemon is stopping; retry", 1, 503)
+            return turn.worker
+
+    def _release(self, worker: _Worker) -> None:
+        """``worker`` is free: to the oldest waiter, else idle (hold ``self._cond``)."""
+        if self._waiters:
+            self._waiters.popleft().worker = worker
+            self._cond.notify_all()
+        else:
+            self._idle.append(worker)
+
+    def _done(self, worker: _Worker) -> None:
+        with self._cond:
+            if worker in self._running:
+                self._release(worker)
+
+    def _lost(self, worker: _Worker, exc: BaseException) -> None:
+        worker.proc.kill()  # hung, or half gone: it takes no further request either way
+        with self._cond:
+            if worker in self._running:
+                self._running.remove(worker)
+                self._dead.append(worker)
+                self.stats.worker_exits += 1
+            self._cond.notify_all()
+        if not self._stopping:
+            log.warning("ingest worker %d lost (%s); its request was answered 503, starting "
+                        "another", worker.proc.pid, exc or type(exc).__name__)  # fmt: skip
+        self._wake.set()
+
+    # -- starting and replacing workers ----------------------------------------------------
+    def _supervise(self) -> None:
+        failing = False
+        while not self._stopping:
+            with self._cond:
+                dead, self._dead = self._dead, []
+            for worker in dead:
+                _close(worker)
+                _end(worker, 1.0)
+            while len(self._running) < self.size and not self._stopping:
+                try:
+                    worker = self._spawn()
+                except (OSError, RuntimeError) as exc:
+                    if not failing:
+                        log.error("cannot start an ingest worker (%s); pushed logs are prepared "
+                                  "in the daemon until one starts", exc)  # fmt: skip
+                    failing = True
+                    self._wake.wait(RESTART_PAUSE)
+                    break
+                failing = False
+                with self._cond:
+                    if self._stopping:
+                        self._dead.append(worker)
+                        break
+                    self._running.append(worker)
+                    self._release(worker)
+            self._wake.wait()
+            self._wake.clear()
+
+    def _spawn(self) -> _Worker:
+        ours, theirs = socket.socketpair()
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
+        try:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "server.logs.worker", str(theirs.fileno())],
+                pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, env=env,
+            )  # fmt: skip
+        finally:
+            theirs.close()
+        worker = _Worker(proc, ours, Connection(os.dup(ours.fileno())))
+        deadline = time.monotonic() + START_TIMEOUT
+        while not worker.conn.poll(0.2):
+            if self._stopping or time.monotonic() > deadline or proc.poll() is not None:
+                _close(worker)
+                _end(worker, 1.0)
+                raise RuntimeError(
+                    f"worker exited with {proc.returncode}"
+                    if proc.returncode is not None
+                    else "not ready in time"
+                )
+        try:
+            hello = pickle.loads(worker.conn.recv_bytes())  # noqa: S301 - our own child
+        except (EOFError, OSError) as exc:
+            _close(worker)
+            _end(worker, 1.0)
+            raise RuntimeError(f"worker exited with {proc.poll()}") from exc
+        if hello != READY:
+            raise RuntimeError(f"unexpected greeting {hello!r}")
+        return worker
+
+
+def _prepared(reply: tuple[Any, ...], schema: pa.Schema) -> Prepared:
+    """A worker's reply as the handler takes it (or the exception it stands for)."""
+    if reply[0] == "refused":
+        raise Refused(reply[1], reply[2])
+    if reply[0] != "ok":
+        log.error("ingest worker failed on a request: %s", reply[1])
+        raise WorkerFailed(reply[1])
+    _, ipc, dead_letters, reasons, unknown, notes = reply
+    rows = from_ipc(ipc)
+    if not rows.schema.equals(schema):
+        raise WorkerFailed("the worker's rows do not have the table's columns")
+    return Prepared(rows, dead_letters, reasons, unknown, notes, ipc=ipc)
+
+
+def _close(worker: _Worker) -> None:
+    """Our end of the socket: shut down first, which wakes a thread blocked reading it."""
+    with contextlib.suppress(OSError):
+        worker.sock.shutdown(socket.SHUT_RDWR)
+    worker.sock.close()
+    worker.conn.close()
+
+
+def _end(worker: _Worker, timeout: float) -> None:
+    """Wait for the worker to exit (it does on EOF); kill it after ``timeout``."""
+    try:
+        worker.proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        worker.proc.kill()
+        worker.proc.wait()

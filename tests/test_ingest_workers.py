@@ -1,0 +1,281 @@
+"""Pushed logs prepared by real ingest worker processes: counts, masking, lost workers,
+the queue's 429, and no worker outliving its daemon."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+import requests
+from flask.testing import FlaskClient
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeLogs
+from opentelemetry.proto.resource.v1.resource_pb2 import Resource
+
+from server.core import redact
+from server.logs.workers import IngestPool
+from server.validation import parse_config
+from server.web import WebContext, create_app
+from tests.conftest import free_port, wait_until
+from tests.support.clock import FakeClock
+from tests.support.daemon import DaemonProcess
+from tests.test_daemon import no_leaked_daemons, write_config
+from tests.test_log_ingest import CONFIG, TOKEN, Pipeline
+
+__all__ = ["no_leaked_daemons"]
+SECRET = "Sup3rSecretHookKey-77"
+
+
+class Workers:
+    """A real pipeline (app, writer, chDB) whose pushes all go to worker processes."""
+
+    def __init__(self, root: Path, workers: int = 1, queue: int = 8) -> None:
+        self.pipeline = Pipeline(root)
+        self.pool = IngestPool(workers, queue, inline_below=0)
+        self.pool.start()
+        assert wait_until(lambda: len(self.pool.pids()) == workers, 60), "workers not started"
+        self.client = self.app()
+
+    def app(self, extra: str = "") -> FlaskClient:
+        """A client on the same store, writer and pool; a new config is a reload for the pool."""
+        config = parse_config(CONFIG + "  tokens: {shipper: push-t0ken}\n" + extra, "t.yaml", {})
+        context = WebContext(config, self.pipeline.store, FakeClock(), sink=self.pipeline.writer,
+                             ingest=self.pool)  # fmt: skip
+        return create_app(context).test_client()
+
+    def messages(self) -> list[str]:
+        rows = self.pipeline.rows("SELECT message FROM monitor.service_logs")
+        return [r["message"] for r in rows]
+
+
+@pytest.fixture
+def workers(tmp_path: Path) -> Iterator[Workers]:
+    w = Workers(tmp_path)
+    yield w
+    w.pool.stop()
+    w.pipeline.store.close()
+
+
+def ndjson(*ids: int, **fields: Any) -> bytes:
+    return b"\n".join(json.dumps({
+        "timestamp": "2026-11-22T11:59:00Z", "service_id": "api", "level": "INFO",
+        "message": f"m{n}", **fields,
+    }).encode() for n in ids)  # fmt: skip
+
+
+def otlp(*ids: int) -> bytes:
+    records = [LogRecord(time_unix_nano=1_795_348_740 * 10**9, severity_number=9,
+                         body=AnyValue(string_value=f"m{n}")) for n in ids]  # fmt: skip
+    resource = Resource(attributes=[KeyValue(key="service.name",
+                                             value=AnyValue(string_value="api"))])  # fmt: skip
+    group = ResourceLogs(resource=resource, scope_logs=[ScopeLogs(log_records=records)])
+    return ExportLogsServiceRequest(resource_logs=[group]).SerializeToString()
+
+
+def post(client: FlaskClient, body: bytes, *, proto: bool = False) -> Any:
+    if proto:
+        return client.post("/v1/logs", data=body,
+                           headers={**TOKEN, "Content-Type": "application/x-protobuf"})  # fmt: skip
+    return client.post("/api/v1/logs", data=body, headers=TOKEN)
+
+
+def test_records_prepared_by_a_worker_are_stored_once_each_ndjson_and_otlp(
+    workers: Workers,
+) -> None:
+    accepted = []
+    for batch in range(6):
+        ids = range(batch * 40, batch * 40 + 40)
+        answer = post(workers.client, otlp(*ids) if batch % 2 else ndjson(*ids),
+                      proto=bool(batch % 2))  # fmt: skip
+        assert answer.status_code == 200, answer.get_data(as_text=True)
+        accepted.extend(f"m{n}" for n in ids)
+    assert workers.pool.stats.jobs == 6
+    assert workers.pool.stats.inline == 0
+    assert sorted(workers.messages()) == sorted(accepted)
+
+
+def test_a_worker_refuses_a_bad_body_with_the_daemons_own_answer(workers: Workers) -> None:
+    answer = post(workers.client, b"\x00not protobuf" * 10, proto=True)
+    assert answer.status_code == 400
+    assert "not an OTLP ExportLogsServiceRequest" in answer.get_data(as_text=True)
+    mixed = post(workers.client, ndjson(1) + b"\n" + ndjson(2, level="LOUD"))
+    assert mixed.status_code == 200
+    assert mixed.json["accepted"] == 1 and mixed.json["rejected"] == 1
+    dlq = workers.pipeline.rows("SELECT reason FROM monitor.log_dlq")
+    assert len(dlq) == 1 and "level" in dlq[0]["reason"]
+
+
+def test_a_secret_in_a_record_is_masked_by_the_worker_and_one_learned_at_reload_too(
+    workers: Workers,
+) -> None:
+    held = redact.hold()
+    try:
+        redact.learn([SECRET])
+        held.keep()
+        context = {"header": f"Bearer {SECRET}", SECRET: "as a key"}
+        answer = post(workers.client, ndjson(1, message=f"token {SECRET} refused",
+                                             context=context))  # fmt: skip
+        assert answer.status_code == 200
+        # a reload: a new config, and a secret the daemon learned with it
+        redact.learn(["An0therSecretAfterReload"])
+        held.keep()
+        reloaded = workers.app("  unknown_services: reject\n")
+        answer = post(reloaded, ndjson(2, message="An0therSecretAfterReload and " + SECRET)
+                      + b"\n" + ndjson(3, service_id="nobody"))  # fmt: skip
+        assert answer.status_code == 200
+        assert answer.json["rejected"] == 1  # the reloaded config reached the worker
+    finally:
+        held.release()
+    rows = workers.pipeline.rows("SELECT message, toString(context) AS c "
+                                 "FROM monitor.service_logs ORDER BY message")  # fmt: skip
+    stored = json.dumps(rows)
+    assert SECRET not in stored and "An0therSecret" not in stored, stored
+    assert [r["message"] for r in rows] == ["<secret> and <secret>", "token <secret> refused"]
+    assert workers.pool.stats.jobs == 2
+
+
+def _stopped_worker(pool: IngestPool) -> int:
+    """Stop the only worker (SIGSTOP): a request sent to it waits until we act."""
+    (pid,) = pool.pids()
+    os.kill(pid, signal.SIGSTOP)
+    return pid
+
+
+def _post_in_thread(client: FlaskClient, body: bytes) -> tuple[threading.Thread, list[Any]]:
+    answers: list[Any] = []
+    thread = threading.Thread(target=lambda: answers.append(post(client, body)), daemon=True)
+    thread.start()
+    return thread, answers
+
+
+def test_a_worker_killed_mid_request_answers_503_and_stores_nothing_of_it(
+    workers: Workers,
+) -> None:
+    assert post(workers.client, ndjson(1, 2)).status_code == 200
+    pid = _stopped_worker(workers.pool)
+    thread, answers = _post_in_thread(workers.client, ndjson(10, 11, 12))
+    assert wait_until(lambda: workers.pool.busy() == 1)
+    os.kill(pid, signal.SIGKILL)
+    thread.join(30)
+    assert answers and answers[0].status_code == 503, answers
+    assert answers[0].headers["Retry-After"] == "1"
+    assert "nothing of it was stored" in answers[0].get_data(as_text=True)
+    assert workers.pipeline.writer.stats.busy_refusals == 1
+    # another worker takes over; the client's retry is stored once
+    assert wait_until(lambda: workers.pool.pids() not in ([], [pid]), 60)
+    assert post(workers.client, ndjson(10, 11, 12)).status_code == 200
+    assert sorted(workers.messages()) == ["m1", "m10", "m11", "m12", "m2"]
+    assert workers.pool.stats.worker_exits == 1
+
+
+def test_every_worker_busy_and_the_queue_full_answers_429_with_retry_after(
+    tmp_path: Path,
+) -> None:
+    w = Workers(tmp_path, workers=1, queue=0)
+    try:
+        pid = _stopped_worker(w.pool)
+        thread, first = _post_in_thread(w.client, ndjson(1))
+        assert wait_until(lambda: w.pool.busy() == 1)
+        waiter, second = _post_in_thread(w.client, ndjson(2))
+        waiter.join(10)  # refused at once, not queued behind the stopped worker
+        assert second, "a request beyond the queue waited instead of being refused"
+        refused = second[0]
+        assert refused.status_code == 429
+        assert refused.headers["Retry-After"] == "1"
+        assert w.pool.stats.queue_refusals == 1
+        assert w.pipeline.writer.stats.busy_refusals == 1
+        os.kill(pid, signal.SIGCONT)
+        thread.join(30)
+        assert first and first[0].status_code == 200
+        assert w.messages() == ["m1"]
+    finally:
+        w.pool.stop()
+        w.pipeline.store.close()
+
+
+def test_workers_killed_under_a_stream_lose_no_acknowledged_record_and_duplicate_none(
+    tmp_path: Path,
+) -> None:
+    w = Workers(tmp_path, workers=2)
+    w.pipeline.writer.start()  # inserting as it goes: the 1 MiB spool would fill up
+    acked: list[str] = []
+    odd: list[str] = []  # answers other than 200, 429 and 503
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def push(first: int) -> None:
+        client = w.app()
+        n = first
+        while not stop.is_set():
+            ids = list(range(n, n + 30))
+            n += 30
+            answer = post(client, ndjson(*ids))
+            if answer.status_code == 200:
+                with lock:
+                    acked.extend(f"m{i}" for i in ids)
+            elif answer.status_code not in (429, 503):
+                odd.append(f"{answer.status_code} {answer.get_data(as_text=True)[:300]}")
+
+    pushers = [threading.Thread(target=push, args=(k * 10**6,), daemon=True) for k in range(3)]
+    try:
+        for p in pushers:
+            p.start()
+        for _ in range(4):  # kill a worker while it prepares a request, four times
+            assert wait_until(lambda: w.pool.pids(busy=True) and len(w.pool.pids()) == 2, 60), (
+                odd, w.pool.stats)  # fmt: skip
+            pid = w.pool.pids(busy=True)[0]
+            os.kill(pid, signal.SIGKILL)
+            assert wait_until(lambda p=pid: p not in w.pool.pids() and len(w.pool.pids()) == 2, 60)
+        stop.set()
+        for p in pushers:
+            p.join(30)
+        w.pipeline.writer.stop()
+        stored = w.messages()
+        assert not odd
+        assert len(stored) == len(set(stored)), "a record was stored twice"
+        assert sorted(stored) == sorted(acked)
+        assert w.pool.stats.worker_exits == 4
+    finally:
+        stop.set()
+        w.pool.stop()
+        w.pipeline.store.close()
+
+
+def _workers_of(daemon: DaemonProcess, count: int) -> list[psutil.Process]:
+    parent = psutil.Process(daemon.proc.pid)
+
+    def found() -> list[psutil.Process]:
+        return [p for p in parent.children(recursive=True)
+                if "server.logs.worker" in " ".join(p.cmdline())]  # fmt: skip
+
+    assert wait_until(lambda: len(found()) == count, 60), daemon.output[-3000:]
+    return found()
+
+
+@pytest.mark.parametrize("how", ["kill -9", "SIGTERM"])
+def test_no_worker_outlives_its_daemon(tmp_path: Path, how: str) -> None:
+    port = free_port()
+    config = write_config(tmp_path, "  - {id: api, type: host, interval: 1h}\n", port=port,
+                          extra="logs:\n  tokens: {t: t0k3n}\n  workers: 2\n")  # fmt: skip
+    daemon = DaemonProcess(config, tmp_path)
+    daemon.wait_for("dashboard and API")
+    assert not psutil.Process(daemon.proc.pid).children(), "a worker before any push"
+    answer = requests.post(f"http://127.0.0.1:{port}/api/v1/logs", data=ndjson(*range(20)),
+                           headers={"Authorization": "Bearer t0k3n"}, timeout=30)  # fmt: skip
+    assert answer.status_code == 200, answer.text  # the first push big enough starts them
+    found = _workers_of(daemon, 2)
+    if how == "kill -9":
+        daemon.kill()
+    else:
+        code, took = daemon.stop()
+        assert code == 0 and took < 10
+    _gone, alive = psutil.wait_procs(found, timeout=10)
+    assert not alive, f"workers left running after {how} of the daemon: {alive}"
