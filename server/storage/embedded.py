@@ -42,7 +42,18 @@ BATCH_NAME = "lightbulb-insert.arrow"
 # Server settings of the embedded engine (chDB takes them in the connection string).
 # Its memory worker re-reads the process's memory every 50-100 ms by default: ~2 ms
 # of CPU a second doing nothing for a monitor writing a batch every few seconds.
-ENGINE_SETTINGS = "memory_worker_period_ms=1000"
+# Each MergeTree table's background task looks for work every 0.1 s when it found
+# none, and its cleanup (every 1 s, merge_tree_clear_old_parts_interval_seconds)
+# counts as work, so with our ~20 tables the engine woke ~110 times a second:
+# ~3 ms of CPU a second idle (0.15 ms per check at 200 checks per 10 s). Looking
+# every 5 s: ~8 wake-ups and ~0.6 ms a second; merges still start at once, since
+# every insert wakes its table's task (benchmarks/engine_rounds.py, variant idle5).
+ENGINE_SETTINGS = "&".join(
+    (
+        "memory_worker_period_ms=1000",
+        "background_processing_pool_thread_sleep_seconds_if_nothing_to_do=5",
+    )
+)
 
 
 class EmbeddedStorage:
