@@ -11,8 +11,9 @@ from server.core import selectors
 
 def check(draft: Draft) -> None:
     """Each group names at least one service and every selector picks one; group names are
-    unique; no SLO window is longer than ``clickhouse.retention_days`` of history; an
-    ``slo_burn`` rule selects only services with an ``slo``."""
+    unique; no SLO window reaches the edge of ``clickhouse.retention_days`` of history
+    (:func:`slo_window_limit`); an ``slo_burn`` rule selects only services with an
+    ``slo``, with windows that fit them."""
     _slo_rules(draft)
     written: list[tuple[str, str]] = []
     for _, raw in draft.raw_items("services"):  # a service with another problem counts too
@@ -35,12 +36,34 @@ def check(draft: Draft) -> None:
                 draft.report((*path, "services", position), message)
     days = draft.config.clickhouse.retention_days
     for path, service in draft.items("services"):
-        if service.slo is not None and service.slo.window > timedelta(days=days):
+        where = (*path, "slo", "window")
+        if (
+            service.slo is not None
+            and service.slo.window > slo_window_limit(days)
+            and draft.parsed(where, ("clickhouse", "retention_days"))
+        ):
             draft.report(
-                (*path, "slo", "window"),
-                f"{format_duration(service.slo.window)} is longer than the history kept "
-                f"(clickhouse.retention_days: {days}); shorten the window or keep more days",
+                where,
+                f"{format_duration(service.slo.window)} reaches the edge of the history kept "
+                f"(clickhouse.retention_days: {days}; the day a window starts in is dropped "
+                "whole at midnight, so a window needs one day less than is kept): shorten it "
+                f"to {format_duration(slo_window_limit(days))} at most or keep "
+                f"{_days_needed(service.slo.window)} days",
             )
+
+
+def slo_window_limit(retention_days: int) -> timedelta:
+    """The longest SLO window ``retention_days`` of history can count in full.
+
+    Summaries are dropped a UTC day (``service_status_daily``) or hour at a time, at
+    the first midnight past ``retention_days``; a window starts partway through a day,
+    so that day's row must still be kept: one day less than retention.
+    """
+    return timedelta(days=retention_days - 1)
+
+
+def _days_needed(window: timedelta) -> int:
+    return -(-window // timedelta(days=1)) + 1
 
 
 def _slo_rules(draft: Draft) -> None:
