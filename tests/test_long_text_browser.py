@@ -121,7 +121,9 @@ def test_long_unbroken_text_wraps_instead_of_widening_the_page(
     urls = [site + path]
     if path == "/incidents":  # and the page of the incident the failing run made
         link = "tr[data-incident] a[href*='/incidents/']"
-        urls += [a.get_attribute("href") for a in browser.find_elements(By.CSS_SELECTOR, link)]
+        urls += [
+            a.get_attribute("href") or "" for a in browser.find_elements(By.CSS_SELECTOR, link)
+        ]
         assert len(urls) > 1, "no incident listed"
     for url in urls:
         browser.get(url)
