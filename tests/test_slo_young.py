@@ -113,6 +113,8 @@ def test_seconds_down_under_an_extreme_target_are_a_tenth_of_a_minute(app: Flask
     assert "over 1,000x the budget" in text  # not -7692477863050%
     figures = text.split("available")[1].replace(",", "")  # after the target and SLI
     assert not re.search(r"\d{7,}", figures), text
+    badge = app.get("/api/v1/services/tiny/badge?metric=slo").get_json()
+    assert badge["label"] == "SLO 99.9999999999%" and badge["message"].endswith("overspent")
 
 
 def test_availability_below_the_target_never_reads_as_the_target(app: FlaskClient) -> None:

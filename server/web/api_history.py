@@ -104,7 +104,8 @@ def badge(service_id: str) -> Response:
         if report.availability is None or left is None:
             message, colour = "no data", "lightgrey"
         else:
-            message = f"{slo_view.availability(report)}, {100 * max(left, -99.99):.0f}% budget left"
+            spent = "budget overspent" if left < 0 else f"{100 * left:.0f}% budget left"
+            message = f"{slo_view.availability(report)}, {spent}"
             colour = "red" if left < 0 else "yellow" if left < 0.25 else "brightgreen"
         body = {"label": f"SLO {slo_view.target(report)}", "message": message, "color": colour}
     else:
