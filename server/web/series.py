@@ -11,7 +11,7 @@ measurements, so a checker metric often *is* a column under another name: TCP's
 ``cpu_percent``/``memory_percent`` are ``cpu_usage``/``memory_usage``, HTTP's
 ``response_time_ms`` has the column's very name. One rule for every check type
 (and plugins): an untagged metric with a column's name, or with a column's unit
-and the column's values in every bucket of the range, is that column; it is drawn
+and the column's values in every bucket where it has samples, is that column; it is drawn
 and listed once, under the column's name (the "Check" group, where the overview
 and alert rules name it). The API still answers ``?name=`` for the metric's own
 name. The name list (``GET …/metrics``) is the charted series' names, so it
