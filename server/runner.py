@@ -38,6 +38,7 @@ from checkers.base import (
     Status,
     timed_out_message,
 )
+from server.core.measures import LARGEST, SMALLEST, storable
 from server.core.pool import DeadlinePool
 from server.core.text import clip, printable
 
@@ -156,6 +157,20 @@ def validated(result: Any) -> CheckResult:
     # One line of text for every checker: a plugin's output, an HTTP body or a Temporal
     # id carries no newline, NUL or bidi override into rows, pages, notices or the CLI.
     result.message = printable(result.message)
+    # A metric beyond what can be stored and drawn (perfdata 'huge'=1e300) is left out
+    # and named in the details, rather than failing the whole check or being clamped
+    # into a value nobody measured.
+    refused = [m for m in result.metrics if not storable(float(m.value))]
+    if refused:
+        result.metrics = [m for m in result.metrics if storable(float(m.value))]
+        result.details = {
+            **result.details,
+            "metrics_refused": [
+                f"{clip(m.name, 80)}={float(m.value):g}: beyond ±{LARGEST:g} "
+                f"(or under {SMALLEST:g} in magnitude)"
+                for m in refused[:10]
+            ],
+        }
     return result  # type: ignore[no-any-return]
 
 
@@ -170,7 +185,7 @@ def garbage_reason(result: Any) -> str | None:
     for name in ("response_time_ms", "cpu_usage", "memory_usage"):
         value = getattr(result, name)
         if value is not None and (
-            not isinstance(value, int | float) or not math.isfinite(value) or value < 0
+            not isinstance(value, int | float) or not storable(value) or value < 0
         ):
             return f"{name} is {value!r}"
     if not all(

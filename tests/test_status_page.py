@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import math
 import re
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
@@ -12,6 +13,7 @@ import pytest
 from flask.testing import FlaskClient
 from werkzeug.security import generate_password_hash
 
+from server.analytics.slo import significant
 from server.config.models import Config, DashboardConfig
 from server.storage.embedded import EmbeddedStorage
 from server.web import WebContext, create_app
@@ -119,15 +121,16 @@ def test_slo_on_the_service_page_overview_and_api_matches_the_raw_checks(
     assert slo["availability"] == round(100 * up / total, 4)
     assert slo["error_budget_minutes"] == 216.0  # 0.5 % of 30 days
     left = 1 - bad_share / 0.005
-    assert slo["error_budget_remaining_percent"] == round(100 * left, 2)
-    assert slo["error_budget_remaining_minutes"] == round(216 * left, 1)
+    assert slo["error_budget_remaining_percent"] == significant(100 * left)
+    assert slo["error_budget_remaining_minutes"] == significant(216 * left)
     assert slo["burn_rate_1h"] == 0.0 and slo["met"] is True
     page = c.get("/services/shop").get_data(as_text=True)
     assert f"{216 * left:.1f} min of 216.0 min ({100 * left:.0f}%) error budget left" in page
     assert "burn rate 0x over 1 h, 0x over 6 h" in page
     tile = c.get("/").get_data(as_text=True).split('data-service="shop"')[1].split("</article>")[0]
     minutes = f"{216 * left:.1f} min ({100 * left:.0f}%)"
-    assert f"SLO 99.5%: {100 * up / total:.2f}% met · {minutes} budget left" in tile
+    shown = math.floor(10_000 * up / total) / 100  # cut, never rounded up to the target
+    assert f"SLO 99.5%: {shown:.2f}% met · {minutes} budget left" in tile
     assert "burn 0x 1 h, 0x 6 h" in tile
     assert c.get("/api/v1/services/search").get_json()["slo"] is None
 

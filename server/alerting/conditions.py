@@ -176,6 +176,7 @@ def _metric(tokens: list[str]) -> Condition:
     return MetricCondition(tokens[1], aggregate, _comparison(tokens[2:], f"metric {tokens[1]}"))
 
 
+MIN_BURN_WINDOW = timedelta(minutes=1)  # shorter holds a check or two: any failure pages
 SLO_BURN_HINT = (
     "e.g. slo_burn (the workbook's defaults) or slo_burn 1h 5m > 14.4 "
     "(burn rate over 1 h and over 5 min both above 14.4)"
@@ -198,6 +199,12 @@ def _slo_burn(tokens: list[str]) -> Condition:
     if not windows:
         raise ConditionError(f'"slo_burn" needs a window before the operator; {SLO_BURN_HINT}')
     long, short = windows[0], windows[1] if len(windows) == 2 else windows[0] / 12
+    if short < MIN_BURN_WINDOW:
+        raise ConditionError(
+            f"slo_burn: a window of {format_duration(short)} holds a check or two, so one "
+            f"failure is a burn rate in the thousands; use {format_duration(MIN_BURN_WINDOW)} "
+            f"or more (the workbook's shortest is 5m); {SLO_BURN_HINT}"
+        )
     if short >= long:
         raise ConditionError(
             f"slo_burn: the short window ({format_duration(short)}) must be shorter than the "
@@ -206,7 +213,19 @@ def _slo_burn(tokens: list[str]) -> Condition:
     compare = _comparison(rest, f"slo_burn {' '.join(tokens[1 : 1 + len(windows)])}")
     if compare.op != ">":
         raise ConditionError(f'slo_burn compares with >, got "{compare.op}"; {SLO_BURN_HINT}')
+    if compare.value is not None and compare.value <= 0:
+        raise ConditionError(burn_rate_problem(compare.value))
     return SloBurn(long, short, compare)
+
+
+def burn_rate_problem(rate: float) -> str:
+    """Why a burn-rate threshold of ``rate`` (<= 0) is refused, worded as its fix."""
+    what = "is true of every check, failed or not" if rate < 0 else "fires on one failed check"
+    return (
+        f"slo_burn > {rate:g} {what} (a burn rate is 0 or more): use a rate above 0, "
+        "e.g. 14.4 (2 % of a 30-day budget in an hour) or 1 (the budget lasts exactly "
+        "the window); to hear of every failure use status >= FAILED"
+    )
 
 
 # first word -> parser of the whole token list

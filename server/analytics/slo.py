@@ -9,8 +9,15 @@ condition's. Definitions follow the Google SRE Workbook (Beyer et al., 2018):
   "up" as uptime: :data:`server.core.status.UP`).
 - **Error budget**: ``1 - target``, the share of checks allowed to be bad over
   the SLO window (99.9 % over 30 days: 0.1 %, or 43.2 minutes of the window).
-- **Budget remaining**: ``1 - bad share / error budget``; below zero once the
-  objective is missed. In minutes: remaining share x the budget's minutes.
+- **Budget in minutes**: the window's allowance (``budget x window``: 43.2 min
+  for 99.9 % over 30 days) less the time spent down, measured as the bad share
+  of the time the checks *cover*: the window, or, for a service younger than
+  its window, the time since its first check. A day-old service down 10 minutes
+  has spent 10 of its 43.2 minutes, not 0.7 % x 30 days = 300 (spreading a few
+  checks' bad share over the whole window invents downtime nobody saw).
+  **Budget remaining** is that as a share of the allowance: ``1 - spent / allowed``,
+  below zero once overspent; for a service as old as its window it is the
+  workbook's ``1 - bad share / error budget``.
 - **Burn rate** (ch. 5, "Alerting on SLOs"): bad share over a window divided
   by the error budget. At 1 the budget lasts exactly the SLO window; at 14.4
   over one hour, an hour spends 2 % of a 30-day budget.
@@ -25,9 +32,12 @@ condition's. Definitions follow the Google SRE Workbook (Beyer et al., 2018):
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
+
+_ZERO = timedelta(0)
 
 
 @dataclass(frozen=True)
@@ -155,19 +165,38 @@ class SloReport:
     window: Counts
     burn_1h: float | None
     burn_6h: float | None
+    covered: timedelta | None = None  # time the window's checks span; None: all of it
 
     @property
     def availability(self) -> float | None:
         return availability(self.window)
 
     @property
+    def covered_minutes(self) -> float:
+        """Minutes of the window the checks span (the window, or less for a young service)."""
+        window = self.objective.window
+        covered = window if self.covered is None else min(max(self.covered, _ZERO), window)
+        return covered.total_seconds() / 60.0
+
+    @property
+    def spent_minutes(self) -> float | None:
+        """Estimated minutes down in the window: bad share x covered minutes."""
+        bad = self.window.bad_share
+        return None if bad is None else bad * self.covered_minutes
+
+    @property
     def budget_remaining(self) -> float | None:
-        return budget_remaining(self.window, self.objective)
+        """Share of the window's allowance left (1 untouched, < 0 overspent)."""
+        spent, allowed = self.spent_minutes, self.objective.budget_minutes
+        if spent is None:
+            return None
+        return 1.0 - spent / allowed if allowed > 0 else (1.0 if spent == 0 else -math.inf)
 
     @property
     def remaining_minutes(self) -> float | None:
-        left = self.budget_remaining
-        return None if left is None else left * self.objective.budget_minutes
+        """Allowed minutes less spent minutes (negative: overspent by that much)."""
+        spent = self.spent_minutes
+        return None if spent is None else self.objective.budget_minutes - spent
 
     @property
     def met(self) -> bool | None:
@@ -175,26 +204,39 @@ class SloReport:
         return None if value is None else value >= self.objective.target
 
     def as_dict(self) -> dict[str, object]:
-        """The API's ``slo`` object (percentages rounded to 4 decimals, minutes to 0.1)."""
+        """The API's ``slo`` object.
+
+        Figures keep 4 significant digits (:func:`significant`), not fixed decimals:
+        a 99.9999 % budget of 0.0432 min is not 0.0, and a 76,924,778,632x burn is
+        not cut to a readable-looking lie. ``availability`` keeps the target's
+        decimals plus two, so it never reads as the target when it misses it.
+        """
         left = self.budget_remaining
-        minutes = self.remaining_minutes
         return {
             "target": self.objective.target,
             "window_seconds": int(self.objective.window.total_seconds()),
+            "covered_seconds": round(self.covered_minutes * 60),
             "checks": round(self.window.total),
             "good": round(self.window.good),
-            "availability": _round(self.availability, 4),
+            "availability": _round(self.availability, max(4, decimals(self.objective.target) + 2)),
             "met": self.met,
-            "error_budget_minutes": round(self.objective.budget_minutes, 1),
-            "error_budget_remaining_minutes": None if minutes is None else round(minutes, 1),
-            "error_budget_remaining_percent": None if left is None else round(100 * left, 2),
-            "burn_rate_1h": _round(self.burn_1h, 3),
-            "burn_rate_6h": _round(self.burn_6h, 3),
+            "error_budget_minutes": significant(self.objective.budget_minutes),
+            "error_budget_spent_minutes": significant(self.spent_minutes),
+            "error_budget_remaining_minutes": significant(self.remaining_minutes),
+            "error_budget_remaining_percent": significant(None if left is None else 100 * left),
+            "burn_rate_1h": significant(self.burn_1h),
+            "burn_rate_6h": significant(self.burn_6h),
         }
 
 
-def report(objective: Objective, counts: Mapping[timedelta, Counts]) -> SloReport:
-    """The report from counts over the SLO window, the last hour and the last six hours."""
+def report(
+    objective: Objective, counts: Mapping[timedelta, Counts], covered: timedelta | None = None
+) -> SloReport:
+    """The report from counts over the SLO window, the last hour and the last six hours.
+
+    ``covered``: how much of the window the service's checks span (now - first
+    check, for a service younger than the window); None when it is the whole window.
+    """
     empty = Counts(0, 0)
 
     def rate(window: timedelta) -> float | None:
@@ -205,8 +247,23 @@ def report(objective: Objective, counts: Mapping[timedelta, Counts]) -> SloRepor
         counts.get(objective.window, empty),
         rate(timedelta(hours=1)),
         rate(timedelta(hours=6)),
+        covered,
     )
 
 
 def _round(value: float | None, places: int) -> float | None:
     return None if value is None else round(value, places)
+
+
+def significant(value: float | None, digits: int = 4) -> float | None:
+    """``value`` to ``digits`` significant digits (None stays None; inf becomes None,
+    which JSON cannot carry)."""
+    if value is None or not math.isfinite(value):
+        return None
+    return float(f"{value:.{digits}g}")
+
+
+def decimals(target: float) -> int:
+    """Decimals a target is written with: 2 for 99.95, 10 for 99.9999999999."""
+    text = f"{target:.15g}"
+    return len(text.split(".")[1]) if "." in text else 0

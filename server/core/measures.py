@@ -92,6 +92,22 @@ ALIASES: dict[str, str] = {
     "row": "rows",
 }
 
+# The magnitudes a measured value may have to be stored: 0, or 1e-15 to 1e15 either
+# sign. A float64 holds ~15 significant digits, so a chart cannot show a value past
+# this beside an ordinary one; ClickHouse's text output misprints three-digit
+# exponents (1e300 reads back as "1e30"); the Float32 and UInt32 columns overflow
+# long before 1e300; and alert thresholds stop at 1e15 too. One place says so:
+# :func:`storable`, applied to every check result (server.runner.validated).
+LARGEST = 1e15
+SMALLEST = 1e-15
+
+
+def storable(value: float) -> bool:
+    """Whether ``value`` is finite and 0 or within [1e-15, 1e15] in magnitude."""
+    magnitude = abs(value)
+    return math.isfinite(value) and (magnitude == 0 or SMALLEST <= magnitude <= LARGEST)
+
+
 # The value columns of service_status and what they hold (see the module docstring).
 COLUMN_UNITS: dict[str, str] = {
     "response_time_ms": "ms",

@@ -99,7 +99,7 @@ def metrics(service_id: str) -> Response:
     tr = requested_range()
     name = request.args.get("name", "")
     if not name:
-        names = ctx.reader.series_names(service_id, tr.start)
+        names = ctx.reader.series_names(service_id, tr)
         return jsonify({"service_id": service_id, "names": names})
     if len(name) > 200:
         raise ApiError(400, "name: at most 200 characters")

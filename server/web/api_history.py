@@ -19,6 +19,7 @@ from flask import Blueprint, Response, jsonify, request
 from server.analytics.slo import availability
 from server.analytics.uptime import counts, daily, days
 from server.config.types import parse_duration
+from server.web import slo_view
 from server.web.api import requested_range, service_or_404
 from server.web.auth import challenge, principal
 from server.web.bars import band
@@ -107,9 +108,10 @@ def badge(service_id: str) -> Response:
         if report.availability is None or left is None:
             message, colour = "no data", "lightgrey"
         else:
-            message = f"{report.availability:.2f}%, {100 * left:.0f}% budget left"
+            spent = "budget overspent" if left < 0 else f"{100 * left:.0f}% budget left"
+            message = f"{slo_view.availability(report)}, {spent}"
             colour = "red" if left < 0 else "yellow" if left < 0.25 else "brightgreen"
-        body = {"label": f"SLO {report.objective.target:g}%", "message": message, "color": colour}
+        body = {"label": f"SLO {slo_view.target(report)}", "message": message, "color": colour}
     else:
         raise ApiError(400, "metric: one of status, uptime, slo")
     return jsonify({"schemaVersion": 1, **body})

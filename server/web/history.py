@@ -166,7 +166,9 @@ def load(q: Query, views: Mapping[str, Any], now: datetime, goals: dict[str, Obj
         view.strip_hours = hours
         view.uptime = {k: view.uptime.get(k) for k in ("24h", "7d", "30d")}
         if sid in goals:
-            view.slo = report(goals[sid], per_window[sid])
+            # a service younger than its window has spent only the time it was checked
+            first = view.first_check
+            view.slo = report(goals[sid], per_window[sid], None if first is None else now - first)
 
 
 def _share(up: float, checks: float) -> float | None:

@@ -259,8 +259,9 @@ class Reader:
         """Every series of the service with samples in ``tr`` (see :mod:`server.web.series`)."""
         return read_all(self._q, service_id, tr, rt)
 
-    def series_names(self, service_id: str, since: datetime) -> list[str]:
-        return read_names(self._q, service_id, since)
+    def series_names(self, service_id: str, tr: TimeRange) -> list[str]:
+        """The names of the series the service page charts for ``tr`` (see :func:`read_names`)."""
+        return read_names(self._q, service_id, tr, self.status_buckets(service_id, tr))
 
     def metric_series(self, service_id: str, name: str, tr: TimeRange) -> dict[str, Any]:
         """avg and max per bucket of a column or a checker metric, with its unit's name."""

@@ -2,9 +2,20 @@
 
 The series are the ``service_status`` value columns (response time, CPU,
 memory) and every checker metric, one per name and tag set (the host's
-``disk_used_percent`` per mount is two series, not one average). A checker
-metric that repeats a column's name (HTTP's ``response_time_ms``) is the same
-quantity and is not drawn twice. Units come from :mod:`server.core.measures`.
+``disk_used_percent`` per mount is two series, not one average). Units come
+from :mod:`server.core.measures`.
+
+**Each quantity once.** Checkers fill the status row's columns from their own
+measurements, so a checker metric often *is* a column under another name: TCP's
+``connect_time_ms`` is ``response_time_ms``, the host's and a process's
+``cpu_percent``/``memory_percent`` are ``cpu_usage``/``memory_usage``, HTTP's
+``response_time_ms`` has the column's very name. One rule for every check type
+(and plugins): an untagged metric with a column's name, or with a column's unit
+and the column's values in every bucket where it has samples, is that column; it is drawn
+and listed once, under the column's name (the "Check" group, where the overview
+and alert rules name it). The API still answers ``?name=`` for the metric's own
+name. The name list (``GET …/metrics``) is the charted series' names, so it
+never lists a column the service has no samples of.
 
 The page reads them in two queries (the columns, then all metrics) instead of
 one per series, so a service with twenty metrics costs what one with three does.
@@ -83,8 +94,36 @@ def read_all(q: Query, service_id: str, tr: TimeRange, rt: list[dict[str, Any]])
     usage = _usage(q, service_id, tr)
     for column in ("cpu_usage", "memory_usage"):
         out.append(Series(column, unit_of(column), usage[column]))
-    out += _metrics(q, service_id, tr, None)
-    return [s for s in out if any(p["avg"] is not None for p in s.points)]
+    columns = [s for s in out if _sampled(s)]
+    metrics = [m for m in _metrics(q, service_id, tr, None) if _sampled(m)]
+    return columns + [m for m in metrics if not any(_same(m, c) for c in columns)]
+
+
+def _sampled(s: Series) -> bool:
+    return any(p["avg"] is not None for p in s.points)
+
+
+def _same(metric: Series, column: Series) -> bool:
+    """Whether ``metric`` is ``column`` recorded again (the module's "each quantity once").
+
+    Compared on every bucket where the metric has samples (a checker that added the
+    metric later still repeats the column), to 1 part in 10^6: the CPU and memory
+    columns are Float32 (7 significant digits) while metrics are Float64, and the
+    response-time column may come from the hourly summary's sums.
+    """
+    if metric.tags or metric.unit.name != column.unit.name:
+        return False
+    mine = {p["time"]: p for p in metric.points if p["avg"] is not None}
+    theirs = {p["time"]: p for p in column.points if p["avg"] is not None}
+    if not mine or not mine.keys() <= theirs.keys():
+        return False
+    return all(_close(mine[t][k], theirs[t][k]) for t in mine for k in ("avg", "max"))
+
+
+def _close(a: float | None, b: float | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    return abs(float(a) - float(b)) <= 1e-6 * max(abs(float(a)), abs(float(b)), 1e-6)
 
 
 def read_one(q: Query, service_id: str, name: str, tr: TimeRange, rt: Query) -> Series:
@@ -101,17 +140,13 @@ def read_one(q: Query, service_id: str, name: str, tr: TimeRange, rt: Query) -> 
     return found[0]
 
 
-def read_names(q: Query, service_id: str, since: datetime) -> list[str]:
-    """The columns and every metric name seen since ``since``, each once."""
-    rows = q(
-        "SELECT DISTINCT metric_name FROM {db}.service_metrics "
-        "WHERE service_id = {sid:String} AND timestamp >= {since:DateTime64(3, 'UTC')} "
-        "AND metric_name NOT IN {columns:Array(String)} ORDER BY metric_name LIMIT 500",
-        sid=service_id,
-        since=since,
-        columns=list(COLUMNS),
-    )
-    return [*COLUMNS, *(r["metric_name"] for r in rows)]
+def read_names(q: Query, service_id: str, tr: TimeRange, rt: list[dict[str, Any]]) -> list[str]:
+    """The names of the series :func:`read_all` charts for ``tr``, each once, in its order.
+
+    Exactly the charts' names (a tagged metric's several series are one name):
+    no column the service has no samples of, no metric that repeats a column.
+    """
+    return list(dict.fromkeys(s.name for s in read_all(q, service_id, tr, rt)))
 
 
 def groups(series: list[Series]) -> list[ChartGroup]:

@@ -1,16 +1,47 @@
 """How pages word an SLO report: the same sentences on the overview's tiles and the
-service page, so "budget left" means one thing everywhere."""
+service page, so "budget left" means one thing everywhere.
+
+Figures stay readable at the extremes: a target keeps all its digits (99.9999999999 %
+is not "100%"), availability is cut (never rounded up) to the target's decimals, so a
+miss never reads as the target; minutes keep three significant digits below 1
+(0.0432 min, not 0.0); burn rates and overspent shares past 1,000x are written
+"over 1,000x" (the workbook's fastest page is 14.4x: beyond 1,000x the exact
+figure says nothing more).
+"""
 
 from __future__ import annotations
 
-from server.analytics.slo import SloReport
+import math
+from decimal import ROUND_FLOOR, Decimal
+
+from server.analytics.slo import SloReport, decimals
 from server.config.types import format_duration
+
+CAP = 1000.0  # burn rates and overspent multiples above this are written "over 1,000x"
+
+
+def target(report: SloReport) -> str:
+    """``99.9%``, ``99.9999999999%``: the target with every digit it was written with."""
+    return f"{report.objective.target:.15g}%"
 
 
 def objective(report: SloReport) -> str:
     """``99.9% over 30d``."""
-    o = report.objective
-    return f"{o.target:g}% over {format_duration(o.window)}"
+    return f"{target(report)} over {format_duration(report.objective.window)}"
+
+
+def availability(report: SloReport) -> str:
+    """``99.95%``: cut to the target's decimals (at least 2; trailing zeros past 2
+    dropped), so a miss never reads as the target; ``-`` without checks."""
+    value = report.availability
+    if value is None:
+        return "-"
+    # cut in decimal: a value below the target, cut to the target's decimals, stays below it
+    exact = Decimal(repr(value))
+    places = max(2, decimals(report.objective.target))
+    cut = exact.quantize(Decimal(1).scaleb(-places), ROUND_FLOOR)
+    text = f"{cut:.{places}f}"
+    return text[: max(len(text.rstrip("0")), len(text) - places + 2)] + "%"
 
 
 def verdict(report: SloReport) -> str:
@@ -25,11 +56,12 @@ def budget(report: SloReport) -> str:
     total = report.objective.budget_minutes
     if left is None or minutes is None:
         return f"{_minutes(total, total)} error budget, no checks yet"
+    young = _young(report)
     if left < 0:
         return (f"error budget of {_minutes(total, total)} overspent by "
-                f"{_minutes(-minutes, total)} ({-100 * left:.0f}%)")  # fmt: skip
+                f"{_minutes(-minutes, total)} ({_over(left)}){young}")  # fmt: skip
     spent = f"{_minutes(minutes, total)} of {_minutes(total, total)}"
-    return f"{spent} ({100 * left:.0f}%) error budget left"
+    return f"{spent} ({100 * left:.0f}%) error budget left{young}"
 
 
 def burn(report: SloReport) -> str:
@@ -40,14 +72,13 @@ def burn(report: SloReport) -> str:
 def short(report: SloReport) -> str:
     """One line for a tile:
     ``SLO 99.9%: 99.95% met · 12.1 min (28%) budget left · burn 0.4x 1 h, 1.2x 6 h``."""
-    value = report.availability
     left, minutes = report.budget_remaining, report.remaining_minutes
-    head = f"SLO {report.objective.target:g}%: "
-    if value is None or left is None or minutes is None:
+    head = f"SLO {target(report)}: "
+    if report.availability is None or left is None or minutes is None:
         return head + "no checks yet"
     total = report.objective.budget_minutes
     return (
-        f"{head}{value:.2f}% {verdict(report)} · "
+        f"{head}{availability(report)} {verdict(report)} · "
         + (
             f"{_minutes(minutes, total)} ({100 * left:.0f}%) budget left · "
             if left >= 0
@@ -57,10 +88,41 @@ def short(report: SloReport) -> str:
     )
 
 
+def _young(report: SloReport) -> str:
+    """Says when the checks cover less than the window (a service younger than it)."""
+    covered = report.covered_minutes
+    if covered >= report.objective.window.total_seconds() / 60.0 - 0.5:
+        return ""
+    return f"; downtime counted over the {_span(covered)} checked so far"
+
+
+def _span(minutes: float) -> str:
+    if minutes < 90:
+        return f"{minutes:.0f} min"
+    return f"{minutes / 60:.1f} h" if minutes < 48 * 60 else f"{minutes / 1440:.1f} days"
+
+
 def _minutes(value: float, scale: float) -> str:
-    """Minutes, or hours when the budget they belong to (``scale``) is ten hours or more."""
-    return f"{value:,.1f} min" if abs(scale) < 600 else f"{value / 60:,.1f} h"
+    """Minutes, or hours when the budget they belong to (``scale``) is ten hours or more;
+    three significant digits under one (0.0432 min, 9e-11 min)."""
+    if abs(scale) >= 600:
+        return f"{value / 60:,.1f} h"
+    if value != 0 and abs(value) < 1:
+        return f"{value:.3g} min"
+    return f"{value:,.1f} min"
+
+
+def _over(left: float) -> str:
+    """How far past the budget, as a multiple: ``250%`` or ``over 1,000x the budget``."""
+    spent = 1.0 - left  # spent / allowed
+    if not math.isfinite(spent) or spent > CAP:
+        return f"over {CAP:,.0f}x the budget"
+    return f"{100 * (spent - 1):,.0f}%"
 
 
 def _rate(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2g}x" if value < 10 else f"{value:.0f}x"
+    if value is None:
+        return "-"
+    if value > CAP:
+        return f"over {CAP:,.0f}x"
+    return f"{value:.2g}x" if value < 10 else f"{value:.0f}x"

@@ -1,0 +1,113 @@
+"""Values past what can be stored and drawn are refused at one place, the same way for
+every checker: a real command plugin's perfdata, through the runner and the recorder
+into chDB, read by the real app's metrics API and drawn on the service page."""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from flask.testing import FlaskClient
+
+from checkers.base import CheckContext, CheckResult, Status
+from checkers.command import CommandChecker, CommandSettings
+from server.recorder import Recorder
+from server.runner import run_check, validated
+from server.schema import Target, apply_schema
+from server.storage.embedded import EmbeddedStorage
+from server.tables import WRITTEN_TABLES
+from server.validation import parse_config
+from server.web import WebContext, create_app
+from tests.support.clock import FakeClock
+
+PERFDATA = "'huge'=1e300 'neg'=-1e300 'tiny'=1e-300 'edge'=1e15 'small'=-2.5e-15 ok=5"
+REFUSED = {"huge", "neg", "tiny"}
+KEPT = {"edge": 1e15, "small": -2.5e-15, "ok": 5.0}
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.rows: list[tuple[str, tuple[Any, ...]]] = []
+
+    def add(self, table: str, row: tuple[Any, ...]) -> None:
+        self.rows.append((table, row))
+
+
+class Svc:
+    id, type, stack = "job", "command", "default"
+
+
+@pytest.fixture(scope="module")
+def results() -> list[CheckResult]:
+    plugin = CommandChecker(CommandSettings(
+        command=[sys.executable, "-c", f'print("OK | {PERFDATA}")']))  # fmt: skip
+    now = datetime.now(UTC)
+    return [run_check(plugin, CheckContext("job", now, 10.0)) for _ in range(3)]
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory: pytest.TempPathFactory, results: list[CheckResult]) -> Iterator[Any]:
+    store = EmbeddedStorage(tmp_path_factory.mktemp("extreme") / "db", "monitor")
+    apply_schema(store, Target("monitor"))
+    now = datetime.now(UTC).replace(microsecond=0)
+    sink = Sink()
+    recorder = Recorder(sink)
+    for i, result in enumerate(results):
+        recorder.record(Svc(), result, now - timedelta(minutes=3 - i))
+    for table, columns in WRITTEN_TABLES.items():
+        rows = [row for t, row in sink.rows if t == table]
+        if rows:
+            store.insert(table, columns, rows)
+    config = parse_config(
+        'services:\n  - {id: job, type: command, interval: 1m, command: {command: "true"}}\n',
+        "extreme.yaml",
+        {},
+    )
+    yield create_app(WebContext(config, store, FakeClock(now))).test_client()
+    store.close()
+
+
+def test_a_value_past_1e15_or_under_1e_15_is_left_out_and_named(
+    results: list[CheckResult],
+) -> None:
+    result = results[0]
+    assert result.status == Status.OK  # the check itself stands
+    assert {m.name for m in result.metrics} == set(KEPT)
+    refused = result.details["metrics_refused"]
+    assert [r.split("=")[0] for r in refused] == ["huge", "neg", "tiny"]
+    assert "beyond ±1e+15" in refused[0]
+
+
+def test_a_column_past_the_limit_is_garbage_like_a_non_finite_one() -> None:
+    for value in (1e300, 1e16, float("inf")):
+        result = validated(CheckResult(Status.OK, "ok", cpu_usage=value))
+        assert result.status == Status.UNKNOWN and "cpu_usage" in result.message, value
+
+
+def test_the_metrics_api_answers_what_was_measured_with_max_at_least_avg(
+    app: FlaskClient,
+) -> None:
+    names = app.get("/api/v1/services/job/metrics?range=1h").get_json()["names"]
+    assert not REFUSED & set(names) and set(KEPT) <= set(names)
+    for name, value in KEPT.items():
+        points = app.get(f"/api/v1/services/job/metrics?name={name}&range=1h").get_json()["points"]
+        assert points and all(p["max"] >= p["avg"] for p in points), (name, points)
+        assert all(p["avg"] == pytest.approx(value) for p in points), (name, points)
+
+
+def test_every_chart_coordinate_is_a_number_inside_its_box(app: FlaskClient) -> None:
+    page = app.get("/services/job?range=1h").get_data(as_text=True)
+    charts = re.findall(r'<svg class="chart" viewBox="0 0 (\d+) (\d+)".*?</svg>', page, re.S)
+    assert charts
+    for svg in re.findall(r'<svg class="chart".*?</svg>', page, re.S):
+        width, height = map(float, re.search(r'viewBox="0 0 (\d+) (\d+)"', svg).groups())  # type: ignore[union-attr]
+        numbers = [float(v) for v in re.findall(r'(?:cx|cy|y1|y2|x1|x2)="([^"]+)"', svg)]
+        for points in re.findall(r'points="([^"]*)"', svg):
+            numbers += [float(v) for pair in points.split() for v in pair.split(",")]
+        assert numbers and all(-1 <= v <= max(width, height) + 1 for v in numbers), svg[:300]
+        ticks = re.findall(r'class="axis tick"[^>]*>([^<]*)<', svg)
+        assert all(len(t) <= 12 for t in ticks), ticks
