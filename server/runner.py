@@ -27,6 +27,7 @@ import math
 import traceback
 from collections.abc import Callable
 from concurrent.futures import Future
+from dataclasses import replace
 from typing import Any
 
 from checkers.base import (
@@ -38,7 +39,7 @@ from checkers.base import (
     Status,
     timed_out_message,
 )
-from server.core.measures import LARGEST, SMALLEST, storable
+from server.core.measures import LARGEST, SMALLEST, storable, stored
 from server.core.pool import DeadlinePool
 from server.core.text import clip, printable
 
@@ -162,15 +163,23 @@ def validated(result: Any) -> CheckResult:
     # into a value nobody measured.
     refused = [m for m in result.metrics if not storable(float(m.value))]
     if refused:
-        result.metrics = [m for m in result.metrics if storable(float(m.value))]
         result.details = {
             **result.details,
             "metrics_refused": [
-                f"{clip(m.name, 80)}={float(m.value):g}: beyond ±{LARGEST:g} "
-                f"(or under {SMALLEST:g} in magnitude)"
+                f"{clip(m.name, 80)}={float(m.value):g}: beyond ±{LARGEST:g}"
                 for m in refused[:10]
             ],
         }
+    if refused or any(0 < abs(m.value) < SMALLEST for m in result.metrics):
+        result.metrics = [
+            replace(m, value=stored(float(m.value)))
+            for m in result.metrics
+            if storable(float(m.value))
+        ]
+    for name in ("response_time_ms", "cpu_usage", "memory_usage"):
+        value = getattr(result, name)
+        if value is not None and 0 < abs(value) < SMALLEST:
+            setattr(result, name, 0.0)
     return result  # type: ignore[no-any-return]
 
 

@@ -25,8 +25,8 @@ from server.web import WebContext, create_app
 from tests.support.clock import FakeClock
 
 PERFDATA = "'huge'=1e300 'neg'=-1e300 'tiny'=1e-300 'edge'=1e15 'small'=-2.5e-15 ok=5"
-REFUSED = {"huge", "neg", "tiny"}
-KEPT = {"edge": 1e15, "small": -2.5e-15, "ok": 5.0}
+REFUSED = {"huge", "neg"}
+KEPT = {"edge": 1e15, "small": -2.5e-15, "ok": 5.0, "tiny": 0.0}  # under 1e-15: stored as 0
 
 
 class Sink:
@@ -71,21 +71,24 @@ def app(tmp_path_factory: pytest.TempPathFactory, results: list[CheckResult]) ->
     store.close()
 
 
-def test_a_value_past_1e15_or_under_1e_15_is_left_out_and_named(
+def test_a_value_past_1e15_is_left_out_and_named_and_one_under_1e_15_is_0(
     results: list[CheckResult],
 ) -> None:
     result = results[0]
     assert result.status == Status.OK  # the check itself stands
     assert {m.name for m in result.metrics} == set(KEPT)
     refused = result.details["metrics_refused"]
-    assert [r.split("=")[0] for r in refused] == ["huge", "neg", "tiny"]
+    assert [r.split("=")[0] for r in refused] == ["huge", "neg"]
     assert "beyond ±1e+15" in refused[0]
+    assert {m.name: m.value for m in result.metrics} == KEPT
 
 
 def test_a_column_past_the_limit_is_garbage_like_a_non_finite_one() -> None:
     for value in (1e300, 1e16, float("inf")):
         result = validated(CheckResult(Status.OK, "ok", cpu_usage=value))
         assert result.status == Status.UNKNOWN and "cpu_usage" in result.message, value
+    tiny = validated(CheckResult(Status.OK, "ok", cpu_usage=1e-300, response_time_ms=2e-16))
+    assert (tiny.status, tiny.cpu_usage, tiny.response_time_ms) == (Status.OK, 0.0, 0.0)
 
 
 def test_the_metrics_api_answers_what_was_measured_with_max_at_least_avg(

@@ -103,9 +103,15 @@ SMALLEST = 1e-15
 
 
 def storable(value: float) -> bool:
-    """Whether ``value`` is finite and 0 or within [1e-15, 1e15] in magnitude."""
-    magnitude = abs(value)
-    return math.isfinite(value) and (magnitude == 0 or SMALLEST <= magnitude <= LARGEST)
+    """Whether ``value`` is finite and at most 1e15 in magnitude (see :func:`stored`)."""
+    return math.isfinite(value) and abs(value) <= LARGEST
+
+
+def stored(value: float) -> float:
+    """``value`` as it is stored: under 1e-15 in magnitude it is 0 (a float's rounding
+    noise, such as 0.1 + 0.2 - 0.3, is no measurement); a value past :func:`storable`
+    is the caller's to refuse."""
+    return 0.0 if abs(value) < SMALLEST else value
 
 
 # The value columns of service_status and what they hold (see the module docstring).
