@@ -166,8 +166,7 @@ def validated(result: Any) -> CheckResult:
         result.details = {
             **result.details,
             "metrics_refused": [
-                f"{clip(m.name, 80)}={float(m.value):g}: beyond ±{LARGEST:g}"
-                for m in refused[:10]
+                f"{clip(m.name, 80)}={float(m.value):g}: beyond ±{LARGEST:g}" for m in refused[:10]
             ],
         }
     if refused or any(0 < abs(m.value) < SMALLEST for m in result.metrics):
