@@ -19,22 +19,14 @@ from server.recorder import Recorder
 from server.runner import run_check, validated
 from server.schema import Target, apply_schema
 from server.storage.embedded import EmbeddedStorage
-from server.tables import WRITTEN_TABLES
 from server.validation import parse_config
 from server.web import WebContext, create_app
 from tests.support.clock import FakeClock
+from tests.support.rows import MemoryRows
 
 PERFDATA = "'huge'=1e300 'neg'=-1e300 'tiny'=1e-300 'edge'=1e15 'small'=-2.5e-15 ok=5"
 REFUSED = {"huge", "neg"}
 KEPT = {"edge": 1e15, "small": -2.5e-15, "ok": 5.0, "tiny": 0.0}  # under 1e-15: stored as 0
-
-
-class Sink:
-    def __init__(self) -> None:
-        self.rows: list[tuple[str, tuple[Any, ...]]] = []
-
-    def add(self, table: str, row: tuple[Any, ...]) -> None:
-        self.rows.append((table, row))
 
 
 class Svc:
@@ -54,14 +46,11 @@ def app(tmp_path_factory: pytest.TempPathFactory, results: list[CheckResult]) ->
     store = EmbeddedStorage(tmp_path_factory.mktemp("extreme") / "db", "monitor")
     apply_schema(store, Target("monitor"))
     now = datetime.now(UTC).replace(microsecond=0)
-    sink = Sink()
+    sink = MemoryRows()
     recorder = Recorder(sink)
     for i, result in enumerate(results):
         recorder.record(Svc(), result, now - timedelta(minutes=3 - i))
-    for table, columns in WRITTEN_TABLES.items():
-        rows = [row for t, row in sink.rows if t == table]
-        if rows:
-            store.insert(table, columns, rows)
+    sink.insert_into(store)
     config = parse_config(
         'services:\n  - {id: job, type: command, interval: 1m, command: {command: "true"}}\n',
         "extreme.yaml",

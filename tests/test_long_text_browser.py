@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
 from selenium.webdriver.common.by import By
@@ -21,12 +20,12 @@ from checkers.base import CheckResult, LogEntry, Metric, Status
 from server.recorder import Recorder
 from server.schema import Target, apply_schema
 from server.storage.embedded import EmbeddedStorage
-from server.tables import WRITTEN_TABLES
 from server.validation import parse_config
 from server.web import WebContext, WebServer, create_app
 from tests.conftest import free_port
 from tests.support.browser import OVERFLOW_JS, chromium, view
 from tests.support.clock import FakeClock
+from tests.support.rows import MemoryRows
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 LABEL = "L" * 3000
@@ -59,14 +58,6 @@ PAGES = [
 ]
 
 
-class Sink:
-    def __init__(self) -> None:
-        self.rows: list[tuple[str, tuple[Any, ...]]] = []
-
-    def add(self, table: str, row: tuple[Any, ...]) -> None:
-        self.rows.append((table, row))
-
-
 class Svc:
     def __init__(self, sid: str, stack: str = "default") -> None:
         self.id, self.type, self.stack = sid, "tcp", stack
@@ -76,7 +67,7 @@ class Svc:
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     store = EmbeddedStorage(tmp_path_factory.mktemp("long") / "db", "monitor")
     apply_schema(store, Target("monitor", retention_days=3650))
-    sink = Sink()
+    sink = MemoryRows()
     recorder = Recorder(sink)
     for i in range(120):
         at = NOW - timedelta(minutes=120 - i)
@@ -90,10 +81,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         )
         recorder.record(Svc("long", STACK), result, at)
         recorder.record(Svc("short"), CheckResult(Status.OK, "ok", response_time_ms=5), at)
-    for table, columns in WRITTEN_TABLES.items():
-        rows = [row for t, row in sink.rows if t == table]
-        if rows:
-            store.insert(table, columns, rows)
+    sink.insert_into(store)
     config = parse_config(CONFIG, "long.yaml", {})
     server = WebServer(
         create_app(WebContext(config, store, FakeClock(NOW))), "127.0.0.1", free_port()

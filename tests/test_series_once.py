@@ -30,21 +30,13 @@ from server.recorder import Recorder
 from server.runner import run_check
 from server.schema import Target, apply_schema
 from server.storage.embedded import EmbeddedStorage
-from server.tables import WRITTEN_TABLES
 from server.validation import parse_config
 from server.web import WebContext, create_app
 from tests.support.clock import FakeClock
+from tests.support.rows import MemoryRows
 
 CHECKS = 6
 STEP = timedelta(minutes=1)
-
-
-class Sink:
-    def __init__(self) -> None:
-        self.rows: list[tuple[str, tuple[Any, ...]]] = []
-
-    def add(self, table: str, row: tuple[Any, ...]) -> None:
-        self.rows.append((table, row))
 
 
 class Svc:
@@ -78,17 +70,14 @@ def app(tmp_path_factory: pytest.TempPathFactory, listener: int) -> Iterator[Fla
             command=[sys.executable, "-c", "print('OK | queue=3;;;; age=2s')"]))),
     }  # fmt: skip
     now = datetime.now(UTC).replace(second=0, microsecond=0)
-    sink = Sink()
+    sink = MemoryRows()
     recorder = Recorder(sink)
     for i in range(CHECKS):
         at = now - STEP * (CHECKS - i)
         for sid, (type_, checker) in checkers.items():
             result = run_check(checker, CheckContext(sid, at, 5.0))
             recorder.record(Svc(sid, type_), result, at)
-    for table, columns in WRITTEN_TABLES.items():
-        rows = [row for t, row in sink.rows if t == table]
-        if rows:
-            store.insert(table, columns, rows)
+    sink.insert_into(store)
     config = parse_config(
         f"""
 services:

@@ -16,10 +16,10 @@ from server.analytics.slo import Counts, Objective, SloReport
 from server.recorder import Recorder
 from server.schema import Target, apply_schema
 from server.storage.embedded import EmbeddedStorage
-from server.tables import WRITTEN_TABLES
 from server.validation import parse_config
 from server.web import WebContext, create_app, slo_view
 from tests.support.clock import FakeClock
+from tests.support.rows import MemoryRows
 
 H = timedelta(hours=1)
 NOW = datetime(2026, 11, 22, 12, 0, 3, tzinfo=UTC)
@@ -32,14 +32,6 @@ services:
   - {id: steady, type: tcp, interval: 10s, tcp: {host: 127.0.0.1, port: 9},
      slo: {target: 99.9999, window: 1h}}
 """
-
-
-class Sink:
-    def __init__(self) -> None:
-        self.rows: list[tuple[str, tuple[Any, ...]]] = []
-
-    def add(self, table: str, row: tuple[Any, ...]) -> None:
-        self.rows.append((table, row))
 
 
 class Svc:
@@ -61,7 +53,7 @@ def checks(sid: str, age: timedelta, every: timedelta, down: timedelta) -> list[
 def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FlaskClient]:
     store = EmbeddedStorage(tmp_path_factory.mktemp("young") / "db", "monitor")
     apply_schema(store, Target("monitor", retention_days=3650))
-    sink = Sink()
+    sink = MemoryRows()
     recorder = Recorder(sink)
     rows = (
         checks("web99999", timedelta(minutes=20), timedelta(seconds=10), timedelta(minutes=2))
@@ -70,10 +62,7 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FlaskClient]:
     )
     for sid, result, at in sorted(rows, key=lambda r: r[2]):
         recorder.record(Svc(sid), result, at)
-    for table, columns in WRITTEN_TABLES.items():
-        found = [row for t, row in sink.rows if t == table]
-        if found:
-            store.insert(table, columns, found)
+    sink.insert_into(store)
     config = parse_config(CONFIG, "young.yaml", {})
     yield create_app(WebContext(config, store, FakeClock(NOW))).test_client()
     store.close()
