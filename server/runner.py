@@ -39,10 +39,11 @@ from checkers.base import (
     Status,
     timed_out_message,
 )
-from server.core.measures import LARGEST, SMALLEST, storable, stored
+from server.core.measures import COLUMN_UNITS, LARGEST, storable, stored
 from server.core.pool import DeadlinePool
 from server.core.text import clip, printable
 
+VALUE_COLUMNS = tuple(COLUMN_UNITS)  # response_time_ms, cpu_usage, memory_usage
 CLI_POOL_SIZE = 2
 SLOW_AFTER = 0.5  # seconds a blocking check runs before its thread is replaced
 _CODES = frozenset(int(s) for s in Status)
@@ -160,8 +161,11 @@ def validated(result: Any) -> CheckResult:
     result.message = printable(result.message)
     # A metric beyond what can be stored and drawn (perfdata 'huge'=1e300) is left out
     # and named in the details, rather than failing the whole check or being clamped
-    # into a value nobody measured.
-    refused = [m for m in result.metrics if not storable(float(m.value))]
+    # into a value nobody measured; one under 1e-15 is rounding noise, stored as 0.
+    kept: list[Metric] = []
+    refused: list[Metric] = []
+    for m in result.metrics:
+        (kept if storable(m.value) else refused).append(m)
     if refused:
         result.details = {
             **result.details,
@@ -169,15 +173,10 @@ def validated(result: Any) -> CheckResult:
                 f"{clip(m.name, 80)}={float(m.value):g}: beyond ±{LARGEST:g}" for m in refused[:10]
             ],
         }
-    if refused or any(0 < abs(m.value) < SMALLEST for m in result.metrics):
-        result.metrics = [
-            replace(m, value=stored(float(m.value)))
-            for m in result.metrics
-            if storable(float(m.value))
-        ]
-    for name in ("response_time_ms", "cpu_usage", "memory_usage"):
+    result.metrics = [m if stored(m.value) == m.value else replace(m, value=0.0) for m in kept]
+    for name in VALUE_COLUMNS:
         value = getattr(result, name)
-        if value is not None and 0 < abs(value) < SMALLEST:
+        if value is not None and stored(value) != value:
             setattr(result, name, 0.0)
     return result  # type: ignore[no-any-return]
 
@@ -190,7 +189,7 @@ def garbage_reason(result: Any) -> str | None:
         return f"status {result.status!r} is not a status code 0-5"
     if not isinstance(result.message, str):
         return "message is not a string"
-    for name in ("response_time_ms", "cpu_usage", "memory_usage"):
+    for name in VALUE_COLUMNS:
         value = getattr(result, name)
         if value is not None and (
             not isinstance(value, int | float) or not storable(value) or value < 0
