@@ -165,12 +165,9 @@ def test_a_batch_whose_token_the_engine_logged_but_never_stored_is_stored_after_
     assert stored(store) == list(range(5))
 
 
-def test_a_replayed_batch_stores_only_its_rows_not_stored_whatever_token_stored_them(
-    store: EmbeddedStorage, tmp_path: Path
-) -> None:
-    # the replay asks the storage which rows it holds instead of trusting the token:
-    # rows already there (here under another token) are not stored twice
-    writer, _ = make(store, tmp_path)
+def crash_after_two_of_six(writer: Writer, store: EmbeddedStorage) -> pa.Table:
+    """Six status rows in one open batch, the first two of them stored under another
+    token (what a crash mid-insert can leave); returns the batch's rows."""
     for i in range(6):
         writer.add("service_status", row(i))
     writer.commit()
@@ -178,6 +175,16 @@ def test_a_replayed_batch_stores_only_its_rows_not_stored_whatever_token_stored_
     assert batch is not None
     data = pa.concat_tables([r.data for r in batch.records if r.data is not None])
     store.insert_arrow("service_status", data.slice(0, 2), dedup_token=f"{batch.id}-a")
+    return data
+
+
+def test_a_replayed_batch_stores_only_its_rows_not_stored_whatever_token_stored_them(
+    store: EmbeddedStorage, tmp_path: Path
+) -> None:
+    # the replay asks the storage which rows it holds instead of trusting the token:
+    # rows already there (here under another token) are not stored twice
+    writer, _ = make(store, tmp_path)
+    crash_after_two_of_six(writer, store)
     reborn = Writer(store, Spool(tmp_path / "spool", 10**8), columns=WRITTEN_TABLES)
     reborn.flush()
     assert stored(store) == list(range(6))
@@ -196,13 +203,7 @@ def test_a_replayed_batch_is_looked_up_in_its_own_time_range_not_the_whole_histo
         "response_time_ms) SELECT 'svc', now() - INTERVAL 20 DAY + number, 0, "
         f"concat('check ', toString(number % 6)), number % 6 FROM numbers({history})"
     )
-    for i in range(6):
-        writer.add("service_status", row(i))
-    writer.commit()
-    batch = writer.inserter._next_batch("service_status")
-    assert batch is not None
-    data = pa.concat_tables([r.data for r in batch.records if r.data is not None])
-    store.insert_arrow("service_status", data.slice(0, 2), dedup_token=f"{batch.id}-a")
+    data = crash_after_two_of_six(writer, store)
 
     def selected_rows() -> int:  # the engine's own counter of rows its reads selected
         counter = "SELECT value FROM system.events WHERE event = 'SelectedRows'"
