@@ -127,16 +127,15 @@ class Reader:
 
     def absent(self, service_id: str) -> str:
         """Why ``service_id`` has no page: disabled in the configuration, or unknown."""
-        disabled = any(s.id == service_id and not s.enabled for s in self.config.services)
-        if disabled:
+        if self.disabled(service_id) is not None:
             return (f"service {service_id!r} is disabled (enabled: false in the "
                     "configuration); its stored history is kept")  # fmt: skip
         return f"no service {service_id!r}"
 
     def disabled(self, service_id: str) -> str | None:
         """The display label of ``service_id`` when it is configured but disabled."""
-        found = [s for s in self.config.services if s.id == service_id and not s.enabled]
-        return found[0].display_label if found else None
+        return next((s.display_label for s in self.config.services
+                     if s.id == service_id and not s.enabled), None)  # fmt: skip
 
     def services(
         self, now: datetime, only: str | None = None, history: bool = True, since: bool = True,
