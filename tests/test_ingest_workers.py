@@ -279,3 +279,21 @@ def test_no_worker_outlives_its_daemon(tmp_path: Path, how: str) -> None:
         assert code == 0 and took < 10
     _gone, alive = psutil.wait_procs(found, timeout=10)
     assert not alive, f"workers left running after {how} of the daemon: {alive}"
+
+
+def test_a_worker_that_cannot_start_is_tried_again_until_one_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the review: after one failed start the supervisor slept until a worker was lost,
+    # which cannot happen with none running: every push stayed in the daemon for good
+    monkeypatch.setattr("server.logs.workers.RESTART_PAUSE", 0.2)
+    monkeypatch.setenv("PYTHONHOME", str(tmp_path / "no-such-python"))  # the start fails
+    pool = IngestPool(1, 8, inline_below=0)
+    pool.start()
+    try:
+        assert wait_until(lambda: pool.stats.start_failures >= 1, 60)
+        assert pool.pids() == []
+        monkeypatch.delenv("PYTHONHOME")  # the cause mended: the next attempt starts one
+        assert wait_until(lambda: len(pool.pids()) == 1, 60), pool.stats
+    finally:
+        pool.stop()

@@ -72,6 +72,7 @@ class PoolStats:
     inline: int = 0  # requests prepared in the daemon
     queue_refusals: int = 0  # answered 429: every worker busy and the queue full
     worker_exits: int = 0  # workers that died or hung and were replaced
+    start_failures: int = 0  # attempts to start a worker that failed (tried again)
 
 
 @dataclass(eq=False)
@@ -254,7 +255,7 @@ class IngestPool:
             self._cond.notify_all()
         if not self._stopping:
             log.warning("ingest worker %d lost (%s); its request was answered 503, starting "
-                        "another", worker.proc.pid, exc or type(exc).__name__)  # fmt: skip
+                        "another", worker.proc.pid, str(exc) or type(exc).__name__)  # fmt: skip
         self._wake.set()
 
     # -- starting and replacing workers ----------------------------------------------------
@@ -270,11 +271,11 @@ class IngestPool:
                 try:
                     worker = self._spawn()
                 except (OSError, RuntimeError) as exc:
+                    self.stats.start_failures += 1
                     if not failing:
                         log.error("cannot start an ingest worker (%s); pushed logs are prepared "
                                   "in the daemon until one starts", exc)  # fmt: skip
                     failing = True
-                    self._wake.wait(RESTART_PAUSE)
                     break
                 failing = False
                 with self._cond:
@@ -283,7 +284,9 @@ class IngestPool:
                         break
                     self._running.append(worker)
                     self._release(worker)
-            self._wake.wait()
+            # a failed start is tried again after RESTART_PAUSE; otherwise sleep until a
+            # worker is lost or the pool stops
+            self._wake.wait(RESTART_PAUSE if failing else None)
             self._wake.clear()
 
     def _spawn(self) -> _Worker:
@@ -298,24 +301,25 @@ class IngestPool:
         finally:
             theirs.close()
         worker = _Worker(proc, ours, Connection(os.dup(ours.fileno())))
-        deadline = time.monotonic() + START_TIMEOUT
-        while not worker.conn.poll(0.2):
-            if self._stopping or time.monotonic() > deadline or proc.poll() is not None:
-                _close(worker)
-                _end(worker, 1.0)
-                raise RuntimeError(
-                    f"worker exited with {proc.returncode}"
-                    if proc.returncode is not None
-                    else "not ready in time"
-                )
         try:
-            hello = pickle.loads(worker.conn.recv_bytes())  # noqa: S301 - our own child
-        except (EOFError, OSError) as exc:
+            deadline = time.monotonic() + START_TIMEOUT
+            while not worker.conn.poll(0.2):
+                if self._stopping or time.monotonic() > deadline or proc.poll() is not None:
+                    raise RuntimeError(
+                        f"worker exited with {proc.returncode}"
+                        if proc.returncode is not None
+                        else "not ready in time"
+                    )
+            try:
+                hello = pickle.loads(worker.conn.recv_bytes())  # noqa: S301 - our own child
+            except (EOFError, OSError) as exc:
+                raise RuntimeError(f"worker exited with {proc.poll()}") from exc
+            if hello != READY:
+                raise RuntimeError(f"unexpected greeting {hello!r}")
+        except BaseException:  # closed and reaped whatever went wrong, then told
             _close(worker)
             _end(worker, 1.0)
-            raise RuntimeError(f"worker exited with {proc.poll()}") from exc
-        if hello != READY:
-            raise RuntimeError(f"unexpected greeting {hello!r}")
+            raise
         return worker
 
 
