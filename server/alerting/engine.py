@@ -226,9 +226,6 @@ class AlertEngine:
             alert.annotations = notices.render_annotations(alert, self._history[alert.service.id])
         self._track(alert)
         result = self.teller.tell(alert, now) if to in TELLS else ""
-        if result == "none":  # no channel to tell, but the log still says what held it
-            alert.hold = self.suppression.hold(alert, now)  # (incidents group by its cause)
-            result = alert.hold.reason or result
         self.log.alert_event(now, "transition", alert, before.value, to.value, result=result,
                   durable=to in TELLS)  # fmt: skip
         suffix = f" ({said(alert, result, self.config.alerting.group_wait)})" if result else ""

@@ -54,6 +54,11 @@ class Teller:
         the incident (a kill during group_wait, a firing that failed): a channel's first
         notice of an incident is the firing. When every channel got it so, ``first``."""
         if not alert.rule.channels or self.dispatcher is None:
+            if kind == "alert" and self.suppression is not None:
+                # nobody to tell, but the log still says what held the news (incidents
+                # group an inhibited firing under its cause)
+                alert.hold = self.suppression.hold(alert, now)
+                return alert.hold.reason or "none"
             return "none"
         key = (alert.incident, "firing" if alert.state is AlertState.FIRING else "resolved")
         if kind == "alert" and alert.submitted == key:
@@ -109,6 +114,8 @@ class Teller:
         """Repeats, and news a channel still lacks (held until now, or lost to a restart)."""
         if alert.state not in TELLS or alert.started is None:
             return
+        if not alert.rule.channels or self.dispatcher is None:
+            return  # nobody to tell; what held its news was logged at the transition
         if repeat_due(alert, now):
             told = self.tell(alert, now, "repeat")
             if told in ("queued", "first"):  # durable: it restarts the clock
