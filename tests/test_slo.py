@@ -16,7 +16,6 @@ from server.analytics.slo import (
     Counts,
     Objective,
     availability,
-    budget_remaining,
     burn_rate,
     burn_threshold,
     burning,
@@ -47,7 +46,7 @@ def test_budget_left_and_burn_rate_from_counts() -> None:
     half_spent = Counts(good=9995, total=10000)  # 0.05 % bad against a 0.1 % budget
     assert availability(half_spent) == pytest.approx(99.95)
     assert burn_rate(half_spent, MONTH) == pytest.approx(0.5)
-    assert budget_remaining(half_spent, MONTH) == pytest.approx(0.5)
+    assert report(MONTH, {MONTH.window: half_spent}).budget_remaining == pytest.approx(0.5)
     overspent = report(MONTH, {MONTH.window: Counts(990, 1000), H: Counts(60, 60)})
     assert overspent.budget_remaining == pytest.approx(-9.0)
     assert overspent.remaining_minutes == pytest.approx(-9 * 43.2)

@@ -147,32 +147,6 @@ class AlertReads:
             })  # fmt: skip
         return out
 
-    def incidents(
-        self, start: datetime, end: datetime, service_id: str | None = None,
-        lookback: timedelta = timedelta(days=30),
-    ) -> list[Incident]:  # fmt: skip
-        """Firing periods overlapping ``[start, end)``, oldest first (a start is looked
-        for up to ``lookback`` before ``start``)."""
-        rows = self._query(f"""
-            SELECT timestamp, rule_id, service_id, to_state, severity, message, caused_by
-            FROM {self._db()}.alert_events
-            WHERE event = 'transition' AND rule_id != '' AND to_state IN ('firing', 'resolved')
-              AND ({{sid:String}} = '' OR service_id = {{sid:String}})
-              AND timestamp >= {{since:DateTime64(3, 'UTC')}}
-              AND timestamp < {{end:DateTime64(3, 'UTC')}}
-            ORDER BY rule_id, service_id, timestamp""",
-            sid=service_id or "", since=start - lookback, end=end)  # fmt: skip
-        out: list[Incident] = []
-        opened: dict[tuple[str, str], dict[str, Any]] = {}
-        for row in rows:
-            key = (row["rule_id"], row["service_id"])
-            if row["to_state"] == "firing":
-                opened.setdefault(key, row)
-            elif key in opened:
-                out.append(_incident(opened.pop(key), aware(row["timestamp"])))
-        out += [_incident(row, None) for row in opened.values()]
-        return sorted((i for i in out if i.end is None or i.end > start), key=lambda i: i.start)
-
     def firing_periods(
         self, start: datetime, end: datetime, *, since: datetime, about: str = "",
         services: list[str] | None = None, limit: int = 0,

@@ -23,7 +23,6 @@ from server.templating import environment
 
 _env = environment("report")
 REPORT_COLUMNS = ("day", "generated_at", "summary", "html", "text")
-LOOKBACK = timedelta(days=30)  # how far back a still-firing alert's start is looked for
 
 
 @dataclass
@@ -114,7 +113,7 @@ def build(storage: Storage, config: Config, day: date, now: datetime, zone: tzin
     report.services = _uptime(storage, config, day, None if utc_day else (start, end))
     # today's report is built before the day ends: an open incident runs to now, not midnight
     until = min(end, max(now, start))
-    found = Incidents(storage, config).between(start, until, lookback=LOOKBACK, details=False)
+    found = Incidents(storage, config).between(start, until, details=False)
     clipped = (_incident(i, start, until) for i in found)
     report.incidents = sorted((i for i in clipped if i is not None), key=lambda i: i.start)
     report.new_patterns, report.growing_patterns = _patterns(storage, start, end)

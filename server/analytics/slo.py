@@ -90,12 +90,6 @@ def burn_rate(counts: Counts, objective: Objective) -> float | None:
     return None if bad is None else bad / objective.budget
 
 
-def budget_remaining(counts: Counts, objective: Objective) -> float | None:
-    """Share of the error budget left after ``counts`` (1 untouched, < 0 overspent)."""
-    rate = burn_rate(counts, objective)
-    return None if rate is None else 1.0 - rate
-
-
 def burn_threshold(budget_share: float, long_window: timedelta, slo_window: timedelta) -> float:
     """The burn rate that spends ``budget_share`` of the budget in ``long_window``.
 

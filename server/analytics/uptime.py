@@ -196,7 +196,7 @@ class Days:
 
 def daily(storage: Storage, groups: Mapping[str, Sequence[str]], first: date, last: date) -> Days:
     """Checks from ``first`` to ``last`` (inclusive, UTC days), per group and day and per
-    group and service, from ``service_status_daily`` in one query.
+    service, from ``service_status_daily`` in one query.
 
     ``groups`` maps a group name to its service ids (a service may be in several
     groups); pass ``{sid: [sid]}`` for one service's days.

@@ -72,7 +72,7 @@ def hour_sums(
         weight = 1 - (start - at) / HOUR
         k = int((at - first).total_seconds()) // 3600
         if k < 0:  # the window starts before the hours read: all of them are after it
-            out.append(Counts(sum(ok_at) + weight * 0, sum(n_at) + weight * 0))
+            out.append(Counts(sum(ok_at), sum(n_at)))
         else:
             out.append(Counts(sum(ok_at[k + 1 :]) + weight * ok_at[k],
                               sum(n_at[k + 1 :]) + weight * n_at[k]))  # fmt: skip

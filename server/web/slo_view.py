@@ -12,10 +12,12 @@ figure says nothing more).
 from __future__ import annotations
 
 import math
+from datetime import timedelta
 from decimal import ROUND_FLOOR, Decimal
 
 from server.analytics.slo import SloReport, decimals
 from server.config.types import format_duration
+from server.core.humanize import duration
 
 CAP = 1000.0  # burn rates and overspent multiples above this are written "over 1,000x"
 
@@ -93,13 +95,7 @@ def _young(report: SloReport) -> str:
     covered = report.covered_minutes
     if covered >= report.objective.window.total_seconds() / 60.0 - 0.5:
         return ""
-    return f"; downtime counted over the {_span(covered)} checked so far"
-
-
-def _span(minutes: float) -> str:
-    if minutes < 90:
-        return f"{minutes:.0f} min"
-    return f"{minutes / 60:.1f} h" if minutes < 48 * 60 else f"{minutes / 1440:.1f} days"
+    return f"; downtime counted over the {duration(timedelta(minutes=covered))} checked so far"
 
 
 def _minutes(value: float, scale: float) -> str:
