@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -113,29 +113,40 @@ class Incidents:
     # -- reads -------------------------------------------------------------------------------
     def between(
         self, start: datetime, end: datetime, *, service_id: str | None = None,
-        limit: int | None = None, lookback: timedelta = LOOKBACK, details: bool = True,
+        services: Collection[str] | None = None, limit: int | None = None,
+        lookback: timedelta = LOOKBACK, details: bool = True,
         current: Mapping[str, int] | None = None,
     ) -> list[Incident]:  # fmt: skip
         """Incidents overlapping ``[start, end)``, open ones first, then newest first, with
         their notes and (``details``) acks and notices. ``service_id``: only those
-        affecting it; ``limit``: at most that many (ClickHouse pairs and limits the
+        affecting it; ``services``: only those with a member among them, read by them
+        (the status page's: others never fill its ``limit``); ``limit``: at most that
+        many (ClickHouse pairs and limits the
         periods: converting rows is what a request pays for). A start is looked for up
         to ``lookback`` before ``start``. ``current``: each checked service's status code,
         when the caller has read them (else read from ``service_current`` if needed).
 
         Raises StorageError when ClickHouse does not answer."""
         since, cap = start - lookback, limit or 0
-        members = self._periods(start, end, since=since, about=service_id or "", limit=cap)
+        wanted = set(services) if services is not None else None
+        among = sorted(wanted) if wanted is not None else None
+        members = self._periods(start, end, since=since, about=service_id or "",
+                                services=among, limit=cap)  # fmt: skip
         unwatched = self.unwatched()
-        if unwatched and (not service_id or service_id in unwatched):
-            ids = [service_id] if service_id else unwatched
-            members += self._failed_runs(ids, start, end, since=since, limit=cap,
+        if service_id:
+            unwatched = [s for s in unwatched if s == service_id]
+        if wanted is not None:
+            unwatched = [s for s in unwatched if s in wanted]
+        if unwatched:
+            members += self._failed_runs(unwatched, start, end, since=since, limit=cap,
                                          current=current)  # fmt: skip
         members += self._causes(members, end, since)
         found = group(members)
         found = [i for i in found if (i.end is None or i.end > start) and i.start < end]
         if service_id:
             found = [i for i in found if service_id in i.services]
+        if wanted is not None:
+            found = [i for i in found if wanted.intersection(i.services)]
         found.sort(key=lambda i: (i.end is None, i.start, i.id), reverse=True)
         if limit is not None:
             found = found[:limit]

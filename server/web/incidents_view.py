@@ -188,16 +188,8 @@ def recent(now: Any, services: set[str], current: dict[str, int] | None = None,
            days: int = 30, limit: int = 50) -> list[Incident]:  # fmt: skip
     """Incidents of the last ``days`` days touching any of ``services`` (the status page's):
     the open ones and the newest, at most ``limit``, with their notes. ``current``: each
-    checked service's status code when the caller has read them already.
-
-    Incidents of other services are read too and dropped here; when they filled the
-    ``limit``, the read is repeated with a larger one (4x, then without), so they cannot
-    crowd the page's own off it."""
+    checked service's status code when the caller has read them already. Read by those
+    services, so incidents of others cannot crowd the page's own off it."""
     start, end = now - timedelta(days=days), now + timedelta(seconds=1)
-    cap: int | None = limit
-    while True:
-        rows = source().between(start, end, limit=cap, details=False, current=current)
-        mine = [i for i in rows if services.intersection(i.services)]
-        if len(mine) >= limit or cap is None or len(rows) < cap:
-            return mine[:limit]
-        cap = cap * 4 if cap < limit * 16 else None
+    return source().between(start, end, services=services, limit=limit, details=False,
+                            current=current)  # fmt: skip
