@@ -56,7 +56,7 @@ def main() -> int:
     columns = WRITTEN_TABLES["service_logs"]
     types = declared_types()["service_logs"]
     schema = schema_of(columns, [types[c] for c in columns])
-    settings = Settings(config.logs, frozenset(s.id for s in config.services), None, schema)
+    settings = Settings.of(config, schema)
     pool = IngestPool(1, 8, inline_below=0)
     pool.start()
     executor = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))

@@ -111,6 +111,10 @@ def test_a_worker_refuses_a_bad_body_with_the_daemons_own_answer(workers: Worker
     assert mixed.json["accepted"] == 1 and mixed.json["rejected"] == 1
     dlq = workers.pipeline.rows("SELECT reason FROM monitor.log_dlq")
     assert len(dlq) == 1 and "level" in dlq[0]["reason"]
+    limit = 50  # more records than logs.max_records (CONFIG's): 413
+    over = post(workers.client, ndjson(*range(limit + 1)))
+    assert over.status_code == 413 and f"{limit + 1} records" in over.get_data(as_text=True)
+    assert (workers.pool.stats.jobs, workers.pool.stats.inline) == (3, 0)  # all by the worker
 
 
 def test_a_secret_in_a_record_is_masked_by_the_worker_and_one_learned_at_reload_too(
@@ -132,14 +136,21 @@ def test_a_secret_in_a_record_is_masked_by_the_worker_and_one_learned_at_reload_
                       + b"\n" + ndjson(3, service_id="nobody"))  # fmt: skip
         assert answer.status_code == 200
         assert answer.json["rejected"] == 1  # the reloaded config reached the worker
+        # a secret learned with no new config (a token rotated in the environment)
+        redact.learn(["Th1rdSecretNoReload"])
+        held.keep()
+        answer = post(reloaded, ndjson(4, message="Th1rdSecretNoReload here"))
+        assert answer.status_code == 200
     finally:
         held.release()
     rows = workers.pipeline.rows("SELECT message, toString(context) AS c "
                                  "FROM monitor.service_logs ORDER BY message")  # fmt: skip
     stored = json.dumps(rows)
     assert SECRET not in stored and "An0therSecret" not in stored, stored
-    assert [r["message"] for r in rows] == ["<secret> and <secret>", "token <secret> refused"]
-    assert workers.pool.stats.jobs == 2
+    assert "Th1rdSecret" not in stored, stored
+    assert [r["message"] for r in rows] == [
+        "<secret> and <secret>", "<secret> here", "token <secret> refused"]  # fmt: skip
+    assert workers.pool.stats.jobs == 3
 
 
 def _stopped_worker(pool: IngestPool) -> int:

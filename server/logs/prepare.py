@@ -19,7 +19,7 @@ import pyarrow as pa
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
-from server.config.models import LogsConfig
+from server.config.models import Config, LogsConfig
 from server.core.levels import ERROR_LEVELS
 from server.core.text import clip
 from server.logs.ingest import Ingestor, Outcome
@@ -53,6 +53,12 @@ class Settings:
     known_services: frozenset[str]
     retention_days: int | None
     schema: pa.Schema
+
+    @classmethod
+    def of(cls, config: Config, schema: pa.Schema) -> Settings:
+        """What ``config`` says of pushed logs, with ``service_logs``' ``schema``."""
+        known = frozenset(s.id for s in config.services)
+        return cls(config.logs, known, config.clickhouse.retention_days, schema)
 
 
 @dataclass(frozen=True)
@@ -100,6 +106,8 @@ def prepare(job: Job, settings: Settings) -> Prepared:
     """
     ingestor = Ingestor(settings.logs, settings.known_services, settings.retention_days)
     if job.endpoint == NDJSON:
+        if job.body.count(b"\n") >= settings.logs.max_records:  # else under it, blank or not
+            count_limit(sum(1 for line in job.body.split(b"\n") if line.strip()), settings.logs)
         out = ingestor.ndjson(job.body, sender=job.sender, now=job.now)
     else:
         try:

@@ -195,10 +195,7 @@ class IngestPool:
         with self._settings_lock:
             if self._settings is None or any(a is not b for a, b in zip(key, self._key,
                                                                         strict=True)):  # fmt: skip
-                self._settings = Settings(
-                    config.logs, frozenset(s.id for s in config.services),
-                    config.clickhouse.retention_days, schema,
-                )  # fmt: skip
+                self._settings = Settings.of(config, schema)
                 self._message = pickle.dumps(("settings", self._settings, redact.active()))
                 self._generation += 1
                 self._key = key

@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import hmac
 import zlib
+from typing import NoReturn
 
-import pyarrow as pa
 from flask import Blueprint, Response, jsonify, request
 from google.protobuf.json_format import MessageToDict
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
@@ -37,7 +37,6 @@ from server.logs.prepare import (
     Prepared,
     Refused,
     Settings,
-    count_limit,
     prepare,
 )
 from server.logs.workers import WorkerFailed
@@ -100,7 +99,7 @@ def _writer(ctx: WebContext) -> Writer:
     return ctx.sink
 
 
-def _refuse(writer: Writer, busy: Busy) -> None:
+def _refuse(writer: Writer, busy: Busy) -> NoReturn:
     writer.stats.busy_refusals += 1
     raise ApiError(busy.status, str(busy), {"Retry-After": str(busy.retry_after)})
 
@@ -112,7 +111,7 @@ def _prepare(ctx: WebContext, writer: Writer, job: Job) -> Prepared:
     try:
         if ctx.ingest is not None:
             return ctx.ingest.prepare(job, ctx.config, schema)
-        return prepare(job, _settings(ctx, schema))
+        return prepare(job, Settings.of(ctx.config, schema))
     except Refused as exc:
         raise ApiError(exc.status, exc.message) from None
     except WorkerFailed:
@@ -120,12 +119,6 @@ def _prepare(ctx: WebContext, writer: Writer, job: Job) -> Prepared:
                             "it was stored") from None  # fmt: skip
     except Busy as busy:
         _refuse(writer, busy)
-        raise  # not reached: _refuse raises
-
-
-def _settings(ctx: WebContext, schema: pa.Schema) -> Settings:
-    known = frozenset(s.id for s in ctx.config.services)
-    return Settings(ctx.config.logs, known, ctx.config.clickhouse.retention_days, schema)
 
 
 def _store(writer: Writer, ctx: WebContext, done: Prepared) -> None:
@@ -139,13 +132,6 @@ def _store(writer: Writer, ctx: WebContext, done: Prepared) -> None:
         ctx.alerts.note_logs(done.notes)
 
 
-def _count_limit(ctx: WebContext, count: int) -> None:
-    try:
-        count_limit(count, ctx.config.logs)
-    except Refused as exc:
-        raise ApiError(exc.status, exc.message) from None
-
-
 @ingest.post("/api/v1/logs")
 def ndjson() -> tuple[Response, int]:
     ctx = context()
@@ -155,8 +141,6 @@ def ndjson() -> tuple[Response, int]:
                             "application/x-ndjson (OTLP goes to /v1/logs)")  # fmt: skip
     writer = _writer(ctx)
     body = _body(ctx)
-    if body.count(b"\n") >= ctx.config.logs.max_records:  # else under the limit, blank or not
-        _count_limit(ctx, sum(1 for line in body.split(b"\n") if line.strip()))
     done = _prepare(ctx, writer, Job(NDJSON, body, request.mimetype, request.remote_addr or "",
                                      ctx.clock.now()))  # fmt: skip
     _store(writer, ctx, done)
