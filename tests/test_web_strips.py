@@ -24,20 +24,21 @@ PATTERNS: list[list[int | None]] = [
 def test_a_tile_strip_drawn_again_is_the_one_drawn_fresh_for_its_own_codes() -> None:
     fresh = []
     for codes in PATTERNS:
-        charts._STRIPS.clear()
+        charts._kept_strip.cache_clear()
         fresh.append(status_strip(list(zip(HOURS, codes, strict=True))))
     assert len(set(fresh)) == len(PATTERNS)  # every pattern draws differently
     for _ in range(2):
         assert [status_strip(list(zip(HOURS, c, strict=True))) for c in PATTERNS] == fresh
+    assert charts._kept_strip.cache_info().hits >= len(PATTERNS)  # the last round: all kept
     later = [h + H for h in HOURS]  # the next hour: other times in the hover texts
     assert status_strip(list(zip(later, PATTERNS[0], strict=True))) != fresh[0]
 
 
 def test_long_timelines_are_drawn_but_not_kept() -> None:
-    charts._STRIPS.clear()
+    charts._kept_strip.cache_clear()
     week = [HOURS[0] + i * H for i in range(7 * 24)]
     status_strip([(at, 0) for at in week], width=760, height=18)
-    assert not charts._STRIPS
+    assert charts._kept_strip.cache_info().currsize == 0
 
 
 def test_a_day_bar_drawn_again_is_the_one_drawn_fresh_and_follows_new_counts() -> None:
@@ -51,9 +52,10 @@ def test_a_day_bar_drawn_again_is_the_one_drawn_fresh_and_follows_new_counts() -
     ]
     fresh = []
     for found in counts:
-        bars._CELLS.clear()
+        bars._cell.cache_clear()
         fresh.append(bars.day_bar(shown, found, "Group <1>"))
     assert len(set(fresh)) == len(counts)
     for _ in range(2):
         assert [bars.day_bar(shown, found, "Group <1>") for found in counts] == fresh
+    assert bars._cell.cache_info().hits > len(shown)  # past days were not drawn again
     assert bars.day_bar(shown, counts[0], "Group <1>", height=20) != fresh[0]

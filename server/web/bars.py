@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import date
+from functools import lru_cache
 
 from markupsafe import Markup, escape
 
@@ -55,16 +56,7 @@ def day_bar(
         f'<figure class="days"><svg class="daybar" viewBox="0 0 {width} {height}" '
         f'preserveAspectRatio="none" role="img" aria-label="{escape(label)}, {summary}">'
     ]
-    for index, day in enumerate(days):
-        found = counts.get(day)
-        key = (index, day, height, found)
-        rect = _CELLS.get(key)
-        if rect is None:
-            rect = _cell(index, day, height, found)
-            if len(_CELLS) >= _CELLS_KEPT:
-                _CELLS.clear()
-            _CELLS[key] = rect
-        parts.append(rect)
+    parts += [_cell(index, day, height, counts.get(day)) for index, day in enumerate(days)]
     first, last = days[0].isoformat(), days[-1].isoformat()
     parts.append(
         f'</svg><figcaption><span>{first}</span><span class="overall">{escape(summary)}</span>'
@@ -73,9 +65,11 @@ def day_bar(
     return Markup("".join(parts))  # noqa: S704 - every interpolated value is escaped or ours
 
 
+# a pure function of its arguments; at most a few MB
+@lru_cache(maxsize=20_000)
 def _cell(index: int, day: date, height: int, found: Counts | None) -> str:
     """One day's ``<rect>``: the same few thousand are drawn on every /status request
-    (10 groups x 90 days, past days unchanged), so each is built once (:data:`_CELLS`)."""
+    (10 groups x 90 days, past days unchanged), so each is built once."""
     uptime = availability(found) if found else None
     css, meaning = band(uptime)
     if found is None or uptime is None:
@@ -88,8 +82,3 @@ def _cell(index: int, day: date, height: int, found: Counts | None) -> str:
         f'<rect class="{css}" x="{index * CELL}" width="{CELL - 1}" height="{height}" '
         f'data-day="{day.isoformat()}"><title>{escape(text)}</title></rect>'
     )
-
-
-# Day cells by (position, day, height, counts): a pure function of those; at most a few MB.
-_CELLS: dict[tuple[int, date, int, Counts | None], str] = {}
-_CELLS_KEPT = 20_000

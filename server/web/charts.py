@@ -198,31 +198,27 @@ def status_strip(
     step = buckets[1][0] - first if len(buckets) > 1 else timedelta(hours=1)
     layout = _Layout.of(first, step, len(buckets), width, height)
     codes = tuple(code for _, code in buckets)
-    key = (layout, codes)
-    found = _STRIPS.get(key)
-    if found is not None:  # tiles share a few patterns (a steady day is one run)
-        return found
+    # tiles share a few patterns (a steady day is one run); the timelines of service
+    # pages are long and rarely repeat, so they are drawn, not kept
+    draw = _kept_strip if len(codes) <= _STRIP_CACHED_CELLS else _strip
+    return draw(layout, codes, width, height)
+
+
+def _strip(layout: _Layout, codes: tuple[int | None, ...], width: int, height: int) -> Markup:
     parts = []
     start = 0
     for code, run in itertools.groupby(codes):
         length = sum(1 for _ in run)
         parts.append(layout.run(start, length, code))
         start += length
-    found = Markup(
+    return Markup(
         f'<svg class="strip" viewBox="0 0 {width} {height}" preserveAspectRatio="none">'
         f"{''.join(parts)}</svg>"
     )
-    if len(codes) <= _STRIP_CACHED_CELLS:
-        if len(_STRIPS) >= _STRIPS_KEPT:
-            _STRIPS.clear()
-        _STRIPS[key] = found
-    return found
 
 
-# Whole tile strips (a pure function of their layout and codes), at most a few MB:
-# the timelines of service pages are long and rarely repeat, so they are not kept.
-_STRIPS: dict[tuple[_Layout, tuple[int | None, ...]], Markup] = {}
-_STRIPS_KEPT = 2048
+# Whole tile strips, a pure function of their layout and codes: at most a few MB.
+_kept_strip = functools.lru_cache(maxsize=2048)(_strip)
 _STRIP_CACHED_CELLS = 48
 
 
