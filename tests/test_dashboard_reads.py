@@ -17,6 +17,7 @@ from server.analytics.uptime import HOURLY_UP, WORST_SQL
 from server.schema import Target, apply_schema
 from server.storage.embedded import EmbeddedStorage
 from server.web import history
+from server.web.queries import ServiceView
 
 H, M, D = timedelta(hours=1), timedelta(minutes=1), timedelta(days=1)
 START = datetime(2026, 11, 1, tzinfo=UTC)
@@ -48,16 +49,6 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedStorage]
         )
     yield storage
     storage.close()
-
-
-class View:
-    """What a tile carries (the fields history.load fills)."""
-
-    def __init__(self) -> None:
-        self.uptime: dict[str, float | None] = {}
-        self.strip_codes: list[int | None] = [None] * 24
-        self.strip_rt: list[float | None] = [None] * 24
-        self.since, self.checked, self.slo = None, True, None
 
 
 def plain_strips(
@@ -111,7 +102,10 @@ def test_tile_strip_24h_uptime_and_short_windows_equal_the_plain_sql_sums(
 ) -> None:
     window = 2 * H + 15 * M
     short = sorted({window, H, 6 * H})
-    views = {"a": View(), "b": View()}
+    views = {
+        "a": ServiceView("a", "a", "tcp", "default", checked=True),
+        "b": ServiceView("b", "b", "tcp", "default", checked=True),
+    }
     goals = {"a": Objective(99.0, window), "b": Objective(99.9, 23 * H + 30 * M)}
     history.load(lambda sql, **p: store.query(sql.replace("{db}", "monitor"), p), views, now,
                  goals)  # fmt: skip

@@ -15,7 +15,6 @@ from server.config.models import DashboardConfig
 from server.recorder import Recorder
 from server.schema import Target, apply_schema
 from server.storage.embedded import EmbeddedStorage
-from server.tables import WRITTEN_TABLES
 from server.web import WebContext, create_app
 from tests.alerting_harness import Harness
 from tests.support.clock import FakeClock
@@ -43,10 +42,7 @@ def hostile(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FlaskClient]:
         recorder.record(Svc("db"), CheckResult(Status.FAILED if i else Status.OK, text), at)
         h.deliver()
     h.log.sync()
-    for table, columns in WRITTEN_TABLES.items():
-        rows = [row for t, row in h.rows if t == table]
-        if rows:
-            store.insert(table, columns, rows)
+    h.insert_into(store)
     config = h.config.model_copy(update={"dashboard": DashboardConfig.model_validate(BEARER)})
     c = create_app(WebContext(config, store, h.clock, h.engine)).test_client()
     (incident,) = listed(c)

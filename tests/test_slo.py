@@ -24,6 +24,7 @@ from server.analytics.slo import (
 from server.schema import Target, apply_schema
 from server.storage.embedded import EmbeddedStorage
 from server.web import history
+from server.web.queries import ServiceView
 
 H, M, D = timedelta(hours=1), timedelta(minutes=1), timedelta(days=1)
 MONTH = Objective(99.9, 30 * D)
@@ -152,22 +153,15 @@ def test_uptime_counts_equal_a_scan_of_every_raw_check_for_any_period(
     assert found["b"][0] == Counts(3 * 86400 // STEP, 3 * 86400 // STEP)
 
 
-class View:
-    """What a tile carries (the fields history.load fills)."""
-
-    def __init__(self) -> None:
-        self.uptime: dict[str, float | None] = {}
-        self.strip_codes: list[int | None] = [None] * 24
-        self.strip_rt: list[float | None] = [None] * 24
-        self.since, self.checked, self.slo = None, True, None
-
-
 def test_tile_slos_from_summaries_equal_the_raw_checks_on_whole_hours_and_days(
     store: EmbeddedStorage,
 ) -> None:
     now = START + 3 * D  # where the data ends: today and this hour hold what was checked
     goals = {"a": Objective(99.0, D), "b": Objective(99.0, 2 * D)}
-    views = {"a": View(), "b": View()}
+    views = {
+        "a": ServiceView("a", "a", "tcp", "default", checked=True),
+        "b": ServiceView("b", "b", "tcp", "default", checked=True),
+    }
     history.load(store_query(store), views, now, goals)
     a = views["a"].slo
     assert a is not None and a.window == raw_counts(store, now - D, now)
@@ -178,11 +172,11 @@ def test_tile_slos_from_summaries_equal_the_raw_checks_on_whole_hours_and_days(
 
 def test_a_windows_first_partial_day_or_hour_counts_pro_rata(store: EmbeddedStorage) -> None:
     now = START + 3 * D
-    views = {"a": View()}
+    views = {"a": ServiceView("a", "a", "tcp", "default", checked=True)}
     history.load(store_query(store), views, now, {"a": Objective(99.0, D + 11 * H + 23 * M)})
     found, exact = views["a"].slo.window, raw_counts(store, now - D - 11 * H - 23 * M, now)  # type: ignore[union-attr]
     assert abs(found.total - exact.total) <= 1 and found.total != int(found.total)
-    views = {"a": View()}
+    views = {"a": ServiceView("a", "a", "tcp", "default", checked=True)}
     history.load(store_query(store), views, now, {"a": Objective(99.0, 2 * H + 15 * M)})
     found, exact = views["a"].slo.window, raw_counts(store, now - 2 * H - 15 * M, now)  # type: ignore[union-attr]
     assert abs(found.total - exact.total) <= 1 and found.total != int(found.total)

@@ -13,7 +13,6 @@ from checkers.base import CheckResult, Status
 from server.recorder import Recorder
 from server.schema import Target, apply_schema
 from server.storage.embedded import EmbeddedStorage
-from server.tables import WRITTEN_TABLES
 from server.web import WebContext, create_app
 from server.web.incidents_view import recent
 from tests.alerting_harness import Harness
@@ -36,10 +35,7 @@ def test_incidents_of_hidden_services_do_not_crowd_the_pages_own_off_it(tmp_path
             recorder.record(Svc(sid), result, at)
         h.deliver()
     h.log.sync()
-    for table, columns in WRITTEN_TABLES.items():
-        rows = [row for t, row in h.rows if t == table]
-        if rows:
-            store.insert(table, columns, rows)
+    h.insert_into(store)
     app = create_app(WebContext(h.config, store, h.clock, h.engine))
     try:
         with app.test_request_context("/status"):
