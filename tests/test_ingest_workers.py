@@ -37,9 +37,9 @@ SECRET = "Sup3rSecretHookKey-77"
 class Workers:
     """A real pipeline (app, writer, chDB) whose pushes all go to worker processes."""
 
-    def __init__(self, root: Path, workers: int = 1, queue: int = 8) -> None:
+    def __init__(self, root: Path, workers: int = 1, queue: int = 8, **pool: Any) -> None:
         self.pipeline = Pipeline(root)
-        self.pool = IngestPool(workers, queue, inline_below=0)
+        self.pool = IngestPool(workers, queue, inline_below=0, **pool)
         self.pool.start()
         assert wait_until(lambda: len(self.pool.pids()) == workers, 60), "workers not started"
         self.client = self.app()
@@ -185,6 +185,25 @@ def test_a_worker_killed_mid_request_answers_503_and_stores_nothing_of_it(
     assert post(workers.client, ndjson(10, 11, 12)).status_code == 200
     assert sorted(workers.messages()) == ["m1", "m10", "m11", "m12", "m2"]
     assert workers.pool.stats.worker_exits == 1
+
+
+def test_a_worker_silent_past_the_reply_timeout_answers_503_and_is_replaced(
+    tmp_path: Path,
+) -> None:
+    w = Workers(tmp_path, reply_timeout=1.0)
+    try:
+        pid = _stopped_worker(w.pool)  # alive but never answering
+        answer = post(w.client, ndjson(7))
+        assert answer.status_code == 503 and answer.headers["Retry-After"] == "1"
+        assert "nothing of it was stored" in answer.get_data(as_text=True)
+        assert wait_until(lambda: w.pool.pids() not in ([], [pid]), 60)
+        assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie"
+        assert post(w.client, ndjson(8)).status_code == 200
+        assert w.messages() == ["m8"]
+        assert w.pool.stats.worker_exits == 1
+    finally:
+        w.pool.stop()
+        w.pipeline.store.close()
 
 
 def test_every_worker_busy_and_the_queue_full_answers_429_with_retry_after(
