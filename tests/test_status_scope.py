@@ -27,6 +27,9 @@ SILENCES = [
     {"id": "hidden-glob", "service": "a*", "comment": "SECRET api work", **WINDOW},
     {"id": "shown-svc", "service": "web", "comment": "web deploy", **WINDOW},
     {"id": "everything", "service": "*", "comment": "network swap", **WINDOW},
+    # a window for rules that select none of the page's services is not its maintenance
+    {"id": "other-rule", "service": "*", "rule": "db-*", "comment": "SECRET rule", **WINDOW},
+    {"id": "our-rule", "service": "w*", "rule": "down", "comment": "rule work", **WINDOW},
 ]
 
 
@@ -67,7 +70,7 @@ def test_maintenance_of_services_not_on_the_page_is_not_listed(web_only: Any) ->
     c: FlaskClient = web_only[0]
     page = c.get("/status").get_data(as_text=True)
     assert "SECRET" not in page
-    assert "web deploy" in page and "network swap" in page
+    assert "web deploy" in page and "network swap" in page and "rule work" in page
     # a window selecting every service names only the page's
     (everything,) = [line for line in page.splitlines() if "network swap" in line]
     assert ": web (network swap)" in everything and "db" not in everything

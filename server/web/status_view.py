@@ -151,13 +151,14 @@ def maintenance(config: Config, views: list[ServiceView], now: datetime) -> list
     page's members only (the groups'), as this is public: a window of any other service,
     and its comment, must not show."""
     shown = [(v.id, v.stack, v.label) for v in views if v.id != "lightbulb"]
+    rules = [(r.id, r.service) for r in config.alert_rules if r.enabled]
     out = []
     for index, cfg in enumerate(config.silences):
         if not cfg.service:
             continue  # a rule-only silence holds alerts back; it is not service maintenance
         silence = from_config(index, cfg)
         labels = tuple(label for sid, stack, label in shown
-                       if selectors.matches(silence.service, sid, stack))  # fmt: skip
+                       if _covers(silence, rules, sid, stack))  # fmt: skip
         found = openings(silence, now) if labels else []
         if found:
             repeats = ""
@@ -167,6 +168,16 @@ def maintenance(config: Config, views: list[ServiceView], now: datetime) -> list
             start, end = found[0]
             out.append(Window(start, end, labels, cfg.comment, repeats, len(found) - 1))
     return sorted(out, key=lambda w: (w.start, w.services))
+
+
+def _covers(silence: Silence, rules: list[tuple[str, str]], sid: str, stack: str) -> bool:
+    """Whether ``silence`` holds back an alert of service ``sid``: its selector matches
+    and, when it names rules, an enabled one of them selects the service too (a window
+    for a rule of other services is not this service's maintenance)."""
+    if not silence.rule:
+        return selectors.matches(silence.service, sid, stack)
+    return any(silence.matches(rule_id, sid, stack) and selectors.matches(chosen, sid, stack)
+               for rule_id, chosen in rules)  # fmt: skip
 
 
 def openings(silence: Silence, now: datetime) -> list[tuple[datetime, datetime]]:
