@@ -52,8 +52,17 @@ def test_members_are_the_requests_own_views_with_their_current_status() -> None:
     data = found[1]
     assert [(v.id, v.checked, v.status_code) for v in data.members][:1] == [("db", True, 2)]
     assert data.code == 2 and data.up == 1 and found[0].up == 1
-    headline = overall(found)  # over every group's members, as the page words it
-    assert (headline.members, headline.checked, headline.down) == (10, 6, 2)
+    headline = overall(found)  # db is in Data and Everything: still one service
+    assert (headline.members, headline.checked, headline.down) == (5, 3, 1)
+
+
+def test_the_headline_counts_a_service_in_several_groups_once() -> None:
+    """Website, Data and Everything hold 10 places for 5 services; two of them down."""
+    cfg = config(GROUPS)
+    found = groups(cfg, views(cfg, {"db": 2, "web-1": 2, "web-2": 0, "queue": 0, "batch": 0}))
+    assert sum(len(g.members) for g in found) == 10
+    headline = overall(found)
+    assert (headline.members, headline.checked, headline.down) == (5, 5, 2)
 
 
 def test_a_reloaded_configuration_regroups() -> None:

@@ -14,7 +14,7 @@ from flask.testing import FlaskClient
 from werkzeug.security import generate_password_hash
 
 from server.analytics.slo import significant
-from server.config.models import Config, DashboardConfig
+from server.config.models import Config, DashboardConfig, StatusPageConfig
 from server.storage.embedded import EmbeddedStorage
 from server.web import WebContext, create_app
 from tests.dashboard_fixture import NOW, build
@@ -65,6 +65,26 @@ def test_groups_are_configured_with_status_in_words_and_a_90_day_bar(
     assert page.count('<svg class="daybar"') == 2 and page.count("<rect class=") == 2 * 90
     assert "1 of 4 services has a problem." in page
     assert 'data-service="lightbulb"' not in page  # the daemon's own row is not public
+
+
+@pytest.mark.parametrize(
+    ("extra", "headline"),
+    [
+        ([{"name": "Everything", "services": ["*"]}], "1 of 4 services has a problem."),
+        ([{"name": "Search again", "services": ["search", "s*"]},
+          {"name": "Hosts", "services": ["host", "stack:infrastructure"]}],
+         "1 of 4 services has a problem."),
+    ],
+)  # fmt: skip
+def test_the_headline_counts_each_service_once_whatever_groups_hold_it(
+    data: Data, extra: list[dict[str, Any]], headline: str
+) -> None:
+    store, config, clock, engine = data
+    groups = [g.model_dump() for g in config.status_page.groups] + extra
+    page_cfg = StatusPageConfig.model_validate({"title": "t", "groups": groups})
+    changed = config.model_copy(update={"status_page": page_cfg})
+    page = create_app(WebContext(changed, store, clock, engine)).test_client().get("/status")
+    assert headline in page.get_data(as_text=True)
 
 
 def test_a_group_day_sums_its_services_checks(

@@ -108,7 +108,10 @@ _MEMBERS: dict[int, tuple[Config, tuple[tuple[str, str], ...], list[set[str]]]] 
 
 @dataclass(frozen=True)
 class Overall:
-    """The page's headline: services shown, how many were checked, how many are not up."""
+    """The page's headline: services shown, how many were checked, how many are not up.
+
+    Each counts distinct services: one in two groups is one service (with two checked
+    of them down, the page says "2 of 5", never "4 of 10")."""
 
     members: int
     checked: int
@@ -116,7 +119,8 @@ class Overall:
 
 
 def overall(found: list[Group]) -> Overall:
-    members = [v for g in found for v in g.members]
+    """The headline over every group's members, each service once (by id)."""
+    members = list({v.id: v for g in found for v in g.members}.values())
     checked = [v for v in members if v.checked]
     down = sum(1 for v in checked if not statuses.is_up(v.status_code))
     return Overall(len(members), len(checked), down)
