@@ -11,6 +11,7 @@ so a Latin-1 plugin is still FAILED with its message and perfdata.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import shlex
@@ -28,12 +29,20 @@ from checkers.base import (
     invalid,
 )
 from checkers.plugins import run_plugin
+from server.core.measures import LARGEST
 from server.core.text import clip
 
 EXIT_STATUS = {0: Status.OK, 1: Status.DEGRADED, 2: Status.FAILED, 3: Status.UNKNOWN}
-_PERF = re.compile(
-    r"""('[^']+'|[^\s=]+)=([-+]?[\d.]+(?:[eE][-+]?\d+)?)([a-zA-Z%/]*)((?:;[^;\s]*){0,4})"""
-)
+_PERF = re.compile(r"""('[^']+'|[^\s=]+)=([^;\s=]*)((?:;[^;\s]*){0,4})""")
+_VALUE = re.compile(r"([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)([a-zA-Z%/]*)")
+# Why a value that is not a number is refused, by its word (sign and case aside).
+_NOT_NUMBERS = {
+    "nan": "not a number (NaN)",
+    "inf": "not a finite number",
+    "infinity": "not a finite number",
+    "u": "undetermined (U): the plugin could not measure it",
+    "": "no value",
+}
 _UNITS = {
     "s": "seconds",
     "ms": "ms",
@@ -73,27 +82,44 @@ class CommandSettings(Settings):
         return shlex.split(self.command) if isinstance(self.command, str) else list(self.command)
 
 
-def parse_perfdata(text: str) -> list[Metric]:
-    """``'time'=0.2s;1;2;0; size=512B`` -> metrics (warn/crit/min/max go to tags)."""
-    metrics = []
-    for label, value, unit, rest in _PERF.findall(text):
+def parse_perfdata(text: str) -> tuple[list[Metric], list[str]]:
+    """``'time'=0.2s;1;2;0; size=512B`` -> ``(metrics, refused)``.
+
+    warn/crit/min/max go to a metric's tags. A label whose value is not a finite
+    number (``x=nan``, ``x=inf``, ``x=U``, ``x=1.2.3``, ``x=0,5s``, ``x=1e999``) is no
+    metric: it is named in ``refused`` as ``"x=nan: not a number (NaN)"``, which the
+    check reports as ``metrics_refused`` (never silently dropped, never failing the check).
+    """
+    metrics, refused = [], []
+    for quoted, raw, rest in _PERF.findall(text):
+        label = quoted.strip("'")
+        found = _VALUE.fullmatch(raw)
+        value = float(found.group(1)) if found else math.nan
+        if not found or not math.isfinite(value):  # a finite value's size: the runner's
+            word = raw.lstrip("+-").lower()
+            why = _NOT_NUMBERS.get(word, "not a number") if not found else f"beyond ±{LARGEST:g}"
+            refused.append(f"{clip(label, 80)}={clip(raw, 24)}: {why}")
+            continue
         tags = {}
         for name, part in zip(("warn", "crit", "min", "max"), rest.split(";")[1:], strict=False):
             if part:
                 tags[name] = part
-        metrics.append(Metric(label.strip("'"), float(value), _UNITS.get(unit, unit), tags))
-    return metrics
+        unit = found.group(2)
+        metrics.append(Metric(label, value, _UNITS.get(unit, unit), tags))
+    return metrics, refused
 
 
-def split_output(output: str) -> tuple[str, list[Metric]]:
-    """Text before ``|`` on the first line is the message; perfdata follows ``|`` on any line."""
+def split_output(output: str) -> tuple[str, list[Metric], list[str]]:
+    """Text before ``|`` on the first line is the message; perfdata follows ``|`` on any line.
+
+    Returns ``(message, metrics, refused)`` as :func:`parse_perfdata` does."""
     lines = output.strip().splitlines() or [""]
     message, _, perf = lines[0].partition("|")
     perf_parts = [perf]
     for line in lines[1:]:
         if "|" in line:
             perf_parts.append(line.partition("|")[2])
-    return message.strip(), parse_perfdata(" ".join(perf_parts))
+    return message.strip(), *parse_perfdata(" ".join(perf_parts))
 
 
 class CommandChecker(Checker[CommandSettings]):
@@ -113,7 +139,7 @@ class CommandChecker(Checker[CommandSettings]):
         elapsed = int((time.perf_counter() - started) * 1000)
         stdout = run.stdout.decode("utf-8", errors="replace")
         stderr = run.stderr.decode("utf-8", errors="replace").strip()
-        message, metrics = split_output(stdout)
+        message, metrics, refused = split_output(stdout)
         code = run.returncode
         status = EXIT_STATUS.get(code, Status.UNKNOWN)
         if code not in EXIT_STATUS:
@@ -123,6 +149,8 @@ class CommandChecker(Checker[CommandSettings]):
             details["stderr"] = clip(stderr, 1000)
         if run.dropped:
             details["output_bytes_dropped"] = run.dropped
+        if refused:
+            details["metrics_refused"] = refused
         return CheckResult(
             status, message or f"exit code {code}", details, elapsed, metrics=metrics
         )

@@ -44,6 +44,8 @@ from server.core.pool import DeadlinePool
 from server.core.text import clip, printable
 
 VALUE_COLUMNS = tuple(COLUMN_UNITS)  # response_time_ms, cpu_usage, memory_usage
+RENAMED_PREFIX = "perf_"  # a metric named like a column, with a value of its own
+MAX_NAMED = 10  # metrics named in a result's metrics_refused / metrics_renamed
 CLI_POOL_SIZE = 2
 SLOW_AFTER = 0.5  # seconds a blocking check runs before its thread is replaced
 _CODES = frozenset(int(s) for s in Status)
@@ -163,22 +165,53 @@ def validated(result: Any) -> CheckResult:
     # and named in the details, rather than failing the whole check or being clamped
     # into a value nobody measured; one under 1e-15 is rounding noise, stored as 0.
     kept: list[Metric] = []
-    refused: list[Metric] = []
+    prior = result.details.get("metrics_refused")  # the checker's own (perfdata "x=nan")
+    refused: list[str] = [str(r) for r in prior] if isinstance(prior, list) else []
     for m in result.metrics:
-        (kept if storable(m.value) else refused).append(m)
+        if storable(m.value):
+            kept.append(m)
+        else:
+            refused.append(f"{clip(m.name, 80)}={float(m.value):g}: beyond ±{LARGEST:g}")
     if refused:
-        result.details = {
-            **result.details,
-            "metrics_refused": [
-                f"{clip(m.name, 80)}={float(m.value):g}: beyond ±{LARGEST:g}" for m in refused[:10]
-            ],
-        }
-    result.metrics = [m if stored(m.value) == m.value else replace(m, value=0.0) for m in kept]
+        result.details = {**result.details, "metrics_refused": refused[:MAX_NAMED]}
+    kept = [m if stored(m.value) == m.value else replace(m, value=0.0) for m in kept]
+    result.metrics, renamed = own_names(result, kept)
+    if renamed:
+        result.details = {**result.details, "metrics_renamed": renamed[:MAX_NAMED]}
     for name in VALUE_COLUMNS:
         value = getattr(result, name)
         if value is not None and stored(value) != value:
             setattr(result, name, 0.0)
     return result  # type: ignore[no-any-return]
+
+
+def own_names(result: CheckResult, metrics: list[Metric]) -> tuple[list[Metric], list[str]]:
+    """``metrics`` with no column's name on a value that is not the column's, and the
+    renames as ``"cpu_usage -> perf_cpu_usage: …"`` lines.
+
+    A metric named like a ``service_status`` column (``response_time_ms``, ``cpu_usage``,
+    ``memory_usage``) is read, charted and listed as that column (:mod:`server.web.series`),
+    so it may only repeat the column's own value, untagged (HTTP's ``response_time_ms``).
+    Any other (a plugin's ``cpu_usage=50%`` where the check fills no CPU column, its
+    ``response_time_ms=5ms`` beside the run time the column holds) is the checker's own
+    measurement: it keeps its value under :data:`RENAMED_PREFIX` + its name (prefixed
+    again while that name is taken), so it is neither lost nor mistaken for the column.
+    """
+    taken = {m.name for m in metrics}
+    out, renamed = [], []
+    for m in metrics:
+        column = getattr(result, m.name) if m.name in VALUE_COLUMNS else None
+        if m.name not in VALUE_COLUMNS or (not m.tags and column == m.value):
+            out.append(m)
+            continue
+        name = RENAMED_PREFIX + m.name
+        while name in taken:
+            name = RENAMED_PREFIX + name
+        taken.add(name)
+        out.append(replace(m, name=name))
+        holds = "no value" if column is None else f"{float(column):g}"
+        renamed.append(f"{m.name} -> {name}: the {m.name} column holds {holds} for this check")
+    return out, renamed
 
 
 def garbage_reason(result: Any) -> str | None:

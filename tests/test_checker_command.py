@@ -52,7 +52,10 @@ def test_exit_code_maps_to_status(tmp_path: Path, code: int, status: Status) -> 
 
 
 def test_perfdata_units_thresholds_and_quoted_labels() -> None:
-    metrics = parse_perfdata("'disk /var'=71%;80;90;0;100 time=0.25s;;; count=12c size=1.5MB")
+    metrics, refused = parse_perfdata(
+        "'disk /var'=71%;80;90;0;100 time=0.25s;;; count=12c size=1.5MB"
+    )
+    assert refused == []
     assert [(m.name, m.value, m.unit) for m in metrics] == [
         ("disk /var", 71.0, "percent"),
         ("time", 0.25, "seconds"),

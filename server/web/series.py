@@ -14,8 +14,11 @@ measurements, so a checker metric often *is* a column under another name: TCP's
 and the column's values in every bucket where it has samples, is that column; it is drawn
 and listed once, under the column's name (the "Check" group, where the overview
 and alert rules name it). The API still answers ``?name=`` for the metric's own
-name. The name list (``GET …/metrics``) is the charted series' names, so it
-never lists a column the service has no samples of.
+name. A metric stored under a column's very name always repeats the column's value:
+one with a value of its own was renamed ``perf_<name>`` when the check ended
+(:func:`server.runner.own_names`), so reading the column loses no measurement.
+The name list (``GET …/metrics``) is the charted series' names, so it never lists
+a column the service has no samples of.
 
 The page reads them in two queries (the columns, then all metrics) instead of
 one per series, so a service with twenty metrics costs what one with three does.
