@@ -36,6 +36,9 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
+from decimal import Decimal
+
+from server.core.humanize import exact
 
 _ZERO = timedelta(0)
 
@@ -49,8 +52,12 @@ class Objective:
 
     @property
     def budget(self) -> float:
-        """The error budget as a share of checks: 0.001 for 99.9 %."""
-        return 1.0 - self.target / 100.0
+        """The error budget as a share of checks: 0.001 for 99.9 %.
+
+        Worked out in decimal from the target as written: in floats ``1 - 99.9 / 100``
+        is 0.0010000000000000009 (an all-bad hour then burns "over" 1,000x), and
+        for 99.99999999999999 the float difference is 11 % off the budget."""
+        return float((100 - Decimal(repr(float(self.target)))) / 100)
 
     @property
     def budget_minutes(self) -> float:
@@ -167,8 +174,11 @@ class SloReport:
 
     @property
     def covered_minutes(self) -> float:
-        """Minutes of the window the checks span (the window, or less for a young service)."""
+        """Minutes of the window the checks span (the window, or less for a young service;
+        0 without checks in the window)."""
         window = self.objective.window
+        if not self.window.total:
+            return 0.0
         covered = window if self.covered is None else min(max(self.covered, _ZERO), window)
         return covered.total_seconds() / 60.0
 
@@ -258,6 +268,7 @@ def significant(value: float | None, digits: int = 4) -> float | None:
 
 
 def decimals(target: float) -> int:
-    """Decimals a target is written with: 2 for 99.95, 10 for 99.9999999999."""
-    text = f"{target:.15g}"
+    """Decimals a target is written with: 2 for 99.95, 10 for 99.9999999999, 14 for
+    99.99999999999999 (every digit the float holds, :func:`server.core.humanize.exact`)."""
+    text = exact(target)
     return len(text.split(".")[1]) if "." in text else 0

@@ -1,13 +1,19 @@
 """Numbers, durations and times as people read them, on pages and in notices.
 
 ``2.4285714285714284`` reads ``2.43``; ``151 s`` reads ``2m 31s``; a time reads
-``2026-11-22 12:00:05 UTC``, without microseconds.
+``2026-11-22 12:00:05 UTC``, without microseconds. Nothing here writes scientific
+notation (``4.32e-08``): a page reads ``0.0000000432``, and a figure is never
+rounded onto a different boundary (99.68 % left is not "100%", a target of
+99.99999999999999 is not "100").
 """
 
 from __future__ import annotations
 
 import math
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+_SUPERSCRIPT = str.maketrans("0123456789-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻")
 
 
 def number(value: float | None) -> str:
@@ -44,3 +50,54 @@ def moment(at: datetime | None) -> str:
         return "-"
     aware = at if at.tzinfo else at.replace(tzinfo=UTC)
     return f"{aware.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
+
+
+def exact(value: float) -> str:
+    """Every digit the float was written with, positionally: ``99.99999999999999``,
+    ``0.0000000001`` (not ``1e-10``), ``99.9`` (the shortest text that reads back as
+    ``value``, so a configured figure is shown as configured)."""
+    if not math.isfinite(value):
+        return str(value)
+    text = format(Decimal(repr(float(value))), "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def significant(value: float, digits: int = 3) -> str:
+    """``value`` to ``digits`` significant digits, positionally, thousands separated:
+    ``0.0000000432``, ``0.0432``, ``12.3``, ``12,300``; trailing zeros dropped."""
+    if not math.isfinite(value):
+        return str(value)
+    if value == 0:
+        return "0"
+    text = format(Decimal(f"{value:.{digits}g}"), ",f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def percent(value: float, places: int = 0) -> str:
+    """``28%``: ``value`` (a percentage) to ``places`` decimals, with more where that
+    rounding would land on 0 or 100 and the value is not: ``99.7%`` for 99.68,
+    ``0.04%`` for 0.04, never ``100%`` or ``0%`` (or ``-0%``) unless it is."""
+    if not math.isfinite(value):
+        return f"{value}%"
+    for extra in range(places, 17):
+        text = f"{value:,.{extra}f}"
+        shown = float(text.replace(",", ""))
+        if (shown == 100) == (value == 100) and (shown == 0) == (value == 0):
+            return text + "%"
+    return exact(value) + "%"
+
+
+def multiple(value: float, cap: float = 1000.0) -> str:
+    """A rate as a multiple: ``0.41x``, ``14x``, ``1,000x``; past ``cap``, ``over 1,000x``
+    (what a float's last bit adds to an exact 1,000 is not "over")."""
+    if not math.isfinite(value) or value > cap * (1 + 1e-9):
+        return f"over {cap:,.0f}x"
+    if abs(value) < 10:
+        return f"{significant(value, 2)}x"
+    return f"{value:,.0f}x"
+
+
+def times_ten_to(power: int) -> str:
+    """A power of ten as a chart axis writes its multiplier: for -15, the multiplication
+    sign, ``10`` and ``-15`` in superscript digits (not ``1e-15``)."""
+    return f"\N{MULTIPLICATION SIGN} 10{str(power).translate(_SUPERSCRIPT)}"

@@ -104,14 +104,8 @@ def badge(service_id: str) -> Response:
     elif metric == "slo":
         if view.slo is None:
             raise ApiError(404, f"service {service_id!r} has no slo configured")
-        report, left = view.slo, view.slo.budget_remaining
-        if report.availability is None or left is None:
-            message, colour = "no data", "lightgrey"
-        else:
-            spent = "budget overspent" if left < 0 else f"{100 * left:.0f}% budget left"
-            message = f"{slo_view.availability(report)}, {spent}"
-            colour = "red" if left < 0 else "yellow" if left < 0.25 else "brightgreen"
-        body = {"label": f"SLO {slo_view.target(report)}", "message": message, "color": colour}
+        message, colour = slo_view.badge(view.slo)
+        body = {"label": f"SLO {slo_view.target(view.slo)}", "message": message, "color": colour}
     else:
         raise ApiError(400, "metric: one of status, uptime, slo")
     return jsonify({"schemaVersion": 1, **body})

@@ -1,12 +1,14 @@
-"""How pages word an SLO report: the same sentences on the overview's tiles and the
-service page, so "budget left" means one thing everywhere.
+"""How pages word an SLO report: the same sentences on the overview's tiles, the
+service page and the README badge, so "budget left" means one thing everywhere.
 
-Figures stay readable at the extremes: a target keeps all its digits (99.9999999999 %
-is not "100%"), availability is cut (never rounded up) to the target's decimals, so a
-miss never reads as the target; minutes keep three significant digits below 1
-(0.0432 min, not 0.0); burn rates and overspent shares past 1,000x are written
-"over 1,000x" (the workbook's fastest page is 14.4x: beyond 1,000x the exact
-figure says nothing more).
+Figures stay readable at the extremes, and their numbers come from
+:mod:`server.core.humanize`: a target keeps all its digits (99.99999999999999 % is
+not "100%", 0.0000000001 % is not "1e-10%"), availability is cut (never rounded
+up) to the target's decimals, so a miss never reads as the target; the share of
+budget left is never rounded onto 100 % or 0 %; minutes keep three significant
+digits below 1, positionally (0.0000000432 min); burn rates and overspent shares
+past 1,000x are written "over 1,000x" (the workbook's fastest page is 14.4x:
+beyond 1,000x the exact figure says nothing more), exactly 1,000x as "1,000x".
 """
 
 from __future__ import annotations
@@ -17,14 +19,15 @@ from decimal import ROUND_FLOOR, Decimal
 
 from server.analytics.slo import SloReport, decimals
 from server.config.types import format_duration
-from server.core.humanize import duration
+from server.core.humanize import duration, exact, multiple, percent, significant
 
 CAP = 1000.0  # burn rates and overspent multiples above this are written "over 1,000x"
 
 
 def target(report: SloReport) -> str:
-    """``99.9%``, ``99.9999999999%``: the target with every digit it was written with."""
-    return f"{report.objective.target:.15g}%"
+    """``99.9%``, ``99.99999999999999%``, ``0.0000000001%``: the target with every
+    digit it was written with, never rounded, never in scientific notation."""
+    return f"{exact(report.objective.target)}%"
 
 
 def objective(report: SloReport) -> str:
@@ -63,7 +66,7 @@ def budget(report: SloReport) -> str:
         return (f"error budget of {_minutes(total, total)} overspent by "
                 f"{_minutes(-minutes, total)} ({_over(left)}){young}")  # fmt: skip
     spent = f"{_minutes(minutes, total)} of {_minutes(total, total)}"
-    return f"{spent} ({100 * left:.0f}%) error budget left{young}"
+    return f"{spent} ({percent(100 * left)}) error budget left{young}"
 
 
 def burn(report: SloReport) -> str:
@@ -82,7 +85,7 @@ def short(report: SloReport) -> str:
     return (
         f"{head}{availability(report)} {verdict(report)} · "
         + (
-            f"{_minutes(minutes, total)} ({100 * left:.0f}%) budget left · "
+            f"{_minutes(minutes, total)} ({percent(100 * left)}) budget left · "
             if left >= 0
             else f"budget overspent by {_minutes(-minutes, total)} · "
         )
@@ -98,27 +101,38 @@ def _young(report: SloReport) -> str:
     return f"; downtime counted over the {duration(timedelta(minutes=covered))} checked so far"
 
 
+def badge(report: SloReport) -> tuple[str, str]:
+    """The README badge's ``(message, colour)``: ``("99.95% met, 28% budget left",
+    "brightgreen")``. Red whenever the objective is missed or the budget overspent (a
+    young service down since its first check has most of its budget left in minutes,
+    yet misses: it is red, not green); yellow when met with under a quarter left; grey
+    without checks. The share left is the API's ``error_budget_remaining_percent``."""
+    left = report.budget_remaining
+    if report.availability is None or left is None:
+        return "no data", "lightgrey"
+    spent = "budget overspent" if left < 0 else f"{percent(100 * left)} budget left"
+    message = f"{availability(report)} {verdict(report)}, {spent}"
+    if report.met is False or left < 0:
+        return message, "red"
+    return message, "yellow" if left < 0.25 else "brightgreen"
+
+
 def _minutes(value: float, scale: float) -> str:
     """Minutes, or hours when the budget they belong to (``scale``) is ten hours or more;
-    three significant digits under one (0.0432 min, 9e-11 min)."""
-    if abs(scale) >= 600:
-        return f"{value / 60:,.1f} h"
-    if value != 0 and abs(value) < 1:
-        return f"{value:.3g} min"
-    return f"{value:,.1f} min"
+    three significant digits under one, positionally (0.0432 min, 0.00000000009 min)."""
+    amount, unit = (value / 60, "h") if abs(scale) >= 600 else (value, "min")
+    if amount != 0 and abs(amount) < 1:
+        return f"{significant(amount)} {unit}"
+    return f"{amount:,.1f} {unit}"
 
 
 def _over(left: float) -> str:
     """How far past the budget, as a multiple: ``250%`` or ``over 1,000x the budget``."""
     spent = 1.0 - left  # spent / allowed
-    if not math.isfinite(spent) or spent > CAP:
+    if not math.isfinite(spent) or spent > CAP * (1 + 1e-9):
         return f"over {CAP:,.0f}x the budget"
-    return f"{100 * (spent - 1):,.0f}%"
+    return percent(100 * (spent - 1))
 
 
 def _rate(value: float | None) -> str:
-    if value is None:
-        return "-"
-    if value > CAP:
-        return f"over {CAP:,.0f}x"
-    return f"{value:.2g}x" if value < 10 else f"{value:.0f}x"
+    return "-" if value is None else multiple(value, CAP)
