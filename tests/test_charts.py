@@ -82,3 +82,30 @@ def test_sparklines_are_captioned_with_what_they_show() -> None:
 
 def test_an_unknown_unit_spelling_is_kept_as_written() -> None:
     assert unit(" MB ").name == "MB" and unit("%").symbol == "%"
+
+
+@pytest.mark.parametrize(
+    ("low", "high", "name"),
+    [(0, 1e-15, ""), (1e-15, 1e-15, ""), (-2.5e-15, 0, ""), (0, 4.3e-8, "ms"),
+     (0, 3e-12, "percent"), (0, 7e-5, "bytes"), (1.0000001, 1.0000002, ""),
+     (5e-300, 5e-300, ""), (0, 1e15, "count")],
+)  # fmt: skip
+def test_ticks_of_tiny_or_nearly_flat_series_are_distinct_and_readable(
+    low: float, high: float, name: str
+) -> None:
+    axis = value_axis(low, high, UNITS[name])
+    assert len(set(axis.labels)) == len(axis.labels) >= 2, axis.labels
+    assert all(len(label) <= 12 and "e" not in label for label in axis.labels), axis.labels
+    assert "e-" not in axis.title and "e-" not in axis.format(high), (axis.title, axis.format(high))
+    assert axis.low <= low and axis.high >= high
+
+
+def test_a_chart_of_a_1e_minus_15_metric_counts_in_a_power_of_ten() -> None:
+    points = [{"time": T0 + timedelta(minutes=5 * i), "avg": 1e-15, "max": 1e-15}
+              for i in range(6)]  # fmt: skip
+    svg = str(line_chart(points, start=T0, end=T0 + timedelta(hours=1), unit=UNITS[""],
+                         name="u"))  # fmt: skip
+    ticks = re.findall(r'<text class="axis tick"[^>]*>([^<]+)<', svg)
+    assert ticks == ["0", "0.2", "0.4", "0.6", "0.8", "1"], ticks
+    assert ">\N{MULTIPLICATION SIGN} 10⁻¹⁵<" in svg  # the power written once, as the title
+    assert "avg 0.000000000000001" in svg and "e-15" not in svg

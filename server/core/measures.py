@@ -20,6 +20,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from server.core.humanize import significant
+
 # (divisor, symbol), largest first; the first divisor <= the magnitude is used.
 Scales = tuple[tuple[float, str], ...]
 _BINARY: Scales = ((2.0**40, "TiB"), (2.0**30, "GiB"), (2.0**20, "MiB"), (2.0**10, "KiB"))
@@ -159,6 +161,6 @@ def number(value: float) -> str:
         text = f"{value:.2f}"
     else:
         text = f"{value:.3g}"
-        if "e" in text:
-            return text
+        if "e" in text:  # under 0.0001: written out, never 1e-15 on a page
+            return significant(value, 3)
     return text.rstrip("0").rstrip(".") if "." in text else text

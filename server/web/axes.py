@@ -12,10 +12,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from server.core.humanize import times_ten_to
 from server.core.measures import Unit, number
 
 CHAR_PX = 7.0  # upper bound of a digit's advance at the axis font (11 px system-ui)
 NICE = (1.0, 2.0, 2.5, 5.0, 10.0)
+SMALL = 1e-4  # below this magnitude an axis counts in a power of ten (see value_axis)
 
 
 @dataclass(frozen=True)
@@ -61,16 +63,19 @@ def nice_step(span: float, count: int) -> float:
 
 
 def _decimals(step: float) -> int:
-    """Decimals that tell ticks ``step`` apart: 0.25 -> 2, 2.5 -> 1, 50 -> 0."""
+    """Decimals that tell ticks ``step`` apart: 0.25 -> 2, 2.5 -> 1, 50 -> 0, 2e-8 -> 8
+    (judged relative to the step, so a tiny step is never written with no decimals)."""
     places = 0
-    while places < 12 and abs(step * 10**places - round(step * 10**places)) > 1e-6:
+    while places < 20 and abs(step * 10**places - round(step * 10**places)) > 1e-6 * abs(
+        step * 10**places
+    ):
         places += 1
     return places
 
 
 def _label(tick: float, places: int) -> str:
     """``1,500``, ``0.05``, ``2.5``: separated thousands, no trailing zeros, never ``-0``."""
-    if abs(tick) < 1e-12:
+    if abs(tick) < 0.5 * 10.0**-places:  # what rounds to zero is written 0, not -0
         return "0"
     text = f"{tick:,.{places}f}"
     return text.rstrip("0").rstrip(".") if "." in text else text
@@ -80,8 +85,16 @@ def value_axis(low: float, high: float, unit: Unit, count: int = 5) -> Axis:
     """An axis covering ``[low, high]`` (raw values) in about ``count`` nice steps.
 
     A flat series (``low == high``) gets a range of one display unit above it.
+    Values under :data:`SMALL` in the display unit (a metric of 1e-15) are drawn
+    in a power of 1,000 written once in the title (times 10 to the -15), so the ticks read
+    ``0 0.5 1`` rather than six zeros or ``0.0000000000000005``.
     """
     divisor, symbol = unit.scale(max(abs(low), abs(high)))
+    magnitude = max(abs(low), abs(high)) / divisor
+    if 0 < magnitude < SMALL:
+        power = 3 * math.floor(math.log10(magnitude) / 3)
+        divisor *= 10.0**power
+        symbol = f"{times_ten_to(power)} {symbol}".strip()
     lo, hi = low / divisor, high / divisor
     if hi <= lo:
         hi = lo + 1.0
