@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from datetime import timedelta
 from xml.etree import ElementTree as ET
@@ -61,6 +62,20 @@ def test_hostile_check_output_and_notes_are_escaped_on_every_page(hostile: Flask
         assert "<script>alert(1)</script>" not in page, url
         assert "<img src=x" not in page, url
         assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page, url
+
+
+def test_pages_replace_control_characters_in_notes_as_the_feed_does(
+    hostile: FlaskClient,
+) -> None:
+    """The note as an operator typed it through the API (the check output in this
+    fixture skips the runner, which makes a check's own text printable)."""
+    (incident,) = listed(hostile)
+    assert "\x00" in incident["note"] and "\x1b" in incident["note"]  # the API keeps them
+    for url in (f"/incidents/{incident['id']}", "/status"):
+        page = hostile.get(url).get_data(as_text=True)
+        (note,) = re.findall(r'<div class="note-text" data-note>(.*?)</div>', page, re.S)
+        assert not re.search("[\x00-\x08\x0b\x0c\x0e-\x1f]", note), url
+        assert "null\ufffdescape\ufffd[31mred" in note and "tab\tbell\ufffd" in note, url
 
 
 def test_the_feed_is_valid_xml_whatever_the_note_holds(hostile: FlaskClient) -> None:

@@ -35,6 +35,18 @@ def printable(text: str) -> str:
     return _UNSAFE.sub(_escape, text)
 
 
+# What neither an HTML page nor an XML 1.0 feed may hold: NUL and the C0 controls but
+# tab, newline and CR, lone surrogates, U+FFFE and U+FFFF.
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def displayable(text: str) -> str:
+    """``text`` with each character a page or feed cannot carry (NUL, ``\x01``, ESC …)
+    as U+FFFD, the replacement character; newlines and tabs stay (a note keeps its
+    lines). Secrets are not this function's business (:func:`clip`, the pages' hook)."""
+    return _NOT_XML.sub("\ufffd", text)
+
+
 def clip(text: str, limit: int) -> str:
     """``text`` with its secrets masked, then cut to ``limit`` characters.
 

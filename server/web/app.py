@@ -16,6 +16,7 @@ from werkzeug.exceptions import HTTPException
 
 from server.core.humanize import duration, number
 from server.core.redact import finalize, redact_value
+from server.core.text import displayable
 from server.resources import templates_dir
 from server.storage import StorageError
 from server.web.alerts_view import delivery_text
@@ -51,6 +52,16 @@ class RedactingJSON(DefaultJSONProvider):
         return super().dumps(redact_value(obj), **kwargs)
 
 
+def _finalize(value: Any) -> Any:
+    """Every ``{{ expression }}`` of a page: secrets masked (:func:`finalize`), and in
+    text (not markup we built) NUL, ``\x01``, ESC and the like as U+FFFD, as the feed
+    writes them (an operator's note may hold any character the API accepted)."""
+    value = finalize(value)
+    if isinstance(value, str) and not hasattr(value, "__html__"):
+        return displayable(value)
+    return value
+
+
 def create_app(ctx: WebContext) -> Flask:
     templates = templates_dir()
     app = Flask(
@@ -70,7 +81,7 @@ def create_app(ctx: WebContext) -> Flask:
         SESSION_COOKIE_SAMESITE="Lax",
     )
     app.jinja_env.autoescape = True
-    app.jinja_env.finalize = finalize  # secrets masked in every page (server.core.redact)
+    app.jinja_env.finalize = _finalize  # secrets masked, unshowable characters replaced
     app.json = RedactingJSON(app)
     app.jinja_env.filters["t"] = utc
     app.jinja_env.filters["pct"] = pct

@@ -13,7 +13,6 @@ and everything passes :func:`server.core.redact.redact` first.
 
 from __future__ import annotations
 
-import re
 import uuid
 from datetime import UTC, datetime
 from xml.etree import ElementTree as ET
@@ -23,6 +22,7 @@ from flask import Blueprint, Response, request
 from server.analytics.incidents import Incident
 from server.core.humanize import duration
 from server.core.redact import redact
+from server.core.text import displayable
 from server.web import status_view
 from server.web.context import current as context
 from server.web.incidents_view import recent
@@ -30,12 +30,11 @@ from server.web.incidents_view import recent
 feed = Blueprint("feed", __name__)
 ATOM = "http://www.w3.org/2005/Atom"
 CONTENT_TYPE = "application/atom+xml; charset=utf-8"
-_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
 def clean(text: str) -> str:
     """Text an XML 1.0 document can carry, with secrets masked."""
-    return _NOT_XML.sub("\ufffd", redact(text))
+    return displayable(redact(text))
 
 
 @feed.get("/status/feed.atom")
