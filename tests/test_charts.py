@@ -7,9 +7,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from server.analytics.slo import Counts
 from server.core.measures import UNITS, unit, unit_of
 from server.web.axes import nice_step, value_axis
-from server.web.charts import line_chart, sparkline
+from server.web.bars import day_bar
+from server.web.charts import line_chart, pct, sparkline
 
 T0 = datetime(2026, 11, 22, tzinfo=UTC)
 
@@ -109,3 +111,13 @@ def test_a_chart_of_a_1e_minus_15_metric_counts_in_a_power_of_ten() -> None:
     assert ticks == ["0", "0.2", "0.4", "0.6", "0.8", "1"], ticks
     assert ">\N{MULTIPLICATION SIGN} 10⁻¹⁵<" in svg  # the power written once, as the title
     assert "avg 0.000000000000001" in svg and "e-15" not in svg
+
+
+def test_an_uptime_short_of_100_never_reads_100_and_one_above_0_never_reads_0() -> None:
+    """One failed check in 25,000 is 99.996 % up: "100.00%" beside "1 of 25,000 checks
+    down" would contradict itself (tiles, status rows, day bars and badges use pct)."""
+    assert [pct(v) for v in (99.996, 100.0, 99.95, 0.001, 0.0, 50.0)] == [
+        "99.996%", "100.00%", "99.95%", "0.001%", "0.00%", "50.00%"]  # fmt: skip
+    one_bad = {T0.date(): Counts(24_999, 25_000)}
+    bar = str(day_bar([T0.date()], one_bad, "shop"))
+    assert "99.996% up, 1 of 25,000 checks down" in bar and "100.00%" not in bar

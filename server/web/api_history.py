@@ -23,6 +23,7 @@ from server.web import slo_view
 from server.web.api import requested_range, service_or_404
 from server.web.auth import challenge, principal
 from server.web.bars import band
+from server.web.charts import pct
 from server.web.context import current as context
 from server.web.errors import ApiError
 from server.web.status_view import groups
@@ -99,7 +100,7 @@ def badge(service_id: str) -> Response:
         now = ctx.clock.now()
         found = counts(ctx.storage, [service_id], [(now - period, now)])[service_id][0]
         value = availability(found)
-        message = "no data" if value is None else f"{value:.2f}%"
+        message = "no data" if value is None else pct(value)
         body = {"label": f"uptime {raw}", "message": message, "color": BAND_COLOURS[band(value)[0]]}
     elif metric == "slo":
         if view.slo is None:

@@ -15,6 +15,7 @@ from functools import lru_cache
 from markupsafe import Markup, escape
 
 from server.analytics.slo import Counts, availability
+from server.core.humanize import percent
 
 CELL = 4  # width of a day, in the bar's own units
 # (lowest uptime %, class, words), best first; the first that the day reaches is used
@@ -50,7 +51,7 @@ def day_bar(
     """
     width = len(days) * CELL
     overall = availability(total({d: counts[d] for d in days if d in counts}))
-    words = "no checks" if overall is None else f"{overall:.2f}% up"
+    words = "no checks" if overall is None else f"{percent(overall, 2)} up"
     summary = f"{len(days)} days: {words}"
     parts = [
         f'<figure class="days"><svg class="daybar" viewBox="0 0 {width} {height}" '
@@ -76,7 +77,7 @@ def _cell(index: int, day: date, height: int, found: Counts | None) -> str:
         text = f"{day.isoformat()}: no checks"
     else:
         down = found.total - found.good
-        text = (f"{day.isoformat()}: {uptime:.2f}% up, {down:,} of {found.total:,} checks "
+        text = (f"{day.isoformat()}: {percent(uptime, 2)} up, {down:,} of {found.total:,} checks "
                 f"down ({meaning})")  # fmt: skip
     return (
         f'<rect class="{css}" x="{index * CELL}" width="{CELL - 1}" height="{height}" '

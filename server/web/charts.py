@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 
 from markupsafe import Markup, escape
 
+from server.core.humanize import percent
 from server.core.measures import Unit
 from server.web.axes import value_axis
 from server.web.queries import STATUS_NAMES
@@ -175,7 +176,9 @@ def badge(code: int | None, text: str | None = None) -> Markup:
 
 
 def pct(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}%"
+    """An uptime as pages show it: ``99.95%``, two decimals, more where two would round
+    onto 100 or 0 (one failed check in 25,000 is ``99.996%``, not ``100.00%``)."""
+    return "-" if value is None else percent(value, 2)
 
 
 def utc(at: datetime | None) -> str:
