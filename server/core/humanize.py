@@ -27,8 +27,8 @@ def number(value: float | None) -> str:
     if abs(value) >= 1:
         text = f"{value:,.2f}" if abs(value) >= 10_000 else f"{value:.2f}"
     else:
-        text = f"{value:.3g}"
-    return text.rstrip("0").rstrip(".") if "." in text and "e" not in text else text
+        return significant(value, 3)  # 0.0000123, not 1.23e-05
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 def duration(value: timedelta) -> str:
