@@ -173,11 +173,11 @@ def validated(result: Any) -> CheckResult:
         else:
             refused.append(f"{clip(m.name, 80)}={float(m.value):g}: beyond ±{LARGEST:g}")
     if refused:
-        result.details = {**result.details, "metrics_refused": refused[:MAX_NAMED]}
+        result.details = {**result.details, "metrics_refused": _named(refused)}
     kept = [m if stored(m.value) == m.value else replace(m, value=0.0) for m in kept]
     result.metrics, renamed = own_names(result, kept)
     if renamed:
-        result.details = {**result.details, "metrics_renamed": renamed[:MAX_NAMED]}
+        result.details = {**result.details, "metrics_renamed": _named(renamed)}
     for name in VALUE_COLUMNS:
         value = getattr(result, name)
         if value is not None and stored(value) != value:
@@ -212,6 +212,13 @@ def own_names(result: CheckResult, metrics: list[Metric]) -> tuple[list[Metric],
         holds = "no value" if column is None else f"{float(column):g}"
         renamed.append(f"{m.name} -> {name}: the {m.name} column holds {holds} for this check")
     return out, renamed
+
+
+def _named(lines: list[str]) -> list[str]:
+    """At most :data:`MAX_NAMED` lines, the last saying how many more there were."""
+    if len(lines) <= MAX_NAMED:
+        return lines
+    return [*lines[: MAX_NAMED - 1], f"and {len(lines) - MAX_NAMED + 1} more"]
 
 
 def garbage_reason(result: Any) -> str | None:

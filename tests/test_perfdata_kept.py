@@ -128,3 +128,11 @@ def test_perfdata_parsing_alone_names_what_it_cannot_read() -> None:
     assert [(m.name, m.value) for m in metrics] == [("y", 2.0)]
     assert refused == ["x=nan: not a number (NaN)",
                        "z z=U: undetermined (U): the plugin could not measure it"]  # fmt: skip
+
+
+def test_past_ten_refusals_the_rest_are_counted_not_dropped_unsaid() -> None:
+    output = "print('OK | ' + ' '.join(f'n{i}=nan' for i in range(14)))"
+    plugin = CommandChecker(CommandSettings(command=[sys.executable, "-c", output]))
+    result = run_check(plugin, CheckContext("many", datetime.now(UTC), 10.0))
+    refused = result.details["metrics_refused"]
+    assert len(refused) == 10 and refused[-1] == "and 5 more", refused
