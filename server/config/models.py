@@ -71,7 +71,7 @@ class SloConfig(Section):
     """An availability objective: ``target`` percent of checks up over a rolling ``window``."""
 
     target: float = Field(gt=0, lt=100)
-    # at most clickhouse.retention_days (checked in server.validation.dashboard)
+    # at most clickhouse.retention_days (checked in server.validation.slo)
     window: Annotated[Duration, DurationRange("1h", "365d")] = timedelta(days=30)
 
 
