@@ -74,6 +74,18 @@ class SloConfig(Section):
     # at most clickhouse.retention_days (checked in server.validation.slo)
     window: Annotated[Duration, DurationRange("1h", "365d")] = timedelta(days=30)
 
+    @field_validator("target", mode="before")
+    @classmethod
+    def _percent(cls, value: Any) -> Any:
+        """One wording for every refused target (100, 0, "99.9%", nan), as the fix."""
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if not number or not 0 < value < 100:  # NaN compares false: refused too
+            raise PydanticCustomError(
+                "lightbulb",
+                'expected a percentage above 0 and below 100 like 99.9, without "%"',
+            )
+        return value
+
 
 class ServiceConfig(Section):
     id: ServiceId

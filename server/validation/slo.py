@@ -56,8 +56,15 @@ def _days_needed(window: timedelta) -> int:
 
 
 def _objectives(draft: Draft, burns: list[ParsedRule]) -> None:
-    """An ``slo_burn`` rule needs an objective on each service it selects."""
-    without = [(s.id, s.stack) for s in draft.config.services if s.slo is None]
+    """An ``slo_burn`` rule needs an objective on each service it selects.
+
+    Judged on the services as written: a service whose ``slo`` is refused (``target:
+    100``) has one, reported at its own key, not missing a second time here."""
+    without: list[tuple[str, str]] = []
+    for _, raw in draft.raw_items("services"):
+        sid, stack = raw.get("id"), raw.get("stack", "default")
+        if isinstance(sid, str) and raw.get("slo") is None:
+            without.append((sid, stack if isinstance(stack, str) else "default"))
     for burn in burns:
         selector = burn.raw.get("service")
         if not isinstance(selector, str):
