@@ -12,10 +12,15 @@ from pydantic import ValidationError
 from server import notify
 from server.alerting.conditions import (
     AbsentCondition,
+    AnomalyCondition,
+    Comparison,
     Condition,
     ConditionError,
+    ConsecutiveFailures,
+    SloBurn,
     StatusCondition,
     parse_condition,
+    tokenize,
 )
 from server.alerting.silences import NEVER_YEARS, parse_cron
 from server.alerting.templates import compile_template
@@ -107,6 +112,7 @@ def _rules(draft: Draft, channels: set[str]) -> list[ParsedRule]:
         rule = parsed.get(path)
         if condition is not None:
             conditions.append(ParsedRule(path, raw, condition, rule))
+            _threshold_set(draft, path, condition, raw)
         if condition is not None and rule is not None and draft.parsed((*path, "threshold")):
             _threshold(draft, path, condition, rule.threshold)
             if rule.enabled:
@@ -147,6 +153,43 @@ def _condition(draft: Draft, path: Path, text: Any) -> Condition | None:
     except ConditionError as exc:
         draft.report((*path, "condition"), str(exc))
         return None
+
+
+# what a rule's threshold is for each condition reading it, for the example in a report
+_EXAMPLE_VALUE: dict[type, str] = {
+    StatusCondition: "FAILED",
+    SloBurn: "14.4",
+    ConsecutiveFailures: "3",
+    AnomalyCondition: "3",
+}
+
+
+def _threshold_set(draft: Draft, path: Path, condition: Condition, raw: dict[str, Any]) -> None:
+    """A condition reading the rule's ``threshold`` (``metric x > threshold``, ``absent``)
+    needs the rule to set one: its default, 0, compares with nothing the author chose
+    (``status >= threshold`` would hold for every check)."""
+    if "threshold" in raw:
+        return
+    where = (*path, "threshold")
+    if isinstance(condition, AbsentCondition):
+        draft.report(
+            where,
+            "absent counts the intervals without a result up to threshold, and the rule "
+            "sets no threshold: add threshold: 3 (fire after 3 intervals without a result)",
+        )
+        return
+    compare = getattr(condition, "compare", None)
+    if not isinstance(compare, Comparison) or compare.value is not None:
+        return
+    text = str(raw.get("condition"))
+    value = _EXAMPLE_VALUE.get(type(condition), "500")
+    example = " ".join(value if t.lower() == "threshold" else t for t in tokenize(text))
+    draft.report(
+        where,
+        f'the condition "{text}" compares with the rule\'s threshold, and the rule sets no '
+        f"threshold: add threshold: <number> to the rule, or write the number in place of "
+        f'"threshold" (e.g. "{example}")',
+    )
 
 
 def _threshold(draft: Draft, path: Path, condition: Condition, threshold: float) -> None:
