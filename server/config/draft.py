@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from pydantic import ValidationError
@@ -22,6 +23,7 @@ from server.config.models import Config
 from server.config.pydantic_errors import translate
 from server.config.salvage import salvage
 from server.config.source import Path, Source
+from server.core.units import format_duration
 
 # Sections whose entries are checked one by one (a list, or a mapping of names).
 LIST_SECTIONS = ("services", "relations", "alert_rules", "silences")
@@ -76,6 +78,21 @@ class Draft:
             self._bad.add(bad)
             self._bad_below.update(bad[:cut] for cut in range(len(bad) + 1))
         self._indexed = len(self.problems)
+
+    def as_written(self, path: Path, value: timedelta) -> str:
+        """The duration at ``path`` as the file wrote it (``1440m``, not ``1d``; ``${WINDOW}``
+        for text from the environment), for a report to quote; ``value`` formatted when
+        the file holds no text there (a default)."""
+        if path in self.source.raw_text:
+            return self.source.raw_text[path]
+        current: Any = self.data
+        for part in path:
+            held = isinstance(current, dict) and part in current
+            held |= isinstance(current, list) and isinstance(part, int) and part < len(current)
+            if not held:
+                return format_duration(value)
+            current = current[part]
+        return current.strip() if isinstance(current, str) else format_duration(value)
 
     def items(self, section: str) -> Iterator[tuple[Path, Any]]:
         """``(path, model)`` for each item of a list section that parsed."""
