@@ -13,7 +13,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from server.config.draft import Draft
 from server.config.pydantic_errors import describe
 from server.config.source import Path
-from server.config.types import format_duration
 from server.core import selectors
 
 RESERVED_ID = "lightbulb"  # the daemon reports on itself under this id
@@ -48,14 +47,15 @@ def section_checks(draft: Draft) -> None:
         and config.alerting.flapping.low >= config.alerting.flapping.high
     ):
         draft.report(("alerting", "flapping", "low"), "must be below alerting.flapping.high")
+    most, least = ("alerting", "retry_max_backoff"), ("alerting", "retry_backoff")
     if (
-        draft.parsed(("alerting", "retry_max_backoff"), ("alerting", "retry_backoff"))
+        draft.parsed(most, least)
         and config.alerting.retry_max_backoff < config.alerting.retry_backoff
     ):
         draft.report(
-            ("alerting", "retry_max_backoff"),
-            f"{format_duration(config.alerting.retry_max_backoff)} is below "
-            f"alerting.retry_backoff ({format_duration(config.alerting.retry_backoff)}), "
+            most,
+            f"{draft.as_written(most, config.alerting.retry_max_backoff)} is below "
+            f"alerting.retry_backoff ({draft.as_written(least, config.alerting.retry_backoff)}), "
             "so no delay could grow; set it to at least retry_backoff",
         )
 
@@ -95,8 +95,9 @@ def _services(draft: Draft) -> None:
         ):
             draft.report(
                 (*path, "timeout"),
-                f"must not exceed interval ({format_duration(service.interval)}), "
-                f"got {format_duration(service.timeout)}",
+                f"must not exceed interval "
+                f"({draft.as_written((*path, 'interval'), service.interval)}), "
+                f"got {draft.as_written((*path, 'timeout'), service.timeout)}",
             )
 
 
