@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Literal
 
-from server.core import status
+from server.core import numbers, status
 from server.core.status import Status
 from server.core.units import format_duration, parse_duration
 
@@ -295,9 +295,14 @@ def _comparison(
             expected = f"threshold or a status ({', '.join(Status.__members__)}) or its code 0-5"
             raise ConditionError(f'"{raw}" is not {expected}') from None
     try:
-        value = float(raw)
+        value = float(raw)  # Python reads "\u0661" and "1_000" too: refused below, with the fix
     except ValueError:
-        raise ConditionError(f'"{raw}" is not a number or threshold') from None
+        raise ConditionError(
+            f'"{raw}" is not a number or threshold; write a number like 500 or the word '
+            "threshold (the rule's threshold)"
+        ) from None
     if not math.isfinite(value):  # "nan", "inf", "1e309": no value compares sensibly
         raise ConditionError(f'"{raw}" is not a finite number; write a number or threshold')
+    if not numbers.is_plain(raw):
+        raise ConditionError(f'"{raw}" is not {numbers.EXPECTED}; write {numbers.spelled(value)}')
     return Comparison(op, value)

@@ -8,12 +8,13 @@ problem they find and stop at none. Checks that span sections or need a registry
 from __future__ import annotations
 
 import ipaddress
+import math
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from server.config.draft import Draft
 from server.config.pydantic_errors import describe
 from server.config.source import Path
-from server.core import selectors
+from server.core import numbers, selectors
 
 RESERVED_ID = "lightbulb"  # the daemon reports on itself under this id
 
@@ -29,6 +30,33 @@ def is_loopback(bind: str) -> bool:
         return False  # a host name: it may resolve to anything
     mapped = getattr(address, "ipv4_mapped", None)
     return address.is_loopback or (mapped is not None and mapped.is_loopback)
+
+
+def number_spellings(draft: Draft) -> None:
+    """Numbers YAML read from text other than plain decimal (``1_000``, ``0x1F``, ``017``
+    as octal, ``1:30`` in base 60, ``.inf``), each refused with what it was read as.
+
+    Run after every other check: a value another check refused (a string setting
+    given ``0x1F`` unquoted says "quote it") is not reported twice.
+    """
+    refused = {p.path for p in draft.problems}
+    for path, text in draft.source.written.items():
+        value = draft.value_at(path)
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or path in refused
+            or numbers.is_plain(text)
+        ):
+            continue
+        if not math.isfinite(value):
+            draft.report(path, f"expected a finite number, got {text}")
+            continue
+        draft.report(
+            path,
+            f"expected {numbers.EXPECTED}, got {text} (YAML reads it as "
+            f"{numbers.spelled(value)}); write {numbers.spelled(value)}",
+        )
 
 
 def section_checks(draft: Draft) -> None:

@@ -85,14 +85,19 @@ class Draft:
         the file holds no text there (a default)."""
         if path in self.source.raw_text:
             return self.source.raw_text[path]
+        written = self.value_at(path)
+        return written.strip() if isinstance(written, str) else format_duration(value)
+
+    def value_at(self, path: Path) -> Any:
+        """The value at ``path`` as read from the file (after ``${VAR}``), or None."""
         current: Any = self.data
         for part in path:
             held = isinstance(current, dict) and part in current
             held |= isinstance(current, list) and isinstance(part, int) and part < len(current)
             if not held:
-                return format_duration(value)
+                return None
             current = current[part]
-        return current.strip() if isinstance(current, str) else format_duration(value)
+        return current
 
     def items(self, section: str) -> Iterator[tuple[Path, Any]]:
         """``(path, model)`` for each item of a list section that parsed."""

@@ -14,6 +14,7 @@ import os
 from collections.abc import Mapping
 
 from server.config import Config, ConfigError, ConfigProblem, Draft, read_file, read_text
+from server.config.checks import number_spellings
 from server.core import redact
 from server.validation import alerting, dashboard, services, slo
 
@@ -40,6 +41,7 @@ def check(draft: Draft) -> Config:
     rules = alerting.check(draft)
     slo.check(draft, rules)
     dashboard.check(draft)
+    number_spellings(draft)  # last: skips a value another check refused already
     # learned before finish(): a problem quoting a secret is masked in its report too
     draft.secrets |= redact.secrets_in(draft.config)
     # replaces the previous load's values (a daemon holds its own: redact.Hold)
