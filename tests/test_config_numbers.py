@@ -132,3 +132,16 @@ def test_every_numeric_section_setting_refuses_underscored_digits(section: str, 
     assert any(p.startswith(f"f.yaml:2 {section}.{key}: ") for p in found), found
     mine = [p for p in found if p.startswith(f"f.yaml:2 {section}.{key}: ")]
     assert len(mine) == 1 and "1_0" in mine[0], mine
+
+
+def test_a_number_under_an_anchor_used_twice_is_reported_once_where_written() -> None:
+    text = (
+        "x-tcp: &tcp {host: 127.0.0.1, port: 8_080}\n"
+        "services:\n"
+        "  - {id: a, type: tcp, tcp: {<<: *tcp}}\n"
+        "  - {id: b, type: tcp, tcp: *tcp}\n"
+    )
+    assert problems(text) == [
+        f"f.yaml:1 services[0].tcp.port: expected {EXPECTED}, got 8_080 (YAML reads it as "
+        "8080); write 8080"
+    ]

@@ -40,6 +40,7 @@ def number_spellings(draft: Draft) -> None:
     given ``0x1F`` unquoted says "quote it") is not reported twice.
     """
     refused = {p.path for p in draft.problems}
+    seen: set[tuple[int | None, str, str | int]] = set()
     for path, text in draft.source.written.items():
         value = draft.value_at(path)
         if (
@@ -47,8 +48,14 @@ def number_spellings(draft: Draft) -> None:
             or not isinstance(value, int | float)
             or path in refused
             or numbers.is_plain(text)
+            or str(path[0]).startswith("x-")  # the file's own anchors: reported where used
         ):
             continue
+        # a value under an anchor (&tcp) used twice is one text on one line: one report
+        once = (draft.source.line_of(path), text, path[-1])
+        if once in seen:
+            continue
+        seen.add(once)
         if not math.isfinite(value):
             draft.report(path, f"expected a finite number, got {text}")
             continue
