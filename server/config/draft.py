@@ -47,6 +47,7 @@ class Draft:
     # values of secret-typed settings found by the checks above (checker and channel
     # settings), with the config's own: what server.core.redact masks
     secrets: set[str] = field(default_factory=set)
+    warnings: list[ConfigProblem] = field(default_factory=list)
     # parsed()'s index: paths with a problem, every prefix of them, problems indexed
     _bad: set[Path] = field(default_factory=set, repr=False)
     _bad_below: set[Path] = field(default_factory=set, repr=False)
@@ -56,6 +57,12 @@ class Draft:
         """Add a problem at ``path`` (its line looked up in the file)."""
         line = self.source.line_of(path)
         self.problems.append(ConfigProblem(self.source.filename, line, path, message))
+
+    def warn(self, path: Path, message: str) -> None:
+        """Note what is valid but likely a mistake at ``path``: it does not stop the
+        load; ``lightbulb config check`` prints it and the daemon logs it at start."""
+        line = self.source.line_of(path)
+        self.warnings.append(ConfigProblem(self.source.filename, line, path, message))
 
     def parsed(self, *paths: Path) -> bool:
         """Whether each of ``paths`` holds what the file says: no problem was reported
@@ -119,6 +126,7 @@ class Draft:
             raise ConfigError(problems)
         self.source.release()
         self.config._source = self.source
+        self.config._warnings = list(self.warnings)
         return self.config
 
 

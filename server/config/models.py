@@ -349,6 +349,8 @@ class Config(Section):
     temporal: TemporalConfig = Field(default_factory=TemporalConfig)
 
     _source: Source | None = PrivateAttr(default=None)
+    # what the checks found valid but likely a mistake (ConfigProblem), for warnings()
+    _warnings: list[Any] = PrivateAttr(default_factory=list)
 
     @property
     def dashboard_url(self) -> str:
