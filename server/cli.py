@@ -41,7 +41,7 @@ Command = Callable[[argparse.Namespace], int]
 def cmd_config_check(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     for warning in config_warnings(config):
-        print(f"{args.config}: warning: {warning}", file=sys.stderr)
+        print(warning, file=sys.stderr)  # "file:line key: warning: ..."
     enabled = sum(1 for s in config.services if s.enabled)
     print(
         f"{args.config}: OK: {len(config.services)} services ({enabled} enabled), "

@@ -69,7 +69,7 @@ class Daemon:
         self.config: Config = load_config(config_path)
         self.secrets = redact.hold()  # masked while this daemon lives, across reloads
         for warning in config_warnings(self.config):
-            log.warning("%s: %s", config_path, warning)
+            log.warning("%s", warning)  # "file:line key: warning: ..."
         temporal_budget.configure(self.config.temporal.max_visibility_rps)
         self.storage: Storage = open_storage(self.config.clickhouse)
         sched = self.config.scheduler

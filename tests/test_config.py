@@ -73,7 +73,7 @@ def test_an_empty_document_is_refused_naming_file_and_fix(text: str) -> None:
 
 def test_a_file_without_services_is_valid_but_warned_about() -> None:
     assert config_warnings(parse_config("dashboard: {port: 9000}", "f.yaml", environ={})) == [
-        "no `services:` key, so nothing is checked (a file cut short?); "
+        "f.yaml: warning: no `services:` key, so nothing is checked (a file cut short?); "
         "write `services: []` if that is meant"
     ]
     assert config_warnings(parse_config("services: []", "f.yaml", environ={})) == []

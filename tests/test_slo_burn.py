@@ -240,7 +240,7 @@ def test_slo_burn_parses_the_defaults_or_one_pair(text: str, expected: object) -
         ("slo_burn 1h 2h > 2", "must be shorter than the long one"),
         ("slo_burn soon > 2", '"soon" is not a window'),
         ("slo_burn 1h 5m >= 2", "compares with >"),
-        ("slo_burn 1h 5m", '"slo_burn 1h 5m" needs an operator and a value'),
+        ("slo_burn 1h 5m", '"slo_burn 1h 5m" needs > and a value, e.g. slo_burn 1h 5m > 14.4'),
     ],
 )
 def test_a_wrong_slo_burn_is_worded_as_its_fix(text: str, says: str) -> None:

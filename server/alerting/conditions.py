@@ -31,11 +31,11 @@ import math
 import operator
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Literal
 
-from server.core import status
+from server.core import numbers, status
 from server.core.status import Status
 from server.core.units import format_duration, parse_duration
 
@@ -121,6 +121,8 @@ class SloBurn:
     long: timedelta | None = None
     short: timedelta | None = None
     compare: Comparison | None = None
+    # the windows as written ("360m", "30m"): config reports quote them, not "6h"
+    written: tuple[str, ...] = field(default=(), compare=False)
 
 
 Condition = (
@@ -198,24 +200,35 @@ def _slo_burn(tokens: list[str]) -> Condition:
         rest = rest[1:]
     if not windows:
         raise ConditionError(f'"slo_burn" needs a window before the operator; {SLO_BURN_HINT}')
+    written = tuple(tokens[1 : 1 + len(windows)])
     long, short = windows[0], windows[1] if len(windows) == 2 else windows[0] / 12
+    derived = len(written) == 1
+    short_text = f"{format_duration(short)} (1/12 of {written[0]})" if derived else written[1]
     if short < MIN_BURN_WINDOW:
+        floor = format_duration(MIN_BURN_WINDOW)
+        if derived:  # grow the long window, or write a short one the long can hold
+            fix = f"write a long window of {format_duration(MIN_BURN_WINDOW * 12)} or more"
+            if long > MIN_BURN_WINDOW:
+                fix += f", or a short window of {floor} or more after it"
+        else:
+            fix = f"use a short window of {floor} or more"
+            fix += " and a long window above it" if long <= MIN_BURN_WINDOW else ""
         raise ConditionError(
-            f"slo_burn: a window of {format_duration(short)} holds a check or two, so one "
-            f"failure is a burn rate in the thousands; use {format_duration(MIN_BURN_WINDOW)} "
-            f"or more (the workbook's shortest is 5m); {SLO_BURN_HINT}"
+            f"slo_burn: a short window of {short_text} holds a check or two, so one failure "
+            f"is a burn rate in the thousands; {fix} (the workbook's shortest is 5m); "
+            f"{SLO_BURN_HINT}"
         )
     if short >= long:
         raise ConditionError(
-            f"slo_burn: the short window ({format_duration(short)}) must be shorter than the "
-            f"long one ({format_duration(long)}); the workbook uses 1/12 of it; {SLO_BURN_HINT}"
+            f"slo_burn: the short window ({short_text}) must be shorter than the long one "
+            f"({written[0]}); the workbook uses 1/12 of it; {SLO_BURN_HINT}"
         )
-    compare = _comparison(rest, f"slo_burn {' '.join(tokens[1 : 1 + len(windows)])}")
+    compare = _comparison(rest, f"slo_burn {' '.join(written)}", example="14.4")
     if compare.op != ">":
         raise ConditionError(f'slo_burn compares with >, got "{compare.op}"; {SLO_BURN_HINT}')
     if compare.value is not None and compare.value <= 0:
         raise ConditionError(burn_rate_problem(compare.value))
-    return SloBurn(long, short, compare)
+    return SloBurn(long, short, compare, written)
 
 
 def burn_rate_problem(rate: float) -> str:
@@ -256,8 +269,17 @@ def parse_condition(text: str) -> Condition:
     return parser(tokens)
 
 
-def _comparison(tokens: list[str], subject: str, status_names: bool = False) -> Comparison:
+def _comparison(
+    tokens: list[str], subject: str, status_names: bool = False, example: str = ""
+) -> Comparison:
+    """``OP VALUE`` after ``subject``; ``example`` (a ``> VALUE`` the condition takes, for
+    a condition with one operator) replaces the generic example in the report."""
     if len(tokens) != 2 or tokens[0] not in OPS:
+        if example:
+            raise ConditionError(
+                f'"{subject}" needs > and a value, e.g. {subject} > {example} or '
+                f"{subject} > threshold (with the rule's threshold set)"
+            )
         raise ConditionError(
             f'"{subject}" needs an operator and a value, e.g. {subject} >= '
             + ("FAILED" if status_names else "threshold")
@@ -273,9 +295,14 @@ def _comparison(tokens: list[str], subject: str, status_names: bool = False) -> 
             expected = f"threshold or a status ({', '.join(Status.__members__)}) or its code 0-5"
             raise ConditionError(f'"{raw}" is not {expected}') from None
     try:
-        value = float(raw)
+        value = float(raw)  # Python reads "\u0661" and "1_000" too: refused below, with the fix
     except ValueError:
-        raise ConditionError(f'"{raw}" is not a number or threshold') from None
+        raise ConditionError(
+            f'"{raw}" is not a number or threshold; write a number like 500 or the word '
+            "threshold (the rule's threshold)"
+        ) from None
     if not math.isfinite(value):  # "nan", "inf", "1e309": no value compares sensibly
         raise ConditionError(f'"{raw}" is not a finite number; write a number or threshold')
+    if not numbers.is_plain(raw):
+        raise ConditionError(f'"{raw}" is not {numbers.EXPECTED}; write {numbers.spelled(value)}')
     return Comparison(op, value)

@@ -50,6 +50,8 @@ class Cron:
 
     def __init__(self, expression: str, timezone: str) -> None:
         """Raises ValueError (or LookupError for an unknown zone) with APScheduler's reason."""
+        if not expression.isascii():  # APScheduler's \d reads other scripts' digits
+            raise ValueError("write it in ASCII: digits 0-9, names like SUN")
         CronTrigger.from_crontab(expression, timezone=timezone)  # validates both
         self.expression = expression
         self.zone = ZoneInfo(timezone)

@@ -107,15 +107,19 @@ def read_text(text: str, filename: str, environ: Mapping[str, str] | None = None
 
 
 def warnings(config: Config) -> list[str]:
-    """What is valid but likely a mistake, worded as the fix; shown by ``config check``
-    and logged when the daemon starts.
+    """What is valid but likely a mistake, worded as the fix, one ``file:line key.path:
+    warning: ...`` line each; shown by ``config check`` and logged when the daemon starts.
 
-    A file without a ``services:`` key checks nothing: often a file cut short.
+    A file without a ``services:`` key checks nothing: often a file cut short. The
+    checks add their own (a disabled service named on the status page).
     """
-    if "services" in config.model_fields_set:
-        return []
-    return ["no `services:` key, so nothing is checked (a file cut short?); "
-            "write `services: []` if that is meant"]  # fmt: skip
+    found = list(config._warnings)
+    if "services" not in config.model_fields_set:
+        filename = config._source.filename if config._source is not None else "config"
+        found.insert(0, ConfigProblem(filename, None, (),
+                     "no `services:` key, so nothing is checked (a file cut short?); "
+                     "write `services: []` if that is meant"))  # fmt: skip
+    return [w.as_warning() for w in found]
 
 
 def missing_sections(running: Config, new: Config) -> list[str]:

@@ -8,13 +8,13 @@ problem they find and stop at none. Checks that span sections or need a registry
 from __future__ import annotations
 
 import ipaddress
+import math
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from server.config.draft import Draft
 from server.config.pydantic_errors import describe
 from server.config.source import Path
-from server.config.types import format_duration
-from server.core import selectors
+from server.core import numbers, selectors
 
 RESERVED_ID = "lightbulb"  # the daemon reports on itself under this id
 
@@ -30,6 +30,40 @@ def is_loopback(bind: str) -> bool:
         return False  # a host name: it may resolve to anything
     mapped = getattr(address, "ipv4_mapped", None)
     return address.is_loopback or (mapped is not None and mapped.is_loopback)
+
+
+def number_spellings(draft: Draft) -> None:
+    """Numbers YAML read from text other than plain decimal (``1_000``, ``0x1F``, ``017``
+    as octal, ``1:30`` in base 60, ``.inf``), each refused with what it was read as.
+
+    Run after every other check: a value another check refused (a string setting
+    given ``0x1F`` unquoted says "quote it") is not reported twice.
+    """
+    refused = {p.path for p in draft.problems}
+    seen: set[tuple[int | None, str, str | int]] = set()
+    for path, text in draft.source.written.items():
+        value = draft.value_at(path)
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or path in refused
+            or numbers.is_plain(text)
+            or str(path[0]).startswith("x-")  # the file's own anchors: reported where used
+        ):
+            continue
+        # a value under an anchor (&tcp) used twice is one text on one line: one report
+        once = (draft.source.line_of(path), text, path[-1])
+        if once in seen:
+            continue
+        seen.add(once)
+        if not math.isfinite(value):
+            draft.report(path, f"expected a finite number, got {text}")
+            continue
+        draft.report(
+            path,
+            f"expected {numbers.EXPECTED}, got {text} (YAML reads it as "
+            f"{numbers.spelled(value)}); write {numbers.spelled(value)}",
+        )
 
 
 def section_checks(draft: Draft) -> None:
@@ -48,14 +82,15 @@ def section_checks(draft: Draft) -> None:
         and config.alerting.flapping.low >= config.alerting.flapping.high
     ):
         draft.report(("alerting", "flapping", "low"), "must be below alerting.flapping.high")
+    most, least = ("alerting", "retry_max_backoff"), ("alerting", "retry_backoff")
     if (
-        draft.parsed(("alerting", "retry_max_backoff"), ("alerting", "retry_backoff"))
+        draft.parsed(most, least)
         and config.alerting.retry_max_backoff < config.alerting.retry_backoff
     ):
         draft.report(
-            ("alerting", "retry_max_backoff"),
-            f"{format_duration(config.alerting.retry_max_backoff)} is below "
-            f"alerting.retry_backoff ({format_duration(config.alerting.retry_backoff)}), "
+            most,
+            f"{draft.as_written(most, config.alerting.retry_max_backoff)} is below "
+            f"alerting.retry_backoff ({draft.as_written(least, config.alerting.retry_backoff)}), "
             "so no delay could grow; set it to at least retry_backoff",
         )
 
@@ -95,8 +130,9 @@ def _services(draft: Draft) -> None:
         ):
             draft.report(
                 (*path, "timeout"),
-                f"must not exceed interval ({format_duration(service.interval)}), "
-                f"got {format_duration(service.timeout)}",
+                f"must not exceed interval "
+                f"({draft.as_written((*path, 'interval'), service.interval)}), "
+                f"got {draft.as_written((*path, 'timeout'), service.timeout)}",
             )
 
 

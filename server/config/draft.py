@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from pydantic import ValidationError
@@ -22,6 +23,7 @@ from server.config.models import Config
 from server.config.pydantic_errors import translate
 from server.config.salvage import salvage
 from server.config.source import Path, Source
+from server.core.units import format_duration
 
 # Sections whose entries are checked one by one (a list, or a mapping of names).
 LIST_SECTIONS = ("services", "relations", "alert_rules", "silences")
@@ -45,6 +47,7 @@ class Draft:
     # values of secret-typed settings found by the checks above (checker and channel
     # settings), with the config's own: what server.core.redact masks
     secrets: set[str] = field(default_factory=set)
+    warnings: list[ConfigProblem] = field(default_factory=list)
     # parsed()'s index: paths with a problem, every prefix of them, problems indexed
     _bad: set[Path] = field(default_factory=set, repr=False)
     _bad_below: set[Path] = field(default_factory=set, repr=False)
@@ -54,6 +57,12 @@ class Draft:
         """Add a problem at ``path`` (its line looked up in the file)."""
         line = self.source.line_of(path)
         self.problems.append(ConfigProblem(self.source.filename, line, path, message))
+
+    def warn(self, path: Path, message: str) -> None:
+        """Note what is valid but likely a mistake at ``path``: it does not stop the
+        load; ``lightbulb config check`` prints it and the daemon logs it at start."""
+        line = self.source.line_of(path)
+        self.warnings.append(ConfigProblem(self.source.filename, line, path, message))
 
     def parsed(self, *paths: Path) -> bool:
         """Whether each of ``paths`` holds what the file says: no problem was reported
@@ -77,6 +86,26 @@ class Draft:
             self._bad_below.update(bad[:cut] for cut in range(len(bad) + 1))
         self._indexed = len(self.problems)
 
+    def as_written(self, path: Path, value: timedelta) -> str:
+        """The duration at ``path`` as the file wrote it (``1440m``, not ``1d``; ``${WINDOW}``
+        for text from the environment), for a report to quote; ``value`` formatted when
+        the file holds no text there (a default)."""
+        if path in self.source.raw_text:
+            return self.source.raw_text[path]
+        written = self.value_at(path)
+        return written.strip() if isinstance(written, str) else format_duration(value)
+
+    def value_at(self, path: Path) -> Any:
+        """The value at ``path`` as read from the file (after ``${VAR}``), or None."""
+        current: Any = self.data
+        for part in path:
+            held = isinstance(current, dict) and part in current
+            held |= isinstance(current, list) and isinstance(part, int) and part < len(current)
+            if not held:
+                return None
+            current = current[part]
+        return current
+
     def items(self, section: str) -> Iterator[tuple[Path, Any]]:
         """``(path, model)`` for each item of a list section that parsed."""
         positions = self.kept.get(section, [])
@@ -97,6 +126,7 @@ class Draft:
             raise ConfigError(problems)
         self.source.release()
         self.config._source = self.source
+        self.config._warnings = list(self.warnings)
         return self.config
 
 

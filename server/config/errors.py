@@ -26,9 +26,16 @@ class ConfigProblem:
     message: str
 
     def __str__(self) -> str:
+        return self._located(self.message)
+
+    def as_warning(self) -> str:
+        """``file:line key.path: warning: message``: valid, but likely a mistake."""
+        return self._located(f"warning: {self.message}")
+
+    def _located(self, message: str) -> str:
         where = self.filename if self.line is None else f"{self.filename}:{self.line}"
         key = format_path(self.path)
-        return f"{where} {key}: {self.message}" if key else f"{where}: {self.message}"
+        return f"{where} {key}: {message}" if key else f"{where}: {message}"
 
 
 class ConfigError(Exception):

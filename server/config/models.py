@@ -71,8 +71,20 @@ class SloConfig(Section):
     """An availability objective: ``target`` percent of checks up over a rolling ``window``."""
 
     target: float = Field(gt=0, lt=100)
-    # at most clickhouse.retention_days (checked in server.validation.dashboard)
+    # at most clickhouse.retention_days (checked in server.validation.slo)
     window: Annotated[Duration, DurationRange("1h", "365d")] = timedelta(days=30)
+
+    @field_validator("target", mode="before")
+    @classmethod
+    def _percent(cls, value: Any) -> Any:
+        """One wording for every refused target (100, 0, "99.9%", nan), as the fix."""
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if not number or not 0 < value < 100:  # NaN compares false: refused too
+            raise PydanticCustomError(
+                "lightbulb",
+                'expected a percentage above 0 and below 100 like 99.9, without "%"',
+            )
+        return value
 
 
 class ServiceConfig(Section):
@@ -337,6 +349,8 @@ class Config(Section):
     temporal: TemporalConfig = Field(default_factory=TemporalConfig)
 
     _source: Source | None = PrivateAttr(default=None)
+    # what the checks found valid but likely a mistake (ConfigProblem), for warnings()
+    _warnings: list[Any] = PrivateAttr(default_factory=list)
 
     @property
     def dashboard_url(self) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 import types
 import typing
 from typing import Any
@@ -14,6 +15,7 @@ from pydantic_core import ErrorDetails
 from server.config.errors import ConfigProblem
 from server.config.salvage import salvage
 from server.config.source import Path, Source, env_names
+from server.core import numbers
 
 _EXPECTED = {
     "int_type": "expected a whole number",
@@ -55,7 +57,7 @@ def translate(
     problems = []
     for error in exc.errors() if isinstance(exc, ValidationError) else exc:
         path: Path = (*prefix, *error["loc"])
-        message = _message(error, model, tuple(error["loc"]))
+        message = _message(error, model, tuple(error["loc"]), _as_typed(error, source, path))
         if error["type"] == "string_type" and path in source.written:
             # YAML typed the unquoted text (01234567 is octal 342391): show it as typed
             typed = source.written[path]
@@ -76,10 +78,21 @@ def translate_all(
     return translate(exc, source, model, prefix) + translate(hidden, source, model, prefix)
 
 
-def _message(error: Any, model: type[BaseModel], loc: Path) -> str:
+def _as_typed(error: Any, source: Source, path: Path) -> str | None:
+    """A number YAML read from other text (``8_080``, ``0x1F``): quoted as written, with
+    what YAML made of it; None for anything else (quoted by :func:`describe`)."""
+    value, text = error.get("input"), source.written.get(path)
+    if text is None or isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if not math.isfinite(value):  # .inf, .nan: "got Infinity" says it already
+        return None
+    return None if numbers.is_plain(text) else f"{text} (YAML reads it as {describe(value)})"
+
+
+def _message(error: Any, model: type[BaseModel], loc: Path, shown: str | None = None) -> str:
     kind = error["type"]
     ctx = error.get("ctx") or {}
-    got = f", got {describe(error.get('input'))}"
+    got = f", got {shown or describe(error.get('input'))}"
     if kind == "missing":
         return "is required"
     if kind == "extra_forbidden":
@@ -108,9 +121,29 @@ def _message(error: Any, model: type[BaseModel], loc: Path) -> str:
         }
         bound = next(iter(ctx.values()))
         return f"expected a number {op[kind]} {bound}{got}"
+    if kind in _NUMBER and isinstance(error.get("input"), str):
+        fix = _plain_fix(error["input"])
+        if fix:
+            return f"expected {numbers.EXPECTED}{got}; write {fix}"
     if kind in _EXPECTED:
         return f"{_EXPECTED[kind]}{got}"
     return f"{error['msg']}{got}"  # pragma: no cover - a pydantic error type we do not word yet
+
+
+_NUMBER = frozenset({"int_type", "int_parsing", "float_type", "float_parsing"})
+
+
+def _plain_fix(text: str) -> str:
+    """The plain spelling of a number Python reads but the config does not (``${PORT}``
+    set to "8_080" or "\u0668\u0660"), or "" when ``text`` is plain or no number."""
+    stripped = text.strip()
+    if numbers.is_plain(stripped):
+        return ""
+    try:
+        value = float(stripped)
+    except ValueError:
+        return ""
+    return numbers.spelled(value) if math.isfinite(value) else ""
 
 
 def _allowed_keys(model: type[BaseModel], loc: Path) -> list[str]:

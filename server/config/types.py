@@ -63,7 +63,7 @@ def check_service_id(value: Any) -> str:
     return value
 
 
-_HOST_RE = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})")
+_HOST_RE = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):([0-9]{1,5})")  # ASCII port
 
 
 def check_host_port(value: Any) -> str:
@@ -78,7 +78,7 @@ def split_host_port(value: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-_CLOCK_TIME = re.compile(r"([01]\d|2[0-3]):[0-5]\d")
+_CLOCK_TIME = re.compile(r"([01][0-9]|2[0-3]):[0-5][0-9]")  # \d also takes "٠٢:٣٠"
 
 
 def check_clock_time(value: Any) -> str:

@@ -21,6 +21,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
+from server.core import numbers
+
 _INT = re.compile(r"[+-]?[0-9]+")
 _TRUE = frozenset({"true", "yes", "on", "1"})
 _FALSE = frozenset({"false", "no", "off", "0", ""})
@@ -61,11 +63,8 @@ def _typed(kind: Any, value: EnvText) -> Any:
         return value if flag is None else flag
     if kind is int and _INT.fullmatch(text):
         return int(text)
-    if kind is float:
-        try:
-            return float(text)
-        except ValueError:
-            return value
+    if kind is float and numbers.is_plain(text):  # float() alone takes "\u0661" and "1_000"
+        return float(text)
     return value  # left as text: the field refuses it, naming the variable's setting
 
 

@@ -14,8 +14,9 @@ import os
 from collections.abc import Mapping
 
 from server.config import Config, ConfigError, ConfigProblem, Draft, read_file, read_text
+from server.config.checks import number_spellings
 from server.core import redact
-from server.validation import alerting, dashboard, services
+from server.validation import alerting, dashboard, services, slo
 
 __all__ = ["Config", "ConfigError", "ConfigProblem", "load_config", "parse_config"]
 
@@ -37,8 +38,10 @@ def parse_config(text: str, filename: str, environ: Mapping[str, str] | None = N
 def check(draft: Draft) -> Config:
     """Run the cross-section checks on ``draft``; the config, or every problem at once."""
     services.check(draft)
-    alerting.check(draft)
+    rules = alerting.check(draft)
+    slo.check(draft, rules)
     dashboard.check(draft)
+    number_spellings(draft)  # last: skips a value another check refused already
     # learned before finish(): a problem quoting a secret is masked in its report too
     draft.secrets |= redact.secrets_in(draft.config)
     # replaces the previous load's values (a daemon holds its own: redact.Hold)

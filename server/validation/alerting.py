@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -11,14 +12,20 @@ from pydantic import ValidationError
 from server import notify
 from server.alerting.conditions import (
     AbsentCondition,
+    AnomalyCondition,
+    Comparison,
     Condition,
     ConditionError,
+    ConsecutiveFailures,
+    SloBurn,
     StatusCondition,
     parse_condition,
+    tokenize,
 )
 from server.alerting.silences import NEVER_YEARS, parse_cron
 from server.alerting.templates import compile_template
 from server.config import Draft
+from server.config.models import AlertRuleConfig
 from server.config.pydantic_errors import describe, translate_all
 from server.config.source import Path
 from server.core import redact, selectors
@@ -26,10 +33,25 @@ from server.core.status import Status
 from server.validation import rule_pairs
 
 
-def check(draft: Draft) -> None:
-    """Rules (conditions, templates, services, channels), channels, silences, fallbacks, report."""
+@dataclass(frozen=True)
+class ParsedRule:
+    """An alert rule whose condition parsed: the one parse of it that later checks read
+    (:mod:`server.validation.slo`), so no check words a condition differently.
+
+    ``raw`` is the rule as written; ``rule`` its model, None when another key of it
+    failed (its path is kept, so a check can still judge what parsed)."""
+
+    path: Path
+    raw: dict[str, Any]
+    condition: Condition
+    rule: AlertRuleConfig | None
+
+
+def check(draft: Draft) -> list[ParsedRule]:
+    """Rules (conditions, templates, services, channels), channels, silences, fallbacks,
+    report; every rule whose condition parsed, in file order."""
     channels = _channels(draft)
-    _rules(draft, channels)
+    rules = _rules(draft, channels)
     _silences(draft)
     for section in (("alerting", "fallback_channels"), ("report", "channels")):
         names = (
@@ -42,6 +64,7 @@ def check(draft: Draft) -> None:
                 draft.report(
                     (*section, position), f'unknown channel "{name}"; define it under channels'
                 )
+    return rules
 
 
 def _channels(draft: Draft) -> set[str]:
@@ -69,7 +92,7 @@ def _channels(draft: Draft) -> set[str]:
     return {str(name) for name in section}
 
 
-def _rules(draft: Draft, channels: set[str]) -> None:
+def _rules(draft: Draft, channels: set[str]) -> list[ParsedRule]:
     services: list[tuple[str, str]] = []
     for _, raw in draft.raw_items("services"):
         sid, stack = raw.get("id"), raw.get("stack", "default")
@@ -78,6 +101,7 @@ def _rules(draft: Draft, channels: set[str]) -> None:
     parsed = dict(draft.items("alert_rules"))
     seen: set[str] = set()
     judged: list[tuple[Path, Any, Condition]] = []
+    conditions: list[ParsedRule] = []
     for path, raw in draft.raw_items("alert_rules"):
         rule_id = raw.get("id")
         if isinstance(rule_id, str):
@@ -86,6 +110,9 @@ def _rules(draft: Draft, channels: set[str]) -> None:
             seen.add(rule_id)
         condition = _condition(draft, path, raw.get("condition"))
         rule = parsed.get(path)
+        if condition is not None:
+            conditions.append(ParsedRule(path, raw, condition, rule))
+            _threshold_set(draft, path, condition, raw)
         if condition is not None and rule is not None and draft.parsed((*path, "threshold")):
             _threshold(draft, path, condition, rule.threshold)
             if rule.enabled:
@@ -106,6 +133,7 @@ def _rules(draft: Draft, channels: set[str]) -> None:
                     f'unknown channel "{name}"; define it under channels',
                 )
     rule_pairs.check(draft, judged)
+    return conditions
 
 
 def _annotations(draft: Draft, path: Path, annotations: Any) -> None:
@@ -125,6 +153,43 @@ def _condition(draft: Draft, path: Path, text: Any) -> Condition | None:
     except ConditionError as exc:
         draft.report((*path, "condition"), str(exc))
         return None
+
+
+# what a rule's threshold is for each condition reading it, for the example in a report
+_EXAMPLE_VALUE: dict[type, str] = {
+    StatusCondition: "FAILED",
+    SloBurn: "14.4",
+    ConsecutiveFailures: "3",
+    AnomalyCondition: "3",
+}
+
+
+def _threshold_set(draft: Draft, path: Path, condition: Condition, raw: dict[str, Any]) -> None:
+    """A condition reading the rule's ``threshold`` (``metric x > threshold``, ``absent``)
+    needs the rule to set one: its default, 0, compares with nothing the author chose
+    (``status >= threshold`` would hold for every check)."""
+    if "threshold" in raw:
+        return
+    where = (*path, "threshold")
+    if isinstance(condition, AbsentCondition):
+        draft.report(
+            where,
+            "absent counts the intervals without a result up to threshold, and the rule "
+            "sets no threshold: add threshold: 3 (fire after 3 intervals without a result)",
+        )
+        return
+    compare = getattr(condition, "compare", None)
+    if not isinstance(compare, Comparison) or compare.value is not None:
+        return
+    text = str(raw.get("condition"))
+    value = _EXAMPLE_VALUE.get(type(condition), "500")
+    example = " ".join(value if t.lower() == "threshold" else t for t in tokenize(text))
+    draft.report(
+        where,
+        f'the condition "{text}" compares with the rule\'s threshold, and the rule sets no '
+        f"threshold: add threshold: <number> to the rule, or write the number in place of "
+        f'"threshold" (e.g. "{example}")',
+    )
 
 
 def _threshold(draft: Draft, path: Path, condition: Condition, threshold: float) -> None:

@@ -1,33 +1,26 @@
-"""The status page's groups against the services, and SLO windows against the history kept."""
+"""The status page's groups against the services."""
 
 from __future__ import annotations
 
-from datetime import timedelta
-
-from server.alerting.conditions import (
-    ConditionError,
-    SloBurn,
-    burn_rate_problem,
-    parse_condition,
-)
-from server.analytics.slo import PAGE_ALERTS
 from server.config import Draft
-from server.config.types import format_duration
+from server.config.source import Path
 from server.core import selectors
 
 
 def check(draft: Draft) -> None:
-    """Each group names at least one service and every selector picks one; group names are
-    unique; no SLO window reaches the edge of ``clickhouse.retention_days`` of history
-    (:func:`slo_window_limit`); an ``slo_burn`` rule selects only services with an
-    ``slo``, with windows that fit them."""
-    _slo_rules(draft)
-    _burn_windows(draft)
+    """Each group names at least one service and every selector picks one (an error);
+    group names are unique. A selector that picks only disabled services is a warning:
+    /status leaves disabled services out, yet disabling one for a while must not make
+    the file invalid (:meth:`Draft.warn`)."""
     written: list[tuple[str, str]] = []
+    disabled: list[tuple[str, str]] = []
     for _, raw in draft.raw_items("services"):  # a service with another problem counts too
         sid, stack = raw.get("id"), raw.get("stack", "default")
         if isinstance(sid, str):
             written.append((sid, stack if isinstance(stack, str) else "default"))
+            if raw.get("enabled") is False:
+                disabled.append(written[-1])
+    enabled = [s for s in written if s not in disabled]
     names: set[str] = set()
     for index, group in enumerate(draft.config.status_page.groups):
         path: tuple[str | int, ...] = ("status_page", "groups", index)
@@ -39,121 +32,27 @@ def check(draft: Draft) -> None:
         if not group.services:
             draft.report((*path, "services"), "list at least one service id, stack:<name> or glob")
         for position, selector in enumerate(group.services):
+            where = (*path, "services", position)
             if not selectors.matches_any(selector, written):
                 message = f'"{selector}" matches no service; use a service id, stack:<name> or glob'
-                draft.report((*path, "services", position), message)
-    days = draft.config.clickhouse.retention_days
-    for path, service in draft.items("services"):
-        where = (*path, "slo", "window")
-        if (
-            service.slo is not None
-            and service.slo.window > slo_window_limit(days)
-            and draft.parsed(where, ("clickhouse", "retention_days"))
-        ):
-            draft.report(
-                where,
-                f"{format_duration(service.slo.window)} reaches the edge of the history kept "
-                f"(clickhouse.retention_days: {days}; the day a window starts in is dropped "
-                "whole at midnight, so a window needs one day less than is kept): shorten it "
-                f"to {format_duration(slo_window_limit(days))} at most or keep "
-                f"{_days_needed(service.slo.window)} days",
-            )
+                draft.report(where, message)
+            elif not selectors.matches_any(selector, enabled):
+                _only_disabled(draft, where, selector, group.name, disabled)
 
 
-def slo_window_limit(retention_days: int) -> timedelta:
-    """The longest SLO window ``retention_days`` of history can count in full.
-
-    Summaries are dropped a UTC day (``service_status_daily``) or hour at a time, at
-    the first midnight past ``retention_days``; a window starts partway through a day,
-    so that day's row must still be kept: one day less than retention.
-    """
-    return timedelta(days=retention_days - 1)
-
-
-def _days_needed(window: timedelta) -> int:
-    return -(-window // timedelta(days=1)) + 1
-
-
-def _slo_rules(draft: Draft) -> None:
-    """An ``slo_burn`` rule needs an objective on each service it selects."""
-    without = [(s.id, s.stack) for s in draft.config.services if s.slo is None]
-    for path, raw in draft.raw_items("alert_rules"):
-        text, selector = raw.get("condition"), raw.get("service")
-        if not isinstance(text, str) or not isinstance(selector, str):
-            continue  # the model reported it
-        if [t.lower() for t in text.split()[:1]] != ["slo_burn"]:
-            continue
-        missing = [sid for sid, stack in without if selectors.matches(selector, sid, stack)]
-        if missing:
-            names = ", ".join(f'"{sid}"' for sid in missing[:3]) + (
-                " ..." if len(missing) > 3 else ""
-            )
-            draft.report(
-                (*path, "condition"),
-                "slo_burn needs an objective on every service the rule selects, and it "
-                f"selects services without slo: {names}; add slo: {{target: 99.9, window: 30d}} "
-                "to each, or narrow the rule's service",
-            )
-
-
-def _burn_windows(draft: Draft) -> None:
-    """An ``slo_burn`` rule's windows fit its services and the history; its rate is above 0.
-
-    A long window past an objective's window measures something the objective does
-    not promise (and scales the rate below 1); past the history kept it counts less
-    than it says; a short window under a service's interval holds no check half the
-    time. A bare ``slo_burn`` is the workbook's pairs (1 h and 5 min, 6 h and 30 min).
-    """
-    days = draft.config.clickhouse.retention_days
-    limit = slo_window_limit(days)
-    services = [(path, s) for path, s in draft.items("services") if s.slo is not None]
-    for path, rule in draft.items("alert_rules"):
-        try:
-            condition = parse_condition(rule.condition)
-        except ConditionError:
-            continue  # reported with the rule
-        if not isinstance(condition, SloBurn):
-            continue
-        where = (*path, "condition")
-        if condition.long is None or condition.short is None:
-            pairs = [(a.long, a.short) for a in PAGE_ALERTS]
-            written = "slo_burn (the workbook's pairs: 1h 5m and 6h 30m)"
-        else:
-            pairs = [(condition.long, condition.short)]
-            written = rule.condition
-        long = max(p[0] for p in pairs)
-        short = min(p[1] for p in pairs)
-        compare = condition.compare
-        by_threshold = compare is not None and compare.value is None
-        if by_threshold and rule.threshold <= 0 and draft.parsed((*path, "threshold")):
-            draft.report((*path, "threshold"), burn_rate_problem(rule.threshold))
-        if long > limit and draft.parsed(("clickhouse", "retention_days")):
-            draft.report(
-                where,
-                f"{written}: the long window ({format_duration(long)}) reaches past the "
-                f"history kept (clickhouse.retention_days: {days}); use a window of "
-                f"{format_duration(limit)} at most or keep more days",
-            )
-        for spath, service in services:
-            if not selectors.matches(rule.service, service.id, service.stack):
-                continue
-            assert service.slo is not None
-            if long > service.slo.window and draft.parsed((*spath, "slo", "window")):
-                draft.report(
-                    where,
-                    f"{written}: the long window ({format_duration(long)}) is longer than "
-                    f'the objective of "{service.id}" ({format_duration(service.slo.window)}): '
-                    "its burn rate would measure a period the objective does not cover; use "
-                    f"a long window of {format_duration(service.slo.window)} at most, e.g. "
-                    f"slo_burn {format_duration(service.slo.window)} "
-                    f"{format_duration(service.slo.window / 12)} > 1 (the whole budget "
-                    "spent at this pace over the objective's window)",
-                )
-            if short < service.interval and draft.parsed((*spath, "interval")):
-                draft.report(
-                    where,
-                    f"{written}: the short window ({format_duration(short)}) is shorter than "
-                    f'the interval of "{service.id}" ({format_duration(service.interval)}), '
-                    "so it often holds no check; use a short window of at least the interval "
-                    "or check more often",
-                )
+def _only_disabled(
+    draft: Draft, where: Path, selector: str, group: str, disabled: list[tuple[str, str]]
+) -> None:
+    """Warn that ``selector`` picks only disabled services, naming them."""
+    picked = [sid for sid, stack in disabled if selectors.matches(selector, sid, stack)]
+    names = ", ".join(f'"{sid}"' for sid in picked[:3]) + (" ..." if len(picked) > 3 else "")
+    what = (
+        "is disabled (enabled: false)"
+        if picked == [selector]
+        else f"matches only disabled services ({names})"
+    )
+    draft.warn(
+        where,
+        f'"{selector}" {what}, so /status shows nothing for it in group "{group}"; enable '
+        "the service or take it out of the group",
+    )

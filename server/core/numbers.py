@@ -1,0 +1,48 @@
+"""Numbers written in config text: plain decimal in ASCII digits, nothing else.
+
+Python's ``int()``/``float()`` read more than a config documents: other scripts'
+digits (``"\u0661"`` is 1), underscores (``"1_000"``), surrounding blanks; YAML 1.1 reads
+``1_000``, ``0x1F``, ``017`` (octal 15), ``0b101`` and ``1:30`` (base 60: 90) as
+numbers too. A value written so is refused with the plain spelling of what it was
+read as (``write 1000``), in conditions, ``${VAR}`` text and the file alike.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+# sign, digits with an optional fraction (or a bare fraction), optional exponent
+PLAIN = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+_LEADING_ZERO = re.compile(r"[+-]?0[0-9]")  # 017: YAML 1.1 reads it as octal
+EXPECTED = 'a plain decimal number in ASCII digits 0-9 (no "_", no other scripts\' digits)'
+
+
+def is_plain(text: str) -> bool:
+    """Whether ``text`` is a number as the README documents them (``-2``, ``0.5``, ``1e3``)."""
+    return bool(PLAIN.fullmatch(text)) and not _LEADING_ZERO.match(text)
+
+
+def spelled(value: float) -> str:
+    """``value`` in plain decimal, as a report's fix writes it (``1000``, ``0.5``)."""
+    if value == int(value) and abs(value) < 1e16:
+        return str(int(value))
+    return repr(value)
+
+
+def parse_plain(text: str) -> float:
+    """The number ``text`` spells in plain decimal.
+
+    Raises ``ValueError`` worded as the fix: ``"1_000" is not a plain decimal number
+    ...; write 1000`` (the figure Python or YAML would have read), or without a figure
+    when the text is no number at all.
+    """
+    if is_plain(text):
+        return float(text)
+    try:
+        read = float(text)  # only to say what was meant: "\u0661" -> 1, "1_000" -> 1000
+    except ValueError:
+        raise ValueError(f'"{text}" is not a number; write {EXPECTED}') from None
+    if not math.isfinite(read):  # "nan", "inf", "-Infinity"
+        raise ValueError(f'"{text}" is not a finite number; write {EXPECTED}')
+    raise ValueError(f'"{text}" is not {EXPECTED}; write {spelled(read)}')

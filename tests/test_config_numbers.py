@@ -1,0 +1,147 @@
+"""Config numbers are plain decimal in ASCII digits, wherever they are written.
+
+Attack on issue 14: ``metric x > \u0661`` (an Arabic-Indic digit) and ``> 1_000`` loaded,
+because Python's ``float()`` reads both. The same holds for text from ``${VAR}`` and
+for what YAML 1.1 types as a number (``8_080``, ``0x1F``, octal ``017``, base-60
+``1:30``): each is refused at its key with the plain spelling to write instead.
+"""
+
+from __future__ import annotations
+
+import typing
+
+import pytest
+from pydantic import BaseModel
+
+from server.alerting.conditions import ConditionError, parse_condition
+from server.config.models import Config
+from server.core import numbers
+from server.validation import ConfigError, parse_config
+
+EXPECTED = numbers.EXPECTED
+
+
+def problems(text: str, environ: dict[str, str] | None = None) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, "f.yaml", environ=environ or {})
+    return [str(p) for p in caught.value.problems]
+
+
+@pytest.mark.parametrize(
+    ("written", "meant"),
+    [("\u0661", "1"), ("1_000", "1000"), ("\uff15", "5"), ("\u0661\u0664.\u0664", "14.4")],
+)
+@pytest.mark.parametrize(
+    "condition", ["metric x > {}", "log_errors >= {}", "slo_burn 1h 5m > {}", "anomaly m z > {}"]
+)
+def test_a_condition_number_in_other_digits_is_refused_with_the_plain_one(
+    condition: str, written: str, meant: str
+) -> None:
+    with pytest.raises(ConditionError) as caught:
+        parse_condition(condition.format(written))
+    assert str(caught.value) == f'"{written}" is not {EXPECTED}; write {meant}'
+
+
+@pytest.mark.parametrize("plain", ["1", "-2", "0.5", ".5", "1e3", "1.5E-3", "+7", "0"])
+def test_plain_decimal_numbers_still_parse_in_conditions(plain: str) -> None:
+    parsed = parse_condition(f"metric x > {plain}")
+    assert parsed.compare.value == float(plain)  # type: ignore[union-attr]
+
+
+def test_yaml_numbers_spelled_otherwise_are_refused_at_their_keys() -> None:
+    text = (
+        "dashboard: {port: 8_080}\n"
+        "clickhouse: {retention_days: 030}\n"
+        "scheduler: {max_workers: 0x10, batch_rows: 1:30}\n"
+        "services:\n"
+        "  - {id: a, type: tcp, tcp: {host: 127.0.0.1, port: 0b1010000}}\n"
+        "alert_rules:\n"
+        "  - {id: r, service: a, condition: 'metric x > threshold', threshold: 1_000.5}\n"
+    )
+    assert problems(text) == [
+        f"f.yaml:1 dashboard.port: expected {EXPECTED}, got 8_080 (YAML reads it as 8080); "
+        "write 8080",
+        f"f.yaml:2 clickhouse.retention_days: expected {EXPECTED}, got 030 (YAML reads it as "
+        "24); write 24",
+        f"f.yaml:3 scheduler.batch_rows: expected {EXPECTED}, got 1:30 (YAML reads it as 90); "
+        "write 90",
+        f"f.yaml:3 scheduler.max_workers: expected {EXPECTED}, got 0x10 (YAML reads it as 16); "
+        "write 16",
+        f"f.yaml:5 services[0].tcp.port: expected {EXPECTED}, got 0b1010000 (YAML reads it as "
+        "80); write 80",
+        f"f.yaml:7 alert_rules[0].threshold: expected {EXPECTED}, got 1_000.5 (YAML reads it "
+        "as 1000.5); write 1000.5",
+    ]
+
+
+def test_a_number_refused_for_another_reason_is_reported_once() -> None:
+    # a string setting says "quote it"; an out-of-range one names the range
+    found = problems("clickhouse: {user: 0x1F}\ndashboard: {port: 99_999}\n")
+    assert found == [
+        'f.yaml:1 clickhouse.user: expected a string, got 0x1F unquoted; quote it: "0x1F"',
+        "f.yaml:2 dashboard.port: expected a number <= 65535, got 99_999 (YAML reads it as 99999)",
+    ]
+
+
+@pytest.mark.parametrize(("value", "meant"), [("\u0668\u0660", "80"), ("8_0", "80")])
+def test_env_text_in_other_digits_is_refused_with_the_plain_number(value: str, meant: str) -> None:
+    text = "dashboard: {port: '${PORT}'}\ntemporal: {max_visibility_rps: '${RPS}'}\n"
+    found = problems(text, {"PORT": value, "RPS": value})
+    assert found == [
+        f'f.yaml:1 dashboard.port: expected {EXPECTED}, got "{value}"; write {meant} '
+        "(from ${PORT})",
+        f'f.yaml:2 temporal.max_visibility_rps: expected {EXPECTED}, got "{value}"; write '
+        f"{meant} (from ${{RPS}})",
+    ]
+
+
+def test_a_crontab_host_port_and_clock_time_take_ascii_digits_only() -> None:
+    text = (
+        "clickhouse: {hosts: ['ch1:\u0669\u0660\u0660\u0660']}\n"
+        "report: {time: '0\u0662:00'}\n"
+        "services: []\n"
+        "silences:\n"
+        "  - {service: '*', cron: '\u0663\u0660 2 * * SUN', duration: 1h}\n"
+    )
+    found = problems(text)
+    assert [p.split(": ")[0] for p in found] == [
+        "f.yaml:1 clickhouse.hosts[0]",
+        "f.yaml:2 report.time",
+        "f.yaml:5 silences[0].cron",
+    ]
+    assert found[2].endswith("write it in ASCII: digits 0-9, names like SUN")
+
+
+def _numeric_fields() -> list[tuple[str, str]]:
+    """(section, field) of every int or float setting directly in a section model."""
+    found = []
+    for section, info in Config.model_fields.items():
+        model = info.annotation
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            continue
+        for name, field in model.model_fields.items():
+            args = typing.get_args(field.annotation) or (field.annotation,)
+            if any(a in (int, float) for a in args) and field.annotation is not bool:
+                found.append((section, field.alias or name))
+    return found
+
+
+@pytest.mark.parametrize(("section", "key"), _numeric_fields())
+def test_every_numeric_section_setting_refuses_underscored_digits(section: str, key: str) -> None:
+    found = problems(f"services: []\n{section}: {{{key}: 1_0}}\n")
+    assert any(p.startswith(f"f.yaml:2 {section}.{key}: ") for p in found), found
+    mine = [p for p in found if p.startswith(f"f.yaml:2 {section}.{key}: ")]
+    assert len(mine) == 1 and "1_0" in mine[0], mine
+
+
+def test_a_number_under_an_anchor_used_twice_is_reported_once_where_written() -> None:
+    text = (
+        "x-tcp: &tcp {host: 127.0.0.1, port: 8_080}\n"
+        "services:\n"
+        "  - {id: a, type: tcp, tcp: {<<: *tcp}}\n"
+        "  - {id: b, type: tcp, tcp: *tcp}\n"
+    )
+    assert problems(text) == [
+        f"f.yaml:1 services[0].tcp.port: expected {EXPECTED}, got 8_080 (YAML reads it as "
+        "8080); write 8080"
+    ]
