@@ -38,6 +38,21 @@ class Member:
         return f"{self.rule_id}:{self.service_id}" if self.rule_id else ""
 
 
+@dataclass(frozen=True)
+class Spell:
+    """One service's own part in an incident: from its first member's start to its last
+    member's end (None while any of its members is open). A dependant that recovered
+    while its cause still fires has an end though the incident has none."""
+
+    service_id: str
+    start: datetime
+    end: datetime | None
+
+    def duration(self, now: datetime) -> timedelta:
+        """Start to end, or to ``now`` while open."""
+        return (self.end or now) - self.start
+
+
 @dataclass
 class Incident:
     """A group of members: the first is the cause, the rest were inhibited by it."""
@@ -64,6 +79,19 @@ class Incident:
     @property
     def services(self) -> list[str]:
         return list(dict.fromkeys(m.service_id for m in self.members))
+
+    def spells(self) -> list[Spell]:
+        """Each affected service's own start and end (:class:`Spell`), in the order of
+        :attr:`services`."""
+        mine: dict[str, list[Member]] = {}
+        for m in self.members:
+            mine.setdefault(m.service_id, []).append(m)
+        out = []
+        for sid, members in mine.items():
+            ends = [m.end for m in members]
+            end = None if None in ends else max(e for e in ends if e is not None)
+            out.append(Spell(sid, min(m.start for m in members), end))
+        return out
 
     @property
     def severity(self) -> str:
@@ -102,6 +130,9 @@ class Incident:
             "note": self.note["note"] if self.note else None,
             "note_author": self.note["author"] if self.note else None,
             "note_updated_at": self.note["updated_at"].isoformat() if self.note else None,
+            "affected": [{"service_id": s.service_id, "start": s.start.isoformat(),
+                          "end": s.end.isoformat() if s.end else None, "open": s.end is None}
+                         for s in self.spells()],
         }  # fmt: skip
 
 
