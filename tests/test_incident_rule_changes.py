@@ -55,6 +55,7 @@ class Daemon:
         return parse_config(_services(self.h) + rules, "test.yaml")
 
     def reload(self, rules: str) -> None:
+        self.h.clock.advance(1)  # not in the very millisecond the daemon started
         config = self.config(rules)
         self.h.engine.configure(config)
         self.h.config = config
@@ -193,3 +194,36 @@ def test_a_run_failing_from_the_first_check_stays_an_incident_when_a_rule_comes(
     (again,) = d.incidents()
     assert again.id == fresh.id and again.end is not None
     assert [m.alert_id for m in again.members if m.rule_id] == ["web-down:web"]
+
+
+@pytest.mark.parametrize("how", ["reload", "restart"])
+def test_a_rule_removed_while_firing_ends_its_incident_then(daemon: Daemon, how: str) -> None:
+    """Nothing is left to resolve an alert whose rule is gone: its incident would stay
+    ongoing for ever while the service is up again. It ends when the rule left."""
+    d = daemon
+    d.reload(WEB_RULE)
+    d.checks(".xx")
+    (firing,) = d.incidents()
+    assert firing.end is None and firing.members[0].alert_id == "web-down:web"
+    d.h.clock.advance(60)
+    if how == "reload":
+        d.reload(DB_ONLY)
+        left = d.h.clock.now()
+        d.h.engine.tick(left)
+    else:
+        left = d.h.clock.now()  # a new daemon on the same store, started with the rule gone
+        d.h = Harness(DB_ONLY, d.h.clock, storage=d.store)
+        d.recorder = Recorder(d.h, listener=d.h.engine)
+        d.recorder.anchor({"web": Status.FAILED})  # as the daemon reads it back at start
+        record(d.store, d.h.config, left)
+        d.h.engine.restore()
+    d.checks(".x.")  # a failure after the change, rule-less, is a run of FAILED again
+    ended, later = d.incidents()
+    assert (ended.id, ended.end) == (firing.id, left)
+    assert later.members[0].rule_id == "" and later.end is not None
+    events = d.store.query(
+        "SELECT to_state, message FROM monitor.alert_events WHERE rule_id = 'web-down' "
+        "AND event = 'transition' ORDER BY timestamp"
+    )
+    assert [e["to_state"] for e in events] == ["firing", "resolved"]
+    assert "no longer in the configuration" in events[-1]["message"]
