@@ -31,6 +31,7 @@ from server.alerting.log import AlertLog
 from server.analytics.baselines import Baselines, LearnedDegraded
 from server.analytics.burn import BurnCounts
 from server.analytics.report import latest_day
+from server.analytics.rule_coverage import changes, coverage, record
 from server.config import Config, ConfigError, missing_sections
 from server.config import warnings as config_warnings
 from server.core import redact
@@ -67,6 +68,8 @@ class Daemon:
         self.config_path = config_path
         self.clock = clock or SystemClock()
         self.config: Config = load_config(config_path)
+        # rule_coverage records this config's rules as in effect from now (_prepare_storage)
+        self.started, self._first_config = self.clock.now(), self.config
         self.secrets = redact.hold()  # masked while this daemon lives, across reloads
         for warning in config_warnings(self.config):
             log.warning("%s", warning)  # "file:line key: warning: ..."
@@ -135,6 +138,7 @@ class Daemon:
         """
         apply_schema(self.storage, Target.of(self.config.clickhouse))
         sync_config_tables(self.storage, self.config, self.clock.now())
+        record(self.storage, self._first_config, self.started)
         rows = self.storage.query(
             f"SELECT service_id, argMaxMerge(last_status) AS status "
             f"FROM {self.storage.database}.service_status_summary GROUP BY service_id"
@@ -299,6 +303,7 @@ class Daemon:
         if config.logs.workers != self.config.logs.workers:
             log.warning("logs.workers changed; it takes effect on restart")
         self.ingest.queue = config.logs.worker_queue
+        self._record_coverage(self.config, config)
         self.config = config
         temporal_budget.configure(config.temporal.max_visibility_rps)
         changes = self.scheduler.sync(list(config.services))
@@ -314,6 +319,17 @@ class Daemon:
             changes["removed"] or "none",
             changes["changed"] or "none",
         )
+
+    def _record_coverage(self, before: Config, after: Config) -> None:
+        """Which services a rule selects from now on (:mod:`server.analytics.rule_coverage`),
+        stored at once, or through the write-ahead log while ClickHouse does not answer."""
+        now = self.clock.now()
+        try:
+            record(self.storage, after, now)
+        except StorageError as exc:
+            log.warning("rule coverage kept in the spool (storage unavailable): %s", exc)
+            for row in changes(coverage(before), after, now):
+                self.writer.add("rule_coverage", row)
 
     def _install_signals(self) -> None:
         def stop(signum: int, _frame: FrameType | None) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from server.alerting.log import TABLES as ALERT_TABLES
 from server.analytics.incidents import NOTE_COLUMNS
 from server.analytics.report import REPORT_COLUMNS
+from server.analytics.rule_coverage import COLUMNS as COVERAGE_COLUMNS
 from server.logs.ingest import DLQ_COLUMNS
 from server.recorder import TABLE_COLUMNS
 
@@ -20,4 +21,5 @@ WRITTEN_TABLES: dict[str, tuple[str, ...]] = {
     "log_dlq": DLQ_COLUMNS,
     "reports": REPORT_COLUMNS,
     "incident_notes": NOTE_COLUMNS,
+    "rule_coverage": COVERAGE_COLUMNS,
 }

@@ -7,6 +7,9 @@ Waits on the receiver's arrivals and on the daemon's counters and API, never on 
 from __future__ import annotations
 
 import json
+import re
+import signal
+import urllib.request
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -14,7 +17,7 @@ from typing import Any
 from tests.conftest import wait_until
 from tests.support.receivers import HttpReceiver
 from tests.test_daemon import no_leaked_daemons
-from tests.test_daemon_alerting import Lightbulb, Worker, hook, worker
+from tests.test_daemon_alerting import TOKEN, Lightbulb, Worker, hook, worker
 
 __all__ = ["no_leaked_daemons", "worker"]  # fixtures, shared (receiver is conftest's)
 
@@ -63,5 +66,60 @@ def test_a_failure_and_its_recovery_are_one_incident_with_its_start_end_and_noti
     page = lb.get(f"/incidents/{incident['id']}")
     assert "worker-down on worker" in page
     assert len(receiver.arrivals) == 2
+    code, _ = daemon.stop()
+    assert code == 0, daemon.output
+
+
+def put_note(lb: Lightbulb, iid: str, note: str) -> dict[str, Any]:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{lb.port}/api/v1/incidents/{iid}/note", method="PUT",
+        data=json.dumps({"note": note}).encode(),
+        headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
+    )  # fmt: skip
+    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - loopback
+        answer: dict[str, Any] = json.load(response)
+        return answer
+
+
+def test_a_rule_added_by_reload_during_a_rule_less_incident_keeps_its_id_and_note(
+    tmp_path: Path, receiver: HttpReceiver, worker: Worker
+) -> None:
+    """The worker starts with no rule: its failure is a run of FAILED checks, and an
+    operator notes it. A SIGHUP adds a rule selecting it while it still fails, and the
+    daemon restarts: the incident keeps its id and note, the rule's firing joins it."""
+    lb = Lightbulb(tmp_path, worker, hook(receiver), "{group_wait: 100ms}")
+    ruled = lb.config.read_text()
+    lb.config.write_text(re.sub(r"alert_rules:\n  - .*\n .*\n", "alert_rules: []\n", ruled))
+    daemon = lb.start()
+    lb.wait_checks(2)
+    worker.kill()
+    assert wait_until(lambda: [i["open"] for i in incidents(lb)] == [True], 20), incidents(lb)
+    (incident,) = incidents(lb)
+    assert incident["alerts"] == [] and incident["services"] == ["worker"]
+    put_note(lb, incident["id"], "Worker restarting.")
+    lb.config.write_text(ruled)
+    daemon.signal(signal.SIGHUP)
+    daemon.wait_for("reloaded ")
+    assert wait_until(lambda: lb.state() == "firing", 20), lb.alert()
+    assert wait_until(lambda: incidents(lb)[0]["alerts"] == ["worker-down:worker"], 20), incidents(
+        lb
+    )
+    worker.start()  # recovers, and fails once more: the rule's alone, no rule-less twin
+    assert wait_until(lambda: [i["open"] for i in incidents(lb)] == [False], 20), incidents(lb)
+    worker.kill()
+    assert wait_until(lambda: len(incidents(lb)) == 2 and incidents(lb)[0]["open"], 20)
+    lb.wait_checks(3)
+    for restarted in (False, True):
+        if restarted:
+            assert daemon.stop()[0] == 0, daemon.output
+            daemon = lb.start()
+        latest, again = incidents(lb)
+        assert (again["id"], again["note"], again["open"]) == (
+            incident["id"], "Worker restarting.", False,
+        ), again  # fmt: skip
+        one = json.loads(lb.get(f"/api/v1/incidents/{incident['id']}"))
+        assert one["note"] == "Worker restarting." and one["alerts"] == ["worker-down:worker"]
+        assert (latest["alerts"], latest["note"]) == (["worker-down:worker"], None)
+        assert latest["cause"].startswith("worker-down on worker"), latest  # not a FAILED run
     code, _ = daemon.stop()
     assert code == 0, daemon.output

@@ -55,6 +55,7 @@ def test_every_ddl_file_creates_its_objects(store: EmbeddedStorage) -> None:
         "reports": "ReplacingMergeTree",
         "notifications": "MergeTree",
         "incident_notes": "ReplacingMergeTree",
+        "rule_coverage": "MergeTree",
     }
 
 

@@ -80,7 +80,8 @@ class AlertEngine:
             self._flap = (flapping.high, flapping.low)
             services = [s for s in config.services if s.enabled]
             rules = [Rule.from_config(r) for r in config.alert_rules if r.enabled]
-            before = set(self._catalog.alerts)
+            old = dict(self._catalog.alerts)
+            before = set(old)
             self._keep = max(max((r.window for r in rules), default=timedelta(0)),
                              timedelta(seconds=1))  # fmt: skip
             # patterns: no more than fingerprints and times, so an hour costs little
@@ -93,6 +94,10 @@ class AlertEngine:
             self._absent, self._log_driven = c.absent, c.log_driven
             if self.dispatcher is not None:  # alerts that left the config: forget what was told
                 self.dispatcher.ledger.forget(before - set(c.alerts))
+            for gone in (old[a] for a in sorted(before - set(c.alerts))):
+                if gone.state is AlertState.FIRING:
+                    self.log.retired(self.clock.now(), gone.rule.id, gone.service.id,
+                                     gone.rule.severity)  # fmt: skip
             upstream: dict[str, list[str]] = {}
             for relation in config.relations:
                 if relation.enabled and relation.type == "depends_on":
@@ -337,6 +342,11 @@ class AlertEngine:
             moved = {a.id: a.incident for a in self._alerts.values()
                      if a.started is not None and a.started >= self.started}  # fmt: skip
             restored = self._put_back(snap)
+            for row in snap.alerts:  # firing when a restart dropped its rule or service
+                if row["state"] == "firing" and f"{row['rule_id']}:{row['service_id']}" not in (
+                    self._alerts
+                ):  # fmt: skip
+                    self.log.retired(now, row["rule_id"], row["service_id"], row["severity"])
         resumed = self.dispatcher.restore(queued, moved) if self.dispatcher is not None else 0
         with self._lock:
             for alert in restored:  # judged by what this run saw of its service, if anything

@@ -45,6 +45,7 @@ from server.storage import Storage
 __all__ = ["TABLES", "AlertLog", "Incident", "Sink", "Snapshot", "aware", "decode", "encode",
            "table_columns"]  # fmt: skip
 
+RETIRED = "no longer in the configuration: its rule or service was removed or changed"
 FINAL = ("delivered", "failed", "unconfirmed", "expired", "dropped")
 RESULT = {"delivered": "sent", "failed": "failed", "unconfirmed": "unconfirmed",
           "expired": "expired", "dropped": "dropped"}  # fmt: skip
@@ -111,6 +112,15 @@ class AlertLog(AlertReads):
             channels=list(alert.rule.channels) if result == "queued" else [], result=result,
             caused_by=alert.hold.cause, durable=durable,
         )  # fmt: skip
+
+    def retired(self, at: datetime, rule_id: str, service_id: str, severity: str) -> None:
+        """A firing alert that left the configuration (its rule removed, renamed or
+        disabled, or no longer selecting its service; the service removed or disabled)
+        is resolved ``at``, so its firing period, and the incident it is in, ends rather
+        than staying open with nothing left to end it. Nobody is told: the dispatcher
+        forgets what it told of alerts that left. Durable by the next tick."""
+        self.event(at, "transition", rule_id=rule_id, service_id=service_id, before="firing",
+                   after="resolved", severity=severity, message=RETIRED, durable=True)  # fmt: skip
 
     def ack(self, at: datetime, alert_id: str, who: str, *, comment: str, severity: str,
             value: float | None) -> None:  # fmt: skip

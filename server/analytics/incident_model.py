@@ -1,13 +1,15 @@
 """What an incident is: its members (firing periods and FAILED runs), its stable id.
 
 Split from :mod:`server.analytics.incidents` (which derives them from storage and
-re-exports these names); see there for how members are found and grouped.
+re-exports these names); see there for how members are found. How they are grouped
+into incidents is :func:`group`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -36,6 +38,21 @@ class Member:
         return f"{self.rule_id}:{self.service_id}" if self.rule_id else ""
 
 
+@dataclass(frozen=True)
+class Spell:
+    """One service's own part in an incident: from its first member's start to its last
+    member's end (None while any of its members is open). A dependant that recovered
+    while its cause still fires has an end though the incident has none."""
+
+    service_id: str
+    start: datetime
+    end: datetime | None
+
+    def duration(self, now: datetime) -> timedelta:
+        """Start to end, or to ``now`` while open."""
+        return (self.end or now) - self.start
+
+
 @dataclass
 class Incident:
     """A group of members: the first is the cause, the rest were inhibited by it."""
@@ -62,6 +79,19 @@ class Incident:
     @property
     def services(self) -> list[str]:
         return list(dict.fromkeys(m.service_id for m in self.members))
+
+    def spells(self) -> list[Spell]:
+        """Each affected service's own start and end (:class:`Spell`), in the order of
+        :attr:`services`."""
+        mine: dict[str, list[Member]] = {}
+        for m in self.members:
+            mine.setdefault(m.service_id, []).append(m)
+        out = []
+        for sid, members in mine.items():
+            ends = [m.end for m in members]
+            end = None if None in ends else max(e for e in ends if e is not None)
+            out.append(Spell(sid, min(m.start for m in members), end))
+        return out
 
     @property
     def severity(self) -> str:
@@ -100,6 +130,9 @@ class Incident:
             "note": self.note["note"] if self.note else None,
             "note_author": self.note["author"] if self.note else None,
             "note_updated_at": self.note["updated_at"].isoformat() if self.note else None,
+            "affected": [{"service_id": s.service_id, "start": s.start.isoformat(),
+                          "end": s.end.isoformat() if s.end else None, "open": s.end is None}
+                         for s in self.spells()],
         }  # fmt: skip
 
 
@@ -127,3 +160,40 @@ def id_start(incident_id_: str) -> datetime | None:
 def key_start(at: datetime) -> str:
     """As the alert log's incident keys spell a start (server.notify.base.incident_key)."""
     return at.astimezone(UTC).isoformat(timespec="milliseconds")
+
+
+def group(members: list[Member]) -> list[Incident]:
+    """Members into incidents: an inhibited firing joins the incident its cause
+    (``caused_by``) had open when it started — the newest of them when the cause had
+    several alerts firing (a long SLO burn and the outage that just began: the
+    dependant failed with the outage). Otherwise a firing of a service whose rule-less
+    FAILED run is still open when it starts (a rule selecting the service was added
+    during the run) joins that run's incident, which keeps its id and note. Everything
+    else opens its own."""
+    # a cause firing in the same tick as what it inhibits comes first
+    members = sorted(members, key=lambda m: (m.start, bool(m.caused_by), m.key))
+    incidents: list[Incident] = []
+    home: dict[str, Incident] = {}  # member key -> its incident
+    by_service: dict[str, list[Member]] = {}
+    for member in members:
+        cause = None
+        if member.caused_by and member.caused_by != member.service_id:
+            cause = _open_at(by_service.get(member.caused_by, ()), member.start)
+        if cause is None and member.rule_id:
+            runs = [m for m in by_service.get(member.service_id, ()) if not m.rule_id]
+            cause = _open_at(runs, member.start)
+        if cause is not None:
+            incident = home[cause.key]
+            incident.members.append(member)
+        else:
+            incident = Incident(incident_id(member), [member])
+            incidents.append(incident)
+        home[member.key] = incident
+        by_service.setdefault(member.service_id, []).append(member)
+    return incidents
+
+
+def _open_at(candidates: Collection[Member], at: datetime) -> Member | None:
+    """The newest of ``candidates`` (oldest first) open at ``at``, or None."""
+    return next((c for c in reversed(list(candidates))
+                 if c.start <= at and (c.end is None or c.end >= at)), None)  # fmt: skip

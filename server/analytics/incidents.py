@@ -2,7 +2,9 @@
 
 An incident is one firing period of one alert (``alert_events`` transitions, read
 through :class:`server.alerting.log.AlertLog`), or, for a service no enabled
-alert rule selects, one run of FAILED results (``service_transitions``). When
+alert rule selected when it began (:mod:`server.analytics.rule_coverage`: never by
+today's rules, so a rule added later hides nothing), one run of FAILED results
+(``service_transitions``). When
 inhibition named the cause of a firing (``caused_by``: the firing upstream
 service, :mod:`server.alerting.suppression`), that firing joins the incident of
 its cause open at the time, so one database outage with three dependants is one
@@ -29,9 +31,16 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from server.alerting.log import AlertLog, aware, table_columns
-from server.analytics.incident_model import Incident, Member, id_start, incident_id, key_start
+from server.analytics.incident_model import (
+    Incident,
+    Member,
+    group,
+    id_start,
+    incident_id,
+    key_start,
+)
+from server.analytics.rule_coverage import Coverage
 from server.config.models import Config
-from server.core import selectors
 from server.core import status as statuses
 from server.storage import Storage
 
@@ -39,7 +48,6 @@ NOTE_COLUMNS = table_columns("incident_notes")
 LOOKBACK = timedelta(days=30)  # how far before a range a still-open incident's start is read
 MAX_NOTE = 4000  # characters
 _FAILED = int(statuses.Status.FAILED)
-_UNWATCHED: dict[int, tuple[Config, list[str]]] = {}
 __all__ = ["Incident", "Incidents", "Member", "SavedNotes", "group", "id_start", "incident_id"]
 
 
@@ -132,13 +140,9 @@ class Incidents:
         among = sorted(wanted) if wanted is not None else None
         members = self._periods(start, end, since=since, about=service_id or "",
                                 services=among, limit=cap)  # fmt: skip
-        unwatched = self.unwatched()
-        if service_id:
-            unwatched = [s for s in unwatched if s == service_id]
-        if wanted is not None:
-            unwatched = [s for s in unwatched if s in wanted]
-        if unwatched:
-            members += self._failed_runs(unwatched, start, end, since=since, limit=cap,
+        scope = self.coverage({service_id} if service_id else wanted)
+        if scope.candidates:
+            members += self._failed_runs(scope, start, end, since=since, limit=cap,
                                          current=current)  # fmt: skip
         members += self._causes(members, end, since)
         found = group(members)
@@ -161,13 +165,12 @@ class Incidents:
             return None
         after, until = now + timedelta(seconds=1), start + timedelta(milliseconds=1)
         # what was firing at the start (the member itself, or a cause that began up to
-        # a day before), then what those services caused afterwards
+        # a day before), then what those services caused, or fired themselves, afterwards
         members = self._periods(start, after, since=start - timedelta(days=1), before=until)
-        members += self._failed_runs(self.unwatched(), start, after,
+        members += self._failed_runs(self.coverage(None), start, after,
                                      since=start - timedelta(days=1), before=until)  # fmt: skip
         for sid in {m.service_id for m in members}:
-            members += [m for m in self._periods(start, after, since=start, about=sid)
-                        if m.caused_by == sid]  # fmt: skip
+            members += self._periods(start, after, since=start, about=sid)
         unique = list({m.key: m for m in members}.values())
         for incident in group(unique):
             if incident.id == incident_id_ or any(
@@ -206,26 +209,21 @@ class Incidents:
         first = min(m.start for m in members if m.caused_by in wanted)
         return self._periods(first, end, since=since, services=wanted)
 
-    def unwatched(self) -> list[str]:
-        """Ids of the services no enabled alert rule selects: their FAILED runs count.
-        Matched once per configuration (1,000 services against globs took ~30 ms)."""
-        cached = _UNWATCHED.get(id(self.config))
-        if cached is not None and cached[0] is self.config:
-            return cached[1]
-        rules = [r.service for r in self.config.alert_rules if r.enabled]
-        ids = [s.id for s in self.config.services
-               if not any(selectors.matches(sel, s.id, s.stack) for sel in rules)]  # fmt: skip
-        _UNWATCHED.clear()  # one configuration is live at a time (a reload replaces it)
-        _UNWATCHED[id(self.config)] = (self.config, ids)
-        return ids
+    def coverage(self, services: Collection[str] | None) -> Coverage:
+        """Which of ``services`` (None: all) had FAILED runs that count, judged by the
+        rules when each run began (:mod:`server.analytics.rule_coverage`), not today's."""
+        return Coverage.read(self.storage, self.config, services)
 
-    def _failed_runs(self, ids: list[str], start: datetime, end: datetime, *, since: datetime,
-                     limit: int = 0, before: datetime | None = None,
+    def _failed_runs(self, scope: Coverage, start: datetime, end: datetime, *,
+                     since: datetime, limit: int = 0, before: datetime | None = None,
                      current: Mapping[str, int] | None = None) -> list[Member]:  # fmt: skip
         """Runs of FAILED overlapping ``[start, end)`` that began after ``since`` (and
-        before ``before``), paired in ClickHouse like the firing periods."""
+        before ``before``) while no rule watched their service, paired in ClickHouse
+        like the firing periods."""
+        ids = scope.candidates
         if not ids:
             return []
+        counted, params = scope.sql()
         rows = self.storage.query(
             f"""
             SELECT service_id, began, if(has_next, next_at, NULL) AS ended, message
@@ -242,10 +240,10 @@ class Incidents:
                              ROWS BETWEEN CURRENT ROW AND 1 FOLLOWING)
             )
             WHERE to_status = {{f:UInt8}} AND began < {{before:DateTime64(3, 'UTC')}}
-              AND (NOT has_next OR next_at > {{start:DateTime64(3, 'UTC')}})
+              AND (NOT has_next OR next_at > {{start:DateTime64(3, 'UTC')}}){counted}
             ORDER BY has_next, began DESC, service_id LIMIT {{limit:UInt32}}""",
             {"ids": ids, "f": _FAILED, "since": since, "start": start, "end": end,
-             "before": before or end, "limit": limit or 2**32 - 1},
+             "before": before or end, "limit": limit or 2**32 - 1, **params},
         )  # fmt: skip
         out = []
         for row in rows:
@@ -256,8 +254,10 @@ class Incidents:
                 Member(f"status:{sid}@{key_start(at)}", "", sid, "critical", at, ended, message)
             )
         for member in self._first_runs(ids, current):
-            if (member.end is None or member.end > start) and since <= member.start < min(
-                before or end, end
+            if (
+                (member.end is None or member.end > start)
+                and since <= member.start < min(before or end, end)
+                and scope.counted(member.service_id, member.start)
             ):
                 out.append(member)
         return out
@@ -380,32 +380,3 @@ class Incidents:
         saved = {"note": note, "author": author, "updated_at": at}
         self.saved.keep(incident_id_, saved)
         return saved
-
-
-def group(members: list[Member]) -> list[Incident]:
-    """Members into incidents: an inhibited firing joins the incident its cause
-    (``caused_by``) had open when it started — the newest of them when the cause had
-    several alerts firing (a long SLO burn and the outage that just began: the
-    dependant failed with the outage); everything else opens its own."""
-    # a cause firing in the same tick as what it inhibits comes first
-    members = sorted(members, key=lambda m: (m.start, bool(m.caused_by), m.key))
-    incidents: list[Incident] = []
-    home: dict[str, Incident] = {}  # member key -> its incident
-    by_service: dict[str, list[Member]] = {}
-    for member in members:
-        cause = None
-        if member.caused_by and member.caused_by != member.service_id:
-            cause = next(
-                (c for c in reversed(by_service.get(member.caused_by, ()))
-                 if c.start <= member.start and (c.end is None or c.end >= member.start)),
-                None,
-            )  # fmt: skip
-        if cause is not None:
-            incident = home[cause.key]
-            incident.members.append(member)
-        else:
-            incident = Incident(incident_id(member), [member])
-            incidents.append(incident)
-        home[member.key] = incident
-        by_service.setdefault(member.service_id, []).append(member)
-    return incidents

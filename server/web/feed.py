@@ -1,8 +1,10 @@
 """The incidents feed: ``GET /status/feed.atom``, Atom 1.0 (RFC 4287).
 
 As public as ``/status`` and carrying the same: for each incident of the last
-30 days touching a service on the status page, the services affected (labels),
-start, end or "ongoing", duration and the operator's note (links: :func:`site_base`).
+30 days touching a service on the status page, the page's services affected
+(labels), each with its own start, end or "ongoing" and duration, and the operator's
+note (links: :func:`site_base`); nothing of services the page hides
+(:mod:`server.web.status_incidents`).
 Check output and alert messages stay on the (possibly private) ``/incidents`` pages:
 a public feed should say what the operators chose to say.
 
@@ -14,18 +16,19 @@ and everything passes :func:`server.core.redact.redact` first.
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from xml.etree import ElementTree as ET
 
 from flask import Blueprint, Response, request
 
-from server.analytics.incidents import Incident
 from server.core.humanize import duration
 from server.core.redact import redact
 from server.core.text import displayable
 from server.web import status_view
 from server.web.context import current as context
 from server.web.incidents_view import recent
+from server.web.status_incidents import Shown
+from server.web.status_incidents import shown as public
 
 feed = Blueprint("feed", __name__)
 ATOM = "http://www.w3.org/2005/Atom"
@@ -43,7 +46,7 @@ def atom() -> Response:
     now = ctx.clock.now()
     views = ctx.reader.services(now, history=False)
     shown = {v.id: v.label for g in status_view.groups(ctx.config, views) for v in g.members}
-    rows = recent(now, set(shown))
+    rows = public(recent(now, set(shown)), shown)
     base = site_base(ctx.config.alerting.dashboard_url)
     ET.register_namespace("", ATOM)
     root = ET.Element(f"{{{ATOM}}}feed")
@@ -69,8 +72,8 @@ def site_base(configured: str) -> str:
     return configured.rstrip("/") if configured else request.script_root
 
 
-def _entry(incident: Incident, labels: dict[str, str], base: str, now: datetime) -> ET.Element:
-    names = ", ".join(labels.get(s, s) for s in incident.services if s in labels)
+def _entry(incident: Shown, labels: dict[str, str], base: str, now: datetime) -> ET.Element:
+    names = ", ".join(labels[s.service_id] for s in incident.affected)
     state = "Resolved" if incident.end else "Ongoing"
     entry = ET.Element(f"{{{ATOM}}}entry")
     _text(entry, "title", f"{state}: {names}")
@@ -79,16 +82,23 @@ def _entry(incident: Incident, labels: dict[str, str], base: str, now: datetime)
                   href=f"{base}/status#incident-{incident.id}")  # fmt: skip
     _text(entry, "published", _stamp(incident.start))
     _text(entry, "updated", _stamp(_updated(incident)))
-    lasted = duration(incident.duration(now))
-    until = f"to {_stamp(incident.end)}" if incident.end else "ongoing"
-    summary = f"{names}: from {_stamp(incident.start)} {until} ({lasted})."
+    if len(incident.spells) == 1:
+        summary = _told(names, incident.start, incident.end, incident.duration(now))
+    else:  # each service with its own times: one may be back while another is not
+        summary = " ".join(_told(labels[s.service_id], s.start, s.end, s.duration(now))
+                           for s in incident.spells)  # fmt: skip
     if incident.note:
         summary += f"\n\n{incident.note['note']}"
     _text(entry, "summary", summary)
     return entry
 
 
-def _updated(incident: Incident) -> datetime:
+def _told(names: str, start: datetime, end: datetime | None, lasted: timedelta) -> str:
+    until = f"to {_stamp(end)}" if end else "ongoing"
+    return f"{names}: from {_stamp(start)} {until} ({duration(lasted)})."
+
+
+def _updated(incident: Shown) -> datetime:
     times = [incident.end or incident.start]
     if incident.note:
         times.append(incident.note["updated_at"])

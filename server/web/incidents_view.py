@@ -83,10 +83,14 @@ def table_rows(rows: list[Incident], now: Any) -> Markup:
     root = request.script_root
     out = []
     for i in rows:
+        # a member back up while the incident goes on (its cause still fires) says so
         services = ", ".join(
-            f'<a href="{root}/services/{escape(quote(s, safe=""))}">{escape(s)}</a>'
-            for s in i.services
-        )
+            f'<a href="{root}/services/{escape(quote(s.service_id, safe=""))}">'
+            f"{escape(s.service_id)}</a>"
+            + (f' <span class="recovered">(recovered {escape(utc(s.end))})</span>'
+               if s.end and not i.end else "")
+            for s in i.spells()
+        )  # fmt: skip
         end = escape(utc(i.end)) if i.end else "<b>ongoing</b>"
         note = ' <em class="has-note">note</em>' if i.note else ""
         out.append(

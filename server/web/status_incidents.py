@@ -1,0 +1,71 @@
+"""What the public ``/status`` page and its feed say about an incident.
+
+An incident may group services the page does not show: a hidden database whose
+outage inhibited a shown dependant's alert is the incident's cause and first
+member. The public view keeps the page's services only, each with its own start and
+end (:class:`server.analytics.incident_model.Spell`): a dependant that recovered is
+shown resolved at its recovery, however long the hidden cause keeps firing, and no
+name, state or time of a hidden service reaches the page. Even the id is the first
+shown member's (an incident id spells its first member's start): that id opens the
+same incident on ``/incidents`` (any member's does), and is the incident's own id
+whenever its cause is shown.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from server.analytics.incident_model import Incident, Spell, incident_id
+
+
+@dataclass(frozen=True)
+class Shown:
+    """An incident as the public sees it: ``spells`` of the shown services only (at
+    least one), ``note`` the operators' (``{note, author, updated_at}``) or None."""
+
+    id: str
+    spells: list[Spell]
+    note: dict[str, Any] | None
+
+    @property
+    def start(self) -> datetime:
+        return min(s.start for s in self.spells)
+
+    @property
+    def end(self) -> datetime | None:
+        """None while a shown service is still in it; else the last one's recovery."""
+        ends = [s.end for s in self.spells]
+        return None if None in ends else max(e for e in ends if e is not None)
+
+    @property
+    def affected(self) -> list[Spell]:
+        """The spells still open while the incident is; all of them once it is over."""
+        return [s for s in self.spells if s.end is None] or self.spells
+
+    @property
+    def recovered(self) -> list[Spell]:
+        """While the incident is open: the shown services already out of it."""
+        return [s for s in self.spells if s.end is not None] if self.end is None else []
+
+    def duration(self, now: datetime) -> timedelta:
+        """Start to end, or to ``now`` while open."""
+        return (self.end or now) - self.start
+
+
+def shown(incidents: list[Incident], services: Collection[str]) -> list[Shown]:
+    """The public view of each of ``incidents`` touching any of ``services`` (the page's),
+    open ones first, then newest first."""
+    wanted = set(services)
+    out = []
+    for incident in incidents:
+        members = [m for m in incident.members if m.service_id in wanted]
+        if not members:
+            continue
+        ours = {m.service_id for m in members}
+        spells = [s for s in incident.spells() if s.service_id in ours]
+        out.append(Shown(incident_id(members[0]), spells, incident.note))
+    out.sort(key=lambda i: (i.end is None, i.start, i.id), reverse=True)
+    return out
