@@ -1,4 +1,5 @@
-"""numpy stays out of the daemon's process: pyarrow and chDB work without it."""
+"""What the daemon's process does not load: numpy (pyarrow and chDB work without it),
+and Flask, Werkzeug, waitress and prometheus_client while its dashboard is off."""
 
 from __future__ import annotations
 
@@ -71,3 +72,36 @@ def test_the_embedded_engine_looks_at_its_memory_once_a_second(tmp_path: Path) -
     finally:
         store.close()
     assert row["value"] == "1000"
+
+
+DAEMON_WEB = """
+import sys
+from server.daemon import Daemon
+daemon = Daemon(sys.argv[1])
+daemon.web.open(daemon.config)
+daemon.web.stop()
+daemon.storage.close()
+print(*(name in sys.modules for name in ("flask", "werkzeug", "waitress", "prometheus_client")))
+"""
+
+
+@pytest.mark.parametrize("enabled", [False, True])
+def test_a_daemon_loads_the_web_stack_only_when_its_dashboard_is_on(
+    tmp_path: Path, enabled: bool
+) -> None:
+    # ~8 MB of RSS and ~170 modules the daemon does not use with the dashboard off.
+    from tests.conftest import free_port
+
+    config = tmp_path / "lightbulb.yaml"
+    config.write_text(
+        f"clickhouse: {{embedded_path: {tmp_path / 'db'}}}\n"
+        f"scheduler: {{spool_dir: {tmp_path / 'spool'}}}\n"
+        f"dashboard: {{enabled: {str(enabled).lower()}, port: {free_port()}}}\n"
+        "services: []\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", DAEMON_WEB, str(config)], check=False, cwd=REPO,
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == [str(enabled)] * 4
