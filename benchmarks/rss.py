@@ -41,9 +41,12 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+# the daemon's environment as the caller gave it: importing ``server`` below sets
+# ARROW_DEFAULT_MEMORY_POOL, which would reach a --tree daemon that does not set it
+ENVIRON = dict(os.environ)
 
 from benchmarks.scale import write_config  # noqa: E402
-from benchmarks.targets import http_targets, sleepers  # noqa: E402
+from benchmarks.targets import cpu_seconds, http_targets, sleepers  # noqa: E402
 
 MB = 1024.0  # smaps figures are in kB
 HEADER = re.compile(r"^([0-9a-f]+)-([0-9a-f]+) (\S{4}) ([0-9a-f]+) \S+ \d+\s*(.*)$")
@@ -261,7 +264,7 @@ def main() -> None:
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE")
     parser.add_argument("--tree", type=Path, default=REPO, help="checkout whose daemon runs")
     args = parser.parse_args()
-    env = dict(os.environ)
+    env = dict(ENVIRON)
     for item in args.env:
         name, _, value = item.partition("=")
         env[name] = value
@@ -282,7 +285,11 @@ def main() -> None:
                     cmd, cwd=args.tree, stdout=log, stderr=subprocess.STDOUT, env=env
                 )
                 try:
-                    time.sleep(args.warm)
+                    time.sleep(args.warm / 2)
+                    cpu0, t0 = cpu_seconds(daemon.pid), time.monotonic()
+                    time.sleep(args.warm / 2)
+                    cpu = (cpu_seconds(daemon.pid) - cpu0) / (time.monotonic() - t0)
+                    print(f"CPU over the second half of the warm-up: {cpu:.3f} cores")
                     if daemon.poll() is not None:
                         sys.exit(f"daemon exited: {(root / 'daemon.log').read_text()[-2000:]}")
                     report(daemon.pid)
