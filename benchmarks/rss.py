@@ -95,7 +95,9 @@ def probe():
     except Exception as exc:  # noqa: BLE001
         lines.append(f"pyarrow: {exc}")
     from server.storage.embedded import EmbeddedStorage
+    gc.unfreeze()  # the daemon froze its start-up objects, the store among them
     stores = [o for o in gc.get_objects() if isinstance(o, EmbeddedStorage)]
+    gc.freeze()
     for store in stores[:1]:
         stats = store.query("SELECT * FROM system.jemalloc_stats")[0]["stats"]
         head = re.search(r"Allocated: .*", stats)
