@@ -34,6 +34,7 @@ from server.storage.base import (
     insert_into,
     refusal,
 )
+from server.storage.library_pages import release_clean_pages
 from server.storage.values import converter, keep
 
 _TOKEN = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
@@ -60,7 +61,7 @@ class EmbeddedStorage:
     kind = "embedded"
 
     def __init__(self, path: str | os.PathLike[str], database: str) -> None:
-        from chdb import session
+        from chdb import _chdb, session
 
         self.path = Path(path).resolve()
         self.database = check_name(database)
@@ -74,6 +75,8 @@ class EmbeddedStorage:
                 f"cannot open the embedded database at {self.path}: {first_line(exc)} "
                 "(one process can open only one embedded database)"
             ) from None
+        # the library's pages that only loading and starting the engine read (~35 MB)
+        release_clean_pages(_chdb.__file__)
         # chDB sessions are not safe for concurrent use; checks, writer and dashboard share one.
         self._mutex = threading.Lock()
         self._types: dict[str, dict[str, str]] = {}

@@ -6,8 +6,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple, Protocol
 
-from flask import current_app
-
 from server.alerting.engine import AlertEngine
 from server.alerting.log import AlertLog
 from server.analytics.baselines import Baselines
@@ -92,5 +90,7 @@ class WebContext:
 
 def current() -> WebContext:
     """The context of the app handling this request."""
+    from flask import current_app  # here: a daemon without its dashboard loads no Flask
+
     ctx: WebContext = current_app.extensions["lightbulb"]
     return ctx

@@ -12,11 +12,13 @@ from __future__ import annotations
 import errno
 import logging
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from server.config.models import Config, DashboardConfig
-from server.web.app import create_app
 from server.web.context import WebContext
-from server.web.serve import WebServer
+
+if TYPE_CHECKING:
+    from server.web.serve import WebServer
 
 log = logging.getLogger("lightbulb.web")
 
@@ -98,6 +100,10 @@ class DashboardHost:
             self.server.stop()
 
     def _bind(self, context: WebContext, dashboard: DashboardConfig) -> WebServer:
+        # Flask and the server load with the first dashboard served, not with the daemon
+        from server.web.app import create_app
+        from server.web.serve import WebServer
+
         try:
             return WebServer(create_app(context), dashboard.bind, dashboard.port)
         except OSError as exc:
