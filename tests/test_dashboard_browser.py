@@ -6,14 +6,10 @@ and silences an alert as a signed-in user; screenshots go to the test's temp dir
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from selenium import webdriver
-from selenium.webdriver.chrome.options import Options
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -23,7 +19,8 @@ from werkzeug.security import generate_password_hash
 
 from server.config.models import DashboardConfig
 from server.web import WebContext, WebServer, create_app
-from tests.conftest import free_port, require_binary
+from tests.conftest import free_port
+from tests.support.browser import chromium
 from tests.web_fixture import build
 
 
@@ -45,15 +42,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[WebDriver]:
-    require_binary("chromium", "chromium")
-    require_binary("chromedriver", "chromium-driver")
-    options = Options()
-    options.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1400,1000",
-                 "--disable-dev-shm-usage"):  # fmt: skip
-        options.add_argument(flag)
-    driver_path = shutil.which("chromedriver") or "/usr/bin/chromedriver"
-    driver = webdriver.Chrome(service=Service(driver_path), options=options)
+    driver = chromium()
     yield driver
     driver.quit()
 

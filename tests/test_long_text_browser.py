@@ -9,7 +9,6 @@ measured by ``document.documentElement.scrollWidth`` against the window's width.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -27,15 +26,6 @@ from tests.conftest import free_port
 from tests.support.browser import OVERFLOW_JS, chromium, view
 from tests.support.clock import FakeClock
 from tests.support.rows import MemoryRows
-
-# Run alone it passes (19 tests, ~7 s); inside the whole suite its first Chromium
-# DevTools call hung twice on 2026-12-01 (fresh-clone CI, after ~700 other tests) and
-# the cause is not found yet, so the suite runs it only when asked:
-#   LIGHTBULB_LONG_TEXT_BROWSER=1 .venv/bin/python -m pytest tests/test_long_text_browser.py
-pytestmark = pytest.mark.skipif(
-    os.environ.get("LIGHTBULB_LONG_TEXT_BROWSER") != "1",
-    reason="hangs inside the full suite (Chromium DevTools call), see the module comment",
-)
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 LABEL = "L" * 3000

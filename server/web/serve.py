@@ -15,7 +15,13 @@ log = logging.getLogger("lightbulb.web")
 
 class WebServer:
     def __init__(self, app: Any, host: str, port: int, threads: int = 4) -> None:
-        self._server = create_server(app, host=host, port=port, threads=threads, ident="lightbulb")
+        # poll(), not waitress' default select(): select() raises ValueError for a socket
+        # numbered 1024 or more, which ends the serving thread and leaves the port taking
+        # connections that are never answered. chDB takes a process there: each of its idle
+        # pool threads keeps three /proc files open (1,779 in the test process after ~750 tests).
+        self._server = create_server(
+            app, host=host, port=port, threads=threads, ident="lightbulb", asyncore_use_poll=True
+        )
         self.port = int(self._server.effective_port)
         self.host = host
         self._thread = threading.Thread(target=self._run, name="lightbulb-web", daemon=True)

@@ -11,10 +11,20 @@ from selenium.webdriver.remote.webdriver import WebDriver
 
 from tests.conftest import require_binary
 
+# A page of the local dashboard loads in well under a second. Without these limits a
+# server that stops answering holds a navigation open until chromedriver's 300 s page
+# load timeout, selenium gives up reading after 120 s, and later commands (the next
+# test's first DevTools call) queue behind it: minutes a command, a suite that looks hung.
+PAGE_LOAD_SECONDS = 30  # chromedriver fails the navigation ("Timed out receiving message")
+COMMAND_SECONDS = 60  # any WebDriver or DevTools command; above PAGE_LOAD so that error wins
+
 
 def chromium() -> WebDriver:
     """A headless Chromium 1400 px wide, scrollbars hidden, sRGB (steady screenshots);
-    skips the test when chromium or chromium-driver is not installed. Quit it after."""
+    skips the test when chromium or chromium-driver is not installed. Quit it after.
+
+    A navigation or script fails after ``PAGE_LOAD_SECONDS`` and any command, DevTools
+    calls included, after ``COMMAND_SECONDS``: a stuck page is a failure, not a hang."""
     require_binary("chromium", "chromium")
     require_binary("chromedriver", "chromium-driver")
     options = Options()
@@ -29,9 +39,12 @@ def chromium() -> WebDriver:
         "--force-color-profile=srgb",
     ):
         options.add_argument(flag)
-    return webdriver.Chrome(
+    options.timeouts = {"pageLoad": PAGE_LOAD_SECONDS * 1000, "script": PAGE_LOAD_SECONDS * 1000}
+    driver = webdriver.Chrome(
         service=Service(shutil.which("chromedriver") or "/usr/bin/chromedriver"), options=options
     )
+    driver.command_executor.client_config.timeout = COMMAND_SECONDS
+    return driver
 
 
 def view(browser: WebDriver, width: int, dark: bool = False) -> None:
