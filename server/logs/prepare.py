@@ -22,8 +22,16 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from server.config.models import Config, LogsConfig
 from server.core.levels import ERROR_LEVELS
 from server.core.text import clip
+from server.logs import otlp_wire
 from server.logs.ingest import Ingestor, Outcome
-from server.logs.otlp import Malformed, Record, json_records, loads_lenient, proto_records
+from server.logs.otlp import (
+    Malformed,
+    Record,
+    json_records,
+    loads_lenient,
+    proto_groups,
+    proto_records,
+)
 from server.storage.arrow import BadRow, to_arrow
 
 PROTOBUF = "application/x-protobuf"
@@ -137,10 +145,17 @@ def _otlp_records(job: Job, config: LogsConfig) -> Iterator[Record]:
         try:
             message = ExportLogsServiceRequest.FromString(job.body)
         except (DecodeError, RecursionError):
-            raise Refused(400, "body is not an OTLP ExportLogsServiceRequest (protobuf)") from None
+            # too deep for protobuf as a whole (or not protobuf): record by record
+            try:
+                groups = otlp_wire.salvage(job.body)
+            except otlp_wire.NotProtobuf:
+                raise Refused(400, "body is not an OTLP ExportLogsServiceRequest "
+                                   "(protobuf)") from None  # fmt: skip
+            count_limit(otlp_wire.count(groups), config)
+            return proto_records(groups)
         count_limit(sum(len(scope.log_records) for resource in message.resource_logs
                         for scope in resource.scope_logs), config)  # fmt: skip
-        return proto_records(message)
+        return proto_records(proto_groups(message))
     try:
         try:
             doc = orjson.loads(job.body)
