@@ -245,6 +245,28 @@ def test_a_protobuf_body_broken_in_its_wire_format_is_still_a_whole_400(
         assert "not an OTLP ExportLogsServiceRequest" in response.get_data(as_text=True)
 
 
+def test_a_body_starting_with_a_utf8_bom_is_taken_whole_ndjson_and_otlp_json(
+    tmp_path: Path,
+) -> None:
+    # the attacker's finding: "record 1: not valid UTF-8" for a BOM (valid UTF-8 bytes)
+    p = Pipeline(tmp_path)
+    try:
+        bom = b"\xef\xbb\xbf"
+        line = json.dumps({"timestamp": "2026-11-22T11:59:00Z", "service_id": "api",
+                           "level": "INFO", "message": "after a BOM"})  # fmt: skip
+        answer = p.client.post("/api/v1/logs", data=bom + line.encode() + b"\n" + line.encode(),
+                               headers=TOKEN)  # fmt: skip
+        assert answer.status_code == 200, answer.get_data()
+        assert (answer.json["accepted"], answer.json["rejected"]) == (2, 0)
+        otlp_json = _nested_request(1, False)
+        answer = p.client.post("/v1/logs", data=bom + otlp_json,
+                               headers={**TOKEN, "Content-Type": "application/json"})  # fmt: skip
+        assert answer.status_code == 200 and "partialSuccess" not in answer.json, answer.json
+        assert counts(p) == (4, 0)
+    finally:
+        p.store.close()
+
+
 def test_a_writer_behind_answers_429_with_retry_after_and_keeps_nothing(tmp_path: Path) -> None:
     p = Pipeline(tmp_path)
     try:

@@ -23,7 +23,7 @@ from server.config.models import Config, LogsConfig
 from server.core.levels import ERROR_LEVELS
 from server.core.text import clip
 from server.logs import otlp_wire
-from server.logs.ingest import Ingestor, Outcome
+from server.logs.ingest import BOM, Ingestor, Outcome
 from server.logs.otlp import (
     Malformed,
     Record,
@@ -157,12 +157,13 @@ def _otlp_records(job: Job, config: LogsConfig) -> Iterator[Record]:
                         for scope in resource.scope_logs), config)  # fmt: skip
         return proto_records(proto_groups(message))
     try:
+        body = job.body.removeprefix(BOM)
         try:
-            doc = orjson.loads(job.body)
+            doc = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
             if "UTF-8" not in str(exc) and "surrogate" not in str(exc):
                 raise Refused(400, f"body is not OTLP JSON: {exc}") from None
-            doc = loads_lenient(job.body)  # bad text replaced, the records kept
+            doc = loads_lenient(body)  # bad text replaced, the records kept
         listed = list(json_records(doc))
     except Malformed as exc:
         raise Refused(400, f"body is not OTLP JSON: {exc}") from None
