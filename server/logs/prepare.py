@@ -32,7 +32,7 @@ from server.logs.otlp import (
     proto_groups,
     proto_records,
 )
-from server.storage.arrow import BadRow, to_arrow
+from server.storage.arrow import BadRow, from_ipc, to_arrow, to_ipc
 
 PROTOBUF = "application/x-protobuf"
 NDJSON, OTLP = "ndjson", "otlp"
@@ -99,9 +99,28 @@ class Prepared:
     def accepted(self) -> int:
         return int(self.rows.num_rows)
 
+    def for_daemon(self) -> Prepared:
+        """This, with its rows as an IPC stream too: what a worker sends the daemon."""
+        return Prepared(self.rows, self.dead_letters, self.reasons, self.unknown_services,
+                        self.notes, ipc=to_ipc(self.rows))  # fmt: skip
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # across the process boundary the rows travel once, as the IPC stream the
+        # write-ahead log stores as it is; the table is read back from those bytes
+        fields = (self.dead_letters, self.reasons, self.unknown_services, self.notes)
+        if self.ipc is None:
+            return (Prepared, (self.rows, *fields))
+        return (_from_ipc, (self.ipc, *fields))
+
     @property
     def rejected(self) -> int:
         return len(self.dead_letters)
+
+
+def _from_ipc(ipc: bytes, dead_letters: list[DeadLetter], reasons: list[str],
+              unknown_services: list[str], notes: list[Note]) -> Prepared:  # fmt: skip
+    """A :class:`Prepared` unpickled: its table read back from its IPC stream."""
+    return Prepared(from_ipc(ipc), dead_letters, reasons, unknown_services, notes, ipc=ipc)
 
 
 def prepare(job: Job, settings: Settings) -> Prepared:

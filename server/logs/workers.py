@@ -16,7 +16,9 @@ in the request's thread: for them the round trip costs more than the work.
   wait for a worker; one more is answered 429 with ``Retry-After`` (counted).
 - A worker that dies or hangs (:data:`REPLY_TIMEOUT`) costs its request a 503
   with ``Retry-After``: nothing of it was written, so the retry is no
-  duplicate. Another worker is started in the background.
+  duplicate. Another worker is started in the background. One found dead
+  before a request was sent to it (it died while idle) costs nobody a 503: the
+  request goes to another worker, or is prepared inline while none runs.
 - A worker exits when its socket closes: at :meth:`IngestPool.stop`, or when
   the daemon dies, ``kill -9`` included (the kernel closes the daemon's end).
 - Workers start with the first request that needs one; while none is running
@@ -48,7 +50,6 @@ from server.config.models import Config
 from server.core import redact
 from server.logs.prepare import Job, Prepared, Refused, Settings, prepare
 from server.logs.worker import READY
-from server.storage.arrow import from_ipc
 from server.writer import Busy
 
 log = logging.getLogger("lightbulb.ingest")
@@ -355,11 +356,10 @@ def _prepared(reply: tuple[Any, ...], schema: pa.Schema) -> Prepared:
     if reply[0] != "ok":
         log.error("ingest worker failed on a request: %s", reply[1])
         raise WorkerFailed(reply[1])
-    _, ipc, dead_letters, reasons, unknown, notes = reply
-    rows = from_ipc(ipc)
-    if not rows.schema.equals(schema):
+    done: Prepared = reply[1]
+    if not done.rows.schema.equals(schema):
         raise WorkerFailed("the worker's rows do not have the table's columns")
-    return Prepared(rows, dead_letters, reasons, unknown, notes, ipc=ipc)
+    return done
 
 
 def _ended(code: int | None) -> str:
