@@ -24,7 +24,7 @@ log = logging.getLogger("lightbulb.web")
 # backlog, unanswered (a client's timeout, then its retry of a request later stored: a
 # duplicate); a connection costs a socket and a few KB, the door bounds what they send.
 CONNECTION_LIMIT = 500
-RECV_BYTES = 64 * 1024  # per read: a refused 4 MB body is thrown away in 64 reads, not 512
+RECV_BYTES = 256 * 1024  # per read: a refused 4 MB body is thrown away in 16 reads, not 512
 POLL = 0.02  # s between looks at the connections while answers drain
 
 
