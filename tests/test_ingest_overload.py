@@ -142,9 +142,16 @@ def test_pushes_past_the_requests_held_anywhere_get_a_quick_counted_429_and_noth
     assert wait_until(lambda: pushed.held() == 0, 30)
     assert pushed.post(ndjson(70, 71)).status_code == 200
     assert pushed.metric("lightbulb_push_refusals") == 4
+    # a worker killed while idle: the next push is taken, not a 503, and /metrics says so
+    pushed.worker.kill()
+    assert wait_until(lambda: pushed.worker.status() == psutil.STATUS_ZOMBIE, 30)
+    assert pushed.post(ndjson(80, 81)).status_code == 200
+    assert pushed.metric("lightbulb_ingest_worker_exits") == 1
+    assert pushed.metric("lightbulb_ingest_worker_start_failures") == 0
+    assert pushed.metric("lightbulb_push_refusals") == 4
     code, _took = pushed.daemon.stop()
     assert code == 0
-    accepted = [10, 11, 12, 20, 21, 22, 30, 31, 70, 71]
+    accepted = [10, 11, 12, 20, 21, 22, 30, 31, 70, 71, 80, 81]
     assert pushed.stored() == sorted(f"m{n}" for n in accepted)
 
 
