@@ -182,5 +182,11 @@ def test_sigterm_answers_every_request_it_holds_stored_200_else_503_and_exits_in
     assert code == 0 and took < 10, (code, took)
     assert wait_until(lambda: all(held), 10), held
     answers = [h[0] for h in held]
-    assert [getattr(a, "status_code", a) for a in answers] == [200, 200, 200]
-    assert pushed.stored() == sorted(f"m{n}" for n in (10, 11, 12, 20, 21, 22))
+    # each gets its answer: 200 and stored, or (past the 3 s for requests being served
+    # on a slow machine) 503 with Retry-After and nothing stored; never a dropped connection
+    assert all(isinstance(a, requests.Response) for a in answers), answers
+    assert all(a.status_code == 200 or (a.status_code == 503 and a.headers["Retry-After"] == "1")
+               for a in answers), [(a.status_code, a.text) for a in answers]  # fmt: skip
+    taken = [n for n, a in enumerate(answers) if a.status_code == 200]
+    assert taken, "no request held at the worker was answered 200 after SIGCONT"
+    assert pushed.stored() == sorted(f"m{m}" for n in taken for m in (10 + n, 20 + n))
