@@ -17,6 +17,7 @@ from typing import Any
 from waitress import wasyncore
 from waitress.server import create_server
 
+from server.config.models import LogsConfig
 from server.web.admission import Channel, Dispatcher, Door
 
 log = logging.getLogger("lightbulb.web")
@@ -29,11 +30,15 @@ POLL = 0.02  # s between looks at the connections while answers drain
 
 
 class WebServer:
-    """waitress on ``host:port`` with ``threads`` threads and a door of ``door.limit``."""
+    """waitress on ``host:port`` with ``threads`` threads behind ``door`` (default: the
+    ``logs.max_in_flight*`` settings' defaults)."""
 
     def __init__(self, app: Any, host: str, port: int, threads: int = 4,
                  door: Door | None = None) -> None:  # fmt: skip
-        self.door = door or Door(16, 8 * 2**20)
+        if door is None:  # the settings' defaults
+            logs = LogsConfig()
+            door = Door(logs.max_in_flight, logs.max_in_flight_bytes)
+        self.door = door
         self.dispatcher = Dispatcher(self.door)
         self.dispatcher.set_thread_count(threads)
         try:
