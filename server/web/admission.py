@@ -52,7 +52,7 @@ class Refusal:
 
 @dataclass
 class DoorStats:
-    """Counts since start: pushes refused for the bound (429), requests answered 503
+    """Counts since start: pushes refused for the bound (429), pushes answered 503
     while stopping, and the most requests held at once (``peak``)."""
 
     refused: int = 0
@@ -114,8 +114,11 @@ class Door:
         return Refusal(429, f"busy: {why}, being received, waiting or being stored; nothing "
                             "of this request was kept; retry")  # fmt: skip
 
-    def answered(self, refusal: Refusal) -> None:
-        """Count ``refusal``, written to its client (one thread answers them all)."""
+    def answered(self, refusal: Refusal, request: Parser) -> None:
+        """Count ``refusal`` of a push, written to its client (one thread answers them
+        all); other requests turned away while stopping are not pushes refused."""
+        if request.command != "POST" or request.path not in PUSH_PATHS:
+            return
         if refusal.status == 503:
             self.stats.stopping += 1
         else:
@@ -182,7 +185,7 @@ class _Task(WSGITask):  # type: ignore[misc]
         self.content_length = len(body)
         self.complete = True
         self.write(body)
-        self.channel.server.door.answered(refusal)
+        self.channel.server.door.answered(refusal, self.request)
 
 
 class Channel(HTTPChannel):  # type: ignore[misc]
