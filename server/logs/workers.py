@@ -169,22 +169,33 @@ class IngestPool:
         settings, generation, message = self._current(config, schema)
         if len(job.body) >= self.inline_below and self._thread is None:
             self.start()
+        unread = 0
         while True:
             worker = self._acquire() if len(job.body) >= self.inline_below else None
             if worker is None:
                 self.stats.inline += 1
                 return prepare(job, settings)
-            if self._handed(worker, job, generation, message):
-                break
-            # it died while idle: nothing of this request reached it, so another takes it
-        try:
-            if not worker.conn.poll(self.reply_timeout):
-                raise TimeoutError(f"no answer in {self.reply_timeout:.0f} s")
-            reply = pickle.loads(worker.conn.recv_bytes())  # noqa: S301 - our own child
-        except (EOFError, OSError) as exc:
-            self._lost(worker, exc)
-            raise Busy("the ingest worker preparing this request stopped; nothing of it was "
-                       "stored; retry", 1, 503) from None  # fmt: skip
+            if not self._handed(worker, job, generation, message):
+                continue  # it died while idle: nothing of this request reached it
+            try:
+                if not worker.conn.poll(self.reply_timeout):
+                    raise TimeoutError(f"no answer in {self.reply_timeout:.0f} s")
+                reply = pickle.loads(worker.conn.recv_bytes())  # noqa: S301 - our own child
+            except ConnectionResetError as exc:
+                # a Unix socket's peer that closes with data unread resets it: the worker
+                # was dying as we sent (its threads not all gone yet) and never read the
+                # job, so another takes it; bounded, in case the cause is the request
+                self._lost(worker, exc, answered=False)
+                unread += 1
+                if unread <= self.size:
+                    continue
+                raise Busy("ingest workers stopped before reading this request; nothing of "
+                           "it was stored; retry", 1, 503) from None  # fmt: skip
+            except (EOFError, OSError) as exc:
+                self._lost(worker, exc)
+                raise Busy("the ingest worker preparing this request stopped; nothing of it "
+                           "was stored; retry", 1, 503) from None  # fmt: skip
+            break
         self._done(worker)
         self.stats.jobs += 1
         return _prepared(reply, settings.schema)
@@ -281,7 +292,7 @@ class IngestPool:
             log.warning("ingest worker %d lost (%s, %s); %s, starting another", worker.proc.pid,
                         str(exc) or type(exc).__name__, _ended(code),
                         "its request was answered 503" if answered
-                        else "no request was in it")  # fmt: skip
+                        else "no request had reached it")  # fmt: skip
         self._wake.set()
 
     # -- starting and replacing workers ----------------------------------------------------
@@ -366,11 +377,9 @@ def _ended(code: int | None) -> str:
     """How a worker process ended, from its exit status (None: it had not, we killed it)."""
     if code is None:
         return "killed by us"
-    if code < 0:
-        with contextlib.suppress(ValueError):
-            return f"killed by {signal.Signals(-code).name}"
-        return f"killed by signal {-code}"
-    return f"exited with code {code}"
+    if code >= 0:
+        return f"exited with code {code}"
+    return f"killed by {signal.Signals(-code).name if -code in signal.valid_signals() else -code}"
 
 
 def _close(worker: _Worker) -> None:
