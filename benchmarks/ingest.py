@@ -97,8 +97,10 @@ class Client(threading.Thread):
     """
 
     def __init__(self, port: int, path: str, ctype: str, bodies: list[bytes], until: float, *,
-                 every: float = 0.0, offset: float = 0.0) -> None:  # fmt: skip
+                 every: float = 0.0, offset: float = 0.0,
+                 timeout: float = 30.0) -> None:  # fmt: skip
         super().__init__(daemon=True)
+        self.timeout = timeout
         self.port, self.path, self.ctype, self.bodies, self.until = port, path, ctype, bodies, until
         self.every, self.offset = every, offset
         self.accepted = 0
@@ -107,7 +109,7 @@ class Client(threading.Thread):
         self.errors = 0
 
     def run(self) -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=self.timeout)
         headers = {"Authorization": "Bearer bench", "Content-Type": self.ctype}
         n = 0
         start = time.perf_counter() + self.offset
@@ -126,7 +128,8 @@ class Client(threading.Thread):
                 answer.read()
             except OSError:
                 self.errors += 1
-                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=self.timeout)
                 continue
             took = time.perf_counter() - started
             if answer.status == 200:
@@ -149,7 +152,7 @@ def redaction_cost(bodies: list[bytes], fmt: str, secrets: int) -> str:
     from server.config.models import LogsConfig
     from server.core import redact
     from server.logs.ingest import Ingestor
-    from server.logs.otlp import proto_records
+    from server.logs.otlp import proto_groups, proto_records
 
     config = LogsConfig(tokens={"bench": "bench"}, max_records=10_000)
     known = {f"svc{i}" for i in range(SERVICES)}
@@ -161,7 +164,7 @@ def redaction_cost(bodies: list[bytes], fmt: str, secrets: int) -> str:
             Ingestor(config, known).ndjson(body, sender="b", now=now)
         else:
             message = ExportLogsServiceRequest.FromString(body)
-            Ingestor(config, known).otlp(proto_records(message), sender="b", now=now)
+            Ingestor(config, known).otlp(proto_records(proto_groups(message)), sender="b", now=now)
         return (time.process_time() - started) / RECORDS * 1e6
 
     values = ["bench", *(secret(i) for i in range(secrets))]
@@ -249,7 +252,7 @@ def run_once(tree: Path, args: argparse.Namespace, fmt: str) -> dict[str, float]
     started = time.monotonic()
     until = started + args.duration
     every = args.clients * RECORDS / args.rate if args.rate else 0.0
-    clients = [Client(port, path, ctype, bodies, until, every=every,
+    clients = [Client(port, path, ctype, bodies, until, every=every, timeout=args.timeout,
                       offset=every * k / args.clients) for k in range(args.clients)]  # fmt: skip
     me = psutil.Process()
     own0 = sum(me.cpu_times()[:2])
@@ -299,9 +302,11 @@ def run_once(tree: Path, args: argparse.Namespace, fmt: str) -> dict[str, float]
     print(f"== tree {tree}: format {fmt}, {args.clients} clients ({offered}), {RECORDS}-record "
           f"requests, {window:.1f} s, {args.secrets + 1} secrets; machine {os.cpu_count()} cores; "
           f"load before {load0}, after {load}")  # fmt: skip
+    unanswered = max(stored_at_exit + in_spool - accepted, 0)  # a retry would duplicate them
     print(
         f"accepted {accepted} ({accepted / window:,.0f}/s); stored {stored_at_exit} "
-        f"({stored_at_exit / window:,.0f}/s); in the spool at exit {in_spool}; lost {lost}"
+        f"({stored_at_exit / window:,.0f}/s); in the spool at exit {in_spool}; lost {lost}; "
+        f"stored without a 200 {unanswered}; body {len(bodies[0]):,} B"
     )
     print(
         f"latency p50 {pct(0.5):.1f} ms, p99 {pct(0.99):.1f} ms; refused {refused or 'none'}; "
@@ -382,6 +387,13 @@ def main() -> int:
     parser.add_argument("--format", choices=["ndjson", "otlp", "both"], default="ndjson")
     parser.add_argument("--duration", type=float, default=30)
     parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--records", type=int, default=1000, help="records per request")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=30,
+        help="client timeout, s (a request past it counts as a client error)",
+    )
     parser.add_argument(
         "--rate",
         type=float,
@@ -408,6 +420,8 @@ def main() -> int:
     parser.add_argument("--redaction", action="store_true",
                         help="also measure the secret scan's cost in-process")  # fmt: skip
     args = parser.parse_args()
+    global RECORDS  # noqa: PLW0603 - the body builders and clients read it
+    RECORDS = args.records
     formats = ["ndjson", "otlp"] if args.format == "both" else [args.format]
     if args.against is None:
         for fmt in formats:

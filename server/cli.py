@@ -68,6 +68,7 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     from server.core.clock import SystemClock
     from server.daemon import configure_logging, freeze_startup_objects
     from server.web import WebContext, WebServer, create_app
+    from server.web.admission import Door
     from server.web.host import bind_error
 
     configure_logging("INFO")
@@ -84,7 +85,8 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     storage = open_storage(config.clickhouse)
     context = WebContext(config, storage, SystemClock())
     try:
-        server = WebServer(create_app(context), dashboard.bind, dashboard.port)
+        door = Door(config.logs.max_in_flight, config.logs.max_in_flight_bytes)
+        server = WebServer(create_app(context), dashboard.bind, dashboard.port, door=door)
     except OSError as exc:
         storage.close()
         print(f"error: {bind_error(dashboard, exc)}", file=sys.stderr)

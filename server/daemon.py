@@ -61,6 +61,10 @@ NOTIFY_GRACE = 2.0  # seconds for notifications still waiting (group_wait) at sh
 # seconds for the last inserts; what ClickHouse has not taken by then is in the
 # write-ahead log already and is inserted at the next start
 WRITE_GRACE = 1.5
+# seconds from SIGTERM for requests being served to be answered; one still waiting for
+# an ingest worker then is answered 503 as the workers stop (ANSWER_GRACE to write it)
+DRAIN_GRACE = 3.0
+ANSWER_GRACE = 1.0
 
 
 class Daemon:
@@ -124,6 +128,7 @@ class Daemon:
             scheduler=self.scheduler, writer=self.writer, alerts=self.alerts,
             dispatcher=self.dispatcher, latest=self.latest, recorder=self.recorder,
             clock=self.clock, services=lambda: self.config.services,
+            door=self.web.door, held=self.web.held, ingest=self.ingest.stats,
         )  # fmt: skip
         self._stop = threading.Event()
         self._reload = threading.Event()
@@ -233,12 +238,18 @@ class Daemon:
         )  # fmt: skip
 
     def shutdown(self) -> int:
-        log.info("stopping: waiting for %d checks in flight", self.scheduler.in_flight())
+        started = time.monotonic()
+        # no new connections from now; requests being served go on to their answer, the
+        # rest are answered 503 (never a connection dropped under a request we stored)
+        self.web.close_door()
+        log.info("stopping: waiting for %d checks in flight and %d requests",
+                 self.scheduler.in_flight(), self.web.held())  # fmt: skip
         longest = max((s.timeout.total_seconds() for s in self.config.services), default=0.0)
         self.scheduler.shutdown(wait_seconds=min(longest, STOP_GRACE))
         self.jobs.shutdown()
-        self.web.stop()
-        self.ingest.stop()
+        self.web.wait_answered(max(DRAIN_GRACE - (time.monotonic() - started), 0.0))
+        self.ingest.stop()  # a request still at a worker: 503, nothing of it stored
+        self.web.stop(grace=ANSWER_GRACE)
         self.dispatcher.stop(deadline=NOTIFY_GRACE)
         self.alert_log.sync()  # transitions no notice carried to disk yet
         self.writer.stop(timeout=WRITE_GRACE)

@@ -56,7 +56,7 @@ class Inserter:
         self.wal = spool.wal
         self._before_first_write = before_first_write
         self._ready = before_first_write is None
-        self._state = "ok"  # ok | unreachable | refused: logged on change only
+        self._state = "ok"  # ok | unreachable | disk full | refused: logged on change only
         self._lock = threading.Lock()
         self._io = threading.Lock()  # one insert round at a time
         self._pending: dict[str, deque[Record]] = {}
@@ -377,12 +377,21 @@ class Inserter:
         return True
 
     def _state_is(self, state: str, exc: StorageError | None) -> None:
-        """Log a change of state once: an outage is one warning, not one per second."""
+        """Log a change of state once: an outage is one warning, not one per second.
+
+        A full disk is its own state, named as such: "unavailable" sent operators
+        looking for a server that was there all along.
+        """
+        if state == "unreachable" and "disk full" in str(exc):
+            state = "disk full"
         if state == self._state:
             return
         previous, self._state = self._state, state
         where = self.spool.wal.directory
-        if state == "unreachable":
+        if state == "disk full":
+            log.warning("ClickHouse's disk is full; keeping rows in the spool at %s and "
+                        "retrying: %s", where, exc)  # fmt: skip
+        elif state == "unreachable":
             log.warning("ClickHouse unavailable, keeping rows in the spool at %s: %s", where, exc)
         elif state == "refused":
             log.error("ClickHouse is reachable but refused to prepare storage: %s", exc)

@@ -22,9 +22,11 @@ from server.config.checks import RESERVED_ID
 from server.config.models import ServiceConfig
 from server.core.clock import Clock
 from server.latest import LatestResults
+from server.logs.workers import PoolStats
 from server.notify.dispatcher import Dispatcher
 from server.recorder import Recorder
 from server.scheduler import CheckScheduler
+from server.web.admission import DoorStats
 from server.web.context import ServiceState
 from server.writer import Writer
 
@@ -46,7 +48,8 @@ class SelfMonitor:
     def __init__(
         self, *, scheduler: CheckScheduler, writer: Writer, alerts: AlertEngine,
         dispatcher: Dispatcher, latest: LatestResults, recorder: Recorder, clock: Clock,
-        services: Callable[[], Sequence[ServiceConfig]],
+        services: Callable[[], Sequence[ServiceConfig]], door: DoorStats | None = None,
+        held: Callable[[], int] | None = None, ingest: PoolStats | None = None,
     ) -> None:  # fmt: skip
         self.scheduler = scheduler
         self.writer = writer
@@ -56,6 +59,14 @@ class SelfMonitor:
         self.recorder = recorder
         self.clock = clock
         self.services = services
+        self.door = door or DoorStats()  # the web server's admission (server/web/admission.py)
+        self.held = held or (lambda: 0)
+        self.ingest = ingest or PoolStats()
+
+    def push_refusals(self) -> int:
+        """Pushes answered 429/503: by the writer and pool (counted in the writer's stats)
+        and at the web server's door (its own counts, one thread writes them)."""
+        return self.writer.stats.busy_refusals + self.door.refused + self.door.stopping
 
     def health(self) -> dict[str, Any]:
         """Figures for /metrics and /readyz."""
@@ -78,7 +89,11 @@ class SelfMonitor:
             "spool_dropped": wstats.rows_dropped,
             "rows_set_aside": wstats.rows_set_aside,
             "rejected_batches": self.writer.rejected_batches(),
-            "push_refusals": wstats.busy_refusals,
+            "push_refusals": self.push_refusals(),
+            "requests_held": self.held(),
+            "ingest_jobs": self.ingest.jobs,
+            "ingest_worker_exits": self.ingest.worker_exits,
+            "ingest_start_failures": self.ingest.start_failures,
             "alerts_firing": self.alerts.firing_count(),
             "notifications": self.dispatcher.stats(),
             "alert_delivery": [
@@ -114,7 +129,10 @@ class SelfMonitor:
             Metric("spool_bytes", self.writer.spool.wal.size, "bytes"),
             Metric("spool_dropped_rows", wstats.rows_dropped, "rows"),
             Metric("rows_set_aside", wstats.rows_set_aside, "rows"),
-            Metric("push_refusals", wstats.busy_refusals, "count"),
+            Metric("push_refusals", self.push_refusals(), "count"),
+            Metric("requests_held", self.held(), "count"),
+            Metric("ingest_worker_exits", self.ingest.worker_exits, "count"),
+            Metric("ingest_start_failures", self.ingest.start_failures, "count"),
             Metric("write_latency_ms", round(wstats.last_write_ms, 2), "ms"),
             Metric("write_errors", wstats.write_errors, "count"),
             Metric("rows_written", wstats.rows_written, "rows"),

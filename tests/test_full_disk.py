@@ -102,7 +102,7 @@ def test_a_full_spool_disk_refuses_pushes_with_503_and_keeps_check_results(
 
 
 def test_a_full_database_disk_is_retried_not_set_aside(
-    small_disk: SmallDisk, tmp_path: Path
+    small_disk: SmallDisk, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     store = EmbeddedStorage(small_disk.path / "db", "monitor")
     try:
@@ -115,6 +115,9 @@ def test_a_full_database_disk_is_retried_not_set_aside(
                 writer.flush()  # eight refused rounds, as eight seconds would be
         assert writer.pending_rows() == 2000
         assert not writer.reachable
+        # said once, as what it is (not "ClickHouse unavailable": the server is right there)
+        said = [r.getMessage() for r in caplog.records if r.name == "lightbulb.writer"]
+        assert len(said) == 1 and said[0].startswith("ClickHouse's disk is full"), said
         small_disk.free()
         writer.flush()
         assert stored(store) == 2000

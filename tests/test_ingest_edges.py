@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from opentelemetry._logs import SeverityNumber
 from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
 from opentelemetry.sdk.resources import Resource
@@ -169,6 +170,101 @@ def test_otlp_attributes_nested_too_deep_are_dead_lettered_alone(pipeline: Pipel
     assert response.status_code == 200
     assert response.get_json()["partialSuccess"]["rejectedLogRecords"] == "1"
     assert counts(pipeline) == (1, 1)
+
+
+def _ld(field: int, payload: bytes) -> bytes:
+    """A length-delimited protobuf field (built by hand: protobuf itself refuses to build
+    messages as deep as these)."""
+
+    def varint(n: int) -> bytes:
+        out = b""
+        while n > 0x7F:
+            out += bytes([n & 0x7F | 0x80])
+            n >>= 7
+        return out + bytes([n])
+
+    return varint(field << 3 | 2) + varint(len(payload)) + payload
+
+
+def _nested_request(depth: int, proto: bool) -> bytes:
+    """A record with an attribute ``depth`` key-value lists deep, and a shallow sibling."""
+    if not proto:
+        value: dict[str, object] = {"stringValue": "leaf"}
+        for _ in range(depth):
+            value = {"kvlistValue": {"values": [{"key": "k", "value": value}]}}
+        resource = {"attributes": [{"key": "service.name", "value": {"stringValue": "api"}}]}
+        records = [{"body": {"stringValue": "deep"}, "attributes": [{"key": "a", "value": value}]},
+                   {"body": {"stringValue": "shallow"}}]  # fmt: skip
+        doc = {"resourceLogs": [{"resource": resource, "scopeLogs": [{"logRecords": records}]}]}
+        return json.dumps(doc).encode()
+    any_value = _ld(1, b"leaf")  # AnyValue.string_value
+    for _ in range(depth):  # AnyValue.kvlist_value > KeyValueList.values > KeyValue
+        any_value = _ld(6, _ld(1, _ld(1, b"k") + _ld(2, any_value)))
+    deep = _ld(5, _ld(1, b"deep")) + _ld(6, _ld(1, b"a") + _ld(2, any_value))
+    shallow = _ld(5, _ld(1, b"shallow"))
+    resource = _ld(1, _ld(1, b"service.name") + _ld(2, _ld(1, b"api")))
+    return _ld(1, _ld(1, resource) + _ld(2, _ld(2, deep) + _ld(2, shallow)))
+
+
+@pytest.mark.parametrize("depth", [32, 33, 200])
+@pytest.mark.parametrize("proto", [False, True], ids=["json", "protobuf"])
+def test_otlp_protobuf_nested_attributes_are_judged_per_record_as_json_is(
+    tmp_path: Path, depth: int, proto: bool
+) -> None:
+    # the attacker's finding: protobuf nested 32 deep refused the whole request (siblings
+    # lost) while the same as JSON was stored; past 32 JSON refuses that record alone
+    p = Pipeline(tmp_path)
+    try:
+        ctype = "application/x-protobuf" if proto else "application/json"
+        response = p.client.post("/v1/logs", data=_nested_request(depth, proto),
+                                 headers={**TOKEN, "Content-Type": ctype})  # fmt: skip
+        assert response.status_code == 200, response.get_data()
+        rejected = 0 if depth <= 32 else 1
+        assert counts(p) == (2 - rejected, rejected)
+        stored = sorted(r["message"] for r in p.rows("SELECT message FROM monitor.service_logs"))
+        assert stored == (["deep", "shallow"] if depth <= 32 else ["shallow"])
+        if rejected:
+            (dlq,) = p.rows("SELECT reason FROM monitor.log_dlq")
+            assert "nested deeper than 32 levels" in dlq["reason"]
+            if proto:
+                answer = ExportLogsServiceResponse.FromString(response.get_data())
+                assert answer.partial_success.rejected_log_records == 1
+            else:
+                assert response.get_json()["partialSuccess"]["rejectedLogRecords"] == "1"
+    finally:
+        p.store.close()
+
+
+def test_a_protobuf_body_broken_in_its_wire_format_is_still_a_whole_400(
+    pipeline: Pipeline,
+) -> None:
+    body = _nested_request(40, True)
+    for broken in (body[:-3], b"\x0f" + body, _ld(1, _ld(1, b"\xff\xff"))):
+        response = pipeline.client.post("/v1/logs", data=broken, headers=PROTOBUF)
+        assert response.status_code == 400, (broken[:20], response.get_data())
+        assert "not an OTLP ExportLogsServiceRequest" in response.get_data(as_text=True)
+
+
+def test_a_body_starting_with_a_utf8_bom_is_taken_whole_ndjson_and_otlp_json(
+    tmp_path: Path,
+) -> None:
+    # the attacker's finding: "record 1: not valid UTF-8" for a BOM (valid UTF-8 bytes)
+    p = Pipeline(tmp_path)
+    try:
+        bom = b"\xef\xbb\xbf"
+        line = json.dumps({"timestamp": "2026-11-22T11:59:00Z", "service_id": "api",
+                           "level": "INFO", "message": "after a BOM"})  # fmt: skip
+        answer = p.client.post("/api/v1/logs", data=bom + line.encode() + b"\n" + line.encode(),
+                               headers=TOKEN)  # fmt: skip
+        assert answer.status_code == 200, answer.get_data()
+        assert (answer.json["accepted"], answer.json["rejected"]) == (2, 0)
+        otlp_json = _nested_request(1, False)
+        answer = p.client.post("/v1/logs", data=bom + otlp_json,
+                               headers={**TOKEN, "Content-Type": "application/json"})  # fmt: skip
+        assert answer.status_code == 200 and "partialSuccess" not in answer.json, answer.json
+        assert counts(p) == (4, 0)
+    finally:
+        p.store.close()
 
 
 def test_a_writer_behind_answers_429_with_retry_after_and_keeps_nothing(tmp_path: Path) -> None:

@@ -241,6 +241,11 @@ class LogsConfig(Section):
     workers: int = Field(2, ge=0, le=64)
     # requests waiting for a busy worker beyond which pushes are answered 429
     worker_queue: int = Field(8, ge=0, le=1000)
+    # requests the web server holds at once (bodies arriving, waiting for a thread or a
+    # worker, being prepared or stored) beyond which a push is answered 429 at once
+    max_in_flight: int = Field(16, ge=1, le=10_000)
+    # and the bodies they carry: latency and memory grow with bytes, not requests
+    max_in_flight_bytes: Annotated[ByteSize, SizeRange("64KiB", "1GiB")] = 8 * 2**20
 
 
 class BaselinesConfig(Section):

@@ -33,6 +33,7 @@ from server.logs.otlp import INVALID, Record, TooDeep
 from server.logs.patterns import pattern_of
 
 MAX_SERVICE_ID = 200
+BOM = b"\xef\xbb\xbf"  # UTF-8's byte order mark: taken off the start of a JSON body
 DLQ_COLUMNS = ("received_at", "source_address", "endpoint", "reason", "raw")
 MAX_FUTURE = timedelta(days=1)
 OLDEST = datetime(2000, 1, 1, tzinfo=UTC)
@@ -305,6 +306,7 @@ class Ingestor:
 
     # -- NDJSON ------------------------------------------------------------------------------
     def ndjson(self, body: bytes, *, sender: str, now: datetime) -> Outcome:
+        body = body.removeprefix(BOM)  # Windows tools start files with one: not a record's
         self._begin(sender, now)
         out = Outcome()
         lines = [(i, line) for i, line in enumerate(body.split(b"\n")) if line.strip()]

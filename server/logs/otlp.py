@@ -29,7 +29,7 @@ import binascii
 import functools
 import json
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import orjson
@@ -39,6 +39,7 @@ from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 
 from server.core import levels
 from server.core.text import clip
+from server.logs import otlp_wire
 
 MAX_DEPTH = 32  # nesting of attribute values (kvlist / array) we store
 SEVERITY_BY_NUMBER = ((4, "TRACE"), (8, "DEBUG"), (12, "INFO"), (16, "WARN"), (20, "ERROR"))
@@ -269,21 +270,36 @@ def _attributes_pb(items: Any, depth: int = 0) -> dict[str, Any]:
     return out
 
 
-def proto_records(message: ExportLogsServiceRequest) -> Iterator[Record]:
-    """The log records of a decoded ``ExportLogsServiceRequest``."""
-    for index, resource_logs in enumerate(message.resource_logs):
+def proto_groups(message: ExportLogsServiceRequest) -> Iterator[otlp_wire.Group]:
+    """A decoded request as :func:`proto_records` takes it (as :func:`otlp_wire.salvage`
+    gives an undecodable one)."""
+    return ((r.resource, ((s.scope, s.log_records) for s in r.scope_logs))
+            for r in message.resource_logs)  # fmt: skip
+
+
+def proto_records(groups: Iterable[otlp_wire.Group]) -> Iterator[Record]:
+    """The log records of a protobuf request (:func:`proto_groups`); a record that did not
+    decode is refused alone (``INVALID``, with why)."""
+    for index, (resource_pb, scopes) in enumerate(groups):
         try:
-            resource = _attributes_pb(resource_logs.resource.attributes)
+            resource = _attributes_pb(resource_pb.attributes)
         except TooDeep as exc:
             raise Malformed(f"resourceLogs[{index}].resource.attributes: {exc}") from None
-        for scope_logs in resource_logs.scope_logs:
-            group = _group(resource, scope_logs.scope.name)
-            for record in scope_logs.log_records:
+        for scope, records in scopes:
+            group = _group(resource, scope.name)
+            for record in records:
+                if isinstance(record, str):
+                    yield {INVALID: record}, _raw_undecoded
+                    continue
                 try:
                     shape = _proto_record(record, group)
                 except TooDeep as exc:
                     shape = {INVALID: str(exc)}
                 yield shape, _raw_proto(record)
+
+
+def _raw_undecoded() -> str:
+    return "(a LogRecord protobuf could not decode)"
 
 
 def _raw_proto(record: LogRecord) -> Callable[[], str]:

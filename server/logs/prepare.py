@@ -22,9 +22,17 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from server.config.models import Config, LogsConfig
 from server.core.levels import ERROR_LEVELS
 from server.core.text import clip
-from server.logs.ingest import Ingestor, Outcome
-from server.logs.otlp import Malformed, Record, json_records, loads_lenient, proto_records
-from server.storage.arrow import BadRow, to_arrow
+from server.logs import otlp_wire
+from server.logs.ingest import BOM, Ingestor, Outcome
+from server.logs.otlp import (
+    Malformed,
+    Record,
+    json_records,
+    loads_lenient,
+    proto_groups,
+    proto_records,
+)
+from server.storage.arrow import BadRow, from_ipc, to_arrow, to_ipc
 
 PROTOBUF = "application/x-protobuf"
 NDJSON, OTLP = "ndjson", "otlp"
@@ -91,9 +99,28 @@ class Prepared:
     def accepted(self) -> int:
         return int(self.rows.num_rows)
 
+    def for_daemon(self) -> Prepared:
+        """This, with its rows as an IPC stream too: what a worker sends the daemon."""
+        return Prepared(self.rows, self.dead_letters, self.reasons, self.unknown_services,
+                        self.notes, ipc=to_ipc(self.rows))  # fmt: skip
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # across the process boundary the rows travel once, as the IPC stream the
+        # write-ahead log stores as it is; the table is read back from those bytes
+        fields = (self.dead_letters, self.reasons, self.unknown_services, self.notes)
+        if self.ipc is None:
+            return (Prepared, (self.rows, *fields))
+        return (_from_ipc, (self.ipc, *fields))
+
     @property
     def rejected(self) -> int:
         return len(self.dead_letters)
+
+
+def _from_ipc(ipc: bytes, dead_letters: list[DeadLetter], reasons: list[str],
+              unknown_services: list[str], notes: list[Note]) -> Prepared:  # fmt: skip
+    """A :class:`Prepared` unpickled: its table read back from its IPC stream."""
+    return Prepared(from_ipc(ipc), dead_letters, reasons, unknown_services, notes, ipc=ipc)
 
 
 def prepare(job: Job, settings: Settings) -> Prepared:
@@ -137,17 +164,25 @@ def _otlp_records(job: Job, config: LogsConfig) -> Iterator[Record]:
         try:
             message = ExportLogsServiceRequest.FromString(job.body)
         except (DecodeError, RecursionError):
-            raise Refused(400, "body is not an OTLP ExportLogsServiceRequest (protobuf)") from None
+            # too deep for protobuf as a whole (or not protobuf): record by record
+            try:
+                groups = otlp_wire.salvage(job.body)
+            except otlp_wire.NotProtobuf:
+                raise Refused(400, "body is not an OTLP ExportLogsServiceRequest "
+                                   "(protobuf)") from None  # fmt: skip
+            count_limit(otlp_wire.count(groups), config)
+            return proto_records(groups)
         count_limit(sum(len(scope.log_records) for resource in message.resource_logs
                         for scope in resource.scope_logs), config)  # fmt: skip
-        return proto_records(message)
+        return proto_records(proto_groups(message))
     try:
+        body = job.body.removeprefix(BOM)
         try:
-            doc = orjson.loads(job.body)
+            doc = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
             if "UTF-8" not in str(exc) and "surrogate" not in str(exc):
                 raise Refused(400, f"body is not OTLP JSON: {exc}") from None
-            doc = loads_lenient(job.body)  # bad text replaced, the records kept
+            doc = loads_lenient(body)  # bad text replaced, the records kept
         listed = list(json_records(doc))
     except Malformed as exc:
         raise Refused(400, f"body is not OTLP JSON: {exc}") from None

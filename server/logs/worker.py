@@ -5,9 +5,9 @@ every message is one pickled tuple (``Connection.send_bytes``):
 
 - ``("settings", Settings, secrets)``: the config to prepare with and the exact
   secret values the daemon masks (:func:`server.core.redact.active`); no answer;
-- ``("job", Job)``: answered ``("ok", ipc, dead letters, reasons, unknown
-  services, notes)``, ``("refused", status, message)`` (the request's own
-  fault) or ``("failed", message)`` (ours; masked).
+- ``("job", Job)``: answered ``("ok", Prepared)`` (its rows cross as the Arrow
+  IPC stream the write-ahead log stores), ``("refused", status, message)`` (the
+  request's own fault) or ``("failed", message)`` (ours; masked).
 
 The daemon's end closing (it stopped, or was killed with ``kill -9``) is the
 end of this process: it reads EOF and exits, so no worker outlives its daemon.
@@ -23,7 +23,6 @@ from typing import Any
 
 from server.core import redact
 from server.logs.prepare import Job, Refused, Settings, prepare
-from server.storage.arrow import to_ipc
 
 READY = ("ready",)
 
@@ -36,8 +35,7 @@ def answer(job: Job, settings: Settings) -> tuple[Any, ...]:
         return ("refused", exc.status, exc.message)
     except Exception as exc:  # a bug must cost its request, never the worker
         return ("failed", redact.redact(f"{type(exc).__name__}: {exc}"))
-    return ("ok", to_ipc(done.rows), done.dead_letters, done.reasons, done.unknown_services,
-            done.notes)  # fmt: skip
+    return ("ok", done.for_daemon())
 
 
 def serve(conn: Connection) -> None:

@@ -16,7 +16,9 @@ in the request's thread: for them the round trip costs more than the work.
   wait for a worker; one more is answered 429 with ``Retry-After`` (counted).
 - A worker that dies or hangs (:data:`REPLY_TIMEOUT`) costs its request a 503
   with ``Retry-After``: nothing of it was written, so the retry is no
-  duplicate. Another worker is started in the background.
+  duplicate. Another worker is started in the background. One found dead
+  before a request was sent to it (it died while idle) costs nobody a 503: the
+  request goes to another worker, or is prepared inline while none runs.
 - A worker exits when its socket closes: at :meth:`IngestPool.stop`, or when
   the daemon dies, ``kill -9`` included (the kernel closes the daemon's end).
 - Workers start with the first request that needs one; while none is running
@@ -30,6 +32,7 @@ import contextlib
 import logging
 import os
 import pickle
+import signal
 import socket
 import subprocess
 import sys
@@ -47,7 +50,6 @@ from server.config.models import Config
 from server.core import redact
 from server.logs.prepare import Job, Prepared, Refused, Settings, prepare
 from server.logs.worker import READY
-from server.storage.arrow import from_ipc
 from server.writer import Busy
 
 log = logging.getLogger("lightbulb.ingest")
@@ -165,29 +167,57 @@ class IngestPool:
         Nothing is written here: whatever it raises, nothing of ``job`` is stored.
         """
         settings, generation, message = self._current(config, schema)
-        worker = None
-        if len(job.body) >= self.inline_below:
-            if self._thread is None:
-                self.start()
-            worker = self._acquire()
-        if worker is None:
-            self.stats.inline += 1
-            return prepare(job, settings)
+        if len(job.body) >= self.inline_below and self._thread is None:
+            self.start()
+        unread = 0
+        while True:
+            worker = self._acquire() if len(job.body) >= self.inline_below else None
+            if worker is None:
+                self.stats.inline += 1
+                return prepare(job, settings)
+            if not self._handed(worker, job, generation, message):
+                continue  # it died while idle: nothing of this request reached it
+            try:
+                if not worker.conn.poll(self.reply_timeout):
+                    raise TimeoutError(f"no answer in {self.reply_timeout:.0f} s")
+                reply = pickle.loads(worker.conn.recv_bytes())  # noqa: S301 - our own child
+            except ConnectionResetError as exc:
+                # a Unix socket's peer that closes with data unread resets it: the worker
+                # was dying as we sent (its threads not all gone yet) and never read the
+                # job, so another takes it; bounded, in case the cause is the request
+                self._lost(worker, exc, answered=False)
+                unread += 1
+                if unread <= self.size:
+                    continue
+                raise Busy("ingest workers stopped before reading this request; nothing of "
+                           "it was stored; retry", 1, 503) from None  # fmt: skip
+            except (EOFError, OSError) as exc:
+                self._lost(worker, exc)
+                raise Busy("the ingest worker preparing this request stopped; nothing of it "
+                           "was stored; retry", 1, 503) from None  # fmt: skip
+            break
+        self._done(worker)
+        self.stats.jobs += 1
+        return _prepared(reply, settings.schema)
+
+    def _handed(self, worker: _Worker, job: Job, generation: int, message: bytes) -> bool:
+        """Send ``job`` (and new settings) to ``worker``; False if it was found dead first.
+
+        An idle worker never has anything to read: readable means its end closed (it died
+        while idle), and a send that fails never reached it. Either way it is replaced
+        and the request goes elsewhere, not answered 503.
+        """
         try:
+            if worker.proc.poll() is not None or worker.conn.poll(0):
+                raise EOFError("it died while idle")
             if worker.generation != generation:
                 worker.conn.send_bytes(message)
                 worker.generation = generation
             worker.conn.send_bytes(pickle.dumps(("job", job), protocol=pickle.HIGHEST_PROTOCOL))
-            if not worker.conn.poll(self.reply_timeout):
-                raise TimeoutError(f"no answer in {self.reply_timeout:.0f} s")
-            reply = pickle.loads(worker.conn.recv_bytes())  # noqa: S301 - our own child
         except (EOFError, OSError) as exc:
-            self._lost(worker, exc)
-            raise Busy("the ingest worker preparing this request stopped; nothing of it was "
-                       "stored; retry", 1, 503) from None  # fmt: skip
-        self._done(worker)
-        self.stats.jobs += 1
-        return _prepared(reply, settings.schema)
+            self._lost(worker, exc, answered=False)
+            return False
+        return True
 
     def _current(self, config: Config, schema: pa.Schema) -> tuple[Settings, int, bytes]:
         """The settings for ``config`` and the secrets masked now, and their generation."""
@@ -242,17 +272,27 @@ class IngestPool:
             if worker in self._running:
                 self._release(worker)
 
-    def _lost(self, worker: _Worker, exc: BaseException) -> None:
+    def _lost(self, worker: _Worker, exc: BaseException, *, answered: bool = True) -> None:
+        """``worker`` is gone or hung: killed, replaced in the background, and logged with
+        why (``answered``: its request was answered 503; else it was found dead idle)."""
+        code = worker.proc.poll()  # before our kill: how it ended, if it had
+        if code is None and not isinstance(exc, TimeoutError):
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                code = worker.proc.wait(0.5)  # its end of the socket closed: it is exiting
         worker.proc.kill()  # hung, or half gone: it takes no further request either way
         with self._cond:
             if worker in self._running:
                 self._running.remove(worker)
+                if worker in self._idle:
+                    self._idle.remove(worker)
                 self._dead.append(worker)
                 self.stats.worker_exits += 1
             self._cond.notify_all()
         if not self._stopping:
-            log.warning("ingest worker %d lost (%s); its request was answered 503, starting "
-                        "another", worker.proc.pid, str(exc) or type(exc).__name__)  # fmt: skip
+            log.warning("ingest worker %d lost (%s, %s); %s, starting another", worker.proc.pid,
+                        str(exc) or type(exc).__name__, _ended(code),
+                        "its request was answered 503" if answered
+                        else "no request had reached it")  # fmt: skip
         self._wake.set()
 
     # -- starting and replacing workers ----------------------------------------------------
@@ -327,11 +367,19 @@ def _prepared(reply: tuple[Any, ...], schema: pa.Schema) -> Prepared:
     if reply[0] != "ok":
         log.error("ingest worker failed on a request: %s", reply[1])
         raise WorkerFailed(reply[1])
-    _, ipc, dead_letters, reasons, unknown, notes = reply
-    rows = from_ipc(ipc)
-    if not rows.schema.equals(schema):
+    done: Prepared = reply[1]
+    if not done.rows.schema.equals(schema):
         raise WorkerFailed("the worker's rows do not have the table's columns")
-    return Prepared(rows, dead_letters, reasons, unknown, notes, ipc=ipc)
+    return done
+
+
+def _ended(code: int | None) -> str:
+    """How a worker process ended, from its exit status (None: it had not, we killed it)."""
+    if code is None:
+        return "killed by us"
+    if code >= 0:
+        return f"exited with code {code}"
+    return f"killed by {signal.Signals(-code).name if -code in signal.valid_signals() else -code}"
 
 
 def _close(worker: _Worker) -> None:

@@ -8,6 +8,7 @@ holder instead of corrupting the store.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
@@ -155,8 +156,9 @@ class EmbeddedStorage:
                 with open(self._batch_file, "wb") as out:
                     write_ipc(data, out)
             except OSError as exc:  # the disk is full: not now, retry later
+                full = "disk full; " if exc.errno in (errno.ENOSPC, errno.EDQUOT) else ""
                 raise StorageUnavailable(
-                    f"{self.describe()} could not stage a batch at {self._batch_file}: "
+                    f"{self.describe()}: {full}could not stage a batch at {self._batch_file}: "
                     f"{exc.strerror or exc}"
                 ) from None
             try:

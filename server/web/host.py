@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from server.config.models import Config, DashboardConfig
+from server.web.admission import Door, DoorStats
 from server.web.context import WebContext
 
 if TYPE_CHECKING:
@@ -52,10 +53,14 @@ def _endpoint(dashboard: DashboardConfig) -> tuple[bool, str, int]:
 
 
 class DashboardHost:
-    """Owns the dashboard's server and context; ``make_context`` builds one for a config."""
+    """Owns the dashboard's server and context; ``make_context`` builds one for a config.
+
+    ``door``: the admission counts of every server it runs (:mod:`server.web.admission`).
+    """
 
     def __init__(self, make_context: Callable[[Config], WebContext]) -> None:
         self._make_context = make_context
+        self.door = DoorStats()
         self.server: WebServer | None = None
         self.context: WebContext | None = None
         self._config: Config | None = None
@@ -79,6 +84,9 @@ class DashboardHost:
         if old is None or _endpoint(old.dashboard) == _endpoint(config.dashboard):
             if self.context is not None:
                 self.context.reconfigure(config)  # auth and the rest switch as one object
+            if self.server is not None:
+                self.server.door.limit = config.logs.max_in_flight
+                self.server.door.limit_bytes = config.logs.max_in_flight_bytes
             self._config = config
             return None
         if not config.dashboard.enabled:
@@ -95,9 +103,23 @@ class DashboardHost:
         server.start()
         return None
 
-    def stop(self) -> None:
+    def close_door(self) -> None:
+        """No new connections or requests from now on (503 to those not being served)."""
         if self.server is not None:
-            self.server.stop()
+            self.server.close_door()
+
+    def held(self) -> int:
+        """Requests the server holds now (received, waiting, or being served)."""
+        return self.server.door.held() if self.server is not None else 0
+
+    def wait_answered(self, seconds: float) -> bool:
+        """Wait up to ``seconds`` for the requests held to be answered; True if they were."""
+        return self.server.wait_answered(seconds) if self.server is not None else True
+
+    def stop(self, grace: float = 0.0) -> None:
+        """Stop serving; requests held get up to ``grace`` s to be answered."""
+        if self.server is not None:
+            self.server.stop(grace)
 
     def _bind(self, context: WebContext, dashboard: DashboardConfig) -> WebServer:
         # Flask and the server load with the first dashboard served, not with the daemon
@@ -105,7 +127,9 @@ class DashboardHost:
         from server.web.serve import WebServer
 
         try:
-            return WebServer(create_app(context), dashboard.bind, dashboard.port)
+            logs = context.config.logs
+            door = Door(logs.max_in_flight, logs.max_in_flight_bytes, self.door)
+            return WebServer(create_app(context), dashboard.bind, dashboard.port, door=door)
         except OSError as exc:
             raise bind_error(dashboard, exc) from None
 

@@ -12,6 +12,11 @@ ClickHouse the answer is 429, when the spool's disk is full (or at
 ``scheduler.spool_max_bytes``) 503, both with ``Retry-After`` as the OTLP spec
 asks; nothing of a refused request is kept, so the client's retry is no duplicate.
 
+Before any of that, the web server's door (:mod:`server.web.admission`) answers
+429 to a push that finds ``logs.max_in_flight`` requests (or
+``logs.max_in_flight_bytes`` of bodies) held, and 503 while the daemon stops;
+such a request never reaches these handlers.
+
 Records are validated, masked and encoded by the daemon's ingest workers
 (:mod:`server.logs.workers`): every worker busy and ``logs.worker_queue``
 requests waiting, the answer is 429; a worker lost mid-request, 503; a worker's

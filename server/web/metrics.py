@@ -126,14 +126,31 @@ class LightbulbCollector:
                 h["rows_set_aside"],
             ),
             "lightbulb_push_refusals": (
-                "Pushed log requests answered 429/503 because the writer was behind",
+                "Pushed log requests answered 429/503 (writer behind, spool full, workers "
+                "busy, logs.max_in_flight requests held, or stopping); nothing of them kept",
                 h["push_refusals"],
+            ),
+            "lightbulb_ingest_worker_jobs": (
+                "Pushed requests prepared by an ingest worker (the rest in the daemon)",
+                h.get("ingest_jobs", 0),
+            ),
+            "lightbulb_ingest_worker_exits": (
+                "Ingest workers that died or hung and were replaced",
+                h.get("ingest_worker_exits", 0),
+            ),
+            "lightbulb_ingest_worker_start_failures": (
+                "Attempts to start an ingest worker that failed (tried again)",
+                h.get("ingest_start_failures", 0),
             ),
         }
         for name, (text, value) in counters.items():
             yield CounterMetricFamily(name, text, value=value)
         gauges = {
             "lightbulb_checks_in_flight": ("Checks running now", h["in_flight"]),
+            "lightbulb_requests_held": (
+                "Requests the web server holds now (received, waiting, being served; this one too)",
+                h.get("requests_held", 0),
+            ),
             "lightbulb_write_queue_rows": ("Rows waiting for the next write", h["queue_rows"]),
             "lightbulb_spool_bytes": ("Bytes waiting in the spool", h["spool_bytes"]),
             "lightbulb_spool_batches": ("Batches waiting in the spool", h["spool_batches"]),

@@ -1,4 +1,9 @@
-"""Serve the Flask app from a daemon thread with waitress (production WSGI)."""
+"""Serve the Flask app from a daemon thread with waitress (production WSGI).
+
+Requests are admitted at the door (:mod:`server.web.admission`): past
+``logs.max_in_flight`` held requests a push is answered 429 at once, and while
+the server stops every request not yet being served is answered 503.
+"""
 
 from __future__ import annotations
 
@@ -6,26 +11,58 @@ import contextlib
 import logging
 import socket
 import threading
+import time
 from typing import Any
 
+from waitress import wasyncore
 from waitress.server import create_server
 
+from server.config.models import LogsConfig
+from server.web.admission import Door
+from server.web.waitress_door import Channel, Dispatcher
+
 log = logging.getLogger("lightbulb.web")
+# Connections served at once. Beyond waitress's 100, clients waited unseen in the listen
+# backlog, unanswered (a client's timeout, then its retry of a request later stored: a
+# duplicate); a connection costs a socket and a few KB, the door bounds what they send.
+CONNECTION_LIMIT = 500
+RECV_BYTES = 256 * 1024  # per read: a refused 4 MB body is thrown away in 16 reads, not 512
+POLL = 0.02  # s between looks at the connections while answers drain
 
 
 class WebServer:
-    def __init__(self, app: Any, host: str, port: int, threads: int = 4) -> None:
-        # poll(), not waitress' default select(): select() raises ValueError for a socket
-        # numbered 1024 or more, which ends the serving thread and leaves the port taking
-        # connections that are never answered. chDB takes a process there: each of its idle
-        # pool threads keeps three /proc files open (1,779 in the test process after ~750 tests).
-        self._server = create_server(
-            app, host=host, port=port, threads=threads, ident="lightbulb", asyncore_use_poll=True
-        )
+    """waitress on ``host:port`` with ``threads`` threads behind ``door`` (default: the
+    ``logs.max_in_flight*`` settings' defaults)."""
+
+    def __init__(self, app: Any, host: str, port: int, threads: int = 4,
+                 door: Door | None = None) -> None:  # fmt: skip
+        if door is None:  # the settings' defaults
+            logs = LogsConfig()
+            door = Door(logs.max_in_flight, logs.max_in_flight_bytes)
+        self.door = door
+        self.dispatcher = Dispatcher(self.door)
+        self.dispatcher.set_thread_count(threads)
+        try:
+            self._server = create_server(
+                app, host=host, port=port, threads=threads, ident="lightbulb",
+                _dispatcher=self.dispatcher, connection_limit=CONNECTION_LIMIT,
+                # poll(), not waitress's default select(): select() raises ValueError for a
+                # socket numbered 1024 or more, which ends the serving thread and leaves the
+                # port taking connections never answered. chDB takes a process there: each
+                # of its idle pool threads keeps three /proc files open.
+                asyncore_use_poll=True, recv_bytes=RECV_BYTES,
+            )  # fmt: skip
+        except BaseException:
+            self.dispatcher.shutdown(timeout=1)
+            raise
+        self._server.channel_class = Channel
+        self._server.door = self.door
+        self.door.watch(self._server.active_channels)
         self.port = int(self._server.effective_port)
         self.host = host
         self._thread = threading.Thread(target=self._run, name="lightbulb-web", daemon=True)
         self._stopped = False
+        self._closed = False
 
     def _run(self) -> None:
         with contextlib.suppress(OSError):  # closed during shutdown
@@ -40,24 +77,53 @@ class WebServer:
         log.info("dashboard and API on http://%s:%d/", self.host, self.port)
         self._server.run()
 
-    def stop(self) -> None:
-        """Close the listening socket and every open connection, and end the worker threads.
+    def close_door(self) -> None:
+        """Stop taking connections and requests: requests not yet being served are
+        answered 503 with ``Retry-After``; those being served go on to their answer."""
+        if self._closed:
+            return
+        self._closed = True
+        self.door.closing = True
+        listener = self._server.socket
+        self._server.del_channel()  # out of the poll map first: no accept on the way out
+        with contextlib.suppress(OSError):
+            # wakes the poll that holds the socket: until then the port stays taken
+            listener.shutdown(socket.SHUT_RDWR)
+        # the listening socket only: the trigger stays, threads still answering wake the loop
+        wasyncore.dispatcher.close(self._server)
+        self.dispatcher.refuse_queued()
+        self._server.pull_trigger()
+
+    def answered(self) -> bool:
+        """True when no request is held and every answer has left its buffer."""
+        channels = list(self._server.active_channels.values())
+        return self.door.held() == 0 and not any(c.requests or c.total_outbufs_len
+                                                 for c in channels)  # fmt: skip
+
+    def wait_answered(self, seconds: float) -> bool:
+        """Wait up to ``seconds`` for every held request to be answered; True if they were."""
+        deadline = time.monotonic() + seconds
+        while self._thread.is_alive() and not self.answered():
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(POLL)
+        return True
+
+    def stop(self, grace: float = 0.0) -> None:
+        """Close the door, wait up to ``grace`` s for the requests held to be answered,
+        then close every connection and end the threads.
 
         Kept-alive connections would otherwise go on being served by this app (and its
         config) after a reload moved the dashboard to a new socket.
         """
         if self._stopped:
             return
+        self.close_door()
+        self.wait_answered(grace)
         self._stopped = True
-        listener = self._server.socket
-        self._server.del_channel()  # out of the poll map first: no accept on the way out
-        with contextlib.suppress(OSError):
-            # wakes the poll that holds the socket: until then the port stays taken
-            listener.shutdown(socket.SHUT_RDWR)
-        self._server.close()
-        for channel in list(self._server._map.values()):
+        for channel in list(self._server._map.values()):  # the trigger too: the loop ends
             with contextlib.suppress(OSError):
                 channel.close()
         if self._thread.is_alive():
             self._thread.join(timeout=5)
-        self._server.task_dispatcher.shutdown(timeout=1)
+        self.dispatcher.shutdown(timeout=1)
