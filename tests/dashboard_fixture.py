@@ -21,7 +21,6 @@ from __future__ import annotations
 import math
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 from checkers.base import CheckResult, LogEntry, Metric, Status
 from server.alerting.engine import AlertEngine
@@ -32,9 +31,9 @@ from server.config.models import Config
 from server.recorder import Recorder
 from server.schema import Target, apply_schema
 from server.storage.embedded import EmbeddedStorage
-from server.tables import WRITTEN_TABLES
 from server.validation import parse_config
 from tests.support.clock import FakeClock
+from tests.support.rows import MemoryRows
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 MB = 2**20
@@ -73,26 +72,6 @@ status_page:
 class Svc:
     def __init__(self, sid: str, type_: str, stack: str) -> None:
         self.id, self.type, self.stack = sid, type_, stack
-
-
-class Sink:
-    """Rows and notices in memory, written to chDB in one insert per table."""
-
-    def __init__(self) -> None:
-        self.rows: list[tuple[str, tuple[Any, ...]]] = []
-
-    def add(self, table: str, row: tuple[Any, ...]) -> None:
-        self.rows.append((table, row))
-
-    def add_durable(self, table: str, rows: list[tuple[Any, ...]]) -> None:
-        self.rows.extend((table, row) for row in rows)
-
-    def flush(self, store: EmbeddedStorage) -> None:
-        for table, columns in WRITTEN_TABLES.items():
-            rows = [row for t, row in self.rows if t == table]
-            if rows:
-                store.insert(table, columns, rows)
-        self.rows.clear()
 
 
 def times(days: float, every: timedelta) -> list[datetime]:
@@ -222,7 +201,7 @@ def build(root: Path) -> tuple[EmbeddedStorage, Config, FakeClock, AlertEngine]:
     apply_schema(store, Target("monitor", retention_days=3650))
     cfg = config()
     clock = FakeClock(NOW - timedelta(days=90))
-    sink = Sink()
+    sink = MemoryRows()
     engine = AlertEngine(cfg, AlertLog(sink, store, clock), None, clock)  # no notices sent
     recorder = Recorder(sink, listener=engine)
     events = sorted(
@@ -234,13 +213,13 @@ def build(root: Path) -> tuple[EmbeddedStorage, Config, FakeClock, AlertEngine]:
         clock.advance((at - clock.now()).total_seconds())
         recorder.record(Svc(sid, type_, stack), make(at, i), at)
         if len(sink.rows) > 20_000:
-            sink.flush(store)
+            sink.insert_into(store)
     clock.advance((NOW - clock.now()).total_seconds())
     engine.tick(NOW)
-    sink.flush(store)
+    sink.insert_into(store)
     yesterday = NOW.date() - timedelta(days=1)
     publish(build_report(store, cfg, yesterday, NOW), sink, None, cfg, None)
-    sink.flush(store)
+    sink.insert_into(store)
     return store, cfg, clock, engine
 
 

@@ -23,7 +23,6 @@ from server.config.models import Config
 from server.recorder import Recorder
 from server.schema import Target, apply_schema
 from server.storage.embedded import EmbeddedStorage
-from server.tables import WRITTEN_TABLES
 from server.validation import parse_config
 from tests.alerting_harness import Harness
 from tests.support.clock import FakeClock
@@ -72,11 +71,7 @@ class Daemon:
 
     def flush(self) -> None:
         self.h.log.sync()
-        for table, columns in WRITTEN_TABLES.items():
-            rows = [row for t, row in self.h.rows if t == table]
-            if rows:
-                self.store.insert(table, columns, rows)
-        self.h.rows.clear()
+        self.h.insert_into(self.store)
 
     def incidents(self, rules: str | None = None) -> list[Incident]:
         """Read afresh (nothing kept from earlier reads) under the rules ``rules`` (the

@@ -28,7 +28,6 @@ from server.config.models import DashboardConfig, StatusPageConfig
 from server.recorder import Recorder
 from server.schema import Target, apply_schema
 from server.storage.embedded import EmbeddedStorage
-from server.tables import WRITTEN_TABLES
 from server.web import WebContext, create_app
 from server.web.charts import utc
 from tests.alerting_harness import Harness
@@ -69,11 +68,7 @@ class Site:
             self.h.deliver()
         self.h.clock.advance(1)  # reads come a moment after the last check
         self.h.log.sync()
-        for table, columns in WRITTEN_TABLES.items():
-            rows = [row for t, row in self.h.rows if t == table]
-            if rows:
-                self.store.insert(table, columns, rows)
-        self.h.rows.clear()
+        self.h.insert_into(self.store)
 
 
 @pytest.fixture
