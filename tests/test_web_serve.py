@@ -60,3 +60,20 @@ def test_the_dashboard_answers_when_its_sockets_are_numbered_past_select_s_limit
             assert (answer.status_code, answer.text) == (200, "hello")
     finally:
         server.stop()
+
+
+def test_a_serving_loop_that_dies_closes_its_port_and_says_why(
+    crowded: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = WebServer(hello, "127.0.0.1", free_port())
+    server._server.adj.asyncore_use_poll = False  # the real fault: select() past 1024
+    server.start()
+    try:
+        server._thread.join(timeout=30)
+        assert not server._thread.is_alive()
+        with pytest.raises(requests.ConnectionError):  # refused, not accepted and left
+            requests.get(f"http://127.0.0.1:{server.port}/", timeout=10)
+        errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+        assert any("stopped serving (ValueError" in e for e in errors), errors
+    finally:
+        server.stop()

@@ -65,8 +65,16 @@ class WebServer:
         self._closed = False
 
     def _run(self) -> None:
-        with contextlib.suppress(OSError):  # closed during shutdown
+        try:
             self._server.run()
+        except Exception as exc:  # any end of the loop but a stop
+            if self._closed:
+                return  # the listener closed under the loop on the way out
+            # A dead loop behind an open port takes connections it never answers; refused
+            # connections at least tell clients, and the log says why.
+            log.error("dashboard server on %s:%d stopped serving (%s: %s); its port is closed",
+                      self.host, self.port, type(exc).__name__, exc)  # fmt: skip
+            self.close_door()
 
     def start(self) -> None:
         self._thread.start()
