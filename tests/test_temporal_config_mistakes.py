@@ -10,6 +10,7 @@ missing workflow id is UNKNOWN with both explanations.
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -83,12 +84,17 @@ def test_a_server_that_stops_answering_reads_timed_out_after_n_s_for_every_type(
         # Straight on a loop, without the runner: the gRPC deadline is the only one.
         await checker.check_async(CheckContext("warm", datetime.now(UTC), 10))  # connected
         temporal_server.freeze()
+        started = time.monotonic()
         try:
             return await checker.check_async(CheckContext("frozen", datetime.now(UTC), 2))
         finally:
             temporal_server.thaw()
+            waited.append(time.monotonic() - started)
 
+    waited: list[float] = []
     direct = asyncio.run(frozen())
+    # Every call gets the 2 s left as its gRPC timeout, not the SDK's default of 30 s.
+    assert waited[0] < 15, f"the frozen check took {waited[0]:.1f} s"
     run_check(checker, CheckContext("warm", datetime.now(UTC), 10))
     temporal_server.freeze()
     try:
