@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import signal
 import time
 import uuid
 from collections.abc import Iterator
@@ -213,12 +212,12 @@ def test_runs_missed_while_the_server_was_frozen_past_the_catchup_window_fail(
         assert first.status == Status.OK
         # Frozen longer than the catch-up window, the server cannot start the runs of
         # that time when it wakes: it counts them as missed.
+        server.freeze()
         frozen_at = time.monotonic()
-        server.proc.send_signal(signal.SIGSTOP)
         try:
             assert wait_until(lambda: time.monotonic() - frozen_at > 12, 20)
         finally:
-            server.proc.send_signal(signal.SIGCONT)
+            server.thaw()
 
         def missed() -> int:
             return int(server.run(handle.describe()).info.num_actions_missed_catchup_window)
@@ -400,7 +399,7 @@ def test_a_prefix_check_cut_by_its_deadline_keeps_what_it_described_and_goes_on_
 
         async def describe(self: TemporalSession, sid: str) -> Any:
             if len(asked) == 4 and not frozen:
-                server.proc.send_signal(signal.SIGSTOP)  # type: ignore[union-attr]
+                server.freeze()
                 frozen.append(True)
             asked.append(sid)
             return await real(self, sid)
@@ -409,7 +408,7 @@ def test_a_prefix_check_cut_by_its_deadline_keeps_what_it_described_and_goes_on_
         try:
             cut = run_check(c, CheckContext("sch", datetime.now(UTC), 4))
         finally:
-            server.proc.send_signal(signal.SIGCONT)
+            server.thaw()
         monkeypatch.undo()
         after = once(c)
     assert cut.status == Status.UNKNOWN, cut.message
