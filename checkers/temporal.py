@@ -197,13 +197,14 @@ class TemporalSession:
         self.service = client.workflow_service
         self.visibility_calls = 0
 
-    def _left(self) -> timedelta:
+    def time_left(self) -> timedelta:
+        """What is left of the check's deadline (at least 1 ms): every call's gRPC timeout."""
         return timedelta(seconds=max(0.001, self.deadline - asyncio.get_running_loop().time()))
 
     async def _visibility(self) -> timedelta:
         await budget(self.settings.address).acquire(self.deadline)
         self.visibility_calls += 1
-        return self._left()
+        return self.time_left()
 
     # -- visibility calls (budgeted) ---------------------------------------------------------
     async def count(self, query: str) -> CountWorkflowExecutionsResponse:
@@ -247,7 +248,7 @@ class TemporalSession:
             namespace=self.namespace,
             execution=WorkflowExecution(workflow_id=workflow_id, run_id=run_id),
         )
-        return await self.service.describe_workflow_execution(request, timeout=self._left())
+        return await self.service.describe_workflow_execution(request, timeout=self.time_left())
 
     async def last_events(self, workflow_id: str, run_id: str, count: int) -> list[HistoryEvent]:
         """The newest ``count`` history events, newest first."""
@@ -257,13 +258,13 @@ class TemporalSession:
             maximum_page_size=count,
         )
         response = await self.service.get_workflow_execution_history_reverse(
-            request, timeout=self._left()
+            request, timeout=self.time_left()
         )
         return list(response.history.events)
 
     async def describe_schedule(self, schedule_id: str) -> DescribeScheduleResponse:
         request = DescribeScheduleRequest(namespace=self.namespace, schedule_id=schedule_id)
-        return await self.service.describe_schedule(request, timeout=self._left())
+        return await self.service.describe_schedule(request, timeout=self.time_left())
 
 
 def namespace_missing(exc: RPCError) -> bool:

@@ -159,7 +159,8 @@ class TemporalWorkflowChecker(TemporalChecker[TemporalSettings]):
             workflow_id
         )  # latest run: follows continue-as-new
         try:
-            desc = await handle.describe()
+            # The SDK's own default is 30 s (and retries): the check's deadline instead.
+            desc = await handle.describe(rpc_timeout=session.time_left())
         except RPCError as exc:
             if exc.status != RPCStatusCode.NOT_FOUND or namespace_missing(exc):
                 raise
@@ -180,7 +181,7 @@ class TemporalWorkflowChecker(TemporalChecker[TemporalSettings]):
         }
         result = CheckResult(code, f"workflow {workflow_id} {word}", details)
         if code == Status.FAILED:
-            entry = await self._failure(handle, word)
+            entry = await self._failure(session, desc, word)
             if entry is not None:
                 result.message = f"workflow {workflow_id} {word}: {entry.message}"
                 if self._failure_logged != desc.run_id:  # each run's failure is logged once
@@ -216,13 +217,16 @@ class TemporalWorkflowChecker(TemporalChecker[TemporalSettings]):
                 )
             )  # fmt: skip
 
-    async def _failure(self, handle: Any, word: str) -> LogEntry | None:
-        """The closing event's failure (message, stack trace) or termination reason."""
-        last = None
-        async for event in handle.fetch_history_events():
-            last = event
-        if last is None:
+    async def _failure(self, session: TemporalSession, desc: Any, word: str) -> LogEntry | None:
+        """The closing event's failure (message, stack trace) or termination reason.
+
+        The closing event is the newest in the history: one reverse read under the
+        check's deadline, not every page of a long history.
+        """
+        events = await session.last_events(desc.id, desc.run_id, 1)
+        if not events:
             return None
+        last = events[0]
         if last.HasField("workflow_execution_failed_event_attributes"):
             failure = last.workflow_execution_failed_event_attributes.failure
             cause = failure.cause if failure.HasField("cause") else None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import signal
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -176,7 +175,7 @@ def _cut_after(
 
             async def describe(self: TemporalSession, *args: Any) -> Any:
                 if len(answered) == answered_before_freeze and not frozen:
-                    server.proc.send_signal(signal.SIGSTOP)  # type: ignore[union-attr]
+                    server.freeze()
                     frozen.append(True)
                 response = await real(self, *args)
                 answered.append(args[0])
@@ -186,7 +185,7 @@ def _cut_after(
             return run_check(c, CheckContext("stuck", datetime.now(UTC), 4))
         finally:
             if frozen:
-                server.proc.send_signal(signal.SIGCONT)
+                server.thaw()
             monkeypatch.undo()
             server.terminate(*ids)
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -85,6 +87,24 @@ class Harness:
         for workflow_id in workflow_ids:
             with contextlib.suppress(Exception):
                 self.run(self.client.get_workflow_handle(workflow_id).terminate(reason="test done"))
+
+    def freeze(self) -> None:
+        """Stop the dev server (SIGSTOP); return once it has stopped answering.
+
+        ``kill`` only queues the signal: until the kernel has stopped every thread
+        the server still serves, so a call sent right after the kill may be
+        answered (a describe was, 8 times in 60 on a loaded machine).
+        ``waitpid(WUNTRACED)`` returns when the whole group stop is complete.
+        """
+        assert self.proc is not None, "the session's own dev server only"
+        self.proc.send_signal(signal.SIGSTOP)
+        _, status = os.waitpid(self.proc.pid, os.WUNTRACED)
+        assert os.WIFSTOPPED(status), f"the dev server ended instead (wait status {status})"
+
+    def thaw(self) -> None:
+        """Let a frozen dev server run again (SIGCONT wakes its threads before returning)."""
+        assert self.proc is not None, "the session's own dev server only"
+        self.proc.send_signal(signal.SIGCONT)
 
     def close(self) -> None:
         self.loop.call_soon_threadsafe(self.loop.stop)
