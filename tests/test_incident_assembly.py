@@ -47,9 +47,9 @@ class Daemon:
         self.recorder = Recorder(self.h, listener=self.h.engine)
         record(self.store, self.h.config, self.h.clock.now())
 
-    def reload(self, rules: str) -> None:
+    def reload(self, rules: str, services: str = SERVICES) -> None:
         self.h.clock.advance(1)
-        config = parse_config(SERVICES.format(url=self.h.receiver.url + self.h.path) + rules
+        config = parse_config(services.format(url=self.h.receiver.url + self.h.path) + rules
                               + "\nalerting: {group_wait: 0s}\n", "test.yaml")  # fmt: skip
         self.h.engine.configure(config)
         self.h.config = config
@@ -129,3 +129,32 @@ def test_a_service_filter_picks_incidents_and_never_regroups_them(tmp_daemon: An
         assert d.read(service_id=sid) == everything, sid
         assert d.read(services={sid}) == everything, sid
         assert d.read(service_id=sid, limit=1) == everything, sid
+
+
+WEB = "  - {{id: web, type: tcp, interval: 10s, tcp: {{host: 127.0.0.1, port: 1}}}}\n"
+LEFT = {
+    "disabled": SERVICES.replace(WEB, WEB.replace("port: 1}}", "port: 1}}, enabled: false")),
+    "removed": SERVICES.replace(WEB, "").replace("  - {{source: web, target: api}}\n", ""),
+}
+
+
+@pytest.mark.parametrize("how", sorted(LEFT))
+def test_a_failing_service_that_leaves_monitoring_ends_its_incident_at_its_last_check(
+    tmp_daemon: Any, how: str
+) -> None:
+    """web fails with no rule, then is disabled or removed while still failing: no
+    check is left to end its run, which stayed ongoing for ever. Also when a rule's
+    firing had joined the run (the alert is resolved as its rule leaves)."""
+    assert LEFT[how] != SERVICES
+    d = tmp_daemon(DB_ONLY)
+    d.checks(web=".xx")
+    d.reload(WEB_TOO)
+    d.checks(web="xx")
+    last = d.h.clock.now() - timedelta(seconds=1)  # the last check, a second before
+    d.reload(DB_ONLY, LEFT[how])
+    d.h.engine.tick(d.h.clock.now())
+    d.checks(api="..")
+    (gone,) = d.read()
+    assert [k.split("@")[0] for k in gone[3]] == ["status:web", "web-down:web"]
+    assert gone[2] is not None and gone[2] >= last
+    assert Incidents(d.store, d.h.config).get(gone[0], d.h.clock.now()).end == gone[2]

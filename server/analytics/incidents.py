@@ -27,6 +27,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Collection, Mapping
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -41,6 +42,7 @@ from server.analytics.incident_model import (
 )
 from server.analytics.incident_runs import failed_runs
 from server.analytics.rule_coverage import Coverage
+from server.config.checks import RESERVED_ID
 from server.config.models import Config
 from server.storage import Storage
 
@@ -147,7 +149,8 @@ class Incidents:
             if scope.candidates:
                 seeds.append(failed_runs(self.storage, scope, start, end, since=since,
                                          limit=cap, current=current))  # fmt: skip
-            found = group(self._complete([m for s in seeds for m in s], end, since, current))
+            found = group(self._left(self._complete([m for s in seeds for m in s], end, since,
+                                                    current)))  # fmt: skip
             found = [i for i in found if (i.end is None or i.end > start) and i.start < end]
             found = [i for i in found if (not service_id or service_id in i.services)
                      and (wanted is None or wanted.intersection(i.services))]  # fmt: skip
@@ -173,7 +176,7 @@ class Incidents:
                                      since=start - timedelta(days=1), before=until)  # fmt: skip
         for sid in {m.service_id for m in members}:
             members += self._periods(start, after, since=start, about=sid)
-        unique = list({m.key: m for m in members}.values())
+        unique = self._left(list({m.key: m for m in members}.values()))
         for incident in group(unique):
             if incident.id == incident_id_ or any(
                 incident_id(m) == incident_id_ for m in incident.members
@@ -222,6 +225,28 @@ class Incidents:
             done |= todo
             have |= {m.key: m for m in found if m.key not in have}
         return list(have.values())
+
+    def _left(self, members: list[Member]) -> list[Member]:
+        """``members`` with each open run of FAILED of a service no longer monitored
+        (removed from the configuration or disabled) ended at that service's last
+        check: no check is left to end it, as an alert whose rule left is resolved
+        then (:mod:`server.alerting`). A service monitored again is judged by its
+        checks as before."""
+        live = {s.id for s in self.config.services if s.enabled} | {RESERVED_ID}
+        gone = sorted({m.service_id for m in members if not m.rule_id and m.end is None
+                       and m.service_id not in live})  # fmt: skip
+        if not gone:
+            return members
+        rows = self.storage.query(
+            "SELECT service_id, max(timestamp) AS last "
+            f"FROM {self.storage.database}.service_status "
+            "WHERE service_id IN {ids:Array(String)} GROUP BY service_id",
+            {"ids": gone},
+        )
+        last = {r["service_id"]: aware(r["last"]) for r in rows}
+        return [replace(m, end=max(last.get(m.service_id, m.start), m.start))
+                if not m.rule_id and m.end is None and m.service_id in gone else m
+                for m in members]  # fmt: skip
 
     def coverage(self, services: Collection[str] | None) -> Coverage:
         """Which of ``services`` (None: all) had FAILED runs that count, judged by the
