@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
+from typing import Any
 
 from server.alerting.log import aware
 from server.analytics.incident_model import Member, key_start
@@ -30,6 +31,59 @@ def failed_runs(storage: Storage, scope: Coverage, start: datetime, end: datetim
     if not ids:
         return []
     counted, params = scope.sql()
+    rows = _paired(storage, ids, start, end, since=since, before=before or end, limit=limit,
+                   counted=counted, params=params)  # fmt: skip
+    out = []
+    for row in rows:
+        sid, at = row["service_id"], aware(row["began"])
+        message = row["message"].split(": ", 1)[-1]  # "status changed A -> B: <check>"
+        ended = aware(row["ended"]) if row["ended"] else None
+        out.append(Member(f"status:{sid}@{key_start(at)}", "", sid, "critical", at, ended, message))
+    for member in _first_runs(storage, ids, current):
+        if (
+            (member.end is None or member.end > start)
+            and since <= member.start < min(before or end, end)
+            and scope.counted(member.service_id, member.start)
+        ):
+            out.append(member)
+    return out + _handed_over(storage, scope, start, end, since=since, before=before or end)
+
+
+def _handed_over(storage: Storage, scope: Coverage, start: datetime, end: datetime, *,
+                 since: datetime, before: datetime) -> list[Member]:  # fmt: skip
+    """The rest of each run that began while a rule watched its service and went on
+    after no rule did (the rule removed, disabled or no longer selecting it while the
+    service failed): from when the coverage changed to the run's end. Without it the
+    outage looked resolved when its alert was (*no longer in the configuration*)
+    though the service still failed. It starts as the alert ends, so it joins the
+    alert's incident (:func:`server.analytics.incident_model.group`)."""
+    flips = {sid: [at for (at, w), (_, was) in zip(points[1:], points, strict=False)
+                   if not w and was] for sid, points in scope.points.items()}  # fmt: skip
+    flips = {sid: ats for sid, ats in flips.items() if ats}
+    if not flips:
+        return []
+    rows = _paired(storage, sorted(flips), start, end, since=since, before=before, limit=0,
+                   counted="", params={})  # fmt: skip
+    out = []
+    for row in rows:
+        sid, began = row["service_id"], aware(row["began"])
+        ended = aware(row["ended"]) if row["ended"] else None
+        if scope.counted(sid, began):
+            continue  # a run of its own already
+        at = next((t for t in flips[sid] if began < t and (ended is None or t < ended)), None)
+        if at is not None and at < min(before, end) and (ended is None or ended > start):
+            message = row["message"].split(": ", 1)[-1]
+            out.append(Member(f"status:{sid}@{key_start(at)}", "", sid, "critical", at, ended,
+                              message))  # fmt: skip
+    return out
+
+
+def _paired(storage: Storage, ids: list[str], start: datetime, end: datetime, *,
+            since: datetime, before: datetime, limit: int, counted: str,
+            params: dict[str, Any]) -> list[dict[str, Any]]:  # fmt: skip
+    """Runs of FAILED of ``ids`` paired with their ends in ClickHouse (``ended`` NULL
+    while open) overlapping ``[start, end)``, begun in ``[since, before)``, open first,
+    then newest first; ``counted``: an extra condition (``AND …``) with ``params``."""
     rows = storage.query(
         f"""
         SELECT service_id, began, if(has_next, next_at, NULL) AS ended, message
@@ -49,22 +103,9 @@ def failed_runs(storage: Storage, scope: Coverage, start: datetime, end: datetim
           AND (NOT has_next OR next_at > {{start:DateTime64(3, 'UTC')}}){counted}
         ORDER BY has_next, began DESC, service_id LIMIT {{limit:UInt32}}""",
         {"ids": ids, "f": _FAILED, "since": since, "start": start, "end": end,
-         "before": before or end, "limit": limit or 2**32 - 1, **params},
+         "before": before, "limit": limit or 2**32 - 1, **params},
     )  # fmt: skip
-    out = []
-    for row in rows:
-        sid, at = row["service_id"], aware(row["began"])
-        message = row["message"].split(": ", 1)[-1]  # "status changed A -> B: <check>"
-        ended = aware(row["ended"]) if row["ended"] else None
-        out.append(Member(f"status:{sid}@{key_start(at)}", "", sid, "critical", at, ended, message))
-    for member in _first_runs(storage, ids, current):
-        if (
-            (member.end is None or member.end > start)
-            and since <= member.start < min(before or end, end)
-            and scope.counted(member.service_id, member.start)
-        ):
-            out.append(member)
-    return out
+    return rows
 
 
 def _first_runs(
