@@ -158,3 +158,24 @@ def test_a_failing_service_that_leaves_monitoring_ends_its_incident_at_its_last_
     assert [k.split("@")[0] for k in gone[3]] == ["status:web", "web-down:web"]
     assert gone[2] is not None and gone[2] >= last
     assert Incidents(d.store, d.h.config).get(gone[0], d.h.clock.now()).end == gone[2]
+
+
+def test_a_small_page_holds_the_newest_incident_though_an_older_one_has_newer_members(
+    tmp_daemon: Any,
+) -> None:
+    """api's outage began first; db (upstream, so not inhibited) failed on its own and
+    recovered; then web flapped while api still failed, each firing inhibited by api's
+    and joining its incident: the newest members read belong to the older incident."""
+    d = tmp_daemon(RULES)
+    d.checks(db=".xx.......", api="xxxxxxxxx.", web="....x.x.x.")
+    everything = d.read()
+    assert [i[3][0].split("@")[0] for i in everything] == ["down:db", "down:api"]
+    for limit in range(1, len(everything) + 2):
+        assert d.read(limit=limit) == everything[:limit], limit
+    # one member alone is assembled into its whole incident, also the members its
+    # cause had before that member's start (read again once the cause is found)
+    source = Incidents(d.store, d.h.config)
+    newest = max((m for m in source.between(NOW - timedelta(days=1), d.h.clock.now())[1].members),
+                 key=lambda m: m.start)  # fmt: skip
+    whole = source._complete([newest], d.h.clock.now(), NOW - timedelta(days=1), None)
+    assert sorted(m.key for m in whole) == sorted(everything[1][3])

@@ -211,12 +211,19 @@ class Incidents:
         """``members`` and every other member of the incidents they belong to: the
         periods and rule-less runs of their services and of the causes they name, and
         the periods those services caused, until no service is new (whole incidents,
-        whatever a limit or filter picked). Read from the earliest start found on."""
+        whatever a limit or filter picked). Read from the earliest start found on, and
+        again from an earlier one when a cause or run found starts before it."""
         have = {m.key: m for m in members}
-        done: set[str] = set()
-        scope = self.coverage(None)
-        while todo := {s for m in have.values() for s in (m.service_id, m.caused_by) if s} - done:
-            ids, first = sorted(todo), min(m.start for m in have.values())
+        done: set[str] = set()  # services read from ``read_from`` on
+        scope, read_from = self.coverage(None), end
+        while have:
+            first = min(m.start for m in have.values())
+            if first < read_from:  # an earlier start found: what was read, again from it
+                done, read_from = set(), first
+            todo = {s for m in have.values() for s in (m.service_id, m.caused_by) if s} - done
+            if not todo:
+                break
+            ids = sorted(todo)
             found = self._periods(first, end, since=since, services=ids)
             found += self._periods(first, end, since=since, caused=ids)
             runs = scope.among(todo)
