@@ -140,6 +140,7 @@ class Incidents:
 
         Raises StorageError when ClickHouse does not answer."""
         since, cap = start - lookback, limit or 0
+        cap0 = cap
         wanted = set(services) if services is not None else None
         among = sorted(wanted) if wanted is not None else None
         scope = self.coverage({service_id} if service_id else wanted)
@@ -155,7 +156,7 @@ class Incidents:
             found = [i for i in found if (not service_id or service_id in i.services)
                      and (wanted is None or wanted.intersection(i.services))]  # fmt: skip
             found.sort(key=lambda i: (i.end is None, i.start, i.id), reverse=True)
-            if not cap or _enough(seeds, cap, found[:cap]):
+            if not cap or _enough(seeds, cap, found, cap0):
                 break
             cap *= 4
         found = found[:limit] if limit is not None else found
@@ -332,17 +333,18 @@ class Incidents:
         return saved
 
 
-def _enough(seeds: list[list[Member]], cap: int, top: list[Incident]) -> bool:
+def _enough(seeds: list[list[Member]], cap: int, found: list[Incident], limit: int) -> bool:
     """Whether members read ``cap`` at most of each kind (``seeds``; a kind may hold a
-    few more that were read whole) can hold no incident that belongs in ``top``, the
-    first ``cap`` of what they grouped into. A kind cut at ``cap`` left out only
-    members that sort (open, start) at or below its ``cap``-th; an incident sorts at
-    or below its open member left out, or its first when none is open. Unfiltered
-    reads only: a filter may leave out an open member of another service."""
+    few more that were read whole) can hold no incident that belongs in the first
+    ``limit`` of ``found`` (what they grouped into, sorted). A kind cut at ``cap`` left
+    out only members that sort (open, start) at or below its ``cap``-th; an incident
+    sorts at or below its open member left out, or its first when none is open.
+    Unfiltered reads only: a filter may leave out an open member of another service."""
     floors = [sorted(((m.end is None, m.start) for m in s), reverse=True)[cap - 1]
               for s in seeds if len(s) >= cap]  # fmt: skip
     if not floors:
         return True
-    if len(top) < cap:
+    if len(found) < limit:
         return False
-    return all(f <= (top[-1].end is None, top[-1].start) for f in floors)
+    last = found[limit - 1]
+    return all(f <= (last.end is None, last.start) for f in floors)
