@@ -216,21 +216,29 @@ class Incidents:
         again from an earlier one when a cause or run found starts before it."""
         have = {m.key: m for m in members}
         done: set[str] = set()  # services read from ``read_from`` on
+        read: set[str] = set()  # services whose own periods were read from it on
         scope, read_from = self.coverage(None), end
         while have:
             first = min(m.start for m in have.values())
             if first < read_from:  # an earlier start found: what was read, again from it
-                done, read_from = set(), first
-            todo = {s for m in have.values() for s in (m.service_id, m.caused_by) if s} - done
-            if not todo:
+                done, read, read_from = set(), set(), first
+            todo = {m.service_id for m in have.values()} - done
+            # only what can join: causes' periods (and alerts a run joined or goes on
+            # from, a rule having left while its service failed), dependants' periods,
+            # runs an alert joined
+            alerts = {m.caused_by for m in have.values() if m.caused_by} | {
+                m.service_id for m in have.values() if not m.rule_id
+            }
+            alerts -= read
+            if not todo and not alerts:
                 break
-            ids = sorted(todo)
-            found = self._periods(first, end, since=since, services=ids)
-            found += self._periods(first, end, since=since, caused=ids)
+            found = self._periods(first, end, since=since, services=sorted(alerts))
+            found += self._periods(first, end, since=since, caused=sorted(todo | alerts))
             runs = scope.among(todo)
             if runs.candidates:
                 found += failed_runs(self.storage, runs, first, end, since=since, current=current)
             done |= todo
+            read |= alerts
             have |= {m.key: m for m in found if m.key not in have}
         return list(have.values())
 
