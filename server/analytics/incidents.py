@@ -139,8 +139,9 @@ class Incidents:
         when the caller has read them (else read from ``service_current`` if needed).
 
         Raises StorageError when ClickHouse does not answer."""
-        since, cap = start - lookback, limit or 0
-        cap0 = cap
+        # twice the page of each kind to start with: dependants that join their cause's
+        # incident make a page of members fewer incidents (one more round otherwise)
+        since, cap = start - lookback, 2 * (limit or 0)
         wanted = set(services) if services is not None else None
         among = sorted(wanted) if wanted is not None else None
         scope = self.coverage({service_id} if service_id else wanted)
@@ -156,7 +157,7 @@ class Incidents:
             found = [i for i in found if (not service_id or service_id in i.services)
                      and (wanted is None or wanted.intersection(i.services))]  # fmt: skip
             found.sort(key=lambda i: (i.end is None, i.start, i.id), reverse=True)
-            if not cap or _enough(seeds, cap, found, cap0):
+            if not cap or _enough(seeds, cap, found, limit or 0):
                 break
             cap *= 4
         found = found[:limit] if limit is not None else found
