@@ -192,9 +192,13 @@ def test_a_run_failing_from_the_first_check_stays_an_incident_when_a_rule_comes(
 
 
 @pytest.mark.parametrize("how", ["reload", "restart"])
-def test_a_rule_removed_while_firing_ends_its_incident_then(daemon: Daemon, how: str) -> None:
-    """Nothing is left to resolve an alert whose rule is gone: its incident would stay
-    ongoing for ever while the service is up again. It ends when the rule left."""
+def test_a_rule_removed_while_its_service_fails_hands_the_incident_to_the_run(
+    daemon: Daemon, how: str
+) -> None:
+    """Nothing is left to resolve an alert whose rule is gone, so it is resolved when
+    the rule leaves; but the service still fails, so the incident goes on as the
+    service's run of FAILED from then (no rule covers it now) and ends when the
+    service is back, never shown resolved while it fails."""
     d = daemon
     d.reload(WEB_RULE)
     d.checks(".xx")
@@ -212,9 +216,14 @@ def test_a_rule_removed_while_firing_ends_its_incident_then(daemon: Daemon, how:
         d.recorder.anchor({"web": Status.FAILED})  # as the daemon reads it back at start
         record(d.store, d.h.config, left)
         d.h.engine.restore()
+    (going,) = d.incidents()
+    assert (going.id, going.end) == (firing.id, None)
+    assert [(m.rule_id, m.start, m.end) for m in going.members][1:] == [("", left, None)]
     d.checks(".x.")  # a failure after the change, rule-less, is a run of FAILED again
     ended, later = d.incidents()
-    assert (ended.id, ended.end) == (firing.id, left)
+    back = left + STEP
+    assert (ended.id, ended.end) == (firing.id, back)
+    assert [(m.alert_id, m.end) for m in ended.members] == [("web-down:web", left), ("", back)]
     assert later.members[0].rule_id == "" and later.end is not None
     events = d.store.query(
         "SELECT to_state, message FROM monitor.alert_events WHERE rule_id = 'web-down' "

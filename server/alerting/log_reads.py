@@ -149,14 +149,15 @@ class AlertReads:
 
     def firing_periods(
         self, start: datetime, end: datetime, *, since: datetime, about: str = "",
-        services: list[str] | None = None, limit: int = 0,
+        services: list[str] | None = None, caused: list[str] | None = None, limit: int = 0,
     ) -> list[Incident]:  # fmt: skip
         """Firing periods overlapping ``[start, end)`` whose firing is after ``since``,
         paired in ClickHouse (one row each: converting rows is what costs), open ones
         first, then newest first; a firing ends at the alert's next transition.
 
         ``about``: only periods of that service or caused by it; ``services``: only
-        those services'; ``limit``: at most that many (0: all)."""
+        those services'; ``caused``: only those whose inhibition named one of these
+        services as the cause; ``limit``: at most that many (0: all)."""
         rows = self._query(f"""
             SELECT rule_id, service_id, severity, message, caused_by, began,
                    if(has_next, next_at, NULL) AS ended
@@ -176,9 +177,11 @@ class AlertReads:
             WHERE to_state = 'firing' AND (NOT has_next OR next_at > {{start:DateTime64(3, 'UTC')}})
               AND ({{about:String}} = '' OR service_id = {{about:String}}
                    OR caused_by = {{about:String}})
+              AND ({{anyone:UInt8}} OR caused_by IN {{causes:Array(String)}})
             ORDER BY has_next, began DESC, rule_id, service_id
             LIMIT {{limit:UInt32}}""", all=int(services is None), ids=services or [],
-            since=since, start=start, end=end, about=about, limit=limit or 2**32 - 1)  # fmt: skip
+            since=since, start=start, end=end, about=about, anyone=int(caused is None),
+            causes=caused or [], limit=limit or 2**32 - 1)  # fmt: skip
         return [_incident({**r, "timestamp": r["began"]}, aware(r["ended"]) if r["ended"] else None)
                 for r in rows]  # fmt: skip
 

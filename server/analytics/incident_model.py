@@ -168,8 +168,10 @@ def group(members: list[Member]) -> list[Incident]:
     several alerts firing (a long SLO burn and the outage that just began: the
     dependant failed with the outage). Otherwise a firing of a service whose rule-less
     FAILED run is still open when it starts (a rule selecting the service was added
-    during the run) joins that run's incident, which keeps its id and note. Everything
-    else opens its own."""
+    during the run) joins that run's incident, which keeps its id and note; and a
+    rule-less run that starts while the service's alert is firing (its rule left while
+    the service failed: :func:`server.analytics.incident_runs.failed_runs`) joins the
+    alert's, which goes on until the service is back. Everything else opens its own."""
     # a cause firing in the same tick as what it inhibits comes first
     members = sorted(members, key=lambda m: (m.start, bool(m.caused_by), m.key))
     incidents: list[Incident] = []
@@ -179,9 +181,10 @@ def group(members: list[Member]) -> list[Incident]:
         cause = None
         if member.caused_by and member.caused_by != member.service_id:
             cause = _open_at(by_service.get(member.caused_by, ()), member.start)
-        if cause is None and member.rule_id:
-            runs = [m for m in by_service.get(member.service_id, ()) if not m.rule_id]
-            cause = _open_at(runs, member.start)
+        if cause is None:  # a rule came during a run, or left while its alert fired
+            mine = [m for m in by_service.get(member.service_id, ())
+                    if bool(m.rule_id) != bool(member.rule_id)]  # fmt: skip
+            cause = _open_at(mine, member.start)
         if cause is not None:
             incident = home[cause.key]
             incident.members.append(member)

@@ -27,6 +27,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Collection, Mapping
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -39,15 +40,15 @@ from server.analytics.incident_model import (
     incident_id,
     key_start,
 )
+from server.analytics.incident_runs import failed_runs
 from server.analytics.rule_coverage import Coverage
+from server.config.checks import RESERVED_ID
 from server.config.models import Config
-from server.core import status as statuses
 from server.storage import Storage
 
 NOTE_COLUMNS = table_columns("incident_notes")
 LOOKBACK = timedelta(days=30)  # how far before a range a still-open incident's start is read
 MAX_NOTE = 4000  # characters
-_FAILED = int(statuses.Status.FAILED)
 __all__ = ["Incident", "Incidents", "Member", "SavedNotes", "group", "id_start", "incident_id"]
 
 
@@ -130,30 +131,36 @@ class Incidents:
         affecting it; ``services``: only those with a member among them, read by them
         (the status page's: others never fill its ``limit``); ``limit``: at most that
         many (ClickHouse pairs and limits the
-        periods: converting rows is what a request pays for). A start is looked for up
+        periods: converting rows is what a request pays for). Filters and the limit
+        pick the members to start from; each incident is then assembled whole
+        (:meth:`_complete`), so its id, start, members and note never depend on them.
+        A start is looked for up
         to ``lookback`` before ``start``. ``current``: each checked service's status code,
         when the caller has read them (else read from ``service_current`` if needed).
 
         Raises StorageError when ClickHouse does not answer."""
-        since, cap = start - lookback, limit or 0
+        # twice the page of each kind to start with: dependants that join their cause's
+        # incident make a page of members fewer incidents (one more round otherwise)
+        since, cap = start - lookback, 2 * (limit or 0)
         wanted = set(services) if services is not None else None
         among = sorted(wanted) if wanted is not None else None
-        members = self._periods(start, end, since=since, about=service_id or "",
-                                services=among, limit=cap)  # fmt: skip
         scope = self.coverage({service_id} if service_id else wanted)
-        if scope.candidates:
-            members += self._failed_runs(scope, start, end, since=since, limit=cap,
-                                         current=current)  # fmt: skip
-        members += self._causes(members, end, since)
-        found = group(members)
-        found = [i for i in found if (i.end is None or i.end > start) and i.start < end]
-        if service_id:
-            found = [i for i in found if service_id in i.services]
-        if wanted is not None:
-            found = [i for i in found if wanted.intersection(i.services)]
-        found.sort(key=lambda i: (i.end is None, i.start, i.id), reverse=True)
-        if limit is not None:
-            found = found[:limit]
+        while True:
+            seeds = [self._periods(start, end, since=since, about=service_id or "",
+                                   services=among, limit=cap)]  # fmt: skip
+            if scope.candidates:
+                seeds.append(failed_runs(self.storage, scope, start, end, since=since,
+                                         limit=cap, current=current))  # fmt: skip
+            found = group(self._left(self._complete([m for s in seeds for m in s], end, since,
+                                                    current)))  # fmt: skip
+            found = [i for i in found if (i.end is None or i.end > start) and i.start < end]
+            found = [i for i in found if (not service_id or service_id in i.services)
+                     and (wanted is None or wanted.intersection(i.services))]  # fmt: skip
+            found.sort(key=lambda i: (i.end is None, i.start, i.id), reverse=True)
+            if not cap or _enough(seeds, cap, found, limit or 0):
+                break
+            cap *= 4
+        found = found[:limit] if limit is not None else found
         if found:
             self._attach(found, min(i.start for i in found), end, details)
         return found
@@ -167,11 +174,11 @@ class Incidents:
         # what was firing at the start (the member itself, or a cause that began up to
         # a day before), then what those services caused, or fired themselves, afterwards
         members = self._periods(start, after, since=start - timedelta(days=1), before=until)
-        members += self._failed_runs(self.coverage(None), start, after,
+        members += failed_runs(self.storage, self.coverage(None), start, after,
                                      since=start - timedelta(days=1), before=until)  # fmt: skip
         for sid in {m.service_id for m in members}:
             members += self._periods(start, after, since=start, about=sid)
-        unique = list({m.key: m for m in members}.values())
+        unique = self._left(list({m.key: m for m in members}.values()))
         for incident in group(unique):
             if incident.id == incident_id_ or any(
                 incident_id(m) == incident_id_ for m in incident.members
@@ -181,10 +188,11 @@ class Incidents:
         return None
 
     def _periods(self, start: datetime, end: datetime, *, since: datetime, about: str = "",
-                 services: list[str] | None = None, limit: int = 0,
-                 before: datetime | None = None) -> list[Member]:  # fmt: skip
+                 services: list[str] | None = None, caused: list[str] | None = None,
+                 limit: int = 0, before: datetime | None = None) -> list[Member]:  # fmt: skip
         periods = self.log.firing_periods(start, end, since=since, about=about,
-                                          services=services, limit=limit)  # fmt: skip
+                                          services=services, caused=caused,
+                                          limit=limit)  # fmt: skip
         return [
             Member(
                 f"{p.rule_id}:{p.service_id}@{key_start(p.start)}",
@@ -200,115 +208,67 @@ class Incidents:
             if before is None or p.start < before
         ]
 
-    def _causes(self, members: list[Member], end: datetime, since: datetime) -> list[Member]:
-        """The periods of causes that ``members`` name but a limit or filter left out."""
-        have = {m.service_id for m in members}
-        wanted = sorted({m.caused_by for m in members if m.caused_by} - have)
-        if not wanted:
-            return []
-        first = min(m.start for m in members if m.caused_by in wanted)
-        return self._periods(first, end, since=since, services=wanted)
+    def _complete(self, members: list[Member], end: datetime, since: datetime,
+                  current: Mapping[str, int] | None) -> list[Member]:  # fmt: skip
+        """``members`` and every other member of the incidents they belong to: the
+        periods and rule-less runs of their services and of the causes they name, and
+        the periods those services caused, until no service is new (whole incidents,
+        whatever a limit or filter picked). Read from the earliest start found on, and
+        again from an earlier one when a cause or run found starts before it."""
+        have = {m.key: m for m in members}
+        done: set[str] = set()  # services read from ``read_from`` on
+        read: set[str] = set()  # services whose own periods were read from it on
+        scope, read_from = self.coverage(None), end
+        while have:
+            first = min(m.start for m in have.values())
+            if first < read_from:  # an earlier start found: what was read, again from it
+                done, read, read_from = set(), set(), first
+            todo = {m.service_id for m in have.values()} - done
+            # only what can join: causes' periods (and alerts a run joined or goes on
+            # from, a rule having left while its service failed), dependants' periods,
+            # runs an alert joined
+            alerts = {m.caused_by for m in have.values() if m.caused_by} | {
+                m.service_id for m in have.values() if not m.rule_id
+            }
+            alerts -= read
+            if not todo and not alerts:
+                break
+            found = self._periods(first, end, since=since, services=sorted(alerts))
+            found += self._periods(first, end, since=since, caused=sorted(todo | alerts))
+            runs = scope.among(todo)
+            if runs.candidates:
+                found += failed_runs(self.storage, runs, first, end, since=since, current=current)
+            done |= todo
+            read |= alerts
+            have |= {m.key: m for m in found if m.key not in have}
+        return list(have.values())
+
+    def _left(self, members: list[Member]) -> list[Member]:
+        """``members`` with each open run of FAILED of a service no longer monitored
+        (removed from the configuration or disabled) ended at that service's last
+        check: no check is left to end it, as an alert whose rule left is resolved
+        then (:mod:`server.alerting`). A service monitored again is judged by its
+        checks as before."""
+        live = {s.id for s in self.config.services if s.enabled} | {RESERVED_ID}
+        gone = sorted({m.service_id for m in members if not m.rule_id and m.end is None
+                       and m.service_id not in live})  # fmt: skip
+        if not gone:
+            return members
+        rows = self.storage.query(
+            "SELECT service_id, max(timestamp) AS last "
+            f"FROM {self.storage.database}.service_status "
+            "WHERE service_id IN {ids:Array(String)} GROUP BY service_id",
+            {"ids": gone},
+        )
+        last = {r["service_id"]: aware(r["last"]) for r in rows}
+        return [replace(m, end=max(last.get(m.service_id, m.start), m.start))
+                if not m.rule_id and m.end is None and m.service_id in gone else m
+                for m in members]  # fmt: skip
 
     def coverage(self, services: Collection[str] | None) -> Coverage:
         """Which of ``services`` (None: all) had FAILED runs that count, judged by the
         rules when each run began (:mod:`server.analytics.rule_coverage`), not today's."""
         return Coverage.read(self.storage, self.config, services)
-
-    def _failed_runs(self, scope: Coverage, start: datetime, end: datetime, *,
-                     since: datetime, limit: int = 0, before: datetime | None = None,
-                     current: Mapping[str, int] | None = None) -> list[Member]:  # fmt: skip
-        """Runs of FAILED overlapping ``[start, end)`` that began after ``since`` (and
-        before ``before``) while no rule watched their service, paired in ClickHouse
-        like the firing periods."""
-        ids = scope.candidates
-        if not ids:
-            return []
-        counted, params = scope.sql()
-        rows = self.storage.query(
-            f"""
-            SELECT service_id, began, if(has_next, next_at, NULL) AS ended, message
-            FROM (
-                SELECT service_id, to_status, message, timestamp AS began,
-                       leadInFrame(timestamp) OVER w AS next_at,
-                       leadInFrame(toUInt8(1)) OVER w AS has_next
-                FROM {self.storage.database}.service_transitions
-                WHERE service_id IN {{ids:Array(String)}}
-                  AND (to_status = {{f:UInt8}} OR from_status = {{f:UInt8}})
-                  AND timestamp >= {{since:DateTime64(3, 'UTC')}}
-                  AND timestamp < {{end:DateTime64(3, 'UTC')}}
-                WINDOW w AS (PARTITION BY service_id ORDER BY timestamp
-                             ROWS BETWEEN CURRENT ROW AND 1 FOLLOWING)
-            )
-            WHERE to_status = {{f:UInt8}} AND began < {{before:DateTime64(3, 'UTC')}}
-              AND (NOT has_next OR next_at > {{start:DateTime64(3, 'UTC')}}){counted}
-            ORDER BY has_next, began DESC, service_id LIMIT {{limit:UInt32}}""",
-            {"ids": ids, "f": _FAILED, "since": since, "start": start, "end": end,
-             "before": before or end, "limit": limit or 2**32 - 1, **params},
-        )  # fmt: skip
-        out = []
-        for row in rows:
-            sid, at = row["service_id"], aware(row["began"])
-            message = row["message"].split(": ", 1)[-1]  # "status changed A -> B: <check>"
-            ended = aware(row["ended"]) if row["ended"] else None
-            out.append(
-                Member(f"status:{sid}@{key_start(at)}", "", sid, "critical", at, ended, message)
-            )
-        for member in self._first_runs(ids, current):
-            if (
-                (member.end is None or member.end > start)
-                and since <= member.start < min(before or end, end)
-                and scope.counted(member.service_id, member.start)
-            ):
-                out.append(member)
-        return out
-
-    def _first_runs(self, ids: list[str], current: Mapping[str, int] | None) -> list[Member]:
-        """Runs of FAILED that began with a service's very first check: the recorder
-        writes a transition only on a change, so such a run has no transition into
-        FAILED. Found as the services whose oldest transition leaves FAILED (the run
-        ended there) or that have none and are FAILED now (still open, ``current`` or
-        ``service_current``); their first check, the run's start, is then read for
-        those few services only."""
-        db = self.storage.database
-        rows = self.storage.query(
-            "SELECT service_id, min(timestamp) AS first_at, argMin(from_status, timestamp) "
-            f"AS first_from FROM {db}.service_transitions "
-            "WHERE service_id IN {ids:Array(String)} GROUP BY service_id",
-            {"ids": ids},
-        )
-        firsts = {r["service_id"]: r for r in rows}
-        quiet = [sid for sid in ids if sid not in firsts]
-        if quiet and current is None:
-            rows = self.storage.query(
-                f"SELECT service_id, argMaxMerge(status_code) AS code FROM {db}.service_current "
-                "WHERE service_id IN {ids:Array(String)} GROUP BY service_id",
-                {"ids": quiet},
-            )
-            current = {r["service_id"]: int(r["code"]) for r in rows}
-        ended: dict[str, datetime | None] = {
-            sid: aware(r["first_at"]) for sid, r in firsts.items() if r["first_from"] == _FAILED
-        }
-        ended |= {sid: None for sid in quiet if (current or {}).get(sid) == _FAILED}
-        if not ended:
-            return []
-        checks = self.storage.query(
-            f"""
-            SELECT service_id, min(timestamp) AS began,
-                   argMin(message, timestamp) AS message
-            FROM {self.storage.database}.service_status
-            WHERE service_id IN {{ids:Array(String)}}
-              AND timestamp >= (
-                  SELECT min(hour) FROM {self.storage.database}.service_status_hourly
-                  WHERE service_id IN {{ids:Array(String)}})
-            GROUP BY service_id""",
-            {"ids": sorted(ended)},
-        )  # fmt: skip
-        out = []
-        for row in checks:
-            sid, at = row["service_id"], aware(row["began"])
-            out.append(Member(f"status:{sid}@{key_start(at)}", "", sid, "critical", at, ended[sid],
-                              row["message"]))  # fmt: skip
-        return out
 
     def _attach(self, found: list[Incident], since: datetime, end: datetime,
                 details: bool) -> None:  # fmt: skip
@@ -380,3 +340,20 @@ class Incidents:
         saved = {"note": note, "author": author, "updated_at": at}
         self.saved.keep(incident_id_, saved)
         return saved
+
+
+def _enough(seeds: list[list[Member]], cap: int, found: list[Incident], limit: int) -> bool:
+    """Whether members read ``cap`` at most of each kind (``seeds``; a kind may hold a
+    few more that were read whole) can hold no incident that belongs in the first
+    ``limit`` of ``found`` (what they grouped into, sorted). A kind cut at ``cap`` left
+    out only members that sort (open, start) at or below its ``cap``-th; an incident
+    sorts at or below its open member left out, or its first when none is open.
+    Unfiltered reads only: a filter may leave out an open member of another service."""
+    floors = [sorted(((m.end is None, m.start) for m in s), reverse=True)[cap - 1]
+              for s in seeds if len(s) >= cap]  # fmt: skip
+    if not floors:
+        return True
+    if len(found) < limit:
+        return False
+    last = found[limit - 1]
+    return all(f <= (last.end is None, last.start) for f in floors)

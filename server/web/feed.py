@@ -27,7 +27,7 @@ from server.core.text import displayable
 from server.web import status_view
 from server.web.context import current as context
 from server.web.incidents_view import recent
-from server.web.status_incidents import Shown
+from server.web.status_incidents import Shown, burn_rules
 from server.web.status_incidents import shown as public
 
 feed = Blueprint("feed", __name__)
@@ -46,7 +46,7 @@ def atom() -> Response:
     now = ctx.clock.now()
     views = ctx.reader.services(now, history=False)
     shown = {v.id: v.label for g in status_view.groups(ctx.config, views) for v in g.members}
-    rows = public(recent(now, set(shown)), shown)
+    rows = public(recent(now, set(shown)), shown, burn_rules(ctx.config))
     base = site_base(ctx.config.alerting.dashboard_url)
     ET.register_namespace("", ATOM)
     root = ET.Element(f"{{{ATOM}}}feed")
@@ -54,7 +54,7 @@ def atom() -> Response:
     _text(root, "id", _urn("status-feed"))
     ET.SubElement(root, f"{{{ATOM}}}link", rel="self", href=f"{base}/status/feed.atom")
     ET.SubElement(root, f"{{{ATOM}}}link", rel="alternate", href=f"{base}/status")
-    newest = max((_updated(i) for i in rows), default=now)
+    newest = max((updated(i) for i in rows), default=now)
     _text(root, "updated", _stamp(newest))
     author = ET.SubElement(root, f"{{{ATOM}}}author")
     _text(author, "name", ctx.config.status_page.title)
@@ -81,7 +81,7 @@ def _entry(incident: Shown, labels: dict[str, str], base: str, now: datetime) ->
     ET.SubElement(entry, f"{{{ATOM}}}link", rel="alternate",
                   href=f"{base}/status#incident-{incident.id}")  # fmt: skip
     _text(entry, "published", _stamp(incident.start))
-    _text(entry, "updated", _stamp(_updated(incident)))
+    _text(entry, "updated", _stamp(updated(incident)))
     if len(incident.spells) == 1:
         summary = _told(names, incident.start, incident.end, incident.duration(now))
     else:  # each service with its own times: one may be back while another is not
@@ -98,8 +98,10 @@ def _told(names: str, start: datetime, end: datetime | None, lasted: timedelta) 
     return f"{names}: from {_stamp(start)} {until} ({duration(lasted)})."
 
 
-def _updated(incident: Shown) -> datetime:
-    times = [incident.end or incident.start]
+def updated(incident: Shown) -> datetime:
+    """An entry's ``updated``: its newest change (a shown member starting or ending, or
+    the note saved), so it only ever moves forward, also when a resolved one reopens."""
+    times = [incident.changed]
     if incident.note:
         times.append(incident.note["updated_at"])
     return max(times)

@@ -35,6 +35,7 @@ from server.web.queries import LOG_LEVELS, ServiceView
 from server.web.ratelimit import LoginLimiter
 from server.web.series import from_first_sample
 from server.web.series import groups as chart_groups
+from server.web.status_incidents import burn_rules
 from server.web.status_incidents import shown as public
 from server.web.temporal_view import temporal_section
 from server.web.tiles import tile
@@ -317,7 +318,7 @@ def status_page() -> str:
         maintenance=status_view.maintenance(ctx.config, on_page, now), now=now,
         incidents=public(recent_incidents(now, set(labels),
                                           {v.id: v.status_code for v in views if v.checked}),
-                         labels),
+                         labels, burn_rules(ctx.config)),
         labels=labels, overall=status_view.overall(found),
     )  # fmt: skip
 

@@ -9,6 +9,16 @@ name, state or time of a hidden service reaches the page. Even the id is the fir
 shown member's (an incident id spells its first member's start): that id opens the
 same incident on ``/incidents`` (any member's does), and is the incident's own id
 whenever its cause is shown.
+
+An SLO-burn alert (``slo_burn``) is not an outage: it fires on errors already past
+and keeps firing for up to its short window after the service is back. The public
+view leaves such firings out, so a service that recovered is shown resolved at its
+recovery (as the page's own table shows it up), and an incident that is only a burn
+is not on the page at all; the dashboard's ``/incidents`` keeps them.
+
+``changed`` is the newest start or end of a shown member (or note save, in the
+feed): a member that rejoins an incident moves it forward, so an Atom entry's
+``updated`` never goes back when a resolved incident reopens.
 """
 
 from __future__ import annotations
@@ -18,7 +28,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from server.alerting.conditions import ConditionError, SloBurn, parse_condition
 from server.analytics.incident_model import Incident, Spell, incident_id
+from server.config.models import Config
 
 
 @dataclass(frozen=True)
@@ -29,6 +41,7 @@ class Shown:
     id: str
     spells: list[Spell]
     note: dict[str, Any] | None
+    changed: datetime  # the newest start or end of a shown member
 
     @property
     def start(self) -> datetime:
@@ -55,17 +68,33 @@ class Shown:
         return (self.end or now) - self.start
 
 
-def shown(incidents: list[Incident], services: Collection[str]) -> list[Shown]:
+def burn_rules(config: Config) -> frozenset[str]:
+    """Ids of ``config``'s alert rules whose condition is ``slo_burn``."""
+    found = set()
+    for rule in config.alert_rules:
+        try:
+            if isinstance(parse_condition(rule.condition), SloBurn):
+                found.add(rule.id)
+        except ConditionError:  # a loaded configuration was validated; be safe anyway
+            continue
+    return frozenset(found)
+
+
+def shown(incidents: list[Incident], services: Collection[str],
+          burns: Collection[str] = ()) -> list[Shown]:  # fmt: skip
     """The public view of each of ``incidents`` touching any of ``services`` (the page's),
-    open ones first, then newest first."""
-    wanted = set(services)
+    open ones first, then newest first; firings of the rules ``burns``
+    (:func:`burn_rules`) left out."""
+    wanted, skipped = set(services), set(burns)
     out = []
     for incident in incidents:
-        members = [m for m in incident.members if m.service_id in wanted]
+        members = [m for m in incident.members
+                   if m.service_id in wanted and m.rule_id not in skipped]  # fmt: skip
         if not members:
             continue
-        ours = {m.service_id for m in members}
-        spells = [s for s in incident.spells() if s.service_id in ours]
-        out.append(Shown(incident_id(members[0]), spells, incident.note))
+        keys = {m.key for m in members}
+        part = Incident(incident.id, [m for m in incident.members if m.key in keys])
+        changed = max(t for m in members for t in (m.start, m.end) if t is not None)
+        out.append(Shown(incident_id(members[0]), part.spells(), incident.note, changed))
     out.sort(key=lambda i: (i.end is None, i.start, i.id), reverse=True)
     return out
