@@ -13,10 +13,11 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
-from markupsafe import Markup, escape
+from markupsafe import Markup
 
 from server.core.humanize import percent
 from server.core.measures import Unit
+from server.core.text import escape
 from server.web.axes import value_axis
 from server.web.queries import STATUS_NAMES
 
