@@ -33,7 +33,8 @@ from server.core.measures import LARGEST
 from server.core.text import clip
 
 EXIT_STATUS = {0: Status.OK, 1: Status.DEGRADED, 2: Status.FAILED, 3: Status.UNKNOWN}
-_PERF = re.compile(r"""('[^']+'|[^\s=]+)=([^;\s=]*)((?:;[^;\s]*){0,4})""")
+_TOKEN = re.compile(r"(?:'(?:[^']|'')*'?|[^\s'])+")  # a quoted section may hold spaces
+_PERF = re.compile(r"""(?:'((?:[^']|'')+)'|([^\s'=]+))=([^;=]*)((?:;[^;=]*){0,4})""")
 _VALUE = re.compile(r"([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)([a-zA-Z%/]*)")
 # Why a value that is not a number is refused, by its word (sign and case aside).
 _NOT_NUMBERS = {
@@ -85,14 +86,34 @@ class CommandSettings(Settings):
 def parse_perfdata(text: str) -> tuple[list[Metric], list[str]]:
     """``'time'=0.2s;1;2;0; size=512B`` -> ``(metrics, refused)``.
 
-    warn/crit/min/max go to a metric's tags. A label whose value is not a finite
-    number (``x=nan``, ``x=inf``, ``x=U``, ``x=1.2.3``, ``x=0,5s``, ``x=1e999``) is no
-    metric: it is named in ``refused`` as ``"x=nan: not a number (NaN)"``, which the
-    check reports as ``metrics_refused`` (never silently dropped, never failing the check).
+    Labels follow the monitoring-plugins development guidelines ("Performance data"):
+    items are ``'label'=value[UOM];[warn];[crit];[min];[max]`` separated by spaces; the
+    quotes are optional unless the label holds a space; a label holds no ``=`` and no
+    lone ``'``; a quote inside a quoted label is written twice (``'quo''te'`` is the
+    label ``quo'te``). warn/crit/min/max go to a metric's tags.
+
+    Nothing is silently dropped, merged or made up; what is no metric is named in
+    ``refused`` with its reason (the check reports it as ``metrics_refused``, never
+    failing the check):
+
+    - a value that is not a finite number (``x=nan``, ``x=inf``, ``x=U``, ``x=1.2.3``,
+      ``x=0,5s``, ``x=1e999``): ``"x=nan: not a number (NaN)"``;
+    - an item that is not ``label=value`` as above (``sp='a b'=1``, ``e2=5=6``,
+      ``'open=1``): refused whole, never split into a metric nobody printed;
+    - a label printed again in the same output (``dup=1 dup=2``): the first is kept,
+      the repeat refused, as Centreon's broker does (it keeps the first of identical
+      metrics and warns, centreon-collect #1560) rather than averaging two readings.
     """
-    metrics, refused = [], []
-    for quoted, raw, rest in _PERF.findall(text):
-        label = quoted.strip("'")
+    metrics: list[Metric] = []
+    refused: list[str] = []
+    seen: set[str] = set()
+    for token in _TOKEN.findall(text):
+        item = _PERF.fullmatch(token)
+        if not item:
+            refused.append(f"{clip(token, 104)}: expected 'label'=value[unit];warn;crit;min;max")
+            continue
+        quoted, plain, raw, rest = item.groups()
+        label = quoted.replace("''", "'") if quoted is not None else plain
         found = _VALUE.fullmatch(raw)
         value = float(found.group(1)) if found else math.nan
         if not found or not math.isfinite(value):  # a finite value's size: the runner's
@@ -100,6 +121,10 @@ def parse_perfdata(text: str) -> tuple[list[Metric], list[str]]:
             why = _NOT_NUMBERS.get(word, "not a number") if not found else f"beyond ±{LARGEST:g}"
             refused.append(f"{clip(label, 80)}={clip(raw, 24)}: {why}")
             continue
+        if label in seen:
+            refused.append(f"{clip(label, 80)}={clip(raw, 24)}: label printed twice, first kept")
+            continue
+        seen.add(label)
         tags = {}
         for name, part in zip(("warn", "crit", "min", "max"), rest.split(";")[1:], strict=False):
             if part:
@@ -110,15 +135,30 @@ def parse_perfdata(text: str) -> tuple[list[Metric], list[str]]:
 
 
 def split_output(output: str) -> tuple[str, list[Metric], list[str]]:
-    """Text before ``|`` on the first line is the message; perfdata follows ``|`` on any line.
+    """A plugin's output -> ``(message, metrics, refused)``, by the Nagios plugin API.
 
-    Returns ``(message, metrics, refused)`` as :func:`parse_perfdata` does."""
+    The Nagios Core plugin API ("Plugin Output Spec", also the monitoring-plugins
+    guidelines' "Plugin Output"): the first line is ``TEXT OUTPUT | OPTIONAL PERFDATA``;
+    the lines after it are long text up to the first later line holding a ``|``,
+    whose part after the ``|`` is perfdata, and every line after that one is perfdata
+    too::
+
+        TEXT OUTPUT | OPTIONAL PERFDATA
+        LONG TEXT LINE 1
+        LONG TEXT LINE N | PERFDATA LINE 2
+        PERFDATA LINE 3
+
+    The message is the first line's text; ``metrics`` and ``refused`` are as
+    :func:`parse_perfdata` returns for all the perfdata together.
+    """
     lines = output.strip().splitlines() or [""]
     message, _, perf = lines[0].partition("|")
     perf_parts = [perf]
-    for line in lines[1:]:
+    for i, line in enumerate(lines[1:], start=1):
         if "|" in line:
             perf_parts.append(line.partition("|")[2])
+            perf_parts.extend(lines[i + 1 :])
+            break
     return message.strip(), *parse_perfdata(" ".join(perf_parts))
 
 

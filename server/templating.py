@@ -5,9 +5,12 @@ One place decides the template root and that HTML is autoescaped.
 
 from __future__ import annotations
 
+from typing import Any
+
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from server.core.redact import finalize
+from server.core.text import displayable
 from server.resources import templates_dir
 
 TEMPLATES = templates_dir()
@@ -18,7 +21,17 @@ def environment(folder: str) -> Environment:
     return Environment(
         loader=FileSystemLoader(TEMPLATES / folder),
         autoescape=select_autoescape(["html"]),
-        finalize=finalize,  # secrets masked in every notice and report
+        finalize=_finalize,
         trim_blocks=True,
         lstrip_blocks=True,
     )
+
+
+def _finalize(value: Any) -> Any:
+    """Secrets masked (:func:`finalize`) and, in text, NUL, BEL, ESC … as U+FFFD: the
+    rule the dashboard's templates keep, so the stored daily report that /reports/<day>
+    shows, and an HTML mail, never carry a character a page cannot."""
+    value = finalize(value)
+    if isinstance(value, str) and not hasattr(value, "__html__"):
+        return displayable(value)
+    return value

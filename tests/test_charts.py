@@ -121,3 +121,17 @@ def test_an_uptime_short_of_100_never_reads_100_and_one_above_0_never_reads_0() 
     one_bad = {T0.date(): Counts(24_999, 25_000)}
     bar = str(day_bar([T0.date()], one_bad, "shop"))
     assert "99.996% up, 1 of 25,000 checks down" in bar and "100.00%" not in bar
+
+
+@pytest.mark.parametrize(
+    "span",
+    [timedelta(seconds=0), timedelta(seconds=2), timedelta(seconds=50), timedelta(minutes=2),
+     timedelta(hours=1), timedelta(days=1), timedelta(days=2), timedelta(days=30)],
+)  # fmt: skip
+def test_time_axis_labels_never_repeat_whatever_the_span(span: timedelta) -> None:
+    start = datetime(2026, 12, 1, 14, 32, 5, tzinfo=UTC)
+    svg = line_chart([{"time": start, "avg": 1.0, "max": 1.0}], start=start, end=start + span,
+                     unit=unit_of("x"), name="x")  # fmt: skip
+    labels = re.findall(r'class="axis time"[^>]*>([^<]+)<', str(svg))
+    assert labels and len(set(labels)) == len(labels), labels
+    assert len(labels) == 5 if span.total_seconds() >= 4 else len(labels) == (3 if span else 1)

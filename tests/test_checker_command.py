@@ -12,7 +12,7 @@ import psutil
 import pytest
 
 from checkers.base import CheckContext, Status
-from checkers.command import CommandChecker, CommandSettings, parse_perfdata
+from checkers.command import CommandChecker, CommandSettings, parse_perfdata, split_output
 from checkers.plugins import MAX_STDERR, MAX_STDOUT
 from server.runner import run_check
 from tests.conftest import wait_until
@@ -72,6 +72,39 @@ def test_multiline_output_with_long_perfdata(tmp_path: Path) -> None:
     )
     assert result.message == "OK - two parts"
     assert [m.name for m in result.metrics] == ["a", "b"]
+
+
+def test_every_line_after_a_later_pipe_is_perfdata(tmp_path: Path) -> None:
+    """Nagios plugin API: after the ``|`` on a later line, all remaining lines are perfdata."""
+    script = plugin(
+        tmp_path, "printf 'OK first | a=1\\nlong line 1\\nlong line 2 | b=2\\nc=3 d=4ms\\n'\n"
+    )
+    result = run_check(
+        CommandChecker(CommandSettings(command=script)), CheckContext("c", datetime.now(UTC), 5)
+    )
+    assert result.message == "OK first"
+    assert [(m.name, m.value, m.unit) for m in result.metrics] == [
+        ("a", 1.0, ""), ("b", 2.0, ""), ("c", 3.0, ""), ("d", 4.0, "ms")]  # fmt: skip
+    assert "metrics_refused" not in result.details
+
+
+def test_long_text_without_a_later_pipe_is_no_perfdata() -> None:
+    _, metrics, refused = split_output("OK | a=1\nx=2 is long text\ny=3")
+    assert [m.name for m in metrics] == ["a"] and refused == []
+
+
+def test_perfdata_labels_follow_the_plugin_guidelines() -> None:
+    metrics, refused = parse_perfdata(
+        "dup=1 dup=2 'quo''te'=3 sp='a b'=1 e2=5=6 x=3 a=1;2;3;4;5;6 'open=1"
+    )
+    assert [(m.name, m.value) for m in metrics] == [("dup", 1.0), ("quo'te", 3.0), ("x", 3.0)]
+    assert refused == [
+        "dup=2: label printed twice, first kept",
+        "sp='a b'=1: expected 'label'=value[unit];warn;crit;min;max",
+        "e2=5=6: expected 'label'=value[unit];warn;crit;min;max",
+        "a=1;2;3;4;5;6: expected 'label'=value[unit];warn;crit;min;max",
+        "'open=1: expected 'label'=value[unit];warn;crit;min;max",
+    ]
 
 
 def test_plugin_past_timeout_is_unknown(tmp_path: Path) -> None:

@@ -38,6 +38,21 @@ def test_check_exits_0_ok_1_degraded_2_failed_3_otherwise(
     assert done.stdout.startswith(f"svc: {status} (")
 
 
+def test_check_prints_each_metric_value_with_every_digit_it_has(tmp_path: Path) -> None:
+    plugin = tmp_path / "check_big"
+    plugin.write_text("#!/bin/sh\necho 'OK | flat=123456789.123 bigneg=-9.99e14 tiny=0.0000001'\n")
+    plugin.chmod(0o755)
+    config = tmp_path / "lightbulb.yaml"
+    config.write_text(
+        f"services:\n  - {{id: svc, type: command, command: {{command: [{plugin}]}}}}\n"
+    )
+    done = run_cli("-m", "server.cli", "check", "svc", "--config", str(config))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "metric flat = 123456789.123\n" in done.stdout, done.stdout
+    assert "metric bigneg = -999000000000000\n" in done.stdout, done.stdout
+    assert "metric tiny = 0.0000001\n" in done.stdout, done.stdout
+
+
 def test_check_that_cannot_run_exits_3_unknown(tmp_path: Path) -> None:
     config = tmp_path / "lightbulb.yaml"
     config.write_text("services:\n  - {id: svc, type: host, interval: often}\n")

@@ -136,3 +136,25 @@ def test_past_ten_refusals_the_rest_are_counted_not_dropped_unsaid() -> None:
     result = run_check(plugin, CheckContext("many", datetime.now(UTC), 10.0))
     refused = result.details["metrics_refused"]
     assert len(refused) == 10 and refused[-1] == "and 5 more", refused
+
+
+def test_every_chart_title_is_distinct_whatever_the_labels_hold() -> None:
+    """Names a page would show alike (braces read as tags, a leading space collapsed)."""
+    from server.core.measures import unit_of
+    from server.web.series import Series
+
+    tags = (("warn", "1"), ("crit", "2"))
+    series = [
+        Series('my label{warn="1",crit="2"}', unit_of("x"), []),
+        Series("my label", unit_of("x"), [], tags),
+        Series(" lead", unit_of("x"), []),
+        Series("lead", unit_of("x"), []),
+        Series("a  b", unit_of("x"), []),
+        Series("a b", unit_of("x"), []),
+        Series("disk", unit_of("x"), [], (("mount", 'x",y="z'),)),
+        Series("disk", unit_of("x"), [], (("mount", "x"), ("y", "z"))),
+    ]
+    shown = [" ".join(s.label.split()) for s in series]  # as HTML lays the text out
+    assert len(set(shown)) == len(shown), shown
+    assert series[0].label == '"my label{warn=\\"1\\",crit=\\"2\\"}"'
+    assert series[1].label == 'my label{warn="1",crit="2"}' and series[5].label == "a b"

@@ -256,3 +256,15 @@ def test_the_report_counts_the_same_incidents_as_the_incidents_page(tmp_path: Pa
         assert [a["duration"] for a in report.anomalies] == ["1h 15m"]
     finally:
         store.close()
+
+
+def test_reports_and_notices_show_a_control_character_as_u_fffd() -> None:
+    """The stored report is shown on /reports/<day> as markup: it must already follow
+    the pages' rule (BEL, NUL, ESC as U+FFFD), in HTML and text alike."""
+    from server.templating import environment
+
+    env = environment("report")
+    assert (
+        env.from_string("<p>{{ x }}</p>").render(x="a\x07<b>\x00")
+        == "<p>a\ufffd&lt;b&gt;\ufffd</p>"
+    )

@@ -173,3 +173,17 @@ def test_a_young_service_names_the_span_checked_in_seconds_under_a_minute() -> N
 def test_without_checks_no_time_is_covered() -> None:
     r = report(Objective(99.9, MONTH), {}, timedelta(hours=5))
     assert r.as_dict()["covered_seconds"] == 0 and r.as_dict()["checks"] == 0
+
+
+@pytest.mark.parametrize(
+    ("target", "window", "good", "whole"),
+    [(99.0, MONTH, 1e6 - 0.8, "432.0 min"), (50.0, timedelta(days=1), 1e6 - 0.1, "12.0 h")],
+)
+def test_time_left_short_of_the_whole_budget_is_not_shown_as_the_whole_budget(
+    target: float, window: timedelta, good: float, whole: str
+) -> None:
+    r = SloReport(Objective(target, window), Counts(good, 1e6), 0.0, 0.0)
+    assert 0 < 1 - r.budget_remaining < 1e-3
+    for shown in (slo_view.budget(r), slo_view.short(r)):
+        left = re.search(r"([\d,.]+ (?:min|h))(?: of [^(]+)? \(", shown)
+        assert left and left.group(1) != whole, shown

@@ -201,3 +201,39 @@ def test_with_private_reads_only_status_page_services_have_public_badges(
     assert c.get("/api/v1/services/shop/uptime").status_code == 401
     signed = c.get("/api/v1/services/lightbulb/badge", auth=("ana", "pw"))
     assert signed.status_code == 200
+
+
+def test_a_control_character_in_a_label_is_u_fffd_on_every_page(data: Data) -> None:
+    """Markup built in Python (tables, tiles, day bars, the dependency SVG) follows the
+    rule the templates follow: BEL is shown as U+FFFD, never written raw."""
+    store, config, clock, engine = data
+    services = [
+        s.model_copy(update={"label": "Shop\u0007front"}) if s.id == "shop" else s
+        for s in config.services
+    ]
+    changed = config.model_copy(
+        update={"services": services,
+                "dashboard": DashboardConfig.model_validate({"auth": {"type": "none"}})}
+    )  # fmt: skip
+    app = create_app(WebContext(changed, store, clock, engine)).test_client()
+    for path in ("/status", "/", "/services/shop", "/dependencies"):
+        page = app.get(path).get_data(as_text=True)
+        assert "Shop\ufffdfront" in page, path
+        assert "\u0007" not in page, (path, page[max(0, page.find("\u0007") - 200) :][:300])
+
+
+def test_markup_built_in_python_escapes_through_the_one_rule() -> None:
+    """``markupsafe.escape`` alone lets BEL through: modules building markup use
+    ``server.core.text.escape`` (U+FFFD first), as Jinja's finalize does for templates."""
+    import ast
+
+    from server.core.text import escape
+    from tests.conftest import REPO
+
+    assert escape("a\u0007<b>") == "a\ufffd&lt;b&gt;"
+    for path in (REPO / "server").rglob("*.py"):
+        if path == REPO / "server/core/text.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module == "markupsafe":
+                assert "escape" not in {a.name for a in node.names}, path

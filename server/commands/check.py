@@ -13,6 +13,7 @@ import sys
 from datetime import UTC, datetime
 
 from server.config import ConfigError
+from server.core.humanize import exact
 from server.core.status import Status
 from server.core.text import printable
 from server.validation import load_config
@@ -73,7 +74,8 @@ def _check(args: argparse.Namespace) -> int:
     for metric in result.metrics:
         tags = ",".join(f"{k}={v}" for k, v in metric.tags.items())
         name = f"{metric.name}{{{tags}}}" if tags else metric.name
-        print(printable(f"  metric {name} = {metric.value:g} {metric.unit}".rstrip()))
+        value = exact(float(metric.value))  # as stored: 123456789.123, not 1.23457e+08
+        print(printable(f"  metric {name} = {value} {metric.unit}".rstrip()))
     for entry in result.logs:
         print(printable(f"  log {entry.level}: {entry.message}"))
     return NAGIOS_EXIT.get(result.status, NAGIOS_UNKNOWN)

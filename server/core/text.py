@@ -13,6 +13,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from markupsafe import Markup
+from markupsafe import escape as markup_escape
+
 from server.core.redact import redact
 
 # Cc, the Bidi_Control set (U+061C, U+200E-F, U+202A-E, U+2066-9), U+2028-9.
@@ -45,6 +48,19 @@ def displayable(text: str) -> str:
     as U+FFFD, the replacement character; newlines and tabs stay (a note keeps its
     lines). Secrets are not this function's business (:func:`clip`, the pages' hook)."""
     return _NOT_XML.sub("\ufffd", text)
+
+
+def escape(value: object) -> Markup:
+    """``value`` for a page we build in Python (a tile, an SVG ``<title>``, an attribute):
+    :func:`displayable` (NUL, BEL, ESC … as U+FFFD), then HTML-escaped, quotes included.
+
+    The one rule Jinja's ``finalize`` applies to ``{{ … }}``: markup written in Python
+    passes no template hook, so every module that builds markup escapes through this,
+    never through ``markupsafe.escape`` alone. Markup we built already passes as it is.
+    """
+    if hasattr(value, "__html__"):
+        return markup_escape(value)
+    return markup_escape(displayable(str(value)))
 
 
 def clip(text: str, limit: int) -> str:

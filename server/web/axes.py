@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from datetime import datetime
 
 from server.core.humanize import times_ten_to
 from server.core.measures import Unit, number
@@ -108,3 +109,27 @@ def value_axis(low: float, high: float, unit: Unit, count: int = 5) -> Axis:
     places = _decimals(step)
     labels = tuple(_label(t, places) for t in ticks)
     return Axis(tuple(t * divisor for t in ticks), labels, symbol, divisor)
+
+
+# Time label formats, coarsest first: a chart takes the first whose labels all differ.
+TIME_FORMATS = ("%H:%M", "%H:%M:%S", "%m-%d %H:%M", "%m-%d %H:%M:%S")
+DAY_SECONDS = 86400
+
+
+def time_ticks(start: datetime, end: datetime, count: int = 5) -> list[tuple[datetime, str]]:
+    """Up to ``count`` evenly spaced ``(time, label)`` pairs from ``start`` to ``end``, UTC.
+
+    No two labels alike: a series minutes old reads ``14:32:00 14:32:15 …``, not
+    ``14:32 14:32 14:32``, and a two-day span that would repeat a time of day gets
+    dates. Spans up to two days start at ``%H:%M``, longer ones at ``%m-%d %H:%M``;
+    when even seconds repeat (a span of a few seconds), fewer ticks are drawn, down to
+    one when ``start`` and ``end`` read the same.
+    """
+    formats = TIME_FORMATS if (end - start).total_seconds() <= 2 * DAY_SECONDS else TIME_FORMATS[2:]
+    for n in range(count, 1, -1):
+        times = [start + (end - start) * (i / (n - 1)) for i in range(n)]
+        for fmt in formats:
+            labels = [f"{at:{fmt}}" for at in times]
+            if len(set(labels)) == n:
+                return list(zip(times, labels, strict=True))
+    return [(start, f"{start:{formats[-1]}}")]

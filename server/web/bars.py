@@ -12,10 +12,11 @@ from collections.abc import Mapping, Sequence
 from datetime import date
 from functools import lru_cache
 
-from markupsafe import Markup, escape
+from markupsafe import Markup
 
 from server.analytics.slo import Counts, availability
 from server.core.humanize import percent
+from server.core.text import escape
 
 CELL = 4  # width of a day, in the bar's own units
 # (lowest uptime %, class, words), best first; the first that the day reaches is used

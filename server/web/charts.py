@@ -13,11 +13,12 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
-from markupsafe import Markup, escape
+from markupsafe import Markup
 
 from server.core.humanize import percent
 from server.core.measures import Unit
-from server.web.axes import value_axis
+from server.core.text import escape
+from server.web.axes import time_ticks, value_axis
 from server.web.queries import STATUS_NAMES
 
 STATUS_COLOURS = {
@@ -95,12 +96,12 @@ def line_chart(
             f'y2="{y(tick):.1f}"/><text class="axis tick" x="{left - 6}" y="{y(tick) + 4:.1f}" '
             f'text-anchor="end">{text}</text>'
         )
-    fmt = "%H:%M" if span <= 2 * 86400 else "%m-%d %H:%M"
-    for i, anchor in enumerate(("start", "middle", "middle", "middle", "end")):
-        at = start + (end - start) * (i / 4)
+    ticks = time_ticks(start, end)
+    for i, (at, text) in enumerate(ticks):
+        anchor = "start" if i == 0 else "end" if i == len(ticks) - 1 else "middle"
         parts.append(
             f'<text class="axis time" x="{x(at):.1f}" y="{height - 8}" '
-            f'text-anchor="{anchor}">{at:{fmt}}</text>'
+            f'text-anchor="{anchor}">{text}</text>'
         )
     banded = [p for p in values if p["time"] in band]
     if banded:

@@ -21,12 +21,13 @@ from typing import Any
 from urllib.parse import quote
 
 from flask import Blueprint, Response, jsonify, redirect, render_template, request, url_for
-from markupsafe import Markup, escape
+from markupsafe import Markup
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from server.analytics.incident_timeline import timeline
 from server.analytics.incidents import MAX_NOTE, Incident, Incidents
 from server.core.humanize import duration
+from server.core.text import escape
 from server.web.api import _int_arg, _json_body
 from server.web.auth import check_csrf, require_user
 from server.web.charts import utc

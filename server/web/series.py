@@ -26,6 +26,7 @@ one per series, so a service with twenty metrics costs what one with three does.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -62,10 +63,25 @@ class Series:
 
     @property
     def label(self) -> str:
-        """``name`` or ``name{mount="/"}`` (Prometheus notation) when tagged."""
+        """``name`` or ``name{mount="/"}`` (Prometheus notation) when tagged: the chart's title.
+
+        Two series never share a title: a name a page could not show as written (space at
+        either end or doubled, since HTML collapses it; braces or a double quote, which
+        read as tags) is written as a JSON string, ``"my label{warn=\"1\"}"`` beside
+        ``"my label"{warn="1"}``, ``" lead"`` beside ``lead``, and tag values are quoted
+        with ``"`` and ``\\`` escaped, as Prometheus writes label values.
+        """
+        name = self.name
+        if not name or " ".join(name.split()) != name or any(c in name for c in '{}"'):
+            name = json.dumps(name, ensure_ascii=False)
         if not self.tags:
-            return self.name
-        return self.name + "{" + ",".join(f'{k}="{v}"' for k, v in self.tags) + "}"
+            return name
+        return (
+            name
+            + "{"
+            + ",".join(f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in self.tags)
+            + "}"
+        )
 
     @property
     def group(self) -> str:

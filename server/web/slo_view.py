@@ -119,11 +119,20 @@ def badge(report: SloReport) -> tuple[str, str]:
 
 def _minutes(value: float, scale: float) -> str:
     """Minutes, or hours when the budget they belong to (``scale``) is ten hours or more;
-    three significant digits under one, positionally (0.0432 min, 0.00000000009 min)."""
+    three significant digits under one, positionally (0.0432 min, 0.00000000009 min).
+
+    One decimal, with more where that rounding would land on the whole budget or on 0
+    and the value is not (``431.97 min`` of ``432.0 min``, not ``432.0 min``): the rule
+    :func:`server.core.humanize.percent` keeps for shares."""
     amount, unit = (value / 60, "h") if abs(scale) >= 600 else (value, "min")
-    if amount != 0 and abs(amount) < 1:
-        return f"{significant(amount)} {unit}"
-    return f"{amount:,.1f} {unit}"
+    whole = scale / 60 if unit == "h" else scale
+    small = amount != 0 and abs(amount) < 1
+    for more in range(16):
+        text = significant(amount, 3 + more) if small else f"{amount:,.{1 + more}f}"
+        shown = float(text.replace(",", ""))
+        if (value == scale or shown != round(whole, 1 + more)) and (value == 0 or shown != 0):
+            break
+    return f"{text} {unit}"
 
 
 def _over(left: float) -> str:

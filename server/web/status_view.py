@@ -14,7 +14,7 @@ import functools
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
-from markupsafe import Markup, escape
+from markupsafe import Markup
 
 from server.alerting.silences import Silence, from_config
 from server.analytics.slo import Counts, availability
@@ -23,6 +23,7 @@ from server.config.models import Config
 from server.config.types import format_duration
 from server.core import selectors
 from server.core import status as statuses
+from server.core.text import escape
 from server.web.bars import day_bar
 from server.web.charts import badge, pct
 from server.web.queries import Reader, ServiceView

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-from markupsafe import Markup, escape
+from markupsafe import Markup
 
 from server.core.measures import UNITS
+from server.core.text import escape
 from server.web import slo_view
 from server.web.charts import badge, pct, sparkline, status_strip, utc
 from server.web.queries import STALE_AFTER, ServiceView
