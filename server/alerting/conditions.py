@@ -302,7 +302,8 @@ def _comparison(
             "threshold (the rule's threshold)"
         ) from None
     if not math.isfinite(value):  # "nan", "inf", "1e309": no value compares sensibly
-        raise ConditionError(f'"{raw}" is not a finite number; write a number or threshold')
+        shown = numbers.abbreviated(raw)
+        raise ConditionError(f'"{shown}" is not a finite number; write a number or threshold')
     if not numbers.is_plain(raw):
         raise ConditionError(f'"{raw}" is not {numbers.EXPECTED}; write {numbers.spelled(value)}')
     return Comparison(op, value)

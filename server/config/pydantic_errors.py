@@ -44,7 +44,9 @@ def describe(value: Any) -> str:
         return "nothing (null)"
     if isinstance(value, str):
         return json.dumps(value, ensure_ascii=False)
-    return json.dumps(value) if isinstance(value, int | float | bool) else repr(value)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return numbers.abbreviated(json.dumps(value))  # 400 digits: the first and last few
+    return json.dumps(value) if isinstance(value, bool) else repr(value)
 
 
 def translate(
@@ -84,9 +86,11 @@ def _as_typed(error: Any, source: Source, path: Path) -> str | None:
     value, text = error.get("input"), source.written.get(path)
     if text is None or isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    if not math.isfinite(value):  # .inf, .nan: "got Infinity" says it already
+    if not numbers.is_finite(value):  # .inf, .nan: "got Infinity" says it already
         return None
-    return None if numbers.is_plain(text) else f"{text} (YAML reads it as {describe(value)})"
+    if numbers.is_plain(text):
+        return numbers.abbreviated(text) if len(text) > numbers.SHOWN_DIGITS else None
+    return f"{numbers.abbreviated(text)} (YAML reads it as {describe(value)})"
 
 
 def _message(error: Any, model: type[BaseModel], loc: Path, shown: str | None = None) -> str:

@@ -18,6 +18,23 @@ _LEADING_ZERO = re.compile(r"[+-]?0[0-9]")  # 017: YAML 1.1 reads it as octal
 EXPECTED = 'a plain decimal number in ASCII digits 0-9 (no "_", no other scripts\' digits)'
 
 
+SHOWN_DIGITS = 24  # a number written longer is quoted back by its ends and its length
+
+
+def is_finite(value: float) -> bool:
+    """``math.isfinite`` for any number YAML reads: an ``int`` of 400 digits is finite,
+    though ``math.isfinite`` raises ``OverflowError`` converting it to a float."""
+    return isinstance(value, int) or math.isfinite(value)
+
+
+def abbreviated(text: str) -> str:
+    """``text`` as a report quotes it: a 400-digit number as ``99999999…99999999 (400
+    characters)``, so one bad value cannot bury the other problems; shorter text unchanged."""
+    if len(text) <= SHOWN_DIGITS:
+        return text
+    return f"{text[:8]}…{text[-8:]} ({len(text)} characters)"
+
+
 def is_plain(text: str) -> bool:
     """Whether ``text`` is a number as the README documents them (``-2``, ``0.5``, ``1e3``)."""
     return bool(PLAIN.fullmatch(text)) and not _LEADING_ZERO.match(text)
@@ -44,5 +61,5 @@ def parse_plain(text: str) -> float:
     except ValueError:
         raise ValueError(f'"{text}" is not a number; write {EXPECTED}') from None
     if not math.isfinite(read):  # "nan", "inf", "-Infinity"
-        raise ValueError(f'"{text}" is not a finite number; write {EXPECTED}')
+        raise ValueError(f'"{abbreviated(text)}" is not a finite number; write {EXPECTED}')
     raise ValueError(f'"{text}" is not {EXPECTED}; write {spelled(read)}')
