@@ -157,6 +157,7 @@ def _allowed_keys(model: type[BaseModel], loc: Path) -> list[str]:
         current = _step(current, part)
         if current is None:
             return []
+    current = _unwrap(current)  # slo: SloConfig | None
     if isinstance(current, type) and issubclass(current, BaseModel):
         return [f.alias or name for name, f in current.model_fields.items()]
     return []

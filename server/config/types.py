@@ -55,6 +55,10 @@ SERVICE_ID_RE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,199}")
 
 
 def check_service_id(value: Any) -> str:
+    """An id as text; ``id: 5`` unquoted (a YAML number) is refused as a string setting
+    given a number is, with its "quote it" fix."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        raise PydanticCustomError("string_type", "expected a string (quote it)")
     if not isinstance(value, str) or not SERVICE_ID_RE.fullmatch(value):
         raise _fail(
             "expected an id of lowercase letters, digits, '_', '.' and '-', "
