@@ -86,10 +86,10 @@ def _as_typed(error: Any, source: Source, path: Path) -> str | None:
     value, text = error.get("input"), source.written.get(path)
     if text is None or isinstance(value, bool) or not isinstance(value, int | float):
         return None
+    if numbers.is_plain(text):  # as written (1e3, 99.999999999999999), and what a float made of it
+        return numbers.as_read(text, value)
     if not numbers.is_finite(value):  # .inf, .nan: "got Infinity" says it already
         return None
-    if numbers.is_plain(text):
-        return numbers.abbreviated(text) if len(text) > numbers.SHOWN_DIGITS else None
     return f"{numbers.abbreviated(text)} (YAML reads it as {describe(value)})"
 
 
