@@ -137,3 +137,15 @@ def test_an_exponent_whole_number_from_the_environment_is_read_as_in_the_file() 
     text = "services: []\nclickhouse: {retention_days: '${R}'}\n"
     config: typing.Any = parse_config(text, "f.yaml", environ={"R": "9e1"})
     assert config.clickhouse.retention_days == 90
+
+
+def test_a_400_digit_threshold_says_it_is_too_large_to_read() -> None:
+    text = (
+        "services: [{id: a, type: host}]\n"
+        "alert_rules: [{id: r, service: a, condition: 'metric x > threshold', "
+        f"threshold: {BIG}}}]\n"
+    )
+    assert problems(text) == [
+        f"f.yaml:2 alert_rules[0].threshold: expected a number, got {SHOWN}, too large to read "
+        "as one (a float holds about 1.8e308)"
+    ]

@@ -125,6 +125,9 @@ def _message(error: Any, model: type[BaseModel], loc: Path, shown: str | None = 
         }
         bound = next(iter(ctx.values()))
         return f"expected a number {op[kind]} {bound}{got}"
+    given = error.get("input")
+    if kind in _NUMBER and isinstance(given, int) and not isinstance(given, bool):
+        return f"expected a number{got}, too large to read as one (a float holds about 1.8e308)"
     if kind in _NUMBER and isinstance(error.get("input"), str):
         fix = _plain_fix(error["input"])
         if fix:
