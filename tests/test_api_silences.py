@@ -112,6 +112,8 @@ def test_deleting_a_silence_releases_what_it_held(h: Harness, api: FlaskClient) 
         ({"rule": "[", "duration": "1h"}, 400, 'rule: expected an id or a glob like "disk-*" with'),
         ({"service": "DB prod", "duration": "1h"}, 400, "of lowercase letters, digits"),
         ({"service": "stack:", "duration": "1h"}, 400, 'expected a name after "stack:"'),
+        ({"service": "hdb\n", "duration": "1h"}, 400, "service: expected an id"),
+        ({"rule": "\tdown", "duration": "1h"}, 400, "rule: expected an id"),
     ],
 )
 def test_bad_silence_requests_get_a_4xx_that_says_why(

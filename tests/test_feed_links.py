@@ -64,6 +64,14 @@ def test_the_configured_dashboard_url_is_the_feeds_base_whatever_the_host(built:
     assert found[2].startswith("https://status.example.com/status#incident-")
 
 
+def test_a_configured_address_with_a_path_prefix_keeps_it_in_every_link(built: Any) -> None:
+    c = client(built, "https://example.com/lightbulb/")
+    found = links(c.get("/status/feed.atom", headers=EVIL).data)
+    assert found[:2] == ["https://example.com/lightbulb/status/feed.atom",
+                         "https://example.com/lightbulb/status"]  # fmt: skip
+    assert found[2].startswith("https://example.com/lightbulb/status#incident-")
+
+
 def test_a_dashboard_under_a_path_prefix_keeps_it_in_relative_links(built: Any) -> None:
     answer = client(built).get("/status/feed.atom", headers=EVIL,
                                environ_overrides={"SCRIPT_NAME": "/lb"})  # fmt: skip

@@ -26,6 +26,7 @@ HOSTILE = [
     (BAD / "44_merge_of_a_list.yaml").read_text(),
     (BAD / "46_nested_too_deep.yaml").read_text(),
     (BAD / "47_unsupported_tag.yaml").read_text(),
+    (BAD / "73_numbers_too_long_for_a_float.yaml").read_text(),
     "- just\n- a list\n",
     "services: [{id: a, type: host, interval: 0.0000001s}]\n",
     "\x00\xff garbage",

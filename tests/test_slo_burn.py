@@ -236,7 +236,9 @@ def test_slo_burn_parses_the_defaults_or_one_pair(text: str, expected: object) -
 @pytest.mark.parametrize(
     ("text", "says"),
     [
-        ("slo_burn > 2", "needs a window before the operator"),
+        ("slo_burn > 2", "needs its windows before >, e.g. slo_burn 1h 5m > 2; or slo_burn alone"),
+        ("slo_burn < 2", 'compares with >, got "<"'),
+        ("slo_burn 1h 5m 1m > 2", 'at most two windows \\(long, then short\\), got a third: "1m"'),
         ("slo_burn 1h 2h > 2", "must be shorter than the long one"),
         ("slo_burn soon > 2", '"soon" is not a window'),
         ("slo_burn 1h 5m >= 2", "compares with >"),
@@ -261,3 +263,18 @@ alert_rules:
     report = str(caught.value)
     assert "alert_rules[0].condition" in report and 'without slo: "cart";' in report
     assert "slo: {target: 99.9, window: 30d}" in report and '"shop"' not in report
+
+
+def test_a_rate_at_or_below_0_is_reported_with_what_its_windows_break() -> None:
+    text = """
+services:
+  - {id: a, type: tcp, tcp: {host: 127.0.0.1, port: 1}, slo: {target: 99.9, window: 30d}}
+alert_rules:
+  - {id: r, service: a, condition: "slo_burn 40d 1d > 0"}
+"""
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, "slo.yaml", {})
+    found = [str(p) for p in caught.value.problems]
+    assert len(found) == 2, found
+    assert "the long window (40d) is longer than the objective" in found[0]
+    assert "slo_burn > 0 fires on one failed check" in found[1]

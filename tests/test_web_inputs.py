@@ -133,3 +133,18 @@ def test_odd_ids_of_alerts_and_silences_are_4xx(c: FlaskClient, odd: str) -> Non
         "badge": c.get(f"/api/v1/services/{path}/badge", headers=TOKEN).status_code,
     }
     assert all(400 <= code < 500 for code in codes.values()), codes
+
+
+LIMITS = ["/api/v1/incidents?limit={v}", "/api/v1/services/web/logs?limit={v}",
+          "/api/v1/errors?limit={v}"]  # fmt: skip
+
+
+@pytest.mark.parametrize("page", LIMITS)
+@pytest.mark.parametrize("odd", ["\u0661\u0660", "\uff11\uff10", "1_0", " 10", "+10", "10 "])
+def test_a_limit_in_anything_but_ascii_digits_is_400_like_a_range(
+    c: FlaskClient, page: str, odd: str
+) -> None:
+    answer = c.get(page.format(v=quote(odd, safe="")), headers=TOKEN)
+    assert answer.status_code == 400, answer.data
+    assert "ASCII digits 0-9" in answer.get_json()["error"]
+    assert c.get(page.format(v="10"), headers=TOKEN).status_code == 200

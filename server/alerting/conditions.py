@@ -198,8 +198,18 @@ def _slo_burn(tokens: list[str]) -> Condition:
                 f'"{rest[0]}" is not a window like 1h or 5m; {SLO_BURN_HINT}'
             ) from None
         rest = rest[1:]
-    if not windows:
-        raise ConditionError(f'"slo_burn" needs a window before the operator; {SLO_BURN_HINT}')
+    if not windows and rest[0] != ">":
+        raise ConditionError(f'slo_burn compares with >, got "{rest[0]}"; {SLO_BURN_HINT}')
+    if not windows:  # "slo_burn > 2": the bare form is the workbook's pairs and rates
+        raise ConditionError(
+            "a rate of your own needs its windows before >, e.g. slo_burn 1h 5m > "
+            f"{' '.join(rest[1:]) or '14.4'}; or slo_burn alone for the workbook's pairs and rates"
+        )
+    if rest and rest[0] not in OPS:  # slo_burn 1h 5m 1m > 2
+        raise ConditionError(
+            f'slo_burn takes at most two windows (long, then short), got a third: "{rest[0]}"; '
+            f"{SLO_BURN_HINT}"
+        )
     written = tuple(tokens[1 : 1 + len(windows)])
     long, short = windows[0], windows[1] if len(windows) == 2 else windows[0] / 12
     derived = len(written) == 1
@@ -226,8 +236,8 @@ def _slo_burn(tokens: list[str]) -> Condition:
     compare = _comparison(rest, f"slo_burn {' '.join(written)}", example="14.4")
     if compare.op != ">":
         raise ConditionError(f'slo_burn compares with >, got "{compare.op}"; {SLO_BURN_HINT}')
-    if compare.value is not None and compare.value <= 0:
-        raise ConditionError(burn_rate_problem(compare.value))
+    # a rate <= 0 parses: the config check reports it at the condition beside what the
+    # windows break (against the objective, the history), all at once
     return SloBurn(long, short, compare, written)
 
 
@@ -302,7 +312,8 @@ def _comparison(
             "threshold (the rule's threshold)"
         ) from None
     if not math.isfinite(value):  # "nan", "inf", "1e309": no value compares sensibly
-        raise ConditionError(f'"{raw}" is not a finite number; write a number or threshold')
+        shown = numbers.abbreviated(raw)
+        raise ConditionError(f'"{shown}" is not a finite number; write a number or threshold')
     if not numbers.is_plain(raw):
         raise ConditionError(f'"{raw}" is not {numbers.EXPECTED}; write {numbers.spelled(value)}')
     return Comparison(op, value)

@@ -8,7 +8,6 @@ problem they find and stop at none. Checks that span sections or need a registry
 from __future__ import annotations
 
 import ipaddress
-import math
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from server.config.draft import Draft
@@ -56,13 +55,14 @@ def number_spellings(draft: Draft) -> None:
         if once in seen:
             continue
         seen.add(once)
-        if not math.isfinite(value):
-            draft.report(path, f"expected a finite number, got {text}")
+        if not numbers.is_finite(value):
+            draft.report(path, f"expected a finite number, got {numbers.abbreviated(text)}")
             continue
+        fix = numbers.abbreviated(numbers.spelled(value))
         draft.report(
             path,
-            f"expected {numbers.EXPECTED}, got {text} (YAML reads it as "
-            f"{numbers.spelled(value)}); write {numbers.spelled(value)}",
+            f"expected {numbers.EXPECTED}, got {numbers.abbreviated(text)} (YAML reads it as "
+            f"{fix}); write {fix}",
         )
 
 

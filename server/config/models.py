@@ -21,6 +21,7 @@ from server.config.types import (
     Flag,
     HostPort,
     Identifier,
+    PublicUrl,
     SecretStr,
     ServiceId,
     TypeName,
@@ -220,7 +221,7 @@ class AlertingConfig(Section):
     queue_size: int = Field(1000, ge=1, le=1_000_000)
     # Channels told when a notice to another channel fails permanently or past its deadline.
     fallback_channels: list[str] = Field(default_factory=list)
-    dashboard_url: str = ""
+    dashboard_url: PublicUrl = ""
     flapping: FlappingConfig = Field(default_factory=FlappingConfig)
 
 

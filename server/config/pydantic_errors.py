@@ -44,7 +44,9 @@ def describe(value: Any) -> str:
         return "nothing (null)"
     if isinstance(value, str):
         return json.dumps(value, ensure_ascii=False)
-    return json.dumps(value) if isinstance(value, int | float | bool) else repr(value)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return numbers.abbreviated(json.dumps(value))  # 400 digits: the first and last few
+    return json.dumps(value) if isinstance(value, bool) else repr(value)
 
 
 def translate(
@@ -84,9 +86,11 @@ def _as_typed(error: Any, source: Source, path: Path) -> str | None:
     value, text = error.get("input"), source.written.get(path)
     if text is None or isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    if not math.isfinite(value):  # .inf, .nan: "got Infinity" says it already
+    if numbers.is_plain(text):  # as written (1e3, 99.999999999999999), and what a float made of it
+        return numbers.as_read(text, value)
+    if not numbers.is_finite(value):  # .inf, .nan: "got Infinity" says it already
         return None
-    return None if numbers.is_plain(text) else f"{text} (YAML reads it as {describe(value)})"
+    return f"{numbers.abbreviated(text)} (YAML reads it as {describe(value)})"
 
 
 def _message(error: Any, model: type[BaseModel], loc: Path, shown: str | None = None) -> str:
@@ -121,6 +125,9 @@ def _message(error: Any, model: type[BaseModel], loc: Path, shown: str | None = 
         }
         bound = next(iter(ctx.values()))
         return f"expected a number {op[kind]} {bound}{got}"
+    given = error.get("input")
+    if kind in _NUMBER and isinstance(given, int) and not isinstance(given, bool):
+        return f"expected a number{got}, too large to read as one (a float holds about 1.8e308)"
     if kind in _NUMBER and isinstance(error.get("input"), str):
         fix = _plain_fix(error["input"])
         if fix:
@@ -153,6 +160,7 @@ def _allowed_keys(model: type[BaseModel], loc: Path) -> list[str]:
         current = _step(current, part)
         if current is None:
             return []
+    current = _unwrap(current)  # slo: SloConfig | None
     if isinstance(current, type) and issubclass(current, BaseModel):
         return [f.alias or name for name, f in current.model_fields.items()]
     return []

@@ -26,6 +26,7 @@ from typing import Any
 import yaml
 
 from server.config.errors import ConfigProblem
+from server.core import numbers
 from server.core.strict import EnvText
 
 Path = tuple[str | int, ...]
@@ -264,6 +265,8 @@ class _Walker:
             return items
         assert isinstance(node, yaml.ScalarNode)
         value = self._scalar(node, path)
+        if isinstance(value, str) and not node.style and "$" not in value:  # plain: unquoted
+            value = numbers.read_plain(value) if numbers.is_plain(value) else value  # 1e3
         if not isinstance(value, str):
             self.source.written[path] = node.value
         if isinstance(value, str) and "$" in value:
@@ -283,6 +286,8 @@ class _Walker:
             message = f"unsupported tag {node.tag}; write a plain value"
             self.problems.append(ConfigProblem(self.source.filename, line, path, message))
             return node.value  # the text as written: no second problem about its type
+        except ValueError:  # an int of over 4300 digits: refused as written where it is used
+            value = node.value
         # PyYAML caches every constructed node (and so every position mark) for
         # anchors; we resolve aliases from the node tree ourselves, so drop the
         # cache or a 5,000-service file keeps ~35 MB of marks alive.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from pydantic import BeforeValidator
 from pydantic_core import PydanticCustomError
@@ -55,6 +56,10 @@ SERVICE_ID_RE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,199}")
 
 
 def check_service_id(value: Any) -> str:
+    """An id as text; ``id: 5`` unquoted (a YAML number) is refused as a string setting
+    given a number is, with its "quote it" fix."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        raise PydanticCustomError("string_type", "expected a string (quote it)")
     if not isinstance(value, str) or not SERVICE_ID_RE.fullmatch(value):
         raise _fail(
             "expected an id of lowercase letters, digits, '_', '.' and '-', "
@@ -88,6 +93,48 @@ def check_clock_time(value: Any) -> str:
     return value
 
 
+_PUBLIC_URL_FIX = (
+    'expected an absolute http(s) address like "https://status.example.com" or '
+    '"https://example.com/lightbulb" (a path prefix), without "?" or "#"'
+)
+
+
+def check_public_url(value: Any) -> str:
+    """The dashboard's public address (``alerting.dashboard_url``), the base every link in
+    notices and the public feed starts with: ``http``/``https``, a host, an optional path
+    prefix; no query or fragment (``/sub/?x=1`` + ``/status`` is no link), no
+    ``user:password@`` (it would be published in every link, so never quoted back).
+    ``""`` (unset) passes."""
+    if not isinstance(value, str):
+        raise _fail(_PUBLIC_URL_FIX)
+    if value == "":
+        return value
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError on a port out of range or not digits
+    except ValueError:
+        raise _fail(_PUBLIC_URL_FIX) from None
+    if "@" in parts.netloc:
+        raise PydanticCustomError(
+            "lightbulb_secret",
+            "holds a user name or password (user:password@host): every link in notices and "
+            "the public status feed would publish it; take it out (the dashboard asks for "
+            "sign-in itself)",
+        )
+    plain = value.isascii() and value.isprintable() and " " not in value
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or parts.query
+        or parts.fragment
+        or "?" in value
+        or "#" in value
+        or not plain
+    ):
+        raise _fail(_PUBLIC_URL_FIX)
+    return value
+
+
 def _strict_bool(value: Any) -> bool:
     """YAML already gives real booleans; text only from the environment (``${VAR}``):
     a quoted ``"yes"`` in the file is a string, refused like in any other flag."""
@@ -113,6 +160,7 @@ ServiceId = Annotated[str, BeforeValidator(check_service_id)]
 HostPort = Annotated[str, BeforeValidator(check_host_port)]
 Flag = Annotated[bool, BeforeValidator(_strict_bool)]
 ClockTime = Annotated[str, BeforeValidator(check_clock_time)]
+PublicUrl = Annotated[str, BeforeValidator(check_public_url)]
 
 
 def _fail(message: str) -> PydanticCustomError:
@@ -126,6 +174,7 @@ __all__ = [
     "Flag",
     "HostPort",
     "Identifier",
+    "PublicUrl",
     "SecretStr",
     "ServiceId",
     "TypeName",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import re
+from decimal import Decimal
 
 # sign, digits with an optional fraction (or a bare fraction), optional exponent
 PLAIN = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
@@ -18,9 +19,55 @@ _LEADING_ZERO = re.compile(r"[+-]?0[0-9]")  # 017: YAML 1.1 reads it as octal
 EXPECTED = 'a plain decimal number in ASCII digits 0-9 (no "_", no other scripts\' digits)'
 
 
+SHOWN_DIGITS = 40  # a number written longer is quoted back by its ends and its length
+
+
+def is_finite(value: float) -> bool:
+    """``math.isfinite`` for any number YAML reads: an ``int`` of 400 digits is finite,
+    though ``math.isfinite`` raises ``OverflowError`` converting it to a float."""
+    return isinstance(value, int) or math.isfinite(value)
+
+
+def abbreviated(text: str) -> str:
+    """``text`` as a report quotes it: a 400-digit number as ``99999999…99999999 (400
+    characters)``, so one bad value cannot bury the other problems; shorter text unchanged."""
+    if len(text) <= SHOWN_DIGITS:
+        return text
+    return f"{text[:8]}…{text[-8:]} ({len(text)} characters)"
+
+
 def is_plain(text: str) -> bool:
     """Whether ``text`` is a number as the README documents them (``-2``, ``0.5``, ``1e3``)."""
     return bool(PLAIN.fullmatch(text)) and not _LEADING_ZERO.match(text)
+
+
+def read_plain(text: str) -> float | None:
+    """The number a plain decimal ``text`` spells, or None when it is none.
+
+    YAML 1.1 reads ``1e3`` and ``9.99e1`` as strings (its floats need a ``.`` and a
+    signed exponent), while a condition reads them as numbers; the config reads them as
+    the README documents, one rule everywhere. A whole value of at most 18 digits
+    (``9e1``) is an ``int``, so a whole-number setting takes it as written; any other is
+    a ``float`` (``1e400`` is infinite: refused where it is judged, never expanded).
+    """
+    if not is_plain(text):
+        return None
+    exact = Decimal(text)
+    if exact == exact.to_integral_value() and exact.adjusted() < 18:
+        return int(exact)
+    return float(text)
+
+
+def as_read(text: str, value: float) -> str:
+    """A plain number ``text`` quoted back as written, noting what a float made of it when
+    that is another number: ``99.999999999999999 (a float rounds it to 100)``,
+    ``1e400 (too large to read as a number)``."""
+    shown = abbreviated(text)
+    if not is_finite(value):
+        return f"{shown} (too large to read as a number)"
+    if isinstance(value, float) and Decimal(repr(value)) != Decimal(text):
+        return f"{shown} (a float rounds it to {spelled(value)})"
+    return shown
 
 
 def spelled(value: float) -> str:
@@ -44,5 +91,5 @@ def parse_plain(text: str) -> float:
     except ValueError:
         raise ValueError(f'"{text}" is not a number; write {EXPECTED}') from None
     if not math.isfinite(read):  # "nan", "inf", "-Infinity"
-        raise ValueError(f'"{text}" is not a finite number; write {EXPECTED}')
+        raise ValueError(f'"{abbreviated(text)}" is not a finite number; write {EXPECTED}')
     raise ValueError(f'"{text}" is not {EXPECTED}; write {spelled(read)}')

@@ -61,8 +61,10 @@ def _typed(kind: Any, value: EnvText) -> Any:
     if kind is bool:
         flag = env_flag(value)
         return value if flag is None else flag
-    if kind is int and _INT.fullmatch(text):
-        return int(text)
+    if kind is int and _INT.fullmatch(text) and len(text) <= numbers.SHOWN_DIGITS:
+        return int(text)  # longer: refused as text, and int() refuses over 4300 digits
+    if kind is int and isinstance(whole := numbers.read_plain(text), int):
+        return whole  # 9e1, as in the file
     if kind is float and numbers.is_plain(text):  # float() alone takes "\u0661" and "1_000"
         return float(text)
     return value  # left as text: the field refuses it, naming the variable's setting

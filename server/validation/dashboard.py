@@ -11,33 +11,58 @@ def check(draft: Draft) -> None:
     """Each group names at least one service and every selector picks one (an error);
     group names are unique. A selector that picks only disabled services is a warning:
     /status leaves disabled services out, yet disabling one for a while must not make
-    the file invalid (:meth:`Draft.warn`)."""
-    written: list[tuple[str, str]] = []
-    disabled: list[tuple[str, str]] = []
-    for _, raw in draft.raw_items("services"):  # a service with another problem counts too
-        sid, stack = raw.get("id"), raw.get("stack", "default")
-        if isinstance(sid, str):
-            written.append((sid, stack if isinstance(stack, str) else "default"))
-            if raw.get("enabled") is False:
-                disabled.append(written[-1])
+    the file invalid (:meth:`Draft.warn`).
+
+    Groups are read as written, each on its own: one group's bad name or selector list
+    (which fails the whole status_page section) never hides another group's problems.
+    """
+    written, disabled = _services_written(draft)
     enabled = [s for s in written if s not in disabled]
+    reported = {p.path for p in draft.problems}
     names: set[str] = set()
-    for index, group in enumerate(draft.config.status_page.groups):
-        path: tuple[str | int, ...] = ("status_page", "groups", index)
-        if not group.name.strip() or group.name in names:
-            draft.report(
-                (*path, "name"), f"expected a unique, non-empty group name, got {group.name!r}"
-            )
-        names.add(group.name)
-        if not group.services:
+    groups = draft.value_at(("status_page", "groups"))
+    for index, group in enumerate(groups if isinstance(groups, list) else []):
+        path: Path = ("status_page", "groups", index)
+        if not isinstance(group, dict):
+            continue  # "expected a mapping": reported by the model
+        name = group.get("name")
+        if isinstance(name, str):
+            if not name.strip() or name in names:
+                message = f"expected a unique, non-empty group name, got {name!r}"
+                draft.report((*path, "name"), message)
+            names.add(name)
+        chosen = group.get("services", [])
+        if not isinstance(chosen, list) or (*path, "services") in reported:
+            continue  # "expected a list": reported by the model
+        if not chosen:
             draft.report((*path, "services"), "list at least one service id, stack:<name> or glob")
-        for position, selector in enumerate(group.services):
+        shown = name if isinstance(name, str) else f"#{index + 1}"
+        for position, selector in enumerate(chosen):
             where = (*path, "services", position)
+            if not isinstance(selector, str) or where in reported:
+                continue
             if not selectors.matches_any(selector, written):
                 message = f'"{selector}" matches no service; use a service id, stack:<name> or glob'
                 draft.report(where, message)
             elif not selectors.matches_any(selector, enabled):
-                _only_disabled(draft, where, selector, group.name, disabled)
+                _only_disabled(draft, where, selector, shown, disabled)
+
+
+def _services_written(draft: Draft) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """``(id, stack)`` of every service as written (one with another problem counts too),
+    and of the disabled ones."""
+    written: list[tuple[str, str]] = []
+    disabled: list[tuple[str, str]] = []
+    for item, raw in draft.raw_items("services"):
+        sid, stack = raw.get("id"), raw.get("stack", "default")
+        if isinstance(sid, int | float) and not isinstance(sid, bool):
+            # id: 5 is refused ("quote it"), yet meant "5": no second problem where it is used
+            sid = draft.source.written.get((*item, "id"), str(sid))
+        if isinstance(sid, str):
+            written.append((sid, stack if isinstance(stack, str) else "default"))
+            if raw.get("enabled") is False:
+                disabled.append(written[-1])
+    return written, disabled
 
 
 def _only_disabled(

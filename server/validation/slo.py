@@ -151,6 +151,8 @@ def _burn_windows(draft: Draft, burns: list[ParsedRule]) -> None:
         by_threshold = compare is not None and compare.value is None
         if by_threshold and rule.threshold <= 0 and draft.parsed((*path, "threshold")):
             draft.report((*path, "threshold"), burn_rate_problem(rule.threshold))
+        if compare is not None and compare.value is not None and compare.value <= 0:
+            draft.report((*path, "condition"), burn_rate_problem(compare.value))
         windows = _Windows.of(condition, rule.condition, rule.threshold)
         _past_history(draft, (*path, "condition"), windows)
         for spath, service in services:

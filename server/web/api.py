@@ -173,7 +173,8 @@ def create_silence() -> tuple[Response, int]:
     who = require_user(ctx.config.dashboard.auth)
     engine = ctx.engine()
     body = _json_body()
-    service, rule = _text(body, "service"), _text(body, "rule")
+    # selectors as sent: "hdb\n" is refused (a control character), never stripped to "hdb"
+    service, rule = _text(body, "service", strip=False), _text(body, "rule", strip=False)
     if not service and not rule:
         raise ApiError(400, "give service and/or rule to match")
     for name, selector, stacks in (("service", service, True), ("rule", rule, False)):
@@ -218,10 +219,13 @@ def _int_arg(name: str, default: int, low: int, high: int) -> int:
     raw = request.args.get(name)
     if raw is None:
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ApiError(400, f"{name}: expected a whole number, got {raw[:40]!r}") from None
+    # ASCII digits only, as every number the API and config read: int() also takes
+    # "\u0661\u0660", "1_0", " 10" and "+10"
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 9):
+        raise ApiError(
+            400, f"{name}: expected a whole number in ASCII digits 0-9, got {raw[:40]!r}"
+        )
+    value = int(raw)
     if not low <= value <= high:
         raise ApiError(400, f"{name}: expected {low} to {high}, got {value}")
     return value
@@ -271,13 +275,13 @@ def _unstorable(value: Any, depth: int) -> str | None:
     return None
 
 
-def _text(body: dict[str, Any], key: str) -> str:
+def _text(body: dict[str, Any], key: str, *, strip: bool = True) -> str:
     value = body.get(key, "")
     if value is None:
         return ""
     if not isinstance(value, str) or len(value) > MAX_TEXT:
         raise ApiError(400, f"{key}: expected a string of at most {MAX_TEXT} characters")
-    return value.strip()
+    return value.strip() if strip else value
 
 
 def _time(body: dict[str, Any], key: str) -> datetime | None:
