@@ -74,6 +74,38 @@ def test_a_push_without_a_token_or_past_max_body_is_answered_from_its_headers_ne
     assert pushed.stored() == ["m10", "m11"]
 
 
+def test_chunked_and_gzip_bodies_are_charged_what_they_carry_against_max_in_flight_bytes(
+    tmp_path: Path,
+) -> None:
+    pushed = Pushed(tmp_path, "  max_in_flight_bytes: 256KiB\n")
+    # chunked: charged the bytes received so far (300 KiB), past the 256 KiB bound
+    chunked = _send(pushed, f"POST /api/v1/logs HTTP/1.1\nHost: x\n{_auth()}"
+                            "Transfer-Encoding: chunked\n", b"%x\r\n" % (300 * 1024)
+                    + b"x" * 300 * 1024)  # fmt: skip
+    assert wait_until(lambda: pushed.held() == 1, 30)
+    refused = pushed.post(ndjson(10, 11), timeout=10)
+    assert refused.status_code == 429 and "max_in_flight_bytes" in refused.text, refused.text
+    chunked.close()
+    assert wait_until(lambda: pushed.held() == 0, 30)
+    # gzip: charged what it may inflate to (8x its 40 KiB), not the 40 KiB on the wire
+    gzipped = _send(
+        pushed,
+        f"POST /api/v1/logs HTTP/1.1\nHost: x\n{_auth()}"
+        f"Content-Encoding: gzip\nContent-Length: {40 * 1024}\n",
+        b"x",
+    )
+    assert wait_until(lambda: pushed.held() == 1, 30)
+    refused = pushed.post(ndjson(20, 21), timeout=10)
+    assert refused.status_code == 429 and "max_in_flight_bytes" in refused.text, refused.text
+    gzipped.close()
+    assert wait_until(lambda: pushed.held() == 0, 30)
+    assert pushed.post(ndjson(30, 31)).status_code == 200
+    assert pushed.metric("lightbulb_push_refusals") == 2
+    code, _took = pushed.daemon.stop()
+    assert code == 0
+    assert pushed.stored() == ["m30", "m31"]
+
+
 def test_bodies_slower_than_body_timeout_are_answered_408_and_their_slots_freed(
     tmp_path: Path,
 ) -> None:
