@@ -5,6 +5,7 @@ slot at ``logs.body_timeout``, and idle sockets cannot lock the daemon out."""
 
 from __future__ import annotations
 
+import signal
 import socket
 import time
 from pathlib import Path
@@ -109,10 +110,15 @@ def test_chunked_and_gzip_bodies_are_charged_what_they_carry_against_max_in_flig
 def test_bodies_slower_than_body_timeout_are_answered_408_and_their_slots_freed(
     tmp_path: Path,
 ) -> None:
-    pushed = Pushed(tmp_path, "  max_in_flight: 2\n  body_timeout: 2\n")
+    pushed = Pushed(tmp_path, "  max_in_flight: 2\n  body_timeout: 600\n")
     slow = [pushed.partial(ndjson(20 + n, 30 + n), 10) for n in range(2)]
     assert wait_until(lambda: pushed.held() == 2, 30)
     assert pushed.post(ndjson(40, 41), timeout=10).status_code == 429
+    # a reload shortens the deadline, for the requests already arriving too, and says so
+    config = tmp_path / "lightbulb.yaml"
+    config.write_text(config.read_text().replace("body_timeout: 600", "body_timeout: 2"))
+    pushed.daemon.signal(signal.SIGHUP)
+    pushed.daemon.wait_for("logs settings changed: body_timeout")
     for sock in slow:  # answered at the deadline whether or not they trickle on
         status, text = _answer(sock)
         assert status == 408 and "logs.body_timeout" in text, text

@@ -22,6 +22,9 @@ from server.web.admission import Door
 from server.web.waitress_door import Channel, Dispatcher, maintain
 
 log = logging.getLogger("lightbulb.web")
+# waitress warns "Task queue depth is N" for every request queued behind its threads: under
+# overload a line per request. The door bounds that queue, lightbulb_requests_held shows it.
+logging.getLogger("waitress.queue").setLevel(logging.ERROR)
 # Connections served at once. Beyond waitress's 100, clients waited unseen in the listen
 # backlog, unanswered (a client's timeout, then its retry of a request later stored: a
 # duplicate); a connection costs a socket and a few KB, the door bounds what they send.
