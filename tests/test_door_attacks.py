@@ -10,6 +10,7 @@ import socket
 import time
 from pathlib import Path
 
+import pytest
 import requests
 
 from server.web.serve import CONNECTION_LIMIT
@@ -131,12 +132,16 @@ def test_bodies_slower_than_body_timeout_are_answered_408_and_their_slots_freed(
     assert pushed.stored() == ["m50", "m51"]
 
 
+@pytest.mark.parametrize("first", [b"", b"P"], ids=["silent", "headers-trickling"])
 def test_idle_connections_at_the_connection_limit_make_room_for_new_ones(
-    tmp_path: Path,
+    tmp_path: Path, first: bytes
 ) -> None:
-    pushed = Pushed(tmp_path, "")
-    idle = [socket.create_connection(("127.0.0.1", pushed.port), timeout=10)
-            for _ in range(CONNECTION_LIMIT + 20)]  # fmt: skip
+    pushed = Pushed(tmp_path, "  body_timeout: 600\n")  # only the room-making frees them
+    idle = []
+    for _ in range(CONNECTION_LIMIT + 20):
+        sock = socket.create_connection(("127.0.0.1", pushed.port), timeout=10)
+        sock.sendall(first)
+        idle.append(sock)
     started = time.monotonic()
     answer = requests.post(pushed.url, data=ndjson(60, 61), headers=AUTH, timeout=15)
     assert answer.status_code == 200

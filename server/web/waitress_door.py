@@ -155,7 +155,8 @@ def maintain(server: Any, now: float) -> None:
     ``cleanup_interval`` s in its I/O thread): idle ones past ``channel_timeout`` close,
     requests past the door's ``body_timeout`` are answered 408 (or closed, headers not
     even in), and at the connection limit the longest idle connections are closed to make
-    room for new ones (rather than refusing to accept: idle sockets cannot lock us out)."""
+    room for new ones, then those whose headers are still arriving (rather than refusing to
+    accept: idle or header-trickling sockets cannot lock us out)."""
     type(server).maintenance(server, now)
     door: Door = server.door
     started = time.monotonic() - door.body_timeout
@@ -167,9 +168,11 @@ def maintain(server: Any, now: float) -> None:
     excess = len(server._map) - server.adj.connection_limit + EVICT_SPARE
     if excess <= 0:
         return
-    idle = [c for c in channels if c.request is None and not c.requests
+    # idle ones first, then those whose headers are still arriving; longest quiet first
+    idle = [(c.request is not None, c.last_activity, id(c), c) for c in channels
+            if (c.request is None or not c.request.headers_finished) and not c.requests
             and not c.total_outbufs_len and not c.will_close]  # fmt: skip
-    for channel in sorted(idle, key=lambda c: c.last_activity)[:excess]:
+    for *_, channel in sorted(idle)[:excess]:
         channel.will_close = True
         channel.handle_close()
 
