@@ -314,6 +314,11 @@ class Daemon:
         if config.logs.workers != self.config.logs.workers:
             log.warning("logs.workers changed; it takes effect on restart")
         self.ingest.queue = config.logs.worker_queue
+        old_logs = self.config.logs
+        logs_changed = [name for name in type(config.logs).model_fields  # names, not values
+                        if getattr(config.logs, name) != getattr(old_logs, name)]  # fmt: skip
+        if logs_changed:
+            log.info("logs settings changed: %s", ", ".join(logs_changed))
         self._record_coverage(self.config, config)
         self.config = config
         temporal_budget.configure(config.temporal.max_visibility_rps)

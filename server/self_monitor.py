@@ -90,6 +90,7 @@ class SelfMonitor:
             "rows_set_aside": wstats.rows_set_aside,
             "rejected_batches": self.writer.rejected_batches(),
             "push_refusals": self.push_refusals(),
+            "push_rejections": self.door.rejected,
             "requests_held": self.held(),
             "ingest_jobs": self.ingest.jobs,
             "ingest_worker_exits": self.ingest.worker_exits,

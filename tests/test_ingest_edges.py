@@ -263,6 +263,11 @@ def test_a_body_starting_with_a_utf8_bom_is_taken_whole_ndjson_and_otlp_json(
                                headers={**TOKEN, "Content-Type": "application/json"})  # fmt: skip
         assert answer.status_code == 200 and "partialSuccess" not in answer.json, answer.json
         assert counts(p) == (4, 0)
+        # a BOM later (a second file appended, or two BOMs) is named, not "not valid UTF-8"
+        for body in (line.encode() + b"\n" + bom + line.encode(), bom + bom + line.encode()):
+            answer = p.client.post("/api/v1/logs", data=body, headers=TOKEN)
+            errors = answer.json["errors"]
+            assert len(errors) == 1 and "byte order mark" in str(errors[0]), answer.json
     finally:
         p.store.close()
 

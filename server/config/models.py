@@ -247,6 +247,9 @@ class LogsConfig(Section):
     max_in_flight: int = Field(16, ge=1, le=10_000)
     # and the bodies they carry: latency and memory grow with bytes, not requests
     max_in_flight_bytes: Annotated[ByteSize, SizeRange("64KiB", "1GiB")] = 8 * 2**20
+    # s from a request's first byte to its last: a slower one is answered 408 and closed,
+    # so slow or stalled bodies cannot hold every slot of max_in_flight
+    body_timeout: float = Field(10.0, gt=0, le=600)
 
 
 class BaselinesConfig(Section):

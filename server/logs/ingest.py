@@ -34,6 +34,8 @@ from server.logs.patterns import pattern_of
 
 MAX_SERVICE_ID = 200
 BOM = b"\xef\xbb\xbf"  # UTF-8's byte order mark: taken off the start of a JSON body
+BOM_LATER = ("starts with a byte order mark (U+FEFF, bytes EF BB BF): one is taken only at "
+             "the very start of the body")  # fmt: skip
 DLQ_COLUMNS = ("received_at", "source_address", "endpoint", "reason", "raw")
 MAX_FUTURE = timedelta(days=1)
 OLDEST = datetime(2000, 1, 1, tzinfo=UTC)
@@ -324,7 +326,8 @@ class Ingestor:
                 try:
                     obj = orjson.loads(line)
                 except orjson.JSONDecodeError as exc:
-                    out.reject(index, _json_reason(exc), self._dead_letter(_lazy_text(line)()))
+                    why = BOM_LATER if line.lstrip().startswith(BOM) else _json_reason(exc)
+                    out.reject(index, why, self._dead_letter(_lazy_text(line)()))
                     continue
             if len(line) > limit:
                 self.record(out, index, obj, _lazy_text(line), len(line))

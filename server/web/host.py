@@ -85,8 +85,7 @@ class DashboardHost:
             if self.context is not None:
                 self.context.reconfigure(config)  # auth and the rest switch as one object
             if self.server is not None:
-                self.server.door.limit = config.logs.max_in_flight
-                self.server.door.limit_bytes = config.logs.max_in_flight_bytes
+                self.server.configure(config.logs)
             self._config = config
             return None
         if not config.dashboard.enabled:
@@ -128,7 +127,7 @@ class DashboardHost:
 
         try:
             logs = context.config.logs
-            door = Door(logs.max_in_flight, logs.max_in_flight_bytes, self.door)
+            door = Door.from_config(logs, self.door)
             return WebServer(create_app(context), dashboard.bind, dashboard.port, door=door)
         except OSError as exc:
             raise bind_error(dashboard, exc) from None

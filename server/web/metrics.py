@@ -130,6 +130,12 @@ class LightbulbCollector:
                 "busy, logs.max_in_flight requests held, or stopping); nothing of them kept",
                 h["push_refusals"],
             ),
+            "lightbulb_push_rejections": (
+                "Pushes answered from their headers or deadline at the door: no valid token "
+                "(401), Content-Length past logs.max_body (413), body past logs.body_timeout "
+                "(408); none of them read or kept",
+                h.get("push_rejections", 0),
+            ),
             "lightbulb_ingest_worker_jobs": (
                 "Pushed requests prepared by an ingest worker (the rest in the daemon)",
                 h.get("ingest_jobs", 0),

@@ -19,15 +19,23 @@ from waitress.server import create_server
 
 from server.config.models import LogsConfig
 from server.web.admission import Door
-from server.web.waitress_door import Channel, Dispatcher
+from server.web.waitress_door import Channel, Dispatcher, maintain
 
 log = logging.getLogger("lightbulb.web")
+# waitress warns "Task queue depth is N" for every request queued behind its threads: under
+# overload a line per request. The door bounds that queue, lightbulb_requests_held shows it.
+logging.getLogger("waitress.queue").setLevel(logging.ERROR)
 # Connections served at once. Beyond waitress's 100, clients waited unseen in the listen
 # backlog, unanswered (a client's timeout, then its retry of a request later stored: a
 # duplicate); a connection costs a socket and a few KB, the door bounds what they send.
 CONNECTION_LIMIT = 500
 RECV_BYTES = 256 * 1024  # per read: a refused 4 MB body is thrown away in 16 reads, not 512
 POLL = 0.02  # s between looks at the connections while answers drain
+# s a connection may stay idle (kept alive, or opened and silent) before it is closed;
+# nginx's keepalive_timeout is 75 s, its client_header_timeout 60 s: ours is shorter, and
+# at the connection limit the longest idle ones are closed to make room anyway
+IDLE_TIMEOUT = 20
+CLEANUP_INTERVAL = 1  # s between looks for idle connections and late bodies
 
 
 class WebServer:
@@ -37,8 +45,7 @@ class WebServer:
     def __init__(self, app: Any, host: str, port: int, threads: int = 4,
                  door: Door | None = None) -> None:  # fmt: skip
         if door is None:  # the settings' defaults
-            logs = LogsConfig()
-            door = Door(logs.max_in_flight, logs.max_in_flight_bytes)
+            door = Door.from_config(LogsConfig())
         self.door = door
         self.dispatcher = Dispatcher(self.door)
         self.dispatcher.set_thread_count(threads)
@@ -51,12 +58,16 @@ class WebServer:
                 # port taking connections never answered. chDB takes a process there: each
                 # of its idle pool threads keeps three /proc files open.
                 asyncore_use_poll=True, recv_bytes=RECV_BYTES,
+                channel_timeout=IDLE_TIMEOUT, cleanup_interval=CLEANUP_INTERVAL,
+                # a chunked body is cut (413, closed) as it passes the door's max_body
+                max_request_body_size=door.max_body + 1,
             )  # fmt: skip
         except BaseException:
             self.dispatcher.shutdown(timeout=1)
             raise
         self._server.channel_class = Channel
         self._server.door = self.door
+        self._server.maintenance = lambda now: maintain(self._server, now)
         self.door.watch(self._server.active_channels)
         self.port = int(self._server.effective_port)
         self.host = host
@@ -75,6 +86,11 @@ class WebServer:
             log.error("dashboard server on %s:%d stopped serving (%s: %s); its port is closed",
                       self.host, self.port, type(exc).__name__, exc)  # fmt: skip
             self.close_door()
+
+    def configure(self, logs: LogsConfig) -> None:
+        """Take ``logs``'s bounds from the next request on (a reload)."""
+        self.door.configure(logs)
+        self._server.adj.max_request_body_size = self.door.max_body + 1
 
     def start(self) -> None:
         self._thread.start()

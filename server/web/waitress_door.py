@@ -7,11 +7,12 @@ from __future__ import annotations
 import json
 import queue
 import threading
+import time
 from typing import Any
 
 from waitress.channel import HTTPChannel
 from waitress.parser import HTTPRequestParser
-from waitress.task import ThreadedTaskDispatcher, WSGITask
+from waitress.task import ErrorTask, ThreadedTaskDispatcher, WSGITask
 
 from server.web.admission import REASONS, RETRY_AFTER, Door, Refusal
 
@@ -40,14 +41,18 @@ class Parser(HTTPRequestParser):  # type: ignore[misc]
     def __init__(self, adj: Any, door: Door) -> None:
         super().__init__(adj)
         self.door = door
+        self.started = time.monotonic()  # its first byte: logs.body_timeout runs from here
 
     def parse_header(self, header_plus: bytes) -> None:
         super().parse_header(header_plus)
         self.refusal = self.door.judge(self)
         if self.refusal is None:
             return
-        # Expect: 100-continue: the body was not sent yet, answer now and close
-        if getattr(self, "expect_continue", False):
+        # judged from the headers alone (401, 413), or Expect: 100-continue (the body was
+        # not sent yet): answer now, never read the body, close
+        if self.refusal.status in (401, 413) or getattr(self, "expect_continue", False):
+            self.content_length = 0  # waitress's own max_body check: ours answered
+            self.chunked = False
             self.expect_continue = False
             self.body_rcv = None
             self.refusal = Refusal(self.refusal.status, self.refusal.message, close=True)
@@ -75,10 +80,21 @@ class _Task(WSGITask):  # type: ignore[misc]
         self.channel.server.door.answered(refusal, self.request)
 
 
+class _ErrorTask(ErrorTask):  # type: ignore[misc]
+    """waitress's answer to a malformed request; a chunked push cut at ``logs.max_body``
+    (413) is counted with the door's rejections."""
+
+    def execute(self) -> None:
+        super().execute()
+        if self.request.error.code == 413:
+            self.channel.server.door.answered(Refusal(413, "", close=True), self.request)
+
+
 class Channel(HTTPChannel):  # type: ignore[misc]
     """A connection whose requests the door judges."""
 
     task_class = _Task
+    error_task_class = _ErrorTask
 
     def __init__(self, server: Any, sock: Any, addr: Any, adj: Any, map: Any = None) -> None:
         door: Door = server.door
@@ -132,3 +148,50 @@ class Dispatcher(ThreadedTaskDispatcher):  # type: ignore[misc]
                 channel.service()
             except Exception:  # one broken connection must not end the lane
                 self.logger.exception("answering a refused request")
+
+
+def maintain(server: Any, now: float) -> None:
+    """waitress's periodic look at the connections (``server.maintenance``, every
+    ``cleanup_interval`` s in its I/O thread): idle ones past ``channel_timeout`` close,
+    requests past the door's ``body_timeout`` are answered 408 (or closed, headers not
+    even in), and at the connection limit the longest idle connections are closed to make
+    room for new ones, then those whose headers are still arriving (rather than refusing to
+    accept: idle or header-trickling sockets cannot lock us out)."""
+    type(server).maintenance(server, now)
+    door: Door = server.door
+    started = time.monotonic() - door.body_timeout
+    channels = list(server.active_channels.values())
+    for channel in channels:
+        pending = channel.request
+        if pending is not None and pending.started < started and not channel.will_close:
+            _expire(channel, pending)
+    excess = len(server._map) - server.adj.connection_limit + EVICT_SPARE
+    if excess <= 0:
+        return
+    # idle ones first, then those whose headers are still arriving; longest quiet first
+    idle = [(c.request is not None, c.last_activity, id(c), c) for c in channels
+            if (c.request is None or not c.request.headers_finished) and not c.requests
+            and not c.total_outbufs_len and not c.will_close]  # fmt: skip
+    for *_, channel in sorted(idle)[:excess]:
+        channel.will_close = True
+        channel.handle_close()
+
+
+EVICT_SPARE = 8  # connections made room for at the limit, so a few new ones get in at once
+
+
+def _expire(channel: Any, pending: Parser) -> None:
+    """``pending`` came in too slowly: answered 408 and closed, its slot freed."""
+    with channel.requests_lock:
+        if channel.request is not pending or channel.requests:
+            return  # completed meanwhile, or behind a request being served: its turn next
+        channel.request = None
+        if not pending.headers_finished or pending.refusal is not None:
+            channel.will_close = True  # no request line to answer, or refused already
+            return
+        pending.refusal = Refusal(408, f"the request did not arrive within logs.body_timeout "
+                                       f"({channel.server.door.body_timeout:g} s); nothing "
+                                       "of it was kept", close=True)  # fmt: skip
+        pending.completed = True
+        channel.requests.append(pending)
+        channel.server.add_task(channel)

@@ -1,0 +1,158 @@
+"""The door against hostile clients, with a real daemon and waitress (issue 12's second
+attack): a request is never charged more than it can legally carry, what can be judged
+from the headers is answered at once without reading the body, slow bodies lose their
+slot at ``logs.body_timeout``, and idle sockets cannot lock the daemon out."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from server.web.serve import CONNECTION_LIMIT
+from tests.conftest import wait_until
+from tests.test_ingest_overload import AUTH, Pushed, ndjson, no_leaked_daemons
+
+__all__ = ["no_leaked_daemons"]
+GIB = 1_000_000_000
+
+
+def _send(pushed: Pushed, head: str, body: bytes = b"") -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", pushed.port), timeout=10)
+    sock.sendall(head.replace("\n", "\r\n").encode() + b"\r\n" + body)
+    return sock
+
+
+def _answer(sock: socket.socket) -> tuple[int, str]:
+    """Status and whole answer, read until the server closes the connection."""
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    text = data.decode(errors="replace")
+    return int(text.split(" ", 2)[1]), text
+
+
+def test_a_push_without_a_token_or_past_max_body_is_answered_from_its_headers_never_held(
+    tmp_path: Path,
+) -> None:
+    pushed = Pushed(tmp_path, "  max_in_flight: 2\n")
+    # the attacker's E: a claimed 1 GB body, 2 bytes sent, kept open
+    no_token = _send(pushed, f"POST /api/v1/logs HTTP/1.1\nHost: x\nContent-Length: {GIB}\n",
+                     b"{}")  # fmt: skip
+    status, text = _answer(no_token)
+    assert status == 401 and "nothing of this request was read" in text, text
+    too_big = _send(pushed, f"POST /v1/logs HTTP/1.1\nHost: x\n{_auth()}Content-Length: {GIB}\n"
+                            "Content-Type: application/x-protobuf\n", b"{}")  # fmt: skip
+    status, text = _answer(too_big)
+    assert status == 413 and "logs.max_body" in text, text
+    # a body to a path that takes none is not charged: a push still gets in
+    healthz = _send(pushed, f"POST /healthz HTTP/1.1\nHost: x\nContent-Length: {GIB}\n", b"{}")
+    claimed = _send(pushed, f"POST /api/v1/logs HTTP/1.1\nHost: x\n{_auth()}"
+                            f"Content-Length: {9 * 2**20}\n", b"{}")  # fmt: skip
+    assert wait_until(lambda: pushed.metric("lightbulb_push_rejections") == 3, 30)
+    assert pushed.held() == 0
+    # a chunked push is cut as it passes max_body (5 MiB): 413, nothing read beyond
+    chunked = _send(pushed, f"POST /api/v1/logs HTTP/1.1\nHost: x\n{_auth()}"
+                            "Transfer-Encoding: chunked\n")  # fmt: skip
+    chunk = b"x" * 2**20
+    try:
+        for _ in range(8):
+            chunked.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+        status, text = _answer(chunked)
+        assert status == 413, text
+    except OSError:  # cut: closed after its answer, with our bytes still arriving (reset)
+        pass
+    assert wait_until(lambda: pushed.metric("lightbulb_push_rejections") == 4, 30)
+    assert pushed.post(ndjson(10, 11)).status_code == 200
+    assert pushed.metric("lightbulb_push_refusals") == 0
+    for sock in (healthz, claimed):
+        sock.close()
+    code, _took = pushed.daemon.stop()
+    assert code == 0
+    assert pushed.stored() == ["m10", "m11"]
+
+
+def test_chunked_and_gzip_bodies_are_charged_what_they_carry_against_max_in_flight_bytes(
+    tmp_path: Path,
+) -> None:
+    pushed = Pushed(tmp_path, "  max_in_flight_bytes: 256KiB\n")
+    # chunked: charged the bytes received so far (300 KiB), past the 256 KiB bound
+    chunked = _send(pushed, f"POST /api/v1/logs HTTP/1.1\nHost: x\n{_auth()}"
+                            "Transfer-Encoding: chunked\n", b"%x\r\n" % (300 * 1024)
+                    + b"x" * 300 * 1024)  # fmt: skip
+    assert wait_until(lambda: pushed.held() == 1, 30)
+    refused = pushed.post(ndjson(10, 11), timeout=10)
+    assert refused.status_code == 429 and "max_in_flight_bytes" in refused.text, refused.text
+    chunked.close()
+    assert wait_until(lambda: pushed.held() == 0, 30)
+    # gzip: charged what it may inflate to (8x its 40 KiB), not the 40 KiB on the wire
+    gzipped = _send(
+        pushed,
+        f"POST /api/v1/logs HTTP/1.1\nHost: x\n{_auth()}"
+        f"Content-Encoding: gzip\nContent-Length: {40 * 1024}\n",
+        b"x",
+    )
+    assert wait_until(lambda: pushed.held() == 1, 30)
+    refused = pushed.post(ndjson(20, 21), timeout=10)
+    assert refused.status_code == 429 and "max_in_flight_bytes" in refused.text, refused.text
+    gzipped.close()
+    assert wait_until(lambda: pushed.held() == 0, 30)
+    assert pushed.post(ndjson(30, 31)).status_code == 200
+    assert pushed.metric("lightbulb_push_refusals") == 2
+    code, _took = pushed.daemon.stop()
+    assert code == 0
+    assert pushed.stored() == ["m30", "m31"]
+
+
+def test_bodies_slower_than_body_timeout_are_answered_408_and_their_slots_freed(
+    tmp_path: Path,
+) -> None:
+    pushed = Pushed(tmp_path, "  max_in_flight: 2\n  body_timeout: 600\n")
+    slow = [pushed.partial(ndjson(20 + n, 30 + n), 10) for n in range(2)]
+    assert wait_until(lambda: pushed.held() == 2, 30)
+    assert pushed.post(ndjson(40, 41), timeout=10).status_code == 429
+    # a reload shortens the deadline, for the requests already arriving too, and says so
+    config = tmp_path / "lightbulb.yaml"
+    config.write_text(config.read_text().replace("body_timeout: 600", "body_timeout: 2"))
+    pushed.daemon.signal(signal.SIGHUP)
+    pushed.daemon.wait_for("logs settings changed: body_timeout")
+    for sock in slow:  # answered at the deadline whether or not they trickle on
+        status, text = _answer(sock)
+        assert status == 408 and "logs.body_timeout" in text, text
+    assert pushed.held() == 0
+    assert pushed.post(ndjson(50, 51)).status_code == 200
+    assert pushed.metric("lightbulb_push_rejections") == 2
+    assert pushed.metric("lightbulb_push_refusals") == 1
+    code, _took = pushed.daemon.stop()
+    assert code == 0
+    assert pushed.stored() == ["m50", "m51"]
+
+
+@pytest.mark.parametrize("first", [b"", b"P"], ids=["silent", "headers-trickling"])
+def test_idle_connections_at_the_connection_limit_make_room_for_new_ones(
+    tmp_path: Path, first: bytes
+) -> None:
+    pushed = Pushed(tmp_path, "  body_timeout: 600\n")  # only the room-making frees them
+    idle = []
+    for _ in range(CONNECTION_LIMIT + 20):
+        sock = socket.create_connection(("127.0.0.1", pushed.port), timeout=10)
+        sock.sendall(first)
+        idle.append(sock)
+    started = time.monotonic()
+    answer = requests.post(pushed.url, data=ndjson(60, 61), headers=AUTH, timeout=15)
+    assert answer.status_code == 200
+    assert requests.get(f"http://127.0.0.1:{pushed.port}/healthz", timeout=15).ok
+    assert time.monotonic() - started < 15
+    for sock in idle:
+        sock.close()
+    code, _took = pushed.daemon.stop()
+    assert code == 0
+    assert pushed.stored() == ["m60", "m61"]
+
+
+def _auth() -> str:
+    return f"Authorization: {AUTH['Authorization']}\n"
