@@ -6,10 +6,9 @@ from __future__ import annotations
 import typing
 
 import pytest
-from pydantic import BaseModel
 
-from server.config.models import Config
 from server.validation import ConfigError, parse_config
+from tests.support.config_fields import numeric_settings
 
 BIG = "9" * 400
 SHOWN = "99999999…99999999 (400 characters)"
@@ -21,21 +20,7 @@ def problems(text: str) -> list[str]:
     return [str(p) for p in caught.value.problems]
 
 
-def _section_numbers() -> list[tuple[str, str]]:
-    """(section, key) of every int or float setting directly in a section model."""
-    found = []
-    for section, info in Config.model_fields.items():
-        model = info.annotation
-        if not (isinstance(model, type) and issubclass(model, BaseModel)):
-            continue
-        for name, field in model.model_fields.items():
-            args = typing.get_args(field.annotation) or (field.annotation,)
-            if any(a in (int, float) for a in args):
-                found.append((section, field.alias or name))
-    return found
-
-
-@pytest.mark.parametrize(("section", "key"), _section_numbers())
+@pytest.mark.parametrize(("section", "key"), numeric_settings())
 def test_a_400_digit_section_setting_is_refused_at_its_key_abbreviated(
     section: str, key: str
 ) -> None:

@@ -8,15 +8,12 @@ for what YAML 1.1 types as a number (``8_080``, ``0x1F``, octal ``017``, base-60
 
 from __future__ import annotations
 
-import typing
-
 import pytest
-from pydantic import BaseModel
 
 from server.alerting.conditions import ConditionError, parse_condition
-from server.config.models import Config
 from server.core import numbers
 from server.validation import ConfigError, parse_config
+from tests.support.config_fields import numeric_settings
 
 EXPECTED = numbers.EXPECTED
 
@@ -112,21 +109,7 @@ def test_a_crontab_host_port_and_clock_time_take_ascii_digits_only() -> None:
     assert found[2].endswith("write it in ASCII: digits 0-9, names like SUN")
 
 
-def _numeric_fields() -> list[tuple[str, str]]:
-    """(section, field) of every int or float setting directly in a section model."""
-    found = []
-    for section, info in Config.model_fields.items():
-        model = info.annotation
-        if not (isinstance(model, type) and issubclass(model, BaseModel)):
-            continue
-        for name, field in model.model_fields.items():
-            args = typing.get_args(field.annotation) or (field.annotation,)
-            if any(a in (int, float) for a in args) and field.annotation is not bool:
-                found.append((section, field.alias or name))
-    return found
-
-
-@pytest.mark.parametrize(("section", "key"), _numeric_fields())
+@pytest.mark.parametrize(("section", "key"), numeric_settings())
 def test_every_numeric_section_setting_refuses_underscored_digits(section: str, key: str) -> None:
     found = problems(f"services: []\n{section}: {{{key}: 1_0}}\n")
     assert any(p.startswith(f"f.yaml:2 {section}.{key}: ") for p in found), found
