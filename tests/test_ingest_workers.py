@@ -55,13 +55,17 @@ class Workers:
         rows = self.pipeline.rows("SELECT message FROM monitor.service_logs")
         return [r["message"] for r in rows]
 
+    def close(self) -> None:
+        """Stop the workers, then the store."""
+        self.pool.stop()
+        self.pipeline.store.close()
+
 
 @pytest.fixture
 def workers(tmp_path: Path) -> Iterator[Workers]:
     w = Workers(tmp_path)
     yield w
-    w.pool.stop()
-    w.pipeline.store.close()
+    w.close()
 
 
 def ndjson(*ids: int, **fields: Any) -> bytes:
@@ -214,8 +218,7 @@ def test_workers_that_died_while_idle_cost_no_request_a_503(
         assert post(w.client, ndjson(4)).status_code == 200
         assert w.pool.stats.jobs == jobs + 1
     finally:
-        w.pool.stop()
-        w.pipeline.store.close()
+        w.close()
 
 
 def test_a_worker_silent_past_the_reply_timeout_answers_503_and_is_replaced(
@@ -233,8 +236,7 @@ def test_a_worker_silent_past_the_reply_timeout_answers_503_and_is_replaced(
         assert w.messages() == ["m8"]
         assert w.pool.stats.worker_exits == 1
     finally:
-        w.pool.stop()
-        w.pipeline.store.close()
+        w.close()
 
 
 def test_every_worker_busy_and_the_queue_full_answers_429_with_retry_after(
@@ -258,8 +260,7 @@ def test_every_worker_busy_and_the_queue_full_answers_429_with_retry_after(
         assert first and first[0].status_code == 200
         assert w.messages() == ["m1"]
     finally:
-        w.pool.stop()
-        w.pipeline.store.close()
+        w.close()
 
 
 def test_workers_killed_under_a_stream_lose_no_acknowledged_record_and_duplicate_none(
@@ -306,8 +307,7 @@ def test_workers_killed_under_a_stream_lose_no_acknowledged_record_and_duplicate
         assert w.pool.stats.worker_exits == 4
     finally:
         stop.set()
-        w.pool.stop()
-        w.pipeline.store.close()
+        w.close()
 
 
 def _workers_of(daemon: DaemonProcess, count: int) -> list[psutil.Process]:
