@@ -266,7 +266,8 @@ class _Walker:
         assert isinstance(node, yaml.ScalarNode)
         value = self._scalar(node, path)
         if isinstance(value, str) and not node.style and "$" not in value:  # plain: unquoted
-            value = numbers.read_plain(value) if numbers.is_plain(value) else value  # 1e3
+            read = numbers.read_plain(value)  # 1e3; None: not a plain number
+            value = value if read is None else read
         if not isinstance(value, str):
             self.source.written[path] = node.value
         if isinstance(value, str) and "$" in value:

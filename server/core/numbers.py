@@ -75,21 +75,3 @@ def spelled(value: float) -> str:
     if value == int(value) and abs(value) < 1e16:
         return str(int(value))
     return repr(value)
-
-
-def parse_plain(text: str) -> float:
-    """The number ``text`` spells in plain decimal.
-
-    Raises ``ValueError`` worded as the fix: ``"1_000" is not a plain decimal number
-    ...; write 1000`` (the figure Python or YAML would have read), or without a figure
-    when the text is no number at all.
-    """
-    if is_plain(text):
-        return float(text)
-    try:
-        read = float(text)  # only to say what was meant: "\u0661" -> 1, "1_000" -> 1000
-    except ValueError:
-        raise ValueError(f'"{text}" is not a number; write {EXPECTED}') from None
-    if not math.isfinite(read):  # "nan", "inf", "-Infinity"
-        raise ValueError(f'"{abbreviated(text)}" is not a finite number; write {EXPECTED}')
-    raise ValueError(f'"{text}" is not {EXPECTED}; write {spelled(read)}')
