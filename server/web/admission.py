@@ -53,7 +53,7 @@ BODY_TIMEOUT = 10.0  # s: a request arrives whole within this (logs.body_timeout
 
 @dataclass(frozen=True)
 class Refusal:
-    """The answer a refused request gets: ``status`` (429/503), ``message``, and whether
+    """The answer a refused request gets: ``status`` (401/408/413/429/503), ``message``, and whether
     the connection closes after it."""
 
     status: int
@@ -61,16 +61,18 @@ class Refusal:
     close: bool = False
 
 
+STOPPING = Refusal(503, "the daemon is stopping; retry", close=True)  # frozen: one shared
+
+
 @dataclass
 class DoorStats:
     """Counts since start: pushes refused for the bound (429), pushes answered 503
-    while stopping, the most requests held at once (``peak``), and pushes rejected at
-    the door (``rejected``: no valid token 401, ``Content-Length`` past ``logs.max_body``
-    413, body not arrived within ``logs.body_timeout`` 408)."""
+    while stopping, and pushes rejected at the door (``rejected``: no valid token 401,
+    ``Content-Length`` past ``logs.max_body`` 413, body not arrived within
+    ``logs.body_timeout`` 408)."""
 
     refused: int = 0
     stopping: int = 0
-    peak: int = 0
     rejected: int = 0  # pushes answered 401/413 from their headers, or 408 (body too slow)
 
 
@@ -156,9 +158,8 @@ class Door:
     def judge(self, request: Parser) -> Refusal | None:
         """Whether ``request`` (headers just read) is refused; None: admitted."""
         if self.closing:
-            return Refusal(503, "the daemon is stopping; retry", close=True)
+            return STOPPING
         held, size = self._held()
-        self.stats.peak = max(self.stats.peak, held + 1)
         if not _push(request):
             return None
         if self.tokens and not self._authorised(request):

@@ -14,7 +14,7 @@ from waitress.channel import HTTPChannel
 from waitress.parser import HTTPRequestParser
 from waitress.task import ErrorTask, ThreadedTaskDispatcher, WSGITask
 
-from server.web.admission import REASONS, RETRY_AFTER, Door, Refusal
+from server.web.admission import REASONS, RETRY_AFTER, STOPPING, Door, Refusal
 
 
 class _Discard:
@@ -70,8 +70,9 @@ class _Task(WSGITask):  # type: ignore[misc]
             return
         body = json.dumps({"error": refusal.message}).encode()
         self.status = f"{refusal.status} {REASONS[refusal.status]}"
-        self.response_headers = [("Content-Type", "application/json"),
-                                 ("Retry-After", str(RETRY_AFTER))]  # fmt: skip
+        self.response_headers = [("Content-Type", "application/json")]
+        if refusal.status in (429, 503):  # a wrong token or a body too large fails again
+            self.response_headers.append(("Retry-After", str(RETRY_AFTER)))
         if refusal.close:
             self.set_close_on_finish()
         self.content_length = len(body)
@@ -117,7 +118,7 @@ class Dispatcher(ThreadedTaskDispatcher):  # type: ignore[misc]
     def add_task(self, task: Any) -> None:
         request = task.requests[0]  # the channel's next request (waitress holds its lock)
         if request.refusal is None and self.door.closing:
-            request.refusal = Refusal(503, "the daemon is stopping; retry", close=True)
+            request.refusal = STOPPING
         if request.refusal is not None:
             self._refusals.put(task)
             return
@@ -130,8 +131,7 @@ class Dispatcher(ThreadedTaskDispatcher):  # type: ignore[misc]
             waiting = list(self.queue)
             self.queue.clear()
         for channel in waiting:
-            channel.requests[0].refusal = Refusal(503, "the daemon is stopping; retry",
-                                                  close=True)  # fmt: skip
+            channel.requests[0].refusal = STOPPING
             self._refusals.put(channel)
         return len(waiting)
 
