@@ -45,10 +45,12 @@ def test_a_push_without_a_token_or_past_max_body_is_answered_from_its_headers_ne
                      b"{}")  # fmt: skip
     status, text = _answer(no_token)
     assert status == 401 and "nothing of this request was read" in text, text
+    assert "Retry-After" not in text  # the same request fails the same way again
     too_big = _send(pushed, f"POST /v1/logs HTTP/1.1\nHost: x\n{_auth()}Content-Length: {GIB}\n"
                             "Content-Type: application/x-protobuf\n", b"{}")  # fmt: skip
     status, text = _answer(too_big)
     assert status == 413 and "logs.max_body" in text, text
+    assert "Retry-After" not in text
     # a body to a path that takes none is not charged: a push still gets in
     healthz = _send(pushed, f"POST /healthz HTTP/1.1\nHost: x\nContent-Length: {GIB}\n", b"{}")
     claimed = _send(pushed, f"POST /api/v1/logs HTTP/1.1\nHost: x\n{_auth()}"
