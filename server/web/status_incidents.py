@@ -92,8 +92,7 @@ def shown(incidents: list[Incident], services: Collection[str],
                    if m.service_id in wanted and m.rule_id not in skipped]  # fmt: skip
         if not members:
             continue
-        keys = {m.key for m in members}
-        part = Incident(incident.id, [m for m in incident.members if m.key in keys])
+        part = Incident(incident.id, members)
         changed = max(t for m in members for t in (m.start, m.end) if t is not None)
         out.append(Shown(incident_id(members[0]), part.spells(), incident.note, changed))
     out.sort(key=lambda i: (i.end is None, i.start, i.id), reverse=True)
