@@ -39,7 +39,7 @@ def failed_runs(storage: Storage, scope: Coverage, start: datetime, end: datetim
         message = row["message"].split(": ", 1)[-1]  # "status changed A -> B: <check>"
         ended = aware(row["ended"]) if row["ended"] else None
         out.append(Member(f"status:{sid}@{key_start(at)}", "", sid, "critical", at, ended, message))
-    for member in _first_runs(storage, ids, current):
+    for member in _first_runs(storage, ids, current, start):
         if (
             (member.end is None or member.end > start)
             and since <= member.start < min(before or end, end)
@@ -109,14 +109,15 @@ def _paired(storage: Storage, ids: list[str], start: datetime, end: datetime, *,
 
 
 def _first_runs(
-    storage: Storage, ids: list[str], current: Mapping[str, int] | None
+    storage: Storage, ids: list[str], current: Mapping[str, int] | None, start: datetime
 ) -> list[Member]:
     """Runs of FAILED that began with a service's very first check: the recorder
     writes a transition only on a change, so such a run has no transition into
     FAILED. Found as the services whose oldest transition leaves FAILED (the run
     ended there) or that have none and are FAILED now (still open, ``current`` or
     ``service_current``); their first check, the run's start, is then read for
-    those few services only."""
+    those few services only, and only for runs that end after ``start`` (the others
+    cannot touch the window: their first check is not looked up at all)."""
     db = storage.database
     rows = storage.query(
         "SELECT service_id, min(timestamp) AS first_at, argMin(from_status, timestamp) "
@@ -134,8 +135,9 @@ def _first_runs(
         )
         current = {r["service_id"]: int(r["code"]) for r in rows}
     ended: dict[str, datetime | None] = {
-        sid: aware(r["first_at"]) for sid, r in firsts.items() if r["first_from"] == _FAILED
-    }
+        sid: at for sid, r in firsts.items()
+        if r["first_from"] == _FAILED and (at := aware(r["first_at"])) > start
+    }  # fmt: skip
     ended |= {sid: None for sid in quiet if (current or {}).get(sid) == _FAILED}
     if not ended:
         return []
