@@ -82,3 +82,43 @@ def test_an_unknown_key_in_an_optional_block_lists_the_keys_it_takes() -> None:
     assert problems(text) == [
         "f.yaml:2 services[0].slo.extra: unknown key; expected one of: target, window"
     ]
+
+
+def test_an_unquoted_number_id_counts_as_its_text_wherever_services_are_named() -> None:
+    # every check judges the id as meant ("123", as quoting it writes it): no
+    # "unknown service" where a relation, a rule or a group names it, and an
+    # slo_burn rule finds its objective
+    text = (
+        "services:\n"
+        "  - {id: 123, type: command, command: {command: [/bin/true]}, slo: {target: 99.9}}\n"
+        "  - {id: b, type: command, command: {command: [/bin/true]}}\n"
+        "relations:\n"
+        "  - {source: '123', target: b}\n"
+        "alert_rules:\n"
+        "  - {id: r, service: '123', condition: 'status >= FAILED'}\n"
+        "  - {id: burn, service: '123', condition: slo_burn}\n"
+        "status_page:\n"
+        "  groups:\n"
+        "    - {name: G, services: ['123', b]}\n"
+    )
+    assert problems(text) == [
+        'f.yaml:2 services[0].id: expected a string, got 123 unquoted; quote it: "123"'
+    ]
+
+
+def test_what_holds_for_an_unquoted_number_id_as_its_text_is_said_at_once() -> None:
+    # quoting it would make it a duplicate of "123", without the objective the rule needs
+    text = (
+        "services:\n"
+        "  - {id: 123, type: command, command: {command: [/bin/true]}}\n"  # line 2
+        "  - {id: '123', type: command, command: {command: [/bin/true]}}\n"  # line 3
+        "alert_rules:\n"
+        "  - {id: burn, service: '123', condition: slo_burn}\n"  # line 5
+    )
+    assert problems(text) == [
+        'f.yaml:2 services[0].id: expected a string, got 123 unquoted; quote it: "123"',
+        'f.yaml:3 services[1].id: duplicate service id "123" (first at line 2)',
+        "f.yaml:5 alert_rules[0].condition: slo_burn needs an objective on every service the "
+        'rule selects, and it selects services without slo: "123", "123"; add slo: {target: '
+        "99.9, window: 30d} to each, or narrow the rule's service",
+    ]

@@ -107,10 +107,8 @@ def _time_zone(draft: Draft, path: Path, name: str) -> None:
 def _duplicate_service_ids(draft: Draft) -> None:
     """Checked on the raw list so it is reported even when other service keys are bad."""
     first: dict[str, int] = {}
-    for path, raw in draft.raw_items("services"):
-        sid = raw.get("id")
-        if not isinstance(sid, str):
-            continue
+    for service in draft.services_written():
+        sid, path = service.id, service.path
         if sid not in first:
             first[sid] = int(path[1])
             continue

@@ -30,6 +30,19 @@ LIST_SECTIONS = ("services", "relations", "alert_rules", "silences")
 MAP_SECTIONS = ("channels",)
 
 
+@dataclass(frozen=True)
+class WrittenService:
+    """A service as written (:meth:`Draft.services_written`): its item's path, its id and
+    stack (``"default"`` when none is written, or not as text), whether ``enabled`` is
+    not ``false`` and whether it writes an ``slo``."""
+
+    path: Path
+    id: str
+    stack: str
+    enabled: bool
+    slo: bool
+
+
 @dataclass
 class Draft:
     """The outcome of reading one file, before the cross-section checks.
@@ -118,6 +131,33 @@ class Draft:
         for position, item in enumerate(value if isinstance(value, list) else []):
             if isinstance(item, dict):
                 yield (section, position), item
+
+    def services_written(self) -> list[WrittenService]:
+        """Every service as the file writes it, parsed or not: what references (rules,
+        relations, groups, ``slo_burn``) and duplicate ids are judged against, so a
+        service with another problem (a bad interval) does not also make each place
+        naming it look wrong.
+
+        ``id: 5`` unquoted is refused at the id ("quote it":
+        :func:`server.config.types.check_service_id`), yet meant ``"5"``: it counts here
+        as its text as written (``0x1F``, ``1e3``, ``017``), so quoting it is the one fix.
+        A service without a text or number id is left out (the model reported it)."""
+        found = []
+        for path, raw in self.raw_items("services"):
+            sid, stack = raw.get("id"), raw.get("stack", "default")
+            if isinstance(sid, int | float) and not isinstance(sid, bool):
+                sid = self.source.written.get((*path, "id"), str(sid))
+            if isinstance(sid, str):
+                found.append(
+                    WrittenService(
+                        path,
+                        sid,
+                        stack if isinstance(stack, str) else "default",
+                        enabled=raw.get("enabled") is not False,
+                        slo=raw.get("slo") is not None,
+                    )
+                )
+        return found
 
     def finish(self) -> Config:
         """The config, or :class:`ConfigError` with every problem collected."""

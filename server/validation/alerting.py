@@ -93,11 +93,7 @@ def _channels(draft: Draft) -> set[str]:
 
 
 def _rules(draft: Draft, channels: set[str]) -> list[ParsedRule]:
-    services: list[tuple[str, str]] = []
-    for _, raw in draft.raw_items("services"):
-        sid, stack = raw.get("id"), raw.get("stack", "default")
-        if isinstance(sid, str):
-            services.append((sid, stack if isinstance(stack, str) else "default"))
+    services = [(s.id, s.stack) for s in draft.services_written()]
     parsed = dict(draft.items("alert_rules"))
     seen: set[str] = set()
     judged: list[tuple[Path, Any, Condition]] = []

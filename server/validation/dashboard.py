@@ -16,8 +16,10 @@ def check(draft: Draft) -> None:
     Groups are read as written, each on its own: one group's bad name or selector list
     (which fails the whole status_page section) never hides another group's problems.
     """
-    written, disabled = _services_written(draft)
-    enabled = [s for s in written if s not in disabled]
+    services = draft.services_written()
+    written = [(s.id, s.stack) for s in services]
+    enabled = [(s.id, s.stack) for s in services if s.enabled]
+    disabled = [(s.id, s.stack) for s in services if not s.enabled]
     reported = {p.path for p in draft.problems}
     names: set[str] = set()
     groups = draft.value_at(("status_page", "groups"))
@@ -46,23 +48,6 @@ def check(draft: Draft) -> None:
                 draft.report(where, message)
             elif not selectors.matches_any(selector, enabled):
                 _only_disabled(draft, where, selector, shown, disabled)
-
-
-def _services_written(draft: Draft) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
-    """``(id, stack)`` of every service as written (one with another problem counts too),
-    and of the disabled ones."""
-    written: list[tuple[str, str]] = []
-    disabled: list[tuple[str, str]] = []
-    for item, raw in draft.raw_items("services"):
-        sid, stack = raw.get("id"), raw.get("stack", "default")
-        if isinstance(sid, int | float) and not isinstance(sid, bool):
-            # id: 5 is refused ("quote it"), yet meant "5": no second problem where it is used
-            sid = draft.source.written.get((*item, "id"), str(sid))
-        if isinstance(sid, str):
-            written.append((sid, stack if isinstance(stack, str) else "default"))
-            if raw.get("enabled") is False:
-                disabled.append(written[-1])
-    return written, disabled
 
 
 def _only_disabled(

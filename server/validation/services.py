@@ -25,15 +25,6 @@ def check(draft: Draft) -> None:
     _relations(draft)
 
 
-def known_service_ids(draft: Draft) -> set[str]:
-    """Every service id written, even in a service with another problem.
-
-    References are judged against these, so a service with a bad interval does not
-    also make every rule and relation naming it look wrong.
-    """
-    return {raw["id"] for _, raw in draft.raw_items("services") if isinstance(raw.get("id"), str)}
-
-
 def _service(draft: Draft, path: Path, raw: dict[str, Any]) -> Any:
     """Check one service's type and block; its checker settings, or None if they failed."""
     kind = raw.get("type")
@@ -86,7 +77,7 @@ def _degraded_before_timeout(draft: Draft, path: Path, service: Any, settings: A
 
 
 def _relations(draft: Draft) -> None:
-    known = known_service_ids(draft)
+    known = {s.id for s in draft.services_written()}
     seen: set[str] = set()
     edges: dict[str, list[str]] = {}
     cycle_paths: dict[tuple[str, str], Path] = {}

@@ -80,11 +80,7 @@ def _objectives(draft: Draft, burns: list[ParsedRule]) -> None:
 
     Judged on the services as written: a service whose ``slo`` is refused (``target:
     100``) has one, reported at its own key, not missing a second time here."""
-    without: list[tuple[str, str]] = []
-    for _, raw in draft.raw_items("services"):
-        sid, stack = raw.get("id"), raw.get("stack", "default")
-        if isinstance(sid, str) and raw.get("slo") is None:
-            without.append((sid, stack if isinstance(stack, str) else "default"))
+    without = [(s.id, s.stack) for s in draft.services_written() if not s.slo]
     for burn in burns:
         selector = burn.raw.get("service")
         if not isinstance(selector, str):
