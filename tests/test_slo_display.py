@@ -176,13 +176,18 @@ def test_without_checks_no_time_is_covered() -> None:
 
 
 @pytest.mark.parametrize(
-    ("target", "window", "good", "whole"),
-    [(99.0, MONTH, 1e6 - 0.8, "432.0 min"), (50.0, timedelta(days=1), 1e6 - 0.1, "12.0 h")],
+    ("target", "window", "good", "total", "whole"),
+    [
+        (99.0, MONTH, 1e6 - 0.8, 1e6, "432.0 min"),
+        (50.0, timedelta(days=1), 1e6 - 0.1, 1e6, "12.0 h"),
+        # a budget under a minute is judged by its own digits too
+        (99.9999999999, MONTH, 2e15 - 1, 2e15, "0.0000000432 min"),
+    ],
 )
 def test_time_left_short_of_the_whole_budget_is_not_shown_as_the_whole_budget(
-    target: float, window: timedelta, good: float, whole: str
+    target: float, window: timedelta, good: float, total: float, whole: str
 ) -> None:
-    r = SloReport(Objective(target, window), Counts(good, 1e6), 0.0, 0.0)
+    r = SloReport(Objective(target, window), Counts(good, total), 0.0, 0.0)
     assert 0 < 1 - r.budget_remaining < 1e-3
     for shown in (slo_view.budget(r), slo_view.short(r)):
         left = re.search(r"([\d,.]+ (?:min|h))(?: of [^(]+)? \(", shown)

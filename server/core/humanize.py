@@ -10,6 +10,7 @@ rounded onto a different boundary (99.68 % left is not "100%", a target of
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -79,12 +80,29 @@ def percent(value: float, places: int = 0) -> str:
     ``0.04%`` for 0.04, never ``100%`` or ``0%`` (or ``-0%``) unless it is."""
     if not math.isfinite(value):
         return f"{value}%"
-    for extra in range(places, 17):
-        text = f"{value:,.{extra}f}"
+    return clear_of(value, (0.0, 100.0), lambda v, d: f"{v:,.{d}f}", range(places, 17)) + "%"
+
+
+def clear_of(
+    value: float,
+    bounds: Iterable[float],
+    spell: Callable[[float, int], str],
+    digits: Iterable[int],
+) -> str:
+    """``spell(value, d)`` for the first ``d`` of ``digits`` whose text reads as none of
+    ``bounds`` spelled the same way, unless ``value`` is that bound: a share of 99.68 %
+    is ``99.7%``, not ``100%``; 431.97 min of a 432-minute budget is not ``432.0``.
+    (Texts are compared as numbers: ``-0`` reads as ``0``.) :func:`exact` when no ``d``
+    tells them apart. The one rounding rule of shares and budgets on every page."""
+    bounds = tuple(bounds)
+    for d in digits:
+        text = spell(value, d)
         shown = float(text.replace(",", ""))
-        if (shown == 100) == (value == 100) and (shown == 0) == (value == 0):
-            return text + "%"
-    return exact(value) + "%"
+        if all(
+            value == bound or shown != float(spell(bound, d).replace(",", "")) for bound in bounds
+        ):
+            return text
+    return exact(value)
 
 
 def multiple(value: float, cap: float = 1000.0) -> str:

@@ -19,7 +19,7 @@ from decimal import ROUND_FLOOR, Decimal
 
 from server.analytics.slo import SloReport, decimals
 from server.config.types import format_duration
-from server.core.humanize import duration, exact, multiple, percent, significant
+from server.core.humanize import clear_of, duration, exact, multiple, percent, significant
 
 CAP = 1000.0  # burn rates and overspent multiples above this are written "over 1,000x"
 
@@ -123,16 +123,15 @@ def _minutes(value: float, scale: float) -> str:
 
     One decimal, with more where that rounding would land on the whole budget or on 0
     and the value is not (``431.97 min`` of ``432.0 min``, not ``432.0 min``): the rule
-    :func:`server.core.humanize.percent` keeps for shares."""
+    :func:`server.core.humanize.clear_of` keeps for shares too."""
     amount, unit = (value / 60, "h") if abs(scale) >= 600 else (value, "min")
     whole = scale / 60 if unit == "h" else scale
     small = amount != 0 and abs(amount) < 1
-    for more in range(16):
-        text = significant(amount, 3 + more) if small else f"{amount:,.{1 + more}f}"
-        shown = float(text.replace(",", ""))
-        if (value == scale or shown != round(whole, 1 + more)) and (value == 0 or shown != 0):
-            break
-    return f"{text} {unit}"
+
+    def spell(number: float, more: int) -> str:
+        return significant(number, 3 + more) if small else f"{number:,.{1 + more}f}"
+
+    return f"{clear_of(amount, (0.0, whole), spell, range(16))} {unit}"
 
 
 def _over(left: float) -> str:
