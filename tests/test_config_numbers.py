@@ -128,3 +128,26 @@ def test_a_number_under_an_anchor_used_twice_is_reported_once_where_written() ->
         f"f.yaml:1 services[0].tcp.port: expected {EXPECTED}, got 8_080 (YAML reads it as "
         "8080); write 8080"
     ]
+
+
+def test_a_leading_zero_is_refused_in_a_whole_number_setting_from_the_file_and_from_env() -> None:
+    # YAML reads 017 as octal 15; the same text from ${VAR} must not quietly be 17
+    assert problems("clickhouse: {retention_days: 017}\n") == [
+        f"f.yaml:1 clickhouse.retention_days: expected {EXPECTED}, got 017 (YAML reads it as "
+        "15); write 15"
+    ]
+    found = problems("clickhouse: {retention_days: '${DAYS}'}\n", {"DAYS": "017"})
+    assert found == [
+        f'f.yaml:1 clickhouse.retention_days: expected {EXPECTED}, got "017"; write 17 '
+        "(from ${DAYS})"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "whole"),
+    [("17", 17), ("-0", 0), ("+7", 7), ("9e1", 90), ("2.0", 2), ("1" * 40, int("1" * 40)),
+     ("017", None), ("1_0", None), ("0x1F", None), ("0.5", None), ("12e-1", None),
+     ("\u0661", None), ("1" * 41, None)],
+)  # fmt: skip
+def test_a_whole_number_is_read_by_the_plain_decimal_rule(text: str, whole: int | None) -> None:
+    assert numbers.read_whole(text) == whole

@@ -5,7 +5,6 @@ from __future__ import annotations
 import difflib
 import json
 import math
-import types
 import typing
 from typing import Any
 
@@ -16,6 +15,7 @@ from server.config.errors import ConfigProblem
 from server.config.salvage import salvage
 from server.config.source import Path, Source, env_names
 from server.core import numbers
+from server.core.strict import unwrap
 
 _EXPECTED = {
     "int_type": "expected a whole number",
@@ -160,24 +160,14 @@ def _allowed_keys(model: type[BaseModel], loc: Path) -> list[str]:
         current = _step(current, part)
         if current is None:
             return []
-    current = _unwrap(current)  # slo: SloConfig | None
+    current = unwrap(current)  # slo: SloConfig | None
     if isinstance(current, type) and issubclass(current, BaseModel):
         return [f.alias or name for name, f in current.model_fields.items()]
     return []
 
 
-def _unwrap(annotation: Any) -> Any:
-    origin = typing.get_origin(annotation)
-    if origin is typing.Annotated:
-        return _unwrap(typing.get_args(annotation)[0])
-    if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(annotation) if a is not type(None)]
-        return _unwrap(args[0]) if len(args) == 1 else annotation
-    return annotation
-
-
 def _step(current: Any, part: str | int) -> Any:
-    current = _unwrap(current)
+    current = unwrap(current)
     origin = typing.get_origin(current)
     if isinstance(part, int) and origin is list:
         return typing.get_args(current)[0]

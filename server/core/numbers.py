@@ -15,6 +15,7 @@ from decimal import Decimal
 
 # sign, digits with an optional fraction (or a bare fraction), optional exponent
 PLAIN = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+_DIGITS = re.compile(r"[+-]?[0-9]+")
 _LEADING_ZERO = re.compile(r"[+-]?0[0-9]")  # 017: YAML 1.1 reads it as octal
 EXPECTED = 'a plain decimal number in ASCII digits 0-9 (no "_", no other scripts\' digits)'
 
@@ -56,6 +57,19 @@ def read_plain(text: str) -> float | None:
     if exact == exact.to_integral_value() and exact.adjusted() < 18:
         return int(exact)
     return float(text)
+
+
+def read_whole(text: str) -> int | None:
+    """The whole number a plain decimal ``text`` spells, or None: ``-42``, ``9e1`` and
+    ``2.0`` are whole; ``017``, ``1_0``, ``0.5`` and ``12e-1`` are not (:func:`is_plain`).
+    Digits alone are read exactly up to :data:`SHOWN_DIGITS` (a longer one is refused
+    as written: ``int()`` refuses over 4300 digits); an exponent, as :func:`read_plain`."""
+    if not is_plain(text):
+        return None
+    if _DIGITS.fullmatch(text):
+        return int(text) if len(text) <= SHOWN_DIGITS else None
+    whole = read_plain(text)
+    return whole if isinstance(whole, int) else None
 
 
 def as_read(text: str, value: float) -> str:

@@ -14,7 +14,6 @@ its own, so the loader marks expanded values as :class:`EnvText` and
 
 from __future__ import annotations
 
-import re
 import types
 import typing
 from typing import Any
@@ -23,7 +22,6 @@ from pydantic import BaseModel, ConfigDict, model_validator
 
 from server.core import numbers
 
-_INT = re.compile(r"[+-]?[0-9]+")
 _TRUE = frozenset({"true", "yes", "on", "1"})
 _FALSE = frozenset({"false", "no", "off", "0", ""})
 
@@ -45,15 +43,22 @@ def env_flag(value: EnvText) -> bool | None:
     return True if text in _TRUE else False if text in _FALSE else None
 
 
-def _scalar_type(annotation: Any) -> Any:
-    """``int``, ``float`` or ``bool`` behind ``Annotated``/``Optional``; else None."""
+def unwrap(annotation: Any) -> Any:
+    """The type behind ``Annotated`` and ``Optional`` (``X | None``); any other union
+    and any other annotation as they are."""
     origin = typing.get_origin(annotation)
     if origin is typing.Annotated:
-        return _scalar_type(typing.get_args(annotation)[0])
+        return unwrap(typing.get_args(annotation)[0])
     if origin in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(annotation) if a is not type(None)]
-        return _scalar_type(args[0]) if len(args) == 1 else None
-    return annotation if annotation in (int, float, bool) else None
+        return unwrap(args[0]) if len(args) == 1 else annotation
+    return annotation
+
+
+def _scalar_type(annotation: Any) -> Any:
+    """``int``, ``float`` or ``bool`` behind ``Annotated``/``Optional``; else None."""
+    kind = unwrap(annotation)
+    return kind if kind in (int, float, bool) else None
 
 
 def _typed(kind: Any, value: EnvText) -> Any:
@@ -61,10 +66,8 @@ def _typed(kind: Any, value: EnvText) -> Any:
     if kind is bool:
         flag = env_flag(value)
         return value if flag is None else flag
-    if kind is int and _INT.fullmatch(text) and len(text) <= numbers.SHOWN_DIGITS:
-        return int(text)  # longer: refused as text, and int() refuses over 4300 digits
-    if kind is int and isinstance(whole := numbers.read_plain(text), int):
-        return whole  # 9e1, as in the file
+    if kind is int and (whole := numbers.read_whole(text)) is not None:
+        return whole  # 9e1 as in the file; 017 is refused, as in the file
     if kind is float and numbers.is_plain(text):  # float() alone takes "\u0661" and "1_000"
         return float(text)
     return value  # left as text: the field refuses it, naming the variable's setting
