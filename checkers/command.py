@@ -29,7 +29,7 @@ from checkers.base import (
     invalid,
 )
 from checkers.plugins import run_plugin
-from server.core.measures import LARGEST
+from server.core.measures import BEYOND_LARGEST
 from server.core.text import clip
 
 EXIT_STATUS = {0: Status.OK, 1: Status.DEGRADED, 2: Status.FAILED, 3: Status.UNKNOWN}
@@ -118,7 +118,7 @@ def parse_perfdata(text: str) -> tuple[list[Metric], list[str]]:
         value = float(found.group(1)) if found else math.nan
         if not found or not math.isfinite(value):  # a finite value's size: the runner's
             word = raw.lstrip("+-").lower()
-            why = _NOT_NUMBERS.get(word, "not a number") if not found else f"beyond ±{LARGEST:g}"
+            why = _NOT_NUMBERS.get(word, "not a number") if not found else BEYOND_LARGEST
             refused.append(f"{clip(label, 80)}={clip(raw, 24)}: {why}")
             continue
         if label in seen:

@@ -39,7 +39,7 @@ from checkers.base import (
     Status,
     timed_out_message,
 )
-from server.core.measures import COLUMN_UNITS, LARGEST, storable, stored
+from server.core.measures import BEYOND_LARGEST, COLUMN_UNITS, storable, stored
 from server.core.pool import DeadlinePool
 from server.core.text import clip, printable
 
@@ -171,7 +171,7 @@ def validated(result: Any) -> CheckResult:
         if storable(m.value):
             kept.append(m)
         else:
-            refused.append(f"{clip(m.name, 80)}={float(m.value):g}: beyond ±{LARGEST:g}")
+            refused.append(f"{clip(m.name, 80)}={float(m.value):g}: {BEYOND_LARGEST}")
     if refused:
         result.details = {**result.details, "metrics_refused": _named(refused)}
     kept = [m if stored(m.value) == m.value else replace(m, value=0.0) for m in kept]

@@ -102,6 +102,9 @@ ALIASES: dict[str, str] = {
 # :func:`storable`, applied to every check result (server.runner.validated).
 LARGEST = 1e15
 SMALLEST = 1e-15
+# why a finite value past LARGEST is no metric, in a check's ``metrics_refused``
+# (the runner's, and a plugin's perfdata that no float holds: ``x=1e999``)
+BEYOND_LARGEST = f"beyond ±{LARGEST:g}"
 
 
 def storable(value: float) -> bool:
