@@ -151,3 +151,24 @@ def test_a_leading_zero_is_refused_in_a_whole_number_setting_from_the_file_and_f
 )  # fmt: skip
 def test_a_whole_number_is_read_by_the_plain_decimal_rule(text: str, whole: int | None) -> None:
     assert numbers.read_whole(text) == whole
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [(1e16, "10000000000000000"), (1e300, "1" + "0" * 300),
+     (123456789012345678, "123456789012345678"), (float(123456789012345678), "123456789012345680"),
+     (1e-7, "0.0000001"), (-0.0, "0"), (1000.0, "1000"), (0.5, "0.5")],
+)  # fmt: skip
+def test_a_fix_spells_a_number_out_in_plain_decimal(value: float, shown: str) -> None:
+    assert numbers.spelled(value) == shown
+
+
+def test_a_large_number_in_other_digits_is_refused_with_its_plain_spelling() -> None:
+    with pytest.raises(ConditionError) as caught:
+        parse_condition("metric x > 1_0e15")
+    assert str(caught.value) == f'"1_0e15" is not {EXPECTED}; write 10000000000000000'
+    found = problems("dashboard: {port: '${PORT}'}\n", {"PORT": "1_0e300"})
+    assert found == [
+        f'f.yaml:1 dashboard.port: expected {EXPECTED}, got "1_0e300"; write 10000000…00000000 '
+        "(302 characters) (from ${PORT})"
+    ]

@@ -315,5 +315,6 @@ def _comparison(
         shown = numbers.abbreviated(raw)
         raise ConditionError(f'"{shown}" is not a finite number; write a number or threshold')
     if not numbers.is_plain(raw):
-        raise ConditionError(f'"{raw}" is not {numbers.EXPECTED}; write {numbers.spelled(value)}')
+        fix = numbers.abbreviated(numbers.spelled(value))
+        raise ConditionError(f'"{raw}" is not {numbers.EXPECTED}; write {fix}')
     return Comparison(op, value)

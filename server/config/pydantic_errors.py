@@ -150,7 +150,7 @@ def _plain_fix(text: str) -> str:
         value = float(stripped)
     except ValueError:
         return ""
-    return numbers.spelled(value) if math.isfinite(value) else ""
+    return numbers.abbreviated(numbers.spelled(value)) if math.isfinite(value) else ""
 
 
 def _allowed_keys(model: type[BaseModel], loc: Path) -> list[str]:

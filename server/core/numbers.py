@@ -13,6 +13,8 @@ import math
 import re
 from decimal import Decimal
 
+from server.core import humanize
+
 # sign, digits with an optional fraction (or a bare fraction), optional exponent
 PLAIN = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 _DIGITS = re.compile(r"[+-]?[0-9]+")
@@ -85,7 +87,11 @@ def as_read(text: str, value: float) -> str:
 
 
 def spelled(value: float) -> str:
-    """``value`` in plain decimal, as a report's fix writes it (``1000``, ``0.5``)."""
-    if value == int(value) and abs(value) < 1e16:
+    """``value`` in plain decimal, as a report's fix writes it (``1000``, ``0.5``), never in
+    scientific notation: ``1e16`` is ``10000000000000000``, a float read from
+    ``123456789012345678`` is ``123456789012345680`` (the digits it holds), an ``int`` is
+    every digit of it; a float's shortest digits otherwise (:func:`server.core.humanize.exact`).
+    ``value`` is finite; a long result is the caller's to :func:`abbreviated`."""
+    if isinstance(value, int) or (value == int(value) and abs(value) < 1e16):
         return str(int(value))
-    return repr(value)
+    return humanize.exact(value)
