@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import gc
 import re
+import sys
+import threading
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from server.core import redact
-from server.core.redact import MASK, Redactor, escaped_forms
+from server.core.redact import MASK, Redactor
+from server.core.redact_escape import escaped_forms
 from server.core.redact_match import MIN_SUBSTRING_LENGTH, Matcher
 from server.validation import parse_config
 
@@ -67,6 +70,36 @@ def test_a_hold_keeps_a_daemons_secrets_across_later_loads_until_released() -> N
     gc.collect()
     redact.reset()
     assert redact.redact("again-one-secret") == "again-one-secret"
+
+
+def test_the_values_masked_come_with_the_generation_they_were_loaded_at() -> None:
+    # a reader keys what it sends a worker by generation: a reload between reading the
+    # two must not pair one load's values with another's generation
+    redactor = Redactor()
+    sets = [["first-load-secret"], ["second-load-secret"]]
+    loads = 2000
+    done = threading.Event()
+
+    def reload() -> None:
+        for n in range(loads):
+            redactor.load(sets[n % 2])
+        done.set()
+
+    seen: dict[int, frozenset[str]] = {}
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # hand the GIL over often: a torn read shows within the run
+    try:
+        writer = threading.Thread(target=reload)
+        writer.start()
+        while not done.is_set():
+            generation, values = redactor.masked()
+            assert seen.setdefault(generation, values) == values
+        writer.join()
+    finally:
+        sys.setswitchinterval(old)
+    assert len(seen) > 1
+    generation, values = redactor.masked()
+    assert "second-load-secret" in values and "first-load-secret" not in values
 
 
 def test_a_thousand_secrets_are_each_masked_in_every_spelling() -> None:

@@ -6,7 +6,8 @@
   came from a ``${ENV}`` variable (6 characters or more: shorter ones, such as a port,
   would mask ordinary text) and each value of a secret-typed setting (passwords,
   tokens, webhook and Slack URLs, 4 characters or more), each in every escaped
-  spelling a message may give it (:func:`escaped_forms`: repr, JSON, HTML, URL);
+  spelling a message may give it (:func:`server.core.redact_escape.escaped_forms`:
+  repr, JSON, HTML, URL);
   values under 8 characters only as a whole word (:mod:`server.core.redact_match`);
 - each credential written in a URL's userinfo, at any length (:func:`url_credentials`):
   the password, the ``user:password`` pair and its ``Authorization: Basic`` token;
@@ -27,20 +28,16 @@ old secrets may still sit in queued text) until the daemon is gone.
 from __future__ import annotations
 
 import dataclasses
-import functools
-import html
-import json
 import logging
 import operator
 import re
-import shlex
 import threading
 import weakref
 from collections.abc import Callable, Iterable
-from typing import Any
-from urllib.parse import quote, quote_plus
+from typing import Any, NamedTuple
 
 from server.core.redact_derive import encoded_values, userinfo_values
+from server.core.redact_escape import escaped_forms
 from server.core.redact_match import Matcher, matcher
 from server.core.secret import Secret
 
@@ -56,67 +53,19 @@ _USERINFO = re.compile(r"(?<=://)[^\s/?#@]+@")
 _QUERY = re.compile(r"(?i)([?&;](?:" + "|".join(SECRET_QUERY_NAMES) + r")=)[^&#\s\"'<>]+")
 
 
-_HEX = re.compile(r"(%|\\x)([0-9A-Fa-f]{2})|(\\u)([0-9A-Fa-f]{4})")
-
-
-def _hex_case(upper: bool) -> Callable[[str], str]:
-    """``%2F``/``\\u00E9`` spelled in the other case: encoders differ on it."""
-
-    def spell(match: re.Match[str]) -> str:
-        lead, digits = match.group(1) or match.group(3), match.group(2) or match.group(4)
-        return lead + (digits.upper() if upper else digits.lower())
-
-    return lambda text: _HEX.sub(spell, text)
-
-
-# Each way a message, page, answer or config error may spell a secret: Python's repr
-# (``\\``, ``\'``, ``\t``, ``\x00``, ``\u2028``), JSON (``\"``, ``\u00e9``, ``\/``, the
-# HTML-safe ``\u003c`` of Jinja's tojson), URL-encoding (path, query, form), HTML
-# entities (stdlib and markupsafe spellings) and shell quoting.
-ESCAPES: tuple[Callable[[str], str], ...] = (
-    lambda t: repr(t)[1:-1],
-    lambda t: t.replace("'", "\\'"),
-    lambda t: t.replace('"', '\\"'),
-    lambda t: t.encode("unicode_escape").decode("ascii"),
-    lambda t: json.dumps(t)[1:-1],
-    lambda t: json.dumps(t, ensure_ascii=False)[1:-1],
-    lambda t: json.dumps(t)[1:-1].replace("/", "\\/"),
-    lambda t: (
-        json.dumps(t)[1:-1]
-        .replace("<", "\\u003c")
-        .replace(">", "\\u003e")
-        .replace("&", "\\u0026")
-        .replace("'", "\\u0027")
-    ),
-    lambda t: quote(t, safe=""),
-    quote,
-    quote_plus,
-    lambda t: quote(t, safe="/:@!$&'()*+,;="),  # what a URL keeps in its path
-    html.escape,
-    lambda t: html.escape(t, quote=False),
-    lambda t: html.escape(t).replace("&#x27;", "&#39;").replace("&quot;", "&#34;"),
-    shlex.quote,
-    _hex_case(upper=False),
-    _hex_case(upper=True),
-)
-
-
-@functools.lru_cache(maxsize=65536)
-def escaped_forms(secret: str) -> frozenset[str]:
-    """``secret`` and every spelling of it the escapes of :data:`ESCAPES` give, one or two
-    deep (a repr inside JSON, a URL-quoted value in a repr); a plain word gives itself."""
-    forms = {secret}
-    for _depth in range(2):
-        forms |= {escape(form) for form in forms for escape in ESCAPES}
-    return frozenset(forms)
-
-
 def url_credentials(value: Any) -> set[str]:
     """Every spelling of each URL credential among the strings inside ``value`` (secret
     settings revealed): :func:`server.core.redact_derive.userinfo_values`. These are
     masked at any length (:meth:`Redactor.load`'s ``credentials``)."""
     texts = (item.reveal() if isinstance(item, Secret) else item for item in _leaves(value))
     return userinfo_values(t for t in texts if isinstance(t, str))
+
+
+class Masked(NamedTuple):
+    """What a :class:`Redactor` masks at one moment (:meth:`Redactor.masked`)."""
+
+    generation: int  # changes whenever the values change (a load, a hold kept or released)
+    values: frozenset[str]
 
 
 class Redactor:
@@ -151,11 +100,18 @@ class Redactor:
             self._loaded = _accepted(values, credentials)
             self._rebuild()
 
-    def active(self) -> frozenset[str]:
-        """Every value masked now (loaded and held, base64 spellings included): what
-        :meth:`mask_exactly` takes in another process to mask the same."""
+    def masked(self) -> Masked:
+        """Every value masked now (loaded and held, base64 spellings included: what
+        :meth:`mask_exactly` takes in another process to mask the same) with its
+        generation, read together: a reload between two reads would pair the values
+        of one load with the generation of another."""
         with self._lock:
-            return self._loaded.union(*self._held.values())
+            return Masked(self.generation, self._loaded.union(*self._held.values()))
+
+    def active(self) -> frozenset[str]:
+        """The values of :meth:`masked` alone; a caller that keys them by generation
+        takes both from :meth:`masked`."""
+        return self.masked().values
 
     def mask_exactly(self, values: Iterable[str]) -> None:
         """Mask ``values`` as they are (an :meth:`active` set of another redactor: already
@@ -331,8 +287,12 @@ active = _default.active
 mask_exactly = _default.mask_exactly
 
 
+masked = _default.masked
+
+
 def generation() -> int:
-    """Changes whenever the values masked change (a reload, a hold released)."""
+    """Changes whenever the values masked change (a reload, a hold released); a caller
+    that also reads the values takes both from :func:`masked`."""
     return _default.generation
 
 
