@@ -34,7 +34,6 @@ import sys
 import tempfile
 import time
 import zlib
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,7 +41,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks.targets import cpu_seconds, http_targets, peak_rss_mb, sleepers, url  # noqa: E402
+from benchmarks.targets import (  # noqa: E402
+    cpu_seconds,
+    http_targets,
+    peak_rss_mb,
+    sleepers,
+    thread_ticks,
+    url,
+)
 
 INTERVAL = 10.0
 FLUSH = {"interval": ""}  # --flush-interval: scheduler.flush_interval for our side
@@ -69,19 +75,6 @@ class Side:
 
 
 # -- Lightbulb ---------------------------------------------------------------------------
-def thread_ticks(pid: int) -> Counter[str]:
-    """CPU ticks (utime + stime) per thread name of ``pid``."""
-    ticks: Counter[str] = Counter()
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            name = (task / "comm").read_text().strip()
-            fields = (task / "stat").read_text().rpartition(")")[2].split()
-        except OSError:
-            continue
-        ticks[name] += int(fields[11]) + int(fields[12])
-    return ticks
-
-
 def lightbulb(
     root: Path, services: list[str], warm: float, window: float, tree: Path = REPO
 ) -> Side:

@@ -30,7 +30,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,7 +38,14 @@ import psutil
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks.targets import http_targets, peak_rss_mb, rss_mb, sleepers, url  # noqa: E402
+from benchmarks.targets import (  # noqa: E402
+    http_targets,
+    peak_rss_mb,
+    rss_mb,
+    sleepers,
+    thread_ticks,
+    url,
+)
 from server.storage.embedded import EmbeddedStorage  # noqa: E402
 
 LAG_TARGET_MS = 250.0
@@ -105,18 +111,6 @@ def write_config(root: Path, services: int, interval: float, ports: list[int],
     path = root / "lightbulb.yaml"
     path.write_text("\n".join(lines) + "\n")
     return path
-
-
-def thread_ticks(pid: int) -> Counter[str]:
-    ticks: Counter[str] = Counter()
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            name = (task / "comm").read_text().strip()
-            fields = (task / "stat").read_text().rpartition(")")[2].split()
-        except OSError:
-            continue
-        ticks[name] += int(fields[11]) + int(fields[12])
-    return ticks
 
 
 def run(services: int, interval: float, duration: float, warm: float = 20.0) -> Outcome:

@@ -14,6 +14,7 @@ import contextlib
 import shutil
 import subprocess
 import sys
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -89,6 +90,20 @@ def cpu_seconds(pid: int) -> float:
     data = Path(f"/proc/{pid}/stat").read_text()
     fields = data[data.rfind(")") + 2 :].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def thread_ticks(pid: int) -> Counter[str]:
+    """CPU ticks (utime + stime) per thread name of ``pid``; a thread gone while read
+    is left out."""
+    ticks: Counter[str] = Counter()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            name = (task / "comm").read_text().strip()
+            fields = (task / "stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        ticks[name] += int(fields[11]) + int(fields[12])
+    return ticks
 
 
 def peak_rss_mb(pid: int) -> float:
