@@ -21,12 +21,13 @@ from server.notify.dispatcher import Dispatcher
 from server.schema import Target, apply_schema
 from server.storage.embedded import EmbeddedStorage
 from server.validation import parse_config
-from server.web import WebContext, WebServer, create_app
-from tests.conftest import free_port
-from tests.support.browser import OVERFLOW_JS, chromium, view
+from server.web import WebContext, create_app
+from tests.support.browser import OVERFLOW_JS, browser, serving, view
 from tests.support.clock import FakeClock
 from tests.support.receivers import HttpReceiver
 from tests.support.rows import MemoryRows
+
+__all__ = ["browser"]  # the module's Chromium (tests.support.browser)
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 CONFIG = """
@@ -62,21 +63,11 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[s
     engine = AlertEngine(config, log, dispatcher, clock)
     engine.observe("db", CheckResult(Status.FAILED, "connection refused"), clock.now())
     assert dispatcher.step() == 3  # one attempt per channel; the retry is an hour away
-    server = WebServer(create_app(WebContext(config, store, clock, engine)), "127.0.0.1",
-                       free_port())  # fmt: skip
-    server.start()
-    yield f"http://127.0.0.1:{server.port}", receivers
-    server.stop()
+    with serving(create_app(WebContext(config, store, clock, engine))) as url:
+        yield url, receivers
     store.close()
     for receiver in receivers.values():
         receiver.down()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[WebDriver]:
-    driver = chromium()
-    yield driver
-    driver.quit()
 
 
 @pytest.mark.parametrize("width", [1400, 390])

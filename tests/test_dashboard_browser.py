@@ -18,10 +18,11 @@ from selenium.webdriver.support.ui import Select, WebDriverWait
 from werkzeug.security import generate_password_hash
 
 from server.config.models import DashboardConfig
-from server.web import WebContext, WebServer, create_app
-from tests.conftest import free_port
-from tests.support.browser import chromium
+from server.web import WebContext, create_app
+from tests.support.browser import browser, serving
 from tests.web_fixture import build
+
+__all__ = ["browser"]  # the module's Chromium (tests.support.browser)
 
 
 @pytest.fixture(scope="module")
@@ -31,20 +32,9 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         {"auth": {"type": "basic", "users": {"ana": generate_password_hash("s3cret")}}}
     )
     config = h.config.model_copy(update={"dashboard": dashboard})
-    server = WebServer(
-        create_app(WebContext(config, store, h.clock, h.engine)), "127.0.0.1", free_port()
-    )
-    server.start()
-    yield f"http://127.0.0.1:{server.port}"
-    server.stop()
+    with serving(create_app(WebContext(config, store, h.clock, h.engine))) as url:
+        yield url
     store.close()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[WebDriver]:
-    driver = chromium()
-    yield driver
-    driver.quit()
 
 
 def statuses(browser: WebDriver) -> dict[str, str]:

@@ -19,10 +19,12 @@ from selenium.webdriver.remote.webdriver import WebDriver
 
 from server.core.measures import COLUMN_UNITS, unit_of
 from server.storage.embedded import EmbeddedStorage
-from server.web import WebContext, WebServer, create_app
-from tests.conftest import REPO, free_port
+from server.web import WebContext, create_app
+from tests.conftest import REPO
 from tests.dashboard_fixture import NOW, build
-from tests.support.browser import OVERFLOW_JS, chromium, view
+from tests.support.browser import OVERFLOW_JS, browser, serving, view
+
+__all__ = ["browser"]  # the module's Chromium (tests.support.browser)
 
 DOCS = REPO / "docs"
 # name -> (path, width, dark): every screenshot the README shows, made by this module
@@ -71,20 +73,9 @@ return [...document.querySelectorAll('svg.chart')].map(svg => {
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, EmbeddedStorage]]:
     store, config, clock, engine = build(tmp_path_factory.mktemp("views"))
-    server = WebServer(
-        create_app(WebContext(config, store, clock, engine)), "127.0.0.1", free_port()
-    )
-    server.start()
-    yield f"http://127.0.0.1:{server.port}", store
-    server.stop()
+    with serving(create_app(WebContext(config, store, clock, engine))) as url:
+        yield url, store
     store.close()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[WebDriver]:
-    driver = chromium()
-    yield driver
-    driver.quit()
 
 
 def expected_series(store: EmbeddedStorage, sid: str, start: datetime) -> set[str]:

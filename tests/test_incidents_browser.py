@@ -19,10 +19,9 @@ from selenium.webdriver.support.ui import WebDriverWait
 from werkzeug.security import generate_password_hash
 
 from server.config.models import DashboardConfig
-from server.web import WebContext, WebServer, create_app
-from tests.conftest import free_port
+from server.web import WebContext, create_app
 from tests.dashboard_fixture import build
-from tests.test_dashboard_views import OVERFLOW_JS, browser, view
+from tests.support.browser import OVERFLOW_JS, browser, serving, view
 
 __all__ = ["browser"]  # the module's Chromium, shared
 NOTE = "Search index rebuilding after a failed deploy; results may be stale until 13:00."
@@ -35,12 +34,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         {"auth": {"type": "basic", "users": {"ana": generate_password_hash("s3cret")}}}
     )
     config = config.model_copy(update={"dashboard": dashboard})
-    server = WebServer(
-        create_app(WebContext(config, store, clock, engine)), "127.0.0.1", free_port()
-    )
-    server.start()
-    yield f"http://127.0.0.1:{server.port}"
-    server.stop()
+    with serving(create_app(WebContext(config, store, clock, engine))) as url:
+        yield url
     store.close()
 
 

@@ -21,11 +21,12 @@ from server.recorder import Recorder
 from server.schema import Target, apply_schema
 from server.storage.embedded import EmbeddedStorage
 from server.validation import parse_config
-from server.web import WebContext, WebServer, create_app
-from tests.conftest import free_port
-from tests.support.browser import OVERFLOW_JS, chromium, view
+from server.web import WebContext, create_app
+from tests.support.browser import OVERFLOW_JS, browser, serving, view
 from tests.support.clock import FakeClock
 from tests.support.rows import MemoryRows
+
+__all__ = ["browser"]  # the module's Chromium (tests.support.browser)
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 LABEL = "L" * 3000
@@ -83,20 +84,9 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         recorder.record(Svc("short"), CheckResult(Status.OK, "ok", response_time_ms=5), at)
     sink.insert_into(store)
     config = parse_config(CONFIG, "long.yaml", {})
-    server = WebServer(
-        create_app(WebContext(config, store, FakeClock(NOW))), "127.0.0.1", free_port()
-    )
-    server.start()
-    yield f"http://127.0.0.1:{server.port}"
-    server.stop()
+    with serving(create_app(WebContext(config, store, FakeClock(NOW)))) as url:
+        yield url
     store.close()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[WebDriver]:
-    driver = chromium()
-    yield driver
-    driver.quit()
 
 
 @pytest.mark.parametrize("width", [1400, 390])

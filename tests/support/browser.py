@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
+from collections.abc import Iterator
 
+import pytest
+from flask import Flask
 from selenium import webdriver
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.remote.webdriver import WebDriver
 
-from tests.conftest import require_binary
+from server.web import WebServer
+from tests.conftest import free_port, require_binary
 
 # A page of the local dashboard loads in well under a second. Without these limits a
 # server that stops answering holds a navigation open until chromedriver's 300 s page
@@ -45,6 +50,27 @@ def chromium() -> WebDriver:
     )
     driver.command_executor.client_config.timeout = COMMAND_SECONDS
     return driver
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[WebDriver]:
+    """One :func:`chromium` for the tests of a module, quit after them. A module takes it
+    with ``from tests.support.browser import browser`` and ``__all__ = ["browser"]``."""
+    driver = chromium()
+    yield driver
+    driver.quit()
+
+
+@contextlib.contextmanager
+def serving(app: Flask) -> Iterator[str]:
+    """``app`` served by the daemon's own :class:`WebServer` on a free loopback port:
+    yields its base URL (``http://127.0.0.1:<port>``); stopped on leaving."""
+    server = WebServer(app, "127.0.0.1", free_port())
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{server.port}"
+    finally:
+        server.stop()
 
 
 def view(browser: WebDriver, width: int, dark: bool = False) -> None:
