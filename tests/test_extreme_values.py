@@ -5,59 +5,30 @@ into chDB, read by the real app's metrics API and drawn on the service page."""
 from __future__ import annotations
 
 import re
-import sys
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
 
-from checkers.base import CheckContext, CheckResult, Status
-from checkers.command import CommandChecker, CommandSettings
-from server.recorder import Recorder
-from server.runner import run_check, validated
-from server.schema import Target, apply_schema
-from server.storage.embedded import EmbeddedStorage
-from server.validation import parse_config
-from server.web import WebContext, create_app
-from tests.support.clock import FakeClock
-from tests.support.rows import MemoryRows
+from checkers.base import CheckResult, Status
+from server.runner import validated
+from tests.support.perfdata import plugin_results, recorded
 
 PERFDATA = "'huge'=1e300 'neg'=-1e300 'tiny'=1e-300 'edge'=1e15 'small'=-2.5e-15 ok=5"
 REFUSED = {"huge", "neg"}
 KEPT = {"edge": 1e15, "small": -2.5e-15, "ok": 5.0, "tiny": 0.0}  # under 1e-15: stored as 0
 
 
-class Svc:
-    id, type, stack = "job", "command", "default"
-
-
 @pytest.fixture(scope="module")
 def results() -> list[CheckResult]:
-    plugin = CommandChecker(CommandSettings(
-        command=[sys.executable, "-c", f'print("OK | {PERFDATA}")']))  # fmt: skip
-    now = datetime.now(UTC)
-    return [run_check(plugin, CheckContext("job", now, 10.0)) for _ in range(3)]
+    return plugin_results("job", PERFDATA)
 
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory: pytest.TempPathFactory, results: list[CheckResult]) -> Iterator[Any]:
-    store = EmbeddedStorage(tmp_path_factory.mktemp("extreme") / "db", "monitor")
-    apply_schema(store, Target("monitor"))
-    now = datetime.now(UTC).replace(microsecond=0)
-    sink = MemoryRows()
-    recorder = Recorder(sink)
-    for i, result in enumerate(results):
-        recorder.record(Svc(), result, now - timedelta(minutes=3 - i))
-    sink.insert_into(store)
-    config = parse_config(
-        'services:\n  - {id: job, type: command, interval: 1m, command: {command: "true"}}\n',
-        "extreme.yaml",
-        {},
-    )
-    yield create_app(WebContext(config, store, FakeClock(now))).test_client()
-    store.close()
+    with recorded(tmp_path_factory.mktemp("extreme"), "job", results) as client:
+        yield client
 
 
 def test_a_value_past_1e15_is_left_out_and_named_and_one_under_1e_15_is_0(

@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 import sys
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -15,14 +15,8 @@ from flask.testing import FlaskClient
 
 from checkers.base import CheckContext, CheckResult, Metric, Status
 from checkers.command import CommandChecker, CommandSettings, parse_perfdata
-from server.recorder import Recorder
 from server.runner import own_names, run_check, validated
-from server.schema import Target, apply_schema
-from server.storage.embedded import EmbeddedStorage
-from server.validation import parse_config
-from server.web import WebContext, create_app
-from tests.support.clock import FakeClock
-from tests.support.rows import MemoryRows
+from tests.support.perfdata import plugin_results, recorded
 
 # Labels like our status row's columns, values that are no number, and plain ones.
 PERFDATA = (
@@ -34,36 +28,18 @@ KEPT = {"perf_cpu_usage": 50.0, "perf_memory_usage": 10.0, "perf_response_time_m
 REFUSED = ["a", "b", "c", "d", "e", "f", "g", "h", "i"]  # i: too large, by the runner
 
 
-class Svc:
-    id, type, stack = "cmdcols", "command", "default"
-
-
 @pytest.fixture(scope="module")
 def results() -> list[CheckResult]:
-    plugin = CommandChecker(CommandSettings(
-        command=[sys.executable, "-c", f'print("OK | {PERFDATA}")']))  # fmt: skip
-    now = datetime.now(UTC)
-    return [run_check(plugin, CheckContext("cmdcols", now, 10.0)) for _ in range(3)]
+    found = plugin_results("cmdcols", PERFDATA)
+    for result in found:
+        result.response_time_ms = 3  # the run time, as a fast plugin's is: not the 5 ms printed
+    return found
 
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory: pytest.TempPathFactory, results: list[CheckResult]) -> Iterator[Any]:
-    store = EmbeddedStorage(tmp_path_factory.mktemp("perfkept") / "db", "monitor")
-    apply_schema(store, Target("monitor"))
-    now = datetime.now(UTC).replace(microsecond=0)
-    sink = MemoryRows()
-    recorder = Recorder(sink)
-    for i, result in enumerate(results):
-        result.response_time_ms = 3  # the run time, as a fast plugin's is: not the 5 ms printed
-        recorder.record(Svc(), result, now - timedelta(minutes=3 - i))
-    sink.insert_into(store)
-    config = parse_config(
-        'services:\n  - {id: cmdcols, type: command, interval: 1m, command: {command: "true"}}\n',
-        "perfkept.yaml",
-        {},
-    )
-    yield create_app(WebContext(config, store, FakeClock(now))).test_client()
-    store.close()
+    with recorded(tmp_path_factory.mktemp("perfkept"), "cmdcols", results) as client:
+        yield client
 
 
 def test_every_printed_label_is_a_metric_with_its_value_or_refused_with_a_reason(
