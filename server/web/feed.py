@@ -49,8 +49,8 @@ def atom() -> Response:
     found = recent(now, set(shown))
     # A note cleared is a save like any other: its time moves the entry's ``updated``.
     saves = source().notes([i.id for i in found], cleared=True)
-    for incident in found:
-        incident.note = saves.get(incident.id)
+    for one in found:
+        one.note = saves.get(one.id)
     rows = public(found, shown, burn_rules(ctx.config))
     base = site_base(ctx.config.alerting.dashboard_url)
     ET.register_namespace("", ATOM)
