@@ -34,6 +34,7 @@ from server.analytics.report import latest_day
 from server.analytics.rule_coverage import changes, coverage, record
 from server.config import Config, ConfigError, missing_sections
 from server.config import warnings as config_warnings
+from server.config_changes import describe
 from server.core import redact
 from server.core.clock import Clock, SystemClock
 from server.core.redact import LoggingFilter, RedactingSink, redact_value
@@ -320,6 +321,7 @@ class Daemon:
         if logs_changed:
             log.info("logs settings changed: %s", ", ".join(logs_changed))
         self._record_coverage(self.config, config)
+        entries_changed = describe(self.config, config)
         self.config = config
         temporal_budget.configure(config.temporal.max_visibility_rps)
         changes = self.scheduler.sync(list(config.services))
@@ -329,11 +331,12 @@ class Daemon:
         except StorageError as exc:
             log.warning("config tables not synced (storage unavailable): %s", exc)
         log.info(
-            "reloaded %s: added %s, removed %s, changed %s",
+            "reloaded %s: services: added %s, removed %s, changed %s; %s",
             self.config_path,
             changes["added"] or "none",
             changes["removed"] or "none",
             changes["changed"] or "none",
+            entries_changed,
         )
 
     def _record_coverage(self, before: Config, after: Config) -> None:

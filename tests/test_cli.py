@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -102,6 +103,21 @@ def test_a_day_outside_what_the_tables_hold_is_refused_with_exit_2(
     assert done.returncode == 2, done.stderr
     assert done.stderr.startswith(f"error: {message}") and "unexpected" not in done.stderr
     assert done.stdout == ""
+
+
+def test_a_report_of_a_day_that_has_not_begun_is_refused_with_exit_2(tmp_path: Path) -> None:
+    """Two days ahead of UTC has not begun in any time zone (UTC+14 at most); today in
+    the report's zone (UTC here) has."""
+    config = fresh_config(tmp_path)
+    config.write_text(config.read_text() + "report: {timezone: UTC}\n")
+    ahead = (datetime.now(UTC) + timedelta(days=2)).date()
+    done = run_cli("-m", "server.cli", "report", "--date", str(ahead), "--config", str(config))
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith(f"error: --date: {ahead} has not begun yet") and not done.stdout
+    assert "or an earlier day" in done.stderr and "Traceback" not in done.stderr
+    today = run_cli("-m", "server.cli", "report", "--date", str(datetime.now(UTC).date()),
+                    "--config", str(config))  # fmt: skip
+    assert today.returncode == 1 and "bootstrap" in today.stderr  # begun: on to the database
 
 
 def test_a_missing_database_says_to_run_bootstrap(tmp_path: Path) -> None:

@@ -187,3 +187,39 @@ def test_a_move_to_a_taken_port_is_refused_whole_and_auth_stays(tmp_path: Path) 
     assert "two" not in listed  # nothing else of the refused file was applied either
     code, _ = daemon.stop()
     assert code == 0
+
+
+RULED = """alert_rules:
+  - {id: down, service: one, condition: "status >= FAILED", channels: [hook]}
+  - {id: slow, service: one, condition: "consecutive_failures >= 3", channels: [hook]}
+channels:
+  hook: {type: webhook, url: "http://127.0.0.1:9/a"}
+silences:
+  - {id: nightly, service: one, cron: "0 2 * * *", duration: 1h}
+"""
+
+
+def test_the_reload_log_names_the_rules_silences_and_channels_it_changed(
+    tmp_path: Path,
+) -> None:
+    """Not only services: a rule added, removed or disabled, a silence and a channel are
+    named in the "reloaded" line, never a channel's settings."""
+    config, dashboard = tmp_path / "lightbulb.yaml", f"{{port: {free_port()}}}"
+    config.write_text(config_text(tmp_path, dashboard) + RULED)
+    daemon = DaemonProcess(config, tmp_path)
+    daemon.wait_for("storage ready")
+    edited = (RULED.replace('consecutive_failures >= 3", channels: [hook]}',
+                            'consecutive_failures >= 3", channels: [hook], enabled: false}')
+              .replace("  - {id: down,", "  - {id: gone,")
+              .replace("127.0.0.1:9/a", "127.0.0.1:9/b")
+              .split("silences:")[0] + "silences: []\n")  # fmt: skip
+    config.write_text(config_text(tmp_path, dashboard) + edited)
+    daemon.signal(signal.SIGHUP)
+    daemon.wait_for(
+        r"reloaded .*services: added none, removed none, changed none; "
+        r"alert rules: added \['gone'\], removed \['down'\], disabled \['slow'\]; "
+        r"relations: unchanged; silences: removed \['nightly'\]; channels: changed \['hook'\]"
+    )
+    assert "127.0.0.1:9/b" not in daemon.output
+    code, _ = daemon.stop()
+    assert code == 0, daemon.output[-3000:]

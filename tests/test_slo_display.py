@@ -192,3 +192,22 @@ def test_time_left_short_of_the_whole_budget_is_not_shown_as_the_whole_budget(
     for shown in (slo_view.budget(r), slo_view.short(r)):
         left = re.search(r"([\d,.]+ (?:min|h))(?: of [^(]+)? \(", shown)
         assert left and left.group(1) != whole, shown
+
+
+WRITTEN = ["0.0000000001", "0.00000000000000000000000001", "0.00001", "12.5", "50", "99.9",
+           "99.95", "99.9999999999", "99.99999999999999"]  # fmt: skip
+
+
+@pytest.mark.parametrize("written", WRITTEN)
+def test_availability_is_shown_to_every_decimal_the_target_was_written_with(written: str) -> None:
+    """At least two; zeros included, so 0 % beside a target of 0.0000000001 % reads
+    ``0.0000000000%``, not ``0.00%``; and no target is too fine to show (no exception)."""
+    places = max(2, len(written.split(".")[1]) if "." in written else 0)
+    target = float(written)
+    for good, total in [(0.0, 10.0), (10.0, 10.0), (1.0, 3.0), (2.0, 3.0), (999.0, 1000.0)]:
+        shown = SloReport(Objective(target, timedelta(days=30)), Counts(good, total), None, None)
+        text = slo_view.availability(shown)
+        assert re.fullmatch(rf"\d+\.\d{{{places}}}%", text), (written, good, total, text)
+        if 100 * good / total < target:  # a miss never reads as the target or above
+            assert float(text.rstrip("%")) < target, (written, text)
+        assert slo_view.short(shown)  # the whole sentence is worded, at any target

@@ -6,7 +6,7 @@ import html
 import math
 import re
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -166,7 +166,17 @@ def test_uptime_for_any_period_counts_exactly_what_was_checked(
     assert (body["up"], body["checks"]) == (up, total) and up < total
     assert body["uptime"] == round(100 * up / total, 4)
     assert [d["day"] for d in body["days"]] == ["2026-11-12", "2026-11-13"]
-    assert sum(d["checks"] for d in body["days"]) >= total
+    midnight = datetime(2026, 11, 13, tzinfo=UTC)  # each day clipped to the period
+    for day, (a, b) in zip(body["days"], [(start, midnight), (midnight, end)], strict=True):
+        assert (day["up"], day["checks"]) == raw(store, "shop", a, b)
+    assert sum(d["checks"] for d in body["days"]) == total
+    inside = (end - timedelta(hours=2, minutes=30, seconds=0.5), end - timedelta(minutes=10.0042))
+    within = c.get("/api/v1/services/shop/uptime", query_string={  # part of one day
+        "from": inside[0].isoformat(), "to": inside[1].isoformat()}).get_json()  # fmt: skip
+    (only,) = within["days"]
+    assert (only["up"], only["checks"]) == (within["up"], within["checks"])
+    assert (within["up"], within["checks"]) == raw(store, "shop", *inside)
+    assert within["checks"] > 0
     assert c.get("/api/v1/services/shop/uptime?from=2026-11-02&to=2026-11-01").status_code == 400
     page = c.get("/services/shop", query_string={
         "from": start.isoformat(), "to": end.isoformat()}).get_data(as_text=True)  # fmt: skip

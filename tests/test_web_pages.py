@@ -164,7 +164,7 @@ def test_alerts_page_shows_times_for_people_and_each_channels_delivery(
 
 def test_dependencies_map_links_every_node_to_its_page(client: Callable[..., FlaskClient]) -> None:
     page = text(client().get("/dependencies"))
-    assert set(re.findall(r'<a href="/services/([^"]+)" class="node"', page)) == {
+    assert set(re.findall(r'<a href="/services/([^"]+)" class="node[^"]*"', page)) == {
         "db",
         "api",
         "web",

@@ -297,9 +297,11 @@ class Incidents:
             incident.acks.sort(key=lambda a: a["at"])
 
     # -- notes -------------------------------------------------------------------------------
-    def notes(self, ids: list[str]) -> dict[str, dict[str, Any]]:
+    def notes(self, ids: list[str], cleared: bool = False) -> dict[str, dict[str, Any]]:
         """The newest note (``{note, author, updated_at}``) of each id that has a non-empty
-        one: stored, or saved by this process and not yet stored (:class:`SavedNotes`)."""
+        one: stored, or saved by this process and not yet stored (:class:`SavedNotes`).
+        With ``cleared``, also the ids whose newest save cleared the note (``note`` ''):
+        clearing is a change too, with its author and time (the feed's ``updated``)."""
         if not ids:
             return {}
         rows = self.storage.query(
@@ -316,7 +318,7 @@ class Incidents:
         for iid, mine in self.saved.newest(ids).items():
             if iid not in found or mine["updated_at"] >= found[iid]["updated_at"]:
                 found[iid] = mine
-        return {iid: note for iid, note in found.items() if note["note"]}
+        return {iid: note for iid, note in found.items() if note["note"] or cleared}
 
     def save_note(self, incident_id_: str, note: str, author: str, now: datetime,
                   sink: NoteSink | None) -> dict[str, Any]:  # fmt: skip

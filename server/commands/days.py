@@ -35,18 +35,26 @@ def _day(text: str, option: str, span: int) -> date | None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    """Build one day's report from stored history and print it (nothing is sent)."""
-    from server.analytics.report import build
+    """Build one day's report from stored history and print it (nothing is sent). A day
+    that has not begun in ``report.timezone`` is refused (exit 2): it has no history, and
+    "no checks recorded" would read as an outage of monitoring."""
+    from server.analytics.report import build, day_bounds
     from server.periodic import report_zone
 
     day = _day(args.date, "--date", span=1)
     if day is None:
         return EXIT_USAGE
     config = load_config(args.config)
+    zone, now = report_zone(config.report.timezone), datetime.now(UTC)
+    if day_bounds(day, zone)[0] > now:
+        today = now.astimezone(zone).date()
+        print(f"error: --date: {day} has not begun yet (today is {today} in the report's "
+              f"time zone, {zone}); give {today} or an earlier day", file=sys.stderr)  # fmt: skip
+        return EXIT_USAGE
     storage = open_storage(config.clickhouse)
     try:
         require_supported(storage)
-        report = build(storage, config, day, datetime.now(UTC), report_zone(config.report.timezone))
+        report = build(storage, config, day, now, zone)
     finally:
         storage.close()
     print(report.render()[1].rstrip())

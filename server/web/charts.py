@@ -21,13 +21,13 @@ from server.core.text import escape
 from server.web.axes import time_ticks, value_axis
 from server.web.queries import STATUS_NAMES
 
-STATUS_COLOURS = {
-    0: "#2ca02c",
+STATUS_COLOURS = {  # the stylesheet's --ok … --unknown: white text on each reads at 4.5:1
+    0: "#1e7b1e",
     1: "#ff9f1c",
     2: "#d62728",
     3: "#1f77b4",
-    4: "#7f7f7f",
-    5: "#9467bd",
+    4: "#666666",
+    5: "#7e4fae",
     None: "#e3e3e3",
 }
 
@@ -316,8 +316,10 @@ def dependency_graph(
         label, code = nodes[node]
         name = STATUS_NAMES.get(code, "no checks") if code is not None else "no checks"
         text = escape(f"{label}: {name}")
+        shade = code if code is not None and code in STATUS_COLOURS else "none"  # text colour
         parts.append(
-            f'<a href="/services/{escape(node)}" class="node" data-service="{escape(node)}">'
+            f'<a href="/services/{escape(node)}" class="node s{shade}" '
+            f'data-service="{escape(node)}">'
             f'<rect x="{x}" y="{y}" width="{box_w}" height="{box_h}" rx="6" '
             f'fill="{colour(code)}"><title>{text}</title></rect>'
             f'<text x="{x + box_w / 2}" y="{y + 17}" text-anchor="middle">'

@@ -26,7 +26,7 @@ from server.core.redact import redact
 from server.core.text import displayable
 from server.web import status_view
 from server.web.context import current as context
-from server.web.incidents_view import recent
+from server.web.incidents_view import recent, source
 from server.web.status_incidents import Shown, burn_rules
 from server.web.status_incidents import shown as public
 
@@ -46,7 +46,12 @@ def atom() -> Response:
     now = ctx.clock.now()
     views = ctx.reader.services(now, history=False)
     shown = {v.id: v.label for g in status_view.groups(ctx.config, views) for v in g.members}
-    rows = public(recent(now, set(shown)), shown, burn_rules(ctx.config))
+    found = recent(now, set(shown))
+    # A note cleared is a save like any other: its time moves the entry's ``updated``.
+    saves = source().notes([i.id for i in found], cleared=True)
+    for one in found:
+        one.note = saves.get(one.id)
+    rows = public(found, shown, burn_rules(ctx.config))
     base = site_base(ctx.config.alerting.dashboard_url)
     ET.register_namespace("", ATOM)
     root = ET.Element(f"{{{ATOM}}}feed")
@@ -87,7 +92,7 @@ def _entry(incident: Shown, labels: dict[str, str], base: str, now: datetime) ->
     else:  # each service with its own times: one may be back while another is not
         summary = " ".join(_told(labels[s.service_id], s.start, s.end, s.duration(now))
                            for s in incident.spells)  # fmt: skip
-    if incident.note:
+    if incident.note and incident.note["note"]:  # a cleared note has a time, no text
         summary += f"\n\n{incident.note['note']}"
     _text(entry, "summary", summary)
     return entry
@@ -100,7 +105,8 @@ def _told(names: str, start: datetime, end: datetime | None, lasted: timedelta) 
 
 def updated(incident: Shown) -> datetime:
     """An entry's ``updated``: its newest change (a shown member starting or ending, or
-    the note saved), so it only ever moves forward, also when a resolved one reopens."""
+    the note saved, clearing it included), so it only ever moves forward, also when a
+    resolved one reopens."""
     times = [incident.changed]
     if incident.note:
         times.append(incident.note["updated_at"])

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from datetime import timedelta
-from decimal import ROUND_FLOOR, Decimal
+from decimal import ROUND_FLOOR, Decimal, localcontext
 
 from server.analytics.slo import SloReport, decimals
 from server.config.types import format_duration
@@ -36,17 +36,19 @@ def objective(report: SloReport) -> str:
 
 
 def availability(report: SloReport) -> str:
-    """``99.95%``: cut to the target's decimals (at least 2; trailing zeros past 2
-    dropped), so a miss never reads as the target; ``-`` without checks."""
+    """``99.95%``: cut to the target's decimals (at least 2), every one of them shown,
+    zeros too (``0.0000000000%`` beside a target of ``0.0000000001%``), so a miss
+    never reads as the target; ``-`` without checks."""
     value = report.availability
     if value is None:
         return "-"
     # cut in decimal: a value below the target, cut to the target's decimals, stays below it
     exact = Decimal(repr(value))
     places = max(2, decimals(report.objective.target))
-    cut = exact.quantize(Decimal(1).scaleb(-places), ROUND_FLOOR)
-    text = f"{cut:.{places}f}"
-    return text[: max(len(text.rstrip("0")), len(text) - places + 2)] + "%"
+    with localcontext() as digits:  # room for every place: 28 digits cannot hold 100 to 1e-26
+        digits.prec = places + 10
+        cut = exact.quantize(Decimal(1).scaleb(-places), ROUND_FLOOR)
+    return f"{cut:.{places}f}%"
 
 
 def verdict(report: SloReport) -> str:

@@ -1,0 +1,36 @@
+"""``server.config_changes``: what a reload changed, per configured list, by id."""
+
+from __future__ import annotations
+
+from server.config import Config
+from server.config_changes import compare, describe
+
+BEFORE = Config.model_validate({
+    "services": [{"id": "a", "type": "host"}, {"id": "b", "type": "host"}],
+    "relations": [{"source": "a", "target": "b"}],
+    "alert_rules": [{"id": "keep", "service": "a", "condition": "status >= FAILED"},
+                    {"id": "off", "service": "a", "condition": "status >= FAILED"},
+                    {"id": "on", "service": "a", "condition": "status >= FAILED", "enabled": False},
+                    {"id": "edit", "service": "a", "condition": "status >= FAILED"}],
+    "silences": [{"service": "a", "cron": "0 2 * * *", "duration": "1h"}],
+})  # fmt: skip
+
+
+def test_each_list_reports_added_removed_changed_disabled_and_enabled_ids() -> None:
+    after = BEFORE.model_copy(update={
+        "alert_rules": [BEFORE.alert_rules[0],
+                        BEFORE.alert_rules[1].model_copy(update={"enabled": False}),
+                        BEFORE.alert_rules[2].model_copy(update={"enabled": True}),
+                        BEFORE.alert_rules[3].model_copy(update={"severity": "critical"}),
+                        BEFORE.alert_rules[0].model_copy(update={"id": "new"})],
+        "relations": [], "silences": [],
+    })  # fmt: skip
+    assert describe(BEFORE, after) == (
+        "alert rules: added ['new'], changed ['edit'], disabled ['off'], enabled ['on']; "
+        "relations: removed ['a->b:depends_on']; silences: removed ['config-0']; "
+        "channels: unchanged"
+    )
+    assert describe(BEFORE, BEFORE) == (
+        "alert rules: unchanged; relations: unchanged; silences: unchanged; channels: unchanged"
+    )
+    assert compare({"x": 1}, {"x": 1, "y": 2})["added"] == ["y"]
