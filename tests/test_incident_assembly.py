@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from checkers.base import CheckResult, Status
-from server.analytics.incidents import Incident, Incidents
+from server.analytics.incidents import Incident, Incidents, _Read
 from server.analytics.rule_coverage import record
 from server.recorder import Recorder
 from server.schema import Target, apply_schema
@@ -177,5 +177,7 @@ def test_a_small_page_holds_the_newest_incident_though_an_older_one_has_newer_me
     source = Incidents(d.store, d.h.config)
     newest = max((m for m in source.between(NOW - timedelta(days=1), d.h.clock.now())[1].members),
                  key=lambda m: m.start)  # fmt: skip
-    whole = source._complete([newest], d.h.clock.now(), NOW - timedelta(days=1), None)
+    whole = source._complete(
+        [newest], _Read(source, NOW - timedelta(days=1), d.h.clock.now(), None)
+    )
     assert sorted(m.key for m in whole) == sorted(everything[1][3])
