@@ -22,6 +22,7 @@ from server.analytics.incidents import Incident, Incidents, _Read
 from server.analytics.rule_coverage import record
 from server.recorder import Recorder
 from server.schema import Target, apply_schema
+from server.storage import StorageError
 from server.storage.embedded import EmbeddedStorage
 from server.validation import parse_config
 from tests.alerting_harness import SERVICES, Harness
@@ -165,7 +166,10 @@ def test_a_small_page_holds_the_newest_incident_though_an_older_one_has_newer_me
 ) -> None:
     """api's outage began first; db (upstream, so not inhibited) failed on its own and
     recovered; then web flapped while api still failed, each firing inhibited by api's
-    and joining its incident: the newest members read belong to the older incident."""
+    and joining its incident: the newest members read belong to the older incident.
+    With ``limit=1`` the first read (two members of each kind) holds only web's, which
+    assemble into api's incident: only the larger read again finds db's (seen red
+    with that retry removed)."""
     d = tmp_daemon(RULES)
     d.checks(db=".xx.......", api="xxxxxxxxx.", web="....x.x.x.")
     everything = d.read()
@@ -181,3 +185,26 @@ def test_a_small_page_holds_the_newest_incident_though_an_older_one_has_newer_me
         [newest], _Read(source, NOW - timedelta(days=1), d.h.clock.now(), None)
     )
     assert sorted(m.key for m in whole) == sorted(everything[1][3])
+
+
+def test_a_limit_of_zero_lists_none_none_lists_all_and_a_negative_one_is_refused(
+    tmp_daemon: Any,
+) -> None:
+    """0 is a page of no incidents (as 1 is a page of one), not "no limit", and is
+    answered without reading (a database that is not there gives no error)."""
+    d = tmp_daemon(RULES)
+    d.checks(db=".xx.......", api="xxxxxxxxx.", web="....x.x.x.")
+    everything = d.read()
+    assert len(everything) == 2
+    assert d.read(limit=None) == everything
+    assert d.read(limit=0) == []
+    assert d.read(limit=0, service_id="api") == []
+    d.store.database, kept = "absent", d.store.database
+    try:
+        assert d.read(limit=0) == []
+        with pytest.raises(StorageError):
+            d.read(limit=1)
+    finally:
+        d.store.database = kept
+    with pytest.raises(ValueError, match="limit"):
+        d.read(limit=-1)
