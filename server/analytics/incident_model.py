@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from server.alerting.state import alert_id
 from server.core.times import within
 
 SEVERITY_ORDER = ("info", "warning", "critical")
@@ -35,7 +36,7 @@ class Member:
 
     @property
     def alert_id(self) -> str:
-        return f"{self.rule_id}:{self.service_id}" if self.rule_id else ""
+        return alert_id(self.rule_id, self.service_id) if self.rule_id else ""
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from server.alerting.log import AlertLog, aware, table_columns
+from server.alerting.state import alert_id
 from server.analytics.incident_model import (
     Incident,
     Member,
@@ -201,7 +202,7 @@ class Incidents:
                                           limit=limit)  # fmt: skip
         return [
             Member(
-                f"{p.rule_id}:{p.service_id}@{key_start(p.start)}",
+                f"{alert_id(p.rule_id, p.service_id)}@{key_start(p.start)}",
                 p.rule_id,
                 p.service_id,
                 p.severity,
@@ -290,9 +291,10 @@ class Incidents:
             return
         acks: dict[str, list[dict[str, Any]]] = {}
         for row in self.log.events(since, end + timedelta(days=1), ("ack",)):
-            acks.setdefault(f"{row['rule_id']}:{row['service_id']}", []).append({
+            alert = alert_id(row["rule_id"], row["service_id"])
+            acks.setdefault(alert, []).append({
                 "at": aware(row["timestamp"]), "who": row["caused_by"],
-                "comment": row["message"], "alert_id": f"{row['rule_id']}:{row['service_id']}",
+                "comment": row["message"], "alert_id": alert,
             })  # fmt: skip
         notices = self.log.incident_notices(since)
         for incident in found:
