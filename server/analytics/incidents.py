@@ -45,6 +45,7 @@ from server.analytics.incident_runs import Runs
 from server.analytics.rule_coverage import Coverage
 from server.config.checks import RESERVED_ID
 from server.config.models import Config
+from server.core.latest import per_last
 from server.storage import Storage
 
 NOTE_COLUMNS = table_columns("incident_notes")
@@ -158,11 +159,15 @@ class Incidents:
                                    services=among, limit=cap)]  # fmt: skip
             if scope.candidates:
                 seeds.append(read.runs.failed(scope, start, end, since=since, limit=cap))
-            found = group(self._left(self._complete([m for s in seeds for m in s], read)))
-            found = [i for i in found if (i.end is None or i.end > start) and i.start < end]
-            found = [i for i in found if (not service_id or service_id in i.services)
-                     and (wanted is None or wanted.intersection(i.services))]  # fmt: skip
-            found.sort(key=lambda i: (i.end is None, i.start, i.id), reverse=True)
+            grouped = group(self._left(self._complete([m for s in seeds for m in s], read)))
+            found, ends = [], {}  # ``end`` is a property over the members: read once each
+            for i in grouped:
+                ends[id(i)] = ended = i.end
+                if ((ended is None or ended > start) and i.start < end
+                        and (not service_id or service_id in i.services)
+                        and (wanted is None or wanted.intersection(i.services))):  # fmt: skip
+                    found.append(i)
+            found.sort(key=lambda i: (ends[id(i)] is None, i.start, i.id), reverse=True)
             if not cap or _enough(seeds, cap, found, limit or 0):
                 break
             cap *= 4
@@ -264,7 +269,7 @@ class Incidents:
         check: no check is left to end it, as an alert whose rule left is resolved
         then (:mod:`server.alerting`). A service monitored again is judged by its
         checks as before."""
-        live = {s.id for s in self.config.services if s.enabled} | {RESERVED_ID}
+        live = _monitored(self.config)
         gone = sorted({m.service_id for m in members if not m.rule_id and m.end is None
                        and m.service_id not in live})  # fmt: skip
         if not gone:
@@ -351,6 +356,12 @@ class Incidents:
         saved = {"note": note, "author": author, "updated_at": at}
         self.saved.keep(incident_id_, saved)
         return saved
+
+
+@per_last
+def _monitored(config: Config) -> frozenset[str]:
+    """Ids of ``config``'s enabled services and the daemon's own."""
+    return frozenset({s.id for s in config.services if s.enabled} | {RESERVED_ID})
 
 
 def _enough(seeds: list[list[Member]], cap: int, found: list[Incident], limit: int) -> bool:
