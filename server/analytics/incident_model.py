@@ -179,7 +179,7 @@ def group(members: list[Member]) -> list[Incident]:
     FAILED run is still open when it starts (a rule selecting the service was added
     during the run) joins that run's incident, which keeps its id and note; and a
     rule-less run that starts while the service's alert is firing (its rule left while
-    the service failed: :func:`server.analytics.incident_runs.failed_runs`) joins the
+    the service failed: :meth:`server.analytics.incident_runs.Runs.failed`) joins the
     alert's, which goes on until the service is back. Everything else opens its own."""
     # a cause firing in the same tick as what it inhibits comes first
     members = sorted(members, key=lambda m: (m.start, bool(m.caused_by), m.key))
