@@ -18,10 +18,11 @@ from typing import Any
 import pytest
 
 from checkers.base import CheckResult, Status
-from server.analytics.incidents import Incident, Incidents
+from server.analytics.incidents import Incident, Incidents, _Read, incident_id
 from server.analytics.rule_coverage import record
 from server.recorder import Recorder
 from server.schema import Target, apply_schema
+from server.storage import StorageError
 from server.storage.embedded import EmbeddedStorage
 from server.validation import parse_config
 from tests.alerting_harness import SERVICES, Harness
@@ -165,7 +166,10 @@ def test_a_small_page_holds_the_newest_incident_though_an_older_one_has_newer_me
 ) -> None:
     """api's outage began first; db (upstream, so not inhibited) failed on its own and
     recovered; then web flapped while api still failed, each firing inhibited by api's
-    and joining its incident: the newest members read belong to the older incident."""
+    and joining its incident: the newest members read belong to the older incident.
+    With ``limit=1`` the first read (two members of each kind) holds only web's, which
+    assemble into api's incident: only the larger read again finds db's (seen red
+    with that retry removed)."""
     d = tmp_daemon(RULES)
     d.checks(db=".xx.......", api="xxxxxxxxx.", web="....x.x.x.")
     everything = d.read()
@@ -177,5 +181,46 @@ def test_a_small_page_holds_the_newest_incident_though_an_older_one_has_newer_me
     source = Incidents(d.store, d.h.config)
     newest = max((m for m in source.between(NOW - timedelta(days=1), d.h.clock.now())[1].members),
                  key=lambda m: m.start)  # fmt: skip
-    whole = source._complete([newest], d.h.clock.now(), NOW - timedelta(days=1), None)
+    whole = source._complete(
+        [newest], _Read(source, NOW - timedelta(days=1), d.h.clock.now(), None)
+    )
     assert sorted(m.key for m in whole) == sorted(everything[1][3])
+
+
+def test_a_limit_of_zero_lists_none_none_lists_all_and_a_negative_one_is_refused(
+    tmp_daemon: Any,
+) -> None:
+    """0 is a page of no incidents (as 1 is a page of one), not "no limit", and is
+    answered without reading (a database that is not there gives no error)."""
+    d = tmp_daemon(RULES)
+    d.checks(db=".xx.......", api="xxxxxxxxx.", web="....x.x.x.")
+    everything = d.read()
+    assert len(everything) == 2
+    assert d.read(limit=None) == everything
+    assert d.read(limit=0) == []
+    assert d.read(limit=0, service_id="api") == []
+    d.store.database, kept = "absent", d.store.database
+    try:
+        assert d.read(limit=0) == []
+        with pytest.raises(StorageError):
+            d.read(limit=1)
+    finally:
+        d.store.database = kept
+    with pytest.raises(ValueError, match="limit"):
+        d.read(limit=-1)
+
+
+def test_any_members_id_opens_the_whole_incident_a_list_shows(tmp_daemon: Any) -> None:
+    """A lookup by id assembles as the list does: by its own id or any member's, each
+    incident comes back with every member, its start and its end, whatever member
+    the id names (web's last flap, long after api's outage began, too)."""
+    d = tmp_daemon(RULES)
+    d.checks(db=".xx.......", api="xxxxxxxxx.", web="....x.x.x.")
+    source = Incidents(d.store, d.h.config)
+    now = d.h.clock.now()
+    everything = source.between(NOW - timedelta(days=1), now + timedelta(seconds=1))
+    assert sum(len(i.members) for i in everything) == 5
+    for incident in everything:
+        for member in incident.members:
+            found = source.get(incident_id(member), now)
+            assert found is not None and shape([found]) == shape([incident]), member.key

@@ -18,7 +18,7 @@ import pytest
 
 from checkers.base import CheckResult, Status
 from server.analytics.incidents import Incident, Incidents, incident_id
-from server.analytics.rule_coverage import record
+from server.analytics.rule_coverage import changes, coverage, record
 from server.config.models import Config
 from server.recorder import Recorder
 from server.schema import Target, apply_schema
@@ -231,3 +231,26 @@ def test_a_rule_removed_while_its_service_fails_hands_the_incident_to_the_run(
     )
     assert [e["to_state"] for e in events] == ["firing", "resolved"]
     assert "no longer in the configuration" in events[-1]["message"]
+
+
+COVERED = """
+services:
+  - {id: web, type: tcp, interval: 10s, tcp: {host: 127.0.0.1, port: 1}, stack: shop}
+  - {id: api, type: tcp, interval: 10s, tcp: {host: 127.0.0.1, port: 1}, stack: shop}
+  - {id: db, type: tcp, interval: 10s, tcp: {host: 127.0.0.1, port: 1}}
+alert_rules:
+  - {id: shop-down, service: "stack:shop", condition: "status >= FAILED"}
+  - {id: idle, service: "*", condition: "status >= FAILED", enabled: false}
+"""
+
+
+def test_coverage_is_what_enabled_rules_select_and_disabling_a_service_changes_none() -> None:
+    """Disabling a service is no rule change: it is not checked, so it starts nothing,
+    and a row saying it lost its rule would hand a failing one's outage to a run."""
+    config = parse_config(COVERED, "t.yaml")
+    assert coverage(config) == {"web": True, "api": True, "db": False}
+    off_text = COVERED.replace("stack: shop}", "stack: shop, enabled: false}", 1)
+    off = parse_config(off_text.replace("port: 1}}\n", "port: 1}, enabled: false}\n"), "t.yaml")
+    assert [s.id for s in off.services if not s.enabled] == ["web", "db"]
+    assert changes(coverage(config), off, NOW) == []
+    assert changes(coverage(off), config, NOW) == []

@@ -19,16 +19,17 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from checkers.base import CheckResult, Status
+from checkers.base import CheckResult
 from server.alerting import catalog, notices
 from server.alerting.catalog import Catalog
 from server.alerting.conditions import AbsentCondition, NewErrorPattern
 from server.alerting.evaluate import NEW_PATTERN_WINDOW, evaluate, new_pattern_message
 from server.alerting.history import History
-from server.alerting.log import AlertLog, Snapshot, aware
+from server.alerting.log import AlertLog, Snapshot
+from server.alerting.restore import notices_since, put_back
 from server.alerting.rules import Rule
 from server.alerting.silences import Silence, Silences, from_config, new_silence_id
-from server.alerting.state import Alert, AlertState, enter, next_state, restore_state
+from server.alerting.state import Alert, AlertState, alert_id, enter, next_state
 from server.alerting.suppression import Suppression, said
 from server.alerting.telling import RECENT_RESOLVED, TELLS, Teller
 from server.config.models import Config
@@ -343,7 +344,7 @@ class AlertEngine:
                      if a.started is not None and a.started >= self.started}  # fmt: skip
             restored = self._put_back(snap)
             for row in snap.alerts:  # firing when a restart dropped its rule or service
-                if row["state"] == "firing" and f"{row['rule_id']}:{row['service_id']}" not in (
+                if row["state"] == "firing" and alert_id(row["rule_id"], row["service_id"]) not in (
                     self._alerts
                 ):  # fmt: skip
                     self.log.retired(now, row["rule_id"], row["service_id"], row["severity"])
@@ -362,41 +363,16 @@ class AlertEngine:
         return len(restored)
 
     def _stored_notices(self, snap: Snapshot, now: datetime) -> list[tuple[Notice, DeliveryState]]:
-        """Stored notices that may still matter: since the oldest incident start (stored
-        or live), at most a day and a delivery deadline back."""
+        """Stored notices that may still matter (:func:`.restore.notices_since`)."""
         if self.dispatcher is None:
             return []
         deadline = self.dispatcher.policy.deadline_for(now) - now
-        began = [aware(r["started"]) for r in snap.alerts if r["state"] not in ("", "inactive")
-                 and f"{r['rule_id']}:{r['service_id']}" in self._alerts]  # fmt: skip
-        stored = [t for t in began if t.year > 1970]  # 1970: never fired
-        live = [a.started for a in self._live.values() if a.started is not None]
-        since = min([*stored, *live, now - RECENT_RESOLVED - deadline])
-        return self.log.notices(since)
+        return self.log.notices(notices_since(snap, self._alerts, self._live.values(), now,
+                                              deadline))  # fmt: skip
 
     def _put_back(self, snap: Snapshot) -> list[Alert]:
-        """The stored state this run has not superseded (under the lock); the alerts
-        restored. Services with a result this run keep their live runs and flap state;
-        alerts that moved this run keep their state."""
-        fresh = {sid: h for sid, h in self._history.items() if h.first_result is None}
-        for sid, codes in snap.statuses.items():
-            if sid in fresh:
-                fresh[sid].seed([Status(c) for c in reversed(codes)], None)
-        for sid, flapping in snap.flapping.items():
-            if sid in fresh:
-                fresh[sid].flapping = flapping
-        for silence in snap.silences:
-            self.silences.add(silence)
-        for fp, first in snap.patterns.items():
-            self._book.setdefault(fp, first)
-        restored: list[Alert] = []
-        for row in snap.alerts:
-            alert = self._alerts.get(f"{row['rule_id']}:{row['service_id']}")
-            if alert is None or alert.since is not None or not restore_state(alert, row):
-                continue
-            restored.append(alert)
-            if alert.state is AlertState.FIRING:
-                history = self._history[alert.service.id]
-                alert.annotations = notices.render_annotations(alert, history)
+        """The stored state this run has not superseded (under the lock,
+        :func:`.restore.put_back`); the alerts restored."""
+        restored = put_back(snap, self._alerts, self._history, self.silences, self._book)
         self._reindex()
         return restored

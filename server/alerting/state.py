@@ -40,6 +40,11 @@ class Hold:
 NO_HOLD = Hold()
 
 
+def alert_id(rule_id: str, service_id: str) -> str:
+    """An alert's id, ``<rule>:<service>``: one rule's alert on one service."""
+    return f"{rule_id}:{service_id}"
+
+
 @dataclass(eq=False)  # an alert is itself: compared by identity, never field by field
 class Alert:
     rule: Rule
@@ -61,7 +66,7 @@ class Alert:
 
     @property
     def id(self) -> str:
-        return f"{self.rule.id}:{self.service.id}"
+        return alert_id(self.rule.id, self.service.id)
 
     def begin(self, started: datetime | None) -> None:
         """Set the current incident's start (and with it ``incident``)."""

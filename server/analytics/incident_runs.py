@@ -21,32 +21,109 @@ from server.storage import Storage
 _FAILED = int(statuses.Status.FAILED)
 
 
-def failed_runs(storage: Storage, scope: Coverage, start: datetime, end: datetime, *,
-                since: datetime, limit: int = 0, before: datetime | None = None,
-                current: Mapping[str, int] | None = None) -> list[Member]:  # fmt: skip
-    """Runs of FAILED overlapping ``[start, end)`` that began after ``since`` (and
-    before ``before``) while no rule watched their service, paired in ClickHouse
-    like the firing periods."""
-    ids = scope.candidates
-    if not ids:
-        return []
-    counted, params = scope.sql()
-    rows = _paired(storage, ids, start, end, since=since, before=before or end, limit=limit,
-                   counted=counted, params=params)  # fmt: skip
-    out = []
-    for row in rows:
-        sid, at = row["service_id"], aware(row["began"])
-        message = row["message"].split(": ", 1)[-1]  # "status changed A -> B: <check>"
-        ended = aware(row["ended"]) if row["ended"] else None
-        out.append(Member(f"status:{sid}@{key_start(at)}", "", sid, "critical", at, ended, message))
-    for member in _first_runs(storage, ids, current, start):
-        if (
-            (member.end is None or member.end > start)
-            and since <= member.start < min(before or end, end)
-            and scope.counted(member.service_id, member.start)
-        ):
-            out.append(member)
-    return out + _handed_over(storage, scope, start, end, since=since, before=before or end)
+def run_member(service_id: str, start: datetime, end: datetime | None, message: str) -> Member:
+    """A rule-less run of FAILED as an incident member: key ``status:<service>@<start>``,
+    severity critical, ``end`` None while open, ``message`` the check's."""
+    return Member(f"status:{service_id}@{key_start(start)}", "", service_id, "critical", start,
+                  end, message)  # fmt: skip
+
+
+def _check_message(transition: str) -> str:
+    """The check's message in a transition's ``status changed A -> B: <check>``."""
+    return transition.split(": ", 1)[-1]
+
+
+class Runs:
+    """The rule-less runs one read of incidents asks for (:meth:`failed`), keeping each
+    service's oldest transition (and current status) for the read's length: the
+    assembly asks again about services the first ask covered, and pays no statement
+    for them. Made per read (``current``: each checked service's status code when the
+    caller has read them, else read from ``service_current`` when needed); it notices
+    no new rows, so it is not kept across reads."""
+
+    def __init__(self, storage: Storage, current: Mapping[str, int] | None = None) -> None:
+        self.storage = storage
+        self._given = current is not None
+        self._current: dict[str, int] = dict(current or {})
+        self._firsts: dict[str, dict[str, Any] | None] = {}  # service -> oldest transition
+
+    def failed(self, scope: Coverage, start: datetime, end: datetime, *, since: datetime,
+               limit: int = 0, before: datetime | None = None) -> list[Member]:  # fmt: skip
+        """Runs of FAILED overlapping ``[start, end)`` that began after ``since`` (and
+        before ``before``) while no rule watched their service (``scope``), paired in
+        ClickHouse like the firing periods (at most ``limit`` of those, 0: all).
+        Raises StorageError."""
+        ids = scope.candidates
+        if not ids:
+            return []
+        counted, params = scope.sql()
+        rows = _paired(self.storage, ids, start, end, since=since, before=before or end,
+                       limit=limit, counted=counted, params=params)  # fmt: skip
+        out = [run_member(r["service_id"], aware(r["began"]),
+                          aware(r["ended"]) if r["ended"] else None, _check_message(r["message"]))
+               for r in rows]  # fmt: skip
+        for member in self._first_runs(ids, start):
+            if (
+                (member.end is None or member.end > start)
+                and since <= member.start < min(before or end, end)
+                and scope.counted(member.service_id, member.start)
+            ):
+                out.append(member)
+        return out + _handed_over(self.storage, scope, start, end, since=since,
+                                  before=before or end)  # fmt: skip
+
+    def _first_runs(self, ids: list[str], start: datetime) -> list[Member]:
+        """Runs of FAILED that began with a service's very first check: the recorder
+        writes a transition only on a change, so such a run has no transition into
+        FAILED. Found as the services whose oldest transition leaves FAILED (the run
+        ended there) or that have none and are FAILED now (still open); their first
+        check, the run's start, is then read for those few services only, and only
+        for runs that end after ``start`` (the others cannot touch the window: their
+        first check is not looked up at all)."""
+        db = self.storage.database
+        unknown = [sid for sid in ids if sid not in self._firsts]
+        if unknown:
+            rows = self.storage.query(
+                "SELECT service_id, min(timestamp) AS first_at, argMin(from_status, timestamp) "
+                f"AS first_from FROM {db}.service_transitions "
+                "WHERE service_id IN {ids:Array(String)} GROUP BY service_id",
+                {"ids": unknown},
+            )
+            found = {r["service_id"]: r for r in rows}
+            self._firsts |= {sid: found.get(sid) for sid in unknown}
+            quiet = [sid for sid in unknown if sid not in found]
+            if quiet and not self._given:  # read the codes of these ones only, once
+                rows = self.storage.query(
+                    f"SELECT service_id, argMaxMerge(status_code) AS code FROM {db}."
+                    "service_current WHERE service_id IN {ids:Array(String)} GROUP BY service_id",
+                    {"ids": quiet},
+                )  # fmt: skip
+                self._current |= {r["service_id"]: int(r["code"]) for r in rows}
+        current = self._current
+        ended: dict[str, datetime | None] = {}
+        for sid in ids:
+            first = self._firsts[sid]
+            if first is None:
+                if current.get(sid) == _FAILED:
+                    ended[sid] = None
+            elif first["first_from"] == _FAILED and (at := aware(first["first_at"])) > start:
+                ended[sid] = at
+        if not ended:
+            return []
+        checks = self.storage.query(
+            f"""
+            SELECT service_id, min(timestamp) AS began,
+                   argMin(message, timestamp) AS message
+            FROM {db}.service_status
+            WHERE service_id IN {{ids:Array(String)}}
+              AND timestamp >= (
+                  SELECT min(hour) FROM {db}.service_status_hourly
+                  WHERE service_id IN {{ids:Array(String)}})
+            GROUP BY service_id""",
+            {"ids": sorted(ended)},
+        )  # fmt: skip
+        return [run_member(r["service_id"], aware(r["began"]), ended[r["service_id"]],
+                           r["message"]) for r in checks]  # fmt: skip
 
 
 def _handed_over(storage: Storage, scope: Coverage, start: datetime, end: datetime, *,
@@ -72,9 +149,7 @@ def _handed_over(storage: Storage, scope: Coverage, start: datetime, end: dateti
             continue  # a run of its own already
         at = next((t for t in flips[sid] if began < t and (ended is None or t < ended)), None)
         if at is not None and at < min(before, end) and (ended is None or ended > start):
-            message = row["message"].split(": ", 1)[-1]
-            out.append(Member(f"status:{sid}@{key_start(at)}", "", sid, "critical", at, ended,
-                              message))  # fmt: skip
+            out.append(run_member(sid, at, ended, _check_message(row["message"])))
     return out
 
 
@@ -106,56 +181,3 @@ def _paired(storage: Storage, ids: list[str], start: datetime, end: datetime, *,
          "before": before, "limit": limit or 2**32 - 1, **params},
     )  # fmt: skip
     return rows
-
-
-def _first_runs(
-    storage: Storage, ids: list[str], current: Mapping[str, int] | None, start: datetime
-) -> list[Member]:
-    """Runs of FAILED that began with a service's very first check: the recorder
-    writes a transition only on a change, so such a run has no transition into
-    FAILED. Found as the services whose oldest transition leaves FAILED (the run
-    ended there) or that have none and are FAILED now (still open, ``current`` or
-    ``service_current``); their first check, the run's start, is then read for
-    those few services only, and only for runs that end after ``start`` (the others
-    cannot touch the window: their first check is not looked up at all)."""
-    db = storage.database
-    rows = storage.query(
-        "SELECT service_id, min(timestamp) AS first_at, argMin(from_status, timestamp) "
-        f"AS first_from FROM {db}.service_transitions "
-        "WHERE service_id IN {ids:Array(String)} GROUP BY service_id",
-        {"ids": ids},
-    )
-    firsts = {r["service_id"]: r for r in rows}
-    quiet = [sid for sid in ids if sid not in firsts]
-    if quiet and current is None:
-        rows = storage.query(
-            f"SELECT service_id, argMaxMerge(status_code) AS code FROM {db}.service_current "
-            "WHERE service_id IN {ids:Array(String)} GROUP BY service_id",
-            {"ids": quiet},
-        )
-        current = {r["service_id"]: int(r["code"]) for r in rows}
-    ended: dict[str, datetime | None] = {
-        sid: at for sid, r in firsts.items()
-        if r["first_from"] == _FAILED and (at := aware(r["first_at"])) > start
-    }  # fmt: skip
-    ended |= {sid: None for sid in quiet if (current or {}).get(sid) == _FAILED}
-    if not ended:
-        return []
-    checks = storage.query(
-        f"""
-        SELECT service_id, min(timestamp) AS began,
-               argMin(message, timestamp) AS message
-        FROM {storage.database}.service_status
-        WHERE service_id IN {{ids:Array(String)}}
-          AND timestamp >= (
-              SELECT min(hour) FROM {storage.database}.service_status_hourly
-              WHERE service_id IN {{ids:Array(String)}})
-        GROUP BY service_id""",
-        {"ids": sorted(ended)},
-    )  # fmt: skip
-    out = []
-    for row in checks:
-        sid, at = row["service_id"], aware(row["began"])
-        out.append(Member(f"status:{sid}@{key_start(at)}", "", sid, "critical", at, ended[sid],
-                          row["message"]))  # fmt: skip
-    return out

@@ -32,6 +32,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from server.alerting.log import AlertLog, aware, table_columns
+from server.alerting.state import alert_id
 from server.analytics.incident_model import (
     Incident,
     Member,
@@ -40,14 +41,16 @@ from server.analytics.incident_model import (
     incident_id,
     key_start,
 )
-from server.analytics.incident_runs import failed_runs
+from server.analytics.incident_runs import Runs
 from server.analytics.rule_coverage import Coverage
 from server.config.checks import RESERVED_ID
 from server.config.models import Config
+from server.core.latest import per_last
 from server.storage import Storage
 
 NOTE_COLUMNS = table_columns("incident_notes")
 LOOKBACK = timedelta(days=30)  # how far before a range a still-open incident's start is read
+CAUSE_BEFORE = timedelta(days=1)  # how long before an incident's id start a cause is looked for
 MAX_NOTE = 4000  # characters
 __all__ = ["Incident", "Incidents", "Member", "SavedNotes", "group", "id_start", "incident_id"]
 
@@ -130,33 +133,41 @@ class Incidents:
         their notes and (``details``) acks and notices. ``service_id``: only those
         affecting it; ``services``: only those with a member among them, read by them
         (the status page's: others never fill its ``limit``); ``limit``: at most that
-        many (ClickHouse pairs and limits the
-        periods: converting rows is what a request pays for). Filters and the limit
+        many (None: all; 0: none, answered without a read; ClickHouse pairs and limits
+        the periods: converting rows is what a request pays for). Filters and the limit
         pick the members to start from; each incident is then assembled whole
         (:meth:`_complete`), so its id, start, members and note never depend on them.
-        A start is looked for up
-        to ``lookback`` before ``start``. ``current``: each checked service's status code,
-        when the caller has read them (else read from ``service_current`` if needed).
+        A start is looked for up to ``lookback`` before ``start``. ``current``: each
+        checked service's status code, when the caller has read them (else read from
+        ``service_current`` if needed).
 
-        Raises StorageError when ClickHouse does not answer."""
+        Raises ValueError for a negative ``limit``, StorageError when ClickHouse does
+        not answer."""
+        if limit is not None and limit < 0:
+            raise ValueError(f"limit: 0 or more (None for all), got {limit}")
+        if limit == 0:
+            return []
         # twice the page of each kind to start with: dependants that join their cause's
         # incident make a page of members fewer incidents (one more round otherwise)
         since, cap = start - lookback, 2 * (limit or 0)
         wanted = set(services) if services is not None else None
         among = sorted(wanted) if wanted is not None else None
-        scope = self.coverage({service_id} if service_id else wanted)
+        read = _Read(self, since, end, current)
+        scope = read.coverage.among({service_id} if service_id else wanted)
         while True:
             seeds = [self._periods(start, end, since=since, about=service_id or "",
                                    services=among, limit=cap)]  # fmt: skip
             if scope.candidates:
-                seeds.append(failed_runs(self.storage, scope, start, end, since=since,
-                                         limit=cap, current=current))  # fmt: skip
-            found = group(self._left(self._complete([m for s in seeds for m in s], end, since,
-                                                    current)))  # fmt: skip
-            found = [i for i in found if (i.end is None or i.end > start) and i.start < end]
-            found = [i for i in found if (not service_id or service_id in i.services)
-                     and (wanted is None or wanted.intersection(i.services))]  # fmt: skip
-            found.sort(key=lambda i: (i.end is None, i.start, i.id), reverse=True)
+                seeds.append(read.runs.failed(scope, start, end, since=since, limit=cap))
+            grouped = group(self._left(self._complete([m for s in seeds for m in s], read)))
+            found, ends = [], {}  # ``end`` is a property over the members: read once each
+            for i in grouped:
+                ends[id(i)] = ended = i.end
+                if ((ended is None or ended > start) and i.start < end
+                        and (not service_id or service_id in i.services)
+                        and (wanted is None or wanted.intersection(i.services))):  # fmt: skip
+                    found.append(i)
+            found.sort(key=lambda i: (ends[id(i)] is None, i.start, i.id), reverse=True)
             if not cap or _enough(seeds, cap, found, limit or 0):
                 break
             cap *= 4
@@ -166,20 +177,20 @@ class Incidents:
         return found
 
     def get(self, incident_id_: str, now: datetime) -> Incident | None:
-        """The incident with this id (or holding a member of this id), or None."""
+        """The incident with this id (or holding a member of this id), or None: what was
+        firing or failing at the start the id spells (the member itself, or a cause that
+        began up to :data:`CAUSE_BEFORE` before), assembled whole as :meth:`between`
+        assembles a page's (:meth:`_complete`), with notes, acks and notices.
+        Raises StorageError."""
         start = id_start(incident_id_)
         if start is None or start > now:
             return None
         after, until = now + timedelta(seconds=1), start + timedelta(milliseconds=1)
-        # what was firing at the start (the member itself, or a cause that began up to
-        # a day before), then what those services caused, or fired themselves, afterwards
-        members = self._periods(start, after, since=start - timedelta(days=1), before=until)
-        members += failed_runs(self.storage, self.coverage(None), start, after,
-                                     since=start - timedelta(days=1), before=until)  # fmt: skip
-        for sid in {m.service_id for m in members}:
-            members += self._periods(start, after, since=start, about=sid)
-        unique = self._left(list({m.key: m for m in members}.values()))
-        for incident in group(unique):
+        since = start - CAUSE_BEFORE
+        read = _Read(self, since, after, None)
+        members = self._periods(start, after, since=since, before=until)
+        members += read.runs.failed(read.coverage, start, after, since=since, before=until)
+        for incident in group(self._left(self._complete(members, read))):
             if incident.id == incident_id_ or any(
                 incident_id(m) == incident_id_ for m in incident.members
             ):
@@ -189,13 +200,14 @@ class Incidents:
 
     def _periods(self, start: datetime, end: datetime, *, since: datetime, about: str = "",
                  services: list[str] | None = None, caused: list[str] | None = None,
-                 limit: int = 0, before: datetime | None = None) -> list[Member]:  # fmt: skip
+                 among: list[str] | None = None, limit: int = 0,
+                 before: datetime | None = None) -> list[Member]:  # fmt: skip
         periods = self.log.firing_periods(start, end, since=since, about=about,
-                                          services=services, caused=caused,
+                                          services=services, caused=caused, among=among,
                                           limit=limit)  # fmt: skip
         return [
             Member(
-                f"{p.rule_id}:{p.service_id}@{key_start(p.start)}",
+                f"{alert_id(p.rule_id, p.service_id)}@{key_start(p.start)}",
                 p.rule_id,
                 p.service_id,
                 p.severity,
@@ -208,21 +220,23 @@ class Incidents:
             if before is None or p.start < before
         ]
 
-    def _complete(self, members: list[Member], end: datetime, since: datetime,
-                  current: Mapping[str, int] | None) -> list[Member]:  # fmt: skip
+    def _complete(self, members: list[Member], read: _Read) -> list[Member]:
         """``members`` and every other member of the incidents they belong to: the
         periods and rule-less runs of their services and of the causes they name, and
         the periods those services caused, until no service is new (whole incidents,
-        whatever a limit or filter picked). Read from the earliest start found on, and
-        again from an earlier one when a cause or run found starts before it."""
+        whatever a limit or filter picked), all begun in ``[read.since, read.end)``.
+        Read from the earliest start found on, and again from an earlier one when a
+        cause or run found starts before it. One statement of periods a round, reading
+        only the services that can have one to add (:meth:`_Read.dependants`)."""
         have = {m.key: m for m in members}
-        done: set[str] = set()  # services read from ``read_from`` on
-        read: set[str] = set()  # services whose own periods were read from it on
-        scope, read_from = self.coverage(None), end
+        done: set[str] = set()  # services whose runs were read from ``read_from`` on
+        seen: set[str] = set()  # services whose own periods were read from it on
+        caused: set[str] = set()  # services the periods they caused were read of, from it on
+        since, end, read_from = read.since, read.end, read.end
         while have:
             first = min(m.start for m in have.values())
             if first < read_from:  # an earlier start found: what was read, again from it
-                done, read, read_from = set(), set(), first
+                done, seen, caused, read_from = set(), set(), set(), first
             todo = {m.service_id for m in have.values()} - done
             # only what can join: causes' periods (and alerts a run joined or goes on
             # from, a rule having left while its service failed), dependants' periods,
@@ -230,16 +244,22 @@ class Incidents:
             alerts = {m.caused_by for m in have.values() if m.caused_by} | {
                 m.service_id for m in have.values() if not m.rule_id
             }
-            alerts -= read
+            alerts -= seen
             if not todo and not alerts:
                 break
-            found = self._periods(first, end, since=since, services=sorted(alerts))
-            found += self._periods(first, end, since=since, caused=sorted(todo | alerts))
-            runs = scope.among(todo)
+            causes = (todo | alerts) - caused
+            dependants = read.dependants(causes)
+            found: list[Member] = []
+            if alerts or dependants:
+                found += self._periods(first, end, since=since, services=sorted(alerts),
+                                       caused=sorted(causes),
+                                       among=sorted(alerts | dependants))  # fmt: skip
+            runs = read.coverage.among(todo)
             if runs.candidates:
-                found += failed_runs(self.storage, runs, first, end, since=since, current=current)
+                found += read.runs.failed(runs, first, end, since=since)
             done |= todo
-            read |= alerts
+            seen |= alerts
+            caused |= causes
             have |= {m.key: m for m in found if m.key not in have}
         return list(have.values())
 
@@ -249,7 +269,7 @@ class Incidents:
         check: no check is left to end it, as an alert whose rule left is resolved
         then (:mod:`server.alerting`). A service monitored again is judged by its
         checks as before."""
-        live = {s.id for s in self.config.services if s.enabled} | {RESERVED_ID}
+        live = _monitored(self.config)
         gone = sorted({m.service_id for m in members if not m.rule_id and m.end is None
                        and m.service_id not in live})  # fmt: skip
         if not gone:
@@ -265,11 +285,6 @@ class Incidents:
                 if not m.rule_id and m.end is None and m.service_id in gone else m
                 for m in members]  # fmt: skip
 
-    def coverage(self, services: Collection[str] | None) -> Coverage:
-        """Which of ``services`` (None: all) had FAILED runs that count, judged by the
-        rules when each run began (:mod:`server.analytics.rule_coverage`), not today's."""
-        return Coverage.read(self.storage, self.config, services)
-
     def _attach(self, found: list[Incident], since: datetime, end: datetime,
                 details: bool) -> None:  # fmt: skip
         """Notes, and with ``details`` acks and notices, of ``found`` (at most three
@@ -281,9 +296,10 @@ class Incidents:
             return
         acks: dict[str, list[dict[str, Any]]] = {}
         for row in self.log.events(since, end + timedelta(days=1), ("ack",)):
-            acks.setdefault(f"{row['rule_id']}:{row['service_id']}", []).append({
+            alert = alert_id(row["rule_id"], row["service_id"])
+            acks.setdefault(alert, []).append({
                 "at": aware(row["timestamp"]), "who": row["caused_by"],
-                "comment": row["message"], "alert_id": f"{row['rule_id']}:{row['service_id']}",
+                "comment": row["message"], "alert_id": alert,
             })  # fmt: skip
         notices = self.log.incident_notices(since)
         for incident in found:
@@ -344,6 +360,12 @@ class Incidents:
         return saved
 
 
+@per_last
+def _monitored(config: Config) -> frozenset[str]:
+    """Ids of ``config``'s enabled services and the daemon's own."""
+    return frozenset({s.id for s in config.services if s.enabled} | {RESERVED_ID})
+
+
 def _enough(seeds: list[list[Member]], cap: int, found: list[Incident], limit: int) -> bool:
     """Whether members read ``cap`` at most of each kind (``seeds``; a kind may hold a
     few more that were read whole) can hold no incident that belongs in the first
@@ -359,3 +381,26 @@ def _enough(seeds: list[list[Member]], cap: int, found: list[Incident], limit: i
         return False
     last = found[limit - 1]
     return all(f <= (last.end is None, last.start) for f in floors)
+
+
+class _Read:
+    """What one read of incidents (:meth:`Incidents.between` or :meth:`Incidents.get`)
+    reads once and hands down: the coverage of every service (its row-count probe
+    once a read, not at every step), the rule-less runs' reader (:class:`Runs`, which
+    keeps each service's oldest transition) and, on first need, which services each
+    cause inhibited in ``[since, end)``."""
+
+    def __init__(self, incidents: Incidents, since: datetime, end: datetime,
+                 current: Mapping[str, int] | None) -> None:  # fmt: skip
+        self.since, self.end = since, end
+        self.coverage = Coverage.read(incidents.storage, incidents.config)
+        self.runs = Runs(incidents.storage, current)
+        self._log = incidents.log
+        self._inhibited: dict[str, set[str]] | None = None
+
+    def dependants(self, causes: Collection[str]) -> set[str]:
+        """The services whose firings in ``[since, end)`` named one of ``causes`` as their
+        cause: the only ones that can hold a period caused by them. Raises StorageError."""
+        if self._inhibited is None:
+            self._inhibited = self._log.inhibited(self.since, self.end)
+        return {d for c in causes for d in self._inhibited.get(c, ())}

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from server.alerting.log import aware
+from server.alerting.state import alert_id
 from server.core.humanize import moment, number
 from server.notify.base import incident_key
 from server.web.context import WebContext
@@ -42,18 +43,18 @@ def _stored(ctx: WebContext, service_id: str | None = None) -> list[dict[str, An
     if not rows and service_id is not None:
         return []
     starts = [aware(r["started"]) for r in rows if r["started"].year > 1970]
-    ids = None if service_id is None else [f"{r['rule_id']}:{r['service_id']}" for r in rows]
+    ids = None if service_id is None else [alert_id(r["rule_id"], r["service_id"]) for r in rows]
     deliveries = ctx.alert_log.deliveries(min([*starts, now - timedelta(days=1)]), ids)
     out = []
     for r in rows:
-        alert_id = f"{r['rule_id']}:{r['service_id']}"
+        aid = alert_id(r["rule_id"], r["service_id"])
         started = aware(r["started"])
-        incident = incident_key(alert_id, started)
-        current = [d for d in deliveries.get(alert_id, []) if d["incident"] == incident]
+        incident = incident_key(aid, started)
+        current = [d for d in deliveries.get(aid, []) if d["incident"] == incident]
         news = "firing" if r["state"] == "firing" else "resolved"
         since: datetime = aware(r["since"])
         out.append({
-            "id": alert_id,
+            "id": aid,
             "rule_id": r["rule_id"],
             "rule_name": r["rule_id"],
             "service_id": r["service_id"],

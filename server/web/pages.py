@@ -30,13 +30,10 @@ from server.web.charts import dependency_graph, line_chart, sparkline, status_st
 from server.web.context import WebContext
 from server.web.context import current as context
 from server.web.errors import ApiError
-from server.web.incidents_view import recent as recent_incidents
 from server.web.queries import LOG_LEVELS, ServiceView
 from server.web.ratelimit import LoginLimiter
 from server.web.series import from_first_sample
 from server.web.series import groups as chart_groups
-from server.web.status_incidents import burn_rules
-from server.web.status_incidents import shown as public
 from server.web.temporal_view import temporal_section
 from server.web.tiles import tile
 from server.web.timerange import PRESETS, TimeRange, time_range
@@ -302,25 +299,7 @@ def dependencies() -> str:
     )  # fmt: skip
 
 
-@pages.get("/status")
-def status_page() -> str:
-    """Groups with their current status and 90-day bars, current and past incidents (last
-    30 days, :mod:`server.web.incidents_view`), and scheduled maintenance."""
-    ctx = context()
-    now = ctx.clock.now()
-    views = ctx.reader.services(now, brief=True)  # the page shows only statuses
-    found = status_view.groups(ctx.config, views)
-    shown = status_view.add_history(ctx.reader, found, now)
-    on_page = list({v.id: v for g in found for v in g.members}.values())
-    labels = {v.id: v.label for v in on_page}
-    return render_template(
-        "status.html", title=ctx.config.status_page.title, groups=found, days=shown,
-        maintenance=status_view.maintenance(ctx.config, on_page, now), now=now,
-        incidents=public(recent_incidents(now, set(labels),
-                                          {v.id: v.status_code for v in views if v.checked}),
-                         labels, burn_rules(ctx.config)),
-        labels=labels, overall=status_view.overall(found),
-    )  # fmt: skip
+pages.add_url_rule("/status", "status_page", status_view.page)  # open: app.OPEN_ENDPOINTS
 
 
 # -- sign-in and actions ---------------------------------------------------------------------

@@ -31,6 +31,7 @@ from typing import Any
 from server.alerting.conditions import ConditionError, SloBurn, parse_condition
 from server.analytics.incident_model import Incident, Spell, incident_id
 from server.config.models import Config
+from server.core.latest import per_last
 
 
 @dataclass(frozen=True)
@@ -68,8 +69,10 @@ class Shown:
         return (self.end or now) - self.start
 
 
+@per_last
 def burn_rules(config: Config) -> frozenset[str]:
-    """Ids of ``config``'s alert rules whose condition is ``slo_burn``."""
+    """Ids of ``config``'s alert rules whose condition is ``slo_burn``; parsed once per
+    configuration (every rule's condition, each request, before)."""
     found = set()
     for rule in config.alert_rules:
         try:

@@ -14,6 +14,7 @@ import functools
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
+from flask import render_template
 from markupsafe import Markup
 
 from server.alerting.silences import Silence, from_config
@@ -26,7 +27,11 @@ from server.core import status as statuses
 from server.core.text import escape
 from server.web.bars import day_bar
 from server.web.charts import badge, pct
+from server.web.context import current as context
+from server.web.incidents_view import recent
 from server.web.queries import Reader, ServiceView
+from server.web.status_incidents import burn_rules
+from server.web.status_incidents import shown as public
 
 DAYS = 90
 MAINTENANCE_AHEAD = timedelta(days=14)
@@ -200,3 +205,24 @@ def openings(silence: Silence, now: datetime) -> list[tuple[datetime, datetime]]
         found.append(current)
     found += [w for w in silence.windows(now, horizon) if w != current]
     return [(a.astimezone(UTC), b.astimezone(UTC)) for a, b in found[:MAX_OPENINGS]]
+
+
+def page() -> str:
+    """``GET /status`` (``pages.status_page``, open without sign-in): groups with their
+    current status and 90-day bars, current and past incidents (last 30 days, by the
+    page's own services: :func:`server.web.incidents_view.recent`, shown as the public
+    sees them: :mod:`server.web.status_incidents`), and scheduled maintenance."""
+    ctx = context()
+    now = ctx.clock.now()
+    views = ctx.reader.services(now, brief=True)  # the page shows only statuses
+    found = groups(ctx.config, views)
+    shown = add_history(ctx.reader, found, now)
+    on_page = list({v.id: v for g in found for v in g.members}.values())
+    labels = {v.id: v.label for v in on_page}
+    current = {v.id: v.status_code for v in views if v.checked}
+    return render_template(
+        "status.html", title=ctx.config.status_page.title, groups=found, days=shown,
+        maintenance=maintenance(ctx.config, on_page, now), now=now,
+        incidents=public(recent(now, set(labels), current), labels, burn_rules(ctx.config)),
+        labels=labels, overall=overall(found),
+    )  # fmt: skip
