@@ -14,7 +14,9 @@ stay in the kernel's page cache (clean, so reclaimable like any file read) and
 the next touch maps the same page again, a minor fault. Contents cannot change,
 since a clean page of a private file mapping is the file's page; a mapping with
 any private copy (RELRO after relocation, ``.data``, ``.bss``, a page written
-through ``mprotect``) is never touched. ``MADV_PAGEOUT`` would also free the
+through ``mprotect``) is never touched; which mappings are clean is read from
+``/proc/self/smaps`` once per library and process (the dynamic linker makes its
+private copies at load, before we look). ``MADV_PAGEOUT`` would also free the
 page cache, but skips pages another process maps (a second daemon, test
 workers), so our RSS would depend on who else runs.
 """
@@ -25,6 +27,7 @@ import ctypes
 import logging
 import os
 import re
+import threading
 from pathlib import Path
 
 log = logging.getLogger("lightbulb.storage")
@@ -35,7 +38,11 @@ _HEADER = re.compile(r"^([0-9a-f]+)-([0-9a-f]+) (\S{4}) [0-9a-f]+ \S+ \d+\s*(.*)
 
 def clean_mappings(library: str) -> list[tuple[int, int, int]]:
     """``(start, end, resident kB)`` of each read-only private mapping of ``library``
-    that holds no anonymous (privately copied) page, from ``/proc/self/smaps``."""
+    that holds no anonymous (privately copied) page, from ``/proc/self/smaps``.
+
+    Reading smaps walks the page tables of every mapping of the process (~5 ms of
+    CPU with chDB loaded, more in a big daemon): callers that only need the ranges
+    again use :func:`release_clean_pages`, which reads it once per library."""
     try:
         text = Path("/proc/self/smaps").read_text()
     except OSError:
@@ -56,11 +63,22 @@ def clean_mappings(library: str) -> list[tuple[int, int, int]]:
     return [(start, end, rss) for start, end, rss, anon in maps if anon == 0]
 
 
+# library (real path) -> its clean ranges, read from smaps on the first release in
+# this process: a loaded library's mappings and their private copies (made by the
+# dynamic linker at load) do not change while it stays loaded
+_CLEAN: dict[str, list[tuple[int, int]]] = {}
+_LOCK = threading.Lock()
+
+
 def release_clean_pages(library: str) -> int:
-    """Unmap ``library``'s clean read-only pages; returns the kB that were resident.
+    """Unmap ``library``'s clean read-only pages; returns the kB of the ranges advised.
 
     Safe at any time (see the module docstring); costs a minor page fault per page
-    the engine needs again. Does nothing (returns 0) where ``madvise`` is unavailable."""
+    the engine needs again. ``/proc/self/smaps`` is read on the first call for a
+    library in a process; later calls advise the same ranges after checking in
+    ``/proc/self/maps`` (no page-table walk) that each still maps ``library`` with
+    the same permissions, and read smaps again if one does not. Does nothing
+    (returns 0) where ``madvise`` or ``/proc`` is unavailable."""
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         madvise = libc.madvise
@@ -68,11 +86,38 @@ def release_clean_pages(library: str) -> int:
         return 0
     madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
     madvise.restype = ctypes.c_int
-    released = 0
-    for start, end, resident in clean_mappings(os.path.realpath(library)):
-        if madvise(start, end - start, MADV_DONTNEED) == 0:
-            released += resident
-        else:
-            log.debug("madvise(MADV_DONTNEED) on %s refused: errno %d", library, ctypes.get_errno())
-            return released
-    return released
+    path = os.path.realpath(library)
+    with _LOCK:  # two stores opening at once read smaps once
+        ranges = _CLEAN.get(path)
+        if ranges is None or not _still_mapped(path, ranges):
+            ranges = [(start, end) for start, end, _ in clean_mappings(path)]
+            _CLEAN[path] = ranges
+        advised = 0
+        for start, end in ranges:
+            if madvise(start, end - start, MADV_DONTNEED) != 0:
+                log.debug("madvise(MADV_DONTNEED) on %s refused: errno %d", library,
+                          ctypes.get_errno())  # fmt: skip
+                break
+            advised += (end - start) // 1024
+        return advised
+
+
+def _still_mapped(library: str, ranges: list[tuple[int, int]]) -> bool:
+    """Is each of ``ranges`` still a whole read-only private mapping of ``library``?
+
+    A range whose file was unmapped and reused (another library, Python's own
+    memory) must never be advised: MADV_DONTNEED would zero anonymous pages."""
+    wanted = set(ranges)
+    try:
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
+            for line in maps:
+                head = _HEADER.match(line.rstrip("\n"))
+                if head is None:
+                    continue
+                start, end, perms, path = head.groups()
+                key = (int(start, 16), int(end, 16))
+                if key in wanted and path == library and "w" not in perms and perms.endswith("p"):
+                    wanted.discard(key)
+    except OSError:
+        return False
+    return not wanted
