@@ -122,3 +122,54 @@ def test_a_daemon_loads_the_web_stack_only_when_its_dashboard_is_on(
     )  # fmt: skip
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == [str(enabled)] * 4
+
+
+def pyarrow_resident_mb(pid: int) -> float:
+    """Resident MB of the files under pyarrow's package directory in process ``pid``."""
+    import pyarrow
+
+    root = os.path.dirname(os.path.realpath(pyarrow.__file__)) + "/"
+    kb, inside = 0, False
+    for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
+        fields = line.split()
+        if "-" in fields[0] and ":" not in fields[0]:  # a mapping's header line
+            inside = len(fields) >= 6 and fields[5].startswith(root)
+        elif inside and fields[0] == "Rss:":
+            kb += int(fields[1])
+    return kb / 1024
+
+
+def test_a_started_daemon_holds_only_the_pyarrow_pages_its_writes_use(tmp_path: Path) -> None:
+    # Importing pyarrow maps ~26 MB of its libraries (kernel and type registries); a
+    # daemon's Arrow writes use ~8 MB of them. Once started it gives the rest back, and
+    # writes on (the pages its work needs come back from the page cache).
+    from server.storage.embedded import EmbeddedStorage
+    from tests.conftest import free_port
+    from tests.support.daemon import DaemonProcess
+
+    config = tmp_path / "lightbulb.yaml"
+    config.write_text(
+        f"clickhouse: {{embedded_path: {tmp_path / 'db'}}}\n"
+        f"scheduler: {{spool_dir: {tmp_path / 'spool'}, flush_interval: 200ms,"
+        " insert_interval: 200ms}\n"
+        f"dashboard: {{port: {free_port()}}}\n"
+        "services:\n  - {id: here, type: host, interval: 1s}\n"
+    )
+    daemon = DaemonProcess(config, tmp_path)
+    try:
+        daemon.wait_for(r"start-up over: [\d.]+ MB of library pages given back")
+        daemon.wait_for_checks("here", 3)
+        held = pyarrow_resident_mb(daemon.proc.pid)
+        code, _took = daemon.stop()
+    finally:
+        if daemon.proc.poll() is None:
+            daemon.kill()
+    assert code == 0, daemon.output[-3000:]
+    assert held < 15, held
+    store = EmbeddedStorage(tmp_path / "db", "monitor")
+    try:
+        [row] = store.query("SELECT count() AS n FROM monitor.service_status "
+                            "WHERE service_id = 'here'")  # fmt: skip
+    finally:
+        store.close()
+    assert row["n"] >= 3

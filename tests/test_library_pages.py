@@ -8,7 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from server.storage.library_pages import clean_mappings, release_clean_pages
+from server.storage.library_pages import (
+    clean_mappings,
+    release_clean_pages,
+    release_library_pages,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 PAGE = mmap.PAGESIZE
@@ -159,5 +163,21 @@ def test_a_mapping_holding_a_private_copy_is_left_alone(tmp_path: Path) -> None:
         assert clean_mappings(str(path)) == []
         release_clean_pages(str(path))
         assert view[:PAGE] == b"r" * PAGE
+    finally:
+        view.close()
+
+
+def test_a_data_file_mapped_read_only_keeps_its_pages(tmp_path: Path) -> None:
+    # Only libraries (files with an executable mapping) are released: a data file's
+    # pages may be what its reader keeps resident on purpose.
+    path = tmp_path / "data.bin"
+    data = b"d" * 8 * PAGE
+    path.write_bytes(data)
+    with open(path, "rb") as f:
+        view = mmap.mmap(f.fileno(), len(data), flags=mmap.MAP_PRIVATE, prot=mmap.PROT_READ)
+    try:
+        assert view[:] == data
+        release_library_pages()
+        assert resident_kb(path) == 8 * PAGE // 1024
     finally:
         view.close()
