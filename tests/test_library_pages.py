@@ -108,6 +108,22 @@ def test_pages_touched_again_are_released_again_from_the_ranges_read_once(
         view.close()
 
 
+def test_a_library_released_before_it_was_mapped_is_released_once_it_is(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "late.bin"
+    path.write_bytes(b"l" * 4 * PAGE)
+    assert release_clean_pages(str(path)) == 0  # not mapped yet: nothing to keep
+    with open(path, "rb") as f:
+        view = mmap.mmap(f.fileno(), 4 * PAGE, flags=mmap.MAP_PRIVATE, prot=mmap.PROT_READ)
+    try:
+        assert view[:] == b"l" * 4 * PAGE
+        assert release_clean_pages(str(path)) == 4 * PAGE // 1024
+        assert resident_kb(path) == 0
+    finally:
+        view.close()
+
+
 def test_memory_mapped_where_a_released_library_was_is_never_zeroed(tmp_path: Path) -> None:
     # The ranges are kept after the first release: once the file is unmapped, the same
     # addresses can hold anonymous memory, which MADV_DONTNEED would turn into zeros.

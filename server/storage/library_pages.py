@@ -146,7 +146,8 @@ def release_clean_pages(library: str) -> int:
     path = os.path.realpath(library)
     with _LOCK:  # two stores opening at once read smaps once
         ranges = _CLEAN.get(path)
-        if ranges is None or not _still_mapped(path, ranges):
+        # none kept (not loaded yet, or nothing clean): look again, as on a first call
+        if not ranges or not _still_mapped(path, ranges):
             ranges = [(start, end) for start, end, _ in clean_mappings(path)]
             _CLEAN[path] = ranges
         advised = 0
