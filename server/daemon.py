@@ -48,6 +48,7 @@ from server.schema import Target, apply_schema
 from server.self_monitor import SelfMonitor
 from server.spool import Spool
 from server.storage import Storage, StorageError, open_storage
+from server.storage.library_pages import release_library_pages
 from server.sync import sync_config_tables
 from server.tables import WRITTEN_TABLES
 from server.validation import load_config
@@ -186,6 +187,10 @@ class Daemon:
         self._checking = True
         self.scheduler.sync(list(self.config.services))
         freeze_startup_objects()
+        # pages of pyarrow, pydantic-core, OpenSSL... that only start-up read (~28 MB)
+        log.info(
+            "start-up over: %.1f MB of library pages given back", release_library_pages() / 1024
+        )
         self.scheduler.start()
         self.jobs.start()  # alert ticks, self-monitoring, baselines, reports (server/periodic.py)
         while not self._stop.is_set():  # the main thread only waits for signals

@@ -1,5 +1,6 @@
 """Keep pyarrow from importing numpy, which nothing of Lightbulb uses, and from
-mapping a mimalloc arena (see :func:`arrow_buffers_from_malloc`).
+mapping a mimalloc arena (see :func:`arrow_buffers_from_malloc`); keep chDB's
+allocator's per-thread caches small (see :func:`small_engine_thread_caches`).
 
 pyarrow imports numpy while it initialises whenever numpy is installed (for
 conversions we never make: our rows are tuples, our batches Arrow IPC), and chDB
@@ -50,3 +51,22 @@ def arrow_buffers_from_malloc() -> None:
     processes (the ingest workers) inherit the choice.
     """
     os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
+
+
+#: chDB's jemalloc settings (it reads ``JE_MALLOC_CONF`` when its library loads):
+#: per-thread caches for sizes up to 4 KiB only (default 32 KiB) and an eighth of the
+#: default slots per size class.
+ENGINE_MALLOC_CONF = "tcache_max:4096,lg_tcache_nslots_mul:-3"
+
+
+def small_engine_thread_caches() -> None:
+    """Set ``JE_MALLOC_CONF`` for chDB's jemalloc, unless the user set it.
+
+    Each of the embedded engine's ~20 threads keeps freed blocks in its own cache;
+    at 1,000 services they held ~10 MB (jemalloc's allocated 47 -> 36 MB, the
+    daemon's RSS 163 -> 152-153 MB; ``benchmarks/RESULTS.md``, rss10b, exploratory).
+    CPU per 200-row insert and per dashboard-like read moved within the noise;
+    turning the caches off (``tcache:false``) saved ~2 MB more but cost 16-39% more
+    CPU per insert. Called before anything imports chDB (``server/__init__.py``).
+    """
+    os.environ.setdefault("JE_MALLOC_CONF", ENGINE_MALLOC_CONF)
