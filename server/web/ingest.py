@@ -1,6 +1,7 @@
 """Log ingestion endpoints: ``POST /api/v1/logs`` (NDJSON) and ``POST /v1/logs`` (OTLP/HTTP).
 
-Auth: ``Authorization: Bearer <token>`` with a token from ``logs.tokens``.
+Auth: ``Authorization: Bearer <token>`` with a token from ``logs.tokens``
+(:mod:`server.logs.tokens`; the web server's door asks the same before any body is read).
 Bodies may be gzip-compressed; size limits apply before and after
 decompression (413 says which). A 200 means every accepted record (and every
 dead-lettered one) is on disk in the writer's write-ahead log (fsync'd, shared
@@ -25,7 +26,6 @@ own failure, 500. Each with nothing of the request stored.
 
 from __future__ import annotations
 
-import hmac
 import zlib
 from typing import NoReturn
 
@@ -44,6 +44,7 @@ from server.logs.prepare import (
     Settings,
     prepare,
 )
+from server.logs.tokens import OFF, REQUIRED, PushTokens, challenge
 from server.logs.workers import WorkerFailed
 from server.web.context import WebContext
 from server.web.context import current as context
@@ -60,16 +61,12 @@ NDJSON_TYPES = frozenset({
 
 
 def _authorised(ctx: WebContext) -> None:
-    tokens = ctx.config.logs.tokens
-    if not any(tokens.values()):
-        raise ApiError(403, "log ingestion is off: set logs.tokens in the YAML")
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() == "bearer" and token:
-        for secret in tokens.values():
-            if secret and hmac.compare_digest(secret.reveal().encode(), token.strip().encode()):
-                return
-    raise ApiError(401, "a logs token is required (Authorization: Bearer <token>)",
-                   {"WWW-Authenticate": 'Bearer realm="lightbulb-logs"'})  # fmt: skip
+    tokens = PushTokens.of(ctx.config.logs)
+    if tokens.off:
+        raise ApiError(403, OFF)
+    authorization = request.headers.get("Authorization", "")
+    if not tokens.accepts(authorization):
+        raise ApiError(401, REQUIRED, {"WWW-Authenticate": challenge(authorization)})
 
 
 def _body(ctx: WebContext) -> bytes:
