@@ -4,6 +4,7 @@ in this process, real sockets; the app is a plain WSGI callable)."""
 
 from __future__ import annotations
 
+import inspect
 import socket
 import time
 from collections.abc import Callable, Iterable
@@ -62,3 +63,16 @@ def test_judging_a_push_costs_the_same_with_hundreds_of_connections_open() -> No
         for sock in sockets:
             sock.close()
         server.stop()
+
+
+def test_the_door_takes_every_bound_from_logs_config_its_one_home() -> None:
+    # it repeated LogsConfig's defaults in its own signature, where they could drift
+    assert list(inspect.signature(Door).parameters) == ["logs", "stats"]
+    logs = LogsConfig()
+    door = Door(logs)
+    bounds = (door.limit, door.limit_bytes, door.max_body, door.body_timeout)
+    assert bounds == (logs.max_in_flight, logs.max_in_flight_bytes, logs.max_body,
+                      logs.body_timeout)  # fmt: skip
+    assert door.tokens.off
+    door.configure(LogsConfig(max_in_flight=3, tokens={"t": "t0k3n"}))  # a reload
+    assert door.limit == 3 and not door.tokens.off

@@ -21,12 +21,9 @@ in the request's thread: for them the round trip costs more than the work.
   request goes to another worker, or is prepared inline while none runs.
 - A worker exits when its socket closes: at :meth:`IngestPool.stop`, or when
   the daemon dies, ``kill -9`` included (the kernel closes the daemon's end).
-  Workers run in a process group of their own, so a signal to the daemon's group
-  (Ctrl-C in a terminal, ``kill -- -PGID``) is the daemon's to act on: it used to
-  reach a worker still importing, which died with it, and the daemon logged
-  "cannot start an ingest worker (worker exited with None)" on its way out
-  (systemd's default stop signals the whole cgroup instead: the unit's
-  ``KillMode=mixed`` leaves the workers to the daemon).
+  Workers have a process group of their own: a signal to the daemon's (Ctrl-C,
+  ``kill -- -PGID``; systemd's unit sets ``KillMode=mixed`` for its cgroup) is the
+  daemon's to act on, not a worker's death mid-start.
 - Workers start with the first request that needs one; while none is running
   (until then, or if none can be started) requests are prepared in the daemon,
   as with ``logs.workers: 0``.
@@ -359,8 +356,7 @@ class IngestPool:
             try:
                 hello = pickle.loads(worker.conn.recv_bytes())  # noqa: S301 - our own child
             except (EOFError, OSError) as exc:
-                # its end of the socket closed: it is exiting, maybe not reaped yet (read
-                # before its exit, this said "exited with None")
+                # its end closed: it is exiting ("exited with None" was read before the exit)
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     proc.wait(1.0)
                 if proc.returncode is None:
