@@ -368,8 +368,14 @@ def _starting_worker() -> psutil.Process:
     import, so it is found before it is ready)."""
     me = psutil.Process()
 
+    def worker(process: psutil.Process) -> bool:
+        try:
+            return "server.logs.worker" in " ".join(process.cmdline())
+        except psutil.Error:  # another test's child, exited and not reaped yet
+            return False
+
     def found() -> list[psutil.Process]:
-        return [p for p in me.children() if "server.logs.worker" in " ".join(p.cmdline())]
+        return [p for p in me.children() if worker(p)]
 
     assert wait_until(lambda: len(found()) == 1, 60)
     return found()[0]
