@@ -6,13 +6,21 @@ the daemon with SIGTERM, then counts the rows in ClickHouse. Figures:
 
 - accepted/s: records answered 200; stored/s: rows in ``service_logs`` over the
   same push window (everything accepted must be stored; ``lost`` says if not);
+- stored without a 200: rows beyond those answered 200, what a retrying client
+  duplicates; should be 0. Only the 200 acknowledges: a push whose client gave up
+  (``--timeout``) before it was written is not stored ("abandoned", the daemon's
+  ``lightbulb_push_abandoned``); one whose client gave up after the fsync is, and
+  shows here (the window no server can close);
 - p50/p99 request latency of the 200s; 429/503 answers (backpressure);
 - peak RSS of the daemon; CPU seconds it used, per record stored and by thread
   (Python threads are "python"; the engine's threads carry their pool names,
   MergeMutate being background merges); seconds SIGTERM took.
 
     .venv/bin/python benchmarks/ingest.py [--format ndjson|otlp|both] [--duration 30]
-        [--clients 4] [--workers N] [--against OTHER_TREE --rounds 2]
+        [--clients 4] [--workers N] [--gzip] [--against OTHER_TREE --rounds 2]
+
+``--gzip`` sends every body gzip-compressed (``Content-Encoding: gzip``), compressed
+once before the run: the daemon's inflating is measured, not the clients' deflating.
 
 With ``--against main`` (a git revision, exported with ``git archive``, or a directory)
 each round runs that tree's daemon and this one's, alternating which goes first, so
@@ -24,6 +32,7 @@ both see the same machine; a table of both closes the output. The lead's run:
 from __future__ import annotations
 
 import argparse
+import gzip
 import http.client
 import io
 import json
@@ -98,9 +107,10 @@ class Client(threading.Thread):
 
     def __init__(self, port: int, path: str, ctype: str, bodies: list[bytes], until: float, *,
                  every: float = 0.0, offset: float = 0.0,
-                 timeout: float = 30.0) -> None:  # fmt: skip
+                 timeout: float = 30.0, gzip: bool = False) -> None:  # fmt: skip
         super().__init__(daemon=True)
         self.timeout = timeout
+        self.gzip = gzip
         self.port, self.path, self.ctype, self.bodies, self.until = port, path, ctype, bodies, until
         self.every, self.offset = every, offset
         self.accepted = 0
@@ -111,6 +121,8 @@ class Client(threading.Thread):
     def run(self) -> None:
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=self.timeout)
         headers = {"Authorization": "Bearer bench", "Content-Type": self.ctype}
+        if self.gzip:
+            headers["Content-Encoding"] = "gzip"
         n = 0
         start = time.perf_counter() + self.offset
         while time.monotonic() < self.until:
@@ -243,6 +255,9 @@ def run_once(tree: Path, args: argparse.Namespace, fmt: str) -> dict[str, float]
     warm_up(port, proc, tree, 2 if args.workers is None else args.workers)  # 2: the default
     make = ndjson_body if fmt == "ndjson" else otlp_body
     bodies = [make(i) for i in range(20)]
+    plain = len(bodies[0])
+    if args.gzip:
+        bodies = [gzip.compress(b) for b in bodies]
     path, ctype = (("/api/v1/logs", "application/x-ndjson") if fmt == "ndjson"
                    else ("/v1/logs", "application/x-protobuf"))  # fmt: skip
     kids = Children(proc)
@@ -253,6 +268,7 @@ def run_once(tree: Path, args: argparse.Namespace, fmt: str) -> dict[str, float]
     until = started + args.duration
     every = args.clients * RECORDS / args.rate if args.rate else 0.0
     clients = [Client(port, path, ctype, bodies, until, every=every, timeout=args.timeout,
+                      gzip=args.gzip,
                       offset=every * k / args.clients) for k in range(args.clients)]  # fmt: skip
     me = psutil.Process()
     own0 = sum(me.cpu_times()[:2])
@@ -269,6 +285,7 @@ def run_once(tree: Path, args: argparse.Namespace, fmt: str) -> dict[str, float]
     kids_cpu = kids.cpu()
     own = sum(me.cpu_times()[:2]) - own0
     threads1 = thread_cpu(proc)
+    abandoned = metric(port, "lightbulb_push_abandoned")
     stop_started = time.monotonic()
     daemon.send_signal(signal.SIGTERM)
     daemon.wait(60)
@@ -306,7 +323,9 @@ def run_once(tree: Path, args: argparse.Namespace, fmt: str) -> dict[str, float]
     print(
         f"accepted {accepted} ({accepted / window:,.0f}/s); stored {stored_at_exit} "
         f"({stored_at_exit / window:,.0f}/s); in the spool at exit {in_spool}; lost {lost}; "
-        f"stored without a 200 {unanswered}; body {len(bodies[0]):,} B"
+        f"stored without a 200 {unanswered}; abandoned (client gone, not stored) "
+        f"{abandoned}; body {plain:,} B"
+        + (f" ({len(bodies[0]):,} B gzip-compressed)" if args.gzip else "")
     )
     print(
         f"latency p50 {pct(0.5):.1f} ms, p99 {pct(0.99):.1f} ms; refused {refused or 'none'}; "
@@ -331,6 +350,16 @@ def run_once(tree: Path, args: argparse.Namespace, fmt: str) -> dict[str, float]
             "daemon µs": cpu / per * 1e6, "workers µs": kids_cpu / per * 1e6,
             "lost": lost, "refused": sum(refused.values()), "sigterm s": stop_took,
             "rss MB": peak_all / 2**20, "orphans": orphans}  # fmt: skip
+
+
+def metric(port: int, name: str) -> str:
+    """A counter from the daemon's /metrics (``-`` if it has none: an older tree)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    conn.request("GET", "/metrics")
+    for line in conn.getresponse().read().decode().splitlines():
+        if line.startswith((f"{name} ", f"{name}_total ")):
+            return str(int(float(line.split()[1])))
+    return "-"
 
 
 def warm_up(port: int, proc: psutil.Process, tree: Path, workers: int) -> None:
@@ -417,6 +446,8 @@ def main() -> int:
         "alternating which goes first, and a table of both ends the output",
     )
     parser.add_argument("--rounds", type=int, default=2, help="rounds with --against")
+    parser.add_argument("--gzip", action="store_true",
+                        help="send the bodies gzip-compressed (Content-Encoding)")  # fmt: skip
     parser.add_argument("--redaction", action="store_true",
                         help="also measure the secret scan's cost in-process")  # fmt: skip
     args = parser.parse_args()

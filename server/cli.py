@@ -85,7 +85,7 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     storage = open_storage(config.clickhouse)
     context = WebContext(config, storage, SystemClock())
     try:
-        door = Door.from_config(config.logs)
+        door = Door(config.logs)
         server = WebServer(create_app(context), dashboard.bind, dashboard.port, door=door)
     except OSError as exc:
         storage.close()

@@ -9,7 +9,7 @@ only its rows not stored are inserted, under a new token (:meth:`Inserter._unsto
 
 Failures, by kind (see :func:`server.storage.base.refusal`):
 
-- unreachable, disk full, too many parts (``StorageUnavailable``): the batch
+- unreachable, disk full (``DiskFull``), too many parts (``StorageUnavailable``): the batch
   stays open and is retried next round; logged once per change of state;
 - a missing table (``StorageMissing``): the schema is applied again, then retry;
 - the content refused (any other ``StorageError``): the batch is split in
@@ -31,7 +31,7 @@ import pyarrow as pa
 
 from server.storage import Storage, StorageError, StorageUnavailable
 from server.storage.arrow import BadRow, to_arrow, to_rows
-from server.storage.base import StorageMissing
+from server.storage.base import DiskFull, StorageMissing
 from server.wal import OpenBatch, Record, WalFull
 
 if TYPE_CHECKING:
@@ -382,7 +382,7 @@ class Inserter:
         A full disk is its own state, named as such: "unavailable" sent operators
         looking for a server that was there all along.
         """
-        if state == "unreachable" and "disk full" in str(exc):
+        if state == "unreachable" and isinstance(exc, DiskFull):
             state = "disk full"
         if state == self._state:
             return

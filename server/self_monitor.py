@@ -91,6 +91,7 @@ class SelfMonitor:
             "rejected_batches": self.writer.rejected_batches(),
             "push_refusals": self.push_refusals(),
             "push_rejections": self.door.rejected,
+            "push_abandoned": wstats.pushes_abandoned,
             "requests_held": self.held(),
             "ingest_jobs": self.ingest.jobs,
             "ingest_worker_exits": self.ingest.worker_exits,

@@ -52,6 +52,7 @@ class WriterStats:
     rows_set_aside: int = 0  # refused by ClickHouse for their content (rejected/)
     rows_dropped: int = 0  # lost: the disk was full and memory too
     busy_refusals: int = 0  # pushes answered 429/503 (counted by the web layer)
+    pushes_abandoned: int = 0  # pushes whose client left before they were stored (web layer)
 
 
 class Busy(Exception):

@@ -14,7 +14,9 @@ import pytest
 import requests
 
 from server.web.serve import CONNECTION_LIMIT
-from tests.conftest import wait_until
+from tests.conftest import free_port, wait_until
+from tests.support.daemon import DaemonProcess
+from tests.test_daemon import write_config
 from tests.test_ingest_overload import AUTH, Pushed, ndjson, no_leaked_daemons
 
 __all__ = ["no_leaked_daemons"]
@@ -46,6 +48,13 @@ def test_a_push_without_a_token_or_past_max_body_is_answered_from_its_headers_ne
     status, text = _answer(no_token)
     assert status == 401 and "nothing of this request was read" in text, text
     assert "Retry-After" not in text  # the same request fails the same way again
+    # RFC 9110 §11.6.1: a 401 names its scheme; RFC 6750 §3.1: no error code without a token
+    assert '\r\nwww-authenticate: bearer realm="lightbulb-logs"\r\n' in text.lower(), text
+    wrong = _send(pushed, f"POST /api/v1/logs HTTP/1.1\nHost: x\nAuthorization: Bearer nope\n"
+                          f"Content-Length: {GIB}\n", b"{}")  # fmt: skip
+    status, text = _answer(wrong)
+    assert status == 401, text
+    assert 'www-authenticate: bearer realm="lightbulb-logs", error="invalid_token"' in text.lower()
     too_big = _send(pushed, f"POST /v1/logs HTTP/1.1\nHost: x\n{_auth()}Content-Length: {GIB}\n"
                             "Content-Type: application/x-protobuf\n", b"{}")  # fmt: skip
     status, text = _answer(too_big)
@@ -55,20 +64,21 @@ def test_a_push_without_a_token_or_past_max_body_is_answered_from_its_headers_ne
     healthz = _send(pushed, f"POST /healthz HTTP/1.1\nHost: x\nContent-Length: {GIB}\n", b"{}")
     claimed = _send(pushed, f"POST /api/v1/logs HTTP/1.1\nHost: x\n{_auth()}"
                             f"Content-Length: {9 * 2**20}\n", b"{}")  # fmt: skip
-    assert wait_until(lambda: pushed.metric("lightbulb_push_rejections") == 3, 30)
+    assert wait_until(lambda: pushed.metric("lightbulb_push_rejections") == 4, 30)
     assert pushed.held() == 0
-    # a chunked push is cut as it passes max_body (5 MiB): 413, nothing read beyond
+    # a chunked push is cut as it passes max_body (5 MiB): nothing of it kept, the rest
+    # read and thrown away, so the client, sending to its end, reads its 413 (once the
+    # server closed under the bytes still arriving: a reset, the 413 never read)
     chunked = _send(pushed, f"POST /api/v1/logs HTTP/1.1\nHost: x\n{_auth()}"
                             "Transfer-Encoding: chunked\n")  # fmt: skip
     chunk = b"x" * 2**20
-    try:
-        for _ in range(8):
-            chunked.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
-        status, text = _answer(chunked)
-        assert status == 413, text
-    except OSError:  # cut: closed after its answer, with our bytes still arriving (reset)
-        pass
-    assert wait_until(lambda: pushed.metric("lightbulb_push_rejections") == 4, 30)
+    for _ in range(8):
+        chunked.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+    chunked.sendall(b"0\r\n\r\n")
+    status, text = _answer(chunked)
+    assert status == 413 and "logs.max_body" in text, text
+    assert wait_until(lambda: pushed.metric("lightbulb_push_rejections") == 5, 30)
+    assert pushed.held() == 0
     assert pushed.post(ndjson(10, 11)).status_code == 200
     assert pushed.metric("lightbulb_push_refusals") == 0
     for sock in (healthz, claimed):
@@ -76,6 +86,25 @@ def test_a_push_without_a_token_or_past_max_body_is_answered_from_its_headers_ne
     code, _took = pushed.daemon.stop()
     assert code == 0
     assert pushed.stored() == ["m10", "m11"]
+
+
+def test_with_no_token_set_a_push_is_answered_403_from_its_headers_its_body_never_read(
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    daemon = DaemonProcess(write_config(tmp_path, "  - {id: api, type: host, interval: 1h}\n",
+                                        port=port), tmp_path)  # fmt: skip
+    daemon.wait_for("dashboard and API")
+    # a claimed 1 GB body, 2 bytes sent and kept open: answered at once, not at
+    # logs.body_timeout (408) nor after reading it
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    sock.sendall(f"POST /v1/logs HTTP/1.1\r\nHost: x\r\nContent-Length: {GIB}\r\n\r\n{{}}"
+                 .encode())  # fmt: skip
+    status, text = _answer(sock)
+    assert status == 403 and "set logs.tokens" in text, text
+    assert "nothing of this request was read" in text and "Retry-After" not in text
+    code, _took = daemon.stop()
+    assert code == 0
 
 
 def test_chunked_and_gzip_bodies_are_charged_what_they_carry_against_max_in_flight_bytes(

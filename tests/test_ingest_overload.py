@@ -158,6 +158,27 @@ def test_pushes_past_the_requests_held_anywhere_get_a_quick_counted_429_and_noth
     assert pushed.stored() == sorted(f"m{n}" for n in accepted)
 
 
+def test_a_push_whose_client_left_before_it_was_stored_is_not_stored_and_is_counted(
+    tmp_path: Path,
+) -> None:
+    # only the 200 acknowledges: a client that timed out waiting sends the push again, so
+    # storing the first too would store it twice
+    pushed = Pushed(tmp_path, "")
+    os.kill(pushed.worker.pid, signal.SIGSTOP)  # the push waits at the worker
+    left = ndjson(10, 11)
+    client = pushed.partial(left, len(left))  # sent whole
+    assert wait_until(lambda: pushed.held() == 1, 30)
+    client.close()  # its timeout: it gives up and closes the connection
+    os.kill(pushed.worker.pid, signal.SIGCONT)
+    assert wait_until(lambda: pushed.metric("lightbulb_push_abandoned") == 1, 30)
+    assert wait_until(lambda: pushed.held() == 0, 30)
+    assert pushed.post(ndjson(20, 21)).status_code == 200  # a client that stays is stored
+    assert pushed.metric("lightbulb_push_abandoned") == 1
+    code, _took = pushed.daemon.stop()
+    assert code == 0
+    assert pushed.stored() == ["m20", "m21"]
+
+
 def test_sigterm_answers_every_request_it_holds_stored_200_else_503_and_exits_in_time(
     tmp_path: Path,
 ) -> None:

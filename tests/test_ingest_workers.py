@@ -4,8 +4,11 @@ the queue's 429, and no worker outliving its daemon."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -358,3 +361,89 @@ def test_a_worker_that_cannot_start_is_tried_again_until_one_starts(
         assert wait_until(lambda: len(pool.pids()) == 1, 60), pool.stats
     finally:
         pool.stop()
+
+
+def _starting_worker() -> psutil.Process:
+    """The worker process this test's pool is starting (it takes a second or more to
+    import, so it is found before it is ready)."""
+    me = psutil.Process()
+
+    def worker(process: psutil.Process) -> bool:
+        try:
+            return "server.logs.worker" in " ".join(process.cmdline())
+        except psutil.Error:  # another test's child, exited and not reaped yet
+            return False
+
+    def found() -> list[psutil.Process]:
+        return [p for p in me.children() if worker(p)]
+
+    assert wait_until(lambda: len(found()) == 1, 60)
+    return found()[0]
+
+
+def test_a_worker_that_dies_while_starting_is_logged_with_how_it_ended(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # it said "worker exited with None": the socket's end read before the exit was reaped
+    pool = IngestPool(1, 8, inline_below=0)
+    pool.start()
+    try:
+        _starting_worker().send_signal(signal.SIGKILL)
+        assert wait_until(lambda: pool.stats.start_failures == 1, 60)
+        said = [r.getMessage() for r in caplog.records if r.name == "lightbulb.ingest"]
+        assert said and "it ended before it was ready: killed by SIGKILL" in said[0], said
+    finally:
+        pool.stop()
+
+
+def test_stopping_the_pool_while_a_worker_starts_is_no_failure_and_logs_nothing(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    pool = IngestPool(1, 8, inline_below=0)
+    pool.start()
+    worker = _starting_worker()
+    pool.stop()
+    assert pool._thread is not None
+    pool._thread.join(30)
+    assert not pool._thread.is_alive()
+    assert pool.stats.start_failures == 0
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    _gone, alive = psutil.wait_procs([worker], timeout=10)
+    assert not alive
+
+
+def test_a_sigterm_to_the_daemons_process_group_leaves_its_workers_to_it(tmp_path: Path) -> None:
+    # a service manager or a shell signalling the whole group (systemd's default
+    # control-group stop, `kill -- -PGID`, Ctrl-C) reached the workers too: one still
+    # importing died, and the stopping daemon logged "cannot start an ingest worker
+    # (worker exited with None)"
+    port = free_port()
+    config = write_config(tmp_path, "  - {id: api, type: host, interval: 1h}\n", port=port,
+                          extra="logs:\n  tokens: {t: t0k3n}\n  workers: 2\n")  # fmt: skip
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "server.cli", "run", "--config", str(config)],
+        cwd=Path(__file__).resolve().parents[1], stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )  # fmt: skip
+    try:
+        assert daemon.stdout is not None
+        for line in daemon.stdout:
+            if "dashboard and API" in line:
+                break
+        answer = requests.post(f"http://127.0.0.1:{port}/api/v1/logs", data=ndjson(*range(20)),
+                               headers={"Authorization": "Bearer t0k3n"}, timeout=30)  # fmt: skip
+        assert answer.status_code == 200, answer.text  # it starts the workers
+        parent = psutil.Process(daemon.pid)
+        assert wait_until(lambda: len(parent.children()) == 2, 60)
+        workers = parent.children()
+        assert {os.getpgid(w.pid) for w in workers}.isdisjoint({os.getpgid(daemon.pid)})
+        os.killpg(daemon.pid, signal.SIGTERM)  # while they import, most likely
+        output, _ = daemon.communicate(timeout=30)
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+            daemon.wait()
+    assert daemon.returncode == 0, output
+    _gone, alive = psutil.wait_procs(workers, timeout=10)
+    assert not alive
+    assert "WARNING" not in output and "ERROR" not in output and "Traceback" not in output, output

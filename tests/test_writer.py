@@ -19,7 +19,7 @@ import pytest
 from server.recorder import STATUS_COLUMNS
 from server.schema import Target, apply_schema
 from server.spool import Batch, Spool
-from server.storage import StorageUnavailable
+from server.storage import DiskFull, StorageUnavailable
 from server.storage.embedded import EmbeddedStorage
 from server.tables import WRITTEN_TABLES
 from server.writer import Writer
@@ -35,9 +35,12 @@ class Flaky:
         self.database = inner.database
         self.kind = inner.kind
         self.down = False
+        self.full: DiskFull | None = None  # raised instead while set
         self.inserts = 0
 
     def insert_arrow(self, table: str, data: pa.Table, *, dedup_token: str | None = None) -> int:
+        if self.full is not None:
+            raise self.full
         if self.down:
             raise StorageUnavailable("ClickHouse at test:9000 is unreachable: connection refused")
         self.inserts += 1
@@ -102,6 +105,25 @@ def test_outage_keeps_rows_in_the_log_then_stores_them_once(
     writer.flush()
     assert writer.pending_rows() == 0 and writer.reachable
     assert stored(store) == list(range(31))
+
+
+def test_a_full_disk_is_told_by_its_kind_once_and_retried_whatever_its_words(
+    store: EmbeddedStorage, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    writer, flaky = make(store, tmp_path)
+    # the server's own words, which do not say "disk full": the kind says it
+    flaky.full = DiskFull("ClickHouse at test:9000 refused `INSERT INTO monitor.service_status`: "
+                          "Code 243: Cannot reserve 1.00 MiB, not enough space")  # fmt: skip
+    for i in range(3):
+        writer.add("service_status", row(i))
+        writer.flush()
+    assert writer.pending_rows() == 3 and not writer.reachable
+    said = [r.getMessage() for r in caplog.records if r.name == "lightbulb.writer"]
+    assert len(said) == 1 and said[0].startswith("ClickHouse's disk is full"), said
+    flaky.full = None
+    writer.flush()
+    assert writer.pending_rows() == 0 and stored(store) == [0, 1, 2]
+    assert writer.stats.rows_set_aside == 0
 
 
 def test_rows_in_the_log_survive_a_crash_and_are_stored_by_the_next_writer(

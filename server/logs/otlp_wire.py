@@ -12,7 +12,7 @@ still does not decode is refused alone, with the reason; the rest are kept.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import TypeVar
 
 from google.protobuf.message import DecodeError
@@ -20,9 +20,14 @@ from opentelemetry.proto.common.v1.common_pb2 import InstrumentationScope
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
-# resource and scope as protobuf messages; each record decoded, or why it is refused
+# resource and scope as protobuf messages; each record decoded, or why it is refused. As
+# server.logs.otlp.proto_records takes them: anything iterable once (proto_groups gives
+# generators over a decoded request)
 Scope = tuple[InstrumentationScope, Iterable[LogRecord | str]]
 Group = tuple[Resource, Iterable[Scope]]
+# as salvage gives them: lists, so they can be counted (count) and then read
+SalvagedScope = tuple[InstrumentationScope, list[LogRecord | str]]
+Salvaged = tuple[Resource, list[SalvagedScope]]
 T = TypeVar("T", Resource, InstrumentationScope)
 LEN = 2  # wire type of a length-delimited field (messages, strings, bytes)
 # protobuf's limit is reached only past 32 levels (3 messages a key-value level, 2 an array's)
@@ -33,26 +38,26 @@ class NotProtobuf(ValueError):
     """The body's wire format is broken (a truncated field, an unknown wire type)."""
 
 
-def count(groups: list[Group]) -> int:
-    """Records in ``groups`` (lists, as :func:`salvage` gives them)."""
-    return sum(len(list(records)) for _, scopes in groups for _, records in scopes)
+def count(groups: Sequence[Salvaged]) -> int:
+    """Records in ``groups`` (as :func:`salvage` gives them), without consuming them."""
+    return sum(len(records) for _, scopes in groups for _, records in scopes)
 
 
-def salvage(body: bytes) -> list[Group]:
+def salvage(body: bytes) -> list[Salvaged]:
     """The request's resources, scopes and records, each record decoded alone.
 
     Raises :class:`NotProtobuf` when the wire format itself is broken, or a resource
     or scope does not decode (what they hold applies to all their records).
     """
-    groups: list[Group] = []
+    groups: list[Salvaged] = []
     for field, value in _fields(body):
         if field == 1:  # ExportLogsServiceRequest.resource_logs
             groups.append(_resource_logs(value))
     return groups
 
 
-def _resource_logs(data: bytes) -> Group:
-    resource, scopes = Resource(), list[Scope]()
+def _resource_logs(data: bytes) -> Salvaged:
+    resource, scopes = Resource(), list[SalvagedScope]()
     for field, value in _fields(data):
         if field == 1:
             resource = _decode(Resource, value, "resource")
@@ -61,7 +66,7 @@ def _resource_logs(data: bytes) -> Group:
     return resource, scopes
 
 
-def _scope_logs(data: bytes) -> Scope:
+def _scope_logs(data: bytes) -> SalvagedScope:
     scope, records = InstrumentationScope(), list[LogRecord | str]()
     for field, value in _fields(data):
         if field == 1:

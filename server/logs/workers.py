@@ -21,6 +21,9 @@ in the request's thread: for them the round trip costs more than the work.
   request goes to another worker, or is prepared inline while none runs.
 - A worker exits when its socket closes: at :meth:`IngestPool.stop`, or when
   the daemon dies, ``kill -9`` included (the kernel closes the daemon's end).
+  Workers have a process group of their own: a signal to the daemon's (Ctrl-C,
+  ``kill -- -PGID``; systemd's unit sets ``KillMode=mixed`` for its cgroup) is the
+  daemon's to act on, not a worker's death mid-start.
 - Workers start with the first request that needs one; while none is running
   (until then, or if none can be started) requests are prepared in the daemon,
   as with ``logs.workers: 0``.
@@ -308,6 +311,8 @@ class IngestPool:
                 try:
                     worker = self._spawn()
                 except (OSError, RuntimeError) as exc:
+                    if self._stopping:  # the pool's stop cut the start short: no failure
+                        break
                     self.stats.start_failures += 1
                     if not failing:
                         log.error("cannot start an ingest worker (%s); pushed logs are prepared "
@@ -334,6 +339,7 @@ class IngestPool:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "server.logs.worker", str(theirs.fileno())],
                 pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, env=env,
+                process_group=0,  # not the daemon's: see the module's docstring
             )  # fmt: skip
         finally:
             theirs.close()
@@ -341,16 +347,23 @@ class IngestPool:
         try:
             deadline = time.monotonic() + START_TIMEOUT
             while not worker.conn.poll(0.2):
-                if self._stopping or time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError(
-                        f"worker exited with {proc.returncode}"
-                        if proc.returncode is not None
-                        else "not ready in time"
-                    )
+                if self._stopping:
+                    raise RuntimeError("the pool stopped while it started")
+                if proc.poll() is not None:
+                    raise RuntimeError(f"it ended before it was ready: {_ended(proc.returncode)}")
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"not ready in {START_TIMEOUT:.0f} s")
             try:
                 hello = pickle.loads(worker.conn.recv_bytes())  # noqa: S301 - our own child
             except (EOFError, OSError) as exc:
-                raise RuntimeError(f"worker exited with {proc.poll()}") from exc
+                # its end closed: it is exiting ("exited with None" was read before the exit)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(1.0)
+                if proc.returncode is None:
+                    raise RuntimeError("it closed its socket before it was ready") from exc
+                raise RuntimeError(
+                    f"it ended before it was ready: {_ended(proc.returncode)}"
+                ) from exc
             if hello != READY:
                 raise RuntimeError(f"unexpected greeting {hello!r}")
         except BaseException:  # closed and reaped whatever went wrong, then told
@@ -374,7 +387,8 @@ def _prepared(reply: tuple[Any, ...], schema: pa.Schema) -> Prepared:
 
 
 def _ended(code: int | None) -> str:
-    """How a worker process ended, from its exit status (None: it had not, we killed it)."""
+    """How a worker process ended, from its exit status (None: it had not, we killed it):
+    ``exited with code 1``, ``killed by SIGTERM``."""
     if code is None:
         return "killed by us"
     if code >= 0:

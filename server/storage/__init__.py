@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from server.config.models import ClickHouseConfig
 from server.storage.base import (
+    DiskFull,
     Row,
     Storage,
     StorageError,
@@ -12,6 +13,7 @@ from server.storage.base import (
 )
 
 __all__ = [
+    "DiskFull",
     "Row",
     "Storage",
     "StorageError",

@@ -7,6 +7,7 @@ datetimes, ints, floats, dicts for ``Map``), the same from either backend.
 
 from __future__ import annotations
 
+import errno
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
@@ -67,9 +68,16 @@ TRANSIENT_CODES = {
 # A missing table or database: someone dropped it, or the schema is not applied
 # yet. Not the rows' fault: the writer applies the schema again and retries.
 MISSING_CODES = {60, 81}  # UNKNOWN_TABLE, UNKNOWN_DATABASE
+# ClickHouse's src/Common/ErrorCodes.cpp: M(243, NOT_ENOUGH_SPACE), a reservation on a
+# disk refused ("Cannot reserve 1.00 MiB, not enough space", "Not enough space for merging")
 NOT_ENOUGH_SPACE = 243
-_DISK_FULL_TEXT = ("No space left on device", "Cannot reserve")
-_TRANSIENT_TEXT = (*_DISK_FULL_TEXT, "Too many parts")
+DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})  # no space; the user's quota
+# A failed system call is reported with its errno ("Cannot write to file x.bin, errno: 28,
+# strerror: No space left on device", code 74/75, whatever the call): the number first,
+# strerror(ENOSPC) for messages that carry only the text
+_ERRNO = re.compile(r"\berrno:?\s*(\d+)")
+_NO_SPACE_TEXT = "No space left on device"
+_TRANSIENT_TEXT = (_NO_SPACE_TEXT, "Too many parts")
 _CODE = re.compile(r"Code:\s*(\d+)")
 
 
@@ -77,6 +85,14 @@ def error_code(text: str) -> int | None:
     """The ``Code: N`` a ClickHouse message starts with, if any."""
     match = _CODE.search(text)
     return int(match.group(1)) if match else None
+
+
+def disk_full(code: int | None, text: str) -> bool:
+    """Whether a ClickHouse error (its ``code`` and ``text``) says the disk is full: code
+    NOT_ENOUGH_SPACE, or a system call's ``errno`` ENOSPC/EDQUOT."""
+    if code == NOT_ENOUGH_SPACE or _NO_SPACE_TEXT in text:
+        return True
+    return any(int(n) in DISK_FULL_ERRNOS for n in _ERRNO.findall(text))
 
 
 def server_message(text: str) -> str:
@@ -109,16 +125,17 @@ def refusal(where: str, sql: str, text: str, code: int | None = None) -> Storage
     The message names the server (``where``), the statement's first line and the
     server's own words with its code, e.g. ``ClickHouse at h:9000 refused
     `SELECT x FROM t`: Code 47: Unknown expression identifier `x` ...``. Returns
-    :class:`StorageUnavailable` for "not now" errors (disk full, too many parts,
-    memory, timeouts; a full disk says so first: ``<where>: disk full; ...``),
+    :class:`DiskFull` for a full disk (:func:`disk_full`; its message says so first:
+    ``<where>: disk full; ...``), :class:`StorageUnavailable` for the other "not now"
+    errors (too many parts, memory, timeouts),
     :class:`StorageMissing` for a missing table or database, :class:`StorageError`
     otherwise (the statement or its data is refused).
     """
     code = code if code is not None else error_code(text)
     said = f"Code {code}: {server_message(text)}" if code is not None else server_message(text)
     message = f"{where} refused `{statement_head(sql)}`: {said}"
-    if code == NOT_ENOUGH_SPACE or any(t in text for t in _DISK_FULL_TEXT):
-        return StorageUnavailable(f"{where}: disk full; {message}")
+    if disk_full(code, text):
+        return DiskFull(f"{where}: disk full; {message}")
     if code in TRANSIENT_CODES or any(t in text for t in _TRANSIENT_TEXT):
         return StorageUnavailable(message)
     if code in MISSING_CODES:
@@ -132,6 +149,20 @@ class StorageError(Exception):
 
 class StorageUnavailable(StorageError):
     """The database cannot take this right now (unreachable, disk full, overloaded); retry."""
+
+
+class DiskFull(StorageUnavailable):
+    """The database's disk is full (``ENOSPC``/``EDQUOT``, or ClickHouse's
+    NOT_ENOUGH_SPACE): retried like any unavailability, and told as what it is."""
+
+
+def staging_failed(where: str, path: object, exc: OSError) -> StorageUnavailable:
+    """The error for a batch file that could not be written at ``path``: :class:`DiskFull`
+    for ``ENOSPC``/``EDQUOT``, else :class:`StorageUnavailable` (not now either way)."""
+    if exc.errno in DISK_FULL_ERRNOS:
+        return DiskFull(f"{where}: disk full; could not stage a batch at {path}: "
+                        f"{exc.strerror or exc}")  # fmt: skip
+    return StorageUnavailable(f"{where}: could not stage a batch at {path}: {exc.strerror or exc}")
 
 
 class StorageMissing(StorageError):

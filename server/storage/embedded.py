@@ -8,7 +8,6 @@ holder instead of corrupting the store.
 
 from __future__ import annotations
 
-import errno
 import fcntl
 import json
 import os
@@ -29,11 +28,11 @@ from server.storage.base import (
     StorageError,
     StorageLocked,
     StorageMissing,
-    StorageUnavailable,
     check_name,
     first_line,
     insert_into,
     refusal,
+    staging_failed,
 )
 from server.storage.library_pages import release_clean_pages
 from server.storage.values import converter, keep
@@ -156,11 +155,7 @@ class EmbeddedStorage:
                 with open(self._batch_file, "wb") as out:
                     write_ipc(data, out)
             except OSError as exc:  # the disk is full: not now, retry later
-                full = "disk full; " if exc.errno in (errno.ENOSPC, errno.EDQUOT) else ""
-                raise StorageUnavailable(
-                    f"{self.describe()}: {full}could not stage a batch at {self._batch_file}: "
-                    f"{exc.strerror or exc}"
-                ) from None
+                raise staging_failed(self.describe(), self._batch_file, exc) from None
             try:
                 self._session.query(sql, "CSV", params={"batch": str(self._batch_file)})
             except Exception as exc:
@@ -209,10 +204,7 @@ class EmbeddedStorage:
                 with open(self._batch_file, "wb") as out:
                     write_ipc(data, out)
             except OSError as exc:
-                raise StorageUnavailable(
-                    f"{self.describe()} could not stage a batch at {self._batch_file}: "
-                    f"{exc.strerror or exc}"
-                ) from None
+                raise staging_failed(self.describe(), self._batch_file, exc) from None
             try:
                 result = self._session.query(
                     sql, "JSONCompact", params={"batch": str(self._batch_file), "shape": shape}

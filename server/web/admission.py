@@ -17,6 +17,12 @@ reads the answer instead of a reset connection), and a small thread of its own
 answers ``429`` with ``Retry-After`` without waiting behind the held ones.
 Nothing of a refused request reaches the app, so nothing of it is stored.
 Other requests (the dashboard, ``/metrics``) are counted but never refused.
+A push without a valid token is answered from its headers, its body never read:
+``401`` with ``WWW-Authenticate`` (:mod:`server.logs.tokens`), or ``403`` when no
+token is configured at all (ingestion is off).
+
+The counts are kept as requests come and go (:meth:`Door.hold`, :meth:`Door.release`):
+judging a request costs the same however many connections are open.
 
 While the server stops (:meth:`Door.close`) every request not yet being served,
 and any that arrives on an open connection, is answered ``503`` with
@@ -28,37 +34,49 @@ dashboard off); the waitress classes that apply them are in :mod:`server.web.wai
 
 from __future__ import annotations
 
-import hmac
+import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from server.logs.tokens import OFF, REQUIRED, PushTokens, challenge
 
 if TYPE_CHECKING:
     from server.config.models import LogsConfig
     from server.web.waitress_door import Parser
 
 PUSH_PATHS = frozenset({"/api/v1/logs", "/v1/logs"})
-# a gzip body is charged this many times its length (at most logs.max_body): log lines
-# compress about 5-10x, and inflating is bounded by max_body anyway
+# A gzip body is charged this many times its length against logs.max_in_flight_bytes: an
+# estimate of what it inflates to, not a bound (the bound is logs.max_body, which caps
+# every charge and the inflating itself). Charging max_body for each would let one or
+# two gzip pushes in at a time under the default 8 MiB; charging the wire length would
+# let a few hundred KiB on the wire hold tens of MiB inflated. The benchmark's bodies
+# inflate 22x (NDJSON) and 12x (OTLP protobuf; benchmarks/ingest.py's bodies, gzip -6);
+# real logs, less repetitive, less: 8 under-charges only the most repetitive ones.
 GZIP_RATIO = 8
+# the WSGI environ's key of a callable answering whether the client has gone (closed its
+# connection): a push whose client left before its records were stored is not stored
+CLIENT_GONE = "lightbulb.client_gone"
 RETRY_AFTER = 1  # s: the OTLP spec's exporters wait at least this long before retrying
 REASONS = {
     401: "Unauthorized",
+    403: "Forbidden",
     408: "Request Timeout",
     413: "Content Too Large",
     429: "Too Many Requests",
     503: "Service Unavailable",
 }
-BODY_TIMEOUT = 10.0  # s: a request arrives whole within this (logs.body_timeout)
 
 
 @dataclass(frozen=True)
 class Refusal:
-    """The answer a refused request gets: ``status`` (401/408/413/429/503), ``message``, and whether
-    the connection closes after it."""
+    """The answer a refused request gets: ``status`` (401/403/408/413/429/503), ``message``,
+    whether the connection closes after it, and ``headers`` of its own (a 401's
+    ``WWW-Authenticate``)."""
 
     status: int
     message: str
     close: bool = False
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 STOPPING = Refusal(503, "the daemon is stopping; retry", close=True)  # frozen: one shared
@@ -68,24 +86,26 @@ STOPPING = Refusal(503, "the daemon is stopping; retry", close=True)  # frozen: 
 class DoorStats:
     """Counts since start: pushes refused for the bound (429), pushes answered 503
     while stopping, and pushes rejected at the door (``rejected``: no valid token 401,
-    ``Content-Length`` past ``logs.max_body`` 413, body not arrived within
-    ``logs.body_timeout`` 408)."""
+    ingestion off 403, ``Content-Length`` past ``logs.max_body`` 413, a chunked body
+    past it 413, body not arrived within ``logs.body_timeout`` 408)."""
 
     refused: int = 0
     stopping: int = 0
-    rejected: int = 0  # pushes answered 401/413 from their headers, or 408 (body too slow)
+    rejected: int = 0  # pushes answered 401/403/413 (their headers or size), or 408 (too slow)
 
 
 class Door:
     """One server's bounds and counts (``stats``: shared by the servers a reload replaces
     one with another).
 
-    ``limit``: requests held; ``limit_bytes``: the bodies they carry, bytes. A push alone
-    is always admitted, however large, up to ``max_body`` bytes (larger: 413 from its
-    headers, its body never read). ``tokens``: the push tokens (bytes); when any is set, a
-    push without one is answered 401 from its headers, never held nor charged.
-    ``body_timeout``: s from a request's first byte to its last (else 408, closed). All
-    are changed by a reload (:meth:`configure`).
+    Its bounds are ``logs``'s (:class:`~server.config.models.LogsConfig` is their one
+    home, defaults included), changed by a reload (:meth:`configure`):
+    ``logs.max_in_flight`` requests held and ``logs.max_in_flight_bytes`` of bodies they
+    carry; a push alone is always admitted, however large, up to ``logs.max_body`` bytes
+    (larger: 413 from its headers, its body never read). A push without a valid token
+    (``logs.tokens``) is answered 401 from its headers, and every push 403 when no token
+    is set; neither is held nor charged. ``logs.body_timeout``: s from a request's first
+    byte to its last (else 408, closed).
 
     A request is charged what it can legally carry: a push its ``Content-Length``, or,
     chunked, the bytes received so far; a gzip body the most it may inflate to (its
@@ -93,25 +113,13 @@ class Door:
     charged no bytes, and count against ``limit`` only once their body is in.
     """
 
-    def __init__(self, limit: int, limit_bytes: int, stats: DoorStats | None = None, *,
-                 max_body: int = 5 * 2**20, tokens: tuple[bytes, ...] = (),
-                 body_timeout: float = BODY_TIMEOUT) -> None:  # fmt: skip
-        self.limit = limit
-        self.limit_bytes = limit_bytes
-        self.max_body = max_body
-        self.tokens = tokens
-        self.body_timeout = body_timeout
+    def __init__(self, logs: LogsConfig, stats: DoorStats | None = None) -> None:
         self.stats = stats or DoorStats()
         self.closing = False
-        self._channels: dict[int, Any] = {}  # the server's map of open connections
-
-    @classmethod
-    def from_config(cls, logs: LogsConfig, stats: DoorStats | None = None) -> Door:
-        """A door with ``logs``'s bounds (``logs.max_in_flight*``, ``max_body``, tokens,
-        ``body_timeout``)."""
-        door = cls(logs.max_in_flight, logs.max_in_flight_bytes, stats)
-        door.configure(logs)
-        return door
+        self._lock = threading.Lock()  # the counts change in waitress's I/O and task threads
+        self._held = 0  # requests held now
+        self._bytes = 0  # what they are charged, bytes
+        self.configure(logs)
 
     def configure(self, logs: LogsConfig) -> None:
         """Take ``logs``'s bounds from now on (a reload)."""
@@ -119,32 +127,48 @@ class Door:
         self.limit_bytes = int(logs.max_in_flight_bytes)
         self.max_body = int(logs.max_body)
         self.body_timeout = float(logs.body_timeout)
-        self.tokens = tuple(t.reveal().encode() for t in logs.tokens.values() if t)
-
-    def watch(self, channels: dict[int, Any]) -> None:
-        """Count the requests of ``channels`` (waitress's ``active_channels``)."""
-        self._channels = channels
+        self.tokens = PushTokens.of(logs)
 
     def held(self) -> int:
         """Requests the server holds now: headers in, answer not yet written, not refused."""
-        return self._held()[0]
+        return self._held
 
-    def _held(self) -> tuple[int, int]:
-        """(requests held, bytes of their bodies)."""
-        count = size = 0
-        for channel in list(self._channels.values()):
-            held = [r for r in list(channel.requests) if _admitted(r)]
-            pending = channel.request
-            if (pending is not None and pending.headers_finished and _admitted(pending)
-                    and _push(pending)):  # fmt: skip
-                held.append(pending)
-            count += len(held)
-            size += sum(self.charge(r) for r in held)
-        return count, size
+    def carried(self) -> int:
+        """Bytes the requests held are charged now (see the class)."""
+        return self._bytes
+
+    def hold(self, request: Parser) -> None:
+        """``request`` is held from now on (a push: its headers are in and admitted; another:
+        it is complete); counted once however often this is called."""
+        charge = self.charge(request)
+        with self._lock:
+            if request.charged is not None:
+                return
+            request.charged = charge
+            self._held += 1
+            self._bytes += charge
+
+    def recharge(self, request: Parser) -> None:
+        """``request``'s body grew (chunked): charge it what it carries now, if held."""
+        charge = self.charge(request)
+        with self._lock:
+            if request.charged is None:
+                return
+            self._bytes += charge - request.charged
+            request.charged = charge
+
+    def release(self, request: Parser) -> None:
+        """``request`` is no longer held (answered, refused, or its connection gone); once."""
+        with self._lock:
+            if request.charged is None:
+                return
+            self._held -= 1
+            self._bytes -= request.charged
+            request.charged = None
 
     def charge(self, request: Parser) -> int:
         """Bytes ``request`` is charged (see the class): 0 for other paths than pushes."""
-        if not _push(request):
+        if not is_push(request):
             return 0
         if request.chunked:
             body = request.body_rcv
@@ -159,16 +183,20 @@ class Door:
         """Whether ``request`` (headers just read) is refused; None: admitted."""
         if self.closing:
             return STOPPING
-        held, size = self._held()
-        if not _push(request):
+        if not is_push(request):
             return None
-        if self.tokens and not self._authorised(request):
-            return Refusal(401, "a logs token is required (Authorization: Bearer <token>); "
-                                "nothing of this request was read", close=True)  # fmt: skip
+        if self.tokens.off:
+            return Refusal(403, f"{OFF}; nothing of this request was read", close=True)
+        authorization = request.headers.get("AUTHORIZATION", "")
+        if not self.tokens.accepts(authorization):
+            return Refusal(401, f"{REQUIRED}; nothing of this request was read", close=True,
+                           headers=(("WWW-Authenticate", challenge(authorization)),))  # fmt: skip
         if request.content_length > self.max_body:
             return Refusal(413, f"body of {request.content_length:,} bytes is larger than "
                                 f"logs.max_body ({self.max_body:,} bytes); not read",
                            close=True)  # fmt: skip
+        with self._lock:
+            held, size = self._held, self._bytes
         if held >= self.limit:
             why = f"{held} requests are held (logs.max_in_flight is {self.limit})"
         elif size and size + self.charge(request) > self.limit_bytes:
@@ -182,7 +210,7 @@ class Door:
     def answered(self, refusal: Refusal, request: Parser) -> None:
         """Count ``refusal`` of a push, written to its client (one thread answers them
         all); other requests turned away while stopping are not pushes refused."""
-        if not _push(request):
+        if not is_push(request):
             return
         if refusal.status == 503:
             self.stats.stopping += 1
@@ -191,17 +219,7 @@ class Door:
         else:
             self.stats.rejected += 1
 
-    def _authorised(self, request: Parser) -> bool:
-        scheme, _, token = request.headers.get("AUTHORIZATION", "").partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            return False
-        given = token.strip().encode()
-        return any(hmac.compare_digest(secret, given) for secret in self.tokens)
 
-
-def _push(request: Any) -> bool:
+def is_push(request: Any) -> bool:
+    """Whether ``request`` (a parsed request line) pushes logs: ``POST`` to a push path."""
     return request.command == "POST" and request.path in PUSH_PATHS
-
-
-def _admitted(request: Any) -> bool:
-    return getattr(request, "refusal", None) is None

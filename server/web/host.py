@@ -127,7 +127,7 @@ class DashboardHost:
 
         try:
             logs = context.config.logs
-            door = Door.from_config(logs, self.door)
+            door = Door(logs, self.door)
             return WebServer(create_app(context), dashboard.bind, dashboard.port, door=door)
         except OSError as exc:
             raise bind_error(dashboard, exc) from None

@@ -1,11 +1,17 @@
 """Log ingestion endpoints: ``POST /api/v1/logs`` (NDJSON) and ``POST /v1/logs`` (OTLP/HTTP).
 
-Auth: ``Authorization: Bearer <token>`` with a token from ``logs.tokens``.
+Auth: ``Authorization: Bearer <token>`` with a token from ``logs.tokens``
+(:mod:`server.logs.tokens`; the web server's door asks the same before any body is read).
 Bodies may be gzip-compressed; size limits apply before and after
 decompression (413 says which). A 200 means every accepted record (and every
 dead-lettered one) is on disk in the writer's write-ahead log (fsync'd, shared
 with the requests that arrived together): a ``kill -9`` right after the answer
 loses none, and ClickHouse stores each exactly once.
+
+Only the 200 acknowledges: a push whose client has closed its connection by the time
+its records would be written (it timed out waiting) is not stored (counted in
+``pushes_abandoned``), since its client, never told, sends it again. One whose client
+leaves after the write is stored, and the retry stores it twice (at least once).
 
 Backpressure: when more than ``scheduler.max_queue_rows`` rows wait for
 ClickHouse the answer is 429, when the spool's disk is full (or at
@@ -25,7 +31,6 @@ own failure, 500. Each with nothing of the request stored.
 
 from __future__ import annotations
 
-import hmac
 import zlib
 from typing import NoReturn
 
@@ -44,7 +49,9 @@ from server.logs.prepare import (
     Settings,
     prepare,
 )
+from server.logs.tokens import OFF, REQUIRED, PushTokens, challenge
 from server.logs.workers import WorkerFailed
+from server.web.admission import CLIENT_GONE
 from server.web.context import WebContext
 from server.web.context import current as context
 from server.web.errors import ApiError
@@ -60,16 +67,22 @@ NDJSON_TYPES = frozenset({
 
 
 def _authorised(ctx: WebContext) -> None:
-    tokens = ctx.config.logs.tokens
-    if not any(tokens.values()):
-        raise ApiError(403, "log ingestion is off: set logs.tokens in the YAML")
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() == "bearer" and token:
-        for secret in tokens.values():
-            if secret and hmac.compare_digest(secret.reveal().encode(), token.strip().encode()):
-                return
-    raise ApiError(401, "a logs token is required (Authorization: Bearer <token>)",
-                   {"WWW-Authenticate": 'Bearer realm="lightbulb-logs"'})  # fmt: skip
+    tokens = PushTokens.of(ctx.config.logs)
+    if tokens.off:
+        raise ApiError(403, OFF)
+    authorization = request.headers.get("Authorization", "")
+    if not tokens.accepts(authorization):
+        raise ApiError(401, REQUIRED, {"WWW-Authenticate": challenge(authorization)})
+
+
+def _still_there(writer: Writer) -> None:
+    """Raises (499, nginx's "client closed request") when the client has closed its
+    connection: nothing of its request is stored (see the module's docstring)."""
+    gone = request.environ.get(CLIENT_GONE)
+    if gone is not None and gone():
+        writer.stats.pushes_abandoned += 1
+        raise ApiError(499, "the client closed its connection before its records were "
+                            "stored; nothing of them was stored")  # fmt: skip
 
 
 def _body(ctx: WebContext) -> bytes:
@@ -127,7 +140,9 @@ def _prepare(ctx: WebContext, writer: Writer, job: Job) -> Prepared:
 
 
 def _store(writer: Writer, ctx: WebContext, done: Prepared) -> None:
-    """Records and dead letters on disk before we answer (one group-committed fsync)."""
+    """Records and dead letters on disk before we answer (one group-committed fsync),
+    unless the client has gone (:func:`_still_there`)."""
+    _still_there(writer)
     ipc = {"service_logs": done.ipc} if done.ipc is not None else None
     try:
         writer.durable({"service_logs": done.rows, "log_dlq": done.dead_letters}, ipc=ipc)

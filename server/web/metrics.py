@@ -136,6 +136,11 @@ class LightbulbCollector:
                 "(408); none of them read or kept",
                 h.get("push_rejections", 0),
             ),
+            "lightbulb_push_abandoned": (
+                "Pushes whose client closed its connection before their records were stored "
+                "(it timed out, say); nothing of them stored, their client never got a 200",
+                h.get("push_abandoned", 0),
+            ),
             "lightbulb_ingest_worker_jobs": (
                 "Pushed requests prepared by an ingest worker (the rest in the daemon)",
                 h.get("ingest_jobs", 0),

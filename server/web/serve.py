@@ -31,9 +31,12 @@ logging.getLogger("waitress.queue").setLevel(logging.ERROR)
 CONNECTION_LIMIT = 500
 RECV_BYTES = 256 * 1024  # per read: a refused 4 MB body is thrown away in 16 reads, not 512
 POLL = 0.02  # s between looks at the connections while answers drain
-# s a connection may stay idle (kept alive, or opened and silent) before it is closed;
-# nginx's keepalive_timeout is 75 s, its client_header_timeout 60 s: ours is shorter, and
-# at the connection limit the longest idle ones are closed to make room anyway
+# s a connection may stay idle (kept alive, or opened and silent) before it is closed. An
+# idle connection holds one of CONNECTION_LIMIT's slots, so shorter than nginx's defaults
+# (keepalive_timeout 75 s, client_header_timeout 60 s); long enough that a client pushing
+# every few seconds (an OpenTelemetry SDK's batch processor exports every 1 s by default)
+# reuses its connection. Not a setting: a reverse proxy in front keeps its own idle timeout
+# below it (the README says how), and at the limit idle ones are closed to make room anyway.
 IDLE_TIMEOUT = 20
 CLEANUP_INTERVAL = 1  # s between looks for idle connections and late bodies
 
@@ -45,7 +48,7 @@ class WebServer:
     def __init__(self, app: Any, host: str, port: int, threads: int = 4,
                  door: Door | None = None) -> None:  # fmt: skip
         if door is None:  # the settings' defaults
-            door = Door.from_config(LogsConfig())
+            door = Door(LogsConfig())
         self.door = door
         self.dispatcher = Dispatcher(self.door)
         self.dispatcher.set_thread_count(threads)
@@ -68,7 +71,6 @@ class WebServer:
         self._server.channel_class = Channel
         self._server.door = self.door
         self._server.maintenance = lambda now: maintain(self._server, now)
-        self.door.watch(self._server.active_channels)
         self.port = int(self._server.effective_port)
         self.host = host
         self._thread = threading.Thread(target=self._run, name="lightbulb-web", daemon=True)

@@ -4,17 +4,37 @@ refused one is answered from a lane of its own, its body thrown away as it arriv
 
 from __future__ import annotations
 
+import functools
 import json
 import queue
+import socket
 import threading
 import time
+from dataclasses import replace
 from typing import Any
 
 from waitress.channel import HTTPChannel
 from waitress.parser import HTTPRequestParser
-from waitress.task import ErrorTask, ThreadedTaskDispatcher, WSGITask
+from waitress.task import ThreadedTaskDispatcher, WSGITask
+from waitress.utilities import RequestEntityTooLarge
 
-from server.web.admission import REASONS, RETRY_AFTER, STOPPING, Door, Refusal
+from server.web.admission import (
+    CLIENT_GONE,
+    REASONS,
+    RETRY_AFTER,
+    STOPPING,
+    Door,
+    Refusal,
+    is_push,
+)
+
+# At the connection limit (server.web.serve.CONNECTION_LIMIT, 500) idle connections are
+# closed until this many are free, so a burst of new clients gets in within one
+# cleanup_interval (1 s) rather than one a second while the rest wait in the listen
+# backlog. Each closed idle connection costs its client a reconnect, so a few: a judgement
+# (1.6% of the limit), not a measured figure; tests/test_door_attacks.py holds 520 idle
+# connections open and a new client is served at once.
+EVICT_SPARE = 8
 
 
 class _Discard:
@@ -34,9 +54,11 @@ class _Discard:
 
 
 class Parser(HTTPRequestParser):  # type: ignore[misc]
-    """waitress's request parser, judged by the door once its headers are read."""
+    """waitress's request parser, judged by the door once its headers are read, and
+    counted by it while held (:meth:`Door.hold`, :meth:`Door.release`)."""
 
     refusal: Refusal | None = None
+    charged: int | None = None  # bytes the door charges it while held; None: not held
 
     def __init__(self, adj: Any, door: Door) -> None:
         super().__init__(adj)
@@ -47,21 +69,74 @@ class Parser(HTTPRequestParser):  # type: ignore[misc]
         super().parse_header(header_plus)
         self.refusal = self.door.judge(self)
         if self.refusal is None:
+            if is_push(self):  # held from its headers; other requests once complete
+                self.door.hold(self)
             return
-        # judged from the headers alone (401, 413), or Expect: 100-continue (the body was
-        # not sent yet): answer now, never read the body, close
-        if self.refusal.status in (401, 413) or getattr(self, "expect_continue", False):
+        # judged from the headers alone (401, 403, 413), or Expect: 100-continue (the body
+        # was not sent yet): answer now, never read the body, close
+        if self.refusal.status in (401, 403, 413) or getattr(self, "expect_continue", False):
             self.content_length = 0  # waitress's own max_body check: ours answered
             self.chunked = False
             self.expect_continue = False
             self.body_rcv = None
-            self.refusal = Refusal(self.refusal.status, self.refusal.message, close=True)
+            self.refusal = replace(self.refusal, close=True)
         elif self.body_rcv is not None:
             self.body_rcv.buf = _Discard()  # never read: the answer is the refusal
+
+    def received(self, data: bytes) -> int:
+        if self.refusal is not None and self.body_rcv is not None and not self.completed:
+            return self._discard(data)
+        consumed = int(super().received(data))
+        if self.chunked and self.charged is not None:
+            if isinstance(self.error, RequestEntityTooLarge):
+                self._cut()
+            else:
+                self.door.recharge(self)
+        if self.completed and not self.empty and self.refusal is None:
+            self.door.hold(self)  # idempotent: a push is held already
+        return consumed
+
+    def refuse(self, refusal: Refusal) -> None:
+        """Answer ``refusal`` instead of serving it: no longer held."""
+        self.refusal = refusal
+        self.door.release(self)
+
+    def close(self) -> None:
+        """Served and answered (waitress calls this after the task): no longer held."""
+        self.door.release(self)
+        super().close()
+
+    def _discard(self, data: bytes) -> int:
+        """A refused body is read to its end and thrown away, past any size: the client,
+        still sending, then reads its answer rather than a reset connection (one that never
+        ends is closed at ``logs.body_timeout``, :func:`maintain`)."""
+        body: Any = self.body_rcv
+        consumed = int(body.received(data))
+        if body.completed or body.error is not None:
+            self.completed = True  # answered with its refusal, whatever the rest was
+        return consumed
+
+    def _cut(self) -> None:
+        """A chunked push passed ``logs.max_body`` (waitress's check, set to it): what it
+        kept is dropped, the rest is thrown away as it arrives (:meth:`_discard`), and it
+        is answered 413 once it ends."""
+        self.error = None
+        body: Any = self.body_rcv
+        self.completed = bool(body.completed or body.error is not None)
+        kept, body.buf = body.buf, _Discard()
+        kept.close()
+        self.refuse(Refusal(413, f"chunked body larger than logs.max_body "
+                                 f"({self.door.max_body:,} bytes); the rest was read and "
+                                 "thrown away, nothing kept", close=True))  # fmt: skip
 
 
 class _Task(WSGITask):  # type: ignore[misc]
     """A request's task: the app's, or a refused request's short answer."""
+
+    def get_environment(self) -> dict[str, Any]:
+        environ: dict[str, Any] = super().get_environment()
+        environ[CLIENT_GONE] = functools.partial(client_gone, self.channel)
+        return environ
 
     def execute(self) -> None:
         refusal: Refusal | None = self.request.refusal
@@ -70,7 +145,7 @@ class _Task(WSGITask):  # type: ignore[misc]
             return
         body = json.dumps({"error": refusal.message}).encode()
         self.status = f"{refusal.status} {REASONS[refusal.status]}"
-        self.response_headers = [("Content-Type", "application/json")]
+        self.response_headers = [("Content-Type", "application/json"), *refusal.headers]
         if refusal.status in (429, 503):  # a wrong token or a body too large fails again
             self.response_headers.append(("Retry-After", str(RETRY_AFTER)))
         if refusal.close:
@@ -81,26 +156,42 @@ class _Task(WSGITask):  # type: ignore[misc]
         self.channel.server.door.answered(refusal, self.request)
 
 
-class _ErrorTask(ErrorTask):  # type: ignore[misc]
-    """waitress's answer to a malformed request; a chunked push cut at ``logs.max_body``
-    (413) is counted with the door's rejections."""
+def client_gone(channel: Any) -> bool:
+    """Whether the client of ``channel`` closed its connection (or reset it).
 
-    def execute(self) -> None:
-        super().execute()
-        if self.request.error.code == 413:
-            self.channel.server.door.answered(Refusal(413, "", close=True), self.request)
+    Asked from the thread serving the channel's request: waitress reads no more of a
+    connection while a request of it is served (``channel_request_lookahead`` 0), so
+    peeking races no reader. A half-closed client (shut down for writing, still reading)
+    counts as gone: HTTP/1.1 clients do not do that (RFC 9112 §9.6 closes both ways).
+    """
+    if not channel.connected:
+        return True
+    try:
+        peeked: bytes = channel.socket.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+    except BlockingIOError:
+        return False  # nothing to read: still there
+    except OSError:
+        return True  # reset
+    return peeked == b""  # the end of its stream; bytes: it pipelined its next request
 
 
 class Channel(HTTPChannel):  # type: ignore[misc]
-    """A connection whose requests the door judges."""
+    """A connection whose requests the door judges and counts."""
 
     task_class = _Task
-    error_task_class = _ErrorTask
 
     def __init__(self, server: Any, sock: Any, addr: Any, adj: Any, map: Any = None) -> None:
         door: Door = server.door
         self.parser_class = lambda adj: Parser(adj, door)
         super().__init__(server, sock, addr, adj, map)
+
+    def del_channel(self, map: Any = None) -> None:
+        """The connection is closed: nothing of it is held any more (a request still being
+        served finishes unanswered)."""
+        super().del_channel(map)
+        for request in (self.request, *self.requests):
+            if request is not None:
+                request.door.release(request)
 
 
 class Dispatcher(ThreadedTaskDispatcher):  # type: ignore[misc]
@@ -118,7 +209,7 @@ class Dispatcher(ThreadedTaskDispatcher):  # type: ignore[misc]
     def add_task(self, task: Any) -> None:
         request = task.requests[0]  # the channel's next request (waitress holds its lock)
         if request.refusal is None and self.door.closing:
-            request.refusal = STOPPING
+            request.refuse(STOPPING)
         if request.refusal is not None:
             self._refusals.put(task)
             return
@@ -131,7 +222,7 @@ class Dispatcher(ThreadedTaskDispatcher):  # type: ignore[misc]
             waiting = list(self.queue)
             self.queue.clear()
         for channel in waiting:
-            channel.requests[0].refusal = STOPPING
+            channel.requests[0].refuse(STOPPING)
             self._refusals.put(channel)
         return len(waiting)
 
@@ -177,9 +268,6 @@ def maintain(server: Any, now: float) -> None:
         channel.handle_close()
 
 
-EVICT_SPARE = 8  # connections made room for at the limit, so a few new ones get in at once
-
-
 def _expire(channel: Any, pending: Parser) -> None:
     """``pending`` came in too slowly: answered 408 and closed, its slot freed."""
     with channel.requests_lock:
@@ -189,9 +277,9 @@ def _expire(channel: Any, pending: Parser) -> None:
         if not pending.headers_finished or pending.refusal is not None:
             channel.will_close = True  # no request line to answer, or refused already
             return
-        pending.refusal = Refusal(408, f"the request did not arrive within logs.body_timeout "
+        pending.refuse(Refusal(408, f"the request did not arrive within logs.body_timeout "
                                        f"({channel.server.door.body_timeout:g} s); nothing "
-                                       "of it was kept", close=True)  # fmt: skip
+                                       "of it was kept", close=True))  # fmt: skip
         pending.completed = True
         channel.requests.append(pending)
         channel.server.add_task(channel)

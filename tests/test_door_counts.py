@@ -1,0 +1,78 @@
+"""The door's counts are kept as requests come and go, not by walking the connections:
+judging a push costs the same with hundreds of connections open (a real waitress server
+in this process, real sockets; the app is a plain WSGI callable)."""
+
+from __future__ import annotations
+
+import inspect
+import socket
+import time
+from collections.abc import Callable, Iterable
+
+from waitress.adjustments import Adjustments
+
+from server.config.models import LogsConfig
+from server.web import WebServer
+from server.web.admission import Door
+from server.web.waitress_door import Parser
+from tests.conftest import free_port, wait_until
+
+HEAD = (b"POST /api/v1/logs HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t0k3n\r\n"
+        b"Content-Length: 10\r\n\r\n")  # fmt: skip
+
+
+def hello(environ: dict[str, object], start: Callable[..., object]) -> Iterable[bytes]:
+    start("200 OK", [("Content-Type", "text/plain")])
+    return [b"hello"]
+
+
+def _cpu_per_judge(door: Door, request: Parser) -> float:
+    """CPU seconds of this thread per :meth:`Door.judge`, the least of five rounds (the
+    machine is shared: the least is the one least disturbed)."""
+    rounds = []
+    for _ in range(5):
+        started = time.thread_time()
+        for _ in range(200):
+            assert door.judge(request) is None
+        rounds.append((time.thread_time() - started) / 200)
+    return min(rounds)
+
+
+def test_judging_a_push_costs_the_same_with_hundreds_of_connections_open() -> None:
+    door = Door(LogsConfig(tokens={"t": "t0k3n"}, max_in_flight=10_000))
+    server = WebServer(hello, "127.0.0.1", free_port(), door=door)
+    server.start()
+    sockets: list[socket.socket] = []
+    try:
+        request = Parser(Adjustments(), door)
+        request.received(HEAD)  # headers in, body not: held, as a real one arriving
+        assert door.held() == 1 and door.carried() == 10
+        alone = _cpu_per_judge(door, request)
+        for _ in range(400):  # each with a request whose headers are still arriving
+            sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+            sock.sendall(b"POST /api/v1/logs HTTP/1.1\r\n")
+            sockets.append(sock)
+        assert wait_until(lambda: len(server._server.active_channels) >= 400, 30)
+        crowded = _cpu_per_judge(door, request)
+        # walking 400 connections per judgement cost ~50 times a judgement's own work
+        assert crowded < 3 * alone, (crowded, alone)
+        assert door.held() == 1  # headers not in: none of them held
+        request.close()
+        assert door.held() == 0 and door.carried() == 0
+    finally:
+        for sock in sockets:
+            sock.close()
+        server.stop()
+
+
+def test_the_door_takes_every_bound_from_logs_config_its_one_home() -> None:
+    # it repeated LogsConfig's defaults in its own signature, where they could drift
+    assert list(inspect.signature(Door).parameters) == ["logs", "stats"]
+    logs = LogsConfig()
+    door = Door(logs)
+    bounds = (door.limit, door.limit_bytes, door.max_body, door.body_timeout)
+    assert bounds == (logs.max_in_flight, logs.max_in_flight_bytes, logs.max_body,
+                      logs.body_timeout)  # fmt: skip
+    assert door.tokens.off
+    door.configure(LogsConfig(max_in_flight=3, tokens={"t": "t0k3n"}))  # a reload
+    assert door.limit == 3 and not door.tokens.off
