@@ -53,6 +53,8 @@ PUSH_PATHS = frozenset({"/api/v1/logs", "/v1/logs"})
 # inflate 22x (NDJSON) and 12x (OTLP protobuf; benchmarks/ingest.py's bodies, gzip -6);
 # real logs, less repetitive, less: 8 under-charges only the most repetitive ones.
 GZIP_RATIO = 8
+# Content-Encoding values read as gzip (RFC 9110 section 8.4.1.3: recipients treat x-gzip as gzip)
+GZIP = frozenset({"gzip", "x-gzip"})
 # the WSGI environ's key of a callable answering whether the client has gone (closed its
 # connection): a push whose client left before its records were stored is not stored
 CLIENT_GONE = "lightbulb.client_gone"
@@ -175,7 +177,7 @@ class Door:
             got = len(body.buf) if body is not None else 0
         else:
             got = request.content_length
-        if request.headers.get("CONTENT_ENCODING", "").strip().lower() in ("gzip", "x-gzip"):
+        if request.headers.get("CONTENT_ENCODING", "").strip().lower() in GZIP:
             got *= GZIP_RATIO
         return int(min(got, self.max_body))
 
