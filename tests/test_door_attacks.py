@@ -163,6 +163,45 @@ def test_bodies_slower_than_body_timeout_are_answered_408_and_their_slots_freed(
     assert pushed.stored() == ["m50", "m51"]
 
 
+@pytest.mark.parametrize("path", ["/api/v1/logs", "/api/v1/silences"])
+def test_a_request_with_both_transfer_encoding_and_content_length_is_refused_unread(
+    tmp_path: Path, path: str
+) -> None:
+    # RFC 9112 6.3: the two framings disagree, so a proxy in front may see another request
+    pushed = Pushed(tmp_path, "")
+    body = ndjson(70, 71)
+    chunked = f"{len(body):x}\r\n".encode() + body + b"\r\n0\r\n\r\n"
+    sock = _send(pushed, f"POST {path} HTTP/1.1\nHost: x\n{_auth()}Transfer-Encoding: chunked\n"
+                         f"Content-Length: 4\n", chunked)  # fmt: skip
+    status, text = _answer(sock)  # read to the close: the connection is not reused
+    assert status == 400 and "Transfer-Encoding and Content-Length" in text, text
+    assert "Retry-After" not in text
+    plain = requests.post(pushed.url, data=body, headers=AUTH, timeout=15)
+    assert plain.status_code == 200  # the same records, framed once, are taken
+    code, _took = pushed.daemon.stop()
+    assert code == 0
+    assert pushed.stored() == ["m70", "m71"]  # once: the refused request stored nothing
+
+
+def test_the_unread_body_of_a_refused_push_is_never_served_as_requests(tmp_path: Path) -> None:
+    pushed = Pushed(tmp_path, "")
+    # a 401 from the headers: its body, sent at once, holds a whole push with a valid token
+    smuggled = ndjson(80)
+    inner = (f"POST /api/v1/logs HTTP/1.1\r\nHost: x\r\nAuthorization: {AUTH['Authorization']}"
+             f"\r\nContent-Length: {len(smuggled)}\r\n\r\n").encode() + smuggled  # fmt: skip
+    inner = b"NOT A REQUEST LINE\r\n\r\n" + inner  # unparseable, then a whole push
+    sock = _send(pushed, f"POST /api/v1/logs HTTP/1.1\nHost: x\nContent-Length: {len(inner)}\n",
+                 inner)  # fmt: skip
+    status, text = _answer(sock)
+    assert status == 401 and text.count("HTTP/1.1") == 1, text  # one answer, then closed
+    garbage = _send(pushed, "GARBAGE\n")  # a request line waitress cannot parse: its own 400
+    assert _answer(garbage)[0] == 400
+    code, _took = pushed.daemon.stop()
+    assert code == 0
+    assert pushed.stored() == []  # m80, inside the refused body, was not stored
+    assert "uncaptured python exception" not in pushed.daemon.output
+
+
 @pytest.mark.parametrize("first", [b"", b"P"], ids=["silent", "headers-trickling"])
 def test_idle_connections_at_the_connection_limit_make_room_for_new_ones(
     tmp_path: Path, first: bytes

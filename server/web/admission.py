@@ -60,6 +60,7 @@ GZIP = frozenset({"gzip", "x-gzip"})
 CLIENT_GONE = "lightbulb.client_gone"
 RETRY_AFTER = 1  # s: the OTLP spec's exporters wait at least this long before retrying
 REASONS = {
+    400: "Bad Request",
     401: "Unauthorized",
     403: "Forbidden",
     408: "Request Timeout",
@@ -71,7 +72,7 @@ REASONS = {
 
 @dataclass(frozen=True)
 class Refusal:
-    """The answer a refused request gets: ``status`` (401/403/408/413/429/503), ``message``,
+    """The answer a refused request gets: ``status`` (400/401/403/408/413/429/503), ``message``,
     whether the connection closes after it, and ``headers`` of its own (a 401's
     ``WWW-Authenticate``)."""
 
@@ -82,18 +83,24 @@ class Refusal:
 
 
 STOPPING = Refusal(503, "the daemon is stopping; retry", close=True)  # frozen: one shared
+# RFC 9112 section 6.3: a request with both Transfer-Encoding and Content-Length "might
+# indicate an attempt to perform request smuggling ... and ought to be handled as an
+# error"; a proxy in front that reads the other header would see another request
+SMUGGLING = Refusal(400, "both Transfer-Encoding and Content-Length were sent (RFC 9112 "
+                         "section 6.3); nothing of this request was read", close=True)  # fmt: skip
 
 
 @dataclass
 class DoorStats:
     """Counts since start: pushes refused for the bound (429), pushes answered 503
     while stopping, and pushes rejected at the door (``rejected``: no valid token 401,
-    ingestion off 403, ``Content-Length`` past ``logs.max_body`` 413, a chunked body
+    ingestion off 403, both ``Transfer-Encoding`` and ``Content-Length`` 400,
+    ``Content-Length`` past ``logs.max_body`` 413, a chunked body
     past it 413, body not arrived within ``logs.body_timeout`` 408)."""
 
     refused: int = 0
     stopping: int = 0
-    rejected: int = 0  # pushes answered 401/403/413 (their headers or size), or 408 (too slow)
+    rejected: int = 0  # pushes answered 400/401/403/413 (their headers or size), or 408 (too slow)
 
 
 class Door:
@@ -185,6 +192,8 @@ class Door:
         """Whether ``request`` (headers just read) is refused; None: admitted."""
         if self.closing:
             return STOPPING
+        if request.chunked and "CONTENT_LENGTH" in request.headers:
+            return SMUGGLING
         if not is_push(request):
             return None
         if self.tokens.off:
@@ -224,4 +233,5 @@ class Door:
 
 def is_push(request: Any) -> bool:
     """Whether ``request`` (a parsed request line) pushes logs: ``POST`` to a push path."""
-    return request.command == "POST" and request.path in PUSH_PATHS
+    # a request line waitress could not parse sets neither (it is answered 400)
+    return getattr(request, "command", "") == "POST" and getattr(request, "path", "") in PUSH_PATHS

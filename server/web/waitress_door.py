@@ -72,9 +72,9 @@ class Parser(HTTPRequestParser):  # type: ignore[misc]
             if is_push(self):  # held from its headers; other requests once complete
                 self.door.hold(self)
             return
-        # judged from the headers alone (401, 403, 413), or Expect: 100-continue (the body
+        # judged from the headers alone (400, 401, 403, 413), or Expect: 100-continue (the body
         # was not sent yet): answer now, never read the body, close
-        if self.refusal.status in (401, 403, 413) or getattr(self, "expect_continue", False):
+        if self.refusal.status in (400, 401, 403, 413) or getattr(self, "expect_continue", False):
             self.content_length = 0  # waitress's own max_body check: ours answered
             self.chunked = False
             self.expect_continue = False
@@ -87,6 +87,8 @@ class Parser(HTTPRequestParser):  # type: ignore[misc]
         if self.refusal is not None and self.body_rcv is not None and not self.completed:
             return self._discard(data)
         consumed = int(super().received(data))
+        if self.completed and self.refusal is not None and self.refusal.close:
+            return len(data)  # the rest (a body never read) is not parsed as more requests
         if self.chunked and self.charged is not None:
             if isinstance(self.error, RequestEntityTooLarge):
                 self._cut()
@@ -184,6 +186,15 @@ class Channel(HTTPChannel):  # type: ignore[misc]
         door: Door = server.door
         self.parser_class = lambda adj: Parser(adj, door)
         super().__init__(server, sock, addr, adj, map)
+
+    def received(self, data: bytes) -> bool:
+        """What arrives after a request refused with a close (its unread body, or anything
+        pipelined behind it) is thrown away, never parsed as requests of its own: bytes of
+        a body must not be served as a request (request smuggling), nor break the answer."""
+        with self.requests_lock:
+            if any(r.refusal is not None and r.refusal.close for r in self.requests):
+                return False
+        return bool(super().received(data))
 
     def del_channel(self, map: Any = None) -> None:
         """The connection is closed: nothing of it is held any more (a request still being
