@@ -5,8 +5,11 @@ slot at ``logs.body_timeout``, and idle sockets cannot lock the daemon out."""
 
 from __future__ import annotations
 
+import contextlib
+import selectors
 import signal
 import socket
+import threading
 import time
 from pathlib import Path
 
@@ -222,6 +225,68 @@ def test_idle_connections_at_the_connection_limit_make_room_for_new_ones(
     code, _took = pushed.daemon.stop()
     assert code == 0
     assert pushed.stored() == ["m60", "m61"]
+
+
+class _Hoarder(threading.Thread):
+    """``count`` idle connections from ``source``, each reopened as soon as the server
+    closes it (the attacker's idle2.py): until :meth:`stop`."""
+
+    def __init__(self, port: int, count: int, source: str) -> None:
+        super().__init__(daemon=True)
+        self.port, self.source, self.count = port, source, count
+        self.selector = selectors.DefaultSelector()
+        self.halt = threading.Event()
+        self.opened = 0
+
+    def _open(self) -> None:
+        sock = socket.create_connection(("127.0.0.1", self.port), timeout=10,
+                                        source_address=(self.source, 0))  # fmt: skip
+        sock.setblocking(False)
+        self.selector.register(sock, selectors.EVENT_READ)
+        self.opened += 1
+
+    def run(self) -> None:
+        for _ in range(self.count):
+            self._open()
+        while not self.halt.is_set():
+            for key, _events in self.selector.select(timeout=0.1):
+                sock = key.fileobj
+                assert isinstance(sock, socket.socket)
+                with contextlib.suppress(OSError):
+                    if sock.recv(4096):
+                        continue
+                self.selector.unregister(sock)
+                sock.close()
+                with contextlib.suppress(OSError):  # refused or reset: try again next turn
+                    self._open()
+
+    def stop(self) -> None:
+        self.halt.set()
+        self.join(30)
+        for key in list(self.selector.get_map().values()):
+            key.fileobj.close()  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("source", ["127.0.0.1", "127.0.0.2"], ids=["same-address", "another"])
+def test_connections_reopened_as_fast_as_closed_cannot_keep_clients_waiting(
+    tmp_path: Path, source: str
+) -> None:
+    # the attacker's fault 4: 600 idle sockets reopened as closed made 4 of 5 pushes and
+    # /healthz time out (3 s), their reconnects ahead of real clients in the listen backlog
+    pushed = Pushed(tmp_path, "")
+    hoarder = _Hoarder(pushed.port, CONNECTION_LIMIT + 100, source)
+    hoarder.start()
+    assert wait_until(lambda: hoarder.opened >= CONNECTION_LIMIT + 100, 60)
+    for n in range(5):
+        answer = requests.post(pushed.url, data=ndjson(90 + n), headers=AUTH, timeout=5)
+        assert answer.status_code == 200
+        assert requests.get(f"http://127.0.0.1:{pushed.port}/healthz", timeout=5).ok
+    assert pushed.metric("lightbulb_connections_evicted") > 0
+    hoarder.stop()
+    code, _took = pushed.daemon.stop()
+    assert code == 0
+    assert pushed.stored() == [f"m{90 + n}" for n in range(5)]
+    assert "connection limit" not in pushed.daemon.output  # no log line per flap
 
 
 def _auth() -> str:

@@ -96,11 +96,16 @@ class DoorStats:
     while stopping, and pushes rejected at the door (``rejected``: no valid token 401,
     ingestion off 403, both ``Transfer-Encoding`` and ``Content-Length`` 400,
     ``Content-Length`` past ``logs.max_body`` 413, a chunked body
-    past it 413, body not arrived within ``logs.body_timeout`` 408)."""
+    past it 413, body not arrived within ``logs.body_timeout`` 408); and connections
+    closed at the connection limit (:mod:`server.web.waitress_room`): ``evicted``, idle
+    ones closed to make room for a newcomer, ``turned_away``, newcomers closed when none
+    was idle."""
 
     refused: int = 0
     stopping: int = 0
     rejected: int = 0  # pushes answered 400/401/403/413 (their headers or size), or 408 (too slow)
+    evicted: int = 0  # idle connections closed to make room at the connection limit
+    turned_away: int = 0  # connections closed as accepted: at the limit, none idle
 
 
 class Door:

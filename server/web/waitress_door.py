@@ -28,14 +28,6 @@ from server.web.admission import (
     is_push,
 )
 
-# At the connection limit (server.web.serve.CONNECTION_LIMIT, 500) idle connections are
-# closed until this many are free, so a burst of new clients gets in within one
-# cleanup_interval (1 s) rather than one a second while the rest wait in the listen
-# backlog. Each closed idle connection costs its client a reconnect, so a few: a judgement
-# (1.6% of the limit), not a measured figure; tests/test_door_attacks.py holds 520 idle
-# connections open and a new client is served at once.
-EVICT_SPARE = 8
-
 
 class _Discard:
     """A body buffer that keeps nothing (a refused request's body), only its length."""
@@ -256,9 +248,8 @@ def maintain(server: Any, now: float) -> None:
     """waitress's periodic look at the connections (``server.maintenance``, every
     ``cleanup_interval`` s in its I/O thread): idle ones past ``channel_timeout`` close,
     requests past the door's ``body_timeout`` are answered 408 (or closed, headers not
-    even in), and at the connection limit the longest idle connections are closed to make
-    room for new ones, then those whose headers are still arriving (rather than refusing to
-    accept: idle or header-trickling sockets cannot lock us out)."""
+    even in). Room at the connection limit is made as connections come
+    (:mod:`server.web.waitress_room`)."""
     type(server).maintenance(server, now)
     door: Door = server.door
     started = time.monotonic() - door.body_timeout
@@ -267,16 +258,6 @@ def maintain(server: Any, now: float) -> None:
         pending = channel.request
         if pending is not None and pending.started < started and not channel.will_close:
             _expire(channel, pending)
-    excess = len(server._map) - server.adj.connection_limit + EVICT_SPARE
-    if excess <= 0:
-        return
-    # idle ones first, then those whose headers are still arriving; longest quiet first
-    idle = [(c.request is not None, c.last_activity, id(c), c) for c in channels
-            if (c.request is None or not c.request.headers_finished) and not c.requests
-            and not c.total_outbufs_len and not c.will_close]  # fmt: skip
-    for *_, channel in sorted(idle)[:excess]:
-        channel.will_close = True
-        channel.handle_close()
 
 
 def _expire(channel: Any, pending: Parser) -> None:
