@@ -21,6 +21,11 @@ A push without a valid token is answered from its headers, its body never read:
 ``401`` with ``WWW-Authenticate`` (:mod:`server.logs.tokens`), or ``403`` when no
 token is configured at all (ingestion is off).
 
+A push's body must arrive whole within ``logs.body_timeout``; while every slot is
+held, one that cannot (:meth:`Door.doomed`) gives its slot to the newcomer and is
+answered ``408`` at once rather than at its deadline: bodies trickled by a client
+holding a token, reopened as each is refused, could otherwise keep every slot.
+
 The counts are kept as requests come and go (:meth:`Door.hold`, :meth:`Door.release`):
 judging a request costs the same however many connections are open.
 
@@ -58,6 +63,12 @@ GZIP = frozenset({"gzip", "x-gzip"})
 # the WSGI environ's key of a callable answering whether the client has gone (closed its
 # connection): a push whose client left before its records were stored is not stored
 CLIENT_GONE = "lightbulb.client_gone"
+# A held push whose body arrives slower than this on average (bytes/s, since its first
+# byte) is doomed once the door is full: Apache's mod_reqtimeout default MinRate (500
+# bytes/s, "RequestReadTimeout body=20,MinRate=500"). Judged after MEASURE_AFTER s: what
+# a client sends in its first round trips says little (TCP slow start, Expect).
+MIN_RATE = 500
+MEASURE_AFTER = 0.25
 RETRY_AFTER = 1  # s: the OTLP spec's exporters wait at least this long before retrying
 REASONS = {
     400: "Bad Request",
@@ -132,6 +143,7 @@ class Door:
         self.closing = False
         self._lock = threading.Lock()  # the counts change in waitress's I/O and task threads
         self._held = 0  # requests held now
+        self._pushes: set[Parser] = set()  # the pushes among them
         self._bytes = 0  # what they are charged, bytes
         self.configure(logs)
 
@@ -161,6 +173,8 @@ class Door:
             request.charged = charge
             self._held += 1
             self._bytes += charge
+            if is_push(request):
+                self._pushes.add(request)
 
     def recharge(self, request: Parser) -> None:
         """``request``'s body grew (chunked): charge it what it carries now, if held."""
@@ -179,6 +193,7 @@ class Door:
             self._held -= 1
             self._bytes -= request.charged
             request.charged = None
+            self._pushes.discard(request)
 
     def charge(self, request: Parser) -> int:
         """Bytes ``request`` is charged (see the class): 0 for other paths than pushes."""
@@ -222,6 +237,27 @@ class Door:
             return None
         return Refusal(429, f"busy: {why}, being received, waiting or being stored; nothing "
                             "of this request was kept; retry")  # fmt: skip
+
+    def doomed(self, now: float) -> Parser | None:
+        """Of the held pushes whose body is still arriving, the slowest that cannot make it:
+        received for at least :data:`MEASURE_AFTER` s (``now``: ``time.monotonic()``) and
+        arriving slower than :data:`MIN_RATE`, or at a rate at which its
+        ``Content-Length`` would arrive only after ``logs.body_timeout`` (it is answered
+        408 then anyway); None when there is none."""
+        slowest: tuple[float, Parser] | None = None
+        with self._lock:
+            pushes = list(self._pushes)
+        for push in pushes:
+            took = now - push.started
+            if push.completed or took < MEASURE_AFTER:
+                continue
+            got = push.body_bytes_received
+            rate = got / took
+            left = self.body_timeout - took
+            late = not push.chunked and rate * left < push.content_length - got
+            if (rate < MIN_RATE or late) and (slowest is None or rate < slowest[0]):
+                slowest = (rate, push)
+        return slowest[1] if slowest else None
 
     def answered(self, refusal: Refusal, request: Parser) -> None:
         """Count ``refusal`` of a push, written to its client (one thread answers them

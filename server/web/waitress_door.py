@@ -16,10 +16,11 @@ from typing import Any
 from waitress.channel import HTTPChannel
 from waitress.parser import HTTPRequestParser
 from waitress.task import ThreadedTaskDispatcher, WSGITask
-from waitress.utilities import RequestEntityTooLarge
+from waitress.utilities import RequestEntityTooLarge, find_double_newline
 
 from server.web.admission import (
     CLIENT_GONE,
+    MIN_RATE,
     REASONS,
     RETRY_AFTER,
     STOPPING,
@@ -27,6 +28,11 @@ from server.web.admission import (
     Refusal,
     is_push,
 )
+
+# A push whose first read brought this much of its body (or all of it) with its headers is
+# sending at full speed (a 1,000-record push is ~190 KB, one 256 KiB read): it may take a
+# doomed push's slot (Parser._ready).
+READY_BYTES = 64 * 1024
 
 
 class _Discard:
@@ -51,15 +57,24 @@ class Parser(HTTPRequestParser):  # type: ignore[misc]
 
     refusal: Refusal | None = None
     charged: int | None = None  # bytes the door charges it while held; None: not held
+    tail = 0  # bytes of its body that arrived in the read that ended its headers
 
-    def __init__(self, adj: Any, door: Door) -> None:
+    def __init__(self, adj: Any, door: Door, channel: Any = None) -> None:
         super().__init__(adj)
         self.door = door
+        self.channel = channel  # the connection it arrives on
         self.started = time.monotonic()  # its first byte: logs.body_timeout runs from here
 
     def parse_header(self, header_plus: bytes) -> None:
         super().parse_header(header_plus)
         self.refusal = self.door.judge(self)
+        if self.refusal is not None and self.refusal.status == 429 and self._ready():
+            doomed = self.door.doomed(time.monotonic())
+            if doomed is not None and doomed.channel not in (None, self.channel):
+                _expire(doomed.channel, doomed, f"the body arrived too slowly (under "
+                        f"{MIN_RATE} bytes/s, or too slowly to end within logs.body_timeout) "
+                        "while its slot was wanted")  # fmt: skip
+                self.refusal = self.door.judge(self)
         if self.refusal is None:
             if is_push(self):  # held from its headers; other requests once complete
                 self.door.hold(self)
@@ -75,9 +90,19 @@ class Parser(HTTPRequestParser):  # type: ignore[misc]
         elif self.body_rcv is not None:
             self.body_rcv.buf = _Discard()  # never read: the answer is the refusal
 
+    def _ready(self) -> bool:
+        """Whether this push's body came with its headers, whole or :data:`READY_BYTES` of
+        it: a client sending at full speed, which may take a doomed push's slot. A
+        trickling one may not (reopened as each is answered, such clients would take one
+        another's slots as soon as each could be judged, and a real push never could)."""
+        return not self.chunked and self.tail >= min(self.content_length, READY_BYTES)
+
     def received(self, data: bytes) -> int:
         if self.refusal is not None and self.body_rcv is not None and not self.completed:
             return self._discard(data)
+        if not self.headers_finished:  # the bytes of this read past the headers' end
+            end = find_double_newline(self.header_plus + data)
+            self.tail = len(self.header_plus) + len(data) - end if end >= 0 else 0
         consumed = int(super().received(data))
         if self.completed and self.refusal is not None and self.refusal.close:
             return len(data)  # the rest (a body never read) is not parsed as more requests
@@ -176,7 +201,7 @@ class Channel(HTTPChannel):  # type: ignore[misc]
 
     def __init__(self, server: Any, sock: Any, addr: Any, adj: Any, map: Any = None) -> None:
         door: Door = server.door
-        self.parser_class = lambda adj: Parser(adj, door)
+        self.parser_class = lambda adj: Parser(adj, door, self)
         super().__init__(server, sock, addr, adj, map)
 
     def received(self, data: bytes) -> bool:
@@ -260,8 +285,9 @@ def maintain(server: Any, now: float) -> None:
             _expire(channel, pending)
 
 
-def _expire(channel: Any, pending: Parser) -> None:
-    """``pending`` came in too slowly: answered 408 and closed, its slot freed."""
+def _expire(channel: Any, pending: Parser, why: str = "") -> None:
+    """``pending`` came in too slowly: answered 408 (``why``, or that it missed
+    ``logs.body_timeout``) and closed, its slot freed."""
     with channel.requests_lock:
         if channel.request is not pending or channel.requests:
             return  # completed meanwhile, or behind a request being served: its turn next
@@ -269,9 +295,9 @@ def _expire(channel: Any, pending: Parser) -> None:
         if not pending.headers_finished or pending.refusal is not None:
             channel.will_close = True  # no request line to answer, or refused already
             return
-        pending.refuse(Refusal(408, f"the request did not arrive within logs.body_timeout "
-                                       f"({channel.server.door.body_timeout:g} s); nothing "
-                                       "of it was kept", close=True))  # fmt: skip
+        timeout = channel.server.door.body_timeout
+        why = why or f"the request did not arrive within logs.body_timeout ({timeout:g} s)"
+        pending.refuse(Refusal(408, f"{why}; nothing of it was kept", close=True))
         pending.completed = True
         channel.requests.append(pending)
         channel.server.add_task(channel)
