@@ -92,6 +92,8 @@ class SelfMonitor:
             "push_refusals": self.push_refusals(),
             "push_rejections": self.door.rejected,
             "push_abandoned": wstats.pushes_abandoned,
+            "connections_evicted": self.door.evicted,
+            "connections_turned_away": self.door.turned_away,
             "requests_held": self.held(),
             "ingest_jobs": self.ingest.jobs,
             "ingest_worker_exits": self.ingest.worker_exits,

@@ -117,8 +117,10 @@ def test_pushes_past_the_requests_held_anywhere_get_a_quick_counted_429_and_noth
     os.kill(pushed.worker.pid, signal.SIGSTOP)  # A is held at the worker, B and C behind it
     held = [pushed.post_in_thread(ndjson(10 + n, 20 + n)) for n in range(3)]
     assert wait_until(lambda: pushed.held() == 3, 30)
-    late = ndjson(30, 31)
-    arriving = pushed.partial(late, 100)  # in waitress, its body still arriving: the 4th
+    # the 4th: in waitress, its body still arriving, fast (a stalled one would give its
+    # slot to a newcomer: test_door_attacks' trickled bodies)
+    late = ndjson(30, 31) + b"\n" + b" " * 200 * 1024
+    arriving = pushed.partial(late, len(late) - 100)
     assert wait_until(lambda: pushed.held() == 4, 30)
     for n in range(3):
         started = time.monotonic()
@@ -129,14 +131,14 @@ def test_pushes_past_the_requests_held_anywhere_get_a_quick_counted_429_and_noth
         assert time.monotonic() - started < 5
     assert pushed.metric("lightbulb_push_refusals") == 3
     os.kill(pushed.worker.pid, signal.SIGCONT)
-    arriving.sendall(late[100:])
+    arriving.sendall(late[-100:])
     assert _status(arriving) == 200
     assert wait_until(lambda: all(held), 60)
     assert [a.status_code for a in (h[0] for h in held)] == [200, 200, 200]
     # the bytes the held requests carry count too: 300 KiB arriving, past 256 KiB held
     # (once the answered ones are let go: a thread pops its request just after writing)
     assert wait_until(lambda: pushed.held() == 0, 30)
-    big = pushed.partial(b"x" * 300 * 1024, 10)
+    big = pushed.partial(b"x" * 300 * 1024, 200 * 1024)  # arriving fast: not doomed
     assert wait_until(lambda: pushed.held() == 1, 30)
     refused = pushed.post(ndjson(60, 61), timeout=10)
     assert refused.status_code == 429 and "max_in_flight_bytes" in refused.text

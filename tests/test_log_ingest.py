@@ -134,6 +134,36 @@ def test_gzip_bodies_are_accepted(pipeline: Pipeline) -> None:
     assert response.get_json()["accepted"] == 2
 
 
+def test_every_member_of_a_multi_member_gzip_body_is_read(pipeline: Pipeline) -> None:
+    # RFC 1952 2.2: `cat a.gz b.gz` is one gzip stream of two members (each record once)
+    body = gzip.compress(ndjson(GOOD) + b"\n") + gzip.compress(ndjson(GOOD, GOOD))
+    for encoding in ("gzip", "x-gzip", " GZIP "):
+        headers = {**TOKEN, "Content-Encoding": encoding}
+        answer = pipeline.client.post("/api/v1/logs", data=body, headers=headers).get_json()
+        assert (answer["accepted"], answer["rejected"]) == (3, 0)
+    assert pipeline.rows("SELECT count() AS n FROM monitor.service_logs")[0]["n"] == 9
+
+
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        (gzip.compress(ndjson(*[GOOD] * 10))[:-10], "cut short"),  # no trailer: CRC unchecked
+        (gzip.compress(ndjson(*[GOOD] * 10))[:-1], "cut short"),
+        (gzip.compress(ndjson(GOOD)) + b"garbage after the member", "after its last member"),
+        (gzip.compress(ndjson(GOOD)) + gzip.compress(ndjson(GOOD))[:-4], "cut short"),
+        (b"not gzip at all", "the body is not gzip"),
+    ],
+)
+def test_a_gzip_body_that_is_not_whole_stores_nothing(
+    pipeline: Pipeline, body: bytes, says: str
+) -> None:
+    # storing the records before the damage would store them again when the client retries
+    headers = {**TOKEN, "Content-Encoding": "gzip"}
+    response = pipeline.client.post("/api/v1/logs", data=body, headers=headers)
+    assert response.status_code == 400 and says in response.get_json()["error"]
+    assert pipeline.rows("SELECT count() AS n FROM monitor.service_logs")[0]["n"] == 0
+
+
 @pytest.mark.parametrize(
     ("body", "headers", "message"),
     [

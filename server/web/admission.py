@@ -21,6 +21,11 @@ A push without a valid token is answered from its headers, its body never read:
 ``401`` with ``WWW-Authenticate`` (:mod:`server.logs.tokens`), or ``403`` when no
 token is configured at all (ingestion is off).
 
+A push's body must arrive whole within ``logs.body_timeout``; while every slot is
+held, one that cannot (:meth:`Door.doomed`) gives its slot to the newcomer and is
+answered ``408`` at once rather than at its deadline: bodies trickled by a client
+holding a token, reopened as each is refused, could otherwise keep every slot.
+
 The counts are kept as requests come and go (:meth:`Door.hold`, :meth:`Door.release`):
 judging a request costs the same however many connections are open.
 
@@ -53,11 +58,20 @@ PUSH_PATHS = frozenset({"/api/v1/logs", "/v1/logs"})
 # inflate 22x (NDJSON) and 12x (OTLP protobuf; benchmarks/ingest.py's bodies, gzip -6);
 # real logs, less repetitive, less: 8 under-charges only the most repetitive ones.
 GZIP_RATIO = 8
+# Content-Encoding values read as gzip (RFC 9110 section 8.4.1.3: recipients treat x-gzip as gzip)
+GZIP = frozenset({"gzip", "x-gzip"})
 # the WSGI environ's key of a callable answering whether the client has gone (closed its
 # connection): a push whose client left before its records were stored is not stored
 CLIENT_GONE = "lightbulb.client_gone"
+# A held push whose body arrives slower than this on average (bytes/s, since its first
+# byte) is doomed once the door is full: Apache's mod_reqtimeout default MinRate (500
+# bytes/s, "RequestReadTimeout body=20,MinRate=500"). Judged after MEASURE_AFTER s: what
+# a client sends in its first round trips says little (TCP slow start, Expect).
+MIN_RATE = 500
+MEASURE_AFTER = 0.25
 RETRY_AFTER = 1  # s: the OTLP spec's exporters wait at least this long before retrying
 REASONS = {
+    400: "Bad Request",
     401: "Unauthorized",
     403: "Forbidden",
     408: "Request Timeout",
@@ -69,7 +83,7 @@ REASONS = {
 
 @dataclass(frozen=True)
 class Refusal:
-    """The answer a refused request gets: ``status`` (401/403/408/413/429/503), ``message``,
+    """The answer a refused request gets: ``status`` (400/401/403/408/413/429/503), ``message``,
     whether the connection closes after it, and ``headers`` of its own (a 401's
     ``WWW-Authenticate``)."""
 
@@ -80,18 +94,29 @@ class Refusal:
 
 
 STOPPING = Refusal(503, "the daemon is stopping; retry", close=True)  # frozen: one shared
+# RFC 9112 section 6.3: a request with both Transfer-Encoding and Content-Length "might
+# indicate an attempt to perform request smuggling ... and ought to be handled as an
+# error"; a proxy in front that reads the other header would see another request
+SMUGGLING = Refusal(400, "both Transfer-Encoding and Content-Length were sent (RFC 9112 "
+                         "section 6.3); nothing of this request was read", close=True)  # fmt: skip
 
 
 @dataclass
 class DoorStats:
     """Counts since start: pushes refused for the bound (429), pushes answered 503
     while stopping, and pushes rejected at the door (``rejected``: no valid token 401,
-    ingestion off 403, ``Content-Length`` past ``logs.max_body`` 413, a chunked body
-    past it 413, body not arrived within ``logs.body_timeout`` 408)."""
+    ingestion off 403, both ``Transfer-Encoding`` and ``Content-Length`` 400,
+    ``Content-Length`` past ``logs.max_body`` 413, a chunked body
+    past it 413, body not arrived within ``logs.body_timeout`` 408); and connections
+    closed at the connection limit (:mod:`server.web.waitress_room`): ``evicted``, idle
+    ones closed to make room for a newcomer, ``turned_away``, newcomers closed when none
+    was idle."""
 
     refused: int = 0
     stopping: int = 0
-    rejected: int = 0  # pushes answered 401/403/413 (their headers or size), or 408 (too slow)
+    rejected: int = 0  # pushes answered 400/401/403/413 (their headers or size), or 408 (too slow)
+    evicted: int = 0  # idle connections closed to make room at the connection limit
+    turned_away: int = 0  # connections closed as accepted: at the limit, none idle
 
 
 class Door:
@@ -118,6 +143,7 @@ class Door:
         self.closing = False
         self._lock = threading.Lock()  # the counts change in waitress's I/O and task threads
         self._held = 0  # requests held now
+        self._pushes: set[Parser] = set()  # the pushes among them
         self._bytes = 0  # what they are charged, bytes
         self.configure(logs)
 
@@ -147,6 +173,8 @@ class Door:
             request.charged = charge
             self._held += 1
             self._bytes += charge
+            if is_push(request):
+                self._pushes.add(request)
 
     def recharge(self, request: Parser) -> None:
         """``request``'s body grew (chunked): charge it what it carries now, if held."""
@@ -165,6 +193,7 @@ class Door:
             self._held -= 1
             self._bytes -= request.charged
             request.charged = None
+            self._pushes.discard(request)
 
     def charge(self, request: Parser) -> int:
         """Bytes ``request`` is charged (see the class): 0 for other paths than pushes."""
@@ -175,7 +204,7 @@ class Door:
             got = len(body.buf) if body is not None else 0
         else:
             got = request.content_length
-        if request.headers.get("CONTENT_ENCODING", "").strip().lower() in ("gzip", "x-gzip"):
+        if request.headers.get("CONTENT_ENCODING", "").strip().lower() in GZIP:
             got *= GZIP_RATIO
         return int(min(got, self.max_body))
 
@@ -183,6 +212,8 @@ class Door:
         """Whether ``request`` (headers just read) is refused; None: admitted."""
         if self.closing:
             return STOPPING
+        if request.chunked and "CONTENT_LENGTH" in request.headers:
+            return SMUGGLING
         if not is_push(request):
             return None
         if self.tokens.off:
@@ -207,6 +238,27 @@ class Door:
         return Refusal(429, f"busy: {why}, being received, waiting or being stored; nothing "
                             "of this request was kept; retry")  # fmt: skip
 
+    def doomed(self, now: float) -> Parser | None:
+        """Of the held pushes whose body is still arriving, the slowest that cannot make it:
+        received for at least :data:`MEASURE_AFTER` s (``now``: ``time.monotonic()``) and
+        arriving slower than :data:`MIN_RATE`, or at a rate at which its
+        ``Content-Length`` would arrive only after ``logs.body_timeout`` (it is answered
+        408 then anyway); None when there is none."""
+        slowest: tuple[float, Parser] | None = None
+        with self._lock:
+            pushes = list(self._pushes)
+        for push in pushes:
+            took = now - push.started
+            if push.completed or took < MEASURE_AFTER:
+                continue
+            got = push.body_bytes_received
+            rate = got / took
+            left = self.body_timeout - took
+            late = not push.chunked and rate * left < push.content_length - got
+            if (rate < MIN_RATE or late) and (slowest is None or rate < slowest[0]):
+                slowest = (rate, push)
+        return slowest[1] if slowest else None
+
     def answered(self, refusal: Refusal, request: Parser) -> None:
         """Count ``refusal`` of a push, written to its client (one thread answers them
         all); other requests turned away while stopping are not pushes refused."""
@@ -222,4 +274,5 @@ class Door:
 
 def is_push(request: Any) -> bool:
     """Whether ``request`` (a parsed request line) pushes logs: ``POST`` to a push path."""
-    return request.command == "POST" and request.path in PUSH_PATHS
+    # a request line waitress could not parse sets neither (it is answered 400)
+    return getattr(request, "command", "") == "POST" and getattr(request, "path", "") in PUSH_PATHS

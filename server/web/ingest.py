@@ -51,7 +51,7 @@ from server.logs.prepare import (
 )
 from server.logs.tokens import OFF, REQUIRED, PushTokens, challenge
 from server.logs.workers import WorkerFailed
-from server.web.admission import CLIENT_GONE
+from server.web.admission import CLIENT_GONE, GZIP
 from server.web.context import WebContext
 from server.web.context import current as context
 from server.web.errors import ApiError
@@ -91,20 +91,44 @@ def _body(ctx: WebContext) -> bytes:
         raise ApiError(413, f"body larger than logs.max_body ({format_size(limit)})")
     request.max_content_length = limit
     data = request.get_data(cache=False)
-    encoding = request.headers.get("Content-Encoding", "").lower()
-    if encoding == "gzip":
-        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        try:
-            data = inflater.decompress(data, limit + 1)
-        except zlib.error:
-            raise ApiError(400, "Content-Encoding: gzip, but the body is not gzip") from None
-        if len(data) > limit or inflater.unconsumed_tail:
-            raise ApiError(
-                413, f"decompressed body larger than logs.max_body ({format_size(limit)})"
-            )
+    encoding = request.headers.get("Content-Encoding", "").strip().lower()
+    if encoding in GZIP:
+        data = gunzip(data, limit)
     elif encoding not in ("", "identity"):
         raise ApiError(415, f"Content-Encoding {encoding!r}: only gzip is supported")
     return data
+
+
+def gunzip(data: bytes, limit: int) -> bytes:
+    """``data`` (a gzip body) inflated: every member of it, as RFC 1952 section 2.2 allows
+    a gzip stream to hold several (``cat a.gz b.gz``; Python's ``gzip.decompress`` reads
+    them all too), at most ``limit`` bytes.
+
+    Raises ApiError 413 past ``limit``, and 400 for a body that is not whole: one cut
+    short (its last member has no trailer, so its CRC was never checked) or with bytes
+    after its last member that are not one. Either way nothing of it is stored: taking
+    the records read before the damage would store them again when the client retries."""
+    out: list[bytes] = []
+    size, rest = 0, data
+    while True:
+        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        try:
+            part = inflater.decompress(rest, limit + 1 - size)
+        except zlib.error as exc:
+            what = "the body is not gzip" if not out else "bytes after its last member are not gzip"
+            raise ApiError(400, f"Content-Encoding: gzip, but {what} ({exc})") from None
+        size += len(part)
+        out.append(part)
+        if size > limit or inflater.unconsumed_tail:
+            raise ApiError(
+                413, f"decompressed body larger than logs.max_body ({format_size(limit)})"
+            )
+        if not inflater.eof:
+            raise ApiError(400, "Content-Encoding: gzip, but the body ends before its gzip "
+                                "stream does (cut short); nothing of it was stored")  # fmt: skip
+        rest = inflater.unused_data
+        if not rest:
+            return b"".join(out)
 
 
 def _writer(ctx: WebContext) -> Writer:

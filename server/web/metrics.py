@@ -136,6 +136,15 @@ class LightbulbCollector:
                 "(408); none of them read or kept",
                 h.get("push_rejections", 0),
             ),
+            "lightbulb_connections_evicted": (
+                "Idle connections closed to make room for a new one at the connection limit "
+                "(500), the client address holding the most first",
+                h.get("connections_evicted", 0),
+            ),
+            "lightbulb_connections_turned_away": (
+                "New connections closed as accepted: at the connection limit with none idle",
+                h.get("connections_turned_away", 0),
+            ),
             "lightbulb_push_abandoned": (
                 "Pushes whose client closed its connection before their records were stored "
                 "(it timed out, say); nothing of them stored, their client never got a 200",

@@ -18,6 +18,7 @@ from waitress import wasyncore
 from waitress.server import create_server
 
 from server.config.models import LogsConfig
+from server.web import waitress_room as room
 from server.web.admission import Door
 from server.web.waitress_door import Channel, Dispatcher, maintain
 
@@ -71,6 +72,8 @@ class WebServer:
         self._server.channel_class = Channel
         self._server.door = self.door
         self._server.maintenance = lambda now: maintain(self._server, now)
+        self._server.readable = lambda: room.readable(self._server)
+        self._server.handle_accept = lambda: room.handle_accept(self._server)
         self.port = int(self._server.effective_port)
         self.host = host
         self._thread = threading.Thread(target=self._run, name="lightbulb-web", daemon=True)

@@ -16,10 +16,11 @@ from typing import Any
 from waitress.channel import HTTPChannel
 from waitress.parser import HTTPRequestParser
 from waitress.task import ThreadedTaskDispatcher, WSGITask
-from waitress.utilities import RequestEntityTooLarge
+from waitress.utilities import RequestEntityTooLarge, find_double_newline
 
 from server.web.admission import (
     CLIENT_GONE,
+    MIN_RATE,
     REASONS,
     RETRY_AFTER,
     STOPPING,
@@ -28,13 +29,10 @@ from server.web.admission import (
     is_push,
 )
 
-# At the connection limit (server.web.serve.CONNECTION_LIMIT, 500) idle connections are
-# closed until this many are free, so a burst of new clients gets in within one
-# cleanup_interval (1 s) rather than one a second while the rest wait in the listen
-# backlog. Each closed idle connection costs its client a reconnect, so a few: a judgement
-# (1.6% of the limit), not a measured figure; tests/test_door_attacks.py holds 520 idle
-# connections open and a new client is served at once.
-EVICT_SPARE = 8
+# A push whose first read brought this much of its body (or all of it) with its headers is
+# sending at full speed (a 1,000-record push is ~190 KB, one 256 KiB read): it may take a
+# doomed push's slot (Parser._ready).
+READY_BYTES = 64 * 1024
 
 
 class _Discard:
@@ -59,22 +57,31 @@ class Parser(HTTPRequestParser):  # type: ignore[misc]
 
     refusal: Refusal | None = None
     charged: int | None = None  # bytes the door charges it while held; None: not held
+    tail = 0  # bytes of its body that arrived in the read that ended its headers
 
-    def __init__(self, adj: Any, door: Door) -> None:
+    def __init__(self, adj: Any, door: Door, channel: Any = None) -> None:
         super().__init__(adj)
         self.door = door
+        self.channel = channel  # the connection it arrives on
         self.started = time.monotonic()  # its first byte: logs.body_timeout runs from here
 
     def parse_header(self, header_plus: bytes) -> None:
         super().parse_header(header_plus)
         self.refusal = self.door.judge(self)
+        if self.refusal is not None and self.refusal.status == 429 and self._ready():
+            doomed = self.door.doomed(time.monotonic())
+            if doomed is not None and doomed.channel not in (None, self.channel):
+                _expire(doomed.channel, doomed, f"the body arrived too slowly (under "
+                        f"{MIN_RATE} bytes/s, or too slowly to end within logs.body_timeout) "
+                        "while its slot was wanted")  # fmt: skip
+                self.refusal = self.door.judge(self)
         if self.refusal is None:
             if is_push(self):  # held from its headers; other requests once complete
                 self.door.hold(self)
             return
-        # judged from the headers alone (401, 403, 413), or Expect: 100-continue (the body
+        # judged from the headers alone (400, 401, 403, 413), or Expect: 100-continue (the body
         # was not sent yet): answer now, never read the body, close
-        if self.refusal.status in (401, 403, 413) or getattr(self, "expect_continue", False):
+        if self.refusal.status in (400, 401, 403, 413) or getattr(self, "expect_continue", False):
             self.content_length = 0  # waitress's own max_body check: ours answered
             self.chunked = False
             self.expect_continue = False
@@ -83,10 +90,22 @@ class Parser(HTTPRequestParser):  # type: ignore[misc]
         elif self.body_rcv is not None:
             self.body_rcv.buf = _Discard()  # never read: the answer is the refusal
 
+    def _ready(self) -> bool:
+        """Whether this push's body came with its headers, whole or :data:`READY_BYTES` of
+        it: a client sending at full speed, which may take a doomed push's slot. A
+        trickling one may not (reopened as each is answered, such clients would take one
+        another's slots as soon as each could be judged, and a real push never could)."""
+        return not self.chunked and self.tail >= min(self.content_length, READY_BYTES)
+
     def received(self, data: bytes) -> int:
         if self.refusal is not None and self.body_rcv is not None and not self.completed:
             return self._discard(data)
+        if not self.headers_finished:  # the bytes of this read past the headers' end
+            end = find_double_newline(self.header_plus + data)
+            self.tail = len(self.header_plus) + len(data) - end if end >= 0 else 0
         consumed = int(super().received(data))
+        if self.completed and self.refusal is not None and self.refusal.close:
+            return len(data)  # the rest (a body never read) is not parsed as more requests
         if self.chunked and self.charged is not None:
             if isinstance(self.error, RequestEntityTooLarge):
                 self._cut()
@@ -182,8 +201,17 @@ class Channel(HTTPChannel):  # type: ignore[misc]
 
     def __init__(self, server: Any, sock: Any, addr: Any, adj: Any, map: Any = None) -> None:
         door: Door = server.door
-        self.parser_class = lambda adj: Parser(adj, door)
+        self.parser_class = lambda adj: Parser(adj, door, self)
         super().__init__(server, sock, addr, adj, map)
+
+    def received(self, data: bytes) -> bool:
+        """What arrives after a request refused with a close (its unread body, or anything
+        pipelined behind it) is thrown away, never parsed as requests of its own: bytes of
+        a body must not be served as a request (request smuggling), nor break the answer."""
+        with self.requests_lock:
+            if any(r.refusal is not None and r.refusal.close for r in self.requests):
+                return False
+        return bool(super().received(data))
 
     def del_channel(self, map: Any = None) -> None:
         """The connection is closed: nothing of it is held any more (a request still being
@@ -245,9 +273,8 @@ def maintain(server: Any, now: float) -> None:
     """waitress's periodic look at the connections (``server.maintenance``, every
     ``cleanup_interval`` s in its I/O thread): idle ones past ``channel_timeout`` close,
     requests past the door's ``body_timeout`` are answered 408 (or closed, headers not
-    even in), and at the connection limit the longest idle connections are closed to make
-    room for new ones, then those whose headers are still arriving (rather than refusing to
-    accept: idle or header-trickling sockets cannot lock us out)."""
+    even in). Room at the connection limit is made as connections come
+    (:mod:`server.web.waitress_room`)."""
     type(server).maintenance(server, now)
     door: Door = server.door
     started = time.monotonic() - door.body_timeout
@@ -256,20 +283,11 @@ def maintain(server: Any, now: float) -> None:
         pending = channel.request
         if pending is not None and pending.started < started and not channel.will_close:
             _expire(channel, pending)
-    excess = len(server._map) - server.adj.connection_limit + EVICT_SPARE
-    if excess <= 0:
-        return
-    # idle ones first, then those whose headers are still arriving; longest quiet first
-    idle = [(c.request is not None, c.last_activity, id(c), c) for c in channels
-            if (c.request is None or not c.request.headers_finished) and not c.requests
-            and not c.total_outbufs_len and not c.will_close]  # fmt: skip
-    for *_, channel in sorted(idle)[:excess]:
-        channel.will_close = True
-        channel.handle_close()
 
 
-def _expire(channel: Any, pending: Parser) -> None:
-    """``pending`` came in too slowly: answered 408 and closed, its slot freed."""
+def _expire(channel: Any, pending: Parser, why: str = "") -> None:
+    """``pending`` came in too slowly: answered 408 (``why``, or that it missed
+    ``logs.body_timeout``) and closed, its slot freed."""
     with channel.requests_lock:
         if channel.request is not pending or channel.requests:
             return  # completed meanwhile, or behind a request being served: its turn next
@@ -277,9 +295,9 @@ def _expire(channel: Any, pending: Parser) -> None:
         if not pending.headers_finished or pending.refusal is not None:
             channel.will_close = True  # no request line to answer, or refused already
             return
-        pending.refuse(Refusal(408, f"the request did not arrive within logs.body_timeout "
-                                       f"({channel.server.door.body_timeout:g} s); nothing "
-                                       "of it was kept", close=True))  # fmt: skip
+        timeout = channel.server.door.body_timeout
+        why = why or f"the request did not arrive within logs.body_timeout ({timeout:g} s)"
+        pending.refuse(Refusal(408, f"{why}; nothing of it was kept", close=True))
         pending.completed = True
         channel.requests.append(pending)
         channel.server.add_task(channel)
