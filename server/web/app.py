@@ -143,7 +143,7 @@ def _routes(app: Flask, ctx: WebContext) -> None:
         if ctx.daemon is not None:
             health = ctx.daemon.health()
             checks = {
-                "storage": bool(health["storage_reachable"]),
+                "storage": bool(health["storage_writable"]),
                 "scheduler": bool(health["scheduler_running"]),
             }
         else:
