@@ -178,8 +178,10 @@ class Daemon:
         self.web.start()
         self.writer.start()
         if not self._first_readiness(None if self.storage.kind == "embedded" else STARTUP_WAIT):
-            log.warning("storage not reachable yet; checking anyway and spooling results; "
-                        "alert state is restored once it answers")  # fmt: skip
+            why = {"refused": "refused (as logged above)", "disk full": "out of disk space"}
+            log.warning("storage %s; checking anyway and spooling results; alert state is "
+                        "restored once it takes writes",
+                        why.get(self.writer.inserter.state, "not reachable yet"))  # fmt: skip
             self._restore_due = True
         else:
             self._restore_due = not self._restore_alerts()

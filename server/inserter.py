@@ -135,7 +135,20 @@ class Inserter:
 
     @property
     def reachable(self) -> bool:
+        """Storage prepared and the last write went through: rows can be written."""
         return self._ready and self._state == "ok"
+
+    @property
+    def state(self) -> str:
+        """``ok``, ``unreachable``, ``disk full`` or ``refused`` (reachable, but it refused
+        to prepare storage: an old version, a missing right); ``ok`` before the first try."""
+        return self._state
+
+    @property
+    def answering(self) -> bool:
+        """Whether ClickHouse answered the last attempt, even with a refusal: a server that
+        refuses our statements is there (``refused``), not down."""
+        return self._state in ("refused", "disk full") or self.reachable
 
     # -- the loop --------------------------------------------------------------------------
     def start(self) -> None:

@@ -130,6 +130,7 @@ class ReportJob:
         self.dispatcher, self.alert_log, self.clock = dispatcher, alert_log, clock
         self.done: date | None = None  # the newest day with a stored and queued report
         self.failures = 0
+        self.waiting = False  # skipped while storage takes no writes (said once)
 
     def zone(self) -> tzinfo:
         return report_zone(self.config.report.timezone)
@@ -149,6 +150,12 @@ class ReportJob:
         day = self.due(self.clock.now())
         if day is None:
             return True
+        if not self.writer.reachable:  # nothing to read (a refused server): retried later
+            if not self.waiting:
+                log.info("daily report for %s waits until storage takes writes", day)
+            self.waiting = True
+            return False
+        self.waiting = False
         try:
             report = build_report(self.storage, self.config, day, self.clock.now(), self.zone())
             if not report.services and not report.incidents:

@@ -73,7 +73,8 @@ class SelfMonitor:
         stats, wstats = self.scheduler.stats, self.writer.stats
         return {
             "scheduler_running": self.scheduler.running,
-            "storage_reachable": self.writer.reachable,
+            "storage_reachable": self.writer.answering,
+            "storage_writable": self.writer.reachable,
             "lag_p50_ms": stats.lag_percentile(0.5),
             "lag_p99_ms": stats.lag_percentile(0.99),
             "checks_total": stats.checks,

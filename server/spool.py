@@ -81,16 +81,30 @@ class Spool:
         return path
 
     def rejected(self) -> list[SetAside]:
-        """Set-aside batches, oldest first."""
+        """Set-aside batches, oldest first (files in ``rejected/`` that are none:
+        :meth:`strays`)."""
+        return sorted((e for e in self._scan() if isinstance(e, SetAside)),
+                      key=lambda s: (s.at, s.id))  # fmt: skip
+
+    def strays(self) -> list[tuple[Path, str]]:
+        """Files in ``rejected/`` that are no set-aside batch, with why, by name: left
+        alone (never replayed nor dropped), listed so nothing there goes unseen."""
+        return sorted((e for e in self._scan() if isinstance(e, tuple)), key=lambda e: e[0])
+
+    def _scan(self) -> Iterator[SetAside | tuple[Path, str]]:
         if not self.rejected_dir.is_dir():
-            return []
-        found = []
-        for path in self.rejected_dir.glob("*.json"):
-            with open(path, encoding="utf-8") as handle:
-                header = json.loads(handle.readline())
-            found.append(SetAside(header["id"], header["table"], header["rows"],
-                                  header["reason"], header["at"], path))  # fmt: skip
-        return sorted(found, key=lambda s: (s.at, s.id))
+            return
+        for path in self.rejected_dir.iterdir():
+            if path.suffix != ".json" or not path.is_file():
+                yield path, "not a set-aside batch (*.json)"
+                continue
+            try:
+                with open(path, encoding="utf-8") as handle:
+                    header = json.loads(handle.readline())
+                yield SetAside(header["id"], header["table"], int(header["rows"]),
+                               header["reason"], header["at"], path)  # fmt: skip
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                yield path, f"unreadable ({type(exc).__name__}: {exc})"
 
     def load_rejected(self, entry: SetAside) -> Batch:
         return load_batch(entry.path)

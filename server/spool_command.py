@@ -4,16 +4,22 @@
 and lists the set-aside batches with ClickHouse's reason. ``replay`` inserts
 set-aside batches again (after the cause is fixed: a column added, a
 constraint dropped), each under its own id so a replay twice stores once;
-``drop`` deletes them. Both need the database: against the embedded one, stop
-the daemon first (it holds the database).
+``drop`` deletes them. ``replay`` needs the database (and so the whole
+configuration, its ``${VAR}`` secrets set): against the embedded one, stop the
+daemon first (it holds the database). ``list`` and ``drop`` read only the
+``scheduler`` settings: in an outage, on a machine without the daemon's secrets in
+its environment, they still run (problems elsewhere in the file are counted, not
+fatal).
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from collections import Counter
 
-from server.config import Config
+from server.config import ConfigError, read_file
+from server.config.models import SchedulerConfig
 from server.schema import Target, apply_schema
 from server.spool import SetAside, Spool
 from server.storage import StorageError, open_storage
@@ -21,14 +27,33 @@ from server.validation import load_config
 from server.wal import Wal
 
 
-def _spool(config: Config) -> Spool:
-    sched = config.scheduler
-    return Spool(sched.spool_dir, sched.spool_max_bytes)
+def scheduler_settings(path: str) -> SchedulerConfig:
+    """The ``scheduler`` section of the file at ``path``, checked on its own: problems
+    elsewhere (an unset ``${VAR}``, a bad service) are counted on stderr, not fatal.
+
+    Raises ConfigError with the problems of that section or of the whole file (not
+    YAML, not a mapping)."""
+    draft = read_file(path)
+    own = [p for p in draft.problems if not p.path or p.path[0] == "scheduler"]
+    if own:
+        raise ConfigError(own)
+    if draft.problems:
+        count = len(draft.problems)
+        print(f"note: {count} problem{'s' if count > 1 else ''} elsewhere in {path} "
+              "(`lightbulb config check` lists them); the spool's settings are fine",
+              file=sys.stderr)  # fmt: skip
+    return draft.config.scheduler
+
+
+def _spool(settings: SchedulerConfig) -> Spool:
+    return Spool(settings.spool_dir, settings.spool_max_bytes)
 
 
 def _chosen(spool: Spool, args: argparse.Namespace) -> list[SetAside]:
     entries = spool.rejected()
     if args.all:
+        if not entries:
+            print(f"no batches set aside in {spool.rejected_dir}: nothing to do")
         return entries
     if not args.ids:
         raise SystemExit("error: name the batches (ids from `lightbulb spool list`) or use --all")
@@ -41,8 +66,8 @@ def _chosen(spool: Spool, args: argparse.Namespace) -> list[SetAside]:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
-    directory = config.scheduler.spool_dir
+    settings = scheduler_settings(args.config)
+    directory = settings.spool_dir
     wal = Wal(f"{directory}/wal", 0, readonly=True)
     pending, open_batches = wal.recover()
     waiting: Counter[str] = Counter()
@@ -52,16 +77,22 @@ def cmd_list(args: argparse.Namespace) -> int:
           f"({wal.size} bytes)")  # fmt: skip
     for table, rows in sorted(waiting.items()):
         print(f"  {table}: {rows} rows")
-    entries = Spool(directory, config.scheduler.spool_max_bytes).rejected()
+    spool = _spool(settings)
+    entries = spool.rejected()
     print(f"{len(entries)} batches set aside (refused by ClickHouse for their content):")
     for entry in entries:
         print(f"  {entry.id}  {entry.table}  {entry.rows} rows  {entry.at}\n    {entry.reason}")
+    strays = spool.strays()
+    if strays:
+        print(f"{len(strays)} files in {spool.rejected_dir} are no set-aside batch (left alone):")
+        for path, why in strays:
+            print(f"  {path.name}: {why}")
     return 0
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    spool = _spool(config)
+    spool = _spool(config.scheduler)
     chosen = _chosen(spool, args)
     storage = open_storage(config.clickhouse)
     failed = 0
@@ -83,8 +114,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_drop(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
-    spool = _spool(config)
+    spool = _spool(scheduler_settings(args.config))
     for entry in _chosen(spool, args):
         spool.drop_rejected(entry)
         print(f"{entry.id}: dropped ({entry.rows} rows of {entry.table})")

@@ -220,6 +220,11 @@ class Writer:
         """Storage prepared and the last write went through."""
         return self.inserter.reachable
 
+    @property
+    def answering(self) -> bool:
+        """ClickHouse answered the last attempt, even if only to refuse it."""
+        return self.inserter.answering
+
     def pending_rows(self) -> int:
         """Rows not yet in ClickHouse: buffered, or in the log waiting for an insert."""
         return self._buffered + self.inserter.pending_rows

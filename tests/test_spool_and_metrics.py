@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -39,6 +40,33 @@ def test_spool_list_replay_and_drop_set_aside_batches(tmp_path: Path) -> None:
     assert "b-two: dropped (1 rows of service_status)" in again.stdout
     assert Spool(tmp_path / "spool", 10**8).rejected() == []
     assert query(tmp_path, "SELECT count() AS n FROM monitor.service_status")[0]["n"] == 3
+
+
+def test_spool_list_and_drop_need_only_the_scheduler_settings_and_show_strays(
+    tmp_path: Path,
+) -> None:
+    # in an outage, on a machine without the daemon's secrets: list and drop still run
+    hook = "    - {id: hook, type: webhook, url: '${LB_UNSET_HOOK_URL}'}\n"
+    config = write_config(tmp_path, "  []\n", extra=f"notifications:\n  channels:\n{hook}")
+    spool = Spool(tmp_path / "spool", 10**8)
+    rows = [("svc", T0, 0, "m", "http", "web", "{}", 0, None, None)]
+    spool.set_aside(Batch("b-one", "service_status", STATUS_COLUMNS, rows), "Code 6: bad")
+    (spool.rejected_dir / "notes.txt").write_text("an operator's note\n")
+    (spool.rejected_dir / "broken.json").write_text("{not json\n")
+    assert "LB_UNSET_HOOK_URL" not in os.environ
+    listed = run_cli("-m", "server.cli", "spool", "list", "--config", str(config))
+    assert listed.returncode == 0, listed.stderr
+    assert "1 batches set aside" in listed.stdout and "b-one" in listed.stdout
+    assert "2 files in" in listed.stdout and "broken.json: unreadable" in listed.stdout
+    assert "notes.txt: not a set-aside batch" in listed.stdout
+    assert "problems elsewhere" in listed.stderr
+    replay = run_cli("-m", "server.cli", "spool", "replay", "--all", "--config", str(config))
+    assert replay.returncode == 2 and "LB_UNSET_HOOK_URL" in replay.stderr  # needs it all
+    dropped = run_cli("-m", "server.cli", "spool", "drop", "--all", "--config", str(config))
+    assert dropped.returncode == 0 and "b-one: dropped" in dropped.stdout
+    again = run_cli("-m", "server.cli", "spool", "drop", "--all", "--config", str(config))
+    assert again.returncode == 0 and "no batches set aside" in again.stdout
+    assert sorted(p.name for p in spool.rejected_dir.iterdir()) == ["broken.json", "notes.txt"]
 
 
 def test_metrics_and_healthz_answer_from_memory_while_clickhouse_is_down(tmp_path: Path) -> None:

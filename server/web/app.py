@@ -16,6 +16,7 @@ from werkzeug.exceptions import HTTPException
 
 from server.core.humanize import duration, number
 from server.core.redact import finalize, redact_value
+from server.core.repeats import Repeats
 from server.core.text import displayable
 from server.resources import templates_dir
 from server.storage import StorageError
@@ -142,7 +143,7 @@ def _routes(app: Flask, ctx: WebContext) -> None:
         if ctx.daemon is not None:
             health = ctx.daemon.health()
             checks = {
-                "storage": bool(health["storage_reachable"]),
+                "storage": bool(health["storage_writable"]),
                 "scheduler": bool(health["scheduler_running"]),
             }
         else:
@@ -188,7 +189,13 @@ def _errors(app: Flask) -> None:
             sink.stats.busy_refusals += 1
         return render(exc.status, str(exc), {"Retry-After": str(exc.retry_after)})
 
+    # an outage fails every request: one line a minute, not one each
+    failing = Repeats(clock=app.extensions["lightbulb"].clock)
+
     @app.errorhandler(StorageError)
     def _storage(exc: StorageError) -> Any:
-        app.logger.warning("dashboard query failed: %s", exc)
+        unlogged = failing.due()
+        if unlogged is not None:
+            more = f" ({unlogged} more failed since the last such line)" if unlogged else ""
+            app.logger.warning("dashboard query failed: %s%s", exc, more)
         return render(503, "ClickHouse is not answering right now; try again shortly")

@@ -179,7 +179,15 @@ class LightbulbCollector:
                 h["rejected_batches"],
             ),
             "lightbulb_alerts_firing": ("Alerts firing now", h["alerts_firing"]),
-            "lightbulb_storage_reachable": ("1 when ClickHouse answers", h["storage_reachable"]),
+            "lightbulb_storage_reachable": (
+                "1 when ClickHouse answers, even if only to refuse (an old version, a missing "
+                "right: see lightbulb_storage_writable)",
+                h["storage_reachable"],
+            ),
+            "lightbulb_storage_writable": (
+                "1 when storage is prepared and the last write went through",
+                h.get("storage_writable", h["storage_reachable"]),
+            ),
         }
         for name, (text, value) in gauges.items():
             yield GaugeMetricFamily(name, text, value=float(value))
