@@ -13,6 +13,8 @@ process), durations in ms:
 - ``exec <start> <ms>``: the web thread's whole task (from when a thread took it);
 - ``work <start> <ms> <cpu ms>``: a worker preparing one request;
 - ``insert <start> <ms> <rows>``: the inserter storing one batch in the engine;
+- ``wal <start> <rotate|delete> <ms>``: the write-ahead log starting a segment or
+  deleting one (both under the lock every append takes);
 - ``gc <start> <generation> <ms>``: a collection of 2 ms or more, or any full one;
 - ``hooked <names>``: what was wrapped (a function renamed since is missing here).
 
@@ -64,16 +66,57 @@ def _wrap_worker(module: Any) -> None:
     module.answer = timed
 
 
+def _timed(name: str, method: Any) -> Any:
+    """``method`` logging each call as ``wal <start> <name> <ms>``."""
+
+    def wrapper(self: Any, *args: Any) -> Any:
+        began = _clock()
+        try:
+            return method(self, *args)
+        finally:
+            _emit("wal", f"{began:.4f}", name, f"{(_clock() - began) * 1e3:.2f}")
+
+    return wrapper
+
+
+def _wrap_storage(wal: Any, inserter: Any) -> None:
+    sync, append, insert = wal.sync, wal.append, inserter._insert
+
+    def timed_sync(self: Any) -> None:
+        began = _clock()
+        try:
+            sync(self)
+        finally:
+            _local.sync = _clock() - began
+
+    def timed_append(self: Any, *args: Any, **kwargs: Any) -> Any:
+        began = _clock()
+        try:
+            return append(self, *args, **kwargs)
+        finally:
+            _local.append = getattr(_local, "append", 0.0) + _clock() - began
+
+    def timed_insert(self: Any, batch: Any) -> Any:
+        began = _clock()
+        try:
+            return insert(self, batch)
+        finally:
+            _emit("insert", f"{began:.4f}", f"{(_clock() - began) * 1e3:.2f}",
+                  sum(r.rows for r in batch.records))  # fmt: skip
+
+    wal.sync, wal.append, inserter._insert = timed_sync, timed_append, timed_insert
+    wal._rotate, wal._delete = _timed("rotate", wal._rotate), _timed("delete", wal._delete)
+
+
 def _wrap_daemon(modules: dict[str, Any]) -> None:
     ingest, pool = modules["server.web.ingest"], modules["server.logs.workers"].IngestPool
-    wal, inserter = modules["server.wal"].Wal, modules["server.inserter"].Inserter
     task = modules["server.web.waitress_door"]._Task
-    prepare, store, acquire, sync = ingest._prepare, ingest._store, pool._acquire, wal.sync
-    insert, execute = inserter._insert, task.execute
+    prepare, store, acquire, execute = ingest._prepare, ingest._store, pool._acquire, task.execute
+    _wrap_storage(modules["server.wal"].Wal, modules["server.inserter"].Inserter)
 
     def timed_prepare(*args: Any) -> Any:
         _local.p0 = _clock()
-        _local.acq = _local.sync = 0.0
+        _local.acq = _local.sync = _local.append = 0.0
         try:
             return prepare(*args)
         finally:
@@ -84,7 +127,8 @@ def _wrap_daemon(modules: dict[str, Any]) -> None:
         store(*args)
         _emit("req", f"{_local.p0:.4f}", f"acq={_local.acq * 1e3:.2f}",
               f"prep={(_local.p1 - _local.p0) * 1e3:.2f}",
-              f"store={(_clock() - began) * 1e3:.2f}", f"sync={_local.sync * 1e3:.2f}")  # fmt: skip
+              f"store={(_clock() - began) * 1e3:.2f}", f"sync={_local.sync * 1e3:.2f}",
+              f"append={_local.append * 1e3:.2f}")  # fmt: skip
 
     def timed_acquire(self: Any) -> Any:
         began = _clock()
@@ -92,21 +136,6 @@ def _wrap_daemon(modules: dict[str, Any]) -> None:
             return acquire(self)
         finally:
             _local.acq = _clock() - began
-
-    def timed_sync(self: Any) -> None:
-        began = _clock()
-        try:
-            sync(self)
-        finally:
-            _local.sync = _clock() - began
-
-    def timed_insert(self: Any, batch: Any) -> Any:
-        began = _clock()
-        try:
-            return insert(self, batch)
-        finally:
-            _emit("insert", f"{began:.4f}", f"{(_clock() - began) * 1e3:.2f}",
-                  sum(r.rows for r in batch.records))  # fmt: skip
 
     def timed_execute(self: Any) -> None:
         began = _clock()
@@ -116,8 +145,7 @@ def _wrap_daemon(modules: dict[str, Any]) -> None:
             _emit("exec", f"{began:.4f}", f"{(_clock() - began) * 1e3:.2f}")
 
     ingest._prepare, ingest._store = timed_prepare, timed_store
-    pool._acquire, wal.sync, inserter._insert, task.execute = (
-        timed_acquire, timed_sync, timed_insert, timed_execute)  # fmt: skip
+    pool._acquire, task.execute = timed_acquire, timed_execute
 
 
 DAEMON = ("server.web.ingest", "server.logs.workers", "server.wal", "server.inserter",

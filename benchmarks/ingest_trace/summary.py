@@ -14,13 +14,14 @@ class Trace:
     execs: list[tuple[float, float]]  # (start, ms)
     works: list[tuple[float, float, float]]  # (start, ms, cpu ms)
     inserts: list[tuple[float, float]]  # (start, ms)
+    wal: list[tuple[float, str, float]]  # (start, rotate|delete, ms)
     gcs: list[tuple[str, float, int, float]]  # (daemon|worker, start, generation, ms)
     hooked: list[str]
 
 
 def read(trace: Path, start: float, end: float) -> Trace:
     """Every event of ``trace``'s files that began within [start, end]."""
-    out = Trace([], [], [], [], [], [])
+    out = Trace([], [], [], [], [], [], [])
     for path in trace.glob("*.log"):
         lines = [line.split() for line in path.read_text().splitlines() if line]
         worker = any(p[:2] == ["hooked", "worker"] for p in lines)
@@ -37,6 +38,8 @@ def read(trace: Path, start: float, end: float) -> Trace:
                 out.execs.append((at, float(p[2])))
             elif p[0] == "work":
                 out.works.append((at, float(p[2]), float(p[3])))
+            elif p[0] == "wal":
+                out.wal.append((at, p[2], float(p[3])))
             elif p[0] == "insert":
                 out.inserts.append((at, float(p[2])))
             elif p[0] == "gc":
@@ -60,12 +63,15 @@ def summary(trace: Path, start: float, end: float) -> str:
     t = read(trace, start, end)
     rows = [line("web task (exec)", [ms for _, ms in t.execs])]
     for key, name in (("acq", "wait for a worker"), ("prep", "prepare (wait incl.)"),
-                      ("store", "store (WAL)"), ("sync", "  of which fsync")):  # fmt: skip
+                      ("store", "store (WAL)"), ("append", "  of which append"),
+                      ("sync", "  of which fsync")):  # fmt: skip
         rows.append(line(name, [r[key] for _, r in t.reqs]))
     rows.append(line("prepare - wait", [r["prep"] - r["acq"] for _, r in t.reqs]))
     rows.append(line("worker, wall", [ms for _, ms, _ in t.works]))
     rows.append(line("worker, CPU", [cpu for _, _, cpu in t.works]))
     rows.append(line("engine insert", [ms for _, ms in t.inserts]))
+    for what in ("rotate", "delete"):
+        rows.append(line(f"WAL {what} (locked)", [ms for _, w, ms in t.wal if w == what]))
     for kind in ("daemon", "worker"):
         for gen in (0, 1, 2):
             pauses = [ms for k, _, g, ms in t.gcs if k == kind and g == gen]
@@ -78,11 +84,13 @@ def summary(trace: Path, start: float, end: float) -> str:
         req = min(t.reqs, key=lambda r: abs(r[0] - at), default=(0.0, {}))[1]
         inserts = [i for i in t.inserts if i[0] < until and i[0] + i[1] / 1000 > at]
         gcs = [g for g in t.gcs if g[1] < until and g[1] + g[3] / 1000 > at]
+        wal = [w for w in t.wal if w[0] < until and w[0] + w[2] / 1000 > at]
         rows.append(
             f"  slow: {ms:.0f} ms at +{at - start:.1f} s: wait {req.get('acq', 0):.0f}, "
             f"prepare {req.get('prep', 0):.0f}, store {req.get('store', 0):.0f} "
-            f"(fsync {req.get('sync', 0):.0f}); overlapping: "
-            f"{len(inserts)} insert(s) {sum(i[1] for i in inserts):.0f} ms, "
+            f"(append {req.get('append', 0):.0f}, fsync {req.get('sync', 0):.0f}); overlapping: "
+            + "".join(f"WAL {w} {took:.0f} ms, " for _, w, took in wal)
+            + f"{len(inserts)} insert(s) {sum(i[1] for i in inserts):.0f} ms, "
             + (", ".join(f"{k} gen{g} {p:.0f} ms" for k, _, g, p in gcs) or "no gc pause")
         )
     hooked = sorted(set(t.hooked))
