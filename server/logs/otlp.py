@@ -270,7 +270,8 @@ def _attributes_pb(items: Any, depth: int = 0) -> dict[str, Any]:
         return {item.key: _any_pb(item.value, depth) for item in items}
     out: dict[str, Any] = {}
     item: KeyValue
-    for item in items:
+    # a slice, not the repeated field itself: upb's iterator costs more than the list
+    for item in items[:]:
         value = item.value
         # _any_pb's string case inlined: upb makes every field access a call, and
         # most attribute values are strings (an empty one takes the long way)
