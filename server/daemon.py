@@ -255,10 +255,12 @@ class Daemon:
         self.writer.stop(timeout=WRITE_GRACE)
         waiting = self.writer.pending_rows()
         self.storage.close()
+        lost = self.writer.stats.rows_dropped
         log.info(
-            "stopped (%d rows written, %d rows kept in the spool for the next start)",
+            "stopped (%d rows written, %d rows kept in the spool for the next start%s)",
             self.writer.stats.rows_written,
             waiting,
+            f", {lost} rows lost: the spool's disk was full" if lost else "",
         )
         return 0
 

@@ -144,6 +144,7 @@ def _routes(app: Flask, ctx: WebContext) -> None:
             checks = {
                 "storage": bool(health["storage_reachable"]),
                 "scheduler": bool(health["scheduler_running"]),
+                "spool": not health.get("inserts_stalled", False),
             }
         else:
             try:
