@@ -122,6 +122,8 @@ class Wal:
         if pending and self.uncertain:
             open_batches.extend(uncertain_batches(pending, UNCERTAIN_ROWS))
             pending = []
+        elif not open_batches and not self.readonly:  # nothing waits: nothing is uncertain
+            (self.directory / UNMARKED).unlink(missing_ok=True)
         for record in [*pending, *(r for b in open_batches for r in b.records)]:
             assert record.segment is not None
             self._outstanding[record.segment] = self._outstanding.get(record.segment, 0) + 1
@@ -168,7 +170,9 @@ class Wal:
         """Say on disk that records may be stored without a mark; False if it cannot.
 
         An empty file needs no data blocks, so this works on a full disk where a
-        ``BATCH`` frame does not. Removed once nothing in the log waits.
+        ``BATCH`` frame does not. Removed when the log is found or left with
+        nothing waiting (at a start, or a stop with everything stored): records
+        inserted unmarked can sit in a segment still in use until then.
         """
         return flag(self.directory / UNMARKED)
 
@@ -264,8 +268,6 @@ class Wal:
             for segment in touched:
                 self._outstanding[segment] = self._outstanding.get(segment, 1) - 1
             self._reclaim(unlink)
-            if not any(self._outstanding.values()):  # nothing waits: nothing is uncertain
-                unlink.append((self.directory / UNMARKED, 0))
         # Unlinking a 32 MiB segment took ~12 ms (more with the disk busy), and every
         # push's append waits on the lock: the files go once it is released. Nothing
         # reads a done segment; one left by a crash here is deleted at the next start.
