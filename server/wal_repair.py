@@ -49,7 +49,7 @@ def read_and_repair(path: Path, *, readonly: bool) -> Repaired:
     found = read_segment(data)
     damaged = sum(stop - start for start, stop in found.damaged)
     if readonly:
-        return Repaired(found.frames, len(data), damaged)
+        return Repaired(found.frames, found.end, damaged)
     for start, stop in found.damaged:
         _set_aside(path, data, start, stop)
     if found.end < len(data):

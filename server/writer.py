@@ -264,12 +264,12 @@ class Writer:
         lost: dict[str, int] = {}
         wal = self.spool.wal
         for record in self.inserter.held_in_memory():
-            try:
-                assert record.data is not None
-                wal.append(record.table, record.data)
-                continue
-            except WalFull:
-                pass
+            if record.data is not None:
+                try:
+                    wal.append(record.table, record.data)
+                    continue
+                except WalFull:
+                    pass
             lost[record.table] = lost.get(record.table, 0) + record.rows
         with contextlib.suppress(OSError):
             wal.sync()
