@@ -19,7 +19,7 @@ from server.schema import Target, apply_schema
 from server.spool import Spool
 from server.storage.embedded import EmbeddedStorage
 from server.tables import WRITTEN_TABLES
-from server.wal_format import BATCH, DATA, read_frames
+from server.wal_format import BATCH, DATA, frame, read_frames, read_segment
 from server.writer import Writer
 
 T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
@@ -99,3 +99,18 @@ def test_a_flipped_byte_mid_segment_keeps_every_later_frame_and_stores_nothing_t
     again.flush()
     assert numbers(store) == everything
     again.stop()
+
+
+def test_a_cut_short_last_frame_is_an_unfinished_write_and_a_bad_middle_one_is_damage() -> None:
+    """The reader alone: what follows the bad bytes decides which they are."""
+    frames = [frame(DATA, bytes([n]) * (100 + n)) for n in range(10)]
+    whole = b"".join(frames)
+    torn = read_segment(whole[: len(whole) - 50])
+    assert (len(torn.frames), torn.end, torn.damaged) == (9, len(whole) - len(frames[9]), [])
+    bad = bytearray(whole)
+    start = sum(map(len, frames[:4]))
+    bad[start + 30] ^= 0x01
+    damaged = read_segment(bytes(bad))
+    assert [p[0] for _, _, p in damaged.frames] == [0, 1, 2, 3, 5, 6, 7, 8, 9]
+    assert damaged.damaged == [(start, start + len(frames[4]))]
+    assert damaged.end == len(whole)
