@@ -340,6 +340,11 @@ class Inserter:
                         batch.id, exc)  # fmt: skip
             mask = None
         if mask is None:
+            if batch.uncertain:
+                log.warning("%d %s rows whose mark the spool lost cannot be checked against "
+                            "this storage; inserting them (some may be stored twice)",
+                            data.num_rows, batch.table)  # fmt: skip
+                batch.uncertain = False  # said once, not at every retry
             return batch.id, data
         missing = data.filter(pa.array([not stored for stored in mask], pa.bool_()))
         if missing.num_rows:

@@ -31,6 +31,7 @@ MAGIC = b"LB"
 HEADER = struct.Struct("<2sBII")  # magic, kind, payload length, crc32
 DATA, BATCH, DONE, SKIP = 1, 2, 3, 4
 KINDS = frozenset((DATA, BATCH, DONE, SKIP))
+KINDS_ANY = frozenset(range(256))
 SUFFIX = ".wal"
 SEGMENT_BYTES = 32 * 2**20
 MIN_SEGMENT_BYTES = 64 * 2**10
@@ -84,6 +85,9 @@ class OpenBatch:
     #: left by a previous run (or an older release): whether it was stored is
     #: asked of the storage, not taken from the token (:meth:`Storage.stored_mask`)
     replayed: bool = False
+    #: no mark names these records, yet they may be stored (a mark lost in damaged
+    #: bytes, or inserted unmarked on a full disk): only the storage can tell
+    uncertain: bool = False
 
 
 def frame(kind: int, payload: bytes) -> bytes:
@@ -105,7 +109,7 @@ def read_frames(data: bytes) -> tuple[list[tuple[int, int, bytes]], int]:
     :func:`read_segment` also finds the frames after damaged bytes.
     """
     frames, at = [], 0
-    while (found := _frame_at(data, at)) is not None:
+    while (found := _frame_at(data, at, KINDS_ANY)) is not None:
         frames.append((found[0], found[1], found[3]))
         at = found[2]
     return frames, at
@@ -145,13 +149,18 @@ def read_segment(data: bytes) -> SegmentRead:
     return SegmentRead(frames, end, damaged)
 
 
-def _frame_at(data: bytes, at: int) -> tuple[int, int, int, bytes] | None:
-    """(kind, payload offset, end, payload) of a valid frame at ``at``, else None."""
+def _frame_at(
+    data: bytes, at: int, kinds: frozenset[int] = KINDS
+) -> tuple[int, int, int, bytes] | None:
+    """(kind, payload offset, end, payload) of a valid frame at ``at``, else None.
+
+    ``kinds``: the kinds taken; reading in order takes any (a later release's), a
+    resynchronisation only ours (fewer frame-like runs of bytes pass)."""
     if at + HEADER.size > len(data):
         return None
     magic, kind, length, crc = HEADER.unpack_from(data, at)
     end = at + HEADER.size + length
-    if magic != MAGIC or kind not in KINDS or end > len(data):
+    if magic != MAGIC or kind not in kinds or end > len(data):
         return None
     payload = data[at + HEADER.size : end]
     if zlib.crc32(payload) != crc:

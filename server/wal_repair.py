@@ -94,7 +94,8 @@ def uncertain_batches(records: list[Record], most_rows: int) -> list[OpenBatch]:
     for record in records:
         batch, rows = current.get(record.table, (None, 0))
         if batch is None or rows + record.rows > most_rows:
-            batch, rows = OpenBatch(uuid.uuid4().hex, record.table, replayed=True), 0
+            batch, rows = OpenBatch(uuid.uuid4().hex, record.table, replayed=True,
+                                    uncertain=True), 0  # fmt: skip
             out.append(batch)
         batch.records.append(record)
         current[record.table] = (batch, rows + record.rows)
