@@ -241,8 +241,16 @@ def run_once(tree: Path, args: argparse.Namespace, fmt: str) -> dict[str, float]
         f"  max_records: 10000\n{workers}"
         f"report:\n  enabled: false\nservices:\n{services}"
     )
+    env = dict(os.environ)
+    trace = None
+    if args.trace:  # benchmarks/ingest_trace: the daemon and its workers log their timings
+        trace = Path(tempfile.mkdtemp(prefix="trace-", dir=args.trace))
+        env["LB_TRACE"] = str(trace)
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(ROOT / "benchmarks" / "ingest_trace"), env.get("PYTHONPATH")) if p
+        )
     daemon = subprocess.Popen([sys.executable, "-m", "server.cli", "run", "--config", str(config),
-                               "--log-level", "WARNING"], cwd=tree)  # fmt: skip
+                               "--log-level", "WARNING"], cwd=tree, env=env)  # fmt: skip
     proc = psutil.Process(daemon.pid)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -346,6 +354,9 @@ def run_once(tree: Path, args: argparse.Namespace, fmt: str) -> dict[str, float]
     )
     if args.redaction:
         print(redaction_cost(bodies, fmt, args.secrets))
+    if trace is not None:
+        print(f"trace ({trace}):")
+        print(summarise(trace, started, started + window))
     return {"stored/s": stored_at_exit / window, "p50": pct(0.5), "p99": pct(0.99),
             "daemon µs": cpu / per * 1e6, "workers µs": kids_cpu / per * 1e6,
             "lost": lost, "refused": sum(refused.values()), "sigterm s": stop_took,
@@ -360,6 +371,14 @@ def metric(port: int, name: str) -> str:
         if line.startswith((f"{name} ", f"{name}_total ")):
             return str(int(float(line.split()[1])))
     return "-"
+
+
+def summarise(trace: Path, start: float, end: float) -> str:
+    """Percentiles of the traced phases within [start, end] (monotonic s), and what
+    overlapped the slowest 1% of requests (see benchmarks/ingest_trace)."""
+    from benchmarks.ingest_trace.summary import summary
+
+    return summary(trace, start, end)
 
 
 def warm_up(port: int, proc: psutil.Process, tree: Path, workers: int) -> None:
@@ -448,6 +467,9 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=2, help="rounds with --against")
     parser.add_argument("--gzip", action="store_true",
                         help="send the bodies gzip-compressed (Content-Encoding)")  # fmt: skip
+    parser.add_argument("--trace", default=None, metavar="DIR",
+                        help="log per-request timings inside the daemon and its workers "
+                             "(benchmarks/ingest_trace) under DIR, and summarise them")  # fmt: skip
     parser.add_argument("--redaction", action="store_true",
                         help="also measure the secret scan's cost in-process")  # fmt: skip
     args = parser.parse_args()

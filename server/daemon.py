@@ -178,7 +178,8 @@ class Daemon:
         self.web.start()
         self.writer.start()
         if not self._first_readiness(None if self.storage.kind == "embedded" else STARTUP_WAIT):
-            why = {"refused": "refused (as logged above)", "disk full": "out of disk space"}
+            why = {"refused": "refused (as logged above)", "disk full": "out of disk space",
+                   "spool full": "waiting: the spool's disk is full"}  # fmt: skip
             log.warning("storage %s; checking anyway and spooling results; alert state is "
                         "restored once it takes writes",
                         why.get(self.writer.inserter.state, "not reachable yet"))  # fmt: skip
@@ -263,10 +264,12 @@ class Daemon:
         self.writer.stop(timeout=WRITE_GRACE)
         waiting = self.writer.pending_rows()
         self.storage.close()
+        lost = self.writer.stats.rows_dropped
         log.info(
-            "stopped (%d rows written, %d rows kept in the spool for the next start)",
+            "stopped (%d rows written, %d rows kept in the spool for the next start%s)",
             self.writer.stats.rows_written,
             waiting,
+            f", {lost} rows lost: the spool's disk was full" if lost else "",
         )
         return 0
 

@@ -56,7 +56,9 @@ class Inserter:
         self.wal = spool.wal
         self._before_first_write = before_first_write
         self._ready = before_first_write is None
-        self._state = "ok"  # ok | unreachable | disk full | refused: logged on change only
+        # ok | unreachable | disk full | refused | spool full: logged on change only
+        self._state = "ok"
+        self._said_unmarked = False
         self._lock = threading.Lock()
         self._io = threading.Lock()  # one insert round at a time
         self._pending: dict[str, deque[Record]] = {}
@@ -128,6 +130,17 @@ class Inserter:
                     record.data = None
                     self._resident_rows -= record.rows
 
+    def held_in_memory(self) -> list[Record]:
+        """Records waiting in memory only (the spool's disk was full when they came)."""
+        with self._lock:
+            held = [r for queue in self._pending.values() for r in queue if r.segment is None]
+        return held + [r for b in list(self._open) for r in b.records if r.segment is None]
+
+    def forget(self, rows: int) -> None:
+        """``rows`` waiting are lost (counted by the caller): no longer said to wait."""
+        with self._lock:
+            self.pending_rows -= rows
+
     @property
     def open_batches(self) -> int:
         """Batches marked for insert and not yet stored (retried while ClickHouse is away)."""
@@ -140,8 +153,9 @@ class Inserter:
 
     @property
     def state(self) -> str:
-        """``ok``, ``unreachable``, ``disk full`` or ``refused`` (reachable, but it refused
-        to prepare storage: an old version, a missing right); ``ok`` before the first try."""
+        """``ok``, ``unreachable``, ``disk full``, ``refused`` (reachable, but it refused
+        to prepare storage: an old version, a missing right) or ``spool full`` (inserts
+        wait: the spool cannot take a batch's mark); ``ok`` before the first try."""
         return self._state
 
     @property
@@ -149,6 +163,11 @@ class Inserter:
         """Whether ClickHouse answered the last attempt, even with a refusal: a server that
         refuses our statements is there (``refused``), not down."""
         return self._state in ("refused", "disk full") or self.reachable
+
+    @property
+    def stalled(self) -> bool:
+        """Inserts wait because the spool cannot even say what is being inserted."""
+        return self._state == "spool full"
 
     # -- the loop --------------------------------------------------------------------------
     def start(self) -> None:
@@ -255,16 +274,30 @@ class Inserter:
         batch = OpenBatch(uuid.uuid4().hex, table, members)
         try:
             self.wal.mark_batch(batch.id, table, members)
-        except WalFull:
-            # Without the mark a replay could store these twice: wait for room,
-            # unless they live in memory only (then no replay can happen).
-            if any(r.segment is not None for r in members):
+        except WalFull as exc:
+            # Without the mark a replay could store these twice, unless they live in
+            # memory only (no replay), or the log says that what waits must be checked
+            # against the storage after a crash (the flag needs no room).
+            if any(r.segment is not None for r in members) and not self._unmarked(exc):
                 with self._lock:
                     self._pending[table].extendleft(reversed(members))
                     self._queued[table] += rows
                 return None
         self._open.append(batch)
         return batch
+
+    def _unmarked(self, exc: WalFull) -> bool:
+        """Go on without marks (the ``unmarked`` flag set), or stall: False, said once."""
+        if self.wal.flag_unmarked():
+            if not self._said_unmarked:
+                self._said_unmarked = True
+                log.warning("cannot mark batches in the spool at %s (%s); inserting without "
+                            "marks: after a crash, waiting rows are checked against ClickHouse "
+                            "before they are inserted", self.wal.directory, exc)  # fmt: skip
+            return True
+        self.writer.stats.write_errors += 1
+        self._state_is("spool full", exc)
+        return False
 
     def _insert(self, batch: OpenBatch) -> bool:
         """Store one batch (splitting out refused rows); False: retry later."""
@@ -321,6 +354,11 @@ class Inserter:
                         batch.id, exc)  # fmt: skip
             mask = None
         if mask is None:
+            if batch.uncertain:
+                log.warning("%d %s rows whose mark the spool lost cannot be checked against "
+                            "this storage; inserting them (some may be stored twice)",
+                            data.num_rows, batch.table)  # fmt: skip
+                batch.uncertain = False  # said once, not at every retry
             return batch.id, data
         missing = data.filter(pa.array([not stored for stored in mask], pa.bool_()))
         if missing.num_rows:
@@ -389,7 +427,7 @@ class Inserter:
         self._ready = True
         return True
 
-    def _state_is(self, state: str, exc: StorageError | None) -> None:
+    def _state_is(self, state: str, exc: Exception | None) -> None:
         """Log a change of state once: an outage is one warning, not one per second.
 
         A full disk is its own state, named as such: "unavailable" sent operators
@@ -408,5 +446,10 @@ class Inserter:
             log.warning("ClickHouse unavailable, keeping rows in the spool at %s: %s", where, exc)
         elif state == "refused":
             log.error("ClickHouse is reachable but refused to prepare storage: %s", exc)
+        elif state == "spool full":
+            log.error("inserts stall: the spool at %s cannot take the mark of a batch and "
+                      "no file can be created there (%s); retrying", where, exc)  # fmt: skip
+        elif previous == "spool full":
+            log.info("inserts go on; %d rows waiting", self.pending_rows)
         elif previous != "ok":
             log.info("ClickHouse takes writes again; %d rows waiting", self.pending_rows)

@@ -8,7 +8,16 @@ On start, records without a ``DONE`` are inserted again; a batch that has a
 ``BATCH`` but no ``DONE`` is inserted again *as the same block with the same
 token*, so a crash between "inserted" and "marked done" stores it once. A torn
 frame at the end (kill -9 mid-write) is cut off; its record was never
-acknowledged. A segment is deleted once every record and batch in it is done.
+acknowledged. Damaged bytes with valid frames after them are set aside and the
+frames after them kept (:mod:`server.wal_repair`). A segment is deleted once
+every record and batch in it is done.
+
+``DATA`` appends leave ``RESERVE_BYTES`` of the filesystem free, so the marks
+that let an insert free room can always be written. When they cannot (the disk
+was filled by someone else), the inserter goes on without them after leaving
+the ``unmarked`` flag file (an empty file: no data blocks); while it exists,
+recovery hands every waiting record back as uncertain, to be checked against
+the storage rather than inserted blindly (:attr:`Wal.uncertain`).
 
 ``sync()`` is a group commit: callers that appended meanwhile share one
 ``fsync`` (the call releases the GIL, so other requests keep appending).
@@ -35,6 +44,7 @@ from server.wal_format import (
     DONE,
     HEADER,
     MIN_SEGMENT_BYTES,
+    RESERVE_BYTES,
     SEGMENT_BYTES,
     SUFFIX,
     OpenBatch,
@@ -43,14 +53,16 @@ from server.wal_format import (
     WalFull,
     data_payload,
     frame,
-    read_frames,
     segment_size,
 )
+from server.wal_repair import flag, read_and_repair, uncertain_batches
 
 __all__ = ["MIN_SEGMENT_BYTES", "SEGMENT_BYTES", "OpenBatch", "Record", "Wal", "WalFull",
            "segment_size"]  # fmt: skip
 
 log = logging.getLogger("lightbulb.wal")
+UNMARKED = "unmarked"  # flag file: records may be stored without a mark saying so
+UNCERTAIN_ROWS = 100_000  # rows per batch of uncertain records handed back by recovery
 
 
 class Wal:
@@ -83,6 +95,7 @@ class Wal:
         self._fd = -1
         self._closed = False
         self.freed = 0  # bytes of deleted segments, ever: the writer's "room again" signal
+        self.damaged_bytes = 0  # set aside by recovery as damaged (server.wal_repair)
 
     # -- opening ---------------------------------------------------------------------------
     def recover(self) -> tuple[list[Record], list[OpenBatch]]:
@@ -104,6 +117,13 @@ class Wal:
                 self._batch_segment[batch_id] = segment
                 self._outstanding[segment] = self._outstanding.get(segment, 0) + 1
         pending = sorted(records.values(), key=lambda r: r.id)
+        if self.damaged_bytes and not self.readonly:
+            self.flag_unmarked()  # a mark may have been in the damage: until all is stored
+        if pending and self.uncertain:
+            open_batches.extend(uncertain_batches(pending, UNCERTAIN_ROWS))
+            pending = []
+        elif not open_batches and not self.readonly:  # nothing waits: nothing is uncertain
+            (self.directory / UNMARKED).unlink(missing_ok=True)
         for record in [*pending, *(r for b in open_batches for r in b.records)]:
             assert record.segment is not None
             self._outstanding[record.segment] = self._outstanding.get(record.segment, 0) + 1
@@ -135,16 +155,26 @@ class Wal:
         return sorted(found)
 
     def _frames(self, segment: int) -> list[tuple[int, int, bytes]]:
-        path = self._path(segment)
-        data = path.read_bytes()
-        frames, at = read_frames(data)
-        if at < len(data) and not self.readonly:
-            # A frame cut short by kill -9 (or a full disk): never acknowledged, drop it.
-            log.warning("%s: dropped %d bytes of an unfinished write", path, len(data) - at)
-            with open(path, "r+b") as handle:
-                handle.truncate(at)
-        self._sizes[segment] = at
-        return frames
+        read = read_and_repair(self._path(segment), readonly=self.readonly)
+        self._sizes[segment] = read.size
+        self.damaged_bytes += read.damaged_bytes
+        return read.frames
+
+    # -- uncertain records ---------------------------------------------------------------
+    @property
+    def uncertain(self) -> bool:
+        """Records may be stored although no mark says so (the ``unmarked`` flag exists)."""
+        return (self.directory / UNMARKED).exists()
+
+    def flag_unmarked(self) -> bool:
+        """Say on disk that records may be stored without a mark; False if it cannot.
+
+        An empty file needs no data blocks, so this works on a full disk where a
+        ``BATCH`` frame does not. Removed when the log is found or left with
+        nothing waiting (at a start, or a stop with everything stored): records
+        inserted unmarked can sit in a segment still in use until then.
+        """
+        return flag(self.directory / UNMARKED)
 
     # -- appending -------------------------------------------------------------------------
     @property
@@ -152,13 +182,14 @@ class Wal:
         """Bytes in the log's segments."""
         return sum(self._sizes.values())
 
-    def has_room(self) -> bool:
-        """The filesystem has a minimal segment's worth free (``statvfs``; True if unknown)."""
+    def has_room(self, nbytes: int = MIN_SEGMENT_BYTES) -> bool:
+        """The filesystem has ``nbytes`` free beyond the marks' reserve (``statvfs``;
+        True if unknown)."""
         try:
             stat = os.statvfs(self.directory)
         except OSError:
             return True
-        return stat.f_bavail * stat.f_frsize >= MIN_SEGMENT_BYTES
+        return stat.f_bavail * stat.f_frsize >= nbytes + RESERVE_BYTES
 
     def append(
         self, table: str, data: pa.Table, *, memory_only: bool = False, ipc: bytes | None = None
@@ -186,6 +217,11 @@ class Wal:
                     f"the spool holds {self.size} bytes, scheduler.spool_max_bytes is "
                     f"{self.max_bytes}",
                 )
+            if not self.has_room(len(payload) + HEADER.size) and not (
+                self._make_room() and self.has_room(len(payload) + HEADER.size)
+            ):
+                kept = f"its last {RESERVE_BYTES // 1024} KiB are kept for marking what is stored"
+                raise WalFull(errno.ENOSPC, f"No space left on the spool's disk ({kept})")
             try:
                 offset = self._write(DATA, payload)
             except WalFull as exc:
@@ -220,6 +256,7 @@ class Wal:
         A ``DONE`` that cannot be written (disk full) is harmless: on restart the
         batch is inserted again with its token and the server drops it.
         """
+        unlink: list[tuple[Path, int]] = []
         with self._lock:
             if batch_id in self._batch_segment:
                 with contextlib.suppress(WalFull):
@@ -230,7 +267,14 @@ class Wal:
                 touched.append(batch_segment)
             for segment in touched:
                 self._outstanding[segment] = self._outstanding.get(segment, 1) - 1
-            self._reclaim()
+            self._reclaim(unlink)
+        # Unlinking a 32 MiB segment took ~12 ms (more with the disk busy), and every
+        # push's append waits on the lock: the files go once it is released. Nothing
+        # reads a done segment; one left by a crash here is deleted at the next start.
+        for path, size in unlink:
+            path.unlink(missing_ok=True)
+            with self._lock:
+                self.freed += size
 
     def sync(self) -> None:
         """Return once everything appended before this call is on disk (group commit).
@@ -288,6 +332,7 @@ class Wal:
             if not any(self._outstanding.values()):  # all stored: nothing to keep
                 for segment in sorted(self._sizes):
                     self._delete(segment)
+                (self.directory / UNMARKED).unlink(missing_ok=True)
 
     # -- internals (hold self._lock) -----------------------------------------------------------
     def _write(self, kind: int, payload: bytes) -> int:
@@ -325,17 +370,20 @@ class Wal:
             self._use(fd, old + 1)
         self._reclaim()
 
-    def _reclaim(self) -> bool:
+    def _reclaim(self, unlink: list[tuple[Path, int]] | None = None) -> bool:
         """Delete done segments, oldest first, stopping at the first one still needed.
 
         Never out of order: a later segment's ``BATCH``/``DONE`` frames may name
         records of an older live one. Returns True if a segment was deleted.
+        ``unlink``: the files (and their sizes) are added to it for the caller to
+        remove after releasing the lock, and count in :attr:`freed` then; the log
+        forgets them at once.
         """
         deleted = False
         for segment in sorted(self._sizes):
             if segment == self._segment or self._outstanding.get(segment, 0) > 0:
                 break
-            self._delete(segment)
+            self._delete(segment, unlink)
             deleted = True
         return deleted
 
@@ -370,10 +418,14 @@ class Wal:
         self._fd, self._segment = fd, segment
         self._sizes[segment] = os.fstat(fd).st_size
 
-    def _delete(self, segment: int) -> None:
-        self._path(segment).unlink(missing_ok=True)
-        self.freed += self._sizes.pop(segment, 0)
+    def _delete(self, segment: int, unlink: list[tuple[Path, int]] | None = None) -> None:
+        size = self._sizes.pop(segment, 0)
         self._outstanding.pop(segment, None)
+        if unlink is not None:
+            unlink.append((self._path(segment), size))  # freed once it is gone
+            return
+        self._path(segment).unlink(missing_ok=True)
+        self.freed += size
 
     def _path(self, segment: int) -> Path:
         return self.directory / f"{segment:012d}{SUFFIX}"

@@ -7,7 +7,8 @@ Segments ``<spool_dir>/wal/<n>.wal`` hold frames::
 - ``DATA``: one record, ``id: u64 | table length: u16 | table | Arrow IPC stream``;
 - ``BATCH``: records about to be inserted as one block, with the batch id that
   becomes the insert's ``insert_deduplication_token`` (JSON);
-- ``DONE``: that batch is stored (JSON).
+- ``DONE``: that batch is stored (JSON);
+- ``SKIP``: bytes set aside as damaged (their copy is in ``quarantine/``); ignored.
 
 This module holds the format (framing, reading a segment back, what a scan of
 all segments finds) and the values the log hands out (:class:`Record`,
@@ -28,10 +29,20 @@ import pyarrow as pa
 
 MAGIC = b"LB"
 HEADER = struct.Struct("<2sBII")  # magic, kind, payload length, crc32
-DATA, BATCH, DONE = 1, 2, 3
+DATA, BATCH, DONE, SKIP = 1, 2, 3, 4
+KINDS = frozenset((DATA, BATCH, DONE, SKIP))
+KINDS_ANY = frozenset(range(256))
 SUFFIX = ".wal"
 SEGMENT_BYTES = 32 * 2**20
 MIN_SEGMENT_BYTES = 64 * 2**10
+#: free bytes a ``DATA`` append leaves on the spool's filesystem, so that marking
+#: what is already in the log for insert (``BATCH``, ``DONE``) never lacks room:
+#: a log that filled its own disk with records and could not mark them stalled.
+RESERVE_BYTES = 16 * 2**10
+#: valid frames in a row (or the segment's end) that make a resynchronisation
+#: point after damaged bytes trustworthy, rather than a frame-like run of bytes
+#: inside a record's payload
+RESYNC_FRAMES = 3
 
 
 def segment_size(directory: Path, max_bytes: int) -> int:
@@ -74,6 +85,9 @@ class OpenBatch:
     #: left by a previous run (or an older release): whether it was stored is
     #: asked of the storage, not taken from the token (:meth:`Storage.stored_mask`)
     replayed: bool = False
+    #: no mark names these records, yet they may be stored (a mark lost in damaged
+    #: bytes, or inserted unmarked on a full disk): only the storage can tell
+    uncertain: bool = False
 
 
 def frame(kind: int, payload: bytes) -> bytes:
@@ -92,19 +106,79 @@ def read_frames(data: bytes) -> tuple[list[tuple[int, int, bytes]], int]:
 
     Reading stops at the first frame that is cut short or fails its checksum:
     what follows was never acknowledged (kill -9 or a full disk mid-write).
+    :func:`read_segment` also finds the frames after damaged bytes.
     """
     frames, at = [], 0
-    while at + HEADER.size <= len(data):
-        magic, kind, length, crc = HEADER.unpack_from(data, at)
-        end = at + HEADER.size + length
-        if magic != MAGIC or end > len(data):
-            break
-        payload = data[at + HEADER.size : end]
-        if zlib.crc32(payload) != crc:
-            break
-        frames.append((kind, at + HEADER.size, payload))
-        at = end
+    while (found := _frame_at(data, at, KINDS_ANY)) is not None:
+        frames.append((found[0], found[1], found[3]))
+        at = found[2]
     return frames, at
+
+
+@dataclass
+class SegmentRead:
+    """What one segment's bytes hold: ``frames`` as :func:`read_frames` gives them,
+    ``end`` (after the last valid frame: beyond it, a torn tail), and ``damaged``
+    ranges ``(start, end)`` of bytes followed by valid frames (not an unfinished write)."""
+
+    frames: list[tuple[int, int, bytes]]
+    end: int
+    damaged: list[tuple[int, int]]
+
+
+def read_segment(data: bytes) -> SegmentRead:
+    """Every valid frame of a segment, resynchronising past damaged bytes.
+
+    A frame failing its checksum (or its header) with valid frames after it is
+    damage (a flipped bit, a bad sector), not a write cut short: the reader
+    scans for the next offset where ``RESYNC_FRAMES`` valid frames follow in a
+    row (or valid frames up to the end) and goes on from there. Without one, the
+    rest is a torn tail, as :func:`read_frames` says.
+    """
+    frames, at = read_frames(data)
+    damaged: list[tuple[int, int]] = []
+    end = at
+    while at < len(data):
+        resume = _resync(data, at + 1)
+        if resume is None:
+            break
+        damaged.append((at, resume))
+        more, stop = read_frames(data[resume:])
+        frames.extend((kind, offset + resume, payload) for kind, offset, payload in more)
+        at = end = resume + stop
+    return SegmentRead(frames, end, damaged)
+
+
+def _frame_at(
+    data: bytes, at: int, kinds: frozenset[int] = KINDS
+) -> tuple[int, int, int, bytes] | None:
+    """(kind, payload offset, end, payload) of a valid frame at ``at``, else None.
+
+    ``kinds``: the kinds taken; reading in order takes any (a later release's), a
+    resynchronisation only ours (fewer frame-like runs of bytes pass)."""
+    if at + HEADER.size > len(data):
+        return None
+    magic, kind, length, crc = HEADER.unpack_from(data, at)
+    end = at + HEADER.size + length
+    if magic != MAGIC or kind not in kinds or end > len(data):
+        return None
+    payload = data[at + HEADER.size : end]
+    if zlib.crc32(payload) != crc:
+        return None
+    return kind, at + HEADER.size, end, payload
+
+
+def _resync(data: bytes, start: int) -> int | None:
+    """The first offset from ``start`` where trustworthy frames begin, or None."""
+    at = data.find(MAGIC, start)
+    while at >= 0:
+        probe, run = at, 0
+        while run < RESYNC_FRAMES and (found := _frame_at(data, probe)) is not None:
+            probe, run = found[2], run + 1
+        if run and (run >= RESYNC_FRAMES or probe == len(data)):
+            return at
+        at = data.find(MAGIC, at + 1)
+    return None
 
 
 @dataclass

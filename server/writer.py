@@ -20,6 +20,7 @@ set aside in ``rejected/`` with the reason.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -256,7 +257,35 @@ class Writer:
         except OSError as exc:
             log.error("could not sync the spool at shutdown: %s", exc)
         self.inserter.stop(max(deadline - time.monotonic(), 0.1))
+        self._keep_held()
         self.spool.wal.close()
+
+    def _keep_held(self) -> None:
+        """Write rows held in memory (the disk was full) to the log, or count them lost.
+
+        At a stop, so that what is said to be kept for the next start is on disk:
+        rows that cannot be written are counted in ``rows_dropped`` and no longer
+        in :meth:`pending_rows`, and an ERROR says how many.
+        """
+        lost: dict[str, int] = {}
+        wal = self.spool.wal
+        for record in self.inserter.held_in_memory():
+            if record.data is not None:
+                try:
+                    wal.append(record.table, record.data)
+                    continue
+                except WalFull:
+                    pass
+            lost[record.table] = lost.get(record.table, 0) + record.rows
+        with contextlib.suppress(OSError):
+            wal.sync()
+        if lost:
+            rows = sum(lost.values())
+            self.stats.rows_dropped += rows
+            self.inserter.forget(rows)
+            log.error("%d rows held in memory could not be written to the spool at %s (its "
+                      "disk is full) and are lost: %s", rows, wal.directory,
+                      ", ".join(f"{n} {t}" for t, n in sorted(lost.items())))  # fmt: skip
 
     def flush(self) -> None:
         """Commit the buffers and insert everything waiting now (tests, shutdown)."""

@@ -168,7 +168,12 @@ def test_a_killed_process_is_notified_once_across_a_restart_and_its_recovery_onc
             == 2.0
         )
     )
-    assert json.loads(lb.get("/readyz")) == {"status": "ready", "storage": True, "scheduler": True}
+    assert json.loads(lb.get("/readyz")) == {
+        "status": "ready",
+        "storage": True,
+        "scheduler": True,
+        "spool": True,
+    }
     lb.wait_metric("lightbulb_notifications_delivered_total", 1, channel="ops-hook")
     assert lb.metric("lightbulb_alerts_firing") == 1.0
     alert = lb.alert()

@@ -49,10 +49,10 @@ class SmallDisk:
         return sorted(p.name for p in self.path.rglob("*.tmp"))
 
 
-def mount_small(path: Path, size: str) -> SmallDisk:
+def mount_small(path: Path, size: str, options: str = "") -> SmallDisk:
     path.mkdir(parents=True, exist_ok=True)
-    result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
-                            capture_output=True, text=True, check=False)  # fmt: skip
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}{options}", "tmpfs",
+                             str(path)], capture_output=True, text=True, check=False)  # fmt: skip
     if result.returncode != 0:
         message = f"cannot mount a tmpfs here ({result.stderr.strip()}); run as root"
         if os.environ.get("CI"):
@@ -187,3 +187,151 @@ def test_a_push_refused_for_a_full_disk_is_not_stored_and_one_accepted_is(
     tiny_disk.free()
     assert writer.busy() is None  # room again: accepted at once, no timer
     writer.add_durable("service_status", [row(20_000)])
+
+
+def pushed_numbers(store: EmbeddedStorage) -> list[int]:
+    """``response_time_ms`` of every stored row, duplicates included."""
+    return sorted(int(r["response_time_ms"]) for r in store.query(
+        "SELECT response_time_ms FROM monitor.service_status"))  # fmt: skip
+
+
+def push_until_refused(writer: Writer, start: int, size: int = 1) -> list[int]:
+    """Push ``size``-row requests until one is refused for the disk; the numbers told 200.
+
+    One-row requests by default: ~800 records on 2 MiB, so the mark naming them
+    all (~5 KiB) needs more than the slack of a file's last page.
+    """
+    told: list[int] = []
+    n = start
+    while True:
+        rows = [padded(n + i) for i in range(size)]
+        try:
+            writer.add_durable("service_status", rows)
+        except Busy as busy:
+            assert busy.status == 503
+            return told
+        told.extend(range(n, n + size))
+        n += size
+
+
+def test_a_spool_that_filled_its_own_disk_still_inserts_and_frees_it(
+    store: EmbeddedStorage, tiny_disk: SmallDisk
+) -> None:
+    """The log fills its 2 MiB disk with records before any insert: marking them for
+    insert must still find room, ClickHouse takes them, and pushes are taken again."""
+    apply_schema(store, Target("monitor"))
+    writer = Writer(store, Spool(tiny_disk.path / "spool", 256 * 2**20), columns=WRITTEN_TABLES)
+    told = push_until_refused(writer, 0)
+    assert len(told) > 600  # ~2 MiB of records
+    writer.flush()
+    assert pushed_numbers(store) == told  # each stored once
+    assert not writer.inserter.stalled and writer.reachable
+    assert writer.busy() is None
+    again = push_until_refused(writer, 100_000)  # the room came back
+    assert len(again) > 600
+    writer.flush()
+    assert pushed_numbers(store) == told + again
+    assert (writer.stats.rows_dropped, writer.stats.write_errors) == (0, 0)
+
+
+def crash(writer: Writer) -> None:
+    """What kill -9 leaves of the writer's log: the files as written, nothing closed."""
+    os.close(writer.spool.wal._fd)
+
+
+def test_a_spool_disk_filled_to_the_last_byte_inserts_unmarked_and_never_twice(
+    store: EmbeddedStorage, tiny_disk: SmallDisk
+) -> None:
+    """Not a byte left for a mark (another process took the reserve too): rows are
+    inserted without one, and a kill -9 before their segment goes does not insert
+    them again (the log says they may be stored; the storage is asked)."""
+    apply_schema(store, Target("monitor"))
+    spool = tiny_disk.path / "spool"
+    writer = Writer(store, Spool(spool, 256 * 2**20), columns=WRITTEN_TABLES, batch_rows=500)
+    told = push_until_refused(writer, 0)
+    tiny_disk.fill()
+    writer.inserter.insert_due(full_only=True)  # full batches only, as the loop between rounds
+    stored_before_crash = pushed_numbers(store)
+    assert 0 < len(stored_before_crash) < len(told)
+    crash(writer)  # a segment holding rows stored unmarked is still there, beside waiting ones
+    writer = Writer(store, Spool(spool, 256 * 2**20), columns=WRITTEN_TABLES)
+    writer.flush()
+    assert pushed_numbers(store) == told  # not a row twice, none lost
+    tiny_disk.free()
+    writer.add_durable("service_status", [row(500_000)])
+    writer.flush()
+    assert pushed_numbers(store) == [*told, 500_000]
+
+
+@pytest.fixture
+def tiny_disk_few_files(tmp_path: Path) -> Iterator[SmallDisk]:
+    disk = mount_small(tmp_path / "few", "2m", ",nr_inodes=64")
+    yield disk
+    subprocess.run(["umount", "-l", str(disk.path)], check=False)
+
+
+def test_inserts_that_cannot_even_flag_the_spool_stall_visibly_and_resume(
+    store: EmbeddedStorage, tiny_disk_few_files: SmallDisk, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No byte and no file to be had: the stall is said once, not ready, retried."""
+    disk = tiny_disk_few_files
+    apply_schema(store, Target("monitor"))
+    writer = Writer(store, Spool(disk.path / "spool", 256 * 2**20), columns=WRITTEN_TABLES)
+    told = push_until_refused(writer, 0)
+    caplog.clear()  # the refusal was said; now the inserts
+    disk.fill()
+    fillers = []
+    for i in range(100):  # every inode
+        try:
+            (disk.path / f"f{i}").touch()
+        except OSError:
+            break
+        fillers.append(disk.path / f"f{i}")
+    for _ in range(3):
+        writer.flush()
+    assert pushed_numbers(store) == []
+    assert writer.inserter.stalled and not writer.reachable
+    assert writer.stats.write_errors == 3
+    said = [r.getMessage() for r in caplog.records if r.name == "lightbulb.writer"]
+    assert len(said) == 1 and said[0].startswith("inserts stall"), said
+    disk.free()
+    for path in fillers:
+        path.unlink()
+    writer.flush()
+    assert pushed_numbers(store) == told
+    assert not writer.inserter.stalled and writer.reachable
+
+
+@pytest.mark.parametrize("room_at_stop", [False, True])
+def test_a_stop_keeps_what_it_says_it_keeps_and_counts_the_rest_lost(
+    tiny_disk: SmallDisk, small_disk: SmallDisk, room_at_stop: bool
+) -> None:
+    """Check results held in memory (spool disk full, ClickHouse's disk full too) at a
+    stop: written to the spool if it has room by then, else counted lost; what the
+    stop says is kept is exactly what the next start stores."""
+    store = EmbeddedStorage(small_disk.path / "db", "monitor")
+    try:
+        apply_schema(store, Target("monitor"))
+        spool = tiny_disk.path / "spool"
+        writer = Writer(store, Spool(spool, 256 * 2**20), columns=WRITTEN_TABLES)
+        small_disk.fill()  # ClickHouse refuses every insert: disk full
+        for i in range(100):
+            writer.add("service_status", padded(i))
+        writer.commit()  # on disk
+        tiny_disk.fill()
+        for i in range(100, 400):
+            writer.add("service_status", padded(i))
+        writer.flush()  # held in memory: the spool's disk is full
+        if room_at_stop:
+            tiny_disk.free()
+        writer.stop(timeout=0.5)
+        kept = writer.pending_rows()
+        assert (kept, writer.stats.rows_dropped) == ((400, 0) if room_at_stop else (100, 300))
+        tiny_disk.free()
+        small_disk.free()
+        writer = Writer(store, Spool(spool, 256 * 2**20), columns=WRITTEN_TABLES)
+        assert writer.pending_rows() == kept
+        writer.flush()
+        assert pushed_numbers(store) == list(range(kept))
+    finally:
+        store.close()

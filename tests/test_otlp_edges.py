@@ -14,6 +14,12 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
+    ExportLogsServiceRequest,
+    ExportLogsServiceResponse,
+)
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeLogs
 
 from tests.test_ingest_edges import counts
 from tests.test_log_ingest import TOKEN, Pipeline
@@ -126,6 +132,31 @@ def test_a_record_over_max_record_is_rejected_alone(pipeline: Pipeline) -> None:
     stored, dead, answer = delta(pipeline, doc(good(), huge))
     assert (stored, dead) == (1, 1)
     assert "max_record" in answer["partialSuccess"]["errorMessage"]
+
+
+def test_a_protobuf_record_is_measured_against_max_record_as_it_was_sent(
+    pipeline: Pipeline,
+) -> None:
+    # 100 short attributes are ~1.3 KB on the wire, under the pipeline's 2 KiB; their
+    # text form (what used to be measured: "attributes {\n  key: ...") is ~5 KB, refused
+    def record(text: str, attributes: int = 0) -> LogRecord:
+        return LogRecord(time_unix_nano=int(NOW_NS), body=AnyValue(string_value=text),
+                         attributes=[KeyValue(key=f"k{n}", value=AnyValue(string_value="v"))
+                                     for n in range(attributes)])  # fmt: skip
+
+    many = record("many attributes", 100)
+    assert 1000 < many.ByteSize() < 2048 < len(str(many))
+    group = ScopeLogs(log_records=[many, record("y" * (2 * 2**10 + 10)), record("small")])
+    body = ExportLogsServiceRequest(resource_logs=[ResourceLogs(scope_logs=[group])])
+    before = counts(pipeline)
+    response = post(pipeline, body.SerializeToString(),
+                    {**JSON, "Content-Type": "application/x-protobuf"})  # fmt: skip
+    assert response.status_code == 200, response.get_data(as_text=True)
+    answer = ExportLogsServiceResponse.FromString(response.data).partial_success
+    after = counts(pipeline)
+    assert (after[0] - before[0], after[1] - before[1]) == (2, 1)
+    assert answer.rejected_log_records == 1
+    assert answer.error_message == "record 2: record larger than logs.max_record (2048 bytes)"
 
 
 def test_no_service_name_is_unknown_service_as_the_semantic_conventions_say(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import random
+import threading
 import uuid
 from pathlib import Path
 
@@ -115,6 +116,41 @@ def test_segments_are_deleted_once_everything_is_stored_and_none_before(tmp_path
     model.wal.mark_batch("b-first", "t", first)
     model.wal.mark_done("b-first", first)
     assert [p.name for p in (tmp_path / "wal").glob("*.wal")] == [segments[-1].name]
+
+
+def test_appends_go_on_while_a_stored_segment_is_being_deleted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # deleting a 32 MiB segment took ~12 ms under the lock every push's append takes;
+    # a deletion that cannot finish (the disk is slow) is the one thing faked here
+    model = Model(tmp_path / "wal", segment_bytes=300)
+    for n in range(10):
+        model.append(n)
+    stored, model.pending = model.pending, []
+    model.wal.mark_batch("b", "t", stored)
+    deleting, finish = threading.Event(), threading.Event()
+    unlink = Path.unlink
+
+    def slow_unlink(path: Path, missing_ok: bool = False) -> None:
+        if path.suffix == ".wal":
+            deleting.set()
+            assert finish.wait(30)
+        unlink(path, missing_ok=missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", slow_unlink)
+    done = threading.Thread(target=model.wal.mark_done, args=("b", stored))
+    done.start()
+    try:
+        assert deleting.wait(10)
+        appended = threading.Thread(target=lambda: (model.append(10), model.wal.sync()))
+        appended.start()
+        appended.join(10)
+        assert not appended.is_alive(), "an append waited for a segment's deletion"
+    finally:
+        finish.set()
+        done.join(30)
+    freed = model.wal.freed
+    assert freed > 0 and len(list((tmp_path / "wal").glob("*.wal"))) == 1
 
 
 def test_the_log_frees_space_under_a_small_cap_as_records_are_stored(tmp_path: Path) -> None:

@@ -29,7 +29,7 @@ from server.core import levels, redact
 from server.core.levels import ERROR_LEVELS, LEVELS
 from server.core.text import clip
 from server.logs.masking import MAX_CONTEXT_KEY, long_key, masked
-from server.logs.otlp import INVALID, Record, TooDeep
+from server.logs.otlp import INVALID, ProtoRaw, Record, TooDeep
 from server.logs.patterns import pattern_of
 
 MAX_SERVICE_ID = 200
@@ -203,9 +203,7 @@ class Ingestor:
         """
         try:
             if size > self.config.max_record:
-                raise Invalid(
-                    f"record larger than logs.max_record ({self.config.max_record} bytes)"
-                )
+                raise _too_large(self.config.max_record)
             out.rows.append(self._row(obj, out, otlp))
         except (Invalid, TooDeep) as exc:
             out.reject(index, str(exc), self._dead_letter(raw))
@@ -349,10 +347,12 @@ class Ingestor:
         """
         self._begin(sender, now)
         out = Outcome()
-        measure = body_size > self.config.max_record
+        limit = self.config.max_record
+        measure = body_size > limit
         # oldest <= the time (whole microseconds) <= now + a day, as nanoseconds
         lowest = _micros(self._oldest) * 1000
         highest = _micros(now + MAX_FUTURE) * 1000 + 999
+        row, append = self._row, out.rows.append
         for index, (obj, raw) in enumerate(records):
             nanos = obj.get("timestamp")
             if nanos is not None:
@@ -362,8 +362,17 @@ class Ingestor:
                                f"{range_text(self._oldest)}", self._dead_letter(raw))  # fmt: skip
                     continue
                 obj["timestamp"] = at
-            self.record(out, index, obj, raw, _size(raw) if measure else 0, otlp=True)
+            try:  # record() inlined, as in ndjson()
+                if measure and _size(raw) > limit:
+                    raise _too_large(limit)
+                append(row(obj, out, True))
+            except (Invalid, TooDeep) as exc:
+                out.reject(index, str(exc), self._dead_letter(raw))
         return self._mask(out)
+
+
+def _too_large(limit: int) -> Invalid:
+    return Invalid(f"record larger than logs.max_record ({limit} bytes)")
 
 
 def _micros(at: datetime) -> int:
@@ -372,7 +381,10 @@ def _micros(at: datetime) -> int:
 
 
 def _size(raw: Callable[[], str]) -> int:
-    """A record's encoded size in bytes; 0 for one too deep to re-encode (refused later)."""
+    """A record's encoded size in bytes: a protobuf record's as received, a JSON one's
+    re-encoded; 0 for one too deep to re-encode (refused later)."""
+    if isinstance(raw, ProtoRaw):
+        return raw.size()
     try:
         return len(raw().encode())
     except (RecursionError, TypeError, ValueError):

@@ -250,6 +250,9 @@ def _json_record(record: dict[str, Any], group: Group) -> dict[str, Any]:
 def _any_pb(value: AnyValue, depth: int = 0) -> Any:
     if depth > MAX_DEPTH:
         raise TooDeep(f"attribute values nested deeper than {MAX_DEPTH} levels")
+    text = value.string_value  # most values are strings: one access, no WhichOneof
+    if text:
+        return text
     kind = value.WhichOneof("value")
     if kind is None:
         return None
@@ -263,10 +266,16 @@ def _any_pb(value: AnyValue, depth: int = 0) -> Any:
 
 
 def _attributes_pb(items: Any, depth: int = 0) -> dict[str, Any]:
+    if depth > MAX_DEPTH:  # as _any_pb would say of the first value
+        return {item.key: _any_pb(item.value, depth) for item in items}
     out: dict[str, Any] = {}
     item: KeyValue
-    for item in items:
-        out[item.key] = _any_pb(item.value, depth)
+    # a slice, not the repeated field itself: upb's iterator costs more than the list
+    for item in items[:]:
+        value = item.value
+        # _any_pb's string case inlined: upb makes every field access a call, and
+        # most attribute values are strings (an empty one takes the long way)
+        out[item.key] = value.string_value or _any_pb(value, depth)
     return out
 
 
@@ -295,21 +304,37 @@ def proto_records(groups: Iterable[otlp_wire.Group]) -> Iterator[Record]:
                     shape = _proto_record(record, group)
                 except TooDeep as exc:
                     shape = {INVALID: str(exc)}
-                yield shape, _raw_proto(record)
+                yield shape, ProtoRaw(record)
 
 
 def _raw_undecoded() -> str:
     return "(a LogRecord protobuf could not decode)"
 
 
-def _raw_proto(record: LogRecord) -> Callable[[], str]:
-    return lambda: str(record)
+class ProtoRaw:
+    """A protobuf record as received: called, its text for ``log_dlq.raw`` (made only for
+    a dead letter); :meth:`size`, its encoding's bytes, as ``logs.max_record`` counts."""
+
+    __slots__ = ("record",)
+
+    def __init__(self, record: LogRecord) -> None:
+        self.record = record
+
+    def __call__(self) -> str:
+        return str(self.record)
+
+    def size(self) -> int:
+        """Bytes of the record's wire encoding: what the client sent (its text form, with
+        escapes, is up to four times that)."""
+        return int(self.record.ByteSize())
 
 
 def _proto_record(record: LogRecord, group: Group) -> dict[str, Any]:
     attrs = _attributes_pb(record.attributes)
     level, kept = level_for(record.severity_number, record.severity_text)
-    body = _any_pb(record.body) if record.HasField("body") else None
+    body: Any = record.body.string_value  # the common case, without HasField and _any_pb
+    if not body:
+        body = _any_pb(record.body) if record.HasField("body") else None
     ids = {}
     if record.trace_id:
         ids["trace_id"] = binascii.hexlify(record.trace_id).decode()

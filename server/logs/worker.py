@@ -15,6 +15,7 @@ end of this process: it reads EOF and exits, so no worker outlives its daemon.
 
 from __future__ import annotations
 
+import gc
 import pickle
 import signal
 import sys
@@ -38,8 +39,22 @@ def answer(job: Job, settings: Settings) -> tuple[Any, ...]:
     return ("ok", done.for_daemon())
 
 
+def settle() -> None:
+    """Move what importing left (modules, protobuf and Arrow types: ~45,000 objects) out of
+    the collector's sight, as the daemon does at start.
+
+    A request's records make thousands of short-lived containers, so full collections
+    keep coming, and each walked every start-up object: ~19 ms in one request's
+    middle (a 120 ms pause on a loaded machine), stalling the requests queued behind
+    it. Frozen, a full collection walks only what is alive now (~0.2 ms).
+    """
+    gc.collect()
+    gc.freeze()
+
+
 def serve(conn: Connection) -> None:
-    """Answer jobs until the daemon's end closes."""
+    """Answer jobs until the daemon's end closes (start-up objects frozen first)."""
+    settle()
     settings: Settings | None = None
     try:
         conn.send_bytes(pickle.dumps(READY))

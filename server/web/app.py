@@ -145,6 +145,7 @@ def _routes(app: Flask, ctx: WebContext) -> None:
             checks = {
                 "storage": bool(health["storage_writable"]),
                 "scheduler": bool(health["scheduler_running"]),
+                "spool": not health.get("inserts_stalled", False),
             }
         else:
             try:

@@ -121,6 +121,11 @@ class LightbulbCollector:
                 "Rows lost: the spool's disk and the memory bound were both full",
                 h["spool_dropped"],
             ),
+            "lightbulb_spool_damaged_bytes": (
+                "Bytes of the spool found damaged at start (a checksum failed, valid frames "
+                "after them) and set aside in quarantine/",
+                h.get("spool_damaged_bytes", 0),
+            ),
             "lightbulb_rows_set_aside": (
                 "Rows ClickHouse refused for their content, kept in the spool's rejected/",
                 h["rows_set_aside"],
@@ -187,6 +192,10 @@ class LightbulbCollector:
             "lightbulb_storage_writable": (
                 "1 when storage is prepared and the last write went through",
                 h.get("storage_writable", h["storage_reachable"]),
+            ),
+            "lightbulb_inserts_stalled": (
+                "1 when inserts wait because the spool cannot take a batch's mark (disk full)",
+                h.get("inserts_stalled", False),
             ),
         }
         for name, (text, value) in gauges.items():
