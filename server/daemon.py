@@ -22,6 +22,7 @@ import signal
 import threading
 import time
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from checkers import temporal_budget
 from checkers.base import Status
@@ -39,7 +40,7 @@ from server.core import redact
 from server.core.clock import Clock, SystemClock
 from server.core.redact import LoggingFilter, RedactingSink, redact_value
 from server.latest import LatestResults
-from server.logs.workers import IngestPool
+from server.logs.pool_stats import PoolStats
 from server.notify.dispatcher import Dispatcher
 from server.periodic import BaselineJob, PeriodicJobs, ReportJob
 from server.recorder import Recorder
@@ -55,6 +56,9 @@ from server.validation import load_config
 from server.web import WebContext
 from server.web.host import BindError, DashboardHost
 from server.writer import Writer
+
+if TYPE_CHECKING:
+    from server.logs.workers import IngestPool
 
 log = logging.getLogger("lightbulb.daemon")
 STARTUP_WAIT = 3.0  # s checks wait at start for a cluster's readiness (alert state restore)
@@ -118,8 +122,10 @@ class Daemon:
             report=self.report,
         )  # fmt: skip
         # pushed logs are prepared in worker processes (started by the first push that
-        # needs one): the daemon's Python is one core
-        self.ingest = IngestPool(self.config.logs.workers, self.config.logs.worker_queue)
+        # needs one): the daemon's Python is one core. The pool (and the decoders it
+        # loads, ~3 MB) exists once the dashboard, which takes the pushes, is on.
+        self.ingest_stats = PoolStats()
+        self._ingest: IngestPool | None = None
         self.web = DashboardHost(self._web_context)
         self._checking = False  # set once checks run: alert state is live from then on
         # storage was unreachable when checks began: the alert state is restored (what
@@ -130,7 +136,7 @@ class Daemon:
             scheduler=self.scheduler, writer=self.writer, alerts=self.alerts,
             dispatcher=self.dispatcher, latest=self.latest, recorder=self.recorder,
             clock=self.clock, services=lambda: self.config.services,
-            door=self.web.door, held=self.web.held, ingest=self.ingest.stats,
+            door=self.web.door, held=self.web.held, ingest=self.ingest_stats,
         )  # fmt: skip
         self._stop = threading.Event()
         self._reload = threading.Event()
@@ -243,8 +249,17 @@ class Daemon:
     def _web_context(self, config: Config) -> WebContext:
         return WebContext(
             config, self.storage, self.clock, self.alerts, self.monitor, sink=self.writer,
-            baselines=self.baselines, ingest=self.ingest,
+            baselines=self.baselines, ingest=self._ingest_pool(config),
         )  # fmt: skip
+
+    def _ingest_pool(self, config: Config) -> IngestPool:
+        """The pool of ingest workers, made the first time a dashboard needs one."""
+        if self._ingest is None:
+            from server.logs.workers import IngestPool
+
+            self._ingest = IngestPool(config.logs.workers, config.logs.worker_queue,
+                                      stats=self.ingest_stats)  # fmt: skip
+        return self._ingest
 
     def shutdown(self) -> int:
         started = time.monotonic()
@@ -257,7 +272,8 @@ class Daemon:
         self.scheduler.shutdown(wait_seconds=min(longest, STOP_GRACE))
         self.jobs.shutdown()
         self.web.wait_answered(max(DRAIN_GRACE - (time.monotonic() - started), 0.0))
-        self.ingest.stop()  # a request still at a worker: 503, nothing of it stored
+        if self._ingest is not None:
+            self._ingest.stop()  # a request still at a worker: 503, nothing of it stored
         self.web.stop(grace=ANSWER_GRACE)
         self.dispatcher.stop(deadline=NOTIFY_GRACE)
         self.alert_log.sync()  # transitions no notice carried to disk yet
@@ -324,7 +340,8 @@ class Daemon:
         self.baselines.config = config.baselines
         if config.logs.workers != self.config.logs.workers:
             log.warning("logs.workers changed; it takes effect on restart")
-        self.ingest.queue = config.logs.worker_queue
+        if self._ingest is not None:
+            self._ingest.queue = config.logs.worker_queue
         old_logs = self.config.logs
         logs_changed = [name for name in type(config.logs).model_fields  # names, not values
                         if getattr(config.logs, name) != getattr(old_logs, name)]  # fmt: skip

@@ -22,7 +22,7 @@ from server.config.checks import RESERVED_ID
 from server.config.models import ServiceConfig
 from server.core.clock import Clock
 from server.latest import LatestResults
-from server.logs.workers import PoolStats
+from server.logs.pool_stats import PoolStats
 from server.notify.dispatcher import Dispatcher
 from server.recorder import Recorder
 from server.scheduler import CheckScheduler

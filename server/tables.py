@@ -12,7 +12,7 @@ from server.alerting.log import TABLES as ALERT_TABLES
 from server.analytics.incidents import NOTE_COLUMNS
 from server.analytics.report import REPORT_COLUMNS
 from server.analytics.rule_coverage import COLUMNS as COVERAGE_COLUMNS
-from server.logs.ingest import DLQ_COLUMNS
+from server.logs.dlq import DLQ_COLUMNS
 from server.recorder import TABLE_COLUMNS
 
 WRITTEN_TABLES: dict[str, tuple[str, ...]] = {

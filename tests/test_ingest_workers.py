@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+import pyarrow as pa
 import pytest
 import requests
 from flask.testing import FlaskClient
@@ -474,3 +475,21 @@ def test_a_worker_freezes_its_start_up_objects_before_it_says_it_is_ready() -> N
         worker_end.close()
         gc.unfreeze()
     assert not server.is_alive()
+
+
+def test_the_settings_for_workers_are_made_again_only_when_the_secrets_change() -> None:
+    # the generation was compared with `is`: past 256 (CPython's small ints) every
+    # request re-made and re-pickled the settings, as if the secrets had changed
+    pool = IngestPool(0, 0)
+    config = parse_config(CONFIG, "lb.yaml")
+    schema = pa.schema([("message", pa.string())])
+    before = redact.masked()
+    try:
+        for _ in range(300):
+            redact.load(["s3cret-value-one"])
+        made = pool._current(config, schema)[1]
+        assert pool._current(config, schema)[1] == made  # nothing changed: the same
+        redact.load(["s3cret-value-two"])
+        assert pool._current(config, schema)[1] == made + 1
+    finally:
+        redact.load(before.values)

@@ -36,7 +36,6 @@ MAX_SERVICE_ID = 200
 BOM = b"\xef\xbb\xbf"  # UTF-8's byte order mark: taken off the start of a JSON body
 BOM_LATER = ("starts with a byte order mark (U+FEFF, bytes EF BB BF): one is taken only at "
              "the very start of the body")  # fmt: skip
-DLQ_COLUMNS = ("received_at", "source_address", "endpoint", "reason", "raw")
 MAX_FUTURE = timedelta(days=1)
 OLDEST = datetime(2000, 1, 1, tzinfo=UTC)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

@@ -51,6 +51,7 @@ import pyarrow as pa
 
 from server.config.models import Config
 from server.core import redact
+from server.logs.pool_stats import PoolStats
 from server.logs.prepare import Job, Prepared, Refused, Settings, prepare
 from server.logs.worker import READY
 from server.writer import Busy
@@ -69,15 +70,6 @@ ROOT = Path(__file__).resolve().parents[2]  # holds the ``server`` package
 
 class WorkerFailed(Exception):
     """A worker raised preparing the request (a bug): answer 500; nothing was stored."""
-
-
-@dataclass
-class PoolStats:
-    jobs: int = 0  # requests prepared by a worker
-    inline: int = 0  # requests prepared in the daemon
-    queue_refusals: int = 0  # answered 429: every worker busy and the queue full
-    worker_exits: int = 0  # workers that died or hung and were replaced
-    start_failures: int = 0  # attempts to start a worker that failed (tried again)
 
 
 @dataclass(eq=False)
@@ -99,12 +91,13 @@ class IngestPool:
     """``workers`` worker processes and a queue of ``queue`` waiting requests."""
 
     def __init__(self, workers: int, queue: int, *, inline_below: int = INLINE_BELOW,
-                 reply_timeout: float = REPLY_TIMEOUT) -> None:  # fmt: skip
+                 reply_timeout: float = REPLY_TIMEOUT,
+                 stats: PoolStats | None = None) -> None:  # fmt: skip
         self.size = workers
         self.queue = queue
         self.inline_below = inline_below
         self.reply_timeout = reply_timeout
-        self.stats = PoolStats()
+        self.stats = stats or PoolStats()
         self._cond = threading.Condition()
         self._running: list[_Worker] = []
         self._idle: list[_Worker] = []
@@ -224,14 +217,21 @@ class IngestPool:
 
     def _current(self, config: Config, schema: pa.Schema) -> tuple[Settings, int, bytes]:
         """The settings for ``config`` and the secrets masked now, and their generation."""
-        key = (config, redact.generation(), schema)
+        # values and generation read together: a reload between two reads would send one
+        # load's values under another's generation (and never resend them)
+        masked = redact.masked()
         with self._settings_lock:
-            if self._settings is None or any(a is not b for a, b in zip(key, self._key,
-                                                                        strict=True)):  # fmt: skip
+            kept = self._key
+            if (
+                self._settings is None
+                or kept[0] is not config
+                or kept[2] is not schema
+                or kept[1] != masked.generation
+            ):  # an int: equal, not the same object
                 self._settings = Settings.of(config, schema)
-                self._message = pickle.dumps(("settings", self._settings, redact.active()))
+                self._message = pickle.dumps(("settings", self._settings, masked.values))
                 self._generation += 1
-                self._key = key
+                self._key = (config, masked.generation, schema)
             return self._settings, self._generation, self._message
 
     def _acquire(self) -> _Worker | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from server.alerting.engine import AlertEngine
 from server.alerting.log import AlertLog
@@ -12,11 +12,13 @@ from server.analytics.baselines import Baselines
 from server.analytics.incidents import SavedNotes
 from server.config.models import Config
 from server.core.clock import Clock
-from server.logs.workers import IngestPool
 from server.storage import Storage
 from server.web.errors import ApiError
 from server.web.queries import Reader
 from server.writer import Busy, Writer
+
+if TYPE_CHECKING:
+    from server.logs.workers import IngestPool  # the daemon's; its decoders load with it
 
 
 class ServiceState(NamedTuple):
