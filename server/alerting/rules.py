@@ -8,7 +8,7 @@ from typing import Any
 
 from jinja2 import TemplateError
 
-from server.alerting.conditions import Condition, parse_condition
+from server.alerting.conditions import Condition, SloBurn, parse_condition
 from server.alerting.evaluate import is_windowed
 from server.alerting.templates import compile_template
 from server.config.models import AlertRuleConfig, ServiceConfig
@@ -55,6 +55,15 @@ class Rule:
     def is_exact(self) -> bool:
         """The selector is one service id (no stack, no glob)."""
         return selectors.is_exact(self.selector)
+
+    @property
+    def watches_outages(self) -> bool:
+        """Whether a firing of this rule says the service is down now. Not so for an
+        ``slo_burn`` rule: it fires on an error budget spent (errors already past, for
+        up to its short window after the service is back) and may never fire on a short
+        outage, so it covers no service (:mod:`server.analytics.rule_coverage`): a run
+        of FAILED of a service only it selects is an incident of its own."""
+        return not isinstance(self.condition, SloBurn)
 
     def selects(self, service: ServiceConfig) -> bool:
         return selectors.matches(self.selector, service.id, service.stack)

@@ -34,16 +34,18 @@ _READS: dict[tuple[int, str], tuple[Storage, Config, int, Coverage]] = {}
 
 @per_last
 def coverage(config: Config) -> dict[str, bool]:
-    """Each configured service's id -> whether an enabled alert rule selects it
-    (:meth:`server.alerting.rules.Rule.selects`). Matched once per configuration
-    (1,000 services against globs took ~30 ms).
+    """Each configured service's id -> whether an enabled alert rule that watches for
+    outages selects it (:meth:`server.alerting.rules.Rule.selects`; an ``slo_burn``
+    rule does not watch: :attr:`~server.alerting.rules.Rule.watches_outages`). Matched
+    once per configuration (1,000 services against globs took ~30 ms).
 
     A disabled service counts as its rules select it: disabling one is not a rule
     change. It is not checked, so it starts no run and no alert either way; counted
     unwatched, disabling a watched service that was failing would record the rule
     as gone while it failed, and hand the outage over to a made-up run of FAILED
     (:func:`server.analytics.incident_runs._handed_over`) beside its retired alert."""
-    rules = [Rule.from_config(r) for r in config.alert_rules if r.enabled]
+    rules = [rule for rule in (Rule.from_config(r) for r in config.alert_rules if r.enabled)
+             if rule.watches_outages]  # fmt: skip
     return {s.id: any(r.selects(s) for r in rules) for s in config.services}
 
 
