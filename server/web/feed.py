@@ -46,7 +46,9 @@ def atom() -> Response:
     now = ctx.clock.now()
     views = ctx.reader.services(now, history=False)
     shown = {v.id: v.label for g in status_view.groups(ctx.config, views) for v in g.members}
-    rows = public(recent(now, set(shown)), shown, burn_rules(ctx.config))
+    rows = public(
+        recent(now, set(shown)), shown, burn_rules(ctx.config), status_view.listed(ctx.config)
+    )
     base = site_base(ctx.config.alerting.dashboard_url)
     ET.register_namespace("", ATOM)
     root = ET.Element(f"{{{ATOM}}}feed")
@@ -73,7 +75,7 @@ def site_base(configured: str) -> str:
 
 
 def _entry(incident: Shown, labels: dict[str, str], base: str, now: datetime) -> ET.Element:
-    names = ", ".join(labels[s.service_id] for s in incident.affected)
+    names = ", ".join(labels[sid] for sid in dict.fromkeys(s.service_id for s in incident.affected))
     state = "Resolved" if incident.end else "Ongoing"
     entry = ET.Element(f"{{{ATOM}}}entry")
     _text(entry, "title", f"{state}: {names}")
