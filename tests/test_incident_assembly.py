@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from checkers.base import CheckResult, Status
-from server.analytics.incidents import Incident, Incidents, _Read
+from server.analytics.incidents import Incident, Incidents, _Read, incident_id
 from server.analytics.rule_coverage import record
 from server.recorder import Recorder
 from server.schema import Target, apply_schema
@@ -208,3 +208,19 @@ def test_a_limit_of_zero_lists_none_none_lists_all_and_a_negative_one_is_refused
         d.store.database = kept
     with pytest.raises(ValueError, match="limit"):
         d.read(limit=-1)
+
+
+def test_any_members_id_opens_the_whole_incident_a_list_shows(tmp_daemon: Any) -> None:
+    """A lookup by id assembles as the list does: by its own id or any member's, each
+    incident comes back with every member, its start and its end, whatever member
+    the id names (web's last flap, long after api's outage began, too)."""
+    d = tmp_daemon(RULES)
+    d.checks(db=".xx.......", api="xxxxxxxxx.", web="....x.x.x.")
+    source = Incidents(d.store, d.h.config)
+    now = d.h.clock.now()
+    everything = source.between(NOW - timedelta(days=1), now + timedelta(seconds=1))
+    assert sum(len(i.members) for i in everything) == 5
+    for incident in everything:
+        for member in incident.members:
+            found = source.get(incident_id(member), now)
+            assert found is not None and shape([found]) == shape([incident]), member.key

@@ -7,6 +7,7 @@ into incidents is :func:`group`.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from collections.abc import Collection, Mapping
@@ -163,8 +164,15 @@ class Incident:
 
 def incident_id(member: Member) -> str:
     """The stable id of the incident ``member`` opens (see the module docstring)."""
-    at = member.start.astimezone(UTC)
-    digest = hashlib.sha256(member.key.encode()).hexdigest()[:8]
+    return _incident_id(member.key, member.start)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _incident_id(key: str, start: datetime) -> str:
+    """Kept per member: a page groups ~1,000 members, each opening an incident until it
+    joins one, and the same members come back on every request (~5 us each)."""
+    at = start.astimezone(UTC)
+    digest = hashlib.sha256(key.encode()).hexdigest()[:8]
     return f"{at:%Y%m%dT%H%M%S}{at.microsecond // 1000:03d}Z-{digest}"
 
 
@@ -200,9 +208,9 @@ def group(members: list[Member], flaps: Flaps | None = None) -> list[Incident]:
        incident (which keeps its id and note) even when inhibition names a cause, so
        the service is not in two ongoing incidents; and a run handed over from its
        alert (the rule left while the service failed:
-       :mod:`server.analytics.incident_runs`) goes on in the alert's until the
-       service is back. (Two alerts of one service are two incidents: a long SLO burn
-       is not the outage that began during it.)
+       :meth:`server.analytics.incident_runs.Runs.failed`) goes on in the alert's
+       until the service is back. (Two alerts of one service are two incidents: a
+       long SLO burn is not the outage that began during it.)
     2. the incident its cause (``caused_by``, named by inhibition) had open when it
        started: the newest of them when the cause had several alerts firing (a long
        SLO burn and the outage that just began: the dependant failed with the outage).

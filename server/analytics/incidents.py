@@ -47,6 +47,7 @@ from server.analytics.incident_runs import Runs
 from server.analytics.rule_coverage import Coverage
 from server.config.checks import RESERVED_ID
 from server.config.models import Config
+from server.core.latest import per_last
 from server.storage import Storage
 
 NOTE_COLUMNS = table_columns("incident_notes")
@@ -161,12 +162,16 @@ class Incidents:
                                    services=among, limit=cap)]  # fmt: skip
             if scope.candidates:
                 seeds.append(read.runs.failed(scope, start, end, since=since, limit=cap))
-            found = group(self._left(self._complete([m for s in seeds for m in s], read)),
-                          read.flaps())  # fmt: skip
-            found = [i for i in found if (i.end is None or i.end > start) and i.start < end]
-            found = [i for i in found if (not service_id or service_id in i.services)
-                     and (wanted is None or wanted.intersection(i.services))]  # fmt: skip
-            found.sort(key=lambda i: (i.end is None, i.start, i.id), reverse=True)
+            grouped = group(self._left(self._complete([m for s in seeds for m in s], read)),
+                            read.flaps())  # fmt: skip
+            found, ends = [], {}  # ``end`` is a property over the members: read once each
+            for i in grouped:
+                ends[id(i)] = ended = i.end
+                if ((ended is None or ended > start) and i.start < end
+                        and (not service_id or service_id in i.services)
+                        and (wanted is None or wanted.intersection(i.services))):  # fmt: skip
+                    found.append(i)
+            found.sort(key=lambda i: (ends[id(i)] is None, i.start, i.id), reverse=True)
             if not cap or _enough(seeds, cap, found, limit or 0):
                 break
             cap *= 4
@@ -271,7 +276,7 @@ class Incidents:
         check: no check is left to end it, as an alert whose rule left is resolved
         then (:mod:`server.alerting`). A service monitored again is judged by its
         checks as before."""
-        live = {s.id for s in self.config.services if s.enabled} | {RESERVED_ID}
+        live = _monitored(self.config)
         gone = sorted({m.service_id for m in members if not m.rule_id and m.end is None
                        and m.service_id not in live})  # fmt: skip
         if not gone:
@@ -366,6 +371,12 @@ def _reach(member: Member, flaps: Flaps) -> datetime:
     held = [a for a, b in flaps.get(member.service_id, ())
             if a <= member.start and (b is None or member.start <= b)]  # fmt: skip
     return min([member.reach, *held])
+
+
+@per_last
+def _monitored(config: Config) -> frozenset[str]:
+    """Ids of ``config``'s enabled services and the daemon's own."""
+    return frozenset({s.id for s in config.services if s.enabled} | {RESERVED_ID})
 
 
 def _enough(seeds: list[list[Member]], cap: int, found: list[Incident], limit: int) -> bool:

@@ -150,7 +150,11 @@ class Coverage:
     def sql(self, service: str = "service_id", began: str = "began") -> tuple[str, dict[str, Any]]:
         """A condition (``AND …``) and its parameters for a query over FAILED runs with
         columns ``service`` and ``began``: :meth:`counted`, in ClickHouse, so a LIMIT
-        counts only runs that are incidents. Candidates are filtered apart (``IN``)."""
+        counts only runs that are incidents. Candidates are filtered apart (``IN``).
+        No condition at all while no candidate's coverage changed (every run counts):
+        chDB analyses the lambdas before reading a row (~2 ms a statement)."""
+        if not self.points:
+            return "", {}
         each = [(sid, at, int(w)) for sid, points in sorted(self.points.items())
                 for at, w in points]  # fmt: skip
         last = (f"arrayLastIndex((s, t) -> s = {service} AND t <= {began}, "
