@@ -246,6 +246,14 @@ def group(members: list[Member], flaps: Flaps | None = None) -> list[Incident]:
     return incidents
 
 
+def flap_reach(member: Member, flaps: Flaps) -> datetime:
+    """How far back what may join ``member`` starts (:func:`group`): its own reach, or the
+    start of the flapping period it began in (the earlier firings of that period)."""
+    held = [a for a, b in flaps.get(member.service_id, ())
+            if a <= member.start and (b is None or member.start <= b)]  # fmt: skip
+    return min([member.reach, *held])
+
+
 def _open_at(candidates: Collection[Member], at: datetime,
              reach: datetime | None = None) -> Member | None:  # fmt: skip
     """The newest of ``candidates`` (oldest first) begun by ``at`` and open at ``at``, or

@@ -38,6 +38,7 @@ from server.analytics.incident_model import (
     Flaps,
     Incident,
     Member,
+    flap_reach,
     group,
     id_start,
     incident_id,
@@ -241,7 +242,7 @@ class Incidents:
         while have:
             # from where a member's outage reaches back (a handed-over run: its run's
             # start; a firing while its service flapped: the flapping period's start)
-            first = min(_reach(m, flaps) for m in have.values())
+            first = min(flap_reach(m, flaps) for m in have.values())
             if first < read_from:  # an earlier start found: what was read, again from it
                 done, seen, caused, read_from = set(), set(), set(), first
             todo = {m.service_id for m in have.values()} - done
@@ -363,14 +364,6 @@ class Incidents:
         saved = {"note": note, "author": author, "updated_at": at}
         self.saved.keep(incident_id_, saved)
         return saved
-
-
-def _reach(member: Member, flaps: Flaps) -> datetime:
-    """How far back what may join ``member`` starts: its own reach, or the start of the
-    flapping period it began in (the earlier firings of that period join it)."""
-    held = [a for a, b in flaps.get(member.service_id, ())
-            if a <= member.start and (b is None or member.start <= b)]  # fmt: skip
-    return min([member.reach, *held])
 
 
 @per_last
