@@ -79,8 +79,8 @@ def build(
 @per_last
 def flap_spans(config: Config) -> dict[str, timedelta]:
     """Each configured service's id -> how far back its flap detection looks: the last
-    ``alerting.flapping.window`` checks (:class:`History`) at its interval. A firing
-    that comes back within this of the last one's end is the same flapping period
-    (incidents group them: :func:`server.analytics.incident_model.group`)."""
+    ``alerting.flapping.window`` checks (:class:`History`) at its interval. A flapping
+    period, for incidents, begins this long before the engine's ``flapping`` event (the
+    changes that made it flap: :func:`server.analytics.incident_model.group`)."""
     window = config.alerting.flapping.window
     return {s.id: s.interval * window for s in config.services}

@@ -8,11 +8,12 @@ from typing import Any
 
 from jinja2 import TemplateError
 
-from server.alerting.conditions import Condition, SloBurn, parse_condition
+from server.alerting.conditions import Condition, ConditionError, SloBurn, parse_condition
 from server.alerting.evaluate import is_windowed
 from server.alerting.templates import compile_template
-from server.config.models import AlertRuleConfig, ServiceConfig
+from server.config.models import AlertRuleConfig, Config, ServiceConfig
 from server.core import selectors
+from server.core.latest import per_last
 
 
 @dataclass(frozen=True)
@@ -76,3 +77,18 @@ class Rule:
             except TemplateError as exc:  # e.g. a sandbox refusal; the alert still goes out
                 out[key] = f"<annotation {key} failed: {exc}>"
         return out
+
+
+@per_last
+def burn_rules(config: Config) -> frozenset[str]:
+    """Ids of ``config``'s alert rules whose condition is ``slo_burn`` (they watch no
+    outage: :attr:`Rule.watches_outages`); parsed once per configuration (every rule's
+    condition, each request, before)."""
+    found = set()
+    for rule in config.alert_rules:
+        try:
+            if isinstance(parse_condition(rule.condition), SloBurn):
+                found.add(rule.id)
+        except ConditionError:  # a loaded configuration was validated; be safe anyway
+            continue
+    return frozenset(found)

@@ -198,19 +198,21 @@ def key_start(at: datetime) -> str:
 Flaps = Mapping[str, list[tuple[datetime, datetime | None]]]  # service -> [(from, to|None)]
 
 
-def group(members: list[Member], flaps: Flaps | None = None) -> list[Incident]:
+def group(members: list[Member], flaps: Flaps | None = None,
+          burns: Collection[str] | None = None) -> list[Incident]:  # fmt: skip
     """Members into incidents. A member joins, the first that applies:
 
-    1. the incident its own service is in by the other kind of member: the newest
-       rule-less run of the service open when a firing starts, or the newest firing
-       open when a run starts (for a run handed over from its alert, at any time
-       since the run began). A rule added during a rule-less run fires into the run's
-       incident (which keeps its id and note) even when inhibition names a cause, so
-       the service is not in two ongoing incidents; and a run handed over from its
-       alert (the rule left while the service failed:
-       :meth:`server.analytics.incident_runs.Runs.failed`) goes on in the alert's
-       until the service is back. (Two alerts of one service are two incidents: a
-       long SLO burn is not the outage that began during it.)
+    1. the incident its own service is in: the newest member of the service open when
+       it starts (for a run handed over from its alert, at any time since the run
+       began), so a service is in one ongoing incident. A rule added during a rule-less
+       run fires into the run's incident (which keeps its id and note) even when
+       inhibition names a cause; a run handed over from its alert (the rule left while
+       the service failed: :meth:`server.analytics.incident_runs.Runs.failed`) goes on
+       in the alert's until the service is back; with ``burns`` given, a second rule's
+       firing joins the first's, but not between firings of the rules ``burns``
+       (``slo_burn``, :func:`server.alerting.rules.burn_rules`) and other firings: a
+       long SLO burn is not the outage that began during it, two incidents (without
+       ``burns``, firings of two rules are never joined this way).
     2. the incident its cause (``caused_by``, named by inhibition) had open when it
        started: the newest of them when the cause had several alerts firing (a long
        SLO burn and the outage that just began: the dependant failed with the outage).
@@ -228,8 +230,10 @@ def group(members: list[Member], flaps: Flaps | None = None) -> list[Incident]:
     by_service: dict[str, list[Member]] = {}
     for member in members:
         mine = by_service.get(member.service_id, [])
-        other = [m for m in mine if bool(m.rule_id) != bool(member.rule_id)]
-        cause = _open_at(other, member.start, member.reach)
+        burn = burns is not None and member.rule_id in burns
+        same = [m for m in mine if not m.rule_id or not member.rule_id
+                or (burns is not None and (m.rule_id in burns) == burn)]  # fmt: skip
+        cause = _open_at(same, member.start, member.reach)
         if cause is None and member.caused_by and member.caused_by != member.service_id:
             cause = _open_at(by_service.get(member.caused_by, ()), member.start)
         if cause is None and flaps and member.rule_id:

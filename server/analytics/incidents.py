@@ -33,6 +33,7 @@ from typing import Any, Protocol
 
 from server.alerting.catalog import flap_spans
 from server.alerting.log import AlertLog, aware, table_columns
+from server.alerting.rules import burn_rules
 from server.alerting.state import alert_id
 from server.analytics.incident_model import (
     Flaps,
@@ -45,7 +46,7 @@ from server.analytics.incident_model import (
     key_start,
 )
 from server.analytics.incident_runs import Runs
-from server.analytics.rule_coverage import Coverage
+from server.analytics.rule_coverage import Coverage, watchers
 from server.config.checks import RESERVED_ID
 from server.config.models import Config
 from server.core.latest import per_last
@@ -164,7 +165,7 @@ class Incidents:
             if scope.candidates:
                 seeds.append(read.runs.failed(scope, start, end, since=since, limit=cap))
             grouped = group(self._left(self._complete([m for s in seeds for m in s], read)),
-                            read.flaps())  # fmt: skip
+                            read.flaps(), burn_rules(self.config))  # fmt: skip
             found, ends = [], {}  # ``end`` is a property over the members: read once each
             for i in grouped:
                 ends[id(i)] = ended = i.end
@@ -195,7 +196,9 @@ class Incidents:
         read = _Read(self, since, after, None)
         members = self._periods(start, after, since=since, before=until)
         members += read.runs.failed(read.coverage, start, after, since=since, before=until)
-        for incident in group(self._left(self._complete(members, read)), read.flaps()):
+        found = group(self._left(self._complete(members, read)), read.flaps(),
+                      burn_rules(self.config))  # fmt: skip
+        for incident in found:
             if incident.id == incident_id_ or any(
                 incident_id(m) == incident_id_ for m in incident.members
             ):
@@ -238,7 +241,7 @@ class Incidents:
         seen: set[str] = set()  # services whose own periods were read from it on
         caused: set[str] = set()  # services the periods they caused were read of, from it on
         since, end, read_from = read.since, read.end, read.end
-        flaps = read.flaps()
+        flaps, several = read.flaps(), watchers(self.config)
         while have:
             # from where a member's outage reaches back (a handed-over run: its run's
             # start; a firing while its service flapped: the flapping period's start)
@@ -248,9 +251,12 @@ class Incidents:
             todo = {m.service_id for m in have.values()} - done
             # only what can join: causes' periods (and alerts a run joined or goes on
             # from, a rule having left while its service failed; the same alert's
-            # firings, re-fired while flapping), dependants' periods, runs an alert joined
+            # firings, re-fired while flapping; a service's other rules' firings),
+            # dependants' periods, runs an alert joined
             alerts = {m.caused_by for m in have.values() if m.caused_by} | {
-                m.service_id for m in have.values() if not m.rule_id or m.service_id in flaps
+                m.service_id
+                for m in have.values()
+                if not m.rule_id or m.service_id in flaps or several.get(m.service_id, 0) > 1
             }
             alerts -= seen
             if not todo and not alerts:

@@ -30,10 +30,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from server.alerting.conditions import ConditionError, SloBurn, parse_condition
+from server.alerting.rules import burn_rules
 from server.analytics.incident_model import Incident, Spell, incident_id
-from server.config.models import Config
-from server.core.latest import per_last
+
+__all__ = ["Shown", "burn_rules", "shown"]  # burn_rules: the feed's and page's, re-exported
 
 
 @dataclass(frozen=True)
@@ -74,20 +74,6 @@ class Shown:
     def duration(self, now: datetime) -> timedelta:
         """Start to end, or to ``now`` while open."""
         return (self.end or now) - self.start
-
-
-@per_last
-def burn_rules(config: Config) -> frozenset[str]:
-    """Ids of ``config``'s alert rules whose condition is ``slo_burn``; parsed once per
-    configuration (every rule's condition, each request, before)."""
-    found = set()
-    for rule in config.alert_rules:
-        try:
-            if isinstance(parse_condition(rule.condition), SloBurn):
-                found.add(rule.id)
-        except ConditionError:  # a loaded configuration was validated; be safe anyway
-            continue
-    return frozenset(found)
 
 
 def shown(incidents: list[Incident], services: Collection[str], burns: Collection[str] = (),
