@@ -7,7 +7,7 @@ its service stays), so a reload neither re-fires nor forgets anything.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from server.alerting.conditions import AbsentCondition
@@ -16,7 +16,8 @@ from server.alerting.history import History
 from server.alerting.rules import Rule
 from server.alerting.state import Alert
 from server.analytics.slo import Objective
-from server.config.models import ServiceConfig
+from server.config.models import Config, ServiceConfig
+from server.core.latest import per_last
 
 
 @dataclass
@@ -73,3 +74,13 @@ def build(
             elif is_timed(rule.condition):
                 out.log_driven.append(alert)
     return out
+
+
+@per_last
+def flap_spans(config: Config) -> dict[str, timedelta]:
+    """Each configured service's id -> how far back its flap detection looks: the last
+    ``alerting.flapping.window`` checks (:class:`History`) at its interval. A flapping
+    period, for incidents, begins this long before the engine's ``flapping`` event (the
+    changes that made it flap: :func:`server.analytics.incident_model.group`)."""
+    window = config.alerting.flapping.window
+    return {s.id: s.interval * window for s in config.services}

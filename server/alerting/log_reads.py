@@ -20,6 +20,8 @@ from server.alerting.silences import Silence
 from server.schema import Statement, Target, declared_columns, render_file, schema_files
 from server.storage import Storage
 
+Period = tuple[datetime, datetime | None]  # (from, to), to None while it goes on
+
 HISTORY_EVENTS = ("transition", "delivery", "notify", "repeat", "ack", "recalled")
 
 
@@ -205,6 +207,23 @@ class AlertReads:
               AND timestamp < {{end:DateTime64(3, 'UTC')}}
             GROUP BY caused_by""", since=since, end=end)  # fmt: skip
         return {r["caused_by"]: set(r["dependants"]) for r in rows}
+
+    def flapping(self, since: datetime, end: datetime) -> dict[str, list[Period]]:
+        """Each service that flapped in ``[since, end)`` -> its flapping periods ``(from,
+        to)``, oldest first: from a ``flapping`` event to the next ``flapping_end`` (None
+        while it still flaps; ``since`` when the first row is an end). Rare rows, one
+        scan of the event column."""
+        out: dict[str, list[Period]] = {}
+        for row in self.events(since, end, ("flapping", "flapping_end")):
+            at, periods = aware(row["timestamp"]), out.setdefault(row["service_id"], [])
+            if row["event"] == "flapping":
+                if not periods or periods[-1][1] is not None:
+                    periods.append((at, None))
+            elif periods and periods[-1][1] is None:
+                periods[-1] = (periods[-1][0], at)
+            elif not periods:  # flapping since before ``since``
+                periods.append((since, at))
+        return out
 
     def events(self, start: datetime, end: datetime, events: tuple[str, ...],
                service_ids: list[str] | None = None) -> list[dict[str, Any]]:  # fmt: skip

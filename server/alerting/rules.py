@@ -8,11 +8,12 @@ from typing import Any
 
 from jinja2 import TemplateError
 
-from server.alerting.conditions import Condition, parse_condition
+from server.alerting.conditions import Condition, ConditionError, SloBurn, parse_condition
 from server.alerting.evaluate import is_windowed
 from server.alerting.templates import compile_template
-from server.config.models import AlertRuleConfig, ServiceConfig
+from server.config.models import AlertRuleConfig, Config, ServiceConfig
 from server.core import selectors
+from server.core.latest import per_last
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,15 @@ class Rule:
         """The selector is one service id (no stack, no glob)."""
         return selectors.is_exact(self.selector)
 
+    @property
+    def watches_outages(self) -> bool:
+        """Whether a firing of this rule says the service is down now. Not so for an
+        ``slo_burn`` rule: it fires on an error budget spent (errors already past, for
+        up to its short window after the service is back) and may never fire on a short
+        outage, so it covers no service (:mod:`server.analytics.rule_coverage`): a run
+        of FAILED of a service only it selects is an incident of its own."""
+        return not isinstance(self.condition, SloBurn)
+
     def selects(self, service: ServiceConfig) -> bool:
         return selectors.matches(self.selector, service.id, service.stack)
 
@@ -67,3 +77,18 @@ class Rule:
             except TemplateError as exc:  # e.g. a sandbox refusal; the alert still goes out
                 out[key] = f"<annotation {key} failed: {exc}>"
         return out
+
+
+@per_last
+def burn_rules(config: Config) -> frozenset[str]:
+    """Ids of ``config``'s alert rules whose condition is ``slo_burn`` (they watch no
+    outage: :attr:`Rule.watches_outages`); parsed once per configuration (every rule's
+    condition, each request, before)."""
+    found = set()
+    for rule in config.alert_rules:
+        try:
+            if isinstance(parse_condition(rule.condition), SloBurn):
+                found.add(rule.id)
+        except ConditionError:  # a loaded configuration was validated; be safe anyway
+            continue
+    return frozenset(found)

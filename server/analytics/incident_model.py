@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -34,16 +34,29 @@ class Member:
     end: datetime | None  # None: still open
     message: str
     caused_by: str = ""
+    # the rest of a run handed over from an alert (its rule left while the service
+    # failed): when the run of FAILED itself began, before ``start``; None otherwise
+    run_began: datetime | None = None
 
     @property
     def alert_id(self) -> str:
         return alert_id(self.rule_id, self.service_id) if self.rule_id else ""
 
+    @property
+    def reach(self) -> datetime:
+        """How far back this member's outage goes: ``run_began`` of a handed-over run
+        (the service failed since then; the alert it goes on from ended in between),
+        else ``start``."""
+        return self.run_began if self.run_began is not None else self.start
+
 
 @dataclass(frozen=True)
 class Spell:
-    """One service's own part in an incident: from its first member's start to its last
-    member's end (None while any of its members is open). A dependant that recovered
+    """One stretch of one service's own part in an incident: members of the service that
+    overlap or follow on without a gap (a run handed over from its alert follows on),
+    from the first's start to the last's end (None while one is open). A service that
+    was back up between two parts (it left and rejoined, or flapped) has a spell for
+    each, so neither its up time nor its recovery is hidden. A dependant that recovered
     while its cause still fires has an end though the incident has none."""
 
     service_id: str
@@ -83,17 +96,28 @@ class Incident:
         return list(dict.fromkeys(m.service_id for m in self.members))
 
     def spells(self) -> list[Spell]:
-        """Each affected service's own start and end (:class:`Spell`), in the order of
-        :attr:`services`."""
+        """Each affected service's stretches (:class:`Spell`), services in the order of
+        :attr:`services`, each service's oldest first."""
         mine: dict[str, list[Member]] = {}
         for m in self.members:
             mine.setdefault(m.service_id, []).append(m)
         out = []
         for sid, members in mine.items():
-            ends = [m.end for m in members]
-            end = None if None in ends else max(e for e in ends if e is not None)
-            out.append(Spell(sid, min(m.start for m in members), end))
+            first, *rest = sorted(members, key=lambda m: m.start)
+            start, end = first.start, first.end
+            for m in rest:
+                if end is not None and m.reach > end:  # back up in between: a spell apart
+                    out.append(Spell(sid, start, end))
+                    start, end = m.start, m.end
+                elif end is not None:
+                    end = None if m.end is None else max(end, m.end)
+            out.append(Spell(sid, start, end))
         return out
+
+    @property
+    def failing(self) -> set[str]:
+        """The services with a member still open: in the incident now."""
+        return {m.service_id for m in self.members if m.end is None}
 
     @property
     def severity(self) -> str:
@@ -171,29 +195,49 @@ def key_start(at: datetime) -> str:
     return at.astimezone(UTC).isoformat(timespec="milliseconds")
 
 
-def group(members: list[Member]) -> list[Incident]:
-    """Members into incidents: an inhibited firing joins the incident its cause
-    (``caused_by``) had open when it started — the newest of them when the cause had
-    several alerts firing (a long SLO burn and the outage that just began: the
-    dependant failed with the outage). Otherwise a firing of a service whose rule-less
-    FAILED run is still open when it starts (a rule selecting the service was added
-    during the run) joins that run's incident, which keeps its id and note; and a
-    rule-less run that starts while the service's alert is firing (its rule left while
-    the service failed: :meth:`server.analytics.incident_runs.Runs.failed`) joins the
-    alert's, which goes on until the service is back. Everything else opens its own."""
+Flaps = Mapping[str, list[tuple[datetime, datetime | None]]]  # service -> [(from, to|None)]
+
+
+def group(members: list[Member], flaps: Flaps | None = None,
+          burns: Collection[str] | None = None) -> list[Incident]:  # fmt: skip
+    """Members into incidents. A member joins, the first that applies:
+
+    1. the incident its own service is in: the newest member of the service open when
+       it starts (for a run handed over from its alert, at any time since the run
+       began), so a service is in one ongoing incident. A rule added during a rule-less
+       run fires into the run's incident (which keeps its id and note) even when
+       inhibition names a cause; a run handed over from its alert (the rule left while
+       the service failed: :meth:`server.analytics.incident_runs.Runs.failed`) goes on
+       in the alert's until the service is back; with ``burns`` given, a second rule's
+       firing joins the first's, but not between firings of the rules ``burns``
+       (``slo_burn``, :func:`server.alerting.rules.burn_rules`) and other firings: a
+       long SLO burn is not the outage that began during it, two incidents (without
+       ``burns``, firings of two rules are never joined this way).
+    2. the incident its cause (``caused_by``, named by inhibition) had open when it
+       started: the newest of them when the cause had several alerts firing (a long
+       SLO burn and the outage that just began: the dependant failed with the outage).
+    3. the incident of the previous firing of the same alert when both its end and this
+       start fall in one of the service's flapping periods (``flaps``: from the alert
+       engine's ``flapping`` event, less the span of checks that made it flap, to its
+       ``flapping_end``, or None while it flaps): a flapping service's firings are one
+       incident, each firing a member of it (with its own notices and acks).
+
+    Everything else opens its own."""
     # a cause firing in the same tick as what it inhibits comes first
     members = sorted(members, key=lambda m: (m.start, bool(m.caused_by), m.key))
     incidents: list[Incident] = []
     home: dict[str, Incident] = {}  # member key -> its incident
     by_service: dict[str, list[Member]] = {}
     for member in members:
-        cause = None
-        if member.caused_by and member.caused_by != member.service_id:
+        mine = by_service.get(member.service_id, [])
+        burn = burns is not None and member.rule_id in burns
+        same = [m for m in mine if not m.rule_id or not member.rule_id
+                or (burns is not None and (m.rule_id in burns) == burn)]  # fmt: skip
+        cause = _open_at(same, member.start, member.reach)
+        if cause is None and member.caused_by and member.caused_by != member.service_id:
             cause = _open_at(by_service.get(member.caused_by, ()), member.start)
-        if cause is None:  # a rule came during a run, or left while its alert fired
-            mine = [m for m in by_service.get(member.service_id, ())
-                    if bool(m.rule_id) != bool(member.rule_id)]  # fmt: skip
-            cause = _open_at(mine, member.start)
+        if cause is None and flaps and member.rule_id:
+            cause = _refired(mine, member, flaps.get(member.service_id, ()))
         if cause is not None:
             incident = home[cause.key]
             incident.members.append(member)
@@ -201,11 +245,38 @@ def group(members: list[Member]) -> list[Incident]:
             incident = Incident(incident_id(member), [member])
             incidents.append(incident)
         home[member.key] = incident
-        by_service.setdefault(member.service_id, []).append(member)
+        mine.append(member)
+        by_service[member.service_id] = mine
     return incidents
 
 
-def _open_at(candidates: Collection[Member], at: datetime) -> Member | None:
-    """The newest of ``candidates`` (oldest first) open at ``at``, or None."""
+def flap_reach(member: Member, flaps: Flaps) -> datetime:
+    """How far back what may join ``member`` starts (:func:`group`): its own reach, or the
+    start of the flapping period it began in (the earlier firings of that period)."""
+    held = [a for a, b in flaps.get(member.service_id, ())
+            if a <= member.start and (b is None or member.start <= b)]  # fmt: skip
+    return min([member.reach, *held])
+
+
+def _open_at(candidates: Collection[Member], at: datetime,
+             reach: datetime | None = None) -> Member | None:  # fmt: skip
+    """The newest of ``candidates`` (oldest first) begun by ``at`` and open at ``at``, or
+    at any time since ``reach`` when given."""
+    since = at if reach is None else reach
     return next((c for c in reversed(list(candidates))
-                 if c.start <= at and (c.end is None or c.end >= at)), None)  # fmt: skip
+                 if c.start <= at and (c.end is None or c.end >= since)), None)  # fmt: skip
+
+
+def _refired(candidates: list[Member], member: Member,
+             periods: Collection[tuple[datetime, datetime | None]]) -> Member | None:  # fmt: skip
+    """The newest of ``candidates`` of ``member``'s alert that ended before ``member``
+    started, within one of ``periods`` with that start, or None."""
+    at = member.start
+    held = [(a, b) for a, b in periods if a <= at and (b is None or at <= b)]
+    if not held:
+        return None
+    previous = next((c for c in reversed(candidates) if c.rule_id == member.rule_id
+                     and c.end is not None and c.end <= at), None)  # fmt: skip
+    if previous is None or previous.end is None:
+        return None
+    return previous if any(a <= previous.end for a, _ in held) else None

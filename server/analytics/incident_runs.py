@@ -21,11 +21,13 @@ from server.storage import Storage
 _FAILED = int(statuses.Status.FAILED)
 
 
-def run_member(service_id: str, start: datetime, end: datetime | None, message: str) -> Member:
+def run_member(service_id: str, start: datetime, end: datetime | None, message: str,
+               began: datetime | None = None) -> Member:  # fmt: skip
     """A rule-less run of FAILED as an incident member: key ``status:<service>@<start>``,
-    severity critical, ``end`` None while open, ``message`` the check's."""
+    severity critical, ``end`` None while open, ``message`` the check's; ``began``: for
+    the rest of a run handed over from an alert, when the run itself began."""
     return Member(f"status:{service_id}@{key_start(start)}", "", service_id, "critical", start,
-                  end, message)  # fmt: skip
+                  end, message, run_began=began)  # fmt: skip
 
 
 def _check_message(transition: str) -> str:
@@ -132,8 +134,10 @@ def _handed_over(storage: Storage, scope: Coverage, start: datetime, end: dateti
     after no rule did (the rule removed, disabled or no longer selecting it while the
     service failed): from when the coverage changed to the run's end. Without it the
     outage looked resolved when its alert was (*no longer in the configuration*)
-    though the service still failed. It starts as the alert ends, so it joins the
-    alert's incident (:func:`server.analytics.incident_model.group`)."""
+    though the service still failed. It carries when the run began (``run_began``), so
+    it joins the alert's incident whatever the order of the alert's end and the
+    coverage row (the daemon writes them a few milliseconds apart, in either order:
+    :func:`server.analytics.incident_model.group`)."""
     flips = {sid: [at for (at, w), (_, was) in zip(points[1:], points, strict=False)
                    if not w and was] for sid, points in scope.points.items()}  # fmt: skip
     flips = {sid: ats for sid, ats in flips.items() if ats}
@@ -149,7 +153,7 @@ def _handed_over(storage: Storage, scope: Coverage, start: datetime, end: dateti
             continue  # a run of its own already
         at = next((t for t in flips[sid] if began < t and (ended is None or t < ended)), None)
         if at is not None and at < min(before, end) and (ended is None or ended > start):
-            out.append(run_member(sid, at, ended, _check_message(row["message"])))
+            out.append(run_member(sid, at, ended, _check_message(row["message"]), began))
     return out
 
 

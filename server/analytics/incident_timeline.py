@@ -14,7 +14,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from server.alerting.log import aware
+from server.alerting.log import RETIRED, aware
 from server.alerting.silences import FAR_FUTURE, FAR_PAST, from_config
 from server.analytics.incidents import Incident, Incidents
 from server.core import status as statuses
@@ -107,8 +107,8 @@ def _alert_row(row: dict[str, Any]) -> dict[str, Any] | None:
     cause = f", caused by {row['caused_by']}" if row["caused_by"] else ""
     text = f"{row['rule_id']} {row['from_state']} -> {row['to_state']}"
     text += f" ({told}{cause})" if told or cause else ""
-    if row["to_state"] == "firing" and row["message"]:
-        text += f": {row['message']}"
+    if (row["to_state"] == "firing" and row["message"]) or row["message"] == RETIRED:
+        text += f": {row['message']}"  # why it fired, or why it ended (its rule left)
     return _entry(row["timestamp"], "alert", sid, text)
 
 

@@ -31,18 +31,22 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from server.alerting.catalog import flap_spans
 from server.alerting.log import AlertLog, aware, table_columns
+from server.alerting.rules import burn_rules
 from server.alerting.state import alert_id
 from server.analytics.incident_model import (
+    Flaps,
     Incident,
     Member,
+    flap_reach,
     group,
     id_start,
     incident_id,
     key_start,
 )
 from server.analytics.incident_runs import Runs
-from server.analytics.rule_coverage import Coverage
+from server.analytics.rule_coverage import Coverage, watchers
 from server.config.checks import RESERVED_ID
 from server.config.models import Config
 from server.core.latest import per_last
@@ -127,7 +131,7 @@ class Incidents:
         self, start: datetime, end: datetime, *, service_id: str | None = None,
         services: Collection[str] | None = None, limit: int | None = None,
         lookback: timedelta = LOOKBACK, details: bool = True,
-        current: Mapping[str, int] | None = None,
+        current: Mapping[str, int] | None = None, now: datetime | None = None,
     ) -> list[Incident]:  # fmt: skip
         """Incidents overlapping ``[start, end)``, open ones first, then newest first, with
         their notes and (``details``) acks and notices. ``service_id``: only those
@@ -139,13 +143,14 @@ class Incidents:
         (:meth:`_complete`), so its id, start, members and note never depend on them.
         A start is looked for up to ``lookback`` before ``start``. ``current``: each
         checked service's status code, when the caller has read them (else read from
-        ``service_current`` if needed).
+        ``service_current`` if needed). ``now``: an ongoing incident lasts until then,
+        so a period that starts after it holds none (answered without a read).
 
         Raises ValueError for a negative ``limit``, StorageError when ClickHouse does
         not answer."""
         if limit is not None and limit < 0:
             raise ValueError(f"limit: 0 or more (None for all), got {limit}")
-        if limit == 0:
+        if limit == 0 or (now is not None and start > now):
             return []
         # twice the page of each kind to start with: dependants that join their cause's
         # incident make a page of members fewer incidents (one more round otherwise)
@@ -159,7 +164,8 @@ class Incidents:
                                    services=among, limit=cap)]  # fmt: skip
             if scope.candidates:
                 seeds.append(read.runs.failed(scope, start, end, since=since, limit=cap))
-            grouped = group(self._left(self._complete([m for s in seeds for m in s], read)))
+            grouped = group(self._left(self._complete([m for s in seeds for m in s], read)),
+                            read.flaps(), burn_rules(self.config))  # fmt: skip
             found, ends = [], {}  # ``end`` is a property over the members: read once each
             for i in grouped:
                 ends[id(i)] = ended = i.end
@@ -190,7 +196,9 @@ class Incidents:
         read = _Read(self, since, after, None)
         members = self._periods(start, after, since=since, before=until)
         members += read.runs.failed(read.coverage, start, after, since=since, before=until)
-        for incident in group(self._left(self._complete(members, read))):
+        found = group(self._left(self._complete(members, read)), read.flaps(),
+                      burn_rules(self.config))  # fmt: skip
+        for incident in found:
             if incident.id == incident_id_ or any(
                 incident_id(m) == incident_id_ for m in incident.members
             ):
@@ -233,16 +241,22 @@ class Incidents:
         seen: set[str] = set()  # services whose own periods were read from it on
         caused: set[str] = set()  # services the periods they caused were read of, from it on
         since, end, read_from = read.since, read.end, read.end
+        flaps, several = read.flaps(), watchers(self.config)
         while have:
-            first = min(m.start for m in have.values())
+            # from where a member's outage reaches back (a handed-over run: its run's
+            # start; a firing while its service flapped: the flapping period's start)
+            first = min(flap_reach(m, flaps) for m in have.values())
             if first < read_from:  # an earlier start found: what was read, again from it
                 done, seen, caused, read_from = set(), set(), set(), first
             todo = {m.service_id for m in have.values()} - done
             # only what can join: causes' periods (and alerts a run joined or goes on
-            # from, a rule having left while its service failed), dependants' periods,
-            # runs an alert joined
+            # from, a rule having left while its service failed; the same alert's
+            # firings, re-fired while flapping; a service's other rules' firings),
+            # dependants' periods, runs an alert joined
             alerts = {m.caused_by for m in have.values() if m.caused_by} | {
-                m.service_id for m in have.values() if not m.rule_id
+                m.service_id
+                for m in have.values()
+                if not m.rule_id or m.service_id in flaps or several.get(m.service_id, 0) > 1
             }
             alerts -= seen
             if not todo and not alerts:
@@ -396,7 +410,21 @@ class _Read:
         self.coverage = Coverage.read(incidents.storage, incidents.config)
         self.runs = Runs(incidents.storage, current)
         self._log = incidents.log
+        self._config = incidents.config
         self._inhibited: dict[str, set[str]] | None = None
+        self._flaps: dict[str, list[tuple[datetime, datetime | None]]] | None = None
+
+    def flaps(self) -> Flaps:
+        """Each service that flapped in ``[since, end)`` -> its flapping periods ``(from,
+        to)`` (:meth:`server.alerting.log_reads.AlertReads.flapping`), each from the
+        engine's ``flapping`` event less the service's flap span (the checks that made it
+        flap: :func:`server.alerting.catalog.flap_spans`). Read on first need."""
+        if self._flaps is None:
+            spans, zero = flap_spans(self._config), timedelta(0)
+            found = self._log.flapping(self.since, self.end)
+            self._flaps = {sid: [(a - spans.get(sid, zero), b) for a, b in periods]
+                           for sid, periods in found.items()}  # fmt: skip
+        return self._flaps
 
     def dependants(self, causes: Collection[str]) -> set[str]:
         """The services whose firings in ``[since, end)`` named one of ``causes`` as their

@@ -33,18 +33,26 @@ _READS: dict[tuple[int, str], tuple[Storage, Config, int, Coverage]] = {}
 
 
 @per_last
+def watchers(config: Config) -> dict[str, int]:
+    """Each configured service's id -> how many enabled alert rules that watch for
+    outages select it (:meth:`server.alerting.rules.Rule.selects`; an ``slo_burn`` rule
+    does not watch: :attr:`~server.alerting.rules.Rule.watches_outages`). Matched once
+    per configuration (1,000 services against globs took ~30 ms)."""
+    rules = [rule for rule in (Rule.from_config(r) for r in config.alert_rules if r.enabled)
+             if rule.watches_outages]  # fmt: skip
+    return {s.id: sum(1 for r in rules if r.selects(s)) for s in config.services}
+
+
+@per_last
 def coverage(config: Config) -> dict[str, bool]:
-    """Each configured service's id -> whether an enabled alert rule selects it
-    (:meth:`server.alerting.rules.Rule.selects`). Matched once per configuration
-    (1,000 services against globs took ~30 ms).
+    """Each configured service's id -> whether a rule watches it (:func:`watchers`).
 
     A disabled service counts as its rules select it: disabling one is not a rule
     change. It is not checked, so it starts no run and no alert either way; counted
     unwatched, disabling a watched service that was failing would record the rule
     as gone while it failed, and hand the outage over to a made-up run of FAILED
     (:func:`server.analytics.incident_runs._handed_over`) beside its retired alert."""
-    rules = [Rule.from_config(r) for r in config.alert_rules if r.enabled]
-    return {s.id: any(r.selects(s) for r in rules) for s in config.services}
+    return {sid: n > 0 for sid, n in watchers(config).items()}
 
 
 def changes(before: Mapping[str, bool], config: Config, since: datetime) -> list[tuple[Any, ...]]:

@@ -51,7 +51,7 @@ def atom() -> Response:
     saves = source().notes([i.id for i in found], cleared=True)
     for one in found:
         one.note = saves.get(one.id)
-    rows = public(found, shown, burn_rules(ctx.config))
+    rows = public(found, shown, burn_rules(ctx.config), status_view.listed(ctx.config))
     base = site_base(ctx.config.alerting.dashboard_url)
     ET.register_namespace("", ATOM)
     root = ET.Element(f"{{{ATOM}}}feed")
@@ -78,7 +78,7 @@ def site_base(configured: str) -> str:
 
 
 def _entry(incident: Shown, labels: dict[str, str], base: str, now: datetime) -> ET.Element:
-    names = ", ".join(labels[s.service_id] for s in incident.affected)
+    names = ", ".join(labels[sid] for sid in dict.fromkeys(s.service_id for s in incident.affected))
     state = "Resolved" if incident.end else "Ongoing"
     entry = ET.Element(f"{{{ATOM}}}entry")
     _text(entry, "title", f"{state}: {names}")

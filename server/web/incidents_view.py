@@ -69,8 +69,9 @@ def incident_list() -> str:
     ctx = context()
     tr = requested()
     service = request.args.get("service", "")[:200]
-    rows = source().between(tr.start, tr.end, service_id=service or None, limit=PAGE_LIMIT)
     now = ctx.clock.now()
+    rows = source().between(tr.start, tr.end, service_id=service or None, limit=PAGE_LIMIT,
+                            now=now)  # fmt: skip
     return render_template(
         "incidents.html", rows=rows, table=table_rows(rows, now), tr=tr, presets=PRESETS,
         limit=PAGE_LIMIT,
@@ -84,13 +85,15 @@ def table_rows(rows: list[Incident], now: Any) -> Markup:
     root = request.script_root
     out = []
     for i in rows:
-        # a member back up while the incident goes on (its cause still fires) says so
+        # each service once, by its last spell: one back up while the incident goes on
+        # (its cause still fires) says so; one that left and is back in it does not
+        last = {s.service_id: s for s in i.spells()}
         services = ", ".join(
             f'<a href="{root}/services/{escape(quote(s.service_id, safe=""))}">'
             f"{escape(s.service_id)}</a>"
             + (f' <span class="recovered">(recovered {escape(utc(s.end))})</span>'
                if s.end and not i.end else "")
-            for s in i.spells()
+            for s in last.values()
         )  # fmt: skip
         end = escape(utc(i.end)) if i.end else "<b>ongoing</b>"
         note = ' <em class="has-note">note</em>' if i.note else ""
@@ -135,7 +138,7 @@ def api_list() -> Response:
     limit = _int_arg("limit", 100, 1, 1000)
     service = request.args.get("service", "")[:200]
     now = ctx.clock.now()
-    rows = source().between(tr.start, tr.end, service_id=service or None, limit=limit)
+    rows = source().between(tr.start, tr.end, service_id=service or None, limit=limit, now=now)
     return jsonify({
         "range": {"from": tr.start.isoformat(), "to": tr.end.isoformat()},
         "incidents": [i.as_dict(now) for i in rows],
@@ -197,4 +200,4 @@ def recent(now: Any, services: set[str], current: dict[str, int] | None = None,
     services, so incidents of others cannot crowd the page's own off it."""
     start, end = now - timedelta(days=days), now + timedelta(seconds=1)
     return source().between(start, end, services=services, limit=limit, details=False,
-                            current=current)  # fmt: skip
+                            current=current, now=now)  # fmt: skip

@@ -8,7 +8,9 @@ shown resolved at its recovery, however long the hidden cause keeps firing, and 
 name, state or time of a hidden service reaches the page. Even the id is the first
 shown member's (an incident id spells its first member's start): that id opens the
 same incident on ``/incidents`` (any member's does), and is the incident's own id
-whenever its cause is shown.
+whenever its cause is shown. "Shown" for the id means selected by the page's groups,
+enabled or not (``listed``): disabling a service for a while takes its spells off
+the page but does not move the id (or the feed's entry id) of an incident it is in.
 
 An SLO-burn alert (``slo_burn``) is not an outage: it fires on errors already past
 and keeps firing for up to its short window after the service is back. The public
@@ -28,10 +30,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from server.alerting.conditions import ConditionError, SloBurn, parse_condition
+from server.alerting.rules import burn_rules
 from server.analytics.incident_model import Incident, Spell, incident_id
-from server.config.models import Config
-from server.core.latest import per_last
+
+__all__ = ["Shown", "burn_rules", "shown"]  # burn_rules: the feed's and page's, re-exported
 
 
 @dataclass(frozen=True)
@@ -56,47 +58,43 @@ class Shown:
 
     @property
     def affected(self) -> list[Spell]:
-        """The spells still open while the incident is; all of them once it is over."""
+        """The spells still open while the incident is; all of them once it is over (a
+        service that left and rejoined has a spell for each part)."""
         return [s for s in self.spells if s.end is None] or self.spells
 
     @property
     def recovered(self) -> list[Spell]:
-        """While the incident is open: the shown services already out of it."""
-        return [s for s in self.spells if s.end is not None] if self.end is None else []
+        """While the incident is open: the last spell of each shown service out of it
+        now (not one that is back in it: its earlier spell ended, it did not recover)."""
+        if self.end is None:
+            last = {s.service_id: s for s in self.spells}
+            return [s for s in last.values() if s.end is not None]
+        return []
 
     def duration(self, now: datetime) -> timedelta:
         """Start to end, or to ``now`` while open."""
         return (self.end or now) - self.start
 
 
-@per_last
-def burn_rules(config: Config) -> frozenset[str]:
-    """Ids of ``config``'s alert rules whose condition is ``slo_burn``; parsed once per
-    configuration (every rule's condition, each request, before)."""
-    found = set()
-    for rule in config.alert_rules:
-        try:
-            if isinstance(parse_condition(rule.condition), SloBurn):
-                found.add(rule.id)
-        except ConditionError:  # a loaded configuration was validated; be safe anyway
-            continue
-    return frozenset(found)
-
-
-def shown(incidents: list[Incident], services: Collection[str],
-          burns: Collection[str] = ()) -> list[Shown]:  # fmt: skip
+def shown(incidents: list[Incident], services: Collection[str], burns: Collection[str] = (),
+          listed: Collection[str] = ()) -> list[Shown]:  # fmt: skip
     """The public view of each of ``incidents`` touching any of ``services`` (the page's),
     open ones first, then newest first; firings of the rules ``burns``
-    (:func:`burn_rules`) left out."""
+    (:func:`burn_rules`) left out. ``listed``: the services the page's groups select,
+    enabled or not (:func:`server.web.status_view.listed`); the id is that of the
+    first member among them (and ``services``), so it stays while one is disabled."""
     wanted, skipped = set(services), set(burns)
+    named = wanted | set(listed)
     out = []
     for incident in incidents:
         members = [m for m in incident.members
                    if m.service_id in wanted and m.rule_id not in skipped]  # fmt: skip
         if not members:
             continue
+        first = next(m for m in incident.members
+                     if m.service_id in named and m.rule_id not in skipped)  # fmt: skip
         part = Incident(incident.id, members)
         changed = max(t for m in members for t in (m.start, m.end) if t is not None)
-        out.append(Shown(incident_id(members[0]), part.spells(), incident.note, changed))
+        out.append(Shown(incident_id(first), part.spells(), incident.note, changed))
     out.sort(key=lambda i: (i.end is None, i.start, i.id), reverse=True)
     return out

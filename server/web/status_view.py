@@ -24,6 +24,7 @@ from server.config.models import Config
 from server.config.types import format_duration
 from server.core import selectors
 from server.core import status as statuses
+from server.core.latest import per_last
 from server.core.text import escape
 from server.web.bars import day_bar
 from server.web.charts import badge, pct
@@ -132,6 +133,19 @@ def overall(found: list[Group]) -> Overall:
     return Overall(len(members), len(checked), down)
 
 
+@per_last
+def listed(config: Config) -> frozenset[str]:
+    """Ids of the services the page's groups select (every configured one without
+    groups), enabled or not: a disabled one is not shown, but an incident's public id
+    is the first of these members' (:func:`server.web.status_incidents.shown`), so
+    disabling a service for a while moves no incident's id or feed entry."""
+    every = [ServiceView(s.id, s.label, s.type, s.stack) for s in config.services
+             if s.id != "lightbulb"]  # fmt: skip
+    if not config.status_page.groups:
+        return frozenset(v.id for v in every)
+    return frozenset(v.id for g in config.status_page.groups for v in select(g.services, every))
+
+
 def select(selectors_: list[str], views: list[ServiceView]) -> list[ServiceView]:
     """``views`` that any selector picks, in their order: ids and stacks by lookup,
     only globs by matching (1,000 services x 10 groups matched one by one took 50 ms)."""
@@ -223,6 +237,7 @@ def page() -> str:
     return render_template(
         "status.html", title=ctx.config.status_page.title, groups=found, days=shown,
         maintenance=maintenance(ctx.config, on_page, now), now=now,
-        incidents=public(recent(now, set(labels), current), labels, burn_rules(ctx.config)),
+        incidents=public(recent(now, set(labels), current), labels, burn_rules(ctx.config),
+                         listed(ctx.config)),
         labels=labels, overall=overall(found),
     )  # fmt: skip

@@ -1,0 +1,224 @@
+"""Rules changed by SIGHUP while services fail: a real daemon end to end.
+
+A real ``lightbulb run`` checks three command services (each exits with the code a
+state file holds: 0 OK, 2 FAILED) every second; ``hdb`` is hidden from the status
+page and both web services depend on it. Rules are added, removed and disabled by
+rewriting the file and sending SIGHUP, as an operator does; what the daemon wrote
+is read back through its own API, ``/status`` and the Atom feed. Nothing here waits
+on a sleep: on the daemon's log, its check counters and its answers.
+
+The faults this pins: a rule removed while its service failed ended the incident at
+the reload and opened another (the alert's end and the coverage row are written a
+few milliseconds apart by the daemon; a test that wrote them in one instant passed);
+a rule added during a rule-less run while a hidden cause fired put the service in
+two ongoing incidents, and removing it again showed it recovered while it failed.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from xml.etree import ElementTree as ET
+
+import pytest
+
+from tests.conftest import free_port, wait_until
+from tests.support.daemon import DaemonProcess
+from tests.test_daemon import no_leaked_daemons
+
+__all__ = ["no_leaked_daemons"]
+TOKEN = "reload-t0ken"
+ATOM = "{http://www.w3.org/2005/Atom}"
+RETIRED = "no longer in the configuration"
+R_HDB = '  - {id: r-hdb, service: hdb, condition: "status >= FAILED"}\n'
+R_HDB_OFF = '  - {id: r-hdb, service: hdb, condition: "status >= FAILED", enabled: false}\n'
+R_WEB1 = '  - {id: r-web1, service: web1, condition: "status >= FAILED"}\n'
+R_WEB2 = '  - {id: r-web2, service: web2, condition: "status >= FAILED"}\n'
+
+
+class Site:
+    """One daemon on ``root`` and the files that steer it."""
+
+    def __init__(self, root: Path) -> None:
+        self.root, self.port = root, free_port()
+        self.state = root / "state"
+        self.state.mkdir()
+        self.config = root / "lightbulb.yaml"
+        self.daemon: DaemonProcess | None = None
+
+    def write(self, rules: str) -> None:
+        def svc(sid: str, label: str) -> str:
+            script = f"exit $(cat {self.state / sid} 2>/dev/null || echo 0)"
+            return (f'  - {{id: {sid}, label: "{label}", type: command, interval: 1s, '
+                    f"command: {{command: [sh, -c, {json.dumps(script)}]}}}}\n")  # fmt: skip
+
+        self.config.write_text(
+            f"clickhouse: {{embedded_path: {self.root / 'db'}}}\n"
+            f"scheduler: {{spool_dir: {self.root / 'spool'}, flush_interval: 200ms, "
+            "insert_interval: 200ms}\n"
+            f"dashboard: {{port: {self.port}, auth: {{type: bearer, tokens: {{ops: {TOKEN}}}}}}}\n"
+            "alerting: {group_wait: 100ms}\n"
+            "services:\n" + svc("hdb", "Hidden DB") + svc("web1", "Web One")
+            + svc("web2", "Web Two")
+            + "relations:\n"
+            "  - {source: web1, target: hdb, type: depends_on}\n"
+            "  - {source: web2, target: hdb, type: depends_on}\n"
+            "status_page: {groups: [{name: Shop, services: [web1, web2]}]}\n"
+            "alert_rules:" + (f"\n{rules}" if rules else " []\n")
+        )  # fmt: skip
+
+    def start(self, rules: str) -> None:
+        self.write(rules)
+        self.daemon = DaemonProcess(self.config, self.root)
+        self.daemon.wait_for("dashboard and API", seconds=30)
+
+    @property
+    def d(self) -> DaemonProcess:
+        assert self.daemon is not None
+        return self.daemon
+
+    def reload(self, rules: str) -> None:
+        done = sum(1 for line in self.d.lines if "reloaded " in line)
+        self.write(rules)
+        self.d.signal(signal.SIGHUP)
+        assert wait_until(lambda: sum("reloaded " in x for x in self.d.lines) > done, 30), (
+            self.d.output[-3000:]
+        )
+
+    def fail(self, sid: str, failing: bool = True) -> None:
+        (self.state / sid).write_text("2" if failing else "0")
+        self.d.wait_for_checks(sid, 2)  # the new status is checked and recorded
+
+    def get(self, path: str) -> str:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.port}{path}", headers={"Authorization": f"Bearer {TOKEN}"}
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - loopback
+            return str(response.read().decode())
+
+    def incidents(self, service: str = "") -> list[dict[str, Any]]:
+        query = f"?service={service}" if service else ""
+        found: list[dict[str, Any]] = json.loads(self.get(f"/api/v1/incidents{query}"))["incidents"]
+        return found
+
+    def one(self, iid: str) -> dict[str, Any]:
+        found: dict[str, Any] = json.loads(self.get(f"/api/v1/incidents/{iid}"))
+        return found
+
+    def firing(self, alert: str) -> bool:
+        alerts = json.loads(self.get("/api/v1/alerts"))["alerts"]
+        return any(a["id"] == alert and a["state"] == "firing" for a in alerts)
+
+    def feed(self) -> list[tuple[str, str]]:
+        """(title, id) of each entry of the Atom feed."""
+        root = ET.fromstring(self.get("/status/feed.atom"))  # noqa: S314 - our own output
+        return [(e.findtext(f"{ATOM}title") or "", e.findtext(f"{ATOM}id") or "")
+                for e in root.iter(f"{ATOM}entry")]  # fmt: skip
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Iterator[Site]:
+    s = Site(tmp_path)
+    yield s
+    if s.daemon is not None:
+        code, _ = s.daemon.stop()
+        assert code == 0, s.daemon.output[-3000:]
+
+
+def open_of(site: Site, service: str) -> list[dict[str, Any]]:
+    return [i for i in site.incidents(service) if i["open"]]
+
+
+def test_a_rule_removed_while_its_service_fails_leaves_its_incident_going_on(
+    site: Site,
+) -> None:
+    site.start(R_HDB + R_WEB1)
+    site.d.wait_for_checks("web1", 2)
+    site.fail("web1")
+    assert wait_until(lambda: site.firing("r-web1:web1"), 20)
+    assert wait_until(lambda: len(open_of(site, "web1")) == 1, 20), site.incidents()
+    (before,) = open_of(site, "web1")
+
+    site.reload(R_HDB)  # r-web1 removed; web1 still fails
+    site.d.wait_for_checks("web1", 3)
+    assert wait_until(
+        lambda: any(RETIRED in e["text"] for e in site.one(before["id"])["timeline"]), 20
+    ), site.one(before["id"])  # the timeline says why the alert ended
+    found = site.incidents("web1")
+    assert [(i["id"], i["open"]) for i in found] == [(before["id"], True)], found
+    spells = [(a["service_id"], a["open"]) for a in found[0]["affected"]]
+    assert spells == [("web1", True)], found
+    page = site.get("/status")
+    assert f'id="incident-{before["id"]}"' in page and "recovered" not in page
+    assert [title for title, _ in site.feed()] == ["Ongoing: Web One"]
+
+    site.fail("web1", False)  # back: now it is over, the same incident
+    assert wait_until(lambda: not open_of(site, "web1"), 20), site.incidents()
+    assert [i["id"] for i in site.incidents("web1")] == [before["id"]]
+    assert [title for title, _ in site.feed()] == ["Resolved: Web One"]
+
+
+def test_disabling_a_failing_causes_rule_keeps_its_incident_and_dependant_going_on(
+    site: Site,
+) -> None:
+    site.start(R_HDB + R_WEB1)
+    site.d.wait_for_checks("hdb", 2)
+    site.fail("hdb")
+    assert wait_until(lambda: site.firing("r-hdb:hdb"), 20)
+    site.fail("web1")  # inhibited, caused by hdb: one incident
+    assert wait_until(lambda: site.firing("r-web1:web1"), 20)
+    assert wait_until(lambda: len(open_of(site, "web1")) == 1, 20), site.incidents()
+    (before,) = open_of(site, "hdb")
+    assert before["services"] == ["hdb", "web1"], before
+    entries = site.feed()
+
+    site.reload(R_HDB_OFF + R_WEB1)  # hdb still fails
+    site.d.wait_for_checks("hdb", 3)
+    assert wait_until(
+        lambda: any(RETIRED in e["text"] for e in site.one(before["id"])["timeline"]), 20
+    )
+    found = site.incidents("hdb")
+    assert [(i["id"], i["open"]) for i in found] == [(before["id"], True)], found
+    assert [(a["service_id"], a["open"]) for a in found[0]["affected"]] == [
+        ("hdb", True), ("web1", True)]  # fmt: skip
+    assert site.feed() == entries  # the public view is unchanged: same entry, ongoing
+
+
+def test_a_rule_added_during_a_run_while_a_hidden_cause_fires_keeps_one_incident(
+    site: Site,
+) -> None:
+    site.start(R_HDB)
+    site.d.wait_for_checks("web2", 2)
+    site.fail("hdb")
+    assert wait_until(lambda: site.firing("r-hdb:hdb"), 20)
+    site.fail("web2")  # no rule: a run of FAILED, its own incident
+    assert wait_until(lambda: len(open_of(site, "web2")) == 1, 20), site.incidents()
+    (run,) = open_of(site, "web2")
+    assert run["alerts"] == [] and run["services"] == ["web2"], run
+
+    site.reload(R_HDB + R_WEB2)  # it fires at once, inhibited while hdb fires
+    assert wait_until(lambda: site.firing("r-web2:web2"), 20)
+    assert wait_until(lambda: open_of(site, "web2")[0]["alerts"] == ["r-web2:web2"], 20)
+    found = open_of(site, "web2")
+    assert [i["id"] for i in found] == [run["id"]], found  # in one ongoing incident
+    (cause,) = open_of(site, "hdb")
+    assert cause["services"] == ["hdb"], cause
+    page = site.get("/status")
+    assert page.count('class="incident open"') == 1 and f"incident-{run['id']}" in page
+    assert [title for title, _ in site.feed()] == ["Ongoing: Web Two"]
+
+    site.reload(R_HDB)  # removed again, web2 still failing
+    site.d.wait_for_checks("web2", 3)
+    assert wait_until(
+        lambda: any(RETIRED in e["text"] for e in site.one(run["id"])["timeline"]), 20
+    )
+    found = open_of(site, "web2")
+    assert [i["id"] for i in found] == [run["id"]], found
+    assert [(a["service_id"], a["open"]) for a in found[0]["affected"]] == [("web2", True)]
+    page = site.get("/status")
+    assert "recovered" not in page and page.count('class="incident open"') == 1
+    assert [title for title, _ in site.feed()] == ["Ongoing: Web Two"]
