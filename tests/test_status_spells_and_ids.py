@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
-from xml.etree import ElementTree as ET
 
 import pytest
 from flask.testing import FlaskClient
@@ -31,6 +30,7 @@ from server.web.charts import utc
 from server.web.status_view import listed
 from tests.alerting_harness import Harness
 from tests.support.clock import FakeClock
+from tests.test_status_recovered import entries, sections
 from tests.web_fixture import NOW, RULES, Svc
 
 ATOM = "{http://www.w3.org/2005/Atom}"
@@ -80,16 +80,6 @@ def site(tmp_path: Path) -> Iterator[Site]:
     s = Site(tmp_path)
     yield s
     s.store.close()
-
-
-def sections(page: str) -> str:
-    return "".join(re.findall(r'<section class="incidents.*?</section>', page, re.S))
-
-
-def entries(c: FlaskClient) -> list[dict[str, str]]:
-    root = ET.fromstring(c.get("/status/feed.atom").data)  # noqa: S314 - our own output
-    return [{k: e.findtext(f"{ATOM}{k}") or "" for k in ("title", "summary", "id")}
-            for e in root.findall(f"{ATOM}entry")]  # fmt: skip
 
 
 def stamp(at: datetime) -> str:
