@@ -6,11 +6,10 @@ frames (that batch is stored); the format is in :mod:`server.wal_format`.
 
 On start, records without a ``DONE`` are inserted again; a batch that has a
 ``BATCH`` but no ``DONE`` is inserted again *as the same block with the same
-token*, so a crash between "inserted" and "marked done" stores it once. A torn
-frame at the end (kill -9 mid-write) is cut off; its record was never
-acknowledged. Damaged bytes with valid frames after them are set aside and the
-frames after them kept (:mod:`server.wal_repair`). A segment is deleted once
-every record and batch in it is done.
+token*, so a crash between "inserted" and "marked done" stores it once. The
+newest segment's torn tail (kill -9 mid-write, never acknowledged) is cut off;
+anything else bad is damage, set aside and counted (:mod:`server.wal_repair`).
+A segment is deleted once every record and batch in it is done.
 
 ``DATA`` appends leave ``RESERVE_BYTES`` of the filesystem free, so the marks
 that let an insert free room can always be written. When they cannot (the disk
@@ -49,13 +48,13 @@ from server.wal_format import (
     SUFFIX,
     OpenBatch,
     Record,
-    Scan,
     WalFull,
     data_payload,
     frame,
     segment_size,
 )
-from server.wal_repair import flag, read_and_repair, uncertain_batches
+from server.wal_quarantine import QUARANTINE, Quarantine
+from server.wal_repair import flag, read_log, uncertain_batches
 
 __all__ = ["MIN_SEGMENT_BYTES", "SEGMENT_BYTES", "OpenBatch", "Record", "Wal", "WalFull",
            "segment_size"]  # fmt: skip
@@ -95,7 +94,10 @@ class Wal:
         self._fd = -1
         self._closed = False
         self.freed = 0  # bytes of deleted segments, ever: the writer's "room again" signal
-        self.damaged_bytes = 0  # set aside by recovery as damaged (server.wal_repair)
+        self.damaged_bytes = 0  # found damaged by recovery (server.wal_repair)
+        self.damage_found = 0  # places: bad bytes, a bad end, an emptied or missing segment
+        # copies of damaged bytes, beside the log: a quarter of its cap at most
+        self.quarantine = Quarantine(self.directory.parent / QUARANTINE, max_bytes // 4)
 
     # -- opening ---------------------------------------------------------------------------
     def recover(self) -> tuple[list[Record], list[OpenBatch]]:
@@ -104,20 +106,15 @@ class Wal:
         Records come back without data (read lazily with :meth:`load`). Must be
         called once, before the first append.
         """
-        records, batches, done = self._scan()
-        for batch_id in done:
-            _, ids, _ = batches.pop(batch_id, ("", [], 0))
-            for rid in ids:
-                records.pop(rid, None)
-        open_batches = []
-        for batch_id, (table, ids, segment) in batches.items():
-            members = [records.pop(rid) for rid in ids if rid in records]
-            if members:
-                open_batches.append(OpenBatch(batch_id, table, members, replayed=True))
-                self._batch_segment[batch_id] = segment
-                self._outstanding[segment] = self._outstanding.get(segment, 0) + 1
-        pending = sorted(records.values(), key=lambda r: r.id)
-        if self.damaged_bytes and not self.readonly:
+        found = read_log(self.directory, self.quarantine, readonly=self.readonly)
+        self._sizes, self._next_id = found.sizes, found.scan.next_id
+        self.damaged_bytes, self.damage_found = found.damaged_bytes, found.places
+        pending, opened = found.scan.waiting()
+        open_batches = [batch for batch, _ in opened]
+        for batch, segment in opened:
+            self._batch_segment[batch.id] = segment
+            self._outstanding[segment] = self._outstanding.get(segment, 0) + 1
+        if self.damage_found and not self.readonly:
             self.flag_unmarked()  # a mark may have been in the damage: until all is stored
         if pending and self.uncertain:
             open_batches.extend(uncertain_batches(pending, UNCERTAIN_ROWS))
@@ -132,33 +129,6 @@ class Wal:
         self._open_segment((max(self._sizes) + 1) if self._sizes else 0)
         self._reclaim()
         return pending, open_batches
-
-    def _scan(
-        self,
-    ) -> tuple[dict[int, Record], dict[str, tuple[str, list[int], int]], set[str]]:
-        """Every frame of every segment: records, batch intents, done batch ids."""
-        scan = Scan(next_id=self._next_id)
-        for segment in self._segments():
-            scan.add(segment, self._frames(segment))
-        self._next_id = scan.next_id
-        return scan.records, scan.batches, scan.done
-
-    def _segments(self) -> list[int]:
-        found: list[int] = []
-        if not self.directory.is_dir():
-            return found
-        for path in self.directory.glob(f"*{SUFFIX}"):
-            try:
-                found.append(int(path.stem))
-            except ValueError:
-                continue
-        return sorted(found)
-
-    def _frames(self, segment: int) -> list[tuple[int, int, bytes]]:
-        read = read_and_repair(self._path(segment), readonly=self.readonly)
-        self._sizes[segment] = read.size
-        self.damaged_bytes += read.damaged_bytes
-        return read.frames
 
     # -- uncertain records ---------------------------------------------------------------
     @property
@@ -360,12 +330,14 @@ class Wal:
     def _rotate(self) -> None:
         with self._fd_lock:  # a sync in progress finishes on the old file first
             old_fd, old = self._fd, self._segment
+            # on disk before a later segment exists (and a sync need not wait on the new
+            # file): only the newest can then end in a torn write (server.wal_repair)
+            os.fsync(old_fd)
             try:
                 fd = self._create(old + 1)
             except OSError as exc:  # no room for a new file: keep writing the old one
                 message = f"cannot start a file: {exc.strerror}"
                 raise WalFull(exc.errno or errno.EIO, message) from exc
-            os.fsync(old_fd)  # frames appended but not synced must not wait on the new file
             os.close(old_fd)
             self._use(fd, old + 1)
         self._reclaim()

@@ -190,23 +190,54 @@ class Scan:
     done: set[str] = field(default_factory=set)
     next_id: int = 0  # above every record id any frame names
 
-    def add(self, segment: int, frames: list[tuple[int, int, bytes]]) -> None:
-        """Take in the frames of ``segment`` (segments in order)."""
+    def add(self, segment: int, frames: list[tuple[int, int, bytes]]) -> list[tuple[int, int, str]]:
+        """Take in the frames of ``segment`` (segments in order).
+
+        Returns the frames that pass their checksum yet cannot be decoded (written
+        by a bug, or damage the checksum missed) as ``(payload offset, payload
+        length, why)``; they are left out, never raised: one bad frame must not stop
+        a start.
+        """
+        bad = []
         for kind, offset, payload in frames:
-            if kind == DATA:
-                rid, table, ipc_at = _data_header(payload)
-                rows = _row_count(payload[ipc_at:])
-                self.records[rid] = Record(rid, table, rows, segment, offset + ipc_at,
-                                           len(payload) - ipc_at)  # fmt: skip
-                self.next_id = max(self.next_id, rid + 1)
-            elif kind == BATCH:
-                doc = json.loads(payload)
-                self.batches[doc["id"]] = (doc["table"], list(doc["records"]), segment)
-                # ids named by frames that outlive their records' segment are
-                # never reused: a stale DONE would write off a new record
-                self.next_id = max([self.next_id, *(r + 1 for r in doc["records"])])
-            elif kind == DONE:
-                self.done.add(json.loads(payload)["id"])
+            try:
+                self._take(segment, kind, offset, payload)
+            except (ValueError, KeyError, TypeError, struct.error, pa.ArrowException) as exc:
+                bad.append((offset, len(payload), f"{type(exc).__name__}: {exc}"))
+        return bad
+
+    def waiting(self) -> tuple[list[Record], list[tuple[OpenBatch, int]]]:
+        """What is not stored: records no batch took (by id), and batches without their
+        ``DONE`` that still name records, each with the segment of its ``BATCH``."""
+        records, batches = dict(self.records), dict(self.batches)
+        for batch_id in self.done:
+            _, ids, _ = batches.pop(batch_id, ("", [], 0))
+            for rid in ids:
+                records.pop(rid, None)
+        opened = []
+        for batch_id, (table, ids, segment) in batches.items():
+            members = [records.pop(rid) for rid in ids if rid in records]
+            if members:
+                opened.append((OpenBatch(batch_id, table, members, replayed=True), segment))
+        return sorted(records.values(), key=lambda r: r.id), opened
+
+    def _take(self, segment: int, kind: int, offset: int, payload: bytes) -> None:
+        """Decode one frame, then record it (nothing recorded if it raises)."""
+        if kind == DATA:
+            rid, table, ipc_at = _data_header(payload)
+            rows = _row_count(payload[ipc_at:])
+            self.records[rid] = Record(rid, table, rows, segment, offset + ipc_at,
+                                       len(payload) - ipc_at)  # fmt: skip
+            self.next_id = max(self.next_id, rid + 1)
+        elif kind == BATCH:
+            doc = json.loads(payload)
+            ids = [int(r) for r in doc["records"]]
+            self.batches[str(doc["id"])] = (str(doc["table"]), ids, segment)
+            # ids named by frames that outlive their records' segment are
+            # never reused: a stale DONE would write off a new record
+            self.next_id = max([self.next_id, *(r + 1 for r in ids)])
+        elif kind == DONE:
+            self.done.add(str(json.loads(payload)["id"]))
 
 
 def _data_header(payload: bytes) -> tuple[int, str, int]:

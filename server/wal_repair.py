@@ -1,17 +1,30 @@
-"""What recovery does with a segment's bad bytes: cut a torn tail, set damage aside.
+"""What recovery does with the log's bad bytes: cut a torn tail, set damage aside.
 
-Two kinds of bad bytes, told apart by what follows them (:func:`read_segment`):
+Only the newest segment can end in a **torn tail**: a write cut short (``kill -9``,
+a full disk) is in the file being written, and a segment is complete on disk
+before a later one is created (:meth:`server.wal.Wal._rotate`). Its tail was
+never acknowledged; it is truncated away (a warning).
 
-- a **torn tail** (nothing valid after it): a write cut short by ``kill -9`` or a
-  full disk, never acknowledged; it is truncated away (a warning);
-- **damage** (valid frames after it: a flipped bit, a bad sector): acknowledged
-  records may be in it. Its bytes are copied to ``<spool_dir>/quarantine/`` and
-  overwritten in place by a ``SKIP`` header (no new room needed, and the next
-  start does not count them again); every valid frame after them is kept. An
-  ERROR names the file, offset and size; the bytes are counted on ``/metrics``.
-  A mark (``BATCH``/``DONE``) may have been in them, so the records the log
-  holds are checked against the storage before they are inserted again
-  (:attr:`server.wal.Wal.uncertain`).
+Everything else is **damage** (a flipped bit, a bad sector, a file cut, emptied
+or deleted by hand), and acknowledged records may have been in it:
+
+- bad bytes with valid frames after them, in any segment;
+- the bad or cut-short end of a segment that is not the newest: decided by
+  whether a later segment exists, not by where the file ends;
+- a frame that passes its checksum but cannot be decoded;
+- a segment that is empty while a later one exists, or missing from the
+  numbering (segments are numbered one by one and only ever deleted oldest
+  first, so a gap is damage).
+
+Damaged bytes are copied to ``<spool_dir>/quarantine/``
+(:mod:`server.wal_quarantine`), then covered in place by a ``SKIP`` header (or,
+at a segment's end, cut away), so the next start does not count them again;
+emptied and missing segments are closed up by renumbering the later ones down.
+Each place gets one ERROR naming the segment and is counted (``places``; its
+bytes in ``damaged_bytes``), and frames before and after it are kept. A mark
+(``BATCH``/``DONE``) may have been in it, so the records the log holds are
+checked against the storage before they are inserted again
+(:attr:`server.wal.Wal.uncertain`).
 """
 
 from __future__ import annotations
@@ -20,70 +33,195 @@ import logging
 import os
 import uuid
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from server.wal_format import HEADER, MAGIC, SKIP, OpenBatch, Record, read_segment
+from server.wal_format import (
+    HEADER,
+    MAGIC,
+    SKIP,
+    SUFFIX,
+    OpenBatch,
+    Record,
+    Scan,
+    frame,
+    read_segment,
+)
+from server.wal_quarantine import Quarantine, sync_directory
 
 log = logging.getLogger("lightbulb.wal")
-QUARANTINE = "quarantine"
+CHECKSUM = "a checksum failed, valid frames follow"
+OLDER_END = (
+    "the end of a segment that is not the newest: a later one exists, so no write was cut "
+    "short here"
+)
+KEPT = (
+    "the frames around them are kept, and waiting rows are checked against ClickHouse "
+    "before they are inserted"
+)
 
 
 @dataclass
-class Repaired:
-    """A segment read back: its valid frames, its size after repair, the damaged bytes."""
+class LogRead:
+    """What the log's segments hold after repair: every frame's meaning (``scan``),
+    each segment's size, damaged bytes and places damage was found."""
 
-    frames: list[tuple[int, int, bytes]]
-    size: int
-    damaged_bytes: int
+    scan: Scan
+    sizes: dict[int, int] = field(default_factory=dict)
+    damaged_bytes: int = 0
+    places: int = 0
 
 
-def read_and_repair(path: Path, *, readonly: bool) -> Repaired:
-    """Read ``path``'s frames; unless ``readonly``, cut its torn tail and set damage aside.
+def read_log(directory: Path, quarantine: Quarantine, *, readonly: bool) -> LogRead:
+    """Read every segment of ``directory`` in order; unless ``readonly``, repair as above.
 
-    Raises OSError if the segment cannot be read. A quarantine copy that cannot
-    be written (a full disk) leaves the damage in place, to be set aside at the
-    next start; its frames after it are kept either way.
+    ``readonly`` (``lightbulb spool list`` beside a running daemon) changes and
+    logs nothing; damage is counted all the same. Raises OSError if a segment
+    cannot be read or a torn tail cut.
     """
+    out = LogRead(Scan())
+    segments = _segments(directory)
+    if not segments:
+        return out
+    segments = _close_gaps(directory, segments, out, readonly=readonly)
+    for segment in segments:
+        _read(directory / _name(segment), segment, segment == segments[-1], quarantine,
+              out, readonly=readonly)  # fmt: skip
+    return out
+
+
+def _segments(directory: Path) -> list[int]:
+    found: list[int] = []
+    if directory.is_dir():
+        for path in directory.glob(f"*{SUFFIX}"):
+            if path.stem.isdigit():
+                found.append(int(path.stem))
+    return sorted(found)
+
+
+def _name(segment: int) -> str:
+    return f"{segment:012d}{SUFFIX}"
+
+
+def _close_gaps(directory: Path, segments: list[int], out: LogRead, *, readonly: bool) -> list[int]:
+    """Report segments emptied or missing below the newest; renumber to close the gaps.
+
+    Only the newest may be empty (created, then a crash before its first frame):
+    it is removed, to be created again. Returns the segments to read, in order.
+    """
+    newest = segments[-1]
+    emptied = [n for n in segments[:-1] if (directory / _name(n)).stat().st_size == 0]
+    lost = sorted({*emptied, *(set(range(segments[0], newest)) - set(segments))})
+    for first, last in _runs(lost):
+        out.places += 1
+        if readonly:
+            continue
+        which = f"segment {first}" if first == last else f"segments {first}-{last}"
+        cut = [n for n in emptied if first <= n <= last]
+        how = (f"{len(cut)} emptied, {last - first + 1 - len(cut)} missing" if cut
+               else "missing")  # fmt: skip
+        log.error("%s: %s of the spool's log (%s) although a later one exists: the records "
+                  "and marks in them are lost; the other segments are kept, and waiting rows "
+                  "are checked against ClickHouse before they are inserted",
+                  directory, which, how)  # fmt: skip
+    present = [n for n in segments if n not in emptied]
+    if readonly:
+        return present
+    for n in emptied:
+        (directory / _name(n)).unlink()
+    if (directory / _name(newest)).stat().st_size == 0:
+        (directory / _name(newest)).unlink()
+        present.pop()
+    for target, n in enumerate(present, start=segments[0]):
+        if target != n:  # below n, everything is renamed down already or lost: free
+            os.rename(directory / _name(n), directory / _name(target))
+    if lost or len(present) < len(segments):
+        sync_directory(directory)
+    return list(range(segments[0], segments[0] + len(present)))
+
+
+def _runs(numbers: list[int]) -> list[tuple[int, int]]:
+    runs: list[tuple[int, int]] = []
+    for n in numbers:
+        if runs and runs[-1][1] == n - 1:
+            runs[-1] = (runs[-1][0], n)
+        else:
+            runs.append((n, n))
+    return runs
+
+
+def _read(path: Path, segment: int, newest: bool, quarantine: Quarantine, out: LogRead, *,
+          readonly: bool) -> None:  # fmt: skip
     data = path.read_bytes()
     found = read_segment(data)
-    damaged = sum(stop - start for start, stop in found.damaged)
+    bad = out.scan.add(segment, found.frames)
+    places = [(start, stop, CHECKSUM) for start, stop in found.damaged]
+    places += [(at - HEADER.size, at + length, f"a frame passes its checksum but cannot be "
+                f"read: {why}") for at, length, why in bad]  # fmt: skip
+    tail = len(data) - found.end  # bytes after the last valid frame
+    out.damaged_bytes += sum(stop - start for start, stop, _ in places)
+    out.places += len(places) + (1 if tail and not newest else 0)
+    if not newest:
+        out.damaged_bytes += tail
+    out.sizes[segment] = found.end
     if readonly:
-        return Repaired(found.frames, found.end, damaged)
-    for start, stop in found.damaged:
-        _set_aside(path, data, start, stop)
-    if found.end < len(data):
-        log.warning("%s: dropped %d bytes of an unfinished write", path, len(data) - found.end)
-        with open(path, "r+b") as handle:
-            handle.truncate(found.end)
-    return Repaired(found.frames, found.end, damaged)
-
-
-def _set_aside(path: Path, data: bytes, start: int, stop: int) -> None:
-    where = path.parent.parent / QUARANTINE / f"{path.stem}-{start}.bad"
-    try:
-        where.parent.mkdir(exist_ok=True)
-        with open(where, "wb") as out:
-            out.write(data[start:stop])
-            out.flush()
-            os.fsync(out.fileno())
-        if stop - start >= HEADER.size:  # a SKIP frame over them: nothing to re-read
-            rest = data[start + HEADER.size : stop]
-            header = HEADER.pack(MAGIC, SKIP, len(rest), zlib.crc32(rest))
-            with open(path, "r+b") as handle:
-                handle.seek(start)
-                handle.write(header)
-                handle.flush()
-                os.fsync(handle.fileno())
-    except OSError as exc:
-        log.error("%s: %d damaged bytes at offset %d (a checksum failed, valid frames follow); "
-                  "could not set them aside (%s); the frames after them are kept",
-                  path, stop - start, start, exc)  # fmt: skip
         return
-    log.error("%s: %d damaged bytes at offset %d (a checksum failed, valid frames follow) set "
-              "aside in %s; the frames after them are kept, and waiting rows are checked "
-              "against ClickHouse before they are inserted",
-              path, stop - start, start, where)  # fmt: skip
+    for start, stop, why in sorted(places):
+        if _set_aside(path, data, (start, stop), why, quarantine):
+            _skip(path, data, start, stop)
+    if tail and newest:
+        log.warning("%s: dropped %d bytes of an unfinished write", path, tail)
+        _truncate(path, found.end)
+    elif tail and _set_aside(path, data, (found.end, len(data)), OLDER_END, quarantine):
+        _skip(path, data, found.end, len(data))
+    out.sizes[segment] = path.stat().st_size
+
+
+def _skip(path: Path, data: bytes, start: int, stop: int) -> None:
+    """Make ``data[start:stop]`` a ``SKIP`` frame, so that the next start reads past them
+    without counting them again (and never finds the segment emptied).
+
+    Fewer bytes than a header: at the end, an empty ``SKIP`` frame replaces them (the
+    file grows by a few bytes); in the middle they are left, to be found again.
+    """
+    if stop - start >= HEADER.size:
+        rest = data[start + HEADER.size : stop]
+        at, write = start, HEADER.pack(MAGIC, SKIP, len(rest), zlib.crc32(rest))
+    elif stop == len(data):
+        at, write = start, frame(SKIP, b"")
+    else:
+        return
+    with open(path, "r+b") as handle:
+        handle.seek(at)
+        handle.write(write)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _truncate(path: Path, size: int) -> None:
+    with open(path, "r+b") as handle:
+        handle.truncate(size)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _set_aside(
+    path: Path, data: bytes, span: tuple[int, int], why: str, quarantine: Quarantine
+) -> bool:
+    """Copy ``data[start:stop]`` to the quarantine with an ERROR; False if it cannot be
+    (the bytes stay, to be set aside at the next start)."""
+    start, stop = span
+    try:
+        where, kept = quarantine.keep(path.stem, start, data[start:stop])
+    except OSError as exc:
+        log.error("%s: %d damaged bytes at offset %d (%s); could not set them aside (%s), "
+                  "to be tried again at the next start; %s",
+                  path, stop - start, start, why, exc, KEPT)  # fmt: skip
+        return False
+    more = "" if kept == stop - start else f" (their first {kept})"
+    log.error("%s: %d damaged bytes at offset %d (%s) set aside in %s%s; %s",
+              path, stop - start, start, why, where, more, KEPT)  # fmt: skip
+    return True
 
 
 def uncertain_batches(records: list[Record], most_rows: int) -> list[OpenBatch]:
@@ -108,11 +246,7 @@ def flag(path: Path) -> bool:
         return True
     try:
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        sync_directory(path.parent)
     except OSError as exc:
         log.debug("cannot create %s: %s", path, exc)
         return False

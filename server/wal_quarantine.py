@@ -1,0 +1,123 @@
+"""``<spool_dir>/quarantine/``: copies of the log's damaged bytes, kept for a human, bounded.
+
+Each copy is one file ``<UTC time>-<sequence>-<segment>-<offset>.bad``, created
+exclusively: segment numbers start again at 0 after a clean stop, so segment
+and offset alone repeat, and a copy must never overwrite an earlier one. The
+directory holds at most ``cap_bytes``: past it the oldest files are removed
+first, each removal logged and counted (:attr:`Quarantine.removed_files`), so
+damage found again and again cannot fill the spool's filesystem. ``lightbulb
+spool list`` shows the files and ``lightbulb spool drop`` removes them.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger("lightbulb.wal")
+QUARANTINE = "quarantine"
+SUFFIX = ".bad"
+
+
+@dataclass(frozen=True)
+class Quarantined:
+    """One quarantined copy: its file, size in bytes and modification time (epoch seconds)."""
+
+    path: Path
+    size: int
+    at: float
+
+
+class Quarantine:
+    """The quarantine directory ``directory`` of at most ``cap_bytes`` bytes.
+
+    ``clock`` gives epoch seconds for the names (tests pin it).
+    """
+
+    def __init__(
+        self, directory: Path, cap_bytes: int, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.directory = directory
+        self.cap_bytes = cap_bytes
+        self.clock = clock
+        self.removed_files = 0  # removed to stay under cap_bytes, ever (this process)
+        self._sequence = itertools.count()
+
+    def entries(self) -> list[Quarantined]:
+        """Every file in the directory (``*.bad`` or not), oldest first; [] if none."""
+        found: list[Quarantined] = []
+        if not self.directory.is_dir():
+            return found
+        for path in self.directory.iterdir():
+            try:
+                stat = path.stat()
+            except OSError:  # removed meanwhile
+                continue
+            if path.is_file():
+                found.append(Quarantined(path, stat.st_size, stat.st_mtime))
+        return sorted(found, key=lambda q: (q.at, q.path.name))
+
+    def keep(self, segment: str, offset: int, data: bytes) -> tuple[Path, int]:
+        """Write ``data`` (damaged bytes found at ``offset`` of ``segment``) to a new file.
+
+        Returns the file and the bytes kept: all of them, or the first ``cap_bytes``
+        if more. fsync'd, its directory entry too. Raises OSError (a full disk) and
+        then leaves no file behind.
+        """
+        self.directory.mkdir(parents=True, exist_ok=True)
+        kept = data[: self.cap_bytes]
+        now = self.clock()
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}Z"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+        while True:
+            path = self.directory / f"{stamp}-{next(self._sequence):04d}-{segment}-{offset}{SUFFIX}"
+            try:
+                fd = os.open(path, flags, 0o600)
+                break
+            except FileExistsError:  # another process's copy in the same millisecond
+                continue
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(kept)
+                out.flush()
+                os.fsync(out.fileno())
+            sync_directory(self.directory)
+        except OSError:
+            path.unlink(missing_ok=True)
+            raise
+        self._prune(path)
+        return path, len(kept)
+
+    def drop(self, entry: Quarantined) -> None:
+        """Remove one quarantined file (gone already: nothing to do)."""
+        entry.path.unlink(missing_ok=True)
+
+    def _prune(self, newest: Path) -> None:
+        """Remove the oldest files until the directory holds at most ``cap_bytes``."""
+        entries = self.entries()
+        total = sum(e.size for e in entries)
+        for entry in entries:
+            if total <= self.cap_bytes:
+                return
+            if entry.path == newest:
+                continue
+            self.drop(entry)
+            total -= entry.size
+            self.removed_files += 1
+            log.warning("removed %s (%d bytes) from the spool's quarantine: it holds at most "
+                        "%d bytes (a quarter of scheduler.spool_max_bytes), oldest first",
+                        entry.path, entry.size, self.cap_bytes)  # fmt: skip
+
+
+def sync_directory(directory: Path) -> None:
+    """fsync ``directory``: the entries created, renamed or removed in it survive a crash."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

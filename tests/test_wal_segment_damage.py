@@ -1,0 +1,145 @@
+"""Damage anywhere but the newest segment's end: set aside, counted, never silent.
+
+A real log with one frame a segment (so every frame is the last of its segment,
+and a segment can be cut, emptied or deleted on its own): records waiting,
+records stored through a batch (``BATCH``, insert into the embedded engine,
+``DONE``), more waiting; a crash; one kind of damage; a restart of the real
+writer. Counts: every record outside the damage stored exactly once, the
+damaged one (if any) not at all, the damage counted, one ERROR naming it, and a
+second start that finds nothing more.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import struct
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from server.schema import Target, apply_schema, declared_types
+from server.storage.arrow import schema_of, to_arrow
+from server.storage.embedded import EmbeddedStorage
+from server.tables import WRITTEN_TABLES
+from server.wal import Wal
+from server.wal_format import DATA, HEADER, frame
+from tests.test_wal_damage import ROWS, numbers, open_writer, row
+
+WAITING_BEFORE, STORED, WAITING_AFTER = range(0, 5), range(5, 15), range(15, 20)
+REQUESTS = 20
+
+
+def segment_files(spool: Path) -> list[Path]:
+    return sorted((spool / "wal").glob("*.wal"))
+
+
+def build(store: EmbeddedStorage, spool: Path) -> dict[str, Path]:
+    """The log as a crash leaves it; returns each frame's segment file by name
+    (``W3``: the record of request 3, ``BATCH``, ``DONE``)."""
+    apply_schema(store, Target("monitor"))
+    cols = WRITTEN_TABLES["service_status"]
+    types = declared_types()["service_status"]
+    schema = schema_of(cols, [types[c] for c in cols])
+    wal = Wal(spool / "wal", 10**9, segment_bytes=1)  # one frame a segment
+    wal.recover()
+    names: list[str] = []
+
+    def append(request: int) -> None:
+        rows = [row(request * ROWS + i) for i in range(ROWS)]
+        records.append(wal.append("service_status", to_arrow(schema, rows)))
+        names.append(f"W{request}")
+
+    records: list = []
+    for request in [*WAITING_BEFORE, *STORED]:
+        append(request)
+    stored = records[len(WAITING_BEFORE) :]
+    wal.mark_batch("b1", "service_status", stored)  # as the inserter does: mark, insert, done
+    names.append("BATCH")
+    for record in stored:
+        store.insert_arrow("service_status", wal.load(record), dedup_token=f"b1-{record.id}")
+    wal.mark_done("b1", stored)
+    names.append("DONE")
+    for request in WAITING_AFTER:
+        append(request)
+    wal.sync()
+    os.close(wal._fd)  # kill -9: nothing closed
+    files = segment_files(spool)
+    assert len(files) == len(names)  # the waiting records keep every segment
+    return dict(zip(names, files, strict=True))
+
+
+def flip(path: Path, at: int) -> None:
+    data = bytearray(path.read_bytes())
+    data[at] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def cut(path: Path, size: int) -> None:
+    with open(path, "r+b") as handle:
+        handle.truncate(size)
+
+
+def garbage_length(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    struct.pack_into("<I", data, 3, 0xFFFF_FFF0)
+    path.write_bytes(bytes(data))
+
+
+def undecodable(path: Path) -> None:
+    path.write_bytes(frame(DATA, b"\x07" * 200))  # its checksum holds, its payload is nonsense
+
+
+W3 = set(range(3 * ROWS, 4 * ROWS))
+DAMAGE: dict[str, tuple[str, Callable[[Path], None], set[int]]] = {
+    # name: (frame, damage, rows lost with it)
+    "a waiting record's frame, flipped": ("W3", lambda p: flip(p, 100), W3),
+    "a stored record's frame, flipped": ("W7", lambda p: flip(p, 100), set()),
+    "the batch's mark, flipped": ("BATCH", lambda p: flip(p, HEADER.size + 2), set()),
+    "the batch's done mark, flipped": ("DONE", lambda p: flip(p, HEADER.size + 2), set()),
+    "a stored record's frame, cut short": ("W7", lambda p: cut(p, 200), set()),
+    "a waiting record's frame, cut short": ("W3", lambda p: cut(p, 200), W3),
+    "a waiting record's frame, its header alone left": ("W3", lambda p: cut(p, HEADER.size), W3),
+    "a frame whose length is garbage": ("W3", garbage_length, W3),
+    "a frame whose checksum holds but cannot be read": ("W3", undecodable, W3),
+    "the done mark's segment, emptied": ("DONE", lambda p: cut(p, 0), set()),
+    "a waiting record's segment, emptied": ("W3", lambda p: cut(p, 0), W3),
+    "a waiting record's segment, deleted": ("W3", Path.unlink, W3),
+    "the batch's segment, deleted": ("BATCH", Path.unlink, set()),
+}
+
+
+@pytest.mark.parametrize("case", DAMAGE)
+def test_damage_in_a_segment_that_is_not_the_newest_is_set_aside_counted_and_said(
+    store: EmbeddedStorage, tmp_path: Path, caplog: pytest.LogCaptureFixture, case: str
+) -> None:
+    spool = tmp_path / "spool"
+    where, damage, lost = DAMAGE[case]
+    files = build(store, spool)
+    damage(files[where])
+    left = files[where].stat().st_size if files[where].exists() else 0
+
+    with caplog.at_level(logging.ERROR, logger="lightbulb.wal"):
+        writer = open_writer(store, spool)
+    wal = writer.spool.wal
+    assert wal.damage_found == 1
+    said = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(said) == 1, said
+    if left:  # bytes there to set aside (the segment's only frame): counted, copied, named
+        assert files[where].name in said[0] and "damaged bytes" in said[0], said
+        assert wal.damaged_bytes == left
+        assert [p.stat().st_size for p in (spool / "quarantine").iterdir()] == [left]
+    else:  # a whole segment gone: named by number, nothing to copy
+        number = int(files[where].stem)
+        assert f"segment {number} " in said[0] and "later one exists" in said[0], said
+        assert wal.damaged_bytes == 0 and not (spool / "quarantine").exists()
+    os.close(wal._fd)  # a crash before anything is inserted
+
+    again = open_writer(store, spool)  # repaired once: the next start finds nothing
+    assert (again.spool.wal.damage_found, again.spool.wal.damaged_bytes) == (0, 0)
+    again.flush()
+    everything = [n for n in range(REQUESTS * ROWS) if n not in lost]
+    assert numbers(store) == everything  # nothing lost beyond the damage, nothing twice
+    again.stop()
+    assert not segment_files(spool)  # all stored: the log gave its room back
