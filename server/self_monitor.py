@@ -89,6 +89,8 @@ class SelfMonitor:
             "spool_batches": self.writer.inserter.open_batches,
             "spool_dropped": wstats.rows_dropped,
             "spool_damaged_bytes": self.writer.spool.wal.damaged_bytes,
+            "spool_damage_found": self.writer.spool.wal.damage_found,
+            "spool_quarantine_removed": self.writer.spool.wal.quarantine.removed_files,
             "inserts_stalled": self.writer.inserter.stalled,
             "rows_set_aside": wstats.rows_set_aside,
             "rejected_batches": self.writer.rejected_batches(),
@@ -136,6 +138,7 @@ class SelfMonitor:
             Metric("spool_bytes", self.writer.spool.wal.size, "bytes"),
             Metric("spool_dropped_rows", wstats.rows_dropped, "rows"),
             Metric("spool_damaged_bytes", self.writer.spool.wal.damaged_bytes, "bytes"),
+            Metric("spool_damage_found", self.writer.spool.wal.damage_found, "count"),
             Metric("rows_set_aside", wstats.rows_set_aside, "rows"),
             Metric("push_refusals", self.push_refusals(), "count"),
             Metric("requests_held", self.held(), "count"),
@@ -159,6 +162,12 @@ class SelfMonitor:
             message = (
                 f"{wstats.rows_set_aside} rows refused by ClickHouse are set aside "
                 "(lightbulb spool list)"
+            )
+        elif self.writer.spool.wal.damage_found:
+            status = Status.DEGRADED
+            message = (
+                f"the spool's log was found damaged at start ({self.writer.spool.wal.damage_found}"
+                " places, set aside in quarantine/: see the daemon's log, lightbulb spool list)"
             )
         cpu, memory, rss = own_usage()
         metrics.append(Metric("rss_bytes", rss, "bytes"))

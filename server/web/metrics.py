@@ -122,9 +122,20 @@ class LightbulbCollector:
                 h["spool_dropped"],
             ),
             "lightbulb_spool_damaged_bytes": (
-                "Bytes of the spool found damaged at start (a checksum failed, valid frames "
-                "after them) and set aside in quarantine/",
+                "Bytes of the spool's log found damaged at start (a frame failing its checksum "
+                "with valid frames after it, the bad end of a segment that is not the newest, "
+                "an undecodable frame) and set aside in quarantine/",
                 h.get("spool_damaged_bytes", 0),
+            ),
+            "lightbulb_spool_damage_found": (
+                "Places the spool's log was found damaged at start: each run of bad bytes, "
+                "and each run of segments emptied or missing although later ones exist",
+                h.get("spool_damage_found", 0),
+            ),
+            "lightbulb_spool_quarantine_removed_files": (
+                "Files removed from the spool's quarantine/, oldest first, to keep it under "
+                "a quarter of scheduler.spool_max_bytes",
+                h.get("spool_quarantine_removed", 0),
             ),
             "lightbulb_rows_set_aside": (
                 "Rows ClickHouse refused for their content, kept in the spool's rejected/",
