@@ -94,9 +94,7 @@ class Wal:
         self._fd = -1
         self._closed = False
         self.freed = 0  # bytes of deleted segments, ever: the writer's "room again" signal
-        self.damaged_bytes = 0  # found damaged by recovery (server.wal_repair)
-        self.damage_found = 0  # places: bad bytes, a bad end, an emptied or missing segment
-        # copies of damaged bytes, beside the log: a quarter of its cap at most
+        self.damaged_bytes = self.damage_found = 0  # found by recovery: bytes, places
         self.quarantine = Quarantine(self.directory.parent / QUARANTINE, max_bytes // 4)
 
     # -- opening ---------------------------------------------------------------------------
@@ -124,10 +122,9 @@ class Wal:
         for record in [*pending, *(r for b in open_batches for r in b.records)]:
             assert record.segment is not None
             self._outstanding[record.segment] = self._outstanding.get(record.segment, 0) + 1
-        if self.readonly:
-            return pending, open_batches
-        self._open_segment((max(self._sizes) + 1) if self._sizes else 0)
-        self._reclaim()
+        if not self.readonly:
+            self._open_segment((max(self._sizes) + 1) if self._sizes else 0)
+            self._reclaim()
         return pending, open_batches
 
     # -- uncertain records ---------------------------------------------------------------

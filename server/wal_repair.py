@@ -24,7 +24,9 @@ Each place gets one ERROR naming the segment and is counted (``places``; its
 bytes in ``damaged_bytes``), and frames before and after it are kept. A mark
 (``BATCH``/``DONE``) may have been in it, so the records the log holds are
 checked against the storage before they are inserted again
-(:attr:`server.wal.Wal.uncertain`).
+(:attr:`server.wal.Wal.uncertain`). (A spool of a release before this one may
+hold an empty older segment, left by a crash at a start: it too is reported,
+once, though nothing was in it.)
 """
 
 from __future__ import annotations
@@ -171,6 +173,10 @@ def _read(path: Path, segment: int, newest: bool, quarantine: Quarantine, out: L
             _skip(path, data, start, stop)
     if tail and newest:
         log.warning("%s: dropped %d bytes of an unfinished write", path, tail)
+        if not found.end:  # its first frame: an empty segment would look emptied later
+            path.unlink()
+            del out.sizes[segment]
+            return
         _truncate(path, found.end)
     elif tail and _set_aside(path, data, (found.end, len(data)), OLDER_END, quarantine):
         _skip(path, data, found.end, len(data))

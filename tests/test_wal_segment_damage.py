@@ -17,6 +17,7 @@ import struct
 from collections.abc import Callable
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 
 from server.schema import Target, apply_schema, declared_types
@@ -143,3 +144,23 @@ def test_damage_in_a_segment_that_is_not_the_newest_is_set_aside_counted_and_sai
     assert numbers(store) == everything  # nothing lost beyond the damage, nothing twice
     again.stop()
     assert not segment_files(spool)  # all stored: the log gave its room back
+
+
+def test_an_unfinished_first_frame_of_the_newest_segment_leaves_nothing_to_report_later(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A write cut short in a fresh segment is no damage, now or at any later start."""
+    wal = Wal(tmp_path / "wal", 10**9, segment_bytes=1)  # one frame a segment
+    wal.recover()
+    for n in range(3):
+        wal.append("t", pa.table({"n": [n]}))
+    wal.sync()
+    os.close(wal._fd)  # kill -9 ...
+    cut(sorted((tmp_path / "wal").glob("*.wal"))[-1], 5)  # ... in the last frame's header
+    with caplog.at_level(logging.WARNING, logger="lightbulb.wal"):
+        for _ in range(3):  # each start crashes before its first write
+            wal = Wal(tmp_path / "wal", 10**9, segment_bytes=1)
+            pending, uncertain = wal.recover()
+            assert (len(pending), uncertain, wal.damage_found) == (2, [], 0)
+            os.close(wal._fd)
+    assert [r.levelname for r in caplog.records] == ["WARNING"]  # the unfinished write, once
