@@ -85,10 +85,12 @@ def read_log(directory: Path, quarantine: Quarantine, *, readonly: bool) -> LogR
     segments = _segments(directory)
     if not segments:
         return out
+    # decided before an empty newest segment is removed: the one before it is older
+    newest = segments[-1] if (directory / _name(segments[-1])).stat().st_size else None
     segments = _close_gaps(directory, segments, out, readonly=readonly)
     for segment in segments:
-        _read(directory / _name(segment), segment, segment == segments[-1], quarantine,
-              out, readonly=readonly)  # fmt: skip
+        last = newest is not None and segment == segments[-1]
+        _read(directory / _name(segment), segment, last, quarantine, out, readonly=readonly)
     return out
 
 

@@ -24,9 +24,11 @@ from server.schema import Target, apply_schema, declared_types
 from server.storage.arrow import schema_of, to_arrow
 from server.storage.embedded import EmbeddedStorage
 from server.tables import WRITTEN_TABLES
-from server.wal import Wal
+from server.wal import Record, Wal
 from server.wal_format import DATA, HEADER, frame
-from tests.test_wal_damage import ROWS, numbers, open_writer, row
+from tests.conftest import run_cli
+from tests.test_daemon import write_config
+from tests.test_wal_damage import ROWS, numbers, open_writer, push, row
 
 WAITING_BEFORE, STORED, WAITING_AFTER = range(0, 5), range(5, 15), range(15, 20)
 REQUESTS = 20
@@ -52,7 +54,7 @@ def build(store: EmbeddedStorage, spool: Path) -> dict[str, Path]:
         records.append(wal.append("service_status", to_arrow(schema, rows)))
         names.append(f"W{request}")
 
-    records: list = []
+    records: list[Record] = []
     for request in [*WAITING_BEFORE, *STORED]:
         append(request)
     stored = records[len(WAITING_BEFORE) :]
@@ -164,3 +166,38 @@ def test_an_unfinished_first_frame_of_the_newest_segment_leaves_nothing_to_repor
             assert (len(pending), uncertain, wal.damage_found) == (2, [], 0)
             os.close(wal._fd)
     assert [r.levelname for r in caplog.records] == ["WARNING"]  # the unfinished write, once
+
+
+def test_two_damaged_places_and_a_bad_end_in_one_older_segment_are_three_places(
+    store: EmbeddedStorage, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    apply_schema(store, Target("monitor"))
+    spool = tmp_path / "spool"
+    writer = open_writer(store, spool)
+    for request in range(REQUESTS):
+        push(writer, request)
+    os.close(writer.spool.wal._fd)  # kill -9
+    open_writer(store, spool).spool.wal.close()  # a start: the segment is an older one now
+    wal = Wal(spool / "wal", 0, readonly=True)
+    records = {r.id: r for r in wal.recover()[0]}
+    assert len(records) == REQUESTS and len(segment_files(spool)) == 2
+    segment = segment_files(spool)[0]
+    data = bytearray(segment.read_bytes())
+    for n in (3, 10, 19):  # 19: the segment's last frame
+        data[records[n].offset + records[n].length // 2] ^= 0xFF
+    segment.write_bytes(bytes(data))
+    config = write_config(tmp_path, "  []\n")
+    listed = run_cli("-m", "server.cli", "spool", "list", "--config", str(config))
+    assert "damaged: 3 places" in listed.stdout, listed.stdout + listed.stderr
+
+    with caplog.at_level(logging.ERROR, logger="lightbulb.wal"):
+        writer = open_writer(store, spool)
+    writer.flush()
+    lost = {n * ROWS + i for n in (3, 10, 19) for i in range(ROWS)}
+    assert numbers(store) == [n for n in range(REQUESTS * ROWS) if n not in lost]
+    said = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(said) == 3 and all(segment.name in m for m in said), said
+    assert writer.spool.wal.damage_found == 3
+    copies = sorted(p.stat().st_size for p in (spool / "quarantine").iterdir())
+    assert len(copies) == 3 and sum(copies) == writer.spool.wal.damaged_bytes
+    writer.stop()
