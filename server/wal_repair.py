@@ -2,23 +2,26 @@
 
 Only the newest segment can end in a **torn tail**: a write cut short (``kill -9``,
 a full disk) is in the file being written, and a segment is complete on disk
-before a later one is created (:meth:`server.wal.Wal._rotate`). Its tail was
-never acknowledged; it is truncated away (a warning).
+before a later one is created (:meth:`server.wal.Wal._rotate`). A cut-short write
+leaves a frame short, so a tail whose first frame is whole yet fails its checksum
+is no torn tail either. A torn tail was never acknowledged; it is truncated away
+(a warning).
 
 Everything else is **damage** (a flipped bit, a bad sector, a file cut, emptied
 or deleted by hand), and acknowledged records may have been in it:
 
 - bad bytes with valid frames after them, in any segment;
 - the bad or cut-short end of a segment that is not the newest: decided by
-  whether a later segment exists, not by where the file ends;
+  whether a later segment exists (even an empty one), not by where the file ends;
+- a whole frame failing its checksum at the newest segment's end;
 - a frame that passes its checksum but cannot be decoded;
 - a segment that is empty while a later one exists, or missing from the
   numbering (segments are numbered one by one and only ever deleted oldest
   first, so a gap is damage).
 
 Damaged bytes are copied to ``<spool_dir>/quarantine/``
-(:mod:`server.wal_quarantine`), then covered in place by a ``SKIP`` header (or,
-at a segment's end, cut away), so the next start does not count them again;
+(:mod:`server.wal_quarantine`), then covered in place by a ``SKIP`` frame, so
+the next start does not count them again (nor find the segment emptied);
 emptied and missing segments are closed up by renumbering the later ones down.
 Each place gets one ERROR naming the segment and is counted (``places``; its
 bytes in ``damaged_bytes``), and frames before and after it are kept. A mark
@@ -56,6 +59,10 @@ CHECKSUM = "a checksum failed, valid frames follow"
 OLDER_END = (
     "the end of a segment that is not the newest: a later one exists, so no write was cut "
     "short here"
+)
+WHOLE_FRAME = (
+    "a whole frame at the newest segment's end fails its checksum: a write cut short leaves "
+    "a frame short, never whole and wrong"
 )
 KEPT = (
     "the frames around them are kept, and waiting rows are checked against ClickHouse "
@@ -163,9 +170,10 @@ def _read(path: Path, segment: int, newest: bool, quarantine: Quarantine, out: L
     places += [(at - HEADER.size, at + length, f"a frame passes its checksum but cannot be "
                 f"read: {why}") for at, length, why in bad]  # fmt: skip
     tail = len(data) - found.end  # bytes after the last valid frame
+    why = OLDER_END if not newest else WHOLE_FRAME if _whole_frame(data, found.end) else None
     out.damaged_bytes += sum(stop - start for start, stop, _ in places)
-    out.places += len(places) + (1 if tail and not newest else 0)
-    if not newest:
+    out.places += len(places) + (1 if tail and why else 0)
+    if why:
         out.damaged_bytes += tail
     out.sizes[segment] = found.end
     if readonly:
@@ -173,16 +181,24 @@ def _read(path: Path, segment: int, newest: bool, quarantine: Quarantine, out: L
     for start, stop, why in sorted(places):
         if _set_aside(path, data, (start, stop), why, quarantine):
             _skip(path, data, start, stop)
-    if tail and newest:
+    if tail and not why:
         log.warning("%s: dropped %d bytes of an unfinished write", path, tail)
         if not found.end:  # its first frame: an empty segment would look emptied later
             path.unlink()
             del out.sizes[segment]
             return
         _truncate(path, found.end)
-    elif tail and _set_aside(path, data, (found.end, len(data)), OLDER_END, quarantine):
+    elif tail and why and _set_aside(path, data, (found.end, len(data)), why, quarantine):
         _skip(path, data, found.end, len(data))
     out.sizes[segment] = path.stat().st_size
+
+
+def _whole_frame(data: bytes, at: int) -> bool:
+    """All of the frame at ``at`` is there (magic, and as many bytes as its length says)."""
+    if at + HEADER.size > len(data):
+        return False
+    magic, _, length, _ = HEADER.unpack_from(data, at)
+    return bool(magic == MAGIC and at + HEADER.size + length <= len(data))
 
 
 def _skip(path: Path, data: bytes, start: int, stop: int) -> None:

@@ -25,7 +25,7 @@ from server.storage.arrow import schema_of, to_arrow
 from server.storage.embedded import EmbeddedStorage
 from server.tables import WRITTEN_TABLES
 from server.wal import Record, Wal
-from server.wal_format import DATA, HEADER, frame
+from server.wal_format import DATA, HEADER, frame, read_frames
 from tests.conftest import run_cli
 from tests.test_daemon import write_config
 from tests.test_wal_damage import ROWS, numbers, open_writer, push, row
@@ -200,4 +200,38 @@ def test_two_damaged_places_and_a_bad_end_in_one_older_segment_are_three_places(
     assert writer.spool.wal.damage_found == 3
     copies = sorted(p.stat().st_size for p in (spool / "quarantine").iterdir())
     assert len(copies) == 3 and sum(copies) == writer.spool.wal.damaged_bytes
+    writer.stop()
+
+
+@pytest.mark.parametrize("flipped", [True, False])
+def test_the_newest_segments_last_frame_whole_but_wrong_is_damage_and_cut_short_is_not(
+    store: EmbeddedStorage, tmp_path: Path, caplog: pytest.LogCaptureFixture, flipped: bool
+) -> None:
+    apply_schema(store, Target("monitor"))
+    spool = tmp_path / "spool"
+    writer = open_writer(store, spool)
+    for request in range(5):
+        push(writer, request)
+    os.close(writer.spool.wal._fd)  # kill -9
+    segment = segment_files(spool)[-1]
+    size = segment.stat().st_size
+    last = read_frames(segment.read_bytes())[0][-1][1] - HEADER.size  # the last frame's start
+    if flipped:  # a bit gone bad on disk: a write cut short never leaves a whole frame
+        flip(segment, size - 10)
+    else:  # kill -9 mid-write: the frame is short
+        cut(segment, size - 10)
+    with caplog.at_level(logging.WARNING, logger="lightbulb.wal"):
+        writer = open_writer(store, spool)
+    writer.flush()
+    assert numbers(store) == list(range(4 * ROWS))  # the last request's frame is gone
+    said = [(r.levelname, r.getMessage()) for r in caplog.records]
+    assert len(said) == 1, said
+    if flipped:
+        assert said[0][0] == "ERROR" and "a whole frame" in said[0][1]
+        assert writer.spool.wal.damage_found == 1
+        assert writer.spool.wal.damaged_bytes == size - last
+        assert [p.stat().st_size for p in (spool / "quarantine").iterdir()] == [size - last]
+    else:
+        assert said[0][0] == "WARNING" and "unfinished write" in said[0][1]
+        assert (writer.spool.wal.damage_found, writer.spool.wal.damaged_bytes) == (0, 0)
     writer.stop()
