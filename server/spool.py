@@ -7,7 +7,8 @@ waits there until ClickHouse has it, through outages and restarts.
 server's reason; ``lightbulb spool list|replay|drop`` works on them. Nothing
 is set aside for an outage or a full disk: those are retried.
 ``<spool_dir>/quarantine/`` holds bytes of the log found damaged at a start
-(:mod:`server.wal_repair`), for a human to look at.
+(:mod:`server.wal_repair`), for a human to look at: bounded, listed by ``spool
+list`` and removed by ``spool drop`` (:mod:`server.wal_quarantine`).
 
 ``*.batch`` files in the directory itself come from releases before the
 write-ahead log; the writer takes them over at start (:func:`legacy_batches`).

@@ -49,11 +49,12 @@ class Quarantine:
         self._sequence = itertools.count()
 
     def entries(self) -> list[Quarantined]:
-        """Every file in the directory (``*.bad`` or not), oldest first; [] if none."""
+        """Every ``*.bad`` file in the directory, oldest first; [] if none (other files
+        there, an operator's notes say, are neither listed, counted nor removed)."""
         found: list[Quarantined] = []
         if not self.directory.is_dir():
             return found
-        for path in self.directory.iterdir():
+        for path in self.directory.glob(f"*{SUFFIX}"):
             try:
                 stat = path.stat()
             except OSError:  # removed meanwhile

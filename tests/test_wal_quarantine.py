@@ -65,6 +65,8 @@ def test_the_quarantine_stays_under_its_cap_removing_the_oldest_and_saying_so(
     spool = tmp_path / "spool"
     pad = 100_000  # ~100 KiB a damaged frame: three pass the cap of 256 KiB
     kept = []
+    (spool / "quarantine").mkdir(parents=True)
+    (spool / "quarantine" / "notes.txt").write_text("an operator's note\n")  # not ours: kept
     with caplog.at_level(logging.WARNING, logger="lightbulb.wal"):
         for run in range(5):
             wal, damaged = damaged_run(spool, run, pad)
@@ -73,6 +75,7 @@ def test_the_quarantine_stays_under_its_cap_removing_the_oldest_and_saying_so(
             assert sum(f.size for f in files) <= CAP // 4
             assert wal.quarantine.removed_files == (1 if run >= 2 else 0)
     assert [f.path.read_bytes() for f in files] == kept[-2:]  # the newest two, oldest first
+    assert (spool / "quarantine" / "notes.txt").read_text() == "an operator's note\n"
     removed = [r.getMessage() for r in caplog.records if "removed" in r.getMessage()]
     assert len(removed) == 3 and all("quarantine" in m for m in removed)
 
