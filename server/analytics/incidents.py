@@ -31,6 +31,7 @@ from server.alerting.catalog import flap_spans
 from server.alerting.log import AlertLog, aware
 from server.alerting.rules import burn_rules
 from server.alerting.state import alert_id
+from server.analytics import incident_flaps
 from server.analytics.incident_model import (
     Flaps,
     Incident,
@@ -107,7 +108,11 @@ class Incidents:
                                    services=among, limit=cap)]  # fmt: skip
             if scope.candidates:
                 seeds.append(read.runs.failed(scope, start, end, since=since, limit=cap))
-            grouped = group(self._left(self._complete([m for s in seeds for m in s], read)),
+            flapped = [m for m in read.flap_members(among)
+                       if (m.end is None or m.end > start) and m.start < end]  # fmt: skip
+            flapped = [m for m in flapped if not service_id or m.service_id == service_id]
+            grouped = group(self._left(self._complete([m for s in seeds for m in s] + flapped,
+                                                      read)),
                             read.flaps(), burn_rules(self.config))  # fmt: skip
             found, ends = [], {}  # ``end`` is a property over the members: read once each
             for i in grouped:
@@ -139,6 +144,8 @@ class Incidents:
         read = _Read(self, since, after, None)
         members = self._periods(start, after, since=since, before=until)
         members += read.runs.failed(read.coverage, start, after, since=since, before=until)
+        members += [m for m in read.flap_members() if m.start < until
+                    and (m.end is None or m.end >= start)]  # fmt: skip
         found = group(self._left(self._complete(members, read)), read.flaps(),
                       burn_rules(self.config))  # fmt: skip
         for incident in found:
@@ -179,7 +186,7 @@ class Incidents:
         Read from the earliest start found on, and again from an earlier one when a
         cause or run found starts before it. One statement of periods a round, reading
         only the services that can have one to add (:meth:`_Read.dependants`)."""
-        have = {m.key: m for m in members}
+        have = {m.key: m for m in read.runs.reaching(members, read.since)}
         done: set[str] = set()  # services whose runs were read from ``read_from`` on
         seen: set[str] = set()  # services whose own periods were read from it on
         caused: set[str] = set()  # services the periods they caused were read of, from it on
@@ -199,7 +206,10 @@ class Incidents:
             alerts = {m.caused_by for m in have.values() if m.caused_by} | {
                 m.service_id
                 for m in have.values()
-                if not m.rule_id or m.service_id in flaps or several.get(m.service_id, 0) > 1
+                if not m.rule_id
+                or m.service_id in flaps
+                or several.get(m.service_id, 0) > 1
+                or m.reach < m.start
             }
             alerts -= seen
             if not todo and not alerts:
@@ -214,10 +224,12 @@ class Incidents:
             runs = read.coverage.among(todo)
             if runs.candidates:
                 found += read.runs.failed(runs, first, end, since=since)
+            found += read.flap_members(todo)
             done |= todo
             seen |= alerts
             caused |= causes
-            have |= {m.key: m for m in found if m.key not in have}
+            found = read.runs.reaching([m for m in found if m.key not in have], since)
+            have |= {m.key: m for m in found}
         return list(have.values())
 
     def _left(self, members: list[Member]) -> list[Member]:
@@ -309,18 +321,39 @@ class _Read:
         self._config = incidents.config
         self._inhibited: dict[str, set[str]] | None = None
         self._flaps: dict[str, list[tuple[datetime, datetime | None]]] | None = None
+        self._members: list[Member] | None = None
+        self._storage = incidents.storage
 
     def flaps(self) -> Flaps:
         """Each service that flapped in ``[since, end)`` -> its flapping periods ``(from,
-        to)`` (:meth:`server.alerting.log_reads.AlertReads.flapping`), each from the
-        engine's ``flapping`` event less the service's flap span (the checks that made it
-        flap: :func:`server.alerting.catalog.flap_spans`). Read on first need."""
+        to)``: from when flapping was declared less the service's flap span (the checks
+        that made it flap: :func:`server.alerting.catalog.flap_spans`). Read on first
+        need (:meth:`declared`)."""
+        spans, zero = flap_spans(self._config), timedelta(0)
+        return {sid: [(a - spans.get(sid, zero), b) for a, b in periods]
+                for sid, periods in self.declared().items()}  # fmt: skip
+
+    def declared(self) -> dict[str, list[tuple[datetime, datetime | None]]]:
+        """Each service that flapped in ``[since, end)`` -> ``(declared, stopped or None)``:
+        the alert engine's ``flapping`` rows (:meth:`server.alerting.log_reads.AlertReads.
+        flapping`), and for the services without (no rule kept their checks) the same
+        detection over their status changes (:func:`incident_flaps.status_periods`)."""
         if self._flaps is None:
-            spans, zero = flap_spans(self._config), timedelta(0)
             found = self._log.flapping(self.since, self.end)
-            self._flaps = {sid: [(a - spans.get(sid, zero), b) for a, b in periods]
-                           for sid, periods in found.items()}  # fmt: skip
+            others = set(self.coverage.candidates) - found.keys()
+            found |= incident_flaps.status_periods(self._storage, self._config, others,
+                                                   self.since, self.end)  # fmt: skip
+            self._flaps = found
         return self._flaps
+
+    def flap_members(self, services: Collection[str] | None = None) -> list[Member]:
+        """The flapping periods in which their service failed, as members
+        (:func:`incident_flaps.members`), of ``services`` (None: all)."""
+        if self._members is None:
+            self._members = incident_flaps.members(
+                self._storage, self.declared(), flap_spans(self._config), self.since, self.end
+            )
+        return [m for m in self._members if services is None or m.service_id in services]
 
     def dependants(self, causes: Collection[str]) -> set[str]:
         """The services whose firings in ``[since, end)`` named one of ``causes`` as their
