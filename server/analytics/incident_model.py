@@ -77,6 +77,14 @@ class Spell:
         """Start to end, or to ``now`` while open."""
         return (self.end or now) - self.start
 
+    @property
+    def aside(self) -> str:
+        """``flapping: 37 firings`` for a stretch that flapped (one line for all of its
+        firings, wherever it is told), else ''."""
+        if not self.flapping:
+            return ""
+        return f"flapping: {self.firings} firing{'' if self.firings == 1 else 's'}"
+
 
 @dataclass
 class Incident:
