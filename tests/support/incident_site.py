@@ -24,8 +24,9 @@ from server.config.models import Config, DashboardConfig, StatusPageConfig
 from server.recorder import Recorder
 from server.schema import Target, apply_schema
 from server.storage.embedded import EmbeddedStorage
+from server.validation import parse_config
 from server.web import WebContext, create_app
-from tests.alerting_harness import Harness
+from tests.alerting_harness import SERVICES, Harness
 from tests.support.clock import FakeClock
 from tests.web_fixture import NOW, RULES, Svc
 
@@ -59,6 +60,21 @@ class Site:
                     self.recorder.record(Svc(sid), CheckResult(status, f"{sid} {i}"), at)
             self.h.deliver()
         self.h.clock.advance(1)
+        self.h.log.sync()
+        self.h.insert_into(self.store)
+
+    def reload(self, rules: str, disabled: str = "") -> None:
+        """As a SIGHUP with ``rules`` (and service ``disabled`` off) does to the engine, a
+        second after the last check: alerts that left are retired, new ones start
+        inactive."""
+        text = SERVICES.format(url=self.h.receiver.url + self.h.path) + rules
+        if "\nalerting:" not in rules:
+            text += "\nalerting: {group_wait: 0s}\n"
+        config = parse_config(text, "test.yaml")
+        services = [s.model_copy(update={"enabled": s.id != disabled}) for s in config.services]
+        self.h.config = config.model_copy(update={"services": services})
+        self.h.clock.advance(1)
+        self.h.engine.configure(self.h.config)
         self.h.log.sync()
         self.h.insert_into(self.store)
 
