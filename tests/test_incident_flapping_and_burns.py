@@ -27,7 +27,7 @@ from server.validation import parse_config
 from server.web import WebContext, create_app
 from tests.alerting_harness import Harness
 from tests.support.clock import FakeClock
-from tests.support.incident_site import NOW, Site, Svc
+from tests.support.incident_site import NOW, Site, Svc, entries, sections
 
 FLAPPY = """
 alert_rules:
@@ -45,8 +45,10 @@ class Flapper(Site):
 
 
 @pytest.fixture
-def flapper(tmp_path: Path) -> Iterator[Flapper]:
-    f = Flapper(tmp_path, FLAPPY, step=INTERVAL, shown=["web"], start=NOW - timedelta(hours=1))
+def flapper(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Flapper]:
+    """Web checked alone at its interval, under the rules ``param`` (else FLAPPY)."""
+    rules = getattr(request, "param", FLAPPY)
+    f = Flapper(tmp_path, rules, step=INTERVAL, shown=["web"], start=NOW - timedelta(hours=1))
     yield f
     f.close()
 
@@ -136,3 +138,48 @@ def test_a_service_only_an_slo_burn_rule_selects_has_its_outage_as_an_incident(
     page = app.test_client().get("/status").get_data(as_text=True)
     assert f'data-incident="{found.id}"' in page and "SLO tight" in page
     store.close()
+
+
+RULELESS = """
+alerting: {group_wait: 0s, flapping: {window: 6}}
+"""
+HELD = """
+alert_rules:
+  - {id: web-down, service: web, condition: "status >= FAILED", for: 30s, channels: [hook]}
+alerting: {group_wait: 0s, flapping: {window: 6}}
+"""
+
+
+@pytest.mark.parametrize(
+    ("flapper", "members"),
+    [(FLAPPY, "firings"),  # a rule without ``for:``: a firing a failed check
+     (RULELESS, "runs"),  # no rule: a run of FAILED a failed check (flapping found on them)
+     (HELD, "none")],  # ``for: 30s`` never met: no firing at all, the service still fails
+    indirect=["flapper"], ids=["a-rule", "no-rule", "for-never-met"],
+)  # fmt: skip
+def test_a_flapping_service_is_one_incident_ongoing_throughout_and_told_once(
+    flapper: Flapper, members: str
+) -> None:
+    """Every other check fails, 13 times: /status and the feed say "ongoing" at every
+    look from when it flaps (never "resolved" between two failures), one entry, one
+    line with the count; the dashboard lists one incident."""
+    f = flapper
+    f.checks("." + "x." * 3)  # the engine (or the status changes) need 6 checks to judge
+    looks = []
+    for _ in range(10):
+        f.checks("x.")  # each look comes after an OK check, between two failures
+        c = f.client()
+        shown = sections(c.get("/status").get_data(as_text=True))
+        looks.append(([e["title"] for e in entries(c)], shown.count('class="incident open"'),
+                      "resolved" in shown))  # fmt: skip
+    assert looks == [(["Ongoing: web"], 1, False)] * 10
+    (incident,) = f.incidents()
+    assert incident.end is None and incident.services == ["web"]
+    kinds = {"firings": "web-down", "runs": "", "none": None}[members]
+    failed = [m for m in incident.members if not m.flap]
+    assert [m.rule_id for m in failed] == ([kinds] * 13 if kinds is not None else [])
+    (entry,) = entries(c)
+    told = 13 if kinds is not None else 0
+    said = f"; flapping: {told} firings)." if told else "; flapping)."  # 0: none fired
+    assert entry["summary"].count("web: from ") == 1 and said in entry["summary"], entry
+    assert f'<p class="muted">{said[2:-2]}</p>' in shown

@@ -81,8 +81,8 @@ class Spell:
     def aside(self) -> str:
         """``flapping: 37 firings`` for a stretch that flapped (one line for all of its
         firings, wherever it is told), else ''."""
-        if not self.flapping:
-            return ""
+        if not self.flapping or not self.firings:
+            return "flapping" if self.flapping else ""  # failing too briefly to fire
         return f"flapping: {self.firings} firing{'' if self.firings == 1 else 's'}"
 
 
