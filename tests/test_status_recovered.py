@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from server.analytics.incident_timeline import timeline
 from server.analytics.incidents import Incidents
 from server.web.charts import utc
 from tests.support.incident_site import NOW, TOKEN, Site, entries, sections, stamp
@@ -121,3 +122,16 @@ def test_the_dashboard_keeps_the_incident_open_but_marks_members_back_up(site: S
         "api": f"api: {utc(s.at[3])} to {utc(s.at[6])} (recovered)",
         "web": f"web: since {utc(s.at[4])} (ongoing)",
     }
+
+
+def test_no_timeline_text_has_an_empty_part(site: Site) -> None:
+    """Every entry of the incident's timeline (transitions, inhibited and held firings,
+    notices): no "(, caused by db)", "()", "( ", a colon or comma with nothing after."""
+    s = site
+    s.play({sid: line[AFTER:] for sid, line in PLAN.items()})
+    source = Incidents(s.store, s.config())
+    (incident,) = source.between(NOW - timedelta(days=1), s.h.clock.now())
+    texts = [e["text"] for e in timeline(source, incident, s.h.clock.now())]
+    assert any("caused by db" in t for t in texts), texts
+    empty = re.compile(r"\(\s*[,;:]|[,;:]\s*\)|\(\s*\)|[,;:]\s*$|\s$|^\s|,\s*,")
+    assert [t for t in texts if empty.search(t)] == []

@@ -23,6 +23,7 @@ from server.validation import parse_config
 from server.web.charts import utc
 from server.web.status_view import listed
 from tests.support.incident_site import NOW, TOKEN, Site, entries, sections, stamp
+from tests.web_fixture import RULES
 
 # one character per check, five minutes apart: "." OK, "x" FAILED
 PLAN = {"db": "..xxxxxxxxx", "api": "...xx..xxxx", "web": "....xxxxxxx"}
@@ -115,3 +116,18 @@ status_page: {groups: [{name: Shop, services: ["stack:shop"]}]}
         "t.yaml",
     )
     assert listed(config) == {"web", "api"}
+
+
+def test_disabling_a_member_that_rejoined_never_moves_the_entry_updated_back(site: Site) -> None:
+    """api rejoined at at[7], the newest change of the entry; disabled then (its alert
+    retired at the reload), the page shows only web, which began at at[4]: ``updated``
+    must stay at or after at[7], moved forward to the disable."""
+    s = site
+    before = entries(s.client())[0]["updated"]
+    assert before == stamp(s.at[7])
+    assert entries(s.client(disabled="api"))[0]["updated"] == before  # the page alone
+    s.reload(RULES, disabled="api")
+    retired = s.h.clock.now()
+    s.play({"db": "x", "web": "x"})
+    (entry,) = entries(s.client())
+    assert entry["title"] == "Ongoing: web" and entry["updated"] == stamp(retired) > before
