@@ -8,12 +8,17 @@ today's rules, so a rule added later hides nothing), one run of FAILED results
 inhibition named the cause of a firing (``caused_by``: the firing upstream
 service, :mod:`server.alerting.suppression`), that firing joins the incident of
 its cause open at the time, so one database outage with three dependants is one
-incident with four services affected.
+incident with four services affected. A firing that began while its service was in
+a run of FAILED reaches back to the run's start (:meth:`Runs.reaching`): a rule
+renamed, or a service disabled and enabled again, while it fails, goes on in the
+same incident. A flapping period in which the service failed is a member too
+(:mod:`server.analytics.incident_flaps`), keeping its incident open while it flaps.
 
 Ids are stable: ``<start, UTC, to the ms>-<8 hex of sha256(member key)>`` of the
 incident's first member (``20261122T110000123Z-1a2b3c4d``), where a member key is
 the alert log's incident key (``<rule>:<service>@<start>``, what notices carry) or
-``status:<service>@<start>`` for a FAILED run. The same stored rows give the same
+``status:<service>@<start>`` for a FAILED run (``flap:<service>@<declared>`` for a
+flapping period). The same stored rows give the same
 id on every request, so links and notes never move. The start in the id lets a
 lookup read only from that time on.
 
