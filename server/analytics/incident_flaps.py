@@ -92,8 +92,11 @@ def status_periods(storage: Storage, config: Config, services: Collection[str],
     out: Periods = {}
     for row in rows:
         moves = sorted((aware(at), int(a), int(b)) for at, a, b in row["moves"])
-        found = detect(moves, intervals.get(row["service_id"], 60.0), end,
-                       window=flapping.window, high=flapping.high, low=flapping.low)  # fmt: skip
+        interval = intervals.get(row["service_id"], 60.0)
+        if not _close(moves, least, timedelta(seconds=interval * flapping.window)):
+            continue  # its changes are never close enough to flap: no check-by-check replay
+        found = detect(moves, interval, end, window=flapping.window, high=flapping.high,
+                       low=flapping.low)  # fmt: skip
         if found:
             out[row["service_id"]] = found
     return out
@@ -129,3 +132,12 @@ def members(storage: Storage, periods: Mapping[str, list[Period]],
             out.append(Member(f"{FLAP_PREFIX}{sid}@{key_start(declared)}", "", sid, "warning",
                               declared, stopped, "flapping", run_began=began))  # fmt: skip
     return out
+
+
+def _close(moves: list[tuple[datetime, int, int]], least: int, span: timedelta) -> bool:
+    """Whether ``least`` of ``moves`` (oldest first) fall within ``span`` of each other
+    somewhere: the most changes the last ``window`` checks can hold (one a check).
+    :func:`detect` replays every check (~20 us each); a service with 30 outages a month
+    an hour apart pays this scan instead."""
+    return any(moves[i + least - 1][0] - moves[i][0] <= span
+               for i in range(len(moves) - least + 1))  # fmt: skip
