@@ -50,10 +50,11 @@ class Site:
         self.config = root / "lightbulb.yaml"
         self.daemon: DaemonProcess | None = None
 
-    def write(self, rules: str) -> None:
+    def write(self, rules: str, disabled: str = "") -> None:
         def svc(sid: str, label: str) -> str:
             script = f"exit $(cat {self.state / sid} 2>/dev/null || echo 0)"
-            return (f'  - {{id: {sid}, label: "{label}", type: command, interval: 1s, '
+            off = ", enabled: false" if sid == disabled else ""
+            return (f'  - {{id: {sid}, label: "{label}", type: command, interval: 1s{off}, '
                     f"command: {{command: [sh, -c, {json.dumps(script)}]}}}}\n")  # fmt: skip
 
         self.config.write_text(
@@ -81,9 +82,9 @@ class Site:
         assert self.daemon is not None
         return self.daemon
 
-    def reload(self, rules: str) -> None:
+    def reload(self, rules: str, disabled: str = "") -> None:
         done = sum(1 for line in self.d.lines if "reloaded " in line)
-        self.write(rules)
+        self.write(rules, disabled)
         self.d.signal(signal.SIGHUP)
         assert wait_until(lambda: sum("reloaded " in x for x in self.d.lines) > done, 30), (
             self.d.output[-3000:]
@@ -104,6 +105,15 @@ class Site:
         query = f"?service={service}" if service else ""
         found: list[dict[str, Any]] = json.loads(self.get(f"/api/v1/incidents{query}"))["incidents"]
         return found
+
+    def note(self, iid: str, text: str) -> None:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.port}/api/v1/incidents/{iid}/note", method="PUT",
+            data=json.dumps({"note": text}).encode(),
+            headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
+        )  # fmt: skip
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - loopback
+            assert response.status == 200
 
     def one(self, iid: str) -> dict[str, Any]:
         found: dict[str, Any] = json.loads(self.get(f"/api/v1/incidents/{iid}"))
@@ -133,15 +143,23 @@ def open_of(site: Site, service: str) -> list[dict[str, Any]]:
     return [i for i in site.incidents(service) if i["open"]]
 
 
+def failing(site: Site, rule: str, service: str) -> dict[str, Any]:
+    """``service`` made to fail, its alert of ``rule`` firing (None: no rule, a run of
+    FAILED) and its incident open; returns that incident."""
+    site.d.wait_for_checks(service, 2)
+    site.fail(service)
+    if rule:
+        assert wait_until(lambda: site.firing(f"{rule}:{service}"), 20)
+    assert wait_until(lambda: len(open_of(site, service)) == 1, 20), site.incidents()
+    (found,) = open_of(site, service)
+    return found
+
+
 def test_a_rule_removed_while_its_service_fails_leaves_its_incident_going_on(
     site: Site,
 ) -> None:
     site.start(R_HDB + R_WEB1)
-    site.d.wait_for_checks("web1", 2)
-    site.fail("web1")
-    assert wait_until(lambda: site.firing("r-web1:web1"), 20)
-    assert wait_until(lambda: len(open_of(site, "web1")) == 1, 20), site.incidents()
-    (before,) = open_of(site, "web1")
+    before = failing(site, "r-web1", "web1")
 
     site.reload(R_HDB)  # r-web1 removed; web1 still fails
     site.d.wait_for_checks("web1", 3)
@@ -166,12 +184,8 @@ def test_disabling_a_failing_causes_rule_keeps_its_incident_and_dependant_going_
     site: Site,
 ) -> None:
     site.start(R_HDB + R_WEB1)
-    site.d.wait_for_checks("hdb", 2)
-    site.fail("hdb")
-    assert wait_until(lambda: site.firing("r-hdb:hdb"), 20)
-    site.fail("web1")  # inhibited, caused by hdb: one incident
-    assert wait_until(lambda: site.firing("r-web1:web1"), 20)
-    assert wait_until(lambda: len(open_of(site, "web1")) == 1, 20), site.incidents()
+    failing(site, "r-hdb", "hdb")
+    failing(site, "r-web1", "web1")  # inhibited, caused by hdb: one incident
     (before,) = open_of(site, "hdb")
     assert before["services"] == ["hdb", "web1"], before
     entries = site.feed()
@@ -192,12 +206,8 @@ def test_a_rule_added_during_a_run_while_a_hidden_cause_fires_keeps_one_incident
     site: Site,
 ) -> None:
     site.start(R_HDB)
-    site.d.wait_for_checks("web2", 2)
-    site.fail("hdb")
-    assert wait_until(lambda: site.firing("r-hdb:hdb"), 20)
-    site.fail("web2")  # no rule: a run of FAILED, its own incident
-    assert wait_until(lambda: len(open_of(site, "web2")) == 1, 20), site.incidents()
-    (run,) = open_of(site, "web2")
+    failing(site, "r-hdb", "hdb")
+    run = failing(site, "", "web2")  # no rule: a run of FAILED, its own incident
     assert run["alerts"] == [] and run["services"] == ["web2"], run
 
     site.reload(R_HDB + R_WEB2)  # it fires at once, inhibited while hdb fires
@@ -222,3 +232,59 @@ def test_a_rule_added_during_a_run_while_a_hidden_cause_fires_keeps_one_incident
     page = site.get("/status")
     assert "recovered" not in page and page.count('class="incident open"') == 1
     assert [title for title, _ in site.feed()] == ["Ongoing: Web Two"]
+
+
+def test_renaming_the_rules_of_a_failing_service_and_of_a_failing_cause_keeps_both_going(
+    site: Site,
+) -> None:
+    """web1 fails alone; then hdb fails and web2 with it (one incident). One reload
+    renames r-web1 and r-hdb: to the engine two new alerts (r-web1x firing inhibited by
+    hdb now), to the incidents the same two outages going on."""
+    site.start(R_HDB + R_WEB1 + R_WEB2)
+    alone = failing(site, "r-web1", "web1")
+    cause = failing(site, "r-hdb", "hdb")
+    failing(site, "r-web2", "web2")
+    assert wait_until(lambda: open_of(site, "hdb")[0]["services"] == ["hdb", "web2"], 20)
+    site.note(alone["id"], "Looking at web1.")
+    entries = site.feed()
+    assert sorted(title for title, _ in entries) == ["Ongoing: Web One", "Ongoing: Web Two"]
+
+    renamed = R_HDB.replace("r-hdb", "r-hdb2") + R_WEB1.replace("r-web1", "r-web1x") + R_WEB2
+    site.reload(renamed)
+    assert wait_until(lambda: site.firing("r-web1x:web1") and site.firing("r-hdb2:hdb"), 20)
+    site.d.wait_for_checks("web1", 3)
+    web1, hdb = open_of(site, "web1"), open_of(site, "hdb")
+    assert [i["id"] for i in web1] == [alone["id"]], web1  # not a second ongoing one
+    assert [i["id"] for i in hdb] == [cause["id"]], hdb
+    assert [(a["service_id"], a["open"]) for a in web1[0]["affected"]] == [("web1", True)]
+    assert [(a["service_id"], a["open"]) for a in hdb[0]["affected"]] == [
+        ("hdb", True), ("web2", True)]  # fmt: skip
+    assert sorted(web1[0]["alerts"]) == ["r-web1:web1", "r-web1x:web1"]
+    page = site.get("/status")
+    assert "recovered" not in page and page.count('class="incident open"') == 2
+    assert "Looking at web1." in page
+    assert site.feed() == entries  # the same entries, still ongoing
+
+
+def test_a_failing_service_disabled_and_enabled_again_keeps_its_incident_and_note(
+    site: Site,
+) -> None:
+    """Decided: disabled, nothing checks it (its alert retired, its incident ended then,
+    off the page); enabled again while its check still fails, it goes on in the same
+    incident, note and all, never shown resolved on the page in between."""
+    site.start(R_WEB1)
+    before = failing(site, "r-web1", "web1")
+    site.note(before["id"], "Disk full on web1.")
+
+    site.reload(R_WEB1, disabled="web1")
+    assert wait_until(lambda: not open_of(site, "web1"), 20), site.incidents()
+    page = site.get("/status")
+    assert "Web One" not in page and "resolved" not in page
+
+    site.reload(R_WEB1)
+    assert wait_until(lambda: site.firing("r-web1:web1"), 20)
+    site.d.wait_for_checks("web1", 2)
+    assert [i["id"] for i in open_of(site, "web1")] == [before["id"]], site.incidents()
+    page = site.get("/status")
+    assert f'id="incident-{before["id"]}"' in page and "Disk full on web1." in page
+    assert [title for title, _ in site.feed()] == ["Ongoing: Web One"]

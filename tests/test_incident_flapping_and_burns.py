@@ -9,14 +9,15 @@ checks at the service's interval: the engine's own flap detection (Nagios-style,
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from checkers.base import CheckResult, Status
+from server.alerting.log import aware
 from server.analytics.incident_timeline import timeline
-from server.analytics.incidents import Incident, Incidents, incident_id
+from server.analytics.incidents import Incidents, incident_id
 from server.analytics.rule_coverage import coverage, record
 from server.config.models import DashboardConfig
 from server.recorder import Recorder
@@ -26,48 +27,30 @@ from server.validation import parse_config
 from server.web import WebContext, create_app
 from tests.alerting_harness import Harness
 from tests.support.clock import FakeClock
-from tests.web_fixture import NOW, Svc
+from tests.support.incident_site import NOW, Site, Svc, entries, sections
 
 FLAPPY = """
 alert_rules:
   - {id: web-down, service: web, condition: "status >= FAILED", channels: [hook]}
 alerting: {group_wait: 0s, flapping: {window: 6}}
 """
-INTERVAL = 10  # seconds: the harness's services are checked every 10 s
+INTERVAL = timedelta(seconds=10)  # the harness's services are checked every 10 s
 
 
-class Flapper:
-    def __init__(self, root: Path) -> None:
-        self.store = EmbeddedStorage(root / "db", "monitor")
-        apply_schema(self.store, Target("monitor"))
-        self.h = Harness(FLAPPY, FakeClock(NOW - timedelta(hours=1)))
-        self.recorder = Recorder(self.h, listener=self.h.engine)
-        self.at: list[datetime] = []
+class Flapper(Site):
+    """Checks of web alone, at its interval."""
 
     def checks(self, plan: str) -> None:
-        """One check of web per character, an interval apart: ``.`` OK, ``x`` FAILED."""
-        for mark in plan:
-            at = self.h.clock.advance(INTERVAL)
-            self.at.append(at)
-            status = Status.FAILED if mark == "x" else Status.OK
-            self.recorder.record(Svc("web"), CheckResult(status, f"web {mark}"), at)
-            self.h.deliver()
-        self.h.clock.advance(1)
-        self.h.log.sync()
-        self.h.insert_into(self.store)
-
-    def incidents(self, start: datetime | None = None, limit: int | None = None) -> list[Incident]:
-        found = Incidents(self.store, self.h.config).between(
-            start or NOW - timedelta(days=1), self.h.clock.now(), limit=limit
-        )
-        return sorted(found, key=lambda i: i.start)
+        self.play({"web": plan})
 
 
 @pytest.fixture
-def flapper(tmp_path: Path) -> Iterator[Flapper]:
-    f = Flapper(tmp_path)
+def flapper(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Flapper]:
+    """Web checked alone at its interval, under the rules ``param`` (else FLAPPY)."""
+    rules = getattr(request, "param", FLAPPY)
+    f = Flapper(tmp_path, rules, step=INTERVAL, shown=["web"], start=NOW - timedelta(hours=1))
     yield f
-    f.store.close()
+    f.close()
 
 
 def test_a_flapping_period_is_one_incident_whose_timeline_keeps_each_firing(
@@ -76,15 +59,21 @@ def test_a_flapping_period_is_one_incident_whose_timeline_keeps_each_firing(
     f = flapper
     f.checks("." + "x." * 12 + "." * 12)  # flaps (every other check fails), then settles
     flapped = f.store.query(
-        "SELECT event FROM monitor.alert_events WHERE event IN ('flapping', 'flapping_end') "
-        "ORDER BY timestamp"
+        "SELECT event, timestamp FROM monitor.alert_events "
+        "WHERE event IN ('flapping', 'flapping_end') ORDER BY timestamp"
     )
     assert [r["event"] for r in flapped] == ["flapping", "flapping_end"]  # the engine's say
     f.checks("xx..")  # a later outage, after it settled: an incident of its own
     first, later = f.incidents()
-    assert len(first.members) == 12 and first.services == ["web"] and first.end is not None
-    assert [m.start for m in first.members] == f.at[1:25:2]  # each firing, in order
-    assert first.start == f.at[1] and first.end == f.at[24]
+    fired = [m for m in first.members if not m.flap]
+    (period,) = [m for m in first.members if m.flap]
+    assert len(fired) == 12 and first.services == ["web"] and first.end is not None
+    assert [m.start for m in fired] == f.at[1:25:2]  # each firing, in order
+    assert (period.start, period.end) == tuple(aware(r["timestamp"]) for r in flapped)
+    assert first.start == f.at[1] and first.end == period.end  # ongoing until it settled
+    (spell,) = first.spells()
+    assert (spell.start, spell.end, spell.firings, spell.flapping) == (
+        f.at[1], period.end, 12, True)  # fmt: skip
     assert len(later.members) == 1 and later.start == f.at[-4]
     firings = [e for e in timeline(Incidents(f.store, f.h.config), first, f.h.clock.now())
                if e["kind"] == "alert" and "-> firing" in e["text"]]  # fmt: skip
@@ -92,7 +81,7 @@ def test_a_flapping_period_is_one_incident_whose_timeline_keeps_each_firing(
     # the same incident, whoever asks: by a later firing's id, from mid-flap, a page of one
     source = Incidents(f.store, f.h.config)
     again = source.get(incident_id(first.members[-1]), f.h.clock.now())
-    assert again is not None and (again.id, len(again.members)) == (first.id, 12)
+    assert again is not None and (again.id, len(again.members)) == (first.id, 13)
     assert [i.id for i in f.incidents(start=f.at[15])] == [first.id, later.id]
     assert [i.id for i in f.incidents(start=f.at[15], limit=2)] == [first.id, later.id]
 
@@ -149,3 +138,48 @@ def test_a_service_only_an_slo_burn_rule_selects_has_its_outage_as_an_incident(
     page = app.test_client().get("/status").get_data(as_text=True)
     assert f'data-incident="{found.id}"' in page and "SLO tight" in page
     store.close()
+
+
+RULELESS = """
+alerting: {group_wait: 0s, flapping: {window: 6}}
+"""
+HELD = """
+alert_rules:
+  - {id: web-down, service: web, condition: "status >= FAILED", for: 30s, channels: [hook]}
+alerting: {group_wait: 0s, flapping: {window: 6}}
+"""
+
+
+@pytest.mark.parametrize(
+    ("flapper", "members"),
+    [(FLAPPY, "firings"),  # a rule without ``for:``: a firing a failed check
+     (RULELESS, "runs"),  # no rule: a run of FAILED a failed check (flapping found on them)
+     (HELD, "none")],  # ``for: 30s`` never met: no firing at all, the service still fails
+    indirect=["flapper"], ids=["a-rule", "no-rule", "for-never-met"],
+)  # fmt: skip
+def test_a_flapping_service_is_one_incident_ongoing_throughout_and_told_once(
+    flapper: Flapper, members: str
+) -> None:
+    """Every other check fails, 13 times: /status and the feed say "ongoing" at every
+    look from when it flaps (never "resolved" between two failures), one entry, one
+    line with the count; the dashboard lists one incident."""
+    f = flapper
+    f.checks("." + "x." * 3)  # the engine (or the status changes) need 6 checks to judge
+    looks = []
+    for _ in range(10):
+        f.checks("x.")  # each look comes after an OK check, between two failures
+        c = f.client()
+        shown = sections(c.get("/status").get_data(as_text=True))
+        looks.append(([e["title"] for e in entries(c)], shown.count('class="incident open"'),
+                      "resolved" in shown))  # fmt: skip
+    assert looks == [(["Ongoing: web"], 1, False)] * 10
+    (incident,) = f.incidents()
+    assert incident.end is None and incident.services == ["web"]
+    kinds = {"firings": "web-down", "runs": "", "none": None}[members]
+    failed = [m for m in incident.members if not m.flap]
+    assert [m.rule_id for m in failed] == ([kinds] * 13 if kinds is not None else [])
+    (entry,) = entries(c)
+    told = 13 if kinds is not None else 0
+    said = f"; flapping: {told} firings)." if told else "; flapping)."  # 0: none fired
+    assert entry["summary"].count("web: from ") == 1 and said in entry["summary"], entry
+    assert f'<p class="muted">{said[2:-2]}</p>' in shown

@@ -188,6 +188,6 @@ def test_an_inhibited_firing_joins_the_newest_open_incident_of_its_cause() -> No
     down = Member("down:web@2", "down", "web", "critical", at + timedelta(minutes=14), None, "down")
     later = at + timedelta(minutes=14, seconds=1)
     dependant = Member("down:web2@3", "down", "web2", "critical", later, None, "down", "web")
-    found = group([dependant, down, burn])
+    found = group([dependant, down, burn], burns={"burn"})
     assert [[m.key for m in i.members] for i in found] == [
         ["burn:web@1"], ["down:web@2", "down:web2@3"]]  # fmt: skip

@@ -21,6 +21,7 @@ from server.schema import Target, apply_schema
 from server.storage.embedded import EmbeddedStorage
 from server.validation import parse_config
 from server.web import WebContext, create_app, slo_view
+from server.web.api_history import SHADES
 from tests.support.clock import FakeClock
 from tests.support.rows import MemoryRows
 
@@ -122,10 +123,13 @@ def test_a_badge_is_red_when_the_api_says_missed_and_green_only_when_met(
     badge = app.get(f"/api/v1/services/{sid}/badge?metric=slo").get_json()
     left = api["error_budget_remaining_percent"]
     if api["met"] is False or left < 0:
-        assert badge["color"] == "red", (api, badge)
+        assert badge["color"] == SHADES["red"], (api, badge)
         assert "missed" in badge["message"] or "overspent" in badge["message"], badge
     else:
-        assert badge["color"] in ("brightgreen", "yellow") and " met" in badge["message"], badge
+        assert (
+            badge["color"] in (SHADES["brightgreen"], SHADES["yellow"])
+            and " met" in badge["message"]
+        ), badge
     shown = re.search(r"([\d.,]+)% budget left", badge["message"])
     if shown is not None:  # the share the API gives, rounded, never onto 100
         assert float(shown.group(1)) == pytest.approx(left, abs=0.5), (api, badge)
@@ -136,7 +140,7 @@ def test_a_service_failing_since_its_first_check_is_a_red_badge(app: FlaskClient
     api = app.get("/api/v1/services/newfail").get_json()["slo"]
     assert api["availability"] == 0 and api["met"] is False
     badge = app.get("/api/v1/services/newfail/badge?metric=slo").get_json()
-    assert badge["color"] == "red" and badge["message"].startswith("0.00% missed"), badge
+    assert badge["color"] == SHADES["red"] and badge["message"].startswith("0.00% missed"), badge
 
 
 def test_a_budget_share_short_of_100_is_not_shown_as_100() -> None:

@@ -17,8 +17,10 @@ from server.analytics.slo import significant
 from server.config.models import Config, DashboardConfig, StatusPageConfig
 from server.storage.embedded import EmbeddedStorage
 from server.web import WebContext, create_app
+from server.web.api_history import BAND_COLOURS, SHADES, STATUS_COLOURS
 from tests.dashboard_fixture import NOW, build
 from tests.support.clock import FakeClock
+from tests.test_contrast import contrast
 
 Data = tuple[EmbeddedStorage, Config, FakeClock, Any]
 
@@ -188,10 +190,11 @@ def test_badges_answer_in_the_shields_io_endpoint_schema(
 ) -> None:
     c = client()
     assert c.get("/api/v1/services/search/badge").get_json() == {
-        "schemaVersion": 1, "label": "Search API", "message": "failed", "color": "red"}  # fmt: skip
+        "schemaVersion": 1, "label": "Search API", "message": "failed",
+        "color": SHADES["red"]}  # fmt: skip
     uptime = c.get("/api/v1/services/search/badge?metric=uptime&period=1d").get_json()
     assert uptime == {"schemaVersion": 1, "label": "uptime 1d", "message": "83.33%",
-                      "color": "red"}  # fmt: skip
+                      "color": SHADES["red"]}  # fmt: skip
     slo = c.get("/api/v1/services/shop/badge?metric=slo").get_json()
     assert slo["label"] == "SLO 99.5%" and slo["message"].endswith("% budget left")
     assert c.get("/api/v1/services/search/badge?metric=slo").status_code == 404
@@ -247,3 +250,13 @@ def test_markup_built_in_python_escapes_through_the_one_rule() -> None:
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and node.module == "markupsafe":
                 assert "escape" not in {a.name for a in node.names}, path
+
+
+def test_every_badge_colour_reads_at_4_5_to_1_with_white_text() -> None:
+    """shields.io draws white text on a dark badge colour; its named colours read at 1.95:1
+    (yellow) to 4.38:1 (brightgreen). Every colour a badge answers with is one of ours."""
+    assert set(STATUS_COLOURS.values()) | set(BAND_COLOURS.values()) <= SHADES.keys()
+    assert {"red", "yellow", "brightgreen", "lightgrey"} <= SHADES.keys()  # the SLO badge's
+    for name, shade in SHADES.items():
+        assert re.fullmatch(r"#[0-9a-f]{6}", shade), name
+        assert contrast(shade, "#ffffff") >= 4.5, (name, shade, contrast(shade, "#ffffff"))

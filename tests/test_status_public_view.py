@@ -76,3 +76,20 @@ def test_a_feed_entry_moves_forward_when_a_resolved_incident_reopens() -> None:
     assert before[0].id == after[0].id and before[0].end == at(5) and after[0].end is None
     assert updated(before[0]) == at(5)
     assert updated(after[0]) == at(8)
+
+
+def test_an_slo_burn_firing_across_two_outages_does_not_chain_them() -> None:
+    """thou (only an slo_burn rule selects it: its outages are runs of FAILED) fails, the
+    burn fires during the outage and keeps firing after it; a second outage while the
+    burn still fires is a new incident, not the first one reopened."""
+    burns = burn_rules(config())
+    first, burn, second = run("thou", 0, 5), firing("thou-burn", "thou", 3, None), run(
+        "thou", 20, 25)  # fmt: skip
+    found = group([second, burn, first], burns=burns)
+    assert [[m.key for m in i.members] for i in found] == [
+        [first.key, burn.key], [second.key]]  # fmt: skip
+    public = shown(found, {"thou"}, burns)
+    assert [(p.start, p.end) for p in public] == [(at(20), at(25)), (at(0), at(5))]
+    # and an outage that began while the burn fired, the burn having begun on its own
+    alone = firing("thou-burn", "thou", 0, None)
+    assert len(group([alone, run("thou", 10, 15)], burns=burns)) == 2

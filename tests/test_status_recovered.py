@@ -15,82 +15,27 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
-from xml.etree import ElementTree as ET
 
 import pytest
-from flask.testing import FlaskClient
 
-from checkers.base import CheckResult, Status
+from server.analytics.incident_timeline import timeline
 from server.analytics.incidents import Incidents
-from server.config.models import DashboardConfig, StatusPageConfig
-from server.recorder import Recorder
-from server.schema import Target, apply_schema
-from server.storage.embedded import EmbeddedStorage
-from server.web import WebContext, create_app
 from server.web.charts import utc
-from tests.alerting_harness import Harness
-from tests.support.clock import FakeClock
-from tests.web_fixture import NOW, RULES, Svc
+from tests.support.incident_site import NOW, TOKEN, Site, entries, sections, stamp
 
-ATOM = "{http://www.w3.org/2005/Atom}"
-TOKEN = {"Authorization": "Bearer t0ken"}
-STEP = timedelta(minutes=5)
-# one character per check, STEP apart: "." OK, "x" FAILED
+# one character per check, five minutes apart: "." OK, "x" FAILED
 PLAN = {"db": "..xxxxxxxx", "api": "...xxx....", "web": "....xxx..."}
 AFTER = 7  # checks recorded in the first look: api back, web and db still down
-
-
-class Site:
-    def __init__(self, root: Path) -> None:
-        self.store = EmbeddedStorage(root / "db", "monitor")
-        apply_schema(self.store, Target("monitor"))
-        self.h = Harness(RULES, FakeClock(NOW - timedelta(hours=2)))
-        self.recorder = Recorder(self.h, listener=self.h.engine)
-        self.at: list[datetime] = []
-        config = self.h.config.model_copy(update={
-            "status_page": StatusPageConfig.model_validate(
-                {"groups": [{"name": "Front", "services": ["api", "web"]}]}),
-            "dashboard": DashboardConfig.model_validate(
-                {"auth": {"type": "bearer", "tokens": {"ops": "t0ken"}}}),
-        })  # fmt: skip
-        self.c = create_app(WebContext(config, self.store, self.h.clock, self.h.engine))
-        self.client = self.c.test_client()
-
-    def checks(self, first: int, last: int) -> None:
-        for i in range(first, last):
-            at = self.h.clock.advance(STEP.total_seconds())
-            self.at.append(at)
-            for sid in ("db", "api", "web"):  # the cause first, as a daemon's tick may
-                status = Status.FAILED if PLAN[sid][i] == "x" else Status.OK
-                self.recorder.record(Svc(sid), CheckResult(status, f"{sid} {i}"), at)
-            self.h.deliver()
-        self.h.clock.advance(1)  # reads come a moment after the last check
-        self.h.log.sync()
-        self.h.insert_into(self.store)
 
 
 @pytest.fixture
 def site(tmp_path: Path) -> Iterator[Site]:
     s = Site(tmp_path)
-    s.checks(0, AFTER)
+    s.play({sid: line[:AFTER] for sid, line in PLAN.items()})
     yield s
-    s.store.close()
-
-
-def sections(page: str) -> str:
-    return "".join(re.findall(r'<section class="incidents.*?</section>', page, re.S))
-
-
-def entries(c: FlaskClient) -> list[dict[str, str]]:
-    root = ET.fromstring(c.get("/status/feed.atom").data)  # noqa: S314 - our own output
-    return [{k: e.findtext(f"{ATOM}{k}") or "" for k in ("title", "summary", "id", "published")}
-            for e in root.findall(f"{ATOM}entry")]  # fmt: skip
-
-
-def stamp(at: datetime) -> str:
-    return at.strftime("%Y-%m-%dT%H:%M:%SZ")
+    s.close()
 
 
 def hidden_traces(s: Site) -> list[str]:
@@ -103,7 +48,7 @@ def hidden_traces(s: Site) -> list[str]:
 def test_a_dependant_back_up_is_shown_recovered_while_its_hidden_cause_still_fails(
     site: Site,
 ) -> None:
-    s, c = site, site.client
+    s, c = site, site.client()
     api_start, api_end, web_start = s.at[3], s.at[6], s.at[4]
     page = c.get("/status").get_data(as_text=True)
     shown = sections(page)
@@ -125,7 +70,7 @@ def test_a_dependant_back_up_is_shown_recovered_while_its_hidden_cause_still_fai
     for trace in hidden_traces(s):
         assert trace not in c.get("/status/feed.atom").get_data(as_text=True), trace
 
-    s.checks(AFTER, len(PLAN["db"]))  # web back too; db still failing
+    s.play({sid: line[AFTER:] for sid, line in PLAN.items()})  # web back too; db still failing
     shown = sections(c.get("/status").get_data(as_text=True))
     assert "Current incidents" not in shown and "ongoing" not in shown
     web_end = s.at[7]
@@ -138,7 +83,7 @@ def test_a_dependant_back_up_is_shown_recovered_while_its_hidden_cause_still_fai
 
 
 def test_the_public_id_opens_the_same_incident_and_a_note_reaches_the_page(site: Site) -> None:
-    s, c = site, site.client
+    s, c = site, site.client()
     (incident,) = Incidents(s.store, s.h.config).between(NOW - timedelta(days=1), s.at[-1])
     assert incident.services == ["db", "api", "web"] and incident.end is None
     page = c.get("/status").get_data(as_text=True)
@@ -155,7 +100,7 @@ def test_the_public_id_opens_the_same_incident_and_a_note_reaches_the_page(site:
 
 
 def test_the_dashboard_keeps_the_incident_open_but_marks_members_back_up(site: Site) -> None:
-    s, c = site, site.client
+    s, c = site, site.client()
     (row,) = c.get("/api/v1/incidents", headers=TOKEN).get_json()["incidents"]
     assert row["open"] is True and row["end"] is None  # db still fires
     affected = {a["service_id"]: (a["start"], a["end"], a["open"]) for a in row["affected"]}
@@ -177,3 +122,16 @@ def test_the_dashboard_keeps_the_incident_open_but_marks_members_back_up(site: S
         "api": f"api: {utc(s.at[3])} to {utc(s.at[6])} (recovered)",
         "web": f"web: since {utc(s.at[4])} (ongoing)",
     }
+
+
+def test_no_timeline_text_has_an_empty_part(site: Site) -> None:
+    """Every entry of the incident's timeline (transitions, inhibited and held firings,
+    notices): no "(, caused by db)", "()", "( ", a colon or comma with nothing after."""
+    s = site
+    s.play({sid: line[AFTER:] for sid, line in PLAN.items()})
+    source = Incidents(s.store, s.config())
+    (incident,) = source.between(NOW - timedelta(days=1), s.h.clock.now())
+    texts = [e["text"] for e in timeline(source, incident, s.h.clock.now())]
+    assert any("caused by db" in t for t in texts), texts
+    empty = re.compile(r"\(\s*[,;:]|[,;:]\s*\)|\(\s*\)|[,;:]\s*$|\s$|^\s|,\s*,")
+    assert [t for t in texts if empty.search(t)] == []

@@ -11,79 +11,30 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
 
-from checkers.base import CheckResult, Status
 from server.analytics.incidents import Incidents
-from server.config.models import Config, DashboardConfig, StatusPageConfig
-from server.recorder import Recorder
-from server.schema import Target, apply_schema
-from server.storage.embedded import EmbeddedStorage
 from server.validation import parse_config
-from server.web import WebContext, create_app
 from server.web.charts import utc
 from server.web.status_view import listed
-from tests.alerting_harness import Harness
-from tests.support.clock import FakeClock
-from tests.test_status_recovered import entries, sections
-from tests.web_fixture import NOW, RULES, Svc
+from tests.support.incident_site import NOW, TOKEN, Site, entries, sections, stamp
+from tests.web_fixture import RULES
 
-ATOM = "{http://www.w3.org/2005/Atom}"
-TOKEN = {"Authorization": "Bearer t0ken"}
-STEP = timedelta(minutes=5)
-# one character per check, STEP apart: "." OK, "x" FAILED
+# one character per check, five minutes apart: "." OK, "x" FAILED
 PLAN = {"db": "..xxxxxxxxx", "api": "...xx..xxxx", "web": "....xxxxxxx"}
-
-
-class Site:
-    def __init__(self, root: Path) -> None:
-        self.store = EmbeddedStorage(root / "db", "monitor")
-        apply_schema(self.store, Target("monitor"))
-        self.h = Harness(RULES, FakeClock(NOW - timedelta(hours=2)))
-        self.recorder = Recorder(self.h, listener=self.h.engine)
-        self.at: list[datetime] = []
-        for i in range(len(PLAN["db"])):
-            at = self.h.clock.advance(STEP.total_seconds())
-            self.at.append(at)
-            for sid in ("db", "api", "web"):
-                status = Status.FAILED if PLAN[sid][i] == "x" else Status.OK
-                self.recorder.record(Svc(sid), CheckResult(status, f"{sid} {i}"), at)
-            self.h.deliver()
-        self.h.clock.advance(1)
-        self.h.log.sync()
-        self.h.insert_into(self.store)
-
-    def config(self, disabled: str = "") -> Config:
-        services = [s.model_copy(update={"enabled": False}) if s.id == disabled else s
-                    for s in self.h.config.services]  # fmt: skip
-        return self.h.config.model_copy(update={
-            "services": services,
-            "status_page": StatusPageConfig.model_validate(
-                {"groups": [{"name": "Front", "services": ["api", "web"]}]}),
-            "dashboard": DashboardConfig.model_validate(
-                {"auth": {"type": "bearer", "tokens": {"ops": "t0ken"}}}),
-        })  # fmt: skip
-
-    def client(self, disabled: str = "") -> FlaskClient:
-        app = create_app(WebContext(self.config(disabled), self.store, self.h.clock,
-                                    self.h.engine))  # fmt: skip
-        return app.test_client()
 
 
 @pytest.fixture
 def site(tmp_path: Path) -> Iterator[Site]:
     s = Site(tmp_path)
+    s.play(PLAN)
     yield s
-    s.store.close()
-
-
-def stamp(at: datetime) -> str:
-    return at.strftime("%Y-%m-%dT%H:%M:%SZ")
+    s.close()
 
 
 def test_a_member_that_left_and_rejoined_has_each_part_apart_and_is_not_shown_recovered(
@@ -165,3 +116,18 @@ status_page: {groups: [{name: Shop, services: ["stack:shop"]}]}
         "t.yaml",
     )
     assert listed(config) == {"web", "api"}
+
+
+def test_disabling_a_member_that_rejoined_never_moves_the_entry_updated_back(site: Site) -> None:
+    """api rejoined at at[7], the newest change of the entry; disabled then (its alert
+    retired at the reload), the page shows only web, which began at at[4]: ``updated``
+    must stay at or after at[7], moved forward to the disable."""
+    s = site
+    before = entries(s.client())[0]["updated"]
+    assert before == stamp(s.at[7])
+    assert entries(s.client(disabled="api"))[0]["updated"] == before  # the page alone
+    s.reload(RULES, disabled="api")
+    retired = s.h.clock.now()
+    s.play({"db": "x", "web": "x"})
+    (entry,) = entries(s.client())
+    assert entry["title"] == "Ongoing: web" and entry["updated"] == stamp(retired) > before

@@ -16,6 +16,7 @@ from server.config.models import DashboardConfig
 from server.storage.embedded import EmbeddedStorage
 from server.web import WebContext, create_app
 from server.web.alerts_view import current_alerts
+from server.web.api_history import SHADES
 from tests.alerting_harness import Harness
 from tests.web_fixture import build
 
@@ -117,7 +118,7 @@ def test_a_disabled_service_says_so_on_its_page_api_and_badge(
         assert "'db' is disabled (enabled: false in the configuration)" in said
     assert "no service 'nope'" in text(c.get("/api/v1/services/nope"))
     badge = c.get("/api/v1/services/db/badge").get_json()
-    assert (badge["message"], badge["color"]) == ("disabled", "lightgrey")
+    assert (badge["message"], badge["color"]) == ("disabled", SHADES["lightgrey"])
     assert c.get("/api/v1/services/nope/badge").status_code == 404
 
 

@@ -19,6 +19,7 @@ from server.alerting.state import alert_id
 from server.core.times import within
 
 SEVERITY_ORDER = ("info", "warning", "critical")
+FLAP_PREFIX = "flap:"  # member key of a flapping period: flap:<service>@<start>
 _ID = re.compile(r"(\d{8}T\d{6})(\d{3})Z-[0-9a-f]{8}", re.ASCII)  # fullmatch: no "\n" after
 
 
@@ -43,6 +44,13 @@ class Member:
         return alert_id(self.rule_id, self.service_id) if self.rule_id else ""
 
     @property
+    def flap(self) -> bool:
+        """A flapping period of the service (:mod:`server.analytics.incident_flaps`): open
+        while it flaps, so its incident is ongoing between firings; ``run_began`` is
+        where the checks that made it flap begin."""
+        return self.key.startswith(FLAP_PREFIX)
+
+    @property
     def reach(self) -> datetime:
         """How far back this member's outage goes: ``run_began`` of a handed-over run
         (the service failed since then; the alert it goes on from ended in between),
@@ -62,10 +70,20 @@ class Spell:
     service_id: str
     start: datetime
     end: datetime | None
+    firings: int = 1  # firings and runs of FAILED it holds (a flapping period: many)
+    flapping: bool = False  # it holds a flapping period: its firings are one stretch
 
     def duration(self, now: datetime) -> timedelta:
         """Start to end, or to ``now`` while open."""
         return (self.end or now) - self.start
+
+    @property
+    def aside(self) -> str:
+        """``flapping: 37 firings`` for a stretch that flapped (one line for all of its
+        firings, wherever it is told), else ''."""
+        if not self.flapping or not self.firings:
+            return "flapping" if self.flapping else ""  # failing too briefly to fire
+        return f"flapping: {self.firings} firing{'' if self.firings == 1 else 's'}"
 
 
 @dataclass
@@ -97,21 +115,27 @@ class Incident:
 
     def spells(self) -> list[Spell]:
         """Each affected service's stretches (:class:`Spell`), services in the order of
-        :attr:`services`, each service's oldest first."""
+        :attr:`services`, each service's oldest first. Members within one of the service's
+        flapping periods (a ``flap`` member, from where its checks began flapping to its
+        end) are one stretch: a flapping service is not back up between two firings."""
         mine: dict[str, list[Member]] = {}
         for m in self.members:
             mine.setdefault(m.service_id, []).append(m)
         out = []
         for sid, members in mine.items():
+            flaps = [(m.reach, m.end) for m in members if m.flap]
             first, *rest = sorted(members, key=lambda m: m.start)
-            start, end = first.start, first.end
+            start, end, count, flapping = first.start, first.end, int(not first.flap), first.flap
             for m in rest:
-                if end is not None and m.reach > end:  # back up in between: a spell apart
-                    out.append(Spell(sid, start, end))
-                    start, end = m.start, m.end
+                held = any(a <= end and (b is None or m.start <= b)
+                           for a, b in flaps) if end is not None else True  # fmt: skip
+                if end is not None and m.reach > end and not held:  # back up in between
+                    out.append(Spell(sid, start, end, count, flapping))
+                    start, end, count, flapping = m.start, m.end, 0, False
                 elif end is not None:
                     end = None if m.end is None else max(end, m.end)
-            out.append(Spell(sid, start, end))
+                count, flapping = count + int(not m.flap), flapping or m.flap
+            out.append(Spell(sid, start, end, count, flapping))
         return out
 
     @property
@@ -199,28 +223,29 @@ Flaps = Mapping[str, list[tuple[datetime, datetime | None]]]  # service -> [(fro
 
 
 def group(members: list[Member], flaps: Flaps | None = None,
-          burns: Collection[str] | None = None) -> list[Incident]:  # fmt: skip
+          burns: Collection[str] = ()) -> list[Incident]:  # fmt: skip
     """Members into incidents. A member joins, the first that applies:
 
     1. the incident its own service is in: the newest member of the service open when
-       it starts (for a run handed over from its alert, at any time since the run
-       began), so a service is in one ongoing incident. A rule added during a rule-less
-       run fires into the run's incident (which keeps its id and note) even when
-       inhibition names a cause; a run handed over from its alert (the rule left while
-       the service failed: :meth:`server.analytics.incident_runs.Runs.failed`) goes on
-       in the alert's until the service is back; with ``burns`` given, a second rule's
-       firing joins the first's, but not between firings of the rules ``burns``
-       (``slo_burn``, :func:`server.alerting.rules.burn_rules`) and other firings: a
-       long SLO burn is not the outage that began during it, two incidents (without
-       ``burns``, firings of two rules are never joined this way).
+       it starts, or at any time since its ``reach`` (when the service's run of FAILED
+       began, for a firing or run that goes on from another: a rule renamed, removed,
+       disabled or added while the service failed, the service disabled and enabled
+       again still failing; the start of a flapping period's checks), so a service is
+       in one ongoing incident, whichever rules watched it. Except: an outage (a run,
+       or a firing of a rule not in ``burns``: ``slo_burn``,
+       :func:`server.alerting.rules.burn_rules`) never joins through a burn's firing,
+       which outlasts the outage by up to its window and would chain the next outage
+       to it; a burn's firing joins only a run or another burn (a long SLO burn is not
+       the outage that began during it).
     2. the incident its cause (``caused_by``, named by inhibition) had open when it
        started: the newest of them when the cause had several alerts firing (a long
        SLO burn and the outage that just began: the dependant failed with the outage).
-    3. the incident of the previous firing of the same alert when both its end and this
-       start fall in one of the service's flapping periods (``flaps``: from the alert
-       engine's ``flapping`` event, less the span of checks that made it flap, to its
-       ``flapping_end``, or None while it flaps): a flapping service's firings are one
-       incident, each firing a member of it (with its own notices and acks).
+    3. the incident of the previous firing of the same alert (or run of FAILED) when both
+       its end and this start fall in one of the service's flapping periods (``flaps``:
+       from when it was declared, less the span of checks that made it flap, to its end,
+       or None while it flaps: :mod:`server.analytics.incident_flaps`): a flapping
+       service's firings are one incident, each a member of it (with its own notices and
+       acks), as is the flapping period itself, which keeps it open while it flaps.
 
     Everything else opens its own."""
     # a cause firing in the same tick as what it inhibits comes first
@@ -230,13 +255,12 @@ def group(members: list[Member], flaps: Flaps | None = None,
     by_service: dict[str, list[Member]] = {}
     for member in members:
         mine = by_service.get(member.service_id, [])
-        burn = burns is not None and member.rule_id in burns
-        same = [m for m in mine if not m.rule_id or not member.rule_id
-                or (burns is not None and (m.rule_id in burns) == burn)]  # fmt: skip
+        burn = member.rule_id in burns
+        same = [m for m in mine if (m.rule_id in burns) == burn or (burn and not m.rule_id)]
         cause = _open_at(same, member.start, member.reach)
         if cause is None and member.caused_by and member.caused_by != member.service_id:
             cause = _open_at(by_service.get(member.caused_by, ()), member.start)
-        if cause is None and flaps and member.rule_id:
+        if cause is None and flaps and not member.flap:
             cause = _refired(mine, member, flaps.get(member.service_id, ()))
         if cause is not None:
             incident = home[cause.key]
@@ -276,7 +300,7 @@ def _refired(candidates: list[Member], member: Member,
     if not held:
         return None
     previous = next((c for c in reversed(candidates) if c.rule_id == member.rule_id
-                     and c.end is not None and c.end <= at), None)  # fmt: skip
+                     and not c.flap and c.end is not None and c.end <= at), None)  # fmt: skip
     if previous is None or previous.end is None:
         return None
     return previous if any(a <= previous.end for a, _ in held) else None

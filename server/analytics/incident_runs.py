@@ -8,7 +8,9 @@ one concern: this one knows the status tables, that one assembles incidents.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -48,6 +50,7 @@ class Runs:
         self._given = current is not None
         self._current: dict[str, int] = dict(current or {})
         self._firsts: dict[str, dict[str, Any] | None] = {}  # service -> oldest transition
+        self._moves: dict[str, list[tuple[datetime, int]]] = {}  # into and out of FAILED
 
     def failed(self, scope: Coverage, start: datetime, end: datetime, *, since: datetime,
                limit: int = 0, before: datetime | None = None) -> list[Member]:  # fmt: skip
@@ -73,6 +76,46 @@ class Runs:
                 out.append(member)
         return out + _handed_over(self.storage, scope, start, end, since=since,
                                   before=before or end)  # fmt: skip
+
+    def reaching(self, members: list[Member], since: datetime) -> list[Member]:
+        """``members`` with each firing that began while its service was in a run of
+        FAILED (begun after ``since``) given that run's start as ``run_began``, so it
+        goes on in the incident of whatever member of the service was open since then:
+        to the alert engine a renamed rule (or a service disabled and enabled again) is
+        a new alert firing, to the service it is the same outage. Read once a service
+        (its moves into and out of FAILED up to its newest firing). Raises StorageError."""
+        wanted = {m.service_id for m in members if m.rule_id and m.run_began is None}
+        unknown = sorted(wanted - self._moves.keys())
+        if unknown:
+            rows = self.storage.query(
+                "SELECT service_id, groupArray((timestamp, to_status)) AS moves FROM ("
+                "SELECT service_id, timestamp, to_status "
+                f"FROM {self.storage.database}.service_transitions "
+                "WHERE service_id IN {ids:Array(String)} "
+                "AND (to_status = {f:UInt8} OR from_status = {f:UInt8}) "
+                "AND timestamp >= {since:DateTime64(3, 'UTC')} ORDER BY timestamp) "
+                "GROUP BY service_id",
+                {"ids": unknown, "f": _FAILED, "since": since},
+            )
+            found = {
+                r["service_id"]: sorted((aware(t), int(s)) for t, s in r["moves"]) for r in rows
+            }
+            self._moves |= {sid: found.get(sid, []) for sid in unknown}
+        out = []
+        for member in members:
+            moves = self._moves.get(member.service_id) if member.service_id in wanted else None
+            at = bisect_right(moves, (member.start, 255)) if moves else 0
+            began = moves[at - 1] if moves and at else None
+            if (
+                member.rule_id
+                and member.run_began is None
+                and began is not None
+                and began[1] == _FAILED
+                and began[0] < member.start
+            ):
+                member = replace(member, run_began=began[0])  # noqa: PLW2901
+            out.append(member)
+        return out
 
     def _first_runs(self, ids: list[str], start: datetime) -> list[Member]:
         """Runs of FAILED that began with a service's very first check: the recorder

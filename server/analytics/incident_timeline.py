@@ -38,8 +38,9 @@ def timeline(source: Incidents, incident: Incident, now: datetime) -> list[dict[
     )
     for row in rows:
         before, after = statuses.name(int(row["from_status"])), statuses.name(int(row["to_status"]))
+        said = _said(row["message"].split(": ", 1)[-1])
         out.append(_entry(row["timestamp"], "status", row["service_id"],
-                          f"{before} -> {after}: {row['message'].split(': ', 1)[-1]}"))  # fmt: skip
+                          f"{before} -> {after}{said}"))  # fmt: skip
     for row in source.log.events(start, end, EVENTS, services):
         if row["rule_id"] and row["rule_id"] not in rules:
             continue
@@ -49,7 +50,8 @@ def timeline(source: Incidents, incident: Incident, now: datetime) -> list[dict[
     for n in incident.notices:
         result = n["state"] + (f" after {n['attempts']} attempt(s)" if n["attempts"] else "")
         error = f"; last error: {n['error']}" if n["error"] else ""
-        text = f"{n['item_state']} notice to {n['channel']}: {result}{error}"
+        what = " ".join(part for part in (n["item_state"], "notice") if part)
+        text = f"{what} to {n['channel']}: {result}{error}"
         out.append(_entry(n["queued_at"], "notice", "", text) | {"channel": n["channel"],
                    "state": n["state"], "changed_at": n["changed_at"]})  # fmt: skip
     out += _silences(source, incident, start, end)
@@ -89,14 +91,14 @@ def _silences(source: Incidents, incident: Incident, start: datetime,
 def _alert_row(row: dict[str, Any]) -> dict[str, Any] | None:
     event, sid = row["event"], row["service_id"]
     if event == "ack":
-        comment = f": {row['message']}" if row["message"] else ""
-        return _entry(row["timestamp"], "ack", sid, f"acknowledged by {row['caused_by']}{comment}")
+        who = f" by {row['caused_by']}" if row["caused_by"] else ""
+        return _entry(row["timestamp"], "ack", sid, f"acknowledged{who}{_said(row['message'])}")
     if event in ("flapping", "flapping_end"):
         word = "started" if event == "flapping" else "stopped"
-        return _entry(row["timestamp"], "held", sid, f"flapping {word} ({row['message']})")
+        return _entry(row["timestamp"], "held", sid, f"flapping {word}{_aside(row['message'])}")
     if event == "recalled":
-        return _entry(row["timestamp"], "held", sid,
-                      f"{row['rule_id']} news held back: {row['delivery_result']}")  # fmt: skip
+        held = _said(row["delivery_result"])
+        return _entry(row["timestamp"], "held", sid, f"{row['rule_id']} news held back{held}")
     if event in ("notify", "repeat"):
         what = "repeated" if event == "repeat" else "told to channels that lacked it"
         return _entry(row["timestamp"], "alert", sid, f"{row['rule_id']} {what}")
@@ -104,12 +106,22 @@ def _alert_row(row: dict[str, Any]) -> dict[str, Any] | None:
     told = {"queued": "queued for the channels", "none": "no channel configured", "": ""}.get(
         result, f"held back: {result}"
     )
-    cause = f", caused by {row['caused_by']}" if row["caused_by"] else ""
-    text = f"{row['rule_id']} {row['from_state']} -> {row['to_state']}"
-    text += f" ({told}{cause})" if told or cause else ""
+    cause = f"caused by {row['caused_by']}" if row["caused_by"] else ""
+    text = f"{row['rule_id']} {row['from_state']} -> {row['to_state']}{_aside(told, cause)}"
     if (row["to_state"] == "firing" and row["message"]) or row["message"] == RETIRED:
         text += f": {row['message']}"  # why it fired, or why it ended (its rule left)
     return _entry(row["timestamp"], "alert", sid, text)
+
+
+def _aside(*parts: str) -> str:
+    """`` (a, b)`` of the non-empty ``parts``, or '' when all are empty: never ``(, b)``."""
+    said = ", ".join(part for part in parts if part)
+    return f" ({said})" if said else ""
+
+
+def _said(text: str) -> str:
+    """``: text``, or '' for no text: never a colon with nothing after it."""
+    return f": {text}" if text else ""
 
 
 def _entry(at: datetime | str, kind: str, service_id: str, text: str) -> dict[str, Any]:

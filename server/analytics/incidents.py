@@ -8,33 +8,35 @@ today's rules, so a rule added later hides nothing), one run of FAILED results
 inhibition named the cause of a firing (``caused_by``: the firing upstream
 service, :mod:`server.alerting.suppression`), that firing joins the incident of
 its cause open at the time, so one database outage with three dependants is one
-incident with four services affected.
+incident with four services affected. A firing that began while its service was in
+a run of FAILED reaches back to the run's start (:meth:`Runs.reaching`): a rule
+renamed, or a service disabled and enabled again, while it fails, goes on in the
+same incident. A flapping period in which the service failed is a member too
+(:mod:`server.analytics.incident_flaps`), keeping its incident open while it flaps.
 
 Ids are stable: ``<start, UTC, to the ms>-<8 hex of sha256(member key)>`` of the
 incident's first member (``20261122T110000123Z-1a2b3c4d``), where a member key is
 the alert log's incident key (``<rule>:<service>@<start>``, what notices carry) or
-``status:<service>@<start>`` for a FAILED run. The same stored rows give the same
+``status:<service>@<start>`` for a FAILED run (``flap:<service>@<declared>`` for a
+flapping period). The same stored rows give the same
 id on every request, so links and notes never move. The start in the id lets a
 lookup read only from that time on.
 
-Notes live in ``incident_notes`` (sql/180_incident_notes.sql), one version per
-save, written through the daemon writer's durable path before the client hears
-back (or, on a standalone dashboard over a cluster, one acknowledged insert).
+Notes: :mod:`server.analytics.incident_notes` (names re-exported here).
 """
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from collections.abc import Collection, Mapping
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 from server.alerting.catalog import flap_spans
-from server.alerting.log import AlertLog, aware, table_columns
+from server.alerting.log import AlertLog, aware
 from server.alerting.rules import burn_rules
 from server.alerting.state import alert_id
+from server.analytics import incident_flaps
 from server.analytics.incident_model import (
     Flaps,
     Incident,
@@ -45,6 +47,7 @@ from server.analytics.incident_model import (
     incident_id,
     key_start,
 )
+from server.analytics.incident_notes import MAX_NOTE, NOTE_COLUMNS, Notes, SavedNotes
 from server.analytics.incident_runs import Runs
 from server.analytics.rule_coverage import Coverage, watchers
 from server.config.checks import RESERVED_ID
@@ -52,66 +55,10 @@ from server.config.models import Config
 from server.core.latest import per_last
 from server.storage import Storage
 
-NOTE_COLUMNS = table_columns("incident_notes")
 LOOKBACK = timedelta(days=30)  # how far before a range a still-open incident's start is read
 CAUSE_BEFORE = timedelta(days=1)  # how long before an incident's id start a cause is looked for
-MAX_NOTE = 4000  # characters
-__all__ = ["Incident", "Incidents", "Member", "SavedNotes", "group", "id_start", "incident_id"]
-
-
-class NoteSink(Protocol):
-    """The daemon's writer (``Writer.add_durable``) or a test's stand-in."""
-
-    def add_durable(self, table: str, rows: list[tuple[Any, ...]]) -> None: ...
-
-
-class SavedNotes:
-    """The newest note this process saved per incident: read-your-writes.
-
-    A save through the daemon's writer is on disk when answered but reaches
-    ``incident_notes`` only at the writer's next insert (``insert_interval``, 5 s by
-    default); until then a read would show the previous note. Reads merge these
-    with the stored ones, the newer ``updated_at`` winning (ours on a tie), so the
-    answer after a 200 is what was saved. Saves of one incident get strictly rising
-    times (1 ms apart at least), so storage orders them as they were made even when
-    the clock has not moved. Holds at most :data:`KEEP` incidents (oldest dropped),
-    thread-safe: one per web app (``WebContext.saved_notes``).
-    """
-
-    KEEP = 4096
-
-    def __init__(self) -> None:
-        self._notes: OrderedDict[str, dict[str, Any]] = OrderedDict()
-        self._stamps: OrderedDict[str, datetime] = OrderedDict()  # last time handed out
-        self._lock = threading.Lock()
-
-    def stamp(self, incident_id_: str, now: datetime) -> datetime:
-        """The time to store a save of ``incident_id_`` made at ``now`` under: ``now``,
-        or 1 ms after the last time handed out for it if that is not earlier."""
-        with self._lock:
-            last = self._stamps.get(incident_id_)
-            at = last + timedelta(milliseconds=1) if last is not None and last >= now else now
-            self._bounded(self._stamps, incident_id_, at)
-        return at
-
-    def keep(self, incident_id_: str, note: dict[str, Any]) -> None:
-        """Remember ``note`` (``{note, author, updated_at}``; note '' for cleared) once it
-        is saved, unless a later save of the incident was remembered first."""
-        with self._lock:
-            held = self._notes.get(incident_id_)
-            if held is None or held["updated_at"] <= note["updated_at"]:
-                self._bounded(self._notes, incident_id_, note)
-
-    def _bounded(self, kept: OrderedDict[str, Any], key: str, value: Any) -> None:
-        kept[key] = value
-        kept.move_to_end(key)
-        while len(kept) > self.KEEP:
-            kept.popitem(last=False)
-
-    def newest(self, ids: list[str]) -> dict[str, dict[str, Any]]:
-        """What this process saved last for each of ``ids`` it saved."""
-        with self._lock:
-            return {i: self._notes[i] for i in ids if i in self._notes}
+__all__ = ["MAX_NOTE", "NOTE_COLUMNS", "Incident", "Incidents", "Member", "SavedNotes", "group",
+           "id_start", "incident_id"]  # fmt: skip
 
 
 class Incidents:
@@ -123,8 +70,10 @@ class Incidents:
     def __init__(self, storage: Storage, config: Config, saved: SavedNotes | None = None) -> None:
         self.storage = storage
         self.config = config
-        self.saved = saved if saved is not None else SavedNotes()
         self.log = AlertLog(None, storage)
+        self._notes = Notes(storage, saved)
+        self.saved = self._notes.saved
+        self.notes, self.save_note = self._notes.notes, self._notes.save_note
 
     # -- reads -------------------------------------------------------------------------------
     def between(
@@ -164,7 +113,11 @@ class Incidents:
                                    services=among, limit=cap)]  # fmt: skip
             if scope.candidates:
                 seeds.append(read.runs.failed(scope, start, end, since=since, limit=cap))
-            grouped = group(self._left(self._complete([m for s in seeds for m in s], read)),
+            flapped = [m for m in read.flap_members(among)
+                       if (m.end is None or m.end > start) and m.start < end]  # fmt: skip
+            flapped = [m for m in flapped if not service_id or m.service_id == service_id]
+            grouped = group(self._left(self._complete([m for s in seeds for m in s] + flapped,
+                                                      read)),
                             read.flaps(), burn_rules(self.config))  # fmt: skip
             found, ends = [], {}  # ``end`` is a property over the members: read once each
             for i in grouped:
@@ -196,6 +149,8 @@ class Incidents:
         read = _Read(self, since, after, None)
         members = self._periods(start, after, since=since, before=until)
         members += read.runs.failed(read.coverage, start, after, since=since, before=until)
+        members += [m for m in read.flap_members() if m.start < until
+                    and (m.end is None or m.end >= start)]  # fmt: skip
         found = group(self._left(self._complete(members, read)), read.flaps(),
                       burn_rules(self.config))  # fmt: skip
         for incident in found:
@@ -236,7 +191,7 @@ class Incidents:
         Read from the earliest start found on, and again from an earlier one when a
         cause or run found starts before it. One statement of periods a round, reading
         only the services that can have one to add (:meth:`_Read.dependants`)."""
-        have = {m.key: m for m in members}
+        have = {m.key: m for m in read.runs.reaching(members, read.since)}
         done: set[str] = set()  # services whose runs were read from ``read_from`` on
         seen: set[str] = set()  # services whose own periods were read from it on
         caused: set[str] = set()  # services the periods they caused were read of, from it on
@@ -256,7 +211,10 @@ class Incidents:
             alerts = {m.caused_by for m in have.values() if m.caused_by} | {
                 m.service_id
                 for m in have.values()
-                if not m.rule_id or m.service_id in flaps or several.get(m.service_id, 0) > 1
+                if not m.rule_id
+                or m.service_id in flaps
+                or several.get(m.service_id, 0) > 1
+                or m.reach < m.start
             }
             alerts -= seen
             if not todo and not alerts:
@@ -271,10 +229,12 @@ class Incidents:
             runs = read.coverage.among(todo)
             if runs.candidates:
                 found += read.runs.failed(runs, first, end, since=since)
+            found += read.flap_members(todo)
             done |= todo
             seen |= alerts
             caused |= causes
-            have |= {m.key: m for m in found if m.key not in have}
+            found = read.runs.reaching([m for m in found if m.key not in have], since)
+            have |= {m.key: m for m in found}
         return list(have.values())
 
     def _left(self, members: list[Member]) -> list[Member]:
@@ -326,53 +286,6 @@ class Incidents:
                 ]
             incident.acks.sort(key=lambda a: a["at"])
 
-    # -- notes -------------------------------------------------------------------------------
-    def notes(self, ids: list[str], cleared: bool = False) -> dict[str, dict[str, Any]]:
-        """The newest note (``{note, author, updated_at}``) of each id that has a non-empty
-        one: stored, or saved by this process and not yet stored (:class:`SavedNotes`).
-        With ``cleared``, also the ids whose newest save cleared the note (``note`` ''):
-        clearing is a change too, with its author and time (the feed's ``updated``)."""
-        if not ids:
-            return {}
-        rows = self.storage.query(
-            "SELECT incident_id, argMax(note, updated_at) AS text, "
-            "argMax(author, updated_at) AS by, max(updated_at) AS at "
-            f"FROM {self.storage.database}.incident_notes "
-            "WHERE incident_id IN {ids:Array(String)} GROUP BY incident_id",
-            {"ids": ids},
-        )
-        found = {
-            r["incident_id"]: {"note": r["text"], "author": r["by"], "updated_at": aware(r["at"])}
-            for r in rows
-        }
-        for iid, mine in self.saved.newest(ids).items():
-            if iid not in found or mine["updated_at"] >= found[iid]["updated_at"]:
-                found[iid] = mine
-        return {iid: note for iid, note in found.items() if note["note"] or cleared}
-
-    def save_note(self, incident_id_: str, note: str, author: str, now: datetime,
-                  sink: NoteSink | None) -> dict[str, Any]:  # fmt: skip
-        """Store ``note`` (at most :data:`MAX_NOTE` characters; '' clears it); returns it as
-        saved, ``{note, author, updated_at}`` (``updated_at`` may be ``now`` + a few ms:
-        :meth:`SavedNotes.stamp`).
-
-        On disk when this returns: through ``sink.add_durable`` (the daemon's
-        writer), or without one as an acknowledged insert; read back at once either way
-        (:class:`SavedNotes`). Raises ValueError for a note too long, and what the sink
-        or storage raise (Busy, StorageError).
-        """
-        if len(note) > MAX_NOTE:
-            raise ValueError(f"note: at most {MAX_NOTE} characters, got {len(note)}")
-        at = self.saved.stamp(incident_id_, now)
-        row = (incident_id_, note, author, at)
-        if sink is not None:
-            sink.add_durable("incident_notes", [row])
-        else:
-            self.storage.insert("incident_notes", NOTE_COLUMNS, [row])
-        saved = {"note": note, "author": author, "updated_at": at}
-        self.saved.keep(incident_id_, saved)
-        return saved
-
 
 @per_last
 def _monitored(config: Config) -> frozenset[str]:
@@ -413,18 +326,39 @@ class _Read:
         self._config = incidents.config
         self._inhibited: dict[str, set[str]] | None = None
         self._flaps: dict[str, list[tuple[datetime, datetime | None]]] | None = None
+        self._members: list[Member] | None = None
+        self._storage = incidents.storage
 
     def flaps(self) -> Flaps:
         """Each service that flapped in ``[since, end)`` -> its flapping periods ``(from,
-        to)`` (:meth:`server.alerting.log_reads.AlertReads.flapping`), each from the
-        engine's ``flapping`` event less the service's flap span (the checks that made it
-        flap: :func:`server.alerting.catalog.flap_spans`). Read on first need."""
+        to)``: from when flapping was declared less the service's flap span (the checks
+        that made it flap: :func:`server.alerting.catalog.flap_spans`). Read on first
+        need (:meth:`declared`)."""
+        spans, zero = flap_spans(self._config), timedelta(0)
+        return {sid: [(a - spans.get(sid, zero), b) for a, b in periods]
+                for sid, periods in self.declared().items()}  # fmt: skip
+
+    def declared(self) -> dict[str, list[tuple[datetime, datetime | None]]]:
+        """Each service that flapped in ``[since, end)`` -> ``(declared, stopped or None)``:
+        the alert engine's ``flapping`` rows (:meth:`server.alerting.log_reads.AlertReads.
+        flapping`), and for the services without (no rule kept their checks) the same
+        detection over their status changes (:func:`incident_flaps.status_periods`)."""
         if self._flaps is None:
-            spans, zero = flap_spans(self._config), timedelta(0)
             found = self._log.flapping(self.since, self.end)
-            self._flaps = {sid: [(a - spans.get(sid, zero), b) for a, b in periods]
-                           for sid, periods in found.items()}  # fmt: skip
+            others = set(self.coverage.candidates) - found.keys()
+            found |= incident_flaps.status_periods(self._storage, self._config, others,
+                                                   self.since, self.end)  # fmt: skip
+            self._flaps = found
         return self._flaps
+
+    def flap_members(self, services: Collection[str] | None = None) -> list[Member]:
+        """The flapping periods in which their service failed, as members
+        (:func:`incident_flaps.members`), of ``services`` (None: all)."""
+        if self._members is None:
+            self._members = incident_flaps.members(
+                self._storage, self.declared(), flap_spans(self._config), self.since, self.end
+            )
+        return [m for m in self._members if services is None or m.service_id in services]
 
     def dependants(self, causes: Collection[str]) -> set[str]:
         """The services whose firings in ``[since, end)`` named one of ``causes`` as their

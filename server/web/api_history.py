@@ -38,6 +38,14 @@ BAND_COLOURS = {
     "u-full": "brightgreen", "u-high": "green", "u-mid": "yellowgreen", "u-low": "orange",
     "u-down": "red", "u-none": "lightgrey",
 }  # fmt: skip
+# What each colour name above is sent as: shields.io's named colours put white text on
+# backgrounds it reads at 1.95:1 (yellow) to 4.38:1 (brightgreen); these read at 4.5:1
+# or more against white, the text shields draws on a dark background (WCAG AA).
+SHADES = {
+    "brightgreen": "#1e7b1e", "green": "#2e7d32", "yellowgreen": "#4c7a00",
+    "yellow": "#8a5a00", "orange": "#a84800", "red": "#c62828", "blue": "#1f5fa8",
+    "lightgrey": "#595959",
+}  # fmt: skip
 
 
 @history.get("/services/<service_id>/uptime")
@@ -96,7 +104,7 @@ def badge(service_id: str) -> Response:
     paused = ctx.reader.disabled(service_id)
     if paused is not None:  # a paused monitor's badge says so, as shields.io badges do
         return jsonify({"schemaVersion": 1, "label": paused, "message": "disabled",
-                        "color": "lightgrey"})  # fmt: skip
+                        "color": SHADES["lightgrey"]})  # fmt: skip
     view = service_or_404(service_id)
     metric = request.args.get("metric", "status")
     if metric == "status":
@@ -125,7 +133,7 @@ def badge(service_id: str) -> Response:
         body = {"label": f"SLO {slo_view.target(view.slo)}", "message": message, "color": colour}
     else:
         raise ApiError(400, "metric: one of status, uptime, slo")
-    return jsonify({"schemaVersion": 1, **body})
+    return jsonify({"schemaVersion": 1, **body, "color": SHADES[body["color"]]})
 
 
 def _badge_access(service_id: str) -> None:

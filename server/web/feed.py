@@ -88,9 +88,10 @@ def _entry(incident: Shown, labels: dict[str, str], base: str, now: datetime) ->
     _text(entry, "published", _stamp(incident.start))
     _text(entry, "updated", _stamp(updated(incident)))
     if len(incident.spells) == 1:
-        summary = _told(names, incident.start, incident.end, incident.duration(now))
+        summary = _told(names, incident.start, incident.end, incident.duration(now),
+                        incident.spells[0].aside)  # fmt: skip
     else:  # each service with its own times: one may be back while another is not
-        summary = " ".join(_told(labels[s.service_id], s.start, s.end, s.duration(now))
+        summary = " ".join(_told(labels[s.service_id], s.start, s.end, s.duration(now), s.aside)
                            for s in incident.spells)  # fmt: skip
     if incident.note and incident.note["note"]:  # a cleared note has a time, no text
         summary += f"\n\n{incident.note['note']}"
@@ -98,9 +99,13 @@ def _entry(incident: Shown, labels: dict[str, str], base: str, now: datetime) ->
     return entry
 
 
-def _told(names: str, start: datetime, end: datetime | None, lasted: timedelta) -> str:
+def _told(names: str, start: datetime, end: datetime | None, lasted: timedelta,
+          aside: str = "") -> str:  # fmt: skip
+    """``Web: from … to … (3m 10s).``, with ``aside`` (a flapping stretch's count of
+    firings) inside the parentheses when there is one."""
     until = f"to {_stamp(end)}" if end else "ongoing"
-    return f"{names}: from {_stamp(start)} {until} ({duration(lasted)})."
+    said = "; ".join(part for part in (duration(lasted), aside) if part)
+    return f"{names}: from {_stamp(start)} {until} ({said})."
 
 
 def updated(incident: Shown) -> datetime:

@@ -18,9 +18,11 @@ view leaves such firings out, so a service that recovered is shown resolved at i
 recovery (as the page's own table shows it up), and an incident that is only a burn
 is not on the page at all; the dashboard's ``/incidents`` keeps them.
 
-``changed`` is the newest start or end of a shown member (or note save, in the
-feed): a member that rejoins an incident moves it forward, so an Atom entry's
-``updated`` never goes back when a resolved incident reopens.
+``changed`` is the newest start or end of a member of a service the page's groups
+select, enabled or not (or note save, in the feed): a member that rejoins an
+incident moves it forward, and disabling a service (its alert retired then) does
+too, so an Atom entry's ``updated`` never goes back: not when a resolved incident
+reopens, not when a service in it is disabled.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ class Shown:
     id: str
     spells: list[Spell]
     note: dict[str, Any] | None
-    changed: datetime  # the newest start or end of a shown member
+    changed: datetime  # the newest start or end of a member of a listed service
 
     @property
     def start(self) -> datetime:
@@ -94,7 +96,11 @@ def shown(incidents: list[Incident], services: Collection[str], burns: Collectio
         first = next(m for m in incident.members
                      if m.service_id in named and m.rule_id not in skipped)  # fmt: skip
         part = Incident(incident.id, members)
-        changed = max(t for m in members for t in (m.start, m.end) if t is not None)
+        # over the page's services enabled or not: disabling one takes its spells off the
+        # page, not its changes (the entry's ``updated`` would go back to before them)
+        listed_ = [m for m in incident.members if m.service_id in named
+                   and m.rule_id not in skipped]  # fmt: skip
+        changed = max(t for m in listed_ for t in (m.start, m.end) if t is not None)
         out.append(Shown(incident_id(first), part.spells(), incident.note, changed))
     out.sort(key=lambda i: (i.end is None, i.start, i.id), reverse=True)
     return out
