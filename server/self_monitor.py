@@ -90,6 +90,7 @@ class SelfMonitor:
             "spool_dropped": wstats.rows_dropped,
             "spool_damaged_bytes": self.writer.spool.wal.damaged_bytes,
             "inserts_stalled": self.writer.inserter.stalled,
+            "spool_error": self.writer.spool_problem(),
             "rows_set_aside": wstats.rows_set_aside,
             "rejected_batches": self.writer.rejected_batches(),
             "push_refusals": self.push_refusals(),

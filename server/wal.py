@@ -83,8 +83,12 @@ class Wal:
     ) -> None:
         self.directory = Path(directory)
         self.readonly = readonly  # for `lightbulb spool list` beside a running daemon
-        if not readonly:
-            self.directory.mkdir(parents=True, exist_ok=True)
+        self.open_error: OSError | None = None  # why the log has no segment to write (start)
+        if not readonly:  # on a full disk, made at the first append that can (_reopen)
+            try:
+                self.directory.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                self.open_error = exc
         self.max_bytes = max_bytes
         self.segment_bytes = segment_bytes or segment_size(self.directory, max_bytes)
         self._lock = threading.Lock()  # appends, rotation, bookkeeping
@@ -101,7 +105,6 @@ class Wal:
         self._segment = -1
         self._fd = -1
         self._spares: Spares | None = None  # files made ahead (not for a read-only log)
-        self.open_error: OSError | None = None  # why the log has no segment to write (start)
         self._closed = False
         self.freed = 0  # bytes of deleted segments, ever: the writer's "room again" signal
         self.damaged_bytes = 0  # set aside by recovery as damaged (server.wal_repair)
@@ -149,7 +152,7 @@ class Wal:
         try:
             self._use(self._spares.open_segment(self._path(segment)), segment)
         except OSError as exc:
-            self.open_error = exc
+            self.open_error = self.open_error or exc  # the directory's own failure first
             last = max(self._sizes, default=None)
             try:
                 if last is None:
@@ -406,6 +409,7 @@ class Wal:
         """The log had no segment (a start on a full disk): start one now, or WalFull."""
         with self._fd_lock:
             try:
+                self.directory.mkdir(parents=True, exist_ok=True)
                 self._use(self._open_file(self._segment), self._segment)
             except OSError as exc:
                 message = f"cannot start a file in {self.directory}: {exc.strerror}"
