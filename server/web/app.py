@@ -155,7 +155,8 @@ def _routes(app: Flask, ctx: WebContext) -> None:
                 checks = {"storage": False}
         ready = all(checks.values())
         body: dict[str, Any] = {"status": "ready" if ready else "not ready", **checks}
-        body["failing"] = [name for name, ok in checks.items() if not ok]
+        if not ready:  # which part: a full spool is not ClickHouse being down
+            body["failing"] = [name for name, ok in checks.items() if not ok]
         if not checks.get("spool", True):
             body["spool_error"] = health["spool_error"]
         return jsonify(body), 200 if ready else 503
