@@ -57,7 +57,9 @@ class Inserter:
         self.wal = spool.wal
         self._before_first_write = before_first_write
         self._ready = before_first_write is None
-        self.storage_state = StorageState(spool.wal.directory, lambda: self.pending_rows)
+        self.storage_state = StorageState(
+            spool.wal.directory, lambda: self.pending_rows, writer.spool_state.clock
+        )
         self._said_unmarked = False
         self._stalled = False  # the spool could take neither a batch's mark nor the flag
         self._lock = threading.Lock()
@@ -302,9 +304,9 @@ class Inserter:
         self.writer.spool_state.failed(exc)
         if not self._stalled:
             self._stalled = True
-            log.error("inserts stall: the spool at %s cannot take the mark of a batch and "
-                      "no file can be created there (%s); retrying",
-                      self.wal.directory, exc)  # fmt: skip
+            log.warning("inserts stall: the spool at %s cannot take the mark of a batch and "
+                        "no file can be created there (%s); retrying",
+                        self.wal.directory, exc)  # fmt: skip
         return False
 
     def _insert(self, batch: OpenBatch) -> bool:

@@ -32,6 +32,7 @@ class SpoolState:
         self.failures = 0  # writes that failed, ever
         self.last_error = ""
         self._repeats = Repeats(clock=clock, settle=settle)
+        self.clock = self._repeats.clock  # the writer's, for ClickHouse's state too
 
     def failed(self, exc: BaseException) -> None:
         """A write to the spool failed (``exc``: why, e.g. ``No space left on device``)."""
