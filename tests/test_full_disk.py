@@ -6,6 +6,7 @@ this sandbox run); skipped elsewhere, failed in CI.
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 from collections.abc import Iterator
@@ -378,5 +379,37 @@ def test_a_stop_keeps_what_it_says_it_keeps_and_counts_the_rest_lost(
         assert writer.pending_rows() == kept
         writer.flush()
         assert pushed_numbers(store) == list(range(kept))
+    finally:
+        store.close()
+
+
+def test_a_lasting_database_disk_full_is_summed_up_once_a_minute_and_its_end_said_once(
+    small_disk: SmallDisk, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from tests.support.clock import FakeClock
+
+    clock = FakeClock()
+    store = EmbeddedStorage(small_disk.path / "db", "monitor")
+    try:
+        apply_schema(store, Target("monitor"))
+        spool = Spool(tmp_path / "spool", 10**9)
+        writer = Writer(store, spool, columns=WRITTEN_TABLES, clock=clock)
+        small_disk.fill()
+        caplog.set_level(logging.INFO, logger="lightbulb.writer")
+        for i in range(13):  # a round every 10 s for two minutes
+            writer.add("service_status", row(i))
+            writer.flush()
+            clock.advance(10)
+        small_disk.free()
+        writer.flush()
+        said = [r.getMessage() for r in caplog.records if r.name == "lightbulb.writer"]
+        assert [s.split(";")[0].split(":")[0] for s in said] == [
+            "ClickHouse's disk is full",
+            "ClickHouse still disk full",
+            "ClickHouse still disk full",
+            "ClickHouse takes writes again",
+        ], said
+        assert "(5 more failed attempts since the last such line)" in said[1]
+        assert stored(store) == 13
     finally:
         store.close()
