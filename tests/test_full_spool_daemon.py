@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import socket
 import subprocess
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -42,6 +43,12 @@ def port_free(port: int) -> bool:
         except OSError:
             return False
         return True
+
+
+def failing(base: str) -> list[str]:
+    """The parts ``/readyz`` names as failing."""
+    answer = requests.get(f"{base}/readyz", timeout=5)
+    return list(answer.json().get("failing", [])) if answer.status_code == 503 else []
 
 
 def metric(port: int, name: str) -> float:
@@ -123,5 +130,71 @@ def test_a_daemon_starts_on_a_spool_with_no_byte_and_no_inode_and_recovers_by_it
     lost = sorted(set(acked) - set(stored))
     twice = sorted(n for n, count in stored.items() if count > 1)
     refused_but_stored = sorted(set(refused_ids) & set(stored))
+    assert (len(lost), len(twice), len(refused_but_stored)) == (0, 0, 0), (
+        lost[:5], twice[:5], refused_but_stored[:5])  # fmt: skip
+
+
+@pytest.fixture
+def small_spool_disk(tmp_path: Path) -> Iterator[SmallDisk]:
+    disk = mount_small(tmp_path / "spool2m", "2m")
+    yield disk
+    subprocess.run(["umount", "-l", str(disk.path)], check=False)
+
+
+def test_a_spool_filled_under_a_push_stream_is_not_ready_refuses_and_says_it_once(
+    tmp_path: Path, small_spool_disk: SmallDisk
+) -> None:
+    """Another process keeps taking every byte the daemon frees, while ~1,000 records/s
+    come in: /readyz says the spool is failing, pushes get 503, one ERROR is logged
+    (not one per flap), and when the room comes back all is as before."""
+    disk = small_spool_disk
+    port = free_port()
+    config = write_config(tmp_path, SERVICES, extra="logs:\n  tokens: {t: t0k3n}\n", port=port)
+    spool = disk.path / "spool"
+    config.write_text(config.read_text().replace(str(tmp_path / "spool"), str(spool)))
+    url = f"http://127.0.0.1:{port}/api/v1/logs"
+    base = f"http://127.0.0.1:{port}"
+    daemon = DaemonProcess(config, tmp_path)
+    daemon.wait_for("dashboard and API")
+    assert wait_until(lambda: requests.get(f"{base}/readyz", timeout=5).status_code == 200, 60)
+    pusher = Pusher(url, 0)
+    pusher.start()
+    assert wait_until(lambda: len(pusher.acked) >= 300, 60), pusher.answers[-3:]
+    full = threading.Event()
+
+    def keep_full() -> None:
+        while not full.wait(0.05):
+            disk.fill()
+
+    filler = threading.Thread(target=keep_full, daemon=True)
+    filler.start()
+    try:
+        assert wait_until(lambda: "spool" in failing(base), 60)
+        ready = requests.get(f"{base}/readyz", timeout=5).json()
+        assert ready["failing"] == ["spool"] and str(spool / "wal") in ready["spool_error"]
+        refused_before = len(pusher.refused)
+        assert wait_until(lambda: len(pusher.refused) >= refused_before + 100, 30)
+        assert metric(port, "lightbulb_storage_reachable") == 1
+    finally:
+        full.set()
+        filler.join(5)
+        disk.free()
+    acked_before = len(pusher.acked)
+    assert wait_until(lambda: len(pusher.acked) >= acked_before + 300, 60), pusher.answers[-3:]
+    assert wait_until(lambda: requests.get(f"{base}/readyz", timeout=5).status_code == 200, 30)
+    pusher.stop.set()
+    pusher.join(10)
+    daemon.wait_for("takes writes again", 30)
+    code, _ = daemon.stop()
+    assert code == 0, daemon.output
+    errors = [line for line in daemon.lines if "ERROR" in line]
+    assert len(errors) == 1 and "cannot write the spool at" in errors[0], errors
+    assert sum("takes writes again" in line for line in daemon.lines) == 1
+    rows = query(tmp_path, "SELECT splitByChar(' ', message)[1] AS id, count() AS n FROM "
+                           "monitor.service_logs WHERE source = 'push' GROUP BY id")  # fmt: skip
+    stored = {int(r["id"][1:]): int(r["n"]) for r in rows}
+    lost = sorted(set(pusher.acked) - set(stored))
+    twice = sorted(n for n, count in stored.items() if count > 1)
+    refused_but_stored = sorted(set(pusher.refused) & set(stored))
     assert (len(lost), len(twice), len(refused_but_stored)) == (0, 0, 0), (
         lost[:5], twice[:5], refused_but_stored[:5])  # fmt: skip
