@@ -45,6 +45,19 @@ def port_free(port: int) -> bool:
         return True
 
 
+def keep_full(disk: SmallDisk, until: threading.Event, fillers: list[Path]) -> None:
+    """Take every byte and inode that comes free, every 50 ms, until ``until`` is set."""
+    while not until.wait(0.05):
+        disk.fill()
+        while True:
+            path = disk.path / f"g{len(fillers)}"
+            try:
+                path.touch()
+            except OSError:
+                break
+            fillers.append(path)
+
+
 def failing(base: str) -> list[str]:
     """The parts ``/readyz`` names as failing."""
     answer = requests.get(f"{base}/readyz", timeout=5)
@@ -85,6 +98,10 @@ def test_a_daemon_starts_on_a_spool_with_no_byte_and_no_inode_and_recovers_by_it
     assert wait_until(lambda: port_free(port), 30)
     spool_disk.fill()
     fillers = take_every_inode(spool_disk)
+    # what the daemon frees (stored segments) is taken again at once, as by a filling disk
+    full = threading.Event()
+    taker = threading.Thread(target=keep_full, args=(spool_disk, full, fillers), daemon=True)
+    taker.start()
 
     daemon = DaemonProcess(config, tmp_path)
     daemon.wait_for("dashboard and API")
@@ -107,6 +124,8 @@ def test_a_daemon_starts_on_a_spool_with_no_byte_and_no_inode_and_recovers_by_it
     assert metric(port, "lightbulb_storage_writable") == 1
     assert metric(port, "lightbulb_inserts_stalled") == 0
 
+    full.set()
+    taker.join(5)
     spool_disk.free()
     for path in fillers:
         path.unlink()
