@@ -95,6 +95,7 @@ class Daemon:
             before_first_write=self._prepare_storage,
             columns=WRITTEN_TABLES,
             max_queue_rows=sched.max_queue_rows,
+            clock=self.clock,
         )
         # Secrets are masked at the choke points (server.core.redact): results before rows
         # and alerts see them, every row written, every notice queued (the dispatcher),
@@ -184,8 +185,7 @@ class Daemon:
         self.web.start()
         self.writer.start()
         if not self._first_readiness(None if self.storage.kind == "embedded" else STARTUP_WAIT):
-            why = {"refused": "refused (as logged above)", "disk full": "out of disk space",
-                   "spool full": "waiting: the spool's disk is full"}  # fmt: skip
+            why = {"refused": "refused (as logged above)", "disk full": "out of disk space"}
             log.warning("storage %s; checking anyway and spooling results; alert state is "
                         "restored once it takes writes",
                         why.get(self.writer.inserter.state, "not reachable yet"))  # fmt: skip

@@ -5,7 +5,7 @@ every table's waiting records as one batch: one ``BATCH`` frame naming them,
 one insert with the batch id as ``insert_deduplication_token``, one ``DONE``.
 After a crash a batch left open is checked against what the storage holds
 (the embedded engine can know a token whose part a ``kill -9`` never let land):
-only its rows not stored are inserted, under a new token (:meth:`Inserter._unstored`).
+only its rows not stored are inserted, under a new token (:func:`server.insert_faults.unstored`).
 
 Failures, by kind (see :func:`server.storage.base.refusal`):
 
@@ -29,9 +29,11 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
+from server.insert_faults import split_refused, unstored
 from server.storage import Storage, StorageError, StorageUnavailable
-from server.storage.arrow import BadRow, to_arrow, to_rows
-from server.storage.base import DiskFull, StorageMissing
+from server.storage.arrow import BadRow, to_arrow
+from server.storage.base import StorageMissing
+from server.storage_state import StorageState
 from server.wal import OpenBatch, Record, WalFull
 
 if TYPE_CHECKING:
@@ -39,7 +41,6 @@ if TYPE_CHECKING:
     from server.writer import Writer
 
 log = logging.getLogger("lightbulb.writer")
-MAX_SPLITS = 64  # inserts spent finding refused rows in one batch before setting the rest aside
 
 
 class Inserter:
@@ -56,9 +57,11 @@ class Inserter:
         self.wal = spool.wal
         self._before_first_write = before_first_write
         self._ready = before_first_write is None
-        # ok | unreachable | disk full | refused | spool full: logged on change only
-        self._state = "ok"
+        self.storage_state = StorageState(
+            spool.wal.directory, lambda: self.pending_rows, writer.spool_state.clock
+        )
         self._said_unmarked = False
+        self._stalled = False  # the spool could take neither a batch's mark nor the flag
         self._lock = threading.Lock()
         self._io = threading.Lock()  # one insert round at a time
         self._pending: dict[str, deque[Record]] = {}
@@ -149,25 +152,24 @@ class Inserter:
     @property
     def reachable(self) -> bool:
         """Storage prepared and the last write went through: rows can be written."""
-        return self._ready and self._state == "ok"
+        return self._ready and self.storage_state.state == "ok"
 
     @property
     def state(self) -> str:
-        """``ok``, ``unreachable``, ``disk full``, ``refused`` (reachable, but it refused
-        to prepare storage: an old version, a missing right) or ``spool full`` (inserts
-        wait: the spool cannot take a batch's mark); ``ok`` before the first try."""
-        return self._state
+        """ClickHouse's: ``ok``, ``unreachable``, ``disk full`` or ``refused``
+        (:mod:`server.storage_state`); ``ok`` before the first try."""
+        return self.storage_state.state
 
     @property
     def answering(self) -> bool:
-        """Whether ClickHouse answered the last attempt, even with a refusal: a server that
-        refuses our statements is there (``refused``), not down."""
-        return self._state in ("refused", "disk full") or self.reachable
+        """Whether ClickHouse answered the last attempt, even with a refusal."""
+        return self.storage_state.answering and (self._ready or self.state != "ok")
 
     @property
     def stalled(self) -> bool:
-        """Inserts wait because the spool cannot even say what is being inserted."""
-        return self._state == "spool full"
+        """Inserts wait because the spool can say neither what is being inserted nor that
+        it cannot (a spool's trouble, not ClickHouse's: the storage state is untouched)."""
+        return self._stalled
 
     # -- the loop --------------------------------------------------------------------------
     def start(self) -> None:
@@ -283,6 +285,9 @@ class Inserter:
                     self._pending[table].extendleft(reversed(members))
                     self._queued[table] += rows
                 return None
+        if self._stalled:
+            self._stalled = False
+            log.info("inserts go on; %d rows waiting", self.pending_rows)
         self._open.append(batch)
         return batch
 
@@ -296,7 +301,12 @@ class Inserter:
                             "before they are inserted", self.wal.directory, exc)  # fmt: skip
             return True
         self.writer.stats.write_errors += 1
-        self._state_is("spool full", exc)
+        self.writer.spool_state.failed(exc)
+        if not self._stalled:
+            self._stalled = True
+            log.warning("inserts stall: the spool at %s cannot take the mark of a batch and "
+                        "no file can be created there (%s); retrying",
+                        self.wal.directory, exc)  # fmt: skip
         return False
 
     def _insert(self, batch: OpenBatch) -> bool:
@@ -311,7 +321,7 @@ class Inserter:
         token = batch.id
         try:
             if batch.replayed:
-                token, data = self._unstored(batch, data)
+                token, data = unstored(self.storage, batch, data)
             if data.num_rows:
                 self.storage.insert_arrow(batch.table, data, dedup_token=token)
         except StorageMissing as exc:
@@ -323,7 +333,7 @@ class Inserter:
             return False
         except StorageError as exc:
             try:
-                self._split(batch, token, data, exc)
+                split_refused(self.storage, self.writer, batch, (token, data, exc))
             except StorageUnavailable as away:
                 self._failed(batch, away, "unreachable")
                 return False
@@ -331,64 +341,8 @@ class Inserter:
             return True
         self.writer.stats.last_write_ms = (time.perf_counter() - started) * 1000
         self._done(batch, stored=data.num_rows)
-        self._state_is("ok", None)
+        self.storage_state.is_("ok")
         return True
-
-    def _unstored(self, batch: OpenBatch, data: pa.Table) -> tuple[str, pa.Table]:
-        """A batch from a previous run: the token to insert it under, and its rows not stored.
-
-        Its token cannot be trusted: with the embedded engine a ``kill -9`` between
-        the engine's deduplication log entry and the rename of the part leaves the
-        token naming a part that was never stored, and a replay under it would be
-        dropped as a duplicate (acknowledged records lost). So the storage is asked
-        which rows it holds; the others go under a new token, which nothing can
-        have used. Asked again on each attempt, so a retry never stores a row twice.
-        Storage that cannot tell (None) keeps the token.
-        """
-        try:
-            mask = self.storage.stored_mask(batch.table, data)
-        except (StorageUnavailable, StorageMissing):
-            raise  # retried next round
-        except StorageError as exc:  # the question refused: the token is all there is
-            log.warning("cannot tell which rows of batch %s are stored, trusting its token: %s",
-                        batch.id, exc)  # fmt: skip
-            mask = None
-        if mask is None:
-            if batch.uncertain:
-                log.warning("%d %s rows whose mark the spool lost cannot be checked against "
-                            "this storage; inserting them (some may be stored twice)",
-                            data.num_rows, batch.table)  # fmt: skip
-                batch.uncertain = False  # said once, not at every retry
-            return batch.id, data
-        missing = data.filter(pa.array([not stored for stored in mask], pa.bool_()))
-        if missing.num_rows:
-            log.info("batch %s from the previous run: %d of its %d rows were not stored, "
-                     "inserting them", batch.id, missing.num_rows, data.num_rows)  # fmt: skip
-        return uuid.uuid4().hex, missing
-
-    def _split(self, batch: OpenBatch, token: str, data: pa.Table, refused: StorageError) -> None:
-        """Halve a refused batch until the refused rows are found; store the rest.
-
-        Pieces carry tokens derived from the batch id, so a split redone after a
-        crash stores each piece once. Raises StorageUnavailable if the server goes away.
-        """
-        stack = [(token, data, refused)]
-        attempts = 0
-        while stack:
-            token, piece, reason = stack.pop()
-            if piece.num_rows == 1 or attempts >= MAX_SPLITS:
-                self.writer.set_aside(batch.table, to_rows(piece), str(reason))
-                continue
-            half = piece.num_rows // 2
-            for i, part in enumerate((piece.slice(0, half), piece.slice(half))):
-                attempts += 1
-                try:
-                    self.storage.insert_arrow(batch.table, part, dedup_token=f"{token}-{i}")
-                    self.writer.stats.rows_written += part.num_rows
-                except StorageUnavailable:
-                    raise
-                except StorageError as exc:
-                    stack.append((f"{token}-{i}", part, exc))
 
     def _done(self, batch: OpenBatch, stored: int) -> None:
         self.wal.mark_done(batch.id, batch.records)
@@ -404,9 +358,9 @@ class Inserter:
 
     def _failed(self, batch: OpenBatch, exc: StorageError, state: str) -> None:
         self.writer.stats.write_errors += 1
-        if self._state == "ok":
+        if self.state == "ok":
             self.writer.stats.rows_spooled += self.pending_rows
-        self._state_is(state, exc)
+        self.storage_state.is_(state, exc)
 
     # -- readiness ---------------------------------------------------------------------------
     def ensure_ready(self) -> bool:
@@ -418,38 +372,11 @@ class Inserter:
             self._before_first_write()
         except StorageUnavailable as exc:
             self.writer.stats.write_errors += 1
-            self._state_is("unreachable", exc)
+            self.storage_state.is_("unreachable", exc)
             return False
         except StorageError as exc:
             self.writer.stats.write_errors += 1
-            self._state_is("refused", exc)
+            self.storage_state.is_("refused", exc)
             return False
         self._ready = True
         return True
-
-    def _state_is(self, state: str, exc: Exception | None) -> None:
-        """Log a change of state once: an outage is one warning, not one per second.
-
-        A full disk is its own state, named as such: "unavailable" sent operators
-        looking for a server that was there all along.
-        """
-        if state == "unreachable" and isinstance(exc, DiskFull):
-            state = "disk full"
-        if state == self._state:
-            return
-        previous, self._state = self._state, state
-        where = self.spool.wal.directory
-        if state == "disk full":
-            log.warning("ClickHouse's disk is full; keeping rows in the spool at %s and "
-                        "retrying: %s", where, exc)  # fmt: skip
-        elif state == "unreachable":
-            log.warning("ClickHouse unavailable, keeping rows in the spool at %s: %s", where, exc)
-        elif state == "refused":
-            log.error("ClickHouse is reachable but refused to prepare storage: %s", exc)
-        elif state == "spool full":
-            log.error("inserts stall: the spool at %s cannot take the mark of a batch and "
-                      "no file can be created there (%s); retrying", where, exc)  # fmt: skip
-        elif previous == "spool full":
-            log.info("inserts go on; %d rows waiting", self.pending_rows)
-        elif previous != "ok":
-            log.info("ClickHouse takes writes again; %d rows waiting", self.pending_rows)

@@ -92,6 +92,7 @@ class SelfMonitor:
             "spool_damage_found": self.writer.spool.wal.damage_found,
             "spool_quarantine_removed": self.writer.spool.wal.quarantine.removed_files,
             "inserts_stalled": self.writer.inserter.stalled,
+            "spool_error": self.writer.spool_problem(),
             "rows_set_aside": wstats.rows_set_aside,
             "rejected_batches": self.writer.rejected_batches(),
             "push_refusals": self.push_refusals(),

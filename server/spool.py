@@ -16,6 +16,7 @@ write-ahead log; the writer takes them over at start (:func:`legacy_batches`).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Iterator
@@ -56,7 +57,9 @@ class SetAside:
 class Spool:
     def __init__(self, directory: str | os.PathLike[str], max_bytes: int) -> None:
         self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
+        # on a full disk the log starts without its directory, and makes it once it can
+        with contextlib.suppress(OSError):
+            self.directory.mkdir(parents=True, exist_ok=True)
         self.max_bytes = max_bytes
         self.wal = Wal(self.directory / "wal", max_bytes)
 

@@ -18,6 +18,12 @@ the ``unmarked`` flag file (an empty file: no data blocks); while it exists,
 recovery hands every waiting record back as uncertain, to be checked against
 the storage rather than inserted blindly (:attr:`Wal.uncertain`).
 
+The next segment's file and the flag are created ahead (:mod:`server.wal_spare`),
+so a filesystem out of inodes cannot stop the marks either. When not even a
+next file can be had, the current segment grows past its size; with no segment
+at all (a start on a full disk) appends fail with :class:`WalFull` and each one
+tries again, so the log recovers by itself once there is room (:attr:`Wal.writable`).
+
 ``sync()`` is a group commit: callers that appended meanwhile share one
 ``fsync`` (the call releases the GIL, so other requests keep appending).
 A write that fails (``ENOSPC``) is truncated away, so no half frame and no
@@ -54,7 +60,8 @@ from server.wal_format import (
     segment_size,
 )
 from server.wal_quarantine import QUARANTINE, Quarantine
-from server.wal_repair import flag, read_log, uncertain_batches
+from server.wal_repair import read_log, uncertain_batches
+from server.wal_spare import OPEN_FLAGS, Spares
 
 __all__ = ["MIN_SEGMENT_BYTES", "SEGMENT_BYTES", "OpenBatch", "Record", "Wal", "WalFull",
            "segment_size"]  # fmt: skip
@@ -75,8 +82,12 @@ class Wal:
     ) -> None:
         self.directory = Path(directory)
         self.readonly = readonly  # for `lightbulb spool list` beside a running daemon
-        if not readonly:
-            self.directory.mkdir(parents=True, exist_ok=True)
+        self.open_error: OSError | None = None  # why the log has no segment to write (start)
+        if not readonly:  # on a full disk, made at the first append that can (_reopen)
+            try:
+                self.directory.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                self.open_error = exc
         self.max_bytes = max_bytes
         self.segment_bytes = segment_bytes or segment_size(self.directory, max_bytes)
         self._lock = threading.Lock()  # appends, rotation, bookkeeping
@@ -92,6 +103,7 @@ class Wal:
         self._next_id = 0
         self._segment = -1
         self._fd = -1
+        self._spares: Spares | None = None  # files made ahead (not for a read-only log)
         self._closed = False
         self.freed = 0  # bytes of deleted segments, ever: the writer's "room again" signal
         self.damaged_bytes = self.damage_found = 0  # found by recovery: bytes, places
@@ -122,10 +134,29 @@ class Wal:
         for record in [*pending, *(r for b in open_batches for r in b.records)]:
             assert record.segment is not None
             self._outstanding[record.segment] = self._outstanding.get(record.segment, 0) + 1
-        if not self.readonly:
-            self._open_segment((max(self._sizes) + 1) if self._sizes else 0)
-            self._reclaim()
+        if self.readonly:
+            return pending, open_batches
+        self._open_first((max(self._sizes) + 1) if self._sizes else 0)
+        self._reclaim()
         return pending, open_batches
+
+    def _open_first(self, segment: int) -> None:
+        """Start a segment; on a full disk, go on in the last one, or in none for now."""
+        self._spares = Spares(self.directory)
+        self._spares.prepare()
+        try:
+            self._use(self._spares.open_segment(self._path(segment)), segment)
+        except OSError as exc:
+            self.open_error = self.open_error or exc  # the directory's own failure first
+            last = max(self._sizes, default=None)
+            try:
+                if last is None:
+                    raise
+                self._use(os.open(self._path(last), OPEN_FLAGS), last)
+            except OSError:
+                self._segment = segment  # appends try to create it (WalFull until they can)
+                return
+        self._prepare_spares()
 
     # -- uncertain records ---------------------------------------------------------------
     @property
@@ -136,12 +167,21 @@ class Wal:
     def flag_unmarked(self) -> bool:
         """Say on disk that records may be stored without a mark; False if it cannot.
 
-        An empty file needs no data blocks, so this works on a full disk where a
-        ``BATCH`` frame does not. Removed when the log is found or left with
+        An empty file needs no data blocks, and one is kept ready (``FLAG_SPARE``, renamed
+        into place: no inode either), so this works on a full disk where a ``BATCH``
+        frame does not. Removed when the log is found or left with
         nothing waiting (at a start, or a stop with everything stored): records
         inserted unmarked can sit in a segment still in use until then.
         """
-        return flag(self.directory / UNMARKED)
+        if self._spares is None:
+            self._spares = Spares(self.directory)
+        return self._spares.raise_flag(self.directory / UNMARKED)
+
+    @property
+    def writable(self) -> bool:
+        """The log has a segment to append to (False after a start on a full disk, until an
+        append finds room to create one)."""
+        return self._fd >= 0
 
     # -- appending -------------------------------------------------------------------------
     @property
@@ -242,6 +282,9 @@ class Wal:
             path.unlink(missing_ok=True)
             with self._lock:
                 self.freed += size
+        if unlink:  # an inode came free: the next file, ready
+            with self._lock:
+                self._prepare_spares()
 
     def sync(self) -> None:
         """Return once everything appended before this call is on disk (group commit).
@@ -296,6 +339,8 @@ class Wal:
                 finally:
                     os.close(self._fd)
                     self._fd = -1
+            if self._spares is not None:
+                self._spares.close()
             if not any(self._outstanding.values()):  # all stored: nothing to keep
                 for segment in sorted(self._sizes):
                     self._delete(segment)
@@ -306,8 +351,12 @@ class Wal:
         """Append one frame to the current segment; returns its payload's offset."""
         if self._closed:
             raise WalFull(errno.EBADF, "the spool is closed (shutting down)")
-        if self._sizes.get(self._segment, 0) >= self.segment_bytes:
-            self._rotate()
+        if self._fd < 0:
+            self._reopen()
+        elif self._sizes.get(self._segment, 0) >= self.segment_bytes:
+            # no next file to be had (no inode): the segment grows rather than refuse
+            with contextlib.suppress(WalFull):
+                self._rotate()
         whole = frame(kind, payload)
         start = self._sizes[self._segment]
         try:
@@ -324,6 +373,18 @@ class Wal:
         self._appended += 1
         return start + HEADER.size
 
+    def _reopen(self) -> None:
+        """The log had no segment (a start on a full disk): start one now, or WalFull."""
+        with self._fd_lock:
+            try:
+                self.directory.mkdir(parents=True, exist_ok=True)
+                self._use(self._open_file(self._segment), self._segment)
+            except OSError as exc:
+                message = f"cannot start a file in {self.directory}: {exc.strerror}"
+                raise WalFull(exc.errno or errno.EIO, message) from exc
+        self.open_error = None
+        self._prepare_spares()
+
     def _rotate(self) -> None:
         with self._fd_lock:  # a sync in progress finishes on the old file first
             old_fd, old = self._fd, self._segment
@@ -331,13 +392,23 @@ class Wal:
             # file): only the newest can then end in a torn write (server.wal_repair)
             os.fsync(old_fd)
             try:
-                fd = self._create(old + 1)
-            except OSError as exc:  # no room for a new file: keep writing the old one
+                fd = self._open_file(old + 1)
+            except OSError as exc:  # no room for a new file: the caller keeps the old one
                 message = f"cannot start a file: {exc.strerror}"
                 raise WalFull(exc.errno or errno.EIO, message) from exc
             os.close(old_fd)
             self._use(fd, old + 1)
         self._reclaim()
+        self._prepare_spares()
+
+    def _prepare_spares(self) -> None:
+        if self._spares is not None and not self._closed and not self._spares.ready:
+            self._spares.prepare()
+
+    def _open_file(self, segment: int) -> int:
+        if self._spares is None:
+            self._spares = Spares(self.directory)
+        return self._spares.open_segment(self._path(segment))
 
     def _reclaim(self, unlink: list[tuple[Path, int]] | None = None) -> bool:
         """Delete done segments, oldest first, stopping at the first one still needed.
@@ -368,20 +439,6 @@ class Wal:
                 self._rotate()
         self._reclaim()
         return self.freed > before
-
-    def _open_segment(self, segment: int) -> None:
-        self._use(self._create(segment), segment)
-
-    def _create(self, segment: int) -> int:
-        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_CLOEXEC", 0)
-        fd = os.open(self._path(segment), flags, 0o600)
-        # the new file's directory entry must survive a crash too
-        dir_fd = os.open(self.directory, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-        return fd
 
     def _use(self, fd: int, segment: int) -> None:
         self._fd, self._segment = fd, segment

@@ -31,10 +31,12 @@ from typing import Any
 
 import pyarrow as pa
 
+from server.core.clock import Clock
 from server.inserter import Inserter
 from server.recorder import TABLE_COLUMNS
 from server.schema import declared_types
 from server.spool import Batch, Spool
+from server.spool_state import SpoolState
 from server.storage import Storage
 from server.storage.arrow import BadRow, schema_of, to_arrow
 from server.wal import Record, WalFull
@@ -77,6 +79,7 @@ class Writer:
         columns: dict[str, tuple[str, ...]] | None = None,
         before_first_write: Callable[[], None] | None = None,
         max_queue_rows: int = 500_000,
+        clock: Clock | None = None,
     ) -> None:
         self.storage = storage
         self.spool = spool
@@ -106,9 +109,11 @@ class Writer:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._disk_full_at: float | None = None  # monotonic time of the last ENOSPC (None: ok)
+        self.spool_state = SpoolState(spool.wal.directory, clock)
         self.inserter = Inserter(self, storage, spool, before_first_write)
         self.inserter.recover()
+        if spool.wal.open_error is not None:  # a start on a full disk: said now, not at a push
+            self.spool_state.failed(spool.wal.open_error)
 
     # -- producers ---------------------------------------------------------------------
     def add(self, table: str, row: tuple[Any, ...]) -> None:
@@ -164,10 +169,10 @@ class Writer:
                 records.append(self.spool.wal.append(table, data, ipc=stream))
             self.spool.wal.sync()
         except OSError as exc:  # WalFull: the disk, the cap, or shutting down
-            self._note_disk(exc)
+            self.spool_state.failed(exc)
             self._discard(records)
             raise Busy(f"not stored: {exc.strerror or exc}", DISK_RETRY, 503) from None
-        self._disk_ok()
+        self.spool_state.ok()
         self.inserter.take(records)
 
     def _discard(self, records: list[Record]) -> None:
@@ -191,26 +196,51 @@ class Writer:
         try:
             self.spool.wal.sync()
         except OSError as exc:
-            self._note_disk(exc)
-            raise Busy(f"not stored: {exc.strerror or exc}", 5, 503) from None
+            self.spool_state.failed(exc)
+            raise Busy(f"not stored: {exc.strerror or exc}", DISK_RETRY, 503) from None
 
     def busy(self) -> Busy | None:
         """Why a push should be refused now (backpressure), or None to accept it.
 
         429 when more than ``max_queue_rows`` wait for ClickHouse (the writer is
-        behind), 503 when the disk is full or the log at its size limit.
+        behind), 503 when the spool cannot take it (:meth:`spool_refuses`).
         """
-        if self._disk_full_at is not None and not self.spool.wal.has_room():
-            # only while truly full: the next request tries again as soon as there is room
-            return Busy("the spool's disk is full; retry later", DISK_RETRY, 503)
-        wal = self.spool.wal
-        if wal.size > wal.max_bytes * 0.9:
-            return Busy("the spool is nearly at scheduler.spool_max_bytes; retry later", 10, 503)
+        refused = self.spool_refuses()
+        if refused is not None:
+            return refused
         waiting = self.inserter.pending_rows + self._buffered
         if waiting > self.max_queue_rows:
             seconds = 1 if self.inserter.reachable else 10
             return Busy(f"{waiting} rows are waiting to be stored; retry later", seconds, 429)
         return None
+
+    def spool_refuses(self) -> Busy | None:
+        """Why the spool cannot take an acknowledged push now (a 503), or None.
+
+        Its last write failed and its filesystem is still full (``statvfs``: the
+        next push tries again as soon as there is room), or the log is near
+        ``scheduler.spool_max_bytes``. ``/readyz`` is not ready while this says so.
+        """
+        wal = self.spool.wal
+        if not self.spool_state.writable and not wal.has_room():
+            where = wal.directory
+            return Busy(f"the spool at {where} cannot be written; retry later", DISK_RETRY, 503)
+        if wal.size > wal.max_bytes * 0.9:
+            return Busy("the spool is nearly at scheduler.spool_max_bytes; retry later", 10, 503)
+        return None
+
+    @property
+    def spool_writable(self) -> bool:
+        """The spool takes acknowledged pushes: its last write went through, inserts do not
+        stall on it, and :meth:`spool_refuses` has no reason to refuse."""
+        return not self.spool_problem()
+
+    def spool_problem(self) -> str:
+        """Why the spool does not take acknowledged pushes now, with the fix ("" if it does)."""
+        refused = self.spool_refuses()
+        if self.inserter.stalled:
+            return f"inserts stall: the spool at {self.spool.wal.directory} cannot be written"
+        return self.spool_state.problem() or (str(refused) if refused else "")
 
     def rejected_batches(self) -> int:
         """Set-aside batches in ``rejected/`` (a directory listing: for scrapes, not loops)."""
@@ -343,25 +373,10 @@ class Writer:
         try:
             record = wal.append(table, data)
         except WalFull as exc:
-            self._note_disk(exc)
+            self.spool_state.failed(exc)
             return wal.append(table, data, memory_only=True)
-        self._disk_ok()
+        self.spool_state.ok()
         return record
-
-    def _disk_ok(self) -> None:
-        if self._disk_full_at is not None:
-            log.info("the spool takes writes again (%s)", self.spool.wal.directory)
-            self._disk_full_at = None
-
-    def _note_disk(self, exc: OSError) -> None:
-        if self._disk_full_at is None:
-            log.error(
-                "cannot write the spool at %s: %s; rows are held in memory (check results) "
-                "or refused with 503 (pushed logs) until it has room",
-                self.spool.wal.directory,
-                exc.strerror or exc,
-            )
-        self._disk_full_at = time.monotonic()
 
     def set_aside(self, table: str, rows: list[tuple[Any, ...]], reason: str) -> None:
         """Keep refused rows in ``rejected/`` with the reason, counted; never silently lost."""

@@ -6,6 +6,7 @@ this sandbox run); skipped elsewhere, failed in CI.
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 from collections.abc import Iterator
@@ -270,36 +271,81 @@ def tiny_disk_few_files(tmp_path: Path) -> Iterator[SmallDisk]:
     subprocess.run(["umount", "-l", str(disk.path)], check=False)
 
 
-def test_inserts_that_cannot_even_flag_the_spool_stall_visibly_and_resume(
-    store: EmbeddedStorage, tiny_disk_few_files: SmallDisk, caplog: pytest.LogCaptureFixture
-) -> None:
-    """No byte and no file to be had: the stall is said once, not ready, retried."""
-    disk = tiny_disk_few_files
-    apply_schema(store, Target("monitor"))
-    writer = Writer(store, Spool(disk.path / "spool", 256 * 2**20), columns=WRITTEN_TABLES)
-    told = push_until_refused(writer, 0)
-    caplog.clear()  # the refusal was said; now the inserts
-    disk.fill()
+def take_every_inode(disk: SmallDisk) -> list[Path]:
+    """Create empty files until the filesystem has no inode left; returns them."""
     fillers = []
-    for i in range(100):  # every inode
+    for i in range(10_000):
         try:
             (disk.path / f"f{i}").touch()
         except OSError:
-            break
+            return fillers
         fillers.append(disk.path / f"f{i}")
-    for _ in range(3):
-        writer.flush()
-    assert pushed_numbers(store) == []
-    assert writer.inserter.stalled and not writer.reachable
-    assert writer.stats.write_errors == 3
-    said = [r.getMessage() for r in caplog.records if r.name == "lightbulb.writer"]
-    assert len(said) == 1 and said[0].startswith("inserts stall"), said
+    raise AssertionError("the filesystem never ran out of inodes")
+
+
+def test_a_spool_out_of_bytes_and_inodes_still_inserts_what_it_holds_once(
+    store: EmbeddedStorage, tiny_disk_few_files: SmallDisk, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No byte and no inode to be had: the flag made ahead is renamed into place, the
+    rows are inserted (unmarked), and a kill -9 then a start store none twice."""
+    disk = tiny_disk_few_files
+    apply_schema(store, Target("monitor"))
+    spool = disk.path / "spool"
+    writer = Writer(store, Spool(spool, 256 * 2**20), columns=WRITTEN_TABLES, batch_rows=500)
+    told = push_until_refused(writer, 0)
+    caplog.clear()  # the refusal was said; now the inserts
+    disk.fill()
+    fillers = take_every_inode(disk)
+    writer.inserter.insert_due(full_only=True)
+    assert not writer.inserter.stalled
+    stored_before_crash = pushed_numbers(store)
+    assert 0 < len(stored_before_crash) < len(told)
+    crash(writer)
+    writer = Writer(store, Spool(spool, 256 * 2**20), columns=WRITTEN_TABLES)
+    writer.flush()
+    assert pushed_numbers(store) == told  # none lost, none twice
+    assert not writer.inserter.stalled and writer.reachable
     disk.free()
     for path in fillers:
         path.unlink()
+    writer.add_durable("service_status", [row(500_000)])
+    writer.flush()
+    assert pushed_numbers(store) == [*told, 500_000]
+
+
+@pytest.fixture
+def disk_of_few_files(tmp_path: Path) -> Iterator[SmallDisk]:
+    """Bytes to spare, 32 inodes."""
+    disk = mount_small(tmp_path / "files", "16m", ",nr_inodes=32")
+    yield disk
+    subprocess.run(["umount", "-l", str(disk.path)], check=False)
+
+
+def test_a_spool_out_of_inodes_only_keeps_taking_and_inserting_rows(
+    store: EmbeddedStorage, disk_of_few_files: SmallDisk
+) -> None:
+    """Bytes free, no inode: the next segment was made ahead, then the last one grows;
+    pushes are taken, marked and stored, and segments freed make the next file again."""
+    disk = disk_of_few_files
+    apply_schema(store, Target("monitor"))
+    spool = Spool(disk.path / "spool", 256 * 2**20)
+    spool.wal.segment_bytes = 64 * 2**10  # many rotations in a few MiB
+    writer = Writer(store, spool, columns=WRITTEN_TABLES)
+    fillers = take_every_inode(disk)
+    told: list[int] = []
+    for n in range(40):  # ~2 MiB: rotations with no new inode to be had
+        rows = [padded(n * 50 + i) for i in range(50)]
+        writer.add_durable("service_status", rows)
+        told.extend(range(n * 50, n * 50 + 50))
+        if n % 10 == 9:
+            writer.flush()
     writer.flush()
     assert pushed_numbers(store) == told
-    assert not writer.inserter.stalled and writer.reachable
+    assert not writer.inserter.stalled and not writer.spool.wal.uncertain  # every mark written
+    assert (writer.stats.write_errors, writer.stats.rows_dropped) == (0, 0)
+    assert writer.spool.wal.size < 2**20 < 2000 * 1000  # stored segments were deleted
+    for path in fillers:
+        path.unlink()
 
 
 @pytest.mark.parametrize("room_at_stop", [False, True])
@@ -333,5 +379,37 @@ def test_a_stop_keeps_what_it_says_it_keeps_and_counts_the_rest_lost(
         assert writer.pending_rows() == kept
         writer.flush()
         assert pushed_numbers(store) == list(range(kept))
+    finally:
+        store.close()
+
+
+def test_a_lasting_database_disk_full_is_summed_up_once_a_minute_and_its_end_said_once(
+    small_disk: SmallDisk, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from tests.support.clock import FakeClock
+
+    clock = FakeClock()
+    store = EmbeddedStorage(small_disk.path / "db", "monitor")
+    try:
+        apply_schema(store, Target("monitor"))
+        spool = Spool(tmp_path / "spool", 10**9)
+        writer = Writer(store, spool, columns=WRITTEN_TABLES, clock=clock)
+        small_disk.fill()
+        caplog.set_level(logging.INFO, logger="lightbulb.writer")
+        for i in range(13):  # a round every 10 s for two minutes
+            writer.add("service_status", row(i))
+            writer.flush()
+            clock.advance(10)
+        small_disk.free()
+        writer.flush()
+        said = [r.getMessage() for r in caplog.records if r.name == "lightbulb.writer"]
+        assert [s.split(";")[0].split(":")[0] for s in said] == [
+            "ClickHouse's disk is full",
+            "ClickHouse still disk full",
+            "ClickHouse still disk full",
+            "ClickHouse takes writes again",
+        ], said
+        assert "(5 more failed attempts since the last such line)" in said[1]
+        assert stored(store) == 13
     finally:
         store.close()

@@ -325,3 +325,23 @@ def test_storage_trouble_writing_delivery_records_is_logged_once_per_change_of_s
     recovered = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(recovered) == 1
     assert "50 were not written" in recovered[0].getMessage()
+
+
+def test_delivery_records_failing_are_said_once_then_a_minute_later_with_a_count(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    d, _, clock = dispatcher("http://127.0.0.1:1")
+
+    def broken() -> None:
+        raise OSError("storage away")
+
+    caplog.set_level(logging.INFO, logger="lightbulb.notify")
+    for _ in range(120):  # two records a second for a minute
+        d.record(broken)
+        clock.advance(0.5)
+    d.record(broken)
+    d.record(lambda: None)
+    said = [(r.levelname, r.getMessage()) for r in caplog.records]
+    assert [level for level, _ in said] == ["ERROR", "ERROR", "WARNING"], said
+    assert "(storage: storage away; 119 more since the last such line)" in said[1][1]
+    assert said[2][1] == "delivery records are written again; 121 were not written meanwhile"

@@ -24,6 +24,7 @@ from typing import Any, Protocol
 from server.config.models import Config
 from server.core.clock import Clock
 from server.core.redact import redact_value
+from server.core.repeats import Repeats
 from server.notify import build_channel
 from server.notify.base import AlertItem, ChannelError, Notice
 from server.notify.ledger import DeliveryState, Ledger
@@ -76,7 +77,7 @@ class Dispatcher:
         self.ledger = Ledger()
         self.workers: dict[str, ChannelWorker] = {}
         self._started = False
-        self.records_not_written = 0  # delivery records failed since the last success
+        self._unwritten = Repeats(clock=clock)  # delivery records failing: said once a minute
         self.configure(config)
 
     def configure(self, config: Config) -> None:
@@ -117,24 +118,25 @@ class Dispatcher:
     def record(self, write: Callable[[], None]) -> None:
         """Run a DeliveryLog write; storage trouble is logged, never raised into delivery.
 
-        Logged once per change of state (the first failure as an error, the
-        recovery with how many records were not written), not once per notice:
-        with storage down every delivery would otherwise log a traceback.
+        Logged as :class:`Repeats` says (the first failure as an error, then once a
+        minute with a count, the recovery with how many records were not written),
+        not once per notice: with storage down every delivery would otherwise log.
         """
         try:
             write()
         except Exception as exc:
-            self.records_not_written += 1
-            if self.records_not_written == 1:
+            unlogged = self._unwritten.due()
+            if unlogged == 0:
                 log.error("delivery records are not being written (storage: %s); "
                           "deliveries go on, logged again when writes work", exc)  # fmt: skip
-            else:
-                log.debug("delivery record not written: %s", exc)
+            elif unlogged is not None:
+                log.error("delivery records are still not being written (storage: %s; %d more "
+                          "since the last such line)", exc, unlogged)  # fmt: skip
             return
-        if self.records_not_written:
+        failed = self._unwritten.ok()
+        if failed:
             log.warning("delivery records are written again; %d were not written meanwhile",
-                        self.records_not_written)  # fmt: skip
-            self.records_not_written = 0
+                        failed)  # fmt: skip
 
     def submit(self, notice: Notice) -> None:
         notice = redact_value(notice)  # no secret reaches a channel or the outbox

@@ -145,7 +145,7 @@ def _routes(app: Flask, ctx: WebContext) -> None:
             checks = {
                 "storage": bool(health["storage_writable"]),
                 "scheduler": bool(health["scheduler_running"]),
-                "spool": not health.get("inserts_stalled", False),
+                "spool": not health.get("spool_error"),
             }
         else:
             try:
@@ -154,9 +154,12 @@ def _routes(app: Flask, ctx: WebContext) -> None:
             except StorageError:
                 checks = {"storage": False}
         ready = all(checks.values())
-        return jsonify({"status": "ready" if ready else "not ready", **checks}), (
-            200 if ready else 503
-        )
+        body: dict[str, Any] = {"status": "ready" if ready else "not ready", **checks}
+        if not ready:  # which part: a full spool is not ClickHouse being down
+            body["failing"] = [name for name, ok in checks.items() if not ok]
+        if not checks.get("spool", True):
+            body["spool_error"] = health["spool_error"]
+        return jsonify(body), 200 if ready else 503
 
     @app.get("/metrics")
     def metrics() -> Response:

@@ -204,6 +204,11 @@ class LightbulbCollector:
                 "1 when storage is prepared and the last write went through",
                 h.get("storage_writable", h["storage_reachable"]),
             ),
+            "lightbulb_spool_writable": (
+                "1 when the spool takes writes (pushes are acknowledged); 0 when its filesystem "
+                "is full (bytes or inodes): pushes get 503, check results wait in memory",
+                not h.get("spool_error"),
+            ),
             "lightbulb_inserts_stalled": (
                 "1 when inserts wait because the spool cannot take a batch's mark (disk full)",
                 h.get("inserts_stalled", False),
