@@ -38,6 +38,12 @@ from server.storage.library_pages import release_clean_pages
 from server.storage.values import converter, keep
 
 _TOKEN = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+#: ``nice`` of the engine's threads while they insert a batch (ClickHouse's
+#: ``os_thread_priority``): the engine runs in our process, on the cores that answer
+#: pushes, and a 100k-row insert took 0.3-1 s of CPU while requests waited for it
+#: (benchmarks/ingest.py --trace); at 10 the requests' threads come first, and the
+#: insert takes the CPU they leave (the writer answers 429 if it falls behind).
+INSERT_NICE = 10
 LOCK_NAME = "lightbulb.lock"
 BATCH_NAME = "lightbulb-insert.arrow"
 # Server settings of the embedded engine (chDB takes them in the connection string).
@@ -132,7 +138,7 @@ class EmbeddedStorage:
     def insert_arrow(self, table: str, data: pa.Table, *, dedup_token: str | None = None) -> int:
         if not data.num_rows:
             return 0
-        settings = ["max_insert_threads = 1"]
+        settings = ["max_insert_threads = 1", f"os_thread_priority = {INSERT_NICE}"]
         if dedup_token is not None:
             if not _TOKEN.match(dedup_token):
                 raise StorageError(f"invalid deduplication token {dedup_token!r}")
