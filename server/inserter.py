@@ -204,6 +204,9 @@ class Inserter:
             else:
                 self._round(full_only=True)
         self.writer.commit()
+        hurry = getattr(self.storage, "hurry", None)  # the engine's inserts yield no more
+        if hurry is not None:
+            hurry()
         self._round(full_only=False)
 
     def _round(self, full_only: bool) -> None:
