@@ -56,6 +56,7 @@ from server.wal_format import (
     segment_size,
 )
 from server.wal_repair import flag, read_and_repair, uncertain_batches
+from server.wal_spare import Spare
 
 __all__ = ["MIN_SEGMENT_BYTES", "SEGMENT_BYTES", "OpenBatch", "Record", "Wal", "WalFull",
            "segment_size"]  # fmt: skip
@@ -94,8 +95,7 @@ class Wal:
         self._segment = -1
         self._fd = -1
         self._retired: list[int] = []  # earlier segments' fds, frames not yet fsynced
-        self._spare: tuple[int, int] | None = None  # (segment, fd) created ahead of rotation
-        self._spare_for = -1  # the segment a spare was last asked for (once each)
+        self._spare = Spare(self._create, self._path)  # the next segment, made ahead
         self._closed = False
         self.freed = 0  # bytes of deleted segments, ever: the writer's "room again" signal
         self.damaged_bytes = 0  # set aside by recovery as damaged (server.wal_repair)
@@ -342,10 +342,7 @@ class Wal:
             while self._syncing:
                 self._sync.wait()
         with self._lock, self._fd_lock:
-            if self._spare is not None:  # created ahead, never written
-                os.close(self._spare[1])
-                self._path(self._spare[0]).unlink(missing_ok=True)
-                self._spare = None
+            self._spare.close(self._segment)
             retired, self._retired = self._retired, []
             try:
                 for fd in [*retired, self._fd]:
@@ -383,7 +380,7 @@ class Wal:
         self._sizes[self._segment] = start + len(whole)
         self._appended += 1
         if self._sizes[self._segment] >= self.segment_bytes // 2:
-            self._ask_spare()
+            self._spare.ask(self._segment + 1)
         return start + HEADER.size
 
     def _rotate(self) -> None:
@@ -396,41 +393,16 @@ class Wal:
         """
         with self._fd_lock:
             old_fd, old = self._fd, self._segment
-            spare, self._spare = self._spare, None
-            if spare is not None and spare[0] == old + 1:
-                fd = spare[1]
-            else:
+            fd = self._spare.take(old + 1)
+            if fd is None:
                 try:
                     fd = self._create(old + 1)
                 except OSError as exc:  # no room for a new file: keep writing the old one
-                    self._spare = spare
                     message = f"cannot start a file: {exc.strerror}"
                     raise WalFull(exc.errno or errno.EIO, message) from exc
             self._retired.append(old_fd)
             self._use(fd, old + 1)
         self._reclaim()
-
-    def _ask_spare(self) -> None:
-        """Create the next segment ahead, in a thread (half the current one written)."""
-        nxt = self._segment + 1
-        if self._spare is not None or self._spare_for == nxt:
-            return
-        self._spare_for = nxt
-        threading.Thread(target=self._make_spare, args=(nxt,), name="lightbulb-wal-spare",
-                         daemon=True).start()  # fmt: skip
-
-    def _make_spare(self, segment: int) -> None:
-        try:
-            fd = self._create(segment)  # its directory entry fsynced: no lock held
-        except OSError:
-            return  # no room for a file: the rotation tries again, and says why
-        with self._lock:
-            if not self._closed and self._segment + 1 == segment and self._spare is None:
-                self._spare = (segment, fd)
-                return
-            os.close(fd)
-            if self._closed and segment > self._segment:  # nobody wrote to it
-                self._path(segment).unlink(missing_ok=True)
 
     def _reclaim(self, unlink: list[tuple[Path, int]] | None = None) -> bool:
         """Delete done segments, oldest first, stopping at the first one still needed.
