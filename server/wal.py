@@ -431,8 +431,36 @@ class Wal:
         if self._sizes.get(self._segment, 0) > 0:
             with contextlib.suppress(WalFull):
                 self._rotate()
+        self._close_retired()  # a deleted file frees its blocks only once closed
         self._reclaim()
         return self.freed > before
+
+    def _close_retired(self) -> None:
+        """fsync and close the rotated-away files now, not at the next :meth:`sync`.
+
+        Takes the group commit's turn meanwhile, so no sync is using them. Raises
+        OSError if an fsync fails (the files stay, for the next sync to retry).
+        """
+        with self._sync:
+            while self._syncing:
+                self._sync.wait()
+            self._syncing = True
+        try:
+            with self._fd_lock:
+                retired, self._retired = self._retired, []
+            try:
+                for fd in retired:
+                    os.fsync(fd)
+            except OSError:
+                with self._fd_lock:
+                    self._retired[:0] = retired
+                raise
+            for fd in retired:
+                os.close(fd)
+        finally:
+            with self._sync:
+                self._syncing = False
+                self._sync.notify_all()
 
     def _open_segment(self, segment: int) -> None:
         self._use(self._create(segment), segment)

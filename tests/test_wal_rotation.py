@@ -8,6 +8,7 @@ a slow ``fsync`` (the shared disk's), held on an event so the test needs no timi
 from __future__ import annotations
 
 import os
+import subprocess
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +17,7 @@ import pyarrow as pa
 import pytest
 
 from server.wal import Wal
+from tests.test_full_disk import mount_small
 
 
 def table(n: int) -> pa.Table:
@@ -85,3 +87,25 @@ def test_frames_left_in_a_rotated_segment_are_on_disk_before_sync_returns(
     assert not set(segments) & set(fsyncs.done)  # (a spare's directory fsync may show)
     assert wal._retired == []
     wal.close()
+
+
+def test_a_full_disk_gets_room_from_a_stored_segment_rotated_away(tmp_path: Path) -> None:
+    """A rotated-away file stays open until the next sync; one deleted to make room on
+    a full disk must be closed at once, or its blocks stay taken (a real small tmpfs)."""
+    disk = mount_small(tmp_path / "disk", "2m")
+    try:
+        wal = Wal(disk.path / "wal", 10**9)
+        wal.recover()
+        assert wal.segment_bytes == 256 * 2**10  # an eighth of the disk
+        record = pa.table({"pad": pa.array(["x" * 10_000] * 10)})  # ~100 KiB
+        stored = [wal.append("t", record) for _ in range(2)]
+        wal.mark_batch("b", "t", stored)
+        wal.mark_done("b", stored)  # done, but in the current segment: kept for now
+        wal.sync()
+        disk.fill()
+        assert not wal.has_room(100 * 2**10)
+        wal.append("t", record)  # the stored segment rotated away and deleted: room
+        wal.sync()
+        wal.close()
+    finally:
+        subprocess.run(["umount", "-l", str(disk.path)], check=False)
