@@ -1,5 +1,5 @@
 """The embedded engine inserts at a lower CPU priority than the pushes it serves,
-and at the normal one once the daemon stops (:meth:`EmbeddedStorage.hurry`).
+and at the normal one when told (the inserter: behind, or stopping).
 
 A real chDB insert, made to last ~1 s by a column whose default sleeps per row; the
 ``nice`` of the process's threads is read from ``/proc`` while it runs.
@@ -40,15 +40,16 @@ def seen_while_inserting(store: EmbeddedStorage) -> set[int]:
     return seen
 
 
-def test_inserts_yield_the_cpu_until_the_daemon_stops(tmp_path: Path) -> None:
+def test_inserts_yield_the_cpu_until_told_not_to(tmp_path: Path) -> None:
     store = EmbeddedStorage(tmp_path / "db", "monitor")
     try:
         store.execute("CREATE DATABASE IF NOT EXISTS monitor")
         store.execute("CREATE TABLE monitor.slow (n Int64, late UInt8 DEFAULT "
                       "sleepEachRow(0.3)) ENGINE = MergeTree ORDER BY n")  # fmt: skip
         assert INSERT_NICE > 0
+        store.yield_cpu(True)
         assert INSERT_NICE in seen_while_inserting(store)
-        store.hurry()
+        store.yield_cpu(False)
         assert INSERT_NICE not in seen_while_inserting(store)
         assert store.query("SELECT count() AS n FROM monitor.slow")[0]["n"] == 6
     finally:

@@ -43,7 +43,7 @@ _TOKEN = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 #: ``os_thread_priority``): the engine runs in our process, on the cores that answer
 #: pushes, and a 100k-row insert took 0.3-1 s of CPU while requests waited for it
 #: (benchmarks/ingest.py --trace); at 10 the requests' threads come first, and the
-#: insert takes the CPU they leave (the writer answers 429 if it falls behind). The
+#: insert takes the CPU they leave, while it keeps up (:meth:`EmbeddedStorage.yield_cpu`). The
 #: engine applies it only with CAP_SYS_NICE (root, as in the benchmarks), since it must
 #: set its threads back to 0 afterwards; without it inserts run at 0, as before.
 INSERT_NICE = 10
@@ -87,7 +87,7 @@ class EmbeddedStorage:
 
         self.path = Path(path).resolve()
         self.database = check_name(database)
-        self._insert_nice = INSERT_NICE
+        self._insert_nice = 0  # the inserter turns it on: yield_cpu()
         self.path.mkdir(parents=True, exist_ok=True)
         self._lock_file: IO[str] | None = _acquire_lock(self.path)
         try:
@@ -152,10 +152,13 @@ class EmbeddedStorage:
             raise StorageError(f"{self.describe()} refused `{sql}`: {exc}") from None
         return self.insert_arrow(table, data, dedup_token=dedup_token)
 
-    def hurry(self) -> None:
-        """Inserts from now on at the normal priority: the daemon stops, no push waits
-        for the CPU, and what is not inserted within the stop's grace waits for a start."""
-        self._insert_nice = 0
+    def yield_cpu(self, on: bool) -> None:
+        """Inserts from now on at ``INSERT_NICE`` (``on``) or at the normal priority.
+
+        The inserter yields while it keeps up; behind, or when the daemon stops, it
+        does not (:meth:`server.inserter.Inserter._yield_cpu`).
+        """
+        self._insert_nice = INSERT_NICE if on else 0
 
     def insert_arrow(self, table: str, data: pa.Table, *, dedup_token: str | None = None) -> int:
         if not data.num_rows:
