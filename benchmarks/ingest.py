@@ -115,6 +115,7 @@ class Client(threading.Thread):
         self.every, self.offset = every, offset
         self.accepted = 0
         self.latencies: list[float] = []
+        self.due: list[float] = []  # when each 200's request was due (perf_counter = monotonic)
         self.refused: dict[int, int] = {}
         self.errors = 0
 
@@ -147,6 +148,7 @@ class Client(threading.Thread):
             if answer.status == 200:
                 self.accepted += RECORDS
                 self.latencies.append(took)
+                self.due.append(started)
             else:
                 self.refused[answer.status] = self.refused.get(answer.status, 0) + 1
                 time.sleep(float(answer.getheader("Retry-After") or 1))
@@ -357,6 +359,15 @@ def run_once(tree: Path, args: argparse.Namespace, fmt: str) -> dict[str, float]
     if trace is not None:
         print(f"trace ({trace}):")
         print(summarise(trace, started, started + window))
+        slowest = sorted((x, d) for c in clients for x, d in zip(c.latencies, c.due, strict=True))
+        (trace / "client.txt").write_text("".join(f"{d:.4f} {x * 1e3:.2f}\n" for x, d in slowest))
+        print(
+            "  client's slowest 1%: "
+            + ", ".join(
+                f"{x * 1e3:.0f} ms due +{d - started:.2f} s"
+                for x, d in slowest[::-1][: len(slowest) // 100]
+            )
+        )
     return {"stored/s": stored_at_exit / window, "p50": pct(0.5), "p99": pct(0.99),
             "daemon µs": cpu / per * 1e6, "workers µs": kids_cpu / per * 1e6,
             "lost": lost, "refused": sum(refused.values()), "sigterm s": stop_took,
