@@ -29,11 +29,11 @@ LOCAL = "_local"  # a sharded table's parts live in <name>_local (server.schema)
 Tokens = Mapping[str, int]  # table name -> hash of its active parts' names
 
 
-def part_tokens(storage: Storage) -> dict[str, int]:
-    """One hash per table of ``storage.database`` with parts: of its active parts' names
-    (every replica's on a cluster). Read *before* what it vouches for: a part added
-    in between makes the next comparison differ (a recomputation), never the reverse.
-    Raises StorageError."""
+def part_tokens(storage: Storage, tables: Collection[str]) -> dict[str, int]:
+    """One hash per table of ``tables`` (or its ``_local`` twin) in ``storage.database``
+    that has parts: of its active parts' names (every replica's on a cluster). Read
+    *before* what it vouches for: a part added in between makes the next comparison
+    differ (a recomputation), never the reverse. Raises StorageError."""
     cluster = getattr(storage, "cluster", None)
     source = "system.parts"
     if cluster:
@@ -42,9 +42,10 @@ def part_tokens(storage: Storage) -> dict[str, int]:
         source = f"clusterAllReplicas('{cluster}', system.parts)"
     rows = storage.query(
         "SELECT table, cityHash64(arraySort(groupArray(name))) AS parts "
-        f"FROM {source} WHERE database = {{db:String}} AND active GROUP BY table"
+        f"FROM {source} WHERE database = {{db:String}} AND active "
+        "AND table IN {tables:Array(String)} GROUP BY table"
         + (" SETTINGS skip_unavailable_shards = 1" if cluster else ""),
-        {"db": storage.database},
+        {"db": storage.database, "tables": [n for t in tables for n in (t, t + LOCAL)]},
     )
     return {r["table"]: int(r["parts"]) for r in rows}
 

@@ -25,10 +25,13 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import Counter
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
+
+from flask import g, has_request_context
 
 from server.alerting.log import aware
 from server.storage import Storage, StorageError, changes
@@ -45,8 +48,12 @@ ROW_TIME = {
     "notifications": "queued_at",
 }
 # Tables read for what no edge is compared with: notes by id, current statuses, the
-# hourly summary's first hour (a bound that only narrows the scan of service_status).
-TIMELESS = frozenset({"incident_notes", "service_current", "service_status_hourly"})
+# hourly summary's first hour (a bound that only narrows the scan of service_status),
+# and the daily summary, read by UTC days its callers key their answers by.
+TIMELESS = frozenset(
+    {"incident_notes", "service_current", "service_status_hourly", "service_status_daily"}
+)
+CLASSED = sorted(ROW_TIME.keys() | TIMELESS)  # the tables whose parts are hashed
 FOREVER = datetime.max.replace(tzinfo=UTC)
 
 
@@ -63,14 +70,14 @@ class _Held:
 class ReadCache:
     """The last answer of each kind (``name``), thread-safe; one per web app.
 
-    ``computed`` and ``reused`` count answers worked out and handed out again."""
+    ``computed`` and ``reused`` count answers worked out and handed out again, by name."""
 
     def __init__(self) -> None:
         self._held: dict[str, _Held] = {}
         self._lock = threading.Lock()
         self._warned = False
-        self.computed = 0
-        self.reused = 0
+        self.computed: Counter[str] = Counter()
+        self.reused: Counter[str] = Counter()
 
     def get(self, name: str, storage: Storage, compute: Callable[[Storage], T], *,
             config: object, key: Any, now: datetime, edges: Sequence[datetime]) -> T:  # fmt: skip
@@ -81,12 +88,12 @@ class ReadCache:
         is given and its answer must not be changed by callers (they get the same
         object). Raises what ``compute`` raises."""
         try:
-            tokens = changes.part_tokens(storage)
+            tokens = _tokens(storage)
         except StorageError as exc:
             if not self._warned:
                 self._warned = True
                 log.warning("answers are not cached: cannot read the tables' parts (%s)", exc)
-            self._count(False)
+            self._count(name, False)
             return compute(storage)
         held = self._held.get(name)
         if (
@@ -96,11 +103,11 @@ class ReadCache:
             and (held.at <= now < held.until or now == held.at)
             and changes.same(held.parts, tokens)
         ):
-            self._count(True)
+            self._count(name, True)
             return held.value  # type: ignore[no-any-return]
         recording = changes.Recording(storage)
         value = compute(recording)
-        self._count(False)
+        self._count(name, False)
         read = recording.tables
         if read <= ROW_TIME.keys() | TIMELESS:
             until = valid_until(storage, read & ROW_TIME.keys(), edges, now)
@@ -109,12 +116,20 @@ class ReadCache:
                 self._held[name] = kept
         return value
 
-    def _count(self, reused: bool) -> None:
+    def _count(self, name: str, reused: bool) -> None:
         with self._lock:
-            if reused:
-                self.reused += 1
-            else:
-                self.computed += 1
+            (self.reused if reused else self.computed)[name] += 1
+
+
+def _tokens(storage: Storage) -> dict[str, int]:
+    """The classed tables' part hashes, read once a request (in a request: kept in
+    ``flask.g``; read before any answer of it is worked out, so never after one)."""
+    if not has_request_context():
+        return changes.part_tokens(storage, CLASSED)
+    held: dict[int, dict[str, int]] = g.setdefault("part_tokens", {})
+    if id(storage) not in held:
+        held[id(storage)] = changes.part_tokens(storage, CLASSED)
+    return held[id(storage)]
 
 
 def valid_until(storage: Storage, tables: Collection[str], edges: Sequence[datetime],
