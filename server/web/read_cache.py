@@ -18,7 +18,9 @@ answer of each kind and hands it out again while all of these hold:
 A table the answer read that is in neither :data:`ROW_TIME` nor :data:`TIMELESS`
 makes the answer not kept (worked out again at every request): a new read must be
 classed before it can be cached. When the parts cannot be read (a cluster user
-without the ``REMOTE`` grant ``clusterAllReplicas`` needs), nothing is kept.
+whose grants do not allow ``clusterAllReplicas``; ClickHouse may ask for the
+``REMOTE`` source grant), nothing is kept: each answer is worked out, as before,
+and the reason is logged once.
 """
 
 from __future__ import annotations
