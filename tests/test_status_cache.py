@@ -21,6 +21,7 @@ from server.schema import Target, apply_schema
 from server.storage import changes
 from server.storage.embedded import EmbeddedStorage
 from server.web import WebContext, create_app
+from server.web.read_cache import ReadCache
 from tests.alerting_harness import Harness
 from tests.support.clock import FakeClock
 from tests.test_status_recovered import AFTER, PLAN, Site, entries, sections, site
@@ -175,5 +176,29 @@ def test_the_parts_of_every_replica_are_read_in_one_statement_a_server_parses(
         assert {t for t in before.keys() | after.keys() if before.get(t) != after.get(t)} == {
             "incident_notes"
         }
+    finally:
+        store.close()
+
+
+def test_an_answer_that_read_a_table_not_classed_is_worked_out_every_time(
+    tmp_path: Path,
+) -> None:
+    """Whether a table's rows are compared with a window's edge must be known before an
+    answer read from it is kept: service_logs is not classed, incident_notes is."""
+
+    store = EmbeddedStorage(tmp_path / "db", "monitor")
+    try:
+        apply_schema(store, Target("monitor"))
+        kept = ReadCache()
+
+        def ask(table: str) -> list[Any]:
+            sql = f"SELECT count() AS n FROM monitor.{table}"
+            return kept.get(table, store, lambda s: s.query(sql), config=None, key=(), now=NOW,
+                            edges=(NOW,))  # fmt: skip
+
+        for _ in range(3):
+            assert ask("service_logs") == [{"n": 0}] and ask("incident_notes") == [{"n": 0}]
+        assert dict(kept.computed) == {"service_logs": 3, "incident_notes": 1}
+        assert dict(kept.reused) == {"incident_notes": 2}
     finally:
         store.close()

@@ -33,8 +33,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from flask import g, has_request_context
-
 from server.alerting.log import aware
 from server.storage import Storage, StorageError, changes
 
@@ -126,6 +124,8 @@ class ReadCache:
 def _tokens(storage: Storage) -> dict[str, int]:
     """The classed tables' part hashes, read once a request (in a request: kept in
     ``flask.g``; read before any answer of it is worked out, so never after one)."""
+    from flask import g, has_request_context  # here: a daemon without its dashboard loads no Flask
+
     if not has_request_context():
         return changes.part_tokens(storage, CLASSED)
     held: dict[int, dict[str, int]] = g.setdefault("part_tokens", {})
