@@ -201,9 +201,10 @@ def recent(now: Any, services: set[str], current: dict[str, int] | None = None,
     services, so incidents of others cannot crowd the page's own off it."""
     ctx = context()
     start, end = now - timedelta(days=days), now + timedelta(seconds=1)
-    # the answer is kept while nothing it read changed (server.web.read_cache); its edges:
-    # the window's ends, ``now`` and how far back a start is looked for (LOOKBACK)
-    edges = (start - LOOKBACK, start, now, end)
+    # the answer is kept while nothing it read changed (server.web.read_cache); the edges
+    # its rows are compared with: the window's ends and how far back a start is looked
+    # for (LOOKBACK). ``now`` itself is compared with no row (only with ``start``).
+    edges = (start - LOOKBACK, start, end)
     key = (frozenset(services), current, days, limit, ctx.saved_notes.version)
     found = ctx.read_cache.get(
         f"recent incidents, current {current is not None}", ctx.storage,
