@@ -46,6 +46,7 @@ class SavedNotes:
         self._notes: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._stamps: OrderedDict[str, datetime] = OrderedDict()  # last time handed out
         self._lock = threading.Lock()
+        self.version = 0  # counts notes kept: an answer holding notes is stale once it moves
 
     def stamp(self, incident_id_: str, now: datetime) -> datetime:
         """The time to store a save of ``incident_id_`` made at ``now`` under: ``now``,
@@ -63,6 +64,7 @@ class SavedNotes:
             held = self._notes.get(incident_id_)
             if held is None or held["updated_at"] <= note["updated_at"]:
                 self._bounded(self._notes, incident_id_, note)
+                self.version += 1
 
     def _bounded(self, kept: OrderedDict[str, Any], key: str, value: Any) -> None:
         kept[key] = value

@@ -15,6 +15,7 @@ from server.core.clock import Clock
 from server.storage import Storage
 from server.web.errors import ApiError
 from server.web.queries import Reader
+from server.web.read_cache import ReadCache
 from server.writer import Busy, Writer
 
 if TYPE_CHECKING:
@@ -57,6 +58,7 @@ class WebContext:
     reader: Reader = field(init=False)
     alert_log: AlertLog = field(init=False)  # alert history, states, deliveries, incidents
     saved_notes: SavedNotes = field(default_factory=SavedNotes)  # read-your-writes of notes
+    read_cache: ReadCache = field(default_factory=ReadCache)  # answers kept while unchanged
 
     def __post_init__(self) -> None:
         self.reader = Reader(self.storage, self.config)

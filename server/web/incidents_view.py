@@ -16,6 +16,7 @@ principal and a JSON body (API), like acknowledging an alert.
 
 from __future__ import annotations
 
+from copy import copy
 from datetime import timedelta
 from typing import Any
 from urllib.parse import quote
@@ -25,7 +26,7 @@ from markupsafe import Markup
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from server.analytics.incident_timeline import timeline
-from server.analytics.incidents import MAX_NOTE, Incident, Incidents
+from server.analytics.incidents import LOOKBACK, MAX_NOTE, Incident, Incidents
 from server.core.humanize import duration
 from server.core.text import escape
 from server.web.api import _int_arg, _json_body
@@ -198,6 +199,18 @@ def recent(now: Any, services: set[str], current: dict[str, int] | None = None,
     the open ones and the newest, at most ``limit``, with their notes. ``current``: each
     checked service's status code when the caller has read them already. Read by those
     services, so incidents of others cannot crowd the page's own off it."""
+    ctx = context()
     start, end = now - timedelta(days=days), now + timedelta(seconds=1)
-    return source().between(start, end, services=services, limit=limit, details=False,
-                            current=current, now=now)  # fmt: skip
+    # the answer is kept while nothing it read changed (server.web.read_cache); the edges
+    # its rows are compared with: the window's ends and how far back a start is looked
+    # for (LOOKBACK). ``now`` itself is compared with no row (only with ``start``).
+    edges = (start - LOOKBACK, start, end)
+    key = (frozenset(services), current, days, limit, ctx.saved_notes.version)
+    found = ctx.read_cache.get(
+        f"recent incidents, current {current is not None}", ctx.storage,
+        lambda storage: Incidents(storage, ctx.config, ctx.saved_notes).between(
+            start, end, services=services, limit=limit, details=False, current=current,
+            now=now),
+        config=ctx.config, key=key, now=now, edges=edges,
+    )  # fmt: skip
+    return [copy(i) for i in found]  # callers set notes on theirs (the feed's cleared ones)
