@@ -389,11 +389,15 @@ class CheckScheduler:
     def _record(
         self, entry: Entry, result: CheckResult, at: datetime, timed_out: bool = False
     ) -> None:
-        with self.lock:  # from the loop and from pool threads
-            self.stats.checks += 1
-            self.stats.timeouts += timed_out
-            entry.checks += 1
         try:
             self.recorder.record(entry.service, result, at)
         except Exception:
             log.exception("recording a result of %s failed", entry.service.id)
+        # Counted once recorded: whoever sees the count move (``/metrics``, a test waiting
+        # on it, a stop that follows) finds the result's rows handed to the writer and the
+        # alert engine's verdict on it taken (its notices submitted), never a count ahead
+        # of its check.
+        with self.lock:  # from the loop and from pool threads
+            self.stats.checks += 1
+            self.stats.timeouts += timed_out
+            entry.checks += 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -44,10 +45,38 @@ def wait_until(predicate: Callable[[], object], seconds: float = 10) -> bool:
     return False
 
 
+def _ephemeral_ports() -> range:
+    """The ports the kernel hands out for outgoing connections and ``bind(0)``."""
+    try:
+        low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    except (OSError, ValueError):
+        low, high = 32768, 60999  # Linux's default
+    return range(low, high + 1)
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A loopback port that nothing uses now, for a server a test starts later.
+
+    Picked outside the ephemeral range: a port from ``bind(0)`` is free when it is
+    picked, but until the daemon binds it (seconds later on a loaded machine) any
+    outgoing connection on the machine may be given it as its local port, and a
+    benchmark running beside the suite opens tens of thousands of those ("already in
+    use" at the daemon's start). Ports outside that range are only ever taken on
+    purpose.
+    """
+    ephemeral = _ephemeral_ports()
+    rng = random.SystemRandom()
+    for _ in range(200):
+        port = rng.randrange(10000, 65536)
+        if port in ephemeral:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue  # somebody's: try another
+            return port
+    raise RuntimeError(f"no free loopback port outside {ephemeral} in 200 tries")
 
 
 def run_cli(

@@ -345,3 +345,56 @@ def test_delivery_records_failing_are_said_once_then_a_minute_later_with_a_count
     assert [level for level, _ in said] == ["ERROR", "ERROR", "WARNING"], said
     assert "(storage: storage away; 119 more since the last such line)" in said[1][1]
     assert said[2][1] == "delivery records are written again; 121 were not written meanwhile"
+
+
+class CountsAtRecord(Log):
+    """A Log that notes, at each record it is handed, what ``/metrics`` counts then."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dispatcher: Dispatcher | None = None
+        # (channel, what was recorded, its count at that moment)
+        self.seen: list[tuple[str, str, int]] = []
+
+    def _count(self, channel: str, what: str) -> None:
+        assert self.dispatcher is not None
+        self.seen.append((channel, what, self.dispatcher.stats()[channel][what]))
+
+    def outcome(self, notice: Notice, state: DeliveryState) -> None:
+        super().outcome(notice, state)
+        if state.state in ("delivered", "failed", "dropped", "expired"):
+            self._count(state.channel, state.state)
+
+    def dropped(self, channel: str, items: list[AlertItem], reason: str) -> None:
+        super().dropped(channel, items, reason)
+        self._count(channel, "dropped")
+
+
+def test_a_delivery_is_counted_only_after_its_record_is_written(receiver: HttpReceiver) -> None:
+    # Whoever sees a count move on /metrics (a test waiting on it, then reading the
+    # alert history) must find the record it counts: a count ahead of its row was the
+    # daemon test's race. Each record here sees the count of the one before it only.
+    log, clock = CountsAtRecord(), FakeClock()
+    d = Dispatcher(config(receiver.url, ", fallback_channels: [backup]"), clock, log,
+                   rng=random.Random(7))  # fmt: skip
+    log.dispatcher = d
+    d.submit(alert_notice(state="resolved"))  # its firing never told: dropped at dedupe
+    d.step()
+    d.submit(alert_notice())
+    d.step()  # delivered
+    receiver.fail_next, receiver.fail_status = 1, 404
+    d.submit(alert_notice(service="api"))
+    d.step()  # failed for good (then the fallback channel told)
+    restored = alert_notice(service="web")
+    restored.id = "from-before-a-restart"
+    late = DeliveryState(restored.id, "hook", "alert", AT - timedelta(hours=1), AT)
+    d.restore([(restored, late)])  # its deadline passed while stopped: expired
+    assert log.seen == [
+        ("hook", "dropped", 0),
+        ("hook", "delivered", 0),
+        ("hook", "failed", 0),
+        ("backup", "delivered", 0),
+        ("hook", "expired", 0),
+    ]
+    stats = d.stats()
+    assert [stats[channel][what] for channel, what, _ in log.seen] == [1, 1, 1, 1, 1]

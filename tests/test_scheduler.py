@@ -136,6 +136,30 @@ def test_checks_start_on_the_planned_grid() -> None:
     assert datetime.now(UTC) > scheduler.entries["a"].first_run
 
 
+def test_a_check_is_counted_only_once_its_result_is_recorded() -> None:
+    # /metrics' check counts are what tests (and operators) wait on before they look at
+    # the rows and alerts: a count ahead of its result's row was a race under load.
+    # Each row here is written while the count still shows the results before it.
+    counts_at_write: list[int] = []
+
+    class Noting(ListSink):
+        def add(self, table: str, row: tuple[Any, ...]) -> None:
+            if table == "service_status":
+                counts_at_write.append(scheduler.stats.checks)
+            super().add(table, row)
+
+    sink = Noting()
+    scheduler = CheckScheduler(Recorder(sink), SystemClock(), max_workers=1, build=factory)
+    scheduler.sync(services("services:\n  - {id: a, type: host, interval: 1s}\n"))
+    scheduler.start()
+    try:
+        assert wait_until(lambda: scheduler.stats.checks >= 3, 30)
+    finally:
+        scheduler.shutdown(wait_seconds=1)
+    assert len(counts_at_write) >= 3
+    assert counts_at_write == list(range(len(counts_at_write)))
+
+
 class Blocks(Checker):
     """A blocking checker that waits for ``gate`` (a hung /proc read, say)."""
 

@@ -208,11 +208,11 @@ class Dispatcher:
         recorded as ``dropped`` with ``reason``, so no later restart resumes it."""
         state.state, state.error, state.retry_at = "dropped", reason, None
         state.changed_at = self.clock.now()
-        worker = self.workers.get(notice.channel)
-        if worker is not None:
-            worker.counts["dropped"] += 1
         log.info("notice %s to %s not resumed: %s", state.notice_id, notice.channel, reason)
         self.record(partial(self.log.outcome, notice, state))
+        worker = self.workers.get(notice.channel)
+        if worker is not None:  # counted once recorded (server.notify.worker)
+            worker.counts["dropped"] += 1
 
     def _owed_resolve(self, notice: Notice) -> bool:
         """A notice of resolves only, each of a firing this channel heard (or may have)."""

@@ -1,5 +1,10 @@
 """One channel's worker: the stages of :mod:`server.notify.dispatcher` for one channel,
 run by one thread, so one attempt at a time and a hung receiver delays only itself.
+
+Its counts (``/metrics``: delivered, failed, dropped, expired) move only after the
+record of what they count has been handed to the delivery log: whoever sees a count
+move (a test waiting on ``/metrics``, a scrape, a stop that follows) finds its record
+written too, never a count ahead of its row.
 """
 
 from __future__ import annotations
@@ -99,8 +104,8 @@ class ChannelWorker:
         kept = d.ledger.dedupe(checked)
         gone = [i for i in candidates if kept is None or i not in kept.items]
         if gone:
-            self.counts["dropped"] += len(gone)
             d.record(partial(d.log.dropped, self.name, gone, UNTOLD))
+            self.counts["dropped"] += len(gone)  # counted once recorded (module docstring)
         if kept is None:
             return None
         now = d.clock.now()
@@ -119,10 +124,10 @@ class ChannelWorker:
         """A notice whose deadline passed while the daemon was down: recorded, not sent."""
         state.state, state.changed_at, state.retry_at = "expired", now, None
         state.error = f"delivery deadline {state.deadline.isoformat()} passed while stopped"
-        self.counts["expired"] += 1
         log.warning("channel %s: notice %s expired while Lightbulb was stopped (deadline %s); "
                     "not sent", self.name, state.notice_id, state.deadline.isoformat())  # fmt: skip
         self.dispatcher.record(partial(self.dispatcher.log.outcome, notice, state))
+        self.counts["expired"] += 1
 
     def resume(self, notice: Notice, state: DeliveryState) -> None:
         """A notice the outbox held across a restart: due now, same id, same deadline."""
@@ -170,8 +175,8 @@ class ChannelWorker:
         if state.attempts == 0 and notice.kind == "alert":
             unheard = [i for i in notice.items if not d.ledger.may_attempt(self.name, i)]
             if unheard:
-                self.counts["dropped"] += len(unheard)
                 d.record(partial(d.log.dropped, self.name, unheard, UNHEARD))
+                self.counts["dropped"] += len(unheard)
                 notice.items = [i for i in notice.items if i not in unheard]
             if not notice.items:
                 self.settle(delivery, None, dropped=True)
@@ -232,9 +237,9 @@ class ChannelWorker:
                 "channel %s: notice %s failed %s after %d attempt(s)%s: %s",
                 self.name, state.notice_id, why, state.attempts, maybe, error,
             )  # fmt: skip
+        d.record(partial(d.log.outcome, delivery.notice, state))
         if not dropped:  # dropped news is counted per alert where it is dropped
             self.counts["failed" if state.state == "unconfirmed" else state.state] += 1
-        d.record(partial(d.log.outcome, delivery.notice, state))
         if state.state in ("failed", "unconfirmed"):
             d.fallback(delivery.notice, state)
 
@@ -292,6 +297,7 @@ class ChannelWorker:
             self._attempt(delivery)
 
     def stats(self) -> dict[str, Any]:
+        """The counts (each moved only once what it counts is recorded) and the backlog."""
         now = self.dispatcher.clock.now()
         with self._lock:
             pending = [x.state for x in self.outbox.pending()]

@@ -15,6 +15,11 @@ from typing import ClassVar
 
 import yaml
 
+from server.spool import Spool
+from server.storage import Storage
+from server.tables import WRITTEN_TABLES
+from server.writer import Writer
+
 
 class DaemonProcess:
     started: ClassVar[list[DaemonProcess]] = []
@@ -101,3 +106,12 @@ class DaemonProcess:
     def kill(self) -> None:
         self.proc.kill()
         self.proc.wait(10)
+
+
+def insert_what_the_spool_kept(store: Storage, spool_dir: Path) -> None:
+    """Insert into ``store`` what a stopped daemon left in the log at ``spool_dir``, the way
+    its next start does (recovery, then every batch, each under its dedup token); nothing
+    when there is no log. For reading a stopped daemon's whole history."""
+    if not (spool_dir / "wal").is_dir():
+        return
+    Writer(store, Spool(spool_dir, 2**30), columns=WRITTEN_TABLES).stop()

@@ -20,6 +20,7 @@ import os
 import socket
 import socketserver
 import threading
+import time
 from urllib.parse import parse_qs, urlsplit
 
 GIB = 2**30
@@ -91,6 +92,7 @@ class _Handler(socketserver.BaseRequestHandler):
                     return
                 data += chunk
             path = data.split(b" ", 2)[1].decode()
+            self.server.arrivals.append((path, time.monotonic()))
             self.route(sock, path)
         except OSError:
             return
@@ -137,6 +139,9 @@ class _Server(socketserver.ThreadingTCPServer):
     def __init__(self) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         self.stopping = threading.Event()
+        # (path, time.monotonic() when its request was read): the system-wide clock, so
+        # comparable with another process's stamps (when a check began talking to us)
+        self.arrivals: list[tuple[str, float]] = []
 
 
 class HostileHttp:
@@ -147,6 +152,10 @@ class HostileHttp:
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
+
+    def arrived(self, path: str) -> list[float]:
+        """When each request for ``path`` was read (``time.monotonic()``), oldest first."""
+        return [at for p, at in list(self.server.arrivals) if p == path]
 
     def close(self) -> None:
         self.server.stopping.set()
