@@ -318,7 +318,7 @@ class _Trickler(threading.Thread):
                     break
 
 
-def _push_as_otlp_exporters_do(pushed: Pushed, body: bytes, tries: int = 3) -> list[int]:
+def push_as_otlp_exporters_do(pushed: Pushed, body: bytes, tries: int = 3) -> list[int]:
     """The statuses of up to ``tries`` attempts, each after the last one's Retry-After."""
     statuses: list[int] = []
     for _ in range(tries):
@@ -340,7 +340,7 @@ def test_bodies_trickled_by_a_token_holder_give_their_slots_to_pushes_that_arriv
     for trickler in tricklers:
         trickler.start()
     assert wait_until(lambda: pushed.held() == 4, 30)  # every slot taken
-    answers = [_push_as_otlp_exporters_do(pushed, ndjson(100 + n)) for n in range(10)]
+    answers = [push_as_otlp_exporters_do(pushed, ndjson(100 + n)) for n in range(10)]
     for trickler in tricklers:
         trickler.halt.set()
     for trickler in tricklers:

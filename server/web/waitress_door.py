@@ -131,6 +131,7 @@ class Parser(HTTPRequestParser):  # type: ignore[misc]
         ends is closed at ``logs.body_timeout``, :func:`maintain`)."""
         body: Any = self.body_rcv
         consumed = int(body.received(data))
+        self.body_bytes_received += consumed  # its rate, for the room (waitress_room.kind)
         if body.completed or body.error is not None:
             self.completed = True  # answered with its refusal, whatever the rest was
         return consumed
@@ -203,11 +204,13 @@ class Channel(HTTPChannel):  # type: ignore[misc]
         door: Door = server.door
         self.parser_class = lambda adj: Parser(adj, door, self)
         super().__init__(server, sock, addr, adj, map)
+        server.room.enter(self)
 
     def received(self, data: bytes) -> bool:
         """What arrives after a request refused with a close (its unread body, or anything
         pipelined behind it) is thrown away, never parsed as requests of its own: bytes of
         a body must not be served as a request (request smuggling), nor break the answer."""
+        self.server.room.touch(self)
         with self.requests_lock:
             if any(r.refusal is not None and r.refusal.close for r in self.requests):
                 return False
@@ -217,6 +220,7 @@ class Channel(HTTPChannel):  # type: ignore[misc]
         """The connection is closed: nothing of it is held any more (a request still being
         served finishes unanswered)."""
         super().del_channel(map)
+        self.server.room.leave(self)
         for request in (self.request, *self.requests):
             if request is not None:
                 request.door.release(request)
