@@ -176,7 +176,7 @@ class IngestPool:
             try:
                 if not worker.conn.poll(self.reply_timeout):
                     raise TimeoutError(f"no answer in {self.reply_timeout:.0f} s")
-                reply = pickle.loads(worker.conn.recv_bytes())  # noqa: S301 - our own child
+                data = worker.conn.recv_bytes()
             except ConnectionResetError as exc:
                 # a Unix socket's peer that closes with data unread resets it: the worker
                 # was dying as we sent (its threads not all gone yet) and never read the
@@ -192,8 +192,19 @@ class IngestPool:
                 raise Busy("the ingest worker preparing this request stopped; nothing of it "
                            "was stored; retry", 1, 503) from None  # fmt: skip
             break
+        # its reply is read whole: it is free for the next request, whatever the reply holds
         self._done(worker)
         self.stats.jobs += 1
+        try:
+            reply = pickle.loads(data)  # noqa: S301 - our own child
+        except Exception as exc:  # a bug (ours or pickle's): the request's 500, not the pool's
+            log.error(
+                "ingest worker's reply could not be read: %s: %s",
+                type(exc).__name__,
+                redact.redact(str(exc)),
+            )
+            raise WorkerFailed(f"the worker's reply could not be read ({type(exc).__name__})"
+                               ) from exc  # fmt: skip
         return _prepared(reply, settings.schema)
 
     def _handed(self, worker: _Worker, job: Job, generation: int, message: bytes) -> bool:
