@@ -7,7 +7,8 @@ sink a request: they go to the dead-letter table and the valid ones of the
 same request are stored. Every value a row holds is checked here, before the
 request is answered, so nothing accepted can be refused later: strings are
 valid UTF-8 (a JSON ``"\\ud800"`` escape is a lone surrogate and is refused),
-times are within ClickHouse's ``DateTime64`` range and ours, nesting is bounded.
+times are within ClickHouse's ``DateTime64`` range and ours, nesting is bounded
+(the checks of one field: :mod:`server.logs.fields`; here, a record's and a request's).
 
 This is the ingest hot path (50,000 records/s on two cores): per-request
 work is done once per request, and JSON is parsed by orjson.
@@ -15,8 +16,6 @@ work is done once per request, and JSON is parsed by orjson.
 
 from __future__ import annotations
 
-import functools
-import math
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -25,9 +24,22 @@ from typing import Any
 import orjson
 
 from server.config.models import LogsConfig
-from server.core import levels, redact
-from server.core.levels import ERROR_LEVELS, LEVELS
-from server.core.text import clip
+from server.core import redact
+from server.core.levels import ERROR_LEVELS
+from server.logs.fields import (
+    EPOCH,
+    LAST_NANOS,
+    LEVEL_OF,
+    MAX_FUTURE,
+    OLDEST,
+    Invalid,
+    context_value,
+    level_of,
+    micros,
+    range_text,
+    text_of,
+    timestamp_of,
+)
 from server.logs.masking import MAX_CONTEXT_KEY, long_key, masked
 from server.logs.otlp import INVALID, ProtoRaw, Record, TooDeep
 from server.logs.patterns import pattern_of
@@ -36,16 +48,7 @@ MAX_SERVICE_ID = 200
 BOM = b"\xef\xbb\xbf"  # UTF-8's byte order mark: taken off the start of a JSON body
 BOM_LATER = ("starts with a byte order mark (U+FEFF, bytes EF BB BF): one is taken only at "
              "the very start of the body")  # fmt: skip
-MAX_FUTURE = timedelta(days=1)
-OLDEST = datetime(2000, 1, 1, tzinfo=UTC)
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_LAST_NANOS = int((datetime(9999, 1, 1, tzinfo=UTC) - _EPOCH).total_seconds()) * 10**9
 _NO_PATTERN = ("", 0)
-_LEVEL_HINT = f"expected one of {', '.join(LEVELS)}"
-
-
-class Invalid(ValueError):
-    """One record's reason for the dead-letter table."""
 
 
 @dataclass
@@ -62,104 +65,6 @@ class Outcome:
     @property
     def reasons(self) -> list[str]:
         return [f"record {i + 1}: {reason}" for i, reason, _ in self.rejected[:5]]
-
-
-def level_of(raw: Any) -> str:
-    """Our NDJSON ``level`` (any case or alias) -> the stored level; raises Invalid."""
-    if not isinstance(raw, str) or not raw.strip():
-        raise Invalid(f"level: {_LEVEL_HINT}")
-    name = _level(raw)
-    if name is None:
-        raise Invalid(f"level: unknown {clip(raw, 20)!r}; {_LEVEL_HINT}")
-    return name
-
-
-@functools.lru_cache(maxsize=512)
-def _level(raw: str) -> str | None:
-    return levels.normalise(raw)
-
-
-def _spellings() -> dict[str, str]:
-    """The spellings senders use most (``ERROR``, ``error``, ``Error``, aliases too) ->
-    the stored level: one dict lookup a record instead of :func:`level_of`'s checks."""
-    out = {}
-    for name in (*LEVELS, *levels.ALIASES):
-        for spelling in (name, name.lower(), name.title()):
-            stored = levels.normalise(spelling)
-            if stored is not None:
-                out[spelling] = stored
-    return out
-
-
-_LEVEL_OF = _spellings()
-
-
-def timestamp_of(raw: Any, now: datetime, oldest: datetime = OLDEST) -> datetime:
-    """RFC 3339 text, or epoch seconds / ms / µs / ns told apart by magnitude.
-
-    Raises Invalid unless the time is between ``oldest`` (2000-01-01, or the start of
-    the retention window: an older row would be acknowledged and then dropped by the
-    table's TTL) and a day from now (well inside ClickHouse's DateTime64, 1900-2299).
-    """
-    value: datetime
-    if isinstance(raw, str):
-        text = raw.strip()
-        if text.isascii() and text.replace(".", "", 1).isdigit():
-            return timestamp_of(float(text), now, oldest)
-        try:
-            value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-        except ValueError:
-            raise Invalid(
-                f"timestamp: {clip(raw, 40)!r} is neither RFC 3339 nor epoch time"
-            ) from None
-        if value.tzinfo is None:
-            raise Invalid(f"timestamp: {clip(raw, 40)!r} has no time zone (RFC 3339 needs one)")
-        value = value.astimezone(UTC)
-    elif isinstance(raw, int | float) and not isinstance(raw, bool):
-        number = float(raw)
-        if not math.isfinite(number) or number <= 0:
-            raise Invalid(f"timestamp: {raw!r} is not a time")
-        for scale in (1, 1e3, 1e6, 1e9):
-            if number / scale < 1e11:  # below year 5138: fromtimestamp cannot overflow
-                value = datetime.fromtimestamp(number / scale, UTC)
-                break
-        else:
-            raise Invalid(f"timestamp: {raw!r} is not a time")
-    elif raw is None:
-        raise Invalid("timestamp: required, as RFC 3339 or epoch seconds/ms/ns")
-    else:
-        raise Invalid("timestamp: expected RFC 3339 text or an epoch number")
-    if value < oldest or value > now + MAX_FUTURE:
-        raise Invalid(f"timestamp: {value.isoformat()} is out of range {range_text(oldest)}")
-    return value
-
-
-def range_text(oldest: datetime) -> str:
-    """The accepted span of record times, as a refusal names it."""
-    if oldest == OLDEST:
-        return "(2000-01-01 to a day from now)"
-    return (f"({oldest.isoformat(timespec='seconds')} to a day from now: older records fall "
-            "outside clickhouse.retention_days and would be dropped once stored)")  # fmt: skip
-
-
-def _text(obj: dict[str, Any], key: str, required: bool = False) -> str | None:
-    value = obj.get(key)
-    if value is None or value == "":
-        if required:
-            raise Invalid(f"{key}: required")
-        return None
-    if not isinstance(value, str):
-        raise Invalid(f"{key}: expected a string")
-    return value
-
-
-def _context_value(value: Any) -> str:
-    if isinstance(value, str):
-        return value
-    try:
-        return orjson.dumps(value).decode()
-    except (TypeError, orjson.JSONEncodeError) as exc:
-        raise Invalid(f"context: a value cannot be stored: {exc}") from None
 
 
 class Ingestor:
@@ -221,7 +126,7 @@ class Ingestor:
         service: Any = obj.get("service_id")
         known = self._services.get(service) if type(service) is str else None
         if known is None:
-            service = _text(obj, "service_id", required=True) or ""
+            service = text_of(obj, "service_id", required=True) or ""
             if len(service) > MAX_SERVICE_ID or not service.isprintable():
                 raise Invalid("service_id: at most 200 printable characters")
             known = self._services[service] = service in self.known
@@ -241,17 +146,17 @@ class Ingestor:
             level = obj["level"]
         else:
             raw_level = get("level")
-            level = _LEVEL_OF.get(raw_level) if type(raw_level) is str else None
+            level = LEVEL_OF.get(raw_level) if type(raw_level) is str else None
             if level is None:
                 level = level_of(raw_level)
         message = get("message")
         if type(message) is not str or not message:
-            message = _text(obj, "message", required=not otlp) or ""
+            message = text_of(obj, "message", required=not otlp) or ""
         context_raw = get("context") or {}
         if type(context_raw) is not dict:
             raise Invalid("context: expected an object of strings")
         context = {(k if type(k) is str and len(k) <= MAX_CONTEXT_KEY else long_key(k)):
-                   v if type(v) is str else _context_value(v)
+                   v if type(v) is str else context_value(v)
                    for k, v in context_raw.items()}  # fmt: skip
         if not known:
             if self.config.unknown_services == "reject":
@@ -270,12 +175,12 @@ class Ingestor:
             at = timestamp_of(stamp, self._now, self._oldest)
         error_code = stack = None
         if get("error_code") is not None:
-            error_code = _text(obj, "error_code")
+            error_code = text_of(obj, "error_code")
         if get("stack_trace") is not None:
-            stack = _text(obj, "stack_trace")
+            stack = text_of(obj, "stack_trace")
         source = get("source")
         if type(source) is not str or not source:
-            source = _text(obj, "source") or "push"
+            source = text_of(obj, "source") or "push"
         texts = self._texts
         texts.extend((service, message, source, *context, *context.values()))
         if error_code is not None:
@@ -349,13 +254,13 @@ class Ingestor:
         limit = self.config.max_record
         measure = body_size > limit
         # oldest <= the time (whole microseconds) <= now + a day, as nanoseconds
-        lowest = _micros(self._oldest) * 1000
-        highest = _micros(now + MAX_FUTURE) * 1000 + 999
+        lowest = micros(self._oldest) * 1000
+        highest = micros(now + MAX_FUTURE) * 1000 + 999
         row, append = self._row, out.rows.append
         for index, (obj, raw) in enumerate(records):
             nanos = obj.get("timestamp")
             if nanos is not None:
-                at = _EPOCH + timedelta(microseconds=min(nanos, _LAST_NANOS) // 1000)
+                at = EPOCH + timedelta(microseconds=min(nanos, LAST_NANOS) // 1000)
                 if not lowest <= nanos <= highest:
                     out.reject(index, f"timeUnixNano: {at.isoformat()} is out of range "
                                f"{range_text(self._oldest)}", self._dead_letter(raw))  # fmt: skip
@@ -372,11 +277,6 @@ class Ingestor:
 
 def _too_large(limit: int) -> Invalid:
     return Invalid(f"record larger than logs.max_record ({limit} bytes)")
-
-
-def _micros(at: datetime) -> int:
-    """Whole microseconds since the epoch."""
-    return (at - _EPOCH) // timedelta(microseconds=1)
 
 
 def _size(raw: Callable[[], str]) -> int:

@@ -33,18 +33,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import pickle
-import signal
-import socket
 import subprocess
-import sys
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from multiprocessing.connection import Connection
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -53,7 +47,7 @@ from server.config.models import Config
 from server.core import redact
 from server.logs.pool_stats import PoolStats
 from server.logs.prepare import Job, Prepared, Refused, Settings, prepare
-from server.logs.worker import READY
+from server.logs.worker_process import Worker, close, end, ended, spawn
 from server.writer import Busy
 
 log = logging.getLogger("lightbulb.ingest")
@@ -63,9 +57,7 @@ log = logging.getLogger("lightbulb.ingest")
 # worker; 3 records of 549 B 0.22 / 0.21; 1,000 records 7.0 / 0.63 ms).
 INLINE_BELOW = 512
 REPLY_TIMEOUT = 30.0  # s a worker may take over one request before it is taken for hung
-START_TIMEOUT = 60.0  # s a new worker may take to import (a loaded machine is slow)
 RESTART_PAUSE = 5.0  # s between attempts when a worker cannot be started
-ROOT = Path(__file__).resolve().parents[2]  # holds the ``server`` package
 
 
 class WorkerFailed(Exception):
@@ -76,15 +68,7 @@ class WorkerFailed(Exception):
 class _Turn:
     """A request waiting for a worker; ``worker`` is set when one is handed to it."""
 
-    worker: _Worker | None = None
-
-
-@dataclass(eq=False)
-class _Worker:
-    proc: subprocess.Popen[bytes]
-    sock: socket.socket
-    conn: Connection
-    generation: int = -1  # the settings it was last sent
+    worker: Worker | None = None
 
 
 class IngestPool:
@@ -99,9 +83,9 @@ class IngestPool:
         self.reply_timeout = reply_timeout
         self.stats = stats or PoolStats()
         self._cond = threading.Condition()
-        self._running: list[_Worker] = []
-        self._idle: list[_Worker] = []
-        self._dead: list[_Worker] = []
+        self._running: list[Worker] = []
+        self._idle: list[Worker] = []
+        self._dead: list[Worker] = []
         self._waiters: deque[_Turn] = deque()  # oldest first
         self._stopping = False
         self._wake = threading.Event()
@@ -139,9 +123,9 @@ class IngestPool:
             workers = [*self._running, *self._dead]
             self._running, self._idle, self._dead = [], [], []
         for worker in workers:
-            _close(worker)
+            close(worker)
         for worker in workers:
-            _end(worker, max(deadline - time.monotonic(), 0.0))
+            end(worker, max(deadline - time.monotonic(), 0.0))
 
     def pids(self, *, busy: bool = False) -> list[int]:
         """Process ids of the running workers (``busy``: of those preparing a request)."""
@@ -176,7 +160,7 @@ class IngestPool:
             try:
                 if not worker.conn.poll(self.reply_timeout):
                     raise TimeoutError(f"no answer in {self.reply_timeout:.0f} s")
-                reply = pickle.loads(worker.conn.recv_bytes())  # noqa: S301 - our own child
+                data = worker.conn.recv_bytes()
             except ConnectionResetError as exc:
                 # a Unix socket's peer that closes with data unread resets it: the worker
                 # was dying as we sent (its threads not all gone yet) and never read the
@@ -192,11 +176,22 @@ class IngestPool:
                 raise Busy("the ingest worker preparing this request stopped; nothing of it "
                            "was stored; retry", 1, 503) from None  # fmt: skip
             break
+        # its reply is read whole: it is free for the next request, whatever the reply holds
         self._done(worker)
         self.stats.jobs += 1
+        try:
+            reply = pickle.loads(data)  # noqa: S301 - our own child
+        except Exception as exc:  # a bug (ours or pickle's): the request's 500, not the pool's
+            log.error(
+                "ingest worker's reply could not be read: %s: %s",
+                type(exc).__name__,
+                redact.redact(str(exc)),
+            )
+            raise WorkerFailed(f"the worker's reply could not be read ({type(exc).__name__})"
+                               ) from exc  # fmt: skip
         return _prepared(reply, settings.schema)
 
-    def _handed(self, worker: _Worker, job: Job, generation: int, message: bytes) -> bool:
+    def _handed(self, worker: Worker, job: Job, generation: int, message: bytes) -> bool:
         """Send ``job`` (and new settings) to ``worker``; False if it was found dead first.
 
         An idle worker never has anything to read: readable means its end closed (it died
@@ -234,7 +229,7 @@ class IngestPool:
                 self._key = (config, masked.generation, schema)
             return self._settings, self._generation, self._message
 
-    def _acquire(self) -> _Worker | None:
+    def _acquire(self) -> Worker | None:
         """An idle worker, waiting for one if the queue has room; None: prepare inline.
 
         First come, first served: a freed worker is handed to the oldest waiter, never
@@ -262,7 +257,7 @@ class IngestPool:
                     raise Busy("the daemon is stopping; retry", 1, 503)
             return turn.worker
 
-    def _release(self, worker: _Worker) -> None:
+    def _release(self, worker: Worker) -> None:
         """``worker`` is free: to the oldest waiter, else idle (hold ``self._cond``)."""
         if self._waiters:
             self._waiters.popleft().worker = worker
@@ -270,12 +265,12 @@ class IngestPool:
         else:
             self._idle.append(worker)
 
-    def _done(self, worker: _Worker) -> None:
+    def _done(self, worker: Worker) -> None:
         with self._cond:
             if worker in self._running:
                 self._release(worker)
 
-    def _lost(self, worker: _Worker, exc: BaseException, *, answered: bool = True) -> None:
+    def _lost(self, worker: Worker, exc: BaseException, *, answered: bool = True) -> None:
         """``worker`` is gone or hung: killed, replaced in the background, and logged with
         why (``answered``: its request was answered 503; else it was found dead idle)."""
         code = worker.proc.poll()  # before our kill: how it ended, if it had
@@ -293,7 +288,7 @@ class IngestPool:
             self._cond.notify_all()
         if not self._stopping:
             log.warning("ingest worker %d lost (%s, %s); %s, starting another", worker.proc.pid,
-                        str(exc) or type(exc).__name__, _ended(code),
+                        str(exc) or type(exc).__name__, ended(code),
                         "its request was answered 503" if answered
                         else "no request had reached it")  # fmt: skip
         self._wake.set()
@@ -305,11 +300,11 @@ class IngestPool:
             with self._cond:
                 dead, self._dead = self._dead, []
             for worker in dead:
-                _close(worker)
-                _end(worker, 1.0)
+                close(worker)
+                end(worker, 1.0)
             while len(self._running) < self.size and not self._stopping:
                 try:
-                    worker = self._spawn()
+                    worker = spawn(lambda: self._stopping)
                 except (OSError, RuntimeError) as exc:
                     if self._stopping:  # the pool's stop cut the start short: no failure
                         break
@@ -331,47 +326,6 @@ class IngestPool:
             self._wake.wait(RESTART_PAUSE if failing else None)
             self._wake.clear()
 
-    def _spawn(self) -> _Worker:
-        ours, theirs = socket.socketpair()
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
-        try:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "server.logs.worker", str(theirs.fileno())],
-                pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, env=env,
-                process_group=0,  # not the daemon's: see the module's docstring
-            )  # fmt: skip
-        finally:
-            theirs.close()
-        worker = _Worker(proc, ours, Connection(os.dup(ours.fileno())))
-        try:
-            deadline = time.monotonic() + START_TIMEOUT
-            while not worker.conn.poll(0.2):
-                if self._stopping:
-                    raise RuntimeError("the pool stopped while it started")
-                if proc.poll() is not None:
-                    raise RuntimeError(f"it ended before it was ready: {_ended(proc.returncode)}")
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"not ready in {START_TIMEOUT:.0f} s")
-            try:
-                hello = pickle.loads(worker.conn.recv_bytes())  # noqa: S301 - our own child
-            except (EOFError, OSError) as exc:
-                # its end closed: it is exiting ("exited with None" was read before the exit)
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    proc.wait(1.0)
-                if proc.returncode is None:
-                    raise RuntimeError("it closed its socket before it was ready") from exc
-                raise RuntimeError(
-                    f"it ended before it was ready: {_ended(proc.returncode)}"
-                ) from exc
-            if hello != READY:
-                raise RuntimeError(f"unexpected greeting {hello!r}")
-        except BaseException:  # closed and reaped whatever went wrong, then told
-            _close(worker)
-            _end(worker, 1.0)
-            raise
-        return worker
-
 
 def _prepared(reply: tuple[Any, ...], schema: pa.Schema) -> Prepared:
     """A worker's reply as the handler takes it (or the exception it stands for)."""
@@ -384,30 +338,3 @@ def _prepared(reply: tuple[Any, ...], schema: pa.Schema) -> Prepared:
     if not done.rows.schema.equals(schema):
         raise WorkerFailed("the worker's rows do not have the table's columns")
     return done
-
-
-def _ended(code: int | None) -> str:
-    """How a worker process ended, from its exit status (None: it had not, we killed it):
-    ``exited with code 1``, ``killed by SIGTERM``."""
-    if code is None:
-        return "killed by us"
-    if code >= 0:
-        return f"exited with code {code}"
-    return f"killed by {signal.Signals(-code).name if -code in signal.valid_signals() else -code}"
-
-
-def _close(worker: _Worker) -> None:
-    """Our end of the socket: shut down first, which wakes a thread blocked reading it."""
-    with contextlib.suppress(OSError):
-        worker.sock.shutdown(socket.SHUT_RDWR)
-    worker.sock.close()
-    worker.conn.close()
-
-
-def _end(worker: _Worker, timeout: float) -> None:
-    """Wait for the worker to exit (it does on EOF); kill it after ``timeout``."""
-    try:
-        worker.proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        worker.proc.kill()
-        worker.proc.wait()

@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from server.logs.tokens import OFF, REQUIRED, PushTokens, challenge
 
@@ -142,8 +142,7 @@ class Door:
         self.stats = stats or DoorStats()
         self.closing = False
         self._lock = threading.Lock()  # the counts change in waitress's I/O and task threads
-        self._held = 0  # requests held now
-        self._pushes: set[Parser] = set()  # the pushes among them
+        self._held: set[Parser] = set()  # requests held now (pushes among them: doomed())
         self._bytes = 0  # what they are charged, bytes
         self.configure(logs)
 
@@ -157,7 +156,7 @@ class Door:
 
     def held(self) -> int:
         """Requests the server holds now: headers in, answer not yet written, not refused."""
-        return self._held
+        return len(self._held)
 
     def carried(self) -> int:
         """Bytes the requests held are charged now (see the class)."""
@@ -171,10 +170,8 @@ class Door:
             if request.charged is not None:
                 return
             request.charged = charge
-            self._held += 1
+            self._held.add(request)
             self._bytes += charge
-            if is_push(request):
-                self._pushes.add(request)
 
     def recharge(self, request: Parser) -> None:
         """``request``'s body grew (chunked): charge it what it carries now, if held."""
@@ -190,10 +187,9 @@ class Door:
         with self._lock:
             if request.charged is None:
                 return
-            self._held -= 1
+            self._held.discard(request)
             self._bytes -= request.charged
             request.charged = None
-            self._pushes.discard(request)
 
     def charge(self, request: Parser) -> int:
         """Bytes ``request`` is charged (see the class): 0 for other paths than pushes."""
@@ -227,7 +223,7 @@ class Door:
                                 f"logs.max_body ({self.max_body:,} bytes); not read",
                            close=True)  # fmt: skip
         with self._lock:
-            held, size = self._held, self._bytes
+            held, size = len(self._held), self._bytes
         if held >= self.limit:
             why = f"{held} requests are held (logs.max_in_flight is {self.limit})"
         elif size and size + self.charge(request) > self.limit_bytes:
@@ -246,7 +242,7 @@ class Door:
         408 then anyway); None when there is none."""
         slowest: tuple[float, Parser] | None = None
         with self._lock:
-            pushes = list(self._pushes)
+            pushes = [request for request in self._held if is_push(request)]
         for push in pushes:
             took = now - push.started
             if push.completed or took < MEASURE_AFTER:
@@ -272,7 +268,6 @@ class Door:
             self.stats.rejected += 1
 
 
-def is_push(request: Any) -> bool:
+def is_push(request: Parser) -> bool:
     """Whether ``request`` (a parsed request line) pushes logs: ``POST`` to a push path."""
-    # a request line waitress could not parse sets neither (it is answered 400)
-    return getattr(request, "command", "") == "POST" and getattr(request, "path", "") in PUSH_PATHS
+    return bool(request.command == "POST" and request.path in PUSH_PATHS)

@@ -65,11 +65,13 @@ class WebServer:
                 channel_timeout=IDLE_TIMEOUT, cleanup_interval=CLEANUP_INTERVAL,
                 # a chunked body is cut (413, closed) as it passes the door's max_body
                 max_request_body_size=door.max_body + 1,
+                backlog=room.listen_backlog(),  # waitress's 1,024: a burst's SYNs dropped
             )  # fmt: skip
         except BaseException:
             self.dispatcher.shutdown(timeout=1)
             raise
         self._server.channel_class = Channel
+        self._server.room = room.Room()
         self._server.door = self.door
         self._server.maintenance = lambda now: maintain(self._server, now)
         self._server.readable = lambda: room.readable(self._server)

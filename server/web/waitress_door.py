@@ -56,6 +56,8 @@ class Parser(HTTPRequestParser):  # type: ignore[misc]
     counted by it while held (:meth:`Door.hold`, :meth:`Door.release`)."""
 
     refusal: Refusal | None = None
+    command = ""  # set with ``path`` by a request line waitress could parse (else: its 400)
+    path = ""
     charged: int | None = None  # bytes the door charges it while held; None: not held
     tail = 0  # bytes of its body that arrived in the read that ended its headers
 
@@ -98,14 +100,14 @@ class Parser(HTTPRequestParser):  # type: ignore[misc]
         return not self.chunked and self.tail >= min(self.content_length, READY_BYTES)
 
     def received(self, data: bytes) -> int:
+        if self.channel is not None and self.channel.refused_closing():
+            return len(data)  # never a request: see Channel.refused_closing
         if self.refusal is not None and self.body_rcv is not None and not self.completed:
             return self._discard(data)
         if not self.headers_finished:  # the bytes of this read past the headers' end
             end = find_double_newline(self.header_plus + data)
             self.tail = len(self.header_plus) + len(data) - end if end >= 0 else 0
         consumed = int(super().received(data))
-        if self.completed and self.refusal is not None and self.refusal.close:
-            return len(data)  # the rest (a body never read) is not parsed as more requests
         if self.chunked and self.charged is not None:
             if isinstance(self.error, RequestEntityTooLarge):
                 self._cut()
@@ -131,6 +133,7 @@ class Parser(HTTPRequestParser):  # type: ignore[misc]
         ends is closed at ``logs.body_timeout``, :func:`maintain`)."""
         body: Any = self.body_rcv
         consumed = int(body.received(data))
+        self.body_bytes_received += consumed  # its rate, for the room (waitress_room.kind)
         if body.completed or body.error is not None:
             self.completed = True  # answered with its refusal, whatever the rest was
         return consumed
@@ -203,20 +206,26 @@ class Channel(HTTPChannel):  # type: ignore[misc]
         door: Door = server.door
         self.parser_class = lambda adj: Parser(adj, door, self)
         super().__init__(server, sock, addr, adj, map)
+        server.room.enter(self)
 
     def received(self, data: bytes) -> bool:
-        """What arrives after a request refused with a close (its unread body, or anything
-        pipelined behind it) is thrown away, never parsed as requests of its own: bytes of
-        a body must not be served as a request (request smuggling), nor break the answer."""
-        with self.requests_lock:
-            if any(r.refusal is not None and r.refusal.close for r in self.requests):
-                return False
+        """Bytes read: the connection was heard from (its place in the room)."""
+        self.server.room.touch(self)
         return bool(super().received(data))
+
+    def refused_closing(self) -> bool:
+        """Whether a request of this connection was refused with a close: what arrives
+        after it (its unread body, or anything pipelined behind it), in the same read or
+        later ones, is thrown away (:meth:`Parser.received`), never parsed as requests of
+        its own: bytes of a body must not be served as a request (request smuggling), nor
+        break the answer. Read under waitress's ``requests_lock`` (in its ``received``)."""
+        return any(r.refusal is not None and r.refusal.close for r in self.requests)
 
     def del_channel(self, map: Any = None) -> None:
         """The connection is closed: nothing of it is held any more (a request still being
         served finishes unanswered)."""
         super().del_channel(map)
+        self.server.room.leave(self)
         for request in (self.request, *self.requests):
             if request is not None:
                 request.door.release(request)
