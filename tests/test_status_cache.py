@@ -9,9 +9,12 @@ say what they show, which must be what a dashboard that kept nothing shows.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from checkers.base import CheckResult, Status
 from server.analytics.incidents import Incidents
@@ -24,10 +27,33 @@ from server.web import WebContext, create_app
 from server.web.read_cache import ReadCache
 from tests.alerting_harness import Harness
 from tests.support.clock import FakeClock
-from tests.test_status_recovered import AFTER, PLAN, Site, entries, sections, site
+from tests.support.incident_site import Site, entries, sections
+from tests.test_status_recovered import AFTER, PLAN
 from tests.web_fixture import NOW, RULES, Svc
 
-__all__ = ["site"]  # the fixture, shared
+
+class Kept:
+    """The shared incident site seen through one dashboard kept across requests (so its
+    read cache lives on): ``c`` the app, ``client`` its test client."""
+
+    def __init__(self, site: Site) -> None:
+        self.site, self.store, self.h, self.at = site, site.store, site.h, site.at
+        self.c = create_app(WebContext(site.config(), site.store, site.h.clock, site.h.engine))
+        self.client = self.c.test_client()
+
+    def checks(self, first: int, last: int) -> None:
+        """Checks ``first`` to ``last`` of :data:`PLAN`, then the rows into storage."""
+        self.site.play({sid: line[first:last] for sid, line in PLAN.items()})
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Iterator[Kept]:
+    s = Site(tmp_path)
+    s.play({sid: line[:AFTER] for sid, line in PLAN.items()})
+    yield Kept(s)
+    s.close()
+
+
 TABLES = ["alert_events", "incident_notes", "service_status"]
 
 
@@ -39,7 +65,7 @@ def counts(kept: Any) -> tuple[int, int]:
     )  # type: ignore[return-value]
 
 
-def cache(s: Site) -> tuple[int, int]:
+def cache(s: Kept) -> tuple[int, int]:
     return counts(s.c.extensions["lightbulb"].read_cache)
 
 
@@ -49,7 +75,7 @@ def shown(page: str) -> str:
     return sections(page) + "".join(found)
 
 
-def fresh(s: Site) -> str:
+def fresh(s: Kept) -> str:
     """The page as a dashboard that kept nothing shows it."""
     ctx = s.c.extensions["lightbulb"]
     other = create_app(WebContext(ctx.config, s.store, s.h.clock, s.h.engine))
@@ -57,7 +83,7 @@ def fresh(s: Site) -> str:
 
 
 def test_the_incidents_are_read_once_while_nothing_changes_then_again_after_new_checks(
-    site: Site,
+    site: Kept,
 ) -> None:
     s, c = site, site.client
     pages = [shown(c.get("/status").get_data(as_text=True)) for _ in range(3)]
@@ -79,7 +105,7 @@ def test_the_incidents_are_read_once_while_nothing_changes_then_again_after_new_
     assert cache(s) == (3, 3)
 
 
-def test_a_note_another_dashboard_stored_is_shown_at_the_next_request(site: Site) -> None:
+def test_a_note_another_dashboard_stored_is_shown_at_the_next_request(site: Kept) -> None:
     """Written straight into ``incident_notes`` (another dashboard over the same cluster):
     nothing in this process knows of it but the table's parts."""
     s, c = site, site.client
@@ -91,7 +117,7 @@ def test_a_note_another_dashboard_stored_is_shown_at_the_next_request(site: Site
     assert cache(s) == (2, 0)
 
 
-def test_a_reload_is_shown_at_the_next_request(site: Site) -> None:
+def test_a_reload_is_shown_at_the_next_request(site: Kept) -> None:
     s, c = site, site.client
     ctx = s.c.extensions["lightbulb"]
     assert "recovered: api" in sections(c.get("/status").get_data(as_text=True))
