@@ -84,7 +84,7 @@ class Wal(SegmentFiles):
         *,
         readonly: bool = False,
     ) -> None:
-        super().__init__(directory, max_bytes, segment_bytes, readonly=readonly)
+        super().__init__(Path(directory), max_bytes, segment_bytes, readonly)
         self._sync = threading.Condition()
         self._syncing = False
         self._appended = 0  # frames appended, ever

@@ -32,20 +32,16 @@ class SegmentFiles:
     """A log directory's segment files, the open current one and the files made ahead.
 
     ``max_bytes``: the cap on all segments together (bytes); ``segment_bytes``: the size
-    past which the current segment rotates (default: :func:`segment_size`).
+    past which the current segment rotates (None: :func:`segment_size`). The defaults
+    are :class:`server.wal.Wal`'s, the one public way in.
     The underscore methods expect ``self._lock`` held; the ones that change or fsync
     the descriptor take ``self._fd_lock`` (always after ``self._lock``).
     """
 
     def __init__(
-        self,
-        directory: str | os.PathLike[str],
-        max_bytes: int,
-        segment_bytes: int | None = None,
-        *,
-        readonly: bool = False,
+        self, directory: Path, max_bytes: int, segment_bytes: int | None, readonly: bool
     ) -> None:
-        self.directory = Path(directory)
+        self.directory = directory
         self.readonly = readonly  # for `lightbulb spool list` beside a running daemon
         self.open_error: OSError | None = None  # why the log has no segment to write (start)
         if not readonly:  # on a full disk, made at the first append that can (_reopen)
