@@ -40,8 +40,8 @@ sys.path.insert(0, str(REPO))
 from checkers.base import CheckResult, LogEntry, Metric, Status  # noqa: E402
 from server.alerting.engine import AlertEngine  # noqa: E402
 from server.alerting.log import AlertLog  # noqa: E402
-from server.daemon import freeze_startup_objects  # noqa: E402
 from server.notify.dispatcher import Dispatcher  # noqa: E402
+from server.process import freeze_startup_objects  # noqa: E402
 from server.validation import parse_config  # noqa: E402
 
 CONDITIONS = (

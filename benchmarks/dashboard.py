@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from server.core.clock import SystemClock  # noqa: E402
-from server.daemon import freeze_startup_objects  # noqa: E402
+from server.process import freeze_startup_objects  # noqa: E402
 from server.schema import Target, apply_schema  # noqa: E402
 from server.storage.embedded import EmbeddedStorage  # noqa: E402
 from server.validation import parse_config  # noqa: E402

@@ -53,7 +53,8 @@ def cmd_config_check(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from server.daemon import Daemon, configure_logging
+    from server.daemon import Daemon
+    from server.process import configure_logging
 
     configure_logging(args.log_level)
     return Daemon(args.config).run()
@@ -66,7 +67,7 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     this command is for a dashboard beside daemons that write to a cluster.
     """
     from server.core.clock import SystemClock
-    from server.daemon import configure_logging, freeze_startup_objects
+    from server.process import configure_logging, freeze_startup_objects
     from server.web import WebContext, WebServer, create_app
     from server.web.admission import Door
     from server.web.host import bind_error

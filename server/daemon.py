@@ -11,22 +11,19 @@ If the dashboard's port is taken at start, ``run`` exits at once (code 1) naming
 the port and the key to change, before checking anything.
 
 What the daemon reports of itself (``/metrics``, ``/readyz`` and its own
-``service_status`` row) is :mod:`server.self_monitor`'s.
+``service_status`` row) is :mod:`server.self_monitor`'s; the handlers, log setup
+and GC freeze it shares with other commands are :mod:`server.process`'s.
 """
 
 from __future__ import annotations
 
-import gc
 import logging
-import signal
 import threading
 import time
-from types import FrameType
 from typing import TYPE_CHECKING
 
 from checkers import temporal_budget
 from checkers.base import Status
-from server import early_stop
 from server.alerting.engine import AlertEngine
 from server.alerting.log import AlertLog
 from server.analytics.baselines import Baselines, LearnedDegraded
@@ -38,11 +35,12 @@ from server.config import warnings as config_warnings
 from server.config_changes import describe
 from server.core import redact
 from server.core.clock import Clock, SystemClock
-from server.core.redact import LoggingFilter, RedactingSink, redact_value
+from server.core.redact import RedactingSink, redact_value
 from server.latest import LatestResults
 from server.logs.pool_stats import PoolStats
 from server.notify.dispatcher import Dispatcher
 from server.periodic import BaselineJob, PeriodicJobs, ReportJob
+from server.process import freeze_startup_objects, install_signals
 from server.recorder import Recorder
 from server.scheduler import CheckScheduler
 from server.schema import Target, apply_schema
@@ -164,7 +162,7 @@ class Daemon:
 
     # -- lifecycle ---------------------------------------------------------------------
     def run(self) -> int:
-        self._install_signals()
+        install_signals(self._stop, self._reload)
         try:
             self.web.open(self.config)  # a taken port stops us before anything runs
         except BindError as exc:
@@ -376,47 +374,3 @@ class Daemon:
             log.warning("rule coverage kept in the spool (storage unavailable): %s", exc)
             for row in changes(coverage(before), after, now):
                 self.writer.add("rule_coverage", row)
-
-    def _install_signals(self) -> None:
-        def stop(signum: int, _frame: FrameType | None) -> None:
-            log.info("received %s", signal.Signals(signum).name)
-            self._stop.set()
-
-        def hup(_signum: int, _frame: FrameType | None) -> None:
-            self._reload.set()
-
-        signal.signal(signal.SIGTERM, stop)
-        signal.signal(signal.SIGINT, stop)
-        signal.signal(signal.SIGHUP, hup)
-        early = early_stop.requested()
-        if early is not None:  # arrived while we were starting: stop as if it came now
-            log.info(
-                "received %s during start-up; stopping once started", signal.Signals(early).name
-            )
-            self._stop.set()
-
-
-def freeze_startup_objects() -> None:
-    """Move everything built at start (config, rules, alerts) out of the GC's sight.
-
-    With 10,000 rules the full collections that the steady trickle of result
-    objects triggers would walk every rule and alert each time: tens of ms of
-    pause in the middle of an evaluation. Frozen objects are never collected,
-    which is right for objects that live as long as the process (or until a
-    reload, when we freeze again).
-    """
-    gc.collect()
-    gc.freeze()
-
-
-def configure_logging(level: str = "INFO") -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    for handler in logging.getLogger().handlers:  # every line leaves with secrets masked
-        handler.addFilter(LoggingFilter())
-    # APScheduler logs every job run at INFO: thousands of lines a minute at scale.
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
-    # clickhouse-driver logs a traceback per failed connect; the writer says it once.
-    logging.getLogger("clickhouse_driver").setLevel(logging.ERROR)

@@ -349,10 +349,8 @@ class Inserter:
         """The engine's insert yields the CPU to the pushes while inserts keep up (two
         batches wait at most); behind that, or stopping (SIGTERM's grace is short), not:
         at load 12-17, always yielding left 32-50k rows to the next start."""
-        yield_cpu = getattr(self.storage, "yield_cpu", None)  # the embedded engine's
-        if yield_cpu is not None:
-            keeping_up = self.pending_rows <= 2 * self.writer.batch_rows
-            yield_cpu(keeping_up and not self._stop.is_set())
+        keeping_up = self.pending_rows <= 2 * self.writer.batch_rows
+        self.storage.yield_cpu(keeping_up and not self._stop.is_set())
 
     def _done(self, batch: OpenBatch, stored: int) -> None:
         self.wal.mark_done(batch.id, batch.records)

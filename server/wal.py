@@ -23,6 +23,7 @@ so a filesystem out of inodes cannot stop the marks either. When not even a
 next file can be had, the current segment grows past its size; with no segment
 at all (a start on a full disk) appends fail with :class:`WalFull` and each one
 tries again, so the log recovers by itself once there is room (:attr:`Wal.writable`).
+Starting, rotating and deleting segment files: :mod:`server.wal_segments`.
 
 ``sync()`` is a group commit: callers that appended meanwhile share one
 ``fsync`` (the call releases the GIL, so other requests keep appending).
@@ -51,7 +52,6 @@ from server.wal_format import (
     MIN_SEGMENT_BYTES,
     RESERVE_BYTES,
     SEGMENT_BYTES,
-    SUFFIX,
     OpenBatch,
     Record,
     WalFull,
@@ -61,7 +61,8 @@ from server.wal_format import (
 )
 from server.wal_quarantine import QUARANTINE, Quarantine
 from server.wal_repair import read_log, uncertain_batches
-from server.wal_spare import OPEN_FLAGS, Spares
+from server.wal_segments import SegmentFiles
+from server.wal_spare import Spares
 
 __all__ = ["MIN_SEGMENT_BYTES", "SEGMENT_BYTES", "OpenBatch", "Record", "Wal", "WalFull",
            "segment_size"]  # fmt: skip
@@ -71,7 +72,10 @@ UNMARKED = "unmarked"  # flag file: records may be stored without a mark saying 
 UNCERTAIN_ROWS = 100_000  # rows per batch of uncertain records handed back by recovery
 
 
-class Wal:
+class Wal(SegmentFiles):
+    """The log: records appended, batches marked and done, recovery; its segment files
+    (start, rotation, deletion) are :class:`server.wal_segments.SegmentFiles`."""
+
     def __init__(
         self,
         directory: str | os.PathLike[str],
@@ -80,32 +84,14 @@ class Wal:
         *,
         readonly: bool = False,
     ) -> None:
-        self.directory = Path(directory)
-        self.readonly = readonly  # for `lightbulb spool list` beside a running daemon
-        self.open_error: OSError | None = None  # why the log has no segment to write (start)
-        if not readonly:  # on a full disk, made at the first append that can (_reopen)
-            try:
-                self.directory.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                self.open_error = exc
-        self.max_bytes = max_bytes
-        self.segment_bytes = segment_bytes or segment_size(self.directory, max_bytes)
-        self._lock = threading.Lock()  # appends, rotation, bookkeeping
-        self._fd_lock = threading.Lock()  # changing or fsyncing the file; taken after _lock
+        super().__init__(Path(directory), max_bytes, segment_bytes, readonly)
         self._sync = threading.Condition()
         self._syncing = False
         self._appended = 0  # frames appended, ever
         self._synced = 0  # frames known to be on disk
         self.syncs = 0  # fsyncs done by sync(): fewer than its callers, by group commit
-        self._sizes: dict[int, int] = {}  # segment -> bytes
-        self._outstanding: dict[int, int] = {}  # segment -> records + batches not done
         self._batch_segment: dict[str, int] = {}
         self._next_id = 0
-        self._segment = -1
-        self._fd = -1
-        self._spares: Spares | None = None  # files made ahead (not for a read-only log)
-        self._closed = False
-        self.freed = 0  # bytes of deleted segments, ever: the writer's "room again" signal
         self.damaged_bytes = self.damage_found = 0  # found by recovery: bytes, places
         self.quarantine = Quarantine(self.directory.parent / QUARANTINE, max_bytes // 4)
 
@@ -140,24 +126,6 @@ class Wal:
         self._reclaim()
         return pending, open_batches
 
-    def _open_first(self, segment: int) -> None:
-        """Start a segment; on a full disk, go on in the last one, or in none for now."""
-        self._spares = Spares(self.directory)
-        self._spares.prepare()
-        try:
-            self._use(self._spares.open_segment(self._path(segment)), segment)
-        except OSError as exc:
-            self.open_error = self.open_error or exc  # the directory's own failure first
-            last = max(self._sizes, default=None)
-            try:
-                if last is None:
-                    raise
-                self._use(os.open(self._path(last), OPEN_FLAGS), last)
-            except OSError:
-                self._segment = segment  # appends try to create it (WalFull until they can)
-                return
-        self._prepare_spares()
-
     # -- uncertain records ---------------------------------------------------------------
     @property
     def uncertain(self) -> bool:
@@ -177,27 +145,7 @@ class Wal:
             self._spares = Spares(self.directory)
         return self._spares.raise_flag(self.directory / UNMARKED)
 
-    @property
-    def writable(self) -> bool:
-        """The log has a segment to append to (False after a start on a full disk, until an
-        append finds room to create one)."""
-        return self._fd >= 0
-
     # -- appending -------------------------------------------------------------------------
-    @property
-    def size(self) -> int:
-        """Bytes in the log's segments."""
-        return sum(self._sizes.values())
-
-    def has_room(self, nbytes: int = MIN_SEGMENT_BYTES) -> bool:
-        """The filesystem has ``nbytes`` free beyond the marks' reserve (``statvfs``;
-        True if unknown)."""
-        try:
-            stat = os.statvfs(self.directory)
-        except OSError:
-            return True
-        return stat.f_bavail * stat.f_frsize >= nbytes + RESERVE_BYTES
-
     def append(
         self, table: str, data: pa.Table, *, memory_only: bool = False, ipc: bytes | None = None
     ) -> Record:
@@ -372,86 +320,3 @@ class Wal:
         self._sizes[self._segment] = start + len(whole)
         self._appended += 1
         return start + HEADER.size
-
-    def _reopen(self) -> None:
-        """The log had no segment (a start on a full disk): start one now, or WalFull."""
-        with self._fd_lock:
-            try:
-                self.directory.mkdir(parents=True, exist_ok=True)
-                self._use(self._open_file(self._segment), self._segment)
-            except OSError as exc:
-                message = f"cannot start a file in {self.directory}: {exc.strerror}"
-                raise WalFull(exc.errno or errno.EIO, message) from exc
-        self.open_error = None
-        self._prepare_spares()
-
-    def _rotate(self) -> None:
-        with self._fd_lock:  # a sync in progress finishes on the old file first
-            old_fd, old = self._fd, self._segment
-            # on disk before a later segment exists (and a sync need not wait on the new
-            # file): only the newest can then end in a torn write (server.wal_repair)
-            os.fsync(old_fd)
-            try:
-                fd = self._open_file(old + 1)
-            except OSError as exc:  # no room for a new file: the caller keeps the old one
-                message = f"cannot start a file: {exc.strerror}"
-                raise WalFull(exc.errno or errno.EIO, message) from exc
-            os.close(old_fd)
-            self._use(fd, old + 1)
-        self._reclaim()
-        self._prepare_spares()
-
-    def _prepare_spares(self) -> None:
-        if self._spares is not None and not self._closed and not self._spares.ready:
-            self._spares.prepare()
-
-    def _open_file(self, segment: int) -> int:
-        if self._spares is None:
-            self._spares = Spares(self.directory)
-        return self._spares.open_segment(self._path(segment))
-
-    def _reclaim(self, unlink: list[tuple[Path, int]] | None = None) -> bool:
-        """Delete done segments, oldest first, stopping at the first one still needed.
-
-        Never out of order: a later segment's ``BATCH``/``DONE`` frames may name
-        records of an older live one. Returns True if a segment was deleted.
-        ``unlink``: the files (and their sizes) are added to it for the caller to
-        remove after releasing the lock, and count in :attr:`freed` then; the log
-        forgets them at once.
-        """
-        deleted = False
-        for segment in sorted(self._sizes):
-            if segment == self._segment or self._outstanding.get(segment, 0) > 0:
-                break
-            self._delete(segment, unlink)
-            deleted = True
-        return deleted
-
-    def _make_room(self) -> bool:
-        """At the cap or the disk's end: rotate away a current segment, then reclaim.
-
-        Rotating lets the current segment be deleted as soon as its records are
-        done (at once if they are). Returns True if a segment was deleted.
-        """
-        before = self.freed
-        if self._sizes.get(self._segment, 0) > 0:
-            with contextlib.suppress(WalFull):
-                self._rotate()
-        self._reclaim()
-        return self.freed > before
-
-    def _use(self, fd: int, segment: int) -> None:
-        self._fd, self._segment = fd, segment
-        self._sizes[segment] = os.fstat(fd).st_size
-
-    def _delete(self, segment: int, unlink: list[tuple[Path, int]] | None = None) -> None:
-        size = self._sizes.pop(segment, 0)
-        self._outstanding.pop(segment, None)
-        if unlink is not None:
-            unlink.append((self._path(segment), size))  # freed once it is gone
-            return
-        self._path(segment).unlink(missing_ok=True)
-        self.freed += size
-
-    def _path(self, segment: int) -> Path:
-        return self.directory / f"{segment:012d}{SUFFIX}"

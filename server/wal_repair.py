@@ -2,7 +2,7 @@
 
 Only the newest segment can end in a **torn tail**: a write cut short (``kill -9``,
 a full disk) is in the file being written, and a segment is complete on disk
-before a later one is created (:meth:`server.wal.Wal._rotate`). A cut-short write
+before a later one is created (:meth:`server.wal_segments.SegmentFiles._rotate`). A cut-short write
 leaves a frame short, so a tail whose first frame is whole yet fails its checksum
 is no torn tail either. A torn tail was never acknowledged; it is truncated away
 (a warning).

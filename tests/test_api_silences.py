@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from server.tables import WRITTEN_TABLES
 from server.web import WebContext, create_app
 from server.writer import Busy, Writer
 from tests.alerting_harness import Harness
-from tests.test_full_disk import mount_small, padded
+from tests.test_full_disk import padded, small_tmpfs
 
 RULES = """
 alert_rules:
@@ -171,8 +170,7 @@ def test_a_silence_the_writer_cannot_take_is_503_with_retry_after_and_not_kept(
     h: Harness, storage: EmbeddedStorage, tmp_path: Path
 ) -> None:
     """A real writer whose spool disk (a real 2 MiB tmpfs) is full: create and delete."""
-    disk = mount_small(tmp_path / "tiny", "2m")
-    try:
+    with small_tmpfs(tmp_path / "tiny", "2m") as disk:
         writer = Writer(storage, Spool(disk.path / "spool", 2**28), columns=WRITTEN_TABLES)
         h.log.sink = writer
         config = h.config.model_copy(update={"dashboard": DashboardConfig.model_validate(
@@ -201,5 +199,3 @@ def test_a_silence_the_writer_cannot_take_is_503_with_retry_after_and_not_kept(
         )
         assert {r["comment"]: r["n"] for r in comments} == {"kept": 1}
         assert writer.stats.busy_refusals == 2
-    finally:
-        subprocess.run(["umount", "-l", str(disk.path)], check=False)

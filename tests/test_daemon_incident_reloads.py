@@ -27,7 +27,7 @@ from xml.etree import ElementTree as ET
 import pytest
 
 from tests.conftest import free_port, wait_until
-from tests.support.daemon import DaemonProcess
+from tests.support.daemon import DaemonProcess, put_note
 from tests.test_daemon import no_leaked_daemons
 
 __all__ = ["no_leaked_daemons"]
@@ -107,13 +107,7 @@ class Site:
         return found
 
     def note(self, iid: str, text: str) -> None:
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{self.port}/api/v1/incidents/{iid}/note", method="PUT",
-            data=json.dumps({"note": text}).encode(),
-            headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
-        )  # fmt: skip
-        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - loopback
-            assert response.status == 200
+        put_note(self.port, TOKEN, iid, text)
 
     def one(self, iid: str) -> dict[str, Any]:
         found: dict[str, Any] = json.loads(self.get(f"/api/v1/incidents/{iid}"))

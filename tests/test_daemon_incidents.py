@@ -9,12 +9,12 @@ from __future__ import annotations
 import json
 import re
 import signal
-import urllib.request
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from tests.conftest import wait_until
+from tests.support.daemon import put_note
 from tests.support.receivers import HttpReceiver
 from tests.test_daemon import no_leaked_daemons
 from tests.test_daemon_alerting import TOKEN, Lightbulb, Worker, hook, worker
@@ -70,17 +70,6 @@ def test_a_failure_and_its_recovery_are_one_incident_with_its_start_end_and_noti
     assert code == 0, daemon.output
 
 
-def put_note(lb: Lightbulb, iid: str, note: str) -> dict[str, Any]:
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{lb.port}/api/v1/incidents/{iid}/note", method="PUT",
-        data=json.dumps({"note": note}).encode(),
-        headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
-    )  # fmt: skip
-    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - loopback
-        answer: dict[str, Any] = json.load(response)
-        return answer
-
-
 def test_a_rule_added_by_reload_during_a_rule_less_incident_keeps_its_id_and_note(
     tmp_path: Path, receiver: HttpReceiver, worker: Worker
 ) -> None:
@@ -96,7 +85,7 @@ def test_a_rule_added_by_reload_during_a_rule_less_incident_keeps_its_id_and_not
     assert wait_until(lambda: [i["open"] for i in incidents(lb)] == [True], 20), incidents(lb)
     (incident,) = incidents(lb)
     assert incident["alerts"] == [] and incident["services"] == ["worker"]
-    put_note(lb, incident["id"], "Worker restarting.")
+    put_note(lb.port, TOKEN, incident["id"], "Worker restarting.")
     lb.config.write_text(ruled)
     daemon.signal(signal.SIGHUP)
     daemon.wait_for("reloaded ")

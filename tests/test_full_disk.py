@@ -6,6 +6,7 @@ this sandbox run); skipped elsewhere, failed in CI.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import subprocess
@@ -50,7 +51,10 @@ class SmallDisk:
         return sorted(p.name for p in self.path.rglob("*.tmp"))
 
 
-def mount_small(path: Path, size: str, options: str = "") -> SmallDisk:
+@contextlib.contextmanager
+def small_tmpfs(path: Path, size: str, options: str = "") -> Iterator[SmallDisk]:
+    """A tmpfs of ``size`` (``2m``; ``options`` as ``,nr_inodes=64``) mounted on ``path``
+    while the block runs, lazily unmounted after; skips (fails on CI) unless root."""
     path.mkdir(parents=True, exist_ok=True)
     result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}{options}", "tmpfs",
                              str(path)], capture_output=True, text=True, check=False)  # fmt: skip
@@ -59,14 +63,16 @@ def mount_small(path: Path, size: str, options: str = "") -> SmallDisk:
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
-    return SmallDisk(path)
+    try:
+        yield SmallDisk(path)
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
 
 
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[SmallDisk]:
-    disk = mount_small(tmp_path / "small", "64m")
-    yield disk
-    subprocess.run(["umount", "-l", str(disk.path)], check=False)
+    with small_tmpfs(tmp_path / "small", "64m") as disk:
+        yield disk
 
 
 def row(i: int) -> tuple[Any, ...]:
@@ -132,9 +138,8 @@ def test_a_full_database_disk_is_retried_not_set_aside(
 
 @pytest.fixture
 def tiny_disk(tmp_path: Path) -> Iterator[SmallDisk]:
-    disk = mount_small(tmp_path / "tiny", "2m")
-    yield disk
-    subprocess.run(["umount", "-l", str(disk.path)], check=False)
+    with small_tmpfs(tmp_path / "tiny", "2m") as disk:
+        yield disk
 
 
 def padded(i: int) -> tuple[Any, ...]:
@@ -266,9 +271,8 @@ def test_a_spool_disk_filled_to_the_last_byte_inserts_unmarked_and_never_twice(
 
 @pytest.fixture
 def tiny_disk_few_files(tmp_path: Path) -> Iterator[SmallDisk]:
-    disk = mount_small(tmp_path / "few", "2m", ",nr_inodes=64")
-    yield disk
-    subprocess.run(["umount", "-l", str(disk.path)], check=False)
+    with small_tmpfs(tmp_path / "few", "2m", ",nr_inodes=64") as disk:
+        yield disk
 
 
 def take_every_inode(disk: SmallDisk) -> list[Path]:
@@ -316,9 +320,8 @@ def test_a_spool_out_of_bytes_and_inodes_still_inserts_what_it_holds_once(
 @pytest.fixture
 def disk_of_few_files(tmp_path: Path) -> Iterator[SmallDisk]:
     """Bytes to spare, 32 inodes."""
-    disk = mount_small(tmp_path / "files", "16m", ",nr_inodes=32")
-    yield disk
-    subprocess.run(["umount", "-l", str(disk.path)], check=False)
+    with small_tmpfs(tmp_path / "files", "16m", ",nr_inodes=32") as disk:
+        yield disk
 
 
 def test_a_spool_out_of_inodes_only_keeps_taking_and_inserting_rows(

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 import socket
-import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,16 +22,15 @@ from tests.conftest import free_port, wait_until
 from tests.support.daemon import DaemonProcess
 from tests.test_daemon import no_leaked_daemons, query, write_config
 from tests.test_durability import SERVICES, Pusher
-from tests.test_full_disk import SmallDisk, mount_small, take_every_inode
+from tests.test_full_disk import SmallDisk, small_tmpfs, take_every_inode
 
 __all__ = ["no_leaked_daemons"]
 
 
 @pytest.fixture
 def spool_disk(tmp_path: Path) -> Iterator[SmallDisk]:
-    disk = mount_small(tmp_path / "spoolfs", "4m", ",nr_inodes=48")
-    yield disk
-    subprocess.run(["umount", "-l", str(disk.path)], check=False)
+    with small_tmpfs(tmp_path / "spoolfs", "4m", ",nr_inodes=48") as disk:
+        yield disk
 
 
 def port_free(port: int) -> bool:
@@ -156,9 +154,8 @@ def test_a_daemon_starts_on_a_spool_with_no_byte_and_no_inode_and_recovers_by_it
 
 @pytest.fixture
 def small_spool_disk(tmp_path: Path) -> Iterator[SmallDisk]:
-    disk = mount_small(tmp_path / "spool2m", "2m")
-    yield disk
-    subprocess.run(["umount", "-l", str(disk.path)], check=False)
+    with small_tmpfs(tmp_path / "spool2m", "2m") as disk:
+        yield disk
 
 
 def test_a_spool_filled_under_a_push_stream_is_not_ready_refuses_and_says_it_once(

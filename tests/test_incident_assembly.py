@@ -17,7 +17,6 @@ from typing import Any
 
 import pytest
 
-from checkers.base import CheckResult, Status
 from server.analytics.incidents import Incident, Incidents, _Read, incident_id
 from server.analytics.rule_coverage import record
 from server.recorder import Recorder
@@ -27,7 +26,8 @@ from server.storage.embedded import EmbeddedStorage
 from server.validation import parse_config
 from tests.alerting_harness import SERVICES, Harness
 from tests.support.clock import FakeClock
-from tests.web_fixture import NOW, RULES, Svc
+from tests.support.incident_site import play
+from tests.web_fixture import NOW, RULES
 
 STEP = timedelta(minutes=5)
 DB_ONLY = """
@@ -59,16 +59,7 @@ class Daemon:
     def checks(self, **plans: str) -> None:
         """One check per character per service, ``STEP`` apart: ``.`` OK, ``x`` FAILED,
         the services in the order given (a cause first, as a daemon's tick may)."""
-        for i in range(max(len(p) for p in plans.values())):
-            at = self.h.clock.advance(STEP.total_seconds())
-            for sid, plan in plans.items():
-                if i < len(plan):
-                    status = Status.FAILED if plan[i] == "x" else Status.OK
-                    self.recorder.record(Svc(sid), CheckResult(status, f"{sid} {i}"), at)
-            self.h.deliver()
-        self.h.clock.advance(1)
-        self.h.log.sync()
-        self.h.insert_into(self.store)
+        play(self.h, self.recorder, self.store, plans, STEP)
 
     def read(self, **how: Any) -> list[tuple[Any, ...]]:
         found = Incidents(self.store, self.h.config).between(

@@ -119,7 +119,8 @@ def test_blocking_checks_start_on_a_half_second_grid_network_checks_on_the_tick(
     # their own spread.
     from server.core.clock import SystemClock
     from server.recorder import Recorder
-    from server.scheduler import BLOCKING_GRID, TICK, CheckScheduler
+    from server.schedule_plan import BLOCKING_GRID, TICK
+    from server.scheduler import CheckScheduler
     from server.validation import parse_config
     from tests.test_scheduler import ListSink
 

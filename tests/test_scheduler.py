@@ -15,7 +15,8 @@ from server.core.clock import SystemClock
 from server.core.pool import DeadlinePool
 from server.recorder import Recorder
 from server.runner import run_with_deadline
-from server.scheduler import TICK, CheckScheduler, spread_offset
+from server.schedule_plan import TICK, spread_offset
+from server.scheduler import CheckScheduler
 from server.validation import parse_config
 from tests.conftest import wait_until
 

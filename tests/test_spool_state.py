@@ -7,7 +7,6 @@ its filesystem filled and freed 60 times in 20 s; the clock is pinned and moved.
 from __future__ import annotations
 
 import logging
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,14 +19,13 @@ from server.storage.embedded import EmbeddedStorage
 from server.tables import WRITTEN_TABLES
 from server.writer import Busy, Writer
 from tests.support.clock import FakeClock
-from tests.test_full_disk import SmallDisk, mount_small, pushed_numbers, row
+from tests.test_full_disk import SmallDisk, pushed_numbers, row, small_tmpfs
 
 
 @pytest.fixture
 def flapping_disk(tmp_path: Path) -> Iterator[SmallDisk]:
-    disk = mount_small(tmp_path / "flap", "2m")
-    yield disk
-    subprocess.run(["umount", "-l", str(disk.path)], check=False)
+    with small_tmpfs(tmp_path / "flap", "2m") as disk:
+        yield disk
 
 
 def said(caplog: pytest.LogCaptureFixture) -> list[tuple[str, str]]:

@@ -212,6 +212,14 @@ class Storage(Protocol):
         Raises like :meth:`insert`.
         """
 
+    def yield_cpu(self, on: bool) -> None:
+        """Run later inserts at a lower CPU priority (``on``) or the normal one.
+
+        The inserter yields while it keeps up (:meth:`server.inserter.Inserter._yield_cpu`).
+        Only the embedded engine shares this process's CPU with the pushes; a cluster's
+        inserts run on its servers, so there it does nothing.
+        """
+
     def close(self) -> None: ...
 
     def describe(self) -> str:

@@ -90,6 +90,9 @@ class Recording:
     def insert_arrow(self, table: str, data: Any, *, dedup_token: str | None = None) -> int:
         return self.storage.insert_arrow(table, data, dedup_token=dedup_token)
 
+    def yield_cpu(self, on: bool) -> None:
+        self.storage.yield_cpu(on)
+
     def close(self) -> None:
         self.storage.close()
 

@@ -205,6 +205,9 @@ class ClusterStorage:
         self._call(sql, to_columns(data), settings=settings or None, insert=True, columnar=True)
         return int(data.num_rows)
 
+    def yield_cpu(self, on: bool) -> None:
+        """Nothing: the inserts run on the cluster's servers, not on this process's CPU."""
+
     def close(self) -> None:
         with self._all_lock:
             for client in self._all:

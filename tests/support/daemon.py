@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -11,7 +12,7 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import yaml
 
@@ -115,3 +116,17 @@ def insert_what_the_spool_kept(store: Storage, spool_dir: Path) -> None:
     if not (spool_dir / "wal").is_dir():
         return
     Writer(store, Spool(spool_dir, 2**30), columns=WRITTEN_TABLES).stop()
+
+
+def put_note(port: int, token: str, iid: str, note: str) -> dict[str, Any]:
+    """PUT ``note`` on incident ``iid`` of the daemon's dashboard on loopback ``port``
+    (bearer ``token``); the incident as the API answers it (asserting 200)."""
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/api/v1/incidents/{iid}/note", method="PUT",
+        data=json.dumps({"note": note}).encode(),
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )  # fmt: skip
+    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - loopback
+        assert response.status == 200
+        answer: dict[str, Any] = json.load(response)
+        return answer

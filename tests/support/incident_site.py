@@ -32,7 +32,7 @@ from tests.web_fixture import NOW, RULES, Svc
 
 ATOM = "{http://www.w3.org/2005/Atom}"
 TOKEN = {"Authorization": "Bearer t0ken"}
-__all__ = ["ATOM", "NOW", "TOKEN", "Site", "Svc", "entries", "sections", "stamp"]
+__all__ = ["ATOM", "NOW", "TOKEN", "Site", "Svc", "entries", "play", "sections", "stamp"]
 
 
 class Site:
@@ -51,17 +51,7 @@ class Site:
     def play(self, plan: Mapping[str, str]) -> None:
         """One check per character of each service's line, ``step`` apart, then the rows
         into storage, read a second after the last check."""
-        for i in range(max(len(line) for line in plan.values())):
-            at = self.h.clock.advance(self.step.total_seconds())
-            self.at.append(at)
-            for sid, line in plan.items():
-                if i < len(line):
-                    status = Status.FAILED if line[i] == "x" else Status.OK
-                    self.recorder.record(Svc(sid), CheckResult(status, f"{sid} {i}"), at)
-            self.h.deliver()
-        self.h.clock.advance(1)
-        self.h.log.sync()
-        self.h.insert_into(self.store)
+        self.at += play(self.h, self.recorder, self.store, plan, self.step)
 
     def reload(self, rules: str, disabled: str = "") -> None:
         """As a SIGHUP with ``rules`` (and service ``disabled`` off) does to the engine, a
@@ -103,6 +93,26 @@ class Site:
 
     def close(self) -> None:
         self.store.close()
+
+
+def play(h: Harness, recorder: Recorder, store: EmbeddedStorage, plan: Mapping[str, str],
+         step: timedelta) -> list[datetime]:  # fmt: skip
+    """Play ``plan`` (one check per character, ``step`` apart, the services in its order)
+    through ``recorder`` and ``h``'s engine, then move the rows into ``store`` a second
+    after the last check; returns the checks' instants."""
+    instants = []
+    for i in range(max(len(line) for line in plan.values())):
+        at = h.clock.advance(step.total_seconds())
+        instants.append(at)
+        for sid, line in plan.items():
+            if i < len(line):
+                status = Status.FAILED if line[i] == "x" else Status.OK
+                recorder.record(Svc(sid), CheckResult(status, f"{sid} {i}"), at)
+        h.deliver()
+    h.clock.advance(1)
+    h.log.sync()
+    h.insert_into(store)
+    return instants
 
 
 def sections(page: str) -> str:

@@ -1,0 +1,186 @@
+"""The write-ahead log's segment files: which one is written, starting, rotating, deleting.
+
+A log is the numbered files ``<directory>/<n>.wal``; one of them, the newest, is
+open for appending. This module owns that set of files and nothing of what is in
+them (frames, records, batches: :mod:`server.wal`, :mod:`server.wal_format`):
+
+- **Starting** (:meth:`SegmentFiles._open_first`): a new segment after the newest
+  found; on a full disk the newest found goes on, or none for now and each write
+  tries to create it again (:meth:`SegmentFiles._reopen`, :attr:`writable`).
+- **Rotating** (:meth:`SegmentFiles._rotate`): the current segment's frames are
+  fsynced *before* the next numbered segment exists, so only the newest segment
+  can end in a torn write (:mod:`server.wal_repair` relies on it); the next file
+  is ``next.spare`` renamed into place (:mod:`server.wal_spare`), so a filesystem
+  out of inodes still rotates. With no next file to be had, the segment grows.
+- **Deleting** (:meth:`SegmentFiles._reclaim`): segments with nothing outstanding,
+  oldest first, never past one still needed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import threading
+from pathlib import Path
+
+from server.wal_format import MIN_SEGMENT_BYTES, RESERVE_BYTES, SUFFIX, WalFull, segment_size
+from server.wal_spare import OPEN_FLAGS, Spares
+
+
+class SegmentFiles:
+    """A log directory's segment files, the open current one and the files made ahead.
+
+    ``max_bytes``: the cap on all segments together (bytes); ``segment_bytes``: the size
+    past which the current segment rotates (None: :func:`segment_size`). The defaults
+    are :class:`server.wal.Wal`'s, the one public way in.
+    The underscore methods expect ``self._lock`` held; the ones that change or fsync
+    the descriptor take ``self._fd_lock`` (always after ``self._lock``).
+    """
+
+    def __init__(
+        self, directory: Path, max_bytes: int, segment_bytes: int | None, readonly: bool
+    ) -> None:
+        self.directory = directory
+        self.readonly = readonly  # for `lightbulb spool list` beside a running daemon
+        self.open_error: OSError | None = None  # why the log has no segment to write (start)
+        if not readonly:  # on a full disk, made at the first append that can (_reopen)
+            try:
+                self.directory.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                self.open_error = exc
+        self.max_bytes = max_bytes
+        self.segment_bytes = segment_bytes or segment_size(self.directory, max_bytes)
+        self._lock = threading.Lock()  # appends, rotation, bookkeeping
+        self._fd_lock = threading.Lock()  # changing or fsyncing the file; taken after _lock
+        self._sizes: dict[int, int] = {}  # segment -> bytes
+        self._outstanding: dict[int, int] = {}  # segment -> records + batches not done
+        self._segment = -1
+        self._fd = -1
+        self._spares: Spares | None = None  # files made ahead (not for a read-only log)
+        self._closed = False
+        self.freed = 0  # bytes of deleted segments, ever: the writer's "room again" signal
+
+    @property
+    def writable(self) -> bool:
+        """The log has a segment to append to (False after a start on a full disk, until an
+        append finds room to create one)."""
+        return self._fd >= 0
+
+    @property
+    def size(self) -> int:
+        """Bytes in the log's segments."""
+        return sum(self._sizes.values())
+
+    def has_room(self, nbytes: int = MIN_SEGMENT_BYTES) -> bool:
+        """The filesystem has ``nbytes`` free beyond the marks' reserve (``statvfs``;
+        True if unknown)."""
+        try:
+            stat = os.statvfs(self.directory)
+        except OSError:
+            return True
+        return stat.f_bavail * stat.f_frsize >= nbytes + RESERVE_BYTES
+
+    # -- starting ------------------------------------------------------------------------------
+    def _open_first(self, segment: int) -> None:
+        """Start a segment; on a full disk, go on in the last one, or in none for now."""
+        self._spares = Spares(self.directory)
+        self._spares.prepare()
+        try:
+            self._use(self._spares.open_segment(self._path(segment)), segment)
+        except OSError as exc:
+            self.open_error = self.open_error or exc  # the directory's own failure first
+            last = max(self._sizes, default=None)
+            try:
+                if last is None:
+                    raise
+                self._use(os.open(self._path(last), OPEN_FLAGS), last)
+            except OSError:
+                self._segment = segment  # appends try to create it (WalFull until they can)
+                return
+        self._prepare_spares()
+
+    def _reopen(self) -> None:
+        """The log had no segment (a start on a full disk): start one now, or WalFull."""
+        with self._fd_lock:
+            try:
+                self.directory.mkdir(parents=True, exist_ok=True)
+                self._use(self._open_file(self._segment), self._segment)
+            except OSError as exc:
+                message = f"cannot start a file in {self.directory}: {exc.strerror}"
+                raise WalFull(exc.errno or errno.EIO, message) from exc
+        self.open_error = None
+        self._prepare_spares()
+
+    # -- rotating --------------------------------------------------------------------------------
+    def _rotate(self) -> None:
+        with self._fd_lock:  # a sync in progress finishes on the old file first
+            old_fd, old = self._fd, self._segment
+            # on disk before a later segment exists (and a sync need not wait on the new
+            # file): only the newest can then end in a torn write (server.wal_repair)
+            os.fsync(old_fd)
+            try:
+                fd = self._open_file(old + 1)
+            except OSError as exc:  # no room for a new file: the caller keeps the old one
+                message = f"cannot start a file: {exc.strerror}"
+                raise WalFull(exc.errno or errno.EIO, message) from exc
+            os.close(old_fd)
+            self._use(fd, old + 1)
+        self._reclaim()
+        self._prepare_spares()
+
+    def _prepare_spares(self) -> None:
+        if self._spares is not None and not self._closed and not self._spares.ready:
+            self._spares.prepare()
+
+    def _open_file(self, segment: int) -> int:
+        if self._spares is None:
+            self._spares = Spares(self.directory)
+        return self._spares.open_segment(self._path(segment))
+
+    def _use(self, fd: int, segment: int) -> None:
+        self._fd, self._segment = fd, segment
+        self._sizes[segment] = os.fstat(fd).st_size
+
+    # -- deleting --------------------------------------------------------------------------------
+    def _reclaim(self, unlink: list[tuple[Path, int]] | None = None) -> bool:
+        """Delete done segments, oldest first, stopping at the first one still needed.
+
+        Never out of order: a later segment's ``BATCH``/``DONE`` frames may name
+        records of an older live one. Returns True if a segment was deleted.
+        ``unlink``: the files (and their sizes) are added to it for the caller to
+        remove after releasing the lock, and count in :attr:`freed` then; the log
+        forgets them at once.
+        """
+        deleted = False
+        for segment in sorted(self._sizes):
+            if segment == self._segment or self._outstanding.get(segment, 0) > 0:
+                break
+            self._delete(segment, unlink)
+            deleted = True
+        return deleted
+
+    def _make_room(self) -> bool:
+        """At the cap or the disk's end: rotate away a current segment, then reclaim.
+
+        Rotating lets the current segment be deleted as soon as its records are
+        done (at once if they are). Returns True if a segment was deleted.
+        """
+        before = self.freed
+        if self._sizes.get(self._segment, 0) > 0:
+            with contextlib.suppress(WalFull):
+                self._rotate()
+        self._reclaim()
+        return self.freed > before
+
+    def _delete(self, segment: int, unlink: list[tuple[Path, int]] | None = None) -> None:
+        size = self._sizes.pop(segment, 0)
+        self._outstanding.pop(segment, None)
+        if unlink is not None:
+            unlink.append((self._path(segment), size))  # freed once it is gone
+            return
+        self._path(segment).unlink(missing_ok=True)
+        self.freed += size
+
+    def _path(self, segment: int) -> Path:
+        return self.directory / f"{segment:012d}{SUFFIX}"
