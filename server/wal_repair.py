@@ -4,8 +4,12 @@ Only the newest segment can end in a **torn tail**: a write cut short (``kill -9
 a full disk) is in the file being written, and a segment is complete on disk
 before a later one is created (:meth:`server.wal_segments.SegmentFiles._rotate`). A cut-short write
 leaves a frame short, so a tail whose first frame is whole yet fails its checksum
-is no torn tail either. A torn tail was never acknowledged; it is truncated away
-(a warning).
+is no torn tail either. Nor is a file that ends off a page boundary: the kernel
+copies a write into the page cache a page at a time and stops between pages (a
+fatal signal, a full disk: Linux ``generic_perform_write``/``iomap_write_iter``),
+and a file's size after a power cut is one such size, so a cut-short write
+leaves the file at a multiple of the page size. A torn tail was never
+acknowledged; it is truncated away (a warning).
 
 Everything else is **damage** (a flipped bit, a bad sector, a file cut, emptied
 or deleted by hand), and acknowledged records may have been in it:
@@ -14,6 +18,8 @@ or deleted by hand), and acknowledged records may have been in it:
 - the bad or cut-short end of a segment that is not the newest: decided by
   whether a later segment exists (even an empty one), not by where the file ends;
 - a whole frame failing its checksum at the newest segment's end;
+- a short frame at the newest segment's end in a file whose size is not a multiple
+  of the page size (a length field gone bad, a file cut by hand);
 - a frame that passes its checksum but cannot be decoded;
 - a segment that is empty while a later one exists, or missing from the
   numbering (segments are numbered one by one and only ever deleted oldest
@@ -64,6 +70,11 @@ WHOLE_FRAME = (
     "a whole frame at the newest segment's end fails its checksum: a write cut short leaves "
     "a frame short, never whole and wrong"
 )
+OFF_PAGE = (
+    "a short frame at the newest segment's end, the file ending off a page boundary: a write "
+    "cut short ends the file at a page boundary"
+)
+PAGE = os.sysconf("SC_PAGESIZE") if hasattr(os, "sysconf") else 4096
 KEPT = (
     "the frames around them are kept, and waiting rows are checked against ClickHouse "
     "before they are inserted"
@@ -170,7 +181,7 @@ def _read(path: Path, segment: int, newest: bool, quarantine: Quarantine, out: L
     places += [(at - HEADER.size, at + length, f"a frame passes its checksum but cannot be "
                 f"read: {why}") for at, length, why in bad]  # fmt: skip
     tail = len(data) - found.end  # bytes after the last valid frame
-    why = OLDER_END if not newest else WHOLE_FRAME if _whole_frame(data, found.end) else None
+    why = OLDER_END if not newest else _newest_end(data, found.end)
     out.damaged_bytes += sum(stop - start for start, stop, _ in places)
     out.places += len(places) + (1 if tail and why else 0)
     if why:
@@ -191,6 +202,13 @@ def _read(path: Path, segment: int, newest: bool, quarantine: Quarantine, out: L
     elif tail and why and _set_aside(path, data, (found.end, len(data)), why, quarantine):
         _skip(path, data, found.end, len(data))
     out.sizes[segment] = path.stat().st_size
+
+
+def _newest_end(data: bytes, end: int) -> str | None:
+    """Why the newest segment's bytes after ``end`` are damage, or None for a torn tail."""
+    if _whole_frame(data, end):
+        return WHOLE_FRAME
+    return OFF_PAGE if len(data) % PAGE else None
 
 
 def _whole_frame(data: bytes, at: int) -> bool:

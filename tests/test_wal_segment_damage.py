@@ -26,6 +26,7 @@ from server.storage.embedded import EmbeddedStorage
 from server.tables import WRITTEN_TABLES
 from server.wal import Record, Wal
 from server.wal_format import DATA, HEADER, frame, read_frames
+from server.wal_repair import PAGE
 from tests.conftest import run_cli
 from tests.test_daemon import write_config
 from tests.test_wal_damage import ROWS, numbers, open_writer, push, row
@@ -155,10 +156,10 @@ def test_an_unfinished_first_frame_of_the_newest_segment_leaves_nothing_to_repor
     wal = Wal(tmp_path / "wal", 10**9, segment_bytes=1)  # one frame a segment
     wal.recover()
     for n in range(3):
-        wal.append("t", pa.table({"n": [n]}))
+        wal.append("t", pa.table({"n": [n] * 2048}))  # a frame over a page: it can be torn
     wal.sync()
     os.close(wal._fd)  # kill -9 ...
-    cut(sorted((tmp_path / "wal").glob("*.wal"))[-1], 5)  # ... in the last frame's header
+    cut(sorted((tmp_path / "wal").glob("*.wal"))[-1], PAGE)  # ... after its first page
     with caplog.at_level(logging.WARNING, logger="lightbulb.wal"):
         for _ in range(3):  # each start crashes before its first write
             wal = Wal(tmp_path / "wal", 10**9, segment_bytes=1)
@@ -203,9 +204,9 @@ def test_two_damaged_places_and_a_bad_end_in_one_older_segment_are_three_places(
     writer.stop()
 
 
-@pytest.mark.parametrize("flipped", [True, False])
-def test_the_newest_segments_last_frame_whole_but_wrong_is_damage_and_cut_short_is_not(
-    store: EmbeddedStorage, tmp_path: Path, caplog: pytest.LogCaptureFixture, flipped: bool
+@pytest.mark.parametrize("how", ["flipped", "torn", "cut off a page boundary"])
+def test_the_newest_segments_last_frame_is_damage_unless_cut_short_at_a_page_boundary(
+    store: EmbeddedStorage, tmp_path: Path, caplog: pytest.LogCaptureFixture, how: str
 ) -> None:
     apply_schema(store, Target("monitor"))
     spool = tmp_path / "spool"
@@ -216,22 +217,29 @@ def test_the_newest_segments_last_frame_whole_but_wrong_is_damage_and_cut_short_
     segment = segment_files(spool)[-1]
     size = segment.stat().st_size
     last = read_frames(segment.read_bytes())[0][-1][1] - HEADER.size  # the last frame's start
-    if flipped:  # a bit gone bad on disk: a write cut short never leaves a whole frame
+    boundary = (last // PAGE + 1) * PAGE  # where the kernel could have stopped copying it
+    assert boundary < size, "the last frame must span a page boundary to be torn"
+    if how == "flipped":  # a bit gone bad on disk: a write cut short never leaves a whole frame
         flip(segment, size - 10)
-    else:  # kill -9 mid-write: the frame is short
-        cut(segment, size - 10)
+        end = size
+    elif how == "torn":  # kill -9 mid-write: the file ends at a page boundary in the frame
+        cut(segment, boundary)
+    else:  # a length gone bad, a file cut by hand: short, and off a page boundary
+        end = size - 10 if (size - 10) % PAGE else size - 11
+        cut(segment, end)
     with caplog.at_level(logging.WARNING, logger="lightbulb.wal"):
         writer = open_writer(store, spool)
     writer.flush()
     assert numbers(store) == list(range(4 * ROWS))  # the last request's frame is gone
     said = [(r.levelname, r.getMessage()) for r in caplog.records]
     assert len(said) == 1, said
-    if flipped:
-        assert said[0][0] == "ERROR" and "a whole frame" in said[0][1]
-        assert writer.spool.wal.damage_found == 1
-        assert writer.spool.wal.damaged_bytes == size - last
-        assert [p.stat().st_size for p in (spool / "quarantine").iterdir()] == [size - last]
-    else:
+    if how == "torn":
         assert said[0][0] == "WARNING" and "unfinished write" in said[0][1]
         assert (writer.spool.wal.damage_found, writer.spool.wal.damaged_bytes) == (0, 0)
+    else:
+        why = "a whole frame" if how == "flipped" else "off a page boundary"
+        assert said[0][0] == "ERROR" and why in said[0][1]
+        assert writer.spool.wal.damage_found == 1
+        assert writer.spool.wal.damaged_bytes == end - last
+        assert [p.stat().st_size for p in (spool / "quarantine").iterdir()] == [end - last]
     writer.stop()

@@ -22,6 +22,7 @@ from server.spool import Batch, Spool
 from server.storage import DiskFull, StorageUnavailable
 from server.storage.embedded import EmbeddedStorage
 from server.tables import WRITTEN_TABLES
+from server.wal_repair import PAGE
 from server.writer import Writer
 
 T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
@@ -364,8 +365,10 @@ def test_a_torn_write_at_the_end_of_the_log_is_cut_off(
     writer.add_durable("service_status", [row(3)])
     (segment,) = sorted((tmp_path / "spool" / "wal").glob("*.wal"))
     size = segment.stat().st_size
-    with open(segment, "ab") as handle:  # what kill -9 during a write leaves
-        handle.write(b"LB\x01\xff\xff" if kill_at == "mid-frame" else b"L")
+    torn = b"LB\x01\xff\xff" if kill_at == "mid-frame" else b"L"
+    with open(segment, "ab") as handle:  # what kill -9 during a write leaves: the kernel
+        # stops copying a write at a page boundary, so the file ends on one
+        handle.write(torn + bytes(-(size + len(torn)) % PAGE))
     reborn = Writer(store, Spool(tmp_path / "spool", 10**8), columns=WRITTEN_TABLES)
     assert segment.stat().st_size == size
     reborn.flush()
