@@ -66,6 +66,10 @@ class WebServer:
                 # a chunked body is cut (413, closed) as it passes the door's max_body
                 max_request_body_size=door.max_body + 1,
                 backlog=room.listen_backlog(),  # waitress's 1,024: a burst's SYNs dropped
+                # a client's reset or a flood's vanished socket is the client's doing, not a
+                # fault of ours: waitress logs each with a traceback (267 in 35 s under a
+                # trickling flood), which would grow the log as long as an attack lasts
+                log_socket_errors=False,
             )  # fmt: skip
         except BaseException:
             self.dispatcher.shutdown(timeout=1)
