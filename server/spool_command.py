@@ -62,8 +62,8 @@ def _chosen(spool: Spool, ids: list[str], every: bool) -> list[SetAside]:
     chosen = [e for e in entries if e.id in set(ids)]
     missing = set(ids) - {e.id for e in chosen}
     if missing:
-        raise SystemExit(f"error: no set-aside batch {', '.join(sorted(missing))} "
-                         "(see `lightbulb spool list`)")  # fmt: skip
+        raise SystemExit(f"error: no set-aside batch or quarantined file "
+                         f"{', '.join(sorted(missing))} (see `lightbulb spool list`)")  # fmt: skip
     return chosen
 
 
