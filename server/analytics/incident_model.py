@@ -11,7 +11,7 @@ import functools
 import hashlib
 import re
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -241,7 +241,8 @@ def group(members: list[Member], flaps: Flaps | None = None,
        :func:`server.alerting.rules.burn_rules`) never joins through a burn's firing,
        which outlasts the outage by up to its window and would chain the next outage
        to it; a burn's firing joins only a run or another burn (a long SLO burn is not
-       the outage that began during it).
+       the outage that began during it). A burn's firing in an outage's incident ends
+       with the outage at the latest (:func:`_burns_end_with_the_outage`).
     2. the incident its cause (``caused_by``, named by inhibition) had open when it
        started: the newest of them when the cause had several alerts firing (a long
        SLO burn and the outage that just began: the dependant failed with the outage).
@@ -276,7 +277,27 @@ def group(members: list[Member], flaps: Flaps | None = None,
         home[member.key] = incident
         mine.append(member)
         by_service[member.service_id] = mine
+    for incident in incidents:
+        _burns_end_with_the_outage(incident, burns)
     return incidents
+
+
+def _burns_end_with_the_outage(incident: Incident, burns: Collection[str]) -> None:
+    """In an outage's incident (its first member no burn), the burns' firings that joined
+    it end with the outage at the latest: a burn fires on for up to its window after the
+    service is back (it is told as a burn on the alerts), and would keep the outage
+    ongoing, and its service in two open incidents when it fails again."""
+    if not burns or incident.root.rule_id in burns:
+        return
+    ends = [m.end for m in incident.members if m.rule_id not in burns]
+    if any(e is None for e in ends):
+        return
+    over = max(e for e in ends if e is not None)
+    incident.members = [
+        replace(m, end=max(over, m.start)) if m.rule_id in burns and (m.end is None or m.end > over)
+        else m
+        for m in incident.members
+    ]  # fmt: skip
 
 
 def flap_reach(member: Member, flaps: Flaps) -> datetime:
