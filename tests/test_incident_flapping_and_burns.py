@@ -178,8 +178,11 @@ def test_a_flapping_service_is_one_incident_ongoing_throughout_and_told_once(
     kinds = {"firings": "web-down", "runs": "", "none": None}[members]
     failed = [m for m in incident.members if not m.flap]
     assert [m.rule_id for m in failed] == ([kinds] * 13 if kinds is not None else [])
+    alerts = ["web-down:web"] if members == "firings" else []  # each alert once, not 13 times
+    assert incident.as_dict(incident.start)["alerts"] == alerts
     (entry,) = entries(c)
     told = 13 if kinds is not None else 0
-    said = f"; flapping: {told} firings)." if told else "; flapping)."  # 0: none fired
+    word = "failures" if members == "runs" else "firings"  # no rule: nothing fired
+    said = f"; flapping: {told} {word})." if told else "; flapping)."  # 0: none fired
     assert entry["summary"].count("web: from ") == 1 and said in entry["summary"], entry
     assert f'<p class="muted">{said[2:-2]}</p>' in shown

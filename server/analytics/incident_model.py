@@ -11,7 +11,7 @@ import functools
 import hashlib
 import re
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -72,6 +72,7 @@ class Spell:
     end: datetime | None
     firings: int = 1  # firings and runs of FAILED it holds (a flapping period: many)
     flapping: bool = False  # it holds a flapping period: its firings are one stretch
+    fired: bool = True  # an alert fired in it (else its ``firings`` are runs of FAILED)
 
     def duration(self, now: datetime) -> timedelta:
         """Start to end, or to ``now`` while open."""
@@ -80,10 +81,12 @@ class Spell:
     @property
     def aside(self) -> str:
         """``flapping: 37 firings`` for a stretch that flapped (one line for all of its
-        firings, wherever it is told), else ''."""
+        firings, wherever it is told; ``flapping: 37 failures`` when no alert fired, its
+        runs of FAILED counted), else ''."""
         if not self.flapping or not self.firings:
             return "flapping" if self.flapping else ""  # failing too briefly to fire
-        return f"flapping: {self.firings} firing{'' if self.firings == 1 else 's'}"
+        what = "firing" if self.fired else "failure"
+        return f"flapping: {self.firings} {what}{'' if self.firings == 1 else 's'}"
 
 
 @dataclass
@@ -126,16 +129,18 @@ class Incident:
             flaps = [(m.reach, m.end) for m in members if m.flap]
             first, *rest = sorted(members, key=lambda m: m.start)
             start, end, count, flapping = first.start, first.end, int(not first.flap), first.flap
+            fired = bool(first.rule_id)
             for m in rest:
                 held = any(a <= end and (b is None or m.start <= b)
                            for a, b in flaps) if end is not None else True  # fmt: skip
                 if end is not None and m.reach > end and not held:  # back up in between
-                    out.append(Spell(sid, start, end, count, flapping))
-                    start, end, count, flapping = m.start, m.end, 0, False
+                    out.append(Spell(sid, start, end, count, flapping, fired))
+                    start, end, count, flapping, fired = m.start, m.end, 0, False, False
                 elif end is not None:
                     end = None if m.end is None else max(end, m.end)
                 count, flapping = count + int(not m.flap), flapping or m.flap
-            out.append(Spell(sid, start, end, count, flapping))
+                fired = fired or bool(m.rule_id)
+            out.append(Spell(sid, start, end, count, flapping, fired))
         return out
 
     @property
@@ -174,7 +179,7 @@ class Incident:
             "id": self.id, "start": self.start.isoformat(), "end": end.isoformat() if end else None,
             "open": end is None, "duration_seconds": round(self.duration(now).total_seconds(), 3),
             "cause": self.cause, "severity": self.severity, "services": self.services,
-            "alerts": [m.alert_id for m in self.members if m.rule_id],
+            "alerts": list(dict.fromkeys(m.alert_id for m in self.members if m.rule_id)),
             "acknowledged_by": self.acknowledged_by, "notifications_sent": self.sent,
             "notifications_failed": sum(1 for n in self.notices if n["state"] == "failed"),
             "note": self.note["note"] if self.note else None,
@@ -236,7 +241,8 @@ def group(members: list[Member], flaps: Flaps | None = None,
        :func:`server.alerting.rules.burn_rules`) never joins through a burn's firing,
        which outlasts the outage by up to its window and would chain the next outage
        to it; a burn's firing joins only a run or another burn (a long SLO burn is not
-       the outage that began during it).
+       the outage that began during it). A burn's firing in an outage's incident ends
+       with the outage at the latest (:func:`_burns_end_with_the_outage`).
     2. the incident its cause (``caused_by``, named by inhibition) had open when it
        started: the newest of them when the cause had several alerts firing (a long
        SLO burn and the outage that just began: the dependant failed with the outage).
@@ -271,7 +277,27 @@ def group(members: list[Member], flaps: Flaps | None = None,
         home[member.key] = incident
         mine.append(member)
         by_service[member.service_id] = mine
+    for incident in incidents:
+        _burns_end_with_the_outage(incident, burns)
     return incidents
+
+
+def _burns_end_with_the_outage(incident: Incident, burns: Collection[str]) -> None:
+    """In an outage's incident (its first member no burn), the burns' firings that joined
+    it end with the outage at the latest: a burn fires on for up to its window after the
+    service is back (it is told as a burn on the alerts), and would keep the outage
+    ongoing, and its service in two open incidents when it fails again."""
+    if not burns or incident.root.rule_id in burns:
+        return
+    ends = [m.end for m in incident.members if m.rule_id not in burns]
+    if any(e is None for e in ends):
+        return
+    over = max(e for e in ends if e is not None)
+    incident.members = [
+        replace(m, end=max(over, m.start)) if m.rule_id in burns and (m.end is None or m.end > over)
+        else m
+        for m in incident.members
+    ]  # fmt: skip
 
 
 def flap_reach(member: Member, flaps: Flaps) -> datetime:

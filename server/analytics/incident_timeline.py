@@ -52,8 +52,9 @@ def timeline(source: Incidents, incident: Incident, now: datetime) -> list[dict[
         error = f"; last error: {n['error']}" if n["error"] else ""
         what = " ".join(part for part in (n["item_state"], "notice") if part)
         text = f"{what} to {n['channel']}: {result}{error}"
-        out.append(_entry(n["queued_at"], "notice", "", text) | {"channel": n["channel"],
-                   "state": n["state"], "changed_at": n["changed_at"]})  # fmt: skip
+        out.append(_entry(n["queued_at"], "notice", n["service_id"], text)
+                   | {"channel": n["channel"], "state": n["state"],
+                      "changed_at": n["changed_at"]})  # fmt: skip
     out += _silences(source, incident, start, end)
     return sorted(out, key=lambda e: (e["at"], KINDS.index(e["kind"])))
 

@@ -136,28 +136,19 @@ class Incidents:
         return found
 
     def get(self, incident_id_: str, now: datetime) -> Incident | None:
-        """The incident with this id (or holding a member of this id), or None: what was
-        firing or failing at the start the id spells (the member itself, or a cause that
-        began up to :data:`CAUSE_BEFORE` before), assembled whole as :meth:`between`
-        assembles a page's (:meth:`_complete`), with notes, acks and notices.
-        Raises StorageError."""
+        """The incident with this id (or holding a member of this id), or None: the one
+        :meth:`between` answers for the window from the start the id spells to ``now``
+        (a cause looked for up to :data:`CAUSE_BEFORE` before), with notes, acks and
+        notices. One assembly with the list's, so a page of incidents and an incident's
+        own page never disagree (its end, members, timeline). Raises StorageError."""
         start = id_start(incident_id_)
         if start is None or start > now:
             return None
-        after, until = now + timedelta(seconds=1), start + timedelta(milliseconds=1)
-        since = start - CAUSE_BEFORE
-        read = _Read(self, since, after, None)
-        members = self._periods(start, after, since=since, before=until)
-        members += read.runs.failed(read.coverage, start, after, since=since, before=until)
-        members += [m for m in read.flap_members() if m.start < until
-                    and (m.end is None or m.end >= start)]  # fmt: skip
-        found = group(self._left(self._complete(members, read)), read.flaps(),
-                      burn_rules(self.config))  # fmt: skip
+        found = self.between(start, now + timedelta(seconds=1), lookback=CAUSE_BEFORE, now=now)
         for incident in found:
             if incident.id == incident_id_ or any(
                 incident_id(m) == incident_id_ for m in incident.members
             ):
-                self._attach([incident], incident.start, now, True)
                 return incident
         return None
 
@@ -278,7 +269,9 @@ class Incidents:
         notices = self.log.incident_notices(since)
         for incident in found:
             for m in incident.members:
-                incident.notices += notices.get(m.key, [])
+                # the member's service: a notice's row in the timeline says whose it was
+                incident.notices += [n | {"service_id": m.service_id}
+                                     for n in notices.get(m.key, ())]  # fmt: skip
                 incident.acks += [
                     a
                     for a in acks.get(m.alert_id, ())

@@ -17,7 +17,7 @@ principal and a JSON body (API), like acknowledging an alert.
 from __future__ import annotations
 
 from copy import copy
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
@@ -208,9 +208,25 @@ def recent(now: Any, services: set[str], current: dict[str, int] | None = None,
     key = (frozenset(services), current, days, limit, ctx.saved_notes.version)
     found = ctx.read_cache.get(
         f"recent incidents, current {current is not None}", ctx.storage,
-        lambda storage: Incidents(storage, ctx.config, ctx.saved_notes).between(
-            start, end, services=services, limit=limit, details=False, current=current,
-            now=now),
+        lambda storage: newest_changed(Incidents(storage, ctx.config, ctx.saved_notes).between(
+            start, end, services=services, details=False, current=current, now=now), limit),
         config=ctx.config, key=key, now=now, edges=edges,
     )  # fmt: skip
     return [copy(i) for i in found]  # callers set notes on theirs (the feed's cleared ones)
+
+
+def last_change(incident: Incident) -> datetime:
+    """When ``incident`` last changed: the newest start or end of a member, or its note's
+    save, whichever is later."""
+    times = [t for m in incident.members for t in (m.start, m.end) if t is not None]
+    if incident.note:
+        times.append(incident.note["updated_at"])
+    return max(times)
+
+
+def newest_changed(found: list[Incident], limit: int) -> list[Incident]:
+    """The open ones of ``found`` first, then by :func:`last_change`, newest first, at
+    most ``limit``: a resolution (or a note) is news however long ago its incident
+    began, so many short incidents begun since never push it off the page or feed."""
+    ranked = sorted(found, key=lambda i: (i.end is None, last_change(i), i.id), reverse=True)
+    return ranked[:limit]

@@ -81,7 +81,8 @@ class Shown:
 def shown(incidents: list[Incident], services: Collection[str], burns: Collection[str] = (),
           listed: Collection[str] = ()) -> list[Shown]:  # fmt: skip
     """The public view of each of ``incidents`` touching any of ``services`` (the page's),
-    open ones first, then newest first; firings of the rules ``burns``
+    open ones first, then by their newest change (``changed`` or the note's save),
+    newest first; firings of the rules ``burns``
     (:func:`burn_rules`) left out. ``listed``: the services the page's groups select,
     enabled or not (:func:`server.web.status_view.listed`); the id is that of the
     first member among them (and ``services``), so it stays while one is disabled."""
@@ -102,5 +103,11 @@ def shown(incidents: list[Incident], services: Collection[str], burns: Collectio
                    and m.rule_id not in skipped]  # fmt: skip
         changed = max(t for m in listed_ for t in (m.start, m.end) if t is not None)
         out.append(Shown(incident_id(first), part.spells(), incident.note, changed))
-    out.sort(key=lambda i: (i.end is None, i.start, i.id), reverse=True)
+    # newest news first: a resolution (or a note saved) is news however long ago it began
+    out.sort(key=lambda i: (i.end is None, _news(i), i.id), reverse=True)
     return out
+
+
+def _news(incident: Shown) -> datetime:
+    """When ``incident`` last changed for the public: ``changed`` or its note's save."""
+    return max(incident.changed, incident.note["updated_at"]) if incident.note else incident.changed

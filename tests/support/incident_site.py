@@ -19,7 +19,7 @@ from xml.etree import ElementTree as ET
 from flask.testing import FlaskClient
 
 from checkers.base import CheckResult, Status
-from server.analytics.incidents import Incident, Incidents
+from server.analytics.incidents import Incident, Incidents, incident_id
 from server.config.models import Config, DashboardConfig, StatusPageConfig
 from server.recorder import Recorder
 from server.schema import Target, apply_schema
@@ -85,10 +85,16 @@ class Site:
         return app.test_client()
 
     def incidents(self, start: datetime | None = None, limit: int | None = None) -> list[Incident]:
-        """Every incident from a day before :data:`NOW` to now, oldest first."""
-        found = Incidents(self.store, self.config()).between(
-            start or NOW - timedelta(days=1), self.h.clock.now(), limit=limit
-        )
+        """Every incident from a day before :data:`NOW` to now, oldest first; each the
+        same, looked up by its id and by each member's, as in the list (one assembly:
+        an incident's own page never disagrees with the pages listing it)."""
+        incidents, now = Incidents(self.store, self.config()), self.h.clock.now()
+        found = incidents.between(start or NOW - timedelta(days=1), now, limit=limit)
+        for listed in found:
+            for iid in dict.fromkeys([listed.id, *(incident_id(m) for m in listed.members)]):
+                got = incidents.get(iid, now)
+                assert got is not None, iid
+                assert (got.as_dict(now), got.notices) == (listed.as_dict(now), listed.notices)
         return sorted(found, key=lambda i: i.start)
 
     def close(self) -> None:
