@@ -20,6 +20,7 @@ import json
 import signal
 import urllib.request
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree as ET
@@ -282,3 +283,33 @@ def test_a_failing_service_disabled_and_enabled_again_keeps_its_incident_and_not
     page = site.get("/status")
     assert f'id="incident-{before["id"]}"' in page and "Disk full on web1." in page
     assert [title for title, _ in site.feed()] == ["Ongoing: Web One"]
+
+
+def test_a_rule_removed_before_it_fired_leaves_its_failing_service_an_incident(
+    site: Site,
+) -> None:
+    """``for: 1h`` never met: the alert is pending when the rule is removed; web1 still
+    fails, no rule covers it now, so it has an incident from its run's start, across
+    a restart too, and the same one ends when web1 is back."""
+    held = '  - {id: r-web1, service: web1, condition: "status >= FAILED", for: 1h}\n'
+    site.start(held)
+    site.d.wait_for_checks("web1", 2)
+    site.fail("web1")
+    site.d.wait_for_checks("web1", 2)
+    assert open_of(site, "web1") == []  # pending: the rule's to decide
+    removed = datetime.now(UTC)
+    site.reload("")
+    assert wait_until(lambda: len(open_of(site, "web1")) == 1, 20), site.incidents()
+    (found,) = site.incidents("web1")
+    assert datetime.fromisoformat(found["start"]) < removed, found
+    assert found["services"] == ["web1"]
+
+    code, _ = site.d.stop()
+    assert code == 0
+    site.start("")
+    site.d.wait_for_checks("web1", 2)
+    assert [(i["id"], i["open"]) for i in site.incidents("web1")] == [(found["id"], True)]
+
+    site.fail("web1", False)
+    assert wait_until(lambda: not open_of(site, "web1"), 20), site.incidents()
+    assert [i["id"] for i in site.incidents("web1")] == [found["id"]]
