@@ -20,6 +20,7 @@ import json
 import signal
 import urllib.request
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree as ET
@@ -52,7 +53,11 @@ class Site:
 
     def write(self, rules: str, disabled: str = "") -> None:
         def svc(sid: str, label: str) -> str:
-            script = f"exit $(cat {self.state / sid} 2>/dev/null || echo 0)"
+            # the state file's code; "flap": 0 and 2 in turn, one a check
+            state, turn = self.state / sid, self.state / f"{sid}.turn"
+            script = (f"v=$(cat {state} 2>/dev/null || echo 0); if [ \"$v\" = flap ]; then "
+                      f"n=$(cat {turn} 2>/dev/null || echo 0); echo $((n + 1)) > {turn}; "
+                      "v=$((n % 2 * 2)); fi; exit $v")  # fmt: skip
             off = ", enabled: false" if sid == disabled else ""
             return (f'  - {{id: {sid}, label: "{label}", type: command, interval: 1s{off}, '
                     f"command: {{command: [sh, -c, {json.dumps(script)}]}}}}\n")  # fmt: skip
@@ -282,3 +287,56 @@ def test_a_failing_service_disabled_and_enabled_again_keeps_its_incident_and_not
     page = site.get("/status")
     assert f'id="incident-{before["id"]}"' in page and "Disk full on web1." in page
     assert [title for title, _ in site.feed()] == ["Ongoing: Web One"]
+
+
+def test_a_rule_removed_before_it_fired_leaves_its_failing_service_an_incident(
+    site: Site,
+) -> None:
+    """``for: 1h`` never met: the alert is pending when the rule is removed; web1 still
+    fails, no rule covers it now, so it has an incident from its run's start, across
+    a restart too, and the same one ends when web1 is back."""
+    held = '  - {id: r-web1, service: web1, condition: "status >= FAILED", for: 1h}\n'
+    site.start(held)
+    site.d.wait_for_checks("web1", 2)
+    site.fail("web1")
+    site.d.wait_for_checks("web1", 2)
+    assert open_of(site, "web1") == []  # pending: the rule's to decide
+    removed = datetime.now(UTC)
+    site.reload("")
+    assert wait_until(lambda: len(open_of(site, "web1")) == 1, 20), site.incidents()
+    (found,) = site.incidents("web1")
+    assert datetime.fromisoformat(found["start"]) < removed, found
+    assert found["services"] == ["web1"]
+
+    code, _ = site.d.stop()
+    assert code == 0
+    site.start("")
+    site.d.wait_for_checks("web1", 2)
+    assert [(i["id"], i["open"]) for i in site.incidents("web1")] == [(found["id"], True)]
+
+    site.fail("web1", False)
+    assert wait_until(lambda: not open_of(site, "web1"), 20), site.incidents()
+    assert [i["id"] for i in site.incidents("web1")] == [found["id"]]
+
+
+def test_a_note_on_an_incident_a_flapping_period_merges_is_kept(site: Site) -> None:
+    """Rule-less web2 fails twice (two incidents), its second incident is noted, then
+    it fails every other check: the flapping period found on its status changes
+    takes the noted incident in, and the note goes with it, by any of its ids."""
+    site.start("")
+    site.d.wait_for_checks("web2", 2)
+    for _ in range(2):
+        site.fail("web2")
+        site.fail("web2", False)
+    assert wait_until(lambda: len(site.incidents("web2")) == 2, 20), site.incidents()
+    first, second = sorted(site.incidents("web2"), key=lambda i: i["start"])
+    site.note(second["id"], "Bad cable.")
+    assert site.one(second["id"])["note"] == "Bad cable."
+
+    (site.state / "web2").write_text("flap")
+    assert wait_until(lambda: site.one(second["id"])["id"] != second["id"], 60), site.incidents()
+    merged = site.one(second["id"])
+    assert merged["open"] and merged["note"] == "Bad cable.", merged
+    listed = {i["id"]: i["note"] for i in site.incidents("web2")}
+    assert second["id"] not in listed and listed[merged["id"]] == "Bad cable.", listed
+    assert site.one(first["id"])["id"] in (first["id"], merged["id"])

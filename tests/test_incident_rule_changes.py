@@ -261,3 +261,42 @@ def test_coverage_is_what_enabled_rules_select_and_disabling_a_service_changes_n
     assert [s.id for s in off.services if not s.enabled] == ["web", "db"]
     assert changes(coverage(config), off, NOW) == []
     assert changes(coverage(off), config, NOW) == []
+
+
+HELD = DB_ONLY + '  - {id: web-down, service: web, condition: "status >= FAILED", for: 1h}\n'
+
+
+@pytest.mark.parametrize("plan", ["xx", ".xx"], ids=["from-first-check", "after-a-change"])
+@pytest.mark.parametrize("how", ["reload", "restart"])
+def test_a_rule_removed_before_it_fired_leaves_the_failing_service_its_incident(
+    daemon: Daemon, plan: str, how: str
+) -> None:
+    """A rule with ``for: 1h`` selects web while it fails and is removed (or the daemon
+    restarted without it) while still pending: nothing fired, and no rule covers web
+    now, so its run of FAILED is an incident from the run's start, as a rule-less
+    run's is, whatever rule covered it when it began."""
+    d = daemon
+    d.reload(HELD)
+    d.checks(plan)
+    assert d.incidents() == []  # pending: the rule's to decide
+    began = d.h.clock.now() - STEP * (plan.count("x") - 1)
+    if how == "reload":
+        d.reload(DB_ONLY)
+    else:
+        d.h = Harness(DB_ONLY, d.h.clock, storage=d.store)
+        d.recorder = Recorder(d.h, listener=d.h.engine)
+        d.recorder.anchor({"web": Status.FAILED})
+        record(d.store, d.h.config, d.h.clock.advance(1))
+        d.h.engine.restore()
+    d.checks("xx")
+    (going,) = d.incidents()
+    assert (going.start, going.end, going.services) == (began, None, ["web"])
+    assert [(m.rule_id, m.start, m.end) for m in going.members] == [("", began, None)]
+    opened = Incidents(d.store, d.h.config).get(going.id, d.h.clock.now())
+    assert opened is not None and (opened.id, opened.start) == (going.id, began)
+    d.checks(".")
+    (ended,) = d.incidents()
+    assert (ended.id, ended.end) == (going.id, d.h.clock.now())
+    events = d.store.query("SELECT count() AS n FROM monitor.alert_events "
+                           "WHERE rule_id = 'web-down' AND to_state = 'firing'")  # fmt: skip
+    assert events[0]["n"] == 0

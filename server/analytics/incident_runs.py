@@ -67,15 +67,15 @@ class Runs:
         out = [run_member(r["service_id"], aware(r["began"]),
                           aware(r["ended"]) if r["ended"] else None, _check_message(r["message"]))
                for r in rows]  # fmt: skip
+        firsts = []  # begun while a rule watched the service: maybe handed over since
         for member in self._first_runs(ids, start):
-            if (
-                (member.end is None or member.end > start)
-                and since <= member.start < min(before or end, end)
-                and scope.counted(member.service_id, member.start)
-            ):
-                out.append(member)
+            if (member.end is None or member.end > start) and since <= member.start:
+                if not scope.counted(member.service_id, member.start):
+                    firsts.append(member)
+                elif member.start < min(before or end, end):
+                    out.append(member)
         return out + _handed_over(self.storage, scope, start, end, since=since,
-                                  before=before or end)  # fmt: skip
+                                  before=before or end, firsts=firsts)  # fmt: skip
 
     def reaching(self, members: list[Member], since: datetime) -> list[Member]:
         """``members`` with each firing that began while its service was in a run of
@@ -172,15 +172,21 @@ class Runs:
 
 
 def _handed_over(storage: Storage, scope: Coverage, start: datetime, end: datetime, *,
-                 since: datetime, before: datetime) -> list[Member]:  # fmt: skip
-    """The rest of each run that began while a rule watched its service and went on
-    after no rule did (the rule removed, disabled or no longer selecting it while the
-    service failed): from when the coverage changed to the run's end. Without it the
-    outage looked resolved when its alert was (*no longer in the configuration*)
-    though the service still failed. It carries when the run began (``run_began``), so
-    it joins the alert's incident whatever the order of the alert's end and the
-    coverage row (the daemon writes them a few milliseconds apart, in either order:
-    :func:`server.analytics.incident_model.group`)."""
+                 since: datetime, before: datetime,
+                 firsts: list[Member]) -> list[Member]:  # fmt: skip
+    """Each run that began while a rule watched its service and went on after no rule
+    did (the rule removed, disabled or no longer selecting it while the service
+    failed), with ``firsts`` (such runs begun at the service's first check, which no
+    transition marks). Without it the outage looked resolved when its alert was (*no
+    longer in the configuration*), or was never an incident when the rule left
+    before it fired, though the service still failed.
+
+    A run an alert fired for between its start and the change goes on from the change
+    to the run's end, carrying when the run began (``run_began``), so it joins the
+    alert's incident whatever the order of the alert's end and the coverage row (the
+    daemon writes them a few milliseconds apart, in either order: :func:`server.
+    analytics.incident_model.group`). A run none fired for is an incident from its
+    start, as a rule-less run is (key ``status:<service>@<start>``)."""
     flips = {sid: [at for (at, w), (_, was) in zip(points[1:], points, strict=False)
                    if not w and was] for sid, points in scope.points.items()}  # fmt: skip
     flips = {sid: ats for sid, ats in flips.items() if ats}
@@ -188,16 +194,45 @@ def _handed_over(storage: Storage, scope: Coverage, start: datetime, end: dateti
         return []
     rows = _paired(storage, sorted(flips), start, end, since=since, before=before, limit=0,
                    counted="", params={})  # fmt: skip
-    out = []
-    for row in rows:
-        sid, began = row["service_id"], aware(row["began"])
-        ended = aware(row["ended"]) if row["ended"] else None
+    runs = [(r["service_id"], aware(r["began"]), aware(r["ended"]) if r["ended"] else None,
+             _check_message(r["message"])) for r in rows]  # fmt: skip
+    runs += [(m.service_id, m.start, m.end, m.message) for m in firsts if m.service_id in flips]
+    handed = []
+    for sid, began, ended, message in runs:
         if scope.counted(sid, began):
             continue  # a run of its own already
         at = next((t for t in flips[sid] if began < t and (ended is None or t < ended)), None)
-        if at is not None and at < min(before, end) and (ended is None or ended > start):
-            out.append(run_member(sid, at, ended, _check_message(row["message"]), began))
+        if at is not None:
+            handed.append((sid, began, ended, message, at))
+    fired = _fired(storage, [(sid, began, at) for sid, began, _, _, at in handed])
+    out = []
+    for sid, began, ended, message, at in handed:
+        member = (run_member(sid, at, ended, message, began) if (sid, began) in fired
+                  else run_member(sid, began, ended, message))  # fmt: skip
+        if member.start < min(before, end) and (ended is None or ended > start):
+            out.append(member)
     return out
+
+
+def _fired(
+    storage: Storage, spans: list[tuple[str, datetime, datetime]]
+) -> set[tuple[str, datetime]]:
+    """The ``(service, began)`` of ``spans`` (``(service, began, until)``) for which an
+    alert of the service went firing in ``[began, until]`` (one statement)."""
+    if not spans:
+        return set()
+    rows = storage.query(
+        "SELECT service_id, groupArray(timestamp) AS ats "
+        f"FROM {storage.database}.alert_events "
+        "WHERE service_id IN {ids:Array(String)} AND event = 'transition' "
+        "AND to_state = 'firing' AND timestamp >= {lo:DateTime64(3, 'UTC')} "
+        "AND timestamp <= {hi:DateTime64(3, 'UTC')} GROUP BY service_id",
+        {"ids": sorted({s[0] for s in spans}), "lo": min(s[1] for s in spans),
+         "hi": max(s[2] for s in spans)},
+    )  # fmt: skip
+    ats = {r["service_id"]: [aware(t) for t in r["ats"]] for r in rows}
+    return {(sid, began) for sid, began, until in spans
+            if any(began <= t <= until for t in ats.get(sid, ()))}  # fmt: skip
 
 
 def _paired(storage: Storage, ids: list[str], start: datetime, end: datetime, *,

@@ -250,11 +250,29 @@ class Incidents:
                 if not m.rule_id and m.end is None and m.service_id in gone else m
                 for m in members]  # fmt: skip
 
+    def notes_of(self, found: list[Incident], cleared: bool = False) -> dict[str, dict[str, Any]]:
+        """Each of ``found``'s id -> its note (``{note, author, updated_at}``; one query):
+        the newest saved under its id or under the id of any of its members. A later
+        re-grouping (a flapping period, a cause found, a rule added) can make an
+        incident someone noted a member of another; the note goes with it, and the
+        newest of several wins (clearing counts: ``note`` '', left out unless
+        ``cleared``, as :meth:`Notes.notes`)."""
+        ids = {i.id: {i.id, *(incident_id(m) for m in i.members)} for i in found}
+        saved = self.notes(sorted(set().union(*ids.values())), cleared=True) if ids else {}
+        out = {}
+        for iid, own in ids.items():
+            held = [saved[k] for k in own if k in saved]
+            if held:
+                newest = max(held, key=lambda n: n["updated_at"])
+                if newest["note"] or cleared:
+                    out[iid] = newest
+        return out
+
     def _attach(self, found: list[Incident], since: datetime, end: datetime,
                 details: bool) -> None:  # fmt: skip
         """Notes, and with ``details`` acks and notices, of ``found`` (at most three
         queries whatever their number)."""
-        notes = self.notes([i.id for i in found])
+        notes = self.notes_of(found)
         for incident in found:
             incident.note = notes.get(incident.id)
         if not details:

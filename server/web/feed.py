@@ -48,7 +48,7 @@ def atom() -> Response:
     shown = {v.id: v.label for g in status_view.groups(ctx.config, views) for v in g.members}
     found = recent(now, set(shown))
     # A note cleared is a save like any other: its time moves the entry's ``updated``.
-    saves = source().notes([i.id for i in found], cleared=True)
+    saves = source().notes_of(found, cleared=True)
     for one in found:
         one.note = saves.get(one.id)
     rows = public(found, shown, burn_rules(ctx.config), status_view.listed(ctx.config))
