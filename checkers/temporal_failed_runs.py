@@ -39,22 +39,25 @@ class FailedRuns:
         self.since: datetime | None = None
         self._logged: OrderedDict[tuple[str, str], None] = OrderedDict()
 
-    def seen(self, workflow_id: str, run_id: str) -> bool:
-        """Whether this run was logged already; marks it logged if not."""
-        key = (workflow_id, run_id)
-        if key in self._logged:
-            return True
-        self._logged[key] = None
-        if len(self._logged) > REMEMBERED:
-            self._logged.popitem(last=False)
-        return False
+    def logged(self, workflow_id: str, run_id: str) -> bool:
+        """Whether this run was logged already."""
+        return (workflow_id, run_id) in self._logged
+
+    def mark(self, runs: list[tuple[str, str]]) -> None:
+        """``runs`` (workflow id, run id) are logged: called once their rows exist, so a
+        check cut before (its deadline) leaves them to the next one."""
+        for key in runs:
+            self._logged[key] = None
+            if len(self._logged) > REMEMBERED:
+                self._logged.popitem(last=False)
 
     async def of_type(self, session: TemporalSession, base: str, now: datetime) -> list[LogEntry]:
         """Entries for runs matching ``base`` (a visibility filter) that failed since the
         previous check: one visibility call (none on the first check, which only starts
         the clock)."""
-        since, self.since = self.since, now
+        since = self.since
         if since is None:
+            self.since = now
             return []
         after = (since - LAG).strftime("%Y-%m-%dT%H:%M:%SZ")
         query = (
@@ -62,12 +65,15 @@ class FailedRuns:
             f"AND CloseTime > {quote(after)}"
         )
         page = await session.list_workflows(query, PAGE)
-        entries = []
+        entries, done = [], []
         for info in page.executions:
-            wid, rid = info.execution.workflow_id, info.execution.run_id
-            if not self.seen(wid, rid):
+            key = wid, rid = info.execution.workflow_id, info.execution.run_id
+            if not self.logged(wid, rid) and key not in done:
                 word = WORDS.get(info.status, "failed")
                 entries.append(await failure_entry(session, wid, rid, word))
+                done.append(key)
+        self.mark(done)  # the rows exist: only now is this listing done
+        self.since = now
         return entries
 
 

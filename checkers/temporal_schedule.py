@@ -295,10 +295,14 @@ class TemporalScheduleChecker(TemporalChecker[ScheduleSettings]):
                     f"did not run ({age(now - expected)} late)"
                 )
                 found.append((Status.FAILED, text))
-        self._memory[sid] = memory
-        return await self._runs.judged(
+        judged = await self._runs.judged(
             session, sid, recent, since=memory.since, found=found, metrics=metrics, details=details
         )
+        # kept only once the verdict exists: a check cut while the runs are read (its
+        # deadline) must leave the last verdict's memory, or the counts it consumed
+        # (missed, skipped since then) would be lost to the next check
+        self._memory[sid] = memory
+        return judged
 
     def _windowed(
         self, prev: Memory | None, memory: Memory, future: list[datetime], now: datetime

@@ -70,7 +70,7 @@ class ScheduleRuns(FailedRuns):
         """One row per failed run among the recent actions not logged yet, started after
         this checker first saw the schedule (``last_word``: how the last run ended, as
         described, when it failed)."""
-        rows = []
+        rows, done = [], []
         for action in recent:
             run = action.start_workflow_result
             word = FAILED_RUN.get(action.start_workflow_status)
@@ -80,8 +80,11 @@ class ScheduleRuns(FailedRuns):
                 continue
             if _time(action.actual_time) < since:
                 continue  # before our first look: a previous daemon saw it
-            if not self.seen(run.workflow_id, run.run_id):
+            key = (run.workflow_id, run.run_id)
+            if not self.logged(*key) and key not in done:
                 rows.append(await failure_entry(session, run.workflow_id, run.run_id, word))
+                done.append(key)
+        self.mark(done)  # the rows exist: a check cut before leaves them to the next
         return rows
 
     async def last_run(

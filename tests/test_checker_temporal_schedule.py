@@ -435,3 +435,47 @@ def test_a_prefix_check_cut_by_its_deadline_keeps_what_it_described_and_goes_on_
     assert [s["schedule_id"] for s in after.details["schedules"]] == ids[4:] + ids[:4]
     assert after.status == Status.OK, after.message
     assert after.details["not_yet_checked"] == 0
+
+
+def test_a_check_cut_while_reading_the_last_run_leaves_its_counts_to_the_next_check(
+    server: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The check is cut by its deadline (the server frozen) after the schedule was
+    described, while its last run is read: nothing was said, so the skips it saw are
+    the next check's to count, every one, from the last check that said something."""
+    from checkers.temporal_schedule_runs import ScheduleRuns
+
+    assert server.proc is not None
+    with schedule(
+        server, wf.WaitForever.run, timedelta(seconds=1), overlap=ScheduleOverlapPolicy.SKIP
+    ) as handle:
+        c = checker(server, schedule_id=handle.id)
+        first = until(lambda: once(c), lambda r: described(r).get("running") == 1)
+        before = first.details["schedules"][0]["overlap_skipped"]
+
+        def skipped() -> int:
+            return int(server.run(handle.describe()).info.num_actions_skipped_overlap)
+
+        assert wait_until(lambda: skipped() >= before + 2, 30)
+        real = ScheduleRuns.last_run
+        reached: list[bool] = []
+
+        async def last_run(self: ScheduleRuns, *args: Any) -> Any:
+            reached.append(True)
+            server.freeze()  # the server stops answering here: the deadline cuts the check
+            return await real(self, *args)
+
+        at_cut = skipped()  # the cut check reads at least these
+        monkeypatch.setattr(ScheduleRuns, "last_run", last_run)
+        try:
+            cut = run_check(c, CheckContext("sch", datetime.now(UTC), 3))
+        finally:
+            server.thaw()
+        monkeypatch.undo()
+        after = once(c)
+    assert reached and cut.status == Status.UNKNOWN, cut.message
+    total = after.details["schedules"][0]["overlap_skipped"]
+    delta = {m.name: m.value for m in after.metrics}["overlap_skipped"]
+    assert total >= at_cut >= before + 2
+    assert delta == total - before  # not total minus what the cut check had read
+    assert after.status == Status.DEGRADED, after.message

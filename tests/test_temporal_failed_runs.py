@@ -93,3 +93,50 @@ def test_each_failed_run_of_a_schedule_is_logged_once(temporal_server: Harness) 
     assert set(logged[-3:]) <= ran
     assert all(e.message.endswith("failed: ledger out of balance") for e in rows)
     assert all(e.context["workflow_id"].startswith(f"{sid}-wf") for e in rows)
+
+
+def test_a_check_cut_while_reading_a_failure_leaves_that_run_to_the_next_check(
+    temporal_server: Harness, monkeypatch: Any
+) -> None:
+    """The deadline cuts a check (the server frozen) while it reads a failed run's
+    history: no row was produced, so the run is not taken as logged; the next checks
+    log every run once."""
+    from checkers.temporal import TemporalSession
+
+    assert temporal_server.proc is not None
+    queue = f"failed-{uuid.uuid4().hex[:8]}"
+    c = TemporalWorkflowChecker(
+        TemporalSettings(address=temporal_server.address, workflow_type="FailsForTheLog")
+    )
+
+    def check(seconds: float = 10) -> Any:
+        return run_check(c, CheckContext("type", datetime.now(UTC), seconds))
+
+    check()  # starts the clock
+    real = TemporalSession.last_events
+    cut: list[Any] = []
+
+    async def last_events(self: TemporalSession, *args: Any) -> Any:
+        if not cut:
+            cut.append(args)
+            temporal_server.freeze()  # stops answering: the deadline cuts the check
+        return await real(self, *args)
+
+    with temporal_server.worker(queue, [FailsForTheLog]):
+        ids = [temporal_server.start(FailsForTheLog.run, queue=queue) for _ in range(3)]
+        monkeypatch.setattr(TemporalSession, "last_events", last_events)
+        try:
+            assert wait_until(lambda: check(3).status == Status.UNKNOWN and cut, 60)
+        finally:
+            temporal_server.thaw()
+        monkeypatch.undo()
+        rows: list[str] = []  # ours: runs of this type closed within LAG by others too
+
+        def logged() -> int:
+            rows.extend(e.context["workflow_id"] for e in check().logs)
+            return len({r for r in rows if r in ids})
+
+        assert wait_until(lambda: logged() == 3, 60), rows
+        logged(), logged()  # and never again
+    assert cut[0][0] in ids
+    assert sorted(r for r in rows if r in ids) == sorted(ids)  # the one cut too, once
