@@ -162,8 +162,11 @@ def test_a_spool_filled_under_a_push_stream_is_not_ready_refuses_and_says_it_onc
     tmp_path: Path, small_spool_disk: SmallDisk
 ) -> None:
     """Another process keeps taking every byte the daemon frees, while ~1,000 records/s
-    come in: /readyz says the spool is failing, pushes get 503, one ERROR is logged
-    (not one per flap), and when the room comes back all is as before."""
+    come in: /readyz says the spool is failing, pushes get 503. Then the disk flaps:
+    freed until a push is taken, filled until one is refused, five times, each well
+    within ``SETTLE`` s: one episode, so one ERROR is logged (not one per flap) and one
+    "takes writes again" once writes have gone through for ``SETTLE`` s; and when the
+    room comes back all is as before."""
     disk = small_spool_disk
     port = free_port()
     config = write_config(tmp_path, SERVICES, extra="logs:\n  tokens: {t: t0k3n}\n", port=port)
@@ -196,6 +199,16 @@ def test_a_spool_filled_under_a_push_stream_is_not_ready_refuses_and_says_it_onc
         full.set()
         filler.join(5)
         disk.free()
+    flaps = 0
+    for _ in range(5):  # taken, refused, taken, ...: each a success, then a failure
+        acked, refused = len(pusher.acked), len(pusher.refused)
+        assert wait_until(lambda: len(pusher.acked) > acked, 30), pusher.answers[-3:]  # noqa: B023
+        # filled again at each look: what the daemon frees (stored segments) is taken
+        assert wait_until(lambda: disk.fill() or len(pusher.refused) > refused, 30)  # noqa: B023
+        disk.free()
+        flaps += 1
+    settled = [line for line in daemon.lines if "takes writes again" in line]
+    assert flaps == 5 and settled == []  # one episode: not said while it flaps
     acked_before = len(pusher.acked)
     assert wait_until(lambda: len(pusher.acked) >= acked_before + 300, 60), pusher.answers[-3:]
     assert wait_until(lambda: requests.get(f"{base}/readyz", timeout=5).status_code == 200, 30)
@@ -207,6 +220,7 @@ def test_a_spool_filled_under_a_push_stream_is_not_ready_refuses_and_says_it_onc
     errors = [line for line in daemon.lines if "ERROR" in line]
     assert len(errors) == 1 and "cannot write the spool at" in errors[0], errors
     assert sum("takes writes again" in line for line in daemon.lines) == 1
+    assert not [line for line in daemon.lines if "still cannot be written" in line]  # < 1 min
     rows = query(tmp_path, "SELECT splitByChar(' ', message)[1] AS id, count() AS n FROM "
                            "monitor.service_logs WHERE source = 'push' GROUP BY id")  # fmt: skip
     stored = {int(r["id"][1:]): int(r["n"]) for r in rows}
