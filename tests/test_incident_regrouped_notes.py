@@ -70,6 +70,15 @@ def test_a_note_on_an_incident_a_flapping_period_merges_goes_with_it(
         assert note_of(s, old["id"]) == newest
     page = s.client().get(f"/incidents/{before[1]['id']}", headers=TOKEN)
     assert page.status_code == 200 and newest in page.get_data(as_text=True)
+    # another dashboard over the same tables, still showing an old incident, saves on
+    # its id later: the newest note wins wherever it was saved (the merged incident's
+    # own id holds "note 1" in the first-last case, so only its members can tell)
+    (other,) = [i["id"] for i in before if i["id"] != merged["id"]][:1]
+    s.h.clock.advance(1)
+    s.store.insert("incident_notes", ("incident_id", "note", "author", "updated_at"),
+                   [(other, "Seen from the other dashboard.", "ops", s.h.clock.now())])  # fmt: skip
+    (again,) = listed(s)
+    assert again["id"] == merged["id"] and again["note"] == "Seen from the other dashboard."
 
 
 def test_clearing_the_merged_incidents_note_clears_the_one_it_took_in(site: Site) -> None:
