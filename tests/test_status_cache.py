@@ -128,6 +128,37 @@ def test_a_reload_is_shown_at_the_next_request(site: Kept) -> None:
     assert "api" not in page and "web" in page and page == fresh(s)
 
 
+def test_a_reloaded_configuration_is_never_answered_from_the_replaced_ones_answer(
+    site: Kept,
+) -> None:
+    """A reload (SIGHUP, ``WebContext.reconfigure``) replaces the configuration object.
+    An answer that depends on it (here, as the incidents' does: which services are
+    still monitored) asked with an equal key over unchanged tables is worked out again
+    under the new object, and handed out again while that object stays."""
+    s = site
+    kept = ReadCache()
+
+    def ask(config: Any) -> list[str]:
+        def monitored(storage: Any) -> list[str]:
+            live = {svc.id for svc in config.services if svc.enabled}
+            rows = storage.query(f"SELECT DISTINCT service_id FROM {storage.database}"
+                                 ".service_status")  # fmt: skip
+            return sorted(r["service_id"] for r in rows if r["service_id"] in live)
+
+        found: list[str] = kept.get("monitored", s.store, monitored, config=config, key=(),
+                                    now=NOW, edges=())  # fmt: skip
+        return found
+
+    config = s.site.config()
+    assert ask(config) == ask(config) == ["api", "db", "web"]
+    services = [svc.model_copy(update={"enabled": False}) if svc.id == "db" else svc
+                for svc in config.services]  # fmt: skip
+    reloaded = config.model_copy(update={"services": services})
+    assert ask(reloaded) == ask(reloaded) == ["api", "web"]  # not the replaced one's
+    assert ask(config.model_copy()) == ["api", "db", "web"]  # an unchanged file, reloaded
+    assert (kept.computed["monitored"], kept.reused["monitored"]) == (3, 2)
+
+
 def test_the_kept_list_follows_the_clock_past_rows_ahead_and_the_window_edge(
     tmp_path: Path,
 ) -> None:
