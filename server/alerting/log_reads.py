@@ -308,5 +308,8 @@ def _incident(fired: dict[str, Any], resolved: datetime | None) -> Incident:
 def aware(value: datetime | str) -> datetime:
     """An aware UTC time from a stored one (inside tuples the engines return text)."""
     if isinstance(value, str):
-        value = datetime.fromisoformat(value)
+        try:  # as :func:`server.storage.values.parse_datetime`: replace() costs 10x the parse
+            return datetime.fromisoformat(value + "+00:00")
+        except ValueError:  # a text with an offset of its own keeps it
+            value = datetime.fromisoformat(value)
     return value if value.tzinfo else value.replace(tzinfo=UTC)
