@@ -152,7 +152,7 @@ class AlertReads:
     def firing_periods(
         self, start: datetime, end: datetime, *, since: datetime, about: str = "",
         services: list[str] | None = None, caused: list[str] | None = None,
-        among: list[str] | None = None, limit: int = 0,
+        among: list[str] | None = None, limit: int = 0, before: datetime | None = None,
     ) -> list[Incident]:  # fmt: skip
         """Firing periods overlapping ``[start, end)`` whose firing is after ``since``,
         paired in ClickHouse (one row each: converting rows is what costs), open ones
@@ -163,7 +163,8 @@ class AlertReads:
         services as the cause; both: either (the periods of ``services`` and those
         caused by ``caused``, one statement); ``among``: only periods of these services
         (the key narrows the read: with ``caused``, the services :meth:`inhibited` says
-        they caused); ``limit``: at most that many (0: all)."""
+        they caused); ``limit``: at most that many (0: all); ``before``: only those
+        that began before it (paired with their ends up to ``end`` all the same)."""
         read = among if among is not None else (services if caused is None else None)
         rows = self._query(f"""
             SELECT rule_id, service_id, severity, message, caused_by, began,
@@ -182,13 +183,15 @@ class AlertReads:
                              ROWS BETWEEN CURRENT ROW AND 1 FOLLOWING)
             )
             WHERE to_state = 'firing' AND (NOT has_next OR next_at > {{start:DateTime64(3, 'UTC')}})
+              AND began < {{before:DateTime64(3, 'UTC')}}
               AND ({{about:String}} = '' OR service_id = {{about:String}}
                    OR caused_by = {{about:String}})
               AND ({{anyone:UInt8}} OR service_id IN {{own:Array(String)}}
                    OR caused_by IN {{causes:Array(String)}})
             ORDER BY has_next, began DESC, rule_id, service_id
             LIMIT {{limit:UInt32}}""", all=int(read is None), ids=read or [],
-            since=since, start=start, end=end, about=about, anyone=int(caused is None),
+            since=since, start=start, end=end, before=before or end, about=about,
+            anyone=int(caused is None),
             own=(services or []) if caused is not None else [], causes=caused or [],
             limit=limit or 2**32 - 1)  # fmt: skip
         return [_incident({**r, "timestamp": r["began"]}, aware(r["ended"]) if r["ended"] else None)
@@ -239,19 +242,28 @@ class AlertReads:
             ORDER BY timestamp, event""", events=list(events), all=int(service_ids is None),
             ids=service_ids or [], start=start, end=end)  # fmt: skip
 
-    def incident_notices(self, since: datetime) -> dict[str, list[dict[str, Any]]]:
+    def incident_notices(
+        self, since: datetime, keys: list[str] | None = None
+    ) -> dict[str, list[dict[str, Any]]]:
         """Per incident key (``<alert id>@<start>``), the notices queued since ``since`` that
         told of it, oldest first: ``{notice_id, channel, kind, item_state, state, attempts,
-        error, queued_at, changed_at}`` with ``state`` the newest revision's."""
+        error, queued_at, changed_at}`` with ``state`` the newest revision's. ``keys``:
+        only the notices that told of one of these (all their revisions; None: all)."""
         out: dict[str, list[dict[str, Any]]] = {}
+        told = ("" if keys is None else f"""
+            AND notice_id IN (
+                SELECT notice_id FROM {self._db()}.notifications
+                WHERE queued_at >= {{since:DateTime64(3, 'UTC')}}
+                  AND hasAny(incidents, {{keys:Array(String)}}))""")  # fmt: skip
         for row in self._query(f"""
             SELECT notice_id, any(channel) AS to_channel, any(kind) AS notice_kind,
                    argMax(state, revision) AS last_state, argMax(attempts, revision) AS tries,
                    argMax(error, revision) AS last_error, min(queued_at) AS queued,
                    max(changed_at) AS changed, any(incidents) AS incs, any(item_states) AS news
             FROM {self._db()}.notifications WHERE queued_at >= {{since:DateTime64(3, 'UTC')}}
+            {told}
             GROUP BY notice_id HAVING length(incs) > 0 ORDER BY queued, notice_id""",
-            since=since):  # fmt: skip
+            since=since, keys=keys or []):  # fmt: skip
             for key, news in zip(row["incs"], row["news"], strict=False):
                 out.setdefault(key, []).append({
                     "notice_id": row["notice_id"], "channel": row["to_channel"],
@@ -277,6 +289,22 @@ class AlertReads:
     def _query(self, sql: str, **params: Any) -> list[dict[str, Any]]:
         assert self.storage is not None
         return self.storage.query(sql, params or None)
+
+
+def covering_page(sql: str, order: str) -> str:
+    """SQL: the rows of ``sql`` (with columns ``began``, ``has_next``, ``next_at``: a
+    period and its end) sorted by ``order``, the first ``{limit:UInt32}`` and
+    after them every other row still open (``NOT has_next``) or ending after the
+    ``limit``-th row's ``began`` when that row has ended. Those are all the rows that
+    overlap any time from that ``began`` on: one statement gives a page of periods and
+    what a later read of the same rows from the page's oldest start would find."""
+    return f"""
+        SELECT * FROM (
+            SELECT *, min(if(rank = {{limit:UInt32}} AND has_next, began,
+                             toDateTime64('2200-01-01', 3, 'UTC'))) OVER () AS floor
+            FROM (SELECT *, row_number() OVER (ORDER BY {order}) AS rank FROM ({sql})))
+        WHERE rank <= {{limit:UInt32}} OR NOT has_next OR next_at > floor
+        ORDER BY rank"""
 
 
 def latest_silences(db: str, having: str) -> str:
@@ -308,5 +336,8 @@ def _incident(fired: dict[str, Any], resolved: datetime | None) -> Incident:
 def aware(value: datetime | str) -> datetime:
     """An aware UTC time from a stored one (inside tuples the engines return text)."""
     if isinstance(value, str):
-        value = datetime.fromisoformat(value)
+        try:  # as :func:`server.storage.values.parse_datetime`: replace() costs 10x the parse
+            return datetime.fromisoformat(value + "+00:00")
+        except ValueError:  # a text with an offset of its own keeps it
+            value = datetime.fromisoformat(value)
     return value if value.tzinfo else value.replace(tzinfo=UTC)

@@ -330,3 +330,17 @@ def _refired(candidates: list[Member], member: Member,
     if previous is None or previous.end is None:
         return None
     return previous if any(a <= previous.end for a, _ in held) else None
+
+
+def page_from(spans: list[tuple[datetime, datetime | None]], limit: int,
+              start: datetime) -> datetime | None:  # fmt: skip
+    """From when a covering page of periods overlapping ``[start, …)`` (``(began, ended or
+    None)`` of each row, in the page's order: the ``limit`` first, then the rest, as
+    :func:`server.alerting.log_reads.covering_page` reads them) holds every period a
+    read of the same rows from that time on would find: ``start`` when the page was
+    not cut (fewer than ``limit`` rows, or no ``limit``), the ``limit``-th's start (at
+    least ``start``) when it had ended, None (from no time) when it was open."""
+    if not limit or len(spans) < limit:
+        return start
+    began, ended = spans[limit - 1]
+    return None if ended is None else max(began, start)

@@ -15,7 +15,8 @@ from datetime import datetime
 from typing import Any
 
 from server.alerting.log import aware
-from server.analytics.incident_model import Member, key_start
+from server.alerting.log_reads import covering_page
+from server.analytics.incident_model import Member, key_start, page_from
 from server.analytics.rule_coverage import Coverage
 from server.core import status as statuses
 from server.storage import Storage
@@ -51,19 +52,38 @@ class Runs:
         self._current: dict[str, int] = dict(current or {})
         self._firsts: dict[str, dict[str, Any] | None] = {}  # service -> oldest transition
         self._moves: dict[str, list[tuple[datetime, int]]] = {}  # into and out of FAILED
+        # (since, end, from when, rows) of the last covering read (:meth:`failed`)
+        self._page: tuple[datetime, datetime, datetime, list[dict[str, Any]]] | None = None
 
     def failed(self, scope: Coverage, start: datetime, end: datetime, *, since: datetime,
-               limit: int = 0, before: datetime | None = None) -> list[Member]:  # fmt: skip
+               limit: int = 0, before: datetime | None = None,
+               covering: bool = False) -> list[Member]:  # fmt: skip
         """Runs of FAILED overlapping ``[start, end)`` that began after ``since`` (and
         before ``before``) while no rule watched their service (``scope``), paired in
         ClickHouse like the firing periods (at most ``limit`` of those, 0: all).
-        Raises StorageError."""
+        ``covering`` (``scope`` all candidates, no ``before``): the same statement
+        keeps what a later ask with no ``limit`` from a later ``start`` (any ``scope``
+        narrower) would read, and that ask is answered from it. Raises StorageError."""
         ids = scope.candidates
         if not ids:
             return []
         counted, params = scope.sql()
-        rows = _paired(self.storage, ids, start, end, since=since, before=before or end,
-                       limit=limit, counted=counted, params=params)  # fmt: skip
+        page = self._page
+        if covering:
+            rows = _paired(self.storage, ids, start, end, since=since, before=end, limit=limit,
+                           counted=counted, params=params, covering=True)  # fmt: skip
+            spans = [(aware(r["began"]), aware(r["ended"]) if r["ended"] else None) for r in rows]
+            held = page_from(spans, limit, start)
+            self._page = (since, end, held, rows) if held is not None else None
+            rows = rows[:limit] if limit else rows
+        elif (page is not None and not limit and before is None and page[:2] == (since, end)
+              and start >= page[2]):  # fmt: skip
+            wanted = set(ids)  # a run in the page counted by its service's coverage, as here
+            rows = [r for r in page[3] if r["service_id"] in wanted
+                    and (not r["ended"] or aware(r["ended"]) > start)]  # fmt: skip
+        else:
+            rows = _paired(self.storage, ids, start, end, since=since, before=before or end,
+                           limit=limit, counted=counted, params=params)  # fmt: skip
         out = [run_member(r["service_id"], aware(r["began"]),
                           aware(r["ended"]) if r["ended"] else None, _check_message(r["message"]))
                for r in rows]  # fmt: skip
@@ -237,13 +257,15 @@ def _fired(
 
 def _paired(storage: Storage, ids: list[str], start: datetime, end: datetime, *,
             since: datetime, before: datetime, limit: int, counted: str,
-            params: dict[str, Any]) -> list[dict[str, Any]]:  # fmt: skip
+            params: dict[str, Any], covering: bool = False) -> list[dict[str, Any]]:  # fmt: skip
     """Runs of FAILED of ``ids`` paired with their ends in ClickHouse (``ended`` NULL
     while open) overlapping ``[start, end)``, begun in ``[since, before)``, open first,
-    then newest first; ``counted``: an extra condition (``AND …``) with ``params``."""
-    rows = storage.query(
-        f"""
-        SELECT service_id, began, if(has_next, next_at, NULL) AS ended, message
+    then newest first; ``counted``: an extra condition (``AND …``) with ``params``;
+    ``covering``: the ``limit`` first, then the rest a later read from the ``limit``-th's
+    start would find (:func:`server.alerting.log_reads.covering_page`)."""
+    sql = f"""
+        SELECT service_id, began, if(has_next, next_at, NULL) AS ended, message, has_next,
+               next_at
         FROM (
             SELECT service_id, to_status, message, timestamp AS began,
                    leadInFrame(timestamp) OVER w AS next_at,
@@ -257,8 +279,10 @@ def _paired(storage: Storage, ids: list[str], start: datetime, end: datetime, *,
                          ROWS BETWEEN CURRENT ROW AND 1 FOLLOWING)
         )
         WHERE to_status = {{f:UInt8}} AND began < {{before:DateTime64(3, 'UTC')}}
-          AND (NOT has_next OR next_at > {{start:DateTime64(3, 'UTC')}}){counted}
-        ORDER BY has_next, began DESC, service_id LIMIT {{limit:UInt32}}""",
+          AND (NOT has_next OR next_at > {{start:DateTime64(3, 'UTC')}}){counted}"""
+    order = "has_next, began DESC, service_id"
+    rows = storage.query(
+        covering_page(sql, order) if covering else f"{sql} ORDER BY {order} LIMIT {{limit:UInt32}}",
         {"ids": ids, "f": _FAILED, "since": since, "start": start, "end": end,
          "before": before, "limit": limit or 2**32 - 1, **params},
     )  # fmt: skip

@@ -81,6 +81,7 @@ class Incidents:
         services: Collection[str] | None = None, limit: int | None = None,
         lookback: timedelta = LOOKBACK, details: bool = True,
         current: Mapping[str, int] | None = None, now: datetime | None = None,
+        upto: datetime | None = None,
     ) -> list[Incident]:  # fmt: skip
         """Incidents overlapping ``[start, end)``, open ones first, then newest first, with
         their notes and (``details``) acks and notices. ``service_id``: only those
@@ -94,6 +95,9 @@ class Incidents:
         checked service's status code, when the caller has read them (else read from
         ``service_current`` if needed). ``now``: an ongoing incident lasts until then,
         so a period that starts after it holds none (answered without a read).
+        ``upto``: only the incidents holding a member that overlaps ``[start, upto)``
+        (and those completing them brings in: :meth:`get`'s), each still assembled
+        whole from what began up to ``end`` (every period of the services it meets).
 
         Raises ValueError for a negative ``limit``, StorageError when ClickHouse does
         not answer."""
@@ -107,14 +111,18 @@ class Incidents:
         wanted = set(services) if services is not None else None
         among = sorted(wanted) if wanted is not None else None
         read = _Read(self, since, end, current)
+        read.whole = upto is not None
         scope = read.coverage.among({service_id} if service_id else wanted)
+        # unfiltered, the page of runs also holds what completing it reads again
+        covering = not service_id and wanted is None and upto is None
         while True:
             seeds = [self._periods(start, end, since=since, about=service_id or "",
-                                   services=among, limit=cap)]  # fmt: skip
+                                   services=among, limit=cap, before=upto)]  # fmt: skip
             if scope.candidates:
-                seeds.append(read.runs.failed(scope, start, end, since=since, limit=cap))
+                seeds.append(read.runs.failed(scope, start, end, since=since, limit=cap,
+                                              before=upto, covering=covering))  # fmt: skip
             flapped = [m for m in read.flap_members(among)
-                       if (m.end is None or m.end > start) and m.start < end]  # fmt: skip
+                       if (m.end is None or m.end > start) and m.start < (upto or end)]  # fmt: skip
             flapped = [m for m in flapped if not service_id or m.service_id == service_id]
             grouped = group(self._left(self._complete([m for s in seeds for m in s] + flapped,
                                                       read)),
@@ -144,7 +152,10 @@ class Incidents:
         start = id_start(incident_id_)
         if start is None or start > now:
             return None
-        found = self.between(start, now + timedelta(seconds=1), lookback=CAUSE_BEFORE, now=now)
+        # seeded by what overlaps the id's instant only: the incident holds a member that
+        # does (the one the id is of), and is assembled whole from it, as a list's page
+        found = self.between(start, now + timedelta(seconds=1), lookback=CAUSE_BEFORE, now=now,
+                             upto=start + timedelta(milliseconds=1))  # fmt: skip
         for incident in found:
             if incident.id == incident_id_ or any(
                 incident_id(m) == incident_id_ for m in incident.members
@@ -158,7 +169,7 @@ class Incidents:
                  before: datetime | None = None) -> list[Member]:  # fmt: skip
         periods = self.log.firing_periods(start, end, since=since, about=about,
                                           services=services, caused=caused, among=among,
-                                          limit=limit)  # fmt: skip
+                                          limit=limit, before=before)  # fmt: skip
         return [
             Member(
                 f"{alert_id(p.rule_id, p.service_id)}@{key_start(p.start)}",
@@ -171,7 +182,6 @@ class Incidents:
                 p.caused_by,
             )
             for p in periods
-            if before is None or p.start < before
         ]
 
     def _complete(self, members: list[Member], read: _Read) -> list[Member]:
@@ -206,6 +216,7 @@ class Incidents:
                 or m.service_id in flaps
                 or several.get(m.service_id, 0) > 1
                 or m.reach < m.start
+                or read.whole  # seeded by one instant: later firings that reach back into it
             }
             alerts -= seen
             if not todo and not alerts:
@@ -277,14 +288,19 @@ class Incidents:
             incident.note = notes.get(incident.id)
         if not details:
             return
+        # of the members' services and incidents only: an old incident's page read every
+        # notice and ack since it began (~15,000 notices at 1,000 services over 20 days)
+        services = sorted({m.service_id for i in found for m in i.members})
         acks: dict[str, list[dict[str, Any]]] = {}
-        for row in self.log.events(since, end + timedelta(days=1), ("ack",)):
+        for row in self.log.events(since, end + timedelta(days=1), ("ack",), services):
             alert = alert_id(row["rule_id"], row["service_id"])
             acks.setdefault(alert, []).append({
                 "at": aware(row["timestamp"]), "who": row["caused_by"],
                 "comment": row["message"], "alert_id": alert,
             })  # fmt: skip
-        notices = self.log.incident_notices(since)
+        notices = self.log.incident_notices(
+            since, sorted({m.key for i in found for m in i.members})
+        )
         for incident in found:
             for m in incident.members:
                 # the member's service: a notice's row in the timeline says whose it was
@@ -339,6 +355,9 @@ class _Read:
         self._flaps: dict[str, list[tuple[datetime, datetime | None]]] | None = None
         self._members: list[Member] | None = None
         self._storage = incidents.storage
+        # every period of each service met, not only those that can join backwards: a read
+        # seeded by one instant has no later seeds to bring in a firing that reaches back
+        self.whole = False
 
     def flaps(self) -> Flaps:
         """Each service that flapped in ``[since, end)`` -> its flapping periods ``(from,
