@@ -7,6 +7,10 @@ After a crash a batch left open is checked against what the storage holds
 (the embedded engine can know a token whose part a ``kill -9`` never let land):
 only its rows not stored are inserted, under a new token (:func:`server.insert_faults.unstored`).
 
+Reading a batch back from the spool fails by kind too (:mod:`server.batch_reads`): a
+shortage (descriptors, memory) stops the round, an unreadable file makes its batch wait,
+undecodable bytes go to ``quarantine/``. Nothing is dropped.
+
 Failures, by kind (see :func:`server.storage.base.refusal`):
 
 - unreachable, disk full (``DiskFull``), too many parts (``StorageUnavailable``): the batch
@@ -29,6 +33,7 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
+from server.batch_reads import BatchReads, Shortage
 from server.insert_faults import split_refused, unstored
 from server.storage import Storage, StorageError, StorageUnavailable
 from server.storage.arrow import BadRow, to_arrow
@@ -60,6 +65,7 @@ class Inserter:
         self.storage_state = StorageState(
             spool.wal.directory, lambda: self.pending_rows, writer.spool_state.clock
         )
+        self.reads = BatchReads(spool.wal, self._quarantined, writer.spool_state.clock)
         self._said_unmarked = False
         self._stalled = False  # the spool could take neither a batch's mark nor the flag
         self._lock = threading.Lock()
@@ -230,11 +236,13 @@ class Inserter:
             if not self.ensure_ready():
                 return 0
             stored = 0
-            while self._open:
-                if not self._insert(self._open[0]):
+            for held in list(self._open):
+                done = self._insert(held)
+                if done is False:
                     return stored
-                self._open.popleft()
-                stored += 1
+                if done:
+                    self._open.remove(held)
+                    stored += 1
             with self._lock:
                 budget = {table: len(queue) for table, queue in self._pending.items()}
             for table, records in budget.items():
@@ -244,10 +252,12 @@ class Inserter:
                     if batch is None:
                         break
                     left -= len(batch.records)
-                    if not self._insert(batch):
+                    done = self._insert(batch)
+                    if done is False:
                         return stored
-                    self._open.remove(batch)
-                    stored += 1
+                    if done:  # None: it waits in _open, retried next round
+                        self._open.remove(batch)
+                        stored += 1
             return stored
 
     def _next_batch(
@@ -309,15 +319,21 @@ class Inserter:
                         self.wal.directory, exc)  # fmt: skip
         return False
 
-    def _insert(self, batch: OpenBatch) -> bool:
-        """Store one batch (splitting out refused rows); False: retry later."""
+    def _insert(self, batch: OpenBatch) -> bool | None:
+        """Store one batch (splitting out refused rows); False: the round stops, retry
+        later; None: a file of this batch cannot be read now (the batch waits, the others
+        go on; :mod:`server.batch_reads`)."""
         self._yield_cpu()
         try:
-            data = pa.concat_tables([self.wal.load(r) for r in batch.records])
-        except (OSError, pa.ArrowException) as exc:
-            log.error("spooled batch %s unreadable, dropped: %s", batch.id, exc)
+            tables = self.reads.read(batch)
+        except Shortage:  # descriptors, memory...: every read would fail alike
+            return False
+        if tables is None:
+            return None
+        if not tables:  # all of it undecodable: in quarantine/, counted
             self._done(batch, stored=0)
             return True
+        data = pa.concat_tables(tables, promote_options="default")
         started = time.perf_counter()
         token = batch.id
         try:
@@ -354,6 +370,7 @@ class Inserter:
 
     def _done(self, batch: OpenBatch, stored: int) -> None:
         self.wal.mark_done(batch.id, batch.records)
+        self.reads.done(batch)
         rows = sum(r.rows for r in batch.records)
         with self._lock:
             self.pending_rows -= rows
@@ -363,6 +380,9 @@ class Inserter:
         if stored:
             self.writer.stats.rows_written += stored
             self.writer.stats.batches_written += 1
+
+    def _quarantined(self, rows: int) -> None:
+        self.writer.stats.rows_quarantined += rows
 
     def _failed(self, batch: OpenBatch, exc: StorageError, state: str) -> None:
         self.writer.stats.write_errors += 1

@@ -54,6 +54,7 @@ class WriterStats:
     rows_spooled: int = 0  # rows that waited in the log because ClickHouse was away
     rows_set_aside: int = 0  # refused by ClickHouse for their content (rejected/)
     rows_dropped: int = 0  # lost: the disk was full and memory too
+    rows_quarantined: int = 0  # read back from the spool undecodable (quarantine/)
     busy_refusals: int = 0  # pushes answered 429/503 (counted by the web layer)
     pushes_abandoned: int = 0  # pushes whose client left before they were stored (web layer)
 
