@@ -4,7 +4,7 @@ A record evicted from memory (or left by a previous run) is read back from its
 segment before its batch is inserted. A read fails for one of three kinds of
 reason, and none of them loses a row:
 
-- **the system is short of something** (:data:`SHORTAGES`: descriptors, memory,
+- **the system is short of something** (:data:`server.core.oserrors.SHORTAGES`: descriptors, memory,
   ``EAGAIN``/``EINTR``, a full disk; or ``MemoryError``): nothing is wrong with
   the batch, and every other read would fail alike, so the round stops
   (:class:`Shortage`) and everything is retried next round;
@@ -23,7 +23,6 @@ and its end once (:class:`server.core.repeats.Repeats`), per file for file fault
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
 import threading
@@ -33,26 +32,13 @@ from pathlib import Path
 import pyarrow as pa
 
 from server.core.clock import Clock
+from server.core.oserrors import fix, is_shortage, why
 from server.core.repeats import Repeats
 from server.storage.arrow import from_ipc
 from server.wal import OpenBatch, Record, Wal
 
 log = logging.getLogger("lightbulb.writer")
 
-#: errnos that say the system (not the file) is short of something: retried as a whole
-SHORTAGES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.EAGAIN, errno.EINTR,
-                       errno.ENOSPC, errno.EDQUOT, errno.ENOBUFS, errno.EBUSY})  # fmt: skip
-FIXES = {
-    errno.EMFILE: "raise the daemon's open-files limit (ulimit -n, systemd LimitNOFILE=)",
-    errno.ENFILE: "the system's file table is full: raise fs.file-max or stop what holds files",
-    errno.ENOMEM: "free memory on the host",
-    errno.ENOSPC: "free bytes and inodes on the spool's filesystem (df -h, df -i)",
-    errno.EDQUOT: "raise the disk quota of the daemon's user",
-    errno.EACCES: "give the daemon's user read access to it (chown, chmod u+r)",
-    errno.EPERM: "give the daemon's user read access to it (chown, chmod u+r)",
-    errno.EIO: "the disk reports a read error: check dmesg and the disk's health, copy the "
-    "file to a good disk and restart with scheduler.spool_dir there",
-}
 RETRIED = "retried every round, the other batches go on"
 
 
@@ -96,11 +82,10 @@ class BatchReads:
             assert path is not None  # a record not in memory is on disk
             try:
                 raw = _read(path, record.offset, record.length)
-            except MemoryError as exc:
-                raise self._short(exc) from exc
-            except OSError as exc:
-                if exc.errno in SHORTAGES:
+            except (OSError, MemoryError) as exc:
+                if is_shortage(exc):
                     raise self._short(exc) from exc
+                assert isinstance(exc, OSError)
                 self._unreadable(batch, path, exc)
                 return None
             try:
@@ -124,30 +109,26 @@ class BatchReads:
     def _short(self, exc: BaseException) -> Shortage:
         self.failures += 1
         unlogged = self._due("")
-        code = getattr(exc, "errno", None) or errno.ENOMEM
-        fix = FIXES.get(code, "free the resource it names")
-        why = getattr(exc, "strerror", None) or type(exc).__name__
         if unlogged == 0:
             log.error("cannot read waiting rows back from the spool at %s: %s; inserts wait "
                       "and are retried every round, nothing is lost: %s",
-                      self.wal.directory, why, fix)  # fmt: skip
+                      self.wal.directory, why(exc), fix(exc))  # fmt: skip
         elif unlogged is not None:
             log.warning("still cannot read waiting rows back from the spool: %s (%d more "
                         "failed reads since the last such line): %s",
-                        why, unlogged, fix)  # fmt: skip
+                        why(exc), unlogged, fix(exc))  # fmt: skip
         return Shortage(exc)
 
     def _unreadable(self, batch: OpenBatch, path: Path, exc: OSError) -> None:
         self.failures += 1
         unlogged = self._due(str(path))
         rows = sum(r.rows for r in batch.records)
-        fix = FIXES.get(exc.errno or 0, "put the spool's file back as it was")
         if unlogged == 0:
             log.error("cannot read %s (batch %s, %d %s rows): %s; %s: %s", path, batch.id,
-                      rows, batch.table, exc.strerror or exc, RETRIED, fix)  # fmt: skip
+                      rows, batch.table, why(exc), RETRIED, fix(exc))  # fmt: skip
         elif unlogged is not None:
             log.warning("still cannot read %s: %s (%d more failed reads since the last such "
-                        "line): %s", path, exc.strerror or exc, unlogged, fix)  # fmt: skip
+                        "line): %s", path, why(exc), unlogged, fix(exc))  # fmt: skip
 
     def _quarantine(
         self, batch: OpenBatch, record: Record, path: Path, raw: bytes, exc: Exception
