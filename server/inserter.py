@@ -35,6 +35,7 @@ import pyarrow as pa
 
 from server.batch_reads import BatchReads, Shortage
 from server.insert_faults import split_refused, unstored
+from server.insert_loop import InsertLoop
 from server.storage import Storage, StorageError, StorageUnavailable
 from server.storage.arrow import BadRow, to_arrow
 from server.storage.base import StorageMissing
@@ -75,9 +76,7 @@ class Inserter:
         self._open: deque[OpenBatch] = deque()
         self.pending_rows = 0
         self._resident_rows = 0
-        self._stop = threading.Event()
-        self._wake = threading.Event()
-        self._thread: threading.Thread | None = None
+        self.loop = InsertLoop(self)
 
     # -- what waits ------------------------------------------------------------------------
     def recover(self) -> None:
@@ -124,7 +123,7 @@ class Inserter:
             cap = self.writer.batch_rows
             due = any(self._queued[r.table] >= cap for r in records)
         if due:
-            self._wake.set()
+            self.loop.wake()
 
     def _evict(self) -> None:
         """Past ``max_queue_rows`` in memory, newest records are read back from disk later."""
@@ -177,48 +176,17 @@ class Inserter:
         it cannot (a spool's trouble, not ClickHouse's: the storage state is untouched)."""
         return self._stalled
 
-    # -- the loop --------------------------------------------------------------------------
+    # -- the thread (server.insert_loop) ------------------------------------------------------
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="lightbulb-writer", daemon=True)
-        self._thread.start()
+        self.loop.start()
 
     def wake(self) -> None:
         """Start an insert round now (the first readiness attempt at start)."""
-        self._wake.set()
+        self.loop.wake()
 
     def stop(self, timeout: float) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            if self._thread.is_alive():
-                log.warning("ClickHouse did not take everything in %.0f s; %d rows stay in the "
-                            "spool for the next start", timeout, self.pending_rows)  # fmt: skip
-                return
-        else:
-            self.insert_due()
-
-    def _loop(self) -> None:
-        # Everything waiting goes in every insert_interval; in between, a table that
-        # has a full batch (batch_rows) is inserted at once, but only full batches.
-        every = self.writer.insert_interval
-        next_all = time.monotonic() + every
-        while not self._stop.is_set():
-            self._wake.wait(max(next_all - time.monotonic(), 0.0))
-            self._wake.clear()
-            if time.monotonic() >= next_all:
-                next_all = time.monotonic() + every
-                self._round(full_only=False)
-            else:
-                self._round(full_only=True)
-        self.writer.commit()
-        self._round(full_only=False)
-
-    def _round(self, full_only: bool) -> None:
-        try:
-            self.insert_due(full_only=full_only)
-        except Exception:  # the writer must outlive any single failure
-            log.exception("insert round failed")
+        """Insert what ``timeout`` s allow, then no more (:meth:`InsertLoop.stop`)."""
+        self.loop.stop(timeout)
 
     # -- inserting ---------------------------------------------------------------------------
     def insert_due(self, *, full_only: bool = False) -> int:
@@ -237,6 +205,8 @@ class Inserter:
                 return 0
             stored = 0
             for held in list(self._open):
+                if self.loop.out_of_time():
+                    return stored
                 done = self._insert(held)
                 if done is False:
                     return stored
@@ -247,7 +217,7 @@ class Inserter:
                 budget = {table: len(queue) for table, queue in self._pending.items()}
             for table, records in budget.items():
                 left = records
-                while left > 0:
+                while left > 0 and not self.loop.out_of_time():
                     batch = self._next_batch(table, left, full_only=full_only)
                     if batch is None:
                         break
@@ -366,7 +336,7 @@ class Inserter:
         batches wait at most); behind that, or stopping (SIGTERM's grace is short), not:
         at load 12-17, always yielding left 32-50k rows to the next start."""
         keeping_up = self.pending_rows <= 2 * self.writer.batch_rows
-        self.storage.yield_cpu(keeping_up and not self._stop.is_set())
+        self.storage.yield_cpu(keeping_up and not self.loop.stopping.is_set())
 
     def _done(self, batch: OpenBatch, stored: int) -> None:
         self.wal.mark_done(batch.id, batch.records)
