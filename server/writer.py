@@ -218,22 +218,24 @@ class Writer:
     def spool_refuses(self) -> Busy | None:
         """Why the spool cannot take an acknowledged push now (a 503), or None.
 
-        Its last write failed and its filesystem is still full (``statvfs``: the
+        A write failed lately and its filesystem is still full (``statvfs``: the
         next push tries again as soon as there is room), or the log is near
-        ``scheduler.spool_max_bytes``. ``/readyz`` is not ready while this says so.
+        ``scheduler.spool_max_bytes`` (:meth:`SpoolState.near_full`, a band, not a
+        line). ``/readyz`` is not ready while this says so.
         """
         wal = self.spool.wal
         if not self.spool_state.writable and not wal.has_room():
             where = wal.directory
             return Busy(f"the spool at {where} cannot be written; retry later", DISK_RETRY, 503)
-        if wal.size > wal.max_bytes * 0.9:
+        if self.spool_state.near_full(wal.size, wal.max_bytes):
             return Busy("the spool is nearly at scheduler.spool_max_bytes; retry later", 10, 503)
         return None
 
     @property
     def spool_writable(self) -> bool:
-        """The spool takes acknowledged pushes: its last write went through, inserts do not
-        stall on it, and :meth:`spool_refuses` has no reason to refuse."""
+        """The spool takes acknowledged pushes: :attr:`SpoolState.writable` (no failed write,
+        or successes alone for ``SETTLE`` s since), inserts do not stall on it, and
+        :meth:`spool_refuses` has no reason to refuse."""
         return not self.spool_problem()
 
     def spool_problem(self) -> str:
