@@ -2,7 +2,10 @@
 
 Everything waiting goes in every ``insert_interval``; in between, a table with a
 full batch (``batch_rows``) is inserted at once, but only full batches (fewer,
-larger inserts: each costs the engine a part to merge).
+larger inserts: each costs the engine a part to merge). A spool past
+:data:`server.inserter.DRAIN_AT` of ``spool_max_bytes`` is drained at once
+(:meth:`InsertLoop.wake` with ``drain``): waiting for the cadence there would
+answer pushes 503 meanwhile.
 
 :meth:`InsertLoop.stop` gives the thread ``timeout`` s to insert what waits; past
 it, no further insert starts (one under way is not cut short: the storage's
@@ -33,14 +36,17 @@ class InsertLoop:
         self._abandon = threading.Event()  # stop()'s time is up: no further insert
         self._deadline: float | None = None  # monotonic s: stop()'s, once called
         self._wake = threading.Event()
+        self._drain = threading.Event()  # the next round inserts everything (spool near full)
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="lightbulb-writer", daemon=True)
         self._thread.start()
 
-    def wake(self) -> None:
-        """Start an insert round now."""
+    def wake(self, *, drain: bool = False) -> None:
+        """Start an insert round now: of full batches only, or (``drain``) of everything."""
+        if drain:
+            self._drain.set()
         self._wake.set()
 
     def stop(self, timeout: float) -> None:
@@ -78,7 +84,8 @@ class InsertLoop:
         while not self.stopping.is_set():
             self._wake.wait(max(next_all - time.monotonic(), 0.0))
             self._wake.clear()
-            if time.monotonic() >= next_all:
+            if self._drain.is_set() or time.monotonic() >= next_all:
+                self._drain.clear()
                 next_all = time.monotonic() + every
                 self._round(full_only=False)
             else:

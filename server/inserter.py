@@ -47,6 +47,9 @@ if TYPE_CHECKING:
     from server.writer import Writer
 
 log = logging.getLogger("lightbulb.writer")
+# Past this share of spool_max_bytes everything waiting is inserted at once: well below
+# the 90% where pushes get 503 (server.spool_state.HIGH), so an insert has time to land.
+DRAIN_AT = 0.5
 
 
 class Inserter:
@@ -122,8 +125,17 @@ class Inserter:
             self._evict()
             cap = self.writer.batch_rows
             due = any(self._queued[r.table] >= cap for r in records)
-        if due:
+        if self.wal.size >= self.wal.max_bytes * DRAIN_AT:
+            self.drain()
+        elif due:
             self.loop.wake()
+
+    def drain(self) -> None:
+        """Insert everything waiting now, not at the next ``insert_interval``: the spool is
+        past ``DRAIN_AT`` of ``spool_max_bytes`` (or its disk is full), and pushes get 503
+        once it is near full. Not while ClickHouse is away (its retries keep their pace)."""
+        if self.reachable:
+            self.loop.wake(drain=True)
 
     def _evict(self) -> None:
         """Past ``max_queue_rows`` in memory, newest records are read back from disk later."""

@@ -171,6 +171,7 @@ class Writer:
             self.spool.wal.sync()
         except OSError as exc:  # WalFull: the disk, the cap, or shutting down
             self.spool_state.failed(exc)
+            self.inserter.drain()  # what is stored frees its segments
             self._discard(records)
             raise Busy(f"not stored: {exc.strerror or exc}", DISK_RETRY, 503) from None
         self.spool_state.ok()
@@ -377,6 +378,7 @@ class Writer:
             record = wal.append(table, data)
         except WalFull as exc:
             self.spool_state.failed(exc)
+            self.inserter.drain()  # held in memory until stored: store it soon
             return wal.append(table, data, memory_only=True)
         self.spool_state.ok()
         return record
