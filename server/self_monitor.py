@@ -166,6 +166,12 @@ class SelfMonitor:
                 f"{wstats.rows_set_aside} rows refused by ClickHouse are set aside "
                 "(lightbulb spool list)"
             )
+        elif wstats.rows_quarantined:
+            status = Status.DEGRADED
+            message = (
+                f"{wstats.rows_quarantined} waiting rows could not be decoded from the spool; "
+                "their bytes are set aside in quarantine/ (lightbulb spool list)"
+            )
         elif self.writer.spool.wal.damage_found:
             status = Status.DEGRADED
             message = (
