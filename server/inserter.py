@@ -7,6 +7,10 @@ After a crash a batch left open is checked against what the storage holds
 (the embedded engine can know a token whose part a ``kill -9`` never let land):
 only its rows not stored are inserted, under a new token (:func:`server.insert_faults.unstored`).
 
+Reading a batch back from the spool fails by kind too (:mod:`server.batch_reads`): a
+shortage (descriptors, memory) stops the round, an unreadable file makes its batch wait,
+undecodable bytes go to ``quarantine/``. Nothing is dropped.
+
 Failures, by kind (see :func:`server.storage.base.refusal`):
 
 - unreachable, disk full (``DiskFull``), too many parts (``StorageUnavailable``): the batch
@@ -29,7 +33,9 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
+from server.batch_reads import BatchReads, Shortage
 from server.insert_faults import split_refused, unstored
+from server.insert_loop import InsertLoop
 from server.storage import Storage, StorageError, StorageUnavailable
 from server.storage.arrow import BadRow, to_arrow
 from server.storage.base import StorageMissing
@@ -41,6 +47,9 @@ if TYPE_CHECKING:
     from server.writer import Writer
 
 log = logging.getLogger("lightbulb.writer")
+# Past this share of spool_max_bytes everything waiting is inserted at once: well below
+# the 90% where pushes get 503 (server.spool_state.HIGH), so an insert has time to land.
+DRAIN_AT = 0.5
 
 
 class Inserter:
@@ -60,6 +69,7 @@ class Inserter:
         self.storage_state = StorageState(
             spool.wal.directory, lambda: self.pending_rows, writer.spool_state.clock
         )
+        self.reads = BatchReads(spool.wal, self._quarantined, writer.spool_state.clock)
         self._said_unmarked = False
         self._stalled = False  # the spool could take neither a batch's mark nor the flag
         self._lock = threading.Lock()
@@ -69,9 +79,7 @@ class Inserter:
         self._open: deque[OpenBatch] = deque()
         self.pending_rows = 0
         self._resident_rows = 0
-        self._stop = threading.Event()
-        self._wake = threading.Event()
-        self._thread: threading.Thread | None = None
+        self.loop = InsertLoop(self)
 
     # -- what waits ------------------------------------------------------------------------
     def recover(self) -> None:
@@ -117,8 +125,17 @@ class Inserter:
             self._evict()
             cap = self.writer.batch_rows
             due = any(self._queued[r.table] >= cap for r in records)
-        if due:
-            self._wake.set()
+        if self.wal.size >= self.wal.max_bytes * DRAIN_AT:
+            self.drain()
+        elif due:
+            self.loop.wake()
+
+    def drain(self) -> None:
+        """Insert everything waiting now, not at the next ``insert_interval``: the spool is
+        past ``DRAIN_AT`` of ``spool_max_bytes`` (or its disk is full), and pushes get 503
+        once it is near full. Not while ClickHouse is away (its retries keep their pace)."""
+        if self.reachable:
+            self.loop.wake(drain=True)
 
     def _evict(self) -> None:
         """Past ``max_queue_rows`` in memory, newest records are read back from disk later."""
@@ -171,48 +188,17 @@ class Inserter:
         it cannot (a spool's trouble, not ClickHouse's: the storage state is untouched)."""
         return self._stalled
 
-    # -- the loop --------------------------------------------------------------------------
+    # -- the thread (server.insert_loop) ------------------------------------------------------
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="lightbulb-writer", daemon=True)
-        self._thread.start()
+        self.loop.start()
 
     def wake(self) -> None:
         """Start an insert round now (the first readiness attempt at start)."""
-        self._wake.set()
+        self.loop.wake()
 
     def stop(self, timeout: float) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            if self._thread.is_alive():
-                log.warning("ClickHouse did not take everything in %.0f s; %d rows stay in the "
-                            "spool for the next start", timeout, self.pending_rows)  # fmt: skip
-                return
-        else:
-            self.insert_due()
-
-    def _loop(self) -> None:
-        # Everything waiting goes in every insert_interval; in between, a table that
-        # has a full batch (batch_rows) is inserted at once, but only full batches.
-        every = self.writer.insert_interval
-        next_all = time.monotonic() + every
-        while not self._stop.is_set():
-            self._wake.wait(max(next_all - time.monotonic(), 0.0))
-            self._wake.clear()
-            if time.monotonic() >= next_all:
-                next_all = time.monotonic() + every
-                self._round(full_only=False)
-            else:
-                self._round(full_only=True)
-        self.writer.commit()
-        self._round(full_only=False)
-
-    def _round(self, full_only: bool) -> None:
-        try:
-            self.insert_due(full_only=full_only)
-        except Exception:  # the writer must outlive any single failure
-            log.exception("insert round failed")
+        """Insert what ``timeout`` s allow, then no more (:meth:`InsertLoop.stop`)."""
+        self.loop.stop(timeout)
 
     # -- inserting ---------------------------------------------------------------------------
     def insert_due(self, *, full_only: bool = False) -> int:
@@ -230,24 +216,30 @@ class Inserter:
             if not self.ensure_ready():
                 return 0
             stored = 0
-            while self._open:
-                if not self._insert(self._open[0]):
+            for held in list(self._open):
+                if self.loop.out_of_time():
                     return stored
-                self._open.popleft()
-                stored += 1
+                done = self._insert(held)
+                if done is False:
+                    return stored
+                if done:
+                    self._open.remove(held)
+                    stored += 1
             with self._lock:
                 budget = {table: len(queue) for table, queue in self._pending.items()}
             for table, records in budget.items():
                 left = records
-                while left > 0:
+                while left > 0 and not self.loop.out_of_time():
                     batch = self._next_batch(table, left, full_only=full_only)
                     if batch is None:
                         break
                     left -= len(batch.records)
-                    if not self._insert(batch):
+                    done = self._insert(batch)
+                    if done is False:
                         return stored
-                    self._open.remove(batch)
-                    stored += 1
+                    if done:  # None: it waits in _open, retried next round
+                        self._open.remove(batch)
+                        stored += 1
             return stored
 
     def _next_batch(
@@ -309,15 +301,21 @@ class Inserter:
                         self.wal.directory, exc)  # fmt: skip
         return False
 
-    def _insert(self, batch: OpenBatch) -> bool:
-        """Store one batch (splitting out refused rows); False: retry later."""
+    def _insert(self, batch: OpenBatch) -> bool | None:
+        """Store one batch (splitting out refused rows); False: the round stops, retry
+        later; None: a file of this batch cannot be read now (the batch waits, the others
+        go on; :mod:`server.batch_reads`)."""
         self._yield_cpu()
         try:
-            data = pa.concat_tables([self.wal.load(r) for r in batch.records])
-        except (OSError, pa.ArrowException) as exc:
-            log.error("spooled batch %s unreadable, dropped: %s", batch.id, exc)
+            tables = self.reads.read(batch)
+        except Shortage:  # descriptors, memory...: every read would fail alike
+            return False
+        if tables is None:
+            return None
+        if not tables:  # all of it undecodable: in quarantine/, counted
             self._done(batch, stored=0)
             return True
+        data = pa.concat_tables(tables, promote_options="default")
         started = time.perf_counter()
         token = batch.id
         try:
@@ -350,10 +348,11 @@ class Inserter:
         batches wait at most); behind that, or stopping (SIGTERM's grace is short), not:
         at load 12-17, always yielding left 32-50k rows to the next start."""
         keeping_up = self.pending_rows <= 2 * self.writer.batch_rows
-        self.storage.yield_cpu(keeping_up and not self._stop.is_set())
+        self.storage.yield_cpu(keeping_up and not self.loop.stopping.is_set())
 
     def _done(self, batch: OpenBatch, stored: int) -> None:
         self.wal.mark_done(batch.id, batch.records)
+        self.reads.done(batch)
         rows = sum(r.rows for r in batch.records)
         with self._lock:
             self.pending_rows -= rows
@@ -363,6 +362,9 @@ class Inserter:
         if stored:
             self.writer.stats.rows_written += stored
             self.writer.stats.batches_written += 1
+
+    def _quarantined(self, rows: int) -> None:
+        self.writer.stats.rows_quarantined += rows
 
     def _failed(self, batch: OpenBatch, exc: StorageError, state: str) -> None:
         self.writer.stats.write_errors += 1

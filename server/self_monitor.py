@@ -88,6 +88,7 @@ class SelfMonitor:
             "spool_bytes": self.writer.spool.wal.size,
             "spool_batches": self.writer.inserter.open_batches,
             "spool_dropped": wstats.rows_dropped,
+            "spool_quarantined_rows": wstats.rows_quarantined,
             "spool_damaged_bytes": self.writer.spool.wal.damaged_bytes,
             "spool_damage_found": self.writer.spool.wal.damage_found,
             "spool_quarantine_removed": self.writer.spool.wal.quarantine.removed_files,
@@ -138,6 +139,7 @@ class SelfMonitor:
             Metric("write_queue_rows", self.writer.pending_rows(), "rows"),
             Metric("spool_bytes", self.writer.spool.wal.size, "bytes"),
             Metric("spool_dropped_rows", wstats.rows_dropped, "rows"),
+            Metric("spool_quarantined_rows", wstats.rows_quarantined, "rows"),
             Metric("spool_damaged_bytes", self.writer.spool.wal.damaged_bytes, "bytes"),
             Metric("spool_damage_found", self.writer.spool.wal.damage_found, "count"),
             Metric("rows_set_aside", wstats.rows_set_aside, "rows"),
@@ -163,6 +165,12 @@ class SelfMonitor:
             message = (
                 f"{wstats.rows_set_aside} rows refused by ClickHouse are set aside "
                 "(lightbulb spool list)"
+            )
+        elif wstats.rows_quarantined:
+            status = Status.DEGRADED
+            message = (
+                f"{wstats.rows_quarantined} waiting rows could not be decoded from the spool; "
+                "their bytes are set aside in quarantine/ (lightbulb spool list)"
             )
         elif self.writer.spool.wal.damage_found:
             status = Status.DEGRADED

@@ -1,17 +1,31 @@
-"""Whether the spool takes writes: one state, apart from ClickHouse's, said without flapping.
+"""Whether the spool takes acknowledged pushes: one state, apart from ClickHouse's, with
+hysteresis so that ``/readyz`` does not flap on a nearly full disk.
 
 A full spool is not ClickHouse being down: rows still go in (from memory, or
 unmarked), pushes are refused with 503. So it has its own figure
 (``lightbulb_spool_writable`` on ``/metrics``, ``"spool"`` in ``/readyz``) and
-its own log lines: one ERROR when it starts (naming the directory and the fix),
-a WARNING a minute while it lasts (with the count of failed writes), one INFO
-once it has taken writes for ``SETTLE`` s (a filling disk that frees and fills
-again within seconds is one episode, not sixty lines).
+its own log lines.
+
+**The rule** (:attr:`SpoolState.writable`, the one state ``/readyz``, ``/metrics``
+and the log lines follow):
+
+- a failed write makes the spool *not writable* at once (an ERROR names the
+  directory and the fix; then a WARNING a minute with the count of failed writes);
+- it is *writable* again only once writes have gone through, and none failed,
+  for ``SETTLE`` s (then one INFO). A disk that fills and frees within seconds is
+  one episode: not ready throughout, not sixty flips and lines;
+- the log's size has its own band (:meth:`SpoolState.near_full`): past
+  ``HIGH`` of ``scheduler.spool_max_bytes`` it is near full (pushes 503, not
+  ready), and it is not again until it is below ``LOW``.
+
+While not writable, a push is still tried whenever the filesystem has room (that
+write is what ends the episode); it is refused outright only while there is none.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 
 from server.core.clock import Clock
@@ -19,25 +33,31 @@ from server.core.repeats import Repeats
 
 log = logging.getLogger("lightbulb.writer")
 SETTLE = 10.0  # seconds of successful writes before the spool is said to take writes again
+HIGH, LOW = 0.9, 0.75  # of spool_max_bytes: near full past HIGH, until below LOW again
 FIX = "free bytes and inodes on its filesystem (df -h, df -i) or set scheduler.spool_dir elsewhere"
 
 
 class SpoolState:
-    """The outcome of the spool's writes (:attr:`writable`: the last one), logged per
-    episode (thread-safe through :class:`Repeats`; ``clock``: injectable)."""
+    """The spool's one state (:attr:`writable`), logged per episode (thread-safe;
+    ``clock``: injectable; ``settle``: the seconds of the rule above)."""
 
     def __init__(self, directory: Path, clock: Clock | None = None, settle: float = SETTLE) -> None:
         self.directory = directory
-        self.writable = True  # the last write went through (True before the first)
         self.failures = 0  # writes that failed, ever
         self.last_error = ""
+        self.settle = settle
         self._repeats = Repeats(clock=clock, settle=settle)
         self.clock = self._repeats.clock  # the writer's, for ClickHouse's state too
+        self._lock = threading.Lock()
+        self._ok_since: float | None = None  # writes alone went through since (monotonic s)
+        self._failed = False  # a write failed and SETTLE s of successes have not followed
+        self._near_full = False
 
     def failed(self, exc: BaseException) -> None:
         """A write to the spool failed (``exc``: why, e.g. ``No space left on device``)."""
-        self.writable = False
-        self.failures += 1
+        with self._lock:
+            self._failed, self._ok_since = True, None
+            self.failures += 1
         unlogged = self._repeats.due()
         why = self.last_error = str(getattr(exc, "strerror", None) or exc)
         if unlogged == 0:
@@ -51,19 +71,38 @@ class SpoolState:
 
     def ok(self) -> None:
         """A write to the spool went through."""
-        self.writable = True
+        with self._lock:
+            if self._failed and self._ok_since is None:
+                self._ok_since = self.clock.monotonic()
         failures = self._repeats.ok()
         if failures is not None:
             log.info("the spool at %s takes writes again (%d writes failed meanwhile)",
                      self.directory, failures)  # fmt: skip
+
+    @property
+    def writable(self) -> bool:
+        """No failed write, or writes alone have gone through for ``settle`` s since the
+        last one that failed (True before the first write)."""
+        with self._lock:
+            if not self._failed:
+                return True
+            if self._ok_since is None or self.clock.monotonic() - self._ok_since < self.settle:
+                return False
+            self._failed = False
+            return True
+
+    def near_full(self, size: int, max_bytes: int) -> bool:
+        """The log's ``size`` is near ``max_bytes``: past ``HIGH`` of it, and since then not
+        below ``LOW`` (bytes)."""
+        with self._lock:
+            if size > max_bytes * HIGH:
+                self._near_full = True
+            elif size < max_bytes * LOW:
+                self._near_full = False
+            return self._near_full
 
     def problem(self) -> str:
         """What is wrong and the fix, for ``/readyz`` ("" while it takes writes)."""
         if self.writable:
             return ""
         return f"the spool at {self.directory} cannot be written ({self.last_error}): {FIX}"
-
-    @property
-    def failing(self) -> bool:
-        """An episode is open (it failed and has not taken writes for ``settle`` s)."""
-        return self._repeats.failing

@@ -72,11 +72,9 @@ class Quarantine:
         """
         self.directory.mkdir(parents=True, exist_ok=True)
         kept = data[: self.cap_bytes]
-        now = self.clock()
-        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}Z"
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
         while True:
-            path = self.directory / f"{stamp}-{next(self._sequence):04d}-{segment}-{offset}{SUFFIX}"
+            path = self._name(segment, offset)
             try:
                 fd = os.open(path, flags, 0o600)
                 break
@@ -93,6 +91,27 @@ class Quarantine:
             raise
         self._prune(path)
         return path, len(kept)
+
+    def take(self, path: Path) -> Path:
+        """Move the whole segment file ``path`` in (one that cannot be read), named as a
+        copy of its bytes from offset 0; returns its new path. Both directories are
+        fsync'd. Raises OSError if it cannot be moved (it stays where it was)."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        while True:
+            target = self._name(path.stem, 0)
+            if not os.path.lexists(target):  # a rename would replace it
+                break
+        os.rename(path, target)
+        sync_directory(self.directory)
+        sync_directory(path.parent)
+        self._prune(target)
+        return target
+
+    def _name(self, segment: str, offset: int) -> Path:
+        """A new name: ``<UTC time>-<sequence>-<segment>-<offset>.bad``."""
+        now = self.clock()
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}Z"
+        return self.directory / f"{stamp}-{next(self._sequence):04d}-{segment}-{offset}{SUFFIX}"
 
     def drop(self, entry: Quarantined) -> None:
         """Remove one quarantined file (gone already: nothing to do)."""

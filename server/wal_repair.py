@@ -25,6 +25,11 @@ or deleted by hand), and acknowledged records may have been in it:
   numbering (segments are numbered one by one and only ever deleted oldest
   first, so a gap is damage).
 
+A segment that cannot be read at all (permissions, ``EIO``, something else in
+its place) is damage too: it is moved whole to the quarantine, one ERROR names it
+and the fix, and the start goes on without it (a shortage, such as ``EMFILE``, is
+not the file's fault: the start fails and says so).
+
 Damaged bytes are copied to ``<spool_dir>/quarantine/``
 (:mod:`server.wal_quarantine`), then covered in place by a ``SKIP`` frame, so
 the next start does not count them again (nor find the segment emptied);
@@ -47,6 +52,7 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from server.core.oserrors import fix, is_shortage, why
 from server.wal_format import (
     HEADER,
     MAGIC,
@@ -92,24 +98,68 @@ class LogRead:
     places: int = 0
 
 
+class _Unreadable(Exception):
+    """A segment's file cannot be read (``error``); ``partial``: what was read before it."""
+
+    def __init__(self, path: Path, error: OSError, partial: LogRead) -> None:
+        super().__init__(str(error))
+        self.path, self.error, self.partial = path, error, partial
+
+
 def read_log(directory: Path, quarantine: Quarantine, *, readonly: bool) -> LogRead:
     """Read every segment of ``directory`` in order; unless ``readonly``, repair as above.
 
     ``readonly`` (``lightbulb spool list`` beside a running daemon) changes and
-    logs nothing; damage is counted all the same. Raises OSError if a segment
-    cannot be read or a torn tail cut.
+    logs nothing; damage is counted all the same, and a segment that cannot be
+    read is skipped. Otherwise such a segment (permissions, ``EIO``, something
+    else in its place) is moved whole to the quarantine with one ERROR naming it
+    and the fix, counted as a place of damage, and the log is read again without
+    it: the start goes on. Raises OSError if a segment can be neither read nor
+    moved, or a torn tail cannot be cut.
     """
+    damaged = places = 0
+    moved: int | None = None  # the segment moved away by the last pass: not reported again
+    while True:
+        try:
+            out = _read_all(directory, quarantine, moved, readonly=readonly)
+        except _Unreadable as bad:
+            damaged += bad.partial.damaged_bytes  # repaired already: not found again
+            places += bad.partial.places + 1
+            moved = int(bad.path.stem)
+            _move_aside(bad.path, bad.error, quarantine)
+            continue
+        out.damaged_bytes += damaged
+        out.places += places
+        return out
+
+
+def _read_all(directory: Path, quarantine: Quarantine, moved: int | None, *,
+              readonly: bool) -> LogRead:  # fmt: skip
     out = LogRead(Scan())
     segments = _segments(directory)
     if not segments:
         return out
     # decided before an empty newest segment is removed: the one before it is older
     newest = segments[-1] if (directory / _name(segments[-1])).stat().st_size else None
-    segments = _close_gaps(directory, segments, out, readonly=readonly)
+    segments = _close_gaps(directory, segments, out, moved, readonly=readonly)
     for segment in segments:
         last = newest is not None and segment == segments[-1]
         _read(directory / _name(segment), segment, last, quarantine, out, readonly=readonly)
     return out
+
+
+def _move_aside(path: Path, error: OSError, quarantine: Quarantine) -> None:
+    """Move an unreadable segment to the quarantine, with one ERROR; raises ``error`` if
+    it cannot be moved (the start cannot go on around it)."""
+    try:
+        where = quarantine.take(path)
+    except OSError as failed:
+        log.error("%s cannot be read (%s) nor moved aside (%s): the daemon cannot start on "
+                  "this spool: %s", path, why(error), why(failed), fix(error))  # fmt: skip
+        raise error from failed
+    log.error("%s cannot be read (%s): moved to %s so that the daemon starts; the records "
+              "in it are not inserted (lightbulb spool list shows the file, lightbulb spool "
+              "drop removes it); %s: %s", path, why(error), where, KEPT, fix(error))  # fmt: skip
 
 
 def _segments(directory: Path) -> list[int]:
@@ -125,16 +175,21 @@ def _name(segment: int) -> str:
     return f"{segment:012d}{SUFFIX}"
 
 
-def _close_gaps(directory: Path, segments: list[int], out: LogRead, *, readonly: bool) -> list[int]:
+def _close_gaps(
+    directory: Path, segments: list[int], out: LogRead, moved: int | None, *, readonly: bool
+) -> list[int]:
     """Report segments emptied or missing below the newest; renumber to close the gaps.
 
     Only the newest may be empty (created, then a crash before its first frame):
-    it is removed, to be created again. Returns the segments to read, in order.
+    it is removed, to be created again. ``moved``: a segment moved aside (and
+    reported) by this start, closed up without a report. Returns the segments to
+    read, in order.
     """
     newest = segments[-1]
     emptied = [n for n in segments[:-1] if (directory / _name(n)).stat().st_size == 0]
-    lost = sorted({*emptied, *(set(range(segments[0], newest)) - set(segments))})
-    for first, last in _runs(lost):
+    missing = set(range(segments[0], newest)) - set(segments)
+    lost = sorted({*emptied, *missing})
+    for first, last in _runs(sorted({*emptied, *(missing - {moved})})):
         out.places += 1
         if readonly:
             continue
@@ -174,7 +229,15 @@ def _runs(numbers: list[int]) -> list[tuple[int, int]]:
 
 def _read(path: Path, segment: int, newest: bool, quarantine: Quarantine, out: LogRead, *,
           readonly: bool) -> None:  # fmt: skip
-    data = path.read_bytes()
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        if is_shortage(exc):  # the system's, not the file's: the start fails, retried
+            raise
+        if readonly:  # skipped, counted (the daemon beside moves it at its start)
+            out.places += 1
+            return
+        raise _Unreadable(path, exc, out) from exc
     found = read_segment(data)
     bad = out.scan.add(segment, found.frames)
     places = [(start, stop, CHECKSUM) for start, stop in found.damaged]

@@ -54,6 +54,7 @@ class WriterStats:
     rows_spooled: int = 0  # rows that waited in the log because ClickHouse was away
     rows_set_aside: int = 0  # refused by ClickHouse for their content (rejected/)
     rows_dropped: int = 0  # lost: the disk was full and memory too
+    rows_quarantined: int = 0  # read back from the spool undecodable (quarantine/)
     busy_refusals: int = 0  # pushes answered 429/503 (counted by the web layer)
     pushes_abandoned: int = 0  # pushes whose client left before they were stored (web layer)
 
@@ -170,6 +171,7 @@ class Writer:
             self.spool.wal.sync()
         except OSError as exc:  # WalFull: the disk, the cap, or shutting down
             self.spool_state.failed(exc)
+            self.inserter.drain()  # what is stored frees its segments
             self._discard(records)
             raise Busy(f"not stored: {exc.strerror or exc}", DISK_RETRY, 503) from None
         self.spool_state.ok()
@@ -217,22 +219,24 @@ class Writer:
     def spool_refuses(self) -> Busy | None:
         """Why the spool cannot take an acknowledged push now (a 503), or None.
 
-        Its last write failed and its filesystem is still full (``statvfs``: the
+        A write failed lately and its filesystem is still full (``statvfs``: the
         next push tries again as soon as there is room), or the log is near
-        ``scheduler.spool_max_bytes``. ``/readyz`` is not ready while this says so.
+        ``scheduler.spool_max_bytes`` (:meth:`SpoolState.near_full`, a band, not a
+        line). ``/readyz`` is not ready while this says so.
         """
         wal = self.spool.wal
         if not self.spool_state.writable and not wal.has_room():
             where = wal.directory
             return Busy(f"the spool at {where} cannot be written; retry later", DISK_RETRY, 503)
-        if wal.size > wal.max_bytes * 0.9:
+        if self.spool_state.near_full(wal.size, wal.max_bytes):
             return Busy("the spool is nearly at scheduler.spool_max_bytes; retry later", 10, 503)
         return None
 
     @property
     def spool_writable(self) -> bool:
-        """The spool takes acknowledged pushes: its last write went through, inserts do not
-        stall on it, and :meth:`spool_refuses` has no reason to refuse."""
+        """The spool takes acknowledged pushes: :attr:`SpoolState.writable` (no failed write,
+        or successes alone for ``SETTLE`` s since), inserts do not stall on it, and
+        :meth:`spool_refuses` has no reason to refuse."""
         return not self.spool_problem()
 
     def spool_problem(self) -> str:
@@ -374,6 +378,7 @@ class Writer:
             record = wal.append(table, data)
         except WalFull as exc:
             self.spool_state.failed(exc)
+            self.inserter.drain()  # held in memory until stored: store it soon
             return wal.append(table, data, memory_only=True)
         self.spool_state.ok()
         return record

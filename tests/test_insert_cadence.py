@@ -43,7 +43,7 @@ def test_rows_are_on_disk_every_flush_but_inserted_only_every_insert_interval(
         assert reborn.pending_rows() == 10
     finally:
         writer._stop.set()
-        writer.inserter._stop.set()
+        writer.inserter.loop.stopping.set()
 
 
 def test_inserts_follow_insert_interval_without_a_flush(

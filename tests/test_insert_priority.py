@@ -94,3 +94,49 @@ def test_the_inserter_yields_while_it_keeps_up_and_not_when_behind(tmp_path: Pat
         writer.stop()
     finally:
         store.close()
+
+
+def test_threads_are_read_once_and_a_new_one_left_at_the_insert_nice_is_set_back(
+    tmp_path: Path,
+) -> None:
+    """After an insert only threads not seen before are read from ``/proc`` (one
+    ``stat`` each); a new thread left at ``INSERT_NICE`` (as the engine's pool threads
+    started during an insert are) is set back to 0, and every seen one stays at 0."""
+    store = EmbeddedStorage(tmp_path / "db", "monitor")
+    try:
+        store.execute("CREATE DATABASE IF NOT EXISTS monitor")
+        store.execute("CREATE TABLE monitor.t (n Int64) ENGINE = MergeTree ORDER BY n")
+        store.yield_cpu(True)
+        data = pa.table({"n": pa.array([1, 2, 3], pa.int64())})
+        store.insert_arrow("t", data)
+        unnice = store._unnice
+        threads = len(os.listdir("/proc/self/task"))
+        assert unnice.reads >= threads - 2  # the first insert read them all (some may end)
+        before = unnice.reads
+        for _ in range(5):
+            store.insert_arrow("t", data)
+        new_threads = unnice.reads - before
+        assert new_threads <= 2 * 5, new_threads  # not ~threads per insert
+        ready, done = threading.Event(), threading.Event()
+        tid: list[int] = []
+
+        def left_at_insert_nice() -> None:
+            tid.append(threading.get_native_id())
+            os.setpriority(os.PRIO_PROCESS, tid[0], INSERT_NICE)
+            ready.set()
+            done.wait(30)
+
+        worker = threading.Thread(target=left_at_insert_nice)
+        worker.start()
+        try:
+            assert ready.wait(30)
+            reads = unnice.reads
+            store.insert_arrow("t", data)
+            assert os.getpriority(os.PRIO_PROCESS, tid[0]) == 0
+            assert unnice.reads - reads <= 3  # that thread (and any the engine started)
+            assert INSERT_NICE not in nices()
+        finally:
+            done.set()
+            worker.join()
+    finally:
+        store.close()

@@ -40,7 +40,7 @@ def test_a_filling_disk_is_one_error_a_summary_a_minute_and_one_recovery_once_se
     spool = Spool(flapping_disk.path / "spool", 256 * 2**20)
     writer = Writer(store, spool, columns=WRITTEN_TABLES, clock=clock)
     caplog.set_level(logging.INFO, logger="lightbulb.writer")
-    told, refused = [], 0
+    told, refused, ready = [], 0, []
     for n in range(60):  # 20 s: full, then room, three times a second
         if n % 2:
             flapping_disk.fill()
@@ -52,19 +52,21 @@ def test_a_filling_disk_is_one_error_a_summary_a_minute_and_one_recovery_once_se
         except Busy as busy:
             assert busy.status == 503
             refused += 1
+        ready.append(writer.spool_writable)  # what /readyz says
         clock.advance(1 / 3)
     assert (len(told), refused) == (30, 30)
+    assert ready == [True] + [False] * 59  # one flip, not thirty
     lines = said(caplog)
     assert [level for level, _ in lines] == ["ERROR"], lines  # not 60 lines
     assert f"cannot write the spool at {spool.wal.directory}" in lines[0][1]
     assert "df -i" in lines[0][1]  # the fix, named
-    assert not writer.spool_writable  # the last write failed: /readyz says so
+    assert not writer.spool_writable  # /readyz: not ready
     flapping_disk.free()
     caplog.clear()
     for n in range(100, 100 + int(SETTLE) + 1):  # writable again, one write a second
         writer.add_durable("service_status", [row(n)])
         told.append(n)
-        assert writer.spool_writable
+        assert writer.spool_writable == (n - 100 >= SETTLE)  # ready once settled, not before
         if clock.advance(1) and n < 100 + SETTLE - 1:
             assert said(caplog) == []  # not yet settled: not said
     assert said(caplog) == [

@@ -155,12 +155,22 @@ class IngestPool:
             if worker is None:
                 self.stats.inline += 1
                 return prepare(job, settings)
-            if not self._handed(worker, job, generation, message):
+            try:
+                handed = self._handed(worker, job, generation, message)
+            except BaseException:  # MemoryError pickling the job: it never reached the worker
+                self._done(worker)
+                raise
+            if not handed:
                 continue  # it died while idle: nothing of this request reached it
             try:
                 if not worker.conn.poll(self.reply_timeout):
                     raise TimeoutError(f"no answer in {self.reply_timeout:.0f} s")
                 data = worker.conn.recv_bytes()
+            except MemoryError as exc:
+                # its reply is left unread in the socket: the worker is of no further use
+                self._lost(worker, exc)
+                raise Busy("the daemon is short of memory reading this request's records; "
+                           "nothing of it was stored; retry", 5, 503) from None  # fmt: skip
             except ConnectionResetError as exc:
                 # a Unix socket's peer that closes with data unread resets it: the worker
                 # was dying as we sent (its threads not all gone yet) and never read the
@@ -181,6 +191,9 @@ class IngestPool:
         self.stats.jobs += 1
         try:
             reply = pickle.loads(data)  # noqa: S301 - our own child
+        except MemoryError:
+            raise Busy("the daemon is short of memory reading this request's records; nothing "
+                       "of it was stored; retry", 5, 503) from None  # fmt: skip
         except Exception as exc:  # a bug (ours or pickle's): the request's 500, not the pool's
             log.error(
                 "ingest worker's reply could not be read: %s: %s",
@@ -249,8 +262,15 @@ class IngestPool:
                            f"{len(self._waiters)} requests wait; retry later", 1, 429)  # fmt: skip
             turn = _Turn()
             self._waiters.append(turn)
-            while turn.worker is None and self._running and not self._stopping:
-                self._cond.wait()
+            try:
+                while turn.worker is None and self._running and not self._stopping:
+                    self._cond.wait()
+            except BaseException:  # MemoryError, KeyboardInterrupt: no worker handed to nobody
+                if turn.worker is not None:
+                    self._release(turn.worker)
+                elif turn in self._waiters:
+                    self._waiters.remove(turn)
+                raise
             if turn.worker is None:
                 self._waiters.remove(turn)
                 if self._stopping:

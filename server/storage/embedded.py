@@ -66,17 +66,34 @@ ENGINE_SETTINGS = "&".join(
 )
 
 
-def _unnice(nice: int) -> None:
-    """Threads of this process left at ``nice`` back to 0: the engine resets the threads
-    of a query with ``os_thread_priority``, but not the pool threads they started meanwhile
-    (they inherit it), and any query may run on those later. Called with no insert running."""
-    tasks = Path("/proc/self/task")
-    with contextlib.suppress(OSError):
-        for tid in os.listdir(tasks):
+class Unnice:
+    """Sets threads of this process left at ``nice`` back to 0: the engine resets the
+    threads of a query with ``os_thread_priority``, but not the pool threads they start
+    meanwhile (they inherit it), and any query may run on those later. Called with no
+    insert running (under the storage's mutex).
+
+    Only threads it has not seen are read: a thread seen at 0 stays there (the engine
+    resets what it raises), so an insert costs one listing of ``/proc/self/task``
+    plus a ``stat`` per new thread, not one per thread (~60 with the engine's pools).
+    """
+
+    def __init__(self) -> None:
+        self.seen: set[str] = set()  # thread ids read (and set to 0 if they were not)
+        self.reads = 0  # ``stat`` files read, ever (tests count them)
+
+    def __call__(self, nice: int) -> None:
+        tasks = Path("/proc/self/task")
+        try:
+            now = set(os.listdir(tasks))
+        except OSError:
+            return
+        for tid in now - self.seen:
             with contextlib.suppress(OSError, ValueError, IndexError):
+                self.reads += 1
                 stat = (tasks / tid / "stat").read_text()
                 if int(stat.rsplit(")", 1)[1].split()[16]) == nice:  # field 19: nice
                     os.setpriority(os.PRIO_PROCESS, int(tid), 0)
+        self.seen = now  # ended threads forgotten (a thread id can be used again)
 
 
 class EmbeddedStorage:
@@ -88,6 +105,7 @@ class EmbeddedStorage:
         self.path = Path(path).resolve()
         self.database = check_name(database)
         self._insert_nice = 0  # the inserter turns it on: yield_cpu()
+        self._unnice = Unnice()
         self.path.mkdir(parents=True, exist_ok=True)
         self._lock_file: IO[str] | None = _acquire_lock(self.path)
         try:
@@ -195,7 +213,7 @@ class EmbeddedStorage:
                 raise refusal(self.describe(), sql, str(exc)) from None
             finally:
                 if self._insert_nice:
-                    _unnice(self._insert_nice)
+                    self._unnice(self._insert_nice)
         return int(data.num_rows)
 
     def stored_mask(self, table: str, data: pa.Table) -> list[bool] | None:

@@ -132,6 +132,11 @@ class LightbulbCollector:
                 "and each run of segments emptied or missing although later ones exist",
                 h.get("spool_damage_found", 0),
             ),
+            "lightbulb_spool_quarantined_rows": (
+                "Rows read back from the spool undecodable (their bytes set aside in "
+                "quarantine/, listed by lightbulb spool list); the rest of their batch stored",
+                h.get("spool_quarantined_rows", 0),
+            ),
             "lightbulb_spool_quarantine_removed_files": (
                 "Files removed from the spool's quarantine/, oldest first, to keep it under "
                 "a quarter of scheduler.spool_max_bytes",

@@ -25,12 +25,19 @@ from server.writer import Writer
 class DaemonProcess:
     started: ClassVar[list[DaemonProcess]] = []
 
-    def __init__(self, config: Path, cwd: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        config: Path,
+        cwd: Path,
+        env: dict[str, str] | None = None,
+        prefix: tuple[str, ...] = (),
+    ) -> None:
+        """``prefix``: a command the daemon runs under (``setpriv ...`` to drop capabilities)."""
         self.started.append(self)
         self.config = config
         self.lines: list[str] = []
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "server.cli", "run", "--config", str(config)],
+            [*prefix, sys.executable, "-m", "server.cli", "run", "--config", str(config)],
             cwd=Path(__file__).resolve().parents[2],
             env={**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"},
             stdout=subprocess.PIPE,
