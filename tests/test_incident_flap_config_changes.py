@@ -102,15 +102,15 @@ def test_flapping_after_the_change_is_judged_by_the_new_thresholds(site: Site) -
     site.reload(RULES.format(flapping=AFTER))
     later = "x....." * 4 + "." * 12  # a change in 3 of 6 checks' pairs at most
     site.play({"web": later})
-    checks = [int(c == "x") for c in "." * 12 + later]  # web's last checks before, then these
-    moves = [(site.at[-len(later) - 12 + i], a, b)
-             for i, (a, b) in enumerate(zip([0, *checks], checks, strict=False)) if a != b]  # fmt: skip
+    checks = [int(c == "x") for c in "." * 10 + later]  # web's last checks before, then these
+    pairs = enumerate(zip([0, *checks], checks, strict=False))
+    moves = [(site.at[-len(later) - 10 + i], a, b) for i, (a, b) in pairs if a != b]
     old = detect(moves, 10, site.at[-1], window=6, high=0.5, low=0.25)
     new = detect(moves, 10, site.at[-1], window=6, high=0.3, low=0.1)
     assert old == [] and len(new) == 1  # only the new thresholds call this flapping
     rows = flap_rows(site)
     assert rows[2:] == [("flapping", new[0][0]), ("flapping_end", new[0][1])]
-    first, second = site.incidents()
+    _, second = site.incidents()
     assert shown(site)[0] == before[0]  # the first as it was
     assert [m.start for m in second.members if m.flap] == [new[0][0]]
     assert len([m for m in second.members if not m.flap]) == 4  # its four runs, one incident
