@@ -21,7 +21,7 @@ import pytest
 from server.alerting.log import aware
 from server.analytics.flap_replay import detect, replay
 from server.analytics.incidents import Incidents
-from tests.support.incident_site import NOW, Site
+from tests.support.incident_site import NOW, TOKEN, Site
 
 INTERVAL = timedelta(seconds=10)  # the harness's services are checked every 10 s
 RULES = """
@@ -138,3 +138,15 @@ def test_flapping_from_before_it_was_recorded_is_replayed_once_and_kept(site: Si
     site.reload(RULES.format(flapping=NEVER))  # other thresholds, then a restart
     assert replay(site.store, site.config(), now, now) is None  # done once, never again
     assert shown(site) == before
+
+
+def test_the_api_counts_a_flapping_stretch_as_the_page_tells_it(site: Site) -> None:
+    site.play({"web": FLAPS})
+    (flapped,) = site.incidents()
+    c = site.client()
+    (row,) = c.get("/api/v1/incidents", headers=TOKEN).get_json()["incidents"]
+    (affected,) = row["affected"]
+    assert (affected["flapping"], affected["firings"], affected["fired"]) == (True, 8, False)
+    assert affected["aside"] == "flapping: 8 failures"
+    page = c.get(f"/incidents/{flapped.id}", headers=TOKEN).get_data(as_text=True)
+    assert "; flapping: 8 failures</li>" in page
