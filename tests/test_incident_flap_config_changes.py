@@ -32,6 +32,7 @@ alerting: {{group_wait: 0s, flapping: {{{flapping}}}}}
 BEFORE = "window: 6, high: 0.5, low: 0.25"
 AFTER = "window: 6, high: 0.3, low: 0.1"  # flaps sooner, settles later
 NEVER = "window: 6, high: 0.95, low: 0.9"  # web's checks would never have flapped
+SHORT = "window: 3, high: 0.5, low: 0.25"  # fewer checks (a shorter span) make it flap
 FLAPS = "." * 6 + "x." * 8 + "." * 10  # every other check fails, then it settles
 
 
@@ -65,7 +66,7 @@ def note(site: Site, incident_id: str, text: str) -> None:
                                                    site.h.clock.now(), None)  # fmt: skip
 
 
-@pytest.mark.parametrize("thresholds", [AFTER, NEVER])
+@pytest.mark.parametrize("thresholds", [AFTER, NEVER, SHORT])  # a window fewer checks too
 def test_new_flapping_thresholds_leave_a_noted_past_incident_as_it_was(
     site: Site, thresholds: str
 ) -> None:
@@ -78,6 +79,20 @@ def test_new_flapping_thresholds_leave_a_noted_past_incident_as_it_was(
     site.reload(RULES.format(flapping=thresholds))  # as a SIGHUP does
     assert shown(site) == before  # ids, starts, ends, members, note, affected: the same
     site.reload(RULES.format(flapping=BEFORE))  # and back: still the same
+    assert shown(site) == before
+
+
+def test_a_longer_window_later_pulls_no_earlier_outage_into_a_flapping_incident(
+    site: Site,
+) -> None:
+    """The span of checks that made a service flap (how far back its flapping incident
+    reaches) is the one in force when it was declared, not a later window's."""
+    site.play({"web": "." * 6 + "x" + "." * 8 + "x." * 8 + "." * 10})
+    alone, flapped = site.incidents()  # an outage 80 s before: outside its 60 s span
+    assert len(alone.members) == 1 and any(m.flap for m in flapped.members)
+    note(site, alone.id, "a blip")
+    before = shown(site)
+    site.reload(RULES.format(flapping="window: 30, high: 0.5, low: 0.25"))  # a 300 s span
     assert shown(site) == before
 
 

@@ -144,7 +144,7 @@ class Teller:
             return
         channels = sorted({c for a in alerts for c in a.rule.channels})
         label = alerts[0].service.display_label if alerts else service_id
-        text = notices.flapping_text(label, share, history.flap_window)
+        text = notices.flapping_text(label, share, history.flap_window, bool(alerts))
         log.warning(text)
         # value: the span of checks that made it flap (seconds), as judged now, so an
         # incident never measures it by a later window or interval
