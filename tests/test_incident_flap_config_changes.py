@@ -20,6 +20,7 @@ import pytest
 
 from server.alerting.log import aware
 from server.analytics.flap_replay import detect, replay
+from server.analytics.incident_timeline import timeline
 from server.analytics.incidents import Incidents
 from tests.support.incident_site import NOW, TOKEN, Site
 
@@ -153,6 +154,11 @@ def test_flapping_from_before_it_was_recorded_is_replayed_once_and_kept(site: Si
     site.reload(RULES.format(flapping=NEVER))  # other thresholds, then a restart
     assert replay(site.store, site.config(), now, now) is None  # done once, never again
     assert shown(site) == before
+    (flapped,) = site.incidents()
+    told = [e["text"] for e in timeline(Incidents(site.store, site.config()), flapped, now)
+            if e["text"].startswith("flapping")]  # fmt: skip
+    assert told == ["flapping started (replayed from stored status changes)",
+                    "flapping stopped (replayed from stored status changes)"]  # fmt: skip
 
 
 def test_the_api_counts_a_flapping_stretch_as_the_page_tells_it(site: Site) -> None:

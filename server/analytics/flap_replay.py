@@ -14,7 +14,7 @@ before its start of the services no rule watched (those that may have rule-less
 incidents, :class:`server.analytics.rule_coverage.Coverage`) and have no flapping row
 of the engine's, once, with the engine's own detection (:func:`detect`) and the
 thresholds then in force; it writes the periods found as alert-log rows (message
-``replayed``) and one ``flap_replays`` row. From then on those periods are records
+:data:`REPLAYED`) and one ``flap_replays`` row. From then on those periods are records
 like the engine's: a later start, with any thresholds, replays nothing (the row has
 no TTL). The replay also records, for the engine's older ``flapping`` rows, the span
 of checks that made the service flap (a row at the same instant carrying it), which
@@ -35,7 +35,8 @@ from server.storage import Storage
 
 log = logging.getLogger("lightbulb.alerting")
 COLUMNS = table_columns("flap_replays")
-REPLAYED = "replayed"  # the message of the rows the replay writes
+REPLAYED = "replayed from stored status changes"  # the message of the periods it writes
+SPAN = "its span, recorded by the replay"  # the message of an older row's span: no news
 Period = tuple[datetime, datetime | None]  # (declared, stopped or None while it flaps)
 Periods = dict[str, list[Period]]  # service -> its periods, oldest first
 
@@ -103,12 +104,12 @@ def replay(storage: Storage, config: Config, before: datetime, now: datetime) ->
     for sid, periods in found.items():
         span = intervals.get(sid, 60.0) * flapping.window
         for declared, stopped in periods:
-            rows.append(_row(declared, "flapping", sid, span))
+            rows.append(_row(declared, "flapping", sid, span, REPLAYED))
             if stopped is not None:
-                rows.append(_row(stopped, "flapping_end", sid, None))
+                rows.append(_row(stopped, "flapping_end", sid, None, REPLAYED))
     for row in recorded:  # the engine's older rows: the span they were declared with
         span = intervals.get(row["service_id"], 60.0) * flapping.window
-        rows += [_row(aware(at), "flapping", row["service_id"], span)
+        rows += [_row(aware(at), "flapping", row["service_id"], span, SPAN)
                  for at, value in row["declared"] if value is None]  # fmt: skip
     if rows:
         storage.insert("alert_events", TABLES["alert_events"], rows)
@@ -122,10 +123,11 @@ def replay(storage: Storage, config: Config, before: datetime, now: datetime) ->
     return count
 
 
-def _row(at: datetime, event: str, service_id: str, span: float | None) -> tuple[object, ...]:
+def _row(at: datetime, event: str, service_id: str, span: float | None,
+         message: str) -> tuple[object, ...]:  # fmt: skip
     """An ``alert_events`` row of the replay (columns :data:`TABLES`)."""
     before, after = ("", "flapping") if event == "flapping" else ("flapping", "settled")
-    return (at, event, "", service_id, before, after, "", span, REPLAYED, [], "", "", "")
+    return (at, event, "", service_id, before, after, "", span, message, [], "", "", "")
 
 
 def status_periods(storage: Storage, config: Config, services: set[str],
