@@ -29,6 +29,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from server.analytics.flap_replay import replay  # noqa: E402
 from server.core.clock import SystemClock  # noqa: E402
 from server.process import freeze_startup_objects  # noqa: E402
 from server.schema import Target, apply_schema  # noqa: E402
@@ -251,6 +252,12 @@ def main() -> None:
         )[0]["n"]
         print(f"waited {waited:.0f} s for background merges to finish ({parts} parts left)")
         config = parse_config(config_text(args.services), "bench.yaml", {})
+        # as the daemon's first start does: the flapping of services without rules from
+        # before it recorded it, judged once (pages then only read the recorded periods)
+        now = datetime.now(UTC)
+        replayed = replay(store, config, now, now)
+        if replayed is not None:
+            print(f"replayed the flapping from before recording: {replayed} periods")
         client = create_app(WebContext(config, store, SystemClock())).test_client()
         freeze_startup_objects()  # as `lightbulb run` and `lightbulb dashboard` do after start
         pages = {

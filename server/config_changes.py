@@ -1,14 +1,18 @@
 """What a reload changed, by entry id, for the daemon's "reloaded …" log line.
 
 The scheduler reports the services it added, removed or rebuilt; this adds every other
-configured list an operator edits by id: alert rules, relations, silences and
-channels. Only ids and names are printed, never settings (a channel holds secrets).
+configured list an operator edits by id: alert rules, relations, silences, channels
+and the status page's groups (by name), and the ``alerting`` settings changed, by
+dotted name (``flapping.high``: a change that decides what is declared flapping from
+now on). Only ids and names are printed, never settings (a channel holds secrets).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
+
+from pydantic import BaseModel
 
 from server.config.models import Config
 
@@ -25,7 +29,23 @@ def entries(config: Config) -> dict[str, dict[str, Any]]:
         "relations": {r.relation_id: r for r in config.relations},
         "silences": {s.id or f"config-{i}": s for i, s in enumerate(config.silences)},
         "channels": dict(config.channels),
+        "status page groups": {g.name: g for g in config.status_page.groups},
     }
+
+
+def settings(before: BaseModel, after: BaseModel, prefix: str = "") -> list[str]:
+    """Dotted names of the settings that differ between two models of one section,
+    nested sections named down to their own settings (``flapping.high``)."""
+    out = []
+    for name in type(after).model_fields:
+        old, new = getattr(before, name), getattr(after, name)
+        if old == new:
+            continue
+        if isinstance(old, BaseModel) and isinstance(new, BaseModel):
+            out += settings(old, new, f"{prefix}{name}.")
+        else:
+            out.append(f"{prefix}{name}")
+    return out
 
 
 def compare(before: Mapping[str, Any], after: Mapping[str, Any]) -> Changes:
@@ -43,12 +63,15 @@ def compare(before: Mapping[str, Any], after: Mapping[str, Any]) -> Changes:
 
 
 def describe(before: Config, after: Config) -> str:
-    """``alert rules: added ['r2'], disabled ['r1']; silences: removed ['config-0']; …``,
-    each section with the kinds it has, or ``unchanged``."""
+    """``alert rules: added ['r2'], disabled ['r1']; silences: removed ['config-0']; …;
+    alerting: changed ['flapping.high']``, each section with the kinds it has, or
+    ``unchanged``."""
     old, new = entries(before), entries(after)
     parts = []
     for section, now in new.items():
         found = compare(old[section], now)
         said = [f"{kind} {found[kind]}" for kind in KINDS if found[kind]]
         parts.append(f"{section}: {', '.join(said) if said else 'unchanged'}")
+    changed = settings(before.alerting, after.alerting)
+    parts.append(f"alerting: {f'changed {changed}' if changed else 'unchanged'}")
     return "; ".join(parts)

@@ -28,6 +28,7 @@ from server.alerting.engine import AlertEngine
 from server.alerting.log import AlertLog
 from server.analytics.baselines import Baselines, LearnedDegraded
 from server.analytics.burn import BurnCounts
+from server.analytics.flap_replay import replay
 from server.analytics.report import latest_day
 from server.analytics.rule_coverage import changes, coverage, record
 from server.config import Config, ConfigError, missing_sections
@@ -151,6 +152,8 @@ class Daemon:
         apply_schema(self.storage, Target.of(self.config.clickhouse))
         sync_config_tables(self.storage, self.config, self.clock.now())
         record(self.storage, self._first_config, self.started)
+        # flapping from before the engine recorded every service's: judged once, then kept
+        replay(self.storage, self._first_config, self.started, self.clock.now())
         rows = self.storage.query(
             f"SELECT service_id, argMaxMerge(last_status) AS status "
             f"FROM {self.storage.database}.service_status_summary GROUP BY service_id"

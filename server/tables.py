@@ -9,6 +9,7 @@ the producers that depend on it.
 from __future__ import annotations
 
 from server.alerting.log import TABLES as ALERT_TABLES
+from server.analytics.flap_replay import COLUMNS as REPLAY_COLUMNS
 from server.analytics.incidents import NOTE_COLUMNS
 from server.analytics.report import REPORT_COLUMNS
 from server.analytics.rule_coverage import COLUMNS as COVERAGE_COLUMNS
@@ -22,4 +23,5 @@ WRITTEN_TABLES: dict[str, tuple[str, ...]] = {
     "reports": REPORT_COLUMNS,
     "incident_notes": NOTE_COLUMNS,
     "rule_coverage": COVERAGE_COLUMNS,
+    "flap_replays": REPLAY_COLUMNS,
 }

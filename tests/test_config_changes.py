@@ -28,9 +28,30 @@ def test_each_list_reports_added_removed_changed_disabled_and_enabled_ids() -> N
     assert describe(BEFORE, after) == (
         "alert rules: added ['new'], changed ['edit'], disabled ['off'], enabled ['on']; "
         "relations: removed ['a->b:depends_on']; silences: removed ['config-0']; "
-        "channels: unchanged"
+        "channels: unchanged; status page groups: unchanged; alerting: unchanged"
     )
     assert describe(BEFORE, BEFORE) == (
-        "alert rules: unchanged; relations: unchanged; silences: unchanged; channels: unchanged"
+        "alert rules: unchanged; relations: unchanged; silences: unchanged; channels: unchanged; "
+        "status page groups: unchanged; alerting: unchanged"
     )
     assert compare({"x": 1}, {"x": 1, "y": 2})["added"] == ["y"]
+
+
+def test_alerting_settings_and_status_page_groups_are_named_when_changed() -> None:
+    """A reload that changes what is declared flapping from now on, or what the status
+    page groups, says so: by setting name and group name, never by value."""
+    before = Config.model_validate(BEFORE.model_dump() | {
+        "status_page": {"groups": [{"name": "Front", "services": ["a"]},
+                                   {"name": "Back", "services": ["b"]}]},
+    })  # fmt: skip
+    after = Config.model_validate(before.model_dump() | {
+        "alerting": {"group_wait": "2s", "flapping": {"window": 10, "high": 0.4}},
+        "status_page": {"groups": [{"name": "Front", "services": ["a", "b"]},
+                                   {"name": "Edge", "services": ["a"]}]},
+    })  # fmt: skip
+    said = describe(before, after)
+    assert said.endswith(
+        "status page groups: added ['Edge'], removed ['Back'], changed ['Front']; "
+        "alerting: changed ['group_wait', 'flapping.window', 'flapping.high']"
+    )
+    assert "0.4" not in said and "2s" not in said

@@ -1,6 +1,6 @@
 """Flapping found on status changes (services no rule watches) is the engine's flapping.
 
-:func:`server.analytics.incident_flaps.detect` sees only the stored status changes and
+:func:`server.analytics.flap_replay.detect` sees only the stored status changes and
 the interval; the alert engine's :class:`server.alerting.history.History` sees every
 check. Over the same checks, with the same window and thresholds, they must declare
 and end flapping at the same checks.
@@ -15,7 +15,7 @@ import pytest
 
 from checkers.base import CheckResult, Status
 from server.alerting.history import History
-from server.analytics.incident_flaps import detect
+from server.analytics.flap_replay import detect
 
 T0 = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
 STEP = timedelta(seconds=10)

@@ -202,8 +202,9 @@ silences:
 def test_the_reload_log_names_the_rules_silences_and_channels_it_changed(
     tmp_path: Path,
 ) -> None:
-    """Not only services: a rule added, removed or disabled, a silence and a channel are
-    named in the "reloaded" line, never a channel's settings."""
+    """Not only services: a rule added, removed or disabled, a silence, a channel, a
+    status page group and the alerting settings (flapping thresholds) are named in the
+    "reloaded" line, never a channel's settings."""
     config, dashboard = tmp_path / "lightbulb.yaml", f"{{port: {free_port()}}}"
     config.write_text(config_text(tmp_path, dashboard) + RULED)
     daemon = DaemonProcess(config, tmp_path)
@@ -212,13 +213,16 @@ def test_the_reload_log_names_the_rules_silences_and_channels_it_changed(
                             'consecutive_failures >= 3", channels: [hook], enabled: false}')
               .replace("  - {id: down,", "  - {id: gone,")
               .replace("127.0.0.1:9/a", "127.0.0.1:9/b")
-              .split("silences:")[0] + "silences: []\n")  # fmt: skip
+              .split("silences:")[0] + "silences: []\n"
+              + "alerting: {flapping: {high: 0.6}}\n"
+              + "status_page: {groups: [{name: Front, services: [one]}]}\n")  # fmt: skip
     config.write_text(config_text(tmp_path, dashboard) + edited)
     daemon.signal(signal.SIGHUP)
     daemon.wait_for(
         r"reloaded .*services: added none, removed none, changed none; "
         r"alert rules: added \['gone'\], removed \['down'\], disabled \['slow'\]; "
-        r"relations: unchanged; silences: removed \['nightly'\]; channels: changed \['hook'\]"
+        r"relations: unchanged; silences: removed \['nightly'\]; channels: changed \['hook'\]; "
+        r"status page groups: added \['Front'\]; alerting: changed \['flapping.high'\]"
     )
     assert "127.0.0.1:9/b" not in daemon.output
     code, _ = daemon.stop()

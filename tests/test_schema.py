@@ -56,6 +56,7 @@ def test_every_ddl_file_creates_its_objects(store: EmbeddedStorage) -> None:
         "notifications": "MergeTree",
         "incident_notes": "ReplacingMergeTree",
         "rule_coverage": "MergeTree",
+        "flap_replays": "MergeTree",
     }
 
 

@@ -6,6 +6,7 @@ its service stays), so a reload neither re-fires nor forgets anything.
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -24,7 +25,9 @@ from server.core.latest import per_last
 class Catalog:
     alerts: dict[str, Alert] = field(default_factory=dict)
     by_service: dict[str, list[Alert]] = field(default_factory=dict)
-    histories: dict[str, History] = field(default_factory=dict)  # services some rule watches
+    # every enabled service: flapping is the service's, watched by a rule or not
+    # (:mod:`server.alerting.flaps`); rules read the rest of it
+    histories: dict[str, History] = field(default_factory=dict)
     absent: list[Alert] = field(default_factory=list)  # evaluated on every tick
     log_driven: list[Alert] = field(default_factory=list)  # logs or time change them: ticks too
 
@@ -48,12 +51,16 @@ def build(
         (exact.setdefault(rule.selector, []) if rule.is_exact else patterns).append(rule)
     for service in services:
         selected = exact.get(service.id, []) + [r for r in patterns if r.selects(service)]
-        if not selected:
-            continue  # no rule looks at this service: keep no history for it
         history = old.histories.get(service.id)
-        if history is None or history.flap_window != flap_window:
+        if history is None:
             history = History(service.interval.total_seconds(), flap_window)
             history.last_seen = started
+        elif history.flap_window != flap_window:
+            # a new window judges from the checks kept (the newest of them): a service
+            # flapping stays flapping until it settles under the new window, so its
+            # recorded period ends with a ``flapping_end``, never left open
+            history.flap_window = flap_window
+            history.statuses = deque(history.statuses, maxlen=flap_window)
         history.book, history.service_id = book, service.id
         history.baselines = baselines
         history.slo = slo

@@ -82,6 +82,7 @@ class AlertEngine:
             services = [s for s in config.services if s.enabled]
             rules = [Rule.from_config(r) for r in config.alert_rules if r.enabled]
             old = dict(self._catalog.alerts)
+            was_flapping = {sid for sid, h in self._catalog.histories.items() if h.flapping}
             before = set(old)
             self._keep = max(max((r.window for r in rules), default=timedelta(0)),
                              timedelta(seconds=1))  # fmt: skip
@@ -92,6 +93,8 @@ class AlertEngine:
                 started=self.started, book=self._book, baselines=self.baselines, slo=self.slo,
             )  # fmt: skip
             self._alerts, self._by_service, self._history = c.alerts, c.by_service, c.histories
+            for sid in sorted(was_flapping - set(c.histories)):  # left while flapping
+                self.teller.settled(sid, self.clock.now(), "no longer checked")
             self._absent, self._log_driven = c.absent, c.log_driven
             if self.dispatcher is not None:  # alerts that left the config: forget what was told
                 self.dispatcher.ledger.forget(before - set(c.alerts))
@@ -143,12 +146,15 @@ class AlertEngine:
 
     def _observe(self, service_id: str, result: CheckResult, at: datetime) -> None:
         history = self._history.get(service_id)
-        if history is None:
-            # no rule on this service, but its errors still make patterns known fleet-wide
+        if history is None:  # not (or no longer) an enabled service of the configuration
+            # its errors still make patterns known fleet-wide
             for entry in result.logs:
                 if entry.level.upper() in ERROR_LEVELS:
                     self._book.setdefault(pattern_of(entry.level, entry.message)[1], at)
             return
+        # every service's flapping is declared and recorded as it happens, with the
+        # thresholds in force then, rule or no rule: incidents read those rows, so a
+        # later change of ``alerting.flapping`` never rewrites a past incident
         history.add(result, at, self._keep, self._pattern_keep)
         flap = history.update_flapping(*self._flap)
         if flap is True:
@@ -343,6 +349,12 @@ class AlertEngine:
             moved = {a.id: a.incident for a in self._alerts.values()
                      if a.started is not None and a.started >= self.started}  # fmt: skip
             restored = self._put_back(snap)
+            for sid, flapping in sorted(snap.flapping.items()):
+                # stored as flapping, but no longer judged so (its service left, or this
+                # run's checks found it settled before the restore): the period ends now,
+                # never left open
+                if flapping and not (sid in self._history and self._history[sid].flapping):
+                    self.teller.settled(sid, now, "not flapping after the restart")
             for row in snap.alerts:  # firing when a restart dropped its rule or service
                 if row["state"] == "firing" and alert_id(row["rule_id"], row["service_id"]) not in (
                     self._alerts

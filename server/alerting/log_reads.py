@@ -21,6 +21,8 @@ from server.schema import Statement, Target, declared_columns, render_file, sche
 from server.storage import Storage
 
 Period = tuple[datetime, datetime | None]  # (from, to), to None while it goes on
+# a flapping period: (declared, stopped or None, span of the checks that made it flap)
+Flap = tuple[datetime, datetime | None, timedelta | None]
 
 HISTORY_EVENTS = ("transition", "delivery", "notify", "repeat", "ack", "recalled")
 
@@ -211,21 +213,26 @@ class AlertReads:
             GROUP BY caused_by""", since=since, end=end)  # fmt: skip
         return {r["caused_by"]: set(r["dependants"]) for r in rows}
 
-    def flapping(self, since: datetime, end: datetime) -> dict[str, list[Period]]:
+    def flapping(self, since: datetime, end: datetime) -> dict[str, list[Flap]]:
         """Each service that flapped in ``[since, end)`` -> its flapping periods ``(from,
-        to)``, oldest first: from a ``flapping`` event to the next ``flapping_end`` (None
-        while it still flaps; ``since`` when the first row is an end). Rare rows, one
-        scan of the event column."""
-        out: dict[str, list[Period]] = {}
+        to, span)``, oldest first: from a ``flapping`` event to the next ``flapping_end``
+        (None while it still flaps; ``since`` when the first row is an end). ``span``:
+        how far back the checks that made it flap went, as recorded when it was
+        declared (the row's value, seconds), None on rows from before it was recorded.
+        Rare rows, one scan of the event column."""
+        out: dict[str, list[Flap]] = {}
         for row in self.events(since, end, ("flapping", "flapping_end")):
             at, periods = aware(row["timestamp"]), out.setdefault(row["service_id"], [])
             if row["event"] == "flapping":
+                span = None if row["value"] is None else timedelta(seconds=row["value"])
                 if not periods or periods[-1][1] is not None:
-                    periods.append((at, None))
+                    periods.append((at, None, span))
+                elif periods[-1][0] == at and periods[-1][2] is None:  # its span, recorded later
+                    periods[-1] = (at, None, span)
             elif periods and periods[-1][1] is None:
-                periods[-1] = (periods[-1][0], at)
+                periods[-1] = (periods[-1][0], at, periods[-1][2])
             elif not periods:  # flapping since before ``since``
-                periods.append((since, at))
+                periods.append((since, at, None))
         return out
 
     def events(self, start: datetime, end: datetime, events: tuple[str, ...],

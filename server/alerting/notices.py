@@ -54,10 +54,11 @@ def item(alert: Alert, fallback_start: datetime) -> AlertItem:
     )
 
 
-def flapping_text(label: str, share: str, window: int) -> str:
-    return (
-        f"{label} is flapping: its status changed in {share} of its last {window} checks; "
-        "notifications are held until it settles"
+def flapping_text(label: str, share: str, window: int, held: bool = True) -> str:
+    """The news that ``label`` flaps; ``held``: it has alerts whose notices wait for it to
+    settle (else no rule watches it: the news is only recorded, for its incidents)."""
+    return f"{label} is flapping: its status changed in {share} of its last {window} checks; " + (
+        "notifications are held until it settles" if held else "no rule watches it"
     )
 
 

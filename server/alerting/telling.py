@@ -138,22 +138,30 @@ class Teller:
         share = f"{history.flap_share:.0%}"
         if not started:
             log.info("%s stopped flapping (%s of recent checks changed)", service_id, share)
-            self.log.event(at, "flapping_end", service_id=service_id, before="flapping",
-                           after="settled", message=share, durable=True)  # fmt: skip
+            self.settled(service_id, at, share)
             for alert in alerts:
                 self.reconcile(alert, at)
             return
         channels = sorted({c for a in alerts for c in a.rule.channels})
         label = alerts[0].service.display_label if alerts else service_id
-        text = notices.flapping_text(label, share, history.flap_window)
+        text = notices.flapping_text(label, share, history.flap_window, bool(alerts))
         log.warning(text)
-        self.log.event(at, "flapping", service_id=service_id, after="flapping", result="queued",
-                       message=text, channels=channels, durable=True)  # fmt: skip
+        # value: the span of checks that made it flap (seconds), as judged now, so an
+        # incident never measures it by a later window or interval
+        self.log.event(at, "flapping", service_id=service_id, after="flapping",
+                       result="queued" if channels else "", message=text, channels=channels,
+                       value=history.interval * history.flap_window, durable=True)  # fmt: skip
         if self.dispatcher is not None:
             for channel in channels:
                 self.dispatcher.submit(
                     notices.flapping_notice(channel, service_id, text, at, self.dashboard_url)
                 )
+
+    def settled(self, service_id: str, at: datetime, why: str) -> None:
+        """Record that ``service_id`` stopped flapping ``at`` (``why``: the share of
+        recent checks that changed, or why it is no longer judged)."""
+        self.log.event(at, "flapping_end", service_id=service_id, before="flapping",
+                       after="settled", message=why, durable=True)  # fmt: skip
 
     def delivery(self, alert: Alert) -> dict[str, Any]:
         """``notified`` (some channel got the current news) and ``delivery`` per channel."""

@@ -185,8 +185,11 @@ class Incident:
             "note": self.note["note"] if self.note else None,
             "note_author": self.note["author"] if self.note else None,
             "note_updated_at": self.note["updated_at"].isoformat() if self.note else None,
+            # per spell as the page tells it: ``aside`` is its words ("flapping: 12 firings")
             "affected": [{"service_id": s.service_id, "start": s.start.isoformat(),
-                          "end": s.end.isoformat() if s.end else None, "open": s.end is None}
+                          "end": s.end.isoformat() if s.end else None, "open": s.end is None,
+                          "flapping": s.flapping, "firings": s.firings, "fired": s.fired,
+                          "aside": s.aside}
                          for s in self.spells()],
         }  # fmt: skip
 

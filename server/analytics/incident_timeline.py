@@ -16,6 +16,7 @@ from typing import Any
 
 from server.alerting.log import RETIRED, aware
 from server.alerting.silences import FAR_FUTURE, FAR_PAST, from_config
+from server.analytics.flap_replay import SPAN
 from server.analytics.incidents import Incident, Incidents
 from server.core import status as statuses
 
@@ -94,6 +95,8 @@ def _alert_row(row: dict[str, Any]) -> dict[str, Any] | None:
     if event == "ack":
         who = f" by {row['caused_by']}" if row["caused_by"] else ""
         return _entry(row["timestamp"], "ack", sid, f"acknowledged{who}{_said(row['message'])}")
+    if event == "flapping" and row["message"] == SPAN:
+        return None  # an older row's span, recorded by the replay: the same news again
     if event in ("flapping", "flapping_end"):
         word = "started" if event == "flapping" else "stopped"
         return _entry(row["timestamp"], "held", sid, f"flapping {word}{_aside(row['message'])}")

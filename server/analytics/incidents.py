@@ -32,7 +32,6 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from server.alerting.catalog import flap_spans
 from server.alerting.log import AlertLog, aware
 from server.alerting.rules import burn_rules
 from server.alerting.state import alert_id
@@ -352,7 +351,7 @@ class _Read:
         self._log = incidents.log
         self._config = incidents.config
         self._inhibited: dict[str, set[str]] | None = None
-        self._flaps: dict[str, list[tuple[datetime, datetime | None]]] | None = None
+        self._flaps: incident_flaps.Declared | None = None
         self._members: list[Member] | None = None
         self._storage = incidents.storage
         # every period of each service met, not only those that can join backwards: a read
@@ -361,33 +360,24 @@ class _Read:
 
     def flaps(self) -> Flaps:
         """Each service that flapped in ``[since, end)`` -> its flapping periods ``(from,
-        to)``: from when flapping was declared less the service's flap span (the checks
-        that made it flap: :func:`server.alerting.catalog.flap_spans`). Read on first
-        need (:meth:`declared`)."""
-        spans, zero = flap_spans(self._config), timedelta(0)
-        return {sid: [(a - spans.get(sid, zero), b) for a, b in periods]
-                for sid, periods in self.declared().items()}  # fmt: skip
+        to)``: from when flapping was declared less the span of checks that made it
+        flap, as recorded (:func:`incident_flaps.reaches`). Read on first need."""
+        return incident_flaps.reaches(self.declared())
 
-    def declared(self) -> dict[str, list[tuple[datetime, datetime | None]]]:
-        """Each service that flapped in ``[since, end)`` -> ``(declared, stopped or None)``:
-        the alert engine's ``flapping`` rows (:meth:`server.alerting.log_reads.AlertReads.
-        flapping`), and for the services without (no rule kept their checks) the same
-        detection over their status changes (:func:`incident_flaps.status_periods`)."""
+    def declared(self) -> incident_flaps.Declared:
+        """Each service that flapped in ``[since, end)`` -> ``(declared, stopped or None,
+        span)``: the flapping the alert engine recorded as it happened, for every
+        service (:func:`incident_flaps.declared`); never judged again on a read."""
         if self._flaps is None:
-            found = self._log.flapping(self.since, self.end)
-            others = set(self.coverage.candidates) - found.keys()
-            found |= incident_flaps.status_periods(self._storage, self._config, others,
-                                                   self.since, self.end)  # fmt: skip
-            self._flaps = found
+            self._flaps = incident_flaps.declared(self._log, self._config, self.since, self.end)
         return self._flaps
 
     def flap_members(self, services: Collection[str] | None = None) -> list[Member]:
         """The flapping periods in which their service failed, as members
         (:func:`incident_flaps.members`), of ``services`` (None: all)."""
         if self._members is None:
-            self._members = incident_flaps.members(
-                self._storage, self.declared(), flap_spans(self._config), self.since, self.end
-            )
+            self._members = incident_flaps.members(self._storage, self.declared(), self.since,
+                                                   self.end)  # fmt: skip
         return [m for m in self._members if services is None or m.service_id in services]
 
     def dependants(self, causes: Collection[str]) -> set[str]:
