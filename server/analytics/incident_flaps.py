@@ -30,7 +30,7 @@ from server.alerting.log import aware
 from server.analytics.incident_model import FLAP_PREFIX, Member, key_start
 from server.config.models import Config
 from server.core import status as statuses
-from server.storage import Storage
+from server.storage import Storage, changes
 
 _FAILED = int(statuses.Status.FAILED)
 Period = tuple[datetime, datetime | None]  # (declared, stopped or None while it flaps)
@@ -99,6 +99,12 @@ def status_periods(storage: Storage, config: Config, services: Collection[str],
                        low=flapping.low)  # fmt: skip
         if found:
             out[row["service_id"]] = found
+        if found and found[-1][1] is None:  # flapping at ``end``: steady checks may stop it
+            steady = moves[-1][0] + timedelta(seconds=interval * flapping.window)
+            settled = detect(moves, interval, steady, window=flapping.window,
+                             high=flapping.high, low=flapping.low)  # fmt: skip
+            if settled[-1][1] is not None:  # with no change, it stops then: no row says so
+                changes.holds_while(storage, end, settled[-1][1])
     return out
 
 

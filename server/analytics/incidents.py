@@ -106,7 +106,9 @@ class Incidents:
         since, cap = start - lookback, 2 * (limit or 0)
         wanted = set(services) if services is not None else None
         among = sorted(wanted) if wanted is not None else None
-        read = _Read(self, since, end, current)
+        # flapping found on status changes counts the steady checks since the last change
+        # up to ``now`` at most (a range reaching past it would assume checks to come)
+        read = _Read(self, since, end, current, min(end, now) if now is not None else end)
         scope = read.coverage.among({service_id} if service_id else wanted)
         while True:
             seeds = [self._periods(start, end, since=since, about=service_id or "",
@@ -329,8 +331,8 @@ class _Read:
     cause inhibited in ``[since, end)``."""
 
     def __init__(self, incidents: Incidents, since: datetime, end: datetime,
-                 current: Mapping[str, int] | None) -> None:  # fmt: skip
-        self.since, self.end = since, end
+                 current: Mapping[str, int] | None, checked: datetime) -> None:  # fmt: skip
+        self.since, self.end, self.checked = since, end, checked  # checked: checks known to
         self.coverage = Coverage.read(incidents.storage, incidents.config)
         self.runs = Runs(incidents.storage, current)
         self._log = incidents.log
@@ -358,7 +360,7 @@ class _Read:
             found = self._log.flapping(self.since, self.end)
             others = set(self.coverage.candidates) - found.keys()
             found |= incident_flaps.status_periods(self._storage, self._config, others,
-                                                   self.since, self.end)  # fmt: skip
+                                                   self.since, self.checked)  # fmt: skip
             self._flaps = found
         return self._flaps
 

@@ -12,13 +12,17 @@ replica that fetches a part it lacked changes the hash too. Sharded tables hold
 their parts in ``<name>_local``; :func:`same` looks under both names.
 
 :class:`Recording` is a storage that notes the tables each query names, so a cache
-knows which tables an answer depends on (whatever the code that read them).
+knows which tables an answer depends on (whatever the code that read them), and
+what a reader through it said of time (:func:`holds_while`): an answer that
+depends on how much time passed since a row (not only on which rows lie before a
+window's edge) says until when it stands.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Collection, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from server.storage.base import Params, Row, Storage
@@ -34,7 +38,7 @@ def part_tokens(storage: Storage, tables: Collection[str]) -> dict[str, int]:
     that has parts: of its active parts' names (every replica's on a cluster). Read
     *before* what it vouches for: a part added in between makes the next comparison
     differ (a recomputation), never the reverse. Raises StorageError."""
-    cluster = getattr(storage, "cluster", None)
+    cluster = storage.cluster
     source = "system.parts"
     if cluster:
         if not _CLUSTER_NAME.fullmatch(cluster):
@@ -69,7 +73,9 @@ class Recording:
         self.storage = storage
         self.database = storage.database
         self.kind = storage.kind
+        self.cluster = storage.cluster
         self.tables: set[str] = set()
+        self.expiry: list[tuple[datetime, datetime]] = []  # (edge, before): holds_while's
         self._named = re.compile(rf"\b{re.escape(storage.database)}\.(\w+)")
 
     def query(self, sql: str, params: Params | None = None) -> list[Row]:
@@ -98,3 +104,13 @@ class Recording:
 
     def describe(self) -> str:
         return self.storage.describe()
+
+
+def holds_while(storage: Storage, edge: datetime, before: datetime) -> None:
+    """Say, to a cache reading through ``storage`` (a :class:`Recording`; any other
+    storage: nothing), that what was just worked out from ``edge`` (a time the reader
+    was given, ``now`` plus a constant: a window's end) stands only while that edge is
+    before ``before``: a time worked out from the rows (a flapping period that stops
+    once enough steady checks follow its last change) rather than a row's own time."""
+    if isinstance(storage, Recording):
+        storage.expiry.append((edge, before))
