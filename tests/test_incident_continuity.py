@@ -105,3 +105,32 @@ def test_a_failing_service_disabled_and_enabled_again_rejoins_its_incident_with_
     assert "Disk full." in current and "recovered" not in current
     (entry,) = entries(c)
     assert entry["title"] == "Ongoing: web" and "Disk full." in entry["summary"]
+
+
+SOFT = """
+alert_rules:
+  - {id: web-soft, service: web, condition: "status >= DEGRADED", channels: [hook]}
+"""
+
+
+def test_a_rule_firing_on_degraded_renamed_while_degraded_keeps_one_incident(
+    tmp_path: Path,
+) -> None:
+    """Web degrades, fails, degrades again (never OK between): one firing of a rule on
+    DEGRADED. Renamed while web is degraded, the new rule fires at the next check: to
+    web it is the same run of not-OK checks, so the same incident goes on, and ends
+    once, when web is OK again."""
+    s = Site(tmp_path, SOFT, shown=["web"])
+    try:
+        s.play({"db": "....", "api": "....", "web": ".dxd"})
+        (incident,) = s.incidents()
+        s.reload(SOFT.replace("id: web-soft,", "id: web-soft2,"))
+        s.play({"db": "...", "api": "...", "web": "dd."})
+        (found,) = s.incidents()
+        assert (found.id, found.start) == (incident.id, s.at[1])
+        assert [m.rule_id for m in found.members] == ["web-soft", "web-soft2"]
+        assert found.end == s.at[-1]
+        c = s.client()
+        assert [e["title"] for e in entries(c)] == ["Resolved: web"]
+    finally:
+        s.close()

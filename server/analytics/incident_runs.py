@@ -21,6 +21,7 @@ from server.core import status as statuses
 from server.storage import Storage
 
 _FAILED = int(statuses.Status.FAILED)
+_OK = int(statuses.Status.OK)
 
 
 def run_member(service_id: str, start: datetime, end: datetime | None, message: str,
@@ -30,6 +31,22 @@ def run_member(service_id: str, start: datetime, end: datetime | None, message: 
     the rest of a run handed over from an alert, when the run itself began."""
     return Member(f"status:{service_id}@{key_start(start)}", "", service_id, "critical", start,
                   end, message, run_began=began)  # fmt: skip
+
+
+def _run_start(moves: list[tuple[datetime, int, int]], at: datetime) -> datetime | None:
+    """When the run the service was in at ``at`` began (:meth:`Runs.reaching`), from its
+    status changes ``moves`` (``(at, from, to)``, oldest first); None when OK at ``at``
+    or the run began before the first of them."""
+    i = bisect_right(moves, (at, 255, 255)) - 1
+    if i < 0 or moves[i][2] == _OK:
+        return None
+    if moves[i][2] == _FAILED:
+        return moves[i][0]  # a change is into another status: the run of FAILED began here
+    while moves[i][1] != _OK:  # back to the change out of OK
+        i -= 1
+        if i < 0:
+            return None
+    return moves[i][0]
 
 
 def _check_message(transition: str) -> str:
@@ -50,7 +67,7 @@ class Runs:
         self._given = current is not None
         self._current: dict[str, int] = dict(current or {})
         self._firsts: dict[str, dict[str, Any] | None] = {}  # service -> oldest transition
-        self._moves: dict[str, list[tuple[datetime, int]]] = {}  # into and out of FAILED
+        self._moves: dict[str, list[tuple[datetime, int, int]]] = {}  # (at, from, to)
 
     def failed(self, scope: Coverage, start: datetime, end: datetime, *, since: datetime,
                limit: int = 0, before: datetime | None = None) -> list[Member]:  # fmt: skip
@@ -78,42 +95,43 @@ class Runs:
                                   before=before or end, firsts=firsts)  # fmt: skip
 
     def reaching(self, members: list[Member], since: datetime) -> list[Member]:
-        """``members`` with each firing that began while its service was in a run of
-        FAILED (begun after ``since``) given that run's start as ``run_began``, so it
-        goes on in the incident of whatever member of the service was open since then:
-        to the alert engine a renamed rule (or a service disabled and enabled again) is
-        a new alert firing, to the service it is the same outage. Read once a service
-        (its moves into and out of FAILED up to its newest firing). Raises StorageError."""
+        """``members`` with each firing that began during a run of its service (begun
+        after ``since``, before the firing) given that run's start as ``run_began``, so
+        it goes on in the incident of whatever member of the service was open since
+        then: to the alert engine a renamed rule (or a service disabled and enabled
+        again) is a new alert firing, to the service it is the same outage.
+
+        Which run: the service's status when the firing began says. FAILED: its run of
+        FAILED (a rule on FAILED, or any rule while the service fails). Another status
+        but OK (a rule on DEGRADED, say): its run of checks not OK, since it was last
+        OK, so DEGRADED -> FAILED -> DEGRADED is one run, as a rule firing on DEGRADED
+        fired throughout. OK (a rule on a response time): none, the firing is its own.
+        A run begun before ``since`` or at the service's first check (no transition
+        into it) has no start to reach back to. Read once a service (its status
+        changes since ``since``). Raises StorageError."""
         wanted = {m.service_id for m in members if m.rule_id and m.run_began is None}
         unknown = sorted(wanted - self._moves.keys())
         if unknown:
             rows = self.storage.query(
-                "SELECT service_id, groupArray((timestamp, to_status)) AS moves FROM ("
-                "SELECT service_id, timestamp, to_status "
+                "SELECT service_id, groupArray((timestamp, from_status, to_status)) AS moves "
+                f"FROM (SELECT service_id, timestamp, from_status, to_status "
                 f"FROM {self.storage.database}.service_transitions "
                 "WHERE service_id IN {ids:Array(String)} "
-                "AND (to_status = {f:UInt8} OR from_status = {f:UInt8}) "
                 "AND timestamp >= {since:DateTime64(3, 'UTC')} ORDER BY timestamp) "
                 "GROUP BY service_id",
-                {"ids": unknown, "f": _FAILED, "since": since},
+                {"ids": unknown, "since": since},
             )
             found = {
-                r["service_id"]: sorted((aware(t), int(s)) for t, s in r["moves"]) for r in rows
+                r["service_id"]: sorted((aware(t), int(a), int(b)) for t, a, b in r["moves"])
+                for r in rows
             }
             self._moves |= {sid: found.get(sid, []) for sid in unknown}
         out = []
         for member in members:
-            moves = self._moves.get(member.service_id) if member.service_id in wanted else None
-            at = bisect_right(moves, (member.start, 255)) if moves else 0
-            began = moves[at - 1] if moves and at else None
-            if (
-                member.rule_id
-                and member.run_began is None
-                and began is not None
-                and began[1] == _FAILED
-                and began[0] < member.start
-            ):
-                member = replace(member, run_began=began[0])  # noqa: PLW2901
+            if member.service_id in wanted and member.run_began is None:
+                began = _run_start(self._moves.get(member.service_id, []), member.start)
+                if began is not None and began < member.start:
+                    member = replace(member, run_began=began)  # noqa: PLW2901
             out.append(member)
         return out
 
