@@ -11,7 +11,7 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections.abc import Mapping
 from dataclasses import replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from server.alerting.log import aware
@@ -22,6 +22,7 @@ from server.storage import Storage
 
 _FAILED = int(statuses.Status.FAILED)
 _OK = int(statuses.Status.OK)
+FAR = datetime(9999, 12, 31, tzinfo=UTC)  # an open run's end, for a bound on its checks
 
 
 def run_member(service_id: str, start: datetime, end: datetime | None, message: str,
@@ -136,13 +137,16 @@ class Runs:
         return out
 
     def _first_runs(self, ids: list[str], start: datetime) -> list[Member]:
-        """Runs of FAILED that began with a service's very first check: the recorder
-        writes a transition only on a change, so such a run has no transition into
-        FAILED. Found as the services whose oldest transition leaves FAILED (the run
-        ended there) or that have none and are FAILED now (still open); their first
-        check, the run's start, is then read for those few services only, and only
-        for runs that end after ``start`` (the others cannot touch the window: their
-        first check is not looked up at all)."""
+        """Runs of FAILED with no transition into them: begun at a service's very first
+        check (the recorder writes a transition only on a change), or recorded by a
+        recorder that had not learnt the stored status yet (its first results before
+        storage answered at a start, or before the last run's spooled rows landed).
+        Found as the services whose oldest transition leaves FAILED (the run ended
+        there) or that have none and are FAILED now (still open); the run's start, its
+        first FAILED check after the last other check before its end (never an earlier
+        OK stretch), is then read for those few services only, and only for runs that
+        end after ``start`` (the others cannot touch the window: their checks are not
+        read at all)."""
         db = self.storage.database
         unknown = [sid for sid in ids if sid not in self._firsts]
         if unknown:
@@ -173,17 +177,27 @@ class Runs:
                 ended[sid] = at
         if not ended:
             return []
-        checks = self.storage.query(
-            f"""
-            SELECT service_id, min(timestamp) AS began,
-                   argMin(message, timestamp) AS message
+        # the run's start: its first FAILED check after the last other one before its end
+        # (not the service's first check: a recorder that never learnt the stored status,
+        # its first results before storage answered, wrote no transition into the run)
+        ids = sorted(ended)
+        ends = [ended[sid] or FAR for sid in ids]
+        rows_of = f"""
             FROM {db}.service_status
             WHERE service_id IN {{ids:Array(String)}}
-              AND timestamp >= (
-                  SELECT min(hour) FROM {db}.service_status_hourly
-                  WHERE service_id IN {{ids:Array(String)}})
+              AND timestamp < arrayElement({{ends:Array(DateTime64(3, 'UTC'))}},
+                                           indexOf({{ids:Array(String)}}, service_id))
+              AND timestamp >= (SELECT min(hour) FROM {db}.service_status_hourly
+                                WHERE service_id IN {{ids:Array(String)}})"""
+        checks = self.storage.query(
+            f"""
+            SELECT service_id, min(timestamp) AS began, argMin(message, timestamp) AS message
+            FROM (SELECT service_id, timestamp, message, status_code {rows_of}) AS s
+            INNER JOIN (SELECT service_id, maxIf(timestamp, status_code != {{f:UInt8}}) AS other
+                        {rows_of} GROUP BY service_id) AS o USING service_id
+            WHERE status_code = {{f:UInt8}} AND timestamp > other
             GROUP BY service_id""",
-            {"ids": sorted(ended)},
+            {"ids": ids, "ends": ends, "f": _FAILED},
         )  # fmt: skip
         return [run_member(r["service_id"], aware(r["began"]), ended[r["service_id"]],
                            r["message"]) for r in checks]  # fmt: skip
