@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from server.recorder import Recorder
 from tests.support.incident_site import TOKEN, Site, entries, sections
 
 RULES = """
@@ -105,3 +106,55 @@ def test_a_failing_service_disabled_and_enabled_again_rejoins_its_incident_with_
     assert "Disk full." in current and "recovered" not in current
     (entry,) = entries(c)
     assert entry["title"] == "Ongoing: web" and "Disk full." in entry["summary"]
+
+
+SOFT = """
+alert_rules:
+  - {id: web-soft, service: web, condition: "status >= DEGRADED", channels: [hook]}
+"""
+
+
+def test_a_rule_firing_on_degraded_renamed_while_degraded_keeps_one_incident(
+    tmp_path: Path,
+) -> None:
+    """Web degrades, fails, degrades again (never OK between): one firing of a rule on
+    DEGRADED. Renamed while web is degraded, the new rule fires at the next check: to
+    web it is the same run of not-OK checks, so the same incident goes on, and ends
+    once, when web is OK again."""
+    s = Site(tmp_path, SOFT, shown=["web"])
+    try:
+        s.play({"db": "....", "api": "....", "web": ".dxd"})
+        (incident,) = s.incidents()
+        s.reload(SOFT.replace("id: web-soft,", "id: web-soft2,"))
+        s.play({"db": "...", "api": "...", "web": "dd."})
+        (found,) = s.incidents()
+        assert (found.id, found.start) == (incident.id, s.at[1])
+        assert [m.rule_id for m in found.members] == ["web-soft", "web-soft2"]
+        assert found.end == s.at[-1]
+        c = s.client()
+        assert [e["title"] for e in entries(c)] == ["Resolved: web"]
+    finally:
+        s.close()
+
+
+def test_a_failed_run_no_transition_marks_begins_at_its_first_failed_check(
+    tmp_path: Path,
+) -> None:
+    """Web is OK for four checks, then a recorder that never learnt the stored statuses
+    (a daemon's first results before storage answered, or whose last rows were still in
+    its spool: nothing to compare with) records it FAILED: no transition is written.
+    The rule-less run begins at the first FAILED check, not at web's first check."""
+    s = Site(tmp_path, "\nalert_rules: []\n", shown=["web"])
+    try:
+        s.play({"web": "...."})
+        s.recorder = Recorder(s.h)  # its first result of web is compared with nothing
+        s.play({"web": "xx"})
+        assert s.store.query("SELECT count() AS n FROM monitor.service_transitions") == [
+            {"n": 0}]  # fmt: skip
+        (incident,) = s.incidents()
+        assert (incident.start, incident.end) == (s.at[4], None)
+        s.play({"web": "x."})  # the recovery is a transition: the run ends there
+        (ended,) = s.incidents()
+        assert (ended.id, ended.start, ended.end) == (incident.id, s.at[4], s.at[-1])
+    finally:
+        s.close()

@@ -235,9 +235,10 @@ def group(members: list[Member], flaps: Flaps | None = None,
     """Members into incidents. A member joins, the first that applies:
 
     1. the incident its own service is in: the newest member of the service open when
-       it starts, or at any time since its ``reach`` (when the service's run of FAILED
-       began, for a firing or run that goes on from another: a rule renamed, removed,
-       disabled or added while the service failed, the service disabled and enabled
+       it starts, or at any time since its ``reach`` (when the service's run began, of
+       FAILED or of checks not OK: :meth:`server.analytics.incident_runs.Runs.
+       reaching`, for a firing or run that goes on from another: a rule renamed,
+       removed, disabled or added while the service failed, the service disabled and enabled
        again still failing; the start of a flapping period's checks), so a service is
        in one ongoing incident, whichever rules watched it. Except: an outage (a run,
        or a firing of a rule not in ``burns``: ``slo_burn``,

@@ -11,7 +11,7 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections.abc import Mapping
 from dataclasses import replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from server.alerting.log import aware
@@ -22,6 +22,8 @@ from server.core import status as statuses
 from server.storage import Storage
 
 _FAILED = int(statuses.Status.FAILED)
+_OK = int(statuses.Status.OK)
+FAR = datetime(9999, 12, 31, tzinfo=UTC)  # an open run's end, for a bound on its checks
 
 
 def run_member(service_id: str, start: datetime, end: datetime | None, message: str,
@@ -31,6 +33,22 @@ def run_member(service_id: str, start: datetime, end: datetime | None, message: 
     the rest of a run handed over from an alert, when the run itself began."""
     return Member(f"status:{service_id}@{key_start(start)}", "", service_id, "critical", start,
                   end, message, run_began=began)  # fmt: skip
+
+
+def _run_start(moves: list[tuple[datetime, int, int]], at: datetime) -> datetime | None:
+    """When the run the service was in at ``at`` began (:meth:`Runs.reaching`), from its
+    status changes ``moves`` (``(at, from, to)``, oldest first); None when OK at ``at``
+    or the run began before the first of them."""
+    i = bisect_right(moves, (at, 255, 255)) - 1
+    if i < 0 or moves[i][2] == _OK:
+        return None
+    if moves[i][2] == _FAILED:
+        return moves[i][0]  # a change is into another status: the run of FAILED began here
+    while moves[i][1] != _OK:  # back to the change out of OK
+        i -= 1
+        if i < 0:
+            return None
+    return moves[i][0]
 
 
 def _check_message(transition: str) -> str:
@@ -51,7 +69,7 @@ class Runs:
         self._given = current is not None
         self._current: dict[str, int] = dict(current or {})
         self._firsts: dict[str, dict[str, Any] | None] = {}  # service -> oldest transition
-        self._moves: dict[str, list[tuple[datetime, int]]] = {}  # into and out of FAILED
+        self._moves: dict[str, list[tuple[datetime, int, int]]] = {}  # (at, from, to)
         # (since, end, from when, rows) of the last covering read (:meth:`failed`)
         self._page: tuple[datetime, datetime, datetime, list[dict[str, Any]]] | None = None
 
@@ -98,53 +116,57 @@ class Runs:
                                   before=before or end, firsts=firsts)  # fmt: skip
 
     def reaching(self, members: list[Member], since: datetime) -> list[Member]:
-        """``members`` with each firing that began while its service was in a run of
-        FAILED (begun after ``since``) given that run's start as ``run_began``, so it
-        goes on in the incident of whatever member of the service was open since then:
-        to the alert engine a renamed rule (or a service disabled and enabled again) is
-        a new alert firing, to the service it is the same outage. Read once a service
-        (its moves into and out of FAILED up to its newest firing). Raises StorageError."""
+        """``members`` with each firing that began during a run of its service (begun
+        after ``since``, before the firing) given that run's start as ``run_began``, so
+        it goes on in the incident of whatever member of the service was open since
+        then: to the alert engine a renamed rule (or a service disabled and enabled
+        again) is a new alert firing, to the service it is the same outage.
+
+        Which run: the service's status when the firing began says. FAILED: its run of
+        FAILED (a rule on FAILED, or any rule while the service fails). Another status
+        but OK (a rule on DEGRADED, say): its run of checks not OK, since it was last
+        OK, so DEGRADED -> FAILED -> DEGRADED is one run, as a rule firing on DEGRADED
+        fired throughout. OK (a rule on a response time): none, the firing is its own.
+        A run begun before ``since`` or at the service's first check (no transition
+        into it) has no start to reach back to. Read once a service (its status
+        changes since ``since``). Raises StorageError."""
         wanted = {m.service_id for m in members if m.rule_id and m.run_began is None}
         unknown = sorted(wanted - self._moves.keys())
         if unknown:
             rows = self.storage.query(
-                "SELECT service_id, groupArray((timestamp, to_status)) AS moves FROM ("
-                "SELECT service_id, timestamp, to_status "
+                "SELECT service_id, groupArray((timestamp, from_status, to_status)) AS moves "
+                f"FROM (SELECT service_id, timestamp, from_status, to_status "
                 f"FROM {self.storage.database}.service_transitions "
                 "WHERE service_id IN {ids:Array(String)} "
-                "AND (to_status = {f:UInt8} OR from_status = {f:UInt8}) "
                 "AND timestamp >= {since:DateTime64(3, 'UTC')} ORDER BY timestamp) "
                 "GROUP BY service_id",
-                {"ids": unknown, "f": _FAILED, "since": since},
+                {"ids": unknown, "since": since},
             )
             found = {
-                r["service_id"]: sorted((aware(t), int(s)) for t, s in r["moves"]) for r in rows
+                r["service_id"]: sorted((aware(t), int(a), int(b)) for t, a, b in r["moves"])
+                for r in rows
             }
             self._moves |= {sid: found.get(sid, []) for sid in unknown}
         out = []
         for member in members:
-            moves = self._moves.get(member.service_id) if member.service_id in wanted else None
-            at = bisect_right(moves, (member.start, 255)) if moves else 0
-            began = moves[at - 1] if moves and at else None
-            if (
-                member.rule_id
-                and member.run_began is None
-                and began is not None
-                and began[1] == _FAILED
-                and began[0] < member.start
-            ):
-                member = replace(member, run_began=began[0])  # noqa: PLW2901
+            if member.service_id in wanted and member.run_began is None:
+                began = _run_start(self._moves.get(member.service_id, []), member.start)
+                if began is not None and began < member.start:
+                    member = replace(member, run_began=began)  # noqa: PLW2901
             out.append(member)
         return out
 
     def _first_runs(self, ids: list[str], start: datetime) -> list[Member]:
-        """Runs of FAILED that began with a service's very first check: the recorder
-        writes a transition only on a change, so such a run has no transition into
-        FAILED. Found as the services whose oldest transition leaves FAILED (the run
-        ended there) or that have none and are FAILED now (still open); their first
-        check, the run's start, is then read for those few services only, and only
-        for runs that end after ``start`` (the others cannot touch the window: their
-        first check is not looked up at all)."""
+        """Runs of FAILED with no transition into them: begun at a service's very first
+        check (the recorder writes a transition only on a change), or recorded by a
+        recorder that had not learnt the stored status yet (its first results before
+        storage answered at a start, or before the last run's spooled rows landed).
+        Found as the services whose oldest transition leaves FAILED (the run ended
+        there) or that have none and are FAILED now (still open); the run's start, its
+        first FAILED check after the last other check before its end (never an earlier
+        OK stretch), is then read for those few services only, and only for runs that
+        end after ``start`` (the others cannot touch the window: their checks are not
+        read at all)."""
         db = self.storage.database
         unknown = [sid for sid in ids if sid not in self._firsts]
         if unknown:
@@ -175,17 +197,27 @@ class Runs:
                 ended[sid] = at
         if not ended:
             return []
-        checks = self.storage.query(
-            f"""
-            SELECT service_id, min(timestamp) AS began,
-                   argMin(message, timestamp) AS message
+        # the run's start: its first FAILED check after the last other one before its end
+        # (not the service's first check: a recorder that never learnt the stored status,
+        # its first results before storage answered, wrote no transition into the run)
+        ids = sorted(ended)
+        ends = [ended[sid] or FAR for sid in ids]
+        rows_of = f"""
             FROM {db}.service_status
             WHERE service_id IN {{ids:Array(String)}}
-              AND timestamp >= (
-                  SELECT min(hour) FROM {db}.service_status_hourly
-                  WHERE service_id IN {{ids:Array(String)}})
+              AND timestamp < arrayElement({{ends:Array(DateTime64(3, 'UTC'))}},
+                                           indexOf({{ids:Array(String)}}, service_id))
+              AND timestamp >= (SELECT min(hour) FROM {db}.service_status_hourly
+                                WHERE service_id IN {{ids:Array(String)}})"""
+        checks = self.storage.query(
+            f"""
+            SELECT service_id, min(timestamp) AS began, argMin(message, timestamp) AS message
+            FROM (SELECT service_id, timestamp, message, status_code {rows_of}) AS s
+            INNER JOIN (SELECT service_id, maxIf(timestamp, status_code != {{f:UInt8}}) AS other
+                        {rows_of} GROUP BY service_id) AS o USING service_id
+            WHERE status_code = {{f:UInt8}} AND timestamp > other
             GROUP BY service_id""",
-            {"ids": sorted(ended)},
+            {"ids": ids, "ends": ends, "f": _FAILED},
         )  # fmt: skip
         return [run_member(r["service_id"], aware(r["began"]), ended[r["service_id"]],
                            r["message"]) for r in checks]  # fmt: skip

@@ -9,7 +9,8 @@ inhibition named the cause of a firing (``caused_by``: the firing upstream
 service, :mod:`server.alerting.suppression`), that firing joins the incident of
 its cause open at the time, so one database outage with three dependants is one
 incident with four services affected. A firing that began while its service was in
-a run of FAILED reaches back to the run's start (:meth:`Runs.reaching`): a rule
+a run of FAILED (or, begun while not OK, of checks not OK) reaches back to the
+run's start (:meth:`Runs.reaching`): a rule
 renamed, or a service disabled and enabled again, while it fails, goes on in the
 same incident. A flapping period in which the service failed is a member too
 (:mod:`server.analytics.incident_flaps`), keeping its incident open while it flaps.

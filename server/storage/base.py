@@ -177,6 +177,10 @@ class Storage(Protocol):
     database: str
     #: ``"embedded"`` or ``"cluster"``, for messages and for DDL rendering.
     kind: str
+    #: The ClickHouse cluster whose replicas hold the tables (``clickhouse.cluster.name``),
+    #: None on a single server or the embedded engine: what reads of ``system`` tables
+    #: that must see every replica go through (:func:`server.storage.changes.part_tokens`).
+    cluster: str | None
 
     def execute(self, sql: str, params: Params | None = None) -> None:
         """Run a statement that returns nothing (DDL, ALTER, SYSTEM)."""

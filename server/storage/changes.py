@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from server.storage.base import Params, Row, Storage
@@ -34,7 +35,7 @@ def part_tokens(storage: Storage, tables: Collection[str]) -> dict[str, int]:
     that has parts: of its active parts' names (every replica's on a cluster). Read
     *before* what it vouches for: a part added in between makes the next comparison
     differ (a recomputation), never the reverse. Raises StorageError."""
-    cluster = getattr(storage, "cluster", None)
+    cluster = storage.cluster
     source = "system.parts"
     if cluster:
         if not _CLUSTER_NAME.fullmatch(cluster):
@@ -69,6 +70,7 @@ class Recording:
         self.storage = storage
         self.database = storage.database
         self.kind = storage.kind
+        self.cluster = storage.cluster
         self.tables: set[str] = set()
         self._named = re.compile(rf"\b{re.escape(storage.database)}\.(\w+)")
 

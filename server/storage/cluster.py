@@ -85,7 +85,7 @@ class ClusterStorage:
         if not config.hosts:
             raise StorageError("clickhouse.hosts is empty; the cluster backend needs a host")
         self.database = check_name(config.database)
-        self.cluster = config.cluster.name if config.cluster else None
+        self.cluster: str | None = config.cluster.name if config.cluster else None
         # sharded: inserts go to Distributed tables; wait until the shards have the
         # rows (and carry the dedup token to them) instead of queueing on this host
         self._insert_settings: dict[str, Any] = (

@@ -98,6 +98,7 @@ class Unnice:
 
 class EmbeddedStorage:
     kind = "embedded"
+    cluster: str | None = None  # one engine, in this process
 
     def __init__(self, path: str | os.PathLike[str], database: str) -> None:
         from chdb import _chdb, session

@@ -26,7 +26,7 @@ from server.core.redact import redact
 from server.core.text import displayable
 from server.web import status_view
 from server.web.context import current as context
-from server.web.incidents_view import recent, source
+from server.web.incidents_view import source
 from server.web.status_incidents import Shown, burn_rules
 from server.web.status_incidents import shown as public
 
@@ -44,9 +44,10 @@ def clean(text: str) -> str:
 def atom() -> Response:
     ctx = context()
     now = ctx.clock.now()
-    views = ctx.reader.services(now, history=False)
+    tokens = ctx.read_cache.tokens(ctx.storage)  # before anything the feed reads
+    views = ctx.reader.services(now, brief=True)  # as the page reads them: one answer for both
     shown = {v.id: v.label for g in status_view.groups(ctx.config, views) for v in g.members}
-    found = recent(now, set(shown))
+    found = status_view.incidents_of(views, set(shown), now, tokens)
     # A note cleared is a save like any other: its time moves the entry's ``updated``.
     saves = source().notes_of(found, cleared=True)
     for one in found:

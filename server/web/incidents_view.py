@@ -29,6 +29,7 @@ from server.analytics.incident_timeline import timeline
 from server.analytics.incidents import LOOKBACK, MAX_NOTE, Incident, Incidents
 from server.core.humanize import duration
 from server.core.text import escape
+from server.storage.changes import Tokens
 from server.web.api import _int_arg, _json_body
 from server.web.auth import check_csrf, require_user
 from server.web.charts import utc
@@ -193,24 +194,26 @@ def _save(incident: Incident, note: str, who: str) -> dict[str, Any]:
         raise ApiError(exc.status, str(exc), {"Retry-After": str(exc.retry_after)}) from None
 
 
-def recent(now: Any, services: set[str], current: dict[str, int] | None = None,
-           days: int = 30, limit: int = 50) -> list[Incident]:  # fmt: skip
+def recent(now: Any, services: set[str], current: dict[str, int] | None = None, *,
+           tokens: Tokens | None, days: int = 30, limit: int = 50) -> list[Incident]:  # fmt: skip
     """Incidents of the last ``days`` days touching any of ``services`` (the status page's):
     the open ones and the newest, at most ``limit``, with their notes. ``current``: each
     checked service's status code when the caller has read them already. Read by those
-    services, so incidents of others cannot crowd the page's own off it."""
+    services, so incidents of others cannot crowd the page's own off it. ``tokens``: the
+    request's part hashes (:meth:`server.web.read_cache.ReadCache.tokens`; None: worked
+    out, not kept)."""
     ctx = context()
     start, end = now - timedelta(days=days), now + timedelta(seconds=1)
     # the answer is kept while nothing it read changed (server.web.read_cache); the edges
-    # its rows are compared with: the window's ends and how far back a start is looked
-    # for (LOOKBACK). ``now`` itself is compared with no row (only with ``start``).
-    edges = (start - LOOKBACK, start, end)
+    # its rows are compared with: the window's ends, how far back a start is looked for
+    # (LOOKBACK), and ``now``, up to which status changes are replayed for flapping
+    edges = (start - LOOKBACK, start, now, end)
     key = (frozenset(services), current, days, limit, ctx.saved_notes.version)
     found = ctx.read_cache.get(
         f"recent incidents, current {current is not None}", ctx.storage,
         lambda storage: newest_changed(Incidents(storage, ctx.config, ctx.saved_notes).between(
             start, end, services=services, details=False, current=current, now=now), limit),
-        config=ctx.config, key=key, now=now, edges=edges,
+        tokens=tokens, config=ctx.config, key=key, now=now, edges=edges,
     )  # fmt: skip
     return [copy(i) for i in found]  # callers set notes on theirs (the feed's cleared ones)
 

@@ -13,7 +13,16 @@ answer of each kind and hands it out again while all of these hold:
 - time has not moved a window's edge past a stored row. An answer depends on
   ``now`` only through edges ``now + c`` (the caller's ``edges``) compared with the
   rows' times, so it stands for ``now`` from when it was worked out until the first
-  edge reaches the next row at or after it (:func:`valid_until`, one statement).
+  edge reaches the next row at or after it (:func:`valid_until`, one statement);
+- nor may an answer depend on time in any other way: a flapping period that ends
+  once enough steady checks follow its last change is recorded as a row
+  (``flapping_end``) when the engine declares it, never worked out on a read (that
+  kept "ongoing" on /status after the feed and the API said "resolved").
+
+The part hashes are read by the caller (:meth:`ReadCache.tokens`) once a request,
+before any answer, and handed to each :meth:`ReadCache.get`: this module knows no
+request (it is tested without Flask), and the answers of one page vouch for one
+instant.
 
 A table the answer read that is in neither :data:`ROW_TIME` nor :data:`TIMELESS`
 makes the answer not kept (worked out again at every request): a new read must be
@@ -79,20 +88,31 @@ class ReadCache:
         self.computed: Counter[str] = Counter()
         self.reused: Counter[str] = Counter()
 
-    def get(self, name: str, storage: Storage, compute: Callable[[Storage], T], *,
-            config: object, key: Any, now: datetime, edges: Sequence[datetime]) -> T:  # fmt: skip
-        """``compute(storage)``, or the answer it gave before for equal ``config``
-        (identity), ``key`` and unchanged tables, while ``now`` is within its validity
-        (see the module's docstring). ``edges``: the times the answer compares rows
-        with, each ``now`` plus a constant. ``compute`` must read through the storage it
-        is given and its answer must not be changed by callers (they get the same
-        object). Raises what ``compute`` raises."""
+    def tokens(self, storage: Storage) -> changes.Tokens | None:
+        """The classed tables' part hashes (:func:`server.storage.changes.part_tokens`), to
+        read once a request, *before* any answer of it is worked out, and hand to each
+        :meth:`get` of that request (two answers on one page then vouch for the same
+        instant). None when the parts cannot be read: then nothing is kept (the reason
+        is logged once)."""
         try:
-            tokens = _tokens(storage)
+            return changes.part_tokens(storage, CLASSED)
         except StorageError as exc:
             if not self._warned:
                 self._warned = True
                 log.warning("answers are not cached: cannot read the tables' parts (%s)", exc)
+            return None
+
+    def get(self, name: str, storage: Storage, compute: Callable[[Storage], T], *,
+            tokens: changes.Tokens | None, config: object, key: Any, now: datetime,
+            edges: Sequence[datetime]) -> T:  # fmt: skip
+        """``compute(storage)``, or the answer it gave before for equal ``config``
+        (identity), ``key`` and unchanged tables, while ``now`` is within its validity
+        (see the module's docstring). ``tokens``: :meth:`tokens`, read before this (None:
+        worked out, not kept). ``edges``: the times the answer compares rows with, each
+        ``now`` plus a constant. ``compute`` must read through the storage it is given,
+        its answer must depend on time only through ``edges``, and callers must not
+        change it (they get the same object). Raises what ``compute`` raises."""
+        if tokens is None:
             self._count(name, False)
             return compute(storage)
         held = self._held.get(name)
@@ -119,19 +139,6 @@ class ReadCache:
     def _count(self, name: str, reused: bool) -> None:
         with self._lock:
             (self.reused if reused else self.computed)[name] += 1
-
-
-def _tokens(storage: Storage) -> dict[str, int]:
-    """The classed tables' part hashes, read once a request (in a request: kept in
-    ``flask.g``; read before any answer of it is worked out, so never after one)."""
-    from flask import g, has_request_context  # here: a daemon without its dashboard loads no Flask
-
-    if not has_request_context():
-        return changes.part_tokens(storage, CLASSED)
-    held: dict[int, dict[str, int]] = g.setdefault("part_tokens", {})
-    if id(storage) not in held:
-        held[id(storage)] = changes.part_tokens(storage, CLASSED)
-    return held[id(storage)]
 
 
 def valid_until(storage: Storage, tables: Collection[str], edges: Sequence[datetime],

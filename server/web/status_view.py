@@ -18,6 +18,7 @@ from flask import render_template
 from markupsafe import Markup
 
 from server.alerting.silences import Silence, from_config
+from server.analytics.incidents import Incident
 from server.analytics.slo import Counts, availability
 from server.analytics.uptime import daily, days, utc_today
 from server.config.models import Config
@@ -27,6 +28,7 @@ from server.core import status as statuses
 from server.core.latest import per_last
 from server.core.text import escape
 from server.storage import Storage
+from server.storage.changes import Tokens
 from server.web.bars import day_bar
 from server.web.charts import badge, pct
 from server.web.context import current as context
@@ -158,18 +160,20 @@ def select(selectors_: list[str], views: list[ServiceView]) -> list[ServiceView]
             or any(selectors.matches(g, v.id, v.stack) for g in globs)]  # fmt: skip
 
 
-def add_history(reader: Reader, found: list[Group], now: datetime) -> list[date]:
+def add_history(reader: Reader, found: list[Group], now: datetime,
+                tokens: Tokens | None) -> list[date]:  # fmt: skip
     """90-day bars per group and 90-day uptime per service; returns the days drawn.
 
     Kept while the daily summary's parts are unchanged (:mod:`server.web.read_cache`;
-    the days drawn are in the key): read and drawn, it cost ~25 ms a request."""
+    ``tokens``: the request's part hashes; the days drawn are in the key): read and
+    drawn, it cost ~25 ms a request."""
     shown = days(utc_today(now), DAYS)
     members = {g.name: [v.id for v in g.members] for g in found}
     key = (tuple((name, tuple(ids)) for name, ids in members.items()), shown[0], shown[-1])
     ctx = context()
     bars, uptime = ctx.read_cache.get(
         "status history", reader.storage, lambda storage: _history(storage, members, shown),
-        config=ctx.config, key=key, now=now, edges=(),
+        tokens=tokens, config=ctx.config, key=key, now=now, edges=(),
     )  # fmt: skip
     for group in found:
         group.bar = bars[group.name]
@@ -246,16 +250,25 @@ def page() -> str:
     sees them: :mod:`server.web.status_incidents`), and scheduled maintenance."""
     ctx = context()
     now = ctx.clock.now()
+    tokens = ctx.read_cache.tokens(ctx.storage)  # before anything the page reads
     views = ctx.reader.services(now, brief=True)  # the page shows only statuses
     found = groups(ctx.config, views)
-    shown = add_history(ctx.reader, found, now)
+    shown = add_history(ctx.reader, found, now, tokens)
     on_page = list({v.id: v for g in found for v in g.members}.values())
     labels = {v.id: v.label for v in on_page}
-    current = {v.id: v.status_code for v in views if v.checked}
     return render_template(
         "status.html", title=ctx.config.status_page.title, groups=found, days=shown,
         maintenance=maintenance(ctx.config, on_page, now), now=now,
-        incidents=public(recent(now, set(labels), current), labels, burn_rules(ctx.config),
-                         listed(ctx.config)),
+        incidents=public(incidents_of(views, set(labels), now, tokens), labels,
+                         burn_rules(ctx.config), listed(ctx.config)),
         labels=labels, overall=overall(found),
     )  # fmt: skip
+
+
+def incidents_of(views: list[ServiceView], shown: set[str], now: datetime,
+                 tokens: Tokens | None) -> list[Incident]:  # fmt: skip
+    """The page's and the feed's incidents (:func:`server.web.incidents_view.recent`)
+    of the ``shown`` services, judged with the statuses of ``views`` (read with the
+    page's): one answer for both, so a page and its feed read at one instant agree."""
+    current = {v.id: v.status_code for v in views if v.checked}
+    return recent(now, shown, current, tokens=tokens)

@@ -2,7 +2,8 @@
 engine (:class:`tests.alerting_harness.Harness`: db, api and web checked every 10 s,
 api depends on db, web on api), a plan of checks, and the dashboard over it.
 
-A plan gives each service one character per check: ``.`` OK, ``x`` FAILED. Checks
+A plan gives each service one character per check: ``.`` OK, ``x`` FAILED, ``d``
+DEGRADED. Checks
 are ``step`` apart; every service's check of one step is at the same instant, the
 plan's first service first (a cause before its dependants, as a daemon's tick may).
 The status page shows ``shown`` (one group, "Front"); bearer token ``t0ken``.
@@ -32,6 +33,7 @@ from tests.web_fixture import NOW, RULES, Svc
 
 ATOM = "{http://www.w3.org/2005/Atom}"
 TOKEN = {"Authorization": "Bearer t0ken"}
+PLAYED = {"x": Status.FAILED, "d": Status.DEGRADED}  # a plan's characters; else OK
 __all__ = ["ATOM", "NOW", "TOKEN", "Site", "Svc", "entries", "play", "sections", "stamp"]
 
 
@@ -112,7 +114,7 @@ def play(h: Harness, recorder: Recorder, store: EmbeddedStorage, plan: Mapping[s
         instants.append(at)
         for sid, line in plan.items():
             if i < len(line):
-                status = Status.FAILED if line[i] == "x" else Status.OK
+                status = PLAYED.get(line[i], Status.OK)
                 recorder.record(Svc(sid), CheckResult(status, f"{sid} {i}"), at)
         h.deliver()
     h.clock.advance(1)
