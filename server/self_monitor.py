@@ -101,6 +101,7 @@ class SelfMonitor:
             "push_abandoned": wstats.pushes_abandoned,
             "connections_evicted": self.door.evicted,
             "connections_turned_away": self.door.turned_away,
+            "reads_refused": self.door.reads_refused,
             "requests_held": self.held(),
             "ingest_jobs": self.ingest.jobs,
             "ingest_worker_exits": self.ingest.worker_exits,

@@ -1,33 +1,205 @@
-"""The room's choice of the connection to close at the connection limit, at pinned
-times, on stand-ins carrying the fields of a waitress channel and our parser that the
-room reads (a daemon under real floods: tests/test_door_flood.py)."""
+"""The room's choice of the connection to close at the connection limit, on a real
+waitress server behind the door with real loopback clients (each bound to an address of
+its own): the test turns the server's I/O loop itself, one poll at a time, and pins the
+time the room judges at (a daemon under real floods: tests/test_door_flood.py)."""
 
 from __future__ import annotations
 
+import socket
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from server.web.admission import MEASURE_AFTER, MIN_RATE
+import pytest
+from waitress import wasyncore
+
+from server.config.models import LogsConfig
+from server.web.admission import MEASURE_AFTER, MIN_RATE, Door
+from server.web.serve import WebServer
+from server.web.waitress_door import Channel
 from server.web.waitress_room import Kind, Room, kind, listen_backlog
+from tests.conftest import free_port
+from tests.support.flood import push_head
+
+LATER = 10.0  # s after now: every connection is old enough to be judged
 
 
-@dataclass
-class _Request:
-    started: float
-    headers_finished: bool = True
-    body_bytes_received: int = 0
-    charged: int | None = None  # held by the door
+class _App:
+    """Answers at once, but ``/slow`` only once :attr:`gate` is set."""
+
+    def __init__(self) -> None:
+        self.gate = threading.Event()
+
+    def __call__(self, environ: dict[str, object], start: Callable[..., object]) -> Iterable[bytes]:
+        if environ["PATH_INFO"] == "/slow":
+            self.gate.wait(30)
+        start("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+
+class _Server:
+    """A real server whose loop the test turns (:meth:`until`), and its clients."""
+
+    def __init__(self) -> None:
+        self.app = _App()
+        door = Door(LogsConfig(tokens={"t": "t0k3n"}))  # type: ignore[dict-item]
+        self.web = WebServer(self.app, "127.0.0.1", free_port(), door=door)  # not started
+        self.room: Room = self.web._server.room
+        self.clients: list[socket.socket] = []
+
+    def until(self, holds: Callable[[], bool], turns: int = 500) -> bool:
+        """Turn the I/O loop (a poll of at most 10 ms each) until ``holds``."""
+        for _ in range(turns):
+            if holds():
+                return True
+            wasyncore.poll2(0.01, self.web._server._map)
+        return holds()
+
+    def connect(self, source: str, send: bytes = b"") -> socket.socket:
+        """A client from address ``source``, having sent ``send``."""
+        client = socket.create_connection(("127.0.0.1", self.web.port), source_address=(source, 0))
+        self.clients.append(client)
+        if send:
+            client.sendall(send)
+        return client
+
+    def channel(self, client: socket.socket, received: int = 0) -> Any:
+        """The server's channel of ``client``, once it is open and has read ``received``
+        bytes of it (its request's headers at least, if any)."""
+        name = client.getsockname()
+        found: list[Any] = []
+
+        def seen() -> bool:
+            found[:] = [c for c in self.web._server._map.values()
+                        if isinstance(c, Channel) and c.addr == name]  # fmt: skip
+            if not found or not received:
+                return bool(found)
+            request = found[0].request or (found[0].requests or [None])[0]
+            return request is not None and _read(request) >= received
+
+        assert self.until(seen), name
+        return found[0]
+
+    def close(self) -> None:
+        for client in self.clients:
+            client.close()
+        self.app.gate.set()
+        self.web.stop(grace=5)
+
+
+def _read(request: Any) -> int:
+    """Bytes of ``request`` read: its headers, then its body."""
+    return len(request.header_plus or b"") + request.body_bytes_received if (
+        request.headers_finished) else -1  # fmt: skip
+
+
+@pytest.fixture
+def server() -> Iterator[_Server]:
+    served = _Server()
+    try:
+        yield served
+    finally:
+        served.close()
+
+
+def _victim(room: Room, now: float) -> Any:
+    """The room's choice at ``now`` (Any: comparing it must not narrow what it is
+    compared with)."""
+    return room.victim(now)
+
+
+def test_connections_are_counted_by_address_as_they_come_and_go(server: _Server) -> None:
+    a1, a2 = server.connect("127.0.0.11"), server.connect("127.0.0.11")
+    server.connect("127.0.0.12")
+    assert server.until(lambda: len(server.room) == 3)
+    assert (server.room.held("127.0.0.11"), server.room.held("127.0.0.12")) == (2, 1)
+    a1.close()
+    a2.close()
+    assert server.until(lambda: len(server.room) == 1)
+    assert (server.room.held("127.0.0.11"), server.room.held("127.0.0.12")) == (0, 1)
+
+
+def _post(path: str, length: int, body: bytes = b"") -> bytes:
+    return (f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {length}\r\n\r\n"
+            ).encode() + body  # fmt: skip
+
+
+def test_what_a_connection_is_doing_decides_whether_and_when_it_goes(server: _Server) -> None:
+    fast = int(MIN_RATE * 2 * MEASURE_AFTER) + 1  # bytes that make a body "at speed"
+    silent = server.channel(server.connect("127.0.0.21"))
+    heard = 0.0  # a connection's last bytes; of one without a request: when it opened
+    # its headers still arriving
+    partial = server.channel(server.connect("127.0.0.21", b"GET / HTTP/1.1\r\nHo"))
+    assert server.until(lambda: partial.request is not None)
+    # bodies of a form (never held) and of pushes (held by the door): slow and at speed
+    slow = server.channel(server.connect("127.0.0.21", _post("/form", 10_000, b"abc")), 1)
+    quick = server.channel(server.connect("127.0.0.21", _post("/form", 10_000, b"x" * fast)), 1)
+    held_slow = server.channel(server.connect("127.0.0.21", push_head("t0k3n", 10_000) + b"abc"), 1)
+    held_quick = server.channel(
+        server.connect("127.0.0.21", push_head("t0k3n", 10_000) + b"x" * fast), 1
+    )
+    assert server.until(lambda: held_quick.request.body_bytes_received == fast)
+    # a request being served (the app waits for the gate); from an address of its own,
+    # the two forms are all the reads one address may have held (READS_PER_ADDRESS)
+    busy = server.channel(server.connect("127.0.0.22", b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n"))
+    assert server.until(lambda: bool(busy.requests))
+    assert held_slow.request.charged is not None and slow.request.charged is None
+
+    def at(channel: Any, after: float) -> Kind:  # judged ``after`` s from its first byte
+        request = channel.request
+        return kind(channel, heard, (request.started if request else heard) + after)
+
+    judged = 2 * MEASURE_AFTER
+    assert kind(silent, heard, heard + judged) is Kind.LOITERING  # nothing sent
+    assert kind(silent, heard, heard + MEASURE_AFTER / 2) is Kind.ARRIVING  # too young
+    assert at(partial, judged) is Kind.LOITERING
+    assert at(slow, judged) is Kind.LOITERING
+    assert at(quick, judged) is Kind.ARRIVING
+    assert at(held_slow, judged) is Kind.HOLDING
+    assert at(held_quick, judged) is Kind.SENDING
+    assert at(held_slow, MEASURE_AFTER / 2) is Kind.SENDING  # too young to judge
+    assert at(busy, judged) is Kind.BUSY
+
+
+def test_the_biggest_holders_quietest_loiterer_goes_first_the_newest_connection_last(
+    server: _Server,
+) -> None:
+    # a flood from one address: trickled bodies, one of them a push the door holds
+    held = server.channel(server.connect("127.0.0.9", push_head("t0k3n", 10_000) + b"a"), 1)
+    trickling = [server.channel(server.connect("127.0.0.9", _post("/form", 10_000, b"a")), 1)
+                 for _ in range(3)]  # fmt: skip
+    real = server.channel(server.connect("127.0.0.1"))  # a real client's, not yet read
+    later = held.request.started + LATER
+    assert _victim(server.room, later) is trickling[0]
+    server.clients[1].sendall(b"b")  # heard from again: last of its address to go
+    assert server.until(lambda: trickling[0].request.body_bytes_received == 2)
+    assert _victim(server.room, later) is trickling[1]
+    for client in server.clients[1:4]:
+        client.close()
+    assert server.until(lambda: server.room.held("127.0.0.9") == 1)
+    # no loiterer left but the real client's silent one (judged young, at its start)
+    assert _victim(server.room, held.request.started) is real
+    server.clients[4].sendall(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert server.until(lambda: bool(real.requests))  # being served: never closed
+    assert _victim(server.room, later) is held
+    held.will_close = True
+    assert _victim(server.room, later) is None
 
 
 @dataclass(eq=False)
-class _Channel:
+class _Counted:
+    """A stand-in that counts how often the room reads what it is doing. Only here: what
+    is measured is how many connections a choice looks at, which a real channel cannot
+    count (every other test of the room uses real ones)."""
+
     addr: tuple[str, int]
-    request: _Request | None = None
+    request: None = None
     requests: list[Any] = field(default_factory=list)
     total_outbufs_len: int = 0
     will_close: bool = False
-    looked_at: int = 0  # times the room read what it is doing
+    looked_at: int = 0
 
     def __getattribute__(self, name: str) -> Any:
         if name == "requests":
@@ -35,71 +207,12 @@ class _Channel:
         return object.__getattribute__(self, name)
 
 
-def _room(*channels: tuple[_Channel, float]) -> Room:
-    room = Room()
-    for channel, heard in channels:
-        room.enter(channel, heard)
-    return room
-
-
-def test_connections_are_counted_by_address_as_they_come_and_go() -> None:
-    a1, a2, b1 = _Channel(("10.0.0.1", 1)), _Channel(("10.0.0.1", 2)), _Channel(("10.0.0.2", 1))
-    room = _room((a1, 0.0), (a2, 0.0), (b1, 0.0))
-    room.enter(a1, 0.0)  # once however often
-    assert (room.held("10.0.0.1"), room.held("10.0.0.2"), len(room)) == (2, 1, 3)
-    room.leave(a1)
-    room.leave(a1)
-    room.leave(a2)
-    assert (room.held("10.0.0.1"), room.held("10.0.0.2"), len(room)) == (0, 1, 1)
-
-
-def test_what_a_connection_is_doing_decides_whether_and_when_it_goes() -> None:
-    now, old = 100.0, 100.0 - 2 * MEASURE_AFTER
-    fast = int(MIN_RATE * 2 * MEASURE_AFTER) + 1
-
-    def of(request: _Request | None, **fields: Any) -> Kind:
-        return kind(_Channel(("x", 1), request, **fields), old, now)
-
-    assert of(None) is Kind.LOITERING  # silent since it was last heard from
-    assert kind(_Channel(("x", 1)), now - MEASURE_AFTER / 2, now) is Kind.ARRIVING  # new
-    assert of(_Request(old, headers_finished=False)) is Kind.LOITERING
-    assert of(_Request(old, body_bytes_received=3)) is Kind.LOITERING
-    assert of(_Request(old, body_bytes_received=3, charged=100)) is Kind.HOLDING
-    assert of(_Request(old, body_bytes_received=fast)) is Kind.ARRIVING
-    assert of(_Request(old, body_bytes_received=fast, charged=100)) is Kind.SENDING
-    assert of(_Request(now, charged=100)) is Kind.SENDING  # too young to judge
-    assert of(None, requests=[object()]) is Kind.BUSY
-    assert of(None, total_outbufs_len=10) is Kind.BUSY
-    assert of(None, will_close=True) is Kind.BUSY
-
-
-def test_the_biggest_holders_quietest_loiterer_goes_first_the_newest_connection_last() -> None:
-    now = 100.0
-    old = now - 2 * MEASURE_AFTER
-    # a flood from one address: trickled bodies, one held; a real client's new connection
-    held = _Channel(("10.0.0.9", 1), _Request(old, body_bytes_received=1, charged=10))
-    trickling = [_Channel(("10.0.0.9", n), _Request(old, body_bytes_received=1))
-                 for n in range(2, 5)]  # fmt: skip
-    real = _Channel(("10.0.0.1", 1))
-    room = _room((held, old), *((c, old + n / 100) for n, c in enumerate(trickling)),
-                 (real, now))  # fmt: skip
-    assert room.victim(now) is trickling[0]
-    room.touch(trickling[0], now)  # heard from again: last of its address to go
-    assert room.victim(now) is trickling[1]
-    for channel in trickling:
-        room.leave(channel)
-    # no loiterer left: the new connection (too young to judge) before the held push
-    assert room.victim(now) is real
-    real.requests.append(object())  # its request is being served: never closed
-    assert room.victim(now) is held
-    held.will_close = True
-    assert room.victim(now) is None
-
-
 def test_finding_a_loiterer_reads_the_first_connections_not_every_one() -> None:
     now = 100.0
-    channels = [_Channel(("10.0.0.9", n)) for n in range(500)]
-    room = _room(*((c, now - 10 + n / 1000) for n, c in enumerate(channels)))
+    channels = [_Counted(("10.0.0.9", n)) for n in range(500)]
+    room = Room()
+    for n, channel in enumerate(channels):
+        room.enter(channel, now - 10 + n / 1000)
     assert room.victim(now) is channels[0]
     assert sum(c.looked_at for c in channels) == 1
 

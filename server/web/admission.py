@@ -16,7 +16,13 @@ thrown away as it arrives (memory stays flat, and the client, still sending,
 reads the answer instead of a reset connection), and a small thread of its own
 answers ``429`` with ``Retry-After`` without waiting behind the held ones.
 Nothing of a refused request reaches the app, so nothing of it is stored.
-Other requests (the dashboard, ``/metrics``) are counted but never refused.
+Other requests are counted, and the dashboard's and the API's reads bounded
+(:meth:`Door.admit_read`): at most :data:`READS_PER_ADDRESS` held per client address and
+``reads`` (the server's threads less one) in all, beyond which one is answered ``503``
+with ``Retry-After`` from the refusal lane. A flood of expensive pages (``/incidents``,
+``/status``, the API's history) once took every thread and every place in waitress's
+queue, so pushes, ``/healthz`` and ``/metrics`` waited behind them; one thread now always
+stays for those, which are never bounded (:data:`CHEAP_PATHS`, and ``/static/``).
 A push without a valid token is answered from its headers, its body never read:
 ``401`` with ``WWW-Authenticate`` (:mod:`server.logs.tokens`), or ``403`` when no
 token is configured at all (ingestion is off).
@@ -70,6 +76,15 @@ CLIENT_GONE = "lightbulb.client_gone"
 MIN_RATE = 500
 MEASURE_AFTER = 0.25
 RETRY_AFTER = 1  # s: the OTLP spec's exporters wait at least this long before retrying
+# Requests that cost next to nothing and must answer whatever else is going on: probes,
+# the scrape, static files. Never bounded as reads.
+CHEAP_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/favicon.ico"})
+CHEAP_PREFIXES = ("/static/",)
+# Reads (pages and API answers, each a query or several) one client address may have held
+# at once: a browser opens about six connections but a page's own reads are one, its
+# assets static; two lets a second tab or a script's poll in beside it.
+READS_PER_ADDRESS = 2
+READS = 3  # reads held at once in all: waitress's four threads less one (WebServer sets it)
 REASONS = {
     400: "Bad Request",
     401: "Unauthorized",
@@ -117,6 +132,7 @@ class DoorStats:
     rejected: int = 0  # pushes answered 400/401/403/413 (their headers or size), or 408 (too slow)
     evicted: int = 0  # idle connections closed to make room at the connection limit
     turned_away: int = 0  # connections closed as accepted: at the limit, none idle
+    reads_refused: int = 0  # reads answered 503: READS_PER_ADDRESS or Door.reads held
 
 
 class Door:
@@ -144,6 +160,8 @@ class Door:
         self._lock = threading.Lock()  # the counts change in waitress's I/O and task threads
         self._held: set[Parser] = set()  # requests held now (pushes among them: doomed())
         self._bytes = 0  # what they are charged, bytes
+        self.reads = READS  # reads held at once in all (WebServer: its threads less one)
+        self._readers: dict[str, int] = {}  # client address -> reads it has held now
         self.configure(logs)
 
     def configure(self, logs: LogsConfig) -> None:
@@ -182,9 +200,38 @@ class Door:
             self._bytes += charge - request.charged
             request.charged = charge
 
+    def reading(self) -> int:
+        """Reads held now (:meth:`admit_read`)."""
+        return sum(self._readers.values())
+
+    def admit_read(self, request: Parser) -> Refusal | None:
+        """Whether ``request``, not a push, is refused (503) for the bound on reads: its
+        client address (``host``) holds :data:`READS_PER_ADDRESS`, or ``self.reads`` are
+        held in all; None: admitted, and counted as its address's until released.
+        :data:`CHEAP_PATHS` (and ``/static/``) are always admitted, never counted."""
+        if request.path in CHEAP_PATHS or request.path.startswith(CHEAP_PREFIXES):
+            return None
+        host = request.host()
+        with self._lock:
+            mine, held = self._readers.get(host, 0), sum(self._readers.values())
+            if mine < READS_PER_ADDRESS and held < self.reads:
+                self._readers[host] = mine + 1
+                request.reader = host
+                return None
+        why = (f"{mine} of this address's requests are being answered (at most "
+               f"{READS_PER_ADDRESS})" if mine >= READS_PER_ADDRESS else
+               f"{held} pages or API reads are being answered (at most {self.reads}: one "
+               "thread stays for pushes and probes)")  # fmt: skip
+        return Refusal(503, f"busy: {why}; retry")
+
     def release(self, request: Parser) -> None:
         """``request`` is no longer held (answered, refused, or its connection gone); once."""
         with self._lock:
+            if request.reader is not None:
+                left = self._readers.pop(request.reader) - 1
+                if left:
+                    self._readers[request.reader] = left
+                request.reader = None
             if request.charged is None:
                 return
             self._held.discard(request)
@@ -211,7 +258,7 @@ class Door:
         if request.chunked and "CONTENT_LENGTH" in request.headers:
             return SMUGGLING
         if not is_push(request):
-            return None
+            return self.admit_read(request)
         if self.tokens.off:
             return Refusal(403, f"{OFF}; nothing of this request was read", close=True)
         authorization = request.headers.get("AUTHORIZATION", "")
@@ -259,6 +306,8 @@ class Door:
         """Count ``refusal`` of a push, written to its client (one thread answers them
         all); other requests turned away while stopping are not pushes refused."""
         if not is_push(request):
+            if refusal.status == 503 and refusal is not STOPPING:
+                self.stats.reads_refused += 1
             return
         if refusal.status == 503:
             self.stats.stopping += 1

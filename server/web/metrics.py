@@ -166,6 +166,12 @@ class LightbulbCollector:
                 "New connections closed as accepted: at the connection limit with none idle",
                 h.get("connections_turned_away", 0),
             ),
+            "lightbulb_reads_refused": (
+                "Pages and API reads answered 503 at the door: two held for their client "
+                "address, or the server's threads less one held in all (cheap endpoints "
+                "and pushes are never counted)",
+                h.get("reads_refused", 0),
+            ),
             "lightbulb_push_abandoned": (
                 "Pushes whose client closed its connection before their records were stored "
                 "(it timed out, say); nothing of them stored, their client never got a 200",

@@ -60,6 +60,7 @@ class Parser(HTTPRequestParser):  # type: ignore[misc]
     path = ""
     charged: int | None = None  # bytes the door charges it while held; None: not held
     tail = 0  # bytes of its body that arrived in the read that ended its headers
+    reader: str | None = None  # the client address it is counted for as a read (Door)
 
     def __init__(self, adj: Any, door: Door, channel: Any = None) -> None:
         super().__init__(adj)
@@ -91,6 +92,11 @@ class Parser(HTTPRequestParser):  # type: ignore[misc]
             self.refusal = replace(self.refusal, close=True)
         elif self.body_rcv is not None:
             self.body_rcv.buf = _Discard()  # never read: the answer is the refusal
+
+    def host(self) -> str:
+        """Its client's address (of its connection's ``addr``)."""
+        addr = getattr(self.channel, "addr", None)
+        return str(addr[0]) if isinstance(addr, tuple) and addr else str(addr)
 
     def _ready(self) -> bool:
         """Whether this push's body came with its headers, whole or :data:`READY_BYTES` of
