@@ -195,7 +195,7 @@ def test_a_spare_after_a_segment_torn_by_a_power_cut_is_dropped_not_called_damag
     assert (again.damage_found, again.damaged_bytes) == (0, 0)
     assert [r.id for r in pending] == acked
     # the emptied spare is this start's new segment
-    assert sorted(p.name for p in directory.glob("*.wal")) == [numbered(directory, 0).name,
-                                                               numbered(directory, 1).name]  # fmt: skip
+    names = sorted(p.name for p in directory.glob("*.wal"))
+    assert names == [numbered(directory, 0).name, numbered(directory, 1).name]
     assert numbered(directory, 1).stat().st_size == 0
     again.close()
