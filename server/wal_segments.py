@@ -91,13 +91,19 @@ class SegmentFiles:
         return sum(self._sizes.values())
 
     def has_room(self, nbytes: int = MIN_SEGMENT_BYTES) -> bool:
-        """The filesystem has ``nbytes`` free beyond the marks' reserve (``statvfs``;
-        True if unknown)."""
+        """The filesystem has ``nbytes`` free beyond the marks' reserve, and an inode if
+        the log must create a file to write at all (no segment open and no spare made:
+        a start on a filesystem out of inodes). ``statvfs`` (``f_bavail``, ``f_favail``);
+        True if unknown, as for a filesystem that counts no inodes (``f_files`` 0)."""
         try:
             stat = os.statvfs(self.directory)
         except OSError:
             return True
-        return stat.f_bavail * stat.f_frsize >= nbytes + RESERVE_BYTES
+        if stat.f_bavail * stat.f_frsize < nbytes + RESERVE_BYTES:
+            return False
+        spares = self._spares
+        needs_inode = self._fd < 0 and not (spares is not None and spares.ready)
+        return not needs_inode or stat.f_files == 0 or stat.f_favail > 0
 
     # -- starting ------------------------------------------------------------------------------
     def _open_first(self, segment: int) -> None:
