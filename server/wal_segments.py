@@ -74,6 +74,8 @@ class SegmentFiles:
         self._fd = -1
         self._spares: Spares | None = None  # files made ahead (not for a read-only log)
         self._preparer: threading.Thread | None = None  # making the spares, off the lock
+        self._preparer_lock = threading.Lock()
+        self._preparing = self._prepare_again = False
         self._retiring: Retiring | None = None  # the segment before the (unnumbered) current
         self._closed_through = -1  # segments up to this one are fsynced and closed
         self._closed = False
@@ -122,7 +124,7 @@ class SegmentFiles:
             except OSError:
                 self._segment = segment  # appends try to create it (WalFull until they can)
                 return
-        self._prepare_spares()
+        self._spares.prepare()  # before the start returns: nothing can take its inode first
 
     def _reopen(self) -> None:
         """The log had no segment (a start on a full disk): start one now, or WalFull."""
@@ -134,7 +136,8 @@ class SegmentFiles:
                 message = f"cannot start a file in {self.directory}: {exc.strerror}"
                 raise WalFull(exc.errno or errno.EIO, message) from exc
         self.open_error = None
-        self._prepare_spares()
+        if self._spares is not None:
+            self._spares.prepare()
 
     # -- rotating --------------------------------------------------------------------------------
     def _rotate(self) -> None:
@@ -193,12 +196,24 @@ class SegmentFiles:
         spares = self._spares
         if spares is None or self._closed or spares.ready:
             return
-        if self._preparer is not None and self._preparer.is_alive():
-            return
+        with self._preparer_lock:
+            self._prepare_again = True  # an inode freed meanwhile: one more try after
+            if self._preparing:
+                return
+            self._preparing = True
         self._preparer = threading.Thread(
-            target=spares.prepare, name="lightbulb-wal-spare", daemon=True
+            target=self._prepare_loop, args=(spares,), name="lightbulb-wal-spare", daemon=True
         )
         self._preparer.start()
+
+    def _prepare_loop(self, spares: Spares) -> None:
+        while True:
+            with self._preparer_lock:
+                if not self._prepare_again:
+                    self._preparing = False
+                    return
+                self._prepare_again = False
+            spares.prepare()
 
     def wait_spares(self) -> None:
         """Return once the spare files being made are made (or could not be)."""
