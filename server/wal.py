@@ -87,8 +87,6 @@ class Wal(SegmentFiles):
         super().__init__(Path(directory), max_bytes, segment_bytes, readonly)
         self._sync = threading.Condition()
         self._syncing = False
-        self._appended = 0  # frames appended, ever
-        self._synced = 0  # frames known to be on disk
         self.syncs = 0  # fsyncs done by sync(): fewer than its callers, by group commit
         self._batch_segment: dict[str, int] = {}
         self._next_id = 0

@@ -39,6 +39,7 @@ class Retiring:
 
     fd: int
     segment: int  # the spare, written meanwhile, becomes segment + 1
+    frames: int  # frames appended to the log up to its last one (SegmentFiles._appended)
     synced: bool = False
     done: bool = False  # fsynced, the spare numbered, the descriptor closed
 
@@ -78,6 +79,8 @@ class SegmentFiles:
         self._preparing = self._prepare_again = False
         self._retiring: Retiring | None = None  # the segment before the (unnumbered) current
         self._closed_through = -1  # segments up to this one are fsynced and closed
+        self._appended = 0  # frames appended, ever (counted by server.wal)
+        self._synced = 0  # frames known to be on disk
         self._closed = False
         self.freed = 0  # bytes of deleted segments, ever: the writer's "room again" signal
 
@@ -150,7 +153,7 @@ class SegmentFiles:
                     raise WalFull(exc.errno or errno.EIO, message) from exc
         fd = self._spares.take() if self._spares is not None else -1
         if fd >= 0:  # appends go on into the spare; a sync numbers it (_retire)
-            self._retiring = Retiring(self._fd, self._segment)
+            self._retiring = Retiring(self._fd, self._segment, self._appended)
             self._use(fd, self._segment + 1)
             self._reclaim()
             return
@@ -178,7 +181,7 @@ class SegmentFiles:
         """
         if retiring.done:
             return
-        if not retiring.synced:
+        if not retiring.synced and self._synced < retiring.frames:  # else a sync covered it
             os.fsync(retiring.fd)
             retiring.synced = True
         assert self._spares is not None  # a spare was taken

@@ -93,6 +93,30 @@ def test_appends_go_on_while_the_rotated_segment_is_fsynced_and_its_successor_is
     again.close()
 
 
+def test_a_rotated_segment_a_group_commit_already_put_on_disk_is_not_fsynced_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    directory = tmp_path / "wal"
+    wal = open_log(directory)
+    for _ in range(4):
+        wal.append("t", PAD)
+    wal.sync()  # all of segment 0 is on disk
+    fsynced: list[str] = []
+    fsync = os.fsync
+
+    def counted_fsync(fd: int) -> None:  # counts, and fsyncs
+        fsynced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", counted_fsync)
+    assert wal.append("t", PAD).segment == 1
+    wal.sync()
+    wal.wait_spares()  # the next spare made meanwhile fsyncs the directory too
+    assert str(numbered(directory, 0)) not in fsynced
+    assert fsynced.count(str(numbered(directory, 1))) == 1 and str(directory) in fsynced
+    wal.close()
+
+
 CHILD = """
 import sys, threading
 import pyarrow as pa
