@@ -62,7 +62,7 @@ from server.wal_format import (
 from server.wal_quarantine import QUARANTINE, Quarantine
 from server.wal_repair import read_log, uncertain_batches
 from server.wal_segments import SegmentFiles
-from server.wal_spare import Spares
+from server.wal_spare import Spares, adopt_spare
 
 __all__ = ["MIN_SEGMENT_BYTES", "SEGMENT_BYTES", "OpenBatch", "Record", "Wal", "WalFull",
            "segment_size"]  # fmt: skip
@@ -87,8 +87,6 @@ class Wal(SegmentFiles):
         super().__init__(Path(directory), max_bytes, segment_bytes, readonly)
         self._sync = threading.Condition()
         self._syncing = False
-        self._appended = 0  # frames appended, ever
-        self._synced = 0  # frames known to be on disk
         self.syncs = 0  # fsyncs done by sync(): fewer than its callers, by group commit
         self._batch_segment: dict[str, int] = {}
         self._next_id = 0
@@ -102,6 +100,8 @@ class Wal(SegmentFiles):
         Records come back without data (read lazily with :meth:`load`). Must be
         called once, before the first append.
         """
+        if not self.readonly:  # a crash mid-rotation: its frames kept or dropped
+            adopt_spare(self.directory)
         found = read_log(self.directory, self.quarantine, readonly=self.readonly)
         self._sizes, self._next_id = found.sizes, found.scan.next_id
         self.damaged_bytes, self.damage_found = found.damaged_bytes, found.places
@@ -251,14 +251,22 @@ class Wal(SegmentFiles):
                 return
         synced = False
         try:
-            # _fd_lock, not _lock: appends go on while we wait for the disk. The fd
-            # cannot change under us (rotation and close take _fd_lock), and every
-            # frame counted in _appended is in this file or an older, synced one.
+            with self._lock:  # every frame counted in upto is in fd, retiring's or older
+                upto, fd, segment, retiring = (
+                    self._appended,
+                    self._fd,
+                    self._segment,
+                    self._retiring,
+                )
+            # _fd_lock, not _lock: appends go on while we wait for the disk. A file is
+            # closed only under _fd_lock and after its fsync (_closed_through says which).
             with self._fd_lock:
                 if self._closed:
                     raise WalFull(errno.EBADF, "the spool is closed (shutting down)")
-                upto = self._appended
-                os.fsync(self._fd)
+                if retiring is not None:  # a rotation: the old file first, then number fd's
+                    self._retire(retiring)
+                if segment > self._closed_through:
+                    os.fsync(fd)
                 self.syncs += 1
             synced = True
         finally:
@@ -273,7 +281,11 @@ class Wal(SegmentFiles):
         if record.data is not None:
             return record.data
         assert record.segment is not None
-        with open(self._path(record.segment), "rb") as handle:
+        try:
+            handle = open(self._read_path(record.segment), "rb")  # noqa: SIM115
+        except FileNotFoundError:  # numbered just now
+            handle = open(self._path(record.segment), "rb")  # noqa: SIM115
+        with handle:
             handle.seek(record.offset)
             return from_ipc(handle.read(record.length))
 
@@ -281,6 +293,8 @@ class Wal(SegmentFiles):
         """Sync and close; with every record stored, the log's files are deleted too."""
         with self._lock, self._fd_lock:
             self._closed = True
+            if self._retiring is not None:
+                self._retire(self._retiring)
             if self._fd >= 0:
                 try:
                     os.fsync(self._fd)

@@ -2,8 +2,9 @@
 
 Only the newest segment can end in a **torn tail**: a write cut short (``kill -9``,
 a full disk) is in the file being written, and a segment is complete on disk
-before a later one is created (:meth:`server.wal_segments.SegmentFiles._rotate`). A cut-short write
-leaves a frame short, so a tail whose first frame is whole yet fails its checksum
+before a later one is numbered (:meth:`server.wal_segments.SegmentFiles._retire`; a
+``next.spare`` written meanwhile is no segment: :func:`server.wal_spare.adopt_spare`).
+A cut-short write leaves a frame short, so a tail whose first frame is whole yet fails its checksum
 is no torn tail either. Nor is a file that ends off a page boundary: the kernel
 copies a write into the page cache a page at a time and stops between pages (a
 fatal signal, a full disk: Linux ``generic_perform_write``/``iomap_write_iter``),

@@ -9,9 +9,13 @@ them (frames, records, batches: :mod:`server.wal`, :mod:`server.wal_format`):
   tries to create it again (:meth:`SegmentFiles._reopen`, :attr:`writable`).
 - **Rotating** (:meth:`SegmentFiles._rotate`): the current segment's frames are
   fsynced *before* the next numbered segment exists, so only the newest segment
-  can end in a torn write (:mod:`server.wal_repair` relies on it); the next file
-  is ``next.spare`` renamed into place (:mod:`server.wal_spare`), so a filesystem
-  out of inodes still rotates. With no next file to be had, the segment grows.
+  can end in a torn write (:mod:`server.wal_repair` relies on it). Appends do not
+  wait for that fsync: they go on into ``next.spare`` (made ahead,
+  :mod:`server.wal_spare`, so a filesystem out of inodes still rotates), and the
+  next group commit (:meth:`server.wal.Wal.sync`) fsyncs the old segment, renames
+  the spare to its number and fsyncs the directory before it fsyncs the new
+  frames (:meth:`SegmentFiles._retire`); nothing in the spare is acknowledged
+  before it has its number. With no next file to be had, the segment grows.
 - **Deleting** (:meth:`SegmentFiles._reclaim`): segments with nothing outstanding,
   oldest first, never past one still needed.
 """
@@ -22,10 +26,22 @@ import contextlib
 import errno
 import os
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 from server.wal_format import MIN_SEGMENT_BYTES, RESERVE_BYTES, SUFFIX, WalFull, segment_size
-from server.wal_spare import OPEN_FLAGS, Spares
+from server.wal_spare import OPEN_FLAGS, SPARE, Spares
+
+
+@dataclass(eq=False)
+class Retiring:
+    """A full segment still open: to be fsynced before the spare after it is numbered."""
+
+    fd: int
+    segment: int  # the spare, written meanwhile, becomes segment + 1
+    frames: int  # frames appended to the log up to its last one (SegmentFiles._appended)
+    synced: bool = False
+    done: bool = False  # fsynced, the spare numbered, the descriptor closed
 
 
 class SegmentFiles:
@@ -58,6 +74,13 @@ class SegmentFiles:
         self._segment = -1
         self._fd = -1
         self._spares: Spares | None = None  # files made ahead (not for a read-only log)
+        self._preparer: threading.Thread | None = None  # making the spares, off the lock
+        self._preparer_lock = threading.Lock()
+        self._preparing = self._prepare_again = False
+        self._retiring: Retiring | None = None  # the segment before the (unnumbered) current
+        self._closed_through = -1  # segments up to this one are fsynced and closed
+        self._appended = 0  # frames appended, ever (counted by server.wal)
+        self._synced = 0  # frames known to be on disk
         self._closed = False
         self.freed = 0  # bytes of deleted segments, ever: the writer's "room again" signal
 
@@ -73,13 +96,19 @@ class SegmentFiles:
         return sum(self._sizes.values())
 
     def has_room(self, nbytes: int = MIN_SEGMENT_BYTES) -> bool:
-        """The filesystem has ``nbytes`` free beyond the marks' reserve (``statvfs``;
-        True if unknown)."""
+        """The filesystem has ``nbytes`` free beyond the marks' reserve, and an inode if
+        the log must create a file to write at all (no segment open and no spare made:
+        a start on a filesystem out of inodes). ``statvfs`` (``f_bavail``, ``f_favail``);
+        True if unknown, as for a filesystem that counts no inodes (``f_files`` 0)."""
         try:
             stat = os.statvfs(self.directory)
         except OSError:
             return True
-        return stat.f_bavail * stat.f_frsize >= nbytes + RESERVE_BYTES
+        if stat.f_bavail * stat.f_frsize < nbytes + RESERVE_BYTES:
+            return False
+        spares = self._spares
+        needs_inode = self._fd < 0 and not (spares is not None and spares.ready)
+        return not needs_inode or stat.f_files == 0 or stat.f_favail > 0
 
     # -- starting ------------------------------------------------------------------------------
     def _open_first(self, segment: int) -> None:
@@ -98,7 +127,7 @@ class SegmentFiles:
             except OSError:
                 self._segment = segment  # appends try to create it (WalFull until they can)
                 return
-        self._prepare_spares()
+        self._spares.prepare()  # before the start returns: nothing can take its inode first
 
     def _reopen(self) -> None:
         """The log had no segment (a start on a full disk): start one now, or WalFull."""
@@ -110,10 +139,24 @@ class SegmentFiles:
                 message = f"cannot start a file in {self.directory}: {exc.strerror}"
                 raise WalFull(exc.errno or errno.EIO, message) from exc
         self.open_error = None
-        self._prepare_spares()
+        if self._spares is not None:
+            self._spares.prepare()
 
     # -- rotating --------------------------------------------------------------------------------
     def _rotate(self) -> None:
+        if self._retiring is not None:  # no sync since the last rotation: finish it here
+            with self._fd_lock:
+                try:
+                    self._retire(self._retiring)
+                except OSError as exc:  # the caller keeps writing the current file
+                    message = f"cannot finish the last rotation: {exc.strerror}"
+                    raise WalFull(exc.errno or errno.EIO, message) from exc
+        fd = self._spares.take() if self._spares is not None else -1
+        if fd >= 0:  # appends go on into the spare; a sync numbers it (_retire)
+            self._retiring = Retiring(self._fd, self._segment, self._appended)
+            self._use(fd, self._segment + 1)
+            self._reclaim()
+            return
         with self._fd_lock:  # a sync in progress finishes on the old file first
             old_fd, old = self._fd, self._segment
             # on disk before a later segment exists (and a sync need not wait on the new
@@ -125,13 +168,61 @@ class SegmentFiles:
                 message = f"cannot start a file: {exc.strerror}"
                 raise WalFull(exc.errno or errno.EIO, message) from exc
             os.close(old_fd)
+            self._closed_through = old
             self._use(fd, old + 1)
         self._reclaim()
         self._prepare_spares()
 
+    def _retire(self, retiring: Retiring) -> None:
+        """Put a rotated-away segment on disk, then number the spare written after it.
+
+        Holds ``self._fd_lock`` (not ``self._lock``: appends go on). Raises OSError if
+        the fsync or the renaming fails; a later call tries again.
+        """
+        if retiring.done:
+            return
+        if not retiring.synced and self._synced < retiring.frames:  # else a sync covered it
+            os.fsync(retiring.fd)
+            retiring.synced = True
+        assert self._spares is not None  # a spare was taken
+        self._spares.promote(self._path(retiring.segment + 1))
+        os.close(retiring.fd)
+        self._closed_through = max(self._closed_through, retiring.segment)
+        retiring.done = True
+        if self._retiring is retiring:  # only a rotation sets it, and only when it is None
+            self._retiring = None
+        self._prepare_spares()
+
     def _prepare_spares(self) -> None:
-        if self._spares is not None and not self._closed and not self._spares.ready:
-            self._spares.prepare()
+        """Make the spare files on a thread of their own: creating a file and fsyncing the
+        directory took tens of ms under load, with every append waiting."""
+        spares = self._spares
+        if spares is None or self._closed or spares.ready:
+            return
+        with self._preparer_lock:
+            self._prepare_again = True  # an inode freed meanwhile: one more try after
+            if self._preparing:
+                return
+            self._preparing = True
+        self._preparer = threading.Thread(
+            target=self._prepare_loop, args=(spares,), name="lightbulb-wal-spare", daemon=True
+        )
+        self._preparer.start()
+
+    def _prepare_loop(self, spares: Spares) -> None:
+        while True:
+            with self._preparer_lock:
+                if not self._prepare_again:
+                    self._preparing = False
+                    return
+                self._prepare_again = False
+            spares.prepare()
+
+    def wait_spares(self) -> None:
+        """Return once the spare files being made are made (or could not be)."""
+        preparer = self._preparer
+        if preparer is not None:
+            preparer.join()
 
     def _open_file(self, segment: int) -> int:
         if self._spares is None:
@@ -184,3 +275,10 @@ class SegmentFiles:
 
     def _path(self, segment: int) -> Path:
         return self.directory / f"{segment:012d}{SUFFIX}"
+
+    def _read_path(self, segment: int) -> Path:
+        """Where ``segment`` can be read now: the spare while it is not yet numbered."""
+        retiring = self._retiring
+        if retiring is not None and segment == retiring.segment + 1 and not retiring.done:
+            return self.directory / SPARE
+        return self._path(segment)

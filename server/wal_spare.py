@@ -7,16 +7,30 @@ exist before they are needed: ``next.spare`` (held open: no descriptor needed
 either, for a process out of them) becomes the next segment, and
 ``unmarked.spare`` the flag, each by a rename (no inode, no data block). They
 are made again as soon as there is room (:meth:`Spares.prepare`, called after
-each rotation and each deletion of a segment).
+each rotation and each deletion of a segment, off the append path).
+
+A rotation writes into ``next.spare`` under that name (:meth:`Spares.take`) and
+numbers it only once the previous segment is on disk (:meth:`Spares.promote`):
+so a crash can leave a spare with frames in it, none of them acknowledged (an
+acknowledgement waits for the numbering). The next start keeps them as the next
+segment if the newest numbered one ends in whole frames (a ``kill -9``: nothing
+was lost), and drops them otherwise, as they could only follow a torn tail
+(:func:`adopt_spare`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import threading
 from pathlib import Path
 
+from server.wal_format import SUFFIX, read_segment
+from server.wal_quarantine import sync_directory
 from server.wal_repair import flag
+
+log = logging.getLogger("lightbulb.wal")
 
 SPARE = "next.spare"  # the next segment's file, created ahead (held open)
 FLAG_SPARE = "unmarked.spare"  # the unmarked flag, created ahead
@@ -26,12 +40,16 @@ OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_CLOEXEC", 0
 class Spares:
     """The log directory's files made ahead, and a held descriptor on the directory.
 
-    Not thread-safe: the log calls it under its own lock.
+    Thread-safe (its own lock): :meth:`prepare` runs on a thread of its own, so that
+    creating a file and fsyncing the directory does not hold up appends.
     """
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
+        self._lock = threading.Lock()
         self._fd = -1  # SPARE, open
+        self._taken = False  # SPARE is being written as the next segment, not yet numbered
+        self._closed = False
         self._dir_fd = -1  # the directory, open: its fsync after a rename needs no descriptor
         with contextlib.suppress(OSError):
             self._dir_fd = os.open(directory, os.O_RDONLY)
@@ -43,25 +61,60 @@ class Spares:
 
     def prepare(self) -> None:
         """Create what is missing, if there is room (never raises: retried later)."""
-        if self._fd < 0:
+        with self._lock:
+            self._prepare()
+
+    def _prepare(self) -> None:
+        if self._closed:
+            return
+        if self._fd < 0 and not self._taken:
             with contextlib.suppress(OSError):
                 self._fd = os.open(self.directory / SPARE, OPEN_FLAGS, 0o600)
                 self.sync_dir()
         flag(self.directory / FLAG_SPARE)
 
+    def take(self) -> int:
+        """The spare's descriptor, empty, to be written as the next segment while it keeps
+        its spare name; -1 if there is none (nor room to make one now). Call
+        :meth:`promote` to number it; until then it is not made again."""
+        with self._lock:
+            if not self._taken:
+                self._prepare()  # not made yet (a rotation soon after the last one)
+            if self._fd < 0 or self._taken:
+                return -1
+            fd, self._fd, self._taken = self._fd, -1, True
+            if os.fstat(fd).st_size:  # not expected: recovery adopts or empties it
+                os.ftruncate(fd, 0)
+            return fd
+
+    def promote(self, path: Path) -> None:
+        """Number the taken spare: rename it to ``path``, durably (directory fsynced).
+
+        Raises OSError (FileNotFoundError if the spare went missing); then it is still
+        taken, and a second call retries. Call only once the segment before ``path``
+        is on disk: a later segment's existence says so (:mod:`server.wal_repair`).
+        """
+        with self._lock:
+            try:
+                os.rename(self.directory / SPARE, path)
+            except FileNotFoundError:
+                if not path.exists():  # not renamed by an earlier try: gone
+                    raise
+            self.sync_dir()
+            self._taken = False
+
     def open_segment(self, path: Path) -> int:
         """An open descriptor on the new segment ``path``: the spare renamed, or a new
         file. Raises OSError when there is neither (no inode, no descriptor)."""
-        if self._fd >= 0:
-            fd, self._fd = self._fd, -1
+        fd = self.take()
+        if fd >= 0:
             try:
-                os.rename(self.directory / SPARE, path)
+                self.promote(path)
             except OSError:  # the spare went missing: a new file, then
                 os.close(fd)
+                with self._lock:
+                    self._taken = False
             else:
-                if os.fstat(fd).st_size:  # not expected: a spare is never written to
-                    os.ftruncate(fd, 0)
-                self.sync_dir()
                 return fd
         fd = os.open(path, OPEN_FLAGS, 0o600)
         try:
@@ -76,6 +129,10 @@ class Spares:
         if it cannot be had at all."""
         if path.exists():
             return True
+        with self._lock:
+            return self._raise_flag(path)
+
+    def _raise_flag(self, path: Path) -> bool:
         try:
             os.rename(self.directory / FLAG_SPARE, path)
             self.sync_dir()
@@ -97,7 +154,43 @@ class Spares:
 
     def close(self) -> None:
         """Close the descriptors; the files stay, ready for the next start."""
-        for fd in (self._fd, self._dir_fd):
-            if fd >= 0:
-                os.close(fd)
-        self._fd = self._dir_fd = -1
+        with self._lock:
+            self._closed = True
+            for fd in (self._fd, self._dir_fd):
+                if fd >= 0:
+                    os.close(fd)
+            self._fd = self._dir_fd = -1
+
+
+def adopt_spare(directory: Path) -> None:
+    """At a start: make a spare that holds frames (a crash mid-rotation) the next segment,
+    or empty it.
+
+    Its frames were written after the newest numbered segment was complete in the page
+    cache, none acknowledged. If that segment ends in whole frames (always, after a
+    ``kill -9``), nothing is torn before them: the spare is numbered next and its
+    records kept. If the segment is empty or ends torn (a power cut before its fsync),
+    numbering the spare would make that tail look like damage: its frames are dropped.
+    Raises OSError if the directory cannot be read or changed.
+    """
+    spare = directory / SPARE
+    try:
+        size = spare.stat().st_size
+    except FileNotFoundError:
+        return
+    if not size:
+        return
+    numbered = sorted(int(p.stem) for p in directory.glob(f"*{SUFFIX}") if p.stem.isdigit())
+    newest = directory / f"{numbered[-1]:012d}{SUFFIX}" if numbered else None
+    data = newest.read_bytes() if newest is not None else b""
+    if newest is None or (data and read_segment(data).end == len(data)):
+        segment = numbered[-1] + 1 if numbered else 0
+        os.rename(spare, directory / f"{segment:012d}{SUFFIX}")
+        sync_directory(directory)
+        log.info("kept %d bytes written to %s during a rotation as segment %d", size, spare,
+                 segment)  # fmt: skip
+        return
+    os.truncate(spare, 0)
+    log.warning("dropped %d bytes written to %s during a rotation, none acknowledged: "
+                "the segment before ends torn (a crash before it was on disk)", size,
+                spare)  # fmt: skip

@@ -351,6 +351,30 @@ def test_a_spool_out_of_inodes_only_keeps_taking_and_inserting_rows(
         path.unlink()
 
 
+def test_a_spool_starting_out_of_inodes_refuses_pushes_with_503_until_one_is_free(
+    store: EmbeddedStorage, disk_of_few_files: SmallDisk
+) -> None:
+    """Bytes free, no inode, no spare made: the log has no file to write, and says so
+    (``statvfs`` ``f_favail``) as a 503 before a push tries one."""
+    disk = disk_of_few_files
+    apply_schema(store, Target("monitor"))
+    Spool(disk.path / "spool", 256 * 2**20).wal.close()  # its directories, from a last run
+    for spare in (disk.path / "spool" / "wal").glob("*.spare"):
+        spare.unlink()  # gone with that run: nothing made ahead
+    fillers = take_every_inode(disk)
+    writer = Writer(store, Spool(disk.path / "spool", 256 * 2**20), columns=WRITTEN_TABLES)
+    assert not writer.spool.wal.writable
+    refused = writer.spool_refuses()
+    assert refused is not None and refused.status == 503, refused
+    assert str(disk.path / "spool" / "wal") in str(refused)
+    for path in fillers:
+        path.unlink()
+    assert writer.spool_refuses() is None
+    writer.add_durable("service_status", [row(7)])  # the first push makes its file
+    writer.flush()
+    assert pushed_numbers(store) == [7] and writer.spool.wal.writable
+
+
 @pytest.mark.parametrize("room_at_stop", [False, True])
 def test_a_stop_keeps_what_it_says_it_keeps_and_counts_the_rest_lost(
     tiny_disk: SmallDisk, small_disk: SmallDisk, room_at_stop: bool

@@ -1,0 +1,225 @@
+"""The log's rotation off the append path, and the on-disk rule it keeps.
+
+A full segment is fsynced by the next group commit while appends go on into
+``next.spare``; the spare gets its number only once the old segment is on disk,
+and nothing in it is acknowledged before. After a crash mid-rotation the spare's
+frames are kept when the segment before ends whole (``kill -9``) and dropped when
+it ends torn (a power cut before its fsync), and neither is reported as damage.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from server.wal import MIN_SEGMENT_BYTES, Wal
+from server.wal_format import read_frames
+from server.wal_spare import SPARE
+
+ROOT = Path(__file__).resolve().parents[1]
+PAD = pa.table({"pad": pa.array(["x" * 20_000])})  # ~20 KiB: four to a 64 KiB segment
+
+
+def numbered(directory: Path, segment: int) -> Path:
+    return directory / f"{segment:012d}.wal"
+
+
+def open_log(directory: Path) -> Wal:
+    wal = Wal(directory, 10**9, segment_bytes=MIN_SEGMENT_BYTES)
+    wal.recover()
+    wal.wait_spares()
+    return wal
+
+
+def test_appends_go_on_while_the_rotated_segment_is_fsynced_and_its_successor_is_numbered_after(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a slow disk's fsync of the full segment is the one thing faked: it waits for `finish`
+    directory = tmp_path / "wal"
+    wal = open_log(directory)
+    first = [wal.append("t", PAD) for _ in range(4)]  # 80 KiB: the next append rotates
+    assert {r.segment for r in first} == {0}
+    fsyncing, finish = threading.Event(), threading.Event()
+    fsync = os.fsync
+
+    def slow_fsync(fd: int) -> None:
+        if os.readlink(f"/proc/self/fd/{fd}") == str(numbered(directory, 0)):
+            fsyncing.set()
+            assert finish.wait(30)
+        fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", slow_fsync)
+    later: list[int | None] = []
+
+    def append() -> None:
+        later.append(wal.append("t", PAD).segment)
+
+    try:
+        rotating = threading.Thread(target=append)
+        rotating.start()
+        rotating.join(10)
+        assert not rotating.is_alive(), "the rotation's append waited for the old fsync"
+        syncing = threading.Thread(target=wal.sync)
+        syncing.start()
+        assert fsyncing.wait(10)
+        appending = threading.Thread(target=append)
+        appending.start()
+        appending.join(10)
+        assert not appending.is_alive(), "an append waited for the old segment's fsync"
+        assert later == [1, 1]
+        # numbered only once segment 0 is on disk; acknowledging waits for both
+        assert not numbered(directory, 1).exists()
+        assert (directory / SPARE).stat().st_size > 0
+        assert syncing.is_alive()
+    finally:
+        finish.set()
+    syncing.join(10)
+    assert not syncing.is_alive()
+    assert numbered(directory, 1).exists()
+    wal.wait_spares()  # the next spare, made off the append path
+    assert (directory / SPARE).stat().st_size == 0
+    wal.close()
+    again = Wal(directory, 10**9)
+    pending, _ = again.recover()
+    assert [r.id for r in pending] == [*range(6)] and again.damage_found == 0
+    again.close()
+
+
+def test_a_rotated_segment_a_group_commit_already_put_on_disk_is_not_fsynced_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    directory = tmp_path / "wal"
+    wal = open_log(directory)
+    for _ in range(4):
+        wal.append("t", PAD)
+    wal.sync()  # all of segment 0 is on disk
+    fsynced: list[str] = []
+    fsync = os.fsync
+
+    def counted_fsync(fd: int) -> None:  # counts, and fsyncs
+        fsynced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", counted_fsync)
+    assert wal.append("t", PAD).segment == 1
+    wal.sync()
+    wal.wait_spares()  # the next spare made meanwhile fsyncs the directory too
+    assert str(numbered(directory, 0)) not in fsynced
+    assert fsynced.count(str(numbered(directory, 1))) == 1 and str(directory) in fsynced
+    wal.close()
+
+
+CHILD = """
+import sys, threading
+import pyarrow as pa
+from server.wal import MIN_SEGMENT_BYTES, Wal
+wal = Wal(sys.argv[1], 10**9, segment_bytes=MIN_SEGMENT_BYTES)
+wal.recover()
+lock, numbers = threading.Lock(), iter(range(int(sys.argv[2]), 10**9))
+acked = open(sys.argv[3], "a", buffering=1)
+def push():
+    while True:
+        with lock:
+            n = next(numbers)
+        wal.append("t", pa.table({"n": [n], "pad": ["x" * 3000]}))
+        wal.sync()
+        with lock:
+            acked.write(f"{n}\\n")
+for _ in range(4):
+    threading.Thread(target=push).start()
+"""
+
+
+def size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:  # the spare renamed into a segment, the next not made yet
+        return 0
+
+
+def lines(path: Path) -> int:
+    return path.read_text().count("\n") if path.exists() else 0
+
+
+def kill_mid_rotation(directory: Path, first: int, acked: Path) -> int:
+    """Run a child pushing from four threads; once it has acknowledged 100 more records,
+    kill -9 it while the spare holds frames not yet numbered. Returns the newest
+    numbered segment then."""
+    enough = lines(acked) + 100
+    child = subprocess.Popen([sys.executable, "-c", CHILD, str(directory), str(first),
+                              str(acked)], cwd=ROOT)  # fmt: skip
+    spare = directory / SPARE
+    deadline = time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline:
+            assert child.poll() is None, "the child died"
+            if lines(acked) >= enough and size(spare):
+                child.send_signal(signal.SIGSTOP)  # frozen: what kill -9 leaves is this
+                if size(spare):
+                    return max(int(p.stem) for p in directory.glob("*.wal"))
+                child.send_signal(signal.SIGCONT)  # numbered meanwhile: the next one
+        raise AssertionError("never caught a rotation in progress")
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_kill_9_mid_rotation_keeps_every_acknowledged_record_once_without_damage(
+    tmp_path: Path,
+) -> None:
+    directory, acked_file = tmp_path / "wal", tmp_path / "acked"
+    spares_kept = 0
+    for run in range(3):
+        newest = kill_mid_rotation(directory, run * 1_000_000, acked_file)
+        wal = Wal(directory, 10**9)
+        pending, batches = wal.recover()
+        assert (wal.damage_found, wal.damaged_bytes, batches) == (0, 0, [])
+        spares_kept += any(r.segment == newest + 1 for r in pending)
+        wal.close()
+    assert spares_kept == 3  # the spare's frames became the next segment each time
+    wal = Wal(directory, 10**9)
+    pending, _ = wal.recover()
+    back = [wal.load(r).column("n")[0].as_py() for r in pending]
+    acked = {int(line) for line in acked_file.read_text().split("\n")[:-1]}
+    assert len(acked) >= 300
+    assert len(back) == len(set(back))  # none twice
+    assert sorted(acked - set(back)) == []  # none acknowledged lost
+    assert wal.damage_found == 0 and not list((tmp_path / "quarantine").glob("*"))
+    wal.close()
+
+
+def test_a_spare_after_a_segment_torn_by_a_power_cut_is_dropped_not_called_damage(
+    tmp_path: Path,
+) -> None:
+    directory = tmp_path / "wal"
+    wal = open_log(directory)
+    acked = [wal.append("t", PAD).id for _ in range(2)]
+    wal.sync()
+    on_disk = numbered(directory, 0).stat().st_size  # what a power cut cannot take
+    unsynced = [wal.append("t", PAD) for _ in range(3)]  # the third goes to the spare
+    assert [r.segment for r in unsynced] == [0, 0, 1]
+    assert not numbered(directory, 1).exists()
+    os.close(wal._fd)  # the process vanishes
+    # a power cut: the page cache lost; segment 0 keeps whole pages of its unsynced tail
+    cut = (on_disk // 4096 + 1) * 4096
+    data = numbered(directory, 0).read_bytes()
+    assert read_frames(data[:cut])[1] == on_disk < cut  # mid-frame: a torn tail
+    os.truncate(numbered(directory, 0), cut)
+
+    again = Wal(directory, 10**9)
+    pending, _ = again.recover()
+    assert (again.damage_found, again.damaged_bytes) == (0, 0)
+    assert [r.id for r in pending] == acked
+    # the emptied spare is this start's new segment
+    names = sorted(p.name for p in directory.glob("*.wal"))
+    assert names == [numbered(directory, 0).name, numbered(directory, 1).name]
+    assert numbered(directory, 1).stat().st_size == 0
+    again.close()
