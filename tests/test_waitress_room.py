@@ -141,8 +141,7 @@ def test_what_a_connection_is_doing_decides_whether_and_when_it_goes(server: _Se
         server.connect("127.0.0.21", push_head("t0k3n", 10_000) + b"x" * fast), 1
     )
     assert server.until(lambda: held_quick.request.body_bytes_received == fast)
-    # a request being served (the app waits for the gate); from an address of its own,
-    # the two forms are all the reads one address may have held (READS_PER_ADDRESS)
+    # a request being served (the app waits for the gate), from an address of its own
     busy = server.channel(server.connect("127.0.0.22", b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n"))
     assert server.until(lambda: bool(busy.requests))
     assert held_slow.request.charged is not None and slow.request.charged is None

@@ -16,13 +16,16 @@ thrown away as it arrives (memory stays flat, and the client, still sending,
 reads the answer instead of a reset connection), and a small thread of its own
 answers ``429`` with ``Retry-After`` without waiting behind the held ones.
 Nothing of a refused request reaches the app, so nothing of it is stored.
-Other requests are counted, and the dashboard's and the API's reads bounded
-(:meth:`Door.admit_read`): at most :data:`READS_PER_ADDRESS` held per client address and
-``reads`` (the server's threads less one) in all, beyond which one is answered ``503``
-with ``Retry-After`` from the refusal lane. A flood of expensive pages (``/incidents``,
-``/status``, the API's history) once took every thread and every place in waitress's
-queue, so pushes, ``/healthz`` and ``/metrics`` waited behind them; one thread now always
-stays for those, which are never bounded (:data:`CHEAP_PATHS`, and ``/static/``).
+Other requests are counted, and the dashboard's and the API's reads queued apart
+(:meth:`Door.admit_read`, :mod:`server.web.read_lanes`): at most the server's threads
+less one are served at once, the rest wait their turn, and pushes and probes pass them,
+so one thread always stays for those (:data:`CHEAP_PATHS` and ``/static/`` are never
+counted as reads). A flood of expensive pages (``/incidents``, ``/status``, the API's
+history) once took every thread and every place in waitress's queue, so pushes,
+``/healthz`` and ``/metrics`` waited behind them. Only past :data:`READS_PER_ADDRESS`
+reads held by one client address is one answered ``503`` with ``Retry-After`` from the
+refusal lane: more than a browser's six connections to a host, so tabs and a page's own
+script wait, never get refused.
 A push without a valid token is answered from its headers, its body never read:
 ``401`` with ``WWW-Authenticate`` (:mod:`server.logs.tokens`), or ``403`` when no
 token is configured at all (ingestion is off).
@@ -81,10 +84,12 @@ RETRY_AFTER = 1  # s: the OTLP spec's exporters wait at least this long before r
 CHEAP_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/favicon.ico"})
 CHEAP_PREFIXES = ("/static/",)
 # Reads (pages and API answers, each a query or several) one client address may have held
-# at once: a browser opens about six connections but a page's own reads are one, its
-# assets static; two lets a second tab or a script's poll in beside it.
-READS_PER_ADDRESS = 2
-READS = 3  # reads held at once in all: waitress's four threads less one (WebServer sets it)
+# (served or waiting) at once: browsers open at most six connections to a host (Chromium;
+# Firefox's network.http.max-persistent-connections-per-server), so one operator's tabs
+# and their scripts wait their turn and are never refused; a flood from one address is.
+# Behind a reverse proxy every client shares its address: 16 reads wait there at most.
+READS_PER_ADDRESS = 16
+READS = 3  # reads served at once: waitress's four threads less one (the dispatcher sets it)
 REASONS = {
     400: "Bad Request",
     401: "Unauthorized",
@@ -132,7 +137,7 @@ class DoorStats:
     rejected: int = 0  # pushes answered 400/401/403/413 (their headers or size), or 408 (too slow)
     evicted: int = 0  # idle connections closed to make room at the connection limit
     turned_away: int = 0  # connections closed as accepted: at the limit, none idle
-    reads_refused: int = 0  # reads answered 503: READS_PER_ADDRESS or Door.reads held
+    reads_refused: int = 0  # reads answered 503: READS_PER_ADDRESS held by their address
 
 
 class Door:
@@ -160,7 +165,7 @@ class Door:
         self._lock = threading.Lock()  # the counts change in waitress's I/O and task threads
         self._held: set[Parser] = set()  # requests held now (pushes among them: doomed())
         self._bytes = 0  # what they are charged, bytes
-        self.reads = READS  # reads held at once in all (WebServer: its threads less one)
+        self.reads = READS  # reads served at once (the dispatcher: its threads less one)
         self._readers: dict[str, int] = {}  # client address -> reads it has held now
         self.configure(logs)
 
@@ -206,23 +211,24 @@ class Door:
 
     def admit_read(self, request: Parser) -> Refusal | None:
         """Whether ``request``, not a push, is refused (503) for the bound on reads: its
-        client address (``host``) holds :data:`READS_PER_ADDRESS`, or ``self.reads`` are
-        held in all; None: admitted, and counted as its address's until released.
-        :data:`CHEAP_PATHS` (and ``/static/``) are always admitted, never counted."""
+        client address (``host``) holds :data:`READS_PER_ADDRESS` (served or waiting);
+        None: admitted, and counted as its address's until released (the dispatcher
+        serves ``self.reads`` of them at once). :data:`CHEAP_PATHS` (and ``/static/``)
+        are always admitted, never counted."""
         if request.path in CHEAP_PATHS or request.path.startswith(CHEAP_PREFIXES):
             return None
         host = request.host()
         with self._lock:
-            mine, held = self._readers.get(host, 0), sum(self._readers.values())
-            if mine < READS_PER_ADDRESS and held < self.reads:
+            mine = self._readers.get(host, 0)
+            if mine < READS_PER_ADDRESS:
                 self._readers[host] = mine + 1
                 request.reader = host
                 return None
-        why = (f"{mine} of this address's requests are being answered (at most "
-               f"{READS_PER_ADDRESS})" if mine >= READS_PER_ADDRESS else
-               f"{held} pages or API reads are being answered (at most {self.reads}: one "
-               "thread stays for pushes and probes)")  # fmt: skip
-        return Refusal(503, f"busy: {why}; retry")
+        return Refusal(
+            503,
+            f"busy: {mine} pages or API reads of this address are being "
+            f"answered or waiting (at most {READS_PER_ADDRESS}); retry",
+        )
 
     def release(self, request: Parser) -> None:
         """``request`` is no longer held (answered, refused, or its connection gone); once."""

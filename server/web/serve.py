@@ -51,7 +51,6 @@ class WebServer:
         if door is None:  # the settings' defaults
             door = Door(LogsConfig())
         self.door = door
-        door.reads = max(1, threads - 1)  # one thread always free for pushes and probes
         self.dispatcher = Dispatcher(self.door)
         self.dispatcher.set_thread_count(threads)
         try:

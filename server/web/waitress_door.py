@@ -28,6 +28,7 @@ from server.web.admission import (
     Refusal,
     is_push,
 )
+from server.web.read_lanes import Lanes
 
 # A push whose first read brought this much of its body (or all of it) with its headers is
 # sending at full speed (a 1,000-record push is ~190 KB, one 256 KiB read): it may take a
@@ -238,12 +239,15 @@ class Channel(HTTPChannel):  # type: ignore[misc]
 
 
 class Dispatcher(ThreadedTaskDispatcher):  # type: ignore[misc]
-    """waitress's thread pool, with a lane of its own for refusals: a 429 or a stopping
-    503 is answered at once, not after the held requests ahead of it."""
+    """waitress's thread pool, with a lane of its own for refusals (a 429 or a stopping
+    503 is answered at once, not after the held requests ahead of it) and its queue in
+    two lanes (:class:`server.web.read_lanes.Lanes`): at most ``door.reads`` reads served
+    at once."""
 
     def __init__(self, door: Door) -> None:
         super().__init__()
         self.door = door
+        self.queue = Lanes(self.lock, self.queue_cv, door.reads)
         self._refusals: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._lane = threading.Thread(target=self._answer_refusals, name="lightbulb-door",
                                       daemon=True)  # fmt: skip
@@ -269,7 +273,16 @@ class Dispatcher(ThreadedTaskDispatcher):  # type: ignore[misc]
             self._refusals.put(channel)
         return len(waiting)
 
+    def set_thread_count(self, count: int) -> None:
+        """``count`` threads, ``count`` less one of them for reads (at least one)."""
+        super().set_thread_count(count)
+        if count > 0:  # 0: stopping (:meth:`shutdown` lets every read go to be cancelled)
+            with self.lock:
+                self.queue.limit = self.door.reads = max(1, count - 1)
+
     def shutdown(self, cancel_pending: bool = True, timeout: float = 5) -> bool:
+        with self.lock:
+            self.queue.limit = len(self.queue) + self.queue.serving + 1  # cancel every one
         self._refusals.put(None)
         return bool(super().shutdown(cancel_pending, timeout))
 
