@@ -294,7 +294,14 @@ class Wal(SegmentFiles):
         with self._lock, self._fd_lock:
             self._closed = True
             if self._retiring is not None:
-                self._retire(self._retiring)
+                try:
+                    self._retire(self._retiring)
+                except OSError as exc:  # the spare went: what it held was never acknowledged
+                    log.error("closing the spool: %s; the frames written after segment %d "
+                              "were never acknowledged and are not kept", exc,
+                              self._retiring.segment)  # fmt: skip
+                    os.close(self._retiring.fd)
+                    self._retiring = None
             if self._fd >= 0:
                 try:
                     os.fsync(self._fd)

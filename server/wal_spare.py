@@ -21,6 +21,7 @@ was lost), and drops them otherwise, as they could only follow a torn tail
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import threading
@@ -49,6 +50,7 @@ class Spares:
         self._lock = threading.Lock()
         self._fd = -1  # SPARE, open
         self._taken = False  # SPARE is being written as the next segment, not yet numbered
+        self._taken_id: tuple[int, int] | None = None  # its (st_dev, st_ino): promote checks
         self._closed = False
         self._dir_fd = -1  # the directory, open: its fsync after a rename needs no descriptor
         with contextlib.suppress(OSError):
@@ -83,6 +85,8 @@ class Spares:
             if self._fd < 0 or self._taken:
                 return -1
             fd, self._fd, self._taken = self._fd, -1, True
+            st = os.fstat(fd)
+            self._taken_id = (st.st_dev, st.st_ino)
             if os.fstat(fd).st_size:  # not expected: recovery adopts or empties it
                 os.ftruncate(fd, 0)
             return fd
@@ -90,18 +94,23 @@ class Spares:
     def promote(self, path: Path) -> None:
         """Number the taken spare: rename it to ``path``, durably (directory fsynced).
 
-        Raises OSError (FileNotFoundError if the spare went missing); then it is still
-        taken, and a second call retries. Call only once the segment before ``path``
-        is on disk: a later segment's existence says so (:mod:`server.wal_repair`).
+        Raises OSError: ESTALE if the file under the spare's name is no longer the one
+        taken (removed or replaced underneath by someone: renaming it would number a
+        file that lacks what was written, and leave those frames in an unlinked inode,
+        acknowledged and lost at the next crash); then it is still taken, and a later
+        call retries (the frames are never acknowledged meanwhile). Call only once the
+        segment before ``path`` is on disk: a later segment's existence says so
+        (:mod:`server.wal_repair`).
         """
         with self._lock:
-            try:
+            if _identity(path) != self._taken_id:  # not renamed by an earlier try
+                if _identity(self.directory / SPARE) != self._taken_id:
+                    raise OSError(errno.ESTALE, f"{self.directory / SPARE} was removed or "
+                                  "replaced while written as the next segment (leave the "
+                                  "log's files alone while the daemon runs)")  # fmt: skip
                 os.rename(self.directory / SPARE, path)
-            except FileNotFoundError:
-                if not path.exists():  # not renamed by an earlier try: gone
-                    raise
             self.sync_dir()
-            self._taken = False
+            self._taken, self._taken_id = False, None
 
     def open_segment(self, path: Path) -> int:
         """An open descriptor on the new segment ``path``: the spare renamed, or a new
@@ -113,7 +122,7 @@ class Spares:
             except OSError:  # the spare went missing: a new file, then
                 os.close(fd)
                 with self._lock:
-                    self._taken = False
+                    self._taken, self._taken_id = False, None
             else:
                 return fd
         fd = os.open(path, OPEN_FLAGS, 0o600)
@@ -160,6 +169,15 @@ class Spares:
                 if fd >= 0:
                     os.close(fd)
             self._fd = self._dir_fd = -1
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    """``path``'s (st_dev, st_ino), None if it does not exist."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 def adopt_spare(directory: Path) -> None:
