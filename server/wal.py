@@ -263,10 +263,23 @@ class Wal(SegmentFiles):
             with self._fd_lock:
                 if self._closed:
                     raise WalFull(errno.EBADF, "the spool is closed (shutting down)")
+                stale = False
                 if retiring is not None:  # a rotation: the old file first, then number fd's
-                    self._retire(retiring)
-                if segment > self._closed_through:
+                    try:
+                        self._retire(retiring)
+                    except OSError as exc:
+                        if exc.errno != errno.ESTALE:
+                            raise
+                        stale = True  # the spare went: copied out below, with appends held
+                if not stale and segment > self._closed_through:
                     os.fsync(fd)
+            if stale:
+                assert retiring is not None
+                with self._lock, self._fd_lock:
+                    if not retiring.done:
+                        self._heal(retiring)
+                    upto = self._appended  # the copy holds every frame appended so far
+            with self._fd_lock:
                 self.syncs += 1
             synced = True
         finally:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import os
 import threading
 from dataclasses import dataclass
@@ -31,6 +32,9 @@ from pathlib import Path
 
 from server.wal_format import MIN_SEGMENT_BYTES, RESERVE_BYTES, SUFFIX, WalFull, segment_size
 from server.wal_spare import OPEN_FLAGS, SPARE, Spares
+
+log = logging.getLogger("lightbulb.wal")
+HEALING = "healing.tmp"  # a spare's frames copied out (SegmentFiles._heal), before numbering
 
 
 @dataclass(eq=False)
@@ -192,6 +196,47 @@ class SegmentFiles:
         if self._retiring is retiring:  # only a rotation sets it, and only when it is None
             self._retiring = None
         self._prepare_spares()
+
+    def _heal(self, retiring: Retiring) -> None:
+        """The spare written as segment ``retiring.segment + 1`` was removed or replaced
+        underneath (:meth:`Spares.promote` raised ESTALE): copy what it holds (read
+        through ``/proc/self/fd``, which opens an unlinked file too) into a new file,
+        on disk, numbered, and go on appending there. Nothing in it was acknowledged,
+        and ``retiring`` is on disk already. Holds ``self._lock`` and ``self._fd_lock``.
+        Raises OSError (no room for the copy: retried at the next sync)."""
+        path, temporary = self._path(retiring.segment + 1), self.directory / HEALING
+        source = os.open(f"/proc/self/fd/{self._fd}", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            copy = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+            try:
+                size = os.fstat(source).st_size
+                copied = 0
+                while copied < size:  # copy_file_range refuses an O_APPEND target
+                    copied += os.copy_file_range(source, copy, size - copied, copied, copied)
+                os.fsync(copy)
+                os.rename(temporary, path)
+            except BaseException:
+                temporary.unlink(missing_ok=True)
+                raise
+            finally:
+                os.close(copy)
+        finally:
+            os.close(source)
+        fd = os.open(path, OPEN_FLAGS, 0o600)
+        assert self._spares is not None  # a spare was taken
+        self._spares.sync_dir()
+        os.close(self._fd)
+        self._fd = fd
+        os.close(retiring.fd)
+        self._closed_through = max(self._closed_through, retiring.segment)
+        retiring.done = True
+        if self._retiring is retiring:
+            self._retiring = None
+        self._spares.abandon()
+        log.error("%s was removed or replaced while the spool wrote into it: what it held "
+                  "(%d bytes, none of it acknowledged yet) was copied into %s; leave the "
+                  "spool's files alone while the daemon runs", self.directory / SPARE,
+                  size, path.name)  # fmt: skip
 
     def _prepare_spares(self) -> None:
         """Make the spare files on a thread of their own: creating a file and fsyncing the

@@ -112,6 +112,14 @@ class Spares:
             self.sync_dir()
             self._taken, self._taken_id = False, None
 
+    def abandon(self) -> None:
+        """The taken spare is no longer the one under its name (:meth:`promote` raised
+        ESTALE) and its writer made the segment otherwise: take no more notice of it,
+        and make a new spare."""
+        with self._lock:
+            self._taken, self._taken_id = False, None
+            self._prepare()
+
     def open_segment(self, path: Path) -> int:
         """An open descriptor on the new segment ``path``: the spare renamed, or a new
         file. Raises OSError when there is neither (no inode, no descriptor)."""

@@ -226,13 +226,15 @@ def test_a_spare_after_a_segment_torn_by_a_power_cut_is_dropped_not_called_damag
 
 
 @pytest.mark.parametrize("underneath", ["removed", "replaced"])
-def test_a_spare_removed_or_replaced_underneath_is_never_numbered_nor_its_frames_acknowledged(
-    tmp_path: Path, underneath: str
+def test_a_spare_removed_or_replaced_underneath_is_copied_out_numbered_and_the_log_goes_on(
+    tmp_path: Path, underneath: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Someone removes ``next.spare`` (or puts an empty file in its place) while the log
-    writes into it: renaming by name would number the wrong file and acknowledge frames
-    left in an unlinked inode (atk12d: 5,400 acknowledged records lost at the next
-    kill -9, silently). The sync refuses instead: nothing acknowledged, nothing numbered."""
+    writes into it. Renaming by name numbered the wrong file and acknowledged frames left
+    in an unlinked inode (atk12d: 5,400 acknowledged records lost at the next kill -9,
+    silently), and a removed one refused every push until a restart. The sync now sees
+    the name no longer holds the file written, copies its frames into the numbered
+    segment, on disk, and appends go on there: one ERROR, nothing lost, a new spare."""
     directory = tmp_path / "wal"
     wal = open_log(directory)
     for _ in range(4):
@@ -242,11 +244,21 @@ def test_a_spare_removed_or_replaced_underneath_is_never_numbered_nor_its_frames
     os.unlink(directory / SPARE)
     if underneath == "replaced":
         (directory / SPARE).touch()
-    with pytest.raises(OSError) as refused:
-        wal.sync()
-    assert "removed or replaced" in str(refused.value)
-    assert not numbered(directory, 1).exists()
-    with pytest.raises(OSError):  # and again at the next sync: never acknowledged
-        wal.sync()
-    assert not numbered(directory, 1).exists()
+    wal.sync()  # acknowledged only now: on disk, under its number
+    one = numbered(directory, 1)
+    assert len(read_frames(one.read_bytes())[0]) == 1
+    assert wal.append("t", PAD).segment == 1  # appends go on into the numbered copy
+    wal.sync()
+    assert len(read_frames(one.read_bytes())[0]) == 2
+    wal.wait_spares()
+    assert (directory / SPARE).stat().st_size == 0  # a new spare, ready
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and "removed or replaced" in errors[0]
     wal.close()
+    # the next start finds it whole: no damage, nothing set aside
+    caplog.clear()
+    again = Wal(directory, 10**9, segment_bytes=MIN_SEGMENT_BYTES)
+    again.recover()
+    assert not [r for r in caplog.records if r.levelname in ("ERROR", "WARNING")]
+    assert not (directory / "quarantine").exists() or not any((directory / "quarantine").iterdir())
+    again.close()
