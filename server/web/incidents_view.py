@@ -72,14 +72,45 @@ def incident_list() -> str:
     tr = requested()
     service = request.args.get("service", "")[:200]
     now = ctx.clock.now()
-    rows = source().between(tr.start, tr.end, service_id=service or None, limit=PAGE_LIMIT,
-                            now=now)  # fmt: skip
+    rows = listed("incidents page", tr, service, PAGE_LIMIT, now)
     return render_template(
         "incidents.html", rows=rows, table=table_rows(rows, now), tr=tr, presets=PRESETS,
         limit=PAGE_LIMIT,
         range_=request.args.get("range", "30d"), service=service,
         services=sorted(s.id for s in ctx.config.services), now=now,
     )  # fmt: skip
+
+
+def listed(name: str, tr: TimeRange, service: str, limit: int, now: datetime) -> list[Incident]:
+    """:meth:`Incidents.between` for the request's window, ``service`` ("" for all) and
+    ``limit``, with notes, acks and notices; kept while nothing it read changed
+    (:mod:`server.web.read_cache`; ``name``: the route's, each keeps its last answer), so
+    many readers cost one derivation per insert. Callers must not change the incidents
+    (they are the kept ones). Raises StorageError."""
+    ctx = context()
+    tokens = ctx.read_cache.tokens(ctx.storage)  # before anything the answer reads
+    # the window's ends move with ``now`` unless the request spelled them (``to`` fixes
+    # the end and, with ``range``, the start); the key holds a moving end as its offset
+    # from ``now`` and a spelled one as itself, so equal keys ask the same question
+    end_moves = not request.args.get("to")
+    start_moves = end_moves and not request.args.get("from")
+    # the edges rows are compared with: ``now`` (an ongoing incident lasts until it,
+    # flapping is replayed up to it), and those of the window that move: its ends, how
+    # far back a start is looked for (LOOKBACK) and the acks' day past the end
+    edges = [now]
+    if end_moves:
+        edges += [tr.end, tr.end + timedelta(days=1)]
+    if start_moves:
+        edges += [tr.start, tr.start - LOOKBACK]
+    key = (tr.start - now if start_moves else tr.start, tr.end - now if end_moves else tr.end,
+           service, limit, ctx.saved_notes.version)  # fmt: skip
+    found: list[Incident] = ctx.read_cache.get(
+        name, ctx.storage,
+        lambda storage: Incidents(storage, ctx.config, ctx.saved_notes).between(
+            tr.start, tr.end, service_id=service or None, limit=limit, now=now),
+        tokens=tokens, config=ctx.config, key=key, now=now, edges=edges,
+    )  # fmt: skip
+    return found
 
 
 def table_rows(rows: list[Incident], now: Any) -> Markup:
@@ -140,7 +171,7 @@ def api_list() -> Response:
     limit = _int_arg("limit", 100, 1, 1000)
     service = request.args.get("service", "")[:200]
     now = ctx.clock.now()
-    rows = source().between(tr.start, tr.end, service_id=service or None, limit=limit, now=now)
+    rows = listed("incidents api", tr, service, limit, now)
     return jsonify({
         "range": {"from": tr.start.isoformat(), "to": tr.end.isoformat()},
         "incidents": [i.as_dict(now) for i in rows],
