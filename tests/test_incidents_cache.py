@@ -7,7 +7,7 @@ list was worked out; the answers must be what a dashboard that kept nothing give
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ from server.spool import Spool
 from server.tables import WRITTEN_TABLES
 from server.web import WebContext, create_app
 from server.writer import Writer
+from tests.support.clock import FakeClock
 from tests.test_status_cache import Kept, site  # noqa: F401 - the fixture
 from tests.test_status_recovered import AFTER, PLAN
 from tests.web_fixture import NOW
@@ -122,3 +123,26 @@ def test_a_kept_ongoing_incident_lasts_until_each_request(site: Kept) -> None:  
     assert counts(s, "incidents api") == (1, 1) and first["end"] is None
     assert later["duration_seconds"] == first["duration_seconds"] + 3600
     assert both(c) == fresh(s)
+
+
+class Ticking(FakeClock):
+    """A clock later at each reading, by a longer tick each time, as a real one is
+    between two reads (never the same gap twice)."""
+
+    ticks = 0
+
+    def now(self) -> datetime:
+        self.ticks += 1
+        self.advance(0.001 * self.ticks)
+        return super().now()
+
+
+def test_the_list_is_kept_while_the_clock_ticks_between_a_requests_reads(site: Kept) -> None:  # noqa: F811
+    """The window's ends and the kept answer's ``now`` are one reading of the clock: two
+    readings a tick apart made each request's key new (nothing was ever kept)."""
+    s = site
+    app = create_app(WebContext(s.site.config(), s.store, Ticking(s.h.clock.now()), s.h.engine))
+    c, kept = app.test_client(), app.extensions["lightbulb"].read_cache
+    answers = [c.get(API).get_json()["incidents"] for _ in range(3)]
+    assert (kept.computed["incidents api"], kept.reused["incidents api"]) == (1, 2)
+    assert [i["id"] for a in answers for i in a] == [answers[0][0]["id"]] * 3
