@@ -23,6 +23,7 @@ from urllib.parse import quote
 
 from flask import Blueprint, Response, jsonify, redirect, render_template, request, url_for
 from markupsafe import Markup
+from markupsafe import escape as markup_escape
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from server.analytics.incident_timeline import timeline
@@ -78,8 +79,18 @@ def incident_list() -> str:
         "incidents.html", rows=rows, table=table_rows(rows, now), tr=tr, presets=PRESETS,
         limit=PAGE_LIMIT,
         range_=request.args.get("range", "30d"), service=service,
-        services=sorted(s.id for s in ctx.config.services), now=now,
+        options=service_options(sorted(s.id for s in ctx.config.services), service), now=now,
     )  # fmt: skip
+
+
+def service_options(services: list[str], selected: str) -> Markup:
+    """The service filter's ``<option>`` of each of ``services``, ``selected`` marked, as
+    Jinja wrote them (autoescaped): one per service, 1,000 through the template cost
+    ~5,000 calls a request."""
+    return Markup("".join(  # noqa: S704 - every service id is escaped
+        f"<option {'selected' if s == selected else ''}>{markup_escape(s)}</option>"
+        for s in services
+    ))  # fmt: skip
 
 
 def listed(name: str, tr: TimeRange, service: str, limit: int, now: datetime) -> list[Incident]:
