@@ -96,6 +96,7 @@ def test_a_note_saved_here_is_shown_at_once_before_the_writer_stores_it(
         assert saved.status_code == 200, saved.get_data(as_text=True)
         assert [i["note"] for i in c.get(API).get_json()["incidents"]] == [note or None]
         assert ('class="has-note"' in c.get(PAGE).get_data(as_text=True)) == bool(note)
+        assert c.get(f"{API}/{listed['id']}").get_json()["note"] == (note or None)
     assert s.store.query("SELECT count() AS n FROM monitor.incident_notes")[0]["n"] == 0
     assert (kept.computed["incidents api"], kept.computed["incidents page"]) == (4, 4)
 
@@ -146,3 +147,23 @@ def test_the_list_is_kept_while_the_clock_ticks_between_a_requests_reads(site: K
     answers = [c.get(API).get_json()["incidents"] for _ in range(3)]
     assert (kept.computed["incidents api"], kept.reused["incidents api"]) == (1, 2)
     assert [i["id"] for a in answers for i in a] == [answers[0][0]["id"]] * 3
+
+
+def test_an_incident_is_worked_out_once_while_nothing_changes_then_again_after_new_checks(
+    site: Kept,  # noqa: F811
+) -> None:
+    s, c = site, site.client
+    (listed,) = c.get(API).get_json()["incidents"]
+    url = f"{API}/{listed['id']}"
+    ctx = s.c.extensions["lightbulb"]
+    other = create_app(WebContext(ctx.config, s.store, s.h.clock, s.h.engine)).test_client()
+    answers = [c.get(url).get_json() for _ in range(3)]
+    assert counts(s, "incident") == (1, 2)
+    assert answers[0] == answers[1] == answers[2] == other.get(url).get_json()
+    page = c.get(f"/incidents/{listed['id']}").get_data(as_text=True)
+    assert counts(s, "incident") == (1, 3) and listed["id"] in page
+
+    s.checks(AFTER, len(PLAN["db"]))  # new transitions: web recovers (db fails on)
+    after = c.get(url).get_json()
+    assert counts(s, "incident") == (2, 3)
+    assert after == other.get(url).get_json() and after != answers[0]

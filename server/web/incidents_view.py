@@ -59,8 +59,21 @@ def requested(now: datetime) -> TimeRange:
 
 
 def found_or_404(incident_id: str) -> Incident:
+    """The incident of this id (:meth:`Incidents.get`), kept while nothing it read changed
+    (:mod:`server.web.read_cache`), a copy callers may set a note on; else a 404."""
     ctx = context()
-    incident = source().get(incident_id[:64], ctx.clock.now())
+    tokens = ctx.read_cache.tokens(ctx.storage)  # before anything the answer reads
+    now = ctx.clock.now()
+    # the edges that move: ``now`` and the window's end a second past it, and the acks'
+    # day past that; the id's instant (the window's start) is in the key
+    edges = [now, now + timedelta(seconds=1), now + timedelta(days=1, seconds=1)]
+    found: Incident | None = ctx.read_cache.get(
+        "incident", ctx.storage,
+        lambda storage: Incidents(storage, ctx.config, ctx.saved_notes).get(incident_id[:64], now),
+        tokens=tokens, config=ctx.config, key=(incident_id[:64], ctx.saved_notes.version),
+        now=now, edges=edges,
+    )  # fmt: skip
+    incident = copy(found) if found is not None else None
     if incident is None:
         raise ApiError(404, f"no incident {incident_id[:64]!r}")
     return incident
