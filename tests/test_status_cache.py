@@ -145,7 +145,8 @@ def test_a_reloaded_configuration_is_never_answered_from_the_replaced_ones_answe
                                  ".service_status")  # fmt: skip
             return sorted(r["service_id"] for r in rows if r["service_id"] in live)
 
-        found: list[str] = kept.get("monitored", s.store, monitored, config=config, key=(),
+        found: list[str] = kept.get("monitored", s.store, monitored,
+                                    tokens=kept.tokens(s.store), config=config, key=(),
                                     now=NOW, edges=())  # fmt: skip
         return found
 
