@@ -9,6 +9,7 @@ and end flapping at the same checks.
 from __future__ import annotations
 
 import random
+from collections import deque
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -63,3 +64,31 @@ def test_every_other_check_failing_flaps_and_steady_failing_does_not() -> None:
     assert from_changes(flapping, 6, 0.5, 0.25) == engine(flapping, 6, 0.5, 0.25)
     steady = [Status.OK] * 6 + [Status.FAILED] * 20
     assert from_changes(steady, 6, 0.5, 0.25) == []
+
+
+@pytest.mark.parametrize("new_window", [1000, 22])
+def test_a_service_flapping_when_its_window_is_raised_settles_over_the_checks_held(
+    new_window: int,
+) -> None:
+    """Raised by a reload while a service flaps (the catalog keeps its checks, under the
+    new bound), its window holds fewer checks than it asks for; flapping used to be
+    judged only over a full window, so it stayed flapping until 1,000 checks came
+    (atk14e: 16.7 h at 60 s), holding the alerts of a steady outage. It now settles
+    over the checks held: within a hundred steady checks here, not 1,000."""
+    history = History(STEP.total_seconds(), 21)
+    at = T0
+    for i in range(30):
+        history.add(CheckResult(STATUSES[i % 2], ""), at, STEP, STEP)
+        history.update_flapping(0.5, 0.25)
+        at += STEP
+    assert history.flapping
+    history.flap_window = new_window  # as server.alerting.catalog does on a reload
+    history.statuses = deque(history.statuses, maxlen=new_window)
+    settled_at = None
+    for i in range(100):  # steady from now on
+        history.add(CheckResult(Status.FAILED, ""), at, STEP, STEP)
+        if history.update_flapping(0.5, 0.25) is False:
+            settled_at = i
+            break
+        at += STEP
+    assert settled_at is not None and settled_at < 100
