@@ -194,7 +194,10 @@ def test_a_started_daemon_holds_only_the_pyarrow_pages_its_writes_use(tmp_path: 
         if daemon.proc.poll() is None:
             daemon.kill()
     assert code == 0, daemon.output[-3000:]
-    assert held < 15, held
+    # 8.3 MB when pyarrow's files were read from disk; 15.5 MB right after pip wrote them
+    # (a fresh CI machine): the page cache then holds them in large folios, and a touch
+    # maps a whole folio back. Without the give-back: ~26 MB either way.
+    assert held < 20, held
     store = EmbeddedStorage(tmp_path / "db", "monitor")
     try:
         [row] = store.query("SELECT count() AS n FROM monitor.service_status "
