@@ -2,9 +2,10 @@
 
 The scheduler reports the services it added, removed or rebuilt; this adds every other
 configured list an operator edits by id: alert rules, relations, silences, channels
-and the status page's groups (by name), and the ``alerting`` settings changed, by
-dotted name (``flapping.high``: a change that decides what is declared flapping from
-now on). Only ids and names are printed, never settings (a channel holds secrets).
+and the status page's groups (by name), and the settings changed in every other
+section, by dotted name (``alerting: changed ['flapping.high']``: a change that decides
+what is declared flapping from now on; ``dashboard: changed ['auth']``: who may write).
+Only ids and names are printed, never values (a channel or a token is a secret).
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ from pydantic import BaseModel
 from server.config.models import Config
 
 KINDS = ("added", "removed", "changed", "disabled", "enabled")
+# sections of settings, named by dotted setting when they change (alerting: always said)
+SETTINGS = ("alerting", "clickhouse", "logs", "baselines", "report", "dashboard", "status_page",
+            "scheduler", "temporal")  # fmt: skip
 Changes = dict[str, list[str]]  # kind (one of KINDS) -> ids, in config order
 
 
@@ -72,6 +76,12 @@ def describe(before: Config, after: Config) -> str:
         found = compare(old[section], now)
         said = [f"{kind} {found[kind]}" for kind in KINDS if found[kind]]
         parts.append(f"{section}: {', '.join(said) if said else 'unchanged'}")
-    changed = settings(before.alerting, after.alerting)
-    parts.append(f"alerting: {f'changed {changed}' if changed else 'unchanged'}")
+    for section in SETTINGS:
+        changed = [
+            name
+            for name in settings(getattr(before, section), getattr(after, section))
+            if not (section == "status_page" and name == "groups")
+        ]  # said above
+        if changed or section == "alerting":
+            parts.append(f"{section}: {f'changed {changed}' if changed else 'unchanged'}")
     return "; ".join(parts)

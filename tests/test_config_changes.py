@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from server.config import Config
+from server.config.models import DashboardConfig, StatusPageConfig
 from server.config_changes import compare, describe
 
 BEFORE = Config.model_validate({
@@ -55,3 +56,19 @@ def test_alerting_settings_and_status_page_groups_are_named_when_changed() -> No
         "alerting: changed ['group_wait', 'flapping.window', 'flapping.high']"
     )
     assert "0.4" not in said and "2s" not in said
+
+
+def test_every_settings_section_names_its_changed_settings_never_their_values() -> None:
+    """A new dashboard token (who may write notes, acks, silences) or a new status page
+    title is said by name; the token itself never (atk14e: neither was said)."""
+    after = BEFORE.model_copy(update={
+        "dashboard": DashboardConfig.model_validate(
+            {"auth": {"type": "bearer", "tokens": {"ops": "s3cr3t-t0k3n"}}}),
+        "status_page": StatusPageConfig.model_validate({"title": "Acme status"}),
+    })  # fmt: skip
+    said = describe(BEFORE, after)
+    assert said.endswith(
+        "alerting: unchanged; dashboard: changed ['auth.type', 'auth.tokens']; "
+        "status_page: changed ['title']"
+    )
+    assert "s3cr3t" not in said and "Acme" not in said
