@@ -70,6 +70,11 @@ def test_a_note_on_an_incident_a_flapping_period_merges_goes_with_it(
         assert note_of(s, old["id"]) == newest
     page = s.client().get(f"/incidents/{before[1]['id']}", headers=TOKEN)
     assert page.status_code == 200 and newest in page.get_data(as_text=True)
+    # the older note of the other incident is not hidden by the merge (atk14e): listed
+    # under "earlier notes", on the API and the page
+    older = [f"note {n}" for n in range(len(noted) - 1) if noted[n] != noted[-1]]
+    assert [n["note"] for n in merged["earlier_notes"]] == older
+    assert all(text in page.get_data(as_text=True) for text in older)
     # another dashboard over the same tables, still showing an old incident, saves on
     # its id later: the newest note wins wherever it was saved (the merged incident's
     # own id holds "note 1" in the first-last case, so only its members can tell)

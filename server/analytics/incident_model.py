@@ -98,6 +98,8 @@ class Incident:
     acks: list[dict[str, Any]] = field(default_factory=list)  # {at, who, comment, alert_id}
     notices: list[dict[str, Any]] = field(default_factory=list)  # AlertLog.incident_notices
     note: dict[str, Any] | None = None  # {note, author, updated_at}
+    # notes saved under the ids of incidents merged into this one, older, newest first
+    earlier_notes: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def root(self) -> Member:
@@ -185,6 +187,9 @@ class Incident:
             "note": self.note["note"] if self.note else None,
             "note_author": self.note["author"] if self.note else None,
             "note_updated_at": self.note["updated_at"].isoformat() if self.note else None,
+            "earlier_notes": [{"note": n["note"], "author": n["author"],
+                               "updated_at": n["updated_at"].isoformat()}
+                              for n in self.earlier_notes],
             # per spell as the page tells it: ``aside`` is its words ("flapping: 12 firings")
             "affected": [{"service_id": s.service_id, "start": s.start.isoformat(),
                           "end": s.end.isoformat() if s.end else None, "open": s.end is None,

@@ -261,31 +261,38 @@ class Incidents:
                 if not m.rule_id and m.end is None and m.service_id in gone else m
                 for m in members]  # fmt: skip
 
-    def notes_of(self, found: list[Incident], cleared: bool = False) -> dict[str, dict[str, Any]]:
+    def notes_of(self, found: list[Incident], cleared: bool = False,
+                 earlier: dict[str, list[dict[str, Any]]] | None = None,
+                 ) -> dict[str, dict[str, Any]]:  # fmt: skip
         """Each of ``found``'s id -> its note (``{note, author, updated_at}``; one query):
         the newest saved under its id or under the id of any of its members. A later
         re-grouping (a flapping period, a cause found, a rule added) can make an
         incident someone noted a member of another; the note goes with it, and the
         newest of several wins (clearing counts: ``note`` '', left out unless
-        ``cleared``, as :meth:`Notes.notes`)."""
+        ``cleared``, as :meth:`Notes.notes`). ``earlier``, if given, gets each id ->
+        the non-empty notes saved under its other ids, newest first: never hidden by a
+        merge (atk14e)."""
         ids = {i.id: {i.id, *(incident_id(m) for m in i.members)} for i in found}
         saved = self.notes(sorted(set().union(*ids.values())), cleared=True) if ids else {}
         out = {}
         for iid, own in ids.items():
-            held = [saved[k] for k in own if k in saved]
-            if held:
-                newest = max(held, key=lambda n: n["updated_at"])
-                if newest["note"] or cleared:
-                    out[iid] = newest
+            held = sorted(((saved[k], k) for k in own if k in saved),
+                          key=lambda n: n[0]["updated_at"], reverse=True)  # fmt: skip
+            if held and (held[0][0]["note"] or cleared):
+                out[iid] = held[0][0]
+            if held and earlier is not None:
+                earlier[iid] = [n for n, k in held[1:] if n["note"] and k != held[0][1]]
         return out
 
     def _attach(self, found: list[Incident], since: datetime, end: datetime,
                 details: bool) -> None:  # fmt: skip
         """Notes, and with ``details`` acks and notices, of ``found`` (at most three
         queries whatever their number)."""
-        notes = self.notes_of(found)
+        earlier: dict[str, list[dict[str, Any]]] = {}
+        notes = self.notes_of(found, earlier=earlier)
         for incident in found:
             incident.note = notes.get(incident.id)
+            incident.earlier_notes = earlier.get(incident.id, [])
         if not details:
             return
         # of the members' services and incidents only: an old incident's page read every
