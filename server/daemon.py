@@ -221,9 +221,10 @@ class Daemon:
         deadline = None if seconds is None else time.monotonic() + seconds
         errors = self.writer.stats.write_errors
         self.writer.inserter.wake()
-        # not cut short by SIGTERM: shutdown must not close the store under that attempt
+        # cut short by SIGTERM too: an engine call that never comes back (chDB meeting
+        # EMFILE) must not hold the stop; shutdown's close waits for it, bounded
         while not self.writer.reachable and self.writer.stats.write_errors == errors:
-            if deadline is not None and time.monotonic() > deadline:
+            if self._stop.is_set() or (deadline is not None and time.monotonic() > deadline):
                 break
             time.sleep(0.02)
         return self.writer.reachable

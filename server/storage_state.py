@@ -18,7 +18,7 @@ from pathlib import Path
 
 from server.core.clock import Clock
 from server.core.repeats import Repeats
-from server.storage.base import DiskFull
+from server.storage.base import DescriptorsShort, DiskFull
 
 log = logging.getLogger("lightbulb.writer")
 
@@ -47,6 +47,8 @@ class StorageState:
         there all along)."""
         if state == "unreachable" and isinstance(exc, DiskFull):
             state = "disk full"
+        elif state == "unreachable" and isinstance(exc, DescriptorsShort):
+            state = "descriptors short"
         previous, self.state = self.state, state
         if state == "ok":
             if self._repeats.ok() is None or previous == "ok":
