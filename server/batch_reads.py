@@ -32,6 +32,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from server.core.clock import Clock
+from server.core.files import open_regular
 from server.core.oserrors import fix, is_shortage, why
 from server.core.repeats import Repeats
 from server.storage.arrow import from_ipc
@@ -165,8 +166,10 @@ class BatchReads:
 
 
 def _read(path: Path, offset: int, length: int) -> bytes:
-    """``length`` bytes at ``offset`` of ``path`` (fewer if the file ends first)."""
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    """``length`` bytes at ``offset`` of ``path`` (fewer if the file ends first); only a
+    regular file is read (:func:`server.core.files.open_regular`): a FIFO in a segment's
+    place hung the insert thread forever, now it is "cannot read", retried."""
+    fd = open_regular(path)
     try:
         return os.pread(fd, length, offset)
     finally:

@@ -41,7 +41,7 @@ from server.latest import LatestResults
 from server.logs.pool_stats import PoolStats
 from server.notify.dispatcher import Dispatcher
 from server.periodic import BaselineJob, PeriodicJobs, ReportJob
-from server.process import freeze_startup_objects, install_signals
+from server.process import freeze_startup_objects, install_signals, within
 from server.recorder import Recorder
 from server.scheduler import CheckScheduler
 from server.schema import Target, apply_schema
@@ -70,6 +70,9 @@ WRITE_GRACE = 1.5
 # an ingest worker then is answered 503 as the workers stop (ANSWER_GRACE to write it)
 DRAIN_GRACE = 3.0
 ANSWER_GRACE = 1.0
+# seconds for the storage to close: milliseconds unless a call into the engine is stuck
+# (a chDB query that met EMFILE never came back); then the process exits without it
+CLOSE_GRACE = 1.0
 
 
 class Daemon:
@@ -218,9 +221,10 @@ class Daemon:
         deadline = None if seconds is None else time.monotonic() + seconds
         errors = self.writer.stats.write_errors
         self.writer.inserter.wake()
-        # not cut short by SIGTERM: shutdown must not close the store under that attempt
+        # cut short by SIGTERM too: an engine call that never comes back (chDB meeting
+        # EMFILE) must not hold the stop; shutdown's close waits for it, bounded
         while not self.writer.reachable and self.writer.stats.write_errors == errors:
-            if deadline is not None and time.monotonic() > deadline:
+            if self._stop.is_set() or (deadline is not None and time.monotonic() > deadline):
                 break
             time.sleep(0.02)
         return self.writer.reachable
@@ -280,7 +284,13 @@ class Daemon:
         self.alert_log.sync()  # transitions no notice carried to disk yet
         self.writer.stop(timeout=WRITE_GRACE)
         waiting = self.writer.pending_rows()
-        self.storage.close()
+        if not within(self.storage.close, CLOSE_GRACE, "lightbulb-close"):
+            log.error("ClickHouse did not close in %.1f s: a call into it is stuck (an insert "
+                      "that met a shortage of file descriptors, or the engine hung); exiting "
+                      "without it: %d rows stay in the spool at %s, on disk, and the next "
+                      "start inserts them", CLOSE_GRACE, waiting,
+                      self.writer.spool.wal.directory)  # fmt: skip
+            return 1
         lost = self.writer.stats.rows_dropped
         log.info(
             "stopped (%d rows written, %d rows kept in the spool for the next start%s)",

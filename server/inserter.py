@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 
 from server.batch_reads import BatchReads, Shortage
+from server.core import descriptors
 from server.insert_faults import split_refused, unstored
 from server.insert_loop import InsertLoop
 from server.storage import Storage, StorageError, StorageUnavailable
@@ -185,8 +186,9 @@ class Inserter:
     @property
     def stalled(self) -> bool:
         """Inserts wait because the spool can say neither what is being inserted nor that
-        it cannot (a spool's trouble, not ClickHouse's: the storage state is untouched)."""
-        return self._stalled
+        it cannot (a spool's trouble, not ClickHouse's: the storage state is untouched), or
+        the daemon is short of file descriptors (the engine is not entered meanwhile)."""
+        return self._stalled or self.state == "descriptors short"
 
     # -- the thread (server.insert_loop) ------------------------------------------------------
     def start(self) -> None:
@@ -213,7 +215,7 @@ class Inserter:
         of ``batch_rows`` (or as near as whole records come).
         """
         with self._io:
-            if not self.ensure_ready():
+            if not self._descriptors_free() or not self.ensure_ready():
                 return 0
             stored = 0
             for held in list(self._open):
@@ -373,6 +375,18 @@ class Inserter:
         self.storage_state.is_(state, exc)
 
     # -- readiness ---------------------------------------------------------------------------
+    def _descriptors_free(self) -> bool:
+        """Whether the engine may be entered: an ``EMFILE`` inside a chDB query can wedge it
+        for good (:mod:`server.core.descriptors`), so a short round waits for the next."""
+        why = descriptors.short()
+        if why is not None:
+            self.writer.stats.descriptor_waits += 1
+            self.storage_state.is_("descriptors short", why)
+            return False
+        if self.state == "descriptors short":
+            self.storage_state.is_("ok")
+        return True
+
     def ensure_ready(self) -> bool:
         """Run the before-first-write hook if it has not succeeded yet; False if not now."""
         if self._ready:

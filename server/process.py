@@ -10,6 +10,7 @@ import gc
 import logging
 import signal
 import threading
+from collections.abc import Callable
 from types import FrameType
 
 from server import early_stop
@@ -36,6 +37,31 @@ def install_signals(stop: threading.Event, reload: threading.Event) -> None:
     if early is not None:  # arrived while we were starting: stop as if it came now
         log.info("received %s during start-up; stopping once started", signal.Signals(early).name)
         stop.set()
+
+
+def within(call: Callable[[], object], seconds: float, name: str) -> bool:
+    """Run ``call`` on a thread of its own (``name``) and wait for it ``seconds`` at most.
+
+    True when it returned (its exception raised here, as if called directly); False
+    when it is still running: left behind on a daemon thread, so a call wedged in
+    native code (a chDB query that met EMFILE) cannot keep the process from exiting.
+    """
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            call()
+        except BaseException as exc:  # handed to the caller's thread
+            failed.append(exc)
+
+    thread = threading.Thread(target=run, name=name, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        return False
+    if failed:
+        raise failed[0]
+    return True
 
 
 def freeze_startup_objects() -> None:

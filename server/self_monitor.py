@@ -84,6 +84,7 @@ class SelfMonitor:
             "checks_by_service": self.scheduler.checks_by_service(),
             "rows_written": wstats.rows_written,
             "write_errors": wstats.write_errors,
+            "insert_descriptor_waits": wstats.descriptor_waits,
             "queue_rows": self.writer.pending_rows(),
             "spool_bytes": self.writer.spool.wal.size,
             "spool_batches": self.writer.inserter.open_batches,

@@ -53,6 +53,7 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from server.core.files import empty_regular, read_regular
 from server.core.oserrors import fix, is_shortage, why
 from server.wal_format import (
     HEADER,
@@ -141,7 +142,7 @@ def _read_all(directory: Path, quarantine: Quarantine, moved: int | None, *,
     if not segments:
         return out
     # decided before an empty newest segment is removed: the one before it is older
-    newest = segments[-1] if (directory / _name(segments[-1])).stat().st_size else None
+    newest = None if empty_regular(directory / _name(segments[-1])) else segments[-1]
     segments = _close_gaps(directory, segments, out, moved, readonly=readonly)
     for segment in segments:
         last = newest is not None and segment == segments[-1]
@@ -187,7 +188,7 @@ def _close_gaps(
     read, in order.
     """
     newest = segments[-1]
-    emptied = [n for n in segments[:-1] if (directory / _name(n)).stat().st_size == 0]
+    emptied = [n for n in segments[:-1] if empty_regular(directory / _name(n))]
     missing = set(range(segments[0], newest)) - set(segments)
     lost = sorted({*emptied, *missing})
     for first, last in _runs(sorted({*emptied, *(missing - {moved})})):
@@ -207,7 +208,7 @@ def _close_gaps(
         return present
     for n in emptied:
         (directory / _name(n)).unlink()
-    if (directory / _name(newest)).stat().st_size == 0:
+    if empty_regular(directory / _name(newest)):
         (directory / _name(newest)).unlink()
         present.pop()
     for target, n in enumerate(present, start=segments[0]):
@@ -231,7 +232,7 @@ def _runs(numbers: list[int]) -> list[tuple[int, int]]:
 def _read(path: Path, segment: int, newest: bool, quarantine: Quarantine, out: LogRead, *,
           readonly: bool) -> None:  # fmt: skip
     try:
-        data = path.read_bytes()
+        data = read_regular(path)  # a FIFO or link in its place: unreadable, moved aside
     except OSError as exc:
         if is_shortage(exc):  # the system's, not the file's: the start fails, retried
             raise

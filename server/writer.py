@@ -57,6 +57,7 @@ class WriterStats:
     rows_quarantined: int = 0  # read back from the spool undecodable (quarantine/)
     busy_refusals: int = 0  # pushes answered 429/503 (counted by the web layer)
     pushes_abandoned: int = 0  # pushes whose client left before they were stored (web layer)
+    descriptor_waits: int = 0  # insert rounds not begun: file descriptors short (inserter)
 
 
 class Busy(Exception):

@@ -3,6 +3,7 @@ report scheduled again instead of being marked done."""
 
 from __future__ import annotations
 
+import logging
 import threading
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -208,3 +209,40 @@ def test_a_stop_right_after_start_ends_the_scheduler_without_an_error_in_its_thr
         store.close()
     assert died == [], died
     assert not [r for r in caplog.records if r.name.startswith("apscheduler")], caplog.text
+
+
+def test_a_job_failing_every_run_for_one_cause_is_said_once_and_its_end_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The daemon's own row failed every 15 s with a full EMFILE traceback from psutil
+    (atk12d): a real shortage here, the same psutil read, three runs: one ERROR, then
+    one line when it runs again."""
+    from server.self_monitor import own_usage
+    from tests.test_spool_reads import descriptors_used_up
+
+    config = parse_config(CONFIG, "t.yaml")
+    store = EmbeddedStorage(tmp_path / "db", "monitor")
+    clock = FakeClock(datetime(2026, 11, 22, 9, 0, tzinfo=UTC))
+    jobs = PeriodicJobs(
+        clock, tick=lambda: None, record_self=lambda: None,
+        baselines=BaselineJob(Baselines(config.baselines), store, Reachable(), clock),
+        report=ReportJob(config, store, Reachable(), dispatcher=None,
+                         alert_log=AlertLog(None, store), clock=clock),
+    )  # fmt: skip
+
+    def record_self() -> None:
+        own_usage()
+
+    run = jobs._guard(record_self)
+    caplog.set_level(logging.INFO, "lightbulb.periodic")
+    try:
+        with descriptors_used_up():
+            for _ in range(3):
+                run()
+        run()
+    finally:
+        store.close()
+    said = [r for r in caplog.records if r.name == "lightbulb.periodic"]
+    assert [r.levelname for r in said] == ["ERROR", "INFO"], [r.getMessage() for r in said]
+    assert "record_self failed" in said[0].getMessage() and said[0].exc_info is not None
+    assert said[1].getMessage() == "periodic job record_self runs again (3 runs failed)"

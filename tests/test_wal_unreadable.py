@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -27,15 +28,26 @@ CASES = {  # name: (the frame in the unreadable segment, rows lost with it)
 }
 
 
+IN_ITS_PLACE = {  # name: (make it in the segment's place, how the quarantine holds it)
+    "a directory": (lambda path: path.mkdir(), Path.is_dir),  # EISDIR
+    # a FIFO or a link to /dev/zero was taken for an emptied segment and renumbered over
+    "a FIFO": (os.mkfifo, lambda p: stat.S_ISFIFO(p.lstat().st_mode)),
+    "a symlink to /dev/zero": (lambda path: path.symlink_to("/dev/zero"), Path.is_symlink),
+}
+
+
+@pytest.mark.parametrize("thing", IN_ITS_PLACE)
 @pytest.mark.parametrize("case", CASES)
 def test_a_segment_that_cannot_be_read_is_moved_aside_once_and_the_start_goes_on(
-    store: EmbeddedStorage, tmp_path: Path, caplog: pytest.LogCaptureFixture, case: str
-) -> None:
+    store: EmbeddedStorage, tmp_path: Path, caplog: pytest.LogCaptureFixture, case: str,
+    thing: str,
+) -> None:  # fmt: skip
     spool = tmp_path / "spool"
     where, lost = CASES[case]
+    make, kept = IN_ITS_PLACE[thing]
     path = build(store, spool)[where]
     path.unlink()
-    path.mkdir()  # reading it: EISDIR
+    make(path)
 
     with caplog.at_level(logging.ERROR, logger="lightbulb.wal"):
         writer = open_writer(store, spool)  # the start goes on
@@ -46,7 +58,7 @@ def test_a_segment_that_cannot_be_read_is_moved_aside_once_and_the_start_goes_on
     assert "remove it" in said[0]  # the fix for something in the file's place
     assert wal.damage_found == 1 and wal.uncertain  # a mark may have been in it
     (moved,) = (spool / "quarantine").iterdir()
-    assert moved.is_dir() and str(moved) in said[0]
+    assert kept(moved) and str(moved) in said[0]
     os.close(wal._fd)  # a crash before anything is inserted
 
     caplog.clear()

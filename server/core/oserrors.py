@@ -28,6 +28,8 @@ FIXES = {
     "scheduler.spool_dir to a good disk",
     errno.EISDIR: "something else stands where the spool's file should be: remove it",
 }
+# a link, FIFO or device where a segment should be (server.core.files.open_regular)
+FIXES[errno.ELOOP] = FIXES[errno.EINVAL] = FIXES[errno.EISDIR]
 
 
 def is_shortage(exc: BaseException) -> bool:

@@ -156,6 +156,11 @@ class DiskFull(StorageUnavailable):
     NOT_ENOUGH_SPACE): retried like any unavailability, and told as what it is."""
 
 
+class DescriptorsShort(StorageUnavailable):
+    """This process is nearly out of file descriptors: the embedded engine is not entered
+    (an ``EMFILE`` inside a chDB query can wedge it for good; :mod:`server.core.descriptors`)."""
+
+
 def staging_failed(where: str, path: object, exc: OSError) -> StorageUnavailable:
     """The error for a batch file that could not be written at ``path``: :class:`DiskFull`
     for ``ENOSPC``/``EDQUOT``, else :class:`StorageUnavailable` (not now either way)."""

@@ -22,8 +22,10 @@ from typing import IO, Any
 
 import pyarrow as pa
 
+from server.core import descriptors
 from server.storage.arrow import schema_of, to_arrow, write_ipc
 from server.storage.base import (
+    DescriptorsShort,
     Params,
     Row,
     StorageError,
@@ -201,6 +203,7 @@ class EmbeddedStorage:
             f"SELECT * FROM file({{batch:String}}, 'ArrowStream')"
         )
         with self._mutex:
+            self._enter()
             try:
                 with open(self._batch_file, "wb") as out:
                     write_ipc(data, out)
@@ -253,6 +256,7 @@ class EmbeddedStorage:
             "SETTINGS max_threads = 1"  # rows come back in the file's order
         )
         with self._mutex:
+            self._enter()
             try:
                 with open(self._batch_file, "wb") as out:
                     write_ipc(data, out)
@@ -290,12 +294,19 @@ class EmbeddedStorage:
 
     def _run(self, sql: str, fmt: str, params: Params | None) -> str:
         with self._mutex:
+            self._enter()
             try:
                 sql, bound = _bind(sql, params) if params else (sql, None)
                 result = self._session.query(sql, fmt, params=bound)
             except Exception as exc:
                 raise refusal(self.describe(), sql, str(exc)) from None
         return str(result.bytes().decode("utf-8")) if result is not None else ""
+
+    def _enter(self) -> None:
+        """Raise :class:`DescriptorsShort` rather than enter chDB short of descriptors."""
+        why = descriptors.short()
+        if why is not None:
+            raise DescriptorsShort(f"{self.describe()} not entered: {why}")
 
     def _release(self) -> None:
         if self._lock_file is not None:

@@ -117,6 +117,11 @@ class LightbulbCollector:
             "lightbulb_check_timeouts": ("Checks that ran past their timeout", h["check_timeouts"]),
             "lightbulb_rows_written": ("Rows written to ClickHouse", h["rows_written"]),
             "lightbulb_write_errors": ("Failed write attempts", h["write_errors"]),
+            "lightbulb_insert_descriptor_waits": (
+                "Insert rounds not begun because the daemon had fewer than 64 file "
+                "descriptors to spare (an EMFILE inside the engine can wedge it)",
+                h.get("insert_descriptor_waits", 0),
+            ),
             "lightbulb_spool_dropped_rows": (
                 "Rows lost: the spool's disk and the memory bound were both full",
                 h["spool_dropped"],
@@ -221,7 +226,8 @@ class LightbulbCollector:
                 not h.get("spool_error"),
             ),
             "lightbulb_inserts_stalled": (
-                "1 when inserts wait because the spool cannot take a batch's mark (disk full)",
+                "1 when inserts wait because the spool cannot take a batch's mark (disk full) "
+                "or the daemon is short of file descriptors",
                 h.get("inserts_stalled", False),
             ),
         }
