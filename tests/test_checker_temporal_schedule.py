@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -92,6 +92,27 @@ def described(result: Any) -> dict[str, Any]:
     return dict(schedules[0])
 
 
+@contextlib.contextmanager
+def skipping(
+    server: Harness,
+) -> Iterator[tuple[Any, TemporalScheduleChecker, int, Callable[[], int]]]:
+    """A schedule every second whose run never ends, so the overlap policy skips the
+    next ones: its handle, its checker, the skips the first check saw (once a run is going), and a
+    count of skips read from the server; yielded once two more were skipped."""
+    with schedule(
+        server, wf.WaitForever.run, timedelta(seconds=1), overlap=ScheduleOverlapPolicy.SKIP
+    ) as handle:
+        c = checker(server, schedule_id=handle.id)
+        first = until(lambda: once(c), lambda r: described(r).get("running") == 1)
+        before = first.details["schedules"][0]["overlap_skipped"]
+
+        def skipped() -> int:
+            return int(server.run(handle.describe()).info.num_actions_skipped_overlap)
+
+        assert wait_until(lambda: skipped() >= before + 2, 30)
+        yield handle, c, before, skipped
+
+
 def test_a_schedule_whose_workflow_fails_is_failed_naming_it(server: Harness) -> None:
     with schedule(server, wf.FailsAtOnce.run, timedelta(hours=1), immediately=True) as handle:
         c = checker(server, schedule_id=handle.id)
@@ -116,17 +137,7 @@ def test_a_paused_schedule_is_stopped_with_its_note(server: Harness) -> None:
 def test_runs_skipped_by_the_overlap_policy_are_counted_since_the_last_check(
     server: Harness,
 ) -> None:
-    with schedule(
-        server, wf.WaitForever.run, timedelta(seconds=1), overlap=ScheduleOverlapPolicy.SKIP
-    ) as handle:
-        c = checker(server, schedule_id=handle.id)
-        first = until(lambda: once(c), lambda r: described(r).get("running") == 1)
-        before = first.details["schedules"][0]["overlap_skipped"]
-
-        def skipped() -> int:
-            return int(server.run(handle.describe()).info.num_actions_skipped_overlap)
-
-        assert wait_until(lambda: skipped() >= before + 2, 30)
+    with skipping(server) as (handle, c, before, _):
         second = once(c)
     total = second.details["schedules"][0]["overlap_skipped"]
     delta = {m.name: m.value for m in second.metrics}["overlap_skipped"]
@@ -446,17 +457,7 @@ def test_a_check_cut_while_reading_the_last_run_leaves_its_counts_to_the_next_ch
     from checkers.temporal_schedule_runs import ScheduleRuns
 
     assert server.proc is not None
-    with schedule(
-        server, wf.WaitForever.run, timedelta(seconds=1), overlap=ScheduleOverlapPolicy.SKIP
-    ) as handle:
-        c = checker(server, schedule_id=handle.id)
-        first = until(lambda: once(c), lambda r: described(r).get("running") == 1)
-        before = first.details["schedules"][0]["overlap_skipped"]
-
-        def skipped() -> int:
-            return int(server.run(handle.describe()).info.num_actions_skipped_overlap)
-
-        assert wait_until(lambda: skipped() >= before + 2, 30)
+    with skipping(server) as (_, c, before, skipped):
         real = ScheduleRuns.last_run
         reached: list[bool] = []
 
