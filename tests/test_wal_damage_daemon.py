@@ -70,24 +70,30 @@ def metrics(port: int) -> dict[str, float]:
     return {m[1]: float(m[2]) for m in re.finditer(r"^(\w+) (\S+)$", text, re.M)}
 
 
-def test_damaged_older_segments_lose_only_their_own_records_and_say_so(tmp_path: Path) -> None:
+def spooled(tmp_path: Path, runs: int) -> tuple[int, list[int], Wal, list[Record], list[Path]]:
+    """``runs`` daemons (killed -9 each) take acknowledged pushes while ClickHouse is
+    away, into 128 KiB segments; returns the dashboard port, the pushes acknowledged,
+    the log read back (read-only), every record waiting in it, and its segment files."""
     port = free_port()
     down = f"'127.0.0.1:{free_port()}'"
     config = write_config(tmp_path, SERVICE, hosts=down, extra=LOGS, port=port)
     small = config.read_text().replace("scheduler:\n", "scheduler:\n  spool_max_bytes: 1MiB\n")
-    config.write_text(small)
-    acked = []
-    for run in range(RUNS):
+    config.write_text(small)  # 128 KiB segments: several to a run
+    acked: list[int] = []
+    for run in range(runs):
         daemon = DaemonProcess(config, tmp_path)
         daemon.wait_for("dashboard and API")
         acked += push_all(f"http://127.0.0.1:{port}/api/v1/logs", run)
         daemon.kill()
-
-    spool = tmp_path / "spool"
-    wal = Wal(spool / "wal", 0, readonly=True)
+    wal = Wal(tmp_path / "spool" / "wal", 0, readonly=True)
     pending, open_batches = wal.recover()
     records = [*pending, *(r for b in open_batches for r in b.records)]
-    files = sorted((spool / "wal").glob("*.wal"))
+    return port, acked, wal, records, sorted((tmp_path / "spool" / "wal").glob("*.wal"))
+
+
+def test_damaged_older_segments_lose_only_their_own_records_and_say_so(tmp_path: Path) -> None:
+    port, acked, wal, records, files = spooled(tmp_path, RUNS)
+    spool = tmp_path / "spool"
     last = {}  # segment file -> the push record that ends it
     for record in records:
         path = segment_of(spool, record)

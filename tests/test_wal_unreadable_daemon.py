@@ -14,11 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from server.wal import Wal
-from tests.conftest import free_port, run_cli, wait_until
+from tests.conftest import run_cli, wait_until
 from tests.support.daemon import DaemonProcess
 from tests.test_daemon import no_leaked_daemons, query, write_config
-from tests.test_wal_damage_daemon import LOGS, SERVICE, metrics, push_all, pushed_in, segment_of
+from tests.test_wal_damage_daemon import LOGS, SERVICE, metrics, pushed_in, segment_of, spooled
 
 __all__ = ["no_leaked_daemons"]
 NO_DAC = ("setpriv", "--inh-caps=-dac_override,-dac_read_search",
@@ -29,23 +28,8 @@ NO_DAC = ("setpriv", "--inh-caps=-dac_override,-dac_read_search",
 def test_a_daemon_starts_on_a_segment_it_may_not_read_and_stores_every_other_push_once(
     tmp_path: Path,
 ) -> None:
-    port = free_port()
-    down = f"'127.0.0.1:{free_port()}'"
-    config = write_config(tmp_path, SERVICE, hosts=down, extra=LOGS, port=port)
-    small = config.read_text().replace("scheduler:\n", "scheduler:\n  spool_max_bytes: 1MiB\n")
-    config.write_text(small)  # 128 KiB segments: several to a run
-    acked: list[int] = []
-    for run in range(2):
-        daemon = DaemonProcess(config, tmp_path)
-        daemon.wait_for("dashboard and API")
-        acked += push_all(f"http://127.0.0.1:{port}/api/v1/logs", run)
-        daemon.kill()
-
+    port, acked, wal, records, files = spooled(tmp_path, 2)
     spool = tmp_path / "spool"
-    wal = Wal(spool / "wal", 0, readonly=True)
-    pending, open_batches = wal.recover()
-    records = [*pending, *(r for b in open_batches for r in b.records)]
-    files = sorted((spool / "wal").glob("*.wal"))
     locked = files[1]  # neither the oldest nor the newest: the later ones are renumbered
     in_locked = {n for r in records if segment_of(spool, r) == locked
                  and r.table == "service_logs" for n in pushed_in(wal, r)}  # fmt: skip
