@@ -89,7 +89,6 @@ CHEAP_PREFIXES = ("/static/",)
 # and their scripts wait their turn and are never refused; a flood from one address is.
 # Behind a reverse proxy every client shares its address: 16 reads wait there at most.
 READS_PER_ADDRESS = 16
-READS = 3  # reads served at once: waitress's four threads less one (the dispatcher sets it)
 REASONS = {
     400: "Bad Request",
     401: "Unauthorized",
@@ -165,7 +164,6 @@ class Door:
         self._lock = threading.Lock()  # the counts change in waitress's I/O and task threads
         self._held: set[Parser] = set()  # requests held now (pushes among them: doomed())
         self._bytes = 0  # what they are charged, bytes
-        self.reads = READS  # reads served at once (the dispatcher: its threads less one)
         self._readers: dict[str, int] = {}  # client address -> reads it has held now
         self.configure(logs)
 
@@ -213,8 +211,8 @@ class Door:
         """Whether ``request``, not a push, is refused (503) for the bound on reads: its
         client address (``host``) holds :data:`READS_PER_ADDRESS` (served or waiting);
         None: admitted, and counted as its address's until released (the dispatcher
-        serves ``self.reads`` of them at once). :data:`CHEAP_PATHS` (and ``/static/``)
-        are always admitted, never counted."""
+        serves its threads less one of them at once: :mod:`server.web.read_lanes`).
+        :data:`CHEAP_PATHS` (and ``/static/``) are always admitted, never counted."""
         if request.path in CHEAP_PATHS or request.path.startswith(CHEAP_PREFIXES):
             return None
         host = request.host()

@@ -241,13 +241,13 @@ class Channel(HTTPChannel):  # type: ignore[misc]
 class Dispatcher(ThreadedTaskDispatcher):  # type: ignore[misc]
     """waitress's thread pool, with a lane of its own for refusals (a 429 or a stopping
     503 is answered at once, not after the held requests ahead of it) and its queue in
-    two lanes (:class:`server.web.read_lanes.Lanes`): at most ``door.reads`` reads served
-    at once."""
+    two lanes (:class:`server.web.read_lanes.Lanes`): at most its threads less one reads
+    served at once."""
 
     def __init__(self, door: Door) -> None:
         super().__init__()
         self.door = door
-        self.queue = Lanes(self.lock, self.queue_cv, door.reads)
+        self.queue = Lanes(self.lock, self.queue_cv, 1)  # set_thread_count sets the limit
         self._refusals: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._lane = threading.Thread(target=self._answer_refusals, name="lightbulb-door",
                                       daemon=True)  # fmt: skip
@@ -278,7 +278,7 @@ class Dispatcher(ThreadedTaskDispatcher):  # type: ignore[misc]
         super().set_thread_count(count)
         if count > 0:  # 0: stopping (:meth:`shutdown` lets every read go to be cancelled)
             with self.lock:
-                self.queue.limit = self.door.reads = max(1, count - 1)
+                self.queue.limit = max(1, count - 1)
 
     def shutdown(self, cancel_pending: bool = True, timeout: float = 5) -> bool:
         with self.lock:
