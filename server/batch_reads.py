@@ -24,7 +24,6 @@ and its end once (:class:`server.core.repeats.Repeats`), per file for file fault
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -32,7 +31,6 @@ from pathlib import Path
 import pyarrow as pa
 
 from server.core.clock import Clock
-from server.core.files import open_regular
 from server.core.oserrors import fix, is_shortage, why
 from server.core.repeats import Repeats
 from server.storage.arrow import from_ipc
@@ -79,10 +77,10 @@ class BatchReads:
                 continue
             if record.id in self._set_aside:  # its insert was retried: quarantined once
                 continue
-            path = self.wal._path(record.segment) if record.segment is not None else None
-            assert path is not None  # a record not in memory is on disk
+            assert record.segment is not None  # a record not in memory is on disk
+            path = self.wal.segment_path(record.segment)
             try:
-                raw = _read(path, record.offset, record.length)
+                raw = self.wal.record_bytes(record)
             except (OSError, MemoryError) as exc:
                 if is_shortage(exc):
                     raise self._short(exc) from exc
@@ -163,14 +161,3 @@ class BatchReads:
                 self._repeats.pop(key, None)
             what = key or f"the spool at {self.wal.directory}"
             log.info("%s reads again (%d reads failed meanwhile)", what, failures)
-
-
-def _read(path: Path, offset: int, length: int) -> bytes:
-    """``length`` bytes at ``offset`` of ``path`` (fewer if the file ends first); only a
-    regular file is read (:func:`server.core.files.open_regular`): a FIFO in a segment's
-    place hung the insert thread forever, now it is "cannot read", retried."""
-    fd = open_regular(path)
-    try:
-        return os.pread(fd, length, offset)
-    finally:
-        os.close(fd)

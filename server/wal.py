@@ -43,6 +43,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from server.core.files import open_regular
 from server.storage.arrow import from_ipc, to_ipc
 from server.wal_format import (
     BATCH,
@@ -293,14 +294,26 @@ class Wal(SegmentFiles):
         """The record's rows, read back from its segment if they are not in memory."""
         if record.data is not None:
             return record.data
-        assert record.segment is not None
+        return from_ipc(self.record_bytes(record))
+
+    def record_bytes(self, record: Record) -> bytes:
+        """A record's Arrow bytes as its segment holds them (fewer if the file ends first),
+        read where the segment is now: ``next.spare`` while it is written and not yet
+        numbered, its numbered file after. Only a regular file is read
+        (:func:`server.core.files.open_regular`). Raises OSError, naming the file."""
+        assert record.segment is not None  # a record not in memory is on disk
         try:
-            handle = open(self._read_path(record.segment), "rb")  # noqa: SIM115
+            fd = open_regular(self._read_path(record.segment))
         except FileNotFoundError:  # numbered just now
-            handle = open(self._path(record.segment), "rb")  # noqa: SIM115
-        with handle:
-            handle.seek(record.offset)
-            return from_ipc(handle.read(record.length))
+            fd = open_regular(self._path(record.segment))
+        try:
+            return os.pread(fd, record.length, record.offset)
+        finally:
+            os.close(fd)
+
+    def segment_path(self, segment: int) -> Path:
+        """The numbered file of ``segment`` (what a message about it names)."""
+        return self._path(segment)
 
     def close(self) -> None:
         """Sync and close; with every record stored, the log's files are deleted too."""

@@ -262,3 +262,31 @@ def test_a_spare_removed_or_replaced_underneath_is_copied_out_numbered_and_the_l
     assert not [r for r in caplog.records if r.levelname in ("ERROR", "WARNING")]
     assert not (directory / "quarantine").exists() or not any((directory / "quarantine").iterdir())
     again.close()
+
+
+def test_a_record_evicted_while_its_segment_is_the_unnumbered_spare_is_read_back(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The inserter reads a record no longer held in memory from its segment. Written
+    after a rotation and not yet synced, that segment is still ``next.spare``: reading
+    its numbered name failed ("cannot read … put the spool's file back"), an ERROR and a
+    retry with nothing wrong (review of rotation + batch reads). Read where it is; and
+    where it is once numbered."""
+    from server.batch_reads import BatchReads
+    from server.core.clock import SystemClock
+    from server.wal_format import OpenBatch
+
+    wal = open_log(tmp_path / "wal")
+    for _ in range(4):
+        wal.append("t", PAD)
+    record = wal.append("t", PAD)  # rotated into the spare, not yet numbered
+    assert record.segment == 1 and not numbered(tmp_path / "wal", 1).exists()
+    record.data = None  # evicted, as Inserter._evict does to the newest records
+    reads = BatchReads(wal, lambda n: None, SystemClock())
+    (table,) = reads.read(OpenBatch("b", "t", [record])) or [None]
+    assert table is not None and table.num_rows == 1
+    wal.sync()  # numbered now
+    (again,) = reads.read(OpenBatch("b", "t", [record])) or [None]
+    assert again is not None and again.equals(table)
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
+    wal.close()
