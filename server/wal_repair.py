@@ -138,7 +138,7 @@ def read_log(directory: Path, quarantine: Quarantine, *, readonly: bool) -> LogR
 def _read_all(directory: Path, quarantine: Quarantine, moved: int | None, *,
               readonly: bool) -> LogRead:  # fmt: skip
     out = LogRead(Scan())
-    segments = _segments(directory)
+    segments = numbered_segments(directory)
     if not segments:
         return out
     # decided before an empty newest segment is removed: the one before it is older
@@ -164,7 +164,8 @@ def _move_aside(path: Path, error: OSError, quarantine: Quarantine) -> None:
               "drop removes it); %s: %s", path, why(error), where, KEPT, fix(error))  # fmt: skip
 
 
-def _segments(directory: Path) -> list[int]:
+def numbered_segments(directory: Path) -> list[int]:
+    """The numbers of the log's segment files (``<n>.wal``), oldest first."""
     found: list[int] = []
     if directory.is_dir():
         for path in directory.glob(f"*{SUFFIX}"):

@@ -27,9 +27,10 @@ import os
 import threading
 from pathlib import Path
 
+from server.core.files import read_regular
 from server.wal_format import SUFFIX, read_segment
 from server.wal_quarantine import sync_directory
-from server.wal_repair import flag
+from server.wal_repair import flag, numbered_segments
 
 log = logging.getLogger("lightbulb.wal")
 
@@ -196,7 +197,8 @@ def adopt_spare(directory: Path) -> None:
     cache, none acknowledged. If that segment ends in whole frames (always, after a
     ``kill -9``), nothing is torn before them: the spare is numbered next and its
     records kept. If the segment is empty or ends torn (a power cut before its fsync),
-    numbering the spare would make that tail look like damage: its frames are dropped.
+    or is no regular file to read, numbering the spare would make that tail look like
+    damage: its frames are dropped.
     Raises OSError if the directory cannot be read or changed.
     """
     spare = directory / SPARE
@@ -206,9 +208,12 @@ def adopt_spare(directory: Path) -> None:
         return
     if not size:
         return
-    numbered = sorted(int(p.stem) for p in directory.glob(f"*{SUFFIX}") if p.stem.isdigit())
+    numbered = numbered_segments(directory)
     newest = directory / f"{numbered[-1]:012d}{SUFFIX}" if numbered else None
-    data = newest.read_bytes() if newest is not None else b""
+    try:  # only a regular file: a FIFO in its place would block the start for good
+        data = read_regular(newest) if newest is not None else b""
+    except OSError:  # not one to read: whether it ends whole cannot be told
+        data = b""
     if newest is None or (data and read_segment(data).end == len(data)):
         segment = numbered[-1] + 1 if numbered else 0
         os.rename(spare, directory / f"{segment:012d}{SUFFIX}")
