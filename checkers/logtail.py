@@ -6,7 +6,7 @@ and rotation (size smaller than our offset, or a new inode) and reads at most
 stall a check or fill memory. A line longer than ``MAX_LINE`` bytes is kept cut
 there, marked ``… [line truncated at 16384 bytes]``; the rest of it is skipped
 (up to ``MAX_SKIP`` bytes per call, without keeping them). The file is opened
-without blocking and only if it is a regular file (:mod:`checkers.files`); a
+without blocking and only if it is a regular file (:mod:`server.core.files`); a
 FIFO or device is reported once as a WARN entry and not read.
 
 A line that is a JSON object is read as a log record: its message, level, error
@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from checkers.base import LogEntry
-from checkers.files import NotRegularFile, open_regular
 from server.core import levels
+from server.core.files import NotRegularFile, open_regular
 from server.core.text import clip
 
 _LEVEL = re.compile(

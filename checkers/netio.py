@@ -23,7 +23,7 @@ from functools import lru_cache
 from typing import Any, TypeVar
 
 from checkers.base import invalid
-from checkers.files import read_whole
+from server.core.files import read_whole
 from server.core.pool import DeadlinePool
 from server.core.text import clip
 
@@ -217,7 +217,7 @@ CA_CERT_MAX = 4 * 2**20  # bytes of a ca_cert file read (Debian's whole bundle i
 def tls_context(verify: bool, ca_cert: str | None) -> ssl.SSLContext:
     """One client context per (verify, CA file): loading the trust store costs milliseconds.
 
-    The CA file is read as every local file is (:mod:`checkers.files`): it runs on the
+    The CA file is read as every local file is (:mod:`server.core.files`): it runs on the
     event loop, so a FIFO or a device there must not block or flood it. Raises OSError
     (``ca_cert … is not a regular file (a FIFO)``, too large, missing) or ssl.SSLError.
     """

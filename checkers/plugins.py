@@ -28,7 +28,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 
-from checkers.files import read_capped
+from server.core.files import read_capped
 
 MAX_STDOUT = 64 * 1024  # as Nagios 4's plugin output limit
 MAX_STDERR = 8 * 1024

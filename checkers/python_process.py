@@ -33,8 +33,8 @@ from checkers.base import (
     Status,
     over_thresholds,
 )
-from checkers.files import read_whole
 from checkers.logtail import LogTail
+from server.core.files import read_whole
 from server.core.text import clip
 from server.core.units import Duration, DurationRange
 

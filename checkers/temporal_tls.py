@@ -20,7 +20,7 @@ from pydantic import field_validator, model_validator
 from temporalio.service import TLSConfig
 
 from checkers.base import Settings, invalid
-from checkers.files import read_capped
+from server.core.files import read_capped
 
 PEM_MAX = 2**20  # bytes: a CA bundle or a certificate chain is far smaller
 SERVER_NAME = re.compile(r"[A-Za-z0-9_.-]{1,253}")

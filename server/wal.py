@@ -303,9 +303,9 @@ class Wal(SegmentFiles):
         (:func:`server.core.files.open_regular`). Raises OSError, naming the file."""
         assert record.segment is not None  # a record not in memory is on disk
         try:
-            fd = open_regular(self._read_path(record.segment))
+            fd = open_regular(self._read_path(record.segment), follow=False)
         except FileNotFoundError:  # numbered just now
-            fd = open_regular(self._path(record.segment))
+            fd = open_regular(self._path(record.segment), follow=False)
         try:
             return os.pread(fd, record.length, record.offset)
         finally:

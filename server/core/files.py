@@ -1,11 +1,24 @@
-"""Opening a file that must be a regular file, whatever stands in its place.
+"""Open local files the way a monitor must: never blocking, never without a limit, and
+only if a regular file stands at the path.
 
-A spool segment replaced by a FIFO blocked the reader forever in ``open`` (a FIFO
-opened for reading waits for a writer: the insert thread hung, atk12d F5); a
-symlink to ``/dev/zero`` was read as zeros and, being of size 0 to ``stat``, taken
-for an emptied segment. :func:`open_regular` opens without blocking and without
-following a link, and refuses anything but a regular file with an ``OSError`` of
-the file's own kind (``ELOOP`` for a link, ``EINVAL`` otherwise), never a shortage's.
+Every file a checker reads (a pidfile, a log file, a ``/proc`` entry, any path from the
+config) and every spool segment the daemon reads goes through here:
+
+- it is opened with ``O_NONBLOCK`` (a FIFO with no writer does not block the open) and
+  ``O_NOCTTY``, and refused unless it is a regular file: a pidfile that is a FIFO or
+  ``/dev/zero`` is a configuration fault, not data (:class:`NotRegularFile`, worded
+  "pidfile … is not a regular file (a FIFO)"); a spool segment replaced by a FIFO
+  blocked the insert thread forever in ``open`` (atk12d F5), and segments are opened
+  without following a link (``follow=False``: ``ELOOP``), since a symlink to
+  ``/dev/zero`` was read as zeros and, of size 0 to ``stat``, taken for an emptied
+  segment;
+- it is read with a byte cap (:func:`read_capped`): a 500 MB line or an endless
+  device never reaches memory.
+
+A refusal is an ``OSError`` of the file's own kind (``EINVAL``; ``ELOOP`` for a link not
+followed), never a shortage's (:mod:`server.core.oserrors`). A read of a regular file on a
+hung network mount can still block; that is the engine's to bound (one thread per hung
+service, see :mod:`server.scheduler`).
 """
 
 from __future__ import annotations
@@ -15,26 +28,110 @@ import os
 import stat
 from pathlib import Path
 
-NOT_REGULAR = "not a regular file (something else stands in its place)"
+_OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+_KINDS = (
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISDIR, "a directory"),
+)
 
 
-def open_regular(path: Path) -> int:
-    """A read-only descriptor of ``path`` (the caller closes it). Raises ``OSError``:
-    ``ELOOP`` for a symlink, ``EINVAL`` for a FIFO, device, socket or directory."""
-    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
-    fd = os.open(path, flags)
+class NotRegularFile(OSError):
+    """The path exists but is a FIFO, device, socket or directory; ``kind`` says which.
+    ``errno`` EINVAL, ``strerror`` "not a regular file (<kind>)", ``filename`` the path;
+    ``str()`` "<path> is not a regular file (<kind>)"."""
+
+    def __init__(self, path: str, kind: str) -> None:
+        super().__init__(errno.EINVAL, f"not a regular file ({kind})", path)
+        self.path = path
+        self.kind = kind
+
+    def __str__(self) -> str:
+        return f"{self.path} is {self.strerror}"
+
+
+def kind_of(mode: int) -> str:
+    """``"a FIFO"``, ``"a character device"`` … for a stat mode; ``"a regular file"``."""
+    for test, kind in _KINDS:
+        if test(mode):
+            return kind
+    return "a regular file" if stat.S_ISREG(mode) else "an unknown file type"
+
+
+def open_regular(path: str | Path, *, follow: bool = True) -> int:
+    """A read-only file descriptor on ``path`` (close it), opened without blocking;
+    ``follow=False``: a symlink is refused too (``ELOOP``).
+
+    Raises :class:`NotRegularFile` for anything but a regular file (``/proc``
+    entries are regular files), :class:`OSError` when it cannot be opened.
+    """
+    path = str(path)
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise OSError(errno.EINVAL, NOT_REGULAR, str(path))
-    except BaseException:
+        fd = os.open(path, _OPEN_FLAGS if follow else _OPEN_FLAGS | os.O_NOFOLLOW)
+    except OSError as exc:  # a socket cannot be opened (ENXIO): say what it is
+        if exc.errno in (errno.ENXIO, errno.EISDIR, errno.ENODEV):
+            mode = os.stat(path).st_mode
+            if not stat.S_ISREG(mode):
+                raise NotRegularFile(path, kind_of(mode)) from None
+        raise
+    try:
+        mode = os.fstat(fd).st_mode
+    except OSError:
         os.close(fd)
         raise
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise NotRegularFile(path, kind_of(mode))
     return fd
 
 
-def read_regular(path: Path) -> bytes:
-    """The whole of the regular file ``path`` (:func:`open_regular`'s errors)."""
+def read_capped(path: str, limit: int) -> tuple[bytes, bool]:
+    """The first ``limit`` bytes of the regular file ``path``, and whether there was more.
+
+    Memory used is ``limit`` + 1 bytes whatever the file holds. Raises as
+    :func:`open_regular`.
+    """
     fd = open_regular(path)
+    try:
+        chunks: list[bytes] = []
+        wanted = limit + 1
+        while wanted > 0:
+            chunk = os.read(fd, wanted)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            wanted -= len(chunk)
+    finally:
+        os.close(fd)
+    data = b"".join(chunks)
+    return data[:limit], len(data) > limit
+
+
+def read_whole(
+    path: str, limit: int, what: str, refuse: type[Exception] = OSError, too_large: str = ""
+) -> bytes:
+    """All of the small regular file ``path`` (a pidfile, a CA file), at most ``limit`` bytes.
+
+    ``what`` names the file in the errors, worded for the user: ``refuse`` (an
+    exception class taking a message) is raised with ``"<what> <path> is not a
+    regular file (a FIFO)"`` or ``"<what> <path> is larger than <limit> bytes"``
+    followed by ``too_large``. OSError when it cannot be opened (missing, denied).
+    """
+    try:
+        data, more = read_capped(path, limit)
+    except NotRegularFile as exc:
+        raise refuse(f"{what} {exc}") from None
+    if more:
+        raise refuse(f"{what} {path} is larger than {limit} bytes{too_large}")
+    return data
+
+
+def read_regular(path: Path) -> bytes:
+    """The whole of the regular file ``path``, not through a link (a spool segment, whose
+    size the log bounds; :func:`open_regular`'s errors)."""
+    fd = open_regular(path, follow=False)
     try:
         with os.fdopen(fd, "rb", closefd=False) as handle:
             return handle.read()
