@@ -19,6 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from server.core.files import sync_directory
+
 log = logging.getLogger("lightbulb.wal")
 QUARANTINE = "quarantine"
 SUFFIX = ".bad"
@@ -132,12 +134,3 @@ class Quarantine:
             log.warning("removed %s (%d bytes) from the spool's quarantine: it holds at most "
                         "%d bytes (a quarter of scheduler.spool_max_bytes), oldest first",
                         entry.path, entry.size, self.cap_bytes)  # fmt: skip
-
-
-def sync_directory(directory: Path) -> None:
-    """fsync ``directory``: the entries created, renamed or removed in it survive a crash."""
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

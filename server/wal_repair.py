@@ -53,7 +53,7 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from server.core.files import empty_regular, read_regular
+from server.core.files import empty_regular, read_regular, sync_directory
 from server.core.oserrors import fix, is_shortage, why
 from server.wal_format import (
     HEADER,
@@ -66,7 +66,7 @@ from server.wal_format import (
     frame,
     read_segment,
 )
-from server.wal_quarantine import Quarantine, sync_directory
+from server.wal_quarantine import Quarantine
 
 log = logging.getLogger("lightbulb.wal")
 CHECKSUM = "a checksum failed, valid frames follow"

@@ -27,9 +27,8 @@ import os
 import threading
 from pathlib import Path
 
-from server.core.files import read_regular
+from server.core.files import read_regular, sync_directory
 from server.wal_format import SUFFIX, read_segment
-from server.wal_quarantine import sync_directory
 from server.wal_repair import flag, numbered_segments
 
 log = logging.getLogger("lightbulb.wal")
@@ -163,12 +162,8 @@ class Spares:
         """fsync the directory: a new or renamed entry survives a crash too."""
         if self._dir_fd >= 0:
             os.fsync(self._dir_fd)
-            return
-        dir_fd = os.open(self.directory, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        else:
+            sync_directory(self.directory)
 
     def close(self) -> None:
         """Close the descriptors; the files stay, ready for the next start."""

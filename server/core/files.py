@@ -144,3 +144,12 @@ def empty_regular(path: Path) -> bool:
     something else in the file's place, not an emptied file)."""
     st = os.lstat(path)
     return stat.S_ISREG(st.st_mode) and st.st_size == 0
+
+
+def sync_directory(directory: Path) -> None:
+    """fsync ``directory``: the entries created, renamed or removed in it survive a crash."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
