@@ -172,9 +172,9 @@ class LightbulbCollector:
                 h.get("connections_turned_away", 0),
             ),
             "lightbulb_reads_refused": (
-                "Pages and API reads answered 503 at the door: two held for their client "
-                "address, or the server's threads less one held in all (cheap endpoints "
-                "and pushes are never counted)",
+                "Pages and API reads answered 503 at the door: their client address held "
+                "16 already, served or waiting (cheap endpoints and pushes are never "
+                "counted; other reads wait their turn)",
                 h.get("reads_refused", 0),
             ),
             "lightbulb_push_abandoned": (

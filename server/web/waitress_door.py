@@ -8,6 +8,7 @@ import functools
 import json
 import queue
 import socket
+import sys
 import threading
 import time
 from dataclasses import replace
@@ -29,6 +30,7 @@ from server.web.admission import (
     is_push,
 )
 from server.web.read_lanes import Lanes
+from server.web.waitress_room import host_of
 
 # A push whose first read brought this much of its body (or all of it) with its headers is
 # sending at full speed (a 1,000-record push is ~190 KB, one 256 KiB read): it may take a
@@ -95,9 +97,8 @@ class Parser(HTTPRequestParser):  # type: ignore[misc]
             self.body_rcv.buf = _Discard()  # never read: the answer is the refusal
 
     def host(self) -> str:
-        """Its client's address (of its connection's ``addr``)."""
-        addr = getattr(self.channel, "addr", None)
-        return str(addr[0]) if isinstance(addr, tuple) and addr else str(addr)
+        """Its client's address (:func:`server.web.waitress_room.host_of`)."""
+        return host_of(self.channel)
 
     def _ready(self) -> bool:
         """Whether this push's body came with its headers, whole or :data:`READY_BYTES` of
@@ -274,7 +275,8 @@ class Dispatcher(ThreadedTaskDispatcher):  # type: ignore[misc]
         return len(waiting)
 
     def set_thread_count(self, count: int) -> None:
-        """``count`` threads, ``count`` less one of them for reads (at least one)."""
+        """``count`` threads, ``count`` less one of them for reads (at least one: with a
+        single thread a read can hold it, which the daemon's four never allow)."""
         super().set_thread_count(count)
         if count > 0:  # 0: stopping (:meth:`shutdown` lets every read go to be cancelled)
             with self.lock:
@@ -282,7 +284,7 @@ class Dispatcher(ThreadedTaskDispatcher):  # type: ignore[misc]
 
     def shutdown(self, cancel_pending: bool = True, timeout: float = 5) -> bool:
         with self.lock:
-            self.queue.limit = len(self.queue) + self.queue.serving + 1  # cancel every one
+            self.queue.limit = sys.maxsize  # every read waiting may be taken, to be cancelled
         self._refusals.put(None)
         return bool(super().shutdown(cancel_pending, timeout))
 
