@@ -9,8 +9,6 @@ ends at ``settle`` s of successes, not before.
 
 from __future__ import annotations
 
-import threading
-
 from server.core.repeats import Repeats
 from tests.support.clock import FakeClock
 
@@ -77,25 +75,3 @@ def test_an_unlogged_count_is_not_carried_into_the_next_episode() -> None:
     assert r.due() == 0  # not 7
     clock.advance(60)
     assert r.due() == 0  # nothing went unlogged in this episode
-
-
-def test_threads_failing_at_once_lose_no_count() -> None:
-    """8 threads x 5,000 failures on one instance, the clock still: one line, and the
-    episode's total is every failure."""
-    r = Repeats(clock=FakeClock())
-    lines: list[int] = []
-    start = threading.Barrier(8)
-
-    def fail() -> None:
-        start.wait()
-        for _ in range(5000):
-            if (n := r.due()) is not None:
-                lines.append(n)
-
-    threads = [threading.Thread(target=fail) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert lines == [0]
-    assert r.ok() == 40_000
