@@ -189,9 +189,10 @@ def test_the_biggest_holders_quietest_loiterer_goes_first_the_newest_connection_
 
 @dataclass(eq=False)
 class _Counted:
-    """A stand-in that counts how often the room reads what it is doing. Only here: what
-    is measured is how many connections a choice looks at, which a real channel cannot
-    count (every other test of the room uses real ones)."""
+    """A stand-in that counts how often the room reads what it is doing. Only where a real
+    channel cannot serve: counting how many connections a choice looks at, and states
+    waitress does not produce on demand (entered twice, output still buffered); every
+    other test of the room uses real ones."""
 
     addr: tuple[str, int]
     request: None = None
@@ -221,3 +222,20 @@ def test_the_listen_backlog_is_the_kernels_most(tmp_path: Path) -> None:
     somaxconn.write_text("4096\n")
     assert listen_backlog(somaxconn) == 4096
     assert listen_backlog(tmp_path / "missing") == 4096
+
+
+def test_entering_or_leaving_twice_counts_once_and_output_waiting_is_busy() -> None:
+    """What the real-socket tests cannot reach on demand: waitress entering a channel
+    twice or deleting it twice (counted once), and a connection whose answer still waits
+    in its output buffers (never closed to make room: it is being served)."""
+    a1, a2, b1 = _Counted(("10.0.0.1", 1)), _Counted(("10.0.0.1", 2)), _Counted(("10.0.0.2", 1))
+    room = Room()
+    for channel in (a1, a2, b1, a1):
+        room.enter(channel, 0.0)
+    assert (room.held("10.0.0.1"), room.held("10.0.0.2"), len(room)) == (2, 1, 3)
+    for channel in (a1, a1, a2):
+        room.leave(channel)
+    assert (room.held("10.0.0.1"), room.held("10.0.0.2"), len(room)) == (0, 1, 1)
+    answering = _Counted(("10.0.0.3", 1), total_outbufs_len=10)
+    assert kind(answering, 0.0, 100.0) is Kind.BUSY
+    assert kind(_Counted(("10.0.0.3", 2)), 0.0, 100.0) is Kind.LOITERING
