@@ -14,6 +14,7 @@ not logged (a previous daemon saw them); visibility lags, so each listing reache
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from temporalio.api.enums.v1 import WorkflowExecutionStatus as WES
@@ -43,13 +44,22 @@ class FailedRuns:
         """Whether this run was logged already."""
         return (workflow_id, run_id) in self._logged
 
-    def mark(self, runs: list[tuple[str, str]]) -> None:
-        """``runs`` (workflow id, run id) are logged: called once their rows exist, so a
-        check cut before (its deadline) leaves them to the next one."""
-        for key in runs:
+    async def rows(self, session: TemporalSession,
+                   runs: Iterable[tuple[str, str, str]]) -> list[LogEntry]:  # fmt: skip
+        """One ERROR row per run ``(workflow id, run id, word)`` not logged yet, each once
+        (:func:`failure_entry`); the runs are marked logged only once every row exists,
+        so a check cut before (its deadline) leaves them to the next one."""
+        entries: list[LogEntry] = []
+        done: dict[tuple[str, str], None] = {}
+        for wid, rid, word in runs:
+            if not self.logged(wid, rid) and (wid, rid) not in done:
+                entries.append(await failure_entry(session, wid, rid, word))
+                done[(wid, rid)] = None
+        for key in done:
             self._logged[key] = None
             if len(self._logged) > REMEMBERED:
                 self._logged.popitem(last=False)
+        return entries
 
     async def of_type(self, session: TemporalSession, base: str, now: datetime) -> list[LogEntry]:
         """Entries for runs matching ``base`` (a visibility filter) that failed since the
@@ -65,15 +75,10 @@ class FailedRuns:
             f"AND CloseTime > {quote(after)}"
         )
         page = await session.list_workflows(query, PAGE)
-        entries, done = [], []
-        for info in page.executions:
-            key = wid, rid = info.execution.workflow_id, info.execution.run_id
-            if not self.logged(wid, rid) and key not in done:
-                word = WORDS.get(info.status, "failed")
-                entries.append(await failure_entry(session, wid, rid, word))
-                done.append(key)
-        self.mark(done)  # the rows exist: only now is this listing done
-        self.since = now
+        entries = await self.rows(session, ((i.execution.workflow_id, i.execution.run_id,
+                                             WORDS.get(i.status, "failed"))
+                                            for i in page.executions))  # fmt: skip
+        self.since = now  # the rows exist: only now is this listing done
         return entries
 
 

@@ -18,7 +18,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from checkers.base import LogEntry, Metric, Status, worst
 from checkers.temporal import TemporalSession
-from checkers.temporal_failed_runs import FailedRuns, failure_entry
+from checkers.temporal_failed_runs import FailedRuns
 from checkers.temporal_schedule_prefix import Judged
 from server.core.text import clip, shown
 
@@ -70,7 +70,7 @@ class ScheduleRuns(FailedRuns):
         """One row per failed run among the recent actions not logged yet, started after
         this checker first saw the schedule (``last_word``: how the last run ended, as
         described, when it failed)."""
-        rows, done = [], []
+        failed = []
         for action in recent:
             run = action.start_workflow_result
             word = FAILED_RUN.get(action.start_workflow_status)
@@ -80,12 +80,8 @@ class ScheduleRuns(FailedRuns):
                 continue
             if _time(action.actual_time) < since:
                 continue  # before our first look: a previous daemon saw it
-            key = (run.workflow_id, run.run_id)
-            if not self.logged(*key) and key not in done:
-                rows.append(await failure_entry(session, run.workflow_id, run.run_id, word))
-                done.append(key)
-        self.mark(done)  # the rows exist: a check cut before leaves them to the next
-        return rows
+            failed.append((run.workflow_id, run.run_id, word))
+        return await self.rows(session, failed)
 
     async def last_run(
         self, session: TemporalSession, sid: str, last: Any
