@@ -24,6 +24,7 @@ import contextlib
 import errno
 import logging
 import os
+import stat
 import threading
 from pathlib import Path
 
@@ -71,7 +72,7 @@ class Spares:
             return
         if self._fd < 0 and not self._taken:
             with contextlib.suppress(OSError):
-                self._fd = os.open(self.directory / SPARE, OPEN_FLAGS, 0o600)
+                self._fd = own_file(self.directory / SPARE)
                 self.sync_dir()
         flag(self.directory / FLAG_SPARE)
 
@@ -87,7 +88,7 @@ class Spares:
             fd, self._fd, self._taken = self._fd, -1, True
             st = os.fstat(fd)
             self._taken_id = (st.st_dev, st.st_ino)
-            if os.fstat(fd).st_size:  # not expected: recovery adopts or empties it
+            if st.st_size:  # not expected: recovery adopts or empties it
                 os.ftruncate(fd, 0)
             return fd
 
@@ -173,6 +174,29 @@ class Spares:
                 if fd >= 0:
                     os.close(fd)
             self._fd = self._dir_fd = -1
+
+
+def own_file(path: Path) -> int:
+    """A descriptor (``OPEN_FLAGS``) on ``path`` as a file only the log holds: the regular
+    file with one link already there (a spare made before), or a new one. Whatever else
+    stands there (a symlink, a hard link to a segment, a FIFO) is removed first and never
+    opened: opening the name followed a link and emptied a live segment through it, or a
+    file outside the spool (atk16). Raises OSError (no room; a directory in its place)."""
+    try:
+        fd = os.open(path, OPEN_FLAGS | os.O_NOFOLLOW | os.O_NONBLOCK, 0o600)
+    except FileNotFoundError:
+        return os.open(path, OPEN_FLAGS | os.O_EXCL, 0o600)
+    except OSError as exc:
+        if exc.errno not in (errno.ELOOP, errno.ENXIO):  # a link, or a FIFO with no reader
+            raise
+        fd = -1
+    if fd >= 0:
+        st = os.fstat(fd)
+        if stat.S_ISREG(st.st_mode) and st.st_nlink == 1:
+            return fd
+        os.close(fd)
+    path.unlink()  # not ours to write into: gone, whatever it pointed at left as it was
+    return os.open(path, OPEN_FLAGS | os.O_EXCL, 0o600)
 
 
 def _identity(path: Path) -> tuple[int, int] | None:

@@ -315,3 +315,38 @@ def test_a_start_with_frames_in_the_spare_after_a_fifo_never_blocks(tmp_path: Pa
     worker.start()
     assert done.wait(10), "adopt_spare blocked on the FIFO"  # (a daemon thread, left)
     assert (directory / SPARE).stat().st_size == 0 and not numbered(directory, 1).exists()
+
+
+@pytest.mark.parametrize("link", ["hard link to segment 0", "symlink to a file outside"])
+def test_a_spare_name_made_a_link_underneath_is_never_written_through(
+    tmp_path: Path, link: str
+) -> None:
+    """After a spare was replaced underneath, the next spare was opened by its name: made
+    a hard link to segment 0 (or a symlink), the log emptied segment 0 through it at the
+    next rotation and wrote on into it: 86,400 acknowledged records lost (atk16), or a
+    file outside the spool overwritten. The spare is now a file only the log holds."""
+    directory = tmp_path / "wal"
+    outside = tmp_path / "outside.json"
+    outside.write_text('{"keep": true}')
+    wal = open_log(directory)
+    for _ in range(4):
+        wal.append("t", PAD)
+    wal.sync()
+    segment0 = numbered(directory, 0).read_bytes()
+    assert wal.append("t", PAD).segment == 1  # into the spare
+    os.unlink(directory / SPARE)
+    if link.startswith("hard"):
+        os.link(numbered(directory, 0), directory / SPARE)
+    else:
+        os.symlink(outside, directory / SPARE)
+    wal.sync()  # copied out into segment 1; a new spare is made
+    wal.wait_spares()
+    for _ in range(8):  # on through the next rotation, into that new spare
+        wal.append("t", PAD)
+    wal.sync()
+    assert numbered(directory, 2).exists()
+    assert numbered(directory, 0).read_bytes() == segment0
+    assert outside.read_text() == '{"keep": true}'
+    spare = directory / SPARE
+    assert not spare.is_symlink() and spare.stat().st_nlink == 1
+    wal.close()
