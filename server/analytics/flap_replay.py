@@ -9,11 +9,12 @@ rule watched, and incidents judged the others' flapping afresh on every read, by
 thresholds of the day: a SIGHUP with other thresholds turned 129 incidents into 883.
 
 History from before the recording: at its first start on a store with no
-``flap_replays`` row, the daemon (:func:`replay`) judges the stored status changes
-before its start of the services no rule watched (those that may have rule-less
-incidents, :class:`server.analytics.rule_coverage.Coverage`) and have no flapping row
-of the engine's, once, with the engine's own detection (:func:`detect`) and the
-thresholds then in force; it writes the periods found as alert-log rows (message
+``flap_replays`` row, the daemon (:func:`replay`, at its first alert tick once storage
+is ready) judges the stored status changes in the :data:`REACH` before its start of the
+services no rule watched (those that may have rule-less incidents,
+:class:`server.analytics.rule_coverage.Coverage`) and have no flapping row of the
+engine's, once, with the engine's own detection (:func:`detect`) and the thresholds
+then in force; it writes the periods found as alert-log rows (message
 :data:`REPLAYED`) and one ``flap_replays`` row. From then on those periods are records
 like the engine's: a later start, with any thresholds, replays nothing (the row has
 no TTL). The replay also records, for the engine's older ``flapping`` rows, the span
@@ -29,6 +30,7 @@ from datetime import datetime, timedelta
 
 from server.alerting.history import percent_state_change
 from server.alerting.log import TABLES, aware, table_columns
+from server.analytics.incidents import LOOKBACK
 from server.analytics.rule_coverage import Coverage
 from server.config.models import Config
 from server.storage import Storage
@@ -39,6 +41,10 @@ REPLAYED = "replayed from stored status changes"  # the message of the periods i
 SPAN = "its span, recorded by the replay"  # the message of an older row's span: no news
 Period = tuple[datetime, datetime | None]  # (declared, stopped or None while it flaps)
 Periods = dict[str, list[Period]]  # service -> its periods, oldest first
+# how far before the start status changes are replayed: what incidents read back, the
+# incidents page's default range (30d, server/web/incidents_view.py) and the LOOKBACK
+# before it for a still-open incident's start
+REACH = timedelta(days=30) + LOOKBACK
 
 
 def detect(moves: list[tuple[datetime, int, int]], interval: float, end: datetime, *,
@@ -132,8 +138,9 @@ def _row(at: datetime, event: str, service_id: str, span: float | None,
 
 def status_periods(storage: Storage, config: Config, services: set[str],
                    before: datetime) -> Periods:  # fmt: skip
-    """:func:`detect` over the status changes before ``before`` of ``services``, read only
-    for those with enough changes to flap at all (one statement). Raises StorageError."""
+    """:func:`detect` over the status changes of ``services`` in the :data:`REACH` before
+    ``before``, read only for those with enough changes to flap at all (one statement).
+    Raises StorageError."""
     if not services:
         return {}
     flapping = config.alerting.flapping
@@ -142,9 +149,10 @@ def status_periods(storage: Storage, config: Config, services: set[str],
         "SELECT service_id, groupArray((timestamp, from_status, to_status)) AS moves FROM ("
         "SELECT service_id, timestamp, from_status, to_status "
         f"FROM {storage.database}.service_transitions "
-        "WHERE service_id IN {ids:Array(String)} AND timestamp < {end:DateTime64(3, 'UTC')}) "
+        "WHERE service_id IN {ids:Array(String)} AND timestamp >= {start:DateTime64(3, 'UTC')} "
+        "AND timestamp < {end:DateTime64(3, 'UTC')}) "
         "GROUP BY service_id HAVING count() >= {least:UInt32}",
-        {"ids": sorted(services), "end": before, "least": least},
+        {"ids": sorted(services), "start": before - REACH, "end": before, "least": least},
     )
     intervals = {s.id: s.interval.total_seconds() for s in config.services}
     out: Periods = {}
