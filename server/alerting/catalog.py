@@ -78,11 +78,16 @@ def build(
     return out
 
 
+_SECOND = timedelta(seconds=1)
+
+
 @per_last
 def flap_spans(config: Config) -> dict[str, timedelta]:
     """Each configured service's id -> how far back its flap detection looks: the last
     ``alerting.flapping.window`` checks (:class:`History`) at its interval. A flapping
     period, for incidents, begins this long before the engine's ``flapping`` event (the
-    changes that made it flap: :func:`server.analytics.incident_model.group`)."""
+    changes that made it flap: :func:`server.analytics.incident_model.group`). The
+    same figure as :attr:`History.flap_span` of a service's history."""
     window = config.alerting.flapping.window
-    return {s.id: s.interval * window for s in config.services}
+    return {s.id: History(s.interval.total_seconds(), window).flap_span * _SECOND
+            for s in config.services}  # fmt: skip

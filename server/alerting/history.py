@@ -62,6 +62,12 @@ class History:
     def __post_init__(self) -> None:
         self.resize(self.flap_window)
 
+    @property
+    def flap_span(self) -> float:
+        """Seconds of checks flapping is judged over: the last ``flap_window`` at the
+        service's ``interval`` (also :func:`server.alerting.catalog.flap_spans`)."""
+        return self.interval * self.flap_window
+
     def resize(self, window: int) -> None:
         """Judge flapping over the last ``window`` checks from now on, from the checks
         kept (the newest of them): a service flapping stays flapping until it settles

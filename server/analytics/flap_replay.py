@@ -28,6 +28,7 @@ import logging
 from collections import deque
 from datetime import datetime, timedelta
 
+from server.alerting.catalog import flap_spans
 from server.alerting.history import percent_state_change
 from server.alerting.log import TABLES, aware, table_columns
 from server.analytics.incidents import LOOKBACK
@@ -39,6 +40,7 @@ log = logging.getLogger("lightbulb.alerting")
 COLUMNS = table_columns("flap_replays")
 REPLAYED = "replayed from stored status changes"  # the message of the periods it writes
 SPAN = "its span, recorded by the replay"  # the message of an older row's span: no news
+UNCONFIGURED = 60.0  # s between checks taken for a service no longer in the config
 Period = tuple[datetime, datetime | None]  # (declared, stopped or None while it flaps)
 Periods = dict[str, list[Period]]  # service -> its periods, oldest first
 # how far before the start status changes are replayed: what incidents read back, the
@@ -105,16 +107,15 @@ def replay(storage: Storage, config: Config, before: datetime, now: datetime) ->
     candidates = set(Coverage.read(storage, config).candidates)
     found = status_periods(storage, config, candidates - {r["service_id"] for r in recorded},
                            before)  # fmt: skip
-    intervals = {s.id: s.interval.total_seconds() for s in config.services}
     rows = []
     for sid, periods in found.items():
-        span = intervals.get(sid, 60.0) * flapping.window
+        span = span_of(config, sid)
         for declared, stopped in periods:
             rows.append(_row(declared, "flapping", sid, span, REPLAYED))
             if stopped is not None:
                 rows.append(_row(stopped, "flapping_end", sid, None, REPLAYED))
     for row in recorded:  # the engine's older rows: the span they were declared with
-        span = intervals.get(row["service_id"], 60.0) * flapping.window
+        span = span_of(config, row["service_id"])
         rows += [_row(aware(at), "flapping", row["service_id"], span, SPAN)
                  for at, value in row["declared"] if value is None]  # fmt: skip
     if rows:
@@ -154,18 +155,28 @@ def status_periods(storage: Storage, config: Config, services: set[str],
         "GROUP BY service_id HAVING count() >= {least:UInt32}",
         {"ids": sorted(services), "start": before - REACH, "end": before, "least": least},
     )
-    intervals = {s.id: s.interval.total_seconds() for s in config.services}
     out: Periods = {}
     for row in rows:
         moves = sorted((aware(at), int(a), int(b)) for at, a, b in row["moves"])
-        interval = intervals.get(row["service_id"], 60.0)
-        if not _close(moves, least, timedelta(seconds=interval * flapping.window)):
+        span = span_of(config, row["service_id"])
+        interval = span / flapping.window
+        if not _close(moves, least, timedelta(seconds=span)):
             continue  # its changes are never close enough to flap: no check-by-check replay
         found = detect(moves, interval, before, window=flapping.window, high=flapping.high,
                        low=flapping.low)  # fmt: skip
         if found:
             out[row["service_id"]] = found
     return out
+
+
+def span_of(config: Config, service_id: str) -> float:
+    """Seconds of checks that made ``service_id`` flap under ``config``
+    (:func:`server.alerting.catalog.flap_spans`); a service no longer configured is
+    taken as checked every :data:`UNCONFIGURED` seconds."""
+    span = flap_spans(config).get(service_id)
+    if span is None:
+        return UNCONFIGURED * config.alerting.flapping.window
+    return span.total_seconds()
 
 
 def _close(moves: list[tuple[datetime, int, int]], least: int, span: timedelta) -> bool:
