@@ -72,6 +72,17 @@ class Snapshot:
     statuses: dict[str, list[int]] = field(default_factory=dict)  # newest first
 
 
+def event_row(
+    at: datetime, event: str, *, rule_id: str = "", service_id: str = "", before: str = "",
+    after: str = "", severity: str = "", value: float | None = None, message: str = "",
+    channels: list[str] | None = None, result: str = "", error: str = "", caused_by: str = "",
+) -> tuple[Any, ...]:  # fmt: skip
+    """One ``alert_events`` row in the order of :data:`TABLES` (the one place that
+    order is written: :meth:`AlertLog.event` and the flap replay build rows with it)."""
+    return (at, event, rule_id, service_id, before, after, severity, value, message,
+            channels or [], result, error, caused_by)  # fmt: skip
+
+
 class AlertLog(AlertReads):
     """Writes through ``sink``; reads from ``storage`` (either may be absent); the reads
     for pages and reports are inherited from :class:`~server.alerting.log_reads.AlertReads`."""
@@ -93,8 +104,10 @@ class AlertLog(AlertReads):
         error: str = "", caused_by: str = "", durable: bool = False,
     ) -> None:  # fmt: skip
         """One ``alert_events`` row. ``durable``: on disk by the next notice or tick."""
-        row = (at, event, rule_id, service_id, before, after, severity, value, message,
-               channels or [], result, error, caused_by)  # fmt: skip
+        row = event_row(at, event, rule_id=rule_id, service_id=service_id, before=before,
+                        after=after, severity=severity, value=value, message=message,
+                        channels=channels, result=result, error=error,
+                        caused_by=caused_by)  # fmt: skip
         if self.sink is None:
             return
         if durable:

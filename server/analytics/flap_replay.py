@@ -30,7 +30,7 @@ from datetime import datetime, timedelta
 
 from server.alerting.catalog import flap_spans
 from server.alerting.history import percent_state_change
-from server.alerting.log import TABLES, aware, table_columns
+from server.alerting.log import TABLES, aware, event_row, table_columns
 from server.analytics.incidents import LOOKBACK
 from server.analytics.rule_coverage import Coverage
 from server.config.models import Config
@@ -134,7 +134,8 @@ def _row(at: datetime, event: str, service_id: str, span: float | None,
          message: str) -> tuple[object, ...]:  # fmt: skip
     """An ``alert_events`` row of the replay (columns :data:`TABLES`)."""
     before, after = ("", "flapping") if event == "flapping" else ("flapping", "settled")
-    return (at, event, "", service_id, before, after, "", span, message, [], "", "", "")
+    return event_row(at, event, service_id=service_id, before=before, after=after, value=span,
+                     message=message)  # fmt: skip
 
 
 def status_periods(storage: Storage, config: Config, services: set[str],
