@@ -1,6 +1,7 @@
 """A flapping period the engine declared is always ended by a ``flapping_end`` row, also
 when no check of the service settles it: its service leaves the config while it flaps,
-or a restart finds it stored as flapping but settled by this run's checks.
+or a restart finds it stored as flapping but settled by this run's checks. A restart
+reads back only the statuses flapping can still be judged on.
 
 Real chDB, the real recorder feeding the real alert engine (tests.support.incident_site);
 the restart is a second engine (:class:`tests.alerting_harness.Harness`) reading the same
@@ -65,3 +66,16 @@ def test_a_period_stored_as_flapping_that_settled_before_the_restore_ends_at_it(
     assert ended == ("flapping_end", site.h.clock.now())
     assert ends(site) == [("flapping", ends(site)[0][1]),
                           ("flapping_end", "not flapping after the restart")]  # fmt: skip
+
+
+@pytest.mark.parametrize(("gap", "kept"), [(30, 6), (150, 0)])
+def test_a_restart_reads_back_only_the_statuses_within_twice_the_flap_span(
+    site: Site, gap: float, kept: int
+) -> None:
+    """web's span is 6 checks x 10 s: a restart reads its statuses of the last 120 s (a
+    window's checks of a run stopped up to a window's time before), not a day's."""
+    site.play({"web": FLAPPING})
+    site.h.clock.advance(gap)
+    h = Harness(RULES.format(flapping=BEFORE), site.h.clock, storage=site.store, path=site.h.path)
+    h.engine.restore()
+    assert len(h.engine._history["web"].statuses) == kept

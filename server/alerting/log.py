@@ -212,8 +212,12 @@ class AlertLog(AlertReads):
         )  # fmt: skip
 
     # -- restore ---------------------------------------------------------------------------
-    def restore(self, watched: list[str], window: int, now: datetime) -> Snapshot:
-        """Alert states, acks, flap states, silences, error patterns and recent status runs."""
+    def restore(self, watched: list[str], window: int, now: datetime,
+                reach: timedelta) -> Snapshot:  # fmt: skip
+        """Alert states, acks, flap states, silences, error patterns and recent status runs:
+        the last ``window`` statuses of each of ``watched`` in the ``reach`` before ``now``
+        (the engine's: twice its longest flap span, a window of checks of a run stopped
+        up to a window's time before; older ones judge no flapping)."""
         db, q = self._db(), self._query
         snap = Snapshot()
         snap.alerts = q(latest_per_alert(db, {
@@ -231,13 +235,13 @@ class AlertLog(AlertReads):
         for row in q(f"SELECT fingerprint, min(first_seen) AS first FROM {db}.error_patterns "
                      "GROUP BY fingerprint"):  # fmt: skip
             snap.patterns[int(row["fingerprint"])] = aware(row["first"])
-        if watched:  # only services some rule watches; none at all: nothing to read
+        if watched:  # the services the engine judges (every enabled one); none: no read
             for row in q(f"""
                 SELECT service_id, status_code FROM {db}.service_status
                 WHERE service_id IN {{ids:Array(String)}}
                   AND timestamp > {{since:DateTime64(3, 'UTC')}}
                 ORDER BY service_id, timestamp DESC LIMIT {{n:UInt32}} BY service_id""",
-                ids=watched, since=now - timedelta(days=1), n=window):  # fmt: skip
+                ids=watched, since=now - reach, n=window):  # fmt: skip
                 snap.statuses.setdefault(row["service_id"], []).append(int(row["status_code"]))
         return snap
 
