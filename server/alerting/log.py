@@ -46,6 +46,10 @@ __all__ = ["TABLES", "AlertLog", "Incident", "Sink", "Snapshot", "aware", "decod
            "table_columns"]  # fmt: skip
 
 RETIRED = "no longer in the configuration: its rule or service was removed or changed"
+# the message of a ``flapping`` row the flap replay adds to an older one of the engine's
+# (same instant, no span) to record its span: no news, never told
+# (:mod:`server.analytics.flap_replay`, :meth:`AlertReads.flapping` merges the two)
+SPAN = "its span, recorded by the replay"
 FINAL = ("delivered", "failed", "unconfirmed", "expired", "dropped")
 RESULT = {"delivered": "sent", "failed": "failed", "unconfirmed": "unconfirmed",
           "expired": "expired", "dropped": "dropped"}  # fmt: skip

@@ -30,7 +30,7 @@ from datetime import datetime, timedelta
 
 from server.alerting.catalog import flap_spans
 from server.alerting.history import percent_state_change
-from server.alerting.log import TABLES, aware, event_row, table_columns
+from server.alerting.log import SPAN, TABLES, aware, event_row, table_columns
 from server.analytics.incidents import LOOKBACK
 from server.analytics.rule_coverage import Coverage
 from server.config.models import Config
@@ -39,7 +39,6 @@ from server.storage import Storage
 log = logging.getLogger("lightbulb.alerting")
 COLUMNS = table_columns("flap_replays")
 REPLAYED = "replayed from stored status changes"  # the message of the periods it writes
-SPAN = "its span, recorded by the replay"  # the message of an older row's span: no news
 UNCONFIGURED = 60.0  # s between checks taken for a service no longer in the config
 Period = tuple[datetime, datetime | None]  # (declared, stopped or None while it flaps)
 Periods = dict[str, list[Period]]  # service -> its periods, oldest first
