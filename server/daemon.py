@@ -134,6 +134,9 @@ class Daemon:
         # storage was unreachable when checks began: the alert state is restored (what
         # this run has not superseded) at the first tick once it answers, then cleared
         self._restore_due = False
+        # flapping from before the engine recorded every service's (once a store): judged
+        # at the first alert tick after readiness, off the writer's path (_replay_flaps)
+        self._replay_due = True
         self.scheduler = CheckScheduler(self.recorder, self.clock, max_workers=sched.max_workers)
         self.monitor = SelfMonitor(
             scheduler=self.scheduler, writer=self.writer, alerts=self.alerts,
@@ -155,8 +158,6 @@ class Daemon:
         apply_schema(self.storage, Target.of(self.config.clickhouse))
         sync_config_tables(self.storage, self.config, self.clock.now())
         record(self.storage, self._first_config, self.started)
-        # flapping from before the engine recorded every service's: judged once, then kept
-        replay(self.storage, self._first_config, self.started, self.clock.now())
         rows = self.storage.query(
             f"SELECT service_id, argMaxMerge(last_status) AS status "
             f"FROM {self.storage.database}.service_status_summary GROUP BY service_id"
@@ -246,7 +247,21 @@ class Daemon:
     def _tick_alerts(self) -> None:
         if self._restore_due and self.writer.reachable:
             self._restore_due = not self._restore_alerts()
+        if self._replay_due and self.writer.reachable:
+            self._replay_flaps()
         self.alerts.tick()
+
+    def _replay_flaps(self) -> None:
+        """The one-time flap replay (:func:`server.analytics.flap_replay.replay`), tried
+        once a start, after storage readiness and never before a write: a store it fails on
+        (a StorageError, e.g. out of memory on a big store) is logged once and left
+        unmarked, so the next start tries again; checks and alerts go on meanwhile."""
+        self._replay_due = False
+        try:
+            replay(self.storage, self._first_config, self.started, self.clock.now())
+        except StorageError as exc:
+            log.warning("flapping before this start not replayed (tried again at the next "
+                        "start): %s", exc)  # fmt: skip
 
     def _record_self(self) -> None:
         self.monitor.record()

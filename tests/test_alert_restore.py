@@ -219,7 +219,9 @@ def test_the_alerts_page_and_a_restart_read_the_same_latest_transition(
     ])  # fmt: skip
     log = AlertLog(None, store)
     page = {(r["rule_id"], r["service_id"]): r for r in log.states(at(200))}
-    restored = {(r["rule_id"], r["service_id"]): r for r in log.restore([], 0, at(200)).alerts}
+    restored = {
+        (r["rule_id"], r["service_id"]): r for r in log.restore([], 0, at(200), timedelta(0)).alerts
+    }
 
     assert {k: (r["state"], r["value"], r["message"], r["caused_by"]) for k, r in page.items()} == {
         ("down", "db"): ("firing", 3.0, "db is down", "net"),

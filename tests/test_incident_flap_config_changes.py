@@ -171,3 +171,23 @@ def test_the_api_counts_a_flapping_stretch_as_the_page_tells_it(site: Site) -> N
     assert affected["aside"] == "flapping: 8 failures"
     page = c.get(f"/incidents/{flapped.id}", headers=TOKEN).get_data(as_text=True)
     assert "; flapping: 8 failures</li>" in page
+
+
+def test_an_older_flapping_row_without_its_span_gets_it_from_the_replay_shown_once(
+    site: Site,
+) -> None:
+    """An engine ``flapping`` row from before it stored its span (no value): the replay
+    records the span in force (a row at the same instant), so a later, longer window
+    pulls no earlier outage in, and the timeline tells the declaration once."""
+    site.play({"web": "." * 6 + "x" + "." * 8 + "x." * 8 + "." * 10})
+    site.store.query("ALTER TABLE monitor.alert_events UPDATE value = NULL "
+                     "WHERE event = 'flapping' SETTINGS mutations_sync = 1")  # fmt: skip
+    now = site.h.clock.now()
+    assert replay(site.store, site.config(), now, now) == 0  # web's own row: a span only
+    site.reload(RULES.format(flapping="window: 30, high: 0.5, low: 0.25"))  # a 300 s span
+    alone, flapped = site.incidents()  # the outage 80 s before: outside the 60 s span
+    assert len(alone.members) == 1 and any(m.flap for m in flapped.members)
+    told = [e["text"] for e in timeline(Incidents(site.store, site.config()), flapped,
+                                        site.h.clock.now())
+            if e["text"].startswith("flapping")]  # fmt: skip
+    assert len(told) == 2 and told[0].startswith("flapping started (web is flapping")

@@ -9,7 +9,6 @@ and end flapping at the same checks.
 from __future__ import annotations
 
 import random
-from collections import deque
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -82,8 +81,7 @@ def test_a_service_flapping_when_its_window_is_raised_settles_over_the_checks_he
         history.update_flapping(0.5, 0.25)
         at += STEP
     assert history.flapping
-    history.flap_window = new_window  # as server.alerting.catalog does on a reload
-    history.statuses = deque(history.statuses, maxlen=new_window)
+    history.resize(new_window)  # as server.alerting.catalog does on a reload
     settled_at = None
     for i in range(100):  # steady from now on
         history.add(CheckResult(Status.FAILED, ""), at, STEP, STEP)

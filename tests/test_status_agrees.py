@@ -1,7 +1,8 @@
 """The public /status page, its Atom feed and the incidents API agree at any moment.
 
 A service no rule watches flaps, then settles: its flapping period ends once enough
-steady checks follow its last change, a time no row marks. The page and the feed keep
+steady checks follow its last change (the engine's ``flapping_end`` row, written with
+the check that settles it). The page and the feed keep
 their answers while nothing they read changed (:mod:`server.web.read_cache`); they
 kept "ongoing" after the API (which keeps nothing) said "resolved", until some part
 changed. In process (chDB, the real recorder, a pinned clock) and with a real daemon
@@ -42,7 +43,7 @@ def test_a_kept_status_page_says_resolved_when_steady_checks_end_the_flapping(
     each look: after the last change only OK checks come (rows of service_status, no
     transition), and at every check both say the same, "ongoing" then "resolved"."""
     f = flapper
-    f.checks("." + "x." * 8)  # web, no rule: flapping found on its status changes
+    f.checks("." + "x." * 8)  # web, no rule: flapping, as the engine's flapping row says
     kept = f.client()
     looks = []
     for _ in range(8):

@@ -6,7 +6,6 @@ its service stays), so a reload neither re-fires nor forgets anything.
 
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -56,11 +55,7 @@ def build(
             history = History(service.interval.total_seconds(), flap_window)
             history.last_seen = started
         elif history.flap_window != flap_window:
-            # a new window judges from the checks kept (the newest of them): a service
-            # flapping stays flapping until it settles under the new window, so its
-            # recorded period ends with a ``flapping_end``, never left open
-            history.flap_window = flap_window
-            history.statuses = deque(history.statuses, maxlen=flap_window)
+            history.resize(flap_window)  # a flapping period still ends with a flapping_end
         history.book, history.service_id = book, service.id
         history.baselines = baselines
         history.slo = slo
@@ -83,11 +78,16 @@ def build(
     return out
 
 
+_SECOND = timedelta(seconds=1)
+
+
 @per_last
 def flap_spans(config: Config) -> dict[str, timedelta]:
     """Each configured service's id -> how far back its flap detection looks: the last
     ``alerting.flapping.window`` checks (:class:`History`) at its interval. A flapping
     period, for incidents, begins this long before the engine's ``flapping`` event (the
-    changes that made it flap: :func:`server.analytics.incident_model.group`)."""
+    changes that made it flap: :func:`server.analytics.incident_model.group`). The
+    same figure as :attr:`History.flap_span` of a service's history."""
     window = config.alerting.flapping.window
-    return {s.id: s.interval * window for s in config.services}
+    return {s.id: History(s.interval.total_seconds(), window).flap_span * _SECOND
+            for s in config.services}  # fmt: skip

@@ -342,7 +342,8 @@ class AlertEngine:
         """
         now = self.clock.now()
         window = max((h.flap_window for h in self._history.values()), default=0)
-        snap = self.log.restore(list(self._history), window, now)
+        span = max((h.flap_span for h in self._history.values()), default=0.0)
+        snap = self.log.restore(list(self._history), window, now, timedelta(seconds=2 * span))
         queued = self._stored_notices(snap, now)  # every read before any change: a failed
         with self._lock:  # read (StorageError) leaves nothing half restored to redo
             # fired in this run before it could restore: their older news is stale

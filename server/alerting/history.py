@@ -60,7 +60,20 @@ class History:
     objective: Any = None  # server.analytics.slo.Objective of the service, if it has one
 
     def __post_init__(self) -> None:
-        self.statuses = deque(self.statuses, maxlen=self.flap_window)
+        self.resize(self.flap_window)
+
+    @property
+    def flap_span(self) -> float:
+        """Seconds of checks flapping is judged over: the last ``flap_window`` at the
+        service's ``interval`` (also :func:`server.alerting.catalog.flap_spans`)."""
+        return self.interval * self.flap_window
+
+    def resize(self, window: int) -> None:
+        """Judge flapping over the last ``window`` checks from now on, from the checks
+        kept (the newest of them): a service flapping stays flapping until it settles
+        under the new window, so its recorded period ends with a ``flapping_end``."""
+        self.flap_window = window
+        self.statuses = deque(self.statuses, maxlen=window)
 
     def add(
         self, result: CheckResult, at: datetime, keep: timedelta, pattern_keep: timedelta

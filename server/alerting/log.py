@@ -46,6 +46,10 @@ __all__ = ["TABLES", "AlertLog", "Incident", "Sink", "Snapshot", "aware", "decod
            "table_columns"]  # fmt: skip
 
 RETIRED = "no longer in the configuration: its rule or service was removed or changed"
+# the message of a ``flapping`` row the flap replay adds to an older one of the engine's
+# (same instant, no span) to record its span: no news, never told
+# (:mod:`server.analytics.flap_replay`, :meth:`AlertReads.flapping` merges the two)
+SPAN = "its span, recorded by the replay"
 FINAL = ("delivered", "failed", "unconfirmed", "expired", "dropped")
 RESULT = {"delivered": "sent", "failed": "failed", "unconfirmed": "unconfirmed",
           "expired": "expired", "dropped": "dropped"}  # fmt: skip
@@ -72,6 +76,17 @@ class Snapshot:
     statuses: dict[str, list[int]] = field(default_factory=dict)  # newest first
 
 
+def event_row(
+    at: datetime, event: str, *, rule_id: str = "", service_id: str = "", before: str = "",
+    after: str = "", severity: str = "", value: float | None = None, message: str = "",
+    channels: list[str] | None = None, result: str = "", error: str = "", caused_by: str = "",
+) -> tuple[Any, ...]:  # fmt: skip
+    """One ``alert_events`` row in the order of :data:`TABLES` (the one place that
+    order is written: :meth:`AlertLog.event` and the flap replay build rows with it)."""
+    return (at, event, rule_id, service_id, before, after, severity, value, message,
+            channels or [], result, error, caused_by)  # fmt: skip
+
+
 class AlertLog(AlertReads):
     """Writes through ``sink``; reads from ``storage`` (either may be absent); the reads
     for pages and reports are inherited from :class:`~server.alerting.log_reads.AlertReads`."""
@@ -93,8 +108,10 @@ class AlertLog(AlertReads):
         error: str = "", caused_by: str = "", durable: bool = False,
     ) -> None:  # fmt: skip
         """One ``alert_events`` row. ``durable``: on disk by the next notice or tick."""
-        row = (at, event, rule_id, service_id, before, after, severity, value, message,
-               channels or [], result, error, caused_by)  # fmt: skip
+        row = event_row(at, event, rule_id=rule_id, service_id=service_id, before=before,
+                        after=after, severity=severity, value=value, message=message,
+                        channels=channels, result=result, error=error,
+                        caused_by=caused_by)  # fmt: skip
         if self.sink is None:
             return
         if durable:
@@ -199,8 +216,12 @@ class AlertLog(AlertReads):
         )  # fmt: skip
 
     # -- restore ---------------------------------------------------------------------------
-    def restore(self, watched: list[str], window: int, now: datetime) -> Snapshot:
-        """Alert states, acks, flap states, silences, error patterns and recent status runs."""
+    def restore(self, watched: list[str], window: int, now: datetime,
+                reach: timedelta) -> Snapshot:  # fmt: skip
+        """Alert states, acks, flap states, silences, error patterns and recent status runs:
+        the last ``window`` statuses of each of ``watched`` in the ``reach`` before ``now``
+        (the engine's: twice its longest flap span, a window of checks of a run stopped
+        up to a window's time before; older ones judge no flapping)."""
         db, q = self._db(), self._query
         snap = Snapshot()
         snap.alerts = q(latest_per_alert(db, {
@@ -218,13 +239,13 @@ class AlertLog(AlertReads):
         for row in q(f"SELECT fingerprint, min(first_seen) AS first FROM {db}.error_patterns "
                      "GROUP BY fingerprint"):  # fmt: skip
             snap.patterns[int(row["fingerprint"])] = aware(row["first"])
-        if watched:  # only services some rule watches; none at all: nothing to read
+        if watched:  # the services the engine judges (every enabled one); none: no read
             for row in q(f"""
                 SELECT service_id, status_code FROM {db}.service_status
                 WHERE service_id IN {{ids:Array(String)}}
                   AND timestamp > {{since:DateTime64(3, 'UTC')}}
                 ORDER BY service_id, timestamp DESC LIMIT {{n:UInt32}} BY service_id""",
-                ids=watched, since=now - timedelta(days=1), n=window):  # fmt: skip
+                ids=watched, since=now - reach, n=window):  # fmt: skip
                 snap.statuses.setdefault(row["service_id"], []).append(int(row["status_code"]))
         return snap
 

@@ -19,6 +19,7 @@ from typing import Any
 from server.alerting.silences import Silence
 from server.schema import Statement, Target, declared_columns, render_file, schema_files
 from server.storage import Storage
+from server.storage.values import parse_datetime
 
 Period = tuple[datetime, datetime | None]  # (from, to), to None while it goes on
 # a flapping period: (declared, stopped or None, span of the checks that made it flap)
@@ -341,10 +342,8 @@ def _incident(fired: dict[str, Any], resolved: datetime | None) -> Incident:
 
 
 def aware(value: datetime | str) -> datetime:
-    """An aware UTC time from a stored one (inside tuples the engines return text)."""
+    """An aware UTC time from a stored one (inside tuples the engines return text, read
+    as every stored time is: :func:`server.storage.values.parse_datetime`)."""
     if isinstance(value, str):
-        try:  # as :func:`server.storage.values.parse_datetime`: replace() costs 10x the parse
-            return datetime.fromisoformat(value + "+00:00")
-        except ValueError:  # a text with an offset of its own keeps it
-            value = datetime.fromisoformat(value)
+        return parse_datetime(value)
     return value if value.tzinfo else value.replace(tzinfo=UTC)

@@ -150,7 +150,7 @@ class Teller:
         # incident never measures it by a later window or interval
         self.log.event(at, "flapping", service_id=service_id, after="flapping",
                        result="queued" if channels else "", message=text, channels=channels,
-                       value=history.interval * history.flap_window, durable=True)  # fmt: skip
+                       value=history.flap_span, durable=True)  # fmt: skip
         if self.dispatcher is not None:
             for channel in channels:
                 self.dispatcher.submit(

@@ -9,11 +9,12 @@ rule watched, and incidents judged the others' flapping afresh on every read, by
 thresholds of the day: a SIGHUP with other thresholds turned 129 incidents into 883.
 
 History from before the recording: at its first start on a store with no
-``flap_replays`` row, the daemon (:func:`replay`) judges the stored status changes
-before its start of the services no rule watched (those that may have rule-less
-incidents, :class:`server.analytics.rule_coverage.Coverage`) and have no flapping row
-of the engine's, once, with the engine's own detection (:func:`detect`) and the
-thresholds then in force; it writes the periods found as alert-log rows (message
+``flap_replays`` row, the daemon (:func:`replay`, at its first alert tick once storage
+is ready) judges the stored status changes in the :data:`REACH` before its start of the
+services no rule watched (those that may have rule-less incidents,
+:class:`server.analytics.rule_coverage.Coverage`) and have no flapping row of the
+engine's, once, with the engine's own detection (:func:`detect`) and the thresholds
+then in force; it writes the periods found as alert-log rows (message
 :data:`REPLAYED`) and one ``flap_replays`` row. From then on those periods are records
 like the engine's: a later start, with any thresholds, replays nothing (the row has
 no TTL). The replay also records, for the engine's older ``flapping`` rows, the span
@@ -27,8 +28,10 @@ import logging
 from collections import deque
 from datetime import datetime, timedelta
 
+from server.alerting.catalog import flap_spans
 from server.alerting.history import percent_state_change
-from server.alerting.log import TABLES, aware, table_columns
+from server.alerting.log import SPAN, TABLES, aware, event_row, table_columns
+from server.analytics.incidents import LOOKBACK
 from server.analytics.rule_coverage import Coverage
 from server.config.models import Config
 from server.storage import Storage
@@ -36,9 +39,13 @@ from server.storage import Storage
 log = logging.getLogger("lightbulb.alerting")
 COLUMNS = table_columns("flap_replays")
 REPLAYED = "replayed from stored status changes"  # the message of the periods it writes
-SPAN = "its span, recorded by the replay"  # the message of an older row's span: no news
+UNCONFIGURED = 60.0  # s between checks taken for a service no longer in the config
 Period = tuple[datetime, datetime | None]  # (declared, stopped or None while it flaps)
 Periods = dict[str, list[Period]]  # service -> its periods, oldest first
+# how far before the start status changes are replayed: what incidents read back, the
+# incidents page's default range (30d, server/web/incidents_view.py) and the LOOKBACK
+# before it for a still-open incident's start
+REACH = timedelta(days=30) + LOOKBACK
 
 
 def detect(moves: list[tuple[datetime, int, int]], interval: float, end: datetime, *,
@@ -99,16 +106,15 @@ def replay(storage: Storage, config: Config, before: datetime, now: datetime) ->
     candidates = set(Coverage.read(storage, config).candidates)
     found = status_periods(storage, config, candidates - {r["service_id"] for r in recorded},
                            before)  # fmt: skip
-    intervals = {s.id: s.interval.total_seconds() for s in config.services}
     rows = []
     for sid, periods in found.items():
-        span = intervals.get(sid, 60.0) * flapping.window
+        span = span_of(config, sid)
         for declared, stopped in periods:
             rows.append(_row(declared, "flapping", sid, span, REPLAYED))
             if stopped is not None:
                 rows.append(_row(stopped, "flapping_end", sid, None, REPLAYED))
     for row in recorded:  # the engine's older rows: the span they were declared with
-        span = intervals.get(row["service_id"], 60.0) * flapping.window
+        span = span_of(config, row["service_id"])
         rows += [_row(aware(at), "flapping", row["service_id"], span, SPAN)
                  for at, value in row["declared"] if value is None]  # fmt: skip
     if rows:
@@ -127,13 +133,15 @@ def _row(at: datetime, event: str, service_id: str, span: float | None,
          message: str) -> tuple[object, ...]:  # fmt: skip
     """An ``alert_events`` row of the replay (columns :data:`TABLES`)."""
     before, after = ("", "flapping") if event == "flapping" else ("flapping", "settled")
-    return (at, event, "", service_id, before, after, "", span, message, [], "", "", "")
+    return event_row(at, event, service_id=service_id, before=before, after=after, value=span,
+                     message=message)  # fmt: skip
 
 
 def status_periods(storage: Storage, config: Config, services: set[str],
                    before: datetime) -> Periods:  # fmt: skip
-    """:func:`detect` over the status changes before ``before`` of ``services``, read only
-    for those with enough changes to flap at all (one statement). Raises StorageError."""
+    """:func:`detect` over the status changes of ``services`` in the :data:`REACH` before
+    ``before``, read only for those with enough changes to flap at all (one statement).
+    Raises StorageError."""
     if not services:
         return {}
     flapping = config.alerting.flapping
@@ -142,22 +150,33 @@ def status_periods(storage: Storage, config: Config, services: set[str],
         "SELECT service_id, groupArray((timestamp, from_status, to_status)) AS moves FROM ("
         "SELECT service_id, timestamp, from_status, to_status "
         f"FROM {storage.database}.service_transitions "
-        "WHERE service_id IN {ids:Array(String)} AND timestamp < {end:DateTime64(3, 'UTC')}) "
+        "WHERE service_id IN {ids:Array(String)} AND timestamp >= {start:DateTime64(3, 'UTC')} "
+        "AND timestamp < {end:DateTime64(3, 'UTC')}) "
         "GROUP BY service_id HAVING count() >= {least:UInt32}",
-        {"ids": sorted(services), "end": before, "least": least},
+        {"ids": sorted(services), "start": before - REACH, "end": before, "least": least},
     )
-    intervals = {s.id: s.interval.total_seconds() for s in config.services}
     out: Periods = {}
     for row in rows:
         moves = sorted((aware(at), int(a), int(b)) for at, a, b in row["moves"])
-        interval = intervals.get(row["service_id"], 60.0)
-        if not _close(moves, least, timedelta(seconds=interval * flapping.window)):
+        span = span_of(config, row["service_id"])
+        interval = span / flapping.window
+        if not _close(moves, least, timedelta(seconds=span)):
             continue  # its changes are never close enough to flap: no check-by-check replay
         found = detect(moves, interval, before, window=flapping.window, high=flapping.high,
                        low=flapping.low)  # fmt: skip
         if found:
             out[row["service_id"]] = found
     return out
+
+
+def span_of(config: Config, service_id: str) -> float:
+    """Seconds of checks that made ``service_id`` flap under ``config``
+    (:func:`server.alerting.catalog.flap_spans`); a service no longer configured is
+    taken as checked every :data:`UNCONFIGURED` seconds."""
+    span = flap_spans(config).get(service_id)
+    if span is None:
+        return UNCONFIGURED * config.alerting.flapping.window
+    return span.total_seconds()
 
 
 def _close(moves: list[tuple[datetime, int, int]], least: int, span: timedelta) -> bool:

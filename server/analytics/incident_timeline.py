@@ -14,9 +14,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from server.alerting.log import RETIRED, aware
+from server.alerting.log import RETIRED, SPAN, aware
 from server.alerting.silences import FAR_FUTURE, FAR_PAST, from_config
-from server.analytics.flap_replay import SPAN
 from server.analytics.incidents import Incident, Incidents
 from server.core import status as statuses
 
