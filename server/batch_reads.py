@@ -31,7 +31,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from server.core.clock import Clock
-from server.core.oserrors import fix, is_shortage, why
+from server.core.oserrors import DESCRIPTORS, fix, is_shortage, why
 from server.core.repeats import Repeats
 from server.storage.arrow import from_ipc
 from server.wal import OpenBatch, Record, Wal
@@ -106,6 +106,8 @@ class BatchReads:
 
     # -- the kinds -------------------------------------------------------------------------
     def _short(self, exc: BaseException) -> Shortage:
+        if getattr(exc, "errno", None) in DESCRIPTORS:  # the inserter's "descriptors short"
+            return Shortage(exc)  # state says it, once, and counts the round's wait
         self.failures += 1
         unlogged = self._due("")
         if unlogged == 0:
