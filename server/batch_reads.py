@@ -136,9 +136,7 @@ class BatchReads:
     ) -> None:
         try:
             where, _ = self.wal.quarantine.keep(path.stem, record.offset, raw)
-        except MemoryError as failed:
-            raise self._short(failed) from failed
-        except OSError as failed:  # kept in the spool: tried again next round
+        except (MemoryError, OSError) as failed:  # kept in the spool: tried again next round
             raise self._short(failed) from failed
         self._quarantined(record.rows)
         log.error("%d %s rows of batch %s cannot be decoded from %s at offset %d (%s): their "

@@ -23,6 +23,7 @@ Failures, by kind (see :func:`server.storage.base.refusal`):
 
 from __future__ import annotations
 
+import enum
 import errno
 import logging
 import threading
@@ -53,6 +54,14 @@ log = logging.getLogger("lightbulb.writer")
 # Past this share of spool_max_bytes everything waiting is inserted at once: well below
 # the 90% where pushes get 503 (server.spool_state.HIGH), so an insert has time to land.
 DRAIN_AT = 0.5
+
+
+class Outcome(enum.Enum):
+    """What one batch's insert came to, for the round."""
+
+    DONE = "done"  # stored, or set aside (quarantined, refused rows split out)
+    WAITS = "waits"  # a file of it cannot be read now: it waits, the others go on
+    STOP = "stop"  # storage or system not able now: the round stops, retried later
 
 
 class Inserter:
@@ -224,9 +233,9 @@ class Inserter:
                 if self.loop.out_of_time():
                     return stored
                 done = self._insert(held)
-                if done is False:
+                if done is Outcome.STOP:
                     return stored
-                if done:
+                if done is Outcome.DONE:
                     self._open.remove(held)
                     stored += 1
             with self._lock:
@@ -239,9 +248,9 @@ class Inserter:
                         break
                     left -= len(batch.records)
                     done = self._insert(batch)
-                    if done is False:
+                    if done is Outcome.STOP:
                         return stored
-                    if done:  # None: it waits in _open, retried next round
+                    if done is Outcome.DONE:  # WAITS: it waits in _open, retried next round
                         self._open.remove(batch)
                         stored += 1
             return stored
@@ -305,10 +314,8 @@ class Inserter:
                         self.wal.directory, exc)  # fmt: skip
         return False
 
-    def _insert(self, batch: OpenBatch) -> bool | None:
-        """Store one batch (splitting out refused rows); False: the round stops, retry
-        later; None: a file of this batch cannot be read now (the batch waits, the others
-        go on; :mod:`server.batch_reads`)."""
+    def _insert(self, batch: OpenBatch) -> Outcome:
+        """Store one batch (splitting out refused rows): :class:`Outcome`."""
         self._yield_cpu()
         try:
             tables = self.reads.read(batch)
@@ -317,12 +324,12 @@ class Inserter:
                 descriptors.ran_out()
                 why = descriptors.short() or f"{exc}: {FIXES[errno.EMFILE]}"
                 self._unavailable(DescriptorsShort(f"the spool not read: {why}"))
-            return False
+            return Outcome.STOP
         if tables is None:
-            return None
+            return Outcome.WAITS
         if not tables:  # all of it undecodable: in quarantine/, counted
             self._done(batch, stored=0)
-            return True
+            return Outcome.DONE
         data = pa.concat_tables(tables, promote_options="default")
         started = time.perf_counter()
         token = batch.id
@@ -334,22 +341,22 @@ class Inserter:
         except StorageMissing as exc:
             self._failed(exc, "refused")
             self._ready = self._before_first_write is None  # apply the schema again
-            return False
+            return Outcome.STOP
         except StorageUnavailable as exc:
             self._unavailable(exc)
-            return False
+            return Outcome.STOP
         except StorageError as exc:
             try:
                 split_refused(self.storage, self.writer, batch, (token, data, exc))
             except StorageUnavailable as away:
                 self._unavailable(away)
-                return False
+                return Outcome.STOP
             self._done(batch, stored=0)
-            return True
+            return Outcome.DONE
         self.writer.stats.last_write_ms = (time.perf_counter() - started) * 1000
         self._done(batch, stored=data.num_rows)
         self.storage_state.is_("ok")
-        return True
+        return Outcome.DONE
 
     def _yield_cpu(self) -> None:
         """The engine's insert yields the CPU to the pushes while inserts keep up (two

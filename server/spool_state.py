@@ -24,17 +24,19 @@ write is what ends the episode); it is refused outright only while there is none
 
 from __future__ import annotations
 
+import errno
 import logging
 import threading
 from pathlib import Path
 
 from server.core.clock import Clock
+from server.core.oserrors import FIXES
 from server.core.repeats import Repeats
 
 log = logging.getLogger("lightbulb.writer")
 SETTLE = 10.0  # seconds of successful writes before the spool is said to take writes again
 HIGH, LOW = 0.9, 0.75  # of spool_max_bytes: near full past HIGH, until below LOW again
-FIX = "free bytes and inodes on its filesystem (df -h, df -i) or set scheduler.spool_dir elsewhere"
+FIX = f"{FIXES[errno.ENOSPC]} or set scheduler.spool_dir elsewhere"
 
 
 class SpoolState:
