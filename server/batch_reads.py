@@ -31,7 +31,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from server.core.clock import Clock
-from server.core.oserrors import fix, is_shortage, why
+from server.core.oserrors import DESCRIPTORS, fix, is_shortage, why
 from server.core.repeats import Repeats
 from server.storage.arrow import from_ipc
 from server.wal import OpenBatch, Record, Wal
@@ -106,6 +106,8 @@ class BatchReads:
 
     # -- the kinds -------------------------------------------------------------------------
     def _short(self, exc: BaseException) -> Shortage:
+        if getattr(exc, "errno", None) in DESCRIPTORS:  # the inserter's "descriptors short"
+            return Shortage(exc)  # state says it, once, and counts the round's wait
         self.failures += 1
         unlogged = self._due("")
         if unlogged == 0:
@@ -134,9 +136,7 @@ class BatchReads:
     ) -> None:
         try:
             where, _ = self.wal.quarantine.keep(path.stem, record.offset, raw)
-        except MemoryError as failed:
-            raise self._short(failed) from failed
-        except OSError as failed:  # kept in the spool: tried again next round
+        except (MemoryError, OSError) as failed:  # kept in the spool: tried again next round
             raise self._short(failed) from failed
         self._quarantined(record.rows)
         log.error("%d %s rows of batch %s cannot be decoded from %s at offset %d (%s): their "

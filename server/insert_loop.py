@@ -33,7 +33,6 @@ class InsertLoop:
     def __init__(self, inserter: Inserter) -> None:
         self.inserter = inserter
         self.stopping = threading.Event()
-        self._abandon = threading.Event()  # stop()'s time is up: no further insert
         self._deadline: float | None = None  # monotonic s: stop()'s, once called
         self._wake = threading.Event()
         self._drain = threading.Event()  # the next round inserts everything (spool near full)
@@ -60,8 +59,7 @@ class InsertLoop:
             inserter.insert_due()
         else:
             self._thread.join(timeout)
-            self._abandon.set()  # past the deadline: no further batch
-            self._thread.join(ABANDON_WAIT)
+            self._thread.join(ABANDON_WAIT)  # past the deadline: no further batch starts
         if self._thread is not None and self._thread.is_alive():
             log.warning("ClickHouse did not take everything in %.1f s and an insert is still "
                         "under way; %d rows stay in the spool for the next start (the one "
@@ -73,8 +71,6 @@ class InsertLoop:
 
     def out_of_time(self) -> bool:
         """Stopping, and past the deadline: start no further insert."""
-        if self._abandon.is_set():
-            return True
         return self._deadline is not None and time.monotonic() >= self._deadline
 
     def _loop(self) -> None:

@@ -23,6 +23,8 @@ Failures, by kind (see :func:`server.storage.base.refusal`):
 
 from __future__ import annotations
 
+import enum
+import errno
 import logging
 import threading
 import time
@@ -35,11 +37,12 @@ import pyarrow as pa
 
 from server.batch_reads import BatchReads, Shortage
 from server.core import descriptors
+from server.core.oserrors import DESCRIPTORS, FIXES
 from server.insert_faults import split_refused, unstored
 from server.insert_loop import InsertLoop
 from server.storage import Storage, StorageError, StorageUnavailable
 from server.storage.arrow import BadRow, to_arrow
-from server.storage.base import StorageMissing
+from server.storage.base import DescriptorsShort, StorageMissing
 from server.storage_state import StorageState
 from server.wal import OpenBatch, Record, WalFull
 
@@ -51,6 +54,14 @@ log = logging.getLogger("lightbulb.writer")
 # Past this share of spool_max_bytes everything waiting is inserted at once: well below
 # the 90% where pushes get 503 (server.spool_state.HIGH), so an insert has time to land.
 DRAIN_AT = 0.5
+
+
+class Outcome(enum.Enum):
+    """What one batch's insert came to, for the round."""
+
+    DONE = "done"  # stored, or set aside (quarantined, refused rows split out)
+    WAITS = "waits"  # a file of it cannot be read now: it waits, the others go on
+    STOP = "stop"  # storage or system not able now: the round stops, retried later
 
 
 class Inserter:
@@ -215,16 +226,16 @@ class Inserter:
         of ``batch_rows`` (or as near as whole records come).
         """
         with self._io:
-            if not self._descriptors_free() or not self.ensure_ready():
+            if not self.ensure_ready():
                 return 0
             stored = 0
             for held in list(self._open):
                 if self.loop.out_of_time():
                     return stored
                 done = self._insert(held)
-                if done is False:
+                if done is Outcome.STOP:
                     return stored
-                if done:
+                if done is Outcome.DONE:
                     self._open.remove(held)
                     stored += 1
             with self._lock:
@@ -237,9 +248,9 @@ class Inserter:
                         break
                     left -= len(batch.records)
                     done = self._insert(batch)
-                    if done is False:
+                    if done is Outcome.STOP:
                         return stored
-                    if done:  # None: it waits in _open, retried next round
+                    if done is Outcome.DONE:  # WAITS: it waits in _open, retried next round
                         self._open.remove(batch)
                         stored += 1
             return stored
@@ -303,20 +314,22 @@ class Inserter:
                         self.wal.directory, exc)  # fmt: skip
         return False
 
-    def _insert(self, batch: OpenBatch) -> bool | None:
-        """Store one batch (splitting out refused rows); False: the round stops, retry
-        later; None: a file of this batch cannot be read now (the batch waits, the others
-        go on; :mod:`server.batch_reads`)."""
+    def _insert(self, batch: OpenBatch) -> Outcome:
+        """Store one batch (splitting out refused rows): :class:`Outcome`."""
         self._yield_cpu()
         try:
             tables = self.reads.read(batch)
-        except Shortage:  # descriptors, memory...: every read would fail alike
-            return False
+        except Shortage as exc:  # descriptors, memory...: every read would fail alike
+            if getattr(exc.cause, "errno", None) in DESCRIPTORS:  # the engine's shortage too
+                descriptors.ran_out()
+                why = descriptors.short() or f"{exc}: {FIXES[errno.EMFILE]}"
+                self._unavailable(DescriptorsShort(f"the spool not read: {why}"))
+            return Outcome.STOP
         if tables is None:
-            return None
+            return Outcome.WAITS
         if not tables:  # all of it undecodable: in quarantine/, counted
             self._done(batch, stored=0)
-            return True
+            return Outcome.DONE
         data = pa.concat_tables(tables, promote_options="default")
         started = time.perf_counter()
         token = batch.id
@@ -326,24 +339,24 @@ class Inserter:
             if data.num_rows:
                 self.storage.insert_arrow(batch.table, data, dedup_token=token)
         except StorageMissing as exc:
-            self._failed(batch, exc, "refused")
+            self._failed(exc, "refused")
             self._ready = self._before_first_write is None  # apply the schema again
-            return False
+            return Outcome.STOP
         except StorageUnavailable as exc:
-            self._failed(batch, exc, "unreachable")
-            return False
+            self._unavailable(exc)
+            return Outcome.STOP
         except StorageError as exc:
             try:
                 split_refused(self.storage, self.writer, batch, (token, data, exc))
             except StorageUnavailable as away:
-                self._failed(batch, away, "unreachable")
-                return False
+                self._unavailable(away)
+                return Outcome.STOP
             self._done(batch, stored=0)
-            return True
+            return Outcome.DONE
         self.writer.stats.last_write_ms = (time.perf_counter() - started) * 1000
         self._done(batch, stored=data.num_rows)
         self.storage_state.is_("ok")
-        return True
+        return Outcome.DONE
 
     def _yield_cpu(self) -> None:
         """The engine's insert yields the CPU to the pushes while inserts keep up (two
@@ -368,24 +381,23 @@ class Inserter:
     def _quarantined(self, rows: int) -> None:
         self.writer.stats.rows_quarantined += rows
 
-    def _failed(self, batch: OpenBatch, exc: StorageError, state: str) -> None:
-        self.writer.stats.write_errors += 1
+    def _failed(self, exc: StorageError, state: str) -> None:
+        """The storage did not take a batch (``state``: ``unreachable`` or ``refused``): a
+        write error, except a :class:`DescriptorsShort` (the embedded engine not entered,
+        an ``EMFILE`` inside it can wedge it for good): a round that waits, counted as
+        such (``descriptor_waits``)."""
+        if isinstance(exc, DescriptorsShort):
+            self.writer.stats.descriptor_waits += 1
+        else:
+            self.writer.stats.write_errors += 1
         if self.state == "ok":
             self.writer.stats.rows_spooled += self.pending_rows
         self.storage_state.is_(state, exc)
 
+    def _unavailable(self, exc: StorageUnavailable) -> None:
+        self._failed(exc, "unreachable")
+
     # -- readiness ---------------------------------------------------------------------------
-    def _descriptors_free(self) -> bool:
-        """Whether the engine may be entered: an ``EMFILE`` inside a chDB query can wedge it
-        for good (:mod:`server.core.descriptors`), so a short round waits for the next."""
-        why = descriptors.short()
-        if why is not None:
-            self.writer.stats.descriptor_waits += 1
-            self.storage_state.is_("descriptors short", why)
-            return False
-        if self.state == "descriptors short":
-            self.storage_state.is_("ok")
-        return True
 
     def ensure_ready(self) -> bool:
         """Run the before-first-write hook if it has not succeeded yet; False if not now."""
@@ -395,12 +407,10 @@ class Inserter:
         try:
             self._before_first_write()
         except StorageUnavailable as exc:
-            self.writer.stats.write_errors += 1
-            self.storage_state.is_("unreachable", exc)
+            self._unavailable(exc)
             return False
         except StorageError as exc:
-            self.writer.stats.write_errors += 1
-            self.storage_state.is_("refused", exc)
+            self._failed(exc, "refused")
             return False
         self._ready = True
         return True

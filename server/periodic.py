@@ -47,7 +47,6 @@ from server.analytics.baselines import Baselines
 from server.analytics.report import build as build_report
 from server.analytics.report import publish
 from server.config.models import Config
-from server.core import descriptors
 from server.core.backoff import ceiling
 from server.core.clock import Clock
 from server.core.repeats import Repeats
@@ -208,10 +207,10 @@ class PeriodicJobs:
         aps.add_job(self._guard(self.tick), IntervalTrigger(seconds=ALERT_TICK), id="alert-tick")
         aps.add_job(self._guard(self.record_self), IntervalTrigger(seconds=SELF_INTERVAL),
                     id="self", next_run_time=now)  # fmt: skip
-        aps.add_job(self._guard(self.baselines.run, engine=True),
+        aps.add_job(self._guard(self.baselines.run),
                     IntervalTrigger(seconds=BASELINE_CHECK), id="baselines",
                     next_run_time=now)  # fmt: skip
-        aps.add_job(self._guard(self._report, engine=True), DateTrigger(now), id="report-catch-up")
+        aps.add_job(self._guard(self._report), DateTrigger(now), id="report-catch-up")
         self._schedule_report()
         aps.start()
 
@@ -221,7 +220,7 @@ class PeriodicJobs:
         # hourly at the minute, not once at the hour: a report.time the zone skips on
         # its spring-forward day is then caught an hour later; ``due`` keeps it once
         trigger = CronTrigger(minute=minute, timezone=self.report.zone())
-        self._aps.add_job(self._guard(self._report, engine=True), trigger, id="report",
+        self._aps.add_job(self._guard(self._report), trigger, id="report",
                           replace_existing=True)  # fmt: skip
 
     def reconfigure(self, config: Config) -> None:
@@ -234,13 +233,14 @@ class PeriodicJobs:
         if self.report.run() or self._stopping.is_set():
             return  # stopping: the retry happens at the next start (its catch-up run)
         when = datetime.now(UTC) + timedelta(seconds=self.report.retry_delay())
-        self._aps.add_job(self._guard(self._report, engine=True), DateTrigger(when),
+        self._aps.add_job(self._guard(self._report), DateTrigger(when),
                           id="report-retry", replace_existing=True)  # fmt: skip
 
-    def _guard(self, job: Callable[[], None], *, engine: bool = False) -> Callable[[], None]:
+    def _guard(self, job: Callable[[], None]) -> Callable[[], None]:
         """``job`` run safely: a failure is logged once per episode (the repeats rule: a
-        job failing every 15 s for one cause is one line, its end another); ``engine``:
-        it queries the storage, so it waits while file descriptors are short."""
+        job failing every 15 s for one cause is one line, its end another). A job that
+        queries the embedded storage while file descriptors are short fails with its
+        ``DescriptorsShort`` (said once like any failure); a remote ClickHouse runs it."""
         name = getattr(job, "__name__", "job")
         repeats = Repeats(every=math.inf, clock=self.clock)
 
@@ -248,7 +248,7 @@ class PeriodicJobs:
             with self._idle:
                 self._running += 1
             try:
-                if self._stopping.is_set() or (engine and descriptors.short() is not None):
+                if self._stopping.is_set():
                     return
                 job()
                 failures = repeats.ok()

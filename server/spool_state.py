@@ -24,17 +24,19 @@ write is what ends the episode); it is refused outright only while there is none
 
 from __future__ import annotations
 
+import errno
 import logging
 import threading
 from pathlib import Path
 
 from server.core.clock import Clock
+from server.core.oserrors import FIXES
 from server.core.repeats import Repeats
 
 log = logging.getLogger("lightbulb.writer")
 SETTLE = 10.0  # seconds of successful writes before the spool is said to take writes again
 HIGH, LOW = 0.9, 0.75  # of spool_max_bytes: near full past HIGH, until below LOW again
-FIX = "free bytes and inodes on its filesystem (df -h, df -i) or set scheduler.spool_dir elsewhere"
+FIX = f"{FIXES[errno.ENOSPC]} or set scheduler.spool_dir elsewhere"
 
 
 class SpoolState:
@@ -49,14 +51,11 @@ class SpoolState:
         self._repeats = Repeats(clock=clock, settle=settle)
         self.clock = self._repeats.clock  # the writer's, for ClickHouse's state too
         self._lock = threading.Lock()
-        self._ok_since: float | None = None  # writes alone went through since (monotonic s)
-        self._failed = False  # a write failed and SETTLE s of successes have not followed
         self._near_full = False
 
     def failed(self, exc: BaseException) -> None:
         """A write to the spool failed (``exc``: why, e.g. ``No space left on device``)."""
         with self._lock:
-            self._failed, self._ok_since = True, None
             self.failures += 1
         unlogged = self._repeats.due()
         why = self.last_error = str(getattr(exc, "strerror", None) or exc)
@@ -71,9 +70,6 @@ class SpoolState:
 
     def ok(self) -> None:
         """A write to the spool went through."""
-        with self._lock:
-            if self._failed and self._ok_since is None:
-                self._ok_since = self.clock.monotonic()
         failures = self._repeats.ok()
         if failures is not None:
             log.info("the spool at %s takes writes again (%d writes failed meanwhile)",
@@ -82,14 +78,9 @@ class SpoolState:
     @property
     def writable(self) -> bool:
         """No failed write, or writes alone have gone through for ``settle`` s since the
-        last one that failed (True before the first write)."""
-        with self._lock:
-            if not self._failed:
-                return True
-            if self._ok_since is None or self.clock.monotonic() - self._ok_since < self.settle:
-                return False
-            self._failed = False
-            return True
+        last one that failed (True before the first write): the settle clock of the
+        episode that :attr:`_repeats` logs, so the state and its log lines are one."""
+        return self._repeats.settled
 
     def near_full(self, size: int, max_bytes: int) -> bool:
         """The log's ``size`` is near ``max_bytes``: past ``HIGH`` of it, and since then not

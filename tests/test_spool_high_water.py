@@ -51,3 +51,29 @@ def test_a_spool_past_its_high_water_mark_is_inserted_before_insert_interval(
         writer.stop()
     assert stored(store) == list(range(acked)) and acked == 1500
     print(f"exploratory: {refusals} pushes answered 503, {flaky.inserts} inserts")
+
+
+def test_a_spool_past_its_drain_mark_is_inserted_by_itself_before_any_push_is_refused(
+    store: EmbeddedStorage, tmp_path: Path
+) -> None:
+    """Pushes stop just past ``DRAIN_AT`` of the cap, well short of the refusal band: no
+    push was refused and nothing else is coming (no cadence for an hour, no full batch,
+    no failed write), yet an insert starts and stores every row. Only the drain at
+    ``DRAIN_AT`` starts it; without it the rows wait until the band refuses a push."""
+    writer, flaky = make(store, tmp_path, max_bytes=2**20, insert_interval=3600,
+                         flush_interval=0.05, batch_rows=10**6)  # fmt: skip
+    cap = writer.spool.wal.max_bytes
+    writer.start()
+    acked = 0
+    try:
+        while writer.spool.wal.size < cap * DRAIN_AT:  # each push ~20 KiB: stops short of HIGH
+            writer.add_durable("service_status", [row(acked + i, PAD) for i in range(10)])
+            acked += 10
+        assert writer.spool.wal.size < cap * HIGH and writer.spool_refuses() is None
+        assert wait_until(lambda: flaky.inserts >= 1, 30), (
+            f"no insert began with the spool at {writer.spool.wal.size} of {cap} bytes"
+        )
+        assert wait_until(lambda: writer.pending_rows() == 0, 30)
+    finally:
+        writer.stop()
+    assert flaky.inserts == 1 and stored(store) == list(range(acked))

@@ -12,9 +12,14 @@ from __future__ import annotations
 
 import errno
 
+#: errnos of a full disk: no space, or the user's quota reached (spool, staging, ClickHouse)
+NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
 #: errnos that say the system (not the file) is short of something: retry later
-SHORTAGES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.EAGAIN, errno.EINTR,
-                       errno.ENOSPC, errno.EDQUOT, errno.ENOBUFS, errno.EBUSY})  # fmt: skip
+SHORTAGES = NO_SPACE | frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.EAGAIN,
+                                  errno.EINTR, errno.ENOBUFS, errno.EBUSY})  # fmt: skip
+#: errnos of running out of file descriptors (the process's, the system's): the embedded
+#: engine must not be entered either (:mod:`server.core.descriptors`)
+DESCRIPTORS = frozenset({errno.EMFILE, errno.ENFILE})
 READ_ACCESS = "give the daemon's user read access to it (chown, chmod u+r)"
 FIXES = {
     errno.EMFILE: "raise the daemon's open-files limit (ulimit -n, systemd LimitNOFILE=)",

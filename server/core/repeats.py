@@ -42,6 +42,19 @@ class Repeats:
         """An episode is open: it failed, and :meth:`ok` has not said it is over."""
         return self._logged_at is not None
 
+    @property
+    def settled(self) -> bool:
+        """Nothing failing, or successes alone for ``settle`` s since the last failure (what
+        the next :meth:`ok` would end the episode on; read-only: the episode stays open
+        until that call says so)."""
+        with self._lock:
+            if self._logged_at is None:
+                return True
+            return (
+                self._ok_since is not None
+                and self.clock.monotonic() - self._ok_since >= self.settle
+            )
+
     def due(self) -> int | None:
         """One more occurrence: None when it is not to be logged (counted instead), else
         how many went unlogged before it since the last line (0 at an episode's start)."""

@@ -57,6 +57,9 @@ log = logging.getLogger("lightbulb.ingest")
 # worker; 3 records of 549 B 0.22 / 0.21; 1,000 records 7.0 / 0.63 ms).
 INLINE_BELOW = 512
 REPLY_TIMEOUT = 30.0  # s a worker may take over one request before it is taken for hung
+#: the 503 for a reply the daemon has no memory to read (message, Retry-After s, status)
+SHORT_OF_MEMORY = ("the daemon is short of memory reading this request's records; nothing "
+                   "of it was stored; retry", 5, 503)  # fmt: skip
 RESTART_PAUSE = 5.0  # s between attempts when a worker cannot be started
 
 
@@ -169,8 +172,7 @@ class IngestPool:
             except MemoryError as exc:
                 # its reply is left unread in the socket: the worker is of no further use
                 self._lost(worker, exc)
-                raise Busy("the daemon is short of memory reading this request's records; "
-                           "nothing of it was stored; retry", 5, 503) from None  # fmt: skip
+                raise Busy(*SHORT_OF_MEMORY) from None
             except ConnectionResetError as exc:
                 # a Unix socket's peer that closes with data unread resets it: the worker
                 # was dying as we sent (its threads not all gone yet) and never read the
@@ -192,8 +194,7 @@ class IngestPool:
         try:
             reply = pickle.loads(data)  # noqa: S301 - our own child
         except MemoryError:
-            raise Busy("the daemon is short of memory reading this request's records; nothing "
-                       "of it was stored; retry", 5, 503) from None  # fmt: skip
+            raise Busy(*SHORT_OF_MEMORY) from None
         except Exception as exc:  # a bug (ours or pickle's): the request's 500, not the pool's
             log.error(
                 "ingest worker's reply could not be read: %s: %s",

@@ -7,11 +7,11 @@ datetimes, ints, floats, dicts for ``Map``), the same from either backend.
 
 from __future__ import annotations
 
-import errno
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
+from server.core.oserrors import NO_SPACE
 from server.core.redact import redact
 from server.core.text import clip
 
@@ -71,7 +71,6 @@ MISSING_CODES = {60, 81}  # UNKNOWN_TABLE, UNKNOWN_DATABASE
 # ClickHouse's src/Common/ErrorCodes.cpp: M(243, NOT_ENOUGH_SPACE), a reservation on a
 # disk refused ("Cannot reserve 1.00 MiB, not enough space", "Not enough space for merging")
 NOT_ENOUGH_SPACE = 243
-DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})  # no space; the user's quota
 # A failed system call is reported with its errno ("Cannot write to file x.bin, errno: 28,
 # strerror: No space left on device", code 74/75, whatever the call): the number first,
 # strerror(ENOSPC) for messages that carry only the text
@@ -92,7 +91,7 @@ def disk_full(code: int | None, text: str) -> bool:
     NOT_ENOUGH_SPACE, or a system call's ``errno`` ENOSPC/EDQUOT."""
     if code == NOT_ENOUGH_SPACE or _NO_SPACE_TEXT in text:
         return True
-    return any(int(n) in DISK_FULL_ERRNOS for n in _ERRNO.findall(text))
+    return any(int(n) in NO_SPACE for n in _ERRNO.findall(text))
 
 
 def server_message(text: str) -> str:
@@ -164,7 +163,7 @@ class DescriptorsShort(StorageUnavailable):
 def staging_failed(where: str, path: object, exc: OSError) -> StorageUnavailable:
     """The error for a batch file that could not be written at ``path``: :class:`DiskFull`
     for ``ENOSPC``/``EDQUOT``, else :class:`StorageUnavailable` (not now either way)."""
-    if exc.errno in DISK_FULL_ERRNOS:
+    if exc.errno in NO_SPACE:
         return DiskFull(f"{where}: disk full; could not stage a batch at {path}: "
                         f"{exc.strerror or exc}")  # fmt: skip
     return StorageUnavailable(f"{where}: could not stage a batch at {path}: {exc.strerror or exc}")
