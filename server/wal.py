@@ -62,7 +62,7 @@ from server.wal_format import (
 )
 from server.wal_quarantine import QUARANTINE, Quarantine
 from server.wal_repair import read_log, uncertain_batches
-from server.wal_segments import SegmentFiles
+from server.wal_segments import Moved, Retiring, SegmentFiles
 from server.wal_spare import Spares, adopt_spare
 
 __all__ = ["MIN_SEGMENT_BYTES", "SEGMENT_BYTES", "OpenBatch", "Record", "Wal", "WalFull",
@@ -261,19 +261,17 @@ class Wal(SegmentFiles):
                 )
             # _fd_lock, not _lock: appends go on while we wait for the disk. A file is
             # closed only under _fd_lock and after its fsync (_closed_through says which).
-            with self._fd_lock:
-                if self._closed:
-                    raise WalFull(errno.EBADF, "the spool is closed (shutting down)")
-                stale = False
-                if retiring is not None:  # a rotation: the old file first, then number fd's
-                    try:
-                        self._retire(retiring)
-                    except OSError as exc:
-                        if exc.errno != errno.ESTALE:
-                            raise
-                        stale = True  # the spare went: copied out below, with appends held
-                if not stale and segment > self._closed_through:
-                    os.fsync(fd)
+            for _ in range(3):
+                stale, moved = self._sync_files(fd, segment, retiring)
+                if moved is None:
+                    break
+                with self._lock, self._fd_lock:  # put back under its name, appends held
+                    if moved[1] in self._sizes:  # else deleted by the log itself: done
+                        self._rescue(*moved)
+                    # the files as they are now hold every frame up to upto: pass again
+                    fd, segment, retiring = self._fd, self._segment, self._retiring
+            else:
+                raise OSError(errno.ESTALE, "the spool's segment keeps being removed underneath")
             if stale:
                 assert retiring is not None
                 with self._lock, self._fd_lock:
@@ -289,6 +287,30 @@ class Wal(SegmentFiles):
                 if synced:
                     self._synced = max(self._synced, upto)
                 self._sync.notify_all()
+
+    def _sync_files(
+        self, fd: int, segment: int, retiring: Retiring | None
+    ) -> tuple[bool, tuple[int, int] | None]:
+        """One pass of :meth:`sync` over the files: finish a rotation, fsync ``fd``.
+        Returns (the spare went underneath: :meth:`_heal` it; a (descriptor, segment)
+        whose numbered name no longer holds it: :meth:`_rescue` it, then pass again)."""
+        with self._fd_lock:
+            if self._closed:
+                raise WalFull(errno.EBADF, "the spool is closed (shutting down)")
+            if retiring is not None:  # a rotation: the old file first, then number fd's
+                try:
+                    self._retire(retiring)
+                except Moved:
+                    return False, (retiring.fd, retiring.segment)
+                except OSError as exc:
+                    if exc.errno != errno.ESTALE:
+                        raise
+                    return True, None  # the spare went: copied out, with appends held
+            if segment > self._closed_through:
+                os.fsync(fd)
+                if segment in self._sizes and self._moved(fd, segment):
+                    return False, (fd, segment)
+        return False, None
 
     def load(self, record: Record) -> pa.Table:
         """The record's rows, read back from its segment if they are not in memory."""

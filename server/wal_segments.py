@@ -34,7 +34,12 @@ from server.wal_format import MIN_SEGMENT_BYTES, RESERVE_BYTES, SUFFIX, WalFull,
 from server.wal_spare import OPEN_FLAGS, SPARE, Spares
 
 log = logging.getLogger("lightbulb.wal")
-HEALING = "healing.tmp"  # a spare's frames copied out (SegmentFiles._heal), before numbering
+HEALING = "healing.tmp"  # a file's frames copied out (SegmentFiles._copy_out), before renaming
+
+
+class Moved(Exception):
+    """A segment's numbered name no longer holds the file written under it (removed or
+    replaced underneath): :meth:`SegmentFiles._rescue` puts it back."""
 
 
 @dataclass(eq=False)
@@ -181,13 +186,16 @@ class SegmentFiles:
         """Put a rotated-away segment on disk, then number the spare written after it.
 
         Holds ``self._fd_lock`` (not ``self._lock``: appends go on). Raises OSError if
-        the fsync or the renaming fails; a later call tries again.
+        the fsync or the renaming fails (a later call tries again), :class:`Moved` if the
+        segment's name no longer holds it.
         """
         if retiring.done:
             return
         if not retiring.synced and self._synced < retiring.frames:  # else a sync covered it
             os.fsync(retiring.fd)
             retiring.synced = True
+        if retiring.segment in self._sizes and self._moved(retiring.fd, retiring.segment):
+            raise Moved(retiring.segment)
         assert self._spares is not None  # a spare was taken
         self._spares.promote(self._path(retiring.segment + 1))
         os.close(retiring.fd)
@@ -199,13 +207,67 @@ class SegmentFiles:
 
     def _heal(self, retiring: Retiring) -> None:
         """The spare written as segment ``retiring.segment + 1`` was removed or replaced
-        underneath (:meth:`Spares.promote` raised ESTALE): copy what it holds (read
-        through ``/proc/self/fd``, which opens an unlinked file too) into a new file,
-        on disk, numbered, and go on appending there. Nothing in it was acknowledged,
-        and ``retiring`` is on disk already. Holds ``self._lock`` and ``self._fd_lock``.
-        Raises OSError (no room for the copy: retried at the next sync)."""
-        path, temporary = self._path(retiring.segment + 1), self.directory / HEALING
-        source = os.open(f"/proc/self/fd/{self._fd}", os.O_RDONLY | os.O_CLOEXEC)
+        underneath (:meth:`Spares.promote` raised ESTALE): copy what it holds into a new
+        file, on disk, numbered, and go on appending there (:meth:`_copy_out`). Nothing in
+        it was acknowledged, and ``retiring`` is on disk already. Holds ``self._lock`` and
+        ``self._fd_lock``. Raises OSError (no room for the copy: retried at the next sync)."""
+        path = self._path(retiring.segment + 1)
+        size = os.fstat(self._fd).st_size
+        fd = self._copy_out(self._fd, path)
+        assert self._spares is not None  # a spare was taken
+        os.close(self._fd)
+        self._fd = fd
+        os.close(retiring.fd)
+        self._closed_through = max(self._closed_through, retiring.segment)
+        retiring.done = True
+        if self._retiring is retiring:
+            self._retiring = None
+        self._spares.abandon()
+        log.error("%s was removed or replaced while the spool wrote into it: what it held "
+                  "(%d bytes, none of it acknowledged yet) was copied into %s; leave the "
+                  "spool's files alone while the daemon runs", self.directory / SPARE,
+                  size, path.name)  # fmt: skip
+
+    def _moved(self, fd: int, segment: int) -> bool:
+        """``segment``'s numbered name no longer holds the file ``fd`` writes (removed, or
+        another file put there): what is appended to ``fd`` would not outlive the process.
+        Two system calls; expects ``self._fd_lock`` held (``fd`` stays open)."""
+        st = os.fstat(fd)
+        try:
+            there = os.stat(self._path(segment), follow_symlinks=False)
+        except FileNotFoundError:
+            return True
+        return (there.st_dev, there.st_ino) != (st.st_dev, st.st_ino)
+
+    def _rescue(self, fd: int, segment: int) -> None:
+        """Put the file ``fd`` writes, numbered ``segment`` but removed or replaced
+        underneath (:meth:`_moved`), back under its name: a copy of all it holds, on
+        disk, the copy written from now on. Does nothing if ``fd`` was closed since. Holds
+        ``self._lock`` and ``self._fd_lock``. Raises OSError (no room for the copy: the
+        caller acknowledges nothing and a later sync tries again)."""
+        retiring = self._retiring
+        if fd == self._fd and segment == self._segment:
+            self._fd = self._copy_out(fd, self._path(segment))
+        elif retiring is not None and not retiring.done and (fd, segment) == (
+            retiring.fd, retiring.segment,
+        ):  # fmt: skip
+            retiring.fd = self._copy_out(fd, self._path(segment))
+        else:
+            return
+        size = os.fstat(fd).st_size
+        os.close(fd)
+        log.error("%s was removed or replaced while the spool wrote into it: what it held "
+                  "(%d bytes, acknowledged records among them) was copied back under its "
+                  "name; leave the spool's files alone while the daemon runs",
+                  self._path(segment), size)  # fmt: skip
+
+    def _copy_out(self, source_fd: int, path: Path) -> int:
+        """Copy all of the file ``source_fd`` writes (read through ``/proc/self/fd``, which
+        opens an unlinked file too) to ``path`` by way of a temporary file, fsync it and the
+        directory, and return a descriptor (``OPEN_FLAGS``) on the copy. Raises OSError (no
+        room: nothing at ``path`` changed, the temporary file removed)."""
+        temporary = self.directory / HEALING
+        source = os.open(f"/proc/self/fd/{source_fd}", os.O_RDONLY | os.O_CLOEXEC)
         try:
             copy = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
             try:
@@ -223,20 +285,10 @@ class SegmentFiles:
         finally:
             os.close(source)
         fd = os.open(path, OPEN_FLAGS, 0o600)
-        assert self._spares is not None  # a spare was taken
+        if self._spares is None:
+            self._spares = Spares(self.directory)
         self._spares.sync_dir()
-        os.close(self._fd)
-        self._fd = fd
-        os.close(retiring.fd)
-        self._closed_through = max(self._closed_through, retiring.segment)
-        retiring.done = True
-        if self._retiring is retiring:
-            self._retiring = None
-        self._spares.abandon()
-        log.error("%s was removed or replaced while the spool wrote into it: what it held "
-                  "(%d bytes, none of it acknowledged yet) was copied into %s; leave the "
-                  "spool's files alone while the daemon runs", self.directory / SPARE,
-                  size, path.name)  # fmt: skip
+        return fd
 
     def _prepare_spares(self) -> None:
         """Make the spare files on a thread of their own: creating a file and fsyncing the

@@ -350,3 +350,46 @@ def test_a_spare_name_made_a_link_underneath_is_never_written_through(
     spare = directory / SPARE
     assert not spare.is_symlink() and spare.stat().st_nlink == 1
     wal.close()
+
+
+@pytest.mark.parametrize("how", ["removed", "replaced"])
+@pytest.mark.parametrize("which", ["current", "rotated away"])
+def test_a_numbered_segment_removed_underneath_is_put_back_before_anything_more_is_acknowledged(
+    tmp_path: Path, which: str, how: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Someone removes the segment the log writes (or puts another file at its name).
+    The log kept appending into the unlinked inode and acknowledging: every record in it,
+    the ones acknowledged before the removal too, was lost at the next kill -9 (atk16
+    M2). The group commit now sees the name no longer holds the file written and copies
+    all of it back under its name, on disk, before it acknowledges: one ERROR, nothing
+    lost, appends go on; likewise for a segment just rotated away and not yet closed."""
+    directory = tmp_path / "wal"
+    wal = open_log(directory)
+    for _ in range(2 if which == "current" else 4):
+        wal.append("t", PAD)
+    wal.sync()  # acknowledged
+    if which == "rotated away":
+        assert wal.append("t", PAD).segment == 1  # into the spare; segment 0 still open
+    zero = numbered(directory, 0)
+    os.unlink(zero)
+    if how == "replaced":
+        zero.write_bytes(b"")
+    if which == "current":
+        assert wal.append("t", PAD).segment == 0
+    wal.sync()
+    assert len(read_frames(zero.read_bytes())[0]) == (3 if which == "current" else 4)
+    if which == "current":  # every frame under its name; appends go on into the copy
+        assert wal.append("t", PAD).segment == 0
+        wal.sync()
+        assert len(read_frames(zero.read_bytes())[0]) == 4
+    else:
+        assert len(read_frames(numbered(directory, 1).read_bytes())[0]) == 1
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and "copied back under its name" in errors[0]
+    wal.close()
+    caplog.clear()
+    again = Wal(directory, 10**9, segment_bytes=MIN_SEGMENT_BYTES)
+    records, _ = again.recover()
+    assert len(records) == (4 if which == "current" else 5)  # each once, none set aside
+    assert not [r for r in caplog.records if r.levelname in ("ERROR", "WARNING")]
+    again.close()
