@@ -34,7 +34,7 @@ from server.analytics.rule_coverage import changes, coverage, record
 from server.config import Config, ConfigError, missing_sections
 from server.config import warnings as config_warnings
 from server.config_changes import describe
-from server.core import redact
+from server.core import descriptors, redact
 from server.core.clock import Clock, SystemClock
 from server.core.redact import RedactingSink, redact_value
 from server.latest import LatestResults
@@ -86,6 +86,9 @@ class Daemon:
         for warning in config_warnings(self.config):
             log.warning("%s", warning)  # "file:line key: warning: ..."
         temporal_budget.configure(self.config.temporal.max_visibility_rps)
+        before, now = descriptors.raise_limit()  # before chDB and the web server open files
+        if now > before:
+            log.info("open-files limit raised from %d to %d", before, now)
         self.storage: Storage = open_storage(self.config.clickhouse)
         sched = self.config.scheduler
         self.writer = Writer(

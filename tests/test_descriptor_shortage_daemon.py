@@ -17,8 +17,10 @@ import re
 import resource
 from pathlib import Path
 
+import pytest
 import requests
 
+from server.core import descriptors
 from tests.conftest import free_port, wait_until
 from tests.support.daemon import DaemonProcess
 from tests.test_daemon import no_leaked_daemons, query, write_config
@@ -86,6 +88,29 @@ def test_short_of_descriptors_no_insert_begins_and_inserts_resume_by_themselves(
     assert writer == [], writer
     assert len(second.acked) >= 300
     assert counted(tmp_path, first.acked + second.acked) == (0, 0)
+
+
+def test_a_daemon_started_under_a_1024_soft_limit_runs_under_the_hard_one(
+    tmp_path: Path,
+) -> None:
+    """As ``systemd`` starts it (LimitNOFILE soft 1,024): the running daemon's own limit,
+    read from ``/proc``, is raised and said once."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard <= 1024:
+        pytest.skip(f"RLIMIT_NOFILE hard limit {hard} leaves nothing to raise to")
+    config = write_config(tmp_path, SERVICES, port=free_port())
+    resource.setrlimit(resource.RLIMIT_NOFILE, (1024, hard))
+    try:
+        daemon = DaemonProcess(config, tmp_path)  # inherits the 1,024
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    daemon.wait_for("start-up over", 60)
+    want = min(hard, descriptors.RAISE_TO)
+    assert resource.prlimit(daemon.proc.pid, resource.RLIMIT_NOFILE)[0] == want
+    code, _ = daemon.stop()
+    assert code == 0
+    said = [line for line in daemon.lines if "open-files limit raised" in line]
+    assert len(said) == 1 and f"from 1024 to {want}" in said[0], said
 
 
 def test_sigterm_exits_within_10_s_with_an_engine_call_wedged_and_the_spool_is_kept(

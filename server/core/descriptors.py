@@ -32,6 +32,11 @@ MARGIN = 64
 RECOUNT = 1.0  # s a count of open descriptors is reused while the headroom is wide
 WIDE = 2  # margins of headroom that make it wide: opening MARGIN more within RECOUNT s
 # still leaves MARGIN free
+#: the soft open-files limit a daemon raises itself to (within the hard one): Go's runtime
+#: raises it to the hard limit at start (go.dev/issue/46279); systemd leaves the soft one
+#: at 1,024 for select()'s sake and asks programs that need more to raise it themselves
+#: (systemd.exec(5), LimitNOFILE=). We never call select(): poll() only (server.web.serve)
+RAISE_TO = 65_536
 # (monotonic s, descriptors open) of the last count, if any (racing threads: a recount)
 _counted: list[tuple[float, int] | None] = [None]
 
@@ -57,6 +62,32 @@ def headroom(margin: int = MARGIN) -> int | None:
         return 0
     _counted[0] = (now, count)
     return max(soft - count, 0)
+
+
+def raise_limit(target: int = RAISE_TO) -> tuple[int, int]:
+    """Raise this process's soft ``RLIMIT_NOFILE`` to ``target`` (at most the hard limit;
+    never lowered): chDB's files, the spool's and the dashboard's connections then rarely
+    meet a limit in the middle of an engine call (which can wedge it, see above).
+    Returns (soft limit before, soft limit now); the limit is left as it was when the
+    kernel refuses (an unprivileged process cannot pass the hard limit)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = target if hard == resource.RLIM_INFINITY else min(target, hard)
+    if soft != resource.RLIM_INFINITY and soft < want:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+        except (OSError, ValueError):
+            return soft, soft
+        return soft, want
+    return soft, soft
+
+
+def connections_within(limit: int, wanted: int) -> int:
+    """How many client connections a server may hold under a soft open-files ``limit``:
+    ``wanted``, or fewer so that half of what is left after four :data:`MARGIN`s stays
+    for the engine and the spool (at least 32)."""
+    if limit == resource.RLIM_INFINITY:
+        return wanted
+    return min(wanted, max(32, (limit - 4 * MARGIN) // 2))
 
 
 def ran_out() -> None:

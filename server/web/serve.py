@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import resource
 import socket
 import threading
 import time
@@ -18,6 +19,7 @@ from waitress import wasyncore
 from waitress.server import create_server
 
 from server.config.models import LogsConfig
+from server.core.descriptors import connections_within
 from server.web import waitress_room as room
 from server.web.admission import Door
 from server.web.waitress_door import Channel, Dispatcher, maintain
@@ -56,7 +58,8 @@ class WebServer:
         try:
             self._server = create_server(
                 app, host=host, port=port, threads=threads, ident="lightbulb",
-                _dispatcher=self.dispatcher, connection_limit=CONNECTION_LIMIT,
+                _dispatcher=self.dispatcher, connection_limit=connections_within(
+                    resource.getrlimit(resource.RLIMIT_NOFILE)[0], CONNECTION_LIMIT),
                 # poll(), not waitress's default select(): select() raises ValueError for a
                 # socket numbered 1024 or more, which ends the serving thread and leaves the
                 # port taking connections never answered. chDB takes a process there: each
