@@ -54,6 +54,11 @@ log = logging.getLogger("lightbulb.writer")
 # Past this share of spool_max_bytes everything waiting is inserted at once: well below
 # the 90% where pushes get 503 (server.spool_state.HIGH), so an insert has time to land.
 DRAIN_AT = 0.5
+#: s an insert may stay in ClickHouse before it is called hung: a 1,000,000-row batch
+#: takes ~2 s embedded; a remote server's own send/receive timeouts are 300 s, so an
+#: engine call past this is one that met a fault it does not come back from (atk16: chDB
+#: meeting EMFILE mid-query). Said by the self-monitoring (:mod:`server.self_monitor`)
+HUNG = 120.0
 
 
 class Outcome(enum.Enum):
@@ -84,6 +89,7 @@ class Inserter:
         self.reads = BatchReads(spool.wal, self._quarantined, writer.spool_state.clock)
         self._said_unmarked = False
         self._stalled = False  # the spool could take neither a batch's mark nor the flag
+        self._calling: float | None = None  # monotonic s the storage call under way began
         self._lock = threading.Lock()
         self._io = threading.Lock()  # one insert round at a time
         self._pending: dict[str, deque[Record]] = {}
@@ -200,6 +206,17 @@ class Inserter:
         it cannot (a spool's trouble, not ClickHouse's: the storage state is untouched), or
         the daemon is short of file descriptors (the engine is not entered meanwhile)."""
         return self._stalled or self.state == "descriptors short"
+
+    @property
+    def call_seconds(self) -> float:
+        """Seconds the insert under way has been in the storage (0.0: none is)."""
+        since = self._calling
+        return 0.0 if since is None else time.monotonic() - since
+
+    @property
+    def hung(self) -> bool:
+        """An insert has been in the storage longer than :data:`HUNG` s."""
+        return self.call_seconds > HUNG
 
     # -- the thread (server.insert_loop) ------------------------------------------------------
     def start(self) -> None:
@@ -333,6 +350,7 @@ class Inserter:
         data = pa.concat_tables(tables, promote_options="default")
         started = time.perf_counter()
         token = batch.id
+        self._calling = time.monotonic()
         try:
             if batch.replayed:
                 token, data = unstored(self.storage, batch, data)
@@ -353,6 +371,8 @@ class Inserter:
                 return Outcome.STOP
             self._done(batch, stored=0)
             return Outcome.DONE
+        finally:
+            self._calling = None
         self.writer.stats.last_write_ms = (time.perf_counter() - started) * 1000
         self._done(batch, stored=data.num_rows)
         self.storage_state.is_("ok")

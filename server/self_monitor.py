@@ -10,6 +10,7 @@ it; nothing here starts or stops anything.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -30,6 +31,7 @@ from server.web.admission import DoorStats
 from server.web.context import ServiceState
 from server.writer import Writer
 
+log = logging.getLogger("lightbulb.writer")
 SELF_ID = RESERVED_ID
 
 
@@ -62,6 +64,7 @@ class SelfMonitor:
         self.door = door or DoorStats()  # the web server's admission (server/web/admission.py)
         self.held = held or (lambda: 0)
         self.ingest = ingest or PoolStats()
+        self._said_hung = False  # an ERROR said for the insert hung now (_say_hung)
 
     def push_refusals(self) -> int:
         """Pushes answered 429/503: by the writer and pool (counted in the writer's stats)
@@ -93,7 +96,9 @@ class SelfMonitor:
             "spool_damaged_bytes": self.writer.spool.wal.damaged_bytes,
             "spool_damage_found": self.writer.spool.wal.damage_found,
             "spool_quarantine_removed": self.writer.spool.wal.quarantine.removed_files,
-            "inserts_stalled": self.writer.inserter.stalled,
+            "inserts_stalled": self.writer.inserter.stalled or self.writer.inserter.hung,
+            "insert_call_seconds": self.writer.inserter.call_seconds,
+            "insert_hung": self.writer.inserter.hung,
             "spool_error": self.writer.spool_problem(),
             "rows_set_aside": wstats.rows_set_aside,
             "rejected_batches": self.writer.rejected_batches(),
@@ -130,6 +135,20 @@ class SelfMonitor:
                                     latest.at if latest else None))  # fmt: skip
         return out
 
+    def _say_hung(self) -> None:
+        """An insert hung (:data:`server.inserter.HUNG`): one ERROR when it is first seen,
+        one line when it comes back; the insert thread itself cannot say it."""
+        inserter = self.writer.inserter
+        if inserter.hung and not self._said_hung:
+            self._said_hung = True
+            log.error("an insert has been in ClickHouse for %.0f s and not come back: the "
+                      "spool keeps what waits (%d rows), pushes are refused once it is near "
+                      "full; restart the daemon (SIGTERM) to go on",
+                      inserter.call_seconds, inserter.pending_rows)  # fmt: skip
+        elif self._said_hung and not inserter.hung:
+            self._said_hung = False
+            log.warning("the insert that hung came back; inserts go on")
+
     def record(self) -> None:
         """Write the daemon's own ``service_status`` row (every ``SELF_INTERVAL``)."""
         stats, wstats = self.scheduler.stats, self.writer.stats
@@ -162,6 +181,13 @@ class SelfMonitor:
                 f"ClickHouse not taking writes: {self.writer.pending_rows()} rows "
                 f"({self.writer.spool.wal.size} bytes) wait in the spool"
             )
+        elif self.writer.inserter.hung:
+            status = Status.DEGRADED
+            message = (
+                f"an insert has been in ClickHouse for {self.writer.inserter.call_seconds:.0f} s "
+                "and not come back (a wedged engine call); what waits stays in the spool: "
+                "restart the daemon (SIGTERM) to go on"
+            )
         elif wstats.rows_set_aside:
             status = Status.DEGRADED
             message = (
@@ -180,6 +206,7 @@ class SelfMonitor:
                 f"the spool's log was found damaged at start ({self.writer.spool.wal.damage_found}"
                 " places, set aside in quarantine/: see the daemon's log, lightbulb spool list)"
             )
+        self._say_hung()
         cpu, memory, rss = own_usage()
         metrics.append(Metric("rss_bytes", rss, "bytes"))
         result = CheckResult(status, message, {"pid": os.getpid()}, cpu_usage=cpu,

@@ -120,7 +120,7 @@ def test_sigterm_exits_within_10_s_with_an_engine_call_wedged_and_the_spool_is_k
     config = write_config(tmp_path, SERVICES, extra="logs:\n  tokens: {t: t0k3n}\n", port=port)
     fifo = tmp_path / "wedge"
     os.mkfifo(fifo)
-    env = {"PYTHONPATH": str(WEDGE), "LB_TEST_WEDGE_FIFO": str(fifo)}
+    env = {"PYTHONPATH": str(WEDGE), "LB_TEST_WEDGE_FIFO": str(fifo), "LB_TEST_HUNG_AFTER": "2"}
     daemon = DaemonProcess(config, tmp_path, env=env)
     daemon.wait_for("start-up over")  # started as ever: only pushed logs' inserts wedge
     pushed = push_some(f"http://127.0.0.1:{port}/api/v1/logs", 0, 300)
@@ -138,12 +138,20 @@ def test_sigterm_exits_within_10_s_with_an_engine_call_wedged_and_the_spool_is_k
 
     assert wait_until(wedged, 30), daemon.output[-3000:]
     try:
+        # the hang is seen (atk16: pushes refused for good with nothing said): /metrics,
+        # /readyz, and one ERROR from the self-monitoring (every 15 s)
+        assert wait_until(lambda: metric(port, "lightbulb_inserts_stalled") == 1, 30)
+        assert (metric(port, "lightbulb_insert_call_seconds") or 0) > 2
+        ready = requests.get(f"http://127.0.0.1:{port}/readyz", timeout=5)
+        assert ready.status_code == 503 and ready.json()["failing"] == ["storage"]
+        daemon.wait_for("an insert has been in ClickHouse for", 40)
         code, took = daemon.stop()
     finally:
         os.close(held[0])
     assert took < 10 and code == 1, (took, code, daemon.output[-3000:])
     errors = [line for line in daemon.lines if "ERROR" in line]
-    assert len(errors) == 1, errors
+    assert len(errors) == 2 and "not come back" in errors[0], errors
+    errors = errors[1:]
     assert "did not close" in errors[0] and "rows stay in the spool" in errors[0]
     assert str(tmp_path / "spool" / "wal") in errors[0]
     assert counted(tmp_path, pushed.acked) == (0, 0)  # the next start stores them, once

@@ -143,7 +143,8 @@ def _routes(app: Flask, ctx: WebContext) -> None:
         if ctx.daemon is not None:
             health = ctx.daemon.health()
             checks = {
-                "storage": bool(health["storage_writable"]),
+                # an insert hung in the engine: nothing more is stored until a restart
+                "storage": bool(health["storage_writable"]) and not health.get("insert_hung"),
                 "scheduler": bool(health["scheduler_running"]),
                 "spool": not health.get("spool_error"),
             }

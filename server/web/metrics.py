@@ -226,9 +226,14 @@ class LightbulbCollector:
                 not h.get("spool_error"),
             ),
             "lightbulb_inserts_stalled": (
-                "1 when inserts wait because the spool cannot take a batch's mark (disk full) "
-                "or the daemon is short of file descriptors",
+                "1 when inserts wait because the spool cannot take a batch's mark (disk full), "
+                "the daemon is short of file descriptors, or an insert hung in ClickHouse",
                 h.get("inserts_stalled", False),
+            ),
+            "lightbulb_insert_call_seconds": (
+                "seconds the insert under way has been in ClickHouse (0: none is); past 120 "
+                "it is called hung (lightbulb_inserts_stalled 1, one ERROR)",
+                h.get("insert_call_seconds", 0.0),
             ),
         }
         for name, (text, value) in gauges.items():

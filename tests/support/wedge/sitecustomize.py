@@ -4,7 +4,8 @@ With ``LB_TEST_WEDGE_FIFO`` naming a FIFO, an ``insert_arrow`` of pushed logs ta
 mutex (as a real chDB query does) and blocks in a real system call: ``open`` of the
 FIFO until the test opens its write end, then ``read`` of bytes that never come, the
 way a chDB query that met EMFILE never came back (atk12d F4). Other tables' inserts
-(the start's, the checks') go through: the daemon starts and runs as ever.
+(the start's, the checks') go through: the daemon starts and runs as ever. With
+``LB_TEST_HUNG_AFTER`` (s), an insert is called hung after that long, not 120 s.
 """
 
 from __future__ import annotations
@@ -29,3 +30,8 @@ if FIFO:
         raise AssertionError("the test never writes to the FIFO")
 
     EmbeddedStorage.insert_arrow = wedged  # type: ignore[method-assign]
+
+    if os.environ.get("LB_TEST_HUNG_AFTER"):  # seconds, instead of the 120 s of production
+        import server.inserter
+
+        server.inserter.HUNG = float(os.environ["LB_TEST_HUNG_AFTER"])
