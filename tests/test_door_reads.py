@@ -126,3 +126,28 @@ def test_one_address_past_its_bound_of_reads_is_answered_503(
     # the bound is on reads held, not on reads made: the next ones are served
     assert wait_until(lambda: server.door.reading() == 0, 10)
     assert _ask(port, "127.0.0.5", "GET", "/incidents") == (200, "")
+
+
+def test_reads_waiting_never_count_against_the_pushes_bound() -> None:
+    """``logs.max_in_flight`` bounds pushes held: a dashboard's tabs (reads, bounded apart)
+    once counted too, so pushes were answered 429 while an operator had many pages open
+    (atk16: 2 of 160 pushes during 18 tabs). Here twice the bound of reads wait, and
+    pushes are still taken."""
+    app = _App()
+    door = Door(LogsConfig(tokens={"t": "t0k3n"}, max_in_flight=2))  # type: ignore[dict-item]
+    server = WebServer(app, "127.0.0.1", free_port(), threads=THREADS, door=door)
+    server.start()
+    try:
+        port = server.port
+        waiting = _in_threads([lambda: _ask(port, "127.0.0.7", "GET", "/incidents")] * 4)
+        assert wait_until(lambda: door.reading() == 4 and door.held() == 4, 10)
+        for _ in range(3):
+            assert _ask(port, "127.0.0.8", "POST", "/api/v1/logs", b'{"message": "m"}\n') == (
+                200, "",
+            )  # fmt: skip
+        assert door.stats.refused == 0
+        app.gate.set()
+        assert wait_until(lambda: len(waiting) == 4, 10)
+    finally:
+        app.gate.set()
+        server.stop(grace=5)

@@ -11,7 +11,8 @@ Here the count is taken where a request first becomes known, when its headers
 have arrived (in waitress's I/O thread): a request is *held* from then until its
 answer is written, whether its body is still arriving, it waits for a thread,
 for a worker, or is being prepared and stored. A push (``POST`` to
-:data:`PUSH_PATHS`) that finds ``limit`` held is refused: its body is read and
+:data:`PUSH_PATHS`) that finds ``limit`` pushes held is refused (reads are bounded apart,
+below: a dashboard's tabs never crowd pushes out): its body is read and
 thrown away as it arrives (memory stays flat, and the client, still sending,
 reads the answer instead of a reset connection), and a small thread of its own
 answers ``429`` with ``Retry-After`` without waiting behind the held ones.
@@ -164,6 +165,7 @@ class Door:
         self._lock = threading.Lock()  # the counts change in waitress's I/O and task threads
         self._held: set[Parser] = set()  # requests held now (pushes among them: doomed())
         self._bytes = 0  # what they are charged, bytes
+        self._pushes = 0  # pushes among them: logs.max_in_flight bounds these
         self._readers: dict[str, int] = {}  # client address -> reads it has held now
         self.configure(logs)
 
@@ -193,6 +195,7 @@ class Door:
             request.charged = charge
             self._held.add(request)
             self._bytes += charge
+            self._pushes += is_push(request)
 
     def recharge(self, request: Parser) -> None:
         """``request``'s body grew (chunked): charge it what it carries now, if held."""
@@ -240,6 +243,7 @@ class Door:
                 return
             self._held.discard(request)
             self._bytes -= request.charged
+            self._pushes -= is_push(request)
             request.charged = None
 
     def charge(self, request: Parser) -> int:
@@ -274,11 +278,11 @@ class Door:
                                 f"logs.max_body ({self.max_body:,} bytes); not read",
                            close=True)  # fmt: skip
         with self._lock:
-            held, size = len(self._held), self._bytes
+            held, size = self._pushes, self._bytes
         if held >= self.limit:
-            why = f"{held} requests are held (logs.max_in_flight is {self.limit})"
+            why = f"{held} pushes are held (logs.max_in_flight is {self.limit})"
         elif size and size + self.charge(request) > self.limit_bytes:
-            why = (f"{held} requests carrying {size:,} bytes are held (logs.max_in_flight_bytes "
+            why = (f"{held} pushes carrying {size:,} bytes are held (logs.max_in_flight_bytes "
                    f"is {self.limit_bytes:,})")  # fmt: skip
         else:
             return None
