@@ -52,6 +52,9 @@ class History:
     last_result: CheckResult | None = None
     flapping: bool = False
     flap_share: float = 0.0
+    # the window flapping was declared under, while a raised window is not yet full
+    # (resize): settling is judged over that many of the newest checks meanwhile
+    settle_window: int | None = None
     # fingerprint -> first time the fleet saw it; one dict shared by all histories
     book: dict[int, datetime] = field(default_factory=dict)
     service_id: str = ""
@@ -71,7 +74,11 @@ class History:
     def resize(self, window: int) -> None:
         """Judge flapping over the last ``window`` checks from now on, from the checks
         kept (the newest of them): a service flapping stays flapping until it settles
-        under the new window, so its recorded period ends with a ``flapping_end``."""
+        under the new window, so its recorded period ends with a ``flapping_end``. Raised
+        while flapping, it settles over the old window's count of newest checks until the
+        new window fills (:meth:`update_flapping`)."""
+        if self.flapping and window > self.flap_window:
+            self.settle_window = min(self.settle_window or self.flap_window, self.flap_window)
         self.flap_window = window
         self.statuses = deque(self.statuses, maxlen=window)
 
@@ -146,15 +153,26 @@ class History:
         a service flapping already settles over the checks held when fewer: after the
         window is raised (by a reload or a restart with a larger ``flapping.window``) it
         would otherwise stay flapping until the new window filled, holding every alert
-        of a steady outage meanwhile (atk14e: 1,000 checks, 16.7 h at 60 s)."""
-        if len(self.statuses) < (self.flap_window if not self.flapping else 2):
+        of a steady outage meanwhile (atk14e: 1,000 checks, 16.7 h at 60 s); after a
+        reload raised it, over the newest checks of the window flapping was declared
+        under (:attr:`settle_window`), so the checks held from before count no longer
+        than they did (atk16: ~50-80 steady checks over all those held)."""
+        held = len(self.statuses)
+        if held < (self.flap_window if not self.flapping else 2):
             return None
-        self.flap_share = percent_state_change(list(self.statuses))
+        judged = list(self.statuses)
+        if self.settle_window is not None:
+            if held < self.flap_window and self.flapping:
+                judged = judged[-self.settle_window :]
+            else:
+                self.settle_window = None  # the new window is full, or settled already
+        self.flap_share = percent_state_change(judged)
         if not self.flapping and self.flap_share > high:
             self.flapping = True
             return True
         if self.flapping and self.flap_share < low:
             self.flapping = False
+            self.settle_window = None
             return False
         return None
 
