@@ -186,6 +186,9 @@ def own_file(path: Path) -> int:
         fd = os.open(path, OPEN_FLAGS | os.O_NOFOLLOW | os.O_NONBLOCK, 0o600)
     except FileNotFoundError:
         return os.open(path, OPEN_FLAGS | os.O_EXCL, 0o600)
+    except IsADirectoryError:
+        path.rmdir()  # an empty one; OSError (ENOTEMPTY) for another's files: left alone
+        return os.open(path, OPEN_FLAGS | os.O_EXCL, 0o600)
     except OSError as exc:
         if exc.errno not in (errno.ELOOP, errno.ENXIO):  # a link, or a FIFO with no reader
             raise
@@ -222,9 +225,14 @@ def adopt_spare(directory: Path) -> None:
     """
     spare = directory / SPARE
     try:
-        size = spare.stat().st_size
+        st = spare.lstat()
     except FileNotFoundError:
         return
+    if not stat.S_ISREG(st.st_mode):  # never one of ours (own_file): not a segment either
+        log.warning("%s is not a regular file (mode %o): not taken for a segment", spare,
+                    stat.S_IFMT(st.st_mode))  # fmt: skip
+        return
+    size = st.st_size
     if not size:
         return
     numbered = numbered_segments(directory)

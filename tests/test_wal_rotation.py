@@ -393,3 +393,31 @@ def test_a_numbered_segment_removed_underneath_is_put_back_before_anything_more_
     assert len(records) == (4 if which == "current" else 5)  # each once, none set aside
     assert not [r for r in caplog.records if r.levelname in ("ERROR", "WARNING")]
     again.close()
+
+
+def test_a_directory_at_the_spare_name_is_never_taken_for_a_segment(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A directory left at ``next.spare`` (4,096 bytes by ``stat``) was renamed into the
+    next segment at start, then reported unreadable and quarantined, as if records were
+    lost (atk16). It is not a spare: one WARNING, an empty one is replaced by a spare,
+    and the log starts with its records whole."""
+    directory = tmp_path / "wal"
+    wal = open_log(directory)
+    wal.append("t", PAD)
+    wal.sync()
+    wal.close()
+    (directory / SPARE).unlink()
+    (directory / SPARE).mkdir()
+    caplog.clear()
+    again = Wal(directory, 10**9, segment_bytes=MIN_SEGMENT_BYTES)
+    records, _ = again.recover()
+    again.wait_spares()
+    assert len(records) == 1
+    names = sorted(p.name for p in directory.glob("*.wal"))
+    assert names == [numbered(directory, 0).name, numbered(directory, 1).name]
+    assert (directory / SPARE).is_file()  # the empty directory gave way to a spare
+    said = [r for r in caplog.records if r.levelname in ("ERROR", "WARNING")]
+    assert len(said) == 1 and "not taken for a segment" in said[0].getMessage()
+    assert not (directory / "quarantine").exists() or not any((directory / "quarantine").iterdir())
+    again.close()
