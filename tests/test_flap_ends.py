@@ -10,26 +10,16 @@ store, with the first one's receiver path.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from datetime import timedelta
-from pathlib import Path
-
 import pytest
 
 from checkers.base import Status
 from tests.alerting_harness import Harness
-from tests.support.incident_site import NOW, Site
-from tests.test_incident_flap_config_changes import BEFORE, INTERVAL, RULES, flap_rows
+from tests.support.incident_site import Site
+from tests.test_incident_flap_config_changes import BEFORE, INTERVAL, RULES, flap_rows, site
+
+__all__ = ["site"]  # the fixture: web alone, flapping thresholds BEFORE
 
 FLAPPING = "." * 6 + "x." * 8  # every other check fails: web flaps, and still does
-
-
-@pytest.fixture
-def site(tmp_path: Path) -> Iterator[Site]:
-    s = Site(tmp_path, RULES.format(flapping=BEFORE), step=INTERVAL, shown=["web"],
-             start=NOW - timedelta(hours=1))  # fmt: skip
-    yield s
-    s.close()
 
 
 def ends(site: Site) -> list[tuple[str, str]]:
