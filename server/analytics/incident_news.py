@@ -23,6 +23,7 @@ from server.analytics.incident_model import Incident, id_start
 from server.analytics.incidents import LOOKBACK, Incidents
 
 GROWTH = 4  # how much wider each further try's stretch is
+MIN_SPAN = timedelta(minutes=15)  # widened from at least this: a cut at ``end`` moves too
 TRANSITIONS_PER_INCIDENT = 4  # a guess only: a firing and its resolve, twice (a dependant)
 
 
@@ -65,7 +66,7 @@ def newest(incidents: Incidents, start: datetime, end: datetime, *, services: Co
                                   now=now, lookback=cut - since)  # fmt: skip
         if cut <= start or len(found) >= limit:
             return newest_changed(found, limit)
-        cut = end - (end - cut) * GROWTH
+        cut = end - max(end - cut, MIN_SPAN) * GROWTH
 
 
 def _first_guess(incidents: Incidents, since: datetime, end: datetime, limit: int) -> datetime:
