@@ -72,6 +72,11 @@ class SavedNotes:
         while len(kept) > self.KEEP:
             kept.popitem(last=False)
 
+    def saved_after(self, at: datetime) -> list[str]:
+        """The ids of the incidents whose note this process saved last after ``at``."""
+        with self._lock:
+            return [i for i, note in self._notes.items() if note["updated_at"] > at]
+
     def newest(self, ids: list[str]) -> dict[str, dict[str, Any]]:
         """What this process saved last for each of ``ids`` it saved."""
         with self._lock:

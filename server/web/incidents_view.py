@@ -25,6 +25,7 @@ from flask import Blueprint, Response, jsonify, redirect, render_template, reque
 from markupsafe import Markup
 from werkzeug.wrappers import Response as WerkzeugResponse
 
+from server.analytics.incident_news import newest
 from server.analytics.incident_timeline import timeline
 from server.analytics.incidents import LOOKBACK, MAX_NOTE, Incident, Incidents
 from server.core.humanize import duration
@@ -266,25 +267,8 @@ def recent(now: Any, services: set[str], current: dict[str, int] | None = None, 
     key = (frozenset(services), current, days, limit, ctx.saved_notes.version)
     found = ctx.read_cache.get(
         f"recent incidents, current {current is not None}", ctx.storage,
-        lambda storage: newest_changed(Incidents(storage, ctx.config, ctx.saved_notes).between(
-            start, end, services=services, details=False, current=current, now=now), limit),
+        lambda storage: newest(Incidents(storage, ctx.config, ctx.saved_notes), start, end,
+                               services=services, limit=limit, now=now, current=current),
         tokens=tokens, config=ctx.config, key=key, now=now, edges=edges,
     )  # fmt: skip
     return [copy(i) for i in found]  # callers set notes on theirs (the feed's cleared ones)
-
-
-def last_change(incident: Incident) -> datetime:
-    """When ``incident`` last changed: the newest start or end of a member, or its note's
-    save, whichever is later."""
-    times = [t for m in incident.members for t in (m.start, m.end) if t is not None]
-    if incident.note:
-        times.append(incident.note["updated_at"])
-    return max(times)
-
-
-def newest_changed(found: list[Incident], limit: int) -> list[Incident]:
-    """The open ones of ``found`` first, then by :func:`last_change`, newest first, at
-    most ``limit``: a resolution (or a note) is news however long ago its incident
-    began, so many short incidents begun since never push it off the page or feed."""
-    ranked = sorted(found, key=lambda i: (i.end is None, last_change(i), i.id), reverse=True)
-    return ranked[:limit]
