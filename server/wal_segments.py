@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from server.wal_format import MIN_SEGMENT_BYTES, RESERVE_BYTES, SUFFIX, WalFull, segment_size
+from server.wal_rescue import copy_out, moved
 from server.wal_spare import OPEN_FLAGS, SPARE, Spares
 
 log = logging.getLogger("lightbulb.wal")
@@ -92,6 +93,7 @@ class SegmentFiles:
         self._synced = 0  # frames known to be on disk
         self._closed = False
         self.freed = 0  # bytes of deleted segments, ever: the writer's "room again" signal
+        self._said_gone: set[int] = set()  # closed segments found removed (watch)
 
     @property
     def writable(self) -> bool:
@@ -205,6 +207,49 @@ class SegmentFiles:
             self._retiring = None
         self._prepare_spares()
 
+    def watch(self) -> bool:
+        """Once a flush interval (the writer's loop, whether anything was appended or not):
+        the files the log keeps are still under their names. An open one removed or
+        replaced is put back (:meth:`_rescue`; a sync does it too, but only once something
+        new is appended: an idle log lost what it held at the next kill -9, atk17); the
+        current segment truncated underneath is said (those bytes are gone) and rotated
+        away, so new records are read back where they are written; a closed segment gone
+        is said once. Returns True when a closed segment went: its records wait in memory
+        only, to be inserted now. Raises OSError (a copy back failed)."""
+        with self._lock:
+            if self._closed or self._fd < 0:
+                return False
+            retiring, truncated = self._retiring, False
+            with self._fd_lock:
+                if retiring is not None and not retiring.done:
+                    if retiring.segment in self._sizes and self._moved(
+                        retiring.fd, retiring.segment
+                    ):
+                        self._rescue(retiring.fd, retiring.segment)
+                elif self._segment in self._sizes:  # numbered (no spare still written)
+                    if self._moved(self._fd, self._segment):
+                        self._rescue(self._fd, self._segment)
+                    size = os.fstat(self._fd).st_size
+                    truncated = size < self._sizes[self._segment]
+            if truncated:
+                log.error("%s was truncated underneath to %d bytes while the spool wrote into "
+                          "it (%d counted): the records in the bytes cut are lost at a restart "
+                          "unless inserted first; the log goes on in a new segment; leave the "
+                          "spool's files alone while the daemon runs", self._path(self._segment),
+                          size, self._sizes[self._segment])  # fmt: skip
+                with contextlib.suppress(WalFull):
+                    self._rotate()
+            gone = [n for n in self._sizes
+                    if n not in (self._segment, retiring.segment if retiring else -1)
+                    and n not in self._said_gone and not self._path(n).exists()]  # fmt: skip
+            for n in gone:
+                self._said_gone.add(n)
+                log.error("%s was removed underneath while its records wait to be inserted: "
+                          "they are held in memory only and inserted now; a crash before "
+                          "that loses them; leave the spool's files alone while the daemon "
+                          "runs", self._path(n))  # fmt: skip
+            return bool(gone)
+
     def _heal(self, retiring: Retiring) -> None:
         """The spare written as segment ``retiring.segment + 1`` was removed or replaced
         underneath (:meth:`Spares.promote` raised ESTALE): copy what it holds into a new
@@ -229,15 +274,8 @@ class SegmentFiles:
                   size, path.name)  # fmt: skip
 
     def _moved(self, fd: int, segment: int) -> bool:
-        """``segment``'s numbered name no longer holds the file ``fd`` writes (removed, or
-        another file put there): what is appended to ``fd`` would not outlive the process.
-        Two system calls; expects ``self._fd_lock`` held (``fd`` stays open)."""
-        st = os.fstat(fd)
-        try:
-            there = os.stat(self._path(segment), follow_symlinks=False)
-        except FileNotFoundError:
-            return True
-        return (there.st_dev, there.st_ino) != (st.st_dev, st.st_ino)
+        """:func:`moved` for ``segment``'s name; expects ``self._fd_lock`` held."""
+        return moved(fd, self._path(segment))
 
     def _rescue(self, fd: int, segment: int) -> None:
         """Put the file ``fd`` writes, numbered ``segment`` but removed or replaced
@@ -262,29 +300,9 @@ class SegmentFiles:
                   self._path(segment), size)  # fmt: skip
 
     def _copy_out(self, source_fd: int, path: Path) -> int:
-        """Copy all of the file ``source_fd`` writes (read through ``/proc/self/fd``, which
-        opens an unlinked file too) to ``path`` by way of a temporary file, fsync it and the
-        directory, and return a descriptor (``OPEN_FLAGS``) on the copy. Raises OSError (no
-        room: nothing at ``path`` changed, the temporary file removed)."""
-        temporary = self.directory / HEALING
-        source = os.open(f"/proc/self/fd/{source_fd}", os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            copy = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-            try:
-                size = os.fstat(source).st_size
-                copied = 0
-                while copied < size:  # copy_file_range refuses an O_APPEND target
-                    copied += os.copy_file_range(source, copy, size - copied, copied, copied)
-                os.fsync(copy)
-                os.rename(temporary, path)
-            except BaseException:
-                temporary.unlink(missing_ok=True)
-                raise
-            finally:
-                os.close(copy)
-        finally:
-            os.close(source)
-        fd = os.open(path, OPEN_FLAGS, 0o600)
+        """:func:`copy_out` into ``path``, then the directory fsynced: a descriptor
+        (``OPEN_FLAGS``) on the copy. Raises OSError (nothing at ``path`` changed)."""
+        fd = copy_out(source_fd, path, self.directory / HEALING)
         if self._spares is None:
             self._spares = Spares(self.directory)
         self._spares.sync_dir()
@@ -364,6 +382,7 @@ class SegmentFiles:
     def _delete(self, segment: int, unlink: list[tuple[Path, int]] | None = None) -> None:
         size = self._sizes.pop(segment, 0)
         self._outstanding.pop(segment, None)
+        self._said_gone.discard(segment)
         if unlink is not None:
             unlink.append((self._path(segment), size))  # freed once it is gone
             return

@@ -338,6 +338,8 @@ class Writer:
             try:
                 self.commit()
                 self.spool.wal.sync()
+                if self.spool.wal.watch():  # records left in memory only: store them now
+                    self.inserter.loop.wake(drain=True)
             except Exception:  # the writer must outlive any single failure
                 log.exception("committing rows to the spool failed")
 

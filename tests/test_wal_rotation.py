@@ -20,6 +20,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
+from server.storage.arrow import from_ipc
 from server.wal import MIN_SEGMENT_BYTES, Wal
 from server.wal_format import read_frames
 from server.wal_spare import SPARE
@@ -120,6 +121,7 @@ def test_a_rotated_segment_a_group_commit_already_put_on_disk_is_not_fsynced_aga
 CHILD = """
 import sys, threading
 import pyarrow as pa
+from server.storage.arrow import from_ipc
 from server.wal import MIN_SEGMENT_BYTES, Wal
 wal = Wal(sys.argv[1], 10**9, segment_bytes=MIN_SEGMENT_BYTES)
 wal.recover()
@@ -421,3 +423,93 @@ def test_a_directory_at_the_spare_name_is_never_taken_for_a_segment(
     assert len(said) == 1 and "not taken for a segment" in said[0].getMessage()
     assert not (directory / "quarantine").exists() or not any((directory / "quarantine").iterdir())
     again.close()
+
+
+def test_a_segment_removed_while_nothing_is_appended_is_put_back_by_the_watch(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The sync put a removed segment back only once something new was appended: an idle
+    daemon (a long insert interval, no pushes) lost every acknowledged record in it at
+    the next kill -9, silently (atk17: 517 of 517). The writer's loop watches the files
+    once a flush interval whether anything came or not."""
+    directory = tmp_path / "wal"
+    wal = open_log(directory)
+    for _ in range(2):
+        wal.append("t", PAD)
+    wal.sync()
+    zero = numbered(directory, 0)
+    os.unlink(zero)
+    assert wal.watch() is False  # the open one is put back: nothing waits in memory only
+    assert len(read_frames(zero.read_bytes())[0]) == 2
+    assert wal.watch() is False
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and "copied back under its name" in errors[0]
+    wal.close()
+
+
+@pytest.mark.parametrize("there", ["fifo", "symlink", "directory"])
+def test_whatever_stands_at_the_copy_s_temporary_name_is_never_opened(
+    tmp_path: Path, there: str
+) -> None:
+    """A FIFO at ``healing.tmp`` hung the copy for good with the log's locks held (every
+    push hung, SIGTERM never finished, 207 of 207 acknowledged lost); a symlink there had
+    19 MB of log written over a file outside the spool (atk17). The temporary file is
+    made afresh, whatever stood there removed first."""
+    directory = tmp_path / "wal"
+    wal = open_log(directory)
+    wal.append("t", PAD)
+    wal.sync()
+    victim = tmp_path / "victim.txt"
+    victim.write_text("not the spool's")
+    healing = directory / "healing.tmp"
+    {"fifo": lambda: os.mkfifo(healing), "symlink": lambda: healing.symlink_to(victim),
+     "directory": healing.mkdir}[there]()  # fmt: skip
+    os.unlink(numbered(directory, 0))
+    done = threading.Event()
+    threading.Thread(target=lambda: (wal.watch(), done.set()), daemon=True).start()
+    assert done.wait(10), "the copy hung"
+    assert len(read_frames(numbered(directory, 0).read_bytes())[0]) == 1
+    assert victim.read_text() == "not the spool's" and not healing.exists()
+    wal.close()
+
+
+def test_a_segment_truncated_underneath_is_said_and_the_log_goes_on_in_a_new_one(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Appends went on at the new end of a truncated segment while the log counted the old
+    one: records read back at offsets that no longer held them, nothing said (atk17:
+    238 of 847 lost, no line at run or restart)."""
+    directory = tmp_path / "wal"
+    wal = open_log(directory)
+    for _ in range(2):
+        wal.append("t", PAD)
+    wal.sync()
+    os.truncate(numbered(directory, 0), 0)
+    assert wal.watch() is False
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and "truncated underneath" in errors[0]
+    record = wal.append("t", PAD)
+    assert record.segment == 1  # a new segment: read back where it is written
+    wal.sync()
+    assert from_ipc(wal.record_bytes(record)).num_rows == 1  # read from the file
+    wal.close()
+
+
+def test_a_closed_segment_removed_underneath_is_said_once_and_its_records_inserted_now(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A closed segment has no descriptor to copy from: its records are in memory only.
+    Said once (atk17: 582 acknowledged lost at kill -9, never said), and the watch asks
+    for an insert now, while memory still holds them."""
+    directory = tmp_path / "wal"
+    wal = open_log(directory)
+    for _ in range(4):
+        wal.append("t", PAD)
+    wal.append("t", PAD)  # into the spare
+    wal.sync()  # segment 0 on disk and closed, the spare numbered 1
+    os.unlink(numbered(directory, 0))
+    assert wal.watch() is True
+    assert wal.watch() is False  # said once
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and "removed underneath" in errors[0] and "memory" in errors[0]
+    wal.close()
