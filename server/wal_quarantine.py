@@ -14,6 +14,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -72,7 +73,7 @@ class Quarantine:
         if more. fsync'd, its directory entry too. Raises OSError (a full disk) and
         then leaves no file behind.
         """
-        self.directory.mkdir(parents=True, exist_ok=True)
+        self._home()
         kept = data[: self.cap_bytes]
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
         while True:
@@ -98,7 +99,7 @@ class Quarantine:
         """Move the whole segment file ``path`` in (one that cannot be read), named as a
         copy of its bytes from offset 0; returns its new path. Both directories are
         fsync'd. Raises OSError if it cannot be moved (it stays where it was)."""
-        self.directory.mkdir(parents=True, exist_ok=True)
+        self._home()
         while True:
             target = self._name(path.stem, 0)
             if not os.path.lexists(target):  # a rename would replace it
@@ -108,6 +109,23 @@ class Quarantine:
         sync_directory(path.parent)
         self._prune(target)
         return target
+
+    def _home(self) -> None:
+        """The directory, made if missing, and a real one: a symbolic link in its place
+        (to anywhere) had damaged bytes written outside the spool while the ERROR named
+        a path inside it (atk17); the link is removed (its target left alone) and a
+        directory made. Raises OSError (no room; something else in its place)."""
+        try:
+            if stat.S_ISLNK(os.lstat(self.directory).st_mode):
+                self.directory.unlink()
+                log.warning(
+                    "%s was a symbolic link: removed (what it pointed at is left "
+                    "alone) and made a directory of the spool's own",
+                    self.directory,
+                )
+        except FileNotFoundError:
+            pass
+        self.directory.mkdir(parents=True, exist_ok=True)
 
     def _name(self, segment: str, offset: int) -> Path:
         """A new name: ``<UTC time>-<sequence>-<segment>-<offset>.bad``."""

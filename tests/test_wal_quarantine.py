@@ -106,3 +106,24 @@ def test_spool_list_shows_quarantined_files_and_drop_removes_them(tmp_path: Path
     assert not list((spool / "quarantine").iterdir())
     again = run_cli("-m", "server.cli", "spool", "drop", "--quarantined", "--config", str(config))
     assert again.returncode == 0 and "nothing in" in again.stdout
+
+
+def test_a_symlink_in_place_of_the_quarantine_is_never_written_through(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Damaged bytes were written wherever a link at ``quarantine/`` pointed, while the
+    ERROR named a path inside the spool (atk17). The link is removed, its target left
+    alone, and the bytes kept in a directory of the spool's own."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    home = tmp_path / "spool" / "quarantine"
+    home.parent.mkdir()
+    home.symlink_to(elsewhere)
+    for keep in (lambda q: q.keep("000000000003", 40, b"damaged"),
+                 lambda q: q.keep("000000000003", 80, b"again")):  # fmt: skip
+        path, _ = keep(Quarantine(home, 1 << 20))
+        assert path.parent == home and not home.is_symlink() and home.is_dir()
+    assert list(elsewhere.iterdir()) == []
+    assert sorted(p.read_bytes() for p in home.iterdir()) == [b"again", b"damaged"]
+    warned = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warned) == 1 and "symbolic link" in warned[0].getMessage()
