@@ -156,7 +156,6 @@ class AlertReads:
         self, start: datetime, end: datetime, *, since: datetime, about: str = "",
         services: list[str] | None = None, caused: list[str] | None = None,
         among: list[str] | None = None, limit: int = 0, before: datetime | None = None,
-        reach: datetime | None = None,
     ) -> list[Incident]:  # fmt: skip
         """Firing periods overlapping ``[start, end)`` whose firing is after ``since``,
         paired in ClickHouse (one row each: converting rows is what costs), open ones
@@ -168,26 +167,11 @@ class AlertReads:
         caused by ``caused``, one statement); ``among``: only periods of these services
         (the key narrows the read: with ``caused``, the services :meth:`inhibited` says
         they caused); ``limit``: at most that many (0: all); ``before``: only those
-        that began before it (paired with their ends up to ``end`` all the same).
-        ``reach`` (no ``limit``): in the same order, also those that ended in ``(floor,
-        start]``, ``floor`` the earliest start of the others but not before ``reach``
-        (:func:`kept_from` says it): all that a read with the same filters from any time
-        at or after ``floor`` would find, in the same statement. Raises ValueError for a
-        ``reach`` with a ``limit``."""
+        that began before it (paired with their ends up to ``end`` all the same)."""
         read = among if among is not None else (services if caused is None else None)
-        if reach is not None and limit:
-            raise ValueError("reach: only for a read with no limit")
-        overlaps = "(NOT has_next OR next_at > {start:DateTime64(3, 'UTC')})"
-        head = tail = ""
-        if reach is not None:  # the earliest start of those overlapping ``start``, in a window
-            head = f""", has_next, next_at, min(if({overlaps}, began,
-                       toDateTime64('2200-01-01', 3, 'UTC'))) OVER () AS floor"""
-            tail = """) WHERE NOT has_next OR next_at > least(
-                greatest({reach:DateTime64(3, 'UTC')}, floor), {start:DateTime64(3, 'UTC')})"""
-            overlaps = "1"
-        rows = self._query(f"""{"SELECT * FROM (" if tail else ""}
+        rows = self._query(f"""
             SELECT rule_id, service_id, severity, message, caused_by, began,
-                   if(has_next, next_at, NULL) AS ended{head}
+                   if(has_next, next_at, NULL) AS ended
             FROM (
                 SELECT rule_id, service_id, to_state, severity, message, caused_by,
                        timestamp AS began, leadInFrame(timestamp) OVER w AS next_at,
@@ -201,19 +185,18 @@ class AlertReads:
                 WINDOW w AS (PARTITION BY rule_id, service_id ORDER BY timestamp
                              ROWS BETWEEN CURRENT ROW AND 1 FOLLOWING)
             )
-            WHERE to_state = 'firing' AND {overlaps}
+            WHERE to_state = 'firing' AND (NOT has_next OR next_at > {{start:DateTime64(3, 'UTC')}})
               AND began < {{before:DateTime64(3, 'UTC')}}
               AND ({{about:String}} = '' OR service_id = {{about:String}}
                    OR caused_by = {{about:String}})
               AND ({{anyone:UInt8}} OR service_id IN {{own:Array(String)}}
                    OR caused_by IN {{causes:Array(String)}})
-            {tail}
             ORDER BY has_next, began DESC, rule_id, service_id
             LIMIT {{limit:UInt32}}""", all=int(read is None), ids=read or [],
             since=since, start=start, end=end, before=before or end, about=about,
             anyone=int(caused is None),
             own=(services or []) if caused is not None else [], causes=caused or [],
-            limit=limit or 2**32 - 1, **({"reach": reach} if tail else {}))  # fmt: skip
+            limit=limit or 2**32 - 1)  # fmt: skip
         return [_incident({**r, "timestamp": r["began"]}, aware(r["ended"]) if r["ended"] else None)
                 for r in rows]  # fmt: skip
 
@@ -349,16 +332,6 @@ def silence(row: dict[str, Any]) -> Silence:
     return Silence(row["silence_id"], row["service"], row["rule"], aware(row["starts_at"]),
                    aware(row["ends_at"]), author=row["author"], comment=row["comment"],
                    created_at=aware(row["created_at"]))  # fmt: skip
-
-
-def kept_from(periods: list[Incident], start: datetime, reach: datetime) -> datetime:
-    """From when ``periods`` (a :meth:`AlertReads.firing_periods` answer read with
-    ``reach`` from ``start``) hold every period a read of the same filters would find:
-    the earliest start of those overlapping ``start`` but not before ``reach``, nor after
-    ``start`` (times to the millisecond, as the statement compares them)."""
-    start, reach = to_ms(start), to_ms(reach)
-    began = [p.start for p in periods if p.end is None or p.end > start]
-    return min(start, max(reach, min(began))) if began else start
 
 
 def to_ms(at: datetime) -> datetime:

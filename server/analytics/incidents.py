@@ -34,7 +34,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from server.alerting.log import AlertLog, aware
-from server.alerting.log_reads import kept_from, to_ms
+from server.alerting.log_reads import to_ms
 from server.alerting.rules import burn_rules
 from server.alerting.state import alert_id
 from server.analytics import incident_flaps
@@ -177,8 +177,9 @@ class Incidents:
                  before: datetime | None = None, read: _Read | None = None,
                  ) -> list[Member]:  # fmt: skip
         """:meth:`AlertLog.firing_periods` as members. ``read`` with a seed read (no
-        ``caused``): the page is kept on it, with what ended up to :data:`KEEP_BEFORE`
-        before ``start`` (``reach``); with a read of ``caused`` and ``among`` (what
+        ``caused``, no ``limit``): read from :data:`KEEP_BEFORE` before ``start``, all
+        kept on it (what a read of the same services from then on would find), those
+        overlapping ``start`` answered; with a read of ``caused`` and ``among`` (what
         :meth:`_complete` asks), answered from that page when it holds all the read
         would find (same window, from a time at or after the page's, services among the
         page's): the same rows, filtered as the statement filters, in its order."""
@@ -192,15 +193,16 @@ class Incidents:
             return [m for m in page[4] if m.service_id in wanted
                     and (m.service_id in own or m.caused_by in causes)
                     and (m.end is None or m.end > start)]  # fmt: skip
-        reach = start - KEEP_BEFORE if read is not None and caused is None else None
-        periods = self.log.firing_periods(start, end, since=since, about=about,
+        keep = read is not None and caused is None and not limit
+        reach = start - KEEP_BEFORE if keep else start
+        periods = self.log.firing_periods(reach, end, since=since, about=about,
                                           services=services, caused=caused, among=among,
-                                          limit=limit, before=before, reach=reach)  # fmt: skip
+                                          limit=limit, before=before)  # fmt: skip
         members = [self._member(p) for p in periods]
-        if reach is None or read is None:
+        if not keep or read is None:
             return members
-        read.periods = (since, end, None if services is None else frozenset(services),
-                        kept_from(periods, start, reach), members)  # fmt: skip
+        read.periods = (since, end, None if services is None else frozenset(services), reach,
+                        members)  # fmt: skip
         return [m for m in members if m.end is None or m.end > start]
 
     @staticmethod
