@@ -122,13 +122,15 @@ class Incidents:
         # an unlimited page of all services' periods (or the given ones') is kept for
         # completing its incidents (:meth:`_periods`): the second statement is not run
         keep = not cap and upto is None and not service_id
+        reach = start - KEEP_BEFORE if keep else None  # the runs', likewise (:meth:`Runs.failed`)
         while True:
             seeds = [self._periods(start, end, since=since, about=service_id or "",
                                    services=among, limit=cap, before=upto,
                                    read=read if keep else None)]  # fmt: skip
             if scope.candidates:
                 seeds.append(read.runs.failed(scope, start, end, since=since, limit=cap,
-                                              before=upto, covering=covering))  # fmt: skip
+                                              before=upto, covering=covering,
+                                              reach=reach))  # fmt: skip
             flapped = [m for m in read.flap_members(among)
                        if (m.end is None or m.end > start) and m.start < (upto or end)]  # fmt: skip
             flapped = [m for m in flapped if not service_id or m.service_id == service_id]
