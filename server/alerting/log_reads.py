@@ -334,6 +334,11 @@ def silence(row: dict[str, Any]) -> Silence:
                    created_at=aware(row["created_at"]))  # fmt: skip
 
 
+def to_ms(at: datetime) -> datetime:
+    """``at`` cut to the millisecond: what a parameter of type DateTime64(3) holds."""
+    return at.replace(microsecond=at.microsecond - at.microsecond % 1000)
+
+
 def _incident(fired: dict[str, Any], resolved: datetime | None) -> Incident:
     cause = fired["message"] + (f" (caused by {fired['caused_by']})" if fired["caused_by"] else "")
     return Incident(fired["rule_id"], fired["service_id"], fired["severity"],

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from server.alerting.log import aware
-from server.alerting.log_reads import covering_page
+from server.alerting.log_reads import covering_page, to_ms
 from server.analytics.incident_model import Member, key_start, page_from
 from server.analytics.rule_coverage import Coverage
 from server.core import status as statuses
@@ -70,32 +70,42 @@ class Runs:
         self._current: dict[str, int] = dict(current or {})
         self._firsts: dict[str, dict[str, Any] | None] = {}  # service -> oldest transition
         self._moves: dict[str, list[tuple[datetime, int, int]]] = {}  # (at, from, to)
-        # (since, end, from when, rows) of the last covering read (:meth:`failed`)
-        self._page: tuple[datetime, datetime, datetime, list[dict[str, Any]]] | None = None
+        # (since, end, from when, rows, of which services) of the last covering read
+        self._page: tuple[datetime, datetime, datetime, list[dict[str, Any]],
+                          frozenset[str]] | None = None  # fmt: skip
 
     def failed(self, scope: Coverage, start: datetime, end: datetime, *, since: datetime,
                limit: int = 0, before: datetime | None = None,
-               covering: bool = False) -> list[Member]:  # fmt: skip
+               covering: bool = False, reach: datetime | None = None) -> list[Member]:  # fmt: skip
         """Runs of FAILED overlapping ``[start, end)`` that began after ``since`` (and
         before ``before``) while no rule watched their service (``scope``), paired in
         ClickHouse like the firing periods (at most ``limit`` of those, 0: all).
         ``covering`` (``scope`` all candidates, no ``before``): the same statement
         keeps what a later ask with no ``limit`` from a later ``start`` (any ``scope``
-        narrower) would read, and that ask is answered from it. Raises StorageError."""
+        narrower) would read, and that ask is answered from it. ``reach`` (no ``limit``
+        nor ``before``): read from then instead (kept, the same way, for an ask from
+        then on of services of ``scope``), those overlapping ``start`` answered.
+        Raises StorageError."""
         ids = scope.candidates
         if not ids:
             return []
         counted, params = scope.sql()
         page = self._page
-        if covering:
+        if reach is not None and not limit and before is None:
+            reach, cut = to_ms(reach), to_ms(start)  # to the ms, as the statement compares
+            rows = _paired(self.storage, ids, reach, end, since=since, before=end, limit=0,
+                           counted=counted, params=params)  # fmt: skip
+            self._page = (since, end, reach, rows, frozenset(ids))
+            rows = [r for r in rows if not r["ended"] or aware(r["ended"]) > cut]
+        elif covering:
             rows = _paired(self.storage, ids, start, end, since=since, before=end, limit=limit,
                            counted=counted, params=params, covering=True)  # fmt: skip
             spans = [(aware(r["began"]), aware(r["ended"]) if r["ended"] else None) for r in rows]
             held = page_from(spans, limit, start)
-            self._page = (since, end, held, rows) if held is not None else None
+            self._page = (since, end, held, rows, frozenset(ids)) if held is not None else None
             rows = rows[:limit] if limit else rows
         elif (page is not None and not limit and before is None and page[:2] == (since, end)
-              and start >= page[2]):  # fmt: skip
+              and start >= page[2] and page[4].issuperset(ids)):  # fmt: skip
             wanted = set(ids)  # a run in the page counted by its service's coverage, as here
             rows = [r for r in page[3] if r["service_id"] in wanted
                     and (not r["ended"] or aware(r["ended"]) > start)]  # fmt: skip

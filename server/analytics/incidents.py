@@ -34,6 +34,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from server.alerting.log import AlertLog, aware
+from server.alerting.log_reads import to_ms
 from server.alerting.rules import burn_rules
 from server.alerting.state import alert_id
 from server.analytics import incident_flaps
@@ -57,6 +58,9 @@ from server.storage import Storage
 
 LOOKBACK = timedelta(days=30)  # how far before a range a still-open incident's start is read
 CAUSE_BEFORE = timedelta(days=1)  # how long before an incident's id start a cause is looked for
+# how far before its start an unlimited page of periods also keeps what ended, for
+# completing its incidents from the same statement (:meth:`Incidents._periods`)
+KEEP_BEFORE = timedelta(hours=2)
 __all__ = ["MAX_NOTE", "NOTE_COLUMNS", "Incident", "Incidents", "Member", "SavedNotes", "group",
            "id_start", "incident_id"]  # fmt: skip
 
@@ -115,12 +119,18 @@ class Incidents:
         scope = read.coverage.among({service_id} if service_id else wanted)
         # unfiltered, the page of runs also holds what completing it reads again
         covering = not service_id and wanted is None and upto is None
+        # an unlimited page of all services' periods (or the given ones') is kept for
+        # completing its incidents (:meth:`_periods`): the second statement is not run
+        keep = not cap and upto is None and not service_id
+        reach = start - KEEP_BEFORE if keep else None  # the runs', likewise (:meth:`Runs.failed`)
         while True:
             seeds = [self._periods(start, end, since=since, about=service_id or "",
-                                   services=among, limit=cap, before=upto)]  # fmt: skip
+                                   services=among, limit=cap, before=upto,
+                                   read=read if keep else None)]  # fmt: skip
             if scope.candidates:
                 seeds.append(read.runs.failed(scope, start, end, since=since, limit=cap,
-                                              before=upto, covering=covering))  # fmt: skip
+                                              before=upto, covering=covering,
+                                              reach=reach))  # fmt: skip
             flapped = [m for m in read.flap_members(among)
                        if (m.end is None or m.end > start) and m.start < (upto or end)]  # fmt: skip
             flapped = [m for m in flapped if not service_id or m.service_id == service_id]
@@ -166,23 +176,43 @@ class Incidents:
     def _periods(self, start: datetime, end: datetime, *, since: datetime, about: str = "",
                  services: list[str] | None = None, caused: list[str] | None = None,
                  among: list[str] | None = None, limit: int = 0,
-                 before: datetime | None = None) -> list[Member]:  # fmt: skip
-        periods = self.log.firing_periods(start, end, since=since, about=about,
+                 before: datetime | None = None, read: _Read | None = None,
+                 ) -> list[Member]:  # fmt: skip
+        """:meth:`AlertLog.firing_periods` as members. ``read`` with a seed read (no
+        ``caused``, no ``limit``): read from :data:`KEEP_BEFORE` before ``start``, all
+        kept on it (what a read of the same services from then on would find), those
+        overlapping ``start`` answered; with a read of ``caused`` and ``among`` (what
+        :meth:`_complete` asks), answered from that page when it holds all the read
+        would find (same window, from a time at or after the page's, services among the
+        page's): the same rows, filtered as the statement filters, in its order."""
+        start = to_ms(start)
+        page = read.periods if read is not None else None
+        if (page is not None and caused is not None and among is not None and not limit
+                and before is None and not about and page[:2] == (since, end)
+                and start >= page[3]
+                and (page[2] is None or page[2].issuperset(among))):  # fmt: skip
+            own, causes, wanted = set(services or ()), set(caused), set(among)
+            return [m for m in page[4] if m.service_id in wanted
+                    and (m.service_id in own or m.caused_by in causes)
+                    and (m.end is None or m.end > start)]  # fmt: skip
+        keep = read is not None and caused is None and not limit
+        reach = start - KEEP_BEFORE if keep else start
+        periods = self.log.firing_periods(reach, end, since=since, about=about,
                                           services=services, caused=caused, among=among,
                                           limit=limit, before=before)  # fmt: skip
-        return [
-            Member(
-                f"{alert_id(p.rule_id, p.service_id)}@{key_start(p.start)}",
-                p.rule_id,
-                p.service_id,
-                p.severity,
-                p.start,
-                p.end,
-                p.message,
-                p.caused_by,
-            )
-            for p in periods
-        ]
+        members = [self._member(p) for p in periods]
+        if not keep or read is None:
+            return members
+        read.periods = (since, end, None if services is None else frozenset(services), reach,
+                        members)  # fmt: skip
+        return [m for m in members if m.end is None or m.end > start]
+
+    @staticmethod
+    def _member(p: Any) -> Member:
+        """A firing period (:class:`server.alerting.log_reads.Incident`) as a member."""
+        return Member(f"{alert_id(p.rule_id, p.service_id)}@{key_start(p.start)}", p.rule_id,
+                      p.service_id, p.severity, p.start, p.end, p.message,
+                      p.caused_by)  # fmt: skip
 
     def _complete(self, members: list[Member], read: _Read) -> list[Member]:
         """``members`` and every other member of the incidents they belong to: the
@@ -226,8 +256,8 @@ class Incidents:
             found: list[Member] = []
             if alerts or dependants:
                 found += self._periods(first, end, since=since, services=sorted(alerts),
-                                       caused=sorted(causes),
-                                       among=sorted(alerts | dependants))  # fmt: skip
+                                       caused=sorted(causes), among=sorted(alerts | dependants),
+                                       read=read)  # fmt: skip
             runs = read.coverage.among(todo)
             if runs.candidates:
                 found += read.runs.failed(runs, first, end, since=since)
@@ -361,6 +391,10 @@ class _Read:
         self._inhibited: dict[str, set[str]] | None = None
         self._flaps: incident_flaps.Declared | None = None
         self._members: list[Member] | None = None
+        # the kept page of periods (:meth:`Incidents._periods`): (since, end, services or
+        # None for all, from when it holds all, members in the statement's order)
+        self.periods: tuple[datetime, datetime, frozenset[str] | None, datetime,
+                            list[Member]] | None = None  # fmt: skip
         self._storage = incidents.storage
         # every period of each service met, not only those that can join backwards: a read
         # seeded by one instant has no later seeds to bring in a firing that reaches back

@@ -147,23 +147,24 @@ def valid_until(storage: Storage, tables: Collection[str], edges: Sequence[datet
     reaches a row of ``tables`` at or after it (by the :data:`ROW_TIME` column): until
     then no edge passes a row, so an answer comparing rows with them stands. ``now``
     itself when a row sits on an edge; :data:`FOREVER` without rows past the edges.
-    One statement. Raises StorageError."""
+    One statement: the tables' times in one column, each edge's first found once (the
+    earliest of each table's is the earliest of them all). Raises StorageError."""
     if not tables or not edges:
         return FOREVER
     marks = {f"e{i}": e for i, e in enumerate(edges)}
     lowest = min(marks, key=lambda m: marks[m])
-    selects = []
-    for table in sorted(tables):
-        col = ROW_TIME[table]
-        found = ", ".join(
-            f"minIf({col}, {col} >= {{{m}:DateTime64(3, 'UTC')}}) AS a{m}, "
-            f"countIf({col} >= {{{m}:DateTime64(3, 'UTC')}}) AS n{m}"
-            for m in marks
-        )
-        selects.append(f"SELECT {found} FROM {storage.database}.{table} "
-                       f"WHERE {col} >= {{{lowest}:DateTime64(3, 'UTC')}}")  # fmt: skip
+    times = " UNION ALL ".join(
+        f"SELECT {ROW_TIME[t]} AS at FROM {storage.database}.{t} "
+        f"WHERE {ROW_TIME[t]} >= {{{lowest}:DateTime64(3, 'UTC')}}"
+        for t in sorted(tables)
+    )
+    found = ", ".join(
+        f"minIf(at, at >= {{{m}:DateTime64(3, 'UTC')}}) AS a{m}, "
+        f"countIf(at >= {{{m}:DateTime64(3, 'UTC')}}) AS n{m}"
+        for m in marks
+    )
     until = FOREVER
-    for row in storage.query(" UNION ALL ".join(selects), marks):
+    for row in storage.query(f"SELECT {found} FROM ({times})", marks):
         for mark, edge in marks.items():
             if int(row[f"n{mark}"]):
                 until = min(until, now + (aware(row[f"a{mark}"]) - edge))
