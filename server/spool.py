@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from server.core.files import own_directory
 from server.storage.values import to_json
 from server.wal import Wal
 
@@ -70,7 +71,7 @@ class Spool:
     # -- set aside -------------------------------------------------------------------------
     def set_aside(self, batch: Batch, reason: str) -> Path:
         """Write a refused batch to ``rejected/<id>.json`` (fsync'd); raises OSError if not."""
-        self.rejected_dir.mkdir(exist_ok=True)
+        own_directory(self.rejected_dir)
         header = {
             "id": batch.id,
             "table": batch.table,

@@ -14,13 +14,12 @@ from __future__ import annotations
 import itertools
 import logging
 import os
-import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from server.core.files import sync_directory
+from server.core.files import own_directory, sync_directory
 
 log = logging.getLogger("lightbulb.wal")
 QUARANTINE = "quarantine"
@@ -111,21 +110,9 @@ class Quarantine:
         return target
 
     def _home(self) -> None:
-        """The directory, made if missing, and a real one: a symbolic link in its place
-        (to anywhere) had damaged bytes written outside the spool while the ERROR named
-        a path inside it (atk17); the link is removed (its target left alone) and a
-        directory made. Raises OSError (no room; something else in its place)."""
-        try:
-            if stat.S_ISLNK(os.lstat(self.directory).st_mode):
-                self.directory.unlink()
-                log.warning(
-                    "%s was a symbolic link: removed (what it pointed at is left "
-                    "alone) and made a directory of the spool's own",
-                    self.directory,
-                )
-        except FileNotFoundError:
-            pass
-        self.directory.mkdir(parents=True, exist_ok=True)
+        """The directory, made if missing, and a real one (:func:`own_directory`).
+        Raises OSError (no room; something else in its place)."""
+        own_directory(self.directory)
 
     def _name(self, segment: str, offset: int) -> Path:
         """A new name: ``<UTC time>-<sequence>-<segment>-<offset>.bad``."""

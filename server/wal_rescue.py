@@ -14,6 +14,7 @@ This module imports nothing of ours.
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 #: how a copy is opened for appending afterwards (as :data:`server.wal_spare.OPEN_FLAGS`)
@@ -69,3 +70,23 @@ def copy_out(source_fd: int, path: Path, temporary: Path) -> int:
     finally:
         os.close(source)
     return os.open(path, APPEND_FLAGS)
+
+
+Identity = tuple[int, int]  # a file's (st_dev, st_ino)
+
+
+def lost_closed(
+    path: Path, counted: int, known: Identity | None
+) -> tuple[str | None, Identity | None]:
+    """How a closed segment at ``path`` (``counted`` bytes, its identity ``known``, or
+    None: not yet) is no longer the log's: "removed", "replaced" (another file, or no
+    regular file, at its name), "truncated", or None while it is whole; and the identity
+    found there. One ``lstat``."""
+    try:
+        st = os.stat(path, follow_symlinks=False)
+    except FileNotFoundError:
+        return "removed", None
+    found = (st.st_dev, st.st_ino)
+    if not stat.S_ISREG(st.st_mode) or (known is not None and known != found):
+        return "replaced", found
+    return ("truncated" if st.st_size < counted else None), found

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from server.wal_format import MIN_SEGMENT_BYTES, RESERVE_BYTES, SUFFIX, WalFull, segment_size
-from server.wal_rescue import copy_out, moved
+from server.wal_rescue import copy_out, lost_closed, moved
 from server.wal_spare import OPEN_FLAGS, SPARE, Spares
 
 log = logging.getLogger("lightbulb.wal")
@@ -94,6 +94,7 @@ class SegmentFiles:
         self._closed = False
         self.freed = 0  # bytes of deleted segments, ever: the writer's "room again" signal
         self._said_gone: set[int] = set()  # closed segments found removed (watch)
+        self._ids: dict[int, tuple[int, int] | None] = {}  # segment -> (st_dev, st_ino)
 
     @property
     def writable(self) -> bool:
@@ -200,6 +201,8 @@ class SegmentFiles:
             raise Moved(retiring.segment)
         assert self._spares is not None  # a spare was taken
         self._spares.promote(self._path(retiring.segment + 1))
+        st = os.fstat(retiring.fd)
+        self._ids[retiring.segment] = (st.st_dev, st.st_ino)  # watched once closed
         os.close(retiring.fd)
         self._closed_through = max(self._closed_through, retiring.segment)
         retiring.done = True
@@ -209,46 +212,61 @@ class SegmentFiles:
 
     def watch(self) -> bool:
         """Once a flush interval (the writer's loop, whether anything was appended or not):
-        the files the log keeps are still under their names. An open one removed or
-        replaced is put back (:meth:`_rescue`; a sync does it too, but only once something
-        new is appended: an idle log lost what it held at the next kill -9, atk17); the
-        current segment truncated underneath is said (those bytes are gone) and rotated
-        away, so new records are read back where they are written; a closed segment gone
-        is said once. Returns True when a closed segment went: its records wait in memory
-        only, to be inserted now. Raises OSError (a copy back failed)."""
+        the files the log keeps are still its own. An open one removed or replaced is put
+        back (:meth:`_rescue`; a sync does it too, but only once something new is
+        appended: an idle log lost what it held at the next kill -9, atk17); an open one
+        truncated is said (those bytes are gone) and the current one rotated away, so new
+        records are read back where they are written; a closed one removed, replaced or
+        truncated (:func:`lost_closed`) is said once. Returns True when records may be
+        left in memory only: insert them now. Raises OSError (a copy back failed)."""
         with self._lock:
             if self._closed or self._fd < 0:
                 return False
-            retiring, truncated = self._retiring, False
+            retiring = self._retiring if self._retiring and not self._retiring.done else None
+            open_files = [(self._fd, self._segment)]
+            if retiring is not None:
+                open_files.insert(0, (retiring.fd, retiring.segment))
+            cut: list[tuple[int, int]] = []
             with self._fd_lock:
-                if retiring is not None and not retiring.done:
-                    if retiring.segment in self._sizes and self._moved(
-                        retiring.fd, retiring.segment
-                    ):
-                        self._rescue(retiring.fd, retiring.segment)
-                elif self._segment in self._sizes:  # numbered (no spare still written)
-                    if self._moved(self._fd, self._segment):
-                        self._rescue(self._fd, self._segment)
-                    size = os.fstat(self._fd).st_size
-                    truncated = size < self._sizes[self._segment]
-            if truncated:
+                for fd, segment in open_files:
+                    numbered = retiring is None or segment == retiring.segment
+                    if segment in self._sizes and numbered and self._moved(fd, segment):
+                        self._rescue(fd, segment)
+                    now = self._fd if segment == self._segment else self._retiring_fd(fd)
+                    size = os.fstat(now).st_size
+                    if segment in self._sizes and size < self._sizes[segment]:
+                        cut.append((segment, size))
+            for segment, size in cut:
                 log.error("%s was truncated underneath to %d bytes while the spool wrote into "
-                          "it (%d counted): the records in the bytes cut are lost at a restart "
-                          "unless inserted first; the log goes on in a new segment; leave the "
-                          "spool's files alone while the daemon runs", self._path(self._segment),
-                          size, self._sizes[self._segment])  # fmt: skip
-                with contextlib.suppress(WalFull):
-                    self._rotate()
-            gone = [n for n in self._sizes
-                    if n not in (self._segment, retiring.segment if retiring else -1)
-                    and n not in self._said_gone and not self._path(n).exists()]  # fmt: skip
-            for n in gone:
-                self._said_gone.add(n)
-                log.error("%s was removed underneath while its records wait to be inserted: "
-                          "they are held in memory only and inserted now; a crash before "
-                          "that loses them; leave the spool's files alone while the daemon "
-                          "runs", self._path(n))  # fmt: skip
-            return bool(gone)
+                          "it (%d counted): records in the bytes cut wait in memory only and "
+                          "are inserted now (a crash before that loses them); leave the "
+                          "spool's files alone while the daemon runs", self._path(segment),
+                          size, self._sizes[segment])  # fmt: skip
+                self._sizes[segment] = size  # said once
+                if segment == self._segment:
+                    with contextlib.suppress(WalFull):
+                        self._rotate()
+            kept = {self._segment, retiring.segment if retiring else -1}
+            gone = []
+            for n in self._sizes:
+                if n in kept or n in self._said_gone:
+                    continue
+                why, identity = lost_closed(self._path(n), self._sizes[n], self._ids.get(n))
+                self._ids[n] = self._ids.get(n) or identity
+                if why:
+                    gone.append(n)
+                    self._said_gone.add(n)
+                    log.error("%s was %s underneath while its records wait to be inserted: "
+                              "they are held in memory only and inserted now; a crash before "
+                              "that loses them; leave the spool's files alone while the daemon "
+                              "runs", self._path(n), why)  # fmt: skip
+            return bool(gone or cut)
+
+    def _retiring_fd(self, fd: int) -> int:
+        """The descriptor the rotated-away segment is written through now (``fd``, or the
+        copy :meth:`_rescue` put in its place)."""
+        retiring = self._retiring
+        return retiring.fd if retiring is not None and not retiring.done else fd
 
     def _heal(self, retiring: Retiring) -> None:
         """The spare written as segment ``retiring.segment + 1`` was removed or replaced
@@ -383,6 +401,7 @@ class SegmentFiles:
         size = self._sizes.pop(segment, 0)
         self._outstanding.pop(segment, None)
         self._said_gone.discard(segment)
+        self._ids.pop(segment, None)
         if unlink is not None:
             unlink.append((self._path(segment), size))  # freed once it is gone
             return

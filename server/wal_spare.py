@@ -85,8 +85,16 @@ class Spares:
                 self._prepare()  # not made yet (a rotation soon after the last one)
             if self._fd < 0 or self._taken:
                 return -1
-            fd, self._fd, self._taken = self._fd, -1, True
+            fd, self._fd = self._fd, -1
             st = os.fstat(fd)
+            if st.st_nlink != 1:  # linked elsewhere since it was made: not ours alone (atk18)
+                os.close(fd)
+                with contextlib.suppress(OSError):
+                    (self.directory / SPARE).unlink()
+                log.warning("%s had another name (a hard link) made to it: not written; "
+                            "the log rotates without it", self.directory / SPARE)  # fmt: skip
+                return -1
+            self._taken = True
             self._taken_id = (st.st_dev, st.st_ino)
             if st.st_size:  # not expected: recovery adopts or empties it
                 os.ftruncate(fd, 0)

@@ -94,3 +94,18 @@ def test_metrics_and_healthz_answer_from_memory_while_clickhouse_is_down(tmp_pat
     assert "lightbulb_write_queue_rows " in text and "lightbulb_spool_bytes " in text
     code, _ = daemon.stop()
     assert code == 0
+
+
+def test_a_symlink_in_place_of_rejected_is_never_written_through(tmp_path: Path) -> None:
+    """A refused batch was written wherever a link at ``rejected/`` pointed (atk18, as
+    ``quarantine/`` before it): the link is removed, its target left alone."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    spool = Spool(tmp_path / "spool", 10**8)
+    if spool.rejected_dir.is_dir():  # made with the spool
+        spool.rejected_dir.rmdir()
+    spool.rejected_dir.symlink_to(elsewhere)
+    rows = [("svc", T0, 0, "m", "http", "web", "{}", 0, None, None)]
+    path = spool.set_aside(Batch("b-one", "service_status", STATUS_COLUMNS, rows), "Code 6: bad")
+    assert path.parent == spool.rejected_dir and not spool.rejected_dir.is_symlink()
+    assert list(elsewhere.iterdir()) == [] and [b.id for b in spool.rejected()] == ["b-one"]
