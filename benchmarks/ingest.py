@@ -59,6 +59,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue  # noqa:
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeLogs  # noqa: E402
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource  # noqa: E402
 
+from benchmarks.thread_nice import NiceSampler  # noqa: E402
 from server.storage.embedded import EmbeddedStorage  # noqa: E402
 from server.wal import Wal  # noqa: E402
 
@@ -282,6 +283,8 @@ def run_once(tree: Path, args: argparse.Namespace, fmt: str) -> dict[str, float]
                       offset=every * k / args.clients) for k in range(args.clients)]  # fmt: skip
     me = psutil.Process()
     own0 = sum(me.cpu_times()[:2])
+    nices = NiceSampler(daemon.pid)
+    nices.start()
     for c in clients:
         c.start()
     peak = peak_all = 0
@@ -290,6 +293,7 @@ def run_once(tree: Path, args: argparse.Namespace, fmt: str) -> dict[str, float]
         peak, peak_all = max(peak, rss), max(peak_all, rss + kids.sample())
         time.sleep(0.2)
     window = time.monotonic() - started
+    nices.stop()
     cpu = sum(proc.cpu_times()[:2]) - cpu0
     kids.sample()
     kids_cpu = kids.cpu()
@@ -354,6 +358,7 @@ def run_once(tree: Path, args: argparse.Namespace, fmt: str) -> dict[str, float]
         f"total {(cpu + kids_cpu) / per * 1e6:.1f} µs; daemon by thread (s): "
         f"{by_kind(threads0, threads1)}; load generator {own / window:.2f} cores"
     )
+    print(f"daemon by thread@nice (s, sampled): {nices.summary()}")
     if args.redaction:
         print(redaction_cost(bodies, fmt, args.secrets))
     if trace is not None:

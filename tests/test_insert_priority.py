@@ -1,8 +1,10 @@
-"""The embedded engine inserts at a lower CPU priority than the pushes it serves,
-and at the normal one when told (the inserter: behind, or stopping).
+"""The embedded engine inserts and merges at a lower CPU priority than the pushes it
+serves (inserts at the normal one when told: the inserter behind, or stopping), and
+none of its threads is left above or below the normal priority.
 
-A real chDB insert, made to last ~1 s by a column whose default sleeps per row; the
-``nice`` of the process's threads is read from ``/proc`` while it runs.
+A real chDB insert, made to last ~1 s by a column whose default sleeps per row, and a
+real mutation (run by the engine's merge threads, as merges are) made to last ~0.9 s
+the same way; the ``nice`` of the process's threads is read from ``/proc`` meanwhile.
 """
 
 from __future__ import annotations
@@ -16,21 +18,28 @@ import pyarrow as pa
 from server.schema import Target, apply_schema
 from server.spool import Spool
 from server.storage.embedded import INSERT_NICE, EmbeddedStorage
+from server.storage.priority import MERGE_NICE
 from server.tables import WRITTEN_TABLES
 from server.writer import Writer
 from tests.test_writer import Flaky, row
 
 
-def nices() -> set[int]:
-    """The ``nice`` of every thread of this process (``/proc/self/task/*/stat``)."""
-    out = set()
+def threads() -> list[tuple[str, int]]:
+    """(name, ``nice``) of every thread of this process (``/proc/self/task/*/stat``)."""
+    out = []
     for tid in os.listdir("/proc/self/task"):
         try:
             stat = Path(f"/proc/self/task/{tid}/stat").read_text()
         except OSError:
             continue  # the thread ended
-        out.add(int(stat.rsplit(")", 1)[1].split()[16]))
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        out.append((name, int(stat.rsplit(")", 1)[1].split()[16])))
     return out
+
+
+def nices() -> set[int]:
+    """The ``nice`` of every thread of this process."""
+    return {nice for _, nice in threads()}
 
 
 def seen_while_inserting(store: EmbeddedStorage) -> set[int]:
@@ -138,5 +147,68 @@ def test_threads_are_read_once_and_a_new_one_left_at_the_insert_nice_is_set_back
         finally:
             done.set()
             worker.join()
+    finally:
+        store.close()
+
+
+def test_merges_yield_the_cpu(tmp_path: Path) -> None:
+    """A mutation runs where merges run (the engine's MergeMutate threads, under the
+    same server setting), at ``MERGE_NICE`` while it runs: never at 0, nor at the -20
+    a merge thread could inherit from the engine's memory worker."""
+    store = EmbeddedStorage(tmp_path / "db", "monitor")
+    try:
+        store.execute("CREATE DATABASE IF NOT EXISTS monitor")
+        store.execute("CREATE TABLE monitor.t (n Int64, s String) ENGINE = MergeTree ORDER BY n")
+        store.execute("INSERT INTO monitor.t VALUES (1, 'a'), (2, 'b'), (3, 'c')")
+        # asynchronous, not validated by running it first: the sleep is the mutation's
+        store.execute("ALTER TABLE monitor.t UPDATE s = toString(sleepEachRow(0.3)) WHERE 1 "
+                      "SETTINGS allow_nondeterministic_mutations = 1, mutations_sync = 0, "
+                      "validate_mutation_query = 0")  # fmt: skip
+        waiting = "SELECT count() AS n FROM system.mutations WHERE NOT is_done AND "
+        waiting += "latest_fail_reason = ''"
+        seen: set[int] = set()
+        running = True
+        while running:  # bounded by the mutation itself (3 rows x 0.3 s)
+            seen |= {nice for name, nice in threads() if name.startswith("MergeMutate")}
+            running = bool(store.query(waiting)[0]["n"])
+        assert MERGE_NICE > 0
+        assert MERGE_NICE in seen, seen
+        assert store.query("SELECT DISTINCT s FROM monitor.t") == [{"s": "0"}]
+    finally:
+        store.close()
+
+
+def test_no_thread_is_left_above_the_normal_priority_after_an_insert(tmp_path: Path) -> None:
+    """The engine raises its memory worker to -20 and pool threads started from it
+    inherit that; after an insert (yielding or not) no thread of the process runs
+    below 0, and a new one left there (as those are) is set back to 0."""
+    store = EmbeddedStorage(tmp_path / "db", "monitor")
+    try:
+        store.execute("CREATE DATABASE IF NOT EXISTS monitor")
+        store.execute("CREATE TABLE monitor.t (n Int64) ENGINE = MergeTree ORDER BY n")
+        data = pa.table({"n": pa.array([1, 2, 3], pa.int64())})
+        for _ in range(3):
+            store.insert_arrow("t", data)
+        assert min(nices()) >= 0, [t for t in threads() if t[1] < 0]
+        ready, done = threading.Event(), threading.Event()
+        tid: list[int] = []
+
+        def left_raised() -> None:
+            tid.append(threading.get_native_id())
+            os.setpriority(os.PRIO_PROCESS, tid[0], -20)
+            ready.set()
+            done.wait(30)
+
+        worker = threading.Thread(target=left_raised)
+        worker.start()
+        try:
+            assert ready.wait(30)
+            store.yield_cpu(False)
+            store.insert_arrow("t", data)
+            assert os.getpriority(os.PRIO_PROCESS, tid[0]) == 0
+        finally:
+            done.set()
+            worker.join()
+        assert store.query("SELECT count() AS n FROM monitor.t")[0]["n"] == 12
     finally:
         store.close()

@@ -8,7 +8,6 @@ holder instead of corrupting the store.
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import json
 import os
@@ -38,17 +37,10 @@ from server.storage.base import (
     staging_failed,
 )
 from server.storage.library_pages import release_clean_pages
+from server.storage.priority import ENGINE_SETTING, INSERT_NICE, Unnice
 from server.storage.values import converter, keep
 
 _TOKEN = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
-#: ``nice`` of the engine's threads while they insert a batch (ClickHouse's
-#: ``os_thread_priority``): the engine runs in our process, on the cores that answer
-#: pushes, and a 100k-row insert took 0.3-1 s of CPU while requests waited for it
-#: (benchmarks/ingest.py --trace); at 10 the requests' threads come first, and the
-#: insert takes the CPU they leave, while it keeps up (:meth:`EmbeddedStorage.yield_cpu`). The
-#: engine applies it only with CAP_SYS_NICE (root, as in the benchmarks), since it must
-#: set its threads back to 0 afterwards; without it inserts run at 0, as before.
-INSERT_NICE = 10
 LOCK_NAME = "lightbulb.lock"
 BATCH_NAME = "lightbulb-insert.arrow"
 # Server settings of the embedded engine (chDB takes them in the connection string).
@@ -64,38 +56,9 @@ ENGINE_SETTINGS = "&".join(
     (
         "memory_worker_period_ms=1000",
         "background_processing_pool_thread_sleep_seconds_if_nothing_to_do=5",
+        ENGINE_SETTING,  # merges yield the CPU to the pushes (server.storage.priority)
     )
 )
-
-
-class Unnice:
-    """Sets threads of this process left at ``nice`` back to 0: the engine resets the
-    threads of a query with ``os_thread_priority``, but not the pool threads they start
-    meanwhile (they inherit it), and any query may run on those later. Called with no
-    insert running (under the storage's mutex).
-
-    Only threads it has not seen are read: a thread seen at 0 stays there (the engine
-    resets what it raises), so an insert costs one listing of ``/proc/self/task``
-    plus a ``stat`` per new thread, not one per thread (~60 with the engine's pools).
-    """
-
-    def __init__(self) -> None:
-        self.seen: set[str] = set()  # thread ids read (and set to 0 if they were not)
-        self.reads = 0  # ``stat`` files read, ever (tests count them)
-
-    def __call__(self, nice: int) -> None:
-        tasks = Path("/proc/self/task")
-        try:
-            now = set(os.listdir(tasks))
-        except OSError:
-            return
-        for tid in now - self.seen:
-            with contextlib.suppress(OSError, ValueError, IndexError):
-                self.reads += 1
-                stat = (tasks / tid / "stat").read_text()
-                if int(stat.rsplit(")", 1)[1].split()[16]) == nice:  # field 19: nice
-                    os.setpriority(os.PRIO_PROCESS, int(tid), 0)
-        self.seen = now  # ended threads forgotten (a thread id can be used again)
 
 
 class EmbeddedStorage:
@@ -216,8 +179,7 @@ class EmbeddedStorage:
                     self._types.pop(table, None)
                 raise refusal(self.describe(), sql, str(exc)) from None
             finally:
-                if self._insert_nice:
-                    self._unnice(self._insert_nice)
+                self._unnice(self._insert_nice)
         return int(data.num_rows)
 
     def stored_mask(self, table: str, data: pa.Table) -> list[bool] | None:
