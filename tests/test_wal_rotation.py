@@ -40,6 +40,17 @@ def open_log(directory: Path) -> Wal:
     return wal
 
 
+def synced_log(tmp_path: Path, records: int) -> tuple[Path, Wal]:
+    """A log in ``tmp_path/wal`` with ``records`` of :data:`PAD` appended and on disk
+    (four fill a segment: a fifth goes into the spare)."""
+    directory = tmp_path / "wal"
+    wal = open_log(directory)
+    for _ in range(records):
+        wal.append("t", PAD)
+    wal.sync()
+    return directory, wal
+
+
 def test_appends_go_on_while_the_rotated_segment_is_fsynced_and_its_successor_is_numbered_after(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -432,11 +443,7 @@ def test_a_segment_removed_while_nothing_is_appended_is_put_back_by_the_watch(
     daemon (a long insert interval, no pushes) lost every acknowledged record in it at
     the next kill -9, silently (atk17: 517 of 517). The writer's loop watches the files
     once a flush interval whether anything came or not."""
-    directory = tmp_path / "wal"
-    wal = open_log(directory)
-    for _ in range(2):
-        wal.append("t", PAD)
-    wal.sync()
+    directory, wal = synced_log(tmp_path, 2)
     zero = numbered(directory, 0)
     os.unlink(zero)
     assert wal.watch() is False  # the open one is put back: nothing waits in memory only
@@ -479,11 +486,7 @@ def test_a_segment_truncated_underneath_is_said_and_the_log_goes_on_in_a_new_one
     """Appends went on at the new end of a truncated segment while the log counted the old
     one: records read back at offsets that no longer held them, nothing said (atk17:
     238 of 847 lost, no line at run or restart)."""
-    directory = tmp_path / "wal"
-    wal = open_log(directory)
-    for _ in range(2):
-        wal.append("t", PAD)
-    wal.sync()
+    directory, wal = synced_log(tmp_path, 2)
     os.truncate(numbered(directory, 0), 0)
     assert wal.watch() is True  # what was cut is in memory only: inserted now
     errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
@@ -549,11 +552,7 @@ def test_a_segment_truncated_while_rotated_away_and_not_yet_closed_is_said(
 ) -> None:
     """Truncated just as it rotated (atk18: emptied at 30 of 32 MiB): the watch looked at
     the current file only when no rotation was pending."""
-    directory = tmp_path / "wal"
-    wal = open_log(directory)
-    for _ in range(4):
-        wal.append("t", PAD)
-    wal.sync()
+    directory, wal = synced_log(tmp_path, 4)
     assert wal.append("t", PAD).segment == 1  # into the spare; segment 0 still open
     os.truncate(numbered(directory, 0), 0)
     assert wal.watch() is True
