@@ -30,13 +30,30 @@ import threading
 from pathlib import Path
 
 from server.core.clock import Clock
-from server.core.oserrors import FIXES
+from server.core.oserrors import FIXES, NO_SPACE
 from server.core.repeats import Repeats
 
 log = logging.getLogger("lightbulb.writer")
 SETTLE = 10.0  # seconds of successful writes before the spool is said to take writes again
 HIGH, LOW = 0.9, 0.75  # of spool_max_bytes: near full past HIGH, until below LOW again
 FIX = f"{FIXES[errno.ENOSPC]} or set scheduler.spool_dir elsewhere"
+WRITE_FIXES = {  # a spool write's own causes that are not a full disk (atk18: all got FIX)
+    errno.ENOENT: "its directory was removed: put it back or restart the daemon (which makes "
+    "it again)",
+    errno.EACCES: "give the daemon's user write access to the spool's directory",
+    errno.EROFS: "the spool's filesystem is read-only: remount it read-write or set "
+    "scheduler.spool_dir elsewhere",
+}
+WRITE_FIXES[errno.EPERM] = WRITE_FIXES[errno.EACCES]
+
+
+def fix_for(exc: BaseException) -> str:
+    """The fix to name for a failed spool write: by its errno (:data:`WRITE_FIXES`, then
+    :data:`server.core.oserrors.FIXES` but for a full disk's), else :data:`FIX`."""
+    code = getattr(exc, "errno", None)
+    if code in WRITE_FIXES:
+        return WRITE_FIXES[code]
+    return FIXES[code] if code in FIXES and code not in NO_SPACE else FIX
 
 
 class SpoolState:
@@ -47,6 +64,7 @@ class SpoolState:
         self.directory = directory
         self.failures = 0  # writes that failed, ever
         self.last_error = ""
+        self.last_fix = FIX
         self.settle = settle
         self._repeats = Repeats(clock=clock, settle=settle)
         self.clock = self._repeats.clock  # the writer's, for ClickHouse's state too
@@ -59,14 +77,15 @@ class SpoolState:
             self.failures += 1
         unlogged = self._repeats.due()
         why = self.last_error = str(getattr(exc, "strerror", None) or exc)
+        fix = self.last_fix = fix_for(exc)
         if unlogged == 0:
             log.error("cannot write the spool at %s: %s; check results are held in memory and "
-                      "inserted, pushed logs are refused with 503 until it has room: %s",
-                      self.directory, why, FIX)  # fmt: skip
+                      "inserted, pushed logs are refused with 503 until it can be written: %s",
+                      self.directory, why, fix)  # fmt: skip
         elif unlogged is not None:
             log.warning("the spool at %s still cannot be written: %s (%d more failed "
                         "writes since the last such line): %s",
-                        self.directory, why, unlogged, FIX)  # fmt: skip
+                        self.directory, why, unlogged, fix)  # fmt: skip
 
     def ok(self) -> None:
         """A write to the spool went through."""
@@ -96,4 +115,5 @@ class SpoolState:
         """What is wrong and the fix, for ``/readyz`` ("" while it takes writes)."""
         if self.writable:
             return ""
-        return f"the spool at {self.directory} cannot be written ({self.last_error}): {FIX}"
+        return (f"the spool at {self.directory} cannot be written ({self.last_error}): "
+                f"{self.last_fix}")  # fmt: skip

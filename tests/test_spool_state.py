@@ -6,7 +6,9 @@ its filesystem filled and freed 60 times in 20 s; the clock is pinned and moved.
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +16,7 @@ import pytest
 
 from server.schema import Target, apply_schema
 from server.spool import Spool
-from server.spool_state import SETTLE
+from server.spool_state import SETTLE, SpoolState
 from server.storage.embedded import EmbeddedStorage
 from server.tables import WRITTEN_TABLES
 from server.writer import Busy, Writer
@@ -85,3 +87,21 @@ def test_a_filling_disk_is_one_error_a_summary_a_minute_and_one_recovery_once_se
     flapping_disk.free()
     writer.flush()
     assert pushed_numbers(store) == told  # stored if and only if told so
+
+
+@pytest.mark.parametrize(
+    ("code", "fix"),
+    [(errno.ENOSPC, "df -h, df -i"), (errno.ENOENT, "directory was removed"),
+     (errno.EACCES, "write access"), (errno.EROFS, "read-only"),
+     (errno.EISDIR, "something else stands")],
+)  # fmt: skip
+def test_a_failed_spool_write_names_the_fix_for_its_own_cause(
+    tmp_path: Path, code: int, fix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every failed write was told "free bytes and inodes (df -h, df -i)", a missing
+    directory or a permission too (atk18)."""
+    state = SpoolState(tmp_path / "spool", FakeClock())
+    state.failed(OSError(code, os.strerror(code)))
+    assert fix in state.problem()
+    assert ("df -h" in state.problem()) == (code == errno.ENOSPC)
+    assert fix in said(caplog)[0][1]
