@@ -338,10 +338,21 @@ class Writer:
             try:
                 self.commit()
                 self.spool.wal.sync()
-                if self.spool.wal.watch():  # records left in memory only: store them now
-                    self.inserter.loop.wake(drain=True)
+                self._watch()
             except Exception:  # the writer must outlive any single failure
                 log.exception("committing rows to the spool failed")
+
+    def _watch(self) -> None:
+        """The log's files still its own (:meth:`server.wal.Wal.watch`); records left in
+        memory only are inserted now; a file that cannot be put back is the spool's
+        failure, said once per episode (it was a traceback a second, atk18)."""
+        try:
+            left = self.spool.wal.watch()
+        except OSError as exc:
+            self.spool_state.failed(exc)
+            return
+        if left:
+            self.inserter.loop.wake(drain=True)
 
     # -- committing the buffers --------------------------------------------------------
     def commit(self) -> bool:

@@ -105,3 +105,25 @@ def test_a_failed_spool_write_names_the_fix_for_its_own_cause(
     assert fix in state.problem()
     assert ("df -h" in state.problem()) == (code == errno.ENOSPC)
     assert fix in said(caplog)[0][1]
+
+
+def test_a_spool_directory_gone_underneath_is_one_error_and_refused_pushes_not_a_traceback_a_second(
+    store: EmbeddedStorage, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``wal/`` renamed away while the daemon runs: the watch cannot put its segment back
+    (no directory to copy into); the writer's loop logged a traceback every second
+    (atk18). It is the spool's failure: said once with its fix, pushes refused."""
+    apply_schema(store, Target("monitor"))
+    spool = Spool(tmp_path / "spool", 256 * 2**20)
+    writer = Writer(store, spool, columns=WRITTEN_TABLES, clock=FakeClock())
+    writer.add_durable("service_status", [row(1)])
+    os.rename(spool.wal.directory, tmp_path / "moved")
+    for _ in range(3):  # three turns of the writer's loop
+        writer._watch()
+    assert not writer.spool_writable
+    with pytest.raises(Busy):
+        writer.add_durable("service_status", [row(2)])
+    errors = [m for level, m in said(caplog) if level == "ERROR"]
+    assert len(errors) == 1 and "directory was removed" in errors[0], errors
+    assert not [r for r in caplog.records if r.exc_info]
+    writer.stop()
