@@ -62,6 +62,7 @@ from server.wal_format import (
 )
 from server.wal_quarantine import QUARANTINE, Quarantine
 from server.wal_repair import read_log, uncertain_batches
+from server.wal_rescue import found_identities
 from server.wal_segments import Moved, Retiring, SegmentFiles
 from server.wal_spare import Spares, adopt_spare
 
@@ -105,6 +106,7 @@ class Wal(SegmentFiles):
             adopt_spare(self.directory)
         found = read_log(self.directory, self.quarantine, readonly=self.readonly)
         self._sizes, self._next_id = found.sizes, found.scan.next_id
+        self._ids = found_identities(self._sizes, self._path)
         self.damaged_bytes, self.damage_found = found.damaged_bytes, found.places
         pending, opened = found.scan.waiting()
         open_batches = [batch for batch, _ in opened]

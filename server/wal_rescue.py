@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 #: how a copy is opened for appending afterwards (as :data:`server.wal_spare.OPEN_FLAGS`)
@@ -72,21 +73,44 @@ def copy_out(source_fd: int, path: Path, temporary: Path) -> int:
     return os.open(path, APPEND_FLAGS)
 
 
-Identity = tuple[int, int]  # a file's (st_dev, st_ino)
+Identity = tuple[int, int, int]  # a closed file's (st_dev, st_ino, st_mtime_ns)
+
+
+def identity(st: os.stat_result) -> Identity:
+    """A closed segment's :data:`Identity`: another file at its name, or the same file
+    written again (``cp`` over it keeps the inode: atk19), no longer has it."""
+    return st.st_dev, st.st_ino, st.st_mtime_ns
 
 
 def lost_closed(
     path: Path, counted: int, known: Identity | None
 ) -> tuple[str | None, Identity | None]:
-    """How a closed segment at ``path`` (``counted`` bytes, its identity ``known``, or
-    None: not yet) is no longer the log's: "removed", "replaced" (another file, or no
-    regular file, at its name), "truncated", or None while it is whole; and the identity
-    found there. One ``lstat``."""
+    """How a closed segment at ``path`` (``counted`` bytes, its identity ``known`` when it
+    closed, or None) is no longer the log's: "removed", "replaced" (another file, or no
+    regular file, at its name), "truncated", "written over" (its bytes written again: a
+    later modification time), or None while it is whole; and the identity found there.
+    One ``lstat``."""
     try:
         st = os.stat(path, follow_symlinks=False)
     except FileNotFoundError:
         return "removed", None
-    found = (st.st_dev, st.st_ino)
-    if not stat.S_ISREG(st.st_mode) or (known is not None and known != found):
+    found = identity(st)
+    if not stat.S_ISREG(st.st_mode) or (known is not None and known[:2] != found[:2]):
         return "replaced", found
-    return ("truncated" if st.st_size < counted else None), found
+    if st.st_size < counted:
+        return "truncated", found
+    return ("written over" if known is not None and known != found else None), found
+
+
+def found_identities(sizes: dict[int, int], path_of: Callable[[int], Path]) -> dict[int, Identity]:
+    """The identities of the segments a start found (``sizes``: segment ->
+    bytes; ``path_of``: a segment's path), as they are now: closed from here on but the
+    newest, which is left out when a new one is started (:meth:`watch` never compares
+    the current one). Unreadable ones are left out (compared by name and size only)."""
+    found: dict[int, Identity] = {}
+    for segment in sizes:
+        try:
+            found[segment] = identity(os.stat(path_of(segment), follow_symlinks=False))
+        except OSError:
+            continue
+    return found

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from server.wal_format import MIN_SEGMENT_BYTES, RESERVE_BYTES, SUFFIX, WalFull, segment_size
-from server.wal_rescue import copy_out, lost_closed, moved
+from server.wal_rescue import Identity, copy_out, identity, lost_closed, moved
 from server.wal_spare import OPEN_FLAGS, SPARE, Spares
 
 log = logging.getLogger("lightbulb.wal")
@@ -94,7 +94,7 @@ class SegmentFiles:
         self._closed = False
         self.freed = 0  # bytes of deleted segments, ever: the writer's "room again" signal
         self._said_gone: set[int] = set()  # closed segments found removed (watch)
-        self._ids: dict[int, tuple[int, int] | None] = {}  # segment -> (st_dev, st_ino)
+        self._ids: dict[int, Identity] = {}  # closed segment -> identity (wal_rescue)
 
     @property
     def writable(self) -> bool:
@@ -179,6 +179,7 @@ class SegmentFiles:
             except OSError as exc:  # no room for a new file: the caller keeps the old one
                 message = f"cannot start a file: {exc.strerror}"
                 raise WalFull(exc.errno or errno.EIO, message) from exc
+            self._closing(old_fd, old)
             os.close(old_fd)
             self._closed_through = old
             self._use(fd, old + 1)
@@ -201,8 +202,7 @@ class SegmentFiles:
             raise Moved(retiring.segment)
         assert self._spares is not None  # a spare was taken
         self._spares.promote(self._path(retiring.segment + 1))
-        st = os.fstat(retiring.fd)
-        self._ids[retiring.segment] = (st.st_dev, st.st_ino)  # watched once closed
+        self._closing(retiring.fd, retiring.segment)
         os.close(retiring.fd)
         self._closed_through = max(self._closed_through, retiring.segment)
         retiring.done = True
@@ -251,8 +251,9 @@ class SegmentFiles:
             for n in self._sizes:
                 if n in kept or n in self._said_gone:
                     continue
-                why, identity = lost_closed(self._path(n), self._sizes[n], self._ids.get(n))
-                self._ids[n] = self._ids.get(n) or identity
+                why, found = lost_closed(self._path(n), self._sizes[n], self._ids.get(n))
+                if found is not None:  # a closed segment no path above saw close: from now
+                    self._ids.setdefault(n, found)
                 if why:
                     gone.append(n)
                     self._said_gone.add(n)
@@ -261,6 +262,11 @@ class SegmentFiles:
                               "that loses them; leave the spool's files alone while the daemon "
                               "runs", self._path(n), why)  # fmt: skip
             return bool(gone or cut)
+
+    def _closing(self, fd: int, segment: int) -> None:
+        """``segment``'s file, written through ``fd``, is closed now: its identity kept,
+        for :meth:`watch` to compare (no later write of ours changes a closed segment)."""
+        self._ids[segment] = identity(os.fstat(fd))
 
     def _retiring_fd(self, fd: int) -> int:
         """The descriptor the rotated-away segment is written through now (``fd``, or the
@@ -280,6 +286,7 @@ class SegmentFiles:
         assert self._spares is not None  # a spare was taken
         os.close(self._fd)
         self._fd = fd
+        self._closing(retiring.fd, retiring.segment)
         os.close(retiring.fd)
         self._closed_through = max(self._closed_through, retiring.segment)
         retiring.done = True

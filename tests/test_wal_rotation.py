@@ -578,3 +578,49 @@ def test_a_spare_given_a_second_name_after_it_was_made_is_not_written(
     warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert len(warned) == 1 and "hard link" in warned[0]
     wal.close()
+
+
+@pytest.mark.parametrize("how", ["closed without a spare", "written over in place",
+                                 "found at start"])  # fmt: skip
+def test_a_closed_segment_changed_however_it_closed_is_said(
+    tmp_path: Path, how: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Only segments closed through the spare had their identity kept: one closed by a
+    rotation without a spare, or found at start, was taken as it stood at the first
+    look, a copy of another segment put there before it included (atk19: 445 lost,
+    nothing said); and ``cp`` over a closed segment keeps its inode (atk19: 445 lost).
+    The identity (with the time it was last written) is kept whenever a segment closes
+    and for every segment a start finds."""
+    directory = tmp_path / "wal"
+    if how == "found at start":
+        first = open_log(directory)
+        for _ in range(2):
+            first.append("t", PAD)
+        first.sync()
+        first.close()
+        wal = open_log(directory)  # segment 0 found, a new segment 1 started
+    else:
+        wal = open_log(directory)
+        if how == "closed without a spare":
+            (directory / SPARE).unlink()
+            (directory / SPARE).mkdir()
+            (directory / SPARE / "x").touch()  # no spare can be made: a plain rotation
+        for _ in range(5):
+            wal.append("t", PAD)
+        wal.sync()
+    assert wal.append("t", PAD).segment == 1
+    wal.sync()
+    zero, other = numbered(directory, 0), tmp_path / "other"
+    other.write_bytes(zero.read_bytes())
+    if how == "written over in place":
+        with zero.open("r+b") as f:  # cp over it: same inode, same bytes
+            f.write(other.read_bytes())
+        st = zero.stat()  # as a write a clock tick later leaves it (coarse timestamps)
+        os.utime(zero, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    else:
+        os.rename(other, zero)  # another file, the same bytes
+    assert wal.watch() is True
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    word = "written over" if how == "written over in place" else "replaced"
+    assert len(errors) == 1 and f"000000000000.wal was {word} underneath" in errors[0]
+    wal.close()
