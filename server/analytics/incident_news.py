@@ -11,15 +11,18 @@ those, from a ``T`` close to ``now`` (:func:`_first_guess`), and widens to the
 whole window when they are fewer. Each incident is assembled whole from the
 whole window's reads all the same (:meth:`Incidents.between` with the window's
 own ``since``), so the answer is the one the whole window gives, only cheaper.
+Notes are read apart (:func:`candidates` reads none, :func:`ranked` adds them), so
+a note saved costs the dashboard a query or two, not a derivation (~150 ms).
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from server.alerting.log import aware
-from server.analytics.incident_model import Incident, id_start
+from server.analytics.incident_model import Incident, id_start, incident_id
 from server.analytics.incidents import LOOKBACK, Incidents
 
 GROWTH = 4  # how much wider each further try's stretch is
@@ -44,29 +47,78 @@ def newest_changed(found: list[Incident], limit: int) -> list[Incident]:
     return ranked[:limit]
 
 
+@dataclass(frozen=True, eq=False)
+class Candidates:
+    """What :func:`candidates` derived: ``found``, every incident overlapping ``[cut,
+    end)`` (notes unread), and ``start``, the window's; ``cut`` is at or after it."""
+
+    found: list[Incident]
+    cut: datetime
+    start: datetime
+
+
+def candidates(incidents: Incidents, start: datetime, end: datetime, *,
+               services: Collection[str], limit: int, now: datetime,
+               current: Mapping[str, int] | None = None,
+               floor: datetime | None = None) -> Candidates:  # fmt: skip
+    """The incidents that can rank among :func:`newest`'s but for notes: those
+    overlapping ``[T, end)`` for a ``T`` after ``start`` (at or before ``floor`` if
+    given), read without notes (so a note saved leaves them kept), ``limit`` or more
+    of them unless ``T`` is ``start``. Every incident left out ended at or before
+    ``T``, so it changed last at or before ``T`` unless a note on it was saved after
+    (:func:`noted_floor`). ``T`` starts at :func:`_first_guess` and moves back
+    :data:`GROWTH` times as far until enough are found. Raises StorageError."""
+    since = start - LOOKBACK  # the whole window's: each incident assembled from the same reads
+    cut = _first_guess(incidents, since, end, limit)
+    if floor is not None:
+        cut = min(cut, floor)
+    while True:
+        cut = max(start, cut)
+        found = incidents.between(cut, end, services=services, details=False, current=current,
+                                  now=now, lookback=cut - since, notes=False)  # fmt: skip
+        if cut <= start or len(found) >= limit:
+            return Candidates(found, cut, start)
+        cut = end - max(end - cut, MIN_SPAN) * GROWTH
+
+
+def noted_floor(incidents: Incidents, held: Candidates) -> datetime | None:
+    """None when ``held`` holds every incident that can rank among the newest: each note
+    saved after its cut is on one of ``held``'s incidents (its id or a member's) or on
+    one begun after the cut. Else the time to cut from instead (1 ms before the
+    earliest start the id of such a note spells: the incident it is on ends at or
+    after that start, so it overlaps from there on). One statement over the notes
+    saved since the cut (none when the cut is the window's start). Raises
+    StorageError."""
+    if held.cut <= held.start:
+        return None
+    known = {i.id for i in held.found} | {incident_id(m) for i in held.found for m in i.members}
+    floor = _noted_since(incidents, held.cut, known)
+    return floor if floor < held.cut else None
+
+
+def ranked(incidents: Incidents, held: Candidates, limit: int) -> list[Incident]:
+    """``held``'s incidents with their notes (copies; one query), the open ones first,
+    then newest changed, at most ``limit`` (:func:`newest_changed`)."""
+    return newest_changed(incidents.noted(held.found), limit)
+
+
 def newest(incidents: Incidents, start: datetime, end: datetime, *, services: Collection[str],
            limit: int, now: datetime,
            current: Mapping[str, int] | None = None) -> list[Incident]:  # fmt: skip
     """``newest_changed(incidents.between(start, end, services=services, details=False,
-    current=current, now=now), limit)``, deriving only the incidents that can be in it.
-
-    Tries ``[T, end)`` for a ``T`` after ``start``: every incident left out of it ended
-    at or before ``T`` (``between`` answers each one overlapping it), so it changed
-    last at or before ``T`` unless a note on it was saved after ``T``; any that
-    overlap rank above all those. ``T`` is moved back to before the start an id of
-    such a note spells (every member ends at or after its start), so the answer holds
-    ``limit`` that rank first once ``[T, end)`` holds that many; else ``T`` moves
-    back :data:`GROWTH` times as far, up to ``start``. Raises StorageError."""
-    since = start - LOOKBACK  # the whole window's: each incident assembled from the same reads
-    cut = _first_guess(incidents, since, end, limit)
-    while True:
-        # an incident noted that ended before ``start`` is not the window's anyway
-        cut = max(start, min(cut, _noted_since(incidents, cut)))
-        found = incidents.between(cut, end, services=services, details=False, current=current,
-                                  now=now, lookback=cut - since)  # fmt: skip
-        if cut <= start or len(found) >= limit:
-            return newest_changed(found, limit)
-        cut = end - max(end - cut, MIN_SPAN) * GROWTH
+    current=current, now=now), limit)``, deriving only the incidents that can be in it:
+    :func:`candidates`, cut again from :func:`noted_floor` when a note was saved after
+    the cut on an incident begun before it (every incident ``[floor, end)`` leaves out
+    changed last before the first cut, and ``limit`` that overlap it rank above them),
+    then :func:`ranked`. The dashboard keeps each step's answer apart
+    (:func:`server.web.incidents_view.recent`). Raises StorageError."""
+    held = candidates(incidents, start, end, services=services, limit=limit, now=now,
+                      current=current)  # fmt: skip
+    floor = noted_floor(incidents, held)
+    if floor is not None:
+        held = candidates(incidents, start, end, services=services, limit=limit, now=now,
+                          current=current, floor=floor)  # fmt: skip
+    return ranked(incidents, held, limit)
 
 
 def _first_guess(incidents: Incidents, since: datetime, end: datetime, limit: int) -> datetime:
@@ -93,9 +145,11 @@ def _first_guess(incidents: Incidents, since: datetime, end: datetime, limit: in
     return aware(rows[0]["cut"])
 
 
-def _noted_since(incidents: Incidents, cut: datetime) -> datetime:
+def _noted_since(incidents: Incidents, cut: datetime,
+                 known: Collection[str] = ()) -> datetime:  # fmt: skip
     """``cut``, or earlier: 1 ms before the earliest start spelled by the id of a note
-    saved after ``cut`` (stored, or saved by this process and not yet stored): the
+    saved after ``cut`` (stored, or saved by this process and not yet stored; ids in
+    ``known`` left out): the
     incident it is on ends at or after that start, so it overlaps from there on. One
     statement over the notes saved since ``cut``."""
     rows = incidents.storage.query(
@@ -104,5 +158,6 @@ def _noted_since(incidents: Incidents, cut: datetime) -> datetime:
         {"cut": cut},
     )
     ids = [r["incident_id"] for r in rows] + incidents.saved.saved_after(cut)
+    ids = [i for i in ids if i not in known]
     starts = [s for s in map(id_start, ids) if s is not None]
     return min([cut, *(s - timedelta(milliseconds=1) for s in starts)])

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from copy import copy
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from server.alerting.log import aware, table_columns
+from server.analytics.incident_model import Incident, incident_id
 from server.storage import Storage
 
 NOTE_COLUMNS = table_columns("incident_notes")
@@ -135,3 +137,44 @@ class Notes:
         saved = {"note": note, "author": author, "updated_at": at}
         self.saved.keep(incident_id_, saved)
         return saved
+
+
+def notes_of(notes: Notes, found: list[Incident], cleared: bool = False,
+             earlier: dict[str, list[dict[str, Any]]] | None = None,
+             ) -> dict[str, dict[str, Any]]:  # fmt: skip
+    """Each of ``found``'s id -> its note (``{note, author, updated_at}``; one query of
+    ``notes``): the newest saved under its id or under the id of any of its members. A
+    later re-grouping (a flapping period, a cause found, a rule added) can make an
+    incident someone noted a member of another; the note goes with it, and the newest
+    of several wins (clearing counts: ``note`` '', left out unless ``cleared``, as
+    :meth:`Notes.notes`). ``earlier``, if given, gets each id -> the non-empty notes
+    saved under its other ids, newest first: never hidden by a merge (atk14e).
+    Raises StorageError."""
+    ids = {i.id: {i.id, *(incident_id(m) for m in i.members)} for i in found}
+    saved = notes.notes(sorted(set().union(*ids.values())), cleared=True) if ids else {}
+    out = {}
+    for iid, own in ids.items():
+        held = sorted(((saved[k], k) for k in own if k in saved),
+                      key=lambda n: n[0]["updated_at"], reverse=True)  # fmt: skip
+        if held and (held[0][0]["note"] or cleared):
+            out[iid] = held[0][0]
+        if held and earlier is not None:
+            earlier[iid] = [n for n, k in held[1:] if n["note"] and k != held[0][1]]
+    return out
+
+
+def noted(notes: Notes, found: list[Incident]) -> list[Incident]:
+    """Copies of ``found`` (same order) with their notes set (``note``: :func:`notes_of`;
+    ``earlier_notes``: the notes under their other ids). ``found`` itself is left as it
+    is: it may be an answer kept for other requests (:mod:`server.web.read_cache`),
+    derived without notes so that a note saved never makes it worked out again.
+    One query. Raises StorageError."""
+    earlier: dict[str, list[dict[str, Any]]] = {}
+    saved = notes_of(notes, found, earlier=earlier)
+    out = []
+    for incident in found:
+        one = copy(incident)
+        one.note = saved.get(incident.id)
+        one.earlier_notes = earlier.get(incident.id, [])
+        out.append(one)
+    return out

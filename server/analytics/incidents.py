@@ -48,7 +48,14 @@ from server.analytics.incident_model import (
     incident_id,
     key_start,
 )
-from server.analytics.incident_notes import MAX_NOTE, NOTE_COLUMNS, Notes, SavedNotes
+from server.analytics.incident_notes import (
+    MAX_NOTE,
+    NOTE_COLUMNS,
+    Notes,
+    SavedNotes,
+    noted,
+    notes_of,
+)
 from server.analytics.incident_runs import Runs
 from server.analytics.rule_coverage import Coverage, watchers
 from server.config.checks import RESERVED_ID
@@ -85,7 +92,7 @@ class Incidents:
         services: Collection[str] | None = None, limit: int | None = None,
         lookback: timedelta = LOOKBACK, details: bool = True,
         current: Mapping[str, int] | None = None, now: datetime | None = None,
-        upto: datetime | None = None,
+        upto: datetime | None = None, notes: bool = True,
     ) -> list[Incident]:  # fmt: skip
         """Incidents overlapping ``[start, end)``, open ones first, then newest first, with
         their notes and (``details``) acks and notices. ``service_id``: only those
@@ -102,6 +109,9 @@ class Incidents:
         ``upto``: only the incidents holding a member that overlaps ``[start, upto)``
         (and those completing them brings in: :meth:`get`'s), each still assembled
         whole from what began up to ``end`` (every period of the services it meets).
+        ``notes``: False leaves notes unread (``note`` None): an answer kept while the
+        tables it read are unchanged then outlives every note saved, and :meth:`noted`
+        gives copies with them (one query; the dashboard's way).
 
         Raises ValueError for a negative ``limit``, StorageError when ClickHouse does
         not answer."""
@@ -150,22 +160,23 @@ class Incidents:
             cap *= 4
         found = found[:limit] if limit is not None else found
         if found:
-            self._attach(found, min(i.start for i in found), end, details)
+            self._attach(found, min(i.start for i in found), end, details, notes)
         return found
 
-    def get(self, incident_id_: str, now: datetime) -> Incident | None:
+    def get(self, incident_id_: str, now: datetime, notes: bool = True) -> Incident | None:
         """The incident with this id (or holding a member of this id), or None: the one
         :meth:`between` answers for the window from the start the id spells to ``now``
         (a cause looked for up to :data:`CAUSE_BEFORE` before), with notes, acks and
-        notices. One assembly with the list's, so a page of incidents and an incident's
-        own page never disagree (its end, members, timeline). Raises StorageError."""
+        notices (``notes``: as :meth:`between`'s). One assembly with the list's, so a
+        page of incidents and an incident's own page never disagree (its end, members,
+        timeline). Raises StorageError."""
         start = id_start(incident_id_)
         if start is None or start > now:
             return None
         # seeded by what overlaps the id's instant only: the incident holds a member that
         # does (the one the id is of), and is assembled whole from it, as a list's page
         found = self.between(start, now + timedelta(seconds=1), lookback=CAUSE_BEFORE, now=now,
-                             upto=start + timedelta(milliseconds=1))  # fmt: skip
+                             upto=start + timedelta(milliseconds=1), notes=notes)  # fmt: skip
         for incident in found:
             if incident.id == incident_id_ or any(
                 incident_id(m) == incident_id_ for m in incident.members
@@ -294,35 +305,24 @@ class Incidents:
     def notes_of(self, found: list[Incident], cleared: bool = False,
                  earlier: dict[str, list[dict[str, Any]]] | None = None,
                  ) -> dict[str, dict[str, Any]]:  # fmt: skip
-        """Each of ``found``'s id -> its note (``{note, author, updated_at}``; one query):
-        the newest saved under its id or under the id of any of its members. A later
-        re-grouping (a flapping period, a cause found, a rule added) can make an
-        incident someone noted a member of another; the note goes with it, and the
-        newest of several wins (clearing counts: ``note`` '', left out unless
-        ``cleared``, as :meth:`Notes.notes`). ``earlier``, if given, gets each id ->
-        the non-empty notes saved under its other ids, newest first: never hidden by a
-        merge (atk14e)."""
-        ids = {i.id: {i.id, *(incident_id(m) for m in i.members)} for i in found}
-        saved = self.notes(sorted(set().union(*ids.values())), cleared=True) if ids else {}
-        out = {}
-        for iid, own in ids.items():
-            held = sorted(((saved[k], k) for k in own if k in saved),
-                          key=lambda n: n[0]["updated_at"], reverse=True)  # fmt: skip
-            if held and (held[0][0]["note"] or cleared):
-                out[iid] = held[0][0]
-            if held and earlier is not None:
-                earlier[iid] = [n for n, k in held[1:] if n["note"] and k != held[0][1]]
-        return out
+        """:func:`server.analytics.incident_notes.notes_of` over this source's notes."""
+        return notes_of(self._notes, found, cleared, earlier)
+
+    def noted(self, found: list[Incident]) -> list[Incident]:
+        """:func:`server.analytics.incident_notes.noted` over this source's notes: copies
+        of ``found`` (derived with ``notes=False``) with their notes. One query."""
+        return noted(self._notes, found)
 
     def _attach(self, found: list[Incident], since: datetime, end: datetime,
-                details: bool) -> None:  # fmt: skip
-        """Notes, and with ``details`` acks and notices, of ``found`` (at most three
-        queries whatever their number)."""
-        earlier: dict[str, list[dict[str, Any]]] = {}
-        notes = self.notes_of(found, earlier=earlier)
-        for incident in found:
-            incident.note = notes.get(incident.id)
-            incident.earlier_notes = earlier.get(incident.id, [])
+                details: bool, notes: bool) -> None:  # fmt: skip
+        """With ``notes`` notes, and with ``details`` acks and notices, of ``found`` (at
+        most three queries whatever their number)."""
+        if notes:
+            earlier: dict[str, list[dict[str, Any]]] = {}
+            saved = self.notes_of(found, earlier=earlier)
+            for incident in found:
+                incident.note = saved.get(incident.id)
+                incident.earlier_notes = earlier.get(incident.id, [])
         if not details:
             return
         # of the members' services and incidents only: an old incident's page read every

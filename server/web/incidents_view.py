@@ -25,17 +25,19 @@ from flask import Blueprint, Response, jsonify, redirect, render_template, reque
 from markupsafe import Markup
 from werkzeug.wrappers import Response as WerkzeugResponse
 
-from server.analytics.incident_news import newest
+from server.analytics.incident_news import Candidates, candidates, noted_floor, ranked
 from server.analytics.incident_timeline import timeline
 from server.analytics.incidents import LOOKBACK, MAX_NOTE, Incident, Incidents
 from server.core.humanize import duration
 from server.core.text import escape
+from server.storage import Storage
 from server.storage.changes import Tokens
 from server.web.api import _int_arg, _json_body
 from server.web.auth import check_csrf, require_user
 from server.web.charts import utc
 from server.web.context import current as context
 from server.web.errors import ApiError
+from server.web.read_cache import Same
 from server.web.timerange import PRESETS, TimeRange, time_range
 from server.writer import Busy
 
@@ -61,7 +63,8 @@ def requested(now: datetime) -> TimeRange:
 
 def found_or_404(incident_id: str) -> Incident:
     """The incident of this id (:meth:`Incidents.get`), kept while nothing it read changed
-    (:mod:`server.web.read_cache`), a copy callers may set a note on; else a 404."""
+    (:mod:`server.web.read_cache`; derived without notes, so a note saved leaves it kept:
+    :func:`with_notes`), a copy callers may set a note on; else a 404."""
     ctx = context()
     tokens = ctx.read_cache.tokens(ctx.storage)  # before anything the answer reads
     now = ctx.clock.now()
@@ -70,14 +73,28 @@ def found_or_404(incident_id: str) -> Incident:
     edges = [now, now + timedelta(seconds=1), now + timedelta(days=1, seconds=1)]
     found: Incident | None = ctx.read_cache.get(
         "incident", ctx.storage,
-        lambda storage: Incidents(storage, ctx.config, ctx.saved_notes).get(incident_id[:64], now),
-        tokens=tokens, config=ctx.config, key=(incident_id[:64], ctx.saved_notes.version),
-        now=now, edges=edges,
+        lambda storage: Incidents(storage, ctx.config, ctx.saved_notes).get(
+            incident_id[:64], now, notes=False),
+        tokens=tokens, config=ctx.config, key=incident_id[:64], now=now, edges=edges,
     )  # fmt: skip
-    incident = copy(found) if found is not None else None
-    if incident is None:
+    if found is None:
         raise ApiError(404, f"no incident {incident_id[:64]!r}")
+    (incident,) = with_notes("incident", [found], tokens, now)
     return incident
+
+
+def with_notes(name: str, found: list[Incident], tokens: Tokens | None,
+               now: datetime) -> list[Incident]:  # fmt: skip
+    """Copies of ``found`` (an answer kept as ``name``, derived without notes) with their
+    notes (:meth:`Incidents.noted`, one query), themselves kept while no note is saved
+    and ``found`` is the one kept (:class:`server.web.read_cache.Same`)."""
+    ctx = context()
+    return ctx.read_cache.get(
+        f"{name}, notes", ctx.storage,
+        lambda storage: Incidents(storage, ctx.config, ctx.saved_notes).noted(found),
+        tokens=tokens, config=ctx.config, key=(Same(found), ctx.saved_notes.version),
+        now=now, edges=(),
+    )  # fmt: skip
 
 
 # -- pages -------------------------------------------------------------------------------------
@@ -110,8 +127,9 @@ def listed(name: str, tr: TimeRange, service: str, limit: int, now: datetime) ->
     """:meth:`Incidents.between` for the request's window, ``service`` ("" for all) and
     ``limit``, with notes, acks and notices; kept while nothing it read changed
     (:mod:`server.web.read_cache`; ``name``: the route's, each keeps its last answer), so
-    many readers cost one derivation per insert. Callers must not change the incidents
-    (they are the kept ones). Raises StorageError."""
+    many readers cost one derivation per insert; derived without notes, added apart
+    (:func:`with_notes`), so a note saved costs one query. Callers must not change the
+    incidents (they are the kept ones). Raises StorageError."""
     ctx = context()
     tokens = ctx.read_cache.tokens(ctx.storage)  # before anything the answer reads
     # the window's ends move with ``now`` unless the request spelled them (``to`` fixes
@@ -128,14 +146,14 @@ def listed(name: str, tr: TimeRange, service: str, limit: int, now: datetime) ->
     if start_moves:
         edges += [tr.start, tr.start - LOOKBACK]
     key = (tr.start - now if start_moves else tr.start, tr.end - now if end_moves else tr.end,
-           service, limit, ctx.saved_notes.version)  # fmt: skip
+           service, limit)  # fmt: skip
     found: list[Incident] = ctx.read_cache.get(
         name, ctx.storage,
         lambda storage: Incidents(storage, ctx.config, ctx.saved_notes).between(
-            tr.start, tr.end, service_id=service or None, limit=limit, now=now),
+            tr.start, tr.end, service_id=service or None, limit=limit, now=now, notes=False),
         tokens=tokens, config=ctx.config, key=key, now=now, edges=edges,
     )  # fmt: skip
-    return found
+    return with_notes(name, found, tokens, now)
 
 
 def table_rows(rows: list[Incident], now: Any) -> Markup:
@@ -264,11 +282,32 @@ def recent(now: Any, services: set[str], current: dict[str, int] | None = None, 
     # its rows are compared with: the window's ends, how far back a start is looked for
     # (LOOKBACK), and ``now``, up to which status changes are replayed for flapping
     edges = (start - LOOKBACK, start, now, end)
-    key = (frozenset(services), current, days, limit, ctx.saved_notes.version)
-    found = ctx.read_cache.get(
-        f"recent incidents, current {current is not None}", ctx.storage,
-        lambda storage: newest(Incidents(storage, ctx.config, ctx.saved_notes), start, end,
-                               services=services, limit=limit, now=now, current=current),
-        tokens=tokens, config=ctx.config, key=key, now=now, edges=edges,
-    )  # fmt: skip
+    name = f"recent incidents, current {current is not None}"
+
+    def source(storage: Storage) -> Incidents:
+        return Incidents(storage, ctx.config, ctx.saved_notes)
+
+    def derived(floor: datetime | None) -> Candidates:  # without notes: kept past a note
+        return ctx.read_cache.get(
+            name if floor is None else f"{name}, widened", ctx.storage,
+            lambda storage: candidates(source(storage), start, end, services=services,
+                                       limit=limit, now=now, current=current, floor=floor),
+            tokens=tokens, config=ctx.config,
+            key=(frozenset(services), current, days, limit, floor), now=now, edges=edges,
+        )  # fmt: skip
+
+    def notes_on(held: Candidates, widened: bool) -> tuple[datetime | None, list[Incident]]:
+        def work(storage: Storage) -> tuple[datetime | None, list[Incident]]:
+            floor = None if widened else noted_floor(source(storage), held)
+            return floor, [] if floor is not None else ranked(source(storage), held, limit)
+
+        return ctx.read_cache.get(
+            f"{name}{', widened' if widened else ''}, notes", ctx.storage, work,
+            tokens=tokens, config=ctx.config, key=(Same(held), ctx.saved_notes.version),
+            now=now, edges=(),
+        )  # fmt: skip
+
+    floor, found = notes_on(derived(None), False)
+    if floor is not None:  # a note saved on an incident that may have ended before the cut
+        _, found = notes_on(derived(floor), True)
     return [copy(i) for i in found]  # callers set notes on theirs (the feed's cleared ones)

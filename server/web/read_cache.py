@@ -76,6 +76,23 @@ class _Held:
     value: Any
 
 
+class Same:
+    """A key part equal only to itself: an answer worked out from another kept answer
+    (notes added to kept incidents) is keyed by that answer's identity, so it is kept
+    exactly as long as that one is (and is not compared item by item)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: object) -> None:
+        self.value = value
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Same) and other.value is self.value
+
+    def __hash__(self) -> int:
+        return id(self.value)
+
+
 class ReadCache:
     """The last answer of each kind (``name``), thread-safe; one per web app.
 
