@@ -17,7 +17,8 @@ from typing import Any
 
 import pytest
 
-from server.analytics.incidents import Incident, Incidents, _Read, incident_id
+from server.analytics.incident_read import Read
+from server.analytics.incidents import Incident, Incidents, incident_id
 from server.analytics.rule_coverage import record
 from server.recorder import Recorder
 from server.schema import Target, apply_schema
@@ -172,9 +173,7 @@ def test_a_small_page_holds_the_newest_incident_though_an_older_one_has_newer_me
     source = Incidents(d.store, d.h.config)
     newest = max((m for m in source.between(NOW - timedelta(days=1), d.h.clock.now())[1].members),
                  key=lambda m: m.start)  # fmt: skip
-    whole = source._complete(
-        [newest], _Read(source, NOW - timedelta(days=1), d.h.clock.now(), None)
-    )
+    whole = source._complete([newest], Read(source, NOW - timedelta(days=1), d.h.clock.now(), None))
     assert sorted(m.key for m in whole) == sorted(everything[1][3])
 
 

@@ -21,8 +21,9 @@ import pytest
 
 from benchmarks.dashboard import config_text, generate_incidents
 from server.analytics.incident_news import newest
+from server.analytics.incident_read import Read
 from server.analytics.incident_runs import Runs
-from server.analytics.incidents import Incident, Incidents, _Read
+from server.analytics.incidents import Incident, Incidents
 from server.analytics.rule_coverage import Coverage
 from server.schema import Target, apply_schema
 from server.storage.embedded import EmbeddedStorage
@@ -105,7 +106,7 @@ def test_an_ask_answered_from_the_kept_page_is_the_statements_answer(site: Any) 
     answered = []
     for hours in (1, 5, 23, 24 * 3, 24 * 29):
         start = now - timedelta(hours=hours)
-        read = _Read(kept, since, end, None)
+        read = Read(kept, since, end, None)
         seeds = kept._periods(start, end, since=since, services=sorted(paged), read=read)
         assert [(m.key, m.end) for m in seeds] == [
             (m.key, m.end) for m in kept._periods(start, end, since=since, services=sorted(paged))

@@ -37,9 +37,7 @@ from server.alerting.log import AlertLog, aware
 from server.alerting.log_reads import to_ms
 from server.alerting.rules import burn_rules
 from server.alerting.state import alert_id
-from server.analytics import incident_flaps
 from server.analytics.incident_model import (
-    Flaps,
     Incident,
     Member,
     flap_reach,
@@ -56,8 +54,8 @@ from server.analytics.incident_notes import (
     noted,
     notes_of,
 )
-from server.analytics.incident_runs import Runs
-from server.analytics.rule_coverage import Coverage, watchers
+from server.analytics.incident_read import Read
+from server.analytics.rule_coverage import watchers
 from server.config.checks import RESERVED_ID
 from server.config.models import Config
 from server.core.latest import per_last
@@ -124,7 +122,7 @@ class Incidents:
         since, cap = start - lookback, 2 * (limit or 0)
         wanted = set(services) if services is not None else None
         among = sorted(wanted) if wanted is not None else None
-        read = _Read(self, since, end, current)
+        read = Read(self, since, end, current)
         read.whole = upto is not None
         scope = read.coverage.among({service_id} if service_id else wanted)
         # unfiltered, the page of runs also holds what completing it reads again
@@ -187,7 +185,7 @@ class Incidents:
     def _periods(self, start: datetime, end: datetime, *, since: datetime, about: str = "",
                  services: list[str] | None = None, caused: list[str] | None = None,
                  among: list[str] | None = None, limit: int = 0,
-                 before: datetime | None = None, read: _Read | None = None,
+                 before: datetime | None = None, read: Read | None = None,
                  ) -> list[Member]:  # fmt: skip
         """:meth:`AlertLog.firing_periods` as members. ``read`` with a seed read (no
         ``caused``, no ``limit``): read from :data:`KEEP_BEFORE` before ``start``, all
@@ -225,14 +223,14 @@ class Incidents:
                       p.service_id, p.severity, p.start, p.end, p.message,
                       p.caused_by)  # fmt: skip
 
-    def _complete(self, members: list[Member], read: _Read) -> list[Member]:
+    def _complete(self, members: list[Member], read: Read) -> list[Member]:
         """``members`` and every other member of the incidents they belong to: the
         periods and rule-less runs of their services and of the causes they name, and
         the periods those services caused, until no service is new (whole incidents,
         whatever a limit or filter picked), all begun in ``[read.since, read.end)``.
         Read from the earliest start found on, and again from an earlier one when a
         cause or run found starts before it. One statement of periods a round, reading
-        only the services that can have one to add (:meth:`_Read.dependants`)."""
+        only the services that can have one to add (:meth:`Read.dependants`)."""
         have = {m.key: m for m in read.runs.reaching(members, read.since)}
         done: set[str] = set()  # services whose runs were read from ``read_from`` on
         seen: set[str] = set()  # services whose own periods were read from it on
@@ -372,59 +370,3 @@ def _enough(seeds: list[list[Member]], cap: int, found: list[Incident], limit: i
         return False
     last = found[limit - 1]
     return all(f <= (last.end is None, last.start) for f in floors)
-
-
-class _Read:
-    """What one read of incidents (:meth:`Incidents.between` or :meth:`Incidents.get`)
-    reads once and hands down: the coverage of every service (its row-count probe
-    once a read, not at every step), the rule-less runs' reader (:class:`Runs`, which
-    keeps each service's oldest transition) and, on first need, which services each
-    cause inhibited in ``[since, end)``."""
-
-    def __init__(self, incidents: Incidents, since: datetime, end: datetime,
-                 current: Mapping[str, int] | None) -> None:  # fmt: skip
-        self.since, self.end = since, end
-        self.coverage = Coverage.read(incidents.storage, incidents.config)
-        self.runs = Runs(incidents.storage, current)
-        self._log = incidents.log
-        self._config = incidents.config
-        self._inhibited: dict[str, set[str]] | None = None
-        self._flaps: incident_flaps.Declared | None = None
-        self._members: list[Member] | None = None
-        # the kept page of periods (:meth:`Incidents._periods`): (since, end, services or
-        # None for all, from when it holds all, members in the statement's order)
-        self.periods: tuple[datetime, datetime, frozenset[str] | None, datetime,
-                            list[Member]] | None = None  # fmt: skip
-        self._storage = incidents.storage
-        # every period of each service met, not only those that can join backwards: a read
-        # seeded by one instant has no later seeds to bring in a firing that reaches back
-        self.whole = False
-
-    def flaps(self) -> Flaps:
-        """Each service that flapped in ``[since, end)`` -> its flapping periods ``(from,
-        to)``: from when flapping was declared less the span of checks that made it
-        flap, as recorded (:func:`incident_flaps.reaches`). Read on first need."""
-        return incident_flaps.reaches(self.declared())
-
-    def declared(self) -> incident_flaps.Declared:
-        """Each service that flapped in ``[since, end)`` -> ``(declared, stopped or None,
-        span)``: the flapping the alert engine recorded as it happened, for every
-        service (:func:`incident_flaps.declared`); never judged again on a read."""
-        if self._flaps is None:
-            self._flaps = incident_flaps.declared(self._log, self._config, self.since, self.end)
-        return self._flaps
-
-    def flap_members(self, services: Collection[str] | None = None) -> list[Member]:
-        """The flapping periods in which their service failed, as members
-        (:func:`incident_flaps.members`), of ``services`` (None: all)."""
-        if self._members is None:
-            self._members = incident_flaps.members(self._storage, self.declared(), self.since,
-                                                   self.end)  # fmt: skip
-        return [m for m in self._members if services is None or m.service_id in services]
-
-    def dependants(self, causes: Collection[str]) -> set[str]:
-        """The services whose firings in ``[since, end)`` named one of ``causes`` as their
-        cause: the only ones that can hold a period caused by them. Raises StorageError."""
-        if self._inhibited is None:
-            self._inhibited = self._log.inhibited(self.since, self.end)
-        return {d for c in causes for d in self._inhibited.get(c, ())}
