@@ -100,6 +100,9 @@ class Incident:
     note: dict[str, Any] | None = None  # {note, author, updated_at}
     # notes saved under the ids of incidents merged into this one, older, newest first
     earlier_notes: list[dict[str, Any]] = field(default_factory=list)
+    # when its note was last saved, a clearing included (``note`` None then): news on the
+    # status page and in its feed alike
+    note_saved_at: datetime | None = None
 
     @property
     def root(self) -> Member:

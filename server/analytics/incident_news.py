@@ -32,10 +32,10 @@ TRANSITIONS_PER_INCIDENT = 4  # a guess only: a firing and its resolve, twice (a
 
 def last_change(incident: Incident) -> datetime:
     """When ``incident`` last changed: the newest start or end of a member, or its note's
-    save, whichever is later."""
+    save (a clearing included: the feed says it too), whichever is later."""
     times = [t for m in incident.members for t in (m.start, m.end) if t is not None]
-    if incident.note:
-        times.append(incident.note["updated_at"])
+    if incident.note_saved_at is not None:
+        times.append(incident.note_saved_at)
     return max(times)
 
 

@@ -51,8 +51,11 @@ class SavedNotes:
         self.version = 0  # counts notes kept: an answer holding notes is stale once it moves
 
     def stamp(self, incident_id_: str, now: datetime) -> datetime:
-        """The time to store a save of ``incident_id_`` made at ``now`` under: ``now``,
-        or 1 ms after the last time handed out for it if that is not earlier."""
+        """The time to store a save of ``incident_id_`` made at ``now`` under: ``now`` to
+        the ms (what ``incident_notes`` keeps: a time read back from this process and
+        from storage, or after a restart, is the same; atk20), or 1 ms after the last
+        time handed out for it if that is not earlier."""
+        now = now.replace(microsecond=now.microsecond // 1000 * 1000)  # stored to the ms
         with self._lock:
             last = self._stamps.get(incident_id_)
             at = last + timedelta(milliseconds=1) if last is not None and last >= now else now
@@ -164,17 +167,23 @@ def notes_of(notes: Notes, found: list[Incident], cleared: bool = False,
 
 
 def noted(notes: Notes, found: list[Incident]) -> list[Incident]:
-    """Copies of ``found`` (same order) with their notes set (``note``: :func:`notes_of`;
-    ``earlier_notes``: the notes under their other ids). ``found`` itself is left as it
-    is: it may be an answer kept for other requests (:mod:`server.web.read_cache`),
-    derived without notes so that a note saved never makes it worked out again.
-    One query. Raises StorageError."""
-    earlier: dict[str, list[dict[str, Any]]] = {}
-    saved = notes_of(notes, found, earlier=earlier)
-    out = []
-    for incident in found:
-        one = copy(incident)
-        one.note = saved.get(incident.id)
-        one.earlier_notes = earlier.get(incident.id, [])
-        out.append(one)
+    """Copies of ``found`` (same order) with their notes set (:func:`attach`). ``found``
+    itself is left as it is: it may be an answer kept for other requests
+    (:mod:`server.web.read_cache`), derived without notes so that a note saved never
+    makes it worked out again. One query. Raises StorageError."""
+    out = [copy(incident) for incident in found]
+    attach(notes, out)
     return out
+
+
+def attach(notes: Notes, found: list[Incident]) -> None:
+    """Set each of ``found``'s ``note`` (:func:`notes_of`; None when cleared),
+    ``note_saved_at`` (its newest save, a clearing included) and ``earlier_notes``
+    (the notes under its other ids). One query. Raises StorageError."""
+    earlier: dict[str, list[dict[str, Any]]] = {}
+    saved = notes_of(notes, found, cleared=True, earlier=earlier)
+    for incident in found:
+        newest = saved.get(incident.id)
+        incident.note = newest if newest and newest["note"] else None
+        incident.note_saved_at = newest["updated_at"] if newest else None
+        incident.earlier_notes = earlier.get(incident.id, [])

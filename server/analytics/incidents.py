@@ -51,8 +51,8 @@ from server.analytics.incident_notes import (
     NOTE_COLUMNS,
     Notes,
     SavedNotes,
+    attach,
     noted,
-    notes_of,
 )
 from server.analytics.incident_read import Read
 from server.analytics.rule_coverage import watchers
@@ -300,12 +300,6 @@ class Incidents:
                 if not m.rule_id and m.end is None and m.service_id in gone else m
                 for m in members]  # fmt: skip
 
-    def notes_of(self, found: list[Incident], cleared: bool = False,
-                 earlier: dict[str, list[dict[str, Any]]] | None = None,
-                 ) -> dict[str, dict[str, Any]]:  # fmt: skip
-        """:func:`server.analytics.incident_notes.notes_of` over this source's notes."""
-        return notes_of(self._notes, found, cleared, earlier)
-
     def noted(self, found: list[Incident]) -> list[Incident]:
         """:func:`server.analytics.incident_notes.noted` over this source's notes: copies
         of ``found`` (derived with ``notes=False``) with their notes. One query."""
@@ -316,11 +310,7 @@ class Incidents:
         """With ``notes`` notes, and with ``details`` acks and notices, of ``found`` (at
         most three queries whatever their number)."""
         if notes:
-            earlier: dict[str, list[dict[str, Any]]] = {}
-            saved = self.notes_of(found, earlier=earlier)
-            for incident in found:
-                incident.note = saved.get(incident.id)
-                incident.earlier_notes = earlier.get(incident.id, [])
+            attach(self._notes, found)
         if not details:
             return
         # of the members' services and incidents only: an old incident's page read every

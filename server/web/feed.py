@@ -26,8 +26,7 @@ from server.core.redact import redact
 from server.core.text import displayable
 from server.web import status_view
 from server.web.context import current as context
-from server.web.incidents_view import source
-from server.web.status_incidents import Shown, burn_rules
+from server.web.status_incidents import Shown, burn_rules, news
 from server.web.status_incidents import shown as public
 
 feed = Blueprint("feed", __name__)
@@ -47,11 +46,9 @@ def atom() -> Response:
     tokens = ctx.read_cache.tokens(ctx.storage)  # before anything the feed reads
     views = ctx.reader.services(now, brief=True)  # as the page reads them: one answer for both
     shown = {v.id: v.label for g in status_view.groups(ctx.config, views) for v in g.members}
+    # a note cleared is a save like any other: its time moves the entry's ``updated``
+    # (``note_saved_at``), and the page's order alike
     found = status_view.incidents_of(views, set(shown), now, tokens)
-    # A note cleared is a save like any other: its time moves the entry's ``updated``.
-    saves = source().notes_of(found, cleared=True)
-    for one in found:
-        one.note = saves.get(one.id)
     rows = public(found, shown, burn_rules(ctx.config), status_view.listed(ctx.config))
     base = site_base(ctx.config.alerting.dashboard_url)
     ET.register_namespace("", ATOM)
@@ -94,7 +91,7 @@ def _entry(incident: Shown, labels: dict[str, str], base: str, now: datetime) ->
     else:  # each service with its own times: one may be back while another is not
         summary = " ".join(_told(labels[s.service_id], s.start, s.end, s.duration(now), s.aside)
                            for s in incident.spells)  # fmt: skip
-    if incident.note and incident.note["note"]:  # a cleared note has a time, no text
+    if incident.note:
         summary += f"\n\n{incident.note['note']}"
     _text(entry, "summary", summary)
     return entry
@@ -111,12 +108,9 @@ def _told(names: str, start: datetime, end: datetime | None, lasted: timedelta,
 
 def updated(incident: Shown) -> datetime:
     """An entry's ``updated``: its newest change (a shown member starting or ending, or
-    the note saved, clearing it included), so it only ever moves forward, also when a
-    resolved one reopens."""
-    times = [incident.changed]
-    if incident.note:
-        times.append(incident.note["updated_at"])
-    return max(times)
+    the note saved, clearing it included: :func:`news`), so it only ever moves forward,
+    also when a resolved one reopens."""
+    return news(incident)
 
 
 def _urn(name: str) -> str:

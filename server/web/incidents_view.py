@@ -79,21 +79,22 @@ def found_or_404(incident_id: str) -> Incident:
     )  # fmt: skip
     if found is None:
         raise ApiError(404, f"no incident {incident_id[:64]!r}")
-    (incident,) = with_notes("incident", [found], tokens, now)
+    (incident,) = with_notes("incident", [found], tokens, now, held=found)
     return incident
 
 
-def with_notes(name: str, found: list[Incident], tokens: Tokens | None,
-               now: datetime) -> list[Incident]:  # fmt: skip
+def with_notes(name: str, found: list[Incident], tokens: Tokens | None, now: datetime,
+               held: object = None) -> list[Incident]:  # fmt: skip
     """Copies of ``found`` (an answer kept as ``name``, derived without notes) with their
     notes (:meth:`Incidents.noted`, one query), themselves kept while no note is saved
-    and ``found`` is the one kept (:class:`server.web.read_cache.Same`)."""
+    and ``held`` (the kept answer ``found`` is, or holds: ``found`` itself by default)
+    is the one kept (:class:`server.web.read_cache.Same`)."""
     ctx = context()
     return ctx.read_cache.get(
         f"{name}, notes", ctx.storage,
         lambda storage: Incidents(storage, ctx.config, ctx.saved_notes).noted(found),
-        tokens=tokens, config=ctx.config, key=(Same(found), ctx.saved_notes.version),
-        now=now, edges=(),
+        tokens=tokens, config=ctx.config,
+        key=(Same(found if held is None else held), ctx.saved_notes.version), now=now, edges=(),
     )  # fmt: skip
 
 

@@ -19,7 +19,8 @@ recovery (as the page's own table shows it up), and an incident that is only a b
 is not on the page at all; the dashboard's ``/incidents`` keeps them.
 
 ``changed`` is the newest start or end of a member of a service the page's groups
-select, enabled or not (or note save, in the feed): a member that rejoins an
+select, enabled or not (the order and the feed's ``updated`` also count the note's
+newest save, a clearing included: :func:`news`): a member that rejoins an
 incident moves it forward, and disabling a service (its alert retired then) does
 too, so an Atom entry's ``updated`` never goes back: not when a resolved incident
 reopens, not when a service in it is disabled.
@@ -47,6 +48,7 @@ class Shown:
     spells: list[Spell]
     note: dict[str, Any] | None
     changed: datetime  # the newest start or end of a member of a listed service
+    noted_at: datetime | None = None  # the note's newest save, a clearing included
 
     @property
     def start(self) -> datetime:
@@ -102,12 +104,14 @@ def shown(incidents: list[Incident], services: Collection[str], burns: Collectio
         listed_ = [m for m in incident.members if m.service_id in named
                    and m.rule_id not in skipped]  # fmt: skip
         changed = max(t for m in listed_ for t in (m.start, m.end) if t is not None)
-        out.append(Shown(incident_id(first), part.spells(), incident.note, changed))
+        out.append(Shown(incident_id(first), part.spells(), incident.note, changed,
+                         incident.note_saved_at))  # fmt: skip
     # newest news first: a resolution (or a note saved) is news however long ago it began
-    out.sort(key=lambda i: (i.end is None, _news(i), i.id), reverse=True)
+    out.sort(key=lambda i: (i.end is None, news(i), i.id), reverse=True)
     return out
 
 
-def _news(incident: Shown) -> datetime:
-    """When ``incident`` last changed for the public: ``changed`` or its note's save."""
-    return max(incident.changed, incident.note["updated_at"]) if incident.note else incident.changed
+def news(incident: Shown) -> datetime:
+    """When ``incident`` last changed for the public: ``changed`` or its note's save
+    (a clearing included), the later: the page's order and the feed's ``updated``."""
+    return max(incident.changed, incident.noted_at) if incident.noted_at else incident.changed
