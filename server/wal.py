@@ -310,7 +310,7 @@ class Wal(SegmentFiles):
                     return True, None  # the spare went: copied out, with appends held
             if segment > self._closed_through:
                 os.fsync(fd)
-                if segment in self._sizes and self._moved(fd, segment):
+                if self._moved(fd, segment):
                     return False, (fd, segment)
         return False, None
 

@@ -198,7 +198,7 @@ class SegmentFiles:
         if not retiring.synced and self._synced < retiring.frames:  # else a sync covered it
             os.fsync(retiring.fd)
             retiring.synced = True
-        if retiring.segment in self._sizes and self._moved(retiring.fd, retiring.segment):
+        if self._moved(retiring.fd, retiring.segment):
             raise Moved(retiring.segment)
         assert self._spares is not None  # a spare was taken
         self._spares.promote(self._path(retiring.segment + 1))
@@ -217,62 +217,76 @@ class SegmentFiles:
         appended: an idle log lost what it held at the next kill -9, atk17); an open one
         truncated is said (those bytes are gone) and the current one rotated away, so new
         records are read back where they are written; a closed one removed, replaced or
-        truncated (:func:`lost_closed`) is said once. Returns True when records may be
-        left in memory only: insert them now. Raises OSError (a copy back failed)."""
+        truncated (:func:`lost_closed`) is said once. Closed segments are looked at off
+        the lock (appends never wait on their ``lstat``), from a list taken under it.
+        Returns True when records may be left in memory only: insert them now. Raises
+        OSError (a copy back failed)."""
         with self._lock:
             if self._closed or self._fd < 0:
                 return False
-            retiring = self._retiring if self._retiring and not self._retiring.done else None
-            open_files = [(self._fd, self._segment)]
-            if retiring is not None:
-                open_files.insert(0, (retiring.fd, retiring.segment))
-            cut: list[tuple[int, int]] = []
-            with self._fd_lock:
-                for fd, segment in open_files:
-                    numbered = retiring is None or segment == retiring.segment
-                    if segment in self._sizes and numbered and self._moved(fd, segment):
-                        self._rescue(fd, segment)
-                    now = self._fd if segment == self._segment else self._retiring_fd(fd)
-                    size = os.fstat(now).st_size
-                    if segment in self._sizes and size < self._sizes[segment]:
-                        cut.append((segment, size))
-            for segment, size in cut:
-                log.error("%s was truncated underneath to %d bytes while the spool wrote into "
-                          "it (%d counted): records in the bytes cut wait in memory only and "
-                          "are inserted now (a crash before that loses them); leave the "
-                          "spool's files alone while the daemon runs", self._path(segment),
-                          size, self._sizes[segment])  # fmt: skip
-                self._sizes[segment] = size  # said once
-                if segment == self._segment:
-                    with contextlib.suppress(WalFull):
-                        self._rotate()
-            kept = {self._segment, retiring.segment if retiring else -1}
-            gone = []
-            for n in self._sizes:
-                if n in kept or n in self._said_gone:
-                    continue
-                why, found = lost_closed(self._path(n), self._sizes[n], self._ids.get(n))
-                if found is not None:  # a closed segment no path above saw close: from now
-                    self._ids.setdefault(n, found)
-                if why:
-                    gone.append(n)
-                    self._said_gone.add(n)
-                    log.error("%s was %s underneath while its records wait to be inserted: "
-                              "they are held in memory only and inserted now; a crash before "
-                              "that loses them; leave the spool's files alone while the daemon "
-                              "runs", self._path(n), why)  # fmt: skip
-            return bool(gone or cut)
+            cut = self._watch_open()
+            open_now = {segment for _, segment in self._open_files()}
+            closed = [(n, self._path(n), size, self._ids.get(n)) for n, size in self._sizes.items()
+                      if n not in open_now and n not in self._said_gone]  # fmt: skip
+        found = [(n, *lost_closed(path, size, known)) for n, path, size, known in closed]
+        with self._lock:
+            gone = self._said_closed(found)
+        return bool(cut or gone)
+
+    def _open_files(self) -> list[tuple[int, int]]:
+        """(descriptor, segment) of the files the log writes or may still fsync: a segment
+        rotated away and not yet closed, then the current one."""
+        retiring = self._retiring
+        rotated = [] if retiring is None or retiring.done else [(retiring.fd, retiring.segment)]
+        return [*rotated, (self._fd, self._segment)]
+
+    def _watch_open(self) -> bool:
+        """:meth:`watch`'s look at the open files (holds ``self._lock``): a moved one put
+        back (:meth:`_rescue`), then each measured. One shorter than counted is said, and
+        its count becomes what the file holds: appends are ``O_APPEND``, so the next frame
+        lands at the file's real end and offsets must count from there (and the cut is
+        not said again); the current one is rotated away too. True if one was cut."""
+        with self._fd_lock:
+            for fd, segment in self._open_files():
+                if self._moved(fd, segment):
+                    self._rescue(fd, segment)
+            sizes = [(segment, os.fstat(fd).st_size) for fd, segment in self._open_files()]
+        cut = [(n, size) for n, size in sizes if n in self._sizes and size < self._sizes[n]]
+        for segment, size in cut:
+            log.error("%s was truncated underneath to %d bytes while the spool wrote into "
+                      "it (%d counted): records in the bytes cut wait in memory only and "
+                      "are inserted now (a crash before that loses them); leave the "
+                      "spool's files alone while the daemon runs", self._path(segment),
+                      size, self._sizes[segment])  # fmt: skip
+            self._sizes[segment] = size
+        if any(segment == self._segment for segment, _ in cut):
+            with contextlib.suppress(WalFull):  # no next file: appends go on at its end
+                self._rotate()
+        return bool(cut)
+
+    def _said_closed(self, found: list[tuple[int, str | None, Identity | None]]) -> bool:
+        """What :meth:`watch` found of closed segments (segment, :func:`lost_closed`'s
+        answer), said once each (holds ``self._lock``). A segment the log deleted since
+        the list was taken is no longer its concern. True if one was said."""
+        said = False
+        for n, why, identity_now in found:
+            if n not in self._sizes or n in self._said_gone:
+                continue
+            if identity_now is not None:  # a closed segment no path above saw close: from now
+                self._ids.setdefault(n, identity_now)
+            if why:
+                said = True
+                self._said_gone.add(n)
+                log.error("%s was %s underneath while its records wait to be inserted: "
+                          "they are held in memory only and inserted now; a crash before "
+                          "that loses them; leave the spool's files alone while the daemon "
+                          "runs", self._path(n), why)  # fmt: skip
+        return said
 
     def _closing(self, fd: int, segment: int) -> None:
         """``segment``'s file, written through ``fd``, is closed now: its identity kept,
         for :meth:`watch` to compare (no later write of ours changes a closed segment)."""
         self._ids[segment] = identity(os.fstat(fd))
-
-    def _retiring_fd(self, fd: int) -> int:
-        """The descriptor the rotated-away segment is written through now (``fd``, or the
-        copy :meth:`_rescue` put in its place)."""
-        retiring = self._retiring
-        return retiring.fd if retiring is not None and not retiring.done else fd
 
     def _heal(self, retiring: Retiring) -> None:
         """The spare written as segment ``retiring.segment + 1`` was removed or replaced
@@ -299,8 +313,18 @@ class SegmentFiles:
                   size, path.name)  # fmt: skip
 
     def _moved(self, fd: int, segment: int) -> bool:
-        """:func:`moved` for ``segment``'s name; expects ``self._fd_lock`` held."""
-        return moved(fd, self._path(segment))
+        """``segment``'s numbered name no longer holds the file ``fd`` writes (:func:`moved`:
+        removed or replaced underneath), for a segment the log still keeps (one it deleted
+        is gone by its own hand) and that has its number (the spare written as the next
+        segment has none yet: :meth:`Spares.promote` checks it). The one check of the
+        open files' names, for :meth:`watch`, :meth:`_retire` and a sync. Holds
+        ``self._fd_lock``."""
+        return segment in self._sizes and self._numbered(segment) and moved(fd, self._path(segment))
+
+    def _numbered(self, segment: int) -> bool:
+        """``segment``'s file is under its number (not the spare of an unfinished rotation)."""
+        retiring = self._retiring
+        return retiring is None or retiring.done or segment != retiring.segment + 1
 
     def _rescue(self, fd: int, segment: int) -> None:
         """Put the file ``fd`` writes, numbered ``segment`` but removed or replaced
@@ -420,7 +444,4 @@ class SegmentFiles:
 
     def _read_path(self, segment: int) -> Path:
         """Where ``segment`` can be read now: the spare while it is not yet numbered."""
-        retiring = self._retiring
-        if retiring is not None and segment == retiring.segment + 1 and not retiring.done:
-            return self.directory / SPARE
-        return self._path(segment)
+        return self._path(segment) if self._numbered(segment) else self.directory / SPARE
