@@ -264,22 +264,15 @@ class Wal(SegmentFiles):
             # _fd_lock, not _lock: appends go on while we wait for the disk. A file is
             # closed only under _fd_lock and after its fsync (_closed_through says which).
             for _ in range(3):
-                stale, moved = self._sync_files(fd, segment, retiring)
+                moved = self._sync_files(fd, segment, retiring)
                 if moved is None:
                     break
-                with self._lock, self._fd_lock:  # put back under its name, appends held
-                    if moved[1] in self._sizes:  # else deleted by the log itself: done
-                        self._rescue(*moved)
+                with self._lock, self._fd_lock:  # put back where it belongs, appends held
+                    self._put_back(moved)
                     # the files as they are now hold every frame up to upto: pass again
                     fd, segment, retiring = self._fd, self._segment, self._retiring
             else:
                 raise OSError(errno.ESTALE, "the spool's segment keeps being removed underneath")
-            if stale:
-                assert retiring is not None
-                with self._lock, self._fd_lock:
-                    if not retiring.done:
-                        self._heal(retiring)
-                    upto = self._appended  # the copy holds every frame appended so far
             with self._fd_lock:
                 self.syncs += 1
             synced = True
@@ -290,29 +283,23 @@ class Wal(SegmentFiles):
                     self._synced = max(self._synced, upto)
                 self._sync.notify_all()
 
-    def _sync_files(
-        self, fd: int, segment: int, retiring: Retiring | None
-    ) -> tuple[bool, tuple[int, int] | None]:
+    def _sync_files(self, fd: int, segment: int, retiring: Retiring | None) -> int | None:
         """One pass of :meth:`sync` over the files: finish a rotation, fsync ``fd``.
-        Returns (the spare went underneath: :meth:`_heal` it; a (descriptor, segment)
-        whose numbered name no longer holds it: :meth:`_rescue` it, then pass again)."""
+        Returns None, or the segment whose file (numbered, or the spare) is no longer
+        under its name (:class:`Moved`): :meth:`_put_back` it, then pass again."""
         with self._fd_lock:
             if self._closed:
                 raise WalFull(errno.EBADF, "the spool is closed (shutting down)")
             if retiring is not None:  # a rotation: the old file first, then number fd's
                 try:
                     self._retire(retiring)
-                except Moved:
-                    return False, (retiring.fd, retiring.segment)
-                except OSError as exc:
-                    if exc.errno != errno.ESTALE:
-                        raise
-                    return True, None  # the spare went: copied out, with appends held
+                except Moved as lost:
+                    return lost.segment
             if segment > self._closed_through:
                 os.fsync(fd)
                 if self._moved(fd, segment):
-                    return False, (fd, segment)
-        return False, None
+                    return segment
+        return None
 
     def load(self, record: Record) -> pa.Table:
         """The record's rows, read back from its segment if they are not in memory."""
@@ -345,8 +332,10 @@ class Wal(SegmentFiles):
             self._closed = True
             if self._retiring is not None:
                 try:
-                    self._retire(self._retiring)
-                except OSError as exc:  # the spare went: what it held was never acknowledged
+                    self._finish_rotation(self._retiring)
+                except (
+                    OSError
+                ) as exc:  # no room to copy the spare: its frames were never acknowledged
                     log.error("closing the spool: %s; the frames written after segment %d "
                               "were never acknowledged and are not kept", exc,
                               self._retiring.segment)  # fmt: skip

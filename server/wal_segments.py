@@ -39,8 +39,13 @@ HEALING = "healing.tmp"  # a file's frames copied out (SegmentFiles._copy_out), 
 
 
 class Moved(Exception):
-    """A segment's numbered name no longer holds the file written under it (removed or
-    replaced underneath): :meth:`SegmentFiles._rescue` puts it back."""
+    """A file the log writes is no longer under its name (removed or replaced
+    underneath): ``segment``'s numbered file, or the spare written as ``segment`` and not
+    yet numbered. :meth:`SegmentFiles._put_back` copies it where it belongs."""
+
+    def __init__(self, segment: int) -> None:
+        super().__init__(segment)
+        self.segment = segment
 
 
 @dataclass(eq=False)
@@ -159,7 +164,7 @@ class SegmentFiles:
         if self._retiring is not None:  # no sync since the last rotation: finish it here
             with self._fd_lock:
                 try:
-                    self._retire(self._retiring)
+                    self._finish_rotation(self._retiring)
                 except OSError as exc:  # the caller keeps writing the current file
                     message = f"cannot finish the last rotation: {exc.strerror}"
                     raise WalFull(exc.errno or errno.EIO, message) from exc
@@ -191,7 +196,7 @@ class SegmentFiles:
 
         Holds ``self._fd_lock`` (not ``self._lock``: appends go on). Raises OSError if
         the fsync or the renaming fails (a later call tries again), :class:`Moved` if the
-        segment's name no longer holds it.
+        segment's name, or the spare's, no longer holds it.
         """
         if retiring.done:
             return
@@ -201,7 +206,12 @@ class SegmentFiles:
         if self._moved(retiring.fd, retiring.segment):
             raise Moved(retiring.segment)
         assert self._spares is not None  # a spare was taken
-        self._spares.promote(self._path(retiring.segment + 1))
+        try:
+            self._spares.promote(self._path(retiring.segment + 1))
+        except OSError as exc:
+            if exc.errno == errno.ESTALE:  # the spare's name no longer holds it
+                raise Moved(retiring.segment + 1) from exc
+            raise
         self._closing(retiring.fd, retiring.segment)
         os.close(retiring.fd)
         self._closed_through = max(self._closed_through, retiring.segment)
@@ -209,6 +219,33 @@ class SegmentFiles:
         if self._retiring is retiring:  # only a rotation sets it, and only when it is None
             self._retiring = None
         self._prepare_spares()
+
+    def _finish_rotation(self, retiring: Retiring) -> None:
+        """:meth:`_retire` with both locks held (a rotation before a sync finished the last
+        one, a close), a moved file put back first (:meth:`_put_back`). Raises OSError (no
+        room for a copy; a file that keeps being moved: ESTALE)."""
+        for _ in range(3):
+            try:
+                self._retire(retiring)  # returns at once once done (a heal finishes it)
+                return
+            except Moved as lost:
+                self._put_back(lost.segment)
+        raise OSError(errno.ESTALE, "the spool's segment keeps being removed underneath")
+
+    def _put_back(self, segment: int) -> None:
+        """:class:`Moved`'s file copied where it belongs: the spare of an unfinished
+        rotation into its number (:meth:`_heal`, which finishes the rotation), an open
+        numbered one back under its name (:meth:`_rescue`). Nothing if the log deleted or
+        closed it since. Holds ``self._lock`` and ``self._fd_lock``. Raises OSError (no
+        room for the copy: the caller acknowledges nothing)."""
+        retiring = self._retiring
+        if not self._numbered(segment):
+            assert retiring is not None  # only an unfinished rotation's spare has no number
+            self._heal(retiring)
+            return
+        for fd, open_segment in self._open_files():
+            if open_segment == segment and segment in self._sizes:
+                self._rescue(fd, segment)
 
     def watch(self) -> bool:
         """Once a flush interval (the writer's loop, whether anything was appended or not):
@@ -290,7 +327,7 @@ class SegmentFiles:
 
     def _heal(self, retiring: Retiring) -> None:
         """The spare written as segment ``retiring.segment + 1`` was removed or replaced
-        underneath (:meth:`Spares.promote` raised ESTALE): copy what it holds into a new
+        underneath (:meth:`_retire` raised :class:`Moved`): copy what it holds into a new
         file, on disk, numbered, and go on appending there (:meth:`_copy_out`). Nothing in
         it was acknowledged, and ``retiring`` is on disk already. Holds ``self._lock`` and
         ``self._fd_lock``. Raises OSError (no room for the copy: retried at the next sync)."""

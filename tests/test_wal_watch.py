@@ -16,7 +16,10 @@ from pathlib import Path
 import pytest
 
 import server.wal_segments
+from server.storage.arrow import from_ipc
+from server.wal_format import read_frames
 from server.wal_rescue import lost_closed
+from server.wal_spare import SPARE
 from tests.test_wal_rotation import PAD, numbered, open_log
 
 
@@ -73,4 +76,27 @@ def test_a_segment_the_log_deletes_while_the_watch_looks_is_not_said(
     assert wal.watch() is False
     assert not numbered(directory, 0).exists()
     assert [r.getMessage() for r in caplog.records if r.levelname == "ERROR"] == []
+    wal.close()
+
+
+@pytest.mark.parametrize("gone", ["the rotated-away segment", "the spare"])
+def test_a_file_moved_before_the_next_rotation_finishes_the_last_is_put_back_there(
+    tmp_path: Path, gone: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A rotation with the last one unfinished (no sync between) finishes it first. Its
+    segment's name lost underneath raised ``Moved`` out of the append itself (a push
+    failed with a traceback); the spare's lost went on unsaid until a sync. Either file
+    is put back there, as a sync does (one :class:`Moved` for both), and nothing is lost."""
+    directory = tmp_path / "wal"
+    wal = open_log(directory)
+    records = [wal.append("t", PAD) for _ in range(5)]  # the fifth into the spare
+    os.unlink(numbered(directory, 0) if gone == "the rotated-away segment" else directory / SPARE)
+    records += [wal.append("t", PAD) for _ in range(4)]  # the spare fills: a rotation
+    wal.sync()
+    assert [r.segment for r in records] == [0] * 4 + [1] * 4 + [2]
+    for n, count in ((0, 4), (1, 4), (2, 1)):
+        assert len(read_frames(numbered(directory, n).read_bytes())[0]) == count
+    assert all(from_ipc(wal.record_bytes(r)).num_rows == 1 for r in records)
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and "was removed or replaced while the spool wrote" in errors[0]
     wal.close()
