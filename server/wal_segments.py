@@ -286,7 +286,7 @@ class SegmentFiles:
         with self._fd_lock:
             for fd, segment in self._open_files():
                 if self._moved(fd, segment):
-                    self._rescue(fd, segment)
+                    self._rescue(fd, segment, found_by="the watch")
             sizes = [(segment, os.fstat(fd).st_size) for fd, segment in self._open_files()]
         cut = [(n, size) for n, size in sizes if n in self._sizes and size < self._sizes[n]]
         for segment, size in cut:
@@ -363,10 +363,12 @@ class SegmentFiles:
         retiring = self._retiring
         return retiring is None or retiring.done or segment != retiring.segment + 1
 
-    def _rescue(self, fd: int, segment: int) -> None:
+    def _rescue(self, fd: int, segment: int, found_by: str = "a sync") -> None:
         """Put the file ``fd`` writes, numbered ``segment`` but removed or replaced
         underneath (:meth:`_moved`), back under its name: a copy of all it holds, on
-        disk, the copy written from now on. Does nothing if ``fd`` was closed since. Holds
+        disk, the copy written from now on; the ERROR says which look ``found_by`` it (the
+        watch finds it while the log idles, a sync only after an append). Does nothing if
+        ``fd`` was closed since. Holds
         ``self._lock`` and ``self._fd_lock``. Raises OSError (no room for the copy: the
         caller acknowledges nothing and a later sync tries again)."""
         retiring = self._retiring
@@ -382,8 +384,8 @@ class SegmentFiles:
         os.close(fd)
         log.error("%s was removed or replaced while the spool wrote into it: what it held "
                   "(%d bytes, acknowledged records among them) was copied back under its "
-                  "name; leave the spool's files alone while the daemon runs",
-                  self._path(segment), size)  # fmt: skip
+                  "name (found by %s); leave the spool's files alone while the daemon runs",
+                  self._path(segment), size, found_by)  # fmt: skip
 
     def _copy_out(self, source_fd: int, path: Path) -> int:
         """:func:`copy_out` into ``path``, then the directory fsynced: a descriptor

@@ -450,7 +450,7 @@ def test_a_segment_removed_while_nothing_is_appended_is_put_back_by_the_watch(
     assert len(read_frames(zero.read_bytes())[0]) == 2
     assert wal.watch() is False
     errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
-    assert len(errors) == 1 and "copied back under its name" in errors[0]
+    assert len(errors) == 1 and "copied back under its name (found by the watch)" in errors[0]
     wal.close()
 
 
