@@ -23,7 +23,8 @@ so a filesystem out of inodes cannot stop the marks either. When not even a
 next file can be had, the current segment grows past its size; with no segment
 at all (a start on a full disk) appends fail with :class:`WalFull` and each one
 tries again, so the log recovers by itself once there is room (:attr:`Wal.writable`).
-Starting, rotating and deleting segment files: :mod:`server.wal_segments`.
+Starting, rotating and deleting segment files: :mod:`server.wal_segments`; looking at
+them every flush interval: :mod:`server.wal_watch`.
 
 ``sync()`` is a group commit: callers that appended meanwhile share one
 ``fsync`` (the call releases the GIL, so other requests keep appending).
@@ -63,8 +64,9 @@ from server.wal_format import (
 from server.wal_quarantine import QUARANTINE, Quarantine
 from server.wal_repair import read_log, uncertain_batches
 from server.wal_rescue import found_identities
-from server.wal_segments import Moved, Retiring, SegmentFiles
+from server.wal_segments import Moved, Retiring
 from server.wal_spare import Spares, adopt_spare
+from server.wal_watch import WatchedFiles
 
 __all__ = ["MIN_SEGMENT_BYTES", "SEGMENT_BYTES", "OpenBatch", "Record", "Wal", "WalFull",
            "segment_size"]  # fmt: skip
@@ -74,9 +76,10 @@ UNMARKED = "unmarked"  # flag file: records may be stored without a mark saying 
 UNCERTAIN_ROWS = 100_000  # rows per batch of uncertain records handed back by recovery
 
 
-class Wal(SegmentFiles):
+class Wal(WatchedFiles):
     """The log: records appended, batches marked and done, recovery; its segment files
-    (start, rotation, deletion) are :class:`server.wal_segments.SegmentFiles`."""
+    (start, rotation, deletion) are :class:`server.wal_segments.SegmentFiles`, watched by
+    :class:`server.wal_watch.WatchedFiles`."""
 
     def __init__(
         self,

@@ -18,6 +18,10 @@ them (frames, records, batches: :mod:`server.wal`, :mod:`server.wal_format`):
   before it has its number. With no next file to be had, the segment grows.
 - **Deleting** (:meth:`SegmentFiles._reclaim`): segments with nothing outstanding,
   oldest first, never past one still needed.
+- **Putting back** (:meth:`SegmentFiles._put_back`): an open file no longer under its
+  name (:class:`Moved`) is copied where it belongs before anything more is
+  acknowledged; the periodic look for that, and at closed segments, is
+  :mod:`server.wal_watch`.
 """
 
 from __future__ import annotations
@@ -31,8 +35,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from server.wal_format import MIN_SEGMENT_BYTES, RESERVE_BYTES, SUFFIX, WalFull, segment_size
-from server.wal_rescue import Identity, copy_out, identity, lost_closed, moved
-from server.wal_spare import OPEN_FLAGS, SPARE, Spares
+from server.wal_rescue import Identity, copy_out, identity, moved
+from server.wal_spare import OPEN_FLAGS, SPARE, Preparer, Spares
 
 log = logging.getLogger("lightbulb.wal")
 HEALING = "healing.tmp"  # a file's frames copied out (SegmentFiles._copy_out), before renaming
@@ -89,16 +93,13 @@ class SegmentFiles:
         self._segment = -1
         self._fd = -1
         self._spares: Spares | None = None  # files made ahead (not for a read-only log)
-        self._preparer: threading.Thread | None = None  # making the spares, off the lock
-        self._preparer_lock = threading.Lock()
-        self._preparing = self._prepare_again = False
+        self._preparer = Preparer()  # makes the spares off the lock
         self._retiring: Retiring | None = None  # the segment before the (unnumbered) current
         self._closed_through = -1  # segments up to this one are fsynced and closed
         self._appended = 0  # frames appended, ever (counted by server.wal)
         self._synced = 0  # frames known to be on disk
         self._closed = False
         self.freed = 0  # bytes of deleted segments, ever: the writer's "room again" signal
-        self._said_gone: set[int] = set()  # closed segments found removed (watch)
         self._ids: dict[int, Identity] = {}  # closed segment -> identity (wal_rescue)
 
     @property
@@ -247,78 +248,12 @@ class SegmentFiles:
             if open_segment == segment and segment in self._sizes:
                 self._rescue(fd, segment)
 
-    def watch(self) -> bool:
-        """Once a flush interval (the writer's loop, whether anything was appended or not):
-        the files the log keeps are still its own. An open one removed or replaced is put
-        back (:meth:`_rescue`; a sync does it too, but only once something new is
-        appended: an idle log lost what it held at the next kill -9, atk17); an open one
-        truncated is said (those bytes are gone) and the current one rotated away, so new
-        records are read back where they are written; a closed one removed, replaced or
-        truncated (:func:`lost_closed`) is said once. Closed segments are looked at off
-        the lock (appends never wait on their ``lstat``), from a list taken under it.
-        Returns True when records may be left in memory only: insert them now. Raises
-        OSError (a copy back failed)."""
-        with self._lock:
-            if self._closed or self._fd < 0:
-                return False
-            cut = self._watch_open()
-            open_now = {segment for _, segment in self._open_files()}
-            closed = [(n, self._path(n), size, self._ids.get(n)) for n, size in self._sizes.items()
-                      if n not in open_now and n not in self._said_gone]  # fmt: skip
-        found = [(n, *lost_closed(path, size, known)) for n, path, size, known in closed]
-        with self._lock:
-            gone = self._said_closed(found)
-        return bool(cut or gone)
-
     def _open_files(self) -> list[tuple[int, int]]:
         """(descriptor, segment) of the files the log writes or may still fsync: a segment
         rotated away and not yet closed, then the current one."""
         retiring = self._retiring
         rotated = [] if retiring is None or retiring.done else [(retiring.fd, retiring.segment)]
         return [*rotated, (self._fd, self._segment)]
-
-    def _watch_open(self) -> bool:
-        """:meth:`watch`'s look at the open files (holds ``self._lock``): a moved one put
-        back (:meth:`_rescue`), then each measured. One shorter than counted is said, and
-        its count becomes what the file holds: appends are ``O_APPEND``, so the next frame
-        lands at the file's real end and offsets must count from there (and the cut is
-        not said again); the current one is rotated away too. True if one was cut."""
-        with self._fd_lock:
-            for fd, segment in self._open_files():
-                if self._moved(fd, segment):
-                    self._rescue(fd, segment, found_by="the watch")
-            sizes = [(segment, os.fstat(fd).st_size) for fd, segment in self._open_files()]
-        cut = [(n, size) for n, size in sizes if n in self._sizes and size < self._sizes[n]]
-        for segment, size in cut:
-            log.error("%s was truncated underneath to %d bytes while the spool wrote into "
-                      "it (%d counted): records in the bytes cut wait in memory only and "
-                      "are inserted now (a crash before that loses them); leave the "
-                      "spool's files alone while the daemon runs", self._path(segment),
-                      size, self._sizes[segment])  # fmt: skip
-            self._sizes[segment] = size
-        if any(segment == self._segment for segment, _ in cut):
-            with contextlib.suppress(WalFull):  # no next file: appends go on at its end
-                self._rotate()
-        return bool(cut)
-
-    def _said_closed(self, found: list[tuple[int, str | None, Identity | None]]) -> bool:
-        """What :meth:`watch` found of closed segments (segment, :func:`lost_closed`'s
-        answer), said once each (holds ``self._lock``). A segment the log deleted since
-        the list was taken is no longer its concern. True if one was said."""
-        said = False
-        for n, why, identity_now in found:
-            if n not in self._sizes or n in self._said_gone:
-                continue
-            if identity_now is not None:  # a closed segment no path above saw close: from now
-                self._ids.setdefault(n, identity_now)
-            if why:
-                said = True
-                self._said_gone.add(n)
-                log.error("%s was %s underneath while its records wait to be inserted: "
-                          "they are held in memory only and inserted now; a crash before "
-                          "that loses them; leave the spool's files alone while the daemon "
-                          "runs", self._path(n), why)  # fmt: skip
-        return said
 
     def _closing(self, fd: int, segment: int) -> None:
         """``segment``'s file, written through ``fd``, is closed now: its identity kept,
@@ -397,35 +332,13 @@ class SegmentFiles:
         return fd
 
     def _prepare_spares(self) -> None:
-        """Make the spare files on a thread of their own: creating a file and fsyncing the
-        directory took tens of ms under load, with every append waiting."""
-        spares = self._spares
-        if spares is None or self._closed or spares.ready:
-            return
-        with self._preparer_lock:
-            self._prepare_again = True  # an inode freed meanwhile: one more try after
-            if self._preparing:
-                return
-            self._preparing = True
-        self._preparer = threading.Thread(
-            target=self._prepare_loop, args=(spares,), name="lightbulb-wal-spare", daemon=True
-        )
-        self._preparer.start()
-
-    def _prepare_loop(self, spares: Spares) -> None:
-        while True:
-            with self._preparer_lock:
-                if not self._prepare_again:
-                    self._preparing = False
-                    return
-                self._prepare_again = False
-            spares.prepare()
+        """Make the spare files on a thread of their own (:class:`Preparer`)."""
+        if self._spares is not None and not self._closed:
+            self._preparer.request(self._spares)
 
     def wait_spares(self) -> None:
         """Return once the spare files being made are made (or could not be)."""
-        preparer = self._preparer
-        if preparer is not None:
-            preparer.join()
+        self._preparer.wait()
 
     def _open_file(self, segment: int) -> int:
         if self._spares is None:
@@ -470,7 +383,6 @@ class SegmentFiles:
     def _delete(self, segment: int, unlink: list[tuple[Path, int]] | None = None) -> None:
         size = self._sizes.pop(segment, 0)
         self._outstanding.pop(segment, None)
-        self._said_gone.discard(segment)
         self._ids.pop(segment, None)
         if unlink is not None:
             unlink.append((self._path(segment), size))  # freed once it is gone

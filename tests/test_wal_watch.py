@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-import server.wal_segments
+import server.wal_watch
 from server.storage.arrow import from_ipc
 from server.wal_format import read_frames
 from server.wal_rescue import lost_closed
@@ -39,7 +39,7 @@ def test_appends_go_on_while_the_watch_looks_at_a_closed_segment(
         meanwhile.append(appended.wait(5))  # the append below, done while this looks
         return lost_closed(path, counted, known)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(server.wal_segments, "lost_closed", slow_lstat)
+    monkeypatch.setattr(server.wal_watch, "lost_closed", slow_lstat)
     os.unlink(numbered(directory, 0))
     said: list[bool] = []
     watcher = threading.Thread(target=lambda: said.append(wal.watch()))
@@ -72,7 +72,7 @@ def test_a_segment_the_log_deletes_while_the_watch_looks_is_not_said(
         wal.mark_done("b", records[:4])  # segment 0 has nothing left: deleted
         return lost_closed(path, counted, known)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(server.wal_segments, "lost_closed", stored_meanwhile)
+    monkeypatch.setattr(server.wal_watch, "lost_closed", stored_meanwhile)
     assert wal.watch() is False
     assert not numbered(directory, 0).exists()
     assert [r.getMessage() for r in caplog.records if r.levelname == "ERROR"] == []
