@@ -61,10 +61,10 @@ from server.wal_format import (
     frame,
     segment_size,
 )
+from server.wal_open import Moved, Retiring
 from server.wal_quarantine import QUARANTINE, Quarantine
 from server.wal_repair import read_log, uncertain_batches
 from server.wal_rescue import found_identities
-from server.wal_segments import Moved, Retiring
 from server.wal_spare import Spares, adopt_spare
 from server.wal_watch import WatchedFiles
 

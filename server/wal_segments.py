@@ -18,52 +18,25 @@ them (frames, records, batches: :mod:`server.wal`, :mod:`server.wal_format`):
   before it has its number. With no next file to be had, the segment grows.
 - **Deleting** (:meth:`SegmentFiles._reclaim`): segments with nothing outstanding,
   oldest first, never past one still needed.
-- **Putting back** (:meth:`SegmentFiles._put_back`): an open file no longer under its
-  name (:class:`Moved`) is copied where it belongs before anything more is
-  acknowledged; the periodic look for that, and at closed segments, is
-  :mod:`server.wal_watch`.
+
+Which files are open, and putting one back that was moved underneath, is
+:mod:`server.wal_open` below this; the periodic look at them all is
+:mod:`server.wal_watch` above it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
-import logging
 import os
-import threading
-from dataclasses import dataclass
 from pathlib import Path
 
-from server.wal_format import MIN_SEGMENT_BYTES, RESERVE_BYTES, SUFFIX, WalFull, segment_size
-from server.wal_rescue import Identity, copy_out, identity, moved
-from server.wal_spare import OPEN_FLAGS, SPARE, Preparer, Spares
-
-log = logging.getLogger("lightbulb.wal")
-HEALING = "healing.tmp"  # a file's frames copied out (SegmentFiles._copy_out), before renaming
+from server.wal_format import MIN_SEGMENT_BYTES, RESERVE_BYTES, WalFull, segment_size
+from server.wal_open import Moved, OpenFiles, Retiring
+from server.wal_spare import OPEN_FLAGS, Preparer, Spares
 
 
-class Moved(Exception):
-    """A file the log writes is no longer under its name (removed or replaced
-    underneath): ``segment``'s numbered file, or the spare written as ``segment`` and not
-    yet numbered. :meth:`SegmentFiles._put_back` copies it where it belongs."""
-
-    def __init__(self, segment: int) -> None:
-        super().__init__(segment)
-        self.segment = segment
-
-
-@dataclass(eq=False)
-class Retiring:
-    """A full segment still open: to be fsynced before the spare after it is numbered."""
-
-    fd: int
-    segment: int  # the spare, written meanwhile, becomes segment + 1
-    frames: int  # frames appended to the log up to its last one (SegmentFiles._appended)
-    synced: bool = False
-    done: bool = False  # fsynced, the spare numbered, the descriptor closed
-
-
-class SegmentFiles:
+class SegmentFiles(OpenFiles):
     """A log directory's segment files, the open current one and the files made ahead.
 
     ``max_bytes``: the cap on all segments together (bytes); ``segment_bytes``: the size
@@ -76,8 +49,7 @@ class SegmentFiles:
     def __init__(
         self, directory: Path, max_bytes: int, segment_bytes: int | None, readonly: bool
     ) -> None:
-        self.directory = directory
-        self.readonly = readonly  # for `lightbulb spool list` beside a running daemon
+        super().__init__(directory, readonly)
         self.open_error: OSError | None = None  # why the log has no segment to write (start)
         if not readonly:  # on a full disk, made at the first append that can (_reopen)
             try:
@@ -86,21 +58,9 @@ class SegmentFiles:
                 self.open_error = exc
         self.max_bytes = max_bytes
         self.segment_bytes = segment_bytes or segment_size(self.directory, max_bytes)
-        self._lock = threading.Lock()  # appends, rotation, bookkeeping
-        self._fd_lock = threading.Lock()  # changing or fsyncing the file; taken after _lock
-        self._sizes: dict[int, int] = {}  # segment -> bytes
         self._outstanding: dict[int, int] = {}  # segment -> records + batches not done
-        self._segment = -1
-        self._fd = -1
-        self._spares: Spares | None = None  # files made ahead (not for a read-only log)
         self._preparer = Preparer()  # makes the spares off the lock
-        self._retiring: Retiring | None = None  # the segment before the (unnumbered) current
-        self._closed_through = -1  # segments up to this one are fsynced and closed
-        self._appended = 0  # frames appended, ever (counted by server.wal)
-        self._synced = 0  # frames known to be on disk
-        self._closed = False
         self.freed = 0  # bytes of deleted segments, ever: the writer's "room again" signal
-        self._ids: dict[int, Identity] = {}  # closed segment -> identity (wal_rescue)
 
     @property
     def writable(self) -> bool:
@@ -233,104 +193,6 @@ class SegmentFiles:
                 self._put_back(lost.segment)
         raise OSError(errno.ESTALE, "the spool's segment keeps being removed underneath")
 
-    def _put_back(self, segment: int) -> None:
-        """:class:`Moved`'s file copied where it belongs: the spare of an unfinished
-        rotation into its number (:meth:`_heal`, which finishes the rotation), an open
-        numbered one back under its name (:meth:`_rescue`). Nothing if the log deleted or
-        closed it since. Holds ``self._lock`` and ``self._fd_lock``. Raises OSError (no
-        room for the copy: the caller acknowledges nothing)."""
-        retiring = self._retiring
-        if not self._numbered(segment):
-            assert retiring is not None  # only an unfinished rotation's spare has no number
-            self._heal(retiring)
-            return
-        for fd, open_segment in self._open_files():
-            if open_segment == segment and segment in self._sizes:
-                self._rescue(fd, segment)
-
-    def _open_files(self) -> list[tuple[int, int]]:
-        """(descriptor, segment) of the files the log writes or may still fsync: a segment
-        rotated away and not yet closed, then the current one."""
-        retiring = self._retiring
-        rotated = [] if retiring is None or retiring.done else [(retiring.fd, retiring.segment)]
-        return [*rotated, (self._fd, self._segment)]
-
-    def _closing(self, fd: int, segment: int) -> None:
-        """``segment``'s file, written through ``fd``, is closed now: its identity kept,
-        for :meth:`watch` to compare (no later write of ours changes a closed segment)."""
-        self._ids[segment] = identity(os.fstat(fd))
-
-    def _heal(self, retiring: Retiring) -> None:
-        """The spare written as segment ``retiring.segment + 1`` was removed or replaced
-        underneath (:meth:`_retire` raised :class:`Moved`): copy what it holds into a new
-        file, on disk, numbered, and go on appending there (:meth:`_copy_out`). Nothing in
-        it was acknowledged, and ``retiring`` is on disk already. Holds ``self._lock`` and
-        ``self._fd_lock``. Raises OSError (no room for the copy: retried at the next sync)."""
-        path = self._path(retiring.segment + 1)
-        size = os.fstat(self._fd).st_size
-        fd = self._copy_out(self._fd, path)
-        assert self._spares is not None  # a spare was taken
-        os.close(self._fd)
-        self._fd = fd
-        self._closing(retiring.fd, retiring.segment)
-        os.close(retiring.fd)
-        self._closed_through = max(self._closed_through, retiring.segment)
-        retiring.done = True
-        if self._retiring is retiring:
-            self._retiring = None
-        self._spares.abandon()
-        log.error("%s was removed or replaced while the spool wrote into it: what it held "
-                  "(%d bytes, none of it acknowledged yet) was copied into %s; leave the "
-                  "spool's files alone while the daemon runs", self.directory / SPARE,
-                  size, path.name)  # fmt: skip
-
-    def _moved(self, fd: int, segment: int) -> bool:
-        """``segment``'s numbered name no longer holds the file ``fd`` writes (:func:`moved`:
-        removed or replaced underneath), for a segment the log still keeps (one it deleted
-        is gone by its own hand) and that has its number (the spare written as the next
-        segment has none yet: :meth:`Spares.promote` checks it). The one check of the
-        open files' names, for :meth:`watch`, :meth:`_retire` and a sync. Holds
-        ``self._fd_lock``."""
-        return segment in self._sizes and self._numbered(segment) and moved(fd, self._path(segment))
-
-    def _numbered(self, segment: int) -> bool:
-        """``segment``'s file is under its number (not the spare of an unfinished rotation)."""
-        retiring = self._retiring
-        return retiring is None or retiring.done or segment != retiring.segment + 1
-
-    def _rescue(self, fd: int, segment: int, found_by: str = "a sync") -> None:
-        """Put the file ``fd`` writes, numbered ``segment`` but removed or replaced
-        underneath (:meth:`_moved`), back under its name: a copy of all it holds, on
-        disk, the copy written from now on; the ERROR says which look ``found_by`` it (the
-        watch finds it while the log idles, a sync only after an append). Does nothing if
-        ``fd`` was closed since. Holds
-        ``self._lock`` and ``self._fd_lock``. Raises OSError (no room for the copy: the
-        caller acknowledges nothing and a later sync tries again)."""
-        retiring = self._retiring
-        if fd == self._fd and segment == self._segment:
-            self._fd = self._copy_out(fd, self._path(segment))
-        elif retiring is not None and not retiring.done and (fd, segment) == (
-            retiring.fd, retiring.segment,
-        ):  # fmt: skip
-            retiring.fd = self._copy_out(fd, self._path(segment))
-        else:
-            return
-        size = os.fstat(fd).st_size
-        os.close(fd)
-        log.error("%s was removed or replaced while the spool wrote into it: what it held "
-                  "(%d bytes, acknowledged records among them) was copied back under its "
-                  "name (found by %s); leave the spool's files alone while the daemon runs",
-                  self._path(segment), size, found_by)  # fmt: skip
-
-    def _copy_out(self, source_fd: int, path: Path) -> int:
-        """:func:`copy_out` into ``path``, then the directory fsynced: a descriptor
-        (``OPEN_FLAGS``) on the copy. Raises OSError (nothing at ``path`` changed)."""
-        fd = copy_out(source_fd, path, self.directory / HEALING)
-        if self._spares is None:
-            self._spares = Spares(self.directory)
-        self._spares.sync_dir()
-        return fd
-
     def _prepare_spares(self) -> None:
         """Make the spare files on a thread of their own (:class:`Preparer`)."""
         if self._spares is not None and not self._closed:
@@ -389,10 +251,3 @@ class SegmentFiles:
             return
         self._path(segment).unlink(missing_ok=True)
         self.freed += size
-
-    def _path(self, segment: int) -> Path:
-        return self.directory / f"{segment:012d}{SUFFIX}"
-
-    def _read_path(self, segment: int) -> Path:
-        """Where ``segment`` can be read now: the spare while it is not yet numbered."""
-        return self._path(segment) if self._numbered(segment) else self.directory / SPARE
