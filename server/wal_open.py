@@ -74,15 +74,16 @@ class OpenFiles:
         """:class:`Moved`'s file copied where it belongs: the spare of an unfinished
         rotation into its number (:meth:`_heal`, which finishes the rotation), an open
         numbered one back under its name (:meth:`_rescue`). Nothing if the log deleted or
-        closed it since. Holds ``self._lock`` and ``self._fd_lock``. Raises OSError (no
-        room for the copy: the caller acknowledges nothing)."""
+        closed it since, or another look put it back meanwhile (the watch, between a
+        sync's finding and this). Holds ``self._lock`` and ``self._fd_lock``. Raises
+        OSError (no room for the copy: the caller acknowledges nothing)."""
         retiring = self._retiring
         if not self._numbered(segment):
             assert retiring is not None  # only an unfinished rotation's spare has no number
             self._heal(retiring)
             return
         for fd, open_segment in self._open_files():
-            if open_segment == segment and segment in self._sizes:
+            if open_segment == segment and self._moved(fd, segment):
                 self._rescue(fd, segment)
 
     def _open_files(self) -> list[tuple[int, int]]:
@@ -140,9 +141,9 @@ class OpenFiles:
         underneath (:meth:`_moved`), back under its name: a copy of all it holds, on
         disk, the copy written from now on; the ERROR says which look ``found_by`` it (the
         watch finds it while the log idles, a sync only after an append). Does nothing if
-        ``fd`` was closed since. Holds
-        ``self._lock`` and ``self._fd_lock``. Raises OSError (no room for the copy: the
-        caller acknowledges nothing and a later sync tries again)."""
+        ``fd`` was closed since. Holds ``self._lock`` and ``self._fd_lock``. Raises
+        OSError (no room for the copy: the caller acknowledges nothing and a later sync
+        tries again)."""
         retiring = self._retiring
         if fd == self._fd and segment == self._segment:
             self._fd = self._copy_out(fd, self._path(segment))

@@ -20,7 +20,7 @@ from server.storage.arrow import from_ipc
 from server.wal_format import read_frames
 from server.wal_rescue import lost_closed
 from server.wal_spare import SPARE
-from tests.test_wal_rotation import PAD, numbered, open_log
+from tests.test_wal_rotation import PAD, numbered, open_log, synced_log
 
 
 def test_appends_go_on_while_the_watch_looks_at_a_closed_segment(
@@ -99,4 +99,22 @@ def test_a_file_moved_before_the_next_rotation_finishes_the_last_is_put_back_the
     assert all(from_ipc(wal.record_bytes(r)).num_rows == 1 for r in records)
     errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
     assert len(errors) == 1 and "was removed or replaced while the spool wrote" in errors[0]
+    wal.close()
+
+
+def test_a_file_the_watch_put_back_before_a_sync_s_turn_is_not_copied_again(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A sync finds the current segment moved (with only the descriptor lock held), and the
+    watch takes both locks and puts it back before the sync does: the sync's turn finds
+    the name holding its file again and copies nothing (it copied it twice, said twice)."""
+    directory, wal = synced_log(tmp_path, 2)
+    os.unlink(numbered(directory, 0))
+    assert wal._sync_files(wal._fd, 0, None) == 0  # the sync's finding: segment 0
+    assert wal.watch() is False  # the watch's turn comes first
+    with wal._lock, wal._fd_lock:
+        wal._put_back(0)  # then the sync's
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and "(found by the watch)" in errors[0]
+    assert len(read_frames(numbered(directory, 0).read_bytes())[0]) == 2
     wal.close()
