@@ -48,9 +48,9 @@ class WatchedFiles(SegmentFiles):
                 return False
             cut = self._watch_open()
             open_now = {segment for _, segment in self._open_files()}
-            closed = [(n, self._path(n), size, self._ids.get(n)) for n, size in self._sizes.items()
+            closed = [(n, size, self._ids.get(n)) for n, size in self._sizes.items()
                       if n not in open_now and n not in self._said_gone]  # fmt: skip
-        found = [(n, *lost_closed(path, size, known)) for n, path, size, known in closed]
+        found = [(n, *lost_closed(self._path(n), size, known)) for n, size, known in closed]
         with self._lock:
             gone = self._said_closed(found)
         return bool(cut or gone)
