@@ -23,7 +23,8 @@ so a filesystem out of inodes cannot stop the marks either. When not even a
 next file can be had, the current segment grows past its size; with no segment
 at all (a start on a full disk) appends fail with :class:`WalFull` and each one
 tries again, so the log recovers by itself once there is room (:attr:`Wal.writable`).
-Starting, rotating and deleting segment files: :mod:`server.wal_segments`.
+Starting, rotating and deleting segment files: :mod:`server.wal_segments`; looking at
+them every flush interval: :mod:`server.wal_watch`.
 
 ``sync()`` is a group commit: callers that appended meanwhile share one
 ``fsync`` (the call releases the GIL, so other requests keep appending).
@@ -60,11 +61,12 @@ from server.wal_format import (
     frame,
     segment_size,
 )
+from server.wal_open import Moved, Retiring
 from server.wal_quarantine import QUARANTINE, Quarantine
 from server.wal_repair import read_log, uncertain_batches
 from server.wal_rescue import found_identities
-from server.wal_segments import Moved, Retiring, SegmentFiles
 from server.wal_spare import Spares, adopt_spare
+from server.wal_watch import WatchedFiles
 
 __all__ = ["MIN_SEGMENT_BYTES", "SEGMENT_BYTES", "OpenBatch", "Record", "Wal", "WalFull",
            "segment_size"]  # fmt: skip
@@ -74,9 +76,10 @@ UNMARKED = "unmarked"  # flag file: records may be stored without a mark saying 
 UNCERTAIN_ROWS = 100_000  # rows per batch of uncertain records handed back by recovery
 
 
-class Wal(SegmentFiles):
+class Wal(WatchedFiles):
     """The log: records appended, batches marked and done, recovery; its segment files
-    (start, rotation, deletion) are :class:`server.wal_segments.SegmentFiles`."""
+    (start, rotation, deletion) are :class:`server.wal_segments.SegmentFiles`, watched by
+    :class:`server.wal_watch.WatchedFiles`."""
 
     def __init__(
         self,
@@ -264,22 +267,15 @@ class Wal(SegmentFiles):
             # _fd_lock, not _lock: appends go on while we wait for the disk. A file is
             # closed only under _fd_lock and after its fsync (_closed_through says which).
             for _ in range(3):
-                stale, moved = self._sync_files(fd, segment, retiring)
+                moved = self._sync_files(fd, segment, retiring)
                 if moved is None:
                     break
-                with self._lock, self._fd_lock:  # put back under its name, appends held
-                    if moved[1] in self._sizes:  # else deleted by the log itself: done
-                        self._rescue(*moved)
+                with self._lock, self._fd_lock:  # put back where it belongs, appends held
+                    self._put_back(moved)
                     # the files as they are now hold every frame up to upto: pass again
                     fd, segment, retiring = self._fd, self._segment, self._retiring
             else:
                 raise OSError(errno.ESTALE, "the spool's segment keeps being removed underneath")
-            if stale:
-                assert retiring is not None
-                with self._lock, self._fd_lock:
-                    if not retiring.done:
-                        self._heal(retiring)
-                    upto = self._appended  # the copy holds every frame appended so far
             with self._fd_lock:
                 self.syncs += 1
             synced = True
@@ -290,29 +286,23 @@ class Wal(SegmentFiles):
                     self._synced = max(self._synced, upto)
                 self._sync.notify_all()
 
-    def _sync_files(
-        self, fd: int, segment: int, retiring: Retiring | None
-    ) -> tuple[bool, tuple[int, int] | None]:
+    def _sync_files(self, fd: int, segment: int, retiring: Retiring | None) -> int | None:
         """One pass of :meth:`sync` over the files: finish a rotation, fsync ``fd``.
-        Returns (the spare went underneath: :meth:`_heal` it; a (descriptor, segment)
-        whose numbered name no longer holds it: :meth:`_rescue` it, then pass again)."""
+        Returns None, or the segment whose file (numbered, or the spare) is no longer
+        under its name (:class:`Moved`): :meth:`_put_back` it, then pass again."""
         with self._fd_lock:
             if self._closed:
                 raise WalFull(errno.EBADF, "the spool is closed (shutting down)")
             if retiring is not None:  # a rotation: the old file first, then number fd's
                 try:
                     self._retire(retiring)
-                except Moved:
-                    return False, (retiring.fd, retiring.segment)
-                except OSError as exc:
-                    if exc.errno != errno.ESTALE:
-                        raise
-                    return True, None  # the spare went: copied out, with appends held
+                except Moved as lost:
+                    return lost.segment
             if segment > self._closed_through:
                 os.fsync(fd)
-                if segment in self._sizes and self._moved(fd, segment):
-                    return False, (fd, segment)
-        return False, None
+                if self._moved(fd, segment):
+                    return segment
+        return None
 
     def load(self, record: Record) -> pa.Table:
         """The record's rows, read back from its segment if they are not in memory."""
@@ -345,8 +335,10 @@ class Wal(SegmentFiles):
             self._closed = True
             if self._retiring is not None:
                 try:
-                    self._retire(self._retiring)
-                except OSError as exc:  # the spare went: what it held was never acknowledged
+                    self._finish_rotation(self._retiring)
+                except (
+                    OSError
+                ) as exc:  # no room to copy the spare: its frames were never acknowledged
                     log.error("closing the spool: %s; the frames written after segment %d "
                               "were never acknowledged and are not kept", exc,
                               self._retiring.segment)  # fmt: skip

@@ -18,43 +18,25 @@ them (frames, records, batches: :mod:`server.wal`, :mod:`server.wal_format`):
   before it has its number. With no next file to be had, the segment grows.
 - **Deleting** (:meth:`SegmentFiles._reclaim`): segments with nothing outstanding,
   oldest first, never past one still needed.
+
+Which files are open, and putting one back that was moved underneath, is
+:mod:`server.wal_open` below this; the periodic look at them all is
+:mod:`server.wal_watch` above it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
-import logging
 import os
-import threading
-from dataclasses import dataclass
 from pathlib import Path
 
-from server.wal_format import MIN_SEGMENT_BYTES, RESERVE_BYTES, SUFFIX, WalFull, segment_size
-from server.wal_rescue import Identity, copy_out, identity, lost_closed, moved
-from server.wal_spare import OPEN_FLAGS, SPARE, Spares
-
-log = logging.getLogger("lightbulb.wal")
-HEALING = "healing.tmp"  # a file's frames copied out (SegmentFiles._copy_out), before renaming
+from server.wal_format import MIN_SEGMENT_BYTES, RESERVE_BYTES, WalFull, segment_size
+from server.wal_open import Moved, OpenFiles, Retiring
+from server.wal_spare import OPEN_FLAGS, Preparer, Spares
 
 
-class Moved(Exception):
-    """A segment's numbered name no longer holds the file written under it (removed or
-    replaced underneath): :meth:`SegmentFiles._rescue` puts it back."""
-
-
-@dataclass(eq=False)
-class Retiring:
-    """A full segment still open: to be fsynced before the spare after it is numbered."""
-
-    fd: int
-    segment: int  # the spare, written meanwhile, becomes segment + 1
-    frames: int  # frames appended to the log up to its last one (SegmentFiles._appended)
-    synced: bool = False
-    done: bool = False  # fsynced, the spare numbered, the descriptor closed
-
-
-class SegmentFiles:
+class SegmentFiles(OpenFiles):
     """A log directory's segment files, the open current one and the files made ahead.
 
     ``max_bytes``: the cap on all segments together (bytes); ``segment_bytes``: the size
@@ -67,8 +49,7 @@ class SegmentFiles:
     def __init__(
         self, directory: Path, max_bytes: int, segment_bytes: int | None, readonly: bool
     ) -> None:
-        self.directory = directory
-        self.readonly = readonly  # for `lightbulb spool list` beside a running daemon
+        super().__init__(directory, readonly)
         self.open_error: OSError | None = None  # why the log has no segment to write (start)
         if not readonly:  # on a full disk, made at the first append that can (_reopen)
             try:
@@ -77,24 +58,9 @@ class SegmentFiles:
                 self.open_error = exc
         self.max_bytes = max_bytes
         self.segment_bytes = segment_bytes or segment_size(self.directory, max_bytes)
-        self._lock = threading.Lock()  # appends, rotation, bookkeeping
-        self._fd_lock = threading.Lock()  # changing or fsyncing the file; taken after _lock
-        self._sizes: dict[int, int] = {}  # segment -> bytes
         self._outstanding: dict[int, int] = {}  # segment -> records + batches not done
-        self._segment = -1
-        self._fd = -1
-        self._spares: Spares | None = None  # files made ahead (not for a read-only log)
-        self._preparer: threading.Thread | None = None  # making the spares, off the lock
-        self._preparer_lock = threading.Lock()
-        self._preparing = self._prepare_again = False
-        self._retiring: Retiring | None = None  # the segment before the (unnumbered) current
-        self._closed_through = -1  # segments up to this one are fsynced and closed
-        self._appended = 0  # frames appended, ever (counted by server.wal)
-        self._synced = 0  # frames known to be on disk
-        self._closed = False
+        self._preparer = Preparer()  # makes the spares off the lock
         self.freed = 0  # bytes of deleted segments, ever: the writer's "room again" signal
-        self._said_gone: set[int] = set()  # closed segments found removed (watch)
-        self._ids: dict[int, Identity] = {}  # closed segment -> identity (wal_rescue)
 
     @property
     def writable(self) -> bool:
@@ -159,7 +125,7 @@ class SegmentFiles:
         if self._retiring is not None:  # no sync since the last rotation: finish it here
             with self._fd_lock:
                 try:
-                    self._retire(self._retiring)
+                    self._finish_rotation(self._retiring)
                 except OSError as exc:  # the caller keeps writing the current file
                     message = f"cannot finish the last rotation: {exc.strerror}"
                     raise WalFull(exc.errno or errno.EIO, message) from exc
@@ -191,17 +157,22 @@ class SegmentFiles:
 
         Holds ``self._fd_lock`` (not ``self._lock``: appends go on). Raises OSError if
         the fsync or the renaming fails (a later call tries again), :class:`Moved` if the
-        segment's name no longer holds it.
+        segment's name, or the spare's, no longer holds it.
         """
         if retiring.done:
             return
         if not retiring.synced and self._synced < retiring.frames:  # else a sync covered it
             os.fsync(retiring.fd)
             retiring.synced = True
-        if retiring.segment in self._sizes and self._moved(retiring.fd, retiring.segment):
+        if self._moved(retiring.fd, retiring.segment):
             raise Moved(retiring.segment)
         assert self._spares is not None  # a spare was taken
-        self._spares.promote(self._path(retiring.segment + 1))
+        try:
+            self._spares.promote(self._path(retiring.segment + 1))
+        except OSError as exc:
+            if exc.errno == errno.ESTALE:  # the spare's name no longer holds it
+                raise Moved(retiring.segment + 1) from exc
+            raise
         self._closing(retiring.fd, retiring.segment)
         os.close(retiring.fd)
         self._closed_through = max(self._closed_through, retiring.segment)
@@ -210,159 +181,26 @@ class SegmentFiles:
             self._retiring = None
         self._prepare_spares()
 
-    def watch(self) -> bool:
-        """Once a flush interval (the writer's loop, whether anything was appended or not):
-        the files the log keeps are still its own. An open one removed or replaced is put
-        back (:meth:`_rescue`; a sync does it too, but only once something new is
-        appended: an idle log lost what it held at the next kill -9, atk17); an open one
-        truncated is said (those bytes are gone) and the current one rotated away, so new
-        records are read back where they are written; a closed one removed, replaced or
-        truncated (:func:`lost_closed`) is said once. Returns True when records may be
-        left in memory only: insert them now. Raises OSError (a copy back failed)."""
-        with self._lock:
-            if self._closed or self._fd < 0:
-                return False
-            retiring = self._retiring if self._retiring and not self._retiring.done else None
-            open_files = [(self._fd, self._segment)]
-            if retiring is not None:
-                open_files.insert(0, (retiring.fd, retiring.segment))
-            cut: list[tuple[int, int]] = []
-            with self._fd_lock:
-                for fd, segment in open_files:
-                    numbered = retiring is None or segment == retiring.segment
-                    if segment in self._sizes and numbered and self._moved(fd, segment):
-                        self._rescue(fd, segment)
-                    now = self._fd if segment == self._segment else self._retiring_fd(fd)
-                    size = os.fstat(now).st_size
-                    if segment in self._sizes and size < self._sizes[segment]:
-                        cut.append((segment, size))
-            for segment, size in cut:
-                log.error("%s was truncated underneath to %d bytes while the spool wrote into "
-                          "it (%d counted): records in the bytes cut wait in memory only and "
-                          "are inserted now (a crash before that loses them); leave the "
-                          "spool's files alone while the daemon runs", self._path(segment),
-                          size, self._sizes[segment])  # fmt: skip
-                self._sizes[segment] = size  # said once
-                if segment == self._segment:
-                    with contextlib.suppress(WalFull):
-                        self._rotate()
-            kept = {self._segment, retiring.segment if retiring else -1}
-            gone = []
-            for n in self._sizes:
-                if n in kept or n in self._said_gone:
-                    continue
-                why, found = lost_closed(self._path(n), self._sizes[n], self._ids.get(n))
-                if found is not None:  # a closed segment no path above saw close: from now
-                    self._ids.setdefault(n, found)
-                if why:
-                    gone.append(n)
-                    self._said_gone.add(n)
-                    log.error("%s was %s underneath while its records wait to be inserted: "
-                              "they are held in memory only and inserted now; a crash before "
-                              "that loses them; leave the spool's files alone while the daemon "
-                              "runs", self._path(n), why)  # fmt: skip
-            return bool(gone or cut)
-
-    def _closing(self, fd: int, segment: int) -> None:
-        """``segment``'s file, written through ``fd``, is closed now: its identity kept,
-        for :meth:`watch` to compare (no later write of ours changes a closed segment)."""
-        self._ids[segment] = identity(os.fstat(fd))
-
-    def _retiring_fd(self, fd: int) -> int:
-        """The descriptor the rotated-away segment is written through now (``fd``, or the
-        copy :meth:`_rescue` put in its place)."""
-        retiring = self._retiring
-        return retiring.fd if retiring is not None and not retiring.done else fd
-
-    def _heal(self, retiring: Retiring) -> None:
-        """The spare written as segment ``retiring.segment + 1`` was removed or replaced
-        underneath (:meth:`Spares.promote` raised ESTALE): copy what it holds into a new
-        file, on disk, numbered, and go on appending there (:meth:`_copy_out`). Nothing in
-        it was acknowledged, and ``retiring`` is on disk already. Holds ``self._lock`` and
-        ``self._fd_lock``. Raises OSError (no room for the copy: retried at the next sync)."""
-        path = self._path(retiring.segment + 1)
-        size = os.fstat(self._fd).st_size
-        fd = self._copy_out(self._fd, path)
-        assert self._spares is not None  # a spare was taken
-        os.close(self._fd)
-        self._fd = fd
-        self._closing(retiring.fd, retiring.segment)
-        os.close(retiring.fd)
-        self._closed_through = max(self._closed_through, retiring.segment)
-        retiring.done = True
-        if self._retiring is retiring:
-            self._retiring = None
-        self._spares.abandon()
-        log.error("%s was removed or replaced while the spool wrote into it: what it held "
-                  "(%d bytes, none of it acknowledged yet) was copied into %s; leave the "
-                  "spool's files alone while the daemon runs", self.directory / SPARE,
-                  size, path.name)  # fmt: skip
-
-    def _moved(self, fd: int, segment: int) -> bool:
-        """:func:`moved` for ``segment``'s name; expects ``self._fd_lock`` held."""
-        return moved(fd, self._path(segment))
-
-    def _rescue(self, fd: int, segment: int) -> None:
-        """Put the file ``fd`` writes, numbered ``segment`` but removed or replaced
-        underneath (:meth:`_moved`), back under its name: a copy of all it holds, on
-        disk, the copy written from now on. Does nothing if ``fd`` was closed since. Holds
-        ``self._lock`` and ``self._fd_lock``. Raises OSError (no room for the copy: the
-        caller acknowledges nothing and a later sync tries again)."""
-        retiring = self._retiring
-        if fd == self._fd and segment == self._segment:
-            self._fd = self._copy_out(fd, self._path(segment))
-        elif retiring is not None and not retiring.done and (fd, segment) == (
-            retiring.fd, retiring.segment,
-        ):  # fmt: skip
-            retiring.fd = self._copy_out(fd, self._path(segment))
-        else:
-            return
-        size = os.fstat(fd).st_size
-        os.close(fd)
-        log.error("%s was removed or replaced while the spool wrote into it: what it held "
-                  "(%d bytes, acknowledged records among them) was copied back under its "
-                  "name; leave the spool's files alone while the daemon runs",
-                  self._path(segment), size)  # fmt: skip
-
-    def _copy_out(self, source_fd: int, path: Path) -> int:
-        """:func:`copy_out` into ``path``, then the directory fsynced: a descriptor
-        (``OPEN_FLAGS``) on the copy. Raises OSError (nothing at ``path`` changed)."""
-        fd = copy_out(source_fd, path, self.directory / HEALING)
-        if self._spares is None:
-            self._spares = Spares(self.directory)
-        self._spares.sync_dir()
-        return fd
+    def _finish_rotation(self, retiring: Retiring) -> None:
+        """:meth:`_retire` with both locks held (a rotation before a sync finished the last
+        one, a close), a moved file put back first (:meth:`_put_back`). Raises OSError (no
+        room for a copy; a file that keeps being moved: ESTALE)."""
+        for _ in range(3):
+            try:
+                self._retire(retiring)  # returns at once once done (a heal finishes it)
+                return
+            except Moved as lost:
+                self._put_back(lost.segment)
+        raise OSError(errno.ESTALE, "the spool's segment keeps being removed underneath")
 
     def _prepare_spares(self) -> None:
-        """Make the spare files on a thread of their own: creating a file and fsyncing the
-        directory took tens of ms under load, with every append waiting."""
-        spares = self._spares
-        if spares is None or self._closed or spares.ready:
-            return
-        with self._preparer_lock:
-            self._prepare_again = True  # an inode freed meanwhile: one more try after
-            if self._preparing:
-                return
-            self._preparing = True
-        self._preparer = threading.Thread(
-            target=self._prepare_loop, args=(spares,), name="lightbulb-wal-spare", daemon=True
-        )
-        self._preparer.start()
-
-    def _prepare_loop(self, spares: Spares) -> None:
-        while True:
-            with self._preparer_lock:
-                if not self._prepare_again:
-                    self._preparing = False
-                    return
-                self._prepare_again = False
-            spares.prepare()
+        """Make the spare files on a thread of their own (:class:`Preparer`)."""
+        if self._spares is not None and not self._closed:
+            self._preparer.request(self._spares)
 
     def wait_spares(self) -> None:
         """Return once the spare files being made are made (or could not be)."""
-        preparer = self._preparer
-        if preparer is not None:
-            preparer.join()
+        self._preparer.wait()
 
     def _open_file(self, segment: int) -> int:
         if self._spares is None:
@@ -407,20 +245,9 @@ class SegmentFiles:
     def _delete(self, segment: int, unlink: list[tuple[Path, int]] | None = None) -> None:
         size = self._sizes.pop(segment, 0)
         self._outstanding.pop(segment, None)
-        self._said_gone.discard(segment)
         self._ids.pop(segment, None)
         if unlink is not None:
             unlink.append((self._path(segment), size))  # freed once it is gone
             return
         self._path(segment).unlink(missing_ok=True)
         self.freed += size
-
-    def _path(self, segment: int) -> Path:
-        return self.directory / f"{segment:012d}{SUFFIX}"
-
-    def _read_path(self, segment: int) -> Path:
-        """Where ``segment`` can be read now: the spare while it is not yet numbered."""
-        retiring = self._retiring
-        if retiring is not None and segment == retiring.segment + 1 and not retiring.done:
-            return self.directory / SPARE
-        return self._path(segment)

@@ -34,11 +34,10 @@ import pyarrow as pa
 from server.core.clock import Clock
 from server.inserter import Inserter
 from server.recorder import TABLE_COLUMNS
-from server.schema import declared_types
+from server.row_encoding import Encoder
 from server.spool import Batch, Spool
 from server.spool_state import SpoolState
 from server.storage import Storage
-from server.storage.arrow import BadRow, schema_of, to_arrow
 from server.wal import Record, WalFull
 
 log = logging.getLogger("lightbulb.writer")
@@ -93,16 +92,8 @@ class Writer:
         self.insert_interval = max(insert_interval or flush_interval, flush_interval)
         self.max_queue_rows = max_queue_rows
         self.columns = dict(columns or TABLE_COLUMNS)
-        types = declared_types()
-        self.schemas = {
-            table: schema_of(cols, [types[table][c] for c in cols])
-            for table, cols in self.columns.items()
-            if table in types
-        }
-        # Build each schema's converters once, at start (server.storage.arrow keeps
-        # pyarrow from importing pandas on its first conversion).
-        for schema in self.schemas.values():
-            to_arrow(schema, [])
+        self.encoder = Encoder(self.columns)
+        self.schemas = self.encoder.schemas  # table -> Arrow schema (ingest, inserter read it)
         self.stats = WriterStats()
         self._buffers: dict[str, list[tuple[Any, ...]]] = {t: [] for t in self.columns}
         self._buffered = 0
@@ -150,17 +141,7 @@ class Writer:
         All or nothing: every row is encoded before any is written; a
         :class:`BadRow` carries ``table`` and ``index`` of the first bad row.
         """
-        encoded = []
-        for table, rows in tables.items():
-            if isinstance(rows, pa.Table):
-                if rows.num_rows:
-                    encoded.append((table, rows))
-            elif rows:
-                try:
-                    encoded.append((table, to_arrow(self.schemas[table], rows)))
-                except BadRow as bad:
-                    bad.table = table
-                    raise
+        encoded = self.encoder.all_or_nothing(tables)
         # What the client is told is what happens: on any failure below, the
         # records appended so far are written off (never inserted) before the 503.
         self.commit()  # rows added before these go first (their own disk trouble is theirs)
@@ -376,15 +357,10 @@ class Writer:
 
     def _encode(self, table: str, rows: list[tuple[Any, ...]]) -> list[pa.Table]:
         """Rows -> Arrow; a row that cannot be encoded is set aside, the others kept."""
-        out = []
-        while rows:
-            try:
-                out.append(to_arrow(self.schemas[table], rows))
-                break
-            except BadRow as bad:
-                self.set_aside(table, [rows[bad.index]], f"cannot encode: {bad.reason}")
-                rows = rows[: bad.index] + rows[bad.index + 1 :]
-        return out
+        encoded, bad_rows = self.encoder.keeping_good(table, rows)
+        for row, reason in bad_rows:
+            self.set_aside(table, [row], f"cannot encode: {reason}")
+        return encoded
 
     def _append(self, table: str, data: pa.Table) -> Record:
         wal = self.spool.wal

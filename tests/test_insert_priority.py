@@ -21,25 +21,8 @@ from server.storage.embedded import INSERT_NICE, EmbeddedStorage
 from server.storage.priority import MERGE_NICE
 from server.tables import WRITTEN_TABLES
 from server.writer import Writer
+from tests.support.threads import nices, thread_at_nice, threads
 from tests.test_writer import Flaky, row
-
-
-def threads() -> list[tuple[str, int]]:
-    """(name, ``nice``) of every thread of this process (``/proc/self/task/*/stat``)."""
-    out = []
-    for tid in os.listdir("/proc/self/task"):
-        try:
-            stat = Path(f"/proc/self/task/{tid}/stat").read_text()
-        except OSError:
-            continue  # the thread ended
-        name = stat[stat.index("(") + 1 : stat.rindex(")")]
-        out.append((name, int(stat.rsplit(")", 1)[1].split()[16])))
-    return out
-
-
-def nices() -> set[int]:
-    """The ``nice`` of every thread of this process."""
-    return {nice for _, nice in threads()}
 
 
 def seen_while_inserting(store: EmbeddedStorage) -> set[int]:
@@ -126,27 +109,12 @@ def test_threads_are_read_once_and_a_new_one_left_at_the_insert_nice_is_set_back
             store.insert_arrow("t", data)
         new_threads = unnice.reads - before
         assert new_threads <= 2 * 5, new_threads  # not ~threads per insert
-        ready, done = threading.Event(), threading.Event()
-        tid: list[int] = []
-
-        def left_at_insert_nice() -> None:
-            tid.append(threading.get_native_id())
-            os.setpriority(os.PRIO_PROCESS, tid[0], INSERT_NICE)
-            ready.set()
-            done.wait(30)
-
-        worker = threading.Thread(target=left_at_insert_nice)
-        worker.start()
-        try:
-            assert ready.wait(30)
+        with thread_at_nice(INSERT_NICE) as tid:
             reads = unnice.reads
             store.insert_arrow("t", data)
-            assert os.getpriority(os.PRIO_PROCESS, tid[0]) == 0
+            assert os.getpriority(os.PRIO_PROCESS, tid) == 0
             assert unnice.reads - reads <= 3  # that thread (and any the engine started)
             assert INSERT_NICE not in nices()
-        finally:
-            done.set()
-            worker.join()
     finally:
         store.close()
 
@@ -190,25 +158,10 @@ def test_no_thread_is_left_above_the_normal_priority_after_an_insert(tmp_path: P
         for _ in range(3):
             store.insert_arrow("t", data)
         assert min(nices()) >= 0, [t for t in threads() if t[1] < 0]
-        ready, done = threading.Event(), threading.Event()
-        tid: list[int] = []
-
-        def left_raised() -> None:
-            tid.append(threading.get_native_id())
-            os.setpriority(os.PRIO_PROCESS, tid[0], -20)
-            ready.set()
-            done.wait(30)
-
-        worker = threading.Thread(target=left_raised)
-        worker.start()
-        try:
-            assert ready.wait(30)
+        with thread_at_nice(-20) as tid:
             store.yield_cpu(False)
             store.insert_arrow("t", data)
-            assert os.getpriority(os.PRIO_PROCESS, tid[0]) == 0
-        finally:
-            done.set()
-            worker.join()
+            assert os.getpriority(os.PRIO_PROCESS, tid) == 0
         assert store.query("SELECT count() AS n FROM monitor.t")[0]["n"] == 12
     finally:
         store.close()

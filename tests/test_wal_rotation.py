@@ -162,6 +162,15 @@ def lines(path: Path) -> int:
     return path.read_text().count("\n") if path.exists() else 0
 
 
+def stopped(pid: int) -> None:
+    """Return once process ``pid`` is stopped (``T`` in ``/proc/<pid>/stat``): a SIGSTOP
+    is delivered when the process next runs, not when ``kill`` returns."""
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "T":
+        assert time.monotonic() < deadline, "never stopped"
+        time.sleep(0.001)
+
+
 def kill_mid_rotation(directory: Path, first: int, acked: Path) -> int:
     """Run a child pushing from four threads; once it has acknowledged 100 more records,
     kill -9 it while the spare holds frames not yet numbered. Returns the newest
@@ -176,6 +185,7 @@ def kill_mid_rotation(directory: Path, first: int, acked: Path) -> int:
             assert child.poll() is None, "the child died"
             if lines(acked) >= enough and size(spare):
                 child.send_signal(signal.SIGSTOP)  # frozen: what kill -9 leaves is this
+                stopped(child.pid)  # delivered: it could still rename the spare till then
                 if size(spare):
                     return max(int(p.stem) for p in directory.glob("*.wal"))
                 child.send_signal(signal.SIGCONT)  # numbered meanwhile: the next one
@@ -360,6 +370,7 @@ def test_a_spare_name_made_a_link_underneath_is_never_written_through(
     assert numbered(directory, 2).exists()
     assert numbered(directory, 0).read_bytes() == segment0
     assert outside.read_text() == '{"keep": true}'
+    wal.wait_spares()  # the next spare is made off the append path, after the sync
     spare = directory / SPARE
     assert not spare.is_symlink() and spare.stat().st_nlink == 1
     wal.close()
@@ -450,7 +461,7 @@ def test_a_segment_removed_while_nothing_is_appended_is_put_back_by_the_watch(
     assert len(read_frames(zero.read_bytes())[0]) == 2
     assert wal.watch() is False
     errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
-    assert len(errors) == 1 and "copied back under its name" in errors[0]
+    assert len(errors) == 1 and "copied back under its name (found by the watch)" in errors[0]
     wal.close()
 
 
