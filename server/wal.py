@@ -74,6 +74,7 @@ __all__ = ["MIN_SEGMENT_BYTES", "SEGMENT_BYTES", "OpenBatch", "Record", "Wal", "
 log = logging.getLogger("lightbulb.wal")
 UNMARKED = "unmarked"  # flag file: records may be stored without a mark saying so
 UNCERTAIN_ROWS = 100_000  # rows per batch of uncertain records handed back by recovery
+PUT_BACK = -1  # :meth:`Wal._sync_files`: a file was put back meanwhile (segments are >= 0)
 
 
 class Wal(WatchedFiles):
@@ -258,22 +259,25 @@ class Wal(WatchedFiles):
         synced = False
         try:
             with self._lock:  # every frame counted in upto is in fd, retiring's or older
-                upto, fd, segment, retiring = (
+                upto, fd, segment, retiring, puts = (
                     self._appended,
                     self._fd,
                     self._segment,
                     self._retiring,
+                    self._put_backs,
                 )
             # _fd_lock, not _lock: appends go on while we wait for the disk. A file is
             # closed only under _fd_lock and after its fsync (_closed_through says which).
             for _ in range(3):
-                moved = self._sync_files(fd, segment, retiring)
+                moved = self._sync_files(fd, segment, retiring, puts)
                 if moved is None:
                     break
                 with self._lock, self._fd_lock:  # put back where it belongs, appends held
-                    self._put_back(moved)
+                    if moved != PUT_BACK:
+                        self._put_back(moved)
                     # the files as they are now hold every frame up to upto: pass again
                     fd, segment, retiring = self._fd, self._segment, self._retiring
+                    puts = self._put_backs
             else:
                 raise OSError(errno.ESTALE, "the spool's segment keeps being removed underneath")
             with self._fd_lock:
@@ -286,13 +290,19 @@ class Wal(WatchedFiles):
                     self._synced = max(self._synced, upto)
                 self._sync.notify_all()
 
-    def _sync_files(self, fd: int, segment: int, retiring: Retiring | None) -> int | None:
+    def _sync_files(self, fd: int, segment: int, retiring: Retiring | None,
+                    puts: int) -> int | None:  # fmt: skip
         """One pass of :meth:`sync` over the files: finish a rotation, fsync ``fd``.
         Returns None, or the segment whose file (numbered, or the spare) is no longer
-        under its name (:class:`Moved`): :meth:`_put_back` it, then pass again."""
+        under its name (:class:`Moved`): :meth:`_put_back` it, then pass again; or
+        :data:`PUT_BACK` when a file was put back since ``fd`` was read (``puts``, the
+        count then: the watch took its turn between, closing the descriptor read): pass
+        again with the copy's (on disk with all it held, :meth:`_copy_out`)."""
         with self._fd_lock:
             if self._closed:
                 raise WalFull(errno.EBADF, "the spool is closed (shutting down)")
+            if self._put_backs != puts:
+                return PUT_BACK
             if retiring is not None:  # a rotation: the old file first, then number fd's
                 try:
                     self._retire(retiring)

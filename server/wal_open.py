@@ -69,6 +69,9 @@ class OpenFiles:
         self._synced = 0  # frames known to be on disk
         self._closed = False
         self._ids: dict[int, Identity] = {}  # closed segment -> identity (wal_rescue)
+        # files put back so far (a descriptor replaced and the old one closed): a sync that
+        # read a descriptor before one must read it again (under ``self._fd_lock``)
+        self._put_backs = 0
 
     def _put_back(self, segment: int) -> None:
         """:class:`Moved`'s file copied where it belongs: the spare of an unfinished
@@ -107,6 +110,7 @@ class OpenFiles:
         path = self._path(retiring.segment + 1)
         size = os.fstat(self._fd).st_size
         fd = self._copy_out(self._fd, path)
+        self._put_backs += 1
         assert self._spares is not None  # a spare was taken
         os.close(self._fd)
         self._fd = fd
@@ -153,6 +157,7 @@ class OpenFiles:
             retiring.fd = self._copy_out(fd, self._path(segment))
         else:
             return
+        self._put_backs += 1
         size = os.fstat(fd).st_size
         os.close(fd)
         log.error("%s was removed or replaced while the spool wrote into it: what it held "

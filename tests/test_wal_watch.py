@@ -110,11 +110,40 @@ def test_a_file_the_watch_put_back_before_a_sync_s_turn_is_not_copied_again(
     the name holding its file again and copies nothing (it copied it twice, said twice)."""
     directory, wal = synced_log(tmp_path, 2)
     os.unlink(numbered(directory, 0))
-    assert wal._sync_files(wal._fd, 0, None) == 0  # the sync's finding: segment 0
+    assert wal._sync_files(wal._fd, 0, None, wal._put_backs) == 0  # the sync's finding: 0
     assert wal.watch() is False  # the watch's turn comes first
     with wal._lock, wal._fd_lock:
         wal._put_back(0)  # then the sync's
     errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
     assert len(errors) == 1 and "(found by the watch)" in errors[0]
     assert len(read_frames(numbered(directory, 0).read_bytes())[0]) == 2
+    wal.close()
+
+
+def test_a_sync_whose_descriptor_the_watch_put_back_meanwhile_syncs_the_copy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A sync reads the current descriptor (append lock), then waits for the descriptor
+    lock; the watch takes its turn between and puts the removed file back, closing that
+    descriptor. The sync must fsync the copy, not the closed descriptor (EBADF: the push
+    refused with a 503, or a descriptor number reused by another file)."""
+    directory, wal = synced_log(tmp_path, 2)
+    wal.append("t", PAD)  # not yet on disk: the sync below has work
+    syncs = wal.syncs
+    original = type(wal)._sync_files
+    turns: list[int] = []
+
+    def watch_first(self: object, fd: int, *args: object) -> int | None:
+        if not turns:  # the first pass only: the watch's turn comes between
+            os.unlink(numbered(directory, 0))
+            assert wal.watch() is False
+        turns.append(fd)
+        return original(wal, fd, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(type(wal), "_sync_files", watch_first)
+    wal.sync()  # raised EBADF: the descriptor it read was closed by the put back
+    assert len(turns) == 2 and turns[1] == wal._fd != turns[0]
+    assert wal.syncs == syncs + 1 and len(read_frames(numbered(directory, 0).read_bytes())[0]) == 3
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and "(found by the watch)" in errors[0]
     wal.close()
