@@ -311,4 +311,4 @@ def recent(now: Any, services: set[str], current: dict[str, int] | None = None, 
     floor, found = notes_on(derived(None), False)
     if floor is not None:  # a note saved on an incident that may have ended before the cut
         _, found = notes_on(derived(floor), True)
-    return [copy(i) for i in found]  # callers set notes on theirs (the feed's cleared ones)
+    return [copy(i) for i in found]  # theirs: the kept ones are shared by later requests
