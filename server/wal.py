@@ -94,6 +94,7 @@ class Wal(WatchedFiles):
         self._sync = threading.Condition()
         self._syncing = False
         self.syncs = 0  # fsyncs done by sync(): fewer than its callers, by group commit
+        self._intent_warned = False  # an intent not fsynced was said (until a sync works)
         self._batch_segment: dict[str, int] = {}
         self._next_id = 0
         self.damaged_bytes = self.damage_found = 0  # found by recovery: bytes, places
@@ -210,7 +211,12 @@ class Wal(WatchedFiles):
         try:
             self.sync()
         except OSError as exc:  # written (a kill -9 keeps it); only a power cut could not
-            log.warning("could not fsync the intent of batch %s: %s", batch_id, exc)
+            if not self._intent_warned:  # once until a sync succeeds: not once a request
+                self._intent_warned = True
+                log.warning("could not fsync the intent of batch %s: %s (said once until "
+                            "the spool syncs again)", batch_id, exc)  # fmt: skip
+        else:
+            self._intent_warned = False
 
     def mark_done(self, batch_id: str, records: list[Record]) -> None:
         """The batch is stored: write ``DONE`` and delete segments with nothing left.
@@ -234,7 +240,8 @@ class Wal(WatchedFiles):
         # push's append waits on the lock: the files go once it is released. Nothing
         # reads a done segment; one left by a crash here is deleted at the next start.
         for path, size in unlink:
-            path.unlink(missing_ok=True)
+            if not self._remove(path):
+                continue
             with self._lock:
                 self.freed += size
         if unlink:  # an inode came free: the next file, ready
@@ -386,7 +393,12 @@ class Wal(WatchedFiles):
                 written = os.write(self._fd, view)
                 view = view[written:]
         except OSError as exc:
-            os.ftruncate(self._fd, start)  # no half frame left behind
+            try:
+                os.ftruncate(self._fd, start)  # no half frame left behind
+            except OSError:  # an immutable file (chattr +i): any half frame is skipped at
+                # read (a frame's length and checksum), later frames counted where they land
+                with contextlib.suppress(OSError):
+                    self._sizes[self._segment] = os.fstat(self._fd).st_size
             raise WalFull(
                 exc.errno or errno.EIO, f"cannot write the spool: {exc.strerror}"
             ) from None

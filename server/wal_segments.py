@@ -28,12 +28,16 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import os
 from pathlib import Path
 
+from server.core.files import remove_own
 from server.wal_format import MIN_SEGMENT_BYTES, RESERVE_BYTES, WalFull, segment_size
 from server.wal_open import Moved, OpenFiles, Retiring
 from server.wal_spare import OPEN_FLAGS, Preparer, Spares
+
+log = logging.getLogger("lightbulb.wal")
 
 
 class SegmentFiles(OpenFiles):
@@ -249,5 +253,17 @@ class SegmentFiles(OpenFiles):
         if unlink is not None:
             unlink.append((self._path(segment), size))  # freed once it is gone
             return
-        self._path(segment).unlink(missing_ok=True)
-        self.freed += size
+        if self._remove(self._path(segment)):
+            self.freed += size
+
+    @staticmethod
+    def _remove(path: Path) -> bool:
+        """Delete a stored segment's file (:func:`remove_own`); False, said, when it stays:
+        a directory at its name (someone else's) or an immutable file. Never raises: a
+        push or a stop must not fail over a file it no longer needs (atk21)."""
+        left = remove_own(path)
+        if left is None:
+            return True
+        log.warning("%s is stored and no longer needed, but could not be deleted (%s): "
+                    "remove it by hand", path, left.strerror or left)  # fmt: skip
+        return False

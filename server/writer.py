@@ -103,6 +103,7 @@ class Writer:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.spool_state = SpoolState(spool.wal.directory, clock)
+        self._write_off_said = False  # a refused push not written off was said (episode)
         self.inserter = Inserter(self, storage, spool, before_first_write)
         self.inserter.recover()
         if spool.wal.open_error is not None:  # a start on a full disk: said now, not at a push
@@ -157,6 +158,7 @@ class Writer:
             self._discard(records)
             raise Busy(f"not stored: {exc.strerror or exc}", DISK_RETRY, 503) from None
         self.spool_state.ok()
+        self._write_off_said = False
         self.inserter.take(records)
 
     def _discard(self, records: list[Record]) -> None:
@@ -166,8 +168,11 @@ class Writer:
             try:
                 wal.mark_batch(token, record.table, [record])
             except WalFull:  # a crash before the disk frees up would store them after all
-                log.warning("could not write off %d %s rows of a refused request",
-                            record.rows, record.table)  # fmt: skip
+                if not self._write_off_said:  # once until a push is stored: not each one
+                    self._write_off_said = True
+                    log.warning("could not write off %d %s rows of a refused request (said "
+                                "once until a push is stored again)", record.rows,
+                                record.table)  # fmt: skip
             wal.mark_done(token, [record])
 
     def sync(self) -> None:

@@ -147,6 +147,23 @@ def empty_regular(path: Path) -> bool:
     return stat.S_ISREG(st.st_mode) and st.st_size == 0
 
 
+def remove_own(path: Path) -> OSError | None:
+    """Remove ``path`` (a file the caller made, or a link someone put at its name), never
+    raising: a directory at its name is someone else's and left where it is (``rmdir``
+    would be wrong, ``unlink`` raises IsADirectoryError), and a file that cannot be
+    removed (an immutable one: EPERM) stays. Returns why it stayed (None: gone, or was
+    already)."""
+    try:
+        if stat.S_ISDIR(os.lstat(path).st_mode):
+            return IsADirectoryError(errno.EISDIR, "a directory is at the file's name", str(path))
+        path.unlink()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return exc
+    return None
+
+
 def sync_directory(directory: Path) -> None:
     """fsync ``directory``: the entries created, renamed or removed in it survive a crash."""
     fd = os.open(directory, os.O_RDONLY)

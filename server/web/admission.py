@@ -311,8 +311,9 @@ class Door:
         return slowest[1] if slowest else None
 
     def answered(self, refusal: Refusal, request: Parser) -> None:
-        """Count ``refusal`` of a push, written to its client (one thread answers them
-        all); other requests turned away while stopping are not pushes refused."""
+        """Count ``refusal`` of a push, about to be written to its client (one thread
+        answers them all); other requests turned away while stopping are not pushes
+        refused."""
         if not is_push(request):
             if refusal.status == 503 and refusal is not STOPPING:
                 self.stats.reads_refused += 1

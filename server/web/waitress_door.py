@@ -182,8 +182,10 @@ class _Task(WSGITask):  # type: ignore[misc]
             self.set_close_on_finish()
         self.content_length = len(body)
         self.complete = True
-        self.write(body)
+        # counted before it is written: a client that reads the answer and then the
+        # counters (/metrics, a test) sees it counted (it raced the count: CI, loaded)
         self.channel.server.door.answered(refusal, self.request)
+        self.write(body)
 
 
 def client_gone(channel: Any) -> bool:

@@ -1,0 +1,122 @@
+"""Spool files turned into what the log cannot write or delete: a push is refused, never a 500.
+
+A fresh attacker (atk21) made the current segment's name a directory, or the segment
+immutable (``chattr +i``), while clients pushed: each time one push got a 500 with a
+traceback (an IsADirectoryError from deleting a stored segment, an EPERM from cleaning
+up a failed append), the insert loop logged a traceback 6-8 times a second, and a stop
+crashed. Every failure of the spool's files must be a 503 (``Busy``), said once, and
+every acknowledged row stored once the files are the log's again.
+
+A real writer, spool and embedded engine; the files are changed as a user would.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from server.schema import Target, apply_schema
+from server.spool import Spool
+from server.storage.embedded import EmbeddedStorage
+from server.tables import WRITTEN_TABLES
+from server.writer import Busy, Writer
+from tests.test_wal_damage import ROWS, numbers, open_writer, push
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[EmbeddedStorage]:
+    store = EmbeddedStorage(tmp_path / "db", "monitor")
+    apply_schema(store, Target("monitor"))
+    yield store
+    store.close()
+
+
+def current(spool: Path) -> Path:
+    return sorted((spool / "wal").glob("*.wal"))[-1]
+
+
+def pushes(writer: Writer, first: int, count: int) -> tuple[list[int], int]:
+    """Pushes ``first`` .. ``first + count - 1``: those answered (acknowledged), and how
+    many were refused with a 503. Anything else raised fails the test."""
+    answered, refused = [], 0
+    for request in range(first, first + count):
+        try:
+            push(writer, request)
+        except Busy as exc:
+            assert exc.status == 503, exc
+            refused += 1
+        else:
+            answered.append(request)
+    return answered, refused
+
+
+def rows_of(requests: list[int]) -> list[int]:
+    return sorted(r * ROWS + i for r in requests for i in range(ROWS))
+
+
+def errors(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+
+
+def test_directories_at_segments_names_refuse_pushes_and_lose_nothing(
+    store: EmbeddedStorage, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """At a closed segment's name (found when its rows are stored and it is deleted) and
+    at the current one's (it cannot be put back under its name): pushes refused, the
+    directories left as they are, nothing lost or stored twice."""
+    spool = tmp_path / "spool"
+    writer = Writer(store, Spool(spool, 512 * 2**10), columns=WRITTEN_TABLES)  # 64 KiB segments
+    acknowledged, _ = pushes(writer, 0, 60)
+    closed = sorted((spool / "wal").glob("*.wal"))
+    assert len(closed) >= 3  # rotated: closed segments, then the current one
+    for name in (closed[0], closed[-1]):
+        os.unlink(name)
+        name.mkdir()  # someone's directory where the log's file was
+        (name / "theirs").write_text("x")
+    more, refused = pushes(writer, 60, 30)
+    assert refused >= 2  # the current file cannot be put back under its name
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    # each refused push's rows written off: that it could not be fsynced said once
+    assert sum("could not fsync the intent" in w for w in warned) == 1, warned
+    writer.flush()  # inserts, and deletes what is stored: never a directory
+    assert all((name / "theirs").read_text() == "x" for name in (closed[0], closed[-1]))
+    (closed[-1] / "theirs").unlink()
+    closed[-1].rmdir()
+    later, refused_after = pushes(writer, 90, 5)
+    assert refused_after == 0 and len(later) == 5
+    writer.stop()
+    stored = numbers(store)
+    assert stored == sorted(set(stored))  # nothing twice
+    assert set(rows_of(acknowledged + more + later)) <= set(stored)
+    assert any("could not be deleted" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="chattr +i needs root")
+def test_an_immutable_current_segment_refuses_pushes_with_503_and_stops_cleanly(
+    store: EmbeddedStorage, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    spool = tmp_path / "spool"
+    writer = open_writer(store, spool)
+    acknowledged, _ = pushes(writer, 0, 5)
+    name = current(spool)
+    if subprocess.run(["chattr", "+i", str(name)], check=False).returncode:
+        pytest.skip("this filesystem has no immutable flag")
+    try:
+        more, refused = pushes(writer, 5, 10)
+        assert refused == 10 and more == []  # an append to an immutable file: EPERM
+        writer.flush()
+    finally:
+        subprocess.run(["chattr", "-i", str(name)], check=True)
+    later, refused_after = pushes(writer, 15, 5)
+    assert refused_after == 0
+    writer.stop()
+    stored = numbers(store)
+    assert stored == sorted(set(stored)) and set(rows_of(acknowledged + later)) <= set(stored)
+    said = [e for e in errors(caplog) if "cannot write the spool" in e]
+    assert len(said) == 1, errors(caplog)  # once for the episode, not once a push
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert sum("could not write off" in w or "the intent" in w for w in warned) <= 1, warned
