@@ -325,6 +325,8 @@ class Writer:
                 self.commit()
                 self.spool.wal.sync()
                 self._watch()
+            except OSError as exc:  # a file that cannot be put back (a directory at its
+                self.spool_state.failed(exc)  # name): said once per episode (atk21)
             except Exception:  # the writer must outlive any single failure
                 log.exception("committing rows to the spool failed")
 

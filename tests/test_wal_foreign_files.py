@@ -24,7 +24,8 @@ from server.spool import Spool
 from server.storage.embedded import EmbeddedStorage
 from server.tables import WRITTEN_TABLES
 from server.writer import Busy, Writer
-from tests.test_wal_damage import ROWS, numbers, open_writer, push
+from tests.conftest import wait_until
+from tests.test_wal_damage import ROWS, numbers, open_writer, push, row
 
 
 @pytest.fixture
@@ -120,3 +121,27 @@ def test_an_immutable_current_segment_refuses_pushes_with_503_and_stops_cleanly(
     assert len(said) == 1, errors(caplog)  # once for the episode, not once a push
     warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert sum("could not write off" in w or "the intent" in w for w in warned) <= 1, warned
+
+
+def test_the_writer_s_own_syncs_say_a_file_it_cannot_put_back_once(
+    store: EmbeddedStorage, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The writer's loop syncs the log every ``flush_interval``: a file it cannot put back
+    (a directory at its name) was a traceback at each (``committing rows to the spool
+    failed``), then at the stop. Now the spool's failure, said once, counted each time."""
+    spool = tmp_path / "spool"
+    writer = Writer(store, Spool(spool, 10**9), columns=WRITTEN_TABLES, flush_interval=0.05)
+    writer.start()
+    acknowledged, _ = pushes(writer, 0, 3)
+    name = current(spool)
+    os.unlink(name)
+    name.mkdir()
+    failures = writer.spool_state.failures
+    writer.add("service_status", row(10_000))  # buffered: the loop's sync meets the directory
+    assert wait_until(lambda: writer.spool_state.failures >= failures + 3, 20)
+    writer.stop()
+    assert not [r for r in caplog.records if r.exc_info], [r.getMessage() for r in caplog.records]
+    said = [e for e in errors(caplog) if "cannot write the spool" in e]
+    assert len(said) == 1, errors(caplog)
+    name.rmdir()
+    assert set(rows_of(acknowledged)) <= set(numbers(store))
