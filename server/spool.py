@@ -102,6 +102,9 @@ class Spool:
         if not self.rejected_dir.is_dir():
             return
         for path in self.rejected_dir.iterdir():
+            if path.is_symlink():  # never followed: it may lead anywhere (atk21)
+                yield path, "a symbolic link, not followed (not a set-aside batch)"
+                continue
             if path.suffix != ".json" or not path.is_file():
                 yield path, "not a set-aside batch (*.json)"
                 continue

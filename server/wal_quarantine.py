@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from stat import S_ISDIR
 
 from server.core.files import own_directory, sync_directory
 
@@ -51,17 +52,19 @@ class Quarantine:
         self._sequence = itertools.count()
 
     def entries(self) -> list[Quarantined]:
-        """Every ``*.bad`` file in the directory, oldest first; [] if none (other files
-        there, an operator's notes say, are neither listed, counted nor removed)."""
+        """Every ``*.bad`` entry in the directory but a directory, oldest first; [] if none
+        (other files there, an operator's notes say, are neither listed, counted nor
+        removed). Not followed: a FIFO or link the log set aside there (found at a
+        segment's name) is listed and dropped as itself (atk21: a FIFO was neither)."""
         found: list[Quarantined] = []
         if not self.directory.is_dir():
             return found
         for path in self.directory.glob(f"*{SUFFIX}"):
             try:
-                stat = path.stat()
+                stat = path.lstat()
             except OSError:  # removed meanwhile
                 continue
-            if path.is_file():
+            if not S_ISDIR(stat.st_mode):
                 found.append(Quarantined(path, stat.st_size, stat.st_mtime))
         return sorted(found, key=lambda q: (q.at, q.path.name))
 

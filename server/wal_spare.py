@@ -88,11 +88,13 @@ class Spares:
             fd, self._fd = self._fd, -1
             st = os.fstat(fd)
             if st.st_nlink != 1:  # linked elsewhere since it was made: not ours alone (atk18)
-                os.close(fd)
+                os.close(fd)  # or, no link left, removed or replaced (a symlink there: atk21)
+                why = ("had another name (a hard link) made to it" if st.st_nlink > 1
+                       else "was removed or replaced underneath")  # fmt: skip
                 with contextlib.suppress(OSError):
                     (self.directory / SPARE).unlink()
-                log.warning("%s had another name (a hard link) made to it: not written; "
-                            "the log rotates without it", self.directory / SPARE)  # fmt: skip
+                log.warning("%s %s: not written; the log rotates without it",
+                            self.directory / SPARE, why)  # fmt: skip
                 return -1
             self._taken = True
             self._taken_id = (st.st_dev, st.st_ino)

@@ -53,12 +53,17 @@ def test_spool_list_and_drop_need_only_the_scheduler_settings_and_show_strays(
     spool.set_aside(Batch("b-one", "service_status", STATUS_COLUMNS, rows), "Code 6: bad")
     (spool.rejected_dir / "notes.txt").write_text("an operator's note\n")
     (spool.rejected_dir / "broken.json").write_text("{not json\n")
+    # a link to a batch file outside: never followed (atk21: read through, /etc/shadow)
+    outside = tmp_path / "outside.json"
+    outside.write_text((spool.rejected_dir / "b-one.json").read_text().replace("b-one", "b-two"))
+    (spool.rejected_dir / "shadow.json").symlink_to(outside)
     assert "LB_UNSET_HOOK_URL" not in os.environ
     listed = run_cli("-m", "server.cli", "spool", "list", "--config", str(config))
     assert listed.returncode == 0, listed.stderr
     assert "1 batches set aside" in listed.stdout and "b-one" in listed.stdout
-    assert "2 files in" in listed.stdout and "broken.json: unreadable" in listed.stdout
-    assert "notes.txt: not a set-aside batch" in listed.stdout
+    assert "3 files in" in listed.stdout and "broken.json: unreadable" in listed.stdout
+    assert "notes.txt: not a set-aside batch" in listed.stdout and "b-two" not in listed.stdout
+    assert "shadow.json: a symbolic link, not followed" in listed.stdout
     assert "problems elsewhere" in listed.stderr
     replay = run_cli("-m", "server.cli", "spool", "replay", "--all", "--config", str(config))
     assert replay.returncode == 2 and "LB_UNSET_HOOK_URL" in replay.stderr  # needs it all
@@ -66,7 +71,9 @@ def test_spool_list_and_drop_need_only_the_scheduler_settings_and_show_strays(
     assert dropped.returncode == 0 and "b-one: dropped" in dropped.stdout
     again = run_cli("-m", "server.cli", "spool", "drop", "--all", "--config", str(config))
     assert again.returncode == 0 and "no batches set aside" in again.stdout
-    assert sorted(p.name for p in spool.rejected_dir.iterdir()) == ["broken.json", "notes.txt"]
+    assert sorted(p.name for p in spool.rejected_dir.iterdir()) == [
+        "broken.json", "notes.txt", "shadow.json"]  # fmt: skip
+    assert "b-two" in outside.read_text()
 
 
 def test_metrics_and_healthz_answer_from_memory_while_clickhouse_is_down(tmp_path: Path) -> None:

@@ -127,3 +127,24 @@ def test_a_symlink_in_place_of_the_quarantine_is_never_written_through(
     assert sorted(p.read_bytes() for p in home.iterdir()) == [b"again", b"damaged"]
     warned = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warned) == 1 and "symbolic link" in warned[0].getMessage()
+
+
+def test_a_fifo_or_link_set_aside_in_the_quarantine_is_listed_and_dropped_as_itself(
+    tmp_path: Path,
+) -> None:
+    """A FIFO found at a segment's name is set aside into the quarantine as it is: it was
+    neither listed nor dropped (atk21: "nothing to do" while it stayed). A link there is
+    dropped as a link, its target kept."""
+    quarantine = Quarantine(tmp_path / "quarantine", CAP)
+    quarantine.directory.mkdir()
+    os.mkfifo(quarantine.directory / "20261202T000000.000Z-0000-000000000001.wal-0.bad")
+    outside = tmp_path / "outside"
+    outside.write_text("keep")
+    os.symlink(outside, quarantine.directory / "20261202T000001.000Z-0001-linked-0.bad")
+    (quarantine.directory / "notes.txt").write_text("an operator's")
+    found = quarantine.entries()
+    assert len(found) == 2
+    for entry in found:
+        quarantine.drop(entry)
+    assert [p.name for p in quarantine.directory.iterdir()] == ["notes.txt"]
+    assert outside.read_text() == "keep"

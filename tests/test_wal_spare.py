@@ -11,8 +11,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pyarrow as pa
+import pytest
 
 from server.wal import MIN_SEGMENT_BYTES, Wal
+from server.wal_spare import SPARE
+from tests.test_wal_rotation import PAD, numbered, open_log
 
 
 @contextmanager
@@ -59,3 +62,35 @@ def test_a_process_out_of_descriptors_still_rotates_marks_and_frees_its_log(
     pending, batches = again.recover()
     assert ([r.id for r in pending], batches) == ([r.id for r in more], [])
     again.close()
+
+
+@pytest.mark.parametrize(("link", "said"), [
+    ("hard", "had another name (a hard link) made to it"),
+    ("symbolic", "was removed or replaced underneath"),
+])  # fmt: skip
+def test_a_spare_linked_or_replaced_before_its_rotation_is_not_used_and_said_as_it_is(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, link: str, said: str
+) -> None:
+    """The spare made ahead is taken at a rotation only if it is still the log's alone:
+    a second name made to it, or its name replaced (a symbolic link there; atk21: said
+    to be a hard link), leaves it unused, said with its own cause."""
+    directory = tmp_path / "wal"
+    outside = tmp_path / "outside.json"
+    outside.write_text('{"keep": true}')
+    wal = open_log(directory)
+    wal.wait_spares()
+    spare = directory / SPARE
+    if link == "hard":
+        os.link(spare, tmp_path / "second-name")
+    else:
+        os.unlink(spare)
+        os.symlink(outside, spare)
+    for _ in range(6):  # through a rotation: the spare is looked at as it is taken
+        wal.append("t", PAD)
+    wal.sync()
+    assert numbered(directory, 1).exists() and outside.read_text() == '{"keep": true}'
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert [w for w in warned if "not written; the log rotates without it" in w] == [
+        f"{spare} {said}: not written; the log rotates without it"
+    ]
+    wal.close()
