@@ -1,12 +1,18 @@
 """Whether stored data changed since an answer was worked out from it, and what it read.
 
-ClickHouse changes a table's contents only by replacing its set of active parts:
-every insert adds a part with a name never used before (its block number is new),
-and merges, TTL deletions and mutations replace parts by ones of new names. So the
-names of a table's active parts (:func:`part_tokens`, one hash per table, one
-statement of ``system.parts``) say whether anything in it may have changed: equal
-hashes, equal contents (a merge changes the hash without changing the contents,
-which costs a recomputation, never a stale answer). On a cluster the parts of every
+ClickHouse changes a table's contents only by changing its active parts: every
+insert adds a part of a block number never used before (higher than any in the
+table), a mutation (``ALTER … DELETE``, a lightweight ``DELETE``) gives its parts a
+data version past their first block, and a TTL deletion or a dropped part leaves
+fewer rows. A merge changes none of these: it replaces parts by one covering the
+same blocks with the same rows. So per partition the first and last block, the
+rows and the newest mutation (:func:`part_tokens`, one hash per table, one statement
+of ``system.parts``) say whether anything in it may have changed: equal hashes,
+equal contents, and a background merge leaves kept answers kept (each insert is
+followed by merges: with part names they cost a second recomputation). A merge
+that folds rows (Replacing, Aggregating: fewer rows, same contents) changes the
+hash without changing the contents, which costs a recomputation, never a stale
+answer. On a cluster the parts of every
 replica are hashed (``clusterAllReplicas``): a read may go to any of them, and a
 replica that fetches a part it lacked changes the hash too. Sharded tables hold
 their parts in ``<name>_local``; :func:`same` looks under both names.
@@ -26,24 +32,29 @@ from server.storage.base import Params, Row, Storage
 _CLUSTER_NAME = re.compile(r"[A-Za-z0-9_-]+")  # what clickhouse.cluster.name admits
 LOCAL = "_local"  # a sharded table's parts live in <name>_local (server.schema)
 
-Tokens = Mapping[str, int]  # table name -> hash of its active parts' names
+Tokens = Mapping[str, int]  # table name -> hash of its partitions' blocks, rows, mutations
 
 
 def part_tokens(storage: Storage, tables: Collection[str]) -> dict[str, int]:
     """One hash per table of ``tables`` (or its ``_local`` twin) in ``storage.database``
-    that has parts: of its active parts' names (every replica's on a cluster). Read
-    *before* what it vouches for: a part added in between makes the next comparison
-    differ (a recomputation), never the reverse. Raises StorageError."""
+    that has parts: of each partition's first and last block, rows and newest
+    mutation over its active parts (every replica's on a cluster; see the module's
+    docstring). Read *before* what it vouches for: a part added in between makes the
+    next comparison differ (a recomputation), never the reverse. Raises StorageError."""
     cluster = storage.cluster
     source = "system.parts"
     if cluster:
         if not _CLUSTER_NAME.fullmatch(cluster):
             raise ValueError(f"cluster name {cluster!r}: letters, digits, _ and - only")
         source = f"clusterAllReplicas('{cluster}', system.parts)"
+    # an unmutated part's data version is its first block; a mutated one's is past it
     rows = storage.query(
-        "SELECT table, cityHash64(arraySort(groupArray(name))) AS parts "
+        "SELECT table, cityHash64(arraySort(groupArray((partition_id, lo, hi, n, v)))) AS parts "
+        "FROM (SELECT table, partition_id, min(min_block_number) AS lo, "
+        "max(max_block_number) AS hi, sum(rows) AS n, "
+        "max(if(data_version = min_block_number, 0, data_version)) AS v "
         f"FROM {source} WHERE database = {{db:String}} AND active "
-        "AND table IN {tables:Array(String)} GROUP BY table"
+        "AND table IN {tables:Array(String)} GROUP BY table, partition_id) GROUP BY table"
         + (" SETTINGS skip_unavailable_shards = 1" if cluster else ""),
         {"db": storage.database, "tables": [n for t in tables for n in (t, t + LOCAL)]},
     )
