@@ -105,8 +105,11 @@ class Spool:
             if path.is_symlink():  # never followed: it may lead anywhere (atk21)
                 yield path, "a symbolic link, not followed (not a set-aside batch)"
                 continue
-            if path.suffix != ".json" or not path.is_file():
+            if path.suffix != ".json":
                 yield path, "not a set-aside batch (*.json)"
+                continue
+            if not path.is_file():
+                yield path, "not a regular file (not a set-aside batch)"
                 continue
             try:
                 with open(path, encoding="utf-8") as handle:

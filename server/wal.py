@@ -370,9 +370,12 @@ class Wal(WatchedFiles):
             if self._spares is not None:
                 self._spares.close()
             if not any(self._outstanding.values()):  # all stored: nothing to keep
-                for segment in sorted(self._sizes):
-                    self._delete(segment)
-                (self.directory / UNMARKED).unlink(missing_ok=True)
+                left = [s for s in sorted(self._sizes) if not self._delete(s)]
+                # a segment that stays (immutable, a directory at its name) may hold records
+                # stored without a mark: the flag stays with it, so the next start checks
+                # them against ClickHouse instead of storing them again (atk22)
+                if not left:
+                    (self.directory / UNMARKED).unlink(missing_ok=True)
 
     # -- internals (hold self._lock) -----------------------------------------------------------
     def _write(self, kind: int, payload: bytes) -> int:

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from stat import S_ISDIR
+from stat import S_ISDIR, S_ISREG
 
 from server.core.files import own_directory, sync_directory
 
@@ -64,8 +64,9 @@ class Quarantine:
                 stat = path.lstat()
             except OSError:  # removed meanwhile
                 continue
-            if not S_ISDIR(stat.st_mode):
-                found.append(Quarantined(path, stat.st_size, stat.st_mtime))
+            if not S_ISDIR(stat.st_mode):  # a link's or FIFO's size is no bytes of the log
+                size = stat.st_size if S_ISREG(stat.st_mode) else 0
+                found.append(Quarantined(path, size, stat.st_mtime))
         return sorted(found, key=lambda q: (q.at, q.path.name))
 
     def keep(self, segment: str, offset: int, data: bytes) -> tuple[Path, int]:

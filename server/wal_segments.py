@@ -246,15 +246,19 @@ class SegmentFiles(OpenFiles):
         self._reclaim()
         return self.freed > before
 
-    def _delete(self, segment: int, unlink: list[tuple[Path, int]] | None = None) -> None:
+    def _delete(self, segment: int, unlink: list[tuple[Path, int]] | None = None) -> bool:
+        """Forget ``segment`` (every record in it stored) and delete its file, or hand it to
+        ``unlink`` to delete off the lock. False when its file stays (:meth:`_remove`)."""
         size = self._sizes.pop(segment, 0)
         self._outstanding.pop(segment, None)
         self._ids.pop(segment, None)
         if unlink is not None:
             unlink.append((self._path(segment), size))  # freed once it is gone
-            return
-        if self._remove(self._path(segment)):
-            self.freed += size
+            return True
+        if not self._remove(self._path(segment)):
+            return False
+        self.freed += size
+        return True
 
     @staticmethod
     def _remove(path: Path) -> bool:

@@ -57,11 +57,13 @@ def test_spool_list_and_drop_need_only_the_scheduler_settings_and_show_strays(
     outside = tmp_path / "outside.json"
     outside.write_text((spool.rejected_dir / "b-one.json").read_text().replace("b-one", "b-two"))
     (spool.rejected_dir / "shadow.json").symlink_to(outside)
+    os.mkfifo(spool.rejected_dir / "r-fifo.json")  # named as a batch, no file: never opened
     assert "LB_UNSET_HOOK_URL" not in os.environ
     listed = run_cli("-m", "server.cli", "spool", "list", "--config", str(config))
     assert listed.returncode == 0, listed.stderr
     assert "1 batches set aside" in listed.stdout and "b-one" in listed.stdout
-    assert "3 files in" in listed.stdout and "broken.json: unreadable" in listed.stdout
+    assert "4 files in" in listed.stdout and "r-fifo.json: not a regular file" in listed.stdout
+    assert "3 files in" not in listed.stdout and "broken.json: unreadable" in listed.stdout
     assert "notes.txt: not a set-aside batch" in listed.stdout and "b-two" not in listed.stdout
     assert "shadow.json: a symbolic link, not followed" in listed.stdout
     assert "problems elsewhere" in listed.stderr
@@ -72,7 +74,7 @@ def test_spool_list_and_drop_need_only_the_scheduler_settings_and_show_strays(
     again = run_cli("-m", "server.cli", "spool", "drop", "--all", "--config", str(config))
     assert again.returncode == 0 and "no batches set aside" in again.stdout
     assert sorted(p.name for p in spool.rejected_dir.iterdir()) == [
-        "broken.json", "notes.txt", "shadow.json"]  # fmt: skip
+        "broken.json", "notes.txt", "r-fifo.json", "shadow.json"]  # fmt: skip
     assert "b-two" in outside.read_text()
 
 

@@ -23,6 +23,7 @@ from server.schema import Target, apply_schema
 from server.spool import Spool
 from server.storage.embedded import EmbeddedStorage
 from server.tables import WRITTEN_TABLES
+from server.wal_spare import SPARE
 from server.writer import Busy, Writer
 from tests.conftest import wait_until
 from tests.test_wal_damage import ROWS, numbers, open_writer, push, row
@@ -145,3 +146,29 @@ def test_the_writer_s_own_syncs_say_a_file_it_cannot_put_back_once(
     assert len(said) == 1, errors(caplog)
     name.rmdir()
     assert set(rows_of(acknowledged)) <= set(numbers(store))
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="chattr +i needs root")
+def test_a_segment_left_immutable_at_the_stop_is_not_stored_twice_at_the_next_start(
+    store: EmbeddedStorage, tmp_path: Path
+) -> None:
+    """Pushes acknowledged, then the segment and the spare made immutable: the stop inserts
+    the records without marks (none can be written) and cannot delete the segment. The
+    flag saying records may be stored unmarked went all the same, so the next start
+    stored every one of them again (atk22: every id twice)."""
+    spool = tmp_path / "spool"
+    writer = open_writer(store, spool)
+    acknowledged, _ = pushes(writer, 0, 5)
+    names = [current(spool), spool / "wal" / SPARE]
+    names = [n for n in names if n.exists()]
+    if subprocess.run(["chattr", "+i", *map(str, names)], check=False).returncode:
+        pytest.skip("this filesystem has no immutable flag")
+    try:
+        writer.stop()  # stored, unmarked; the segment stays
+        assert numbers(store) == rows_of(acknowledged)
+    finally:
+        subprocess.run(["chattr", "-i", *map(str, names)], check=True)
+    again = open_writer(store, spool)  # the next start, the files the log's again
+    again.flush()
+    again.stop()
+    assert numbers(store) == rows_of(acknowledged)  # each once
