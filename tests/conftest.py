@@ -104,6 +104,15 @@ def store(tmp_path: Path) -> Iterator[EmbeddedStorage]:
 
 
 @pytest.fixture
+def monitor_store(store: EmbeddedStorage) -> EmbeddedStorage:
+    """:func:`store` with Lightbulb's schema applied (database ``monitor``)."""
+    from server.schema import Target, apply_schema
+
+    apply_schema(store, Target("monitor"))
+    return store
+
+
+@pytest.fixture
 def receiver() -> Iterator[HttpReceiver]:
     """A loopback HTTP receiver of notices (webhook, Slack, PagerDuty, Apprise), per test."""
     from tests.support.receivers import HttpReceiver  # it imports this module's helpers

@@ -14,12 +14,10 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from server.schema import Target, apply_schema
 from server.spool import Spool
 from server.storage.embedded import EmbeddedStorage
 from server.tables import WRITTEN_TABLES
@@ -27,14 +25,6 @@ from server.wal_spare import SPARE
 from server.writer import Busy, Writer
 from tests.conftest import wait_until
 from tests.test_wal_damage import ROWS, numbers, open_writer, push, row
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[EmbeddedStorage]:
-    store = EmbeddedStorage(tmp_path / "db", "monitor")
-    apply_schema(store, Target("monitor"))
-    yield store
-    store.close()
 
 
 def current(spool: Path) -> Path:
@@ -65,13 +55,15 @@ def errors(caplog: pytest.LogCaptureFixture) -> list[str]:
 
 
 def test_directories_at_segments_names_refuse_pushes_and_lose_nothing(
-    store: EmbeddedStorage, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    monitor_store: EmbeddedStorage, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """At a closed segment's name (found when its rows are stored and it is deleted) and
     at the current one's (it cannot be put back under its name): pushes refused, the
     directories left as they are, nothing lost or stored twice."""
     spool = tmp_path / "spool"
-    writer = Writer(store, Spool(spool, 512 * 2**10), columns=WRITTEN_TABLES)  # 64 KiB segments
+    writer = Writer(
+        monitor_store, Spool(spool, 512 * 2**10), columns=WRITTEN_TABLES
+    )  # 64 KiB segments
     acknowledged, _ = pushes(writer, 0, 60)
     closed = sorted((spool / "wal").glob("*.wal"))
     assert len(closed) >= 3  # rotated: closed segments, then the current one
@@ -91,7 +83,7 @@ def test_directories_at_segments_names_refuse_pushes_and_lose_nothing(
     later, refused_after = pushes(writer, 90, 5)
     assert refused_after == 0 and len(later) == 5
     writer.stop()
-    stored = numbers(store)
+    stored = numbers(monitor_store)
     assert stored == sorted(set(stored))  # nothing twice
     assert set(rows_of(acknowledged + more + later)) <= set(stored)
     assert any("could not be deleted" in r.getMessage() for r in caplog.records)
@@ -99,10 +91,10 @@ def test_directories_at_segments_names_refuse_pushes_and_lose_nothing(
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="chattr +i needs root")
 def test_an_immutable_current_segment_refuses_pushes_with_503_and_stops_cleanly(
-    store: EmbeddedStorage, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    monitor_store: EmbeddedStorage, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     spool = tmp_path / "spool"
-    writer = open_writer(store, spool)
+    writer = open_writer(monitor_store, spool)
     acknowledged, _ = pushes(writer, 0, 5)
     name = current(spool)
     if subprocess.run(["chattr", "+i", str(name)], check=False).returncode:
@@ -116,7 +108,7 @@ def test_an_immutable_current_segment_refuses_pushes_with_503_and_stops_cleanly(
     later, refused_after = pushes(writer, 15, 5)
     assert refused_after == 0
     writer.stop()
-    stored = numbers(store)
+    stored = numbers(monitor_store)
     assert stored == sorted(set(stored)) and set(rows_of(acknowledged + later)) <= set(stored)
     said = [e for e in errors(caplog) if "cannot write the spool" in e]
     assert len(said) == 1, errors(caplog)  # once for the episode, not once a push
@@ -125,13 +117,13 @@ def test_an_immutable_current_segment_refuses_pushes_with_503_and_stops_cleanly(
 
 
 def test_the_writer_s_own_syncs_say_a_file_it_cannot_put_back_once(
-    store: EmbeddedStorage, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    monitor_store: EmbeddedStorage, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The writer's loop syncs the log every ``flush_interval``: a file it cannot put back
     (a directory at its name) was a traceback at each (``committing rows to the spool
     failed``), then at the stop. Now the spool's failure, said once, counted each time."""
     spool = tmp_path / "spool"
-    writer = Writer(store, Spool(spool, 10**9), columns=WRITTEN_TABLES, flush_interval=0.05)
+    writer = Writer(monitor_store, Spool(spool, 10**9), columns=WRITTEN_TABLES, flush_interval=0.05)
     writer.start()
     acknowledged, _ = pushes(writer, 0, 3)
     name = current(spool)
@@ -145,19 +137,19 @@ def test_the_writer_s_own_syncs_say_a_file_it_cannot_put_back_once(
     said = [e for e in errors(caplog) if "cannot write the spool" in e]
     assert len(said) == 1, errors(caplog)
     name.rmdir()
-    assert set(rows_of(acknowledged)) <= set(numbers(store))
+    assert set(rows_of(acknowledged)) <= set(numbers(monitor_store))
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="chattr +i needs root")
 def test_a_segment_left_immutable_at_the_stop_is_not_stored_twice_at_the_next_start(
-    store: EmbeddedStorage, tmp_path: Path
+    monitor_store: EmbeddedStorage, tmp_path: Path
 ) -> None:
     """Pushes acknowledged, then the segment and the spare made immutable: the stop inserts
     the records without marks (none can be written) and cannot delete the segment. The
     flag saying records may be stored unmarked went all the same, so the next start
     stored every one of them again (atk22: every id twice)."""
     spool = tmp_path / "spool"
-    writer = open_writer(store, spool)
+    writer = open_writer(monitor_store, spool)
     acknowledged, _ = pushes(writer, 0, 5)
     names = [current(spool), spool / "wal" / SPARE]
     names = [n for n in names if n.exists()]
@@ -165,10 +157,10 @@ def test_a_segment_left_immutable_at_the_stop_is_not_stored_twice_at_the_next_st
         pytest.skip("this filesystem has no immutable flag")
     try:
         writer.stop()  # stored, unmarked; the segment stays
-        assert numbers(store) == rows_of(acknowledged)
+        assert numbers(monitor_store) == rows_of(acknowledged)
     finally:
         subprocess.run(["chattr", "-i", *map(str, names)], check=True)
-    again = open_writer(store, spool)  # the next start, the files the log's again
+    again = open_writer(monitor_store, spool)  # the next start, the files the log's again
     again.flush()
     again.stop()
-    assert numbers(store) == rows_of(acknowledged)  # each once
+    assert numbers(monitor_store) == rows_of(acknowledged)  # each once
